@@ -1,0 +1,160 @@
+"""Journey throughput against a no-op workflow on the same fresh dev server, in the same run.
+
+    make bench            (BENCH_N=1000 by default)
+
+1. Starts the whole stack (as `make run` does) on a fresh data folder and free ports.
+2. Creates BENCH_N prospects and one dual-channel cadence (not timed).
+3. Timed: enrols them all through the outreach API (bounded concurrency) until both first
+   touches (email + SMS) of every journey are recorded in the send ledger as submitted.
+4. Timed: starts BENCH_N no-op workflows on the same server and waits for all to complete.
+Prints both rates and, last, `ratio=<journey rate / no-op rate>`. The machines are shared and
+noisy: only the ratio of two runs measured side by side means anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import httpx
+from temporalio import workflow
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from shared.auth import API_KEY_HEADER
+from shared.devstack import Stack, isolated_env
+
+CONCURRENCY = 32
+API_KEY = "bench-key"
+
+
+@workflow.defn(name="BenchNoOp")
+class NoOp:
+    @workflow.run
+    async def run(self) -> None:
+        return None
+
+
+async def bounded(n: int, limit: int, job: Callable[[int], Awaitable[object]]) -> None:
+    sem = asyncio.Semaphore(limit)
+
+    async def one(i: int) -> None:
+        async with sem:
+            await job(i)
+
+    await asyncio.gather(*(one(i) for i in range(n)))
+
+
+def daytime_zone() -> str:
+    hour = time.gmtime().tm_hour
+    offset = next(o for o in range(-12, 15) if (hour + o) % 24 in (12, 13))
+    return "Etc/GMT" if offset == 0 else f"Etc/GMT{'-' if offset > 0 else '+'}{abs(offset)}"
+
+
+def first_touches(db: Path) -> int:
+    with sqlite3.connect(db, timeout=30) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM messages WHERE touch_key = 'step-0' AND status IN "
+            "('submitted', 'delivered')"
+        ).fetchone()
+    return int(row[0])
+
+
+async def measure_journeys(stack: Stack, n: int) -> float:
+    headers = {API_KEY_HEADER: API_KEY}
+    limits = httpx.Limits(max_connections=CONCURRENCY)
+    async with httpx.AsyncClient(headers=headers, timeout=60, limits=limits) as http:
+        pros, out = stack.base_url("prospecting"), stack.base_url("outreach")
+        await http.post(f"{pros}/reps", json={"name": "Bench Rep", "email": "rep@example.com"})
+        cadence = await http.post(
+            f"{out}/cadences",
+            json={
+                "name": "Bench",
+                "steps": [
+                    {
+                        "channel": "email",
+                        "offset_seconds": 0,
+                        "subject": "Hi",
+                        "body": "Hi {{ first_name }}",
+                    },
+                    {"channel": "sms", "offset_seconds": 0, "body": "Hi {{ first_name }}"},
+                ],
+            },
+        )
+        cadence.raise_for_status()
+        cadence_id = cadence.json()["id"]
+        zone, ids = daytime_zone(), [""] * n
+
+        async def create(i: int) -> None:
+            r = await http.post(
+                f"{pros}/prospects",
+                json={
+                    "first_name": f"P{i}",
+                    "email": f"p{i}-{uuid.uuid4().hex[:6]}@example.com",
+                    "phone": f"+1415{5550000 + i:07d}"[:12],
+                    "timezone": zone,
+                },
+            )
+            r.raise_for_status()
+            ids[i] = r.json()["id"]
+
+        await bounded(n, CONCURRENCY, create)
+        print(f"created {n} prospects", flush=True)
+
+        db = stack.settings.data_dir / "outreach.db"
+        started = time.perf_counter()
+
+        async def enroll(i: int) -> None:
+            r = await http.post(
+                f"{out}/enrollments", json={"prospect_id": ids[i], "cadence_id": cadence_id}
+            )
+            r.raise_for_status()
+
+        await bounded(n, CONCURRENCY, enroll)
+        while first_touches(db) < 2 * n:
+            await asyncio.sleep(0.05)
+        elapsed = time.perf_counter() - started
+    rate = n / elapsed
+    print(f"journeys: {n} enrolled, {2 * n} first touches in {elapsed:.2f}s = {rate:.1f}/s")
+    return rate
+
+
+async def measure_noop(stack: Stack, n: int) -> float:
+    client = await Client.connect(stack.settings.temporal_address)
+    queue = f"bench-noop-{uuid.uuid4().hex[:6]}"
+    async with Worker(client, task_queue=queue, workflows=[NoOp]):
+        started = time.perf_counter()
+        # bounded: thousands of concurrent result waits hit the server's poller limit
+        await bounded(
+            n,
+            100,
+            lambda i: client.execute_workflow(NoOp.run, id=f"noop-{queue}-{i}", task_queue=queue),
+        )
+        elapsed = time.perf_counter() - started
+    rate = n / elapsed
+    print(f"no-op:    {n} workflows completed in {elapsed:.2f}s = {rate:.1f}/s")
+    return rate
+
+
+def main() -> int:
+    n = int(os.environ.get("BENCH_N", "1000"))
+    with tempfile.TemporaryDirectory(prefix="closeflow-bench-") as tmp:
+        env = isolated_env(Path(tmp))
+        env["CLOSEFLOW_API_KEYS"] = API_KEY
+        env["CLOSEFLOW_LOG_LEVEL"] = "WARNING"
+        with open(Path(tmp) / "stack.log", "w") as log, Stack(env=env, output=log) as stack:
+            journey_rate = asyncio.run(measure_journeys(stack, n))
+            noop_rate = asyncio.run(measure_noop(stack, n))
+    print(f"ratio={journey_rate / noop_rate:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,27 @@
+"""The deals API process: qualification, meetings, objections, closing."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from temporalio.client import Client
+
+from services.deals.api import routers
+from shared.app import create_service_app
+from shared.settings import Settings
+
+DESCRIPTION = (
+    "Deals from qualifying to closed: BANT qualification, meetings, objections answered from an "
+    "ops-editable playbook, and closing. Every recorded fact is signalled to the prospect's journey."
+)
+
+
+def create_app(
+    settings: Settings | None = None, *, temporal_client: Client | None = None
+) -> FastAPI:
+    return create_service_app(
+        "deals",
+        settings or Settings(),
+        routers,
+        description=DESCRIPTION,
+        temporal_client=temporal_client,
+    )

@@ -1,0 +1,164 @@
+"""Tables of the deals service: deals, qualification answers, meetings, objections, playbook."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from shared import db
+from shared.contracts.journey import Stage
+
+# Named constraints: SQLite batch migrations can only drop or alter what has a name.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+OPEN_STAGES = (Stage.QUALIFYING, Stage.PRESENTING, Stage.OBJECTIONS, Stage.CLOSING)
+CLOSED_STAGES = (Stage.WON, Stage.LOST, Stage.DISQUALIFIED)
+DEAL_STAGES = OPEN_STAGES + CLOSED_STAGES
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out, on SQLite (which drops offsets) as well."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: store aware datetimes only")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(db.Base):
+    __abstract__ = True
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Deal(Base):
+    __tablename__ = "deals"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    prospect_id: Mapped[str] = mapped_column(String(64), index=True)
+    journey_id: Mapped[str] = mapped_column(String(200), unique=True)
+    rep_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    source: Mapped[str] = mapped_column(String(32))
+    stage: Mapped[str] = mapped_column(String(20), index=True, default=Stage.QUALIFYING)
+    qualified: Mapped[bool | None]
+    qualification_score: Mapped[int | None] = mapped_column(Integer)
+    qualification_reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
+    value: Mapped[Decimal | None] = mapped_column(Numeric(18, 2))
+    currency: Mapped[str | None] = mapped_column(String(3))
+    close_reason: Mapped[str | None] = mapped_column(Text)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    answers: Mapped[list[QualificationAnswer]] = relationship(
+        back_populates="deal", order_by="QualificationAnswer.position"
+    )
+    meetings: Mapped[list[Meeting]] = relationship(
+        back_populates="deal", order_by="Meeting.starts_at"
+    )
+    objections: Mapped[list[Objection]] = relationship(
+        back_populates="deal", order_by="Objection.created_at"
+    )
+
+    @property
+    def is_closed(self) -> bool:
+        return self.stage in CLOSED_STAGES
+
+
+class QualificationAnswer(Base):
+    """One answered (or missing) criterion of the deal's qualification."""
+
+    __tablename__ = "qualification_answers"
+    __table_args__ = (UniqueConstraint("deal_id", "criterion"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    deal_id: Mapped[str] = mapped_column(ForeignKey("deals.id", ondelete="CASCADE"), index=True)
+    framework: Mapped[str] = mapped_column(String(40))
+    criterion: Mapped[str] = mapped_column(String(40))
+    position: Mapped[int] = mapped_column(Integer)
+    answer: Mapped[Any | None] = mapped_column(JSON)
+    passed: Mapped[bool]
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    deal: Mapped[Deal] = relationship(back_populates="answers")
+
+
+class Meeting(Base):
+    __tablename__ = "meetings"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    deal_id: Mapped[str] = mapped_column(ForeignKey("deals.id", ondelete="CASCADE"), index=True)
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    title: Mapped[str] = mapped_column(String(200))
+    duration_minutes: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20), default="scheduled")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    deal: Mapped[Deal] = relationship(back_populates="meetings")
+
+
+class Objection(Base):
+    __tablename__ = "objections"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    deal_id: Mapped[str] = mapped_column(ForeignKey("deals.id", ondelete="CASCADE"), index=True)
+    # a slug, not a foreign key: history keeps its category when ops delete a playbook entry
+    category: Mapped[str] = mapped_column(String(40), index=True)
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    deal: Mapped[Deal] = relationship(back_populates="objections")
+
+
+class ObjectionCategory(Base):
+    """A playbook entry: the phrases that reveal an objection and the answers prepared for it."""
+
+    __tablename__ = "objection_categories"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    category: Mapped[str] = mapped_column(String(40), unique=True)
+    label: Mapped[str] = mapped_column(String(100))
+    triggers: Mapped[list[str]] = mapped_column(JSON, default=list)
+    answers: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

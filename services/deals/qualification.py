@@ -1,0 +1,193 @@
+"""Qualification frameworks as data: criteria with a question, an answer type and a rule.
+
+BANT is built in. A framework is plain data (no code per criterion), so MEDDIC or an ops-defined
+framework is another `Framework(...)` value, loadable from JSON later.
+
+A malformed answer (wrong type, unknown criterion) raises AnswerError instead of failing the
+criterion: disqualification is one-way, so a typo must be a 422, never a lost deal.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class AnswerType(StrEnum):
+    YES_NO = "yes_no"  # JSON true/false, or "yes"/"no"
+    CHOICE = "choice"  # one of the criterion's choices
+    NUMBER = "number"  # a number >= 0
+    TEXT = "text"
+
+
+class Op(StrEnum):
+    IS_TRUE = "is_true"
+    ONE_OF = "one_of"
+    AT_MOST = "at_most"
+    AT_LEAST = "at_least"
+    NOT_EMPTY = "not_empty"
+
+
+@dataclass(frozen=True)
+class Rule:
+    op: Op
+    failure: str  # the reason given when the answer does not pass, e.g. "no budget confirmed"
+    value: Any = None  # operand of ONE_OF (a tuple), AT_MOST / AT_LEAST (a number)
+
+
+@dataclass(frozen=True)
+class Criterion:
+    key: str
+    question: str
+    answer_type: AnswerType
+    rule: Rule
+    weight: int = 1
+    choices: tuple[str, ...] = ()
+    hint: str = ""
+
+
+@dataclass(frozen=True)
+class Framework:
+    name: str
+    label: str
+    criteria: tuple[Criterion, ...]
+    pass_score: int  # qualified when the weighted score (0-100) reaches it
+
+    def criterion(self, key: str) -> Criterion | None:
+        return next((c for c in self.criteria if c.key == key), None)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    qualified: bool
+    score: int
+    reasons: list[str]
+    passed: dict[str, bool] = field(default_factory=dict)  # criterion -> passed (missing: False)
+    answers: dict[str, Any] = field(default_factory=dict)  # the normalized answers given
+
+
+class AnswerError(ValueError):
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}")
+        self.key = key
+        self.problem = problem
+
+
+BANT = Framework(
+    name="bant",
+    label="BANT (budget, authority, need, timeline)",
+    pass_score=100,
+    criteria=(
+        Criterion(
+            key="budget",
+            question="Is budget confirmed for this purchase?",
+            answer_type=AnswerType.YES_NO,
+            rule=Rule(Op.IS_TRUE, "no budget confirmed"),
+            weight=25,
+        ),
+        Criterion(
+            key="authority",
+            question="What is the contact's role in the buying decision?",
+            answer_type=AnswerType.CHOICE,
+            choices=("decision_maker", "champion", "influencer", "none"),
+            rule=Rule(
+                Op.ONE_OF,
+                "contact can neither make nor sponsor the decision",
+                ("decision_maker", "champion"),
+            ),
+            weight=25,
+            hint="champion: not the decider, but has the decider's backing",
+        ),
+        Criterion(
+            key="need",
+            question="Which problem of theirs does the product solve?",
+            answer_type=AnswerType.TEXT,
+            rule=Rule(Op.NOT_EMPTY, "no need identified"),
+            weight=25,
+        ),
+        Criterion(
+            key="timeline",
+            question="In how many months do they plan to buy?",
+            answer_type=AnswerType.NUMBER,
+            rule=Rule(Op.AT_MOST, "no purchase planned within 6 months", 6),
+            weight=25,
+            hint="0 means now",
+        ),
+    ),
+)
+
+FRAMEWORKS: dict[str, Framework] = {BANT.name: BANT}
+DEFAULT_FRAMEWORK = BANT
+
+
+def _normalize(criterion: Criterion, raw: Any) -> Any:
+    """The answer in its canonical form, or AnswerError when it does not fit the answer type."""
+    key, kind = criterion.key, criterion.answer_type
+    if kind is AnswerType.YES_NO:
+        if isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str) and raw.strip().lower() in ("yes", "no"):
+            return raw.strip().lower() == "yes"
+        raise AnswerError(key, "expected true/false (or 'yes'/'no')")
+    if kind is AnswerType.CHOICE:
+        if isinstance(raw, str) and raw.strip().lower() in criterion.choices:
+            return raw.strip().lower()
+        raise AnswerError(key, f"expected one of {', '.join(criterion.choices)}")
+    if kind is AnswerType.NUMBER:
+        # bool is an int in Python; True months is a client bug, not a number
+        if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw):
+            raise AnswerError(key, "expected a number")
+        if raw < 0:
+            raise AnswerError(key, "expected a number >= 0")
+        return raw
+    if not isinstance(raw, str):
+        raise AnswerError(key, "expected text")
+    return raw.strip()
+
+
+def _passes(rule: Rule, answer: Any) -> bool:
+    match rule.op:
+        case Op.IS_TRUE:
+            return answer is True
+        case Op.ONE_OF:
+            return answer in rule.value
+        case Op.AT_MOST:
+            return bool(answer <= rule.value)
+        case Op.AT_LEAST:
+            return bool(answer >= rule.value)
+        case Op.NOT_EMPTY:
+            return bool(answer)
+    raise ValueError(f"unknown rule {rule.op!r}")
+
+
+def evaluate(answers: dict[str, Any], framework: Framework = DEFAULT_FRAMEWORK) -> Verdict:
+    """Score the answers; a reason per failing or missing criterion. None counts as missing."""
+    unknown = sorted(set(answers) - {c.key for c in framework.criteria})
+    if unknown:
+        expected = ", ".join(c.key for c in framework.criteria)
+        raise AnswerError(unknown[0], f"unknown criterion; {framework.name} asks {expected}")
+
+    total = sum(c.weight for c in framework.criteria) or 1
+    earned = 0
+    reasons: list[str] = []
+    passed: dict[str, bool] = {}
+    normalized: dict[str, Any] = {}
+    for criterion in framework.criteria:
+        raw = answers.get(criterion.key)
+        if raw is None:
+            passed[criterion.key] = False
+            reasons.append(f"{criterion.key}: not answered")
+            continue
+        answer = _normalize(criterion, raw)
+        normalized[criterion.key] = answer
+        ok = _passes(criterion.rule, answer)
+        passed[criterion.key] = ok
+        if ok:
+            earned += criterion.weight
+        else:
+            reasons.append(f"{criterion.key}: {criterion.rule.failure}")
+
+    score = round(100 * earned / total)
+    return Verdict(score >= framework.pass_score, score, reasons, passed, normalized)

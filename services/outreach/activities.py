@@ -1,0 +1,326 @@
+"""Outreach activities: send touches through the ledger, create rep tasks, hand out cadences.
+
+Exactly-once for a touch rests on the ledger row (journey, touch, channel):
+  pending/sending -> provider call -> submitted (committed) -> activity returns.
+A retry finds `submitted` and sends nothing. The one window left is a crash between the
+provider accepting and the commit of `submitted`: the row is then `sending`, and the retry
+re-sends email with the SAME Message-ID (receivers drop duplicates by it) and, for SMS, first
+asks Twilio whether a message with that body already went to that number.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from services.outreach import models, service
+from services.outreach.send_window import next_allowed
+from services.outreach.templates import SYSTEM_TEMPLATES, render, variables_for
+from shared.contracts.journey import (
+    CadenceSnapshot,
+    ChannelOutcome,
+    Contact,
+    RepTaskRequest,
+    TouchRequest,
+    TouchResult,
+)
+from shared.contracts.names import Act
+from shared.providers.email import EmailSendError, OutgoingEmail, SmtpEmail
+from shared.providers.sms import TwilioSms
+from shared.settings import Settings
+
+SENT_STATES = frozenset({"submitted", "delivered", "bounced", "failed"})
+AfterSend = Callable[[models.Message], Awaitable[None]]
+
+
+@dataclass
+class PlannedSend:
+    channel: str
+    subject: str
+    body: str
+
+
+def substitute_channel(channel: str, contact: Contact) -> str:
+    """A channel the prospect lacks becomes a rep task, so the first touch stays dual-channel."""
+    if channel == "email" and not contact.email:
+        return "call_task" if contact.phone else "social_task"
+    if channel in ("sms", "call_task") and not contact.phone:
+        return "social_task"
+    return channel
+
+
+def address_for(channel: str, contact: Contact) -> str:
+    return (contact.email if channel == "email" else contact.phone) or ""
+
+
+class OutreachActivities:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        email: SmtpEmail,
+        sms: TwilioSms,
+        after_send: AfterSend | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self._settings = settings
+        self._email = email
+        self._sms = sms
+        # Fault injection point for the exactly-once tests: runs after the ledger committed.
+        self._after_send = after_send
+
+    # --- touches ----------------------------------------------------------------------------
+
+    @activity.defn(name=Act.SEND_TOUCH)
+    async def send_touch(self, req: TouchRequest) -> TouchResult:
+        now = datetime.now(UTC)
+        outcomes: list[ChannelOutcome] = []
+        defer_until: datetime | None = None
+        values = variables_for(req.contact, req.variables)
+        for planned in self._plan(req):
+            channel = substitute_channel(planned.channel, req.contact)
+            if channel in ("call_task", "social_task"):
+                outcomes.append(await self._task_for_touch(req, planned, channel, values))
+                continue
+            allowed = next_allowed(now, req.contact.timezone, channel, req.send_window)
+            if allowed > now:
+                defer_until = min(defer_until or allowed, allowed)
+                outcomes.append(ChannelOutcome(channel, "deferred", allowed.isoformat()))
+                continue
+            outcomes.append(await self._send_once(req, planned, channel, values))
+        return TouchResult(outcomes, defer_until.isoformat() if defer_until else None)
+
+    def _plan(self, req: TouchRequest) -> list[PlannedSend]:
+        if req.kind == "cadence":
+            return [PlannedSend(s.channel, s.subject, s.body) for s in req.steps]
+        subject, email_body, sms_body = SYSTEM_TEMPLATES[req.kind]
+        return [
+            PlannedSend(
+                ch, subject if ch == "email" else "", email_body if ch == "email" else sms_body
+            )
+            for ch in req.channels
+        ]
+
+    async def _send_once(
+        self, req: TouchRequest, planned: PlannedSend, channel: str, values: dict[str, str]
+    ) -> ChannelOutcome:
+        address = address_for(channel, req.contact)
+        async with self._sessions() as session:
+            row = await self._ledger_row(session, req, channel, address, planned, values)
+            if row.status in SENT_STATES:
+                return ChannelOutcome(channel, "already_sent", row.provider_id or "")
+            if row.status == "suppressed" or await service.is_suppressed(session, channel, address):
+                row.status = "suppressed"
+                row.updated_at = datetime.now(UTC)
+                await session.commit()
+                return ChannelOutcome(channel, "suppressed", "opted out")
+            resend = row.status == "sending"
+            row.status = "sending"
+            row.attempts += 1
+            row.updated_at = datetime.now(UTC)
+            await session.commit()
+
+            try:
+                provider_id = await (
+                    self._deliver_email(row)
+                    if channel == "email"
+                    else self._deliver_sms(row, resend)
+                )
+            except EmailSendError as err:
+                if not err.permanent:
+                    raise
+                # The server refused the address for good: retrying cannot help.
+                row.status = "failed"
+                row.error = str(err)
+                await session.commit()
+                return ChannelOutcome(channel, "failed", str(err))
+            row.status = "submitted"
+            row.provider_id = provider_id
+            row.sent_at = datetime.now(UTC)
+            row.updated_at = row.sent_at
+            await session.commit()
+        if self._after_send is not None:
+            await self._after_send(row)
+        return ChannelOutcome(channel, "sent", provider_id)
+
+    async def _ledger_row(
+        self,
+        session: AsyncSession,
+        req: TouchRequest,
+        channel: str,
+        address: str,
+        planned: PlannedSend,
+        values: dict[str, str],
+    ) -> models.Message:
+        key = (req.journey_id, req.touch_key, channel)
+        row = await _find_ledger(session, *key)
+        if row is not None:
+            return row
+        row = models.Message(
+            journey_id=req.journey_id,
+            touch_key=req.touch_key,
+            channel=channel,
+            kind=req.kind,
+            prospect_id=req.contact.prospect_id,
+            to_address=service.normalise_address(channel, address),
+            subject=render(planned.subject, values) if channel == "email" else "",
+            body=render(planned.body, values),
+        )
+        if channel == "email":
+            # Chosen once, before the first attempt: a re-send reuses it.
+            row.provider_id = self._email.new_message_id()
+            row.unsubscribe_token = secrets.token_urlsafe(24)
+        try:
+            async with session.begin_nested():
+                session.add(row)
+        except IntegrityError:
+            # A concurrent attempt of the same activity inserted it first.
+            existing = await _find_ledger(session, *key)
+            if existing is None:
+                raise
+            return existing
+        await session.commit()
+        return row
+
+    async def _deliver_email(self, row: models.Message) -> str:
+        unsubscribe_url = (
+            f"{self._settings.outreach_public_url}/unsubscribe/{row.unsubscribe_token}"
+        )
+        footer = f"\n\n--\nNo more emails from us: {unsubscribe_url}"
+        msg = OutgoingEmail(
+            to=row.to_address,
+            subject=row.subject,
+            text=row.body + footer,
+            html=_html(row.body, unsubscribe_url),
+            message_id=row.provider_id or self._email.new_message_id(),
+            unsubscribe_url=unsubscribe_url,
+        )
+        return await self._email.send(msg)
+
+    async def _deliver_sms(self, row: models.Message, resend: bool) -> str:
+        if resend:
+            since = row.created_at - timedelta(minutes=1)
+            found = await self._sms.find_recent(row.to_address, row.body, since)
+            if found:
+                return found
+        callback = f"{self._settings.outreach_public_url}/webhooks/twilio/status"
+        sent = await self._sms.send_sms(row.to_address, row.body, callback)
+        return sent.sid
+
+    async def _task_for_touch(
+        self, req: TouchRequest, planned: PlannedSend, channel: str, values: dict[str, str]
+    ) -> ChannelOutcome:
+        what = "Call" if channel == "call_task" else "Connect on a social network with"
+        name = values["full_name"]
+        script = render(planned.body, values)
+        task = RepTaskRequest(
+            key=f"{req.journey_id}:{req.touch_key}:{channel}",
+            rep_id=req.contact.rep_id,
+            prospect_id=req.contact.prospect_id,
+            journey_id=req.journey_id,
+            kind=channel,
+            title=f"{what} {name} ({req.contact.company})".strip(),
+            body=f"Touch {req.touch_key} of the cadence, instead of {planned.channel}.\n{script}",
+            context={"phone": req.contact.phone or "", "company": req.contact.company},
+        )
+        await self.create_rep_task(task)
+        return ChannelOutcome(channel, "task_created", planned.channel)
+
+    # --- rep tasks, cadences ----------------------------------------------------------------
+
+    @activity.defn(name=Act.CREATE_REP_TASK)
+    async def create_rep_task(self, req: RepTaskRequest) -> str:
+        async with self._sessions() as session:
+            existing = await session.scalar(
+                select(models.RepTask.id).where(models.RepTask.key == req.key)
+            )
+            if existing is not None:
+                return existing
+            task = models.RepTask(
+                key=req.key,
+                rep_id=req.rep_id,
+                prospect_id=req.prospect_id,
+                journey_id=req.journey_id,
+                kind=req.kind,
+                title=req.title,
+                body=req.body,
+                context=dict(req.context),
+                due_at=datetime.fromisoformat(req.due_at) if req.due_at else datetime.now(UTC),
+            )
+            session.add(task)
+            try:
+                await session.commit()
+            except IntegrityError:
+                await session.rollback()
+                found = await session.scalar(
+                    select(models.RepTask.id).where(models.RepTask.key == req.key)
+                )
+                if found is None:
+                    raise
+                return found
+            return task.id
+
+    @activity.defn(name=Act.GET_CADENCE)
+    async def get_cadence(self, cadence_id: str) -> CadenceSnapshot:
+        async with self._sessions() as session:
+            try:
+                return await service.cadence_snapshot(session, cadence_id)
+            except Exception as err:
+                raise ApplicationError(str(err), type="NotFound", non_retryable=True) from err
+
+
+async def _find_ledger(
+    session: AsyncSession, journey_id: str, touch_key: str, channel: str
+) -> models.Message | None:
+    return await session.scalar(
+        select(models.Message).where(
+            models.Message.journey_id == journey_id,
+            models.Message.touch_key == touch_key,
+            models.Message.channel == channel,
+        )
+    )
+
+
+def _html(text: str, unsubscribe_url: str) -> str:
+    from html import escape
+
+    paragraphs = "".join(f"<p>{escape(p).replace(chr(10), '<br>')}</p>" for p in text.split("\n\n"))
+    return (
+        f'<html><body>{paragraphs}<hr><p style="font-size:12px;color:#666">'
+        f'<a href="{escape(unsubscribe_url)}">Unsubscribe</a></p></body></html>'
+    )
+
+
+def activities_for(
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    after_send: AfterSend | None = None,
+) -> list[Callable[..., Any]]:
+    acts = OutreachActivities(
+        sessions,
+        settings,
+        SmtpEmail.from_settings(settings),
+        TwilioSms(
+            settings.twilio_account_sid,
+            settings.twilio_auth_token.get_secret_value(),
+            settings.twilio_from_number,
+            settings.twilio_api_base_url,
+        ),
+        after_send,
+    )
+    return [acts.send_touch, acts.create_rep_task, acts.get_cadence]
+
+
+async def close_activities(activities: list[Callable[..., Any]]) -> None:
+    owner = getattr(activities[0], "__self__", None)
+    if isinstance(owner, OutreachActivities):
+        await owner._sms.close()

@@ -1,0 +1,128 @@
+"""Outreach's tables: cadences (versioned), enrolments, the send ledger, consent, inbox, rep tasks."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from shared.db import Base as SharedBase
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(SharedBase):
+    __abstract__ = True
+    metadata = MetaData()
+
+
+class Cadence(Base):
+    __tablename__ = "cadences"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(200))
+    current_version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class CadenceVersion(Base):
+    """Every edit makes a new row; journeys keep the version they started on."""
+
+    __tablename__ = "cadence_versions"
+    __table_args__ = (UniqueConstraint("cadence_id", "version"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    cadence_id: Mapped[str] = mapped_column(ForeignKey("cadences.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    definition: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Enrollment(Base):
+    __tablename__ = "enrollments"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    prospect_id: Mapped[str] = mapped_column(String(64), unique=True)
+    cadence_id: Mapped[str] = mapped_column(ForeignKey("cadences.id"), index=True)
+    cadence_version: Mapped[int] = mapped_column(Integer)
+    journey_id: Mapped[str] = mapped_column(String(100), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Message(Base):
+    """The send ledger: one row per (journey, touch, channel), so a retry never sends twice."""
+
+    __tablename__ = "messages"
+    __table_args__ = (UniqueConstraint("journey_id", "touch_key", "channel"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    journey_id: Mapped[str] = mapped_column(String(100))
+    touch_key: Mapped[str] = mapped_column(String(100))
+    channel: Mapped[str] = mapped_column(String(20))
+    kind: Mapped[str] = mapped_column(String(40))
+    prospect_id: Mapped[str] = mapped_column(String(64), index=True)
+    to_address: Mapped[str] = mapped_column(String(320), index=True)
+    subject: Mapped[str] = mapped_column(Text, default="")
+    body: Mapped[str] = mapped_column(Text, default="")
+    # pending -> sending -> submitted -> delivered | bounced | failed; or suppressed
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    provider_status: Mapped[str] = mapped_column(String(20), default="")
+    provider_id: Mapped[str | None] = mapped_column(String(200), index=True, default=None)
+    unsubscribe_token: Mapped[str | None] = mapped_column(String(64), unique=True, default=None)
+    error: Mapped[str] = mapped_column(Text, default="")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+
+
+class Suppression(Base):
+    """Consent: an address opted out of a channel stays out, whatever journey would send."""
+
+    __tablename__ = "suppressions"
+    __table_args__ = (UniqueConstraint("channel", "address"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    channel: Mapped[str] = mapped_column(String(20))
+    address: Mapped[str] = mapped_column(String(320))
+    reason: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class InboxEvent(Base):
+    """Provider callbacks, stored before anything acts on them; the provider's id dedupes."""
+
+    __tablename__ = "inbox_events"
+    __table_args__ = (UniqueConstraint("provider", "event_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    provider: Mapped[str] = mapped_column(String(20))
+    event_id: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(40))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    prospect_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+
+
+class RepTask(Base):
+    __tablename__ = "rep_tasks"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    rep_id: Mapped[str | None] = mapped_column(String(64), index=True, default=None)
+    prospect_id: Mapped[str] = mapped_column(String(64), index=True)
+    journey_id: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(40))
+    title: Mapped[str] = mapped_column(String(300))
+    body: Mapped[str] = mapped_column(Text, default="")
+    context: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    status: Mapped[str] = mapped_column(String(20), default="open")
+    outcome: Mapped[str | None] = mapped_column(String(40), default=None)
+    notes: Mapped[str] = mapped_column(Text, default="")
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -1,0 +1,66 @@
+"""Outreach learns about a prospect from the prospecting API (it never reads that database)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from shared.auth import API_KEY_HEADER
+from shared.contracts.journey import Contact
+from shared.errors import AppError, not_found
+from shared.settings import Settings
+
+
+class ProspectDirectory:
+    def __init__(
+        self, base_url: str, api_key: str, transport: httpx.AsyncBaseTransport | None = None
+    ):
+        self._client = httpx.AsyncClient(
+            base_url=base_url,
+            headers={API_KEY_HEADER: api_key},
+            timeout=10.0,
+            transport=transport,
+        )
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, transport: httpx.AsyncBaseTransport | None = None
+    ) -> ProspectDirectory:
+        key = next(iter(sorted(settings.api_key_values)), "")
+        return cls(settings.prospecting_url, key, transport)
+
+    async def contact(self, prospect_id: str) -> Contact:
+        try:
+            response = await self._client.get(f"/prospects/{prospect_id}")
+        except httpx.HTTPError as err:
+            raise AppError(
+                503, "prospecting_unreachable", f"the prospecting service did not answer: {err}"
+            ) from err
+        if response.status_code == 404:
+            raise not_found("prospect", prospect_id)
+        if response.status_code != 200:
+            raise AppError(502, "prospecting_error", f"prospecting answered {response.status_code}")
+        return contact_from_json(response.json())
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+def contact_from_json(p: dict[str, Any]) -> Contact:
+    rep = p.get("rep") or {}
+    return Contact(
+        prospect_id=p["id"],
+        first_name=p["first_name"],
+        last_name=p.get("last_name") or "",
+        email=p.get("email"),
+        phone=p.get("phone"),
+        company=p.get("company") or "",
+        title=p.get("title") or "",
+        timezone=p.get("timezone") or "UTC",
+        source=p.get("source") or "cold",
+        rep_id=rep.get("id"),
+        rep_name=rep.get("name") or "",
+        rep_email=rep.get("email") or "",
+        rep_phone=rep.get("phone"),
+    )

@@ -1,0 +1,240 @@
+"""Outreach use cases. Each takes a session and never commits: the caller owns the transaction."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.outreach import models, schemas
+from shared.contracts.journey import CadenceSnapshot, CadenceStep, SendWindow
+from shared.errors import AppError, not_found
+
+# --- cadences ---------------------------------------------------------------------------------
+
+
+async def create_cadence(session: AsyncSession, data: schemas.CadenceIn) -> schemas.Cadence:
+    cadence = models.Cadence(name=data.name, current_version=1)
+    session.add(cadence)
+    await session.flush()
+    session.add(
+        models.CadenceVersion(cadence_id=cadence.id, version=1, definition=data.model_dump())
+    )
+    await session.flush()
+    return _cadence_out(cadence, data.model_dump())
+
+
+async def update_cadence(
+    session: AsyncSession, cadence_id: str, data: schemas.CadenceIn
+) -> schemas.Cadence:
+    cadence = await _get_cadence(session, cadence_id, lock=True)
+    cadence.current_version += 1
+    cadence.name = data.name
+    cadence.updated_at = datetime.now(UTC)
+    session.add(
+        models.CadenceVersion(
+            cadence_id=cadence.id, version=cadence.current_version, definition=data.model_dump()
+        )
+    )
+    await session.flush()
+    return _cadence_out(cadence, data.model_dump())
+
+
+async def get_cadence(
+    session: AsyncSession, cadence_id: str, version: int | None = None
+) -> schemas.Cadence:
+    cadence = await _get_cadence(session, cadence_id)
+    row = await _version(session, cadence, version)
+    return _cadence_out(cadence, row.definition, row.version)
+
+
+async def list_cadences(session: AsyncSession) -> list[schemas.Cadence]:
+    cadences = await session.scalars(select(models.Cadence).order_by(models.Cadence.created_at))
+    out = []
+    for cadence in cadences.all():
+        row = await _version(session, cadence, None)
+        out.append(_cadence_out(cadence, row.definition, row.version))
+    return out
+
+
+async def cadence_snapshot(
+    session: AsyncSession, cadence_id: str, version: int | None = None
+) -> CadenceSnapshot:
+    cadence = await _get_cadence(session, cadence_id)
+    row = await _version(session, cadence, version)
+    return snapshot_from_definition(cadence.id, row.version, row.definition)
+
+
+def snapshot_from_definition(cadence_id: str, version: int, d: dict[str, Any]) -> CadenceSnapshot:
+    steps = sorted(d["steps"], key=lambda s: s["offset_seconds"])
+    return CadenceSnapshot(
+        cadence_id=cadence_id,
+        version=version,
+        name=d["name"],
+        steps=[
+            CadenceStep(s["channel"], s["offset_seconds"], s["body"], s.get("subject", ""))
+            for s in steps
+        ],
+        send_window=SendWindow(**d["send_window"]),
+        nurture_after_seconds=d["nurture_after_seconds"],
+        qualification_reminder_seconds=d["qualification_reminder_seconds"],
+        qualification_timeout_seconds=d["qualification_timeout_seconds"],
+        meeting_reminder_seconds=d["meeting_reminder_seconds"],
+        referral_delay_seconds=d["referral_delay_seconds"],
+    )
+
+
+async def _get_cadence(
+    session: AsyncSession, cadence_id: str, lock: bool = False
+) -> models.Cadence:
+    query = select(models.Cadence).where(models.Cadence.id == cadence_id)
+    if lock:
+        query = query.with_for_update()
+    cadence = await session.scalar(query)
+    if cadence is None:
+        raise not_found("cadence", cadence_id)
+    return cadence
+
+
+async def _version(
+    session: AsyncSession, cadence: models.Cadence, version: int | None
+) -> models.CadenceVersion:
+    wanted = version or cadence.current_version
+    row = await session.scalar(
+        select(models.CadenceVersion).where(
+            models.CadenceVersion.cadence_id == cadence.id,
+            models.CadenceVersion.version == wanted,
+        )
+    )
+    if row is None:
+        raise not_found("cadence version", f"{cadence.id} v{wanted}")
+    return row
+
+
+def _cadence_out(
+    cadence: models.Cadence, definition: dict[str, Any], version: int | None = None
+) -> schemas.Cadence:
+    return schemas.Cadence(
+        **definition,
+        id=cadence.id,
+        version=version or cadence.current_version,
+        created_at=cadence.created_at,
+        updated_at=cadence.updated_at,
+    )
+
+
+# --- enrolments -------------------------------------------------------------------------------
+
+
+async def find_enrollment(session: AsyncSession, prospect_id: str) -> models.Enrollment | None:
+    return await session.scalar(
+        select(models.Enrollment).where(models.Enrollment.prospect_id == prospect_id)
+    )
+
+
+async def add_enrollment(session: AsyncSession, row: models.Enrollment) -> models.Enrollment:
+    """Insert, or return the enrolment a concurrent request inserted first."""
+    try:
+        async with session.begin_nested():
+            session.add(row)
+    except IntegrityError:
+        existing = await find_enrollment(session, row.prospect_id)
+        if existing is None:
+            raise
+        return existing
+    return row
+
+
+# --- messages, tasks, consent -------------------------------------------------------------------
+
+
+async def list_messages(session: AsyncSession, prospect_id: str) -> list[models.Message]:
+    rows = await session.scalars(
+        select(models.Message)
+        .where(models.Message.prospect_id == prospect_id)
+        .order_by(models.Message.created_at, models.Message.channel)
+    )
+    return list(rows.all())
+
+
+async def list_tasks(
+    session: AsyncSession,
+    *,
+    rep_id: str | None = None,
+    prospect_id: str | None = None,
+    status: str | None = None,
+) -> list[models.RepTask]:
+    query = select(models.RepTask).order_by(models.RepTask.due_at, models.RepTask.created_at)
+    if rep_id is not None:
+        query = query.where(models.RepTask.rep_id == rep_id)
+    if prospect_id is not None:
+        query = query.where(models.RepTask.prospect_id == prospect_id)
+    if status is not None:
+        query = query.where(models.RepTask.status == status)
+    return list((await session.scalars(query)).all())
+
+
+async def complete_task(
+    session: AsyncSession, task_id: str, completion: schemas.TaskCompletion
+) -> models.RepTask:
+    task = await session.get(models.RepTask, task_id, with_for_update=True)
+    if task is None:
+        raise not_found("task", task_id)
+    if task.status == "done":
+        raise AppError(409, "task_already_completed", f"task {task_id} was completed already")
+    task.status = "done"
+    task.outcome = completion.outcome
+    task.notes = completion.notes
+    task.completed_at = datetime.now(UTC)
+    await session.flush()
+    return task
+
+
+def normalise_address(channel: str, address: str) -> str:
+    return address.strip().lower() if channel == "email" else address.strip()
+
+
+async def is_suppressed(session: AsyncSession, channel: str, address: str) -> bool:
+    row = await session.scalar(
+        select(models.Suppression.id).where(
+            models.Suppression.channel == channel,
+            models.Suppression.address == normalise_address(channel, address),
+        )
+    )
+    return row is not None
+
+
+async def suppress(session: AsyncSession, channel: str, address: str, reason: str) -> bool:
+    """Opt an address out of a channel for good. True when this call made the change."""
+    if await is_suppressed(session, channel, address):
+        return False
+    try:
+        async with session.begin_nested():
+            session.add(
+                models.Suppression(
+                    channel=channel, address=normalise_address(channel, address), reason=reason
+                )
+            )
+    except IntegrityError:
+        return False
+    return True
+
+
+async def unsuppress(session: AsyncSession, channel: str, address: str) -> bool:
+    row = await session.scalar(
+        select(models.Suppression).where(
+            models.Suppression.channel == channel,
+            models.Suppression.address == normalise_address(channel, address),
+        )
+    )
+    if row is None:
+        return False
+    await session.delete(row)
+    return True
+
+
+async def list_suppressions(session: AsyncSession) -> list[models.Suppression]:
+    return list((await session.scalars(select(models.Suppression))).all())

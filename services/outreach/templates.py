@@ -1,0 +1,97 @@
+"""Message templates: sandboxed Jinja2, checked at save time so no email goes out broken."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from jinja2 import StrictUndefined, TemplateSyntaxError, meta
+from jinja2.sandbox import SandboxedEnvironment
+
+from shared.contracts.journey import Contact
+
+VARIABLES = frozenset(
+    {
+        "first_name",
+        "last_name",
+        "full_name",
+        "company",
+        "title",
+        "rep_name",
+        "rep_email",
+        "rep_phone",
+        "referrer_name",
+        "referral_link",
+        "meeting_time",
+        "meeting_title",
+    }
+)
+
+_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+
+
+def template_problems(source: str) -> list[str]:
+    """Why `source` would render badly: syntax errors and unknown variables."""
+    try:
+        parsed = _env.parse(source)
+    except TemplateSyntaxError as err:
+        return [f"template syntax error on line {err.lineno}: {err.message}"]
+    unknown = sorted(meta.find_undeclared_variables(parsed) - VARIABLES)
+    if unknown:
+        return [f"unknown variable(s) {', '.join(unknown)}; known: {', '.join(sorted(VARIABLES))}"]
+    return []
+
+
+def local_time_text(iso: str, timezone: str) -> str:
+    when = datetime.fromisoformat(iso).astimezone(ZoneInfo(timezone))
+    return f"{when:%A %d %B at %H:%M} ({timezone})"
+
+
+def variables_for(contact: Contact, extra: dict[str, str]) -> dict[str, str]:
+    values = {
+        "first_name": contact.first_name,
+        "last_name": contact.last_name,
+        "full_name": f"{contact.first_name} {contact.last_name}".strip(),
+        "company": contact.company or "your company",
+        "title": contact.title,
+        "rep_name": contact.rep_name or "the closeflow team",
+        "rep_email": contact.rep_email,
+        "rep_phone": contact.rep_phone or "",
+        "referrer_name": "",
+        "referral_link": "",
+        "meeting_time": "",
+        "meeting_title": "",
+    }
+    values.update({k: v for k, v in extra.items() if k in VARIABLES})
+    if "meeting_starts_at" in extra:
+        values["meeting_time"] = local_time_text(extra["meeting_starts_at"], contact.timezone)
+    return values
+
+
+def render(source: str, values: dict[str, str]) -> str:
+    return _env.from_string(source).render(**values)
+
+
+# Built-in touches outside cadences: (subject, email body, sms body) per kind.
+SYSTEM_TEMPLATES: dict[str, tuple[str, str, str]] = {
+    "warm_intro": (
+        "{{ referrer_name }} suggested we talk",
+        "Hi {{ first_name }},\n\n{{ referrer_name }} suggested we talk: they thought what we did "
+        "for them could help {{ company }} too. Would a short call this week work?\n\n"
+        "{{ rep_name }}",
+        "Hi {{ first_name }}, {{ rep_name }} here. {{ referrer_name }} suggested we talk. "
+        "Could we find 15 minutes this week?",
+    ),
+    "meeting_reminder": (
+        "Reminder: {{ meeting_title }} on {{ meeting_time }}",
+        'Hi {{ first_name }},\n\nA reminder of our meeting "{{ meeting_title }}" on '
+        "{{ meeting_time }}. Reply to this email if you need to move it.\n\n{{ rep_name }}",
+        "Reminder: {{ meeting_title }} with {{ rep_name }} on {{ meeting_time }}.",
+    ),
+    "referral_ask": (
+        "Who else should we help, {{ first_name }}?",
+        "Hi {{ first_name }},\n\nThank you for choosing us. If you know someone who could use "
+        "the same help, you can introduce them here: {{ referral_link }}\n\n{{ rep_name }}",
+        "Thanks again {{ first_name }}! Know someone we could help? {{ referral_link }}",
+    ),
+}

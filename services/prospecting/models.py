@@ -1,0 +1,111 @@
+"""Prospecting's tables: reps, prospects, their stage history and the assignment cursor."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy import DateTime, ForeignKey, Index, Integer, MetaData, String, TypeDecorator
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+import shared.db
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on both databases (SQLite stores naive text and forgets the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: pass an aware (UTC) datetime")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(shared.db.Base):
+    __abstract__ = True
+    metadata = MetaData()
+
+
+class Rep(Base):
+    __tablename__ = "reps"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str] = mapped_column(String(320))
+    phone: Mapped[str | None] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (Index("ix_reps_order", "created_at", "id"),)
+
+
+class Prospect(Base):
+    __tablename__ = "prospects"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    first_name: Mapped[str] = mapped_column(String(200))
+    last_name: Mapped[str] = mapped_column(String(200), default="")
+    # NULLs never collide, so these stay unique only among prospects that have one
+    email: Mapped[str | None] = mapped_column(String(320), unique=True)
+    phone: Mapped[str | None] = mapped_column(String(20), unique=True)
+    company: Mapped[str] = mapped_column(String(200), default="")
+    title: Mapped[str] = mapped_column(String(200), default="")
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    source: Mapped[str] = mapped_column(String(20), default="cold")
+    referrer_prospect_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    referral_id: Mapped[str | None] = mapped_column(String(32), unique=True)
+    rep_id: Mapped[str | None] = mapped_column(ForeignKey("reps.id"), index=True)
+    stage: Mapped[str] = mapped_column(String(20), default="prospecting")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+    rep: Mapped[Rep | None] = relationship(lazy="raise")
+
+    __table_args__ = (
+        Index("ix_prospects_page", "created_at", "id"),
+        Index("ix_prospects_stage_page", "stage", "created_at", "id"),
+    )
+
+
+class StageHistory(Base):
+    __tablename__ = "stage_history"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    # unique per transition: a retried record_stage activity finds its row and stops
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    prospect_id: Mapped[str] = mapped_column(ForeignKey("prospects.id"))
+    from_stage: Mapped[str | None] = mapped_column(String(20))
+    to_stage: Mapped[str] = mapped_column(String(20))
+    cause: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (Index("ix_stage_history_prospect", "prospect_id", "at"),)
+
+
+class AssignmentCursor(Base):
+    """One row per assignment strategy; locked while a prospect is assigned."""
+
+    __tablename__ = "assignment_cursors"
+
+    name: Mapped[str] = mapped_column(String(50), primary_key=True)
+    last_rep_id: Mapped[str | None] = mapped_column(String(32))
+    last_rep_created_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    assigned: Mapped[int] = mapped_column(Integer, default=0)

@@ -1,0 +1,71 @@
+"""Referrals routes for API clients (X-API-Key): asks and the referrals received on them."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from services.referrals import schemas, service
+from services.referrals.models import Referral, ReferralAsk
+from shared.auth import require_api_key
+from shared.db import Session
+from shared.settings import Settings
+from shared.temporal import task_queues
+
+router = APIRouter(dependencies=[Depends(require_api_key)])
+
+
+def ask_out(ask: ReferralAsk, settings: Settings) -> schemas.ReferralAsk:
+    fields = {
+        name: getattr(ask, name) for name in schemas.ReferralAsk.model_fields if name != "link"
+    }
+    return schemas.ReferralAsk(
+        link=service.ask_link(settings.referrals_public_url, ask.token), **fields
+    )
+
+
+async def store_and_start(
+    request: Request, session: Session, ask: ReferralAsk, people: list[schemas.ReferredPersonIn]
+) -> list[Referral]:
+    """Store the referrals, commit, then start their intakes (failures stay 'received')."""
+    referrals = await service.add_referrals(session, ask, people)
+    await session.commit()
+    settings: Settings = request.app.state.settings
+    await service.start_intakes(
+        session, request.app.state.temporal, task_queues(settings), [r.id for r in referrals]
+    )
+    await session.commit()
+    return referrals
+
+
+@router.get("/asks", tags=["asks"])
+async def list_asks(
+    request: Request, session: Session, client_prospect_id: str | None = None
+) -> list[schemas.ReferralAsk]:
+    asks = await service.list_asks(session, client_prospect_id)
+    return [ask_out(a, request.app.state.settings) for a in asks]
+
+
+@router.get("/asks/{ask_id}", tags=["asks"])
+async def get_ask(ask_id: str, request: Request, session: Session) -> schemas.ReferralAsk:
+    return ask_out(await service.get_ask(session, ask_id), request.app.state.settings)
+
+
+@router.post("/asks/{ask_id}/referrals", status_code=201, tags=["referrals"])
+async def create_referrals(
+    ask_id: str, body: schemas.ReferralsCreate, request: Request, session: Session
+) -> list[schemas.Referral]:
+    """Record people a client referred (on their behalf); each starts a referral intake."""
+    ask = await service.get_ask(session, ask_id)
+    referrals = await store_and_start(request, session, ask, body.people)
+    return [schemas.Referral.model_validate(r) for r in referrals]
+
+
+@router.get("/referrals", tags=["referrals"])
+async def list_referrals(
+    session: Session,
+    referrer_prospect_id: Annotated[str | None, Query(max_length=32)] = None,
+) -> list[schemas.Referral]:
+    rows = await service.list_referrals(session, referrer_prospect_id)
+    return [schemas.Referral.model_validate(r) for r in rows]

@@ -1,0 +1,80 @@
+"""Referrals' tables: the asks sent to won clients and the people they refer."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy import DateTime, ForeignKey, MetaData, String, TypeDecorator
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+import shared.db
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on both databases (SQLite stores naive text and forgets the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: pass an aware (UTC) datetime")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(shared.db.Base):
+    __abstract__ = True
+    metadata = MetaData()
+
+
+class ReferralAsk(Base):
+    __tablename__ = "referral_asks"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    token: Mapped[str] = mapped_column(String(64), unique=True)
+    client_prospect_id: Mapped[str] = mapped_column(String(32), index=True)
+    journey_id: Mapped[str] = mapped_column(String(200), unique=True)  # one ask per journey
+    client_name: Mapped[str] = mapped_column(String(400))
+    rep_id: Mapped[str | None] = mapped_column(String(32))
+    cadence_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Referral(Base):
+    __tablename__ = "referrals"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    ask_id: Mapped[str] = mapped_column(ForeignKey("referral_asks.id"), index=True)
+    referrer_prospect_id: Mapped[str] = mapped_column(String(32), index=True)
+    first_name: Mapped[str] = mapped_column(String(200))
+    last_name: Mapped[str] = mapped_column(String(200), default="")
+    email: Mapped[str | None] = mapped_column(String(320))
+    phone: Mapped[str | None] = mapped_column(String(20))
+    company: Mapped[str] = mapped_column(String(200), default="")
+    title: Mapped[str] = mapped_column(String(200), default="")
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    status: Mapped[str] = mapped_column(String(20), default="received", index=True)
+    prospect_id: Mapped[str | None] = mapped_column(String(32))
+    # set once the intake workflow is known to exist; NULL rows are retried by
+    # service.start_pending_intakes
+    intake_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    ask: Mapped[ReferralAsk] = relationship(lazy="raise")

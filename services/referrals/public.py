@@ -1,0 +1,110 @@
+"""The client's personal referral page (/r/{token}): public, no API key, no JavaScript."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+from pydantic import ValidationError
+
+from services.referrals import schemas, service
+from services.referrals.api import store_and_start
+from shared.db import Session
+
+router = APIRouter(tags=["public"])
+
+FIELDS = (
+    ("first_name", "First name", "text"),
+    ("last_name", "Last name", "text"),
+    ("email", "Email", "email"),
+    ("phone", "Phone", "tel"),
+    ("company", "Company", "text"),
+)
+LABELS = {name: label for name, label, _ in FIELDS}
+BLANK_ROWS = 3
+_FIELD_RE = re.compile(r"^(" + "|".join(LABELS) + r")_(\d{1,2})$")
+# No scripts, no third parties, and the token in the URL never leaks through a Referer header.
+HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+_templates = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=True,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    undefined=jinja2.StrictUndefined,
+)
+
+
+def _page(template: str, status: int = 200, **values: Any) -> HTMLResponse:
+    html = _templates.get_template(template).render(fields=FIELDS, **values)
+    return HTMLResponse(html, status_code=status, headers=HEADERS)
+
+
+def _form(
+    action: str, client_name: str, rows: list[dict[str, str]], errors: list[str], status: int
+) -> HTMLResponse:
+    padded = rows + [{} for _ in range(max(0, BLANK_ROWS - len(rows)))]
+    return _page(
+        "form.html", status, action=action, client_name=client_name, rows=padded, errors=errors
+    )
+
+
+def _rows(form: Any) -> list[dict[str, str]]:
+    """Form fields first_name_0, email_0, first_name_1, ... as one dict per row index."""
+    by_index: dict[int, dict[str, str]] = {}
+    for key, value in form.multi_items():
+        match = _FIELD_RE.match(key)
+        if match and isinstance(value, str) and int(match[2]) < schemas.MAX_PEOPLE:
+            by_index.setdefault(int(match[2]), {})[match[1]] = value.strip()
+    size = max(by_index, default=-1) + 1
+    return [by_index.get(i, {}) for i in range(size)]
+
+
+def _problems(row_number: int, err: ValidationError) -> list[str]:
+    problems = []
+    for e in err.errors():
+        field = str(e["loc"][0]) if e["loc"] else ""
+        label = LABELS.get(field, field.replace("_", " ").capitalize() or "Entry")
+        problems.append(f"Person {row_number}, {label}: {e['msg']}")
+    return problems
+
+
+@router.get("/r/{token}", response_class=HTMLResponse, include_in_schema=False)
+async def referral_form(token: str, request: Request, session: Session) -> HTMLResponse:
+    ask = await service.find_ask_by_token(session, token)
+    if ask is None:
+        return _page("invalid_link.html", 404)
+    return _form(str(request.url.path), ask.client_name, [], [], 200)
+
+
+@router.post("/r/{token}", response_class=HTMLResponse, include_in_schema=False)
+async def submit_referrals(token: str, request: Request, session: Session) -> HTMLResponse:
+    ask = await service.find_ask_by_token(session, token)
+    if ask is None:
+        return _page("invalid_link.html", 404)
+    action = str(request.url.path)
+    rows = _rows(await request.form())
+    people: list[schemas.ReferredPersonIn] = []
+    errors: list[str] = []
+    for number, row in enumerate(rows, start=1):
+        if not any(row.values()):
+            continue
+        try:
+            people.append(schemas.ReferredPersonIn.model_validate(row))
+        except ValidationError as err:
+            errors.extend(_problems(number, err))
+    if not people and not errors:
+        errors.append("Please name at least one person.")
+    if errors:
+        return _form(action, ask.client_name, rows, errors, 422)
+    referrals = await store_and_start(request, session, ask, people)
+    names = [f"{r.first_name} {r.last_name}".strip() for r in referrals]
+    return _page("thanks.html", 200, names=names, action=action)

@@ -1,0 +1,72 @@
+"""The referrals API's public shapes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from shared.people import (
+    Email,
+    Phone,
+    RequiredText,
+    Text,
+    TimeZone,
+    require_email_or_phone,
+)
+
+MAX_PEOPLE = 20
+
+
+class ReferredPersonIn(BaseModel):
+    """One referred person, validated exactly like a prospect (they become one)."""
+
+    first_name: RequiredText = Field(max_length=200)
+    last_name: Text = Field("", max_length=200)
+    email: Email = None
+    # validate_default: the "email or phone" rule must run when phone is left out
+    phone: Phone = Field(None, validate_default=True)
+    company: Text = Field("", max_length=200)
+    title: Text = Field("", max_length=200)
+    timezone: TimeZone = "UTC"
+
+    _email_or_phone = field_validator("phone")(require_email_or_phone)
+
+
+class ReferralsCreate(BaseModel):
+    people: list[ReferredPersonIn] = Field(min_length=1, max_length=MAX_PEOPLE)
+
+
+class ReferralAsk(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    token: str
+    link: str = Field(description="the client's personal referral page")
+    client_prospect_id: str
+    journey_id: str
+    client_name: str
+    rep_id: str | None
+    cadence_id: str
+    created_at: datetime
+
+
+class Referral(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    ask_id: str
+    referrer_prospect_id: str
+    first_name: str
+    last_name: str
+    email: str | None
+    phone: str | None
+    company: str
+    title: str
+    timezone: str
+    status: str = Field(description="received, then prospect_created")
+    prospect_id: str | None
+    intake_started_at: datetime | None = Field(
+        description="null while the intake workflow could not be started (retried later)"
+    )
+    created_at: datetime

@@ -1,0 +1,297 @@
+"""Types that cross service boundaries: workflow inputs, signals, activity inputs and outputs.
+
+Versioned with care: add fields with defaults, never repurpose one. Plain dataclasses with
+stdlib types only, so workflow code can import this module inside the sandbox.
+Times are ISO-8601 strings in UTC (offset included), durations are seconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from shared.contracts.queues import TaskQueues
+
+
+class Stage(StrEnum):
+    PROSPECTING = "prospecting"
+    CONTACTING = "contacting"
+    QUALIFYING = "qualifying"
+    PRESENTING = "presenting"
+    OBJECTIONS = "objections"
+    CLOSING = "closing"
+    WON = "won"
+    REFERRALS = "referrals"
+    # outcomes that end a journey early
+    LOST = "lost"
+    DISQUALIFIED = "disqualified"
+    NURTURE = "nurture"
+
+
+class Channel(StrEnum):
+    EMAIL = "email"
+    SMS = "sms"
+    CALL_TASK = "call_task"
+    SOCIAL_TASK = "social_task"
+
+
+MESSAGE_CHANNELS = frozenset({Channel.EMAIL, Channel.SMS})
+
+
+def journey_id(prospect_id: str) -> str:
+    """The one workflow id per prospect: a repeated enrolment can never start a second journey."""
+    return f"journey-{prospect_id}"
+
+
+def referral_intake_id(referral_id: str) -> str:
+    return f"referral-intake-{referral_id}"
+
+
+# --- people -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Contact:
+    """What a journey needs to know of a prospect and their rep (a snapshot from prospecting)."""
+
+    prospect_id: str
+    first_name: str
+    last_name: str = ""
+    email: str | None = None
+    phone: str | None = None
+    company: str = ""
+    title: str = ""
+    timezone: str = "UTC"
+    source: str = "cold"
+    rep_id: str | None = None
+    rep_name: str = ""
+    rep_email: str = ""
+    rep_phone: str | None = None
+
+
+@dataclass
+class Referrer:
+    prospect_id: str
+    name: str
+    referral_id: str
+
+
+# --- cadence ------------------------------------------------------------------------------------
+
+
+@dataclass
+class CadenceStep:
+    channel: str
+    offset_seconds: int
+    body: str
+    subject: str = ""
+
+
+@dataclass
+class SendWindow:
+    """Days (0=Monday) and local hours [start_hour, end_hour) in the prospect's time zone."""
+
+    days: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4, 5, 6])
+    start_hour: int = 0
+    end_hour: int = 24
+
+
+@dataclass
+class CadenceSnapshot:
+    """A cadence version as a journey runs it: pinned at enrolment, recorded in history."""
+
+    cadence_id: str
+    version: int
+    name: str
+    steps: list[CadenceStep]
+    send_window: SendWindow = field(default_factory=SendWindow)
+    nurture_after_seconds: int = 7 * 86400
+    qualification_reminder_seconds: int = 2 * 86400
+    qualification_timeout_seconds: int = 5 * 86400
+    meeting_reminder_seconds: int = 86400
+    referral_delay_seconds: int = 7 * 86400
+
+
+# --- workflow inputs ----------------------------------------------------------------------------
+
+
+@dataclass
+class JourneyInput:
+    contact: Contact
+    cadence: CadenceSnapshot
+    queues: TaskQueues = field(default_factory=TaskQueues)
+    start_stage: str = Stage.CONTACTING
+    referrer: Referrer | None = None
+
+
+@dataclass
+class ReferredPerson:
+    first_name: str
+    last_name: str = ""
+    email: str | None = None
+    phone: str | None = None
+    company: str = ""
+    title: str = ""
+    timezone: str = "UTC"
+
+
+@dataclass
+class ReferralIntakeInput:
+    referral_id: str
+    person: ReferredPerson
+    referrer_prospect_id: str
+    referrer_name: str
+    rep_id: str | None
+    cadence_id: str
+    queues: TaskQueues = field(default_factory=TaskQueues)
+
+
+# --- signals (APIs -> journey) ------------------------------------------------------------------
+
+
+@dataclass
+class ReplyReceived:
+    channel: str
+    event_id: str
+    excerpt: str = ""
+
+
+@dataclass
+class QualificationRecorded:
+    deal_id: str
+    qualified: bool
+    reasons: list[str] = field(default_factory=list)
+
+
+@dataclass
+class MeetingScheduled:
+    meeting_id: str
+    deal_id: str
+    starts_at: str
+    title: str = ""
+
+
+@dataclass
+class ObjectionLogged:
+    objection_id: str
+    deal_id: str
+    category: str
+    text: str
+    answers: list[str] = field(default_factory=list)
+
+
+@dataclass
+class DealClosed:
+    deal_id: str
+    won: bool
+    reason: str = ""
+
+
+@dataclass
+class JourneyState:
+    stage: str
+    next_step: int
+    deal_id: str | None
+    finished: bool
+
+
+# --- activity inputs / outputs ------------------------------------------------------------------
+
+
+@dataclass
+class StageChange:
+    key: str  # unique per journey transition: a retried activity records it once
+    prospect_id: str
+    from_stage: str | None
+    to_stage: str
+    cause: str
+    at: str
+
+
+@dataclass
+class TouchRequest:
+    """Send one touch (one or more channels at once). Ledger key: (journey_id, touch_key, channel).
+
+    kind "cadence" renders `steps`; other kinds (warm_intro, meeting_reminder, referral_ask) use
+    outreach's built-in templates on `channels`.
+    """
+
+    journey_id: str
+    touch_key: str
+    kind: str
+    contact: Contact
+    cadence_id: str = ""
+    steps: list[CadenceStep] = field(default_factory=list)
+    channels: list[str] = field(default_factory=list)
+    variables: dict[str, str] = field(default_factory=dict)
+    send_window: SendWindow = field(default_factory=SendWindow)
+
+
+@dataclass
+class ChannelOutcome:
+    channel: str
+    status: str  # sent | already_sent | suppressed | missing_address | deferred | task_created
+    detail: str = ""
+
+
+@dataclass
+class TouchResult:
+    outcomes: list[ChannelOutcome]
+    defer_until: str | None = None  # set when some channel must wait for its send window
+
+
+@dataclass
+class RepTaskRequest:
+    key: str  # idempotency key: the same key never makes a second task
+    rep_id: str | None
+    prospect_id: str
+    journey_id: str
+    kind: str
+    title: str
+    body: str = ""
+    context: dict[str, str] = field(default_factory=dict)
+    due_at: str | None = None
+
+
+@dataclass
+class OpenDealRequest:
+    prospect_id: str
+    journey_id: str
+    rep_id: str | None
+    source: str
+    cause: str
+
+
+@dataclass
+class DealStatus:
+    deal_id: str
+    stage: str
+
+
+@dataclass
+class ReferralAskRequest:
+    client_prospect_id: str
+    journey_id: str
+    client_name: str
+    rep_id: str | None
+    cadence_id: str
+
+
+@dataclass
+class ReferralAsk:
+    ask_id: str
+    link: str
+
+
+@dataclass
+class CreateReferredProspect:
+    referral_id: str
+    person: ReferredPerson
+    referrer_prospect_id: str
+    rep_id: str | None
+
+
+@dataclass
+class LinkReferral:
+    referral_id: str
+    prospect_id: str

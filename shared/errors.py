@@ -1,0 +1,71 @@
+"""One error type, rendered by one handler as {"error": {"code", "message", "details"}}."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+
+class AppError(Exception):
+    def __init__(
+        self, status: int, code: str, message: str, details: list[dict[str, Any]] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details or []
+
+
+def not_found(what: str, ident: object) -> AppError:
+    return AppError(404, f"{what}_not_found", f"{what} {ident} does not exist")
+
+
+def conflict(code: str, message: str, details: list[dict[str, Any]] | None = None) -> AppError:
+    return AppError(409, code, message, details)
+
+
+def invalid(field: str, problem: str) -> AppError:
+    return AppError(
+        422, "validation_error", f"{field}: {problem}", [{"field": field, "problem": problem}]
+    )
+
+
+def _body(code: str, message: str, details: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details}}
+
+
+def _field_name(loc: tuple[Any, ...]) -> str:
+    # ("body", "steps", 0, "channel") -> "steps[0].channel"; the "body"/"query" root is noise.
+    parts = list(loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc)
+    name = ""
+    for part in parts:
+        name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else str(part))
+    return name or str(loc[0] if loc else "request")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AppError)
+    async def _app_error(_: Request, exc: AppError) -> JSONResponse:
+        return JSONResponse(_body(exc.code, exc.message, exc.details), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        details = [
+            {"field": _field_name(tuple(err["loc"])), "problem": err["msg"]} for err in exc.errors()
+        ]
+        message = "; ".join(f"{d['field']}: {d['problem']}" for d in details)
+        return JSONResponse(_body("validation_error", message, details), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
+        return JSONResponse(
+            _body(code.get(exc.status_code, "http_error"), str(exc.detail), []),
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )

@@ -1,0 +1,64 @@
+"""Alembic, one history per service, configured in code (no alembic.ini to keep in step)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from alembic import command, context
+from alembic.config import Config
+from sqlalchemy import MetaData, pool
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from shared.db import is_sqlite
+from shared.settings import SERVICES, Settings
+
+SERVICES_DIR = Path(__file__).resolve().parent.parent / "services"
+
+
+def alembic_config(service: str, url: str) -> Config:
+    if service not in SERVICES:
+        raise ValueError(f"unknown service {service!r}; expected one of {', '.join(SERVICES)}")
+    cfg = Config()
+    cfg.set_main_option("script_location", str(SERVICES_DIR / service / "migrations"))
+    cfg.set_main_option("version_table", f"alembic_version_{service}")
+    cfg.attributes["database_url"] = url
+    return cfg
+
+
+def upgrade(settings: Settings, service: str, revision: str = "head") -> None:
+    url = settings.database_url(service)
+    if is_sqlite(url):
+        Path(url.split("///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
+    command.upgrade(alembic_config(service, url), revision)
+
+
+def upgrade_all(settings: Settings) -> None:
+    for service in SERVICES:
+        upgrade(settings, service)
+
+
+def run_env(metadata: MetaData) -> None:
+    """Body of each service's migrations/env.py."""
+    cfg = context.config
+    url: str = cfg.attributes["database_url"]
+    version_table = cfg.get_main_option("version_table") or "alembic_version"
+
+    def migrate(connection: Connection) -> None:
+        context.configure(
+            connection=connection,
+            target_metadata=metadata,
+            version_table=version_table,
+            render_as_batch=is_sqlite(url),  # SQLite alters tables by copying them
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+
+    async def run() -> None:
+        engine = create_async_engine(url, poolclass=pool.NullPool)
+        async with engine.connect() as conn:
+            await conn.run_sync(migrate)
+        await engine.dispose()
+
+    asyncio.run(run())

@@ -1,0 +1,95 @@
+"""Validated contact fields (email, phone, time zone) shared by every person-shaped schema.
+
+Pure functions and pydantic annotated types, no I/O: referrals validates the people it is
+told about exactly the way prospecting validates the prospects they become.
+"""
+
+from __future__ import annotations
+
+import zoneinfo
+from typing import Annotated, Any
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+from pydantic import AfterValidator, BeforeValidator, ValidationInfo
+from pydantic_core import PydanticCustomError
+
+
+def normalize_email(value: str) -> str:
+    """Lower-cased, checked address; raises ValueError with a readable reason."""
+    try:
+        result = validate_email(value.strip(), check_deliverability=False)
+    except EmailNotValidError as err:
+        raise ValueError(str(err)) from err
+    return result.normalized.lower()
+
+
+def normalize_phone(value: str) -> str:
+    """E.164 (+14155550100) from any common spelling that includes the country code."""
+    try:
+        number = phonenumbers.parse(value.strip(), None)
+    except phonenumbers.NumberParseException as err:
+        raise ValueError(
+            "not a phone number; include the country code, e.g. +1 415 555 0100"
+        ) from err
+    if not phonenumbers.is_valid_number(number):
+        raise ValueError("not a valid phone number; include the country code, e.g. +1 415 555 0100")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def check_timezone(value: str) -> str:
+    name = value.strip()
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as err:
+        raise ValueError(
+            f"unknown time zone {name!r}; use an IANA name such as Europe/Berlin"
+        ) from err
+    return name
+
+
+def _blank_to_none(value: Any) -> Any:
+    if isinstance(value, str) and not value.strip():
+        return None
+    return value
+
+
+def _wrap(fn: Any, kind: str) -> Any:
+    # PydanticCustomError keeps the message free of pydantic's "Value error, " prefix.
+    def validator(value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return str(fn(value))
+        except ValueError as err:
+            raise PydanticCustomError(kind, str(err)) from err
+
+    return validator
+
+
+def _required_text(value: str) -> str:
+    value = value.strip()
+    if not value:
+        raise PydanticCustomError("required", "must not be empty")
+    return value
+
+
+Email = Annotated[
+    str | None, BeforeValidator(_blank_to_none), AfterValidator(_wrap(normalize_email, "email"))
+]
+Phone = Annotated[
+    str | None, BeforeValidator(_blank_to_none), AfterValidator(_wrap(normalize_phone, "phone"))
+]
+TimeZone = Annotated[str, AfterValidator(_wrap(check_timezone, "timezone"))]
+RequiredEmail = Annotated[str, AfterValidator(_wrap(normalize_email, "email"))]
+RequiredText = Annotated[str, AfterValidator(_required_text)]
+Text = Annotated[str, AfterValidator(str.strip)]
+
+
+def require_email_or_phone(phone: str | None, info: ValidationInfo) -> str | None:
+    """Field validator for `phone` (declared after `email`, with validate_default=True)."""
+    if "email" not in info.data:
+        return phone  # email itself was invalid: that error already names the field
+    if phone is None and info.data["email"] is None:
+        raise PydanticCustomError("email_or_phone", "give an email or a phone (or both)")
+    return phone

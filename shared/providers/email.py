@@ -1,0 +1,156 @@
+"""Outgoing email: the message we send, its MIME form, and an SMTP sender (aiosmtplib).
+
+Every message carries RFC 8058 one-click unsubscribe headers, and its Message-ID is chosen by us
+before sending so the send ledger can record it first and match replies and events to it later.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.utils import formatdate, parseaddr
+from typing import Literal, Protocol
+
+import aiosmtplib
+
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+TlsMode = Literal["none", "starttls", "tls"]
+
+
+@dataclass
+class OutgoingEmail:
+    to: str
+    subject: str
+    text: str
+    html: str
+    message_id: str
+    unsubscribe_url: str
+    reply_to: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class EmailSender(Protocol):
+    async def send(self, msg: OutgoingEmail) -> str: ...
+
+
+class EmailSendError(Exception):
+    """permanent: the server refused the recipient for good (5xx), so retrying cannot help."""
+
+    def __init__(self, message: str, *, permanent: bool, code: int | None = None) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+        self.code = code
+
+
+def address_domain(addr: str) -> str:
+    """'closeflow <sales@example.com>' -> 'example.com' (the Message-ID domain of a sender)."""
+    _, bare = parseaddr(addr)
+    local, at, domain = bare.rpartition("@")
+    if not (local and at and domain):
+        raise ValueError(f"no domain in address {addr!r}")
+    return domain
+
+
+def new_message_id(domain: str) -> str:
+    return f"<{uuid.uuid4().hex}@{domain}>"
+
+
+def build_mime(msg: OutgoingEmail, from_addr: str) -> EmailMessage:
+    mime = EmailMessage()
+    mime["Message-ID"] = msg.message_id
+    mime["Date"] = formatdate(usegmt=True)
+    mime["From"] = from_addr
+    mime["To"] = msg.to
+    mime["Subject"] = msg.subject
+    if msg.reply_to:
+        mime["Reply-To"] = msg.reply_to
+    # RFC 8058: the https URI alone is enough for one-click; mail clients POST to it.
+    mime["List-Unsubscribe"] = f"<{msg.unsubscribe_url}>"
+    mime["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    for name, value in msg.headers.items():
+        del mime[name]
+        mime[name] = value
+    mime.set_content(msg.text)
+    mime.add_alternative(msg.html, subtype="html")
+    return mime
+
+
+class SmtpEmail:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        username: str,
+        password: str,
+        tls: TlsMode,
+        from_addr: str,
+        *,
+        timeout: float = 30.0,
+    ) -> None:
+        if tls not in ("none", "starttls", "tls"):
+            raise ValueError(f"tls must be none, starttls or tls, not {tls!r}")
+        self.host = host
+        self.port = port
+        self.username = username
+        self._password = password
+        self.tls: TlsMode = tls
+        self.from_addr = from_addr
+        self.timeout = timeout
+
+    def __repr__(self) -> str:
+        return (
+            f"SmtpEmail(host={self.host!r}, port={self.port}, username={self.username!r}, "
+            f"tls={self.tls!r}, from_addr={self.from_addr!r})"
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SmtpEmail:
+        return cls(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            username=settings.smtp_username,
+            password=settings.smtp_password.get_secret_value(),
+            tls=settings.smtp_tls,
+            from_addr=settings.email_from,
+        )
+
+    @property
+    def domain(self) -> str:
+        return address_domain(self.from_addr)
+
+    def new_message_id(self) -> str:
+        return new_message_id(self.domain)
+
+    async def send(self, msg: OutgoingEmail) -> str:
+        mime = build_mime(msg, self.from_addr)
+        try:
+            await aiosmtplib.send(
+                mime,
+                hostname=self.host,
+                port=self.port,
+                username=self.username or None,
+                password=self._password if self.username else None,
+                use_tls=self.tls == "tls",
+                # False, not None: None would upgrade opportunistically in "none" mode.
+                start_tls=self.tls == "starttls",
+                timeout=self.timeout,
+            )
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            codes = [r.code for r in exc.recipients]
+            permanent = bool(codes) and all(500 <= c < 600 for c in codes)
+            raise EmailSendError(
+                f"recipient refused: {exc}", permanent=permanent, code=codes[0] if codes else None
+            ) from exc
+        except aiosmtplib.SMTPResponseException as exc:
+            raise EmailSendError(
+                f"SMTP {exc.code}: {exc.message}", permanent=False, code=exc.code
+            ) from exc
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            raise EmailSendError(f"SMTP failure: {exc}", permanent=False) from exc
+        log.info("email sent message_id=%s via %s:%s", msg.message_id, self.host, self.port)
+        return msg.message_id

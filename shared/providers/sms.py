@@ -1,0 +1,168 @@
+"""Sending SMS through Twilio's REST API with the official library.
+
+The same code talks to api.twilio.com in production and to the local sandbox in development:
+only the base URL differs, rewritten in the HTTP client so the library stays untouched.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+
+from twilio.base import values
+from twilio.http.async_http_client import AsyncTwilioHttpClient
+from twilio.http.response import Response
+from twilio.rest import Client
+
+TWILIO_API_BASE_URL = "https://api.twilio.com"
+DEFAULT_TIMEOUT_SECONDS = 15.0
+# How far back find_recent looks among a number's newest messages for one still queued.
+_RECENT_SCAN_LIMIT = 50
+
+_logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SentSms:
+    sid: str
+    status: str
+
+
+class RebasedAsyncTwilioHttpClient(AsyncTwilioHttpClient):
+    """Sends api.twilio.com requests to another base URL (the sandbox).
+
+    Two fixes on the way through: the client-wide timeout is applied (the library passes
+    timeout=None per request, which aiohttp reads as "no timeout at all", so a hung connection
+    would hang the send forever), and credentials travel as an Authorization header because
+    aiohttp deprecated the BasicAuth object the library would build.
+    """
+
+    def __init__(self, api_base_url: str, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> None:
+        super().__init__(timeout=timeout, logger=_logger)
+        self.api_base_url = api_base_url.rstrip("/")
+
+    def rebase(self, url: str) -> str:
+        if self.api_base_url != TWILIO_API_BASE_URL and url.startswith(TWILIO_API_BASE_URL):
+            return self.api_base_url + url[len(TWILIO_API_BASE_URL) :]
+        return url
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        params: dict[str, object] | None = None,
+        data: dict[str, object] | None = None,
+        headers: dict[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+        timeout: float | None = None,
+        allow_redirects: bool = False,
+    ) -> Response:
+        if auth is not None:
+            token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode("ascii")
+            headers = {**(headers or {}), "Authorization": f"Basic {token}"}
+        return await super().request(
+            method,
+            self.rebase(url),
+            params=params,
+            data=data,
+            headers=headers,
+            auth=None,
+            timeout=timeout if timeout is not None else self.timeout,
+            allow_redirects=allow_redirects,
+        )
+
+
+class TwilioSms:
+    """One instance per process; use it from one event loop and `await close()` at shutdown.
+
+    The aiohttp session behind it is created on first use, inside the running loop (aiohttp
+    refuses to create one outside a loop, and a session must stay on the loop that made it).
+    """
+
+    def __init__(
+        self,
+        account_sid: str,
+        auth_token: str,
+        from_number: str,
+        api_base_url: str = TWILIO_API_BASE_URL,
+        *,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    ) -> None:
+        self._account_sid = account_sid
+        self._auth_token = auth_token
+        self.from_number = from_number
+        self.api_base_url = api_base_url
+        self._timeout = timeout
+        self._http: RebasedAsyncTwilioHttpClient | None = None
+        self._client: Client | None = None
+
+    def _twilio(self) -> Client:
+        if self._client is None:
+            self._http = RebasedAsyncTwilioHttpClient(self.api_base_url, self._timeout)
+            # environment={}: configuration comes from Settings only, never TWILIO_* variables
+            # (TWILIO_EDGE/REGION would change the host and defeat the rebase).
+            self._client = Client(
+                self._account_sid, self._auth_token, http_client=self._http, environment={}
+            )
+        return self._client
+
+    async def send_sms(self, to: str, body: str, status_callback: str | None) -> SentSms:
+        """Raises twilio.base.exceptions.TwilioRestException when Twilio refuses (e.g. 21211)."""
+        message = await self._twilio().messages.create_async(
+            to=to,
+            from_=self.from_number,
+            body=body,
+            status_callback=status_callback if status_callback else values.unset,
+        )
+        return SentSms(sid=str(message.sid), status=str(message.status))
+
+    async def find_recent(self, to: str, body: str, since: datetime) -> str | None:
+        """The sid of a message with this body sent to `to` since `since`, if Twilio has one.
+
+        Reconciles a send whose outcome is unknown (timeout, crash after the request).
+        Twilio's DateSent filter skips messages not yet handed to the carrier (date_sent is
+        null while queued), so those are looked for among the number's newest messages.
+        """
+        since_utc = _as_utc(since)
+        client = self._twilio()
+        sent = await client.messages.list_async(to=to, date_sent_after=since_utc)
+        for message in sent:
+            if message.body == body:
+                return str(message.sid)
+        newest = await client.messages.list_async(to=to, limit=_RECENT_SCAN_LIMIT)
+        for message in newest:
+            created = message.date_created
+            if (
+                message.body == body
+                and message.date_sent is None
+                and isinstance(created, datetime)
+                and created >= since_utc.replace(microsecond=0)
+            ):
+                return str(message.sid)
+        return None
+
+    async def close(self) -> None:
+        http, self._http, self._client = self._http, None, None
+        if http is not None:
+            await http.close()
+
+    async def __aenter__(self) -> TwilioSms:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+def _as_utc(moment: datetime) -> datetime:
+    # The library formats the filter with strftime and a literal "Z": it must already be UTC.
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)

@@ -1,0 +1,136 @@
+"""The one source of configuration: environment variables prefixed CLOSEFLOW_ (or a .env file).
+
+Every field is documented in README.md's settings table; `closeflow settings` prints them.
+Workflow code never reads settings: what a journey needs arrives in its input.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+SERVICES = ("prospecting", "outreach", "deals", "referrals")
+DEV_API_KEY = "dev-key"
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CLOSEFLOW_", env_file=".env", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = Field(
+        "development", description="production refuses the development API key and empty secrets"
+    )
+    data_dir: Path = Field(Path(".closeflow"), description="where the dev stack keeps its files")
+    log_level: str = Field("INFO", description="log level of every process")
+
+    # --- HTTP ---------------------------------------------------------------------------------
+    host: str = Field("127.0.0.1", description="interface the services listen on")
+    prospecting_port: int = Field(8001, description="prospecting API port")
+    outreach_port: int = Field(8002, description="outreach API port")
+    deals_port: int = Field(8003, description="deals API port")
+    referrals_port: int = Field(8004, description="referrals API port")
+    prospecting_url: str = Field(
+        "http://127.0.0.1:8001", description="where other services reach the prospecting API"
+    )
+    outreach_public_url: str = Field(
+        "http://localhost:8002",
+        description="public base URL of outreach: unsubscribe links and webhook signatures",
+    )
+    referrals_public_url: str = Field(
+        "http://localhost:8004", description="public base URL of referrals: referral links"
+    )
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=lambda: [SecretStr(DEV_API_KEY)],
+        description="comma-separated API keys accepted in the X-API-Key header",
+    )
+
+    # --- databases ----------------------------------------------------------------------------
+    prospecting_database_url: str = Field(
+        "", description="SQLAlchemy async URL; default sqlite+aiosqlite in data_dir"
+    )
+    outreach_database_url: str = Field("", description="as above, for outreach")
+    deals_database_url: str = Field("", description="as above, for deals")
+    referrals_database_url: str = Field("", description="as above, for referrals")
+
+    # --- Temporal -----------------------------------------------------------------------------
+    temporal_address: str = Field("localhost:7233", description="Temporal frontend host:port")
+    temporal_namespace: str = Field("default", description="Temporal namespace")
+    temporal_api_key: SecretStr = Field(SecretStr(""), description="Temporal Cloud API key")
+    temporal_tls: bool = Field(False, description="use TLS to reach Temporal (Temporal Cloud)")
+    temporal_ui_port: int = Field(8233, description="dev server web UI port")
+    task_queue_prefix: str = Field(
+        "", description="prefix of every task queue name (isolates stacks sharing a namespace)"
+    )
+
+    # --- email --------------------------------------------------------------------------------
+    smtp_host: str = Field("localhost", description="SMTP server host")
+    smtp_port: int = Field(1025, description="SMTP server port")
+    smtp_username: str = Field("", description="SMTP user (empty: no AUTH)")
+    smtp_password: SecretStr = Field(SecretStr(""), description="SMTP password")
+    smtp_tls: Literal["none", "starttls", "tls"] = Field("none", description="SMTP TLS mode")
+    email_from: str = Field("closeflow <sales@closeflow.localhost>", description="From address")
+    mailgun_signing_key: SecretStr = Field(
+        SecretStr("dev-mailgun-signing-key"),
+        description="Mailgun webhook signing key (empty disables the Mailgun webhooks)",
+    )
+
+    # --- Twilio -------------------------------------------------------------------------------
+    twilio_account_sid: str = Field("AC00000000000000000000000000000000", description="SID")
+    twilio_auth_token: SecretStr = Field(
+        SecretStr("dev-twilio-auth-token"),
+        description="Twilio auth token; signs callbacks (empty disables the Twilio webhooks)",
+    )
+    twilio_from_number: str = Field("+15005550006", description="sending number, E.164")
+    twilio_api_base_url: str = Field(
+        "http://127.0.0.1:8030", description="https://api.twilio.com in production"
+    )
+
+    # --- dev stack sandboxes --------------------------------------------------------------------
+    mailbox_http_port: int = Field(8025, description="local mailbox web page and JSON")
+    twilio_sandbox_port: int = Field(8030, description="local Twilio-compatible server")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parse_keys(cls, data: object) -> object:
+        if isinstance(data, dict) and "api_keys" in data:
+            data["api_keys"] = _split_csv(data["api_keys"])
+        return data
+
+    @model_validator(mode="after")
+    def _refuse_dev_secrets_in_production(self) -> Settings:
+        if self.environment != "production":
+            return self
+        if not self.api_keys or any(
+            k.get_secret_value() in ("", DEV_API_KEY) for k in self.api_keys
+        ):
+            raise ValueError("CLOSEFLOW_API_KEYS must be set to real keys in production")
+        if self.twilio_auth_token.get_secret_value() == "dev-twilio-auth-token":
+            raise ValueError("CLOSEFLOW_TWILIO_AUTH_TOKEN must be set in production")
+        if self.mailgun_signing_key.get_secret_value() == "dev-mailgun-signing-key":
+            raise ValueError("CLOSEFLOW_MAILGUN_SIGNING_KEY must be set in production")
+        return self
+
+    def database_url(self, service: str) -> str:
+        url: str = getattr(self, f"{service}_database_url")
+        if url:
+            return url
+        return f"sqlite+aiosqlite:///{(self.data_dir / f'{service}.db').resolve()}"
+
+    def port(self, service: str) -> int:
+        return int(getattr(self, f"{service}_port"))
+
+    def task_queue(self, name: str) -> str:
+        return f"{self.task_queue_prefix}{name}"
+
+    @cached_property
+    def api_key_values(self) -> frozenset[str]:
+        return frozenset(k.get_secret_value() for k in self.api_keys if k.get_secret_value())

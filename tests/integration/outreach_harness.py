@@ -1,0 +1,80 @@
+"""Real parts for outreach tests: a migrated database, an SMTP mailbox, the Twilio sandbox."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI
+
+from shared.migrations import upgrade
+from shared.sandbox import twilio_server
+from shared.sandbox.mailbox import Mailbox, start_smtp
+from shared.settings import SERVICES, Settings
+from tests.conftest import free_port, make_settings
+
+
+@dataclass
+class Sandboxes:
+    settings: Settings
+    mailbox: Mailbox
+    twilio_url: str
+
+
+@contextlib.asynccontextmanager
+async def serve(app: FastAPI, port: int) -> AsyncIterator[str]:
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+@contextlib.asynccontextmanager
+async def sandboxes(
+    tmp_path: Path,
+    urls: dict[str, str],
+    queue_prefix: str,
+    outreach_url: str = "http://test",
+    **overrides: object,
+) -> AsyncIterator[Sandboxes]:
+    smtp_port, twilio_port = free_port(), free_port()
+    settings = make_settings(
+        tmp_path,
+        urls,
+        smtp_host="127.0.0.1",
+        smtp_port=smtp_port,
+        twilio_api_base_url=f"http://127.0.0.1:{twilio_port}",
+        outreach_public_url=outreach_url,
+        task_queue_prefix=queue_prefix,
+        **{"referrals_public_url": "http://referrals.test", **overrides},
+    )
+    for service in SERVICES:
+        if service in urls:
+            await asyncio.to_thread(upgrade, settings, service)
+    mailbox = Mailbox(tmp_path / "mailbox")
+    controller = await start_smtp(mailbox, "127.0.0.1", smtp_port)
+    twilio_app = twilio_server.create_app(
+        account_sid=settings.twilio_account_sid,
+        auth_token=settings.twilio_auth_token.get_secret_value(),
+        inbound_sms_url=f"{outreach_url}/webhooks/twilio/sms",
+        data_file=None,
+        public_url=f"http://127.0.0.1:{twilio_port}",
+    )
+    try:
+        async with serve(twilio_app, twilio_port) as twilio_url:
+            yield Sandboxes(settings, mailbox, twilio_url)
+    finally:
+        controller.stop()

@@ -1,0 +1,324 @@
+"""The journey's logic over days of virtual time (time-skipping test server).
+
+The services' activities are replaced by recording doubles registered under the same names:
+this tests the workflow's decisions; the real activities are covered by integration tests.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from temporalio import activity
+from temporalio.client import WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from shared.contracts.journey import (
+    CadenceSnapshot,
+    CadenceStep,
+    ChannelOutcome,
+    Contact,
+    CreateReferredProspect,
+    DealClosed,
+    DealStatus,
+    JourneyInput,
+    LinkReferral,
+    MeetingScheduled,
+    ObjectionLogged,
+    OpenDealRequest,
+    QualificationRecorded,
+    ReferralAsk,
+    ReferralAskRequest,
+    ReferralIntakeInput,
+    ReferredPerson,
+    ReplyReceived,
+    RepTaskRequest,
+    StageChange,
+    TouchRequest,
+    TouchResult,
+    journey_id,
+)
+from shared.contracts.names import Act, Query, Sig
+from shared.contracts.queues import TaskQueues
+from workflows.journey import ProspectJourney, touch_groups
+from workflows.referral_intake import ReferralIntake
+
+DAY = 86400
+
+
+def cadence(**overrides: Any) -> CadenceSnapshot:
+    values: dict[str, Any] = {
+        "cadence_id": "c1",
+        "version": 1,
+        "name": "Outbound",
+        "steps": [
+            CadenceStep("email", 0, "Hi {{ first_name }}", "Hello"),
+            CadenceStep("sms", 0, "Hi {{ first_name }}, it's {{ rep_name }}"),
+            CadenceStep("email", 2 * DAY, "Following up", "Follow-up"),
+            CadenceStep("call_task", 4 * DAY, "Call them"),
+        ],
+        "nurture_after_seconds": 3 * DAY,
+        "qualification_reminder_seconds": 2 * DAY,
+        "qualification_timeout_seconds": 5 * DAY,
+        "meeting_reminder_seconds": DAY,
+        "referral_delay_seconds": 7 * DAY,
+    }
+    values.update(overrides)
+    return CadenceSnapshot(**values)
+
+
+@dataclass
+class Recorder:
+    """Doubles of every service activity; they record what the journey asked for."""
+
+    stages: list[StageChange] = field(default_factory=list)
+    touches: list[TouchRequest] = field(default_factory=list)
+    tasks: list[RepTaskRequest] = field(default_factory=list)
+    deals: list[OpenDealRequest] = field(default_factory=list)
+    asks: list[ReferralAskRequest] = field(default_factory=list)
+    expired: list[str] = field(default_factory=list)
+    referred: list[CreateReferredProspect] = field(default_factory=list)
+    linked: list[LinkReferral] = field(default_factory=list)
+    defer_first_sms_until: str | None = None
+
+    def stage_path(self) -> list[str]:
+        return [c.to_stage for c in self.stages]
+
+    def activities(self) -> dict[str, list[Any]]:
+        @activity.defn(name=Act.RECORD_STAGE)
+        async def record_stage(change: StageChange) -> None:
+            self.stages.append(change)
+
+        @activity.defn(name=Act.SEND_TOUCH)
+        async def send_touch(req: TouchRequest) -> TouchResult:
+            self.touches.append(req)
+            if self.defer_first_sms_until and len(self.touches) == 1:
+                return TouchResult(
+                    [ChannelOutcome("email", "sent"), ChannelOutcome("sms", "deferred")],
+                    self.defer_first_sms_until,
+                )
+            return TouchResult([ChannelOutcome(s.channel, "sent") for s in req.steps])
+
+        @activity.defn(name=Act.CREATE_REP_TASK)
+        async def create_rep_task(req: RepTaskRequest) -> str:
+            self.tasks.append(req)
+            return f"task-{len(self.tasks)}"
+
+        @activity.defn(name=Act.GET_CADENCE)
+        async def get_cadence(cadence_id: str) -> CadenceSnapshot:
+            return cadence(cadence_id=cadence_id)
+
+        @activity.defn(name=Act.OPEN_DEAL)
+        async def open_deal(req: OpenDealRequest) -> DealStatus:
+            self.deals.append(req)
+            return DealStatus("deal-1", "qualifying")
+
+        @activity.defn(name=Act.EXPIRE_QUALIFICATION)
+        async def expire_qualification(deal_id: str) -> DealStatus:
+            self.expired.append(deal_id)
+            return DealStatus(deal_id, "disqualified")
+
+        @activity.defn(name=Act.CREATE_REFERRAL_ASK)
+        async def create_referral_ask(req: ReferralAskRequest) -> ReferralAsk:
+            self.asks.append(req)
+            return ReferralAsk("ask-1", "http://referrals.test/r/tok")
+
+        @activity.defn(name=Act.CREATE_REFERRED_PROSPECT)
+        async def create_referred_prospect(req: CreateReferredProspect) -> Contact:
+            self.referred.append(req)
+            return Contact(
+                "p-referred", req.person.first_name, email=req.person.email, rep_id=req.rep_id
+            )
+
+        @activity.defn(name=Act.LINK_REFERRAL)
+        async def link_referral(req: LinkReferral) -> None:
+            self.linked.append(req)
+
+        return {
+            "prospecting": [record_stage, create_referred_prospect],
+            "outreach": [send_touch, create_rep_task, get_cadence],
+            "deals": [open_deal, expire_qualification],
+            "referrals": [create_referral_ask, link_referral],
+        }
+
+
+class Harness:
+    def __init__(self, env: WorkflowEnvironment, prefix: str) -> None:
+        self.env = env
+        self.queues = TaskQueues.with_prefix(prefix)
+        self.rec = Recorder()
+        self.workers: list[Worker] = []
+
+    async def __aenter__(self) -> Harness:
+        client = self.env.client
+        self.workers = [
+            Worker(
+                client,
+                task_queue=self.queues.journeys,
+                workflows=[ProspectJourney, ReferralIntake],
+            )
+        ]
+        for queue, acts in self.rec.activities().items():
+            self.workers.append(
+                Worker(client, task_queue=getattr(self.queues, queue), activities=acts)
+            )
+        for w in self.workers:
+            await w.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for w in self.workers:
+            await w.__aexit__(None, None, None)
+
+    async def start(self, **overrides: Any) -> WorkflowHandle[Any, Any]:
+        pid = uuid.uuid4().hex
+        contact = Contact(pid, "Ada", "Lovelace", "ada@example.com", "+14155550100", rep_id="r1")
+        inp = JourneyInput(contact, overrides.pop("cadence", cadence()), self.queues, **overrides)
+        return await self.env.client.start_workflow(
+            ProspectJourney.run, inp, id=journey_id(pid), task_queue=self.queues.journeys
+        )
+
+
+def test_touch_groups_put_same_offset_steps_together() -> None:
+    groups = touch_groups(cadence().steps)
+    assert [[s.channel for s in g] for g in groups] == [["email", "sms"], ["email"], ["call_task"]]
+
+
+async def test_no_reply_runs_every_step_then_nurture(
+    temporal_skipping: WorkflowEnvironment, queue_prefix: str
+) -> None:
+    async with Harness(temporal_skipping, queue_prefix) as h:
+        handle = await h.start()
+        assert await handle.result() == "nurture"
+        assert [t.touch_key for t in h.rec.touches] == ["step-0", "step-1", "step-2"]
+        assert [s.channel for s in h.rec.touches[0].steps] == ["email", "sms"]
+        assert h.rec.stage_path() == ["contacting", "nurture"]
+        # the nurture decision came nurture_after_seconds after the last step (4 + 3 days)
+        first, last = h.rec.stages[0].at, h.rec.stages[-1].at
+        from datetime import datetime
+
+        elapsed = datetime.fromisoformat(last) - datetime.fromisoformat(first)
+        assert timedelta(days=7) <= elapsed < timedelta(days=7, hours=1)
+
+
+async def test_reply_stops_touches_and_opens_a_deal(
+    temporal_skipping: WorkflowEnvironment, queue_prefix: str
+) -> None:
+    async with Harness(temporal_skipping, queue_prefix) as h:
+        handle = await h.start()
+        await temporal_skipping.sleep(timedelta(days=1))
+        await handle.signal(Sig.REPLY_RECEIVED, ReplyReceived("email", "m1", "Tell me more"))
+        await temporal_skipping.sleep(timedelta(days=10))
+        state = await handle.query(Query.STATE)
+        assert [t.touch_key for t in h.rec.touches] == ["step-0"]
+        assert h.rec.stage_path()[:2] == ["contacting", "qualifying"]
+        assert h.rec.deals and h.rec.deals[0].prospect_id == h.rec.stages[0].prospect_id
+        kinds = [t.kind for t in h.rec.tasks]
+        assert kinds[:2] == ["qualify", "qualification_reminder"]
+        assert "Tell me more" in h.rec.tasks[0].body
+        # 10 days without a verdict: past the 5-day timeout, so the deal was expired
+        assert h.rec.expired == ["deal-1"]
+        assert h.rec.stage_path()[-1] == "disqualified"
+        assert state["finished"] if isinstance(state, dict) else state.finished
+
+
+async def test_deferred_channel_is_retried_at_the_window(
+    temporal_skipping: WorkflowEnvironment, queue_prefix: str
+) -> None:
+    async with Harness(temporal_skipping, queue_prefix) as h:
+        h.rec.defer_first_sms_until = "2000-01-01T00:00:00+00:00"  # in the past: retry at once
+        handle = await h.start(cadence=cadence(nurture_after_seconds=60))
+        await handle.result()
+        assert [t.touch_key for t in h.rec.touches][:2] == ["step-0", "step-0"]
+
+
+async def test_full_path_to_referrals(
+    temporal_skipping: WorkflowEnvironment, queue_prefix: str
+) -> None:
+    async with Harness(temporal_skipping, queue_prefix) as h:
+        handle = await h.start()
+        await handle.signal(Sig.REPLY_RECEIVED, ReplyReceived("sms", "SM1", "yes"))
+        await handle.signal(Sig.QUALIFICATION_RECORDED, QualificationRecorded("deal-1", True, []))
+        await handle.signal(
+            Sig.MEETING_SCHEDULED,
+            MeetingScheduled("m1", "deal-1", "2100-01-01T10:00:00+00:00", "Demo"),
+        )
+        await handle.signal(
+            Sig.OBJECTION_LOGGED,
+            ObjectionLogged("o1", "deal-1", "price", "too expensive", ["Show ROI"]),
+        )
+        await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", True, "signed"))
+        assert await handle.result() == "won"
+        assert h.rec.stage_path() == [
+            "contacting",
+            "qualifying",
+            "presenting",
+            "objections",
+            "won",
+            "referrals",
+        ]
+        kinds = [t.kind for t in h.rec.tasks]
+        assert {"qualify", "prepare_meeting", "objection", "thank_client"} <= set(kinds)
+        objection_task = next(t for t in h.rec.tasks if t.kind == "objection")
+        assert "Show ROI" in objection_task.body
+        assert h.rec.asks and h.rec.asks[0].client_prospect_id == h.rec.stages[0].prospect_id
+        ask_touch = h.rec.touches[-1]
+        assert ask_touch.kind == "referral_ask"
+        assert ask_touch.variables["referral_link"] == "http://referrals.test/r/tok"
+        # the ask waited for the referral delay after the win
+        from datetime import datetime
+
+        won_at = datetime.fromisoformat(h.rec.stages[-2].at)
+        asked_at = datetime.fromisoformat(h.rec.stages[-1].at)
+        assert asked_at - won_at >= timedelta(days=7)
+
+
+async def test_not_qualified_ends_disqualified(
+    temporal_skipping: WorkflowEnvironment, queue_prefix: str
+) -> None:
+    async with Harness(temporal_skipping, queue_prefix) as h:
+        handle = await h.start()
+        await handle.signal(Sig.REPLY_RECEIVED, ReplyReceived("email", "m1", "hi"))
+        await handle.signal(
+            Sig.QUALIFICATION_RECORDED, QualificationRecorded("deal-1", False, ["budget: none"])
+        )
+        assert await handle.result() == "disqualified"
+        assert "budget: none" in h.rec.stages[-1].cause
+        assert h.rec.expired == []
+
+
+async def test_referral_intake_starts_a_journey_at_qualifying(
+    temporal_skipping: WorkflowEnvironment, queue_prefix: str
+) -> None:
+    async with Harness(temporal_skipping, queue_prefix) as h:
+        inp = ReferralIntakeInput(
+            referral_id="ref1",
+            person=ReferredPerson("Grace", "Hopper", "grace@example.com"),
+            referrer_prospect_id="p-client",
+            referrer_name="Ada Lovelace",
+            rep_id="r1",
+            cadence_id="c1",
+            queues=h.queues,
+        )
+        pid = await temporal_skipping.client.execute_workflow(
+            ReferralIntake.run, inp, id=f"intake-{uuid.uuid4().hex}", task_queue=h.queues.journeys
+        )
+        assert pid == "p-referred"
+        assert h.rec.referred[0].rep_id == "r1"
+        assert h.rec.linked == [LinkReferral("ref1", "p-referred")]
+        child = temporal_skipping.client.get_workflow_handle(journey_id("p-referred"))
+        await child.signal(
+            Sig.QUALIFICATION_RECORDED, QualificationRecorded("deal-1", False, ["no need"])
+        )
+        assert await child.result() == "disqualified"
+        assert h.rec.stage_path()[0] == "qualifying"
+        assert "Ada Lovelace" in h.rec.stages[0].cause
+        intro = next(t for t in h.rec.touches if t.kind == "warm_intro")
+        assert intro.variables == {"referrer_name": "Ada Lovelace"}
+
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
