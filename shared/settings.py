@@ -84,7 +84,9 @@ class Settings(BaseSettings):
     )
 
     # --- Twilio -------------------------------------------------------------------------------
-    twilio_account_sid: str = Field("AC00000000000000000000000000000000", description="SID")
+    twilio_account_sid: str = Field(
+        "AC00000000000000000000000000000000", description="Twilio account SID"
+    )
     twilio_auth_token: SecretStr = Field(
         SecretStr("dev-twilio-auth-token"),
         description="Twilio auth token; signs callbacks (empty disables the Twilio webhooks)",
