@@ -99,6 +99,7 @@ class ProspectJourney:
     @workflow.run
     async def run(self, inp: JourneyInput) -> str:
         self._inp = inp
+        self._stage = Stage.PROSPECTING  # where prospecting puts every new prospect
         try:
             outcome = await self._journey()
         finally:
