@@ -2,28 +2,25 @@
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
     JSON,
-    DateTime,
-    Dialect,
     ForeignKey,
     Integer,
     MetaData,
     Numeric,
     String,
     Text,
-    TypeDecorator,
     UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from shared import db
 from shared.contracts.journey import Stage
+from shared.db import UTCDateTime, new_id, utcnow
 
 # Named constraints: SQLite batch migrations can only drop or alter what has a name.
 NAMING = {
@@ -37,33 +34,6 @@ NAMING = {
 OPEN_STAGES = (Stage.QUALIFYING, Stage.PRESENTING, Stage.OBJECTIONS, Stage.CLOSING)
 CLOSED_STAGES = (Stage.WON, Stage.LOST, Stage.DISQUALIFIED)
 DEAL_STAGES = OPEN_STAGES + CLOSED_STAGES
-
-
-def new_id() -> str:
-    return uuid.uuid4().hex
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """Aware datetimes in, aware UTC datetimes out, on SQLite (which drops offsets) as well."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime: store aware datetimes only")
-        return value.astimezone(UTC)
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class Base(db.Base):
