@@ -16,6 +16,7 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from shared.contracts.journey import (
+        CadenceSnapshot,
         CadenceStep,
         Contact,
         DealClosed,
@@ -25,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
         MeetingScheduled,
         ObjectionLogged,
         OpenDealRequest,
+        PauseJourney,
         QualificationRecorded,
         ReferralAsk,
         ReferralAskRequest,
@@ -32,10 +34,12 @@ with workflow.unsafe.imports_passed_through():
         RepTaskRequest,
         Stage,
         StageChange,
+        StopCadence,
         TouchRequest,
         TouchResult,
     )
     from shared.contracts.names import Act, Query, Sig
+    from shared.contracts.plan import personalise, step_due, touch_groups
 
 ACTIVITY_TIMEOUT = timedelta(seconds=60)
 RETRY = RetryPolicy(
@@ -44,14 +48,6 @@ RETRY = RetryPolicy(
     non_retryable_error_types=["NotFound", "InvalidInput"],
 )
 MEETING_PREP_LEAD = timedelta(hours=2)
-
-
-def touch_groups(steps: list[CadenceStep]) -> list[list[CadenceStep]]:
-    """Steps due at the same offset go out together as one touch (the first is dual-channel)."""
-    groups: dict[int, list[CadenceStep]] = {}
-    for step in steps:
-        groups.setdefault(step.offset_seconds, []).append(step)
-    return [groups[offset] for offset in sorted(groups)]
 
 
 @workflow.defn(name="ProspectJourney")
@@ -66,6 +62,9 @@ class ProspectJourney:
         self._qualification: QualificationRecorded | None = None
         self._deal_events: list[MeetingScheduled | ObjectionLogged | DealClosed] = []
         self._background: list[asyncio.Task[None]] = []
+        self._pause: PauseJourney | None = None
+        self._stop: StopCadence | None = None
+        self._migration: CadenceSnapshot | None = None
 
     # --- signals and queries: record facts only ---------------------------------------------
 
@@ -90,15 +89,46 @@ class ProspectJourney:
     def deal_closed(self, closed: DealClosed) -> None:
         self._deal_events.append(closed)
 
+    @workflow.signal(name=Sig.PAUSE)
+    def pause(self, pause: PauseJourney) -> None:
+        self._pause = pause
+
+    @workflow.signal(name=Sig.RESUME)
+    def resume(self) -> None:
+        self._pause = None
+
+    @workflow.signal(name=Sig.STOP_CADENCE)
+    def stop_cadence(self, stop: StopCadence) -> None:
+        if self._stop is None:
+            self._stop = stop
+
+    @workflow.signal(name=Sig.MIGRATE_CADENCE)
+    def migrate_cadence(self, cadence: CadenceSnapshot) -> None:
+        """Move to another version of the cadence: from the next touch on, its steps apply."""
+        if (
+            cadence.cadence_id == self._cadence.cadence_id
+            and cadence.version > self._cadence.version
+        ):
+            self._migration = cadence
+
     @workflow.query(name=Query.STATE)
     def state(self) -> JourneyState:
-        return JourneyState(self._stage or "", self._next_step, self._deal_id, self._finished)
+        return JourneyState(
+            stage=self._stage or "",
+            next_step=self._next_step,
+            deal_id=self._deal_id,
+            finished=self._finished,
+            cadence_version=(self._migration or self._cadence).version,
+            paused=self._pause is not None,
+            stopped=self._stop is not None,
+        )
 
     # --- the journey ------------------------------------------------------------------------
 
     @workflow.run
     async def run(self, inp: JourneyInput) -> str:
         self._inp = inp
+        self._cadence = inp.cadence
         self._stage = Stage.PROSPECTING  # where prospecting puts every new prospect
         try:
             outcome = await self._journey()
@@ -118,6 +148,9 @@ class ProspectJourney:
             )
         else:
             reply = await self._make_contact()
+            if self._stop is not None:
+                await self._enter(Stage.NURTURE, f"cadence stopped: {self._stop.reason}")
+                return Stage.NURTURE
             if reply is None:
                 await self._enter(Stage.NURTURE, "no response after the last cadence step")
                 return Stage.NURTURE
@@ -141,28 +174,49 @@ class ProspectJourney:
     # --- stage 2: making contact -------------------------------------------------------------
 
     async def _make_contact(self) -> ReplyReceived | None:
-        cadence = self._inp.cadence
         started = workflow.now()
-        groups = touch_groups(cadence.steps)
         entered = asyncio.ensure_future(
-            self._enter(Stage.CONTACTING, f"enrolled in cadence {cadence.name} v{cadence.version}")
-        )
-        for index, steps in enumerate(groups):
-            self._next_step = index
-            due = started + timedelta(seconds=steps[0].offset_seconds)
-            if await self._reply_before(due):
-                break
-            await self._send_cadence_touch(index, steps)
-            if self._reply is not None:
-                break
-        else:
-            self._next_step = len(groups)
-            last_due = (
-                started + timedelta(seconds=groups[-1][0].offset_seconds) if groups else started
+            self._enter(
+                Stage.CONTACTING,
+                f"enrolled in cadence {self._cadence.name} v{self._cadence.version}",
             )
-            await self._reply_before(last_due + timedelta(seconds=cadence.nurture_after_seconds))
+        )
+        index = 0
+        while not self._interrupted():
+            groups = touch_groups(self._cadence.steps)  # a migration may have replaced them
+            self._next_step = index
+            if index >= len(groups):
+                last_due = self._due(started, groups[-1][0]) if groups else started
+                await self._reply_before(
+                    last_due + timedelta(seconds=self._cadence.nurture_after_seconds),
+                    wake_on_migration=True,
+                )
+                if self._migrated_at_index(index):
+                    continue  # a new version may have more steps
+                break
+            steps = groups[index]
+            if await self._reply_before(self._due(started, steps[0]), wake_on_migration=True):
+                break
+            if self._migrated_at_index(index):
+                continue  # the new version's step at this index is what goes out
+            steps = personalise(self._inp.contact.prospect_id, index, steps)
+            await self._send_cadence_touch(index, steps)
+            index += 1
         await entered
         return self._reply
+
+    def _due(self, started: datetime, step: CadenceStep) -> datetime:
+        holidays = getattr(self._cadence.send_window, "holidays", [])
+        return step_due(started, step, self._inp.contact.timezone, holidays)
+
+    def _migrated_at_index(self, index: int) -> bool:
+        if self._migration is None:
+            return False
+        self._cadence, self._migration = self._migration, None
+        return True
+
+    def _interrupted(self) -> bool:
+        return self._reply is not None or self._stop is not None
 
     async def _send_cadence_touch(self, index: int, steps: list[CadenceStep]) -> None:
         key = f"step-{index}"
@@ -170,23 +224,47 @@ class ProspectJourney:
             result = await self._touch(key, "cadence", {}, steps=steps)
             # A channel outside its send window waits for the next opening; the ledger makes
             # the repeat skip whatever already went out.
-            if result.defer_until is None or self._reply is not None:
+            if result.defer_until is None or self._interrupted():
                 return
             if await self._reply_before(datetime.fromisoformat(result.defer_until)):
                 return
 
-    async def _reply_before(self, when: datetime) -> bool:
-        """Sleep until `when` unless a reply arrives first; True when it did."""
+    async def _reply_before(self, when: datetime, wake_on_migration: bool = False) -> bool:
+        """Sleep until `when` unless a reply (or a stop) comes first; True when it did.
+        While the journey is paused, a touch that falls due waits for the resume."""
         delay = (when - workflow.now()).total_seconds()
-        if self._reply is not None:
+        if self._interrupted():
             return True
-        if delay <= 0:
-            return False
+
+        def woken() -> bool:
+            return self._interrupted() or (wake_on_migration and self._migration is not None)
+
+        if delay > 0:
+            try:
+                await workflow.wait_condition(woken, timeout=delay)
+            except TimeoutError:
+                pass
+            else:
+                if not self._interrupted():
+                    return False  # a new cadence version arrived: the caller re-plans
+                return True
+        while self._pause is not None and not self._interrupted():
+            await self._wait_for_resume(self._pause)
+        return self._interrupted()
+
+    async def _wait_for_resume(self, pause: PauseJourney) -> None:
+        def resumed() -> bool:
+            return self._pause is not pause or self._interrupted()
+
+        if pause.until is None:
+            await workflow.wait_condition(resumed)
+            return
+        remaining = (datetime.fromisoformat(pause.until) - workflow.now()).total_seconds()
         try:
-            await workflow.wait_condition(lambda: self._reply is not None, timeout=delay)
+            await workflow.wait_condition(resumed, timeout=max(remaining, 0.001))
         except TimeoutError:
-            return False
-        return True
+            if self._pause is pause:
+                self._pause = None  # the stated return date has come
 
     # --- stage 3: qualifying ------------------------------------------------------------------
 
@@ -218,7 +296,7 @@ class ProspectJourney:
             f"Why now: {why}. Ask about budget, authority, need and timeline, then record the "
             f"answers on deal {status.deal_id}.",
         )
-        cadence = inp.cadence
+        cadence = self._cadence
         reminder_after = min(
             cadence.qualification_reminder_seconds, cadence.qualification_timeout_seconds
         )
@@ -276,7 +354,7 @@ class ProspectJourney:
         self._background.append(asyncio.ensure_future(self._remind_meeting(meeting, starts)))
 
     async def _remind_meeting(self, meeting: MeetingScheduled, starts: datetime) -> None:
-        remind_at = starts - timedelta(seconds=self._inp.cadence.meeting_reminder_seconds)
+        remind_at = starts - timedelta(seconds=self._cadence.meeting_reminder_seconds)
         delay = (remind_at - workflow.now()).total_seconds()
         if delay > 0:
             await workflow.sleep(delay)
@@ -305,9 +383,9 @@ class ProspectJourney:
             "thank_client",
             f"Thank {self._name()} and mention referrals",
             "They just became a client. The automatic referral request goes out after "
-            f"{inp.cadence.referral_delay_seconds} seconds.",
+            f"{self._cadence.referral_delay_seconds} seconds.",
         )
-        await workflow.sleep(inp.cadence.referral_delay_seconds)
+        await workflow.sleep(self._cadence.referral_delay_seconds)
         ask: ReferralAsk = await self._call(
             Act.CREATE_REFERRAL_ASK,
             ReferralAskRequest(
@@ -315,7 +393,7 @@ class ProspectJourney:
                 workflow.info().workflow_id,
                 self._name(),
                 inp.contact.rep_id,
-                inp.cadence.cadence_id,
+                self._cadence.cadence_id,
             ),
             inp.queues.referrals,
             ReferralAsk,
@@ -366,11 +444,11 @@ class ProspectJourney:
             touch_key=key,
             kind=kind,
             contact=inp.contact,
-            cadence_id=inp.cadence.cadence_id,
+            cadence_id=self._cadence.cadence_id,
             steps=steps or [],
             channels=channels,
             variables=variables,
-            send_window=inp.cadence.send_window,
+            send_window=self._cadence.send_window,
         )
         result: TouchResult = await self._call(
             Act.SEND_TOUCH, request, inp.queues.outreach, TouchResult

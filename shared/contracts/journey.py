@@ -80,20 +80,39 @@ class Referrer:
 
 
 @dataclass
+class StepVariant:
+    """An A/B variant of a step's message; prospects split by weight, the same way every time."""
+
+    name: str
+    body: str
+    subject: str = ""
+    weight: int = 1
+
+
+@dataclass
 class CadenceStep:
+    """Due `business_days` (Mon-Fri, not a holiday, in the prospect's time zone) after
+    enrolment, plus `offset_seconds`."""
+
     channel: str
     offset_seconds: int
     body: str
     subject: str = ""
+    business_days: int = 0
+    condition: str = ""  # "" | "previous_email_delivered" | "previous_email_not_delivered"
+    variants: list[StepVariant] = field(default_factory=list)
+    variant: str = ""  # the variant chosen for this prospect (set by the journey)
 
 
 @dataclass
 class SendWindow:
-    """Days (0=Monday) and local hours [start_hour, end_hour) in the prospect's time zone."""
+    """Days (0=Monday) and local hours [start_hour, end_hour) in the prospect's time zone;
+    `holidays` are ISO dates (YYYY-MM-DD) of the prospect's local calendar with no sends."""
 
     days: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4, 5, 6])
     start_hour: int = 0
     end_hour: int = 24
+    holidays: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -193,6 +212,20 @@ class JourneyState:
     next_step: int
     deal_id: str | None
     finished: bool
+    cadence_version: int = 0
+    paused: bool = False
+    stopped: bool = False
+
+
+@dataclass
+class PauseJourney:
+    reason: str = ""
+    until: str | None = None  # resume by itself then (e.g. an out-of-office return date)
+
+
+@dataclass
+class StopCadence:
+    reason: str
 
 
 # --- activity inputs / outputs ------------------------------------------------------------------

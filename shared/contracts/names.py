@@ -21,6 +21,10 @@ class Sig:
     MEETING_SCHEDULED = "meeting_scheduled"
     OBJECTION_LOGGED = "objection_logged"
     DEAL_CLOSED = "deal_closed"
+    PAUSE = "pause"
+    RESUME = "resume"
+    STOP_CADENCE = "stop_cadence"
+    MIGRATE_CADENCE = "migrate_cadence"
 
 
 class Query:

@@ -43,8 +43,9 @@ from shared.contracts.journey import (
     journey_id,
 )
 from shared.contracts.names import Act, Query, Sig
+from shared.contracts.plan import touch_groups
 from shared.contracts.queues import TaskQueues
-from workflows.journey import ProspectJourney, touch_groups
+from workflows.journey import ProspectJourney
 from workflows.referral_intake import ReferralIntake
 
 DAY = 86400
@@ -291,10 +292,15 @@ async def test_not_qualified_ends_disqualified(
         assert h.rec.expired == []
 
 
-async def test_referral_intake_starts_a_journey_at_qualifying(
-    temporal_skipping: WorkflowEnvironment, queue_prefix: str
-) -> None:
-    async with Harness(temporal_skipping, queue_prefix) as h:
+async def test_referral_intake_starts_a_journey_at_qualifying(queue_prefix: str) -> None:
+    # A server of its own: the test server keeps time skipping locked after an abandoned
+    # child workflow, which would stall the tests that share the session's server.
+    from tests.conftest import binary
+
+    temporal_skipping = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=binary("temporal-test-server")
+    )
+    async with temporal_skipping, Harness(temporal_skipping, queue_prefix) as h:
         inp = ReferralIntakeInput(
             referral_id="ref1",
             person=ReferredPerson("Grace", "Hopper", "grace@example.com"),
@@ -322,3 +328,120 @@ async def test_referral_intake_starts_a_journey_at_qualifying(
 
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+async def test_pause_holds_touches_until_resume(
+    temporal_skipping: WorkflowEnvironment, queue_prefix: str
+) -> None:
+    from datetime import datetime
+
+    from shared.contracts.journey import PauseJourney
+
+    async with Harness(temporal_skipping, queue_prefix) as h:
+        handle = await h.start()
+        await temporal_skipping.sleep(timedelta(hours=1))
+        await handle.signal(Sig.PAUSE, PauseJourney("rep on vacation"))
+        await temporal_skipping.sleep(timedelta(days=5))  # step-1 (day 2) fell due while paused
+        assert [t.touch_key for t in h.rec.touches] == ["step-0"]
+        state = await handle.query(Query.STATE)
+        assert state["paused"] is True
+        await handle.signal(Sig.RESUME)
+        await temporal_skipping.sleep(timedelta(minutes=1))
+        assert [t.touch_key for t in h.rec.touches][:2] == ["step-0", "step-1"]
+        assert await handle.result() == "nurture"
+        # step-2 was due on day 4 (during the pause): it went out right after the resume too
+        first = datetime.fromisoformat(h.rec.stages[0].at)
+        assert datetime.fromisoformat(h.rec.stages[-1].at) - first >= timedelta(days=5)
+
+
+async def test_pause_until_a_date_resumes_by_itself(
+    temporal_skipping: WorkflowEnvironment, queue_prefix: str
+) -> None:
+    from shared.contracts.journey import PauseJourney
+
+    async with Harness(temporal_skipping, queue_prefix) as h:
+        handle = await h.start()
+        await temporal_skipping.sleep(timedelta(hours=1))
+        # the test server's clock runs ahead of the wall clock; use its notion of now
+        now = await temporal_skipping.get_current_time()
+        back = (now + timedelta(days=3)).isoformat()
+        await handle.signal(Sig.PAUSE, PauseJourney("out of office", until=back))
+        await temporal_skipping.sleep(timedelta(days=2, hours=12))
+        assert [t.touch_key for t in h.rec.touches] == ["step-0"]
+        await temporal_skipping.sleep(timedelta(days=1))
+        assert [t.touch_key for t in h.rec.touches][:2] == ["step-0", "step-1"]
+        # a journey left running would fire timers with no worker and stall time skipping
+        await handle.terminate()
+
+
+async def test_stop_ends_the_cadence_in_nurture(
+    temporal_skipping: WorkflowEnvironment, queue_prefix: str
+) -> None:
+    from shared.contracts.journey import StopCadence
+
+    async with Harness(temporal_skipping, queue_prefix) as h:
+        handle = await h.start()
+        await temporal_skipping.sleep(timedelta(hours=1))
+        await handle.signal(Sig.STOP_CADENCE, StopCadence("hard bounce"))
+        assert await handle.result() == "nurture"
+        assert [t.touch_key for t in h.rec.touches] == ["step-0"]
+        assert h.rec.stages[-1].cause == "cadence stopped: hard bounce"
+
+
+async def test_migration_applies_the_new_version_from_the_next_touch(
+    temporal_skipping: WorkflowEnvironment, queue_prefix: str
+) -> None:
+    async with Harness(temporal_skipping, queue_prefix) as h:
+        handle = await h.start()
+        await temporal_skipping.sleep(timedelta(hours=1))
+        v2 = cadence(
+            version=2,
+            steps=[
+                CadenceStep("email", 0, "Hi", "Hello"),
+                CadenceStep("sms", 0, "Hi"),
+                CadenceStep("email", 3600 * 5, "New follow-up", "v2 follow-up"),
+            ],
+            nurture_after_seconds=60,
+        )
+        older = cadence(version=1)
+        await handle.signal(Sig.MIGRATE_CADENCE, older)  # not newer: ignored
+        await handle.signal(Sig.MIGRATE_CADENCE, v2)
+        state = await handle.query(Query.STATE)
+        assert state["cadence_version"] == 2
+        assert await handle.result() == "nurture"
+        assert [t.touch_key for t in h.rec.touches] == ["step-0", "step-1"]
+        assert h.rec.touches[1].steps[0].subject == "v2 follow-up"
+
+
+async def test_business_days_skip_the_weekend_in_the_prospects_zone(
+    temporal_skipping: WorkflowEnvironment, queue_prefix: str
+) -> None:
+    from datetime import datetime
+
+    from shared.contracts.plan import add_business_days
+
+    friday_evening = datetime.fromisoformat("2026-11-27T18:00:00-05:00")
+    due = add_business_days(friday_evening, 1, "America/New_York")
+    assert due.isoformat() == "2026-11-30T23:00:00+00:00"  # Monday 18:00 in New York
+    assert add_business_days(friday_evening, 1, "America/New_York", ["2026-11-30"]).day == 1
+    # across the end of daylight saving time the local hour stays the same
+    before = datetime.fromisoformat("2026-10-30T09:00:00-04:00")
+    after = add_business_days(before, 1, "America/New_York")
+    assert after.isoformat() == "2026-11-02T14:00:00+00:00"  # 09:00 EST
+
+
+def test_variants_split_stably_and_by_weight() -> None:
+    from collections import Counter
+
+    from shared.contracts.journey import StepVariant
+    from shared.contracts.plan import choose_variant, personalise
+
+    variants = [StepVariant("A", "body A", "subj A", 3), StepVariant("B", "body B", "subj B", 1)]
+    picks = Counter(choose_variant(f"p{i}", "0.0", variants).name for i in range(4000))
+    assert 2800 < picks["A"] < 3200 and picks["A"] + picks["B"] == 4000
+    assert {choose_variant("same", "0.0", variants).name for _ in range(10)} == {
+        choose_variant("same", "0.0", variants).name
+    }
+    step = CadenceStep("email", 0, "", "", variants=variants)
+    (resolved,) = personalise("p1", 0, [step])
+    assert resolved.variant in ("A", "B") and resolved.body == f"body {resolved.variant}"
