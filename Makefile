@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.closeflow-installed
 
-.PHONY: install run test lint format migrate bench settings clean
+.PHONY: install run test lint format migrate bench bench-webhooks settings clean
 
 install: $(STAMP)
 
@@ -36,6 +36,9 @@ migrate: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.journeys
+
+bench-webhooks: $(STAMP)
+	$(BIN)/python -m bench.webhooks
 
 settings: $(STAMP)
 	@$(BIN)/closeflow settings

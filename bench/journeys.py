@@ -24,22 +24,15 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
-from temporalio import workflow
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from bench.noop_workflow import NoOp
 from shared.auth import API_KEY_HEADER
 from shared.devstack import Stack, isolated_env
 
 CONCURRENCY = 32
 API_KEY = "bench-key"
-
-
-@workflow.defn(name="BenchNoOp")
-class NoOp:
-    @workflow.run
-    async def run(self) -> None:
-        return None
 
 
 async def bounded(n: int, limit: int, job: Callable[[int], Awaitable[object]]) -> None:

@@ -105,8 +105,15 @@ def uvicorn_log_level(level: str) -> str:
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    import gc
+    import importlib
+
     import uvicorn
 
+    importlib.import_module(f"services.{args.service}.app")
+    # What is loaded by now lives as long as the process: left out of every later garbage
+    # collection, a full one no longer walks it (that paused outreach ~80 ms at a time).
+    gc.freeze()
     uvicorn.run(
         f"services.{args.service}.app:create_app",
         factory=True,

@@ -27,7 +27,7 @@ def alembic_config(service: str, url: str) -> Config:
     return cfg
 
 
-def upgrade(settings: Settings, service: str, revision: str = "head") -> None:
+def upgrade(settings: Settings, service: str, revision: str = "heads") -> None:
     url = settings.database_url(service)
     if is_sqlite(url):
         Path(url.split("///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)

@@ -38,7 +38,10 @@ def normalize_phone(value: str) -> str:
 
 
 def check_timezone(value: str) -> str:
+    """An IANA zone, or "" for unknown (outreach then infers it from the phone number)."""
     name = value.strip()
+    if not name:
+        return ""
     try:
         zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError) as err:

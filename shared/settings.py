@@ -78,9 +78,29 @@ class Settings(BaseSettings):
     smtp_password: SecretStr = Field(SecretStr(""), description="SMTP password")
     smtp_tls: Literal["none", "starttls", "tls"] = Field("none", description="SMTP TLS mode")
     email_from: str = Field("closeflow <sales@closeflow.localhost>", description="From address")
+    postal_address: str = Field(
+        "",
+        description="postal address printed in every email's footer; required in production",
+    )
+    per_domain_hourly_cap: int = Field(
+        0, ge=0, description="most emails per recipient domain per rolling hour (0: no cap)"
+    )
     mailgun_signing_key: SecretStr = Field(
         SecretStr("dev-mailgun-signing-key"),
         description="Mailgun webhook signing key (empty disables the Mailgun webhooks)",
+    )
+    sendgrid_webhook_public_key: str = Field(
+        "",
+        description="SendGrid Event Webhook verification key, base64 DER as SendGrid shows it, "
+        "or PEM (empty disables the SendGrid webhook)",
+    )
+    postmark_webhook_user: str = Field(
+        "", description="user name in the Postmark webhook URLs' basic auth"
+    )
+    postmark_webhook_password: SecretStr = Field(
+        SecretStr(""),
+        description="password in the Postmark webhook URLs' basic auth (empty disables the "
+        "Postmark webhooks)",
     )
 
     # --- Twilio -------------------------------------------------------------------------------
@@ -119,6 +139,9 @@ class Settings(BaseSettings):
             raise ValueError("CLOSEFLOW_TWILIO_AUTH_TOKEN must be set in production")
         if self.mailgun_signing_key.get_secret_value() == "dev-mailgun-signing-key":
             raise ValueError("CLOSEFLOW_MAILGUN_SIGNING_KEY must be set in production")
+        if not self.postal_address.strip():
+            # anti-spam laws (CAN-SPAM, PECR) want the sender's postal address in every email
+            raise ValueError("CLOSEFLOW_POSTAL_ADDRESS must be set in production")
         return self
 
     def database_url(self, service: str) -> str:

@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
         MeetingScheduled,
         ObjectionLogged,
         OpenDealRequest,
+        PauseColleagues,
         PauseJourney,
         QualificationRecorded,
         ReferralAsk,
@@ -48,6 +49,8 @@ RETRY = RetryPolicy(
     non_retryable_error_types=["NotFound", "InvalidInput"],
 )
 MEETING_PREP_LEAD = timedelta(hours=2)
+# Guards for changes to the command sequence of journeys already running.
+PATCH_SYSTEM_TOUCH_DEFERRAL = "system-touch-deferral"
 
 
 @workflow.defn(name="ProspectJourney")
@@ -121,6 +124,7 @@ class ProspectJourney:
             cadence_version=(self._migration or self._cadence).version,
             paused=self._pause is not None,
             stopped=self._stop is not None,
+            timezone=self._inp.contact.timezone,
         )
 
     # --- the journey ------------------------------------------------------------------------
@@ -142,10 +146,12 @@ class ProspectJourney:
         inp = self._inp
         if inp.start_stage == Stage.QUALIFYING and inp.referrer is not None:
             cause = f"referred by {inp.referrer.name}"
-            await asyncio.gather(
-                self._enter(Stage.QUALIFYING, cause),
-                self._touch("warm-intro", "warm_intro", {"referrer_name": inp.referrer.name}),
+            # in the background: an introduction waiting for its send window holds nothing up
+            intro = self._system_touch(
+                "warm-intro", "warm_intro", {"referrer_name": inp.referrer.name}
             )
+            self._background.append(asyncio.ensure_future(intro))
+            await self._enter(Stage.QUALIFYING, cause)
         else:
             reply = await self._make_contact()
             if self._stop is not None:
@@ -154,6 +160,17 @@ class ProspectJourney:
             if reply is None:
                 await self._enter(Stage.NURTURE, "no response after the last cadence step")
                 return Stage.NURTURE
+            if self._cadence.pause_company_on_reply and inp.contact.company:
+                await self._call(
+                    Act.PAUSE_COLLEAGUES,
+                    PauseColleagues(
+                        inp.contact.prospect_id,
+                        self._cadence.cadence_id,
+                        inp.contact.company,
+                        f"{self._name()} at {inp.contact.company} replied",
+                    ),
+                    inp.queues.outreach,
+                )
             await self._enter(Stage.QUALIFYING, f"replied by {reply.channel}")
 
         verdict = await self._qualify()
@@ -358,10 +375,11 @@ class ProspectJourney:
         delay = (remind_at - workflow.now()).total_seconds()
         if delay > 0:
             await workflow.sleep(delay)
-        await self._touch(
+        await self._system_touch(
             f"meeting-{meeting.meeting_id}",
             "meeting_reminder",
             {"meeting_starts_at": meeting.starts_at, "meeting_title": meeting.title},
+            not_after=starts,
         )
 
     async def _on_objection(self, objection: ObjectionLogged) -> None:
@@ -398,7 +416,7 @@ class ProspectJourney:
             inp.queues.referrals,
             ReferralAsk,
         )
-        await self._touch("referral-ask", "referral_ask", {"referral_link": ask.link})
+        await self._system_touch("referral-ask", "referral_ask", {"referral_link": ask.link})
         await self._enter(Stage.REFERRALS, "referral request sent")
 
     # --- activity plumbing ----------------------------------------------------------------------
@@ -454,6 +472,19 @@ class ProspectJourney:
             Act.SEND_TOUCH, request, inp.queues.outreach, TouchResult
         )
         return result
+
+    async def _system_touch(
+        self, key: str, kind: str, variables: dict[str, str], not_after: datetime | None = None
+    ) -> None:
+        """A touch outside the cadence; a channel told to wait (send window, caps) is sent
+        when it may be, unless that is too late (`not_after`, e.g. the meeting's start)."""
+        result = await self._touch(key, kind, variables)
+        while result.defer_until is not None and workflow.patched(PATCH_SYSTEM_TOUCH_DEFERRAL):
+            when = datetime.fromisoformat(result.defer_until)
+            if not_after is not None and when >= not_after:
+                return
+            await workflow.sleep(max((when - workflow.now()).total_seconds(), 1.0))
+            result = await self._touch(key, kind, variables)
 
     async def _task(
         self,

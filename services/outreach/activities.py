@@ -22,7 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from services.outreach import models, service
+from services.outreach import models, senders, service
+from services.outreach.colleagues import ColleagueActivities
 from services.outreach.send_window import next_allowed
 from services.outreach.templates import SYSTEM_TEMPLATES, render, variables_for
 from shared.contracts.journey import (
@@ -47,6 +48,8 @@ class PlannedSend:
     channel: str
     subject: str
     body: str
+    variant: str = ""
+    condition: str = ""
 
 
 def substitute_channel(channel: str, contact: Contact) -> str:
@@ -88,20 +91,55 @@ class OutreachActivities:
         values = variables_for(req.contact, req.variables)
         for planned in self._plan(req):
             channel = substitute_channel(planned.channel, req.contact)
+            unmet = await self._unmet_condition(req, planned.condition)
+            if unmet:
+                outcomes.append(ChannelOutcome(channel, "skipped", unmet))
+                continue
             if channel in ("call_task", "social_task"):
                 outcomes.append(await self._task_for_touch(req, planned, channel, values))
                 continue
-            allowed = next_allowed(now, req.contact.timezone, channel, req.send_window)
-            if allowed > now:
-                defer_until = min(defer_until or allowed, allowed)
+            allowed = next_allowed(
+                now, req.contact.timezone, channel, req.send_window, req.contact.phone
+            )
+            if allowed <= now:
+                # the send itself may still have to wait for a sender's or a domain's cap
+                outcome, wait = await self._send_once(req, planned, channel, values)
+                outcomes.append(outcome)
+                if wait is None:
+                    continue
+                allowed = wait
+            else:
                 outcomes.append(ChannelOutcome(channel, "deferred", allowed.isoformat()))
-                continue
-            outcomes.append(await self._send_once(req, planned, channel, values))
+            defer_until = min(defer_until or allowed, allowed)
         return TouchResult(outcomes, defer_until.isoformat() if defer_until else None)
+
+    async def _unmet_condition(self, req: TouchRequest, condition: str) -> str:
+        """Why a conditional step must not go out ("" when it may)."""
+        if not condition:
+            return ""
+        async with self._sessions() as session:
+            previous = await session.scalar(
+                select(models.Message)
+                .where(
+                    models.Message.journey_id == req.journey_id,
+                    models.Message.channel == "email",
+                    models.Message.touch_key != req.touch_key,
+                )
+                .order_by(models.Message.created_at.desc())
+                .limit(1)
+            )
+        delivered = previous is not None and previous.status == "delivered"
+        if condition == "previous_email_delivered" and not delivered:
+            return "the previous email was not (yet) reported delivered"
+        if condition == "previous_email_not_delivered" and delivered:
+            return "the previous email was delivered"
+        return ""
 
     def _plan(self, req: TouchRequest) -> list[PlannedSend]:
         if req.kind == "cadence":
-            return [PlannedSend(s.channel, s.subject, s.body) for s in req.steps]
+            return [
+                PlannedSend(s.channel, s.subject, s.body, s.variant, s.condition) for s in req.steps
+            ]
         subject, email_body, sms_body = SYSTEM_TEMPLATES[req.kind]
         return [
             PlannedSend(
@@ -112,18 +150,32 @@ class OutreachActivities:
 
     async def _send_once(
         self, req: TouchRequest, planned: PlannedSend, channel: str, values: dict[str, str]
-    ) -> ChannelOutcome:
+    ) -> tuple[ChannelOutcome, datetime | None]:
+        """The outcome, and when to come back if the send must wait for a cap."""
         address = address_for(channel, req.contact)
         async with self._sessions() as session:
             row = await self._ledger_row(session, req, channel, address, planned, values)
             if row.status in SENT_STATES:
-                return ChannelOutcome(channel, "already_sent", row.provider_id or "")
+                return ChannelOutcome(channel, "already_sent", row.provider_id or ""), None
             if row.status == "suppressed" or await service.is_suppressed(session, channel, address):
                 row.status = "suppressed"
                 row.updated_at = datetime.now(UTC)
                 await session.commit()
-                return ChannelOutcome(channel, "suppressed", "opted out")
+                return ChannelOutcome(channel, "suppressed", "opted out"), None
             resend = row.status == "sending"
+            if channel == "email" and row.claimed_at is None and not resend:
+                # The quota lock must open its transaction (SQLite takes its write lock there).
+                await session.commit()
+                decision = await senders.claim_email_slot(
+                    session,
+                    row,
+                    default_from=self._settings.email_from,
+                    per_domain_hourly_cap=self._settings.per_domain_hourly_cap,
+                )
+                if decision.defer_until is not None:
+                    await session.rollback()  # releases the lock; the row stays pending
+                    until = decision.defer_until
+                    return ChannelOutcome(channel, "deferred", until.isoformat()), until
             row.status = "sending"
             row.attempts += 1
             row.updated_at = datetime.now(UTC)
@@ -142,7 +194,7 @@ class OutreachActivities:
                 row.status = "failed"
                 row.error = str(err)
                 await session.commit()
-                return ChannelOutcome(channel, "failed", str(err))
+                return ChannelOutcome(channel, "failed", str(err)), None
             row.status = "submitted"
             row.provider_id = provider_id
             row.sent_at = datetime.now(UTC)
@@ -150,7 +202,7 @@ class OutreachActivities:
             await session.commit()
         if self._after_send is not None:
             await self._after_send(row)
-        return ChannelOutcome(channel, "sent", provider_id)
+        return ChannelOutcome(channel, "sent", provider_id), None
 
     async def _ledger_row(
         self,
@@ -174,6 +226,8 @@ class OutreachActivities:
             to_address=service.normalise_address(channel, address),
             subject=render(planned.subject, values) if channel == "email" else "",
             body=render(planned.body, values),
+            cadence_id=req.cadence_id or None,
+            variant=planned.variant,
         )
         if channel == "email":
             # Chosen once, before the first attempt: a re-send reuses it.
@@ -195,14 +249,18 @@ class OutreachActivities:
         unsubscribe_url = (
             f"{self._settings.outreach_public_url}/unsubscribe/{row.unsubscribe_token}"
         )
-        footer = f"\n\n--\nNo more emails from us: {unsubscribe_url}"
+        postal = self._settings.postal_address.strip()
+        footer = "\n\n--\n" + (f"{postal}\n" if postal else "")
+        footer += f"No more emails from us: {unsubscribe_url}"
         msg = OutgoingEmail(
             to=row.to_address,
             subject=row.subject,
             text=row.body + footer,
-            html=_html(row.body, unsubscribe_url),
+            html=_html(row.body, unsubscribe_url, postal),
             message_id=row.provider_id or self._email.new_message_id(),
             unsubscribe_url=unsubscribe_url,
+            # the slot's sender (rows from before senders existed use the default From)
+            headers={"From": row.from_address} if row.from_address else {},
         )
         return await self._email.send(msg)
 
@@ -290,13 +348,14 @@ async def _find_ledger(
     )
 
 
-def _html(text: str, unsubscribe_url: str) -> str:
+def _html(text: str, unsubscribe_url: str, postal_address: str = "") -> str:
     from html import escape
 
     paragraphs = "".join(f"<p>{escape(p).replace(chr(10), '<br>')}</p>" for p in text.split("\n\n"))
+    postal = escape(postal_address).replace("\n", "<br>") + "<br>" if postal_address else ""
     return (
         f'<html><body>{paragraphs}<hr><p style="font-size:12px;color:#666">'
-        f'<a href="{escape(unsubscribe_url)}">Unsubscribe</a></p></body></html>'
+        f'{postal}<a href="{escape(unsubscribe_url)}">Unsubscribe</a></p></body></html>'
     )
 
 
@@ -305,6 +364,7 @@ def activities_for(
     sessions: async_sessionmaker[AsyncSession],
     after_send: AfterSend | None = None,
 ) -> list[Callable[..., Any]]:
+    colleagues = ColleagueActivities(sessions)
     acts = OutreachActivities(
         sessions,
         settings,
@@ -317,7 +377,7 @@ def activities_for(
         ),
         after_send,
     )
-    return [acts.send_touch, acts.create_rep_task, acts.get_cadence]
+    return [acts.send_touch, acts.create_rep_task, acts.get_cadence, colleagues.pause_colleagues]
 
 
 async def close_activities(activities: list[Callable[..., Any]]) -> None:

@@ -77,6 +77,8 @@ async def enroll(
             cadence_id=body.cadence_id,
             cadence_version=snapshot.version,
             journey_id=journey_id(body.prospect_id),
+            rep_id=contact.rep_id,
+            company_key=service.company_key(contact.company),
         ),
     )
     await session.commit()

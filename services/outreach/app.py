@@ -6,7 +6,8 @@ import httpx
 from fastapi import FastAPI
 from temporalio.client import Client
 
-from services.outreach import api, webhooks
+from services.outreach import api, journeys_api, senders_api, simulation, stats, webhooks
+from services.outreach.inbox import install_relay
 from services.outreach.prospects import ProspectDirectory
 from shared.app import create_service_app
 from shared.settings import Settings
@@ -22,10 +23,20 @@ def create_app(
     app = create_service_app(
         "outreach",
         settings,
-        [api.router, webhooks.router, webhooks.public_router],
+        [
+            # provider webhooks first: routes are tried in order, and these are the busiest
+            webhooks.router,
+            api.router,
+            journeys_api.router,
+            simulation.router,
+            stats.router,
+            webhooks.public_router,
+            senders_api.router,
+        ],
         description="Cadences, messages, provider webhooks, rep tasks and consent.",
         temporal_client=temporal_client,
     )
     app.state.prospects = ProspectDirectory.from_settings(settings, prospecting_transport)
     app.state.cleanup.append(app.state.prospects.close)
+    install_relay(app)  # delivers stored provider events to the journeys, retrying
     return app

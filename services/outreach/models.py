@@ -5,7 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.db import Base as SharedBase
@@ -45,6 +55,8 @@ class Enrollment(Base):
     cadence_id: Mapped[str] = mapped_column(ForeignKey("cadences.id"), index=True)
     cadence_version: Mapped[int] = mapped_column(Integer)
     journey_id: Mapped[str] = mapped_column(String(100), unique=True)
+    rep_id: Mapped[str | None] = mapped_column(String(64), index=True, default=None)
+    company_key: Mapped[str] = mapped_column(String(200), index=True, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
@@ -52,7 +64,12 @@ class Message(Base):
     """The send ledger: one row per (journey, touch, channel), so a retry never sends twice."""
 
     __tablename__ = "messages"
-    __table_args__ = (UniqueConstraint("journey_id", "touch_key", "channel"),)
+    __table_args__ = (
+        UniqueConstraint("journey_id", "touch_key", "channel"),
+        # the caps count recent slots per sender and per recipient domain
+        Index("ix_messages_sender_claimed", "sender_id", "claimed_at"),
+        Index("ix_messages_domain_claimed", "to_domain", "claimed_at"),
+    )
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     journey_id: Mapped[str] = mapped_column(String(100))
     touch_key: Mapped[str] = mapped_column(String(100))
@@ -72,6 +89,16 @@ class Message(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # Email only, set once when the send takes its slot under the caps (a retry keeps them):
+    # which sender, its From header, the recipient's domain and when the slot was taken.
+    sender_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    from_address: Mapped[str | None] = mapped_column(String(400), default=None)
+    to_domain: Mapped[str | None] = mapped_column(String(255), default=None)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # what the numbers per cadence step and A/B variant are counted by
+    cadence_id: Mapped[str | None] = mapped_column(String(32), index=True, default=None)
+    variant: Mapped[str] = mapped_column(String(40), default="")
+    replied_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
 
 
 class Suppression(Base):
@@ -87,10 +114,18 @@ class Suppression(Base):
 
 
 class InboxEvent(Base):
-    """Provider callbacks, stored before anything acts on them; the provider's id dedupes."""
+    """Provider callbacks, stored before anything acts on them; the provider's id dedupes.
+
+    The row is also the outbox of the journey signal the event causes: `delivery` moves
+    none (nothing to tell) | pending -> delivered | no_journey | failed, retried with backoff
+    (`attempts`, `next_attempt_at`) until Temporal has it, so an acknowledged event is never lost.
+    """
 
     __tablename__ = "inbox_events"
-    __table_args__ = (UniqueConstraint("provider", "event_id"),)
+    __table_args__ = (
+        UniqueConstraint("provider", "event_id"),
+        Index("ix_inbox_events_due", "delivery", "next_attempt_at"),
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     provider: Mapped[str] = mapped_column(String(20))
     event_id: Mapped[str] = mapped_column(String(200))
@@ -99,6 +134,37 @@ class InboxEvent(Base):
     prospect_id: Mapped[str | None] = mapped_column(String(64), default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    workflow_id: Mapped[str | None] = mapped_column(String(100), default=None)
+    signal_name: Mapped[str | None] = mapped_column(String(60), default=None)
+    signal_payload: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    delivery: Mapped[str] = mapped_column(String(20), default="none", server_default="none")
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_error: Mapped[str] = mapped_column(Text, default="", server_default="")
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class RejectedItem(Base):
+    """An authenticated provider item that could not be understood, kept aside with the reason."""
+
+    __tablename__ = "rejected_items"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    provider: Mapped[str] = mapped_column(String(20))
+    raw: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class WebhookToken(Base):
+    """Single-use tokens of signed requests (Mailgun): a token comes back only with its body."""
+
+    __tablename__ = "webhook_tokens"
+    __table_args__ = (UniqueConstraint("provider", "token"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    provider: Mapped[str] = mapped_column(String(20))
+    token: Mapped[str] = mapped_column(String(200))
+    body_sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
 
 
 class RepTask(Base):
@@ -118,3 +184,26 @@ class RepTask(Base):
     notes: Mapped[str] = mapped_column(Text, default="")
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Sender(Base):
+    """A mailbox emails go out from; sends rotate over the active ones that have capacity."""
+
+    __tablename__ = "senders"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    from_address: Mapped[str] = mapped_column(String(320), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    daily_cap: Mapped[int] = mapped_column(Integer, default=0)  # per rolling 24 h; 0 = none
+    hourly_cap: Mapped[int] = mapped_column(Integer, default=0)  # per rolling hour; 0 = none
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class SendQuotaLock(Base):
+    """One row per quota; updating it first serialises every claim on SQLite and PostgreSQL."""
+
+    __tablename__ = "send_quota_locks"
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    claims: Mapped[int] = mapped_column(Integer, default=0)

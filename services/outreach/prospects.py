@@ -57,7 +57,7 @@ def contact_from_json(p: dict[str, Any]) -> Contact:
         phone=p.get("phone"),
         company=p.get("company") or "",
         title=p.get("title") or "",
-        timezone=p.get("timezone") or "UTC",
+        timezone=p.get("timezone") or "",
         source=p.get("source") or "cold",
         rep_id=rep.get("id"),
         rep_name=rep.get("name") or "",

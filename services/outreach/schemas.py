@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from services.outreach.templates import template_problems
 
@@ -13,25 +21,66 @@ ChannelName = Literal["email", "sms", "call_task", "social_task"]
 Seconds = Annotated[int, Field(ge=0, le=366 * 86400)]
 
 
+def _checked_template(value: str) -> str:
+    problems = template_problems(value)
+    if problems:
+        raise ValueError("; ".join(problems))
+    return value
+
+
+class VariantIn(BaseModel):
+    name: str = Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_-]+$")
+    subject: str = Field("", max_length=300)
+    body: str = Field(min_length=1, max_length=20000)
+    weight: int = Field(1, ge=1, le=100, description="share of prospects, relative to the others")
+
+    _templates = field_validator("subject", "body")(_checked_template)
+
+
+StepCondition = Literal["", "previous_email_delivered", "previous_email_not_delivered"]
+
+
 class StepIn(BaseModel):
     channel: ChannelName
-    offset_seconds: Seconds = Field(description="seconds after enrolment (0 = first touch)")
+    offset_seconds: Seconds = Field(
+        0, description="seconds after enrolment, added after business_days (0 = first touch)"
+    )
+    business_days: int = Field(
+        0, ge=0, le=260, description="business days (Mon-Fri, not holidays) in the prospect's zone"
+    )
     subject: str = Field("", max_length=300, description="email subject (required for email)")
-    body: str = Field(min_length=1, max_length=20000, description="Jinja2 template")
+    body: str = Field("", max_length=20000, description="Jinja2 template")
+    condition: StepCondition = Field("", description="send only if the condition holds")
+    variants: list[VariantIn] = Field(
+        default_factory=list, max_length=5, description="A/B variants replacing subject and body"
+    )
 
-    @field_validator("subject", "body")
-    @classmethod
-    def _known_variables(cls, value: str) -> str:
-        problems = template_problems(value)
-        if problems:
-            raise ValueError("; ".join(problems))
-        return value
+    _templates = field_validator("subject", "body")(_checked_template)
 
     @model_validator(mode="after")
-    def _email_has_subject(self) -> StepIn:
-        if self.channel == "email" and not self.subject.strip():
-            raise ValueError("an email step needs a subject")
+    def _complete(self) -> StepIn:
+        messages = self.variants or [self]
+        if not all(m.body.strip() for m in messages):
+            raise ValueError("a step needs a body (or variants with bodies)")
+        if self.channel == "email" and not all(m.subject.strip() for m in messages):
+            raise ValueError("an email step needs a subject (in every variant)")
+        names = [v.name for v in self.variants]
+        if len(set(names)) != len(names):
+            raise ValueError(f"variant names must differ: {names}")
+        if len(self.variants) == 1:
+            raise ValueError("give at least two variants, or none")
         return self
+
+
+def _iso_date(value: str) -> str:
+    try:
+        parsed = date.fromisoformat(value)
+    except ValueError:
+        parsed = None
+    # fromisoformat also takes 20251225 and 2025-W52-4: one spelling keeps the list comparable
+    if parsed is None or parsed.isoformat() != value:
+        raise ValueError(f"{value!r} is not a date written YYYY-MM-DD")
+    return value
 
 
 class SendWindowIn(BaseModel):
@@ -40,6 +89,16 @@ class SendWindowIn(BaseModel):
     )
     start_hour: int = Field(0, ge=0, le=23, description="local hour the window opens")
     end_hour: int = Field(24, ge=1, le=24, description="local hour the window closes")
+    holidays: list[Annotated[str, AfterValidator(_iso_date)]] = Field(
+        default_factory=list,
+        max_length=1000,
+        description="ISO dates (YYYY-MM-DD) of the prospect's local calendar with no sends",
+    )
+
+    @field_validator("holidays")
+    @classmethod
+    def _sorted_once(cls, value: list[str]) -> list[str]:
+        return sorted(set(value))
 
     @model_validator(mode="after")
     def _ordered(self) -> SendWindowIn:
@@ -58,19 +117,29 @@ class CadenceIn(BaseModel):
     qualification_timeout_seconds: Annotated[int, Field(ge=1, le=366 * 86400)] = 5 * 86400
     meeting_reminder_seconds: Seconds = 86400
     referral_delay_seconds: Seconds = 7 * 86400
+    pause_company_on_reply: bool = Field(
+        False, description="a reply from one person pauses the others at the same company"
+    )
 
-    @model_validator(mode="after")
-    def _first_touch_is_dual_channel(self) -> CadenceIn:
-        first = min(s.offset_seconds for s in self.steps)
-        channels = [s.channel for s in self.steps if s.offset_seconds == first]
+    @field_validator("steps")
+    @classmethod
+    def _first_touch_is_dual_channel(cls, steps: list[StepIn]) -> list[StepIn]:
+        first = min((s.business_days, s.offset_seconds) for s in steps)
+        channels = [s.channel for s in steps if (s.business_days, s.offset_seconds) == first]
         if len(set(channels)) < 2 or len(channels) != len(set(channels)):
             raise ValueError(
                 "the first touch must use two different channels at the same offset "
-                f"(e.g. email + sms); steps at offset {first} use {channels}"
+                f"(e.g. email + sms); the first touch uses {channels}"
             )
-        if self.qualification_reminder_seconds > self.qualification_timeout_seconds:
-            raise ValueError("qualification_reminder_seconds must not exceed the timeout")
-        return self
+        return steps
+
+    @field_validator("qualification_timeout_seconds")
+    @classmethod
+    def _reminder_before_timeout(cls, timeout: int, info: ValidationInfo) -> int:
+        reminder = info.data.get("qualification_reminder_seconds")
+        if reminder is not None and reminder > timeout:
+            raise ValueError("must not be shorter than qualification_reminder_seconds")
+        return timeout
 
 
 class Cadence(CadenceIn):
@@ -93,6 +162,7 @@ class Enrollment(BaseModel):
     cadence_id: str
     cadence_version: int
     journey_id: str
+    rep_id: str | None = None
     created_at: datetime
 
 

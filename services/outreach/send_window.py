@@ -1,16 +1,60 @@
-"""When a touch may go out, in the prospect's own time zone."""
+"""When a touch may go out, in the prospect's own time zone.
+
+The rules, in the order they are tried (the first that ever opens wins):
+
+1. The cadence's window: its days and local hours, minus its holidays (dates of the prospect's
+   local calendar). SMS and calls are further held to 08:00-21:00 local time, whatever the
+   cadence says.
+2. If rule 1 never holds in all the zones in play at once (they are hours apart, as Russia's), or
+   the cadence's hours never meet 08:00-21:00: the cadence's days and holidays with 08:00-21:00
+   hours for every channel. A touch is deferred, never dropped.
+3. The conservative window, when no zone is known, or when no moment is within 08:00-21:00 in
+   all of the number's zones at once: the cadence's days and holidays on the UTC calendar,
+   between 13:00 and 17:00 UTC (the part of the cadence's hours inside that span when they
+   overlap it): never before 08:00 on the Americas' east coast nor after 21:00 from Western
+   Europe to the Gulf, where most senders' prospects are. No zone known means no valid zone
+   name and no phone number whose zone phonenumbers knows (e.g. +800 numbers), so mostly an
+   email-only prospect.
+
+Which zones are in play: the prospect's time zone when it is a valid IANA name. Otherwise (empty,
+unknown or invalid) the zones of the phone number's country and area
+(`phonenumbers.timezone.time_zones_for_number`); when a number maps to several zones (e.g. a
+Russian mobile or a US toll-free number), a moment must be allowed in every one of them: the most
+conservative window, their intersection. A number without a known zone, or no phone at all, falls
+to rule 3. "UTC" is taken at its word: it is a valid zone.
+
+`now` is always a parameter: every rule here is a pure function of it.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+import phonenumbers
+from phonenumbers import timezone as phone_timezones
 
 from shared.contracts.journey import SendWindow
 
 # Texts and calls never reach a person outside these local hours, whatever a cadence says.
 QUIET_SAFE_HOURS = (8, 21)
 INTRUSIVE_CHANNELS = frozenset({"sms", "call_task"})
-SEARCH_DAYS = 15
+# Rule 3: daytime in UTC, used when the prospect's zone cannot be known.
+CONSERVATIVE_UTC_HOURS = (13, 17)
+SEARCH_DAYS = 15  # plus a week per holiday: a window with days open always opens within it
+
+Interval = tuple[datetime, datetime]
+
+
+@dataclass(frozen=True)
+class Rule:
+    days: frozenset[int]
+    start_hour: int
+    end_hour: int
+    holidays: frozenset[date]
 
 
 def zone(name: str) -> ZoneInfo:
@@ -20,24 +64,128 @@ def zone(name: str) -> ZoneInfo:
         return ZoneInfo("UTC")
 
 
-def next_allowed(now: datetime, timezone: str, channel: str, window: SendWindow) -> datetime:
+@lru_cache(maxsize=1)
+def _known_zones() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
+def known_zone(name: str | None) -> ZoneInfo | None:
+    """The zone named, or None when the name is empty, unknown or not an IANA zone."""
+    if not name or name not in _known_zones():
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+@lru_cache(maxsize=4096)
+def phone_zones(phone: str | None) -> tuple[str, ...]:
+    """The IANA zones of a phone number's country and area; () when unknown."""
+    if not phone:
+        return ()
+    try:
+        number = phonenumbers.parse(phone, None)
+    except phonenumbers.NumberParseException:
+        return ()
+    names = phone_timezones.time_zones_for_number(number)
+    return tuple(n for n in names if n in _known_zones())
+
+
+def zones_for(timezone: str | None, phone: str | None = None) -> list[ZoneInfo]:
+    """The zones a touch must respect; [] means none is known (rule 3 applies)."""
+    tz = known_zone(timezone)
+    if tz is not None:
+        return [tz]
+    return [ZoneInfo(n) for n in phone_zones(phone)]
+
+
+def next_allowed(
+    now: datetime,
+    timezone: str | None,
+    channel: str,
+    window: SendWindow,
+    phone: str | None = None,
+) -> datetime:
     """The earliest moment at or after `now` (aware) when `channel` may reach the prospect."""
-    tz = zone(timezone)
-    start_hour, end_hour = window.start_hour, window.end_hour
-    if channel in INTRUSIVE_CHANNELS:
-        start_hour = max(start_hour, QUIET_SAFE_HOURS[0])
-        end_hour = min(end_hour, QUIET_SAFE_HOURS[1])
-    local_now = now.astimezone(tz)
-    for day in range(SEARCH_DAYS):
-        date = local_now.date() + timedelta(days=day)
-        if date.weekday() not in window.days or start_hour >= end_hour:
+    if now.tzinfo is None:
+        raise ValueError("now must be an aware datetime")
+    holidays = frozenset(_dates(window.holidays))
+    days = frozenset(window.days)
+    horizon = SEARCH_DAYS + 7 * len(holidays)
+    zones = zones_for(timezone, phone)
+    if zones:
+        start, end = window.start_hour, window.end_hour
+        if channel in INTRUSIVE_CHANNELS:
+            start, end = max(start, QUIET_SAFE_HOURS[0]), min(end, QUIET_SAFE_HOURS[1])
+        for rule in (
+            Rule(days, start, end, holidays),
+            Rule(days, *QUIET_SAFE_HOURS, holidays),
+        ):
+            found = _earliest(now, zones, rule, horizon)
+            if found is not None:
+                return found
+    lo, hi = CONSERVATIVE_UTC_HOURS
+    start, end = max(window.start_hour, lo), min(window.end_hour, hi)
+    if start >= end:
+        start, end = lo, hi
+    found = _earliest(now, [ZoneInfo("UTC")], Rule(days, start, end, holidays), horizon)
+    if found is None:
+        raise ValueError("the send window never opens: check its days and holidays")
+    return found
+
+
+def _dates(values: Iterable[str]) -> Iterable[date]:
+    for value in values:
+        try:
+            yield date.fromisoformat(value)
+        except ValueError:
+            continue  # the API validates holidays; an odd one in an old snapshot blocks nothing
+
+
+def _earliest(
+    now: datetime, zones: Sequence[ZoneInfo], rule: Rule, horizon: int
+) -> datetime | None:
+    """The first instant >= now allowed by `rule` in every zone, within `horizon` days."""
+    if rule.start_hour >= rule.end_hour or not rule.days:
+        return None
+    common = _intervals(now, zones[0], rule, horizon)
+    for tz in zones[1:]:
+        common = _intersect(common, _intervals(now, tz, rule, horizon))
+    for opens, closes in common:
+        if closes > now:
+            return max(now, opens).astimezone(now.tzinfo)
+    return None
+
+
+def _intervals(now: datetime, tz: ZoneInfo, rule: Rule, horizon: int) -> list[Interval]:
+    """The rule's open spans in `tz`, as UTC intervals, from the local day of `now` on."""
+    first = now.astimezone(tz).date()
+    out: list[Interval] = []
+    for offset in range(horizon + 1):
+        day = first + timedelta(days=offset)
+        if day.weekday() not in rule.days or day in rule.holidays:
             continue
-        opens = datetime.combine(date, time(start_hour), tz)
+        # combine() keeps the wall-clock hour, so the UTC instant moves with DST as it should.
+        opens = datetime.combine(day, time(rule.start_hour), tz)
         closes = (
-            datetime.combine(date + timedelta(days=1), time(0), tz)
-            if end_hour >= 24
-            else datetime.combine(date, time(end_hour), tz)
+            datetime.combine(day + timedelta(days=1), time(0), tz)
+            if rule.end_hour >= 24
+            else datetime.combine(day, time(rule.end_hour), tz)
         )
-        if local_now < closes:
-            return max(now, opens.astimezone(now.tzinfo))
-    raise ValueError("the send window never opens: check its days and hours")
+        out.append((opens.astimezone(UTC), closes.astimezone(UTC)))
+    return out
+
+
+def _intersect(a: list[Interval], b: list[Interval]) -> list[Interval]:
+    out: list[Interval] = []
+    i = j = 0
+    while i < len(a) and j < len(b):
+        lo, hi = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
+        if lo < hi:
+            out.append((lo, hi))
+        if a[i][1] < b[j][1]:
+            i += 1
+        else:
+            j += 1
+    return out

@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.outreach import models, schemas
-from shared.contracts.journey import CadenceSnapshot, CadenceStep, SendWindow
+from shared.contracts.journey import CadenceSnapshot, CadenceStep, SendWindow, StepVariant
 from shared.errors import AppError, not_found
 
 # --- cadences ---------------------------------------------------------------------------------
@@ -69,13 +69,21 @@ async def cadence_snapshot(
 
 
 def snapshot_from_definition(cadence_id: str, version: int, d: dict[str, Any]) -> CadenceSnapshot:
-    steps = sorted(d["steps"], key=lambda s: s["offset_seconds"])
+    steps = sorted(d["steps"], key=lambda s: (s.get("business_days", 0), s["offset_seconds"]))
     return CadenceSnapshot(
         cadence_id=cadence_id,
         version=version,
         name=d["name"],
         steps=[
-            CadenceStep(s["channel"], s["offset_seconds"], s["body"], s.get("subject", ""))
+            CadenceStep(
+                channel=s["channel"],
+                offset_seconds=s["offset_seconds"],
+                body=s["body"],
+                subject=s.get("subject", ""),
+                business_days=s.get("business_days", 0),
+                condition=s.get("condition", ""),
+                variants=[StepVariant(**v) for v in s.get("variants", [])],
+            )
             for s in steps
         ],
         send_window=SendWindow(**d["send_window"]),
@@ -84,6 +92,7 @@ def snapshot_from_definition(cadence_id: str, version: int, d: dict[str, Any]) -
         qualification_timeout_seconds=d["qualification_timeout_seconds"],
         meeting_reminder_seconds=d["meeting_reminder_seconds"],
         referral_delay_seconds=d["referral_delay_seconds"],
+        pause_company_on_reply=d.get("pause_company_on_reply", False),
     )
 
 
@@ -127,6 +136,11 @@ def _cadence_out(
 
 
 # --- enrolments -------------------------------------------------------------------------------
+
+
+def company_key(company: str) -> str:
+    """One spelling per company: "ACME Inc." and "acme inc" are colleagues."""
+    return " ".join(company.lower().replace(".", " ").replace(",", " ").split())
 
 
 async def find_enrollment(session: AsyncSession, prospect_id: str) -> models.Enrollment | None:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, meta
 from jinja2.sandbox import SandboxedEnvironment
 
 from shared.contracts.journey import Contact
+from shared.contracts.plan import zone
 
 VARIABLES = frozenset(
     {
@@ -30,6 +30,15 @@ VARIABLES = frozenset(
 _env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
 
 
+def _default(value: object, fallback: str = "") -> object:
+    """`{{ title | default("there") }}`: an empty value counts as missing, not only undefined."""
+    return value if value else fallback
+
+
+_env.filters["default"] = _default
+_env.filters["d"] = _default
+
+
 def template_problems(source: str) -> list[str]:
     """Why `source` would render badly: syntax errors and unknown variables."""
     try:
@@ -43,8 +52,9 @@ def template_problems(source: str) -> list[str]:
 
 
 def local_time_text(iso: str, timezone: str) -> str:
-    when = datetime.fromisoformat(iso).astimezone(ZoneInfo(timezone))
-    return f"{when:%A %d %B at %H:%M} ({timezone})"
+    tz = zone(timezone)
+    when = datetime.fromisoformat(iso).astimezone(tz)
+    return f"{when:%A %d %B at %H:%M} ({tz.key})"
 
 
 def variables_for(contact: Contact, extra: dict[str, str]) -> dict[str, str]:

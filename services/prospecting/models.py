@@ -39,7 +39,7 @@ class Prospect(Base):
     phone: Mapped[str | None] = mapped_column(String(20), unique=True)
     company: Mapped[str] = mapped_column(String(200), default="")
     title: Mapped[str] = mapped_column(String(200), default="")
-    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    timezone: Mapped[str] = mapped_column(String(64), default="")
     source: Mapped[str] = mapped_column(String(20), default="cold")
     referrer_prospect_id: Mapped[str | None] = mapped_column(String(32), index=True)
     referral_id: Mapped[str | None] = mapped_column(String(32), unique=True)

@@ -48,7 +48,7 @@ class ProspectCreate(BaseModel):
     phone: Phone = Field(None, validate_default=True)
     company: Text = Field("", max_length=200)
     title: Text = Field("", max_length=200)
-    timezone: TimeZone = "UTC"
+    timezone: TimeZone = Field("", description="IANA zone; empty: inferred from the phone")
     source: Source = "cold"
     referrer_prospect_id: str | None = Field(None, max_length=32)
     referral_id: str | None = Field(None, max_length=32)

@@ -268,7 +268,7 @@ async def create_referred_prospect(
     try:
         email = normalize_email(person.email) if person.email else None
         phone = normalize_phone(person.phone) if person.phone else None
-        timezone = check_timezone(person.timezone or "UTC")
+        timezone = check_timezone(person.timezone or "")
     except ValueError as err:
         raise invalid("person", str(err)) from None
     if email is None and phone is None:

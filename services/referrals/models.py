@@ -41,7 +41,7 @@ class Referral(Base):
     phone: Mapped[str | None] = mapped_column(String(20))
     company: Mapped[str] = mapped_column(String(200), default="")
     title: Mapped[str] = mapped_column(String(200), default="")
-    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    timezone: Mapped[str] = mapped_column(String(64), default="")
     status: Mapped[str] = mapped_column(String(20), default="received", index=True)
     prospect_id: Mapped[str | None] = mapped_column(String(32))
     # set once the intake workflow is known to exist; NULL rows are retried by

@@ -28,7 +28,7 @@ class ReferredPersonIn(BaseModel):
     phone: Phone = Field(None, validate_default=True)
     company: Text = Field("", max_length=200)
     title: Text = Field("", max_length=200)
-    timezone: TimeZone = "UTC"
+    timezone: TimeZone = Field("", description="IANA zone; empty: inferred from the phone")
 
     _email_or_phone = field_validator("phone")(require_email_or_phone)
 

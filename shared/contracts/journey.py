@@ -61,7 +61,7 @@ class Contact:
     phone: str | None = None
     company: str = ""
     title: str = ""
-    timezone: str = "UTC"
+    timezone: str = ""  # "" = unknown: inferred from the phone number when sending
     source: str = "cold"
     rep_id: str | None = None
     rep_name: str = ""
@@ -129,6 +129,7 @@ class CadenceSnapshot:
     qualification_timeout_seconds: int = 5 * 86400
     meeting_reminder_seconds: int = 86400
     referral_delay_seconds: int = 7 * 86400
+    pause_company_on_reply: bool = False
 
 
 # --- workflow inputs ----------------------------------------------------------------------------
@@ -151,7 +152,7 @@ class ReferredPerson:
     phone: str | None = None
     company: str = ""
     title: str = ""
-    timezone: str = "UTC"
+    timezone: str = ""
 
 
 @dataclass
@@ -215,6 +216,7 @@ class JourneyState:
     cadence_version: int = 0
     paused: bool = False
     stopped: bool = False
+    timezone: str = "UTC"
 
 
 @dataclass
@@ -225,6 +227,14 @@ class PauseJourney:
 
 @dataclass
 class StopCadence:
+    reason: str
+
+
+@dataclass
+class PauseColleagues:
+    prospect_id: str
+    cadence_id: str
+    company: str
     reason: str
 
 

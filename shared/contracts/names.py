@@ -9,6 +9,7 @@ class Act:
     SEND_TOUCH = "outreach.send_touch"
     CREATE_REP_TASK = "outreach.create_rep_task"
     GET_CADENCE = "outreach.get_cadence"
+    PAUSE_COLLEAGUES = "outreach.pause_colleagues"
     OPEN_DEAL = "deals.open_deal"
     EXPIRE_QUALIFICATION = "deals.expire_qualification"
     CREATE_REFERRAL_ASK = "referrals.create_referral_ask"

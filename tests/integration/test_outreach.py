@@ -351,6 +351,7 @@ async def test_cadence_validation_names_each_problem(
         single = {"name": "Single", "steps": [CADENCE["steps"][0], CADENCE["steps"][2]]}
         res = await r.api.post("/cadences", json=single, headers=AUTH)
         assert res.status_code == 422 and "two different channels" in res.json()["error"]["message"]
+        assert res.json()["error"]["details"][0]["field"] == "steps"
         assert (await r.api.get("/cadences", headers=AUTH)).json() == []
 
         created = await r.api.post("/cadences", json=CADENCE, headers=AUTH)

@@ -139,7 +139,7 @@ async def test_create_prospect_normalises_fields_and_records_the_first_stage(api
     assert fetched == created
 
     phone_only = await api.prospect(phone="+44 20 7946 0958")
-    assert phone_only["email"] is None and phone_only["timezone"] == "UTC"
+    assert phone_only["email"] is None and phone_only["timezone"] == ""
 
     stages = (await api.http.get(f"/prospects/{created['id']}/stages")).json()
     assert [(s["from_stage"], s["to_stage"], s["cause"]) for s in stages] == [

@@ -85,6 +85,7 @@ class Recorder:
     referred: list[CreateReferredProspect] = field(default_factory=list)
     linked: list[LinkReferral] = field(default_factory=list)
     defer_first_sms_until: str | None = None
+    defer_once: dict[str, str] = field(default_factory=dict)  # touch kind -> defer_until
 
     def stage_path(self) -> list[str]:
         return [c.to_stage for c in self.stages]
@@ -97,6 +98,12 @@ class Recorder:
         @activity.defn(name=Act.SEND_TOUCH)
         async def send_touch(req: TouchRequest) -> TouchResult:
             self.touches.append(req)
+            if req.kind in self.defer_once:
+                until = self.defer_once.pop(req.kind)
+                return TouchResult(
+                    [ChannelOutcome("email", "sent"), ChannelOutcome("sms", "deferred", until)],
+                    until,
+                )
             if self.defer_first_sms_until and len(self.touches) == 1:
                 return TouchResult(
                     [ChannelOutcome("email", "sent"), ChannelOutcome("sms", "deferred")],
@@ -445,3 +452,18 @@ def test_variants_split_stably_and_by_weight() -> None:
     step = CadenceStep("email", 0, "", "", variants=variants)
     (resolved,) = personalise("p1", 0, [step])
     assert resolved.variant in ("A", "B") and resolved.body == f"body {resolved.variant}"
+
+
+async def test_a_deferred_referral_ask_is_sent_when_it_may_be(
+    temporal_skipping: WorkflowEnvironment, queue_prefix: str
+) -> None:
+    async with Harness(temporal_skipping, queue_prefix) as h:
+        now = await temporal_skipping.get_current_time()
+        h.rec.defer_once["referral_ask"] = (now + timedelta(days=20)).isoformat()
+        handle = await h.start()
+        await handle.signal(Sig.REPLY_RECEIVED, ReplyReceived("sms", "SM1", "yes"))
+        await handle.signal(Sig.QUALIFICATION_RECORDED, QualificationRecorded("deal-1", True, []))
+        await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", True, "signed"))
+        assert await handle.result() == "won"
+        asks = [t for t in h.rec.touches if t.kind == "referral_ask"]
+        assert len(asks) == 2  # deferred once (quiet hours), then sent at the window

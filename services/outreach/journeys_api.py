@@ -1,0 +1,262 @@
+"""Controlling journeys in flight: pause, resume, stop (one, a cadence's, a rep's) and moving
+running journeys to a new cadence version (dry run first, then apply)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, Field, field_validator
+from sqlalchemy import select
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError
+
+from services.outreach import models, service
+from shared.auth import require_api_key
+from shared.contracts.journey import (
+    CadenceSnapshot,
+    JourneyState,
+    PauseJourney,
+    StopCadence,
+    journey_id,
+)
+from shared.contracts.names import Query as Queries
+from shared.contracts.names import Sig
+from shared.contracts.plan import step_due, touch_groups
+from shared.db import Session
+from shared.errors import AppError
+from shared.journeys import signal_journey
+
+router = APIRouter(dependencies=[Depends(require_api_key)], tags=["journeys"])
+FANOUT = 20  # concurrent signals when a whole cadence or rep is paused
+
+
+class PauseIn(BaseModel):
+    reason: str = Field("", max_length=500)
+    until: datetime | None = Field(None, description="resume by itself then (with UTC offset)")
+
+    @field_validator("until")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("give a UTC offset, e.g. 2026-12-01T09:00:00+01:00")
+        return value
+
+
+class StopIn(BaseModel):
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class BulkResult(BaseModel):
+    signalled: list[str]
+    skipped: dict[str, str]
+
+
+def _client(request: Request) -> Client:
+    return request.app.state.temporal  # type: ignore[no-any-return]
+
+
+async def _signal_many(
+    client: Client, prospect_ids: Sequence[str], signal: str, payload: object | None
+) -> BulkResult:
+    sem = asyncio.Semaphore(FANOUT)
+    result = BulkResult(signalled=[], skipped={})
+
+    async def one(pid: str) -> None:
+        async with sem:
+            try:
+                await signal_journey(client, pid, signal, payload)
+            except AppError as err:
+                result.skipped[pid] = err.code
+            else:
+                result.signalled.append(pid)
+
+    await asyncio.gather(*(one(pid) for pid in prospect_ids))
+    result.signalled.sort()
+    return result
+
+
+async def _prospects_where(session: Session, **where: str) -> list[str]:
+    query = select(models.Enrollment.prospect_id)
+    for column, value in where.items():
+        query = query.where(getattr(models.Enrollment, column) == value)
+    return list((await session.scalars(query)).all())
+
+
+def _pause_payload(body: PauseIn) -> PauseJourney:
+    return PauseJourney(body.reason, body.until.isoformat() if body.until else None)
+
+
+# --- one journey ----------------------------------------------------------------------------
+
+
+@router.get("/journeys/{prospect_id}")
+async def journey_state(prospect_id: str, request: Request, session: Session) -> dict[str, Any]:
+    enrollment = await service.find_enrollment(session, prospect_id)
+    handle = _client(request).get_workflow_handle(journey_id(prospect_id))
+    try:
+        described = await handle.describe()
+        state = await handle.query(Queries.STATE, result_type=JourneyState)
+    except RPCError as err:
+        raise AppError(404, "journey_not_found", f"prospect {prospect_id} has no journey") from err
+    return {
+        "journey_id": handle.id,
+        "status": described.status.name.lower() if described.status else "unknown",
+        "cadence_id": enrollment.cadence_id if enrollment else None,
+        **state.__dict__,
+    }
+
+
+@router.post("/journeys/{prospect_id}/pause", status_code=202)
+async def pause_journey(prospect_id: str, body: PauseIn, request: Request) -> dict[str, str]:
+    await signal_journey(_client(request), prospect_id, Sig.PAUSE, _pause_payload(body))
+    return {"status": "pausing", "journey_id": journey_id(prospect_id)}
+
+
+@router.post("/journeys/{prospect_id}/resume", status_code=202)
+async def resume_journey(prospect_id: str, request: Request) -> dict[str, str]:
+    await signal_journey(_client(request), prospect_id, Sig.RESUME, None)
+    return {"status": "resuming", "journey_id": journey_id(prospect_id)}
+
+
+@router.post("/journeys/{prospect_id}/stop", status_code=202)
+async def stop_journey(prospect_id: str, body: StopIn, request: Request) -> dict[str, str]:
+    await signal_journey(_client(request), prospect_id, Sig.STOP_CADENCE, StopCadence(body.reason))
+    return {"status": "stopping", "journey_id": journey_id(prospect_id)}
+
+
+# --- many journeys --------------------------------------------------------------------------
+
+
+@router.post("/cadences/{cadence_id}/pause", response_model=BulkResult)
+async def pause_cadence(
+    cadence_id: str, body: PauseIn, request: Request, session: Session
+) -> BulkResult:
+    await service.get_cadence(session, cadence_id)
+    pids = await _prospects_where(session, cadence_id=cadence_id)
+    return await _signal_many(_client(request), pids, Sig.PAUSE, _pause_payload(body))
+
+
+@router.post("/cadences/{cadence_id}/resume", response_model=BulkResult)
+async def resume_cadence(cadence_id: str, request: Request, session: Session) -> BulkResult:
+    await service.get_cadence(session, cadence_id)
+    pids = await _prospects_where(session, cadence_id=cadence_id)
+    return await _signal_many(_client(request), pids, Sig.RESUME, None)
+
+
+@router.post("/cadences/{cadence_id}/stop", response_model=BulkResult)
+async def stop_cadence(
+    cadence_id: str, body: StopIn, request: Request, session: Session
+) -> BulkResult:
+    await service.get_cadence(session, cadence_id)
+    pids = await _prospects_where(session, cadence_id=cadence_id)
+    return await _signal_many(_client(request), pids, Sig.STOP_CADENCE, StopCadence(body.reason))
+
+
+@router.post("/reps/{rep_id}/journeys/pause", response_model=BulkResult)
+async def pause_rep(rep_id: str, body: PauseIn, request: Request, session: Session) -> BulkResult:
+    """E.g. a rep on vacation: every journey of their prospects holds its touches."""
+    pids = await _prospects_where(session, rep_id=rep_id)
+    return await _signal_many(_client(request), pids, Sig.PAUSE, _pause_payload(body))
+
+
+@router.post("/reps/{rep_id}/journeys/resume", response_model=BulkResult)
+async def resume_rep(rep_id: str, request: Request, session: Session) -> BulkResult:
+    pids = await _prospects_where(session, rep_id=rep_id)
+    return await _signal_many(_client(request), pids, Sig.RESUME, None)
+
+
+# --- moving running journeys to a new version -------------------------------------------------
+
+
+async def _migration_plan(
+    request: Request, session: Session, cadence_id: str, to_version: int | None
+) -> tuple[CadenceSnapshot, list[dict[str, Any]]]:
+    target = await service.cadence_snapshot(session, cadence_id, to_version)
+    rows = (
+        await session.scalars(
+            select(models.Enrollment).where(
+                models.Enrollment.cadence_id == cadence_id,
+                models.Enrollment.cadence_version < target.version,
+            )
+        )
+    ).all()
+    client = _client(request)
+    groups = touch_groups(target.steps)
+    sem = asyncio.Semaphore(FANOUT)
+    items: list[dict[str, Any]] = []
+
+    async def inspect(row: models.Enrollment) -> None:
+        handle = client.get_workflow_handle(row.journey_id)
+        async with sem:
+            try:
+                described = await handle.describe()
+                if described.status != WorkflowExecutionStatus.RUNNING:
+                    return
+                state = await handle.query(Queries.STATE, result_type=JourneyState)
+            except RPCError:
+                return
+        if state.stage != "contacting" or state.stopped:
+            return  # past the cadence: a new version changes nothing for them
+        nxt = groups[state.next_step] if state.next_step < len(groups) else []
+        started = described.start_time or datetime.now().astimezone()
+        items.append(
+            {
+                "prospect_id": row.prospect_id,
+                "from_version": state.cadence_version or row.cadence_version,
+                "at_step": state.next_step,
+                "next_touch": [
+                    {"channel": s.channel, "subject": s.subject, "body": s.body} for s in nxt
+                ],
+                "next_due_at": (
+                    step_due(started, nxt[0], state.timezone).isoformat() if nxt else None
+                ),
+                "then": "nurture" if not nxt else "touch",
+            }
+        )
+
+    await asyncio.gather(*(inspect(r) for r in rows))
+    items.sort(key=lambda i: (i["at_step"], i["prospect_id"]))
+    return target, items
+
+
+@router.get("/cadences/{cadence_id}/migration")
+async def migration_dry_run(
+    cadence_id: str,
+    request: Request,
+    session: Session,
+    to_version: Annotated[int | None, Query(ge=1)] = None,
+) -> dict[str, Any]:
+    """What moving the running journeys to `to_version` (default: the latest) would do."""
+    target, items = await _migration_plan(request, session, cadence_id, to_version)
+    by_step: dict[str, int] = {}
+    for item in items:
+        by_step[str(item["at_step"])] = by_step.get(str(item["at_step"]), 0) + 1
+    return {
+        "to_version": target.version,
+        "journeys": len(items),
+        "by_step": by_step,
+        "items": items,
+    }
+
+
+@router.post("/cadences/{cadence_id}/migration")
+async def migration_apply(
+    cadence_id: str,
+    request: Request,
+    session: Session,
+    to_version: Annotated[int | None, Query(ge=1)] = None,
+) -> dict[str, Any]:
+    target, items = await _migration_plan(request, session, cadence_id, to_version)
+    pids = [i["prospect_id"] for i in items]
+    result = await _signal_many(_client(request), pids, Sig.MIGRATE_CADENCE, target)
+    rows = await session.scalars(
+        select(models.Enrollment).where(models.Enrollment.prospect_id.in_(result.signalled))
+    )
+    for row in rows.all():
+        row.cadence_version = target.version
+    await session.commit()
+    return {"to_version": target.version, **result.model_dump()}

@@ -1,0 +1,55 @@
+"""Numbers per cadence step and A/B variant: sends, deliveries, bounces, replies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends
+from sqlalchemy import case, func, select
+
+from services.outreach import models, service
+from shared.auth import require_api_key
+from shared.db import Session
+
+router = APIRouter(dependencies=[Depends(require_api_key)], tags=["cadences"])
+SENT = ("submitted", "delivered", "bounced", "failed")
+
+
+@router.get("/cadences/{cadence_id}/stats")
+async def cadence_stats(cadence_id: str, session: Session) -> dict[str, Any]:
+    await service.get_cadence(session, cadence_id)
+    m = models.Message
+    rows = await session.execute(
+        select(
+            m.touch_key,
+            m.channel,
+            m.variant,
+            func.count().label("messages"),
+            func.sum(case((m.status.in_(SENT), 1), else_=0)).label("sent"),
+            func.sum(case((m.status == "delivered", 1), else_=0)).label("delivered"),
+            func.sum(case((m.status == "bounced", 1), else_=0)).label("bounced"),
+            func.sum(case((m.status == "suppressed", 1), else_=0)).label("suppressed"),
+            func.sum(case((m.replied_at.is_not(None), 1), else_=0)).label("replied"),
+        )
+        .where(m.cadence_id == cadence_id, m.kind == "cadence")
+        .group_by(m.touch_key, m.channel, m.variant)
+        .order_by(m.touch_key, m.channel, m.variant)
+    )
+    items = []
+    for row in rows:
+        sent = int(row.sent or 0)
+        replied = int(row.replied or 0)
+        items.append(
+            {
+                "touch": row.touch_key,
+                "channel": row.channel,
+                "variant": row.variant or None,
+                "sent": sent,
+                "delivered": int(row.delivered or 0),
+                "bounced": int(row.bounced or 0),
+                "suppressed": int(row.suppressed or 0),
+                "replied": replied,
+                "reply_rate": round(replied / sent, 4) if sent else None,
+            }
+        )
+    return {"cadence_id": cadence_id, "steps": items}

@@ -1,0 +1,138 @@
+"""What every provider's webhook shares: lookups in the send ledger, one meaning of each email
+event for the ledger and consent, and the journey signals those events cause.
+
+Handler order is always: authenticate (nothing is stored for a request that fails), store the
+event with the signal it causes (unique on the provider's id, so a repeat has no effect), apply
+its effects, commit, then deliver the signal (services.outreach.inbox retries what fails).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import Request
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.outreach import models, service
+from services.outreach.inbox import JourneySignal, Outbound, Stored
+from shared.contracts.journey import StopCadence
+from shared.contracts.names import Sig
+from shared.providers.mailgun import strip_angle_brackets
+from shared.settings import Settings
+
+# What an email event means, whichever provider reported it.
+DELIVERED = "delivered"
+HARD_BOUNCE = "hard_bounce"  # the address will never take mail: suppress it
+SOFT_FAILURE = "soft_failure"  # this message did not arrive (blocked, dropped): the address stays
+COMPLAINT = "complaint"
+UNSUBSCRIBE = "unsubscribe"
+NOTED = "noted"  # stored for the record, no effect (opens, clicks, deferrals, soft bounces)
+
+SUPPRESSING = {HARD_BOUNCE: "hard bounce", COMPLAINT: "spam complaint", UNSUBSCRIBE: "unsubscribe"}
+
+
+def settings_of(request: Request) -> Settings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+async def deliver(request: Request, stored: Iterable[Stored | None]) -> None:
+    """After the commit: tell the journeys at once; the inbox relay retries what fails."""
+    items: Sequence[Outbound] = [s.outbound for s in stored if s and s.outbound]
+    await request.app.state.inbox.deliver_now(items)
+
+
+def canonical_sha256(value: Any) -> str:
+    return hashlib.sha256(
+        json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode()
+    ).hexdigest()
+
+
+def stop_cadence(prospect_id: str | None, reason: str) -> JourneySignal:
+    return JourneySignal(prospect_id, Sig.STOP_CADENCE, StopCadence(reason=reason))
+
+
+# --- the send ledger --------------------------------------------------------------------------
+
+
+async def message_by_provider_id(
+    session: AsyncSession, channel: str, provider_id: str
+) -> models.Message | None:
+    if not provider_id:
+        return None
+    return await session.scalar(
+        select(models.Message)
+        .where(models.Message.channel == channel, models.Message.provider_id == provider_id)
+        .limit(1)
+    )
+
+
+async def latest_message_to(
+    session: AsyncSession, channel: str, address: str
+) -> models.Message | None:
+    if not address:
+        return None
+    return await session.scalar(
+        select(models.Message)
+        .where(
+            models.Message.channel == channel,
+            models.Message.to_address == service.normalise_address(channel, address),
+        )
+        .order_by(models.Message.created_at.desc())
+        .limit(1)
+    )
+
+
+def as_message_id(value: str) -> str:
+    """'<id@host>' whatever the provider did to the brackets: the ledger keeps them on."""
+    bare = strip_angle_brackets(value)
+    return f"<{bare}>" if bare else ""
+
+
+async def email_for(
+    session: AsyncSession, message_ids: Iterable[str], recipient: str
+) -> models.Message | None:
+    """The ledger row an email event or reply is about: by Message-ID first (In-Reply-To,
+    References, the provider's copy of it), else the latest email to that address."""
+    for ref in message_ids:
+        row = await message_by_provider_id(session, "email", as_message_id(ref))
+        if row is not None:
+            return row
+    return await latest_message_to(session, "email", recipient)
+
+
+async def apply_email_event(
+    session: AsyncSession,
+    row: models.Message | None,
+    recipient: str,
+    meaning: str,
+    provider_status: str,
+    detail: str = "",
+) -> str | None:
+    """The ledger and consent after an email event. Returns why the cadence must stop, if so."""
+    if row is not None and provider_status:
+        row.provider_status = provider_status[:20]
+    if meaning == DELIVERED:
+        if row is not None and row.status in ("sending", "submitted"):
+            row.status = "delivered"  # never over bounced/failed: a late 'delivered' is stale
+        return None
+    if meaning == HARD_BOUNCE and row is not None:
+        row.status, row.error = "bounced", detail[:1000]
+    if meaning == SOFT_FAILURE and row is not None and row.status in ("sending", "submitted"):
+        row.status, row.error = "failed", detail[:1000]
+    reason = SUPPRESSING.get(meaning)
+    if reason is None:
+        return None
+    if recipient:
+        await service.suppress(session, "email", recipient, reason)
+    return reason
+
+
+def mark_replied(message: models.Message | None, stored: object | None) -> None:
+    """Count the reply for the message it answers (per step and A/B variant), once."""
+    if message is not None and stored is not None and message.replied_at is None:
+        message.replied_at = datetime.now(UTC)

@@ -1,0 +1,141 @@
+"""Mailgun: the inbound route's forward() (email replies) and the event webhooks.
+
+Both carry timestamp, token and signature: hex HMAC-SHA256 of timestamp + token keyed with the
+webhook signing key. The signature does not cover the body, so a captured one could be sent
+again with another body: a timestamp more than 15 minutes off is refused, and each token is
+single-use. The same request again (a retry) is a duplicate: 200, no second effect. The token
+with another body is a replay: 403, nothing stored.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.outreach.inbox import JourneySignal, claim_token, store_event
+from services.outreach.webhooks.common import (
+    COMPLAINT,
+    DELIVERED,
+    HARD_BOUNCE,
+    NOTED,
+    SUPPRESSING,
+    UNSUBSCRIBE,
+    apply_email_event,
+    canonical_sha256,
+    deliver,
+    email_for,
+    mark_replied,
+    settings_of,
+    stop_cadence,
+)
+from shared.contracts.journey import ReplyReceived
+from shared.contracts.names import Sig
+from shared.db import Session
+from shared.errors import AppError
+from shared.providers.mailgun import PERMANENT, verify_mailgun_signature
+
+router = APIRouter(prefix="/mailgun")
+
+
+def _signing_key(request: Request) -> str:
+    key = settings_of(request).mailgun_signing_key.get_secret_value()
+    if not key:
+        raise AppError(404, "webhook_disabled", "the Mailgun webhooks are not configured")
+    return key
+
+
+async def _authenticate(
+    session: AsyncSession, key: str, timestamp: str, token: str, signature: str, body: Any
+) -> bool:
+    """True for a new request, False for a retry of one already handled; 403 otherwise."""
+    if not verify_mailgun_signature(key, timestamp, token, signature, now=time.time()):
+        raise AppError(403, "invalid_signature", "Mailgun signature invalid or stale")
+    seen = await claim_token(session, "mailgun", token, canonical_sha256(body))
+    if seen == "other":
+        raise AppError(403, "replayed_token", "this Mailgun token was already used")
+    return seen == "new"
+
+
+def _event_meaning(event: str, severity: str) -> str:
+    if event == "delivered":
+        return DELIVERED
+    if event == "failed":
+        return HARD_BOUNCE if severity == PERMANENT else NOTED  # temporary: Mailgun retries
+    if event == "complained":
+        return COMPLAINT
+    if event == "unsubscribed":
+        return UNSUBSCRIBE
+    return NOTED  # opened, clicked, accepted, stored...
+
+
+@router.post("/inbound", summary="Mailgun inbound route (email replies)")
+async def inbound(request: Request, session: Session) -> Response:
+    key = _signing_key(request)
+    form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+    fields = {k: form.get(k, "") for k in ("timestamp", "token", "signature")}
+    if not await _authenticate(session, key, **fields, body=form):
+        return Response(status_code=200)
+    references = f"{form.get('In-Reply-To', '')} {form.get('References', '')}".split()
+    sender = form.get("sender", "").strip().lower()
+    original = await email_for(session, references, sender)
+    prospect_id = original.prospect_id if original else None
+    message_id = form.get("Message-Id") or f"token:{fields['token']}"
+    text = form.get("stripped-text") or form.get("body-plain", "")
+    reply = ReplyReceived("email", message_id, text[:500])
+    stored = await store_event(
+        session,
+        "mailgun",
+        f"inbound:{message_id}",
+        "email_reply",
+        form,
+        prospect_id=prospect_id,
+        signal=JourneySignal(prospect_id, Sig.REPLY_RECEIVED, reply),
+    )
+    mark_replied(original, stored)
+    await session.commit()
+    await deliver(request, [stored])
+    return Response(status_code=200)
+
+
+@router.post("/events", summary="Mailgun event webhooks (delivered, failed, complained, ...)")
+async def events(request: Request, session: Session) -> Response:
+    key = _signing_key(request)
+    try:
+        payload = json.loads(await request.body())
+        sig, data = payload["signature"], payload["event-data"]
+        fields = {k: str(sig[k]) for k in ("timestamp", "token", "signature")}
+        event_name, event_id = str(data["event"]), str(data["id"])
+    except (ValueError, KeyError, TypeError) as err:
+        # Nothing here is authenticated yet: refuse it, store nothing.
+        raise AppError(
+            400, "invalid_payload", f"not a Mailgun event webhook body: missing {err}"
+        ) from err
+    if not await _authenticate(session, key, **fields, body=data):
+        return Response(status_code=200)
+    headers = (data.get("message") or {}).get("headers") or {}
+    recipient = str(data.get("recipient") or "").strip().lower()
+    row = await email_for(session, [str(headers.get("message-id", ""))], recipient)
+    meaning = _event_meaning(event_name, str(data.get("severity", "")))
+    stop_reason = SUPPRESSING.get(meaning)
+    prospect_id = row.prospect_id if row else None
+    stored = await store_event(
+        session,
+        "mailgun",
+        event_id,
+        f"email_{event_name}"[:40],
+        payload,
+        prospect_id=prospect_id,
+        signal=stop_cadence(prospect_id, stop_reason) if stop_reason else None,
+    )
+    if stored is not None:
+        status = (data.get("delivery-status") or {}).get("description") or data.get("reason", "")
+        await apply_email_event(
+            session, row, recipient or (row.to_address if row else ""), meaning, event_name, status
+        )
+    await session.commit()
+    await deliver(request, [stored])
+    return Response(status_code=200)

@@ -1,0 +1,152 @@
+"""SendGrid Event Webhook: signed batches (JSON arrays) of email events.
+
+Verified with the account's ECDSA verification key over the timestamp header + the raw body;
+each event is stored once by its sg_event_id. An event that cannot be understood is kept aside
+(rejected_items, with the reason) and the rest of the batch is processed: the answer is 200 so
+SendGrid does not resend a batch that can never get better. Inbound Parse is not used.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.outreach.inbox import Stored, reject, store_event
+from services.outreach.webhooks.common import (
+    COMPLAINT,
+    DELIVERED,
+    HARD_BOUNCE,
+    NOTED,
+    SOFT_FAILURE,
+    SUPPRESSING,
+    UNSUBSCRIBE,
+    apply_email_event,
+    deliver,
+    email_for,
+    settings_of,
+    stop_cadence,
+)
+from shared.db import Session
+from shared.errors import AppError
+from shared.providers.sendgrid import (
+    EVENTS,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    InvalidPublicKey,
+    verify_sendgrid_signature,
+)
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/sendgrid")
+SENT = ("sending", "submitted")
+
+# SendGrid drops a message to an address on its own suppression lists: those reasons say the
+# address itself is done with, not just this message.
+SUPPRESSING_DROP_REASONS = {
+    "Bounced Address": HARD_BOUNCE,
+    "Spam Reporting Address": COMPLAINT,
+    "Unsubscribed Address": UNSUBSCRIBE,
+}
+
+
+def _meaning(item: dict[str, Any]) -> str:
+    event = item["event"]
+    if event == "delivered":
+        return DELIVERED
+    if event == "bounce":
+        # type "bounce": the receiving server refused the address for good; "blocked": this
+        # message was refused (reputation, content) and SendGrid will not retry it.
+        return HARD_BOUNCE if item.get("type", "bounce") == "bounce" else SOFT_FAILURE
+    if event == "dropped":
+        return SUPPRESSING_DROP_REASONS.get(str(item.get("reason", "")), SOFT_FAILURE)
+    if event == "spamreport":
+        return COMPLAINT
+    if event in ("unsubscribe", "group_unsubscribe"):
+        return UNSUBSCRIBE
+    return NOTED  # processed, deferred, open, click, group_resubscribe
+
+
+def _problem(item: Any) -> str | None:
+    """Why an item of the batch cannot be processed; None when it can."""
+    if not isinstance(item, dict):
+        return f"an event must be a JSON object, not {type(item).__name__}"
+    for field in ("sg_event_id", "event", "email"):
+        if not isinstance(item.get(field), str) or not item[field].strip():
+            return f"missing or empty {field!r}"
+    if item["event"] not in EVENTS:
+        return f"unknown event {item['event']!r}"
+    if len(item["sg_event_id"]) > 200:
+        return "sg_event_id longer than 200 characters"
+    return None
+
+
+async def _process(session: AsyncSession, item: dict[str, Any]) -> Stored | None:
+    recipient = item["email"].strip().lower()
+    refs = [str(item.get("smtp-id") or "")]
+    row = await email_for(session, refs, recipient)
+    meaning = _meaning(item)
+    reason = SUPPRESSING.get(meaning)
+    prospect_id = row.prospect_id if row else None
+    stored = await store_event(
+        session,
+        "sendgrid",
+        item["sg_event_id"],
+        f"email_{item['event']}"[:40],
+        item,
+        prospect_id=prospect_id,
+        signal=stop_cadence(prospect_id, reason) if reason else None,
+    )
+    if stored is not None:
+        detail = str(item.get("reason") or item.get("response") or "")
+        await apply_email_event(session, row, recipient, meaning, item["event"], detail)
+        if item["event"] == "dropped" and row is not None and row.status in SENT:
+            row.status, row.error = "failed", detail[:1000]  # it never left SendGrid
+    return stored
+
+
+@router.post("/events", summary="SendGrid Event Webhook (signed, batched)")
+async def events(request: Request, session: Session) -> dict[str, int]:
+    key = settings_of(request).sendgrid_webhook_public_key.strip()
+    if not key:
+        raise AppError(404, "webhook_disabled", "the SendGrid webhook is not configured")
+    body = await request.body()
+    headers = request.headers
+    try:
+        ok = verify_sendgrid_signature(
+            key, headers.get(TIMESTAMP_HEADER), body, headers.get(SIGNATURE_HEADER)
+        )
+    except InvalidPublicKey as err:
+        # 5xx: SendGrid keeps the batch and retries once the key is fixed
+        log.error("CLOSEFLOW_SENDGRID_WEBHOOK_PUBLIC_KEY is unusable: %s", err)
+        raise AppError(500, "webhook_misconfigured", "the SendGrid key is not usable") from err
+    if not ok:
+        raise AppError(403, "invalid_signature", f"{SIGNATURE_HEADER} does not match this request")
+    counts = {"processed": 0, "duplicates": 0, "rejected": 0}
+    try:
+        items = json.loads(body)
+    except ValueError as err:
+        items, whole_problem = None, f"body is not JSON: {err}"
+    else:
+        whole_problem = None if isinstance(items, list) else "body is not a JSON array of events"
+    if whole_problem or not isinstance(items, list):
+        await reject(session, "sendgrid", body.decode("utf-8", "replace"), whole_problem or "")
+        counts["rejected"] = 1
+        await session.commit()
+        return counts
+    stored: list[Stored | None] = []
+    for index, item in enumerate(items):
+        problem = _problem(item)
+        if problem is not None:
+            await reject(session, "sendgrid", json.dumps(item), f"item {index}: {problem}")
+            counts["rejected"] += 1
+            continue
+        result = await _process(session, item)
+        counts["processed" if result else "duplicates"] += 1
+        stored.append(result)
+    await session.commit()
+    await deliver(request, stored)
+    return counts

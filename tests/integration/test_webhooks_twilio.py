@@ -1,0 +1,190 @@
+"""Twilio status callbacks in Twilio's own format, out of order: a status never regresses."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import update
+from temporalio.testing import WorkflowEnvironment
+
+from services.outreach import models
+from shared.providers.twilio_signature import SIGNATURE_HEADER, sign_twilio_request
+from tests.integration.webhooks_rig import Rig, webhook_rig
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+TO, FROM = "+14155550123", "+15005550006"
+
+
+def new_sid() -> str:
+    return "SM" + uuid.uuid4().hex
+
+
+def callback(rig: Rig, sid: str, status: str, **extra: str) -> dict[str, str]:
+    """The form Twilio posts to a message's StatusCallback (API version 2010-04-01)."""
+    return {
+        "AccountSid": rig.settings.twilio_account_sid,
+        "ApiVersion": "2010-04-01",
+        "From": FROM,
+        "To": TO,
+        "MessageSid": sid,
+        "SmsSid": sid,
+        "MessageStatus": status,
+        "SmsStatus": status,
+        **extra,
+    }
+
+
+async def post(rig: Rig, params: dict[str, str], signature: str | None = None) -> httpx.Response:
+    url = "http://test/webhooks/twilio/status"
+    token = rig.settings.twilio_auth_token.get_secret_value()
+    sig = signature if signature is not None else sign_twilio_request(token, url, params)
+    return await rig.http.post(url, data=params, headers={SIGNATURE_HEADER: sig})
+
+
+async def test_late_callbacks_never_move_a_status_back(
+    tmp_path: Path, database_urls: dict[str, str], temporal_local: WorkflowEnvironment
+) -> None:
+    async with webhook_rig(tmp_path, database_urls, temporal_local.client) as rig:
+        sid = new_sid()
+        row = await rig.add_message("sms", TO, sid)
+        # Twilio sends queued, sent, delivered; the network hands them over in another order
+        for status, extra in [
+            ("delivered", {"RawDlrDoneDate": "2311271212"}),
+            ("sent", {}),
+            ("queued", {}),
+        ]:
+            assert (await post(rig, callback(rig, sid, status, **extra))).status_code == 204
+        got = await rig.message(row.id)
+        assert (got.status, got.provider_status) == ("delivered", "delivered")
+        assert len(await rig.inbox("twilio")) == 3  # every callback is kept, in order received
+
+
+async def test_undelivered_with_error_code_fails_the_message_for_good(
+    tmp_path: Path, database_urls: dict[str, str], temporal_local: WorkflowEnvironment
+) -> None:
+    async with webhook_rig(tmp_path, database_urls, temporal_local.client) as rig:
+        sid = new_sid()
+        row = await rig.add_message("sms", TO, sid)
+        assert (await post(rig, callback(rig, sid, "sent"))).status_code == 204
+        assert (await rig.message(row.id)).provider_status == "sent"
+        undelivered = callback(rig, sid, "undelivered", ErrorCode="30003")
+        assert (await post(rig, undelivered)).status_code == 204
+        assert (await post(rig, undelivered)).status_code == 204  # Twilio's retry: a duplicate
+        assert (await post(rig, callback(rig, sid, "sent"))).status_code == 204  # late
+        got = await rig.message(row.id)
+        assert (got.status, got.provider_status) == ("failed", "undelivered")
+        assert "30003" in got.error
+        kinds = [e.event_id for e in await rig.inbox("twilio")]
+        assert kinds == [f"{sid}:sent", f"{sid}:undelivered"]
+
+
+async def test_unknown_statuses_and_messages_are_kept_without_effect(
+    tmp_path: Path, database_urls: dict[str, str], temporal_local: WorkflowEnvironment
+) -> None:
+    async with webhook_rig(tmp_path, database_urls, temporal_local.client) as rig:
+        sid = new_sid()
+        row = await rig.add_message("sms", TO, sid)
+        assert (await post(rig, callback(rig, sid, "partially_delivered"))).status_code == 204
+        assert (await post(rig, callback(rig, new_sid(), "delivered"))).status_code == 204
+        got = await rig.message(row.id)
+        assert (got.status, got.provider_status) == ("submitted", "accepted")
+        events = await rig.inbox("twilio")
+        assert [e.prospect_id for e in events] == [row.prospect_id, None]
+
+
+async def test_a_forged_callback_is_refused_and_nothing_is_stored(
+    tmp_path: Path, database_urls: dict[str, str], temporal_local: WorkflowEnvironment
+) -> None:
+    async with webhook_rig(tmp_path, database_urls, temporal_local.client) as rig:
+        sid = new_sid()
+        row = await rig.add_message("sms", TO, sid)
+        params = callback(rig, sid, "delivered")
+        forged = sign_twilio_request("another-token", "http://test/webhooks/twilio/status", params)
+        assert (await post(rig, params, forged)).status_code == 403
+        assert (await post(rig, params, "")).status_code == 403
+        assert (await rig.message(row.id)).status == "submitted"
+        assert await rig.count(models.InboxEvent) == 0
+
+
+async def test_concurrent_callbacks_sharing_a_transaction_keep_the_rules(
+    tmp_path: Path, database_urls: dict[str, str], temporal_local: WorkflowEnvironment
+) -> None:
+    """Callbacks arriving together are written together; each message still ends at its
+    furthest status, whatever the order, and a repeat in the same batch counts once."""
+    async with webhook_rig(tmp_path, database_urls, temporal_local.client) as rig:
+        sids = [new_sid() for _ in range(10)]
+        rows = [await rig.add_message("sms", TO, sid) for sid in sids]
+        forms = []
+        for n, sid in enumerate(sids):
+            final = ("undelivered", {"ErrorCode": "30005"}) if n % 3 == 0 else ("delivered", {})
+            forms += [
+                callback(rig, sid, final[0], **final[1]),
+                callback(rig, sid, final[0], **final[1]),
+            ]
+            forms += [callback(rig, sid, "sent"), callback(rig, sid, "queued")]
+        responses = await asyncio.gather(*(post(rig, form) for form in forms))
+        assert {r.status_code for r in responses} == {204}
+        for n, row in enumerate(rows):
+            got = await rig.message(row.id)
+            want = ("failed", "undelivered") if n % 3 == 0 else ("delivered", "delivered")
+            assert (got.status, got.provider_status) == want
+        assert len(await rig.inbox("twilio")) == 3 * len(sids)
+
+
+async def test_a_writer_holding_the_database_delays_callbacks_without_blocking(
+    tmp_path: Path, database_urls: dict[str, str], temporal_local: WorkflowEnvironment
+) -> None:
+    async with webhook_rig(tmp_path, database_urls, temporal_local.client) as rig:
+        sid = new_sid()
+        row = await rig.add_message("sms", TO, sid)
+        engine = rig.app.state.engine
+        async with engine.connect() as other:
+            # another transaction holds the write lock (SQLite) / the ledger row (PostgreSQL)
+            await other.begin()
+            await other.execute(
+                update(models.Message).where(models.Message.id == row.id).values(body="held")
+            )
+            pending = asyncio.create_task(post(rig, callback(rig, sid, "delivered")))
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            await asyncio.sleep(0.3)
+            assert loop.time() - started < 1.0  # the writer waits without blocking the loop
+            assert not pending.done()
+            await other.commit()
+        response = await asyncio.wait_for(pending, 10)
+        assert response.status_code == 204
+        got = await rig.message(row.id)
+        assert (got.status, got.body) == ("delivered", "held")
+
+
+async def test_the_write_ahead_log_is_checkpointed_off_the_loop(
+    tmp_path: Path, temporal_local: WorkflowEnvironment
+) -> None:
+    """SQLite only. The callback writer's connection never checkpoints (that syncs to disk, on
+    the event loop); the relay's housekeeping does, so the log does not grow without end."""
+    database_urls = {"outreach": f"sqlite+aiosqlite:///{tmp_path / 'outreach.db'}"}
+    async with webhook_rig(tmp_path, database_urls, temporal_local.client) as rig:
+        sids = [new_sid() for _ in range(20)]
+        for sid in sids:
+            await rig.add_message("sms", TO, sid)
+        await asyncio.gather(*(post(rig, callback(rig, sid, "sent")) for sid in sids))
+        db = database_urls["outreach"].split("///", 1)[1]
+
+        def checkpointed() -> int:
+            """Events in the database file itself: immutable=1 reads it without the log."""
+            with contextlib.closing(sqlite3.connect(f"file:{db}?immutable=1", uri=True)) as conn:
+                return int(conn.execute("SELECT count(*) FROM inbox_events").fetchone()[0])
+
+        writer = rig.app.state.sms_status_writer
+        assert writer._sync is not None  # the loop-thread connection took the writes
+        with writer._sync.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
+        assert checkpointed() == 0  # all still in the log
+        await rig.app.state.inbox.maintain(force=True)
+        assert checkpointed() == len(sids)
