@@ -35,7 +35,7 @@ ENV_PREFIX = "CLOSEFLOW_"
 STAGE_INFRA = 0
 STAGE_APPS = 1
 
-PROCESS_NAMES = ("temporal", "mailbox", "twilio-sandbox", *SERVICES, "worker")
+PROCESS_NAMES = ("temporal", "mailbox", "twilio-sandbox", *SERVICES, "worker", "activity-worker")
 WORKER_SETTLE_SECONDS = 1.5  # a worker has no port: alive this long after start counts as ready
 POLL_SECONDS = 0.2
 TAIL_LINES = 60
@@ -369,14 +369,17 @@ class Stack:
             )
             for service in SERVICES
         ]
-        children.append(
-            Child(
-                "worker",
-                ["worker", "all"],
-                STAGE_APPS,
-                lambda c: time.monotonic() - c.started_at >= WORKER_SETTLE_SECONDS,
+        # Two worker processes: the journeys' workflow tasks and the services' activities each
+        # get a core of their own (one Python process is one core).
+        for name, queues in (("worker", ["journeys"]), ("activity-worker", list(SERVICES))):
+            children.append(
+                Child(
+                    name,
+                    ["worker", *queues],
+                    STAGE_APPS,
+                    lambda c: time.monotonic() - c.started_at >= WORKER_SETTLE_SECONDS,
+                )
             )
-        )
         return children
 
     def _migrate(self) -> None:
