@@ -84,6 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("temporal", help="Temporal dev server persisted in the data dir (dev)")
     sub.add_parser("dev", help="the whole stack in the foreground (dev)")
     sub.add_parser("settings", help="print every setting as a Markdown table")
+
+    p = sub.add_parser("import", help="import prospects from a CSV or JSON-lines file")
+    p.add_argument("file", type=Path, metavar="FILE")
+    p.add_argument("--format", choices=("csv", "ndjson"), help="default: from the file name")
+    p.add_argument("--url", help="prospecting API (default: CLOSEFLOW_PROSPECTING_URL)")
     return parser
 
 
@@ -256,6 +261,18 @@ def cmd_settings(settings: Settings | None, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
+    from services.prospecting.import_cli import summary, upload
+
+    # The first of CLOSEFLOW_API_KEYS: the key this client presents to the API.
+    key = settings.api_keys[0].get_secret_value() if settings.api_keys else ""
+    report = asyncio.run(
+        upload(args.file, url=args.url or settings.prospecting_url, api_key=key, fmt=args.format)
+    )
+    print(summary(report))
+    return 0 if report["status"] == "done" else 1
+
+
 COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "migrate": cmd_migrate,
     "serve": cmd_serve,
@@ -264,6 +281,7 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "twilio-sandbox": cmd_twilio_sandbox,
     "temporal": cmd_temporal,
     "dev": cmd_dev,
+    "import": cmd_import,
 }
 
 

@@ -85,6 +85,17 @@ class Settings(BaseSettings):
     per_domain_hourly_cap: int = Field(
         0, ge=0, description="most emails per recipient domain per rolling hour (0: no cap)"
     )
+    reply_domain: str = Field(
+        "",
+        description="domain of the per-message Reply-To addresses (local+r-<token>@domain); "
+        "empty: the sender address's domain. Its mail must reach the inbound webhook",
+    )
+    ooo_default_pause_days: int = Field(
+        7,
+        ge=1,
+        le=365,
+        description="how long an out-of-office reply without a return date pauses the journey",
+    )
     mailgun_signing_key: SecretStr = Field(
         SecretStr("dev-mailgun-signing-key"),
         description="Mailgun webhook signing key (empty disables the Mailgun webhooks)",

@@ -7,12 +7,15 @@ answered again (nothing new written) and signalled once more.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
 
+from services.deals import objections as obj
 from services.deals import schemas
 from services.deals import service as svc
+from services.deals.models import Deal
+from services.deals.objections import ResponseStats
 from services.deals.playbook import SLUG_PATTERN
 from services.deals.qualification import DEFAULT_FRAMEWORK
 from shared.auth import ApiKey
@@ -27,6 +30,10 @@ from shared.db import Session
 from shared.journeys import signal_journey
 
 deals = APIRouter(prefix="/deals", tags=["deals"])
+frameworks = APIRouter(prefix="/frameworks", tags=["qualification"])
+closing = APIRouter(tags=["closing"])
+objections = APIRouter(prefix="/objections", tags=["objections"])
+analytics = APIRouter(prefix="/analytics", tags=["analytics"])
 playbook = APIRouter(prefix="/playbook", tags=["playbook"])
 qualification = APIRouter(prefix="/qualification", tags=["qualification"])
 
@@ -59,9 +66,17 @@ async def get_deal(deal_id: str, _: ApiKey, session: Session) -> object:
 async def record_qualification(
     deal_id: str, body: schemas.QualificationSubmit, request: Request, _: ApiKey, session: Session
 ) -> schemas.QualificationResult:
-    outcome = await svc.record_qualification(session, deal_id, body.answers)
+    outcome = await svc.record_qualification(session, deal_id, body.answers, partial=body.partial)
     await session.commit()
     deal, verdict = outcome.deal, outcome.verdict
+    if body.partial:
+        # nothing decided yet: the journey waits for the decision
+        return schemas.QualificationResult(
+            qualified=verdict.qualified,
+            score=verdict.score,
+            reasons=list(verdict.reasons),
+            deal=schemas.Deal.model_validate(deal),
+        )
     await signal_journey(
         request.app.state.temporal,
         deal.prospect_id,
@@ -82,10 +97,12 @@ async def record_qualification(
 async def schedule_meeting(
     deal_id: str, body: schemas.MeetingCreate, request: Request, _: ApiKey, session: Session
 ) -> object:
-    deal, meeting = await svc.schedule_meeting(
+    deal, meeting, passed_gate = await svc.schedule_meeting(
         session, deal_id, body.starts_at, body.title, body.duration_minutes
     )
     await session.commit()
+    if passed_gate:
+        await _signal_qualified(request, deal)
     await signal_journey(
         request.app.state.temporal,
         deal.prospect_id,
@@ -118,7 +135,64 @@ async def log_objection(
         objection=schemas.Objection.model_validate(objection),
         category=objection.category,
         answers=logged.answers,
+        responses=[_ranked(r) for r in logged.ranked],
         matched_triggers=logged.matched_triggers,
+    )
+
+
+def _ranked(r: ResponseStats) -> schemas.RankedResponse:
+    return schemas.RankedResponse(
+        response=r.response,
+        used=r.used,
+        resolved=r.resolved,
+        won=r.won,
+        resolution_rate=r.resolution_rate,
+    )
+
+
+@objections.post("/{objection_id}/outcome", response_model=schemas.ObjectionOutcomeOut)
+async def record_objection_outcome(
+    objection_id: str, body: schemas.ObjectionOutcomeCreate, _: ApiKey, session: Session
+) -> schemas.ObjectionOutcomeOut:
+    """Which prepared response the rep used and whether it resolved the objection; feeds the
+    ranking of responses. Not signalled: the journey does not act on it."""
+    objection, outcome = await obj.record_outcome(
+        session, objection_id, body.response, body.resolved
+    )
+    await session.commit()
+    return schemas.ObjectionOutcomeOut(
+        objection_id=objection.id,
+        category=objection.category,
+        response=outcome.response,
+        resolved=outcome.resolved,
+    )
+
+
+@analytics.get("/objections", response_model=schemas.ObjectionAnalytics)
+async def objection_analytics(
+    _: ApiKey, session: Session, segment: str | None = None
+) -> schemas.ObjectionAnalytics:
+    """Most frequent objections by stage and by deal segment, resolution rate per response."""
+    result = await obj.analytics(session, segment)
+    by_stage: dict[str, list[schemas.CategoryCount]] = {}
+    for c in result.by_stage:
+        by_stage.setdefault(c.group, []).append(
+            schemas.CategoryCount(category=c.category, count=c.count)
+        )
+    by_segment: dict[str, list[schemas.CategoryCount]] = {}
+    for c in result.by_segment:
+        by_segment.setdefault(c.group, []).append(
+            schemas.CategoryCount(category=c.category, count=c.count)
+        )
+    return schemas.ObjectionAnalytics(
+        by_stage=[schemas.StageObjections(stage=k, objections=v) for k, v in by_stage.items()],
+        by_segment=[
+            schemas.SegmentObjections(segment=k, objections=v) for k, v in by_segment.items()
+        ],
+        responses=[
+            schemas.ResponseRecord(category=cat, **_ranked(s).model_dump())
+            for cat, s in result.responses
+        ],
     )
 
 
@@ -128,7 +202,13 @@ async def close_deal(
 ) -> object:
     won = body.outcome == "won"
     outcome = await svc.close_deal(
-        session, deal_id, won=won, reason=body.reason, value=body.value, currency=body.currency
+        session,
+        deal_id,
+        won=won,
+        reason=body.reason,
+        value=body.value,
+        currency=body.currency,
+        reason_code=body.reason_code,
     )
     await session.commit()
     deal = outcome.deal
@@ -139,6 +219,109 @@ async def close_deal(
         DealClosed(deal.id, won, deal.close_reason or body.reason),
     )
     return deal
+
+
+@deals.patch("/{deal_id}", response_model=schemas.Deal)
+async def patch_deal(deal_id: str, body: schemas.DealPatch, _: ApiKey, session: Session) -> object:
+    """Value, currency, expected close date, segment, and (while qualifying) the framework."""
+    deal = await svc.patch_deal(session, deal_id, body.model_dump(exclude_unset=True))
+    await session.commit()
+    return deal
+
+
+@deals.post("/{deal_id}/stage", response_model=schemas.Deal)
+async def move_stage(
+    deal_id: str, body: schemas.StageMove, request: Request, _: ApiKey, session: Session
+) -> object:
+    """Move an open deal on; leaving qualifying passes the gate or answers 409 with the
+    missing or failing criteria."""
+    deal, passed_gate = await svc.move_stage(session, deal_id, body.stage)
+    await session.commit()
+    if passed_gate:
+        await _signal_qualified(request, deal)
+    return deal
+
+
+@deals.post("/{deal_id}/reopen", response_model=schemas.Deal)
+async def reopen_deal(deal_id: str, _: ApiKey, session: Session) -> object:
+    """Back to the stage before closing. Deliberately not signalled: a finished journey is not
+    restarted, the reopened deal is worked by hand."""
+    deal = await svc.reopen_deal(session, deal_id)
+    await session.commit()
+    return deal
+
+
+async def _signal_qualified(request: Request, deal: Deal) -> None:
+    await signal_journey(
+        request.app.state.temporal,
+        deal.prospect_id,
+        Sig.QUALIFICATION_RECORDED,
+        QualificationRecorded(deal.id, True, list(deal.qualification_reasons)),
+    )
+
+
+# --- frameworks ---------------------------------------------------------------------------------
+
+
+@frameworks.get("", response_model=list[schemas.FrameworkDetail])
+async def list_frameworks(_: ApiKey, session: Session) -> object:
+    return await svc.list_frameworks(session)
+
+
+@frameworks.get("/{name}", response_model=schemas.FrameworkDetail)
+async def get_framework_detail(name: str, _: ApiKey, session: Session) -> object:
+    return await svc.describe_framework(session, name)
+
+
+@frameworks.post("", response_model=schemas.FrameworkDetail, status_code=status.HTTP_201_CREATED)
+async def create_framework(body: schemas.FrameworkCreate, _: ApiKey, session: Session) -> object:
+    out = await svc.save_framework(
+        session, body.name, body.label, body.pass_score, _criteria(body), create=True
+    )
+    await session.commit()
+    return out
+
+
+@frameworks.put("/{name}", response_model=schemas.FrameworkDetail)
+async def put_framework(
+    name: str, body: schemas.FrameworkPut, _: ApiKey, session: Session
+) -> object:
+    out = await svc.save_framework(
+        session, name, body.label, body.pass_score, _criteria(body), create=False
+    )
+    await session.commit()
+    return out
+
+
+def _criteria(body: schemas.FrameworkPut) -> list[dict[str, Any]]:
+    return [c.model_dump(mode="json") for c in body.criteria]
+
+
+# --- closing ------------------------------------------------------------------------------------
+
+
+@closing.get("/close-reasons", response_model=list[schemas.CloseReasonItem])
+async def list_close_reasons(_: ApiKey, session: Session) -> object:
+    return await svc.list_close_reasons(session)
+
+
+@closing.put("/close-reasons", response_model=list[schemas.CloseReasonItem])
+async def put_close_reasons(body: schemas.CloseReasonsPut, _: ApiKey, session: Session) -> object:
+    reasons = await svc.put_close_reasons(
+        session, [(r.outcome, r.code, r.label) for r in body.reasons]
+    )
+    await session.commit()
+    return reasons
+
+
+@closing.get("/pipeline", response_model=schemas.Pipeline)
+async def get_pipeline(_: ApiKey, session: Session, rep_id: str | None = None) -> object:
+    """Deals per stage (open and closed) with counts and value sums per currency."""
+    rows = await svc.pipeline(session, rep_id)
+    return schemas.Pipeline(
+        stages=[schemas.PipelineStage(stage=r.stage, count=r.count, value=r.value) for r in rows],
+        total=sum(r.count for r in rows),
+    )
 
 
 # --- qualification framework --------------------------------------------------------------------
@@ -192,7 +375,7 @@ async def put_playbook_entry(
     session: Session,
 ) -> object:
     entry, created = await svc.put_playbook_entry(
-        session, category, body.label, body.triggers, body.answers
+        session, category, body.label, body.triggers, body.answers, dict(body.stage_answers)
     )
     await session.commit()
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
@@ -204,4 +387,4 @@ async def delete_playbook_entry(category: CategoryPath, _: ApiKey, session: Sess
     await svc.delete_playbook_entry(session, category)
 
 
-routers = [deals, qualification, playbook]
+routers = [deals, qualification, frameworks, closing, playbook, objections, analytics]

@@ -10,8 +10,9 @@ from shared.app import create_service_app
 from shared.settings import Settings
 
 DESCRIPTION = (
-    "Deals from qualifying to closed: BANT qualification, meetings, objections answered from an "
-    "ops-editable playbook, and closing. Every recorded fact is signalled to the prospect's journey."
+    "Deals from qualifying to closed: qualification frameworks (BANT, MEDDIC, custom) with a "
+    "gate, meetings, objections answered from an ops-editable playbook ranked by what worked, "
+    "and closing. Every decision is signalled to the prospect's journey."
 )
 
 

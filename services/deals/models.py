@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Date,
     ForeignKey,
     Integer,
     MetaData,
@@ -56,6 +57,14 @@ class Deal(Base):
     value: Mapped[Decimal | None] = mapped_column(Numeric(18, 2))
     currency: Mapped[str | None] = mapped_column(String(3))
     close_reason: Mapped[str | None] = mapped_column(Text)
+    # the ops-defined reason (close_reasons.code); close_reason keeps the rep's own words
+    close_reason_code: Mapped[str | None] = mapped_column(String(40))
+    # where a reopened deal goes back to
+    stage_before_close: Mapped[str | None] = mapped_column(String(20))
+    # None means the default framework (BANT)
+    framework: Mapped[str | None] = mapped_column(String(40))
+    expected_close_date: Mapped[date | None] = mapped_column(Date)
+    segment: Mapped[str | None] = mapped_column(String(100), index=True)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
@@ -115,9 +124,29 @@ class Objection(Base):
     # a slug, not a foreign key: history keeps its category when ops delete a playbook entry
     category: Mapped[str] = mapped_column(String(40), index=True)
     text: Mapped[str] = mapped_column(Text)
+    # the deal's stage when the objection was heard (None: logged before stages were kept)
+    stage: Mapped[str | None] = mapped_column(String(20), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     deal: Mapped[Deal] = relationship(back_populates="objections")
+
+
+class ObjectionOutcome(Base):
+    """Which prepared response a rep used on an objection and whether it resolved it."""
+
+    __tablename__ = "objection_outcomes"
+    __table_args__ = (UniqueConstraint("objection_id", "response_key"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    objection_id: Mapped[str] = mapped_column(
+        ForeignKey("objections.id", ondelete="CASCADE"), index=True
+    )
+    # responses are long texts: a digest keeps the uniqueness index small on every database
+    response_key: Mapped[str] = mapped_column(String(64))
+    response: Mapped[str] = mapped_column(Text)
+    resolved: Mapped[bool]
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
 class ObjectionCategory(Base):
@@ -130,5 +159,35 @@ class ObjectionCategory(Base):
     label: Mapped[str] = mapped_column(String(100))
     triggers: Mapped[list[str]] = mapped_column(JSON, default=list)
     answers: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # stage -> responses prepared for that stage, offered before the general answers
+    stage_answers: Mapped[dict[str, list[str]] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class QualificationFramework(Base):
+    """An ops-defined framework; the built-in ones (BANT, MEDDIC) live in code, not here."""
+
+    __tablename__ = "qualification_frameworks"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(40), unique=True)
+    label: Mapped[str] = mapped_column(String(200))
+    pass_score: Mapped[int] = mapped_column(Integer)
+    # [{key, question, answer_type, choices, rule: {required, min, max, allowed}, weight}]
+    criteria: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class CloseReason(Base):
+    """An ops-defined reason a deal is won or lost; closing with another code is refused."""
+
+    __tablename__ = "close_reasons"
+    __table_args__ = (UniqueConstraint("outcome", "code"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    outcome: Mapped[str] = mapped_column(String(10))  # won | lost
+    code: Mapped[str] = mapped_column(String(40))
+    label: Mapped[str] = mapped_column(String(200))
+    position: Mapped[int] = mapped_column(Integer)

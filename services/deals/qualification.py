@@ -28,6 +28,7 @@ class Op(StrEnum):
     AT_MOST = "at_most"
     AT_LEAST = "at_least"
     NOT_EMPTY = "not_empty"
+    ANSWERED = "answered"  # any well-formed answer passes (an optional or informative criterion)
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,15 @@ class Criterion:
     weight: int = 1
     choices: tuple[str, ...] = ()
     hint: str = ""
+    # Custom criteria combine rules (threshold min and max, allowed values); every one must pass.
+    more_rules: tuple[Rule, ...] = ()
+    # An optional criterion left unanswered is left out of the score (neither earned nor lost)
+    # and is no reason; answered, its rules count like any other.
+    required: bool = True
+
+    @property
+    def rules(self) -> tuple[Rule, ...]:
+        return (self.rule, *self.more_rules)
 
 
 @dataclass(frozen=True)
@@ -118,7 +128,58 @@ BANT = Framework(
     ),
 )
 
-FRAMEWORKS: dict[str, Framework] = {BANT.name: BANT}
+MEDDIC = Framework(
+    name="meddic",
+    label="MEDDIC (metrics, economic buyer, decision criteria, decision process, pain, champion)",
+    pass_score=100,
+    criteria=(
+        Criterion(
+            key="metrics",
+            question="Which measurable gain do they expect (in their numbers)?",
+            answer_type=AnswerType.TEXT,
+            rule=Rule(Op.NOT_EMPTY, "no metrics agreed"),
+            weight=15,
+        ),
+        Criterion(
+            key="economic_buyer",
+            question="Have we identified and met the economic buyer?",
+            answer_type=AnswerType.YES_NO,
+            rule=Rule(Op.IS_TRUE, "economic buyer not identified"),
+            weight=20,
+        ),
+        Criterion(
+            key="decision_criteria",
+            question="What criteria will they decide on?",
+            answer_type=AnswerType.TEXT,
+            rule=Rule(Op.NOT_EMPTY, "decision criteria unknown"),
+            weight=15,
+        ),
+        Criterion(
+            key="decision_process",
+            question="What are the steps and who signs, by when?",
+            answer_type=AnswerType.TEXT,
+            rule=Rule(Op.NOT_EMPTY, "decision process unknown"),
+            weight=15,
+        ),
+        Criterion(
+            key="identify_pain",
+            question="Which pain does the product remove, in their words?",
+            answer_type=AnswerType.TEXT,
+            rule=Rule(Op.NOT_EMPTY, "no pain identified"),
+            weight=20,
+        ),
+        Criterion(
+            key="champion",
+            question="Is there a champion who sells for us internally?",
+            answer_type=AnswerType.YES_NO,
+            rule=Rule(Op.IS_TRUE, "no champion"),
+            weight=15,
+        ),
+    ),
+)
+
+BUILTIN_FRAMEWORKS: dict[str, Framework] = {BANT.name: BANT, MEDDIC.name: MEDDIC}
+FRAMEWORKS = BUILTIN_FRAMEWORKS
 DEFAULT_FRAMEWORK = BANT
 
 
@@ -159,6 +220,8 @@ def _passes(rule: Rule, answer: Any) -> bool:
             return bool(answer >= rule.value)
         case Op.NOT_EMPTY:
             return bool(answer)
+        case Op.ANSWERED:
+            return True
     raise ValueError(f"unknown rule {rule.op!r}")
 
 
@@ -169,7 +232,7 @@ def evaluate(answers: dict[str, Any], framework: Framework = DEFAULT_FRAMEWORK) 
         expected = ", ".join(c.key for c in framework.criteria)
         raise AnswerError(unknown[0], f"unknown criterion; {framework.name} asks {expected}")
 
-    total = sum(c.weight for c in framework.criteria) or 1
+    total = 0
     earned = 0
     reasons: list[str] = []
     passed: dict[str, bool] = {}
@@ -177,17 +240,21 @@ def evaluate(answers: dict[str, Any], framework: Framework = DEFAULT_FRAMEWORK) 
     for criterion in framework.criteria:
         raw = answers.get(criterion.key)
         if raw is None:
-            passed[criterion.key] = False
-            reasons.append(f"{criterion.key}: not answered")
+            passed[criterion.key] = not criterion.required
+            if criterion.required:
+                total += criterion.weight
+                reasons.append(f"{criterion.key}: not answered")
             continue
+        total += criterion.weight
         answer = _normalize(criterion, raw)
         normalized[criterion.key] = answer
-        ok = _passes(criterion.rule, answer)
-        passed[criterion.key] = ok
-        if ok:
+        failed = next((r for r in criterion.rules if not _passes(r, answer)), None)
+        passed[criterion.key] = failed is None
+        if failed is None:
             earned += criterion.weight
         else:
-            reasons.append(f"{criterion.key}: {criterion.rule.failure}")
+            reasons.append(f"{criterion.key}: {failed.failure}")
 
-    score = round(100 * earned / total)
-    return Verdict(score >= framework.pass_score, score, reasons, passed, normalized)
+    score = round(100 * earned / (total or 1))
+    qualified = score >= framework.pass_score
+    return Verdict(qualified, score, reasons, passed, normalized)

@@ -4,7 +4,8 @@ Exactly-once for a touch rests on the ledger row (journey, touch, channel):
   pending/sending -> provider call -> submitted (committed) -> activity returns.
 A retry finds `submitted` and sends nothing. The one window left is a crash between the
 provider accepting and the commit of `submitted`: the row is then `sending`, and the retry
-re-sends email with the SAME Message-ID (receivers drop duplicates by it) and, for SMS, first
+re-sends email with the SAME Message-ID (mail systems such as Gmail collapse such copies;
+others show two) and, for SMS, first
 asks Twilio whether a message with that body already went to that number.
 """
 
@@ -22,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from services.outreach import models, senders, service
+from services.outreach import consent, models, replies, senders, service
 from services.outreach.colleagues import ColleagueActivities
 from services.outreach.send_window import next_allowed
 from services.outreach.templates import SYSTEM_TEMPLATES, render, variables_for
@@ -41,6 +42,25 @@ from shared.settings import Settings
 
 SENT_STATES = frozenset({"submitted", "delivered", "bounced", "failed"})
 AfterSend = Callable[[models.Message], Awaitable[None]]
+
+
+class SendFaults:
+    """Fault-injection seam of the exactly-once tests (tests/integration/test_exactly_once.py).
+
+    Production passes None. A test subclasses this and makes a hook raise (the activity fails and
+    Temporal retries it) or kill the worker process, at the three moments that matter for a send:
+    the ledger row is `sending` and the provider not yet called; the provider accepted but
+    `submitted` is not committed; `submitted` is committed but the activity has not returned.
+    """
+
+    async def before_provider_call(self, row: models.Message) -> None:
+        return None
+
+    async def after_provider_accepted(self, row: models.Message, provider_id: str) -> None:
+        return None
+
+    async def after_ledger_commit(self, row: models.Message) -> None:
+        return None
 
 
 @dataclass
@@ -73,6 +93,7 @@ class OutreachActivities:
         email: SmtpEmail,
         sms: TwilioSms,
         after_send: AfterSend | None = None,
+        faults: SendFaults | None = None,
     ) -> None:
         self._sessions = sessions
         self._settings = settings
@@ -80,6 +101,7 @@ class OutreachActivities:
         self._sms = sms
         # Fault injection point for the exactly-once tests: runs after the ledger committed.
         self._after_send = after_send
+        self._faults = faults
 
     # --- touches ----------------------------------------------------------------------------
 
@@ -157,11 +179,11 @@ class OutreachActivities:
             row = await self._ledger_row(session, req, channel, address, planned, values)
             if row.status in SENT_STATES:
                 return ChannelOutcome(channel, "already_sent", row.provider_id or ""), None
-            if row.status == "suppressed" or await service.is_suppressed(session, channel, address):
-                row.status = "suppressed"
-                row.updated_at = datetime.now(UTC)
-                await session.commit()
-                return ChannelOutcome(channel, "suppressed", "opted out"), None
+            if row.status == "suppressed":
+                return ChannelOutcome(channel, "suppressed", row.error or "opted out"), None
+            refusal = await consent.blocked(session, channel, address, row.prospect_id)
+            if refusal is not None:
+                return await _suppress(session, row, refusal), None
             resend = row.status == "sending"
             if channel == "email" and row.claimed_at is None and not resend:
                 # The quota lock must open its transaction (SQLite takes its write lock there).
@@ -181,12 +203,10 @@ class OutreachActivities:
             row.updated_at = datetime.now(UTC)
             await session.commit()
 
+            if self._faults is not None:
+                await self._faults.before_provider_call(row)
             try:
-                provider_id = await (
-                    self._deliver_email(row)
-                    if channel == "email"
-                    else self._deliver_sms(row, resend)
-                )
+                provider_id, refusal = await self._deliver_if_allowed(session, row, resend)
             except EmailSendError as err:
                 if not err.permanent:
                     raise
@@ -195,11 +215,18 @@ class OutreachActivities:
                 row.error = str(err)
                 await session.commit()
                 return ChannelOutcome(channel, "failed", str(err)), None
+            if refusal is not None:
+                # an opt-out or a do-not-contact entry committed since the first check
+                return await _suppress(session, row, refusal), None
+            if self._faults is not None:
+                await self._faults.after_provider_accepted(row, provider_id)
             row.status = "submitted"
             row.provider_id = provider_id
             row.sent_at = datetime.now(UTC)
             row.updated_at = row.sent_at
             await session.commit()
+        if self._faults is not None:
+            await self._faults.after_ledger_commit(row)
         if self._after_send is not None:
             await self._after_send(row)
         return ChannelOutcome(channel, "sent", provider_id), None
@@ -228,11 +255,13 @@ class OutreachActivities:
             body=render(planned.body, values),
             cadence_id=req.cadence_id or None,
             variant=planned.variant,
+            timezone=replies.prospect_zone(req.contact.timezone, req.contact.phone),
         )
         if channel == "email":
             # Chosen once, before the first attempt: a re-send reuses it.
             row.provider_id = self._email.new_message_id()
             row.unsubscribe_token = secrets.token_urlsafe(24)
+            row.reply_token = replies.new_reply_token()
         try:
             async with session.begin_nested():
                 session.add(row)
@@ -244,6 +273,19 @@ class OutreachActivities:
             return existing
         await session.commit()
         return row
+
+    async def _deliver_if_allowed(
+        self, session: AsyncSession, row: models.Message, resend: bool
+    ) -> tuple[str, str | None]:
+        """(provider id, None), or ("", why not) when consent forbids the send now: checked
+        again right before the provider call, under the locks opt-outs take (consent.send_guard)."""
+        guard = consent.send_guard(session, row.channel, row.to_address, row.prospect_id)
+        async with guard as refusal:
+            if refusal is not None:
+                return "", refusal
+            if row.channel == "email":
+                return await self._deliver_email(row), None
+            return await self._deliver_sms(row, resend), None
 
     async def _deliver_email(self, row: models.Message) -> str:
         unsubscribe_url = (
@@ -261,6 +303,14 @@ class OutreachActivities:
             unsubscribe_url=unsubscribe_url,
             # the slot's sender (rows from before senders existed use the default From)
             headers={"From": row.from_address} if row.from_address else {},
+            # replies come back to an address that names this row, In-Reply-To or not
+            reply_to=replies.reply_address(
+                row.from_address or self._settings.email_from,
+                row.reply_token,
+                self._settings.reply_domain,
+            )
+            if row.reply_token
+            else None,
         )
         return await self._email.send(msg)
 
@@ -336,6 +386,14 @@ class OutreachActivities:
                 raise ApplicationError(str(err), type="NotFound", non_retryable=True) from err
 
 
+async def _suppress(session: AsyncSession, row: models.Message, reason: str) -> ChannelOutcome:
+    row.status = "suppressed"
+    row.error = reason
+    row.updated_at = datetime.now(UTC)
+    await session.commit()
+    return ChannelOutcome(row.channel, "suppressed", reason)
+
+
 async def _find_ledger(
     session: AsyncSession, journey_id: str, touch_key: str, channel: str
 ) -> models.Message | None:
@@ -363,6 +421,8 @@ def activities_for(
     settings: Settings,
     sessions: async_sessionmaker[AsyncSession],
     after_send: AfterSend | None = None,
+    *,
+    faults: SendFaults | None = None,
 ) -> list[Callable[..., Any]]:
     colleagues = ColleagueActivities(sessions)
     acts = OutreachActivities(
@@ -376,6 +436,7 @@ def activities_for(
             settings.twilio_api_base_url,
         ),
         after_send,
+        faults,
     )
     return [acts.send_touch, acts.create_rep_task, acts.get_cadence, colleagues.pause_colleagues]
 

@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from temporalio.client import Client
 
 from services.outreach import api, journeys_api, senders_api, simulation, stats, webhooks
+from services.outreach.consent_api import router as consent_router
 from services.outreach.inbox import install_relay
 from services.outreach.prospects import ProspectDirectory
 from shared.app import create_service_app
@@ -32,6 +33,7 @@ def create_app(
             stats.router,
             webhooks.public_router,
             senders_api.router,
+            consent_router,
         ],
         description="Cadences, messages, provider webhooks, rep tasks and consent.",
         temporal_client=temporal_client,

@@ -99,6 +99,13 @@ class Message(Base):
     cadence_id: Mapped[str | None] = mapped_column(String(32), index=True, default=None)
     variant: Mapped[str] = mapped_column(String(40), default="")
     replied_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # Email only: the address replies go to is local+r-<reply_token>@domain, so a reply is
+    # matched to this row even without In-Reply-To (unguessable: 128 random bits).
+    reply_token: Mapped[str | None] = mapped_column(
+        String(32), unique=True, index=True, default=None
+    )
+    # The prospect's zone when the row was made ("" unknown): out-of-office dates are read in it.
+    timezone: Mapped[str] = mapped_column(String(64), default="", server_default="")
 
 
 class Suppression(Base):
@@ -110,6 +117,42 @@ class Suppression(Base):
     channel: Mapped[str] = mapped_column(String(20))
     address: Mapped[str] = mapped_column(String(320))
     reason: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ConsentRecord(Base):
+    """One person's consent across channels: keyed by prospect when known, plus the addresses
+    the opt-outs came from. The per-address `suppressions` rows are kept in step with it (each
+    opt-out writes both in one transaction); a send is checked against both and the do-not-contact
+    list (services.outreach.consent)."""
+
+    __tablename__ = "consent_records"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    prospect_id: Mapped[str | None] = mapped_column(
+        String(64), unique=True, index=True, default=None
+    )
+    email: Mapped[str | None] = mapped_column(String(320), index=True, default=None)
+    phone: Mapped[str | None] = mapped_column(String(32), index=True, default=None)
+    # opted_in | opted_out, why and when it last changed, per channel
+    email_status: Mapped[str] = mapped_column(String(20), default="opted_in")
+    email_reason: Mapped[str] = mapped_column(String(200), default="")
+    email_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    sms_status: Mapped[str] = mapped_column(String(20), default="opted_in")
+    sms_reason: Mapped[str] = mapped_column(String(200), default="")
+    sms_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class DoNotContact(Base):
+    """The global do-not-contact list: an email address, an E.164 number or a whole domain."""
+
+    __tablename__ = "do_not_contact"
+    __table_args__ = (UniqueConstraint("kind", "value"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    kind: Mapped[str] = mapped_column(String(10))  # email | phone | domain
+    value: Mapped[str] = mapped_column(String(320))
+    reason: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 

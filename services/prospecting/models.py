@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, MetaData, String
+from sqlalchemy import JSON, ForeignKey, Index, Integer, MetaData, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 import shared.db
@@ -45,6 +46,13 @@ class Prospect(Base):
     referral_id: Mapped[str | None] = mapped_column(String(32), unique=True)
     rep_id: Mapped[str | None] = mapped_column(ForeignKey("reps.id"), index=True)
     stage: Mapped[str] = mapped_column(String(20), default="prospecting")
+    industry: Mapped[str] = mapped_column(String(200), default="")
+    company_size: Mapped[int | None] = mapped_column(Integer)
+    country: Mapped[str] = mapped_column(String(100), default="")
+    custom: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    fit_score: Mapped[int] = mapped_column(Integer, default=0)
+    tier: Mapped[str] = mapped_column(String(1), default="D")
+    fit_explanation: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
@@ -53,6 +61,9 @@ class Prospect(Base):
     __table_args__ = (
         Index("ix_prospects_page", "created_at", "id"),
         Index("ix_prospects_stage_page", "stage", "created_at", "id"),
+        Index("ix_prospects_tier_page", "tier", "created_at", "id"),
+        Index("ix_prospects_fit_page", "fit_score", "id"),
+        Index("ix_prospects_rep_page", "rep_id", "created_at", "id"),
     )
 
 
@@ -81,3 +92,41 @@ class AssignmentCursor(Base):
     last_rep_id: Mapped[str | None] = mapped_column(String(32))
     last_rep_created_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     assigned: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Icp(Base):
+    """The ideal-customer profile: one row (id "default"), edited by ops."""
+
+    __tablename__ = "icp"
+
+    id: Mapped[str] = mapped_column(String(20), primary_key=True)
+    rules: Mapped[dict[str, Any]] = mapped_column(JSON)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class Import(Base):
+    __tablename__ = "imports"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    format: Mapped[str] = mapped_column(String(10))
+    status: Mapped[str] = mapped_column(String(10), default="running")
+    rows: Mapped[int] = mapped_column(Integer, default=0)
+    created: Mapped[int] = mapped_column(Integer, default=0)
+    merged: Mapped[int] = mapped_column(Integer, default=0)
+    unchanged: Mapped[int] = mapped_column(Integer, default=0)
+    refused: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str] = mapped_column(String(500), default="")
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class ImportRefusal(Base):
+    __tablename__ = "import_refusals"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    import_id: Mapped[str] = mapped_column(ForeignKey("imports.id"))
+    line: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(String(500))
+
+    __table_args__ = (Index("ix_import_refusals_import", "import_id", "line"),)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from services.prospecting.fit import IcpRules, Tier
 from shared.contracts.journey import Stage
 from shared.people import (
     Email,
@@ -40,7 +41,9 @@ class Rep(RepBrief):
     created_at: datetime
 
 
-class ProspectCreate(BaseModel):
+class ProspectFields(BaseModel):
+    """A person's own fields: what an API create and an import row have in common."""
+
     first_name: RequiredText = Field(max_length=200)
     last_name: Text = Field("", max_length=200)
     email: Email = None
@@ -49,11 +52,18 @@ class ProspectCreate(BaseModel):
     company: Text = Field("", max_length=200)
     title: Text = Field("", max_length=200)
     timezone: TimeZone = Field("", description="IANA zone; empty: inferred from the phone")
+    industry: Text = Field("", max_length=200)
+    company_size: int | None = Field(None, ge=0, description="number of employees")
+    country: Text = Field("", max_length=100, description="ISO code or name, as the ICP uses it")
+    custom: dict[str, Any] = Field(default_factory=dict, description="free fields for the ICP")
+
+    _email_or_phone = field_validator("phone")(require_email_or_phone)
+
+
+class ProspectCreate(ProspectFields):
     source: Source = "cold"
     referrer_prospect_id: str | None = Field(None, max_length=32)
     referral_id: str | None = Field(None, max_length=32)
-
-    _email_or_phone = field_validator("phone")(require_email_or_phone)
 
 
 class Prospect(BaseModel):
@@ -73,6 +83,13 @@ class Prospect(BaseModel):
     rep_id: str | None
     rep: RepBrief | None
     stage: Stage
+    industry: str
+    company_size: int | None
+    country: str
+    custom: dict[str, Any]
+    fit_score: int
+    tier: Tier
+    fit_explanation: list[dict[str, Any]]
     created_at: datetime
     updated_at: datetime
 
@@ -89,3 +106,34 @@ class StageEntry(BaseModel):
     to_stage: Stage
     cause: str
     at: datetime
+
+
+class Icp(BaseModel):
+    rules: IcpRules
+    version: int
+    updated_at: datetime | None
+    rescored: int = Field(0, description="prospects rescored by this change (PUT only)")
+
+
+class ImportRefusal(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    line: int
+    reason: str
+
+
+class ImportReport(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    format: str
+    status: Literal["running", "done", "failed"]
+    rows: int
+    created: int
+    merged: int
+    unchanged: int
+    refused: int
+    error: str
+    started_at: datetime
+    finished_at: datetime | None
+    refusals: list[ImportRefusal] = Field(default_factory=list)

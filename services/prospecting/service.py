@@ -8,13 +8,13 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from services.prospecting import schemas
+from services.prospecting import icp, schemas
 from services.prospecting.models import AssignmentCursor, Prospect, Rep, StageHistory
 from shared.contracts.journey import Contact, CreateReferredProspect, Stage, StageChange
 from shared.errors import AppError, conflict, invalid, not_found
@@ -88,6 +88,29 @@ async def next_rep(session: AsyncSession) -> Rep | None:
     return rep
 
 
+async def next_reps(session: AsyncSession, count: int) -> list[Rep | None]:
+    """`count` assignments in the same round-robin order as `next_rep`, with one cursor update.
+
+    Reps are few (people), so loading them all is cheap next to one query per imported row.
+    """
+    if count == 0:
+        return []
+    first = await next_rep(session)
+    if first is None:
+        return [None] * count
+    reps = list(await list_reps(session))
+    start = next(i for i, r in enumerate(reps) if r.id == first.id)
+    chosen: list[Rep | None] = [reps[(start + i) % len(reps)] for i in range(count)]
+    last = chosen[-1]
+    assert last is not None
+    cursor = await session.get(AssignmentCursor, ROUND_ROBIN)
+    assert cursor is not None
+    cursor.last_rep_id = last.id
+    cursor.last_rep_created_at = last.created_at
+    cursor.assigned += count - 1
+    return chosen
+
+
 # --- prospects ----------------------------------------------------------------------------------
 
 
@@ -146,6 +169,7 @@ async def create_prospect(session: AsyncSession, data: schemas.ProspectCreate) -
             raise invalid("referrer_prospect_id", "no prospect has this id")
     rep = await next_rep(session)
     prospect = Prospect(**data.model_dump(), rep_id=rep.id if rep else None)
+    icp.apply((await icp.load(session))[0], prospect)
     try:
         await _add_prospect(session, prospect, CREATED_CAUSE)
     except IntegrityError:
@@ -170,44 +194,94 @@ async def get_prospect(session: AsyncSession, prospect_id: str) -> Prospect:
     return prospect
 
 
-def encode_cursor(prospect: Prospect) -> str:
-    raw = f"{prospect.created_at.isoformat()}|{prospect.id}".encode()
+SORTS = ("created_at", "-created_at", "fit_score", "-fit_score")
+
+
+def _sort_key(prospect: Prospect, sort: str) -> str:
+    if sort.lstrip("-") == "fit_score":
+        return f"fit:{prospect.fit_score}"
+    return prospect.created_at.isoformat()
+
+
+def encode_cursor(prospect: Prospect, sort: str = "created_at") -> str:
+    raw = f"{_sort_key(prospect, sort)}|{prospect.id}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
+def decode_cursor(cursor: str, sort: str = "created_at") -> tuple[datetime | int, str]:
+    """The sort key and id of the last row of the previous page (of the same sort)."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        at, prospect_id = raw.split("|", 1)
-        created_at = datetime.fromisoformat(at)
+        key, prospect_id = raw.split("|", 1)
+        if sort.lstrip("-") == "fit_score":
+            if not key.startswith("fit:"):
+                raise ValueError(key)
+            return int(key.removeprefix("fit:")), prospect_id
+        created_at = datetime.fromisoformat(key)
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise invalid("cursor", "not a cursor returned by this API") from None
+        raise invalid("cursor", "not a cursor returned by this API for this sort") from None
     if created_at.tzinfo is None or not prospect_id:
-        raise invalid("cursor", "not a cursor returned by this API")
+        raise invalid("cursor", "not a cursor returned by this API for this sort")
     return created_at, prospect_id
 
 
 async def list_prospects(
-    session: AsyncSession, *, limit: int, cursor: str | None, stage: Stage | None
+    session: AsyncSession,
+    *,
+    limit: int,
+    cursor: str | None,
+    stage: Stage | None,
+    tier: str | None = None,
+    rep_id: str | None = None,
+    source: str | None = None,
+    q: str | None = None,
+    sort: str = "created_at",
 ) -> tuple[Sequence[Prospect], str | None]:
-    """One page in (created_at, id) order; next_cursor is None on the last page."""
+    """One page in (sort key, id) order; next_cursor is None on the last page.
+
+    Keyset pagination: each page is an index range scan from the previous page's last row, so
+    a late page costs what the first one does.
+    """
+    if sort not in SORTS:
+        raise invalid("sort", f"one of {', '.join(SORTS)}")
     query = select(Prospect).options(selectinload(Prospect.rep))
-    if stage is not None:
-        query = query.where(Prospect.stage == stage)
-    if cursor is not None:
-        created_at, prospect_id = decode_cursor(cursor)
+    for column, value in (
+        (Prospect.stage, stage),
+        (Prospect.tier, tier),
+        (Prospect.rep_id, rep_id),
+        (Prospect.source, source),
+    ):
+        if value is not None:
+            query = query.where(column == value)
+    if q and q.strip():
+        text = q.strip().lower()
         query = query.where(
             or_(
-                Prospect.created_at > created_at,
-                and_(Prospect.created_at == created_at, Prospect.id > prospect_id),
+                *(
+                    func.lower(c).contains(text, autoescape=True)
+                    for c in (
+                        Prospect.first_name,
+                        Prospect.last_name,
+                        Prospect.email,
+                        Prospect.company,
+                    )
+                )
             )
         )
-    rows = (
-        await session.scalars(query.order_by(Prospect.created_at, Prospect.id).limit(limit + 1))
-    ).all()
+    descending = sort.startswith("-")
+    key_column = Prospect.fit_score if sort.lstrip("-") == "fit_score" else Prospect.created_at
+    if cursor is not None:
+        key, prospect_id = decode_cursor(cursor, sort)
+        if descending:
+            after = or_(key_column < key, and_(key_column == key, Prospect.id < prospect_id))
+        else:
+            after = or_(key_column > key, and_(key_column == key, Prospect.id > prospect_id))
+        query = query.where(after)
+    order = (key_column.desc(), Prospect.id.desc()) if descending else (key_column, Prospect.id)
+    rows = (await session.scalars(query.order_by(*order).limit(limit + 1))).all()
     if len(rows) <= limit:
         return rows, None
-    return rows[:limit], encode_cursor(rows[limit - 1])
+    return rows[:limit], encode_cursor(rows[limit - 1], sort)
 
 
 async def stage_history(session: AsyncSession, prospect_id: str) -> Sequence[StageHistory]:
@@ -303,6 +377,7 @@ async def create_referred_prospect(
         referral_id=request.referral_id,
         rep_id=rep.id if rep else None,
     )
+    icp.apply((await icp.load(session))[0], prospect)
     await _add_prospect(session, prospect, CREATED_CAUSE)
     return await get_prospect(session, prospect.id)
 

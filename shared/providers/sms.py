@@ -124,7 +124,8 @@ class TwilioSms:
 
         Reconciles a send whose outcome is unknown (timeout, crash after the request).
         Twilio's DateSent filter skips messages not yet handed to the carrier (date_sent is
-        null while queued), so those are looked for among the number's newest messages.
+        null while queued), so those are looked for among the number's newest messages, by
+        creation time and whatever their status (one may be sent between the two lists).
         """
         since_utc = _as_utc(since)
         client = self._twilio()
@@ -137,7 +138,6 @@ class TwilioSms:
             created = message.date_created
             if (
                 message.body == body
-                and message.date_sent is None
                 and isinstance(created, datetime)
                 and created >= since_utc.replace(microsecond=0)
             ):

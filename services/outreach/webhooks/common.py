@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,9 +19,9 @@ from fastapi import Request
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.outreach import models, service
-from services.outreach.inbox import JourneySignal, Outbound, Stored
-from shared.contracts.journey import StopCadence
+from services.outreach import consent, models, replies, service
+from services.outreach.inbox import JourneySignal, Outbound, Stored, store_event
+from shared.contracts.journey import PauseJourney, ReplyReceived, StopCadence
 from shared.contracts.names import Sig
 from shared.providers.mailgun import strip_angle_brackets
 from shared.settings import Settings
@@ -128,7 +129,15 @@ async def apply_email_event(
     if reason is None:
         return None
     if recipient:
-        await service.suppress(session, "email", recipient, reason)
+        # a hard bounce is about the address; a complaint or an unsubscribe is the person's say
+        await consent.opt_out(
+            session,
+            "email",
+            recipient,
+            reason,
+            prospect_id=row.prospect_id if row is not None else None,
+            person=meaning != HARD_BOUNCE,
+        )
     return reason
 
 
@@ -136,3 +145,94 @@ def mark_replied(message: models.Message | None, stored: object | None) -> None:
     """Count the reply for the message it answers (per step and A/B variant), once."""
     if message is not None and stored is not None and message.replied_at is None:
         message.replied_at = datetime.now(UTC)
+
+
+# --- inbound email: replies and automatic replies ------------------------------------------
+
+
+async def message_by_reply_token(session: AsyncSession, token: str | None) -> models.Message | None:
+    if not token:
+        return None
+    return await session.scalar(
+        select(models.Message).where(models.Message.reply_token == token).limit(1)
+    )
+
+
+async def reply_row(
+    session: AsyncSession, references: Iterable[str], recipients: Iterable[str], sender: str
+) -> models.Message | None:
+    """The ledger row an inbound email answers: by In-Reply-To / References, else by the reply
+    token in the address it was sent to, else the latest email to the sender."""
+    for ref in references:
+        row = await message_by_provider_id(session, "email", as_message_id(ref))
+        if row is not None:
+            return row
+    row = await message_by_reply_token(session, replies.reply_token(recipients))
+    if row is not None:
+        return row
+    return await latest_message_to(session, "email", sender)
+
+
+@dataclass
+class InboundEmail:
+    """An inbound email, whichever provider parsed it."""
+
+    provider: str
+    event_id: str  # what the inbox dedupes on
+    message_id: str  # its Message-ID header (or the provider's id)
+    sender: str
+    recipients: list[str]  # every address it was sent to (the reply token may be in one)
+    references: list[str]  # In-Reply-To and References
+    headers: list[tuple[str, str]]
+    subject: str
+    text: str  # the writer's text, without the quoted original when the provider removed it
+    date: str  # its Date header
+    payload: dict[str, Any]
+
+
+async def receive_email(
+    session: AsyncSession, settings: Settings, mail: InboundEmail
+) -> Stored | None:
+    """Store an inbound email with what it tells the journey: a reply, or a pause when it is an
+    automatic reply (never a reply). None for a repeat."""
+    original = await reply_row(session, mail.references, mail.recipients, mail.sender)
+    prospect_id = original.prospect_id if original else None
+    why = replies.auto_reply_reason(mail.headers, mail.subject, mail.text)
+    if why is None:
+        reply = ReplyReceived("email", mail.message_id, mail.text[:500])
+        stored = await store_event(
+            session,
+            mail.provider,
+            mail.event_id,
+            "email_reply",
+            mail.payload,
+            prospect_id=prospect_id,
+            signal=JourneySignal(prospect_id, Sig.REPLY_RECEIVED, reply),
+        )
+        mark_replied(original, stored)
+        return stored
+    now = datetime.now(UTC)
+    pause = replies.pause_for(
+        f"{mail.subject}\n{replies.own_text(mail.text)}",
+        replies.sent_at(mail.date, now),
+        original.timezone if original is not None else "",
+        settings.ooo_default_pause_days,
+        now,
+    )
+    # what was read, for whoever looks at the inbox later
+    note = {
+        "auto_reply": why,
+        "return_date": pause.stated.isoformat() if pause.stated else None,
+        "paused_until": pause.until.isoformat(),
+    }
+    return await store_event(
+        session,
+        mail.provider,
+        mail.event_id,
+        "email_auto_reply",
+        {**mail.payload, "closeflow": note},
+        prospect_id=prospect_id,
+        signal=JourneySignal(
+            prospect_id, Sig.PAUSE, PauseJourney(replies.OUT_OF_OFFICE, pause.until.isoformat())
+        ),
+    )

@@ -16,7 +16,8 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.outreach.inbox import JourneySignal, claim_token, store_event
+from services.outreach.inbox import claim_token, store_event
+from services.outreach.replies import header, header_pairs
 from services.outreach.webhooks.common import (
     COMPLAINT,
     DELIVERED,
@@ -24,16 +25,15 @@ from services.outreach.webhooks.common import (
     NOTED,
     SUPPRESSING,
     UNSUBSCRIBE,
+    InboundEmail,
     apply_email_event,
     canonical_sha256,
     deliver,
     email_for,
-    mark_replied,
+    receive_email,
     settings_of,
     stop_cadence,
 )
-from shared.contracts.journey import ReplyReceived
-from shared.contracts.names import Sig
 from shared.db import Session
 from shared.errors import AppError
 from shared.providers.mailgun import PERMANENT, verify_mailgun_signature
@@ -79,26 +79,36 @@ async def inbound(request: Request, session: Session) -> Response:
     fields = {k: form.get(k, "") for k in ("timestamp", "token", "signature")}
     if not await _authenticate(session, key, **fields, body=form):
         return Response(status_code=200)
-    references = f"{form.get('In-Reply-To', '')} {form.get('References', '')}".split()
-    sender = form.get("sender", "").strip().lower()
-    original = await email_for(session, references, sender)
-    prospect_id = original.prospect_id if original else None
-    message_id = form.get("Message-Id") or f"token:{fields['token']}"
-    text = form.get("stripped-text") or form.get("body-plain", "")
-    reply = ReplyReceived("email", message_id, text[:500])
-    stored = await store_event(
-        session,
-        "mailgun",
-        f"inbound:{message_id}",
-        "email_reply",
-        form,
-        prospect_id=prospect_id,
-        signal=JourneySignal(prospect_id, Sig.REPLY_RECEIVED, reply),
+    headers = _message_headers(form)
+    message_id = form.get("Message-Id") or header(headers, "Message-Id")
+    message_id = message_id or f"token:{fields['token']}"
+    mail = InboundEmail(
+        provider="mailgun",
+        event_id=f"inbound:{message_id}",
+        message_id=message_id,
+        sender=form.get("sender", "").strip().lower(),
+        recipients=[form.get("recipient", ""), header(headers, "To"), header(headers, "Cc")],
+        references=f"{form.get('In-Reply-To', '')} {form.get('References', '')}".split(),
+        headers=headers,
+        subject=form.get("subject") or form.get("Subject", ""),
+        text=form.get("stripped-text") or form.get("body-plain", ""),
+        date=form.get("Date") or header(headers, "Date"),
+        payload=form,
     )
-    mark_replied(original, stored)
+    stored = await receive_email(session, settings_of(request), mail)
     await session.commit()
     await deliver(request, [stored])
     return Response(status_code=200)
+
+
+def _message_headers(form: dict[str, str]) -> list[tuple[str, str]]:
+    """The email's headers: `message-headers` (a JSON list of [name, value] pairs), else the
+    fields Mailgun posts under each header's own name."""
+    try:
+        pairs = header_pairs(json.loads(form.get("message-headers") or "null"))
+    except ValueError:
+        pairs = []
+    return pairs or [(k, v) for k, v in form.items() if k[:1].isupper()]
 
 
 @router.post("/events", summary="Mailgun event webhooks (delivered, failed, complained, ...)")

@@ -15,7 +15,8 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import HTTPException
 
-from services.outreach.inbox import JourneySignal, reject, store_event
+from services.outreach.inbox import reject, store_event
+from services.outreach.replies import header, header_pairs
 from services.outreach.webhooks.common import (
     COMPLAINT,
     DELIVERED,
@@ -23,16 +24,15 @@ from services.outreach.webhooks.common import (
     NOTED,
     SUPPRESSING,
     UNSUBSCRIBE,
+    InboundEmail,
     apply_email_event,
     canonical_sha256,
     deliver,
     email_for,
-    mark_replied,
+    receive_email,
     settings_of,
     stop_cadence,
 )
-from shared.contracts.journey import ReplyReceived
-from shared.contracts.names import Sig
 from shared.db import Session
 from shared.errors import AppError
 from shared.providers.postmark import HARD_BOUNCE_TYPES, verify_basic_auth
@@ -57,13 +57,6 @@ async def _authenticated_json(request: Request) -> tuple[bytes, Any]:
         return body, json.loads(body)
     except ValueError:
         return body, None
-
-
-def _header(doc: dict[str, Any], name: str) -> str:
-    for header in doc.get("Headers") or []:
-        if isinstance(header, dict) and str(header.get("Name", "")).lower() == name.lower():
-            return str(header.get("Value", ""))
-    return ""
 
 
 def _event(doc: dict[str, Any]) -> tuple[str, str, str, str] | str:
@@ -146,23 +139,33 @@ async def inbound(request: Request, session: Session) -> Response:
         await session.commit()
         return Response(status_code=200)
     sender = str((doc.get("FromFull") or {}).get("Email") or doc.get("From") or "").strip().lower()
-    references = f"{_header(doc, 'In-Reply-To')} {_header(doc, 'References')}".split()
-    original = await email_for(session, references, sender)
-    prospect_id = original.prospect_id if original else None
-    message_id = _header(doc, "Message-ID") or str(doc["MessageID"])
-    text = str(doc.get("StrippedTextReply") or doc.get("TextBody") or "")
-    stored = await store_event(
-        session,
-        "postmark",
-        f"inbound:{doc['MessageID']}",
-        "email_reply",
-        doc,
-        prospect_id=prospect_id,
-        signal=JourneySignal(
-            prospect_id, Sig.REPLY_RECEIVED, ReplyReceived("email", message_id, text[:500])
-        ),
+    headers = header_pairs(doc.get("Headers"))
+    mail = InboundEmail(
+        provider="postmark",
+        event_id=f"inbound:{doc['MessageID']}",
+        message_id=header(headers, "Message-ID") or str(doc["MessageID"]),
+        sender=sender,
+        recipients=_recipients(doc),
+        references=f"{header(headers, 'In-Reply-To')} {header(headers, 'References')}".split(),
+        headers=headers,
+        subject=str(doc.get("Subject") or ""),
+        text=str(doc.get("StrippedTextReply") or doc.get("TextBody") or ""),
+        date=str(doc.get("Date") or header(headers, "Date")),
+        payload=doc,
     )
-    mark_replied(original, stored)
+    stored = await receive_email(session, settings_of(request), mail)
     await session.commit()
     await deliver(request, [stored])
     return Response(status_code=200)
+
+
+def _recipients(doc: dict[str, Any]) -> list[str]:
+    """Every address the message went to, where a reply token may be: OriginalRecipient (the
+    address before any forwarding), To, Cc, their parsed forms, and the MailboxHash."""
+    out = [str(doc.get(k) or "") for k in ("OriginalRecipient", "To", "Cc", "MailboxHash")]
+    for key in ("ToFull", "CcFull"):
+        for item in doc.get(key) or []:
+            if isinstance(item, dict):
+                out.append(str(item.get("Email") or ""))
+                out.append(str(item.get("MailboxHash") or ""))
+    return [value for value in out if value]

@@ -15,7 +15,7 @@ from xml.sax.saxutils import escape as xml_escape
 from fastapi import APIRouter, Request, Response
 from starlette.datastructures import ImmutableMultiDict
 
-from services.outreach import service
+from services.outreach import consent
 from services.outreach.inbox import JourneySignal, store_event
 from services.outreach.webhooks.common import (
     deliver,
@@ -110,10 +110,10 @@ async def inbound_sms(request: Request, session: Session) -> Response:
         return _twiml()  # a repeated delivery: it had its effect (and its answer) the first time
     answer = None
     if kind == "stop":
-        await service.suppress(session, "sms", sender, f"SMS {word}")
+        await consent.opt_out(session, "sms", sender, f"SMS {word}", prospect_id=prospect_id)
         answer = "You have been unsubscribed and will not receive more messages. Reply START to resubscribe."
     elif kind == "start":
-        await service.unsuppress(session, "sms", sender)
+        await consent.opt_in(session, "sms", sender, f"SMS {word}", prospect_id=prospect_id)
         answer = "You have been resubscribed. Reply STOP to unsubscribe."
     elif kind == "help":
         answer = "closeflow sales messages. Reply STOP to unsubscribe."

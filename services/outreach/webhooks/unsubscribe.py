@@ -9,7 +9,7 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.outreach import models, service
+from services.outreach import consent, models
 from services.outreach.inbox import store_event
 from services.outreach.webhooks.common import deliver, stop_cadence
 from shared.db import Session
@@ -50,7 +50,9 @@ async def unsubscribe(token: str, request: Request, session: Session) -> HTMLRes
     row = await _message_for_token(session, token)
     if row is None:
         return _page("Link not valid", "<p>This unsubscribe link is not valid.</p>", 404)
-    await service.suppress(session, "email", row.to_address, "unsubscribe link")
+    await consent.opt_out(
+        session, "email", row.to_address, "unsubscribe link", prospect_id=row.prospect_id
+    )
     stored = await store_event(
         session,
         "closeflow",

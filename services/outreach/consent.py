@@ -1,0 +1,344 @@
+"""Consent: one record per person across channels, the per-address suppressions kept in step with
+it, the global do-not-contact list, and the check every send makes.
+
+Two tables say "do not send", on purpose:
+- `suppressions` (channel, address): this address must not get this channel, whoever it belongs
+  to (a hard bounce, a complaint, an unsubscribe, an SMS STOP from that number).
+- `consent_records`: the person's choice per channel (opted_in / opted_out, reason, when), keyed
+  by prospect when known. An unsubscribe from one address keeps every address of that person out
+  of email; a STOP keeps them out of texts.
+Every opt-out writes both in one transaction (`opt_out`), START / UNSTOP clears both (`opt_in`).
+A hard bounce is about the address, not the person: it suppresses the address only.
+
+A send is refused when the address, its domain or the number is on the do-not-contact list, the
+address is suppressed, or the person opted out of the channel (`blocked`). The send activity asks
+twice: before it takes a slot, and again under `send_guard` right before the provider call.
+
+The race between that last check and the provider call: on PostgreSQL `send_guard` holds shared
+advisory locks keyed by the address, its domain and the person until the provider has answered,
+and every opt-out and do-not-contact entry takes the same keys exclusively before it writes. So
+an opt-out either commits before the check (which then sees it) or waits until the provider call
+is over (the message went out before the opt-out existed). The price: a send holds one pooled
+connection during its provider call, and an opt-out of that address waits for it (the SMTP or
+Twilio timeout at worst). On SQLite there are no such locks
+(one writer at a time, readers never wait): what remains is an opt-out committed while the
+provider call is in flight, between the re-check and the provider's answer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import re
+from collections.abc import AsyncIterator, Iterable
+from datetime import UTC, datetime
+
+from sqlalchemy import delete, or_, select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.outreach import models, service
+from shared.people import normalize_email, normalize_phone
+
+EMAIL, SMS = "email", "sms"
+CHANNELS = (EMAIL, SMS)
+OPTED_IN, OPTED_OUT = "opted_in", "opted_out"
+DNC_KINDS = ("email", "phone", "domain")
+
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+# --- locks ------------------------------------------------------------------------------------
+
+
+def _lock_id(key: str) -> int:
+    """A signed 64-bit advisory lock id for a key (collisions only make two keys share a lock)."""
+    return int.from_bytes(
+        hashlib.sha256(f"closeflow-consent\0{key}".encode()).digest()[:8], "big", signed=True
+    )
+
+
+def domain_of(address: str) -> str:
+    return address.rpartition("@")[2].lower()
+
+
+def _keys(channel: str, address: str, prospect_id: str | None, *, domain: bool) -> list[str]:
+    keys = [f"{channel}:{address}"]
+    if domain and channel == EMAIL:
+        keys.append(f"domain:{domain_of(address)}")
+    if prospect_id:
+        keys.append(f"person:{prospect_id}")
+    return sorted(keys)  # one order for everyone: no two lockers wait on each other in a cycle
+
+
+async def _lock(session: AsyncSession, keys: Iterable[str], *, shared: bool) -> None:
+    """PostgreSQL: transaction-scoped advisory locks (released at commit or rollback). SQLite has
+    one writer at a time already and nothing finer to take."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    fn = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+    for key in sorted(keys):
+        await session.execute(text(f"SELECT {fn}(CAST(:k AS BIGINT))"), {"k": _lock_id(key)})
+
+
+# --- the person's record ----------------------------------------------------------------------
+
+
+async def record_of(session: AsyncSession, prospect_id: str) -> models.ConsentRecord | None:
+    return await session.scalar(
+        select(models.ConsentRecord).where(models.ConsentRecord.prospect_id == prospect_id)
+    )
+
+
+async def _record_for_change(
+    session: AsyncSession, prospect_id: str | None, channel: str, address: str
+) -> models.ConsentRecord:
+    """The person's record, made when missing. Without a prospect the address stands for the
+    person; a record made that way is adopted once the prospect is known."""
+    rec = await record_of(session, prospect_id) if prospect_id else None
+    if rec is None:
+        column = models.ConsentRecord.email if channel == EMAIL else models.ConsentRecord.phone
+        rec = await session.scalar(
+            select(models.ConsentRecord)
+            .where(column == address, models.ConsentRecord.prospect_id.is_(None))
+            .limit(1)
+        )
+        if rec is not None and prospect_id:
+            rec.prospect_id = prospect_id
+    if rec is None:
+        rec = models.ConsentRecord(prospect_id=prospect_id)
+        try:
+            async with session.begin_nested():
+                session.add(rec)
+        except IntegrityError:
+            # a concurrent opt-out of the same prospect made it first
+            found = await record_of(session, prospect_id) if prospect_id else None
+            if found is None:
+                raise
+            rec = found
+    if channel == EMAIL:
+        rec.email = address
+    else:
+        rec.phone = address
+    return rec
+
+
+def _set(rec: models.ConsentRecord, channel: str, status: str, reason: str) -> bool:
+    if getattr(rec, f"{channel}_status") == status and getattr(rec, f"{channel}_reason") == reason:
+        return False
+    now = datetime.now(UTC)
+    setattr(rec, f"{channel}_status", status)
+    setattr(rec, f"{channel}_reason", reason[:200])
+    setattr(rec, f"{channel}_changed_at", now)
+    rec.updated_at = now
+    return True
+
+
+async def opt_out(
+    session: AsyncSession,
+    channel: str,
+    address: str,
+    reason: str,
+    *,
+    prospect_id: str | None = None,
+    person: bool = True,
+) -> bool:
+    """Suppress the address on the channel and, with `person`, opt the person out of it.
+    True when this changed anything. The caller commits."""
+    address = service.normalise_address(channel, address)
+    await _lock(
+        session,
+        _keys(channel, address, prospect_id if person else None, domain=False),
+        shared=False,
+    )
+    # the suppression row first: on SQLite that write takes the database's write lock, so the
+    # record lookup below cannot race another opt-out of the same address
+    changed = await service.suppress(session, channel, address, reason)
+    if person and channel in CHANNELS:
+        rec = await _record_for_change(session, prospect_id, channel, address)
+        changed = _set(rec, channel, OPTED_OUT, reason) or changed
+    await session.flush()
+    return changed
+
+
+async def opt_in(
+    session: AsyncSession,
+    channel: str,
+    address: str,
+    reason: str,
+    *,
+    prospect_id: str | None = None,
+) -> bool:
+    """The person asked to hear from us again on this channel (SMS START / UNSTOP)."""
+    address = service.normalise_address(channel, address)
+    changed = await service.unsuppress(session, channel, address)
+    rec = await _record_for_change(session, prospect_id, channel, address)
+    changed = _set(rec, channel, OPTED_IN, reason) or changed
+    await session.flush()
+    return changed
+
+
+# --- the check at send time ---------------------------------------------------------------------
+
+
+async def blocked(
+    session: AsyncSession, channel: str, address: str, prospect_id: str | None
+) -> str | None:
+    """Why nothing may be sent on `channel` to `address` now; None when it may."""
+    if channel not in CHANNELS or not address:
+        return None
+    address = service.normalise_address(channel, address)
+    entry = await dnc_match(session, channel, address)
+    if entry is not None:
+        return f"do not contact: {entry.kind} {entry.value}"[:200]
+    reason = await session.scalar(
+        select(models.Suppression.reason).where(
+            models.Suppression.channel == channel, models.Suppression.address == address
+        )
+    )
+    if reason is not None:
+        return f"suppressed: {reason}"[:200]
+    if prospect_id:
+        rec = await record_of(session, prospect_id)
+        if rec is not None and getattr(rec, f"{channel}_status") == OPTED_OUT:
+            return f"opted out: {getattr(rec, f'{channel}_reason')}"[:200]
+    return None
+
+
+@contextlib.asynccontextmanager
+async def send_guard(
+    session: AsyncSession, channel: str, address: str, prospect_id: str | None
+) -> AsyncIterator[str | None]:
+    """Yields why the send must not happen (None: go ahead), checked as late as possible.
+
+    Send to the provider inside the block. On PostgreSQL the block holds shared locks that every
+    opt-out of this address, domain or person waits for, so none commits while the provider call
+    is in flight. On SQLite the one pooled connection is given back before the provider call.
+    """
+    address = service.normalise_address(channel, address)
+    if session.get_bind().dialect.name == "postgresql":
+        await _lock(session, _keys(channel, address, prospect_id, domain=True), shared=True)
+        try:
+            yield await blocked(session, channel, address, prospect_id)
+        finally:
+            await session.commit()  # ends the read-only transaction: releases the locks
+        return
+    reason = await blocked(session, channel, address, prospect_id)
+    await session.commit()
+    yield reason
+
+
+# --- the do-not-contact list ----------------------------------------------------------------------
+
+
+def parse_dnc(value: str) -> tuple[str, str]:
+    """(kind, normalised value) of a do-not-contact entry; ValueError says what is wrong."""
+    raw = value.strip()
+    if not raw:
+        raise ValueError("give an email address, a phone number in E.164 or a domain")
+    if raw.startswith("@"):
+        raw = raw[1:]
+    elif "@" in raw:
+        return "email", normalize_email(raw)
+    if raw.startswith("+") or re.fullmatch(r"[\d\s().-]+", raw):
+        return "phone", normalize_phone(raw)
+    return "domain", normalize_domain(raw)
+
+
+def normalize_domain(value: str) -> str:
+    name = value.strip().lower().rstrip(".")
+    try:
+        ascii_name = name.encode("idna").decode("ascii")
+    except UnicodeError as err:
+        raise ValueError(f"{value!r} is not a domain name") from err
+    labels = ascii_name.split(".")
+    if (
+        len(labels) < 2
+        or len(ascii_name) > 253
+        or not all(_LABEL.match(label) for label in labels)
+        or not re.fullmatch(r"[a-z]{2,63}|xn--[a-z0-9-]+", labels[-1])
+    ):
+        raise ValueError(f"{value!r} is not a domain name like example.com")
+    return ascii_name
+
+
+def _dnc_key(kind: str, value: str) -> str:
+    return {"email": f"email:{value}", "phone": f"sms:{value}", "domain": f"domain:{value}"}[kind]
+
+
+async def add_dnc(
+    session: AsyncSession, kind: str, value: str, reason: str
+) -> tuple[models.DoNotContact, bool]:
+    """The entry, and whether this call added it (an existing one is returned as it is)."""
+    await _lock(session, [_dnc_key(kind, value)], shared=False)
+    existing = await _find_dnc(session, kind, value)
+    if existing is not None:
+        return existing, False
+    entry = models.DoNotContact(kind=kind, value=value, reason=reason[:200])
+    try:
+        async with session.begin_nested():
+            session.add(entry)
+    except IntegrityError:
+        found = await _find_dnc(session, kind, value)
+        if found is None:
+            raise
+        return found, False
+    return entry, True
+
+
+async def _find_dnc(session: AsyncSession, kind: str, value: str) -> models.DoNotContact | None:
+    return await session.scalar(
+        select(models.DoNotContact).where(
+            models.DoNotContact.kind == kind, models.DoNotContact.value == value
+        )
+    )
+
+
+async def list_dnc(session: AsyncSession, kind: str | None = None) -> list[models.DoNotContact]:
+    query = select(models.DoNotContact).order_by(
+        models.DoNotContact.created_at, models.DoNotContact.id
+    )
+    if kind is not None:
+        query = query.where(models.DoNotContact.kind == kind)
+    return list((await session.scalars(query)).all())
+
+
+async def delete_dnc(session: AsyncSession, entry_id: str) -> bool:
+    result = await session.execute(
+        delete(models.DoNotContact).where(models.DoNotContact.id == entry_id)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+def _parent_domains(domain: str) -> list[str]:
+    """sales.example.com -> [sales.example.com, example.com]: a listed domain covers its
+    subdomains."""
+    labels = domain.split(".")
+    return [".".join(labels[i:]) for i in range(len(labels) - 1)] or [domain]
+
+
+async def dnc_match(
+    session: AsyncSession, channel: str, address: str
+) -> models.DoNotContact | None:
+    d = models.DoNotContact
+    if channel == EMAIL:
+        condition = or_(
+            (d.kind == "email") & (d.value == address),
+            (d.kind == "domain") & d.value.in_(_parent_domains(domain_of(address))),
+        )
+    elif channel == SMS:
+        condition = (d.kind == "phone") & (d.value == address)
+    else:
+        return None
+    return await session.scalar(select(d).where(condition).limit(1))
+
+
+async def dnc_matches(
+    session: AsyncSession, emails: Iterable[str], phones: Iterable[str]
+) -> list[models.DoNotContact]:
+    out: dict[str, models.DoNotContact] = {}
+    for channel, addresses in ((EMAIL, emails), (SMS, phones)):
+        for address in addresses:
+            entry = await dnc_match(session, channel, address)
+            if entry is not None:
+                out[entry.id] = entry
+    return list(out.values())

@@ -1,0 +1,159 @@
+"""Consent over HTTP: a person's record across channels, and the global do-not-contact list."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query, Response
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
+from sqlalchemy import select
+
+from services.outreach import consent, models
+from shared.auth import require_api_key
+from shared.db import Session
+from shared.errors import AppError
+
+router = APIRouter(dependencies=[Depends(require_api_key)], tags=["consent"])
+
+
+class ChannelConsent(BaseModel):
+    status: Literal["opted_in", "opted_out"] = Field(description="the person's choice")
+    reason: str = Field("", description="why it last changed (SMS STOP, unsubscribe link, ...)")
+    changed_at: datetime | None = None
+    address: str | None = Field(None, description="the address this channel reaches them at")
+    blocked: str | None = Field(
+        None,
+        description="why a send to that address would be refused now (opt-out, suppressed "
+        "address, do-not-contact entry); null when it would go out",
+    )
+
+
+class SuppressedAddress(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    channel: str
+    address: str
+    reason: str
+    created_at: datetime
+
+
+class DncEntry(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    kind: Literal["email", "phone", "domain"]
+    value: str
+    reason: str
+    created_at: datetime
+
+
+class ConsentView(BaseModel):
+    prospect_id: str
+    email: ChannelConsent
+    sms: ChannelConsent
+    suppressed_addresses: list[SuppressedAddress]
+    do_not_contact: list[DncEntry] = Field(description="entries that cover this person")
+
+
+class DncIn(BaseModel):
+    value: str = Field(
+        description="an email address, a phone number in E.164 (+14155550100) or a domain "
+        "(example.com: every address at it and its subdomains)",
+        examples=["ceo@example.com", "+14155550100", "example.com"],
+    )
+    reason: str = Field("", max_length=200)
+
+    @field_validator("value")
+    @classmethod
+    def _valid(cls, value: str) -> str:
+        try:
+            consent.parse_dnc(value)
+        except ValueError as err:
+            raise PydanticCustomError("do_not_contact", str(err)) from err
+        return value
+
+
+@router.get("/consent/{prospect_id}", response_model=ConsentView)
+async def get_consent(prospect_id: str, session: Session) -> ConsentView:
+    """The person's consent on every channel, the suppressed addresses and the do-not-contact
+    entries that concern them (404 when outreach knows nothing of the prospect)."""
+    rec = await consent.record_of(session, prospect_id)
+    sent = (
+        await session.execute(
+            select(models.Message.channel, models.Message.to_address)
+            .where(
+                models.Message.prospect_id == prospect_id,
+                models.Message.channel.in_(consent.CHANNELS),
+            )
+            .order_by(models.Message.created_at.desc())
+        )
+    ).all()
+    if rec is None and not sent:
+        raise AppError(
+            404, "consent_not_found", f"outreach knows nothing of prospect {prospect_id}"
+        )
+    addresses: dict[str, list[str]] = {channel: [] for channel in consent.CHANNELS}
+    for channel in consent.CHANNELS:
+        own = getattr(rec, "email" if channel == consent.EMAIL else "phone", None) if rec else None
+        for address in [own, *(a for c, a in sent if c == channel)]:
+            if address and address not in addresses[channel]:
+                addresses[channel].append(address)
+    channels = {}
+    for channel in consent.CHANNELS:
+        latest = (
+            next((a for c, a in sent if c == channel), None) or (addresses[channel] or [None])[0]
+        )
+        channels[channel] = ChannelConsent(
+            status=getattr(rec, f"{channel}_status") if rec else consent.OPTED_IN,
+            reason=getattr(rec, f"{channel}_reason") if rec else "",
+            changed_at=getattr(rec, f"{channel}_changed_at") if rec else None,
+            address=latest,
+            blocked=await consent.blocked(session, channel, latest, prospect_id)
+            if latest
+            else None,
+        )
+    suppressed = []
+    for channel, values in addresses.items():
+        if values:
+            rows = await session.scalars(
+                select(models.Suppression).where(
+                    models.Suppression.channel == channel, models.Suppression.address.in_(values)
+                )
+            )
+            suppressed += [SuppressedAddress.model_validate(r) for r in rows.all()]
+    entries = await consent.dnc_matches(session, addresses[consent.EMAIL], addresses[consent.SMS])
+    return ConsentView(
+        prospect_id=prospect_id,
+        email=channels[consent.EMAIL],
+        sms=channels[consent.SMS],
+        suppressed_addresses=suppressed,
+        do_not_contact=[DncEntry.model_validate(e) for e in entries],
+    )
+
+
+@router.post("/do-not-contact", response_model=DncEntry, status_code=201)
+async def add_do_not_contact(body: DncIn, response: Response, session: Session) -> DncEntry:
+    """List an address, number or domain: nothing is sent to it from the commit on, whatever
+    journey would send (a send already in flight finishes first). Listing it again: 200."""
+    kind, value = consent.parse_dnc(body.value)
+    entry, created = await consent.add_dnc(session, kind, value, body.reason)
+    await session.commit()
+    if not created:
+        response.status_code = 200
+    return DncEntry.model_validate(entry)
+
+
+@router.get("/do-not-contact", response_model=list[DncEntry])
+async def list_do_not_contact(
+    session: Session,
+    kind: Annotated[Literal["email", "phone", "domain"] | None, Query()] = None,
+) -> list[DncEntry]:
+    return [DncEntry.model_validate(e) for e in await consent.list_dnc(session, kind)]
+
+
+@router.delete("/do-not-contact/{entry_id}", status_code=204)
+async def delete_do_not_contact(entry_id: str, session: Session) -> Response:
+    if not await consent.delete_dnc(session, entry_id):
+        raise AppError(404, "do_not_contact_not_found", f"no do-not-contact entry {entry_id}")
+    await session.commit()
+    return Response(status_code=204)

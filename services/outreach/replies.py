@@ -1,0 +1,217 @@
+"""What an inbound email is: a person's reply, or an automatic one (out of office and the like),
+and which ledger row it answers when In-Reply-To is missing (the reply address token).
+
+An automatic reply never counts as a reply: it pauses the journey, until the return date it
+states (09:00 in the prospect's zone) or for `ooo_default_pause_days`.
+
+How an automatic reply is recognised, most certain first:
+- headers: `Auto-Submitted` with any value but `no` (RFC 3834), `X-Autoreply`, `X-Autorespond`,
+  `Precedence: auto_reply | bulk | junk`. `X-Auto-Response-Suppress` alone says nothing: Outlook
+  puts it on ordinary messages too.
+- the subject: "Out of office", "Automatic reply", "Auto:", "Autoreply", "Abwesenheitsnotiz",
+  "Automatische Antwort", "Réponse automatique", "Absence du bureau", "Fuera de la oficina",
+  "Respuesta automática", "Afwezig", "Risposta automatica", "Fuori ufficio", "Resposta
+  automática", "Ausente do escritório", ...
+- the first lines of the text: statements only auto-responders make ("this is an automatic
+  reply", "I am currently out of the office", "ich bin ... nicht im Büro", "je suis absent",
+  ...). This is the least certain reading, so it is limited to the opening of the message.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import secrets
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from email.utils import formataddr, getaddresses, parseaddr, parsedate_to_datetime
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from services.outreach.return_dates import find_return_date, fold
+from services.outreach.send_window import known_zone, phone_zones
+
+Headers = Sequence[tuple[str, str]]
+OUT_OF_OFFICE = "out of office"
+RETURN_HOUR = time(9)
+BODY_REACH = 400  # characters of the text where an out-of-office statement is believed
+
+_AUTO_PRECEDENCE = frozenset({"auto_reply", "bulk", "junk"})
+_SUBJECT = re.compile(
+    r"^\s*auto\s*:"
+    r"|\b(?:out of (?:the )?office|out-of-office|automatic reply|auto[- ]?reply|autoreply"
+    r"|auto[- ]?response|autoresponder|abwesenheitsnotiz|abwesenheit|automatische antwort"
+    r"|reponse automatique|absence du bureau|absent du bureau|absent\(e\)"
+    r"|fuera de la oficina|respuesta automatica|afwezig|automatisch antwoord|afwezigheid"
+    r"|risposta automatica|fuori ufficio|fuori sede|resposta automatica"
+    r"|ausente do escritorio|fora do escritorio)\b"
+)
+_BODY = re.compile(
+    r"\b(?:this is an? (?:automatic|automated|auto-generated)"
+    r"|automatic reply|auto-reply|autoreply|automated response"
+    r"|i am (?:currently |now )?(?:out of (?:the )?office|away from (?:the|my) (?:office|desk)"
+    r"|on (?:annual |parental |maternity |paternity |sick )?leave|on vacation|on holiday)"
+    r"|i'm (?:currently |now )?(?:out of (?:the )?office|away from (?:the|my) (?:office|desk)"
+    r"|on (?:annual |parental |maternity |paternity |sick )?leave|on vacation|on holiday)"
+    r"|i will be out of (?:the )?office|i am out until|i'm out until"
+    r"|with (?:limited|no) access to (?:my )?e-?mail"
+    r"|automatische antwort|abwesenheitsnotiz|nicht im buro|ausser haus|im urlaub"
+    r"|ich bin (?:\w+ )?(?:\w+ )?abwesend"
+    r"|reponse automatique|je suis (?:actuellement )?absente?|je serai absente?"
+    r"|absence du bureau|hors du bureau|en conges"
+    r"|respuesta automatica|fuera de la oficina|estoy fuera|estare fuera"
+    r"|risposta automatica|fuori ufficio|sono assente|saro assente"
+    r"|resposta automatica|ausente do escritorio|estou ausente|fora do escritorio"
+    r"|automatisch antwoord|ik ben (?:momenteel |tot \S+ )?(?:afwezig|niet aanwezig|niet op kantoor))"
+)
+# Where the quoted original starts in a reply's text: nothing below it is the writer's.
+_QUOTE_START = re.compile(
+    r"^(?:>|-{2,}\s*original message|-{2,}\s*ursprungliche nachricht|-{2,}\s*message d'origine"
+    r"|on .{0,120} wrote:|am .{0,120} schrieb .{0,80}:|le .{0,120} a ecrit\s*:"
+    r"|from:\s|von:\s|de\s*:\s|sent:\s|gesendet:\s|envoye\s*:)",
+    re.M,
+)
+
+# --- automatic replies ------------------------------------------------------------------------
+
+
+def header(headers: Headers, name: str) -> str:
+    wanted = name.lower()
+    return next((v for n, v in headers if n.lower() == wanted), "")
+
+
+def auto_reply_reason(headers: Headers, subject: str, text: str) -> str | None:
+    """Why this inbound email is an automatic reply; None when a person wrote it."""
+    auto_submitted = header(headers, "Auto-Submitted").split(";")[0].strip().lower()
+    if auto_submitted and auto_submitted != "no":
+        return f"Auto-Submitted: {auto_submitted}"
+    for name in ("X-Autoreply", "X-Autorespond"):
+        value = header(headers, name).strip()
+        if value and value.lower() not in ("no", "false", "0"):
+            return f"{name}: {value}"
+    precedence = header(headers, "Precedence").strip().lower()
+    if precedence in _AUTO_PRECEDENCE:
+        return f"Precedence: {precedence}"
+    folded_subject = fold(subject)
+    if match := _SUBJECT.search(folded_subject):
+        return f"subject: {match.group(0).strip()}"
+    if match := _BODY.search(fold(own_text(text))[:BODY_REACH]):
+        return f"text: {match.group(0).strip()}"
+    return None
+
+
+def own_text(text: str) -> str:
+    """The writer's part of a reply: what comes before the quoted original."""
+    found = _QUOTE_START.search(fold(text))
+    return text[: found.start()] if found else text
+
+
+# --- the pause ----------------------------------------------------------------------------------
+
+
+def sent_at(date_header: str, fallback: datetime) -> datetime:
+    """When the email says it was written (its Date header), or `fallback` when it cannot say."""
+    try:
+        when = parsedate_to_datetime(date_header) if date_header else None
+    except (TypeError, ValueError, IndexError):
+        when = None
+    if when is None or when.tzinfo is None:
+        return fallback
+    # a clock far ahead would put a year-less date into the wrong year
+    return min(when.astimezone(UTC), fallback + timedelta(days=1))
+
+
+@lru_cache(maxsize=1)
+def _zone_countries() -> dict[str, str]:
+    """IANA zone -> ISO country, from the tz database's zone.tab (tzdata, else the system's)."""
+    try:
+        content = resources.files("tzdata").joinpath("zoneinfo", "zone.tab").read_text()
+    except (ModuleNotFoundError, FileNotFoundError, OSError):
+        path = Path("/usr/share/zoneinfo/zone.tab")
+        content = path.read_text() if path.exists() else ""
+    out: dict[str, str] = {}
+    for line in content.splitlines():
+        if line and not line.startswith("#"):
+            parts = line.split("\t")
+            if len(parts) >= 3:
+                out[parts[2]] = parts[0]
+    return out
+
+
+def month_first(zone_name: str) -> bool:
+    """Whether 03/04 means March 4 for someone in this zone (the United States and a few
+    others write month/day)."""
+    return _zone_countries().get(zone_name, "") in {"US", "PH", "FM", "MH", "PW", "GU", "AS"}
+
+
+def prospect_zone(timezone: str, phone: str | None) -> str:
+    """The zone to read a return date in: the prospect's, else their phone number's when it has
+    only one; "" when unknown (UTC is used then)."""
+    if known_zone(timezone) is not None:
+        return timezone
+    zones = phone_zones(phone)
+    return zones[0] if len(zones) == 1 else ""
+
+
+@dataclass(frozen=True)
+class Pause:
+    until: datetime
+    stated: date | None  # the return date read in the message, if any
+
+
+def pause_for(
+    text: str, written: datetime, zone_name: str, default_days: int, now: datetime
+) -> Pause:
+    """Until when an out-of-office pauses the journey: 09:00 on the stated return date in the
+    prospect's zone (UTC when unknown), else `default_days` from now."""
+    tz = known_zone(zone_name) or ZoneInfo("UTC")
+    back = find_return_date(text, written.astimezone(tz).date(), month_first=month_first(zone_name))
+    if back is None:
+        return Pause(now + timedelta(days=default_days), None)
+    return Pause(datetime.combine(back, RETURN_HOUR, tz), back)
+
+
+# --- reply addresses ----------------------------------------------------------------------------
+
+_TOKEN = re.compile(r"\+r-([a-z2-7]{26})(?=@|$)", re.I)
+
+
+def new_reply_token() -> str:
+    """128 random bits in lower-case base32: mail systems may lower-case the local part."""
+    return base64.b32encode(secrets.token_bytes(16)).decode().rstrip("=").lower()
+
+
+def reply_address(from_header: str, token: str, reply_domain: str = "") -> str:
+    """`Name <local+r-token@domain>` for the sender `from_header`; `reply_domain` replaces the
+    sender's domain when set (it must route to the inbound webhook)."""
+    name, address = parseaddr(from_header)
+    local, _, domain = address.rpartition("@")
+    return formataddr((name, f"{local}+r-{token}@{reply_domain or domain}"))
+
+
+def reply_token(addresses: Iterable[str]) -> str | None:
+    """The reply token in any of these recipient addresses (or Postmark's MailboxHash)."""
+    for value in addresses:
+        for _, address in getaddresses([value]):
+            if found := _TOKEN.search(address):
+                return found.group(1).lower()
+        if found := re.fullmatch(r"r-([a-z2-7]{26})", value.strip(), re.I):
+            return found.group(1).lower()
+    return None
+
+
+def header_pairs(value: object) -> list[tuple[str, str]]:
+    """Headers as (name, value) pairs from Mailgun's `message-headers` (a JSON list of pairs) or
+    Postmark's `Headers` (a list of {"Name", "Value"}); anything else is skipped."""
+    out: list[tuple[str, str]] = []
+    if not isinstance(value, list):
+        return out
+    for item in value:
+        if isinstance(item, list | tuple) and len(item) == 2:
+            out.append((str(item[0]), str(item[1])))
+        elif isinstance(item, Mapping) and "Name" in item:
+            out.append((str(item["Name"]), str(item.get("Value", ""))))
+    return out

@@ -1,0 +1,238 @@
+"""Automatic replies (headers, subjects, texts in several languages), the return dates they state,
+the pause they cause, and the reply address tokens."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from services.outreach import replies
+from services.outreach.return_dates import find_return_date
+
+HUMAN = "Sounds good, let's talk on Thursday.\n\nOn Mon, Ada wrote:\n> I am out of the office"
+
+# --- automatic replies ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("headers", "why"),
+    [
+        ([("Auto-Submitted", "auto-replied")], "Auto-Submitted: auto-replied"),
+        ([("auto-submitted", "auto-generated; type=vacation")], "Auto-Submitted: auto-generated"),
+        ([("X-Autoreply", "yes")], "X-Autoreply: yes"),
+        ([("X-Autorespond", "Out of office")], "X-Autorespond: Out of office"),
+        ([("Precedence", "auto_reply")], "Precedence: auto_reply"),
+        ([("Precedence", "bulk")], "Precedence: bulk"),
+        ([("Precedence", "junk")], "Precedence: junk"),
+    ],
+)
+def test_headers_that_mark_an_automatic_reply(headers: list[tuple[str, str]], why: str) -> None:
+    assert replies.auto_reply_reason(headers, "Re: Quick question", HUMAN) == why
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [("X-Auto-Response-Suppress", "All")],  # Outlook sets it on ordinary mail too
+        [("Auto-Submitted", "no")],
+        [("Precedence", "list")],
+        [("X-Autoreply", "no")],
+        [],
+    ],
+)
+def test_headers_that_do_not(headers: list[tuple[str, str]]) -> None:
+    assert replies.auto_reply_reason(headers, "Re: Quick question", HUMAN) is None
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "Out of Office: Quick question",
+        "Automatic reply: Quick question",
+        "Auto: Quick question",
+        "Autoreply: Quick question",
+        "Abwesenheitsnotiz: Kurze Frage",
+        "Automatische Antwort: Kurze Frage",
+        "Réponse automatique : Petite question",
+        "Absence du bureau",
+        "Fuera de la oficina: Pregunta",
+        "Respuesta automática: Pregunta",
+        "Afwezig: Korte vraag",
+        "Risposta automatica: Domanda",
+        "Fuori ufficio",
+        "Resposta automática: Pergunta",
+        "Ausente do escritório",
+    ],
+)
+def test_subjects_in_several_languages(subject: str) -> None:
+    assert (replies.auto_reply_reason([], subject, "") or "").startswith("subject: ")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "This is an automatic reply. I will answer when I am back.",
+        "Thank you for your message. I am currently out of the office until Monday.",
+        "I'm on parental leave with no access to email.",
+        "Vielen Dank für Ihre Nachricht. Ich bin bis zum 12.12. nicht im Büro.",
+        "Ich bin derzeit abwesend.",
+        "Bonjour, je suis actuellement absente jusqu'au 12 décembre.",
+        "Estoy fuera de la oficina hasta el lunes.",
+        "Sono fuori ufficio fino al 12 dicembre.",
+        "Estou ausente até dia 12.",
+        "Ik ben momenteel afwezig.",
+    ],
+)
+def test_texts_in_several_languages(text: str) -> None:
+    assert (replies.auto_reply_reason([], "Re: Quick question", text) or "").startswith("text: ")
+
+
+def test_a_persons_reply_is_not_automatic_even_quoting_one() -> None:
+    assert replies.auto_reply_reason([], "Re: Quick question", HUMAN) is None
+    assert replies.auto_reply_reason([], "Re: Quick question", "Yes, call me tomorrow.") is None
+    # the statement only counts in the opening of the text, not deep in a long answer
+    long = "Thanks! " + "We looked at it in detail. " * 20 + "I am out of the office in May."
+    assert replies.auto_reply_reason([], "Re: Quick question", long) is None
+
+
+# --- return dates ---------------------------------------------------------------------------
+
+RECEIVED = date(2026, 11, 27)  # a Friday
+
+
+@pytest.mark.parametrize(
+    ("text", "back"),
+    [
+        ("I am out of the office and will be back on 12 December.", date(2026, 12, 12)),
+        ("Back on December 12th, 2026.", date(2026, 12, 12)),
+        ("Out of office, returning 2026-12-12.", date(2026, 12, 12)),
+        ("I'm away until Monday 5 January with limited access to email.", date(2027, 1, 5)),
+        ("I'm away until Monday, January 5th.", date(2027, 1, 5)),
+        ("Out of the office from 1 to 12 December.", date(2026, 12, 12)),
+        ("Away Dec 1 - Dec 12", date(2026, 12, 12)),
+        ("Out of office through December 12, 2026", date(2026, 12, 13)),
+        ("I'll be back on Monday.", date(2026, 11, 30)),
+        ("I'll be back tomorrow.", date(2026, 11, 28)),
+        ("I return on the 3rd of January 2027.", date(2027, 1, 3)),
+        ("Back 12/14", date(2026, 12, 14)),  # 14 cannot be a month
+        ("Ich bin zurück am 12.12.2026.", date(2026, 12, 12)),
+        ("Ich bin ab dem 15.12. wieder erreichbar.", date(2026, 12, 15)),
+        ("Bis zum 11.12. nicht im Büro, ab dem 15.12. wieder erreichbar.", date(2026, 12, 15)),
+        ("Ab dem 1.12. nicht erreichbar, wieder am 15.12.", date(2026, 12, 15)),
+        ("Abwesend bis einschließlich 11.12.26.", date(2026, 12, 12)),
+        ("Ich bin am Montag, den 5. Januar 2027 wieder im Büro.", date(2027, 1, 5)),
+        ("Urlaub: 1.12.\u2013 12.12.", date(2026, 12, 12)),  # an en dash
+        ("Je suis absent, de retour le 12 décembre.", date(2026, 12, 12)),
+        ("Je serai absente du 1er au 12 décembre inclus.", date(2026, 12, 13)),
+        ("Absent jusqu'au lundi 5 janvier.", date(2027, 1, 5)),
+        ("De retour à partir du 4 janvier 2027.", date(2027, 1, 4)),
+        ("Estoy fuera hasta el 12 de diciembre.", date(2026, 12, 12)),
+        ("Ik ben afwezig tot en met 12 december.", date(2026, 12, 13)),
+    ],
+)
+def test_return_dates(text: str, back: date) -> None:
+    assert find_return_date(text, RECEIVED) == back
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I am out of the office with limited access to email.",
+        "Our office is closed on 24 December.",  # a date without a cue is not a return date
+        "I was back on 12.12.2020.",  # in the past
+        "Back on 12 December 2028.",  # more than a year ahead: a misreading
+        "Ich bin bis auf Weiteres nicht erreichbar.",
+    ],
+)
+def test_no_return_date(text: str) -> None:
+    assert find_return_date(text, RECEIVED) is None
+
+
+def test_a_missing_year_is_the_next_occurrence() -> None:
+    assert find_return_date("back on 20 November", RECEIVED) == date(2027, 11, 20)
+    assert find_return_date("back on 27 November", RECEIVED) == date(2026, 11, 27)
+    assert find_return_date("back on 3 January", date(2026, 12, 20)) == date(2027, 1, 3)
+
+
+def test_slashes_read_month_first_only_where_people_write_so() -> None:
+    assert find_return_date("Back 03/04", RECEIVED) == date(2027, 4, 3)
+    assert find_return_date("Back 03/04", RECEIVED, month_first=True) == date(2027, 3, 4)
+    assert replies.month_first("America/New_York") and not replies.month_first("Europe/London")
+
+
+# --- the pause ----------------------------------------------------------------------------------
+
+NOW = datetime(2026, 11, 27, 15, 30, tzinfo=UTC)
+
+
+def test_pause_until_nine_in_the_prospects_zone() -> None:
+    pause = replies.pause_for("back on 12 December", NOW, "Europe/Berlin", 7, NOW)
+    assert pause.until == datetime(2026, 12, 12, 9, tzinfo=ZoneInfo("Europe/Berlin"))
+    assert pause.until.isoformat() == "2026-12-12T09:00:00+01:00"
+    assert pause.stated == date(2026, 12, 12)
+
+
+def test_pause_in_utc_when_the_zone_is_unknown_and_by_default_without_a_date() -> None:
+    assert replies.pause_for("back on 12 December", NOW, "", 7, NOW).until == datetime(
+        2026, 12, 12, 9, tzinfo=UTC
+    )
+    assert replies.pause_for("back on 12 December", NOW, "Not/AZone", 7, NOW).until.utcoffset() == (
+        timedelta(0)
+    )
+    default = replies.pause_for("I am away.", NOW, "Europe/Berlin", 3, NOW)
+    assert (default.until, default.stated) == (NOW + timedelta(days=3), None)
+
+
+def test_the_day_is_read_in_the_prospects_zone() -> None:
+    # 23:30 UTC on the 27th is already the 28th in Tokyo: "back on 28 November" is today there
+    late = datetime(2026, 11, 27, 23, 30, tzinfo=UTC)
+    pause = replies.pause_for("back on 28 November", late, "Asia/Tokyo", 7, late)
+    assert pause.stated == date(2026, 11, 28)
+
+
+def test_when_the_email_was_written() -> None:
+    assert replies.sent_at("Fri, 27 Nov 2026 10:00:00 +0100", NOW) == datetime(
+        2026, 11, 27, 9, tzinfo=UTC
+    )
+    assert replies.sent_at("not a date", NOW) == NOW
+    assert replies.sent_at("", NOW) == NOW
+    # a clock far ahead would push a year-less date into the wrong year
+    assert replies.sent_at("Fri, 27 Nov 2099 10:00:00 +0000", NOW) == NOW + timedelta(days=1)
+
+
+def test_prospect_zone_from_the_zone_or_a_single_zone_phone() -> None:
+    assert replies.prospect_zone("Europe/Paris", "+14155550100") == "Europe/Paris"
+    assert replies.prospect_zone("", "+4930123456") == "Europe/Berlin"
+    assert replies.prospect_zone("", "+18005550100") == ""  # toll-free: many zones
+    assert replies.prospect_zone("", None) == ""
+
+
+# --- reply addresses ----------------------------------------------------------------------------
+
+
+def test_reply_tokens_are_random_and_survive_lower_casing() -> None:
+    tokens = {replies.new_reply_token() for _ in range(100)}
+    assert len(tokens) == 100
+    assert all(len(t) == 26 and t == t.lower() for t in tokens)
+    token = tokens.pop()
+    address = replies.reply_address("closeflow <sales@closeflow.localhost>", token)
+    assert address == f"closeflow <sales+r-{token}@closeflow.localhost>"
+    assert replies.reply_address("sales@a.example", token, "reply.example.org") == (
+        f"sales+r-{token}@reply.example.org"
+    )
+    assert replies.reply_token([address.upper()]) == token
+    assert replies.reply_token(["", f"Ada <x@y>, sales+r-{token}@a.example"]) == token
+    assert replies.reply_token([f"r-{token}"]) == token  # Postmark's MailboxHash
+    assert replies.reply_token(["sales@closeflow.localhost", "sales+r-short@a.example"]) is None
+
+
+def test_header_pairs_from_both_providers() -> None:
+    assert replies.header_pairs([["Auto-Submitted", "auto-replied"]]) == [
+        ("Auto-Submitted", "auto-replied")
+    ]
+    assert replies.header_pairs([{"Name": "X-Autoreply", "Value": "yes"}, 3, ["x"]]) == [
+        ("X-Autoreply", "yes")
+    ]
+    assert replies.header_pairs("nope") == []
