@@ -26,7 +26,7 @@ from temporalio.exceptions import ApplicationError
 from services.outreach import consent, models, replies, senders, service
 from services.outreach.colleagues import ColleagueActivities
 from services.outreach.send_window import next_allowed
-from services.outreach.templates import SYSTEM_TEMPLATES, render, variables_for
+from services.outreach.templates import SYSTEM_TEMPLATES, render, render_html, variables_for
 from shared.contracts.journey import (
     CadenceSnapshot,
     ChannelOutcome,
@@ -70,6 +70,7 @@ class PlannedSend:
     body: str
     variant: str = ""
     condition: str = ""
+    html: str = ""
 
 
 def substitute_channel(channel: str, contact: Contact) -> str:
@@ -160,7 +161,8 @@ class OutreachActivities:
     def _plan(self, req: TouchRequest) -> list[PlannedSend]:
         if req.kind == "cadence":
             return [
-                PlannedSend(s.channel, s.subject, s.body, s.variant, s.condition) for s in req.steps
+                PlannedSend(s.channel, s.subject, s.body, s.variant, s.condition, s.html)
+                for s in req.steps
             ]
         subject, email_body, sms_body = SYSTEM_TEMPLATES[req.kind]
         return [
@@ -253,6 +255,7 @@ class OutreachActivities:
             to_address=service.normalise_address(channel, address),
             subject=render(planned.subject, values) if channel == "email" else "",
             body=render(planned.body, values),
+            html_body=render_html(planned.html, values) if channel == "email" else "",
             cadence_id=req.cadence_id or None,
             variant=planned.variant,
             timezone=replies.prospect_zone(req.contact.timezone, req.contact.phone),
@@ -298,7 +301,7 @@ class OutreachActivities:
             to=row.to_address,
             subject=row.subject,
             text=row.body + footer,
-            html=_html(row.body, unsubscribe_url, postal),
+            html=_html(row.body, unsubscribe_url, postal, row.html_body),
             message_id=row.provider_id or self._email.new_message_id(),
             unsubscribe_url=unsubscribe_url,
             # the slot's sender (rows from before senders existed use the default From)
@@ -406,15 +409,22 @@ async def _find_ledger(
     )
 
 
-def _html(text: str, unsubscribe_url: str, postal_address: str = "") -> str:
+def _html(text: str, unsubscribe_url: str, postal_address: str = "", html_part: str = "") -> str:
+    """The step's own HTML part when it has one, else one made from the text; the footer
+    (postal address, unsubscribe link) is added either way."""
     from html import escape
 
-    paragraphs = "".join(f"<p>{escape(p).replace(chr(10), '<br>')}</p>" for p in text.split("\n\n"))
     postal = escape(postal_address).replace("\n", "<br>") + "<br>" if postal_address else ""
-    return (
-        f'<html><body>{paragraphs}<hr><p style="font-size:12px;color:#666">'
-        f'{postal}<a href="{escape(unsubscribe_url)}">Unsubscribe</a></p></body></html>'
+    footer = (
+        f'<hr><p style="font-size:12px;color:#666">'
+        f'{postal}<a href="{escape(unsubscribe_url)}">Unsubscribe</a></p>'
     )
+    if html_part:
+        if "</body>" in html_part:
+            return html_part.replace("</body>", f"{footer}</body>", 1)
+        return f"<html><body>{html_part}{footer}</body></html>"
+    paragraphs = "".join(f"<p>{escape(p).replace(chr(10), '<br>')}</p>" for p in text.split("\n\n"))
+    return f"<html><body>{paragraphs}{footer}</body></html>"
 
 
 def activities_for(

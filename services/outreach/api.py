@@ -14,12 +14,15 @@ from temporalio.service import RPCError
 from services.outreach import models, schemas, service
 from services.outreach.prospects import ProspectDirectory
 from shared.auth import require_api_key
-from shared.contracts.journey import JourneyInput, journey_id
+from shared.contracts.journey import JourneyInput, ReplyReceived, journey_id
+from shared.contracts.names import Sig
 from shared.db import Session
 from shared.errors import AppError
+from shared.journeys import signal_journey
 from shared.temporal import task_queues
 
 log = logging.getLogger(__name__)
+ENGAGED_OUTCOMES = frozenset({"connected", "meeting_booked"})
 router = APIRouter(dependencies=[Depends(require_api_key)])
 
 
@@ -145,10 +148,23 @@ async def tasks(
 
 @router.post("/tasks/{task_id}/complete", response_model=schemas.RepTask, tags=["rep tasks"])
 async def complete_task(
-    task_id: str, body: schemas.TaskCompletion, session: Session
+    task_id: str, body: schemas.TaskCompletion, request: Request, session: Session
 ) -> models.RepTask:
+    """An outcome that means the prospect engaged (a call connected, a meeting booked) ends
+    the cadence like a reply does and moves the journey to qualifying."""
     task = await service.complete_task(session, task_id, body)
     await session.commit()
+    if body.outcome in ENGAGED_OUTCOMES:
+        reply = ReplyReceived(
+            channel=task.kind, event_id=f"task:{task.id}", excerpt=f"{body.outcome}: {body.notes}"
+        )
+        try:
+            await signal_journey(
+                request.app.state.temporal, task.prospect_id, Sig.REPLY_RECEIVED, reply
+            )
+        except AppError as err:
+            if err.code != "journey_not_running":
+                raise
     return task
 
 

@@ -98,6 +98,7 @@ class Message(Base):
     # what the numbers per cadence step and A/B variant are counted by
     cadence_id: Mapped[str | None] = mapped_column(String(32), index=True, default=None)
     variant: Mapped[str] = mapped_column(String(40), default="")
+    html_body: Mapped[str] = mapped_column(Text, default="")
     replied_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     # Email only: the address replies go to is local+r-<reply_token>@domain, so a reply is
     # matched to this row even without In-Reply-To (unguessable: 128 random bits).

@@ -32,9 +32,10 @@ class VariantIn(BaseModel):
     name: str = Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_-]+$")
     subject: str = Field("", max_length=300)
     body: str = Field(min_length=1, max_length=20000)
+    html: str = Field("", max_length=100000, description="HTML part of an email (template)")
     weight: int = Field(1, ge=1, le=100, description="share of prospects, relative to the others")
 
-    _templates = field_validator("subject", "body")(_checked_template)
+    _templates = field_validator("subject", "body", "html")(_checked_template)
 
 
 StepCondition = Literal["", "previous_email_delivered", "previous_email_not_delivered"]
@@ -49,16 +50,21 @@ class StepIn(BaseModel):
         0, ge=0, le=260, description="business days (Mon-Fri, not holidays) in the prospect's zone"
     )
     subject: str = Field("", max_length=300, description="email subject (required for email)")
-    body: str = Field("", max_length=20000, description="Jinja2 template")
+    body: str = Field("", max_length=20000, description="Jinja2 template (the plain-text part)")
+    html: str = Field(
+        "", max_length=100000, description="email only: HTML part (template); default: from body"
+    )
     condition: StepCondition = Field("", description="send only if the condition holds")
     variants: list[VariantIn] = Field(
         default_factory=list, max_length=5, description="A/B variants replacing subject and body"
     )
 
-    _templates = field_validator("subject", "body")(_checked_template)
+    _templates = field_validator("subject", "body", "html")(_checked_template)
 
     @model_validator(mode="after")
     def _complete(self) -> StepIn:
+        if self.channel != "email" and (self.html or any(v.html for v in self.variants)):
+            raise ValueError("only an email step has an HTML part")
         messages = self.variants or [self]
         if not all(m.body.strip() for m in messages):
             raise ValueError("a step needs a body (or variants with bodies)")

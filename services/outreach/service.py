@@ -82,6 +82,7 @@ def snapshot_from_definition(cadence_id: str, version: int, d: dict[str, Any]) -
                 subject=s.get("subject", ""),
                 business_days=s.get("business_days", 0),
                 condition=s.get("condition", ""),
+                html=s.get("html", ""),
                 variants=[StepVariant(**v) for v in s.get("variants", [])],
             )
             for s in steps

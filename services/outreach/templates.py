@@ -37,6 +37,9 @@ def _default(value: object, fallback: str = "") -> object:
 
 _env.filters["default"] = _default
 _env.filters["d"] = _default
+# HTML parts: every value is escaped, so a prospect's name cannot inject markup
+_html_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=True)
+_html_env.filters.update(_env.filters)
 
 
 def template_problems(source: str) -> list[str]:
@@ -80,6 +83,10 @@ def variables_for(contact: Contact, extra: dict[str, str]) -> dict[str, str]:
 
 def render(source: str, values: dict[str, str]) -> str:
     return _env.from_string(source).render(**values)
+
+
+def render_html(source: str, values: dict[str, str]) -> str:
+    return _html_env.from_string(source).render(**values)
 
 
 # Built-in touches outside cadences: (subject, email body, sms body) per kind.

@@ -87,6 +87,7 @@ class StepVariant:
     body: str
     subject: str = ""
     weight: int = 1
+    html: str = ""
 
 
 @dataclass
@@ -102,6 +103,7 @@ class CadenceStep:
     condition: str = ""  # "" | "previous_email_delivered" | "previous_email_not_delivered"
     variants: list[StepVariant] = field(default_factory=list)
     variant: str = ""  # the variant chosen for this prospect (set by the journey)
+    html: str = ""  # an email's HTML part (template); empty: made from the text
 
 
 @dataclass

@@ -78,7 +78,12 @@ def personalise(prospect_id: str, index: int, steps: list[CadenceStep]) -> list[
         chosen = choose_variant(prospect_id, f"{index}.{position}", step.variants)
         out.append(
             replace(
-                step, subject=chosen.subject, body=chosen.body, variant=chosen.name, variants=[]
+                step,
+                subject=chosen.subject,
+                body=chosen.body,
+                html=chosen.html,
+                variant=chosen.name,
+                variants=[],
             )
         )
     return out

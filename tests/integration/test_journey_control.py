@@ -181,3 +181,55 @@ async def test_company_pause_conditions_variants_and_stats(
             assert subjects <= {"Hello", "HELLO"}
         finally:
             await d.close()
+
+
+async def test_html_part_and_a_booked_meeting_from_a_call_task(
+    tmp_path: Path,
+    database_urls: dict[str, str],
+    temporal_local: WorkflowEnvironment,
+    queue_prefix: str,
+) -> None:
+    async with whole_stack(tmp_path, database_urls, temporal_local, queue_prefix) as urls:
+        d = Driver(urls)
+        try:
+            await d.setup()
+            spec = fast_cadence()
+            spec["steps"][0]["html"] = "<h1>Hi {{ first_name }}</h1><p>About {{ company }}</p>"
+            cadence = await d.ok("POST", f"{urls.outreach}/cadences", json=spec)
+            bad = fast_cadence()
+            bad["steps"][1]["html"] = "<p>{{ first_name }}</p>"  # an SMS has no HTML part
+            refused = await d.http.post(f"{urls.outreach}/cadences", json=bad)
+            assert refused.status_code == 422 and "HTML" in refused.text
+
+            eve = await d.new_prospect("Eve", company="Smith & <Sons>")
+            await d.enroll(eve["id"], cadence["id"])
+            mail = (await d.wait_mails(eve["email"], 1))[0]
+            assert "<h1>Hi Eve</h1>" in mail["html"]
+            assert "Smith &amp; &lt;Sons&gt;" in mail["html"]  # values are escaped in HTML
+            assert (
+                "Unsubscribe" in mail["html"] and "Unsubscribe" not in mail["html"].split("<hr>")[0]
+            )
+            assert "Smith & <Sons>" in mail["text"]
+
+            # no email address: the first touch's email becomes a call task for the rep
+            ned = await d.new_prospect("Ned", email=None)
+            await d.enroll(ned["id"], cadence["id"])
+
+            async def call_task() -> dict | None:
+                tasks = await d.tasks_of(ned["id"])
+                return next((t for t in tasks if t["kind"] == "call_task"), None)
+
+            from tests.scenarios import eventually
+
+            task = await eventually(call_task, "a call task")
+            await d.ok(
+                "POST",
+                f"{urls.outreach}/tasks/{task['id']}/complete",
+                json={"outcome": "meeting_booked", "notes": "Thursday 10:00"},
+            )
+            path = await d.wait_stage(ned["id"], "qualifying")
+            history = await d.ok("GET", f"{urls.prospecting}/prospects/{ned['id']}/stages")
+            assert history[-1]["cause"] == "replied by call_task"
+            assert path[-2:] == ["contacting", "qualifying"]
+        finally:
+            await d.close()
