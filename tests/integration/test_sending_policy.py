@@ -346,6 +346,15 @@ async def test_a_retried_send_keeps_the_sender_of_its_slot(
                 await asyncio.sleep(0.05)
             state = [(row.status, row.attempts, row.sender_id) for row in rows]
             assert state and state[0][0] == "sending" and state[0][2] == ann["id"], state
+            # Start the server only once the first attempt has failed: marking the row
+            # `sending` comes before the connection attempt, so earlier would race it.
+            for _ in range(200):
+                pending = (await handle.describe()).raw_description.pending_activities
+                if pending and pending[0].attempt >= 2:
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("the first attempt never failed")
             mailbox = Mailbox(tmp_path / "late-mailbox")
             reserved.close()
             controller = await start_smtp(mailbox, "127.0.0.1", smtp_port)
