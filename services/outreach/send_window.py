@@ -57,13 +57,6 @@ class Rule:
     holidays: frozenset[date]
 
 
-def zone(name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
-
-
 @lru_cache(maxsize=1)
 def _known_zones() -> frozenset[str]:
     return frozenset(available_timezones())

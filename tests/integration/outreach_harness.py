@@ -6,16 +6,44 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
+from temporalio import workflow
+from temporalio.common import RetryPolicy
 
+from shared.contracts.journey import TouchRequest, TouchResult
+from shared.contracts.names import Act
 from shared.migrations import upgrade
 from shared.sandbox import twilio_server
 from shared.sandbox.mailbox import Mailbox, start_smtp
 from shared.settings import SERVICES, Settings
 from tests.conftest import free_port, make_settings
+
+
+async def send_touch(req: TouchRequest) -> TouchResult:
+    """Workflow code: run the real send activity on the outreach queue beside this one."""
+    return await workflow.execute_activity(
+        Act.SEND_TOUCH,
+        req,
+        task_queue=workflow.info().task_queue.replace("journeys", "outreach"),
+        start_to_close_timeout=timedelta(seconds=30),
+        retry_policy=RetryPolicy(
+            initial_interval=timedelta(milliseconds=100), maximum_interval=timedelta(seconds=1)
+        ),
+        result_type=TouchResult,
+    )
+
+
+@workflow.defn(name="SendTouchOnce")
+class SendTouchOnce:
+    """One touch through the real send activity (with Temporal's retries), no journey."""
+
+    @workflow.run
+    async def run(self, req: TouchRequest) -> TouchResult:
+        return await send_touch(req)
 
 
 @dataclass

@@ -25,7 +25,6 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
@@ -33,7 +32,6 @@ from services.outreach import consent, models
 from services.outreach.activities import SendFaults, activities_for
 from services.outreach.app import create_app
 from shared.contracts.journey import CadenceStep, Contact, TouchRequest, TouchResult, journey_id
-from shared.contracts.names import Act
 from shared.db import create_engine, session_factory
 from shared.migrations import upgrade
 from shared.providers import postmark
@@ -41,7 +39,7 @@ from shared.providers.mailgun import event_payload, inbound_form
 from shared.providers.postmark import basic_auth_header
 from shared.providers.twilio_signature import SIGNATURE_HEADER, sign_twilio_request
 from tests.conftest import AUTH, free_port, make_settings
-from tests.integration.outreach_harness import Sandboxes, sandboxes
+from tests.integration.outreach_harness import Sandboxes, SendTouchOnce, sandboxes, send_touch
 from tests.integration.test_full_journey import whole_stack
 from tests.integration.webhooks_rig import (
     FAST,
@@ -153,13 +151,6 @@ class Scheduled:
     delay_seconds: float
 
 
-@workflow.defn(name="SendTouchOnce")
-class SendTouchOnce:
-    @workflow.run
-    async def run(self, req: TouchRequest) -> TouchResult:
-        return await _send(req)
-
-
 @workflow.defn(name="ScheduledTouch")
 class ScheduledTouch:
     """A step already scheduled: it waits, then sends, whatever happened meanwhile (a journey
@@ -168,18 +159,7 @@ class ScheduledTouch:
     @workflow.run
     async def run(self, job: Scheduled) -> TouchResult:
         await workflow.sleep(job.delay_seconds)
-        return await _send(job.req)
-
-
-async def _send(req: TouchRequest) -> TouchResult:
-    return await workflow.execute_activity(
-        Act.SEND_TOUCH,
-        req,
-        task_queue=workflow.info().task_queue.replace("journeys", "outreach"),
-        start_to_close_timeout=timedelta(seconds=30),
-        retry_policy=RetryPolicy(initial_interval=timedelta(milliseconds=100)),
-        result_type=TouchResult,
-    )
+        return await send_touch(job.req)
 
 
 @dataclass

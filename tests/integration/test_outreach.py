@@ -9,7 +9,6 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,6 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
@@ -30,15 +28,14 @@ from shared.contracts.journey import (
     ReplyReceived,
     SendWindow,
     TouchRequest,
-    TouchResult,
     journey_id,
 )
-from shared.contracts.names import Act, Sig
+from shared.contracts.names import Sig
 from shared.db import create_engine, session_factory
 from shared.providers.mailgun import event_payload, inbound_form
 from shared.providers.twilio_signature import sign_twilio_request
 from tests.conftest import AUTH
-from tests.integration.outreach_harness import Sandboxes, sandboxes
+from tests.integration.outreach_harness import Sandboxes, SendTouchOnce, sandboxes
 
 CADENCE = {
     "name": "Outbound",
@@ -53,20 +50,6 @@ CADENCE = {
         {"channel": "email", "offset_seconds": 3600, "subject": "Again", "body": "Following up"},
     ],
 }
-
-
-@workflow.defn(name="SendTouchOnce")
-class SendTouchOnce:
-    @workflow.run
-    async def run(self, req: TouchRequest) -> TouchResult:
-        return await workflow.execute_activity(
-            Act.SEND_TOUCH,
-            req,
-            task_queue=workflow.info().task_queue.replace("journeys", "outreach"),
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=RetryPolicy(initial_interval=timedelta(milliseconds=100)),
-            result_type=TouchResult,
-        )
 
 
 @workflow.defn(name="ProspectJourney")

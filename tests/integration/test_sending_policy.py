@@ -26,9 +26,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-from temporalio import workflow
 from temporalio.client import Client, WorkflowHandle
-from temporalio.common import RetryPolicy
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
@@ -43,30 +41,13 @@ from shared.contracts.journey import (
     TouchResult,
     journey_id,
 )
-from shared.contracts.names import Act
 from shared.db import create_engine, session_factory
 from shared.sandbox.mailbox import Mailbox, start_smtp
 from shared.settings import Settings
 from tests.conftest import AUTH
-from tests.integration.outreach_harness import Sandboxes, sandboxes
+from tests.integration.outreach_harness import Sandboxes, SendTouchOnce, sandboxes
 
 POSTAL = "Closeflow Test Ltd\n1 Harbour Road, Bristol BS1 5TT, UK"
-
-
-@workflow.defn(name="SendTouchPolicy")
-class SendTouchPolicy:
-    @workflow.run
-    async def run(self, req: TouchRequest) -> TouchResult:
-        return await workflow.execute_activity(
-            Act.SEND_TOUCH,
-            req,
-            task_queue=workflow.info().task_queue.replace("journeys", "outreach"),
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=RetryPolicy(
-                initial_interval=timedelta(milliseconds=100), maximum_interval=timedelta(seconds=1)
-            ),
-            result_type=TouchResult,
-        )
 
 
 @dataclass
@@ -82,7 +63,7 @@ class Rig:
 
     async def start(self, req: TouchRequest) -> WorkflowHandle[Any, TouchResult]:
         return await self.env.client.start_workflow(
-            SendTouchPolicy.run,
+            SendTouchOnce.run,
             req,
             id=f"send-{uuid.uuid4().hex}",
             task_queue=self.settings.task_queue("journeys"),
@@ -141,7 +122,7 @@ async def rig(
                 Worker(
                     env.client,
                     task_queue=q("journeys"),
-                    workflows=[SendTouchPolicy],
+                    workflows=[SendTouchOnce],
                     workflow_runner=UnsandboxedWorkflowRunner(),
                 )
             )
