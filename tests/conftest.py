@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from temporalio.testing import WorkflowEnvironment
 
 from shared.settings import Settings
+from tests.browser import browser, page  # noqa: F401  (fixtures for the page tests)
 
 BIN = Path(sys.executable).parent
 POSTGRES_URL = os.environ.get("CLOSEFLOW_TEST_POSTGRES_URL", "")
