@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.closeflow-installed
 
-.PHONY: install run test lint format migrate bench bench-webhooks settings clean
+.PHONY: chromium install run test lint format migrate bench bench-webhooks settings clean
 
 install: $(STAMP)
 
@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 run: $(STAMP)
 	$(BIN)/closeflow dev
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 
@@ -39,6 +39,13 @@ bench: $(STAMP)
 
 bench-webhooks: $(STAMP)
 	$(BIN)/python -m bench.webhooks
+
+# The page tests drive Debian's chromium; install it when it is missing and we may.
+chromium:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium; \
+	  else echo "chromium is missing: apt-get install chromium (as root)" >&2; exit 1; fi; }
 
 settings: $(STAMP)
 	@$(BIN)/closeflow settings
