@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.closeflow-installed
 
-.PHONY: chromium install run test lint format migrate bench bench-webhooks settings clean
+.PHONY: chromium install run test lint format migrate bench bench-webhooks bench-funnel settings clean
 
 install: $(STAMP)
 
@@ -39,6 +39,10 @@ bench: $(STAMP)
 
 bench-webhooks: $(STAMP)
 	$(BIN)/python -m bench.webhooks
+
+# BENCH_FUNNEL_N stage changes (default 1000000); PostgreSQL too when CLOSEFLOW_TEST_POSTGRES_URL is set
+bench-funnel: $(STAMP)
+	$(BIN)/python -m bench.funnel
 
 # The page tests drive Debian's chromium; install it when it is missing and we may.
 chromium:

@@ -9,7 +9,10 @@ distinct, signed status callbacks (queued, sent, delivered for each of N/3 messa
 send ledger) over 50 keep-alive connections from a small raw-HTTP client in this process (so
 the client is not what is measured). Outreach runs on SQLite, the default dev database, and
 does its whole job per request: verify the signature, store the event, move the ledger row,
-answer 204 once that is committed (callbacks arriving together share a transaction). Prints requests/s, p50 and p99 for both and, last, `ratio=<outreach rps / bare rps>`.
+answer 204 once that is committed (callbacks arriving together share a transaction), through
+the app as `create_app` builds it (the status callback is answered by its ASGI fast path before
+routing: services/outreach/webhooks/twilio.py). Prints requests/s, p50 and p99 for both and,
+last, `ratio=<outreach rps / bare rps>`.
 Loopback only; bounded in count and in time (BENCH_WEBHOOK_TIMEOUT seconds per target).
 BENCH_WEBHOOK_PROFILE=<path> writes a cProfile of each server to <path>.bare / <path>.outreach.
 """

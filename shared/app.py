@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from types import ModuleType
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from temporalio.client import Client
 
+from shared.access import check_coverage, enforce_access, install_access
 from shared.db import create_engine, session_factory
 from shared.errors import install_error_handlers
+from shared.issued_keys import IntrospectedKeys
 from shared.settings import Settings
 from shared.temporal import connect
 
@@ -26,6 +31,8 @@ def create_service_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # every route is in place by now (app.py files include routers after this function)
+        check_coverage(app, strict=settings.environment == "production")
         engine = create_engine(settings.database_url(name))
         app.state.engine = engine
         app.state.sessions = session_factory(engine)
@@ -37,10 +44,24 @@ def create_service_app(
                 await close()
             await engine.dispose()
 
-    app = FastAPI(title=f"closeflow {name}", description=description, lifespan=lifespan)
+    # enforce_access runs before every route, including routers included after this returns
+    app = FastAPI(
+        title=f"closeflow {name}",
+        description=description,
+        lifespan=lifespan,
+        dependencies=[Depends(enforce_access)],
+    )
     app.state.settings = settings
     app.state.service_name = name
     app.state.cleanup = []  # async callables run at shutdown, e.g. HTTP clients to close
+    access = _access_module(name)
+    install_access(app, name, getattr(access, "RESOLVERS", {}))
+    if hasattr(access, "key_lookup"):
+        app.state.key_lookup = access.key_lookup(app)  # prospecting: issued keys are its own
+    elif settings.internal_api_key:
+        issued = IntrospectedKeys(settings.prospecting_url, settings.internal_api_key)
+        app.state.key_lookup = issued
+        app.state.cleanup.append(issued.close)
     install_error_handlers(app)
     for router in routers:
         app.include_router(router)
@@ -50,3 +71,12 @@ def create_service_app(
         return {"status": "ok", "service": name}
 
     return app
+
+
+def _access_module(service: str) -> ModuleType | None:
+    """services/<service>/access.py: RESOLVERS (how its ids map to their rep) and, optionally,
+    key_lookup(app). Found by name so a service registers them without touching its app.py."""
+    module = f"services.{service}.access"
+    if importlib.util.find_spec(module) is None:
+        return None
+    return importlib.import_module(module)

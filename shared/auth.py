@@ -1,9 +1,18 @@
-"""API-key authentication: every endpoint but provider webhooks and public links needs one."""
+"""API keys and who holds them: every endpoint but provider webhooks and public links needs one.
+
+CLOSEFLOW_API_KEYS entries name the holder's role (see README, Roles):
+  `<key>`                 an admin key (a bare key stays admin: the dev stack and old configs)
+  `admin:<key>`, `ops:<key>`
+  `rep:<rep_id>:<key>`    a rep's key: only that rep's prospects, deals and tasks
+Which role may call which route is decided in shared/access.py.
+"""
 
 from __future__ import annotations
 
 import hmac
-from typing import Annotated
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Annotated, Literal
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader
@@ -11,19 +20,115 @@ from fastapi.security import APIKeyHeader
 from shared.errors import AppError
 
 API_KEY_HEADER = "X-API-Key"
+# Server-rendered pages (paths under /ui/) take the key once as ?key= and keep it in a cookie:
+# a browser cannot send a header. API routes take the header only (query strings get logged).
+PAGE_PREFIX = "/ui/"
+PAGE_KEY_QUERY = "key"
+PAGE_KEY_COOKIE = "closeflow_key"
 _scheme = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, description="closeflow API key")
+
+Role = Literal["admin", "ops", "rep"]
+ROLES: tuple[Role, ...] = ("admin", "ops", "rep")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling. Holds no secret, so it is safe to log."""
+
+    role: Role
+    rep_id: str | None = None  # set for rep keys only
+
+    def __str__(self) -> str:
+        return f"rep {self.rep_id}" if self.role == "rep" else self.role
+
+
+class KeyConfigError(ValueError):
+    """A malformed CLOSEFLOW_API_KEYS entry. The message never contains the key."""
+
+
+def parse_key_entry(entry: str, position: int = 1) -> tuple[str, Principal]:
+    """One CLOSEFLOW_API_KEYS entry -> (key, holder). `position` (1-based) names the entry in
+    errors, because the entry itself is a secret."""
+    entry = entry.strip()
+    where = f"CLOSEFLOW_API_KEYS entry {position}"
+    role, sep, rest = entry.partition(":")
+    if not sep or role not in ROLES:
+        # no role prefix: the whole entry is an admin key (plain keys were all-powerful before)
+        key, principal = entry, Principal("admin")
+    elif role == "rep":
+        rep_id, sep, key = rest.partition(":")
+        if not sep or not rep_id.strip():
+            raise KeyConfigError(f"{where}: a rep key is written rep:<rep_id>:<key>")
+        principal = Principal("rep", rep_id.strip())
+    else:
+        key, principal = rest, Principal(role)  # type: ignore[arg-type]
+    if not key.strip():
+        raise KeyConfigError(f"{where}: the key after the role is empty")
+    return key.strip(), principal
+
+
+def parse_api_keys(entries: Iterable[str]) -> dict[str, Principal]:
+    """Every entry's key -> its holder; a key given twice is refused (which role would it be?)."""
+    holders: dict[str, Principal] = {}
+    for position, entry in enumerate(entries, start=1):
+        if not entry.strip():
+            continue
+        key, principal = parse_key_entry(entry, position)
+        if key in holders:
+            raise KeyConfigError(f"CLOSEFLOW_API_KEYS entry {position} repeats an earlier key")
+        holders[key] = principal
+    return holders
+
+
+def identify(holders: dict[str, Principal], key: str) -> Principal | None:
+    found = None
+    # compare_digest against every key, no early exit: the time taken reveals neither a prefix
+    # match nor which entry matched
+    for candidate, principal in holders.items():
+        if hmac.compare_digest(key.encode(), candidate.encode()):
+            found = principal
+    return found
+
+
+def presented_key(request: Request) -> str | None:
+    key = request.headers.get(API_KEY_HEADER)
+    if key or not request.url.path.startswith(PAGE_PREFIX):
+        return key
+    return request.query_params.get(PAGE_KEY_QUERY) or request.cookies.get(PAGE_KEY_COOKIE)
+
+
+async def authenticate(request: Request, key: str | None) -> Principal:
+    """The caller's principal, resolved once per request and kept on request.state: a key of
+    CLOSEFLOW_API_KEYS, else one issued through the API (app.state.key_lookup)."""
+    known: Principal | None = getattr(request.state, "principal", None)
+    if known is not None:
+        return known
+    if not key:
+        raise AppError(401, "missing_api_key", f"send your API key in the {API_KEY_HEADER} header")
+    principal = identify(request.app.state.settings.api_principals, key)
+    lookup: Callable[[str], Awaitable[Principal | None]] | None = getattr(
+        request.app.state, "key_lookup", None
+    )
+    if principal is None and lookup is not None:
+        principal = await lookup(key)
+    if principal is None:
+        raise AppError(401, "invalid_api_key", f"the {API_KEY_HEADER} header holds an unknown key")
+    request.state.principal = principal
+    return principal
 
 
 async def require_api_key(
     request: Request, key: Annotated[str | None, Depends(_scheme)] = None
 ) -> str:
-    if not key:
-        raise AppError(401, "missing_api_key", f"send your API key in the {API_KEY_HEADER} header")
-    accepted: frozenset[str] = request.app.state.settings.api_key_values
-    # compare_digest on every key so the time taken does not reveal a prefix match
-    if not any(hmac.compare_digest(key.encode(), k.encode()) for k in accepted):
-        raise AppError(401, "invalid_api_key", f"the {API_KEY_HEADER} header holds an unknown key")
-    return key
+    await authenticate(request, key)
+    return key or ""
+
+
+async def current_principal(
+    request: Request, key: Annotated[str | None, Depends(_scheme)] = None
+) -> Principal:
+    return await authenticate(request, key)
 
 
 ApiKey = Annotated[str, Depends(require_api_key)]
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]

@@ -264,8 +264,8 @@ def cmd_settings(settings: Settings | None, args: argparse.Namespace) -> int:
 def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
     from services.prospecting.import_cli import summary, upload
 
-    # The first of CLOSEFLOW_API_KEYS: the key this client presents to the API.
-    key = settings.api_keys[0].get_secret_value() if settings.api_keys else ""
+    # The first admin (else ops) key of CLOSEFLOW_API_KEYS: importing is an ops task.
+    key = settings.internal_api_key
     report = asyncio.run(
         upload(args.file, url=args.url or settings.prospecting_url, api_key=key, fmt=args.format)
     )

@@ -116,6 +116,9 @@ def isolated_env(data_dir: Path, host: str = "127.0.0.1") -> dict[str, str]:
         "TWILIO_SANDBOX_PORT": str(port["twilio_sandbox_port"]),
         "TWILIO_API_BASE_URL": f"http://{host}:{port['twilio_sandbox_port']}",
         "PROSPECTING_URL": f"http://{host}:{port['prospecting_port']}",
+        "OUTREACH_URL": f"http://{host}:{port['outreach_port']}",
+        "DEALS_URL": f"http://{host}:{port['deals_port']}",
+        "REFERRALS_URL": f"http://{host}:{port['referrals_port']}",
         "OUTREACH_PUBLIC_URL": f"http://{host}:{port['outreach_port']}",
         "REFERRALS_PUBLIC_URL": f"http://{host}:{port['referrals_port']}",
     }

@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from shared.auth import Principal, parse_api_keys
+
 SERVICES = ("prospecting", "outreach", "deals", "referrals")
 DEV_API_KEY = "dev-key"
 
@@ -24,7 +26,10 @@ def _split_csv(value: object) -> object:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CLOSEFLOW_", env_file=".env", extra="ignore")
+    # hide_input_in_errors: a validation error must not print the secrets it was given
+    model_config = SettingsConfigDict(
+        env_prefix="CLOSEFLOW_", env_file=".env", extra="ignore", hide_input_in_errors=True
+    )
 
     environment: Literal["development", "test", "production"] = Field(
         "development", description="production refuses the development API key and empty secrets"
@@ -41,6 +46,15 @@ class Settings(BaseSettings):
     prospecting_url: str = Field(
         "http://127.0.0.1:8001", description="where other services reach the prospecting API"
     )
+    deals_url: str = Field(
+        "http://127.0.0.1:8003", description="where other services reach the deals API"
+    )
+    outreach_url: str = Field(
+        "http://127.0.0.1:8002", description="where other services reach the outreach API"
+    )
+    referrals_url: str = Field(
+        "http://127.0.0.1:8004", description="where other services reach the referrals API"
+    )
     outreach_public_url: str = Field(
         "http://localhost:8002",
         description="public base URL of outreach: unsubscribe links and webhook signatures",
@@ -50,7 +64,14 @@ class Settings(BaseSettings):
     )
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=lambda: [SecretStr(DEV_API_KEY)],
-        description="comma-separated API keys accepted in the X-API-Key header",
+        description="comma-separated API keys accepted in the X-API-Key header: a bare key or "
+        "admin:<key> is an admin key, ops:<key> an ops key, rep:<rep_id>:<key> that rep's key",
+    )
+
+    erasure_pepper: SecretStr = Field(
+        SecretStr("dev-erasure-pepper"),
+        description="secret key of the HMAC-SHA256 digests that keep erased people suppressed "
+        "(changing it forgets every erasure suppression)",
     )
 
     # --- databases ----------------------------------------------------------------------------
@@ -139,12 +160,15 @@ class Settings(BaseSettings):
         return data
 
     @model_validator(mode="after")
+    def _check_key_entries(self) -> Settings:
+        _ = self.api_principals  # a malformed entry stops the process at start, not at a request
+        return self
+
+    @model_validator(mode="after")
     def _refuse_dev_secrets_in_production(self) -> Settings:
         if self.environment != "production":
             return self
-        if not self.api_keys or any(
-            k.get_secret_value() in ("", DEV_API_KEY) for k in self.api_keys
-        ):
+        if not self.api_principals or DEV_API_KEY in self.api_principals:
             raise ValueError("CLOSEFLOW_API_KEYS must be set to real keys in production")
         if self.twilio_auth_token.get_secret_value() == "dev-twilio-auth-token":
             raise ValueError("CLOSEFLOW_TWILIO_AUTH_TOKEN must be set in production")
@@ -168,5 +192,20 @@ class Settings(BaseSettings):
         return f"{self.task_queue_prefix}{name}"
 
     @cached_property
+    def api_principals(self) -> dict[str, Principal]:
+        """Each accepted key -> who holds it (role, rep)."""
+        return parse_api_keys(k.get_secret_value() for k in self.api_keys)
+
+    @cached_property
     def api_key_values(self) -> frozenset[str]:
-        return frozenset(k.get_secret_value() for k in self.api_keys if k.get_secret_value())
+        return frozenset(self.api_principals)
+
+    @cached_property
+    def internal_api_key(self) -> str:
+        """The key a closeflow process presents to another one (and the import CLI): the first
+        admin key, else the first ops key. Never a rep key: a service reads every rep's data."""
+        for role in ("admin", "ops"):
+            for key, holder in self.api_principals.items():
+                if holder.role == role:
+                    return key
+        return ""

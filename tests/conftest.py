@@ -84,15 +84,34 @@ async def _create_pg_database(base_url: str) -> str:
     return make_url(base_url).set(database=name).render_as_string(hide_password=False)
 
 
+async def _drop_pg_database(base_url: str, name: str) -> None:
+    admin = create_async_engine(base_url, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        # FORCE: a test's app may still hold pooled connections when the fixture ends
+        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    await admin.dispose()
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def database_urls(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
-    """One fresh database per service, on SQLite and on PostgreSQL."""
+async def database_urls(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[dict[str, str]]:
+    """One fresh database per service, on SQLite and on PostgreSQL (dropped afterwards: a
+    full run creates thousands, which would otherwise fill the disk)."""
     services = ("prospecting", "outreach", "deals", "referrals")
     if request.param == "sqlite":
-        return {s: f"sqlite+aiosqlite:///{tmp_path / s}.db" for s in services}
+        yield {s: f"sqlite+aiosqlite:///{tmp_path / s}.db" for s in services}
+        return
     if not POSTGRES_URL:
         pytest.fail("CLOSEFLOW_REQUIRE_POSTGRES=1 but CLOSEFLOW_TEST_POSTGRES_URL is not set")
-    return {s: await _create_pg_database(POSTGRES_URL) for s in services}
+    urls = {s: await _create_pg_database(POSTGRES_URL) for s in services}
+    try:
+        yield urls
+    finally:
+        for url in urls.values():
+            database = make_url(url).database
+            if database:
+                await _drop_pg_database(POSTGRES_URL, database)
 
 
 def make_settings(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -10,8 +11,16 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from services.deals import service
-from shared.contracts.journey import DealStatus, OpenDealRequest
+from services.deals import briefs, history, service
+from shared.contracts.journey import (
+    DealNote,
+    DealStatus,
+    MeetingBrief,
+    MeetingBriefRequest,
+    OpenDealRequest,
+    OpenObjections,
+    QualificationTimeout,
+)
 from shared.contracts.names import Act
 from shared.errors import AppError
 from shared.settings import Settings
@@ -46,16 +55,74 @@ class DealsActivities:
                 await session.commit()
                 return DealStatus(deal.id, deal.stage)
         except AppError as err:
-            if err.status == 404:
-                # retrying cannot make an unknown deal appear
-                raise ApplicationError(
-                    err.message, type="DealNotFound", non_retryable=True
-                ) from err
-            raise
+            raise _non_retryable(err) from err
+
+    @activity.defn(name=Act.TIME_OUT_QUALIFICATION)
+    async def time_out_qualification(self, req: QualificationTimeout) -> DealStatus:
+        """The cadence's timeout outcome (disqualified or nurture) with its cause, unless the
+        API recorded a verdict first: then that stage is reported."""
+        try:
+            async with self._sessions() as session:
+                deal = await service.time_out_qualification(
+                    session, req.deal_id, req.outcome, req.cause
+                )
+                await session.commit()
+                return DealStatus(deal.id, deal.stage)
+        except AppError as err:
+            raise _non_retryable(err) from err
+
+    @activity.defn(name=Act.NOTE_DEAL)
+    async def note_deal(self, req: DealNote) -> None:
+        """A line in the deal's history (a reminder, an escalation); once per key."""
+        try:
+            async with self._sessions() as session:
+                deal = await service.get_deal(session, req.deal_id)
+                await history.note(
+                    session, deal, req.cause, key=req.key, at=datetime.fromisoformat(req.at)
+                )
+                await session.commit()
+        except AppError as err:
+            raise _non_retryable(err) from err
+        except IntegrityError:
+            pass  # a concurrent attempt wrote the same key: the line is there
+
+    @activity.defn(name=Act.MEETING_BRIEF)
+    async def meeting_brief(self, req: MeetingBriefRequest) -> MeetingBrief:
+        try:
+            async with self._sessions() as session:
+                brief = await briefs.build(session, req.deal_id, req.contact)
+        except AppError as err:
+            raise _non_retryable(err) from err
+        return MeetingBrief(brief.body(), brief.context())
+
+    @activity.defn(name=Act.OPEN_OBJECTIONS)
+    async def open_objections(self, deal_id: str) -> OpenObjections:
+        try:
+            async with self._sessions() as session:
+                deal, found = await briefs.open_objections(session, deal_id)
+        except AppError as err:
+            raise _non_retryable(err) from err
+        return OpenObjections(deal.id, deal.stage, deal.is_closed, found)
+
+
+def _non_retryable(err: AppError) -> Exception:
+    if err.status == 404:
+        # retrying cannot make an unknown deal appear
+        return ApplicationError(err.message, type="DealNotFound", non_retryable=True)
+    if err.status == 422:
+        return ApplicationError(err.message, type="InvalidInput", non_retryable=True)
+    return err
 
 
 def activities_for(
     settings: Settings, sessions: async_sessionmaker[AsyncSession]
 ) -> list[Callable[..., Any]]:
     acts = DealsActivities(sessions)
-    return [acts.open_deal, acts.expire_qualification]
+    return [
+        acts.open_deal,
+        acts.expire_qualification,
+        acts.time_out_qualification,
+        acts.note_deal,
+        acts.meeting_brief,
+        acts.open_objections,
+    ]

@@ -11,16 +11,19 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
 
+from services.deals import meetings as mtg
 from services.deals import objections as obj
 from services.deals import schemas
 from services.deals import service as svc
-from services.deals.models import Deal
+from services.deals.models import Deal, Meeting
 from services.deals.objections import ResponseStats
 from services.deals.playbook import SLUG_PATTERN
 from services.deals.qualification import DEFAULT_FRAMEWORK
 from shared.auth import ApiKey
 from shared.contracts.journey import (
     DealClosed,
+    DecisionDeadline,
+    MeetingChanged,
     MeetingScheduled,
     ObjectionLogged,
     QualificationRecorded,
@@ -107,9 +110,83 @@ async def schedule_meeting(
         request.app.state.temporal,
         deal.prospect_id,
         Sig.MEETING_SCHEDULED,
-        MeetingScheduled(meeting.id, deal.id, meeting.starts_at.isoformat(), meeting.title),
+        MeetingScheduled(
+            meeting.id, deal.id, meeting.starts_at.isoformat(), meeting.title, meeting.revision
+        ),
     )
     return meeting
+
+
+@deals.post("/{deal_id}/meetings/{meeting_id}/reschedule", response_model=schemas.Meeting)
+async def reschedule_meeting(
+    deal_id: str,
+    meeting_id: str,
+    body: schemas.MeetingReschedule,
+    request: Request,
+    _: ApiKey,
+    session: Session,
+) -> object:
+    """Move a scheduled meeting: its pending reminders are replaced by ones for the new time
+    and the rep gets a new preparation task. 409 when held, missed or cancelled."""
+    deal, meeting, _changed = await mtg.reschedule(session, deal_id, meeting_id, body.starts_at)
+    await session.commit()
+    await _signal_meeting(request, Sig.MEETING_RESCHEDULED, deal, meeting)
+    return meeting
+
+
+@deals.post("/{deal_id}/meetings/{meeting_id}/cancel", response_model=schemas.Meeting)
+async def cancel_meeting(
+    deal_id: str,
+    meeting_id: str,
+    body: schemas.MeetingCancel,
+    request: Request,
+    _: ApiKey,
+    session: Session,
+) -> object:
+    """Cancel a scheduled meeting: its reminders stop. 409 when it was held or missed."""
+    deal, meeting = await mtg.cancel(session, deal_id, meeting_id, body.reason.strip())
+    await session.commit()
+    await _signal_meeting(request, Sig.MEETING_CANCELLED, deal, meeting)
+    return meeting
+
+
+@deals.post("/{deal_id}/meetings/{meeting_id}/held", response_model=schemas.Meeting)
+async def mark_meeting_held(
+    deal_id: str, meeting_id: str, request: Request, _: ApiKey, session: Session
+) -> object:
+    """The meeting took place (only once it has started). 409 when cancelled or a no-show."""
+    deal, meeting = await mtg.mark(session, deal_id, meeting_id, mtg.HELD)
+    await session.commit()
+    await _signal_meeting(request, Sig.MEETING_HELD, deal, meeting)
+    return meeting
+
+
+@deals.post("/{deal_id}/meetings/{meeting_id}/no-show", response_model=schemas.Meeting)
+async def mark_meeting_no_show(
+    deal_id: str, meeting_id: str, request: Request, _: ApiKey, session: Session
+) -> object:
+    """The prospect did not come (only once it has started): the rep gets a follow-up task and
+    the prospect a re-booking message. 409 when cancelled or held."""
+    deal, meeting = await mtg.mark(session, deal_id, meeting_id, mtg.NO_SHOW)
+    await session.commit()
+    await _signal_meeting(request, Sig.MEETING_NO_SHOW, deal, meeting)
+    return meeting
+
+
+async def _signal_meeting(request: Request, signal: str, deal: Deal, meeting: Meeting) -> None:
+    await signal_journey(
+        request.app.state.temporal,
+        deal.prospect_id,
+        signal,
+        MeetingChanged(
+            meeting.id,
+            deal.id,
+            meeting.starts_at.isoformat(),
+            meeting.title,
+            meeting.revision,
+            meeting.cancel_reason or "",
+        ),
+    )
 
 
 @deals.post(
@@ -222,10 +299,22 @@ async def close_deal(
 
 
 @deals.patch("/{deal_id}", response_model=schemas.Deal)
-async def patch_deal(deal_id: str, body: schemas.DealPatch, _: ApiKey, session: Session) -> object:
-    """Value, currency, expected close date, segment, and (while qualifying) the framework."""
-    deal = await svc.patch_deal(session, deal_id, body.model_dump(exclude_unset=True))
+async def patch_deal(
+    deal_id: str, body: schemas.DealPatch, request: Request, _: ApiKey, session: Session
+) -> object:
+    """Value, currency, expected close date, segment, decision deadline, and (while
+    qualifying) the framework. A decision deadline given (or cleared) is signalled."""
+    changes = body.model_dump(exclude_unset=True)
+    deal = await svc.patch_deal(session, deal_id, changes)
     await session.commit()
+    if "decision_deadline" in changes:
+        deadline = deal.decision_deadline
+        await signal_journey(
+            request.app.state.temporal,
+            deal.prospect_id,
+            Sig.DECISION_DEADLINE,
+            DecisionDeadline(deal.id, deadline.isoformat() if deadline else None),
+        )
     return deal
 
 

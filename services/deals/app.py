@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from temporalio.client import Client
 
+from services.deals import erasure, source_analytics, timeline
 from services.deals.api import routers
 from shared.app import create_service_app
 from shared.settings import Settings
@@ -22,7 +23,7 @@ def create_app(
     return create_service_app(
         "deals",
         settings or Settings(),
-        routers,
+        [*routers, source_analytics.router, erasure.router, timeline.router],
         description=DESCRIPTION,
         temporal_client=temporal_client,
     )

@@ -33,7 +33,8 @@ NAMING = {
 }
 
 OPEN_STAGES = (Stage.QUALIFYING, Stage.PRESENTING, Stage.OBJECTIONS, Stage.CLOSING)
-CLOSED_STAGES = (Stage.WON, Stage.LOST, Stage.DISQUALIFIED)
+# nurture: nobody qualified the deal in time and the cadence says to nurture, not disqualify
+CLOSED_STAGES = (Stage.WON, Stage.LOST, Stage.DISQUALIFIED, Stage.NURTURE)
 DEAL_STAGES = OPEN_STAGES + CLOSED_STAGES
 
 
@@ -65,6 +66,8 @@ class Deal(Base):
     framework: Mapped[str | None] = mapped_column(String(40))
     expected_close_date: Mapped[date | None] = mapped_column(Date)
     segment: Mapped[str | None] = mapped_column(String(100), index=True)
+    # when the buyer said they would decide; passing it undecided gives a "last chance" task
+    decision_deadline: Mapped[datetime | None] = mapped_column(UTCDateTime)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
@@ -77,6 +80,9 @@ class Deal(Base):
     )
     objections: Mapped[list[Objection]] = relationship(
         back_populates="deal", order_by="Objection.created_at"
+    )
+    history: Mapped[list[DealHistory]] = relationship(
+        back_populates="deal", order_by="DealHistory.at"
     )
 
     @property
@@ -111,9 +117,30 @@ class Meeting(Base):
     title: Mapped[str] = mapped_column(String(200))
     duration_minutes: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(20), default="scheduled")
+    # +1 on every reschedule: the journey keys its reminders by it
+    revision: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    cancel_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, onupdate=utcnow)
 
     deal: Mapped[Deal] = relationship(back_populates="meetings")
+
+
+class DealHistory(Base):
+    """The deal's stage changes and notable events (reminders, escalations) with their cause."""
+
+    __tablename__ = "deal_history"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    deal_id: Mapped[str] = mapped_column(ForeignKey("deals.id", ondelete="CASCADE"), index=True)
+    # set for entries written by the journey: a retried activity writes its entry once
+    key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    from_stage: Mapped[str | None] = mapped_column(String(20))
+    to_stage: Mapped[str] = mapped_column(String(20))
+    cause: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    deal: Mapped[Deal] = relationship(back_populates="history")
 
 
 class Objection(Base):

@@ -21,7 +21,7 @@ from pydantic import (
 from services.deals.playbook import SLUG_PATTERN, clean_phrases
 
 DealStage = Literal[
-    "qualifying", "presenting", "objections", "closing", "won", "lost", "disqualified"
+    "qualifying", "presenting", "objections", "closing", "won", "lost", "disqualified", "nurture"
 ]
 NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 Slug = Annotated[str, StringConstraints(pattern=SLUG_PATTERN)]
@@ -47,7 +47,9 @@ class Meeting(_Out):
     starts_at: datetime
     title: str
     duration_minutes: int
-    status: str
+    status: Literal["scheduled", "cancelled", "held", "no_show"]
+    revision: int = Field(description="+1 on every reschedule")
+    cancel_reason: str | None
     created_at: datetime
 
 
@@ -76,6 +78,7 @@ class Deal(_Out):
     framework: str = Field(description="qualification framework; bant when none was assigned")
     expected_close_date: date | None
     segment: str | None
+    decision_deadline: datetime | None
     closed_at: datetime | None
     created_at: datetime
     updated_at: datetime
@@ -86,10 +89,20 @@ class Deal(_Out):
         return value or "bant"
 
 
+class HistoryEntry(_Out):
+    from_stage: str | None
+    to_stage: str
+    cause: str
+    at: datetime
+
+
 class DealDetail(Deal):
     qualification_answers: list[QualificationAnswerOut] = Field(validation_alias="answers")
     meetings: list[Meeting]
     objections: list[Objection]
+    history: list[HistoryEntry] = Field(
+        description="stage changes and events (reminders, escalations, meeting changes)"
+    )
 
 
 # --- qualification ------------------------------------------------------------------------------
@@ -222,11 +235,25 @@ class DealPatch(BaseModel):
     expected_close_date: date | None = None
     framework: FrameworkName | None = Field(None, description="only while qualifying")
     segment: str | None = Field(None, max_length=100)
+    decision_deadline: datetime | None = Field(
+        None,
+        description="ISO-8601 with a UTC offset; passing it undecided gives the rep a 'last "
+        "chance' task with the open objections. Moving it re-arms the timer, null clears it",
+    )
 
     @field_validator("currency")
     @classmethod
     def _iso(cls, value: str | None) -> str | None:
         return None if value is None else iso_currency(value)
+
+    @field_validator("decision_deadline")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("needs a UTC offset, e.g. 2030-01-15T17:00:00+01:00 or ...Z")
+        return value.astimezone(UTC)
 
 
 class StageMove(BaseModel):
@@ -251,6 +278,16 @@ class MeetingCreate(BaseModel):
     )
     title: NonEmpty = Field(max_length=200)
     duration_minutes: int = Field(30, ge=5, le=8 * 60)
+
+
+class MeetingReschedule(BaseModel):
+    starts_at: Annotated[datetime, AfterValidator(_aware_future)] = Field(
+        description="the new start: ISO-8601 with a UTC offset, in the future"
+    )
+
+
+class MeetingCancel(BaseModel):
+    reason: str = Field("", max_length=2000)
 
 
 # --- objections and playbook --------------------------------------------------------------------

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from services.deals import frameworks as fws
+from services.deals import history
 from services.deals import objections as obj
 from services.deals import playbook as pb
 from services.deals import qualification as q
@@ -50,7 +51,10 @@ async def get_deal(
     stmt = select(Deal).where(Deal.id == deal_id)
     if detail:
         stmt = stmt.options(
-            selectinload(Deal.answers), selectinload(Deal.meetings), selectinload(Deal.objections)
+            selectinload(Deal.answers),
+            selectinload(Deal.meetings),
+            selectinload(Deal.objections),
+            selectinload(Deal.history),
         )
     if lock:
         stmt = stmt.with_for_update()
@@ -115,6 +119,8 @@ async def open_deal(session: AsyncSession, req: OpenDealRequest) -> Deal:
     )
     session.add(deal)
     await session.flush()
+    history.opened(deal, req.cause, session)
+    await session.flush()
     return deal
 
 
@@ -122,10 +128,31 @@ async def expire_qualification(session: AsyncSession, deal_id: str) -> Deal:
     """Disqualify a deal still waiting for its qualification; any recorded outcome stands."""
     deal = await get_deal(session, deal_id, lock=True)
     if deal.stage == Stage.QUALIFYING:
-        deal.stage = Stage.DISQUALIFIED
+        history.move(deal, Stage.DISQUALIFIED, QUALIFICATION_TIMEOUT, session)
         deal.qualified = False
         deal.qualification_reasons = [QUALIFICATION_TIMEOUT]
         deal.close_reason = QUALIFICATION_TIMEOUT
+        deal.closed_at = utcnow()
+        await session.flush()
+    return deal
+
+
+TIMEOUT_OUTCOMES = (Stage.DISQUALIFIED, Stage.NURTURE)
+
+
+async def time_out_qualification(
+    session: AsyncSession, deal_id: str, outcome: str, cause: str
+) -> Deal:
+    """The cadence's outcome for a deal nobody qualified in time (disqualified or nurture),
+    recorded with its cause; a verdict recorded before the deadline stands."""
+    if outcome not in TIMEOUT_OUTCOMES:
+        raise invalid("outcome", f"must be one of {', '.join(TIMEOUT_OUTCOMES)}, not {outcome!r}")
+    deal = await get_deal(session, deal_id, lock=True)
+    if deal.stage == Stage.QUALIFYING:
+        history.move(deal, outcome, cause, session)
+        deal.qualified = False
+        deal.qualification_reasons = [cause]
+        deal.close_reason = cause
         deal.closed_at = utcnow()
         await session.flush()
     return deal
@@ -185,9 +212,11 @@ async def record_qualification(
         return QualificationOutcome(deal, verdict, replayed=False)
     deal.qualified = verdict.qualified
     if verdict.qualified:
-        deal.stage = Stage.PRESENTING
+        history.move(deal, Stage.PRESENTING, f"qualified (score {verdict.score})", session)
     else:
-        deal.stage = Stage.DISQUALIFIED
+        history.move(
+            deal, Stage.DISQUALIFIED, "not qualified: " + "; ".join(verdict.reasons), session
+        )
         deal.close_reason = "not qualified: " + "; ".join(verdict.reasons)
         deal.closed_at = utcnow()
     await session.flush()
@@ -261,10 +290,12 @@ async def move_stage(session: AsyncSession, deal_id: str, target: str) -> tuple[
         deal.qualified = True
         deal.qualification_score = verdict.score
         deal.qualification_reasons = list(verdict.reasons)
-        deal.stage = target
+        history.move(
+            deal, target, f"passed the qualification gate (score {verdict.score})", session
+        )
         await session.flush()
         return deal, True
-    deal.stage = target
+    history.move(deal, target, "moved by the rep", session)
     await session.flush()
     return deal, False
 
@@ -465,7 +496,7 @@ async def log_objection(
     objection = Objection(deal_id=deal.id, category=match.category, text=text, stage=heard_at)
     session.add(objection)
     if deal.stage == Stage.PRESENTING:
-        deal.stage = Stage.OBJECTIONS
+        history.move(deal, Stage.OBJECTIONS, f"objection: {match.category}", session)
     await session.flush()
     entry = await _find_entry(session, match.category)
     ranked = await obj.ranked_responses(session, entry, match.category, heard_at)
@@ -516,7 +547,7 @@ async def close_deal(
     if value is not None and currency is None and deal.currency is None:
         raise invalid("currency", "required when value is given")
     deal.stage_before_close = deal.stage
-    deal.stage = outcome
+    history.move(deal, outcome, f"closed {outcome}: {reason}", session)
     deal.close_reason = reason
     deal.close_reason_code = reason_code
     deal.closed_at = utcnow()
@@ -538,7 +569,7 @@ async def reopen_deal(session: AsyncSession, deal_id: str) -> Deal:
             f"deal {deal.id} is {deal.stage}: only a won or lost deal can be reopened",
             [{"field": "stage", "problem": deal.stage}],
         )
-    deal.stage = deal.stage_before_close
+    history.move(deal, deal.stage_before_close, "reopened", session)
     deal.stage_before_close = None
     deal.close_reason = None
     deal.close_reason_code = None
@@ -567,7 +598,7 @@ async def patch_deal(session: AsyncSession, deal_id: str, changes: dict[str, Any
             deal.framework = name
     if changes.get("value") is not None and not (changes.get("currency") or deal.currency):
         raise invalid("currency", "required when value is given")
-    for key in ("value", "currency", "expected_close_date", "segment"):
+    for key in ("value", "currency", "expected_close_date", "segment", "decision_deadline"):
         if key in changes:
             setattr(deal, key, changes[key])
     await session.flush()

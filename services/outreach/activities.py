@@ -11,6 +11,7 @@ asks Twilio whether a message with that body already went to that number.
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -25,7 +26,10 @@ from temporalio.exceptions import ApplicationError
 
 from services.outreach import consent, models, replies, senders, service
 from services.outreach.colleagues import ColleagueActivities
+from services.outreach.erasure import erased_reason
+from services.outreach.reps import RepDirectory
 from services.outreach.send_window import next_allowed
+from services.outreach.tasks import task_card
 from services.outreach.templates import SYSTEM_TEMPLATES, render, render_html, variables_for
 from shared.contracts.journey import (
     CadenceSnapshot,
@@ -40,6 +44,7 @@ from shared.providers.email import EmailSendError, OutgoingEmail, SmtpEmail
 from shared.providers.sms import TwilioSms
 from shared.settings import Settings
 
+log = logging.getLogger(__name__)
 SENT_STATES = frozenset({"submitted", "delivered", "bounced", "failed"})
 AfterSend = Callable[[models.Message], Awaitable[None]]
 
@@ -95,8 +100,10 @@ class OutreachActivities:
         sms: TwilioSms,
         after_send: AfterSend | None = None,
         faults: SendFaults | None = None,
+        reps: RepDirectory | None = None,
     ) -> None:
         self._sessions = sessions
+        self._reps = reps
         self._settings = settings
         self._email = email
         self._sms = sms
@@ -112,6 +119,8 @@ class OutreachActivities:
         outcomes: list[ChannelOutcome] = []
         defer_until: datetime | None = None
         values = variables_for(req.contact, req.variables)
+        if req.kind == "cadence":
+            await self._stop_if_listed(req)
         for planned in self._plan(req):
             channel = substitute_channel(planned.channel, req.contact)
             unmet = await self._unmet_condition(req, planned.condition)
@@ -184,6 +193,11 @@ class OutreachActivities:
             if row.status == "suppressed":
                 return ChannelOutcome(channel, "suppressed", row.error or "opted out"), None
             refusal = await consent.blocked(session, channel, address, row.prospect_id)
+            if refusal is None and channel in ("email", "sms") and address:
+                # a person erased on request (services.outreach.erasure) is never contacted
+                pepper = self._settings.erasure_pepper.get_secret_value()
+                normal = service.normalise_address(channel, address)
+                refusal = await erased_reason(session, pepper, channel, normal)
             if refusal is not None:
                 return await _suppress(session, row, refusal), None
             resend = row.status == "sending"
@@ -327,9 +341,29 @@ class OutreachActivities:
         sent = await self._sms.send_sms(row.to_address, row.body, callback)
         return sent.sid
 
+    async def _stop_if_listed(self, req: TouchRequest) -> None:
+        """A do-not-contact entry covers this prospect: the entry's own lookup ends the
+        journeys it finds; this catches one it missed (enrolled as the entry was made, or
+        reached at an address the enrolment did not record). Stored once per entry and
+        prospect, and delivered by the outreach app's inbox relay."""
+        async with self._sessions() as session:
+            c = req.contact
+            entry = await consent.dnc_for_contact(session, c.email, c.phone)
+            if entry is not None and c.prospect_id:
+                if await consent.stop_journey_for_dnc(session, entry, c.prospect_id, relay=True):
+                    log.info("journey %s: %s, cadence stop stored", req.journey_id, entry.value)
+                await session.commit()
+
     async def _task_for_touch(
         self, req: TouchRequest, planned: PlannedSend, channel: str, values: dict[str, str]
     ) -> ChannelOutcome:
+        c = req.contact
+        async with self._sessions() as session:
+            refusal = await consent.task_refusal(session, c.prospect_id, c.email, c.phone)
+        if refusal is not None:
+            # a rep calling or messaging a person who said no, or is listed, is still contact
+            log.info("journey %s %s: no %s, %s", req.journey_id, req.touch_key, channel, refusal[0])
+            return ChannelOutcome(channel, "suppressed", refusal[0])
         what = "Call" if channel == "call_task" else "Connect on a social network with"
         name = values["full_name"]
         script = render(planned.body, values)
@@ -356,9 +390,14 @@ class OutreachActivities:
             )
             if existing is not None:
                 return existing
+        # Who the task is about and their fit, and the prospect's rep now (a reassignment
+        # since the journey started wins), read from prospecting outside any transaction.
+        card = await task_card(self._reps, req) if self._reps is not None else {}
+        async with self._sessions() as session:
             task = models.RepTask(
                 key=req.key,
-                rep_id=req.rep_id,
+                rep_id=req.assignee(card.pop("rep_id", None)),
+                prospect_card=card,
                 prospect_id=req.prospect_id,
                 journey_id=req.journey_id,
                 kind=req.kind,
@@ -447,6 +486,7 @@ def activities_for(
         ),
         after_send,
         faults,
+        RepDirectory.from_settings(settings),
     )
     return [acts.send_touch, acts.create_rep_task, acts.get_cadence, colleagues.pause_colleagues]
 
@@ -455,3 +495,5 @@ async def close_activities(activities: list[Callable[..., Any]]) -> None:
     owner = getattr(activities[0], "__self__", None)
     if isinstance(owner, OutreachActivities):
         await owner._sms.close()
+        if owner._reps is not None:
+            await owner._reps.close()

@@ -1,4 +1,4 @@
-"""Outreach's HTTP API: cadences, enrolments, messages, rep tasks, consent."""
+"""Outreach's HTTP API: cadences, enrolments, messages, consent (rep tasks: tasks_api.py)."""
 
 from __future__ import annotations
 
@@ -11,18 +11,15 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
-from services.outreach import models, schemas, service
+from services.outreach import erasure, models, schemas, service
 from services.outreach.prospects import ProspectDirectory
 from shared.auth import require_api_key
-from shared.contracts.journey import JourneyInput, ReplyReceived, journey_id
-from shared.contracts.names import Sig
+from shared.contracts.journey import JourneyInput, journey_id
 from shared.db import Session
 from shared.errors import AppError
-from shared.journeys import signal_journey
 from shared.temporal import task_queues
 
 log = logging.getLogger(__name__)
-ENGAGED_OUTCOMES = frozenset({"connected", "meeting_booked"})
 router = APIRouter(dependencies=[Depends(require_api_key)])
 
 
@@ -73,6 +70,8 @@ async def enroll(
     snapshot = await service.cadence_snapshot(session, body.cadence_id, version)
     directory: ProspectDirectory = request.app.state.prospects
     contact = await directory.contact(body.prospect_id)
+    pepper = request.app.state.settings.erasure_pepper.get_secret_value()
+    await erasure.refuse_erased_contact(session, pepper, contact)  # 409 erased_person
     row = existing or await service.add_enrollment(
         session,
         models.Enrollment(
@@ -82,6 +81,8 @@ async def enroll(
             journey_id=journey_id(body.prospect_id),
             rep_id=contact.rep_id,
             company_key=service.company_key(contact.company),
+            email=service.normalise_address("email", contact.email) if contact.email else None,
+            phone=service.normalise_address("sms", contact.phone) if contact.phone else None,
         ),
     )
     await session.commit()
@@ -126,46 +127,6 @@ async def get_enrollment(prospect_id: str, session: Session) -> models.Enrollmen
 )
 async def list_messages(prospect_id: str, session: Session) -> list[models.Message]:
     return await service.list_messages(session, prospect_id)
-
-
-@router.get("/reps/{rep_id}/tasks", response_model=list[schemas.RepTask], tags=["rep tasks"])
-async def rep_tasks(
-    rep_id: str,
-    session: Session,
-    status: Annotated[str | None, Query(pattern="^(open|done)$")] = "open",
-) -> list[models.RepTask]:
-    return await service.list_tasks(session, rep_id=rep_id, status=status)
-
-
-@router.get("/tasks", response_model=list[schemas.RepTask], tags=["rep tasks"])
-async def tasks(
-    session: Session,
-    prospect_id: str | None = None,
-    status: Annotated[str | None, Query(pattern="^(open|done)$")] = None,
-) -> list[models.RepTask]:
-    return await service.list_tasks(session, prospect_id=prospect_id, status=status)
-
-
-@router.post("/tasks/{task_id}/complete", response_model=schemas.RepTask, tags=["rep tasks"])
-async def complete_task(
-    task_id: str, body: schemas.TaskCompletion, request: Request, session: Session
-) -> models.RepTask:
-    """An outcome that means the prospect engaged (a call connected, a meeting booked) ends
-    the cadence like a reply does and moves the journey to qualifying."""
-    task = await service.complete_task(session, task_id, body)
-    await session.commit()
-    if body.outcome in ENGAGED_OUTCOMES:
-        reply = ReplyReceived(
-            channel=task.kind, event_id=f"task:{task.id}", excerpt=f"{body.outcome}: {body.notes}"
-        )
-        try:
-            await signal_journey(
-                request.app.state.temporal, task.prospect_id, Sig.REPLY_RECEIVED, reply
-            )
-        except AppError as err:
-            if err.code != "journey_not_running":
-                raise
-    return task
 
 
 @router.get("/suppressions", response_model=list[schemas.Suppression], tags=["consent"])

@@ -7,9 +7,18 @@ from fastapi import FastAPI
 from temporalio.client import Client
 
 from services.outreach import api, journeys_api, senders_api, simulation, stats, webhooks
+from services.outreach.auto_enroll import router as auto_enroll_router
 from services.outreach.consent_api import router as consent_router
+from services.outreach.enrollment_rep import router as enrollment_rep_router
+from services.outreach.erasure import router as erasure_router
 from services.outreach.inbox import install_relay
+from services.outreach.notifications import install_notifier
+from services.outreach.pages import inbox as inbox_page
 from services.outreach.prospects import ProspectDirectory
+from services.outreach.reps import RepDirectory
+from services.outreach.tasks_api import router as tasks_router
+from services.outreach.timeline import router as timeline_router
+from services.outreach.webhooks.twilio import StatusCallbackFastPath
 from shared.app import create_service_app
 from shared.settings import Settings
 
@@ -34,6 +43,12 @@ def create_app(
             webhooks.public_router,
             senders_api.router,
             consent_router,
+            tasks_router,
+            inbox_page.router,
+            erasure_router,  # POST /internal/erasures (prospecting's erasure orders)
+            timeline_router,  # GET /internal/prospects/{id}/timeline
+            auto_enroll_router,  # POST /internal/auto-enrollments (by fit tier)
+            enrollment_rep_router,  # POST /internal/prospects/{id}/rep (reassignment)
         ],
         description="Cadences, messages, provider webhooks, rep tasks and consent.",
         temporal_client=temporal_client,
@@ -41,4 +56,10 @@ def create_app(
     app.state.prospects = ProspectDirectory.from_settings(settings, prospecting_transport)
     app.state.cleanup.append(app.state.prospects.close)
     install_relay(app)  # delivers stored provider events to the journeys, retrying
+    app.state.reps = RepDirectory.from_settings(settings, prospecting_transport)
+    app.state.cleanup.append(app.state.reps.close)
+    install_notifier(app)  # urgent and overdue rep tasks: notifications, escalation
+    app.add_middleware(inbox_page.PageKeyMiddleware)  # the inbox page's key: query or cookie
+    # the busiest webhook, answered before routing (webhooks/twilio.py says why)
+    app.add_middleware(StatusCallbackFastPath)
     return app

@@ -10,6 +10,14 @@ Two tables say "do not send", on purpose:
 Every opt-out writes both in one transaction (`opt_out`), START / UNSTOP clears both (`opt_in`).
 A hard bounce is about the address, not the person: it suppresses the address only.
 
+A do-not-contact entry also ends the journeys of the enrolled prospects it covers (by the
+addresses their enrolment recorded or the ledger sent to): it stores a stop_cadence signal per
+journey in the inbox in the entry's own transaction, as an unsubscribe does, so the relay
+delivers it even if Temporal is away when the entry is made. The send activity stores the same
+signal (same event id) when a touch meets an entry, for a journey the entry's lookup missed.
+Rep tasks (call_task, social_task) are not created for a prospect an entry covers, nor for one
+opted out of every channel we can reach them on (`task_refusal`).
+
 A send is refused when the address, its domain or the number is on the do-not-contact list, the
 address is suppressed, or the person opted out of the channel (`blocked`). The send activity asks
 twice: before it takes a slot, and again under `send_guard` right before the provider call.
@@ -33,11 +41,14 @@ import re
 from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, or_, select, text
+from sqlalchemy import delete, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.outreach import models, service
+from services.outreach.inbox import JourneySignal, Stored, store_event
+from shared.contracts.journey import StopCadence
+from shared.contracts.names import Sig
 from shared.people import normalize_email, normalize_phone
 
 EMAIL, SMS = "email", "sms"
@@ -342,3 +353,97 @@ async def dnc_matches(
             if entry is not None:
                 out[entry.id] = entry
     return list(out.values())
+
+
+# --- what an entry does to journeys and rep tasks ----------------------------------------------
+
+
+def dnc_reason(entry: models.DoNotContact) -> str:
+    return f"do not contact: {entry.kind} {entry.value}"[:200]
+
+
+async def covered_prospects(session: AsyncSession, kind: str, value: str) -> list[str]:
+    """The enrolled prospects an entry covers: by the addresses their enrolment recorded, and
+    by those the ledger sent to (enrolments made before addresses were recorded)."""
+    e, m = models.Enrollment, models.Message
+    if kind == "email":
+        by_enrollment = e.email == value
+        by_ledger = (m.channel == EMAIL) & (m.to_address == value)
+    elif kind == "phone":
+        by_enrollment = e.phone == value
+        by_ledger = (m.channel == SMS) & (m.to_address == value)
+    else:  # the domain and its subdomains (a scan: listing a domain is a rare, manual act)
+        by_enrollment = e.email.like(f"%@{value}") | e.email.like(f"%.{value}")
+        by_ledger = (m.channel == EMAIL) & (
+            m.to_address.like(f"%@{value}") | m.to_address.like(f"%.{value}")
+        )
+    enrolled = select(e.prospect_id).where(by_enrollment)
+    sent = select(m.prospect_id).where(by_ledger, m.prospect_id.in_(select(e.prospect_id)))
+    return sorted(set((await session.scalars(enrolled.union(sent))).all()))
+
+
+async def stop_journey_for_dnc(
+    session: AsyncSession, entry: models.DoNotContact, prospect_id: str, *, relay: bool = False
+) -> Stored | None:
+    """Store the stop_cadence signal for the prospect's journey (once per entry and prospect:
+    a repeat is None). The caller commits, then delivers; with `relay` (a caller that cannot
+    deliver, such as an activity) it is due for the outreach app's relay at once."""
+    stored = await store_event(
+        session,
+        "closeflow",
+        f"do-not-contact:{entry.id}:{prospect_id}",
+        "do_not_contact",
+        {"entry_id": entry.id, "kind": entry.kind, "value": entry.value},
+        prospect_id=prospect_id,
+        signal=JourneySignal(prospect_id, Sig.STOP_CADENCE, StopCadence(dnc_reason(entry))),
+    )
+    if relay and stored is not None:
+        await session.execute(
+            update(models.InboxEvent)
+            .where(models.InboxEvent.id == stored.id)
+            .values(next_attempt_at=datetime.now(UTC))
+        )
+    return stored
+
+
+async def stop_covered_journeys(session: AsyncSession, entry: models.DoNotContact) -> list[Stored]:
+    stored = []
+    for prospect_id in await covered_prospects(session, entry.kind, entry.value):
+        item = await stop_journey_for_dnc(session, entry, prospect_id)
+        if item is not None:
+            stored.append(item)
+    return stored
+
+
+async def dnc_for_contact(
+    session: AsyncSession, email: str | None, phone: str | None
+) -> models.DoNotContact | None:
+    """The first entry that covers any of the person's addresses."""
+    for channel, address in ((EMAIL, email), (SMS, phone)):
+        if address:
+            entry = await dnc_match(session, channel, service.normalise_address(channel, address))
+            if entry is not None:
+                return entry
+    return None
+
+
+async def task_refusal(
+    session: AsyncSession, prospect_id: str | None, email: str | None, phone: str | None
+) -> tuple[str, models.DoNotContact | None] | None:
+    """Why no rep task (a call, a social-network touch) may be made for this person, with the
+    entry when it is the do-not-contact list; None when one may.
+
+    A person opted out of every channel we can reach them on (email when we have an address,
+    SMS when we have a number) said no to us, not to a channel. A suppressed address alone (a
+    hard bounce) says nothing about the person and does not count.
+    """
+    entry = await dnc_for_contact(session, email, phone)
+    if entry is not None:
+        return dnc_reason(entry), entry
+    reachable = [channel for channel, address in ((EMAIL, email), (SMS, phone)) if address]
+    rec = await record_of(session, prospect_id) if prospect_id else None
+    if rec is not None and reachable:
+        if all(getattr(rec, f"{channel}_status") == OPTED_OUT for channel in reachable):
+            reasons = "; ".join(dict.fromkeys(getattr(rec, f"{c}_reason") for c in reachable))
+            return f"opted out of every channel: {reasons}"[:200], None
+    return None

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from services.outreach import consent, models
 from shared.auth import require_api_key
@@ -131,16 +131,44 @@ async def get_consent(prospect_id: str, session: Session) -> ConsentView:
     )
 
 
-@router.post("/do-not-contact", response_model=DncEntry, status_code=201)
-async def add_do_not_contact(body: DncIn, response: Response, session: Session) -> DncEntry:
+class DncAdded(DncEntry):
+    journeys_stopped: int = Field(
+        0, description="journeys of enrolled prospects this entry covers, told to stop by this call"
+    )
+
+
+# Told inline while the caller waits, up to this many; the inbox relay delivers the rest.
+INLINE_STOPS = 50
+
+
+@router.post("/do-not-contact", response_model=DncAdded, status_code=201)
+async def add_do_not_contact(
+    body: DncIn, request: Request, response: Response, session: Session
+) -> DncAdded:
     """List an address, number or domain: nothing is sent to it from the commit on, whatever
-    journey would send (a send already in flight finishes first). Listing it again: 200."""
+    journey would send (a send already in flight finishes first), no rep task is made for a
+    person it covers, and the journeys of the enrolled prospects it covers end (stop_cadence,
+    stored with the entry and retried until delivered). Listing it again: 200."""
     kind, value = consent.parse_dnc(body.value)
     entry, created = await consent.add_dnc(session, kind, value, body.reason)
+    stops = await consent.stop_covered_journeys(session, entry) if created else []
+    later = [s.id for s in stops[INLINE_STOPS:]]
+    if later:  # due at once for the relay (a stored signal is leased to its inline attempt)
+        await session.execute(
+            update(models.InboxEvent)
+            .where(models.InboxEvent.id.in_(later))
+            .values(next_attempt_at=datetime.now(UTC))
+        )
     await session.commit()
+    inbox = request.app.state.inbox
+    await inbox.deliver_now([s.outbound for s in stops[:INLINE_STOPS] if s.outbound])
+    if later:
+        inbox.wake()
     if not created:
         response.status_code = 200
-    return DncEntry.model_validate(entry)
+    return DncAdded.model_validate(
+        {**DncEntry.model_validate(entry).model_dump(), "journeys_stopped": len(stops)}
+    )
 
 
 @router.get("/do-not-contact", response_model=list[DncEntry])

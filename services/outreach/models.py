@@ -58,6 +58,10 @@ class Enrollment(Base):
     rep_id: Mapped[str | None] = mapped_column(String(64), index=True, default=None)
     company_key: Mapped[str] = mapped_column(String(200), index=True, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # the addresses the journey reaches the prospect at (normalised), so a do-not-contact
+    # entry finds the journeys it covers (consent.covered_prospects)
+    email: Mapped[str | None] = mapped_column(String(320), index=True, default=None)
+    phone: Mapped[str | None] = mapped_column(String(32), index=True, default=None)
 
 
 class Message(Base):
@@ -212,7 +216,13 @@ class WebhookToken(Base):
 
 
 class RepTask(Base):
+    """A thing a rep must do, with the context to do it (services.outreach.tasks ranks them)."""
+
     __tablename__ = "rep_tasks"
+    __table_args__ = (
+        # the sweep looks for open tasks by due time; the inbox for one rep's open tasks
+        Index("ix_rep_tasks_status_due", "status", "due_at"),
+    )
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     key: Mapped[str] = mapped_column(String(200), unique=True)
     rep_id: Mapped[str | None] = mapped_column(String(64), index=True, default=None)
@@ -228,6 +238,72 @@ class RepTask(Base):
     notes: Mapped[str] = mapped_column(Text, default="")
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Who the task is about, read from prospecting when the task is made (name, company,
+    # title, email, phone, fit_score, tier, stage): the rep acts without searching.
+    prospect_card: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # hidden from the inbox until then
+    snoozed_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # set once: an urgent signal was noticed / the task went overdue past the ops limit
+    urgent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    urgent_reason: Mapped[str] = mapped_column(String(300), default="", server_default="")
+    escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    reassigned_from: Mapped[str | None] = mapped_column(String(64), default=None)
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class TaskPolicy(Base):
+    """Ops' settings of the rep inbox (one row, id 1; defaults apply while there is none)."""
+
+    __tablename__ = "task_policy"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    escalate_after_seconds: Mapped[int] = mapped_column(Integer)
+    hot_reply_seconds: Mapped[int] = mapped_column(Integer)
+    meeting_soon_seconds: Mapped[int] = mapped_column(Integer)
+    due_soon_seconds: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class RepNotificationPrefs(Base):
+    """How a rep hears about urgent tasks: email or SMS (their choice) plus a signed webhook."""
+
+    __tablename__ = "rep_notification_prefs"
+    rep_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(10), default="email")  # email | sms | none
+    email: Mapped[str | None] = mapped_column(String(320), default=None)
+    phone: Mapped[str | None] = mapped_column(String(32), default=None)
+    webhook_url: Mapped[str | None] = mapped_column(String(2000), default=None)
+    webhook_secret: Mapped[str | None] = mapped_column(String(200), default=None)
+    # who hears about this rep's overdue tasks when prospecting knows no manager
+    escalate_to: Mapped[str | None] = mapped_column(String(64), default=None)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class TaskNotification(Base):
+    """The outbox of notifications: one row per (task, reason, recipient, channel), sent once.
+
+    status: pending -> sent | failed (gave up after the last attempt); retried with backoff.
+    """
+
+    __tablename__ = "task_notifications"
+    __table_args__ = (
+        UniqueConstraint("task_id", "reason", "recipient_rep_id", "channel"),
+        Index("ix_task_notifications_due", "status", "next_attempt_at"),
+    )
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    task_id: Mapped[str] = mapped_column(String(32), index=True)
+    reason: Mapped[str] = mapped_column(String(20))  # urgent | escalation
+    recipient_rep_id: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(10))  # email | sms | webhook
+    target: Mapped[str] = mapped_column(String(2000))  # address, number or URL
+    subject: Mapped[str] = mapped_column(String(300), default="")
+    text: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(10), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    provider_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
 
 
 class Sender(Base):
@@ -251,3 +327,16 @@ class SendQuotaLock(Base):
     __tablename__ = "send_quota_locks"
     name: Mapped[str] = mapped_column(String(40), primary_key=True)
     claims: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ErasedPerson(Base):
+    """What stays of a person who asked to be erased: keyed digests of their email and phone
+    (shared.erasure). Enrolment of a prospect with either is refused, and so is a send."""
+
+    __tablename__ = "erased_people"
+    __table_args__ = (UniqueConstraint("kind", "digest"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(10))  # email | phone
+    digest: Mapped[str] = mapped_column(String(64))
+    erasure_id: Mapped[str] = mapped_column(String(32), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -27,8 +27,7 @@ class ProspectDirectory:
     def from_settings(
         cls, settings: Settings, transport: httpx.AsyncBaseTransport | None = None
     ) -> ProspectDirectory:
-        key = next(iter(sorted(settings.api_key_values)), "")
-        return cls(settings.prospecting_url, key, transport)
+        return cls(settings.prospecting_url, settings.internal_api_key, transport)
 
     async def contact(self, prospect_id: str) -> Contact:
         try:
@@ -63,4 +62,7 @@ def contact_from_json(p: dict[str, Any]) -> Contact:
         rep_name=rep.get("name") or "",
         rep_email=rep.get("email") or "",
         rep_phone=rep.get("phone"),
+        industry=p.get("industry") or "",
+        company_size=p.get("company_size"),
+        country=p.get("country") or "",
     )

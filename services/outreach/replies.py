@@ -4,17 +4,27 @@ and which ledger row it answers when In-Reply-To is missing (the reply address t
 An automatic reply never counts as a reply: it pauses the journey, until the return date it
 states (09:00 in the prospect's zone) or for `ooo_default_pause_days`.
 
-How an automatic reply is recognised, most certain first:
-- headers: `Auto-Submitted` with any value but `no` (RFC 3834), `X-Autoreply`, `X-Autorespond`,
+How an automatic reply is recognised. Headers are strong evidence and decide alone:
+- `Auto-Submitted` with any value but `no` (RFC 3834), `X-Autoreply`, `X-Autorespond`,
   `Precedence: auto_reply | bulk | junk`. `X-Auto-Response-Suppress` alone says nothing: Outlook
   puts it on ordinary messages too.
+Without them, phrases are weaker evidence, one signal each:
 - the subject: "Out of office", "Automatic reply", "Auto:", "Autoreply", "Abwesenheitsnotiz",
   "Automatische Antwort", "Réponse automatique", "Absence du bureau", "Fuera de la oficina",
   "Respuesta automática", "Afwezig", "Risposta automatica", "Fuori ufficio", "Resposta
   automática", "Ausente do escritório", ...
-- the first lines of the text: statements only auto-responders make ("this is an automatic
-  reply", "I am currently out of the office", "ich bin ... nicht im Büro", "je suis absent",
-  ...). This is the least certain reading, so it is limited to the opening of the message.
+- the opening of the writer's text (before any quoted original): statements auto-responders
+  make ("this is an automatic reply", "I am currently out of the office", "ich bin ... nicht im
+  Büro", "je suis absent", ...).
+A person may open a real answer with the same words ("I'm out of office today but yes, let's
+talk Tuesday"), so the writer's text is also read for an answer to our message: a question, or
+yes / sure / sounds good / let's talk / interested / no thanks and their equivalents in the
+same languages (`answers_us`). The rule:
+- one phrase signal and no answer: automatic (what an auto-responder writes, and nothing else);
+- one phrase signal and an answer: a person's reply (it counts as one and ends the cadence);
+- two phrase signals (subject and text both say so): automatic, answer or not (people do not
+  retitle their answer "Automatic reply"; auto-responders do say "questions? call ...").
+A stated return date does not decide either way: it sets how long an automatic reply pauses.
 """
 
 from __future__ import annotations
@@ -67,6 +77,21 @@ _BODY = re.compile(
     r"|resposta automatica|ausente do escritorio|estou ausente|fora do escritorio"
     r"|automatisch antwoord|ik ben (?:momenteel |tot \S+ )?(?:afwezig|niet aanwezig|niet op kantoor))"
 )
+# Answers to our message, folded (no accents, lower case). Words auto-responders also use are
+# left out: "call me" ("for urgent matters call me on ..."), "happy to help", "gerne" ("wenden
+# Sie sich gerne an ..."), "graag", "avec plaisir", "prima" ("prima possibile"); a bare yes
+# counts only opening a clause ("but yes, ...", not "make sure"); no "si" ("Si vous avez ...").
+_ANSWER = re.compile(
+    r"(?:^|[\n.!,;:]\s*|\b(?:but|aber|mais|pero|ma|mas|maar) )"
+    r"(?:yes|yeah|yep|sure|ja|oui|claro|certo|sim)\b"
+    r"|\b(?:sounds (?:good|great)|works for me|count me in|no thanks|not interested"
+    r"|(?:i am|i'm|we are|we're) interested|let'?s (?:talk|chat|meet|speak|connect|schedule"
+    r"|set up|find a time|do it)|happy to (?:talk|chat|meet|connect|hop on)|klingt gut"
+    r"|lass uns|kein interesse|ca me va|pas interesse|parlons|me interesa|hablemos"
+    r"|sentiamoci|mi interessa|com certeza|vamos conversar|laten we|geen interesse)\b"
+)
+ANSWER_REACH = 600  # characters of the writer's text read for an answer
+
 # Where the quoted original starts in a reply's text: nothing below it is the writer's.
 _QUOTE_START = re.compile(
     r"^(?:>|-{2,}\s*original message|-{2,}\s*ursprungliche nachricht|-{2,}\s*message d'origine"
@@ -84,7 +109,22 @@ def header(headers: Headers, name: str) -> str:
 
 
 def auto_reply_reason(headers: Headers, subject: str, text: str) -> str | None:
-    """Why this inbound email is an automatic reply; None when a person wrote it."""
+    """Why this inbound email is an automatic reply; None when a person wrote it (the rule is
+    in the module doc)."""
+    if strong := _header_evidence(headers):
+        return strong
+    own = fold(own_text(text))
+    signals = []
+    if match := _SUBJECT.search(fold(subject)):
+        signals.append(f"subject: {match.group(0).strip()}")
+    if match := _BODY.search(own[:BODY_REACH]):
+        signals.append(f"text: {match.group(0).strip()}")
+    if len(signals) >= 2 or (signals and not answers_us(own)):
+        return "; ".join(signals)
+    return None
+
+
+def _header_evidence(headers: Headers) -> str | None:
     auto_submitted = header(headers, "Auto-Submitted").split(";")[0].strip().lower()
     if auto_submitted and auto_submitted != "no":
         return f"Auto-Submitted: {auto_submitted}"
@@ -95,12 +135,14 @@ def auto_reply_reason(headers: Headers, subject: str, text: str) -> str | None:
     precedence = header(headers, "Precedence").strip().lower()
     if precedence in _AUTO_PRECEDENCE:
         return f"Precedence: {precedence}"
-    folded_subject = fold(subject)
-    if match := _SUBJECT.search(folded_subject):
-        return f"subject: {match.group(0).strip()}"
-    if match := _BODY.search(fold(own_text(text))[:BODY_REACH]):
-        return f"text: {match.group(0).strip()}"
     return None
+
+
+def answers_us(folded_own_text: str) -> bool:
+    """Whether the writer's text (folded, without the quoted original) answers our message: a
+    question, or an answer auto-responders do not give."""
+    opening = folded_own_text[:ANSWER_REACH]
+    return "?" in opening or _ANSWER.search(opening) is not None
 
 
 def own_text(text: str) -> str:

@@ -16,6 +16,7 @@ from pydantic import (
 )
 
 from services.outreach.templates import template_problems
+from shared.people import Email, Phone
 
 ChannelName = Literal["email", "sms", "call_task", "social_task"]
 Seconds = Annotated[int, Field(ge=0, le=366 * 86400)]
@@ -121,10 +122,33 @@ class CadenceIn(BaseModel):
     nurture_after_seconds: Seconds = 7 * 86400
     qualification_reminder_seconds: Seconds = 2 * 86400
     qualification_timeout_seconds: Annotated[int, Field(ge=1, le=366 * 86400)] = 5 * 86400
-    meeting_reminder_seconds: Seconds = 86400
+    meeting_reminder_seconds: Seconds = Field(
+        86400, description="older single reminder; used when meeting_reminders_seconds is empty"
+    )
+    meeting_reminders_seconds: list[Annotated[int, Field(ge=1, le=366 * 86400)]] | None = Field(
+        None,
+        max_length=10,
+        description="one reminder to the prospect (email + SMS) this many seconds before a "
+        "meeting; default [86400, 3600], or [meeting_reminder_seconds] when only that is given",
+    )
+    qualification_timeout_outcome: Literal["disqualified", "nurture"] = Field(
+        "disqualified", description="where a deal nobody qualified in time goes"
+    )
     referral_delay_seconds: Seconds = 7 * 86400
+    referral_reminders: int = Field(
+        2, ge=0, le=10, description="reminders after the referral request while nobody is referred"
+    )
+    referral_reminder_interval_seconds: Annotated[int, Field(ge=1, le=366 * 86400)] = 3 * 86400
     pause_company_on_reply: bool = Field(
         False, description="a reply from one person pauses the others at the same company"
+    )
+    auto_enroll: bool = Field(
+        False,
+        description="enroll new prospects (created, imported, or re-scored upward) whose fit "
+        "tier is auto_enroll_min_tier or better, automatically",
+    )
+    auto_enroll_min_tier: Literal["A", "B", "C", "D"] = Field(
+        "A", description="the lowest fit tier auto-enrolled (A is the best fit, D the worst)"
     )
 
     @field_validator("steps")
@@ -138,6 +162,23 @@ class CadenceIn(BaseModel):
                 f"(e.g. email + sms); the first touch uses {channels}"
             )
         return steps
+
+    @field_validator("meeting_reminders_seconds")
+    @classmethod
+    def _distinct_reminders(cls, offsets: list[int] | None) -> list[int] | None:
+        if offsets is not None and len(set(offsets)) != len(offsets):
+            raise ValueError("each reminder offset may appear once")
+        return None if offsets is None else sorted(offsets, reverse=True)
+
+    @model_validator(mode="after")
+    def _reminder_offsets(self) -> CadenceIn:
+        if self.meeting_reminders_seconds is None:
+            # a definition that only knows the older single reminder keeps it
+            single = "meeting_reminder_seconds" in self.model_fields_set
+            self.meeting_reminders_seconds = (
+                [self.meeting_reminder_seconds] if single else [86400, 3600]
+            )
+        return self
 
     @field_validator("qualification_timeout_seconds")
     @classmethod
@@ -207,15 +248,39 @@ class RepTask(BaseModel):
     notes: str
     completed_at: datetime | None
     created_at: datetime
+    prospect_card: dict[str, Any] = Field(
+        default_factory=dict,
+        description="who: name, company, title, email, phone, fit_score, tier, stage",
+    )
+    snoozed_until: datetime | None = None
+    urgent_at: datetime | None = None
+    urgent_reason: str = ""
+    escalated_at: datetime | None = None
+    reassigned_from: str | None = None
 
 
+class PriorityReason(BaseModel):
+    code: str = Field(description="escalated|overdue|due_soon|fresh_reply|meeting_soon|stage|fit")
+    points: int
+    text: str
+
+
+class InboxTask(RepTask):
+    priority: int = Field(description="sum of the reasons' points; the inbox is sorted by it")
+    reasons: list[PriorityReason]
+    why_now: str
+
+
+# services.outreach.tasks.OUTCOMES, in the same order (a Literal gives the 422 its field)
 TaskOutcome = Literal[
-    "done",
     "connected",
+    "meeting_booked",
     "voicemail",
     "no_answer",
     "not_interested",
-    "meeting_booked",
+    "wrong_person",
+    "bad_number",
+    "done",
     "skipped",
 ]
 
@@ -223,6 +288,75 @@ TaskOutcome = Literal[
 class TaskCompletion(BaseModel):
     outcome: TaskOutcome
     notes: str = Field("", max_length=5000)
+
+
+class TaskSnooze(BaseModel):
+    until: datetime = Field(description="ISO-8601 with offset, in the future")
+
+
+class TaskReassign(BaseModel):
+    rep_id: str = Field(min_length=1, max_length=64)
+
+
+class TasksReassigned(BaseModel):
+    prospect_id: str
+    rep_id: str
+    moved: list[str] = Field(description="ids of the open tasks now with the rep")
+
+
+class TaskPolicy(BaseModel):
+    """Ops' settings of the rep inbox (stored in outreach; defaults until first set)."""
+
+    escalate_after_seconds: int = Field(3600, ge=1, le=30 * 86400)
+    hot_reply_seconds: int = Field(86400, ge=1, le=30 * 86400)
+    meeting_soon_seconds: int = Field(7200, ge=1, le=7 * 86400)
+    due_soon_seconds: int = Field(3600, ge=0, le=7 * 86400)
+
+
+class NotificationPrefsIn(BaseModel):
+    channel: Literal["email", "sms", "none"] = "email"
+    email: Email = None
+    phone: Phone = None
+    webhook_url: str | None = Field(None, max_length=2000, pattern=r"^https?://\S+$")
+    webhook_secret: str | None = Field(None, min_length=16, max_length=200)
+    escalate_to: str | None = Field(
+        None, max_length=64, description="rep told of overdue tasks when prospecting has no manager"
+    )
+
+    @model_validator(mode="after")
+    def _complete(self) -> NotificationPrefsIn:
+        if self.channel == "sms" and not self.phone:
+            raise ValueError("channel sms needs a phone (E.164, e.g. +14155550100)")
+        if self.webhook_url and not self.webhook_secret:
+            raise ValueError("a webhook_url needs a webhook_secret (16 characters or more)")
+        return self
+
+
+class NotificationPrefs(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    rep_id: str
+    channel: str
+    email: str | None
+    phone: str | None
+    webhook_url: str | None
+    has_webhook_secret: bool = Field(description="the secret itself is never shown again")
+    escalate_to: str | None
+    updated_at: datetime
+
+
+class TaskNotification(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    task_id: str
+    reason: str
+    recipient_rep_id: str
+    channel: str
+    target: str
+    status: str
+    attempts: int
+    last_error: str
+    created_at: datetime
+    sent_at: datetime | None
 
 
 class Suppression(BaseModel):

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.outreach import models, schemas
 from shared.contracts.journey import CadenceSnapshot, CadenceStep, SendWindow, StepVariant
-from shared.errors import AppError, not_found
+from shared.errors import not_found
 
 # --- cadences ---------------------------------------------------------------------------------
 
@@ -92,8 +92,14 @@ def snapshot_from_definition(cadence_id: str, version: int, d: dict[str, Any]) -
         qualification_reminder_seconds=d["qualification_reminder_seconds"],
         qualification_timeout_seconds=d["qualification_timeout_seconds"],
         meeting_reminder_seconds=d["meeting_reminder_seconds"],
+        # versions saved before several reminders existed keep their single one
+        meeting_reminders_seconds=list(d.get("meeting_reminders_seconds") or []),
+        qualification_timeout_outcome=d.get("qualification_timeout_outcome", "disqualified"),
         referral_delay_seconds=d["referral_delay_seconds"],
         pause_company_on_reply=d.get("pause_company_on_reply", False),
+        # versions saved before reminders existed get the defaults
+        referral_reminders=d.get("referral_reminders", 2),
+        referral_reminder_interval_seconds=d.get("referral_reminder_interval_seconds", 3 * 86400),
     )
 
 
@@ -190,22 +196,6 @@ async def list_tasks(
     if status is not None:
         query = query.where(models.RepTask.status == status)
     return list((await session.scalars(query)).all())
-
-
-async def complete_task(
-    session: AsyncSession, task_id: str, completion: schemas.TaskCompletion
-) -> models.RepTask:
-    task = await session.get(models.RepTask, task_id, with_for_update=True)
-    if task is None:
-        raise not_found("task", task_id)
-    if task.status == "done":
-        raise AppError(409, "task_already_completed", f"task {task_id} was completed already")
-    task.status = "done"
-    task.outcome = completion.outcome
-    task.notes = completion.notes
-    task.completed_at = datetime.now(UTC)
-    await session.flush()
-    return task
 
 
 def normalise_address(channel: str, address: str) -> str:

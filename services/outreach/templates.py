@@ -105,10 +105,39 @@ SYSTEM_TEMPLATES: dict[str, tuple[str, str, str]] = {
         "{{ meeting_time }}. Reply to this email if you need to move it.\n\n{{ rep_name }}",
         "Reminder: {{ meeting_title }} with {{ rep_name }} on {{ meeting_time }}.",
     ),
+    # after a missed meeting: an offer to find another time
+    "meeting_rebook": (
+        "Shall we find another time, {{ first_name }}?",
+        'Hi {{ first_name }},\n\nWe missed each other for "{{ meeting_title }}" on '
+        "{{ meeting_time }}. No problem: reply with a time that suits you and I will send a new "
+        "invitation.\n\n{{ rep_name }}",
+        "Hi {{ first_name }}, {{ rep_name }} here. We missed each other for {{ meeting_title }}: "
+        "reply with a time that suits you?",
+    ),
     "referral_ask": (
         "Who else should we help, {{ first_name }}?",
         "Hi {{ first_name }},\n\nThank you for choosing us. If you know someone who could use "
         "the same help, you can introduce them here: {{ referral_link }}\n\n{{ rep_name }}",
         "Thanks again {{ first_name }}! Know someone we could help? {{ referral_link }}",
+    ),
+    "referral_reminder": (
+        "A quick reminder, {{ first_name }}",
+        "Hi {{ first_name }},\n\nIn case my last note got buried: if someone you know could use "
+        "the help we gave {{ company }}, you can introduce them in a minute here: "
+        "{{ referral_link }}\n\n{{ rep_name }}",
+        "Hi {{ first_name }}, {{ rep_name }} here. Anyone we could help? {{ referral_link }}",
+    ),
+    # to the referrer, when someone they introduced books a meeting / becomes a client
+    "referrer_thanks_meeting": (
+        "Thank you for the introduction, {{ first_name }}",
+        "Hi {{ first_name }},\n\nThe person you introduced us to has just booked a meeting "
+        "with us. Thank you for thinking of us!\n\n{{ rep_name }}",
+        "Thanks {{ first_name }}! Your introduction just booked a meeting with us. {{ rep_name }}",
+    ),
+    "referrer_thanks_won": (
+        "Your introduction became a client, {{ first_name }}",
+        "Hi {{ first_name }},\n\nThe person you introduced us to has just become a client. "
+        "Thank you very much for the trust!\n\n{{ rep_name }}",
+        "Thanks {{ first_name }}! Your introduction just became a client. {{ rep_name }}",
     ),
 }

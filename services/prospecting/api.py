@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.prospecting import fit, icp, imports, schemas, service
+from services.prospecting import assignment, erasure, fit, icp, imports, schemas, service
+from services.prospecting import timeline as timeline_view
 from shared.auth import require_api_key
 from shared.contracts.journey import Stage
 from shared.db import Session
@@ -30,9 +32,14 @@ async def get_rep(rep_id: str, session: Session) -> schemas.Rep:
 
 
 @router.post("/prospects", status_code=201, tags=["prospects"])
-async def create_prospect(body: schemas.ProspectCreate, session: Session) -> schemas.Prospect:
-    """Create a prospect and assign the next rep in round-robin order (none without reps)."""
-    return schemas.Prospect.model_validate(await service.create_prospect(session, body))
+async def create_prospect(
+    body: schemas.ProspectCreate, request: Request, session: Session
+) -> schemas.Prospect:
+    """Create a prospect and assign a rep: the prospect's territory (by country) first, then
+    round robin among the reps below capacity (none: unassigned, `assignment_note` says why).
+    A person who asked to be erased is refused (409 erased_person)."""
+    pepper = request.app.state.settings.erasure_pepper.get_secret_value()
+    return schemas.Prospect.model_validate(await service.create_prospect(session, body, pepper))
 
 
 @router.get("/prospects", tags=["prospects"])
@@ -110,10 +117,86 @@ async def create_import(
     own; the report lists every refused row with its line number and the reason.
     """
     fmt = imports.format_of(request.headers.get("content-type", ""), format)
-    import_id = await imports.run_import(request.app.state.sessions, request.stream(), fmt)
+    pepper = request.app.state.settings.erasure_pepper.get_secret_value()
+    import_id = await imports.run_import(request.app.state.sessions, request.stream(), fmt, pepper)
     return await imports.get_report(session, import_id)
 
 
 @router.get("/imports/{import_id}", tags=["imports"])
 async def get_import(import_id: str, session: Session) -> schemas.ImportReport:
     return await imports.get_report(session, import_id)
+
+
+# --- assignment, erasure, timeline (ops) --------------------------------------------------------
+
+
+async def _assignment_rules(session: AsyncSession) -> schemas.AssignmentRulesOut:
+    rules, row = await assignment.load_rules(session)
+    return schemas.AssignmentRulesOut(
+        rules=rules,
+        version=row.version if row else 0,
+        updated_at=row.updated_at if row else None,
+        load=[schemas.RepLoad(**r) for r in await assignment.load_report(session)],
+    )
+
+
+@router.get("/assignment-rules", tags=["assignment"])
+async def get_assignment_rules(session: Session) -> schemas.AssignmentRulesOut:
+    """Territories, capacities, and each rep's open prospects against their capacity."""
+    return await _assignment_rules(session)
+
+
+@router.put("/assignment-rules", tags=["assignment"])
+async def put_assignment_rules(
+    body: assignment.Rules, session: Session
+) -> schemas.AssignmentRulesOut:
+    """Replace the rules; they apply to prospects created from now on."""
+    await assignment.replace_rules(session, body)
+    return await _assignment_rules(session)
+
+
+@router.patch("/prospects/{prospect_id}", tags=["prospects"])
+async def update_prospect(
+    prospect_id: str, body: schemas.ProspectUpdate, request: Request, session: Session
+) -> schemas.Prospect:
+    """Reassign the prospect; their open tasks in outreach follow (retried until outreach
+    has them, so an outreach outage delays the move but never loses it)."""
+    prospect = await service.reassign(session, prospect_id, body.rep_id)
+    out = schemas.Prospect.model_validate(prospect)
+    await session.commit()
+    request.app.state.outbox.wake()
+    return out
+
+
+@router.post("/prospects/{prospect_id}/erasure", status_code=202, tags=["erasure"])
+async def request_erasure(
+    prospect_id: str, request: Request, response: Response, session: Session
+) -> schemas.ErasureStatus:
+    """Right to erasure: the person's data goes from every service, their journey stops, and
+    only keyed digests of their email and phone stay so they are never contacted again.
+    202 while services are still confirming (see GET); repeating the request is harmless."""
+    pepper = request.app.state.settings.erasure_pepper.get_secret_value()
+    _, created = await erasure.request_erasure(session, prospect_id, pepper)
+    await session.commit()
+    if created:
+        request.app.state.outbox.wake()
+    status = schemas.ErasureStatus.model_validate(await erasure.status_of(session, prospect_id))
+    response.status_code = 202 if status.status != "done" else 200
+    return status
+
+
+@router.get("/prospects/{prospect_id}/erasure", tags=["erasure"])
+async def erasure_status(prospect_id: str, session: Session) -> schemas.ErasureStatus:
+    """Where the erasure is: each service's confirmation, attempts and last error."""
+    return schemas.ErasureStatus.model_validate(await erasure.status_of(session, prospect_id))
+
+
+@router.get("/prospects/{prospect_id}/timeline", tags=["prospects"])
+async def prospect_timeline(
+    prospect_id: str, request: Request, session: Session
+) -> schemas.Timeline:
+    """Everything that happened to the prospect, across services, oldest first; a service
+    that did not answer is named in `sources` (and `complete` is false)."""
+    return await timeline_view.timeline(
+        session, request.app.state.peer_http, request.app.state.settings, prospect_id
+    )

@@ -2,21 +2,35 @@
 
 from __future__ import annotations
 
+import httpx
 from fastapi import FastAPI
 from temporalio.client import Client
 
+from services.prospecting import api_keys, dashboard, funnel_api
 from services.prospecting.api import router
+from services.prospecting.outbox import OutboxTiming, service_key
+from services.prospecting.outbox import install_relay as install_outbox_relay
 from shared.app import create_service_app
+from shared.auth import API_KEY_HEADER
 from shared.settings import Settings
 
 
 def create_app(
-    settings: Settings | None = None, *, temporal_client: Client | None = None
+    settings: Settings | None = None,
+    *,
+    temporal_client: Client | None = None,
+    outbox_timing: OutboxTiming | None = None,
 ) -> FastAPI:
-    return create_service_app(
+    settings = settings or Settings()
+    app = create_service_app(
         "prospecting",
-        settings or Settings(),
-        [router],
+        settings,
+        [router, funnel_api.router, dashboard.router, api_keys.router],
         description="People, reps, round-robin assignment and stage history.",
         temporal_client=temporal_client,
     )
+    # calls to the other services: timelines (read), and the outbox relay (rep moves, erasures)
+    app.state.peer_http = httpx.AsyncClient(headers={API_KEY_HEADER: service_key(settings)})
+    app.state.cleanup.append(app.state.peer_http.aclose)
+    install_outbox_relay(app, settings, outbox_timing)
+    return app

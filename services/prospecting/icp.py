@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.prospecting import fit
+from services.prospecting import auto_enroll, fit
 from services.prospecting.models import Icp, Prospect
 from shared.db import utcnow
 
@@ -62,7 +62,7 @@ async def replace(session: AsyncSession, rules: fit.IcpRules) -> tuple[Icp, int]
         # Keyset over the primary key: never more than one batch of rows in memory.
         batch = (
             await session.execute(
-                select(*SCORED_COLUMNS)
+                select(*SCORED_COLUMNS, Prospect.tier.label("old_tier"))
                 .where(Prospect.id > after)
                 .order_by(Prospect.id)
                 .limit(RESCORE_BATCH)
@@ -71,12 +71,18 @@ async def replace(session: AsyncSession, rules: fit.IcpRules) -> tuple[Icp, int]
         if not batch:
             return row, rescored
         changes = []
+        upgraded = []  # may now be auto-enrolled (services.prospecting.auto_enroll)
         for r in batch:
-            value, tier, explanation = fit.score(rules, r._asdict())
+            fields = r._asdict()
+            old_tier = fields.pop("old_tier")
+            value, tier, explanation = fit.score(rules, fields)
             changes.append(
                 {"id": r.id, "fit_score": value, "tier": tier, "fit_explanation": explanation}
             )
+            if auto_enroll.moved_up(old_tier, tier):
+                upgraded.append((r.id, tier))
         # ORM bulk UPDATE by primary key: one executemany per batch.
         await session.execute(update(Prospect), changes)
+        auto_enroll.queue(session, upgraded, f"icp-v{row.version}-{after}")
         rescored += len(batch)
         after = batch[-1].id

@@ -21,7 +21,16 @@ from pydantic import ValidationError
 from sqlalchemy import insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.prospecting import fit, icp, schemas, service
+from services.prospecting import (
+    assignment,
+    auto_enroll,
+    erasure,
+    fit,
+    funnel,
+    icp,
+    schemas,
+    service,
+)
 from services.prospecting.models import Import, ImportRefusal, Prospect, StageHistory
 from shared.contracts.journey import Stage
 from shared.db import new_id, utcnow
@@ -184,12 +193,34 @@ def _merge(
     return changed
 
 
+async def _refuse_erased(
+    session: AsyncSession,
+    pepper: str,
+    numbered: Sequence[tuple[int, schemas.ProspectFields]],
+    counts: Counts,
+) -> list[schemas.ProspectFields]:
+    """The rows, without those of people who asked to be erased (refused with the reason)."""
+    keyed = [(line, row, *erasure.digests(pepper, row.email, row.phone)) for line, row in numbered]
+    erased = await erasure.erased_digests(
+        session, (k[2] for k in keyed if k[2]), (k[3] for k in keyed if k[3])
+    )
+    kept = []
+    for line, row, email_digest, phone_digest in keyed:
+        if email_digest in erased or phone_digest in erased:
+            counts.refusals.append((line, erasure.REFUSAL))
+        else:
+            kept.append(row)
+    return kept
+
+
 async def _write_batch(
     session: AsyncSession,
     rules: fit.IcpRules,
-    rows: Sequence[schemas.ProspectFields],
+    numbered: Sequence[tuple[int, schemas.ProspectFields]],
     counts: Counts,
+    pepper: str,
 ) -> None:
+    rows = await _refuse_erased(session, pepper, numbered, counts)
     emails = {r.email for r in rows if r.email}
     phones = {r.phone for r in rows if r.phone}
     known = (
@@ -202,6 +233,7 @@ async def _write_batch(
     # New rows stay plain namespaces until one bulk INSERT: building ORM objects and flushing
     # them through the unit of work took half of the import's time.
     new: list[SimpleNamespace] = []
+    upgraded: list[tuple[str, str]] = []  # merged prospects whose tier went up
     for row in rows:
         match = (by_email.get(row.email) if row.email else None) or (
             by_phone.get(row.phone) if row.phone else None
@@ -222,37 +254,50 @@ async def _write_batch(
                     index[value] = prospect
             counts.created += 1
         elif _merge(match, row, by_email, by_phone):
+            before = getattr(match, "tier", None)  # None: a new row of this same batch
             icp.apply(rules, match)
+            if isinstance(match, Prospect) and auto_enroll.moved_up(before, match.tier):
+                upgraded.append((match.id, match.tier))
             counts.merged += 1
         else:
             counts.unchanged += 1
-    for prospect, rep in zip(new, await service.next_reps(session, len(new)), strict=True):
+    assigner = await assignment.Assigner.load(session) if new else None
+    for prospect in new:
+        assert assigner is not None
+        rep, prospect.assignment_note = assigner.assign(prospect.country)
         prospect.rep_id = rep.id if rep else None
         icp.apply(rules, prospect)
     await session.flush()  # the merged prospects
+    auto_enroll.queue(session, [*upgraded, *((p.id, p.tier) for p in new)], new_id())
     if not new:
         return
     await session.execute(insert(Prospect), [vars(p) for p in new])
-    await session.execute(
-        insert(StageHistory),
-        [
-            {
-                "id": new_id(),
-                "key": f"{service.CREATED_CAUSE}:{p.id}",
-                "prospect_id": p.id,
-                "from_stage": None,
-                "to_stage": Stage.PROSPECTING.value,
-                "cause": IMPORTED_CAUSE,
-                "at": p.created_at,
-                "recorded_at": p.created_at,
-            }
-            for p in new
-        ],
-    )
+    first_changes = [
+        {
+            "id": new_id(),
+            "key": f"{service.CREATED_CAUSE}:{p.id}",
+            "prospect_id": p.id,
+            "from_stage": None,
+            "to_stage": Stage.PROSPECTING.value,
+            "cause": IMPORTED_CAUSE,
+            "at": p.created_at,
+            "recorded_at": p.created_at,
+            "cadence_id": "",
+            "rep_id": p.rep_id or "",
+            "source": p.source,
+            "seconds_in_stage": None,
+        }
+        for p in new
+    ]
+    await session.execute(insert(StageHistory), first_changes)
+    await funnel.count(session, first_changes)  # the funnel's counters, same transaction
 
 
 async def run_import(
-    sessions: async_sessionmaker[AsyncSession], chunks: AsyncIterator[bytes], fmt: Format
+    sessions: async_sessionmaker[AsyncSession],
+    chunks: AsyncIterator[bytes],
+    fmt: Format,
+    pepper: str,
 ) -> str:
     """Import the stream; returns the import's id (its report says how it went)."""
     import_id = new_id()
@@ -264,20 +309,20 @@ async def run_import(
     try:
         async with sessions() as session:
             rules = (await icp.load(session))[0]
-        batch: list[schemas.ProspectFields] = []
+        batch: list[tuple[int, schemas.ProspectFields]] = []
         async for number, parsed in records(lines(chunks), fmt):
             counts.rows += 1
             if isinstance(parsed, str):
                 counts.refusals.append((number, parsed))
                 continue
             try:
-                batch.append(schemas.ProspectFields.model_validate(parsed))
+                batch.append((number, schemas.ProspectFields.model_validate(parsed)))
             except ValidationError as err:
                 counts.refusals.append((number, _reason(err)))
             if len(batch) + len(counts.refusals) >= BATCH:
-                await _commit(sessions, import_id, rules, batch, counts)
+                await _commit(sessions, import_id, rules, batch, counts, pepper)
                 batch = []
-        await _commit(sessions, import_id, rules, batch, counts)
+        await _commit(sessions, import_id, rules, batch, counts, pepper)
     except ImportFailed as err:
         error = str(err)
     except BaseException:
@@ -303,12 +348,13 @@ async def _commit(
     sessions: async_sessionmaker[AsyncSession],
     import_id: str,
     rules: fit.IcpRules,
-    batch: Sequence[schemas.ProspectFields],
+    batch: Sequence[tuple[int, schemas.ProspectFields]],
     counts: Counts,
+    pepper: str,
 ) -> None:
     """One transaction: the batch's prospects, its refusals and the running counts."""
     async with sessions() as session:
-        await _write_batch(session, rules, batch, counts)
+        await _write_batch(session, rules, batch, counts, pepper)
         counts.refused += len(counts.refusals)
         session.add_all(
             ImportRefusal(import_id=import_id, line=line, reason=reason[:500])

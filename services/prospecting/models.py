@@ -5,7 +5,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, MetaData, String
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 import shared.db
@@ -24,6 +36,8 @@ class Rep(Base):
     name: Mapped[str] = mapped_column(String(200))
     email: Mapped[str] = mapped_column(String(320))
     phone: Mapped[str | None] = mapped_column(String(20))
+    # the rep's manager (another rep): told when a qualification runs past its deadline
+    manager_id: Mapped[str | None] = mapped_column(ForeignKey("reps.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     __table_args__ = (Index("ix_reps_order", "created_at", "id"),)
@@ -53,6 +67,8 @@ class Prospect(Base):
     fit_score: Mapped[int] = mapped_column(Integer, default=0)
     tier: Mapped[str] = mapped_column(String(1), default="D")
     fit_explanation: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    # how the rep was chosen, or why nobody was (every rep of the territory at capacity)
+    assignment_note: Mapped[str] = mapped_column(String(300), default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
@@ -79,8 +95,64 @@ class StageHistory(Base):
     cause: Mapped[str] = mapped_column(String(200))
     at: Mapped[datetime] = mapped_column(UTCDateTime())
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Denormalised at record time for the funnel (services/prospecting/funnel.py): what the
+    # change is counted by, as it was then ("" = none/unknown), and the time spent in from_stage.
+    cadence_id: Mapped[str] = mapped_column(String(32), default="")
+    rep_id: Mapped[str] = mapped_column(String(32), default="")
+    source: Mapped[str] = mapped_column(String(20), default="cold")
+    seconds_in_stage: Mapped[float | None] = mapped_column(Float)
 
     __table_args__ = (Index("ix_stage_history_prospect", "prospect_id", "at"),)
+
+
+class FunnelCount(Base):
+    """Stage changes counted per period x transition x (drop-off) cause x cadence x rep x source.
+
+    Each change adds 1 to 24 rows: grain "d" (period = YYYY-MM-DD), "b" (its 8-day block of the
+    month, period = the block's first day) and "m" (YYYY-MM), each with every dimension either
+    its value or "*" (all), so a query reads only the rows of its own filters.
+    """
+
+    __tablename__ = "funnel_counts"
+
+    grain: Mapped[str] = mapped_column(String(1), primary_key=True)
+    cadence_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    rep_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    source: Mapped[str] = mapped_column(String(20), primary_key=True)
+    period: Mapped[str] = mapped_column(String(10), primary_key=True)
+    from_stage: Mapped[str] = mapped_column(String(20), primary_key=True)
+    to_stage: Mapped[str] = mapped_column(String(20), primary_key=True)
+    cause: Mapped[str] = mapped_column(String(200), primary_key=True)
+    n: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+# Time-in-stage histogram width: bucket 0 holds stays under 1 s, bucket b >= 1 the stays in
+# [2**((b-1)/8), 2**(b/8)) seconds, the last one everything from 2**25 s (388 days) on.
+HISTOGRAM_BUCKETS = 202
+
+
+class FunnelDuration(Base):
+    """Time-in-stage histogram of the stays in a stage that ended in the period (funnel.py).
+
+    One row per period x stage x cadence x rep x source (same grains and "*" as FunnelCount)
+    with one column per bucket (b0..b201), not one row per bucket: a query then reads a row per
+    stage and sums columns, instead of reading and grouping a row for every bucket present.
+    """
+
+    __table__ = Table(
+        "funnel_durations",
+        Base.metadata,
+        Column("grain", String(1), primary_key=True),
+        Column("cadence_id", String(32), primary_key=True),
+        Column("rep_id", String(32), primary_key=True),
+        Column("source", String(20), primary_key=True),
+        Column("period", String(10), primary_key=True),
+        Column("stage", String(20), primary_key=True),
+        *(
+            Column(f"b{i}", BigInteger, nullable=False, default=0, server_default="0")
+            for i in range(HISTOGRAM_BUCKETS)
+        ),
+    )
 
 
 class AssignmentCursor(Base):
@@ -130,3 +202,70 @@ class ImportRefusal(Base):
     reason: Mapped[str] = mapped_column(String(500))
 
     __table_args__ = (Index("ix_import_refusals_import", "import_id", "line"),)
+
+
+class AssignmentRules(Base):
+    """Territories and rep capacities: one row (id "default"), edited by ops."""
+
+    __tablename__ = "assignment_rules"
+
+    id: Mapped[str] = mapped_column(String(20), primary_key=True)
+    rules: Mapped[dict[str, Any]] = mapped_column(JSON)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class OutboxMessage(Base):
+    """A call to another service, written in the transaction that decided it and relayed
+    (services.prospecting.outbox) until the service answers 2xx: a service that is down gets
+    it later, never not at all. Targets are idempotent, so a repeat is harmless."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    kind: Mapped[str] = mapped_column(String(20))  # rep_move | erasure | auto_enroll
+    target: Mapped[str] = mapped_column(String(20))  # outreach | deals | referrals
+    path: Mapped[str] = mapped_column(String(300))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # what the message is about: the prospect (rep moves) or the erasure
+    subject_id: Mapped[str] = mapped_column(String(64), index=True)
+    # pending -> done | failed (refused with a 4xx) | superseded (a newer move of the prospect)
+    status: Mapped[str] = mapped_column(String(12), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+
+
+class Erasure(Base):
+    """A right-to-erasure request. The prospect's rows are gone; what stays are the keyed
+    digests of the email and phone (shared.erasure), which refuse the person coming back."""
+
+    __tablename__ = "erasures"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    prospect_id: Mapped[str] = mapped_column(String(32), unique=True)
+    email_digest: Mapped[str | None] = mapped_column(String(64), index=True)
+    phone_digest: Mapped[str | None] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(12), default="in_progress")  # -> done
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class IssuedKey(Base):
+    """An API key an admin issued through the API (services.prospecting.api_keys). Only the
+    SHA-256 of the key is stored: the key is shown once, when it is made."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(10))  # admin | ops | rep
+    rep_id: Mapped[str | None] = mapped_column(String(32))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    hint: Mapped[str] = mapped_column(String(16))  # the key's first characters, to recognise it
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from services.prospecting.assignment import Rules
 from services.prospecting.fit import IcpRules, Tier
 from shared.contracts.journey import Stage
 from shared.people import (
@@ -26,6 +27,9 @@ class RepCreate(BaseModel):
     name: RequiredText = Field(max_length=200)
     email: RequiredEmail
     phone: Phone = None
+    manager_id: str | None = Field(
+        None, max_length=32, description="an existing rep: told when a qualification times out"
+    )
 
 
 class RepBrief(BaseModel):
@@ -38,6 +42,7 @@ class RepBrief(BaseModel):
 
 
 class Rep(RepBrief):
+    manager_id: str | None = None
     created_at: datetime
 
 
@@ -90,6 +95,7 @@ class Prospect(BaseModel):
     fit_score: int
     tier: Tier
     fit_explanation: list[dict[str, Any]]
+    assignment_note: str = Field("", description="how the rep was chosen, or why none was")
     created_at: datetime
     updated_at: datetime
 
@@ -137,3 +143,60 @@ class ImportReport(BaseModel):
     started_at: datetime
     finished_at: datetime | None
     refusals: list[ImportRefusal] = Field(default_factory=list)
+
+
+class ProspectUpdate(BaseModel):
+    rep_id: str = Field(min_length=1, max_length=32, description="the rep taking the prospect over")
+
+
+class RepLoad(BaseModel):
+    rep_id: str
+    name: str
+    open: int = Field(description="prospects in an open stage (prospecting to closing)")
+    capacity: int | None = Field(description="null: no limit")
+
+
+class AssignmentRulesOut(BaseModel):
+    rules: Rules
+    version: int
+    updated_at: datetime | None
+    load: list[RepLoad]
+
+
+class ErasureStep(BaseModel):
+    service: str
+    status: Literal["pending", "done", "failed", "superseded"]
+    attempts: int
+    last_error: str
+    confirmed_at: datetime | None = None
+
+
+class ErasureStatus(BaseModel):
+    id: str
+    prospect_id: str
+    status: Literal["in_progress", "done"]
+    requested_at: datetime
+    completed_at: datetime | None
+    services: list[ErasureStep]
+
+
+class TimelineEvent(BaseModel):
+    at: datetime
+    service: str
+    kind: str = Field(description="e.g. message.sent, reply, task.completed, stage.changed")
+    summary: str
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class SourceStatus(BaseModel):
+    service: str
+    ok: bool
+    error: str = ""
+    events: int = 0
+
+
+class Timeline(BaseModel):
+    prospect_id: str
+    complete: bool = Field(description="false when a service did not answer: see sources")
+    sources: list[SourceStatus]
+    events: list[TimelineEvent]

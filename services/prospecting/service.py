@@ -8,20 +8,21 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import ColumnElement, and_, func, literal_column, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from services.prospecting import icp, schemas
-from services.prospecting.models import AssignmentCursor, Prospect, Rep, StageHistory
+from services.prospecting import assignment, auto_enroll, erasure, funnel, icp, outbox, schemas
+from services.prospecting.models import OutboxMessage, Prospect, Rep, StageHistory
 from shared.contracts.journey import Contact, CreateReferredProspect, Stage, StageChange
 from shared.errors import AppError, conflict, invalid, not_found
 from shared.people import check_timezone, normalize_email, normalize_phone
 
-ROUND_ROBIN = "round_robin"
 CREATED_CAUSE = "created"
+REP_MOVE = "rep_move"  # the open tasks (outreach's POST /prospects/{id}/tasks/reassign)
+REP_MOVE_ENROLLMENT = "rep_enrollment"  # the enrolment's rep
 
 
 def _insert(session: AsyncSession, model: type[Any]) -> Any:
@@ -34,7 +35,9 @@ def _insert(session: AsyncSession, model: type[Any]) -> Any:
 
 
 async def create_rep(session: AsyncSession, data: schemas.RepCreate) -> Rep:
-    rep = Rep(name=data.name, email=data.email, phone=data.phone)
+    if data.manager_id is not None and await session.get(Rep, data.manager_id) is None:
+        raise invalid("manager_id", f"no rep {data.manager_id} to be the manager")
+    rep = Rep(name=data.name, email=data.email, phone=data.phone, manager_id=data.manager_id)
     session.add(rep)
     await session.flush()
     return rep
@@ -49,66 +52,6 @@ async def get_rep(session: AsyncSession, rep_id: str) -> Rep:
     if rep is None:
         raise not_found("rep", rep_id)
     return rep
-
-
-async def next_rep(session: AsyncSession) -> Rep | None:
-    """The rep after the last one assigned, in creation order; None when there are no reps.
-
-    The cursor row is locked (SELECT ... FOR UPDATE) until the transaction ends, so concurrent
-    creations on PostgreSQL take turns; SQLite has a single writer anyway.
-    """
-    await session.execute(
-        _insert(session, AssignmentCursor)
-        .values(name=ROUND_ROBIN, assigned=0)
-        .on_conflict_do_nothing(index_elements=["name"])
-    )
-    cursor = (
-        await session.execute(
-            select(AssignmentCursor)
-            .where(AssignmentCursor.name == ROUND_ROBIN)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-    ).scalar_one()
-    in_order = select(Rep).order_by(Rep.created_at, Rep.id).limit(1)
-    rep: Rep | None = None
-    if cursor.last_rep_id is not None and cursor.last_rep_created_at is not None:
-        after = or_(
-            Rep.created_at > cursor.last_rep_created_at,
-            and_(Rep.created_at == cursor.last_rep_created_at, Rep.id > cursor.last_rep_id),
-        )
-        rep = await session.scalar(in_order.where(after))
-    if rep is None:
-        rep = await session.scalar(in_order)  # wrap around (or the very first assignment)
-    if rep is None:
-        return None
-    cursor.last_rep_id = rep.id
-    cursor.last_rep_created_at = rep.created_at
-    cursor.assigned += 1
-    return rep
-
-
-async def next_reps(session: AsyncSession, count: int) -> list[Rep | None]:
-    """`count` assignments in the same round-robin order as `next_rep`, with one cursor update.
-
-    Reps are few (people), so loading them all is cheap next to one query per imported row.
-    """
-    if count == 0:
-        return []
-    first = await next_rep(session)
-    if first is None:
-        return [None] * count
-    reps = list(await list_reps(session))
-    start = next(i for i, r in enumerate(reps) if r.id == first.id)
-    chosen: list[Rep | None] = [reps[(start + i) % len(reps)] for i in range(count)]
-    last = chosen[-1]
-    assert last is not None
-    cursor = await session.get(AssignmentCursor, ROUND_ROBIN)
-    assert cursor is not None
-    cursor.last_rep_id = last.id
-    cursor.last_rep_created_at = last.created_at
-    cursor.assigned += count - 1
-    return chosen
 
 
 # --- prospects ----------------------------------------------------------------------------------
@@ -141,20 +84,26 @@ async def _add_prospect(session: AsyncSession, prospect: Prospect, cause: str) -
     prospect.stage = Stage.PROSPECTING
     session.add(prospect)
     await session.flush()
-    session.add(
-        StageHistory(
-            key=f"{CREATED_CAUSE}:{prospect.id}",
-            prospect_id=prospect.id,
-            from_stage=None,
-            to_stage=Stage.PROSPECTING,
-            cause=cause,
-            at=prospect.created_at,
-        )
-    )
+    first = {
+        "key": f"{CREATED_CAUSE}:{prospect.id}",
+        "prospect_id": prospect.id,
+        "from_stage": None,
+        "to_stage": Stage.PROSPECTING,
+        "cause": cause,
+        "at": prospect.created_at,
+        "cadence_id": "",
+        "rep_id": prospect.rep_id or "",
+        "source": prospect.source,
+        "seconds_in_stage": None,
+    }
+    session.add(StageHistory(**first))
+    await funnel.count(session, [first])  # the funnel's counters, in the same transaction
     await session.flush()
 
 
-async def create_prospect(session: AsyncSession, data: schemas.ProspectCreate) -> Prospect:
+async def create_prospect(
+    session: AsyncSession, data: schemas.ProspectCreate, pepper: str
+) -> Prospect:
     found = await find_duplicate(session, data.email, data.phone)
     if found is not None:
         raise _duplicate(*found)
@@ -167,11 +116,13 @@ async def create_prospect(session: AsyncSession, data: schemas.ProspectCreate) -
     if data.referrer_prospect_id is not None:
         if await session.get(Prospect, data.referrer_prospect_id) is None:
             raise invalid("referrer_prospect_id", "no prospect has this id")
-    rep = await next_rep(session)
-    prospect = Prospect(**data.model_dump(), rep_id=rep.id if rep else None)
+    await erasure.refuse_erased(session, pepper, data.email, data.phone)
+    rep, note = (await assignment.Assigner.load(session)).assign(data.country)
+    prospect = Prospect(**data.model_dump(), rep_id=rep.id if rep else None, assignment_note=note)
     icp.apply((await icp.load(session))[0], prospect)
     try:
         await _add_prospect(session, prospect, CREATED_CAUSE)
+        auto_enroll.queue(session, [(prospect.id, prospect.tier)], prospect.id)
     except IntegrityError:
         # Lost a race with a concurrent insert of the same person: answer like the check above.
         await session.rollback()
@@ -192,6 +143,26 @@ async def get_prospect(session: AsyncSession, prospect_id: str) -> Prospect:
     if prospect is None:
         raise not_found("prospect", prospect_id)
     return prospect
+
+
+def search_text() -> ColumnElement[str]:
+    """Name, email and company in one lower-cased string: free text matches anywhere in it.
+
+    On PostgreSQL a trigram GIN index is built on exactly this expression (migration 0003), so
+    `LIKE '%text%'` on it is an index scan. The separators are SQL literals, not parameters, so
+    the expression is the indexed one even in a generic (parameter-blind) plan. SQLite reads
+    every row (no such index).
+    """
+    space = literal_column("' '")
+    return func.lower(
+        Prospect.first_name
+        + space
+        + Prospect.last_name
+        + space
+        + func.coalesce(Prospect.email, literal_column("''"))
+        + space
+        + Prospect.company
+    )
 
 
 SORTS = ("created_at", "-created_at", "fit_score", "-fit_score")
@@ -254,20 +225,7 @@ async def list_prospects(
         if value is not None:
             query = query.where(column == value)
     if q and q.strip():
-        text = q.strip().lower()
-        query = query.where(
-            or_(
-                *(
-                    func.lower(c).contains(text, autoescape=True)
-                    for c in (
-                        Prospect.first_name,
-                        Prospect.last_name,
-                        Prospect.email,
-                        Prospect.company,
-                    )
-                )
-            )
-        )
+        query = query.where(search_text().contains(q.strip().lower(), autoescape=True))
     descending = sort.startswith("-")
     key_column = Prospect.fit_score if sort.lstrip("-") == "fit_score" else Prospect.created_at
     if cursor is not None:
@@ -310,27 +268,39 @@ async def record_stage(session: AsyncSession, change: StageChange) -> bool:
     to_stage = Stage(change.to_stage)
     from_stage = Stage(change.from_stage) if change.from_stage is not None else None
     prospect = await get_prospect(session, change.prospect_id)
+    at = _parse_at(change.at)
+    values = {
+        "key": change.key,
+        "prospect_id": prospect.id,
+        "from_stage": from_stage,
+        "to_stage": to_stage,
+        "cause": change.cause,
+        "at": at,
+        # the funnel counts the change by these, as they are now (funnel.denormalise)
+        **await funnel.denormalise(
+            session,
+            prospect.id,
+            prospect.rep_id,
+            prospect.source,
+            at,
+            getattr(change, "cadence_id", ""),
+        ),
+    }
     result = await session.execute(
         _insert(session, StageHistory)
-        .values(
-            key=change.key,
-            prospect_id=prospect.id,
-            from_stage=from_stage,
-            to_stage=to_stage,
-            cause=change.cause,
-            at=_parse_at(change.at),
-        )
+        .values(**values)
         .on_conflict_do_nothing(index_elements=["key"])
     )
     if result.rowcount == 0:
         return False  # a retry, or a stale repeat that must not move the stage back
+    await funnel.count(session, [values])
     prospect.stage = to_stage
     await session.flush()
     return True
 
 
 async def create_referred_prospect(
-    session: AsyncSession, request: CreateReferredProspect
+    session: AsyncSession, request: CreateReferredProspect, pepper: str
 ) -> Prospect:
     """The referred person as a prospect: one per referral, never a copy of a known person."""
     existing = await session.scalar(
@@ -347,6 +317,7 @@ async def create_referred_prospect(
         raise invalid("person", str(err)) from None
     if email is None and phone is None:
         raise invalid("person", "give an email or a phone (or both)")
+    await erasure.refuse_erased(session, pepper, email, phone)
     if not person.first_name.strip():
         raise invalid("person.first_name", "must not be empty")
     found = await find_duplicate(session, email, phone)
@@ -361,9 +332,9 @@ async def create_referred_prospect(
                 known.referral_id = request.referral_id
             await session.flush()
         return await get_prospect(session, known.id)
-    rep = await session.get(Rep, request.rep_id) if request.rep_id else None
-    if rep is None:
-        rep = await next_rep(session)  # the referrer had no (known) rep: assign as usual
+    # The referrer's rep keeps the relationship while they have capacity; otherwise (or when
+    # the referrer had no known rep) the usual rules decide.
+    rep, note = (await assignment.Assigner.load(session)).assign("", preferred=request.rep_id)
     prospect = Prospect(
         first_name=person.first_name.strip(),
         last_name=person.last_name.strip(),
@@ -376,6 +347,7 @@ async def create_referred_prospect(
         referrer_prospect_id=request.referrer_prospect_id,
         referral_id=request.referral_id,
         rep_id=rep.id if rep else None,
+        assignment_note=note,
     )
     icp.apply((await icp.load(session))[0], prospect)
     await _add_prospect(session, prospect, CREATED_CAUSE)
@@ -398,4 +370,49 @@ def contact_from_prospect(p: Prospect, rep: Rep | None) -> Contact:
         rep_name=rep.name if rep else "",
         rep_email=rep.email if rep else "",
         rep_phone=rep.phone if rep else None,
+        industry=p.industry,
+        company_size=p.company_size,
+        country=p.country,
     )
+
+
+async def reassign(session: AsyncSession, prospect_id: str, rep_id: str) -> Prospect:
+    """Give the prospect to another rep (ops may go over the rep's capacity on purpose) and
+    queue the move of their open tasks in outreach, durably (services.prospecting.outbox)."""
+    prospect = await get_prospect(session, prospect_id)
+    rep = await session.get(Rep, rep_id)
+    if rep is None:
+        raise invalid("rep_id", f"no rep has the id {rep_id}")
+    if prospect.rep_id == rep_id:
+        return prospect
+    prospect.rep_id = rep_id
+    prospect.assignment_note = "reassigned"
+    # An older move still waiting must not land after this one and undo it.
+    await session.execute(
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.kind.in_((REP_MOVE, REP_MOVE_ENROLLMENT)),
+            OutboxMessage.subject_id == prospect_id,
+            OutboxMessage.status == outbox.PENDING,
+        )
+        .values(status=outbox.SUPERSEDED, next_attempt_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    outbox.add(
+        session,
+        kind=REP_MOVE,
+        target="outreach",
+        path=f"/prospects/{prospect_id}/tasks/reassign",
+        payload={"rep_id": rep_id},
+        subject_id=prospect_id,
+    )
+    outbox.add(
+        session,
+        kind=REP_MOVE_ENROLLMENT,
+        target="outreach",
+        path=f"/internal/prospects/{prospect_id}/rep",
+        payload={"rep_id": rep_id},
+        subject_id=prospect_id,
+    )
+    await session.flush()
+    return await get_prospect(session, prospect_id)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from fastapi import FastAPI
 from temporalio.client import Client
 
-from services.referrals import api, public
+from services.referrals import analytics, api, erasure, public, timeline
+from services.referrals.rate_limit import FormLimits
 from shared.app import create_service_app
 from shared.settings import Settings
 
@@ -13,10 +14,14 @@ from shared.settings import Settings
 def create_app(
     settings: Settings | None = None, *, temporal_client: Client | None = None
 ) -> FastAPI:
-    return create_service_app(
+    app = create_service_app(
         "referrals",
         settings or Settings(),
-        [api.router, public.router],
-        description="Referral asks to won clients, their referral page, and referral intake.",
+        [api.router, public.router, analytics.router, erasure.router, timeline.router],
+        description="Referral asks to won clients, their referral page, referral intake and "
+        "referral analytics.",
         temporal_client=temporal_client,
     )
+    app.state.form_limits = FormLimits()  # per process; tests may swap in tighter limits
+    app.state.deals_source = None  # made on first use (analytics.deals_source)
+    return app

@@ -27,6 +27,8 @@ class ReferralAsk(Base):
     rep_id: Mapped[str | None] = mapped_column(String(32))
     cadence_id: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # set by the first submission of the public form: the link is single-use
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class Referral(Base):
@@ -47,6 +49,9 @@ class Referral(Base):
     # set once the intake workflow is known to exist; NULL rows are retried by
     # service.start_pending_intakes
     intake_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # when the referrer was thanked for this referral's first meeting, and for its win
+    thanked_for_meeting_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    thanked_for_win_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     ask: Mapped[ReferralAsk] = relationship(lazy="raise")

@@ -1,7 +1,13 @@
-"""The client's personal referral page (/r/{token}): public, no API key, no JavaScript."""
+"""The client's personal referral page (/r/{token}): public, no API key, no JavaScript.
+
+The link is single-use: the first successful submission marks it used, and from then on the
+page says so (410). Every request is rate limited per client IP and per token (429 with
+Retry-After, see rate_limit.py).
+"""
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -13,6 +19,8 @@ from pydantic import ValidationError
 
 from services.referrals import schemas, service
 from services.referrals.api import store_and_start
+from services.referrals.models import ReferralAsk
+from services.referrals.rate_limit import FormLimits
 from shared.db import Session
 
 router = APIRouter(tags=["public"])
@@ -77,19 +85,43 @@ def _problems(row_number: int, err: ValidationError) -> list[str]:
     return problems
 
 
-@router.get("/r/{token}", response_class=HTMLResponse, include_in_schema=False)
-async def referral_form(token: str, request: Request, session: Session) -> HTMLResponse:
+def _rate_limited(request: Request, token: str) -> HTMLResponse | None:
+    limits: FormLimits = request.app.state.form_limits
+    # behind a proxy, run uvicorn with --proxy-headers so this is the client's address
+    wait = limits.check(request.client.host if request.client else "unknown", token)
+    if not wait:
+        return None
+    page = _page("rate_limited.html", 429, minutes=math.ceil(wait / 60))
+    page.headers["Retry-After"] = str(wait)
+    return page
+
+
+async def _usable_ask(request: Request, session: Session, token: str) -> ReferralAsk | HTMLResponse:
+    """The ask behind the link, or the page to show instead: too many requests (checked before
+    touching the database), unknown link, or a link already used."""
+    if (limited := _rate_limited(request, token)) is not None:
+        return limited
     ask = await service.find_ask_by_token(session, token)
     if ask is None:
         return _page("invalid_link.html", 404)
+    if ask.used_at is not None:
+        return _page("used_link.html", 410, client_name=ask.client_name)
+    return ask
+
+
+@router.get("/r/{token}", response_class=HTMLResponse, include_in_schema=False)
+async def referral_form(token: str, request: Request, session: Session) -> HTMLResponse:
+    ask = await _usable_ask(request, session, token)
+    if isinstance(ask, HTMLResponse):
+        return ask
     return _form(str(request.url.path), ask.client_name, [], [], 200)
 
 
 @router.post("/r/{token}", response_class=HTMLResponse, include_in_schema=False)
 async def submit_referrals(token: str, request: Request, session: Session) -> HTMLResponse:
-    ask = await service.find_ask_by_token(session, token)
-    if ask is None:
-        return _page("invalid_link.html", 404)
+    ask = await _usable_ask(request, session, token)
+    if isinstance(ask, HTMLResponse):
+        return ask
     action = str(request.url.path)
     rows = _rows(await request.form())
     people: list[schemas.ReferredPersonIn] = []
@@ -105,6 +137,9 @@ async def submit_referrals(token: str, request: Request, session: Session) -> HT
         errors.append("Please name at least one person.")
     if errors:
         return _form(action, ask.client_name, rows, errors, 422)
+    if not await service.use_link(session, ask):
+        # a second submission racing the first (e.g. a double click): the first one counts
+        return _page("used_link.html", 410, client_name=ask.client_name)
     referrals = await store_and_start(request, session, ask, people)
     names = [f"{r.first_name} {r.last_name}".strip() for r in referrals]
-    return _page("thanks.html", 200, names=names, action=action)
+    return _page("thanks.html", 200, names=names)

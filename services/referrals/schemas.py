@@ -49,6 +49,9 @@ class ReferralAsk(BaseModel):
     rep_id: str | None
     cadence_id: str
     created_at: datetime
+    used_at: datetime | None = Field(
+        None, description="when the public form was submitted: the link works once"
+    )
 
 
 class Referral(BaseModel):
@@ -68,5 +71,11 @@ class Referral(BaseModel):
     prospect_id: str | None
     intake_started_at: datetime | None = Field(
         description="null while the intake workflow could not be started (retried later)"
+    )
+    thanked_for_meeting_at: datetime | None = Field(
+        None, description="when the referrer was thanked for this person's first meeting"
+    )
+    thanked_for_win_at: datetime | None = Field(
+        None, description="when the referrer was thanked for this person becoming a client"
     )
     created_at: datetime

@@ -7,7 +7,7 @@ import secrets
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 from temporalio.client import Client
@@ -19,12 +19,14 @@ from services.referrals.models import Referral, ReferralAsk
 from shared.contracts.journey import (
     LinkReferral,
     ReferralAskRequest,
+    ReferralAskStatus,
     ReferralIntakeInput,
     ReferredPerson,
+    ReferrerThanks,
     referral_intake_id,
 )
 from shared.contracts.queues import TaskQueues
-from shared.errors import not_found
+from shared.errors import AppError, not_found
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +81,28 @@ async def find_ask_by_token(session: AsyncSession, token: str) -> ReferralAsk | 
     return await session.scalar(select(ReferralAsk).where(ReferralAsk.token == token))
 
 
+async def use_link(session: AsyncSession, ask: ReferralAsk) -> bool:
+    """Mark the ask's public link used; False when it already was.
+
+    One conditional UPDATE, so of two submissions racing on the same link only one wins.
+    """
+    result = await session.execute(
+        update(ReferralAsk)
+        .where(ReferralAsk.id == ask.id, ReferralAsk.used_at.is_(None))
+        .values(used_at=datetime.now(UTC))
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+async def ask_status(session: AsyncSession, ask_id: str) -> ReferralAskStatus:
+    ask = await get_ask(session, ask_id)
+    count = await session.scalar(
+        select(func.count()).select_from(Referral).where(Referral.ask_id == ask.id)
+    )
+    return ReferralAskStatus(ask_id=ask.id, referrals=count or 0)
+
+
 # --- referrals ----------------------------------------------------------------------------------
 
 
@@ -116,6 +140,25 @@ async def link_referral(session: AsyncSession, link: LinkReferral) -> Referral:
         raise not_found("referral", link.referral_id)
     referral.prospect_id = link.prospect_id
     referral.status = PROSPECT_CREATED
+    await session.flush()
+    return referral
+
+
+THANKS_EVENTS = {"meeting": "thanked_for_meeting_at", "won": "thanked_for_win_at"}
+
+
+async def record_thanks(session: AsyncSession, thanks: ReferrerThanks) -> Referral:
+    """Note that the referrer was thanked; the first time counts, a repeat changes nothing."""
+    column = THANKS_EVENTS.get(thanks.event)
+    if column is None:
+        raise AppError(
+            422, "invalid_input", f"unknown thanks event {thanks.event!r}; known: meeting, won"
+        )
+    referral = await session.get(Referral, thanks.referral_id)
+    if referral is None:
+        raise not_found("referral", thanks.referral_id)
+    if getattr(referral, column) is None:
+        setattr(referral, column, datetime.fromisoformat(thanks.at))
     await session.flush()
     return referral
 

@@ -67,6 +67,10 @@ class Contact:
     rep_name: str = ""
     rep_email: str = ""
     rep_phone: str | None = None
+    # company facts for the rep's meeting brief (empty when prospecting does not know them)
+    industry: str = ""
+    company_size: int | None = None
+    country: str = ""
 
 
 @dataclass
@@ -132,6 +136,17 @@ class CadenceSnapshot:
     meeting_reminder_seconds: int = 86400
     referral_delay_seconds: int = 7 * 86400
     pause_company_on_reply: bool = False
+    # "disqualified" | "nurture": where a deal goes when nobody qualified it in time
+    qualification_timeout_outcome: str = "disqualified"
+    # seconds before a meeting, one reminder each; empty (older snapshots): meeting_reminder_seconds
+    meeting_reminders_seconds: list[int] = field(default_factory=list)
+    referral_reminders: int = 2  # after the referral request, until the client refers someone
+    referral_reminder_interval_seconds: int = 3 * 86400
+
+    def meeting_reminder_offsets(self) -> list[int]:
+        """Reminder offsets, earliest reminder first, without duplicates."""
+        offsets = self.meeting_reminders_seconds or [self.meeting_reminder_seconds]
+        return sorted({o for o in offsets if o > 0}, reverse=True)
 
 
 # --- workflow inputs ----------------------------------------------------------------------------
@@ -191,6 +206,28 @@ class MeetingScheduled:
     deal_id: str
     starts_at: str
     title: str = ""
+    revision: int = 0
+
+
+@dataclass
+class MeetingChanged:
+    """A meeting rescheduled, cancelled, held or missed (the signal's name says which).
+    `revision` grows with every reschedule: reminders of an older revision are void."""
+
+    meeting_id: str
+    deal_id: str
+    starts_at: str
+    title: str = ""
+    revision: int = 0
+    reason: str = ""
+
+
+@dataclass
+class DecisionDeadline:
+    """The deal's decision deadline was set, moved (re-arms the timer) or cleared (None)."""
+
+    deal_id: str
+    deadline: str | None = None
 
 
 @dataclass
@@ -251,6 +288,7 @@ class StageChange:
     to_stage: str
     cause: str
     at: str
+    cadence_id: str = ""  # the journey's cadence: the funnel counts changes by it
 
 
 @dataclass
@@ -296,6 +334,13 @@ class RepTaskRequest:
     body: str = ""
     context: dict[str, str] = field(default_factory=dict)
     due_at: str | None = None
+    # the task is for rep_id whoever the prospect's rep is now (e.g. the rep's manager)
+    fixed_rep: bool = False
+
+    def assignee(self, current_rep: str | None) -> str | None:
+        """The prospect's rep now (a reassignment since the journey started wins), unless the
+        task is for a fixed rep."""
+        return self.rep_id if self.fixed_rep else current_rep or self.rep_id
 
 
 @dataclass
@@ -314,6 +359,60 @@ class DealStatus:
 
 
 @dataclass
+class QualificationTimeout:
+    deal_id: str
+    outcome: str  # "disqualified" | "nurture"
+    cause: str
+
+
+@dataclass
+class DealNote:
+    """A line in the deal's history that is not a stage change (a reminder, an escalation)."""
+
+    key: str  # idempotency key
+    deal_id: str
+    cause: str
+    at: str
+
+
+@dataclass
+class RepManager:
+    rep_id: str
+    manager_id: str | None = None
+    manager_name: str = ""
+    manager_email: str = ""
+
+
+@dataclass
+class MeetingBriefRequest:
+    deal_id: str
+    meeting_id: str
+    contact: Contact
+
+
+@dataclass
+class MeetingBrief:
+    body: str
+    context: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class OpenObjection:
+    objection_id: str
+    category: str
+    text: str
+    best_response: str = ""
+
+
+@dataclass
+class OpenObjections:
+    deal_id: str
+    stage: str
+    decided: bool  # won, lost or otherwise closed: no last-chance task
+    objections: list[OpenObjection] = field(default_factory=list)
+
+
+@dataclass
 class ReferralAskRequest:
     client_prospect_id: str
     journey_id: str
@@ -326,6 +425,21 @@ class ReferralAskRequest:
 class ReferralAsk:
     ask_id: str
     link: str
+
+
+@dataclass
+class ReferralAskStatus:
+    ask_id: str
+    referrals: int  # people referred on this ask so far (form or API)
+
+
+@dataclass
+class ReferrerThanks:
+    """The referrer of `referral_id` was thanked for `event` ("meeting" or "won")."""
+
+    referral_id: str
+    event: str
+    at: str
 
 
 @dataclass

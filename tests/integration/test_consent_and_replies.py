@@ -346,6 +346,56 @@ async def test_mailgun_out_of_office_pauses_until_the_return_date_and_is_no_repl
         }
 
 
+async def test_an_answer_that_opens_like_an_out_of_office_is_a_reply(
+    tmp_path: Path, database_urls: dict[str, str], temporal_local: WorkflowEnvironment
+) -> None:
+    """No auto-reply header, one out-of-office phrase and an answer to us: the journey gets
+    reply_received (the cadence ends), not a pause. The same words with an Auto-Submitted
+    header: a pause."""
+    async with webhook_rig(tmp_path, database_urls, temporal_local.client) as rig:
+        key = rig.settings.mailgun_signing_key.get_secret_value()
+        person_pid, robot_pid = uuid.uuid4().hex, uuid.uuid4().hex
+        human = await rig.add_message("email", "ada@example.com", "<h1@closeflow>", person_pid)
+        robot = await rig.add_message("email", "bob@example.com", "<h2@closeflow>", robot_pid)
+        text = "I'm out of office today but yes, let's talk Tuesday"
+        answer = mailgun_inbound(
+            key,
+            sender="ada@example.com",
+            recipient="sales@closeflow.localhost",
+            subject="Re: Quick question",
+            text=text,
+            in_reply_to=human.provider_id,
+        )
+        automatic = mailgun_inbound(
+            key,
+            sender="bob@example.com",
+            recipient="sales@closeflow.localhost",
+            subject="Re: Quick question",
+            text=text,
+            in_reply_to=robot.provider_id,
+            extra_headers=[("Auto-Submitted", "auto-replied")],
+        )
+        async with journeys(temporal_local.client, rig.queue):
+            handles = [
+                await start_journey(temporal_local.client, rig.queue, p)
+                for p in (person_pid, robot_pid)
+            ]
+            for form in (answer, automatic):
+                r = await rig.http.post("/webhooks/mailgun/inbound", data=form)
+                assert r.status_code == 200
+            [got] = await eventually(lambda: signals_of(handles[0]), "the reply")
+            assert got["name"] == "reply_received"
+            assert got["payload"]["excerpt"] == text
+            [paused] = await eventually(lambda: signals_of(handles[1]), "the pause")
+            assert paused["name"] == "pause"
+            for h in handles:
+                await h.terminate()
+        assert (await rig.message(human.id)).replied_at is not None
+        assert (await rig.message(robot.id)).replied_at is None
+        kinds = {e.prospect_id: e.kind for e in await rig.inbox("mailgun")}
+        assert kinds == {person_pid: "email_reply", robot_pid: "email_auto_reply"}
+
+
 async def test_postmark_auto_replies_by_header_subject_or_text_and_a_real_reply(
     tmp_path: Path, database_urls: dict[str, str], temporal_local: WorkflowEnvironment
 ) -> None:
@@ -701,6 +751,155 @@ async def test_nothing_is_sent_to_a_listed_address_number_or_domain(
         assert await st.send(touch(listed, "step-1")) == {"email": "sent", "sms": "sent"}
 
 
+async def enrolled(rig: Any, email: str | None, phone: str | None) -> str:
+    """An enrolment as POST /enrollments leaves it (with the addresses it recorded)."""
+    pid = uuid.uuid4().hex
+    async with rig.sessions() as s:
+        cadence = await s.scalar(select(models.Cadence).limit(1))
+        if cadence is None:
+            cadence = models.Cadence(name="dnc")
+            s.add(cadence)
+            await s.flush()
+        s.add(
+            models.Enrollment(
+                prospect_id=pid,
+                cadence_id=cadence.id,
+                cadence_version=1,
+                journey_id=journey_id(pid),
+                email=email,
+                phone=phone,
+            )
+        )
+        await s.commit()
+    return pid
+
+
+async def test_a_do_not_contact_entry_ends_the_journeys_it_covers(
+    tmp_path: Path, database_urls: dict[str, str], temporal_local: WorkflowEnvironment
+) -> None:
+    """An address, a number, a domain (and its subdomains): each enrolled prospect it covers
+    gets stop_cadence, through the inbox (stored with the entry, delivered, never twice)."""
+    client = temporal_local.client
+    async with webhook_rig(tmp_path, database_urls, client) as rig, journeys(client, rig.queue):
+        by_email = await enrolled(rig, "ceo@listed.example", None)
+        by_phone = await enrolled(rig, None, "+14155550142")
+        by_subdomain = await enrolled(rig, "ops@eu.blocked.example", "+14155550143")
+        # enrolled before enrolments recorded addresses: found by what the ledger sent to
+        by_ledger = await enrolled(rig, None, None)
+        await rig.add_message("email", "cto@blocked.example", "<l1@closeflow>", by_ledger)
+        spared = await enrolled(rig, "someone@blocked-not.example", "+14155550144")
+        not_enrolled = uuid.uuid4().hex
+        await rig.add_message("email", "cfo@blocked.example", "<l2@closeflow>", not_enrolled)
+        handles = {
+            pid: await start_journey(client, rig.queue, pid)
+            for pid in (by_email, by_phone, by_subdomain, by_ledger, spared)
+        }
+
+        async def stops(pid: str) -> list[str]:
+            return [
+                s["payload"]["reason"]
+                for s in await signals_of(handles[pid])
+                if s["name"] == "stop_cadence"
+            ]
+
+        for value, covered, reason in [
+            ("ceo@listed.example", [by_email], "do not contact: email ceo@listed.example"),
+            ("+1 415 555 0142", [by_phone], "do not contact: phone +14155550142"),
+            (
+                "blocked.example",
+                [by_subdomain, by_ledger],
+                "do not contact: domain blocked.example",
+            ),
+        ]:
+            r = await rig.http.post(
+                "/do-not-contact", json={"value": value, "reason": "legal"}, headers=AUTH
+            )
+            assert r.status_code == 201, r.text
+            assert r.json()["journeys_stopped"] == len(covered)
+            for pid in covered:
+                assert await stops(pid) == [reason]
+        again = await rig.http.post(
+            "/do-not-contact", json={"value": "blocked.example"}, headers=AUTH
+        )
+        assert again.status_code == 200 and again.json()["journeys_stopped"] == 0
+        assert await stops(spared) == []
+        events = [e for e in await rig.inbox("closeflow") if e.kind == "do_not_contact"]
+        assert sorted(e.prospect_id or "" for e in events) == sorted(
+            [by_email, by_phone, by_subdomain, by_ledger]
+        )
+        assert {(e.signal_name, e.delivery) for e in events} == {("stop_cadence", "delivered")}
+        for pid in (by_email, by_phone, by_subdomain, by_ledger):
+            assert len(await stops(pid)) == 1  # the repeat told nobody again
+
+
+async def test_no_rep_task_for_a_listed_or_wholly_opted_out_person(
+    tmp_path: Path,
+    database_urls: dict[str, str],
+    temporal_local: WorkflowEnvironment,
+    queue_prefix: str,
+) -> None:
+    """call_task and social_task steps make no task for a person a do-not-contact entry covers
+    or who opted out of every channel we reach them on; the touch records why. A touch that
+    meets an entry also stores the cadence stop for the journey (enrolled as it was made)."""
+    async with stack(tmp_path, database_urls, temporal_local, queue_prefix) as st:
+        listed, quiet, email_only_out, fine = person(), person(), person(), person()
+        domain_listed = person(email="ada@agency.example")
+        r = await st.api.post("/do-not-contact", json={"value": listed.phone}, headers=AUTH)
+        assert r.status_code == 201
+        r = await st.api.post("/do-not-contact", json={"value": "agency.example"}, headers=AUTH)
+        assert r.status_code == 201
+        async with st.sessions() as s:
+            for c, channels in ((quiet, ("email", "sms")), (email_only_out, ("email",))):
+                for channel in channels:
+                    address = c.email if channel == "email" else c.phone
+                    await consent.opt_out(
+                        s, channel, address or "", "unsubscribe link", prospect_id=c.prospect_id
+                    )
+            await s.commit()
+
+        def tasks_touch(c: Contact) -> TouchRequest:
+            return TouchRequest(
+                journey_id=journey_id(c.prospect_id),
+                touch_key="step-2",
+                kind="cadence",
+                contact=c,
+                steps=[
+                    CadenceStep("call_task", 0, "Ask about {{ company }}"),
+                    CadenceStep("social_task", 0, "Connect with {{ first_name }}"),
+                ],
+            )
+
+        both = {"call_task": "suppressed", "social_task": "suppressed"}
+        made = {"call_task": "task_created", "social_task": "task_created"}
+        assert await st.send(tasks_touch(listed)) == both
+        assert await st.send(tasks_touch(domain_listed)) == both
+        assert await st.send(tasks_touch(quiet)) == both
+        assert await st.send(tasks_touch(email_only_out)) == made  # still reachable by phone
+        assert await st.send(tasks_touch(fine)) == made
+        result = await st.env.client.execute_workflow(
+            SendTouchOnce.run,
+            tasks_touch(quiet),
+            id=f"send-{uuid.uuid4().hex}",
+            task_queue=st.journeys_queue,
+        )
+        assert {o.detail for o in result.outcomes} == {
+            "opted out of every channel: unsubscribe link"
+        }
+        async with st.sessions() as s:
+            tasks = (await s.scalars(select(models.RepTask.prospect_id))).all()
+            events = (
+                await s.scalars(
+                    select(models.InboxEvent).where(models.InboxEvent.kind == "do_not_contact")
+                )
+            ).all()
+        assert sorted(tasks) == sorted([email_only_out.prospect_id] * 2 + [fine.prospect_id] * 2)
+        # the touch stored the stop for the listed ones' journeys (none runs here: no_journey)
+        assert sorted(e.prospect_id or "" for e in events) == sorted(
+            [listed.prospect_id, domain_listed.prospect_id]
+        )
+        assert {e.signal_name for e in events} == {"stop_cadence"}
+
+
 # --- nothing after a committed suppression --------------------------------------------------------
 
 
@@ -852,7 +1051,7 @@ async def test_journey_respects_consent_and_auto_replies(
     queue_prefix: str,
 ) -> None:
     """Whole stack, real journeys: a second touch due 8 s after the first. Listed after the
-    first touch: nothing more goes out. Unsubscribed: the cadence ends. Out of office: the journey
+    first touch: the cadence ends, nothing more goes out. Unsubscribed: the cadence ends. Out of office: the journey
     pauses (the touch that falls due waits for the resume) and no reply is counted."""
     async with whole_stack(tmp_path, database_urls, temporal_local, queue_prefix) as urls:
         d = Driver(urls)
@@ -902,14 +1101,8 @@ async def test_journey_respects_consent_and_auto_replies(
 
             await eventually(paused, "the out-of-office pause")
 
-            async def listed_suppressed() -> list[dict[str, Any]] | None:
-                msgs = await d.ok("GET", f"{urls.outreach}/prospects/{listed['id']}/messages")
-                done = [m for m in msgs if m["status"] == "suppressed"]
-                return done if len(done) == 2 else None
-
-            suppressed = await eventually(listed_suppressed, "the second touch refused", 30)
-            assert {m["channel"] for m in suppressed} == {"email", "sms"}
-            assert all(m["error"].startswith("do not contact") for m in suppressed)
+            # listing ends the cadence as unsubscribing does
+            await d.wait_stage(listed["id"], "nurture")
             await d.wait_stage(leaving["id"], "nurture")
             await asyncio.sleep(9)  # past the second touch of the others too
             for p in (listed, leaving, away):

@@ -261,7 +261,14 @@ def test_activities_for_lists_the_bound_activities(tmp_path: Path) -> None:
 
     acts = activities_for(make_settings(tmp_path), async_sessionmaker())
     names = sorted(a.__temporal_activity_definition.name for a in acts)  # type: ignore[attr-defined]
-    assert names == ["deals.expire_qualification", "deals.open_deal"]
+    assert names == [
+        "deals.expire_qualification",
+        "deals.meeting_brief",
+        "deals.note_deal",
+        "deals.open_deal",
+        "deals.open_objections",
+        "deals.time_out_qualification",
+    ]
 
 
 # --- qualification ------------------------------------------------------------------------------
@@ -420,6 +427,7 @@ async def test_meeting_is_scheduled_and_signalled(env: DealsEnv) -> None:
             "deal_id": deal_id,
             "starts_at": local.astimezone(UTC).isoformat(),
             "title": "Demo",
+            "revision": 0,
         },
     }
 

@@ -111,7 +111,8 @@ class Dbs:
     async def prospect(self, **fields: str) -> Prospect:
         async with self.prospecting() as session:
             body = prospecting_schemas.ProspectCreate(first_name="Client", **fields)  # type: ignore[arg-type]
-            prospect = await prospecting.create_prospect(session, body)
+            pepper = self.settings.erasure_pepper.get_secret_value()
+            prospect = await prospecting.create_prospect(session, body, pepper)
             await session.commit()
             return prospect
 

@@ -14,16 +14,20 @@ import pytest
 from fastapi import FastAPI
 from temporalio import workflow
 from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from services.referrals import service
 from services.referrals.activities import ReferralsActivities
 from services.referrals.app import create_app
+from services.referrals.rate_limit import FormLimits, RateLimiter
 from shared.contracts.journey import (
     ReferralAskRequest,
+    ReferralAskStatus,
     ReferralIntakeInput,
     ReferredPerson,
+    ReferrerThanks,
     referral_intake_id,
 )
 from shared.contracts.queues import TaskQueues
@@ -320,3 +324,134 @@ async def test_an_invalid_row_stores_nothing_and_keeps_what_was_typed(env: Env) 
     empty = await env.http.post(f"/r/{ask['token']}", data={"first_name_0": " "})
     assert empty.status_code == 422
     assert "at least one person" in empty.text
+
+
+def client_at(env: Env, ip: str) -> httpx.AsyncClient:
+    """A client whose requests come from `ip` (as uvicorn would report the peer)."""
+    transport = httpx.ASGITransport(env.app, client=(ip, 40000))
+    return httpx.AsyncClient(transport=transport, base_url="http://test")
+
+
+async def test_a_used_link_is_refused_with_a_clear_page(env: Env) -> None:
+    ask = await env.ask()
+    first = await env.http.post(f"/r/{ask['token']}", data={"first_name_0": "Ada", **_ADA})
+    assert first.status_code == 200, first.text
+    assert f'href="/r/{ask["token"]}"' not in first.text  # no way back to a used form
+
+    for method in ("GET", "POST"):
+        again = await env.http.request(
+            method, f"/r/{ask['token']}", data={"first_name_0": "Eve", "email_0": "e@x.org"}
+        )
+        assert again.status_code == 410
+        assert "already been used" in again.text
+        assert "Grace &lt;b&gt;Hopper&lt;/b&gt;" in again.text
+        assert "<form" not in again.text and "<script" not in again.text
+    assert [r["first_name"] for r in await env.referrals()] == ["Ada"]
+
+
+async def test_an_invalid_submission_does_not_use_the_link(env: Env) -> None:
+    ask = await env.ask()
+    bad = await env.http.post(f"/r/{ask['token']}", data={"first_name_0": "X", "email_0": "x@"})
+    assert bad.status_code == 422
+    assert (await env.http.get(f"/r/{ask['token']}")).status_code == 200
+
+
+_ADA = {"email_0": "ada@example.com"}
+
+
+async def test_the_page_is_rate_limited_per_client_ip(env: Env) -> None:
+    env.app.state.form_limits = FormLimits(
+        per_ip=RateLimiter(2, 600), per_token=RateLimiter(100, 600)
+    )
+    ask = await env.ask()
+    async with client_at(env, "203.0.113.7") as one, client_at(env, "198.51.100.9") as other:
+        assert (await one.get(f"/r/{ask['token']}")).status_code == 200
+        assert (await one.get("/r/guessing-a-token")).status_code == 404
+        limited = await one.post(f"/r/{ask['token']}", data={"first_name_0": "A", **_ADA})
+        assert limited.status_code == 429
+        assert 1 <= int(limited.headers["Retry-After"]) <= 600
+        assert "Too many attempts" in limited.text and "try again" in limited.text
+        assert "<script" not in limited.text
+        # another address is not held back by the first one's flood
+        assert (await other.get(f"/r/{ask['token']}")).status_code == 200
+    assert await env.referrals() == []
+
+
+async def test_the_page_is_rate_limited_per_token(env: Env) -> None:
+    env.app.state.form_limits = FormLimits(
+        per_ip=RateLimiter(100, 600), per_token=RateLimiter(2, 600)
+    )
+    ask, other_ask = await env.ask(), await env.ask("journey-client2", "client2")
+    responses = []
+    for n in range(3):  # three addresses, one token
+        async with client_at(env, f"192.0.2.{n + 1}") as http:
+            responses.append(await http.get(f"/r/{ask['token']}"))
+    assert [r.status_code for r in responses] == [200, 200, 429]
+    assert "Retry-After" in responses[2].headers
+    async with client_at(env, "192.0.2.1") as http:
+        assert (await http.get(f"/r/{other_ask['token']}")).status_code == 200
+
+
+def test_token_bucket_refills_over_time() -> None:
+    now = [1000.0]
+    limiter = RateLimiter(3, 60, clock=lambda: now[0])  # 3 a minute: one every 20 s
+    assert [limiter.take("k") for _ in range(3)] == [0, 0, 0]
+    assert limiter.take("k") == 20
+    now[0] += 19.5
+    assert limiter.take("k") == 1  # half a second short, rounded up
+    now[0] += 0.5
+    assert limiter.take("k") == 0
+    assert limiter.take("other") == 0  # keys are independent
+
+
+def test_token_bucket_memory_stays_bounded() -> None:
+    now = [0.0]
+    limiter = RateLimiter(1, 10, clock=lambda: now[0], max_keys=100)
+    for n in range(100):
+        limiter.take(f"ip-{n}")
+    now[0] += 10  # every bucket is full again: idle
+    limiter.take("late")
+    assert len(limiter._buckets) == 1
+
+
+async def test_ask_status_counts_the_referrals_of_the_ask(env: Env) -> None:
+    acts = ReferralsActivities(env.app.state.sessions, PUBLIC_URL)
+    ask = await env.ask()
+    assert await acts.referral_ask_status(ask["id"]) == ReferralAskStatus(ask["id"], 0)
+    resp = await env.http.post(f"/asks/{ask['id']}/referrals", json={"people": [PERSON] * 2})
+    assert resp.status_code == 201
+    assert await acts.referral_ask_status(ask["id"]) == ReferralAskStatus(ask["id"], 2)
+    with pytest.raises(ApplicationError) as err:
+        await acts.referral_ask_status("nope")
+    assert err.value.non_retryable and err.value.type == "referral_ask_not_found"
+
+
+async def test_thanks_to_the_referrer_are_recorded_once_per_event(env: Env) -> None:
+    acts = ReferralsActivities(env.app.state.sessions, PUBLIC_URL)
+    ask = await env.ask()
+    resp = await env.http.post(f"/asks/{ask['id']}/referrals", json={"people": [PERSON]})
+    (referral,) = resp.json()
+    assert referral["thanked_for_meeting_at"] is None and referral["thanked_for_win_at"] is None
+
+    await acts.record_referrer_thanks(
+        ReferrerThanks(referral["id"], "meeting", "2026-11-27T10:00:00+00:00")
+    )
+    await acts.record_referrer_thanks(  # a repeat (retried activity) keeps the first time
+        ReferrerThanks(referral["id"], "meeting", "2026-11-28T10:00:00+00:00")
+    )
+    (stored,) = await env.referrals()
+    assert stored["thanked_for_meeting_at"].startswith("2026-11-27T10:00:00")
+    assert stored["thanked_for_win_at"] is None
+    await acts.record_referrer_thanks(
+        ReferrerThanks(referral["id"], "won", "2026-12-01T09:00:00+00:00")
+    )
+    (stored,) = await env.referrals()
+    assert stored["thanked_for_win_at"].startswith("2026-12-01T09:00:00")
+
+    for bad, code in [
+        (ReferrerThanks("nope", "won", "2026-12-01T09:00:00+00:00"), "referral_not_found"),
+        (ReferrerThanks(referral["id"], "lunch", "2026-12-01T09:00:00+00:00"), "invalid_input"),
+    ]:
+        with pytest.raises(ApplicationError) as err:
+            await acts.record_referrer_thanks(bad)
+        assert err.value.non_retryable and err.value.type == code

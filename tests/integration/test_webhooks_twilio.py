@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import sqlite3
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -182,9 +183,56 @@ async def test_the_write_ahead_log_is_checkpointed_off_the_loop(
                 return int(conn.execute("SELECT count(*) FROM inbox_events").fetchone()[0])
 
         writer = rig.app.state.sms_status_writer
-        assert writer._sync is not None  # the loop-thread connection took the writes
-        with writer._sync.connect() as conn:
-            assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
+        assert writer._sqlite is not None  # the loop-thread connection took the writes
+        assert writer._sqlite.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
         assert checkpointed() == 0  # all still in the log
         await rig.app.state.inbox.maintain(force=True)
         assert checkpointed() == len(sids)
+
+
+async def test_the_fast_path_stores_what_the_orm_reads_and_keeps_the_route_behaviour(
+    tmp_path: Path, database_urls: dict[str, str], temporal_local: WorkflowEnvironment
+) -> None:
+    """Status callbacks are answered before routing (StatusCallbackFastPath) and, on SQLite,
+    written with the raw driver: the rows read back through the ORM as any other, errors have
+    the API's shape, and a multipart callback still reaches the route."""
+    async with webhook_rig(tmp_path, database_urls, temporal_local.client) as rig:
+        sid = new_sid()
+        row = await rig.add_message("sms", TO, sid)
+        before = datetime.now(UTC)
+        assert (await post(rig, callback(rig, sid, "sent"))).status_code == 204
+        [event] = await rig.inbox("twilio")
+        assert (event.event_id, event.kind, event.prospect_id) == (
+            f"{sid}:sent",
+            "sms_status",
+            row.prospect_id,
+        )
+        assert event.payload == callback(rig, sid, "sent")
+        assert event.created_at.tzinfo is not None and event.created_at >= before
+        moved = await rig.message(row.id)
+        assert (moved.status, moved.provider_status) == ("submitted", "sent")
+        assert moved.updated_at >= before
+
+        missing = await post(rig, {"AccountSid": rig.settings.twilio_account_sid})
+        assert missing.status_code == 400
+        assert missing.json()["error"]["code"] == "invalid_payload"
+        huge = await rig.http.post(
+            "http://test/webhooks/twilio/status",
+            content=b"a=" + b"x" * 70_000,
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        )
+        assert huge.status_code == 413
+        # multipart/form-data: not what Twilio sends, parsed by the route
+        params = callback(rig, sid, "delivered")
+        url = "http://test/webhooks/twilio/status"
+        signature = sign_twilio_request(
+            rig.settings.twilio_auth_token.get_secret_value(), url, params
+        )
+        multipart = await rig.http.post(
+            url,
+            files={k: (None, v) for k, v in params.items()},
+            headers={SIGNATURE_HEADER: signature},
+        )
+        assert multipart.status_code == 204
+        assert (await rig.message(row.id)).status == "delivered"
+        assert await rig.count(models.InboxEvent) == 2

@@ -236,3 +236,56 @@ def test_header_pairs_from_both_providers() -> None:
         ("X-Autoreply", "yes")
     ]
     assert replies.header_pairs("nope") == []
+
+
+# --- a person's answer that opens like an out-of-office ------------------------------------------
+
+REPLY = "Re: Quick question"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I'm out of office today but yes, let's talk Tuesday",
+        "I'm on vacation this week. Could you send me the pricing?",
+        "I am currently out of the office, sounds good though - Thursday 3pm works for me.",
+        "Ich bin heute nicht im Büro, aber ja, lass uns am Dienstag sprechen.",
+        "Je suis absent aujourd'hui, mais oui, parlons mardi.",
+        "Estoy fuera de la oficina hoy, pero claro, hablemos el martes.",
+        "Ik ben momenteel afwezig, maar ja, laten we dinsdag bellen.",
+    ],
+)
+def test_a_human_answer_opening_like_an_out_of_office_is_a_reply(text: str) -> None:
+    """One phrase signal (the text) and an answer to our message: a person wrote it."""
+    assert replies.auto_reply_reason([], REPLY, text) is None
+    # headers are strong evidence and decide alone
+    auto = [("Auto-Submitted", "auto-replied")]
+    assert replies.auto_reply_reason(auto, REPLY, text) == "Auto-Submitted: auto-replied"
+    # two phrase signals (subject and text) outweigh the answer
+    both = replies.auto_reply_reason([], "Out of office: Quick question", text) or ""
+    assert both.startswith("subject: out of office; text: ")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # what auto-responders write that is no answer to us
+        "I am out of the office until 12 December. For urgent matters call me on +49 170 1234567.",
+        "I am out of the office and will make sure to reply when I am back.",
+        "Ich bin bis zum 12.12. nicht im Büro. In dringenden Fällen wenden Sie sich gerne an "
+        "meine Kollegin.",
+        "Je suis absent jusqu'au 12 décembre. Si vous avez une urgence, contactez Paul.",
+        "Sono fuori ufficio, risponderò prima possibile.",
+        "I'm on parental leave, happy to help when I am back in March.",
+    ],
+)
+def test_an_out_of_office_without_an_answer_stays_automatic(text: str) -> None:
+    assert (replies.auto_reply_reason([], REPLY, text) or "").startswith("text: ")
+
+
+def test_the_answer_is_read_in_the_writers_text_only() -> None:
+    """A question or a yes in the quoted original (our own message) answers nothing."""
+    quoted = "I am out of the office until Monday.\n\nOn Mon, Rita wrote:\n> Shall we talk? Yes?"
+    assert (replies.auto_reply_reason([], REPLY, quoted) or "").startswith("text: ")
+    assert not replies.answers_us("make sure to write back")
+    assert replies.answers_us("ok, but yes. tuesday")

@@ -24,18 +24,26 @@ from shared.contracts.journey import (
     Contact,
     CreateReferredProspect,
     DealClosed,
+    DealNote,
     DealStatus,
     JourneyInput,
     LinkReferral,
+    MeetingBrief,
+    MeetingBriefRequest,
     MeetingScheduled,
     ObjectionLogged,
     OpenDealRequest,
+    OpenObjections,
     QualificationRecorded,
+    QualificationTimeout,
     ReferralAsk,
     ReferralAskRequest,
+    ReferralAskStatus,
     ReferralIntakeInput,
     ReferredPerson,
+    ReferrerThanks,
     ReplyReceived,
+    RepManager,
     RepTaskRequest,
     StageChange,
     TouchRequest,
@@ -82,6 +90,12 @@ class Recorder:
     deals: list[OpenDealRequest] = field(default_factory=list)
     asks: list[ReferralAskRequest] = field(default_factory=list)
     expired: list[str] = field(default_factory=list)
+    timeouts: list[QualificationTimeout] = field(default_factory=list)
+    notes: list[DealNote] = field(default_factory=list)
+    briefs: list[MeetingBriefRequest] = field(default_factory=list)
+    manager_id: str | None = None
+    open_objections: OpenObjections | None = None
+    objection_checks: list[str] = field(default_factory=list)
     referred: list[CreateReferredProspect] = field(default_factory=list)
     linked: list[LinkReferral] = field(default_factory=list)
     defer_first_sms_until: str | None = None
@@ -130,6 +144,46 @@ class Recorder:
             self.expired.append(deal_id)
             return DealStatus(deal_id, "disqualified")
 
+        @activity.defn(name=Act.TIME_OUT_QUALIFICATION)
+        async def time_out_qualification(req: QualificationTimeout) -> DealStatus:
+            self.timeouts.append(req)
+            self.expired.append(req.deal_id)
+            return DealStatus(req.deal_id, req.outcome)
+
+        @activity.defn(name=Act.NOTE_DEAL)
+        async def note_deal(req: DealNote) -> None:
+            self.notes.append(req)
+
+        @activity.defn(name=Act.MEETING_BRIEF)
+        async def meeting_brief(req: MeetingBriefRequest) -> MeetingBrief:
+            self.briefs.append(req)
+            return MeetingBrief(
+                f"BRIEF for {req.meeting_id}", {"fact.company": req.contact.company or "-"}
+            )
+
+        @activity.defn(name=Act.OPEN_OBJECTIONS)
+        async def open_objections(deal_id: str) -> OpenObjections:
+            self.objection_checks.append(deal_id)
+            return self.open_objections or OpenObjections(deal_id, "objections", False, [])
+
+        @activity.defn(name=Act.GET_REP_MANAGER)
+        async def get_rep_manager(rep_id: str) -> RepManager:
+            if self.manager_id is None:
+                return RepManager(rep_id)
+            return RepManager(rep_id, self.manager_id, "Mia Manager", "mia@example.org")
+
+        @activity.defn(name=Act.GET_CONTACT)
+        async def get_contact(prospect_id: str) -> Contact:
+            return Contact(prospect_id, "Referrer", email="referrer@example.com")
+
+        @activity.defn(name=Act.REFERRAL_ASK_STATUS)
+        async def referral_ask_status(ask_id: str) -> ReferralAskStatus:
+            return ReferralAskStatus(ask_id, 0)
+
+        @activity.defn(name=Act.RECORD_REFERRER_THANKS)
+        async def record_referrer_thanks(thanks: ReferrerThanks) -> None:
+            return None
+
         @activity.defn(name=Act.CREATE_REFERRAL_ASK)
         async def create_referral_ask(req: ReferralAskRequest) -> ReferralAsk:
             self.asks.append(req)
@@ -147,10 +201,22 @@ class Recorder:
             self.linked.append(req)
 
         return {
-            "prospecting": [record_stage, create_referred_prospect],
+            "prospecting": [record_stage, create_referred_prospect, get_rep_manager, get_contact],
             "outreach": [send_touch, create_rep_task, get_cadence],
-            "deals": [open_deal, expire_qualification],
-            "referrals": [create_referral_ask, link_referral],
+            "deals": [
+                open_deal,
+                expire_qualification,
+                time_out_qualification,
+                note_deal,
+                meeting_brief,
+                open_objections,
+            ],
+            "referrals": [
+                create_referral_ask,
+                link_referral,
+                referral_ask_status,
+                record_referrer_thanks,
+            ],
         }
 
 
@@ -274,8 +340,7 @@ async def test_full_path_to_referrals(
         objection_task = next(t for t in h.rec.tasks if t.kind == "objection")
         assert "Show ROI" in objection_task.body
         assert h.rec.asks and h.rec.asks[0].client_prospect_id == h.rec.stages[0].prospect_id
-        ask_touch = h.rec.touches[-1]
-        assert ask_touch.kind == "referral_ask"
+        ask_touch = next(t for t in h.rec.touches if t.kind == "referral_ask")
         assert ask_touch.variables["referral_link"] == "http://referrals.test/r/tok"
         # the ask waited for the referral delay after the win
         from datetime import datetime

@@ -3,17 +3,19 @@
 Every SMS brings two to four callbacks, so this is the busiest webhook. One transaction per
 request made the database the bottleneck (about 250 requests/s, p99 above 300 ms on the bench).
 Here concurrent callbacks share a transaction: the first one to arrive is written at once, those
-arriving meanwhile queue up and go together in the next one, with a handful of set-wise
-statements. Nobody waits for a timer, and a request is answered only after the transaction
+arriving meanwhile queue up and go together in the next one, with a handful of statements. Nobody waits for a timer, and a request is answered only after the transaction
 holding its event committed, so a 204 still means stored.
 
-On SQLite the batch runs on a connection of its own, on the event loop's thread. Through
-aiosqlite every statement, row fetched and commit is a hand-off to its thread, and while the
-loop is busy each hand-off waits for the GIL (up to the 5 ms switch interval): a batch took
-30-500 ms. SQLite work here is microseconds of CPU and never waits: the connection fails at
-once instead of waiting on a lock (another connection writing) and the batch is retried after
-an asynchronous pause, and it never checkpoints (the app's own connection does, off the loop).
-Other databases run the same code through the async engine (asyncpg has no such hand-off).
+On SQLite the batch runs on a connection of its own, on the event loop's thread, through the
+sqlite3 driver itself (write_batch_sqlite). Through aiosqlite every statement, row fetched and
+commit is a hand-off to its thread, and while the loop is busy each hand-off waits for the GIL
+(up to the 5 ms switch interval): a batch took 30-500 ms. Through SQLAlchemy Core on the same
+connection each statement's compiling, parameter processing and result rows cost more than
+SQLite's own work (on the bench: 3.9k callbacks/s before the switch, 4.8k after). SQLite work here
+is microseconds of CPU and never waits: the connection fails at once instead of waiting on a
+lock (another connection writing) and the batch is retried after an asynchronous pause, and it
+never checkpoints (the app's own connection does, off the loop). Other databases run
+write_batch through the async engine (asyncpg has no such hand-off).
 
 The rules are the per-event ones: each callback is stored once, keyed by (MessageSid, status),
 and a message's status only moves forward, whatever order the callbacks come in.
@@ -22,18 +24,16 @@ and a message's status only moves forward, whatever order the callbacks come in.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, create_engine, event, select, update
+from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.pool import StaticPool
 
 from services.outreach import models
 from shared.db import utcnow
@@ -172,37 +172,80 @@ def write_batch(conn: Connection, batch: Sequence[StatusCallback]) -> None:
         )
 
 
-def _loop_thread_sqlite_engine(async_url: str) -> Engine:
-    url = make_url(async_url).set(drivername="sqlite")
-    engine = create_engine(
-        url,
-        poolclass=StaticPool,  # one connection, only ever used from the loop's thread
-        connect_args={"timeout": 0, "check_same_thread": False},
-    )
+# --- SQLite: the raw driver on the loop's thread -------------------------------------------------
+# The same statements as write_batch, written out: through SQLAlchemy each statement cost more
+# than the whole batch's work in SQLite (compiling the cache key, processing every bound
+# datetime and JSON value, building result rows). Column values are stored as SQLAlchemy stores
+# them (DATETIME as "YYYY-MM-DD HH:MM:SS.ffffff" in UTC, JSON as json.dumps), so the ORM reads
+# these rows like any other.
 
-    @event.listens_for(engine, "connect")
-    def _pragmas(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
-        dbapi_conn.isolation_level = None  # transactions begin as below, not at the first write
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=NORMAL")
-        cur.execute("PRAGMA foreign_keys=ON")
-        # a checkpoint syncs to disk: the app's own connection does it, off the loop
-        cur.execute("PRAGMA wal_autocheckpoint=0")
-        cur.close()
+_SQLITE_LEDGER = (
+    "SELECT id, provider_id, prospect_id, status, provider_status, error FROM messages"
+    " WHERE provider_id IN (SELECT value FROM json_each(?))"
+)
+_SQLITE_EVENT = (
+    "INSERT INTO inbox_events (provider, event_id, kind, payload, prospect_id, created_at,"
+    " processed_at, delivery, attempts, last_error)"
+    " VALUES ('twilio', ?, 'sms_status', ?, ?, ?, ?, 'none', 0, '')"
+    " ON CONFLICT (provider, event_id) DO NOTHING"
+)
+_SQLITE_MOVE = (
+    "UPDATE messages SET status = ?, provider_status = ?, error = ?, updated_at = ? WHERE id = ?"
+)
 
-    @event.listens_for(engine, "begin")
-    def _begin(conn: Connection) -> None:
-        # the write lock first, so what the batch reads is what it updates; busy: fail at once
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
-    return engine
+def write_batch_sqlite(conn: sqlite3.Connection, batch: Sequence[StatusCallback]) -> None:
+    """write_batch on SQLite's own driver, in a transaction of its own (BEGIN IMMEDIATE: the
+    write lock first, so what the batch reads is what it updates; busy: fails at once)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        sids = json.dumps(list({cb.sid for cb in batch}))
+        # sid -> (id, prospect_id, status, provider_status, error)
+        ledger = {r[1]: r for r in conn.execute(_SQLITE_LEDGER, (sids,))}
+        now = utcnow().strftime("%Y-%m-%d %H:%M:%S.%f")
+        states: dict[str, LedgerState] = {}
+        changed: dict[str, LedgerState] = {}
+        for cb in batch:
+            row = ledger.get(cb.sid)
+            stored = conn.execute(
+                _SQLITE_EVENT,
+                (cb.event_id, json.dumps(cb.form), row[2] if row else None, now, now),
+            )
+            # not stored: a provider's retry, or the same event twice in the batch: no effect
+            if stored.rowcount != 1 or row is None:
+                continue
+            state = states.setdefault(cb.sid, LedgerState(row[3], row[4], row[5]))
+            if advance(state, cb):
+                changed[row[0]] = state
+        if changed:
+            conn.executemany(
+                _SQLITE_MOVE,
+                [(s.status, s.provider_status, s.error, now, mid) for mid, s in changed.items()],
+            )
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _loop_thread_sqlite(async_url: str) -> sqlite3.Connection:
+    database = make_url(async_url).database or ""
+    # timeout 0: a lock held by another connection fails at once (the writer retries after an
+    # asynchronous pause); used only from the loop's thread
+    conn = sqlite3.connect(database, timeout=0, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    # a checkpoint syncs to disk: the app's own connection does it, off the loop
+    conn.execute("PRAGMA wal_autocheckpoint=0")
+    return conn
 
 
 class StatusWriter:
     def __init__(self, engine: Callable[[], AsyncEngine]) -> None:
         self._engine = engine
-        self._sync: Engine | None = None
+        self._sqlite: sqlite3.Connection | None = None
         self._queue: list[tuple[StatusCallback, asyncio.Future[None]]] = []
         self._writing = False
 
@@ -216,8 +259,9 @@ class StatusWriter:
         await done
 
     async def close(self) -> None:
-        if self._sync is not None:
-            self._sync.dispose()
+        if self._sqlite is not None:
+            self._sqlite.close()
+            self._sqlite = None
 
     async def _drain(self) -> None:
         try:
@@ -243,16 +287,15 @@ class StatusWriter:
             async with engine.begin() as conn:
                 await conn.run_sync(write_batch, batch)
             return
-        if self._sync is None:
-            self._sync = _loop_thread_sqlite_engine(engine.url.render_as_string(False))
+        if self._sqlite is None:
+            self._sqlite = _loop_thread_sqlite(engine.url.render_as_string(False))
         waited = 0.0
         while True:
             try:
-                with self._sync.begin() as conn:
-                    write_batch(conn, batch)
+                write_batch_sqlite(self._sqlite, batch)
                 return
-            except OperationalError as err:
-                locked = "locked" in str(err.orig) or "busy" in str(err.orig)
+            except sqlite3.OperationalError as err:
+                locked = "locked" in str(err) or "busy" in str(err)
                 if not locked or waited > LOCKED_GIVE_UP_SECONDS:
                     raise
             # another connection is writing: let it finish, without holding up the loop

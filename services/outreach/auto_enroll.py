@@ -1,0 +1,168 @@
+"""Auto-enrolment by fit tier: a cadence with `auto_enroll` takes every new prospect whose tier
+is its `auto_enroll_min_tier` or better.
+
+Prospecting decides *when* (it sees prospects created, imported and re-scored upward) and
+outreach decides *where* (it owns cadences and enrolments): prospecting's outbox POSTs the
+prospects and their tiers to POST /internal/auto-enrollments, retried until outreach answers
+2xx. Outreach picks, per prospect, the auto-enrolling cadence with the strictest tier the
+prospect meets (the oldest on a tie) and enrolls them. Idempotent: the enrolment is unique per
+prospect, and a prospect already enrolled only has their journey started again with the same
+id (USE_EXISTING), which completes an earlier attempt whose start failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError
+
+from services.outreach import erasure, models, service
+from services.outreach.prospects import ProspectDirectory
+from shared.auth import require_api_key
+from shared.contracts.journey import JourneyInput, journey_id
+from shared.db import Session
+from shared.errors import AppError
+from shared.temporal import task_queues
+
+log = logging.getLogger(__name__)
+router = APIRouter(dependencies=[Depends(require_api_key)])
+TIERS = "ABCD"  # best first
+CONCURRENCY = 8
+
+
+class Candidate(BaseModel):
+    prospect_id: str = Field(min_length=1, max_length=64)
+    tier: str = Field(pattern="^[ABCD]$")
+
+
+class AutoEnrollIn(BaseModel):
+    items: list[Candidate] = Field(max_length=1000)
+
+
+class AutoEnrollOut(BaseModel):
+    enrolled: dict[str, str] = Field(description="prospect id -> cadence id")
+    skipped: dict[str, str] = Field(description="prospect id -> why not")
+
+
+@dataclass(frozen=True)
+class AutoCadence:
+    cadence_id: str
+    min_tier: str
+
+
+async def auto_cadences(session: Session) -> list[AutoCadence]:
+    """The auto-enrolling cadences (by their current version), strictest tier first."""
+    found = []
+    cadences = (
+        await session.scalars(select(models.Cadence).order_by(models.Cadence.created_at))
+    ).all()
+    for cadence in cadences:
+        row = await session.scalar(
+            select(models.CadenceVersion).where(
+                models.CadenceVersion.cadence_id == cadence.id,
+                models.CadenceVersion.version == cadence.current_version,
+            )
+        )
+        if row is not None and row.definition.get("auto_enroll"):
+            found.append(AutoCadence(cadence.id, row.definition.get("auto_enroll_min_tier", "A")))
+    return sorted(found, key=lambda c: TIERS.index(c.min_tier))  # stable: oldest first on ties
+
+
+def cadence_for(cadences: list[AutoCadence], tier: str) -> AutoCadence | None:
+    return next((c for c in cadences if TIERS.index(tier) <= TIERS.index(c.min_tier)), None)
+
+
+async def _enroll_one(request: Request, candidate: Candidate, cadence: AutoCadence) -> str:
+    """'' when enrolled (or already), else why not."""
+    settings = request.app.state.settings
+    directory: ProspectDirectory = request.app.state.prospects
+    try:
+        contact = await directory.contact(candidate.prospect_id)
+    except AppError as err:
+        if err.status == 404:
+            return "no such prospect (erased or deleted)"
+        raise
+    async with request.app.state.sessions() as session:
+        try:
+            await erasure.refuse_erased_contact(
+                session, settings.erasure_pepper.get_secret_value(), contact
+            )
+        except AppError:
+            return "erased person"
+        existing = await service.find_enrollment(session, candidate.prospect_id)
+        version = existing.cadence_version if existing else None
+        cadence_id = existing.cadence_id if existing else cadence.cadence_id
+        snapshot = await service.cadence_snapshot(session, cadence_id, version)
+        row = existing or await service.add_enrollment(
+            session,
+            models.Enrollment(
+                prospect_id=candidate.prospect_id,
+                cadence_id=cadence_id,
+                cadence_version=snapshot.version,
+                journey_id=journey_id(candidate.prospect_id),
+                rep_id=contact.rep_id,
+                company_key=service.company_key(contact.company),
+                # as POST /enrollments stores them (a do-not-contact entry finds the journey)
+                email=service.normalise_address("email", contact.email) if contact.email else None,
+                phone=service.normalise_address("sms", contact.phone) if contact.phone else None,
+            ),
+        )
+        await session.commit()
+    queues = task_queues(settings)
+    client: Client = request.app.state.temporal
+    try:
+        await client.start_workflow(
+            "ProspectJourney",
+            JourneyInput(contact=contact, cadence=snapshot, queues=queues),
+            id=row.journey_id,
+            task_queue=queues.journeys,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        )
+    except WorkflowAlreadyStartedError:
+        pass
+    except RPCError as err:
+        raise AppError(503, "temporal_unreachable", f"journey not started: {err.message}") from err
+    return ""
+
+
+@router.post("/internal/auto-enrollments", tags=["enrollments"])
+async def auto_enroll(body: AutoEnrollIn, request: Request, session: Session) -> AutoEnrollOut:
+    """Enroll each prospect in the auto-enrolling cadence their tier qualifies for (called by
+    prospecting's outbox; 503 when a journey could not start: the whole call is retried)."""
+    cadences = await auto_cadences(session)
+    await session.commit()  # nothing written: end the read before the slow part
+    enrolled: dict[str, str] = {}
+    skipped: dict[str, str] = {}
+    chosen = []
+    for candidate in body.items:
+        cadence = cadence_for(cadences, candidate.tier)
+        if cadence is None:
+            skipped[candidate.prospect_id] = (
+                f"no auto-enrolling cadence takes tier {candidate.tier}"
+            )
+        else:
+            chosen.append((candidate, cadence))
+    # SQLite has one writer: taking turns there beats waiting on its lock
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    limit = asyncio.Semaphore(1 if sqlite else CONCURRENCY)
+
+    async def one(candidate: Candidate, cadence: AutoCadence) -> tuple[str, str, str]:
+        async with limit:
+            why = await _enroll_one(request, candidate, cadence)
+            return candidate.prospect_id, cadence.cadence_id, why
+
+    for prospect_id, cadence_id, why in await asyncio.gather(*(one(c, a) for c, a in chosen)):
+        if why:
+            skipped[prospect_id] = why
+        else:
+            enrolled[prospect_id] = cadence_id
+    return AutoEnrollOut(enrolled=enrolled, skipped=skipped)

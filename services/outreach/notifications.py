@@ -1,0 +1,573 @@
+"""Urgent and overdue rep tasks reach people: email or SMS (the rep's choice) and a signed,
+Slack-compatible webhook. Durable and sent once per (task, reason, recipient, channel).
+
+A sweep loop runs in the outreach app (like the inbox relay) and, each pass:
+  1. marks open tasks that turned urgent (a fresh reply, a meeting soon) once, and queues a
+     notification to their rep;
+  2. escalates open tasks still open `escalate_after_seconds` after due, once: the task's
+     priority rises (services.outreach.tasks) and the rep's manager is told;
+  3. delivers the queued rows: claimed with a lease (replicas skip them), sent, marked sent;
+     a failure is retried with backoff, a permanent one (or the last attempt) marks failed.
+Marking and queueing happen in one transaction (`urgent_at`/`escalated_at` are set only where
+still empty), so a notification is queued exactly once even with several replicas; the unique
+key of `task_notifications` guards it too. A crash between the provider accepting and the row
+being marked sent is the one window left: the retry then re-sends email with the same
+Message-ID, asks Twilio for an SMS with that body first, and sends a webhook with the same
+X-Closeflow-Delivery id (receivers dedupe on it).
+
+Webhook signature: X-Closeflow-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of
+"<t>.<raw body>" under the rep's webhook_secret> (README, Rep inbox, has a verification snippet).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from html import escape
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from twilio.base.exceptions import TwilioRestException
+
+from services.outreach import models, tasks
+from services.outreach.reps import RepDirectory, RepInfo
+from shared.db import new_id
+from shared.errors import AppError
+from shared.providers.email import EmailSendError, OutgoingEmail, SmtpEmail
+from shared.providers.sms import TwilioSms
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+URGENT, ESCALATION = "urgent", "escalation"
+PENDING, SENT, FAILED = "pending", "sent", "failed"
+SIGNATURE_HEADER = "X-Closeflow-Signature"
+DELIVERY_HEADER = "X-Closeflow-Delivery"
+EVENT_HEADER = "X-Closeflow-Event"
+
+
+@dataclass
+class NotifierTiming:
+    poll_seconds: float = 5.0
+    base_delay: float = 2.0  # first retry; doubles per attempt up to max_delay
+    max_delay: float = 600.0
+    max_attempts: int = 12
+    lease: float = 60.0
+    batch: int = 100
+    webhook_timeout: float = 10.0
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _insert(session: AsyncSession, table: Any) -> Any:
+    dialect = session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return f"t={timestamp},v1={digest.hexdigest()}"
+
+
+def verify(secret: str, header: str, body: bytes, tolerance: int = 300) -> bool:
+    """What a receiver does (tests use it): the HMAC matches and the timestamp is recent."""
+    parts = dict(p.split("=", 1) for p in header.split(",") if "=" in p)
+    try:
+        timestamp = int(parts["t"])
+    except (KeyError, ValueError):
+        return False
+    if abs(time.time() - timestamp) > tolerance:
+        return False
+    expected = sign(secret, timestamp, body).split("v1=", 1)[1]
+    return hmac.compare_digest(expected, parts.get("v1", ""))
+
+
+def slack_payload(subject: str, text: str, url: str) -> dict[str, Any]:
+    """Slack's incoming-webhook shape: `text` is the fallback, `blocks` the layout."""
+    return {
+        "text": f"{subject}\n{url}",
+        "blocks": [
+            {"type": "header", "text": {"type": "plain_text", "text": subject[:150]}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": text[:2900]}},
+            {
+                "type": "actions",
+                "elements": [
+                    {
+                        "type": "button",
+                        "text": {"type": "plain_text", "text": "Open the inbox"},
+                        "url": url,
+                    }
+                ],
+            },
+        ],
+    }
+
+
+# --- preferences ------------------------------------------------------------------------------
+
+
+async def get_prefs(session: AsyncSession, rep_id: str) -> models.RepNotificationPrefs | None:
+    return await session.get(models.RepNotificationPrefs, rep_id)
+
+
+async def put_prefs(
+    session: AsyncSession, rep_id: str, values: dict[str, Any]
+) -> models.RepNotificationPrefs:
+    row = await session.get(models.RepNotificationPrefs, rep_id, with_for_update=True)
+    if row is None:
+        row = models.RepNotificationPrefs(rep_id=rep_id)
+        session.add(row)
+    for name, value in values.items():
+        setattr(row, name, value)
+    row.updated_at = utcnow()
+    await session.flush()
+    return row
+
+
+# --- what a notification says -----------------------------------------------------------------
+
+
+def inbox_url(settings: Settings, rep_id: str) -> str:
+    return f"{settings.outreach_public_url.rstrip('/')}/ui/reps/{rep_id}/inbox"
+
+
+def _who(task: models.RepTask) -> str:
+    card = task.prospect_card or {}
+    name = card.get("name") or ""
+    where = " at ".join(x for x in (card.get("title") or "", card.get("company") or "") if x)
+    reach = " · ".join(x for x in (card.get("phone") or "", card.get("email") or "") if x)
+    return ", ".join(x for x in (name, where, reach) if x)
+
+
+def message_for(task: models.RepTask, reason: str, why: str, url: str) -> tuple[str, str]:
+    if reason == ESCALATION:
+        subject = f"Overdue: {task.title}"
+        first = f"Rep {task.rep_id}'s task is still open, due {task.due_at:%Y-%m-%d %H:%M} UTC."
+    else:
+        subject = f"Urgent: {task.title}"
+        first = f"Why now: {why}."
+    lines = [first, f"Who: {_who(task)}" if _who(task) else "", task.body[:800], f"Inbox: {url}"]
+    return subject[:300], "\n".join(line for line in lines if line)
+
+
+def _short(subject: str, why: str, url: str) -> str:
+    return f"closeflow: {subject} ({why}) {url}"[:320]
+
+
+# --- the sweep ----------------------------------------------------------------------------------
+
+
+class Notifier:
+    def __init__(
+        self,
+        sessions: Callable[[], async_sessionmaker[AsyncSession]],
+        settings: Settings,
+        reps: Callable[[], RepDirectory],
+        timing: NotifierTiming | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self._settings = settings
+        self._reps = reps
+        self.timing = timing or NotifierTiming()
+        self._email = SmtpEmail.from_settings(settings)
+        self._sms = TwilioSms(
+            settings.twilio_account_sid,
+            settings.twilio_auth_token.get_secret_value(),
+            settings.twilio_from_number,
+            settings.twilio_api_base_url,
+        )
+        self._http: httpx.AsyncClient | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._last_failure = ""
+        self.passes = 0  # sweeps completed (tests wait for a few more to see nothing new)
+
+    # lifecycle, like the inbox relay
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._http = httpx.AsyncClient(timeout=self.timing.webhook_timeout)
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="notifier")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+        await self._sms.close()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.run_once()
+            except Exception as err:  # the database is briefly away, say: the next pass retries
+                failure = f"{type(err).__name__}: {err}"
+                if failure != self._last_failure:
+                    log.exception("notifier pass failed")
+                self._last_failure = failure
+            else:
+                self._last_failure = ""
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.timing.poll_seconds)
+            self._wake.clear()
+
+    async def run_once(self) -> int:
+        now = utcnow()
+        await self.mark_urgent(now)
+        await self.escalate(now)
+        delivered = await self.deliver_due()
+        self.passes += 1
+        return delivered
+
+    # 1. urgent tasks
+    async def mark_urgent(self, now: datetime) -> int:
+        t, m = models.RepTask, models.Message
+        async with self._sessions()() as session:
+            policy = await tasks.get_policy(session)
+            since = now - timedelta(seconds=policy.hot_reply_seconds)
+            replied = select(m.prospect_id).where(m.replied_at >= since)
+            meeting_horizon = now + timedelta(seconds=policy.meeting_soon_seconds)
+            candidates = (
+                await session.scalars(
+                    select(t)
+                    .where(
+                        t.status == tasks.OPEN,
+                        t.urgent_at.is_(None),
+                        t.rep_id.is_not(None),
+                        (t.snoozed_until.is_(None)) | (t.snoozed_until <= now),
+                        t.prospect_id.in_(replied)
+                        | ((t.kind == "prepare_meeting") & (t.due_at <= meeting_horizon)),
+                    )
+                    .limit(self.timing.batch)
+                )
+            ).all()
+            replies = await tasks.last_replies(session, [c.prospect_id for c in candidates], since)
+        marked = 0
+        for task in candidates:
+            signals = tasks.urgent_signals(task, replies.get(task.prospect_id), now, policy)
+            if signals:
+                why = "; ".join(s.text for s in signals)
+                recipient = task.rep_id or ""
+                if await self._mark_and_queue(task.id, "urgent_at", why, URGENT, recipient, now):
+                    marked += 1
+        return marked
+
+    # 2. overdue tasks
+    async def escalate(self, now: datetime) -> int:
+        t = models.RepTask
+        async with self._sessions()() as session:
+            policy = await tasks.get_policy(session)
+            cutoff = now - timedelta(seconds=policy.escalate_after_seconds)
+            overdue = (
+                await session.scalars(
+                    select(t)
+                    .where(t.status == tasks.OPEN, t.escalated_at.is_(None), t.due_at <= cutoff)
+                    .order_by(t.due_at)
+                    .limit(self.timing.batch)
+                )
+            ).all()
+        escalated = 0
+        for task in overdue:
+            if tasks.escalation_deadline(task, policy) > now:
+                continue  # snoozed past its due time: the clock runs from the snooze's end
+            try:
+                manager = await self._manager_of(task.rep_id)
+            except AppError as err:
+                log.warning("task %s not escalated yet: %s", task.id, err.message)
+                continue  # prospecting is away: the next pass tries again
+            why = f"still open {tasks._ago(now - task.due_at)} after due"
+            if await self._mark_and_queue(task.id, "escalated_at", why, ESCALATION, manager, now):
+                escalated += 1
+        return escalated
+
+    async def _manager_of(self, rep_id: str | None) -> str | None:
+        """Who hears about this rep's overdue tasks: the rep's `escalate_to` preference, else
+        their manager in prospecting, else nobody (the task still rises in the inbox)."""
+        if rep_id is None:
+            return None
+        async with self._sessions()() as session:
+            prefs = await get_prefs(session, rep_id)
+        if prefs is not None and prefs.escalate_to:
+            return prefs.escalate_to
+        try:
+            return (await self._reps().rep(rep_id)).manager_id
+        except AppError as err:
+            if err.status == 404:
+                return None
+            raise
+
+    async def _mark_and_queue(
+        self, task_id: str, mark: str, why: str, reason: str, recipient: str | None, now: datetime
+    ) -> bool:
+        """Set the task's mark where it is still empty and queue the recipient's notifications,
+        in one transaction: whoever sets the mark queues, once."""
+        info: RepInfo | None = None
+        if recipient:
+            try:
+                info = await self._reps().rep(recipient)
+            except AppError as err:
+                if err.status != 404 and await self._needs_rep_details(recipient):
+                    # the address is prospecting's: leave the task unmarked, the next pass
+                    # tries again (marking now would lose the notification)
+                    log.warning("task %s waits for rep %s's details: %s", task_id, recipient, err)
+                    return False
+                log.warning("no rep details for %s: %s", recipient, err.message)
+        t = models.RepTask
+        async with self._sessions()() as session:
+            values: dict[str, Any] = {mark: now}
+            if mark == "urgent_at":
+                values["urgent_reason"] = why[:300]
+            done = await session.execute(
+                update(t)
+                .where(t.id == task_id, getattr(t, mark).is_(None), t.status == tasks.OPEN)
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+            if done.rowcount != 1:  # type: ignore[attr-defined]
+                return False
+            task = await session.get(t, task_id)
+            assert task is not None
+            if recipient:
+                await self._queue(session, task, reason, why, recipient, info, now)
+            await session.commit()
+        self.wake()
+        return True
+
+    async def _needs_rep_details(self, rep_id: str) -> bool:
+        """True when the rep's preferences leave the email or SMS address to prospecting."""
+        async with self._sessions()() as session:
+            prefs = await get_prefs(session, rep_id)
+        if prefs is None:
+            return True
+        return (prefs.channel == "email" and not prefs.email) or (
+            prefs.channel == "sms" and not prefs.phone
+        )
+
+    async def _queue(
+        self,
+        session: AsyncSession,
+        task: models.RepTask,
+        reason: str,
+        why: str,
+        recipient: str,
+        info: RepInfo | None,
+        now: datetime,
+    ) -> None:
+        prefs = await get_prefs(session, recipient)
+        url = inbox_url(self._settings, recipient if reason == URGENT else task.rep_id or "")
+        subject, text = message_for(task, reason, why, url)
+        targets: list[tuple[str, str, str]] = []  # channel, target, text
+        channel = prefs.channel if prefs is not None else "email"  # no preferences: email
+        if channel == "email":
+            address = (prefs.email if prefs is not None else None) or (info.email if info else "")
+            if address:
+                targets.append(("email", address, text))
+        elif channel == "sms":
+            number = (prefs.phone if prefs is not None else None) or (info.phone if info else None)
+            if number:
+                targets.append(("sms", number, _short(subject, why, url)))
+        if prefs is not None and prefs.webhook_url:
+            targets.append(("webhook", prefs.webhook_url, text))
+        if not targets:
+            log.warning("rep %s has nowhere to be told about task %s", recipient, task.id)
+        for channel_name, target, body in targets:
+            await session.execute(
+                _insert(session, models.TaskNotification)
+                .values(
+                    id=new_id(),
+                    task_id=task.id,
+                    reason=reason,
+                    recipient_rep_id=recipient,
+                    channel=channel_name,
+                    target=target,
+                    subject=subject,
+                    text=body,
+                    status=PENDING,
+                    attempts=0,
+                    last_error="",
+                    next_attempt_at=now,
+                    created_at=now,
+                )
+                .on_conflict_do_nothing(
+                    index_elements=["task_id", "reason", "recipient_rep_id", "channel"]
+                )
+            )
+
+    # 3. delivery
+    async def deliver_due(self) -> int:
+        n = models.TaskNotification
+        now = utcnow()
+        due = (n.status == PENDING) & (n.next_attempt_at <= now)
+        async with self._sessions()() as session:
+            ids = list(
+                (
+                    await session.scalars(
+                        select(n.id).where(due).order_by(n.next_attempt_at).limit(self.timing.batch)
+                    )
+                ).all()
+            )
+            if not ids:
+                return 0
+            # the lease: another replica that saw these due a moment ago now finds them not due
+            taken = (
+                await session.scalars(
+                    update(n)
+                    .where(n.id.in_(ids), due)
+                    .values(next_attempt_at=now + timedelta(seconds=self.timing.lease))
+                    .returning(n.id)
+                    .execution_options(synchronize_session=False)
+                )
+            ).all()
+            await session.commit()
+            claimed = (await session.scalars(select(n).where(n.id.in_(taken)))).all()
+        for row in claimed:
+            await self._deliver(row)
+        return len(claimed)
+
+    async def _deliver(self, row: models.TaskNotification) -> None:
+        error, permanent, provider_id = "", False, None
+        try:
+            provider_id = await self._send(row)
+        except EmailSendError as err:
+            error, permanent = str(err), err.permanent
+        except TwilioRestException as err:
+            error, permanent = f"Twilio {err.status} {err.code}: {err.msg}", 400 <= err.status < 500
+        except WebhookRefused as err:
+            error, permanent = str(err), err.permanent
+        except (httpx.HTTPError, OSError) as err:
+            error = f"{type(err).__name__}: {err}"
+        await self._record(row, provider_id, error, permanent)
+
+    async def _send(self, row: models.TaskNotification) -> str:
+        if row.channel == "email":
+            domain = self._email.domain
+            return await self._email.send(
+                OutgoingEmail(
+                    to=row.target,
+                    subject=row.subject,
+                    text=row.text,
+                    html=f"<p>{escape(row.text).replace(chr(10), '<br>')}</p>",
+                    # the same id on every attempt: a re-send after a crash is one message
+                    message_id=f"<notification-{row.id}@{domain}>",
+                    unsubscribe_url=inbox_url(self._settings, row.recipient_rep_id),
+                    headers={DELIVERY_HEADER: row.id},
+                )
+            )
+        if row.channel == "sms":
+            if row.attempts > 0:
+                since = row.created_at - timedelta(minutes=1)
+                found = await self._sms.find_recent(row.target, row.text, since)
+                if found:
+                    return found
+            return (await self._sms.send_sms(row.target, row.text, None)).sid
+        return await self._post_webhook(row)
+
+    async def _post_webhook(self, row: models.TaskNotification) -> str:
+        async with self._sessions()() as session:
+            prefs = await get_prefs(session, row.recipient_rep_id)
+        secret = (prefs.webhook_secret if prefs is not None else None) or ""
+        if not secret:
+            raise WebhookRefused("the rep's webhook has no secret any more", permanent=True)
+        url = inbox_url(self._settings, row.recipient_rep_id)
+        body = json.dumps(slack_payload(row.subject, row.text, url), separators=(",", ":")).encode()
+        assert self._http is not None, "the notifier is not started"
+        response = await self._http.post(
+            row.target,
+            content=body,
+            headers={
+                "Content-Type": "application/json",
+                SIGNATURE_HEADER: sign(secret, int(time.time()), body),
+                DELIVERY_HEADER: row.id,
+                EVENT_HEADER: f"task.{row.reason}",
+            },
+        )
+        if response.status_code >= 300:
+            retryable = response.status_code in (408, 429) or response.status_code >= 500
+            raise WebhookRefused(
+                f"webhook answered {response.status_code}", permanent=not retryable
+            )
+        return f"webhook:{response.status_code}"
+
+    async def _record(
+        self, row: models.TaskNotification, provider_id: str | None, error: str, permanent: bool
+    ) -> None:
+        n = models.TaskNotification
+        attempts = row.attempts + 1
+        values: dict[str, Any] = {"attempts": attempts, "last_error": error[:2000]}
+        if not error:
+            values.update(status=SENT, sent_at=utcnow(), provider_id=provider_id)
+        elif permanent or attempts >= self.timing.max_attempts:
+            values.update(status=FAILED, next_attempt_at=None)
+            log.error("notification %s (%s) gave up: %s", row.id, row.channel, error)
+        else:
+            delay = min(self.timing.base_delay * 2 ** (attempts - 1), self.timing.max_delay)
+            values["next_attempt_at"] = utcnow() + timedelta(seconds=delay)
+            log.warning(
+                "notification %s (%s) attempt %d failed, retry in %.0fs: %s",
+                row.id,
+                row.channel,
+                attempts,
+                delay,
+                error,
+            )
+        async with self._sessions()() as session:
+            await session.execute(
+                update(n)
+                .where(n.id == row.id, n.status == PENDING)
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+            await session.commit()
+
+
+class WebhookRefused(Exception):
+    def __init__(self, message: str, *, permanent: bool) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+async def list_for_task(session: AsyncSession, task_id: str) -> Sequence[models.TaskNotification]:
+    n = models.TaskNotification
+    query = select(n).where(n.task_id == task_id).order_by(n.created_at, n.channel)
+    return (await session.scalars(query)).all()
+
+
+def install_notifier(app: FastAPI, timing: NotifierTiming | None = None) -> Notifier:
+    """app.state.notifier, its loop running while the app's lifespan does."""
+    notifier = Notifier(
+        lambda: app.state.sessions, app.state.settings, lambda: app.state.reps, timing
+    )
+    app.state.notifier = notifier
+    inner = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app_: FastAPI) -> AsyncIterator[None]:
+        async with inner(app_):
+            notifier.start()
+            try:
+                yield
+            finally:
+                await notifier.stop()
+
+    app.router.lifespan_context = lifespan
+    return notifier

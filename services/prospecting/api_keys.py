@@ -1,0 +1,114 @@
+"""API keys issued by admins through the API; the other services check them here.
+
+POST /api-keys shows the new key once; only its SHA-256 is stored. Revoking is immediate in
+prospecting and reaches the other services within shared.issued_keys.CACHE_SECONDS.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from fastapi import APIRouter, Response
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.prospecting import service
+from services.prospecting.models import IssuedKey
+from shared.auth import Principal
+from shared.db import Session, utcnow
+from shared.errors import AppError, invalid
+from shared.issued_keys import ISSUED_PREFIX, key_hash, looks_issued, new_key
+
+router = APIRouter(tags=["api keys"])
+
+
+class KeyCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=200, description="who or what holds it")
+    role: Literal["admin", "ops", "rep"]
+    rep_id: str | None = Field(None, max_length=32, description="required for a rep key")
+
+    @model_validator(mode="after")
+    def _rep_needs_rep_id(self) -> KeyCreate:
+        if (self.role == "rep") != bool(self.rep_id):
+            raise ValueError("rep_id is required for a rep key, and only for one")
+        return self
+
+
+class Key(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    name: str
+    role: str
+    rep_id: str | None
+    hint: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class NewKey(Key):
+    key: str = Field(description="shown this once: only its hash is kept")
+
+
+class Introspect(BaseModel):
+    key: str = Field(max_length=200)
+
+
+class Holder(BaseModel):
+    role: str
+    rep_id: str | None
+
+
+@router.post("/api-keys", status_code=201, response_model=NewKey)
+async def issue_key(body: KeyCreate, session: Session) -> NewKey:
+    if body.rep_id is not None:
+        try:
+            await service.get_rep(session, body.rep_id)
+        except AppError as err:
+            raise invalid("rep_id", f"no rep {body.rep_id}") from err
+    key = new_key()
+    row = IssuedKey(
+        name=body.name,
+        role=body.role,
+        rep_id=body.rep_id,
+        key_hash=key_hash(key),
+        hint=key[: len(ISSUED_PREFIX) + 6],
+    )
+    session.add(row)
+    await session.flush()
+    return NewKey(key=key, **Key.model_validate(row).model_dump())
+
+
+@router.get("/api-keys", response_model=list[Key])
+async def list_keys(session: Session) -> list[IssuedKey]:
+    return list((await session.scalars(select(IssuedKey).order_by(IssuedKey.created_at))).all())
+
+
+@router.delete("/api-keys/{key_id}", status_code=204)
+async def revoke_key(key_id: str, session: Session) -> Response:
+    """Revoking twice is harmless."""
+    row = await session.get(IssuedKey, key_id)
+    if row is None:
+        raise AppError(404, "api_key_not_found", f"api key {key_id} does not exist")
+    row.revoked_at = row.revoked_at or utcnow()
+    return Response(status_code=204)
+
+
+@router.post("/internal/api-keys/introspect", response_model=Holder)
+async def introspect(body: Introspect, session: Session) -> Holder:
+    """For the other services: who holds this key (404: nobody, or revoked)."""
+    principal = await holder_of(session, body.key)
+    if principal is None:
+        raise AppError(404, "api_key_not_found", "no live key like that")
+    return Holder(role=principal.role, rep_id=principal.rep_id)
+
+
+async def holder_of(session: AsyncSession, key: str) -> Principal | None:
+    if not looks_issued(key):
+        return None
+    row = await session.scalar(
+        select(IssuedKey).where(IssuedKey.key_hash == key_hash(key), IssuedKey.revoked_at.is_(None))
+    )
+    return Principal(row.role, row.rep_id) if row is not None else None  # type: ignore[arg-type]

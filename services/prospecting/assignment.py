@@ -1,0 +1,236 @@
+"""Who gets a new prospect: territory first, then round robin among the reps with capacity left.
+
+Ops keep the rules in the database (PUT /assignment-rules): territories (countries -> reps) and
+the most open prospects each rep may hold. A prospect whose country is in a territory goes to
+that territory's reps, any other prospect to every rep; within that pool the next rep in
+creation order after the pool's last pick that is below capacity takes it. When the whole pool
+is full the prospect stays unassigned and `assignment_note` says why.
+
+One Assigner serves a whole transaction (one API create, or one import batch): it locks the
+round-robin cursor row first (SELECT ... FOR UPDATE), so concurrent assignments on PostgreSQL
+take turns and the open counts it loaded stay true; SQLite has a single writer anyway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+from sqlalchemy import func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.prospecting.models import AssignmentCursor, AssignmentRules, Prospect, Rep
+from shared.contracts.journey import Stage
+from shared.db import utcnow
+from shared.errors import invalid
+
+RULES_ID = "default"
+ROUND_ROBIN = "round_robin"  # the cursor of the pool of every rep (and the assignment lock)
+# A prospect counts against its rep's capacity until the journey ends one way or another.
+OPEN_STAGES = (
+    Stage.PROSPECTING,
+    Stage.CONTACTING,
+    Stage.QUALIFYING,
+    Stage.PRESENTING,
+    Stage.OBJECTIONS,
+    Stage.CLOSING,
+)
+
+
+class Territory(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+    countries: list[str] = Field(
+        min_length=1, description="country codes or names, as prospects carry them (any case)"
+    )
+    rep_ids: list[str] = Field(min_length=1, description="the reps who work this territory")
+
+    @field_validator("countries")
+    @classmethod
+    def _normal(cls, values: list[str]) -> list[str]:
+        cleaned = [v.strip().lower() for v in values]
+        if any(not v for v in cleaned):
+            raise ValueError("a country must not be empty")
+        return cleaned
+
+
+class Rules(BaseModel):
+    territories: list[Territory] = Field(default_factory=list)
+    capacity: dict[str, int] = Field(
+        default_factory=dict, description="rep id -> most open prospects (overrides the default)"
+    )
+    default_capacity: int | None = Field(
+        None, ge=0, description="most open prospects of a rep not in `capacity`; null: no limit"
+    )
+
+    @field_validator("capacity")
+    @classmethod
+    def _non_negative(cls, values: dict[str, int]) -> dict[str, int]:
+        for rep_id, limit in values.items():
+            if limit < 0:
+                raise ValueError(f"capacity of {rep_id} must be 0 or more")
+        return values
+
+    @model_validator(mode="after")
+    def _unambiguous(self) -> Rules:
+        names: set[str] = set()
+        owner: dict[str, str] = {}
+        for t in self.territories:
+            if t.name in names:
+                raise ValueError(f"two territories are named {t.name!r}")
+            names.add(t.name)
+            for country in t.countries:
+                if country in owner:
+                    raise ValueError(
+                        f"country {country!r} is in territories {owner[country]!r} and {t.name!r}"
+                    )
+                owner[country] = t.name
+        return self
+
+    def rep_ids(self) -> set[str]:
+        return {r for t in self.territories for r in t.rep_ids} | set(self.capacity)
+
+    def limit_of(self, rep_id: str) -> int | None:
+        return self.capacity.get(rep_id, self.default_capacity)
+
+
+def _insert(session: AsyncSession, model: type[Any]) -> Any:
+    dialect = session.get_bind().dialect.name
+    return (postgresql if dialect == "postgresql" else sqlite).insert(model)
+
+
+async def load_rules(session: AsyncSession) -> tuple[Rules, AssignmentRules | None]:
+    row = await session.get(AssignmentRules, RULES_ID)
+    if row is None:
+        return Rules(), None
+    return Rules.model_validate(row.rules), row
+
+
+async def replace_rules(session: AsyncSession, rules: Rules) -> AssignmentRules:
+    known = set((await session.scalars(select(Rep.id))).all())
+    unknown = sorted(rules.rep_ids() - known)
+    if unknown:
+        raise invalid("rep_ids", f"no rep has the id {', '.join(unknown)}")
+    row = await session.get(AssignmentRules, RULES_ID)
+    if row is None:
+        row = AssignmentRules(id=RULES_ID, rules={}, version=0)
+        session.add(row)
+    row.rules = rules.model_dump(mode="json")
+    row.version += 1
+    row.updated_at = utcnow()
+    await session.flush()
+    return row
+
+
+async def open_counts(session: AsyncSession) -> dict[str, int]:
+    query = (
+        select(Prospect.rep_id, func.count())
+        .where(Prospect.rep_id.is_not(None), Prospect.stage.in_(OPEN_STAGES))
+        .group_by(Prospect.rep_id)
+    )
+    return {rep_id: count for rep_id, count in (await session.execute(query)).all()}
+
+
+class Assigner:
+    def __init__(
+        self,
+        session: AsyncSession,
+        rules: Rules,
+        reps: Sequence[Rep],
+        counts: dict[str, int],
+        cursors: dict[str, AssignmentCursor],
+    ) -> None:
+        self._session = session
+        self.rules = rules
+        self.reps = list(reps)
+        self.counts = counts
+        self._cursors = cursors
+        self._by_id = {r.id: r for r in reps}
+        self._territory = {c: t for t in rules.territories for c in t.countries}
+
+    @classmethod
+    async def load(cls, session: AsyncSession) -> Assigner:
+        await session.execute(
+            _insert(session, AssignmentCursor)
+            .values(name=ROUND_ROBIN, assigned=0)
+            .on_conflict_do_nothing(index_elements=["name"])
+        )
+        await session.execute(
+            select(AssignmentCursor)
+            .where(AssignmentCursor.name == ROUND_ROBIN)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        cursors = {
+            c.name: c
+            for c in (
+                await session.scalars(
+                    select(AssignmentCursor).execution_options(populate_existing=True)
+                )
+            ).all()
+        }
+        reps = (await session.scalars(select(Rep).order_by(Rep.created_at, Rep.id))).all()
+        return cls(
+            session, (await load_rules(session))[0], reps, await open_counts(session), cursors
+        )
+
+    def has_capacity(self, rep_id: str) -> bool:
+        limit = self.rules.limit_of(rep_id)
+        return limit is None or self.counts.get(rep_id, 0) < limit
+
+    def _take(self, rep: Rep) -> None:
+        self.counts[rep.id] = self.counts.get(rep.id, 0) + 1
+
+    def assign(self, country: str, preferred: str | None = None) -> tuple[Rep | None, str]:
+        """(the rep, how they were chosen) or (None, why nobody was)."""
+        if preferred is not None and preferred in self._by_id and self.has_capacity(preferred):
+            rep = self._by_id[preferred]
+            self._take(rep)
+            return rep, "referrer's rep"
+        territory = self._territory.get(country.strip().lower()) if country else None
+        if territory is not None:
+            pool_name = f"territory:{territory.name}"
+            members = set(territory.rep_ids)
+            pool = [r for r in self.reps if r.id in members]
+            label = f"territory {territory.name}"
+        else:
+            pool_name, pool, label = ROUND_ROBIN, self.reps, "round robin"
+        if not pool:
+            return None, "unassigned: there are no reps"
+        cursor = self._cursors.get(pool_name)
+        last = cursor.last_rep_id if cursor is not None else None
+        start = next((i + 1 for i, r in enumerate(pool) if r.id == last), 0)
+        for step in range(len(pool)):
+            rep = pool[(start + step) % len(pool)]
+            if self.has_capacity(rep.id):
+                self._take(rep)
+                self._advance(pool_name, rep)
+                return rep, label
+        return None, f"unassigned: all {len(pool)} reps of {label} are at capacity"
+
+    def _advance(self, pool_name: str, rep: Rep) -> None:
+        cursor = self._cursors.get(pool_name)
+        if cursor is None:
+            cursor = AssignmentCursor(name=pool_name, assigned=0)
+            self._session.add(cursor)
+            self._cursors[pool_name] = cursor
+        cursor.last_rep_id = rep.id
+        cursor.last_rep_created_at = rep.created_at
+        cursor.assigned = (cursor.assigned or 0) + 1
+
+
+async def load_report(session: AsyncSession) -> list[dict[str, Any]]:
+    """Each rep's open prospects against their capacity, for ops."""
+    rules = (await load_rules(session))[0]
+    counts = await open_counts(session)
+    reps = (await session.scalars(select(Rep).order_by(Rep.created_at, Rep.id))).all()
+    return [
+        {
+            "rep_id": r.id,
+            "name": r.name,
+            "open": counts.get(r.id, 0),
+            "capacity": rules.limit_of(r.id),
+        }
+        for r in reps
+    ]

@@ -1,0 +1,39 @@
+"""Tell outreach about prospects that may be auto-enrolled by fit tier.
+
+Prospecting sees when a prospect appears (created through the API, imported) or moves up a
+tier (a merge on import, an ICP change); outreach owns cadences and knows which of them
+auto-enroll from which tier (services/outreach/auto_enroll.py). So every such prospect goes,
+with its tier, into one outbox message per transaction (an import batch: up to 500), relayed
+until outreach has it. Referred prospects are not sent: their intake journey starts them
+with a warm introduction already.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.prospecting import outbox
+
+KIND = "auto_enroll"
+PATH = "/internal/auto-enrollments"
+TIERS = "ABCD"  # best first
+
+
+def moved_up(old: str | None, new: str) -> bool:
+    return old is None or TIERS.index(new) < TIERS.index(old)
+
+
+def queue(session: AsyncSession, items: Sequence[tuple[str, str]], subject_id: str) -> None:
+    """(prospect id, tier) pairs, in one message; nothing when there are none."""
+    if not items:
+        return
+    outbox.add(
+        session,
+        kind=KIND,
+        target="outreach",
+        path=PATH,
+        payload={"items": [{"prospect_id": p, "tier": t} for p, t in items]},
+        subject_id=subject_id,
+    )

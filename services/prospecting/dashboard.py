@@ -1,0 +1,185 @@
+"""The ops dashboard (/ui/dashboard): funnel chart, bottleneck stage, cadence and variant numbers.
+
+Server-rendered (Jinja2, CSS bars), no JavaScript, no build step. The funnel and the bottleneck
+come from this service's aggregates; cadence and variant performance from outreach's API
+(GET /cadences and /cadences/{id}/stats at CLOSEFLOW_OUTREACH_URL, with the caller's key), so
+the page never reads outreach's database. When outreach does not answer, the page says so.
+
+Auth: the API key in the X-API-Key header, or `?key=` once: the page then keeps it in an
+HttpOnly cookie (path /ui) and redirects to the same URL without it, so the key does not stay in
+the address bar or the browser history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import jinja2
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.security import APIKeyCookie, APIKeyHeader, APIKeyQuery
+
+from services.prospecting import funnel, schemas
+from shared.auth import API_KEY_HEADER, require_api_key
+from shared.db import Session
+
+router = APIRouter(tags=["ui"])
+
+KEY_COOKIE = "closeflow_key"
+PAGE_PATH = "/ui"
+MAX_CADENCES = 20  # the page shows at most this many cadences (the newest outreach lists)
+OUTREACH_TIMEOUT = 5.0
+HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False)
+_query = APIKeyQuery(name="key", auto_error=False)
+_cookie = APIKeyCookie(name=KEY_COOKIE, auto_error=False)
+
+_templates = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=True,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    undefined=jinja2.StrictUndefined,
+)
+
+
+async def page_key(
+    request: Request,
+    header: Annotated[str | None, Depends(_header)] = None,
+    query: Annotated[str | None, Depends(_query)] = None,
+    cookie: Annotated[str | None, Depends(_cookie)] = None,
+) -> str:
+    """The key from the header, the `key` query parameter or the cookie, checked like every
+    API route's (shared.auth.require_api_key)."""
+    return await require_api_key(request, header or query or cookie)
+
+
+PageKey = Annotated[str, Depends(page_key)]
+
+
+# --- outreach -------------------------------------------------------------------------------
+
+
+@dataclass
+class CadencePerformance:
+    available: bool
+    error: str = ""
+    cadences: list[dict[str, Any]] = field(default_factory=list)
+
+
+async def cadence_performance(base_url: str, key: str) -> CadencePerformance:
+    """Every cadence with its per-step, per-variant numbers, from outreach's HTTP API."""
+    try:
+        async with httpx.AsyncClient(
+            base_url=base_url, headers={API_KEY_HEADER: key}, timeout=OUTREACH_TIMEOUT
+        ) as http:
+            listed = await http.get("/cadences")
+            if listed.status_code != 200:
+                return CadencePerformance(False, f"outreach answered {listed.status_code}")
+            cadences = listed.json()[:MAX_CADENCES]
+            stats = await asyncio.gather(
+                *(http.get(f"/cadences/{c['id']}/stats") for c in cadences)
+            )
+    except httpx.HTTPError as err:
+        return CadencePerformance(False, f"outreach at {base_url} did not answer ({err!s})")
+    rows = []
+    for cadence, answer in zip(cadences, stats, strict=True):
+        steps = answer.json().get("steps", []) if answer.status_code == 200 else []
+        sent = sum(s["sent"] for s in steps)
+        replied = sum(s["replied"] for s in steps)
+        rows.append(
+            {
+                "id": cadence["id"],
+                "name": cadence.get("name", ""),
+                "version": cadence.get("version"),
+                "sent": sent,
+                "replied": replied,
+                "reply_rate": replied / sent if sent else None,
+                "steps": steps,
+            }
+        )
+    return CadencePerformance(True, cadences=rows)
+
+
+# --- page -----------------------------------------------------------------------------------
+
+
+def duration(seconds: float | None) -> str:
+    """3 d 4 h, 5 h 12 min, 40 s: the two largest units are enough to compare stages."""
+    if seconds is None:
+        return "-"
+    whole = round(seconds)
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60), ("s", 1)):
+        if whole >= size or (unit == "s" and not parts):
+            parts.append(f"{whole // size} {unit}")
+            whole %= size
+        if len(parts) == 2:
+            break
+    return " ".join(parts)
+
+
+def percent(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.1f}%"
+
+
+_templates.filters["duration"] = duration
+_templates.filters["percent"] = percent
+
+
+@router.get("/ui/dashboard", response_class=HTMLResponse)
+async def dashboard(
+    request: Request,
+    session: Session,
+    key: PageKey,
+    from_: Annotated[date | None, Query(alias="from")] = None,
+    to: Annotated[date | None, Query()] = None,
+    cadence_id: Annotated[str | None, Query(max_length=32)] = None,
+    rep_id: Annotated[str | None, Query(max_length=32)] = None,
+    source: Annotated[schemas.Source | None, Query()] = None,
+    periods: Annotated[int, Query(ge=1, le=24)] = 4,
+    min_left: Annotated[int, Query(ge=1)] = 20,
+) -> Response:
+    if "key" in request.query_params:
+        # keep the key in a cookie and drop it from the address
+        rest = request.url.remove_query_params("key")
+        response = RedirectResponse(str(rest.path) + (f"?{rest.query}" if rest.query else ""), 303)
+        response.set_cookie(
+            KEY_COOKIE,
+            key,
+            httponly=True,
+            samesite="strict",
+            path=PAGE_PATH,
+            secure=request.url.scheme == "https",
+        )
+        return response
+    w = funnel.window(from_, to)
+    filters = funnel.Filters(cadence_id, rep_id, source)
+    (group,) = await funnel.compute(session, w, filters)
+    stages = [funnel.stage_json(s, n) for s, n in group.stages.items()]
+    widest = max((s["entered"] for s in stages), default=0) or 1
+    found = await funnel.bottleneck(session, w, filters, periods, min_left)
+    await session.commit()  # nothing written; end the read before the outreach round trip
+    performance = await cadence_performance(request.app.state.settings.outreach_url, key)
+    html = _templates.get_template("dashboard.html").render(
+        window=w,
+        filters=filters,
+        stages=stages,
+        widest=widest,
+        outcomes={o.value: group.outcomes[o.value] for o in funnel.OUTCOMES},
+        bottleneck=found,
+        performance=performance,
+        resolution=funnel.RESOLUTION,
+        outreach_url=request.app.state.settings.outreach_url,
+    )
+    return HTMLResponse(html, headers=HEADERS)

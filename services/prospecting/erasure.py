@@ -1,0 +1,163 @@
+"""Right to erasure: delete the person everywhere, keep only digests that keep them away.
+
+POST /prospects/{id}/erasure deletes prospecting's rows of the person in the request's
+transaction and, in the same transaction, writes one erasure order per other service to the
+outbox (services.prospecting.outbox): outreach (messages, tasks, consent, enrolment; it stops
+and deletes the journey and keeps the digests as its suppression entry), deals and referrals.
+The relay retries each order until its service confirms; the erasure is `done` when all have.
+Each service's endpoint is idempotent, so a repeated order erases nothing more.
+
+What stays here: the erasure row (prospect id, the HMAC digests of the email and phone, the
+status). New prospects, imported rows and referrals with an erased email or phone are refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.prospecting import outbox
+from services.prospecting.models import Erasure, OutboxMessage, Prospect
+from shared.erasure import ErasureOrder, delete_tree, digest
+from shared.errors import AppError, conflict, not_found
+
+KIND = "erasure"
+ERASED = "erased_person"
+REFUSAL = "this person asked for their data to be erased: they may not be added again"
+
+
+def digests(pepper: str, email: str | None, phone: str | None) -> tuple[str | None, str | None]:
+    """Digests of already normalised values (prospects store them normalised)."""
+    return (
+        digest(pepper, "email", email) if email else None,
+        digest(pepper, "phone", phone) if phone else None,
+    )
+
+
+async def erased_digests(
+    session: AsyncSession, email_digests: Iterable[str], phone_digests: Iterable[str]
+) -> set[str]:
+    """Which of the digests belong to erased people."""
+    emails, phones = set(email_digests), set(phone_digests)
+    if not emails and not phones:
+        return set()
+    rows = (
+        await session.execute(
+            select(Erasure.email_digest, Erasure.phone_digest).where(
+                or_(Erasure.email_digest.in_(emails), Erasure.phone_digest.in_(phones))
+            )
+        )
+    ).all()
+    found = {d for row in rows for d in row if d is not None}
+    return found & (emails | phones)
+
+
+async def refuse_erased(
+    session: AsyncSession, pepper: str, email: str | None, phone: str | None
+) -> None:
+    email_digest, phone_digest = digests(pepper, email, phone)
+    if await erased_digests(
+        session, [email_digest] if email_digest else [], [phone_digest] if phone_digest else []
+    ):
+        raise conflict(ERASED, REFUSAL)
+
+
+async def _existing(session: AsyncSession, prospect_id: str) -> Erasure:
+    found = await session.scalar(select(Erasure).where(Erasure.prospect_id == prospect_id))
+    if found is None:
+        raise AppError(404, "erasure_not_found", f"no erasure was requested for {prospect_id}")
+    return found
+
+
+async def request_erasure(
+    session: AsyncSession, prospect_id: str, pepper: str
+) -> tuple[Erasure, bool]:
+    """(the erasure, whether this call created it). Repeating the request returns the first."""
+    existing = await session.scalar(select(Erasure).where(Erasure.prospect_id == prospect_id))
+    if existing is not None:
+        return existing, False
+    prospect = await session.get(Prospect, prospect_id)
+    if prospect is None:
+        raise not_found("prospect", prospect_id)
+    email_digest, phone_digest = digests(pepper, prospect.email, prospect.phone)
+    erasure = Erasure(
+        prospect_id=prospect_id,
+        email_digest=email_digest,
+        phone_digest=phone_digest,
+        status="in_progress",
+    )
+    session.add(erasure)
+    try:
+        await session.flush()
+    except IntegrityError:
+        # a concurrent request for the same person won: answer with its erasure
+        await session.rollback()
+        return await _existing(session, prospect_id), False
+    order = ErasureOrder(
+        erasure_id=erasure.id,
+        prospect_id=prospect_id,
+        email=prospect.email,
+        phone=prospect.phone,
+        email_digest=email_digest,
+        phone_digest=phone_digest,
+    ).model_dump(mode="json")
+    for target in outbox.TARGETS:
+        outbox.add(
+            session,
+            kind=KIND,
+            target=target,
+            path="/internal/erasures",
+            payload=order,
+            subject_id=erasure.id,
+        )
+    # Moves of the person's tasks still waiting would only recreate what is being erased.
+    await session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.subject_id == prospect_id, OutboxMessage.status == outbox.PENDING)
+        .values(status=outbox.SUPERSEDED, next_attempt_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    # The prospect and every row pointing at it (stage history, and any table added later with
+    # a foreign key to prospects). The funnel's counters are counts without a person: they stay.
+    # Other prospects keep the id of the person who referred them (an id, no longer anyone), so
+    # attribution by source stays right.
+    table = Prospect.__table__
+    await delete_tree(session, table, table.c.id == prospect_id)  # type: ignore[arg-type]
+    await session.flush()
+    return erasure, True
+
+
+async def status_of(session: AsyncSession, prospect_id: str) -> dict[str, object]:
+    erasure = await session.scalar(select(Erasure).where(Erasure.prospect_id == prospect_id))
+    if erasure is None:
+        raise AppError(404, "erasure_not_found", f"no erasure was requested for {prospect_id}")
+    steps = (
+        await session.scalars(
+            select(OutboxMessage)
+            .where(OutboxMessage.kind == KIND, OutboxMessage.subject_id == erasure.id)
+            .order_by(OutboxMessage.target)
+        )
+    ).all()
+    return {
+        "id": erasure.id,
+        "prospect_id": erasure.prospect_id,
+        "status": erasure.status,
+        "requested_at": erasure.requested_at,
+        "completed_at": erasure.completed_at,
+        "services": [
+            {"service": "prospecting", "status": "done", "attempts": 1, "last_error": ""},
+            *(
+                {
+                    "service": s.target,
+                    "status": s.status,
+                    "attempts": s.attempts,
+                    "last_error": s.last_error,
+                    "confirmed_at": s.done_at,
+                }
+                for s in steps
+            ),
+        ],
+    }

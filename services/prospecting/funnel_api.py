@@ -1,0 +1,67 @@
+"""Funnel routes: conversion, time in stage and drop-off per stage; the bottleneck stage.
+
+Both read only the aggregate tables (funnel.py), never stage_history. Need an API key.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+
+from services.prospecting import funnel, schemas
+from shared.auth import require_api_key
+from shared.db import Session
+
+router = APIRouter(dependencies=[Depends(require_api_key)], tags=["funnel"])
+
+From = Annotated[
+    date | None, Query(alias="from", description="first day (UTC), inclusive; default to - 30 days")
+]
+To = Annotated[date | None, Query(description="last day (UTC), exclusive; default tomorrow")]
+CadenceId = Annotated[str | None, Query(max_length=32, description="only this cadence's changes")]
+RepId = Annotated[str | None, Query(max_length=32, description="only this rep's changes")]
+SourceFilter = Annotated[schemas.Source | None, Query(description="cold, referral, ...")]
+
+
+@router.get("/funnel")
+async def get_funnel(
+    session: Session,
+    from_: From = None,
+    to: To = None,
+    cadence_id: CadenceId = None,
+    rep_id: RepId = None,
+    source: SourceFilter = None,
+    group_by: Annotated[
+        funnel.GroupBy | None,
+        Query(description="one group per cadence, rep, source or month (UTC)"),
+    ] = None,
+) -> dict[str, Any]:
+    """Per stage, for the changes made in [from, to): entered, left, advanced (to a later stage,
+    won included), dropped (to lost, disqualified or nurture) with its causes, conversion
+    (advanced / left), and the median and p90 time in stage of the stays that ended then."""
+    w = funnel.window(from_, to)
+    filters = funnel.Filters(cadence_id, rep_id, source)
+    return await funnel.funnel(session, w, filters, group_by)
+
+
+@router.get("/funnel/bottleneck")
+async def get_bottleneck(
+    session: Session,
+    from_: From = None,
+    to: To = None,
+    cadence_id: CadenceId = None,
+    rep_id: RepId = None,
+    source: SourceFilter = None,
+    periods: Annotated[
+        int, Query(ge=1, le=24, description="benchmark: this many windows just before")
+    ] = 4,
+    min_left: Annotated[
+        int, Query(ge=1, description="ignore stages fewer prospects left (in either window)")
+    ] = 20,
+) -> dict[str, Any]:
+    """The stage whose conversion falls furthest below the team's own trailing benchmark."""
+    w = funnel.window(from_, to)
+    filters = funnel.Filters(cadence_id, rep_id, source)
+    return await funnel.bottleneck(session, w, filters, periods, min_left)

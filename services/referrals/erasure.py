@@ -1,0 +1,50 @@
+"""Referrals' part of a right-to-erasure request.
+
+The person's data here is: referrals that name them (as the referred person: by prospect id,
+email or phone), with their intake workflows (whose input holds the same data), and their name
+on the referral asks sent to them as a client. Those referrals are deleted (with anything
+pointing at them) and the name on the asks blanked: the asks themselves and the referrals the
+person made stay, as they are other people's data and their attribution. Called by
+prospecting's outbox relay until it answers 2xx; a repeat finds nothing left to do.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from sqlalchemy import false, or_, select, update
+from temporalio.service import RPCError
+
+from services.referrals.models import Referral, ReferralAsk
+from shared.auth import require_api_key
+from shared.contracts.journey import referral_intake_id
+from shared.db import Session
+from shared.erasure import ErasureOrder, ErasureResult, delete_tree, forget_workflow
+from shared.errors import AppError
+
+router = APIRouter(dependencies=[Depends(require_api_key)])
+
+
+@router.post("/internal/erasures", tags=["erasure"])
+async def erasure_order(order: ErasureOrder, request: Request, session: Session) -> ErasureResult:
+    table = Referral.__table__
+    naming = or_(
+        table.c.prospect_id == order.prospect_id,
+        table.c.email == order.email if order.email else false(),
+        table.c.phone == order.phone if order.phone else false(),
+    )
+    referral_ids = (await session.scalars(select(table.c.id).where(naming))).all()
+    try:
+        for referral_id in referral_ids:
+            await forget_workflow(request.app.state.temporal, referral_intake_id(referral_id))
+    except RPCError as err:
+        raise AppError(503, "temporal_unreachable", f"intake not stopped yet: {err}") from err
+    deleted = await delete_tree(session, table, naming)  # type: ignore[arg-type]
+    blanked = await session.execute(
+        update(ReferralAsk)
+        .where(ReferralAsk.client_prospect_id == order.prospect_id, ReferralAsk.client_name != "")
+        .values(client_name="")
+        .execution_options(synchronize_session=False)
+    )
+    deleted["referral_asks (name blanked)"] = int(blanked.rowcount or 0)  # type: ignore[attr-defined]
+    await session.commit()
+    return ErasureResult(service="referrals", erasure_id=order.erasure_id, deleted=deleted)

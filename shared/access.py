@@ -1,0 +1,372 @@
+"""Who may call which route: one policy entry per (method, path template) of every service.
+
+Roles (the key's holder, shared/auth.py): admin may do everything; ops run the configuration
+(cadences, ICP, frameworks, playbook, close reasons, senders, do-not-contact, assignment) and see
+all data; a rep sees and changes only their own prospects, deals and tasks, and writes no
+configuration. Provider webhooks and public links carry their own signatures or tokens: PUBLIC.
+
+A rep's request is checked against an Owner: a path, query or body parameter whose value is
+resolved to the rep it belongs to by the service's resolver for that kind (services/<name>/
+access.py, RESOLVERS, reading the service's own data; "rep_id" needs none). List routes are not
+silently narrowed: a rep must pass the owner filter (e.g. GET /prospects?rep_id=<own id>) and gets
+403 without it, so a response never looks complete while it is not.
+
+`enforce_access` runs before every route of every service (installed by shared/app.py). A route
+without an entry is admin-only at run time; `uncovered_routes` lists such routes, the startup
+check logs them (refuses to start in production) and tests/integration/test_roles.py fails.
+
+Adding a route is one line in POLICIES[<service>], e.g.
+    ("POST", "/deals/{deal_id}/notes"): rep_own("path:deal_id"),
+with OPS, ADMIN, ANY_ROLE (any key, no ownership: reads of shared configuration) or PUBLIC.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from fastapi import FastAPI, Request
+from fastapi.routing import APIRoute, iter_route_contexts
+from starlette.routing import compile_path
+
+from shared.auth import ROLES, Principal, Role, authenticate, presented_key
+from shared.errors import AppError
+
+log = logging.getLogger(__name__)
+
+Resolver = Callable[[Request, str], Awaitable[str | None]]
+"""(request, id) -> the rep the thing belongs to; None when it does not exist or has no rep."""
+
+RouteKey = tuple[str, str]  # (method, path template as the app serves it, prefixes included)
+
+
+@dataclass(frozen=True)
+class Owner:
+    source: Literal["path", "query", "body"]
+    name: str  # the parameter
+    kind: str  # which resolver reads it: rep_id, prospect_id, deal_id, task_id, ...
+
+
+@dataclass(frozen=True)
+class Rule:
+    roles: frozenset[Role]
+    owners: tuple[Owner, ...] = ()  # for rep keys: whose data the request touches (all checked)
+    public: bool = False  # no API key at all (the route checks its own signature or token)
+
+    def describe(self) -> str:
+        if self.public:
+            return "public"
+        who = "/".join(r for r in ROLES if r in self.roles)
+        kinds = ", ".join(o.kind for o in self.owners)
+        return f"{who} (rep: own {kinds} only)" if self.owners else who
+
+
+PUBLIC = Rule(frozenset(), public=True)
+ADMIN = Rule(frozenset({"admin"}))
+OPS = Rule(frozenset({"admin", "ops"}))
+ANY_ROLE = Rule(frozenset(ROLES))  # reads a rep needs to work: cadences, playbook, frameworks
+
+
+def rep_own(*wheres: str) -> Rule:
+    """admin and ops: any; a rep: only when each `where` ("path:deal_id", "query:rep_id",
+    "body:prospect_id") names something of theirs. "=kind" names the resolver when the
+    parameter's name is not one: "query:client_prospect_id=prospect_id"."""
+    owners = []
+    for where in wheres:
+        source, _, rest = where.partition(":")
+        name, _, kind = rest.partition("=")
+        if source not in ("path", "query", "body") or not name:
+            raise ValueError(f"rep_own: expected path:|query:|body:<name>[=kind], got {where!r}")
+        owners.append(Owner(source, name, kind or name))  # type: ignore[arg-type]
+    if not owners:
+        raise ValueError("rep_own needs at least one parameter")
+    return Rule(frozenset(ROLES), tuple(owners))
+
+
+COMMON: dict[RouteKey, Rule] = {
+    ("GET", "/healthz"): PUBLIC,
+}
+
+POLICIES: dict[str, dict[RouteKey, Rule]] = {
+    "prospecting": {
+        ("POST", "/reps"): OPS,
+        ("GET", "/reps"): OPS,
+        ("GET", "/reps/{rep_id}"): rep_own("path:rep_id"),
+        ("POST", "/prospects"): OPS,
+        ("GET", "/prospects"): rep_own("query:rep_id"),
+        ("GET", "/prospects/{prospect_id}"): rep_own("path:prospect_id"),
+        ("GET", "/prospects/{prospect_id}/stages"): rep_own("path:prospect_id"),
+        ("GET", "/icp"): ANY_ROLE,
+        ("PUT", "/icp"): OPS,
+        ("POST", "/imports"): OPS,
+        ("GET", "/imports/{import_id}"): OPS,
+        ("POST", "/api-keys"): ADMIN,
+        ("GET", "/api-keys"): ADMIN,
+        ("DELETE", "/api-keys/{key_id}"): ADMIN,
+        ("POST", "/internal/api-keys/introspect"): OPS,  # the other services, internal key
+        # added this session by other helpers (H5, H6): proposed entries, confirm at merge
+        ("GET", "/assignment-rules"): OPS,
+        ("PUT", "/assignment-rules"): OPS,
+        ("PATCH", "/prospects/{prospect_id}"): OPS,  # reassignment
+        ("POST", "/prospects/{prospect_id}/erasure"): OPS,
+        ("GET", "/prospects/{prospect_id}/erasure"): OPS,
+        ("GET", "/prospects/{prospect_id}/timeline"): rep_own("path:prospect_id"),
+        ("GET", "/funnel"): OPS,
+        ("GET", "/funnel/bottleneck"): OPS,
+        ("GET", "/ui/dashboard"): OPS,
+    },
+    "outreach": {
+        ("POST", "/webhooks/twilio/sms"): PUBLIC,
+        ("POST", "/webhooks/twilio/status"): PUBLIC,
+        ("POST", "/webhooks/mailgun/inbound"): PUBLIC,
+        ("POST", "/webhooks/mailgun/events"): PUBLIC,
+        ("POST", "/webhooks/sendgrid/events"): PUBLIC,
+        ("POST", "/webhooks/postmark/events"): PUBLIC,
+        ("POST", "/webhooks/postmark/inbound"): PUBLIC,
+        ("GET", "/unsubscribe/{token}"): PUBLIC,
+        ("POST", "/unsubscribe/{token}"): PUBLIC,
+        ("POST", "/cadences"): OPS,
+        ("GET", "/cadences"): ANY_ROLE,
+        ("GET", "/cadences/{cadence_id}"): ANY_ROLE,
+        ("PUT", "/cadences/{cadence_id}"): OPS,
+        ("POST", "/cadences/{cadence_id}/pause"): OPS,
+        ("POST", "/cadences/{cadence_id}/resume"): OPS,
+        ("POST", "/cadences/{cadence_id}/stop"): OPS,
+        ("GET", "/cadences/{cadence_id}/migration"): OPS,
+        ("POST", "/cadences/{cadence_id}/migration"): OPS,
+        ("POST", "/cadences/{cadence_id}/simulate"): OPS,
+        ("POST", "/cadences/{cadence_id}/preview"): OPS,
+        ("GET", "/cadences/{cadence_id}/stats"): OPS,
+        ("POST", "/enrollments"): rep_own("body:prospect_id"),
+        ("GET", "/prospects/{prospect_id}/enrollment"): rep_own("path:prospect_id"),
+        ("GET", "/prospects/{prospect_id}/messages"): rep_own("path:prospect_id"),
+        ("GET", "/journeys/{prospect_id}"): rep_own("path:prospect_id"),
+        ("POST", "/journeys/{prospect_id}/pause"): rep_own("path:prospect_id"),
+        ("POST", "/journeys/{prospect_id}/resume"): rep_own("path:prospect_id"),
+        ("POST", "/journeys/{prospect_id}/stop"): rep_own("path:prospect_id"),
+        ("POST", "/reps/{rep_id}/journeys/pause"): rep_own("path:rep_id"),
+        ("POST", "/reps/{rep_id}/journeys/resume"): rep_own("path:rep_id"),
+        ("GET", "/reps/{rep_id}/tasks"): rep_own("path:rep_id"),
+        ("GET", "/tasks"): rep_own("query:prospect_id"),
+        ("POST", "/tasks/{task_id}/complete"): rep_own("path:task_id"),
+        ("GET", "/consent/{prospect_id}"): rep_own("path:prospect_id"),
+        ("GET", "/suppressions"): OPS,
+        ("POST", "/senders"): OPS,
+        ("GET", "/senders"): OPS,
+        ("GET", "/senders/{sender_id}"): OPS,
+        ("PUT", "/senders/{sender_id}"): OPS,
+        ("POST", "/do-not-contact"): OPS,
+        ("GET", "/do-not-contact"): OPS,
+        ("DELETE", "/do-not-contact/{entry_id}"): OPS,
+        # added this session by H4 (rep inbox): proposed entries, confirm at merge
+        ("GET", "/reps/{rep_id}/inbox"): rep_own("path:rep_id"),
+        ("POST", "/internal/auto-enrollments"): OPS,  # H5: prospecting's outbox, internal key
+        ("POST", "/internal/prospects/{prospect_id}/rep"): OPS,  # H5: rep moves, likewise
+        ("POST", "/internal/erasures"): OPS,  # H5: called by prospecting with its internal key
+        ("GET", "/internal/prospects/{prospect_id}/timeline"): OPS,  # H5: likewise
+        ("GET", "/tasks/{task_id}"): rep_own("path:task_id"),
+        ("POST", "/tasks/{task_id}/snooze"): rep_own("path:task_id"),
+        ("POST", "/tasks/{task_id}/reassign"): rep_own("path:task_id"),
+        ("POST", "/prospects/{prospect_id}/tasks/reassign"): OPS,  # follows a prospect reassignment
+        ("GET", "/tasks/{task_id}/notifications"): rep_own("path:task_id"),
+        ("GET", "/task-policy"): OPS,
+        ("PUT", "/task-policy"): OPS,
+        ("GET", "/reps/{rep_id}/notifications"): rep_own("path:rep_id"),
+        ("PUT", "/reps/{rep_id}/notifications"): rep_own("path:rep_id"),
+        ("GET", "/ui/reps/{rep_id}/inbox"): rep_own("path:rep_id"),
+        ("POST", "/ui/reps/{rep_id}/tasks/{task_id}/complete"): rep_own(
+            "path:rep_id", "path:task_id"
+        ),
+        ("POST", "/ui/reps/{rep_id}/tasks/{task_id}/snooze"): rep_own(
+            "path:rep_id", "path:task_id"
+        ),
+    },
+    "deals": {
+        ("GET", "/deals"): rep_own("query:prospect_id"),
+        ("GET", "/deals/{deal_id}"): rep_own("path:deal_id"),
+        ("PATCH", "/deals/{deal_id}"): rep_own("path:deal_id"),
+        ("POST", "/deals/{deal_id}/qualification"): rep_own("path:deal_id"),
+        ("POST", "/deals/{deal_id}/meetings"): rep_own("path:deal_id"),
+        ("POST", "/deals/{deal_id}/objections"): rep_own("path:deal_id"),
+        ("POST", "/deals/{deal_id}/stage"): rep_own("path:deal_id"),
+        ("POST", "/deals/{deal_id}/close"): rep_own("path:deal_id"),
+        ("POST", "/deals/{deal_id}/reopen"): OPS,  # undoing a close is a manager's call
+        ("POST", "/objections/{objection_id}/outcome"): rep_own("path:objection_id"),
+        ("GET", "/pipeline"): rep_own("query:rep_id"),
+        ("GET", "/qualification/framework"): ANY_ROLE,
+        ("GET", "/frameworks"): ANY_ROLE,
+        ("GET", "/frameworks/{name}"): ANY_ROLE,
+        ("POST", "/frameworks"): OPS,
+        ("PUT", "/frameworks/{name}"): OPS,
+        ("GET", "/close-reasons"): ANY_ROLE,
+        ("PUT", "/close-reasons"): OPS,
+        ("GET", "/playbook"): ANY_ROLE,
+        ("GET", "/playbook/{category}"): ANY_ROLE,
+        ("PUT", "/playbook/{category}"): OPS,
+        ("DELETE", "/playbook/{category}"): OPS,
+        ("GET", "/analytics/objections"): OPS,
+        # added this session by H1 (meetings) and H2 (sources): proposed, confirm at merge
+        ("POST", "/deals/{deal_id}/meetings/{meeting_id}/reschedule"): rep_own("path:deal_id"),
+        ("POST", "/deals/{deal_id}/meetings/{meeting_id}/cancel"): rep_own("path:deal_id"),
+        ("POST", "/deals/{deal_id}/meetings/{meeting_id}/held"): rep_own("path:deal_id"),
+        ("POST", "/deals/{deal_id}/meetings/{meeting_id}/no-show"): rep_own("path:deal_id"),
+        ("GET", "/analytics/sources"): OPS,
+        ("POST", "/internal/erasures"): OPS,  # H5: called by prospecting with its internal key
+        ("GET", "/internal/prospects/{prospect_id}/timeline"): OPS,  # H5: likewise
+    },
+    "referrals": {
+        ("GET", "/asks"): rep_own("query:client_prospect_id=prospect_id"),
+        ("GET", "/asks/{ask_id}"): rep_own("path:ask_id"),
+        ("POST", "/asks/{ask_id}/referrals"): rep_own("path:ask_id"),
+        ("GET", "/referrals"): rep_own("query:referrer_prospect_id=prospect_id"),
+        ("GET", "/r/{token}"): PUBLIC,
+        ("POST", "/r/{token}"): PUBLIC,
+        ("GET", "/analytics"): OPS,  # added this session by H2: proposed, confirm at merge
+        ("POST", "/internal/erasures"): OPS,  # H5: called by prospecting with its internal key
+        ("GET", "/internal/prospects/{prospect_id}/timeline"): OPS,  # H5: likewise
+    },
+}
+
+
+async def _rep_itself(_: Request, rep_id: str) -> str | None:
+    return rep_id
+
+
+BUILTIN_RESOLVERS: dict[str, Resolver] = {"rep_id": _rep_itself}
+
+
+# --- the app's table --------------------------------------------------------------------------
+
+
+@dataclass
+class AccessTable:
+    """One service's policies and resolvers, kept on app.state.access."""
+
+    service: str
+    policies: dict[RouteKey, Rule]
+    resolvers: dict[str, Resolver]
+    # id(APIRoute) -> [(template, regex)]: the route FastAPI matched is the router's own object,
+    # whose path lacks the prefixes it was included under; this maps it back to the full template
+    _templates: dict[int, list[tuple[str, re.Pattern[str]]]] | None = None
+
+    def template_of(self, app: FastAPI, request: Request) -> str | None:
+        route = request.scope.get("route")
+        if route is None:
+            return None
+        for rebuilt in (False, True):
+            if self._templates is None or rebuilt:
+                self._templates = _route_templates(app)
+            candidates = self._templates.get(id(route))
+            if candidates:
+                break
+        else:
+            return None
+        if len(candidates) == 1:
+            return candidates[0][0]
+        path = request.scope.get("path", "")
+        return next((t for t, rx in candidates if rx.match(path)), candidates[0][0])
+
+
+def _route_templates(app: FastAPI) -> dict[int, list[tuple[str, re.Pattern[str]]]]:
+    found: dict[int, list[tuple[str, re.Pattern[str]]]] = {}
+    for ctx in iter_route_contexts(app.routes):
+        if isinstance(ctx.original_route, APIRoute) and ctx.path:
+            regex, _, _ = compile_path(ctx.path)
+            found.setdefault(id(ctx.original_route), []).append((ctx.path, regex))
+    return found
+
+
+def api_routes(app: FastAPI) -> Iterator[RouteKey]:
+    """Every (method, full path template) the app serves through FastAPI routes."""
+    for ctx in iter_route_contexts(app.routes):
+        if isinstance(ctx.original_route, APIRoute) and ctx.path:
+            for method in sorted(ctx.methods or ()):
+                yield method, ctx.path
+
+
+def install_access(app: FastAPI, service: str, resolvers: Mapping[str, Resolver]) -> None:
+    app.state.access = AccessTable(
+        service,
+        {**COMMON, **POLICIES.get(service, {})},
+        {**BUILTIN_RESOLVERS, **resolvers},
+    )
+
+
+def uncovered_routes(app: FastAPI) -> list[RouteKey]:
+    table: AccessTable = app.state.access
+    return [key for key in api_routes(app) if key not in table.policies]
+
+
+def check_coverage(app: FastAPI, strict: bool) -> None:
+    """At startup: a route without a policy entry is an error (fatal when strict)."""
+    missing = uncovered_routes(app)
+    if not missing:
+        return
+    listed = ", ".join(f"{m} {p}" for m, p in missing)
+    message = "routes without an access policy in shared/access.py (admin-only until added): "
+    if strict:
+        raise RuntimeError(message + listed)
+    log.error("%s%s", message, listed)
+
+
+# --- enforcement --------------------------------------------------------------------------------
+
+
+async def enforce_access(request: Request) -> None:
+    """App-wide dependency: authenticate (unless public), then apply the route's rule."""
+    table: AccessTable = request.app.state.access
+    template = table.template_of(request.app, request)
+    rule = table.policies.get((request.method, template or ""))
+    if rule is None:
+        rule = ADMIN  # fail closed: a route nobody classified is for admins only
+    if rule.public:
+        return
+    principal = await authenticate(request, presented_key(request))
+    if principal.role not in rule.roles:
+        raise AppError(
+            403,
+            "forbidden_for_role",
+            f"{request.method} {template} is for {rule.describe()}; this key is {principal.role}",
+        )
+    if principal.role == "rep":
+        for owner in rule.owners:
+            await _check_owner(request, table, owner, principal)
+
+
+async def _check_owner(
+    request: Request, table: AccessTable, owner: Owner, principal: Principal
+) -> None:
+    value = await _parameter(request, owner)
+    if not value:
+        raise AppError(
+            403,
+            "rep_scope_required",
+            f"a rep key must name one of its own with the {owner.source} parameter {owner.name}",
+        )
+    resolve = table.resolvers.get(owner.kind)
+    if resolve is None:  # a policy naming a kind this service cannot resolve: refuse, loudly
+        log.error("no %s resolver in %s for %s", owner.kind, table.service, request.url.path)
+        raise AppError(403, "not_your_resource", f"{owner.kind} ownership cannot be checked here")
+    if await resolve(request, value) != principal.rep_id:
+        # the same answer whether the thing is another rep's or does not exist: a rep key
+        # learns nothing about other reps' data
+        raise AppError(
+            403, "not_your_resource", f"{owner.kind} {value} does not belong to {principal}"
+        )
+
+
+async def _parameter(request: Request, owner: Owner) -> str | None:
+    if owner.source == "path":
+        return request.path_params.get(owner.name)
+    if owner.source == "query":
+        return request.query_params.get(owner.name)
+    try:
+        # FastAPI has read and cached the body already for routes with a body model
+        body: Any = await request.json()
+    except ValueError:
+        return None
+    value = body.get(owner.name) if isinstance(body, dict) else None
+    return value if isinstance(value, str) else None

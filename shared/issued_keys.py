@@ -1,0 +1,90 @@
+"""API keys issued through the API (admin only), next to the ones in CLOSEFLOW_API_KEYS.
+
+Prospecting stores them (SHA-256 only, services/prospecting/api_keys.py) and answers
+POST /internal/api-keys/introspect; the other services ask it and keep each answer for
+CACHE_SECONDS, so a revoked key stops working there within that time (at once in prospecting).
+Only keys that look issued (ISSUED_PREFIX) are looked up: random junk costs no round trip.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+
+import httpx
+
+from shared.auth import API_KEY_HEADER, ROLES, Principal
+from shared.errors import AppError
+
+ISSUED_PREFIX = "cf_"
+CACHE_SECONDS = 30.0
+CACHE_ENTRIES = 10_000
+INTROSPECT_PATH = "/internal/api-keys/introspect"
+
+KeyLookup = Callable[[str], Awaitable[Principal | None]]
+
+
+def new_key() -> str:
+    return ISSUED_PREFIX + secrets.token_urlsafe(32)
+
+
+def key_hash(key: str) -> str:
+    # a fast hash is enough: issued keys carry 256 random bits, there is nothing to brute-force
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def looks_issued(key: str) -> bool:
+    return key.startswith(ISSUED_PREFIX) and 20 <= len(key) <= 100
+
+
+class IntrospectedKeys:
+    """A KeyLookup for services other than prospecting: ask it, cache the answer."""
+
+    def __init__(
+        self,
+        base_url: str,
+        internal_key: str,
+        transport: httpx.AsyncBaseTransport | None = None,
+        ttl: float = CACHE_SECONDS,
+    ) -> None:
+        self._http = httpx.AsyncClient(
+            base_url=base_url,
+            headers={API_KEY_HEADER: internal_key},
+            timeout=5.0,
+            transport=transport,
+        )
+        self._ttl = ttl
+        self._cache: dict[str, tuple[float, Principal | None]] = {}  # by hash, never the key
+
+    async def __call__(self, key: str) -> Principal | None:
+        if not looks_issued(key):
+            return None
+        digest = key_hash(key)
+        hit = self._cache.get(digest)
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        try:
+            response = await self._http.post(INTROSPECT_PATH, json={"key": key})
+        except httpx.HTTPError as err:
+            raise AppError(
+                503, "key_check_unavailable", "the prospecting service did not answer a key check"
+            ) from err
+        if response.status_code == 404:
+            principal = None
+        elif response.status_code == 200:
+            body = response.json()
+            role = body.get("role")
+            principal = Principal(role, body.get("rep_id")) if role in ROLES else None
+        else:
+            raise AppError(
+                503, "key_check_unavailable", f"prospecting answered {response.status_code}"
+            )
+        if len(self._cache) >= CACHE_ENTRIES:
+            self._cache.clear()  # bounded: a flood of made-up keys cannot grow it forever
+        self._cache[digest] = (time.monotonic() + self._ttl, principal)
+        return principal
+
+    async def close(self) -> None:
+        await self._http.aclose()
