@@ -7,6 +7,7 @@ import importlib.util
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from types import ModuleType
+from typing import Protocol
 
 from fastapi import APIRouter, Depends, FastAPI
 from temporalio.client import Client
@@ -80,3 +81,28 @@ def _access_module(service: str) -> ModuleType | None:
     if importlib.util.find_spec(module) is None:
         return None
     return importlib.import_module(module)
+
+
+class BackgroundLoop(Protocol):
+    """A loop a service runs beside its requests (relays, sweeps): started and stopped with it."""
+
+    def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+def run_during_lifespan(app: FastAPI, loop: BackgroundLoop) -> None:
+    """Run `loop` while the app's lifespan does, inside what the lifespan set up before (the
+    engine and the Temporal client exist when it starts and still exist when it stops)."""
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(app_: FastAPI) -> AsyncIterator[None]:
+        async with inner(app_):
+            loop.start()
+            try:
+                yield
+            finally:
+                await loop.stop()
+
+    app.router.lifespan_context = lifespan

@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from temporalio.client import Client
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError
 
 from services.outreach import erasure, models, schemas, service
+from services.outreach.enrolment import new_enrollment, start_journey
 from services.outreach.prospects import ProspectDirectory
 from shared.auth import require_api_key
-from shared.contracts.journey import JourneyInput, journey_id
 from shared.db import Session
 from shared.errors import AppError
-from shared.temporal import task_queues
 
-log = logging.getLogger(__name__)
 router = APIRouter(dependencies=[Depends(require_api_key)])
 
 
@@ -73,42 +66,14 @@ async def enroll(
     pepper = request.app.state.settings.erasure_pepper.get_secret_value()
     await erasure.refuse_erased_contact(session, pepper, contact)  # 409 erased_person
     row = existing or await service.add_enrollment(
-        session,
-        models.Enrollment(
-            prospect_id=body.prospect_id,
-            cadence_id=body.cadence_id,
-            cadence_version=snapshot.version,
-            journey_id=journey_id(body.prospect_id),
-            rep_id=contact.rep_id,
-            company_key=service.company_key(contact.company),
-            email=service.normalise_address("email", contact.email) if contact.email else None,
-            phone=service.normalise_address("sms", contact.phone) if contact.phone else None,
-        ),
+        session, new_enrollment(contact, body.cadence_id, snapshot.version)
     )
     await session.commit()
     if existing is not None:
         response.status_code = 200
-    settings = request.app.state.settings
-    queues = task_queues(settings)
-    client: Client = request.app.state.temporal
-    try:
-        # USE_EXISTING + REJECT_DUPLICATE: a repeat (or a retry after a failed start) reaches
-        # the one journey, and a finished journey is never started a second time.
-        await client.start_workflow(
-            "ProspectJourney",
-            JourneyInput(contact=contact, cadence=snapshot, queues=queues),
-            id=row.journey_id,
-            task_queue=queues.journeys,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-        )
-    except WorkflowAlreadyStartedError:
-        pass
-    except RPCError as err:
-        log.error("journey %s not started: %s", row.journey_id, err.message)
-        raise AppError(
-            503, "temporal_unreachable", "enrolment stored but the journey did not start; retry"
-        ) from err
+    await start_journey(
+        request.app.state.temporal, request.app.state.settings, row, contact, snapshot
+    )
     return row
 
 

@@ -13,26 +13,19 @@ id (USE_EXISTING), which completes an earlier attempt whose start failed.
 from __future__ import annotations
 
 import asyncio
-import logging
 from dataclasses import dataclass
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import select
-from temporalio.client import Client
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError
 
 from services.outreach import erasure, models, service
+from services.outreach.enrolment import new_enrollment, start_journey
 from services.outreach.prospects import ProspectDirectory
 from shared.auth import require_api_key
-from shared.contracts.journey import JourneyInput, journey_id
 from shared.db import Session
 from shared.errors import AppError
-from shared.temporal import task_queues
 
-log = logging.getLogger(__name__)
 router = APIRouter(dependencies=[Depends(require_api_key)])
 TIERS = "ABCD"  # best first
 CONCURRENCY = 8
@@ -102,35 +95,10 @@ async def _enroll_one(request: Request, candidate: Candidate, cadence: AutoCaden
         cadence_id = existing.cadence_id if existing else cadence.cadence_id
         snapshot = await service.cadence_snapshot(session, cadence_id, version)
         row = existing or await service.add_enrollment(
-            session,
-            models.Enrollment(
-                prospect_id=candidate.prospect_id,
-                cadence_id=cadence_id,
-                cadence_version=snapshot.version,
-                journey_id=journey_id(candidate.prospect_id),
-                rep_id=contact.rep_id,
-                company_key=service.company_key(contact.company),
-                # as POST /enrollments stores them (a do-not-contact entry finds the journey)
-                email=service.normalise_address("email", contact.email) if contact.email else None,
-                phone=service.normalise_address("sms", contact.phone) if contact.phone else None,
-            ),
+            session, new_enrollment(contact, cadence_id, snapshot.version)
         )
         await session.commit()
-    queues = task_queues(settings)
-    client: Client = request.app.state.temporal
-    try:
-        await client.start_workflow(
-            "ProspectJourney",
-            JourneyInput(contact=contact, cadence=snapshot, queues=queues),
-            id=row.journey_id,
-            task_queue=queues.journeys,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-        )
-    except WorkflowAlreadyStartedError:
-        pass
-    except RPCError as err:
-        raise AppError(503, "temporal_unreachable", f"journey not started: {err.message}") from err
+    await start_journey(request.app.state.temporal, settings, row, contact, snapshot)
     return ""
 
 

@@ -21,7 +21,7 @@ import contextlib
 import dataclasses
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -36,6 +36,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from services.outreach import models
+from shared.app import run_during_lifespan
 from shared.contracts.journey import journey_id
 
 log = logging.getLogger(__name__)
@@ -409,16 +410,5 @@ def install_relay(app: FastAPI, timing: RelayTiming | None = None) -> InboxRelay
     and the Temporal client exist when it starts and still exist when it stops)."""
     relay = InboxRelay(lambda: app.state.sessions, lambda: app.state.temporal, timing)
     app.state.inbox = relay
-    inner = app.router.lifespan_context
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app_: FastAPI) -> AsyncIterator[None]:
-        async with inner(app_):
-            relay.start()
-            try:
-                yield
-            finally:
-                await relay.stop()
-
-    app.router.lifespan_context = lifespan
+    run_during_lifespan(app, relay)
     return relay

@@ -28,7 +28,7 @@ import hmac
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from html import escape
@@ -43,6 +43,7 @@ from twilio.base.exceptions import TwilioRestException
 
 from services.outreach import models, tasks
 from services.outreach.reps import RepDirectory, RepInfo
+from shared.app import run_during_lifespan
 from shared.db import new_id
 from shared.errors import AppError
 from shared.providers.email import EmailSendError, OutgoingEmail, SmtpEmail
@@ -558,16 +559,5 @@ def install_notifier(app: FastAPI, timing: NotifierTiming | None = None) -> Noti
         lambda: app.state.sessions, app.state.settings, lambda: app.state.reps, timing
     )
     app.state.notifier = notifier
-    inner = app.router.lifespan_context
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app_: FastAPI) -> AsyncIterator[None]:
-        async with inner(app_):
-            notifier.start()
-            try:
-                yield
-            finally:
-                await notifier.stop()
-
-    app.router.lifespan_context = lifespan
+    run_during_lifespan(app, notifier)
     return notifier

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -24,6 +24,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.prospecting.models import Erasure, OutboxMessage
+from shared.app import run_during_lifespan
 from shared.auth import API_KEY_HEADER
 from shared.db import utcnow
 from shared.settings import Settings
@@ -258,16 +259,5 @@ def install_relay(
     """app.state.outbox, its loop running while the app's lifespan does."""
     relay = OutboxRelay(lambda: app.state.sessions, settings, timing, transport)
     app.state.outbox = relay
-    inner = app.router.lifespan_context
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app_: FastAPI) -> AsyncIterator[None]:
-        async with inner(app_):
-            relay.start()
-            try:
-                yield
-            finally:
-                await relay.stop()
-
-    app.router.lifespan_context = lifespan
+    run_during_lifespan(app, relay)
     return relay

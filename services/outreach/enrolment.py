@@ -1,0 +1,65 @@
+"""Enrolling a prospect: the enrolment row and the start of their journey, shared by
+POST /enrollments and the automatic enrolment by fit tier."""
+
+from __future__ import annotations
+
+import logging
+
+from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError
+
+from services.outreach import models, service
+from shared.contracts.journey import CadenceSnapshot, Contact, JourneyInput, journey_id
+from shared.errors import AppError
+from shared.settings import Settings
+from shared.temporal import task_queues
+
+log = logging.getLogger(__name__)
+
+
+def new_enrollment(contact: Contact, cadence_id: str, version: int) -> models.Enrollment:
+    return models.Enrollment(
+        prospect_id=contact.prospect_id,
+        cadence_id=cadence_id,
+        cadence_version=version,
+        journey_id=journey_id(contact.prospect_id),
+        rep_id=contact.rep_id,
+        company_key=service.company_key(contact.company),
+        # normalised as the ledger stores them: a do-not-contact entry finds the journey
+        email=service.normalise_address("email", contact.email) if contact.email else None,
+        phone=service.normalise_address("sms", contact.phone) if contact.phone else None,
+    )
+
+
+async def start_journey(
+    client: Client,
+    settings: Settings,
+    row: models.Enrollment,
+    contact: Contact,
+    cadence: CadenceSnapshot,
+) -> None:
+    """Start the journey of a stored enrolment; 503 when Temporal could not be reached (the
+    enrolment stays, and a retry reaches the same journey)."""
+    queues = task_queues(settings)
+    try:
+        # USE_EXISTING + REJECT_DUPLICATE: a repeat (or a retry after a failed start) reaches
+        # the one journey, and a finished journey is never started a second time.
+        await client.start_workflow(
+            "ProspectJourney",
+            JourneyInput(contact=contact, cadence=cadence, queues=queues),
+            id=row.journey_id,
+            task_queue=queues.journeys,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        )
+    except WorkflowAlreadyStartedError:
+        pass
+    except RPCError as err:
+        log.error("journey %s not started: %s", row.journey_id, err.message)
+        raise AppError(
+            503,
+            "temporal_unreachable",
+            f"enrolment stored but journey {row.journey_id} did not start ({err.message}); retry",
+        ) from err
