@@ -20,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from shared.contracts.journey import (
         CadenceSnapshot,
         CadenceStep,
+        CloseRepTasks,
         Contact,
         DealClosed,
         DealNote,
@@ -81,6 +82,10 @@ class _MeetingEvent:
 DealEvent = MeetingScheduled | ObjectionLogged | DealClosed | _MeetingEvent | DecisionDeadline
 PATCH_REFERRAL_REMINDERS = "referral-reminders"
 PATCH_REFERRER_THANKS = "referrer-thanks"
+# a moved, cancelled, held or missed meeting closes its now useless preparation task
+PATCH_MEETING_TASK_CLEANUP = "meeting-task-cleanup"
+# a recorded verdict closes the qualify task and its reminder
+PATCH_QUALIFY_TASK_CLEANUP = "qualify-task-cleanup"
 
 
 @workflow.defn(name="ProspectJourney")
@@ -231,6 +236,14 @@ class ProspectJourney:
             await self._enter(Stage.QUALIFYING, f"replied by {reply.channel}")
 
         verdict = await self._qualify()
+        if verdict is not None and workflow.patched(PATCH_QUALIFY_TASK_CLEANUP):
+            # "qualify" and "qualification_reminder": done once a verdict is recorded
+            wid = workflow.info().workflow_id
+            await self._call(
+                Act.CLOSE_REP_TASKS,
+                CloseRepTasks(f"{wid}:qualif", "the qualification was recorded"),
+                self._inp.queues.outreach,
+            )
         if verdict is None and self._timed_out is not None:
             outcome, cause = self._timed_out
             await self._enter(outcome, cause)
@@ -545,8 +558,9 @@ class ProspectJourney:
         except ActivityError:
             brief = MeetingBrief("(the brief could not be built: see the deal)")
         moved = f":r{meeting.revision}" if meeting.revision else ""
+        prepare_key = f"prepare_meeting:{meeting.meeting_id}{moved}"
         await self._task(
-            f"prepare_meeting:{meeting.meeting_id}{moved}",
+            prepare_key,
             f"Prepare the meeting with {self._name()}",
             f"Meeting '{meeting.title}' at {meeting.starts_at} (deal {meeting.deal_id}). Frame "
             f"the pitch around the problem they described when qualifying.\n\n{brief.body}",
@@ -558,6 +572,10 @@ class ProspectJourney:
                 "meeting_starts_at": meeting.starts_at,
             },
         )
+        if meeting.revision and workflow.patched(PATCH_MEETING_TASK_CLEANUP):
+            await self._close_prepare_tasks(
+                meeting.meeting_id, f"the meeting moved to {meeting.starts_at}", keep=prepare_key
+            )
         self._stop_reminders(meeting.meeting_id)
         reminders = asyncio.ensure_future(self._send_meeting_reminders(meeting, starts))
         self._meeting_reminders[meeting.meeting_id] = reminders
@@ -588,6 +606,18 @@ class ProspectJourney:
                 not_after=superseded_at,
             )
 
+    async def _close_prepare_tasks(
+        self, meeting_id: str, reason: str, keep: str | None = None
+    ) -> None:
+        wid = workflow.info().workflow_id
+        await self._call(
+            Act.CLOSE_REP_TASKS,
+            CloseRepTasks(
+                f"{wid}:prepare_meeting:{meeting_id}", reason, f"{wid}:{keep}" if keep else None
+            ),
+            self._inp.queues.outreach,
+        )
+
     def _stop_reminders(self, meeting_id: str) -> None:
         task = self._meeting_reminders.pop(meeting_id, None)
         if task is not None and not task.done():
@@ -615,6 +645,10 @@ class ProspectJourney:
             return
         self._meetings_over.add(change.meeting_id)
         self._stop_reminders(change.meeting_id)
+        if workflow.patched(PATCH_MEETING_TASK_CLEANUP):
+            await self._close_prepare_tasks(
+                change.meeting_id, f"the meeting was {event.kind.replace('_', '-')}"
+            )
         if event.kind != "no_show":
             return
         await self._task(

@@ -18,22 +18,22 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from services.outreach import consent, models, replies, senders, service
+from services.outreach import consent, models, replies, senders, service, tasks
 from services.outreach.colleagues import ColleagueActivities
 from services.outreach.erasure import erased_reason
 from services.outreach.reps import RepDirectory
 from services.outreach.send_window import next_allowed
-from services.outreach.tasks import task_card
 from services.outreach.templates import SYSTEM_TEMPLATES, render, render_html, variables_for
 from shared.contracts.journey import (
     CadenceSnapshot,
     ChannelOutcome,
+    CloseRepTasks,
     Contact,
     RepTaskRequest,
     TouchRequest,
@@ -392,7 +392,7 @@ class OutreachActivities:
                 return existing
         # Who the task is about and their fit, and the prospect's rep now (a reassignment
         # since the journey started wins), read from prospecting outside any transaction.
-        card = await task_card(self._reps, req) if self._reps is not None else {}
+        card = await tasks.task_card(self._reps, req) if self._reps is not None else {}
         async with self._sessions() as session:
             task = models.RepTask(
                 key=req.key,
@@ -418,6 +418,22 @@ class OutreachActivities:
                     raise
                 return found
             return task.id
+
+    @activity.defn(name=Act.CLOSE_REP_TASKS)
+    async def close_rep_tasks(self, req: CloseRepTasks) -> int:
+        """Idempotent: a retry finds them closed already."""
+        t = models.RepTask
+        query = (
+            update(t)
+            .where(t.key.startswith(req.key_prefix, autoescape=True), t.status == tasks.OPEN)
+            .values(status=tasks.CLOSED, notes=req.reason, completed_at=datetime.now(UTC))
+        )
+        if req.keep_key is not None:
+            query = query.where(t.key != req.keep_key)
+        async with self._sessions() as session:
+            closed = (await session.execute(query)).rowcount or 0
+            await session.commit()
+        return int(closed)
 
     @activity.defn(name=Act.GET_CADENCE)
     async def get_cadence(self, cadence_id: str) -> CadenceSnapshot:
@@ -488,7 +504,13 @@ def activities_for(
         faults,
         RepDirectory.from_settings(settings),
     )
-    return [acts.send_touch, acts.create_rep_task, acts.get_cadence, colleagues.pause_colleagues]
+    return [
+        acts.send_touch,
+        acts.create_rep_task,
+        acts.close_rep_tasks,
+        acts.get_cadence,
+        colleagues.pause_colleagues,
+    ]
 
 
 async def close_activities(activities: list[Callable[..., Any]]) -> None:

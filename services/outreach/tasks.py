@@ -38,7 +38,7 @@ from shared.contracts.names import Sig
 from shared.errors import AppError, invalid, not_found
 
 log = logging.getLogger(__name__)
-OPEN, DONE = "open", "done"
+OPEN, DONE, CLOSED = "open", "done", "closed"  # closed: no longer needed (a moved meeting)
 OUTCOMES = (
     "connected",
     "meeting_booked",

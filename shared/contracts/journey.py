@@ -324,6 +324,16 @@ class TouchResult:
 
 
 @dataclass
+class CloseRepTasks:
+    """Close the open tasks whose key starts with key_prefix (but keep_key): e.g. the old
+    preparation task of a meeting that moved or was called off."""
+
+    key_prefix: str
+    reason: str
+    keep_key: str | None = None
+
+
+@dataclass
 class RepTaskRequest:
     key: str  # idempotency key: the same key never makes a second task
     rep_id: str | None

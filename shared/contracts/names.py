@@ -9,6 +9,7 @@ class Act:
     CREATE_REFERRED_PROSPECT = "prospecting.create_referred_prospect"
     SEND_TOUCH = "outreach.send_touch"
     CREATE_REP_TASK = "outreach.create_rep_task"
+    CLOSE_REP_TASKS = "outreach.close_rep_tasks"
     GET_CADENCE = "outreach.get_cadence"
     PAUSE_COLLEAGUES = "outreach.pause_colleagues"
     OPEN_DEAL = "deals.open_deal"

@@ -24,7 +24,13 @@ from services.outreach.activities import activities_for, close_activities
 from services.outreach.app import create_app as outreach_app
 from services.outreach.notifications import NotifierTiming
 from services.prospecting.app import create_app as prospecting_app
-from shared.contracts.journey import ReplyReceived, RepTaskRequest, StopCadence, journey_id
+from shared.contracts.journey import (
+    CloseRepTasks,
+    ReplyReceived,
+    RepTaskRequest,
+    StopCadence,
+    journey_id,
+)
 from shared.contracts.names import Sig
 from shared.db import create_engine, session_factory
 from tests.conftest import AUTH, free_port
@@ -69,6 +75,7 @@ class InboxRig:
     sessions: Any
     create_rep_task: Callable[[RepTaskRequest], Awaitable[str]]
     app: FastAPI  # outreach
+    close_rep_tasks: Callable[[CloseRepTasks], Awaitable[int]]
     reps: list[str] = field(default_factory=list)
 
     async def sweeps(self, count: int = 3) -> None:
@@ -213,6 +220,7 @@ async def inbox_rig(
             await stack.enter_async_context(serve(o_app, o_port))
             api = await stack.enter_async_context(httpx.AsyncClient(base_url=outreach_url))
             prospecting = await stack.enter_async_context(httpx.AsyncClient(base_url=p_url))
-            yield InboxRig(sb, env, outreach_url, api, prospecting, sessions, create, o_app)
+            close = next(a for a in acts if getattr(a, "__name__", "") == "close_rep_tasks")
+            yield InboxRig(sb, env, outreach_url, api, prospecting, sessions, create, o_app, close)
         await close_activities(acts)
         await engine.dispose()

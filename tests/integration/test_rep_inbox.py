@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request, Response
 from temporalio.testing import WorkflowEnvironment
 
 from services.outreach.notifications import SIGNATURE_HEADER, verify
+from shared.contracts.journey import CloseRepTasks, journey_id
 from tests.conftest import AUTH, free_port
 from tests.integration.inbox_rig import InboxRig, eventually, inbox_rig
 from tests.integration.outreach_harness import serve
@@ -406,3 +407,27 @@ async def test_overdue_tasks_escalate_once_to_the_manager(
         assert await _notifications(r, t_later) == []
         later = (await r.api.get(f"/tasks/{t_later}", headers=AUTH)).json()
         assert later["escalated_at"] is None
+
+
+async def test_a_moved_meetings_old_preparation_task_leaves_the_inbox(
+    tmp_path: Path,
+    database_urls: dict[str, str],
+    temporal_local: WorkflowEnvironment,
+    queue_prefix: str,
+) -> None:
+    async with inbox_rig(tmp_path, database_urls, temporal_local, queue_prefix) as r:
+        rep = await r.rep("Rita Rep")
+        ada = await r.prospect("Ada")
+        old = await r.task(ada, rep, "prepare_meeting:m1", kind="prepare_meeting")
+        new = await r.task(ada, rep, "prepare_meeting:m1:r1", kind="prepare_meeting")
+        other = await r.task(ada, rep, "prepare_meeting:m2", kind="prepare_meeting")
+        wid = journey_id(ada["id"])
+        close = CloseRepTasks(
+            f"{wid}:prepare_meeting:m1", "the meeting moved", f"{wid}:prepare_meeting:m1:r1"
+        )
+        assert await r.close_rep_tasks(close) == 1
+        assert await r.close_rep_tasks(close) == 0  # a retried activity changes nothing
+        inbox = (await r.api.get(f"/reps/{rep}/inbox", headers=AUTH)).json()
+        assert sorted(t["id"] for t in inbox) == sorted([new, other])
+        closed = (await r.api.get(f"/tasks/{old}", headers=AUTH)).json()
+        assert (closed["status"], closed["notes"]) == ("closed", "the meeting moved")

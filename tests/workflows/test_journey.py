@@ -21,6 +21,7 @@ from shared.contracts.journey import (
     CadenceSnapshot,
     CadenceStep,
     ChannelOutcome,
+    CloseRepTasks,
     Contact,
     CreateReferredProspect,
     DealClosed,
@@ -100,6 +101,7 @@ class Recorder:
     linked: list[LinkReferral] = field(default_factory=list)
     defer_first_sms_until: str | None = None
     defer_once: dict[str, str] = field(default_factory=dict)  # touch kind -> defer_until
+    closed_tasks: list[CloseRepTasks] = field(default_factory=list)
 
     def stage_path(self) -> list[str]:
         return [c.to_stage for c in self.stages]
@@ -129,6 +131,11 @@ class Recorder:
         async def create_rep_task(req: RepTaskRequest) -> str:
             self.tasks.append(req)
             return f"task-{len(self.tasks)}"
+
+        @activity.defn(name=Act.CLOSE_REP_TASKS)
+        async def close_rep_tasks(req: CloseRepTasks) -> int:
+            self.closed_tasks.append(req)
+            return 1
 
         @activity.defn(name=Act.GET_CADENCE)
         async def get_cadence(cadence_id: str) -> CadenceSnapshot:
@@ -202,7 +209,7 @@ class Recorder:
 
         return {
             "prospecting": [record_stage, create_referred_prospect, get_rep_manager, get_contact],
-            "outreach": [send_touch, create_rep_task, get_cadence],
+            "outreach": [send_touch, create_rep_task, close_rep_tasks, get_cadence],
             "deals": [
                 open_deal,
                 expire_qualification,
@@ -362,6 +369,8 @@ async def test_not_qualified_ends_disqualified(
         assert await handle.result() == "disqualified"
         assert "budget: none" in h.rec.stages[-1].cause
         assert h.rec.expired == []
+        # the rep's qualify task (and a reminder, had there been one) is closed by the verdict
+        assert [c.key_prefix for c in h.rec.closed_tasks] == [f"{handle.id}:qualif"]
 
 
 async def test_referral_intake_starts_a_journey_at_qualifying(queue_prefix: str) -> None:

@@ -165,6 +165,15 @@ async def test_reschedule_replaces_the_reminders_and_cancel_stops_them(
         assert reminder_keys(h) == [f"meeting-m1-r1-{DAY}", f"meeting-m1-r1-{HOUR}"]
         prepares = [t.key.split(":", 1)[1] for t in h.rec.tasks if t.kind == "prepare_meeting"]
         assert prepares == ["prepare_meeting:m1", "prepare_meeting:m2", "prepare_meeting:m1:r1"]
+        # the old preparation task of the moved meeting and the cancelled one's are closed
+        wid = handle.id
+        moved = [c for c in h.rec.closed_tasks if ":prepare_meeting:" in c.key_prefix]
+        closed = [(c.key_prefix, c.keep_key) for c in moved]
+        assert closed == [
+            (f"{wid}:prepare_meeting:m1", f"{wid}:prepare_meeting:m1:r1"),
+            (f"{wid}:prepare_meeting:m2", None),
+        ]
+        assert "cancelled" in moved[1].reason
         await handle.terminate()
 
 
@@ -186,6 +195,8 @@ async def test_no_show_gives_a_follow_up_task_and_a_rebooking_touch(
         rebook = [t for t in h.rec.touches if t.kind == "meeting_rebook"]
         assert [t.touch_key for t in rebook] == ["rebook-m1-r0"]
         assert rebook[0].channels == ["email", "sms"]
+        closed = [c.key_prefix.split(":", 1)[1] for c in h.rec.closed_tasks]
+        assert closed == ["qualif", "prepare_meeting:m1"]
 
 
 # --- the decision deadline ----------------------------------------------------------------------
