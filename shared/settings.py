@@ -174,6 +174,9 @@ class Settings(BaseSettings):
             raise ValueError("CLOSEFLOW_TWILIO_AUTH_TOKEN must be set in production")
         if self.mailgun_signing_key.get_secret_value() == "dev-mailgun-signing-key":
             raise ValueError("CLOSEFLOW_MAILGUN_SIGNING_KEY must be set in production")
+        if self.erasure_pepper.get_secret_value() == "dev-erasure-pepper":
+            # a known pepper lets anyone test guessed addresses against the erasure digests
+            raise ValueError("CLOSEFLOW_ERASURE_PEPPER must be set in production")
         if not self.postal_address.strip():
             # anti-spam laws (CAN-SPAM, PECR) want the sender's postal address in every email
             raise ValueError("CLOSEFLOW_POSTAL_ADDRESS must be set in production")

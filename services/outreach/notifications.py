@@ -257,7 +257,8 @@ class Notifier:
                         t.rep_id.is_not(None),
                         (t.snoozed_until.is_(None)) | (t.snoozed_until <= now),
                         t.prospect_id.in_(replied)
-                        | ((t.kind == "prepare_meeting") & (t.due_at <= meeting_horizon)),
+                        | ((t.kind == "prepare_meeting") & (t.due_at <= meeting_horizon))
+                        | (t.kind == "escalation"),
                     )
                     .limit(self.timing.batch)
                 )

@@ -180,6 +180,9 @@ def urgent_signals(
         reasons.append(
             Reason("fresh_reply", HOT_POINTS, f"replied {_ago(now - last_reply_at)} ago")
         )
+    if task.kind == "escalation":
+        # the journey's notice to a manager (a qualification waiting past its reminder)
+        reasons.append(Reason("escalated_to_you", HOT_POINTS, "a deal of your team is stuck"))
     starts = meeting_starts_at(task)
     if starts is not None and now <= starts <= now + timedelta(seconds=policy.meeting_soon_seconds):
         reasons.append(

@@ -431,3 +431,24 @@ async def test_a_moved_meetings_old_preparation_task_leaves_the_inbox(
         assert sorted(t["id"] for t in inbox) == sorted([new, other])
         closed = (await r.api.get(f"/tasks/{old}", headers=AUTH)).json()
         assert (closed["status"], closed["notes"]) == ("closed", "the meeting moved")
+
+
+async def test_a_managers_escalation_notice_reaches_them_by_their_channel(
+    tmp_path: Path,
+    database_urls: dict[str, str],
+    temporal_local: WorkflowEnvironment,
+    queue_prefix: str,
+) -> None:
+    async with inbox_rig(tmp_path, database_urls, temporal_local, queue_prefix) as r:
+        mona = await r.rep("Mona Manager")
+        rita = await r.rep("Rita Rep", manager_id=mona)
+        ada = await r.prospect("Ada")
+        # as the journey makes it when a qualification waits past its reminder: for the manager
+        notice = await r.task(
+            ada, mona, "escalation", kind="escalation", stage="qualifying", due=in_hours(0)
+        )
+        assert rita  # the rep whose deal is stuck
+        rows = await eventually(lambda: _all_sent(r, notice, 1), "the manager's notice sent")
+        assert (rows[0]["channel"], rows[0]["reason"]) == ("email", "urgent")
+        mails = r.sb.mailbox.list(to="mona.manager@example.com")
+        assert len(mails) == 1 and "stuck" in mails[0].text

@@ -139,6 +139,7 @@ def test_production_settings_are_complete() -> None:
         "CLOSEFLOW_API_KEYS",
         "CLOSEFLOW_TWILIO_AUTH_TOKEN",
         "CLOSEFLOW_MAILGUN_SIGNING_KEY",
+        "CLOSEFLOW_ERASURE_PEPPER",
         "CLOSEFLOW_POSTAL_ADDRESS",
         "CLOSEFLOW_TEMPORAL_ADDRESS",
         "CLOSEFLOW_HOST",

@@ -258,11 +258,14 @@ def test_production_refuses_an_empty_postal_address() -> None:
         "api_keys": "k-1",
         "twilio_auth_token": "t",
         "mailgun_signing_key": "m",
+        "erasure_pepper": "p",
     }
     with pytest.raises(ValidationError, match="POSTAL_ADDRESS"):
         Settings(**real, postal_address="  ")  # type: ignore[arg-type]
     ok = Settings(**real, postal_address="Example Inc., 1 Main St, Springfield")  # type: ignore[arg-type]
     assert ok.postal_address.startswith("Example")
     assert Settings(environment="development").postal_address == ""  # type: ignore[call-arg]
+    with pytest.raises(ValidationError, match="ERASURE_PEPPER"):
+        Settings(**{**real, "erasure_pepper": "dev-erasure-pepper"}, postal_address="x")  # type: ignore[arg-type]
     with pytest.raises(ValidationError):
         Settings(per_domain_hourly_cap=-1)  # type: ignore[call-arg]

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from services.outreach import models
 from services.outreach.notifications import sign, slack_payload, verify
-from services.outreach.tasks import Policy, escalation_deadline, rank
+from services.outreach.tasks import Policy, escalation_deadline, rank, urgent_signals
 
 NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 POLICY = Policy(escalate_after_seconds=3600, hot_reply_seconds=86400, meeting_soon_seconds=7200)
@@ -60,6 +60,13 @@ def test_hot_signals_fresh_reply_and_meeting_soon() -> None:
     assert "meeting_soon" not in codes(started)
     explicit = task(context={"stage": "presenting", "meeting_starts_at": NOW.isoformat()})
     assert "meeting_soon" in codes(explicit)
+
+
+def test_a_managers_escalation_notice_is_urgent() -> None:
+    # urgent: the notifier sends it to the manager by their channel and webhook
+    notice = task(kind="escalation", rep_id="manager-1")
+    assert urgent_signals(notice, None, NOW, POLICY)[0].code == "escalated_to_you"
+    assert urgent_signals(task(), None, NOW, POLICY) == []
 
 
 def test_stage_then_fit_break_ties() -> None:
