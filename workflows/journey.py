@@ -8,6 +8,7 @@ in the input (recorded in history). Signals only record facts; the run loop acts
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -43,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
         ReferralAskRequest,
         ReferralAskStatus,
         ReferrerThanks,
+        RepAssigned,
         ReplyReceived,
         RepManager,
         RepTaskRequest,
@@ -109,6 +111,7 @@ class ProspectJourney:
         self._pause: PauseJourney | None = None
         self._stop: StopCadence | None = None
         self._migration: CadenceSnapshot | None = None
+        self._rep: RepAssigned | None = None
         self._referrer_thanks: dict[str, bool] = {}  # event -> done
 
     # --- signals and queries: record facts only ---------------------------------------------
@@ -176,6 +179,25 @@ class ProspectJourney:
         ):
             self._migration = cadence
 
+    @workflow.signal(name=Sig.REP_ASSIGNED)
+    def rep_assigned(self, rep: RepAssigned) -> None:
+        # Only state changes: no command, so histories from before this signal replay as they
+        # were. A signal that comes before the run starts is applied when it does.
+        self._rep = rep
+        if hasattr(self, "_inp"):
+            self._apply_rep()
+
+    def _apply_rep(self) -> None:
+        if self._rep is not None:
+            rep = self._rep
+            self._inp.contact = dataclasses.replace(
+                self._inp.contact,
+                rep_id=rep.rep_id,
+                rep_name=rep.rep_name,
+                rep_email=rep.rep_email,
+                rep_phone=rep.rep_phone,
+            )
+
     @workflow.query(name=Query.STATE)
     def state(self) -> JourneyState:
         return JourneyState(
@@ -187,6 +209,7 @@ class ProspectJourney:
             paused=self._pause is not None,
             stopped=self._stop is not None,
             timezone=self._inp.contact.timezone,
+            rep_id=self._inp.contact.rep_id,
         )
 
     # --- the journey ------------------------------------------------------------------------
@@ -194,6 +217,7 @@ class ProspectJourney:
     @workflow.run
     async def run(self, inp: JourneyInput) -> str:
         self._inp = inp
+        self._apply_rep()
         self._cadence = inp.cadence
         self._stage = Stage.PROSPECTING  # where prospecting puts every new prospect
         try:

@@ -2,20 +2,24 @@
 
 The enrolment's rep_id is what pausing a rep's journeys selects by, so it must follow the
 prospect. Called by prospecting's outbox relay (retried until 2xx); setting the same rep again
-changes nothing. The running journey's contact (the rep's name in templates) is a snapshot
-taken at enrolment and is not changed here; new rep tasks already go to the prospect's current
-rep (create_rep_task asks prospecting).
+changes nothing. The running journey is told too (signal rep_assigned), so its messages are
+signed by the new rep from then on; a 503 when it cannot be told makes the outbox retry.
 """
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from services.outreach import models
+from services.outreach.reps import RepDirectory
 from shared.auth import require_api_key
+from shared.contracts.journey import RepAssigned
+from shared.contracts.names import Sig
 from shared.db import Session
+from shared.errors import AppError
+from shared.journeys import signal_journey
 
 router = APIRouter(dependencies=[Depends(require_api_key)])
 
@@ -31,7 +35,9 @@ class RepChanged(BaseModel):
 
 
 @router.post("/internal/prospects/{prospect_id}/rep", tags=["enrollments"])
-async def change_rep(prospect_id: str, body: RepChange, session: Session) -> RepChanged:
+async def change_rep(
+    prospect_id: str, body: RepChange, request: Request, session: Session
+) -> RepChanged:
     e = models.Enrollment
     result = await session.execute(
         update(e)
@@ -41,4 +47,14 @@ async def change_rep(prospect_id: str, body: RepChange, session: Session) -> Rep
     )
     await session.commit()
     count = int(result.rowcount or 0)  # type: ignore[attr-defined]
+    enrolled = await session.scalar(select(e.id).where(e.prospect_id == prospect_id))
+    if enrolled is not None:
+        reps: RepDirectory = request.app.state.reps
+        rep = await reps.rep(body.rep_id)  # 404 unknown, 503 prospecting away: retried
+        signed = RepAssigned(rep.id, rep.name, rep.email, rep.phone)
+        try:
+            await signal_journey(request.app.state.temporal, prospect_id, Sig.REP_ASSIGNED, signed)
+        except AppError as err:
+            if err.code != "journey_not_running":  # a finished journey needs no new rep
+                raise
     return RepChanged(prospect_id=prospect_id, rep_id=body.rep_id, enrollments=count)

@@ -256,6 +256,7 @@ class JourneyState:
     paused: bool = False
     stopped: bool = False
     timezone: str = "UTC"
+    rep_id: str | None = None  # who signs the journey's messages now
 
 
 @dataclass
@@ -321,6 +322,16 @@ class ChannelOutcome:
 class TouchResult:
     outcomes: list[ChannelOutcome]
     defer_until: str | None = None  # set when some channel must wait for its send window
+
+
+@dataclass
+class RepAssigned:
+    """The prospect has a new rep: messages from now on are signed by them."""
+
+    rep_id: str
+    rep_name: str = ""
+    rep_email: str = ""
+    rep_phone: str | None = None
 
 
 @dataclass

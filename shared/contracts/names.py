@@ -40,6 +40,7 @@ class Sig:
     RESUME = "resume"
     STOP_CADENCE = "stop_cadence"
     MIGRATE_CADENCE = "migrate_cadence"
+    REP_ASSIGNED = "rep_assigned"
 
 
 class Query:

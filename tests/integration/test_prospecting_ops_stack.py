@@ -199,6 +199,12 @@ async def _scenario(d: Driver, urls: Urls, env: WorkflowEnvironment, settings: S
 
     await eventually(enrollment_with_sam, "Ada's enrolment to name Sam")
 
+    async def journey_with_sam() -> bool:
+        state = await d.ok("GET", f"{urls.outreach}/journeys/{ada['id']}")
+        return bool(state["rep_id"] == sam["id"])
+
+    await eventually(journey_with_sam, "Ada's journey to sign its messages as Sam")
+
     # --- erasure: gone everywhere, the journey too; only digests stay --------------------------
     started = await d.http.post(f"{P}/prospects/{ada['id']}/erasure")
     assert started.status_code in (200, 202), started.text

@@ -43,6 +43,7 @@ from shared.contracts.journey import (
     ReferralIntakeInput,
     ReferredPerson,
     ReferrerThanks,
+    RepAssigned,
     ReplyReceived,
     RepManager,
     RepTaskRequest,
@@ -284,6 +285,21 @@ async def test_no_reply_runs_every_step_then_nurture(
 
         elapsed = datetime.fromisoformat(last) - datetime.fromisoformat(first)
         assert timedelta(days=7) <= elapsed < timedelta(days=7, hours=1)
+
+
+async def test_a_new_rep_signs_the_messages_from_then_on(
+    temporal_skipping: WorkflowEnvironment, queue_prefix: str
+) -> None:
+    async with Harness(temporal_skipping, queue_prefix) as h:
+        handle = await h.start()
+        await temporal_skipping.sleep(timedelta(days=1))
+        await handle.signal(
+            Sig.REP_ASSIGNED, RepAssigned("r2", "Nia New", "nia@example.com", "+14155550111")
+        )
+        assert await handle.result() == "nurture"
+        reps = [(t.touch_key, t.contact.rep_id, t.contact.rep_name) for t in h.rec.touches]
+        assert reps[0] == ("step-0", "r1", "")
+        assert reps[1:] == [("step-1", "r2", "Nia New"), ("step-2", "r2", "Nia New")]
 
 
 async def test_reply_stops_touches_and_opens_a_deal(
