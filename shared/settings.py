@@ -111,6 +111,12 @@ class Settings(BaseSettings):
         description="domain of the per-message Reply-To addresses (local+r-<token>@domain); "
         "empty: the sender address's domain. Its mail must reach the inbound webhook",
     )
+    webhook_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="hosts the reps' notification webhooks may post to, comma-separated (a host "
+        "also allows its subdomains, e.g. hooks.slack.com); empty: any public host (in "
+        "production, https only and never a private or loopback address)",
+    )
     ooo_default_pause_days: int = Field(
         7,
         ge=1,
@@ -155,8 +161,10 @@ class Settings(BaseSettings):
     @model_validator(mode="before")
     @classmethod
     def _parse_keys(cls, data: object) -> object:
-        if isinstance(data, dict) and "api_keys" in data:
-            data["api_keys"] = _split_csv(data["api_keys"])
+        if isinstance(data, dict):
+            for name in ("api_keys", "webhook_allowed_hosts"):
+                if name in data:
+                    data[name] = _split_csv(data[name])
         return data
 
     @model_validator(mode="after")

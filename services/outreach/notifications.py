@@ -43,6 +43,7 @@ from twilio.base.exceptions import TwilioRestException
 
 from services.outreach import models, tasks
 from services.outreach.reps import RepDirectory, RepInfo
+from services.outreach.webhook_targets import check_webhook_url
 from shared.app import run_during_lifespan
 from shared.db import new_id
 from shared.errors import AppError
@@ -490,6 +491,10 @@ class Notifier:
         secret = (prefs.webhook_secret if prefs is not None else None) or ""
         if not secret:
             raise WebhookRefused("the rep's webhook has no secret any more", permanent=True)
+        try:  # the allowed hosts may have narrowed since the rep saved the URL
+            check_webhook_url(row.target, self._settings)
+        except AppError as err:
+            raise WebhookRefused(err.message, permanent=True) from err
         url = inbox_url(self._settings, row.recipient_rep_id)
         body = json.dumps(slack_payload(row.subject, row.text, url), separators=(",", ":")).encode()
         assert self._http is not None, "the notifier is not started"

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from services.outreach import models, notifications, schemas, service, tasks
 from services.outreach.inbox import InboxRelay
 from services.outreach.reps import RepDirectory
+from services.outreach.webhook_targets import check_webhook_url
 from shared.auth import require_api_key
 from shared.db import Session
 from shared.errors import AppError, invalid, not_found
@@ -175,6 +176,8 @@ async def put_notification_prefs(
     tasks when prospecting knows no manager (404 for a rep prospecting does not know)."""
     if body.escalate_to == rep_id:
         raise invalid("escalate_to", "a rep cannot escalate to themselves")
+    if body.webhook_url:
+        check_webhook_url(body.webhook_url, request.app.state.settings)
     principal = getattr(request.state, "principal", None)
     if principal is not None and principal.role == "rep":
         # Who hears about a rep's overdue work is a manager's setting, not the rep's.

@@ -218,6 +218,7 @@ async def stack(
         api_keys=keys,
         task_queue_prefix=prefix,
         prospecting_url=f"http://127.0.0.1:{port}",
+        webhook_allowed_hosts="hooks.slack.com",
     )
     client: Client = temporal_local.client
     apps: dict[str, FastAPI] = {"prospecting": prospecting_app(settings, temporal_client=client)}
@@ -364,6 +365,16 @@ async def test_only_ops_choose_who_hears_about_a_reps_overdue_tasks(stack: Stack
     )
     assert (r.status_code, code(r)) == (403, "forbidden_for_role"), r.text
     r = await outreach.put(url, json={"channel": "email", "escalate_to": b["rep_id"]}, headers=ops)
+    assert r.status_code == 200, r.text
+    # the server posts to the webhook: only to the allowed hosts
+    hook = {"channel": "email", "webhook_secret": "s" * 16}
+    r = await outreach.put(
+        url, json={**hook, "webhook_url": "http://169.254.169.254/latest"}, headers=rep_a
+    )
+    assert (r.status_code, r.json()["error"]["details"][0]["field"]) == (422, "webhook_url")
+    r = await outreach.put(
+        url, json={**hook, "webhook_url": "https://hooks.slack.com/services/T/B/x"}, headers=rep_a
+    )
     assert r.status_code == 200, r.text
     # the rep changes their own channel; the manager's choice stays
     r = await outreach.put(url, json={"channel": "sms", "phone": "+14155550100"}, headers=rep_a)
