@@ -18,7 +18,10 @@ router = APIRouter(dependencies=[Depends(require_api_key)])
 
 @router.post("/reps", status_code=201, tags=["reps"])
 async def create_rep(body: schemas.RepCreate, session: Session) -> schemas.Rep:
-    return schemas.Rep.model_validate(await service.create_rep(session, body))
+    """A new rep; prospects left unassigned because every rep was full go to them first."""
+    rep = await service.create_rep(session, body)
+    await service.assign_waiting(session)
+    return schemas.Rep.model_validate(rep)
 
 
 @router.get("/reps", tags=["reps"])
@@ -150,8 +153,10 @@ async def get_assignment_rules(session: Session) -> schemas.AssignmentRulesOut:
 async def put_assignment_rules(
     body: assignment.Rules, session: Session
 ) -> schemas.AssignmentRulesOut:
-    """Replace the rules; they apply to prospects created from now on."""
+    """Replace the rules; they apply to prospects created from now on, and to those left
+    unassigned for want of capacity (they get a rep now if the new rules make room)."""
     await assignment.replace_rules(session, body)
+    await service.assign_waiting(session)
     return await _assignment_rules(session)
 
 

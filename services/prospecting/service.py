@@ -294,8 +294,13 @@ async def record_stage(session: AsyncSession, change: StageChange) -> bool:
     if result.rowcount == 0:
         return False  # a retry, or a stale repeat that must not move the stage back
     await funnel.count(session, [values])
+    freed = prospect.rep_id is not None and (
+        prospect.stage in assignment.OPEN_STAGES and to_stage not in assignment.OPEN_STAGES
+    )
     prospect.stage = to_stage
     await session.flush()
+    if freed:
+        await assign_waiting(session, limit=1)
     return True
 
 
@@ -416,3 +421,34 @@ async def reassign(session: AsyncSession, prospect_id: str, rep_id: str) -> Pros
     )
     await session.flush()
     return await get_prospect(session, prospect_id)
+
+
+WAITING_BATCH = 200  # prospects given a rep per call: the rest wait for the next freed place
+
+
+async def assign_waiting(session: AsyncSession, limit: int = WAITING_BATCH) -> int:
+    """Give the prospects left unassigned (every rep of their pool was full) a rep now that one
+    may have room: a journey ended, a rep was added, the rules changed. Oldest first; the move
+    reaches outreach through the outbox, as a reassignment does. Returns how many got one."""
+    waiting = (
+        await session.scalars(
+            select(Prospect)
+            .where(Prospect.rep_id.is_(None), Prospect.stage.in_(assignment.OPEN_STAGES))
+            .order_by(Prospect.created_at, Prospect.id)
+            .limit(limit)
+        )
+    ).all()
+    if not waiting:
+        return 0
+    assigner = await assignment.Assigner.load(session)
+    given = 0
+    for prospect in waiting:
+        rep, note = assigner.assign(prospect.country)
+        if rep is None:
+            prospect.assignment_note = note
+            continue
+        await reassign(session, prospect.id, rep.id)
+        prospect.assignment_note = f"{note} (a place came free)"
+        given += 1
+    await session.flush()
+    return given

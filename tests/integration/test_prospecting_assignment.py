@@ -64,6 +64,16 @@ async def _prospect(http: httpx.AsyncClient, n: int, **fields: Any) -> dict[str,
     return await _ok(await http.post("/prospects", json=body), 201)
 
 
+async def _queued_moves(app: FastAPI, prospect_id: str) -> list[tuple[str, Any]]:
+    async with app.state.sessions() as session:
+        rows = await session.scalars(
+            select(OutboxMessage)
+            .where(OutboxMessage.subject_id == prospect_id)
+            .order_by(OutboxMessage.created_at, OutboxMessage.kind)
+        )
+        return [(m.kind, m.payload) for m in rows]
+
+
 async def test_territory_first_then_round_robin_within_capacity(
     app: FastAPI, http: httpx.AsyncClient
 ) -> None:
@@ -108,8 +118,17 @@ async def test_territory_first_then_round_robin_within_capacity(
             "2026-01-01T00:00:00+00:00",
         )
     )
+    # ... and the oldest prospect waiting for an EMEA rep gets it at once
+    waited = await _ok(await http.get(f"/prospects/{de3['id']}"))
+    assert waited["rep"]["id"] == anna
+    assert waited["assignment_note"] == "territory EMEA (a place came free)"
+    queued = await _queued_moves(app, de3["id"])
+    assert sorted(q for q in queued if q[0] != "auto_enroll") == [
+        ("rep_enrollment", {"rep_id": anna}),
+        ("rep_move", {"rep_id": anna}),
+    ]
     de6 = await _prospect(http, 6, country="DE")
-    assert de6["rep_id"] == anna
+    assert de6["rep_id"] is None  # EMEA is full again
 
     # Everyone full: unassigned, with the reason.
     await _ok(await http.put("/assignment-rules", json={**rules, "default_capacity": 0}))
@@ -118,7 +137,14 @@ async def test_territory_first_then_round_robin_within_capacity(
     assert none["assignment_note"] == "unassigned: all 3 reps of round robin are at capacity"
 
     # Imports follow the same rules.
-    await _ok(await http.put("/assignment-rules", json={**rules, "capacity": {anna: 2, ben: 2}}))
+    # More room: the two waiting prospects get reps first (oldest first), then imports follow
+    # the same rules.
+    await _ok(await http.put("/assignment-rules", json={**rules, "capacity": {anna: 3, ben: 3}}))
+    de6 = await _ok(await http.get(f"/prospects/{de6['id']}"))
+    none = await _ok(await http.get(f"/prospects/{none['id']}"))
+    # EMEA's last pick was Anna (de3): Ben; round robin's was Cleo (br5): Anna
+    assert (de6["rep"]["id"], none["rep"]["id"]) == (ben, anna)
+    assert none["assignment_note"] == "round robin (a place came free)"
     csv = (
         b"first_name,email,country\nI1,i1@example.com,DE\nI2,i2@example.com,DE\n"
         b"I3,i3@example.com,US\nI4,i4@example.com,DE\n"
@@ -128,14 +154,26 @@ async def test_territory_first_then_round_robin_within_capacity(
     assert report["created"] == 4
     page = await _ok(await http.get("/prospects", params={"q": "@example.com", "limit": 200}))
     by_email = {p["email"]: p for p in page["items"]}
-    # EMEA's last pick was Anna (de6): Ben next, then Anna (both at 2 now), then nobody
+    # EMEA's last pick was Ben (de6): Anna next, then Ben (both at 3 now), then nobody
     assert [by_email[f"i{n}@example.com"]["rep_id"] for n in (1, 2, 3, 4)] == [
-        ben,
         anna,
+        ben,
         cleo,
         None,
     ]
     assert by_email["i4@example.com"]["assignment_note"].startswith("unassigned: all 2 reps")
+
+
+async def test_a_new_rep_takes_the_prospects_left_waiting(http: httpx.AsyncClient) -> None:
+    anna = await _rep(http, "anna")
+    await _ok(await http.put("/assignment-rules", json={"default_capacity": 1}))
+    first, second, third = [await _prospect(http, n) for n in (1, 2, 3)]
+    assert [p["rep_id"] for p in (first, second, third)] == [anna, None, None]
+    ben = await _rep(http, "ben")  # room for one: the oldest waiting prospect
+    second = await _ok(await http.get(f"/prospects/{second['id']}"))
+    third = await _ok(await http.get(f"/prospects/{third['id']}"))
+    assert (second["rep"]["id"], third["rep"]) == (ben, None)
+    assert third["assignment_note"] == "unassigned: all 2 reps of round robin are at capacity"
 
 
 async def test_rules_are_validated(http: httpx.AsyncClient) -> None:
