@@ -316,6 +316,8 @@ async def test_referrals_keep_the_referrers_rep_within_capacity_and_refuse_erase
 async def test_delivered_outbox_messages_are_pruned_after_a_week_but_erasures_stay(
     app: FastAPI,
 ) -> None:
+    # the relay's loop prunes too (at its first pass): stopped, it cannot take these rows first
+    await app.state.outbox.stop()
     old = datetime.now(UTC) - timedelta(days=8)
     async with app.state.sessions() as session:
         for kind, status, created in (
