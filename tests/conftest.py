@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -16,6 +15,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from temporalio.testing import WorkflowEnvironment
 
+from shared.devstack import free_ports
 from shared.settings import Settings
 from tests.browser import browser, page  # noqa: F401  (fixtures for the page tests)
 
@@ -33,9 +33,10 @@ def binary(name: str) -> str:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port free now and below the kernel's ephemeral range: a port from bind(0) could be taken
+    as the local port of any outgoing connection before the test's server binds it (seen in CI
+    as uvicorn's "address already in use")."""
+    return free_ports(1)[0]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

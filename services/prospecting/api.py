@@ -18,10 +18,7 @@ router = APIRouter(dependencies=[Depends(require_api_key)])
 
 @router.post("/reps", status_code=201, tags=["reps"])
 async def create_rep(body: schemas.RepCreate, session: Session) -> schemas.Rep:
-    """A new rep; prospects left unassigned because every rep was full go to them first."""
-    rep = await service.create_rep(session, body)
-    await service.assign_waiting(session)
-    return schemas.Rep.model_validate(rep)
+    return schemas.Rep.model_validate(await service.create_rep(session, body))
 
 
 @router.get("/reps", tags=["reps"])

@@ -61,7 +61,11 @@ async def serve(app: FastAPI, port: int) -> AsyncIterator[str]:
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():
-            task.result()
+            try:
+                task.result()
+            except SystemExit as exc:  # uvicorn exits when it cannot bind: a plain test failure
+                raise RuntimeError(f"the test server could not start on port {port}") from exc
+            raise RuntimeError(f"the test server on port {port} stopped before it started")
         await asyncio.sleep(0.02)
     try:
         yield f"http://127.0.0.1:{port}"

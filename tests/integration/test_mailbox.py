@@ -2,7 +2,6 @@
 
 import asyncio
 import contextlib
-import socket
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -16,15 +15,10 @@ from fastapi import FastAPI, Request, Response
 from shared.providers.email import EmailSendError, OutgoingEmail, SmtpEmail, new_message_id
 from shared.providers.mailgun import verify_mailgun_signature
 from shared.sandbox.mailbox import Mailbox, create_app, start_smtp
+from tests.conftest import free_port
 
 KEY = "test-signing-key"
 FROM = "closeflow <sales@closeflow.test>"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class QuietServer(uvicorn.Server):

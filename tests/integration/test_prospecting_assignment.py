@@ -164,16 +164,17 @@ async def test_territory_first_then_round_robin_within_capacity(
     assert by_email["i4@example.com"]["assignment_note"].startswith("unassigned: all 2 reps")
 
 
-async def test_a_new_rep_takes_the_prospects_left_waiting(http: httpx.AsyncClient) -> None:
-    anna = await _rep(http, "anna")
+async def test_more_capacity_takes_the_prospects_left_waiting(http: httpx.AsyncClient) -> None:
+    anna, ben = await _rep(http, "anna"), await _rep(http, "ben")
     await _ok(await http.put("/assignment-rules", json={"default_capacity": 1}))
-    first, second, third = [await _prospect(http, n) for n in (1, 2, 3)]
-    assert [p["rep_id"] for p in (first, second, third)] == [anna, None, None]
-    ben = await _rep(http, "ben")  # room for one: the oldest waiting prospect
-    second = await _ok(await http.get(f"/prospects/{second['id']}"))
+    first, second, third, fourth = [await _prospect(http, n) for n in (1, 2, 3, 4)]
+    assert [p["rep_id"] for p in (first, second, third, fourth)] == [anna, ben, None, None]
+    # room for one more each... but only one rep gets a new place: the oldest waiting first
+    await _ok(await http.put("/assignment-rules", json={"capacity": {anna: 2, ben: 1}}))
     third = await _ok(await http.get(f"/prospects/{third['id']}"))
-    assert (second["rep"]["id"], third["rep"]) == (ben, None)
-    assert third["assignment_note"] == "unassigned: all 2 reps of round robin are at capacity"
+    fourth = await _ok(await http.get(f"/prospects/{fourth['id']}"))
+    assert (third["rep"]["id"], fourth["rep"]) == (anna, None)
+    assert fourth["assignment_note"] == "unassigned: all 2 reps of round robin are at capacity"
 
 
 async def test_rules_are_validated(http: httpx.AsyncClient) -> None:
