@@ -475,3 +475,31 @@ class CreateReferredProspect:
 class LinkReferral:
     referral_id: str
     prospect_id: str
+
+
+# --- references: the one-field inputs of read and expire activities ------------------------------
+
+
+@dataclass
+class DealRef:
+    deal_id: str
+
+
+@dataclass
+class CadenceRef:
+    cadence_id: str
+
+
+@dataclass
+class ProspectRef:
+    prospect_id: str
+
+
+@dataclass
+class RepRef:
+    rep_id: str
+
+
+@dataclass
+class ReferralAskRef:
+    ask_id: str

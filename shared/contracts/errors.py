@@ -1,0 +1,26 @@
+"""The failure types an activity reports to the journey: one vocabulary for every service.
+
+The activity boundary (`shared.activity_boundary`) turns a service's `AppError` into a Temporal
+`ApplicationError` whose `type` is one of these names; the journey's retry policy lists
+`NON_RETRYABLE` so that what cannot succeed on a later attempt fails at once instead of being
+retried forever. Stdlib only: workflow code imports this inside the sandbox.
+"""
+
+from __future__ import annotations
+
+NOT_FOUND = "NotFound"  # the thing named does not exist (404): retrying cannot make it appear
+INVALID_INPUT = "InvalidInput"  # the request can never be valid as sent (400, 422)
+CONFLICT = "Conflict"  # the state forbids it (409): e.g. a closed deal asked to change
+
+NON_RETRYABLE: tuple[str, ...] = (NOT_FOUND, INVALID_INPUT, CONFLICT)
+
+
+def error_type_for_status(status: int) -> str | None:
+    """The non-retryable type for an HTTP-like status, or None when a retry may succeed."""
+    if status == 404:
+        return NOT_FOUND
+    if status == 409:
+        return CONFLICT
+    if 400 <= status < 500 and status not in (408, 429):
+        return INVALID_INPUT
+    return None
