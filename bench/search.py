@@ -12,7 +12,8 @@ then without it (dropped inside a transaction that is rolled back: the same data
 plan otherwise). Prints the median of REPEAT runs per query and the plan's top node. The
 database is dropped at the end.
 
-SQLite has no trigram index: there the same expression is a scan of every row (see README).
+SQLite has no trigram index: there the same expression is a scan of every row (numbers in
+docs/benchmarks.md, Prospect search).
 """
 
 from __future__ import annotations

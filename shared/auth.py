@@ -1,6 +1,6 @@
 """API keys and who holds them: every endpoint but provider webhooks and public links needs one.
 
-CLOSEFLOW_API_KEYS entries name the holder's role (see README, Roles):
+CLOSEFLOW_API_KEYS entries name the holder's role (see docs/guides/roles.md):
   `<key>`                 an admin key (a bare key stays admin: the dev stack and old configs)
   `admin:<key>`, `ops:<key>`
   `rep:<rep_id>:<key>`    a rep's key: only that rep's prospects, deals and tasks

@@ -60,7 +60,8 @@ def is_sqlite(url: str) -> bool:
 def create_engine(url: str) -> AsyncEngine:
     if is_sqlite(url):
         # One connection: SQLite has one writer anyway, and a single pooled connection keeps
-        # the tail latency bounded under concurrent async writes (measured, see ARCHITECTURE).
+        # the tail latency bounded under concurrent async writes (measured: docs/architecture.md,
+        # "Measured limits").
         engine = create_async_engine(
             url,
             poolclass=AsyncAdaptedQueuePool,

@@ -1,6 +1,7 @@
 """The one source of configuration: environment variables prefixed CLOSEFLOW_ (or a .env file).
 
-Every field is documented in README.md's settings table; `closeflow settings` prints them.
+Each field's description is its documentation: `closeflow settings` prints them all, and
+docs/reference/settings.md is generated from them (`make settings-doc`; a test keeps it current).
 Workflow code never reads settings: what a journey needs arrives in its input.
 """
 

@@ -16,7 +16,8 @@ Message-ID, asks Twilio for an SMS with that body first, and sends a webhook wit
 X-Closeflow-Delivery id (receivers dedupe on it).
 
 Webhook signature: X-Closeflow-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of
-"<t>.<raw body>" under the rep's webhook_secret> (README, Rep inbox, has a verification snippet).
+"<t>.<raw body>" under the rep's webhook_secret> (docs/guides/rep-inbox.md has a verification
+snippet).
 """
 
 from __future__ import annotations

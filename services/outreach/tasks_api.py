@@ -36,7 +36,7 @@ async def rep_inbox(
     rep_id: str, session: Session, limit: Annotated[int, Query(ge=1, le=500)] = 200
 ) -> list[schemas.InboxTask]:
     """The rep's open, not snoozed tasks, most pressing first, each with its priority and the
-    reasons for it (the rule: services/outreach/tasks.py, README "Rep inbox")."""
+    reasons for it (the rule: services/outreach/tasks.py, docs/guides/rep-inbox.md)."""
     ranked = await tasks.inbox(session, rep_id, datetime.now(UTC), limit)
     return [_inbox_task(r) for r in ranked]
 

@@ -24,7 +24,7 @@ from tests.scenarios import (
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
-README = Path(__file__).resolve().parents[2] / "README.md"
+GETTING_STARTED = Path(__file__).resolve().parents[2] / "docs" / "getting-started.md"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
@@ -67,14 +67,14 @@ def test_two_prospects_through_the_running_stack(stack: Stack) -> None:
 
 
 def walkthrough_script() -> str:
-    text = README.read_text()
+    text = GETTING_STARTED.read_text()
     section = text.split("## Five-minute walkthrough", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```bash\n(.*?)```", section, re.S)
     assert len(blocks) >= 6, "the walkthrough lost its code blocks"
     return "set -euo pipefail\n" + "\n".join(blocks)
 
 
-def test_readme_walkthrough_works_when_pasted(stack: Stack) -> None:
+def test_getting_started_walkthrough_works_when_pasted(stack: Stack) -> None:
     urls = urls_of(stack)
     env = {
         **os.environ,

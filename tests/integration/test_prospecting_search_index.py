@@ -57,7 +57,8 @@ async def test_free_text_matches_across_name_email_and_company(sessions: object)
 
 @pytest.fixture
 async def pg_sessions(tmp_path: Path) -> AsyncIterator[object]:
-    """PostgreSQL only: SQLite has no trigram index and reads every row (README, Search)."""
+    """PostgreSQL only: SQLite has no trigram index and reads every row (docs/guides/prospecting.md,
+    Search)."""
     url = await _create_pg_database(POSTGRES_URL)
     settings = make_settings(tmp_path, {"prospecting": url})
     await asyncio.to_thread(upgrade, settings, "prospecting")

@@ -127,6 +127,6 @@ async def test_rep_completes_a_task_from_the_inbox_page(
         stored = (await r.api.get(f"/tasks/{call}", headers=AUTH)).json()
         assert stored["outcome"] == "meeting_booked"
 
-    # the README shows it
+    # docs/guides/rep-inbox.md shows it
     DOCS_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(shot, DOCS_SCREENSHOT)
