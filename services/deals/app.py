@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import FastAPI
 from temporalio.client import Client
 
-from services.deals import erasure, source_analytics, timeline
-from services.deals.api import routers
+from services.deals.core import erasure, source_analytics, timeline
+from services.deals.core.api import routers
 from shared.app import create_service_app
 from shared.settings import Settings
 

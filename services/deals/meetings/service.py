@@ -12,9 +12,9 @@ from typing import Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.deals import history
+from services.deals.core import history
+from services.deals.core.service import MEETING_STAGES, _require_stage, get_deal
 from services.deals.models import Deal, Meeting
-from services.deals.service import MEETING_STAGES, _require_stage, get_deal
 from shared.db import utcnow
 from shared.errors import conflict, not_found
 

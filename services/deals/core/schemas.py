@@ -18,7 +18,7 @@ from pydantic import (
     model_validator,
 )
 
-from services.deals.playbook import SLUG_PATTERN, clean_phrases
+from services.deals.playbook.matching import SLUG_PATTERN, clean_phrases
 
 DealStage = Literal[
     "qualifying", "presenting", "objections", "closing", "won", "lost", "disqualified", "nurture"

@@ -11,14 +11,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
 
-from services.deals import meetings as mtg
-from services.deals import objections as obj
-from services.deals import schemas
-from services.deals import service as svc
+from services.deals.core import schemas
+from services.deals.core import service as svc
+from services.deals.meetings import service as mtg
 from services.deals.models import Deal, Meeting
-from services.deals.objections import ResponseStats
-from services.deals.playbook import SLUG_PATTERN
-from services.deals.qualification import DEFAULT_FRAMEWORK
+from services.deals.playbook import ranking as obj
+from services.deals.playbook.matching import SLUG_PATTERN
+from services.deals.playbook.ranking import ResponseStats
+from services.deals.qualification.scoring import DEFAULT_FRAMEWORK
 from shared.auth import ApiKey
 from shared.contracts.journey import (
     DealClosed,

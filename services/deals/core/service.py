@@ -16,11 +16,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from services.deals import frameworks as fws
-from services.deals import history
-from services.deals import objections as obj
-from services.deals import playbook as pb
-from services.deals import qualification as q
+from services.deals.core import history
 from services.deals.models import (
     CLOSED_STAGES,
     DEAL_STAGES,
@@ -33,6 +29,10 @@ from services.deals.models import (
     QualificationFramework,
     utcnow,
 )
+from services.deals.playbook import matching as pb
+from services.deals.playbook import ranking as obj
+from services.deals.qualification import framework_json as fws
+from services.deals.qualification import scoring as q
 from shared.contracts.journey import OpenDealRequest, Stage
 from shared.errors import AppError, conflict, invalid, not_found
 

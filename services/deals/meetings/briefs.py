@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.deals import objections as obj
+from services.deals.core.service import _stored_answers, deal_framework, get_deal
 from services.deals.models import Deal, Objection, ObjectionCategory, ObjectionOutcome
-from services.deals.service import _stored_answers, deal_framework, get_deal
+from services.deals.playbook import ranking as obj
 from shared.contracts.journey import Contact, OpenObjection, Stage
 
 TOP_OBJECTIONS = 3

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from sqlalchemy import and_, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.deals import playbook as pb
 from services.deals.models import Deal, Objection, ObjectionCategory, ObjectionOutcome
+from services.deals.playbook import matching as pb
 from shared.contracts.journey import Stage
 from shared.errors import invalid, not_found
 
