@@ -4,8 +4,8 @@ from typing import Any
 
 import pytest
 
-from services.deals.core.schemas import CriterionSpec
 from services.deals.qualification.framework_json import describe, framework_from_spec
+from services.deals.qualification.schemas import CriterionSpec
 from services.deals.qualification.scoring import BANT, MEDDIC, AnswerError, evaluate
 
 SPEC: list[dict[str, Any]] = [

@@ -5,19 +5,13 @@ it answers 2xx; a repeat finds nothing left and answers the same."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.deals.models import Deal
-from shared.auth import require_api_key
-from shared.db import Session
-from shared.erasure import ErasureOrder, ErasureResult, delete_tree
-
-router = APIRouter(dependencies=[Depends(require_api_key)])
+from shared.erasure import delete_tree
 
 
-@router.post("/internal/erasures", tags=["erasure"])
-async def erasure_order(order: ErasureOrder, session: Session) -> ErasureResult:
+async def erase_prospect(session: AsyncSession, prospect_id: str) -> dict[str, int]:
+    """Rows deleted per table."""
     table = Deal.__table__
-    deleted = await delete_tree(session, table, table.c.prospect_id == order.prospect_id)  # type: ignore[arg-type]
-    await session.commit()
-    return ErasureResult(service="deals", erasure_id=order.erasure_id, deleted=deleted)
+    return await delete_tree(session, table, table.c.prospect_id == prospect_id)  # type: ignore[arg-type]

@@ -1,4 +1,4 @@
-"""Objection responses ranked by what worked, the reps' outcomes, and objection analytics.
+"""Objection responses ranked by what worked, from the outcomes the reps recorded.
 
 A response "worked" when the rep said it resolved the objection and the deal was later won:
 that count ranks the responses offered next time, then the resolved count, then playbook order.
@@ -6,7 +6,6 @@ that count ranks the responses offered next time, then the resolved count, then 
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -16,9 +15,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.deals.models import Deal, Objection, ObjectionCategory, ObjectionOutcome
 from services.deals.playbook import matching as pb
 from shared.contracts.journey import Stage
-from shared.errors import invalid, not_found
-
-STAGE_ORDER = {s: i for i, s in enumerate((Stage.PRESENTING, Stage.OBJECTIONS, Stage.CLOSING))}
 
 
 @dataclass(frozen=True)
@@ -87,76 +83,13 @@ async def ranked_responses(
     return rank(responses_for(entry, stage), by_response)
 
 
-async def record_outcome(
-    session: AsyncSession, objection_id: str, response: str, resolved: bool
-) -> tuple[Objection, ObjectionOutcome]:
-    """One outcome per (objection, response); recording it again replaces the verdict."""
-    objection = await session.get(Objection, objection_id)
-    if objection is None:
-        raise not_found("objection", objection_id)
-    stmt = select(ObjectionCategory).where(ObjectionCategory.category == objection.category)
-    entry = (await session.execute(stmt)).scalar_one_or_none()
-    allowed = all_responses(entry) if entry is not None else []
-    text = response.strip()
-    if text not in allowed:
-        raise invalid(
-            "response",
-            f"not a prepared response of {objection.category!r}; prepared: "
-            + (" | ".join(allowed) or "none"),
-        )
-    key = hashlib.sha256(text.encode()).hexdigest()
-    stmt_o = select(ObjectionOutcome).where(
-        ObjectionOutcome.objection_id == objection.id, ObjectionOutcome.response_key == key
-    )
-    outcome = (await session.execute(stmt_o)).scalar_one_or_none()
-    if outcome is None:
-        outcome = ObjectionOutcome(objection_id=objection.id, response_key=key, response=text)
-        session.add(outcome)
-    outcome.resolved = resolved
-    await session.flush()
-    return objection, outcome
+async def best_response(session: AsyncSession, category: str, stage: str | None) -> str:
+    """The response ranked first for the category at that stage; "" when none is prepared."""
+    entry = await find_entry(session, category)
+    ranked = await ranked_responses(session, entry, category, stage)
+    return ranked[0].response if ranked else ""
 
 
-@dataclass(frozen=True)
-class Counted:
-    group: str  # a stage or a segment
-    category: str
-    count: int
-
-
-@dataclass(frozen=True)
-class Analytics:
-    by_stage: list[Counted]
-    by_segment: list[Counted]
-    responses: list[tuple[str, ResponseStats]]  # (category, stats)
-
-
-async def analytics(session: AsyncSession, segment: str | None = None) -> Analytics:
-    count = func.count(Objection.id)
-    by_stage_stmt = select(Objection.stage, Objection.category, count).group_by(
-        Objection.stage, Objection.category
-    )
-    seg_stmt = (
-        select(Deal.segment, Objection.category, count)
-        .join(Deal, Deal.id == Objection.deal_id)
-        .where(Deal.segment.is_not(None))
-        .group_by(Deal.segment, Objection.category)
-    )
-    if segment is not None:
-        # a segment narrows every figure to its deals
-        by_stage_stmt = by_stage_stmt.join(Deal, Deal.id == Objection.deal_id).where(
-            Deal.segment == segment
-        )
-        seg_stmt = seg_stmt.where(Deal.segment == segment)
-    by_stage = [
-        Counted(stage or "unknown", cat, n)
-        for stage, cat, n in await session.execute(by_stage_stmt)
-    ]
-    by_stage.sort(key=lambda c: (STAGE_ORDER.get(c.group, 99), -c.count, c.category))
-    by_segment = [Counted(seg, cat, n) for seg, cat, n in await session.execute(seg_stmt)]
-    by_segment.sort(key=lambda c: (c.group, -c.count, c.category))
-    stats = await response_stats(session)
-    responses = sorted(
-        stats.items(), key=lambda kv: (kv[0][0], -kv[1].resolution_rate, -kv[1].used, kv[0][1])
-    )
-    return Analytics(by_stage, by_segment, [(cat, s) for (cat, _), s in responses])
+async def find_entry(session: AsyncSession, category: str) -> ObjectionCategory | None:
+    stmt = select(ObjectionCategory).where(ObjectionCategory.category == category)
+    return (await session.execute(stmt)).scalar_one_or_none()
