@@ -11,7 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from services.deals import briefs, history, service
+from services.deals.core import history, service
+from services.deals.meetings import briefs
 from shared.contracts.journey import (
     DealNote,
     DealStatus,

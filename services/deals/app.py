@@ -5,8 +5,11 @@ from __future__ import annotations
 from fastapi import FastAPI
 from temporalio.client import Client
 
-from services.deals import erasure, source_analytics, timeline
-from services.deals.api import routers
+from services.deals.closing import api as closing
+from services.deals.core import api as core
+from services.deals.meetings import api as meetings
+from services.deals.playbook import api as playbook
+from services.deals.qualification import api as qualification
 from shared.app import create_service_app
 from shared.settings import Settings
 
@@ -15,6 +18,14 @@ DESCRIPTION = (
     "gate, meetings, objections answered from an ops-editable playbook ranked by what worked, "
     "and closing. Every decision is signalled to the prospect's journey."
 )
+# the deal record first, then its sub-domains in the order a deal meets them
+ROUTERS = [
+    *core.routers,
+    *qualification.routers,
+    *meetings.routers,
+    *playbook.routers,
+    *closing.routers,
+]
 
 
 def create_app(
@@ -23,7 +34,7 @@ def create_app(
     return create_service_app(
         "deals",
         settings or Settings(),
-        [*routers, source_analytics.router, erasure.router, timeline.router],
+        ROUTERS,
         description=DESCRIPTION,
         temporal_client=temporal_client,
     )

@@ -4,9 +4,9 @@ from typing import Any
 
 import pytest
 
-from services.deals.frameworks import describe, framework_from_spec
-from services.deals.qualification import BANT, MEDDIC, AnswerError, evaluate
-from services.deals.schemas import CriterionSpec
+from services.deals.qualification.framework_json import describe, framework_from_spec
+from services.deals.qualification.schemas import CriterionSpec
+from services.deals.qualification.scoring import BANT, MEDDIC, AnswerError, evaluate
 
 SPEC: list[dict[str, Any]] = [
     {"key": "pain", "question": "Pain?", "answer_type": "bool", "rule": {"allowed": [True]}},

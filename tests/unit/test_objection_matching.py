@@ -2,7 +2,7 @@
 
 import pytest
 
-from services.deals.playbook import (
+from services.deals.playbook.matching import (
     OTHER,
     PlaybookCategory,
     answers_for,

@@ -2,7 +2,7 @@
 
 import pytest
 
-from services.deals.qualification import (
+from services.deals.qualification.scoring import (
     BANT,
     AnswerError,
     AnswerType,

@@ -6,16 +6,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Depends
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from services.deals import models
-from shared.auth import require_api_key
-from shared.db import Session
-
-router = APIRouter(dependencies=[Depends(require_api_key)])
 
 
 def _event(at: datetime, kind: str, summary: str, **data: Any) -> dict[str, Any]:
@@ -75,9 +70,3 @@ async def events(session: AsyncSession, prospect_id: str) -> list[dict[str, Any]
             reason = f": {deal.close_reason}" if deal.close_reason else ""
             found.append(_event(deal.closed_at, "deal.closed", f"deal {deal.stage}{reason}", **ids))
     return found
-
-
-@router.get("/internal/prospects/{prospect_id}/timeline", tags=["timeline"])
-async def prospect_timeline(prospect_id: str, session: Session) -> list[dict[str, Any]]:
-    """This service's events about the prospect, in no particular order."""
-    return await events(session, prospect_id)

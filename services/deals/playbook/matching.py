@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 OTHER = "other"
-SLUG_PATTERN = r"^[a-z][a-z0-9_-]{0,39}$"
 
 # Typographic apostrophes and quotes from phones and word processors must still match "don't".
 _TYPOGRAPHY = str.maketrans({"\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"'})

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.deals.qualification import AnswerType, Criterion, Framework, Op, Rule
+from services.deals.qualification.scoring import AnswerType, Criterion, Framework, Op, Rule
 
 # The API says "bool"; the BANT code predates it and says "yes_no".
 API_TYPES: dict[str, AnswerType] = {

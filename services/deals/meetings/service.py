@@ -1,4 +1,6 @@
-"""A meeting's life after scheduling: rescheduled, cancelled, held or missed (no-show).
+"""A meeting's life: scheduled (through the qualification gate when the deal is still
+qualifying), then rescheduled, cancelled, held or missed (no-show). Use cases take a session and
+never commit.
 
 scheduled -> scheduled (reschedule: revision + 1) | cancelled | held | no_show. Repeating the
 last change answers the same meeting again (a client retrying after a failed signal); any other
@@ -12,9 +14,11 @@ from typing import Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.deals import history
+from services.deals.core import history
+from services.deals.core.service import QUALIFIED_STAGES, get_deal, require_stage
 from services.deals.models import Deal, Meeting
-from services.deals.service import MEETING_STAGES, _require_stage, get_deal
+from services.deals.qualification.gate import pass_gate
+from shared.contracts.journey import Stage
 from shared.db import utcnow
 from shared.errors import conflict, not_found
 
@@ -23,6 +27,30 @@ CANCELLED = "cancelled"
 HELD = "held"
 NO_SHOW = "no_show"
 Outcome = Literal["held", "no_show"]
+MEETING_STAGES = QUALIFIED_STAGES
+
+
+async def schedule(
+    session: AsyncSession, deal_id: str, starts_at: datetime, title: str, duration_minutes: int
+) -> tuple[Deal, Meeting, bool]:
+    """(deal, meeting, passed_gate): passed_gate when the meeting took the deal out of
+    qualifying, which the journey must hear as a qualification first."""
+    deal = await get_deal(session, deal_id, lock=True)
+    passed_gate = deal.stage == Stage.QUALIFYING
+    if passed_gate:
+        # a meeting means presenting: only through the gate
+        await pass_gate(session, deal, Stage.PRESENTING)
+    require_stage(deal, MEETING_STAGES, "scheduling a meeting")
+    meeting = Meeting(
+        deal_id=deal.id,
+        starts_at=starts_at,
+        title=title,
+        duration_minutes=duration_minutes,
+        status=SCHEDULED,
+    )
+    session.add(meeting)
+    await session.flush()
+    return deal, meeting, passed_gate
 
 
 async def _meeting(session: AsyncSession, deal_id: str, meeting_id: str) -> tuple[Deal, Meeting]:
@@ -31,7 +59,7 @@ async def _meeting(session: AsyncSession, deal_id: str, meeting_id: str) -> tupl
     if meeting is None or meeting.deal_id != deal.id:
         raise not_found("meeting", meeting_id)
     # the journey of a closed deal has ended: nobody would act on the change
-    _require_stage(deal, MEETING_STAGES, "changing a meeting")
+    require_stage(deal, MEETING_STAGES, "changing a meeting")
     return deal, meeting
 
 

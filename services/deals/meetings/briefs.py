@@ -2,7 +2,7 @@
 
 The brief: the prospect's qualification answers (text answers first: their problem in their own
 words), company facts from the journey's snapshot, and the objections most often heard in the
-deal's segment with their best-ranked responses (the ranking of objections.py).
+deal's segment with their best-ranked responses (the ranking of playbook/ranking.py).
 """
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.deals import objections as obj
-from services.deals.models import Deal, Objection, ObjectionCategory, ObjectionOutcome
-from services.deals.service import _stored_answers, deal_framework, get_deal
+from services.deals.core.service import get_deal
+from services.deals.models import Deal, Objection, ObjectionOutcome
+from services.deals.playbook.ranking import best_response
+from services.deals.qualification.service import deal_framework, stored_answers
 from shared.contracts.journey import Contact, OpenObjection, Stage
 
 TOP_OBJECTIONS = 3
@@ -65,7 +66,7 @@ def company_facts(contact: Contact) -> list[tuple[str, str]]:
 async def build(session: AsyncSession, deal_id: str, contact: Contact) -> Brief:
     deal = await get_deal(session, deal_id)
     framework = await deal_framework(session, deal)
-    stored = await _stored_answers(session, deal.id, framework.name) or {}
+    stored = await stored_answers(session, deal.id, framework.name) or {}
     answers: list[tuple[int, str, str]] = []
     for criterion in framework.criteria:
         if criterion.key not in stored:
@@ -107,16 +108,8 @@ async def _frequent_objections(
         stmt = stmt.where(Deal.segment == segment)
     out = []
     for category, n in (await session.execute(stmt)).all():
-        out.append((category, int(n), await _best_response(session, category, Stage.PRESENTING)))
+        out.append((category, int(n), await best_response(session, category, Stage.PRESENTING)))
     return out
-
-
-async def _best_response(session: AsyncSession, category: str, stage: str | None) -> str:
-    entry = await session.scalar(
-        select(ObjectionCategory).where(ObjectionCategory.category == category)
-    )
-    ranked = await obj.ranked_responses(session, entry, category, stage)
-    return ranked[0].response if ranked else ""
 
 
 async def open_objections(session: AsyncSession, deal_id: str) -> tuple[Deal, list[OpenObjection]]:
@@ -131,6 +124,6 @@ async def open_objections(session: AsyncSession, deal_id: str) -> tuple[Deal, li
     )
     out = []
     for o in (await session.execute(stmt)).scalars():
-        best = await _best_response(session, o.category, o.stage)
+        best = await best_response(session, o.category, o.stage)
         out.append(OpenObjection(o.id, o.category, o.text, best))
     return deal, out

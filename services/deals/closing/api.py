@@ -1,0 +1,98 @@
+"""Closing routes: move a deal's stage, close it won or lost, reopen it, the close-reason list
+and the pipeline. Thin: validate, call a use case, commit, then signal.
+
+The commit comes before the signal, so the journey never hears of a fact the database lacks.
+If the signal fails after the commit, the client retries: the same close is answered again
+(nothing new written) and signalled once more.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from services.deals.closing import schemas
+from services.deals.closing import service as svc
+from services.deals.core.schemas import Deal
+from services.deals.qualification.signals import signal_gate_passed
+from shared.auth import ApiKey
+from shared.contracts.journey import DealClosed
+from shared.contracts.names import Sig
+from shared.db import Session
+from shared.journeys import signal_journey
+
+deals = APIRouter(prefix="/deals", tags=["deals"])
+closing = APIRouter(tags=["closing"])
+
+
+@deals.post("/{deal_id}/close", response_model=Deal)
+async def close_deal(
+    deal_id: str, body: schemas.DealClose, request: Request, _: ApiKey, session: Session
+) -> object:
+    won = body.outcome == "won"
+    outcome = await svc.close_deal(
+        session,
+        deal_id,
+        won=won,
+        reason=body.reason,
+        value=body.value,
+        currency=body.currency,
+        reason_code=body.reason_code,
+    )
+    await session.commit()
+    deal = outcome.deal
+    await signal_journey(
+        request.app.state.temporal,
+        deal.prospect_id,
+        Sig.DEAL_CLOSED,
+        DealClosed(deal.id, won, deal.close_reason or body.reason),
+    )
+    return deal
+
+
+@deals.post("/{deal_id}/stage", response_model=Deal)
+async def move_stage(
+    deal_id: str, body: schemas.StageMove, request: Request, _: ApiKey, session: Session
+) -> object:
+    """Move an open deal on; leaving qualifying passes the gate or answers 409 with the
+    missing or failing criteria."""
+    deal, passed_gate = await svc.move_stage(session, deal_id, body.stage)
+    await session.commit()
+    if passed_gate:
+        await signal_gate_passed(request, deal)
+    return deal
+
+
+@deals.post("/{deal_id}/reopen", response_model=Deal)
+async def reopen_deal(deal_id: str, _: ApiKey, session: Session) -> object:
+    """Back to the stage before closing. Deliberately not signalled: a finished journey is not
+    restarted, the reopened deal is worked by hand."""
+    deal = await svc.reopen_deal(session, deal_id)
+    await session.commit()
+    return deal
+
+
+@closing.get("/close-reasons", response_model=list[schemas.CloseReasonItem])
+async def list_close_reasons(_: ApiKey, session: Session) -> object:
+    return await svc.list_close_reasons(session)
+
+
+@closing.put("/close-reasons", response_model=list[schemas.CloseReasonItem])
+async def put_close_reasons(body: schemas.CloseReasonsPut, _: ApiKey, session: Session) -> object:
+    reasons = await svc.put_close_reasons(
+        session, [(r.outcome, r.code, r.label) for r in body.reasons]
+    )
+    await session.commit()
+    return reasons
+
+
+@closing.get("/pipeline", response_model=schemas.Pipeline)
+async def get_pipeline(_: ApiKey, session: Session, rep_id: str | None = None) -> object:
+    """Deals per stage (open and closed) with counts and value sums per currency."""
+    rows = await svc.pipeline(session, rep_id)
+    return schemas.Pipeline(
+        stages=[schemas.PipelineStage(stage=r.stage, count=r.count, value=r.value) for r in rows],
+        total=sum(r.count for r in rows),
+    )
+
+
+routers = [deals, closing]

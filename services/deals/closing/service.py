@@ -1,0 +1,163 @@
+"""Use cases of closing: stage moves (through the qualification gate when qualifying), close
+won or lost with a reason from the ops-edited list, reopen, and the pipeline. Each takes a
+session and never commits."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.deals.core import history
+from services.deals.core.service import QUALIFIED_STAGES, get_deal, require_stage
+from services.deals.models import CLOSED_STAGES, DEAL_STAGES, CloseReason, Deal, utcnow
+from services.deals.qualification.gate import pass_gate
+from shared.contracts.journey import Stage
+from shared.errors import conflict, invalid
+
+CLOSABLE_STAGES = QUALIFIED_STAGES
+
+
+async def move_stage(session: AsyncSession, deal_id: str, target: str) -> tuple[Deal, bool]:
+    """Move an open deal forward; (deal, passed_gate) where passed_gate means it just left
+    qualifying, which the journey hears as a positive qualification."""
+    deal = await get_deal(session, deal_id, lock=True)
+    if deal.is_closed:
+        require_stage(deal, (), "moving")
+    if deal.stage == target:
+        return deal, False
+    if deal.stage == Stage.QUALIFYING:
+        await pass_gate(session, deal, target)
+        return deal, True
+    history.move(deal, target, "moved by the rep", session)
+    await session.flush()
+    return deal, False
+
+
+# --- closing and reopening ----------------------------------------------------------------------
+
+
+@dataclass
+class CloseOutcome:
+    deal: Deal
+    replayed: bool
+
+
+async def close_deal(
+    session: AsyncSession,
+    deal_id: str,
+    *,
+    won: bool,
+    reason: str,
+    value: Decimal | None,
+    currency: str | None,
+    reason_code: str | None = None,
+) -> CloseOutcome:
+    deal = await get_deal(session, deal_id, lock=True)
+    outcome = Stage.WON if won else Stage.LOST
+    if reason_code is not None:
+        allowed = [r.code for r in await list_close_reasons(session) if r.outcome == outcome]
+        if reason_code not in allowed:
+            raise invalid(
+                "reason_code",
+                f"unknown {outcome} reason {reason_code!r}; allowed: " + ", ".join(allowed),
+            )
+    if (
+        deal.stage in CLOSED_STAGES
+        and _same_close(deal, outcome, reason, value, currency)
+        and (reason_code is None or deal.close_reason_code == reason_code)
+    ):
+        # the retry of a close whose signal failed: answer again, write nothing
+        return CloseOutcome(deal, replayed=True)
+    require_stage(deal, CLOSABLE_STAGES, "closing")
+    if value is not None and currency is None and deal.currency is None:
+        raise invalid("currency", "required when value is given")
+    deal.stage_before_close = deal.stage
+    history.move(deal, outcome, f"closed {outcome}: {reason}", session)
+    deal.close_reason = reason
+    deal.close_reason_code = reason_code
+    deal.closed_at = utcnow()
+    if value is not None:
+        deal.value = value
+    if currency is not None:
+        deal.currency = currency
+    await session.flush()
+    return CloseOutcome(deal, replayed=False)
+
+
+def _same_close(
+    deal: Deal, outcome: str, reason: str, value: Decimal | None, currency: str | None
+) -> bool:
+    return (
+        deal.stage == outcome
+        and deal.close_reason == reason
+        and (value is None or deal.value == value)
+        and (currency is None or deal.currency == currency)
+    )
+
+
+async def reopen_deal(session: AsyncSession, deal_id: str) -> Deal:
+    """Back to the stage before closing. The journey is NOT told: a finished journey stays
+    finished (its referral follow-up may already have run), the deal is worked by hand."""
+    deal = await get_deal(session, deal_id, lock=True)
+    if deal.stage not in (Stage.WON, Stage.LOST) or deal.stage_before_close is None:
+        raise conflict(
+            "invalid_stage",
+            f"deal {deal.id} is {deal.stage}: only a won or lost deal can be reopened",
+            [{"field": "stage", "problem": deal.stage}],
+        )
+    history.move(deal, deal.stage_before_close, "reopened", session)
+    deal.stage_before_close = None
+    deal.close_reason = None
+    deal.close_reason_code = None
+    deal.closed_at = None
+    await session.flush()
+    return deal
+
+
+# --- close reasons ------------------------------------------------------------------------------
+
+
+async def list_close_reasons(session: AsyncSession) -> Sequence[CloseReason]:
+    stmt = select(CloseReason).order_by(CloseReason.outcome.desc(), CloseReason.position)
+    return (await session.execute(stmt)).scalars().all()
+
+
+async def put_close_reasons(
+    session: AsyncSession, reasons: list[tuple[str, str, str]]
+) -> Sequence[CloseReason]:
+    """Replace the list with (outcome, code, label) rows; closed deals keep their codes."""
+    await session.execute(delete(CloseReason))
+    for position, (outcome, code, label) in enumerate(reasons):
+        session.add(CloseReason(outcome=outcome, code=code, label=label, position=position))
+    await session.flush()
+    return await list_close_reasons(session)
+
+
+# --- pipeline -----------------------------------------------------------------------------------
+
+
+@dataclass
+class PipelineRow:
+    stage: str
+    count: int
+    value: dict[str, Decimal]
+
+
+async def pipeline(session: AsyncSession, rep_id: str | None = None) -> list[PipelineRow]:
+    stmt = select(Deal.stage, Deal.currency, func.count(), func.sum(Deal.value)).group_by(
+        Deal.stage, Deal.currency
+    )
+    if rep_id is not None:
+        stmt = stmt.where(Deal.rep_id == rep_id)
+    rows = {stage: PipelineRow(stage, 0, {}) for stage in DEAL_STAGES}
+    for stage, currency, count, total in (await session.execute(stmt)).all():
+        row = rows[stage]
+        row.count += count
+        if currency is not None and total is not None:
+            # SQLite sums NUMERIC as a float: back to cents exactly
+            row.value[currency] = Decimal(str(total)).quantize(Decimal("0.01"))
+    return list(rows.values())

@@ -1,0 +1,98 @@
+"""Routes on the deal record: list, read, edit; deals per source; and what other services ask of
+deals about a prospect (its timeline, its erasure). Thin: validate, call a use case, commit,
+then signal.
+
+The commit comes before the signal, so the journey never hears of a fact the database lacks.
+If the signal fails after the commit, the client retries the edit and it is signalled again.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from services.deals.core import erasure, schemas, timeline
+from services.deals.core import service as svc
+from services.deals.core import source_analytics as by_source
+from shared.auth import ApiKey, require_api_key
+from shared.contracts.journey import DecisionDeadline
+from shared.contracts.names import Sig
+from shared.db import Session
+from shared.erasure import ErasureOrder, ErasureResult
+from shared.journeys import signal_journey
+
+deals = APIRouter(prefix="/deals", tags=["deals"])
+analytics = APIRouter(prefix="/analytics", tags=["analytics"])
+internal = APIRouter(dependencies=[Depends(require_api_key)])
+
+
+@deals.get("", response_model=list[schemas.Deal])
+async def list_deals(
+    _: ApiKey,
+    session: Session,
+    prospect_id: str | None = None,
+    stage: schemas.DealStage | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> object:
+    return await svc.list_deals(
+        session, prospect_id=prospect_id, stage=stage, limit=limit, offset=offset
+    )
+
+
+@deals.get("/{deal_id}", response_model=schemas.DealDetail)
+async def get_deal(deal_id: str, _: ApiKey, session: Session) -> object:
+    return await svc.get_deal(session, deal_id, detail=True)
+
+
+@deals.patch("/{deal_id}", response_model=schemas.Deal)
+async def patch_deal(
+    deal_id: str, body: schemas.DealPatch, request: Request, _: ApiKey, session: Session
+) -> object:
+    """Value, currency, expected close date, segment, decision deadline, and (while
+    qualifying) the framework. A decision deadline given (or cleared) is signalled."""
+    changes = body.model_dump(exclude_unset=True)
+    deal = await svc.patch_deal(session, deal_id, changes)
+    await session.commit()
+    if "decision_deadline" in changes:
+        deadline = deal.decision_deadline
+        await signal_journey(
+            request.app.state.temporal,
+            deal.prospect_id,
+            Sig.DECISION_DEADLINE,
+            DecisionDeadline(deal.id, deadline.isoformat() if deadline else None),
+        )
+    return deal
+
+
+@analytics.get("/sources", response_model=schemas.SourceAnalytics, response_model_by_alias=True)
+async def source_analytics(
+    _: ApiKey,
+    session: Session,
+    start: Annotated[
+        datetime | None, Query(alias="from", description="ISO time, inclusive")
+    ] = None,
+    end: Annotated[datetime | None, Query(alias="to", description="ISO time, exclusive")] = None,
+) -> schemas.SourceAnalytics:
+    """Deals opened in [from, to) per prospect source, with meetings booked and wins."""
+    start, end = by_source.period(start, end)
+    counts = await by_source.counts_by_source(session, start, end)
+    return schemas.SourceAnalytics(period_from=start, period_to=end, sources=counts)
+
+
+@internal.post("/internal/erasures", tags=["erasure"])
+async def erasure_order(order: ErasureOrder, session: Session) -> ErasureResult:
+    deleted = await erasure.erase_prospect(session, order.prospect_id)
+    await session.commit()
+    return ErasureResult(service="deals", erasure_id=order.erasure_id, deleted=deleted)
+
+
+@internal.get("/internal/prospects/{prospect_id}/timeline", tags=["timeline"])
+async def prospect_timeline(prospect_id: str, session: Session) -> list[dict[str, Any]]:
+    """This service's events about the prospect, in no particular order."""
+    return await timeline.events(session, prospect_id)
+
+
+routers = [deals, analytics, internal]

@@ -1,0 +1,24 @@
+"""What the journey hears from qualification: the verdict, whichever route reached it (the
+qualification itself, or a stage move or booked meeting that passed the gate)."""
+
+from __future__ import annotations
+
+from fastapi import Request
+
+from services.deals.models import Deal
+from shared.contracts.journey import QualificationRecorded
+from shared.contracts.names import Sig
+from shared.journeys import signal_journey
+
+
+async def signal_verdict(request: Request, deal: Deal, qualified: bool, reasons: list[str]) -> None:
+    await signal_journey(
+        request.app.state.temporal,
+        deal.prospect_id,
+        Sig.QUALIFICATION_RECORDED,
+        QualificationRecorded(deal.id, qualified, reasons),
+    )
+
+
+async def signal_gate_passed(request: Request, deal: Deal) -> None:
+    await signal_verdict(request, deal, True, list(deal.qualification_reasons))
