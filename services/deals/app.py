@@ -6,6 +6,7 @@ from fastapi import FastAPI
 from temporalio.client import Client
 
 from services.deals import erasure, source_analytics, timeline
+from services.deals.access import ACCESS
 from services.deals.api import routers
 from shared.app import create_service_app
 from shared.settings import Settings
@@ -24,6 +25,7 @@ def create_app(
         "deals",
         settings or Settings(),
         [*routers, source_analytics.router, erasure.router, timeline.router],
+        access=ACCESS,
         description=DESCRIPTION,
         temporal_client=temporal_client,
     )
