@@ -58,6 +58,9 @@ class Child:
     # Until it is ready, only trouble reaches the terminal; False for one-shot commands (migrate)
     # whose every line is news.
     hold_until_ready: bool = True
+    # Lines that are never news from this child (the Temporal dev server's banner repeats the
+    # stack's URL table); they stay in the tail.
+    chatter: re.Pattern[str] | None = None
     is_ready: bool = False
     restarts: int = 0
     restart_delay: float = 0.0
@@ -75,7 +78,9 @@ class Child:
 
     def shows(self, line: str) -> bool:
         """Whether a line of its output belongs on the terminal (it is in the tail anyway)."""
-        if self.quiet:
+        if self.quiet or not line.strip():
+            return False
+        if self.chatter is not None and self.chatter.search(line):
             return False
         return self.is_ready or not self.hold_until_ready or looks_like_trouble(line)
 

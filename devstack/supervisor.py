@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -36,6 +37,7 @@ STAGE_APPS = 1
 PROCESS_NAMES = ("temporal", "mailbox", "twilio-sandbox", *SERVICES, "worker", "activity-worker")
 WORKER_SETTLE_SECONDS = 1.5  # a worker has no port: alive this long after start counts as ready
 POLL_SECONDS = 0.2
+TEMPORAL_BANNER = re.compile(r"^Temporal (CLI|Server|Persistence|UI|Metrics)\b")
 
 
 class StackError(RuntimeError):
@@ -191,7 +193,13 @@ class Stack:
         s = self.settings
         host = connect_host(s.host)
         return [
-            Child("temporal", ["temporal"], STAGE_INFRA, lambda _: temporal_ready(s)),
+            Child(
+                "temporal",
+                ["temporal"],
+                STAGE_INFRA,
+                lambda _: temporal_ready(s),
+                chatter=TEMPORAL_BANNER,
+            ),
             Child(
                 "mailbox",
                 ["mailbox"],
@@ -229,6 +237,9 @@ class Stack:
                     ["worker", *queues],
                     STAGE_APPS,
                     lambda c: time.monotonic() - c.started_at >= WORKER_SETTLE_SECONDS,
+                    # its one start-up line names its queues, and comes before or after the
+                    # settle time: shown either way
+                    hold_until_ready=False,
                 )
             )
         return children
