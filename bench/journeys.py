@@ -28,8 +28,9 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from bench.noop_workflow import NoOp
+from devstack.env import isolated_env
+from devstack.supervisor import Stack
 from shared.auth import API_KEY_HEADER
-from shared.devstack import Stack, isolated_env
 
 CONCURRENCY = 32
 API_KEY = "bench-key"

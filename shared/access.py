@@ -1,13 +1,15 @@
-"""Who may call which route: one policy entry per (method, path template) of every service.
+"""Who may call which route: the roles, the rules and their enforcement, for every service.
 
 Roles (the key's holder, shared/auth.py): admin may do everything; ops run the configuration
 (cadences, ICP, frameworks, playbook, close reasons, senders, do-not-contact, assignment) and see
 all data; a rep sees and changes only their own prospects, deals and tasks, and writes no
 configuration. Provider webhooks and public links carry their own signatures or tokens: PUBLIC.
 
-A rep's request is checked against an Owner: a path, query or body parameter whose value is
-resolved to the rep it belongs to by the service's resolver for that kind (services/<name>/
-access.py, RESOLVERS, reading the service's own data; "rep_id" needs none). List routes are not
+Each service declares its own table beside its routes, in services/<name>/access.py: POLICIES,
+one entry per (method, path template), and RESOLVERS, given to create_service_app as a
+ServiceAccess. A rep's request is checked against an Owner: a path, query or body parameter whose
+value is resolved to the rep it belongs to by the service's resolver for that kind (reading the
+service's own data; "rep_id" needs none). List routes are not
 silently narrowed: a rep must pass the owner filter (e.g. GET /prospects?rep_id=<own id>) and gets
 403 without it, so a response never looks complete while it is not.
 
@@ -15,7 +17,7 @@ silently narrowed: a rep must pass the owner filter (e.g. GET /prospects?rep_id=
 without an entry is admin-only at run time; `uncovered_routes` lists such routes, the startup
 check logs them (refuses to start in production) and tests/integration/test_roles.py fails.
 
-Adding a route is one line in POLICIES[<service>], e.g.
+Adding a route is one line in POLICIES of services/<name>/access.py, e.g.
     ("POST", "/deals/{deal_id}/notes"): rep_own("path:deal_id"),
 with OPS, ADMIN, ANY_ROLE (any key, no ownership: reads of shared configuration) or PUBLIC.
 """
@@ -25,7 +27,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from fastapi import FastAPI, Request
@@ -34,6 +36,7 @@ from starlette.routing import compile_path
 
 from shared.auth import ROLES, Principal, Role, authenticate, presented_key
 from shared.errors import AppError
+from shared.issued_keys import KeyLookup
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +46,13 @@ Resolver = Callable[[Request, str], Awaitable[str | None]]
 RouteKey = tuple[str, str]  # (method, path template as the app serves it, prefixes included)
 
 
+Source = Literal["path", "query", "body"]
+_SOURCES: dict[str, Source] = {"path": "path", "query": "query", "body": "body"}
+
+
 @dataclass(frozen=True)
 class Owner:
-    source: Literal["path", "query", "body"]
+    source: Source
     name: str  # the parameter
     kind: str  # which resolver reads it: rep_id, prospect_id, deal_id, task_id, ...
 
@@ -76,11 +83,12 @@ def rep_own(*wheres: str) -> Rule:
     parameter's name is not one: "query:client_prospect_id=prospect_id"."""
     owners = []
     for where in wheres:
-        source, _, rest = where.partition(":")
+        prefix, _, rest = where.partition(":")
         name, _, kind = rest.partition("=")
-        if source not in ("path", "query", "body") or not name:
+        source = _SOURCES.get(prefix)
+        if source is None or not name:
             raise ValueError(f"rep_own: expected path:|query:|body:<name>[=kind], got {where!r}")
-        owners.append(Owner(source, name, kind or name))  # type: ignore[arg-type]
+        owners.append(Owner(source, name, kind or name))
     if not owners:
         raise ValueError("rep_own needs at least one parameter")
     return Rule(frozenset(ROLES), tuple(owners))
@@ -90,152 +98,23 @@ COMMON: dict[RouteKey, Rule] = {
     ("GET", "/healthz"): PUBLIC,
 }
 
-POLICIES: dict[str, dict[RouteKey, Rule]] = {
-    "prospecting": {
-        ("POST", "/reps"): OPS,
-        ("GET", "/reps"): OPS,
-        ("GET", "/reps/{rep_id}"): rep_own("path:rep_id"),
-        ("POST", "/prospects"): OPS,
-        ("GET", "/prospects"): rep_own("query:rep_id"),
-        ("GET", "/prospects/{prospect_id}"): rep_own("path:prospect_id"),
-        ("GET", "/prospects/{prospect_id}/stages"): rep_own("path:prospect_id"),
-        ("GET", "/icp"): ANY_ROLE,
-        ("PUT", "/icp"): OPS,
-        ("POST", "/imports"): OPS,
-        ("GET", "/imports/{import_id}"): OPS,
-        ("POST", "/api-keys"): ADMIN,
-        ("GET", "/api-keys"): ADMIN,
-        ("DELETE", "/api-keys/{key_id}"): ADMIN,
-        ("POST", "/internal/api-keys/introspect"): OPS,  # the other services, internal key
-        # added this session by other helpers (H5, H6): proposed entries, confirm at merge
-        ("GET", "/assignment-rules"): OPS,
-        ("PUT", "/assignment-rules"): OPS,
-        ("PATCH", "/prospects/{prospect_id}"): OPS,  # reassignment
-        ("POST", "/prospects/{prospect_id}/erasure"): OPS,
-        ("GET", "/prospects/{prospect_id}/erasure"): OPS,
-        ("GET", "/prospects/{prospect_id}/timeline"): rep_own("path:prospect_id"),
-        ("GET", "/funnel"): OPS,
-        ("GET", "/funnel/bottleneck"): OPS,
-        ("GET", "/ui/dashboard"): OPS,
-    },
-    "outreach": {
-        ("POST", "/webhooks/twilio/sms"): PUBLIC,
-        ("POST", "/webhooks/twilio/status"): PUBLIC,
-        ("POST", "/webhooks/mailgun/inbound"): PUBLIC,
-        ("POST", "/webhooks/mailgun/events"): PUBLIC,
-        ("POST", "/webhooks/sendgrid/events"): PUBLIC,
-        ("POST", "/webhooks/postmark/events"): PUBLIC,
-        ("POST", "/webhooks/postmark/inbound"): PUBLIC,
-        ("GET", "/unsubscribe/{token}"): PUBLIC,
-        ("POST", "/unsubscribe/{token}"): PUBLIC,
-        ("POST", "/cadences"): OPS,
-        ("GET", "/cadences"): ANY_ROLE,
-        ("GET", "/cadences/{cadence_id}"): ANY_ROLE,
-        ("PUT", "/cadences/{cadence_id}"): OPS,
-        ("POST", "/cadences/{cadence_id}/pause"): OPS,
-        ("POST", "/cadences/{cadence_id}/resume"): OPS,
-        ("POST", "/cadences/{cadence_id}/stop"): OPS,
-        ("GET", "/cadences/{cadence_id}/migration"): OPS,
-        ("POST", "/cadences/{cadence_id}/migration"): OPS,
-        ("POST", "/cadences/{cadence_id}/simulate"): OPS,
-        ("POST", "/cadences/{cadence_id}/preview"): OPS,
-        ("GET", "/cadences/{cadence_id}/stats"): OPS,
-        ("POST", "/enrollments"): rep_own("body:prospect_id"),
-        ("GET", "/prospects/{prospect_id}/enrollment"): rep_own("path:prospect_id"),
-        ("GET", "/prospects/{prospect_id}/messages"): rep_own("path:prospect_id"),
-        ("GET", "/journeys/{prospect_id}"): rep_own("path:prospect_id"),
-        ("POST", "/journeys/{prospect_id}/pause"): rep_own("path:prospect_id"),
-        ("POST", "/journeys/{prospect_id}/resume"): rep_own("path:prospect_id"),
-        ("POST", "/journeys/{prospect_id}/stop"): rep_own("path:prospect_id"),
-        ("POST", "/reps/{rep_id}/journeys/pause"): rep_own("path:rep_id"),
-        ("POST", "/reps/{rep_id}/journeys/resume"): rep_own("path:rep_id"),
-        ("GET", "/reps/{rep_id}/tasks"): rep_own("path:rep_id"),
-        ("GET", "/tasks"): rep_own("query:prospect_id"),
-        ("POST", "/tasks/{task_id}/complete"): rep_own("path:task_id"),
-        ("GET", "/consent/{prospect_id}"): rep_own("path:prospect_id"),
-        ("GET", "/suppressions"): OPS,
-        ("POST", "/senders"): OPS,
-        ("GET", "/senders"): OPS,
-        ("GET", "/senders/{sender_id}"): OPS,
-        ("PUT", "/senders/{sender_id}"): OPS,
-        ("POST", "/do-not-contact"): OPS,
-        ("GET", "/do-not-contact"): OPS,
-        ("DELETE", "/do-not-contact/{entry_id}"): OPS,
-        # added this session by H4 (rep inbox): proposed entries, confirm at merge
-        ("GET", "/reps/{rep_id}/inbox"): rep_own("path:rep_id"),
-        ("POST", "/internal/auto-enrollments"): OPS,  # H5: prospecting's outbox, internal key
-        ("POST", "/internal/prospects/{prospect_id}/rep"): OPS,  # H5: rep moves, likewise
-        ("POST", "/internal/erasures"): OPS,  # H5: called by prospecting with its internal key
-        ("GET", "/internal/prospects/{prospect_id}/timeline"): OPS,  # H5: likewise
-        ("GET", "/tasks/{task_id}"): rep_own("path:task_id"),
-        ("POST", "/tasks/{task_id}/snooze"): rep_own("path:task_id"),
-        ("POST", "/tasks/{task_id}/reassign"): rep_own("path:task_id"),
-        ("POST", "/prospects/{prospect_id}/tasks/reassign"): OPS,  # follows a prospect reassignment
-        ("GET", "/tasks/{task_id}/notifications"): rep_own("path:task_id"),
-        ("GET", "/task-policy"): OPS,
-        ("PUT", "/task-policy"): OPS,
-        ("GET", "/reps/{rep_id}/notifications"): rep_own("path:rep_id"),
-        ("PUT", "/reps/{rep_id}/notifications"): rep_own("path:rep_id"),
-        ("GET", "/ui/reps/{rep_id}/inbox"): rep_own("path:rep_id"),
-        ("POST", "/ui/reps/{rep_id}/tasks/{task_id}/complete"): rep_own(
-            "path:rep_id", "path:task_id"
-        ),
-        ("POST", "/ui/reps/{rep_id}/tasks/{task_id}/snooze"): rep_own(
-            "path:rep_id", "path:task_id"
-        ),
-    },
-    "deals": {
-        ("GET", "/deals"): rep_own("query:prospect_id"),
-        ("GET", "/deals/{deal_id}"): rep_own("path:deal_id"),
-        ("PATCH", "/deals/{deal_id}"): rep_own("path:deal_id"),
-        ("POST", "/deals/{deal_id}/qualification"): rep_own("path:deal_id"),
-        ("POST", "/deals/{deal_id}/meetings"): rep_own("path:deal_id"),
-        ("POST", "/deals/{deal_id}/objections"): rep_own("path:deal_id"),
-        ("POST", "/deals/{deal_id}/stage"): rep_own("path:deal_id"),
-        ("POST", "/deals/{deal_id}/close"): rep_own("path:deal_id"),
-        ("POST", "/deals/{deal_id}/reopen"): OPS,  # undoing a close is a manager's call
-        ("POST", "/objections/{objection_id}/outcome"): rep_own("path:objection_id"),
-        ("GET", "/pipeline"): rep_own("query:rep_id"),
-        ("GET", "/qualification/framework"): ANY_ROLE,
-        ("GET", "/frameworks"): ANY_ROLE,
-        ("GET", "/frameworks/{name}"): ANY_ROLE,
-        ("POST", "/frameworks"): OPS,
-        ("PUT", "/frameworks/{name}"): OPS,
-        ("GET", "/close-reasons"): ANY_ROLE,
-        ("PUT", "/close-reasons"): OPS,
-        ("GET", "/playbook"): ANY_ROLE,
-        ("GET", "/playbook/{category}"): ANY_ROLE,
-        ("PUT", "/playbook/{category}"): OPS,
-        ("DELETE", "/playbook/{category}"): OPS,
-        ("GET", "/analytics/objections"): OPS,
-        # added this session by H1 (meetings) and H2 (sources): proposed, confirm at merge
-        ("POST", "/deals/{deal_id}/meetings/{meeting_id}/reschedule"): rep_own("path:deal_id"),
-        ("POST", "/deals/{deal_id}/meetings/{meeting_id}/cancel"): rep_own("path:deal_id"),
-        ("POST", "/deals/{deal_id}/meetings/{meeting_id}/held"): rep_own("path:deal_id"),
-        ("POST", "/deals/{deal_id}/meetings/{meeting_id}/no-show"): rep_own("path:deal_id"),
-        ("GET", "/analytics/sources"): OPS,
-        ("POST", "/internal/erasures"): OPS,  # H5: called by prospecting with its internal key
-        ("GET", "/internal/prospects/{prospect_id}/timeline"): OPS,  # H5: likewise
-    },
-    "referrals": {
-        ("GET", "/asks"): rep_own("query:client_prospect_id=prospect_id"),
-        ("GET", "/asks/{ask_id}"): rep_own("path:ask_id"),
-        ("POST", "/asks/{ask_id}/referrals"): rep_own("path:ask_id"),
-        ("GET", "/referrals"): rep_own("query:referrer_prospect_id=prospect_id"),
-        ("GET", "/r/{token}"): PUBLIC,
-        ("POST", "/r/{token}"): PUBLIC,
-        ("GET", "/analytics"): OPS,  # added this session by H2: proposed, confirm at merge
-        ("POST", "/internal/erasures"): OPS,  # H5: called by prospecting with its internal key
-        ("GET", "/internal/prospects/{prospect_id}/timeline"): OPS,  # H5: likewise
-    },
-}
-
 
 async def _rep_itself(_: Request, rep_id: str) -> str | None:
     return rep_id
 
 
 BUILTIN_RESOLVERS: dict[str, Resolver] = {"rep_id": _rep_itself}
+
+
+@dataclass(frozen=True)
+class ServiceAccess:
+    """What a service declares in services/<name>/access.py and passes to create_service_app."""
+
+    policies: Mapping[RouteKey, Rule]  # COMMON is added: /healthz is every service's
+    resolvers: Mapping[str, Resolver] = field(default_factory=dict)
+    # Where the service finds the holder of an issued key, when it keeps them itself
+    # (prospecting); the others ask prospecting (shared/issued_keys.py).
+    key_lookup: Callable[[FastAPI], KeyLookup] | None = None
 
 
 # --- the app's table --------------------------------------------------------------------------
@@ -287,10 +166,15 @@ def api_routes(app: FastAPI) -> Iterator[RouteKey]:
                 yield method, ctx.path
 
 
-def install_access(app: FastAPI, service: str, resolvers: Mapping[str, Resolver]) -> None:
+def install_access(
+    app: FastAPI,
+    service: str,
+    resolvers: Mapping[str, Resolver],
+    policies: Mapping[RouteKey, Rule] | None = None,
+) -> None:
     app.state.access = AccessTable(
         service,
-        {**COMMON, **POLICIES.get(service, {})},
+        {**COMMON, **(policies or {})},
         {**BUILTIN_RESOLVERS, **resolvers},
     )
 
@@ -306,7 +190,11 @@ def check_coverage(app: FastAPI, strict: bool) -> None:
     if not missing:
         return
     listed = ", ".join(f"{m} {p}" for m, p in missing)
-    message = "routes without an access policy in shared/access.py (admin-only until added): "
+    table: AccessTable = app.state.access
+    message = (
+        f"routes without an access policy in services/{table.service}/access.py "
+        "(admin-only until added): "
+    )
     if strict:
         raise RuntimeError(message + listed)
     log.error("%s%s", message, listed)

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from types import ModuleType
 from typing import Protocol
 
 from fastapi import APIRouter, Depends, FastAPI
 from temporalio.client import Client
 
-from shared.access import check_coverage, enforce_access, install_access
+from shared.access import ServiceAccess, check_coverage, enforce_access, install_access
 from shared.db import create_engine, session_factory
 from shared.errors import install_error_handlers
 from shared.issued_keys import IntrospectedKeys
@@ -25,10 +22,12 @@ def create_service_app(
     settings: Settings,
     routers: Sequence[APIRouter],
     *,
+    access: ServiceAccess,
     description: str,
     temporal_client: Client | None = None,
 ) -> FastAPI:
-    """temporal_client: tests pass the client of their own test server; otherwise connect."""
+    """access: the service's route policies and resolvers (services/<name>/access.py).
+    temporal_client: tests pass the client of their own test server; otherwise connect."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -55,9 +54,8 @@ def create_service_app(
     app.state.settings = settings
     app.state.service_name = name
     app.state.cleanup = []  # async callables run at shutdown, e.g. HTTP clients to close
-    access = _access_module(name)
-    install_access(app, name, getattr(access, "RESOLVERS", {}))
-    if hasattr(access, "key_lookup"):
+    install_access(app, name, access.resolvers, access.policies)
+    if access.key_lookup is not None:
         app.state.key_lookup = access.key_lookup(app)  # prospecting: issued keys are its own
     elif settings.internal_api_key:
         issued = IntrospectedKeys(settings.prospecting_url, settings.internal_api_key)
@@ -72,15 +70,6 @@ def create_service_app(
         return {"status": "ok", "service": name}
 
     return app
-
-
-def _access_module(service: str) -> ModuleType | None:
-    """services/<service>/access.py: RESOLVERS (how its ids map to their rep) and, optionally,
-    key_lookup(app). Found by name so a service registers them without touching its app.py."""
-    module = f"services.{service}.access"
-    if importlib.util.find_spec(module) is None:
-        return None
-    return importlib.import_module(module)
 
 
 class BackgroundLoop(Protocol):

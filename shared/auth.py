@@ -61,7 +61,7 @@ def parse_key_entry(entry: str, position: int = 1) -> tuple[str, Principal]:
             raise KeyConfigError(f"{where}: a rep key is written rep:<rep_id>:<key>")
         principal = Principal("rep", rep_id.strip())
     else:
-        key, principal = rest, Principal(role)  # type: ignore[arg-type]
+        key, principal = rest, Principal(role)
     if not key.strip():
         raise KeyConfigError(f"{where}: the key after the role is empty")
     return key.strip(), principal

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import Literal
+from typing import Any, Literal, cast
 
 from pydantic import BaseModel, Field
-from sqlalchemy import ColumnElement, Table, delete, select
+from sqlalchemy import ColumnElement, CursorResult, Table, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
@@ -93,6 +93,7 @@ async def delete_tree(
                     await delete_tree(session, child, fk.parent.in_(parents))
                 ).items():
                     deleted[name] = deleted.get(name, 0) + count
-    result = await session.execute(delete(table).where(where))
-    deleted[table.name] = deleted.get(table.name, 0) + int(result.rowcount or 0)  # type: ignore[attr-defined]
+    # a DELETE's result is a CursorResult (it has the row count); execute() is typed for SELECTs
+    result = cast(CursorResult[Any], await session.execute(delete(table).where(where)))
+    deleted[table.name] = deleted.get(table.name, 0) + int(result.rowcount or 0)
     return deleted

@@ -15,7 +15,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from temporalio.testing import WorkflowEnvironment
 
-from shared.devstack import free_ports
+from devstack.env import free_ports
 from shared.settings import Settings
 from tests.browser import browser, page  # noqa: F401  (fixtures for the page tests)
 

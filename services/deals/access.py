@@ -1,4 +1,8 @@
-"""Whose is it: the rep each deals id belongs to, for rep keys (shared/access.py)."""
+"""Who may call which deals route, and whose each deals id is (for rep keys).
+
+The roles, rules and their enforcement: shared/access.py. A route without an entry here is
+admin-only at run time and fails tests/integration/test_roles.py.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ from fastapi import Request
 from sqlalchemy import select
 
 from services.deals.models import Deal, Objection
-from shared.access import Resolver
+from shared.access import ANY_ROLE, OPS, Resolver, RouteKey, Rule, ServiceAccess, rep_own
 
 
 async def deal_rep(request: Request, deal_id: str) -> str | None:
@@ -42,3 +46,38 @@ RESOLVERS: dict[str, Resolver] = {
     "prospect_id": prospect_rep,
     "objection_id": objection_rep,
 }
+
+POLICIES: dict[RouteKey, Rule] = {
+    ("GET", "/deals"): rep_own("query:prospect_id"),
+    ("GET", "/deals/{deal_id}"): rep_own("path:deal_id"),
+    ("PATCH", "/deals/{deal_id}"): rep_own("path:deal_id"),
+    ("POST", "/deals/{deal_id}/qualification"): rep_own("path:deal_id"),
+    ("POST", "/deals/{deal_id}/meetings"): rep_own("path:deal_id"),
+    ("POST", "/deals/{deal_id}/objections"): rep_own("path:deal_id"),
+    ("POST", "/deals/{deal_id}/stage"): rep_own("path:deal_id"),
+    ("POST", "/deals/{deal_id}/close"): rep_own("path:deal_id"),
+    ("POST", "/deals/{deal_id}/reopen"): OPS,  # undoing a close is a manager's call
+    ("POST", "/objections/{objection_id}/outcome"): rep_own("path:objection_id"),
+    ("GET", "/pipeline"): rep_own("query:rep_id"),
+    ("GET", "/qualification/framework"): ANY_ROLE,
+    ("GET", "/frameworks"): ANY_ROLE,
+    ("GET", "/frameworks/{name}"): ANY_ROLE,
+    ("POST", "/frameworks"): OPS,
+    ("PUT", "/frameworks/{name}"): OPS,
+    ("GET", "/close-reasons"): ANY_ROLE,
+    ("PUT", "/close-reasons"): OPS,
+    ("GET", "/playbook"): ANY_ROLE,
+    ("GET", "/playbook/{category}"): ANY_ROLE,
+    ("PUT", "/playbook/{category}"): OPS,
+    ("DELETE", "/playbook/{category}"): OPS,
+    ("GET", "/analytics/objections"): OPS,
+    ("POST", "/deals/{deal_id}/meetings/{meeting_id}/reschedule"): rep_own("path:deal_id"),
+    ("POST", "/deals/{deal_id}/meetings/{meeting_id}/cancel"): rep_own("path:deal_id"),
+    ("POST", "/deals/{deal_id}/meetings/{meeting_id}/held"): rep_own("path:deal_id"),
+    ("POST", "/deals/{deal_id}/meetings/{meeting_id}/no-show"): rep_own("path:deal_id"),
+    ("GET", "/analytics/sources"): OPS,
+    ("POST", "/internal/erasures"): OPS,  # called by prospecting with its internal key
+    ("GET", "/internal/prospects/{prospect_id}/timeline"): OPS,  # likewise
+}
+
+ACCESS = ServiceAccess(POLICIES, RESOLVERS)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from temporalio.client import Client
 
+from services.deals.access import ACCESS
 from services.deals.closing import api as closing
 from services.deals.core import api as core
 from services.deals.meetings import api as meetings
@@ -35,6 +36,7 @@ def create_app(
         "deals",
         settings or Settings(),
         ROUTERS,
+        access=ACCESS,
         description=DESCRIPTION,
         temporal_client=temporal_client,
     )

@@ -1,4 +1,8 @@
-"""Whose is it: the rep each outreach id belongs to, for rep keys (shared/access.py)."""
+"""Who may call which outreach route, and whose each outreach id is (for rep keys).
+
+The roles, rules and their enforcement: shared/access.py. A route without an entry here is
+admin-only at run time and fails tests/integration/test_roles.py.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from sqlalchemy import select
 
 from services.outreach.models import RepTask
 from services.outreach.prospects import ProspectDirectory
-from shared.access import Resolver
+from shared.access import ANY_ROLE, OPS, PUBLIC, Resolver, RouteKey, Rule, ServiceAccess, rep_own
 from shared.errors import AppError
 
 
@@ -33,3 +37,67 @@ async def task_rep(request: Request, task_id: str) -> str | None:
 
 
 RESOLVERS: dict[str, Resolver] = {"prospect_id": prospect_rep, "task_id": task_rep}
+
+POLICIES: dict[RouteKey, Rule] = {
+    ("POST", "/webhooks/twilio/sms"): PUBLIC,
+    ("POST", "/webhooks/twilio/status"): PUBLIC,
+    ("POST", "/webhooks/mailgun/inbound"): PUBLIC,
+    ("POST", "/webhooks/mailgun/events"): PUBLIC,
+    ("POST", "/webhooks/sendgrid/events"): PUBLIC,
+    ("POST", "/webhooks/postmark/events"): PUBLIC,
+    ("POST", "/webhooks/postmark/inbound"): PUBLIC,
+    ("GET", "/unsubscribe/{token}"): PUBLIC,
+    ("POST", "/unsubscribe/{token}"): PUBLIC,
+    ("POST", "/cadences"): OPS,
+    ("GET", "/cadences"): ANY_ROLE,
+    ("GET", "/cadences/{cadence_id}"): ANY_ROLE,
+    ("PUT", "/cadences/{cadence_id}"): OPS,
+    ("POST", "/cadences/{cadence_id}/pause"): OPS,
+    ("POST", "/cadences/{cadence_id}/resume"): OPS,
+    ("POST", "/cadences/{cadence_id}/stop"): OPS,
+    ("GET", "/cadences/{cadence_id}/migration"): OPS,
+    ("POST", "/cadences/{cadence_id}/migration"): OPS,
+    ("POST", "/cadences/{cadence_id}/simulate"): OPS,
+    ("POST", "/cadences/{cadence_id}/preview"): OPS,
+    ("GET", "/cadences/{cadence_id}/stats"): OPS,
+    ("POST", "/enrollments"): rep_own("body:prospect_id"),
+    ("GET", "/prospects/{prospect_id}/enrollment"): rep_own("path:prospect_id"),
+    ("GET", "/prospects/{prospect_id}/messages"): rep_own("path:prospect_id"),
+    ("GET", "/journeys/{prospect_id}"): rep_own("path:prospect_id"),
+    ("POST", "/journeys/{prospect_id}/pause"): rep_own("path:prospect_id"),
+    ("POST", "/journeys/{prospect_id}/resume"): rep_own("path:prospect_id"),
+    ("POST", "/journeys/{prospect_id}/stop"): rep_own("path:prospect_id"),
+    ("POST", "/reps/{rep_id}/journeys/pause"): rep_own("path:rep_id"),
+    ("POST", "/reps/{rep_id}/journeys/resume"): rep_own("path:rep_id"),
+    ("GET", "/reps/{rep_id}/tasks"): rep_own("path:rep_id"),
+    ("GET", "/tasks"): rep_own("query:prospect_id"),
+    ("POST", "/tasks/{task_id}/complete"): rep_own("path:task_id"),
+    ("GET", "/consent/{prospect_id}"): rep_own("path:prospect_id"),
+    ("GET", "/suppressions"): OPS,
+    ("POST", "/senders"): OPS,
+    ("GET", "/senders"): OPS,
+    ("GET", "/senders/{sender_id}"): OPS,
+    ("PUT", "/senders/{sender_id}"): OPS,
+    ("POST", "/do-not-contact"): OPS,
+    ("GET", "/do-not-contact"): OPS,
+    ("DELETE", "/do-not-contact/{entry_id}"): OPS,
+    ("GET", "/reps/{rep_id}/inbox"): rep_own("path:rep_id"),
+    ("POST", "/internal/auto-enrollments"): OPS,  # prospecting's outbox, internal key
+    ("POST", "/internal/prospects/{prospect_id}/rep"): OPS,  # rep moves, likewise
+    ("POST", "/internal/erasures"): OPS,  # called by prospecting with its internal key
+    ("GET", "/internal/prospects/{prospect_id}/timeline"): OPS,  # likewise
+    ("GET", "/tasks/{task_id}"): rep_own("path:task_id"),
+    ("POST", "/tasks/{task_id}/snooze"): rep_own("path:task_id"),
+    ("POST", "/tasks/{task_id}/reassign"): rep_own("path:task_id"),
+    ("POST", "/prospects/{prospect_id}/tasks/reassign"): OPS,  # follows a prospect reassignment
+    ("GET", "/tasks/{task_id}/notifications"): rep_own("path:task_id"),
+    ("GET", "/task-policy"): OPS,
+    ("PUT", "/task-policy"): OPS,
+    ("GET", "/reps/{rep_id}/notifications"): rep_own("path:rep_id"),
+    ("PUT", "/reps/{rep_id}/notifications"): rep_own("path:rep_id"),
+    ("GET", "/ui/reps/{rep_id}/inbox"): rep_own("path:rep_id"),
+    ("POST", "/ui/reps/{rep_id}/tasks/{task_id}/complete"): rep_own("path:rep_id", "path:task_id"),
+    ("POST", "/ui/reps/{rep_id}/tasks/{task_id}/snooze"): rep_own("path:rep_id", "path:task_id"),
+}
+
+ACCESS = ServiceAccess(POLICIES, RESOLVERS)

@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from temporalio.client import Client
 
 from services.outreach import api, journeys_api, senders_api, simulation, stats, webhooks
+from services.outreach.access import ACCESS
 from services.outreach.auto_enroll import router as auto_enroll_router
 from services.outreach.consent_api import router as consent_router
 from services.outreach.enrollment_rep import router as enrollment_rep_router
@@ -50,6 +51,7 @@ def create_app(
             auto_enroll_router,  # POST /internal/auto-enrollments (by fit tier)
             enrollment_rep_router,  # POST /internal/prospects/{id}/rep (reassignment)
         ],
+        access=ACCESS,
         description="Cadences, messages, provider webhooks, rep tasks and consent.",
         temporal_client=temporal_client,
     )

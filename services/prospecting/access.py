@@ -1,4 +1,8 @@
-"""Whose is it: the rep each prospecting id belongs to, for rep keys (shared/access.py)."""
+"""Who may call which prospecting route, and whose each prospecting id is (for rep keys).
+
+The roles, rules and their enforcement: shared/access.py. A route without an entry here is
+admin-only at run time and fails tests/integration/test_roles.py.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from sqlalchemy import select
 
 from services.prospecting.api_keys import holder_of
 from services.prospecting.models import Prospect
-from shared.access import Resolver
+from shared.access import ADMIN, ANY_ROLE, OPS, Resolver, RouteKey, Rule, ServiceAccess, rep_own
 from shared.auth import Principal
 from shared.issued_keys import KeyLookup
 
@@ -32,3 +36,33 @@ def key_lookup(app: FastAPI) -> KeyLookup:
             return await holder_of(session, key)
 
     return lookup
+
+
+POLICIES: dict[RouteKey, Rule] = {
+    ("POST", "/reps"): OPS,
+    ("GET", "/reps"): OPS,
+    ("GET", "/reps/{rep_id}"): rep_own("path:rep_id"),
+    ("POST", "/prospects"): OPS,
+    ("GET", "/prospects"): rep_own("query:rep_id"),
+    ("GET", "/prospects/{prospect_id}"): rep_own("path:prospect_id"),
+    ("GET", "/prospects/{prospect_id}/stages"): rep_own("path:prospect_id"),
+    ("GET", "/icp"): ANY_ROLE,
+    ("PUT", "/icp"): OPS,
+    ("POST", "/imports"): OPS,
+    ("GET", "/imports/{import_id}"): OPS,
+    ("POST", "/api-keys"): ADMIN,
+    ("GET", "/api-keys"): ADMIN,
+    ("DELETE", "/api-keys/{key_id}"): ADMIN,
+    ("POST", "/internal/api-keys/introspect"): OPS,  # the other services, internal key
+    ("GET", "/assignment-rules"): OPS,
+    ("PUT", "/assignment-rules"): OPS,
+    ("PATCH", "/prospects/{prospect_id}"): OPS,  # reassignment
+    ("POST", "/prospects/{prospect_id}/erasure"): OPS,
+    ("GET", "/prospects/{prospect_id}/erasure"): OPS,
+    ("GET", "/prospects/{prospect_id}/timeline"): rep_own("path:prospect_id"),
+    ("GET", "/funnel"): OPS,
+    ("GET", "/funnel/bottleneck"): OPS,
+    ("GET", "/ui/dashboard"): OPS,
+}
+
+ACCESS = ServiceAccess(POLICIES, RESOLVERS, key_lookup=key_lookup)

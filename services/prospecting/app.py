@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from temporalio.client import Client
 
 from services.prospecting import api_keys, dashboard, funnel_api
+from services.prospecting.access import ACCESS
 from services.prospecting.api import router
 from services.prospecting.outbox import OutboxTiming, service_key
 from services.prospecting.outbox import install_relay as install_outbox_relay
@@ -26,6 +27,7 @@ def create_app(
         "prospecting",
         settings,
         [router, funnel_api.router, dashboard.router, api_keys.router],
+        access=ACCESS,
         description="People, reps, round-robin assignment and stage history.",
         temporal_client=temporal_client,
     )

@@ -1,4 +1,8 @@
-"""Whose is it: the rep each referrals id belongs to, for rep keys (shared/access.py)."""
+"""Who may call which referrals route, and whose each referrals id is (for rep keys).
+
+The roles, rules and their enforcement: shared/access.py. A route without an entry here is
+admin-only at run time and fails tests/integration/test_roles.py.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ from fastapi import Request
 from sqlalchemy import select
 
 from services.referrals.models import ReferralAsk
-from shared.access import Resolver
+from shared.access import OPS, PUBLIC, Resolver, RouteKey, Rule, ServiceAccess, rep_own
 
 
 async def ask_rep(request: Request, ask_id: str) -> str | None:
@@ -30,3 +34,17 @@ async def client_rep(request: Request, prospect_id: str) -> str | None:
 
 
 RESOLVERS: dict[str, Resolver] = {"ask_id": ask_rep, "prospect_id": client_rep}
+
+POLICIES: dict[RouteKey, Rule] = {
+    ("GET", "/asks"): rep_own("query:client_prospect_id=prospect_id"),
+    ("GET", "/asks/{ask_id}"): rep_own("path:ask_id"),
+    ("POST", "/asks/{ask_id}/referrals"): rep_own("path:ask_id"),
+    ("GET", "/referrals"): rep_own("query:referrer_prospect_id=prospect_id"),
+    ("GET", "/r/{token}"): PUBLIC,
+    ("POST", "/r/{token}"): PUBLIC,
+    ("GET", "/analytics"): OPS,
+    ("POST", "/internal/erasures"): OPS,  # called by prospecting with its internal key
+    ("GET", "/internal/prospects/{prospect_id}/timeline"): OPS,  # likewise
+}
+
+ACCESS = ServiceAccess(POLICIES, RESOLVERS)

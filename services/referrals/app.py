@@ -6,6 +6,7 @@ from fastapi import FastAPI
 from temporalio.client import Client
 
 from services.referrals import analytics, api, erasure, public, timeline
+from services.referrals.access import ACCESS
 from services.referrals.rate_limit import FormLimits
 from shared.app import create_service_app
 from shared.settings import Settings
@@ -18,6 +19,7 @@ def create_app(
         "referrals",
         settings or Settings(),
         [api.router, public.router, analytics.router, erasure.router, timeline.router],
+        access=ACCESS,
         description="Referral asks to won clients, their referral page, referral intake and "
         "referral analytics.",
         temporal_client=temporal_client,

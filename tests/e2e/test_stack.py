@@ -13,7 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shared.devstack import Stack, isolated_env
+from devstack.env import isolated_env
+from devstack.supervisor import Stack
 from tests.conftest import API_KEY, AUTH
 from tests.scenarios import (
     Driver,

@@ -14,11 +14,11 @@ from fastapi import FastAPI
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
+from devstack.sandbox import twilio_server
+from devstack.sandbox.mailbox import Mailbox, start_smtp
 from shared.contracts.journey import TouchRequest, TouchResult
 from shared.contracts.names import Act
 from shared.migrations import upgrade
-from shared.sandbox import twilio_server
-from shared.sandbox.mailbox import Mailbox, start_smtp
 from shared.settings import SERVICES, Settings
 from tests.conftest import free_port, make_settings
 

@@ -1,4 +1,5 @@
-"""The dev stack as real processes: readiness, persistence across runs, clean and unclean stops."""
+"""The dev stack as real processes: readiness, persistence across runs, clean and unclean stops,
+restarts of a crashed child, no child left behind by a killed supervisor."""
 
 from __future__ import annotations
 
@@ -7,21 +8,15 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from shared.devstack import (
-    PROCESS_NAMES,
-    Stack,
-    StackError,
-    http_ok,
-    isolated_env,
-    settings_from_env,
-    split_address,
-    tcp_open,
-    temporal_ready,
-)
+from devstack.env import isolated_env, settings_from_env
+from devstack.probes import http_ok, split_address, tcp_open
+from devstack.supervisor import PROCESS_NAMES, Stack, StackError
+from devstack.temporal import temporal_ready
 from shared.settings import SERVICES
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -90,20 +85,101 @@ def test_infrastructure_starts_stops_and_keeps_its_data(tmp_path: Path) -> None:
     assert again.child("temporal").returncode is not None
 
 
-def test_a_dying_child_is_reported(tmp_path: Path) -> None:
+def test_a_killed_worker_is_restarted(tmp_path: Path) -> None:
     env = isolated_env(tmp_path / "data")
+    log_path = tmp_path / "stack.log"
+    with (
+        log_path.open("w") as log,
+        Stack(env=env, only=("temporal", "worker"), migrate=False, output=log) as stack,
+    ):
+        worker = stack.child("worker")
+        assert worker.process is not None
+        first = worker.process.pid
+        os.kill(first, signal.SIGKILL)
+        wait_for(lambda: worker.returncode is not None)
+        assert stack.dead() == [worker]
+
+        def back() -> bool:
+            return worker.process is not None and worker.process.pid != first and worker.is_ready
+
+        deadline = time.monotonic() + 60  # a bound on a hang, not a timing
+        stack.supervise(until=lambda: back() or time.monotonic() > deadline)
+        assert back(), log_path.read_text()[-2000:]
+        assert worker.running() and worker.restarts == 1
+        assert stack.child("temporal").running()  # the others were left alone
+        assert stack.dead() == []
+    text = log_path.read_text()
+    assert f"worker exited with code {-signal.SIGKILL}; restarting it in 1s" in text
+    assert "worker is ready again" in text
+    assert not any(c.running() for c in stack.children)
+
+
+def test_a_crash_loop_backs_off() -> None:
+    from devstack.children import RESTART_MAX_SECONDS, Child
+
+    child = Child("worker", ["worker", "journeys"], 1, lambda _: True)
+    delays = [child.schedule_restart(now=float(i)) for i in range(8)]  # crashes at once, again
+    assert delays[:3] == [1.0, 2.0, 4.0]
+    assert delays[-1] == RESTART_MAX_SECONDS
+    child.started_at = 1000.0  # then up for long: the next crash restarts it soon again
+    assert child.schedule_restart(now=2000.0) == 1.0
+
+
+# A supervisor that is then killed outright: it prints its children's pids once they are ready.
+SUPERVISOR = """
+import sys
+from devstack.supervisor import Stack
+
+stack = Stack(only=("temporal", "mailbox", "worker"), migrate=False, output=sys.stderr)
+stack.start()
+print(" ".join(str(c.process.pid) for c in stack.children), flush=True)
+stack.supervise()
+"""
+
+
+def test_no_child_outlives_a_killed_supervisor(tmp_path: Path) -> None:
+    env = {**os.environ, **isolated_env(tmp_path / "data"), "PYTHONUNBUFFERED": "1"}
     with (tmp_path / "stack.log").open("w") as log:
-        stack = Stack(env=env, only=("mailbox", "twilio-sandbox"), migrate=False, output=log)
-        with stack:
-            victim = stack.child("mailbox")
-            assert victim.process is not None
-            os.kill(victim.process.pid, signal.SIGKILL)
-            deadline = time.monotonic() + 10
-            while not stack.dead() and time.monotonic() < deadline:
-                time.sleep(0.1)
-            assert [c.name for c in stack.dead()] == ["mailbox"]
-            assert stack.wait() is victim
-        assert not stack.child("twilio-sandbox").running()
+        supervisor = subprocess.Popen(
+            [sys.executable, "-c", SUPERVISOR],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+        )
+        try:
+            assert supervisor.stdout is not None
+            line = supervisor.stdout.readline()  # blocks until the stack is up (or it died)
+            pids = [int(pid) for pid in line.split()]
+            assert len(pids) == 3, (tmp_path / "stack.log").read_text()[-2000:]
+            assert all(alive(pid) for pid in pids)
+            supervisor.kill()  # SIGKILL: no chance to stop anything itself
+            supervisor.wait(timeout=30)
+            wait_for(lambda: not any(alive(pid) for pid in pids))
+        finally:
+            if supervisor.poll() is None:
+                supervisor.kill()
+    assert not any(alive(pid) for pid in pids)
+    settings = settings_from_env(env)
+    assert not tcp_open(*split_address(settings.temporal_address))
+
+
+def alive(pid: int) -> bool:
+    """Running, as opposed to gone or a zombie waiting for a parent that is gone too."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def wait_for(condition: Callable[[], bool], seconds: float = 30) -> None:
+    """Polls until `condition` holds; fails the test after `seconds` (a bound, not a timing)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met"
+        time.sleep(0.1)
 
 
 def test_a_child_failing_to_start_fails_start_with_its_output(tmp_path: Path) -> None:
@@ -135,7 +211,7 @@ def test_closeflow_dev_stops_on_sigterm(tmp_path: Path) -> None:
     env = {**os.environ, **isolated_env(tmp_path / "data")}
     env["PYTHONUNBUFFERED"] = "1"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "shared.cli", "dev"],
+        [sys.executable, "-m", "closeflow.cli", "dev"],
         cwd=PROJECT_ROOT,
         env=env,
         stdout=subprocess.PIPE,

@@ -55,12 +55,12 @@ from temporalio.common import RetryPolicy
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
+from devstack.sandbox.mailbox import StoredMessage
 from services.outreach import models
 from services.outreach.activities import activities_for, close_activities
 from shared.contracts.journey import CadenceStep, Contact, TouchRequest, TouchResult, journey_id
 from shared.contracts.names import Act
 from shared.db import create_engine, session_factory
-from shared.sandbox.mailbox import StoredMessage
 from shared.settings import Settings
 from tests.conftest import free_port
 from tests.integration.fault_worker import POINTS, OnceFault

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from shared.sandbox.mailbox import create_app as mailbox_app
+from closeflow.worker import build_workers
+from devstack.sandbox.mailbox import create_app as mailbox_app
 from shared.settings import SERVICES
 from tests.conftest import free_port
 from tests.integration.outreach_harness import sandboxes, serve
 from tests.scenarios import Urls, drive_to_qualification_timeout, drive_to_referral
-from workflows.worker import build_workers
 
 
 @contextlib.asynccontextmanager

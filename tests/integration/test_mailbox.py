@@ -12,9 +12,9 @@ import pytest
 import uvicorn
 from fastapi import FastAPI, Request, Response
 
+from devstack.sandbox.mailbox import Mailbox, create_app, start_smtp
 from shared.providers.email import EmailSendError, OutgoingEmail, SmtpEmail, new_message_id
 from shared.providers.mailgun import verify_mailgun_signature
-from shared.sandbox.mailbox import Mailbox, create_app, start_smtp
 from tests.conftest import free_port
 
 KEY = "test-signing-key"

@@ -18,6 +18,8 @@ from sqlalchemy import select
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
+from closeflow.worker import build_workers
+from devstack.sandbox.mailbox import create_app as mailbox_app
 from services.deals import models as deals_models
 from services.outreach import models as outreach_models
 from services.prospecting.app import create_app as prospecting_app
@@ -25,12 +27,10 @@ from services.prospecting.outbox import OutboxTiming
 from services.referrals import models as referrals_models
 from shared.db import create_engine, session_factory
 from shared.erasure import digest
-from shared.sandbox.mailbox import create_app as mailbox_app
 from shared.settings import SERVICES, Settings
 from tests.conftest import AUTH, free_port
 from tests.integration.outreach_harness import sandboxes, serve
 from tests.scenarios import Driver, Urls, eventually, fast_cadence
-from workflows.worker import build_workers
 
 FAST = OutboxTiming(poll_seconds=0.1, base_delay=0.2, max_delay=1.0)
 

@@ -30,6 +30,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
+from devstack.sandbox.mailbox import Mailbox, start_smtp
 from services.outreach import models
 from services.outreach.activities import activities_for, close_activities
 from services.outreach.app import create_app
@@ -42,7 +43,6 @@ from shared.contracts.journey import (
     journey_id,
 )
 from shared.db import create_engine, session_factory
-from shared.sandbox.mailbox import Mailbox, start_smtp
 from shared.settings import Settings
 from tests.conftest import AUTH
 from tests.integration.outreach_harness import Sandboxes, SendTouchOnce, sandboxes

@@ -16,9 +16,9 @@ from fastapi import FastAPI, Request, Response
 from twilio.base.exceptions import TwilioRestException
 from twilio.rest import Client
 
+from devstack.sandbox.twilio_server import create_app
 from shared.providers.sms import RebasedAsyncTwilioHttpClient, TwilioSms
 from shared.providers.twilio_signature import SIGNATURE_HEADER, verify_twilio_signature
-from shared.sandbox.twilio_server import create_app
 
 ACCOUNT = "AC" + "0123456789abcdef" * 2
 TOKEN = "sandbox-test-token"

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from shared.cli import (
-    QUEUES,
-    build_parser,
-    expand_queues,
-    main,
-    settings_table,
-    temporal_binary,
-    temporal_command,
-)
+from closeflow.cli import build_parser, main, settings_table
+from closeflow.registry import QUEUES, REGISTRY, activities_module, app_factory, expand_queues
+from devstack.temporal import temporal_binary, temporal_command
+from shared.logging import quiet_chatter
 from shared.settings import SERVICES, Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -71,7 +68,7 @@ def test_settings_does_not_read_the_environment(monkeypatch: pytest.MonkeyPatch)
 
 def test_console_entry_point_runs_as_a_module() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "shared.cli", "settings"],
+        [sys.executable, "-m", "closeflow.cli", "settings"],
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
@@ -152,3 +149,64 @@ def test_temporal_command_flags_exist_in_the_installed_cli(tmp_path: Path) -> No
         known += done.stdout
     missing = [flag for flag in flags if f"{flag} " not in known]
     assert not missing, f"temporal CLI does not know {missing}"
+
+
+# Runs the CLI as the production image has it: any import of the devstack package fails.
+WITHOUT_DEVSTACK = """
+import sys
+
+class NoDevstack:
+    def find_spec(self, name, path=None, target=None):
+        if name == "devstack" or name.startswith("devstack."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, NoDevstack())
+import closeflow.worker  # the production commands' modules import without it
+from closeflow.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("command", ["dev", "mailbox", "twilio-sandbox", "temporal"])
+def test_dev_commands_say_the_dev_stack_is_not_installed(command: str, tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", WITHOUT_DEVSTACK, command],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "CLOSEFLOW_DATA_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert f"closeflow {command} is a development command" in done.stderr
+    assert "'devstack' package" in done.stderr and "does not contain" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_the_registry_names_every_service_and_its_code() -> None:
+    assert tuple(REGISTRY) == SERVICES
+    for service in SERVICES:
+        assert callable(app_factory(service))
+        assert callable(activities_module(service).activities_for)
+
+
+def test_chatter_is_dropped_and_warnings_kept() -> None:
+    quiet_chatter()
+
+    def passes(name: str, level: int, msg: str, args: tuple[object, ...] = ()) -> bool:
+        logger = logging.getLogger(name)
+        record = logger.makeRecord(name, level, __file__, 1, msg, args, None)
+        # the logger's own decision (its level, its filters), whatever the root's level here
+        return level >= logger.level and bool(logger.filter(record))
+
+    probe = ("127.0.0.1:5000", "GET", "/healthz", "1.1", 200)
+    assert not passes("uvicorn.access", logging.INFO, '%s - "%s %s HTTP/%s" %d', probe)
+    request = ("127.0.0.1:5000", "GET", "/deals/d1", "1.1", 200)
+    assert passes("uvicorn.access", logging.INFO, '%s - "%s %s HTTP/%s" %d', request)
+    assert not passes("mail.log", logging.INFO, "('127.0.0.1', 5000) handling connection")
+    assert passes("mail.log", logging.ERROR, "SMTP session exception")
+    assert not passes("alembic.runtime.plugins", logging.INFO, "setup plugin alembic.x")
+    assert not passes("alembic.runtime.migration", logging.INFO, "Context impl SQLiteImpl.")
+    assert passes("alembic.runtime.migration", logging.INFO, "Running upgrade  -> 0001, initial")

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
-from shared.cli import QUEUES, build_parser
+from closeflow.cli import build_parser
+from closeflow.registry import QUEUES
 from shared.settings import SERVICES, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,6 +25,7 @@ DOCKERFILE = DEPLOY / "Dockerfile"
 K8S_FILES = sorted((DEPLOY / "k8s").glob("*.yaml"))
 VARIABLE = re.compile(r"(?<![A-Za-z0-9_])CLOSEFLOW_[A-Z0-9_]+")
 SETTINGS_VARS = {f"CLOSEFLOW_{name.upper()}" for name in Settings.model_fields}
+DEV_ONLY = {"devstack"}
 
 
 def compose() -> dict[str, Any]:
@@ -263,24 +265,27 @@ def test_dockerfile_entrypoint_is_the_console_script() -> None:
     assert entrypoints, "no ENTRYPOINT"
     assert json.loads(entrypoints[-1]) == ["closeflow"]
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts["closeflow"] == "shared.cli:main"
+    assert scripts["closeflow"] == "closeflow.cli:main"
     froms = [rest.split()[0] for keyword, rest in instructions if keyword == "FROM"]
     assert froms[-1] == "python:3.11-slim"
 
 
-def test_dockerfile_copies_every_package() -> None:
+def test_dockerfile_copies_every_package_but_the_dev_stack() -> None:
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     packages = {
         p.rstrip("*") for p in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
     }
+    assert DEV_ONLY <= packages  # installed in dev (make install), so it must be listed
     copied = {
         shlex.split(rest)[0]
         for keyword, rest in dockerfile_instructions()
         if keyword == "COPY" and not rest.startswith("--from")
     }
-    assert packages <= copied, f"not copied into the image: {packages - copied}"
+    assert packages - DEV_ONLY <= copied, f"not copied into the image: {packages - copied}"
+    assert not DEV_ONLY & copied, "the production image must not contain the dev stack"
     ignore = (DEPLOY / "Dockerfile.dockerignore").read_text().split()
-    assert all(f"!{p}" in ignore for p in packages)
+    assert all(f"!{p}" in ignore for p in packages - DEV_ONLY)
+    assert not any(f"!{p}" in ignore for p in DEV_ONLY)
 
 
 def test_dockerfile_env_is_settings() -> None:

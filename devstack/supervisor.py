@@ -1,34 +1,33 @@
 """The whole dev stack as child processes: `closeflow dev` (make run) and the end-to-end tests.
 
-Every process is `python -m shared.cli <command>` with the same environment, so the stack runs
+Every process is `python -m closeflow.cli <command>` with the same environment, so the stack runs
 exactly what production runs, one process per role. Configuration travels only through the
-CLOSEFLOW_* environment; ports and paths all come from Settings.
+CLOSEFLOW_* environment; ports and paths all come from Settings. A child that crashes is started
+again (devstack/children.py: backoff, and why children never outlive the supervisor).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import random
+import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
-from collections import deque
 from collections.abc import Callable, Collection, Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import IO, TextIO
 
-from shared.cli import PARENT_PID_ENV, temporal_binary
+from devstack.children import Child, die_with
+from devstack.env import settings_from_env
+from devstack.probes import connect_host, http_ok, tcp_open, url_host
+from devstack.temporal import temporal_ready
 from shared.settings import SERVICES, Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-ENV_PREFIX = "CLOSEFLOW_"
 
 # Processes of a stage start together; stages stop in reverse order, so workers and APIs stop
 # before Temporal (a worker whose server vanished spins on reconnects).
@@ -38,181 +37,11 @@ STAGE_APPS = 1
 PROCESS_NAMES = ("temporal", "mailbox", "twilio-sandbox", *SERVICES, "worker", "activity-worker")
 WORKER_SETTLE_SECONDS = 1.5  # a worker has no port: alive this long after start counts as ready
 POLL_SECONDS = 0.2
-TAIL_LINES = 60
+TEMPORAL_BANNER = re.compile(r"^Temporal (CLI|Server|Persistence|UI|Metrics)\b")
 
 
 class StackError(RuntimeError):
     """A process of the stack failed to start or died."""
-
-
-# --- settings and ports ---------------------------------------------------------------------------
-
-
-def settings_from_env(env: Mapping[str, str] | None) -> Settings:
-    """Settings as a child sees them: os.environ (and .env) overlaid with `env`."""
-    overrides: dict[str, str] = {}
-    for key, value in (env or {}).items():
-        name = key[len(ENV_PREFIX) :].lower() if key.upper().startswith(ENV_PREFIX) else ""
-        if name in Settings.model_fields:
-            overrides[name] = value
-    return Settings(**overrides)  # type: ignore[arg-type]  # strings: pydantic coerces them
-
-
-def _ephemeral_range() -> tuple[int, int]:
-    try:
-        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
-        return int(low), int(high)
-    except (OSError, ValueError):
-        return 32768, 60999
-
-
-def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
-    """Distinct ports free now, below the kernel's ephemeral range.
-
-    A port from bind(0) is released before the child binds it, and meanwhile any outgoing
-    connection (readiness probes, other tests) may take it as its local port: then Temporal's
-    UI failed with "address already in use". Ports outside the ephemeral range are never handed
-    out that way. All candidates are held open together, so none is returned twice.
-    """
-    low, _ = _ephemeral_range()
-    candidates = list(range(10000, low)) if low > 10000 + count * 4 else []
-    random.shuffle(candidates)
-    with contextlib.ExitStack() as stack:
-        ports: list[int] = []
-        for candidate in [*candidates, *([0] * count)]:
-            if len(ports) == count:
-                break
-            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            try:
-                sock.bind((host, candidate))
-            except OSError:
-                continue
-            ports.append(sock.getsockname()[1])
-        return ports
-
-
-def isolated_env(data_dir: Path, host: str = "127.0.0.1") -> dict[str, str]:
-    """CLOSEFLOW_* variables for a stack of its own: data in `data_dir`, every port free now.
-
-    Database URLs are set empty so every service uses SQLite in `data_dir` even when the caller's
-    environment points elsewhere; override them (and anything else) in the returned dict.
-    """
-    names = [f"{s}_port" for s in SERVICES] + [
-        "temporal",
-        "temporal_ui_port",
-        "smtp_port",
-        "mailbox_http_port",
-        "twilio_sandbox_port",
-    ]
-    port = dict(zip(names, free_ports(len(names), host), strict=True))
-    env = {
-        "DATA_DIR": str(Path(data_dir).resolve()),
-        "HOST": host,
-        "TEMPORAL_ADDRESS": f"{host}:{port['temporal']}",
-        "TEMPORAL_UI_PORT": str(port["temporal_ui_port"]),
-        "SMTP_HOST": host,
-        "SMTP_PORT": str(port["smtp_port"]),
-        "MAILBOX_HTTP_PORT": str(port["mailbox_http_port"]),
-        "TWILIO_SANDBOX_PORT": str(port["twilio_sandbox_port"]),
-        "TWILIO_API_BASE_URL": f"http://{host}:{port['twilio_sandbox_port']}",
-        "PROSPECTING_URL": f"http://{host}:{port['prospecting_port']}",
-        "OUTREACH_URL": f"http://{host}:{port['outreach_port']}",
-        "DEALS_URL": f"http://{host}:{port['deals_port']}",
-        "REFERRALS_URL": f"http://{host}:{port['referrals_port']}",
-        "OUTREACH_PUBLIC_URL": f"http://{host}:{port['outreach_port']}",
-        "REFERRALS_PUBLIC_URL": f"http://{host}:{port['referrals_port']}",
-    }
-    for service in SERVICES:
-        env[f"{service.upper()}_PORT"] = str(port[f"{service}_port"])
-        env[f"{service.upper()}_DATABASE_URL"] = ""
-    return {f"{ENV_PREFIX}{key}": value for key, value in env.items()}
-
-
-# --- readiness probes -----------------------------------------------------------------------------
-
-
-def connect_host(host: str) -> str:
-    """Where to connect to reach a server bound to `host` (a wildcard is not a destination)."""
-    return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
-
-
-def url_host(host: str) -> str:
-    host = connect_host(host)
-    return f"[{host}]" if ":" in host else host
-
-
-def split_address(address: str) -> tuple[str, int]:
-    host, _, port = address.rpartition(":")
-    return connect_host(host.strip("[]")), int(port)
-
-
-def tcp_open(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((connect_host(host), port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-# No proxies: the stack is on loopback, and an HTTP(S)_PROXY in the environment must not matter.
-_direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def http_ok(url: str) -> bool:
-    try:
-        with _direct.open(url, timeout=1.0) as response:
-            return 200 <= int(response.status) < 300
-    except (OSError, ValueError):
-        return False
-
-
-def temporal_ready(settings: Settings) -> bool:
-    # The port opens before the namespace exists; asking for the namespace proves both.
-    if not tcp_open(*split_address(settings.temporal_address)):
-        return False
-    cmd = [
-        temporal_binary(),
-        "operator",
-        "namespace",
-        "describe",
-        "--address",
-        settings.temporal_address,
-        "--namespace",
-        settings.temporal_namespace,
-    ]
-    try:
-        done = subprocess.run(cmd, capture_output=True, timeout=10, check=False)
-    except subprocess.TimeoutExpired:
-        return False
-    return done.returncode == 0
-
-
-# --- child processes ------------------------------------------------------------------------------
-
-
-@dataclass
-class Child:
-    name: str
-    args: list[str]
-    stage: int
-    ready: Callable[[Child], bool]
-    process: subprocess.Popen[bytes] | None = None
-    started_at: float = 0.0
-    tail: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL_LINES))
-    reader: threading.Thread | None = None
-    # Set once SIGTERM is sent: shutdown chatter (Temporal logs every poll it cancels) stays in
-    # the tail for diagnosis but off the terminal.
-    quiet: bool = False
-
-    @property
-    def returncode(self) -> int | None:
-        return None if self.process is None else self.process.poll()
-
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def output(self) -> str:
-        return "\n".join(self.tail)
 
 
 _COLORS = (36, 33, 35, 32, 34, 91, 92, 93, 94, 95, 96)
@@ -223,8 +52,9 @@ class Stack:
 
     `env` is overlaid on os.environ for the children (and for the Settings read here, unless
     `settings` is given); use `isolated_env(tmp_path)` for a stack of its own. `only` picks a
-    subset of PROCESS_NAMES. Call start() and stop() from a thread that outlives the stack
-    (children die with the thread that forked them).
+    subset of PROCESS_NAMES. start() returns once every process is ready; supervise() keeps
+    them up (restarting a child that crashed) until told to stop. Call start(), supervise() and
+    stop() from a thread that outlives the stack: children die with the thread that forked them.
     """
 
     def __init__(
@@ -291,15 +121,35 @@ class Stack:
             return []
         return [c for c in self.children if c.process is not None and not c.running()]
 
-    def wait(self) -> Child:
-        """Block until a child dies unexpectedly; return it."""
-        if self._stopping:
-            raise StackError("the stack is stopped")
-        while True:
-            dead = self.dead()
-            if dead:
-                return dead[0]
+    def supervise(self, until: Callable[[], bool] = lambda: False) -> None:
+        """Keep the stack up until `until()` is true (or an exception, e.g. KeyboardInterrupt):
+        a child that exits is started again after a backoff, with one line saying so."""
+        while not until():
+            self.tend()
             time.sleep(POLL_SECONDS)
+
+    def tend(self) -> None:
+        """One pass of supervise(): note crashes, restart the children that are due, announce
+        the restarted ones once they are ready."""
+        if self._stopping:
+            return
+        now = time.monotonic()
+        for child in self.children:
+            if child.running():
+                if not child.is_ready and child.ready(child):
+                    child.is_ready = True
+                    self._print("stack", f"{child.name} is ready again")
+            elif child.restart_at is None:
+                delay = child.schedule_restart(now)
+                self._print(
+                    "stack",
+                    f"{child.name} exited with code {child.returncode}; "
+                    f"restarting it in {delay:.0f}s",
+                )
+            elif now >= child.restart_at:
+                child.restart_at = None
+                child.restarts += 1
+                self._start(child)
 
     def child(self, name: str) -> Child:
         for child in self.children:
@@ -343,7 +193,13 @@ class Stack:
         s = self.settings
         host = connect_host(s.host)
         return [
-            Child("temporal", ["temporal"], STAGE_INFRA, lambda _: temporal_ready(s)),
+            Child(
+                "temporal",
+                ["temporal"],
+                STAGE_INFRA,
+                lambda _: temporal_ready(s),
+                chatter=TEMPORAL_BANNER,
+            ),
             Child(
                 "mailbox",
                 ["mailbox"],
@@ -368,7 +224,7 @@ class Stack:
                 service,
                 ["serve", service],
                 STAGE_APPS,
-                lambda _, url=f"{self.base_url(service)}/healthz": http_ok(url),
+                _healthz(f"{self.base_url(service)}/healthz"),
             )
             for service in SERVICES
         ]
@@ -381,12 +237,15 @@ class Stack:
                     ["worker", *queues],
                     STAGE_APPS,
                     lambda c: time.monotonic() - c.started_at >= WORKER_SETTLE_SECONDS,
+                    # its one start-up line names its queues, and comes before or after the
+                    # settle time: shown either way
+                    hold_until_ready=False,
                 )
             )
         return children
 
     def _migrate(self) -> None:
-        child = Child("migrate", ["migrate"], STAGE_INFRA, lambda _: False)
+        child = Child("migrate", ["migrate"], STAGE_INFRA, lambda _: False, hold_until_ready=False)
         self._spawn(child)
         assert child.process is not None
         try:
@@ -412,6 +271,7 @@ class Stack:
                         f"{child.output()}"
                     )
                 if child.ready(child):
+                    child.is_ready = True
                     self._print("stack", f"{child.name} is ready")
                     pending.remove(child)
             if pending and time.monotonic() > deadline:
@@ -422,18 +282,21 @@ class Stack:
 
     def _child_env(self) -> dict[str, str]:
         env = {**os.environ, **self.env_overrides}
-        # -m shared.cli must import this checkout whatever the cwd and install state.
+        # -m closeflow.cli must import this checkout whatever the cwd and install state.
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p
         )
         env["PYTHONUNBUFFERED"] = "1"  # lines reach the prefixed output as they are written
-        env[PARENT_PID_ENV] = str(os.getpid())
         return env
 
     def _spawn(self, child: Child) -> None:
         self.children.append(child)
+        self._start(child)
+
+    def _start(self, child: Child) -> None:
+        child.is_ready = False
         child.process = subprocess.Popen(
-            [sys.executable, "-m", "shared.cli", *child.args],
+            [sys.executable, "-m", "closeflow.cli", *child.args],
             cwd=self.cwd,
             env=self._child_env(),
             stdin=subprocess.DEVNULL,
@@ -442,6 +305,7 @@ class Stack:
             # Own process group: Ctrl-C reaches only this process, which then stops the children
             # in order instead of all of them at once.
             start_new_session=True,
+            preexec_fn=die_with(os.getpid()),
         )
         child.started_at = time.monotonic()
         assert child.process.stdout is not None
@@ -480,7 +344,7 @@ class Stack:
         for raw in iter(stream.readline, b""):
             line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
             child.tail.append(line)
-            if not child.quiet:
+            if child.shows(line):
                 self._print(child.name, line)
         stream.close()
 
@@ -495,6 +359,10 @@ class Stack:
                 self.output.flush()
             except (OSError, ValueError):
                 pass  # a closed terminal or file must not kill the reader thread
+
+
+def _healthz(url: str) -> Callable[[Child], bool]:
+    return lambda _: http_ok(url)
 
 
 def url_table(rows: list[tuple[str, str]]) -> str:
@@ -515,7 +383,7 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 
 def run(settings: Settings) -> int:
-    """`closeflow dev`: the stack in the foreground until Ctrl-C/SIGTERM or a child dies."""
+    """`closeflow dev`: the stack in the foreground until Ctrl-C or SIGTERM."""
     stack = Stack(settings)
     code = 0
     with _sigterm_as_interrupt():
@@ -524,12 +392,7 @@ def run(settings: Settings) -> int:
             print(f"\ncloseflow dev stack is up (data in {settings.data_dir.resolve()}):\n")
             print(url_table(stack.urls()))
             print("\nCtrl-C stops everything.\n", flush=True)
-            dead = stack.wait()
-            print(
-                f"\n{dead.name} exited unexpectedly with code {dead.returncode}; stopping.",
-                file=sys.stderr,
-            )
-            code = 1
+            stack.supervise()
         except KeyboardInterrupt:
             print("\nstopping...", file=sys.stderr)
         except StackError as exc:

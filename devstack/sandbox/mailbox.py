@@ -496,5 +496,5 @@ async def serve(settings: Settings) -> None:
 
 
 def run(settings: Settings) -> None:
-    logging.basicConfig(level=settings.log_level.upper())
+    """`closeflow mailbox`, which has set up logging (aiosmtpd's per-connection lines are off)."""
     asyncio.run(serve(settings))

@@ -7,32 +7,28 @@ runs one per container so each scales and deploys alone.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import AsyncExitStack
-from typing import Any
 
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from closeflow.registry import (
+    JOURNEYS,
+    activities_closer,
+    activities_module,
+    expand_queues,
+)
 from shared.db import create_engine, session_factory
-from shared.settings import SERVICES, Settings
+from shared.settings import Settings
 from shared.temporal import connect
 from workflows.journey import ProspectJourney
 from workflows.referral_intake import ReferralIntake
 
-QUEUES = ("journeys", *SERVICES)
+JOURNEY_WORKFLOWS = (ProspectJourney, ReferralIntake)
 log = logging.getLogger(__name__)
-
-
-def expand(queues: Sequence[str]) -> list[str]:
-    names = list(QUEUES) if "all" in queues else list(dict.fromkeys(queues))
-    unknown = [q for q in names if q not in QUEUES]
-    if unknown:
-        raise ValueError(f"unknown queue(s) {', '.join(unknown)}; expected {', '.join(QUEUES)}")
-    return names
 
 
 async def build_workers(
@@ -40,19 +36,16 @@ async def build_workers(
 ) -> list[Worker]:
     """Workers for the named queues; engines they open are closed when `stack` closes."""
     workers = []
-    for name in expand(queues):
+    for name in expand_queues(queues):
         task_queue = settings.task_queue(name)
-        if name == "journeys":
-            workers.append(
-                Worker(client, task_queue=task_queue, workflows=[ProspectJourney, ReferralIntake])
-            )
+        if name == JOURNEYS:
+            workers.append(Worker(client, task_queue=task_queue, workflows=list(JOURNEY_WORKFLOWS)))
             continue
         engine = create_engine(settings.database_url(name))
         stack.push_async_callback(engine.dispose)
-        module = importlib.import_module(f"services.{name}.activities")
-        activities_for: Callable[..., list[Callable[..., Any]]] = module.activities_for
-        activities = activities_for(settings, session_factory(engine))
-        closer = getattr(module, "close_activities", None)
+        module = activities_module(name)
+        activities = module.activities_for(settings, session_factory(engine))
+        closer = activities_closer(module)
         if closer is not None:
             stack.push_async_callback(closer, activities)
         workers.append(
