@@ -6,6 +6,7 @@ this tests the workflow's decisions; the real activities are covered by integrat
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -35,6 +36,7 @@ from shared.contracts.journey import (
     ObjectionLogged,
     OpenDealRequest,
     OpenObjections,
+    PauseColleagues,
     QualificationRecorded,
     QualificationTimeout,
     ReferralAsk,
@@ -103,6 +105,10 @@ class Recorder:
     defer_first_sms_until: str | None = None
     defer_once: dict[str, str] = field(default_factory=dict)  # touch kind -> defer_until
     closed_tasks: list[CloseRepTasks] = field(default_factory=list)
+    paused_colleagues: list[PauseColleagues] = field(default_factory=list)
+    # the deal's stage after a qualification timeout; None: the outcome asked for (a verdict
+    # recorded just before the deadline leaves it elsewhere)
+    timeout_stage: str | None = None
 
     def stage_path(self) -> list[str]:
         return [c.to_stage for c in self.stages]
@@ -138,6 +144,11 @@ class Recorder:
             self.closed_tasks.append(req)
             return 1
 
+        @activity.defn(name=Act.PAUSE_COLLEAGUES)
+        async def pause_colleagues(req: PauseColleagues) -> int:
+            self.paused_colleagues.append(req)
+            return 0
+
         @activity.defn(name=Act.GET_CADENCE)
         async def get_cadence(cadence_id: str) -> CadenceSnapshot:
             return cadence(cadence_id=cadence_id)
@@ -156,7 +167,7 @@ class Recorder:
         async def time_out_qualification(req: QualificationTimeout) -> DealStatus:
             self.timeouts.append(req)
             self.expired.append(req.deal_id)
-            return DealStatus(req.deal_id, req.outcome)
+            return DealStatus(req.deal_id, self.timeout_stage or req.outcome)
 
         @activity.defn(name=Act.NOTE_DEAL)
         async def note_deal(req: DealNote) -> None:
@@ -210,7 +221,13 @@ class Recorder:
 
         return {
             "prospecting": [record_stage, create_referred_prospect, get_rep_manager, get_contact],
-            "outreach": [send_touch, create_rep_task, close_rep_tasks, get_cadence],
+            "outreach": [
+                send_touch,
+                create_rep_task,
+                close_rep_tasks,
+                get_cadence,
+                pause_colleagues,
+            ],
             "deals": [
                 open_deal,
                 expire_qualification,
@@ -256,9 +273,22 @@ class Harness:
         for w in self.workers:
             await w.__aexit__(None, None, None)
 
+    def intake_input(self) -> ReferralIntakeInput:
+        """Ada Lovelace (a client, rep r1) refers Grace Hopper."""
+        return ReferralIntakeInput(
+            referral_id="ref1",
+            person=ReferredPerson("Grace", "Hopper", "grace@example.com"),
+            referrer_prospect_id="p-client",
+            referrer_name="Ada Lovelace",
+            rep_id="r1",
+            cadence_id="c1",
+            queues=self.queues,
+        )
+
     async def start(self, **overrides: Any) -> WorkflowHandle[Any, Any]:
         pid = uuid.uuid4().hex
         contact = Contact(pid, "Ada", "Lovelace", "ada@example.com", "+14155550100", rep_id="r1")
+        contact = dataclasses.replace(contact, **overrides.pop("contact", {}))
         inp = JourneyInput(contact, overrides.pop("cadence", cadence()), self.queues, **overrides)
         return await self.env.client.start_workflow(
             ProspectJourney.run, inp, id=journey_id(pid), task_queue=self.queues.journeys
@@ -398,17 +428,11 @@ async def test_referral_intake_starts_a_journey_at_qualifying(queue_prefix: str)
         test_server_existing_path=binary("temporal-test-server")
     )
     async with temporal_skipping, Harness(temporal_skipping, queue_prefix) as h:
-        inp = ReferralIntakeInput(
-            referral_id="ref1",
-            person=ReferredPerson("Grace", "Hopper", "grace@example.com"),
-            referrer_prospect_id="p-client",
-            referrer_name="Ada Lovelace",
-            rep_id="r1",
-            cadence_id="c1",
-            queues=h.queues,
-        )
         pid = await temporal_skipping.client.execute_workflow(
-            ReferralIntake.run, inp, id=f"intake-{uuid.uuid4().hex}", task_queue=h.queues.journeys
+            ReferralIntake.run,
+            h.intake_input(),
+            id=f"intake-{uuid.uuid4().hex}",
+            task_queue=h.queues.journeys,
         )
         assert pid == "p-referred"
         assert h.rec.referred[0].rep_id == "r1"
