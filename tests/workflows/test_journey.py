@@ -19,6 +19,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from shared.contracts.journey import (
+    CadenceRef,
     CadenceSnapshot,
     CadenceStep,
     ChannelOutcome,
@@ -27,6 +28,7 @@ from shared.contracts.journey import (
     CreateReferredProspect,
     DealClosed,
     DealNote,
+    DealRef,
     DealStatus,
     JourneyInput,
     LinkReferral,
@@ -37,9 +39,11 @@ from shared.contracts.journey import (
     OpenDealRequest,
     OpenObjections,
     PauseColleagues,
+    ProspectRef,
     QualificationRecorded,
     QualificationTimeout,
     ReferralAsk,
+    ReferralAskRef,
     ReferralAskRequest,
     ReferralAskStatus,
     ReferralIntakeInput,
@@ -48,6 +52,7 @@ from shared.contracts.journey import (
     RepAssigned,
     ReplyReceived,
     RepManager,
+    RepRef,
     RepTaskRequest,
     StageChange,
     TouchRequest,
@@ -150,8 +155,8 @@ class Recorder:
             return 0
 
         @activity.defn(name=Act.GET_CADENCE)
-        async def get_cadence(cadence_id: str) -> CadenceSnapshot:
-            return cadence(cadence_id=cadence_id)
+        async def get_cadence(ref: CadenceRef) -> CadenceSnapshot:
+            return cadence(cadence_id=ref.cadence_id)
 
         @activity.defn(name=Act.OPEN_DEAL)
         async def open_deal(req: OpenDealRequest) -> DealStatus:
@@ -159,9 +164,9 @@ class Recorder:
             return DealStatus("deal-1", "qualifying")
 
         @activity.defn(name=Act.EXPIRE_QUALIFICATION)
-        async def expire_qualification(deal_id: str) -> DealStatus:
-            self.expired.append(deal_id)
-            return DealStatus(deal_id, "disqualified")
+        async def expire_qualification(ref: DealRef) -> DealStatus:
+            self.expired.append(ref.deal_id)
+            return DealStatus(ref.deal_id, "disqualified")
 
         @activity.defn(name=Act.TIME_OUT_QUALIFICATION)
         async def time_out_qualification(req: QualificationTimeout) -> DealStatus:
@@ -181,23 +186,23 @@ class Recorder:
             )
 
         @activity.defn(name=Act.OPEN_OBJECTIONS)
-        async def open_objections(deal_id: str) -> OpenObjections:
-            self.objection_checks.append(deal_id)
-            return self.open_objections or OpenObjections(deal_id, "objections", False, [])
+        async def open_objections(ref: DealRef) -> OpenObjections:
+            self.objection_checks.append(ref.deal_id)
+            return self.open_objections or OpenObjections(ref.deal_id, "objections", False, [])
 
         @activity.defn(name=Act.GET_REP_MANAGER)
-        async def get_rep_manager(rep_id: str) -> RepManager:
+        async def get_rep_manager(ref: RepRef) -> RepManager:
             if self.manager_id is None:
-                return RepManager(rep_id)
-            return RepManager(rep_id, self.manager_id, "Mia Manager", "mia@example.org")
+                return RepManager(ref.rep_id)
+            return RepManager(ref.rep_id, self.manager_id, "Mia Manager", "mia@example.org")
 
         @activity.defn(name=Act.GET_CONTACT)
-        async def get_contact(prospect_id: str) -> Contact:
-            return Contact(prospect_id, "Referrer", email="referrer@example.com")
+        async def get_contact(ref: ProspectRef) -> Contact:
+            return Contact(ref.prospect_id, "Referrer", email="referrer@example.com")
 
         @activity.defn(name=Act.REFERRAL_ASK_STATUS)
-        async def referral_ask_status(ask_id: str) -> ReferralAskStatus:
-            return ReferralAskStatus(ask_id, 0)
+        async def referral_ask_status(ref: ReferralAskRef) -> ReferralAskStatus:
+            return ReferralAskStatus(ref.ask_id, 0)
 
         @activity.defn(name=Act.RECORD_REFERRER_THANKS)
         async def record_referrer_thanks(thanks: ReferrerThanks) -> None:
@@ -285,13 +290,20 @@ class Harness:
             queues=self.queues,
         )
 
-    async def start(self, **overrides: Any) -> WorkflowHandle[Any, Any]:
+    async def start(
+        self, *, start_signal: tuple[str, object] | None = None, **overrides: Any
+    ) -> WorkflowHandle[Any, Any]:
+        """A journey for Ada Lovelace (rep r1); `start_signal`: (name, argument) sent with the
+        start, as signal-with-start does."""
         pid = uuid.uuid4().hex
         contact = Contact(pid, "Ada", "Lovelace", "ada@example.com", "+14155550100", rep_id="r1")
         contact = dataclasses.replace(contact, **overrides.pop("contact", {}))
         inp = JourneyInput(contact, overrides.pop("cadence", cadence()), self.queues, **overrides)
+        signal: dict[str, Any] = {}
+        if start_signal is not None:
+            signal = {"start_signal": start_signal[0], "start_signal_args": [start_signal[1]]}
         return await self.env.client.start_workflow(
-            ProspectJourney.run, inp, id=journey_id(pid), task_queue=self.queues.journeys
+            ProspectJourney.run, inp, id=journey_id(pid), task_queue=self.queues.journeys, **signal
         )
 
 
@@ -330,6 +342,22 @@ async def test_a_new_rep_signs_the_messages_from_then_on(
         reps = [(t.touch_key, t.contact.rep_id, t.contact.rep_name) for t in h.rec.touches]
         assert reps[0] == ("step-0", "r1", "")
         assert reps[1:] == [("step-1", "r2", "Nia New"), ("step-2", "r2", "Nia New")]
+
+
+async def test_a_signal_sent_with_the_start_is_taken_before_the_run_begins(
+    temporal_skipping: WorkflowEnvironment, queue_prefix: str
+) -> None:
+    # signal-with-start delivers the signal (and a query may come) before the run method starts:
+    # the journey's state must exist by then
+    async with Harness(temporal_skipping, queue_prefix) as h:
+        v2 = cadence(
+            version=2, steps=[CadenceStep("email", 0, "Hi", "v2 hello")], nurture_after_seconds=60
+        )
+        handle = await h.start(start_signal=(Sig.MIGRATE_CADENCE, v2))
+        state = await handle.query(Query.STATE)
+        assert state["cadence_version"] == 2
+        assert await handle.result() == "nurture"
+        assert [t.steps[0].subject for t in h.rec.touches] == ["v2 hello"]
 
 
 async def test_reply_stops_touches_and_opens_a_deal(
