@@ -4,6 +4,7 @@ and the cadence's outcome when the verdict never comes."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
@@ -39,6 +40,14 @@ class TimedOut:
     cause: str
 
 
+class TimeoutRules(Protocol):
+    """What happens when the rep has not qualified the deal in time."""
+
+    async def at_reminder(self, deal_id: str, waited: int) -> None: ...
+
+    async def at_timeout(self, deal_id: str) -> TimedOut | None: ...
+
+
 class Qualifying:
     def __init__(self, state: State, steps: Steps) -> None:
         self.state = state
@@ -71,14 +80,16 @@ class Qualifying:
             f"Reminder: qualify {state.prospect_name()} before the deadline",
             f"Deal {deal_id} is still waiting for its qualification.",
         )
-        escalating = versions.patched(Patch.QUALIFICATION_ESCALATION)
-        if escalating:
-            await self._escalate(deal_id, reminder_after)
+        rules: TimeoutRules = (
+            self
+            if versions.patched(Patch.QUALIFICATION_ESCALATION)
+            else _BeforeEscalation(self.state)
+        )
+        await rules.at_reminder(deal_id, reminder_after)
         verdict = await self._verdict_within(cadence.qualification_timeout_seconds - reminder_after)
         if verdict is not None:
             return verdict
-        expire = self._time_out if escalating else self._expire_unescalated
-        timed_out = await expire(deal_id)
+        timed_out = await rules.at_timeout(deal_id)
         if timed_out is not None:
             return timed_out
         # The deals API recorded a verdict just before the deadline: its signal is on the way.
@@ -127,7 +138,7 @@ class Qualifying:
                 pass
         return state.qualification
 
-    async def _time_out(self, deal_id: str) -> TimedOut | None:
+    async def at_timeout(self, deal_id: str) -> TimedOut | None:
         """The cadence's timeout outcome for the deal; None when a verdict came first."""
         cadence = self.state.cadence
         outcome = cadence.qualification_timeout_outcome
@@ -144,17 +155,7 @@ class Qualifying:
             return TimedOut(outcome, cause)
         return None
 
-    async def _expire_unescalated(self, deal_id: str) -> TimedOut | None:
-        """Journeys from before Patch.QUALIFICATION_ESCALATION: the deal always expires to
-        disqualified. Goes with that patch."""
-        expired = await call(
-            Act.EXPIRE_QUALIFICATION, DealRef(deal_id), self.state.inp.queues.deals, DealStatus
-        )
-        if expired.stage == Stage.DISQUALIFIED and self.state.qualification is None:
-            return TimedOut(Stage.DISQUALIFIED, "not qualified: qualification timeout")
-        return None
-
-    async def _escalate(self, deal_id: str, waited: int) -> None:
+    async def at_reminder(self, deal_id: str, waited: int) -> None:
         """At the reminder point: note the reminder in the deal's history and tell the rep's
         manager (when one is set) with who, why and which deal."""
         state, inp = self.state, self.state.inp
@@ -205,3 +206,22 @@ class Qualifying:
         except ActivityError as err:
             # the history line is informative: a deal erased meanwhile must not end the journey
             workflow.logger.warning("could not note %r on deal %s: %s", cause, deal_id, err)
+
+
+class _BeforeEscalation:
+    """The rules of journeys from before Patch.QUALIFICATION_ESCALATION: no escalation, and the
+    deal always expires to disqualified. Goes with that patch."""
+
+    def __init__(self, state: State) -> None:
+        self.state = state
+
+    async def at_reminder(self, deal_id: str, waited: int) -> None:
+        return None
+
+    async def at_timeout(self, deal_id: str) -> TimedOut | None:
+        expired = await call(
+            Act.EXPIRE_QUALIFICATION, DealRef(deal_id), self.state.inp.queues.deals, DealStatus
+        )
+        if expired.stage == Stage.DISQUALIFIED and self.state.qualification is None:
+            return TimedOut(Stage.DISQUALIFIED, "not qualified: qualification timeout")
+        return None
