@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from temporalio import workflow
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
     from shared.contracts.journey import (
+        CadenceRef,
         CadenceSnapshot,
         Contact,
         CreateReferredProspect,
@@ -21,9 +20,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from shared.contracts.names import Act
 
-from workflows.journey import RETRY, ProspectJourney
-
-TIMEOUT = timedelta(seconds=60)
+from workflows.journey import ProspectJourney
+from workflows.journey.steps import call
 
 
 @workflow.defn(name="ReferralIntake")
@@ -31,30 +29,19 @@ class ReferralIntake:
     @workflow.run
     async def run(self, inp: ReferralIntakeInput) -> str:
         q = inp.queues
-        cadence: CadenceSnapshot = await workflow.execute_activity(
-            Act.GET_CADENCE,
-            inp.cadence_id,
-            task_queue=q.outreach,
-            start_to_close_timeout=TIMEOUT,
-            retry_policy=RETRY,
-            result_type=CadenceSnapshot,
+        cadence = await call(
+            Act.GET_CADENCE, CadenceRef(inp.cadence_id), q.outreach, CadenceSnapshot
         )
-        contact: Contact = await workflow.execute_activity(
+        contact = await call(
             Act.CREATE_REFERRED_PROSPECT,
             CreateReferredProspect(
                 inp.referral_id, inp.person, inp.referrer_prospect_id, inp.rep_id
             ),
-            task_queue=q.prospecting,
-            start_to_close_timeout=TIMEOUT,
-            retry_policy=RETRY,
-            result_type=Contact,
+            q.prospecting,
+            Contact,
         )
-        await workflow.execute_activity(
-            Act.LINK_REFERRAL,
-            LinkReferral(inp.referral_id, contact.prospect_id),
-            task_queue=q.referrals,
-            start_to_close_timeout=TIMEOUT,
-            retry_policy=RETRY,
+        await call(
+            Act.LINK_REFERRAL, LinkReferral(inp.referral_id, contact.prospect_id), q.referrals
         )
         journey = JourneyInput(
             contact=contact,

@@ -1,12 +1,16 @@
-"""Record journey histories for test_replay.py: `.venv/bin/python tests/workflows/record_histories.py`.
+"""Record journey histories for test_replay.py: `.venv/bin/python tests/workflows/record_histories.py [SET]`.
 
 Run it when a guarded (workflow.patched) change lands, with scenarios that take the new paths;
-the histories it writes then keep those paths replayable. These are the v3 ones: referral
-reminders, referrer thanks, closing old preparation tasks, a rep change.
+the histories it writes then keep those paths replayable, and workflows/journey/versions.py names
+the history that covers each patch. SET (default: the newest) picks which scenarios to record:
+- v3: referral reminders, referrer thanks, closing old preparation tasks, a rep change.
+- v4: every path of the journey as it was before it became a package (issue 9), recorded so that
+  the split (and any later refactoring) is proven to issue the very same commands.
 """
 
 import asyncio
 import sys
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -16,24 +20,38 @@ from temporalio.testing import WorkflowEnvironment
 
 from shared.contracts.journey import (
     DealClosed,
+    DecisionDeadline,
     MeetingChanged,
     MeetingScheduled,
     ObjectionLogged,
+    OpenObjection,
+    OpenObjections,
+    PauseJourney,
     QualificationRecorded,
     Referrer,
     RepAssigned,
     ReplyReceived,
     Stage,
+    StopCadence,
 )
 from shared.contracts.names import Sig
 from tests.conftest import binary
 from tests.workflows import test_journey as tj
 
 OUT = Path("tests/workflows/histories")
+DAY, HOUR = tj.DAY, 3600
+Scenario = Callable[[WorkflowEnvironment, tj.Harness, Any], Awaitable[None]]
 
 
-async def record(env: WorkflowEnvironment, name: str, scenario: Any, **start: Any) -> None:
+async def record(
+    env: WorkflowEnvironment,
+    name: str,
+    scenario: Scenario,
+    prepare: Callable[[tj.Recorder], None] = lambda rec: None,
+    **start: Any,
+) -> None:
     h = tj.Harness(env, f"hist-{name}-")
+    prepare(h.rec)
     async with h:
         handle = await h.start(**start)
         await scenario(env, h, handle)
@@ -71,21 +89,249 @@ async def referred_thanks(env: WorkflowEnvironment, h: tj.Harness, handle: Any) 
     await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", True, "signed"))
 
 
-async def main() -> None:
+async def main_v3(env: WorkflowEnvironment) -> None:
+    await record(env, "journey_won_reminders_rep_change_v3", won_with_reminders)
+    await record(
+        env,
+        "journey_referred_thanks_v3",
+        referred_thanks,
+        start_stage=Stage.QUALIFYING,
+        referrer=Referrer("p-ref", "Grace Hopper", "ref-1"),
+    )
+
+
+# --- v4: every path, recorded from the journey before it became a package ----------------------
+
+
+async def later(env: WorkflowEnvironment, **delta: float) -> str:
+    """An ISO time `delta` after the test server's now (its clock runs ahead of the wall's)."""
+    return (await env.get_current_time() + timedelta(**delta)).isoformat()
+
+
+async def qualified(env: WorkflowEnvironment, h: tj.Harness, handle: Any) -> None:
+    await handle.signal(Sig.REPLY_RECEIVED, ReplyReceived("email", "m1", "yes"))
+    await handle.signal(Sig.QUALIFICATION_RECORDED, QualificationRecorded("deal-1", True, []))
+
+
+async def no_reply_deferred_sms_new_rep(
+    env: WorkflowEnvironment, h: tj.Harness, handle: Any
+) -> None:
+    """Contacting: the first SMS waits for its window (the cadence's wait loop), a rep change,
+    every step, then nurture."""
+    await env.sleep(timedelta(days=1))
+    await handle.signal(Sig.REP_ASSIGNED, RepAssigned("r2", "Nia New", "nia@example.com", None))
+
+
+async def paused_migrated(env: WorkflowEnvironment, h: tj.Harness, handle: Any) -> None:
+    """Contacting: a pause until resume, a pause until a date, a migration to a longer cadence."""
+    await env.sleep(timedelta(hours=1))
+    await handle.signal(Sig.PAUSE, PauseJourney("rep on vacation"))
+    await env.sleep(timedelta(days=3))
+    await handle.signal(Sig.RESUME)
+    await env.sleep(timedelta(hours=1))
+    await handle.signal(Sig.PAUSE, PauseJourney("out of office", until=await later(env, days=1)))
+    await env.sleep(timedelta(days=2))
+    v2 = tj.cadence(
+        version=2,
+        steps=[
+            *tj.cadence().steps,
+            tj.CadenceStep("email", 8 * DAY, "Last try", "Still there?"),
+        ],
+        nurture_after_seconds=HOUR,
+    )
+    await handle.signal(Sig.MIGRATE_CADENCE, v2)
+
+
+async def stopped(env: WorkflowEnvironment, h: tj.Harness, handle: Any) -> None:
+    await env.sleep(timedelta(hours=1))
+    await handle.signal(Sig.STOP_CADENCE, StopCadence("hard bounce"))
+
+
+async def reply_pauses_company_then_disqualified(
+    env: WorkflowEnvironment, h: tj.Harness, handle: Any
+) -> None:
+    await env.sleep(timedelta(hours=2))
+    await handle.signal(Sig.REPLY_RECEIVED, ReplyReceived("sms", "SM1", "who is this?"))
+    await env.sleep(timedelta(days=3))  # past the qualification reminder
+    await handle.signal(
+        Sig.QUALIFICATION_RECORDED, QualificationRecorded("deal-1", False, ["budget: none"])
+    )
+
+
+async def reply_then_silence(env: WorkflowEnvironment, h: tj.Harness, handle: Any) -> None:
+    await handle.signal(Sig.REPLY_RECEIVED, ReplyReceived("email", "m1", "tell me more"))
+
+
+async def verdict_races_the_timeout(env: WorkflowEnvironment, h: tj.Harness, handle: Any) -> None:
+    """The deals API recorded a verdict just before the deadline: the timeout leaves the deal in
+    qualifying and the journey waits for the verdict's signal."""
+    await handle.signal(Sig.REPLY_RECEIVED, ReplyReceived("email", "m1", "tell me more"))
+    await env.sleep(timedelta(days=6))
+    await handle.signal(Sig.QUALIFICATION_RECORDED, QualificationRecorded("deal-1", True, []))
+    await env.sleep(timedelta(hours=1))
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", False, "went quiet"))
+
+
+async def meetings_deadline_lost(env: WorkflowEnvironment, h: tj.Harness, handle: Any) -> None:
+    """Presenting: meetings booked, moved, cancelled, missed and held (late, ignored), objections,
+    a decision deadline set, repeated, moved and passed (last chance), then lost."""
+    await qualified(env, h, handle)
+    await handle.signal(
+        Sig.DECISION_DEADLINE, DecisionDeadline("deal-1", await later(env, days=20))
+    )
+    await handle.signal(
+        Sig.MEETING_SCHEDULED, MeetingScheduled("m1", "deal-1", await later(env, days=3), "Demo")
+    )
+    await handle.signal(
+        Sig.OBJECTION_LOGGED, ObjectionLogged("o1", "deal-1", "price", "too much", ["ROI"])
+    )
+    await env.sleep(timedelta(days=1))
+    m1 = MeetingChanged("m1", "deal-1", await later(env, days=3), "Demo", 1)
+    await handle.signal(Sig.MEETING_RESCHEDULED, m1)
+    await handle.signal(Sig.MEETING_RESCHEDULED, m1)  # a client's retry: ignored
+    await handle.signal(
+        Sig.MEETING_SCHEDULED, MeetingScheduled("m2", "deal-1", await later(env, days=2), "Call")
+    )
+    await handle.signal(
+        Sig.MEETING_CANCELLED, MeetingChanged("m2", "deal-1", await later(env, days=2), "Call")
+    )
+    deadline = DecisionDeadline("deal-1", await later(env, days=6))
+    await handle.signal(Sig.DECISION_DEADLINE, deadline)
+    await handle.signal(Sig.DECISION_DEADLINE, deadline)  # the same again: the timer runs on
+    await handle.signal(
+        Sig.OBJECTION_LOGGED, ObjectionLogged("o2", "deal-1", "timing", "next quarter", [])
+    )
+    await env.sleep(timedelta(days=4))
+    await handle.signal(Sig.MEETING_NO_SHOW, m1)
+    await handle.signal(Sig.MEETING_HELD, m1)  # late: the meeting is over
+    await env.sleep(timedelta(days=3))  # the deadline passes undecided
+    await handle.signal(Sig.DECISION_DEADLINE, DecisionDeadline("deal-1", None))
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", False, "chose a competitor"))
+
+
+async def won_held_deferred_referrals(env: WorkflowEnvironment, h: tj.Harness, handle: Any) -> None:
+    """Closing: a meeting with two reminders (the first deferred by some hours), held, won with
+    a decision deadline still armed; the referral ask and a reminder wait for their windows."""
+    await qualified(env, h, handle)
+    await handle.signal(Sig.DECISION_DEADLINE, DecisionDeadline("deal-1", await later(env, days=9)))
+    starts = await later(env, days=3)
+    h.rec.defer_once["meeting_reminder"] = await later(env, days=2, hours=12)
+    await handle.signal(Sig.MEETING_SCHEDULED, MeetingScheduled("m1", "deal-1", starts, "Demo"))
+    await env.sleep(timedelta(days=3, hours=1))
+    await handle.signal(Sig.MEETING_HELD, MeetingChanged("m1", "deal-1", starts, "Demo"))
+    h.rec.defer_once["referral_ask"] = await later(env, days=7, hours=6)
+    h.rec.defer_once["referral_reminder"] = await later(env, days=10, hours=6)
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", True, "signed"))
+
+
+async def referred_deferred_thanks(env: WorkflowEnvironment, h: tj.Harness, handle: Any) -> None:
+    """A referred prospect: the warm introduction and the referrer's thanks wait for windows."""
+    await handle.signal(Sig.QUALIFICATION_RECORDED, QualificationRecorded("deal-1", True, []))
+    h.rec.defer_once["referrer_thanks_meeting"] = await later(env, hours=8)
+    await handle.signal(
+        Sig.MEETING_SCHEDULED, MeetingScheduled("m1", "deal-1", await later(env, days=2), "Intro")
+    )
+    await env.sleep(timedelta(days=3))
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", True, "signed"))
+
+
+async def record_intake(env: WorkflowEnvironment, name: str) -> None:
+    """The referral intake's own history (it starts the referred prospect's journey)."""
+    h = tj.Harness(env, f"hist-{name}-")
+    async with h:
+        handle = await env.client.start_workflow(
+            tj.ReferralIntake.run,
+            h.intake_input(),
+            id=f"intake-{name}",
+            task_queue=h.queues.journeys,
+        )
+        await handle.result()
+        history = await handle.fetch_history()
+        child = env.client.get_workflow_handle(tj.journey_id("p-referred"))
+        await child.signal(
+            Sig.QUALIFICATION_RECORDED, QualificationRecorded("deal-1", False, ["no need"])
+        )
+        await child.result()
+    (OUT / f"{name}.json").write_text(history.to_json())
+    print(name, len(history.events))
+
+
+def defer_first_sms(rec: tj.Recorder) -> None:
+    rec.defer_first_sms_until = "2100-01-01T00:00:00+00:00"  # beyond: the reply/stop decides
+
+
+async def main_v4(env: WorkflowEnvironment) -> None:
+    await record(
+        env,
+        "journey_no_reply_deferred_new_rep_v4",
+        no_reply_deferred_sms_new_rep,
+        lambda rec: setattr(rec, "defer_first_sms_until", "2000-01-01T00:00:00+00:00"),
+    )
+    await record(env, "journey_paused_migrated_v4", paused_migrated)
+    await record(env, "journey_stopped_while_deferred_v4", stopped, defer_first_sms)
+    await record(
+        env,
+        "journey_reply_pauses_company_disqualified_v4",
+        reply_pauses_company_then_disqualified,
+        cadence=tj.cadence(pause_company_on_reply=True),
+        contact={"company": "Analytical Engines"},
+    )
+    await record(
+        env,
+        "journey_timeout_escalation_nurture_v4",
+        reply_then_silence,
+        lambda rec: setattr(rec, "manager_id", "mgr-1"),
+        cadence=tj.cadence(qualification_timeout_outcome="nurture"),
+    )
+    await record(env, "journey_timeout_no_manager_disqualified_v4", reply_then_silence)
+    await record(
+        env,
+        "journey_verdict_races_timeout_lost_v4",
+        verdict_races_the_timeout,
+        lambda rec: setattr(rec, "timeout_stage", "qualifying"),
+    )
+
+    def objections(rec: tj.Recorder) -> None:
+        rec.open_objections = OpenObjections(
+            "deal-1", "objections", False, [OpenObjection("o1", "price", "too much", "ROI")]
+        )
+
+    await record(env, "journey_meetings_deadline_lost_v4", meetings_deadline_lost, objections)
+    await record(
+        env,
+        "journey_won_held_deferred_referrals_v4",
+        won_held_deferred_referrals,
+        lambda rec: setattr(rec, "open_objections", OpenObjections("deal-1", "won", True, [])),
+        cadence=tj.cadence(meeting_reminders_seconds=[DAY, 2 * HOUR]),
+    )
+    await record(
+        env,
+        "journey_referred_deferred_thanks_v4",
+        referred_deferred_thanks,
+        lambda rec: rec.defer_once.update(warm_intro="2100-01-01T00:00:00+00:00"),
+        start_stage=Stage.QUALIFYING,
+        referrer=Referrer("p-ref", "Grace Hopper", "ref-1"),
+    )
+
+
+async def main(which: str) -> None:
+    sets = {"v3": main_v3, "v4": main_v4}
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=binary("temporal-test-server")
     )
     try:
-        await record(env, "journey_won_reminders_rep_change_v3", won_with_reminders)
-        await record(
-            env,
-            "journey_referred_thanks_v3",
-            referred_thanks,
-            start_stage=Stage.QUALIFYING,
-            referrer=Referrer("p-ref", "Grace Hopper", "ref-1"),
-        )
+        await sets[which](env)
     finally:
         await env.shutdown()
+    if which == "v4":
+        # a server of its own: the abandoned child keeps the test server's time skipping locked
+        env = await WorkflowEnvironment.start_time_skipping(
+            test_server_existing_path=binary("temporal-test-server")
+        )
+        try:
+            await record_intake(env, "referral_intake_v4")
+        finally:
+            await env.shutdown()
 
 
-asyncio.run(main())
+asyncio.run(main(sys.argv[1] if len(sys.argv) > 1 else "v4"))

@@ -6,6 +6,7 @@ this tests the workflow's decisions; the real activities are covered by integrat
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -18,6 +19,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from shared.contracts.journey import (
+    CadenceRef,
     CadenceSnapshot,
     CadenceStep,
     ChannelOutcome,
@@ -26,6 +28,7 @@ from shared.contracts.journey import (
     CreateReferredProspect,
     DealClosed,
     DealNote,
+    DealRef,
     DealStatus,
     JourneyInput,
     LinkReferral,
@@ -35,9 +38,12 @@ from shared.contracts.journey import (
     ObjectionLogged,
     OpenDealRequest,
     OpenObjections,
+    PauseColleagues,
+    ProspectRef,
     QualificationRecorded,
     QualificationTimeout,
     ReferralAsk,
+    ReferralAskRef,
     ReferralAskRequest,
     ReferralAskStatus,
     ReferralIntakeInput,
@@ -46,6 +52,7 @@ from shared.contracts.journey import (
     RepAssigned,
     ReplyReceived,
     RepManager,
+    RepRef,
     RepTaskRequest,
     StageChange,
     TouchRequest,
@@ -103,6 +110,10 @@ class Recorder:
     defer_first_sms_until: str | None = None
     defer_once: dict[str, str] = field(default_factory=dict)  # touch kind -> defer_until
     closed_tasks: list[CloseRepTasks] = field(default_factory=list)
+    paused_colleagues: list[PauseColleagues] = field(default_factory=list)
+    # the deal's stage after a qualification timeout; None: the outcome asked for (a verdict
+    # recorded just before the deadline leaves it elsewhere)
+    timeout_stage: str | None = None
 
     def stage_path(self) -> list[str]:
         return [c.to_stage for c in self.stages]
@@ -138,9 +149,14 @@ class Recorder:
             self.closed_tasks.append(req)
             return 1
 
+        @activity.defn(name=Act.PAUSE_COLLEAGUES)
+        async def pause_colleagues(req: PauseColleagues) -> int:
+            self.paused_colleagues.append(req)
+            return 0
+
         @activity.defn(name=Act.GET_CADENCE)
-        async def get_cadence(cadence_id: str) -> CadenceSnapshot:
-            return cadence(cadence_id=cadence_id)
+        async def get_cadence(ref: CadenceRef) -> CadenceSnapshot:
+            return cadence(cadence_id=ref.cadence_id)
 
         @activity.defn(name=Act.OPEN_DEAL)
         async def open_deal(req: OpenDealRequest) -> DealStatus:
@@ -148,15 +164,15 @@ class Recorder:
             return DealStatus("deal-1", "qualifying")
 
         @activity.defn(name=Act.EXPIRE_QUALIFICATION)
-        async def expire_qualification(deal_id: str) -> DealStatus:
-            self.expired.append(deal_id)
-            return DealStatus(deal_id, "disqualified")
+        async def expire_qualification(ref: DealRef) -> DealStatus:
+            self.expired.append(ref.deal_id)
+            return DealStatus(ref.deal_id, "disqualified")
 
         @activity.defn(name=Act.TIME_OUT_QUALIFICATION)
         async def time_out_qualification(req: QualificationTimeout) -> DealStatus:
             self.timeouts.append(req)
             self.expired.append(req.deal_id)
-            return DealStatus(req.deal_id, req.outcome)
+            return DealStatus(req.deal_id, self.timeout_stage or req.outcome)
 
         @activity.defn(name=Act.NOTE_DEAL)
         async def note_deal(req: DealNote) -> None:
@@ -170,23 +186,23 @@ class Recorder:
             )
 
         @activity.defn(name=Act.OPEN_OBJECTIONS)
-        async def open_objections(deal_id: str) -> OpenObjections:
-            self.objection_checks.append(deal_id)
-            return self.open_objections or OpenObjections(deal_id, "objections", False, [])
+        async def open_objections(ref: DealRef) -> OpenObjections:
+            self.objection_checks.append(ref.deal_id)
+            return self.open_objections or OpenObjections(ref.deal_id, "objections", False, [])
 
         @activity.defn(name=Act.GET_REP_MANAGER)
-        async def get_rep_manager(rep_id: str) -> RepManager:
+        async def get_rep_manager(ref: RepRef) -> RepManager:
             if self.manager_id is None:
-                return RepManager(rep_id)
-            return RepManager(rep_id, self.manager_id, "Mia Manager", "mia@example.org")
+                return RepManager(ref.rep_id)
+            return RepManager(ref.rep_id, self.manager_id, "Mia Manager", "mia@example.org")
 
         @activity.defn(name=Act.GET_CONTACT)
-        async def get_contact(prospect_id: str) -> Contact:
-            return Contact(prospect_id, "Referrer", email="referrer@example.com")
+        async def get_contact(ref: ProspectRef) -> Contact:
+            return Contact(ref.prospect_id, "Referrer", email="referrer@example.com")
 
         @activity.defn(name=Act.REFERRAL_ASK_STATUS)
-        async def referral_ask_status(ask_id: str) -> ReferralAskStatus:
-            return ReferralAskStatus(ask_id, 0)
+        async def referral_ask_status(ref: ReferralAskRef) -> ReferralAskStatus:
+            return ReferralAskStatus(ref.ask_id, 0)
 
         @activity.defn(name=Act.RECORD_REFERRER_THANKS)
         async def record_referrer_thanks(thanks: ReferrerThanks) -> None:
@@ -210,7 +226,13 @@ class Recorder:
 
         return {
             "prospecting": [record_stage, create_referred_prospect, get_rep_manager, get_contact],
-            "outreach": [send_touch, create_rep_task, close_rep_tasks, get_cadence],
+            "outreach": [
+                send_touch,
+                create_rep_task,
+                close_rep_tasks,
+                get_cadence,
+                pause_colleagues,
+            ],
             "deals": [
                 open_deal,
                 expire_qualification,
@@ -256,12 +278,32 @@ class Harness:
         for w in self.workers:
             await w.__aexit__(None, None, None)
 
-    async def start(self, **overrides: Any) -> WorkflowHandle[Any, Any]:
+    def intake_input(self) -> ReferralIntakeInput:
+        """Ada Lovelace (a client, rep r1) refers Grace Hopper."""
+        return ReferralIntakeInput(
+            referral_id="ref1",
+            person=ReferredPerson("Grace", "Hopper", "grace@example.com"),
+            referrer_prospect_id="p-client",
+            referrer_name="Ada Lovelace",
+            rep_id="r1",
+            cadence_id="c1",
+            queues=self.queues,
+        )
+
+    async def start(
+        self, *, start_signal: tuple[str, object] | None = None, **overrides: Any
+    ) -> WorkflowHandle[Any, Any]:
+        """A journey for Ada Lovelace (rep r1); `start_signal`: (name, argument) sent with the
+        start, as signal-with-start does."""
         pid = uuid.uuid4().hex
         contact = Contact(pid, "Ada", "Lovelace", "ada@example.com", "+14155550100", rep_id="r1")
+        contact = dataclasses.replace(contact, **overrides.pop("contact", {}))
         inp = JourneyInput(contact, overrides.pop("cadence", cadence()), self.queues, **overrides)
+        signal: dict[str, Any] = {}
+        if start_signal is not None:
+            signal = {"start_signal": start_signal[0], "start_signal_args": [start_signal[1]]}
         return await self.env.client.start_workflow(
-            ProspectJourney.run, inp, id=journey_id(pid), task_queue=self.queues.journeys
+            ProspectJourney.run, inp, id=journey_id(pid), task_queue=self.queues.journeys, **signal
         )
 
 
@@ -300,6 +342,22 @@ async def test_a_new_rep_signs_the_messages_from_then_on(
         reps = [(t.touch_key, t.contact.rep_id, t.contact.rep_name) for t in h.rec.touches]
         assert reps[0] == ("step-0", "r1", "")
         assert reps[1:] == [("step-1", "r2", "Nia New"), ("step-2", "r2", "Nia New")]
+
+
+async def test_a_signal_sent_with_the_start_is_taken_before_the_run_begins(
+    temporal_skipping: WorkflowEnvironment, queue_prefix: str
+) -> None:
+    # signal-with-start delivers the signal (and a query may come) before the run method starts:
+    # the journey's state must exist by then
+    async with Harness(temporal_skipping, queue_prefix) as h:
+        v2 = cadence(
+            version=2, steps=[CadenceStep("email", 0, "Hi", "v2 hello")], nurture_after_seconds=60
+        )
+        handle = await h.start(start_signal=(Sig.MIGRATE_CADENCE, v2))
+        state = await handle.query(Query.STATE)
+        assert state["cadence_version"] == 2
+        assert await handle.result() == "nurture"
+        assert [t.steps[0].subject for t in h.rec.touches] == ["v2 hello"]
 
 
 async def test_reply_stops_touches_and_opens_a_deal(
@@ -398,17 +456,11 @@ async def test_referral_intake_starts_a_journey_at_qualifying(queue_prefix: str)
         test_server_existing_path=binary("temporal-test-server")
     )
     async with temporal_skipping, Harness(temporal_skipping, queue_prefix) as h:
-        inp = ReferralIntakeInput(
-            referral_id="ref1",
-            person=ReferredPerson("Grace", "Hopper", "grace@example.com"),
-            referrer_prospect_id="p-client",
-            referrer_name="Ada Lovelace",
-            rep_id="r1",
-            cadence_id="c1",
-            queues=h.queues,
-        )
         pid = await temporal_skipping.client.execute_workflow(
-            ReferralIntake.run, inp, id=f"intake-{uuid.uuid4().hex}", task_queue=h.queues.journeys
+            ReferralIntake.run,
+            h.intake_input(),
+            id=f"intake-{uuid.uuid4().hex}",
+            task_queue=h.queues.journeys,
         )
         assert pid == "p-referred"
         assert h.rec.referred[0].rep_id == "r1"

@@ -1,0 +1,161 @@
+"""Stage 2, contacting: the cadence's touches until the prospect replies, the cadence is stopped
+or it runs out; a referred prospect gets a warm introduction instead."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from shared.contracts.journey import (
+        CadenceStep,
+        PauseColleagues,
+        PauseJourney,
+        Referrer,
+        ReplyReceived,
+        Stage,
+        TouchResult,
+    )
+    from shared.contracts.names import Act
+    from shared.contracts.plan import personalise, step_due, touch_groups
+
+from workflows.journey.state import State
+from workflows.journey.steps import Steps, call, send_in_window
+
+
+class Contacting:
+    def __init__(self, state: State, steps: Steps) -> None:
+        self.state = state
+        self.steps = steps
+
+    async def introduce(self, referrer: Referrer) -> None:
+        """A referred prospect skips the cadence: an introduction, then qualifying."""
+        cause = f"referred by {referrer.name}"
+        # in the background: an introduction waiting for its send window holds nothing up
+        intro = self.steps.system_touch(
+            "warm-intro", "warm_intro", {"referrer_name": referrer.name}
+        )
+        self.steps.in_background(intro)
+        await self.steps.enter(Stage.QUALIFYING, cause)
+
+    async def until_reply(self) -> str | None:
+        """None when the prospect replied (the journey is in qualifying); else the outcome."""
+        state, steps = self.state, self.steps
+        reply = await self._make_contact()
+        if state.stop is not None:
+            await steps.enter(Stage.NURTURE, f"cadence stopped: {state.stop.reason}")
+            return Stage.NURTURE
+        if reply is None:
+            await steps.enter(Stage.NURTURE, "no response after the last cadence step")
+            return Stage.NURTURE
+        contact = state.inp.contact
+        if state.cadence.pause_company_on_reply and contact.company:
+            await call(
+                Act.PAUSE_COLLEAGUES,
+                PauseColleagues(
+                    contact.prospect_id,
+                    state.cadence.cadence_id,
+                    contact.company,
+                    f"{state.prospect_name()} at {contact.company} replied",
+                ),
+                state.inp.queues.outreach,
+            )
+        await steps.enter(Stage.QUALIFYING, f"replied by {reply.channel}")
+        return None
+
+    async def _make_contact(self) -> ReplyReceived | None:
+        state = self.state
+        started = workflow.now()
+        entered = asyncio.ensure_future(
+            self.steps.enter(
+                Stage.CONTACTING,
+                f"enrolled in cadence {state.cadence.name} v{state.cadence.version}",
+            )
+        )
+        index = 0
+        while not state.interrupted():
+            groups = touch_groups(state.cadence.steps)  # a migration may have replaced them
+            state.next_step = index
+            if index >= len(groups):
+                last_due = self._due(started, groups[-1][0]) if groups else started
+                await self._reply_before(
+                    last_due + timedelta(seconds=state.cadence.nurture_after_seconds),
+                    wake_on_migration=True,
+                )
+                if self._migrated():
+                    continue  # a new version may have more steps
+                break
+            steps = groups[index]
+            if await self._reply_before(self._due(started, steps[0]), wake_on_migration=True):
+                break
+            if self._migrated():
+                continue  # the new version's step at this index is what goes out
+            steps = personalise(state.inp.contact.prospect_id, index, steps)
+            await self._send_cadence_touch(index, steps)
+            index += 1
+        await entered
+        return state.reply
+
+    def _due(self, started: datetime, step: CadenceStep) -> datetime:
+        cadence, contact = self.state.cadence, self.state.inp.contact
+        return step_due(started, step, contact.timezone, cadence.send_window.holidays)
+
+    def _migrated(self) -> bool:
+        """Switch to the newer cadence version a signal brought, if any."""
+        state = self.state
+        if state.migration is None:
+            return False
+        state.cadence, state.migration = state.migration, None
+        return True
+
+    async def _send_cadence_touch(self, index: int, steps: list[CadenceStep]) -> None:
+        async def send() -> TouchResult:
+            return await self.steps.touch(f"step-{index}", "cadence", {}, steps=steps)
+
+        async def until_window(when: datetime) -> bool:
+            # a reply (or a stop) while waiting for the window: no repeat
+            return not await self._reply_before(when)
+
+        await send_in_window(send, until_window)
+
+    async def _reply_before(self, when: datetime, wake_on_migration: bool = False) -> bool:
+        """Sleep until `when` unless a reply (or a stop) comes first; True when it did.
+        While the journey is paused, a touch that falls due waits for the resume."""
+        state = self.state
+        delay = (when - workflow.now()).total_seconds()
+        if state.interrupted():
+            return True
+
+        def woken() -> bool:
+            return state.interrupted() or (wake_on_migration and state.migration is not None)
+
+        if delay > 0:
+            try:
+                await workflow.wait_condition(woken, timeout=delay)
+            except TimeoutError:
+                pass
+            else:
+                if not state.interrupted():
+                    return False  # a new cadence version arrived: the caller re-plans
+                return True
+        while state.pause is not None and not state.interrupted():
+            await self._wait_for_resume(state.pause)
+        return state.interrupted()
+
+    async def _wait_for_resume(self, pause: PauseJourney) -> None:
+        state = self.state
+
+        def resumed() -> bool:
+            return state.pause is not pause or state.interrupted()
+
+        if pause.until is None:
+            await workflow.wait_condition(resumed)
+            return
+        remaining = (datetime.fromisoformat(pause.until) - workflow.now()).total_seconds()
+        try:
+            await workflow.wait_condition(resumed, timeout=max(remaining, 0.001))
+        except TimeoutError:
+            if state.pause is pause:
+                state.pause = None  # the stated return date has come

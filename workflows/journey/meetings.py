@@ -1,0 +1,190 @@
+"""Meetings while presenting: the rep's preparation task with a brief, the prospect's reminders,
+and what a reschedule, a cancellation, a held or a missed meeting changes."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from shared.contracts.journey import (
+        CloseRepTasks,
+        MeetingBrief,
+        MeetingBriefRequest,
+        MeetingChanged,
+        MeetingScheduled,
+    )
+    from shared.contracts.names import Act
+
+from workflows.journey import versions
+from workflows.journey.referrals import Referrals
+from workflows.journey.state import MeetingEvent, State
+from workflows.journey.steps import Steps, call, journey_id, sleep_until
+from workflows.journey.versions import Patch
+
+MEETING_PREP_LEAD = timedelta(hours=2)
+
+
+class Meetings:
+    def __init__(self, state: State, steps: Steps, referrals: Referrals) -> None:
+        self.state = state
+        self.steps = steps
+        self.referrals = referrals
+
+    async def scheduled(self, meeting: MeetingScheduled) -> None:
+        if not versions.patched(Patch.MEETING_LIFECYCLE):
+            await self._scheduled_before_lifecycle(meeting)
+            return
+        change = MeetingChanged(
+            meeting.meeting_id, meeting.deal_id, meeting.starts_at, meeting.title, meeting.revision
+        )
+        await self._plan(change)
+        self.steps.in_background(self.referrals.thank_referrer("meeting"))
+
+    async def changed(self, event: MeetingEvent) -> None:
+        state = self.state
+        if not versions.patched(Patch.MEETING_LIFECYCLE):
+            return  # a history from before these signals were handled: they were dropped
+        change = event.change
+        known = state.meeting_revisions.get(change.meeting_id)
+        if change.meeting_id in state.meetings_over:
+            return  # a repeated signal (a client retry) or a late one
+        if event.kind == "rescheduled":
+            if known is not None and change.revision <= known:
+                return
+            await self._plan(change)
+            return
+        state.meetings_over.add(change.meeting_id)
+        self._stop_reminders(change.meeting_id)
+        if versions.patched(Patch.MEETING_TASK_CLEANUP):
+            await self._close_prepare_tasks(
+                change.meeting_id, f"the meeting was {event.kind.replace('_', '-')}"
+            )
+        if event.kind == "no_show":
+            await self._no_show(change)
+
+    def stop_all_reminders(self) -> None:
+        """A decided deal needs no more reminders (none on journeys that predate
+        Patch.MEETING_LIFECYCLE, so their command sequence is unchanged)."""
+        for meeting_id in list(self.state.meeting_reminders):
+            self._stop_reminders(meeting_id)
+
+    async def _plan(self, meeting: MeetingChanged) -> None:
+        """The rep's preparation task with the brief, and the prospect's reminders."""
+        state, steps, inp = self.state, self.steps, self.state.inp
+        starts = datetime.fromisoformat(meeting.starts_at)
+        state.meeting_revisions[meeting.meeting_id] = meeting.revision
+        try:
+            brief = await call(
+                Act.MEETING_BRIEF,
+                MeetingBriefRequest(meeting.deal_id, meeting.meeting_id, inp.contact),
+                inp.queues.deals,
+                MeetingBrief,
+            )
+        except ActivityError:
+            brief = MeetingBrief("(the brief could not be built: see the deal)")
+        moved = f":r{meeting.revision}" if meeting.revision else ""
+        prepare_key = f"prepare_meeting:{meeting.meeting_id}{moved}"
+        await steps.task(
+            prepare_key,
+            f"Prepare the meeting with {state.prospect_name()}",
+            f"Meeting '{meeting.title}' at {meeting.starts_at} (deal {meeting.deal_id}). Frame "
+            f"the pitch around the problem they described when qualifying.\n\n{brief.body}",
+            due=starts - MEETING_PREP_LEAD,
+            context={
+                **brief.context,
+                "deal_id": meeting.deal_id,
+                "meeting_id": meeting.meeting_id,
+                "meeting_starts_at": meeting.starts_at,
+            },
+        )
+        if meeting.revision and versions.patched(Patch.MEETING_TASK_CLEANUP):
+            await self._close_prepare_tasks(
+                meeting.meeting_id, f"the meeting moved to {meeting.starts_at}", keep=prepare_key
+            )
+        self._stop_reminders(meeting.meeting_id)
+        reminders = steps.in_background(self._send_reminders(meeting, starts))
+        state.meeting_reminders[meeting.meeting_id] = reminders
+
+    async def _send_reminders(self, meeting: MeetingChanged, starts: datetime) -> None:
+        """One reminder per configured offset, email + SMS (consent, send window and caps are
+        outreach's). A reminder whose successor (or the meeting) is already due is skipped, so a
+        meeting booked for the next hour gets one reminder, not all of them at once. Keys carry
+        the revision: after a reschedule the ledger does not take the new ones for repeats."""
+        offsets = self.state.cadence.meeting_reminder_offsets()
+        variables = {"meeting_starts_at": meeting.starts_at, "meeting_title": meeting.title}
+        for i, offset in enumerate(offsets):
+            remind_at = starts - timedelta(seconds=offset)
+            if i + 1 < len(offsets):
+                superseded_at = starts - timedelta(seconds=offsets[i + 1])
+            else:
+                superseded_at = starts
+            if workflow.now() >= superseded_at:
+                continue
+            await sleep_until(remind_at)
+            await self.steps.system_touch(
+                f"meeting-{meeting.meeting_id}-r{meeting.revision}-{offset}",
+                "meeting_reminder",
+                variables,
+                not_after=superseded_at,
+            )
+
+    async def _no_show(self, change: MeetingChanged) -> None:
+        name = self.state.prospect_name()
+        await self.steps.task(
+            f"no_show:{change.meeting_id}",
+            f"Follow up: {name} missed the meeting",
+            f"{name} did not come to '{change.title}' at {change.starts_at} (deal "
+            f"{change.deal_id}). A message offering a new time went out to them; call to "
+            "re-book.",
+            context={"deal_id": change.deal_id, "meeting_id": change.meeting_id},
+        )
+        # in the background: a message waiting for its send window holds nothing up
+        rebook = self.steps.system_touch(
+            f"rebook-{change.meeting_id}-r{change.revision}",
+            "meeting_rebook",
+            {"meeting_starts_at": change.starts_at, "meeting_title": change.title},
+        )
+        self.steps.in_background(rebook)
+
+    async def _close_prepare_tasks(
+        self, meeting_id: str, reason: str, keep: str | None = None
+    ) -> None:
+        wid = journey_id()
+        await call(
+            Act.CLOSE_REP_TASKS,
+            CloseRepTasks(
+                f"{wid}:prepare_meeting:{meeting_id}", reason, f"{wid}:{keep}" if keep else None
+            ),
+            self.state.inp.queues.outreach,
+        )
+
+    def _stop_reminders(self, meeting_id: str) -> None:
+        task = self.state.meeting_reminders.pop(meeting_id, None)
+        if task is not None and not task.done():
+            task.cancel()
+
+    # --- journeys from before Patch.MEETING_LIFECYCLE: goes with that patch -----------------------
+
+    async def _scheduled_before_lifecycle(self, meeting: MeetingScheduled) -> None:
+        starts = datetime.fromisoformat(meeting.starts_at)
+        await self.steps.task(
+            f"prepare_meeting:{meeting.meeting_id}",
+            f"Prepare the meeting with {self.state.prospect_name()}",
+            f"Meeting '{meeting.title}' at {meeting.starts_at}. Frame the pitch around the "
+            f"problem they described when qualifying (deal {meeting.deal_id}).",
+            due=starts - MEETING_PREP_LEAD,
+        )
+        self.steps.in_background(self.referrals.thank_referrer("meeting"))
+        self.steps.in_background(self._single_reminder(meeting, starts))
+
+    async def _single_reminder(self, meeting: MeetingScheduled, starts: datetime) -> None:
+        await sleep_until(starts - timedelta(seconds=self.state.cadence.meeting_reminder_seconds))
+        await self.steps.system_touch(
+            f"meeting-{meeting.meeting_id}",
+            "meeting_reminder",
+            {"meeting_starts_at": meeting.starts_at, "meeting_title": meeting.title},
+            not_after=starts,
+        )

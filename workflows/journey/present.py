@@ -1,0 +1,120 @@
+"""Stages 4 and 5, presenting and objections: the deal's events in the order they came (meetings,
+objections, the decision deadline) until the deal is closed."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from shared.contracts.journey import (
+        DealClosed,
+        DealRef,
+        DecisionDeadline,
+        MeetingScheduled,
+        ObjectionLogged,
+        OpenObjections,
+        Stage,
+    )
+    from shared.contracts.names import Act
+
+from workflows.journey import versions
+from workflows.journey.meetings import Meetings
+from workflows.journey.state import MeetingEvent, State
+from workflows.journey.steps import Steps, call, sleep_until
+from workflows.journey.versions import Patch
+
+
+class Presenting:
+    def __init__(self, state: State, steps: Steps, meetings: Meetings) -> None:
+        self.state = state
+        self.steps = steps
+        self.meetings = meetings
+        self.deadline = DecisionDeadlineWatch(state, steps)
+
+    async def until_closed(self) -> DealClosed:
+        state = self.state
+        while True:
+            await workflow.wait_condition(lambda: bool(state.deal_events))
+            event = state.deal_events.pop(0)
+            if isinstance(event, DealClosed):
+                return event
+            if isinstance(event, MeetingScheduled):
+                await self.meetings.scheduled(event)
+            elif isinstance(event, MeetingEvent):
+                await self.meetings.changed(event)
+            elif isinstance(event, DecisionDeadline):
+                self.deadline.set(event)
+            else:
+                await self._objection(event)
+
+    async def _objection(self, objection: ObjectionLogged) -> None:
+        if self.state.stage == Stage.PRESENTING:
+            await self.steps.enter(Stage.OBJECTIONS, f"objection: {objection.category}")
+        answers = "\n".join(f"- {a}" for a in objection.answers) or "- (no prepared answer yet)"
+        await self.steps.task(
+            f"objection:{objection.objection_id}",
+            f"Answer {self.state.prospect_name()}'s {objection.category} objection",
+            f'They said: "{objection.text}"\nPrepared answers:\n{answers}',
+            context={"category": objection.category, "deal_id": objection.deal_id},
+        )
+
+
+class DecisionDeadlineWatch:
+    """When the deal's decision deadline passes undecided: a last-chance task for the rep."""
+
+    def __init__(self, state: State, steps: Steps) -> None:
+        self.state = state
+        self.steps = steps
+
+    def set(self, deadline: DecisionDeadline) -> None:
+        """Set, moved (the timer starts again) or cleared (None)."""
+        state = self.state
+        if not versions.patched(Patch.MEETING_LIFECYCLE):
+            return  # a history from before this signal was handled: it was dropped
+        if deadline.deadline == state.deadline:
+            return  # the same deadline again: the timer keeps running
+        state.deadline = deadline.deadline
+        self.stop()
+        state.deadline_watch = None
+        if deadline.deadline is not None:
+            state.deadline_watch = self.steps.in_background(self._last_chance(deadline))
+
+    def stop(self) -> None:
+        watch = self.state.deadline_watch
+        if watch is not None and not watch.done():
+            watch.cancel()
+
+    async def _last_chance(self, deadline: DecisionDeadline) -> None:
+        assert deadline.deadline is not None
+        due = datetime.fromisoformat(deadline.deadline)
+        await sleep_until(due)
+        try:
+            found = await call(
+                Act.OPEN_OBJECTIONS,
+                DealRef(deadline.deal_id),
+                self.state.inp.queues.deals,
+                OpenObjections,
+            )
+        except ActivityError:
+            return  # the deal is gone (erased): nothing to decide
+        if found.decided:
+            return
+        lines = [
+            f'- {o.category}: "{o.text}"'
+            + (f" -> try: {o.best_response}" if o.best_response else "")
+            for o in found.objections
+        ] or ["- none: ask for the decision"]
+        await self.steps.task(
+            f"last_chance:{deadline.deal_id}:{due.strftime('%Y%m%dT%H%M%S')}",
+            f"Last chance: {self.state.prospect_name()} has not decided",
+            f"The decision deadline {deadline.deadline} passed without a decision on deal "
+            f"{deadline.deal_id} ({found.stage}). Open objections:\n" + "\n".join(lines),
+            context={
+                "deal_id": deadline.deal_id,
+                "deadline": deadline.deadline,
+                "open_objections": str(len(found.objections)),
+            },
+        )

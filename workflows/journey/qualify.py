@@ -1,0 +1,227 @@
+"""Stage 3, qualifying: a deal, a task for the rep, a reminder, the manager when nobody answers,
+and the cadence's outcome when the verdict never comes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from shared.contracts.journey import (
+        CloseRepTasks,
+        DealNote,
+        DealRef,
+        DealStatus,
+        OpenDealRequest,
+        QualificationRecorded,
+        QualificationTimeout,
+        RepManager,
+        RepRef,
+        Stage,
+    )
+    from shared.contracts.names import Act
+
+from workflows.journey import versions
+from workflows.journey.state import State
+from workflows.journey.steps import Steps, call, journey_id
+from workflows.journey.versions import Patch
+
+TIMEOUT_OUTCOMES = (Stage.DISQUALIFIED, Stage.NURTURE)
+
+
+@dataclass
+class TimedOut:
+    """Nobody qualified the deal in time: where the journey goes, and why."""
+
+    outcome: str
+    cause: str
+
+
+class TimeoutRules(Protocol):
+    """What happens when the rep has not qualified the deal in time."""
+
+    async def at_reminder(self, deal_id: str, waited: int) -> None: ...
+
+    async def at_timeout(self, deal_id: str) -> TimedOut | None: ...
+
+
+class Qualifying:
+    def __init__(self, state: State, steps: Steps) -> None:
+        self.state = state
+        self.steps = steps
+
+    async def until_verdict(self) -> QualificationRecorded | TimedOut:
+        verdict = await self._verdict_or_timeout()
+        if isinstance(verdict, QualificationRecorded) and versions.patched(
+            Patch.QUALIFY_TASK_CLEANUP
+        ):
+            # "qualify" and "qualification_reminder": done once a verdict is recorded
+            await call(
+                Act.CLOSE_REP_TASKS,
+                CloseRepTasks(f"{journey_id()}:qualif", "the qualification was recorded"),
+                self.state.inp.queues.outreach,
+            )
+        return verdict
+
+    async def _verdict_or_timeout(self) -> QualificationRecorded | TimedOut:
+        state, steps, cadence = self.state, self.steps, self.state.cadence
+        deal_id = await self._open_deal()
+        reminder_after = min(
+            cadence.qualification_reminder_seconds, cadence.qualification_timeout_seconds
+        )
+        verdict = await self._verdict_within(reminder_after)
+        if verdict is not None:
+            return verdict
+        await steps.task(
+            "qualification_reminder",
+            f"Reminder: qualify {state.prospect_name()} before the deadline",
+            f"Deal {deal_id} is still waiting for its qualification.",
+        )
+        rules: TimeoutRules = (
+            self
+            if versions.patched(Patch.QUALIFICATION_ESCALATION)
+            else _BeforeEscalation(self.state)
+        )
+        await rules.at_reminder(deal_id, reminder_after)
+        verdict = await self._verdict_within(cadence.qualification_timeout_seconds - reminder_after)
+        if verdict is not None:
+            return verdict
+        timed_out = await rules.at_timeout(deal_id)
+        if timed_out is not None:
+            return timed_out
+        # The deals API recorded a verdict just before the deadline: its signal is on the way.
+        await workflow.wait_condition(lambda: state.qualification is not None)
+        assert state.qualification is not None
+        return state.qualification
+
+    async def _open_deal(self) -> str:
+        state, inp = self.state, self.state.inp
+        status = await call(
+            Act.OPEN_DEAL,
+            OpenDealRequest(
+                inp.contact.prospect_id,
+                journey_id(),
+                inp.contact.rep_id,
+                inp.contact.source,
+                f"entered qualifying ({state.stage})",
+            ),
+            inp.queues.deals,
+            DealStatus,
+        )
+        state.deal_id = status.deal_id
+        why = (
+            f"{inp.referrer.name} referred them"
+            if inp.referrer
+            else f"they replied by {state.reply.channel}: {state.reply.excerpt}"
+            if state.reply
+            else "they entered qualifying"
+        )
+        await self.steps.task(
+            "qualify",
+            f"Qualify {state.prospect_name()}",
+            f"Why now: {why}. Ask about budget, authority, need and timeline, then record the "
+            f"answers on deal {status.deal_id}.",
+        )
+        return status.deal_id
+
+    async def _verdict_within(self, seconds: float) -> QualificationRecorded | None:
+        state = self.state
+        if state.qualification is None and seconds > 0:
+            try:
+                await workflow.wait_condition(
+                    lambda: state.qualification is not None, timeout=seconds
+                )
+            except TimeoutError:
+                pass
+        return state.qualification
+
+    async def at_timeout(self, deal_id: str) -> TimedOut | None:
+        """The cadence's timeout outcome for the deal; None when a verdict came first."""
+        cadence = self.state.cadence
+        outcome = cadence.qualification_timeout_outcome
+        if outcome not in TIMEOUT_OUTCOMES:
+            outcome = Stage.DISQUALIFIED
+        cause = f"qualification timeout: no verdict after {cadence.qualification_timeout_seconds} s"
+        expired = await call(
+            Act.TIME_OUT_QUALIFICATION,
+            QualificationTimeout(deal_id, outcome, cause),
+            self.state.inp.queues.deals,
+            DealStatus,
+        )
+        if expired.stage == outcome and self.state.qualification is None:
+            return TimedOut(outcome, cause)
+        return None
+
+    async def at_reminder(self, deal_id: str, waited: int) -> None:
+        """At the reminder point: note the reminder in the deal's history and tell the rep's
+        manager (when one is set) with who, why and which deal."""
+        state, inp = self.state, self.state.inp
+        journey = journey_id()
+        await self._note(
+            f"{journey}:qualification-reminder",
+            deal_id,
+            f"qualification reminder sent to the rep: no verdict after {waited} s",
+        )
+        if inp.contact.rep_id is None:
+            return
+        try:
+            manager = await call(
+                Act.GET_REP_MANAGER,
+                RepRef(inp.contact.rep_id),
+                inp.queues.prospecting,
+                RepManager,
+            )
+        except ActivityError:
+            return  # the rep is gone: nobody to escalate to, the timeout still applies
+        if manager.manager_id is None:
+            return
+        name = state.prospect_name()
+        rep = inp.contact.rep_name or inp.contact.rep_id
+        cadence = state.cadence
+        await self.steps.task(
+            "escalation",
+            f"Escalation: {name} is still not qualified",
+            f"{rep} has not qualified {name}"
+            + (f" ({inp.contact.company})" if inp.contact.company else "")
+            + f" on deal {deal_id}: no verdict after {waited} s. Without one within "
+            f"{cadence.qualification_timeout_seconds} s of qualifying starting, the deal goes to "
+            f"{cadence.qualification_timeout_outcome}.",
+            rep_id=manager.manager_id,
+            context={"deal_id": deal_id, "rep_id": inp.contact.rep_id, "rep_name": rep},
+        )
+        await self._note(
+            f"{journey}:qualification-escalation",
+            deal_id,
+            f"escalated to manager {manager.manager_name or manager.manager_id}: "
+            f"no verdict after {waited} s",
+        )
+
+    async def _note(self, key: str, deal_id: str, cause: str) -> None:
+        note = DealNote(key, deal_id, cause, workflow.now().isoformat())
+        try:
+            await call(Act.NOTE_DEAL, note, self.state.inp.queues.deals)
+        except ActivityError as err:
+            # the history line is informative: a deal erased meanwhile must not end the journey
+            workflow.logger.warning("could not note %r on deal %s: %s", cause, deal_id, err)
+
+
+class _BeforeEscalation:
+    """The rules of journeys from before Patch.QUALIFICATION_ESCALATION: no escalation, and the
+    deal always expires to disqualified. Goes with that patch."""
+
+    def __init__(self, state: State) -> None:
+        self.state = state
+
+    async def at_reminder(self, deal_id: str, waited: int) -> None:
+        return None
+
+    async def at_timeout(self, deal_id: str) -> TimedOut | None:
+        expired = await call(
+            Act.EXPIRE_QUALIFICATION, DealRef(deal_id), self.state.inp.queues.deals, DealStatus
+        )
+        if expired.stage == Stage.DISQUALIFIED and self.state.qualification is None:
+            return TimedOut(Stage.DISQUALIFIED, "not qualified: qualification timeout")
+        return None

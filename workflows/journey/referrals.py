@@ -1,0 +1,112 @@
+"""Stage 7, referrals: the client is asked for referrals (and reminded) after the win; a referred
+prospect's referrer is thanked for the first meeting and for the win."""
+
+from __future__ import annotations
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from shared.contracts.journey import (
+        Contact,
+        ProspectRef,
+        ReferralAsk,
+        ReferralAskRef,
+        ReferralAskRequest,
+        ReferralAskStatus,
+        ReferrerThanks,
+        Stage,
+        TouchResult,
+    )
+    from shared.contracts.names import Act
+
+from workflows.journey import versions
+from workflows.journey.state import State
+from workflows.journey.steps import Steps, call, journey_id, send_in_window, wait_for_window
+from workflows.journey.versions import Patch
+
+
+class Referrals:
+    def __init__(self, state: State, steps: Steps) -> None:
+        self.state = state
+        self.steps = steps
+
+    async def ask(self) -> None:
+        state, steps, inp = self.state, self.steps, self.state.inp
+        await steps.task(
+            "thank_client",
+            f"Thank {state.prospect_name()} and mention referrals",
+            "They just became a client. The automatic referral request goes out after "
+            f"{state.cadence.referral_delay_seconds} seconds.",
+        )
+        await workflow.sleep(state.cadence.referral_delay_seconds)
+        ask = await call(
+            Act.CREATE_REFERRAL_ASK,
+            ReferralAskRequest(
+                inp.contact.prospect_id,
+                journey_id(),
+                state.prospect_name(),
+                inp.contact.rep_id,
+                state.cadence.cadence_id,
+            ),
+            inp.queues.referrals,
+            ReferralAsk,
+        )
+        await steps.system_touch("referral-ask", "referral_ask", {"referral_link": ask.link})
+        await steps.enter(Stage.REFERRALS, "referral request sent")
+        if versions.patched(Patch.REFERRAL_REMINDERS):
+            await self._remind(ask)
+        # a thanks to this client's own referrer that waits for their send window must not be
+        # cut off by the end of the journey (no command: replays are unaffected)
+        await workflow.wait_condition(lambda: all(state.referrer_thanks.values()))
+
+    async def _remind(self, ask: ReferralAsk) -> None:
+        """Up to `referral_reminders` reminders (email + SMS, the same personal link), each
+        `referral_reminder_interval_seconds` after the previous message, until the client has
+        referred someone (through the form or the API: the referrals service knows)."""
+        cadence = self.state.cadence
+        for number in range(1, cadence.referral_reminders + 1):
+            await workflow.sleep(cadence.referral_reminder_interval_seconds)
+            status = await call(
+                Act.REFERRAL_ASK_STATUS,
+                ReferralAskRef(ask.ask_id),
+                self.state.inp.queues.referrals,
+                ReferralAskStatus,
+            )
+            if status.referrals > 0:
+                return
+            await self.steps.system_touch(
+                f"referral-reminder-{number}", "referral_reminder", {"referral_link": ask.link}
+            )
+
+    async def thank_referrer(self, event: str) -> None:
+        """Thank the client who referred this prospect, once per event ("meeting": the first
+        meeting booked, "won"), by email and SMS (send_touch honours their consent), and note
+        it on the referral. A journey without a referrer does nothing. Runs in the background:
+        waiting for the referrer's send window holds nothing up."""
+        state = self.state
+        referrer = state.inp.referrer
+        if referrer is None or event in state.referrer_thanks:
+            return
+        if not versions.patched(Patch.REFERRER_THANKS):
+            return
+        state.referrer_thanks[event] = False
+        queues = state.inp.queues
+        try:
+            contact = await call(
+                Act.GET_CONTACT, ProspectRef(referrer.prospect_id), queues.prospecting, Contact
+            )
+
+            async def send() -> TouchResult:
+                return await self.steps.touch(
+                    f"referrer-thanks-{event}", f"referrer_thanks_{event}", {}, contact=contact
+                )
+
+            await send_in_window(send, wait_for_window)
+            thanks = ReferrerThanks(referrer.referral_id, event, workflow.now().isoformat())
+            await call(Act.RECORD_REFERRER_THANKS, thanks, queues.referrals)
+        except ActivityError as err:
+            # e.g. the referrer was erased: the thanks is a courtesy, the journey goes on
+            workflow.logger.warning("could not thank referrer %s: %s", referrer.prospect_id, err)
+        finally:
+            state.referrer_thanks[event] = True

@@ -1,0 +1,105 @@
+"""What the outside world tells a journey (signals) and asks it (the state query).
+
+Handlers only record facts in the state and issue no command, so a signal that arrives at any
+point (even before the run starts) is safe; the stages act on the facts.
+"""
+
+from __future__ import annotations
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from shared.contracts.journey import (
+        CadenceSnapshot,
+        DealClosed,
+        DecisionDeadline,
+        JourneyState,
+        MeetingChanged,
+        MeetingScheduled,
+        ObjectionLogged,
+        PauseJourney,
+        QualificationRecorded,
+        RepAssigned,
+        ReplyReceived,
+        StopCadence,
+    )
+    from shared.contracts.names import Query, Sig
+
+from workflows.journey.state import MeetingEvent, State
+
+
+class JourneyInbox:
+    """The journey workflow's signal and query handlers (ProspectJourney inherits them)."""
+
+    state: State
+
+    @workflow.signal(name=Sig.REPLY_RECEIVED)
+    def reply_received(self, reply: ReplyReceived) -> None:
+        if self.state.reply is None:
+            self.state.reply = reply
+
+    @workflow.signal(name=Sig.QUALIFICATION_RECORDED)
+    def qualification_recorded(self, verdict: QualificationRecorded) -> None:
+        self.state.qualification = verdict
+
+    @workflow.signal(name=Sig.MEETING_SCHEDULED)
+    def meeting_scheduled(self, meeting: MeetingScheduled) -> None:
+        self.state.deal_events.append(meeting)
+
+    @workflow.signal(name=Sig.MEETING_RESCHEDULED)
+    def meeting_rescheduled(self, change: MeetingChanged) -> None:
+        self.state.deal_events.append(MeetingEvent("rescheduled", change))
+
+    @workflow.signal(name=Sig.MEETING_CANCELLED)
+    def meeting_cancelled(self, change: MeetingChanged) -> None:
+        self.state.deal_events.append(MeetingEvent("cancelled", change))
+
+    @workflow.signal(name=Sig.MEETING_HELD)
+    def meeting_held(self, change: MeetingChanged) -> None:
+        self.state.deal_events.append(MeetingEvent("held", change))
+
+    @workflow.signal(name=Sig.MEETING_NO_SHOW)
+    def meeting_no_show(self, change: MeetingChanged) -> None:
+        self.state.deal_events.append(MeetingEvent("no_show", change))
+
+    @workflow.signal(name=Sig.DECISION_DEADLINE)
+    def decision_deadline(self, deadline: DecisionDeadline) -> None:
+        self.state.deal_events.append(deadline)
+
+    @workflow.signal(name=Sig.OBJECTION_LOGGED)
+    def objection_logged(self, objection: ObjectionLogged) -> None:
+        self.state.deal_events.append(objection)
+
+    @workflow.signal(name=Sig.DEAL_CLOSED)
+    def deal_closed(self, closed: DealClosed) -> None:
+        self.state.deal_events.append(closed)
+
+    @workflow.signal(name=Sig.PAUSE)
+    def pause(self, pause: PauseJourney) -> None:
+        self.state.pause = pause
+
+    @workflow.signal(name=Sig.RESUME)
+    def resume(self) -> None:
+        self.state.pause = None
+
+    @workflow.signal(name=Sig.STOP_CADENCE)
+    def stop_cadence(self, stop: StopCadence) -> None:
+        if self.state.stop is None:
+            self.state.stop = stop
+
+    @workflow.signal(name=Sig.MIGRATE_CADENCE)
+    def migrate_cadence(self, cadence: CadenceSnapshot) -> None:
+        """Move to another version of the cadence: from the next touch on, its steps apply."""
+        running = self.state.cadence
+        if cadence.cadence_id == running.cadence_id and cadence.version > running.version:
+            self.state.migration = cadence
+
+    @workflow.signal(name=Sig.REP_ASSIGNED)
+    def rep_assigned(self, rep: RepAssigned) -> None:
+        # Only state changes: no command, so histories from before this signal replay as they
+        # were.
+        self.state.assign_rep(rep)
+
+    @workflow.query(name=Query.STATE)
+    def current_state(self) -> JourneyState:
+        return self.state.snapshot()

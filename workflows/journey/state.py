@@ -1,0 +1,108 @@
+"""The journey's memory: what the signals recorded and where the stages are, in one place.
+
+Signals only write facts here; the stages read them and act. Everything a replay rebuilds lives
+here, so a reader sees at once what a running journey remembers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Literal
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from shared.contracts.journey import (
+        CadenceSnapshot,
+        DealClosed,
+        DecisionDeadline,
+        JourneyInput,
+        JourneyState,
+        MeetingChanged,
+        MeetingScheduled,
+        ObjectionLogged,
+        PauseJourney,
+        QualificationRecorded,
+        RepAssigned,
+        ReplyReceived,
+        Stage,
+        StopCadence,
+    )
+
+MeetingChangeKind = Literal["rescheduled", "cancelled", "held", "no_show"]
+
+
+@dataclass
+class MeetingEvent:
+    """A meeting change as the journey sees it: the signal's name says what happened."""
+
+    kind: MeetingChangeKind
+    change: MeetingChanged
+
+
+DealEvent = MeetingScheduled | ObjectionLogged | DealClosed | MeetingEvent | DecisionDeadline
+
+
+@dataclass
+class State:
+    inp: JourneyInput
+    cadence: CadenceSnapshot  # the version running now: a migration replaces it
+    stage: str = Stage.PROSPECTING  # where prospecting puts every new prospect
+    changes: int = 0  # stage changes so far: each one's idempotency key
+    next_step: int = 0
+    deal_id: str | None = None
+    finished: bool = False
+    # recorded by signals
+    reply: ReplyReceived | None = None
+    qualification: QualificationRecorded | None = None
+    deal_events: list[DealEvent] = field(default_factory=list)  # presenting handles them in order
+    pause: PauseJourney | None = None
+    stop: StopCadence | None = None
+    migration: CadenceSnapshot | None = None  # a newer cadence version, applied at the next touch
+    # meetings and the decision deadline
+    meeting_revisions: dict[str, int] = field(default_factory=dict)
+    meeting_reminders: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    meetings_over: set[str] = field(default_factory=set)  # cancelled, held or missed
+    deadline: str | None = None
+    deadline_watch: asyncio.Task[None] | None = None
+    # referrals: event ("meeting", "won") -> the thanks is done
+    referrer_thanks: dict[str, bool] = field(default_factory=dict)
+    # work that holds nothing up (touches waiting for a window, timers); cancelled at the end
+    background: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @classmethod
+    def start(cls, inp: JourneyInput) -> State:
+        return cls(inp=inp, cadence=inp.cadence)
+
+    def interrupted(self) -> bool:
+        """A reply or a stop ends the cadence."""
+        return self.reply is not None or self.stop is not None
+
+    def prospect_name(self) -> str:
+        contact = self.inp.contact
+        return f"{contact.first_name} {contact.last_name}".strip()
+
+    def assign_rep(self, rep: RepAssigned) -> None:
+        """Messages from now on are signed by `rep` (state only: no command is issued)."""
+        self.inp.contact = dataclasses.replace(
+            self.inp.contact,
+            rep_id=rep.rep_id,
+            rep_name=rep.rep_name,
+            rep_email=rep.rep_email,
+            rep_phone=rep.rep_phone,
+        )
+
+    def snapshot(self) -> JourneyState:
+        return JourneyState(
+            stage=self.stage,
+            next_step=self.next_step,
+            deal_id=self.deal_id,
+            finished=self.finished,
+            cadence_version=(self.migration or self.cadence).version,
+            paused=self.pause is not None,
+            stopped=self.stop is not None,
+            timezone=self.inp.contact.timezone,
+            rep_id=self.inp.contact.rep_id,
+        )

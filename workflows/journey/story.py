@@ -1,0 +1,78 @@
+"""ProspectJourney: one durable workflow per prospect, from first touch to referrals.
+
+`_journey` is the README's seven stages; each stage's behaviour is in its own module (contact,
+qualify, present and meetings, close, referrals), what they share in steps.py, what the journey
+remembers in state.py, the signals it takes in signals.py, and every change to its command
+sequence in versions.py. The stage helpers are plain classes sharing this workflow's state, not
+child workflows: signals still go to `journey-<prospect id>`.
+"""
+
+from __future__ import annotations
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from shared.contracts.journey import JourneyInput, Stage
+
+from workflows.journey.close import Closing
+from workflows.journey.contact import Contacting
+from workflows.journey.meetings import Meetings
+from workflows.journey.present import Presenting
+from workflows.journey.qualify import Qualifying, TimedOut
+from workflows.journey.referrals import Referrals
+from workflows.journey.signals import JourneyInbox
+from workflows.journey.state import State
+from workflows.journey.steps import Steps
+
+
+@workflow.defn(name="ProspectJourney")
+class ProspectJourney(JourneyInbox):
+    @workflow.init
+    def __init__(self, inp: JourneyInput) -> None:
+        # the state exists before the run starts: a signal or query that comes first is safe
+        self.state = State.start(inp)
+        self.steps = steps = Steps(self.state)
+        self.contacting = Contacting(self.state, steps)
+        self.qualifying = Qualifying(self.state, steps)
+        self.referrals = Referrals(self.state, steps)
+        meetings = Meetings(self.state, steps, self.referrals)
+        self.presenting = Presenting(self.state, steps, meetings)
+        self.closing = Closing(steps, meetings, self.presenting.deadline, self.referrals)
+
+    @workflow.run
+    async def run(self, inp: JourneyInput) -> str:
+        try:
+            outcome = await self._journey()
+        finally:
+            for task in self.state.background:
+                task.cancel()
+        self.state.finished = True
+        return outcome
+
+    async def _journey(self) -> str:
+        inp, enter = self.state.inp, self.steps.enter
+        # 1. prospecting: the prospect was found and enrolled (where every journey starts)
+        # 2. contacting: the cadence until a reply; a referred prospect is introduced instead
+        if inp.start_stage == Stage.QUALIFYING and inp.referrer is not None:
+            await self.contacting.introduce(inp.referrer)
+        else:
+            ended = await self.contacting.until_reply()
+            if ended is not None:
+                return ended
+        # 3. qualifying: the rep's verdict, or the timeout's outcome
+        verdict = await self.qualifying.until_verdict()
+        if isinstance(verdict, TimedOut):
+            await enter(verdict.outcome, verdict.cause)
+            return verdict.outcome
+        if not verdict.qualified:
+            await enter(Stage.DISQUALIFIED, f"not qualified: {'; '.join(verdict.reasons)}")
+            return Stage.DISQUALIFIED
+        # 4, 5. presenting and objections: meetings, objections, the decision deadline
+        await enter(Stage.PRESENTING, "qualified")
+        closed = await self.presenting.until_closed()
+        # 6. closing: won or lost
+        if await self.closing.close(closed) == Stage.LOST:
+            return Stage.LOST
+        # 7. referrals
+        await self.referrals.ask()
+        return Stage.WON

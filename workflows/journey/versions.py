@@ -1,0 +1,101 @@
+"""The journey's patches: every change to the command sequence of journeys already running.
+
+A journey started before a change must replay on the new code, so each such change is guarded by
+`versions.patched` with a `Patch` member (never a bare string) and registered here with the stored
+history that takes its new path (tests/workflows/histories, replayed by test_replay.py;
+test_versions.py fails when an id has no covering history or a call site bypasses the registry).
+
+A patch's life (docs: Temporal's "patching"):
+1. `patched`: new journeys take the new path, older ones replay the old one.
+2. Once `retire_when` holds (no journey that started before the change is still running: check
+   with `temporal workflow list --query 'WorkflowType="ProspectJourney" AND
+   ExecutionStatus="Running" AND StartTime < "<date>"'`), switch the call to
+   `workflow.deprecate_patch` (through this module) and delete the old path.
+3. Once no journey that started before step 2's release is running, delete the call and the
+   entry. Stored histories recorded before step 2 carry a marker that is not deprecated and
+   stop replaying then: re-record their paths (tests/workflows/record_histories.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from temporalio import workflow
+
+
+class Patch(StrEnum):
+    SYSTEM_TOUCH_DEFERRAL = "system-touch-deferral"
+    QUALIFICATION_ESCALATION = "qualification-escalation"
+    MEETING_LIFECYCLE = "meeting-lifecycle"
+    REFERRAL_REMINDERS = "referral-reminders"
+    REFERRER_THANKS = "referrer-thanks"
+    MEETING_TASK_CLEANUP = "meeting-task-cleanup"
+    QUALIFY_TASK_CLEANUP = "qualify-task-cleanup"
+
+
+@dataclass(frozen=True)
+class PatchRecord:
+    guards: str  # what the new path does that the old one did not
+    histories: tuple[str, ...]  # stored histories (file stems) whose journeys took the new path
+    retire_when: str  # when the old path may go (deprecate_patch, then deletion)
+
+
+# Every change below landed on 2026-11-27; the condition names the commit that brought it.
+_BEFORE_NOV_27 = "no running ProspectJourney started before the deploy of {commit} (2026-11-27)"
+
+REGISTRY: dict[Patch, PatchRecord] = {
+    Patch.SYSTEM_TOUCH_DEFERRAL: PatchRecord(
+        "a touch outside the cadence (intro, meeting reminder, referral ask) that outreach told "
+        "to wait for a send window is sent again when it may be, unless that is too late",
+        ("journey_won_held_deferred_referrals_v4", "journey_referred_deferred_thanks_v4"),
+        _BEFORE_NOV_27.format(commit="bb0f26a"),
+    ),
+    Patch.QUALIFICATION_ESCALATION: PatchRecord(
+        "at the qualification reminder: a note on the deal and a task for the rep's manager; at "
+        "the timeout: the cadence's outcome (disqualified or nurture), noted on the deal, instead "
+        "of expiring the deal to disqualified",
+        (
+            "journey_escalation_nurture_v2",
+            "journey_timeout_escalation_nurture_v4",
+            "journey_timeout_no_manager_disqualified_v4",
+            "journey_verdict_races_timeout_lost_v4",
+        ),
+        _BEFORE_NOV_27.format(commit="a277cb7"),
+    ),
+    Patch.MEETING_LIFECYCLE: PatchRecord(
+        "a meeting brief in the preparation task, reminders at several offsets, reschedules, "
+        "cancellations, held and no-show meetings, the decision deadline's last-chance task",
+        ("journey_meetings_deadline_lost_v2", "journey_meetings_deadline_lost_v4"),
+        _BEFORE_NOV_27.format(commit="a277cb7"),
+    ),
+    Patch.REFERRAL_REMINDERS: PatchRecord(
+        "reminders of the referral request until the client refers someone",
+        ("journey_won_reminders_rep_change_v3", "journey_won_held_deferred_referrals_v4"),
+        _BEFORE_NOV_27.format(commit="a277cb7"),
+    ),
+    Patch.REFERRER_THANKS: PatchRecord(
+        "a referred prospect's first meeting and win thank their referrer",
+        ("journey_referred_thanks_v3", "journey_referred_deferred_thanks_v4"),
+        _BEFORE_NOV_27.format(commit="a277cb7"),
+    ),
+    Patch.MEETING_TASK_CLEANUP: PatchRecord(
+        "a moved, cancelled, held or missed meeting closes its old preparation task",
+        ("journey_won_reminders_rep_change_v3", "journey_meetings_deadline_lost_v4"),
+        _BEFORE_NOV_27.format(commit="b8758d9"),
+    ),
+    Patch.QUALIFY_TASK_CLEANUP: PatchRecord(
+        "a recorded verdict closes the rep's qualify task and its reminder",
+        (
+            "journey_won_reminders_rep_change_v3",
+            "journey_reply_pauses_company_disqualified_v4",
+            "journey_verdict_races_timeout_lost_v4",
+        ),
+        _BEFORE_NOV_27.format(commit="b8758d9"),
+    ),
+}
+
+
+def patched(patch: Patch) -> bool:
+    """True on journeys that take `patch`'s new path (all new ones)."""
+    return workflow.patched(patch.value)
