@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
@@ -74,11 +74,11 @@ def activity_boundary(name: str) -> Callable[[F], F]:
         if with_session:
             # Temporal reads the activity's parameters from the signature and the annotations
             del params[1]
-            wrapper.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+            wrapper.__signature__ = signature.replace(parameters=params)
             wrapper.__annotations__ = {
                 k: v for k, v in method.__annotations__.items() if k != "session"
             }
         setattr(wrapper, MARK, True)
-        return activity.defn(name=name)(wrapper)  # type: ignore[return-value]
+        return cast(F, activity.defn(name=name)(wrapper))
 
     return decorate

@@ -321,13 +321,13 @@ class Notifier(Relay[models.TaskNotification]):
             values: dict[str, Any] = {mark: now}
             if mark == "urgent_at":
                 values["urgent_reason"] = why[:300]
-            done = await session.execute(
+            marked = await session.execute(
                 update(t)
                 .where(t.id == task_id, getattr(t, mark).is_(None), t.status == tasks.OPEN)
                 .values(**values)
                 .execution_options(synchronize_session=False)
             )
-            if done.rowcount != 1:  # type: ignore[attr-defined]
+            if marked.rowcount != 1:  # type: ignore[attr-defined]
                 return False
             task = await session.get(t, task_id)
             assert task is not None

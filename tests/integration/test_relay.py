@@ -4,7 +4,7 @@ test's own: leases outlive a crash, stop lets the item in flight finish, the bac
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -44,13 +44,16 @@ async def rows(sessions: async_sessionmaker[AsyncSession]) -> list[OutboxMessage
         return list((await session.scalars(select(OutboxMessage))).all())
 
 
-def relay(
-    sessions: async_sessionmaker[AsyncSession], timing: RelayTiming, handle: object = None
-) -> Relay[OutboxMessage]:
-    async def deliver(row: OutboxMessage) -> Outcome:
-        return done(status=outbox.DONE)
+async def deliver(row: OutboxMessage) -> Outcome:
+    return done(status=outbox.DONE)
 
-    return Relay("test relay", lambda: sessions, outbox.TABLE, handle or deliver, timing)  # type: ignore[arg-type]
+
+def relay(
+    sessions: async_sessionmaker[AsyncSession],
+    timing: RelayTiming,
+    handle: Callable[[OutboxMessage], Awaitable[Outcome]] = deliver,
+) -> Relay[OutboxMessage]:
+    return Relay("test relay", lambda: sessions, outbox.TABLE, handle, timing)
 
 
 async def test_the_claims_of_a_crashed_relay_are_taken_again_after_their_lease(
