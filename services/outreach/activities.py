@@ -21,8 +21,6 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
 from services.outreach import consent, models, replies, senders, service, tasks
 from services.outreach.colleagues import ColleagueActivities
@@ -30,7 +28,9 @@ from services.outreach.erasure import erased_reason
 from services.outreach.reps import RepDirectory
 from services.outreach.send_window import next_allowed
 from services.outreach.templates import SYSTEM_TEMPLATES, render, render_html, variables_for
+from shared.activity_boundary import activity_boundary
 from shared.contracts.journey import (
+    CadenceRef,
     CadenceSnapshot,
     ChannelOutcome,
     CloseRepTasks,
@@ -102,7 +102,7 @@ class OutreachActivities:
         faults: SendFaults | None = None,
         reps: RepDirectory | None = None,
     ) -> None:
-        self._sessions = sessions
+        self.sessions = sessions
         self._reps = reps
         self._settings = settings
         self._email = email
@@ -113,7 +113,7 @@ class OutreachActivities:
 
     # --- touches ----------------------------------------------------------------------------
 
-    @activity.defn(name=Act.SEND_TOUCH)
+    @activity_boundary(Act.SEND_TOUCH)
     async def send_touch(self, req: TouchRequest) -> TouchResult:
         now = datetime.now(UTC)
         outcomes: list[ChannelOutcome] = []
@@ -149,7 +149,7 @@ class OutreachActivities:
         """Why a conditional step must not go out ("" when it may)."""
         if not condition:
             return ""
-        async with self._sessions() as session:
+        async with self.sessions() as session:
             previous = await session.scalar(
                 select(models.Message)
                 .where(
@@ -186,7 +186,7 @@ class OutreachActivities:
     ) -> tuple[ChannelOutcome, datetime | None]:
         """The outcome, and when to come back if the send must wait for a cap."""
         address = address_for(channel, req.contact)
-        async with self._sessions() as session:
+        async with self.sessions() as session:
             row = await self._ledger_row(session, req, channel, address, planned, values)
             if row.status in SENT_STATES:
                 return ChannelOutcome(channel, "already_sent", row.provider_id or ""), None
@@ -346,7 +346,7 @@ class OutreachActivities:
         journeys it finds; this catches one it missed (enrolled as the entry was made, or
         reached at an address the enrolment did not record). Stored once per entry and
         prospect, and delivered by the outreach app's inbox relay."""
-        async with self._sessions() as session:
+        async with self.sessions() as session:
             c = req.contact
             entry = await consent.dnc_for_contact(session, c.email, c.phone)
             if entry is not None and c.prospect_id:
@@ -358,7 +358,7 @@ class OutreachActivities:
         self, req: TouchRequest, planned: PlannedSend, channel: str, values: dict[str, str]
     ) -> ChannelOutcome:
         c = req.contact
-        async with self._sessions() as session:
+        async with self.sessions() as session:
             refusal = await consent.task_refusal(session, c.prospect_id, c.email, c.phone)
         if refusal is not None:
             # a rep calling or messaging a person who said no, or is listed, is still contact
@@ -382,9 +382,9 @@ class OutreachActivities:
 
     # --- rep tasks, cadences ----------------------------------------------------------------
 
-    @activity.defn(name=Act.CREATE_REP_TASK)
+    @activity_boundary(Act.CREATE_REP_TASK)
     async def create_rep_task(self, req: RepTaskRequest) -> str:
-        async with self._sessions() as session:
+        async with self.sessions() as session:
             existing = await session.scalar(
                 select(models.RepTask.id).where(models.RepTask.key == req.key)
             )
@@ -393,7 +393,7 @@ class OutreachActivities:
         # Who the task is about and their fit, and the prospect's rep now (a reassignment
         # since the journey started wins), read from prospecting outside any transaction.
         card = await tasks.task_card(self._reps, req) if self._reps is not None else {}
-        async with self._sessions() as session:
+        async with self.sessions() as session:
             task = models.RepTask(
                 key=req.key,
                 rep_id=req.assignee(card.pop("rep_id", None)),
@@ -419,7 +419,7 @@ class OutreachActivities:
                 return found
             return task.id
 
-    @activity.defn(name=Act.CLOSE_REP_TASKS)
+    @activity_boundary(Act.CLOSE_REP_TASKS)
     async def close_rep_tasks(self, req: CloseRepTasks) -> int:
         """Idempotent: a retry finds them closed already."""
         t = models.RepTask
@@ -430,18 +430,14 @@ class OutreachActivities:
         )
         if req.keep_key is not None:
             query = query.where(t.key != req.keep_key)
-        async with self._sessions() as session:
+        async with self.sessions() as session:
             closed = (await session.execute(query)).rowcount or 0
             await session.commit()
         return int(closed)
 
-    @activity.defn(name=Act.GET_CADENCE)
-    async def get_cadence(self, cadence_id: str) -> CadenceSnapshot:
-        async with self._sessions() as session:
-            try:
-                return await service.cadence_snapshot(session, cadence_id)
-            except Exception as err:
-                raise ApplicationError(str(err), type="NotFound", non_retryable=True) from err
+    @activity_boundary(Act.GET_CADENCE)
+    async def get_cadence(self, session: AsyncSession, ref: CadenceRef) -> CadenceSnapshot:
+        return await service.cadence_snapshot(session, ref.cadence_id)
 
 
 async def _suppress(session: AsyncSession, row: models.Message, reason: str) -> ChannelOutcome:

@@ -7,6 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from services.outreach import models, service
+from shared.activity_boundary import activity_boundary
 from shared.contracts.journey import PauseColleagues, PauseJourney
 from shared.contracts.names import Act, Sig
 from shared.errors import AppError
@@ -15,16 +16,16 @@ from shared.journeys import signal_journey
 
 class ColleagueActivities:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
-        self._sessions = sessions
+        self.sessions = sessions
 
-    @activity.defn(name=Act.PAUSE_COLLEAGUES)
+    @activity_boundary(Act.PAUSE_COLLEAGUES)
     async def pause_colleagues(self, req: PauseColleagues) -> list[str]:
         """Pause the other journeys on this cadence at the same company; returns their ids.
         Pausing twice is harmless, so a retried activity needs no ledger."""
         key = service.company_key(req.company)
         if not key:
             return []
-        async with self._sessions() as session:
+        async with self.sessions() as session:
             rows = await session.scalars(
                 select(models.Enrollment.prospect_id).where(
                     models.Enrollment.cadence_id == req.cadence_id,

@@ -3,8 +3,8 @@
 A webhook handler stores the event (unique on the provider's id) and, in the same transaction,
 the journey signal it causes: the inbox row is the outbox. After the commit the handler tries
 to deliver at once; whatever could not be delivered (Temporal unreachable, a crash right after
-the commit) stays `pending` and the relay loop running in the outreach app retries it with
-backoff until Temporal has it. So an event acknowledged to a provider is never lost.
+the commit) stays `pending` and the relay (shared.relay) running in the outreach app retries
+it with backoff until Temporal has it. So an event acknowledged to a provider is never lost.
 
 Never twice either: each signal carries a request id derived from the provider's event id, and
 Temporal drops a signal whose request id the workflow has already seen, so a retry after an
@@ -17,17 +17,16 @@ not retried) | failed (Temporal refused the request itself: retrying cannot help
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import hashlib
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import FastAPI
-from sqlalchemy import delete, select, text, update
+from sqlalchemy import delete, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.api.common.v1 import WorkflowExecution
@@ -38,6 +37,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from services.outreach import models
 from shared.app import run_during_lifespan
 from shared.contracts.journey import journey_id
+from shared.relay import LeasedTable, Outcome, Relay, RelayTiming, done, give_up, retry
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,7 @@ class Outbound:
     signal_name: str
     signal_payload: dict[str, Any] | None
     attempts: int
+    timeout: float | None = None  # the webhook's own attempt is shorter: the provider waits
 
 
 @dataclass(frozen=True)
@@ -84,17 +85,14 @@ class Stored:
     outbound: Outbound | None  # the signal to deliver once the transaction is committed
 
 
-@dataclass
-class RelayTiming:
-    poll_seconds: float = 1.0
-    base_delay: float = 0.5  # first retry; doubles per attempt up to max_delay
+@dataclass(frozen=True)
+class InboxTiming(RelayTiming):
+    base_delay: float = 0.5
     max_delay: float = 60.0
-    # A row being delivered (inline or by a loop) is not picked by another loop for this long.
+    # A row being delivered (inline or by the relay) is not picked by another one for this long.
     lease: float = 15.0
     signal_timeout: float = 5.0
     inline_timeout: float = 3.0  # the webhook's own attempt: the provider is waiting on it
-    batch: int = 100
-    concurrency: int = 10
     checkpoint_seconds: float = 5.0
 
 
@@ -147,7 +145,7 @@ async def store_event(
             values["workflow_id"] = journey_id(target)
             values["delivery"] = PENDING
             # leased to this request's own attempt; the relay takes over if that one fails
-            values["next_attempt_at"] = now + timedelta(seconds=RelayTiming.lease)
+            values["next_attempt_at"] = now + timedelta(seconds=InboxTiming.lease)
     stmt = (
         _insert(session, models.InboxEvent)
         .values(**values)
@@ -229,160 +227,66 @@ def _classify(err: BaseException) -> str:
     return PENDING  # unreachable, timed out, overloaded, not connected yet: try again later
 
 
-class InboxRelay:
-    """Delivers stored signals: at once for the webhook that stored them, and in a loop for
-    whatever is still pending (started and stopped with the outreach app)."""
+async def _load(session: AsyncSession, ids: Sequence[Any]) -> list[Outbound]:
+    e = models.InboxEvent
+    rows = await session.scalars(select(e).where(e.id.in_(ids)).order_by(*ORDER))
+    return [
+        Outbound(
+            r.id, r.provider, r.event_id, r.workflow_id, r.signal_name, r.signal_payload, r.attempts
+        )
+        for r in rows.all()
+    ]
+
+
+ORDER = (models.InboxEvent.next_attempt_at, models.InboxEvent.id)
+# kept, not pruned: a stored event is what makes a provider's late retry a no-op
+TABLE: LeasedTable[Outbound] = LeasedTable.of(
+    models.InboxEvent,
+    pending=lambda: models.InboxEvent.delivery == PENDING,
+    order_by=ORDER,
+    load=_load,
+)
+
+
+class InboxRelay(Relay[Outbound]):
+    """Delivers stored signals: at once for the webhook that stored them, and as a user of the
+    one relay (shared.relay) whatever is still pending (started and stopped with the app)."""
+
+    timing: InboxTiming
 
     def __init__(
         self,
         sessions: Callable[[], async_sessionmaker[AsyncSession]],
         client: Callable[[], Client],
-        timing: RelayTiming | None = None,
+        timing: InboxTiming | None = None,
     ) -> None:
-        self._sessions = sessions
+        super().__init__(
+            "inbox relay",
+            sessions,
+            TABLE,
+            self._signal,
+            timing or InboxTiming(),
+            before_pass=self.maintain,
+        )
         self._client = client
-        self.timing = timing or RelayTiming()
-        self._task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
         self._last_prune = self._last_checkpoint = float("-inf")
-        self._last_failure = ""
 
-    # the webhook's own attempt, right after its commit
+    # the webhook's own attempt, right after its commit (the row is leased to it)
     async def deliver_now(self, items: Sequence[Outbound]) -> None:
         if items:
-            await self._deliver(items, self.timing.inline_timeout)
+            await self.handle([replace(i, timeout=self.timing.inline_timeout) for i in items])
 
-    def wake(self) -> None:
-        self._wake.set()
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="inbox-relay")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                handled = await self.run_once()
-                await self.maintain()
-            except Exception as err:  # the database is briefly away, say: the next pass retries
-                # once per distinct failure, not every pass (the statement's time varies)
-                failure = f"{type(err).__name__}: {getattr(err, 'orig', err)}"
-                if failure != self._last_failure:
-                    log.exception("inbox relay pass failed")
-                self._last_failure = failure
-                handled = 0
-            else:
-                self._last_failure = ""
-            if handled >= self.timing.batch:
-                continue  # more are due: no pause
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.timing.poll_seconds)
-            self._wake.clear()
-
-    async def run_once(self) -> int:
-        """Claim the due pending rows (a lease, so other replicas skip them), deliver them."""
-        items = await self.claim(await self.due())
-        await self._deliver(items, self.timing.signal_timeout)
-        return len(items)
-
-    @staticmethod
-    def _is_due(now: datetime) -> Any:
-        e = models.InboxEvent
-        return (e.delivery == PENDING) & (e.next_attempt_at <= now)
-
-    async def due(self) -> list[int]:
-        e = models.InboxEvent
-        async with self._sessions()() as session:
-            query = (
-                select(e.id)
-                .where(self._is_due(utcnow()))
-                .order_by(e.next_attempt_at, e.id)
-                .limit(self.timing.batch)
-            )
-            return list((await session.scalars(query)).all())
-
-    async def claim(self, ids: Sequence[int]) -> list[Outbound]:
-        """Take the rows that are still due: a relay that saw them due a moment ago while
-        another took them gets nothing (the condition is checked again under the row lock)."""
-        if not ids:
-            return []
-        now = utcnow()
-        e = models.InboxEvent
-        async with self._sessions()() as session:
-            claimed = (
-                await session.execute(
-                    update(e)
-                    .where(e.id.in_(ids), self._is_due(now))
-                    .values(next_attempt_at=now + timedelta(seconds=self.timing.lease))
-                    .returning(
-                        e.id,
-                        e.provider,
-                        e.event_id,
-                        e.workflow_id,
-                        e.signal_name,
-                        e.signal_payload,
-                        e.attempts,
-                    )
-                    .execution_options(synchronize_session=False)
-                )
-            ).all()
-            await session.commit()
-        return [Outbound(*row) for row in claimed]
-
-    async def _deliver(self, items: Sequence[Outbound], timeout: float) -> None:
-        client = self._client()
-        limit = asyncio.Semaphore(self.timing.concurrency)
-
-        async def one(item: Outbound) -> tuple[Outbound, str, str]:
-            async with limit:
-                try:
-                    await send_signal(client, item, timeout)
-                except Exception as err:
-                    return item, _classify(err), f"{type(err).__name__}: {err}"[:1000]
-                return item, DELIVERED, ""
-
-        results = await asyncio.gather(*(one(i) for i in items))
-        await self._record(results)
-
-    async def _record(self, results: Sequence[tuple[Outbound, str, str]]) -> None:
-        now = utcnow()
-        e = models.InboxEvent
-        async with self._sessions()() as session:
-            for item, outcome, error in results:
-                attempts = item.attempts + 1
-                values: dict[str, Any] = {"attempts": attempts, "last_error": error}
-                if outcome == PENDING:
-                    delay = min(self.timing.base_delay * 2 ** (attempts - 1), self.timing.max_delay)
-                    values["next_attempt_at"] = now + timedelta(seconds=delay)
-                    log.warning(
-                        "inbox event %s (%s) not delivered to %s, attempt %d, retry in %.1fs: %s",
-                        item.id,
-                        item.signal_name,
-                        item.workflow_id,
-                        attempts,
-                        delay,
-                        error,
-                    )
-                else:
-                    values.update(delivery=outcome, next_attempt_at=None)
-                    if outcome == DELIVERED:
-                        values["delivered_at"] = now
-                    elif outcome == FAILED:
-                        log.error("inbox event %s refused by Temporal: %s", item.id, error)
-                await session.execute(
-                    update(e)
-                    .where(e.id == item.id, e.delivery == PENDING)
-                    .values(**values)
-                    .execution_options(synchronize_session=False)
-                )
-            await session.commit()
+    async def _signal(self, item: Outbound) -> Outcome:
+        try:
+            await send_signal(self._client(), item, item.timeout or self.timing.signal_timeout)
+        except Exception as err:
+            outcome, error = _classify(err), f"{type(err).__name__}: {err}"
+            if outcome == PENDING:
+                return retry(f"{item.signal_name} to {item.workflow_id}: {error}")
+            if outcome == NO_JOURNEY:
+                return done(error, delivery=outcome)
+            return give_up(error, delivery=outcome)
+        return done(delivery=DELIVERED, delivered_at=utcnow())
 
     async def maintain(self, *, force: bool = False) -> None:
         """Housekeeping, on its own clock: expired webhook tokens go, and on SQLite the
@@ -405,7 +309,7 @@ class InboxRelay:
                 await session.commit()
 
 
-def install_relay(app: FastAPI, timing: RelayTiming | None = None) -> InboxRelay:
+def install_relay(app: FastAPI, timing: InboxTiming | None = None) -> InboxRelay:
     """app.state.inbox, its loop running while the app's lifespan does (inside it: the engine
     and the Temporal client exist when it starts and still exist when it stops)."""
     relay = InboxRelay(lambda: app.state.sessions, lambda: app.state.temporal, timing)

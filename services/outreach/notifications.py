@@ -1,13 +1,14 @@
 """Urgent and overdue rep tasks reach people: email or SMS (the rep's choice) and a signed,
 Slack-compatible webhook. Durable and sent once per (task, reason, recipient, channel).
 
-A sweep loop runs in the outreach app (like the inbox relay) and, each pass:
+A loop runs in the outreach app and, each pass:
   1. marks open tasks that turned urgent (a fresh reply, a meeting soon) once, and queues a
      notification to their rep;
   2. escalates open tasks still open `escalate_after_seconds` after due, once: the task's
      priority rises (services.outreach.tasks) and the rep's manager is told;
-  3. delivers the queued rows: claimed with a lease (replicas skip them), sent, marked sent;
-     a failure is retried with backoff, a permanent one (or the last attempt) marks failed.
+  3. delivers the queued rows through the one relay (shared.relay): claimed with a lease
+     (replicas skip them), sent, marked sent; a failure is retried with the relay's backoff, a
+     permanent one (or the last attempt) marks failed.
 Marking and queueing happen in one transaction (`urgent_at`/`escalated_at` are set only where
 still empty), so a notification is queued exactly once even with several replicas; the unique
 key of `task_notifications` guards it too. A crash between the provider accepting and the row
@@ -22,8 +23,6 @@ snippet).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import hmac
 import json
@@ -50,6 +49,7 @@ from shared.db import new_id
 from shared.errors import AppError
 from shared.providers.email import EmailSendError, OutgoingEmail, SmtpEmail
 from shared.providers.sms import TwilioSms
+from shared.relay import LeasedTable, Outcome, Relay, RelayTiming, done, give_up, retry
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -61,14 +61,14 @@ DELIVERY_HEADER = "X-Closeflow-Delivery"
 EVENT_HEADER = "X-Closeflow-Event"
 
 
-@dataclass
-class NotifierTiming:
+@dataclass(frozen=True)
+class NotifierTiming(RelayTiming):
     poll_seconds: float = 5.0
-    base_delay: float = 2.0  # first retry; doubles per attempt up to max_delay
+    base_delay: float = 2.0
     max_delay: float = 600.0
+    # one at a time, each recorded at once: the window of a re-send after a crash is one row
+    concurrency: int = 1
     max_attempts: int = 12
-    lease: float = 60.0
-    batch: int = 100
     webhook_timeout: float = 10.0
 
 
@@ -174,7 +174,12 @@ def _short(subject: str, why: str, url: str) -> str:
 # --- the sweep ----------------------------------------------------------------------------------
 
 
-class Notifier:
+class Notifier(Relay[models.TaskNotification]):
+    """The sweep (1, 2) runs before each pass of the one relay (shared.relay), which delivers
+    the queued rows (3)."""
+
+    timing: NotifierTiming
+
     def __init__(
         self,
         sessions: Callable[[], async_sessionmaker[AsyncSession]],
@@ -182,10 +187,16 @@ class Notifier:
         reps: Callable[[], RepDirectory],
         timing: NotifierTiming | None = None,
     ) -> None:
-        self._sessions = sessions
+        super().__init__(
+            "notifier",
+            sessions,
+            TABLE,
+            self._deliver,
+            timing or NotifierTiming(),
+            before_pass=self.sweep,
+        )
         self._settings = settings
         self._reps = reps
-        self.timing = timing or NotifierTiming()
         self._email = SmtpEmail.from_settings(settings)
         self._sms = TwilioSms(
             settings.twilio_account_sid,
@@ -194,53 +205,23 @@ class Notifier:
             settings.twilio_api_base_url,
         )
         self._http: httpx.AsyncClient | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
-        self._last_failure = ""
-        self.passes = 0  # sweeps completed (tests wait for a few more to see nothing new)
-
-    # lifecycle, like the inbox relay
-    def wake(self) -> None:
-        self._wake.set()
 
     def start(self) -> None:
-        if self._task is None:
+        if self._http is None:
             self._http = httpx.AsyncClient(timeout=self.timing.webhook_timeout)
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="notifier")
+        super().start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await super().stop()
         if self._http is not None:
             await self._http.aclose()
             self._http = None
         await self._sms.close()
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.run_once()
-            except Exception as err:  # the database is briefly away, say: the next pass retries
-                failure = f"{type(err).__name__}: {err}"
-                if failure != self._last_failure:
-                    log.exception("notifier pass failed")
-                self._last_failure = failure
-            else:
-                self._last_failure = ""
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.timing.poll_seconds)
-            self._wake.clear()
-
-    async def run_once(self) -> int:
+    async def sweep(self) -> None:
         now = utcnow()
         await self.mark_urgent(now)
         await self.escalate(now)
-        delivered = await self.deliver_due()
-        self.passes += 1
-        return delivered
 
     # 1. urgent tasks
     async def mark_urgent(self, now: datetime) -> int:
@@ -341,13 +322,13 @@ class Notifier:
             values: dict[str, Any] = {mark: now}
             if mark == "urgent_at":
                 values["urgent_reason"] = why[:300]
-            done = await session.execute(
+            marked = await session.execute(
                 update(t)
                 .where(t.id == task_id, getattr(t, mark).is_(None), t.status == tasks.OPEN)
                 .values(**values)
                 .execution_options(synchronize_session=False)
             )
-            if done.rowcount != 1:  # type: ignore[attr-defined]
+            if marked.rowcount != 1:  # type: ignore[attr-defined]
                 return False
             task = await session.get(t, task_id)
             assert task is not None
@@ -417,39 +398,9 @@ class Notifier:
                 )
             )
 
-    # 3. delivery
-    async def deliver_due(self) -> int:
-        n = models.TaskNotification
-        now = utcnow()
-        due = (n.status == PENDING) & (n.next_attempt_at <= now)
-        async with self._sessions()() as session:
-            ids = list(
-                (
-                    await session.scalars(
-                        select(n.id).where(due).order_by(n.next_attempt_at).limit(self.timing.batch)
-                    )
-                ).all()
-            )
-            if not ids:
-                return 0
-            # the lease: another replica that saw these due a moment ago now finds them not due
-            taken = (
-                await session.scalars(
-                    update(n)
-                    .where(n.id.in_(ids), due)
-                    .values(next_attempt_at=now + timedelta(seconds=self.timing.lease))
-                    .returning(n.id)
-                    .execution_options(synchronize_session=False)
-                )
-            ).all()
-            await session.commit()
-            claimed = (await session.scalars(select(n).where(n.id.in_(taken)))).all()
-        for row in claimed:
-            await self._deliver(row)
-        return len(claimed)
-
-    async def _deliver(self, row: models.TaskNotification) -> None:
-        error, permanent, provider_id = "", False, None
+    # 3. delivery (the relay claims the due rows and records what _deliver says)
+    async def _deliver(self, row: models.TaskNotification) -> Outcome:
+        error, permanent = "", False
         try:
             provider_id = await self._send(row)
         except EmailSendError as err:
@@ -460,7 +411,12 @@ class Notifier:
             error, permanent = str(err), err.permanent
         except (httpx.HTTPError, OSError) as err:
             error = f"{type(err).__name__}: {err}"
-        await self._record(row, provider_id, error, permanent)
+        else:
+            return done(status=SENT, sent_at=utcnow(), provider_id=provider_id)
+        error = f"{row.channel} notification: {error}"
+        if permanent or row.attempts + 1 >= self.timing.max_attempts:
+            return give_up(error, status=FAILED)
+        return retry(error)
 
     async def _send(self, row: models.TaskNotification) -> str:
         if row.channel == "email":
@@ -516,36 +472,13 @@ class Notifier:
             )
         return f"webhook:{response.status_code}"
 
-    async def _record(
-        self, row: models.TaskNotification, provider_id: str | None, error: str, permanent: bool
-    ) -> None:
-        n = models.TaskNotification
-        attempts = row.attempts + 1
-        values: dict[str, Any] = {"attempts": attempts, "last_error": error[:2000]}
-        if not error:
-            values.update(status=SENT, sent_at=utcnow(), provider_id=provider_id)
-        elif permanent or attempts >= self.timing.max_attempts:
-            values.update(status=FAILED, next_attempt_at=None)
-            log.error("notification %s (%s) gave up: %s", row.id, row.channel, error)
-        else:
-            delay = min(self.timing.base_delay * 2 ** (attempts - 1), self.timing.max_delay)
-            values["next_attempt_at"] = utcnow() + timedelta(seconds=delay)
-            log.warning(
-                "notification %s (%s) attempt %d failed, retry in %.0fs: %s",
-                row.id,
-                row.channel,
-                attempts,
-                delay,
-                error,
-            )
-        async with self._sessions()() as session:
-            await session.execute(
-                update(n)
-                .where(n.id == row.id, n.status == PENDING)
-                .values(**values)
-                .execution_options(synchronize_session=False)
-            )
-            await session.commit()
+
+# kept, not pruned: a task's notifications are its history (list_for_task)
+TABLE: LeasedTable[models.TaskNotification] = LeasedTable.of(
+    models.TaskNotification,
+    pending=lambda: models.TaskNotification.status == PENDING,
+    order_by=(models.TaskNotification.next_attempt_at,),
+)
 
 
 class WebhookRefused(Exception):

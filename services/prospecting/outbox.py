@@ -2,48 +2,44 @@
 
 The use case writes an OutboxMessage in its own transaction (a rep move, an erasure order, an
 auto-enrolment); after the commit the relay, running in the prospecting app, POSTs it to the
-target service with the API key, and retries with backoff (1 s doubling to 5 min) until the
-service answers 2xx. Every target is idempotent, so a repeat after an answer that got lost does
+target service with the API key, and retries with the relay's backoff (shared.relay: 1 s
+doubling to 5 min) until the service answers 2xx. Every target is idempotent, so a repeat after an answer that got lost does
 nothing more. An answer 400/422 means the order itself is wrong: retrying cannot help, the row
 becomes `failed` with the answer kept (visible in the erasure status, and in the log).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import httpx
 from fastapi import FastAPI
-from sqlalchemy import delete, select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.prospecting.models import Erasure, OutboxMessage
 from shared.app import run_during_lifespan
 from shared.auth import API_KEY_HEADER
 from shared.db import utcnow
+from shared.relay import LeasedTable, Outcome, Relay, RelayTiming, done, give_up, retry
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
 PENDING, DONE, FAILED, SUPERSEDED = "pending", "done", "failed", "superseded"
 TARGETS = ("outreach", "deals", "referrals")
-RETENTION = timedelta(days=7)
 
 
 @dataclass(frozen=True)
-class OutboxTiming:
-    poll_seconds: float = 1.0
-    base_delay: float = 1.0
-    max_delay: float = 300.0
-    lease_seconds: float = 60.0  # a claimed row is not due for others while it is in flight
-    request_timeout: float = 10.0
+class OutboxTiming(RelayTiming):
     batch: int = 50
+    concurrency: int = 50  # a batch is posted at once: each target answers quickly or times out
+    retention: timedelta | None = timedelta(days=7)
+    request_timeout: float = 10.0
 
 
 def add(
@@ -83,7 +79,11 @@ def service_key(settings: Settings) -> str:
     return settings.internal_api_key
 
 
-class OutboxRelay:
+class OutboxRelay(Relay[OutboxMessage]):
+    """The outbox's user of the one relay (shared.relay): a row is a POST to a peer service."""
+
+    timing: OutboxTiming
+
     def __init__(
         self,
         sessions: Callable[[], async_sessionmaker[AsyncSession]],
@@ -91,149 +91,56 @@ class OutboxRelay:
         timing: OutboxTiming | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self._sessions = sessions
-        self.timing = timing or OutboxTiming()
+        timing = timing or OutboxTiming()
+        super().__init__(
+            "outbox relay", sessions, TABLE, self._post, timing, on_recorded=_erasures_recorded
+        )
         self._urls = service_urls(settings)
         self._http = httpx.AsyncClient(
             headers={API_KEY_HEADER: service_key(settings)},
-            timeout=self.timing.request_timeout,
+            timeout=timing.request_timeout,
             transport=transport,
         )
-        self._task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="outbox-relay")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await super().stop()
         await self._http.aclose()
 
-    async def prune(self) -> int:
-        """Delivered (or superseded) messages older than RETENTION go; an erasure's stay, they
-        are its status."""
-        o = OutboxMessage
-        async with self._sessions()() as session:
-            result = await session.execute(
-                delete(o)
-                .where(
-                    o.status.in_((DONE, SUPERSEDED)),
-                    o.kind != "erasure",
-                    o.created_at < utcnow() - RETENTION,
-                )
-                .execution_options(synchronize_session=False)
-            )
-            await session.commit()
-        return int(result.rowcount or 0)  # type: ignore[attr-defined]
-
-    async def _run(self) -> None:
-        last_prune = float("-inf")
-        while True:
-            now = asyncio.get_running_loop().time()
-            if now - last_prune >= 3600:
-                last_prune = now
-                try:
-                    await self.prune()
-                except Exception:  # housekeeping only: delivery goes on
-                    log.exception("outbox prune failed")
-            try:
-                handled = await self.run_once()
-            except Exception:  # the database is briefly away, say: the next pass retries
-                log.exception("outbox relay pass failed")
-                handled = 0
-            if handled >= self.timing.batch:
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.timing.poll_seconds)
-            self._wake.clear()
-
-    async def run_once(self) -> int:
-        now = utcnow()
-        o = OutboxMessage
-        async with self._sessions()() as session:
-            due = (
-                await session.scalars(
-                    select(o.id)
-                    .where(o.status == PENDING, o.next_attempt_at <= now)
-                    .order_by(o.next_attempt_at, o.created_at)
-                    .limit(self.timing.batch)
-                )
-            ).all()
-            claimed: list[str] = []
-            for message_id in due:
-                result = await session.execute(
-                    update(o)
-                    .where(o.id == message_id, o.status == PENDING, o.next_attempt_at <= now)
-                    .values(next_attempt_at=now + timedelta(seconds=self.timing.lease_seconds))
-                    .execution_options(synchronize_session=False)
-                )
-                if result.rowcount:  # type: ignore[attr-defined]
-                    claimed.append(message_id)
-            await session.commit()
-            rows = (
-                (await session.scalars(select(o).where(o.id.in_(claimed)))).all() if claimed else []
-            )
-            items = [(r.id, r.target, r.path, dict(r.payload), r.attempts) for r in rows]
-        results = await asyncio.gather(*(self._post(*item) for item in items))
-        await self._record(results)
-        return len(items)
-
-    async def _post(
-        self, message_id: str, target: str, path: str, payload: dict[str, Any], attempts: int
-    ) -> tuple[str, int, str, str]:
-        url = self._urls[target].rstrip("/") + path
+    async def _post(self, row: OutboxMessage) -> Outcome:
+        url = self._urls[row.target].rstrip("/") + row.path
         try:
-            response = await self._http.post(url, json=payload)
+            response = await self._http.post(url, json=dict(row.payload))
         except httpx.HTTPError as err:
-            return message_id, attempts, PENDING, f"{target} unreachable: {err!r}"[:1000]
+            return retry(f"{row.kind} to {row.target}: {row.target} unreachable: {err!r}")
         if response.is_success:
-            return message_id, attempts, DONE, ""
-        error = f"{target} answered {response.status_code}: {response.text[:500]}"
+            # an erasure order carried the plain email and phone: they go once it is done
+            cleared = {"payload": {}} if row.kind == "erasure" else {}
+            return done(status=DONE, done_at=utcnow(), **cleared)
+        error = f"{row.kind} to {row.target}: answered {response.status_code}: "
+        error += response.text[:500]
         if response.status_code in (400, 422):
-            return message_id, attempts, FAILED, error
-        return message_id, attempts, PENDING, error
+            return give_up(error, status=FAILED)
+        return retry(error)
 
-    async def _record(self, results: list[tuple[str, int, str, str]]) -> None:
-        if not results:
-            return
-        now = utcnow()
-        erasures: set[str] = set()
-        async with self._sessions()() as session:
-            for message_id, attempts, outcome, error in results:
-                row = await session.get(OutboxMessage, message_id)
-                if row is None or row.status != PENDING:
-                    continue
-                row.attempts = attempts + 1
-                row.last_error = error
-                if outcome == PENDING:
-                    delay = min(self.timing.base_delay * 2**attempts, self.timing.max_delay)
-                    row.next_attempt_at = now + timedelta(seconds=delay)
-                    log.warning(
-                        "outbox %s to %s: retry in %.0fs: %s", row.kind, row.target, delay, error
-                    )
-                    continue
-                row.status = outcome
-                row.next_attempt_at = None
-                if outcome == DONE:
-                    row.done_at = now
-                    if row.kind == "erasure":
-                        row.payload = {}  # the order carried the plain email and phone
-                else:
-                    log.error("outbox %s to %s refused: %s", row.kind, row.target, error)
-                if row.kind == "erasure":
-                    erasures.add(row.subject_id)
-            await session.flush()
-            for erasure_id in erasures:
-                await complete_erasure_if_confirmed(session, erasure_id)
-            await session.commit()
+
+async def _erasures_recorded(
+    session: AsyncSession, results: Sequence[tuple[OutboxMessage, Outcome]]
+) -> None:
+    """An erasure is done when every service confirmed its part."""
+    await session.flush()
+    for erasure_id in {row.subject_id for row, outcome in results if row.kind == "erasure"}:
+        await complete_erasure_if_confirmed(session, erasure_id)
+
+
+TABLE: LeasedTable[OutboxMessage] = LeasedTable.of(
+    OutboxMessage,
+    pending=lambda: OutboxMessage.status == PENDING,
+    order_by=(OutboxMessage.next_attempt_at, OutboxMessage.created_at),
+    # delivered (or superseded) messages go; an erasure's stay, they are its status
+    finished=lambda: (
+        OutboxMessage.status.in_((DONE, SUPERSEDED)) & (OutboxMessage.kind != "erasure")
+    ),
+)
 
 
 async def complete_erasure_if_confirmed(session: AsyncSession, erasure_id: str) -> None:

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 
 from services.referrals import schemas, service
+from services.referrals.intakes import IntakeRelay
 from services.referrals.models import Referral, ReferralAsk
 from shared.auth import require_api_key
 from shared.db import Session
 from shared.settings import Settings
-from shared.temporal import task_queues
 
 router = APIRouter(dependencies=[Depends(require_api_key)])
 
@@ -28,14 +29,15 @@ def ask_out(ask: ReferralAsk, settings: Settings) -> schemas.ReferralAsk:
 async def store_and_start(
     request: Request, session: Session, ask: ReferralAsk, people: list[schemas.ReferredPersonIn]
 ) -> list[Referral]:
-    """Store the referrals, commit, then start their intakes (failures stay 'received')."""
-    referrals = await service.add_referrals(session, ask, people)
+    """Store the referrals, commit, then start their intakes (what fails to start stays
+    'received', and the intake relay retries it)."""
+    intakes: IntakeRelay = request.app.state.intakes
+    lease = timedelta(seconds=intakes.timing.lease)
+    referrals = await service.add_referrals(session, ask, people, lease)
     await session.commit()
-    settings: Settings = request.app.state.settings
-    await service.start_intakes(
-        session, request.app.state.temporal, task_queues(settings), [r.id for r in referrals]
-    )
-    await session.commit()
+    await intakes.start_now([r.id for r in referrals])
+    for referral in referrals:  # `intake_started_at` is set where the start worked
+        await session.refresh(referral)
     return referrals
 
 

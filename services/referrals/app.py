@@ -7,17 +7,23 @@ from temporalio.client import Client
 
 from services.referrals import analytics, api, erasure, public, timeline
 from services.referrals.access import ACCESS
+from services.referrals.intakes import IntakeTiming, install_relay
 from services.referrals.rate_limit import FormLimits
 from shared.app import create_service_app
 from shared.settings import Settings
+from shared.temporal import task_queues
 
 
 def create_app(
-    settings: Settings | None = None, *, temporal_client: Client | None = None
+    settings: Settings | None = None,
+    *,
+    temporal_client: Client | None = None,
+    intake_timing: IntakeTiming | None = None,
 ) -> FastAPI:
+    settings = settings or Settings()
     app = create_service_app(
         "referrals",
-        settings or Settings(),
+        settings,
         [api.router, public.router, analytics.router, erasure.router, timeline.router],
         access=ACCESS,
         description="Referral asks to won clients, their referral page, referral intake and "
@@ -26,4 +32,6 @@ def create_app(
     )
     app.state.form_limits = FormLimits()  # per process; tests may swap in tighter limits
     app.state.deals_source = None  # made on first use (analytics.deals_source)
+    # starts the intakes that could not be started when their referral was stored
+    install_relay(app, task_queues(settings), intake_timing)
     return app

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, MetaData, String
+from sqlalchemy import ForeignKey, Integer, MetaData, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 import shared.db
@@ -46,9 +46,13 @@ class Referral(Base):
     timezone: Mapped[str] = mapped_column(String(64), default="")
     status: Mapped[str] = mapped_column(String(20), default="received", index=True)
     prospect_id: Mapped[str | None] = mapped_column(String(32))
-    # set once the intake workflow is known to exist; NULL rows are retried by
-    # service.start_pending_intakes
+    # set once the intake workflow is known to exist; until then the intake relay
+    # (services.referrals.intakes) retries the start: its attempts, the last error, and when
+    # it is due next (the lease of an attempt in flight, then the backoff)
     intake_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    intake_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    intake_last_error: Mapped[str] = mapped_column(Text, default="", server_default="")
+    intake_next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
     # when the referrer was thanked for this referral's first meeting, and for its win
     thanked_for_meeting_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     thanked_for_win_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -9,10 +9,6 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
-from temporalio.client import Client
-from temporalio.common import WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from services.referrals import schemas
 from services.referrals.models import Referral, ReferralAsk
@@ -23,17 +19,14 @@ from shared.contracts.journey import (
     ReferralIntakeInput,
     ReferredPerson,
     ReferrerThanks,
-    referral_intake_id,
 )
 from shared.contracts.queues import TaskQueues
 from shared.errors import AppError, not_found
 
 log = logging.getLogger(__name__)
 
-INTAKE_WORKFLOW = "ReferralIntake"  # by name: services never import workflows/
 RECEIVED = "received"
 PROSPECT_CREATED = "prospect_created"
-START_TIMEOUT = timedelta(seconds=10)
 
 
 def ask_link(public_url: str, token: str) -> str:
@@ -107,14 +100,23 @@ async def ask_status(session: AsyncSession, ask_id: str) -> ReferralAskStatus:
 
 
 async def add_referrals(
-    session: AsyncSession, ask: ReferralAsk, people: Iterable[schemas.ReferredPersonIn]
+    session: AsyncSession,
+    ask: ReferralAsk,
+    people: Iterable[schemas.ReferredPersonIn],
+    lease: timedelta = timedelta(0),
 ) -> list[Referral]:
-    """Store the people the client named; their intakes start after the caller commits."""
+    """Store the people the client named; their intakes start after the caller commits.
+
+    Each is leased to the caller's own start for `lease` (none: due to the intake relay at
+    once); if that start fails, or never comes, the intake relay (services.referrals.intakes)
+    starts it after the lease."""
+    lease_until = datetime.now(UTC) + lease
     referrals = [
         Referral(
             ask_id=ask.id,
             referrer_prospect_id=ask.client_prospect_id,
             status=RECEIVED,
+            intake_next_attempt_at=lease_until,
             **person.model_dump(),
         )
         for person in people
@@ -184,68 +186,3 @@ def intake_input(referral: Referral, ask: ReferralAsk, queues: TaskQueues) -> Re
         cadence_id=ask.cadence_id,
         queues=queues,
     )
-
-
-async def _start_intake(client: Client, referral: Referral, queues: TaskQueues) -> bool:
-    try:
-        await client.start_workflow(
-            INTAKE_WORKFLOW,
-            intake_input(referral, referral.ask, queues),
-            id=referral_intake_id(referral.id),
-            task_queue=queues.journeys,
-            # a finished intake is never run twice; a failed one may be retried
-            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
-            rpc_timeout=START_TIMEOUT,
-        )
-    except WorkflowAlreadyStartedError:
-        pass  # started by an earlier attempt whose bookkeeping did not commit
-    except Exception as err:
-        # The referral is stored; start_pending_intakes picks it up later.
-        log.warning("could not start the intake of referral %s: %s", referral.id, err)
-        return False
-    return True
-
-
-async def start_intakes(
-    session: AsyncSession, client: Client, queues: TaskQueues, referral_ids: Iterable[str]
-) -> list[str]:
-    """Start the intake of each referral (call after the commit that stored them).
-
-    Marks the started ones (the caller commits) and returns their ids; failures are logged
-    and left for start_pending_intakes.
-    """
-    ids = list(referral_ids)
-    if not ids:
-        return []
-    referrals = (
-        await session.scalars(
-            select(Referral)
-            .where(Referral.id.in_(ids))
-            .options(selectinload(Referral.ask))
-            .order_by(Referral.created_at, Referral.id)
-            .execution_options(populate_existing=True)
-        )
-    ).all()
-    started: list[str] = []
-    for referral in referrals:
-        if referral.intake_started_at is None and await _start_intake(client, referral, queues):
-            referral.intake_started_at = datetime.now(UTC)
-            started.append(referral.id)
-    await session.flush()
-    return started
-
-
-async def start_pending_intakes(
-    session: AsyncSession, client: Client, queues: TaskQueues, *, limit: int = 100
-) -> list[str]:
-    """Retry the intakes that could not be started when their referral was stored.
-
-    Not scheduled yet: meant for a periodic job. The caller commits.
-    """
-    pending = await session.scalars(
-        select(Referral.id)
-        .where(Referral.intake_started_at.is_(None), Referral.status == RECEIVED)
-        .order_by(Referral.created_at, Referral.id)
-        .limit(limit)
-    )
-    return await start_intakes(session, client, queues, pending.all())

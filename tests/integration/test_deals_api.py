@@ -24,7 +24,8 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from services.deals.activities import DealsActivities, activities_for
 from services.deals.app import create_app
-from shared.contracts.journey import OpenDealRequest, journey_id
+from shared.contracts.errors import NOT_FOUND
+from shared.contracts.journey import DealRef, OpenDealRequest, journey_id
 from shared.contracts.names import Sig
 from shared.migrations import upgrade
 from tests.conftest import AUTH, make_settings
@@ -226,7 +227,7 @@ async def test_open_deal_is_idempotent_on_journey_id(env: DealsEnv) -> None:
 
 async def test_expire_qualification_disqualifies_a_waiting_deal(env: DealsEnv) -> None:
     deal_id, _, _ = await env.open_deal()
-    status = await ActivityEnvironment().run(env.acts.expire_qualification, deal_id)
+    status = await ActivityEnvironment().run(env.acts.expire_qualification, DealRef(deal_id))
     assert (status.deal_id, status.stage) == (deal_id, "disqualified")
     deal = (await env.http.get(f"/deals/{deal_id}")).json()
     assert deal["stage"] == "disqualified"
@@ -235,7 +236,7 @@ async def test_expire_qualification_disqualifies_a_waiting_deal(env: DealsEnv) -
     assert deal["qualification_reasons"] == ["qualification timeout"]
     assert deal["closed_at"] is not None
     # a retried activity changes nothing
-    assert (await env.acts.expire_qualification(deal_id)).stage == "disqualified"
+    assert (await env.acts.expire_qualification(DealRef(deal_id))).stage == "disqualified"
     # and the late API answer is refused: the journey already moved on
     r = await env.http.post(f"/deals/{deal_id}/qualification", json={"answers": GOOD_ANSWERS})
     assert (r.status_code, error(r)["code"]) == (409, "invalid_stage")
@@ -243,7 +244,7 @@ async def test_expire_qualification_disqualifies_a_waiting_deal(env: DealsEnv) -
 
 async def test_expire_qualification_leaves_a_recorded_verdict(env: DealsEnv) -> None:
     deal_id, _ = await env.presenting_deal()
-    status = await env.acts.expire_qualification(deal_id)
+    status = await env.acts.expire_qualification(DealRef(deal_id))
     assert status.stage == "presenting"
     deal = (await env.http.get(f"/deals/{deal_id}")).json()
     assert (deal["stage"], deal["qualified"], deal["closed_at"]) == ("presenting", True, None)
@@ -251,9 +252,9 @@ async def test_expire_qualification_leaves_a_recorded_verdict(env: DealsEnv) -> 
 
 async def test_expire_qualification_of_unknown_deal_is_not_retryable(env: DealsEnv) -> None:
     with pytest.raises(ApplicationError) as err:
-        await ActivityEnvironment().run(env.acts.expire_qualification, "missing")
+        await ActivityEnvironment().run(env.acts.expire_qualification, DealRef("missing"))
     assert err.value.non_retryable
-    assert err.value.type == "DealNotFound"
+    assert err.value.type == NOT_FOUND
 
 
 def test_activities_for_lists_the_bound_activities(tmp_path: Path) -> None:
@@ -688,7 +689,7 @@ async def test_close_refusals_write_and_signal_nothing(env: DealsEnv) -> None:
     assert len(await signals(journey, 1)) == 1
 
     disqualified_id, _, _ = await env.open_deal()
-    await env.acts.expire_qualification(disqualified_id)
+    await env.acts.expire_qualification(DealRef(disqualified_id))
     r = await env.http.post(
         f"/deals/{disqualified_id}/close", json={"outcome": "won", "reason": "x"}
     )

@@ -15,6 +15,7 @@ from temporalio.testing import ActivityEnvironment
 from shared.contracts.journey import (
     Contact,
     DealNote,
+    DealRef,
     MeetingBriefRequest,
     QualificationTimeout,
 )
@@ -255,12 +256,12 @@ async def test_open_objections_are_the_unresolved_ones(env: DealsEnv) -> None:
         f"/objections/{price['objection']['id']}/outcome",
         json={"response": price["answers"][0], "resolved": True},
     )
-    found = await run(env.acts.open_objections, deal_id)
+    found = await run(env.acts.open_objections, DealRef(deal_id))
     assert (found.decided, found.stage) == (False, "objections")
     assert [o.category for o in found.objections] == ["timing"]
     assert found.objections[0].best_response
     await env.http.post(f"/deals/{deal_id}/close", json={"outcome": "lost", "reason": "timing"})
-    assert (await run(env.acts.open_objections, deal_id)).decided is True
+    assert (await run(env.acts.open_objections, DealRef(deal_id))).decided is True
 
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

@@ -6,6 +6,7 @@ Reuses the recording journey of test_deals_api: each test asserts what the journ
 
 from typing import Any
 
+from shared.contracts.journey import DealRef
 from tests.integration import test_deals_api as base
 from tests.integration.test_deals_api import (
     GOOD_ANSWERS,
@@ -309,7 +310,7 @@ async def test_reopen_returns_to_the_stage_before_closing_without_a_signal(
     assert [s["name"] for s in got] == ["qualification_recorded", "objection_logged", "deal_closed"]
     # a disqualified deal is not reopened here
     other_id, _, _ = await env.open_deal()
-    await env.acts.expire_qualification(other_id)
+    await env.acts.expire_qualification(DealRef(other_id))
     r = await env.http.post(f"/deals/{other_id}/reopen")
     assert (r.status_code, error(r)["code"]) == (409, "invalid_stage")
 

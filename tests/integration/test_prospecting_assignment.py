@@ -21,6 +21,7 @@ from services.prospecting.activities import ProspectingActivities
 from services.prospecting.app import create_app
 from services.prospecting.models import OutboxMessage
 from services.prospecting.outbox import OutboxTiming
+from shared.contracts.errors import CONFLICT
 from shared.contracts.journey import CreateReferredProspect, ReferredPerson, StageChange
 from shared.migrations import upgrade
 from tests.conftest import AUTH, free_port, make_settings
@@ -311,7 +312,8 @@ async def test_referrals_keep_the_referrers_rep_within_capacity_and_refuse_erase
     await _ok(await http.post(f"/prospects/{first.prospect_id}/erasure"), 202)
     with pytest.raises(ApplicationError) as refused:
         await env.run(acts.create_referred_prospect, referral(3, email="R1@example.com"))
-    assert refused.value.type == "erased_person" and refused.value.non_retryable
+    assert (refused.value.type, refused.value.details[0]["code"]) == (CONFLICT, "erased_person")
+    assert refused.value.non_retryable
 
 
 async def test_delivered_outbox_messages_are_pruned_after_a_week_but_erasures_stay(

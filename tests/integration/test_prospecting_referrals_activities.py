@@ -30,6 +30,7 @@ from services.referrals import schemas as referrals_schemas
 from services.referrals import service as referrals
 from services.referrals.activities import ReferralsActivities
 from services.referrals.models import Referral
+from shared.contracts.errors import INVALID_INPUT, NOT_FOUND
 from shared.contracts.journey import (
     Contact,
     CreateReferredProspect,
@@ -256,17 +257,21 @@ async def test_record_stage_is_idempotent_per_key(dbs: Dbs) -> None:
 
 
 @pytest.mark.parametrize(
-    ("prospect_id", "to_stage", "code"),
-    [("nobody", "contacting", "prospect_not_found"), (None, "sleeping", "validation_error")],
+    ("prospect_id", "to_stage", "kind", "code"),
+    [
+        ("nobody", "contacting", NOT_FOUND, "prospect_not_found"),
+        (None, "sleeping", INVALID_INPUT, "validation_error"),
+    ],
 )
 async def test_record_stage_rejects_bad_input_without_retrying(
-    dbs: Dbs, prospect_id: str | None, to_stage: str, code: str
+    dbs: Dbs, prospect_id: str | None, to_stage: str, kind: str, code: str
 ) -> None:
     pid = prospect_id or (await dbs.prospect(email="q@example.com")).id
     change = StageChange("k", pid, "prospecting", to_stage, "x", "2030-01-01T00:00:00+00:00")
     with pytest.raises(ApplicationError) as raised:
         await ActivityEnvironment().run(dbs.prospecting_acts.record_stage, change)
-    assert raised.value.non_retryable and raised.value.type == code
+    assert raised.value.non_retryable and raised.value.type == kind
+    assert raised.value.details[0]["code"] == code
 
 
 async def test_create_referred_prospect_is_idempotent_on_referral_id(dbs: Dbs) -> None:
@@ -388,4 +393,5 @@ async def test_link_referral_is_idempotent_and_rejects_unknown_referrals(dbs: Db
     assert (stored.status, stored.prospect_id) == ("prospect_created", "p1")
     with pytest.raises(ApplicationError) as raised:
         await env.run(dbs.referrals_acts.link_referral, LinkReferral("nope", "p1"))
-    assert raised.value.non_retryable and raised.value.type == "referral_not_found"
+    assert raised.value.non_retryable and raised.value.type == NOT_FOUND
+    assert raised.value.details[0]["code"] == "referral_not_found"

@@ -18,11 +18,14 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from services.referrals import service
 from services.referrals.activities import ReferralsActivities
 from services.referrals.app import create_app
+from services.referrals.intakes import IntakeTiming
+from services.referrals.models import Referral
 from services.referrals.rate_limit import FormLimits, RateLimiter
+from shared.contracts.errors import INVALID_INPUT, NOT_FOUND
 from shared.contracts.journey import (
+    ReferralAskRef,
     ReferralAskRequest,
     ReferralAskStatus,
     ReferralIntakeInput,
@@ -101,8 +104,10 @@ def expected_intake(referral: dict[str, Any], queues: TaskQueues) -> ReferralInt
 
 
 @asynccontextmanager
-async def serve(settings: Settings, temporal: Client) -> AsyncIterator[Env]:
-    app = create_app(settings, temporal_client=temporal)
+async def serve(
+    settings: Settings, temporal: Client, intake_timing: IntakeTiming | None = None
+) -> AsyncIterator[Env]:
+    app = create_app(settings, temporal_client=temporal, intake_timing=intake_timing)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app)
         async with httpx.AsyncClient(
@@ -227,31 +232,40 @@ async def test_invalid_referrals_are_rejected_naming_the_field(
     assert await env.referrals() == []
 
 
-async def test_failed_intake_start_keeps_the_referral_and_is_retried_later(
+async def test_a_failed_intake_start_is_started_later_by_the_relay(
     settings: Settings, temporal_local: WorkflowEnvironment, intake_worker: Worker
 ) -> None:
     # A client of a namespace that does not exist: every start fails, as in an outage.
     target = temporal_local.client.service_client.config.target_host
     broken = await Client.connect(target, namespace="no-such-namespace")
-    async with serve(settings, broken) as env:
+    fast = IntakeTiming(poll_seconds=0.05, base_delay=0.05, max_delay=0.2)
+    async with serve(settings, broken, fast) as env:
         ask = await env.ask()
         resp = await env.http.post(f"/asks/{ask['id']}/referrals", json={"people": [PERSON]})
         assert resp.status_code == 201, resp.text
         (referral,) = resp.json()
         assert (referral["status"], referral["intake_started_at"]) == ("received", None)
 
-        queues = task_queues(settings)
-        async with env.app.state.sessions() as session:
-            started = await service.start_pending_intakes(session, temporal_local.client, queues)
-            await session.commit()
-        assert started == [referral["id"]]
-        env.temporal = temporal_local.client
-        assert await env.intake(referral["id"]) == expected_intake(referral, queues)
-        (stored,) = await env.referrals()
-        assert stored["intake_started_at"] is not None
+        async def stored() -> Referral:
+            async with env.app.state.sessions() as session:
+                row = await session.get(Referral, referral["id"])
+                assert row is not None
+                return row
 
-        async with env.app.state.sessions() as session:
-            assert await service.start_pending_intakes(session, temporal_local.client, queues) == []
+        failed = await stored()
+        assert failed.intake_attempts >= 1  # the request's own attempt, recorded
+        assert "no-such-namespace" in failed.intake_last_error
+
+        # Temporal is back: the relay running in the app starts the intake, nobody else
+        env.app.state.temporal = env.temporal = temporal_local.client
+        for _ in range(600):
+            if (await stored()).intake_started_at is not None:
+                break
+            await asyncio.sleep(0.05)
+        started = await stored()
+        assert started.intake_started_at is not None and started.intake_next_attempt_at is None
+        assert await env.intake(referral["id"]) == expected_intake(referral, task_queues(settings))
+        assert await env.app.state.intakes.run_once() == 0  # nothing left to start
 
 
 # --- public referral page -----------------------------------------------------------------------
@@ -417,13 +431,17 @@ def test_token_bucket_memory_stays_bounded() -> None:
 async def test_ask_status_counts_the_referrals_of_the_ask(env: Env) -> None:
     acts = ReferralsActivities(env.app.state.sessions, PUBLIC_URL)
     ask = await env.ask()
-    assert await acts.referral_ask_status(ask["id"]) == ReferralAskStatus(ask["id"], 0)
+    assert await acts.referral_ask_status(ReferralAskRef(ask["id"])) == ReferralAskStatus(
+        ask["id"], 0
+    )
     resp = await env.http.post(f"/asks/{ask['id']}/referrals", json={"people": [PERSON] * 2})
     assert resp.status_code == 201
-    assert await acts.referral_ask_status(ask["id"]) == ReferralAskStatus(ask["id"], 2)
+    assert await acts.referral_ask_status(ReferralAskRef(ask["id"])) == ReferralAskStatus(
+        ask["id"], 2
+    )
     with pytest.raises(ApplicationError) as err:
-        await acts.referral_ask_status("nope")
-    assert err.value.non_retryable and err.value.type == "referral_ask_not_found"
+        await acts.referral_ask_status(ReferralAskRef("nope"))
+    assert err.value.non_retryable and err.value.type == NOT_FOUND
 
 
 async def test_thanks_to_the_referrer_are_recorded_once_per_event(env: Env) -> None:
@@ -448,10 +466,15 @@ async def test_thanks_to_the_referrer_are_recorded_once_per_event(env: Env) -> N
     (stored,) = await env.referrals()
     assert stored["thanked_for_win_at"].startswith("2026-12-01T09:00:00")
 
-    for bad, code in [
-        (ReferrerThanks("nope", "won", "2026-12-01T09:00:00+00:00"), "referral_not_found"),
-        (ReferrerThanks(referral["id"], "lunch", "2026-12-01T09:00:00+00:00"), "invalid_input"),
+    for bad, kind, code in [
+        (ReferrerThanks("nope", "won", "2026-12-01T09:00"), NOT_FOUND, "referral_not_found"),
+        (
+            ReferrerThanks(referral["id"], "lunch", "2026-12-01T09:00"),
+            INVALID_INPUT,
+            "invalid_input",
+        ),
     ]:
         with pytest.raises(ApplicationError) as err:
             await acts.record_referrer_thanks(bad)
-        assert err.value.non_retryable and err.value.type == code
+        assert err.value.non_retryable and err.value.type == kind
+        assert err.value.details[0]["code"] == code

@@ -14,6 +14,7 @@ from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from services.prospecting.activities import ProspectingActivities
 from services.prospecting.app import create_app
+from shared.contracts.journey import RepRef
 from shared.migrations import upgrade
 from tests.conftest import AUTH, make_settings
 
@@ -58,15 +59,15 @@ async def test_manager_is_validated_stored_and_found_for_escalation(
     assert (await http.get(f"/reps/{rep['id']}")).json()["manager_id"] == manager["id"]
 
     run = ActivityEnvironment().run
-    found = await run(acts.get_rep_manager, rep["id"])
+    found = await run(acts.get_rep_manager, RepRef(rep["id"]))
     assert (found.manager_id, found.manager_name, found.manager_email) == (
         manager["id"],
         "Mia",
         "mia@example.org",
     )
-    assert (await run(acts.get_rep_manager, manager["id"])).manager_id is None
+    assert (await run(acts.get_rep_manager, RepRef(manager["id"]))).manager_id is None
     with pytest.raises(ApplicationError) as err:
-        await run(acts.get_rep_manager, "nobody")
+        await run(acts.get_rep_manager, RepRef("nobody"))
     assert err.value.non_retryable
 
 

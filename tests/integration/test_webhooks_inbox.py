@@ -24,8 +24,8 @@ from temporalio.testing import WorkflowEnvironment
 from services.outreach import models
 from services.outreach.inbox import (
     InboxRelay,
+    InboxTiming,
     JourneySignal,
-    RelayTiming,
     store_event,
 )
 from shared.contracts.journey import ReplyReceived, journey_id
@@ -183,7 +183,7 @@ async def test_no_journey_is_recorded_and_not_retried(
 async def test_two_relays_never_take_the_same_row(
     tmp_path: Path, database_urls: dict[str, str], temporal_local: WorkflowEnvironment
 ) -> None:
-    idle = RelayTiming(poll_seconds=3600)  # the app's own loop stays out of the way
+    idle = InboxTiming(poll_seconds=3600)  # the app's own loop stays out of the way
     async with webhook_rig(tmp_path, database_urls, temporal_local.client, idle) as rig:
         pid = uuid.uuid4().hex
         async with journeys(temporal_local.client, rig.queue):

@@ -23,13 +23,13 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from services.outreach import models
 from services.outreach.app import create_app
-from services.outreach.inbox import RelayTiming
+from services.outreach.inbox import InboxTiming
 from shared.contracts.journey import journey_id
 from shared.migrations import upgrade
 from shared.settings import Settings
 from tests.conftest import make_settings
 
-FAST = RelayTiming(
+FAST = InboxTiming(
     poll_seconds=0.05,
     base_delay=0.1,
     max_delay=0.4,
@@ -125,7 +125,7 @@ async def webhook_rig(
     tmp_path: Path,
     database_urls: dict[str, str],
     client: Client,
-    timing: RelayTiming = FAST,
+    timing: InboxTiming = FAST,
     **overrides: object,
 ) -> AsyncIterator[Rig]:
     settings = make_settings(

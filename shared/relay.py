@@ -1,0 +1,383 @@
+"""The one durable relay: rows written in a use case's transaction, handled after its commit,
+retried until they are done.
+
+A user supplies its table (a `LeasedTable`: which rows are due, how a claimed row becomes an
+item) and a handler (what to do with one item, and what came of it: an `Outcome`). The relay
+does the rest, the same way for every table:
+
+- Claim: due rows are leased by moving their `next_attempt_at` forward by `timing.lease`, in one
+  transaction (on PostgreSQL the candidates are read `FOR UPDATE SKIP LOCKED`, so replicas never
+  wait on each other; on SQLite the UPDATE re-checks that the row is still due, so of two
+  replicas that saw the same row due only one takes it). A process that dies with rows claimed
+  leaves them due again when the lease runs out: no row is lost, none is handled by two
+  replicas at once.
+- Backoff: after a failed attempt n (1, 2, ...) the row is due again after
+  `min(max_delay, base_delay * 2**(n-1))`, shortened by up to `jitter` (a fraction) so that rows
+  that failed together (the target was down) do not all come back in the same instant.
+- Record: the outcome is written where the row is still pending (a row changed meanwhile, e.g.
+  superseded, keeps its new state), `concurrency` items at a time, so at most that many rows are
+  handled but not yet recorded when a process dies.
+- Prune: rows the table calls finished and older than `timing.retention` are deleted, hourly.
+- Lifespan: `start()` runs the loop, `stop()` lets the in-flight items finish and be recorded
+  (up to `timing.stop_grace` seconds), hands the claimed rows it had not started back (due at
+  once, for another replica), then returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Generic, Protocol, TypeVar
+
+from sqlalchemy import ColumnElement, delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import InstrumentedAttribute
+
+log = logging.getLogger(__name__)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class RelayTiming:
+    """How a relay paces itself. Users subclass it for their own defaults and extra fields."""
+
+    poll_seconds: float = 1.0  # how often the loop looks for due rows when nobody wakes it
+    base_delay: float = 1.0  # the delay after the first failed attempt; doubles per attempt
+    max_delay: float = 300.0  # the cap of the delay
+    jitter: float = 0.2  # up to this fraction is taken off a delay, at random
+    lease: float = 60.0  # a claimed row is not due for anyone else for this long
+    batch: int = 100  # rows claimed per pass; a full batch means more are due: no pause
+    concurrency: int = 10  # items handled at once
+    retention: timedelta | None = None  # finished rows older than this are pruned
+    prune_seconds: float = 3600.0
+    stop_grace: float = 30.0  # how long stop() waits for the items in flight
+
+    def backoff(self, attempts: int) -> float:
+        """Seconds until the next attempt, after `attempts` failed ones (1 or more)."""
+        delay = min(self.max_delay, self.base_delay * 2 ** max(attempts - 1, 0))
+        return delay * (1 - self.jitter * random.random())
+
+
+class Item(Protocol):
+    """What the relay needs of a claimed row: its key and how often it was tried."""
+
+    @property
+    def id(self) -> Any: ...
+
+    @property
+    def attempts(self) -> int: ...
+
+
+ItemT = TypeVar("ItemT", bound=Item)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What handling one item came to. Make one with `done`, `retry` or `give_up`."""
+
+    values: Mapping[str, Any]  # the columns a finished row gets (status, done_at, ...)
+    error: str = ""  # kept in the row's last error column
+    retry: bool = False
+    gave_up: bool = False  # logged as an error: someone should look
+
+
+def done(note: str = "", **values: Any) -> Outcome:
+    """Finished: the row gets these values (and `note` as its last error, e.g. why nothing
+    was left to do)."""
+    return Outcome(values, note[:2000])
+
+
+def retry(error: str) -> Outcome:
+    """The error may pass (the target is down, say): try again after the backoff."""
+    return Outcome({}, error[:2000], retry=True)
+
+
+def give_up(error: str, **values: Any) -> Outcome:
+    """Retrying cannot help: the row is finished with these values, the error kept."""
+    return Outcome(values, error[:2000], gave_up=True)
+
+
+@dataclass(frozen=True)
+class LeasedTable(Generic[ItemT]):
+    """A table of work: its columns for the lease, the attempts and the last error, which rows
+    are still to do, and how claimed rows are read as items."""
+
+    id: InstrumentedAttribute[Any]
+    next_attempt_at: InstrumentedAttribute[Any]  # when the row is due: backoff and lease
+    attempts: InstrumentedAttribute[Any]
+    last_error: InstrumentedAttribute[Any]
+    pending: Callable[[], ColumnElement[bool]]  # not finished (due or not)
+    load: Callable[[AsyncSession, Sequence[Any]], Awaitable[Sequence[ItemT]]]
+    finished: Callable[[], ColumnElement[bool]] | None = None  # what prune may delete...
+    created_at: InstrumentedAttribute[Any] | None = None  # ...once older than the retention
+    order_by: Sequence[Any] = field(default_factory=tuple)
+
+    @classmethod
+    def of(
+        cls,
+        model: Any,
+        *,
+        pending: Callable[[], ColumnElement[bool]],
+        order_by: Sequence[Any],
+        load: Callable[[AsyncSession, Sequence[Any]], Awaitable[Sequence[ItemT]]] | None = None,
+        finished: Callable[[], ColumnElement[bool]] | None = None,
+    ) -> LeasedTable[ItemT]:
+        """A table with the usual column names (id, next_attempt_at, attempts, last_error,
+        created_at); its items are its ORM rows unless `load` says otherwise."""
+
+        async def rows(session: AsyncSession, ids: Sequence[Any]) -> Sequence[ItemT]:
+            query = select(model).where(model.id.in_(ids)).order_by(*order_by)
+            return (await session.scalars(query)).all()
+
+        return cls(
+            id=model.id,
+            next_attempt_at=model.next_attempt_at,
+            attempts=model.attempts,
+            last_error=model.last_error,
+            pending=pending,
+            load=load or rows,
+            finished=finished,
+            created_at=model.created_at,
+            order_by=order_by,
+        )
+
+    def due(self, now: datetime) -> ColumnElement[bool]:
+        return self.pending() & (self.next_attempt_at <= now)
+
+    @property
+    def model(self) -> Any:
+        return self.id.class_
+
+
+class Relay(Generic[ItemT]):
+    """Claims due rows of `table`, hands each to `handle`, records the outcome, retries."""
+
+    def __init__(
+        self,
+        name: str,
+        sessions: Callable[[], async_sessionmaker[AsyncSession]],
+        table: LeasedTable[ItemT],
+        handle: Callable[[ItemT], Awaitable[Outcome]],
+        timing: RelayTiming,
+        *,
+        before_pass: Callable[[], Awaitable[object]] | None = None,
+        on_recorded: Callable[[AsyncSession, Sequence[tuple[ItemT, Outcome]]], Awaitable[None]]
+        | None = None,
+    ) -> None:
+        """before_pass: more work of the same loop, run first on every pass (a sweep that
+        queues rows, say). on_recorded: runs in the transaction that records outcomes."""
+        self.name = name
+        self._sessions = sessions
+        self.table = table
+        self._handle = handle
+        self.timing = timing  # read on every pass: tests swap in faster timings
+        self._before_pass = before_pass
+        self._on_recorded = on_recorded
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._last_failure = ""
+        self.passes = 0  # passes completed (tests wait for a few more to see nothing new)
+
+    # --- lifespan ---------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Look for due rows now (a use case just committed some)."""
+        self._wake.set()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._stopping = False
+            self._task = asyncio.get_running_loop().create_task(self._run(), name=self.name)
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self._stopping = True
+        self._wake.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), self.timing.stop_grace)
+        except TimeoutError:
+            log.warning(
+                "%s: items still in flight after %.0fs, abandoned to their lease",
+                self.name,
+                self.timing.stop_grace,
+            )
+        except Exception:  # the loop itself never raises; a pass failing is logged inside it
+            log.exception("%s stopped with an error", self.name)
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self) -> None:
+        last_prune = float("-inf")
+        while not self._stopping:
+            now = asyncio.get_running_loop().time()
+            if self.table.finished is not None and now - last_prune >= self.timing.prune_seconds:
+                last_prune = now
+                try:
+                    await self.prune()
+                except Exception:  # housekeeping only: the work goes on
+                    log.exception("%s prune failed", self.name)
+            handled = 0
+            try:
+                handled = await self.run_once()
+            except Exception as err:  # the database is briefly away, say: the next pass retries
+                # logged once per distinct failure, not on every pass
+                failure = f"{type(err).__name__}: {getattr(err, 'orig', err)}"
+                if failure != self._last_failure:
+                    log.exception("%s pass failed", self.name)
+                self._last_failure = failure
+            else:
+                self._last_failure = ""
+            if handled >= self.timing.batch or self._stopping:
+                continue  # more are due: no pause
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.timing.poll_seconds)
+            self._wake.clear()
+
+    # --- one pass ---------------------------------------------------------------------------
+
+    async def run_once(self) -> int:
+        """One pass: the extra work, then claim the due rows and handle them. Returns how many
+        rows were claimed."""
+        if self._before_pass is not None:
+            await self._before_pass()
+        items = await self.take()
+        await self.handle(items)
+        self.passes += 1
+        return len(items)
+
+    async def take(self) -> list[ItemT]:
+        """Claim up to a batch of due rows, in one transaction."""
+        now = utcnow()
+        async with self._sessions()() as session:
+            query = self._due_query(now)
+            if session.get_bind().dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            ids = (await session.scalars(query)).all()
+            items = await self._claim_in(session, ids, now)
+            await session.commit()
+        return items
+
+    async def due(self) -> list[Any]:
+        """The ids of the rows due now (no claim: see `claim`)."""
+        async with self._sessions()() as session:
+            return list((await session.scalars(self._due_query(utcnow()))).all())
+
+    async def claim(self, ids: Sequence[Any]) -> list[ItemT]:
+        """Take the rows that are still due: a relay that saw them due a moment ago while
+        another took them gets nothing (the condition is checked again under the row lock)."""
+        async with self._sessions()() as session:
+            items = await self._claim_in(session, ids, utcnow())
+            await session.commit()
+        return items
+
+    def _due_query(self, now: datetime) -> Any:
+        t = self.table
+        return select(t.id).where(t.due(now)).order_by(*t.order_by).limit(self.timing.batch)
+
+    async def _claim_in(
+        self, session: AsyncSession, ids: Sequence[Any], now: datetime
+    ) -> list[ItemT]:
+        if not ids:
+            return []
+        t = self.table
+        leased = (
+            await session.scalars(
+                update(t.model)
+                .where(t.id.in_(ids), t.due(now))
+                .values({t.next_attempt_at: now + timedelta(seconds=self.timing.lease)})
+                .returning(t.id)
+                .execution_options(synchronize_session=False)
+            )
+        ).all()
+        return list(await t.load(session, leased)) if leased else []
+
+    async def handle(self, items: Sequence[ItemT]) -> None:
+        """Handle claimed (or, inline, freshly leased) items and record each outcome."""
+        size = max(self.timing.concurrency, 1)
+        for start in range(0, len(items), size):
+            if self._stopping and start:
+                await self._release(items[start:])  # stopping: the rest go to another replica
+                return
+            chunk = items[start : start + size]
+            outcomes = await asyncio.gather(*(self._attempt(item) for item in chunk))
+            await self._record(list(zip(chunk, outcomes, strict=True)))
+
+    async def _attempt(self, item: ItemT) -> Outcome:
+        try:
+            return await self._handle(item)
+        except Exception as err:  # a handler's own failure is one more failed attempt
+            log.exception("%s: handling %s failed", self.name, item.id)
+            return retry(f"{type(err).__name__}: {err}")
+
+    async def _record(self, results: Sequence[tuple[ItemT, Outcome]]) -> None:
+        now = utcnow()
+        t = self.table
+        async with self._sessions()() as session:
+            for item, outcome in results:
+                attempts = item.attempts + 1
+                values: dict[Any, Any] = {t.attempts: attempts, t.last_error: outcome.error}
+                if outcome.retry:
+                    delay = self.timing.backoff(attempts)
+                    values[t.next_attempt_at] = now + timedelta(seconds=delay)
+                    log.warning(
+                        "%s: %s attempt %d failed, retry in %.1fs: %s",
+                        self.name,
+                        item.id,
+                        attempts,
+                        delay,
+                        outcome.error,
+                    )
+                else:
+                    values[t.next_attempt_at] = None
+                    values.update({getattr(t.model, k): v for k, v in outcome.values.items()})
+                    if outcome.gave_up:
+                        log.error("%s: %s gave up: %s", self.name, item.id, outcome.error)
+                await session.execute(
+                    update(t.model)
+                    .where(t.id == item.id, t.pending())
+                    .values(values)
+                    .execution_options(synchronize_session=False)
+                )
+            if self._on_recorded is not None:
+                await self._on_recorded(session, results)
+            await session.commit()
+
+    async def _release(self, items: Sequence[ItemT]) -> None:
+        t = self.table
+        async with self._sessions()() as session:
+            await session.execute(
+                update(t.model)
+                .where(t.id.in_([i.id for i in items]), t.pending())
+                .values({t.next_attempt_at: utcnow()})
+                .execution_options(synchronize_session=False)
+            )
+            await session.commit()
+
+    # --- housekeeping -----------------------------------------------------------------------
+
+    async def prune(self) -> int:
+        """Delete the finished rows older than the retention; returns how many went."""
+        t = self.table
+        if t.finished is None or t.created_at is None or self.timing.retention is None:
+            return 0
+        async with self._sessions()() as session:
+            result = await session.execute(
+                delete(t.model)
+                .where(t.finished(), t.created_at < utcnow() - self.timing.retention)
+                .execution_options(synchronize_session=False)
+            )
+            await session.commit()
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
