@@ -74,7 +74,7 @@ def activity_boundary(name: str) -> Callable[[F], F]:
         if with_session:
             # Temporal reads the activity's parameters from the signature and the annotations
             del params[1]
-            wrapper.__signature__ = signature.replace(parameters=params)
+            setattr(wrapper, "__signature__", signature.replace(parameters=params))  # noqa: B010
             wrapper.__annotations__ = {
                 k: v for k, v in method.__annotations__.items() if k != "session"
             }

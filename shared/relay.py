@@ -62,7 +62,7 @@ class RelayTiming:
 
     def backoff(self, attempts: int) -> float:
         """Seconds until the next attempt, after `attempts` failed ones (1 or more)."""
-        delay = min(self.max_delay, self.base_delay * 2 ** max(attempts - 1, 0))
+        delay: float = min(self.max_delay, self.base_delay * 2 ** max(attempts - 1, 0))
         return delay * (1 - self.jitter * random.random())
 
 
