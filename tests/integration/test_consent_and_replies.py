@@ -38,10 +38,13 @@ from shared.providers import postmark
 from shared.providers.mailgun import event_payload, inbound_form
 from shared.providers.postmark import basic_auth_header
 from shared.providers.twilio_signature import SIGNATURE_HEADER, sign_twilio_request
-from tests.conftest import AUTH, free_port, make_settings
-from tests.integration.outreach_harness import Sandboxes, SendTouchOnce, sandboxes, send_touch
-from tests.integration.test_full_journey import whole_stack
-from tests.integration.webhooks_rig import (
+from tests.support.eventually import eventually
+from tests.support.ports import free_port
+from tests.support.sandboxes import Sandboxes, SendTouchOnce, sandboxes, send_touch
+from tests.support.scenarios import Driver, daytime_zone, fast_cadence
+from tests.support.settings import AUTH, make_settings
+from tests.support.stack import whole_stack
+from tests.support.webhooks import (
     FAST,
     RecordingJourney,
     journeys,
@@ -49,7 +52,6 @@ from tests.integration.webhooks_rig import (
     start_journey,
     webhook_rig,
 )
-from tests.scenarios import Driver, daytime_zone, eventually, fast_cadence
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 PM_USER, PM_PASSWORD = "postmark", "pm-webhook-secret"

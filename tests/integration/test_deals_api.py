@@ -7,147 +7,26 @@ request refused by validation told it nothing.
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
-from temporalio import workflow
-from temporalio.client import Client, WorkflowHandle
-from temporalio.common import RawValue
 from temporalio.exceptions import ApplicationError
-from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
-from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+from temporalio.testing import ActivityEnvironment
 
-from services.deals.activities import DealsActivities, activities_for
-from services.deals.app import create_app
+from services.deals.activities import activities_for
 from shared.contracts.journey import OpenDealRequest, journey_id
 from shared.contracts.names import Sig
-from shared.migrations import upgrade
-from tests.conftest import AUTH, make_settings
-
-GOOD_ANSWERS = {
-    "budget": True,
-    "authority": "decision_maker",
-    "need": "reports take two days each month",
-    "timeline": 2,
-}
-DEFAULT_CATEGORIES = ["authority", "competitor", "need", "price", "timing", "trust"]
-
-
-@workflow.defn(name="RecordingJourney")
-class RecordingJourney:
-    def __init__(self) -> None:
-        self.received: list[dict[str, Any]] = []
-
-    @workflow.run
-    async def run(self) -> None:
-        await workflow.wait_condition(lambda: False)  # lives until the test terminates it
-
-    @workflow.signal(dynamic=True)
-    def record(self, name: str, args: Sequence[RawValue]) -> None:
-        payload = workflow.payload_converter().from_payload(args[0].payload, dict)
-        self.received.append({"name": name, "payload": payload})
-
-    @workflow.query
-    def signals(self) -> list[dict[str, Any]]:
-        return self.received
-
-
-@dataclass
-class DealsEnv:
-    http: httpx.AsyncClient
-    anon: httpx.AsyncClient
-    acts: DealsActivities
-    client: Client
-    queue: str
-    journeys: list[WorkflowHandle[Any, Any]] = field(default_factory=list)
-
-    async def start_journey(self, prospect_id: str) -> WorkflowHandle[Any, Any]:
-        handle = await self.client.start_workflow(
-            "RecordingJourney", id=journey_id(prospect_id), task_queue=self.queue
-        )
-        self.journeys.append(handle)
-        return handle
-
-    async def open_deal(
-        self, *, journey: bool = True, source: str = "cold"
-    ) -> tuple[str, str, WorkflowHandle[Any, Any] | None]:
-        """(deal id, prospect id, the recording journey) for a fresh prospect."""
-        prospect_id = uuid.uuid4().hex
-        handle = await self.start_journey(prospect_id) if journey else None
-        status = await self.acts.open_deal(
-            OpenDealRequest(prospect_id, journey_id(prospect_id), "rep-1", source, "replied")
-        )
-        assert status.stage == "qualifying"
-        return status.deal_id, prospect_id, handle
-
-    async def presenting_deal(self) -> tuple[str, WorkflowHandle[Any, Any]]:
-        deal_id, _, handle = await self.open_deal()
-        assert handle is not None
-        r = await self.http.post(f"/deals/{deal_id}/qualification", json={"answers": GOOD_ANSWERS})
-        assert r.status_code == 200, r.text
-        return deal_id, handle
-
-
-async def signals(handle: WorkflowHandle[Any, Any], count: int) -> list[dict[str, Any]]:
-    """The signals the journey holds once it has `count` of them (or after 10 s)."""
-    deadline = asyncio.get_running_loop().time() + 10
-    while True:
-        got: list[dict[str, Any]] = await handle.query("signals")
-        if len(got) >= count or asyncio.get_running_loop().time() > deadline:
-            return got
-        await asyncio.sleep(0.05)
-
-
-@pytest.fixture
-async def env(
-    database_urls: dict[str, str],
-    tmp_path: Path,
-    temporal_local: WorkflowEnvironment,
-    queue_prefix: str,
-) -> AsyncIterator[DealsEnv]:
-    settings = make_settings(tmp_path, database_urls)
-    await asyncio.to_thread(upgrade, settings, "deals")
-    app = create_app(settings, temporal_client=temporal_local.client)
-    queue = f"{queue_prefix}journeys"
-    transport = httpx.ASGITransport(app=app)
-    async with (
-        app.router.lifespan_context(app),
-        Worker(
-            temporal_local.client,
-            task_queue=queue,
-            workflows=[RecordingJourney],
-            workflow_runner=UnsandboxedWorkflowRunner(),
-        ),
-        httpx.AsyncClient(transport=transport, base_url="http://test", headers=AUTH) as http,
-        httpx.AsyncClient(transport=transport, base_url="http://test") as anon,
-    ):
-        deals_env = DealsEnv(
-            http, anon, DealsActivities(app.state.sessions), temporal_local.client, queue
-        )
-        yield deals_env
-        for handle in deals_env.journeys:
-            await handle.terminate("test over")
-
-
-def error(r: httpx.Response) -> dict[str, Any]:
-    body: dict[str, Any] = r.json()["error"]
-    return body
-
-
-def fields(r: httpx.Response) -> set[str]:
-    return {d["field"] for d in error(r)["details"]}
-
-
-def in_an_hour() -> datetime:
-    return datetime.now(UTC) + timedelta(hours=1)
-
-
-# --- auth and lookups ---------------------------------------------------------------------------
+from tests.support.deals import (
+    DEFAULT_CATEGORIES,
+    GOOD_ANSWERS,
+    DealsEnv,
+    error,
+    fields,
+    in_an_hour,
+    signals,
+)
+from tests.support.settings import make_settings
 
 
 async def test_every_route_needs_an_api_key(env: DealsEnv) -> None:

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from tests.integration.test_full_journey import whole_stack
-from tests.scenarios import Driver, Urls, eventually, fast_cadence
+from tests.support.eventually import eventually
+from tests.support.scenarios import Driver, Urls, fast_cadence
+from tests.support.stack import whole_stack
 
 NEED = "Weekly reporting takes two days by hand"
 

@@ -19,10 +19,13 @@ from shared.contracts.journey import (
     QualificationTimeout,
 )
 from shared.contracts.names import Sig
-from tests.integration import test_deals_api as base
-from tests.integration.test_deals_api import DealsEnv, error, fields, in_an_hour, signals
-
-env = base.env  # the same fixture, registered in this module too
+from tests.support.deals import (
+    DealsEnv,
+    error,
+    fields,
+    in_an_hour,
+    signals,
+)
 
 
 async def schedule(env: DealsEnv, deal_id: str, starts: datetime) -> dict[str, Any]:

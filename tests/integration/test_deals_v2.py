@@ -6,8 +6,7 @@ Reuses the recording journey of test_deals_api: each test asserts what the journ
 
 from typing import Any
 
-from tests.integration import test_deals_api as base
-from tests.integration.test_deals_api import (
+from tests.support.deals import (
     GOOD_ANSWERS,
     DealsEnv,
     error,
@@ -15,8 +14,6 @@ from tests.integration.test_deals_api import (
     in_an_hour,
     signals,
 )
-
-env = base.env  # the same fixture, registered in this module too
 
 MEDDIC_KEYS = [
     "metrics",

@@ -62,9 +62,10 @@ from shared.contracts.names import Act
 from shared.db import create_engine, session_factory
 from shared.sandbox.mailbox import StoredMessage
 from shared.settings import Settings
-from tests.conftest import free_port
-from tests.integration.fault_worker import POINTS, OnceFault
-from tests.integration.outreach_harness import Sandboxes, sandboxes, serve
+from tests.support.faults import POINTS, OnceFault
+from tests.support.ports import free_port
+from tests.support.sandboxes import Sandboxes, sandboxes
+from tests.support.serve import serve
 
 REPO = Path(__file__).resolve().parents[2]
 # Short, so a killed worker's activity is handed out again quickly; long enough for one send.

@@ -27,8 +27,8 @@ from services.prospecting.models import FunnelCount, StageHistory
 from shared.contracts.journey import StageChange
 from shared.migrations import upgrade
 from shared.settings import Settings
-from tests.conftest import AUTH, make_settings
-from tests.integration.funnel_data import Truth, assert_matches, brute_force, record_journeys
+from tests.support.funnel import Truth, assert_matches, brute_force, record_journeys
+from tests.support.settings import AUTH, make_settings
 
 TODAY = datetime.now(UTC).date()
 START = datetime.combine(TODAY - timedelta(days=150), datetime.min.time(), tzinfo=UTC)

@@ -17,7 +17,7 @@ from services.prospecting import icp, imports
 from services.prospecting.app import create_app
 from services.prospecting.import_cli import upload
 from shared.migrations import upgrade
-from tests.conftest import API_KEY, AUTH, make_settings
+from tests.support.settings import API_KEY, AUTH, make_settings
 
 ICP = {
     "criteria": [

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from tests.integration.test_full_journey import whole_stack
-from tests.scenarios import Driver, fast_cadence
+from tests.support.scenarios import Driver, fast_cadence
+from tests.support.stack import whole_stack
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -155,7 +155,7 @@ async def test_company_pause_conditions_variants_and_stats(
                 state = await d.ok("GET", f"{urls.outreach}/journeys/{bob['id']}")
                 return bool(state["paused"])
 
-            from tests.scenarios import eventually
+            from tests.support.eventually import eventually
 
             await eventually(bob_paused, "Bob's journey to be paused")
             await d.wait_mails(dee["email"], 2)  # condition met: sent
@@ -219,7 +219,7 @@ async def test_html_part_and_a_booked_meeting_from_a_call_task(
                 tasks = await d.tasks_of(ned["id"])
                 return next((t for t in tasks if t["kind"] == "call_task"), None)
 
-            from tests.scenarios import eventually
+            from tests.support.eventually import eventually
 
             task = await eventually(call_task, "a call task")
             await d.ok(

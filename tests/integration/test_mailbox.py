@@ -15,7 +15,7 @@ from fastapi import FastAPI, Request, Response
 from shared.providers.email import EmailSendError, OutgoingEmail, SmtpEmail, new_message_id
 from shared.providers.mailgun import verify_mailgun_signature
 from shared.sandbox.mailbox import Mailbox, create_app, start_smtp
-from tests.conftest import free_port
+from tests.support.ports import free_port
 
 KEY = "test-signing-key"
 FROM = "closeflow <sales@closeflow.test>"

@@ -22,10 +22,11 @@ from services.outreach.app import create_app as create_outreach
 from services.prospecting.activities import ProspectingActivities
 from services.prospecting.app import create_app as create_prospecting
 from shared.migrations import upgrade
-from tests.browser import screenshot
-from tests.conftest import API_KEY, AUTH, free_port, make_settings
-from tests.integration.funnel_data import Truth, brute_force, record_journeys
-from tests.integration.outreach_harness import serve
+from tests.support.browser import screenshot
+from tests.support.funnel import Truth, brute_force, record_journeys
+from tests.support.ports import free_port
+from tests.support.serve import serve
+from tests.support.settings import API_KEY, AUTH, make_settings
 
 TODAY = datetime.now(UTC).date()
 START = datetime.combine(TODAY - timedelta(days=100), datetime.min.time(), tzinfo=UTC)

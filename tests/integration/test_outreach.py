@@ -34,8 +34,8 @@ from shared.contracts.names import Sig
 from shared.db import create_engine, session_factory
 from shared.providers.mailgun import event_payload, inbound_form
 from shared.providers.twilio_signature import sign_twilio_request
-from tests.conftest import AUTH
-from tests.integration.outreach_harness import Sandboxes, SendTouchOnce, sandboxes
+from tests.support.sandboxes import Sandboxes, SendTouchOnce, sandboxes
+from tests.support.settings import AUTH
 
 CADENCE = {
     "name": "Outbound",
@@ -436,14 +436,12 @@ async def test_status_callbacks_from_the_sandbox_update_the_ledger(
     queue_prefix: str,
 ) -> None:
     # the sandbox posts signed callbacks to outreach_public_url: serve outreach for real
-    from tests.conftest import free_port
-    from tests.integration.outreach_harness import serve
+    from tests.support.ports import free_port
+    from tests.support.serve import serve
 
     port = free_port()
     urls = {"outreach": database_urls["outreach"]}
-    async with sandboxes(
-        tmp_path, urls, queue_prefix, outreach_url=f"http://127.0.0.1:{port}"
-    ) as sb:
+    async with sandboxes(tmp_path, urls, queue_prefix, public_url=f"http://127.0.0.1:{port}") as sb:
         engine = create_engine(sb.settings.database_url("outreach"))
         acts = activities_for(sb.settings, session_factory(engine))
         app = create_app(sb.settings, temporal_client=temporal_local.client)

@@ -10,7 +10,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from services.outreach import models
 from shared.erasure import digest
-from tests.integration.test_sending_policy import contact, email_touch, outcome, rig
+from tests.support.sending import contact, email_touch, outcome, rig
 
 
 async def test_an_erased_address_is_never_sent_to_again(

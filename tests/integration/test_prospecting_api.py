@@ -18,7 +18,7 @@ from services.prospecting.app import create_app
 from shared.contracts.journey import StageChange
 from shared.migrations import upgrade
 from shared.settings import Settings
-from tests.conftest import AUTH, make_settings
+from tests.support.settings import AUTH, make_settings
 
 
 class Api:

@@ -23,7 +23,8 @@ from services.prospecting.models import OutboxMessage
 from services.prospecting.outbox import OutboxTiming
 from shared.contracts.journey import CreateReferredProspect, ReferredPerson, StageChange
 from shared.migrations import upgrade
-from tests.conftest import AUTH, free_port, make_settings
+from tests.support.ports import free_port
+from tests.support.settings import AUTH, make_settings
 
 
 @pytest.fixture

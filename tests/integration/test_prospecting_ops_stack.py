@@ -6,8 +6,6 @@ outage."""
 from __future__ import annotations
 
 import contextlib
-import importlib
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,72 +18,17 @@ from temporalio.testing import WorkflowEnvironment
 
 from services.deals import models as deals_models
 from services.outreach import models as outreach_models
-from services.prospecting.app import create_app as prospecting_app
-from services.prospecting.outbox import OutboxTiming
 from services.referrals import models as referrals_models
 from shared.db import create_engine, session_factory
 from shared.erasure import digest
-from shared.sandbox.mailbox import create_app as mailbox_app
 from shared.settings import SERVICES, Settings
-from tests.conftest import AUTH, free_port
-from tests.integration.outreach_harness import sandboxes, serve
-from tests.scenarios import Driver, Urls, eventually, fast_cadence
-from workflows.worker import build_workers
-
-FAST = OutboxTiming(poll_seconds=0.1, base_delay=0.2, max_delay=1.0)
-
-
-def _peer_urls(base: dict[str, str]) -> dict[str, str]:
-    return {
-        "prospecting_url": base["prospecting"],
-        "deals_url": base["deals"],
-        "referrals_url": base["referrals"],
-    }
-
-
-def _app(service: str, settings: Settings, env: WorkflowEnvironment) -> Any:
-    if service == "prospecting":
-        return prospecting_app(settings, temporal_client=env.client, outbox_timing=FAST)
-    module = importlib.import_module(f"services.{service}.app")
-    return module.create_app(settings, temporal_client=env.client)
-
-
-@contextlib.asynccontextmanager
-async def running_stack(
-    tmp_path: Path, database_urls: dict[str, str], env: WorkflowEnvironment, prefix: str
-) -> AsyncIterator[tuple[Urls, Settings]]:
-    ports = {s: free_port() for s in SERVICES}
-    base = {s: f"http://127.0.0.1:{p}" for s, p in ports.items()}
-    async with sandboxes(
-        tmp_path,
-        database_urls,
-        prefix,
-        outreach_url=base["outreach"],
-        referrals_public_url=base["referrals"],
-        **_peer_urls(base),
-    ) as sb:
-        # sandboxes() takes outreach_url for the public URL: the internal one is set here
-        settings = sb.settings.model_copy(update={"outreach_url": base["outreach"]})
-        async with contextlib.AsyncExitStack() as stack:
-            for worker in await build_workers(env.client, settings, ["all"], stack):
-                await stack.enter_async_context(worker)
-            for service in SERVICES:
-                await stack.enter_async_context(serve(_app(service, settings, env), ports[service]))
-            mailbox = mailbox_app(
-                sb.mailbox,
-                outreach_url=base["outreach"],
-                signing_key=sb.settings.mailgun_signing_key.get_secret_value(),
-            )
-            mailbox_url = await stack.enter_async_context(serve(mailbox, free_port()))
-            urls = Urls(
-                base["prospecting"],
-                base["outreach"],
-                base["deals"],
-                base["referrals"],
-                mailbox_url,
-                sb.twilio_url,
-            )
-            yield urls, settings
+from tests.support.eventually import eventually
+from tests.support.ports import free_port
+from tests.support.sandboxes import sandboxes
+from tests.support.scenarios import Driver, Urls, fast_cadence
+from tests.support.serve import serve
+from tests.support.settings import AUTH
+from tests.support.stack import service_app, service_urls, whole_stack
 
 
 async def _journey_gone(env: WorkflowEnvironment, prospect_id: str) -> bool:
@@ -102,10 +45,8 @@ async def test_reassign_timeline_and_erasure_across_the_running_services(
     temporal_local: WorkflowEnvironment,
     queue_prefix: str,
 ) -> None:
-    async with running_stack(tmp_path, database_urls, temporal_local, queue_prefix) as (
-        urls,
-        settings,
-    ):
+    async with whole_stack(tmp_path, database_urls, temporal_local, queue_prefix) as urls:
+        settings = urls.settings
         d = Driver(urls)
         try:
             await _scenario(d, urls, temporal_local, settings)
@@ -259,12 +200,12 @@ async def test_rep_move_and_erasure_wait_for_outreach_to_come_back(
 ) -> None:
     ports = {s: free_port() for s in SERVICES}
     base = {s: f"http://127.0.0.1:{p}" for s, p in ports.items()}
-    async with sandboxes(tmp_path, database_urls, "outage-", **_peer_urls(base)) as sb:
-        settings = sb.settings.model_copy(update={"outreach_url": base["outreach"]})
+    async with sandboxes(tmp_path, database_urls, "outage-", **service_urls(base)) as sb:
+        settings = sb.settings
         async with contextlib.AsyncExitStack() as stack:
             for service in ("prospecting", "deals", "referrals"):
                 await stack.enter_async_context(
-                    serve(_app(service, settings, temporal_local), ports[service])
+                    serve(service_app(service, settings, temporal_local), ports[service])
                 )
             http = await stack.enter_async_context(httpx.AsyncClient(headers=AUTH, timeout=20))
             P = base["prospecting"]
@@ -390,7 +331,7 @@ async def test_rep_move_and_erasure_wait_for_outreach_to_come_back(
 
             # outreach comes back: both calls land
             await stack.enter_async_context(
-                serve(_app("outreach", settings, temporal_local), ports["outreach"])
+                serve(service_app("outreach", settings, temporal_local), ports["outreach"])
             )
 
             async def task_moved() -> bool:
@@ -432,7 +373,7 @@ async def test_cadence_auto_enrolls_new_imported_and_upgraded_prospects_by_tier(
     temporal_local: WorkflowEnvironment,
     queue_prefix: str,
 ) -> None:
-    async with running_stack(tmp_path, database_urls, temporal_local, queue_prefix) as (urls, _):
+    async with whole_stack(tmp_path, database_urls, temporal_local, queue_prefix) as urls:
         d = Driver(urls)
         try:
             P, OUT = urls.prospecting, urls.outreach

@@ -44,7 +44,7 @@ from shared.db import create_engine, session_factory
 from shared.migrations import upgrade
 from shared.settings import Settings
 from shared.temporal import task_queues
-from tests.conftest import AUTH, make_settings
+from tests.support.settings import AUTH, make_settings
 
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
 

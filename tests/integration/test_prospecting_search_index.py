@@ -15,7 +15,8 @@ from services.prospecting import schemas, service
 from services.prospecting.models import Prospect
 from shared.db import create_engine, session_factory
 from shared.migrations import upgrade
-from tests.conftest import POSTGRES_URL, _create_pg_database, _drop_pg_database, make_settings
+from tests.support.databases import POSTGRES_URL, create_pg_database, drop_pg_database
+from tests.support.settings import make_settings
 
 PEPPER = "test-pepper"
 
@@ -58,13 +59,13 @@ async def test_free_text_matches_across_name_email_and_company(sessions: object)
 @pytest.fixture
 async def pg_sessions(tmp_path: Path) -> AsyncIterator[object]:
     """PostgreSQL only: SQLite has no trigram index and reads every row (README, Search)."""
-    url = await _create_pg_database(POSTGRES_URL)
+    url = await create_pg_database(POSTGRES_URL)
     settings = make_settings(tmp_path, {"prospecting": url})
     await asyncio.to_thread(upgrade, settings, "prospecting")
     engine = create_engine(url)
     yield session_factory(engine)
     await engine.dispose()
-    await _drop_pg_database(POSTGRES_URL, make_url(url).database or "")
+    await drop_pg_database(POSTGRES_URL, make_url(url).database or "")
 
 
 @pytest.mark.postgres

@@ -19,10 +19,11 @@ from services.referrals.activities import ReferralsActivities
 from services.referrals.app import create_app
 from shared.contracts.journey import ReferralAskRequest
 from shared.migrations import upgrade
-from tests.browser import screenshot
-from tests.conftest import AUTH, free_port, make_settings
-from tests.integration.outreach_harness import serve
-from tests.integration.test_referrals_api import IntakeDouble
+from tests.support.browser import screenshot
+from tests.support.ports import free_port
+from tests.support.referrals import IntakeDouble
+from tests.support.serve import serve
+from tests.support.settings import AUTH, make_settings
 
 
 @dataclass

@@ -16,8 +16,9 @@ from temporalio.testing import WorkflowEnvironment
 from services.outreach.schemas import CadenceIn
 from services.outreach.service import snapshot_from_definition
 from shared.contracts.journey import journey_id
-from tests.integration.test_full_journey import whole_stack
-from tests.scenarios import Driver, Urls, eventually, fast_cadence
+from tests.support.eventually import eventually
+from tests.support.scenarios import Driver, Urls, fast_cadence
+from tests.support.stack import whole_stack
 
 ASK = "Who else should we help"
 REMINDER = "A quick reminder"

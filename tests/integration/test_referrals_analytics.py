@@ -22,8 +22,9 @@ from services.referrals.models import Referral, ReferralAsk
 from shared.contracts.journey import ReferralAskRequest
 from shared.migrations import upgrade
 from shared.settings import Settings
-from tests.conftest import AUTH, free_port, make_settings
-from tests.integration.outreach_harness import serve
+from tests.support.ports import free_port
+from tests.support.serve import serve
+from tests.support.settings import AUTH, make_settings
 
 NOW = datetime.now(UTC)
 LONG_AGO = NOW - timedelta(days=90)

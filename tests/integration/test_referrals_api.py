@@ -12,7 +12,6 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from temporalio import workflow
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
@@ -34,19 +33,11 @@ from shared.contracts.queues import TaskQueues
 from shared.migrations import upgrade
 from shared.settings import Settings
 from shared.temporal import task_queues
-from tests.conftest import AUTH, make_settings
+from tests.support.referrals import IntakeDouble
+from tests.support.settings import AUTH, make_settings
 
 PUBLIC_URL = "https://refer.example.com/"
 CLIENT = "Grace <b>Hopper</b>"
-
-
-@workflow.defn(name="ReferralIntake")
-class IntakeDouble:
-    """Stands in for the real intake workflow: returns the input it was started with."""
-
-    @workflow.run
-    async def run(self, data: ReferralIntakeInput) -> ReferralIntakeInput:
-        return data
 
 
 @dataclass

@@ -16,9 +16,11 @@ from temporalio.testing import WorkflowEnvironment
 
 from services.outreach.notifications import SIGNATURE_HEADER, verify
 from shared.contracts.journey import CloseRepTasks, journey_id
-from tests.conftest import AUTH, free_port
-from tests.integration.inbox_rig import InboxRig, eventually, inbox_rig
-from tests.integration.outreach_harness import serve
+from tests.support.eventually import eventually
+from tests.support.inbox import InboxRig, inbox_rig
+from tests.support.ports import free_port
+from tests.support.serve import serve
+from tests.support.settings import AUTH
 
 pytestmark = pytest.mark.asyncio
 # "VP Sales Manager" scores 100 (tier A), "Sales Manager" 40 (tier C), no title 0 (tier D)

@@ -11,9 +11,10 @@ import pytest
 from playwright.async_api import Page
 from temporalio.testing import WorkflowEnvironment
 
-from tests.browser import screenshot
-from tests.conftest import API_KEY, AUTH
-from tests.integration.inbox_rig import eventually, inbox_rig
+from tests.support.browser import screenshot
+from tests.support.eventually import eventually
+from tests.support.inbox import inbox_rig
+from tests.support.settings import API_KEY, AUTH
 
 pytestmark = pytest.mark.asyncio
 DOCS_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "screenshots" / "rep-inbox.png"

@@ -15,7 +15,7 @@ from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from services.prospecting.activities import ProspectingActivities
 from services.prospecting.app import create_app
 from shared.migrations import upgrade
-from tests.conftest import AUTH, make_settings
+from tests.support.settings import AUTH, make_settings
 
 
 @pytest.fixture

@@ -37,8 +37,10 @@ from shared.auth import API_KEY_HEADER
 from shared.contracts.journey import OpenDealRequest, ReferralAskRequest, RepTaskRequest, journey_id
 from shared.migrations import upgrade
 from shared.settings import SERVICES, Settings
-from tests.conftest import POSTGRES_URL, free_port, make_settings
-from tests.integration.outreach_harness import serve
+from tests.support.databases import POSTGRES_URL
+from tests.support.ports import free_port
+from tests.support.serve import serve
+from tests.support.settings import make_settings
 
 ADMIN_KEY, OPS_KEY, REP_A_KEY, REP_B_KEY = "admin-key", "ops-key", "rep-a-key", "rep-b-key"
 ACCESS_CODES = {"missing_api_key", "invalid_api_key", "forbidden_for_role", "not_your_resource"}
@@ -158,9 +160,9 @@ def through(r: httpx.Response) -> bool:
 async def _databases(kind: str, tmp: Path) -> dict[str, str]:
     if kind == "sqlite":
         return {s: f"sqlite+aiosqlite:///{tmp / s}.db" for s in SERVICES}
-    from tests.conftest import _create_pg_database
+    from tests.support.databases import create_pg_database
 
-    return {s: await _create_pg_database(POSTGRES_URL) for s in SERVICES}
+    return {s: await create_pg_database(POSTGRES_URL) for s in SERVICES}
 
 
 async def _reps_and_prospects(settings: Settings, client: Client) -> tuple[Owned, Owned]:

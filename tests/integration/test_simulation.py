@@ -11,7 +11,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from services.outreach.app import create_app
 from shared.migrations import upgrade
-from tests.conftest import AUTH, make_settings
+from tests.support.settings import AUTH, make_settings
 
 CADENCE = {
     "name": "Business hours",

@@ -33,9 +33,10 @@ from shared.contracts.names import Sig
 from shared.providers import postmark, sendgrid
 from shared.providers.postmark import basic_auth_header
 from shared.providers.sendgrid import generate_key_pair, signed_headers
-from tests.conftest import binary, free_port
-from tests.integration.webhooks_rig import Rig, journeys, signals_of, start_journey, webhook_rig
-from tests.scenarios import eventually
+from tests.support.eventually import eventually
+from tests.support.fixtures import binary
+from tests.support.ports import free_port
+from tests.support.webhooks import Rig, journeys, signals_of, start_journey, webhook_rig
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 PRIVATE, PUBLIC = generate_key_pair()

@@ -16,8 +16,8 @@ from temporalio.testing import WorkflowEnvironment
 from services.outreach import models
 from shared.providers import postmark
 from shared.providers.postmark import basic_auth_header
-from tests.integration.webhooks_rig import Rig, journeys, signals_of, start_journey, webhook_rig
-from tests.scenarios import eventually
+from tests.support.eventually import eventually
+from tests.support.webhooks import Rig, journeys, signals_of, start_journey, webhook_rig
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 USER, PASSWORD = "postmark", "pm-webhook-secret"

@@ -17,8 +17,8 @@ from temporalio.testing import WorkflowEnvironment
 from services.outreach import models
 from shared.providers import sendgrid
 from shared.providers.sendgrid import generate_key_pair, public_key_pem, signed_headers
-from tests.integration.webhooks_rig import Rig, journeys, signals_of, start_journey, webhook_rig
-from tests.scenarios import eventually
+from tests.support.eventually import eventually
+from tests.support.webhooks import Rig, journeys, signals_of, start_journey, webhook_rig
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 PRIVATE, PUBLIC = generate_key_pair()

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 # Without the background-networking flags chromium keeps dialling Google on a closed network.
 CHROMIUM_ARGS = [
     "--no-sandbox",

@@ -2,7 +2,7 @@
 
 test_exactly_once.py runs it as a subprocess:
 
-    python -m tests.integration.fault_worker --point after_provider_accepted --channel sms \
+    python -m tests.support.faults --point after_provider_accepted --channel sms \
         --mode kill --marker /tmp/x/marker.json
 
 Settings come from CLOSEFLOW_* variables (Temporal address, task-queue prefix, database, SMTP,

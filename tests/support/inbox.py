@@ -4,7 +4,6 @@ and the real create_rep_task activity to make tasks with."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -33,8 +32,11 @@ from shared.contracts.journey import (
 )
 from shared.contracts.names import Sig
 from shared.db import create_engine, session_factory
-from tests.conftest import AUTH, free_port
-from tests.integration.outreach_harness import Sandboxes, sandboxes, serve
+from tests.support.eventually import eventually
+from tests.support.ports import free_port
+from tests.support.sandboxes import Sandboxes, sandboxes
+from tests.support.serve import serve
+from tests.support.settings import AUTH
 
 
 @workflow.defn(name="ProspectJourney")
@@ -171,18 +173,6 @@ class InboxRig:
         r = await self.api.get(f"/reps/{rep_id}/inbox", headers=AUTH)
         assert r.status_code == 200, r.text
         return list(r.json())
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], what: str, timeout: float = 30) -> Any:
-    """Poll until `check` returns something truthy (no timing assertion: a generous bound)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        found = await check()
-        if found:
-            return found
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"not seen within {timeout} s: {what}")
-        await asyncio.sleep(0.1)
 
 
 @contextlib.asynccontextmanager

@@ -9,8 +9,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-import uvicorn
-from fastapi import FastAPI
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
@@ -20,7 +18,9 @@ from shared.migrations import upgrade
 from shared.sandbox import twilio_server
 from shared.sandbox.mailbox import Mailbox, start_smtp
 from shared.settings import SERVICES, Settings
-from tests.conftest import free_port, make_settings
+from tests.support.ports import free_port
+from tests.support.serve import serve
+from tests.support.settings import make_settings
 
 
 async def send_touch(req: TouchRequest) -> TouchResult:
@@ -54,32 +54,11 @@ class Sandboxes:
 
 
 @contextlib.asynccontextmanager
-async def serve(app: FastAPI, port: int) -> AsyncIterator[str]:
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            try:
-                task.result()
-            except SystemExit as exc:  # uvicorn exits when it cannot bind: a plain test failure
-                raise RuntimeError(f"the test server could not start on port {port}") from exc
-            raise RuntimeError(f"the test server on port {port} stopped before it started")
-        await asyncio.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
-
-
-@contextlib.asynccontextmanager
 async def sandboxes(
     tmp_path: Path,
     urls: dict[str, str],
     queue_prefix: str,
-    outreach_url: str = "http://test",
+    public_url: str = "http://test",
     **overrides: object,
 ) -> AsyncIterator[Sandboxes]:
     smtp_port, twilio_port = free_port(), free_port()
@@ -89,7 +68,7 @@ async def sandboxes(
         smtp_host="127.0.0.1",
         smtp_port=smtp_port,
         twilio_api_base_url=f"http://127.0.0.1:{twilio_port}",
-        outreach_public_url=outreach_url,
+        outreach_public_url=public_url,
         task_queue_prefix=queue_prefix,
         **{"referrals_public_url": "http://referrals.test", **overrides},
     )
@@ -101,7 +80,7 @@ async def sandboxes(
     twilio_app = twilio_server.create_app(
         account_sid=settings.twilio_account_sid,
         auth_token=settings.twilio_auth_token.get_secret_value(),
-        inbound_sms_url=f"{outreach_url}/webhooks/twilio/sms",
+        inbound_sms_url=f"{public_url}/webhooks/twilio/sms",
         data_file=None,
         public_url=f"http://127.0.0.1:{twilio_port}",
     )

@@ -4,17 +4,17 @@ test (SQLite and PostgreSQL) and by the end-to-end test against the running stac
 
 from __future__ import annotations
 
-import asyncio
 import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import httpx
 
-from tests.conftest import AUTH
+from tests.support.eventually import eventually
+from tests.support.settings import AUTH
 
 T = TypeVar("T")
 
@@ -66,19 +66,6 @@ def fast_cadence(**overrides: Any) -> dict[str, Any]:
     }
     cadence.update(overrides)
     return cadence
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T | None]], what: str, timeout: float = 30.0
-) -> T:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await probe()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
 
 
 class Driver:

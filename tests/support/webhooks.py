@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,9 +16,7 @@ import httpx
 from fastapi import FastAPI
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from temporalio import workflow
 from temporalio.client import Client, WorkflowHandle
-from temporalio.common import RawValue
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from services.outreach import models
@@ -27,7 +25,8 @@ from services.outreach.inbox import RelayTiming
 from shared.contracts.journey import journey_id
 from shared.migrations import upgrade
 from shared.settings import Settings
-from tests.conftest import make_settings
+from tests.support.journeys import RecordingJourney
+from tests.support.settings import make_settings
 
 FAST = RelayTiming(
     poll_seconds=0.05,
@@ -36,27 +35,6 @@ FAST = RelayTiming(
     signal_timeout=2.0,
     checkpoint_seconds=3600,  # tests checkpoint when they mean to
 )
-
-
-@workflow.defn(name="ProspectJourney")
-class RecordingJourney:
-    """Stands in for the journey: records each signal (name and payload), in order."""
-
-    def __init__(self) -> None:
-        self.signals: list[dict[str, Any]] = []
-
-    @workflow.run
-    async def run(self) -> None:
-        await workflow.wait_condition(lambda: False)
-
-    @workflow.signal(dynamic=True)
-    def any_signal(self, name: str, args: Sequence[RawValue]) -> None:
-        payload = workflow.payload_converter().from_payload(args[0].payload, dict) if args else None
-        self.signals.append({"name": name, "payload": payload})
-
-    @workflow.query(name="signals")
-    def recorded(self) -> list[dict[str, Any]]:
-        return self.signals
 
 
 @dataclass

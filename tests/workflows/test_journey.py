@@ -392,7 +392,7 @@ async def test_not_qualified_ends_disqualified(
 async def test_referral_intake_starts_a_journey_at_qualifying(queue_prefix: str) -> None:
     # A server of its own: the test server keeps time skipping locked after an abandoned
     # child workflow, which would stall the tests that share the session's server.
-    from tests.conftest import binary
+    from tests.support.fixtures import binary
 
     temporal_skipping = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=binary("temporal-test-server")
