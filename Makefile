@@ -21,7 +21,7 @@ run: $(STAMP)
 
 test: $(STAMP) chromium
 	$(BIN)/ruff check .
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q  # workers, distribution and the 20 slowest: pyproject's addopts
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -53,7 +52,6 @@ from tests.support.webhooks import (
     webhook_rig,
 )
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 PM_USER, PM_PASSWORD = "postmark", "pm-webhook-secret"
 PM = {"postmark_webhook_user": PM_USER, "postmark_webhook_password": PM_PASSWORD}
 OUR_NUMBER = "+15005550006"

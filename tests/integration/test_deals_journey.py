@@ -10,7 +10,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from tests.support.eventually import eventually
@@ -221,6 +220,3 @@ async def test_meetings_objections_and_the_decision_deadline(
 ) -> None:
     async with whole_stack(tmp_path, database_urls, temporal_local, queue_prefix) as urls:
         await meetings_objections_and_deadline(urls)
-
-
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

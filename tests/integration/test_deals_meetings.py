@@ -266,5 +266,4 @@ async def test_open_objections_are_the_unresolved_ones(env: DealsEnv) -> None:
     assert (await run(env.acts.open_objections, deal_id)).decided is True
 
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 _ = in_an_hour

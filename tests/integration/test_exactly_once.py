@@ -226,7 +226,7 @@ class Rig:
         cmd = [
             sys.executable,
             "-m",
-            "tests.integration.fault_worker",
+            "tests.support.faults",
             *("--point", point, "--channel", channel, "--mode", "kill", "--marker", str(marker)),
         ]
         log = self.tmp_path / f"worker-{channel}.log"
@@ -439,6 +439,3 @@ async def test_sms_twice_when_twilio_lists_the_message_late(
     assert got.rows["sms"].provider_id in {t["sid"] for t in got.texts}, why
     assert got.rows["sms"].provider_id != got.marker["provider_id"], why
     assert len(got.emails) == 1, why
-
-
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

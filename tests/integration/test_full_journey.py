@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from tests.support.scenarios import drive_to_qualification_timeout, drive_to_referral
@@ -22,6 +21,3 @@ async def test_two_prospects_through_the_whole_journey(
     async with whole_stack(tmp_path, database_urls, temporal_local, queue_prefix) as urls:
         await drive_to_referral(urls)
         await drive_to_qualification_timeout(urls)
-
-
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

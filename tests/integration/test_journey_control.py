@@ -7,13 +7,10 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from tests.support.scenarios import Driver, fast_cadence
 from tests.support.stack import whole_stack
-
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
 async def test_pause_resume_stop_and_migrate(

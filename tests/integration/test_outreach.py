@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from sqlalchemy import func, select
 from temporalio import workflow
 from temporalio.testing import WorkflowEnvironment
@@ -539,6 +538,3 @@ async def test_mailgun_reply_and_bounce(
         broken = await r.api.post("/webhooks/mailgun/events", json={"nothing": 1})
         assert broken.status_code == 400 and "signature" in broken.json()["error"]["message"]
         await handle.terminate()
-
-
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

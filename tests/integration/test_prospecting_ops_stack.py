@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from sqlalchemy import select
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
@@ -353,9 +352,6 @@ async def test_rep_move_and_erasure_wait_for_outreach_to_come_back(
             async with session_factory(engine)() as session:
                 kinds = (await session.scalars(select(outreach_models.ErasedPerson.kind))).all()
             assert list(kinds) == ["email"]
-
-
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
 ICP = {

@@ -203,9 +203,6 @@ async def _thanked(d: Driver, urls: Urls, referrer_id: str, field: str) -> dict[
     return row if row[field] else None
 
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
-
 # --- the cadence fields behind the reminders ------------------------------------------------------
 
 

@@ -68,6 +68,3 @@ async def test_manager_is_validated_stored_and_found_for_escalation(
     with pytest.raises(ApplicationError) as err:
         await run(acts.get_rep_manager, "nobody")
     assert err.value.non_retryable
-
-
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

@@ -19,7 +19,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
-import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from shared.contracts.journey import (
@@ -363,6 +362,3 @@ async def test_a_missing_time_zone_is_inferred_from_the_phone_for_texts(
             texts = await client.get(f"{r.sb.twilio_url}/sandbox/messages", params={"to": phone})
         body = texts.json()
         assert (body["messages"] if isinstance(body, dict) else body) == []
-
-
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

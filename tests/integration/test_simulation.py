@@ -6,7 +6,6 @@ import asyncio
 from pathlib import Path
 
 import httpx
-import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from services.outreach.app import create_app
@@ -89,9 +88,6 @@ async def test_timeline_in_the_prospects_zone(
         )
         missing = await api.post("/cadences/nope/simulate", json={})
         assert missing.status_code == 404
-
-
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
 async def test_preview_renders_each_step_for_a_real_prospect(

@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import update
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
@@ -38,7 +37,6 @@ from tests.support.fixtures import binary
 from tests.support.ports import free_port
 from tests.support.webhooks import Rig, journeys, signals_of, start_journey, webhook_rig
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 PRIVATE, PUBLIC = generate_key_pair()
 USER, PASSWORD = "postmark", "pm-secret"
 CONFIG = {

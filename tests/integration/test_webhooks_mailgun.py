@@ -21,8 +21,6 @@ from shared.providers.mailgun import PERMANENT, event_payload, inbound_form, sig
 from tests.support.eventually import eventually
 from tests.support.webhooks import Rig, journeys, signals_of, start_journey, webhook_rig
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
 
 def bounce(rig: Rig, to: str, message_id: str, now: float, **kw: Any) -> dict[str, Any]:
     return event_payload(

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from services.outreach import models
@@ -19,7 +18,6 @@ from shared.providers.postmark import basic_auth_header
 from tests.support.eventually import eventually
 from tests.support.webhooks import Rig, journeys, signals_of, start_journey, webhook_rig
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 USER, PASSWORD = "postmark", "pm-webhook-secret"
 AUTH = basic_auth_header(USER, PASSWORD)
 CREDENTIALS = {"postmark_webhook_user": USER, "postmark_webhook_password": PASSWORD}

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from services.outreach import models
@@ -20,7 +19,6 @@ from shared.providers.sendgrid import generate_key_pair, public_key_pem, signed_
 from tests.support.eventually import eventually
 from tests.support.webhooks import Rig, journeys, signals_of, start_journey, webhook_rig
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 PRIVATE, PUBLIC = generate_key_pair()
 URL = "/webhooks/sendgrid/events"
 

@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-import pytest
 from sqlalchemy import update
 from temporalio.testing import WorkflowEnvironment
 
@@ -18,7 +17,6 @@ from services.outreach import models
 from shared.providers.twilio_signature import SIGNATURE_HEADER, sign_twilio_request
 from tests.support.webhooks import Rig, webhook_rig
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 TO, FROM = "+14155550123", "+15005550006"
 
 

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-import pytest
 from temporalio import activity
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
@@ -422,9 +421,6 @@ async def test_referral_intake_starts_a_journey_at_qualifying(queue_prefix: str)
         assert "Ada Lovelace" in h.rec.stages[0].cause
         intro = next(t for t in h.rec.touches if t.kind == "warm_intro")
         assert intro.variables == {"referrer_name": "Ada Lovelace"}
-
-
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
 async def test_pause_holds_touches_until_resume(
