@@ -5,12 +5,17 @@ version after a dry run."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from temporalio.testing import WorkflowEnvironment
 
+from tests.support.eventually import eventually
 from tests.support.scenarios import Driver, fast_cadence
 from tests.support.stack import whole_stack
+
+FOLLOW_UP_SECONDS = 12
 
 
 async def test_pause_resume_stop_and_migrate(
@@ -24,7 +29,8 @@ async def test_pause_resume_stop_and_migrate(
         try:
             rep, _ = await d.setup()
             quick = fast_cadence()
-            quick["steps"][2]["offset_seconds"] = 3
+            # long enough for the pause to land first even on a loaded machine
+            quick["steps"][2]["offset_seconds"] = FOLLOW_UP_SECONDS
             cadence = await d.ok("POST", f"{urls.outreach}/cadences", json=quick)
             ana, ben = await d.new_prospect("Ana"), await d.new_prospect("Ben")
             assert ana["rep"]["id"] == ben["rep"]["id"] == rep["id"]
@@ -41,7 +47,11 @@ async def test_pause_resume_stop_and_migrate(
             assert sorted(paused["signalled"]) == sorted([ana["id"], ben["id"]])
             state = await d.ok("GET", f"{urls.outreach}/journeys/{ana['id']}")
             assert state["paused"] is True and state["status"] == "running"
-            await asyncio.sleep(4.5)
+            [first] = await d.mails_to(ana["email"])
+            due = datetime.fromisoformat(first["received_at"]) + timedelta(
+                seconds=FOLLOW_UP_SECONDS + 2
+            )
+            await asyncio.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds()))
             assert len(await d.mails_to(ana["email"])) == 1  # the follow-up was due, and held
             await d.ok("POST", f"{urls.outreach}/journeys/{ana['id']}/resume")
             mails = await d.wait_mails(ana["email"], 2)
@@ -74,7 +84,14 @@ async def test_pause_resume_stop_and_migrate(
             newer["steps"][2].update(offset_seconds=2, subject="A better follow-up")
             v2 = await d.ok("PUT", f"{urls.outreach}/cadences/{v1['id']}", json=newer)
             assert v2["version"] == 2
-            plan = await d.ok("GET", f"{urls.outreach}/cadences/{v1['id']}/migration")
+
+            async def planned_after_the_text() -> dict[str, Any] | None:
+                # the first email is out before the text's step is recorded: wait for both
+                got = await d.ok("GET", f"{urls.outreach}/cadences/{v1['id']}/migration")
+                items = got["items"]
+                return got if items and items[0]["at_step"] == 1 else None
+
+            plan = await eventually(planned_after_the_text, "Cy's journey past the text")
             assert plan["to_version"] == 2 and plan["journeys"] == 1
             item = plan["items"][0]
             assert item["prospect_id"] == cy["id"] and item["at_step"] == 1

@@ -65,6 +65,7 @@ from shared.settings import Settings
 from tests.support.faults import POINTS, OnceFault
 from tests.support.ports import free_port
 from tests.support.sandboxes import Sandboxes, sandboxes
+from tests.support.scenarios import daytime_zone
 from tests.support.serve import serve
 
 REPO = Path(__file__).resolve().parents[2]
@@ -147,7 +148,7 @@ def new_contact() -> Contact:
         f"ada-{uuid.uuid4().hex[:8]}@example.com",
         f"+1415555{uuid.uuid4().int % 10000:04d}",
         company="Analytical Engines",
-        timezone="UTC",
+        timezone=daytime_zone(),  # SMS go out only 08:00-21:00 local: the suite runs at any hour
         rep_name="Rita Rep",
     )
 
