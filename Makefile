@@ -25,7 +25,7 @@ test: $(STAMP) chromium
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q  # workers, distribution and the 20 slowest: pyproject's addopts
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -69,7 +69,7 @@ def generate(path: Path, rows: int, seed: int = 7) -> None:
 async def run(rows: int) -> None:
     from temporalio.testing import WorkflowEnvironment
 
-    from tests.conftest import binary
+    from tests.support.fixtures import binary
 
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp)

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from services.outreach.schemas import CadenceIn
 from services.outreach.service import snapshot_from_definition
-from tests.scenarios import fast_cadence
+from tests.support.scenarios import fast_cadence
 
 
 def definition(**overrides: Any) -> dict[str, Any]:

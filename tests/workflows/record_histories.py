@@ -35,7 +35,7 @@ from shared.contracts.journey import (
     StopCadence,
 )
 from shared.contracts.names import Sig
-from tests.conftest import binary
+from tests.support.fixtures import binary
 from tests.workflows import test_journey as tj
 
 OUT = Path("tests/workflows/histories")

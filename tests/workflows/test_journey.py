@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-import pytest
 from temporalio import activity
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
@@ -450,7 +449,7 @@ async def test_not_qualified_ends_disqualified(
 async def test_referral_intake_starts_a_journey_at_qualifying(queue_prefix: str) -> None:
     # A server of its own: the test server keeps time skipping locked after an abandoned
     # child workflow, which would stall the tests that share the session's server.
-    from tests.conftest import binary
+    from tests.support.fixtures import binary
 
     temporal_skipping = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=binary("temporal-test-server")
@@ -474,9 +473,6 @@ async def test_referral_intake_starts_a_journey_at_qualifying(queue_prefix: str)
         assert "Ada Lovelace" in h.rec.stages[0].cause
         intro = next(t for t in h.rec.touches if t.kind == "warm_intro")
         assert intro.variables == {"referrer_name": "Ada Lovelace"}
-
-
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
 async def test_pause_holds_touches_until_resume(

@@ -11,7 +11,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-import pytest
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
@@ -29,7 +28,6 @@ from shared.contracts.names import Sig
 from tests.workflows.test_journey import DAY, Harness, cadence
 
 HOUR = 3600
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
 async def presenting(h: Harness, **overrides: Any) -> WorkflowHandle[Any, Any]:

@@ -1,0 +1,270 @@
+"""Meetings after scheduling, the decision deadline, the deal's history and the activities the
+journey uses for its deal stages, on SQLite and PostgreSQL with a real Temporal dev server.
+
+Reuses the recording journey of test_deals_api: each test asserts what the journey was told.
+"""
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+
+from shared.contracts.journey import (
+    Contact,
+    DealNote,
+    DealRef,
+    MeetingBriefRequest,
+    QualificationTimeout,
+)
+from shared.contracts.names import Sig
+from tests.support.deals import (
+    DealsEnv,
+    error,
+    fields,
+    in_an_hour,
+    signals,
+)
+
+
+async def schedule(env: DealsEnv, deal_id: str, starts: datetime) -> dict[str, Any]:
+    r = await env.http.post(
+        f"/deals/{deal_id}/meetings", json={"starts_at": starts.isoformat(), "title": "Demo"}
+    )
+    assert r.status_code == 201, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+def url(deal_id: str, meeting: dict[str, Any], action: str) -> str:
+    return f"/deals/{deal_id}/meetings/{meeting['id']}/{action}"
+
+
+async def test_reschedule_moves_the_meeting_bumps_its_revision_and_signals(env: DealsEnv) -> None:
+    deal_id, journey = await env.presenting_deal()
+    meeting = await schedule(env, deal_id, in_an_hour())
+    later = in_an_hour() + timedelta(days=2)
+    r = await env.http.post(
+        url(deal_id, meeting, "reschedule"), json={"starts_at": later.isoformat()}
+    )
+    assert r.status_code == 200, r.text
+    moved = r.json()
+    assert (moved["revision"], moved["status"]) == (1, "scheduled")
+    assert datetime.fromisoformat(moved["starts_at"]) == later
+    got = await signals(journey, 3)
+    assert got[2]["name"] == Sig.MEETING_RESCHEDULED
+    assert got[2]["payload"]["revision"] == 1
+    assert got[2]["payload"]["starts_at"] == later.astimezone(UTC).isoformat()
+
+    # bad input: 422 naming the field, nothing written or signalled
+    past = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
+    r = await env.http.post(url(deal_id, meeting, "reschedule"), json={"starts_at": past})
+    assert (r.status_code, fields(r)) == (422, {"starts_at"})
+    r = await env.http.post(
+        f"/deals/{deal_id}/meetings/nope/reschedule", json={"starts_at": later.isoformat()}
+    )
+    assert (r.status_code, error(r)["code"]) == (404, "meeting_not_found")
+    # a meeting of another deal is not found under this one
+    other_id, _ = await env.presenting_deal()
+    r = await env.http.post(url(other_id, meeting, "cancel"), json={})
+    assert (r.status_code, error(r)["code"]) == (404, "meeting_not_found")
+    await asyncio.sleep(0.2)
+    assert len(await signals(journey, 3)) == 3
+
+    detail = (await env.http.get(f"/deals/{deal_id}")).json()
+    assert any("moved from" in h["cause"] for h in detail["history"])
+
+
+async def test_cancel_then_the_meeting_is_final(env: DealsEnv) -> None:
+    deal_id, journey = await env.presenting_deal()
+    meeting = await schedule(env, deal_id, in_an_hour())
+    r = await env.http.post(url(deal_id, meeting, "cancel"), json={"reason": "they asked"})
+    assert (r.status_code, r.json()["status"], r.json()["cancel_reason"]) == (
+        200,
+        "cancelled",
+        "they asked",
+    )
+    # a retry answers the same and signals again (the first signal may have failed)
+    r = await env.http.post(url(deal_id, meeting, "cancel"), json={"reason": "they asked"})
+    assert r.status_code == 200
+    names = [s["name"] for s in await signals(journey, 4)]
+    assert names[2:] == [Sig.MEETING_CANCELLED, Sig.MEETING_CANCELLED]
+    for action, body in [("reschedule", {"starts_at": in_an_hour().isoformat()}), ("held", None)]:
+        r = await env.http.post(url(deal_id, meeting, action), json=body)
+        assert (r.status_code, error(r)["code"]) == (409, "invalid_meeting_state"), action
+        assert "cancelled" in error(r)["message"]
+
+
+async def test_held_and_no_show_only_once_started_and_not_both(env: DealsEnv) -> None:
+    deal_id, journey = await env.presenting_deal()
+    future = await schedule(env, deal_id, in_an_hour())
+    r = await env.http.post(url(deal_id, future, "held"))
+    assert (r.status_code, error(r)["code"]) == (409, "meeting_not_started")
+
+    soon = await schedule(env, deal_id, datetime.now(UTC) + timedelta(seconds=1))
+    await asyncio.sleep(1.2)
+    r = await env.http.post(url(deal_id, soon, "held"))
+    assert (r.status_code, r.json()["status"]) == (200, "held")
+    # cancelling a held meeting is a conflict, and so is calling it a no-show
+    r = await env.http.post(url(deal_id, soon, "cancel"), json={})
+    assert (r.status_code, error(r)["code"]) == (409, "invalid_meeting_state")
+    assert "held" in error(r)["message"]
+    r = await env.http.post(url(deal_id, soon, "no-show"))
+    assert r.status_code == 409
+
+    missed = await schedule(env, deal_id, datetime.now(UTC) + timedelta(seconds=1))
+    await asyncio.sleep(1.2)
+    r = await env.http.post(url(deal_id, missed, "no-show"))
+    assert (r.status_code, r.json()["status"]) == (200, "no_show")
+    got = await signals(journey, 6)
+    assert (got[3]["name"], got[5]["name"]) == (Sig.MEETING_HELD, Sig.MEETING_NO_SHOW)
+    assert got[5]["payload"]["meeting_id"] == missed["id"]
+
+    # a closed deal's meetings are not changed any more
+    await env.http.post(f"/deals/{deal_id}/close", json={"outcome": "lost", "reason": "no"})
+    r = await env.http.post(url(deal_id, future, "cancel"), json={})
+    assert (r.status_code, error(r)["code"]) == (409, "already_closed")
+
+
+async def test_decision_deadline_is_stored_signalled_moved_and_cleared(env: DealsEnv) -> None:
+    deal_id, journey = await env.presenting_deal()
+    deadline = datetime(2031, 3, 1, 17, 0, tzinfo=UTC)
+    r = await env.http.patch(
+        f"/deals/{deal_id}", json={"decision_deadline": "2031-03-01T18:00:00+01:00"}
+    )
+    assert r.status_code == 200, r.text
+    assert datetime.fromisoformat(r.json()["decision_deadline"]) == deadline
+    r = await env.http.patch(f"/deals/{deal_id}", json={"decision_deadline": None})
+    assert r.json()["decision_deadline"] is None
+    r = await env.http.patch(f"/deals/{deal_id}", json={"decision_deadline": "2031-03-01T18:00:00"})
+    assert (r.status_code, fields(r)) == (422, {"decision_deadline"})
+    # other fields do not touch the deadline's timer
+    await env.http.patch(f"/deals/{deal_id}", json={"segment": "smb"})
+    await asyncio.sleep(0.2)
+    got = await signals(journey, 3)
+    assert [s["name"] for s in got[1:]] == [Sig.DECISION_DEADLINE, Sig.DECISION_DEADLINE]
+    assert got[1]["payload"] == {"deal_id": deal_id, "deadline": deadline.isoformat()}
+    assert got[2]["payload"] == {"deal_id": deal_id, "deadline": None}
+
+
+async def test_stage_history_records_each_change_with_its_cause(env: DealsEnv) -> None:
+    deal_id, _ = await env.presenting_deal()
+    await env.http.post(f"/deals/{deal_id}/objections", json={"text": "too expensive"})
+    await env.http.post(f"/deals/{deal_id}/close", json={"outcome": "won", "reason": "signed"})
+    history = (await env.http.get(f"/deals/{deal_id}")).json()["history"]
+    assert [(h["from_stage"], h["to_stage"]) for h in history] == [
+        (None, "qualifying"),
+        ("qualifying", "presenting"),
+        ("presenting", "objections"),
+        ("objections", "won"),
+    ]
+    assert history[2]["cause"] == "objection: price"
+    assert history[3]["cause"] == "closed won: signed"
+
+
+async def test_timeout_outcome_is_the_cadences_and_is_recorded(env: DealsEnv) -> None:
+    run = ActivityEnvironment().run
+    deal_id, _, _ = await env.open_deal()
+    cause = "qualification timeout: no verdict after 4 s"
+    await run(
+        env.acts.note_deal, DealNote("k1", deal_id, "reminder sent", datetime.now(UTC).isoformat())
+    )
+    await run(
+        env.acts.note_deal, DealNote("k1", deal_id, "reminder sent", datetime.now(UTC).isoformat())
+    )
+    status = await run(
+        env.acts.time_out_qualification, QualificationTimeout(deal_id, "nurture", cause)
+    )
+    assert status.stage == "nurture"
+    detail = (await env.http.get(f"/deals/{deal_id}")).json()
+    assert (detail["stage"], detail["close_reason"]) == ("nurture", cause)
+    assert [(h["to_stage"], h["cause"]) for h in detail["history"]][-2:] == [
+        ("qualifying", "reminder sent"),  # once, though the activity ran twice
+        ("nurture", cause),
+    ]
+    # a verdict recorded first stands
+    qualified_id, _ = await env.presenting_deal()
+    again = await run(
+        env.acts.time_out_qualification, QualificationTimeout(qualified_id, "nurture", cause)
+    )
+    assert again.stage == "presenting"
+    with pytest.raises(ApplicationError) as err:
+        await run(env.acts.time_out_qualification, QualificationTimeout(deal_id, "lost", cause))
+    assert err.value.non_retryable
+    pipeline = (await env.http.get("/pipeline")).json()
+    assert {s["stage"]: s["count"] for s in pipeline["stages"]}["nurture"] >= 1
+
+
+async def test_brief_has_their_words_company_facts_and_the_segments_objections(
+    env: DealsEnv,
+) -> None:
+    run = ActivityEnvironment().run
+    # the segment's history: price heard twice, timing once; one price response resolved it
+    for text in ("too expensive", "the price is high"):
+        deal_id, _ = await env.presenting_deal()
+        await env.http.patch(f"/deals/{deal_id}", json={"segment": "fintech"})
+        logged = (await env.http.post(f"/deals/{deal_id}/objections", json={"text": text})).json()
+    best = logged["answers"][-1]
+    r = await env.http.post(
+        f"/objections/{logged['objection']['id']}/outcome",
+        json={"response": best, "resolved": True},
+    )
+    assert r.status_code == 200, r.text
+    await env.http.post(f"/deals/{deal_id}/close", json={"outcome": "won", "reason": "ok"})
+    deal_id, _ = await env.presenting_deal()
+    await env.http.patch(f"/deals/{deal_id}", json={"segment": "fintech"})
+    await env.http.post(f"/deals/{deal_id}/objections", json={"text": "not now, next quarter"})
+
+    target, _ = await env.presenting_deal()
+    await env.http.patch(f"/deals/{target}", json={"segment": "fintech"})
+    contact = Contact(
+        "p1", "Ada", company="Acme", title="CFO", industry="Fintech", company_size=120, country="DE"
+    )
+    brief = await run(env.acts.meeting_brief, MeetingBriefRequest(target, "m1", contact))
+    body = brief.body
+    # their problem in their own words comes first
+    answers = body.split("Company facts:")[0]
+    assert answers.index("reports take two days each month") < answers.index("yes")
+    for fact in (
+        "company: Acme",
+        "title: CFO",
+        "industry: Fintech",
+        "company size: 120",
+        "country: DE",
+    ):
+        assert fact in body
+    assert "in segment fintech" in body
+    objections = body.split("best-ranked response:")[1]
+    assert objections.index("price (heard 2x)") < objections.index("timing (heard 1x)")
+    # the response that resolved a price objection on a won deal ranks first
+    assert f"price (heard 2x): {best}" in body
+    assert brief.context["fact.company"] == "Acme"
+    assert brief.context["objection.price"] == best
+
+    with pytest.raises(ApplicationError) as err:
+        await run(env.acts.meeting_brief, MeetingBriefRequest("nope", "m1", contact))
+    assert err.value.non_retryable
+
+
+async def test_open_objections_are_the_unresolved_ones(env: DealsEnv) -> None:
+    run = ActivityEnvironment().run
+    deal_id, _ = await env.presenting_deal()
+    price = (
+        await env.http.post(f"/deals/{deal_id}/objections", json={"text": "too expensive"})
+    ).json()
+    await env.http.post(f"/deals/{deal_id}/objections", json={"text": "not now, next quarter"})
+    await env.http.post(
+        f"/objections/{price['objection']['id']}/outcome",
+        json={"response": price["answers"][0], "resolved": True},
+    )
+    found = await run(env.acts.open_objections, DealRef(deal_id))
+    assert (found.decided, found.stage) == (False, "objections")
+    assert [o.category for o in found.objections] == ["timing"]
+    assert found.objections[0].best_response
+    await env.http.post(f"/deals/{deal_id}/close", json={"outcome": "lost", "reason": "timing"})
+    assert (await run(env.acts.open_objections, DealRef(deal_id))).decided is True
+
+
+_ = in_an_hour

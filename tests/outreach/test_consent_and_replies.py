@@ -1,0 +1,1178 @@
+"""Replies, automatic replies and consent against real parts: Temporal dev server, SMTP, the
+Twilio sandbox, SQLite and PostgreSQL, provider payloads in their real formats.
+
+Journeys are stood in for by workflows that record signals or send one touch after a delay (a
+step already scheduled); the real journey runs in test_journey_respects_consent_and_auto_replies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from aiosmtpd.controller import Controller
+from sqlalchemy import select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import workflow
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+
+from services.outreach import consent, models
+from services.outreach.activities import SendFaults, activities_for
+from services.outreach.app import create_app
+from shared.contracts.journey import CadenceStep, Contact, TouchRequest, TouchResult, journey_id
+from shared.db import create_engine, session_factory
+from shared.migrations import upgrade
+from shared.providers import postmark
+from shared.providers.mailgun import event_payload, inbound_form
+from shared.providers.postmark import basic_auth_header
+from shared.providers.twilio_signature import SIGNATURE_HEADER, sign_twilio_request
+from tests.support.eventually import eventually
+from tests.support.ports import free_port
+from tests.support.sandboxes import Sandboxes, SendTouchOnce, sandboxes, send_touch
+from tests.support.scenarios import Driver, daytime_zone, fast_cadence
+from tests.support.settings import AUTH, make_settings
+from tests.support.stack import whole_stack
+from tests.support.webhooks import (
+    FAST,
+    RecordingJourney,
+    journeys,
+    signals_of,
+    start_journey,
+    webhook_rig,
+)
+
+PM_USER, PM_PASSWORD = "postmark", "pm-webhook-secret"
+PM = {"postmark_webhook_user": PM_USER, "postmark_webhook_password": PM_PASSWORD}
+OUR_NUMBER = "+15005550006"
+WRITTEN = "Thu, 27 Nov 2025 10:00:00 +0000"  # the out-of-office replies' Date: a past Thursday
+
+
+# --- real-format payloads ---------------------------------------------------------------------
+
+
+def mailgun_inbound(
+    key: str,
+    *,
+    sender: str,
+    recipient: str,
+    subject: str,
+    text: str,
+    in_reply_to: str | None = None,
+    extra_headers: list[tuple[str, str]] = (),  # type: ignore[assignment]
+    date_header: str | None = None,
+) -> dict[str, str]:
+    """What a Mailgun route's forward() posts, with the email's own headers in message-headers."""
+    form = inbound_form(
+        sender=sender,
+        recipient=recipient,
+        subject=subject,
+        text=text,
+        in_reply_to=in_reply_to,
+        references=in_reply_to,
+        message_id=f"<{uuid.uuid4().hex}@mail.example>",
+        signing_key=key,
+        now=time.time(),
+    )
+    headers = json.loads(form["message-headers"])
+    if date_header:
+        headers = [[n, date_header if n == "Date" else v] for n, v in headers]
+        form["Date"] = date_header
+    headers += [list(h) for h in extra_headers]
+    form["message-headers"] = json.dumps(headers)
+    for name, value in extra_headers:
+        form[name] = value  # Mailgun also posts each header as a field of its own name
+    return form
+
+
+def outlook_auto_reply(
+    key: str, *, sender: str, recipient: str, text: str, **kw: Any
+) -> dict[str, str]:
+    """An Exchange out-of-office as Mailgun forwards it."""
+    return mailgun_inbound(
+        key,
+        sender=sender,
+        recipient=recipient,
+        subject="Automatic reply: Quick question",
+        text=text,
+        extra_headers=[
+            ("Auto-Submitted", "auto-generated"),
+            ("X-Auto-Response-Suppress", "All"),
+            ("X-MS-Exchange-Inbox-Rules-Loop", sender),
+            ("Thread-Topic", "Quick question"),
+        ],
+        date_header=WRITTEN,
+        **kw,
+    )
+
+
+def twilio_form(settings: Any, sender: str, body: str) -> dict[str, str]:
+    sid = "SM" + uuid.uuid4().hex
+    return {
+        "AccountSid": settings.twilio_account_sid,
+        "ApiVersion": "2010-04-01",
+        "Body": body,
+        "From": sender,
+        "To": OUR_NUMBER,
+        "MessageSid": sid,
+        "SmsMessageSid": sid,
+        "SmsSid": sid,
+        "SmsStatus": "received",
+        "NumMedia": "0",
+        "NumSegments": "1",
+    }
+
+
+async def post_twilio(
+    api: httpx.AsyncClient, settings: Any, form: dict[str, str], base: str = "http://test"
+) -> httpx.Response:
+    url = f"{base}/webhooks/twilio/sms"
+    token = settings.twilio_auth_token.get_secret_value()
+    signature = sign_twilio_request(token, url, form)
+    return await api.post(url, data=form, headers={SIGNATURE_HEADER: signature})
+
+
+# --- a rig with the send activity ---------------------------------------------------------------
+
+
+@dataclass
+class Scheduled:
+    req: TouchRequest
+    delay_seconds: float
+
+
+@workflow.defn(name="ScheduledTouch")
+class ScheduledTouch:
+    """A step already scheduled: it waits, then sends, whatever happened meanwhile (a journey
+    that has not heard of the opt-out, or never will: a do-not-contact entry tells nobody)."""
+
+    @workflow.run
+    async def run(self, job: Scheduled) -> TouchResult:
+        await workflow.sleep(job.delay_seconds)
+        return await send_touch(job.req)
+
+
+@dataclass
+class Stack:
+    sb: Sandboxes
+    api: httpx.AsyncClient
+    env: WorkflowEnvironment
+    sessions: async_sessionmaker[AsyncSession]
+
+    @property
+    def journeys_queue(self) -> str:
+        return self.sb.settings.task_queue("journeys")
+
+    async def send(self, req: TouchRequest) -> dict[str, str]:
+        result = await self.env.client.execute_workflow(
+            SendTouchOnce.run, req, id=f"send-{uuid.uuid4().hex}", task_queue=self.journeys_queue
+        )
+        return {o.channel: o.status for o in result.outcomes}
+
+    async def schedule(self, req: TouchRequest, delay: float) -> Any:
+        return await self.env.client.start_workflow(
+            ScheduledTouch.run,
+            Scheduled(req, delay),
+            id=f"scheduled-{uuid.uuid4().hex}",
+            task_queue=self.journeys_queue,
+        )
+
+    def emails_to(self, address: str) -> list[dict[str, Any]]:
+        return [m.to_json() for m in self.sb.mailbox.list(to=address)]
+
+    async def texts_to(self, number: str) -> list[dict[str, Any]]:
+        async with httpx.AsyncClient() as c:
+            r = await c.get(f"{self.sb.twilio_url}/sandbox/messages", params={"to": number})
+            return [m for m in r.json() if m.get("direction", "outbound-api") != "inbound"]
+
+    async def rows(self, prospect_id: str) -> list[models.Message]:
+        async with self.sessions() as s:
+            query = select(models.Message).where(models.Message.prospect_id == prospect_id)
+            return list((await s.scalars(query.order_by(models.Message.created_at))).all())
+
+    async def consent_of(self, prospect_id: str) -> dict[str, Any]:
+        response = await self.api.get(f"/consent/{prospect_id}", headers=AUTH)
+        assert response.status_code == 200, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+
+@contextlib.asynccontextmanager
+async def stack(
+    tmp_path: Path,
+    database_urls: dict[str, str],
+    env: WorkflowEnvironment,
+    prefix: str,
+    *,
+    faults: SendFaults | None = None,
+    smtp_port: int | None = None,
+    **overrides: object,
+) -> AsyncIterator[Stack]:
+    urls = {"outreach": database_urls["outreach"]}
+    async with sandboxes(tmp_path, urls, prefix, **{**PM, **overrides}) as sb:
+        worker_settings = sb.settings
+        if smtp_port is not None:
+            worker_settings = sb.settings.model_copy(update={"smtp_port": smtp_port})
+        engine = create_engine(sb.settings.database_url("outreach"))
+        sessions = session_factory(engine)
+        acts = activities_for(worker_settings, sessions, faults=faults)
+        q = sb.settings.task_queue
+        app = create_app(sb.settings, temporal_client=env.client)
+        app.state.inbox.timing = FAST
+        async with contextlib.AsyncExitStack() as es:
+            await es.enter_async_context(
+                Worker(env.client, task_queue=q("outreach"), activities=acts)
+            )
+            await es.enter_async_context(
+                Worker(
+                    env.client,
+                    task_queue=q("journeys"),
+                    workflows=[SendTouchOnce, ScheduledTouch, RecordingJourney],
+                    workflow_runner=UnsandboxedWorkflowRunner(),
+                )
+            )
+            await es.enter_async_context(app.router.lifespan_context(app))
+            api = await es.enter_async_context(
+                httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://test")
+            )
+            yield Stack(sb, api, env, sessions)
+        await acts[0].__self__._sms.close()  # type: ignore[attr-defined]
+        await engine.dispose()
+
+
+def person(email: str | None = None, phone: str | None = None, zone: str | None = None) -> Contact:
+    n = uuid.uuid4().int
+    return Contact(
+        uuid.uuid4().hex,
+        "Ada",
+        "Lovelace",
+        email or f"ada-{n % 10**8}@example.com",
+        phone or f"+1415555{n % 10**4:04d}",
+        company="Analytical Engines",
+        timezone=zone or daytime_zone(),  # texts are only sent 08:00-21:00 local time
+        rep_name="Rita Rep",
+    )
+
+
+def touch(
+    c: Contact, key: str = "step-0", channels: tuple[str, ...] = ("email", "sms")
+) -> TouchRequest:
+    steps = {
+        "email": CadenceStep("email", 0, "Hi {{ first_name }}, a quick question", "Quick question"),
+        "sms": CadenceStep("sms", 0, "Hi {{ first_name }}, {{ rep_name }} here"),
+    }
+    return TouchRequest(
+        journey_id=journey_id(c.prospect_id),
+        touch_key=key,
+        kind="cadence",
+        contact=c,
+        steps=[steps[ch] for ch in channels],
+    )
+
+
+# --- out-of-office replies ----------------------------------------------------------------------
+
+
+async def test_mailgun_out_of_office_pauses_until_the_return_date_and_is_no_reply(
+    tmp_path: Path, database_urls: dict[str, str], temporal_local: WorkflowEnvironment
+) -> None:
+    async with webhook_rig(
+        tmp_path, database_urls, temporal_local.client, ooo_default_pause_days=3
+    ) as rig:
+        key = rig.settings.mailgun_signing_key.get_secret_value()
+        dated, undated = uuid.uuid4().hex, uuid.uuid4().hex
+        sent = await rig.add_message("email", "ada@example.com", "<m1@closeflow>", dated)
+        other = await rig.add_message("email", "bob@example.com", "<m2@closeflow>", undated)
+        async with rig.sessions() as s:  # the send activity records the prospect's zone
+            await s.execute(
+                update(models.Message)
+                .where(models.Message.id == sent.id)
+                .values(timezone="Europe/Berlin")
+            )
+            await s.commit()
+        form = outlook_auto_reply(
+            key,
+            sender="ada@example.com",
+            recipient="sales@closeflow.localhost",
+            text="I am out of the office and will be back on 12 December. For urgent matters, "
+            "call Bob.",
+            in_reply_to=sent.provider_id,
+        )
+        no_date = outlook_auto_reply(
+            key,
+            sender="bob@example.com",
+            recipient="sales@closeflow.localhost",
+            text="Thank you for your email. I am currently away with limited access to email.",
+            in_reply_to=other.provider_id,
+        )
+        async with journeys(temporal_local.client, rig.queue):
+            handles = [
+                await start_journey(temporal_local.client, rig.queue, p) for p in (dated, undated)
+            ]
+            before = datetime.now(UTC)
+            for f in (form, form, no_date):  # the first one twice: Mailgun retrying
+                assert (await rig.http.post("/webhooks/mailgun/inbound", data=f)).status_code == 200
+            after = datetime.now(UTC)
+            got = await eventually(lambda: signals_of(handles[0]), "the pause")
+            assert got == [
+                {
+                    "name": "pause",
+                    "payload": {"reason": "out of office", "until": "2025-12-12T09:00:00+01:00"},
+                }
+            ]
+            [pause] = await eventually(lambda: signals_of(handles[1]), "the default pause")
+            until = datetime.fromisoformat(pause["payload"]["until"])
+            assert before + timedelta(days=3) <= until <= after + timedelta(days=3)
+            await asyncio.sleep(0.3)
+            assert len(await signals_of(handles[0])) == 1  # no reply_received, no second pause
+            for h in handles:
+                await h.terminate()
+        assert (await rig.message(sent.id)).replied_at is None  # not counted as a reply
+        events = await rig.inbox("mailgun")
+        assert [e.kind for e in events] == ["email_auto_reply", "email_auto_reply"]
+        assert events[0].payload["closeflow"] == {
+            "auto_reply": "Auto-Submitted: auto-generated",
+            "return_date": "2025-12-12",
+            "paused_until": "2025-12-12T09:00:00+01:00",
+        }
+
+
+async def test_an_answer_that_opens_like_an_out_of_office_is_a_reply(
+    tmp_path: Path, database_urls: dict[str, str], temporal_local: WorkflowEnvironment
+) -> None:
+    """No auto-reply header, one out-of-office phrase and an answer to us: the journey gets
+    reply_received (the cadence ends), not a pause. The same words with an Auto-Submitted
+    header: a pause."""
+    async with webhook_rig(tmp_path, database_urls, temporal_local.client) as rig:
+        key = rig.settings.mailgun_signing_key.get_secret_value()
+        person_pid, robot_pid = uuid.uuid4().hex, uuid.uuid4().hex
+        human = await rig.add_message("email", "ada@example.com", "<h1@closeflow>", person_pid)
+        robot = await rig.add_message("email", "bob@example.com", "<h2@closeflow>", robot_pid)
+        text = "I'm out of office today but yes, let's talk Tuesday"
+        answer = mailgun_inbound(
+            key,
+            sender="ada@example.com",
+            recipient="sales@closeflow.localhost",
+            subject="Re: Quick question",
+            text=text,
+            in_reply_to=human.provider_id,
+        )
+        automatic = mailgun_inbound(
+            key,
+            sender="bob@example.com",
+            recipient="sales@closeflow.localhost",
+            subject="Re: Quick question",
+            text=text,
+            in_reply_to=robot.provider_id,
+            extra_headers=[("Auto-Submitted", "auto-replied")],
+        )
+        async with journeys(temporal_local.client, rig.queue):
+            handles = [
+                await start_journey(temporal_local.client, rig.queue, p)
+                for p in (person_pid, robot_pid)
+            ]
+            for form in (answer, automatic):
+                r = await rig.http.post("/webhooks/mailgun/inbound", data=form)
+                assert r.status_code == 200
+            [got] = await eventually(lambda: signals_of(handles[0]), "the reply")
+            assert got["name"] == "reply_received"
+            assert got["payload"]["excerpt"] == text
+            [paused] = await eventually(lambda: signals_of(handles[1]), "the pause")
+            assert paused["name"] == "pause"
+            for h in handles:
+                await h.terminate()
+        assert (await rig.message(human.id)).replied_at is not None
+        assert (await rig.message(robot.id)).replied_at is None
+        kinds = {e.prospect_id: e.kind for e in await rig.inbox("mailgun")}
+        assert kinds == {person_pid: "email_reply", robot_pid: "email_auto_reply"}
+
+
+async def test_postmark_auto_replies_by_header_subject_or_text_and_a_real_reply(
+    tmp_path: Path, database_urls: dict[str, str], temporal_local: WorkflowEnvironment
+) -> None:
+    async with webhook_rig(tmp_path, database_urls, temporal_local.client, **PM) as rig:
+        pids = [uuid.uuid4().hex for _ in range(4)]
+        rows = [
+            await rig.add_message("email", f"p{i}@example.de", f"<pm{i}@closeflow>", pid)
+            for i, pid in enumerate(pids)
+        ]
+
+        def doc(i: int, subject: str, body: str, headers: list[tuple[str, str]]) -> dict[str, Any]:
+            d = postmark.inbound(
+                from_email=f"p{i}@example.de",
+                to_email="sales@closeflow.localhost",
+                subject=subject,
+                text=body,
+                stripped_reply=body,
+                message_id_header=f"<reply-{i}@example.de>",
+                in_reply_to=rows[i].provider_id,
+                references=rows[i].provider_id,
+                now=time.time(),
+                extra_headers=headers,
+            )
+            d["Date"] = "Thu, 27 Nov 2025 10:00:00 +0100"
+            return d
+
+        docs = [
+            # a header alone gives it away (the subject is the original's)
+            doc(
+                0,
+                "Re: Quick question",
+                "Ich bin bis einschließlich 11.12.2025 nicht im Büro.",
+                [("X-Autoreply", "yes")],
+            ),
+            # the subject alone
+            doc(
+                1,
+                "Réponse automatique : Quick question",
+                "Bonjour, je suis absent, de retour le lundi 5 janvier.",
+                [],
+            ),
+            # the text alone
+            doc(2, "Re: Quick question", "Estoy fuera de la oficina hasta el 12 de diciembre.", []),
+            # X-Auto-Response-Suppress alone is not enough: this person answered
+            doc(
+                3,
+                "Re: Quick question",
+                "Yes, let's talk next week.",
+                [("X-Auto-Response-Suppress", "All")],
+            ),
+        ]
+        async with journeys(temporal_local.client, rig.queue):
+            handles = [await start_journey(temporal_local.client, rig.queue, p) for p in pids]
+            for d in docs:
+                response = await rig.http.post(
+                    "/webhooks/postmark/inbound",
+                    json=d,
+                    headers=basic_auth_header(PM_USER, PM_PASSWORD),
+                )
+                assert response.status_code == 200
+            got = [await eventually(lambda h=h: signals_of(h), "a signal") for h in handles]
+            for h in handles:
+                await h.terminate()
+        assert got[0] == [
+            {
+                "name": "pause",
+                "payload": {"reason": "out of office", "until": "2025-12-12T09:00:00+00:00"},
+            }
+        ]
+        assert got[1][0]["payload"]["until"] == "2026-01-05T09:00:00+00:00"
+        assert got[2][0]["payload"]["until"] == "2025-12-12T09:00:00+00:00"
+        assert got[3] == [
+            {
+                "name": "reply_received",
+                "payload": {
+                    "channel": "email",
+                    "event_id": "<reply-3@example.de>",
+                    "excerpt": "Yes, let's talk next week.",
+                },
+            }
+        ]
+        assert [(await rig.message(r.id)).replied_at is not None for r in rows] == [
+            False,
+            False,
+            False,
+            True,
+        ]
+
+
+# --- reply addresses ----------------------------------------------------------------------------
+
+
+async def test_a_reply_without_in_reply_to_is_matched_by_its_reply_address(
+    tmp_path: Path,
+    database_urls: dict[str, str],
+    temporal_local: WorkflowEnvironment,
+    queue_prefix: str,
+) -> None:
+    async with stack(tmp_path, database_urls, temporal_local, queue_prefix) as st:
+        ada, bob = person(), person()
+        handles = {
+            c.prospect_id: await temporal_local.client.start_workflow(
+                RecordingJourney.run, id=journey_id(c.prospect_id), task_queue=st.journeys_queue
+            )
+            for c in (ada, bob)
+        }
+        for c in (ada, bob):
+            assert (await st.send(touch(c, channels=("email",)))) == {"email": "sent"}
+        [ada_row], [bob_row] = await st.rows(ada.prospect_id), await st.rows(bob.prospect_id)
+        [mail] = st.emails_to(ada.email or "")
+        reply_to = mail["headers"]["Reply-To"]
+        assert reply_to == f"closeflow <sales+r-{ada_row.reply_token}@closeflow.localhost>"
+        assert ada_row.reply_token != bob_row.reply_token
+
+        # Ada answers from her phone's other account; her client drops In-Reply-To/References
+        key = st.sb.settings.mailgun_signing_key.get_secret_value()
+        form = mailgun_inbound(
+            key,
+            sender="ada.private@home.example",
+            recipient=reply_to.split("<")[1].rstrip(">"),
+            subject="Re: Quick question",
+            text="Yes, interested.",
+        )
+        assert (await st.api.post("/webhooks/mailgun/inbound", data=form)).status_code == 200
+        # Bob's reply forwarded through Postmark, the token in OriginalRecipient and MailboxHash
+        doc = postmark.inbound(
+            from_email="assistant@bob.example",
+            to_email=f"sales+r-{bob_row.reply_token.upper()}@closeflow.localhost",  # type: ignore[union-attr]
+            subject="Fwd: Quick question",
+            text="Bob asked me to answer: call him.",
+            stripped_reply="Bob asked me to answer: call him.",
+            message_id_header="<fwd-1@bob.example>",
+            in_reply_to=None,
+            references=None,
+            now=time.time(),
+        )
+        doc["To"] = "Sales <sales@closeflow.localhost>"
+        doc["ToFull"] = [{"Email": "sales@closeflow.localhost", "Name": "Sales", "MailboxHash": ""}]
+        response = await st.api.post(
+            "/webhooks/postmark/inbound", json=doc, headers=basic_auth_header(PM_USER, PM_PASSWORD)
+        )
+        assert response.status_code == 200
+        for c, text_ in ((ada, "Yes, interested."), (bob, "Bob asked me to answer: call him.")):
+            got = await eventually(lambda c=c: signals_of(handles[c.prospect_id]), "the reply")
+            assert [(s["name"], s["payload"]["excerpt"]) for s in got] == [
+                ("reply_received", text_)
+            ]
+        for h in handles.values():
+            await h.terminate()
+        assert all(
+            r.replied_at is not None
+            for r in [*await st.rows(ada.prospect_id), *await st.rows(bob.prospect_id)]
+        )
+
+
+async def test_the_reply_domain_setting(
+    tmp_path: Path,
+    database_urls: dict[str, str],
+    temporal_local: WorkflowEnvironment,
+    queue_prefix: str,
+) -> None:
+    async with stack(
+        tmp_path, database_urls, temporal_local, queue_prefix, reply_domain="reply.closeflow.test"
+    ) as st:
+        c = person()
+        assert await st.send(touch(c, channels=("email",))) == {"email": "sent"}
+        [row] = await st.rows(c.prospect_id)
+        [mail] = st.emails_to(c.email or "")
+        assert mail["headers"]["Reply-To"] == (
+            f"closeflow <sales+r-{row.reply_token}@reply.closeflow.test>"
+        )
+        assert row.timezone == c.timezone
+
+
+# --- consent ---------------------------------------------------------------------------------
+
+
+async def test_one_consent_record_per_person_across_channels(
+    tmp_path: Path,
+    database_urls: dict[str, str],
+    temporal_local: WorkflowEnvironment,
+    queue_prefix: str,
+) -> None:
+    async with stack(tmp_path, database_urls, temporal_local, queue_prefix) as st:
+        ada, bob = person(), person()
+        for c in (ada, bob):
+            assert await st.send(touch(c)) == {"email": "sent", "sms": "sent"}
+        settings = st.sb.settings
+
+        stop = twilio_form(settings, ada.phone or "", "  sToP ")
+        first = await post_twilio(st.api, settings, stop)
+        assert "You have been unsubscribed" in first.text
+        again = await post_twilio(st.api, settings, stop)  # Twilio retrying the same message
+        assert "<Message>" not in again.text  # exactly one confirmation
+        record = await st.consent_of(ada.prospect_id)
+        assert record["sms"]["status"] == "opted_out" and record["sms"]["reason"] == "SMS STOP"
+        assert record["sms"]["blocked"] == "suppressed: SMS STOP"
+        assert (record["email"]["status"], record["email"]["blocked"]) == ("opted_in", None)
+        assert [(a["channel"], a["address"]) for a in record["suppressed_addresses"]] == [
+            ("sms", ada.phone)
+        ]
+
+        help_ = await post_twilio(st.api, settings, twilio_form(settings, ada.phone or "", "help"))
+        assert "Reply STOP to unsubscribe" in help_.text
+        assert (await st.consent_of(ada.prospect_id))["sms"]["status"] == "opted_out"
+
+        # the unsubscribe link opts the same person out of email
+        [mail] = st.emails_to(ada.email or "")
+        link = mail["headers"]["List-Unsubscribe"].strip().strip("<>").removeprefix("http://test")
+        assert (await st.api.post(link)).status_code == 200
+        # START opts them back into texts, and texts only
+        start = await post_twilio(st.api, settings, twilio_form(settings, ada.phone or "", "Start"))
+        assert "resubscribed" in start.text
+        record = await st.consent_of(ada.prospect_id)
+        assert {ch: (record[ch]["status"], record[ch]["reason"]) for ch in ("email", "sms")} == {
+            "email": ("opted_out", "unsubscribe link"),
+            "sms": ("opted_in", "SMS START"),
+        }
+        assert record["sms"]["blocked"] is None
+        assert [a["channel"] for a in record["suppressed_addresses"]] == ["email"]
+        assert await st.send(touch(ada, "step-1")) == {"email": "suppressed", "sms": "sent"}
+
+        # a hard bounce suppresses Bob's address; Bob himself said nothing
+        key = settings.mailgun_signing_key.get_secret_value()
+        [bob_mail] = st.emails_to(bob.email or "")
+        bounce = event_payload(
+            event="failed",
+            recipient=bob.email or "",
+            message_id=bob_mail["message_id"],
+            event_id=uuid.uuid4().hex,
+            severity="permanent",
+            reason="bounce",
+            signing_key=key,
+            now=time.time(),
+        )
+        assert (await st.api.post("/webhooks/mailgun/events", json=bounce)).status_code == 200
+        record = await st.consent_of(bob.prospect_id)
+        assert record["email"]["status"] == "opted_in"
+        assert record["email"]["blocked"] == "suppressed: hard bounce"
+        assert await st.send(touch(bob, "step-1")) == {"email": "suppressed", "sms": "sent"}
+
+        assert (await st.api.get(f"/consent/{uuid.uuid4().hex}", headers=AUTH)).status_code == 404
+        assert (await st.api.get(f"/consent/{ada.prospect_id}")).status_code == 401
+        suppressions = (await st.api.get("/suppressions", headers=AUTH)).json()
+        assert {(s["channel"], s["address"]) for s in suppressions} == {
+            ("email", ada.email),
+            ("email", bob.email),
+        }
+
+
+async def test_an_opted_out_person_gets_nothing_at_another_address(
+    tmp_path: Path,
+    database_urls: dict[str, str],
+    temporal_local: WorkflowEnvironment,
+    queue_prefix: str,
+) -> None:
+    async with stack(tmp_path, database_urls, temporal_local, queue_prefix) as st:
+        ada = person()
+        assert await st.send(touch(ada, channels=("email",))) == {"email": "sent"}
+        [mail] = st.emails_to(ada.email or "")
+        link = mail["headers"]["List-Unsubscribe"].strip().strip("<>").removeprefix("http://test")
+        assert (await st.api.post(link)).status_code == 200
+        # prospecting now has her new work address: she said no to email, not to an address
+        moved = Contact(**{**ada.__dict__, "email": "ada@new-employer.example"})
+        assert await st.send(touch(moved, "step-1", ("email",))) == {"email": "suppressed"}
+        [_, row] = await st.rows(ada.prospect_id)
+        assert (row.status, row.error) == ("suppressed", "opted out: unsubscribe link")
+        assert st.emails_to("ada@new-employer.example") == []
+
+
+# --- the do-not-contact list ----------------------------------------------------------------------
+
+
+async def test_do_not_contact_api(
+    tmp_path: Path, database_urls: dict[str, str], temporal_local: WorkflowEnvironment
+) -> None:
+    async with webhook_rig(tmp_path, database_urls, temporal_local.client) as rig:
+        api = rig.http
+        created = []
+        for value, kind, normal in [
+            ("CEO@Example.com ", "email", "ceo@example.com"),
+            ("+1 (415) 555-0100", "phone", "+14155550100"),
+            ("Example.ORG", "domain", "example.org"),
+            ("@bücher.example", "domain", "xn--bcher-kva.example"),
+        ]:
+            r = await api.post(
+                "/do-not-contact", json={"value": value, "reason": "legal"}, headers=AUTH
+            )
+            assert r.status_code == 201, r.text
+            assert (r.json()["kind"], r.json()["value"], r.json()["reason"]) == (
+                kind,
+                normal,
+                "legal",
+            )
+            created.append(r.json())
+        again = await api.post("/do-not-contact", json={"value": "ceo@example.com"}, headers=AUTH)
+        assert again.status_code == 200 and again.json()["id"] == created[0]["id"]
+        for bad in ["", "not an address", "ceo@", "+1 555", "example", "-bad-.com", "12345"]:
+            r = await api.post("/do-not-contact", json={"value": bad}, headers=AUTH)
+            assert r.status_code == 422, (bad, r.text)
+            assert r.json()["error"]["details"][0]["field"] == "value"
+        assert (await api.post("/do-not-contact", json={"value": "a@b.co"})).status_code == 401
+        listed = (await api.get("/do-not-contact", headers=AUTH)).json()
+        assert [e["value"] for e in listed] == [e["value"] for e in created]
+        domains = (await api.get("/do-not-contact", params={"kind": "domain"}, headers=AUTH)).json()
+        assert [e["kind"] for e in domains] == ["domain", "domain"]
+        assert (
+            await api.delete(f"/do-not-contact/{created[1]['id']}", headers=AUTH)
+        ).status_code == 204
+        assert (
+            await api.delete(f"/do-not-contact/{created[1]['id']}", headers=AUTH)
+        ).status_code == 404
+        assert len((await api.get("/do-not-contact", headers=AUTH)).json()) == 3
+
+
+async def test_nothing_is_sent_to_a_listed_address_number_or_domain(
+    tmp_path: Path,
+    database_urls: dict[str, str],
+    temporal_local: WorkflowEnvironment,
+    queue_prefix: str,
+) -> None:
+    async with stack(tmp_path, database_urls, temporal_local, queue_prefix) as st:
+        listed = person(email="ceo@listed.example")
+        sub = person(email="ops@eu.blocked.example")
+        fine = person(email="someone@blocked-not.example")
+        entries = []
+        for value in ("ceo@listed.example", "blocked.example", listed.phone):
+            r = await st.api.post("/do-not-contact", json={"value": value}, headers=AUTH)
+            entries.append(r.json())
+        assert await st.send(touch(listed)) == {"email": "suppressed", "sms": "suppressed"}
+        assert await st.send(touch(sub, channels=("email",))) == {"email": "suppressed"}
+        assert await st.send(touch(fine, channels=("email",))) == {"email": "sent"}
+        rows = {r.channel: r for r in await st.rows(listed.prospect_id)}
+        assert (rows["email"].status, rows["email"].error) == (
+            "suppressed",
+            "do not contact: email ceo@listed.example",
+        )
+        assert rows["sms"].error == f"do not contact: phone {listed.phone}"
+        [sub_row] = await st.rows(sub.prospect_id)
+        assert sub_row.error == "do not contact: domain blocked.example"
+        assert (
+            st.emails_to(listed.email or "") == [] and await st.texts_to(listed.phone or "") == []
+        )
+        record = await st.consent_of(listed.prospect_id)
+        assert {e["value"] for e in record["do_not_contact"]} == {
+            "ceo@listed.example",
+            listed.phone,
+        }
+        assert record["email"]["status"] == "opted_in"  # the list is not the person's say
+        # taken off the list: the next touch goes out
+        for e in entries:
+            await st.api.delete(f"/do-not-contact/{e['id']}", headers=AUTH)
+        assert await st.send(touch(listed, "step-1")) == {"email": "sent", "sms": "sent"}
+
+
+async def enrolled(rig: Any, email: str | None, phone: str | None) -> str:
+    """An enrolment as POST /enrollments leaves it (with the addresses it recorded)."""
+    pid = uuid.uuid4().hex
+    async with rig.sessions() as s:
+        cadence = await s.scalar(select(models.Cadence).limit(1))
+        if cadence is None:
+            cadence = models.Cadence(name="dnc")
+            s.add(cadence)
+            await s.flush()
+        s.add(
+            models.Enrollment(
+                prospect_id=pid,
+                cadence_id=cadence.id,
+                cadence_version=1,
+                journey_id=journey_id(pid),
+                email=email,
+                phone=phone,
+            )
+        )
+        await s.commit()
+    return pid
+
+
+async def test_a_do_not_contact_entry_ends_the_journeys_it_covers(
+    tmp_path: Path, database_urls: dict[str, str], temporal_local: WorkflowEnvironment
+) -> None:
+    """An address, a number, a domain (and its subdomains): each enrolled prospect it covers
+    gets stop_cadence, through the inbox (stored with the entry, delivered, never twice)."""
+    client = temporal_local.client
+    async with webhook_rig(tmp_path, database_urls, client) as rig, journeys(client, rig.queue):
+        by_email = await enrolled(rig, "ceo@listed.example", None)
+        by_phone = await enrolled(rig, None, "+14155550142")
+        by_subdomain = await enrolled(rig, "ops@eu.blocked.example", "+14155550143")
+        # enrolled before enrolments recorded addresses: found by what the ledger sent to
+        by_ledger = await enrolled(rig, None, None)
+        await rig.add_message("email", "cto@blocked.example", "<l1@closeflow>", by_ledger)
+        spared = await enrolled(rig, "someone@blocked-not.example", "+14155550144")
+        not_enrolled = uuid.uuid4().hex
+        await rig.add_message("email", "cfo@blocked.example", "<l2@closeflow>", not_enrolled)
+        handles = {
+            pid: await start_journey(client, rig.queue, pid)
+            for pid in (by_email, by_phone, by_subdomain, by_ledger, spared)
+        }
+
+        async def stops(pid: str) -> list[str]:
+            return [
+                s["payload"]["reason"]
+                for s in await signals_of(handles[pid])
+                if s["name"] == "stop_cadence"
+            ]
+
+        for value, covered, reason in [
+            ("ceo@listed.example", [by_email], "do not contact: email ceo@listed.example"),
+            ("+1 415 555 0142", [by_phone], "do not contact: phone +14155550142"),
+            (
+                "blocked.example",
+                [by_subdomain, by_ledger],
+                "do not contact: domain blocked.example",
+            ),
+        ]:
+            r = await rig.http.post(
+                "/do-not-contact", json={"value": value, "reason": "legal"}, headers=AUTH
+            )
+            assert r.status_code == 201, r.text
+            assert r.json()["journeys_stopped"] == len(covered)
+            for pid in covered:
+                assert await stops(pid) == [reason]
+        again = await rig.http.post(
+            "/do-not-contact", json={"value": "blocked.example"}, headers=AUTH
+        )
+        assert again.status_code == 200 and again.json()["journeys_stopped"] == 0
+        assert await stops(spared) == []
+        events = [e for e in await rig.inbox("closeflow") if e.kind == "do_not_contact"]
+        assert sorted(e.prospect_id or "" for e in events) == sorted(
+            [by_email, by_phone, by_subdomain, by_ledger]
+        )
+        assert {(e.signal_name, e.delivery) for e in events} == {("stop_cadence", "delivered")}
+        for pid in (by_email, by_phone, by_subdomain, by_ledger):
+            assert len(await stops(pid)) == 1  # the repeat told nobody again
+
+
+async def test_no_rep_task_for_a_listed_or_wholly_opted_out_person(
+    tmp_path: Path,
+    database_urls: dict[str, str],
+    temporal_local: WorkflowEnvironment,
+    queue_prefix: str,
+) -> None:
+    """call_task and social_task steps make no task for a person a do-not-contact entry covers
+    or who opted out of every channel we reach them on; the touch records why. A touch that
+    meets an entry also stores the cadence stop for the journey (enrolled as it was made)."""
+    async with stack(tmp_path, database_urls, temporal_local, queue_prefix) as st:
+        listed, quiet, email_only_out, fine = person(), person(), person(), person()
+        domain_listed = person(email="ada@agency.example")
+        r = await st.api.post("/do-not-contact", json={"value": listed.phone}, headers=AUTH)
+        assert r.status_code == 201
+        r = await st.api.post("/do-not-contact", json={"value": "agency.example"}, headers=AUTH)
+        assert r.status_code == 201
+        async with st.sessions() as s:
+            for c, channels in ((quiet, ("email", "sms")), (email_only_out, ("email",))):
+                for channel in channels:
+                    address = c.email if channel == "email" else c.phone
+                    await consent.opt_out(
+                        s, channel, address or "", "unsubscribe link", prospect_id=c.prospect_id
+                    )
+            await s.commit()
+
+        def tasks_touch(c: Contact) -> TouchRequest:
+            return TouchRequest(
+                journey_id=journey_id(c.prospect_id),
+                touch_key="step-2",
+                kind="cadence",
+                contact=c,
+                steps=[
+                    CadenceStep("call_task", 0, "Ask about {{ company }}"),
+                    CadenceStep("social_task", 0, "Connect with {{ first_name }}"),
+                ],
+            )
+
+        both = {"call_task": "suppressed", "social_task": "suppressed"}
+        made = {"call_task": "task_created", "social_task": "task_created"}
+        assert await st.send(tasks_touch(listed)) == both
+        assert await st.send(tasks_touch(domain_listed)) == both
+        assert await st.send(tasks_touch(quiet)) == both
+        assert await st.send(tasks_touch(email_only_out)) == made  # still reachable by phone
+        assert await st.send(tasks_touch(fine)) == made
+        result = await st.env.client.execute_workflow(
+            SendTouchOnce.run,
+            tasks_touch(quiet),
+            id=f"send-{uuid.uuid4().hex}",
+            task_queue=st.journeys_queue,
+        )
+        assert {o.detail for o in result.outcomes} == {
+            "opted out of every channel: unsubscribe link"
+        }
+        async with st.sessions() as s:
+            tasks = (await s.scalars(select(models.RepTask.prospect_id))).all()
+            events = (
+                await s.scalars(
+                    select(models.InboxEvent).where(models.InboxEvent.kind == "do_not_contact")
+                )
+            ).all()
+        assert sorted(tasks) == sorted([email_only_out.prospect_id] * 2 + [fine.prospect_id] * 2)
+        # the touch stored the stop for the listed ones' journeys (none runs here: no_journey)
+        assert sorted(e.prospect_id or "" for e in events) == sorted(
+            [listed.prospect_id, domain_listed.prospect_id]
+        )
+        assert {e.signal_name for e in events} == {"stop_cadence"}
+
+
+# --- nothing after a committed suppression --------------------------------------------------------
+
+
+async def test_a_step_already_scheduled_sends_nothing_after_stop_unsubscribe_or_listing(
+    tmp_path: Path,
+    database_urls: dict[str, str],
+    temporal_local: WorkflowEnvironment,
+    queue_prefix: str,
+) -> None:
+    async with stack(tmp_path, database_urls, temporal_local, queue_prefix) as st:
+        texter, reader, listed = person(), person(), person()
+        for c in (texter, reader, listed):
+            assert await st.send(touch(c)) == {"email": "sent", "sms": "sent"}
+        # step 1 of each is scheduled: the workflows are waiting on their timers
+        handles = [await st.schedule(touch(c, "step-1"), 3) for c in (texter, reader, listed)]
+        settings = st.sb.settings
+        assert (
+            await post_twilio(st.api, settings, twilio_form(settings, texter.phone or "", "STOP"))
+        ).status_code == 200
+        [mail] = st.emails_to(reader.email or "")
+        link = mail["headers"]["List-Unsubscribe"].strip().strip("<>").removeprefix("http://test")
+        assert (await st.api.post(link)).status_code == 200
+        for value in (listed.email, listed.phone):
+            r = await st.api.post("/do-not-contact", json={"value": value}, headers=AUTH)
+            assert r.status_code == 201
+        results = [await h.result() for h in handles]
+        outcomes = [{o.channel: o.status for o in r.outcomes} for r in results]
+        assert outcomes == [
+            {"email": "sent", "sms": "suppressed"},
+            {"email": "suppressed", "sms": "sent"},
+            {"email": "suppressed", "sms": "suppressed"},
+        ]
+        assert [len(st.emails_to(c.email or "")) for c in (texter, reader, listed)] == [2, 1, 1]
+        assert [len(await st.texts_to(c.phone or "")) for c in (texter, reader, listed)] == [
+            1,
+            2,
+            1,
+        ]
+
+
+class OptOutAtTheLastMoment(SendFaults):
+    """Commits an opt-out (email) or a do-not-contact entry (SMS) after the row went `sending`
+    and before the provider call: the send must see it."""
+
+    def __init__(self) -> None:
+        self.sessions: async_sessionmaker[AsyncSession] | None = None
+        self.done: list[str] = []
+
+    async def before_provider_call(self, row: models.Message) -> None:
+        assert self.sessions is not None
+        async with self.sessions() as s:
+            if row.channel == "email":
+                await consent.opt_out(
+                    s, "email", row.to_address, "unsubscribe link", prospect_id=row.prospect_id
+                )
+            else:
+                await consent.add_dnc(s, "phone", row.to_address, "legal")
+            await s.commit()
+        self.done.append(row.channel)
+
+
+async def test_an_opt_out_committed_after_the_first_check_is_seen_before_the_provider_call(
+    tmp_path: Path,
+    database_urls: dict[str, str],
+    temporal_local: WorkflowEnvironment,
+    queue_prefix: str,
+) -> None:
+    faults = OptOutAtTheLastMoment()
+    async with stack(tmp_path, database_urls, temporal_local, queue_prefix, faults=faults) as st:
+        faults.sessions = st.sessions
+        c = person()
+        assert await st.send(touch(c)) == {"email": "suppressed", "sms": "suppressed"}
+        assert sorted(faults.done) == ["email", "sms"]
+        assert st.emails_to(c.email or "") == [] and await st.texts_to(c.phone or "") == []
+        rows = {r.channel: (r.status, r.error) for r in await st.rows(c.prospect_id)}
+        assert rows == {
+            "email": ("suppressed", "suppressed: unsubscribe link"),
+            "sms": ("suppressed", f"do not contact: phone {c.phone}"),
+        }
+
+
+class HeldSmtp:
+    """An SMTP server that holds each message until released: a provider call in flight."""
+
+    def __init__(self) -> None:
+        self.arrived = threading.Event()
+        self.release = threading.Event()
+        self.accepted = 0
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.arrived.set()
+        await asyncio.to_thread(self.release.wait, 20)
+        self.accepted += 1
+        return "250 OK"
+
+
+async def test_an_opt_out_during_the_provider_call(
+    tmp_path: Path,
+    database_urls: dict[str, str],
+    temporal_local: WorkflowEnvironment,
+    queue_prefix: str,
+) -> None:
+    """PostgreSQL: the opt-out waits until the message in flight is out, so it is never committed
+    before a message that then goes out. SQLite: the documented window, shown."""
+    smtp = HeldSmtp()
+    port = free_port()
+    controller = Controller(smtp, hostname="127.0.0.1", port=port)
+    await asyncio.to_thread(controller.start)
+    postgres = database_urls["outreach"].startswith("postgresql")
+    try:
+        async with stack(
+            tmp_path, database_urls, temporal_local, queue_prefix, smtp_port=port
+        ) as st:
+            c = person()
+            sending = asyncio.create_task(st.send(touch(c, channels=("email",))))
+            assert await asyncio.to_thread(smtp.arrived.wait, 20)
+            [row] = await st.rows(c.prospect_id)
+            unsubscribing = asyncio.create_task(
+                st.api.post(f"/unsubscribe/{row.unsubscribe_token}")
+            )
+            listing = asyncio.create_task(
+                st.api.post("/do-not-contact", json={"value": c.email}, headers=AUTH)
+            )
+            await asyncio.sleep(1.0)
+            # the provider has not answered yet
+            assert not sending.done() and smtp.accepted == 0
+            assert unsubscribing.done() is not postgres
+            assert listing.done() is not postgres
+            smtp.release.set()
+            assert await sending == {"email": "sent"}
+            assert (await unsubscribing).status_code == 200
+            assert (await listing).status_code == 201
+            assert smtp.accepted == 1
+            smtp.arrived.clear()
+            assert await st.send(touch(c, "step-1", ("email",))) == {"email": "suppressed"}
+            assert smtp.accepted == 1
+    finally:
+        smtp.release.set()
+        controller.stop()
+
+
+# --- the real journey -------------------------------------------------------------------------
+
+
+async def test_journey_respects_consent_and_auto_replies(
+    tmp_path: Path,
+    database_urls: dict[str, str],
+    temporal_local: WorkflowEnvironment,
+    queue_prefix: str,
+) -> None:
+    """Whole stack, real journeys: a second touch due 8 s after the first. Listed after the
+    first touch: the cadence ends, nothing more goes out. Unsubscribed: the cadence ends. Out of office: the journey
+    pauses (the touch that falls due waits for the resume) and no reply is counted."""
+    async with whole_stack(tmp_path, database_urls, temporal_local, queue_prefix) as urls:
+        d = Driver(urls)
+        try:
+            await d.setup()
+            steps = fast_cadence()["steps"][:2]
+            steps += [
+                {
+                    "channel": "email",
+                    "offset_seconds": 8,
+                    "subject": "Again",
+                    "body": "Following up",
+                },
+                {"channel": "sms", "offset_seconds": 8, "body": "Following up by text"},
+            ]
+            cadence = await d.ok(
+                "POST", f"{urls.outreach}/cadences", json=fast_cadence(steps=steps)
+            )
+            listed, leaving, away = [await d.new_prospect(n) for n in ("Lis", "Lee", "Ava")]
+            for p in (listed, leaving, away):
+                await d.enroll(p["id"], cadence["id"])
+            firsts = {
+                p["id"]: (await d.wait_mails(p["email"], 1))[0] for p in (listed, leaving, away)
+            }
+            for p in (listed, leaving, away):
+                await eventually(lambda p=p: d.sms_to(p["phone"]), "the first text")
+
+            for value in (listed["email"], listed["phone"]):
+                await d.ok("POST", f"{urls.outreach}/do-not-contact", json={"value": value})
+            unsubscribe = firsts[leaving["id"]]["headers"]["List-Unsubscribe"].strip().strip("<>")
+            assert (await d.http.post(unsubscribe)).status_code == 200
+            reply_to = firsts[away["id"]]["headers"]["Reply-To"]
+            form = mailgun_inbound(
+                "dev-mailgun-signing-key",
+                sender=away["email"],
+                recipient=reply_to.split("<")[1].rstrip(">"),
+                subject="Automatic reply: Quick question",
+                text="I am out of the office with limited access to email.",
+                extra_headers=[("Auto-Submitted", "auto-replied")],
+            )
+            r = await d.http.post(f"{urls.outreach}/webhooks/mailgun/inbound", data=form)
+            assert r.status_code == 200
+
+            async def paused() -> bool:
+                state = await d.ok("GET", f"{urls.outreach}/journeys/{away['id']}")
+                return bool(state["paused"])
+
+            await eventually(paused, "the out-of-office pause")
+
+            # listing ends the cadence as unsubscribing does
+            await d.wait_stage(listed["id"], "nurture")
+            await d.wait_stage(leaving["id"], "nurture")
+            await asyncio.sleep(9)  # past the second touch of the others too
+            for p in (listed, leaving, away):
+                assert len(await d.mails_to(p["email"])) == 1, p["first_name"]
+                assert len(await d.sms_to(p["phone"])) == 1, p["first_name"]
+            assert "qualifying" not in await d.stages(away["id"])
+            assert await paused()
+            msgs = await d.ok("GET", f"{urls.outreach}/prospects/{away['id']}/messages")
+            assert all(m.get("replied_at") is None for m in msgs)
+        finally:
+            await d.close()
+
+
+# --- the migration --------------------------------------------------------------------------------
+
+
+async def test_the_migration_copies_existing_suppressions_into_person_records(
+    tmp_path: Path, database_urls: dict[str, str]
+) -> None:
+    settings = make_settings(tmp_path, {"outreach": database_urls["outreach"]})
+    await asyncio.to_thread(upgrade, settings, "outreach", "0001")
+    engine = create_engine(settings.database_url("outreach"))
+    now = datetime(2026, 1, 2, 3, 4, tzinfo=UTC)
+    async with engine.begin() as conn:
+        for channel, address, reason in [
+            ("email", "ada@example.com", "unsubscribe link"),
+            ("sms", "+14155550100", "SMS STOP"),
+            ("email", "bob@example.com", "hard bounce"),
+            ("sms", "+14155550199", "SMS STOP"),
+        ]:
+            await conn.execute(
+                text(
+                    "INSERT INTO suppressions (channel, address, reason, created_at) "
+                    "VALUES (:c, :a, :r, :t)"
+                ),
+                {"c": channel, "a": address, "r": reason, "t": now},
+            )
+        for channel, address in [("email", "ada@example.com"), ("sms", "+14155550100")]:
+            await conn.execute(
+                text(
+                    "INSERT INTO messages (id, journey_id, touch_key, channel, kind, prospect_id, "
+                    "to_address, subject, body, status, provider_status, error, attempts, "
+                    "created_at, updated_at) VALUES (:id, 'j', :k, :c, 'cadence', 'p-ada', :a, '', "
+                    "'', 'submitted', '', '', 1, :t, :t)"
+                ),
+                {
+                    "id": uuid.uuid4().hex,
+                    "k": f"step-{channel}",
+                    "c": channel,
+                    "a": address,
+                    "t": now,
+                },
+            )
+    await engine.dispose()
+    await asyncio.to_thread(upgrade, settings, "outreach")
+    engine = create_engine(settings.database_url("outreach"))
+    async with session_factory(engine)() as s:
+        records = list((await s.scalars(select(models.ConsentRecord))).all())
+        ada = await consent.record_of(s, "p-ada")
+        assert ada is not None
+        assert (ada.email, ada.email_status, ada.email_reason) == (
+            "ada@example.com",
+            "opted_out",
+            "unsubscribe link",
+        )
+        assert (ada.phone, ada.sms_status, ada.sms_changed_at) == ("+14155550100", "opted_out", now)
+        # a number nobody was written to: a record of its own; a hard bounce: none
+        assert {(r.prospect_id, r.phone) for r in records} == {
+            ("p-ada", "+14155550100"),
+            (None, "+14155550199"),
+        }
+        assert await consent.blocked(s, "sms", "+14155550199", None) == "suppressed: SMS STOP"
+    await engine.dispose()

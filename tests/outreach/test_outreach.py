@@ -1,0 +1,541 @@
+"""Outreach against real parts: Temporal dev server, SMTP (aiosmtpd), the Twilio sandbox, SQLite
+and PostgreSQL. Journeys are stood in for by a small recording workflow where only the signal
+matters; the real journey runs in test_full_journey.py."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import func, select
+from temporalio import workflow
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+
+from services.outreach import models
+from services.outreach.activities import activities_for
+from services.outreach.app import create_app
+from shared.contracts.journey import (
+    CadenceStep,
+    Contact,
+    ReplyReceived,
+    SendWindow,
+    TouchRequest,
+    journey_id,
+)
+from shared.contracts.names import Sig
+from shared.db import create_engine, session_factory
+from shared.providers.mailgun import event_payload, inbound_form
+from shared.providers.twilio_signature import sign_twilio_request
+from tests.support.sandboxes import Sandboxes, SendTouchOnce, sandboxes
+from tests.support.scenarios import daytime_zone
+from tests.support.settings import AUTH
+
+CADENCE = {
+    "name": "Outbound",
+    "steps": [
+        {
+            "channel": "email",
+            "offset_seconds": 0,
+            "subject": "Hi {{ first_name }}",
+            "body": "Hello {{ first_name }} from {{ rep_name }}",
+        },
+        {"channel": "sms", "offset_seconds": 0, "body": "Hi {{ first_name }}, {{ rep_name }} here"},
+        {"channel": "email", "offset_seconds": 3600, "subject": "Again", "body": "Following up"},
+    ],
+}
+
+
+@workflow.defn(name="ProspectJourney")
+class RecordingJourney:
+    """Stands in for the journey: keeps what it was started with and the signals it got."""
+
+    def __init__(self) -> None:
+        self.replies: list[ReplyReceived] = []
+
+    @workflow.run
+    async def run(self, inp: Any) -> None:
+        self.input = inp
+        await workflow.wait_condition(lambda: False)
+
+    @workflow.signal(name=Sig.REPLY_RECEIVED)
+    def reply(self, reply: ReplyReceived) -> None:
+        self.replies.append(reply)
+
+    @workflow.query(name="recorded")
+    def recorded(self) -> dict[str, Any]:
+        return {"replies": [r.__dict__ for r in self.replies], "input": self.input}
+
+
+@dataclass
+class Rig:
+    sb: Sandboxes
+    api: httpx.AsyncClient
+    env: WorkflowEnvironment
+    sent_hook_calls: list[str]
+
+
+def contact(pid: str | None = None) -> Contact:
+    return Contact(
+        pid or uuid.uuid4().hex,
+        "Ada",
+        "Lovelace",
+        f"ada-{uuid.uuid4().hex[:6]}@example.com",
+        "+14155550" + str(uuid.uuid4().int % 900 + 100),
+        company="Analytical Engines",
+        timezone=daytime_zone(),  # SMS go out only 08:00-21:00 local: the suite runs at any hour
+        rep_name="Rita Rep",
+    )
+
+
+@contextlib.asynccontextmanager
+async def rig(
+    tmp_path: Path,
+    database_urls: dict[str, str],
+    env: WorkflowEnvironment,
+    prefix: str,
+    fail_after_send_once: bool = False,
+) -> AsyncIterator[Rig]:
+    urls = {"outreach": database_urls["outreach"]}
+    async with sandboxes(tmp_path, urls, prefix) as sb:
+        calls: list[str] = []
+
+        async def after_send(row: models.Message) -> None:
+            calls.append(row.channel)
+            if fail_after_send_once and calls.count(row.channel) == 1:
+                raise RuntimeError("worker lost right after the provider accepted")
+
+        engine = create_engine(sb.settings.database_url("outreach"))
+        acts = activities_for(sb.settings, session_factory(engine), after_send)
+        q = sb.settings.task_queue
+        workers = [
+            Worker(env.client, task_queue=q("outreach"), activities=acts),
+            Worker(
+                env.client,
+                task_queue=q("journeys"),
+                workflows=[SendTouchOnce, RecordingJourney],
+                workflow_runner=UnsandboxedWorkflowRunner(),
+            ),
+        ]
+        app = create_app(sb.settings, temporal_client=env.client)
+        async with contextlib.AsyncExitStack() as stack:
+            for w in workers:
+                await stack.enter_async_context(w)
+            await stack.enter_async_context(app.router.lifespan_context(app))
+            api = await stack.enter_async_context(
+                httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://test")
+            )
+            yield Rig(sb, api, env, calls)
+        await acts[0].__self__._sms.close()  # type: ignore[attr-defined]
+        await engine.dispose()
+
+
+async def sms_in_sandbox(sb: Sandboxes, to: str) -> list[dict[str, Any]]:
+    async with httpx.AsyncClient() as c:
+        r = await c.get(f"{sb.twilio_url}/sandbox/messages", params={"to": to})
+        body = r.json()
+        return body["messages"] if isinstance(body, dict) else body
+
+
+def touch(c: Contact, key: str = "step-0", **kw: Any) -> TouchRequest:
+    return TouchRequest(
+        journey_id=journey_id(c.prospect_id),
+        touch_key=key,
+        kind="cadence",
+        contact=c,
+        steps=[
+            CadenceStep(
+                "email", 0, "Hello {{ first_name }} at {{ company }}", "Hi {{ first_name }}"
+            ),
+            CadenceStep("sms", 0, "Hi {{ first_name }}, {{ rep_name }} here"),
+        ],
+        **kw,
+    )
+
+
+async def test_failed_activity_after_provider_accepted_sends_nothing_twice(
+    tmp_path: Path,
+    database_urls: dict[str, str],
+    temporal_local: WorkflowEnvironment,
+    queue_prefix: str,
+) -> None:
+    async with rig(
+        tmp_path, database_urls, temporal_local, queue_prefix, fail_after_send_once=True
+    ) as r:
+        c = contact()
+        result = await r.env.client.execute_workflow(
+            SendTouchOnce.run,
+            touch(c),
+            id=f"send-{uuid.uuid4().hex}",
+            task_queue=r.sb.settings.task_queue("journeys"),
+        )
+        # the first attempt failed after the email was accepted; the retry found the ledger row
+        assert r.sent_hook_calls.count("email") == 1
+        assert {o.channel: o.status for o in result.outcomes} == {
+            "email": "already_sent",
+            "sms": "sent",
+        } or {o.channel: o.status for o in result.outcomes} == {
+            "email": "already_sent",
+            "sms": "already_sent",
+        }
+        emails = r.sb.mailbox.list(to=c.email)
+        assert len(emails) == 1
+        assert emails[0].to_json()["subject"] == "Hi Ada"
+        assert len(await sms_in_sandbox(r.sb, c.phone or "")) == 1
+
+
+async def test_email_has_one_click_unsubscribe_that_works(
+    tmp_path: Path,
+    database_urls: dict[str, str],
+    temporal_local: WorkflowEnvironment,
+    queue_prefix: str,
+) -> None:
+    async with rig(tmp_path, database_urls, temporal_local, queue_prefix) as r:
+        c = contact()
+        await r.env.client.execute_workflow(
+            SendTouchOnce.run,
+            touch(c),
+            id=f"send-{uuid.uuid4().hex}",
+            task_queue=r.sb.settings.task_queue("journeys"),
+        )
+        mail = r.sb.mailbox.list(to=c.email)[0].to_json()
+        headers = {k.lower(): v for k, v in mail["headers"].items()}
+        assert headers["list-unsubscribe-post"] == "List-Unsubscribe=One-Click"
+        assert mail["message_id"]
+        url = headers["list-unsubscribe"].strip("<>")
+        path = url.removeprefix("http://test")
+        page = await r.api.get(path)
+        assert page.status_code == 200 and "Unsubscribe" in page.text
+        done = await r.api.post(
+            path,
+            content=b"List-Unsubscribe=One-Click",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        assert done.status_code == 200
+        supp = (await r.api.get("/suppressions", headers=AUTH)).json()
+        assert {"channel": "email", "address": c.email} in [
+            {"channel": s["channel"], "address": s["address"]} for s in supp
+        ]
+        # a later touch to the same address is not sent
+        result = await r.env.client.execute_workflow(
+            SendTouchOnce.run,
+            touch(c, "step-1"),
+            id=f"send-{uuid.uuid4().hex}",
+            task_queue=r.sb.settings.task_queue("journeys"),
+        )
+        assert {o.channel: o.status for o in result.outcomes}["email"] == "suppressed"
+        assert len(r.sb.mailbox.list(to=c.email)) == 1
+        assert (await r.api.get("/unsubscribe/nope")).status_code == 404
+
+
+async def test_sms_outside_quiet_hours_is_deferred_not_dropped(
+    tmp_path: Path,
+    database_urls: dict[str, str],
+    temporal_local: WorkflowEnvironment,
+    queue_prefix: str,
+) -> None:
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    async with rig(tmp_path, database_urls, temporal_local, queue_prefix) as r:
+        # pick a zone where it is 02:00-03:00 local now: texts must wait until 08:00 there
+        now = datetime.now(UTC)
+        tz = next(
+            f"Etc/GMT{'+' if off <= 0 else '-'}{abs(off)}" if off else "Etc/GMT"
+            for off in range(-12, 15)
+            if (now.hour + off) % 24 == 2
+        )
+        c = contact()
+        c.timezone = tz
+        result = await r.env.client.execute_workflow(
+            SendTouchOnce.run,
+            touch(c),
+            id=f"send-{uuid.uuid4().hex}",
+            task_queue=r.sb.settings.task_queue("journeys"),
+        )
+        outcomes = {o.channel: o.status for o in result.outcomes}
+        assert outcomes == {"email": "sent", "sms": "deferred"}
+        assert result.defer_until is not None
+        local = datetime.fromisoformat(result.defer_until).astimezone(ZoneInfo(tz))
+        assert (local.hour, local.minute) == (8, 0)
+        assert await sms_in_sandbox(r.sb, c.phone or "") == []
+
+
+async def test_missing_phone_becomes_a_rep_task(
+    tmp_path: Path,
+    database_urls: dict[str, str],
+    temporal_local: WorkflowEnvironment,
+    queue_prefix: str,
+) -> None:
+    async with rig(tmp_path, database_urls, temporal_local, queue_prefix) as r:
+        c = contact()
+        c.phone = None
+        c.rep_id = "rep-1"
+        result = await r.env.client.execute_workflow(
+            SendTouchOnce.run,
+            touch(c, send_window=SendWindow()),
+            id=f"send-{uuid.uuid4().hex}",
+            task_queue=r.sb.settings.task_queue("journeys"),
+        )
+        assert {o.channel: o.status for o in result.outcomes} == {
+            "email": "sent",
+            "social_task": "task_created",
+        }
+        tasks = (await r.api.get("/reps/rep-1/tasks", headers=AUTH)).json()
+        assert [t["kind"] for t in tasks] == ["social_task"]
+        done = await r.api.post(
+            f"/tasks/{tasks[0]['id']}/complete", json={"outcome": "done"}, headers=AUTH
+        )
+        assert done.status_code == 200 and done.json()["status"] == "done"
+        again = await r.api.post(
+            f"/tasks/{tasks[0]['id']}/complete", json={"outcome": "done"}, headers=AUTH
+        )
+        assert again.status_code == 409
+        bad = await r.api.post(
+            f"/tasks/{tasks[0]['id']}/complete", json={"outcome": "maybe"}, headers=AUTH
+        )
+        assert bad.status_code == 422 and bad.json()["error"]["details"][0]["field"] == "outcome"
+
+
+async def test_cadence_validation_names_each_problem(
+    tmp_path: Path,
+    database_urls: dict[str, str],
+    temporal_local: WorkflowEnvironment,
+    queue_prefix: str,
+) -> None:
+    async with rig(tmp_path, database_urls, temporal_local, queue_prefix) as r:
+        assert (await r.api.post("/cadences", json=CADENCE)).status_code == 401
+        wrong = await r.api.post("/cadences", json=CADENCE, headers={"X-API-Key": "nope"})
+        assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "invalid_api_key"
+        bad = {
+            "name": "Bad",
+            "steps": [
+                {"channel": "fax", "offset_seconds": 0, "body": "x"},
+                {
+                    "channel": "email",
+                    "offset_seconds": -5,
+                    "subject": "s",
+                    "body": "{{ shoe_size }}",
+                },
+            ],
+        }
+        res = await r.api.post("/cadences", json=bad, headers=AUTH)
+        assert res.status_code == 422
+        fields = {d["field"]: d["problem"] for d in res.json()["error"]["details"]}
+        assert "steps[0].channel" in fields
+        assert "steps[1].offset_seconds" in fields
+        assert "shoe_size" in fields["steps[1].body"]
+        single = {"name": "Single", "steps": [CADENCE["steps"][0], CADENCE["steps"][2]]}
+        res = await r.api.post("/cadences", json=single, headers=AUTH)
+        assert res.status_code == 422 and "two different channels" in res.json()["error"]["message"]
+        assert res.json()["error"]["details"][0]["field"] == "steps"
+        assert (await r.api.get("/cadences", headers=AUTH)).json() == []
+
+        created = await r.api.post("/cadences", json=CADENCE, headers=AUTH)
+        assert created.status_code == 201
+        cid = created.json()["id"]
+        edited = await r.api.put(
+            f"/cadences/{cid}", json={**CADENCE, "name": "Outbound v2"}, headers=AUTH
+        )
+        assert edited.json()["version"] == 2
+        v1 = await r.api.get(f"/cadences/{cid}", params={"version": 1}, headers=AUTH)
+        assert v1.json()["name"] == "Outbound"
+
+
+async def _post_twilio(
+    r: Rig, path: str, form: dict[str, str], token: str | None = None
+) -> httpx.Response:
+    secret = token or r.sb.settings.twilio_auth_token.get_secret_value()
+    sig = sign_twilio_request(secret, f"http://test{path}", form)
+    return await r.api.post(path, data=form, headers={"X-Twilio-Signature": sig})
+
+
+async def _inbox_count(r: Rig) -> int:
+    engine = create_engine(r.sb.settings.database_url("outreach"))
+    async with session_factory(engine)() as s:
+        n = await s.scalar(select(func.count()).select_from(models.InboxEvent))
+    await engine.dispose()
+    return int(n or 0)
+
+
+async def test_sms_stop_reply_and_signatures(
+    tmp_path: Path,
+    database_urls: dict[str, str],
+    temporal_local: WorkflowEnvironment,
+    queue_prefix: str,
+) -> None:
+    async with rig(tmp_path, database_urls, temporal_local, queue_prefix) as r:
+        c = contact()
+        handle = await r.env.client.start_workflow(
+            RecordingJourney.run,
+            {"contact": c.__dict__},
+            id=journey_id(c.prospect_id),
+            task_queue=r.sb.settings.task_queue("journeys"),
+        )
+        await r.env.client.execute_workflow(
+            SendTouchOnce.run,
+            touch(c),
+            id=f"send-{uuid.uuid4().hex}",
+            task_queue=r.sb.settings.task_queue("journeys"),
+        )
+        base = {
+            "AccountSid": r.sb.settings.twilio_account_sid,
+            "From": c.phone or "",
+            "To": "+15005550006",
+        }
+
+        forged = await _post_twilio(
+            r, "/webhooks/twilio/sms", {**base, "MessageSid": "SMa", "Body": "hi"}, "wrong"
+        )
+        assert forged.status_code == 403
+        assert await _inbox_count(r) == 0
+
+        reply = await _post_twilio(
+            r, "/webhooks/twilio/sms", {**base, "MessageSid": "SMb", "Body": "Tell me more"}
+        )
+        assert reply.status_code == 200
+        again = await _post_twilio(
+            r, "/webhooks/twilio/sms", {**base, "MessageSid": "SMb", "Body": "Tell me more"}
+        )
+        assert again.status_code == 200
+        await asyncio.sleep(0.3)
+        got = await handle.query("recorded")
+        assert [x["excerpt"] for x in got["replies"]] == ["Tell me more"]
+
+        stop = await _post_twilio(
+            r, "/webhooks/twilio/sms", {**base, "MessageSid": "SMc", "Body": "  stop "}
+        )
+        assert "unsubscribed" in stop.text
+        dup = await _post_twilio(
+            r, "/webhooks/twilio/sms", {**base, "MessageSid": "SMc", "Body": "  stop "}
+        )
+        assert "<Message>" not in dup.text  # exactly one confirmation
+        got = await handle.query("recorded")
+        assert len(got["replies"]) == 1  # STOP is not a reply
+        result = await r.env.client.execute_workflow(
+            SendTouchOnce.run,
+            touch(c, "step-1"),
+            id=f"send-{uuid.uuid4().hex}",
+            task_queue=r.sb.settings.task_queue("journeys"),
+        )
+        assert {o.channel: o.status for o in result.outcomes}["sms"] == "suppressed"
+        assert len(await sms_in_sandbox(r.sb, c.phone or "")) == 1
+        await handle.terminate()
+
+
+async def test_status_callbacks_from_the_sandbox_update_the_ledger(
+    tmp_path: Path,
+    database_urls: dict[str, str],
+    temporal_local: WorkflowEnvironment,
+    queue_prefix: str,
+) -> None:
+    # the sandbox posts signed callbacks to outreach_public_url: serve outreach for real
+    from tests.support.ports import free_port
+    from tests.support.serve import serve
+
+    port = free_port()
+    urls = {"outreach": database_urls["outreach"]}
+    async with sandboxes(tmp_path, urls, queue_prefix, public_url=f"http://127.0.0.1:{port}") as sb:
+        engine = create_engine(sb.settings.database_url("outreach"))
+        acts = activities_for(sb.settings, session_factory(engine))
+        app = create_app(sb.settings, temporal_client=temporal_local.client)
+        async with (
+            Worker(
+                temporal_local.client,
+                task_queue=sb.settings.task_queue("outreach"),
+                activities=acts,
+            ),
+            Worker(
+                temporal_local.client,
+                task_queue=sb.settings.task_queue("journeys"),
+                workflows=[SendTouchOnce],
+                workflow_runner=UnsandboxedWorkflowRunner(),
+            ),
+            serve(app, port),
+        ):
+            c = contact()
+            await temporal_local.client.execute_workflow(
+                SendTouchOnce.run,
+                touch(c),
+                id=f"send-{uuid.uuid4().hex}",
+                task_queue=sb.settings.task_queue("journeys"),
+            )
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers=AUTH) as api:
+                for _ in range(100):
+                    msgs = (await api.get(f"/prospects/{c.prospect_id}/messages")).json()
+                    sms = next(m for m in msgs if m["channel"] == "sms")
+                    if sms["status"] == "delivered":
+                        break
+                    await asyncio.sleep(0.05)
+                assert sms["status"] == "delivered" and sms["provider_status"] == "delivered"
+        await acts[0].__self__._sms.close()  # type: ignore[attr-defined]
+        await engine.dispose()
+
+
+async def test_mailgun_reply_and_bounce(
+    tmp_path: Path,
+    database_urls: dict[str, str],
+    temporal_local: WorkflowEnvironment,
+    queue_prefix: str,
+) -> None:
+    import time
+
+    async with rig(tmp_path, database_urls, temporal_local, queue_prefix) as r:
+        c = contact()
+        handle = await r.env.client.start_workflow(
+            RecordingJourney.run,
+            {"contact": c.__dict__},
+            id=journey_id(c.prospect_id),
+            task_queue=r.sb.settings.task_queue("journeys"),
+        )
+        await r.env.client.execute_workflow(
+            SendTouchOnce.run,
+            touch(c),
+            id=f"send-{uuid.uuid4().hex}",
+            task_queue=r.sb.settings.task_queue("journeys"),
+        )
+        sent = r.sb.mailbox.list(to=c.email)[0].to_json()
+        key = r.sb.settings.mailgun_signing_key.get_secret_value()
+        form = inbound_form(
+            sender=c.email or "",
+            recipient="sales@closeflow.localhost",
+            subject="Re: Hi Ada",
+            text="Sounds interesting",
+            in_reply_to=sent["message_id"],
+            references=sent["message_id"],
+            message_id="<reply-1@example.com>",
+            signing_key=key,
+            now=time.time(),
+        )
+        forged = dict(form, signature="0" * 64)
+        assert (await r.api.post("/webhooks/mailgun/inbound", data=forged)).status_code == 403
+        assert (await r.api.post("/webhooks/mailgun/inbound", data=form)).status_code == 200
+        assert (await r.api.post("/webhooks/mailgun/inbound", data=form)).status_code == 200
+        await asyncio.sleep(0.3)
+        got = await handle.query("recorded")
+        assert [x["excerpt"] for x in got["replies"]] == ["Sounds interesting"]
+
+        bounce = event_payload(
+            event="failed",
+            recipient=c.email or "",
+            message_id=sent["message_id"],
+            event_id="ev-1",
+            severity="permanent",
+            reason="bounce",
+            signing_key=key,
+            now=time.time(),
+        )
+        assert (await r.api.post("/webhooks/mailgun/events", json=bounce)).status_code == 200
+        msgs = (await r.api.get(f"/prospects/{c.prospect_id}/messages", headers=AUTH)).json()
+        assert next(m for m in msgs if m["channel"] == "email")["status"] == "bounced"
+        supp = (await r.api.get("/suppressions", headers=AUTH)).json()
+        assert any(s["channel"] == "email" and s["address"] == c.email for s in supp)
+        broken = await r.api.post("/webhooks/mailgun/events", json={"nothing": 1})
+        assert broken.status_code == 400 and "signature" in broken.json()["error"]["message"]
+        await handle.terminate()

@@ -1,0 +1,52 @@
+"""Outreach's erasure order and the suppression it leaves: the real send activity on the
+Temporal dev server, real SMTP (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import select
+from temporalio.testing import WorkflowEnvironment
+
+from services.outreach import models
+from shared.erasure import digest
+from tests.support.sending import contact, email_touch, outcome, rig
+
+
+async def test_an_erased_address_is_never_sent_to_again(
+    tmp_path: Path,
+    database_urls: dict[str, str],
+    temporal_local: WorkflowEnvironment,
+    queue_prefix: str,
+) -> None:
+    async with rig(tmp_path, database_urls, temporal_local, queue_prefix) as r:
+        ada = contact()
+        assert outcome(await r.send(email_touch(ada))) == "sent"
+        assert len(r.sb.mailbox.list(to=ada.email)) == 1
+        pepper = r.settings.erasure_pepper.get_secret_value()
+        order = {
+            "erasure_id": "e1",
+            "prospect_id": ada.prospect_id,
+            "email": ada.email,
+            "email_digest": digest(pepper, "email", ada.email or ""),
+        }
+        first = await r.api.post("/internal/erasures", json=order)
+        assert first.status_code == 200, first.text
+        assert first.json()["deleted"]["messages"] == 1
+        again = await r.api.post("/internal/erasures", json=order)
+        assert again.status_code == 200 and again.json()["deleted"]["messages"] == 0
+        assert await r.ledger(ada) == []
+        async with r.sessions() as session:
+            kept = (await session.scalars(select(models.ErasedPerson.digest))).all()
+        assert kept == [order["email_digest"]]  # the digest, never the address
+
+        # The same address under any prospect (a later journey, a re-created person): refused.
+        back = contact(email=ada.email)
+        result = await r.send(email_touch(back))
+        assert outcome(result) == "suppressed"
+        [row] = await r.ledger(back)
+        assert row.error.startswith("erased")
+        assert len(r.sb.mailbox.list(to=ada.email)) == 1  # nothing more arrived
+        # everyone else is still reached
+        other = contact()
+        assert outcome(await r.send(email_touch(other))) == "sent"

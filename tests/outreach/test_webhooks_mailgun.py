@@ -1,0 +1,142 @@
+"""Mailgun: stale or future timestamps are refused, and a token is single-use.
+
+The signature covers timestamp + token only, not the body. So the same request again (Mailgun
+retrying) is a duplicate: 200, no second effect; the token with another body (a captured
+signature reused) is a replay: 403 and nothing stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from services.outreach import models
+from shared.providers.mailgun import PERMANENT, event_payload, inbound_form, sign_mailgun
+from tests.support.eventually import eventually
+from tests.support.webhooks import Rig, journeys, signals_of, start_journey, webhook_rig
+
+
+def bounce(rig: Rig, to: str, message_id: str, now: float, **kw: Any) -> dict[str, Any]:
+    return event_payload(
+        event=kw.pop("event", "failed"),
+        recipient=to,
+        message_id=message_id,
+        event_id=kw.pop("event_id", uuid.uuid4().hex),
+        severity=kw.pop("severity", PERMANENT),
+        reason="bounce",
+        signing_key=rig.settings.mailgun_signing_key.get_secret_value(),
+        now=now,
+        **kw,
+    )
+
+
+async def stored_nothing(rig: Rig) -> bool:
+    return (
+        await rig.count(models.InboxEvent) == 0
+        and await rig.count(models.WebhookToken) == 0
+        and await rig.suppressed("email") == set()
+    )
+
+
+@pytest.mark.parametrize("skew", [-16 * 60, +16 * 60])
+async def test_stale_and_future_timestamps_are_refused(
+    skew: int,
+    tmp_path: Path,
+    database_urls: dict[str, str],
+    temporal_local: WorkflowEnvironment,
+) -> None:
+    async with webhook_rig(tmp_path, database_urls, temporal_local.client) as rig:
+        row = await rig.add_message("email", "ada@example.com", "<m1@closeflow.localhost>")
+        # correctly signed, just not now
+        payload = bounce(rig, "ada@example.com", row.provider_id or "", time.time() + skew)
+        response = await rig.http.post("/webhooks/mailgun/events", json=payload)
+        assert response.status_code == 403
+        assert response.json()["error"]["code"] == "invalid_signature"
+        assert await stored_nothing(rig)
+        assert (await rig.message(row.id)).status == "submitted"
+
+
+async def test_a_token_replayed_with_another_body_is_refused(
+    tmp_path: Path, database_urls: dict[str, str], temporal_local: WorkflowEnvironment
+) -> None:
+    async with webhook_rig(tmp_path, database_urls, temporal_local.client) as rig:
+        row = await rig.add_message("email", "ada@example.com", "<m1@closeflow.localhost>")
+        delivered = bounce(
+            rig, "ada@example.com", row.provider_id or "", time.time(), event="delivered"
+        )
+        delivered["event-data"].pop("severity", None)
+        assert (await rig.http.post("/webhooks/mailgun/events", json=delivered)).status_code == 200
+        # Mailgun retrying the very same request: a duplicate, no second effect
+        assert (await rig.http.post("/webhooks/mailgun/events", json=delivered)).status_code == 200
+        assert len(await rig.inbox("mailgun")) == 1
+
+        # someone who captured it turns it into a complaint about another address
+        forged = {
+            "signature": delivered["signature"],
+            "event-data": {
+                **delivered["event-data"],
+                "event": "complained",
+                "id": uuid.uuid4().hex,
+                "recipient": "grace@example.com",
+            },
+        }
+        response = await rig.http.post("/webhooks/mailgun/events", json=forged)
+        assert response.status_code == 403
+        assert response.json()["error"]["code"] == "replayed_token"
+        assert await rig.suppressed("email") == set()
+        assert len(await rig.inbox("mailgun")) == 1
+        assert (await rig.message(row.id)).status == "delivered"
+
+
+async def test_an_inbound_token_replayed_with_another_text_is_refused(
+    tmp_path: Path, database_urls: dict[str, str], temporal_local: WorkflowEnvironment
+) -> None:
+    async with webhook_rig(tmp_path, database_urls, temporal_local.client) as rig:
+        row = await rig.add_message("email", "ada@example.com", "<m1@closeflow.localhost>")
+        form = inbound_form(
+            sender="ada@example.com",
+            recipient="sales@closeflow.localhost",
+            subject="Re: Quick question",
+            text="Sounds good, call me",
+            in_reply_to=row.provider_id,
+            references=row.provider_id,
+            message_id="<reply-1@example.com>",
+            signing_key=rig.settings.mailgun_signing_key.get_secret_value(),
+            now=time.time(),
+        )
+        async with journeys(temporal_local.client, rig.queue):
+            handle = await start_journey(temporal_local.client, rig.queue, row.prospect_id)
+            assert (await rig.http.post("/webhooks/mailgun/inbound", data=form)).status_code == 200
+            again = await rig.http.post("/webhooks/mailgun/inbound", data=form)
+            assert again.status_code == 200
+            tampered = {**form, "stripped-text": "Unsubscribe me", "Message-Id": "<other@x>"}
+            refused = await rig.http.post("/webhooks/mailgun/inbound", data=tampered)
+            assert refused.status_code == 403
+
+            async def replies() -> list[dict[str, Any]]:
+                return [s for s in await signals_of(handle) if s["name"] == "reply_received"]
+
+            got = await eventually(replies, "the reply signal", timeout=10)
+            await asyncio.sleep(0.3)  # room for a second signal, which must not come
+            assert await replies() == got
+            assert [s["payload"]["excerpt"] for s in got] == ["Sounds good, call me"]
+            await handle.terminate()
+        assert len(await rig.inbox("mailgun")) == 1
+
+
+async def test_a_wrong_signature_stores_nothing(
+    tmp_path: Path, database_urls: dict[str, str], temporal_local: WorkflowEnvironment
+) -> None:
+    async with webhook_rig(tmp_path, database_urls, temporal_local.client) as rig:
+        row = await rig.add_message("email", "ada@example.com", "<m1@closeflow.localhost>")
+        payload = bounce(rig, "ada@example.com", row.provider_id or "", time.time())
+        sig = payload["signature"]
+        sig["signature"] = sign_mailgun("another-key", sig["timestamp"], sig["token"])
+        assert (await rig.http.post("/webhooks/mailgun/events", json=payload)).status_code == 403
+        assert await stored_nothing(rig)

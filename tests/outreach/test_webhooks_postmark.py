@@ -1,0 +1,167 @@
+"""Postmark: basic-auth webhooks in Postmark's own JSON (Bounce, SpamComplaint, Delivery,
+SubscriptionChange, Open, Inbound)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+from temporalio.testing import WorkflowEnvironment
+
+from services.outreach import models
+from shared.providers import postmark
+from shared.providers.postmark import basic_auth_header
+from tests.support.eventually import eventually
+from tests.support.webhooks import Rig, journeys, signals_of, start_journey, webhook_rig
+
+USER, PASSWORD = "postmark", "pm-webhook-secret"
+AUTH = basic_auth_header(USER, PASSWORD)
+CREDENTIALS = {"postmark_webhook_user": USER, "postmark_webhook_password": PASSWORD}
+
+
+async def post(
+    rig: Rig, path: str, doc: Any, headers: dict[str, str] | None = None
+) -> httpx.Response:
+    return await rig.http.post(
+        f"/webhooks/postmark/{path}", json=doc, headers=AUTH if headers is None else headers
+    )
+
+
+async def test_outbound_events_update_the_ledger_and_consent(
+    tmp_path: Path, database_urls: dict[str, str], temporal_local: WorkflowEnvironment
+) -> None:
+    now = time.time()
+    async with webhook_rig(tmp_path, database_urls, temporal_local.client, **CREDENTIALS) as rig:
+        rows = {
+            name: await rig.add_message("email", f"{name}@example.com", f"<{name}@closeflow>")
+            for name in ("ada", "bob", "cy", "dee", "eve")
+        }
+        pm_id = postmark.new_message_id  # Postmark's own ids: matched by recipient
+        docs = [
+            postmark.delivery(recipient="ada@example.com", message_id=pm_id(), now=now),
+            postmark.bounce(email="bob@example.com", message_id=pm_id(), now=now),
+            postmark.bounce(
+                email="cy@example.com", message_id=pm_id(), now=now, bounce_type="SoftBounce"
+            ),
+            postmark.spam_complaint(email="dee@example.com", message_id=pm_id(), now=now),
+            postmark.subscription_change(recipient="eve@example.com", message_id=pm_id(), now=now),
+            {
+                "RecordType": "Open",
+                "MessageStream": "outbound",
+                "Recipient": "ada@example.com",
+                "MessageID": pm_id(),
+                "ReceivedAt": "2026-11-27T10:00:00Z",
+                "FirstOpen": True,
+                "Platform": "WebMail",
+            },
+        ]
+        for doc in docs:
+            assert (await post(rig, "events", doc)).status_code == 200
+        assert (await post(rig, "events", docs[1])).status_code == 200  # Postmark retrying
+
+        got = {name: await rig.message(row.id) for name, row in rows.items()}
+        assert {n: m.status for n, m in got.items()} == {
+            "ada": "delivered",
+            "bob": "bounced",
+            "cy": "submitted",  # soft: Postmark keeps trying
+            "dee": "submitted",
+            "eve": "submitted",
+        }
+        assert got["cy"].provider_status == "SoftBounce"
+        assert await rig.suppressed("email") == {
+            "bob@example.com",
+            "dee@example.com",
+            "eve@example.com",
+        }
+        kinds = [e.kind for e in await rig.inbox("postmark")]
+        assert kinds == [
+            "email_Delivery",
+            "email_Bounce",
+            "email_Bounce",
+            "email_SpamComplaint",
+            "email_SubscriptionChange",
+            "email_Open",
+        ]
+
+
+async def test_wrong_or_missing_credentials_store_nothing(
+    tmp_path: Path, database_urls: dict[str, str], temporal_local: WorkflowEnvironment
+) -> None:
+    now = time.time()
+    async with webhook_rig(tmp_path, database_urls, temporal_local.client, **CREDENTIALS) as rig:
+        row = await rig.add_message("email", "bob@example.com", "<bob@closeflow>")
+        doc = postmark.bounce(email="bob@example.com", message_id="x", now=now)
+        for headers in ({}, basic_auth_header(USER, "guess"), basic_auth_header("admin", PASSWORD)):
+            response = await post(rig, "events", doc, headers)
+            assert response.status_code == 401
+            assert response.headers["WWW-Authenticate"].startswith("Basic")
+            response = await post(rig, "inbound", {"MessageID": "x", "From": "a@b"}, headers)
+            assert response.status_code == 401
+        assert await rig.count(models.InboxEvent) == 0
+        assert await rig.count(models.RejectedItem) == 0
+        assert await rig.suppressed("email") == set()
+        assert (await rig.message(row.id)).status == "submitted"
+    async with webhook_rig(tmp_path / "off", database_urls, temporal_local.client) as rig:
+        assert (await post(rig, "events", doc)).status_code == 404
+
+
+async def test_documents_that_cannot_be_understood_are_kept_aside(
+    tmp_path: Path, database_urls: dict[str, str], temporal_local: WorkflowEnvironment
+) -> None:
+    async with webhook_rig(tmp_path, database_urls, temporal_local.client, **CREDENTIALS) as rig:
+        unknown = {"RecordType": "Teleport", "MessageID": "x"}
+        no_email = postmark.bounce(email="", message_id="x", now=time.time())
+        for doc in (unknown, no_email, ["not", "an", "object"]):
+            assert (await post(rig, "events", doc)).status_code == 200
+        broken = await rig.http.post(
+            "/webhooks/postmark/inbound", content=b"{not json", headers=AUTH
+        )
+        assert broken.status_code == 200
+        reasons = [r.reason for r in await rig.rejected()]
+        assert len(reasons) == 4
+        assert "Teleport" in reasons[0] and "Email" in reasons[1] and "object" in reasons[2]
+        assert await rig.count(models.InboxEvent) == 0
+
+
+async def test_an_inbound_reply_reaches_the_journey_once(
+    tmp_path: Path, database_urls: dict[str, str], temporal_local: WorkflowEnvironment
+) -> None:
+    async with webhook_rig(tmp_path, database_urls, temporal_local.client, **CREDENTIALS) as rig:
+        pid = uuid.uuid4().hex
+        # the reply comes from another address than the one written to: In-Reply-To matches it
+        sent = await rig.add_message("email", "ada@work.example", "<t1@closeflow>", prospect_id=pid)
+        doc = postmark.inbound(
+            from_email="ada.lovelace@home.example",
+            to_email="sales@closeflow.localhost",
+            subject="Re: Quick question",
+            text="Yes, let's talk.\n\nOn Monday you wrote:\n> Quick question",
+            stripped_reply="Yes, let's talk.",
+            message_id_header="<CAF=reply@mail.example>",
+            in_reply_to=sent.provider_id,
+            references=sent.provider_id,
+            now=time.time(),
+        )
+        async with journeys(temporal_local.client, rig.queue):
+            handle = await start_journey(temporal_local.client, rig.queue, pid)
+            assert (await post(rig, "inbound", doc)).status_code == 200
+            assert (await post(rig, "inbound", doc)).status_code == 200
+            got = await eventually(lambda: signals_of(handle), "the reply", timeout=10)
+            await asyncio.sleep(0.3)  # room for a second signal, which must not come
+            assert await signals_of(handle) == got
+            assert got == [
+                {
+                    "name": "reply_received",
+                    "payload": {
+                        "channel": "email",
+                        "event_id": "<CAF=reply@mail.example>",
+                        "excerpt": "Yes, let's talk.",
+                    },
+                }
+            ]
+            await handle.terminate()
+        [event] = await rig.inbox("postmark")
+        assert (event.prospect_id, event.delivery) == (pid, "delivered")

@@ -1,0 +1,202 @@
+"""SendGrid Event Webhook: signed batches in SendGrid's format, deduped by sg_event_id, malformed
+items kept aside while the rest is processed, and nothing at all stored for a bad signature."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+from temporalio.testing import WorkflowEnvironment
+
+from services.outreach import models
+from shared.providers import sendgrid
+from shared.providers.sendgrid import generate_key_pair, public_key_pem, signed_headers
+from tests.support.eventually import eventually
+from tests.support.webhooks import Rig, journeys, signals_of, start_journey, webhook_rig
+
+PRIVATE, PUBLIC = generate_key_pair()
+URL = "/webhooks/sendgrid/events"
+
+
+def ev(kind: str, email: str, smtp_id: str, **fields: Any) -> dict[str, Any]:
+    return sendgrid.event(kind, email=email, smtp_id=smtp_id, now=time.time(), **fields)
+
+
+async def post(rig: Rig, items: list[Any], *, body: bytes | None = None) -> httpx.Response:
+    raw = body if body is not None else sendgrid.batch_body(items)
+    return await rig.http.post(URL, content=raw, headers=signed_headers(PRIVATE, raw, time.time()))
+
+
+async def test_a_batch_updates_the_ledger_and_consent(
+    tmp_path: Path, database_urls: dict[str, str], temporal_local: WorkflowEnvironment
+) -> None:
+    async with webhook_rig(
+        tmp_path, database_urls, temporal_local.client, sendgrid_webhook_public_key=PUBLIC
+    ) as rig:
+        rows = {
+            name: await rig.add_message("email", f"{name}@example.com", f"<{name}@closeflow>")
+            for name in ("ada", "bob", "cy", "dee", "eve", "fay", "gus", "hal", "ivy")
+        }
+
+        def on(name: str, kind: str, **fields: Any) -> dict[str, Any]:
+            return ev(kind, f"{name}@example.com", f"<{name}@closeflow>", **fields)
+
+        batch = [
+            on("ada", "processed"),
+            on("ada", "delivered"),
+            on("ada", "open"),
+            on("ada", "click", url="https://example.com/pricing"),
+            on("bob", "bounce"),  # type "bounce": a hard bounce
+            on("cy", "bounce", type="blocked", reason="550 blocked by policy"),
+            on("dee", "spamreport"),
+            on("eve", "unsubscribe"),
+            on("fay", "group_unsubscribe", asm_group_id=42),
+            on("gus", "dropped", reason="Bounced Address"),
+            on("hal", "deferred", response="451 try later", attempt="1"),
+            on("ivy", "dropped", reason="Unsubscribed Address"),
+        ]
+        response = await post(rig, batch)
+        assert response.status_code == 200
+        assert response.json() == {"processed": len(batch), "duplicates": 0, "rejected": 0}
+
+        status = {name: (await rig.message(row.id)).status for name, row in rows.items()}
+        assert status == {
+            "ada": "delivered",
+            "bob": "bounced",
+            "cy": "failed",
+            "dee": "submitted",
+            "eve": "submitted",
+            "fay": "submitted",
+            "gus": "bounced",  # dropped: the address is on SendGrid's bounce list
+            "hal": "submitted",
+            "ivy": "failed",  # dropped: it never left SendGrid
+        }
+        assert await rig.suppressed("email") == {
+            "bob@example.com",
+            "dee@example.com",
+            "eve@example.com",
+            "fay@example.com",
+            "gus@example.com",
+            "ivy@example.com",
+        }
+        stored = await rig.inbox("sendgrid")
+        assert [e.event_id for e in stored] == [item["sg_event_id"] for item in batch]
+        assert {e.kind for e in stored if e.payload["email"] == "ada@example.com"} == {
+            "email_processed",
+            "email_delivered",
+            "email_open",
+            "email_click",
+        }
+
+        # SendGrid sends the batch again (our 200 got lost): nothing happens twice
+        again = await post(rig, batch)
+        assert again.json() == {"processed": 0, "duplicates": len(batch), "rejected": 0}
+        assert len(await rig.inbox("sendgrid")) == len(batch)
+
+
+async def test_malformed_items_are_kept_aside_and_the_rest_processed(
+    tmp_path: Path, database_urls: dict[str, str], temporal_local: WorkflowEnvironment
+) -> None:
+    async with webhook_rig(
+        tmp_path, database_urls, temporal_local.client, sendgrid_webhook_public_key=PUBLIC
+    ) as rig:
+        row = await rig.add_message("email", "ada@example.com", "<ada@closeflow>")
+        good = ev("bounce", "ada@example.com", "<ada@closeflow>")
+        no_id = ev("delivered", "bob@example.com", "<bob@closeflow>")
+        del no_id["sg_event_id"]
+        batch = [
+            "not an object",
+            no_id,
+            {**ev("delivered", "cy@example.com", "<cy@closeflow>"), "event": "exploded"},
+            good,
+            dict(good),  # the same event twice in one batch
+        ]
+        response = await post(rig, batch)
+        assert response.status_code == 200
+        assert response.json() == {"processed": 1, "duplicates": 1, "rejected": 3}
+        assert (await rig.message(row.id)).status == "bounced"
+        rejected = await rig.rejected()
+        assert [r.provider for r in rejected] == ["sendgrid"] * 3
+        assert [json.loads(r.raw) for r in rejected] == batch[:3]
+        reasons = [r.reason for r in rejected]
+        assert "item 0" in reasons[0] and "JSON object" in reasons[0]
+        assert "item 1" in reasons[1] and "sg_event_id" in reasons[1]
+        assert "item 2" in reasons[2] and "exploded" in reasons[2]
+
+        # a signed body that is not a batch at all: kept aside whole, still 2xx
+        whole = await post(rig, [], body=b'{"event": "delivered"}')
+        assert whole.status_code == 200 and whole.json()["rejected"] == 1
+        assert (await rig.rejected())[-1].raw == '{"event": "delivered"}'
+
+
+async def test_a_bad_signature_stores_nothing_not_even_rejects(
+    tmp_path: Path, database_urls: dict[str, str], temporal_local: WorkflowEnvironment
+) -> None:
+    async with webhook_rig(
+        tmp_path, database_urls, temporal_local.client, sendgrid_webhook_public_key=PUBLIC
+    ) as rig:
+        row = await rig.add_message("email", "ada@example.com", "<ada@closeflow>")
+        batch = [ev("spamreport", "ada@example.com", "<ada@closeflow>"), "malformed"]
+        body = sendgrid.batch_body(batch)
+        headers = signed_headers(PRIVATE, body, time.time())
+        tampered = body.replace(b"spamreport", b"delivered")
+        other_private, _ = generate_key_pair()
+        attempts = [
+            (tampered, headers),
+            (body, signed_headers(other_private, body, time.time())),
+            (body, {k: v for k, v in headers.items() if k != sendgrid.SIGNATURE_HEADER}),
+            (body, {**headers, sendgrid.TIMESTAMP_HEADER: str(int(time.time()) + 1)}),
+        ]
+        for content, hdrs in attempts:
+            response = await rig.http.post(URL, content=content, headers=hdrs)
+            assert response.status_code == 403
+            assert response.json()["error"]["code"] == "invalid_signature"
+        assert await rig.count(models.InboxEvent) == 0
+        assert await rig.count(models.RejectedItem) == 0
+        assert await rig.suppressed("email") == set()
+        assert (await rig.message(row.id)).status == "submitted"
+
+
+async def test_pem_key_works_and_an_empty_key_disables_the_endpoint(
+    tmp_path: Path, database_urls: dict[str, str], temporal_local: WorkflowEnvironment
+) -> None:
+    async with webhook_rig(
+        tmp_path / "pem",
+        database_urls,
+        temporal_local.client,
+        sendgrid_webhook_public_key=public_key_pem(PUBLIC),
+    ) as rig:
+        assert (await post(rig, [ev("delivered", "a@example.com", "<a@x>")])).status_code == 200
+    async with webhook_rig(tmp_path / "off", database_urls, temporal_local.client) as rig:
+        response = await post(rig, [ev("delivered", "a@example.com", "<a@x>")])
+        assert response.status_code == 404
+        assert response.json()["error"]["code"] == "webhook_disabled"
+
+
+async def test_stop_events_end_the_journeys_cadence(
+    tmp_path: Path, database_urls: dict[str, str], temporal_local: WorkflowEnvironment
+) -> None:
+    async with webhook_rig(
+        tmp_path, database_urls, temporal_local.client, sendgrid_webhook_public_key=PUBLIC
+    ) as rig:
+        pid = uuid.uuid4().hex
+        await rig.add_message("email", "ada@example.com", "<ada@closeflow>", prospect_id=pid)
+        async with journeys(temporal_local.client, rig.queue):
+            handle = await start_journey(temporal_local.client, rig.queue, pid)
+            complaint = ev("spamreport", "ada@example.com", "<ada@closeflow>")
+            opened = ev("open", "ada@example.com", "<ada@closeflow>")
+            assert (await post(rig, [opened, complaint])).status_code == 200
+            assert (await post(rig, [complaint])).status_code == 200
+            got = await eventually(lambda: signals_of(handle), "the stop signal", timeout=10)
+            await asyncio.sleep(0.3)  # room for a second signal, which must not come
+            assert await signals_of(handle) == got
+            assert got == [{"name": "stop_cadence", "payload": {"reason": "spam complaint"}}]
+            events = {e.event_id: e for e in await rig.inbox("sendgrid")}
+            assert events[complaint["sg_event_id"]].delivery == "delivered"
+            assert events[opened["sg_event_id"]].delivery == "none"
+            await handle.terminate()

@@ -1,0 +1,237 @@
+"""Twilio status callbacks in Twilio's own format, out of order: a status never regresses."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+from sqlalchemy import update
+from temporalio.testing import WorkflowEnvironment
+
+from services.outreach import models
+from shared.providers.twilio_signature import SIGNATURE_HEADER, sign_twilio_request
+from tests.support.webhooks import Rig, webhook_rig
+
+TO, FROM = "+14155550123", "+15005550006"
+
+
+def new_sid() -> str:
+    return "SM" + uuid.uuid4().hex
+
+
+def callback(rig: Rig, sid: str, status: str, **extra: str) -> dict[str, str]:
+    """The form Twilio posts to a message's StatusCallback (API version 2010-04-01)."""
+    return {
+        "AccountSid": rig.settings.twilio_account_sid,
+        "ApiVersion": "2010-04-01",
+        "From": FROM,
+        "To": TO,
+        "MessageSid": sid,
+        "SmsSid": sid,
+        "MessageStatus": status,
+        "SmsStatus": status,
+        **extra,
+    }
+
+
+async def post(rig: Rig, params: dict[str, str], signature: str | None = None) -> httpx.Response:
+    url = "http://test/webhooks/twilio/status"
+    token = rig.settings.twilio_auth_token.get_secret_value()
+    sig = signature if signature is not None else sign_twilio_request(token, url, params)
+    return await rig.http.post(url, data=params, headers={SIGNATURE_HEADER: sig})
+
+
+async def test_late_callbacks_never_move_a_status_back(
+    tmp_path: Path, database_urls: dict[str, str], temporal_local: WorkflowEnvironment
+) -> None:
+    async with webhook_rig(tmp_path, database_urls, temporal_local.client) as rig:
+        sid = new_sid()
+        row = await rig.add_message("sms", TO, sid)
+        # Twilio sends queued, sent, delivered; the network hands them over in another order
+        for status, extra in [
+            ("delivered", {"RawDlrDoneDate": "2311271212"}),
+            ("sent", {}),
+            ("queued", {}),
+        ]:
+            assert (await post(rig, callback(rig, sid, status, **extra))).status_code == 204
+        got = await rig.message(row.id)
+        assert (got.status, got.provider_status) == ("delivered", "delivered")
+        assert len(await rig.inbox("twilio")) == 3  # every callback is kept, in order received
+
+
+async def test_undelivered_with_error_code_fails_the_message_for_good(
+    tmp_path: Path, database_urls: dict[str, str], temporal_local: WorkflowEnvironment
+) -> None:
+    async with webhook_rig(tmp_path, database_urls, temporal_local.client) as rig:
+        sid = new_sid()
+        row = await rig.add_message("sms", TO, sid)
+        assert (await post(rig, callback(rig, sid, "sent"))).status_code == 204
+        assert (await rig.message(row.id)).provider_status == "sent"
+        undelivered = callback(rig, sid, "undelivered", ErrorCode="30003")
+        assert (await post(rig, undelivered)).status_code == 204
+        assert (await post(rig, undelivered)).status_code == 204  # Twilio's retry: a duplicate
+        assert (await post(rig, callback(rig, sid, "sent"))).status_code == 204  # late
+        got = await rig.message(row.id)
+        assert (got.status, got.provider_status) == ("failed", "undelivered")
+        assert "30003" in got.error
+        kinds = [e.event_id for e in await rig.inbox("twilio")]
+        assert kinds == [f"{sid}:sent", f"{sid}:undelivered"]
+
+
+async def test_unknown_statuses_and_messages_are_kept_without_effect(
+    tmp_path: Path, database_urls: dict[str, str], temporal_local: WorkflowEnvironment
+) -> None:
+    async with webhook_rig(tmp_path, database_urls, temporal_local.client) as rig:
+        sid = new_sid()
+        row = await rig.add_message("sms", TO, sid)
+        assert (await post(rig, callback(rig, sid, "partially_delivered"))).status_code == 204
+        assert (await post(rig, callback(rig, new_sid(), "delivered"))).status_code == 204
+        got = await rig.message(row.id)
+        assert (got.status, got.provider_status) == ("submitted", "accepted")
+        events = await rig.inbox("twilio")
+        assert [e.prospect_id for e in events] == [row.prospect_id, None]
+
+
+async def test_a_forged_callback_is_refused_and_nothing_is_stored(
+    tmp_path: Path, database_urls: dict[str, str], temporal_local: WorkflowEnvironment
+) -> None:
+    async with webhook_rig(tmp_path, database_urls, temporal_local.client) as rig:
+        sid = new_sid()
+        row = await rig.add_message("sms", TO, sid)
+        params = callback(rig, sid, "delivered")
+        forged = sign_twilio_request("another-token", "http://test/webhooks/twilio/status", params)
+        assert (await post(rig, params, forged)).status_code == 403
+        assert (await post(rig, params, "")).status_code == 403
+        assert (await rig.message(row.id)).status == "submitted"
+        assert await rig.count(models.InboxEvent) == 0
+
+
+async def test_concurrent_callbacks_sharing_a_transaction_keep_the_rules(
+    tmp_path: Path, database_urls: dict[str, str], temporal_local: WorkflowEnvironment
+) -> None:
+    """Callbacks arriving together are written together; each message still ends at its
+    furthest status, whatever the order, and a repeat in the same batch counts once."""
+    async with webhook_rig(tmp_path, database_urls, temporal_local.client) as rig:
+        sids = [new_sid() for _ in range(10)]
+        rows = [await rig.add_message("sms", TO, sid) for sid in sids]
+        forms = []
+        for n, sid in enumerate(sids):
+            final = ("undelivered", {"ErrorCode": "30005"}) if n % 3 == 0 else ("delivered", {})
+            forms += [
+                callback(rig, sid, final[0], **final[1]),
+                callback(rig, sid, final[0], **final[1]),
+            ]
+            forms += [callback(rig, sid, "sent"), callback(rig, sid, "queued")]
+        responses = await asyncio.gather(*(post(rig, form) for form in forms))
+        assert {r.status_code for r in responses} == {204}
+        for n, row in enumerate(rows):
+            got = await rig.message(row.id)
+            want = ("failed", "undelivered") if n % 3 == 0 else ("delivered", "delivered")
+            assert (got.status, got.provider_status) == want
+        assert len(await rig.inbox("twilio")) == 3 * len(sids)
+
+
+async def test_a_writer_holding_the_database_delays_callbacks_without_blocking(
+    tmp_path: Path, database_urls: dict[str, str], temporal_local: WorkflowEnvironment
+) -> None:
+    async with webhook_rig(tmp_path, database_urls, temporal_local.client) as rig:
+        sid = new_sid()
+        row = await rig.add_message("sms", TO, sid)
+        engine = rig.app.state.engine
+        async with engine.connect() as other:
+            # another transaction holds the write lock (SQLite) / the ledger row (PostgreSQL)
+            await other.begin()
+            await other.execute(
+                update(models.Message).where(models.Message.id == row.id).values(body="held")
+            )
+            pending = asyncio.create_task(post(rig, callback(rig, sid, "delivered")))
+            await asyncio.sleep(0.3)  # the callback reaches the held row and waits on it
+            # the loop still serves: had the writer blocked it, this request could only be
+            # answered once the writer gave up (then `pending` would be done) or never
+            health = await rig.http.get("/healthz")
+            assert health.status_code == 200
+            assert not pending.done()
+            await other.commit()
+        response = await asyncio.wait_for(pending, 10)
+        assert response.status_code == 204
+        got = await rig.message(row.id)
+        assert (got.status, got.body) == ("delivered", "held")
+
+
+async def test_the_write_ahead_log_is_checkpointed_off_the_loop(
+    tmp_path: Path, temporal_local: WorkflowEnvironment
+) -> None:
+    """SQLite only. The callback writer's connection never checkpoints (that syncs to disk, on
+    the event loop); the relay's housekeeping does, so the log does not grow without end."""
+    database_urls = {"outreach": f"sqlite+aiosqlite:///{tmp_path / 'outreach.db'}"}
+    async with webhook_rig(tmp_path, database_urls, temporal_local.client) as rig:
+        sids = [new_sid() for _ in range(20)]
+        for sid in sids:
+            await rig.add_message("sms", TO, sid)
+        await asyncio.gather(*(post(rig, callback(rig, sid, "sent")) for sid in sids))
+        db = database_urls["outreach"].split("///", 1)[1]
+
+        def checkpointed() -> int:
+            """Events in the database file itself: immutable=1 reads it without the log."""
+            with contextlib.closing(sqlite3.connect(f"file:{db}?immutable=1", uri=True)) as conn:
+                return int(conn.execute("SELECT count(*) FROM inbox_events").fetchone()[0])
+
+        writer = rig.app.state.sms_status_writer
+        assert writer._sqlite is not None  # the loop-thread connection took the writes
+        assert writer._sqlite.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+        assert checkpointed() == 0  # all still in the log
+        await rig.app.state.inbox.maintain(force=True)
+        assert checkpointed() == len(sids)
+
+
+async def test_the_fast_path_stores_what_the_orm_reads_and_keeps_the_route_behaviour(
+    tmp_path: Path, database_urls: dict[str, str], temporal_local: WorkflowEnvironment
+) -> None:
+    """Status callbacks are answered before routing (StatusCallbackFastPath) and, on SQLite,
+    written with the raw driver: the rows read back through the ORM as any other, errors have
+    the API's shape, and a multipart callback still reaches the route."""
+    async with webhook_rig(tmp_path, database_urls, temporal_local.client) as rig:
+        sid = new_sid()
+        row = await rig.add_message("sms", TO, sid)
+        before = datetime.now(UTC)
+        assert (await post(rig, callback(rig, sid, "sent"))).status_code == 204
+        [event] = await rig.inbox("twilio")
+        assert (event.event_id, event.kind, event.prospect_id) == (
+            f"{sid}:sent",
+            "sms_status",
+            row.prospect_id,
+        )
+        assert event.payload == callback(rig, sid, "sent")
+        assert event.created_at.tzinfo is not None and event.created_at >= before
+        moved = await rig.message(row.id)
+        assert (moved.status, moved.provider_status) == ("submitted", "sent")
+        assert moved.updated_at >= before
+
+        missing = await post(rig, {"AccountSid": rig.settings.twilio_account_sid})
+        assert missing.status_code == 400
+        assert missing.json()["error"]["code"] == "invalid_payload"
+        huge = await rig.http.post(
+            "http://test/webhooks/twilio/status",
+            content=b"a=" + b"x" * 70_000,
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        )
+        assert huge.status_code == 413
+        # multipart/form-data: not what Twilio sends, parsed by the route
+        params = callback(rig, sid, "delivered")
+        url = "http://test/webhooks/twilio/status"
+        signature = sign_twilio_request(
+            rig.settings.twilio_auth_token.get_secret_value(), url, params
+        )
+        multipart = await rig.http.post(
+            url,
+            files={k: (None, v) for k, v in params.items()},
+            headers={SIGNATURE_HEADER: signature},
+        )
+        assert multipart.status_code == 204
+        assert (await rig.message(row.id)).status == "delivered"
+        assert await rig.count(models.InboxEvent) == 2

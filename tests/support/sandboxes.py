@@ -1,0 +1,91 @@
+"""Real parts for outreach tests: a migrated database, an SMTP mailbox, the Twilio sandbox."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+from devstack.sandbox import twilio_server
+from devstack.sandbox.mailbox import Mailbox, start_smtp
+from shared.contracts.journey import TouchRequest, TouchResult
+from shared.contracts.names import Act
+from shared.migrations import upgrade
+from shared.settings import SERVICES, Settings
+from tests.support.ports import free_port
+from tests.support.serve import serve
+from tests.support.settings import make_settings
+
+
+async def send_touch(req: TouchRequest) -> TouchResult:
+    """Workflow code: run the real send activity on the outreach queue beside this one."""
+    return await workflow.execute_activity(
+        Act.SEND_TOUCH,
+        req,
+        task_queue=workflow.info().task_queue.replace("journeys", "outreach"),
+        start_to_close_timeout=timedelta(seconds=30),
+        retry_policy=RetryPolicy(
+            initial_interval=timedelta(milliseconds=100), maximum_interval=timedelta(seconds=1)
+        ),
+        result_type=TouchResult,
+    )
+
+
+@workflow.defn(name="SendTouchOnce")
+class SendTouchOnce:
+    """One touch through the real send activity (with Temporal's retries), no journey."""
+
+    @workflow.run
+    async def run(self, req: TouchRequest) -> TouchResult:
+        return await send_touch(req)
+
+
+@dataclass
+class Sandboxes:
+    settings: Settings
+    mailbox: Mailbox
+    twilio_url: str
+
+
+@contextlib.asynccontextmanager
+async def sandboxes(
+    tmp_path: Path,
+    urls: dict[str, str],
+    queue_prefix: str,
+    public_url: str = "http://test",
+    **overrides: object,
+) -> AsyncIterator[Sandboxes]:
+    smtp_port, twilio_port = free_port(), free_port()
+    settings = make_settings(
+        tmp_path,
+        urls,
+        smtp_host="127.0.0.1",
+        smtp_port=smtp_port,
+        twilio_api_base_url=f"http://127.0.0.1:{twilio_port}",
+        outreach_public_url=public_url,
+        task_queue_prefix=queue_prefix,
+        **{"referrals_public_url": "http://referrals.test", **overrides},
+    )
+    for service in SERVICES:
+        if service in urls:
+            await asyncio.to_thread(upgrade, settings, service)
+    mailbox = Mailbox(tmp_path / "mailbox")
+    controller = await start_smtp(mailbox, "127.0.0.1", smtp_port)
+    twilio_app = twilio_server.create_app(
+        account_sid=settings.twilio_account_sid,
+        auth_token=settings.twilio_auth_token.get_secret_value(),
+        inbound_sms_url=f"{public_url}/webhooks/twilio/sms",
+        data_file=None,
+        public_url=f"http://127.0.0.1:{twilio_port}",
+    )
+    try:
+        async with serve(twilio_app, twilio_port) as twilio_url:
+            yield Sandboxes(settings, mailbox, twilio_url)
+    finally:
+        controller.stop()

@@ -1,0 +1,153 @@
+"""A rig for the sending-policy tests: outreach on real sandboxes, its real send activity run
+through Temporal, and the contacts and touches they send to."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from temporalio.client import Client, WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+
+from services.outreach import models
+from services.outreach.activities import activities_for, close_activities
+from services.outreach.app import create_app
+from shared.contracts.journey import (
+    CadenceStep,
+    Contact,
+    SendWindow,
+    TouchRequest,
+    TouchResult,
+    journey_id,
+)
+from shared.db import create_engine, session_factory
+from shared.settings import Settings
+from tests.support.sandboxes import Sandboxes, SendTouchOnce, sandboxes
+from tests.support.settings import AUTH
+
+POSTAL = "Closeflow Test Ltd\n1 Harbour Road, Bristol BS1 5TT, UK"
+
+
+@dataclass
+class Rig:
+    sb: Sandboxes
+    api: httpx.AsyncClient
+    env: WorkflowEnvironment
+    sessions: async_sessionmaker[AsyncSession]
+
+    @property
+    def settings(self) -> Settings:
+        return self.sb.settings
+
+    async def start(self, req: TouchRequest) -> WorkflowHandle[Any, TouchResult]:
+        return await self.env.client.start_workflow(
+            SendTouchOnce.run,
+            req,
+            id=f"send-{uuid.uuid4().hex}",
+            task_queue=self.settings.task_queue("journeys"),
+        )
+
+    async def send(self, req: TouchRequest) -> TouchResult:
+        return await (await self.start(req)).result()
+
+    async def ledger(self, c: Contact) -> list[models.Message]:
+        async with self.sessions() as s:
+            rows = await s.scalars(
+                select(models.Message).where(models.Message.prospect_id == c.prospect_id)
+            )
+            return list(rows.all())
+
+
+@contextlib.asynccontextmanager
+async def rig(
+    tmp_path: Path,
+    database_urls: dict[str, str],
+    env: WorkflowEnvironment,
+    prefix: str,
+    *,
+    activity_workers: int = 1,
+    settings_for_activities: Callable[[Settings], Settings] = lambda s: s,
+    **overrides: object,
+) -> AsyncIterator[Rig]:
+    """activity_workers > 1: that many workers on the outreach queue, each with its own engine
+    (connection pool), as separate worker processes would have."""
+    urls = {"outreach": database_urls["outreach"]}
+    overrides = {"postal_address": POSTAL, **overrides}
+    async with sandboxes(tmp_path, urls, prefix, **overrides) as sb:
+        q = sb.settings.task_queue
+        act_settings = settings_for_activities(sb.settings)
+        engines: list[AsyncEngine] = []
+        act_sets = []
+        for _ in range(activity_workers):
+            engines.append(create_engine(act_settings.database_url("outreach")))
+            act_sets.append(activities_for(act_settings, session_factory(engines[-1])))
+        app = create_app(sb.settings, temporal_client=env.client)
+        async with contextlib.AsyncExitStack() as stack:
+            for index, acts in enumerate(act_sets):
+                # one worker per client and queue: another worker needs its own connection
+                client = (
+                    env.client
+                    if index == 0
+                    else await Client.connect(
+                        env.client.service_client.config.target_host,
+                        namespace=env.client.namespace,
+                    )
+                )
+                await stack.enter_async_context(
+                    Worker(client, task_queue=q("outreach"), activities=acts)
+                )
+            await stack.enter_async_context(
+                Worker(
+                    env.client,
+                    task_queue=q("journeys"),
+                    workflows=[SendTouchOnce],
+                    workflow_runner=UnsandboxedWorkflowRunner(),
+                )
+            )
+            await stack.enter_async_context(app.router.lifespan_context(app))
+            api = await stack.enter_async_context(
+                httpx.AsyncClient(
+                    transport=httpx.ASGITransport(app), base_url="http://test", headers=AUTH
+                )
+            )
+            yield Rig(sb, api, env, session_factory(engines[0]))
+        for acts in act_sets:
+            await close_activities(acts)
+        for engine in engines:
+            await engine.dispose()
+
+
+def contact(domain: str = "example.com", **kw: Any) -> Contact:
+    tag = uuid.uuid4().hex[:8]
+    values: dict[str, Any] = {
+        "email": f"ada-{tag}@{domain}",
+        "phone": None,
+        "company": "Analytical Engines",
+        "timezone": "UTC",
+        "rep_name": "Rita Rep",
+        **kw,
+    }
+    return Contact(uuid.uuid4().hex, "Ada", "Lovelace", **values)
+
+
+def email_touch(c: Contact, key: str = "step-0", window: SendWindow | None = None) -> TouchRequest:
+    return TouchRequest(
+        journey_id=journey_id(c.prospect_id),
+        touch_key=key,
+        kind="cadence",
+        contact=c,
+        steps=[CadenceStep("email", 0, "Hello {{ first_name }}", "Hi {{ first_name }}")],
+        send_window=window or SendWindow(),
+    )
+
+
+def outcome(result: TouchResult, channel: str = "email") -> str:
+    return next(o.status for o in result.outcomes if o.channel == channel)

@@ -1,0 +1,40 @@
+"""Settings for a test: its own data directory and databases, and every address it does not set
+pointing at a dead port, never at the default ports a developer's stack listens on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from shared.settings import Settings
+from tests.support.ports import DEAD_PORT, DEAD_URL
+
+API_KEY = "test-key"
+AUTH = {"X-API-Key": API_KEY}
+
+# Where a service would reach another one, Temporal, SMTP or Twilio. A prospecting app built with
+# the default outreach URL posted /internal/auto-enrollments to 127.0.0.1:8002 every few seconds.
+UNSET_ADDRESSES: dict[str, object] = {
+    "prospecting_url": DEAD_URL,
+    "outreach_url": DEAD_URL,
+    "deals_url": DEAD_URL,
+    "referrals_url": DEAD_URL,
+    "temporal_address": f"127.0.0.1:{DEAD_PORT}",
+    "smtp_host": "127.0.0.1",
+    "smtp_port": DEAD_PORT,
+    "twilio_api_base_url": DEAD_URL,
+}
+
+
+def make_settings(
+    tmp_path: Path, urls: dict[str, str] | None = None, **overrides: object
+) -> Settings:
+    values: dict[str, object] = {
+        "environment": "test",
+        "data_dir": tmp_path,
+        "api_keys": API_KEY,
+        **UNSET_ADDRESSES,
+    }
+    for service, url in (urls or {}).items():
+        values[f"{service}_database_url"] = url
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
