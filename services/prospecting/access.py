@@ -11,17 +11,23 @@ from sqlalchemy import select
 
 from services.prospecting.api_keys import holder_of
 from services.prospecting.models import Prospect
-from shared.access import ADMIN, ANY_ROLE, OPS, Resolver, RouteKey, Rule, ServiceAccess, rep_own
+from shared.access import (
+    ADMIN,
+    ANY_ROLE,
+    OPS,
+    Resolver,
+    RouteKey,
+    Rule,
+    ServiceAccess,
+    rep_found_by,
+    rep_own,
+)
 from shared.auth import Principal
 from shared.issued_keys import KeyLookup
 
 
 async def prospect_rep(request: Request, prospect_id: str) -> str | None:
-    async with request.app.state.sessions() as session:
-        rep_id: str | None = await session.scalar(
-            select(Prospect.rep_id).where(Prospect.id == prospect_id)
-        )
-        return rep_id
+    return await rep_found_by(request, select(Prospect.rep_id).where(Prospect.id == prospect_id))
 
 
 RESOLVERS: dict[str, Resolver] = {"prospect_id": prospect_rep}
