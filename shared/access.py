@@ -32,7 +32,6 @@ from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.routing import APIRoute, iter_route_contexts
-from sqlalchemy import Select
 from starlette.routing import compile_path
 
 from shared.auth import ROLES, Principal, Role, authenticate, presented_key
@@ -105,14 +104,6 @@ async def _rep_itself(_: Request, rep_id: str) -> str | None:
 
 
 BUILTIN_RESOLVERS: dict[str, Resolver] = {"rep_id": _rep_itself}
-
-
-async def rep_found_by(request: Request, query: Select[tuple[str | None]]) -> str | None:
-    """The rep a one-column query finds in the service's own database: what most resolvers
-    come down to, so a resolver is only its query."""
-    async with request.app.state.sessions() as session:
-        rep_id: str | None = await session.scalar(query)
-        return rep_id
 
 
 @dataclass(frozen=True)

@@ -10,20 +10,12 @@ from fastapi import Request
 from sqlalchemy import select
 
 from services.deals.models import Deal, Objection
-from shared.access import (
-    ANY_ROLE,
-    OPS,
-    Resolver,
-    RouteKey,
-    Rule,
-    ServiceAccess,
-    rep_found_by,
-    rep_own,
-)
+from shared.access import ANY_ROLE, OPS, Resolver, RouteKey, Rule, ServiceAccess, rep_own
+from shared.db import read_value
 
 
 async def deal_rep(request: Request, deal_id: str) -> str | None:
-    return await rep_found_by(request, select(Deal.rep_id).where(Deal.id == deal_id))
+    return await read_value(request, select(Deal.rep_id).where(Deal.id == deal_id))
 
 
 async def prospect_rep(request: Request, prospect_id: str) -> str | None:
@@ -34,7 +26,7 @@ async def prospect_rep(request: Request, prospect_id: str) -> str | None:
         .order_by(Deal.created_at.desc(), Deal.id.desc())
         .limit(1)
     )
-    return await rep_found_by(request, latest_deal)
+    return await read_value(request, latest_deal)
 
 
 async def objection_rep(request: Request, objection_id: str) -> str | None:
@@ -43,7 +35,7 @@ async def objection_rep(request: Request, objection_id: str) -> str | None:
         .join(Objection, Objection.deal_id == Deal.id)
         .where(Objection.id == objection_id)
     )
-    return await rep_found_by(request, deal_of_objection)
+    return await read_value(request, deal_of_objection)
 
 
 RESOLVERS: dict[str, Resolver] = {

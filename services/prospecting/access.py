@@ -11,23 +11,14 @@ from sqlalchemy import select
 
 from services.prospecting.api_keys import holder_of
 from services.prospecting.models import Prospect
-from shared.access import (
-    ADMIN,
-    ANY_ROLE,
-    OPS,
-    Resolver,
-    RouteKey,
-    Rule,
-    ServiceAccess,
-    rep_found_by,
-    rep_own,
-)
+from shared.access import ADMIN, ANY_ROLE, OPS, Resolver, RouteKey, Rule, ServiceAccess, rep_own
 from shared.auth import Principal
+from shared.db import read_value
 from shared.issued_keys import KeyLookup
 
 
 async def prospect_rep(request: Request, prospect_id: str) -> str | None:
-    return await rep_found_by(request, select(Prospect.rep_id).where(Prospect.id == prospect_id))
+    return await read_value(request, select(Prospect.rep_id).where(Prospect.id == prospect_id))
 
 
 RESOLVERS: dict[str, Resolver] = {"prospect_id": prospect_rep}

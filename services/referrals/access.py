@@ -10,20 +10,12 @@ from fastapi import Request
 from sqlalchemy import select
 
 from services.referrals.models import ReferralAsk
-from shared.access import (
-    OPS,
-    PUBLIC,
-    Resolver,
-    RouteKey,
-    Rule,
-    ServiceAccess,
-    rep_found_by,
-    rep_own,
-)
+from shared.access import OPS, PUBLIC, Resolver, RouteKey, Rule, ServiceAccess, rep_own
+from shared.db import read_value
 
 
 async def ask_rep(request: Request, ask_id: str) -> str | None:
-    return await rep_found_by(request, select(ReferralAsk.rep_id).where(ReferralAsk.id == ask_id))
+    return await read_value(request, select(ReferralAsk.rep_id).where(ReferralAsk.id == ask_id))
 
 
 async def client_rep(request: Request, prospect_id: str) -> str | None:
@@ -34,7 +26,7 @@ async def client_rep(request: Request, prospect_id: str) -> str | None:
         .order_by(ReferralAsk.created_at.desc(), ReferralAsk.id.desc())
         .limit(1)
     )
-    return await rep_found_by(request, latest_ask)
+    return await read_value(request, latest_ask)
 
 
 RESOLVERS: dict[str, Resolver] = {"ask_id": ask_rep, "prospect_id": client_rep}
