@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
-from sqlalchemy import DateTime, TypeDecorator, event
+from sqlalchemy import DateTime, Select, TypeDecorator, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -97,6 +97,18 @@ async def request_session(request: Request) -> AsyncIterator[AsyncSession]:
         except BaseException:
             await session.rollback()
             raise
+
+
+T = TypeVar("T")
+
+
+async def read_value(request: Request, query: Select[tuple[T]]) -> T | None:
+    """The one value a query finds, read in a session of its own: for what runs before the
+    route has its session (the access resolvers, each then only its query)."""
+    factory: async_sessionmaker[AsyncSession] = request.app.state.sessions
+    async with factory() as session:
+        value: T | None = await session.scalar(query)
+        return value
 
 
 Session = Annotated[AsyncSession, Depends(request_session)]

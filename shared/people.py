@@ -1,7 +1,7 @@
 """Validated contact fields (email, phone, time zone) shared by every person-shaped schema.
 
-Pure functions and pydantic annotated types, no I/O: referrals validates the people it is
-told about exactly the way prospecting validates the prospects they become.
+Pure functions, pydantic annotated types and PersonFields, no I/O: referrals validates the
+people it is told about exactly the way prospecting validates the prospects they become.
 """
 
 from __future__ import annotations
@@ -11,7 +11,14 @@ from typing import Annotated, Any
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
-from pydantic import AfterValidator, BeforeValidator, ValidationInfo
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 
 
@@ -96,3 +103,18 @@ def require_email_or_phone(phone: str | None, info: ValidationInfo) -> str | Non
     if phone is None and info.data["email"] is None:
         raise PydanticCustomError("email_or_phone", "give an email or a phone (or both)")
     return phone
+
+
+class PersonFields(BaseModel):
+    """A person as both a referral and a prospect name them (prospecting adds its own fields)."""
+
+    first_name: RequiredText = Field(max_length=200)
+    last_name: Text = Field("", max_length=200)
+    email: Email = None
+    # validate_default: the "email or phone" rule must run when phone is left out
+    phone: Phone = Field(None, validate_default=True)
+    company: Text = Field("", max_length=200)
+    title: Text = Field("", max_length=200)
+    timezone: TimeZone = Field("", description="IANA zone; empty: inferred from the phone")
+
+    _email_or_phone = field_validator("phone")(require_email_or_phone)

@@ -682,22 +682,23 @@ def create_app(
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    def with_callbacks(
+        resources: dict[str, dict[str, Any]], to: str | None
+    ) -> list[dict[str, Any]]:
+        return [
+            {**r, "callbacks": state.deliveries.get(r["sid"], [])}
+            for r in reversed(resources.values())
+            if to is None or r["to"] == to
+        ]
+
     @app.get("/sandbox/messages")
     async def sandbox_messages(to: str | None = None) -> list[dict[str, Any]]:
         """Newest first, each with the callbacks the sandbox made for it."""
-        return [
-            {**m, "callbacks": state.deliveries.get(m["sid"], [])}
-            for m in reversed(state.messages.values())
-            if to is None or m["to"] == to
-        ]
+        return with_callbacks(state.messages, to)
 
     @app.get("/sandbox/calls")
     async def sandbox_calls(to: str | None = None) -> list[dict[str, Any]]:
-        return [
-            {**c, "callbacks": state.deliveries.get(c["sid"], [])}
-            for c in reversed(state.calls.values())
-            if to is None or c["to"] == to
-        ]
+        return with_callbacks(state.calls, to)
 
     @app.post("/sandbox/inbound-sms")
     async def inbound_sms(sms: InboundSms) -> dict[str, Any]:

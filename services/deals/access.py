@@ -11,34 +11,31 @@ from sqlalchemy import select
 
 from services.deals.models import Deal, Objection
 from shared.access import ANY_ROLE, OPS, Resolver, RouteKey, Rule, ServiceAccess, rep_own
+from shared.db import read_value
 
 
 async def deal_rep(request: Request, deal_id: str) -> str | None:
-    async with request.app.state.sessions() as session:
-        rep_id: str | None = await session.scalar(select(Deal.rep_id).where(Deal.id == deal_id))
-        return rep_id
+    return await read_value(request, select(Deal.rep_id).where(Deal.id == deal_id))
 
 
 async def prospect_rep(request: Request, prospect_id: str) -> str | None:
     """The rep on the prospect's latest deal: deals knows a prospect through its deals only."""
-    async with request.app.state.sessions() as session:
-        rep_id: str | None = await session.scalar(
-            select(Deal.rep_id)
-            .where(Deal.prospect_id == prospect_id)
-            .order_by(Deal.created_at.desc(), Deal.id.desc())
-            .limit(1)
-        )
-        return rep_id
+    latest_deal = (
+        select(Deal.rep_id)
+        .where(Deal.prospect_id == prospect_id)
+        .order_by(Deal.created_at.desc(), Deal.id.desc())
+        .limit(1)
+    )
+    return await read_value(request, latest_deal)
 
 
 async def objection_rep(request: Request, objection_id: str) -> str | None:
-    async with request.app.state.sessions() as session:
-        rep_id: str | None = await session.scalar(
-            select(Deal.rep_id)
-            .join(Objection, Objection.deal_id == Deal.id)
-            .where(Objection.id == objection_id)
-        )
-        return rep_id
+    deal_of_objection = (
+        select(Deal.rep_id)
+        .join(Objection, Objection.deal_id == Deal.id)
+        .where(Objection.id == objection_id)
+    )
+    return await read_value(request, deal_of_objection)
 
 
 RESOLVERS: dict[str, Resolver] = {

@@ -13,15 +13,12 @@ from services.prospecting.api_keys import holder_of
 from services.prospecting.models import Prospect
 from shared.access import ADMIN, ANY_ROLE, OPS, Resolver, RouteKey, Rule, ServiceAccess, rep_own
 from shared.auth import Principal
+from shared.db import read_value
 from shared.issued_keys import KeyLookup
 
 
 async def prospect_rep(request: Request, prospect_id: str) -> str | None:
-    async with request.app.state.sessions() as session:
-        rep_id: str | None = await session.scalar(
-            select(Prospect.rep_id).where(Prospect.id == prospect_id)
-        )
-        return rep_id
+    return await read_value(request, select(Prospect.rep_id).where(Prospect.id == prospect_id))
 
 
 RESOLVERS: dict[str, Resolver] = {"prospect_id": prospect_rep}

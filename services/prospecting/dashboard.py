@@ -15,11 +15,9 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from datetime import date
-from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
-import jinja2
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.security import APIKeyCookie, APIKeyHeader, APIKeyQuery
@@ -27,6 +25,7 @@ from fastapi.security import APIKeyCookie, APIKeyHeader, APIKeyQuery
 from services.prospecting import funnel, schemas
 from shared.auth import API_KEY_HEADER, require_api_key
 from shared.db import Session
+from shared.pages import templates_beside
 
 router = APIRouter(tags=["ui"])
 
@@ -44,13 +43,7 @@ _header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False)
 _query = APIKeyQuery(name="key", auto_error=False)
 _cookie = APIKeyCookie(name=KEY_COOKIE, auto_error=False)
 
-_templates = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
-    autoescape=True,
-    trim_blocks=True,
-    lstrip_blocks=True,
-    undefined=jinja2.StrictUndefined,
-)
+_templates = templates_beside(__file__)
 
 
 async def page_key(

@@ -166,15 +166,19 @@ class AssignmentCursor(Base):
     assigned: Mapped[int] = mapped_column(Integer, default=0)
 
 
-class Icp(Base):
-    """The ideal-customer profile: one row (id "default"), edited by ops."""
-
-    __tablename__ = "icp"
+class OpsRules:
+    """Rules ops edit as one versioned document: one row (id "default") per table."""
 
     id: Mapped[str] = mapped_column(String(20), primary_key=True)
     rules: Mapped[dict[str, Any]] = mapped_column(JSON)
     version: Mapped[int] = mapped_column(Integer, default=1)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class Icp(OpsRules, Base):
+    """The ideal-customer profile."""
+
+    __tablename__ = "icp"
 
 
 class Import(Base):
@@ -204,15 +208,10 @@ class ImportRefusal(Base):
     __table_args__ = (Index("ix_import_refusals_import", "import_id", "line"),)
 
 
-class AssignmentRules(Base):
-    """Territories and rep capacities: one row (id "default"), edited by ops."""
+class AssignmentRules(OpsRules, Base):
+    """Territories and rep capacities."""
 
     __tablename__ = "assignment_rules"
-
-    id: Mapped[str] = mapped_column(String(20), primary_key=True)
-    rules: Mapped[dict[str, Any]] = mapped_column(JSON)
-    version: Mapped[int] = mapped_column(Integer, default=1)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
 
 class OutboxMessage(Base):

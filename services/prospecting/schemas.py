@@ -5,19 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.prospecting.assignment import Rules
 from services.prospecting.fit import IcpRules, Tier
 from shared.contracts.journey import Stage
 from shared.people import (
-    Email,
+    PersonFields,
     Phone,
     RequiredEmail,
     RequiredText,
     Text,
-    TimeZone,
-    require_email_or_phone,
 )
 
 Source = Literal["cold", "referral", "import", "inbound"]
@@ -46,23 +44,13 @@ class Rep(RepBrief):
     created_at: datetime
 
 
-class ProspectFields(BaseModel):
+class ProspectFields(PersonFields):
     """A person's own fields: what an API create and an import row have in common."""
 
-    first_name: RequiredText = Field(max_length=200)
-    last_name: Text = Field("", max_length=200)
-    email: Email = None
-    # validate_default: the "email or phone" rule must run when phone is left out
-    phone: Phone = Field(None, validate_default=True)
-    company: Text = Field("", max_length=200)
-    title: Text = Field("", max_length=200)
-    timezone: TimeZone = Field("", description="IANA zone; empty: inferred from the phone")
     industry: Text = Field("", max_length=200)
     company_size: int | None = Field(None, ge=0, description="number of employees")
     country: Text = Field("", max_length=100, description="ISO code or name, as the ICP uses it")
     custom: dict[str, Any] = Field(default_factory=dict, description="free fields for the ICP")
-
-    _email_or_phone = field_validator("phone")(require_email_or_phone)
 
 
 class ProspectCreate(ProspectFields):

@@ -11,26 +11,22 @@ from sqlalchemy import select
 
 from services.referrals.models import ReferralAsk
 from shared.access import OPS, PUBLIC, Resolver, RouteKey, Rule, ServiceAccess, rep_own
+from shared.db import read_value
 
 
 async def ask_rep(request: Request, ask_id: str) -> str | None:
-    async with request.app.state.sessions() as session:
-        rep_id: str | None = await session.scalar(
-            select(ReferralAsk.rep_id).where(ReferralAsk.id == ask_id)
-        )
-        return rep_id
+    return await read_value(request, select(ReferralAsk.rep_id).where(ReferralAsk.id == ask_id))
 
 
 async def client_rep(request: Request, prospect_id: str) -> str | None:
     """The rep on the client's latest ask: the rep who won them."""
-    async with request.app.state.sessions() as session:
-        rep_id: str | None = await session.scalar(
-            select(ReferralAsk.rep_id)
-            .where(ReferralAsk.client_prospect_id == prospect_id)
-            .order_by(ReferralAsk.created_at.desc(), ReferralAsk.id.desc())
-            .limit(1)
-        )
-        return rep_id
+    latest_ask = (
+        select(ReferralAsk.rep_id)
+        .where(ReferralAsk.client_prospect_id == prospect_id)
+        .order_by(ReferralAsk.created_at.desc(), ReferralAsk.id.desc())
+        .limit(1)
+    )
+    return await read_value(request, latest_ask)
 
 
 RESOLVERS: dict[str, Resolver] = {"ask_id": ask_rep, "prospect_id": client_rep}

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import math
 import re
-from pathlib import Path
 from typing import Any
 
-import jinja2
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
@@ -22,6 +20,7 @@ from services.referrals.api import store_and_start
 from services.referrals.models import ReferralAsk
 from services.referrals.rate_limit import FormLimits
 from shared.db import Session
+from shared.pages import templates_beside
 
 router = APIRouter(tags=["public"])
 
@@ -42,13 +41,7 @@ HEADERS = {
     "Cache-Control": "no-store",
 }
 
-_templates = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
-    autoescape=True,
-    trim_blocks=True,
-    lstrip_blocks=True,
-    undefined=jinja2.StrictUndefined,
-)
+_templates = templates_beside(__file__)
 
 
 def _page(template: str, status: int = 200, **values: Any) -> HTMLResponse:

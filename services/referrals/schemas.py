@@ -4,33 +4,15 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from shared.people import (
-    Email,
-    Phone,
-    RequiredText,
-    Text,
-    TimeZone,
-    require_email_or_phone,
-)
+from shared.people import PersonFields
 
 MAX_PEOPLE = 20
 
 
-class ReferredPersonIn(BaseModel):
+class ReferredPersonIn(PersonFields):
     """One referred person, validated exactly like a prospect (they become one)."""
-
-    first_name: RequiredText = Field(max_length=200)
-    last_name: Text = Field("", max_length=200)
-    email: Email = None
-    # validate_default: the "email or phone" rule must run when phone is left out
-    phone: Phone = Field(None, validate_default=True)
-    company: Text = Field("", max_length=200)
-    title: Text = Field("", max_length=200)
-    timezone: TimeZone = Field("", description="IANA zone; empty: inferred from the phone")
-
-    _email_or_phone = field_validator("phone")(require_email_or_phone)
 
 
 class ReferralsCreate(BaseModel):

@@ -9,6 +9,7 @@ If the signal fails after the commit, the client retries: the same change is ans
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, status
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.deals.core.schemas import Meeting as MeetingOut
 from services.deals.meetings import schemas
@@ -57,9 +58,7 @@ async def reschedule_meeting(
     """Move a scheduled meeting: its pending reminders are replaced by ones for the new time
     and the rep gets a new preparation task. 409 when held, missed or cancelled."""
     deal, meeting, _changed = await svc.reschedule(session, deal_id, meeting_id, body.starts_at)
-    await session.commit()
-    await _signal_meeting(request, Sig.MEETING_RESCHEDULED, deal, meeting)
-    return meeting
+    return await _commit_and_signal(request, session, Sig.MEETING_RESCHEDULED, deal, meeting)
 
 
 @deals.post("/{deal_id}/meetings/{meeting_id}/cancel", response_model=MeetingOut)
@@ -73,9 +72,7 @@ async def cancel_meeting(
 ) -> object:
     """Cancel a scheduled meeting: its reminders stop. 409 when it was held or missed."""
     deal, meeting = await svc.cancel(session, deal_id, meeting_id, body.reason.strip())
-    await session.commit()
-    await _signal_meeting(request, Sig.MEETING_CANCELLED, deal, meeting)
-    return meeting
+    return await _commit_and_signal(request, session, Sig.MEETING_CANCELLED, deal, meeting)
 
 
 @deals.post("/{deal_id}/meetings/{meeting_id}/held", response_model=MeetingOut)
@@ -84,9 +81,7 @@ async def mark_meeting_held(
 ) -> object:
     """The meeting took place (only once it has started). 409 when cancelled or a no-show."""
     deal, meeting = await svc.mark(session, deal_id, meeting_id, svc.HELD)
-    await session.commit()
-    await _signal_meeting(request, Sig.MEETING_HELD, deal, meeting)
-    return meeting
+    return await _commit_and_signal(request, session, Sig.MEETING_HELD, deal, meeting)
 
 
 @deals.post("/{deal_id}/meetings/{meeting_id}/no-show", response_model=MeetingOut)
@@ -96,12 +91,14 @@ async def mark_meeting_no_show(
     """The prospect did not come (only once it has started): the rep gets a follow-up task and
     the prospect a re-booking message. 409 when cancelled or held."""
     deal, meeting = await svc.mark(session, deal_id, meeting_id, svc.NO_SHOW)
+    return await _commit_and_signal(request, session, Sig.MEETING_NO_SHOW, deal, meeting)
+
+
+async def _commit_and_signal(
+    request: Request, session: AsyncSession, signal: str, deal: Deal, meeting: Meeting
+) -> Meeting:
+    """The change a route made, committed, then told to the journey (in that order: see above)."""
     await session.commit()
-    await _signal_meeting(request, Sig.MEETING_NO_SHOW, deal, meeting)
-    return meeting
-
-
-async def _signal_meeting(request: Request, signal: str, deal: Deal, meeting: Meeting) -> None:
     await signal_journey(
         request.app.state.temporal,
         deal.prospect_id,
@@ -115,6 +112,7 @@ async def _signal_meeting(request: Request, signal: str, deal: Deal, meeting: Me
             meeting.cancel_reason or "",
         ),
     )
+    return meeting
 
 
 routers = [deals]
