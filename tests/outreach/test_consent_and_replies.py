@@ -1044,13 +1044,17 @@ async def test_an_opt_out_during_the_provider_call(
 # --- the real journey -------------------------------------------------------------------------
 
 
+SECOND_TOUCH = 20  # seconds after enrollment
+
+
 async def test_journey_respects_consent_and_auto_replies(
     tmp_path: Path,
     database_urls: dict[str, str],
     temporal_local: WorkflowEnvironment,
     queue_prefix: str,
 ) -> None:
-    """Whole stack, real journeys: a second touch due 8 s after the first. Listed after the
+    """Whole stack, real journeys: a second touch due 20 s after the first (room for the
+    opt-outs to land first on a busy machine). Listed after the
     first touch: the cadence ends, nothing more goes out. Unsubscribed: the cadence ends. Out of office: the journey
     pauses (the touch that falls due waits for the resume) and no reply is counted."""
     async with whole_stack(tmp_path, database_urls, temporal_local, queue_prefix) as urls:
@@ -1061,16 +1065,17 @@ async def test_journey_respects_consent_and_auto_replies(
             steps += [
                 {
                     "channel": "email",
-                    "offset_seconds": 8,
+                    "offset_seconds": SECOND_TOUCH,
                     "subject": "Again",
                     "body": "Following up",
                 },
-                {"channel": "sms", "offset_seconds": 8, "body": "Following up by text"},
+                {"channel": "sms", "offset_seconds": SECOND_TOUCH, "body": "Following up by text"},
             ]
             cadence = await d.ok(
                 "POST", f"{urls.outreach}/cadences", json=fast_cadence(steps=steps)
             )
             listed, leaving, away = [await d.new_prospect(n) for n in ("Lis", "Lee", "Ava")]
+            enrolled = asyncio.get_running_loop().time()
             for p in (listed, leaving, away):
                 await d.enroll(p["id"], cadence["id"])
             firsts = {
@@ -1104,7 +1109,10 @@ async def test_journey_respects_consent_and_auto_replies(
             # listing ends the cadence as unsubscribing does
             await d.wait_stage(listed["id"], "nurture")
             await d.wait_stage(leaving["id"], "nurture")
-            await asyncio.sleep(9)  # past the second touch of the others too
+            # past the moment the second touch fell due (nothing may have gone out then)
+            await asyncio.sleep(
+                max(0.0, enrolled + SECOND_TOUCH + 2 - asyncio.get_running_loop().time())
+            )
             for p in (listed, leaving, away):
                 assert len(await d.mails_to(p["email"])) == 1, p["first_name"]
                 assert len(await d.sms_to(p["phone"])) == 1, p["first_name"]

@@ -33,6 +33,7 @@ from shared.contracts.names import Sig
 from shared.db import create_engine, session_factory
 from shared.providers.mailgun import event_payload, inbound_form
 from shared.providers.twilio_signature import sign_twilio_request
+from tests.support.eventually import eventually
 from tests.support.sandboxes import Sandboxes, SendTouchOnce, sandboxes
 from tests.support.scenarios import daytime_zone
 from tests.support.settings import AUTH
@@ -348,6 +349,17 @@ async def test_cadence_validation_names_each_problem(
         assert v1.json()["name"] == "Outbound"
 
 
+async def recorded_replies(handle: Any, count: int) -> dict[str, Any]:
+    """What the recording journey holds once it has `count` replies (a duplicate delivery must
+    not add one: callers compare the whole list)."""
+
+    async def enough() -> dict[str, Any] | None:
+        got: dict[str, Any] = await handle.query("recorded")
+        return got if len(got["replies"]) >= count else None
+
+    return await eventually(enough, f"{count} recorded replies")
+
+
 async def _post_twilio(
     r: Rig, path: str, form: dict[str, str], token: str | None = None
 ) -> httpx.Response:
@@ -404,8 +416,7 @@ async def test_sms_stop_reply_and_signatures(
             r, "/webhooks/twilio/sms", {**base, "MessageSid": "SMb", "Body": "Tell me more"}
         )
         assert again.status_code == 200
-        await asyncio.sleep(0.3)
-        got = await handle.query("recorded")
+        got = await recorded_replies(handle, 1)
         assert [x["excerpt"] for x in got["replies"]] == ["Tell me more"]
 
         stop = await _post_twilio(
@@ -517,8 +528,7 @@ async def test_mailgun_reply_and_bounce(
         assert (await r.api.post("/webhooks/mailgun/inbound", data=forged)).status_code == 403
         assert (await r.api.post("/webhooks/mailgun/inbound", data=form)).status_code == 200
         assert (await r.api.post("/webhooks/mailgun/inbound", data=form)).status_code == 200
-        await asyncio.sleep(0.3)
-        got = await handle.query("recorded")
+        got = await recorded_replies(handle, 1)
         assert [x["excerpt"] for x in got["replies"]] == ["Sounds interesting"]
 
         bounce = event_payload(
