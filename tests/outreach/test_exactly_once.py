@@ -140,6 +140,11 @@ class Counted:
         )
 
 
+# Bounds against a hang, not expectations: a worker process starting on a loaded 2-core machine
+# (six test workers beside it) took more than 30 s to reach its first activity.
+HANG_GUARD = timedelta(seconds=120)
+
+
 def new_contact() -> Contact:
     return Contact(
         uuid.uuid4().hex,
@@ -196,7 +201,7 @@ class Rig:
             SendAttempt(first_touch(c), activity_queue),
             id=f"send-{uuid.uuid4().hex}",
             task_queue=self.journeys_queue,
-            execution_timeout=timedelta(seconds=45),
+            execution_timeout=HANG_GUARD,
         )
 
     async def run_raise(
@@ -213,7 +218,7 @@ class Rig:
         try:
             async with Worker(self.env.client, task_queue=f"{prefix}outreach", activities=acts):
                 handle = await self.start(c, f"{prefix}outreach")
-                result = await asyncio.wait_for(handle.result(), 40)
+                result = await asyncio.wait_for(handle.result(), HANG_GUARD.total_seconds())
         finally:
             await close_activities(acts)
         return await self.count(channel, c, handle, result, marker)
@@ -235,13 +240,13 @@ class Rig:
         async with worker_process(cmd, env, log) as first:
             handle = await self.start(c, f"{prefix}outreach")
             try:
-                await asyncio.wait_for(first.wait(), 30)
+                await asyncio.wait_for(first.wait(), HANG_GUARD.total_seconds())
             except TimeoutError:
                 pytest.fail(f"the worker did not die at {point} ({channel}): {log.read_text()}")
             assert first.returncode == -signal.SIGKILL, log.read_text()
         # the same command again: the marker keeps it from dying a second time
         async with worker_process(cmd, env, log):
-            result = await asyncio.wait_for(handle.result(), 40)
+            result = await asyncio.wait_for(handle.result(), HANG_GUARD.total_seconds())
         return await self.count(channel, c, handle, result, marker)
 
     async def count(
