@@ -22,12 +22,22 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.outreach import consent, models, replies, senders, service, tasks
-from services.outreach.colleagues import ColleagueActivities
-from services.outreach.erasure import erased_reason
-from services.outreach.reps import RepDirectory
-from services.outreach.send_window import next_allowed
-from services.outreach.templates import SYSTEM_TEMPLATES, render, render_html, variables_for
+from services.outreach import models
+from services.outreach.cadences import service
+from services.outreach.cadences.send_window import next_allowed
+from services.outreach.cadences.templates import (
+    SYSTEM_TEMPLATES,
+    render,
+    render_html,
+    variables_for,
+)
+from services.outreach.consent import service as consent
+from services.outreach.consent.erasure import erased_reason
+from services.outreach.senders import service as senders
+from services.outreach.tasks import service as tasks
+from services.outreach.tasks.colleagues import ColleagueActivities
+from services.outreach.tasks.reps import RepDirectory
+from services.outreach.webhooks import replies
 from shared.activity_boundary import activity_boundary
 from shared.contracts.journey import (
     CadenceRef,
@@ -194,7 +204,7 @@ class OutreachActivities:
                 return ChannelOutcome(channel, "suppressed", row.error or "opted out"), None
             refusal = await consent.blocked(session, channel, address, row.prospect_id)
             if refusal is None and channel in ("email", "sms") and address:
-                # a person erased on request (services.outreach.erasure) is never contacted
+                # a person erased on request (services.outreach.consent.erasure) is never contacted
                 pepper = self._settings.erasure_pepper.get_secret_value()
                 normal = service.normalise_address(channel, address)
                 refusal = await erased_reason(session, pepper, channel, normal)

@@ -28,9 +28,10 @@ from temporalio import workflow
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from services.outreach import consent, models
+from services.outreach import models
 from services.outreach.activities import SendFaults, activities_for
 from services.outreach.app import create_app
+from services.outreach.consent import service as consent
 from shared.contracts.journey import CadenceStep, Contact, TouchRequest, TouchResult, journey_id
 from shared.db import create_engine, session_factory
 from shared.migrations import upgrade

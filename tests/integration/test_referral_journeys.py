@@ -13,8 +13,8 @@ import pytest
 from pydantic import ValidationError
 from temporalio.testing import WorkflowEnvironment
 
-from services.outreach.schemas import CadenceIn
-from services.outreach.service import snapshot_from_definition
+from services.outreach.cadences.schemas import CadenceIn
+from services.outreach.cadences.service import snapshot_from_definition
 from shared.contracts.journey import journey_id
 from tests.integration.test_full_journey import whole_stack
 from tests.scenarios import Driver, Urls, eventually, fast_cadence

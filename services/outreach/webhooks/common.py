@@ -19,8 +19,11 @@ from fastapi import Request
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.outreach import consent, models, replies, service
+from services.outreach import models
+from services.outreach.cadences import service
+from services.outreach.consent import service as consent
 from services.outreach.inbox import JourneySignal, Outbound, Stored, store_event
+from services.outreach.webhooks import replies
 from shared.contracts.journey import PauseJourney, ReplyReceived, StopCadence
 from shared.contracts.names import Sig
 from shared.providers.mailgun import strip_angle_brackets

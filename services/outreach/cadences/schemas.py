@@ -15,7 +15,7 @@ from pydantic import (
     model_validator,
 )
 
-from services.outreach.templates import template_problems
+from services.outreach.cadences.templates import template_problems
 from shared.people import Email, Phone
 
 ChannelName = Literal["email", "sms", "call_task", "social_task"]

@@ -6,8 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from services.outreach import erasure, models, schemas, service
-from services.outreach.enrolment import new_enrollment, start_journey
+from services.outreach import models
+from services.outreach.cadences import schemas, service
+from services.outreach.cadences.enrollment import new_enrollment, start_journey
+from services.outreach.consent import erasure
 from services.outreach.prospects import ProspectDirectory
 from shared.auth import require_api_key
 from shared.db import Session

@@ -45,7 +45,8 @@ from sqlalchemy import delete, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.outreach import models, service
+from services.outreach import models
+from services.outreach.cadences import service
 from services.outreach.inbox import JourneySignal, Stored, store_event
 from shared.contracts.journey import StopCadence
 from shared.contracts.names import Sig

@@ -1,6 +1,6 @@
 """The timeline a cadence would follow for a prospect, computed by the code journeys run:
 shared.contracts.plan (due times, variants: the workflow's own code) and the send window rules
-the send activity applies (services.outreach.send_window)."""
+the send activity applies (services.outreach.cadences.send_window)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field, field_validator
 
-from services.outreach import service
+from services.outreach.cadences import service
+from services.outreach.cadences.send_window import next_allowed, zones_for
+from services.outreach.cadences.templates import render, variables_for
 from services.outreach.prospects import ProspectDirectory
-from services.outreach.send_window import next_allowed, zones_for
-from services.outreach.templates import render, variables_for
 from shared.auth import require_api_key
 from shared.contracts.plan import personalise, step_due, touch_groups
 from shared.db import Session

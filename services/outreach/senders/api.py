@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from services.outreach import models, senders
+from services.outreach import models
+from services.outreach.senders import service as senders
 from shared.auth import require_api_key
 from shared.db import Session
 from shared.people import normalize_email

@@ -9,7 +9,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.outreach import models, schemas
+from services.outreach import models
+from services.outreach.cadences import schemas
 from shared.contracts.journey import CadenceSnapshot, CadenceStep, SendWindow, StepVariant
 from shared.errors import not_found
 

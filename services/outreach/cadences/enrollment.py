@@ -10,7 +10,8 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
-from services.outreach import models, service
+from services.outreach import models
+from services.outreach.cadences import service
 from shared.contracts.journey import CadenceSnapshot, Contact, JourneyInput, journey_id
 from shared.errors import AppError
 from shared.settings import Settings

@@ -19,8 +19,10 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from services.outreach import erasure, models, service
-from services.outreach.enrolment import new_enrollment, start_journey
+from services.outreach import models
+from services.outreach.cadences import service
+from services.outreach.cadences.enrollment import new_enrollment, start_journey
+from services.outreach.consent import erasure
 from services.outreach.prospects import ProspectDirectory
 from shared.auth import require_api_key
 from shared.db import Session

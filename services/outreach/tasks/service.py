@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.outreach import models
 from services.outreach.inbox import JourneySignal, Stored, store_event
-from services.outreach.reps import RepDirectory
+from services.outreach.tasks.reps import RepDirectory
 from shared.contracts.journey import ReplyReceived, RepTaskRequest, StopCadence
 from shared.contracts.names import Sig
 from shared.errors import AppError, invalid, not_found

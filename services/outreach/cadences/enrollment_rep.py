@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select, update
 
 from services.outreach import models
-from services.outreach.reps import RepDirectory
+from services.outreach.tasks.reps import RepDirectory
 from shared.auth import require_api_key
 from shared.contracts.journey import RepAssigned
 from shared.contracts.names import Sig

@@ -10,7 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 from sqlalchemy import select, update
 
-from services.outreach import consent, models
+from services.outreach import models
+from services.outreach.consent import service as consent
 from shared.auth import require_api_key
 from shared.db import Session
 from shared.errors import AppError
