@@ -354,7 +354,7 @@ class OutreachActivities:
     async def _stop_if_listed(self, req: TouchRequest) -> None:
         """A do-not-contact entry covers this prospect: the entry's own lookup ends the
         journeys it finds; this catches one it missed (enrolled as the entry was made, or
-        reached at an address the enrolment did not record). Stored once per entry and
+        reached at an address the enrollment did not record). Stored once per entry and
         prospect, and delivered by the outreach app's inbox relay."""
         async with self.sessions() as session:
             c = req.contact

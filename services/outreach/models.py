@@ -1,4 +1,4 @@
-"""Outreach's tables: cadences (versioned), enrolments, the send ledger, consent, inbox, rep tasks."""
+"""Outreach's tables: cadences (versioned), enrollments, the send ledger, consent, inbox, rep tasks."""
 
 from __future__ import annotations
 
@@ -331,7 +331,7 @@ class SendQuotaLock(Base):
 
 class ErasedPerson(Base):
     """What stays of a person who asked to be erased: keyed digests of their email and phone
-    (shared.erasure). Enrolment of a prospect with either is refused, and so is a send."""
+    (shared.erasure). Enrollment of a prospect with either is refused, and so is a send."""
 
     __tablename__ = "erased_people"
     __table_args__ = (UniqueConstraint("kind", "digest"),)

@@ -1,4 +1,4 @@
-"""Outreach's HTTP API: cadences, enrolments, messages, consent (rep tasks: tasks_api.py)."""
+"""Outreach's HTTP API: cadences, enrollments, messages, consent (rep tasks: tasks_api.py)."""
 
 from __future__ import annotations
 

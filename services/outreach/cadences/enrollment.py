@@ -1,5 +1,5 @@
-"""Enrolling a prospect: the enrolment row and the start of their journey, shared by
-POST /enrollments and the automatic enrolment by fit tier."""
+"""Enrolling a prospect: the enrollment row and the start of their journey, shared by
+POST /enrollments and the automatic enrollment by fit tier."""
 
 from __future__ import annotations
 
@@ -41,8 +41,8 @@ async def start_journey(
     contact: Contact,
     cadence: CadenceSnapshot,
 ) -> None:
-    """Start the journey of a stored enrolment; 503 when Temporal could not be reached (the
-    enrolment stays, and a retry reaches the same journey)."""
+    """Start the journey of a stored enrollment; 503 when Temporal could not be reached (the
+    enrollment stays, and a retry reaches the same journey)."""
     queues = task_queues(settings)
     try:
         # USE_EXISTING + REJECT_DUPLICATE: a repeat (or a retry after a failed start) reaches
@@ -62,5 +62,5 @@ async def start_journey(
         raise AppError(
             503,
             "temporal_unreachable",
-            f"enrolment stored but journey {row.journey_id} did not start ({err.message}); retry",
+            f"enrollment stored but journey {row.journey_id} did not start ({err.message}); retry",
         ) from err

@@ -45,7 +45,7 @@ StepCondition = Literal["", "previous_email_delivered", "previous_email_not_deli
 class StepIn(BaseModel):
     channel: ChannelName
     offset_seconds: Seconds = Field(
-        0, description="seconds after enrolment, added after business_days (0 = first touch)"
+        0, description="seconds after enrollment, added after business_days (0 = first touch)"
     )
     business_days: int = Field(
         0, ge=0, le=260, description="business days (Mon-Fri, not holidays) in the prospect's zone"

@@ -143,7 +143,7 @@ def _cadence_out(
     )
 
 
-# --- enrolments -------------------------------------------------------------------------------
+# --- enrollments -------------------------------------------------------------------------------
 
 
 def company_key(company: str) -> str:
@@ -158,7 +158,7 @@ async def find_enrollment(session: AsyncSession, prospect_id: str) -> models.Enr
 
 
 async def add_enrollment(session: AsyncSession, row: models.Enrollment) -> models.Enrollment:
-    """Insert, or return the enrolment a concurrent request inserted first."""
+    """Insert, or return the enrollment a concurrent request inserted first."""
     try:
         async with session.begin_nested():
             session.add(row)

@@ -24,7 +24,7 @@ router = APIRouter(dependencies=[Depends(require_api_key)], tags=["cadences"])
 class SimulationIn(BaseModel):
     timezone: str | None = Field(None, description="IANA zone; inferred from phone when missing")
     phone: str | None = Field(None, description="E.164; used to infer the zone")
-    start_at: datetime | None = Field(None, description="enrolment time (UTC offset required)")
+    start_at: datetime | None = Field(None, description="enrollment time (UTC offset required)")
     version: int | None = Field(None, ge=1)
     prospect_id: str = Field("simulated", description="decides the A/B variants shown")
 

@@ -11,7 +11,7 @@ Every opt-out writes both in one transaction (`opt_out`), START / UNSTOP clears 
 A hard bounce is about the address, not the person: it suppresses the address only.
 
 A do-not-contact entry also ends the journeys of the enrolled prospects it covers (by the
-addresses their enrolment recorded or the ledger sent to): it stores a stop_cadence signal per
+addresses their enrollment recorded or the ledger sent to): it stores a stop_cadence signal per
 journey in the inbox in the entry's own transaction, as an unsubscribe does, so the relay
 delivers it even if Temporal is away when the entry is made. The send activity stores the same
 signal (same event id) when a touch meets an entry, for a journey the entry's lookup missed.
@@ -364,8 +364,8 @@ def dnc_reason(entry: models.DoNotContact) -> str:
 
 
 async def covered_prospects(session: AsyncSession, kind: str, value: str) -> list[str]:
-    """The enrolled prospects an entry covers: by the addresses their enrolment recorded, and
-    by those the ledger sent to (enrolments made before addresses were recorded)."""
+    """The enrolled prospects an entry covers: by the addresses their enrollment recorded, and
+    by those the ledger sent to (enrollments made before addresses were recorded)."""
     e, m = models.Enrollment, models.Message
     if kind == "email":
         by_enrollment = e.email == value
