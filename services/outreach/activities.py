@@ -32,6 +32,7 @@ from services.outreach.cadences.templates import (
     variables_for,
 )
 from services.outreach.consent import service as consent
+from services.outreach.consent import suppressions
 from services.outreach.consent.erasure import erased_reason
 from services.outreach.senders import service as senders
 from services.outreach.tasks import service as tasks
@@ -206,7 +207,7 @@ class OutreachActivities:
             if refusal is None and channel in ("email", "sms") and address:
                 # a person erased on request (services.outreach.consent.erasure) is never contacted
                 pepper = self._settings.erasure_pepper.get_secret_value()
-                normal = service.normalise_address(channel, address)
+                normal = suppressions.normalise_address(channel, address)
                 refusal = await erased_reason(session, pepper, channel, normal)
             if refusal is not None:
                 return await _suppress(session, row, refusal), None
@@ -276,7 +277,7 @@ class OutreachActivities:
             channel=channel,
             kind=req.kind,
             prospect_id=req.contact.prospect_id,
-            to_address=service.normalise_address(channel, address),
+            to_address=suppressions.normalise_address(channel, address),
             subject=render(planned.subject, values) if channel == "email" else "",
             body=render(planned.body, values),
             html_body=render_html(planned.html, values) if channel == "email" else "",

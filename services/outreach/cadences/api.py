@@ -94,8 +94,3 @@ async def get_enrollment(prospect_id: str, session: Session) -> models.Enrollmen
 )
 async def list_messages(prospect_id: str, session: Session) -> list[models.Message]:
     return await service.list_messages(session, prospect_id)
-
-
-@router.get("/suppressions", response_model=list[schemas.Suppression], tags=["consent"])
-async def suppressions(session: Session) -> list[models.Suppression]:
-    return await service.list_suppressions(session)

@@ -12,6 +12,7 @@ from temporalio.service import RPCError
 
 from services.outreach import models
 from services.outreach.cadences import service
+from services.outreach.consent import suppressions
 from shared.contracts.journey import CadenceSnapshot, Contact, JourneyInput, journey_id
 from shared.errors import AppError
 from shared.settings import Settings
@@ -29,8 +30,8 @@ def new_enrollment(contact: Contact, cadence_id: str, version: int) -> models.En
         rep_id=contact.rep_id,
         company_key=service.company_key(contact.company),
         # normalised as the ledger stores them: a do-not-contact entry finds the journey
-        email=service.normalise_address("email", contact.email) if contact.email else None,
-        phone=service.normalise_address("sms", contact.phone) if contact.phone else None,
+        email=suppressions.normalise_address("email", contact.email) if contact.email else None,
+        phone=suppressions.normalise_address("sms", contact.phone) if contact.phone else None,
     )
 
 

@@ -46,7 +46,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.outreach import models
-from services.outreach.cadences import service
+from services.outreach.consent import suppressions
 from services.outreach.inbox import JourneySignal, Stored, store_event
 from shared.contracts.journey import StopCadence
 from shared.contracts.names import Sig
@@ -156,7 +156,7 @@ async def opt_out(
 ) -> bool:
     """Suppress the address on the channel and, with `person`, opt the person out of it.
     True when this changed anything. The caller commits."""
-    address = service.normalise_address(channel, address)
+    address = suppressions.normalise_address(channel, address)
     await _lock(
         session,
         _keys(channel, address, prospect_id if person else None, domain=False),
@@ -164,7 +164,7 @@ async def opt_out(
     )
     # the suppression row first: on SQLite that write takes the database's write lock, so the
     # record lookup below cannot race another opt-out of the same address
-    changed = await service.suppress(session, channel, address, reason)
+    changed = await suppressions.suppress(session, channel, address, reason)
     if person and channel in CHANNELS:
         rec = await _record_for_change(session, prospect_id, channel, address)
         changed = _set(rec, channel, OPTED_OUT, reason) or changed
@@ -181,8 +181,8 @@ async def opt_in(
     prospect_id: str | None = None,
 ) -> bool:
     """The person asked to hear from us again on this channel (SMS START / UNSTOP)."""
-    address = service.normalise_address(channel, address)
-    changed = await service.unsuppress(session, channel, address)
+    address = suppressions.normalise_address(channel, address)
+    changed = await suppressions.unsuppress(session, channel, address)
     rec = await _record_for_change(session, prospect_id, channel, address)
     changed = _set(rec, channel, OPTED_IN, reason) or changed
     await session.flush()
@@ -198,7 +198,7 @@ async def blocked(
     """Why nothing may be sent on `channel` to `address` now; None when it may."""
     if channel not in CHANNELS or not address:
         return None
-    address = service.normalise_address(channel, address)
+    address = suppressions.normalise_address(channel, address)
     entry = await dnc_match(session, channel, address)
     if entry is not None:
         return f"do not contact: {entry.kind} {entry.value}"[:200]
@@ -226,7 +226,7 @@ async def send_guard(
     opt-out of this address, domain or person waits for, so none commits while the provider call
     is in flight. On SQLite the one pooled connection is given back before the provider call.
     """
-    address = service.normalise_address(channel, address)
+    address = suppressions.normalise_address(channel, address)
     if session.get_bind().dialect.name == "postgresql":
         await _lock(session, _keys(channel, address, prospect_id, domain=True), shared=True)
         try:
@@ -422,7 +422,9 @@ async def dnc_for_contact(
     """The first entry that covers any of the person's addresses."""
     for channel, address in ((EMAIL, email), (SMS, phone)):
         if address:
-            entry = await dnc_match(session, channel, service.normalise_address(channel, address))
+            entry = await dnc_match(
+                session, channel, suppressions.normalise_address(channel, address)
+            )
             if entry is not None:
                 return entry
     return None

@@ -1,5 +1,5 @@
 """Rep tasks over HTTP: the ranked inbox, complete / snooze / reassign, ops' inbox policy and
-each rep's notification preferences (services.outreach.tasks.service and .notifications do the work)."""
+each rep's notification preferences (tasks/service.py and notifications/notifier.py do the work)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 
 from services.outreach import models
-from services.outreach.cadences import schemas, service
 from services.outreach.inbox import InboxRelay
 from services.outreach.notifications import notifier as notifications
 from services.outreach.notifications.webhook_targets import check_webhook_url
+from services.outreach.tasks import schemas
 from services.outreach.tasks import service as tasks
 from services.outreach.tasks.reps import RepDirectory
 from shared.auth import require_api_key
@@ -48,14 +48,14 @@ async def rep_inbox(
 async def rep_tasks(
     rep_id: str, session: Session, status: StatusFilter = "open"
 ) -> list[models.RepTask]:
-    return await service.list_tasks(session, rep_id=rep_id, status=status)
+    return await tasks.list_tasks(session, rep_id=rep_id, status=status)
 
 
 @router.get("/tasks", response_model=list[schemas.RepTask])
 async def list_tasks(
     session: Session, prospect_id: str | None = None, status: StatusFilter = None
 ) -> list[models.RepTask]:
-    return await service.list_tasks(session, prospect_id=prospect_id, status=status)
+    return await tasks.list_tasks(session, prospect_id=prospect_id, status=status)
 
 
 @router.get("/tasks/{task_id}", response_model=schemas.InboxTask)

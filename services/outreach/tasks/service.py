@@ -375,3 +375,20 @@ def task_view(ranked: Ranked) -> dict[str, Any]:
         "why_now": "; ".join(r.text for r in ranked.reasons if r.code not in ("stage", "fit"))
         or f"due {task.due_at.isoformat()}",
     }
+
+
+async def list_tasks(
+    session: AsyncSession,
+    *,
+    rep_id: str | None = None,
+    prospect_id: str | None = None,
+    status: str | None = None,
+) -> list[models.RepTask]:
+    query = select(models.RepTask).order_by(models.RepTask.due_at, models.RepTask.created_at)
+    if rep_id is not None:
+        query = query.where(models.RepTask.rep_id == rep_id)
+    if prospect_id is not None:
+        query = query.where(models.RepTask.prospect_id == prospect_id)
+    if status is not None:
+        query = query.where(models.RepTask.status == status)
+    return list((await session.scalars(query)).all())
