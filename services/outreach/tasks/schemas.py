@@ -49,7 +49,7 @@ class InboxTask(RepTask):
     why_now: str
 
 
-# services.outreach.tasks.OUTCOMES, in the same order (a Literal gives the 422 its field)
+# a rep's outcomes of a task (tasks/service.py's OUTCOMES); a Literal gives the 422 its field
 TaskOutcome = Literal[
     "connected",
     "meeting_booked",

@@ -25,13 +25,14 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, get_args
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.outreach import models
 from services.outreach.inbox import JourneySignal, Stored, store_event
+from services.outreach.tasks import schemas
 from services.outreach.tasks.reps import RepDirectory
 from shared.contracts.journey import ReplyReceived, RepTaskRequest, StopCadence
 from shared.contracts.names import Sig
@@ -39,17 +40,7 @@ from shared.errors import AppError, invalid, not_found
 
 log = logging.getLogger(__name__)
 OPEN, DONE, CLOSED = "open", "done", "closed"  # closed: no longer needed (a moved meeting)
-OUTCOMES = (
-    "connected",
-    "meeting_booked",
-    "voicemail",
-    "no_answer",
-    "not_interested",
-    "wrong_person",
-    "bad_number",
-    "done",
-    "skipped",
-)
+OUTCOMES = get_args(schemas.TaskOutcome)
 # the prospect engaged: ends the cadence like a reply and moves the journey to qualifying
 ENGAGED_OUTCOMES = frozenset({"connected", "meeting_booked"})
 # nobody to sell to on this cadence: stop it (the journey goes to nurture, with the reason)
