@@ -4,7 +4,7 @@
 
 1. Starts the whole stack (as `make run` does) on a fresh data folder and free ports.
 2. Creates BENCH_N prospects and one dual-channel cadence (not timed).
-3. Timed: enrols them all through the outreach API (bounded concurrency) until both first
+3. Timed: enrolls them all through the outreach API (bounded concurrency) until both first
    touches (email + SMS) of every journey are recorded in the send ledger as submitted.
 4. Timed: starts BENCH_N no-op workflows on the same server and waits for all to complete.
 Prints both rates and, last, `ratio=<journey rate / no-op rate>`. The machines are shared and

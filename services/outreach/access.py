@@ -17,7 +17,7 @@ from shared.errors import AppError
 
 async def prospect_rep(request: Request, prospect_id: str) -> str | None:
     """Asked of prospecting, the owner of assignment: outreach's own copies of the rep (on the
-    enrolment, on tasks) are snapshots that a reassignment can leave behind."""
+    enrollment, on tasks) are snapshots that a reassignment can leave behind."""
     directory: ProspectDirectory = request.app.state.prospects
     try:
         contact = await directory.contact(prospect_id)

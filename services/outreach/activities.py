@@ -22,12 +22,23 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.outreach import consent, models, replies, senders, service, tasks
-from services.outreach.colleagues import ColleagueActivities
-from services.outreach.erasure import erased_reason
-from services.outreach.reps import RepDirectory
-from services.outreach.send_window import next_allowed
-from services.outreach.templates import SYSTEM_TEMPLATES, render, render_html, variables_for
+from services.outreach import models
+from services.outreach.cadences import service
+from services.outreach.cadences.send_window import next_allowed
+from services.outreach.cadences.templates import (
+    SYSTEM_TEMPLATES,
+    render,
+    render_html,
+    variables_for,
+)
+from services.outreach.consent import service as consent
+from services.outreach.consent import suppressions
+from services.outreach.consent.erasure import erased_reason
+from services.outreach.senders import service as senders
+from services.outreach.tasks import service as tasks
+from services.outreach.tasks.colleagues import ColleagueActivities
+from services.outreach.tasks.reps import RepDirectory
+from services.outreach.webhooks import replies
 from shared.activity_boundary import activity_boundary
 from shared.contracts.journey import (
     CadenceRef,
@@ -194,9 +205,9 @@ class OutreachActivities:
                 return ChannelOutcome(channel, "suppressed", row.error or "opted out"), None
             refusal = await consent.blocked(session, channel, address, row.prospect_id)
             if refusal is None and channel in ("email", "sms") and address:
-                # a person erased on request (services.outreach.erasure) is never contacted
+                # a person erased on request (services.outreach.consent.erasure) is never contacted
                 pepper = self._settings.erasure_pepper.get_secret_value()
-                normal = service.normalise_address(channel, address)
+                normal = suppressions.normalise_address(channel, address)
                 refusal = await erased_reason(session, pepper, channel, normal)
             if refusal is not None:
                 return await _suppress(session, row, refusal), None
@@ -266,7 +277,7 @@ class OutreachActivities:
             channel=channel,
             kind=req.kind,
             prospect_id=req.contact.prospect_id,
-            to_address=service.normalise_address(channel, address),
+            to_address=suppressions.normalise_address(channel, address),
             subject=render(planned.subject, values) if channel == "email" else "",
             body=render(planned.body, values),
             html_body=render_html(planned.html, values) if channel == "email" else "",
@@ -344,7 +355,7 @@ class OutreachActivities:
     async def _stop_if_listed(self, req: TouchRequest) -> None:
         """A do-not-contact entry covers this prospect: the entry's own lookup ends the
         journeys it finds; this catches one it missed (enrolled as the entry was made, or
-        reached at an address the enrolment did not record). Stored once per entry and
+        reached at an address the enrollment did not record). Stored once per entry and
         prospect, and delivered by the outreach app's inbox relay."""
         async with self.sessions() as session:
             c = req.contact

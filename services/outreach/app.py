@@ -6,19 +6,21 @@ import httpx
 from fastapi import FastAPI
 from temporalio.client import Client
 
-from services.outreach import api, journeys_api, senders_api, simulation, stats, webhooks
+from services.outreach import webhooks
 from services.outreach.access import ACCESS
-from services.outreach.auto_enroll import router as auto_enroll_router
-from services.outreach.consent_api import router as consent_router
-from services.outreach.enrollment_rep import router as enrollment_rep_router
-from services.outreach.erasure import router as erasure_router
+from services.outreach.cadences import api, journeys_api, simulation, stats
+from services.outreach.cadences.auto_enroll import router as auto_enroll_router
+from services.outreach.cadences.enrollment_rep import router as enrollment_rep_router
+from services.outreach.cadences.timeline import router as timeline_router
+from services.outreach.consent.api import router as consent_router
+from services.outreach.consent.erasure import router as erasure_router
 from services.outreach.inbox import install_relay
-from services.outreach.notifications import install_notifier
-from services.outreach.pages import inbox as inbox_page
+from services.outreach.notifications.notifier import install_notifier
 from services.outreach.prospects import ProspectDirectory
-from services.outreach.reps import RepDirectory
-from services.outreach.tasks_api import router as tasks_router
-from services.outreach.timeline import router as timeline_router
+from services.outreach.senders import api as senders_api
+from services.outreach.tasks import inbox_page
+from services.outreach.tasks.api import router as tasks_router
+from services.outreach.tasks.reps import RepDirectory
 from services.outreach.webhooks.twilio import StatusCallbackFastPath
 from shared.app import create_service_app
 from shared.settings import Settings

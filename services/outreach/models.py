@@ -1,4 +1,4 @@
-"""Outreach's tables: cadences (versioned), enrolments, the send ledger, consent, inbox, rep tasks."""
+"""Outreach's tables: cadences (versioned), enrollments, the send ledger, consent, inbox, rep tasks."""
 
 from __future__ import annotations
 
@@ -129,7 +129,7 @@ class ConsentRecord(Base):
     """One person's consent across channels: keyed by prospect when known, plus the addresses
     the opt-outs came from. The per-address `suppressions` rows are kept in step with it (each
     opt-out writes both in one transaction); a send is checked against both and the do-not-contact
-    list (services.outreach.consent)."""
+    list (services.outreach.consent.service)."""
 
     __tablename__ = "consent_records"
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
@@ -216,7 +216,7 @@ class WebhookToken(Base):
 
 
 class RepTask(Base):
-    """A thing a rep must do, with the context to do it (services.outreach.tasks ranks them)."""
+    """A thing a rep must do, with the context to do it (services.outreach.tasks.service ranks them)."""
 
     __tablename__ = "rep_tasks"
     __table_args__ = (
@@ -331,7 +331,7 @@ class SendQuotaLock(Base):
 
 class ErasedPerson(Base):
     """What stays of a person who asked to be erased: keyed digests of their email and phone
-    (shared.erasure). Enrolment of a prospect with either is refused, and so is a send."""
+    (shared.erasure). Enrollment of a prospect with either is refused, and so is a send."""
 
     __tablename__ = "erased_people"
     __table_args__ = (UniqueConstraint("kind", "digest"),)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -12,38 +12,51 @@ from shared.errors import AppError, not_found
 from shared.settings import Settings
 
 
-class ProspectDirectory:
+class ProspectingClient:
+    """Outreach's reads of the prospecting API: one client, and one meaning of its answers
+    (404: not found; no answer: 503; anything else: 502)."""
+
+    TIMEOUT = 10.0
+
     def __init__(
         self, base_url: str, api_key: str, transport: httpx.AsyncBaseTransport | None = None
-    ):
+    ) -> None:
         self._client = httpx.AsyncClient(
             base_url=base_url,
             headers={API_KEY_HEADER: api_key},
-            timeout=10.0,
+            timeout=self.TIMEOUT,
             transport=transport,
         )
 
     @classmethod
     def from_settings(
         cls, settings: Settings, transport: httpx.AsyncBaseTransport | None = None
-    ) -> ProspectDirectory:
+    ) -> Self:
         return cls(settings.prospecting_url, settings.internal_api_key, transport)
 
-    async def contact(self, prospect_id: str) -> Contact:
+    async def _get(self, path: str, what: str, ident: str) -> dict[str, Any]:
         try:
-            response = await self._client.get(f"/prospects/{prospect_id}")
+            response = await self._client.get(path)
         except httpx.HTTPError as err:
             raise AppError(
                 503, "prospecting_unreachable", f"the prospecting service did not answer: {err}"
             ) from err
         if response.status_code == 404:
-            raise not_found("prospect", prospect_id)
+            raise not_found(what, ident)
         if response.status_code != 200:
             raise AppError(502, "prospecting_error", f"prospecting answered {response.status_code}")
-        return contact_from_json(response.json())
+        data: dict[str, Any] = response.json()
+        return data
 
     async def close(self) -> None:
         await self._client.aclose()
+
+
+class ProspectDirectory(ProspectingClient):
+    async def contact(self, prospect_id: str) -> Contact:
+        return contact_from_json(
+            await self._get(f"/prospects/{prospect_id}", "prospect", prospect_id)
+        )
 
 
 def contact_from_json(p: dict[str, Any]) -> Contact:

@@ -2,7 +2,7 @@
 
 Prospecting sees when a prospect appears (created through the API, imported) or moves up a
 tier (a merge on import, an ICP change); outreach owns cadences and knows which of them
-auto-enroll from which tier (services/outreach/auto_enroll.py). So every such prospect goes,
+auto-enroll from which tier (services/outreach/cadences/auto_enroll.py). So every such prospect goes,
 with its tier, into one outbox message per transaction (an import batch: up to 500), relayed
 until outreach has it. Referred prospects are not sent: their intake journey starts them
 with a warm introduction already.

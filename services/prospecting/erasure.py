@@ -2,7 +2,7 @@
 
 POST /prospects/{id}/erasure deletes prospecting's rows of the person in the request's
 transaction and, in the same transaction, writes one erasure order per other service to the
-outbox (services.prospecting.outbox): outreach (messages, tasks, consent, enrolment; it stops
+outbox (services.prospecting.outbox): outreach (messages, tasks, consent, enrollment; it stops
 and deletes the journey and keeps the digests as its suppression entry), deals and referrals.
 The relay retries each order until its service confirms; the erasure is `done` when all have.
 Each service's endpoint is idempotent, so a repeated order erases nothing more.

@@ -1,7 +1,7 @@
 """Calls to other services that must happen even if they are down right now.
 
 The use case writes an OutboxMessage in its own transaction (a rep move, an erasure order, an
-auto-enrolment); after the commit the relay, running in the prospecting app, POSTs it to the
+auto-enrollment); after the commit the relay, running in the prospecting app, POSTs it to the
 target service with the API key, and retries with the relay's backoff (shared.relay: 1 s
 doubling to 5 min) until the service answers 2xx. Every target is idempotent, so a repeat after an answer that got lost does
 nothing more. An answer 400/422 means the order itself is wrong: retrying cannot help, the row

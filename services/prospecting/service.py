@@ -22,7 +22,7 @@ from shared.people import check_timezone, normalize_email, normalize_phone
 
 CREATED_CAUSE = "created"
 REP_MOVE = "rep_move"  # the open tasks (outreach's POST /prospects/{id}/tasks/reassign)
-REP_MOVE_ENROLLMENT = "rep_enrollment"  # the enrolment's rep
+REP_MOVE_ENROLLMENT = "rep_enrollment"  # the enrollment's rep
 
 
 def _insert(session: AsyncSession, model: type[Any]) -> Any:

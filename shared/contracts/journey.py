@@ -39,7 +39,7 @@ MESSAGE_CHANNELS = frozenset({Channel.EMAIL, Channel.SMS})
 
 
 def journey_id(prospect_id: str) -> str:
-    """The one workflow id per prospect: a repeated enrolment can never start a second journey."""
+    """The one workflow id per prospect: a repeated enrollment can never start a second journey."""
     return f"journey-{prospect_id}"
 
 
@@ -97,7 +97,7 @@ class StepVariant:
 @dataclass
 class CadenceStep:
     """Due `business_days` (Mon-Fri, not a holiday, in the prospect's time zone) after
-    enrolment, plus `offset_seconds`."""
+    enrollment, plus `offset_seconds`."""
 
     channel: str
     offset_seconds: int
@@ -123,7 +123,7 @@ class SendWindow:
 
 @dataclass
 class CadenceSnapshot:
-    """A cadence version as a journey runs it: pinned at enrolment, recorded in history."""
+    """A cadence version as a journey runs it: pinned at enrollment, recorded in history."""
 
     cadence_id: str
     version: int

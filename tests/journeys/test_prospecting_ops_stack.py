@@ -137,7 +137,7 @@ async def _scenario(d: Driver, urls: Urls, env: WorkflowEnvironment, settings: S
         row = await d.ok("GET", f"{urls.outreach}/prospects/{ada['id']}/enrollment")
         return bool(row["rep_id"] == sam["id"])
 
-    await eventually(enrollment_with_sam, "Ada's enrolment to name Sam")
+    await eventually(enrollment_with_sam, "Ada's enrollment to name Sam")
 
     async def journey_with_sam() -> bool:
         state = await d.ok("GET", f"{urls.outreach}/journeys/{ada['id']}")
@@ -172,7 +172,7 @@ async def _scenario(d: Driver, urls: Urls, env: WorkflowEnvironment, settings: S
         base = getattr(urls, part)
         assert await d.ok("GET", f"{base}/internal/prospects/{ada['id']}/timeline") == []
 
-    # never contacted again: a new prospect with the address is refused, and so is enrolment of
+    # never contacted again: a new prospect with the address is refused, and so is enrollment of
     # anyone carrying it
     back = await d.http.post(f"{P}/prospects", json={"first_name": "Ada", "email": ada["email"]})
     assert back.status_code == 409 and back.json()["error"]["code"] == "erased_person"
@@ -418,7 +418,7 @@ async def test_cadence_auto_enrolls_new_imported_and_upgraded_prospects_by_tier(
             await d.ok("PUT", f"{P}/icp", json=wider)
             row = await eventually(lambda: enrolled(low["id"]), "Low enrolled after re-scoring")
             assert row["cadence_id"] == auto["id"]
-            # enrolment stays unique per prospect: nothing was enrolled twice
+            # enrollment stays unique per prospect: nothing was enrolled twice
             again = await d.http.post(
                 f"{OUT}/enrollments", json={"prospect_id": a["id"], "cadence_id": manual["id"]}
             )

@@ -13,8 +13,8 @@ import pytest
 from pydantic import ValidationError
 from temporalio.testing import WorkflowEnvironment
 
-from services.outreach.schemas import CadenceIn
-from services.outreach.service import snapshot_from_definition
+from services.outreach.cadences.schemas import CadenceIn
+from services.outreach.cadences.service import snapshot_from_definition
 from shared.contracts.journey import journey_id
 from tests.support.eventually import eventually
 from tests.support.scenarios import Driver, Urls, fast_cadence

@@ -27,9 +27,10 @@ from temporalio import workflow
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from services.outreach import consent, models
+from services.outreach import models
 from services.outreach.activities import SendFaults, activities_for
 from services.outreach.app import create_app
+from services.outreach.consent import service as consent
 from shared.contracts.journey import CadenceStep, Contact, TouchRequest, TouchResult, journey_id
 from shared.db import create_engine, session_factory
 from shared.migrations import upgrade
@@ -752,7 +753,7 @@ async def test_nothing_is_sent_to_a_listed_address_number_or_domain(
 
 
 async def enrolled(rig: Any, email: str | None, phone: str | None) -> str:
-    """An enrolment as POST /enrollments leaves it (with the addresses it recorded)."""
+    """An enrollment as POST /enrollments leaves it (with the addresses it recorded)."""
     pid = uuid.uuid4().hex
     async with rig.sessions() as s:
         cadence = await s.scalar(select(models.Cadence).limit(1))
@@ -784,7 +785,7 @@ async def test_a_do_not_contact_entry_ends_the_journeys_it_covers(
         by_email = await enrolled(rig, "ceo@listed.example", None)
         by_phone = await enrolled(rig, None, "+14155550142")
         by_subdomain = await enrolled(rig, "ops@eu.blocked.example", "+14155550143")
-        # enrolled before enrolments recorded addresses: found by what the ledger sent to
+        # enrolled before enrollments recorded addresses: found by what the ledger sent to
         by_ledger = await enrolled(rig, None, None)
         await rig.add_message("email", "cto@blocked.example", "<l1@closeflow>", by_ledger)
         spared = await enrolled(rig, "someone@blocked-not.example", "+14155550144")

@@ -14,7 +14,7 @@ import pytest
 from fastapi import FastAPI, Request, Response
 from temporalio.testing import WorkflowEnvironment
 
-from services.outreach.notifications import SIGNATURE_HEADER, verify
+from services.outreach.notifications.notifier import SIGNATURE_HEADER, verify
 from shared.contracts.journey import CloseRepTasks, journey_id
 from tests.support.eventually import eventually
 from tests.support.inbox import InboxRig, inbox_rig

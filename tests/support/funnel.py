@@ -48,7 +48,7 @@ class Truth:
 
 
 def _path(rng: random.Random) -> list[tuple[str, str]]:
-    """(to_stage, cause) of one journey after enrolment, like ProspectJourney makes them."""
+    """(to_stage, cause) of one journey after enrollment, like ProspectJourney makes them."""
     steps = [("contacting", "enrolled in cadence C v1")]
     if rng.random() < 0.35:
         return [*steps, ("nurture", "no response after the last cadence step")]

@@ -21,7 +21,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from services.outreach import models
 from services.outreach.activities import activities_for, close_activities
 from services.outreach.app import create_app as outreach_app
-from services.outreach.notifications import NotifierTiming
+from services.outreach.notifications.notifier import NotifierTiming
 from services.prospecting.app import create_app as prospecting_app
 from shared.contracts.journey import (
     CloseRepTasks,

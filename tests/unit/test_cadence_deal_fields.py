@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from services.outreach.schemas import CadenceIn
-from services.outreach.service import snapshot_from_definition
+from services.outreach.cadences.schemas import CadenceIn
+from services.outreach.cadences.service import snapshot_from_definition
 from tests.support.scenarios import fast_cadence
 
 

@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from services.outreach import replies
-from services.outreach.return_dates import find_return_date
+from services.outreach.webhooks import replies
+from services.outreach.webhooks.return_dates import find_return_date
 
 HUMAN = "Sounds good, let's talk on Thursday.\n\nOn Mon, Ada wrote:\n> I am out of the office"
 

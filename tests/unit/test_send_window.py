@@ -9,9 +9,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import ValidationError
 
-from services.outreach.schemas import SendWindowIn
-from services.outreach.send_policy import HOUR, CapState, SenderState, choose_sender, decide
-from services.outreach.send_window import next_allowed, phone_zones
+from services.outreach.cadences.schemas import SendWindowIn
+from services.outreach.cadences.send_window import next_allowed, phone_zones
+from services.outreach.senders.send_policy import HOUR, CapState, SenderState, choose_sender, decide
 from shared.contracts.journey import SendWindow
 from shared.settings import Settings
 

@@ -8,8 +8,8 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from services.outreach import models
-from services.outreach.notifications import sign, slack_payload, verify
-from services.outreach.tasks import Policy, escalation_deadline, rank, urgent_signals
+from services.outreach.notifications.notifier import sign, slack_payload, verify
+from services.outreach.tasks.service import Policy, escalation_deadline, rank, urgent_signals
 
 NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 POLICY = Policy(escalate_after_seconds=3600, hot_reply_seconds=86400, meeting_soon_seconds=7200)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.outreach.webhook_targets import check_webhook_url
+from services.outreach.notifications.webhook_targets import check_webhook_url
 from shared.errors import AppError
 from shared.settings import Settings
 

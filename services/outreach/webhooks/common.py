@@ -19,8 +19,11 @@ from fastapi import Request
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.outreach import consent, models, replies, service
+from services.outreach import models
+from services.outreach.consent import service as consent
+from services.outreach.consent import suppressions
 from services.outreach.inbox import JourneySignal, Outbound, Stored, store_event
+from services.outreach.webhooks import replies
 from shared.contracts.journey import PauseJourney, ReplyReceived, StopCadence
 from shared.contracts.names import Sig
 from shared.providers.mailgun import strip_angle_brackets
@@ -81,7 +84,7 @@ async def latest_message_to(
         select(models.Message)
         .where(
             models.Message.channel == channel,
-            models.Message.to_address == service.normalise_address(channel, address),
+            models.Message.to_address == suppressions.normalise_address(channel, address),
         )
         .order_by(models.Message.created_at.desc())
         .limit(1)

@@ -17,7 +17,6 @@ from fastapi import APIRouter, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.outreach.inbox import claim_token, store_event
-from services.outreach.replies import header, header_pairs
 from services.outreach.webhooks.common import (
     COMPLAINT,
     DELIVERED,
@@ -34,6 +33,7 @@ from services.outreach.webhooks.common import (
     settings_of,
     stop_cadence,
 )
+from services.outreach.webhooks.replies import header, header_pairs
 from shared.db import Session
 from shared.errors import AppError
 from shared.providers.mailgun import PERMANENT, verify_mailgun_signature

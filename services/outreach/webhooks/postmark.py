@@ -16,7 +16,6 @@ from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import HTTPException
 
 from services.outreach.inbox import reject, store_event
-from services.outreach.replies import header, header_pairs
 from services.outreach.webhooks.common import (
     COMPLAINT,
     DELIVERED,
@@ -33,6 +32,7 @@ from services.outreach.webhooks.common import (
     settings_of,
     stop_cadence,
 )
+from services.outreach.webhooks.replies import header, header_pairs
 from shared.db import Session
 from shared.errors import AppError
 from shared.providers.postmark import HARD_BOUNCE_TYPES, verify_basic_auth

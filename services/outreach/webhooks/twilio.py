@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.datastructures import State
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from services.outreach import consent
+from services.outreach.consent import service as consent
 from services.outreach.inbox import JourneySignal, store_event
 from services.outreach.webhooks.common import (
     deliver,

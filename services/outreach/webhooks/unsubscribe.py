@@ -9,7 +9,8 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.outreach import consent, models
+from services.outreach import models
+from services.outreach.consent import service as consent
 from services.outreach.inbox import store_event
 from services.outreach.webhooks.common import deliver, stop_cadence
 from shared.db import Session

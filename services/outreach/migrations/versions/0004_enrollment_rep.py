@@ -1,4 +1,4 @@
-"""enrolments remember the prospect's rep and company (pause a rep's or a company's journeys)
+"""enrollments remember the prospect's rep and company (pause a rep's or a company's journeys)
 
 Revision ID: 0004_enrollment_rep
 Revises: 0001

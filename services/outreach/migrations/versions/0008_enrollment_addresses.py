@@ -1,4 +1,4 @@
-"""enrolments remember the prospect's email address and phone number (a do-not-contact entry
+"""enrollments remember the prospect's email address and phone number (a do-not-contact entry
 ends the journeys it covers)
 
 Revision ID: 0008

@@ -1,5 +1,5 @@
-"""Enrolling a prospect: the enrolment row and the start of their journey, shared by
-POST /enrollments and the automatic enrolment by fit tier."""
+"""Enrolling a prospect: the enrollment row and the start of their journey, shared by
+POST /enrollments and the automatic enrollment by fit tier."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
-from services.outreach import models, service
+from services.outreach import models
+from services.outreach.cadences import service
+from services.outreach.consent import suppressions
 from shared.contracts.journey import CadenceSnapshot, Contact, JourneyInput, journey_id
 from shared.errors import AppError
 from shared.settings import Settings
@@ -28,8 +30,8 @@ def new_enrollment(contact: Contact, cadence_id: str, version: int) -> models.En
         rep_id=contact.rep_id,
         company_key=service.company_key(contact.company),
         # normalised as the ledger stores them: a do-not-contact entry finds the journey
-        email=service.normalise_address("email", contact.email) if contact.email else None,
-        phone=service.normalise_address("sms", contact.phone) if contact.phone else None,
+        email=suppressions.normalise_address("email", contact.email) if contact.email else None,
+        phone=suppressions.normalise_address("sms", contact.phone) if contact.phone else None,
     )
 
 
@@ -40,8 +42,8 @@ async def start_journey(
     contact: Contact,
     cadence: CadenceSnapshot,
 ) -> None:
-    """Start the journey of a stored enrolment; 503 when Temporal could not be reached (the
-    enrolment stays, and a retry reaches the same journey)."""
+    """Start the journey of a stored enrollment; 503 when Temporal could not be reached (the
+    enrollment stays, and a retry reaches the same journey)."""
     queues = task_queues(settings)
     try:
         # USE_EXISTING + REJECT_DUPLICATE: a repeat (or a retry after a failed start) reaches
@@ -61,5 +63,5 @@ async def start_journey(
         raise AppError(
             503,
             "temporal_unreachable",
-            f"enrolment stored but journey {row.journey_id} did not start ({err.message}); retry",
+            f"enrollment stored but journey {row.journey_id} did not start ({err.message}); retry",
         ) from err

@@ -1,6 +1,6 @@
 """The timeline a cadence would follow for a prospect, computed by the code journeys run:
 shared.contracts.plan (due times, variants: the workflow's own code) and the send window rules
-the send activity applies (services.outreach.send_window)."""
+the send activity applies (services.outreach.cadences.send_window)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field, field_validator
 
-from services.outreach import service
+from services.outreach.cadences import service
+from services.outreach.cadences.send_window import next_allowed, zones_for
+from services.outreach.cadences.templates import render, variables_for
 from services.outreach.prospects import ProspectDirectory
-from services.outreach.send_window import next_allowed, zones_for
-from services.outreach.templates import render, variables_for
 from shared.auth import require_api_key
 from shared.contracts.plan import personalise, step_due, touch_groups
 from shared.db import Session
@@ -24,7 +24,7 @@ router = APIRouter(dependencies=[Depends(require_api_key)], tags=["cadences"])
 class SimulationIn(BaseModel):
     timezone: str | None = Field(None, description="IANA zone; inferred from phone when missing")
     phone: str | None = Field(None, description="E.164; used to infer the zone")
-    start_at: datetime | None = Field(None, description="enrolment time (UTC offset required)")
+    start_at: datetime | None = Field(None, description="enrollment time (UTC offset required)")
     version: int | None = Field(None, ge=1)
     prospect_id: str = Field("simulated", description="decides the A/B variants shown")
 

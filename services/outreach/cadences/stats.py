@@ -7,7 +7,8 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from sqlalchemy import case, func, select
 
-from services.outreach import models, service
+from services.outreach import models
+from services.outreach.cadences import service
 from shared.auth import require_api_key
 from shared.db import Session
 

@@ -1,5 +1,5 @@
 """Rep tasks over HTTP: the ranked inbox, complete / snooze / reassign, ops' inbox policy and
-each rep's notification preferences (services.outreach.tasks and .notifications do the work)."""
+each rep's notification preferences (tasks/service.py and notifications/notifier.py do the work)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from services.outreach import models, notifications, schemas, service, tasks
+from services.outreach import models
 from services.outreach.inbox import InboxRelay
-from services.outreach.reps import RepDirectory
-from services.outreach.webhook_targets import check_webhook_url
+from services.outreach.notifications import notifier as notifications
+from services.outreach.notifications.webhook_targets import check_webhook_url
+from services.outreach.tasks import schemas
+from services.outreach.tasks import service as tasks
+from services.outreach.tasks.reps import RepDirectory
 from shared.auth import require_api_key
 from shared.db import Session
 from shared.errors import AppError, invalid, not_found
@@ -36,7 +39,7 @@ async def rep_inbox(
     rep_id: str, session: Session, limit: Annotated[int, Query(ge=1, le=500)] = 200
 ) -> list[schemas.InboxTask]:
     """The rep's open, not snoozed tasks, most pressing first, each with its priority and the
-    reasons for it (the rule: services/outreach/tasks.py, docs/guides/rep-inbox.md)."""
+    reasons for it (the rule: services/outreach/tasks/service.py, docs/guides/rep-inbox.md)."""
     ranked = await tasks.inbox(session, rep_id, datetime.now(UTC), limit)
     return [_inbox_task(r) for r in ranked]
 
@@ -45,14 +48,14 @@ async def rep_inbox(
 async def rep_tasks(
     rep_id: str, session: Session, status: StatusFilter = "open"
 ) -> list[models.RepTask]:
-    return await service.list_tasks(session, rep_id=rep_id, status=status)
+    return await tasks.list_tasks(session, rep_id=rep_id, status=status)
 
 
 @router.get("/tasks", response_model=list[schemas.RepTask])
 async def list_tasks(
     session: Session, prospect_id: str | None = None, status: StatusFilter = None
 ) -> list[models.RepTask]:
-    return await service.list_tasks(session, prospect_id=prospect_id, status=status)
+    return await tasks.list_tasks(session, prospect_id=prospect_id, status=status)
 
 
 @router.get("/tasks/{task_id}", response_model=schemas.InboxTask)

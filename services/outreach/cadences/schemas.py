@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
@@ -15,8 +15,7 @@ from pydantic import (
     model_validator,
 )
 
-from services.outreach.templates import template_problems
-from shared.people import Email, Phone
+from services.outreach.cadences.templates import template_problems
 
 ChannelName = Literal["email", "sms", "call_task", "social_task"]
 Seconds = Annotated[int, Field(ge=0, le=366 * 86400)]
@@ -45,7 +44,7 @@ StepCondition = Literal["", "previous_email_delivered", "previous_email_not_deli
 class StepIn(BaseModel):
     channel: ChannelName
     offset_seconds: Seconds = Field(
-        0, description="seconds after enrolment, added after business_days (0 = first touch)"
+        0, description="seconds after enrollment, added after business_days (0 = first touch)"
     )
     business_days: int = Field(
         0, ge=0, le=260, description="business days (Mon-Fri, not holidays) in the prospect's zone"
@@ -230,138 +229,3 @@ class Message(BaseModel):
     error: str
     created_at: datetime
     sent_at: datetime | None
-
-
-class RepTask(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-    id: str
-    rep_id: str | None
-    prospect_id: str
-    journey_id: str
-    kind: str
-    title: str
-    body: str
-    context: dict[str, Any]
-    due_at: datetime
-    status: str
-    outcome: str | None
-    notes: str
-    completed_at: datetime | None
-    created_at: datetime
-    prospect_card: dict[str, Any] = Field(
-        default_factory=dict,
-        description="who: name, company, title, email, phone, fit_score, tier, stage",
-    )
-    snoozed_until: datetime | None = None
-    urgent_at: datetime | None = None
-    urgent_reason: str = ""
-    escalated_at: datetime | None = None
-    reassigned_from: str | None = None
-
-
-class PriorityReason(BaseModel):
-    code: str = Field(description="escalated|overdue|due_soon|fresh_reply|meeting_soon|stage|fit")
-    points: int
-    text: str
-
-
-class InboxTask(RepTask):
-    priority: int = Field(description="sum of the reasons' points; the inbox is sorted by it")
-    reasons: list[PriorityReason]
-    why_now: str
-
-
-# services.outreach.tasks.OUTCOMES, in the same order (a Literal gives the 422 its field)
-TaskOutcome = Literal[
-    "connected",
-    "meeting_booked",
-    "voicemail",
-    "no_answer",
-    "not_interested",
-    "wrong_person",
-    "bad_number",
-    "done",
-    "skipped",
-]
-
-
-class TaskCompletion(BaseModel):
-    outcome: TaskOutcome
-    notes: str = Field("", max_length=5000)
-
-
-class TaskSnooze(BaseModel):
-    until: datetime = Field(description="ISO-8601 with offset, in the future")
-
-
-class TaskReassign(BaseModel):
-    rep_id: str = Field(min_length=1, max_length=64)
-
-
-class TasksReassigned(BaseModel):
-    prospect_id: str
-    rep_id: str
-    moved: list[str] = Field(description="ids of the open tasks now with the rep")
-
-
-class TaskPolicy(BaseModel):
-    """Ops' settings of the rep inbox (stored in outreach; defaults until first set)."""
-
-    escalate_after_seconds: int = Field(3600, ge=1, le=30 * 86400)
-    hot_reply_seconds: int = Field(86400, ge=1, le=30 * 86400)
-    meeting_soon_seconds: int = Field(7200, ge=1, le=7 * 86400)
-    due_soon_seconds: int = Field(3600, ge=0, le=7 * 86400)
-
-
-class NotificationPrefsIn(BaseModel):
-    channel: Literal["email", "sms", "none"] = "email"
-    email: Email = None
-    phone: Phone = None
-    webhook_url: str | None = Field(None, max_length=2000, pattern=r"^https?://\S+$")
-    webhook_secret: str | None = Field(None, min_length=16, max_length=200)
-    escalate_to: str | None = Field(
-        None, max_length=64, description="rep told of overdue tasks when prospecting has no manager"
-    )
-
-    @model_validator(mode="after")
-    def _complete(self) -> NotificationPrefsIn:
-        if self.channel == "sms" and not self.phone:
-            raise ValueError("channel sms needs a phone (E.164, e.g. +14155550100)")
-        if self.webhook_url and not self.webhook_secret:
-            raise ValueError("a webhook_url needs a webhook_secret (16 characters or more)")
-        return self
-
-
-class NotificationPrefs(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-    rep_id: str
-    channel: str
-    email: str | None
-    phone: str | None
-    webhook_url: str | None
-    has_webhook_secret: bool = Field(description="the secret itself is never shown again")
-    escalate_to: str | None
-    updated_at: datetime
-
-
-class TaskNotification(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-    id: str
-    task_id: str
-    reason: str
-    recipient_rep_id: str
-    channel: str
-    target: str
-    status: str
-    attempts: int
-    last_error: str
-    created_at: datetime
-    sent_at: datetime | None
-
-
-class Suppression(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-    channel: str
-    address: str
-    reason: str
-    created_at: datetime

@@ -6,7 +6,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
-from services.outreach import models, service
+from services.outreach import models
+from services.outreach.cadences import service
 from shared.activity_boundary import activity_boundary
 from shared.contracts.journey import PauseColleagues, PauseJourney
 from shared.contracts.names import Act, Sig

@@ -1,5 +1,5 @@
 """Outreach's part of a prospect's timeline (merged by prospecting's GET /prospects/{id}/timeline):
-enrolment, messages (sent, delivered, bounced, ...), replies, provider events, rep tasks."""
+enrollment, messages (sent, delivered, bounced, ...), replies, provider events, rep tasks."""
 
 from __future__ import annotations
 

@@ -20,9 +20,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.outreach import tasks
-from services.outreach.reps import RepDirectory
-from services.outreach.tasks_api import complete_and_tell
+from services.outreach.tasks import service as tasks
+from services.outreach.tasks.api import complete_and_tell
+from services.outreach.tasks.reps import RepDirectory
 from shared.auth import API_KEY_HEADER, ApiKey
 from shared.db import Session
 from shared.errors import AppError

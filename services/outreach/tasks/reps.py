@@ -5,11 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-
-from shared.auth import API_KEY_HEADER
-from shared.errors import AppError, not_found
-from shared.settings import Settings
+from services.outreach.prospects import ProspectingClient
 
 # A task is made inside a journey's activity: a slow prospecting must not hold it up for long.
 LOOKUP_TIMEOUT = 5.0
@@ -25,22 +21,8 @@ class RepInfo:
     manager_id: str | None  # prospecting's Rep.manager_id, when it has one
 
 
-class RepDirectory:
-    def __init__(
-        self, base_url: str, api_key: str, transport: httpx.AsyncBaseTransport | None = None
-    ) -> None:
-        self._client = httpx.AsyncClient(
-            base_url=base_url,
-            headers={API_KEY_HEADER: api_key},
-            timeout=LOOKUP_TIMEOUT,
-            transport=transport,
-        )
-
-    @classmethod
-    def from_settings(
-        cls, settings: Settings, transport: httpx.AsyncBaseTransport | None = None
-    ) -> RepDirectory:
-        return cls(settings.prospecting_url, settings.internal_api_key, transport)
+class RepDirectory(ProspectingClient):
+    TIMEOUT = LOOKUP_TIMEOUT
 
     async def rep(self, rep_id: str) -> RepInfo:
         """The rep, or AppError 404 (unknown) / 503 (prospecting did not answer)."""
@@ -63,20 +45,3 @@ class RepDirectory:
         card["stage"] = p.get("stage") or ""
         card["rep_id"] = p.get("rep_id")
         return card
-
-    async def _get(self, path: str, what: str, ident: str) -> dict[str, Any]:
-        try:
-            response = await self._client.get(path)
-        except httpx.HTTPError as err:
-            raise AppError(
-                503, "prospecting_unreachable", f"the prospecting service did not answer: {err}"
-            ) from err
-        if response.status_code == 404:
-            raise not_found(what, ident)
-        if response.status_code != 200:
-            raise AppError(502, "prospecting_error", f"prospecting answered {response.status_code}")
-        data: dict[str, Any] = response.json()
-        return data
-
-    async def close(self) -> None:
-        await self._client.aclose()

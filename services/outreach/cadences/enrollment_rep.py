@@ -1,6 +1,6 @@
-"""Prospecting's reassignment reaches the enrolment: POST /internal/prospects/{id}/rep.
+"""Prospecting's reassignment reaches the enrollment: POST /internal/prospects/{id}/rep.
 
-The enrolment's rep_id is what pausing a rep's journeys selects by, so it must follow the
+The enrollment's rep_id is what pausing a rep's journeys selects by, so it must follow the
 prospect. Called by prospecting's outbox relay (retried until 2xx); setting the same rep again
 changes nothing. The running journey is told too (signal rep_assigned), so its messages are
 signed by the new rep from then on; a 503 when it cannot be told makes the outbox retry.
@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select, update
 
 from services.outreach import models
-from services.outreach.reps import RepDirectory
+from services.outreach.tasks.reps import RepDirectory
 from shared.auth import require_api_key
 from shared.contracts.journey import RepAssigned
 from shared.contracts.names import Sig
@@ -31,7 +31,7 @@ class RepChange(BaseModel):
 class RepChanged(BaseModel):
     prospect_id: str
     rep_id: str
-    enrollments: int = Field(description="enrolments updated (0: not enrolled, or already)")
+    enrollments: int = Field(description="enrollments updated (0: not enrolled, or already)")
 
 
 @router.post("/internal/prospects/{prospect_id}/rep", tags=["enrollments"])

@@ -25,31 +25,22 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, get_args
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.outreach import models
 from services.outreach.inbox import JourneySignal, Stored, store_event
-from services.outreach.reps import RepDirectory
+from services.outreach.tasks import schemas
+from services.outreach.tasks.reps import RepDirectory
 from shared.contracts.journey import ReplyReceived, RepTaskRequest, StopCadence
 from shared.contracts.names import Sig
 from shared.errors import AppError, invalid, not_found
 
 log = logging.getLogger(__name__)
 OPEN, DONE, CLOSED = "open", "done", "closed"  # closed: no longer needed (a moved meeting)
-OUTCOMES = (
-    "connected",
-    "meeting_booked",
-    "voicemail",
-    "no_answer",
-    "not_interested",
-    "wrong_person",
-    "bad_number",
-    "done",
-    "skipped",
-)
+OUTCOMES = get_args(schemas.TaskOutcome)
 # the prospect engaged: ends the cadence like a reply and moves the journey to qualifying
 ENGAGED_OUTCOMES = frozenset({"connected", "meeting_booked"})
 # nobody to sell to on this cadence: stop it (the journey goes to nurture, with the reason)
@@ -375,3 +366,20 @@ def task_view(ranked: Ranked) -> dict[str, Any]:
         "why_now": "; ".join(r.text for r in ranked.reasons if r.code not in ("stage", "fit"))
         or f"due {task.due_at.isoformat()}",
     }
+
+
+async def list_tasks(
+    session: AsyncSession,
+    *,
+    rep_id: str | None = None,
+    prospect_id: str | None = None,
+    status: str | None = None,
+) -> list[models.RepTask]:
+    query = select(models.RepTask).order_by(models.RepTask.due_at, models.RepTask.created_at)
+    if rep_id is not None:
+        query = query.where(models.RepTask.rep_id == rep_id)
+    if prospect_id is not None:
+        query = query.where(models.RepTask.prospect_id == prospect_id)
+    if status is not None:
+        query = query.where(models.RepTask.status == status)
+    return list((await session.scalars(query)).all())

@@ -1,4 +1,4 @@
-"""Outreach's HTTP API: cadences, enrolments, messages, consent (rep tasks: tasks_api.py)."""
+"""Outreach's HTTP API: cadences, enrollments, messages, consent (rep tasks: tasks_api.py)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from services.outreach import erasure, models, schemas, service
-from services.outreach.enrolment import new_enrollment, start_journey
+from services.outreach import models
+from services.outreach.cadences import schemas, service
+from services.outreach.cadences.enrollment import new_enrollment, start_journey
+from services.outreach.consent import erasure
 from services.outreach.prospects import ProspectDirectory
 from shared.auth import require_api_key
 from shared.db import Session
@@ -92,8 +94,3 @@ async def get_enrollment(prospect_id: str, session: Session) -> models.Enrollmen
 )
 async def list_messages(prospect_id: str, session: Session) -> list[models.Message]:
     return await service.list_messages(session, prospect_id)
-
-
-@router.get("/suppressions", response_model=list[schemas.Suppression], tags=["consent"])
-async def suppressions(session: Session) -> list[models.Suppression]:
-    return await service.list_suppressions(session)

@@ -1,11 +1,11 @@
-"""Auto-enrolment by fit tier: a cadence with `auto_enroll` takes every new prospect whose tier
+"""Auto-enrollment by fit tier: a cadence with `auto_enroll` takes every new prospect whose tier
 is its `auto_enroll_min_tier` or better.
 
 Prospecting decides *when* (it sees prospects created, imported and re-scored upward) and
-outreach decides *where* (it owns cadences and enrolments): prospecting's outbox POSTs the
+outreach decides *where* (it owns cadences and enrollments): prospecting's outbox POSTs the
 prospects and their tiers to POST /internal/auto-enrollments, retried until outreach answers
 2xx. Outreach picks, per prospect, the auto-enrolling cadence with the strictest tier the
-prospect meets (the oldest on a tie) and enrolls them. Idempotent: the enrolment is unique per
+prospect meets (the oldest on a tie) and enrolls them. Idempotent: the enrollment is unique per
 prospect, and a prospect already enrolled only has their journey started again with the same
 id (USE_EXISTING), which completes an earlier attempt whose start failed.
 """
@@ -19,8 +19,10 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from services.outreach import erasure, models, service
-from services.outreach.enrolment import new_enrollment, start_journey
+from services.outreach import models
+from services.outreach.cadences import service
+from services.outreach.cadences.enrollment import new_enrollment, start_journey
+from services.outreach.consent import erasure
 from services.outreach.prospects import ProspectDirectory
 from shared.auth import require_api_key
 from shared.db import Session

@@ -14,7 +14,8 @@ from sqlalchemy import select
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
-from services.outreach import models, service
+from services.outreach import models
+from services.outreach.cadences import service
 from shared.auth import require_api_key
 from shared.contracts.journey import (
     CadenceSnapshot,

@@ -2,11 +2,11 @@
 
 POST /internal/erasures (called by prospecting's outbox relay, retried until it answers 2xx)
 stops and deletes the prospect's journey in Temporal, deletes their messages, tasks (and the
-tasks' notifications), enrolment, consent records, provider events and the plain-text opt-out
+tasks' notifications), enrollment, consent records, provider events and the plain-text opt-out
 and do-not-contact entries of their addresses, and stores the keyed digests of the email and
 phone instead (models.ErasedPerson). Idempotent: a repeat finds nothing left to delete.
 
-From then on an enrolment whose contact has an erased email or phone is refused (409), and
+From then on an enrollment whose contact has an erased email or phone is refused (409), and
 `erased_reason` tells a send check that the address belongs to an erased person.
 """
 
@@ -94,7 +94,7 @@ async def erased_reason(
 
 
 async def refuse_erased_contact(session: AsyncSession, pepper: str, contact: Contact) -> None:
-    """Enrolment check: 409 when the contact's email or phone belongs to an erased person."""
+    """Enrollment check: 409 when the contact's email or phone belongs to an erased person."""
     for channel, address in (("email", contact.email), ("sms", contact.phone)):
         if address and await erased_reason(session, pepper, channel, address):
             raise AppError(

@@ -41,8 +41,8 @@ from importlib import resources
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from services.outreach.return_dates import find_return_date, fold
-from services.outreach.send_window import known_zone, phone_zones
+from services.outreach.cadences.send_window import known_zone, phone_zones
+from services.outreach.webhooks.return_dates import find_return_date, fold
 
 Headers = Sequence[tuple[str, str]]
 OUT_OF_OFFICE = "out of office"

@@ -6,11 +6,12 @@ from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-from pydantic_core import PydanticCustomError
 from sqlalchemy import select, update
 
-from services.outreach import consent, models
+from services.outreach import models
+from services.outreach.consent import schemas
+from services.outreach.consent import service as consent
+from services.outreach.consent.suppressions import list_suppressions
 from shared.auth import require_api_key
 from shared.db import Session
 from shared.errors import AppError
@@ -18,63 +19,8 @@ from shared.errors import AppError
 router = APIRouter(dependencies=[Depends(require_api_key)], tags=["consent"])
 
 
-class ChannelConsent(BaseModel):
-    status: Literal["opted_in", "opted_out"] = Field(description="the person's choice")
-    reason: str = Field("", description="why it last changed (SMS STOP, unsubscribe link, ...)")
-    changed_at: datetime | None = None
-    address: str | None = Field(None, description="the address this channel reaches them at")
-    blocked: str | None = Field(
-        None,
-        description="why a send to that address would be refused now (opt-out, suppressed "
-        "address, do-not-contact entry); null when it would go out",
-    )
-
-
-class SuppressedAddress(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-    channel: str
-    address: str
-    reason: str
-    created_at: datetime
-
-
-class DncEntry(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-    id: str
-    kind: Literal["email", "phone", "domain"]
-    value: str
-    reason: str
-    created_at: datetime
-
-
-class ConsentView(BaseModel):
-    prospect_id: str
-    email: ChannelConsent
-    sms: ChannelConsent
-    suppressed_addresses: list[SuppressedAddress]
-    do_not_contact: list[DncEntry] = Field(description="entries that cover this person")
-
-
-class DncIn(BaseModel):
-    value: str = Field(
-        description="an email address, a phone number in E.164 (+14155550100) or a domain "
-        "(example.com: every address at it and its subdomains)",
-        examples=["ceo@example.com", "+14155550100", "example.com"],
-    )
-    reason: str = Field("", max_length=200)
-
-    @field_validator("value")
-    @classmethod
-    def _valid(cls, value: str) -> str:
-        try:
-            consent.parse_dnc(value)
-        except ValueError as err:
-            raise PydanticCustomError("do_not_contact", str(err)) from err
-        return value
-
-
-@router.get("/consent/{prospect_id}", response_model=ConsentView)
-async def get_consent(prospect_id: str, session: Session) -> ConsentView:
+@router.get("/consent/{prospect_id}", response_model=schemas.ConsentView)
+async def get_consent(prospect_id: str, session: Session) -> schemas.ConsentView:
     """The person's consent on every channel, the suppressed addresses and the do-not-contact
     entries that concern them (404 when outreach knows nothing of the prospect)."""
     rec = await consent.record_of(session, prospect_id)
@@ -103,7 +49,7 @@ async def get_consent(prospect_id: str, session: Session) -> ConsentView:
         latest = (
             next((a for c, a in sent if c == channel), None) or (addresses[channel] or [None])[0]
         )
-        channels[channel] = ChannelConsent(
+        channels[channel] = schemas.ChannelConsent(
             status=getattr(rec, f"{channel}_status") if rec else consent.OPTED_IN,
             reason=getattr(rec, f"{channel}_reason") if rec else "",
             changed_at=getattr(rec, f"{channel}_changed_at") if rec else None,
@@ -120,20 +66,14 @@ async def get_consent(prospect_id: str, session: Session) -> ConsentView:
                     models.Suppression.channel == channel, models.Suppression.address.in_(values)
                 )
             )
-            suppressed += [SuppressedAddress.model_validate(r) for r in rows.all()]
+            suppressed += [schemas.SuppressedAddress.model_validate(r) for r in rows.all()]
     entries = await consent.dnc_matches(session, addresses[consent.EMAIL], addresses[consent.SMS])
-    return ConsentView(
+    return schemas.ConsentView(
         prospect_id=prospect_id,
         email=channels[consent.EMAIL],
         sms=channels[consent.SMS],
         suppressed_addresses=suppressed,
-        do_not_contact=[DncEntry.model_validate(e) for e in entries],
-    )
-
-
-class DncAdded(DncEntry):
-    journeys_stopped: int = Field(
-        0, description="journeys of enrolled prospects this entry covers, told to stop by this call"
+        do_not_contact=[schemas.DncEntry.model_validate(e) for e in entries],
     )
 
 
@@ -141,10 +81,10 @@ class DncAdded(DncEntry):
 INLINE_STOPS = 50
 
 
-@router.post("/do-not-contact", response_model=DncAdded, status_code=201)
+@router.post("/do-not-contact", response_model=schemas.DncAdded, status_code=201)
 async def add_do_not_contact(
-    body: DncIn, request: Request, response: Response, session: Session
-) -> DncAdded:
+    body: schemas.DncIn, request: Request, response: Response, session: Session
+) -> schemas.DncAdded:
     """List an address, number or domain: nothing is sent to it from the commit on, whatever
     journey would send (a send already in flight finishes first), no rep task is made for a
     person it covers, and the journeys of the enrolled prospects it covers end (stop_cadence,
@@ -166,17 +106,17 @@ async def add_do_not_contact(
         inbox.wake()
     if not created:
         response.status_code = 200
-    return DncAdded.model_validate(
-        {**DncEntry.model_validate(entry).model_dump(), "journeys_stopped": len(stops)}
+    return schemas.DncAdded.model_validate(
+        {**schemas.DncEntry.model_validate(entry).model_dump(), "journeys_stopped": len(stops)}
     )
 
 
-@router.get("/do-not-contact", response_model=list[DncEntry])
+@router.get("/do-not-contact", response_model=list[schemas.DncEntry])
 async def list_do_not_contact(
     session: Session,
     kind: Annotated[Literal["email", "phone", "domain"] | None, Query()] = None,
-) -> list[DncEntry]:
-    return [DncEntry.model_validate(e) for e in await consent.list_dnc(session, kind)]
+) -> list[schemas.DncEntry]:
+    return [schemas.DncEntry.model_validate(e) for e in await consent.list_dnc(session, kind)]
 
 
 @router.delete("/do-not-contact/{entry_id}", status_code=204)
@@ -185,3 +125,8 @@ async def delete_do_not_contact(entry_id: str, session: Session) -> Response:
         raise AppError(404, "do_not_contact_not_found", f"no do-not-contact entry {entry_id}")
     await session.commit()
     return Response(status_code=204)
+
+
+@router.get("/suppressions", response_model=list[schemas.Suppression])
+async def suppressions(session: Session) -> list[models.Suppression]:
+    return await list_suppressions(session)

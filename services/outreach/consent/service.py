@@ -11,7 +11,7 @@ Every opt-out writes both in one transaction (`opt_out`), START / UNSTOP clears 
 A hard bounce is about the address, not the person: it suppresses the address only.
 
 A do-not-contact entry also ends the journeys of the enrolled prospects it covers (by the
-addresses their enrolment recorded or the ledger sent to): it stores a stop_cadence signal per
+addresses their enrollment recorded or the ledger sent to): it stores a stop_cadence signal per
 journey in the inbox in the entry's own transaction, as an unsubscribe does, so the relay
 delivers it even if Temporal is away when the entry is made. The send activity stores the same
 signal (same event id) when a touch meets an entry, for a journey the entry's lookup missed.
@@ -45,7 +45,8 @@ from sqlalchemy import delete, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.outreach import models, service
+from services.outreach import models
+from services.outreach.consent import suppressions
 from services.outreach.inbox import JourneySignal, Stored, store_event
 from shared.contracts.journey import StopCadence
 from shared.contracts.names import Sig
@@ -155,7 +156,7 @@ async def opt_out(
 ) -> bool:
     """Suppress the address on the channel and, with `person`, opt the person out of it.
     True when this changed anything. The caller commits."""
-    address = service.normalise_address(channel, address)
+    address = suppressions.normalise_address(channel, address)
     await _lock(
         session,
         _keys(channel, address, prospect_id if person else None, domain=False),
@@ -163,7 +164,7 @@ async def opt_out(
     )
     # the suppression row first: on SQLite that write takes the database's write lock, so the
     # record lookup below cannot race another opt-out of the same address
-    changed = await service.suppress(session, channel, address, reason)
+    changed = await suppressions.suppress(session, channel, address, reason)
     if person and channel in CHANNELS:
         rec = await _record_for_change(session, prospect_id, channel, address)
         changed = _set(rec, channel, OPTED_OUT, reason) or changed
@@ -180,8 +181,8 @@ async def opt_in(
     prospect_id: str | None = None,
 ) -> bool:
     """The person asked to hear from us again on this channel (SMS START / UNSTOP)."""
-    address = service.normalise_address(channel, address)
-    changed = await service.unsuppress(session, channel, address)
+    address = suppressions.normalise_address(channel, address)
+    changed = await suppressions.unsuppress(session, channel, address)
     rec = await _record_for_change(session, prospect_id, channel, address)
     changed = _set(rec, channel, OPTED_IN, reason) or changed
     await session.flush()
@@ -197,7 +198,7 @@ async def blocked(
     """Why nothing may be sent on `channel` to `address` now; None when it may."""
     if channel not in CHANNELS or not address:
         return None
-    address = service.normalise_address(channel, address)
+    address = suppressions.normalise_address(channel, address)
     entry = await dnc_match(session, channel, address)
     if entry is not None:
         return f"do not contact: {entry.kind} {entry.value}"[:200]
@@ -225,7 +226,7 @@ async def send_guard(
     opt-out of this address, domain or person waits for, so none commits while the provider call
     is in flight. On SQLite the one pooled connection is given back before the provider call.
     """
-    address = service.normalise_address(channel, address)
+    address = suppressions.normalise_address(channel, address)
     if session.get_bind().dialect.name == "postgresql":
         await _lock(session, _keys(channel, address, prospect_id, domain=True), shared=True)
         try:
@@ -363,8 +364,8 @@ def dnc_reason(entry: models.DoNotContact) -> str:
 
 
 async def covered_prospects(session: AsyncSession, kind: str, value: str) -> list[str]:
-    """The enrolled prospects an entry covers: by the addresses their enrolment recorded, and
-    by those the ledger sent to (enrolments made before addresses were recorded)."""
+    """The enrolled prospects an entry covers: by the addresses their enrollment recorded, and
+    by those the ledger sent to (enrollments made before addresses were recorded)."""
     e, m = models.Enrollment, models.Message
     if kind == "email":
         by_enrollment = e.email == value
@@ -421,7 +422,9 @@ async def dnc_for_contact(
     """The first entry that covers any of the person's addresses."""
     for channel, address in ((EMAIL, email), (SMS, phone)):
         if address:
-            entry = await dnc_match(session, channel, service.normalise_address(channel, address))
+            entry = await dnc_match(
+                session, channel, suppressions.normalise_address(channel, address)
+            )
             if entry is not None:
                 return entry
     return None

@@ -5,7 +5,7 @@ A loop runs in the outreach app and, each pass:
   1. marks open tasks that turned urgent (a fresh reply, a meeting soon) once, and queues a
      notification to their rep;
   2. escalates open tasks still open `escalate_after_seconds` after due, once: the task's
-     priority rises (services.outreach.tasks) and the rep's manager is told;
+     priority rises (services.outreach.tasks.service) and the rep's manager is told;
   3. delivers the queued rows through the one relay (shared.relay): claimed with a lease
      (replicas skip them), sent, marked sent; a failure is retried with the relay's backoff, a
      permanent one (or the last attempt) marks failed.
@@ -41,9 +41,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from twilio.base.exceptions import TwilioRestException
 
-from services.outreach import models, tasks
-from services.outreach.reps import RepDirectory, RepInfo
-from services.outreach.webhook_targets import check_webhook_url
+from services.outreach import models
+from services.outreach.notifications.webhook_targets import check_webhook_url
+from services.outreach.tasks import service as tasks
+from services.outreach.tasks.reps import RepDirectory, RepInfo
 from shared.app import run_during_lifespan
 from shared.db import new_id
 from shared.errors import AppError

@@ -9,7 +9,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.outreach import models, schemas
+from services.outreach import models
+from services.outreach.cadences import schemas
 from shared.contracts.journey import CadenceSnapshot, CadenceStep, SendWindow, StepVariant
 from shared.errors import not_found
 
@@ -142,7 +143,7 @@ def _cadence_out(
     )
 
 
-# --- enrolments -------------------------------------------------------------------------------
+# --- enrollments -------------------------------------------------------------------------------
 
 
 def company_key(company: str) -> str:
@@ -157,7 +158,7 @@ async def find_enrollment(session: AsyncSession, prospect_id: str) -> models.Enr
 
 
 async def add_enrollment(session: AsyncSession, row: models.Enrollment) -> models.Enrollment:
-    """Insert, or return the enrolment a concurrent request inserted first."""
+    """Insert, or return the enrollment a concurrent request inserted first."""
     try:
         async with session.begin_nested():
             session.add(row)
@@ -169,7 +170,7 @@ async def add_enrollment(session: AsyncSession, row: models.Enrollment) -> model
     return row
 
 
-# --- messages, tasks, consent -------------------------------------------------------------------
+# --- messages -------------------------------------------------------------------------------------
 
 
 async def list_messages(session: AsyncSession, prospect_id: str) -> list[models.Message]:
@@ -179,67 +180,3 @@ async def list_messages(session: AsyncSession, prospect_id: str) -> list[models.
         .order_by(models.Message.created_at, models.Message.channel)
     )
     return list(rows.all())
-
-
-async def list_tasks(
-    session: AsyncSession,
-    *,
-    rep_id: str | None = None,
-    prospect_id: str | None = None,
-    status: str | None = None,
-) -> list[models.RepTask]:
-    query = select(models.RepTask).order_by(models.RepTask.due_at, models.RepTask.created_at)
-    if rep_id is not None:
-        query = query.where(models.RepTask.rep_id == rep_id)
-    if prospect_id is not None:
-        query = query.where(models.RepTask.prospect_id == prospect_id)
-    if status is not None:
-        query = query.where(models.RepTask.status == status)
-    return list((await session.scalars(query)).all())
-
-
-def normalise_address(channel: str, address: str) -> str:
-    return address.strip().lower() if channel == "email" else address.strip()
-
-
-async def is_suppressed(session: AsyncSession, channel: str, address: str) -> bool:
-    row = await session.scalar(
-        select(models.Suppression.id).where(
-            models.Suppression.channel == channel,
-            models.Suppression.address == normalise_address(channel, address),
-        )
-    )
-    return row is not None
-
-
-async def suppress(session: AsyncSession, channel: str, address: str, reason: str) -> bool:
-    """Opt an address out of a channel for good. True when this call made the change."""
-    if await is_suppressed(session, channel, address):
-        return False
-    try:
-        async with session.begin_nested():
-            session.add(
-                models.Suppression(
-                    channel=channel, address=normalise_address(channel, address), reason=reason
-                )
-            )
-    except IntegrityError:
-        return False
-    return True
-
-
-async def unsuppress(session: AsyncSession, channel: str, address: str) -> bool:
-    row = await session.scalar(
-        select(models.Suppression).where(
-            models.Suppression.channel == channel,
-            models.Suppression.address == normalise_address(channel, address),
-        )
-    )
-    if row is None:
-        return False
-    await session.delete(row)
-    return True
-
-
-async def list_suppressions(session: AsyncSession) -> list[models.Suppression]:
-    return list((await session.scalars(select(models.Suppression))).all())

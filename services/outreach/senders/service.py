@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.outreach import models
-from services.outreach.send_policy import DAY, HOUR, CapState, Decision, SenderState, decide
+from services.outreach.senders.send_policy import DAY, HOUR, CapState, Decision, SenderState, decide
 from shared.errors import conflict, not_found
 from shared.providers.email import address_domain, new_message_id
 

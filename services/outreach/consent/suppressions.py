@@ -1,0 +1,57 @@
+"""Per-address suppressions: an address opted out of a channel for good (kept in step with the
+consent record by consent/service.py). Use cases take a session and never commit."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.outreach import models
+
+
+def normalise_address(channel: str, address: str) -> str:
+    return address.strip().lower() if channel == "email" else address.strip()
+
+
+async def is_suppressed(session: AsyncSession, channel: str, address: str) -> bool:
+    row = await session.scalar(
+        select(models.Suppression.id).where(
+            models.Suppression.channel == channel,
+            models.Suppression.address == normalise_address(channel, address),
+        )
+    )
+    return row is not None
+
+
+async def suppress(session: AsyncSession, channel: str, address: str, reason: str) -> bool:
+    """Opt an address out of a channel for good. True when this call made the change."""
+    if await is_suppressed(session, channel, address):
+        return False
+    try:
+        async with session.begin_nested():
+            session.add(
+                models.Suppression(
+                    channel=channel, address=normalise_address(channel, address), reason=reason
+                )
+            )
+    except IntegrityError:
+        return False
+    return True
+
+
+async def unsuppress(session: AsyncSession, channel: str, address: str) -> bool:
+    row = await session.scalar(
+        select(models.Suppression).where(
+            models.Suppression.channel == channel,
+            models.Suppression.address == normalise_address(channel, address),
+        )
+    )
+    if row is None:
+        return False
+    await session.delete(row)
+    return True
+
+
+async def list_suppressions(session: AsyncSession) -> list[models.Suppression]:
+    return list((await session.scalars(select(models.Suppression))).all())
