@@ -15,7 +15,7 @@ silently narrowed: a rep must pass the owner filter (e.g. GET /prospects?rep_id=
 
 `enforce_access` runs before every route of every service (installed by shared/app.py). A route
 without an entry is admin-only at run time; `uncovered_routes` lists such routes, the startup
-check logs them (refuses to start in production) and tests/integration/test_roles.py fails.
+check logs them (refuses to start in production) and tests/stack/test_roles.py fails.
 
 Adding a route is one line in POLICIES of services/<name>/access.py, e.g.
     ("POST", "/deals/{deal_id}/notes"): rep_own("path:deal_id"),

@@ -1,7 +1,7 @@
 """Who may call which outreach route, and whose each outreach id is (for rep keys).
 
 The roles, rules and their enforcement: shared/access.py. A route without an entry here is
-admin-only at run time and fails tests/integration/test_roles.py.
+admin-only at run time and fails tests/stack/test_roles.py.
 """
 
 from __future__ import annotations

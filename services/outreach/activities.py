@@ -61,7 +61,7 @@ AfterSend = Callable[[models.Message], Awaitable[None]]
 
 
 class SendFaults:
-    """Fault-injection seam of the exactly-once tests (tests/integration/test_exactly_once.py).
+    """Fault-injection seam of the exactly-once tests (tests/outreach/test_exactly_once.py).
 
     Production passes None. A test subclasses this and makes a hook raise (the activity fails and
     Temporal retries it) or kill the worker process, at the three moments that matter for a send:
