@@ -111,4 +111,7 @@ async def read_value(request: Request, query: Select[tuple[T]]) -> T | None:
         return value
 
 
-Session = Annotated[AsyncSession, Depends(request_session)]
+# scope="function": commit before the response is sent. With the default ("request") FastAPI
+# runs the commit after sending, so a client could act on a 201 before the row was visible (the
+# ops dashboard test recorded a stage for a just-created prospect and got "does not exist").
+Session = Annotated[AsyncSession, Depends(request_session, scope="function")]

@@ -21,8 +21,10 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from temporalio import workflow
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from services.deals.access import POLICIES as DEALS_POLICIES
 from services.deals.activities import DealsActivities
@@ -38,7 +40,14 @@ from services.referrals.activities import ReferralsActivities
 from services.referrals.app import create_app as referrals_app
 from shared.access import COMMON, PUBLIC, RouteKey, Rule, api_routes
 from shared.auth import API_KEY_HEADER
-from shared.contracts.journey import OpenDealRequest, ReferralAskRequest, RepTaskRequest, journey_id
+from shared.contracts.journey import (
+    JourneyState,
+    OpenDealRequest,
+    ReferralAskRequest,
+    RepTaskRequest,
+    journey_id,
+)
+from shared.contracts.names import Query
 from shared.migrations import upgrade
 from shared.settings import SERVICES, Settings
 from tests.support.databases import POSTGRES_URL
@@ -92,6 +101,21 @@ def _served_routes() -> list[tuple[str, str, str]]:
 
 
 ROUTES = _served_routes()
+
+
+@workflow.defn(name="RolesJourneyStandIn")
+class JourneyStandIn:
+    """A journey that only waits and answers the state query. The deals API signals it after
+    its commits; GET /journeys/{prospect_id} queries it, and with no worker polling, each such
+    query waited ~30 s for Temporal to give up (90 s per database for that one route)."""
+
+    @workflow.run
+    async def run(self) -> None:
+        await workflow.wait_condition(lambda: False)
+
+    @workflow.query(name=Query.STATE)
+    def state(self) -> JourneyState:
+        return JourneyState(stage="presenting", next_step=0, deal_id=None, finished=False)
 
 
 @dataclass
@@ -239,6 +263,14 @@ async def stack(
     apps["referrals"] = referrals_app(settings, temporal_client=client)
     standins: list[WorkflowHandle[Any, Any]] = []
     async with AsyncExitStack() as exits:
+        await exits.enter_async_context(
+            Worker(
+                client,
+                task_queue=f"{prefix}standins",
+                workflows=[JourneyStandIn],
+                workflow_runner=UnsandboxedWorkflowRunner(),
+            )
+        )
         http = {}
         for name, app in apps.items():
             if name == "prospecting":
@@ -249,13 +281,15 @@ async def stack(
                 httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://test")
             )
         built = Stack(apps, http, a, b)
-        standins = await _data(built, settings, client)
+        standins = await _data(built, settings, client, f"{prefix}standins")
         yield built
         for handle in standins:
             await handle.terminate("roles test over")
 
 
-async def _data(stack: Stack, settings: Settings, client: Client) -> list[WorkflowHandle[Any, Any]]:
+async def _data(
+    stack: Stack, settings: Settings, client: Client, standin_queue: str
+) -> list[WorkflowHandle[Any, Any]]:
     """Each rep's task, deal (with an objection) and referral ask, made as the journey makes
     them: through the services' activities (and the deals API for the objection)."""
     acts = outreach_activities(settings, stack.apps["outreach"].state.sessions)
@@ -265,10 +299,10 @@ async def _data(stack: Stack, settings: Settings, client: Client) -> list[Workfl
     standins = []
     for mine in (stack.a, stack.b):
         rep, pid = mine.ids["rep_id"], mine.ids["prospect_id"]
-        # a journey stand-in (no worker runs it) so the deals API can signal after its commit
+        # a journey stand-in, so the deals API can signal after its commit
         standins.append(
             await client.start_workflow(
-                "RolesJourneyStandIn", id=journey_id(pid), task_queue=f"nobody-{uuid.uuid4()}"
+                JourneyStandIn.run, id=journey_id(pid), task_queue=standin_queue
             )
         )
         mine.ids["task_id"] = await create_task(
