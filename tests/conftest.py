@@ -4,14 +4,29 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support.apps import api, http, service_app  # noqa: F401  (fixtures)
 from tests.support.browser import browser, page  # noqa: F401  (fixtures for the page tests)
 from tests.support.databases import POSTGRES_URL, REQUIRE_POSTGRES
+from tests.support.dev_stack import running_dev_stack  # noqa: F401  (fixture)
 from tests.support.fixtures import (  # noqa: F401  (fixtures)
     database_urls,
     queue_prefix,
     temporal_local,
     temporal_skipping,
 )
+from tests.support.stack import on_processes, stack  # noqa: F401  (fixture)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "stack(outbox=OutboxTiming, processes=False): options of the `stack` fixture "
+        "(tests/support/stack.py)",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    on_processes(metafunc)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
