@@ -40,9 +40,9 @@ from shared.providers.twilio_signature import SIGNATURE_HEADER, sign_twilio_requ
 from tests.support.eventually import eventually
 from tests.support.ports import free_port
 from tests.support.sandboxes import Sandboxes, SendTouchOnce, sandboxes, send_touch
-from tests.support.scenarios import Driver, daytime_zone, fast_cadence
+from tests.support.scenarios import daytime_zone, fast_cadence
 from tests.support.settings import AUTH, make_settings
-from tests.support.stack import whole_stack
+from tests.support.stack import StackDriver
 from tests.support.webhooks import (
     FAST,
     RecordingJourney,
@@ -1044,76 +1044,63 @@ async def test_an_opt_out_during_the_provider_call(
 # --- the real journey -------------------------------------------------------------------------
 
 
-async def test_journey_respects_consent_and_auto_replies(
-    tmp_path: Path,
-    database_urls: dict[str, str],
-    temporal_local: WorkflowEnvironment,
-    queue_prefix: str,
-) -> None:
+async def test_journey_respects_consent_and_auto_replies(stack: StackDriver) -> None:
     """Whole stack, real journeys: a second touch due 8 s after the first. Listed after the
     first touch: the cadence ends, nothing more goes out. Unsubscribed: the cadence ends. Out of office: the journey
     pauses (the touch that falls due waits for the resume) and no reply is counted."""
-    async with whole_stack(tmp_path, database_urls, temporal_local, queue_prefix) as urls:
-        d = Driver(urls)
-        try:
-            await d.setup()
-            steps = fast_cadence()["steps"][:2]
-            steps += [
-                {
-                    "channel": "email",
-                    "offset_seconds": 8,
-                    "subject": "Again",
-                    "body": "Following up",
-                },
-                {"channel": "sms", "offset_seconds": 8, "body": "Following up by text"},
-            ]
-            cadence = await d.ok(
-                "POST", f"{urls.outreach}/cadences", json=fast_cadence(steps=steps)
-            )
-            listed, leaving, away = [await d.new_prospect(n) for n in ("Lis", "Lee", "Ava")]
-            for p in (listed, leaving, away):
-                await d.enroll(p["id"], cadence["id"])
-            firsts = {
-                p["id"]: (await d.wait_mails(p["email"], 1))[0] for p in (listed, leaving, away)
-            }
-            for p in (listed, leaving, away):
-                await eventually(lambda p=p: d.sms_to(p["phone"]), "the first text")
+    d, urls = stack, stack.u
+    await d.setup()
+    steps = fast_cadence()["steps"][:2]
+    steps += [
+        {
+            "channel": "email",
+            "offset_seconds": 8,
+            "subject": "Again",
+            "body": "Following up",
+        },
+        {"channel": "sms", "offset_seconds": 8, "body": "Following up by text"},
+    ]
+    cadence = await d.ok("POST", f"{urls.outreach}/cadences", json=fast_cadence(steps=steps))
+    listed, leaving, away = [await d.new_prospect(n) for n in ("Lis", "Lee", "Ava")]
+    for p in (listed, leaving, away):
+        await d.enroll(p["id"], cadence["id"])
+    firsts = {p["id"]: (await d.wait_mails(p["email"], 1))[0] for p in (listed, leaving, away)}
+    for p in (listed, leaving, away):
+        await eventually(lambda p=p: d.sms_to(p["phone"]), "the first text")
 
-            for value in (listed["email"], listed["phone"]):
-                await d.ok("POST", f"{urls.outreach}/do-not-contact", json={"value": value})
-            unsubscribe = firsts[leaving["id"]]["headers"]["List-Unsubscribe"].strip().strip("<>")
-            assert (await d.http.post(unsubscribe)).status_code == 200
-            reply_to = firsts[away["id"]]["headers"]["Reply-To"]
-            form = mailgun_inbound(
-                "dev-mailgun-signing-key",
-                sender=away["email"],
-                recipient=reply_to.split("<")[1].rstrip(">"),
-                subject="Automatic reply: Quick question",
-                text="I am out of the office with limited access to email.",
-                extra_headers=[("Auto-Submitted", "auto-replied")],
-            )
-            r = await d.http.post(f"{urls.outreach}/webhooks/mailgun/inbound", data=form)
-            assert r.status_code == 200
+    for value in (listed["email"], listed["phone"]):
+        await d.ok("POST", f"{urls.outreach}/do-not-contact", json={"value": value})
+    unsubscribe = firsts[leaving["id"]]["headers"]["List-Unsubscribe"].strip().strip("<>")
+    assert (await d.http.post(unsubscribe)).status_code == 200
+    reply_to = firsts[away["id"]]["headers"]["Reply-To"]
+    form = mailgun_inbound(
+        "dev-mailgun-signing-key",
+        sender=away["email"],
+        recipient=reply_to.split("<")[1].rstrip(">"),
+        subject="Automatic reply: Quick question",
+        text="I am out of the office with limited access to email.",
+        extra_headers=[("Auto-Submitted", "auto-replied")],
+    )
+    r = await d.http.post(f"{urls.outreach}/webhooks/mailgun/inbound", data=form)
+    assert r.status_code == 200
 
-            async def paused() -> bool:
-                state = await d.ok("GET", f"{urls.outreach}/journeys/{away['id']}")
-                return bool(state["paused"])
+    async def paused() -> bool:
+        state = await d.ok("GET", f"{urls.outreach}/journeys/{away['id']}")
+        return bool(state["paused"])
 
-            await eventually(paused, "the out-of-office pause")
+    await eventually(paused, "the out-of-office pause")
 
-            # listing ends the cadence as unsubscribing does
-            await d.wait_stage(listed["id"], "nurture")
-            await d.wait_stage(leaving["id"], "nurture")
-            await asyncio.sleep(9)  # past the second touch of the others too
-            for p in (listed, leaving, away):
-                assert len(await d.mails_to(p["email"])) == 1, p["first_name"]
-                assert len(await d.sms_to(p["phone"])) == 1, p["first_name"]
-            assert "qualifying" not in await d.stages(away["id"])
-            assert await paused()
-            msgs = await d.ok("GET", f"{urls.outreach}/prospects/{away['id']}/messages")
-            assert all(m.get("replied_at") is None for m in msgs)
-        finally:
-            await d.close()
+    # listing ends the cadence as unsubscribing does
+    await d.wait_stage(listed["id"], "nurture")
+    await d.wait_stage(leaving["id"], "nurture")
+    await asyncio.sleep(9)  # past the second touch of the others too
+    for p in (listed, leaving, away):
+        assert len(await d.mails_to(p["email"])) == 1, p["first_name"]
+        assert len(await d.sms_to(p["phone"])) == 1, p["first_name"]
+    assert "qualifying" not in await d.stages(away["id"])
+    assert await paused()
+    msgs = await d.ok("GET", f"{urls.outreach}/prospects/{away['id']}/messages")
+    assert all(m.get("replied_at") is None for m in msgs)
 
 
 # --- the migration --------------------------------------------------------------------------------
