@@ -14,19 +14,15 @@ from tests.support.fixtures import (  # noqa: F401  (fixtures)
     temporal_local,
     temporal_skipping,
 )
-from tests.support.stack import on_processes, stack  # noqa: F401  (fixture)
+from tests.support.stack import stack  # noqa: F401  (fixture)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "stack(outbox=OutboxTiming, processes=False): options of the `stack` fixture "
+        "stack(outbox=OutboxTiming): prospecting's outbox timing in the `stack` fixture "
         "(tests/support/stack.py)",
     )
-
-
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    on_processes(metafunc)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

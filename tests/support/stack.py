@@ -5,9 +5,9 @@ and workflows on the given Temporal server, SMTP (aiosmtpd), the Twilio sandbox 
 page, on SQLite and on PostgreSQL. Every service reaches the others on this stack's ports, never
 on the default ones.
 
-Options, as a marker on the test: `@pytest.mark.stack(outbox=OutboxTiming(...))` for prospecting's
-outbox timing; `@pytest.mark.stack(processes=True)` for the dev stack as real processes on their
-own ports (one per test module, see tests/support/dev_stack.py) instead."""
+Options on the test: `@pytest.mark.stack(outbox=OutboxTiming(...))` for prospecting's outbox
+timing; `@ON_PROCESSES` for the dev stack as real processes on their own ports (one per test
+module, see tests/support/dev_stack.py) instead."""
 
 from __future__ import annotations
 
@@ -38,6 +38,9 @@ from tests.support.serve import serve
 # The prospecting outbox relays within a tenth of a second instead of its production second.
 FAST_OUTBOX = OutboxTiming(poll_seconds=0.1, base_delay=0.2, max_delay=1.0)
 PROCESSES = "processes"
+# On a test: its `stack` is the module's dev stack, as real processes, instead of one in process
+# per database.
+ON_PROCESSES = pytest.mark.parametrize("stack", [PROCESSES], indirect=True)
 
 
 @dataclass
@@ -128,13 +131,6 @@ def stack_options(node: pytest.Item | pytest.Function) -> dict[str, Any]:
     return dict(marker.kwargs) if marker else {}
 
 
-def on_processes(metafunc: pytest.Metafunc) -> None:
-    """For conftest's pytest_generate_tests: a test marked stack(processes=True) runs once, on
-    the dev stack, instead of once per database."""
-    if "stack" in metafunc.fixturenames and stack_options(metafunc.definition).get(PROCESSES):
-        metafunc.parametrize("stack", [PROCESSES], indirect=True)
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def stack(
     request: pytest.FixtureRequest,
@@ -143,7 +139,7 @@ async def stack(
     queue_prefix: str,
 ) -> AsyncIterator[StackDriver]:
     """A driver on a ready stack: in process on this test's ports, on SQLite and on PostgreSQL,
-    or (marked stack(processes=True)) on the module's dev stack."""
+    or (with @ON_PROCESSES) on the module's dev stack."""
     options = stack_options(request.node)
     if request.param == PROCESSES:
         running: Stack = request.getfixturevalue("running_dev_stack")
