@@ -27,7 +27,6 @@ from shared.contracts.journey import (
 from shared.db import create_engine, session_factory
 from shared.providers.mailgun import event_payload, inbound_form
 from shared.providers.twilio_signature import sign_twilio_request
-from tests.support.journeys import RecordingJourney
 from tests.support.sandboxes import Sandboxes, SendTouchOnce, sandboxes
 from tests.support.scenarios import daytime_zone
 from tests.support.sending import Rig, SendingRig
@@ -275,18 +274,8 @@ async def _inbox_count(r: Rig) -> int:
 async def test_sms_stop_reply_and_signatures(sending_rig: SendingRig) -> None:
     async with sending_rig(**OUTREACH_DEFAULTS) as r:
         c = contact()
-        handle = await r.env.client.start_workflow(
-            RecordingJourney.run,
-            {"contact": c.__dict__},
-            id=journey_id(c.prospect_id),
-            task_queue=r.sb.settings.task_queue("journeys"),
-        )
-        await r.env.client.execute_workflow(
-            SendTouchOnce.run,
-            touch(c),
-            id=f"send-{uuid.uuid4().hex}",
-            task_queue=r.sb.settings.task_queue("journeys"),
-        )
+        handle = await r.recording_journey(c)
+        await r.send(touch(c))
         base = {
             "AccountSid": r.sb.settings.twilio_account_sid,
             "From": c.phone or "",
@@ -386,18 +375,8 @@ async def test_mailgun_reply_and_bounce(sending_rig: SendingRig) -> None:
 
     async with sending_rig(**OUTREACH_DEFAULTS) as r:
         c = contact()
-        handle = await r.env.client.start_workflow(
-            RecordingJourney.run,
-            {"contact": c.__dict__},
-            id=journey_id(c.prospect_id),
-            task_queue=r.sb.settings.task_queue("journeys"),
-        )
-        await r.env.client.execute_workflow(
-            SendTouchOnce.run,
-            touch(c),
-            id=f"send-{uuid.uuid4().hex}",
-            task_queue=r.sb.settings.task_queue("journeys"),
-        )
+        handle = await r.recording_journey(c)
+        await r.send(touch(c))
         sent = r.sb.mailbox.list(to=c.email)[0].to_json()
         key = r.sb.settings.mailgun_signing_key.get_secret_value()
         form = inbound_form(

@@ -58,6 +58,15 @@ class Rig:
             task_queue=self.settings.task_queue("journeys"),
         )
 
+    async def recording_journey(self, c: Contact) -> WorkflowHandle[Any, Any]:
+        """A stand-in journey for the contact: the webhooks signal it, it records what it got."""
+        return await self.env.client.start_workflow(
+            RecordingJourney.run,
+            {"contact": c.__dict__},
+            id=journey_id(c.prospect_id),
+            task_queue=self.settings.task_queue("journeys"),
+        )
+
     async def send(self, req: TouchRequest) -> TouchResult:
         return await (await self.start(req)).result()
 
