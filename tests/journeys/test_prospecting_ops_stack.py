@@ -56,11 +56,7 @@ async def _scenario(d: Driver, urls: Urls, env: WorkflowEnvironment, settings: S
     assert ada["rep_id"] == rita["id"]
     sam = await d.ok("POST", f"{P}/reps", json={"name": "Sam", "email": "sam@example.org"})
     await d.enroll(ada["id"], cadence["id"])
-    first = (await d.wait_mails(ada["email"], 1))[0]
-    reply = await d.http.post(
-        f"{urls.mailbox}/api/messages/{first['id']}/reply", json={"text": "Tell me more"}
-    )
-    assert reply.json()["webhook_status"] == 200, reply.text
+    await d.reply_to_first_mail(ada, "Tell me more")
     await d.wait_stage(ada["id"], "qualifying")
     deal = await d.deal_of(ada["id"])
 
@@ -71,12 +67,7 @@ async def _scenario(d: Driver, urls: Urls, env: WorkflowEnvironment, settings: S
     answers = {"budget": True, "authority": "decision_maker", "need": "reports", "timeline": 3}
     await d.ok("POST", f"{urls.deals}/deals/{deal['id']}/qualification", json={"answers": answers})
     await d.wait_stage(ada["id"], "presenting")
-    starts = (datetime.now(UTC) + timedelta(days=2)).isoformat()
-    await d.ok(
-        "POST",
-        f"{urls.deals}/deals/{deal['id']}/meetings",
-        json={"starts_at": starts, "title": "Demo"},
-    )
+    await d.schedule_meeting(deal["id"], timedelta(days=2))
     await d.ok(
         "POST", f"{urls.deals}/deals/{deal['id']}/objections", json={"text": "Too expensive"}
     )

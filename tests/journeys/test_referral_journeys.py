@@ -49,11 +49,7 @@ async def win_client(d: Driver, first_name: str, cadence_id: str) -> dict[str, A
     """A prospect who replies, qualifies and signs: their journey goes on to referrals."""
     client = await d.new_prospect(first_name)
     await d.enroll(client["id"], cadence_id)
-    first = (await d.wait_mails(client["email"], 1))[0]
-    reply = await d.http.post(
-        f"{d.u.mailbox}/api/messages/{first['id']}/reply", json={"text": "Interested"}
-    )
-    assert reply.json()["webhook_status"] == 200, reply.text
+    await d.reply_to_first_mail(client, "Interested")
     await d.wait_stage(client["id"], "qualifying")
     deal = await d.deal_of(client["id"])
     await qualify(d, deal["id"])
