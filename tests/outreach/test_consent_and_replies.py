@@ -163,7 +163,7 @@ class ScheduledTouch:
 
 
 @dataclass
-class Stack:
+class OutreachRig:
     sb: Sandboxes
     api: httpx.AsyncClient
     env: WorkflowEnvironment
@@ -207,7 +207,7 @@ class Stack:
 
 
 @contextlib.asynccontextmanager
-async def stack(
+async def outreach_rig(
     tmp_path: Path,
     database_urls: dict[str, str],
     env: WorkflowEnvironment,
@@ -216,7 +216,7 @@ async def stack(
     faults: SendFaults | None = None,
     smtp_port: int | None = None,
     **overrides: object,
-) -> AsyncIterator[Stack]:
+) -> AsyncIterator[OutreachRig]:
     urls = {"outreach": database_urls["outreach"]}
     async with sandboxes(tmp_path, urls, prefix, **{**PM, **overrides}) as sb:
         worker_settings = sb.settings
@@ -244,7 +244,7 @@ async def stack(
             api = await es.enter_async_context(
                 httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://test")
             )
-            yield Stack(sb, api, env, sessions)
+            yield OutreachRig(sb, api, env, sessions)
         await acts[0].__self__._sms.close()  # type: ignore[attr-defined]
         await engine.dispose()
 
@@ -494,7 +494,7 @@ async def test_a_reply_without_in_reply_to_is_matched_by_its_reply_address(
     temporal_local: WorkflowEnvironment,
     queue_prefix: str,
 ) -> None:
-    async with stack(tmp_path, database_urls, temporal_local, queue_prefix) as st:
+    async with outreach_rig(tmp_path, database_urls, temporal_local, queue_prefix) as st:
         ada, bob = person(), person()
         handles = {
             c.prospect_id: await temporal_local.client.start_workflow(
@@ -557,7 +557,7 @@ async def test_the_reply_domain_setting(
     temporal_local: WorkflowEnvironment,
     queue_prefix: str,
 ) -> None:
-    async with stack(
+    async with outreach_rig(
         tmp_path, database_urls, temporal_local, queue_prefix, reply_domain="reply.closeflow.test"
     ) as st:
         c = person()
@@ -579,7 +579,7 @@ async def test_one_consent_record_per_person_across_channels(
     temporal_local: WorkflowEnvironment,
     queue_prefix: str,
 ) -> None:
-    async with stack(tmp_path, database_urls, temporal_local, queue_prefix) as st:
+    async with outreach_rig(tmp_path, database_urls, temporal_local, queue_prefix) as st:
         ada, bob = person(), person()
         for c in (ada, bob):
             assert await st.send(touch(c)) == {"email": "sent", "sms": "sent"}
@@ -652,7 +652,7 @@ async def test_an_opted_out_person_gets_nothing_at_another_address(
     temporal_local: WorkflowEnvironment,
     queue_prefix: str,
 ) -> None:
-    async with stack(tmp_path, database_urls, temporal_local, queue_prefix) as st:
+    async with outreach_rig(tmp_path, database_urls, temporal_local, queue_prefix) as st:
         ada = person()
         assert await st.send(touch(ada, channels=("email",))) == {"email": "sent"}
         [mail] = st.emails_to(ada.email or "")
@@ -717,7 +717,7 @@ async def test_nothing_is_sent_to_a_listed_address_number_or_domain(
     temporal_local: WorkflowEnvironment,
     queue_prefix: str,
 ) -> None:
-    async with stack(tmp_path, database_urls, temporal_local, queue_prefix) as st:
+    async with outreach_rig(tmp_path, database_urls, temporal_local, queue_prefix) as st:
         listed = person(email="ceo@listed.example")
         sub = person(email="ops@eu.blocked.example")
         fine = person(email="someone@blocked-not.example")
@@ -841,7 +841,7 @@ async def test_no_rep_task_for_a_listed_or_wholly_opted_out_person(
     """call_task and social_task steps make no task for a person a do-not-contact entry covers
     or who opted out of every channel we reach them on; the touch records why. A touch that
     meets an entry also stores the cadence stop for the journey (enrolled as it was made)."""
-    async with stack(tmp_path, database_urls, temporal_local, queue_prefix) as st:
+    async with outreach_rig(tmp_path, database_urls, temporal_local, queue_prefix) as st:
         listed, quiet, email_only_out, fine = person(), person(), person(), person()
         domain_listed = person(email="ada@agency.example")
         r = await st.api.post("/do-not-contact", json={"value": listed.phone}, headers=AUTH)
@@ -909,7 +909,7 @@ async def test_a_step_already_scheduled_sends_nothing_after_stop_unsubscribe_or_
     temporal_local: WorkflowEnvironment,
     queue_prefix: str,
 ) -> None:
-    async with stack(tmp_path, database_urls, temporal_local, queue_prefix) as st:
+    async with outreach_rig(tmp_path, database_urls, temporal_local, queue_prefix) as st:
         texter, reader, listed = person(), person(), person()
         for c in (texter, reader, listed):
             assert await st.send(touch(c)) == {"email": "sent", "sms": "sent"}
@@ -968,7 +968,9 @@ async def test_an_opt_out_committed_after_the_first_check_is_seen_before_the_pro
     queue_prefix: str,
 ) -> None:
     faults = OptOutAtTheLastMoment()
-    async with stack(tmp_path, database_urls, temporal_local, queue_prefix, faults=faults) as st:
+    async with outreach_rig(
+        tmp_path, database_urls, temporal_local, queue_prefix, faults=faults
+    ) as st:
         faults.sessions = st.sessions
         c = person()
         assert await st.send(touch(c)) == {"email": "suppressed", "sms": "suppressed"}
@@ -1010,7 +1012,7 @@ async def test_an_opt_out_during_the_provider_call(
     await asyncio.to_thread(controller.start)
     postgres = database_urls["outreach"].startswith("postgresql")
     try:
-        async with stack(
+        async with outreach_rig(
             tmp_path, database_urls, temporal_local, queue_prefix, smtp_port=port
         ) as st:
             c = person()
