@@ -4,14 +4,25 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support.apps import api, http, service_app  # noqa: F401  (fixtures)
 from tests.support.browser import browser, page  # noqa: F401  (fixtures for the page tests)
 from tests.support.databases import POSTGRES_URL, REQUIRE_POSTGRES
+from tests.support.dev_stack import running_dev_stack  # noqa: F401  (fixture)
 from tests.support.fixtures import (  # noqa: F401  (fixtures)
     database_urls,
     queue_prefix,
     temporal_local,
     temporal_skipping,
 )
+from tests.support.stack import stack  # noqa: F401  (fixture)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "stack(outbox=OutboxTiming): prospecting's outbox timing in the `stack` fixture "
+        "(tests/support/stack.py)",
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

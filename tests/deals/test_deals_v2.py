@@ -7,14 +7,7 @@ Reuses the recording journey of test_deals_api: each test asserts what the journ
 from typing import Any
 
 from shared.contracts.journey import DealRef
-from tests.support.deals import (
-    GOOD_ANSWERS,
-    DealsEnv,
-    error,
-    fields,
-    in_an_hour,
-    signals,
-)
+from tests.support.deals import GOOD_ANSWERS, DealsEnv, error, fields, in_an_hour, signals
 
 MEDDIC_KEYS = [
     "metrics",

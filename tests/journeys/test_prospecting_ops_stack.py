@@ -27,7 +27,7 @@ from tests.support.sandboxes import sandboxes
 from tests.support.scenarios import Driver, Urls, fast_cadence
 from tests.support.serve import serve
 from tests.support.settings import AUTH
-from tests.support.stack import service_app, service_urls, whole_stack
+from tests.support.stack import StackDriver, build_app, service_urls
 
 
 async def _journey_gone(env: WorkflowEnvironment, prospect_id: str) -> bool:
@@ -39,18 +39,9 @@ async def _journey_gone(env: WorkflowEnvironment, prospect_id: str) -> bool:
 
 
 async def test_reassign_timeline_and_erasure_across_the_running_services(
-    tmp_path: Path,
-    database_urls: dict[str, str],
-    temporal_local: WorkflowEnvironment,
-    queue_prefix: str,
+    stack: StackDriver,
 ) -> None:
-    async with whole_stack(tmp_path, database_urls, temporal_local, queue_prefix) as urls:
-        settings = urls.settings
-        d = Driver(urls)
-        try:
-            await _scenario(d, urls, temporal_local, settings)
-        finally:
-            await d.close()
+    await _scenario(stack, stack.u, stack.env, stack.u.settings)
 
 
 async def _scenario(d: Driver, urls: Urls, env: WorkflowEnvironment, settings: Settings) -> None:
@@ -65,11 +56,7 @@ async def _scenario(d: Driver, urls: Urls, env: WorkflowEnvironment, settings: S
     assert ada["rep_id"] == rita["id"]
     sam = await d.ok("POST", f"{P}/reps", json={"name": "Sam", "email": "sam@example.org"})
     await d.enroll(ada["id"], cadence["id"])
-    first = (await d.wait_mails(ada["email"], 1))[0]
-    reply = await d.http.post(
-        f"{urls.mailbox}/api/messages/{first['id']}/reply", json={"text": "Tell me more"}
-    )
-    assert reply.json()["webhook_status"] == 200, reply.text
+    await d.reply_to_first_mail(ada, "Tell me more")
     await d.wait_stage(ada["id"], "qualifying")
     deal = await d.deal_of(ada["id"])
 
@@ -80,12 +67,7 @@ async def _scenario(d: Driver, urls: Urls, env: WorkflowEnvironment, settings: S
     answers = {"budget": True, "authority": "decision_maker", "need": "reports", "timeline": 3}
     await d.ok("POST", f"{urls.deals}/deals/{deal['id']}/qualification", json={"answers": answers})
     await d.wait_stage(ada["id"], "presenting")
-    starts = (datetime.now(UTC) + timedelta(days=2)).isoformat()
-    await d.ok(
-        "POST",
-        f"{urls.deals}/deals/{deal['id']}/meetings",
-        json={"starts_at": starts, "title": "Demo"},
-    )
+    await d.schedule_meeting(deal["id"], timedelta(days=2))
     await d.ok(
         "POST", f"{urls.deals}/deals/{deal['id']}/objections", json={"text": "Too expensive"}
     )
@@ -204,7 +186,7 @@ async def test_rep_move_and_erasure_wait_for_outreach_to_come_back(
         async with contextlib.AsyncExitStack() as stack:
             for service in ("prospecting", "deals", "referrals"):
                 await stack.enter_async_context(
-                    serve(service_app(service, settings, temporal_local), ports[service])
+                    serve(build_app(service, settings, temporal_local.client), ports[service])
                 )
             http = await stack.enter_async_context(httpx.AsyncClient(headers=AUTH, timeout=20))
             P = base["prospecting"]
@@ -330,7 +312,7 @@ async def test_rep_move_and_erasure_wait_for_outreach_to_come_back(
 
             # outreach comes back: both calls land
             await stack.enter_async_context(
-                serve(service_app("outreach", settings, temporal_local), ports["outreach"])
+                serve(build_app("outreach", settings, temporal_local.client), ports["outreach"])
             )
 
             async def task_moved() -> bool:
@@ -364,64 +346,55 @@ ICP = {
 
 
 async def test_cadence_auto_enrolls_new_imported_and_upgraded_prospects_by_tier(
-    tmp_path: Path,
-    database_urls: dict[str, str],
-    temporal_local: WorkflowEnvironment,
-    queue_prefix: str,
+    stack: StackDriver,
 ) -> None:
-    async with whole_stack(tmp_path, database_urls, temporal_local, queue_prefix) as urls:
-        d = Driver(urls)
-        try:
-            P, OUT = urls.prospecting, urls.outreach
-            await d.ok("PUT", f"{P}/icp", json=ICP)
-            await d.ok("POST", f"{P}/reps", json={"name": "Rita", "email": "rita@example.org"})
-            manual = await d.ok("POST", f"{OUT}/cadences", json=fast_cadence())
-            auto = await d.ok(
-                "POST",
-                f"{OUT}/cadences",
-                json=fast_cadence(auto_enroll=True, auto_enroll_min_tier="B"),
-            )
-            assert (auto["auto_enroll"], auto["auto_enroll_min_tier"]) == (True, "B")
-            assert manual["auto_enroll"] is False
+    d, urls = stack, stack.u
+    P, OUT = urls.prospecting, urls.outreach
+    await d.ok("PUT", f"{P}/icp", json=ICP)
+    await d.ok("POST", f"{P}/reps", json={"name": "Rita", "email": "rita@example.org"})
+    manual = await d.ok("POST", f"{OUT}/cadences", json=fast_cadence())
+    auto = await d.ok(
+        "POST",
+        f"{OUT}/cadences",
+        json=fast_cadence(auto_enroll=True, auto_enroll_min_tier="B"),
+    )
+    assert (auto["auto_enroll"], auto["auto_enroll_min_tier"]) == (True, "B")
+    assert manual["auto_enroll"] is False
 
-            a = await d.new_prospect("Ann", title="CTO", industry="software")  # tier A
-            c = await d.new_prospect("Cid", title="CTO", industry="retail")  # tier B
-            low = await d.new_prospect("Low", title="Intern", industry="retail")  # tier D
-            assert (a["tier"], c["tier"], low["tier"]) == ("A", "B", "D")
-            csv = (
-                "first_name,email,title,industry\n"
-                "Imp,imp@example.com,CTO,software\n"
-                "Nop,nop@example.com,Intern,software\n"
-            )
-            report = await d.ok(
-                "POST", f"{P}/imports", content=csv, headers={"Content-Type": "text/csv"}
-            )
-            assert report["created"] == 2
-            page = await d.ok("GET", f"{P}/prospects", params={"q": "example.com", "limit": 200})
-            by_email = {p["email"]: p for p in page["items"]}
-            imp, nop = by_email["imp@example.com"], by_email["nop@example.com"]
-            assert (imp["tier"], nop["tier"]) == ("A", "B")  # 50 points: B
+    a = await d.new_prospect("Ann", title="CTO", industry="software")  # tier A
+    c = await d.new_prospect("Cid", title="CTO", industry="retail")  # tier B
+    low = await d.new_prospect("Low", title="Intern", industry="retail")  # tier D
+    assert (a["tier"], c["tier"], low["tier"]) == ("A", "B", "D")
+    csv = (
+        "first_name,email,title,industry\n"
+        "Imp,imp@example.com,CTO,software\n"
+        "Nop,nop@example.com,Intern,software\n"
+    )
+    report = await d.ok("POST", f"{P}/imports", content=csv, headers={"Content-Type": "text/csv"})
+    assert report["created"] == 2
+    page = await d.ok("GET", f"{P}/prospects", params={"q": "example.com", "limit": 200})
+    by_email = {p["email"]: p for p in page["items"]}
+    imp, nop = by_email["imp@example.com"], by_email["nop@example.com"]
+    assert (imp["tier"], nop["tier"]) == ("A", "B")  # 50 points: B
 
-            async def enrolled(pid: str) -> dict[str, Any] | None:
-                r = await d.http.get(f"{OUT}/prospects/{pid}/enrollment")
-                return r.json() if r.status_code == 200 else None
+    async def enrolled(pid: str) -> dict[str, Any] | None:
+        r = await d.http.get(f"{OUT}/prospects/{pid}/enrollment")
+        return r.json() if r.status_code == 200 else None
 
-            for p in (a, c, imp, nop):
-                row = await eventually(lambda p=p: enrolled(p["id"]), f"{p['first_name']} enrolled")
-                assert row["cadence_id"] == auto["id"]
-            # the journey runs: the first email went out
-            await d.wait_mails(a["email"], 1)
-            assert await enrolled(low["id"]) is None
+    for p in (a, c, imp, nop):
+        row = await eventually(lambda p=p: enrolled(p["id"]), f"{p['first_name']} enrolled")
+        assert row["cadence_id"] == auto["id"]
+    # the journey runs: the first email went out
+    await d.wait_mails(a["email"], 1)
+    assert await enrolled(low["id"]) is None
 
-            # an ICP change moves Low up to B: now they are enrolled too
-            wider = {**ICP, "criteria": [ICP["criteria"][0], {"name": "software or retail", "field": "industry", "kind": "in", "values": ["software", "retail"], "weight": 50}]}  # fmt: skip
-            await d.ok("PUT", f"{P}/icp", json=wider)
-            row = await eventually(lambda: enrolled(low["id"]), "Low enrolled after re-scoring")
-            assert row["cadence_id"] == auto["id"]
-            # enrollment stays unique per prospect: nothing was enrolled twice
-            again = await d.http.post(
-                f"{OUT}/enrollments", json={"prospect_id": a["id"], "cadence_id": manual["id"]}
-            )
-            assert again.status_code == 409
-        finally:
-            await d.close()
+    # an ICP change moves Low up to B: now they are enrolled too
+    wider = {**ICP, "criteria": [ICP["criteria"][0], {"name": "software or retail", "field": "industry", "kind": "in", "values": ["software", "retail"], "weight": 50}]}  # fmt: skip
+    await d.ok("PUT", f"{P}/icp", json=wider)
+    row = await eventually(lambda: enrolled(low["id"]), "Low enrolled after re-scoring")
+    assert row["cadence_id"] == auto["id"]
+    # enrollment stays unique per prospect: nothing was enrolled twice
+    again = await d.http.post(
+        f"{OUT}/enrollments", json={"prospect_id": a["id"], "cadence_id": manual["id"]}
+    )
+    assert again.status_code == 409

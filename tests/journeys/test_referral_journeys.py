@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +17,7 @@ from services.outreach.cadences.service import snapshot_from_definition
 from shared.contracts.journey import journey_id
 from tests.support.eventually import eventually
 from tests.support.scenarios import Driver, Urls, fast_cadence
-from tests.support.stack import whole_stack
+from tests.support.stack import StackDriver
 
 ASK = "Who else should we help"
 REMINDER = "A quick reminder"
@@ -50,11 +49,7 @@ async def win_client(d: Driver, first_name: str, cadence_id: str) -> dict[str, A
     """A prospect who replies, qualifies and signs: their journey goes on to referrals."""
     client = await d.new_prospect(first_name)
     await d.enroll(client["id"], cadence_id)
-    first = (await d.wait_mails(client["email"], 1))[0]
-    reply = await d.http.post(
-        f"{d.u.mailbox}/api/messages/{first['id']}/reply", json={"text": "Interested"}
-    )
-    assert reply.json()["webhook_status"] == 200, reply.text
+    await d.reply_to_first_mail(client, "Interested")
     await d.wait_stage(client["id"], "qualifying")
     deal = await d.deal_of(client["id"])
     await qualify(d, deal["id"])
@@ -81,109 +76,87 @@ async def journey_result(env: WorkflowEnvironment, prospect_id: str) -> str:
         raise AssertionError(f"journey of {prospect_id} not finished; last events: {tail}") from err
 
 
-async def test_referral_reminders_go_out_while_nobody_is_referred(
-    tmp_path: Path,
-    database_urls: dict[str, str],
-    temporal_local: WorkflowEnvironment,
-    queue_prefix: str,
-) -> None:
-    async with whole_stack(tmp_path, database_urls, temporal_local, queue_prefix) as urls:
-        d = Driver(urls)
-        try:
-            await d.setup()
-            plan = await cadence(d, referral_reminders=2, referral_reminder_interval_seconds=1)
-            assert plan["referral_reminders"] == 2
-            ada = await win_client(d, "Ada", plan["id"])
-            assert await journey_result(temporal_local, ada["id"]) == "won"
+async def test_referral_reminders_go_out_while_nobody_is_referred(stack: StackDriver) -> None:
+    d = stack
+    await d.setup()
+    plan = await cadence(d, referral_reminders=2, referral_reminder_interval_seconds=1)
+    assert plan["referral_reminders"] == 2
+    ada = await win_client(d, "Ada", plan["id"])
+    assert await journey_result(stack.env, ada["id"]) == "won"
 
-            (ask,) = await mails_about(d, ada["email"], ASK)
-            reminders = await mails_about(d, ada["email"], REMINDER)
-            assert len(reminders) == 2
-            link = LINK.search(ask["text"])
-            assert link, ask["text"]
-            assert all(link.group(0) in r["text"] for r in reminders)
-            # each one on SMS too, with the same personal link
-            assert len(await texts_with(d, ada["phone"], link.group(0))) == 3
-        finally:
-            await d.close()
+    (ask,) = await mails_about(d, ada["email"], ASK)
+    reminders = await mails_about(d, ada["email"], REMINDER)
+    assert len(reminders) == 2
+    link = LINK.search(ask["text"])
+    assert link, ask["text"]
+    assert all(link.group(0) in r["text"] for r in reminders)
+    # each one on SMS too, with the same personal link
+    assert len(await texts_with(d, ada["phone"], link.group(0))) == 3
 
 
-async def test_reminders_stop_once_referred_and_the_referrer_is_thanked(
-    tmp_path: Path,
-    database_urls: dict[str, str],
-    temporal_local: WorkflowEnvironment,
-    queue_prefix: str,
-) -> None:
-    async with whole_stack(tmp_path, database_urls, temporal_local, queue_prefix) as urls:
-        d = Driver(urls)
-        try:
-            await d.setup()
-            plan = await cadence(
-                d,
-                referral_reminders=2,
-                referral_reminder_interval_seconds=5,
-                # the referred prospect must not time out while the test drives Bea
-                qualification_reminder_seconds=3600,
-                qualification_timeout_seconds=7200,
-            )
-            bea = await win_client(d, "Bea", plan["id"])
-            ask = await eventually(lambda: mails_about(d, bea["email"], ASK), "the referral ask")
-            link = LINK.search(ask[0]["text"])
-            assert link, ask[0]["text"]
-            gus_email = f"gus-{bea['id'][:8]}@example.com"
-            form = {"first_name_0": "Gus", "email_0": gus_email, "phone_0": "+14155550142"}
-            submitted = await d.http.post(link.group(0), data=form)
-            assert submitted.status_code == 200, submitted.text
+async def test_reminders_stop_once_referred_and_the_referrer_is_thanked(stack: StackDriver) -> None:
+    d, urls = stack, stack.u
+    await d.setup()
+    plan = await cadence(
+        d,
+        referral_reminders=2,
+        referral_reminder_interval_seconds=5,
+        # the referred prospect must not time out while the test drives Bea
+        qualification_reminder_seconds=3600,
+        qualification_timeout_seconds=7200,
+    )
+    bea = await win_client(d, "Bea", plan["id"])
+    ask = await eventually(lambda: mails_about(d, bea["email"], ASK), "the referral ask")
+    link = LINK.search(ask[0]["text"])
+    assert link, ask[0]["text"]
+    gus_email = f"gus-{bea['id'][:8]}@example.com"
+    form = {"first_name_0": "Gus", "email_0": gus_email, "phone_0": "+14155550142"}
+    submitted = await d.http.post(link.group(0), data=form)
+    assert submitted.status_code == 200, submitted.text
 
-            # the check before the first reminder finds the referral: no reminder, journey done
-            assert await journey_result(temporal_local, bea["id"]) == "won"
-            assert await mails_about(d, bea["email"], REMINDER) == []
-            assert len(await texts_with(d, bea["phone"], link.group(0))) == 1
+    # the check before the first reminder finds the referral: no reminder, journey done
+    assert await journey_result(stack.env, bea["id"]) == "won"
+    assert await mails_about(d, bea["email"], REMINDER) == []
+    assert len(await texts_with(d, bea["phone"], link.group(0))) == 1
 
-            referral = await referral_of(d, urls, bea["id"])
-            gus_id = await eventually(
-                lambda: _prospect_of(d, urls, bea["id"]), "the referred prospect"
-            )
-            await d.wait_stage(gus_id, "qualifying")
-            deal = await d.deal_of(gus_id)
-            await qualify(d, deal["id"])
-            await d.wait_stage(gus_id, "presenting")
-            starts = "2099-01-05T15:00:00+00:00"
-            await d.ok(
-                "POST",
-                f"{urls.deals}/deals/{deal['id']}/meetings",
-                json={"starts_at": starts, "title": "Demo"},
-            )
-            thanks = await eventually(
-                lambda: mails_about(d, bea["email"], "Thank you for the introduction"),
-                "the thanks for the meeting",
-            )
-            assert "booked a meeting" in thanks[0]["text"]
-            await eventually(
-                lambda: texts_with(d, bea["phone"], "booked a meeting"), "the thanks by SMS"
-            )
-            referral = await eventually(
-                lambda: _thanked(d, urls, bea["id"], "thanked_for_meeting_at"),
-                "the meeting thanks on the referral",
-            )
-            assert referral["thanked_for_win_at"] is None
+    referral = await referral_of(d, urls, bea["id"])
+    gus_id = await eventually(lambda: _prospect_of(d, urls, bea["id"]), "the referred prospect")
+    await d.wait_stage(gus_id, "qualifying")
+    deal = await d.deal_of(gus_id)
+    await qualify(d, deal["id"])
+    await d.wait_stage(gus_id, "presenting")
+    starts = "2099-01-05T15:00:00+00:00"
+    await d.ok(
+        "POST",
+        f"{urls.deals}/deals/{deal['id']}/meetings",
+        json={"starts_at": starts, "title": "Demo"},
+    )
+    thanks = await eventually(
+        lambda: mails_about(d, bea["email"], "Thank you for the introduction"),
+        "the thanks for the meeting",
+    )
+    assert "booked a meeting" in thanks[0]["text"]
+    await eventually(lambda: texts_with(d, bea["phone"], "booked a meeting"), "the thanks by SMS")
+    referral = await eventually(
+        lambda: _thanked(d, urls, bea["id"], "thanked_for_meeting_at"),
+        "the meeting thanks on the referral",
+    )
+    assert referral["thanked_for_win_at"] is None
 
-            # Bea opts out of texts: the next thanks comes by email only
-            stop = await d.http.post(
-                f"{urls.twilio}/sandbox/inbound-sms",
-                json={"from": bea["phone"], "to": "+15005550006", "body": "STOP"},
-            )
-            assert stop.json()["webhook_status"] == 200, stop.text
-            await close_won(d, deal["id"])
-            # (Gus's own journey goes on: his referral ask waits for his local morning)
-            await eventually(lambda: _thanked(d, urls, bea["id"], "thanked_for_win_at"), "win")
-            (won,) = await mails_about(d, bea["email"], "became a client")
-            assert "Bea" in won["text"]
-            assert await texts_with(d, bea["phone"], "became a client") == []
-            # one thanks per event, however many meetings follow
-            assert len(await mails_about(d, bea["email"], "Thank you for the introduction")) == 1
-        finally:
-            await d.close()
+    # Bea opts out of texts: the next thanks comes by email only
+    stop = await d.http.post(
+        f"{urls.twilio}/sandbox/inbound-sms",
+        json={"from": bea["phone"], "to": "+15005550006", "body": "STOP"},
+    )
+    assert stop.json()["webhook_status"] == 200, stop.text
+    await close_won(d, deal["id"])
+    # (Gus's own journey goes on: his referral ask waits for his local morning)
+    await eventually(lambda: _thanked(d, urls, bea["id"], "thanked_for_win_at"), "win")
+    (won,) = await mails_about(d, bea["email"], "became a client")
+    assert "Bea" in won["text"]
+    assert await texts_with(d, bea["phone"], "became a client") == []
+    # one thanks per event, however many meetings follow
+    assert len(await mails_about(d, bea["email"], "Thank you for the introduction")) == 1
 
 
 async def referral_of(d: Driver, urls: Urls, referrer_id: str) -> dict[str, Any]:

@@ -41,9 +41,9 @@ from shared.providers.twilio_signature import SIGNATURE_HEADER, sign_twilio_requ
 from tests.support.eventually import eventually
 from tests.support.ports import free_port
 from tests.support.sandboxes import Sandboxes, SendTouchOnce, sandboxes, send_touch
-from tests.support.scenarios import Driver, daytime_zone, fast_cadence
+from tests.support.scenarios import daytime_zone, fast_cadence
 from tests.support.settings import AUTH, make_settings
-from tests.support.stack import whole_stack
+from tests.support.stack import StackDriver
 from tests.support.webhooks import (
     FAST,
     RecordingJourney,
@@ -164,7 +164,7 @@ class ScheduledTouch:
 
 
 @dataclass
-class Stack:
+class OutreachRig:
     sb: Sandboxes
     api: httpx.AsyncClient
     env: WorkflowEnvironment
@@ -208,7 +208,7 @@ class Stack:
 
 
 @contextlib.asynccontextmanager
-async def stack(
+async def outreach_rig(
     tmp_path: Path,
     database_urls: dict[str, str],
     env: WorkflowEnvironment,
@@ -217,7 +217,7 @@ async def stack(
     faults: SendFaults | None = None,
     smtp_port: int | None = None,
     **overrides: object,
-) -> AsyncIterator[Stack]:
+) -> AsyncIterator[OutreachRig]:
     urls = {"outreach": database_urls["outreach"]}
     async with sandboxes(tmp_path, urls, prefix, **{**PM, **overrides}) as sb:
         worker_settings = sb.settings
@@ -245,7 +245,7 @@ async def stack(
             api = await es.enter_async_context(
                 httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://test")
             )
-            yield Stack(sb, api, env, sessions)
+            yield OutreachRig(sb, api, env, sessions)
         await acts[0].__self__._sms.close()  # type: ignore[attr-defined]
         await engine.dispose()
 
@@ -495,7 +495,7 @@ async def test_a_reply_without_in_reply_to_is_matched_by_its_reply_address(
     temporal_local: WorkflowEnvironment,
     queue_prefix: str,
 ) -> None:
-    async with stack(tmp_path, database_urls, temporal_local, queue_prefix) as st:
+    async with outreach_rig(tmp_path, database_urls, temporal_local, queue_prefix) as st:
         ada, bob = person(), person()
         handles = {
             c.prospect_id: await temporal_local.client.start_workflow(
@@ -558,7 +558,7 @@ async def test_the_reply_domain_setting(
     temporal_local: WorkflowEnvironment,
     queue_prefix: str,
 ) -> None:
-    async with stack(
+    async with outreach_rig(
         tmp_path, database_urls, temporal_local, queue_prefix, reply_domain="reply.closeflow.test"
     ) as st:
         c = person()
@@ -580,7 +580,7 @@ async def test_one_consent_record_per_person_across_channels(
     temporal_local: WorkflowEnvironment,
     queue_prefix: str,
 ) -> None:
-    async with stack(tmp_path, database_urls, temporal_local, queue_prefix) as st:
+    async with outreach_rig(tmp_path, database_urls, temporal_local, queue_prefix) as st:
         ada, bob = person(), person()
         for c in (ada, bob):
             assert await st.send(touch(c)) == {"email": "sent", "sms": "sent"}
@@ -653,7 +653,7 @@ async def test_an_opted_out_person_gets_nothing_at_another_address(
     temporal_local: WorkflowEnvironment,
     queue_prefix: str,
 ) -> None:
-    async with stack(tmp_path, database_urls, temporal_local, queue_prefix) as st:
+    async with outreach_rig(tmp_path, database_urls, temporal_local, queue_prefix) as st:
         ada = person()
         assert await st.send(touch(ada, channels=("email",))) == {"email": "sent"}
         [mail] = st.emails_to(ada.email or "")
@@ -718,7 +718,7 @@ async def test_nothing_is_sent_to_a_listed_address_number_or_domain(
     temporal_local: WorkflowEnvironment,
     queue_prefix: str,
 ) -> None:
-    async with stack(tmp_path, database_urls, temporal_local, queue_prefix) as st:
+    async with outreach_rig(tmp_path, database_urls, temporal_local, queue_prefix) as st:
         listed = person(email="ceo@listed.example")
         sub = person(email="ops@eu.blocked.example")
         fine = person(email="someone@blocked-not.example")
@@ -842,7 +842,7 @@ async def test_no_rep_task_for_a_listed_or_wholly_opted_out_person(
     """call_task and social_task steps make no task for a person a do-not-contact entry covers
     or who opted out of every channel we reach them on; the touch records why. A touch that
     meets an entry also stores the cadence stop for the journey (enrolled as it was made)."""
-    async with stack(tmp_path, database_urls, temporal_local, queue_prefix) as st:
+    async with outreach_rig(tmp_path, database_urls, temporal_local, queue_prefix) as st:
         listed, quiet, email_only_out, fine = person(), person(), person(), person()
         domain_listed = person(email="ada@agency.example")
         r = await st.api.post("/do-not-contact", json={"value": listed.phone}, headers=AUTH)
@@ -910,7 +910,7 @@ async def test_a_step_already_scheduled_sends_nothing_after_stop_unsubscribe_or_
     temporal_local: WorkflowEnvironment,
     queue_prefix: str,
 ) -> None:
-    async with stack(tmp_path, database_urls, temporal_local, queue_prefix) as st:
+    async with outreach_rig(tmp_path, database_urls, temporal_local, queue_prefix) as st:
         texter, reader, listed = person(), person(), person()
         for c in (texter, reader, listed):
             assert await st.send(touch(c)) == {"email": "sent", "sms": "sent"}
@@ -969,7 +969,9 @@ async def test_an_opt_out_committed_after_the_first_check_is_seen_before_the_pro
     queue_prefix: str,
 ) -> None:
     faults = OptOutAtTheLastMoment()
-    async with stack(tmp_path, database_urls, temporal_local, queue_prefix, faults=faults) as st:
+    async with outreach_rig(
+        tmp_path, database_urls, temporal_local, queue_prefix, faults=faults
+    ) as st:
         faults.sessions = st.sessions
         c = person()
         assert await st.send(touch(c)) == {"email": "suppressed", "sms": "suppressed"}
@@ -1011,7 +1013,7 @@ async def test_an_opt_out_during_the_provider_call(
     await asyncio.to_thread(controller.start)
     postgres = database_urls["outreach"].startswith("postgresql")
     try:
-        async with stack(
+        async with outreach_rig(
             tmp_path, database_urls, temporal_local, queue_prefix, smtp_port=port
         ) as st:
             c = person()
@@ -1048,81 +1050,66 @@ async def test_an_opt_out_during_the_provider_call(
 SECOND_TOUCH = 20  # seconds after enrollment
 
 
-async def test_journey_respects_consent_and_auto_replies(
-    tmp_path: Path,
-    database_urls: dict[str, str],
-    temporal_local: WorkflowEnvironment,
-    queue_prefix: str,
-) -> None:
+async def test_journey_respects_consent_and_auto_replies(stack: StackDriver) -> None:
     """Whole stack, real journeys: a second touch due 20 s after the first (room for the
     opt-outs to land first on a busy machine). Listed after the
     first touch: the cadence ends, nothing more goes out. Unsubscribed: the cadence ends. Out of office: the journey
     pauses (the touch that falls due waits for the resume) and no reply is counted."""
-    async with whole_stack(tmp_path, database_urls, temporal_local, queue_prefix) as urls:
-        d = Driver(urls)
-        try:
-            await d.setup()
-            steps = fast_cadence()["steps"][:2]
-            steps += [
-                {
-                    "channel": "email",
-                    "offset_seconds": SECOND_TOUCH,
-                    "subject": "Again",
-                    "body": "Following up",
-                },
-                {"channel": "sms", "offset_seconds": SECOND_TOUCH, "body": "Following up by text"},
-            ]
-            cadence = await d.ok(
-                "POST", f"{urls.outreach}/cadences", json=fast_cadence(steps=steps)
-            )
-            listed, leaving, away = [await d.new_prospect(n) for n in ("Lis", "Lee", "Ava")]
-            enrolled = asyncio.get_running_loop().time()
-            for p in (listed, leaving, away):
-                await d.enroll(p["id"], cadence["id"])
-            firsts = {
-                p["id"]: (await d.wait_mails(p["email"], 1))[0] for p in (listed, leaving, away)
-            }
-            for p in (listed, leaving, away):
-                await eventually(lambda p=p: d.sms_to(p["phone"]), "the first text")
+    d, urls = stack, stack.u
+    await d.setup()
+    steps = fast_cadence()["steps"][:2]
+    steps += [
+        {
+            "channel": "email",
+            "offset_seconds": SECOND_TOUCH,
+            "subject": "Again",
+            "body": "Following up",
+        },
+        {"channel": "sms", "offset_seconds": SECOND_TOUCH, "body": "Following up by text"},
+    ]
+    cadence = await d.ok("POST", f"{urls.outreach}/cadences", json=fast_cadence(steps=steps))
+    listed, leaving, away = [await d.new_prospect(n) for n in ("Lis", "Lee", "Ava")]
+    enrolled = asyncio.get_running_loop().time()
+    for p in (listed, leaving, away):
+        await d.enroll(p["id"], cadence["id"])
+    firsts = {p["id"]: (await d.wait_mails(p["email"], 1))[0] for p in (listed, leaving, away)}
+    for p in (listed, leaving, away):
+        await eventually(lambda p=p: d.sms_to(p["phone"]), "the first text")
 
-            for value in (listed["email"], listed["phone"]):
-                await d.ok("POST", f"{urls.outreach}/do-not-contact", json={"value": value})
-            unsubscribe = firsts[leaving["id"]]["headers"]["List-Unsubscribe"].strip().strip("<>")
-            assert (await d.http.post(unsubscribe)).status_code == 200
-            reply_to = firsts[away["id"]]["headers"]["Reply-To"]
-            form = mailgun_inbound(
-                "dev-mailgun-signing-key",
-                sender=away["email"],
-                recipient=reply_to.split("<")[1].rstrip(">"),
-                subject="Automatic reply: Quick question",
-                text="I am out of the office with limited access to email.",
-                extra_headers=[("Auto-Submitted", "auto-replied")],
-            )
-            r = await d.http.post(f"{urls.outreach}/webhooks/mailgun/inbound", data=form)
-            assert r.status_code == 200
+    for value in (listed["email"], listed["phone"]):
+        await d.ok("POST", f"{urls.outreach}/do-not-contact", json={"value": value})
+    unsubscribe = firsts[leaving["id"]]["headers"]["List-Unsubscribe"].strip().strip("<>")
+    assert (await d.http.post(unsubscribe)).status_code == 200
+    reply_to = firsts[away["id"]]["headers"]["Reply-To"]
+    form = mailgun_inbound(
+        "dev-mailgun-signing-key",
+        sender=away["email"],
+        recipient=reply_to.split("<")[1].rstrip(">"),
+        subject="Automatic reply: Quick question",
+        text="I am out of the office with limited access to email.",
+        extra_headers=[("Auto-Submitted", "auto-replied")],
+    )
+    r = await d.http.post(f"{urls.outreach}/webhooks/mailgun/inbound", data=form)
+    assert r.status_code == 200
 
-            async def paused() -> bool:
-                state = await d.ok("GET", f"{urls.outreach}/journeys/{away['id']}")
-                return bool(state["paused"])
+    async def paused() -> bool:
+        state = await d.ok("GET", f"{urls.outreach}/journeys/{away['id']}")
+        return bool(state["paused"])
 
-            await eventually(paused, "the out-of-office pause")
+    await eventually(paused, "the out-of-office pause")
 
-            # listing ends the cadence as unsubscribing does
-            await d.wait_stage(listed["id"], "nurture")
-            await d.wait_stage(leaving["id"], "nurture")
-            # past the moment the second touch fell due (nothing may have gone out then)
-            await asyncio.sleep(
-                max(0.0, enrolled + SECOND_TOUCH + 2 - asyncio.get_running_loop().time())
-            )
-            for p in (listed, leaving, away):
-                assert len(await d.mails_to(p["email"])) == 1, p["first_name"]
-                assert len(await d.sms_to(p["phone"])) == 1, p["first_name"]
-            assert "qualifying" not in await d.stages(away["id"])
-            assert await paused()
-            msgs = await d.ok("GET", f"{urls.outreach}/prospects/{away['id']}/messages")
-            assert all(m.get("replied_at") is None for m in msgs)
-        finally:
-            await d.close()
+    # listing ends the cadence as unsubscribing does
+    await d.wait_stage(listed["id"], "nurture")
+    await d.wait_stage(leaving["id"], "nurture")
+    # past the moment the second touch fell due (nothing may have gone out then)
+    await asyncio.sleep(max(0.0, enrolled + SECOND_TOUCH + 2 - asyncio.get_running_loop().time()))
+    for p in (listed, leaving, away):
+        assert len(await d.mails_to(p["email"])) == 1, p["first_name"]
+        assert len(await d.sms_to(p["phone"])) == 1, p["first_name"]
+    assert "qualifying" not in await d.stages(away["id"])
+    assert await paused()
+    msgs = await d.ok("GET", f"{urls.outreach}/prospects/{away['id']}/messages")
+    assert all(m.get("replied_at") is None for m in msgs)
 
 
 # --- the migration --------------------------------------------------------------------------------

@@ -5,16 +5,12 @@ matters; the real journey runs in test_full_journey.py."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 from sqlalchemy import func, select
-from temporalio import workflow
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
@@ -24,18 +20,17 @@ from services.outreach.app import create_app
 from shared.contracts.journey import (
     CadenceStep,
     Contact,
-    ReplyReceived,
     SendWindow,
     TouchRequest,
     journey_id,
 )
-from shared.contracts.names import Sig
 from shared.db import create_engine, session_factory
 from shared.providers.mailgun import event_payload, inbound_form
 from shared.providers.twilio_signature import sign_twilio_request
 from tests.support.eventually import eventually
 from tests.support.sandboxes import Sandboxes, SendTouchOnce, sandboxes
 from tests.support.scenarios import daytime_zone
+from tests.support.sending import Rig, SendingRig
 from tests.support.settings import AUTH
 
 CADENCE = {
@@ -52,34 +47,8 @@ CADENCE = {
     ],
 }
 
-
-@workflow.defn(name="ProspectJourney")
-class RecordingJourney:
-    """Stands in for the journey: keeps what it was started with and the signals it got."""
-
-    def __init__(self) -> None:
-        self.replies: list[ReplyReceived] = []
-
-    @workflow.run
-    async def run(self, inp: Any) -> None:
-        self.input = inp
-        await workflow.wait_condition(lambda: False)
-
-    @workflow.signal(name=Sig.REPLY_RECEIVED)
-    def reply(self, reply: ReplyReceived) -> None:
-        self.replies.append(reply)
-
-    @workflow.query(name="recorded")
-    def recorded(self) -> dict[str, Any]:
-        return {"replies": [r.__dict__ for r in self.replies], "input": self.input}
-
-
-@dataclass
-class Rig:
-    sb: Sandboxes
-    api: httpx.AsyncClient
-    env: WorkflowEnvironment
-    sent_hook_calls: list[str]
+# outreach as configured out of the box: clients send no API key unless told, no postal address
+OUTREACH_DEFAULTS: dict[str, Any] = {"key": False, "postal_address": ""}
 
 
 def contact(pid: str | None = None) -> Contact:
@@ -93,48 +62,6 @@ def contact(pid: str | None = None) -> Contact:
         timezone=daytime_zone(),  # SMS go out only 08:00-21:00 local: the suite runs at any hour
         rep_name="Rita Rep",
     )
-
-
-@contextlib.asynccontextmanager
-async def rig(
-    tmp_path: Path,
-    database_urls: dict[str, str],
-    env: WorkflowEnvironment,
-    prefix: str,
-    fail_after_send_once: bool = False,
-) -> AsyncIterator[Rig]:
-    urls = {"outreach": database_urls["outreach"]}
-    async with sandboxes(tmp_path, urls, prefix) as sb:
-        calls: list[str] = []
-
-        async def after_send(row: models.Message) -> None:
-            calls.append(row.channel)
-            if fail_after_send_once and calls.count(row.channel) == 1:
-                raise RuntimeError("worker lost right after the provider accepted")
-
-        engine = create_engine(sb.settings.database_url("outreach"))
-        acts = activities_for(sb.settings, session_factory(engine), after_send)
-        q = sb.settings.task_queue
-        workers = [
-            Worker(env.client, task_queue=q("outreach"), activities=acts),
-            Worker(
-                env.client,
-                task_queue=q("journeys"),
-                workflows=[SendTouchOnce, RecordingJourney],
-                workflow_runner=UnsandboxedWorkflowRunner(),
-            ),
-        ]
-        app = create_app(sb.settings, temporal_client=env.client)
-        async with contextlib.AsyncExitStack() as stack:
-            for w in workers:
-                await stack.enter_async_context(w)
-            await stack.enter_async_context(app.router.lifespan_context(app))
-            api = await stack.enter_async_context(
-                httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://test")
-            )
-            yield Rig(sb, api, env, calls)
-        await acts[0].__self__._sms.close()  # type: ignore[attr-defined]
-        await engine.dispose()
 
 
 async def sms_in_sandbox(sb: Sandboxes, to: str) -> list[dict[str, Any]]:
@@ -161,14 +88,16 @@ def touch(c: Contact, key: str = "step-0", **kw: Any) -> TouchRequest:
 
 
 async def test_failed_activity_after_provider_accepted_sends_nothing_twice(
-    tmp_path: Path,
-    database_urls: dict[str, str],
-    temporal_local: WorkflowEnvironment,
-    queue_prefix: str,
+    sending_rig: SendingRig,
 ) -> None:
-    async with rig(
-        tmp_path, database_urls, temporal_local, queue_prefix, fail_after_send_once=True
-    ) as r:
+    calls: list[str] = []
+
+    async def after_send(row: models.Message) -> None:
+        calls.append(row.channel)
+        if calls.count(row.channel) == 1:
+            raise RuntimeError("worker lost right after the provider accepted")
+
+    async with sending_rig(after_send=after_send, **OUTREACH_DEFAULTS) as r:
         c = contact()
         result = await r.env.client.execute_workflow(
             SendTouchOnce.run,
@@ -177,7 +106,7 @@ async def test_failed_activity_after_provider_accepted_sends_nothing_twice(
             task_queue=r.sb.settings.task_queue("journeys"),
         )
         # the first attempt failed after the email was accepted; the retry found the ledger row
-        assert r.sent_hook_calls.count("email") == 1
+        assert calls.count("email") == 1
         assert {o.channel: o.status for o in result.outcomes} == {
             "email": "already_sent",
             "sms": "sent",
@@ -191,13 +120,8 @@ async def test_failed_activity_after_provider_accepted_sends_nothing_twice(
         assert len(await sms_in_sandbox(r.sb, c.phone or "")) == 1
 
 
-async def test_email_has_one_click_unsubscribe_that_works(
-    tmp_path: Path,
-    database_urls: dict[str, str],
-    temporal_local: WorkflowEnvironment,
-    queue_prefix: str,
-) -> None:
-    async with rig(tmp_path, database_urls, temporal_local, queue_prefix) as r:
+async def test_email_has_one_click_unsubscribe_that_works(sending_rig: SendingRig) -> None:
+    async with sending_rig(**OUTREACH_DEFAULTS) as r:
         c = contact()
         await r.env.client.execute_workflow(
             SendTouchOnce.run,
@@ -235,16 +159,11 @@ async def test_email_has_one_click_unsubscribe_that_works(
         assert (await r.api.get("/unsubscribe/nope")).status_code == 404
 
 
-async def test_sms_outside_quiet_hours_is_deferred_not_dropped(
-    tmp_path: Path,
-    database_urls: dict[str, str],
-    temporal_local: WorkflowEnvironment,
-    queue_prefix: str,
-) -> None:
+async def test_sms_outside_quiet_hours_is_deferred_not_dropped(sending_rig: SendingRig) -> None:
     from datetime import UTC, datetime
     from zoneinfo import ZoneInfo
 
-    async with rig(tmp_path, database_urls, temporal_local, queue_prefix) as r:
+    async with sending_rig(**OUTREACH_DEFAULTS) as r:
         # pick a zone where it is 02:00-03:00 local now: texts must wait until 08:00 there
         now = datetime.now(UTC)
         tz = next(
@@ -268,13 +187,8 @@ async def test_sms_outside_quiet_hours_is_deferred_not_dropped(
         assert await sms_in_sandbox(r.sb, c.phone or "") == []
 
 
-async def test_missing_phone_becomes_a_rep_task(
-    tmp_path: Path,
-    database_urls: dict[str, str],
-    temporal_local: WorkflowEnvironment,
-    queue_prefix: str,
-) -> None:
-    async with rig(tmp_path, database_urls, temporal_local, queue_prefix) as r:
+async def test_missing_phone_becomes_a_rep_task(sending_rig: SendingRig) -> None:
+    async with sending_rig(**OUTREACH_DEFAULTS) as r:
         c = contact()
         c.phone = None
         c.rep_id = "rep-1"
@@ -304,13 +218,8 @@ async def test_missing_phone_becomes_a_rep_task(
         assert bad.status_code == 422 and bad.json()["error"]["details"][0]["field"] == "outcome"
 
 
-async def test_cadence_validation_names_each_problem(
-    tmp_path: Path,
-    database_urls: dict[str, str],
-    temporal_local: WorkflowEnvironment,
-    queue_prefix: str,
-) -> None:
-    async with rig(tmp_path, database_urls, temporal_local, queue_prefix) as r:
+async def test_cadence_validation_names_each_problem(sending_rig: SendingRig) -> None:
+    async with sending_rig(**OUTREACH_DEFAULTS) as r:
         assert (await r.api.post("/cadences", json=CADENCE)).status_code == 401
         wrong = await r.api.post("/cadences", json=CADENCE, headers={"X-API-Key": "nope"})
         assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "invalid_api_key"
@@ -369,33 +278,16 @@ async def _post_twilio(
 
 
 async def _inbox_count(r: Rig) -> int:
-    engine = create_engine(r.sb.settings.database_url("outreach"))
-    async with session_factory(engine)() as s:
+    async with r.sessions() as s:
         n = await s.scalar(select(func.count()).select_from(models.InboxEvent))
-    await engine.dispose()
     return int(n or 0)
 
 
-async def test_sms_stop_reply_and_signatures(
-    tmp_path: Path,
-    database_urls: dict[str, str],
-    temporal_local: WorkflowEnvironment,
-    queue_prefix: str,
-) -> None:
-    async with rig(tmp_path, database_urls, temporal_local, queue_prefix) as r:
+async def test_sms_stop_reply_and_signatures(sending_rig: SendingRig) -> None:
+    async with sending_rig(**OUTREACH_DEFAULTS) as r:
         c = contact()
-        handle = await r.env.client.start_workflow(
-            RecordingJourney.run,
-            {"contact": c.__dict__},
-            id=journey_id(c.prospect_id),
-            task_queue=r.sb.settings.task_queue("journeys"),
-        )
-        await r.env.client.execute_workflow(
-            SendTouchOnce.run,
-            touch(c),
-            id=f"send-{uuid.uuid4().hex}",
-            task_queue=r.sb.settings.task_queue("journeys"),
-        )
+        handle = await r.recording_journey(c)
+        await r.send(touch(c))
         base = {
             "AccountSid": r.sb.settings.twilio_account_sid,
             "From": c.phone or "",
@@ -489,28 +381,13 @@ async def test_status_callbacks_from_the_sandbox_update_the_ledger(
         await engine.dispose()
 
 
-async def test_mailgun_reply_and_bounce(
-    tmp_path: Path,
-    database_urls: dict[str, str],
-    temporal_local: WorkflowEnvironment,
-    queue_prefix: str,
-) -> None:
+async def test_mailgun_reply_and_bounce(sending_rig: SendingRig) -> None:
     import time
 
-    async with rig(tmp_path, database_urls, temporal_local, queue_prefix) as r:
+    async with sending_rig(**OUTREACH_DEFAULTS) as r:
         c = contact()
-        handle = await r.env.client.start_workflow(
-            RecordingJourney.run,
-            {"contact": c.__dict__},
-            id=journey_id(c.prospect_id),
-            task_queue=r.sb.settings.task_queue("journeys"),
-        )
-        await r.env.client.execute_workflow(
-            SendTouchOnce.run,
-            touch(c),
-            id=f"send-{uuid.uuid4().hex}",
-            task_queue=r.sb.settings.task_queue("journeys"),
-        )
+        handle = await r.recording_journey(c)
+        await r.send(touch(c))
         sent = r.sb.mailbox.list(to=c.email)[0].to_json()
         key = r.sb.settings.mailgun_signing_key.get_secret_value()
         form = inbound_form(

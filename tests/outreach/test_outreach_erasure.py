@@ -3,23 +3,15 @@ Temporal dev server, real SMTP (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from sqlalchemy import select
-from temporalio.testing import WorkflowEnvironment
 
 from services.outreach import models
 from shared.erasure import digest
-from tests.support.sending import contact, email_touch, outcome, rig
+from tests.support.sending import SendingRig, contact, email_touch, outcome
 
 
-async def test_an_erased_address_is_never_sent_to_again(
-    tmp_path: Path,
-    database_urls: dict[str, str],
-    temporal_local: WorkflowEnvironment,
-    queue_prefix: str,
-) -> None:
-    async with rig(tmp_path, database_urls, temporal_local, queue_prefix) as r:
+async def test_an_erased_address_is_never_sent_to_again(sending_rig: SendingRig) -> None:
+    async with sending_rig() as r:
         ada = contact()
         assert outcome(await r.send(email_touch(ada))) == "sent"
         assert len(r.sb.mailbox.list(to=ada.email)) == 1

@@ -6,18 +6,16 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI, Request, Response
-from temporalio.testing import WorkflowEnvironment
 
 from services.outreach.notifications.notifier import SIGNATURE_HEADER, verify
 from shared.contracts.journey import CloseRepTasks, journey_id
 from tests.support.eventually import eventually
-from tests.support.inbox import InboxRig, inbox_rig
+from tests.support.inbox import InboxRig
 from tests.support.ports import free_port
 from tests.support.serve import serve
 from tests.support.settings import AUTH
@@ -42,199 +40,175 @@ def in_hours(h: float) -> datetime:
     return datetime.now(UTC) + timedelta(hours=h)
 
 
-async def test_inbox_ranks_overdue_hot_stage_and_fit(
-    tmp_path: Path,
-    database_urls: dict[str, str],
-    temporal_local: WorkflowEnvironment,
-    queue_prefix: str,
-) -> None:
-    async with inbox_rig(tmp_path, database_urls, temporal_local, queue_prefix) as r:
-        rep = await r.rep("Rita Rep")
-        assert (await r.prospecting.put("/icp", json=VP_ICP, headers=AUTH)).status_code == 200
-        vp = await r.prospect("Vera", title="VP Sales Manager")
-        mgr = await r.prospect("Mia", title="Sales Manager")
-        assert (vp["tier"], mgr["tier"]) == ("A", "C")
-        plain = [await r.prospect(n) for n in ("Ola", "Hal", "Meg", "Pia", "Sam")]
-        ola, hal, meg, pia, sam = plain
-        later = in_hours(48)
-        # the same due time for the stage and the fit pairs, the worse one made first:
-        # only the rule puts the better one first
-        ids = {
-            "fit_c": await r.task(mgr, rep, "a", due=later, stage="contacting"),
-            "fit_a": await r.task(vp, rep, "b", due=later, stage="contacting"),
-            "stage_contacting": await r.task(ola, rep, "c", due=later, stage="contacting"),
-            "stage_closing": await r.task(pia, rep, "d", due=later, stage="closing"),
-            "overdue": await r.task(hal, rep, "e", due=in_hours(-0.5)),
-            "hot_reply": await r.task(meg, rep, "f", due=in_hours(30)),
-            "meeting": await r.task(
-                sam, rep, "g", kind="prepare_meeting", due=in_hours(-1), stage="presenting"
-            ),
+async def test_inbox_ranks_overdue_hot_stage_and_fit(inbox: InboxRig) -> None:
+    r = inbox
+    rep = await r.rep("Rita Rep")
+    assert (await r.prospecting.put("/icp", json=VP_ICP, headers=AUTH)).status_code == 200
+    vp = await r.prospect("Vera", title="VP Sales Manager")
+    mgr = await r.prospect("Mia", title="Sales Manager")
+    assert (vp["tier"], mgr["tier"]) == ("A", "C")
+    plain = [await r.prospect(n) for n in ("Ola", "Hal", "Meg", "Pia", "Sam")]
+    ola, hal, meg, pia, sam = plain
+    later = in_hours(48)
+    # the same due time for the stage and the fit pairs, the worse one made first:
+    # only the rule puts the better one first
+    ids = {
+        "fit_c": await r.task(mgr, rep, "a", due=later, stage="contacting"),
+        "fit_a": await r.task(vp, rep, "b", due=later, stage="contacting"),
+        "stage_contacting": await r.task(ola, rep, "c", due=later, stage="contacting"),
+        "stage_closing": await r.task(pia, rep, "d", due=later, stage="closing"),
+        "overdue": await r.task(hal, rep, "e", due=in_hours(-0.5)),
+        "hot_reply": await r.task(meg, rep, "f", due=in_hours(30)),
+        "meeting": await r.task(
+            sam, rep, "g", kind="prepare_meeting", due=in_hours(-1), stage="presenting"
+        ),
+    }
+    await r.replied(meg["id"], timedelta(minutes=10))
+    # ops set the escalation far off: the overdue ones rise as overdue, not escalated
+    policy = {"escalate_after_seconds": 86400}
+    assert (await r.api.put("/task-policy", json=policy, headers=AUTH)).status_code == 200
+
+    inbox = await r.inbox(rep)
+    order = [next(k for k, v in ids.items() if v == t["id"]) for t in inbox]
+    assert order == [
+        "meeting",  # overdue 300 + meeting in 1 h 250 + presenting 80
+        "overdue",  # 300 + contacting 20
+        "hot_reply",  # replied 10 min ago 250 + contacting 20 (due in 30 h)
+        "stage_closing",  # closing 120
+        "fit_a",  # contacting 20 + tier A 60
+        "fit_c",  # contacting 20 + tier C 20
+        "stage_contacting",  # contacting 20
+    ], [(t["title"], t["priority"], t["reasons"]) for t in inbox]
+    by_id = {t["id"]: t for t in inbox}
+    meeting = by_id[ids["meeting"]]
+    assert {x["code"] for x in meeting["reasons"]} == {"overdue", "meeting_soon", "stage"}
+    assert meeting["priority"] == sum(x["points"] for x in meeting["reasons"])
+    assert "meeting starts in" in meeting["why_now"]
+    hot = by_id[ids["hot_reply"]]
+    assert [x["code"] for x in hot["reasons"]] == ["fresh_reply", "stage"]
+    assert hot["why_now"].startswith("replied 10 min ago")
+    # each task carries who to call and their fit, read from prospecting
+    fit_a = by_id[ids["fit_a"]]
+    card = fit_a["prospect_card"]
+    assert card["name"] == "Vera Tester" and card["title"] == "VP Sales Manager"
+    assert card["phone"] == vp["phone"] and card["email"] == vp["email"]
+    assert card["tier"] == "A" and card["fit_score"] == vp["fit_score"]
+    assert fit_a["body"].startswith("Call script")
+    assert by_id[ids["fit_c"]]["prospect_card"]["tier"] == "C"
+
+    single = (await r.api.get(f"/tasks/{ids['hot_reply']}", headers=AUTH)).json()
+    assert single["priority"] == hot["priority"]
+
+
+async def test_outcomes_move_the_journey(inbox: InboxRig) -> None:
+    r = inbox
+    rep = await r.rep("Rita Rep")
+    ada, bob, cy = [await r.prospect(n) for n in ("Ada", "Bob", "Cy")]
+    for p in (ada, bob, cy):
+        await r.start_journey(p["id"])
+    t_ada = await r.task(ada, rep, "call")
+    t_bob = await r.task(bob, rep, "call")
+    t_cy = await r.task(cy, rep, "call")
+
+    bad = await r.api.post(f"/tasks/{t_ada}/complete", json={"outcome": "maybe"}, headers=AUTH)
+    assert bad.status_code == 422
+    assert bad.json()["error"]["details"][0]["field"] == "outcome"
+
+    done = await r.api.post(
+        f"/tasks/{t_ada}/complete",
+        json={"outcome": "meeting_booked", "notes": "Tue 10:00"},
+        headers=AUTH,
+    )
+    assert done.status_code == 200 and done.json()["outcome"] == "meeting_booked"
+    again = await r.api.post(
+        f"/tasks/{t_ada}/complete", json={"outcome": "connected"}, headers=AUTH
+    )
+    assert again.status_code == 409
+
+    stop = await r.api.post(
+        f"/tasks/{t_bob}/complete", json={"outcome": "not_interested"}, headers=AUTH
+    )
+    assert stop.status_code == 200
+    vm = await r.api.post(f"/tasks/{t_cy}/complete", json={"outcome": "voicemail"}, headers=AUTH)
+    assert vm.status_code == 200
+
+    async def ada_replied() -> Any:
+        return (await r.recorded(ada["id"]))["replies"]
+
+    replies = await eventually(ada_replied, "the meeting_booked outcome reaches the journey")
+    assert replies == [
+        {
+            "channel": "call_task",
+            "event_id": f"task:{t_ada}",
+            "excerpt": "meeting_booked: Tue 10:00",
         }
-        await r.replied(meg["id"], timedelta(minutes=10))
-        # ops set the escalation far off: the overdue ones rise as overdue, not escalated
-        policy = {"escalate_after_seconds": 86400}
-        assert (await r.api.put("/task-policy", json=policy, headers=AUTH)).status_code == 200
+    ]
 
-        inbox = await r.inbox(rep)
-        order = [next(k for k, v in ids.items() if v == t["id"]) for t in inbox]
-        assert order == [
-            "meeting",  # overdue 300 + meeting in 1 h 250 + presenting 80
-            "overdue",  # 300 + contacting 20
-            "hot_reply",  # replied 10 min ago 250 + contacting 20 (due in 30 h)
-            "stage_closing",  # closing 120
-            "fit_a",  # contacting 20 + tier A 60
-            "fit_c",  # contacting 20 + tier C 20
-            "stage_contacting",  # contacting 20
-        ], [(t["title"], t["priority"], t["reasons"]) for t in inbox]
-        by_id = {t["id"]: t for t in inbox}
-        meeting = by_id[ids["meeting"]]
-        assert {x["code"] for x in meeting["reasons"]} == {"overdue", "meeting_soon", "stage"}
-        assert meeting["priority"] == sum(x["points"] for x in meeting["reasons"])
-        assert "meeting starts in" in meeting["why_now"]
-        hot = by_id[ids["hot_reply"]]
-        assert [x["code"] for x in hot["reasons"]] == ["fresh_reply", "stage"]
-        assert hot["why_now"].startswith("replied 10 min ago")
-        # each task carries who to call and their fit, read from prospecting
-        fit_a = by_id[ids["fit_a"]]
-        card = fit_a["prospect_card"]
-        assert card["name"] == "Vera Tester" and card["title"] == "VP Sales Manager"
-        assert card["phone"] == vp["phone"] and card["email"] == vp["email"]
-        assert card["tier"] == "A" and card["fit_score"] == vp["fit_score"]
-        assert fit_a["body"].startswith("Call script")
-        assert by_id[ids["fit_c"]]["prospect_card"]["tier"] == "C"
+    async def bob_stopped() -> Any:
+        return (await r.recorded(bob["id"]))["stops"]
 
-        single = (await r.api.get(f"/tasks/{ids['hot_reply']}", headers=AUTH)).json()
-        assert single["priority"] == hot["priority"]
+    stops = await eventually(bob_stopped, "not_interested stops the cadence")
+    assert stops == [{"reason": "not interested (rep call)"}]
+    assert (await r.recorded(bob["id"]))["replies"] == []
+    # a voicemail is no news for the journey
+    assert await r.recorded(cy["id"]) == {"replies": [], "stops": []}
+    assert await r.inbox(rep) == []
 
 
-async def test_outcomes_move_the_journey(
-    tmp_path: Path,
-    database_urls: dict[str, str],
-    temporal_local: WorkflowEnvironment,
-    queue_prefix: str,
-) -> None:
-    async with inbox_rig(tmp_path, database_urls, temporal_local, queue_prefix) as r:
-        rep = await r.rep("Rita Rep")
-        ada, bob, cy = [await r.prospect(n) for n in ("Ada", "Bob", "Cy")]
-        for p in (ada, bob, cy):
-            await r.start_journey(p["id"])
-        t_ada = await r.task(ada, rep, "call")
-        t_bob = await r.task(bob, rep, "call")
-        t_cy = await r.task(cy, rep, "call")
+async def test_snooze_hides_a_task_until_its_time(inbox: InboxRig) -> None:
+    r = inbox
+    rep = await r.rep("Rita Rep")
+    ada = await r.prospect("Ada")
+    task = await r.task(ada, rep, "call")
+    past = (datetime.now(UTC) - timedelta(seconds=5)).isoformat()
+    refused = await r.api.post(f"/tasks/{task}/snooze", json={"until": past}, headers=AUTH)
+    assert refused.status_code == 422 and "future" in refused.json()["error"]["message"]
+    until = datetime.now(UTC) + timedelta(seconds=2)
+    ok = await r.api.post(f"/tasks/{task}/snooze", json={"until": until.isoformat()}, headers=AUTH)
+    assert ok.status_code == 200
+    assert await r.inbox(rep) == []
 
-        bad = await r.api.post(f"/tasks/{t_ada}/complete", json={"outcome": "maybe"}, headers=AUTH)
-        assert bad.status_code == 422
-        assert bad.json()["error"]["details"][0]["field"] == "outcome"
+    async def back() -> Any:
+        return [t["id"] for t in await r.inbox(rep)]
 
-        done = await r.api.post(
-            f"/tasks/{t_ada}/complete",
-            json={"outcome": "meeting_booked", "notes": "Tue 10:00"},
-            headers=AUTH,
-        )
-        assert done.status_code == 200 and done.json()["outcome"] == "meeting_booked"
-        again = await r.api.post(
-            f"/tasks/{t_ada}/complete", json={"outcome": "connected"}, headers=AUTH
-        )
-        assert again.status_code == 409
-
-        stop = await r.api.post(
-            f"/tasks/{t_bob}/complete", json={"outcome": "not_interested"}, headers=AUTH
-        )
-        assert stop.status_code == 200
-        vm = await r.api.post(
-            f"/tasks/{t_cy}/complete", json={"outcome": "voicemail"}, headers=AUTH
-        )
-        assert vm.status_code == 200
-
-        async def ada_replied() -> Any:
-            return (await r.recorded(ada["id"]))["replies"]
-
-        replies = await eventually(ada_replied, "the meeting_booked outcome reaches the journey")
-        assert replies == [
-            {
-                "channel": "call_task",
-                "event_id": f"task:{t_ada}",
-                "excerpt": "meeting_booked: Tue 10:00",
-            }
-        ]
-
-        async def bob_stopped() -> Any:
-            return (await r.recorded(bob["id"]))["stops"]
-
-        stops = await eventually(bob_stopped, "not_interested stops the cadence")
-        assert stops == [{"reason": "not interested (rep call)"}]
-        assert (await r.recorded(bob["id"]))["replies"] == []
-        # a voicemail is no news for the journey
-        assert await r.recorded(cy["id"]) == {"replies": [], "stops": []}
-        assert await r.inbox(rep) == []
+    assert await eventually(back, "the task comes back after its snooze") == [task]
+    assert datetime.now(UTC) >= until
 
 
-async def test_snooze_hides_a_task_until_its_time(
-    tmp_path: Path,
-    database_urls: dict[str, str],
-    temporal_local: WorkflowEnvironment,
-    queue_prefix: str,
-) -> None:
-    async with inbox_rig(tmp_path, database_urls, temporal_local, queue_prefix) as r:
-        rep = await r.rep("Rita Rep")
-        ada = await r.prospect("Ada")
-        task = await r.task(ada, rep, "call")
-        past = (datetime.now(UTC) - timedelta(seconds=5)).isoformat()
-        refused = await r.api.post(f"/tasks/{task}/snooze", json={"until": past}, headers=AUTH)
-        assert refused.status_code == 422 and "future" in refused.json()["error"]["message"]
-        until = datetime.now(UTC) + timedelta(seconds=2)
-        ok = await r.api.post(
-            f"/tasks/{task}/snooze", json={"until": until.isoformat()}, headers=AUTH
-        )
-        assert ok.status_code == 200
-        assert await r.inbox(rep) == []
+async def test_reassign_one_task_and_all_open_tasks_of_a_prospect(inbox: InboxRig) -> None:
+    r = inbox
+    rita = await r.rep("Rita Rep")
+    ada, bob = await r.prospect("Ada"), await r.prospect("Bob")
+    assert ada["rep_id"] == bob["rep_id"] == rita
+    a1, a2, a3 = [await r.task(ada, rita, k) for k in ("one", "two", "three")]
+    # a journey started before a reassignment still names the old rep: prospecting's
+    # current rep of the prospect gets the task
+    b1 = await r.task(bob, "rep-when-the-journey-started", "one")
+    assert (await r.api.get(f"/tasks/{b1}", headers=AUTH)).json()["rep_id"] == rita
+    ron = await r.rep("Ron Rep")
 
-        async def back() -> Any:
-            return [t["id"] for t in await r.inbox(rep)]
+    unknown = await r.api.post(f"/tasks/{b1}/reassign", json={"rep_id": "nobody"}, headers=AUTH)
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "rep_not_found"
+    moved = await r.api.post(f"/tasks/{b1}/reassign", json={"rep_id": ron}, headers=AUTH)
+    assert moved.status_code == 200
+    assert moved.json()["rep_id"] == ron and moved.json()["reassigned_from"] == rita
 
-        assert await eventually(back, "the task comes back after its snooze") == [task]
-        assert datetime.now(UTC) >= until
+    done = await r.api.post(f"/tasks/{a3}/complete", json={"outcome": "done"}, headers=AUTH)
+    assert done.status_code == 200
+    url = f"/prospects/{ada['id']}/tasks/reassign"
+    unknown = await r.api.post(url, json={"rep_id": "nobody"}, headers=AUTH)
+    assert unknown.status_code == 404
+    bulk = await r.api.post(url, json={"rep_id": ron}, headers=AUTH)
+    assert bulk.status_code == 200
+    assert sorted(bulk.json()["moved"]) == sorted([a1, a2])
+    again = await r.api.post(url, json={"rep_id": ron}, headers=AUTH)
+    assert again.json()["moved"] == []
 
-
-async def test_reassign_one_task_and_all_open_tasks_of_a_prospect(
-    tmp_path: Path,
-    database_urls: dict[str, str],
-    temporal_local: WorkflowEnvironment,
-    queue_prefix: str,
-) -> None:
-    async with inbox_rig(tmp_path, database_urls, temporal_local, queue_prefix) as r:
-        rita = await r.rep("Rita Rep")
-        ada, bob = await r.prospect("Ada"), await r.prospect("Bob")
-        assert ada["rep_id"] == bob["rep_id"] == rita
-        a1, a2, a3 = [await r.task(ada, rita, k) for k in ("one", "two", "three")]
-        # a journey started before a reassignment still names the old rep: prospecting's
-        # current rep of the prospect gets the task
-        b1 = await r.task(bob, "rep-when-the-journey-started", "one")
-        assert (await r.api.get(f"/tasks/{b1}", headers=AUTH)).json()["rep_id"] == rita
-        ron = await r.rep("Ron Rep")
-
-        unknown = await r.api.post(f"/tasks/{b1}/reassign", json={"rep_id": "nobody"}, headers=AUTH)
-        assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "rep_not_found"
-        moved = await r.api.post(f"/tasks/{b1}/reassign", json={"rep_id": ron}, headers=AUTH)
-        assert moved.status_code == 200
-        assert moved.json()["rep_id"] == ron and moved.json()["reassigned_from"] == rita
-
-        done = await r.api.post(f"/tasks/{a3}/complete", json={"outcome": "done"}, headers=AUTH)
-        assert done.status_code == 200
-        url = f"/prospects/{ada['id']}/tasks/reassign"
-        unknown = await r.api.post(url, json={"rep_id": "nobody"}, headers=AUTH)
-        assert unknown.status_code == 404
-        bulk = await r.api.post(url, json={"rep_id": ron}, headers=AUTH)
-        assert bulk.status_code == 200
-        assert sorted(bulk.json()["moved"]) == sorted([a1, a2])
-        again = await r.api.post(url, json={"rep_id": ron}, headers=AUTH)
-        assert again.json()["moved"] == []
-
-        assert {t["id"] for t in await r.inbox(ron)} == {a1, a2, b1}
-        assert await r.inbox(rita) == []
-        # the completed task stays with whoever did it
-        tasks = (await r.api.get("/tasks", params={"prospect_id": ada["id"]}, headers=AUTH)).json()
-        assert {t["id"]: t["rep_id"] for t in tasks}[a3] == rita
+    assert {t["id"] for t in await r.inbox(ron)} == {a1, a2, b1}
+    assert await r.inbox(rita) == []
+    # the completed task stays with whoever did it
+    tasks = (await r.api.get("/tasks", params={"prospect_id": ada["id"]}, headers=AUTH)).json()
+    assert {t["id"]: t["rep_id"] for t in tasks}[a3] == rita
 
 
 class Receiver:
@@ -270,18 +244,13 @@ async def _all_sent(r: InboxRig, task_id: str, count: int) -> list[dict[str, Any
 
 
 async def test_urgent_tasks_reach_reps_by_email_sms_and_a_signed_webhook(
-    tmp_path: Path,
-    database_urls: dict[str, str],
-    temporal_local: WorkflowEnvironment,
-    queue_prefix: str,
+    inbox: InboxRig,
 ) -> None:
+    r = inbox
     secret = "s3cret-s3cret-s3cret"
     receiver = Receiver(secret)
     port = free_port()
-    async with (
-        serve(receiver.app, port) as hook_url,
-        inbox_rig(tmp_path, database_urls, temporal_local, queue_prefix) as r,
-    ):
+    async with serve(receiver.app, port) as hook_url:
         # prospects before reps: unassigned in prospecting, their tasks go where we say
         ada, bob = await r.prospect("Ada", title="CTO"), await r.prospect("Bob")
         rita, ron = await r.rep("Rita Rep"), await r.rep("Ron Rep")
@@ -352,105 +321,88 @@ async def test_urgent_tasks_reach_reps_by_email_sms_and_a_signed_webhook(
         assert await _notifications(r, not_hot) == []
 
 
-async def test_overdue_tasks_escalate_once_to_the_manager(
-    tmp_path: Path,
-    database_urls: dict[str, str],
-    temporal_local: WorkflowEnvironment,
-    queue_prefix: str,
-) -> None:
-    async with inbox_rig(tmp_path, database_urls, temporal_local, queue_prefix) as r:
-        ada, bob = await r.prospect("Ada"), await r.prospect("Bob")  # before reps: unassigned
-        boss = await r.rep("Bea Boss")
-        rita = await r.rep("Rita Rep", manager_id=boss)
-        lead = await r.rep("Lea Lead")
-        ron = await r.rep("Ron Rep")  # no manager in prospecting: escalate_to says who
-        prefs = {"channel": "none", "escalate_to": lead}
-        assert (await r.api.put(f"/reps/{ron}/notifications", json=prefs, headers=AUTH)).is_success
-        self_escalation = await r.api.put(
-            f"/reps/{ron}/notifications", json={"escalate_to": ron}, headers=AUTH
-        )
-        assert self_escalation.status_code == 422
-        assert (await r.api.get("/task-policy", headers=AUTH)).json()[
-            "escalate_after_seconds"
-        ] == 3600
-        t_rita = await r.task(ada, rita, "call", due=datetime.now(UTC))
-        t_ron = await r.task(bob, ron, "call", due=datetime.now(UTC))
-        t_later = await r.task(bob, ron, "later", due=in_hours(1))
-        await r.sweeps()
-        first = (await r.inbox(rita))[0]
-        assert [x["code"] for x in first["reasons"]] == ["overdue", "stage"]
-        assert await _notifications(r, t_rita) == []  # within the hour ops allow
-        policy = {"escalate_after_seconds": 1}
-        assert (await r.api.put("/task-policy", json=policy, headers=AUTH)).json() == {
-            "escalate_after_seconds": 1,
-            "hot_reply_seconds": 86400,
-            "meeting_soon_seconds": 7200,
-            "due_soon_seconds": 3600,
-        }
+async def test_overdue_tasks_escalate_once_to_the_manager(inbox: InboxRig) -> None:
+    r = inbox
+    ada, bob = await r.prospect("Ada"), await r.prospect("Bob")  # before reps: unassigned
+    boss = await r.rep("Bea Boss")
+    rita = await r.rep("Rita Rep", manager_id=boss)
+    lead = await r.rep("Lea Lead")
+    ron = await r.rep("Ron Rep")  # no manager in prospecting: escalate_to says who
+    prefs = {"channel": "none", "escalate_to": lead}
+    assert (await r.api.put(f"/reps/{ron}/notifications", json=prefs, headers=AUTH)).is_success
+    self_escalation = await r.api.put(
+        f"/reps/{ron}/notifications", json={"escalate_to": ron}, headers=AUTH
+    )
+    assert self_escalation.status_code == 422
+    assert (await r.api.get("/task-policy", headers=AUTH)).json()["escalate_after_seconds"] == 3600
+    t_rita = await r.task(ada, rita, "call", due=datetime.now(UTC))
+    t_ron = await r.task(bob, ron, "call", due=datetime.now(UTC))
+    t_later = await r.task(bob, ron, "later", due=in_hours(1))
+    await r.sweeps()
+    first = (await r.inbox(rita))[0]
+    assert [x["code"] for x in first["reasons"]] == ["overdue", "stage"]
+    assert await _notifications(r, t_rita) == []  # within the hour ops allow
+    policy = {"escalate_after_seconds": 1}
+    assert (await r.api.put("/task-policy", json=policy, headers=AUTH)).json() == {
+        "escalate_after_seconds": 1,
+        "hot_reply_seconds": 86400,
+        "meeting_soon_seconds": 7200,
+        "due_soon_seconds": 3600,
+    }
 
-        rows = await eventually(lambda: _all_sent(r, t_rita, 1), "rita's manager told")
-        assert rows[0] == rows[0] | {
-            "reason": "escalation",
-            "recipient_rep_id": boss,
-            "channel": "email",
-            "target": "bea.boss@example.com",
-        }
-        rows = await eventually(lambda: _all_sent(r, t_ron, 1), "ron's escalate_to told")
-        assert rows[0]["recipient_rep_id"] == lead and rows[0]["target"] == "lea.lead@example.com"
-        escalated = (await r.inbox(rita))[0]
-        assert escalated["escalated_at"] is not None
-        assert [x["code"] for x in escalated["reasons"]] == ["escalated", "stage"]
-        assert escalated["priority"] > first["priority"]
-        mail = r.sb.mailbox.list(to="bea.boss@example.com")
-        assert len(mail) == 1 and mail[0].subject.startswith("Overdue: ")
-        # once: later sweeps neither escalate again nor mail again; a task not yet due waits
-        await r.sweeps()
-        assert len(r.sb.mailbox.list(to="bea.boss@example.com")) == 1
-        assert await _notifications(r, t_later) == []
-        later = (await r.api.get(f"/tasks/{t_later}", headers=AUTH)).json()
-        assert later["escalated_at"] is None
+    rows = await eventually(lambda: _all_sent(r, t_rita, 1), "rita's manager told")
+    assert rows[0] == rows[0] | {
+        "reason": "escalation",
+        "recipient_rep_id": boss,
+        "channel": "email",
+        "target": "bea.boss@example.com",
+    }
+    rows = await eventually(lambda: _all_sent(r, t_ron, 1), "ron's escalate_to told")
+    assert rows[0]["recipient_rep_id"] == lead and rows[0]["target"] == "lea.lead@example.com"
+    escalated = (await r.inbox(rita))[0]
+    assert escalated["escalated_at"] is not None
+    assert [x["code"] for x in escalated["reasons"]] == ["escalated", "stage"]
+    assert escalated["priority"] > first["priority"]
+    mail = r.sb.mailbox.list(to="bea.boss@example.com")
+    assert len(mail) == 1 and mail[0].subject.startswith("Overdue: ")
+    # once: later sweeps neither escalate again nor mail again; a task not yet due waits
+    await r.sweeps()
+    assert len(r.sb.mailbox.list(to="bea.boss@example.com")) == 1
+    assert await _notifications(r, t_later) == []
+    later = (await r.api.get(f"/tasks/{t_later}", headers=AUTH)).json()
+    assert later["escalated_at"] is None
 
 
-async def test_a_moved_meetings_old_preparation_task_leaves_the_inbox(
-    tmp_path: Path,
-    database_urls: dict[str, str],
-    temporal_local: WorkflowEnvironment,
-    queue_prefix: str,
-) -> None:
-    async with inbox_rig(tmp_path, database_urls, temporal_local, queue_prefix) as r:
-        rep = await r.rep("Rita Rep")
-        ada = await r.prospect("Ada")
-        old = await r.task(ada, rep, "prepare_meeting:m1", kind="prepare_meeting")
-        new = await r.task(ada, rep, "prepare_meeting:m1:r1", kind="prepare_meeting")
-        other = await r.task(ada, rep, "prepare_meeting:m2", kind="prepare_meeting")
-        wid = journey_id(ada["id"])
-        close = CloseRepTasks(
-            f"{wid}:prepare_meeting:m1", "the meeting moved", f"{wid}:prepare_meeting:m1:r1"
-        )
-        assert await r.close_rep_tasks(close) == 1
-        assert await r.close_rep_tasks(close) == 0  # a retried activity changes nothing
-        inbox = (await r.api.get(f"/reps/{rep}/inbox", headers=AUTH)).json()
-        assert sorted(t["id"] for t in inbox) == sorted([new, other])
-        closed = (await r.api.get(f"/tasks/{old}", headers=AUTH)).json()
-        assert (closed["status"], closed["notes"]) == ("closed", "the meeting moved")
+async def test_a_moved_meetings_old_preparation_task_leaves_the_inbox(inbox: InboxRig) -> None:
+    r = inbox
+    rep = await r.rep("Rita Rep")
+    ada = await r.prospect("Ada")
+    old = await r.task(ada, rep, "prepare_meeting:m1", kind="prepare_meeting")
+    new = await r.task(ada, rep, "prepare_meeting:m1:r1", kind="prepare_meeting")
+    other = await r.task(ada, rep, "prepare_meeting:m2", kind="prepare_meeting")
+    wid = journey_id(ada["id"])
+    close = CloseRepTasks(
+        f"{wid}:prepare_meeting:m1", "the meeting moved", f"{wid}:prepare_meeting:m1:r1"
+    )
+    assert await r.close_rep_tasks(close) == 1
+    assert await r.close_rep_tasks(close) == 0  # a retried activity changes nothing
+    inbox = (await r.api.get(f"/reps/{rep}/inbox", headers=AUTH)).json()
+    assert sorted(t["id"] for t in inbox) == sorted([new, other])
+    closed = (await r.api.get(f"/tasks/{old}", headers=AUTH)).json()
+    assert (closed["status"], closed["notes"]) == ("closed", "the meeting moved")
 
 
-async def test_a_managers_escalation_notice_reaches_them_by_their_channel(
-    tmp_path: Path,
-    database_urls: dict[str, str],
-    temporal_local: WorkflowEnvironment,
-    queue_prefix: str,
-) -> None:
-    async with inbox_rig(tmp_path, database_urls, temporal_local, queue_prefix) as r:
-        mona = await r.rep("Mona Manager")
-        rita = await r.rep("Rita Rep", manager_id=mona)
-        ada = await r.prospect("Ada")
-        # as the journey makes it when a qualification waits past its reminder: for the manager
-        notice = await r.task(
-            ada, mona, "escalation", kind="escalation", stage="qualifying", due=in_hours(0)
-        )
-        assert rita  # the rep whose deal is stuck
-        rows = await eventually(lambda: _all_sent(r, notice, 1), "the manager's notice sent")
-        assert (rows[0]["channel"], rows[0]["reason"]) == ("email", "urgent")
-        mails = r.sb.mailbox.list(to="mona.manager@example.com")
-        assert len(mails) == 1 and "stuck" in mails[0].text
+async def test_a_managers_escalation_notice_reaches_them_by_their_channel(inbox: InboxRig) -> None:
+    r = inbox
+    mona = await r.rep("Mona Manager")
+    rita = await r.rep("Rita Rep", manager_id=mona)
+    ada = await r.prospect("Ada")
+    # as the journey makes it when a qualification waits past its reminder: for the manager
+    notice = await r.task(
+        ada, mona, "escalation", kind="escalation", stage="qualifying", due=in_hours(0)
+    )
+    assert rita  # the rep whose deal is stuck
+    rows = await eventually(lambda: _all_sent(r, notice, 1), "the manager's notice sent")
+    assert (rows[0]["channel"], rows[0]["reason"]) == ("email", "urgent")
+    mails = r.sb.mailbox.list(to="mona.manager@example.com")
+    assert len(mails) == 1 and "stuck" in mails[0].text

@@ -4,15 +4,13 @@ see the tasks with their context, complete one with a click, see it gone and its
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from playwright.async_api import Page
-from temporalio.testing import WorkflowEnvironment
 
 from tests.support.browser import screenshot
 from tests.support.eventually import eventually
-from tests.support.inbox import inbox_rig
+from tests.support.inbox import InboxRig
 from tests.support.settings import API_KEY, AUTH
 
 pytestmark = pytest.mark.asyncio
@@ -24,104 +22,98 @@ ICP = {
 }
 
 
-async def test_rep_completes_a_task_from_the_inbox_page(
-    tmp_path: Path,
-    database_urls: dict[str, str],
-    temporal_local: WorkflowEnvironment,
-    queue_prefix: str,
-    page: Page,
-) -> None:
-    async with inbox_rig(tmp_path, database_urls, temporal_local, queue_prefix) as r:
-        rep = await r.rep("Rita Rep")
-        assert (await r.prospecting.put("/icp", json=ICP, headers=AUTH)).status_code == 200
-        grace = await r.prospect("Grace", title="VP, Head of Engineering", company="Hopper Labs")
-        alan = await r.prospect("Alan", title="Head of Data", company="Turing Ltd")
-        ada = await r.prospect("Ada", title="CTO", company="Analytical Engines")
-        now = datetime.now(UTC)
-        call = await r.task(
-            grace,
-            rep,
-            "step-1:call_task",
-            title="Call Grace Tester (Hopper Labs)",
-            due=now - timedelta(minutes=20),
-            body="Touch step-1 of the cadence.\nHi Grace, this is Rita from closeflow: you "
-            "asked about routing replies to the right rep...",
-        )
-        await r.replied(alan["id"], timedelta(minutes=12))
-        await r.task(
-            alan,
-            rep,
-            "objection:o1",
-            title="Answer Alan Tester's price objection",
-            kind="objection",
-            stage="objections",
-            due=now + timedelta(hours=3),
-            body='They said: "too expensive for our team size"\nPrepared answers:\n'
-            "- Per-seat pricing starts at five seats\n- Payback in one quarter (case study)",
-            context={"category": "price", "deal_id": "d-42"},
-        )
-        await r.task(
-            ada,
-            rep,
-            "qualify",
-            title="Qualify Ada Tester",
-            kind="qualify",
-            stage="qualifying",
-            due=now + timedelta(days=1),
-            body="Why now: they entered qualifying. Ask about budget, authority, need and "
-            "timeline, then record the answers on deal d-7.",
-        )
-        await r.start_journey(grace["id"])
-        inbox_url = f"{r.outreach_url}/ui/reps/{rep}/inbox"
+async def test_rep_completes_a_task_from_the_inbox_page(page: Page, inbox: InboxRig) -> None:
+    r = inbox
+    rep = await r.rep("Rita Rep")
+    assert (await r.prospecting.put("/icp", json=ICP, headers=AUTH)).status_code == 200
+    grace = await r.prospect("Grace", title="VP, Head of Engineering", company="Hopper Labs")
+    alan = await r.prospect("Alan", title="Head of Data", company="Turing Ltd")
+    ada = await r.prospect("Ada", title="CTO", company="Analytical Engines")
+    now = datetime.now(UTC)
+    call = await r.task(
+        grace,
+        rep,
+        "step-1:call_task",
+        title="Call Grace Tester (Hopper Labs)",
+        due=now - timedelta(minutes=20),
+        body="Touch step-1 of the cadence.\nHi Grace, this is Rita from closeflow: you "
+        "asked about routing replies to the right rep...",
+    )
+    await r.replied(alan["id"], timedelta(minutes=12))
+    await r.task(
+        alan,
+        rep,
+        "objection:o1",
+        title="Answer Alan Tester's price objection",
+        kind="objection",
+        stage="objections",
+        due=now + timedelta(hours=3),
+        body='They said: "too expensive for our team size"\nPrepared answers:\n'
+        "- Per-seat pricing starts at five seats\n- Payback in one quarter (case study)",
+        context={"category": "price", "deal_id": "d-42"},
+    )
+    await r.task(
+        ada,
+        rep,
+        "qualify",
+        title="Qualify Ada Tester",
+        kind="qualify",
+        stage="qualifying",
+        due=now + timedelta(days=1),
+        body="Why now: they entered qualifying. Ask about budget, authority, need and "
+        "timeline, then record the answers on deal d-7.",
+    )
+    await r.start_journey(grace["id"])
+    inbox_url = f"{r.outreach_url}/ui/reps/{rep}/inbox"
 
-        # without a key: the page asks for one
-        refused = await page.goto(inbox_url)
-        assert refused is not None and refused.status == 401
-        assert await page.locator("input[name=key]").count() == 1
+    # without a key: the page asks for one
+    refused = await page.goto(inbox_url)
+    assert refused is not None and refused.status == 401
+    assert await page.locator("input[name=key]").count() == 1
 
-        # the key once in the address: kept in a cookie, dropped from the address
-        await page.goto(f"{inbox_url}?key={API_KEY}")
-        assert page.url == inbox_url
-        cookies = await page.context.cookies()
-        assert any(c["name"] == "closeflow_key" and c["httpOnly"] for c in cookies)
-        articles = page.locator("article.task")
-        assert await articles.count() == 3
-        first = articles.nth(0)
-        assert await first.get_attribute("data-task-id") == call  # overdue comes first
-        card = await page.locator(f"#task-{call}").inner_text()
-        for expected in ("Grace Tester", "VP, Head of Engineering at Hopper Labs", grace["phone"]):
-            assert expected in card
-        assert "overdue by 20 min" in card and "tier A" in card and "this is Rita" in card
-        objection = await articles.nth(1).inner_text()
-        assert "replied 12 min ago" in objection and "Per-seat pricing" in objection
-        assert "price" in objection  # the objection's category from the task context
-        await screenshot(page, "rep-inbox")
+    # the key once in the address: kept in a cookie, dropped from the address
+    await page.goto(f"{inbox_url}?key={API_KEY}")
+    assert page.url == inbox_url
+    cookies = await page.context.cookies()
+    assert any(c["name"] == "closeflow_key" and c["httpOnly"] for c in cookies)
+    articles = page.locator("article.task")
+    assert await articles.count() == 3
+    first = articles.nth(0)
+    assert await first.get_attribute("data-task-id") == call  # overdue comes first
+    card = await page.locator(f"#task-{call}").inner_text()
+    for expected in ("Grace Tester", "VP, Head of Engineering at Hopper Labs", grace["phone"]):
+        assert expected in card
+    assert "overdue by 20 min" in card and "tier A" in card and "this is Rita" in card
+    objection = await articles.nth(1).inner_text()
+    assert "replied 12 min ago" in objection and "Per-seat pricing" in objection
+    assert "price" in objection  # the objection's category from the task context
+    await screenshot(page, "rep-inbox")
 
-        # one click: completed with that outcome, back on the inbox, the task gone
-        await page.locator(f"#task-{call} input[name=notes]").fill("Demo on Tuesday")
-        await page.locator(f"#task-{call} button[value=meeting_booked]").click()
-        await page.wait_for_load_state()
-        assert page.url.startswith(inbox_url)
-        assert await page.locator(f"#task-{call}").count() == 0
-        assert await page.locator("article.task").count() == 2
-        assert "Meeting booked" in await page.locator(".notice").inner_text()
-        after = await screenshot(page, "rep-inbox-after-complete")
-        assert after.exists()
+    # one click: completed with that outcome, back on the inbox, the task gone
+    await page.locator(f"#task-{call} input[name=notes]").fill("Demo on Tuesday")
+    await page.locator(f"#task-{call} button[value=meeting_booked]").click()
+    await page.wait_for_load_state()
+    assert page.url.startswith(inbox_url)
+    assert await page.locator(f"#task-{call}").count() == 0
+    assert await page.locator("article.task").count() == 2
+    assert "Meeting booked" in await page.locator(".notice").inner_text()
+    after = await screenshot(page, "rep-inbox-after-complete")
+    assert after.exists()
 
-        stored = (await r.api.get(f"/tasks/{call}", headers=AUTH)).json()
-        assert stored["status"] == "done" and stored["outcome"] == "meeting_booked"
-        assert stored["notes"] == "Demo on Tuesday"
+    stored = (await r.api.get(f"/tasks/{call}", headers=AUTH)).json()
+    assert stored["status"] == "done" and stored["outcome"] == "meeting_booked"
+    assert stored["notes"] == "Demo on Tuesday"
 
-        async def told() -> list[dict[str, str]]:
-            return list((await r.recorded(grace["id"]))["replies"])
+    async def told() -> list[dict[str, str]]:
+        return list((await r.recorded(grace["id"]))["replies"])
 
-        replies = await eventually(told, "the booked meeting reaches the journey")
-        assert replies[0]["excerpt"] == "meeting_booked: Demo on Tuesday"
+    replies = await eventually(told, "the booked meeting reaches the journey")
+    assert replies[0]["excerpt"] == "meeting_booked: Demo on Tuesday"
 
-        # the same button again (a second tab, say): the inbox says why, nothing changes
-        again = await page.request.post(
-            f"{r.outreach_url}/ui/reps/{rep}/tasks/{call}/complete", form={"outcome": "done"}
-        )
-        assert again.ok and "was completed already" in await again.text()
-        stored = (await r.api.get(f"/tasks/{call}", headers=AUTH)).json()
-        assert stored["outcome"] == "meeting_booked"
+    # the same button again (a second tab, say): the inbox says why, nothing changes
+    again = await page.request.post(
+        f"{r.outreach_url}/ui/reps/{rep}/tasks/{call}/complete", form={"outcome": "done"}
+    )
+    assert again.ok and "was completed already" in await again.text()
+    stored = (await r.api.get(f"/tasks/{call}", headers=AUTH)).json()
+    assert stored["outcome"] == "meeting_booked"

@@ -19,14 +19,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
-from temporalio.testing import WorkflowEnvironment
 
 from devstack.sandbox.mailbox import Mailbox, start_smtp
 from shared.contracts.journey import (
     CadenceStep,
     SendWindow,
 )
-from tests.support.sending import POSTAL, Rig, contact, email_touch, outcome, rig
+from tests.support.sending import POSTAL, Rig, SendingRig, contact, email_touch, outcome
 
 
 def mime(mailbox: Mailbox, to: str) -> EmailMessage:
@@ -47,13 +46,8 @@ async def add_sender(r: Rig, address: str, **kw: Any) -> dict[str, Any]:
 # --- the senders API -----------------------------------------------------------------------------
 
 
-async def test_senders_are_managed_through_the_api(
-    tmp_path: Path,
-    database_urls: dict[str, str],
-    temporal_local: WorkflowEnvironment,
-    queue_prefix: str,
-) -> None:
-    async with rig(tmp_path, database_urls, temporal_local, queue_prefix) as r:
+async def test_senders_are_managed_through_the_api(sending_rig: SendingRig) -> None:
+    async with sending_rig() as r:
         body = {"from_address": "Ann@Sales.Example.com", "display_name": "Ann", "hourly_cap": 5}
         assert (
             await r.api.post("/senders", json=body, headers={"X-API-Key": ""})
@@ -101,12 +95,9 @@ async def test_senders_are_managed_through_the_api(
 
 
 async def test_emails_rotate_over_senders_and_wait_when_every_cap_is_hit(
-    tmp_path: Path,
-    database_urls: dict[str, str],
-    temporal_local: WorkflowEnvironment,
-    queue_prefix: str,
+    sending_rig: SendingRig,
 ) -> None:
-    async with rig(tmp_path, database_urls, temporal_local, queue_prefix) as r:
+    async with sending_rig() as r:
         ann = await add_sender(r, "ann@one.example.com", display_name="Ann Ames", hourly_cap=2)
         bob = await add_sender(r, "bob@two.example.net", hourly_cap=2, daily_cap=50)
         await add_sender(r, "off@three.example.org", active=False)
@@ -161,21 +152,14 @@ async def test_emails_rotate_over_senders_and_wait_when_every_cap_is_hit(
 
 
 async def test_a_retried_send_keeps_the_sender_of_its_slot(
-    tmp_path: Path,
-    database_urls: dict[str, str],
-    temporal_local: WorkflowEnvironment,
-    queue_prefix: str,
+    tmp_path: Path, sending_rig: SendingRig
 ) -> None:
     # The activities' SMTP server is down at first, so the attempt fails after the slot was
     # taken. The port is bound, not listening: connections are refused, no server can take it.
     with socket.socket() as reserved:
         reserved.bind(("127.0.0.1", 0))
         smtp_port = int(reserved.getsockname()[1])
-        async with rig(
-            tmp_path,
-            database_urls,
-            temporal_local,
-            queue_prefix,
+        async with sending_rig(
             settings_for_activities=lambda s: s.model_copy(update={"smtp_port": smtp_port}),
         ) as r:
             ann = await add_sender(r, "ann@one.example.com", hourly_cap=10)
@@ -214,15 +198,8 @@ async def test_a_retried_send_keeps_the_sender_of_its_slot(
             assert got_bob["last_used_at"] is None and got_bob["sent_last_hour"] == 0
 
 
-async def test_at_most_n_emails_per_recipient_domain_per_hour(
-    tmp_path: Path,
-    database_urls: dict[str, str],
-    temporal_local: WorkflowEnvironment,
-    queue_prefix: str,
-) -> None:
-    async with rig(
-        tmp_path, database_urls, temporal_local, queue_prefix, per_domain_hourly_cap=2
-    ) as r:
+async def test_at_most_n_emails_per_recipient_domain_per_hour(sending_rig: SendingRig) -> None:
+    async with sending_rig(per_domain_hourly_cap=2) as r:
         same = [contact("acme.example") for _ in range(3)]
         results = [await r.send(email_touch(c)) for c in same]
         assert [outcome(res) for res in results] == ["sent", "sent", "deferred"]
@@ -238,13 +215,8 @@ async def test_at_most_n_emails_per_recipient_domain_per_hour(
         assert (row.sender_id, row.to_domain) == (None, "acme.example.org")
 
 
-async def test_caps_hold_under_concurrent_sends_on_two_workers(
-    tmp_path: Path,
-    database_urls: dict[str, str],
-    temporal_local: WorkflowEnvironment,
-    queue_prefix: str,
-) -> None:
-    async with rig(tmp_path, database_urls, temporal_local, queue_prefix, activity_workers=2) as r:
+async def test_caps_hold_under_concurrent_sends_on_two_workers(sending_rig: SendingRig) -> None:
+    async with sending_rig(activity_workers=2) as r:
         await add_sender(r, "ann@one.example.com", hourly_cap=3)
         await add_sender(r, "bob@two.example.net", hourly_cap=3)
         people = [contact() for _ in range(14)]
@@ -260,12 +232,9 @@ async def test_caps_hold_under_concurrent_sends_on_two_workers(
 
 
 async def test_every_email_carries_ids_unsubscribe_postal_address_and_both_parts(
-    tmp_path: Path,
-    database_urls: dict[str, str],
-    temporal_local: WorkflowEnvironment,
-    queue_prefix: str,
+    sending_rig: SendingRig,
 ) -> None:
-    async with rig(tmp_path, database_urls, temporal_local, queue_prefix) as r:
+    async with sending_rig() as r:
         people = [contact(), contact()]
         for c in people:
             assert outcome(await r.send(email_touch(c))) == "sent"
@@ -292,12 +261,9 @@ async def test_every_email_carries_ids_unsubscribe_postal_address_and_both_parts
 
 
 async def test_a_holiday_in_the_prospects_calendar_defers_the_touch_to_the_next_day(
-    tmp_path: Path,
-    database_urls: dict[str, str],
-    temporal_local: WorkflowEnvironment,
-    queue_prefix: str,
+    sending_rig: SendingRig,
 ) -> None:
-    async with rig(tmp_path, database_urls, temporal_local, queue_prefix) as r:
+    async with sending_rig() as r:
         zone = "Pacific/Kiritimati"  # UTC+14: its date is often not UTC's
         today = datetime.now(UTC).astimezone(ZoneInfo(zone)).date()
         c = contact(timezone=zone)
@@ -328,12 +294,9 @@ PHONES = {
 
 
 async def test_a_missing_time_zone_is_inferred_from_the_phone_for_texts(
-    tmp_path: Path,
-    database_urls: dict[str, str],
-    temporal_local: WorkflowEnvironment,
-    queue_prefix: str,
+    sending_rig: SendingRig,
 ) -> None:
-    async with rig(tmp_path, database_urls, temporal_local, queue_prefix) as r:
+    async with sending_rig() as r:
         now = datetime.now(UTC)
 
         def opens_at_eight_local(zone: str) -> datetime | None:

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
-from temporalio.testing import WorkflowEnvironment
 
 from services.prospecting import icp, imports
-from services.prospecting.app import create_app
 from services.prospecting.import_cli import upload
-from shared.migrations import upgrade
-from tests.support.settings import API_KEY, AUTH, make_settings
+from tests.support.apps import ServiceApp
+from tests.support.settings import API_KEY
 
 ICP = {
     "criteria": [
@@ -33,21 +29,8 @@ ICP = {
 
 
 @pytest.fixture
-async def app(
-    database_urls: dict[str, str], tmp_path: Path, temporal_local: WorkflowEnvironment
-) -> AsyncIterator[FastAPI]:
-    settings = make_settings(tmp_path, database_urls)
-    await asyncio.to_thread(upgrade, settings, "prospecting")
-    app = create_app(settings, temporal_client=temporal_local.client)
-    async with app.router.lifespan_context(app):
-        yield app
-
-
-@pytest.fixture
-async def http(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test", headers=AUTH) as c:
-        yield c
+async def app(service_app: ServiceApp) -> FastAPI:
+    return await service_app("prospecting")
 
 
 async def _ok(resp: httpx.Response, status: int = 200) -> Any:

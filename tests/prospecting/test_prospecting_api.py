@@ -4,28 +4,22 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
-from temporalio.testing import WorkflowEnvironment
 
 from services.prospecting.activities import ProspectingActivities
-from services.prospecting.app import create_app
 from shared.contracts.journey import StageChange
-from shared.migrations import upgrade
-from shared.settings import Settings
-from tests.support.settings import AUTH, make_settings
+from tests.support.apps import Api as ApiClient
+from tests.support.apps import ServiceApp
 
 
-class Api:
-    def __init__(self, app: FastAPI, http: httpx.AsyncClient, settings: Settings) -> None:
+class Prospecting:
+    def __init__(self, app: FastAPI, http: httpx.AsyncClient) -> None:
         self.app = app
         self.http = http
-        self.settings = settings
 
     async def rep(self, name: str) -> dict[str, Any]:
         email = f"{name.lower()}@closeflow.example.com"
@@ -42,29 +36,10 @@ class Api:
         await ProspectingActivities(self.app.state.sessions).record_stage(change)
 
 
-async def _serve(
-    settings: Settings, temporal: WorkflowEnvironment
-) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
-    app = create_app(settings, temporal_client=temporal.client)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app)
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://test", headers=AUTH
-        ) as http:
-            yield app, http
-
-
 @pytest.fixture
-async def settings(database_urls: dict[str, str], tmp_path: Path) -> Settings:
-    settings = make_settings(tmp_path, database_urls)
-    await asyncio.to_thread(upgrade, settings, "prospecting")
-    return settings
-
-
-@pytest.fixture
-async def api(settings: Settings, temporal_local: WorkflowEnvironment) -> AsyncIterator[Api]:
-    async for app, http in _serve(settings, temporal_local):
-        yield Api(app, http, settings)
+async def prospecting(service_app: ServiceApp, api: ApiClient) -> Prospecting:
+    app = await service_app("prospecting")
+    return Prospecting(app, await api(app))
 
 
 def _fields(resp: httpx.Response) -> list[str]:
@@ -78,40 +53,42 @@ def _fields(resp: httpx.Response) -> list[str]:
 
 
 @pytest.mark.parametrize("path", ["/reps", "/prospects", "/prospects/x", "/prospects/x/stages"])
-async def test_every_route_needs_an_api_key(api: Api, path: str) -> None:
-    missing = await api.http.get(path, headers={"X-API-Key": ""})
+async def test_every_route_needs_an_api_key(prospecting: Prospecting, path: str) -> None:
+    missing = await prospecting.http.get(path, headers={"X-API-Key": ""})
     assert missing.status_code == 401
     assert missing.json()["error"]["code"] == "missing_api_key"
-    wrong = await api.http.get(path, headers={"X-API-Key": "not-the-key"})
+    wrong = await prospecting.http.get(path, headers={"X-API-Key": "not-the-key"})
     assert wrong.status_code == 401
     assert wrong.json()["error"]["code"] == "invalid_api_key"
-    post = await api.http.post("/prospects", json={}, headers={"X-API-Key": "nope"})
+    post = await prospecting.http.post("/prospects", json={}, headers={"X-API-Key": "nope"})
     assert post.status_code == 401  # auth is checked before the body
 
 
 # --- reps ---------------------------------------------------------------------------------------
 
 
-async def test_reps_are_validated_and_listed_in_creation_order(api: Api) -> None:
-    resp = await api.http.post(
+async def test_reps_are_validated_and_listed_in_creation_order(prospecting: Prospecting) -> None:
+    resp = await prospecting.http.post(
         "/reps", json={"name": "Rita", "email": "Rita@Example.COM", "phone": "+1 (415) 555-2671"}
     )
     assert resp.status_code == 201, resp.text
     rita = resp.json()
     assert (rita["email"], rita["phone"]) == ("rita@example.com", "+14155552671")
-    bob = await api.rep("Bob")
+    bob = await prospecting.rep("Bob")
 
-    assert _fields(await api.http.post("/reps", json={"name": "X", "email": "nope"})) == ["email"]
-    bad_phone = {"name": "X", "email": "x@example.com", "phone": "12"}
-    assert _fields(await api.http.post("/reps", json=bad_phone)) == ["phone"]
-    assert _fields(await api.http.post("/reps", json={"name": " ", "email": "x@example.com"})) == [
-        "name"
+    assert _fields(await prospecting.http.post("/reps", json={"name": "X", "email": "nope"})) == [
+        "email"
     ]
+    bad_phone = {"name": "X", "email": "x@example.com", "phone": "12"}
+    assert _fields(await prospecting.http.post("/reps", json=bad_phone)) == ["phone"]
+    assert _fields(
+        await prospecting.http.post("/reps", json={"name": " ", "email": "x@example.com"})
+    ) == ["name"]
 
-    listed = (await api.http.get("/reps")).json()
+    listed = (await prospecting.http.get("/reps")).json()
     assert [r["id"] for r in listed] == [rita["id"], bob["id"]]
-    assert (await api.http.get(f"/reps/{bob['id']}")).json() == bob
-    missing = await api.http.get("/reps/unknown")
+    assert (await prospecting.http.get(f"/reps/{bob['id']}")).json() == bob
+    missing = await prospecting.http.get("/reps/unknown")
     assert missing.status_code == 404
     assert missing.json()["error"]["code"] == "rep_not_found"
 
@@ -119,8 +96,10 @@ async def test_reps_are_validated_and_listed_in_creation_order(api: Api) -> None
 # --- prospects ----------------------------------------------------------------------------------
 
 
-async def test_create_prospect_normalises_fields_and_records_the_first_stage(api: Api) -> None:
-    created = await api.prospect(
+async def test_create_prospect_normalises_fields_and_records_the_first_stage(
+    prospecting: Prospecting,
+) -> None:
+    created = await prospecting.prospect(
         last_name="Lovelace",
         email="  Ada.Lovelace@Example.COM ",
         phone="+1 415 555 0100",
@@ -135,13 +114,13 @@ async def test_create_prospect_normalises_fields_and_records_the_first_stage(api
     assert created["rep"] is None and created["rep_id"] is None  # no reps yet
     assert created["created_at"].endswith(("+00:00", "Z"))
 
-    fetched = (await api.http.get(f"/prospects/{created['id']}")).json()
+    fetched = (await prospecting.http.get(f"/prospects/{created['id']}")).json()
     assert fetched == created
 
-    phone_only = await api.prospect(phone="+44 20 7946 0958")
+    phone_only = await prospecting.prospect(phone="+44 20 7946 0958")
     assert phone_only["email"] is None and phone_only["timezone"] == ""
 
-    stages = (await api.http.get(f"/prospects/{created['id']}/stages")).json()
+    stages = (await prospecting.http.get(f"/prospects/{created['id']}/stages")).json()
     assert [(s["from_stage"], s["to_stage"], s["cause"]) for s in stages] == [
         (None, "prospecting", "created")
     ]
@@ -162,35 +141,35 @@ async def test_create_prospect_normalises_fields_and_records_the_first_stage(api
     ],
 )
 async def test_invalid_prospects_are_rejected_naming_the_field(
-    api: Api, body: dict[str, str], field: str
+    prospecting: Prospecting, body: dict[str, str], field: str
 ) -> None:
-    resp = await api.http.post("/prospects", json=body)
+    resp = await prospecting.http.post("/prospects", json=body)
     assert _fields(resp) == [field]
     assert field in resp.json()["error"]["message"]
-    assert (await api.http.get("/prospects")).json()["items"] == []
+    assert (await prospecting.http.get("/prospects")).json()["items"] == []
 
 
 async def test_duplicate_email_or_phone_is_a_conflict_naming_the_existing_prospect(
-    api: Api,
+    prospecting: Prospecting,
 ) -> None:
-    first = await api.prospect(email="ada@example.com", phone="+14155550100")
+    first = await prospecting.prospect(email="ada@example.com", phone="+14155550100")
     for body, field in [
         ({"email": "ADA@example.com"}, "email"),
         ({"phone": "+1 (415) 555-0100"}, "phone"),
         ({"email": "other@example.com", "phone": "+1 415 555 0100"}, "phone"),
     ]:
-        resp = await api.http.post("/prospects", json={"first_name": "Copy", **body})
+        resp = await prospecting.http.post("/prospects", json={"first_name": "Copy", **body})
         assert resp.status_code == 409, resp.text
         error = resp.json()["error"]
         assert error["code"] == "duplicate_prospect"
         assert first["id"] in error["message"]
         assert error["details"][0]["existing_id"] == first["id"]
         assert error["details"][0]["field"] == field
-    assert len((await api.http.get("/prospects")).json()["items"]) == 1
+    assert len((await prospecting.http.get("/prospects")).json()["items"]) == 1
 
 
-async def test_unknown_referrer_is_rejected(api: Api) -> None:
-    resp = await api.http.post(
+async def test_unknown_referrer_is_rejected(prospecting: Prospecting) -> None:
+    resp = await prospecting.http.post(
         "/prospects",
         json={"first_name": "A", "email": "a@example.com", "referrer_prospect_id": "nobody"},
     )
@@ -198,24 +177,28 @@ async def test_unknown_referrer_is_rejected(api: Api) -> None:
 
 
 async def test_round_robin_assignment_across_three_reps_survives_a_restart(
-    api: Api, temporal_local: WorkflowEnvironment
+    prospecting: Prospecting, api: ApiClient
 ) -> None:
-    reps = [await api.rep(name) for name in ("Ann", "Ben", "Cat")]
-    assigned = [(await api.prospect(email=f"p{i}@example.com"))["rep"]["id"] for i in range(4)]
+    reps = [await prospecting.rep(name) for name in ("Ann", "Ben", "Cat")]
+    assigned = [
+        (await prospecting.prospect(email=f"p{i}@example.com"))["rep"]["id"] for i in range(4)
+    ]
     expected = [r["id"] for r in reps]
     assert assigned == [*expected, expected[0]]
 
     # A new process on the same database continues where the last one stopped.
-    async for _, http in _serve(api.settings, temporal_local):
-        resp = await http.post("/prospects", json={"first_name": "R", "email": "r@example.com"})
-        assert resp.json()["rep"] == {k: reps[1][k] for k in ("id", "name", "email", "phone")}
+    http = await api("prospecting")
+    resp = await http.post("/prospects", json={"first_name": "R", "email": "r@example.com"})
+    assert resp.json()["rep"] == {k: reps[1][k] for k in ("id", "name", "email", "phone")}
 
 
-async def test_round_robin_is_fair_under_concurrent_creations(api: Api) -> None:
-    reps = [await api.rep(name) for name in ("Ann", "Ben", "Cat")]
+async def test_round_robin_is_fair_under_concurrent_creations(prospecting: Prospecting) -> None:
+    reps = [await prospecting.rep(name) for name in ("Ann", "Ben", "Cat")]
     responses = await asyncio.gather(
         *(
-            api.http.post("/prospects", json={"first_name": "C", "email": f"c{i}@example.com"})
+            prospecting.http.post(
+                "/prospects", json={"first_name": "C", "email": f"c{i}@example.com"}
+            )
             for i in range(12)
         )
     )
@@ -224,8 +207,10 @@ async def test_round_robin_is_fair_under_concurrent_creations(api: Api) -> None:
     assert counts == {rep["id"]: 4 for rep in reps}
 
 
-async def test_pagination_walks_every_prospect_once_and_filters_by_stage(api: Api) -> None:
-    ids = [(await api.prospect(email=f"page{i}@example.com"))["id"] for i in range(5)]
+async def test_pagination_walks_every_prospect_once_and_filters_by_stage(
+    prospecting: Prospecting,
+) -> None:
+    ids = [(await prospecting.prospect(email=f"page{i}@example.com"))["id"] for i in range(5)]
 
     seen: list[str] = []
     cursor: str | None = None
@@ -234,7 +219,7 @@ async def test_pagination_walks_every_prospect_once_and_filters_by_stage(api: Ap
         params: dict[str, str | int] = {"limit": 2}
         if cursor:
             params["cursor"] = cursor
-        page = (await api.http.get("/prospects", params=params)).json()
+        page = (await prospecting.http.get("/prospects", params=params)).json()
         seen += [p["id"] for p in page["items"]]
         pages += 1
         cursor = page["next_cursor"]
@@ -243,7 +228,7 @@ async def test_pagination_walks_every_prospect_once_and_filters_by_stage(api: Ap
     assert seen == ids and pages == 3
 
     for pid in (ids[1], ids[3]):
-        await api.record_stage(
+        await prospecting.record_stage(
             StageChange(
                 f"k-{pid}",
                 pid,
@@ -253,25 +238,33 @@ async def test_pagination_walks_every_prospect_once_and_filters_by_stage(api: Ap
                 "2030-01-01T00:00:00+00:00",
             )
         )
-    contacting = (await api.http.get("/prospects", params={"stage": "contacting"})).json()
+    contacting = (await prospecting.http.get("/prospects", params={"stage": "contacting"})).json()
     assert [p["id"] for p in contacting["items"]] == [ids[1], ids[3]]
     assert contacting["next_cursor"] is None
-    first = (await api.http.get("/prospects", params={"stage": "prospecting", "limit": 1})).json()
+    first = (
+        await prospecting.http.get("/prospects", params={"stage": "prospecting", "limit": 1})
+    ).json()
     rest = (
-        await api.http.get(
+        await prospecting.http.get(
             "/prospects", params={"stage": "prospecting", "cursor": first["next_cursor"]}
         )
     ).json()
     assert [p["id"] for p in first["items"] + rest["items"]] == [ids[0], ids[2], ids[4]]
 
-    assert _fields(await api.http.get("/prospects", params={"limit": 0})) == ["limit"]
-    assert _fields(await api.http.get("/prospects", params={"limit": 201})) == ["limit"]
-    assert _fields(await api.http.get("/prospects", params={"stage": "sleeping"})) == ["stage"]
-    assert _fields(await api.http.get("/prospects", params={"cursor": "garbage!"})) == ["cursor"]
+    assert _fields(await prospecting.http.get("/prospects", params={"limit": 0})) == ["limit"]
+    assert _fields(await prospecting.http.get("/prospects", params={"limit": 201})) == ["limit"]
+    assert _fields(await prospecting.http.get("/prospects", params={"stage": "sleeping"})) == [
+        "stage"
+    ]
+    assert _fields(await prospecting.http.get("/prospects", params={"cursor": "garbage!"})) == [
+        "cursor"
+    ]
 
 
-async def test_stage_history_is_recorded_once_per_key_oldest_first(api: Api) -> None:
-    pid = (await api.prospect(email="stages@example.com"))["id"]
+async def test_stage_history_is_recorded_once_per_key_oldest_first(
+    prospecting: Prospecting,
+) -> None:
+    pid = (await prospecting.prospect(email="stages@example.com"))["id"]
     moves = [
         StageChange(
             "j1:contacting",
@@ -286,14 +279,14 @@ async def test_stage_history_is_recorded_once_per_key_oldest_first(api: Api) -> 
         ),
     ]
     for change in [*moves, moves[0]]:  # the repeated key is a retry: no second row, no regress
-        await api.record_stage(change)
+        await prospecting.record_stage(change)
 
-    history = (await api.http.get(f"/prospects/{pid}/stages")).json()
+    history = (await prospecting.http.get(f"/prospects/{pid}/stages")).json()
     assert [(h["from_stage"], h["to_stage"], h["cause"]) for h in history] == [
         (None, "prospecting", "created"),
         ("prospecting", "contacting", "enrolled"),
         ("contacting", "qualifying", "reply"),
     ]
     assert history[2]["at"].startswith("2030-01-02T09:00:00")
-    assert (await api.http.get(f"/prospects/{pid}")).json()["stage"] == "qualifying"
-    assert (await api.http.get("/prospects/nobody/stages")).status_code == 404
+    assert (await prospecting.http.get(f"/prospects/{pid}")).json()["stage"] == "qualifying"
+    assert (await prospecting.http.get("/prospects/nobody/stages")).status_code == 404

@@ -5,9 +5,7 @@ in the outbox."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,40 +13,22 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
 from temporalio.exceptions import ApplicationError
-from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
+from temporalio.testing import ActivityEnvironment
 
 from services.prospecting.activities import ProspectingActivities
-from services.prospecting.app import create_app
 from services.prospecting.models import OutboxMessage
 from services.prospecting.outbox import OutboxTiming
 from shared.contracts.errors import CONFLICT
 from shared.contracts.journey import CreateReferredProspect, ReferredPerson, StageChange
-from shared.migrations import upgrade
-from tests.support.ports import free_port
-from tests.support.settings import AUTH, make_settings
+from tests.support.apps import ServiceApp
 
 
 @pytest.fixture
-async def app(
-    database_urls: dict[str, str], tmp_path: Path, temporal_local: WorkflowEnvironment
-) -> AsyncIterator[FastAPI]:
-    # nothing listens on these ports: every call to another service fails and is retried
-    down = {
-        f"{s}_url": f"http://127.0.0.1:{free_port()}" for s in ("outreach", "deals", "referrals")
-    }
-    settings = make_settings(tmp_path, database_urls, **down)
-    await asyncio.to_thread(upgrade, settings, "prospecting")
+async def app(service_app: ServiceApp) -> FastAPI:
+    # the other services' URLs point at a port nobody listens on (the tests' settings): every
+    # call to them fails and is retried
     timing = OutboxTiming(poll_seconds=0.1, base_delay=0.1, max_delay=0.5)
-    app = create_app(settings, temporal_client=temporal_local.client, outbox_timing=timing)
-    async with app.router.lifespan_context(app):
-        yield app
-
-
-@pytest.fixture
-async def http(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test", headers=AUTH) as c:
-        yield c
+    return await service_app("prospecting", outbox=timing)
 
 
 async def _ok(resp: httpx.Response, status: int = 200) -> Any:

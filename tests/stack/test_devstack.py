@@ -18,6 +18,7 @@ from devstack.probes import http_ok, split_address, tcp_open
 from devstack.supervisor import PROCESS_NAMES, Stack, StackError
 from devstack.temporal import temporal_ready
 from shared.settings import SERVICES
+from tests.support.dev_stack import dev_stack
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 INFRA = ("temporal", "mailbox", "twilio-sandbox")
@@ -194,8 +195,7 @@ def test_a_child_failing_to_start_fails_start_with_its_output(tmp_path: Path) ->
 
 @pytest.mark.e2e
 def test_whole_stack_serves_every_api(tmp_path: Path) -> None:
-    env = isolated_env(tmp_path / "data")
-    with (tmp_path / "stack.log").open("w") as log, Stack(env=env, output=log) as stack:
+    with (tmp_path / "stack.log").open("w") as log, dev_stack(tmp_path / "data", log) as stack:
         assert [c.name for c in stack.children] == list(PROCESS_NAMES)
         for service in SERVICES:
             assert http_ok(f"{stack.base_url(service)}/healthz"), service

@@ -7,15 +7,14 @@ import os
 import re
 import subprocess
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 
-from devstack.env import isolated_env
 from devstack.supervisor import Stack
+from tests.support.dev_stack import ARTIFACTS, dev_stack, urls_of
 from tests.support.scenarios import (
     Driver,
     Urls,
@@ -24,48 +23,18 @@ from tests.support.scenarios import (
     fast_cadence,
 )
 from tests.support.settings import API_KEY, AUTH
+from tests.support.stack import ON_PROCESSES, StackDriver
 
 pytestmark = [pytest.mark.e2e, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 GETTING_STARTED = Path(__file__).resolve().parents[2] / "docs" / "getting-started.md"
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
-def stack_env(data_dir: Path) -> dict[str, str]:
-    env = isolated_env(data_dir)
-    env["CLOSEFLOW_API_KEYS"] = API_KEY
-    return env
-
-
-def urls_of(stack: Stack) -> Urls:
-    s = stack.settings
-    return Urls(
-        stack.base_url("prospecting"),
-        stack.base_url("outreach"),
-        stack.base_url("deals"),
-        stack.base_url("referrals"),
-        f"http://127.0.0.1:{s.mailbox_http_port}",
-        f"http://127.0.0.1:{s.twilio_sandbox_port}",
-    )
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    ARTIFACTS.mkdir(exist_ok=True)
-    with (
-        open(ARTIFACTS / "e2e-stack.log", "w") as log,
-        Stack(env=stack_env(tmp_path_factory.mktemp("stack")), output=log) as running,
-    ):
-        yield running
-
-
-def test_two_prospects_through_the_running_stack(stack: Stack) -> None:
-    urls = urls_of(stack)
-
-    async def both() -> None:
-        await asyncio.gather(drive_to_referral(urls), drive_to_qualification_timeout(urls))
-
-    asyncio.run(both())
-    assert stack.dead() == []
+@ON_PROCESSES
+async def test_two_prospects_through_the_running_stack(
+    stack: StackDriver, running_dev_stack: Stack
+) -> None:
+    await asyncio.gather(drive_to_referral(stack.u), drive_to_qualification_timeout(stack.u))
+    assert running_dev_stack.dead() == []
 
 
 def walkthrough_script() -> str:
@@ -76,8 +45,8 @@ def walkthrough_script() -> str:
     return "set -euo pipefail\n" + "\n".join(blocks)
 
 
-def test_getting_started_walkthrough_works_when_pasted(stack: Stack) -> None:
-    urls = urls_of(stack)
+def test_getting_started_walkthrough_works_when_pasted(running_dev_stack: Stack) -> None:
+    urls = urls_of(running_dev_stack)
     env = {
         **os.environ,
         "P": urls.prospecting,
@@ -106,7 +75,6 @@ def test_getting_started_walkthrough_works_when_pasted(stack: Stack) -> None:
 
 def test_journeys_in_flight_survive_a_restart(tmp_path: Path) -> None:
     """Stop the stack while a journey waits on a timer; the timer fires after the next start."""
-    env = stack_env(tmp_path / "data")
     cadence = fast_cadence()
     cadence["steps"][2]["offset_seconds"] = 6
 
@@ -123,7 +91,7 @@ def test_journeys_in_flight_survive_a_restart(tmp_path: Path) -> None:
             await d.close()
 
     log = open(tmp_path / "stack.log", "w")  # one log for both stacks
-    with Stack(env=env, output=log) as first:
+    with dev_stack(tmp_path / "data", log) as first:
         urls = urls_of(first)
         lin = asyncio.run(enroll(urls))
     stopped_at = datetime.now(UTC)
@@ -142,14 +110,14 @@ def test_journeys_in_flight_survive_a_restart(tmp_path: Path) -> None:
         finally:
             await d.close()
 
-    with Stack(env=env, output=log) as second:
+    with dev_stack(tmp_path / "data", log) as second:
         assert asyncio.run(follow_up(urls_of(second))) == 2
     log.close()
 
 
-def test_every_api_asks_for_the_key(stack: Stack) -> None:
+def test_every_api_asks_for_the_key(running_dev_stack: Stack) -> None:
     for service in ("prospecting", "outreach", "deals", "referrals"):
-        base = stack.base_url(service)
+        base = running_dev_stack.base_url(service)
         response = httpx.get(f"{base}/openapi.json")
         assert response.status_code == 200
         paths = [

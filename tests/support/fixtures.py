@@ -4,6 +4,7 @@ Session fixtures are per process: under pytest-xdist each worker has its own Tem
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sys
 import uuid
@@ -58,13 +59,14 @@ def queue_prefix() -> str:
     return f"t{uuid.uuid4().hex[:8]}-"
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def database_urls(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> AsyncIterator[dict[str, str]]:
-    """One fresh database per service, on SQLite and on PostgreSQL (dropped afterwards: a
-    full run creates thousands, which would otherwise fill the disk)."""
-    if request.param == "sqlite":
+DATABASES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@contextlib.asynccontextmanager
+async def fresh_databases(kind: str, tmp_path: Path) -> AsyncIterator[dict[str, str]]:
+    """One fresh database per service, on SQLite or PostgreSQL (dropped afterwards: a full run
+    creates thousands, which would otherwise fill the disk)."""
+    if kind == "sqlite":
         yield {s: f"sqlite+aiosqlite:///{tmp_path / s}.db" for s in SERVICES}
         return
     if not POSTGRES_URL:
@@ -74,3 +76,12 @@ async def database_urls(
         yield urls
     finally:
         await drop_pg_databases(urls)
+
+
+@pytest.fixture(params=DATABASES)
+async def database_urls(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[dict[str, str]]:
+    """One fresh database per service, on SQLite and on PostgreSQL."""
+    async with fresh_databases(request.param, tmp_path) as urls:
+        yield urls

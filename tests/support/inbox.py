@@ -1,6 +1,6 @@
 """Real parts for the rep inbox tests: prospecting and outreach served over HTTP on real ports,
 migrated databases, the SMTP mailbox, the Twilio sandbox, a journey that records its signals,
-and the real create_rep_task activity to make tasks with."""
+and the real create_rep_task activity to make tasks with: the `inbox` fixture."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from fastapi import FastAPI
-from temporalio import workflow
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
@@ -25,46 +25,16 @@ from services.outreach.notifications.notifier import NotifierTiming
 from services.prospecting.app import create_app as prospecting_app
 from shared.contracts.journey import (
     CloseRepTasks,
-    ReplyReceived,
     RepTaskRequest,
-    StopCadence,
     journey_id,
 )
-from shared.contracts.names import Sig
 from shared.db import create_engine, session_factory
 from tests.support.eventually import eventually
+from tests.support.journeys import RecordingJourney
 from tests.support.ports import free_port
 from tests.support.sandboxes import Sandboxes, sandboxes
 from tests.support.serve import serve
 from tests.support.settings import AUTH
-
-
-@workflow.defn(name="ProspectJourney")
-class SignalRecorder:
-    """Stands in for the journey: keeps the replies and stops it is told about."""
-
-    def __init__(self) -> None:
-        self.replies: list[ReplyReceived] = []
-        self.stops: list[StopCadence] = []
-
-    @workflow.run
-    async def run(self, _: Any) -> None:
-        await workflow.wait_condition(lambda: False)
-
-    @workflow.signal(name=Sig.REPLY_RECEIVED)
-    def reply(self, reply: ReplyReceived) -> None:
-        self.replies.append(reply)
-
-    @workflow.signal(name=Sig.STOP_CADENCE)
-    def stop(self, stop: StopCadence) -> None:
-        self.stops.append(stop)
-
-    @workflow.query(name="recorded")
-    def recorded(self) -> dict[str, Any]:
-        return {
-            "replies": [r.__dict__ for r in self.replies],
-            "stops": [s.__dict__ for s in self.stops],
-        }
 
 
 @dataclass
@@ -200,7 +170,7 @@ async def inbox_rig(
                 Worker(
                     env.client,
                     task_queue=settings.task_queue("journeys"),
-                    workflows=[SignalRecorder],
+                    workflows=[RecordingJourney],
                     workflow_runner=UnsandboxedWorkflowRunner(),
                 )
             )
@@ -214,3 +184,15 @@ async def inbox_rig(
             yield InboxRig(sb, env, outreach_url, api, prospecting, sessions, create, o_app, close)
         await close_activities(acts)
         await engine.dispose()
+
+
+@pytest.fixture
+async def inbox(
+    tmp_path: Path,
+    database_urls: dict[str, str],
+    temporal_local: WorkflowEnvironment,
+    queue_prefix: str,
+) -> AsyncIterator[InboxRig]:
+    """The rep inbox rig, on SQLite and on PostgreSQL."""
+    async with inbox_rig(tmp_path, database_urls, temporal_local, queue_prefix) as rig:
+        yield rig

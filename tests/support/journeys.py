@@ -8,16 +8,19 @@ from typing import Any
 from temporalio import workflow
 from temporalio.common import RawValue
 
+from shared.contracts.names import Sig
+
 
 @workflow.defn(name="ProspectJourney")
 class RecordingJourney:
-    """Stands in for the journey: records each signal (name and payload), in order."""
+    """Stands in for the journey: records each signal (name and payload), in order. Started with
+    or without an input (the services start the real one with one), which it ignores."""
 
     def __init__(self) -> None:
         self.signals: list[dict[str, Any]] = []
 
     @workflow.run
-    async def run(self) -> None:
+    async def run(self, _input: Any = None) -> None:
         await workflow.wait_condition(lambda: False)
 
     @workflow.signal(dynamic=True)
@@ -28,3 +31,14 @@ class RecordingJourney:
     @workflow.query(name="signals")
     def recorded(self) -> list[dict[str, Any]]:
         return self.signals
+
+    @workflow.query(name="recorded")
+    def replies_and_stops(self) -> dict[str, list[Any]]:
+        """The replies and the stops it was told about (what the inbox and reply tests check)."""
+        return {
+            "replies": self._payloads(Sig.REPLY_RECEIVED),
+            "stops": self._payloads(Sig.STOP_CADENCE),
+        }
+
+    def _payloads(self, name: str) -> list[Any]:
+        return [s["payload"] for s in self.signals if s["name"] == name]

@@ -145,6 +145,24 @@ class Driver:
 
         return await eventually(probe, f"a deal for {pid}")
 
+    async def reply_to_first_mail(self, prospect: dict[str, Any], text: str) -> dict[str, Any]:
+        """The prospect answers our first email from the mailbox page (which posts the signed
+        inbound webhook); returns that first email."""
+        first: dict[str, Any] = (await self.wait_mails(prospect["email"], 1))[0]
+        reply = await self.http.post(
+            f"{self.u.mailbox}/api/messages/{first['id']}/reply", json={"text": text}
+        )
+        assert reply.json()["webhook_status"] == 200, reply.text
+        return first
+
+    async def schedule_meeting(self, deal_id: str, starts_in: timedelta) -> Any:
+        starts = (datetime.now(UTC) + starts_in).isoformat()
+        return await self.ok(
+            "POST",
+            f"{self.u.deals}/deals/{deal_id}/meetings",
+            json={"starts_at": starts, "title": "Demo"},
+        )
+
     async def tasks_of(self, pid: str) -> list[dict[str, Any]]:
         return await self.ok("GET", f"{self.u.outreach}/tasks", params={"prospect_id": pid})
 
@@ -207,12 +225,7 @@ async def drive_to_referral(urls: Urls) -> dict[str, Any]:
         assert verdict["qualified"] is True
         await d.wait_stage(ada["id"], "presenting")
 
-        starts = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
-        await d.ok(
-            "POST",
-            f"{urls.deals}/deals/{deal['id']}/meetings",
-            json={"starts_at": starts, "title": "Demo"},
-        )
+        await d.schedule_meeting(deal["id"], timedelta(hours=1))
         await eventually(
             lambda: _has(d.tasks_of(ada["id"]), "prepare_meeting"), "a meeting preparation task"
         )

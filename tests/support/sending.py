@@ -4,13 +4,15 @@ through Temporal, and the contacts and touches they send to."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
+import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client, WorkflowHandle
@@ -18,7 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from services.outreach import models
-from services.outreach.activities import activities_for, close_activities
+from services.outreach.activities import AfterSend, activities_for, close_activities
 from services.outreach.app import create_app
 from shared.contracts.journey import (
     CadenceStep,
@@ -30,6 +32,7 @@ from shared.contracts.journey import (
 )
 from shared.db import create_engine, session_factory
 from shared.settings import Settings
+from tests.support.journeys import RecordingJourney
 from tests.support.sandboxes import Sandboxes, SendTouchOnce, sandboxes
 from tests.support.settings import AUTH
 
@@ -55,6 +58,15 @@ class Rig:
             task_queue=self.settings.task_queue("journeys"),
         )
 
+    async def recording_journey(self, c: Contact) -> WorkflowHandle[Any, Any]:
+        """A stand-in journey for the contact: the webhooks signal it, it records what it got."""
+        return await self.env.client.start_workflow(
+            RecordingJourney.run,
+            {"contact": c.__dict__},
+            id=journey_id(c.prospect_id),
+            task_queue=self.settings.task_queue("journeys"),
+        )
+
     async def send(self, req: TouchRequest) -> TouchResult:
         return await (await self.start(req)).result()
 
@@ -75,10 +87,14 @@ async def rig(
     *,
     activity_workers: int = 1,
     settings_for_activities: Callable[[Settings], Settings] = lambda s: s,
+    after_send: AfterSend | None = None,
+    key: bool = True,
     **overrides: object,
 ) -> AsyncIterator[Rig]:
     """activity_workers > 1: that many workers on the outreach queue, each with its own engine
-    (connection pool), as separate worker processes would have."""
+    (connection pool), as separate worker processes would have. after_send: called by the send
+    activity once the provider accepted. key=False: `api` sends no API key. The journeys' queue
+    runs the one-touch workflow and the recording journey."""
     urls = {"outreach": database_urls["outreach"]}
     overrides = {"postal_address": POSTAL, **overrides}
     async with sandboxes(tmp_path, urls, prefix, **overrides) as sb:
@@ -88,7 +104,7 @@ async def rig(
         act_sets = []
         for _ in range(activity_workers):
             engines.append(create_engine(act_settings.database_url("outreach")))
-            act_sets.append(activities_for(act_settings, session_factory(engines[-1])))
+            act_sets.append(activities_for(act_settings, session_factory(engines[-1]), after_send))
         app = create_app(sb.settings, temporal_client=env.client)
         async with contextlib.AsyncExitStack() as stack:
             for index, acts in enumerate(act_sets):
@@ -108,14 +124,16 @@ async def rig(
                 Worker(
                     env.client,
                     task_queue=q("journeys"),
-                    workflows=[SendTouchOnce],
+                    workflows=[SendTouchOnce, RecordingJourney],
                     workflow_runner=UnsandboxedWorkflowRunner(),
                 )
             )
             await stack.enter_async_context(app.router.lifespan_context(app))
             api = await stack.enter_async_context(
                 httpx.AsyncClient(
-                    transport=httpx.ASGITransport(app), base_url="http://test", headers=AUTH
+                    transport=httpx.ASGITransport(app),
+                    base_url="http://test",
+                    headers=AUTH if key else None,
                 )
             )
             yield Rig(sb, api, env, session_factory(engines[0]))
@@ -123,6 +141,22 @@ async def rig(
             await close_activities(acts)
         for engine in engines:
             await engine.dispose()
+
+
+class SendingRig(Protocol):
+    def __call__(self, **options: Any) -> contextlib.AbstractAsyncContextManager[Rig]: ...
+
+
+@pytest.fixture
+def sending_rig(
+    tmp_path: Path,
+    database_urls: dict[str, str],
+    temporal_local: WorkflowEnvironment,
+    queue_prefix: str,
+) -> SendingRig:
+    """`async with sending_rig(**options) as r`: the rig above on this test's databases (SQLite
+    and PostgreSQL), the Temporal dev server and task queues; options as `rig` takes them."""
+    return functools.partial(rig, tmp_path, database_urls, temporal_local, queue_prefix)
 
 
 def contact(domain: str = "example.com", **kw: Any) -> Contact:

@@ -1,7 +1,13 @@
-"""The whole stack in the test's process, on real parts: the four services served over HTTP on
-their own ports, the real workers and workflows on the given Temporal server, SMTP (aiosmtpd), the
-Twilio sandbox and the mailbox page. Every service reaches the others on this stack's ports, never
-on the default ones."""
+"""The whole stack, ready to drive: the `stack` fixture and what it is made of.
+
+In process (the default): the four services served over HTTP on their own ports, the real workers
+and workflows on the given Temporal server, SMTP (aiosmtpd), the Twilio sandbox and the mailbox
+page, on SQLite and on PostgreSQL. Every service reaches the others on this stack's ports, never
+on the default ones.
+
+Options on the test: `@pytest.mark.stack(outbox=OutboxTiming(...))` for prospecting's outbox
+timing; `@ON_PROCESSES` for the dev stack as real processes on their own ports (one per test
+module, see tests/support/dev_stack.py) instead."""
 
 from __future__ import annotations
 
@@ -10,22 +16,31 @@ import importlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
+from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from closeflow.worker import build_workers
 from devstack.sandbox.mailbox import create_app as mailbox_app
+from devstack.supervisor import Stack
 from services.prospecting.outbox import OutboxTiming
 from shared.settings import SERVICES, Settings
+from tests.support.dev_stack import urls_of
+from tests.support.fixtures import fresh_databases
 from tests.support.ports import free_port
 from tests.support.sandboxes import sandboxes
-from tests.support.scenarios import Urls
+from tests.support.scenarios import Driver, Urls
 from tests.support.serve import serve
 
 # The prospecting outbox relays within a tenth of a second instead of its production second.
 FAST_OUTBOX = OutboxTiming(poll_seconds=0.1, base_delay=0.2, max_delay=1.0)
+PROCESSES = "processes"
+# On a test: its `stack` is the module's dev stack, as real processes, instead of one in process
+# per database.
+ON_PROCESSES = pytest.mark.parametrize("stack", [PROCESSES], indirect=True)
 
 
 @dataclass
@@ -35,17 +50,34 @@ class RunningStack(Urls):
     settings: Settings
 
 
-def service_app(
+class StackDriver(Driver):
+    """A driver on a running stack: `u` has its URLs and settings, `env` its Temporal server."""
+
+    u: RunningStack
+
+    def __init__(self, urls: RunningStack, env: WorkflowEnvironment | None) -> None:
+        super().__init__(urls)
+        self._env = env
+
+    @property
+    def env(self) -> WorkflowEnvironment:
+        if self._env is None:
+            raise AssertionError("the dev stack runs its own Temporal server: drive it over HTTP")
+        return self._env
+
+
+def build_app(
     service: str,
     settings: Settings,
-    env: WorkflowEnvironment,
-    outbox: OutboxTiming = FAST_OUTBOX,
+    client: Client,
+    outbox: OutboxTiming | None = FAST_OUTBOX,
 ) -> FastAPI:
-    """One service's app as the stack serves it (prospecting's outbox on test timing)."""
+    """One service's app as the stack serves it (prospecting's outbox on test timing; None: on
+    its production timing)."""
     module = importlib.import_module(f"services.{service}.app")
-    if service == "prospecting":
-        return module.create_app(settings, temporal_client=env.client, outbox_timing=outbox)  # type: ignore[no-any-return]
-    return module.create_app(settings, temporal_client=env.client)  # type: ignore[no-any-return]
+    if service == "prospecting" and outbox is not None:
+        return module.create_app(settings, temporal_client=client, outbox_timing=outbox)  # type: ignore[no-any-return]
+    return module.create_app(settings, temporal_client=client)  # type: ignore[no-any-return]
 
 
 def service_urls(base: dict[str, str]) -> dict[str, str]:
@@ -75,7 +107,7 @@ async def whole_stack(
             for worker in await build_workers(env.client, sb.settings, ["all"], stack):
                 await stack.enter_async_context(worker)
             for service in SERVICES:
-                app = service_app(service, sb.settings, env, outbox_timing)
+                app = build_app(service, sb.settings, env.client, outbox_timing)
                 await stack.enter_async_context(serve(app, ports[service]))
             mailbox = mailbox_app(
                 sb.mailbox,
@@ -94,13 +126,42 @@ async def whole_stack(
             )
 
 
-@pytest.fixture
+def stack_options(node: pytest.Item | pytest.Function) -> dict[str, Any]:
+    marker = node.get_closest_marker("stack")
+    return dict(marker.kwargs) if marker else {}
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def stack(
+    request: pytest.FixtureRequest,
     tmp_path: Path,
-    database_urls: dict[str, str],
     temporal_local: WorkflowEnvironment,
     queue_prefix: str,
-) -> AsyncIterator[RunningStack]:
-    """A ready in-process stack on this test's ports, on SQLite and on PostgreSQL."""
-    async with whole_stack(tmp_path, database_urls, temporal_local, queue_prefix) as running:
-        yield running
+) -> AsyncIterator[StackDriver]:
+    """A driver on a ready stack: in process on this test's ports, on SQLite and on PostgreSQL,
+    or (with @ON_PROCESSES) on the module's dev stack."""
+    options = stack_options(request.node)
+    if request.param == PROCESSES:
+        running: Stack = request.getfixturevalue("running_dev_stack")
+        urls = urls_of(running)
+        driver = StackDriver(RunningStack(**vars(urls), settings=running.settings), None)
+        try:
+            yield driver
+        finally:
+            await driver.close()
+        return
+    async with (
+        fresh_databases(request.param, tmp_path) as databases,
+        whole_stack(
+            tmp_path,
+            databases,
+            temporal_local,
+            queue_prefix,
+            options.get("outbox", FAST_OUTBOX),
+        ) as running_stack,
+    ):
+        driver = StackDriver(running_stack, temporal_local)
+        try:
+            yield driver
+        finally:
+            await driver.close()

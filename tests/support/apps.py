@@ -1,0 +1,81 @@
+"""One service's app on this test's databases, and clients for it: the `service_app` and `api`
+fixtures. The app is migrated, started (its lifespan: relays, notifier) and stopped after the
+test; the clients talk to it in process (ASGI), with the tests' API key unless told otherwise."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from temporalio.testing import WorkflowEnvironment
+
+from services.prospecting.outbox import OutboxTiming
+from shared.migrations import upgrade
+from tests.support.settings import AUTH, make_settings
+from tests.support.stack import build_app
+
+
+class ServiceApp(Protocol):
+    def __call__(
+        self, service: str, *, outbox: OutboxTiming | None = None, **settings: Any
+    ) -> Awaitable[FastAPI]: ...
+
+
+class Api(Protocol):
+    def __call__(
+        self, app: str | FastAPI, *, key: bool = True, **settings: Any
+    ) -> Awaitable[httpx.AsyncClient]: ...
+
+
+@pytest.fixture
+async def service_app(
+    tmp_path: Path, database_urls: dict[str, str], temporal_local: WorkflowEnvironment
+) -> AsyncIterator[ServiceApp]:
+    """`await service_app("deals", **settings)`: that service's app, migrated and started, on
+    this test's databases and the Temporal dev server (prospecting: `outbox=` for its timing)."""
+    async with contextlib.AsyncExitStack() as started:
+
+        async def start(
+            service: str, *, outbox: OutboxTiming | None = None, **settings: Any
+        ) -> FastAPI:
+            configured = make_settings(tmp_path, database_urls, **settings)
+            await asyncio.to_thread(upgrade, configured, service)
+            app = build_app(service, configured, temporal_local.client, outbox)
+            await started.enter_async_context(app.router.lifespan_context(app))
+            return app
+
+        yield start
+
+
+@pytest.fixture
+async def api(service_app: ServiceApp) -> AsyncIterator[Api]:
+    """`await api("prospecting")`: a client of that service's app (started as service_app
+    does), or of an app the test started; `key=False` for one without the API key."""
+    async with contextlib.AsyncExitStack() as clients:
+
+        async def client(
+            app: str | FastAPI, *, key: bool = True, **settings: Any
+        ) -> httpx.AsyncClient:
+            if isinstance(app, str):
+                app = await service_app(app, **settings)
+            return await clients.enter_async_context(
+                httpx.AsyncClient(
+                    transport=httpx.ASGITransport(app),
+                    base_url="http://test",
+                    headers=AUTH if key else None,
+                )
+            )
+
+        yield client
+
+
+@pytest.fixture
+async def http(api: Api, app: FastAPI) -> httpx.AsyncClient:
+    """A client, with the API key, of the test module's own `app` fixture."""
+    return await api(app)
