@@ -16,9 +16,9 @@ import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -442,7 +442,9 @@ class OutreachActivities:
         if req.keep_key is not None:
             query = query.where(t.key != req.keep_key)
         async with self.sessions() as session:
-            closed = (await session.execute(query)).rowcount or 0
+            # an UPDATE's result is a CursorResult (it has the row count); execute() is typed
+            # for SELECTs
+            closed = cast(CursorResult[Any], await session.execute(query)).rowcount or 0
             await session.commit()
         return int(closed)
 

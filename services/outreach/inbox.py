@@ -230,12 +230,15 @@ def _classify(err: BaseException) -> str:
 async def _load(session: AsyncSession, ids: Sequence[Any]) -> list[Outbound]:
     e = models.InboxEvent
     rows = await session.scalars(select(e).where(e.id.in_(ids)).order_by(*ORDER))
-    return [
-        Outbound(
-            r.id, r.provider, r.event_id, r.workflow_id, r.signal_name, r.signal_payload, r.attempts
-        )
-        for r in rows.all()
-    ]
+    return [_outbound(r) for r in rows.all()]
+
+
+def _outbound(r: models.InboxEvent) -> Outbound:
+    # only an event with a journey to signal is stored pending (store), so both are set
+    assert r.workflow_id is not None and r.signal_name is not None
+    return Outbound(
+        r.id, r.provider, r.event_id, r.workflow_id, r.signal_name, r.signal_payload, r.attempts
+    )
 
 
 ORDER = (models.InboxEvent.next_attempt_at, models.InboxEvent.id)

@@ -112,7 +112,7 @@ def duration(seconds: float | None) -> str:
     if seconds is None:
         return "-"
     whole = round(seconds)
-    parts = []
+    parts: list[str] = []
     for unit, size in (("d", 86400), ("h", 3600), ("min", 60), ("s", 1)):
         if whole >= size or (unit == "s" and not parts):
             parts.append(f"{whole // size} {unit}")

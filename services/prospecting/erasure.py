@@ -125,7 +125,7 @@ async def request_erasure(
     # Other prospects keep the id of the person who referred them (an id, no longer anyone), so
     # attribution by source stays right.
     table = Prospect.__table__
-    await delete_tree(session, table, table.c.id == prospect_id)  # type: ignore[arg-type]
+    await delete_tree(session, table, table.c.id == prospect_id)
     await session.flush()
     return erasure, True
 

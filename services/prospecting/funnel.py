@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import func, literal_column, select, union_all
+from sqlalchemy import ColumnElement, func, literal_column, select, union_all
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -372,6 +372,7 @@ def _rows(
     """The aggregate rows of the window: one SELECT per span (UNION ALL), each an index range
     (grain, dimensions, period), so no span scans another's grain. Column "g" is the group."""
     dims = _dimensions(model, filters, group_by, values)
+    group: ColumnElement[Any]
     if group_by is None:
         group = literal_column("''")
     elif group_by == "month":

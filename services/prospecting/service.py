@@ -6,9 +6,9 @@ import base64
 import binascii
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, and_, func, literal_column, or_, select, update
+from sqlalchemy import ColumnElement, CursorResult, and_, func, literal_column, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -153,7 +153,7 @@ def search_text() -> ColumnElement[str]:
     the expression is the indexed one even in a generic (parameter-blind) plan. SQLite reads
     every row (no such index).
     """
-    space = literal_column("' '")
+    space: ColumnElement[str] = literal_column("' '")
     return func.lower(
         Prospect.first_name
         + space
@@ -286,10 +286,14 @@ async def record_stage(session: AsyncSession, change: StageChange) -> bool:
             getattr(change, "cadence_id", ""),
         ),
     }
-    result = await session.execute(
-        _insert(session, StageHistory)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["key"])
+    # an INSERT's result is a CursorResult (it has the row count); execute() is typed for SELECTs
+    result = cast(
+        CursorResult[Any],
+        await session.execute(
+            _insert(session, StageHistory)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=["key"])
+        ),
     )
     if result.rowcount == 0:
         return False  # a retry, or a stale repeat that must not move the stage back

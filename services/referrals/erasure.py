@@ -38,7 +38,7 @@ async def erasure_order(order: ErasureOrder, request: Request, session: Session)
             await forget_workflow(request.app.state.temporal, referral_intake_id(referral_id))
     except RPCError as err:
         raise AppError(503, "temporal_unreachable", f"intake not stopped yet: {err}") from err
-    deleted = await delete_tree(session, table, naming)  # type: ignore[arg-type]
+    deleted = await delete_tree(session, table, naming)
     blanked = await session.execute(
         update(ReferralAsk)
         .where(ReferralAsk.client_prospect_id == order.prospect_id, ReferralAsk.client_name != "")

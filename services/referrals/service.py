@@ -6,8 +6,9 @@ import logging
 import secrets
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.referrals import schemas
@@ -79,13 +80,17 @@ async def use_link(session: AsyncSession, ask: ReferralAsk) -> bool:
 
     One conditional UPDATE, so of two submissions racing on the same link only one wins.
     """
-    result = await session.execute(
-        update(ReferralAsk)
-        .where(ReferralAsk.id == ask.id, ReferralAsk.used_at.is_(None))
-        .values(used_at=datetime.now(UTC))
-        .execution_options(synchronize_session=False)
+    # an UPDATE's result is a CursorResult (it has the row count); execute() is typed for SELECTs
+    result = cast(
+        CursorResult[Any],
+        await session.execute(
+            update(ReferralAsk)
+            .where(ReferralAsk.id == ask.id, ReferralAsk.used_at.is_(None))
+            .values(used_at=datetime.now(UTC))
+            .execution_options(synchronize_session=False)
+        ),
     )
-    return result.rowcount == 1  # type: ignore[attr-defined]
+    return result.rowcount == 1
 
 
 async def ask_status(session: AsyncSession, ask_id: str) -> ReferralAskStatus:

@@ -13,9 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.deals.core import history
 from services.deals.core.service import QUALIFIED_STAGES, get_deal, require_stage
-from services.deals.models import CLOSED_STAGES, DEAL_STAGES, CloseReason, Deal, utcnow
+from services.deals.models import CLOSED_STAGES, DEAL_STAGES, CloseReason, Deal
 from services.deals.qualification.gate import pass_gate
 from shared.contracts.journey import Stage
+from shared.db import utcnow
 from shared.errors import conflict, invalid
 
 CLOSABLE_STAGES = QUALIFIED_STAGES
@@ -153,7 +154,8 @@ async def pipeline(session: AsyncSession, rep_id: str | None = None) -> list[Pip
     )
     if rep_id is not None:
         stmt = stmt.where(Deal.rep_id == rep_id)
-    rows = {stage: PipelineRow(stage, 0, {}) for stage in DEAL_STAGES}
+    # keyed by the stage's text: the query reads plain strings (a Stage is equal to its text)
+    rows: dict[str, PipelineRow] = {stage: PipelineRow(stage, 0, {}) for stage in DEAL_STAGES}
     for stage, currency, count, total in (await session.execute(stmt)).all():
         row = rows[stage]
         row.count += count

@@ -14,4 +14,4 @@ from shared.erasure import delete_tree
 async def erase_prospect(session: AsyncSession, prospect_id: str) -> dict[str, int]:
     """Rows deleted per table."""
     table = Deal.__table__
-    return await delete_tree(session, table, table.c.prospect_id == prospect_id)  # type: ignore[arg-type]
+    return await delete_tree(session, table, table.c.prospect_id == prospect_id)

@@ -20,10 +20,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from services.deals.core import history
-from services.deals.models import Deal, utcnow
+from services.deals.models import Deal
 from services.deals.qualification.frameworks import get_framework
 from services.deals.qualification.scoring import DEFAULT_FRAMEWORK
 from shared.contracts.journey import OpenDealRequest, Stage
+from shared.db import utcnow
 from shared.errors import AppError, conflict, invalid, not_found
 
 # past the qualification gate and not closed: where meetings, objections and closing happen

@@ -10,7 +10,7 @@ move out of a final state is a 409 that names the state.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Final, Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,9 +24,9 @@ from shared.errors import conflict, not_found
 
 SCHEDULED = "scheduled"
 CANCELLED = "cancelled"
-HELD = "held"
-NO_SHOW = "no_show"
 Outcome = Literal["held", "no_show"]
+HELD: Final[Outcome] = "held"
+NO_SHOW: Final[Outcome] = "no_show"
 MEETING_STAGES = QUALIFIED_STAGES
 
 

@@ -148,7 +148,12 @@ async def put_playbook_entry(
     session: Session,
 ) -> object:
     entry, created = await svc.put_playbook_entry(
-        session, category, body.label, body.triggers, body.answers, dict(body.stage_answers)
+        session,
+        category,
+        body.label,
+        body.triggers,
+        body.answers,
+        {stage: texts for stage, texts in body.stage_answers.items()},
     )
     await session.commit()
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK

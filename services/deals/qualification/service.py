@@ -11,10 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.deals.core import history
 from services.deals.core.service import get_deal
-from services.deals.models import Deal, QualificationAnswer, utcnow
+from services.deals.models import Deal, QualificationAnswer
 from services.deals.qualification import scoring as q
 from services.deals.qualification.frameworks import get_framework
 from shared.contracts.journey import Stage
+from shared.db import utcnow
 from shared.errors import conflict, invalid
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Annotated, Literal
 
@@ -65,7 +66,7 @@ class StepIn(BaseModel):
     def _complete(self) -> StepIn:
         if self.channel != "email" and (self.html or any(v.html for v in self.variants)):
             raise ValueError("only an email step has an HTML part")
-        messages = self.variants or [self]
+        messages: Sequence[VariantIn | StepIn] = self.variants or [self]
         if not all(m.body.strip() for m in messages):
             raise ValueError("a step needs a body (or variants with bodies)")
         if self.channel == "email" and not all(m.subject.strip() for m in messages):

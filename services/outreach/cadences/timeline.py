@@ -45,7 +45,11 @@ async def events(session: AsyncSession, prospect_id: str) -> list[dict[str, Any]
     ).all()
     for m in messages:
         what = f"{m.channel} {m.touch_key}" + (f": {m.subject}" if m.subject else "")
-        ids = {"message_id": m.id, "channel": m.channel, "touch_key": m.touch_key}
+        ids: dict[str, str | None] = {
+            "message_id": m.id,
+            "channel": m.channel,
+            "touch_key": m.touch_key,
+        }
         if m.sent_at is not None:
             found.append(_event(m.sent_at, "message.sent", f"sent {what}", **ids))
         if m.status in OUTCOMES:

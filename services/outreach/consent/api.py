@@ -46,8 +46,8 @@ async def get_consent(prospect_id: str, session: Session) -> schemas.ConsentView
                 addresses[channel].append(address)
     channels = {}
     for channel in consent.CHANNELS:
-        latest = (
-            next((a for c, a in sent if c == channel), None) or (addresses[channel] or [None])[0]
+        latest = next((a for c, a in sent if c == channel), None) or (
+            addresses[channel][0] if addresses[channel] else None
         )
         channels[channel] = schemas.ChannelConsent(
             status=getattr(rec, f"{channel}_status") if rec else consent.OPTED_IN,

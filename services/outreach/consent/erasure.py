@@ -24,7 +24,7 @@ from services.outreach import models
 from shared.auth import require_api_key
 from shared.contracts.journey import Contact, journey_id
 from shared.db import Session
-from shared.erasure import ErasureOrder, ErasureResult, digest, forget_workflow
+from shared.erasure import ErasureOrder, ErasureResult, Kind, digest, forget_workflow
 from shared.errors import AppError
 
 router = APIRouter(dependencies=[Depends(require_api_key)])
@@ -83,7 +83,7 @@ async def erased_reason(
     session: AsyncSession, pepper: str, channel: str, address: str
 ) -> str | None:
     """Why nothing may be sent to this (normalised) address: it belonged to an erased person."""
-    kind = "email" if channel == "email" else "phone"
+    kind: Kind = "email" if channel == "email" else "phone"
     found = await session.scalar(
         select(models.ErasedPerson.id).where(
             models.ErasedPerson.kind == kind,

@@ -175,7 +175,8 @@ def _short(subject: str, why: str, url: str) -> str:
 # --- the sweep ----------------------------------------------------------------------------------
 
 
-class Notifier(Relay[models.TaskNotification]):
+# mypy checks the bound before it applies the Mapped descriptors (sees Mapped[int], not int)
+class Notifier(Relay[models.TaskNotification]):  # type: ignore[type-var]
     """The sweep (1, 2) runs before each pass of the one relay (shared.relay), which delivers
     the queued rows (3)."""
 
@@ -475,7 +476,8 @@ class Notifier(Relay[models.TaskNotification]):
 
 
 # kept, not pruned: a task's notifications are its history (list_for_task)
-TABLE: LeasedTable[models.TaskNotification] = LeasedTable.of(
+# mypy checks the bound before it applies the Mapped descriptors (sees Mapped[int], not int)
+TABLE: LeasedTable[models.TaskNotification] = LeasedTable.of(  # type: ignore[type-var]
     models.TaskNotification,
     pending=lambda: models.TaskNotification.status == PENDING,
     order_by=(models.TaskNotification.next_attempt_at,),

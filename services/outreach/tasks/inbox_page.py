@@ -20,6 +20,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.outreach.models import RepTask
 from services.outreach.tasks import service as tasks
 from services.outreach.tasks.api import complete_and_tell
 from services.outreach.tasks.reps import RepDirectory
@@ -174,7 +175,7 @@ async def _rep_name(request: Request, rep_id: str) -> str:
         return ""
 
 
-async def _own_task(session: Session, rep_id: str, task_id: str) -> tasks.models.RepTask:
+async def _own_task(session: Session, rep_id: str, task_id: str) -> RepTask:
     task = await tasks.get_task(session, task_id)
     if task.rep_id != rep_id:
         raise AppError(404, "task_not_found", f"task {task_id} is not in rep {rep_id}'s inbox")

@@ -236,10 +236,10 @@ def _attach_cues(text: str, found: list[Mention]) -> None:
         line_start = text.rfind("\n", 0, mention.start) + 1
         previous_end = found[i - 1].end if i > 0 else 0
         before = text[max(line_start, previous_end, mention.start - CUE_REACH) : mention.start]
-        cue = next(reversed(list(_UNTIL_CUE.finditer(before))), None)  # the last one counts
-        if cue is not None and _FILLER.match(before[cue.end() :]):
+        until_cue = next(reversed(list(_UNTIL_CUE.finditer(before))), None)  # the last one counts
+        if until_cue is not None and _FILLER.match(before[until_cue.end() :]):
             mention.cues.add("until")
-            if _INCLUSIVE_BEFORE.search(before[cue.start() :]):
+            if _INCLUSIVE_BEFORE.search(before[until_cue.start() :]):
                 mention.cues.add("inclusive")
         elif _ADJACENT_UNTIL.search(before) or (
             # a dash between two dates: "1.12.-12.12.", "1-12 December", "Dec 1 - Dec 12"

@@ -126,6 +126,7 @@ async def events(request: Request, session: Session) -> dict[str, int]:
     if not ok:
         raise AppError(403, "invalid_signature", f"{SIGNATURE_HEADER} does not match this request")
     counts = {"processed": 0, "duplicates": 0, "rejected": 0}
+    whole_problem: str | None
     try:
         items = json.loads(body)
     except ValueError as err:

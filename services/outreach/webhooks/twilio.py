@@ -218,7 +218,8 @@ async def _read_body(receive: Receive) -> bytes:
         message = await receive()
         if message["type"] == "http.disconnect":
             raise AppError(400, "invalid_payload", "the client went away mid-request")
-        body += message.get("body", b"")
+        chunk: bytes = message.get("body", b"")  # an ASGI message is a plain dict of Any
+        body += chunk
         if len(body) > MAX_STATUS_BODY:
             raise AppError(413, "payload_too_large", "a status callback is at most 64 KiB")
         if not message.get("more_body", False):

@@ -90,7 +90,7 @@ def _backfill() -> None:
         sa.column("source", sa.String),
         sa.column("seconds_in_stage", sa.Float),
     )
-    rows = conn.execute(
+    history_rows = conn.execute(
         sa.select(history).order_by(
             history.c.prospect_id, history.c.at, history.c.recorded_at, history.c.id
         )
@@ -103,7 +103,7 @@ def _backfill() -> None:
         .where(history.c.id == sa.bindparam("row_id"))
         .values(seconds_in_stage=sa.bindparam("seconds"))
     )
-    for _, changes in groupby(rows, key=lambda r: r["prospect_id"]):
+    for _, changes in groupby(history_rows, key=lambda r: r["prospect_id"]):
         previous = None
         for change in changes:
             row = dict(change)
