@@ -10,6 +10,7 @@ from tests.support.databases import POSTGRES_URL, REQUIRE_POSTGRES
 from tests.support.dev_stack import running_dev_stack  # noqa: F401  (fixture)
 from tests.support.fixtures import (  # noqa: F401  (fixtures)
     database_urls,
+    ground,
     queue_prefix,
     temporal_local,
     temporal_skipping,

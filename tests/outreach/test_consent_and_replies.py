@@ -8,13 +8,10 @@ step already scheduled); the real journey runs in test_journey_respects_consent_
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,29 +20,27 @@ import httpx
 from aiosmtpd.controller import Controller
 from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from temporalio import workflow
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from services.outreach import models
-from services.outreach.activities import SendFaults, activities_for
-from services.outreach.app import create_app
+from services.outreach.activities import SendFaults
 from services.outreach.consent import service as consent
-from shared.contracts.journey import CadenceStep, Contact, TouchRequest, TouchResult, journey_id
+from shared.contracts.journey import CadenceStep, Contact, TouchRequest, journey_id
 from shared.db import create_engine, session_factory
 from shared.migrations import upgrade
 from shared.providers import postmark
 from shared.providers.mailgun import event_payload, inbound_form
 from shared.providers.postmark import basic_auth_header
 from shared.providers.twilio_signature import SIGNATURE_HEADER, sign_twilio_request
+from tests.support.consent import PM, PM_PASSWORD, PM_USER, outreach_rig
 from tests.support.eventually import eventually
+from tests.support.fixtures import Ground
 from tests.support.ports import free_port
-from tests.support.sandboxes import Sandboxes, SendTouchOnce, sandboxes, send_touch
+from tests.support.sandboxes import SendTouchOnce
 from tests.support.scenarios import daytime_zone, fast_cadence
 from tests.support.settings import AUTH, make_settings
 from tests.support.stack import StackDriver
 from tests.support.webhooks import (
-    FAST,
     RecordingJourney,
     journeys,
     signals_of,
@@ -53,8 +48,6 @@ from tests.support.webhooks import (
     webhook_rig,
 )
 
-PM_USER, PM_PASSWORD = "postmark", "pm-webhook-secret"
-PM = {"postmark_webhook_user": PM_USER, "postmark_webhook_password": PM_PASSWORD}
 OUR_NUMBER = "+15005550006"
 WRITTEN = "Thu, 27 Nov 2025 10:00:00 +0000"  # the out-of-office replies' Date: a past Thursday
 
@@ -141,113 +134,6 @@ async def post_twilio(
     token = settings.twilio_auth_token.get_secret_value()
     signature = sign_twilio_request(token, url, form)
     return await api.post(url, data=form, headers={SIGNATURE_HEADER: signature})
-
-
-# --- a rig with the send activity ---------------------------------------------------------------
-
-
-@dataclass
-class Scheduled:
-    req: TouchRequest
-    delay_seconds: float
-
-
-@workflow.defn(name="ScheduledTouch")
-class ScheduledTouch:
-    """A step already scheduled: it waits, then sends, whatever happened meanwhile (a journey
-    that has not heard of the opt-out, or never will: a do-not-contact entry tells nobody)."""
-
-    @workflow.run
-    async def run(self, job: Scheduled) -> TouchResult:
-        await workflow.sleep(job.delay_seconds)
-        return await send_touch(job.req)
-
-
-@dataclass
-class OutreachRig:
-    sb: Sandboxes
-    api: httpx.AsyncClient
-    env: WorkflowEnvironment
-    sessions: async_sessionmaker[AsyncSession]
-
-    @property
-    def journeys_queue(self) -> str:
-        return self.sb.settings.task_queue("journeys")
-
-    async def send(self, req: TouchRequest) -> dict[str, str]:
-        result = await self.env.client.execute_workflow(
-            SendTouchOnce.run, req, id=f"send-{uuid.uuid4().hex}", task_queue=self.journeys_queue
-        )
-        return {o.channel: o.status for o in result.outcomes}
-
-    async def schedule(self, req: TouchRequest, delay: float) -> Any:
-        return await self.env.client.start_workflow(
-            ScheduledTouch.run,
-            Scheduled(req, delay),
-            id=f"scheduled-{uuid.uuid4().hex}",
-            task_queue=self.journeys_queue,
-        )
-
-    def emails_to(self, address: str) -> list[dict[str, Any]]:
-        return [m.to_json() for m in self.sb.mailbox.list(to=address)]
-
-    async def texts_to(self, number: str) -> list[dict[str, Any]]:
-        async with httpx.AsyncClient() as c:
-            r = await c.get(f"{self.sb.twilio_url}/sandbox/messages", params={"to": number})
-            return [m for m in r.json() if m.get("direction", "outbound-api") != "inbound"]
-
-    async def rows(self, prospect_id: str) -> list[models.Message]:
-        async with self.sessions() as s:
-            query = select(models.Message).where(models.Message.prospect_id == prospect_id)
-            return list((await s.scalars(query.order_by(models.Message.created_at))).all())
-
-    async def consent_of(self, prospect_id: str) -> dict[str, Any]:
-        response = await self.api.get(f"/consent/{prospect_id}", headers=AUTH)
-        assert response.status_code == 200, response.text
-        return response.json()  # type: ignore[no-any-return]
-
-
-@contextlib.asynccontextmanager
-async def outreach_rig(
-    tmp_path: Path,
-    database_urls: dict[str, str],
-    env: WorkflowEnvironment,
-    prefix: str,
-    *,
-    faults: SendFaults | None = None,
-    smtp_port: int | None = None,
-    **overrides: object,
-) -> AsyncIterator[OutreachRig]:
-    urls = {"outreach": database_urls["outreach"]}
-    async with sandboxes(tmp_path, urls, prefix, **{**PM, **overrides}) as sb:
-        worker_settings = sb.settings
-        if smtp_port is not None:
-            worker_settings = sb.settings.model_copy(update={"smtp_port": smtp_port})
-        engine = create_engine(sb.settings.database_url("outreach"))
-        sessions = session_factory(engine)
-        acts = activities_for(worker_settings, sessions, faults=faults)
-        q = sb.settings.task_queue
-        app = create_app(sb.settings, temporal_client=env.client)
-        app.state.inbox.timing = FAST
-        async with contextlib.AsyncExitStack() as es:
-            await es.enter_async_context(
-                Worker(env.client, task_queue=q("outreach"), activities=acts)
-            )
-            await es.enter_async_context(
-                Worker(
-                    env.client,
-                    task_queue=q("journeys"),
-                    workflows=[SendTouchOnce, ScheduledTouch, RecordingJourney],
-                    workflow_runner=UnsandboxedWorkflowRunner(),
-                )
-            )
-            await es.enter_async_context(app.router.lifespan_context(app))
-            api = await es.enter_async_context(
-                httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://test")
-            )
-            yield OutreachRig(sb, api, env, sessions)
-        await acts[0].__self__._sms.close()  # type: ignore[attr-defined]
-        await engine.dispose()
 
 
 def person(email: str | None = None, phone: str | None = None, zone: str | None = None) -> Contact:
@@ -490,12 +376,10 @@ async def test_postmark_auto_replies_by_header_subject_or_text_and_a_real_reply(
 
 
 async def test_a_reply_without_in_reply_to_is_matched_by_its_reply_address(
-    tmp_path: Path,
-    database_urls: dict[str, str],
     temporal_local: WorkflowEnvironment,
-    queue_prefix: str,
+    ground: Ground,
 ) -> None:
-    async with outreach_rig(tmp_path, database_urls, temporal_local, queue_prefix) as st:
+    async with outreach_rig(ground) as st:
         ada, bob = person(), person()
         handles = {
             c.prospect_id: await temporal_local.client.start_workflow(
@@ -553,14 +437,9 @@ async def test_a_reply_without_in_reply_to_is_matched_by_its_reply_address(
 
 
 async def test_the_reply_domain_setting(
-    tmp_path: Path,
-    database_urls: dict[str, str],
-    temporal_local: WorkflowEnvironment,
-    queue_prefix: str,
+    ground: Ground,
 ) -> None:
-    async with outreach_rig(
-        tmp_path, database_urls, temporal_local, queue_prefix, reply_domain="reply.closeflow.test"
-    ) as st:
+    async with outreach_rig(ground, reply_domain="reply.closeflow.test") as st:
         c = person()
         assert await st.send(touch(c, channels=("email",))) == {"email": "sent"}
         [row] = await st.rows(c.prospect_id)
@@ -575,12 +454,9 @@ async def test_the_reply_domain_setting(
 
 
 async def test_one_consent_record_per_person_across_channels(
-    tmp_path: Path,
-    database_urls: dict[str, str],
-    temporal_local: WorkflowEnvironment,
-    queue_prefix: str,
+    ground: Ground,
 ) -> None:
-    async with outreach_rig(tmp_path, database_urls, temporal_local, queue_prefix) as st:
+    async with outreach_rig(ground) as st:
         ada, bob = person(), person()
         for c in (ada, bob):
             assert await st.send(touch(c)) == {"email": "sent", "sms": "sent"}
@@ -648,12 +524,9 @@ async def test_one_consent_record_per_person_across_channels(
 
 
 async def test_an_opted_out_person_gets_nothing_at_another_address(
-    tmp_path: Path,
-    database_urls: dict[str, str],
-    temporal_local: WorkflowEnvironment,
-    queue_prefix: str,
+    ground: Ground,
 ) -> None:
-    async with outreach_rig(tmp_path, database_urls, temporal_local, queue_prefix) as st:
+    async with outreach_rig(ground) as st:
         ada = person()
         assert await st.send(touch(ada, channels=("email",))) == {"email": "sent"}
         [mail] = st.emails_to(ada.email or "")
@@ -713,12 +586,9 @@ async def test_do_not_contact_api(
 
 
 async def test_nothing_is_sent_to_a_listed_address_number_or_domain(
-    tmp_path: Path,
-    database_urls: dict[str, str],
-    temporal_local: WorkflowEnvironment,
-    queue_prefix: str,
+    ground: Ground,
 ) -> None:
-    async with outreach_rig(tmp_path, database_urls, temporal_local, queue_prefix) as st:
+    async with outreach_rig(ground) as st:
         listed = person(email="ceo@listed.example")
         sub = person(email="ops@eu.blocked.example")
         fine = person(email="someone@blocked-not.example")
@@ -834,15 +704,12 @@ async def test_a_do_not_contact_entry_ends_the_journeys_it_covers(
 
 
 async def test_no_rep_task_for_a_listed_or_wholly_opted_out_person(
-    tmp_path: Path,
-    database_urls: dict[str, str],
-    temporal_local: WorkflowEnvironment,
-    queue_prefix: str,
+    ground: Ground,
 ) -> None:
     """call_task and social_task steps make no task for a person a do-not-contact entry covers
     or who opted out of every channel we reach them on; the touch records why. A touch that
     meets an entry also stores the cadence stop for the journey (enrolled as it was made)."""
-    async with outreach_rig(tmp_path, database_urls, temporal_local, queue_prefix) as st:
+    async with outreach_rig(ground) as st:
         listed, quiet, email_only_out, fine = person(), person(), person(), person()
         domain_listed = person(email="ada@agency.example")
         r = await st.api.post("/do-not-contact", json={"value": listed.phone}, headers=AUTH)
@@ -905,12 +772,9 @@ async def test_no_rep_task_for_a_listed_or_wholly_opted_out_person(
 
 
 async def test_a_step_already_scheduled_sends_nothing_after_stop_unsubscribe_or_listing(
-    tmp_path: Path,
-    database_urls: dict[str, str],
-    temporal_local: WorkflowEnvironment,
-    queue_prefix: str,
+    ground: Ground,
 ) -> None:
-    async with outreach_rig(tmp_path, database_urls, temporal_local, queue_prefix) as st:
+    async with outreach_rig(ground) as st:
         texter, reader, listed = person(), person(), person()
         for c in (texter, reader, listed):
             assert await st.send(touch(c)) == {"email": "sent", "sms": "sent"}
@@ -963,15 +827,10 @@ class OptOutAtTheLastMoment(SendFaults):
 
 
 async def test_an_opt_out_committed_after_the_first_check_is_seen_before_the_provider_call(
-    tmp_path: Path,
-    database_urls: dict[str, str],
-    temporal_local: WorkflowEnvironment,
-    queue_prefix: str,
+    ground: Ground,
 ) -> None:
     faults = OptOutAtTheLastMoment()
-    async with outreach_rig(
-        tmp_path, database_urls, temporal_local, queue_prefix, faults=faults
-    ) as st:
+    async with outreach_rig(ground, faults=faults) as st:
         faults.sessions = st.sessions
         c = person()
         assert await st.send(touch(c)) == {"email": "suppressed", "sms": "suppressed"}
@@ -999,23 +858,16 @@ class HeldSmtp:
         return "250 OK"
 
 
-async def test_an_opt_out_during_the_provider_call(
-    tmp_path: Path,
-    database_urls: dict[str, str],
-    temporal_local: WorkflowEnvironment,
-    queue_prefix: str,
-) -> None:
+async def test_an_opt_out_during_the_provider_call(ground: Ground) -> None:
     """PostgreSQL: the opt-out waits until the message in flight is out, so it is never committed
     before a message that then goes out. SQLite: the documented window, shown."""
     smtp = HeldSmtp()
     port = free_port()
     controller = Controller(smtp, hostname="127.0.0.1", port=port)
     await asyncio.to_thread(controller.start)
-    postgres = database_urls["outreach"].startswith("postgresql")
+    postgres = ground.database_urls["outreach"].startswith("postgresql")
     try:
-        async with outreach_rig(
-            tmp_path, database_urls, temporal_local, queue_prefix, smtp_port=port
-        ) as st:
+        async with outreach_rig(ground, smtp_port=port) as st:
             c = person()
             sending = asyncio.create_task(st.send(touch(c, channels=("email",))))
             assert await asyncio.to_thread(smtp.arrived.wait, 20)

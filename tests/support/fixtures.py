@@ -9,6 +9,7 @@ import shutil
 import sys
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -85,3 +86,25 @@ async def database_urls(
     """One fresh database per service, on SQLite and on PostgreSQL."""
     async with fresh_databases(request.param, tmp_path) as urls:
         yield urls
+
+
+@dataclass(frozen=True)
+class Ground:
+    """What a rig stands on: this test's scratch directory, databases, the Temporal dev server
+    and task-queue prefix, passed as one."""
+
+    tmp_path: Path
+    database_urls: dict[str, str]
+    temporal: WorkflowEnvironment
+    queue_prefix: str
+
+
+@pytest.fixture
+def ground(
+    tmp_path: Path,
+    database_urls: dict[str, str],
+    temporal_local: WorkflowEnvironment,
+    queue_prefix: str,
+) -> Ground:
+    """The four fixtures a rig needs, on SQLite and on PostgreSQL."""
+    return Ground(tmp_path, database_urls, temporal_local, queue_prefix)
