@@ -12,6 +12,7 @@ from sqlalchemy import select
 from services.outreach.models import RepTask
 from services.outreach.prospects import ProspectDirectory
 from shared.access import ANY_ROLE, OPS, PUBLIC, Resolver, RouteKey, Rule, ServiceAccess, rep_own
+from shared.db import read_value
 from shared.errors import AppError
 
 
@@ -29,11 +30,7 @@ async def prospect_rep(request: Request, prospect_id: str) -> str | None:
 
 
 async def task_rep(request: Request, task_id: str) -> str | None:
-    async with request.app.state.sessions() as session:
-        rep_id: str | None = await session.scalar(
-            select(RepTask.rep_id).where(RepTask.id == task_id)
-        )
-        return rep_id
+    return await read_value(request, select(RepTask.rep_id).where(RepTask.id == task_id))
 
 
 RESOLVERS: dict[str, Resolver] = {"prospect_id": prospect_rep, "task_id": task_rep}

@@ -11,11 +11,9 @@ SameSite=Strict keeps other sites' forms from posting with the cookie.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-import jinja2
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -27,6 +25,7 @@ from services.outreach.tasks.reps import RepDirectory
 from shared.auth import API_KEY_HEADER, ApiKey
 from shared.db import Session
 from shared.errors import AppError
+from shared.pages import templates_beside
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 
@@ -52,13 +51,7 @@ HEADERS = {
     "Cache-Control": "no-store",
 }
 
-_templates = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
-    autoescape=True,
-    trim_blocks=True,
-    lstrip_blocks=True,
-    undefined=jinja2.StrictUndefined,
-)
+_templates = templates_beside(__file__)
 
 
 def _page(template: str, status: int = 200, **values: Any) -> HTMLResponse:
