@@ -25,7 +25,7 @@ DOCKERFILE = DEPLOY / "Dockerfile"
 K8S_FILES = sorted((DEPLOY / "k8s").glob("*.yaml"))
 VARIABLE = re.compile(r"(?<![A-Za-z0-9_])CLOSEFLOW_[A-Z0-9_]+")
 SETTINGS_VARS = {f"CLOSEFLOW_{name.upper()}" for name in Settings.model_fields}
-DEV_ONLY = {"devstack"}
+DEV_ONLY = {"devstack", "bench"}  # bench drives the dev stack
 
 
 def compose() -> dict[str, Any]:
@@ -270,7 +270,7 @@ def test_dockerfile_entrypoint_is_the_console_script() -> None:
     assert froms[-1] == "python:3.11-slim"
 
 
-def test_dockerfile_copies_every_package_but_the_dev_stack() -> None:
+def test_dockerfile_copies_every_package_but_the_dev_only_ones() -> None:
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     packages = {
         p.rstrip("*") for p in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
