@@ -144,6 +144,39 @@ async def apply_email_event(
     return reason
 
 
+async def store_email_event(
+    session: AsyncSession,
+    provider: str,
+    event_id: str,
+    event: str,
+    payload: dict[str, Any],
+    *,
+    message_ids: Iterable[str],
+    recipient: str,
+    meaning: str,
+    provider_status: str,
+    detail: str = "",
+) -> tuple[Stored | None, models.Message | None]:
+    """Store a provider's email event with the stop it causes and, the first time only, apply it
+    to the ledger and consent. Returns what was stored (None for a repeat) and the ledger row."""
+    row = await email_for(session, message_ids, recipient)
+    reason = SUPPRESSING.get(meaning)
+    prospect_id = row.prospect_id if row else None
+    stored = await store_event(
+        session,
+        provider,
+        event_id,
+        f"email_{event}"[:40],
+        payload,
+        prospect_id=prospect_id,
+        signal=stop_cadence(prospect_id, reason) if reason else None,
+    )
+    if stored is not None:
+        address = recipient or (row.to_address if row else "")
+        await apply_email_event(session, row, address, meaning, provider_status, detail)
+    return stored, row
+
+
 def mark_replied(message: models.Message | None, stored: object | None) -> None:
     """Count the reply for the message it answers (per step and A/B variant), once."""
     if message is not None and stored is not None and message.replied_at is None:

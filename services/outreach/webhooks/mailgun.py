@@ -16,22 +16,19 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.outreach.inbox import claim_token, store_event
+from services.outreach.inbox import claim_token
 from services.outreach.webhooks.common import (
     COMPLAINT,
     DELIVERED,
     HARD_BOUNCE,
     NOTED,
-    SUPPRESSING,
     UNSUBSCRIBE,
     InboundEmail,
-    apply_email_event,
     canonical_sha256,
     deliver,
-    email_for,
     receive_email,
     settings_of,
-    stop_cadence,
+    store_email_event,
 )
 from services.outreach.webhooks.replies import header, header_pairs
 from shared.db import Session
@@ -127,25 +124,19 @@ async def events(request: Request, session: Session) -> Response:
     if not await _authenticate(session, key, **fields, body=data):
         return Response(status_code=200)
     headers = (data.get("message") or {}).get("headers") or {}
-    recipient = str(data.get("recipient") or "").strip().lower()
-    row = await email_for(session, [str(headers.get("message-id", ""))], recipient)
-    meaning = _event_meaning(event_name, str(data.get("severity", "")))
-    stop_reason = SUPPRESSING.get(meaning)
-    prospect_id = row.prospect_id if row else None
-    stored = await store_event(
+    status = (data.get("delivery-status") or {}).get("description") or data.get("reason", "")
+    stored, _ = await store_email_event(
         session,
         "mailgun",
         event_id,
-        f"email_{event_name}"[:40],
+        event_name,
         payload,
-        prospect_id=prospect_id,
-        signal=stop_cadence(prospect_id, stop_reason) if stop_reason else None,
+        message_ids=[str(headers.get("message-id", ""))],
+        recipient=str(data.get("recipient") or "").strip().lower(),
+        meaning=_event_meaning(event_name, str(data.get("severity", ""))),
+        provider_status=event_name,
+        detail=status,
     )
-    if stored is not None:
-        status = (data.get("delivery-status") or {}).get("description") or data.get("reason", "")
-        await apply_email_event(
-            session, row, recipient or (row.to_address if row else ""), meaning, event_name, status
-        )
     await session.commit()
     await deliver(request, [stored])
     return Response(status_code=200)

@@ -15,22 +15,19 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import HTTPException
 
-from services.outreach.inbox import reject, store_event
+from services.outreach.inbox import reject
 from services.outreach.webhooks.common import (
     COMPLAINT,
     DELIVERED,
     HARD_BOUNCE,
     NOTED,
-    SUPPRESSING,
     UNSUBSCRIBE,
     InboundEmail,
-    apply_email_event,
     canonical_sha256,
     deliver,
-    email_for,
     receive_email,
     settings_of,
-    stop_cadence,
+    store_email_event,
 )
 from services.outreach.webhooks.replies import header, header_pairs
 from shared.db import Session
@@ -105,22 +102,18 @@ async def events(request: Request, session: Session) -> Response:
         await session.commit()
         return Response(status_code=200)
     event_id, recipient, meaning, provider_status = parsed
-    recipient = recipient.strip().lower()
-    row = await email_for(session, [str(doc.get("MessageID") or "")], recipient)
-    reason = SUPPRESSING.get(meaning)
-    prospect_id = row.prospect_id if row else None
-    stored = await store_event(
+    stored, _ = await store_email_event(
         session,
         "postmark",
         event_id,
-        f"email_{doc['RecordType']}"[:40],
+        str(doc["RecordType"]),
         doc,
-        prospect_id=prospect_id,
-        signal=stop_cadence(prospect_id, reason) if reason else None,
+        message_ids=[str(doc.get("MessageID") or "")],
+        recipient=recipient.strip().lower(),
+        meaning=meaning,
+        provider_status=provider_status,
+        detail=str(doc.get("Details") or doc.get("Description") or ""),
     )
-    if stored is not None:
-        detail = str(doc.get("Details") or doc.get("Description") or "")
-        await apply_email_event(session, row, recipient, meaning, provider_status, detail)
     await session.commit()
     await deliver(request, [stored])
     return Response(status_code=200)

@@ -15,20 +15,17 @@ from typing import Any
 from fastapi import APIRouter, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.outreach.inbox import Stored, reject, store_event
+from services.outreach.inbox import Stored, reject
 from services.outreach.webhooks.common import (
     COMPLAINT,
     DELIVERED,
     HARD_BOUNCE,
     NOTED,
     SOFT_FAILURE,
-    SUPPRESSING,
     UNSUBSCRIBE,
-    apply_email_event,
     deliver,
-    email_for,
     settings_of,
-    stop_cadence,
+    store_email_event,
 )
 from shared.db import Session
 from shared.errors import AppError
@@ -85,26 +82,21 @@ def _problem(item: Any) -> str | None:
 
 
 async def _process(session: AsyncSession, item: dict[str, Any]) -> Stored | None:
-    recipient = item["email"].strip().lower()
-    refs = [str(item.get("smtp-id") or "")]
-    row = await email_for(session, refs, recipient)
-    meaning = _meaning(item)
-    reason = SUPPRESSING.get(meaning)
-    prospect_id = row.prospect_id if row else None
-    stored = await store_event(
+    detail = str(item.get("reason") or item.get("response") or "")
+    stored, row = await store_email_event(
         session,
         "sendgrid",
         item["sg_event_id"],
-        f"email_{item['event']}"[:40],
+        item["event"],
         item,
-        prospect_id=prospect_id,
-        signal=stop_cadence(prospect_id, reason) if reason else None,
+        message_ids=[str(item.get("smtp-id") or "")],
+        recipient=item["email"].strip().lower(),
+        meaning=_meaning(item),
+        provider_status=item["event"],
+        detail=detail,
     )
-    if stored is not None:
-        detail = str(item.get("reason") or item.get("response") or "")
-        await apply_email_event(session, row, recipient, meaning, item["event"], detail)
-        if item["event"] == "dropped" and row is not None and row.status in SENT:
-            row.status, row.error = "failed", detail[:1000]  # it never left SendGrid
+    if stored is not None and item["event"] == "dropped" and row is not None and row.status in SENT:
+        row.status, row.error = "failed", detail[:1000]  # it never left SendGrid
     return stored
 
 
