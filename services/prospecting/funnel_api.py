@@ -5,6 +5,7 @@ Both read only the aggregate tables (funnel.py), never stage_history. Need an AP
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
 from typing import Annotated, Any
 
@@ -25,14 +26,31 @@ RepId = Annotated[str | None, Query(max_length=32, description="only this rep's 
 SourceFilter = Annotated[schemas.Source | None, Query(description="cold, referral, ...")]
 
 
-@router.get("/funnel")
-async def get_funnel(
-    session: Session,
+@dataclass(frozen=True)
+class Scope:
+    """What both routes count over: the window of days and the cadence/rep/source filters."""
+
+    window: funnel.Window
+    filters: funnel.Filters
+
+
+def _scope(
     from_: From = None,
     to: To = None,
     cadence_id: CadenceId = None,
     rep_id: RepId = None,
     source: SourceFilter = None,
+) -> Scope:
+    return Scope(funnel.window(from_, to), funnel.Filters(cadence_id, rep_id, source))
+
+
+FunnelScope = Annotated[Scope, Depends(_scope)]
+
+
+@router.get("/funnel")
+async def get_funnel(
+    session: Session,
+    scope: FunnelScope,
     group_by: Annotated[
         funnel.GroupBy | None,
         Query(description="one group per cadence, rep, source or month (UTC)"),
@@ -41,19 +59,13 @@ async def get_funnel(
     """Per stage, for the changes made in [from, to): entered, left, advanced (to a later stage,
     won included), dropped (to lost, disqualified or nurture) with its causes, conversion
     (advanced / left), and the median and p90 time in stage of the stays that ended then."""
-    w = funnel.window(from_, to)
-    filters = funnel.Filters(cadence_id, rep_id, source)
-    return await funnel.funnel(session, w, filters, group_by)
+    return await funnel.funnel(session, scope.window, scope.filters, group_by)
 
 
 @router.get("/funnel/bottleneck")
 async def get_bottleneck(
     session: Session,
-    from_: From = None,
-    to: To = None,
-    cadence_id: CadenceId = None,
-    rep_id: RepId = None,
-    source: SourceFilter = None,
+    scope: FunnelScope,
     periods: Annotated[
         int, Query(ge=1, le=24, description="benchmark: this many windows just before")
     ] = 4,
@@ -62,6 +74,4 @@ async def get_bottleneck(
     ] = 20,
 ) -> dict[str, Any]:
     """The stage whose conversion falls furthest below the team's own trailing benchmark."""
-    w = funnel.window(from_, to)
-    filters = funnel.Filters(cadence_id, rep_id, source)
-    return await funnel.bottleneck(session, w, filters, periods, min_left)
+    return await funnel.bottleneck(session, scope.window, scope.filters, periods, min_left)

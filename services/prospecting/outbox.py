@@ -57,11 +57,7 @@ def add(
         path=path,
         payload=payload,
         subject_id=subject_id,
-        status=PENDING,
-        attempts=0,
-        last_error="",
-        next_attempt_at=utcnow(),
-    )
+    )  # pending and due now: the model's defaults
     session.add(row)
     return row
 

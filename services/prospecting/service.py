@@ -407,22 +407,19 @@ async def reassign(session: AsyncSession, prospect_id: str, rep_id: str) -> Pros
         .values(status=outbox.SUPERSEDED, next_attempt_at=None)
         .execution_options(synchronize_session=False)
     )
-    outbox.add(
-        session,
-        kind=REP_MOVE,
-        target="outreach",
-        path=f"/prospects/{prospect_id}/tasks/reassign",
-        payload={"rep_id": rep_id},
-        subject_id=prospect_id,
-    )
-    outbox.add(
-        session,
-        kind=REP_MOVE_ENROLLMENT,
-        target="outreach",
-        path=f"/internal/prospects/{prospect_id}/rep",
-        payload={"rep_id": rep_id},
-        subject_id=prospect_id,
-    )
+    # outreach moves the prospect's open tasks, then the journey's own record of the rep
+    for kind, path in (
+        (REP_MOVE, f"/prospects/{prospect_id}/tasks/reassign"),
+        (REP_MOVE_ENROLLMENT, f"/internal/prospects/{prospect_id}/rep"),
+    ):
+        outbox.add(
+            session,
+            kind=kind,
+            target="outreach",
+            path=path,
+            payload={"rep_id": rep_id},
+            subject_id=prospect_id,
+        )
     await session.flush()
     return await get_prospect(session, prospect_id)
 

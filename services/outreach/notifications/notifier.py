@@ -389,10 +389,7 @@ class Notifier(Relay[models.TaskNotification]):  # type: ignore[type-var]
                     target=target,
                     subject=subject,
                     text=body,
-                    status=PENDING,
-                    attempts=0,
-                    last_error="",
-                    next_attempt_at=now,
+                    next_attempt_at=now,  # status, attempts, last_error: the model's defaults
                     created_at=now,
                 )
                 .on_conflict_do_nothing(
