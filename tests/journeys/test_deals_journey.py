@@ -7,14 +7,11 @@ deadline's last-chance task."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-from temporalio.testing import WorkflowEnvironment
-
 from tests.support.eventually import eventually
-from tests.support.scenarios import Driver, Urls, fast_cadence
-from tests.support.stack import whole_stack
+from tests.support.scenarios import Driver, fast_cadence
+from tests.support.stack import StackDriver
 
 NEED = "Weekly reporting takes two days by hand"
 
@@ -40,183 +37,147 @@ async def prospect_of_rep(d: Driver, rep_id: str, first: str, **extra: Any) -> d
     raise AssertionError(f"no prospect was assigned to {rep_id}")
 
 
-async def reply_by_sms(d: Driver, prospect: dict[str, Any]) -> None:
-    await eventually(lambda: d.sms_to(prospect["phone"]), "the first SMS")
-    inbound = await d.http.post(
-        f"{d.u.twilio}/sandbox/inbound-sms",
-        json={"from": prospect["phone"], "to": "+15005550006", "body": "Yes, tell me more"},
+async def test_qualification_timeout_escalates_and_nurtures(stack: StackDriver) -> None:
+    d = stack
+    manager = await d.ok(
+        "POST", f"{d.u.prospecting}/reps", json={"name": "Mia Manager", "email": "mia@x.org"}
     )
-    assert inbound.json()["webhook_status"] == 200, inbound.text
-    await d.wait_stage(prospect["id"], "qualifying")
+    rep = await d.ok(
+        "POST",
+        f"{d.u.prospecting}/reps",
+        json={"name": "Rita Rep", "email": "rita@x.org", "manager_id": manager["id"]},
+    )
+    cadence = await d.ok(
+        "POST",
+        f"{d.u.outreach}/cadences",
+        json=fast_cadence(qualification_timeout_outcome="nurture"),
+    )
+    bob = await prospect_of_rep(d, rep["id"], "Bob")
+    await d.enroll(bob["id"], cadence["id"])
+    await d.reply_by_sms(bob, "Yes, tell me more")
+    path = await d.wait_stage(bob["id"], "nurture", timeout=60)
+    assert path[-2:] == ["qualifying", "nurture"]
+    stages = await d.ok("GET", f"{d.u.prospecting}/prospects/{bob['id']}/stages")
+    cause = "qualification timeout: no verdict after 4 s"
+    assert stages[-1]["cause"] == cause
+
+    tasks = await d.tasks_of(bob["id"])
+    by_kind = {t["kind"]: t for t in tasks}
+    assert by_kind["qualification_reminder"]["rep_id"] == rep["id"]
+    notice = by_kind["escalation"]
+    assert notice["rep_id"] == manager["id"]  # the manager's inbox, not the rep's
+    assert "Rita Rep" in notice["body"] and "Bob Tester" in notice["title"]
+
+    deal = await d.deal_of(bob["id"])
+    detail = await d.ok("GET", f"{d.u.deals}/deals/{deal['id']}")
+    assert (detail["stage"], detail["close_reason"]) == ("nurture", cause)
+    causes = [h["cause"] for h in detail["history"]]
+    assert causes[-3].startswith("qualification reminder sent to the rep")
+    assert causes[-2].startswith("escalated to manager Mia Manager")
+    assert causes[-1] == cause
 
 
-async def escalate_and_nurture(urls: Urls) -> None:
-    d = Driver(urls)
-    try:
-        manager = await d.ok(
-            "POST", f"{urls.prospecting}/reps", json={"name": "Mia Manager", "email": "mia@x.org"}
-        )
-        rep = await d.ok(
-            "POST",
-            f"{urls.prospecting}/reps",
-            json={"name": "Rita Rep", "email": "rita@x.org", "manager_id": manager["id"]},
-        )
-        cadence = await d.ok(
-            "POST",
-            f"{urls.outreach}/cadences",
-            json=fast_cadence(qualification_timeout_outcome="nurture"),
-        )
-        bob = await prospect_of_rep(d, rep["id"], "Bob")
-        await d.enroll(bob["id"], cadence["id"])
-        await reply_by_sms(d, bob)
-        path = await d.wait_stage(bob["id"], "nurture", timeout=60)
-        assert path[-2:] == ["qualifying", "nurture"]
-        stages = await d.ok("GET", f"{urls.prospecting}/prospects/{bob['id']}/stages")
-        cause = "qualification timeout: no verdict after 4 s"
-        assert stages[-1]["cause"] == cause
+async def test_meetings_objections_and_the_decision_deadline(stack: StackDriver) -> None:
+    d = stack
+    _rep, cadence = await d.setup()
+    # a cadence of this version: reminders 20 s and 10 s before a meeting
+    cadence = await d.ok(
+        "POST",
+        f"{d.u.outreach}/cadences",
+        json=fast_cadence(meeting_reminders_seconds=[20, 10]),
+    )
+    ada = await d.new_prospect("Ada", industry="Fintech", company_size=120, country="DE")
+    await d.enroll(ada["id"], cadence["id"])
+    await d.reply_by_sms(ada, "Yes, tell me more")
+    deal = await d.deal_of(ada["id"])
+    deals = f"{d.u.deals}/deals/{deal['id']}"
+    answers = {"budget": True, "authority": "decision_maker", "need": NEED, "timeline": 3}
+    await d.ok("POST", f"{deals}/qualification", json={"answers": answers})
+    await d.wait_stage(ada["id"], "presenting")
+    await d.ok("PATCH", deals, json={"segment": "fintech"})
 
-        tasks = await d.tasks_of(bob["id"])
-        by_kind = {t["kind"]: t for t in tasks}
-        assert by_kind["qualification_reminder"]["rep_id"] == rep["id"]
-        notice = by_kind["escalation"]
-        assert notice["rep_id"] == manager["id"]  # the manager's inbox, not the rep's
-        assert "Rita Rep" in notice["body"] and "Bob Tester" in notice["title"]
+    # objections: the rep records that the playbook's last price answer resolved the first
+    first = await d.ok("POST", f"{deals}/objections", json={"text": "It is too expensive"})
+    playbook_order = first["answers"]
+    assert len(playbook_order) >= 2
+    best = playbook_order[-1]
+    await d.ok(
+        "POST",
+        f"{d.u.deals}/objections/{first['objection']['id']}/outcome",
+        json={"response": best, "resolved": True},
+    )
+    second = await d.ok("POST", f"{deals}/objections", json={"text": "The price is too high"})
+    assert second["answers"][0] == best
+    tasks = await wait_task(d, ada["id"], "objection", 2)
+    task = next(t for t in tasks if second["objection"]["text"] in t["body"])
+    offered = task["body"].split("Prepared answers:\n")[1].splitlines()
+    assert offered[0] == f"- {best}"  # the ranked list, best first, not the playbook's order
 
-        deal = await d.deal_of(bob["id"])
-        detail = await d.ok("GET", f"{urls.deals}/deals/{deal['id']}")
-        assert (detail["stage"], detail["close_reason"]) == ("nurture", cause)
-        causes = [h["cause"] for h in detail["history"]]
-        assert causes[-3].startswith("qualification reminder sent to the rep")
-        assert causes[-2].startswith("escalated to manager Mia Manager")
-        assert causes[-1] == cause
-    finally:
-        await d.close()
+    # two meetings; the second is cancelled at once, the first moved after one reminder
+    now = datetime.now(UTC)
+    demo = await d.ok(
+        "POST",
+        f"{deals}/meetings",
+        json={"starts_at": (now + timedelta(seconds=25)).isoformat(), "title": "Demo"},
+    )
+    pricing = await d.ok(
+        "POST",
+        f"{deals}/meetings",
+        json={"starts_at": (now + timedelta(seconds=30)).isoformat(), "title": "Pricing"},
+    )
+    await d.ok("POST", f"{deals}/meetings/{pricing['id']}/cancel", json={"reason": "merged"})
+    prepare = (await wait_task(d, ada["id"], "prepare_meeting"))[0]
+    for expected in (NEED, "company: Ada Corp", "industry: Fintech", "company size: 120"):
+        assert expected in prepare["body"], expected
+    assert f"price (heard 2x): {best}" in prepare["body"]
+    assert prepare["context"]["fact.industry"] == "Fintech"
 
-
-async def meetings_objections_and_deadline(urls: Urls) -> None:
-    d = Driver(urls)
-    try:
-        _rep, cadence = await d.setup()
-        # a cadence of this version: reminders 20 s and 10 s before a meeting
-        cadence = await d.ok(
-            "POST",
-            f"{urls.outreach}/cadences",
-            json=fast_cadence(meeting_reminders_seconds=[20, 10]),
-        )
-        ada = await d.new_prospect("Ada", industry="Fintech", company_size=120, country="DE")
-        await d.enroll(ada["id"], cadence["id"])
-        await reply_by_sms(d, ada)
-        deal = await d.deal_of(ada["id"])
-        deals = f"{urls.deals}/deals/{deal['id']}"
-        answers = {"budget": True, "authority": "decision_maker", "need": NEED, "timeline": 3}
-        await d.ok("POST", f"{deals}/qualification", json={"answers": answers})
-        await d.wait_stage(ada["id"], "presenting")
-        await d.ok("PATCH", deals, json={"segment": "fintech"})
-
-        # objections: the rep records that the playbook's last price answer resolved the first
-        first = await d.ok("POST", f"{deals}/objections", json={"text": "It is too expensive"})
-        playbook_order = first["answers"]
-        assert len(playbook_order) >= 2
-        best = playbook_order[-1]
-        await d.ok(
-            "POST",
-            f"{urls.deals}/objections/{first['objection']['id']}/outcome",
-            json={"response": best, "resolved": True},
-        )
-        second = await d.ok("POST", f"{deals}/objections", json={"text": "The price is too high"})
-        assert second["answers"][0] == best
-        tasks = await wait_task(d, ada["id"], "objection", 2)
-        task = next(t for t in tasks if second["objection"]["text"] in t["body"])
-        offered = task["body"].split("Prepared answers:\n")[1].splitlines()
-        assert offered[0] == f"- {best}"  # the ranked list, best first, not the playbook's order
-
-        # two meetings; the second is cancelled at once, the first moved after one reminder
-        now = datetime.now(UTC)
-        demo = await d.ok(
-            "POST",
-            f"{deals}/meetings",
-            json={"starts_at": (now + timedelta(seconds=25)).isoformat(), "title": "Demo"},
-        )
-        pricing = await d.ok(
-            "POST",
-            f"{deals}/meetings",
-            json={"starts_at": (now + timedelta(seconds=30)).isoformat(), "title": "Pricing"},
-        )
-        await d.ok("POST", f"{deals}/meetings/{pricing['id']}/cancel", json={"reason": "merged"})
-        prepare = (await wait_task(d, ada["id"], "prepare_meeting"))[0]
-        for expected in (NEED, "company: Ada Corp", "industry: Fintech", "company size: 120"):
-            assert expected in prepare["body"], expected
-        assert f"price (heard 2x): {best}" in prepare["body"]
-        assert prepare["context"]["fact.industry"] == "Fintech"
-
-        def reminders(title: str) -> Any:
-            async def probe() -> list[dict[str, Any]]:
-                mails = await d.mails_to(ada["email"])
-                return [m for m in mails if m["subject"].startswith(f"Reminder: {title}")]
-
-            return probe
-
-        await eventually(reminders("Demo"), "the first reminder of the demo", timeout=60)
-        starts = datetime.now(UTC) + timedelta(seconds=22)
-        moved = await d.ok(
-            "POST",
-            f"{deals}/meetings/{demo['id']}/reschedule",
-            json={"starts_at": starts.isoformat()},
-        )
-        assert moved["revision"] == 1
-        await wait_task(d, ada["id"], "prepare_meeting", 2)
-
-        # the decision deadline, moved before it passed: one last-chance task, at the new one
-        soon = datetime.now(UTC) + timedelta(seconds=3)
-        await d.ok("PATCH", deals, json={"decision_deadline": soon.isoformat()})
-        later = await d.ok(
-            "PATCH", deals, json={"decision_deadline": (soon + timedelta(seconds=3)).isoformat()}
-        )
-        chance = (await wait_task(d, ada["id"], "last_chance"))[0]
-        assert chance["context"]["deadline"] == later["decision_deadline"].replace("Z", "+00:00")
-        assert "The price is too high" in chance["body"]
-        assert "It is too expensive" not in chance["body"]  # resolved: not open any more
-
-        # the demo starts; nobody comes
-        async def started() -> bool:
-            return datetime.now(UTC) > starts
-
-        await eventually(started, "the demo to start", timeout=60)
-        await d.ok("POST", f"{deals}/meetings/{demo['id']}/no-show")
-        follow_up = (await wait_task(d, ada["id"], "no_show"))[0]
-        assert "did not come" in follow_up["body"]
-
-        async def rebooking() -> list[dict[str, Any]]:
+    def reminders(title: str) -> Any:
+        async def probe() -> list[dict[str, Any]]:
             mails = await d.mails_to(ada["email"])
-            return [m for m in mails if "another time" in m["subject"]]
+            return [m for m in mails if m["subject"].startswith(f"Reminder: {title}")]
 
-        await eventually(rebooking, "the re-booking email")
-        # one reminder of the first time, two of the new one; none of the cancelled meeting
-        assert len(await reminders("Demo")()) == 3
-        assert await reminders("Pricing")() == []
-        assert len(await tasks_of_kind(d, ada["id"], "last_chance")) == 1
-        detail = await d.ok("GET", deals)
-        statuses = {m["id"]: m["status"] for m in detail["meetings"]}
-        assert statuses == {demo["id"]: "no_show", pricing["id"]: "cancelled"}
-    finally:
-        await d.close()
+        return probe
 
+    await eventually(reminders("Demo"), "the first reminder of the demo", timeout=60)
+    starts = datetime.now(UTC) + timedelta(seconds=22)
+    moved = await d.ok(
+        "POST",
+        f"{deals}/meetings/{demo['id']}/reschedule",
+        json={"starts_at": starts.isoformat()},
+    )
+    assert moved["revision"] == 1
+    await wait_task(d, ada["id"], "prepare_meeting", 2)
 
-async def test_qualification_timeout_escalates_and_nurtures(
-    tmp_path: Path,
-    database_urls: dict[str, str],
-    temporal_local: WorkflowEnvironment,
-    queue_prefix: str,
-) -> None:
-    async with whole_stack(tmp_path, database_urls, temporal_local, queue_prefix) as urls:
-        await escalate_and_nurture(urls)
+    # the decision deadline, moved before it passed: one last-chance task, at the new one
+    soon = datetime.now(UTC) + timedelta(seconds=3)
+    await d.ok("PATCH", deals, json={"decision_deadline": soon.isoformat()})
+    later = await d.ok(
+        "PATCH", deals, json={"decision_deadline": (soon + timedelta(seconds=3)).isoformat()}
+    )
+    chance = (await wait_task(d, ada["id"], "last_chance"))[0]
+    assert chance["context"]["deadline"] == later["decision_deadline"].replace("Z", "+00:00")
+    assert "The price is too high" in chance["body"]
+    assert "It is too expensive" not in chance["body"]  # resolved: not open any more
 
+    # the demo starts; nobody comes
+    async def started() -> bool:
+        return datetime.now(UTC) > starts
 
-async def test_meetings_objections_and_the_decision_deadline(
-    tmp_path: Path,
-    database_urls: dict[str, str],
-    temporal_local: WorkflowEnvironment,
-    queue_prefix: str,
-) -> None:
-    async with whole_stack(tmp_path, database_urls, temporal_local, queue_prefix) as urls:
-        await meetings_objections_and_deadline(urls)
+    await eventually(started, "the demo to start", timeout=60)
+    await d.ok("POST", f"{deals}/meetings/{demo['id']}/no-show")
+    follow_up = (await wait_task(d, ada["id"], "no_show"))[0]
+    assert "did not come" in follow_up["body"]
+
+    async def rebooking() -> list[dict[str, Any]]:
+        mails = await d.mails_to(ada["email"])
+        return [m for m in mails if "another time" in m["subject"]]
+
+    await eventually(rebooking, "the re-booking email")
+    # one reminder of the first time, two of the new one; none of the cancelled meeting
+    assert len(await reminders("Demo")()) == 3
+    assert await reminders("Pricing")() == []
+    assert len(await tasks_of_kind(d, ada["id"], "last_chance")) == 1
+    detail = await d.ok("GET", deals)
+    statuses = {m["id"]: m["status"] for m in detail["meetings"]}
+    assert statuses == {demo["id"]: "no_show", pricing["id"]: "cancelled"}

@@ -144,11 +144,7 @@ async def test_reminders_stop_once_referred_and_the_referrer_is_thanked(stack: S
     assert referral["thanked_for_win_at"] is None
 
     # Bea opts out of texts: the next thanks comes by email only
-    stop = await d.http.post(
-        f"{urls.twilio}/sandbox/inbound-sms",
-        json={"from": bea["phone"], "to": "+15005550006", "body": "STOP"},
-    )
-    assert stop.json()["webhook_status"] == 200, stop.text
+    await d.text_from(bea, "STOP")
     await close_won(d, deal["id"])
     # (Gus's own journey goes on: his referral ask waits for his local morning)
     await eventually(lambda: _thanked(d, urls, bea["id"], "thanked_for_win_at"), "win")

@@ -9,7 +9,6 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -30,6 +29,7 @@ from shared.contracts.journey import (
 )
 from shared.db import create_engine, session_factory
 from tests.support.eventually import eventually
+from tests.support.fixtures import Ground
 from tests.support.journeys import RecordingJourney
 from tests.support.ports import free_port
 from tests.support.sandboxes import Sandboxes, sandboxes
@@ -146,14 +146,17 @@ class InboxRig:
 
 
 @contextlib.asynccontextmanager
-async def inbox_rig(
-    tmp_path: Path, database_urls: dict[str, str], env: WorkflowEnvironment, prefix: str
-) -> AsyncIterator[InboxRig]:
-    urls = {s: database_urls[s] for s in ("prospecting", "outreach")}
+async def inbox_rig(ground: Ground) -> AsyncIterator[InboxRig]:
+    env = ground.temporal
+    urls = {s: ground.database_urls[s] for s in ("prospecting", "outreach")}
     p_port, o_port = free_port(), free_port()
     outreach_url = f"http://127.0.0.1:{o_port}"
     async with sandboxes(
-        tmp_path, urls, prefix, outreach_url, prospecting_url=f"http://127.0.0.1:{p_port}"
+        ground.tmp_path,
+        urls,
+        ground.queue_prefix,
+        outreach_url,
+        prospecting_url=f"http://127.0.0.1:{p_port}",
     ) as sb:
         settings = sb.settings
         engine = create_engine(settings.database_url("outreach"))
@@ -187,12 +190,7 @@ async def inbox_rig(
 
 
 @pytest.fixture
-async def inbox(
-    tmp_path: Path,
-    database_urls: dict[str, str],
-    temporal_local: WorkflowEnvironment,
-    queue_prefix: str,
-) -> AsyncIterator[InboxRig]:
+async def inbox(ground: Ground) -> AsyncIterator[InboxRig]:
     """The rep inbox rig, on SQLite and on PostgreSQL."""
-    async with inbox_rig(tmp_path, database_urls, temporal_local, queue_prefix) as rig:
+    async with inbox_rig(ground) as rig:
         yield rig

@@ -155,6 +155,20 @@ class Driver:
         assert reply.json()["webhook_status"] == 200, reply.text
         return first
 
+    async def text_from(self, prospect: dict[str, Any], body: str) -> None:
+        """The prospect texts us (the Twilio sandbox posts the signed inbound webhook)."""
+        inbound = await self.http.post(
+            f"{self.u.twilio}/sandbox/inbound-sms",
+            json={"from": prospect["phone"], "to": "+15005550006", "body": body},
+        )
+        assert inbound.json()["webhook_status"] == 200, inbound.text
+
+    async def reply_by_sms(self, prospect: dict[str, Any], body: str) -> None:
+        """The prospect answers our first text: the journey moves to qualifying."""
+        await eventually(lambda: self.sms_to(prospect["phone"]), "the first SMS")
+        await self.text_from(prospect, body)
+        await self.wait_stage(prospect["id"], "qualifying")
+
     async def schedule_meeting(self, deal_id: str, starts_in: timedelta) -> Any:
         starts = (datetime.now(UTC) + starts_in).isoformat()
         return await self.ok(
@@ -311,13 +325,7 @@ async def drive_to_qualification_timeout(urls: Urls) -> dict[str, Any]:
         _rep, cadence = await d.setup()
         bob = await d.new_prospect("Bob")
         await d.enroll(bob["id"], cadence["id"])
-        await eventually(lambda: d.sms_to(bob["phone"]), "the first SMS")
-        inbound = await d.http.post(
-            f"{urls.twilio}/sandbox/inbound-sms",
-            json={"from": bob["phone"], "to": "+15005550006", "body": "Yes, call me"},
-        )
-        assert inbound.json()["webhook_status"] == 200, inbound.text
-        await d.wait_stage(bob["id"], "qualifying")
+        await d.reply_by_sms(bob, "Yes, call me")
         path = await d.wait_stage(bob["id"], "disqualified", timeout=40)
         assert path[-2:] == ["qualifying", "disqualified"]
         kinds = [t["kind"] for t in await d.tasks_of(bob["id"])]

@@ -8,7 +8,6 @@ import functools
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
@@ -32,6 +31,7 @@ from shared.contracts.journey import (
 )
 from shared.db import create_engine, session_factory
 from shared.settings import Settings
+from tests.support.fixtures import Ground
 from tests.support.journeys import RecordingJourney
 from tests.support.sandboxes import Sandboxes, SendTouchOnce, sandboxes
 from tests.support.settings import AUTH
@@ -80,10 +80,7 @@ class Rig:
 
 @contextlib.asynccontextmanager
 async def rig(
-    tmp_path: Path,
-    database_urls: dict[str, str],
-    env: WorkflowEnvironment,
-    prefix: str,
+    ground: Ground,
     *,
     activity_workers: int = 1,
     settings_for_activities: Callable[[Settings], Settings] = lambda s: s,
@@ -95,9 +92,10 @@ async def rig(
     (connection pool), as separate worker processes would have. after_send: called by the send
     activity once the provider accepted. key=False: `api` sends no API key. The journeys' queue
     runs the one-touch workflow and the recording journey."""
-    urls = {"outreach": database_urls["outreach"]}
+    env = ground.temporal
+    urls = {"outreach": ground.database_urls["outreach"]}
     overrides = {"postal_address": POSTAL, **overrides}
-    async with sandboxes(tmp_path, urls, prefix, **overrides) as sb:
+    async with sandboxes(ground.tmp_path, urls, ground.queue_prefix, **overrides) as sb:
         q = sb.settings.task_queue
         act_settings = settings_for_activities(sb.settings)
         engines: list[AsyncEngine] = []
@@ -148,15 +146,10 @@ class SendingRig(Protocol):
 
 
 @pytest.fixture
-def sending_rig(
-    tmp_path: Path,
-    database_urls: dict[str, str],
-    temporal_local: WorkflowEnvironment,
-    queue_prefix: str,
-) -> SendingRig:
+def sending_rig(ground: Ground) -> SendingRig:
     """`async with sending_rig(**options) as r`: the rig above on this test's databases (SQLite
     and PostgreSQL), the Temporal dev server and task queues; options as `rig` takes them."""
-    return functools.partial(rig, tmp_path, database_urls, temporal_local, queue_prefix)
+    return functools.partial(rig, ground)
 
 
 def contact(domain: str = "example.com", **kw: Any) -> Contact:
