@@ -20,7 +20,7 @@ from services.referrals.api import store_and_start
 from services.referrals.models import ReferralAsk
 from services.referrals.rate_limit import FormLimits
 from shared.db import Session
-from shared.pages import templates_beside
+from shared.pages import Pages
 
 router = APIRouter(tags=["public"])
 
@@ -34,19 +34,8 @@ FIELDS = (
 LABELS = {name: label for name, label, _ in FIELDS}
 BLANK_ROWS = 3
 _FIELD_RE = re.compile(r"^(" + "|".join(LABELS) + r")_(\d{1,2})$")
-# No scripts, no third parties, and the token in the URL never leaks through a Referer header.
-HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-store",
-}
-
-_templates = templates_beside(__file__)
-
-
-def _page(template: str, status: int = 200, **values: Any) -> HTMLResponse:
-    html = _templates.get_template(template).render(fields=FIELDS, **values)
-    return HTMLResponse(html, status_code=status, headers=HEADERS)
+_pages = Pages(__file__, fields=FIELDS)
+_page = _pages.render
 
 
 def _form(

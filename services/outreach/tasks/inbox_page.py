@@ -25,7 +25,7 @@ from services.outreach.tasks.reps import RepDirectory
 from shared.auth import API_KEY_HEADER, ApiKey
 from shared.db import Session
 from shared.errors import AppError
-from shared.pages import templates_beside
+from shared.pages import Pages
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 
@@ -45,18 +45,8 @@ OUTCOME_LABELS = {
     "skipped": "Skip",
 }
 assert set(OUTCOME_LABELS) == set(tasks.OUTCOMES)
-HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-store",
-}
-
-_templates = templates_beside(__file__)
-
-
-def _page(template: str, status: int = 200, **values: Any) -> HTMLResponse:
-    html = _templates.get_template(template).render(**values)
-    return HTMLResponse(html, status_code=status, headers=HEADERS)
+_pages = Pages(__file__)
+_page = _pages.render
 
 
 class PageKeyMiddleware:
