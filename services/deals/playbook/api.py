@@ -63,13 +63,7 @@ async def log_objection(
 
 
 def _ranked(r: ResponseStats) -> schemas.RankedResponse:
-    return schemas.RankedResponse(
-        response=r.response,
-        used=r.used,
-        resolved=r.resolved,
-        won=r.won,
-        resolution_rate=r.resolution_rate,
-    )
+    return schemas.RankedResponse.model_validate(r, from_attributes=True)
 
 
 @objections.post("/{objection_id}/outcome", response_model=schemas.ObjectionOutcomeOut)

@@ -47,23 +47,8 @@ async def record_qualification(
 @qualification.get("/framework", response_model=schemas.FrameworkOut)
 async def get_framework(_: ApiKey) -> schemas.FrameworkOut:
     """The questions a rep asks, with the answer each criterion expects."""
-    fw = DEFAULT_FRAMEWORK
-    return schemas.FrameworkOut(
-        name=fw.name,
-        label=fw.label,
-        pass_score=fw.pass_score,
-        criteria=[
-            schemas.CriterionOut(
-                key=c.key,
-                question=c.question,
-                answer_type=c.answer_type,
-                choices=list(c.choices),
-                weight=c.weight,
-                hint=c.hint,
-            )
-            for c in fw.criteria
-        ],
-    )
+    # the framework's criteria carry exactly what CriterionOut shows (and more: the rules)
+    return schemas.FrameworkOut.model_validate(DEFAULT_FRAMEWORK, from_attributes=True)
 
 
 @frameworks.get("", response_model=list[schemas.FrameworkDetail])
