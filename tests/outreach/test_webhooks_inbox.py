@@ -35,7 +35,14 @@ from shared.providers.sendgrid import generate_key_pair, signed_headers
 from tests.support.eventually import eventually
 from tests.support.fixtures import binary
 from tests.support.ports import free_port
-from tests.support.webhooks import Rig, journeys, signals_of, start_journey, webhook_rig
+from tests.support.webhooks import (
+    Rig,
+    WebhookRigs,
+    journeys,
+    signals_of,
+    start_journey,
+    webhook_rig,
+)
 
 PRIVATE, PUBLIC = generate_key_pair()
 USER, PASSWORD = "postmark", "pm-secret"
@@ -159,10 +166,8 @@ async def test_events_acknowledged_while_temporal_is_down_arrive_once_it_is_back
         await server.shutdown()
 
 
-async def test_no_journey_is_recorded_and_not_retried(
-    tmp_path: Path, database_urls: dict[str, str], temporal_local: WorkflowEnvironment
-) -> None:
-    async with webhook_rig(tmp_path, database_urls, temporal_local.client, **CONFIG) as rig:
+async def test_no_journey_is_recorded_and_not_retried(webhooks: WebhookRigs) -> None:
+    async with webhooks(**CONFIG) as rig:
         sent = await rig.add_message("email", "ada@example.com", "<t1@closeflow>")  # no journey
         assert await post_reply(rig, reply(1, sent.provider_id or "")) == 200
         stranger = reply(2, "<unknown@elsewhere>")
@@ -179,14 +184,12 @@ async def test_no_journey_is_recorded_and_not_retried(
         assert (unknown.delivery, unknown.attempts, unknown.prospect_id) == ("no_journey", 0, None)
 
 
-async def test_two_relays_never_take_the_same_row(
-    tmp_path: Path, database_urls: dict[str, str], temporal_local: WorkflowEnvironment
-) -> None:
+async def test_two_relays_never_take_the_same_row(webhooks: WebhookRigs) -> None:
     idle = InboxTiming(poll_seconds=3600)  # the app's own loop stays out of the way
-    async with webhook_rig(tmp_path, database_urls, temporal_local.client, idle) as rig:
+    async with webhooks(idle) as rig:
         pid = uuid.uuid4().hex
-        async with journeys(temporal_local.client, rig.queue):
-            handle = await start_journey(temporal_local.client, rig.queue, pid)
+        async with rig.journeys():
+            handle = await rig.start_journey(pid)
             async with rig.sessions() as s:
                 for n in range(20):
                     signal = JourneySignal(pid, Sig.REPLY_RECEIVED, ReplyReceived("sms", f"SM{n}"))
@@ -194,7 +197,7 @@ async def test_two_relays_never_take_the_same_row(
                 # as a request that died before its own attempt leaves them, lease over
                 await s.execute(update(models.InboxEvent).values(next_attempt_at=datetime.now(UTC)))
                 await s.commit()
-            a, b = (InboxRelay(lambda: rig.sessions, lambda: temporal_local.client) for _ in "ab")
+            a, b = (InboxRelay(lambda: rig.sessions, lambda: rig.client) for _ in "ab")
             seen_by_b = await b.due()
             assert len(seen_by_b) == 20
             assert await a.run_once() == 20  # a takes them while b is between its two steps

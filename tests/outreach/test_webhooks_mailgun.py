@@ -10,16 +10,18 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
-from temporalio.testing import WorkflowEnvironment
 
 from services.outreach import models
 from shared.providers.mailgun import PERMANENT, event_payload, inbound_form, sign_mailgun
 from tests.support.eventually import eventually
-from tests.support.webhooks import Rig, journeys, signals_of, start_journey, webhook_rig
+from tests.support.webhooks import (
+    Rig,
+    WebhookRigs,
+    signals_of,
+)
 
 
 def bounce(rig: Rig, to: str, message_id: str, now: float, **kw: Any) -> dict[str, Any]:
@@ -45,13 +47,8 @@ async def stored_nothing(rig: Rig) -> bool:
 
 
 @pytest.mark.parametrize("skew", [-16 * 60, +16 * 60])
-async def test_stale_and_future_timestamps_are_refused(
-    skew: int,
-    tmp_path: Path,
-    database_urls: dict[str, str],
-    temporal_local: WorkflowEnvironment,
-) -> None:
-    async with webhook_rig(tmp_path, database_urls, temporal_local.client) as rig:
+async def test_stale_and_future_timestamps_are_refused(skew: int, webhooks: WebhookRigs) -> None:
+    async with webhooks() as rig:
         row = await rig.add_message("email", "ada@example.com", "<m1@closeflow.localhost>")
         # correctly signed, just not now
         payload = bounce(rig, "ada@example.com", row.provider_id or "", time.time() + skew)
@@ -62,10 +59,8 @@ async def test_stale_and_future_timestamps_are_refused(
         assert (await rig.message(row.id)).status == "submitted"
 
 
-async def test_a_token_replayed_with_another_body_is_refused(
-    tmp_path: Path, database_urls: dict[str, str], temporal_local: WorkflowEnvironment
-) -> None:
-    async with webhook_rig(tmp_path, database_urls, temporal_local.client) as rig:
+async def test_a_token_replayed_with_another_body_is_refused(webhooks: WebhookRigs) -> None:
+    async with webhooks() as rig:
         row = await rig.add_message("email", "ada@example.com", "<m1@closeflow.localhost>")
         delivered = bounce(
             rig, "ada@example.com", row.provider_id or "", time.time(), event="delivered"
@@ -95,9 +90,9 @@ async def test_a_token_replayed_with_another_body_is_refused(
 
 
 async def test_an_inbound_token_replayed_with_another_text_is_refused(
-    tmp_path: Path, database_urls: dict[str, str], temporal_local: WorkflowEnvironment
+    webhooks: WebhookRigs,
 ) -> None:
-    async with webhook_rig(tmp_path, database_urls, temporal_local.client) as rig:
+    async with webhooks() as rig:
         row = await rig.add_message("email", "ada@example.com", "<m1@closeflow.localhost>")
         form = inbound_form(
             sender="ada@example.com",
@@ -110,8 +105,8 @@ async def test_an_inbound_token_replayed_with_another_text_is_refused(
             signing_key=rig.settings.mailgun_signing_key.get_secret_value(),
             now=time.time(),
         )
-        async with journeys(temporal_local.client, rig.queue):
-            handle = await start_journey(temporal_local.client, rig.queue, row.prospect_id)
+        async with rig.journeys():
+            handle = await rig.start_journey(row.prospect_id)
             assert (await rig.http.post("/webhooks/mailgun/inbound", data=form)).status_code == 200
             again = await rig.http.post("/webhooks/mailgun/inbound", data=form)
             assert again.status_code == 200
@@ -130,10 +125,8 @@ async def test_an_inbound_token_replayed_with_another_text_is_refused(
         assert len(await rig.inbox("mailgun")) == 1
 
 
-async def test_a_wrong_signature_stores_nothing(
-    tmp_path: Path, database_urls: dict[str, str], temporal_local: WorkflowEnvironment
-) -> None:
-    async with webhook_rig(tmp_path, database_urls, temporal_local.client) as rig:
+async def test_a_wrong_signature_stores_nothing(webhooks: WebhookRigs) -> None:
+    async with webhooks() as rig:
         row = await rig.add_message("email", "ada@example.com", "<m1@closeflow.localhost>")
         payload = bounce(rig, "ada@example.com", row.provider_id or "", time.time())
         sig = payload["signature"]

@@ -6,17 +6,19 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import httpx
-from temporalio.testing import WorkflowEnvironment
 
 from services.outreach import models
 from shared.providers import postmark
 from shared.providers.postmark import basic_auth_header
 from tests.support.eventually import eventually
-from tests.support.webhooks import Rig, journeys, signals_of, start_journey, webhook_rig
+from tests.support.webhooks import (
+    Rig,
+    WebhookRigs,
+    signals_of,
+)
 
 USER, PASSWORD = "postmark", "pm-webhook-secret"
 AUTH = basic_auth_header(USER, PASSWORD)
@@ -31,11 +33,9 @@ async def post(
     )
 
 
-async def test_outbound_events_update_the_ledger_and_consent(
-    tmp_path: Path, database_urls: dict[str, str], temporal_local: WorkflowEnvironment
-) -> None:
+async def test_outbound_events_update_the_ledger_and_consent(webhooks: WebhookRigs) -> None:
     now = time.time()
-    async with webhook_rig(tmp_path, database_urls, temporal_local.client, **CREDENTIALS) as rig:
+    async with webhooks(**CREDENTIALS) as rig:
         rows = {
             name: await rig.add_message("email", f"{name}@example.com", f"<{name}@closeflow>")
             for name in ("ada", "bob", "cy", "dee", "eve")
@@ -88,11 +88,9 @@ async def test_outbound_events_update_the_ledger_and_consent(
         ]
 
 
-async def test_wrong_or_missing_credentials_store_nothing(
-    tmp_path: Path, database_urls: dict[str, str], temporal_local: WorkflowEnvironment
-) -> None:
+async def test_wrong_or_missing_credentials_store_nothing(webhooks: WebhookRigs) -> None:
     now = time.time()
-    async with webhook_rig(tmp_path, database_urls, temporal_local.client, **CREDENTIALS) as rig:
+    async with webhooks(**CREDENTIALS) as rig:
         row = await rig.add_message("email", "bob@example.com", "<bob@closeflow>")
         doc = postmark.bounce(email="bob@example.com", message_id="x", now=now)
         for headers in ({}, basic_auth_header(USER, "guess"), basic_auth_header("admin", PASSWORD)):
@@ -105,14 +103,12 @@ async def test_wrong_or_missing_credentials_store_nothing(
         assert await rig.count(models.RejectedItem) == 0
         assert await rig.suppressed("email") == set()
         assert (await rig.message(row.id)).status == "submitted"
-    async with webhook_rig(tmp_path / "off", database_urls, temporal_local.client) as rig:
+    async with webhooks(where="off") as rig:
         assert (await post(rig, "events", doc)).status_code == 404
 
 
-async def test_documents_that_cannot_be_understood_are_kept_aside(
-    tmp_path: Path, database_urls: dict[str, str], temporal_local: WorkflowEnvironment
-) -> None:
-    async with webhook_rig(tmp_path, database_urls, temporal_local.client, **CREDENTIALS) as rig:
+async def test_documents_that_cannot_be_understood_are_kept_aside(webhooks: WebhookRigs) -> None:
+    async with webhooks(**CREDENTIALS) as rig:
         unknown = {"RecordType": "Teleport", "MessageID": "x"}
         no_email = postmark.bounce(email="", message_id="x", now=time.time())
         for doc in (unknown, no_email, ["not", "an", "object"]):
@@ -127,10 +123,8 @@ async def test_documents_that_cannot_be_understood_are_kept_aside(
         assert await rig.count(models.InboxEvent) == 0
 
 
-async def test_an_inbound_reply_reaches_the_journey_once(
-    tmp_path: Path, database_urls: dict[str, str], temporal_local: WorkflowEnvironment
-) -> None:
-    async with webhook_rig(tmp_path, database_urls, temporal_local.client, **CREDENTIALS) as rig:
+async def test_an_inbound_reply_reaches_the_journey_once(webhooks: WebhookRigs) -> None:
+    async with webhooks(**CREDENTIALS) as rig:
         pid = uuid.uuid4().hex
         # the reply comes from another address than the one written to: In-Reply-To matches it
         sent = await rig.add_message("email", "ada@work.example", "<t1@closeflow>", prospect_id=pid)
@@ -145,8 +139,8 @@ async def test_an_inbound_reply_reaches_the_journey_once(
             references=sent.provider_id,
             now=time.time(),
         )
-        async with journeys(temporal_local.client, rig.queue):
-            handle = await start_journey(temporal_local.client, rig.queue, pid)
+        async with rig.journeys():
+            handle = await rig.start_journey(pid)
             assert (await post(rig, "inbound", doc)).status_code == 200
             assert (await post(rig, "inbound", doc)).status_code == 200
             got = await eventually(lambda: signals_of(handle), "the reply", timeout=10)

@@ -7,17 +7,19 @@ import asyncio
 import json
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import httpx
-from temporalio.testing import WorkflowEnvironment
 
 from services.outreach import models
 from shared.providers import sendgrid
 from shared.providers.sendgrid import generate_key_pair, public_key_pem, signed_headers
 from tests.support.eventually import eventually
-from tests.support.webhooks import Rig, journeys, signals_of, start_journey, webhook_rig
+from tests.support.webhooks import (
+    Rig,
+    WebhookRigs,
+    signals_of,
+)
 
 PRIVATE, PUBLIC = generate_key_pair()
 URL = "/webhooks/sendgrid/events"
@@ -32,12 +34,8 @@ async def post(rig: Rig, items: list[Any], *, body: bytes | None = None) -> http
     return await rig.http.post(URL, content=raw, headers=signed_headers(PRIVATE, raw, time.time()))
 
 
-async def test_a_batch_updates_the_ledger_and_consent(
-    tmp_path: Path, database_urls: dict[str, str], temporal_local: WorkflowEnvironment
-) -> None:
-    async with webhook_rig(
-        tmp_path, database_urls, temporal_local.client, sendgrid_webhook_public_key=PUBLIC
-    ) as rig:
+async def test_a_batch_updates_the_ledger_and_consent(webhooks: WebhookRigs) -> None:
+    async with webhooks(sendgrid_webhook_public_key=PUBLIC) as rig:
         rows = {
             name: await rig.add_message("email", f"{name}@example.com", f"<{name}@closeflow>")
             for name in ("ada", "bob", "cy", "dee", "eve", "fay", "gus", "hal", "ivy")
@@ -99,12 +97,8 @@ async def test_a_batch_updates_the_ledger_and_consent(
         assert len(await rig.inbox("sendgrid")) == len(batch)
 
 
-async def test_malformed_items_are_kept_aside_and_the_rest_processed(
-    tmp_path: Path, database_urls: dict[str, str], temporal_local: WorkflowEnvironment
-) -> None:
-    async with webhook_rig(
-        tmp_path, database_urls, temporal_local.client, sendgrid_webhook_public_key=PUBLIC
-    ) as rig:
+async def test_malformed_items_are_kept_aside_and_the_rest_processed(webhooks: WebhookRigs) -> None:
+    async with webhooks(sendgrid_webhook_public_key=PUBLIC) as rig:
         row = await rig.add_message("email", "ada@example.com", "<ada@closeflow>")
         good = ev("bounce", "ada@example.com", "<ada@closeflow>")
         no_id = ev("delivered", "bob@example.com", "<bob@closeflow>")
@@ -134,12 +128,8 @@ async def test_malformed_items_are_kept_aside_and_the_rest_processed(
         assert (await rig.rejected())[-1].raw == '{"event": "delivered"}'
 
 
-async def test_a_bad_signature_stores_nothing_not_even_rejects(
-    tmp_path: Path, database_urls: dict[str, str], temporal_local: WorkflowEnvironment
-) -> None:
-    async with webhook_rig(
-        tmp_path, database_urls, temporal_local.client, sendgrid_webhook_public_key=PUBLIC
-    ) as rig:
+async def test_a_bad_signature_stores_nothing_not_even_rejects(webhooks: WebhookRigs) -> None:
+    async with webhooks(sendgrid_webhook_public_key=PUBLIC) as rig:
         row = await rig.add_message("email", "ada@example.com", "<ada@closeflow>")
         batch = [ev("spamreport", "ada@example.com", "<ada@closeflow>"), "malformed"]
         body = sendgrid.batch_body(batch)
@@ -162,32 +152,24 @@ async def test_a_bad_signature_stores_nothing_not_even_rejects(
         assert (await rig.message(row.id)).status == "submitted"
 
 
-async def test_pem_key_works_and_an_empty_key_disables_the_endpoint(
-    tmp_path: Path, database_urls: dict[str, str], temporal_local: WorkflowEnvironment
-) -> None:
-    async with webhook_rig(
-        tmp_path / "pem",
-        database_urls,
-        temporal_local.client,
+async def test_pem_key_works_and_an_empty_key_disables_the_endpoint(webhooks: WebhookRigs) -> None:
+    async with webhooks(
+        where="pem",
         sendgrid_webhook_public_key=public_key_pem(PUBLIC),
     ) as rig:
         assert (await post(rig, [ev("delivered", "a@example.com", "<a@x>")])).status_code == 200
-    async with webhook_rig(tmp_path / "off", database_urls, temporal_local.client) as rig:
+    async with webhooks(where="off") as rig:
         response = await post(rig, [ev("delivered", "a@example.com", "<a@x>")])
         assert response.status_code == 404
         assert response.json()["error"]["code"] == "webhook_disabled"
 
 
-async def test_stop_events_end_the_journeys_cadence(
-    tmp_path: Path, database_urls: dict[str, str], temporal_local: WorkflowEnvironment
-) -> None:
-    async with webhook_rig(
-        tmp_path, database_urls, temporal_local.client, sendgrid_webhook_public_key=PUBLIC
-    ) as rig:
+async def test_stop_events_end_the_journeys_cadence(webhooks: WebhookRigs) -> None:
+    async with webhooks(sendgrid_webhook_public_key=PUBLIC) as rig:
         pid = uuid.uuid4().hex
         await rig.add_message("email", "ada@example.com", "<ada@closeflow>", prospect_id=pid)
-        async with journeys(temporal_local.client, rig.queue):
-            handle = await start_journey(temporal_local.client, rig.queue, pid)
+        async with rig.journeys():
+            handle = await rig.start_journey(pid)
             complaint = ev("spamreport", "ada@example.com", "<ada@closeflow>")
             opened = ev("open", "ada@example.com", "<ada@closeflow>")
             assert (await post(rig, [opened, complaint])).status_code == 200

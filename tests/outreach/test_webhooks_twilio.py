@@ -15,7 +15,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from services.outreach import models
 from shared.providers.twilio_signature import SIGNATURE_HEADER, sign_twilio_request
-from tests.support.webhooks import Rig, webhook_rig
+from tests.support.webhooks import Rig, WebhookRigs, webhook_rig
 
 TO, FROM = "+14155550123", "+15005550006"
 
@@ -46,10 +46,8 @@ async def post(rig: Rig, params: dict[str, str], signature: str | None = None) -
     return await rig.http.post(url, data=params, headers={SIGNATURE_HEADER: sig})
 
 
-async def test_late_callbacks_never_move_a_status_back(
-    tmp_path: Path, database_urls: dict[str, str], temporal_local: WorkflowEnvironment
-) -> None:
-    async with webhook_rig(tmp_path, database_urls, temporal_local.client) as rig:
+async def test_late_callbacks_never_move_a_status_back(webhooks: WebhookRigs) -> None:
+    async with webhooks() as rig:
         sid = new_sid()
         row = await rig.add_message("sms", TO, sid)
         # Twilio sends queued, sent, delivered; the network hands them over in another order
@@ -65,9 +63,9 @@ async def test_late_callbacks_never_move_a_status_back(
 
 
 async def test_undelivered_with_error_code_fails_the_message_for_good(
-    tmp_path: Path, database_urls: dict[str, str], temporal_local: WorkflowEnvironment
+    webhooks: WebhookRigs,
 ) -> None:
-    async with webhook_rig(tmp_path, database_urls, temporal_local.client) as rig:
+    async with webhooks() as rig:
         sid = new_sid()
         row = await rig.add_message("sms", TO, sid)
         assert (await post(rig, callback(rig, sid, "sent"))).status_code == 204
@@ -83,10 +81,8 @@ async def test_undelivered_with_error_code_fails_the_message_for_good(
         assert kinds == [f"{sid}:sent", f"{sid}:undelivered"]
 
 
-async def test_unknown_statuses_and_messages_are_kept_without_effect(
-    tmp_path: Path, database_urls: dict[str, str], temporal_local: WorkflowEnvironment
-) -> None:
-    async with webhook_rig(tmp_path, database_urls, temporal_local.client) as rig:
+async def test_unknown_statuses_and_messages_are_kept_without_effect(webhooks: WebhookRigs) -> None:
+    async with webhooks() as rig:
         sid = new_sid()
         row = await rig.add_message("sms", TO, sid)
         assert (await post(rig, callback(rig, sid, "partially_delivered"))).status_code == 204
@@ -97,10 +93,8 @@ async def test_unknown_statuses_and_messages_are_kept_without_effect(
         assert [e.prospect_id for e in events] == [row.prospect_id, None]
 
 
-async def test_a_forged_callback_is_refused_and_nothing_is_stored(
-    tmp_path: Path, database_urls: dict[str, str], temporal_local: WorkflowEnvironment
-) -> None:
-    async with webhook_rig(tmp_path, database_urls, temporal_local.client) as rig:
+async def test_a_forged_callback_is_refused_and_nothing_is_stored(webhooks: WebhookRigs) -> None:
+    async with webhooks() as rig:
         sid = new_sid()
         row = await rig.add_message("sms", TO, sid)
         params = callback(rig, sid, "delivered")
@@ -112,11 +106,11 @@ async def test_a_forged_callback_is_refused_and_nothing_is_stored(
 
 
 async def test_concurrent_callbacks_sharing_a_transaction_keep_the_rules(
-    tmp_path: Path, database_urls: dict[str, str], temporal_local: WorkflowEnvironment
+    webhooks: WebhookRigs,
 ) -> None:
     """Callbacks arriving together are written together; each message still ends at its
     furthest status, whatever the order, and a repeat in the same batch counts once."""
-    async with webhook_rig(tmp_path, database_urls, temporal_local.client) as rig:
+    async with webhooks() as rig:
         sids = [new_sid() for _ in range(10)]
         rows = [await rig.add_message("sms", TO, sid) for sid in sids]
         forms = []
@@ -137,9 +131,9 @@ async def test_concurrent_callbacks_sharing_a_transaction_keep_the_rules(
 
 
 async def test_a_writer_holding_the_database_delays_callbacks_without_blocking(
-    tmp_path: Path, database_urls: dict[str, str], temporal_local: WorkflowEnvironment
+    webhooks: WebhookRigs,
 ) -> None:
-    async with webhook_rig(tmp_path, database_urls, temporal_local.client) as rig:
+    async with webhooks() as rig:
         sid = new_sid()
         row = await rig.add_message("sms", TO, sid)
         engine = rig.app.state.engine
@@ -190,12 +184,12 @@ async def test_the_write_ahead_log_is_checkpointed_off_the_loop(
 
 
 async def test_the_fast_path_stores_what_the_orm_reads_and_keeps_the_route_behaviour(
-    tmp_path: Path, database_urls: dict[str, str], temporal_local: WorkflowEnvironment
+    webhooks: WebhookRigs,
 ) -> None:
     """Status callbacks are answered before routing (StatusCallbackFastPath) and, on SQLite,
     written with the raw driver: the rows read back through the ORM as any other, errors have
     the API's shape, and a multipart callback still reaches the route."""
-    async with webhook_rig(tmp_path, database_urls, temporal_local.client) as rig:
+    async with webhooks() as rig:
         sid = new_sid()
         row = await rig.add_message("sms", TO, sid)
         before = datetime.now(UTC)

@@ -10,9 +10,10 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -25,6 +26,7 @@ from services.outreach.inbox import InboxTiming
 from shared.contracts.journey import journey_id
 from shared.migrations import upgrade
 from shared.settings import Settings
+from tests.support.fixtures import Ground
 from tests.support.journeys import RecordingJourney
 from tests.support.settings import make_settings
 
@@ -44,6 +46,14 @@ class Rig:
     http: httpx.AsyncClient
     sessions: async_sessionmaker[AsyncSession]
     queue: str
+    client: Client  # the Temporal client the app signals journeys with
+
+    def journeys(self) -> contextlib.AbstractAsyncContextManager[Worker]:
+        """The stand-in journeys, on this rig's queue."""
+        return journeys(self.client, self.queue)
+
+    async def start_journey(self, prospect_id: str) -> WorkflowHandle[Any, Any]:
+        return await start_journey(self.client, self.queue, prospect_id)
 
     async def add_message(
         self, channel: str, to: str, provider_id: str, prospect_id: str | None = None
@@ -119,7 +129,30 @@ async def webhook_rig(
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://test") as http,
     ):
-        yield Rig(settings, app, http, app.state.sessions, f"wh-{uuid.uuid4().hex[:8]}")
+        yield Rig(settings, app, http, app.state.sessions, f"wh-{uuid.uuid4().hex[:8]}", client)
+
+
+class WebhookRigs(Protocol):
+    def __call__(
+        self, timing: InboxTiming = ..., *, where: str = "", **overrides: object
+    ) -> contextlib.AbstractAsyncContextManager[Rig]: ...
+
+
+@pytest.fixture
+def webhooks(ground: Ground) -> WebhookRigs:
+    """`async with webhooks(**overrides) as rig`: the webhook rig above on this test's databases
+    (SQLite and PostgreSQL) and the Temporal dev server; `where` names a data directory of its
+    own for a second rig in the same test; other options as `webhook_rig` takes them."""
+
+    def rig(
+        timing: InboxTiming = FAST, *, where: str = "", **overrides: object
+    ) -> contextlib.AbstractAsyncContextManager[Rig]:
+        client = ground.temporal.client
+        return webhook_rig(
+            ground.tmp_path / where, ground.database_urls, client, timing, **overrides
+        )
+
+    return rig
 
 
 @contextlib.asynccontextmanager
