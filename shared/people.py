@@ -15,6 +15,7 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     BeforeValidator,
+    ConfigDict,
     Field,
     ValidationInfo,
     field_validator,
@@ -118,3 +119,19 @@ class PersonFields(BaseModel):
     timezone: TimeZone = Field("", description="IANA zone; empty: inferred from the phone")
 
     _email_or_phone = field_validator("phone")(require_email_or_phone)
+
+
+class PersonOut(BaseModel):
+    """A person as a service answers with them, read from its rows (the fields PersonFields
+    takes in); each service's schema adds its own."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    first_name: str
+    last_name: str
+    email: str | None
+    phone: str | None
+    company: str
+    title: str
+    timezone: str

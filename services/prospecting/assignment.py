@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.prospecting.funnel import FUNNEL_STAGES
 from services.prospecting.models import AssignmentCursor, AssignmentRules, Prospect, Rep
 from shared.contracts.journey import Stage
 from shared.db import utcnow
@@ -29,14 +30,8 @@ from shared.errors import invalid
 RULES_ID = "default"
 ROUND_ROBIN = "round_robin"  # the cursor of the pool of every rep (and the assignment lock)
 # A prospect counts against its rep's capacity until the journey ends one way or another.
-OPEN_STAGES = (
-    Stage.PROSPECTING,
-    Stage.CONTACTING,
-    Stage.QUALIFYING,
-    Stage.PRESENTING,
-    Stage.OBJECTIONS,
-    Stage.CLOSING,
-)
+# (Referrals come after the sale: that prospect is a client, no longer the rep's open work.)
+OPEN_STAGES = FUNNEL_STAGES[: FUNNEL_STAGES.index(Stage.REFERRALS)]
 
 
 class Territory(BaseModel):

@@ -12,6 +12,7 @@ from services.prospecting.fit import IcpRules, Tier
 from shared.contracts.journey import Stage
 from shared.people import (
     PersonFields,
+    PersonOut,
     Phone,
     RequiredEmail,
     RequiredText,
@@ -59,17 +60,7 @@ class ProspectCreate(ProspectFields):
     referral_id: str | None = Field(None, max_length=32)
 
 
-class Prospect(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: str
-    first_name: str
-    last_name: str
-    email: str | None
-    phone: str | None
-    company: str
-    title: str
-    timezone: str
+class Prospect(PersonOut):
     source: str
     referrer_prospect_id: str | None
     referral_id: str | None

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.people import PersonFields
+from shared.people import PersonFields, PersonOut
 
 MAX_PEOPLE = 20
 
@@ -36,19 +36,9 @@ class ReferralAsk(BaseModel):
     )
 
 
-class Referral(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: str
+class Referral(PersonOut):
     ask_id: str
     referrer_prospect_id: str
-    first_name: str
-    last_name: str
-    email: str | None
-    phone: str | None
-    company: str
-    title: str
-    timezone: str
     status: str = Field(description="received, then prospect_created")
     prospect_id: str | None
     intake_started_at: datetime | None = Field(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Iterable, Sequence
+from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -177,13 +178,7 @@ def intake_input(referral: Referral, ask: ReferralAsk, queues: TaskQueues) -> Re
     return ReferralIntakeInput(
         referral_id=referral.id,
         person=ReferredPerson(
-            first_name=referral.first_name,
-            last_name=referral.last_name,
-            email=referral.email,
-            phone=referral.phone,
-            company=referral.company,
-            title=referral.title,
-            timezone=referral.timezone,
+            **{f.name: getattr(referral, f.name) for f in fields(ReferredPerson)}
         ),
         referrer_prospect_id=ask.client_prospect_id,
         referrer_name=ask.client_name,

@@ -9,13 +9,14 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
 from services.outreach import models
 from services.outreach.cadences import service
+from services.outreach.cadences.schemas import OffsetDatetime
 from shared.auth import require_api_key
 from shared.contracts.journey import (
     CadenceSnapshot,
@@ -37,14 +38,9 @@ FANOUT = 20  # concurrent signals when a whole cadence or rep is paused
 
 class PauseIn(BaseModel):
     reason: str = Field("", max_length=500)
-    until: datetime | None = Field(None, description="resume by itself then (with UTC offset)")
-
-    @field_validator("until")
-    @classmethod
-    def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError("give a UTC offset, e.g. 2026-12-01T09:00:00+01:00")
-        return value
+    until: OffsetDatetime | None = Field(
+        None, description="resume by itself then (with UTC offset)"
+    )
 
 
 class StopIn(BaseModel):
@@ -132,41 +128,43 @@ async def stop_journey(prospect_id: str, body: StopIn, request: Request) -> dict
 # --- many journeys --------------------------------------------------------------------------
 
 
-@router.post("/cadences/{cadence_id}/pause", response_model=BulkResult)
-async def pause_cadence(
-    cadence_id: str, body: PauseIn, request: Request, session: Session
-) -> BulkResult:
+async def _cadence_journeys(cadence_id: str, session: Session) -> list[str]:
+    """The prospects of the cadence's journeys (404 for a cadence that does not exist)."""
     await service.get_cadence(session, cadence_id)
-    pids = await _prospects_where(session, cadence_id=cadence_id)
+    return await _prospects_where(session, cadence_id=cadence_id)
+
+
+async def _rep_journeys(rep_id: str, session: Session) -> list[str]:
+    return await _prospects_where(session, rep_id=rep_id)
+
+
+CadenceJourneys = Annotated[list[str], Depends(_cadence_journeys)]
+RepJourneys = Annotated[list[str], Depends(_rep_journeys)]
+
+
+@router.post("/cadences/{cadence_id}/pause", response_model=BulkResult)
+async def pause_cadence(body: PauseIn, request: Request, pids: CadenceJourneys) -> BulkResult:
     return await _signal_many(_client(request), pids, Sig.PAUSE, _pause_payload(body))
 
 
 @router.post("/cadences/{cadence_id}/resume", response_model=BulkResult)
-async def resume_cadence(cadence_id: str, request: Request, session: Session) -> BulkResult:
-    await service.get_cadence(session, cadence_id)
-    pids = await _prospects_where(session, cadence_id=cadence_id)
+async def resume_cadence(request: Request, pids: CadenceJourneys) -> BulkResult:
     return await _signal_many(_client(request), pids, Sig.RESUME, None)
 
 
 @router.post("/cadences/{cadence_id}/stop", response_model=BulkResult)
-async def stop_cadence(
-    cadence_id: str, body: StopIn, request: Request, session: Session
-) -> BulkResult:
-    await service.get_cadence(session, cadence_id)
-    pids = await _prospects_where(session, cadence_id=cadence_id)
+async def stop_cadence(body: StopIn, request: Request, pids: CadenceJourneys) -> BulkResult:
     return await _signal_many(_client(request), pids, Sig.STOP_CADENCE, StopCadence(body.reason))
 
 
 @router.post("/reps/{rep_id}/journeys/pause", response_model=BulkResult)
-async def pause_rep(rep_id: str, body: PauseIn, request: Request, session: Session) -> BulkResult:
+async def pause_rep(body: PauseIn, request: Request, pids: RepJourneys) -> BulkResult:
     """E.g. a rep on vacation: every journey of their prospects holds its touches."""
-    pids = await _prospects_where(session, rep_id=rep_id)
     return await _signal_many(_client(request), pids, Sig.PAUSE, _pause_payload(body))
 
 
 @router.post("/reps/{rep_id}/journeys/resume", response_model=BulkResult)
-async def resume_rep(rep_id: str, request: Request, session: Session) -> BulkResult:
-    pids = await _prospects_where(session, rep_id=rep_id)
+async def resume_rep(request: Request, pids: RepJourneys) -> BulkResult:
     return await _signal_many(_client(request), pids, Sig.RESUME, None)
 
 
@@ -174,8 +172,13 @@ async def resume_rep(rep_id: str, request: Request, session: Session) -> BulkRes
 
 
 async def _migration_plan(
-    request: Request, session: Session, cadence_id: str, to_version: int | None
+    cadence_id: str,
+    request: Request,
+    session: Session,
+    to_version: Annotated[int | None, Query(ge=1)] = None,
 ) -> tuple[CadenceSnapshot, list[dict[str, Any]]]:
+    """The dependency of both migration routes: the target version and the running journeys
+    that would move to it, where each one stands."""
     target = await service.cadence_snapshot(session, cadence_id, to_version)
     rows = (
         await session.scalars(
@@ -224,15 +227,13 @@ async def _migration_plan(
     return target, items
 
 
+MigrationPlan = Annotated[tuple[CadenceSnapshot, list[dict[str, Any]]], Depends(_migration_plan)]
+
+
 @router.get("/cadences/{cadence_id}/migration")
-async def migration_dry_run(
-    cadence_id: str,
-    request: Request,
-    session: Session,
-    to_version: Annotated[int | None, Query(ge=1)] = None,
-) -> dict[str, Any]:
+async def migration_dry_run(plan: MigrationPlan) -> dict[str, Any]:
     """What moving the running journeys to `to_version` (default: the latest) would do."""
-    target, items = await _migration_plan(request, session, cadence_id, to_version)
+    target, items = plan
     by_step: dict[str, int] = {}
     for item in items:
         by_step[str(item["at_step"])] = by_step.get(str(item["at_step"]), 0) + 1
@@ -246,12 +247,9 @@ async def migration_dry_run(
 
 @router.post("/cadences/{cadence_id}/migration")
 async def migration_apply(
-    cadence_id: str,
-    request: Request,
-    session: Session,
-    to_version: Annotated[int | None, Query(ge=1)] = None,
+    request: Request, session: Session, plan: MigrationPlan
 ) -> dict[str, Any]:
-    target, items = await _migration_plan(request, session, cadence_id, to_version)
+    target, items = plan
     pids = [i["prospect_id"] for i in items]
     result = await _signal_many(_client(request), pids, Sig.MIGRATE_CADENCE, target)
     rows = await session.scalars(

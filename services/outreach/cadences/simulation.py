@@ -8,9 +8,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field
 
 from services.outreach.cadences import service
+from services.outreach.cadences.schemas import OffsetDatetime
 from services.outreach.cadences.send_window import next_allowed, zones_for
 from services.outreach.cadences.templates import render, variables_for
 from services.outreach.prospects import ProspectDirectory
@@ -24,16 +25,11 @@ router = APIRouter(dependencies=[Depends(require_api_key)], tags=["cadences"])
 class SimulationIn(BaseModel):
     timezone: str | None = Field(None, description="IANA zone; inferred from phone when missing")
     phone: str | None = Field(None, description="E.164; used to infer the zone")
-    start_at: datetime | None = Field(None, description="enrollment time (UTC offset required)")
+    start_at: OffsetDatetime | None = Field(
+        None, description="enrollment time (UTC offset required)"
+    )
     version: int | None = Field(None, ge=1)
     prospect_id: str = Field("simulated", description="decides the A/B variants shown")
-
-    @field_validator("start_at")
-    @classmethod
-    def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError("give a UTC offset, e.g. 2026-12-01T09:00:00-05:00")
-        return value
 
 
 def _local(when: datetime, zone_name: str) -> str:
