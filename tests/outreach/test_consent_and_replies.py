@@ -36,16 +36,14 @@ from tests.support.consent import PM, PM_PASSWORD, PM_USER, outreach_rig
 from tests.support.eventually import eventually
 from tests.support.fixtures import Ground
 from tests.support.ports import free_port
-from tests.support.sandboxes import SendTouchOnce
+from tests.support.sandboxes import SMS, SendTouchOnce, touch_request
 from tests.support.scenarios import daytime_zone, fast_cadence
 from tests.support.settings import AUTH, make_settings
 from tests.support.stack import StackDriver
 from tests.support.webhooks import (
     RecordingJourney,
-    journeys,
+    WebhookRigs,
     signals_of,
-    start_journey,
-    webhook_rig,
 )
 
 OUR_NUMBER = "+15005550006"
@@ -155,26 +153,18 @@ def touch(
 ) -> TouchRequest:
     steps = {
         "email": CadenceStep("email", 0, "Hi {{ first_name }}, a quick question", "Quick question"),
-        "sms": CadenceStep("sms", 0, "Hi {{ first_name }}, {{ rep_name }} here"),
+        "sms": SMS,
     }
-    return TouchRequest(
-        journey_id=journey_id(c.prospect_id),
-        touch_key=key,
-        kind="cadence",
-        contact=c,
-        steps=[steps[ch] for ch in channels],
-    )
+    return touch_request(c, *(steps[ch] for ch in channels), key=key)
 
 
 # --- out-of-office replies ----------------------------------------------------------------------
 
 
 async def test_mailgun_out_of_office_pauses_until_the_return_date_and_is_no_reply(
-    tmp_path: Path, database_urls: dict[str, str], temporal_local: WorkflowEnvironment
+    webhooks: WebhookRigs,
 ) -> None:
-    async with webhook_rig(
-        tmp_path, database_urls, temporal_local.client, ooo_default_pause_days=3
-    ) as rig:
+    async with webhooks(ooo_default_pause_days=3) as rig:
         key = rig.settings.mailgun_signing_key.get_secret_value()
         dated, undated = uuid.uuid4().hex, uuid.uuid4().hex
         sent = await rig.add_message("email", "ada@example.com", "<m1@closeflow>", dated)
@@ -201,10 +191,8 @@ async def test_mailgun_out_of_office_pauses_until_the_return_date_and_is_no_repl
             text="Thank you for your email. I am currently away with limited access to email.",
             in_reply_to=other.provider_id,
         )
-        async with journeys(temporal_local.client, rig.queue):
-            handles = [
-                await start_journey(temporal_local.client, rig.queue, p) for p in (dated, undated)
-            ]
+        async with rig.journeys():
+            handles = [await rig.start_journey(p) for p in (dated, undated)]
             before = datetime.now(UTC)
             for f in (form, form, no_date):  # the first one twice: Mailgun retrying
                 assert (await rig.http.post("/webhooks/mailgun/inbound", data=f)).status_code == 200
@@ -233,13 +221,11 @@ async def test_mailgun_out_of_office_pauses_until_the_return_date_and_is_no_repl
         }
 
 
-async def test_an_answer_that_opens_like_an_out_of_office_is_a_reply(
-    tmp_path: Path, database_urls: dict[str, str], temporal_local: WorkflowEnvironment
-) -> None:
+async def test_an_answer_that_opens_like_an_out_of_office_is_a_reply(webhooks: WebhookRigs) -> None:
     """No auto-reply header, one out-of-office phrase and an answer to us: the journey gets
     reply_received (the cadence ends), not a pause. The same words with an Auto-Submitted
     header: a pause."""
-    async with webhook_rig(tmp_path, database_urls, temporal_local.client) as rig:
+    async with webhooks() as rig:
         key = rig.settings.mailgun_signing_key.get_secret_value()
         person_pid, robot_pid = uuid.uuid4().hex, uuid.uuid4().hex
         human = await rig.add_message("email", "ada@example.com", "<h1@closeflow>", person_pid)
@@ -262,11 +248,8 @@ async def test_an_answer_that_opens_like_an_out_of_office_is_a_reply(
             in_reply_to=robot.provider_id,
             extra_headers=[("Auto-Submitted", "auto-replied")],
         )
-        async with journeys(temporal_local.client, rig.queue):
-            handles = [
-                await start_journey(temporal_local.client, rig.queue, p)
-                for p in (person_pid, robot_pid)
-            ]
+        async with rig.journeys():
+            handles = [await rig.start_journey(p) for p in (person_pid, robot_pid)]
             for form in (answer, automatic):
                 r = await rig.http.post("/webhooks/mailgun/inbound", data=form)
                 assert r.status_code == 200
@@ -284,9 +267,9 @@ async def test_an_answer_that_opens_like_an_out_of_office_is_a_reply(
 
 
 async def test_postmark_auto_replies_by_header_subject_or_text_and_a_real_reply(
-    tmp_path: Path, database_urls: dict[str, str], temporal_local: WorkflowEnvironment
+    webhooks: WebhookRigs,
 ) -> None:
-    async with webhook_rig(tmp_path, database_urls, temporal_local.client, **PM) as rig:
+    async with webhooks(**PM) as rig:
         pids = [uuid.uuid4().hex for _ in range(4)]
         rows = [
             await rig.add_message("email", f"p{i}@example.de", f"<pm{i}@closeflow>", pid)
@@ -334,8 +317,8 @@ async def test_postmark_auto_replies_by_header_subject_or_text_and_a_real_reply(
                 [("X-Auto-Response-Suppress", "All")],
             ),
         ]
-        async with journeys(temporal_local.client, rig.queue):
-            handles = [await start_journey(temporal_local.client, rig.queue, p) for p in pids]
+        async with rig.journeys():
+            handles = [await rig.start_journey(p) for p in pids]
             for d in docs:
                 response = await rig.http.post(
                     "/webhooks/postmark/inbound",
@@ -543,10 +526,8 @@ async def test_an_opted_out_person_gets_nothing_at_another_address(
 # --- the do-not-contact list ----------------------------------------------------------------------
 
 
-async def test_do_not_contact_api(
-    tmp_path: Path, database_urls: dict[str, str], temporal_local: WorkflowEnvironment
-) -> None:
-    async with webhook_rig(tmp_path, database_urls, temporal_local.client) as rig:
+async def test_do_not_contact_api(webhooks: WebhookRigs) -> None:
+    async with webhooks() as rig:
         api = rig.http
         created = []
         for value, kind, normal in [
@@ -645,13 +626,10 @@ async def enrolled(rig: Any, email: str | None, phone: str | None) -> str:
     return pid
 
 
-async def test_a_do_not_contact_entry_ends_the_journeys_it_covers(
-    tmp_path: Path, database_urls: dict[str, str], temporal_local: WorkflowEnvironment
-) -> None:
+async def test_a_do_not_contact_entry_ends_the_journeys_it_covers(webhooks: WebhookRigs) -> None:
     """An address, a number, a domain (and its subdomains): each enrolled prospect it covers
     gets stop_cadence, through the inbox (stored with the entry, delivered, never twice)."""
-    client = temporal_local.client
-    async with webhook_rig(tmp_path, database_urls, client) as rig, journeys(client, rig.queue):
+    async with webhooks() as rig, rig.journeys():
         by_email = await enrolled(rig, "ceo@listed.example", None)
         by_phone = await enrolled(rig, None, "+14155550142")
         by_subdomain = await enrolled(rig, "ops@eu.blocked.example", "+14155550143")
@@ -662,7 +640,7 @@ async def test_a_do_not_contact_entry_ends_the_journeys_it_covers(
         not_enrolled = uuid.uuid4().hex
         await rig.add_message("email", "cfo@blocked.example", "<l2@closeflow>", not_enrolled)
         handles = {
-            pid: await start_journey(client, rig.queue, pid)
+            pid: await rig.start_journey(pid)
             for pid in (by_email, by_phone, by_subdomain, by_ledger, spared)
         }
 
@@ -726,16 +704,9 @@ async def test_no_rep_task_for_a_listed_or_wholly_opted_out_person(
             await s.commit()
 
         def tasks_touch(c: Contact) -> TouchRequest:
-            return TouchRequest(
-                journey_id=journey_id(c.prospect_id),
-                touch_key="step-2",
-                kind="cadence",
-                contact=c,
-                steps=[
-                    CadenceStep("call_task", 0, "Ask about {{ company }}"),
-                    CadenceStep("social_task", 0, "Connect with {{ first_name }}"),
-                ],
-            )
+            call = CadenceStep("call_task", 0, "Ask about {{ company }}")
+            social = CadenceStep("social_task", 0, "Connect with {{ first_name }}")
+            return touch_request(c, call, social, key="step-2")
 
         both = {"call_task": "suppressed", "social_task": "suppressed"}
         made = {"call_task": "task_created", "social_task": "task_created"}

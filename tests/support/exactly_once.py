@@ -30,13 +30,13 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from devstack.sandbox.mailbox import StoredMessage
 from services.outreach import models
 from services.outreach.activities import activities_for, close_activities
-from shared.contracts.journey import CadenceStep, Contact, TouchRequest, TouchResult, journey_id
+from shared.contracts.journey import Contact, TouchRequest, TouchResult, journey_id
 from shared.contracts.names import Act
 from shared.db import create_engine, session_factory
 from shared.settings import Settings
 from tests.support.faults import OnceFault
 from tests.support.fixtures import Ground
-from tests.support.sandboxes import Sandboxes, sandboxes
+from tests.support.sandboxes import EMAIL, SMS, Sandboxes, sandboxes, touch_request
 from tests.support.scenarios import daytime_zone
 
 REPO = Path(__file__).resolve().parents[2]
@@ -130,16 +130,7 @@ def new_contact() -> Contact:
 
 
 def first_touch(c: Contact) -> TouchRequest:
-    return TouchRequest(
-        journey_id=journey_id(c.prospect_id),
-        touch_key="step-0",
-        kind="cadence",
-        contact=c,
-        steps=[
-            CadenceStep("email", 0, "Hello {{ first_name }}", "Hi {{ first_name }}"),
-            CadenceStep("sms", 0, "Hi {{ first_name }}, {{ rep_name }} here"),
-        ],
-    )
+    return touch_request(c, EMAIL, SMS)
 
 
 def child_env(settings: Settings, prefix: str, temporal_address: str) -> dict[str, str]:

@@ -8,13 +8,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 from devstack.sandbox import twilio_server
 from devstack.sandbox.mailbox import Mailbox, start_smtp
-from shared.contracts.journey import TouchRequest, TouchResult
+from shared.contracts.journey import CadenceStep, Contact, TouchRequest, TouchResult, journey_id
 from shared.contracts.names import Act
 from shared.migrations import upgrade
 from shared.settings import SERVICES, Settings
@@ -44,6 +45,23 @@ class SendTouchOnce:
     @workflow.run
     async def run(self, req: TouchRequest) -> TouchResult:
         return await send_touch(req)
+
+
+# The steps most tests send: a first email and a first text.
+EMAIL = CadenceStep("email", 0, "Hello {{ first_name }}", "Hi {{ first_name }}")
+SMS = CadenceStep("sms", 0, "Hi {{ first_name }}, {{ rep_name }} here")
+
+
+def touch_request(c: Contact, *steps: CadenceStep, key: str = "step-0", **kw: Any) -> TouchRequest:
+    """A cadence touch of the prospect's journey, as the journey asks outreach to send it."""
+    return TouchRequest(
+        journey_id=journey_id(c.prospect_id),
+        touch_key=key,
+        kind="cadence",
+        contact=c,
+        steps=list(steps),
+        **kw,
+    )
 
 
 @dataclass

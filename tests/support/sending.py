@@ -22,7 +22,6 @@ from services.outreach import models
 from services.outreach.activities import AfterSend, activities_for, close_activities
 from services.outreach.app import create_app
 from shared.contracts.journey import (
-    CadenceStep,
     Contact,
     SendWindow,
     TouchRequest,
@@ -33,7 +32,7 @@ from shared.db import create_engine, session_factory
 from shared.settings import Settings
 from tests.support.fixtures import Ground
 from tests.support.journeys import RecordingJourney
-from tests.support.sandboxes import Sandboxes, SendTouchOnce, sandboxes
+from tests.support.sandboxes import EMAIL, Sandboxes, SendTouchOnce, sandboxes, touch_request
 from tests.support.settings import AUTH
 
 POSTAL = "Closeflow Test Ltd\n1 Harbour Road, Bristol BS1 5TT, UK"
@@ -166,14 +165,7 @@ def contact(domain: str = "example.com", **kw: Any) -> Contact:
 
 
 def email_touch(c: Contact, key: str = "step-0", window: SendWindow | None = None) -> TouchRequest:
-    return TouchRequest(
-        journey_id=journey_id(c.prospect_id),
-        touch_key=key,
-        kind="cadence",
-        contact=c,
-        steps=[CadenceStep("email", 0, "Hello {{ first_name }}", "Hi {{ first_name }}")],
-        send_window=window or SendWindow(),
-    )
+    return touch_request(c, EMAIL, key=key, send_window=window or SendWindow())
 
 
 def outcome(result: TouchResult, channel: str = "email") -> str:
