@@ -22,13 +22,12 @@ from shared.contracts.journey import (
     Contact,
     SendWindow,
     TouchRequest,
-    journey_id,
 )
 from shared.db import create_engine, session_factory
 from shared.providers.mailgun import event_payload, inbound_form
 from shared.providers.twilio_signature import sign_twilio_request
 from tests.support.eventually import eventually
-from tests.support.sandboxes import Sandboxes, SendTouchOnce, sandboxes
+from tests.support.sandboxes import SMS, Sandboxes, SendTouchOnce, sandboxes, touch_request
 from tests.support.scenarios import daytime_zone
 from tests.support.sending import Rig, SendingRig
 from tests.support.settings import AUTH
@@ -72,19 +71,10 @@ async def sms_in_sandbox(sb: Sandboxes, to: str) -> list[dict[str, Any]]:
 
 
 def touch(c: Contact, key: str = "step-0", **kw: Any) -> TouchRequest:
-    return TouchRequest(
-        journey_id=journey_id(c.prospect_id),
-        touch_key=key,
-        kind="cadence",
-        contact=c,
-        steps=[
-            CadenceStep(
-                "email", 0, "Hello {{ first_name }} at {{ company }}", "Hi {{ first_name }}"
-            ),
-            CadenceStep("sms", 0, "Hi {{ first_name }}, {{ rep_name }} here"),
-        ],
-        **kw,
+    email = CadenceStep(
+        "email", 0, "Hello {{ first_name }} at {{ company }}", "Hi {{ first_name }}"
     )
+    return touch_request(c, email, SMS, key=key, **kw)
 
 
 async def test_failed_activity_after_provider_accepted_sends_nothing_twice(
@@ -99,12 +89,7 @@ async def test_failed_activity_after_provider_accepted_sends_nothing_twice(
 
     async with sending_rig(after_send=after_send, **OUTREACH_DEFAULTS) as r:
         c = contact()
-        result = await r.env.client.execute_workflow(
-            SendTouchOnce.run,
-            touch(c),
-            id=f"send-{uuid.uuid4().hex}",
-            task_queue=r.sb.settings.task_queue("journeys"),
-        )
+        result = await r.send(touch(c))
         # the first attempt failed after the email was accepted; the retry found the ledger row
         assert calls.count("email") == 1
         assert {o.channel: o.status for o in result.outcomes} == {
@@ -123,12 +108,7 @@ async def test_failed_activity_after_provider_accepted_sends_nothing_twice(
 async def test_email_has_one_click_unsubscribe_that_works(sending_rig: SendingRig) -> None:
     async with sending_rig(**OUTREACH_DEFAULTS) as r:
         c = contact()
-        await r.env.client.execute_workflow(
-            SendTouchOnce.run,
-            touch(c),
-            id=f"send-{uuid.uuid4().hex}",
-            task_queue=r.sb.settings.task_queue("journeys"),
-        )
+        await r.send(touch(c))
         mail = r.sb.mailbox.list(to=c.email)[0].to_json()
         headers = {k.lower(): v for k, v in mail["headers"].items()}
         assert headers["list-unsubscribe-post"] == "List-Unsubscribe=One-Click"
@@ -148,12 +128,7 @@ async def test_email_has_one_click_unsubscribe_that_works(sending_rig: SendingRi
             {"channel": s["channel"], "address": s["address"]} for s in supp
         ]
         # a later touch to the same address is not sent
-        result = await r.env.client.execute_workflow(
-            SendTouchOnce.run,
-            touch(c, "step-1"),
-            id=f"send-{uuid.uuid4().hex}",
-            task_queue=r.sb.settings.task_queue("journeys"),
-        )
+        result = await r.send(touch(c, "step-1"))
         assert {o.channel: o.status for o in result.outcomes}["email"] == "suppressed"
         assert len(r.sb.mailbox.list(to=c.email)) == 1
         assert (await r.api.get("/unsubscribe/nope")).status_code == 404
@@ -173,12 +148,7 @@ async def test_sms_outside_quiet_hours_is_deferred_not_dropped(sending_rig: Send
         )
         c = contact()
         c.timezone = tz
-        result = await r.env.client.execute_workflow(
-            SendTouchOnce.run,
-            touch(c),
-            id=f"send-{uuid.uuid4().hex}",
-            task_queue=r.sb.settings.task_queue("journeys"),
-        )
+        result = await r.send(touch(c))
         outcomes = {o.channel: o.status for o in result.outcomes}
         assert outcomes == {"email": "sent", "sms": "deferred"}
         assert result.defer_until is not None
@@ -192,12 +162,7 @@ async def test_missing_phone_becomes_a_rep_task(sending_rig: SendingRig) -> None
         c = contact()
         c.phone = None
         c.rep_id = "rep-1"
-        result = await r.env.client.execute_workflow(
-            SendTouchOnce.run,
-            touch(c, send_window=SendWindow()),
-            id=f"send-{uuid.uuid4().hex}",
-            task_queue=r.sb.settings.task_queue("journeys"),
-        )
+        result = await r.send(touch(c, send_window=SendWindow()))
         assert {o.channel: o.status for o in result.outcomes} == {
             "email": "sent",
             "social_task": "task_created",
@@ -321,12 +286,7 @@ async def test_sms_stop_reply_and_signatures(sending_rig: SendingRig) -> None:
         assert "<Message>" not in dup.text  # exactly one confirmation
         got = await handle.query("recorded")
         assert len(got["replies"]) == 1  # STOP is not a reply
-        result = await r.env.client.execute_workflow(
-            SendTouchOnce.run,
-            touch(c, "step-1"),
-            id=f"send-{uuid.uuid4().hex}",
-            task_queue=r.sb.settings.task_queue("journeys"),
-        )
+        result = await r.send(touch(c, "step-1"))
         assert {o.channel: o.status for o in result.outcomes}["sms"] == "suppressed"
         assert len(await sms_in_sandbox(r.sb, c.phone or "")) == 1
         await handle.terminate()

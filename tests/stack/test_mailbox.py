@@ -235,9 +235,8 @@ async def test_messages_survive_a_new_mailbox(smtp, folder: Path) -> None:
     assert reopened.ids() == mailbox.ids()
 
 
-async def test_smtp_down_raises_send_error() -> None:
-    sender = SmtpEmail("127.0.0.1", free_port(), "", "", "none", FROM)
-    msg = OutgoingEmail(
+def a_message() -> OutgoingEmail:
+    return OutgoingEmail(
         to="x@example.com",
         subject="s",
         text="t",
@@ -245,8 +244,12 @@ async def test_smtp_down_raises_send_error() -> None:
         message_id=new_message_id("closeflow.test"),
         unsubscribe_url="https://u.test/u",
     )
+
+
+async def test_smtp_down_raises_send_error() -> None:
+    sender = SmtpEmail("127.0.0.1", free_port(), "", "", "none", FROM)
     with pytest.raises(EmailSendError) as info:
-        await sender.send(msg)
+        await sender.send(a_message())
     assert not info.value.permanent
 
 
@@ -263,16 +266,8 @@ async def test_refused_recipient_is_permanent() -> None:
     await asyncio.to_thread(controller.start)
     try:
         sender = SmtpEmail("127.0.0.1", port, "", "", "none", FROM)
-        msg = OutgoingEmail(
-            to="x@example.com",
-            subject="s",
-            text="t",
-            html="<p>t</p>",
-            message_id=new_message_id("closeflow.test"),
-            unsubscribe_url="https://u.test/u",
-        )
         with pytest.raises(EmailSendError) as info:
-            await sender.send(msg)
+            await sender.send(a_message())
         assert info.value.permanent and info.value.code == 550
     finally:
         await asyncio.to_thread(controller.stop)
