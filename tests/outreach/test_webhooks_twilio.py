@@ -24,6 +24,12 @@ def new_sid() -> str:
     return "SM" + uuid.uuid4().hex
 
 
+async def a_text(rig: Rig) -> tuple[str, models.Message]:
+    """A text in the ledger as the send activity leaves it, under a fresh Twilio SID."""
+    sid = new_sid()
+    return sid, await rig.add_message("sms", TO, sid)
+
+
 def callback(rig: Rig, sid: str, status: str, **extra: str) -> dict[str, str]:
     """The form Twilio posts to a message's StatusCallback (API version 2010-04-01)."""
     return {
@@ -48,8 +54,7 @@ async def post(rig: Rig, params: dict[str, str], signature: str | None = None) -
 
 async def test_late_callbacks_never_move_a_status_back(webhooks: WebhookRigs) -> None:
     async with webhooks() as rig:
-        sid = new_sid()
-        row = await rig.add_message("sms", TO, sid)
+        sid, row = await a_text(rig)
         # Twilio sends queued, sent, delivered; the network hands them over in another order
         for status, extra in [
             ("delivered", {"RawDlrDoneDate": "2311271212"}),
@@ -66,8 +71,7 @@ async def test_undelivered_with_error_code_fails_the_message_for_good(
     webhooks: WebhookRigs,
 ) -> None:
     async with webhooks() as rig:
-        sid = new_sid()
-        row = await rig.add_message("sms", TO, sid)
+        sid, row = await a_text(rig)
         assert (await post(rig, callback(rig, sid, "sent"))).status_code == 204
         assert (await rig.message(row.id)).provider_status == "sent"
         undelivered = callback(rig, sid, "undelivered", ErrorCode="30003")
@@ -83,8 +87,7 @@ async def test_undelivered_with_error_code_fails_the_message_for_good(
 
 async def test_unknown_statuses_and_messages_are_kept_without_effect(webhooks: WebhookRigs) -> None:
     async with webhooks() as rig:
-        sid = new_sid()
-        row = await rig.add_message("sms", TO, sid)
+        sid, row = await a_text(rig)
         assert (await post(rig, callback(rig, sid, "partially_delivered"))).status_code == 204
         assert (await post(rig, callback(rig, new_sid(), "delivered"))).status_code == 204
         got = await rig.message(row.id)
@@ -95,8 +98,7 @@ async def test_unknown_statuses_and_messages_are_kept_without_effect(webhooks: W
 
 async def test_a_forged_callback_is_refused_and_nothing_is_stored(webhooks: WebhookRigs) -> None:
     async with webhooks() as rig:
-        sid = new_sid()
-        row = await rig.add_message("sms", TO, sid)
+        sid, row = await a_text(rig)
         params = callback(rig, sid, "delivered")
         forged = sign_twilio_request("another-token", "http://test/webhooks/twilio/status", params)
         assert (await post(rig, params, forged)).status_code == 403
@@ -134,8 +136,7 @@ async def test_a_writer_holding_the_database_delays_callbacks_without_blocking(
     webhooks: WebhookRigs,
 ) -> None:
     async with webhooks() as rig:
-        sid = new_sid()
-        row = await rig.add_message("sms", TO, sid)
+        sid, row = await a_text(rig)
         engine = rig.app.state.engine
         async with engine.connect() as other:
             # another transaction holds the write lock (SQLite) / the ledger row (PostgreSQL)
@@ -190,8 +191,7 @@ async def test_the_fast_path_stores_what_the_orm_reads_and_keeps_the_route_behav
     written with the raw driver: the rows read back through the ORM as any other, errors have
     the API's shape, and a multipart callback still reaches the route."""
     async with webhooks() as rig:
-        sid = new_sid()
-        row = await rig.add_message("sms", TO, sid)
+        sid, row = await a_text(rig)
         before = datetime.now(UTC)
         assert (await post(rig, callback(rig, sid, "sent"))).status_code == 204
         [event] = await rig.inbox("twilio")
