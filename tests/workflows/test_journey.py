@@ -108,6 +108,7 @@ class Recorder:
     linked: list[LinkReferral] = field(default_factory=list)
     defer_first_sms_until: str | None = None
     defer_once: dict[str, str] = field(default_factory=dict)  # touch kind -> defer_until
+    hold_once: dict[str, str] = field(default_factory=dict)  # kind -> every channel waits until
     closed_tasks: list[CloseRepTasks] = field(default_factory=list)
     paused_colleagues: list[PauseColleagues] = field(default_factory=list)
     # the deal's stage after a qualification timeout; None: the outcome asked for (a verdict
@@ -125,6 +126,10 @@ class Recorder:
         @activity.defn(name=Act.SEND_TOUCH)
         async def send_touch(req: TouchRequest) -> TouchResult:
             self.touches.append(req)
+            channels = [s.channel for s in req.steps] or req.channels
+            if req.kind in self.hold_once:
+                until = self.hold_once.pop(req.kind)
+                return TouchResult([ChannelOutcome(c, "deferred", until) for c in channels], until)
             if req.kind in self.defer_once:
                 until = self.defer_once.pop(req.kind)
                 return TouchResult(
@@ -136,7 +141,7 @@ class Recorder:
                     [ChannelOutcome("email", "sent"), ChannelOutcome("sms", "deferred")],
                     self.defer_first_sms_until,
                 )
-            return TouchResult([ChannelOutcome(s.channel, "sent") for s in req.steps])
+            return TouchResult([ChannelOutcome(c, "sent") for c in channels])
 
         @activity.defn(name=Act.CREATE_REP_TASK)
         async def create_rep_task(req: RepTaskRequest) -> str:
