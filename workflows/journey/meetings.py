@@ -220,4 +220,5 @@ class Meetings:
             "meeting_reminder",
             {"meeting_starts_at": meeting.starts_at, "meeting_title": meeting.title},
             not_after=starts,
+            held_by_pause=False,
         )
