@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from temporalio import activity
@@ -50,6 +52,7 @@ from shared.contracts.journey import (
 from shared.contracts.names import Act
 from shared.contracts.queues import TaskQueues
 from shared.timezones import prospect_zone
+from tests.support.fixtures import binary
 from workflows.journey import ProspectJourney
 
 EXAMPLES = 300
@@ -260,10 +263,21 @@ async def start_all(env: WorkflowEnvironment, queues: TaskQueues) -> list[Run]:
     return list(await asyncio.gather(*(start(n, e) for n, e in enumerate(draw_examples()))))
 
 
+@pytest.fixture
+async def own_clock() -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping server of this test's own: its clock starts at the wall clock's, before
+    BASE, whatever the suite's shared server went through (the examples' dates are fixed)."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=binary("temporal-test-server")
+    )
+    yield env
+    await env.shutdown()
+
+
 async def test_the_simulator_and_the_journey_send_at_the_same_moments(
-    temporal_skipping: WorkflowEnvironment, queue_prefix: str
+    own_clock: WorkflowEnvironment, queue_prefix: str
 ) -> None:
-    env, queues = temporal_skipping, TaskQueues.with_prefix(queue_prefix)
+    env, queues = own_clock, TaskQueues.with_prefix(queue_prefix)
     outreach = Outreach()
     sends, stages = outreach.activities()
     workers = [
