@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.outreach import models
 from services.outreach.cadences import service
-from services.outreach.cadences.send_window import next_allowed
+from services.outreach.cadences.send_window import next_allowed, window_for
 from services.outreach.cadences.templates import (
     SYSTEM_TEMPLATES,
     render,
@@ -54,6 +54,7 @@ from shared.contracts.names import Act
 from shared.providers.email import EmailSendError, OutgoingEmail, SmtpEmail
 from shared.providers.sms import TwilioSms
 from shared.settings import Settings
+from shared.timezones import prospect_zone
 
 log = logging.getLogger(__name__)
 SENT_STATES = frozenset({"submitted", "delivered", "bounced", "failed"})
@@ -130,6 +131,7 @@ class OutreachActivities:
         outcomes: list[ChannelOutcome] = []
         defer_until: datetime | None = None
         values = variables_for(req.contact, req.variables)
+        window = window_for(req.kind, req.send_window)
         if req.kind == "cadence":
             await self._stop_if_listed(req)
         for planned in self._plan(req):
@@ -141,9 +143,7 @@ class OutreachActivities:
             if channel in ("call_task", "social_task"):
                 outcomes.append(await self._task_for_touch(req, planned, channel, values))
                 continue
-            allowed = next_allowed(
-                now, req.contact.timezone, channel, req.send_window, req.contact.phone
-            )
+            allowed = next_allowed(now, req.contact.timezone, channel, window, req.contact.phone)
             if allowed <= now:
                 # the send itself may still have to wait for a sender's or a domain's cap
                 outcome, wait = await self._send_once(req, planned, channel, values)
@@ -283,7 +283,7 @@ class OutreachActivities:
             html_body=render_html(planned.html, values) if channel == "email" else "",
             cadence_id=req.cadence_id or None,
             variant=planned.variant,
-            timezone=replies.prospect_zone(req.contact.timezone, req.contact.phone),
+            timezone=prospect_zone(req.contact.timezone, req.contact.phone).name,
         )
         if channel == "email":
             # Chosen once, before the first attempt: a re-send reuses it.

@@ -10,6 +10,7 @@ from shared.auth import API_KEY_HEADER
 from shared.contracts.journey import Contact
 from shared.errors import AppError, not_found
 from shared.settings import Settings
+from shared.timezones import prospect_zone
 
 
 class ProspectingClient:
@@ -78,4 +79,5 @@ def contact_from_json(p: dict[str, Any]) -> Contact:
         industry=p.get("industry") or "",
         company_size=p.get("company_size"),
         country=p.get("country") or "",
+        zone=prospect_zone(p.get("timezone"), p.get("phone")).name,
     )

@@ -19,6 +19,7 @@ from services.prospecting.models import OutboxMessage, Prospect, Rep, StageHisto
 from shared.contracts.journey import Contact, CreateReferredProspect, Stage, StageChange
 from shared.errors import AppError, conflict, invalid, not_found
 from shared.people import check_timezone, normalize_email, normalize_phone
+from shared.timezones import prospect_zone
 
 CREATED_CAUSE = "created"
 REP_MOVE = "rep_move"  # the open tasks (outreach's POST /prospects/{id}/tasks/reassign)
@@ -382,6 +383,7 @@ def contact_from_prospect(p: Prospect, rep: Rep | None) -> Contact:
         industry=p.industry,
         company_size=p.company_size,
         country=p.country,
+        zone=prospect_zone(p.timezone, p.phone).name,
     )
 
 

@@ -71,6 +71,13 @@ class Contact:
     industry: str = ""
     company_size: int | None = None
     country: str = ""
+    # the prospect's calendar zone as shared.timezones.prospect_zone resolved it when this
+    # snapshot was made (explicit, else the phone's, else the default); "" in snapshots from
+    # before it existed: their journeys count days on `timezone` (UTC when empty), as they did
+    zone: str = ""
+
+    def calendar_zone(self) -> str:
+        return self.zone or self.timezone
 
 
 @dataclass
@@ -247,6 +254,15 @@ class DealClosed:
 
 
 @dataclass
+class ActivePause:
+    """One reason the journey is paused, and when it lifts by itself (None: at a resume)."""
+
+    kind: str
+    reason: str = ""
+    until: str | None = None
+
+
+@dataclass
 class JourneyState:
     stage: str
     next_step: int
@@ -257,12 +273,36 @@ class JourneyState:
     stopped: bool = False
     timezone: str = "UTC"
     rep_id: str | None = None  # who signs the journey's messages now
+    pauses: list[ActivePause] = field(default_factory=list)  # every reason paused now
+
+
+class PauseKind(StrEnum):
+    """Why a journey is paused. Pauses of different kinds stack: a resume lifts its own kind
+    only, and the journey sends again when none is left."""
+
+    OUT_OF_OFFICE = "out_of_office"
+    COLLEAGUE_REPLY = "colleague_reply"
+    REP = "rep"
+    CADENCE = "cadence"
+    MANUAL = "manual"
 
 
 @dataclass
 class PauseJourney:
     reason: str = ""
     until: str | None = None  # resume by itself then (e.g. an out-of-office return date)
+    kind: str = ""  # a PauseKind; "" (senders from before pauses stacked) is manual
+
+    def pause_kind(self) -> str:
+        return self.kind or PauseKind.MANUAL
+
+
+@dataclass
+class ResumeJourney:
+    """Lift the pause of `kind` only; a resume signal without a payload (older senders) lifts
+    the manual pause."""
+
+    kind: str = PauseKind.MANUAL
 
 
 @dataclass

@@ -24,6 +24,13 @@ def zone(name: str) -> ZoneInfo:
         return ZoneInfo("UTC")
 
 
+def local_text(when: datetime, tz: str) -> str:
+    """`when` as the prospect reads it, with their zone's name: "Monday 07 December at 09:00
+    (Europe/Berlin)" (the format of meeting times in messages)."""
+    local = when.astimezone(zone(tz))
+    return f"{local:%A %d %B at %H:%M} ({local.tzinfo})"
+
+
 def add_business_days(
     start: datetime, days: int, tz: str, holidays: Iterable[str] = ()
 ) -> datetime:

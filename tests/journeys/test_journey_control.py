@@ -35,13 +35,33 @@ async def test_pause_resume_stop_and_migrate(stack: StackDriver) -> None:
         json={"reason": "vacation"},
     )
     assert sorted(paused["signalled"]) == sorted([ana["id"], ben["id"]])
+    # pauses stack: Ana is also paused by hand; the journey state lists both reasons
+    back = (datetime.now(UTC) + timedelta(days=30)).isoformat()
+    await d.ok(
+        "POST",
+        f"{urls.outreach}/journeys/{ana['id']}/pause",
+        json={"reason": "call first", "until": back},
+    )
     state = await d.ok("GET", f"{urls.outreach}/journeys/{ana['id']}")
     assert state["paused"] is True and state["status"] == "running"
+    assert [(p["kind"], p["reason"]) for p in state["pauses"]] == [
+        ("manual", "call first"),
+        ("rep", "vacation"),
+    ]
+    assert datetime.fromisoformat(state["pauses"][0]["until"]) == datetime.fromisoformat(back)
     [first] = await d.mails_to(ana["email"])
     due = datetime.fromisoformat(first["received_at"]) + timedelta(seconds=FOLLOW_UP_SECONDS + 2)
     await asyncio.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds()))
     assert len(await d.mails_to(ana["email"])) == 1  # the follow-up was due, and held
-    await d.ok("POST", f"{urls.outreach}/journeys/{ana['id']}/resume")
+    await d.ok("POST", f"{urls.outreach}/journeys/{ana['id']}/resume")  # the manual pause
+    state = await d.ok("GET", f"{urls.outreach}/journeys/{ana['id']}")
+    assert [p["kind"] for p in state["pauses"]] == ["rep"] and state["paused"] is True
+    assert len(await d.mails_to(ana["email"])) == 1  # the rep's pause still holds it
+    bad = await d.http.post(
+        f"{urls.outreach}/journeys/{ana['id']}/resume", json={"kind": "holiday"}
+    )
+    assert bad.status_code == 422
+    await d.ok("POST", f"{urls.outreach}/journeys/{ana['id']}/resume", json={"kind": "rep"})
     mails = await d.wait_mails(ana["email"], 2)
     assert mails[0]["subject"] == "Following up"
     assert len(await d.mails_to(ben["email"])) == 1  # Ben's journey is still paused

@@ -201,7 +201,11 @@ async def test_mailgun_out_of_office_pauses_until_the_return_date_and_is_no_repl
             assert got == [
                 {
                     "name": "pause",
-                    "payload": {"reason": "out of office", "until": "2025-12-12T09:00:00+01:00"},
+                    "payload": {
+                        "reason": "out of office",
+                        "until": "2025-12-12T09:00:00+01:00",
+                        "kind": "out_of_office",
+                    },
                 }
             ]
             [pause] = await eventually(lambda: signals_of(handles[1]), "the default pause")
@@ -332,7 +336,11 @@ async def test_postmark_auto_replies_by_header_subject_or_text_and_a_real_reply(
         assert got[0] == [
             {
                 "name": "pause",
-                "payload": {"reason": "out of office", "until": "2025-12-12T09:00:00+00:00"},
+                "payload": {
+                    "reason": "out of office",
+                    "until": "2025-12-12T09:00:00+00:00",
+                    "kind": "out_of_office",
+                },
             }
         ]
         assert got[1][0]["payload"]["until"] == "2026-01-05T09:00:00+00:00"

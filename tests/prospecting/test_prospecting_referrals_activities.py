@@ -45,6 +45,7 @@ from shared.db import create_engine, session_factory
 from shared.migrations import upgrade
 from shared.settings import Settings
 from shared.temporal import task_queues
+from shared.timezones import prospect_zone
 from tests.support.settings import AUTH, make_settings
 
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
@@ -219,6 +220,7 @@ async def test_intake_activities_by_name_through_workers(
         rep_id=rep_id,
         rep_name="rita",
         rep_email="rita@example.com",
+        zone="UTC",  # no zone, no phone: the conservative default (shared.timezones)
     )
     created = await dbs.load(contact.prospect_id)
     assert (created.referrer_prospect_id, created.referral_id) == (referrer.id, referral.id)
@@ -361,6 +363,7 @@ async def test_prospect_json_holds_everything_a_contact_needs(
         rep_name=rep["name"],
         rep_email=rep["email"],
         rep_phone=rep["phone"],
+        zone=prospect_zone(data["timezone"], data["phone"]).name,
     )
     assert built == expected
     loaded = await dbs.load(expected.prospect_id)

@@ -202,13 +202,6 @@ def test_when_the_email_was_written() -> None:
     assert replies.sent_at("Fri, 27 Nov 2099 10:00:00 +0000", NOW) == NOW + timedelta(days=1)
 
 
-def test_prospect_zone_from_the_zone_or_a_single_zone_phone() -> None:
-    assert replies.prospect_zone("Europe/Paris", "+14155550100") == "Europe/Paris"
-    assert replies.prospect_zone("", "+4930123456") == "Europe/Berlin"
-    assert replies.prospect_zone("", "+18005550100") == ""  # toll-free: many zones
-    assert replies.prospect_zone("", None) == ""
-
-
 # --- reply addresses ----------------------------------------------------------------------------
 
 

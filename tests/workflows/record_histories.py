@@ -6,6 +6,8 @@ the history that covers each patch. SET (default: the newest) picks which scenar
 - v3: referral reminders, referrer thanks, closing old preparation tasks, a rep change.
 - v4: every path of the journey as it was before it became a package (issue 9), recorded so that
   the split (and any later refactoring) is proven to issue the very same commands.
+- v5: issue 10's pauses that stack and hold every sales message, and a meeting reminder that
+  cannot go becoming the rep's task.
 """
 
 import asyncio
@@ -27,10 +29,12 @@ from shared.contracts.journey import (
     OpenObjection,
     OpenObjections,
     PauseJourney,
+    PauseKind,
     QualificationRecorded,
     Referrer,
     RepAssigned,
     ReplyReceived,
+    ResumeJourney,
     Stage,
     StopCadence,
 )
@@ -314,8 +318,51 @@ async def main_v4(env: WorkflowEnvironment) -> None:
     )
 
 
+# --- v5: issue 10 (pauses stack and hold every sales message; reminders go or say why) -------
+
+
+async def paused_intro(env: WorkflowEnvironment, h: tj.Harness, handle: Any) -> None:
+    """A referred prospect's introduction held by two stacked pauses (the manual one came with
+    the start): lifting the manual one leaves the rep's; the introduction goes after both."""
+    await handle.signal(Sig.PAUSE, PauseJourney("rep away", kind=PauseKind.REP))
+    await env.sleep(timedelta(hours=10))  # the window opened during the pauses
+    await handle.signal(Sig.RESUME, ResumeJourney(PauseKind.MANUAL))
+    await env.sleep(timedelta(hours=1))
+    await handle.signal(Sig.RESUME, ResumeJourney(PauseKind.REP))
+    await env.sleep(timedelta(hours=1))
+    await handle.signal(Sig.QUALIFICATION_RECORDED, QualificationRecorded("deal-1", False, ["no"]))
+
+
+async def meeting_reminder_task(env: WorkflowEnvironment, h: tj.Harness, handle: Any) -> None:
+    """A meeting whose only reminder may not go before the meeting starts: the rep's task."""
+    await qualified(env, h, handle)
+    starts = await later(env, days=2)
+    h.rec.hold_once["meeting_reminder"] = await later(env, days=2, hours=3)
+    await handle.signal(Sig.MEETING_SCHEDULED, MeetingScheduled("m1", "deal-1", starts, "Demo"))
+    await env.sleep(timedelta(days=2, hours=1))
+    await handle.signal(Sig.MEETING_HELD, MeetingChanged("m1", "deal-1", starts, "Demo"))
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", False, "no budget"))
+
+
+async def main_v5(env: WorkflowEnvironment) -> None:
+    await record(
+        env,
+        "journey_paused_intro_v5",
+        paused_intro,
+        start_signal=(Sig.PAUSE, PauseJourney("on hold", kind=PauseKind.MANUAL)),
+        start_stage=Stage.QUALIFYING,
+        referrer=Referrer("p-ref", "Grace Hopper", "ref-1"),
+    )
+    await record(
+        env,
+        "journey_meeting_reminder_task_v5",
+        meeting_reminder_task,
+        cadence=tj.cadence(meeting_reminders_seconds=[HOUR]),
+    )
+
+
 async def main(which: str) -> None:
-    sets = {"v3": main_v3, "v4": main_v4}
+    sets = {"v3": main_v3, "v4": main_v4, "v5": main_v5}
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=binary("temporal-test-server")
     )
@@ -334,4 +381,4 @@ async def main(which: str) -> None:
             await env.shutdown()
 
 
-asyncio.run(main(sys.argv[1] if len(sys.argv) > 1 else "v4"))
+asyncio.run(main(sys.argv[1] if len(sys.argv) > 1 else "v5"))

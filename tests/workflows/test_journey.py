@@ -17,6 +17,7 @@ from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from services.outreach.cadences.send_window import next_allowed, window_for
 from shared.contracts.journey import (
     CadenceRef,
     CadenceSnapshot,
@@ -108,6 +109,11 @@ class Recorder:
     linked: list[LinkReferral] = field(default_factory=list)
     defer_first_sms_until: str | None = None
     defer_once: dict[str, str] = field(default_factory=dict)  # touch kind -> defer_until
+    hold_once: dict[str, str] = field(default_factory=dict)  # kind -> every channel waits until
+    # decide each channel by outreach's own send-window rule at the server's time
+    apply_windows: bool = False
+    sent_at: dict[str, str] = field(default_factory=dict)  # "touch key:channel" -> when it went
+    refuse_kinds: set[str] = field(default_factory=set)  # every channel opted out for these
     closed_tasks: list[CloseRepTasks] = field(default_factory=list)
     paused_colleagues: list[PauseColleagues] = field(default_factory=list)
     # the deal's stage after a qualification timeout; None: the outcome asked for (a verdict
@@ -117,6 +123,23 @@ class Recorder:
     def stage_path(self) -> list[str]:
         return [c.to_stage for c in self.stages]
 
+    def _by_window(self, req: TouchRequest, channels: list[str]) -> TouchResult:
+        now = activity.info().current_attempt_scheduled_time
+        window = window_for(req.kind, req.send_window)
+        outcomes, defer = [], None
+        for channel in channels:
+            key = f"{req.touch_key}:{channel}"
+            allowed = next_allowed(now, req.contact.timezone, channel, window, req.contact.phone)
+            if key in self.sent_at:
+                outcomes.append(ChannelOutcome(channel, "already_sent"))
+            elif allowed <= now:
+                self.sent_at[key] = now.isoformat()
+                outcomes.append(ChannelOutcome(channel, "sent"))
+            else:
+                outcomes.append(ChannelOutcome(channel, "deferred", allowed.isoformat()))
+                defer = min(defer or allowed, allowed)
+        return TouchResult(outcomes, defer.isoformat() if defer else None)
+
     def activities(self) -> dict[str, list[Any]]:
         @activity.defn(name=Act.RECORD_STAGE)
         async def record_stage(change: StageChange) -> None:
@@ -125,6 +148,14 @@ class Recorder:
         @activity.defn(name=Act.SEND_TOUCH)
         async def send_touch(req: TouchRequest) -> TouchResult:
             self.touches.append(req)
+            channels = [s.channel for s in req.steps] or req.channels
+            if self.apply_windows:
+                return self._by_window(req, channels)
+            if req.kind in self.refuse_kinds:
+                return TouchResult([ChannelOutcome(c, "suppressed", "opted out") for c in channels])
+            if req.kind in self.hold_once:
+                until = self.hold_once.pop(req.kind)
+                return TouchResult([ChannelOutcome(c, "deferred", until) for c in channels], until)
             if req.kind in self.defer_once:
                 until = self.defer_once.pop(req.kind)
                 return TouchResult(
@@ -136,7 +167,7 @@ class Recorder:
                     [ChannelOutcome("email", "sent"), ChannelOutcome("sms", "deferred")],
                     self.defer_first_sms_until,
                 )
-            return TouchResult([ChannelOutcome(s.channel, "sent") for s in req.steps])
+            return TouchResult([ChannelOutcome(c, "sent") for c in channels])
 
         @activity.defn(name=Act.CREATE_REP_TASK)
         async def create_rep_task(req: RepTaskRequest) -> str:

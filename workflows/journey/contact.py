@@ -12,7 +12,6 @@ with workflow.unsafe.imports_passed_through():
     from shared.contracts.journey import (
         CadenceStep,
         PauseColleagues,
-        PauseJourney,
         Referrer,
         ReplyReceived,
         Stage,
@@ -99,8 +98,10 @@ class Contacting:
         return state.reply
 
     def _due(self, started: datetime, step: CadenceStep) -> datetime:
-        cadence, contact = self.state.cadence, self.state.inp.contact
-        return step_due(started, step, contact.timezone, cadence.send_window.holidays)
+        # the zone resolved with the journey's input (shared.timezones.prospect_zone), so the
+        # business days are the prospect's, as the simulator counts them
+        state = self.state
+        return step_due(started, step, state.zone(), state.cadence.send_window.holidays)
 
     def _migrated(self) -> bool:
         """Switch to the newer cadence version a signal brought, if any."""
@@ -140,22 +141,6 @@ class Contacting:
                 if not state.interrupted():
                     return False  # a new cadence version arrived: the caller re-plans
                 return True
-        while state.pause is not None and not state.interrupted():
-            await self._wait_for_resume(state.pause)
+        while state.paused() and not state.interrupted():
+            await self.steps.wait_out_pause(also=state.interrupted)
         return state.interrupted()
-
-    async def _wait_for_resume(self, pause: PauseJourney) -> None:
-        state = self.state
-
-        def resumed() -> bool:
-            return state.pause is not pause or state.interrupted()
-
-        if pause.until is None:
-            await workflow.wait_condition(resumed)
-            return
-        remaining = (datetime.fromisoformat(pause.until) - workflow.now()).total_seconds()
-        try:
-            await workflow.wait_condition(resumed, timeout=max(remaining, 0.001))
-        except TimeoutError:
-            if state.pause is pause:
-                state.pause = None  # the stated return date has come

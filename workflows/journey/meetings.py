@@ -17,11 +17,12 @@ with workflow.unsafe.imports_passed_through():
         MeetingScheduled,
     )
     from shared.contracts.names import Act
+    from shared.contracts.plan import local_text
 
 from workflows.journey import versions
 from workflows.journey.referrals import Referrals
 from workflows.journey.state import MeetingEvent, State
-from workflows.journey.steps import Steps, call, journey_id, sleep_until
+from workflows.journey.steps import Delivery, Steps, call, journey_id, sleep_until
 from workflows.journey.versions import Patch
 
 MEETING_PREP_LEAD = timedelta(hours=2)
@@ -109,10 +110,12 @@ class Meetings:
         state.meeting_reminders[meeting.meeting_id] = reminders
 
     async def _send_reminders(self, meeting: MeetingChanged, starts: datetime) -> None:
-        """One reminder per configured offset, email + SMS (consent, send window and caps are
-        outreach's). A reminder whose successor (or the meeting) is already due is skipped, so a
-        meeting booked for the next hour gets one reminder, not all of them at once. Keys carry
-        the revision: after a reschedule the ledger does not take the new ones for repeats."""
+        """One reminder per configured offset, email + SMS (consent, quiet hours and caps are
+        outreach's: a booked meeting's reminder follows the quiet hours, not the cadence's
+        window, and no pause holds it). A reminder whose successor (or the meeting) is already
+        due is skipped, so a meeting booked for the next hour gets one reminder, not all of them
+        at once. Keys carry the revision: after a reschedule the ledger does not take the new
+        ones for repeats. A reminder that cannot go gives the rep a task saying why."""
         offsets = self.state.cadence.meeting_reminder_offsets()
         variables = {"meeting_starts_at": meeting.starts_at, "meeting_title": meeting.title}
         for i, offset in enumerate(offsets):
@@ -124,12 +127,42 @@ class Meetings:
             if workflow.now() >= superseded_at:
                 continue
             await sleep_until(remind_at)
-            await self.steps.system_touch(
+            delivery = await self.steps.system_touch(
                 f"meeting-{meeting.meeting_id}-r{meeting.revision}-{offset}",
                 "meeting_reminder",
                 variables,
                 not_after=superseded_at,
+                held_by_pause=False,
             )
+            last = i + 1 == len(offsets)
+            # a reminder that only has to wait past the next one is replaced by it
+            if delivery.went or (delivery.too_late_until is not None and not last):
+                continue
+            if versions.patched(Patch.MEETING_REMINDER_TASK):
+                await self._reminder_task(meeting, delivery)
+
+    async def _reminder_task(self, meeting: MeetingChanged, delivery: Delivery) -> None:
+        """The reminder could not go: the rep reminds the prospect (one task per meeting time)."""
+        state = self.state
+        name = state.prospect_name()
+        local = local_text(datetime.fromisoformat(meeting.starts_at), state.zone())
+        if delivery.too_late_until is not None:
+            opens = local_text(delivery.too_late_until, state.zone())
+            why = f"no reminder may reach them before {opens}, after the meeting has started"
+        else:
+            why = f"no channel may carry it ({delivery.why})"
+        await self.steps.task(
+            f"remind_meeting:{meeting.meeting_id}:r{meeting.revision}",
+            f"Remind {name} of the meeting yourself",
+            f"The automatic reminder of '{meeting.title}' on {local} could not go: {why}. "
+            "Remind them in person (a call, or a message they agreed to).",
+            context={
+                "deal_id": meeting.deal_id,
+                "meeting_id": meeting.meeting_id,
+                "meeting_starts_at": meeting.starts_at,
+                "why": delivery.why,
+            },
+        )
 
     async def _no_show(self, change: MeetingChanged) -> None:
         name = self.state.prospect_name()
@@ -187,4 +220,5 @@ class Meetings:
             "meeting_reminder",
             {"meeting_starts_at": meeting.starts_at, "meeting_title": meeting.title},
             not_after=starts,
+            held_by_pause=False,
         )

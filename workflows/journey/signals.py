@@ -18,9 +18,11 @@ with workflow.unsafe.imports_passed_through():
         MeetingScheduled,
         ObjectionLogged,
         PauseJourney,
+        PauseKind,
         QualificationRecorded,
         RepAssigned,
         ReplyReceived,
+        ResumeJourney,
         StopCadence,
     )
     from shared.contracts.names import Query, Sig
@@ -76,11 +78,16 @@ class JourneyInbox:
 
     @workflow.signal(name=Sig.PAUSE)
     def pause(self, pause: PauseJourney) -> None:
-        self.state.pause = pause
+        # one pause per kind (a repeat replaces it, with its new end); the kinds stack
+        self.state.pauses[pause.pause_kind()] = pause
+        self.state.pause_changes += 1
 
     @workflow.signal(name=Sig.RESUME)
-    def resume(self) -> None:
-        self.state.pause = None
+    def resume(self, resume: ResumeJourney | None = None) -> None:
+        # a resume without a payload (older senders) lifts the manual pause, the only kind then
+        kind = resume.kind if resume is not None else PauseKind.MANUAL
+        if self.state.pauses.pop(kind, None) is not None:
+            self.state.pause_changes += 1
 
     @workflow.signal(name=Sig.STOP_CADENCE)
     def stop_cadence(self, stop: StopCadence) -> None:
@@ -102,4 +109,4 @@ class JourneyInbox:
 
     @workflow.query(name=Query.STATE)
     def current_state(self) -> JourneyState:
-        return self.state.snapshot()
+        return self.state.snapshot(workflow.now())

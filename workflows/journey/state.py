@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Literal
+from datetime import datetime
+from typing import Any, Literal
 
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from shared.contracts.journey import (
+        ActivePause,
         CadenceSnapshot,
         DealClosed,
         DecisionDeadline,
@@ -58,19 +60,21 @@ class State:
     reply: ReplyReceived | None = None
     qualification: QualificationRecorded | None = None
     deal_events: list[DealEvent] = field(default_factory=list)  # presenting handles them in order
-    pause: PauseJourney | None = None
+    # the active pauses by kind (PauseKind): they stack, a resume lifts its own kind only
+    pauses: dict[str, PauseJourney] = field(default_factory=dict)
+    pause_changes: int = 0  # grows at every pause and every resume that lifted one
     stop: StopCadence | None = None
     migration: CadenceSnapshot | None = None  # a newer cadence version, applied at the next touch
     # meetings and the decision deadline
     meeting_revisions: dict[str, int] = field(default_factory=dict)
-    meeting_reminders: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    meeting_reminders: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
     meetings_over: set[str] = field(default_factory=set)  # cancelled, held or missed
     deadline: str | None = None
-    deadline_watch: asyncio.Task[None] | None = None
+    deadline_watch: asyncio.Task[Any] | None = None
     # referrals: event ("meeting", "won") -> the thanks is done
     referrer_thanks: dict[str, bool] = field(default_factory=dict)
     # work that holds nothing up (touches waiting for a window, timers); cancelled at the end
-    background: list[asyncio.Task[None]] = field(default_factory=list)
+    background: list[asyncio.Task[Any]] = field(default_factory=list)
 
     @classmethod
     def start(cls, inp: JourneyInput) -> State:
@@ -79,6 +83,23 @@ class State:
     def interrupted(self) -> bool:
         """A reply or a stop ends the cadence."""
         return self.reply is not None or self.stop is not None
+
+    def paused(self) -> bool:
+        return bool(self.pauses)
+
+    def next_pause_end(self) -> datetime | None:
+        """The first moment an active pause lifts by itself (None: none has an end)."""
+        ends = [datetime.fromisoformat(p.until) for p in self.pauses.values() if p.until]
+        return min(ends) if ends else None
+
+    def lift_pauses_ending_by(self, end: datetime) -> None:
+        for kind, pause in list(self.pauses.items()):
+            if pause.until is not None and datetime.fromisoformat(pause.until) <= end:
+                del self.pauses[kind]  # the stated return date has come
+
+    def zone(self) -> str:
+        """The prospect's calendar zone, as resolved when the journey's input was made."""
+        return self.inp.contact.calendar_zone()
 
     def prospect_name(self) -> str:
         contact = self.inp.contact
@@ -94,15 +115,22 @@ class State:
             rep_phone=rep.rep_phone,
         )
 
-    def snapshot(self) -> JourneyState:
+    def snapshot(self, now: datetime) -> JourneyState:
+        # a pause whose end has passed is lifted when the journey next looks: not shown
+        pauses = [
+            ActivePause(kind, p.reason, p.until)
+            for kind, p in sorted(self.pauses.items())
+            if p.until is None or datetime.fromisoformat(p.until) > now
+        ]
         return JourneyState(
             stage=self.stage,
             next_step=self.next_step,
             deal_id=self.deal_id,
             finished=self.finished,
             cadence_version=(self.migration or self.cadence).version,
-            paused=self.pause is not None,
+            paused=bool(pauses),
             stopped=self.stop is not None,
-            timezone=self.inp.contact.timezone,
+            timezone=self.zone() or "UTC",
             rep_id=self.inp.contact.rep_id,
+            pauses=pauses,
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, overload
 
@@ -41,6 +42,27 @@ RETRY = RetryPolicy(
 )
 
 T = TypeVar("T")
+WENT = frozenset({"sent", "already_sent"})
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What became of a touch: `went` when some channel reached the person; else `why`."""
+
+    went: bool
+    why: str = ""
+    # the moment the touch could have gone when that was too late (quiet hours, window)
+    too_late_until: datetime | None = None
+
+    @classmethod
+    def of(cls, result: TouchResult, too_late: datetime | None) -> Delivery:
+        if any(o.status in WENT for o in result.outcomes):
+            return cls(True)
+        reasons = [
+            f"{o.channel}: {o.status.replace('_', ' ')}" + (f" ({o.detail})" if o.detail else "")
+            for o in result.outcomes
+        ]
+        return cls(False, "; ".join(reasons) or "no channel to send on", too_late)
 
 
 @overload
@@ -100,7 +122,7 @@ class Steps:
     def __init__(self, state: State) -> None:
         self.state = state
 
-    def in_background(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    def in_background(self, work: Coroutine[Any, Any, object]) -> asyncio.Task[Any]:
         """Run `work` alongside the stages (a touch waiting for its window holds nothing up);
         the journey cancels what is left when it ends."""
         task = asyncio.ensure_future(work)
@@ -145,23 +167,64 @@ class Steps:
         )
         return await call(Act.SEND_TOUCH, request, state.inp.queues.outreach, TouchResult)
 
+    async def wait_out_pause(self, also: Callable[[], bool] = lambda: False) -> None:
+        """Wait until the active pauses change (a pause, a resume, or the first stated end
+        comes, which lifts that pause) or `also` holds. Callers loop while paused."""
+        state = self.state
+        seen = state.pause_changes
+
+        def changed() -> bool:
+            return state.pause_changes != seen or also()
+
+        end = state.next_pause_end()
+        if end is None:
+            await workflow.wait_condition(changed)
+            return
+        remaining = (end - workflow.now()).total_seconds()
+        try:
+            await workflow.wait_condition(changed, timeout=max(remaining, 0.001))
+        except TimeoutError:
+            state.lift_pauses_ending_by(end)
+
+    async def hold_while_paused(self) -> None:
+        """A message outside the cadence waits while the journey is paused (for any reason)."""
+        if not self.state.paused() or not versions.patched(Patch.PAUSE_HOLDS_EVERY_MESSAGE):
+            return
+        while self.state.paused():
+            await self.wait_out_pause()
+
     async def system_touch(
-        self, key: str, kind: str, variables: dict[str, str], not_after: datetime | None = None
-    ) -> None:
+        self,
+        key: str,
+        kind: str,
+        variables: dict[str, str],
+        not_after: datetime | None = None,
+        *,
+        held_by_pause: bool = True,
+    ) -> Delivery:
         """A touch outside the cadence; a channel told to wait (send window, caps) is sent
-        when it may be, unless that is too late (`not_after`, e.g. the meeting's start)."""
+        when it may be, unless that is too late (`not_after`, e.g. the meeting's start). A sales
+        message waits while the journey is paused (`held_by_pause`); a booked meeting's
+        reminder is not one. Says whether some channel went, and why not."""
+        last: list[TouchResult] = []
+        too_late: list[datetime] = []
 
         async def send() -> TouchResult:
-            return await self.touch(key, kind, variables)
+            if held_by_pause:
+                await self.hold_while_paused()
+            last.append(await self.touch(key, kind, variables))
+            return last[-1]
 
         async def wait(when: datetime) -> bool:
             if not versions.patched(Patch.SYSTEM_TOUCH_DEFERRAL):
                 return False
             if not_after is not None and when >= not_after:
+                too_late.append(when)
                 return False
             return await wait_for_window(when)
 
         await send_in_window(send, wait)
+        return Delivery.of(last[-1], too_late[0] if too_late else None)
 
     async def task(
         self,

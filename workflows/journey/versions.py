@@ -32,6 +32,9 @@ class Patch(StrEnum):
     REFERRER_THANKS = "referrer-thanks"
     MEETING_TASK_CLEANUP = "meeting-task-cleanup"
     QUALIFY_TASK_CLEANUP = "qualify-task-cleanup"
+    # --- issue 10, points 5 and 6 (pauses stack; meeting reminders go or say why) ---
+    PAUSE_HOLDS_EVERY_MESSAGE = "pause-holds-every-message"
+    MEETING_REMINDER_TASK = "meeting-reminder-task"
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,8 @@ class PatchRecord:
 
 # Every change below landed on 2026-11-27; the condition names the commit that brought it.
 _BEFORE_NOV_27 = "no running ProspectJourney started before the deploy of {commit} (2026-11-27)"
+
+_BEFORE_DEC_3 = "no running ProspectJourney started before the deploy of {commit} (2026-12-03)"
 
 REGISTRY: dict[Patch, PatchRecord] = {
     Patch.SYSTEM_TOUCH_DEFERRAL: PatchRecord(
@@ -92,6 +97,19 @@ REGISTRY: dict[Patch, PatchRecord] = {
             "journey_verdict_races_timeout_lost_v4",
         ),
         _BEFORE_NOV_27.format(commit="b8758d9"),
+    ),
+    # --- issue 10, points 5 and 6 ---
+    Patch.PAUSE_HOLDS_EVERY_MESSAGE: PatchRecord(
+        "a paused journey holds its messages outside the cadence too (warm introduction, "
+        "rebooking offer, referral ask and reminders) until every pause is lifted",
+        ("journey_paused_intro_v5",),
+        _BEFORE_DEC_3.format(commit="issue 10 points 5-7"),
+    ),
+    Patch.MEETING_REMINDER_TASK: PatchRecord(
+        "a meeting reminder that cannot go (quiet hours until the meeting, no channel allowed) "
+        "becomes a task for the rep saying why",
+        ("journey_meeting_reminder_task_v5",),
+        _BEFORE_DEC_3.format(commit="issue 10 points 5-7"),
     ),
 }
 

@@ -22,6 +22,8 @@ from shared.contracts.journey import (
     CadenceSnapshot,
     JourneyState,
     PauseJourney,
+    PauseKind,
+    ResumeJourney,
     StopCadence,
     journey_id,
 )
@@ -41,6 +43,16 @@ class PauseIn(BaseModel):
     until: OffsetDatetime | None = Field(
         None, description="resume by itself then (with UTC offset)"
     )
+
+
+class PauseOneIn(PauseIn):
+    kind: PauseKind = Field(
+        PauseKind.MANUAL, description="which pause: pauses of different kinds stack"
+    )
+
+
+class ResumeIn(BaseModel):
+    kind: PauseKind = Field(PauseKind.MANUAL, description="the pause to lift; others stay")
 
 
 class StopIn(BaseModel):
@@ -83,8 +95,8 @@ async def _prospects_where(session: Session, **where: str) -> list[str]:
     return list((await session.scalars(query)).all())
 
 
-def _pause_payload(body: PauseIn) -> PauseJourney:
-    return PauseJourney(body.reason, body.until.isoformat() if body.until else None)
+def _pause_payload(body: PauseIn, kind: PauseKind) -> PauseJourney:
+    return PauseJourney(body.reason, body.until.isoformat() if body.until else None, kind)
 
 
 # --- one journey ----------------------------------------------------------------------------
@@ -108,14 +120,20 @@ async def journey_state(prospect_id: str, request: Request, session: Session) ->
 
 
 @router.post("/journeys/{prospect_id}/pause", status_code=202)
-async def pause_journey(prospect_id: str, body: PauseIn, request: Request) -> dict[str, str]:
-    await signal_journey(_client(request), prospect_id, Sig.PAUSE, _pause_payload(body))
+async def pause_journey(prospect_id: str, body: PauseOneIn, request: Request) -> dict[str, str]:
+    payload = _pause_payload(body, body.kind)
+    await signal_journey(_client(request), prospect_id, Sig.PAUSE, payload)
     return {"status": "pausing", "journey_id": journey_id(prospect_id)}
 
 
 @router.post("/journeys/{prospect_id}/resume", status_code=202)
-async def resume_journey(prospect_id: str, request: Request) -> dict[str, str]:
-    await signal_journey(_client(request), prospect_id, Sig.RESUME, None)
+async def resume_journey(
+    prospect_id: str, request: Request, body: ResumeIn | None = None
+) -> dict[str, str]:
+    """Lifts the pause of one kind (manual when not said); the journey sends again once no
+    other pause is left."""
+    kind = body.kind if body is not None else PauseKind.MANUAL
+    await signal_journey(_client(request), prospect_id, Sig.RESUME, ResumeJourney(kind))
     return {"status": "resuming", "journey_id": journey_id(prospect_id)}
 
 
@@ -144,12 +162,14 @@ RepJourneys = Annotated[list[str], Depends(_rep_journeys)]
 
 @router.post("/cadences/{cadence_id}/pause", response_model=BulkResult)
 async def pause_cadence(body: PauseIn, request: Request, pids: CadenceJourneys) -> BulkResult:
-    return await _signal_many(_client(request), pids, Sig.PAUSE, _pause_payload(body))
+    payload = _pause_payload(body, PauseKind.CADENCE)
+    return await _signal_many(_client(request), pids, Sig.PAUSE, payload)
 
 
 @router.post("/cadences/{cadence_id}/resume", response_model=BulkResult)
 async def resume_cadence(request: Request, pids: CadenceJourneys) -> BulkResult:
-    return await _signal_many(_client(request), pids, Sig.RESUME, None)
+    resume = ResumeJourney(PauseKind.CADENCE)
+    return await _signal_many(_client(request), pids, Sig.RESUME, resume)
 
 
 @router.post("/cadences/{cadence_id}/stop", response_model=BulkResult)
@@ -160,12 +180,14 @@ async def stop_cadence(body: StopIn, request: Request, pids: CadenceJourneys) ->
 @router.post("/reps/{rep_id}/journeys/pause", response_model=BulkResult)
 async def pause_rep(body: PauseIn, request: Request, pids: RepJourneys) -> BulkResult:
     """E.g. a rep on vacation: every journey of their prospects holds its touches."""
-    return await _signal_many(_client(request), pids, Sig.PAUSE, _pause_payload(body))
+    return await _signal_many(
+        _client(request), pids, Sig.PAUSE, _pause_payload(body, PauseKind.REP)
+    )
 
 
 @router.post("/reps/{rep_id}/journeys/resume", response_model=BulkResult)
 async def resume_rep(request: Request, pids: RepJourneys) -> BulkResult:
-    return await _signal_many(_client(request), pids, Sig.RESUME, None)
+    return await _signal_many(_client(request), pids, Sig.RESUME, ResumeJourney(PauseKind.REP))
 
 
 # --- moving running journeys to a new version -------------------------------------------------

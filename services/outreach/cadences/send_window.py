@@ -16,12 +16,13 @@ The rules, in the order they are tried (the first that ever opens wins):
    name and no phone number whose zone phonenumbers knows (e.g. +800 numbers), so mostly an
    email-only prospect.
 
-Which zones are in play: the prospect's time zone when it is a valid IANA name. Otherwise (empty,
-unknown or invalid) the zones of the phone number's country and area
-(`phonenumbers.timezone.time_zones_for_number`); when a number maps to several zones (e.g. a
-Russian mobile or a US toll-free number), a moment must be allowed in every one of them: the most
-conservative window, their intersection. A number without a known zone, or no phone at all, falls
-to rule 3. "UTC" is taken at its word: it is a valid zone.
+Which zones are in play: the ones `shared.timezones.prospect_zone` names, the function every
+part of closeflow resolves a prospect's zone with: the prospect's time zone when it is a valid
+IANA name, otherwise (empty, unknown or invalid) the zones of the phone number's country and area;
+when a number maps to several zones (e.g. a Russian mobile or a US toll-free number), a moment
+must be allowed in every one of them: the most conservative window, their intersection. A number
+without a known zone, or no phone at all, falls to rule 3. "UTC" is taken at its word: it is a
+valid zone.
 
 `now` is always a parameter: every rule here is a pure function of it.
 """
@@ -31,19 +32,22 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from functools import lru_cache
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
-
-import phonenumbers
-from phonenumbers import timezone as phone_timezones
+from zoneinfo import ZoneInfo
 
 from shared.contracts.journey import SendWindow
+from shared.timezones import known_zone, phone_zones, prospect_zone
+
+__all__ = ["known_zone", "next_allowed", "phone_zones", "zones_for"]
 
 # Texts and calls never reach a person outside these local hours, whatever a cadence says.
 QUIET_SAFE_HOURS = (8, 21)
 INTRUSIVE_CHANNELS = frozenset({"sms", "call_task"})
 # Rule 3: daytime in UTC, used when the prospect's zone cannot be known.
 CONSERVATIVE_UTC_HOURS = (13, 17)
+# A booked meeting's reminders are not sales messages (the prospect asked for the meeting): they
+# keep to the quiet hours on every day, whatever the cadence's days, hours and holidays.
+BOOKED_MEETING_KINDS = frozenset({"meeting_reminder"})
+MEETING_REMINDER_WINDOW = SendWindow(start_hour=QUIET_SAFE_HOURS[0], end_hour=QUIET_SAFE_HOURS[1])
 SEARCH_DAYS = 15  # plus a week per holiday: a window with days open always opens within it
 
 Interval = tuple[datetime, datetime]
@@ -57,40 +61,15 @@ class Rule:
     holidays: frozenset[date]
 
 
-@lru_cache(maxsize=1)
-def _known_zones() -> frozenset[str]:
-    return frozenset(available_timezones())
-
-
-def known_zone(name: str | None) -> ZoneInfo | None:
-    """The zone named, or None when the name is empty, unknown or not an IANA zone."""
-    if not name or name not in _known_zones():
-        return None
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return None
-
-
-@lru_cache(maxsize=4096)
-def phone_zones(phone: str | None) -> tuple[str, ...]:
-    """The IANA zones of a phone number's country and area; () when unknown."""
-    if not phone:
-        return ()
-    try:
-        number = phonenumbers.parse(phone, None)
-    except phonenumbers.NumberParseException:
-        return ()
-    names = phone_timezones.time_zones_for_number(number)
-    return tuple(n for n in names if n in _known_zones())
-
-
 def zones_for(timezone: str | None, phone: str | None = None) -> list[ZoneInfo]:
-    """The zones a touch must respect; [] means none is known (rule 3 applies)."""
-    tz = known_zone(timezone)
-    if tz is not None:
-        return [tz]
-    return [ZoneInfo(n) for n in phone_zones(phone)]
+    """The zones a touch must respect (shared.timezones.prospect_zone); [] means none is known
+    (rule 3 applies)."""
+    return [ZoneInfo(n) for n in prospect_zone(timezone or "", phone).zones]
+
+
+def window_for(kind: str, cadence_window: SendWindow) -> SendWindow:
+    """The window a touch of `kind` keeps to: the cadence's, but a meeting reminder's own."""
+    return MEETING_REMINDER_WINDOW if kind in BOOKED_MEETING_KINDS else cadence_window
 
 
 def next_allowed(

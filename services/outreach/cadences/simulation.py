@@ -6,19 +6,23 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
 from services.outreach.cadences import service
 from services.outreach.cadences.schemas import OffsetDatetime
-from services.outreach.cadences.send_window import next_allowed, zones_for
+from services.outreach.cadences.send_window import next_allowed
 from services.outreach.cadences.templates import render, variables_for
 from services.outreach.prospects import ProspectDirectory
 from shared.auth import require_api_key
+from shared.contracts.journey import CadenceSnapshot
 from shared.contracts.plan import personalise, step_due, touch_groups
 from shared.db import Session
+from shared.timezones import prospect_zone
 
+TASK_CHANNELS = frozenset({"call_task", "social_task"})
 router = APIRouter(dependencies=[Depends(require_api_key)], tags=["cadences"])
 
 
@@ -33,25 +37,35 @@ class SimulationIn(BaseModel):
 
 
 def _local(when: datetime, zone_name: str) -> str:
-    zones = zones_for(zone_name)
-    return when.astimezone(zones[0]).isoformat() if zones else when.astimezone(UTC).isoformat()
+    return when.astimezone(ZoneInfo(zone_name)).isoformat()
 
 
-@router.post("/cadences/{cadence_id}/simulate")
-async def simulate(cadence_id: str, body: SimulationIn, session: Session) -> dict[str, Any]:
-    cadence = await service.cadence_snapshot(session, cadence_id, body.version)
-    start = (body.start_at or datetime.now(UTC)).astimezone(UTC)
-    zones = zones_for(body.timezone, body.phone)
-    zone_name = body.timezone if body.timezone and zones else (zones[0].key if zones else "UTC")
-    window = cadence.send_window
+def timeline(
+    cadence: CadenceSnapshot,
+    start: datetime,
+    timezone: str | None,
+    phone: str | None,
+    prospect_id: str = "simulated",
+) -> dict[str, Any]:
+    """What a journey enrolled at `start` does if nobody replies, by the journey's own rules:
+    due times on the prospect's calendar (shared.timezones.prospect_zone, as the journey's
+    input carries it), each channel at its first allowed moment, and a touch never before the
+    previous one went (the journey sends its touches one after the other)."""
+    resolved = prospect_zone(timezone, phone)
+    zone_name, window = resolved.name, cadence.send_window
     touches = []
-    last_due = start
+    last_due = previous_done = start
     for index, group in enumerate(touch_groups(cadence.steps)):
         due = step_due(start, group[0], zone_name, window.holidays)
         last_due = due
+        begins = max(due, previous_done)
         sends = []
-        for step in personalise(body.prospect_id, index, group):
-            at = next_allowed(due, body.timezone, step.channel, window, body.phone)
+        for step in personalise(prospect_id, index, group):
+            if step.channel in TASK_CHANNELS:
+                at = begins  # a rep task is made at once; the rep calls in their day
+            else:
+                at = next_allowed(begins, timezone, step.channel, window, phone)
+            previous_done = max(previous_done, at)
             sends.append(
                 {
                     "channel": step.channel,
@@ -75,11 +89,18 @@ async def simulate(cadence_id: str, body: SimulationIn, session: Session) -> dic
         "cadence_id": cadence.cadence_id,
         "version": cadence.version,
         "timezone": zone_name,
-        "timezone_inferred": not body.timezone or not zones or zones[0].key != body.timezone,
+        "timezone_inferred": resolved.source != "explicit",
         "start_utc": start.isoformat(),
         "touches": touches,
         "nurture_if_no_reply_utc": nurture_at.isoformat(),
     }
+
+
+@router.post("/cadences/{cadence_id}/simulate")
+async def simulate(cadence_id: str, body: SimulationIn, session: Session) -> dict[str, Any]:
+    cadence = await service.cadence_snapshot(session, cadence_id, body.version)
+    start = (body.start_at or datetime.now(UTC)).astimezone(UTC)
+    return timeline(cadence, start, body.timezone, body.phone, body.prospect_id)
 
 
 class PreviewIn(BaseModel):

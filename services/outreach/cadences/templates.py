@@ -8,7 +8,8 @@ from jinja2 import StrictUndefined, TemplateSyntaxError, meta
 from jinja2.sandbox import SandboxedEnvironment
 
 from shared.contracts.journey import Contact
-from shared.contracts.plan import zone
+from shared.contracts.plan import local_text
+from shared.timezones import prospect_zone
 
 VARIABLES = frozenset(
     {
@@ -54,10 +55,11 @@ def template_problems(source: str) -> list[str]:
     return []
 
 
-def local_time_text(iso: str, timezone: str) -> str:
-    tz = zone(timezone)
-    when = datetime.fromisoformat(iso).astimezone(tz)
-    return f"{when:%A %d %B at %H:%M} ({tz.key})"
+def local_time_text(iso: str, contact: Contact) -> str:
+    """A time as the prospect reads it: in their zone (shared.timezones.prospect_zone), named."""
+    return local_text(
+        datetime.fromisoformat(iso), prospect_zone(contact.timezone, contact.phone).name
+    )
 
 
 def variables_for(contact: Contact, extra: dict[str, str]) -> dict[str, str]:
@@ -77,7 +79,7 @@ def variables_for(contact: Contact, extra: dict[str, str]) -> dict[str, str]:
     }
     values.update({k: v for k, v in extra.items() if k in VARIABLES})
     if "meeting_starts_at" in extra:
-        values["meeting_time"] = local_time_text(extra["meeting_starts_at"], contact.timezone)
+        values["meeting_time"] = local_time_text(extra["meeting_starts_at"], contact)
     return values
 
 

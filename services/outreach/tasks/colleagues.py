@@ -9,7 +9,7 @@ from temporalio import activity
 from services.outreach import models
 from services.outreach.cadences import service
 from shared.activity_boundary import activity_boundary
-from shared.contracts.journey import PauseColleagues, PauseJourney
+from shared.contracts.journey import PauseColleagues, PauseJourney, PauseKind
 from shared.contracts.names import Act, Sig
 from shared.errors import AppError
 from shared.journeys import signal_journey
@@ -38,7 +38,12 @@ class ColleagueActivities:
         paused = []
         for pid in colleagues:
             try:
-                await signal_journey(activity.client(), pid, Sig.PAUSE, PauseJourney(req.reason))
+                await signal_journey(
+                    activity.client(),
+                    pid,
+                    Sig.PAUSE,
+                    PauseJourney(req.reason, kind=PauseKind.COLLEAGUE_REPLY),
+                )
             except AppError as err:
                 if err.code != "journey_not_running":
                     raise

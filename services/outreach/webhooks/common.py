@@ -24,7 +24,7 @@ from services.outreach.consent import service as consent
 from services.outreach.consent import suppressions
 from services.outreach.inbox import JourneySignal, Outbound, Stored, store_event
 from services.outreach.webhooks import replies
-from shared.contracts.journey import PauseJourney, ReplyReceived, StopCadence
+from shared.contracts.journey import PauseJourney, PauseKind, ReplyReceived, StopCadence
 from shared.contracts.names import Sig
 from shared.providers.mailgun import strip_angle_brackets
 from shared.settings import Settings
@@ -269,6 +269,10 @@ async def receive_email(
         {**mail.payload, "closeflow": note},
         prospect_id=prospect_id,
         signal=JourneySignal(
-            prospect_id, Sig.PAUSE, PauseJourney(replies.OUT_OF_OFFICE, pause.until.isoformat())
+            prospect_id,
+            Sig.PAUSE,
+            PauseJourney(
+                replies.OUT_OF_OFFICE, pause.until.isoformat(), kind=PauseKind.OUT_OF_OFFICE
+            ),
         ),
     )

@@ -41,8 +41,8 @@ from importlib import resources
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from services.outreach.cadences.send_window import known_zone, phone_zones
 from services.outreach.webhooks.return_dates import find_return_date, fold
+from shared.timezones import known_zone
 
 Headers = Sequence[tuple[str, str]]
 OUT_OF_OFFICE = "out of office"
@@ -187,15 +187,6 @@ def month_first(zone_name: str) -> bool:
     """Whether 03/04 means March 4 for someone in this zone (the United States and a few
     others write month/day)."""
     return _zone_countries().get(zone_name, "") in {"US", "PH", "FM", "MH", "PW", "GU", "AS"}
-
-
-def prospect_zone(timezone: str, phone: str | None) -> str:
-    """The zone to read a return date in: the prospect's, else their phone number's when it has
-    only one; "" when unknown (UTC is used then)."""
-    if known_zone(timezone) is not None:
-        return timezone
-    zones = phone_zones(phone)
-    return zones[0] if len(zones) == 1 else ""
 
 
 @dataclass(frozen=True)
