@@ -247,6 +247,16 @@ class DealClosed:
 
 
 @dataclass
+class FailedStep:
+    """A cadence touch that failed for good (its template cannot render for this prospect): the
+    journey went on with the next one and gave the rep a task to fix the template."""
+
+    step: int  # the touch's index, as in its ledger key step-<n>
+    reason: str
+    at: str = ""  # ISO time the journey gave up on it
+
+
+@dataclass
 class JourneyState:
     stage: str
     next_step: int
@@ -257,6 +267,8 @@ class JourneyState:
     stopped: bool = False
     timezone: str = "UTC"
     rep_id: str | None = None  # who signs the journey's messages now
+    # cadence touches whose templates could not render for this prospect (issue 10)
+    failed_steps: list[FailedStep] = field(default_factory=list)
 
 
 @dataclass

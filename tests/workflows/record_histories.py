@@ -6,6 +6,7 @@ the history that covers each patch. SET (default: the newest) picks which scenar
 - v3: referral reminders, referrer thanks, closing old preparation tasks, a rep change.
 - v4: every path of the journey as it was before it became a package (issue 9), recorded so that
   the split (and any later refactoring) is proven to issue the very same commands.
+- v5: issue 10's guarded changes (a touch whose template cannot render).
 """
 
 import asyncio
@@ -314,8 +315,26 @@ async def main_v4(env: WorkflowEnvironment) -> None:
     )
 
 
+# --- v5 (issue 10) -------------------------------------------------------------------------
+
+
+async def no_reply(env: WorkflowEnvironment, h: tj.Harness, handle: Any) -> None:
+    """Nothing from the prospect: the cadence runs to its end (the journey ends by itself)."""
+
+
+async def main_v5(env: WorkflowEnvironment) -> None:
+    # point 8: the second touch's template cannot render; the rep gets a task, the cadence
+    # goes on (Patch.TEMPLATE_FAILURE_TASK)
+    await record(
+        env,
+        "journey_template_failure_v5",
+        no_reply,
+        lambda rec: setattr(rec, "template_error_touch", "step-1"),
+    )
+
+
 async def main(which: str) -> None:
-    sets = {"v3": main_v3, "v4": main_v4}
+    sets = {"v3": main_v3, "v4": main_v4, "v5": main_v5}
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=binary("temporal-test-server")
     )
@@ -334,4 +353,4 @@ async def main(which: str) -> None:
             await env.shutdown()
 
 
-asyncio.run(main(sys.argv[1] if len(sys.argv) > 1 else "v4"))
+asyncio.run(main(sys.argv[1] if len(sys.argv) > 1 else "v5"))

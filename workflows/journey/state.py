@@ -18,6 +18,7 @@ with workflow.unsafe.imports_passed_through():
         CadenceSnapshot,
         DealClosed,
         DecisionDeadline,
+        FailedStep,
         JourneyInput,
         JourneyState,
         MeetingChanged,
@@ -69,6 +70,7 @@ class State:
     deadline_watch: asyncio.Task[None] | None = None
     # referrals: event ("meeting", "won") -> the thanks is done
     referrer_thanks: dict[str, bool] = field(default_factory=dict)
+    failed_steps: list[FailedStep] = field(default_factory=list)  # templates that cannot render
     # work that holds nothing up (touches waiting for a window, timers); cancelled at the end
     background: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -105,4 +107,5 @@ class State:
             stopped=self.stop is not None,
             timezone=self.inp.contact.timezone,
             rep_id=self.inp.contact.rep_id,
+            failed_steps=list(self.failed_steps),
         )

@@ -32,6 +32,8 @@ class Patch(StrEnum):
     REFERRER_THANKS = "referrer-thanks"
     MEETING_TASK_CLEANUP = "meeting-task-cleanup"
     QUALIFY_TASK_CLEANUP = "qualify-task-cleanup"
+    # issue 10, point 8 (templates) ---------------------------------------------------------
+    TEMPLATE_FAILURE_TASK = "template-failure-task"
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,14 @@ REGISTRY: dict[Patch, PatchRecord] = {
             "journey_verdict_races_timeout_lost_v4",
         ),
         _BEFORE_NOV_27.format(commit="b8758d9"),
+    ),
+    # issue 10, point 8 (templates) ---------------------------------------------------------
+    Patch.TEMPLATE_FAILURE_TASK: PatchRecord(
+        "a cadence touch whose template cannot render (TemplateError, not retried) is marked "
+        "failed in the journey's state, the rep gets a task to fix it and the cadence goes on, "
+        "instead of the failure ending the journey",
+        ("journey_template_failure_v5",),
+        "no running ProspectJourney started before the deploy of issue 10's template change",
     ),
 }
 

@@ -12,9 +12,10 @@ from pydantic import BaseModel, Field, field_validator
 
 from services.outreach.cadences import service
 from services.outreach.cadences.send_window import next_allowed, zones_for
-from services.outreach.cadences.templates import render, variables_for
+from services.outreach.cadences.templates import RenderFailure, render, variables_for
 from services.outreach.prospects import ProspectDirectory
 from shared.auth import require_api_key
+from shared.contracts.journey import CadenceStep
 from shared.contracts.plan import personalise, step_due, touch_groups
 from shared.db import Session
 
@@ -106,14 +107,21 @@ async def preview(
             {
                 "touch": index,
                 "steps": [
-                    {
-                        "channel": step.channel,
-                        "variant": step.variant or None,
-                        "subject": render(step.subject, values) if step.subject else "",
-                        "body": render(step.body, values),
-                    }
+                    _preview_step(step, values)
                     for step in personalise(contact.prospect_id, index, group)
                 ],
             }
         )
     return {"cadence_id": cadence.cadence_id, "version": cadence.version, "touches": touches}
+
+
+def _preview_step(step: CadenceStep, values: dict[str, str]) -> dict[str, Any]:
+    """One step rendered; a template that cannot render (saved before saves checked renders)
+    shows why instead, as its send would."""
+    shown: dict[str, Any] = {"channel": step.channel, "variant": step.variant or None}
+    try:
+        shown["subject"] = render(step.subject, values) if step.subject else ""
+        shown["body"] = render(step.body, values)
+    except RenderFailure as err:
+        shown.update(subject="", body="", error=str(err))
+    return shown
