@@ -288,6 +288,7 @@ class PauseColleagues:
     cadence_id: str
     company: str
     reason: str
+    email: str = ""  # the replier's address: its work domain finds colleagues too (issue 10)
 
 
 # --- activity inputs / outputs ------------------------------------------------------------------

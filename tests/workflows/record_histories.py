@@ -331,6 +331,15 @@ async def main_v5(env: WorkflowEnvironment) -> None:
         no_reply,
         lambda rec: setattr(rec, "template_error_touch", "step-1"),
     )
+    # point 12: a prospect without a company name replies; colleagues are found by the work
+    # domain of their address (Patch.COLLEAGUES_BY_DOMAIN)
+    await record(
+        env,
+        "journey_reply_pauses_domain_colleagues_v5",
+        reply_pauses_company_then_disqualified,
+        cadence=tj.cadence(pause_company_on_reply=True),
+        contact={"company": "", "email": "ada@engines.example"},
+    )
 
 
 async def main(which: str) -> None:

@@ -56,14 +56,20 @@ class Contacting:
             await steps.enter(Stage.NURTURE, "no response after the last cadence step")
             return Stage.NURTURE
         contact = state.inp.contact
-        if state.cadence.pause_company_on_reply and contact.company:
+        if state.cadence.pause_company_on_reply and (
+            contact.company
+            # without a company name, colleagues are found by the work domain of the address
+            or (contact.email and versions.patched(Patch.COLLEAGUES_BY_DOMAIN))
+        ):
+            where = contact.company or (contact.email or "").rpartition("@")[2]
             await call(
                 Act.PAUSE_COLLEAGUES,
                 PauseColleagues(
                     contact.prospect_id,
                     state.cadence.cadence_id,
                     contact.company,
-                    f"{state.prospect_name()} at {contact.company} replied",
+                    f"{state.prospect_name()} at {where} replied",
+                    contact.email or "",
                 ),
                 state.inp.queues.outreach,
             )

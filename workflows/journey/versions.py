@@ -34,6 +34,8 @@ class Patch(StrEnum):
     QUALIFY_TASK_CLEANUP = "qualify-task-cleanup"
     # issue 10, point 8 (templates) ---------------------------------------------------------
     TEMPLATE_FAILURE_TASK = "template-failure-task"
+    # issue 10, point 12 (colleagues by email domain) ---------------------------------------
+    COLLEAGUES_BY_DOMAIN = "colleagues-by-domain"
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,13 @@ REGISTRY: dict[Patch, PatchRecord] = {
         "instead of the failure ending the journey",
         ("journey_template_failure_v5",),
         "no running ProspectJourney started before the deploy of issue 10's template change",
+    ),
+    # issue 10, point 12 (colleagues by email domain) ---------------------------------------
+    Patch.COLLEAGUES_BY_DOMAIN: PatchRecord(
+        "a reply from a prospect without a company name pauses colleagues too (found by the "
+        "work domain of their address) when the cadence pauses the company on a reply",
+        ("journey_reply_pauses_domain_colleagues_v5",),
+        "no running ProspectJourney started before the deploy of issue 10's colleague change",
     ),
 }
 
