@@ -185,6 +185,13 @@ async def test_the_journey_marks_the_step_failed_tells_the_rep_and_goes_on(
     body["steps"][3]["offset_seconds"] = 2
     cadence = await d.ok("POST", f"{urls.outreach}/cadences", json=body)
     person = await d.new_prospect("Maximiliana")
+    preview = await d.ok(
+        "POST",
+        f"{urls.outreach}/cadences/{cadence['id']}/preview",
+        json={"prospect_id": person["id"]},
+    )
+    [step] = preview["touches"][1]["steps"]
+    assert "longer than 1600" in step["error"]  # the preview says so before any send
     await d.enroll(person["id"], cadence["id"])
 
     mails = await d.wait_mails(person["email"], 2)

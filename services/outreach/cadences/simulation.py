@@ -12,7 +12,14 @@ from pydantic import BaseModel, Field, field_validator
 
 from services.outreach.cadences import service
 from services.outreach.cadences.send_window import next_allowed, zones_for
-from services.outreach.cadences.templates import RenderFailure, render, variables_for
+from services.outreach.cadences.templates import (
+    RenderFailure,
+    RenderLimits,
+    field_limit,
+    limits_from,
+    render,
+    variables_for,
+)
 from services.outreach.prospects import ProspectDirectory
 from shared.auth import require_api_key
 from shared.contracts.journey import CadenceStep
@@ -101,13 +108,14 @@ async def preview(
     directory: ProspectDirectory = request.app.state.prospects
     contact = await directory.contact(body.prospect_id)
     values = variables_for(contact, {})
+    limits = limits_from(request.app.state.settings)
     touches = []
     for index, group in enumerate(touch_groups(cadence.steps)):
         touches.append(
             {
                 "touch": index,
                 "steps": [
-                    _preview_step(step, values)
+                    _preview_step(step, values, limits)
                     for step in personalise(contact.prospect_id, index, group)
                 ],
             }
@@ -115,13 +123,16 @@ async def preview(
     return {"cadence_id": cadence.cadence_id, "version": cadence.version, "touches": touches}
 
 
-def _preview_step(step: CadenceStep, values: dict[str, str]) -> dict[str, Any]:
-    """One step rendered; a template that cannot render (saved before saves checked renders)
-    shows why instead, as its send would."""
+def _preview_step(
+    step: CadenceStep, values: dict[str, str], limits: RenderLimits
+) -> dict[str, Any]:
+    """One step rendered, within the limits a send has; a template that cannot render for this
+    prospect shows why instead, as its send would fail."""
     shown: dict[str, Any] = {"channel": step.channel, "variant": step.variant or None}
+    subject_limit = field_limit(step.channel, "subject", limits)
     try:
-        shown["subject"] = render(step.subject, values) if step.subject else ""
-        shown["body"] = render(step.body, values)
+        shown["subject"] = render(step.subject, values, subject_limit) if step.subject else ""
+        shown["body"] = render(step.body, values, field_limit(step.channel, "body", limits))
     except RenderFailure as err:
         shown.update(subject="", body="", error=str(err))
     return shown
