@@ -190,7 +190,7 @@ class OutreachActivities:
             outcome, wait = await self._one_channel(req, plan, channel, text, now)
             outcomes.append(outcome)
             waits = [wait]
-            fallback = self._fallback(req, plan, channel, text, outcome, in_touch)
+            fallback = self._fallback(req, channel, text, outcome, in_touch)
             if fallback is not None:
                 # the touch was meant to reach the prospect twice: another way in, recorded
                 outcome, wait = await self._one_channel(req, *fallback, now)
@@ -218,7 +218,6 @@ class OutreachActivities:
     def _fallback(
         self,
         req: TouchRequest,
-        plan: PlannedSend,
         channel: str,
         text: Rendered,
         outcome: ChannelOutcome,
