@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from shared.contracts.errors import error_type_for_status
+from shared.contracts.errors import error_type_for
 from shared.errors import AppError
 
 MARK = "__closeflow_activity_boundary__"  # set on every wrapped activity (tests check it)
@@ -40,7 +40,7 @@ class Activities(Protocol):
 
 def application_error(err: AppError) -> ApplicationError | None:
     """The ApplicationError for a service error that retrying cannot fix, else None."""
-    kind = error_type_for_status(err.status)
+    kind = error_type_for(err.status, err.code)
     if kind is None:
         return None
     return ApplicationError(

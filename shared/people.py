@@ -32,6 +32,51 @@ def normalize_email(value: str) -> str:
     return result.normalized.lower()
 
 
+# Mail providers where an address says nothing of the person's employer: two prospects at
+# gmail.com are not colleagues (colleague detection, issue 10). Lower-case domains.
+FREE_MAIL_DOMAINS: frozenset[str] = frozenset(
+    {
+        "gmail.com",
+        "googlemail.com",
+        "outlook.com",
+        "hotmail.com",
+        "hotmail.co.uk",
+        "live.com",
+        "msn.com",
+        "yahoo.com",
+        "yahoo.co.uk",
+        "yahoo.fr",
+        "ymail.com",
+        "aol.com",
+        "icloud.com",
+        "me.com",
+        "mac.com",
+        "proton.me",
+        "protonmail.com",
+        "gmx.com",
+        "gmx.de",
+        "gmx.net",
+        "web.de",
+        "mail.com",
+        "yandex.com",
+        "yandex.ru",
+        "zoho.com",
+        "fastmail.com",
+        "qq.com",
+        "163.com",
+    }
+)
+
+
+def work_domain(email: str | None) -> str | None:
+    """The employer's domain an address shows (lower-case), or None: no address, or a free-mail
+    provider's."""
+    if not email or "@" not in email:
+        return None
+    domain = email.rsplit("@", 1)[1].strip().lower().rstrip(".")
+    return None if not domain or domain in FREE_MAIL_DOMAINS else domain
+
+
 def normalize_phone(value: str) -> str:
     """E.164 (+14155550100) from any common spelling that includes the country code."""
     try:

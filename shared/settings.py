@@ -107,6 +107,13 @@ class Settings(BaseSettings):
     per_domain_hourly_cap: int = Field(
         0, ge=0, description="most emails per recipient domain per rolling hour (0: no cap)"
     )
+    # message templates (issue 10): what one rendered field may come to, checked at save and send
+    template_max_email_chars: int = Field(
+        100_000, ge=1_000, description="most characters of a rendered email body or HTML part"
+    )
+    template_max_sms_chars: int = Field(
+        1_600, ge=160, le=1_600, description="most characters of a rendered SMS (Twilio's limit)"
+    )
     reply_domain: str = Field(
         "",
         description="domain of the per-message Reply-To addresses (local+r-<token>@domain); "

@@ -27,6 +27,9 @@ from services.outreach.cadences import service
 from services.outreach.cadences.send_window import next_allowed, window_for
 from services.outreach.cadences.templates import (
     SYSTEM_TEMPLATES,
+    RenderFailure,
+    field_limit,
+    limits_from,
     render,
     render_html,
     variables_for,
@@ -40,6 +43,7 @@ from services.outreach.tasks.colleagues import ColleagueActivities
 from services.outreach.tasks.reps import RepDirectory
 from services.outreach.webhooks import replies
 from shared.activity_boundary import activity_boundary
+from shared.contracts.errors import TEMPLATE_ERROR_CODE
 from shared.contracts.journey import (
     CadenceRef,
     CadenceSnapshot,
@@ -51,6 +55,7 @@ from shared.contracts.journey import (
     TouchResult,
 )
 from shared.contracts.names import Act
+from shared.errors import AppError
 from shared.providers.email import EmailSendError, OutgoingEmail, SmtpEmail
 from shared.providers.sms import TwilioSms
 from shared.settings import Settings
@@ -80,6 +85,12 @@ class SendFaults:
         return None
 
 
+MESSAGE_CHANNELS = frozenset({"email", "sms"})
+TASK_CHANNELS = frozenset({"call_task", "social_task"})
+# the subject of an email that stands in for a refused text (the text's words are its body)
+FALLBACK_SUBJECT = "A message from {{ rep_name }}"
+
+
 @dataclass
 class PlannedSend:
     channel: str
@@ -88,6 +99,38 @@ class PlannedSend:
     variant: str = ""
     condition: str = ""
     html: str = ""
+    fallback_for: str = ""  # a stand-in for this refused channel of the touch
+    why: str = ""  # why that channel was refused
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A channel's text, rendered once before anything of the touch goes out."""
+
+    subject: str
+    body: str
+    html: str = ""
+
+
+class FieldFailure(RenderFailure):
+    """A render failure and the field ("subject", "body", "html") it came from."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(reason)
+        self.field = field
+
+
+def _channel_refusal(outcome: ChannelOutcome) -> str | None:
+    """Why a message channel was refused for this address alone (consent or a hard bounce),
+    or None: sent, waiting, or refused for the person (do not contact, erased), which no other
+    channel may work around."""
+    if outcome.detail.startswith("template"):
+        return None  # a template to fix: another channel would not be the message meant
+    if outcome.status == "failed":
+        return outcome.detail or "refused by the provider"
+    if outcome.status == "suppressed" and outcome.detail.startswith(("opted out", "suppressed")):
+        return outcome.detail
+    return None
 
 
 def substitute_channel(channel: str, contact: Contact) -> str:
@@ -122,6 +165,7 @@ class OutreachActivities:
         # Fault injection point for the exactly-once tests: runs after the ledger committed.
         self._after_send = after_send
         self._faults = faults
+        self._limits = limits_from(settings)
 
     # --- touches ----------------------------------------------------------------------------
 
@@ -131,30 +175,138 @@ class OutreachActivities:
         outcomes: list[ChannelOutcome] = []
         defer_until: datetime | None = None
         values = variables_for(req.contact, req.variables)
-        window = window_for(req.kind, req.send_window)
         if req.kind == "cadence":
             await self._stop_if_listed(req)
-        for planned in self._plan(req):
-            channel = substitute_channel(planned.channel, req.contact)
-            unmet = await self._unmet_condition(req, planned.condition)
+        planned = [(p, substitute_channel(p.channel, req.contact)) for p in self._plan(req)]
+        texts = await self._render_touch(req, planned, values)
+        in_touch = {channel for _, channel in planned}
+        for (plan, channel), text in zip(planned, texts, strict=True):
+            if text is None:
+                outcomes.append(ChannelOutcome(channel, "failed", "template"))
+                continue
+            unmet = await self._unmet_condition(req, plan.condition)
             if unmet:
                 outcomes.append(ChannelOutcome(channel, "skipped", unmet))
                 continue
-            if channel in ("call_task", "social_task"):
-                outcomes.append(await self._task_for_touch(req, planned, channel, values))
-                continue
-            allowed = next_allowed(now, req.contact.timezone, channel, window, req.contact.phone)
-            if allowed <= now:
-                # the send itself may still have to wait for a sender's or a domain's cap
-                outcome, wait = await self._send_once(req, planned, channel, values)
+            outcome, wait = await self._one_channel(req, plan, channel, text, now)
+            outcomes.append(outcome)
+            waits = [wait]
+            fallback = self._fallback(req, channel, text, outcome, in_touch)
+            if fallback is not None:
+                # the touch was meant to reach the prospect twice: another way in, recorded
+                outcome, wait = await self._one_channel(req, *fallback, now)
                 outcomes.append(outcome)
-                if wait is None:
-                    continue
-                allowed = wait
-            else:
-                outcomes.append(ChannelOutcome(channel, "deferred", allowed.isoformat()))
-            defer_until = min(defer_until or allowed, allowed)
+                waits.append(wait)
+            for when in waits:
+                if when is not None:
+                    defer_until = min(defer_until or when, when)
         return TouchResult(outcomes, defer_until.isoformat() if defer_until else None)
+
+    async def _one_channel(
+        self, req: TouchRequest, plan: PlannedSend, channel: str, text: Rendered, now: datetime
+    ) -> tuple[ChannelOutcome, datetime | None]:
+        """One channel of the touch: a rep task, or a send now, or the time it may go."""
+        if channel in TASK_CHANNELS:
+            return await self._task_for_touch(req, plan, channel, text), None
+        window = window_for(req.kind, req.send_window)
+        allowed = next_allowed(now, req.contact.timezone, channel, window, req.contact.phone)
+        if allowed > now:
+            return ChannelOutcome(channel, "deferred", allowed.isoformat()), allowed
+        # the send itself may still have to wait for a sender's or a domain's cap
+        return await self._send_once(req, plan, channel, text)
+
+    def _fallback(
+        self,
+        req: TouchRequest,
+        channel: str,
+        text: Rendered,
+        outcome: ChannelOutcome,
+        in_touch: set[str],
+    ) -> tuple[PlannedSend, str, Rendered] | None:
+        """What stands in for a message channel of a multi-channel cadence touch (the first
+        touch is one) that consent or a hard bounce refused: the other message channel when the
+        touch lacks it and the prospect has it, else a rep task when the touch has none. None
+        when nothing does (the refusal is about the person, or the touch is covered)."""
+        if req.kind != "cadence" or len(req.steps) < 2 or channel not in MESSAGE_CHANNELS:
+            return None
+        reason = _channel_refusal(outcome)
+        if reason is None:
+            return None
+        why = f"{channel} refused: {reason}"
+        other = "sms" if channel == "email" else "email"
+        if other not in in_touch and address_for(other, req.contact):
+            subject = render(FALLBACK_SUBJECT, variables_for(req.contact, req.variables))
+            if other == "email" or len(text.body) <= self._limits.sms:
+                stand_in = Rendered(subject if other == "email" else "", text.body)
+                return PlannedSend(other, "", "", fallback_for=channel, why=why), other, stand_in
+        if in_touch & TASK_CHANNELS:
+            return None  # the rep has a task for this touch already
+        task = substitute_channel("call_task", req.contact)
+        return PlannedSend(task, "", "", fallback_for=channel, why=why), task, text
+
+    async def _render_touch(
+        self, req: TouchRequest, planned: list[tuple[PlannedSend, str]], values: dict[str, str]
+    ) -> list[Rendered | None]:
+        """Every channel's text, rendered before anything goes out. A cadence template that
+        cannot render for this prospect fails the whole touch at once, not retried
+        (TemplateError: the journey marks the step failed and gives the rep a task to fix it);
+        a failed ledger row per message channel records why. A built-in touch sends what
+        renders (None: that channel failed, recorded the same way)."""
+        texts: list[Rendered | None] = []
+        problems: list[dict[str, str]] = []
+        for plan, channel in planned:
+            try:
+                texts.append(self._render_one(plan, channel, values))
+            except FieldFailure as err:
+                texts.append(None)
+                problems.append(
+                    {
+                        "step": req.touch_key,
+                        "channel": plan.channel,
+                        "field": err.field,
+                        "problem": str(err),
+                    }
+                )
+        if not problems:
+            return texts
+        message = "; ".join(
+            f"{p['step']} {p['channel']} {p['field']}: {p['problem']}" for p in problems
+        )
+        for (plan, channel), text in zip(planned, texts, strict=True):
+            if text is None and channel in MESSAGE_CHANNELS:
+                await self._record_template_failure(req, plan, channel, message)
+        if req.kind != "cadence":
+            return texts
+        raise AppError(422, TEMPLATE_ERROR_CODE, message, list(problems))
+
+    def _render_one(self, plan: PlannedSend, channel: str, values: dict[str, str]) -> Rendered:
+        limits = self._limits
+        fields = (("subject", plan.subject), ("body", plan.body), ("html", plan.html))
+        rendered: dict[str, str] = {}
+        for name, source in fields:
+            if name != "body" and channel != "email":
+                continue  # a task or a text uses the body alone
+            try:
+                limit = field_limit(channel, name, limits)
+                draw = render_html if name == "html" else render
+                rendered[name] = draw(source, values, limit) if source else ""
+            except RenderFailure as err:
+                raise FieldFailure(name, str(err)) from err
+        return Rendered(rendered.get("subject", ""), rendered["body"], rendered.get("html", ""))
+
+    async def _record_template_failure(
+        self, req: TouchRequest, plan: PlannedSend, channel: str, reason: str
+    ) -> None:
+        """A failed ledger row says why the channel never went (the messages API shows it);
+        a row that went further on an earlier attempt stays as it is."""
+        address = address_for(channel, req.contact)
+        async with self.sessions() as session:
+            row = await self._ledger_row(session, req, channel, address, plan, Rendered("", ""))
+            if row.status == "pending":
+                row.status = "failed"
+                row.error = f"template: {reason}"
+                row.updated_at = datetime.now(UTC)
+                await session.commit()
 
     async def _unmet_condition(self, req: TouchRequest, condition: str) -> str:
         """Why a conditional step must not go out ("" when it may)."""
@@ -193,12 +345,16 @@ class OutreachActivities:
         ]
 
     async def _send_once(
-        self, req: TouchRequest, planned: PlannedSend, channel: str, values: dict[str, str]
+        self, req: TouchRequest, planned: PlannedSend, channel: str, text: Rendered
     ) -> tuple[ChannelOutcome, datetime | None]:
         """The outcome, and when to come back if the send must wait for a cap."""
         address = address_for(channel, req.contact)
         async with self.sessions() as session:
-            row = await self._ledger_row(session, req, channel, address, planned, values)
+            row = await self._ledger_row(session, req, channel, address, planned, text)
+            if row.status == "failed":
+                # refused for good by the provider (or its template): said again on a repeat,
+                # so that a touch sent again after a wait keeps its fallback
+                return ChannelOutcome(channel, "failed", row.error), None
             if row.status in SENT_STATES:
                 return ChannelOutcome(channel, "already_sent", row.provider_id or ""), None
             if row.status == "suppressed":
@@ -265,7 +421,7 @@ class OutreachActivities:
         channel: str,
         address: str,
         planned: PlannedSend,
-        values: dict[str, str],
+        text: Rendered,
     ) -> models.Message:
         key = (req.journey_id, req.touch_key, channel)
         row = await _find_ledger(session, *key)
@@ -278,12 +434,14 @@ class OutreachActivities:
             kind=req.kind,
             prospect_id=req.contact.prospect_id,
             to_address=suppressions.normalise_address(channel, address),
-            subject=render(planned.subject, values) if channel == "email" else "",
-            body=render(planned.body, values),
-            html_body=render_html(planned.html, values) if channel == "email" else "",
+            subject=text.subject if channel == "email" else "",
+            body=text.body,
+            html_body=text.html if channel == "email" else "",
             cadence_id=req.cadence_id or None,
             variant=planned.variant,
             timezone=prospect_zone(req.contact.timezone, req.contact.phone).name,
+            fallback_for=planned.fallback_for,
+            fallback_reason=planned.why,
         )
         if channel == "email":
             # Chosen once, before the first attempt: a re-send reuses it.
@@ -366,7 +524,7 @@ class OutreachActivities:
                 await session.commit()
 
     async def _task_for_touch(
-        self, req: TouchRequest, planned: PlannedSend, channel: str, values: dict[str, str]
+        self, req: TouchRequest, planned: PlannedSend, channel: str, text: Rendered
     ) -> ChannelOutcome:
         c = req.contact
         async with self.sessions() as session:
@@ -376,20 +534,24 @@ class OutreachActivities:
             log.info("journey %s %s: no %s, %s", req.journey_id, req.touch_key, channel, refusal[0])
             return ChannelOutcome(channel, "suppressed", refusal[0])
         what = "Call" if channel == "call_task" else "Connect on a social network with"
-        name = values["full_name"]
-        script = render(planned.body, values)
+        name = f"{c.first_name} {c.last_name}".strip()
+        instead = planned.fallback_for or planned.channel
+        why = f" ({planned.why})" if planned.why else ""
+        # a fallback task has a key of its own: the touch may have a task of that kind already
+        suffix = f"fallback-{planned.fallback_for}" if planned.fallback_for else channel
         task = RepTaskRequest(
-            key=f"{req.journey_id}:{req.touch_key}:{channel}",
+            key=f"{req.journey_id}:{req.touch_key}:{suffix}",
             rep_id=req.contact.rep_id,
             prospect_id=req.contact.prospect_id,
             journey_id=req.journey_id,
             kind=channel,
             title=f"{what} {name} ({req.contact.company})".strip(),
-            body=f"Touch {req.touch_key} of the cadence, instead of {planned.channel}.\n{script}",
+            body=f"Touch {req.touch_key} of the cadence, instead of {instead}{why}.\n{text.body}",
             context={"phone": req.contact.phone or "", "company": req.contact.company},
         )
         await self.create_rep_task(task)
-        return ChannelOutcome(channel, "task_created", planned.channel)
+        detail = f"fallback for {planned.fallback_for}: {planned.why}" if why else planned.channel
+        return ChannelOutcome(channel, "task_created", detail)
 
     # --- rep tasks, cadences ----------------------------------------------------------------
 

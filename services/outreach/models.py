@@ -111,6 +111,10 @@ class Message(Base):
     )
     # The prospect's zone when the row was made ("" unknown): out-of-office dates are read in it.
     timezone: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    # A send that stands in for a channel of the same touch refused by consent or a hard bounce
+    # (issue 10): that channel, and why it was refused ("" for an ordinary send).
+    fallback_for: Mapped[str] = mapped_column(String(20), default="", server_default="")
+    fallback_reason: Mapped[str] = mapped_column(Text, default="", server_default="")
 
 
 class Suppression(Base):

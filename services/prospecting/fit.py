@@ -7,6 +7,7 @@ score, give or take rounding).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
@@ -15,6 +16,7 @@ from pydantic import BaseModel, Field, model_validator
 # Fields a criterion may look at; "custom.<key>" reaches into the prospect's custom fields.
 FIELDS = ("title", "industry", "company_size", "country", "company", "source", "timezone")
 Tier = Literal["A", "B", "C", "D"]
+_WORD = re.compile(r"\w+")
 
 
 class SizeRange(BaseModel):
@@ -29,7 +31,8 @@ class Criterion(BaseModel):
     name: str = Field(min_length=1, max_length=100)
     field: str = Field(description="title, industry, company_size, country, ... or custom.<key>")
     kind: Literal["keywords", "in", "range"] = Field(
-        description="keywords: any word list entry occurs in the text (case-insensitive); "
+        description="keywords: any entry occurs in the text as whole words, in that order "
+        "(case-insensitive; punctuation ignored: 'VP, Sales' matches 'vp sales'); "
         "in: equals one of the values (case-insensitive); range: a number within one range"
     )
     values: list[str] = Field(default_factory=list, max_length=500)
@@ -46,6 +49,9 @@ class Criterion(BaseModel):
             raise ValueError("a range criterion needs ranges")
         if self.kind != "range" and not self.values:
             raise ValueError(f"a {self.kind} criterion needs values")
+        wordless = [v for v in self.values if self.kind == "keywords" and not keyword_words(v)]
+        if wordless:
+            raise ValueError(f"keywords must contain a letter or a digit: {wordless}")
         return self
 
 
@@ -88,8 +94,22 @@ def _matches(criterion: Criterion, value: Any) -> str | None:
     if criterion.kind == "in":
         hit = [v for v in criterion.values if v.casefold() == text.strip()]
     else:
-        hit = [v for v in criterion.values if v.casefold() in text]
+        words = keyword_words(text)
+        hit = [v for v in criterion.values if _contains_words(words, keyword_words(v))]
     return hit[0] if hit else None
+
+
+def keyword_words(text: str) -> list[str]:
+    """The words of `text`, case-folded: punctuation and spacing between them do not count, so
+    the keyword "VP, Sales" is the words vp, sales."""
+    return _WORD.findall(text.casefold())
+
+
+def _contains_words(words: list[str], keyword: list[str]) -> bool:
+    """The keyword's words appear in a row among `words`: whole words only, so "cto" is not in
+    "Director" and "vp" is not in "MVP"."""
+    n = len(keyword)
+    return n > 0 and any(words[i : i + n] == keyword for i in range(len(words) - n + 1))
 
 
 def tier_for(score: int, tiers: Thresholds) -> Tier:

@@ -263,6 +263,16 @@ class ActivePause:
 
 
 @dataclass
+class FailedStep:
+    """A cadence touch that failed for good (its template cannot render for this prospect): the
+    journey went on with the next one and gave the rep a task to fix the template."""
+
+    step: int  # the touch's index, as in its ledger key step-<n>
+    reason: str
+    at: str = ""  # ISO time the journey gave up on it
+
+
+@dataclass
 class JourneyState:
     stage: str
     next_step: int
@@ -274,6 +284,8 @@ class JourneyState:
     timezone: str = "UTC"
     rep_id: str | None = None  # who signs the journey's messages now
     pauses: list[ActivePause] = field(default_factory=list)  # every reason paused now
+    # cadence touches whose templates could not render for this prospect (issue 10)
+    failed_steps: list[FailedStep] = field(default_factory=list)
 
 
 class PauseKind(StrEnum):
@@ -316,6 +328,7 @@ class PauseColleagues:
     cadence_id: str
     company: str
     reason: str
+    email: str = ""  # the replier's address: its work domain finds colleagues too (issue 10)
 
 
 # --- activity inputs / outputs ------------------------------------------------------------------

@@ -132,8 +132,9 @@ async def test_company_pause_conditions_variants_and_stats(stack: StackDriver) -
     cadence = await d.ok("POST", f"{urls.outreach}/cadences", json=spec)
     ann = await d.new_prospect("Ann", company="Acme Inc.")
     bob = await d.new_prospect("Bob", company="acme inc")
-    cy = await d.new_prospect("Cy", company="Other")
-    dee = await d.new_prospect("Dee", company="Third")
+    # their own work domains: people who share one are colleagues (issue 10)
+    cy = await d.new_prospect("Cy", company="Other", email=f"cy-{cadence['id']}@other.example")
+    dee = await d.new_prospect("Dee", company="Third", email=f"dee-{cadence['id']}@third.example")
     for p in (ann, bob, cy, dee):
         await d.enroll(p["id"], cadence["id"])
         await d.wait_mails(p["email"], 1)

@@ -484,7 +484,12 @@ async def test_one_consent_record_per_person_across_channels(
         }
         assert record["sms"]["blocked"] is None
         assert [a["channel"] for a in record["suppressed_addresses"]] == ["email"]
-        assert await st.send(touch(ada, "step-1")) == {"email": "suppressed", "sms": "sent"}
+        # the refused email of a two-channel touch falls back to a task (issue 10)
+        assert await st.send(touch(ada, "step-1")) == {
+            "email": "suppressed",
+            "sms": "sent",
+            "call_task": "task_created",
+        }
 
         # a hard bounce suppresses Bob's address; Bob himself said nothing
         key = settings.mailgun_signing_key.get_secret_value()
@@ -503,7 +508,11 @@ async def test_one_consent_record_per_person_across_channels(
         record = await st.consent_of(bob.prospect_id)
         assert record["email"]["status"] == "opted_in"
         assert record["email"]["blocked"] == "suppressed: hard bounce"
-        assert await st.send(touch(bob, "step-1")) == {"email": "suppressed", "sms": "sent"}
+        assert await st.send(touch(bob, "step-1")) == {
+            "email": "suppressed",
+            "sms": "sent",
+            "call_task": "task_created",
+        }
 
         assert (await st.api.get(f"/consent/{uuid.uuid4().hex}", headers=AUTH)).status_code == 404
         assert (await st.api.get(f"/consent/{ada.prospect_id}")).status_code == 401
@@ -771,9 +780,10 @@ async def test_a_step_already_scheduled_sends_nothing_after_stop_unsubscribe_or_
             assert r.status_code == 201
         results = [await h.result() for h in handles]
         outcomes = [{o.channel: o.status for o in r.outcomes} for r in results]
+        # an opted-out channel falls back to a task; a listed person gets nothing at all
         assert outcomes == [
-            {"email": "sent", "sms": "suppressed"},
-            {"email": "suppressed", "sms": "sent"},
+            {"email": "sent", "sms": "suppressed", "call_task": "task_created"},
+            {"email": "suppressed", "sms": "sent", "call_task": "task_created"},
             {"email": "suppressed", "sms": "suppressed"},
         ]
         assert [len(st.emails_to(c.email or "")) for c in (texter, reader, listed)] == [2, 1, 1]
@@ -812,7 +822,12 @@ async def test_an_opt_out_committed_after_the_first_check_is_seen_before_the_pro
     async with outreach_rig(ground, faults=faults) as st:
         faults.sessions = st.sessions
         c = person()
-        assert await st.send(touch(c)) == {"email": "suppressed", "sms": "suppressed"}
+        # the unsubscribed email falls back to a task, made before the phone was listed
+        assert await st.send(touch(c)) == {
+            "email": "suppressed",
+            "sms": "suppressed",
+            "call_task": "task_created",
+        }
         assert sorted(faults.done) == ["email", "sms"]
         assert st.emails_to(c.email or "") == [] and await st.texts_to(c.phone or "") == []
         rows = {r.channel: (r.status, r.error) for r in await st.rows(c.prospect_id)}

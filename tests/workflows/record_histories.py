@@ -6,8 +6,9 @@ the history that covers each patch. SET (default: the newest) picks which scenar
 - v3: referral reminders, referrer thanks, closing old preparation tasks, a rep change.
 - v4: every path of the journey as it was before it became a package (issue 9), recorded so that
   the split (and any later refactoring) is proven to issue the very same commands.
-- v5: issue 10's pauses that stack and hold every sales message, and a meeting reminder that
-  cannot go becoming the rep's task.
+- v5: issue 10's guarded changes: pauses that stack and hold every sales message, a meeting
+  reminder that cannot go becoming the rep's task, a touch whose template cannot render,
+  colleagues found by email domain.
 """
 
 import asyncio
@@ -344,6 +345,10 @@ async def meeting_reminder_task(env: WorkflowEnvironment, h: tj.Harness, handle:
     await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", False, "no budget"))
 
 
+async def no_reply(env: WorkflowEnvironment, h: tj.Harness, handle: Any) -> None:
+    """Nothing from the prospect: the cadence runs to its end (the journey ends by itself)."""
+
+
 async def main_v5(env: WorkflowEnvironment) -> None:
     await record(
         env,
@@ -358,6 +363,23 @@ async def main_v5(env: WorkflowEnvironment) -> None:
         "journey_meeting_reminder_task_v5",
         meeting_reminder_task,
         cadence=tj.cadence(meeting_reminders_seconds=[HOUR]),
+    )
+    # point 8: the second touch's template cannot render; the rep gets a task, the cadence
+    # goes on (Patch.TEMPLATE_FAILURE_TASK)
+    await record(
+        env,
+        "journey_template_failure_v5",
+        no_reply,
+        lambda rec: setattr(rec, "template_error_touch", "step-1"),
+    )
+    # point 12: a prospect without a company name replies; colleagues are found by the work
+    # domain of their address (Patch.COLLEAGUES_BY_DOMAIN)
+    await record(
+        env,
+        "journey_reply_pauses_domain_colleagues_v5",
+        reply_pauses_company_then_disqualified,
+        cadence=tj.cadence(pause_company_on_reply=True),
+        contact={"company": "", "email": "ada@engines.example"},
     )
 
 

@@ -14,10 +14,12 @@ from typing import Any
 
 from temporalio import activity
 from temporalio.client import WorkflowHandle
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from services.outreach.cadences.send_window import next_allowed, window_for
+from shared.contracts.errors import TEMPLATE_ERROR
 from shared.contracts.journey import (
     CadenceRef,
     CadenceSnapshot,
@@ -31,6 +33,7 @@ from shared.contracts.journey import (
     DealRef,
     DealStatus,
     JourneyInput,
+    JourneyState,
     LinkReferral,
     MeetingBrief,
     MeetingBriefRequest,
@@ -119,6 +122,8 @@ class Recorder:
     # the deal's stage after a qualification timeout; None: the outcome asked for (a verdict
     # recorded just before the deadline leaves it elsewhere)
     timeout_stage: str | None = None
+    # a cadence touch key (e.g. "step-1") whose template cannot render: its send fails for good
+    template_error_touch: str | None = None
 
     def stage_path(self) -> list[str]:
         return [c.to_stage for c in self.stages]
@@ -156,6 +161,12 @@ class Recorder:
             if req.kind in self.hold_once:
                 until = self.hold_once.pop(req.kind)
                 return TouchResult([ChannelOutcome(c, "deferred", until) for c in channels], until)
+            if req.touch_key == self.template_error_touch:
+                raise ApplicationError(
+                    f"{req.touch_key} sms body: 'str object' has no attribute 'x'",
+                    type=TEMPLATE_ERROR,
+                    non_retryable=True,
+                )
             if req.kind in self.defer_once:
                 until = self.defer_once.pop(req.kind)
                 return TouchResult(
@@ -636,3 +647,22 @@ async def test_a_deferred_referral_ask_is_sent_when_it_may_be(
         assert await handle.result() == "won"
         asks = [t for t in h.rec.touches if t.kind == "referral_ask"]
         assert len(asks) == 2  # deferred once (quiet hours), then sent at the window
+
+
+async def test_a_touch_whose_template_cannot_render_fails_once_and_the_cadence_goes_on(
+    temporal_skipping: WorkflowEnvironment, queue_prefix: str
+) -> None:
+    """Issue 10: a TemplateError is not retried; the step is marked failed, the rep gets a task
+    to fix the template, and the next touches still go out."""
+    async with Harness(temporal_skipping, queue_prefix) as h:
+        h.rec.template_error_touch = "step-1"
+        handle = await h.start()
+        assert await handle.result() == "nurture"
+        assert [t.touch_key for t in h.rec.touches] == ["step-0", "step-1", "step-2"]
+        [fix] = [t for t in h.rec.tasks if t.kind == "template"]
+        assert fix.title.startswith("Fix template of step 1: step-1 sms body")
+        assert fix.key.endswith(":template:step-1")
+        state = await handle.query(Query.STATE, result_type=JourneyState)
+        assert [(f.step, f.reason) for f in state.failed_steps] == [
+            (1, "step-1 sms body: 'str object' has no attribute 'x'")
+        ]

@@ -7,10 +7,13 @@ import asyncio
 from datetime import datetime, timedelta
 
 from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from shared.contracts.errors import TEMPLATE_ERROR
     from shared.contracts.journey import (
         CadenceStep,
+        FailedStep,
         PauseColleagues,
         Referrer,
         ReplyReceived,
@@ -20,8 +23,10 @@ with workflow.unsafe.imports_passed_through():
     from shared.contracts.names import Act
     from shared.contracts.plan import personalise, step_due, touch_groups
 
+from workflows.journey import versions
 from workflows.journey.state import State
 from workflows.journey.steps import Steps, call, send_in_window
+from workflows.journey.versions import Patch
 
 
 class Contacting:
@@ -50,14 +55,20 @@ class Contacting:
             await steps.enter(Stage.NURTURE, "no response after the last cadence step")
             return Stage.NURTURE
         contact = state.inp.contact
-        if state.cadence.pause_company_on_reply and contact.company:
+        if state.cadence.pause_company_on_reply and (
+            contact.company
+            # without a company name, colleagues are found by the work domain of the address
+            or (contact.email and versions.patched(Patch.COLLEAGUES_BY_DOMAIN))
+        ):
+            where = contact.company or (contact.email or "").rpartition("@")[2]
             await call(
                 Act.PAUSE_COLLEAGUES,
                 PauseColleagues(
                     contact.prospect_id,
                     state.cadence.cadence_id,
                     contact.company,
-                    f"{state.prospect_name()} at {contact.company} replied",
+                    f"{state.prospect_name()} at {where} replied",
+                    contact.email or "",
                 ),
                 state.inp.queues.outreach,
             )
@@ -119,7 +130,29 @@ class Contacting:
             # a reply (or a stop) while waiting for the window: no repeat
             return not await self._reply_before(when)
 
-        await send_in_window(send, until_window)
+        try:
+            await send_in_window(send, until_window)
+        except ActivityError as err:
+            reason = template_failure(err)
+            if reason is None or not versions.patched(Patch.TEMPLATE_FAILURE_TASK):
+                raise
+            await self._template_failed(index, reason)
+
+    async def _template_failed(self, index: int, reason: str) -> None:
+        """The touch's template cannot render for this prospect (not retried: it never will):
+        the step is recorded failed, the rep gets a task to fix the template, the cadence goes
+        on with the next touch."""
+        state = self.state
+        state.failed_steps.append(FailedStep(index, reason, workflow.now().isoformat()))
+        cadence = state.cadence
+        await self.steps.task(
+            f"template:step-{index}",
+            f"Fix template of step {index}: {reason}"[:300],
+            f"Touch step-{index} of cadence {cadence.name} v{cadence.version} was not sent to "
+            f"{state.prospect_name()}: {reason}\nFix the template (a new cadence version); "
+            "the journey went on with the next step.",
+            context={"cadence_id": cadence.cadence_id, "step": str(index)},
+        )
 
     async def _reply_before(self, when: datetime, wake_on_migration: bool = False) -> bool:
         """Sleep until `when` unless a reply (or a stop) comes first; True when it did.
@@ -144,3 +177,11 @@ class Contacting:
         while state.paused() and not state.interrupted():
             await self.steps.wait_out_pause(also=state.interrupted)
         return state.interrupted()
+
+
+def template_failure(err: ActivityError) -> str | None:
+    """The reason when `err` is a send that failed on its template, else None."""
+    cause = err.cause
+    if isinstance(cause, ApplicationError) and cause.type == TEMPLATE_ERROR:
+        return cause.message
+    return None

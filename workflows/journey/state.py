@@ -20,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
         CadenceSnapshot,
         DealClosed,
         DecisionDeadline,
+        FailedStep,
         JourneyInput,
         JourneyState,
         MeetingChanged,
@@ -73,6 +74,7 @@ class State:
     deadline_watch: asyncio.Task[Any] | None = None
     # referrals: event ("meeting", "won") -> the thanks is done
     referrer_thanks: dict[str, bool] = field(default_factory=dict)
+    failed_steps: list[FailedStep] = field(default_factory=list)  # templates that cannot render
     # work that holds nothing up (touches waiting for a window, timers); cancelled at the end
     background: list[asyncio.Task[Any]] = field(default_factory=list)
 
@@ -133,4 +135,5 @@ class State:
             timezone=self.zone() or "UTC",
             rep_id=self.inp.contact.rep_id,
             pauses=pauses,
+            failed_steps=list(self.failed_steps),
         )

@@ -35,6 +35,10 @@ class Patch(StrEnum):
     # --- issue 10, points 5 and 6 (pauses stack; meeting reminders go or say why) ---
     PAUSE_HOLDS_EVERY_MESSAGE = "pause-holds-every-message"
     MEETING_REMINDER_TASK = "meeting-reminder-task"
+    # issue 10, point 8 (templates) ---------------------------------------------------------
+    TEMPLATE_FAILURE_TASK = "template-failure-task"
+    # issue 10, point 12 (colleagues by email domain) ---------------------------------------
+    COLLEAGUES_BY_DOMAIN = "colleagues-by-domain"
 
 
 @dataclass(frozen=True)
@@ -110,6 +114,21 @@ REGISTRY: dict[Patch, PatchRecord] = {
         "becomes a task for the rep saying why",
         ("journey_meeting_reminder_task_v5",),
         _BEFORE_DEC_3.format(commit="issue 10 points 5-7"),
+    ),
+    # issue 10, point 8 (templates) ---------------------------------------------------------
+    Patch.TEMPLATE_FAILURE_TASK: PatchRecord(
+        "a cadence touch whose template cannot render (TemplateError, not retried) is marked "
+        "failed in the journey's state, the rep gets a task to fix it and the cadence goes on, "
+        "instead of the failure ending the journey",
+        ("journey_template_failure_v5",),
+        _BEFORE_DEC_3.format(commit="issue 10 point 8"),
+    ),
+    # issue 10, point 12 (colleagues by email domain) ---------------------------------------
+    Patch.COLLEAGUES_BY_DOMAIN: PatchRecord(
+        "a reply from a prospect without a company name pauses colleagues too (found by the "
+        "work domain of their address) when the cadence pauses the company on a reply",
+        ("journey_reply_pauses_domain_colleagues_v5",),
+        _BEFORE_DEC_3.format(commit="issue 10 point 12"),
     ),
 }
 

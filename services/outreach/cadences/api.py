@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from services.outreach import models
 from services.outreach.cadences import schemas, service
 from services.outreach.cadences.enrollment import new_enrollment, start_journey
+from services.outreach.cadences.templates import RenderLimits, limits_from
 from services.outreach.consent import erasure
 from services.outreach.prospects import ProspectDirectory
 from shared.auth import require_api_key
@@ -18,9 +19,16 @@ from shared.errors import AppError
 router = APIRouter(dependencies=[Depends(require_api_key)])
 
 
+def _limits(request: Request) -> RenderLimits:
+    return limits_from(request.app.state.settings)
+
+
 @router.post("/cadences", status_code=201, response_model=schemas.Cadence, tags=["cadences"])
-async def create_cadence(body: schemas.CadenceIn, session: Session) -> schemas.Cadence:
-    cadence = await service.create_cadence(session, body)
+async def create_cadence(
+    body: schemas.CadenceIn, request: Request, session: Session
+) -> schemas.Cadence:
+    """422 `template_error` names each step field whose template cannot render."""
+    cadence = await service.create_cadence(session, body, _limits(request))
     await session.commit()
     return cadence
 
@@ -39,10 +47,10 @@ async def get_cadence(
 
 @router.put("/cadences/{cadence_id}", response_model=schemas.Cadence, tags=["cadences"])
 async def update_cadence(
-    cadence_id: str, body: schemas.CadenceIn, session: Session
+    cadence_id: str, body: schemas.CadenceIn, request: Request, session: Session
 ) -> schemas.Cadence:
     """Makes a new version; journeys already running stay on the version they started with."""
-    cadence = await service.update_cadence(session, cadence_id, body)
+    cadence = await service.update_cadence(session, cadence_id, body, _limits(request))
     await session.commit()
     return cadence
 

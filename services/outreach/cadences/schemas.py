@@ -19,6 +19,7 @@ from pydantic import (
 from services.outreach.cadences.templates import template_problems
 
 ChannelName = Literal["email", "sms", "call_task", "social_task"]
+MESSAGE_CHANNELS = frozenset({"email", "sms"})
 Seconds = Annotated[int, Field(ge=0, le=366 * 86400)]
 
 
@@ -171,6 +172,12 @@ class CadenceIn(BaseModel):
                 "the first touch must use two different channels at the same offset "
                 f"(e.g. email + sms); the first touch uses {channels}"
             )
+        if not MESSAGE_CHANNELS & set(channels):
+            # two tasks would make a first touch that sends the prospect nothing (issue 10)
+            raise ValueError(
+                "the first touch must contain a message channel (email or sms); "
+                f"the first touch uses {channels}"
+            )
         return steps
 
     @field_validator("meeting_reminders_seconds")
@@ -240,3 +247,5 @@ class Message(BaseModel):
     error: str
     created_at: datetime
     sent_at: datetime | None
+    fallback_for: str = Field("", description="the refused channel this send stands in for")
+    fallback_reason: str = Field("", description="why that channel was refused")

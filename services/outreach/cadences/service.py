@@ -11,13 +11,36 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.outreach import models
 from services.outreach.cadences import schemas
+from services.outreach.cadences.templates import RenderLimits, render_problem
 from shared.contracts.journey import CadenceSnapshot, CadenceStep, SendWindow, StepVariant
-from shared.errors import not_found
+from shared.errors import AppError, not_found
 
 # --- cadences ---------------------------------------------------------------------------------
 
 
-async def create_cadence(session: AsyncSession, data: schemas.CadenceIn) -> schemas.Cadence:
+def check_templates(data: schemas.CadenceIn, limits: RenderLimits) -> None:
+    """Every templated field of every step (and variant) renders for a full sample prospect and
+    for one with the optional values missing, within its channel's size; else a 422 naming each
+    field (`steps[2].body`, `steps[0].variants[1].subject`)."""
+    details: list[dict[str, Any]] = []
+    for index, step in enumerate(data.steps):
+        parts: list[tuple[str, schemas.StepIn | schemas.VariantIn]] = [(f"steps[{index}]", step)]
+        parts += [(f"steps[{index}].variants[{i}]", v) for i, v in enumerate(step.variants)]
+        for where, part in parts:
+            for name in ("subject", "body", "html"):
+                source = getattr(part, name)
+                problem = render_problem(source, step.channel, name, limits) if source else None
+                if problem is not None:
+                    details.append({"field": f"{where}.{name}", "problem": problem})
+    if details:
+        message = "; ".join(f"{d['field']}: {d['problem']}" for d in details)
+        raise AppError(422, "template_error", message, details)
+
+
+async def create_cadence(
+    session: AsyncSession, data: schemas.CadenceIn, limits: RenderLimits | None = None
+) -> schemas.Cadence:
+    check_templates(data, limits or RenderLimits())
     cadence = models.Cadence(name=data.name, current_version=1)
     session.add(cadence)
     await session.flush()
@@ -29,8 +52,12 @@ async def create_cadence(session: AsyncSession, data: schemas.CadenceIn) -> sche
 
 
 async def update_cadence(
-    session: AsyncSession, cadence_id: str, data: schemas.CadenceIn
+    session: AsyncSession,
+    cadence_id: str,
+    data: schemas.CadenceIn,
+    limits: RenderLimits | None = None,
 ) -> schemas.Cadence:
+    check_templates(data, limits or RenderLimits())
     cadence = await _get_cadence(session, cadence_id, lock=True)
     cadence.current_version += 1
     cadence.name = data.name

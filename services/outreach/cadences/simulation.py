@@ -14,10 +14,17 @@ from pydantic import BaseModel, Field
 from services.outreach.cadences import service
 from services.outreach.cadences.schemas import OffsetDatetime
 from services.outreach.cadences.send_window import next_allowed
-from services.outreach.cadences.templates import render, variables_for
+from services.outreach.cadences.templates import (
+    RenderFailure,
+    RenderLimits,
+    field_limit,
+    limits_from,
+    render,
+    variables_for,
+)
 from services.outreach.prospects import ProspectDirectory
 from shared.auth import require_api_key
-from shared.contracts.journey import CadenceSnapshot
+from shared.contracts.journey import CadenceSnapshot, CadenceStep
 from shared.contracts.plan import personalise, step_due, touch_groups
 from shared.db import Session
 from shared.timezones import prospect_zone
@@ -117,20 +124,31 @@ async def preview(
     directory: ProspectDirectory = request.app.state.prospects
     contact = await directory.contact(body.prospect_id)
     values = variables_for(contact, {})
+    limits = limits_from(request.app.state.settings)
     touches = []
     for index, group in enumerate(touch_groups(cadence.steps)):
         touches.append(
             {
                 "touch": index,
                 "steps": [
-                    {
-                        "channel": step.channel,
-                        "variant": step.variant or None,
-                        "subject": render(step.subject, values) if step.subject else "",
-                        "body": render(step.body, values),
-                    }
+                    _preview_step(step, values, limits)
                     for step in personalise(contact.prospect_id, index, group)
                 ],
             }
         )
     return {"cadence_id": cadence.cadence_id, "version": cadence.version, "touches": touches}
+
+
+def _preview_step(
+    step: CadenceStep, values: dict[str, str], limits: RenderLimits
+) -> dict[str, Any]:
+    """One step rendered, within the limits a send has; a template that cannot render for this
+    prospect shows why instead, as its send would fail."""
+    shown: dict[str, Any] = {"channel": step.channel, "variant": step.variant or None}
+    subject_limit = field_limit(step.channel, "subject", limits)
+    try:
+        shown["subject"] = render(step.subject, values, subject_limit) if step.subject else ""
+        shown["body"] = render(step.body, values, field_limit(step.channel, "body", limits))
+    except RenderFailure as err:
+        shown.update(subject="", body="", error=str(err))
+    return shown

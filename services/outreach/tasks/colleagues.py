@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
@@ -13,6 +13,7 @@ from shared.contracts.journey import PauseColleagues, PauseJourney, PauseKind
 from shared.contracts.names import Act, Sig
 from shared.errors import AppError
 from shared.journeys import signal_journey
+from shared.people import work_domain
 
 
 class ColleagueActivities:
@@ -21,17 +22,27 @@ class ColleagueActivities:
 
     @activity_boundary(Act.PAUSE_COLLEAGUES)
     async def pause_colleagues(self, req: PauseColleagues) -> list[str]:
-        """Pause the other journeys on this cadence at the same company; returns their ids.
+        """Pause the other journeys on this cadence at the same company, found by company name
+        or by the work domain of their address (not a free-mail one); returns their ids.
         Pausing twice is harmless, so a retried activity needs no ledger."""
-        key = service.company_key(req.company)
-        if not key:
-            return []
+        e = models.Enrollment
         async with self.sessions() as session:
+            email = req.email or await session.scalar(
+                select(e.email).where(e.prospect_id == req.prospect_id)
+            )
+            same: list[ColumnElement[bool]] = []
+            key = service.company_key(req.company)
+            if key:
+                same.append(e.company_key == key)
+            domain = work_domain(email)
+            if domain:
+                # addresses are stored normalised (lower case): the domain ends them
+                same.append(e.email.endswith(f"@{domain}", autoescape=True))
+            if not same:
+                return []
             rows = await session.scalars(
-                select(models.Enrollment.prospect_id).where(
-                    models.Enrollment.cadence_id == req.cadence_id,
-                    models.Enrollment.company_key == key,
-                    models.Enrollment.prospect_id != req.prospect_id,
+                select(e.prospect_id).where(
+                    e.cadence_id == req.cadence_id, e.prospect_id != req.prospect_id, or_(*same)
                 )
             )
             colleagues = list(rows.all())

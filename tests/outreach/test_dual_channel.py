@@ -1,0 +1,157 @@
+"""Dual channel means two messages (issue 10, point 9).
+
+The first touch must contain a message channel. A message channel of a multi-channel touch
+refused by consent or a hard bounce falls back to the other message channel (when the touch lacks
+it) or to a rep task, recorded on the ledger and sent once however often the touch runs."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from services.outreach.consent import service as consent
+from services.outreach.consent import suppressions
+from shared.contracts.journey import CadenceStep, Contact, TouchRequest, journey_id
+from tests.support.apps import Api
+from tests.support.consent import OutreachRig, outreach_rig
+from tests.support.fixtures import Ground
+from tests.support.scenarios import daytime_zone, fast_cadence
+from tests.support.settings import AUTH
+
+EMAIL = CadenceStep("email", 0, "Hi {{ first_name }}, a quick question", "Quick question")
+SMS = CadenceStep("sms", 0, "Hi {{ first_name }}, {{ rep_name }} here")
+CALL = CadenceStep("call_task", 0, "Call {{ first_name }} about the question")
+SOCIAL = CadenceStep("social_task", 0, "Connect with {{ first_name }}")
+
+
+def person() -> Contact:
+    n = uuid.uuid4().int
+    return Contact(
+        uuid.uuid4().hex,
+        "Ada",
+        "Lovelace",
+        f"ada-{n % 10**8}@example.com",
+        f"+1415555{n % 10**4:04d}",
+        company="Analytical Engines",
+        timezone=daytime_zone(),  # texts are only sent 08:00-21:00 local time
+        rep_name="Rita Rep",
+    )
+
+
+def first_touch(c: Contact, *steps: CadenceStep) -> TouchRequest:
+    return TouchRequest(journey_id(c.prospect_id), "step-0", "cadence", c, steps=list(steps))
+
+
+async def opt_out(st: OutreachRig, c: Contact, channel: str, reason: str) -> None:
+    address = (c.email if channel == "email" else c.phone) or ""
+    async with st.sessions() as s:
+        await consent.opt_out(s, channel, address, reason, prospect_id=c.prospect_id)
+        await s.commit()
+
+
+async def messages(st: OutreachRig, c: Contact) -> dict[str, dict[str, Any]]:
+    r = await st.api.get(f"/prospects/{c.prospect_id}/messages", headers=AUTH)
+    assert r.status_code == 200, r.text
+    return {m["channel"]: m for m in r.json()}
+
+
+async def test_a_first_touch_without_a_message_channel_is_refused(api: Api) -> None:
+    client = await api("outreach")
+    body = fast_cadence()
+    body["steps"][0] = {"channel": "call_task", "offset_seconds": 0, "body": "Call them"}
+    body["steps"][1] = {"channel": "social_task", "offset_seconds": 0, "body": "Connect"}
+    r = await client.post("/cadences", json=body)
+    assert r.status_code == 422, r.text
+    [detail] = r.json()["error"]["details"]
+    assert detail["field"] == "steps"
+    assert "must contain a message channel (email or sms)" in detail["problem"]
+
+    body["steps"][1] = {"channel": "sms", "offset_seconds": 0, "body": "Hi {{ first_name }}"}
+    assert (await client.post("/cadences", json=body)).status_code == 201
+
+
+async def test_an_opted_out_email_falls_back_to_a_text_sent_once(ground: Ground) -> None:
+    async with outreach_rig(ground) as st:
+        c = person()
+        await opt_out(st, c, "email", "unsubscribe link")
+        req = first_touch(c, EMAIL, CALL)
+        assert await st.send(req) == {
+            "email": "suppressed",
+            "sms": "sent",
+            "call_task": "task_created",
+        }
+        # the touch again (a retry, a send after a window): the fallback has its own ledger key
+        assert (await st.send(req))["sms"] == "already_sent"
+        [text] = await st.texts_to(c.phone or "")
+        assert text["body"] == "Hi Ada, a quick question"
+        assert st.emails_to(c.email or "") == []
+        rows = await messages(st, c)
+        assert (rows["email"]["status"], rows["email"]["fallback_for"]) == ("suppressed", "")
+        sms = rows["sms"]
+        assert (sms["touch_key"], sms["status"], sms["fallback_for"]) == (
+            "step-0",
+            "submitted",
+            "email",
+        )
+        assert sms["fallback_reason"] == "email refused: suppressed: unsubscribe link"
+
+
+async def test_a_stopped_text_falls_back_to_an_email(ground: Ground) -> None:
+    async with outreach_rig(ground) as st:
+        c = person()
+        await opt_out(st, c, "sms", "SMS STOP")
+        assert await st.send(first_touch(c, SMS, SOCIAL)) == {
+            "sms": "suppressed",
+            "email": "sent",
+            "social_task": "task_created",
+        }
+        [mail] = st.emails_to(c.email or "")
+        assert mail["subject"] == "A message from Rita Rep"
+        assert "Hi Ada, Rita Rep here" in mail["text"]
+        assert await st.texts_to(c.phone or "") == []
+        email = (await messages(st, c))["email"]
+        assert (email["fallback_for"], email["fallback_reason"]) == (
+            "sms",
+            "sms refused: suppressed: SMS STOP",
+        )
+
+
+async def test_a_hard_bounced_address_falls_back_to_a_task_when_the_touch_has_both(
+    ground: Ground,
+) -> None:
+    async with outreach_rig(ground) as st:
+        c = person()
+        async with st.sessions() as s:
+            # what a hard-bounce webhook records (test_consent_and_replies shows the webhook)
+            await suppressions.suppress(s, "email", c.email or "", "hard bounce")
+            await s.commit()
+        req = first_touch(c, EMAIL, SMS)
+        assert await st.send(req) == {
+            "email": "suppressed",
+            "sms": "sent",
+            "call_task": "task_created",
+        }
+        assert (await st.send(req))["call_task"] == "task_created"  # the same task, found
+        r = await st.api.get("/tasks", params={"prospect_id": c.prospect_id}, headers=AUTH)
+        [task] = r.json()
+        assert task["kind"] == "call_task"
+        assert "instead of email (email refused: suppressed: hard bounce)" in task["body"]
+        assert "Hi Ada, a quick question" in task["body"]
+
+
+async def test_nothing_stands_in_for_a_person_on_the_do_not_contact_list(ground: Ground) -> None:
+    async with outreach_rig(ground) as st:
+        c = person()
+        r = await st.api.post("/do-not-contact", json={"value": c.email}, headers=AUTH)
+        assert r.status_code == 201
+        outcomes = await st.send(first_touch(c, EMAIL, CALL))
+        assert outcomes["email"] == "suppressed" and "sms" not in outcomes
+        assert await st.texts_to(c.phone or "") == []
+
+
+async def test_a_single_channel_touch_does_not_fall_back(ground: Ground) -> None:
+    async with outreach_rig(ground) as st:
+        c = person()
+        await opt_out(st, c, "email", "unsubscribe link")
+        later = TouchRequest(journey_id(c.prospect_id), "step-1", "cadence", c, steps=[EMAIL])
+        assert await st.send(later) == {"email": "suppressed"}
