@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.outreach import models
 from services.outreach.cadences import service
+from services.outreach.cadences.follow_ups import RunActivities, register_unenrolled_run
 from services.outreach.cadences.send_window import next_allowed
 from services.outreach.cadences.templates import (
     SYSTEM_TEMPLATES,
@@ -132,6 +133,10 @@ class OutreachActivities:
         values = variables_for(req.contact, req.variables)
         if req.kind == "cadence":
             await self._stop_if_listed(req)
+        if req.kind in ("cadence", "warm_intro"):
+            # a journey that started without an enrollment (a referral intake) gets its row
+            async with self.sessions() as session:
+                await register_unenrolled_run(session, req)
         for planned in self._plan(req):
             channel = substitute_channel(planned.channel, req.contact)
             unmet = await self._unmet_condition(req, planned.condition)
@@ -499,6 +504,7 @@ def activities_for(
     faults: SendFaults | None = None,
 ) -> list[Callable[..., Any]]:
     colleagues = ColleagueActivities(sessions)
+    run_ends = RunActivities(sessions)
     acts = OutreachActivities(
         sessions,
         settings,
@@ -519,6 +525,7 @@ def activities_for(
         acts.close_rep_tasks,
         acts.get_cadence,
         colleagues.pause_colleagues,
+        run_ends.record_run_end,
     ]
 
 

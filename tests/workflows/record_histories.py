@@ -6,6 +6,8 @@ the history that covers each patch. SET (default: the newest) picks which scenar
 - v3: referral reminders, referrer thanks, closing old preparation tasks, a rep change.
 - v4: every path of the journey as it was before it became a package (issue 9), recorded so that
   the split (and any later refactoring) is proven to issue the very same commands.
+- come_back: a run's end reported to outreach, later runs started at qualifying (a late reply)
+  and at presenting (a reopened deal) (issue 10).
 """
 
 import asyncio
@@ -314,8 +316,46 @@ async def main_v4(env: WorkflowEnvironment) -> None:
     )
 
 
+# --- come back (issue 10): `record_histories.py come_back` ------------------------------------
+
+
+async def nothing(env: WorkflowEnvironment, h: tj.Harness, handle: Any) -> None:
+    """No reply: the cadence runs out, nurture, and the run's end is reported."""
+
+
+async def restarted_then_disqualified(env: WorkflowEnvironment, h: tj.Harness, handle: Any) -> None:
+    await handle.signal(
+        Sig.QUALIFICATION_RECORDED, QualificationRecorded("deal-1", False, ["no budget"])
+    )
+
+
+async def reopened_then_lost(env: WorkflowEnvironment, h: tj.Harness, handle: Any) -> None:
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-9", False, "went with a rival"))
+
+
+async def main_come_back(env: WorkflowEnvironment) -> None:
+    await record(env, "journey_nurture_run_end_v5", nothing)
+    await record(
+        env,
+        "journey_late_reply_run2_disqualified_v5",
+        restarted_then_disqualified,
+        start_stage=Stage.QUALIFYING,
+        run=2,
+        start_cause="late reply by email: still interested",
+    )
+    await record(
+        env,
+        "journey_reopened_run3_lost_v5",
+        reopened_then_lost,
+        start_stage=Stage.PRESENTING,
+        run=3,
+        deal_id="deal-9",
+        start_cause="deal reopened",
+    )
+
+
 async def main(which: str) -> None:
-    sets = {"v3": main_v3, "v4": main_v4}
+    sets = {"v3": main_v3, "v4": main_v4, "come_back": main_come_back}
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=binary("temporal-test-server")
     )

@@ -53,6 +53,7 @@ from shared.contracts.journey import (
     RepManager,
     RepRef,
     RepTaskRequest,
+    RunEnded,
     StageChange,
     TouchRequest,
     TouchResult,
@@ -113,6 +114,7 @@ class Recorder:
     # the deal's stage after a qualification timeout; None: the outcome asked for (a verdict
     # recorded just before the deadline leaves it elsewhere)
     timeout_stage: str | None = None
+    run_ends: list[RunEnded] = field(default_factory=list)
 
     def stage_path(self) -> list[str]:
         return [c.to_stage for c in self.stages]
@@ -219,6 +221,10 @@ class Recorder:
                 "p-referred", req.person.first_name, email=req.person.email, rep_id=req.rep_id
             )
 
+        @activity.defn(name=Act.RECORD_RUN_END)
+        async def record_run_end(end: RunEnded) -> None:
+            self.run_ends.append(end)
+
         @activity.defn(name=Act.LINK_REFERRAL)
         async def link_referral(req: LinkReferral) -> None:
             self.linked.append(req)
@@ -231,6 +237,7 @@ class Recorder:
                 close_rep_tasks,
                 get_cadence,
                 pause_colleagues,
+                record_run_end,
             ],
             "deals": [
                 open_deal,

@@ -32,6 +32,8 @@ class Patch(StrEnum):
     REFERRER_THANKS = "referrer-thanks"
     MEETING_TASK_CLEANUP = "meeting-task-cleanup"
     QUALIFY_TASK_CLEANUP = "qualify-task-cleanup"
+    # --- come back (issue 10) ---
+    RUN_END_REPORTED = "run-end-reported"
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,17 @@ REGISTRY: dict[Patch, PatchRecord] = {
             "journey_verdict_races_timeout_lost_v4",
         ),
         _BEFORE_NOV_27.format(commit="b8758d9"),
+    ),
+    # --- come back (issue 10) ---
+    Patch.RUN_END_REPORTED: PatchRecord(
+        "a run that ends tells outreach its outcome (the run's record; a nurtured prospect's "
+        "follow-up cadence)",
+        (
+            "journey_nurture_run_end_v5",
+            "journey_late_reply_run2_disqualified_v5",
+            "journey_reopened_run3_lost_v5",
+        ),
+        "no running ProspectJourney started before the deploy of the come-back change (issue 10)",
     ),
 }
 

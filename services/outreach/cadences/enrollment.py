@@ -13,7 +13,7 @@ from temporalio.service import RPCError
 from services.outreach import models
 from services.outreach.cadences import service
 from services.outreach.consent import suppressions
-from shared.contracts.journey import CadenceSnapshot, Contact, JourneyInput, journey_id
+from shared.contracts.journey import CadenceSnapshot, Contact, JourneyInput, Stage, journey_id
 from shared.errors import AppError
 from shared.settings import Settings
 from shared.temporal import task_queues
@@ -41,23 +41,40 @@ async def start_journey(
     row: models.Enrollment,
     contact: Contact,
     cadence: CadenceSnapshot,
-) -> None:
-    """Start the journey of a stored enrollment; 503 when Temporal could not be reached (the
-    enrollment stays, and a retry reaches the same journey)."""
+    *,
+    start_cause: str = "",
+    deal_id: str | None = None,
+) -> str | None:
+    """Start the journey run of a stored enrollment and give its Temporal run id (None: it ran
+    already); 503 when Temporal could not be reached (the enrollment stays, and a retry reaches
+    the same run)."""
     queues = task_queues(settings)
     try:
-        # USE_EXISTING + REJECT_DUPLICATE: a repeat (or a retry after a failed start) reaches
-        # the one journey, and a finished journey is never started a second time.
-        await client.start_workflow(
+        # USE_EXISTING: a repeat (or a retry after a failed start) reaches the running journey.
+        # Run 1 is never started a second time once finished (REJECT_DUPLICATE); a later run
+        # (come back) is a new run of the same id, allowed only once the previous one closed.
+        handle = await client.start_workflow(
             "ProspectJourney",
-            JourneyInput(contact=contact, cadence=cadence, queues=queues),
+            JourneyInput(
+                contact=contact,
+                cadence=cadence,
+                queues=queues,
+                start_stage=row.start_stage or Stage.CONTACTING,
+                run=row.run,
+                start_cause=start_cause,
+                deal_id=deal_id,
+            ),
             id=row.journey_id,
             task_queue=queues.journeys,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            id_reuse_policy=(
+                WorkflowIDReusePolicy.REJECT_DUPLICATE
+                if row.run <= 1
+                else WorkflowIDReusePolicy.ALLOW_DUPLICATE
+            ),
         )
     except WorkflowAlreadyStartedError:
-        pass
+        return None
     except RPCError as err:
         log.error("journey %s not started: %s", row.journey_id, err.message)
         raise AppError(
@@ -65,3 +82,4 @@ async def start_journey(
             "temporal_unreachable",
             f"enrollment stored but journey {row.journey_id} did not start ({err.message}); retry",
         ) from err
+    return handle.result_run_id

@@ -32,6 +32,7 @@ class ColleagueActivities:
                     models.Enrollment.cadence_id == req.cadence_id,
                     models.Enrollment.company_key == key,
                     models.Enrollment.prospect_id != req.prospect_id,
+                    models.Enrollment.current.is_(True),
                 )
             )
             colleagues = list(rows.all())
