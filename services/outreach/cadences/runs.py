@@ -49,9 +49,8 @@ class RunStatus:
 
 
 async def run_status(client: Client, row: models.Enrollment) -> RunStatus:
-    """Where the run of `row` is, asked of Temporal (the row's own outcome when it has one)."""
-    if row.outcome is not None:
-        return RunStatus(RunState.ENDED, row.ended_at, row.outcome)
+    """Where the run of `row` is, asked of Temporal (a run that reported its outcome may still
+    be returning: it is running until Temporal closed it); the outcome is the one it reported."""
     handle = client.get_workflow_handle(row.journey_id, run_id=row.run_id)
     try:
         described = await handle.describe()
@@ -61,13 +60,15 @@ async def run_status(client: Client, row: models.Enrollment) -> RunStatus:
                 503, "temporal_unreachable", f"journey {row.journey_id}: {err.message}"
             ) from err
         # never started, or started so long ago that Temporal forgot it (retention)
-        return RunStatus(RunState.NOT_STARTED if row.run_id is None else RunState.ENDED)
+        if row.run_id is None and row.outcome is None:
+            return RunStatus(RunState.NOT_STARTED)
+        return RunStatus(RunState.ENDED, row.ended_at, row.outcome)
     if described.status == WorkflowExecutionStatus.RUNNING:
-        return RunStatus(RunState.RUNNING)
+        return RunStatus(RunState.RUNNING, None, row.outcome)
     started = described.start_time
     if row.run_id is None and started is not None and started < row.created_at:
         return RunStatus(RunState.NOT_STARTED)  # an earlier run's end: this one never started
-    return RunStatus(RunState.ENDED, described.close_time)
+    return RunStatus(RunState.ENDED, row.ended_at or described.close_time, row.outcome)
 
 
 async def current_run(session: AsyncSession, prospect_id: str) -> models.Enrollment | None:
@@ -118,7 +119,9 @@ async def plan_run(
     existing = await current_run(session, new.prospect_id)
     if existing is not None:
         status = await run_status(client, existing)
-        if status.state != RunState.ENDED:
+        # a run that reported its outcome is over, even while it returns (the new run's start
+        # waits for it to close)
+        if status.state != RunState.ENDED and existing.outcome is None:
             if existing.cadence_id != new.cadence_id:
                 raise AppError(
                     409,
@@ -131,9 +134,9 @@ async def plan_run(
                 session, existing.cadence_id, existing.cadence_version
             )
             return Planned(existing, snapshot, contact, created=False)
-        if existing.outcome is None and status.outcome is None:
+        if existing.ended_at is None:
             # the journey ended before it could say how (or before runs were recorded)
-            existing.ended_at = existing.ended_at or status.ended_at
+            existing.ended_at = status.ended_at
     snapshot = await service.cadence_snapshot(session, new.cadence_id)
     if existing is not None and new.hold_to_gap:
         definition = await service.get_cadence(session, new.cadence_id)
