@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.support.eventually import eventually
-from tests.support.runs import cadence, inbox_events, runs_of, stop_to_nurture, wait_run
+from tests.support.runs import cadence, inbox_events, runs_of, stop_to_nurture, wait_run, win
 from tests.support.scenarios import Driver
 from tests.support.stack import StackDriver
 
@@ -107,15 +107,7 @@ async def test_a_won_clients_reply_reaches_the_rep(stack: StackDriver) -> None:
     await d.setup()
     plan = await cadence(d, referral_delay_seconds=1, referral_reminders=0)
     kim = await d.new_prospect("Kim")
-    await d.enroll(kim["id"], plan["id"])
-    await d.reply_to_first_mail(kim, "Interested")
-    await d.wait_stage(kim["id"], "qualifying")
-    deal = await d.deal_of(kim["id"])
-    answers = {"budget": True, "authority": "decision_maker", "need": "Reports", "timeline": 3}
-    await d.ok("POST", f"{d.u.deals}/deals/{deal['id']}/qualification", json={"answers": answers})
-    await d.wait_stage(kim["id"], "presenting")
-    won = {"outcome": "won", "reason": "signed", "value": 900, "currency": "EUR"}
-    await d.ok("POST", f"{d.u.deals}/deals/{deal['id']}/close", json=won)
+    await win(d, kim, plan["id"])
     await wait_run(d, kim["id"], 1, outcome="won", status="ended")
 
     await text_in(d, kim["phone"], "Quick question about our invoice")

@@ -47,3 +47,26 @@ async def stop_to_nurture(d: Driver, prospect_id: str, run: int) -> list[dict[st
 
 async def inbox_events(d: Driver, prospect_id: str) -> list[dict[str, Any]]:
     return await d.ok("GET", f"{d.u.outreach}/inbox-events", params={"prospect_id": prospect_id})
+
+
+async def win(d: Driver, prospect: dict[str, Any], cadence_id: str) -> dict[str, Any]:
+    """Enroll `prospect`, who replies, is qualified and signs; returns the deal."""
+    return await decide(d, prospect, cadence_id, "won")
+
+
+async def decide(
+    d: Driver, prospect: dict[str, Any], cadence_id: str, outcome: str
+) -> dict[str, Any]:
+    """Enroll `prospect`, who replies and is qualified; the deal is closed `outcome`."""
+    await d.enroll(prospect["id"], cadence_id)
+    await d.reply_to_first_mail(prospect, "Interested")
+    await d.wait_stage(prospect["id"], "qualifying")
+    deal = await d.deal_of(prospect["id"])
+    answers = {"budget": True, "authority": "decision_maker", "need": "Reports", "timeline": 3}
+    await d.ok("POST", f"{d.u.deals}/deals/{deal['id']}/qualification", json={"answers": answers})
+    await d.wait_stage(prospect["id"], "presenting")
+    close = {"outcome": outcome, "reason": "decided", "value": 900, "currency": "EUR"}
+    if outcome == "lost":
+        close = {"outcome": "lost", "reason": "went with a rival"}
+    await d.ok("POST", f"{d.u.deals}/deals/{deal['id']}/close", json=close)
+    return deal

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.outreach import models
@@ -12,6 +13,7 @@ from services.outreach.cadences import follow_ups, runs, schemas, service
 from services.outreach.cadences.enrollment import start_journey
 from services.outreach.prospects import ProspectDirectory
 from shared.auth import require_api_key
+from shared.contracts.journey import Stage
 from shared.db import Session
 from shared.errors import AppError
 
@@ -126,6 +128,52 @@ async def list_runs(
             )
         )
     return out
+
+
+class ReopenIn(BaseModel):
+    deal_id: str = Field(min_length=1, max_length=64)
+
+
+class Reopened(BaseModel):
+    started: bool
+    run: int | None = None
+    detail: str = ""
+
+
+@router.post("/internal/prospects/{prospect_id}/journeys/reopen", tags=["enrollments"])
+async def reopen_journey(
+    prospect_id: str, body: ReopenIn, request: Request, session: Session
+) -> Reopened:
+    """A reopened deal (deals' POST /deals/{id}/reopen): when the prospect's journey ended, a
+    new run carries on at presenting with that deal; a running journey is left alone (the
+    deals service tells it). Idempotent: once the run is started, a repeat finds it running."""
+    row = await service.find_enrollment(session, prospect_id)
+    if row is None:
+        raise AppError(404, "enrollment_not_found", f"prospect {prospect_id} is not enrolled")
+    status = await runs.run_status(request.app.state.temporal, row)
+    if status.state == runs.RunState.RUNNING and row.outcome is None:
+        return Reopened(started=False, run=row.run, detail="the journey is running")
+    directory: ProspectDirectory = request.app.state.prospects
+    contact = await directory.contact(prospect_id)
+    cause = f"deal {body.deal_id} reopened"
+    planned = await runs.plan_run(
+        session,
+        request.app.state.temporal,
+        request.app.state.settings,
+        contact,
+        runs.NewRun(
+            prospect_id,
+            row.cadence_id,
+            origin="deal_reopened",
+            start_stage=Stage.PRESENTING,
+            start_cause=cause,
+            deal_id=body.deal_id,
+            hold_to_gap=False,
+        ),
+    )
+    await session.commit()
+    await start_and_remember(request, session, planned, start_cause=cause, deal_id=body.deal_id)
+    return Reopened(started=True, run=planned.row.run, detail=cause)
 
 
 @router.get(
