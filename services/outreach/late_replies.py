@@ -68,11 +68,10 @@ class LateEvents:
                 ended = None
             else:
                 ended = (await runs.run_status(state.temporal, row)).outcome or row.outcome
-        directory: ProspectDirectory = state.prospects
-        contact = await directory.contact(prospect_id)
+        contact, known = await self._contact(prospect_id, row)
         won = ended == Stage.WON
         kind = "client_reply" if won else "late_reply"
-        who = f"{contact.first_name} {contact.last_name}".strip()
+        who = f"{contact.first_name} {contact.last_name}".strip() or f"Prospect {prospect_id}"
         title = (
             f"{who} (a client) replied by {channel}"
             if won
@@ -95,8 +94,33 @@ class LateEvents:
             definition = await service.get_cadence(session, row.cadence_id)
         if definition.late_reply != "restart_at_qualifying":
             return {"outcome": LATE_REPLY_TASK, "outcome_detail": title}
+        if not known:
+            # the task is made; the new run needs the prospect as prospecting knows them
+            raise AppError(503, "prospecting_unreachable", "late reply: restart waits")
         run = await self._restart(prospect_id, row, contact, f"late reply by {channel}: {text}")
         return {"outcome": RESTARTED, "outcome_detail": f"{title}; new run {run} at qualifying"}
+
+    async def _contact(
+        self, prospect_id: str, row: models.Enrollment | None
+    ) -> tuple[Contact, bool]:
+        """The prospect from prospecting; while it is away (or the prospect is gone), what the
+        enrollment recorded, so the rep still gets the task now (False: only that)."""
+        directory: ProspectDirectory = self._app.state.prospects
+        try:
+            return await directory.contact(prospect_id), True
+        except AppError as err:
+            log.warning("late reply of %s: prospect not read (%s)", prospect_id, err)
+        return (
+            Contact(
+                prospect_id,
+                first_name="",
+                last_name="",
+                email=row.email if row else None,
+                phone=row.phone if row else None,
+                rep_id=row.rep_id if row else None,
+            ),
+            False,
+        )
 
     async def _task(
         self,
