@@ -50,6 +50,12 @@ def run_key(prospect_id: str, run: int) -> str:
     return journey_id(prospect_id) if run <= 1 else f"{journey_id(prospect_id)}.r{run}"
 
 
+def run_of_key(key: str) -> int:
+    """The run a row keyed by run_key (and maybe ":<suffix>") belongs to; 1 for any other key."""
+    head, _, number = key.split(":", 1)[0].rpartition(".r")
+    return int(number) if head.startswith("journey-") and number.isdigit() else 1
+
+
 def referral_intake_id(referral_id: str) -> str:
     return f"referral-intake-{referral_id}"
 

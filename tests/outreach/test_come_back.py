@@ -74,6 +74,8 @@ async def test_a_nurtured_prospect_comes_back_in_the_same_and_another_cadence(
         "nurture",
         "contacting",
     ]
+    rows = await d.ok("GET", f"{d.u.prospecting}/prospects/{eve['id']}/stages")
+    assert [r["run"] for r in rows] == [1, 1, 1, 2, 2, 3]
     # the current run is what the journey API and pausing act on
     current = await d.ok("GET", f"{d.u.outreach}/prospects/{eve['id']}/enrollment")
     assert current["run"] == 3
