@@ -133,7 +133,7 @@ class OutreachActivities:
         values = variables_for(req.contact, req.variables)
         if req.kind == "cadence":
             await self._stop_if_listed(req)
-        if req.kind in ("cadence", "warm_intro"):
+        if req.kind == "warm_intro":
             # a journey that started without an enrollment (a referral intake) gets its row
             async with self.sessions() as session:
                 await register_unenrolled_run(session, req)

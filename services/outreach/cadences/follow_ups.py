@@ -90,7 +90,8 @@ class RunActivities:
 
 
 async def register_unenrolled_run(session: AsyncSession, req: TouchRequest) -> None:
-    """A journey with no enrollment row at all (a referral intake started it) gets run 1."""
+    """A referred journey (started by a referral intake, not by an enrollment) gets its
+    enrollment row, run 1, at its warm introduction: none exists for the prospect yet."""
     e = models.Enrollment
     if not req.cadence_id or await session.scalar(
         select(e.id).where(e.prospect_id == req.contact.prospect_id).limit(1)
@@ -98,8 +99,7 @@ async def register_unenrolled_run(session: AsyncSession, req: TouchRequest) -> N
         return
     snapshot = await service.cadence_snapshot(session, req.cadence_id)
     row = new_enrollment(req.contact, req.cadence_id, snapshot.version)
-    row.origin = "referral" if req.kind == "warm_intro" else "journey"
-    row.start_stage = Stage.QUALIFYING if req.kind == "warm_intro" else Stage.CONTACTING
+    row.origin, row.start_stage = "referral", Stage.QUALIFYING
     await service.add_enrollment(session, row)
     await session.commit()
 
