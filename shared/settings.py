@@ -93,6 +93,16 @@ class Settings(BaseSettings):
         "", description="prefix of every task queue name (isolates stacks sharing a namespace)"
     )
 
+    # --- journeys ---------------------------------------------------------------------------
+    reenroll_min_gap_days: int = Field(
+        30,
+        ge=0,
+        le=3660,
+        description="days after a prospect's journey ended before they may be enrolled again "
+        "(a cadence's reenroll_min_gap_days overrides it; follow-up cadences and late replies "
+        "are not held by it)",
+    )
+
     # --- email --------------------------------------------------------------------------------
     smtp_host: str = Field("localhost", description="SMTP server host")
     smtp_port: int = Field(1025, description="SMTP server port")

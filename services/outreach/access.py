@@ -60,6 +60,10 @@ POLICIES: dict[RouteKey, Rule] = {
     ("POST", "/enrollments"): rep_own("body:prospect_id"),
     ("GET", "/prospects/{prospect_id}/enrollment"): rep_own("path:prospect_id"),
     ("GET", "/prospects/{prospect_id}/messages"): rep_own("path:prospect_id"),
+    ("GET", "/prospects/{prospect_id}/journeys"): rep_own("path:prospect_id"),  # every run
+    ("GET", "/follow-ups"): OPS,
+    ("GET", "/inbox-events"): OPS,
+    ("POST", "/internal/prospects/{prospect_id}/journeys/reopen"): OPS,  # deals' /reopen
     ("GET", "/journeys/{prospect_id}"): rep_own("path:prospect_id"),
     ("POST", "/journeys/{prospect_id}/pause"): rep_own("path:prospect_id"),
     ("POST", "/journeys/{prospect_id}/resume"): rep_own("path:prospect_id"),

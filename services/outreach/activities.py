@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.outreach import models
 from services.outreach.cadences import service
+from services.outreach.cadences.follow_ups import RunActivities, register_unenrolled_run
 from services.outreach.cadences.send_window import next_allowed, window_for
 from services.outreach.cadences.templates import (
     SYSTEM_TEMPLATES,
@@ -177,6 +178,10 @@ class OutreachActivities:
         values = variables_for(req.contact, req.variables)
         if req.kind == "cadence":
             await self._stop_if_listed(req)
+        if req.kind == "warm_intro":
+            # a journey that started without an enrollment (a referral intake) gets its row
+            async with self.sessions() as session:
+                await register_unenrolled_run(session, req)
         planned = [(p, substitute_channel(p.channel, req.contact)) for p in self._plan(req)]
         texts = await self._render_touch(req, planned, values)
         in_touch = {channel for _, channel in planned}
@@ -661,6 +666,7 @@ def activities_for(
     faults: SendFaults | None = None,
 ) -> list[Callable[..., Any]]:
     colleagues = ColleagueActivities(sessions)
+    run_ends = RunActivities(sessions)
     acts = OutreachActivities(
         sessions,
         settings,
@@ -681,6 +687,7 @@ def activities_for(
         acts.close_rep_tasks,
         acts.get_cadence,
         colleagues.pause_colleagues,
+        run_ends.record_run_end,
     ]
 
 

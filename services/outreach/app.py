@@ -6,9 +6,9 @@ import httpx
 from fastapi import FastAPI
 from temporalio.client import Client
 
-from services.outreach import webhooks
+from services.outreach import late_replies, webhooks
 from services.outreach.access import ACCESS
-from services.outreach.cadences import api, journeys_api, simulation, stats
+from services.outreach.cadences import api, follow_ups, journeys_api, simulation, stats
 from services.outreach.cadences.auto_enroll import router as auto_enroll_router
 from services.outreach.cadences.enrollment_rep import router as enrollment_rep_router
 from services.outreach.cadences.timeline import router as timeline_router
@@ -52,6 +52,8 @@ def create_app(
             timeline_router,  # GET /internal/prospects/{id}/timeline
             auto_enroll_router,  # POST /internal/auto-enrollments (by fit tier)
             enrollment_rep_router,  # POST /internal/prospects/{id}/rep (reassignment)
+            follow_ups.router,  # GET /follow-ups (re-engagement cadences)
+            late_replies.router,  # GET /inbox-events (what became of each event)
         ],
         access=ACCESS,
         description="Cadences, messages, provider webhooks, rep tasks and consent.",
@@ -59,9 +61,11 @@ def create_app(
     )
     app.state.prospects = ProspectDirectory.from_settings(settings, prospecting_transport)
     app.state.cleanup.append(app.state.prospects.close)
-    install_relay(app)  # delivers stored provider events to the journeys, retrying
+    inbox = install_relay(app)  # delivers stored provider events to the journeys, retrying
+    inbox.late = late_replies.LateEvents(app)  # ... and what no running journey takes
     app.state.reps = RepDirectory.from_settings(settings, prospecting_transport)
     app.state.cleanup.append(app.state.reps.close)
+    follow_ups.install_relay(app, settings)  # enrolls due follow-up cadences, retrying
     install_notifier(app)  # urgent and overdue rep tasks: notifications, escalation
     app.add_middleware(inbox_page.PageKeyMiddleware)  # the inbox page's key: query or cookie
     # the busiest webhook, answered before routing (webhooks/twilio.py says why)

@@ -20,7 +20,7 @@ import asyncio
 import dataclasses
 import hashlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -130,6 +130,8 @@ async def store_event(
         "delivery": NONE,
         "attempts": 0,
         "last_error": "",
+        "outcome": "recorded",  # nothing to tell a journey (a delivery status, say)
+        "outcome_detail": kind,
     }
     if signal is not None:
         target = signal.prospect_id or prospect_id
@@ -140,10 +142,13 @@ async def store_event(
         if target is None:
             values["delivery"] = NO_JOURNEY
             values["last_error"] = "no prospect matches this event"
+            values["outcome"] = "unknown_sender"
+            values["outcome_detail"] = f"{kind}: no prospect matches this event"
         else:
             values["prospect_id"] = target
             values["workflow_id"] = journey_id(target)
             values["delivery"] = PENDING
+            values["outcome"], values["outcome_detail"] = "", ""
             # leased to this request's own attempt; the relay takes over if that one fails
             values["next_attempt_at"] = now + timedelta(seconds=InboxTiming.lease)
     stmt = (
@@ -262,6 +267,7 @@ class InboxRelay(Relay[Outbound]):
         sessions: Callable[[], async_sessionmaker[AsyncSession]],
         client: Callable[[], Client],
         timing: InboxTiming | None = None,
+        late: Callable[[Outbound], Awaitable[dict[str, Any]]] | None = None,
     ) -> None:
         super().__init__(
             "inbox relay",
@@ -272,6 +278,8 @@ class InboxRelay(Relay[Outbound]):
             before_pass=self.maintain,
         )
         self._client = client
+        # what an event becomes when its journey is not running (services.outreach.late_replies)
+        self.late = late
         self._last_prune = self._last_checkpoint = float("-inf")
 
     # the webhook's own attempt, right after its commit (the row is leased to it)
@@ -287,9 +295,15 @@ class InboxRelay(Relay[Outbound]):
             if outcome == PENDING:
                 return retry(f"{item.signal_name} to {item.workflow_id}: {error}")
             if outcome == NO_JOURNEY:
-                return done(error, delivery=outcome)
-            return give_up(error, delivery=outcome)
-        return done(delivery=DELIVERED, delivered_at=utcnow())
+                # never a silent end: a late reply becomes a task (and maybe a new run)
+                after = (
+                    await self.late(item)
+                    if self.late is not None
+                    else {"outcome": "journey_ended", "outcome_detail": error}
+                )
+                return done(error, delivery=outcome, **after)
+            return give_up(error, delivery=outcome, outcome="failed", outcome_detail=error)
+        return done(delivery=DELIVERED, delivered_at=utcnow(), outcome="delivered")
 
     async def maintain(self, *, force: bool = False) -> None:
         """Housekeeping, on its own clock: expired webhook tokens go, and on SQLite the

@@ -49,12 +49,21 @@ class CadenceVersion(Base):
 
 
 class Enrollment(Base):
+    """One run of a prospect's journey (workflow `journey-<prospect id>`): the first enrollment
+    is run 1; a prospect whose journey ended comes back as run 2, 3, ... of the same workflow id
+    (a new Temporal run), and the earlier rows stay as the record of the earlier runs. `current`
+    marks each prospect's latest run: what pausing, stopping and do-not-contact act on."""
+
     __tablename__ = "enrollments"
+    __table_args__ = (
+        UniqueConstraint("prospect_id", "run", name="uq_enrollments_prospect_run"),
+        Index("ix_enrollments_prospect_current", "prospect_id", "current"),
+    )
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
-    prospect_id: Mapped[str] = mapped_column(String(64), unique=True)
+    prospect_id: Mapped[str] = mapped_column(String(64))
     cadence_id: Mapped[str] = mapped_column(ForeignKey("cadences.id"), index=True)
     cadence_version: Mapped[int] = mapped_column(Integer)
-    journey_id: Mapped[str] = mapped_column(String(100), unique=True)
+    journey_id: Mapped[str] = mapped_column(String(100))  # the workflow id, the same every run
     rep_id: Mapped[str | None] = mapped_column(String(64), index=True, default=None)
     company_key: Mapped[str] = mapped_column(String(200), index=True, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -62,6 +71,48 @@ class Enrollment(Base):
     # entry finds the journeys it covers (consent.covered_prospects)
     email: Mapped[str | None] = mapped_column(String(320), index=True, default=None)
     phone: Mapped[str | None] = mapped_column(String(32), index=True, default=None)
+    # --- runs (issue 10) ---
+    run: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    current: Mapped[bool] = mapped_column(Boolean, default=True, server_default="1")
+    # the Temporal run id once started (None: the start is still to be made or retried)
+    run_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    # enrollment | follow_up | late_reply | referral | deal_reopened
+    origin: Mapped[str] = mapped_column(
+        String(20), default="enrollment", server_default="enrollment"
+    )
+    start_stage: Mapped[str] = mapped_column(
+        String(20), default="contacting", server_default="contacting"
+    )
+    # the run's last stage (nurture, lost, disqualified, won) and when, told by the journey
+    outcome: Mapped[str | None] = mapped_column(String(20), default=None)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class FollowUp(Base):
+    """A nurtured prospect's re-engagement: due at `due_at`, enrolled in the follow-up cadence
+    by outreach's relay (durable: survives restarts; retried with backoff while Temporal is
+    away). status: pending -> enrolled | refused (reason kept) | cancelled (the prospect
+    opted out, was erased or enrolled by hand meanwhile)."""
+
+    __tablename__ = "follow_ups"
+    __table_args__ = (
+        UniqueConstraint("prospect_id", "after_run", name="uq_follow_ups_prospect_run"),
+        Index("ix_follow_ups_due", "status", "next_attempt_at"),
+    )
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    prospect_id: Mapped[str] = mapped_column(String(64), index=True)
+    after_run: Mapped[int] = mapped_column(Integer)  # the nurtured run it follows
+    from_cadence_id: Mapped[str] = mapped_column(String(32))
+    cadence_id: Mapped[str] = mapped_column(String(32))
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    reason: Mapped[str] = mapped_column(Text, default="")
+    run: Mapped[int | None] = mapped_column(Integer, default=None)  # the run it started
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class Message(Base):
@@ -194,6 +245,10 @@ class InboxEvent(Base):
     last_error: Mapped[str] = mapped_column(Text, default="", server_default="")
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # what became of the event, visible through GET /inbox-events (issue 10): delivered,
+    # late_reply_task, restarted, won_client_task, unknown_sender, journey_ended, ...
+    outcome: Mapped[str] = mapped_column(String(30), default="", server_default="")
+    outcome_detail: Mapped[str] = mapped_column(Text, default="", server_default="")
 
 
 class RejectedItem(Base):

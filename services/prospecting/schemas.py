@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from services.prospecting.assignment import Rules
 from services.prospecting.fit import IcpRules, Tier
-from shared.contracts.journey import Stage
+from shared.contracts.journey import Stage, run_of_key
 from shared.people import (
     PersonFields,
     PersonOut,
@@ -91,6 +91,13 @@ class StageEntry(BaseModel):
     to_stage: Stage
     cause: str
     at: datetime
+    key: str = Field("", exclude=True)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def run(self) -> int:
+        """Which run of the prospect's journey made the change (1 unless they came back)."""
+        return run_of_key(self.key)
 
 
 class Icp(BaseModel):

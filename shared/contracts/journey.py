@@ -43,6 +43,19 @@ def journey_id(prospect_id: str) -> str:
     return f"journey-{prospect_id}"
 
 
+def run_key(prospect_id: str, run: int) -> str:
+    """What a journey run's rows are keyed by (messages, tasks, stage changes, its deal): the
+    workflow id for the first run, so rows made before runs existed keep their keys, and
+    `journey-<prospect id>.r<run>` for a later run of the same workflow id (a come back)."""
+    return journey_id(prospect_id) if run <= 1 else f"{journey_id(prospect_id)}.r{run}"
+
+
+def run_of_key(key: str) -> int:
+    """The run a row keyed by run_key (and maybe ":<suffix>") belongs to; 1 for any other key."""
+    head, _, number = key.split(":", 1)[0].rpartition(".r")
+    return int(number) if head.startswith("journey-") and number.isdigit() else 1
+
+
 def referral_intake_id(referral_id: str) -> str:
     return f"referral-intake-{referral_id}"
 
@@ -166,6 +179,13 @@ class JourneyInput:
     queues: TaskQueues = field(default_factory=TaskQueues)
     start_stage: str = Stage.CONTACTING
     referrer: Referrer | None = None
+    # --- come back (issue 10) ---
+    # which run of `journey-<prospect id>` this is (1: the first); keys the run's rows (run_key)
+    run: int = 1
+    # why a later run starts past contacting (a late reply, a reopened deal): the first stage
+    # change's cause
+    start_cause: str = ""
+    deal_id: str | None = None  # a run started at presenting carries on with this deal
 
 
 @dataclass
@@ -528,6 +548,18 @@ class CreateReferredProspect:
 class LinkReferral:
     referral_id: str
     prospect_id: str
+
+
+@dataclass
+class RunEnded:
+    """A journey run ended with `outcome` (its last stage): outreach records it on the run and
+    schedules the cadence's follow-up for a nurtured prospect."""
+
+    prospect_id: str
+    run: int
+    outcome: str
+    cadence_id: str
+    at: str
 
 
 # --- references: the one-field inputs of read and expire activities ------------------------------

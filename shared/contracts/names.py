@@ -23,6 +23,7 @@ class Act:
     REFERRAL_ASK_STATUS = "referrals.referral_ask_status"
     RECORD_REFERRER_THANKS = "referrals.record_referrer_thanks"
     GET_CONTACT = "prospecting.get_contact"
+    RECORD_RUN_END = "outreach.record_run_end"
 
 
 class Sig:

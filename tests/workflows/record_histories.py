@@ -8,7 +8,8 @@ the history that covers each patch. SET (default: the newest) picks which scenar
   the split (and any later refactoring) is proven to issue the very same commands.
 - v5: issue 10's guarded changes: pauses that stack and hold every sales message, a meeting
   reminder that cannot go becoming the rep's task, a touch whose template cannot render,
-  colleagues found by email domain.
+  colleagues found by email domain, a run's end reported
+  to outreach and later runs started at qualifying (a late reply) and presenting (a reopened deal).
 """
 
 import asyncio
@@ -349,6 +350,16 @@ async def no_reply(env: WorkflowEnvironment, h: tj.Harness, handle: Any) -> None
     """Nothing from the prospect: the cadence runs to its end (the journey ends by itself)."""
 
 
+async def restarted_then_disqualified(env: WorkflowEnvironment, h: tj.Harness, handle: Any) -> None:
+    await handle.signal(
+        Sig.QUALIFICATION_RECORDED, QualificationRecorded("deal-1", False, ["no budget"])
+    )
+
+
+async def reopened_then_lost(env: WorkflowEnvironment, h: tj.Harness, handle: Any) -> None:
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-9", False, "went with a rival"))
+
+
 async def main_v5(env: WorkflowEnvironment) -> None:
     await record(
         env,
@@ -380,6 +391,26 @@ async def main_v5(env: WorkflowEnvironment) -> None:
         reply_pauses_company_then_disqualified,
         cadence=tj.cadence(pause_company_on_reply=True),
         contact={"company": "", "email": "ada@engines.example"},
+    )
+    # points 1, 2, 11: a run's end reported to outreach (Patch.RUN_END_REPORTED); later runs
+    # start at qualifying (a late reply) and at presenting (a reopened deal)
+    await record(env, "journey_nurture_run_end_v5", no_reply)
+    await record(
+        env,
+        "journey_late_reply_run2_disqualified_v5",
+        restarted_then_disqualified,
+        start_stage=Stage.QUALIFYING,
+        run=2,
+        start_cause="late reply by email: still interested",
+    )
+    await record(
+        env,
+        "journey_reopened_run3_lost_v5",
+        reopened_then_lost,
+        start_stage=Stage.PRESENTING,
+        run=3,
+        deal_id="deal-9",
+        start_cause="deal reopened",
     )
 
 

@@ -57,6 +57,7 @@ from shared.contracts.journey import (
     RepManager,
     RepRef,
     RepTaskRequest,
+    RunEnded,
     StageChange,
     TouchRequest,
     TouchResult,
@@ -124,6 +125,7 @@ class Recorder:
     timeout_stage: str | None = None
     # a cadence touch key (e.g. "step-1") whose template cannot render: its send fails for good
     template_error_touch: str | None = None
+    run_ends: list[RunEnded] = field(default_factory=list)
 
     def stage_path(self) -> list[str]:
         return [c.to_stage for c in self.stages]
@@ -261,6 +263,10 @@ class Recorder:
                 "p-referred", req.person.first_name, email=req.person.email, rep_id=req.rep_id
             )
 
+        @activity.defn(name=Act.RECORD_RUN_END)
+        async def record_run_end(end: RunEnded) -> None:
+            self.run_ends.append(end)
+
         @activity.defn(name=Act.LINK_REFERRAL)
         async def link_referral(req: LinkReferral) -> None:
             self.linked.append(req)
@@ -273,6 +279,7 @@ class Recorder:
                 close_rep_tasks,
                 get_cadence,
                 pause_colleagues,
+                record_run_end,
             ],
             "deals": [
                 open_deal,

@@ -117,6 +117,8 @@ class Qualifying:
             if inp.referrer
             else f"they replied by {state.reply.channel}: {state.reply.excerpt}"
             if state.reply
+            else inp.start_cause
+            if inp.start_cause
             else "they entered qualifying"
         )
         await self.steps.task(

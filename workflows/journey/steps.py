@@ -87,7 +87,14 @@ async def call(name: str, arg: object, queue: str, result_type: type[T] | None =
 
 
 def journey_id() -> str:
-    return workflow.info().workflow_id
+    """This run's key (shared.contracts.journey.run_key): the workflow id for a first run, so
+    its rows keep their keys; `<workflow id>.r<run>` for a later run of the same prospect, whose
+    messages, tasks, stage changes and deal must not be taken for the earlier run's."""
+    instance = workflow.instance()
+    state = getattr(instance, "state", None)
+    run = state.inp.run if isinstance(state, State) else 1
+    base = workflow.info().workflow_id
+    return base if run <= 1 else f"{base}.r{run}"
 
 
 async def send_in_window(

@@ -12,8 +12,10 @@ from __future__ import annotations
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from shared.contracts.journey import JourneyInput, Stage
+    from shared.contracts.journey import JourneyInput, RunEnded, Stage
+    from shared.contracts.names import Act
 
+from workflows.journey import versions
 from workflows.journey.close import Closing
 from workflows.journey.contact import Contacting
 from workflows.journey.meetings import Meetings
@@ -22,7 +24,8 @@ from workflows.journey.qualify import Qualifying, TimedOut
 from workflows.journey.referrals import Referrals
 from workflows.journey.signals import JourneyInbox
 from workflows.journey.state import State
-from workflows.journey.steps import Steps
+from workflows.journey.steps import Steps, call
+from workflows.journey.versions import Patch
 
 
 @workflow.defn(name="ProspectJourney")
@@ -47,14 +50,49 @@ class ProspectJourney(JourneyInbox):
             for task in self.state.background:
                 task.cancel()
         self.state.finished = True
+        if versions.patched(Patch.RUN_END_REPORTED):
+            # outreach keeps each run's outcome and starts a nurtured prospect's follow-up
+            await call(
+                Act.RECORD_RUN_END,
+                RunEnded(
+                    inp.contact.prospect_id,
+                    inp.run,
+                    outcome,
+                    self.state.cadence.cadence_id,
+                    workflow.now().isoformat(),
+                ),
+                inp.queues.outreach,
+            )
         return outcome
 
     async def _journey(self) -> str:
         inp, enter = self.state.inp, self.steps.enter
+        if inp.start_stage == Stage.PRESENTING and inp.deal_id is not None:
+            # a later run of a reopened deal carries on at presenting with that deal
+            self.state.deal_id = inp.deal_id
+            await enter(Stage.PRESENTING, inp.start_cause or "deal reopened")
+        else:
+            ended = await self._until_qualified()
+            if ended is not None:
+                return ended
+        closed = await self.presenting.until_closed()
+        # 6. closing: won or lost
+        if await self.closing.close(closed) == Stage.LOST:
+            return Stage.LOST
+        # 7. referrals
+        await self.referrals.ask()
+        return Stage.WON
+
+    async def _until_qualified(self) -> str | None:
+        """Stages 1 to 4: None once the deal is qualified (presenting), else the outcome."""
+        inp, enter = self.state.inp, self.steps.enter
         # 1. prospecting: the prospect was found and enrolled (where every journey starts)
-        # 2. contacting: the cadence until a reply; a referred prospect is introduced instead
+        # 2. contacting: the cadence until a reply; a referred prospect is introduced instead,
+        # and a later run restarted at qualifying (a late reply) skips it
         if inp.start_stage == Stage.QUALIFYING and inp.referrer is not None:
             await self.contacting.introduce(inp.referrer)
+        elif inp.start_stage == Stage.QUALIFYING:
+            await enter(Stage.QUALIFYING, inp.start_cause or "restarted at qualifying")
         else:
             ended = await self.contacting.until_reply()
             if ended is not None:
@@ -69,10 +107,4 @@ class ProspectJourney(JourneyInbox):
             return Stage.DISQUALIFIED
         # 4, 5. presenting and objections: meetings, objections, the decision deadline
         await enter(Stage.PRESENTING, "qualified")
-        closed = await self.presenting.until_closed()
-        # 6. closing: won or lost
-        if await self.closing.close(closed) == Stage.LOST:
-            return Stage.LOST
-        # 7. referrals
-        await self.referrals.ask()
-        return Stage.WON
+        return None

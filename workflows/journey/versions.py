@@ -39,6 +39,8 @@ class Patch(StrEnum):
     TEMPLATE_FAILURE_TASK = "template-failure-task"
     # issue 10, point 12 (colleagues by email domain) ---------------------------------------
     COLLEAGUES_BY_DOMAIN = "colleagues-by-domain"
+    # --- come back (issue 10) ---
+    RUN_END_REPORTED = "run-end-reported"
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,17 @@ REGISTRY: dict[Patch, PatchRecord] = {
         "work domain of their address) when the cadence pauses the company on a reply",
         ("journey_reply_pauses_domain_colleagues_v5",),
         _BEFORE_DEC_3.format(commit="issue 10 point 12"),
+    ),
+    # --- come back (issue 10) ---
+    Patch.RUN_END_REPORTED: PatchRecord(
+        "a run that ends tells outreach its outcome (the run's record; a nurtured prospect's "
+        "follow-up cadence)",
+        (
+            "journey_nurture_run_end_v5",
+            "journey_late_reply_run2_disqualified_v5",
+            "journey_reopened_run3_lost_v5",
+        ),
+        _BEFORE_DEC_3.format(commit="issue 10 points 1, 2, 11"),
     ),
 }
 

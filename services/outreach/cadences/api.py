@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import BaseModel, Field
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.outreach import models
-from services.outreach.cadences import schemas, service
-from services.outreach.cadences.enrollment import new_enrollment, start_journey
+from services.outreach.cadences import follow_ups, runs, schemas, service
+from services.outreach.cadences.enrollment import start_journey
 from services.outreach.cadences.templates import RenderLimits, limits_from
-from services.outreach.consent import erasure
 from services.outreach.prospects import ProspectDirectory
 from shared.auth import require_api_key
+from shared.contracts.journey import Stage
 from shared.db import Session
 from shared.errors import AppError
 
@@ -61,40 +63,125 @@ async def update_cadence(
 async def enroll(
     body: schemas.EnrollmentIn, request: Request, response: Response, session: Session
 ) -> models.Enrollment:
-    """Start the prospect's journey. Enrolling again returns the same journey (200)."""
-    existing = await service.find_enrollment(session, body.prospect_id)
-    if existing is not None and existing.cadence_id != body.cadence_id:
-        raise AppError(
-            409,
-            "already_enrolled",
-            f"prospect {body.prospect_id} is on cadence {existing.cadence_id} already",
-        )
-    version = existing.cadence_version if existing else None
-    snapshot = await service.cadence_snapshot(session, body.cadence_id, version)
+    """Start the prospect's journey. Enrolling again while it runs returns the same run (200; 409
+    `already_enrolled` for another cadence); once it ended, a new run (201) after the minimum
+    gap (409 `reenroll_too_soon` says from when)."""
     directory: ProspectDirectory = request.app.state.prospects
     contact = await directory.contact(body.prospect_id)
-    pepper = request.app.state.settings.erasure_pepper.get_secret_value()
-    await erasure.refuse_erased_contact(session, pepper, contact)  # 409 erased_person
-    row = existing or await service.add_enrollment(
-        session, new_enrollment(contact, body.cadence_id, snapshot.version)
+    client, settings = request.app.state.temporal, request.app.state.settings
+    planned = await runs.plan_run(
+        session, client, settings, contact, runs.NewRun(body.prospect_id, body.cadence_id)
     )
+    if planned.created:  # enrolled by hand: a pending follow-up has nothing left to do
+        await follow_ups.cancel_pending(
+            session, body.prospect_id, f"enrolled by hand in run {planned.row.run}"
+        )
     await session.commit()
-    if existing is not None:
+    if not planned.created:
         response.status_code = 200
-    await start_journey(
-        request.app.state.temporal, request.app.state.settings, row, contact, snapshot
+    await start_and_remember(request, session, planned)
+    return planned.row
+
+
+async def start_and_remember(
+    request: Request, session: AsyncSession, planned: runs.Planned, **start: Any
+) -> None:
+    row = planned.row
+    run_id = await start_journey(
+        request.app.state.temporal,
+        request.app.state.settings,
+        row,
+        planned.contact,
+        planned.snapshot,
+        **start,
     )
-    return row
+    if row.run_id is None and run_id is not None:
+        await runs.remember_start(session, row.id, run_id)
+        await session.commit()
+        await session.refresh(row)
 
 
 @router.get(
     "/prospects/{prospect_id}/enrollment", response_model=schemas.Enrollment, tags=["enrollments"]
 )
 async def get_enrollment(prospect_id: str, session: Session) -> models.Enrollment:
+    """The prospect's current run."""
     row = await service.find_enrollment(session, prospect_id)
     if row is None:
         raise AppError(404, "enrollment_not_found", f"prospect {prospect_id} is not enrolled")
     return row
+
+
+@router.get(
+    "/prospects/{prospect_id}/journeys",
+    response_model=list[schemas.JourneyRun],
+    tags=["enrollments"],
+)
+async def list_runs(
+    prospect_id: str, request: Request, session: Session
+) -> list[schemas.JourneyRun]:
+    """Every run of the prospect's journey, first first, each with its status and outcome."""
+    rows = await runs.all_runs(session, prospect_id)
+    out = []
+    for row in rows:
+        status = await runs.run_status(request.app.state.temporal, row)
+        out.append(
+            schemas.JourneyRun.model_validate(
+                {
+                    **schemas.Enrollment.model_validate(row).model_dump(),
+                    "status": status.state.value,
+                    "outcome": row.outcome or status.outcome,
+                    "ended_at": row.ended_at or status.ended_at,
+                }
+            )
+        )
+    return out
+
+
+class ReopenIn(BaseModel):
+    deal_id: str = Field(min_length=1, max_length=64)
+
+
+class Reopened(BaseModel):
+    started: bool
+    run: int | None = None
+    detail: str = ""
+
+
+@router.post("/internal/prospects/{prospect_id}/journeys/reopen", tags=["enrollments"])
+async def reopen_journey(
+    prospect_id: str, body: ReopenIn, request: Request, session: Session
+) -> Reopened:
+    """A reopened deal (deals' POST /deals/{id}/reopen): when the prospect's journey ended, a
+    new run carries on at presenting with that deal; a running journey is left alone (the
+    deals service tells it). Idempotent: once the run is started, a repeat finds it running."""
+    row = await service.find_enrollment(session, prospect_id)
+    if row is None:
+        raise AppError(404, "enrollment_not_found", f"prospect {prospect_id} is not enrolled")
+    status = await runs.run_status(request.app.state.temporal, row)
+    if status.state == runs.RunState.RUNNING and row.outcome is None:
+        return Reopened(started=False, run=row.run, detail="the journey is running")
+    directory: ProspectDirectory = request.app.state.prospects
+    contact = await directory.contact(prospect_id)
+    cause = f"deal {body.deal_id} reopened"
+    planned = await runs.plan_run(
+        session,
+        request.app.state.temporal,
+        request.app.state.settings,
+        contact,
+        runs.NewRun(
+            prospect_id,
+            row.cadence_id,
+            origin="deal_reopened",
+            start_stage=Stage.PRESENTING,
+            start_cause=cause,
+            deal_id=body.deal_id,
+            hold_to_gap=False,
+        ),
+    )
+    await session.commit()
+    await start_and_remember(request, session, planned, start_cause=cause, deal_id=body.deal_id)
+    return Reopened(started=True, run=planned.row.run, detail=cause)
 
 
 @router.get(

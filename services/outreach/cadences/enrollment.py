@@ -3,6 +3,7 @@ POST /enrollments and the automatic enrollment by fit tier."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from temporalio.client import Client
@@ -13,7 +14,7 @@ from temporalio.service import RPCError
 from services.outreach import models
 from services.outreach.cadences import service
 from services.outreach.consent import suppressions
-from shared.contracts.journey import CadenceSnapshot, Contact, JourneyInput, journey_id
+from shared.contracts.journey import CadenceSnapshot, Contact, JourneyInput, Stage, journey_id
 from shared.errors import AppError
 from shared.settings import Settings
 from shared.temporal import task_queues
@@ -41,27 +42,93 @@ async def start_journey(
     row: models.Enrollment,
     contact: Contact,
     cadence: CadenceSnapshot,
-) -> None:
-    """Start the journey of a stored enrollment; 503 when Temporal could not be reached (the
-    enrollment stays, and a retry reaches the same journey)."""
+    *,
+    start_cause: str = "",
+    deal_id: str | None = None,
+) -> str | None:
+    """Start the journey run of a stored enrollment and give its Temporal run id (None: it ran
+    already); 503 when Temporal could not be reached (the enrollment stays, and a retry reaches
+    the same run)."""
     queues = task_queues(settings)
+    journey = JourneyInput(
+        contact=contact,
+        cadence=cadence,
+        queues=queues,
+        start_stage=row.start_stage or Stage.CONTACTING,
+        run=row.run,
+        start_cause=start_cause,
+        deal_id=deal_id,
+    )
+    if row.run > 1:
+        return await _start_later_run(client, row, journey)
     try:
         # USE_EXISTING + REJECT_DUPLICATE: a repeat (or a retry after a failed start) reaches
-        # the one journey, and a finished journey is never started a second time.
-        await client.start_workflow(
+        # the one journey, and a finished first run is never started a second time.
+        handle = await client.start_workflow(
             "ProspectJourney",
-            JourneyInput(contact=contact, cadence=cadence, queues=queues),
+            journey,
             id=row.journey_id,
             task_queue=queues.journeys,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         )
     except WorkflowAlreadyStartedError:
-        pass
+        return None
     except RPCError as err:
-        log.error("journey %s not started: %s", row.journey_id, err.message)
-        raise AppError(
-            503,
-            "temporal_unreachable",
-            f"enrollment stored but journey {row.journey_id} did not start ({err.message}); retry",
-        ) from err
+        raise _unreachable(row, err) from err
+    return handle.result_run_id
+
+
+# how long a new run waits for the previous one to close: it reported its end (its outcome is
+# recorded) and is returning
+FINISHING_WAIT = 15.0
+
+
+async def _start_later_run(
+    client: Client, row: models.Enrollment, journey: JourneyInput
+) -> str | None:
+    """A come back: a new run of the same workflow id, allowed only once the previous run has
+    closed (ALLOW_DUPLICATE reuses a closed id; FAIL never attaches to a running one). A previous
+    run that reported its end may still be returning: wait for it once."""
+    for attempt in range(2):
+        try:
+            handle = await client.start_workflow(
+                "ProspectJourney",
+                journey,
+                id=row.journey_id,
+                task_queue=journey.queues.journeys,
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            )
+        except WorkflowAlreadyStartedError as err:
+            running = await client.get_workflow_handle(row.journey_id).describe()
+            if running.start_time is not None and running.start_time >= row.created_at:
+                return running.run_id  # started for this row by an earlier attempt
+            if attempt:
+                raise AppError(
+                    409,
+                    "journey_running",
+                    f"journey {row.journey_id} is still running: run {row.run} not started",
+                ) from err
+            try:
+                await asyncio.wait_for(
+                    client.get_workflow_handle(row.journey_id).result(), FINISHING_WAIT
+                )
+            except TimeoutError:
+                continue
+            except Exception:
+                log.debug("previous run of %s closed", row.journey_id, exc_info=True)
+        except RPCError as err:
+            raise _unreachable(row, err) from err
+        else:
+            return handle.result_run_id
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _unreachable(row: models.Enrollment, err: RPCError) -> AppError:
+    log.error("journey %s not started: %s", row.journey_id, err.message)
+    return AppError(
+        503,
+        "temporal_unreachable",
+        f"enrollment stored but journey {row.journey_id} did not start ({err.message}); retry",
+    )

@@ -89,7 +89,8 @@ async def _signal_many(
 
 
 async def _prospects_where(session: Session, **where: str) -> list[str]:
-    query = select(models.Enrollment.prospect_id)
+    # a prospect's current run only: an earlier run in this cadence is not their journey now
+    query = select(models.Enrollment.prospect_id).where(models.Enrollment.current.is_(True))
     for column, value in where.items():
         query = query.where(getattr(models.Enrollment, column) == value)
     return list((await session.scalars(query)).all())
@@ -207,6 +208,7 @@ async def _migration_plan(
             select(models.Enrollment).where(
                 models.Enrollment.cadence_id == cadence_id,
                 models.Enrollment.cadence_version < target.version,
+                models.Enrollment.current.is_(True),
             )
         )
     ).all()
@@ -275,7 +277,10 @@ async def migration_apply(
     pids = [i["prospect_id"] for i in items]
     result = await _signal_many(_client(request), pids, Sig.MIGRATE_CADENCE, target)
     rows = await session.scalars(
-        select(models.Enrollment).where(models.Enrollment.prospect_id.in_(result.signalled))
+        select(models.Enrollment).where(
+            models.Enrollment.prospect_id.in_(result.signalled),
+            models.Enrollment.current.is_(True),
+        )
     )
     for row in rows.all():
         row.cadence_version = target.version

@@ -17,6 +17,7 @@ from pydantic import (
 )
 
 from services.outreach.cadences.templates import template_problems
+from shared.contracts.journey import run_key
 
 ChannelName = Literal["email", "sms", "call_task", "social_task"]
 MESSAGE_CHANNELS = frozenset({"email", "sms"})
@@ -161,6 +162,29 @@ class CadenceIn(BaseModel):
     auto_enroll_min_tier: Literal["A", "B", "C", "D"] = Field(
         "A", description="the lowest fit tier auto-enrolled (A is the best fit, D the worst)"
     )
+    # --- come back (issue 10) ---
+    reenroll_min_gap_days: int | None = Field(
+        None,
+        ge=0,
+        le=3660,
+        description="days after a prospect's journey ended before they may be enrolled in this "
+        "cadence again; default: the CLOSEFLOW_REENROLL_MIN_GAP_DAYS setting",
+    )
+    follow_up_cadence_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=32,
+        description="re-engagement: a prospect this cadence nurtured is enrolled in that cadence "
+        "follow_up_after_seconds later (with the consent and do-not-contact checks)",
+    )
+    follow_up_after_seconds: Seconds = Field(
+        90 * 86400, description="delay between the nurture and the follow-up cadence"
+    )
+    late_reply: Literal["task", "restart_at_qualifying"] = Field(
+        "task",
+        description="a reply after the journey ended: an urgent rep task (always), and with "
+        "restart_at_qualifying a new journey run at qualifying",
+    )
 
     @field_validator("steps")
     @classmethod
@@ -220,6 +244,8 @@ class EnrollmentIn(BaseModel):
 
 
 class Enrollment(BaseModel):
+    """One run of the prospect's journey (the workflow id is the same for every run)."""
+
     model_config = ConfigDict(from_attributes=True)
     id: str
     prospect_id: str
@@ -227,6 +253,41 @@ class Enrollment(BaseModel):
     cadence_version: int
     journey_id: str
     rep_id: str | None = None
+    created_at: datetime
+    run: int = Field(1, description="1 for the first run, then 2, 3, ... (come back)")
+    run_key: str = Field(
+        "", description="what the run's messages, tasks, stage changes and deal are keyed by"
+    )
+    current: bool = Field(True, description="the prospect's latest run")
+    run_id: str | None = Field(None, description="the Temporal run id")
+    origin: str = "enrollment"
+    start_stage: str = "contacting"
+    outcome: str | None = Field(None, description="the run's last stage once it ended")
+    ended_at: datetime | None = None
+
+    @model_validator(mode="after")
+    def _key(self) -> Enrollment:
+        self.run_key = run_key(self.prospect_id, self.run)
+        return self
+
+
+class JourneyRun(Enrollment):
+    status: str = Field(description="running | ended | not_started")
+
+
+class FollowUp(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    prospect_id: str
+    after_run: int
+    from_cadence_id: str
+    cadence_id: str
+    due_at: datetime
+    status: str = Field(description="pending | enrolled | refused | cancelled")
+    reason: str
+    run: int | None
+    attempts: int
+    last_error: str
     created_at: datetime
 
 

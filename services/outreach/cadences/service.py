@@ -179,8 +179,10 @@ def company_key(company: str) -> str:
 
 
 async def find_enrollment(session: AsyncSession, prospect_id: str) -> models.Enrollment | None:
+    """The prospect's current (latest) run; the earlier runs are kept beside it."""
+    e = models.Enrollment
     return await session.scalar(
-        select(models.Enrollment).where(models.Enrollment.prospect_id == prospect_id)
+        select(e).where(e.prospect_id == prospect_id).order_by(e.run.desc()).limit(1)
     )
 
 

@@ -26,16 +26,20 @@ def _event(at: datetime, kind: str, summary: str, **data: Any) -> dict[str, Any]
 
 async def events(session: AsyncSession, prospect_id: str) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
-    enrollment = await session.scalar(
-        select(models.Enrollment).where(models.Enrollment.prospect_id == prospect_id)
+    enrollments = await session.scalars(
+        select(models.Enrollment)
+        .where(models.Enrollment.prospect_id == prospect_id)
+        .order_by(models.Enrollment.run)
     )
-    if enrollment is not None:
+    for enrollment in enrollments.all():  # one per run of the journey
         found.append(
             _event(
                 enrollment.created_at,
                 "enrolled",
-                f"enrolled in cadence {enrollment.cadence_id} v{enrollment.cadence_version}",
+                f"enrolled in cadence {enrollment.cadence_id} v{enrollment.cadence_version}"
+                + (f" (run {enrollment.run}, {enrollment.origin})" if enrollment.run > 1 else ""),
                 cadence_id=enrollment.cadence_id,
+                run=enrollment.run,
             )
         )
     messages = (

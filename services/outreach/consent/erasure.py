@@ -51,6 +51,7 @@ async def erase(session: AsyncSession, order: ErasureOrder) -> dict[str, int]:
             or_(m.Message.prospect_id == pid, m.Message.to_address.in_(addresses))
         ),
         "enrollments": delete(m.Enrollment).where(m.Enrollment.prospect_id == pid),
+        "follow_ups": delete(m.FollowUp).where(m.FollowUp.prospect_id == pid),
         "consent_records": delete(m.ConsentRecord).where(
             or_(
                 m.ConsentRecord.prospect_id == pid,

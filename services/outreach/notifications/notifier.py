@@ -56,6 +56,8 @@ from shared.settings import Settings
 log = logging.getLogger(__name__)
 
 URGENT, ESCALATION = "urgent", "escalation"
+# a reply after the journey ended, or from a won client (services.outreach.late_replies)
+LATE_KINDS = ("late_reply", "client_reply")
 PENDING, SENT, FAILED = "pending", "sent", "failed"
 SIGNATURE_HEADER = "X-Closeflow-Signature"
 DELIVERY_HEADER = "X-Closeflow-Delivery"
@@ -243,7 +245,8 @@ class Notifier(Relay[models.TaskNotification]):  # type: ignore[type-var]
                         (t.snoozed_until.is_(None)) | (t.snoozed_until <= now),
                         t.prospect_id.in_(replied)
                         | ((t.kind == "prepare_meeting") & (t.due_at <= meeting_horizon))
-                        | (t.kind == "escalation"),
+                        | (t.kind == "escalation")
+                        | t.kind.in_(LATE_KINDS),
                     )
                     .limit(self.timing.batch)
                 )

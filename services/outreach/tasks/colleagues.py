@@ -42,7 +42,10 @@ class ColleagueActivities:
                 return []
             rows = await session.scalars(
                 select(e.prospect_id).where(
-                    e.cadence_id == req.cadence_id, e.prospect_id != req.prospect_id, or_(*same)
+                    e.cadence_id == req.cadence_id,
+                    e.prospect_id != req.prospect_id,
+                    e.current.is_(True),
+                    or_(*same),
                 )
             )
             colleagues = list(rows.all())

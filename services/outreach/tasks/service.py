@@ -171,6 +171,9 @@ def urgent_signals(
         reasons.append(
             Reason("fresh_reply", HOT_POINTS, f"replied {_ago(now - last_reply_at)} ago")
         )
+    if task.kind in ("late_reply", "client_reply"):
+        # a reply no journey takes (it ended, or it was won): only the rep can answer it
+        reasons.append(Reason("late_reply", HOT_POINTS, "replied after their journey ended"))
     if task.kind == "escalation":
         # the journey's notice to a manager (a qualification waiting past its reminder)
         reasons.append(Reason("escalated_to_you", HOT_POINTS, "a deal of your team is stuck"))

@@ -1,0 +1,62 @@
+"""A reopened deal whose journey ended (issue 10): outreach, which starts journeys, starts a new
+run of the prospect's journey at presenting with the deal (POST
+/internal/prospects/{id}/journeys/reopen). A journey still running is left to the signal the
+deals API sends it.
+
+Called after the reopen is committed. When outreach cannot be reached the deal stays reopened
+and the answer is 503 naming the call to repeat (ops may POST it to outreach themselves; it is
+idempotent).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import httpx
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
+
+from shared.auth import API_KEY_HEADER
+from shared.contracts.journey import journey_id
+from shared.errors import AppError
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+TIMEOUT = 15.0  # a new run may wait for the previous one to close (outreach: FINISHING_WAIT)
+
+
+async def restart_ended_journey(
+    client: Client, settings: Settings, prospect_id: str, deal_id: str
+) -> None:
+    try:
+        described = await client.get_workflow_handle(journey_id(prospect_id)).describe()
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            return  # no journey ever (a deal made by hand): nothing to bring back
+        raise AppError(503, "temporal_unreachable", f"journey not checked: {err.message}") from err
+    if described.status == WorkflowExecutionStatus.RUNNING:
+        return  # the running journey hears of the deal from the deals API
+    path = f"/internal/prospects/{prospect_id}/journeys/reopen"
+    try:
+        async with httpx.AsyncClient(
+            base_url=settings.outreach_url,
+            headers={API_KEY_HEADER: settings.internal_api_key},
+            timeout=TIMEOUT + 5,
+        ) as http:
+            response = await http.post(path, json={"deal_id": deal_id})
+    except httpx.HTTPError as err:
+        raise _not_restarted(path, f"{type(err).__name__}: {err}") from err
+    if response.status_code == 404:
+        return  # never enrolled (a deal made by hand): no journey to bring back
+    if response.status_code >= 400:
+        raise _not_restarted(path, f"{response.status_code} {response.text[:300]}")
+
+
+def _not_restarted(path: str, why: str) -> AppError:
+    log.error("reopened deal: journey not restarted (%s): %s", path, why)
+    return AppError(
+        503,
+        "journey_not_restarted",
+        f"the deal is reopened, but its journey was not restarted ({why}); "
+        f"repeat POST {path} on outreach",
+    )

@@ -1,0 +1,255 @@
+"""The end of a journey run, and what follows it: re-engagement by a follow-up cadence.
+
+The journey tells outreach how each run ended (activity `outreach.record_run_end`): the run's
+enrollment row keeps the outcome. A prospect nurtured by a cadence that names a
+`follow_up_cadence_id` gets a `follow_ups` row due `follow_up_after_seconds` later: the
+due-table, processed by outreach's user of the one relay (shared.relay), so it survives
+restarts and is retried with backoff while prospecting or Temporal is away. When due, the
+prospect is enrolled in the follow-up cadence as a new run, with the checks of any enrollment
+(erased person, do-not-contact, consent on every channel we can reach them on); a refused one
+keeps its reason (GET /follow-ups). A follow-up is cancelled when the prospect was enrolled by
+hand meanwhile (the current run is not the nurtured one).
+
+A journey started without POST /enrollments (a referral intake) has no enrollment row; its
+first touch registers one (`register_unenrolled_run`), so pausing, stopping, do-not-contact
+and reassignment find it like any other.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI, Query
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client
+
+from services.outreach import models
+from services.outreach.cadences import runs, schemas, service
+from services.outreach.cadences.enrollment import new_enrollment, start_journey
+from services.outreach.consent import service as consent
+from services.outreach.prospects import ProspectDirectory
+from shared.activity_boundary import activity_boundary
+from shared.app import run_during_lifespan
+from shared.auth import require_api_key
+from shared.contracts.journey import RunEnded, Stage, TouchRequest
+from shared.contracts.names import Act
+from shared.db import Session
+from shared.errors import AppError
+from shared.relay import LeasedTable, Outcome, Relay, RelayTiming, done, give_up, retry
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PENDING, ENROLLED, REFUSED, CANCELLED = "pending", "enrolled", "refused", "cancelled"
+
+
+# --- the journey's side: a run ended ------------------------------------------------------------
+
+
+class RunActivities:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.sessions = sessions
+
+    @activity_boundary(Act.RECORD_RUN_END)
+    async def record_run_end(self, session: AsyncSession, end: RunEnded) -> None:
+        """Idempotent: a retry finds the outcome recorded and the follow-up due already."""
+        at = datetime.fromisoformat(end.at)
+        e = models.Enrollment
+        row = await session.scalar(
+            select(e).where(e.prospect_id == end.prospect_id, e.run == end.run)
+        )
+        if row is not None and row.outcome is None:
+            row.outcome, row.ended_at = end.outcome, at
+        if end.outcome != Stage.NURTURE or not end.cadence_id:
+            return
+        definition = await service.get_cadence(session, end.cadence_id)
+        if definition.follow_up_cadence_id is None:
+            return
+        due = at + timedelta(seconds=definition.follow_up_after_seconds)
+        try:
+            async with session.begin_nested():
+                session.add(
+                    models.FollowUp(
+                        prospect_id=end.prospect_id,
+                        after_run=end.run,
+                        from_cadence_id=end.cadence_id,
+                        cadence_id=definition.follow_up_cadence_id,
+                        due_at=due,
+                        next_attempt_at=due,
+                        status=PENDING,
+                    )
+                )
+        except IntegrityError:
+            pass  # a retried activity: the follow-up is due already
+
+
+async def register_unenrolled_run(session: AsyncSession, req: TouchRequest) -> None:
+    """A referred journey (started by a referral intake, not by an enrollment) gets its
+    enrollment row, run 1, at its warm introduction: none exists for the prospect yet."""
+    e = models.Enrollment
+    if not req.cadence_id or await session.scalar(
+        select(e.id).where(e.prospect_id == req.contact.prospect_id).limit(1)
+    ):
+        return
+    snapshot = await service.cadence_snapshot(session, req.cadence_id)
+    row = new_enrollment(req.contact, req.cadence_id, snapshot.version)
+    row.origin, row.start_stage = "referral", Stage.QUALIFYING
+    await service.add_enrollment(session, row)
+    await session.commit()
+
+
+# --- the relay: enrolling due follow-ups ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DueFollowUp:
+    id: str
+    prospect_id: str
+    after_run: int
+    cadence_id: str
+    attempts: int
+
+
+@dataclass(frozen=True)
+class FollowUpTiming(RelayTiming):
+    lease: float = 60.0
+
+
+async def _load(session: AsyncSession, ids: Sequence[Any]) -> list[DueFollowUp]:
+    f = models.FollowUp
+    rows = await session.scalars(select(f).where(f.id.in_(ids)).order_by(f.due_at, f.id))
+    return [
+        DueFollowUp(r.id, r.prospect_id, r.after_run, r.cadence_id, r.attempts) for r in rows.all()
+    ]
+
+
+TABLE: LeasedTable[DueFollowUp] = LeasedTable.of(
+    models.FollowUp,
+    pending=lambda: models.FollowUp.status == PENDING,
+    order_by=(models.FollowUp.next_attempt_at, models.FollowUp.id),
+    load=_load,
+)
+
+
+async def refusal(
+    session: AsyncSession, prospect_id: str, email: str | None, phone: str | None
+) -> str:
+    """Why this person may not be enrolled again ("" when they may): the do-not-contact list,
+    or an opt-out of every channel we can reach them on."""
+    entry = await consent.dnc_for_contact(session, email, phone)
+    if entry is not None:
+        return consent.dnc_reason(entry)
+    reasons = [
+        await consent.blocked(session, channel, address, prospect_id)
+        for channel, address in (("email", email), ("sms", phone))
+        if address
+    ]
+    if reasons and all(reasons):
+        return "; ".join(r for r in reasons if r)
+    return ""
+
+
+class FollowUpRelay(Relay[DueFollowUp]):
+    def __init__(
+        self,
+        sessions: Callable[[], async_sessionmaker[AsyncSession]],
+        client: Callable[[], Client],
+        prospects: Callable[[], ProspectDirectory],
+        settings: Settings,
+        timing: FollowUpTiming | None = None,
+    ) -> None:
+        super().__init__(
+            "follow-up relay", sessions, TABLE, self._enroll, timing or FollowUpTiming()
+        )
+        self._client = client
+        self._prospects = prospects
+        self._settings = settings
+
+    async def _enroll(self, item: DueFollowUp) -> Outcome:
+        try:
+            contact = await self._prospects().contact(item.prospect_id)
+        except AppError as err:
+            if err.status == 404:
+                return give_up(f"{err.code}: {err}", status=CANCELLED, reason="prospect is gone")
+            return retry(f"prospecting: {err}")
+        async with self._sessions()() as session:
+            current = await runs.current_run(session, item.prospect_id)
+            if current is None or current.run != item.after_run:
+                return done(status=CANCELLED, reason="the prospect was enrolled again meanwhile")
+            why = await refusal(session, item.prospect_id, contact.email, contact.phone)
+            if why:
+                return done(status=REFUSED, reason=why)
+            try:
+                planned = await runs.plan_run(
+                    session,
+                    self._client(),
+                    self._settings,
+                    contact,
+                    runs.NewRun(
+                        item.prospect_id, item.cadence_id, origin="follow_up", hold_to_gap=False
+                    ),
+                )
+            except AppError as err:
+                if err.status == 503:
+                    return retry(str(err))
+                return done(status=REFUSED, reason=f"{err.code}: {err}")
+            await session.commit()
+            try:
+                run_id = await start_journey(
+                    self._client(), self._settings, planned.row, contact, planned.snapshot
+                )
+            except AppError as err:
+                return retry(str(err))  # the row is stored: the retry reaches the same run
+            await runs.remember_start(session, planned.row.id, run_id)
+            await session.commit()
+            return done(status=ENROLLED, run=planned.row.run, reason="")
+
+
+def install_relay(app: FastAPI, settings: Settings, timing: FollowUpTiming | None = None) -> None:
+    """app.state.follow_ups, its loop running while the app's lifespan does."""
+    relay = FollowUpRelay(
+        lambda: app.state.sessions,
+        lambda: app.state.temporal,
+        lambda: app.state.prospects,
+        settings,
+        timing,
+    )
+    app.state.follow_ups = relay
+    run_during_lifespan(app, relay)
+
+
+async def cancel_pending(session: AsyncSession, prospect_id: str, reason: str) -> None:
+    """A manual enrollment or an opt-out takes the place of a pending follow-up."""
+    f = models.FollowUp
+    await session.execute(
+        update(f)
+        .where(f.prospect_id == prospect_id, f.status == PENDING)
+        .values(status=CANCELLED, reason=reason, updated_at=datetime.now(UTC))
+    )
+
+
+# --- the API -------------------------------------------------------------------------------------
+
+router = APIRouter(dependencies=[Depends(require_api_key)], tags=["enrollments"])
+
+
+@router.get("/follow-ups", response_model=list[schemas.FollowUp])
+async def list_follow_ups(
+    session: Session,
+    prospect_id: str | None = None,
+    status: str | None = Query(None, pattern="^(pending|enrolled|refused|cancelled)$"),
+) -> list[models.FollowUp]:
+    """Re-engagements scheduled by follow-up cadences, with what became of each."""
+    f = models.FollowUp
+    query = select(f).order_by(f.due_at, f.id)
+    if prospect_id is not None:
+        query = query.where(f.prospect_id == prospect_id)
+    if status is not None:
+        query = query.where(f.status == status)
+    return list((await session.scalars(query.limit(500))).all())

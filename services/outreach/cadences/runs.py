@@ -1,0 +1,177 @@
+"""A prospect's journey runs: starting a new one when the last has ended (come back, issue 10).
+
+Every run is the same workflow id, `journey-<prospect id>`, as a new Temporal run; each has
+its enrollment row (run 1, 2, ...), the latest marked `current`. A prospect whose journey runs
+cannot get a second one: the same cadence again is the running one (idempotent), another
+cadence is 409 `already_enrolled`. A prospect whose journey ended may come back once the
+minimum gap since that end has passed (`reenroll_min_gap_days`: the cadence's, else the
+setting); follow-ups and late replies start their runs without that gap (ops chose their delay;
+a reply is the prospect coming back by themselves).
+
+The row is committed before the start and the Temporal run id is stored after it, so a start
+that failed (503) is retried by the same request again and reaches the same run.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
+
+from services.outreach import models
+from services.outreach.cadences import service
+from services.outreach.cadences.enrollment import new_enrollment
+from services.outreach.consent import erasure
+from shared.contracts.journey import CadenceSnapshot, Contact, Stage
+from shared.errors import AppError
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class RunState(StrEnum):
+    RUNNING = "running"
+    ENDED = "ended"
+    NOT_STARTED = "not_started"  # stored, but its start never reached Temporal (retry it)
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    state: RunState
+    ended_at: datetime | None = None
+    outcome: str | None = None
+
+
+async def run_status(client: Client, row: models.Enrollment) -> RunStatus:
+    """Where the run of `row` is, asked of Temporal (a run that reported its outcome may still
+    be returning: it is running until Temporal closed it); the outcome is the one it reported."""
+    handle = client.get_workflow_handle(row.journey_id, run_id=row.run_id)
+    try:
+        described = await handle.describe()
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise AppError(
+                503, "temporal_unreachable", f"journey {row.journey_id}: {err.message}"
+            ) from err
+        # never started, or started so long ago that Temporal forgot it (retention)
+        if row.run_id is None and row.outcome is None:
+            return RunStatus(RunState.NOT_STARTED)
+        return RunStatus(RunState.ENDED, row.ended_at, row.outcome)
+    if described.status == WorkflowExecutionStatus.RUNNING:
+        return RunStatus(RunState.RUNNING, None, row.outcome)
+    started = described.start_time
+    if row.run_id is None and started is not None and started < row.created_at:
+        return RunStatus(RunState.NOT_STARTED)  # an earlier run's end: this one never started
+    return RunStatus(RunState.ENDED, row.ended_at or described.close_time, row.outcome)
+
+
+async def current_run(session: AsyncSession, prospect_id: str) -> models.Enrollment | None:
+    return await service.find_enrollment(session, prospect_id)
+
+
+async def all_runs(session: AsyncSession, prospect_id: str) -> list[models.Enrollment]:
+    e = models.Enrollment
+    rows = await session.scalars(select(e).where(e.prospect_id == prospect_id).order_by(e.run))
+    return list(rows.all())
+
+
+def min_gap(settings: Settings, definition_gap: int | None) -> timedelta:
+    days = settings.reenroll_min_gap_days if definition_gap is None else definition_gap
+    return timedelta(days=days)
+
+
+@dataclass(frozen=True)
+class NewRun:
+    """What a run is started for: the cadence, where it starts, and why."""
+
+    prospect_id: str
+    cadence_id: str
+    origin: str = "enrollment"  # enrollment | follow_up | late_reply | deal_reopened | referral
+    start_stage: str = Stage.CONTACTING
+    start_cause: str = ""
+    deal_id: str | None = None
+    hold_to_gap: bool = True  # False: a follow-up or a late reply (no minimum gap)
+
+
+@dataclass
+class Planned:
+    row: models.Enrollment
+    snapshot: CadenceSnapshot
+    contact: Contact
+    created: bool  # False: the existing run (a repeat, or a start to retry)
+
+
+async def plan_run(
+    session: AsyncSession,
+    client: Client,
+    settings: Settings,
+    contact: Contact,
+    new: NewRun,
+) -> Planned:
+    """The run to start for `new` (the caller commits, then calls start_run): the running one
+    for a repeat, a new row when the last run ended; 409 when that cannot be."""
+    existing = await current_run(session, new.prospect_id)
+    if existing is not None:
+        status = await run_status(client, existing)
+        # a run that reported its outcome is over, even while it returns (the new run's start
+        # waits for it to close)
+        if status.state != RunState.ENDED and existing.outcome is None:
+            if existing.cadence_id != new.cadence_id:
+                raise AppError(
+                    409,
+                    "already_enrolled",
+                    f"prospect {new.prospect_id} is on cadence {existing.cadence_id} already "
+                    f"(run {existing.run}, {status.state})",
+                    [{"cadence_id": existing.cadence_id, "run": existing.run}],
+                )
+            snapshot = await service.cadence_snapshot(
+                session, existing.cadence_id, existing.cadence_version
+            )
+            return Planned(existing, snapshot, contact, created=False)
+        if existing.ended_at is None:
+            # the journey ended before it could say how (or before runs were recorded)
+            existing.ended_at = status.ended_at
+    snapshot = await service.cadence_snapshot(session, new.cadence_id)
+    if existing is not None and new.hold_to_gap:
+        definition = await service.get_cadence(session, new.cadence_id)
+        gap = min_gap(settings, definition.reenroll_min_gap_days)
+        ended = existing.ended_at or datetime.now(UTC)
+        possible = ended + gap
+        if datetime.now(UTC) < possible:
+            raise AppError(
+                409,
+                "reenroll_too_soon",
+                f"prospect {new.prospect_id}'s journey ended at {ended.isoformat()}; they may "
+                f"be enrolled again from {possible.isoformat()} (minimum gap {gap.days} days)",
+                [{"possible_from": possible.isoformat(), "ended_at": ended.isoformat()}],
+            )
+    pepper = settings.erasure_pepper.get_secret_value()
+    await erasure.refuse_erased_contact(session, pepper, contact)  # 409 erased_person
+    row = new_enrollment(contact, new.cadence_id, snapshot.version)
+    row.run = existing.run + 1 if existing is not None else 1
+    row.origin = new.origin
+    row.start_stage = new.start_stage
+    if existing is not None:
+        await session.execute(
+            update(models.Enrollment)
+            .where(models.Enrollment.prospect_id == new.prospect_id)
+            .values(current=False)
+            .execution_options(synchronize_session=False)
+        )
+    row = await service.add_enrollment(session, row)
+    return Planned(row, snapshot, contact, created=row.run == (existing.run + 1 if existing else 1))
+
+
+async def remember_start(session: AsyncSession, row_id: str, run_id: str | None) -> None:
+    if run_id is not None:
+        await session.execute(
+            update(models.Enrollment)
+            .where(models.Enrollment.id == row_id, models.Enrollment.run_id.is_(None))
+            .values(run_id=run_id)
+        )

@@ -1,0 +1,229 @@
+"""Late replies are never lost (issue 10): what an inbox event becomes when no journey runs.
+
+The inbox relay (services.outreach.inbox) finds no running journey for an event's signal
+(the journey ended, or never started). It hands the event here, and the event's `outcome`
+says what became of it, visible through GET /inbox-events:
+- a reply from a person whose journey ended (nurture, lost, disqualified): an urgent rep task
+  with the reply's text (`late_reply_task`), which the notifier tells the rep about at once;
+  with the cadence's `late_reply: restart_at_qualifying` a new journey run starts at
+  qualifying too (`restarted`);
+- a reply from a won client: the same urgent task, no new journey (`won_client_task`);
+- any other signal (a stop, an opt-out for an ended journey): `journey_ended`, nothing to do;
+- an event no prospect matches: `unknown_sender`, set when it is stored.
+Idempotent: the task's key is the event's, and a restart is planned only while the run the
+reply came after is still the prospect's current one.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI, Query
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from services.outreach import models
+from services.outreach.cadences import runs, service
+from services.outreach.cadences.enrollment import start_journey
+from services.outreach.inbox import Outbound
+from services.outreach.prospects import ProspectDirectory
+from shared.auth import require_api_key
+from shared.contracts.journey import Contact, Stage
+from shared.contracts.names import Sig
+from shared.db import Session
+from shared.errors import AppError
+
+log = logging.getLogger(__name__)
+
+LATE_REPLY_TASK, RESTARTED, WON_CLIENT_TASK = "late_reply_task", "restarted", "won_client_task"
+JOURNEY_ENDED, UNKNOWN_SENDER, NOT_ENROLLED = "journey_ended", "unknown_sender", "not_enrolled"
+
+
+class LateEvents:
+    """The inbox relay's handler of events whose journey is not running (app.state.late)."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self._app = app
+
+    async def __call__(self, item: Outbound) -> dict[str, Any]:
+        try:
+            return await self._handle(item)
+        except AppError as err:
+            if err.status >= 500:
+                raise  # prospecting or Temporal away: the relay tries the event again
+            return {"outcome": JOURNEY_ENDED, "outcome_detail": f"{err.code}: {err}"[:2000]}
+
+    async def _handle(self, item: Outbound) -> dict[str, Any]:
+        prospect_id = item.workflow_id.removeprefix("journey-")
+        if item.signal_name != Sig.REPLY_RECEIVED:
+            return {"outcome": JOURNEY_ENDED, "outcome_detail": "no running journey to tell"}
+        payload = item.signal_payload or {}
+        channel, text = str(payload.get("channel", "")), str(payload.get("excerpt", ""))
+        state = self._app.state
+        async with state.sessions() as session:
+            row = await runs.current_run(session, prospect_id)
+            if row is None:
+                ended = None
+            else:
+                ended = (await runs.run_status(state.temporal, row)).outcome or row.outcome
+        contact, known = await self._contact(prospect_id, row)
+        won = ended == Stage.WON
+        kind = "client_reply" if won else "late_reply"
+        who = f"{contact.first_name} {contact.last_name}".strip() or f"Prospect {prospect_id}"
+        title = (
+            f"{who} (a client) replied by {channel}"
+            if won
+            else f"{who} replied by {channel} after their journey ended"
+        )
+        body = f'They wrote: "{text}"\n' + (
+            "Their journey ended as a win: answer them yourself."
+            if won
+            else f"Their journey ended ({ended or 'not enrolled'})."
+        )
+        await self._task(item, kind, title, body, contact, row, channel, text)
+        if won:
+            return {"outcome": WON_CLIENT_TASK, "outcome_detail": title}
+        if row is None:
+            return {
+                "outcome": NOT_ENROLLED,
+                "outcome_detail": f"{title}: task made, never enrolled",
+            }
+        async with state.sessions() as session:
+            definition = await service.get_cadence(session, row.cadence_id)
+        if definition.late_reply != "restart_at_qualifying":
+            return {"outcome": LATE_REPLY_TASK, "outcome_detail": title}
+        if not known:
+            # the task is made; the new run needs the prospect as prospecting knows them
+            raise AppError(503, "prospecting_unreachable", "late reply: restart waits")
+        run = await self._restart(prospect_id, row, contact, f"late reply by {channel}: {text}")
+        return {"outcome": RESTARTED, "outcome_detail": f"{title}; new run {run} at qualifying"}
+
+    async def _contact(
+        self, prospect_id: str, row: models.Enrollment | None
+    ) -> tuple[Contact, bool]:
+        """The prospect from prospecting; while it is away (or the prospect is gone), what the
+        enrollment recorded, so the rep still gets the task now (False: only that)."""
+        directory: ProspectDirectory = self._app.state.prospects
+        try:
+            return await directory.contact(prospect_id), True
+        except AppError as err:
+            log.warning("late reply of %s: prospect not read (%s)", prospect_id, err)
+        return (
+            Contact(
+                prospect_id,
+                first_name="",
+                last_name="",
+                email=row.email if row else None,
+                phone=row.phone if row else None,
+                rep_id=row.rep_id if row else None,
+            ),
+            False,
+        )
+
+    async def _task(
+        self,
+        item: Outbound,
+        kind: str,
+        title: str,
+        body: str,
+        contact: Contact,
+        row: models.Enrollment | None,
+        channel: str,
+        text: str,
+    ) -> None:
+        now = datetime.now(UTC)
+        task = models.RepTask(
+            key=f"{kind}:{item.provider}:{item.event_id}"[:200],
+            rep_id=contact.rep_id or (row.rep_id if row else None),
+            prospect_id=contact.prospect_id,
+            journey_id=item.workflow_id,
+            kind=kind,
+            title=title[:300],
+            body=body,
+            context={"channel": channel, "reply": text, "stage": "ended"},
+            prospect_card={
+                "name": f"{contact.first_name} {contact.last_name}".strip(),
+                "company": contact.company,
+                "email": contact.email or "",
+                "phone": contact.phone or "",
+            },
+            due_at=now,
+        )
+        async with self._app.state.sessions() as session:
+            session.add(task)
+            try:
+                await session.commit()
+            except IntegrityError:
+                await session.rollback()  # a retried event: its task exists already
+
+    async def _restart(
+        self, prospect_id: str, ended: models.Enrollment, contact: Contact, cause: str
+    ) -> int:
+        state = self._app.state
+        async with state.sessions() as session:
+            current = await runs.current_run(session, prospect_id)
+            if current is None or current.id != ended.id:
+                # a retried event whose run started already (or another run since)
+                return current.run if current is not None else 0
+            planned = await runs.plan_run(
+                session,
+                state.temporal,
+                state.settings,
+                contact,
+                runs.NewRun(
+                    prospect_id,
+                    ended.cadence_id,
+                    origin="late_reply",
+                    start_stage=Stage.QUALIFYING,
+                    start_cause=cause[:200],
+                    hold_to_gap=False,
+                ),
+            )
+            await session.commit()
+            run_id = await start_journey(
+                state.temporal,
+                state.settings,
+                planned.row,
+                contact,
+                planned.snapshot,
+                start_cause=cause[:200],
+            )
+            await runs.remember_start(session, planned.row.id, run_id)
+            await session.commit()
+            return planned.row.run
+
+
+router = APIRouter(dependencies=[Depends(require_api_key)], tags=["replies"])
+
+
+@router.get("/inbox-events")
+async def list_inbox_events(
+    session: Session,
+    prospect_id: str | None = None,
+    outcome: str | None = Query(None, max_length=30),
+    limit: int = Query(100, ge=1, le=500),
+) -> list[dict[str, Any]]:
+    """Stored provider events, newest first, each with what became of it (`outcome`)."""
+    e = models.InboxEvent
+    query = select(e).order_by(e.id.desc()).limit(limit)
+    if prospect_id is not None:
+        query = query.where(e.prospect_id == prospect_id)
+    if outcome is not None:
+        query = query.where(e.outcome == outcome)
+    return [
+        {
+            "id": r.id,
+            "provider": r.provider,
+            "event_id": r.event_id,
+            "kind": r.kind,
+            "prospect_id": r.prospect_id,
+            "created_at": r.created_at,
+            "signal": r.signal_name,
+            "delivery": r.delivery,
+            "outcome": r.outcome or r.delivery,
+            "outcome_detail": r.outcome_detail or r.last_error,
+        }
+        for r in (await session.scalars(query)).all()
+    ]

@@ -1,0 +1,128 @@
+"""Late replies are never lost (issue 10, point 2) through the whole stack on the real Temporal
+dev server: a reply by email or SMS after the journey ended is an urgent rep task with its text
+and a notification to the rep; with `late_reply: restart_at_qualifying` a new run starts at
+qualifying; a won client's reply reaches the rep the same way; every inbox event says what
+became of it, an unknown sender included."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.support.eventually import eventually
+from tests.support.runs import cadence, inbox_events, runs_of, stop_to_nurture, wait_run, win
+from tests.support.scenarios import Driver
+from tests.support.stack import StackDriver
+
+TWILIO_NUMBER = "+15005550006"
+
+
+async def task_of_kind(d: Driver, prospect_id: str, kind: str) -> dict[str, Any]:
+    async def probe() -> dict[str, Any] | None:
+        return next((t for t in await d.tasks_of(prospect_id) if t["kind"] == kind), None)
+
+    return await eventually(probe, f"a {kind} task for {prospect_id}")
+
+
+async def sent_notification(d: Driver, task_id: str) -> dict[str, Any]:
+    async def probe() -> dict[str, Any] | None:
+        rows = await d.ok("GET", f"{d.u.outreach}/tasks/{task_id}/notifications")
+        return next((n for n in rows if n["status"] == "sent"), None)
+
+    return await eventually(probe, f"a notification of task {task_id} sent")
+
+
+async def outcome_of_reply(d: Driver, prospect_id: str, kind: str) -> dict[str, Any]:
+    async def probe() -> dict[str, Any] | None:
+        events = await inbox_events(d, prospect_id)
+        return next((e for e in events if e["kind"] == kind and e["outcome"] != ""), None)
+
+    return await eventually(probe, f"the outcome of {prospect_id}'s {kind}")
+
+
+async def text_in(d: Driver, sender: str, body: str) -> None:
+    inbound = await d.http.post(
+        f"{d.u.twilio}/sandbox/inbound-sms",
+        json={"from": sender, "to": TWILIO_NUMBER, "body": body},
+    )
+    assert inbound.json()["webhook_status"] == 200, inbound.text
+
+
+async def test_a_late_email_reply_is_an_urgent_task_and_a_notification(stack: StackDriver) -> None:
+    d = stack
+    rep, _ = await d.setup()
+    ida = await d.new_prospect("Ida")
+    await d.enroll(ida["id"], (await cadence(d))["id"])
+    await d.wait_mails(ida["email"], 1)
+    await stop_to_nurture(d, ida["id"], 1)
+
+    await d.reply_to_first_mail(ida, "Sorry for the silence, we now have budget")
+    task = await task_of_kind(d, ida["id"], "late_reply")
+    assert "we now have budget" in task["body"] and task["rep_id"] == rep["id"]
+    assert task["status"] == "open"
+    note = await sent_notification(d, task["id"])
+    assert note["recipient_rep_id"] == rep["id"] and note["channel"] == "email"
+    assert any("Ida" in m["subject"] for m in await d.mails_to(rep["email"]))
+    urgent = await d.ok("GET", f"{d.u.outreach}/tasks/{task['id']}")
+    assert urgent["urgent_at"] is not None
+
+    event = await outcome_of_reply(d, ida["id"], "email_reply")
+    assert event["outcome"] == "late_reply_task" and event["delivery"] == "no_journey"
+    # the default policy makes no new run
+    assert [r["run"] for r in await runs_of(d, ida["id"])] == [1]
+    # no event of hers is left without an outcome
+    assert all(e["outcome"] for e in await inbox_events(d, ida["id"]))
+
+
+async def test_a_late_sms_reply_restarts_the_journey_at_qualifying_by_policy(
+    stack: StackDriver,
+) -> None:
+    d = stack
+    await d.setup()
+    plan = await cadence(d, late_reply="restart_at_qualifying")
+    jo = await d.new_prospect("Jo")
+    await d.enroll(jo["id"], plan["id"])
+    await eventually(lambda: d.sms_to(jo["phone"]), "the first SMS")
+    await stop_to_nurture(d, jo["id"], 1)
+
+    await text_in(d, jo["phone"], "Can you call me next week?")
+    task = await task_of_kind(d, jo["id"], "late_reply")
+    assert "call me next week" in task["body"]
+    await sent_notification(d, task["id"])
+    event = await outcome_of_reply(d, jo["id"], "sms_reply")
+    assert event["outcome"] == "restarted" and "run 2" in event["outcome_detail"]
+
+    runs = await wait_run(d, jo["id"], 2, status="running", origin="late_reply")
+    assert runs[1]["start_stage"] == "qualifying" and runs[1]["cadence_id"] == plan["id"]
+    path = await d.wait_stage(jo["id"], "qualifying")
+    assert path == ["prospecting", "contacting", "nurture", "qualifying"]
+    # run 2 has its own deal and its qualify task tells why
+    deal = await d.deal_of(jo["id"])
+    assert deal["journey_id"] == runs[1]["run_key"]
+    qualify = await task_of_kind(d, jo["id"], "qualify")
+    assert "call me next week" in qualify["body"]
+
+
+async def test_a_won_clients_reply_reaches_the_rep(stack: StackDriver) -> None:
+    d = stack
+    await d.setup()
+    plan = await cadence(d, referral_delay_seconds=1, referral_reminders=0)
+    kim = await d.new_prospect("Kim")
+    await win(d, kim, plan["id"])
+    await wait_run(d, kim["id"], 1, outcome="won", status="ended")
+
+    await text_in(d, kim["phone"], "Quick question about our invoice")
+    task = await task_of_kind(d, kim["id"], "client_reply")
+    assert "about our invoice" in task["body"]
+    await sent_notification(d, task["id"])
+    event = await outcome_of_reply(d, kim["id"], "sms_reply")
+    assert event["outcome"] == "won_client_task"
+    assert [r["run"] for r in await runs_of(d, kim["id"])] == [1]  # no new journey
+
+
+async def test_a_text_from_nobody_we_know_says_so(stack: StackDriver) -> None:
+    d = stack
+    stranger = "+14155559876"
+    await text_in(d, stranger, "who is this?")
+    events = await d.ok("GET", f"{d.u.outreach}/inbox-events", params={"outcome": "unknown_sender"})
+    (event,) = [e for e in events if e["kind"] == "sms_reply"]
+    assert event["prospect_id"] is None and "no prospect matches" in event["outcome_detail"]

@@ -1,0 +1,72 @@
+"""Journey runs on a running stack (come back, issue 10): ending a run, reading the runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.support.eventually import eventually
+from tests.support.scenarios import Driver, fast_cadence
+
+
+async def cadence(d: Driver, **overrides: Any) -> dict[str, Any]:
+    """A fast cadence that may take prospects back at once (no minimum gap), unless told."""
+    body = fast_cadence(**{"reenroll_min_gap_days": 0, **overrides})
+    return await d.ok("POST", f"{d.u.outreach}/cadences", json=body)
+
+
+async def runs_of(d: Driver, prospect_id: str) -> list[dict[str, Any]]:
+    return await d.ok("GET", f"{d.u.outreach}/prospects/{prospect_id}/journeys")
+
+
+async def wait_run(d: Driver, prospect_id: str, run: int, **expected: Any) -> list[dict[str, Any]]:
+    """The runs, once run `run` has the expected fields (e.g. outcome="nurture")."""
+
+    seen: list[dict[str, Any]] = []
+
+    async def probe() -> list[dict[str, Any]] | None:
+        runs = await runs_of(d, prospect_id)
+        seen[:] = runs
+        found = next((r for r in runs if r["run"] == run), None)
+        if found is None or any(found.get(k) != v for k, v in expected.items()):
+            return None
+        return runs
+
+    try:
+        return await eventually(probe, f"run {run} of {prospect_id} with {expected}", 40)
+    except AssertionError as err:
+        raise AssertionError(f"{err}; the runs: {seen}") from None
+
+
+async def stop_to_nurture(d: Driver, prospect_id: str, run: int) -> list[dict[str, Any]]:
+    """Stop the running journey: it goes to nurture, and the run records that it ended so."""
+    await d.ok(
+        "POST", f"{d.u.outreach}/journeys/{prospect_id}/stop", json={"reason": "test: no fit yet"}
+    )
+    return await wait_run(d, prospect_id, run, outcome="nurture", status="ended")
+
+
+async def inbox_events(d: Driver, prospect_id: str) -> list[dict[str, Any]]:
+    return await d.ok("GET", f"{d.u.outreach}/inbox-events", params={"prospect_id": prospect_id})
+
+
+async def win(d: Driver, prospect: dict[str, Any], cadence_id: str) -> dict[str, Any]:
+    """Enroll `prospect`, who replies, is qualified and signs; returns the deal."""
+    return await decide(d, prospect, cadence_id, "won")
+
+
+async def decide(
+    d: Driver, prospect: dict[str, Any], cadence_id: str, outcome: str
+) -> dict[str, Any]:
+    """Enroll `prospect`, who replies and is qualified; the deal is closed `outcome`."""
+    await d.enroll(prospect["id"], cadence_id)
+    await d.reply_to_first_mail(prospect, "Interested")
+    await d.wait_stage(prospect["id"], "qualifying")
+    deal = await d.deal_of(prospect["id"])
+    answers = {"budget": True, "authority": "decision_maker", "need": "Reports", "timeline": 3}
+    await d.ok("POST", f"{d.u.deals}/deals/{deal['id']}/qualification", json={"answers": answers})
+    await d.wait_stage(prospect["id"], "presenting")
+    close = {"outcome": outcome, "reason": "decided", "value": 900, "currency": "EUR"}
+    if outcome == "lost":
+        close = {"outcome": "lost", "reason": "went with a rival"}
+    await d.ok("POST", f"{d.u.deals}/deals/{deal['id']}/close", json=close)
+    return deal
