@@ -6,6 +6,8 @@ the history that covers each patch. SET (default: the newest) picks which scenar
 - v3: referral reminders, referrer thanks, closing old preparation tasks, a rep change.
 - v4: every path of the journey as it was before it became a package (issue 9), recorded so that
   the split (and any later refactoring) is proven to issue the very same commands.
+- v5 (issue 10, stage truth): tasks follow the stages (follow_stage), the deal's stage moves
+  reach the journey, and a decided deal passes through closing.
 """
 
 import asyncio
@@ -20,6 +22,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from shared.contracts.journey import (
     DealClosed,
+    DealStageMoved,
     DecisionDeadline,
     MeetingChanged,
     MeetingScheduled,
@@ -314,8 +317,32 @@ async def main_v4(env: WorkflowEnvironment) -> None:
     )
 
 
+# --- v5: issue 10, tasks follow the journey and one stage truth ----------------------------------
+
+
+async def deal_moves_closing_won(env: WorkflowEnvironment, h: tj.Harness, handle: Any) -> None:
+    """The rep moves the deal to objections, then to closing (a repeat is ignored), and wins."""
+    await qualified(env, h, handle)
+    await handle.signal(Sig.DEAL_STAGE_MOVED, DealStageMoved("deal-1", "objections"))
+    await handle.signal(Sig.DEAL_STAGE_MOVED, DealStageMoved("deal-1", "closing"))
+    await handle.signal(Sig.DEAL_STAGE_MOVED, DealStageMoved("deal-1", "closing"))
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", True, "signed"))
+
+
+async def closed_from_presenting_lost(env: WorkflowEnvironment, h: tj.Harness, handle: Any) -> None:
+    await qualified(env, h, handle)
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", False, "no budget after all"))
+
+
+async def main_v5(env: WorkflowEnvironment) -> None:
+    await record(env, "journey_timeout_disqualified_tasks_v5", reply_then_silence)
+    await record(env, "journey_stopped_tasks_v5", stopped)
+    await record(env, "journey_deal_moves_closing_won_v5", deal_moves_closing_won)
+    await record(env, "journey_closed_from_presenting_lost_v5", closed_from_presenting_lost)
+
+
 async def main(which: str) -> None:
-    sets = {"v3": main_v3, "v4": main_v4}
+    sets = {"v3": main_v3, "v4": main_v4, "v5": main_v5}
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=binary("temporal-test-server")
     )
@@ -334,4 +361,4 @@ async def main(which: str) -> None:
             await env.shutdown()
 
 
-asyncio.run(main(sys.argv[1] if len(sys.argv) > 1 else "v4"))
+asyncio.run(main(sys.argv[1] if len(sys.argv) > 1 else "v5"))

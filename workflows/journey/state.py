@@ -17,6 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from shared.contracts.journey import (
         CadenceSnapshot,
         DealClosed,
+        DealStageMoved,
         DecisionDeadline,
         JourneyInput,
         JourneyState,
@@ -42,7 +43,14 @@ class MeetingEvent:
     change: MeetingChanged
 
 
-DealEvent = MeetingScheduled | ObjectionLogged | DealClosed | MeetingEvent | DecisionDeadline
+DealEvent = (
+    MeetingScheduled
+    | ObjectionLogged
+    | DealClosed
+    | MeetingEvent
+    | DecisionDeadline
+    | DealStageMoved
+)
 
 
 @dataclass

@@ -19,10 +19,13 @@ from temporalio.common import RetryPolicy
 with workflow.unsafe.imports_passed_through():
     from shared.contracts.errors import NON_RETRYABLE
     from shared.contracts.journey import (
+        LASTING_TASK_KINDS,
         CadenceStep,
         Contact,
         RepTaskRequest,
+        Stage,
         StageChange,
+        StageEntered,
         TouchRequest,
         TouchResult,
     )
@@ -120,6 +123,16 @@ class Steps:
             at=workflow.now().isoformat(),
         )
         await call(Act.RECORD_STAGE, change, state.inp.queues.prospecting)
+        # from prospecting no task exists yet: nothing to close, no card to update
+        if previous != Stage.PROSPECTING and versions.patched(Patch.TASKS_FOLLOW_STAGE):
+            entered = StageEntered(
+                journey_id(),
+                state.inp.contact.prospect_id,
+                stage,
+                f"{stage}: {cause}",
+                list(LASTING_TASK_KINDS),
+            )
+            await call(Act.FOLLOW_STAGE, entered, state.inp.queues.outreach)
 
     async def touch(
         self,

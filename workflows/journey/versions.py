@@ -32,6 +32,9 @@ class Patch(StrEnum):
     REFERRER_THANKS = "referrer-thanks"
     MEETING_TASK_CLEANUP = "meeting-task-cleanup"
     QUALIFY_TASK_CLEANUP = "qualify-task-cleanup"
+    # --- issue 10, points 3 and 4 (tasks follow the journey; one stage truth) ---
+    TASKS_FOLLOW_STAGE = "tasks-follow-stage"
+    DEAL_STAGE_TRUTH = "deal-stage-truth"
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,8 @@ class PatchRecord:
 
 # Every change below landed on 2026-11-27; the condition names the commit that brought it.
 _BEFORE_NOV_27 = "no running ProspectJourney started before the deploy of {commit} (2026-11-27)"
+
+_BEFORE_ISSUE_10 = "no running ProspectJourney started before the deploy of issue 10's stage truth"
 
 REGISTRY: dict[Patch, PatchRecord] = {
     Patch.SYSTEM_TOUCH_DEFERRAL: PatchRecord(
@@ -92,6 +97,23 @@ REGISTRY: dict[Patch, PatchRecord] = {
             "journey_verdict_races_timeout_lost_v4",
         ),
         _BEFORE_NOV_27.format(commit="b8758d9"),
+    ),
+    # --- issue 10, points 3 and 4 (tasks follow the journey; one stage truth) ---
+    Patch.TASKS_FOLLOW_STAGE: PatchRecord(
+        "every stage entered tells outreach (follow_stage): the open tasks of the stage group "
+        "the journey left close with the reason, and the prospect's task cards show the stage",
+        (
+            "journey_timeout_disqualified_tasks_v5",
+            "journey_stopped_tasks_v5",
+            "journey_deal_moves_closing_won_v5",
+        ),
+        _BEFORE_ISSUE_10,
+    ),
+    Patch.DEAL_STAGE_TRUTH: PatchRecord(
+        "the deal's stage moves (deal_stage_moved) are recorded while presenting, and a deal "
+        "closed from presenting or objections passes through closing before won or lost",
+        ("journey_deal_moves_closing_won_v5", "journey_closed_from_presenting_lost_v5"),
+        _BEFORE_ISSUE_10,
     ),
 }
 
