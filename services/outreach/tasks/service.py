@@ -247,7 +247,9 @@ def rank(
         reasons.append(Reason("due_soon", DUE_SOON_POINTS, f"due in {_ago(task.due_at - now)}"))
     reasons += urgent_signals(task, last_reply_at, now, policy)
     card = task.prospect_card or {}
-    stage = current_stage(task)
+    # ranked by the stage the task was made for: its urgency is its stage's, not the prospect's
+    # (a task of a stage left is closed anyway)
+    stage = made_in_stage(task) or card.get("stage") or ""
     if STAGE_POINTS.get(stage):
         reasons.append(Reason("stage", STAGE_POINTS[stage], f"stage {stage}"))
     tier = card.get("tier") or ""
