@@ -16,6 +16,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from shared.contracts.journey import (
     DealClosed,
+    DealStageMoved,
     DecisionDeadline,
     MeetingChanged,
     MeetingScheduled,
@@ -243,3 +244,38 @@ async def test_a_decided_deal_gets_no_last_chance(
         assert h.rec.objection_checks == []  # the timer stopped with the decision
         assert not [t for t in h.rec.tasks if t.kind == "last_chance"]
         await handle.terminate()
+
+
+# --- one stage truth and tasks that follow (issue 10) -------------------------------------------
+
+
+async def test_deal_moves_are_recorded_once_and_every_stage_tells_outreach(
+    temporal_skipping: WorkflowEnvironment, queue_prefix: str
+) -> None:
+    async with Harness(temporal_skipping, queue_prefix) as h:
+        handle = await presenting(h)
+        await handle.signal(Sig.DEAL_STAGE_MOVED, DealStageMoved("deal-1", "closing"))
+        await handle.signal(Sig.DEAL_STAGE_MOVED, DealStageMoved("deal-1", "closing"))  # a retry
+        await handle.signal(Sig.DEAL_STAGE_MOVED, DealStageMoved("deal-1", "qualifying"))  # no
+        await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", False, "no budget"))
+        assert await handle.result() == "lost"
+        assert h.rec.stage_path() == ["contacting", "qualifying", "presenting", "closing", "lost"]
+        assert h.rec.stages[3].cause == "deal deal-1: moved by the rep"
+        entered = [(e.stage, e.reason) for e in h.rec.entered]
+        assert entered[-2:] == [
+            ("closing", "closing: deal deal-1: moved by the rep"),
+            ("lost", "lost: closed lost: no budget"),
+        ]
+        assert all(e.keep_kinds == ["thank_client"] for e in h.rec.entered)
+
+
+async def test_the_timeout_outcome_tells_outreach_why(
+    temporal_skipping: WorkflowEnvironment, queue_prefix: str
+) -> None:
+    async with Harness(temporal_skipping, queue_prefix) as h:
+        handle = await h.start()
+        await handle.signal(Sig.REPLY_RECEIVED, ReplyReceived("email", "m1", "tell me more"))
+        assert await handle.result() == "disqualified"
+        last = h.rec.entered[-1]
+        assert (last.stage, last.journey_id) == ("disqualified", handle.id)
+        assert last.reason.startswith("disqualified: qualification timeout: no verdict after")
