@@ -103,7 +103,9 @@ async def test_thanks_stays_after_the_win_and_cards_show_the_current_stage(
     page = await stack.http.get(f"{stack.u.outreach}/ui/reps/{rep['id']}/inbox")
     assert page.status_code == 200
     card = page.text.split(f'id="task-{thanks["id"]}"', 1)[1].split("</article>", 1)[0]
-    assert "stage referrals" in card and "stage won" not in card
+    # the card's stage line is the prospect's now (the priority's reasons keep the stage the
+    # task was made for: "stage won (+40)")
+    assert "· stage referrals" in card and "· stage won" not in card
 
 
 async def _kind(d: Driver, pid: str, kind: str) -> dict[str, Any] | None:
