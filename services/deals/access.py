@@ -74,6 +74,7 @@ POLICIES: dict[RouteKey, Rule] = {
     ("POST", "/deals/{deal_id}/meetings/{meeting_id}/no-show"): rep_own("path:deal_id"),
     ("GET", "/analytics/sources"): OPS,
     ("POST", "/internal/erasures"): OPS,  # called by prospecting with its internal key
+    ("POST", "/internal/prospects/{prospect_id}/rep"): OPS,  # rep moves, likewise
     ("GET", "/internal/prospects/{prospect_id}/timeline"): OPS,  # likewise
 }
 

@@ -52,6 +52,8 @@ from shared.contracts.journey import (
     CloseRepTasks,
     Contact,
     RepTaskRequest,
+    Stage,
+    StageEntered,
     TouchRequest,
     TouchResult,
 )
@@ -552,7 +554,11 @@ class OutreachActivities:
             kind=channel,
             title=f"{what} {name} ({req.contact.company})".strip(),
             body=f"Touch {req.touch_key} of the cadence, instead of {instead}{why}.\n{text.body}",
-            context={"phone": req.contact.phone or "", "company": req.contact.company},
+            context={
+                "stage": Stage.CONTACTING,
+                "phone": req.contact.phone or "",
+                "company": req.contact.company,
+            },
         )
         await self.create_rep_task(task)
         detail = f"fallback for {planned.fallback_for}: {planned.why}" if why else planned.channel
@@ -614,6 +620,10 @@ class OutreachActivities:
             closed = cast(CursorResult[Any], await session.execute(query)).rowcount or 0
             await session.commit()
         return int(closed)
+
+    @activity_boundary(Act.FOLLOW_STAGE)
+    async def follow_stage(self, session: AsyncSession, entered: StageEntered) -> int:
+        return await tasks.follow_stage(session, entered)
 
     @activity_boundary(Act.GET_CADENCE)
     async def get_cadence(self, session: AsyncSession, ref: CadenceRef) -> CadenceSnapshot:
@@ -685,6 +695,7 @@ def activities_for(
         acts.send_touch,
         acts.create_rep_task,
         acts.close_rep_tasks,
+        acts.follow_stage,
         acts.get_cadence,
         colleagues.pause_colleagues,
         run_ends.record_run_end,

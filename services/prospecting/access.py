@@ -39,6 +39,7 @@ POLICIES: dict[RouteKey, Rule] = {
     ("POST", "/reps"): OPS,
     ("GET", "/reps"): OPS,
     ("GET", "/reps/{rep_id}"): rep_own("path:rep_id"),
+    ("PATCH", "/reps/{rep_id}"): OPS,
     ("POST", "/prospects"): OPS,
     ("GET", "/prospects"): rep_own("query:rep_id"),
     ("GET", "/prospects/{prospect_id}"): rep_own("path:prospect_id"),

@@ -49,10 +49,11 @@ class ProspectingActivities:
 
     @activity_boundary(Act.GET_REP_MANAGER)
     async def get_rep_manager(self, session: AsyncSession, ref: RepRef) -> RepManager:
-        """The rep's manager, to escalate to; manager_id None when none is set."""
+        """The rep's manager, to escalate to; manager_id None when none is set (or they were
+        deactivated: nobody would read the escalation)."""
         rep = await service.get_rep(session, ref.rep_id)
         manager = await session.get(Rep, rep.manager_id) if rep.manager_id else None
-        if manager is None:
+        if manager is None or not manager.active:
             return RepManager(rep.id)
         return RepManager(rep.id, manager.id, manager.name, manager.email)
 

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.prospecting import assignment, erasure, fit, icp, imports, schemas, service
+from services.prospecting import assignment, erasure, fit, icp, imports, reps, schemas, service
 from services.prospecting import timeline as timeline_view
 from shared.auth import require_api_key
 from shared.contracts.journey import Stage
@@ -24,6 +24,19 @@ async def create_rep(body: schemas.RepCreate, session: Session) -> schemas.Rep:
 @router.get("/reps", tags=["reps"])
 async def list_reps(session: Session) -> list[schemas.Rep]:
     return [schemas.Rep.model_validate(r) for r in await service.list_reps(session)]
+
+
+@router.patch("/reps/{rep_id}", tags=["reps"])
+async def patch_rep(
+    rep_id: str, body: schemas.RepPatch, request: Request, session: Session
+) -> schemas.RepChanged:
+    """Edit a rep, their capacity and territories; `active: false` hands their prospects (with
+    their tasks, deals and referral asks) over to other reps by the assignment rules."""
+    rep, moved = await reps.patch_rep(session, rep_id, body)
+    out = schemas.RepChanged.model_validate(rep).model_copy(update={"moved": moved})
+    await session.commit()
+    request.app.state.outbox.wake()
+    return out
 
 
 @router.get("/reps/{rep_id}", tags=["reps"])

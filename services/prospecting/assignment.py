@@ -167,7 +167,9 @@ class Assigner:
                 )
             ).all()
         }
-        reps = (await session.scalars(select(Rep).order_by(Rep.created_at, Rep.id))).all()
+        # an inactive rep takes nothing new: they are in no pool
+        active = select(Rep).where(Rep.active.is_(True)).order_by(Rep.created_at, Rep.id)
+        reps = (await session.scalars(active)).all()
         return cls(
             session, (await load_rules(session))[0], reps, await open_counts(session), cursors
         )

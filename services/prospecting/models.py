@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     Float,
     ForeignKey,
@@ -17,6 +18,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    true,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -39,6 +41,8 @@ class Rep(Base):
     # the rep's manager (another rep): told when a qualification runs past its deadline
     manager_id: Mapped[str | None] = mapped_column(ForeignKey("reps.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # an inactive rep (left, on leave) gets no new prospects; theirs moved on when deactivated
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
 
     __table_args__ = (Index("ix_reps_order", "created_at", "id"),)
 

@@ -43,6 +43,40 @@ class RepBrief(BaseModel):
 class Rep(RepBrief):
     manager_id: str | None = None
     created_at: datetime
+    active: bool = True
+
+
+class RepPatch(BaseModel):
+    """What ops change about a rep (issue 10); unset fields stay. Capacity and territories are
+    the rep's part of the assignment rules (PUT /assignment-rules shows them all)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: RequiredText | None = Field(None, max_length=200)
+    email: RequiredEmail | None = None
+    phone: Phone = None
+    manager_id: str | None = Field(
+        None, max_length=32, description="an existing active rep, not this one; null: none"
+    )
+    capacity: int | None = Field(
+        None, ge=0, description="most open prospects of this rep; null: the default capacity"
+    )
+    territories: list[str] | None = Field(
+        None, description="names of existing territories this rep works (replaces their list)"
+    )
+    active: bool | None = Field(
+        None,
+        description="false: no new prospects, and their open prospects, tasks, deals and "
+        "referral asks move to other reps by the assignment rules",
+    )
+
+
+class RepChanged(Rep):
+    """The rep after the change, with the prospects that moved (on deactivation)."""
+
+    moved: dict[str, str | None] = Field(
+        default_factory=dict, description="prospect id -> new rep id (null: left unassigned)"
+    )
 
 
 class ProspectFields(PersonFields):

@@ -24,6 +24,15 @@ from shared.timezones import prospect_zone
 CREATED_CAUSE = "created"
 REP_MOVE = "rep_move"  # the open tasks (outreach's POST /prospects/{id}/tasks/reassign)
 REP_MOVE_ENROLLMENT = "rep_enrollment"  # the enrollment's rep
+REP_MOVE_DEALS = "rep_deals"  # the open deals' owner (deals' POST /internal/prospects/{id}/rep)
+REP_MOVE_REFERRALS = "rep_referrals"  # the referral asks' owner (referrals', likewise)
+# Each service that owns rows of the prospect's rep hears a move: (kind, target, path).
+REP_MOVES = (
+    (REP_MOVE, "outreach", "/prospects/{prospect_id}/tasks/reassign"),
+    (REP_MOVE_ENROLLMENT, "outreach", "/internal/prospects/{prospect_id}/rep"),
+    (REP_MOVE_DEALS, "deals", "/internal/prospects/{prospect_id}/rep"),
+    (REP_MOVE_REFERRALS, "referrals", "/internal/prospects/{prospect_id}/rep"),
+)
 
 
 def _insert(session: AsyncSession, model: type[Any]) -> Any:
@@ -388,42 +397,48 @@ def contact_from_prospect(p: Prospect, rep: Rep | None) -> Contact:
 
 
 async def reassign(session: AsyncSession, prospect_id: str, rep_id: str) -> Prospect:
-    """Give the prospect to another rep (ops may go over the rep's capacity on purpose) and
-    queue the move of their open tasks in outreach, durably (services.prospecting.outbox)."""
+    """Give the prospect to another active rep (ops may go over the rep's capacity on purpose)
+    and queue the move of what other services own for them: open tasks and the enrollment
+    (outreach, which tells the journey), open deals, referral asks; durably
+    (services.prospecting.outbox)."""
     prospect = await get_prospect(session, prospect_id)
     rep = await session.get(Rep, rep_id)
     if rep is None:
         raise invalid("rep_id", f"no rep has the id {rep_id}")
+    if not rep.active:
+        raise invalid("rep_id", f"rep {rep_id} is inactive: activate them first")
     if prospect.rep_id == rep_id:
         return prospect
     prospect.rep_id = rep_id
     prospect.assignment_note = "reassigned"
+    await queue_rep_move(session, prospect_id, rep_id)
+    await session.flush()
+    return await get_prospect(session, prospect_id)
+
+
+async def queue_rep_move(session: AsyncSession, prospect_id: str, rep_id: str) -> None:
+    """Tell every service that owns rows of the prospect's rep, through the outbox."""
+    kinds = [kind for kind, _, _ in REP_MOVES]
     # An older move still waiting must not land after this one and undo it.
     await session.execute(
         update(OutboxMessage)
         .where(
-            OutboxMessage.kind.in_((REP_MOVE, REP_MOVE_ENROLLMENT)),
+            OutboxMessage.kind.in_(kinds),
             OutboxMessage.subject_id == prospect_id,
             OutboxMessage.status == outbox.PENDING,
         )
         .values(status=outbox.SUPERSEDED, next_attempt_at=None)
         .execution_options(synchronize_session=False)
     )
-    # outreach moves the prospect's open tasks, then the journey's own record of the rep
-    for kind, path in (
-        (REP_MOVE, f"/prospects/{prospect_id}/tasks/reassign"),
-        (REP_MOVE_ENROLLMENT, f"/internal/prospects/{prospect_id}/rep"),
-    ):
+    for kind, target, path in REP_MOVES:
         outbox.add(
             session,
             kind=kind,
-            target="outreach",
-            path=path,
+            target=target,
+            path=path.format(prospect_id=prospect_id),
             payload={"rep_id": rep_id},
             subject_id=prospect_id,
         )
-    await session.flush()
-    return await get_prospect(session, prospect_id)
 
 
 WAITING_BATCH = 200  # prospects given a rep per call: the rest wait for the next freed place

@@ -41,6 +41,7 @@ POLICIES: dict[RouteKey, Rule] = {
     ("GET", "/analytics"): OPS,
     ("POST", "/internal/erasures"): OPS,  # called by prospecting with its internal key
     ("GET", "/internal/prospects/{prospect_id}/timeline"): OPS,  # likewise
+    ("POST", "/internal/prospects/{prospect_id}/rep"): OPS,  # rep moves, likewise
 }
 
 ACCESS = ServiceAccess(POLICIES, RESOLVERS)

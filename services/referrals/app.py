@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from temporalio.client import Client
 
-from services.referrals import analytics, api, erasure, public, timeline
+from services.referrals import analytics, api, erasure, public, rep_moves, timeline
 from services.referrals.access import ACCESS
 from services.referrals.intakes import IntakeTiming, install_relay
 from services.referrals.rate_limit import FormLimits
@@ -24,7 +24,14 @@ def create_app(
     app = create_service_app(
         "referrals",
         settings,
-        [api.router, public.router, analytics.router, erasure.router, timeline.router],
+        [
+            api.router,
+            public.router,
+            analytics.router,
+            erasure.router,
+            timeline.router,
+            rep_moves.router,
+        ],
         access=ACCESS,
         description="Referral asks to won clients, their referral page, referral intake and "
         "referral analytics.",

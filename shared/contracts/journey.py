@@ -37,6 +37,27 @@ class Channel(StrEnum):
 
 MESSAGE_CHANNELS = frozenset({Channel.EMAIL, Channel.SMS})
 
+# The stages a rep task can belong to, grouped by the work they share: a task made in one stage
+# still makes sense in another of its group (a meeting's preparation task while objections are
+# heard), and is done once the journey leaves the group. Outcomes that end a journey are a group
+# of their own, so entering one leaves every other group.
+TASK_STAGE_GROUPS: dict[str, str] = {
+    Stage.PROSPECTING: "contact",
+    Stage.CONTACTING: "contact",
+    Stage.QUALIFYING: "qualify",
+    Stage.PRESENTING: "deal",
+    Stage.OBJECTIONS: "deal",
+    Stage.CLOSING: "deal",
+    Stage.WON: "client",
+    Stage.REFERRALS: "client",
+}
+# Tasks that outlive the stage they were made in: a new client is thanked whatever comes next.
+LASTING_TASK_KINDS = ("thank_client",)
+
+
+def task_stage_group(stage: str) -> str:
+    return TASK_STAGE_GROUPS.get(stage, stage)
+
 
 def journey_id(prospect_id: str) -> str:
     """The one workflow id per prospect: a repeated enrollment can never start a second journey."""
@@ -293,6 +314,16 @@ class FailedStep:
 
 
 @dataclass
+class DealStageMoved:
+    """The rep moved the deal between presenting, objections and closing (POST /deals/{id}/stage):
+    the journey records the move in the prospect's stage history."""
+
+    deal_id: str
+    stage: str
+    cause: str = "moved by the rep"
+
+
+@dataclass
 class JourneyState:
     stage: str
     next_step: int
@@ -415,6 +446,19 @@ class CloseRepTasks:
     key_prefix: str
     reason: str
     keep_key: str | None = None
+
+
+@dataclass
+class StageEntered:
+    """The journey entered `stage` (issue 10, tasks follow the journey): outreach closes the
+    journey's open tasks made for a stage group it left (with `reason`), except `keep_kinds`,
+    and shows `stage` on the cards of the prospect's tasks. Idempotent."""
+
+    journey_id: str
+    prospect_id: str
+    stage: str
+    reason: str
+    keep_kinds: list[str] = field(default_factory=list)
 
 
 @dataclass

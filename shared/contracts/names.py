@@ -10,6 +10,7 @@ class Act:
     SEND_TOUCH = "outreach.send_touch"
     CREATE_REP_TASK = "outreach.create_rep_task"
     CLOSE_REP_TASKS = "outreach.close_rep_tasks"
+    FOLLOW_STAGE = "outreach.follow_stage"
     GET_CADENCE = "outreach.get_cadence"
     PAUSE_COLLEAGUES = "outreach.pause_colleagues"
     OPEN_DEAL = "deals.open_deal"
@@ -42,6 +43,7 @@ class Sig:
     STOP_CADENCE = "stop_cadence"
     MIGRATE_CADENCE = "migrate_cadence"
     REP_ASSIGNED = "rep_assigned"
+    DEAL_STAGE_MOVED = "deal_stage_moved"
 
 
 class Query:

@@ -204,7 +204,11 @@ async def test_stage_moves_on_open_deals_only(env: DealsEnv) -> None:
     await env.http.post(f"/deals/{deal_id}/close", json={"outcome": "won", "reason": "signed"})
     r = await env.http.post(f"/deals/{deal_id}/stage", json={"stage": "presenting"})
     assert (r.status_code, error(r)["code"]) == (409, "already_closed")
-    assert await journey_names(journey, 2) == ["qualification_recorded", "deal_closed"]
+    assert await journey_names(journey, 3) == [
+        "qualification_recorded",
+        "deal_stage_moved",  # the journey records the move in the prospect's history
+        "deal_closed",
+    ]
 
 
 # --- closing ------------------------------------------------------------------------------------
@@ -395,8 +399,13 @@ async def test_responses_per_stage_ranked_by_resolved_and_won(env: DealsEnv) -> 
         (0, 0, 0),
     ]
     # the journey gets the ranked answers, as before in its ObjectionLogged signal
-    got = await signals(journey, 2)
-    assert got[1]["payload"]["answers"] == [smaller, cost, quarterly]
+    got = await signals(journey, 3)
+    assert [s["name"] for s in got] == [
+        "qualification_recorded",
+        "deal_stage_moved",
+        "objection_logged",
+    ]
+    assert got[2]["payload"]["answers"] == [smaller, cost, quarterly]
 
     # recording the same response again replaces its verdict instead of counting twice
     await outcome(env, third["objection"]["id"], quarterly, False)

@@ -105,9 +105,12 @@ async def test_territory_first_then_round_robin_within_capacity(
     assert waited["rep"]["id"] == anna
     assert waited["assignment_note"] == "territory EMEA (a place came free)"
     queued = await _queued_moves(app, de3["id"])
+    # every service that owns rows of the prospect's rep hears the move (issue 10)
     assert sorted(q for q in queued if q[0] != "auto_enroll") == [
+        ("rep_deals", {"rep_id": anna}),
         ("rep_enrollment", {"rep_id": anna}),
         ("rep_move", {"rep_id": anna}),
+        ("rep_referrals", {"rep_id": anna}),
     ]
     de6 = await _prospect(http, 6, country="DE")
     assert de6["rep_id"] is None  # EMEA is full again

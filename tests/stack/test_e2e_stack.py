@@ -68,7 +68,10 @@ def test_getting_started_walkthrough_works_when_pasted(running_dev_stack: Stack)
     (ARTIFACTS / "walkthrough.out").write_text(done.stdout + "\n--- stderr ---\n" + done.stderr)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout
-    assert "prospecting contacting qualifying presenting objections won referrals" in out
+    assert "prospecting contacting qualifying presenting objections closing won referrals" in out
+    # tasks follow the journey (issue 10): what the win ended is closed, the thanks stays
+    assert re.search(r"closed objection \(now \w+\) won: closed won: signed the annual plan", out)
+    assert "open thank_client" in out
     assert '"source": "referral"' in out
     assert "Ada suggested we talk" in out or "Lovelace suggested we talk" in out
 

@@ -271,6 +271,7 @@ async def drive_to_referral(urls: Urls) -> dict[str, Any]:
             "qualifying",
             "presenting",
             "objections",
+            "closing",  # the seven stages in order, closing included (issue 10)
             "won",
             "referrals",
         ]

@@ -34,6 +34,7 @@ from tests.support.ports import free_port
 from tests.support.sandboxes import sandboxes
 from tests.support.scenarios import Driver, Urls
 from tests.support.serve import serve
+from tests.support.stage_truth import assert_one_stage_truth
 
 # The prospecting outbox relays within a tenth of a second instead of its production second.
 FAST_OUTBOX = OutboxTiming(poll_seconds=0.1, base_delay=0.2, max_delay=1.0)
@@ -139,14 +140,19 @@ async def stack(
     queue_prefix: str,
 ) -> AsyncIterator[StackDriver]:
     """A driver on a ready stack: in process on this test's ports, on SQLite and on PostgreSQL,
-    or (with @ON_PROCESSES) on the module's dev stack."""
+    or (with @ON_PROCESSES) on the module's dev stack. When the test passed, the stack's one stage
+    truth is checked (tests/support/stage_truth.py): every prospect's journey, deal and record
+    agree on the stage."""
     options = stack_options(request.node)
+    failed_before = request.session.testsfailed
     if request.param == PROCESSES:
         running: Stack = request.getfixturevalue("running_dev_stack")
         urls = urls_of(running)
         driver = StackDriver(RunningStack(**vars(urls), settings=running.settings), None)
         try:
             yield driver
+            if request.session.testsfailed == failed_before:
+                await assert_one_stage_truth(driver)
         finally:
             await driver.close()
         return
@@ -163,5 +169,8 @@ async def stack(
         driver = StackDriver(running_stack, temporal_local)
         try:
             yield driver
+            # a failed test has its own report: no second one about the stack it left
+            if request.session.testsfailed == failed_before:
+                await assert_one_stage_truth(driver)
         finally:
             await driver.close()

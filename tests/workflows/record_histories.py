@@ -9,7 +9,8 @@ the history that covers each patch. SET (default: the newest) picks which scenar
 - v5: issue 10's guarded changes: pauses that stack and hold every sales message, a meeting
   reminder that cannot go becoming the rep's task, a touch whose template cannot render,
   colleagues found by email domain, a run's end reported
-  to outreach and later runs started at qualifying (a late reply) and presenting (a reopened deal).
+  to outreach and later runs started at qualifying (a late reply) and presenting (a reopened deal),
+  tasks that follow the stages, deal moves that reach the journey, closing on every decided deal.
 """
 
 import asyncio
@@ -24,6 +25,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from shared.contracts.journey import (
     DealClosed,
+    DealStageMoved,
     DecisionDeadline,
     MeetingChanged,
     MeetingScheduled,
@@ -360,6 +362,20 @@ async def reopened_then_lost(env: WorkflowEnvironment, h: tj.Harness, handle: An
     await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-9", False, "went with a rival"))
 
 
+async def deal_moves_closing_won(env: WorkflowEnvironment, h: tj.Harness, handle: Any) -> None:
+    """The rep moves the deal to objections, then to closing (a repeat is ignored), and wins."""
+    await qualified(env, h, handle)
+    await handle.signal(Sig.DEAL_STAGE_MOVED, DealStageMoved("deal-1", "objections"))
+    await handle.signal(Sig.DEAL_STAGE_MOVED, DealStageMoved("deal-1", "closing"))
+    await handle.signal(Sig.DEAL_STAGE_MOVED, DealStageMoved("deal-1", "closing"))
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", True, "signed"))
+
+
+async def closed_from_presenting_lost(env: WorkflowEnvironment, h: tj.Harness, handle: Any) -> None:
+    await qualified(env, h, handle)
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", False, "no budget after all"))
+
+
 async def main_v5(env: WorkflowEnvironment) -> None:
     await record(
         env,
@@ -412,6 +428,12 @@ async def main_v5(env: WorkflowEnvironment) -> None:
         deal_id="deal-9",
         start_cause="deal reopened",
     )
+    # points 3, 4: tasks follow the stages (Patch.TASKS_FOLLOW_STAGE), deal moves and closing
+    # reach the journey (Patch.DEAL_STAGE_TRUTH)
+    await record(env, "journey_timeout_disqualified_tasks_v5", reply_then_silence)
+    await record(env, "journey_stopped_tasks_v5", stopped)
+    await record(env, "journey_deal_moves_closing_won_v5", deal_moves_closing_won)
+    await record(env, "journey_closed_from_presenting_lost_v5", closed_from_presenting_lost)
 
 
 async def main(which: str) -> None:

@@ -59,6 +59,7 @@ from shared.contracts.journey import (
     RepTaskRequest,
     RunEnded,
     StageChange,
+    StageEntered,
     TouchRequest,
     TouchResult,
     journey_id,
@@ -119,6 +120,7 @@ class Recorder:
     sent_at: dict[str, str] = field(default_factory=dict)  # "touch key:channel" -> when it went
     refuse_kinds: set[str] = field(default_factory=set)  # every channel opted out for these
     closed_tasks: list[CloseRepTasks] = field(default_factory=list)
+    entered: list[StageEntered] = field(default_factory=list)  # follow_stage calls
     paused_colleagues: list[PauseColleagues] = field(default_factory=list)
     # the deal's stage after a qualification timeout; None: the outcome asked for (a verdict
     # recorded just before the deadline leaves it elsewhere)
@@ -191,6 +193,11 @@ class Recorder:
         async def close_rep_tasks(req: CloseRepTasks) -> int:
             self.closed_tasks.append(req)
             return 1
+
+        @activity.defn(name=Act.FOLLOW_STAGE)
+        async def follow_stage(entered: StageEntered) -> int:
+            self.entered.append(entered)
+            return 0
 
         @activity.defn(name=Act.PAUSE_COLLEAGUES)
         async def pause_colleagues(req: PauseColleagues) -> int:
@@ -277,6 +284,7 @@ class Recorder:
                 send_touch,
                 create_rep_task,
                 close_rep_tasks,
+                follow_stage,
                 get_cadence,
                 pause_colleagues,
                 record_run_end,
@@ -461,9 +469,12 @@ async def test_full_path_to_referrals(
             "qualifying",
             "presenting",
             "objections",
+            "closing",  # a deal decided from objections passes through closing (issue 10)
             "won",
             "referrals",
         ]
+        # every stage after the first told outreach, so tasks follow the journey
+        assert [e.stage for e in h.rec.entered] == h.rec.stage_path()[1:]
         kinds = [t.kind for t in h.rec.tasks]
         assert {"qualify", "prepare_meeting", "objection", "thank_client"} <= set(kinds)
         objection_task = next(t for t in h.rec.tasks if t.kind == "objection")

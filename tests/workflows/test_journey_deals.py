@@ -16,6 +16,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from shared.contracts.journey import (
     DealClosed,
+    DealStageMoved,
     DecisionDeadline,
     MeetingChanged,
     MeetingScheduled,
@@ -84,6 +85,10 @@ async def test_timeout_without_a_manager_disqualifies_by_default(
         assert [t.outcome for t in h.rec.timeouts] == ["disqualified"]
         assert h.rec.stages[-1].cause.startswith("qualification timeout: no verdict after")
         assert len(h.rec.notes) == 1  # the reminder only
+        # outreach hears why, to close the qualify tasks with that reason (issue 10)
+        last = h.rec.entered[-1]
+        assert (last.stage, last.journey_id) == ("disqualified", handle.id)
+        assert last.reason.startswith("disqualified: qualification timeout: no verdict after")
 
 
 # --- meetings -----------------------------------------------------------------------------------
@@ -243,3 +248,26 @@ async def test_a_decided_deal_gets_no_last_chance(
         assert h.rec.objection_checks == []  # the timer stopped with the decision
         assert not [t for t in h.rec.tasks if t.kind == "last_chance"]
         await handle.terminate()
+
+
+# --- one stage truth and tasks that follow (issue 10) -------------------------------------------
+
+
+async def test_deal_moves_are_recorded_once_and_every_stage_tells_outreach(
+    temporal_skipping: WorkflowEnvironment, queue_prefix: str
+) -> None:
+    async with Harness(temporal_skipping, queue_prefix) as h:
+        handle = await presenting(h)
+        await handle.signal(Sig.DEAL_STAGE_MOVED, DealStageMoved("deal-1", "closing"))
+        await handle.signal(Sig.DEAL_STAGE_MOVED, DealStageMoved("deal-1", "closing"))  # a retry
+        await handle.signal(Sig.DEAL_STAGE_MOVED, DealStageMoved("deal-1", "qualifying"))  # no
+        await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", False, "no budget"))
+        assert await handle.result() == "lost"
+        assert h.rec.stage_path() == ["contacting", "qualifying", "presenting", "closing", "lost"]
+        assert h.rec.stages[3].cause == "deal deal-1: moved by the rep"
+        entered = [(e.stage, e.reason) for e in h.rec.entered]
+        assert entered[-2:] == [
+            ("closing", "closing: deal deal-1: moved by the rep"),
+            ("lost", "lost: closed lost: no budget"),
+        ]
+        assert all(e.keep_kinds == ["thank_client"] for e in h.rec.entered)

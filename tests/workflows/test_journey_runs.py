@@ -53,7 +53,7 @@ async def test_a_reopened_deal_run_carries_on_at_presenting(
         handle = await h.start(start_stage=Stage.PRESENTING, run=3, deal_id="deal-9")
         await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-9", False, "a rival"))
         assert await handle.result() == Stage.LOST
-        assert h.rec.stage_path() == ["presenting", "lost"]
+        assert h.rec.stage_path() == ["presenting", "closing", "lost"]
         assert h.rec.deals == []  # the reopened deal, not a new one
         assert handle.id == journey_id(h.rec.stages[0].prospect_id)
         assert [(e.run, e.outcome) for e in h.rec.run_ends] == [(3, Stage.LOST)]

@@ -8,10 +8,12 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from shared.contracts.journey import DealClosed, Stage
 
+from workflows.journey import versions
 from workflows.journey.meetings import Meetings
 from workflows.journey.present import DecisionDeadlineWatch
 from workflows.journey.referrals import Referrals
 from workflows.journey.steps import Steps
+from workflows.journey.versions import Patch
 
 
 class Closing:
@@ -32,6 +34,11 @@ class Closing:
         # a decided deal needs no more reminders or last-chance task
         self.meetings.stop_all_reminders()
         self.deadline.stop()
+        outcome = Stage.WON if closed.won else Stage.LOST
+        if self.steps.state.stage != Stage.CLOSING and versions.patched(Patch.DEAL_STAGE_TRUTH):
+            # the seven stages in order: a deal decided straight from presenting or objections
+            # passes through closing, so the funnel's closing row counts every decided deal
+            await self.steps.enter(Stage.CLOSING, f"deal {closed.deal_id} closed {outcome}")
         if not closed.won:
             await self.steps.enter(Stage.LOST, f"closed lost: {closed.reason}")
             return Stage.LOST

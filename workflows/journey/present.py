@@ -12,6 +12,7 @@ with workflow.unsafe.imports_passed_through():
     from shared.contracts.journey import (
         DealClosed,
         DealRef,
+        DealStageMoved,
         DecisionDeadline,
         MeetingScheduled,
         ObjectionLogged,
@@ -25,6 +26,9 @@ from workflows.journey.meetings import Meetings
 from workflows.journey.state import MeetingEvent, State
 from workflows.journey.steps import Steps, call, sleep_until
 from workflows.journey.versions import Patch
+
+# where POST /deals/{id}/stage may move an open deal past the qualification gate
+DEAL_MOVES = (Stage.PRESENTING, Stage.OBJECTIONS, Stage.CLOSING)
 
 
 class Presenting:
@@ -47,8 +51,18 @@ class Presenting:
                 await self.meetings.changed(event)
             elif isinstance(event, DecisionDeadline):
                 self.deadline.set(event)
+            elif isinstance(event, DealStageMoved):
+                await self._moved(event)
             else:
                 await self._objection(event)
+
+    async def _moved(self, moved: DealStageMoved) -> None:
+        """The rep moved the deal (presenting, objections, closing): the deal's stage is the
+        prospect's stage."""
+        if moved.stage == self.state.stage or moved.stage not in DEAL_MOVES:
+            return  # a repeat (a client retry) or a stage the journey reaches otherwise
+        if versions.patched(Patch.DEAL_STAGE_TRUTH):
+            await self.steps.enter(moved.stage, f"deal {moved.deal_id}: {moved.cause}")
 
     async def _objection(self, objection: ObjectionLogged) -> None:
         if self.state.stage == Stage.PRESENTING:

@@ -12,6 +12,7 @@ with workflow.unsafe.imports_passed_through():
     from shared.contracts.journey import (
         CadenceSnapshot,
         DealClosed,
+        DealStageMoved,
         DecisionDeadline,
         JourneyState,
         MeetingChanged,
@@ -75,6 +76,10 @@ class JourneyInbox:
     @workflow.signal(name=Sig.DEAL_CLOSED)
     def deal_closed(self, closed: DealClosed) -> None:
         self.state.deal_events.append(closed)
+
+    @workflow.signal(name=Sig.DEAL_STAGE_MOVED)
+    def deal_stage_moved(self, moved: DealStageMoved) -> None:
+        self.state.deal_events.append(moved)
 
     @workflow.signal(name=Sig.PAUSE)
     def pause(self, pause: PauseJourney) -> None:

@@ -19,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
         ActivePause,
         CadenceSnapshot,
         DealClosed,
+        DealStageMoved,
         DecisionDeadline,
         FailedStep,
         JourneyInput,
@@ -45,7 +46,14 @@ class MeetingEvent:
     change: MeetingChanged
 
 
-DealEvent = MeetingScheduled | ObjectionLogged | DealClosed | MeetingEvent | DecisionDeadline
+DealEvent = (
+    MeetingScheduled
+    | ObjectionLogged
+    | DealClosed
+    | MeetingEvent
+    | DecisionDeadline
+    | DealStageMoved
+)
 
 
 @dataclass

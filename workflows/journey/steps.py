@@ -20,10 +20,13 @@ from temporalio.common import RetryPolicy
 with workflow.unsafe.imports_passed_through():
     from shared.contracts.errors import NON_RETRYABLE
     from shared.contracts.journey import (
+        LASTING_TASK_KINDS,
         CadenceStep,
         Contact,
         RepTaskRequest,
+        Stage,
         StageChange,
+        StageEntered,
         TouchRequest,
         TouchResult,
     )
@@ -148,7 +151,20 @@ class Steps:
             cause=cause,
             at=workflow.now().isoformat(),
         )
-        await call(Act.RECORD_STAGE, change, state.inp.queues.prospecting)
+        record = call(Act.RECORD_STAGE, change, state.inp.queues.prospecting)
+        # from prospecting no task exists yet: nothing to close, no card to update
+        if previous == Stage.PROSPECTING or not versions.patched(Patch.TASKS_FOLLOW_STAGE):
+            await record
+            return
+        entered = StageEntered(
+            journey_id(),
+            state.inp.contact.prospect_id,
+            stage,
+            f"{stage}: {cause}",
+            list(LASTING_TASK_KINDS),
+        )
+        # both at once: independent, and one workflow task instead of two round trips
+        await asyncio.gather(record, call(Act.FOLLOW_STAGE, entered, state.inp.queues.outreach))
 
     async def touch(
         self,

@@ -41,6 +41,9 @@ class Patch(StrEnum):
     COLLEAGUES_BY_DOMAIN = "colleagues-by-domain"
     # --- come back (issue 10) ---
     RUN_END_REPORTED = "run-end-reported"
+    # --- issue 10, points 3 and 4 (tasks follow the journey; one stage truth) ---
+    TASKS_FOLLOW_STAGE = "tasks-follow-stage"
+    DEAL_STAGE_TRUTH = "deal-stage-truth"
 
 
 @dataclass(frozen=True)
@@ -142,6 +145,23 @@ REGISTRY: dict[Patch, PatchRecord] = {
             "journey_reopened_run3_lost_v5",
         ),
         _BEFORE_DEC_3.format(commit="issue 10 points 1, 2, 11"),
+    ),
+    # --- issue 10, points 3 and 4 (tasks follow the journey; one stage truth) ---
+    Patch.TASKS_FOLLOW_STAGE: PatchRecord(
+        "every stage entered tells outreach (follow_stage): the open tasks of the stage group "
+        "the journey left close with the reason, and the prospect's task cards show the stage",
+        (
+            "journey_timeout_disqualified_tasks_v5",
+            "journey_stopped_tasks_v5",
+            "journey_deal_moves_closing_won_v5",
+        ),
+        _BEFORE_DEC_3.format(commit="issue 10 points 3, 4"),
+    ),
+    Patch.DEAL_STAGE_TRUTH: PatchRecord(
+        "the deal's stage moves (deal_stage_moved) are recorded while presenting, and a deal "
+        "closed from presenting or objections passes through closing before won or lost",
+        ("journey_deal_moves_closing_won_v5", "journey_closed_from_presenting_lost_v5"),
+        _BEFORE_DEC_3.format(commit="issue 10 points 3, 4"),
     ),
 }
 

@@ -1,6 +1,10 @@
 """Closing routes: move a deal's stage, close it won or lost, reopen it, the close-reason list
 and the pipeline. Thin: validate, call a use case, commit, then signal.
 
+The journey owns the prospect's stage (issue 10): every move of a deal reaches it (the gate pass
+as a verdict, a move between presenting, objections and closing as deal_stage_moved, a close as
+deal_closed), and the journey records it in the prospect's stage history.
+
 The commit comes before the signal, so the journey never hears of a fact the database lacks.
 If the signal fails after the commit, the client retries: the same close is answered again
 (nothing new written) and signalled once more.
@@ -16,7 +20,7 @@ from services.deals.closing.reopen import restart_ended_journey
 from services.deals.core.schemas import Deal
 from services.deals.qualification.signals import signal_gate_passed
 from shared.auth import ApiKey
-from shared.contracts.journey import DealClosed
+from shared.contracts.journey import DealClosed, DealStageMoved, Stage
 from shared.contracts.names import Sig
 from shared.db import Session
 from shared.journeys import signal_journey
@@ -55,11 +59,20 @@ async def move_stage(
     deal_id: str, body: schemas.StageMove, request: Request, _: ApiKey, session: Session
 ) -> object:
     """Move an open deal on; leaving qualifying passes the gate or answers 409 with the
-    missing or failing criteria."""
+    missing or failing criteria. The journey hears the move (a repeat is harmless: it records a
+    stage once)."""
     deal, passed_gate = await svc.move_stage(session, deal_id, body.stage)
     await session.commit()
     if passed_gate:
         await signal_gate_passed(request, deal)
+    if not passed_gate or deal.stage != Stage.PRESENTING:
+        # past the gate straight to objections or closing: presenting first, then the move
+        await signal_journey(
+            request.app.state.temporal,
+            deal.prospect_id,
+            Sig.DEAL_STAGE_MOVED,
+            DealStageMoved(deal.id, deal.stage),
+        )
     return deal
 
 

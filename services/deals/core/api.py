@@ -22,6 +22,7 @@ from shared.contracts.names import Sig
 from shared.db import Session
 from shared.erasure import ErasureOrder, ErasureResult
 from shared.journeys import signal_journey
+from shared.rep_moves import RepMove, RepMoved
 
 deals = APIRouter(prefix="/deals", tags=["deals"])
 analytics = APIRouter(prefix="/analytics", tags=["analytics"])
@@ -87,6 +88,15 @@ async def erasure_order(order: ErasureOrder, session: Session) -> ErasureResult:
     deleted = await erasure.erase_prospect(session, order.prospect_id)
     await session.commit()
     return ErasureResult(service="deals", erasure_id=order.erasure_id, deleted=deleted)
+
+
+@internal.post("/internal/prospects/{prospect_id}/rep", tags=["deals"])
+async def move_rep(prospect_id: str, body: RepMove, session: Session) -> RepMoved:
+    """The prospect was reassigned (prospecting's outbox, retried until 2xx): their open deals
+    go to the new rep."""
+    moved = await svc.move_rep(session, prospect_id, body.rep_id)
+    await session.commit()
+    return RepMoved(prospect_id=prospect_id, rep_id=body.rep_id, moved=moved)
 
 
 @internal.get("/internal/prospects/{prospect_id}/timeline", tags=["timeline"])

@@ -13,14 +13,14 @@ lifecycle in one module.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from services.deals.core import history
-from services.deals.models import Deal
+from services.deals.models import CLOSED_STAGES, Deal
 from services.deals.qualification.frameworks import get_framework
 from services.deals.qualification.scoring import DEFAULT_FRAMEWORK
 from shared.contracts.journey import OpenDealRequest, Stage
@@ -134,6 +134,26 @@ async def time_out_qualification(
         deal.closed_at = utcnow()
         await session.flush()
     return deal
+
+
+# --- the prospect's rep -------------------------------------------------------------------------
+
+
+async def move_rep(session: AsyncSession, prospect_id: str, rep_id: str) -> int:
+    """The prospect has a new rep: their open deals are theirs now (the old rep can no longer
+    work or close them). Closed deals keep the rep who closed them. Idempotent."""
+    moved = await session.execute(
+        update(Deal)
+        .where(
+            Deal.prospect_id == prospect_id,
+            Deal.stage.not_in(CLOSED_STAGES),
+            Deal.rep_id.is_distinct_from(rep_id),
+        )
+        .values(rep_id=rep_id)
+        .execution_options(synchronize_session=False)
+    )
+    # an UPDATE's result is a CursorResult (it has the row count)
+    return int(cast(CursorResult[Any], moved).rowcount or 0)
 
 
 # --- editing ------------------------------------------------------------------------------------

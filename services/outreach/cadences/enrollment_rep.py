@@ -20,12 +20,9 @@ from shared.contracts.names import Sig
 from shared.db import Session
 from shared.errors import AppError
 from shared.journeys import signal_journey
+from shared.rep_moves import RepMove
 
 router = APIRouter(dependencies=[Depends(require_api_key)])
-
-
-class RepChange(BaseModel):
-    rep_id: str = Field(min_length=1, max_length=64)
 
 
 class RepChanged(BaseModel):
@@ -36,7 +33,7 @@ class RepChanged(BaseModel):
 
 @router.post("/internal/prospects/{prospect_id}/rep", tags=["enrollments"])
 async def change_rep(
-    prospect_id: str, body: RepChange, request: Request, session: Session
+    prospect_id: str, body: RepMove, request: Request, session: Session
 ) -> RepChanged:
     e = models.Enrollment
     result = await session.execute(

@@ -112,7 +112,7 @@ def _card(ranked: tasks.Ranked) -> dict[str, Any]:
         "email": card.get("email") or "",
         "tier": card.get("tier") or "",
         "fit_score": card.get("fit_score"),
-        "stage": (task.context or {}).get("stage") or card.get("stage") or "",
+        "stage": tasks.current_stage(task),
         "extra": {
             k: v
             for k, v in (task.context or {}).items()

@@ -34,7 +34,13 @@ from services.outreach import models
 from services.outreach.inbox import JourneySignal, Stored, store_event
 from services.outreach.tasks import schemas
 from services.outreach.tasks.reps import RepDirectory
-from shared.contracts.journey import ReplyReceived, RepTaskRequest, StopCadence
+from shared.contracts.journey import (
+    ReplyReceived,
+    RepTaskRequest,
+    StageEntered,
+    StopCadence,
+    task_stage_group,
+)
 from shared.contracts.names import Sig
 from shared.errors import AppError, invalid, not_found
 
@@ -97,6 +103,49 @@ async def task_card(reps: RepDirectory, req: RepTaskRequest) -> dict[str, Any]:
     except AppError as err:
         log.warning("task %s made without a prospect card: %s", req.key, err.message)
         return {"unavailable": err.message}
+
+
+def made_in_stage(task: models.RepTask) -> str:
+    """The stage the task was made for (cadence tasks: contacting, where the cadence runs)."""
+    stage = (task.context or {}).get("stage")
+    if stage:
+        return str(stage)
+    return "contacting" if task.kind in ("call_task", "social_task") else ""
+
+
+def current_stage(task: models.RepTask) -> str:
+    """The prospect's stage now, as the journey last told outreach (follow_stage), else the
+    stage the task was made for."""
+    return str((task.prospect_card or {}).get("stage") or made_in_stage(task))
+
+
+async def follow_stage(session: AsyncSession, entered: StageEntered) -> int:
+    """The journey entered a stage: close its open tasks made for a stage group it left (the
+    reason in the notes), except the kinds that outlive their stage, and show the stage on the
+    prospect's task cards. Idempotent: a retry finds them closed and the cards up to date.
+    Returns how many tasks it closed."""
+    rows = await session.scalars(
+        select(models.RepTask).where(models.RepTask.prospect_id == entered.prospect_id)
+    )
+    group, now, closed = task_stage_group(entered.stage), utcnow(), 0
+    for task in rows.all():
+        if (task.prospect_card or {}).get("stage") != entered.stage:
+            # a new dict: the JSON column sees the change
+            task.prospect_card = {**(task.prospect_card or {}), "stage": entered.stage}
+        if task.status != OPEN or task.journey_id != entered.journey_id:
+            continue
+        made_in = made_in_stage(task)
+        if not made_in or task.kind in entered.keep_kinds or task_stage_group(made_in) == group:
+            continue
+        task.status, task.notes, task.completed_at, task.updated_at = (
+            CLOSED,
+            entered.reason,
+            now,
+            now,
+        )
+        closed += 1
+    await session.flush()
+    return closed
 
 
 # --- policy -----------------------------------------------------------------------------------
@@ -201,7 +250,9 @@ def rank(
         reasons.append(Reason("due_soon", DUE_SOON_POINTS, f"due in {_ago(task.due_at - now)}"))
     reasons += urgent_signals(task, last_reply_at, now, policy)
     card = task.prospect_card or {}
-    stage = (task.context or {}).get("stage") or card.get("stage") or ""
+    # ranked by the stage the task was made for: its urgency is its stage's, not the prospect's
+    # (a task of a stage left is closed anyway)
+    stage = made_in_stage(task) or card.get("stage") or ""
     if STAGE_POINTS.get(stage):
         reasons.append(Reason("stage", STAGE_POINTS[stage], f"stage {stage}"))
     tier = card.get("tier") or ""

@@ -1,0 +1,128 @@
+"""Reps change (issue 10): PATCH /reps/{id} edits a rep (name, email, phone, manager, their
+capacity and territories in the assignment rules) and deactivates or reactivates them.
+
+A deactivated rep is in no assignment pool from then on, and their prospects whose journey is
+still going (open, or won and asked for referrals) move to other reps by the assignment rules,
+each like a reassignment (PATCH /prospects/{id}): outreach moves the open tasks and tells the
+journey, deals moves the open deals, referrals the referral asks, all through the outbox. A
+prospect no active rep has room for is left unassigned (`assignment_note` says why) and gets a
+rep when a place comes free, as any waiting prospect does.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.prospecting import assignment, schemas, service
+from services.prospecting.models import Prospect, Rep
+from shared.contracts.journey import Stage
+from shared.errors import invalid
+
+# whose journey still needs a rep: open, or a won client being asked for referrals
+HANDED_OVER_STAGES = (*assignment.OPEN_STAGES, Stage.WON, Stage.REFERRALS)
+NOT_NULL = ("name", "email", "territories", "active")
+
+
+async def patch_rep(
+    session: AsyncSession, rep_id: str, patch: schemas.RepPatch
+) -> tuple[Rep, dict[str, str | None]]:
+    """The changed rep, and the prospects that moved (id -> new rep, None: unassigned)."""
+    rep = await service.get_rep(session, rep_id)
+    given = patch.model_fields_set
+    for field in NOT_NULL:
+        if field in given and getattr(patch, field) is None:
+            raise invalid(field, "must not be null")
+    if "manager_id" in given:
+        await _check_manager(session, rep, patch.manager_id)
+        rep.manager_id = patch.manager_id
+    if patch.name is not None:
+        rep.name = patch.name
+    if patch.email is not None:
+        rep.email = patch.email
+    if "phone" in given:
+        rep.phone = patch.phone
+    if given & {"capacity", "territories"}:
+        await _change_rules(session, rep.id, patch, given)
+    moved: dict[str, str | None] = {}
+    if patch.active is False and rep.active:
+        rep.active = False
+        await session.flush()
+        moved = await _hand_over(session, rep)
+    elif patch.active:
+        rep.active = True
+    await session.flush()
+    if given & {"capacity", "territories", "active"}:
+        # more room, or another rep in a pool: prospects waiting for one may get one now
+        await service.assign_waiting(session)
+    return rep, moved
+
+
+async def _check_manager(session: AsyncSession, rep: Rep, manager_id: str | None) -> None:
+    if manager_id is None:
+        return
+    if manager_id == rep.id:
+        raise invalid("manager_id", "a rep cannot be their own manager")
+    seen: set[str] = set()
+    current: str | None = manager_id
+    while current is not None and current not in seen:
+        seen.add(current)
+        manager = await session.get(Rep, current)
+        if manager is None:
+            raise invalid("manager_id", f"no rep {current} to be the manager")
+        if current == manager_id and not manager.active:
+            raise invalid("manager_id", f"rep {manager_id} is inactive")
+        if manager.manager_id == rep.id:
+            raise invalid("manager_id", f"rep {rep.id} manages {current}: that would be a loop")
+        current = manager.manager_id
+
+
+async def _change_rules(
+    session: AsyncSession, rep_id: str, patch: schemas.RepPatch, given: set[str]
+) -> None:
+    rules, _ = await assignment.load_rules(session)
+    if "capacity" in given:
+        if patch.capacity is None:
+            rules.capacity.pop(rep_id, None)
+        else:
+            rules.capacity[rep_id] = patch.capacity
+    if patch.territories is not None:
+        wanted = set(patch.territories)
+        unknown = sorted(wanted - {t.name for t in rules.territories})
+        if unknown:
+            raise invalid("territories", f"no territory is named {', '.join(unknown)}")
+        for territory in rules.territories:
+            works = rep_id in territory.rep_ids
+            if territory.name in wanted and not works:
+                territory.rep_ids.append(rep_id)
+            elif territory.name not in wanted and works:
+                if territory.rep_ids == [rep_id]:
+                    raise invalid(
+                        "territories", f"territory {territory.name} would have no rep left"
+                    )
+                territory.rep_ids.remove(rep_id)
+    await assignment.replace_rules(session, rules)
+
+
+async def _hand_over(session: AsyncSession, rep: Rep) -> dict[str, str | None]:
+    theirs = (
+        await session.scalars(
+            select(Prospect)
+            .where(Prospect.rep_id == rep.id, Prospect.stage.in_(HANDED_OVER_STAGES))
+            .order_by(Prospect.created_at, Prospect.id)
+        )
+    ).all()
+    assigner = await assignment.Assigner.load(session)  # without the deactivated rep
+    moved: dict[str, str | None] = {}
+    for prospect in theirs:
+        new_rep, how = assigner.assign(prospect.country)
+        note = f"{how} (rep {rep.name} was deactivated)"
+        if new_rep is None:
+            prospect.rep_id = None
+            moved[prospect.id] = None
+        else:
+            prospect = await service.reassign(session, prospect.id, new_rep.id)
+            moved[prospect.id] = new_rep.id
+        prospect.assignment_note = note
+    await session.flush()
+    return moved

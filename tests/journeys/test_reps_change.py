@@ -1,0 +1,174 @@
+"""Reps change (issue 10, point 10) on the whole stack: PATCH /reps/{id} with its validation; a
+deactivated rep's prospects, tasks, deals and journeys move to another rep by the assignment
+rules; reassigning a prospect moves the deal's and the referral ask's ownership, so the old
+rep's key can no longer close the deal and the new rep's can (the real access policy)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.auth import API_KEY_HEADER
+from tests.support.eventually import eventually
+from tests.support.scenarios import Driver, fast_cadence
+from tests.support.stack import StackDriver
+
+ANSWERS = {"budget": True, "authority": "decision_maker", "need": "reports by hand", "timeline": 2}
+# the deal waits for its verdict: nothing times out while the reps change
+PATIENT = {"qualification_reminder_seconds": 1800, "qualification_timeout_seconds": 3600}
+
+
+async def new_rep(d: Driver, name: str, **extra: Any) -> dict[str, Any]:
+    body = {"name": name, "email": f"{name.split()[0].lower()}@reps.example.org", **extra}
+    return await d.ok("POST", f"{d.u.prospecting}/reps", json=body)
+
+
+async def rep_key(d: Driver, rep_id: str) -> dict[str, str]:
+    issued = await d.ok(
+        "POST",
+        f"{d.u.prospecting}/api-keys",
+        json={"name": rep_id, "role": "rep", "rep_id": rep_id},
+    )
+    return {API_KEY_HEADER: issued["key"]}
+
+
+async def replied(d: Driver, first: str) -> tuple[dict[str, Any], str]:
+    """A new prospect (of the only rep so far, or round robin) who replied: deal URL."""
+    cadence = await d.ok("POST", f"{d.u.outreach}/cadences", json=fast_cadence(**PATIENT))
+    prospect = await d.new_prospect(first)
+    await d.enroll(prospect["id"], cadence["id"])
+    await d.reply_to_first_mail(prospect, "Yes, tell me more")
+    await d.wait_stage(prospect["id"], "qualifying")
+    return prospect, f"{d.u.deals}/deals/{(await d.deal_of(prospect['id']))['id']}"
+
+
+async def until(d: Driver, url: str, key: str, value: Any) -> dict[str, Any]:
+    async def probe() -> dict[str, Any] | None:
+        got: dict[str, Any] = await d.ok("GET", url)
+        return got if got[key] == value else None
+
+    return await eventually(probe, f"{url} {key}={value}")
+
+
+async def test_patch_rep_validates_and_changes_rules(stack: StackDriver) -> None:
+    reps = f"{stack.u.prospecting}/reps"
+    mia = await new_rep(stack, "Mia Manager")
+    rita = await new_rep(stack, "Rita Rep", manager_id=mia["id"])
+    rules = {
+        "territories": [{"name": "DACH", "countries": ["DE", "AT"], "rep_ids": [mia["id"]]}],
+        "default_capacity": 10,
+    }
+    await stack.ok("PUT", f"{stack.u.prospecting}/assignment-rules", json=rules)
+
+    bad: list[tuple[dict[str, Any], str]] = [
+        ({"nickname": "R"}, "nickname"),
+        ({"name": None}, "name"),
+        ({"email": "not-an-email"}, "email"),
+        ({"capacity": -1}, "capacity"),
+        ({"manager_id": rita["id"]}, "manager_id"),  # herself
+        ({"manager_id": "nosuchrep"}, "manager_id"),
+        ({"territories": ["Nowhere"]}, "territories"),
+    ]
+    for body, field in bad:
+        r = await stack.http.patch(f"{reps}/{rita['id']}", json=body)
+        assert r.status_code == 422, (body, r.text)
+        assert field in r.text, (body, r.text)
+    # Mia managed by Rita, who is managed by Mia: a loop
+    r = await stack.http.patch(f"{reps}/{mia['id']}", json={"manager_id": rita["id"]})
+    assert r.status_code == 422 and "loop" in r.text, r.text
+    # the only rep of DACH cannot leave it
+    r = await stack.http.patch(f"{reps}/{mia['id']}", json={"territories": []})
+    assert r.status_code == 422 and "no rep left" in r.text, r.text
+    r = await stack.http.patch(f"{reps}/nosuchrep", json={"name": "X"})
+    assert r.status_code == 404
+
+    changed = await stack.ok(
+        "PATCH",
+        f"{reps}/{rita['id']}",
+        json={
+            "name": "Rita Renamed",
+            "email": "rita.new@reps.example.org",
+            "phone": "+14155550123",
+            "manager_id": None,
+            "capacity": 3,
+            "territories": ["DACH"],
+        },
+    )
+    assert (changed["name"], changed["email"], changed["phone"]) == (
+        "Rita Renamed",
+        "rita.new@reps.example.org",
+        "+14155550123",
+    )
+    assert changed["manager_id"] is None and changed["active"] is True
+    got = await stack.ok("GET", f"{stack.u.prospecting}/assignment-rules")
+    assert got["rules"]["capacity"] == {rita["id"]: 3}
+    assert got["rules"]["territories"][0]["rep_ids"] == [mia["id"], rita["id"]]
+    # a deactivated rep cannot be a manager or take a prospect
+    await stack.ok("PATCH", f"{reps}/{mia['id']}", json={"active": False})
+    r = await stack.http.patch(f"{reps}/{rita['id']}", json={"manager_id": mia["id"]})
+    assert r.status_code == 422 and "inactive" in r.text, r.text
+
+
+async def test_deactivated_rep_hands_over_prospects_tasks_deals_and_journeys(
+    stack: StackDriver,
+) -> None:
+    ann = await new_rep(stack, "Ann Leaving")
+    ada, deal = await replied(stack, "Ada")  # Ann is the only rep: Ada is hers
+    assert ada["rep"]["id"] == ann["id"]
+    ben = await new_rep(stack, "Ben Staying")
+
+    r = await stack.ok("PATCH", f"{stack.u.prospecting}/reps/{ann['id']}", json={"active": False})
+    assert (r["active"], r["moved"]) == (False, {ada["id"]: ben["id"]})
+    prospect = await stack.ok("GET", f"{stack.u.prospecting}/prospects/{ada['id']}")
+    assert prospect["rep"]["id"] == ben["id"]
+    assert "deactivated" in prospect["assignment_note"]
+    await until(stack, deal, "rep_id", ben["id"])
+    await until(stack, f"{stack.u.outreach}/journeys/{ada['id']}", "rep_id", ben["id"])
+
+    async def tasks_moved() -> bool:
+        tasks = await stack.tasks_of(ada["id"])
+        return bool(tasks) and all(t["rep_id"] == ben["id"] for t in tasks)
+
+    await eventually(tasks_moved, "Ada's tasks in Ben's inbox")
+    # Ann is in no pool any more
+    newcomer = await stack.new_prospect("Cid")
+    assert newcomer["rep"]["id"] == ben["id"]
+    r = await stack.http.patch(
+        f"{stack.u.prospecting}/prospects/{newcomer['id']}", json={"rep_id": ann["id"]}
+    )
+    assert r.status_code == 422 and "inactive" in r.text, r.text
+    back = await stack.ok("PATCH", f"{stack.u.prospecting}/reps/{ann['id']}", json={"active": True})
+    assert (back["active"], back["moved"]) == (True, {})
+
+
+async def test_reassignment_moves_the_deal_and_the_referral_ask(stack: StackDriver) -> None:
+    old = await new_rep(stack, "Olga Old")
+    ada, deal = await replied(stack, "Ada")
+    assert ada["rep"]["id"] == old["id"]
+    new = await new_rep(stack, "Nina New")
+    old_key, new_key = await rep_key(stack, old["id"]), await rep_key(stack, new["id"])
+    await stack.ok("POST", f"{deal}/qualification", json={"answers": ANSWERS}, headers=old_key)
+    await stack.wait_stage(ada["id"], "presenting")
+
+    await stack.ok(
+        "PATCH", f"{stack.u.prospecting}/prospects/{ada['id']}", json={"rep_id": new["id"]}
+    )
+    await until(stack, deal, "rep_id", new["id"])
+    won = {"outcome": "won", "reason": "signed"}
+    r = await stack.http.post(f"{deal}/close", json=won, headers=old_key)
+    assert (r.status_code, r.json()["error"]["code"]) == (403, "not_your_resource")
+    r = await stack.http.post(f"{deal}/close", json=won, headers=new_key)
+    assert r.status_code == 200, r.text
+    await stack.wait_stage(ada["id"], "referrals")
+
+    asks_url = f"{stack.u.referrals}/asks"
+    (ask,) = await stack.ok("GET", asks_url, params={"client_prospect_id": ada["id"]})
+    assert ask["rep_id"] == new["id"]  # the journey asked for referrals on Nina's behalf
+    # the client goes back to Olga: the ask follows; the won deal stays Nina's
+    await stack.ok(
+        "PATCH", f"{stack.u.prospecting}/prospects/{ada['id']}", json={"rep_id": old["id"]}
+    )
+    await until(stack, f"{asks_url}/{ask['id']}", "rep_id", old["id"])
+    assert (await stack.ok("GET", deal))["rep_id"] == new["id"]
+    r = await stack.http.get(f"{asks_url}/{ask['id']}", headers=new_key)
+    assert r.status_code == 403
+    assert (await stack.http.get(f"{asks_url}/{ask['id']}", headers=old_key)).status_code == 200

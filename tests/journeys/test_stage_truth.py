@@ -1,0 +1,71 @@
+"""One stage truth (issue 10, point 4) on the whole stack: every deal move reaches the journey,
+which records it in the prospect's stage history; the seven stages appear in order, closing
+included, and the funnel counts closing. The `stack` fixture then checks that journey, deal and
+prospect agree (tests/support/stage_truth.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.support.scenarios import Driver
+from tests.support.stack import StackDriver
+
+ANSWERS = {"budget": True, "authority": "decision_maker", "need": "reports by hand", "timeline": 2}
+
+
+async def qualifying_deal(d: Driver, first: str) -> tuple[dict[str, Any], str]:
+    """A prospect who replied (the journey in qualifying) and the URL of their deal."""
+    _rep, cadence = await d.setup()
+    prospect = await d.new_prospect(first)
+    await d.enroll(prospect["id"], cadence["id"])
+    await d.reply_to_first_mail(prospect, "Yes, tell me more")
+    await d.wait_stage(prospect["id"], "qualifying")
+    deal = await d.deal_of(prospect["id"])
+    return prospect, f"{d.u.deals}/deals/{deal['id']}"
+
+
+async def test_deal_stage_moves_reach_the_history_in_order_and_the_funnel(
+    stack: StackDriver,
+) -> None:
+    ada, deal = await qualifying_deal(stack, "Ada")
+    await stack.ok("POST", f"{deal}/qualification", json={"answers": ANSWERS})
+    await stack.wait_stage(ada["id"], "presenting")
+    moved = await stack.ok("POST", f"{deal}/stage", json={"stage": "closing"})
+    assert moved["stage"] == "closing"
+    await stack.wait_stage(ada["id"], "closing")
+    # a client's retry of the same move: the journey records the stage once
+    await stack.ok("POST", f"{deal}/stage", json={"stage": "closing"})
+    await stack.ok("POST", f"{deal}/close", json={"outcome": "lost", "reason": "went quiet"})
+    path = await stack.wait_stage(ada["id"], "lost")
+    assert path == ["prospecting", "contacting", "qualifying", "presenting", "closing", "lost"]
+    rows = await stack.ok("GET", f"{stack.u.prospecting}/prospects/{ada['id']}/stages")
+    assert rows[-2]["cause"].endswith("moved by the rep")
+    assert rows[-1]["cause"] == "closed lost: went quiet"
+
+    funnel = await stack.ok("GET", f"{stack.u.prospecting}/funnel")
+    (group,) = funnel["groups"]
+    closing = next(s for s in group["stages"] if s["stage"] == "closing")
+    assert closing["entered"] == 1 and closing["dropped"] == 1, closing
+
+
+async def test_gate_pass_to_objections_then_won_from_objections(stack: StackDriver) -> None:
+    """Past the gate straight to objections (presenting first), then won without a move to
+    closing: the journey passes through closing, so the seven stages appear in order."""
+    bea, deal = await qualifying_deal(stack, "Bea")
+    await stack.ok("POST", f"{deal}/qualification", json={"answers": ANSWERS, "partial": True})
+    moved = await stack.ok("POST", f"{deal}/stage", json={"stage": "objections"})
+    assert (moved["stage"], moved["qualified"]) == ("objections", True)
+    await stack.wait_stage(bea["id"], "objections")
+    await stack.ok("POST", f"{deal}/close", json={"outcome": "won", "reason": "signed"})
+    path = await stack.wait_stage(bea["id"], "referrals")
+    assert path == [
+        "prospecting",
+        "contacting",
+        "qualifying",
+        "presenting",
+        "objections",
+        "closing",
+        "won",
+        "referrals",
+    ]
+    assert (await stack.ok("GET", deal))["stage"] == "won"
