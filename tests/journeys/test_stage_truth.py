@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.support.scenarios import Driver
+from tests.support.scenarios import WON_PATH, Driver
 from tests.support.stack import StackDriver
 
 ANSWERS = {"budget": True, "authority": "decision_maker", "need": "reports by hand", "timeline": 2}
@@ -58,14 +58,5 @@ async def test_gate_pass_to_objections_then_won_from_objections(stack: StackDriv
     await stack.wait_stage(bea["id"], "objections")
     await stack.ok("POST", f"{deal}/close", json={"outcome": "won", "reason": "signed"})
     path = await stack.wait_stage(bea["id"], "referrals")
-    assert path == [
-        "prospecting",
-        "contacting",
-        "qualifying",
-        "presenting",
-        "objections",
-        "closing",
-        "won",
-        "referrals",
-    ]
+    assert path == list(WON_PATH)
     assert (await stack.ok("GET", deal))["stage"] == "won"

@@ -16,6 +16,18 @@ import httpx
 from tests.support.eventually import eventually
 from tests.support.settings import AUTH
 
+# a won journey's stage history: the seven stages in order, closing included (issue 10)
+WON_PATH = (
+    "prospecting",
+    "contacting",
+    "qualifying",
+    "presenting",
+    "objections",
+    "closing",
+    "won",
+    "referrals",
+)
+
 T = TypeVar("T")
 
 
@@ -265,16 +277,7 @@ async def drive_to_referral(urls: Urls) -> dict[str, Any]:
             },
         )
         path = await d.wait_stage(ada["id"], "referrals")
-        assert path == [
-            "prospecting",
-            "contacting",
-            "qualifying",
-            "presenting",
-            "objections",
-            "closing",  # the seven stages in order, closing included (issue 10)
-            "won",
-            "referrals",
-        ]
+        assert path == list(WON_PATH)
 
         mails = await d.mails_to(ada["email"])
         ask = next(m for m in mails if "Who else" in m["subject"])

@@ -132,6 +132,19 @@ def stack_options(node: pytest.Item | pytest.Function) -> dict[str, Any]:
     return dict(marker.kwargs) if marker else {}
 
 
+@contextlib.asynccontextmanager
+async def _checked(driver: StackDriver, request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """The driver for one test, then the stage truth of what it left (journey = deal = prospect);
+    a failed test has its own report: no second one about the stack it left."""
+    failed_before = request.session.testsfailed
+    try:
+        yield
+        if request.session.testsfailed == failed_before:
+            await assert_one_stage_truth(driver)
+    finally:
+        await driver.close()
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def stack(
     request: pytest.FixtureRequest,
@@ -144,17 +157,12 @@ async def stack(
     truth is checked (tests/support/stage_truth.py): every prospect's journey, deal and record
     agree on the stage."""
     options = stack_options(request.node)
-    failed_before = request.session.testsfailed
     if request.param == PROCESSES:
         running: Stack = request.getfixturevalue("running_dev_stack")
         urls = urls_of(running)
         driver = StackDriver(RunningStack(**vars(urls), settings=running.settings), None)
-        try:
+        async with _checked(driver, request):
             yield driver
-            if request.session.testsfailed == failed_before:
-                await assert_one_stage_truth(driver)
-        finally:
-            await driver.close()
         return
     async with (
         fresh_databases(request.param, tmp_path) as databases,
@@ -167,10 +175,5 @@ async def stack(
         ) as running_stack,
     ):
         driver = StackDriver(running_stack, temporal_local)
-        try:
+        async with _checked(driver, request):
             yield driver
-            # a failed test has its own report: no second one about the stack it left
-            if request.session.testsfailed == failed_before:
-                await assert_one_stage_truth(driver)
-        finally:
-            await driver.close()

@@ -43,8 +43,8 @@ from shared.contracts.journey import (
     StopCadence,
 )
 from shared.contracts.names import Sig
+from tests.support import journey_harness as tj
 from tests.support.fixtures import binary
-from tests.workflows import test_journey as tj
 
 OUT = Path("tests/workflows/histories")
 DAY, HOUR = tj.DAY, 3600

@@ -12,7 +12,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio.client import WorkflowHandle
-from temporalio.testing import WorkflowEnvironment
 
 from shared.contracts.journey import (
     DealClosed,
@@ -26,7 +25,7 @@ from shared.contracts.journey import (
     ReplyReceived,
 )
 from shared.contracts.names import Sig
-from tests.workflows.test_journey import DAY, Harness, cadence
+from tests.support.journey_harness import DAY, Harness, cadence
 
 HOUR = 3600
 
@@ -45,229 +44,201 @@ def reminder_keys(h: Harness) -> list[str]:
 # --- qualification timeout ----------------------------------------------------------------------
 
 
-async def test_timeout_notifies_the_manager_then_nurtures(
-    temporal_skipping: WorkflowEnvironment, queue_prefix: str
-) -> None:
-    async with Harness(temporal_skipping, queue_prefix) as h:
-        h.rec.manager_id = "mgr-1"
-        handle = await h.start(cadence=cadence(qualification_timeout_outcome="nurture"))
-        await handle.signal(Sig.REPLY_RECEIVED, ReplyReceived("email", "m1", "tell me more"))
-        assert await handle.result() == "nurture"
+async def test_timeout_notifies_the_manager_then_nurtures(harness: Harness) -> None:
+    harness.rec.manager_id = "mgr-1"
+    handle = await harness.start(cadence=cadence(qualification_timeout_outcome="nurture"))
+    await handle.signal(Sig.REPLY_RECEIVED, ReplyReceived("email", "m1", "tell me more"))
+    assert await handle.result() == "nurture"
 
-        kinds = [t.kind for t in h.rec.tasks]
-        assert kinds == ["qualify", "qualification_reminder", "escalation"]
-        notice = h.rec.tasks[2]
-        assert notice.rep_id == "mgr-1"  # the manager's task, not the rep's
-        assert "Ada Lovelace" in notice.title and "deal-1" in notice.body
-        assert notice.context["rep_id"] == "r1"
-        cause = f"qualification timeout: no verdict after {5 * DAY} s"
-        assert [(t.outcome, t.cause) for t in h.rec.timeouts] == [("nurture", cause)]
-        assert h.rec.stage_path()[-2:] == ["qualifying", "nurture"]
-        assert h.rec.stages[-1].cause == cause
-        # the deal's history has the reminder and the escalation, each with its cause
-        causes = [n.cause for n in h.rec.notes]
-        assert causes[0] == f"qualification reminder sent to the rep: no verdict after {2 * DAY} s"
-        assert causes[1].startswith("escalated to manager Mia Manager")
-        # in that order, at the reminder point
-        reminder_at = datetime.fromisoformat(h.rec.notes[0].at)
-        qualifying_at = datetime.fromisoformat(h.rec.stages[1].at)
-        assert reminder_at - qualifying_at >= timedelta(days=2)
+    kinds = [t.kind for t in harness.rec.tasks]
+    assert kinds == ["qualify", "qualification_reminder", "escalation"]
+    notice = harness.rec.tasks[2]
+    assert notice.rep_id == "mgr-1"  # the manager's task, not the rep's
+    assert "Ada Lovelace" in notice.title and "deal-1" in notice.body
+    assert notice.context["rep_id"] == "r1"
+    cause = f"qualification timeout: no verdict after {5 * DAY} s"
+    assert [(t.outcome, t.cause) for t in harness.rec.timeouts] == [("nurture", cause)]
+    assert harness.rec.stage_path()[-2:] == ["qualifying", "nurture"]
+    assert harness.rec.stages[-1].cause == cause
+    # the deal's history has the reminder and the escalation, each with its cause
+    causes = [n.cause for n in harness.rec.notes]
+    assert causes[0] == f"qualification reminder sent to the rep: no verdict after {2 * DAY} s"
+    assert causes[1].startswith("escalated to manager Mia Manager")
+    # in that order, at the reminder point
+    reminder_at = datetime.fromisoformat(harness.rec.notes[0].at)
+    qualifying_at = datetime.fromisoformat(harness.rec.stages[1].at)
+    assert reminder_at - qualifying_at >= timedelta(days=2)
 
 
-async def test_timeout_without_a_manager_disqualifies_by_default(
-    temporal_skipping: WorkflowEnvironment, queue_prefix: str
-) -> None:
-    async with Harness(temporal_skipping, queue_prefix) as h:
-        handle = await h.start()
-        await handle.signal(Sig.REPLY_RECEIVED, ReplyReceived("sms", "SM1", "ok"))
-        assert await handle.result() == "disqualified"
-        assert "escalation" not in [t.kind for t in h.rec.tasks]
-        assert [t.outcome for t in h.rec.timeouts] == ["disqualified"]
-        assert h.rec.stages[-1].cause.startswith("qualification timeout: no verdict after")
-        assert len(h.rec.notes) == 1  # the reminder only
-        # outreach hears why, to close the qualify tasks with that reason (issue 10)
-        last = h.rec.entered[-1]
-        assert (last.stage, last.journey_id) == ("disqualified", handle.id)
-        assert last.reason.startswith("disqualified: qualification timeout: no verdict after")
+async def test_timeout_without_a_manager_disqualifies_by_default(harness: Harness) -> None:
+    handle = await harness.start()
+    await handle.signal(Sig.REPLY_RECEIVED, ReplyReceived("sms", "SM1", "ok"))
+    assert await handle.result() == "disqualified"
+    assert "escalation" not in [t.kind for t in harness.rec.tasks]
+    assert [t.outcome for t in harness.rec.timeouts] == ["disqualified"]
+    assert harness.rec.stages[-1].cause.startswith("qualification timeout: no verdict after")
+    assert len(harness.rec.notes) == 1  # the reminder only
+    # outreach hears why, to close the qualify tasks with that reason (issue 10)
+    last = harness.rec.entered[-1]
+    assert (last.stage, last.journey_id) == ("disqualified", handle.id)
+    assert last.reason.startswith("disqualified: qualification timeout: no verdict after")
 
 
 # --- meetings -----------------------------------------------------------------------------------
 
 
-async def test_meeting_brief_and_one_reminder_per_offset(
-    temporal_skipping: WorkflowEnvironment, queue_prefix: str
-) -> None:
-    async with Harness(temporal_skipping, queue_prefix) as h:
-        snapshot = cadence(meeting_reminders_seconds=[DAY, HOUR])
-        handle = await presenting(h, cadence=snapshot)
-        now = await temporal_skipping.get_current_time()
-        starts = (now + timedelta(days=3)).isoformat()
-        await handle.signal(Sig.MEETING_SCHEDULED, MeetingScheduled("m1", "deal-1", starts, "Demo"))
-        await temporal_skipping.sleep(timedelta(days=4))
-        prepare = next(t for t in h.rec.tasks if t.kind == "prepare_meeting")
-        assert "BRIEF for m1" in prepare.body
-        assert prepare.context["meeting_id"] == "m1" and prepare.context["fact.company"]
-        assert h.rec.briefs[0].contact.first_name == "Ada"
-        assert reminder_keys(h) == [f"meeting-m1-r0-{DAY}", f"meeting-m1-r0-{HOUR}"]
-        reminder = next(t for t in h.rec.touches if t.kind == "meeting_reminder")
-        assert reminder.channels == ["email", "sms"]
-        await handle.terminate()
+async def test_meeting_brief_and_one_reminder_per_offset(harness: Harness) -> None:
+    snapshot = cadence(meeting_reminders_seconds=[DAY, HOUR])
+    handle = await presenting(harness, cadence=snapshot)
+    now = await harness.env.get_current_time()
+    starts = (now + timedelta(days=3)).isoformat()
+    await handle.signal(Sig.MEETING_SCHEDULED, MeetingScheduled("m1", "deal-1", starts, "Demo"))
+    await harness.env.sleep(timedelta(days=4))
+    prepare = next(t for t in harness.rec.tasks if t.kind == "prepare_meeting")
+    assert "BRIEF for m1" in prepare.body
+    assert prepare.context["meeting_id"] == "m1" and prepare.context["fact.company"]
+    assert harness.rec.briefs[0].contact.first_name == "Ada"
+    assert reminder_keys(harness) == [f"meeting-m1-r0-{DAY}", f"meeting-m1-r0-{HOUR}"]
+    reminder = next(t for t in harness.rec.touches if t.kind == "meeting_reminder")
+    assert reminder.channels == ["email", "sms"]
+    await handle.terminate()
 
 
-async def test_an_older_cadence_keeps_its_single_reminder(
-    temporal_skipping: WorkflowEnvironment, queue_prefix: str
-) -> None:
-    async with Harness(temporal_skipping, queue_prefix) as h:
-        handle = await presenting(h, cadence=cadence(meeting_reminder_seconds=2 * HOUR))
-        now = await temporal_skipping.get_current_time()
-        starts = (now + timedelta(days=1)).isoformat()
-        await handle.signal(Sig.MEETING_SCHEDULED, MeetingScheduled("m1", "deal-1", starts, "Demo"))
-        await temporal_skipping.sleep(timedelta(days=2))
-        assert reminder_keys(h) == [f"meeting-m1-r0-{2 * HOUR}"]
-        await handle.terminate()
+async def test_an_older_cadence_keeps_its_single_reminder(harness: Harness) -> None:
+    handle = await presenting(harness, cadence=cadence(meeting_reminder_seconds=2 * HOUR))
+    now = await harness.env.get_current_time()
+    starts = (now + timedelta(days=1)).isoformat()
+    await handle.signal(Sig.MEETING_SCHEDULED, MeetingScheduled("m1", "deal-1", starts, "Demo"))
+    await harness.env.sleep(timedelta(days=2))
+    assert reminder_keys(harness) == [f"meeting-m1-r0-{2 * HOUR}"]
+    await handle.terminate()
 
 
-async def test_a_meeting_booked_late_gets_only_the_reminders_still_ahead(
-    temporal_skipping: WorkflowEnvironment, queue_prefix: str
-) -> None:
-    async with Harness(temporal_skipping, queue_prefix) as h:
-        handle = await presenting(h, cadence=cadence(meeting_reminders_seconds=[DAY, HOUR]))
-        now = await temporal_skipping.get_current_time()
-        starts = now + timedelta(minutes=30)
-        # the prospect's send window opens only after the meeting: the reminder must not wait
-        h.rec.defer_once["meeting_reminder"] = (starts + timedelta(hours=8)).isoformat()
-        await handle.signal(
-            Sig.MEETING_SCHEDULED, MeetingScheduled("m1", "deal-1", starts.isoformat(), "Call")
-        )
-        await temporal_skipping.sleep(timedelta(days=1))
-        # the 24 h reminder was long past: skipped; the 1 h one tried once and not after start
-        assert reminder_keys(h) == [f"meeting-m1-r0-{HOUR}"]
-        await handle.terminate()
+async def test_a_meeting_booked_late_gets_only_the_reminders_still_ahead(harness: Harness) -> None:
+    handle = await presenting(harness, cadence=cadence(meeting_reminders_seconds=[DAY, HOUR]))
+    now = await harness.env.get_current_time()
+    starts = now + timedelta(minutes=30)
+    # the prospect's send window opens only after the meeting: the reminder must not wait
+    harness.rec.defer_once["meeting_reminder"] = (starts + timedelta(hours=8)).isoformat()
+    await handle.signal(
+        Sig.MEETING_SCHEDULED, MeetingScheduled("m1", "deal-1", starts.isoformat(), "Call")
+    )
+    await harness.env.sleep(timedelta(days=1))
+    # the 24 h reminder was long past: skipped; the 1 h one tried once and not after start
+    assert reminder_keys(harness) == [f"meeting-m1-r0-{HOUR}"]
+    await handle.terminate()
 
 
-async def test_reschedule_replaces_the_reminders_and_cancel_stops_them(
-    temporal_skipping: WorkflowEnvironment, queue_prefix: str
-) -> None:
-    async with Harness(temporal_skipping, queue_prefix) as h:
-        handle = await presenting(h, cadence=cadence(meeting_reminders_seconds=[DAY, HOUR]))
-        now = await temporal_skipping.get_current_time()
-        first = (now + timedelta(days=3)).isoformat()
-        moved = (now + timedelta(days=5)).isoformat()
-        await handle.signal(Sig.MEETING_SCHEDULED, MeetingScheduled("m1", "deal-1", first, "A"))
-        await handle.signal(Sig.MEETING_SCHEDULED, MeetingScheduled("m2", "deal-1", first, "B"))
-        await temporal_skipping.sleep(timedelta(days=1))
-        await handle.signal(
-            Sig.MEETING_RESCHEDULED, MeetingChanged("m1", "deal-1", moved, "A", revision=1)
-        )
-        # a repeated (stale) signal of the same revision changes nothing
-        await handle.signal(
-            Sig.MEETING_RESCHEDULED, MeetingChanged("m1", "deal-1", moved, "A", revision=1)
-        )
-        await handle.signal(Sig.MEETING_CANCELLED, MeetingChanged("m2", "deal-1", first, "B"))
-        await temporal_skipping.sleep(timedelta(days=6))
-        assert reminder_keys(h) == [f"meeting-m1-r1-{DAY}", f"meeting-m1-r1-{HOUR}"]
-        prepares = [t.key.split(":", 1)[1] for t in h.rec.tasks if t.kind == "prepare_meeting"]
-        assert prepares == ["prepare_meeting:m1", "prepare_meeting:m2", "prepare_meeting:m1:r1"]
-        # the old preparation task of the moved meeting and the cancelled one's are closed
-        wid = handle.id
-        moved = [c for c in h.rec.closed_tasks if ":prepare_meeting:" in c.key_prefix]
-        closed = [(c.key_prefix, c.keep_key) for c in moved]
-        assert closed == [
-            (f"{wid}:prepare_meeting:m1", f"{wid}:prepare_meeting:m1:r1"),
-            (f"{wid}:prepare_meeting:m2", None),
-        ]
-        assert "cancelled" in moved[1].reason
-        await handle.terminate()
+async def test_reschedule_replaces_the_reminders_and_cancel_stops_them(harness: Harness) -> None:
+    handle = await presenting(harness, cadence=cadence(meeting_reminders_seconds=[DAY, HOUR]))
+    now = await harness.env.get_current_time()
+    first = (now + timedelta(days=3)).isoformat()
+    moved = (now + timedelta(days=5)).isoformat()
+    await handle.signal(Sig.MEETING_SCHEDULED, MeetingScheduled("m1", "deal-1", first, "A"))
+    await handle.signal(Sig.MEETING_SCHEDULED, MeetingScheduled("m2", "deal-1", first, "B"))
+    await harness.env.sleep(timedelta(days=1))
+    await handle.signal(
+        Sig.MEETING_RESCHEDULED, MeetingChanged("m1", "deal-1", moved, "A", revision=1)
+    )
+    # a repeated (stale) signal of the same revision changes nothing
+    await handle.signal(
+        Sig.MEETING_RESCHEDULED, MeetingChanged("m1", "deal-1", moved, "A", revision=1)
+    )
+    await handle.signal(Sig.MEETING_CANCELLED, MeetingChanged("m2", "deal-1", first, "B"))
+    await harness.env.sleep(timedelta(days=6))
+    assert reminder_keys(harness) == [f"meeting-m1-r1-{DAY}", f"meeting-m1-r1-{HOUR}"]
+    prepares = [t.key.split(":", 1)[1] for t in harness.rec.tasks if t.kind == "prepare_meeting"]
+    assert prepares == ["prepare_meeting:m1", "prepare_meeting:m2", "prepare_meeting:m1:r1"]
+    # the old preparation task of the moved meeting and the cancelled one's are closed
+    wid = handle.id
+    moved = [c for c in harness.rec.closed_tasks if ":prepare_meeting:" in c.key_prefix]
+    closed = [(c.key_prefix, c.keep_key) for c in moved]
+    assert closed == [
+        (f"{wid}:prepare_meeting:m1", f"{wid}:prepare_meeting:m1:r1"),
+        (f"{wid}:prepare_meeting:m2", None),
+    ]
+    assert "cancelled" in moved[1].reason
+    await handle.terminate()
 
 
-async def test_no_show_gives_a_follow_up_task_and_a_rebooking_touch(
-    temporal_skipping: WorkflowEnvironment, queue_prefix: str
-) -> None:
-    async with Harness(temporal_skipping, queue_prefix) as h:
-        handle = await presenting(h)
-        now = await temporal_skipping.get_current_time()
-        starts = (now + timedelta(hours=2)).isoformat()
-        await handle.signal(Sig.MEETING_SCHEDULED, MeetingScheduled("m1", "deal-1", starts, "Demo"))
-        await temporal_skipping.sleep(timedelta(hours=3))
-        await handle.signal(Sig.MEETING_NO_SHOW, MeetingChanged("m1", "deal-1", starts, "Demo"))
-        await handle.signal(Sig.MEETING_NO_SHOW, MeetingChanged("m1", "deal-1", starts, "Demo"))
-        await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", False, "went dark"))
-        assert await handle.result() == "lost"
-        follow_ups = [t for t in h.rec.tasks if t.kind == "no_show"]
-        assert len(follow_ups) == 1 and "did not come" in follow_ups[0].body
-        rebook = [t for t in h.rec.touches if t.kind == "meeting_rebook"]
-        assert [t.touch_key for t in rebook] == ["rebook-m1-r0"]
-        assert rebook[0].channels == ["email", "sms"]
-        closed = [c.key_prefix.split(":", 1)[1] for c in h.rec.closed_tasks]
-        assert closed == ["qualif", "prepare_meeting:m1"]
+async def test_no_show_gives_a_follow_up_task_and_a_rebooking_touch(harness: Harness) -> None:
+    handle = await presenting(harness)
+    now = await harness.env.get_current_time()
+    starts = (now + timedelta(hours=2)).isoformat()
+    await handle.signal(Sig.MEETING_SCHEDULED, MeetingScheduled("m1", "deal-1", starts, "Demo"))
+    await harness.env.sleep(timedelta(hours=3))
+    await handle.signal(Sig.MEETING_NO_SHOW, MeetingChanged("m1", "deal-1", starts, "Demo"))
+    await handle.signal(Sig.MEETING_NO_SHOW, MeetingChanged("m1", "deal-1", starts, "Demo"))
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", False, "went dark"))
+    assert await handle.result() == "lost"
+    follow_ups = [t for t in harness.rec.tasks if t.kind == "no_show"]
+    assert len(follow_ups) == 1 and "did not come" in follow_ups[0].body
+    rebook = [t for t in harness.rec.touches if t.kind == "meeting_rebook"]
+    assert [t.touch_key for t in rebook] == ["rebook-m1-r0"]
+    assert rebook[0].channels == ["email", "sms"]
+    closed = [c.key_prefix.split(":", 1)[1] for c in harness.rec.closed_tasks]
+    assert closed == ["qualif", "prepare_meeting:m1"]
 
 
 # --- the decision deadline ----------------------------------------------------------------------
 
 
-async def test_moved_deadline_rearms_the_last_chance_task(
-    temporal_skipping: WorkflowEnvironment, queue_prefix: str
-) -> None:
-    async with Harness(temporal_skipping, queue_prefix) as h:
-        h.rec.open_objections = OpenObjections(
-            "deal-1",
-            "objections",
-            False,
-            [OpenObjection("o1", "price", "too expensive", "Show the ROI")],
-        )
-        handle = await presenting(h)
-        now = await temporal_skipping.get_current_time()
-        await handle.signal(
-            Sig.DECISION_DEADLINE, DecisionDeadline("deal-1", (now + timedelta(days=2)).isoformat())
-        )
-        later = (now + timedelta(days=4)).isoformat()
-        await temporal_skipping.sleep(timedelta(days=1))
-        await handle.signal(Sig.DECISION_DEADLINE, DecisionDeadline("deal-1", later))
-        await temporal_skipping.sleep(timedelta(days=2))
-        assert not [t for t in h.rec.tasks if t.kind == "last_chance"]  # the first was moved
-        await temporal_skipping.sleep(timedelta(days=2))
-        chances = [t for t in h.rec.tasks if t.kind == "last_chance"]
-        assert len(chances) == 1
-        assert 'price: "too expensive" -> try: Show the ROI' in chances[0].body
-        assert chances[0].context["deadline"] == later
-        assert h.rec.objection_checks == ["deal-1"]
-        await handle.terminate()
+async def test_moved_deadline_rearms_the_last_chance_task(harness: Harness) -> None:
+    harness.rec.open_objections = OpenObjections(
+        "deal-1",
+        "objections",
+        False,
+        [OpenObjection("o1", "price", "too expensive", "Show the ROI")],
+    )
+    handle = await presenting(harness)
+    now = await harness.env.get_current_time()
+    await handle.signal(
+        Sig.DECISION_DEADLINE, DecisionDeadline("deal-1", (now + timedelta(days=2)).isoformat())
+    )
+    later = (now + timedelta(days=4)).isoformat()
+    await harness.env.sleep(timedelta(days=1))
+    await handle.signal(Sig.DECISION_DEADLINE, DecisionDeadline("deal-1", later))
+    await harness.env.sleep(timedelta(days=2))
+    assert not [t for t in harness.rec.tasks if t.kind == "last_chance"]  # the first was moved
+    await harness.env.sleep(timedelta(days=2))
+    chances = [t for t in harness.rec.tasks if t.kind == "last_chance"]
+    assert len(chances) == 1
+    assert 'price: "too expensive" -> try: Show the ROI' in chances[0].body
+    assert chances[0].context["deadline"] == later
+    assert harness.rec.objection_checks == ["deal-1"]
+    await handle.terminate()
 
 
-async def test_a_decided_deal_gets_no_last_chance(
-    temporal_skipping: WorkflowEnvironment, queue_prefix: str
-) -> None:
-    async with Harness(temporal_skipping, queue_prefix) as h:
-        handle = await presenting(h, cadence=cadence(referral_delay_seconds=30 * DAY))
-        now = await temporal_skipping.get_current_time()
-        await handle.signal(
-            Sig.DECISION_DEADLINE, DecisionDeadline("deal-1", (now + timedelta(days=2)).isoformat())
-        )
-        await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", True, "signed"))
-        await temporal_skipping.sleep(timedelta(days=3))
-        assert h.rec.objection_checks == []  # the timer stopped with the decision
-        assert not [t for t in h.rec.tasks if t.kind == "last_chance"]
-        await handle.terminate()
+async def test_a_decided_deal_gets_no_last_chance(harness: Harness) -> None:
+    handle = await presenting(harness, cadence=cadence(referral_delay_seconds=30 * DAY))
+    now = await harness.env.get_current_time()
+    await handle.signal(
+        Sig.DECISION_DEADLINE, DecisionDeadline("deal-1", (now + timedelta(days=2)).isoformat())
+    )
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", True, "signed"))
+    await harness.env.sleep(timedelta(days=3))
+    assert harness.rec.objection_checks == []  # the timer stopped with the decision
+    assert not [t for t in harness.rec.tasks if t.kind == "last_chance"]
+    await handle.terminate()
 
 
 # --- one stage truth and tasks that follow (issue 10) -------------------------------------------
 
 
 async def test_deal_moves_are_recorded_once_and_every_stage_tells_outreach(
-    temporal_skipping: WorkflowEnvironment, queue_prefix: str
+    harness: Harness,
 ) -> None:
-    async with Harness(temporal_skipping, queue_prefix) as h:
-        handle = await presenting(h)
-        await handle.signal(Sig.DEAL_STAGE_MOVED, DealStageMoved("deal-1", "closing"))
-        await handle.signal(Sig.DEAL_STAGE_MOVED, DealStageMoved("deal-1", "closing"))  # a retry
-        await handle.signal(Sig.DEAL_STAGE_MOVED, DealStageMoved("deal-1", "qualifying"))  # no
-        await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", False, "no budget"))
-        assert await handle.result() == "lost"
-        assert h.rec.stage_path() == ["contacting", "qualifying", "presenting", "closing", "lost"]
-        assert h.rec.stages[3].cause == "deal deal-1: moved by the rep"
-        entered = [(e.stage, e.reason) for e in h.rec.entered]
-        assert entered[-2:] == [
-            ("closing", "closing: deal deal-1: moved by the rep"),
-            ("lost", "lost: closed lost: no budget"),
-        ]
-        assert all(e.keep_kinds == ["thank_client"] for e in h.rec.entered)
+    handle = await presenting(harness)
+    await handle.signal(Sig.DEAL_STAGE_MOVED, DealStageMoved("deal-1", "closing"))
+    await handle.signal(Sig.DEAL_STAGE_MOVED, DealStageMoved("deal-1", "closing"))  # a retry
+    await handle.signal(Sig.DEAL_STAGE_MOVED, DealStageMoved("deal-1", "qualifying"))  # no
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", False, "no budget"))
+    assert await handle.result() == "lost"
+    assert harness.rec.stage_path() == ["contacting", "qualifying", "presenting", "closing", "lost"]
+    assert harness.rec.stages[3].cause == "deal deal-1: moved by the rep"
+    entered = [(e.stage, e.reason) for e in harness.rec.entered]
+    assert entered[-2:] == [
+        ("closing", "closing: deal deal-1: moved by the rep"),
+        ("lost", "lost: closed lost: no budget"),
+    ]
+    assert all(e.keep_kinds == ["thank_client"] for e in harness.rec.entered)

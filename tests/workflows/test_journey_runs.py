@@ -4,56 +4,45 @@ deal's run at presenting, and every run reports how it ended."""
 
 from __future__ import annotations
 
-from temporalio.testing import WorkflowEnvironment
-
 from shared.contracts.journey import DealClosed, QualificationRecorded, Stage, journey_id
 from shared.contracts.names import Sig
-from tests.workflows.test_journey import Harness
+from tests.support.journey_harness import Harness
 
 
-async def test_a_first_run_keeps_its_keys_and_reports_its_end(
-    temporal_skipping: WorkflowEnvironment, queue_prefix: str
-) -> None:
-    async with Harness(temporal_skipping, queue_prefix) as h:
-        handle = await h.start()
-        assert await handle.result() == Stage.NURTURE
-        base = handle.id
-        assert all(c.key.startswith(f"{base}:") for c in h.rec.stages)
-        assert {t.journey_id for t in h.rec.touches} == {base}
-        [end] = h.rec.run_ends
-        assert (end.run, end.outcome, end.cadence_id) == (1, Stage.NURTURE, "c1")
+async def test_a_first_run_keeps_its_keys_and_reports_its_end(harness: Harness) -> None:
+    handle = await harness.start()
+    assert await handle.result() == Stage.NURTURE
+    base = handle.id
+    assert all(c.key.startswith(f"{base}:") for c in harness.rec.stages)
+    assert {t.journey_id for t in harness.rec.touches} == {base}
+    [end] = harness.rec.run_ends
+    assert (end.run, end.outcome, end.cadence_id) == (1, Stage.NURTURE, "c1")
 
 
-async def test_a_late_reply_run_starts_at_qualifying_with_its_own_keys(
-    temporal_skipping: WorkflowEnvironment, queue_prefix: str
-) -> None:
-    async with Harness(temporal_skipping, queue_prefix) as h:
-        handle = await h.start(
-            start_stage=Stage.QUALIFYING, run=2, start_cause="late reply by sms: call me"
-        )
-        await handle.signal(
-            Sig.QUALIFICATION_RECORDED, QualificationRecorded("deal-1", False, ["no budget"])
-        )
-        assert await handle.result() == Stage.DISQUALIFIED
-        run_key = f"{handle.id}.r2"
-        assert h.rec.stage_path() == ["qualifying", "disqualified"]
-        assert h.rec.stages[0].cause == "late reply by sms: call me"
-        assert all(c.key.startswith(f"{run_key}:") for c in h.rec.stages)
-        assert h.rec.touches == []  # no cadence: the prospect came back by themselves
-        assert [d.journey_id for d in h.rec.deals] == [run_key]  # a deal of its own
-        qualify = next(t for t in h.rec.tasks if t.kind == "qualify")
-        assert qualify.key.startswith(f"{run_key}:") and "call me" in qualify.body
-        assert [(e.run, e.outcome) for e in h.rec.run_ends] == [(2, Stage.DISQUALIFIED)]
+async def test_a_late_reply_run_starts_at_qualifying_with_its_own_keys(harness: Harness) -> None:
+    handle = await harness.start(
+        start_stage=Stage.QUALIFYING, run=2, start_cause="late reply by sms: call me"
+    )
+    await handle.signal(
+        Sig.QUALIFICATION_RECORDED, QualificationRecorded("deal-1", False, ["no budget"])
+    )
+    assert await handle.result() == Stage.DISQUALIFIED
+    run_key = f"{handle.id}.r2"
+    assert harness.rec.stage_path() == ["qualifying", "disqualified"]
+    assert harness.rec.stages[0].cause == "late reply by sms: call me"
+    assert all(c.key.startswith(f"{run_key}:") for c in harness.rec.stages)
+    assert harness.rec.touches == []  # no cadence: the prospect came back by themselves
+    assert [d.journey_id for d in harness.rec.deals] == [run_key]  # a deal of its own
+    qualify = next(t for t in harness.rec.tasks if t.kind == "qualify")
+    assert qualify.key.startswith(f"{run_key}:") and "call me" in qualify.body
+    assert [(e.run, e.outcome) for e in harness.rec.run_ends] == [(2, Stage.DISQUALIFIED)]
 
 
-async def test_a_reopened_deal_run_carries_on_at_presenting(
-    temporal_skipping: WorkflowEnvironment, queue_prefix: str
-) -> None:
-    async with Harness(temporal_skipping, queue_prefix) as h:
-        handle = await h.start(start_stage=Stage.PRESENTING, run=3, deal_id="deal-9")
-        await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-9", False, "a rival"))
-        assert await handle.result() == Stage.LOST
-        assert h.rec.stage_path() == ["presenting", "closing", "lost"]
-        assert h.rec.deals == []  # the reopened deal, not a new one
-        assert handle.id == journey_id(h.rec.stages[0].prospect_id)
-        assert [(e.run, e.outcome) for e in h.rec.run_ends] == [(3, Stage.LOST)]
+async def test_a_reopened_deal_run_carries_on_at_presenting(harness: Harness) -> None:
+    handle = await harness.start(start_stage=Stage.PRESENTING, run=3, deal_id="deal-9")
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-9", False, "a rival"))
+    assert await handle.result() == Stage.LOST
+    assert harness.rec.stage_path() == ["presenting", "closing", "lost"]
+    assert harness.rec.deals == []  # the reopened deal, not a new one
+    assert handle.id == journey_id(harness.rec.stages[0].prospect_id)
+    assert [(e.run, e.outcome) for e in harness.rec.run_ends] == [(3, Stage.LOST)]
