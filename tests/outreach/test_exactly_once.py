@@ -55,7 +55,9 @@ def check(point: str, got: Counted) -> None:
     # which ledger state the fault left behind: the window each point stands for
     left = "submitted" if point == "after_ledger_commit" else "sending"
     assert got.marker["status"] == left, why
-    assert got.temporal_attempts == 2, why
+    # the killed attempt and at least one retry (a slow machine may time out one more: what
+    # matters is what was sent, checked below)
+    assert got.temporal_attempts >= 2, why
 
     # no lost step
     assert set(got.rows) == {"email", "sms"}, why
