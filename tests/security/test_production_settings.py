@@ -150,10 +150,18 @@ def test_the_image_means_production() -> None:
     assert dockerfile_env().get("CLOSEFLOW_ENVIRONMENT") == "production"
 
 
-def test_the_dev_stack_says_development(tmp_path: Path) -> None:
+def test_the_dev_stack_says_development(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from devstack.env import isolated_env
+    from devstack.supervisor import Stack
 
-    assert isolated_env(tmp_path)["CLOSEFLOW_ENVIRONMENT"] == "development"
+    # a shell (or an image) exporting production does not reach the dev stack's children
+    monkeypatch.setenv("CLOSEFLOW_ENVIRONMENT", "production")
+    stack = Stack(env=isolated_env(tmp_path))
+    assert stack.settings.environment == "development"
+    assert stack._child_env()["CLOSEFLOW_ENVIRONMENT"] == "development"
+    # `closeflow dev` hands the stack its settings: the children run in theirs, not the shell's
+    given = Stack(Settings(environment="development", data_dir=tmp_path))
+    assert given._child_env()["CLOSEFLOW_ENVIRONMENT"] == "development"
 
 
 # --- provider transports ----------------------------------------------------------------------------
