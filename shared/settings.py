@@ -238,7 +238,8 @@ class Settings(BaseSettings):
     )
     twilio_auth_token: SecretStr = Field(
         SecretStr("dev-twilio-auth-token"),
-        description="Twilio auth token; signs callbacks (empty disables the Twilio webhooks)",
+        description="Twilio auth token; signs callbacks (empty disables the Twilio webhooks; "
+        "required in production, where SMS are sent with it)",
     )
     twilio_from_number: str = Field("+15005550006", description="sending number, E.164")
     twilio_api_base_url: str = Field(
