@@ -16,8 +16,9 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
+# the dev stack is development, whatever the shell exports (the image means production)
 run: $(STAMP)
-	$(BIN)/closeflow dev
+	CLOSEFLOW_ENVIRONMENT=development $(BIN)/closeflow dev
 
 # The layers (import-linter contracts in pyproject.toml) and the types are checked before the
 # suite runs: both fail in seconds, the suite takes minutes.

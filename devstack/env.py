@@ -73,6 +73,9 @@ def isolated_env(data_dir: Path, host: str = "127.0.0.1") -> dict[str, str]:
     ]
     port = dict(zip(names, free_ports(len(names), host), strict=True))
     env = {
+        # said, not defaulted: a CLOSEFLOW_ENVIRONMENT=production in the caller's shell (or an
+        # image's) must not reach a stack of dev secrets and sandboxes
+        "ENVIRONMENT": "development",
         "DATA_DIR": str(Path(data_dir).resolve()),
         "HOST": host,
         "TEMPORAL_ADDRESS": f"{host}:{port['temporal']}",

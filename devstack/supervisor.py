@@ -282,6 +282,9 @@ class Stack:
 
     def _child_env(self) -> dict[str, str]:
         env = {**os.environ, **self.env_overrides}
+        # the children run in the environment the stack was configured for (development unless
+        # told), never one inherited from the shell behind the supervisor's back
+        env["CLOSEFLOW_ENVIRONMENT"] = self.settings.environment
         # -m closeflow.cli must import this checkout whatever the cwd and install state.
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p

@@ -7,9 +7,19 @@ from contextlib import asynccontextmanager
 from typing import Protocol
 
 from fastapi import APIRouter, Depends, FastAPI
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from temporalio.client import Client
 
-from shared.access import ServiceAccess, check_coverage, enforce_access, install_access
+from shared.access import (
+    OPS,
+    RouteKey,
+    Rule,
+    ServiceAccess,
+    check_coverage,
+    enforce_access,
+    install_access,
+)
 from shared.db import create_engine, session_factory
 from shared.errors import install_error_handlers
 from shared.issued_keys import IntrospectedKeys
@@ -44,17 +54,28 @@ def create_service_app(
                 await close()
             await engine.dispose()
 
+    # API docs (issue 11): public outside production; in production off, or behind a key when
+    # CLOSEFLOW_API_DOCS is set, as routes of our own that enforce_access guards (FastAPI's own
+    # doc routes bypass the app's dependencies)
+    docs_public = settings.environment != "production"
+    docs_guarded = not docs_public and settings.api_docs
     # enforce_access runs before every route, including routers included after this returns
     app = FastAPI(
         title=f"closeflow {name}",
         description=description,
         lifespan=lifespan,
         dependencies=[Depends(enforce_access)],
+        openapi_url="/openapi.json" if docs_public else None,
+        docs_url="/docs" if docs_public else None,
+        redoc_url="/redoc" if docs_public else None,
     )
     app.state.settings = settings
     app.state.service_name = name
     app.state.cleanup = []  # async callables run at shutdown, e.g. HTTP clients to close
-    install_access(app, name, access.resolvers, access.policies)
+    policies = {**access.policies}
+    if docs_guarded:
+        policies.update(_guarded_docs(app))
+    install_access(app, name, access.resolvers, policies)
     if access.key_lookup is not None:
         app.state.key_lookup = access.key_lookup(app)  # prospecting: issued keys are its own
     elif settings.internal_api_key:
@@ -70,6 +91,24 @@ def create_service_app(
         return {"status": "ok", "service": name}
 
     return app
+
+
+def _guarded_docs(app: FastAPI) -> dict[RouteKey, Rule]:
+    """/openapi.json, /docs and /redoc for admin and ops keys (the map shows /internal/*)."""
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=app.title)
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url="/openapi.json", title=app.title)
+
+    return {("GET", path): OPS for path in ("/openapi.json", "/docs", "/redoc")}
 
 
 class BackgroundLoop(Protocol):

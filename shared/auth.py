@@ -67,6 +67,12 @@ def parse_key_entry(entry: str, position: int = 1) -> tuple[str, Principal]:
     return key.strip(), principal
 
 
+def has_role(entry: str) -> bool:
+    """Whether a CLOSEFLOW_API_KEYS entry names its role (a bare key is an admin key)."""
+    role, sep, _ = entry.strip().partition(":")
+    return bool(sep) and role in ROLES
+
+
 def parse_api_keys(entries: Iterable[str]) -> dict[str, Principal]:
     """Every entry's key -> its holder; a key given twice is refused (which role would it be?)."""
     holders: dict[str, Principal] = {}

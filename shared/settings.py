@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from shared.auth import Principal, parse_api_keys
+from shared.auth import Principal, has_role, parse_api_keys, parse_key_entry
 
 SERVICES = ("prospecting", "outreach", "deals", "referrals")
 DEV_API_KEY = "dev-key"
@@ -26,6 +26,65 @@ def _split_csv(value: object) -> object:
     return value
 
 
+# --- production secrets (issue 11) ---------------------------------------------------------------
+# Secrets the operator generates: required, 32+ characters, never a placeholder.
+REQUIRED_SECRETS = ("erasure_pepper", "twilio_auth_token")
+# Secrets whose absence disables a feature (a provider's webhooks): empty, or as above.
+OPTIONAL_SECRETS = ("mailgun_signing_key", "postmark_webhook_password")
+# Secrets a provider issues with its own length (SMTP passwords, Temporal Cloud keys): empty or
+# a real value, never a placeholder.
+FOREIGN_SECRETS = ("smtp_password", "temporal_api_key")
+MIN_SECRET_CHARS = 32
+_PLACEHOLDER_PREFIXES = ("change-me", "changeme", "change_me", "dev-", "test-", "example", "your-")
+# substrings no generated secret holds by chance (a bare "xxxx..." is caught as too uniform)
+_PLACEHOLDER_WORDS = ("placeholder", "secret", "password", "changeit", "<", "${")
+
+
+def _var(name: str) -> str:
+    return f"CLOSEFLOW_{name.upper()}"
+
+
+def _is_placeholder(value: str) -> bool:
+    """A value copied from an example (or typed as one), not a generated secret."""
+    lowered = value.strip().lower()
+    if not lowered:
+        return False
+    return (
+        lowered.startswith(_PLACEHOLDER_PREFIXES)
+        or any(word in lowered for word in _PLACEHOLDER_WORDS)
+        or len(set(lowered)) < 5  # xxxxxxxx..., 00000000...
+    )
+
+
+def _check_secret(name: str, value: str, *, required: bool) -> None:
+    """Refuse a weak secret by its setting's name; the message never holds the value."""
+    value = value.strip()
+    if not value:
+        if required:
+            raise ValueError(f"{_var(name)} must be set in production")
+        return
+    if _is_placeholder(value):
+        raise ValueError(f"{_var(name)} is a placeholder: set a generated secret")
+    if len(value) < MIN_SECRET_CHARS:
+        raise ValueError(f"{_var(name)} must be at least {MIN_SECRET_CHARS} characters")
+
+
+def _check_api_keys(entries: list[str]) -> None:
+    entries = [entry for entry in entries if entry.strip()]
+    if not entries:
+        raise ValueError("CLOSEFLOW_API_KEYS must be set in production")
+    for position, entry in enumerate(entries, start=1):
+        where = f"CLOSEFLOW_API_KEYS entry {position}"
+        if not has_role(entry):
+            # a bare key is an admin key: in production the operator says so (admin:<key>)
+            raise ValueError(f"{where} has no role: write admin:, ops: or rep:<rep_id>: before it")
+        key, _ = parse_key_entry(entry, position)
+        if key == DEV_API_KEY or _is_placeholder(key):
+            raise ValueError(f"{where} is a placeholder: set a generated key")
+        if len(key) < MIN_SECRET_CHARS:
+            raise ValueError(f"{where} must be at least {MIN_SECRET_CHARS} characters")
+
+
 class Settings(BaseSettings):
     # hide_input_in_errors: a validation error must not print the secrets it was given
     model_config = SettingsConfigDict(
@@ -33,7 +92,10 @@ class Settings(BaseSettings):
     )
 
     environment: Literal["development", "test", "production"] = Field(
-        "development", description="production refuses the development API key and empty secrets"
+        "development",
+        description="production (what the image sets) refuses placeholder or short secrets, "
+        "keys without a role, plain-HTTP providers and serves no API docs; the dev stack and "
+        "the tests set development and test",
     )
     data_dir: Path = Field(Path(".closeflow"), description="where the dev stack keeps its files")
     log_level: str = Field("INFO", description="log level of every process")
@@ -73,6 +135,17 @@ class Settings(BaseSettings):
         SecretStr("dev-erasure-pepper"),
         description="secret key of the HMAC-SHA256 digests that keep erased people suppressed "
         "(changing it forgets every erasure suppression)",
+    )
+
+    api_docs: bool = Field(
+        False,
+        description="in production, serve /docs, /redoc and /openapi.json (to API key holders "
+        "only: X-API-Key header); outside production they are always served",
+    )
+    allow_insecure_providers: bool = Field(
+        False,
+        description="in production, allow a plain-HTTP CLOSEFLOW_TWILIO_API_BASE_URL and "
+        "CLOSEFLOW_SMTP_TLS=none (e.g. a TLS-terminating relay on the same host)",
     )
 
     # --- databases ----------------------------------------------------------------------------
@@ -165,7 +238,8 @@ class Settings(BaseSettings):
     )
     twilio_auth_token: SecretStr = Field(
         SecretStr("dev-twilio-auth-token"),
-        description="Twilio auth token; signs callbacks (empty disables the Twilio webhooks)",
+        description="Twilio auth token; signs callbacks (empty disables the Twilio webhooks; "
+        "required in production, where SMS are sent with it)",
     )
     twilio_from_number: str = Field("+15005550006", description="sending number, E.164")
     twilio_api_base_url: str = Field(
@@ -194,18 +268,31 @@ class Settings(BaseSettings):
     def _refuse_dev_secrets_in_production(self) -> Settings:
         if self.environment != "production":
             return self
-        if not self.api_principals or DEV_API_KEY in self.api_principals:
-            raise ValueError("CLOSEFLOW_API_KEYS must be set to real keys in production")
-        if self.twilio_auth_token.get_secret_value() == "dev-twilio-auth-token":
-            raise ValueError("CLOSEFLOW_TWILIO_AUTH_TOKEN must be set in production")
-        if self.mailgun_signing_key.get_secret_value() == "dev-mailgun-signing-key":
-            raise ValueError("CLOSEFLOW_MAILGUN_SIGNING_KEY must be set in production")
-        if self.erasure_pepper.get_secret_value() == "dev-erasure-pepper":
-            # a known pepper lets anyone test guessed addresses against the erasure digests
-            raise ValueError("CLOSEFLOW_ERASURE_PEPPER must be set in production")
+        _check_api_keys([k.get_secret_value() for k in self.api_keys])
+        for name in REQUIRED_SECRETS:
+            _check_secret(name, getattr(self, name).get_secret_value(), required=True)
+        for name in OPTIONAL_SECRETS:
+            _check_secret(name, getattr(self, name).get_secret_value(), required=False)
+        for name in FOREIGN_SECRETS:
+            if _is_placeholder(getattr(self, name).get_secret_value()):
+                raise ValueError(
+                    f"{_var(name)} is a placeholder: set the real value or leave it empty"
+                )
         if not self.postal_address.strip():
             # anti-spam laws (CAN-SPAM, PECR) want the sender's postal address in every email
             raise ValueError("CLOSEFLOW_POSTAL_ADDRESS must be set in production")
+        if not self.allow_insecure_providers:
+            # the Twilio auth token and SMTP password would cross the network in clear text
+            if not self.twilio_api_base_url.lower().startswith("https://"):
+                raise ValueError(
+                    "CLOSEFLOW_TWILIO_API_BASE_URL must be https:// in production "
+                    "(or set CLOSEFLOW_ALLOW_INSECURE_PROVIDERS=true)"
+                )
+            if self.smtp_tls == "none":
+                raise ValueError(
+                    "CLOSEFLOW_SMTP_TLS must be starttls or tls in production "
+                    "(or set CLOSEFLOW_ALLOW_INSECURE_PROVIDERS=true)"
+                )
         return self
 
     def database_url(self, service: str) -> str:

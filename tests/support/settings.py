@@ -38,3 +38,17 @@ def make_settings(
         values[f"{service}_database_url"] = url
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
+
+
+# Settings a production process accepts (issue 11): real-looking secrets of 32+ characters, keys
+# with a role, https to Twilio and TLS to SMTP. Tests of production behaviour start from these.
+PRODUCTION: dict[str, str] = {
+    "environment": "production",
+    "api_keys": "admin:Zq8vN3xL0pR7tY2wK5mB9cF4hJ6dS1aG",
+    "twilio_auth_token": "9f3c2a71b8e64d05a1c7e2f4b6d8093a",
+    "mailgun_signing_key": "4e7a1c9d2b6f8035e1a7c4d9b2f60831",
+    "erasure_pepper": "pepper-R7tY2wK5mB9cF4hJ6dS1aGZq8vN3xL",
+    "postal_address": "Example Inc., 1 Main St, Springfield",
+    "twilio_api_base_url": "https://api.twilio.com",
+    "smtp_tls": "starttls",
+}

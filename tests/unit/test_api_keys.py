@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from shared.access import OPS, check_coverage, install_access, rep_own, uncovered_routes
 from shared.auth import KeyConfigError, Principal, identify, parse_api_keys, parse_key_entry
 from shared.settings import Settings
+from tests.support.settings import PRODUCTION
 
 
 def test_a_bare_key_is_an_admin_key() -> None:
@@ -71,9 +72,7 @@ def test_the_internal_key_is_never_a_rep_key() -> None:
 def test_production_refuses_the_dev_key_under_any_role() -> None:
     for keys in ("dev-key", "admin:dev-key", "rep:r1:dev-key"):
         with pytest.raises(ValidationError, match="CLOSEFLOW_API_KEYS"):
-            Settings(  # type: ignore[call-arg]
-                environment="production", api_keys=f"real-key-1, {keys}", postal_address="x"
-            )
+            Settings(**{**PRODUCTION, "api_keys": f"{PRODUCTION['api_keys']}, {keys}"})
 
 
 def test_identify_compares_every_key() -> None:

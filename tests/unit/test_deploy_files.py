@@ -125,11 +125,20 @@ def test_k8s_config_holds_only_settings() -> None:
         assert keys <= SETTINGS_VARS, f"{name}: {keys - SETTINGS_VARS}"
 
 
+# What an operator fills in for a required ${VAR:?...}: a generated secret (production refuses
+# placeholders and short secrets, issue 11), API keys with their role.
+FILLED = "R7tY2wK5mB9cF4hJ6dS1aGZq8vN3xL0p"
+
+
 def _interpolate(value: str) -> str:
-    """Compose's ${VAR:-default} takes its default; a required ${VAR:?...} a placeholder."""
+    """Compose's ${VAR:-default} takes its default; a required ${VAR:?...} a filled-in value."""
     return re.sub(
-        r"\$\{\w+(?::?-([^}]*))?(?::?\?[^}]*)?\}",
-        lambda m: m.group(1) if m.group(1) is not None else "placeholder-secret",
+        r"\$\{(\w+)(?::?-([^}]*))?(?::?\?[^}]*)?\}",
+        lambda m: (
+            m.group(2)
+            if m.group(2) is not None
+            else (f"admin:{FILLED}" if m.group(1) == "CLOSEFLOW_API_KEYS" else FILLED)
+        ),
         value,
     )
 
@@ -151,7 +160,7 @@ def test_production_settings_are_complete() -> None:
         env = svc["environment"]
         assert required <= set(env), f"{name} misses {required - set(env)}"
         assert env["CLOSEFLOW_ENVIRONMENT"] == "production"
-        # what compose passes must satisfy the production checks (secrets as placeholders)
+        # what compose passes, filled in, must satisfy the production checks
         values = {
             k.removeprefix("CLOSEFLOW_").lower(): _interpolate(str(v)) for k, v in env.items()
         }

@@ -14,6 +14,7 @@ from services.outreach.cadences.send_window import next_allowed, phone_zones
 from services.outreach.senders.send_policy import HOUR, CapState, SenderState, choose_sender, decide
 from shared.contracts.journey import SendWindow
 from shared.settings import Settings
+from tests.support.settings import PRODUCTION
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -253,13 +254,7 @@ def test_the_domain_cap_applies_with_and_without_senders() -> None:
 
 
 def test_production_refuses_an_empty_postal_address() -> None:
-    real = {
-        "environment": "production",
-        "api_keys": "k-1",
-        "twilio_auth_token": "t",
-        "mailgun_signing_key": "m",
-        "erasure_pepper": "p",
-    }
+    real = {k: v for k, v in PRODUCTION.items() if k != "postal_address"}
     with pytest.raises(ValidationError, match="POSTAL_ADDRESS"):
         Settings(**real, postal_address="  ")  # type: ignore[arg-type]
     ok = Settings(**real, postal_address="Example Inc., 1 Main St, Springfield")  # type: ignore[arg-type]

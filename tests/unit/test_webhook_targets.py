@@ -7,15 +7,7 @@ import pytest
 from services.outreach.notifications.webhook_targets import check_webhook_url
 from shared.errors import AppError
 from shared.settings import Settings
-
-PRODUCTION = {
-    "environment": "production",
-    "api_keys": "k-1",
-    "twilio_auth_token": "t",
-    "mailgun_signing_key": "m",
-    "erasure_pepper": "p",
-    "postal_address": "Example Inc., 1 Main St, Springfield",
-}
+from tests.support.settings import PRODUCTION
 
 
 def refusal(url: str, settings: Settings) -> str:
