@@ -6,12 +6,18 @@ the error a rep reads is a category."""
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import RedirectResponse
 
@@ -22,6 +28,7 @@ from shared.outbound import (
     BLOCKED,
     CONNECTION_FAILED,
     REDIRECT,
+    TLS_ERROR,
     OutboundBlocked,
     OutboundPolicy,
     failure_category,
@@ -245,3 +252,66 @@ async def test_the_rep_reads_back_a_category_not_the_error(inbox: InboxRig) -> N
     assert [path for path, _ in receiver.seen] == ["/moved"]
     assert closed_rows[0]["last_error"] == f"webhook notification: {CONNECTION_FAILED}"
     assert str(closed) not in closed_rows[0]["last_error"]
+
+
+def _certificates(directory: Path, name: str) -> tuple[Path, Path, Path]:
+    """A CA and a server certificate for `name` it signed: (ca, cert, key) PEM files."""
+    now = datetime.now(UTC)
+
+    def issue(subject: str, issuer: x509.Name | None, signer: Any, key: Any, ca: bool) -> Any:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(issuer or x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(minutes=5))
+            .not_valid_after(now + timedelta(hours=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if not ca:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False
+            )
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_cert = issue("test CA", None, ca_key, ca_key, True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = issue(name, ca_cert.subject, ca_key, key, False)
+    files = directory / "ca.pem", directory / "cert.pem", directory / "key.pem"
+    files[0].write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    files[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    files[2].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return files
+
+
+@pytest.mark.asyncio
+async def test_tls_is_verified_against_the_name_while_connected_to_the_address(
+    tmp_path: Path,
+) -> None:
+    """An https receiver on 127.0.0.1 with a certificate for hooks.example.test: reached
+    through the pinned address, the certificate is checked against the name (SNI); another
+    name pinned to the same address fails as a TLS error."""
+    ca, cert, key = _certificates(tmp_path, "hooks.example.test")
+    receiver = Receiver()
+    port = free_port()
+    table = {"hooks.example.test": ["127.0.0.1"], "other.example.test": ["127.0.0.1"]}
+    policy = OutboundPolicy(production=False, resolver=resolver(table))
+    trust = ssl.create_default_context(cafile=str(ca))
+    async with (
+        serve(receiver.app, port, ssl_certfile=str(cert), ssl_keyfile=str(key)),
+        pinned_client(policy, timeout=5, verify=trust) as client,
+    ):
+        r = await client.post(f"https://hooks.example.test:{port}/hook", content=b"{}")
+        assert r.status_code == 200
+        with pytest.raises(httpx.ConnectError) as caught:
+            await client.post(f"https://other.example.test:{port}/hook", content=b"{}")
+    assert failure_category(caught.value) == TLS_ERROR
+    assert receiver.seen == [("/hook", f"hooks.example.test:{port}")]
