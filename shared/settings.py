@@ -205,8 +205,9 @@ class Settings(BaseSettings):
     webhook_allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="hosts the reps' notification webhooks may post to, comma-separated (a host "
-        "also allows its subdomains, e.g. hooks.slack.com); empty: any public host (in "
-        "production, https only and never a private or loopback address)",
+        "also allows its subdomains, e.g. hooks.slack.com); empty: any public host. Either way, "
+        "in production https only and never an internal name or address, checked again for "
+        "every address the host resolves to at each delivery (docs/guides/rep-inbox.md)",
     )
     ooo_default_pause_days: int = Field(
         7,

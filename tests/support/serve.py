@@ -5,15 +5,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
 
 
 @contextlib.asynccontextmanager
-async def serve(app: FastAPI, port: int) -> AsyncIterator[str]:
+async def serve(app: FastAPI, port: int, **config: Any) -> AsyncIterator[str]:
+    """`config`: more uvicorn settings (`ssl_certfile`, `ssl_keyfile`: served over https)."""
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", **config
+        )
     )
     task = asyncio.create_task(server.serve())
     while not server.started:
@@ -25,7 +29,8 @@ async def serve(app: FastAPI, port: int) -> AsyncIterator[str]:
             raise RuntimeError(f"the test server on port {port} stopped before it started")
         await asyncio.sleep(0.02)
     try:
-        yield f"http://127.0.0.1:{port}"
+        scheme = "https" if config.get("ssl_certfile") else "http"
+        yield f"{scheme}://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         await task

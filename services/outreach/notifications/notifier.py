@@ -42,12 +42,19 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from twilio.base.exceptions import TwilioRestException
 
 from services.outreach import models
-from services.outreach.notifications.webhook_targets import check_webhook_url
+from services.outreach.notifications.webhook_targets import check_webhook_url, webhook_policy
 from services.outreach.tasks import service as tasks
 from services.outreach.tasks.reps import RepDirectory, RepInfo
 from shared.app import run_during_lifespan
 from shared.db import new_id
 from shared.errors import AppError
+from shared.outbound import (
+    BLOCKED,
+    OutboundBlocked,
+    failure_category,
+    pinned_client,
+    status_category,
+)
 from shared.providers.email import EmailSendError, OutgoingEmail, SmtpEmail
 from shared.providers.sms import TwilioSms
 from shared.relay import LeasedTable, Outcome, Relay, RelayTiming, done, give_up, retry
@@ -209,10 +216,12 @@ class Notifier(Relay[models.TaskNotification]):  # type: ignore[type-var]
             settings.twilio_api_base_url,
         )
         self._http: httpx.AsyncClient | None = None
+        # the webhooks' connections: every resolved address checked, redirects refused
+        self.outbound = webhook_policy(settings)
 
     def start(self) -> None:
         if self._http is None:
-            self._http = httpx.AsyncClient(timeout=self.timing.webhook_timeout)
+            self._http = pinned_client(self.outbound, timeout=self.timing.webhook_timeout)
         super().start()
 
     async def stop(self) -> None:
@@ -453,25 +462,31 @@ class Notifier(Relay[models.TaskNotification]):  # type: ignore[type-var]
         try:  # the allowed hosts may have narrowed since the rep saved the URL
             check_webhook_url(row.target, self._settings)
         except AppError as err:
-            raise WebhookRefused(err.message, permanent=True) from err
+            log.warning("webhook notification %s refused: %s", row.id, err.message)
+            raise WebhookRefused(BLOCKED, permanent=True) from err
         url = inbox_url(self._settings, row.recipient_rep_id)
         body = json.dumps(slack_payload(row.subject, row.text, url), separators=(",", ":")).encode()
         assert self._http is not None, "the notifier is not started"
-        response = await self._http.post(
-            row.target,
-            content=body,
-            headers={
-                "Content-Type": "application/json",
-                SIGNATURE_HEADER: sign(secret, int(time.time()), body),
-                DELIVERY_HEADER: row.id,
-                EVENT_HEADER: f"task.{row.reason}",
-            },
-        )
-        if response.status_code >= 300:
-            retryable = response.status_code in (408, 429) or response.status_code >= 500
-            raise WebhookRefused(
-                f"webhook answered {response.status_code}", permanent=not retryable
+        try:
+            response = await self._http.post(
+                row.target,
+                content=body,
+                headers={
+                    "Content-Type": "application/json",
+                    SIGNATURE_HEADER: sign(secret, int(time.time()), body),
+                    DELIVERY_HEADER: row.id,
+                    EVENT_HEADER: f"task.{row.reason}",
+                },
             )
+        except (OutboundBlocked, httpx.HTTPError, OSError) as err:
+            # the rep reads the error back: a category only, or their key scans the network
+            log.warning("webhook notification %s failed: %s: %s", row.id, type(err).__name__, err)
+            category = failure_category(err)
+            raise WebhookRefused(category, permanent=category == BLOCKED) from err
+        if response.status_code >= 300:
+            # a redirect is not followed (its target would escape the address check): it fails
+            retryable = response.status_code in (408, 429) or response.status_code >= 500
+            raise WebhookRefused(status_category(response.status_code), permanent=not retryable)
         return f"webhook:{response.status_code}"
 
 
