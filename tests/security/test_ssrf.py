@@ -42,19 +42,14 @@ from tests.support.inbox import InboxRig, inbox  # noqa: F401  (the rep inbox ri
 from tests.support.ports import free_port
 from tests.support.serve import serve
 from tests.support.settings import AUTH
+from tests.support.settings import PRODUCTION as PRODUCTION_SETTINGS
 
-REP_KEY = "rep-key-" + "r" * 40
-ADMIN_KEY = "admin-key-" + "a" * 40
-SECRETS = {
-    "twilio_auth_token": "t" * 40,
-    "mailgun_signing_key": "m" * 40,
-    "erasure_pepper": "p" * 40,
-    "postal_address": "Example Inc., 1 Main St, Springfield",
-}
+REP_KEY = "rep-key-Hq7Lm2Xv9Rb4Tn6Wc1Kd8Fs3Gp5Jz0Ya"
+ADMIN_KEY = "admin-key-Zq8vN3xL0pR7tY2wK5mB9cF4hJ6dS1aG"
+# production settings that pass the secret checks (tests/support/settings.py), with a rep key
 PRODUCTION: dict[str, Any] = {
-    "environment": "production",
+    **PRODUCTION_SETTINGS,
     "api_keys": f"admin:{ADMIN_KEY}, rep:rep-probe:{REP_KEY}",
-    **SECRETS,
 }
 
 # each reaches an internal address or name, and each passed the old host-string check
