@@ -91,6 +91,7 @@ POLICIES: dict[RouteKey, Rule] = {
     ("POST", "/tasks/{task_id}/snooze"): rep_own("path:task_id"),
     ("POST", "/tasks/{task_id}/reassign"): rep_own("path:task_id"),
     ("POST", "/prospects/{prospect_id}/tasks/reassign"): OPS,  # follows a prospect reassignment
+    ("POST", "/internal/reps/{rep_id}/tasks/reassign"): OPS,  # a deactivated rep's, outbox
     ("GET", "/tasks/{task_id}/notifications"): rep_own("path:task_id"),
     ("GET", "/task-policy"): OPS,
     ("PUT", "/task-policy"): OPS,

@@ -32,8 +32,8 @@ async def patch_rep(
 ) -> schemas.RepChanged:
     """Edit a rep, their capacity and territories; `active: false` hands their prospects (with
     their tasks, deals and referral asks) over to other reps by the assignment rules."""
-    rep, moved = await reps.patch_rep(session, rep_id, body)
-    out = schemas.RepChanged.model_validate(rep).model_copy(update={"moved": moved})
+    rep, moved, tasks = await reps.patch_rep(session, rep_id, body)
+    out = schemas.RepChanged.model_validate(rep).model_copy(update={"moved": moved, "tasks": tasks})
     await session.commit()
     request.app.state.outbox.wake()
     return out

@@ -6,7 +6,9 @@ still going (open, or won and asked for referrals) move to other reps by the ass
 each like a reassignment (PATCH /prospects/{id}): outreach moves the open tasks and tells the
 journey, deals moves the open deals, referrals the referral asks, all through the outbox. A
 prospect no active rep has room for is left unassigned (`assignment_note` says why) and gets a
-rep when a place comes free, as any waiting prospect does.
+rep when a place comes free, as any waiting prospect does. The open tasks that sit with them as
+the assignee (a manager's escalations about their reps' prospects) move to their own manager when
+that manager is active (outreach, through the outbox); otherwise they stay, and the answer says so.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.prospecting import assignment, schemas, service
+from services.prospecting import assignment, outbox, schemas, service
 from services.prospecting.models import Prospect, Rep
 from shared.contracts.journey import Stage
 from shared.errors import invalid
@@ -22,12 +24,14 @@ from shared.errors import invalid
 # whose journey still needs a rep: open, or a won client being asked for referrals
 HANDED_OVER_STAGES = (*assignment.OPEN_STAGES, Stage.WON, Stage.REFERRALS)
 NOT_NULL = ("name", "email", "territories", "active")
+REP_TASKS_MOVE = "rep_tasks"  # outreach's POST /internal/reps/{id}/tasks/reassign
 
 
 async def patch_rep(
     session: AsyncSession, rep_id: str, patch: schemas.RepPatch
-) -> tuple[Rep, dict[str, str | None]]:
-    """The changed rep, and the prospects that moved (id -> new rep, None: unassigned)."""
+) -> tuple[Rep, dict[str, str | None], str | None]:
+    """The changed rep, the prospects that moved (id -> new rep, None: unassigned) and, on
+    deactivation, what became of the open tasks that sit with them (None: not deactivated)."""
     rep = await service.get_rep(session, rep_id)
     given = patch.model_fields_set
     for field in NOT_NULL:
@@ -45,17 +49,36 @@ async def patch_rep(
     if given & {"capacity", "territories"}:
         await _change_rules(session, rep.id, patch, given)
     moved: dict[str, str | None] = {}
+    tasks: str | None = None
     if patch.active is False and rep.active:
         rep.active = False
         await session.flush()
         moved = await _hand_over(session, rep)
+        tasks = await _hand_over_tasks(session, rep)
     elif patch.active:
         rep.active = True
     await session.flush()
     if given & {"capacity", "territories", "active"}:
         # more room, or another rep in a pool: prospects waiting for one may get one now
         await service.assign_waiting(session)
-    return rep, moved
+    return rep, moved, tasks
+
+
+async def _hand_over_tasks(session: AsyncSession, rep: Rep) -> str:
+    """Their open tasks (as the assignee) go to their manager if active; else they stay."""
+    manager = await session.get(Rep, rep.manager_id) if rep.manager_id else None
+    if manager is None or not manager.active:
+        why = "no manager" if manager is None else f"manager {manager.name} is inactive"
+        return f"open tasks assigned to {rep.name} stay with them ({why}): reassign them by hand"
+    outbox.add(
+        session,
+        kind=REP_TASKS_MOVE,
+        target="outreach",
+        path=f"/internal/reps/{rep.id}/tasks/reassign",
+        payload={"rep_id": manager.id},
+        subject_id=rep.id,
+    )
+    return f"open tasks assigned to {rep.name} move to their manager {manager.name} ({manager.id})"
 
 
 async def _check_manager(session: AsyncSession, rep: Rep, manager_id: str | None) -> None:

@@ -77,6 +77,11 @@ class RepChanged(Rep):
     moved: dict[str, str | None] = Field(
         default_factory=dict, description="prospect id -> new rep id (null: left unassigned)"
     )
+    tasks: str | None = Field(
+        None,
+        description="on deactivation: where the open tasks assigned to the rep (a manager's "
+        "escalations too) go: their active manager, else they stay (reassign them by hand)",
+    )
 
 
 class ProspectFields(PersonFields):

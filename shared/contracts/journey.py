@@ -324,6 +324,16 @@ class DealStageMoved:
 
 
 @dataclass
+class DealReopened:
+    """A closed deal was reopened (POST /deals/{id}/reopen) while its journey runs (a won deal's
+    referrals stage): the journey goes back to `stage`, the deal's stage before the close."""
+
+    deal_id: str
+    stage: str
+    cause: str = "deal reopened"
+
+
+@dataclass
 class JourneyState:
     stage: str
     next_step: int

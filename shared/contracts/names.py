@@ -44,6 +44,7 @@ class Sig:
     MIGRATE_CADENCE = "migrate_cadence"
     REP_ASSIGNED = "rep_assigned"
     DEAL_STAGE_MOVED = "deal_stage_moved"
+    DEAL_REOPENED = "deal_reopened"
 
 
 class Query:

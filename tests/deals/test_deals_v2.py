@@ -278,7 +278,7 @@ async def test_close_reasons_are_seeded_enforced_and_editable(env: DealsEnv) -> 
     assert got[1]["payload"] == {"deal_id": deal_id, "won": False, "reason": "no reply since May"}
 
 
-async def test_reopen_returns_to_the_stage_before_closing_without_a_signal(
+async def test_reopen_returns_to_the_stage_before_closing_and_tells_the_running_journey(
     env: DealsEnv,
 ) -> None:
     deal_id, journey = await env.presenting_deal()
@@ -299,9 +299,19 @@ async def test_reopen_returns_to_the_stage_before_closing_without_a_signal(
         None,
         None,
     )
-    await signals(journey, 3)
-    got = await journey.query("signals")  # the reopen added nothing
-    assert [s["name"] for s in got] == ["qualification_recorded", "objection_logged", "deal_closed"]
+    await signals(journey, 4)
+    got = await journey.query("signals")  # the journey still runs: it hears of the reopening
+    assert [s["name"] for s in got] == [
+        "qualification_recorded",
+        "objection_logged",
+        "deal_closed",
+        "deal_reopened",
+    ]
+    assert got[3]["payload"] == {
+        "deal_id": deal_id,
+        "stage": "objections",
+        "cause": "deal reopened",
+    }
     # a disqualified deal is not reopened here
     other_id, _, _ = await env.open_deal()
     await env.acts.expire_qualification(DealRef(other_id))

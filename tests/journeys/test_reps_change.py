@@ -172,3 +172,27 @@ async def test_reassignment_moves_the_deal_and_the_referral_ask(stack: StackDriv
     r = await stack.http.get(f"{asks_url}/{ask['id']}", headers=new_key)
     assert r.status_code == 403
     assert (await stack.http.get(f"{asks_url}/{ask['id']}", headers=old_key)).status_code == 200
+
+
+async def test_deactivated_managers_tasks_go_to_their_manager_or_stay_and_say_so(
+    stack: StackDriver,
+) -> None:
+    """Tasks that sit with a rep as the assignee (a manager's escalations about their reps'
+    prospects) follow the rep's own manager on deactivation; without an active one they stay."""
+    await new_rep(stack, "Ann Rep")
+    ada, _ = await replied(stack, "Ada")  # Ann, the only rep, has Ada: her qualify task
+    boss = await new_rep(stack, "Bo Boss")
+    mel = await new_rep(stack, "Mel Manager", manager_id=boss["id"])
+    nia = await new_rep(stack, "Nia Solo")
+    tasks = await eventually(lambda: stack.tasks_of(ada["id"]), "Ada's qualify task")
+    task_url = f"{stack.u.outreach}/tasks/{tasks[0]['id']}"
+    await stack.ok("POST", f"{task_url}/reassign", json={"rep_id": mel["id"]})
+
+    r = await stack.ok("PATCH", f"{stack.u.prospecting}/reps/{mel['id']}", json={"active": False})
+    assert r["moved"] == {} and "Bo Boss" in r["tasks"], r
+    await until(stack, task_url, "rep_id", boss["id"])
+
+    await stack.ok("POST", f"{task_url}/reassign", json={"rep_id": nia["id"]})
+    r = await stack.ok("PATCH", f"{stack.u.prospecting}/reps/{nia['id']}", json={"active": False})
+    assert "stay with them (no manager)" in r["tasks"], r
+    assert (await stack.ok("GET", task_url))["rep_id"] == nia["id"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tests.support.eventually import eventually
 from tests.support.scenarios import WON_PATH, Driver
 from tests.support.stack import StackDriver
 
@@ -60,3 +61,34 @@ async def test_gate_pass_to_objections_then_won_from_objections(stack: StackDriv
     path = await stack.wait_stage(bea["id"], "referrals")
     assert path == list(WON_PATH)
     assert (await stack.ok("GET", deal))["stage"] == "won"
+
+
+async def test_won_deal_reopened_while_referrals_run_goes_back_and_wins_again(
+    stack: StackDriver,
+) -> None:
+    """A won deal reopened while its journey asks for referrals (the journey still runs): the
+    journey goes back to the deal's stage, is closed again, and the history shows it all."""
+    cy, deal = await qualifying_deal(stack, "Cy")
+    await stack.ok("POST", f"{deal}/qualification", json={"answers": ANSWERS, "partial": True})
+    await stack.ok("POST", f"{deal}/stage", json={"stage": "objections"})
+    await stack.ok("POST", f"{deal}/close", json={"outcome": "won", "reason": "signed"})
+    await stack.wait_stage(cy["id"], "referrals")  # the reminders keep the journey running
+    reopened = await stack.ok("POST", f"{deal}/reopen")
+    assert reopened["stage"] == "objections"
+
+    async def path_after(count: int) -> list[str] | None:
+        path = await stack.stages(cy["id"])
+        return path if len(path) > count else None
+
+    back = await eventually(lambda: path_after(len(WON_PATH)), "the journey back to objections")
+    assert back == [*WON_PATH, "objections"]
+    rows = await stack.ok("GET", f"{stack.u.prospecting}/prospects/{cy['id']}/stages")
+    assert rows[-1]["cause"] == "deal reopened"
+    journey = await stack.ok("GET", f"{stack.u.outreach}/journeys/{cy['id']}")
+    assert (journey["status"], journey["stage"]) == ("running", "objections")
+
+    await stack.ok("POST", f"{deal}/close", json={"outcome": "won", "reason": "signed again"})
+    again = await eventually(lambda: path_after(len(WON_PATH) + 3), "won again, referrals")
+    assert again == [*WON_PATH, "objections", "closing", "won", "referrals"]
+    assert (await stack.ok("GET", deal))["stage"] == "won"
+    # the stack fixture then checks journey = deal = prospect

@@ -1,4 +1,5 @@
-"""Record journey histories for test_replay.py: `.venv/bin/python tests/workflows/record_histories.py [SET]`.
+"""Record journey histories for test_replay.py:
+`.venv/bin/python tests/workflows/record_histories.py [SET [NAME ...]]`.
 
 Run it when a guarded (workflow.patched) change lands, with scenarios that take the new paths;
 the histories it writes then keep those paths replayable, and workflows/journey/versions.py names
@@ -10,7 +11,10 @@ the history that covers each patch. SET (default: the newest) picks which scenar
   reminder that cannot go becoming the rep's task, a touch whose template cannot render,
   colleagues found by email domain, a run's end reported
   to outreach and later runs started at qualifying (a late reply) and presenting (a reopened deal),
-  tasks that follow the stages, deal moves that reach the journey, closing on every decided deal.
+  tasks that follow the stages, deal moves that reach the journey, closing on every decided deal,
+  a won deal reopened while its journey asks for referrals.
+NAMEs (history file stems) record only those scenarios of the set: a new patch's history is
+added without re-recording (and so changing) the histories already stored.
 """
 
 import asyncio
@@ -25,6 +29,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from shared.contracts.journey import (
     DealClosed,
+    DealReopened,
     DealStageMoved,
     DecisionDeadline,
     MeetingChanged,
@@ -49,6 +54,7 @@ from tests.support.fixtures import binary
 OUT = Path("tests/workflows/histories")
 DAY, HOUR = tj.DAY, 3600
 Scenario = Callable[[WorkflowEnvironment, tj.Harness, Any], Awaitable[None]]
+ONLY = set(sys.argv[2:])  # history names to record; empty: the whole set
 
 
 async def record(
@@ -58,6 +64,8 @@ async def record(
     prepare: Callable[[tj.Recorder], None] = lambda rec: None,
     **start: Any,
 ) -> None:
+    if ONLY and name not in ONLY:
+        return
     h = tj.Harness(env, f"hist-{name}-")
     prepare(h.rec)
     async with h:
@@ -376,6 +384,18 @@ async def closed_from_presenting_lost(env: WorkflowEnvironment, h: tj.Harness, h
     await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", False, "no budget after all"))
 
 
+async def won_reopened_won_again(env: WorkflowEnvironment, h: tj.Harness, handle: Any) -> None:
+    """Won; the referral request goes; the deal is reopened (reminders cancelled), moved to
+    closing and won again (no second request)."""
+    await qualified(env, h, handle)
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", True, "signed"))
+    await env.sleep(timedelta(days=8))
+    await handle.signal(Sig.DEAL_REOPENED, DealReopened("deal-1", "objections"))
+    await env.sleep(timedelta(days=1))
+    await handle.signal(Sig.DEAL_STAGE_MOVED, DealStageMoved("deal-1", "closing"))
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", True, "signed again"))
+
+
 async def main_v5(env: WorkflowEnvironment) -> None:
     await record(
         env,
@@ -434,6 +454,8 @@ async def main_v5(env: WorkflowEnvironment) -> None:
     await record(env, "journey_stopped_tasks_v5", stopped)
     await record(env, "journey_deal_moves_closing_won_v5", deal_moves_closing_won)
     await record(env, "journey_closed_from_presenting_lost_v5", closed_from_presenting_lost)
+    # point 4: a won deal reopened while the journey runs (Patch.DEAL_REOPENED_RUNNING)
+    await record(env, "journey_won_reopened_won_again_v5", won_reopened_won_again)
 
 
 async def main(which: str) -> None:

@@ -15,8 +15,10 @@ from temporalio.client import WorkflowHandle
 
 from shared.contracts.journey import (
     DealClosed,
+    DealReopened,
     DealStageMoved,
     DecisionDeadline,
+    JourneyState,
     MeetingChanged,
     MeetingScheduled,
     OpenObjection,
@@ -24,7 +26,7 @@ from shared.contracts.journey import (
     QualificationRecorded,
     ReplyReceived,
 )
-from shared.contracts.names import Sig
+from shared.contracts.names import Query, Sig
 from tests.support.journey_harness import DAY, Harness, cadence
 
 HOUR = 3600
@@ -242,3 +244,73 @@ async def test_deal_moves_are_recorded_once_and_every_stage_tells_outreach(
         ("lost", "lost: closed lost: no budget"),
     ]
     assert all(e.keep_kinds == ["thank_client"] for e in harness.rec.entered)
+
+
+# --- a won deal reopened while the journey asks for referrals (issue 10 point 4) ---------------
+
+
+async def stage_of(handle: WorkflowHandle[Any, Any]) -> str:
+    state = await handle.query(Query.STATE, result_type=JourneyState)
+    return state.stage
+
+
+async def test_won_deal_reopened_in_referrals_goes_back_and_wins_again(harness: Harness) -> None:
+    handle = await presenting(harness)
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", True, "signed"))
+    # past the referral delay (7 days): the request went, the first reminder (3 days on) not
+    await harness.env.sleep(timedelta(days=8))
+    assert await stage_of(handle) == "referrals"
+    await handle.signal(Sig.DEAL_REOPENED, DealReopened("deal-1", "objections"))
+    assert await stage_of(handle) == "objections"
+    # the reminders that were due while the deal is open again never go
+    await harness.env.sleep(timedelta(days=10))
+    await handle.signal(Sig.DEAL_STAGE_MOVED, DealStageMoved("deal-1", "closing"))
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", True, "signed again"))
+    assert await handle.result() == "won"
+
+    assert harness.rec.stage_path()[2:] == [
+        "presenting",
+        "closing",
+        "won",
+        "referrals",
+        "objections",
+        "closing",
+        "won",
+        "referrals",
+    ]
+    reopened = harness.rec.stages[6]
+    assert reopened.from_stage == "referrals" and reopened.cause == "deal reopened"
+    # leaving referrals told outreach, whose stage groups close the referral-ask tasks
+    assert ("objections", "objections: deal reopened") in [
+        (e.stage, e.reason) for e in harness.rec.entered
+    ]
+    kinds = [t.kind for t in harness.rec.touches]
+    assert kinds.count("referral_ask") == 1  # the first win's request: not asked again
+    assert "referral_reminder" not in kinds  # cancelled by the reopening
+    assert [t.kind for t in harness.rec.tasks].count("thank_client") == 1
+    assert "referral request sent at an earlier win" in harness.rec.stages[-1].cause
+
+
+async def test_won_deal_reopened_before_the_request_asks_at_the_next_win(
+    harness: Harness,
+) -> None:
+    handle = await presenting(harness, cadence=cadence(referral_reminders=0))
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", True, "signed"))
+    await harness.env.sleep(timedelta(days=1))  # within the referral delay: nothing asked yet
+    assert await stage_of(handle) == "won"
+    await handle.signal(Sig.DEAL_REOPENED, DealReopened("deal-1", "presenting"))
+    assert await stage_of(handle) == "presenting"
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", True, "signed after all"))
+    assert await handle.result() == "won"
+
+    assert harness.rec.stage_path()[2:] == [
+        "presenting",
+        "closing",
+        "won",
+        "presenting",
+        "closing",
+        "won",
+        "referrals",
+    ]
+    assert [t.kind for t in harness.rec.touches].count("referral_ask") == 1
+    assert harness.rec.stages[-1].cause == "referral request sent"

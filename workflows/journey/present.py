@@ -12,6 +12,7 @@ with workflow.unsafe.imports_passed_through():
     from shared.contracts.journey import (
         DealClosed,
         DealRef,
+        DealReopened,
         DealStageMoved,
         DecisionDeadline,
         MeetingScheduled,
@@ -55,6 +56,12 @@ class Presenting:
                 await self._moved(event)
             else:
                 await self._objection(event)
+
+    async def reopened(self, reopened: DealReopened) -> DealClosed:
+        """The won deal was reopened: back to its stage before the close, until closed again."""
+        stage = reopened.stage if reopened.stage in DEAL_MOVES else Stage.PRESENTING
+        await self.steps.enter(stage, reopened.cause)
+        return await self.until_closed()
 
     async def _moved(self, moved: DealStageMoved) -> None:
         """The rep moved the deal (presenting, objections, closing): the deal's stage is the

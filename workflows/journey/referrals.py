@@ -1,7 +1,10 @@
-"""Stage 7, referrals: the client is asked for referrals (and reminded) after the win; a referred
-prospect's referrer is thanked for the first meeting and for the win."""
+"""Stage 7, referrals: the client is asked for referrals (and reminded) after the win, until the
+won deal is reopened; a referred prospect's referrer is thanked for the first meeting and for the
+win."""
 
 from __future__ import annotations
+
+import asyncio
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
@@ -9,6 +12,7 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from shared.contracts.journey import (
         Contact,
+        DealReopened,
         ProspectRef,
         ReferralAsk,
         ReferralAskRef,
@@ -30,6 +34,34 @@ class Referrals:
     def __init__(self, state: State, steps: Steps) -> None:
         self.state = state
         self.steps = steps
+
+    async def until_reopened(self) -> DealReopened | None:
+        """The referrals stage while the deal stays won: None once it is over, or the reopening
+        that cut it short (the referral ask and reminders still to come are cancelled; the
+        thanks to this client's referrer goes on in the background)."""
+        state = self.state
+        if not versions.patched(Patch.DEAL_REOPENED_RUNNING):
+            await self.ask()
+            return None
+        # a later win of the same journey: the client was asked already, not again
+        asking = asyncio.ensure_future(self._asked() if state.referral_asked else self.ask())
+        await workflow.wait_condition(lambda: asking.done() or state.next_reopening() is not None)
+        reopened = state.next_reopening()
+        if reopened is None:
+            await asking  # over: its failure, if any, is the journey's
+            return None
+        state.reopenings_handled += 1
+        if not asking.done():
+            asking.cancel()
+            try:
+                await asking
+            except asyncio.CancelledError:
+                pass  # the timers and the activity in flight are cancelled with it
+        return reopened
+
+    async def _asked(self) -> None:
+        await self.steps.enter(Stage.REFERRALS, "referral request sent at an earlier win")
+        await self._thanks_done()
 
     async def ask(self) -> None:
         state, steps, inp = self.state, self.steps, self.state.inp
@@ -53,11 +85,16 @@ class Referrals:
             ReferralAsk,
         )
         await steps.system_touch("referral-ask", "referral_ask", {"referral_link": ask.link})
+        state.referral_asked = True
         await steps.enter(Stage.REFERRALS, "referral request sent")
         if versions.patched(Patch.REFERRAL_REMINDERS):
             await self._remind(ask)
+        await self._thanks_done()
+
+    async def _thanks_done(self) -> None:
         # a thanks to this client's own referrer that waits for their send window must not be
         # cut off by the end of the journey (no command: replays are unaffected)
+        state = self.state
         await workflow.wait_condition(lambda: all(state.referrer_thanks.values()))
 
     async def _remind(self, ask: ReferralAsk) -> None:

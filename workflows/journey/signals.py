@@ -12,6 +12,7 @@ with workflow.unsafe.imports_passed_through():
     from shared.contracts.journey import (
         CadenceSnapshot,
         DealClosed,
+        DealReopened,
         DealStageMoved,
         DecisionDeadline,
         JourneyState,
@@ -80,6 +81,10 @@ class JourneyInbox:
     @workflow.signal(name=Sig.DEAL_STAGE_MOVED)
     def deal_stage_moved(self, moved: DealStageMoved) -> None:
         self.state.deal_events.append(moved)
+
+    @workflow.signal(name=Sig.DEAL_REOPENED)
+    def deal_reopened(self, reopened: DealReopened) -> None:
+        self.state.reopenings.append(reopened)
 
     @workflow.signal(name=Sig.PAUSE)
     def pause(self, pause: PauseJourney) -> None:

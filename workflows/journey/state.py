@@ -19,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
         ActivePause,
         CadenceSnapshot,
         DealClosed,
+        DealReopened,
         DealStageMoved,
         DecisionDeadline,
         FailedStep,
@@ -80,6 +81,10 @@ class State:
     meetings_over: set[str] = field(default_factory=set)  # cancelled, held or missed
     deadline: str | None = None
     deadline_watch: asyncio.Task[Any] | None = None
+    # a won deal reopened while the journey runs (issue 10 point 4): each one is handled once
+    reopenings: list[DealReopened] = field(default_factory=list)
+    reopenings_handled: int = 0
+    referral_asked: bool = False  # the request went out (a later win does not ask again)
     # referrals: event ("meeting", "won") -> the thanks is done
     referrer_thanks: dict[str, bool] = field(default_factory=dict)
     failed_steps: list[FailedStep] = field(default_factory=list)  # templates that cannot render
@@ -93,6 +98,11 @@ class State:
     def interrupted(self) -> bool:
         """A reply or a stop ends the cadence."""
         return self.reply is not None or self.stop is not None
+
+    def next_reopening(self) -> DealReopened | None:
+        if len(self.reopenings) > self.reopenings_handled:
+            return self.reopenings[self.reopenings_handled]
+        return None
 
     def paused(self) -> bool:
         return bool(self.pauses)

@@ -77,11 +77,13 @@ class ProspectJourney(JourneyInbox):
                 return ended
         closed = await self.presenting.until_closed()
         # 6. closing: won or lost
-        if await self.closing.close(closed) == Stage.LOST:
-            return Stage.LOST
-        # 7. referrals
-        await self.referrals.ask()
-        return Stage.WON
+        while await self.closing.close(closed) == Stage.WON:
+            # 7. referrals, unless the won deal is reopened: then back to 4, 5 and 6
+            reopened = await self.referrals.until_reopened()
+            if reopened is None:
+                return Stage.WON
+            closed = await self.presenting.reopened(reopened)
+        return Stage.LOST
 
     async def _until_qualified(self) -> str | None:
         """Stages 1 to 4: None once the deal is qualified (presenting), else the outcome."""

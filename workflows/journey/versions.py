@@ -44,6 +44,8 @@ class Patch(StrEnum):
     # --- issue 10, points 3 and 4 (tasks follow the journey; one stage truth) ---
     TASKS_FOLLOW_STAGE = "tasks-follow-stage"
     DEAL_STAGE_TRUTH = "deal-stage-truth"
+    # --- issue 10, point 4 (a won deal reopened while its journey runs) ---
+    DEAL_REOPENED_RUNNING = "deal-reopened-running"
 
 
 @dataclass(frozen=True)
@@ -162,6 +164,14 @@ REGISTRY: dict[Patch, PatchRecord] = {
         "closed from presenting or objections passes through closing before won or lost",
         ("journey_deal_moves_closing_won_v5", "journey_closed_from_presenting_lost_v5"),
         _BEFORE_DEC_3.format(commit="issue 10 points 3, 4"),
+    ),
+    # --- issue 10, point 4 (a won deal reopened while its journey runs) ---
+    Patch.DEAL_REOPENED_RUNNING: PatchRecord(
+        "the referrals stage runs as a task that a reopened won deal (deal_reopened) cancels "
+        "(referral ask and reminders stop); the journey goes back to the deal's stage and on "
+        "to closing; a later win asks for referrals only if no request went out yet",
+        ("journey_won_reopened_won_again_v5",),
+        _BEFORE_DEC_3.format(commit="issue 10 point 4, reopen"),
     ),
 }
 

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Request
 
 from services.deals.closing import schemas
 from services.deals.closing import service as svc
-from services.deals.closing.reopen import restart_ended_journey
+from services.deals.closing.reopen import reopen_journey
 from services.deals.core.schemas import Deal
 from services.deals.qualification.signals import signal_gate_passed
 from shared.auth import ApiKey
@@ -78,12 +78,13 @@ async def move_stage(
 
 @deals.post("/{deal_id}/reopen", response_model=Deal)
 async def reopen_deal(deal_id: str, request: Request, _: ApiKey, session: Session) -> object:
-    """Back to the stage before closing. A journey that ended with the close comes back: a new
-    run at presenting with this deal (services.deals.closing.reopen)."""
+    """Back to the stage before closing. The journey follows (services.deals.closing.reopen): a
+    running one (a won deal's referrals) goes back to the deal's stage, one that ended with the
+    close comes back as a new run at presenting with this deal."""
     deal = await svc.reopen_deal(session, deal_id)
     await session.commit()
     state = request.app.state
-    await restart_ended_journey(state.temporal, state.settings, deal.prospect_id, deal.id)
+    await reopen_journey(state.temporal, state.settings, deal.prospect_id, deal.id, deal.stage)
     return deal
 
 

@@ -1,7 +1,7 @@
-"""A reopened deal whose journey ended (issue 10): outreach, which starts journeys, starts a new
-run of the prospect's journey at presenting with the deal (POST
-/internal/prospects/{id}/journeys/reopen). A journey still running is left to the signal the
-deals API sends it.
+"""A reopened deal reaches its journey (issue 10 point 4). A journey still running (a won deal's
+referrals stage) is signalled deal_reopened and goes back to the deal's stage. A journey that
+ended: outreach, which starts journeys, starts a new run of the prospect's journey at presenting
+with the deal (POST /internal/prospects/{id}/journeys/reopen).
 
 Called after the reopen is committed. When outreach cannot be reached the deal stays reopened
 and the answer is 503 naming the call to repeat (ops may POST it to outreach themselves; it is
@@ -17,17 +17,20 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from shared.auth import API_KEY_HEADER
-from shared.contracts.journey import journey_id
+from shared.contracts.journey import DealReopened, journey_id
+from shared.contracts.names import Sig
 from shared.errors import AppError
+from shared.journeys import signal_journey
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 TIMEOUT = 15.0  # a new run may wait for the previous one to close (outreach: FINISHING_WAIT)
 
 
-async def restart_ended_journey(
-    client: Client, settings: Settings, prospect_id: str, deal_id: str
+async def reopen_journey(
+    client: Client, settings: Settings, prospect_id: str, deal_id: str, stage: str
 ) -> None:
+    """Tell the journey of the reopened deal (now at `stage`), running or ended."""
     try:
         described = await client.get_workflow_handle(journey_id(prospect_id)).describe()
     except RPCError as err:
@@ -35,7 +38,15 @@ async def restart_ended_journey(
             return  # no journey ever (a deal made by hand): nothing to bring back
         raise AppError(503, "temporal_unreachable", f"journey not checked: {err.message}") from err
     if described.status == WorkflowExecutionStatus.RUNNING:
-        return  # the running journey hears of the deal from the deals API
+        try:
+            await signal_journey(
+                client, prospect_id, Sig.DEAL_REOPENED, DealReopened(deal_id, stage)
+            )
+            return
+        except AppError as err:
+            if err.code != "journey_not_running":
+                raise
+            # it ended between the look and the signal: start a new run as for any ended one
     path = f"/internal/prospects/{prospect_id}/journeys/reopen"
     try:
         async with httpx.AsyncClient(

@@ -101,8 +101,7 @@ def _same_close(
 
 
 async def reopen_deal(session: AsyncSession, deal_id: str) -> Deal:
-    """Back to the stage before closing. The journey is NOT told: a finished journey stays
-    finished (its referral follow-up may already have run), the deal is worked by hand."""
+    """Back to the stage before closing (the API then tells the journey)."""
     deal = await get_deal(session, deal_id, lock=True)
     if deal.stage not in (Stage.WON, Stage.LOST) or deal.stage_before_close is None:
         raise conflict(

@@ -121,6 +121,23 @@ async def reassign_prospect_tasks(
     return schemas.TasksReassigned(prospect_id=prospect_id, rep_id=body.rep_id, moved=moved)
 
 
+@router.post(
+    "/internal/reps/{rep_id}/tasks/reassign",
+    response_model=schemas.RepTasksReassigned,
+    tags=["tasks"],
+)
+async def reassign_rep_tasks(
+    rep_id: str, body: schemas.TaskReassign, request: Request, session: Session
+) -> schemas.RepTasksReassigned:
+    """Every OPEN task that sits with a deactivated rep (their escalations as a manager too)
+    moves to `rep_id`, their manager (prospecting's outbox). Repeating it moves nothing."""
+    await _known_rep(request, body.rep_id)
+    moved = await tasks.reassign_rep(session, rep_id, body.rep_id)
+    await session.commit()
+    request.app.state.notifier.wake()
+    return schemas.RepTasksReassigned(from_rep_id=rep_id, rep_id=body.rep_id, moved=moved)
+
+
 @router.get("/tasks/{task_id}/notifications", response_model=list[schemas.TaskNotification])
 async def task_notifications(task_id: str, session: Session) -> list[models.TaskNotification]:
     await tasks.get_task(session, task_id)

@@ -82,6 +82,12 @@ class TasksReassigned(BaseModel):
     moved: list[str] = Field(description="ids of the open tasks now with the rep")
 
 
+class RepTasksReassigned(BaseModel):
+    from_rep_id: str
+    rep_id: str
+    moved: list[str] = Field(description="ids of the open tasks now with the rep")
+
+
 class TaskPolicy(BaseModel):
     """Ops' settings of the rep inbox (stored in outreach; defaults until first set)."""
 

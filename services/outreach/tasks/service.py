@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, get_args
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.outreach import models
@@ -387,16 +387,22 @@ async def reassign(session: AsyncSession, task_id: str, rep_id: str) -> models.R
 
 async def reassign_prospect(session: AsyncSession, prospect_id: str, rep_id: str) -> list[str]:
     """Move every open task of the prospect to the rep; the ids moved (none: nothing to do)."""
+    return await _move_open(session, models.RepTask.prospect_id == prospect_id, rep_id)
+
+
+async def reassign_rep(session: AsyncSession, from_rep: str, rep_id: str) -> list[str]:
+    """Move every open task that sits with `from_rep` (a deactivated rep: their escalations as
+    a manager too) to `rep_id`; the ids moved."""
+    return await _move_open(session, models.RepTask.rep_id == from_rep, rep_id)
+
+
+async def _move_open(session: AsyncSession, which: ColumnElement[bool], rep_id: str) -> list[str]:
     t = models.RepTask
     moving = list(
         (
             await session.scalars(
                 select(t.id)
-                .where(
-                    t.prospect_id == prospect_id,
-                    t.status == OPEN,
-                    t.rep_id.is_distinct_from(rep_id),
-                )
+                .where(which, t.status == OPEN, t.rep_id.is_distinct_from(rep_id))
                 .with_for_update()
             )
         ).all()
