@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, FastAPI
 from temporalio.client import Client
 
 from shared.access import ServiceAccess, check_coverage, enforce_access, install_access
+from shared.body_limit import BodyLimit
 from shared.db import create_engine, session_factory
 from shared.errors import install_error_handlers
 from shared.issued_keys import IntrospectedKeys
@@ -62,6 +63,8 @@ def create_service_app(
         app.state.key_lookup = issued
         app.state.cleanup.append(issued.close)
     install_error_handlers(app)
+    # the body is read (and parsed) before enforce_access runs: cap it while it is read
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     for router in routers:
         app.include_router(router)
 

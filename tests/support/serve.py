@@ -8,12 +8,20 @@ from collections.abc import AsyncIterator
 
 import uvicorn
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 
 @contextlib.asynccontextmanager
-async def serve(app: FastAPI, port: int) -> AsyncIterator[str]:
+async def serve(app: FastAPI | ASGIApp, port: int, *, lifespan: bool = True) -> AsyncIterator[str]:
+    """lifespan=False: an app whose lifespan the test already runs (e.g. from service_app)."""
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="on" if lifespan else "off",
+        )
     )
     task = asyncio.create_task(server.serve())
     while not server.started:
