@@ -19,6 +19,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from shared.auth import API_KEY_HEADER
 from shared.contracts.journey import journey_id
 from shared.errors import AppError
+from shared.ids import id_path, is_id
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,9 @@ async def restart_ended_journey(
         raise AppError(503, "temporal_unreachable", f"journey not checked: {err.message}") from err
     if described.status == WorkflowExecutionStatus.RUNNING:
         return  # the running journey hears of the deal from the deals API
-    path = f"/internal/prospects/{prospect_id}/journeys/reopen"
+    if not is_id(prospect_id):
+        return  # not an id outreach could have enrolled: no journey to bring back
+    path = id_path("/internal/prospects/{id}/journeys/reopen", id=prospect_id)
     try:
         async with httpx.AsyncClient(
             base_url=settings.outreach_url,

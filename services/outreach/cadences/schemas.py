@@ -18,6 +18,7 @@ from pydantic import (
 
 from services.outreach.cadences.templates import template_problems
 from shared.contracts.journey import run_key
+from shared.ids import ResourceId
 
 ChannelName = Literal["email", "sms", "call_task", "social_task"]
 MESSAGE_CHANNELS = frozenset({"email", "sms"})
@@ -108,7 +109,7 @@ class SendWindowIn(BaseModel):
     )
     start_hour: int = Field(0, ge=0, le=23, description="local hour the window opens")
     end_hour: int = Field(24, ge=1, le=24, description="local hour the window closes")
-    holidays: list[Annotated[str, AfterValidator(_iso_date)]] = Field(
+    holidays: list[Annotated[str, Field(max_length=10), AfterValidator(_iso_date)]] = Field(
         default_factory=list,
         max_length=1000,
         description="ISO dates (YYYY-MM-DD) of the prospect's local calendar with no sends",
@@ -239,8 +240,8 @@ class Cadence(CadenceIn):
 
 
 class EnrollmentIn(BaseModel):
-    prospect_id: str = Field(min_length=1, max_length=64)
-    cadence_id: str = Field(min_length=1, max_length=32)
+    prospect_id: ResourceId
+    cadence_id: ResourceId
 
 
 class Enrollment(BaseModel):
