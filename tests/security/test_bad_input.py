@@ -133,3 +133,24 @@ def test_every_integer_and_string_a_request_carries_is_bounded(
             for media in operation.get("requestBody", {}).get("content", {}).values():
                 problems += _unbounded(media.get("schema", {}), components, f"{where} body")
     assert problems == []
+
+
+async def test_lists_and_objects_in_write_models_are_bounded_and_the_limit_is_named(
+    api: Api,
+) -> None:
+    prospecting = await api("prospecting")
+    person = {"first_name": "Ada", "email": "ada@example.com"}
+    custom = {f"k{i}": "v" * 100 for i in range(200)}  # about 22 KB
+    answer = await prospecting.post("/prospects", json={**person, "custom": custom})
+    assert _field(answer) == ["custom"]
+    assert "16384 bytes" in answer.json()["error"]["message"]
+    outreach = await api("outreach")
+    step = {"channel": "email", "subject": "Hi", "body": "Hello"}
+    many = {"name": "huge", "steps": [step] * 101}
+    answer = await outreach.post("/cadences", json=many)
+    assert "steps" in _field(answer)
+    assert "100" in answer.json()["error"]["message"]
+    window = {"name": "w", "steps": [step, step], "send_window": {"days": [0] * 10_000}}
+    answer = await outreach.post("/cadences", json=window)
+    assert "send_window.days" in _field(answer)
+    assert "7" in answer.json()["error"]["message"]

@@ -103,9 +103,12 @@ def _iso_date(value: str) -> str:
     return value
 
 
+MAX_STEPS = 100  # a cadence is a few dozen touches; thousands only cost every journey time
+
+
 class SendWindowIn(BaseModel):
     days: list[Annotated[int, Field(ge=0, le=6)]] = Field(
-        default_factory=lambda: list(range(7)), min_length=1, description="0=Monday"
+        default_factory=lambda: list(range(7)), min_length=1, max_length=7, description="0=Monday"
     )
     start_hour: int = Field(0, ge=0, le=23, description="local hour the window opens")
     end_hour: int = Field(24, ge=1, le=24, description="local hour the window closes")
@@ -130,7 +133,7 @@ class SendWindowIn(BaseModel):
 class CadenceIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=200)
-    steps: list[StepIn] = Field(min_length=2)
+    steps: list[StepIn] = Field(min_length=2, max_length=MAX_STEPS)
     send_window: SendWindowIn = Field(default_factory=SendWindowIn)
     nurture_after_seconds: Seconds = 7 * 86400
     qualification_reminder_seconds: Seconds = 2 * 86400
