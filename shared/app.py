@@ -20,6 +20,7 @@ from shared.access import (
     enforce_access,
     install_access,
 )
+from shared.body_limit import BodyLimit
 from shared.db import create_engine, session_factory
 from shared.errors import install_error_handlers
 from shared.issued_keys import IntrospectedKeys
@@ -83,6 +84,8 @@ def create_service_app(
         app.state.key_lookup = issued
         app.state.cleanup.append(issued.close)
     install_error_handlers(app)
+    # the body is read (and parsed) before enforce_access runs: cap it while it is read
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     for router in routers:
         app.include_router(router)
 

@@ -48,10 +48,10 @@ class ErasureOrder(BaseModel):
     erasure_id: str = Field(max_length=32)
     prospect_id: str = Field(max_length=64)
     # the plain values let a service find rows keyed by address; they are never stored
-    email: str | None = None
-    phone: str | None = None
-    email_digest: str | None = None
-    phone_digest: str | None = None
+    email: str | None = Field(None, max_length=320)
+    phone: str | None = Field(None, max_length=64)
+    email_digest: str | None = Field(None, max_length=128)
+    phone_digest: str | None = Field(None, max_length=128)
 
 
 class ErasureResult(BaseModel):

@@ -35,7 +35,7 @@ def invalid(field: str, problem: str) -> AppError:
     )
 
 
-def _body(code: str, message: str, details: list[dict[str, Any]]) -> dict[str, Any]:
+def error_body(code: str, message: str, details: list[dict[str, Any]]) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details}}
 
 
@@ -51,7 +51,7 @@ def _field_name(loc: tuple[Any, ...]) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def _app_error(_: Request, exc: AppError) -> JSONResponse:
-        return JSONResponse(_body(exc.code, exc.message, exc.details), status_code=exc.status)
+        return JSONResponse(error_body(exc.code, exc.message, exc.details), status_code=exc.status)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -59,13 +59,19 @@ def install_error_handlers(app: FastAPI) -> None:
             {"field": _field_name(tuple(err["loc"])), "problem": err["msg"]} for err in exc.errors()
         ]
         message = "; ".join(f"{d['field']}: {d['problem']}" for d in details)
-        return JSONResponse(_body("validation_error", message, details), status_code=422)
+        return JSONResponse(error_body("validation_error", message, details), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
+        code = {
+            401: "unauthorized",
+            403: "forbidden",
+            404: "not_found",
+            405: "method_not_allowed",
+            413: "payload_too_large",
+        }
         return JSONResponse(
-            _body(code.get(exc.status_code, "http_error"), str(exc.detail), []),
+            error_body(code.get(exc.status_code, "http_error"), str(exc.detail), []),
             status_code=exc.status_code,
             headers=getattr(exc, "headers", None),
         )

@@ -17,6 +17,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StringConstraints,
     ValidationInfo,
     field_validator,
 )
@@ -97,7 +98,8 @@ def check_timezone(value: str) -> str:
         return ""
     try:
         zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as err:
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError) as err:
+        # OSError: a name longer than a file name can be (the zone lookup opens a file)
         raise ValueError(
             f"unknown time zone {name!r}; use an IANA name such as Europe/Berlin"
         ) from err
@@ -130,14 +132,21 @@ def _required_text(value: str) -> str:
     return value
 
 
+# bounded before they are parsed (RFC 5321 caps an address at 254; a phone is never 64 long)
+EmailText = Annotated[str, StringConstraints(max_length=320)]
+PhoneText = Annotated[str, StringConstraints(max_length=64)]
 Email = Annotated[
-    str | None, BeforeValidator(_blank_to_none), AfterValidator(_wrap(normalize_email, "email"))
+    EmailText | None,
+    BeforeValidator(_blank_to_none),
+    AfterValidator(_wrap(normalize_email, "email")),
 ]
 Phone = Annotated[
-    str | None, BeforeValidator(_blank_to_none), AfterValidator(_wrap(normalize_phone, "phone"))
+    PhoneText | None,
+    BeforeValidator(_blank_to_none),
+    AfterValidator(_wrap(normalize_phone, "phone")),
 ]
 TimeZone = Annotated[str, AfterValidator(_wrap(check_timezone, "timezone"))]
-RequiredEmail = Annotated[str, AfterValidator(_wrap(normalize_email, "email"))]
+RequiredEmail = Annotated[EmailText, AfterValidator(_wrap(normalize_email, "email"))]
 RequiredText = Annotated[str, AfterValidator(_required_text)]
 Text = Annotated[str, AfterValidator(str.strip)]
 
@@ -161,7 +170,9 @@ class PersonFields(BaseModel):
     phone: Phone = Field(None, validate_default=True)
     company: Text = Field("", max_length=200)
     title: Text = Field("", max_length=200)
-    timezone: TimeZone = Field("", description="IANA zone; empty: inferred from the phone")
+    timezone: TimeZone = Field(
+        "", max_length=64, description="IANA zone; empty: inferred from the phone"
+    )
 
     _email_or_phone = field_validator("phone")(require_email_or_phone)
 

@@ -102,6 +102,13 @@ class Settings(BaseSettings):
 
     # --- HTTP ---------------------------------------------------------------------------------
     host: str = Field("127.0.0.1", description="interface the services listen on")
+    max_body_bytes: int = Field(
+        1_048_576,
+        ge=1024,
+        le=1_073_741_824,
+        description="largest request body any service reads (webhooks included); a larger one "
+        "is refused with 413 while it is read, before parsing and before the API key is checked",
+    )
     prospecting_port: int = Field(8001, description="prospecting API port")
     outreach_port: int = Field(8002, description="outreach API port")
     deals_port: int = Field(8003, description="deals API port")

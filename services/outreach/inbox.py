@@ -37,6 +37,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from services.outreach import models
 from shared.app import run_during_lifespan
 from shared.contracts.journey import journey_id
+from shared.ids import IdFilter
 from shared.relay import LeasedTable, Outcome, Relay, RelayTiming, done, give_up, retry
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,7 @@ async def store_event(
     kind: str,
     payload: dict[str, Any],
     *,
-    prospect_id: str | None = None,
+    prospect_id: IdFilter = None,
     signal: JourneySignal | None = None,
 ) -> Stored | None:
     """Store a provider event once. None: seen before (its effects happened the first time).

@@ -34,6 +34,7 @@ from shared.contracts.journey import Contact, Stage
 from shared.contracts.names import Sig
 from shared.db import Session
 from shared.errors import AppError
+from shared.ids import IdFilter
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +202,7 @@ router = APIRouter(dependencies=[Depends(require_api_key)], tags=["replies"])
 @router.get("/inbox-events")
 async def list_inbox_events(
     session: Session,
-    prospect_id: str | None = None,
+    prospect_id: IdFilter = None,
     outcome: str | None = Query(None, max_length=30),
     limit: int = Query(100, ge=1, le=500),
 ) -> list[dict[str, Any]]:

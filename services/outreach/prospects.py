@@ -9,6 +9,7 @@ import httpx
 from shared.auth import API_KEY_HEADER
 from shared.contracts.journey import Contact
 from shared.errors import AppError, not_found
+from shared.ids import id_path
 from shared.settings import Settings
 from shared.timezones import prospect_zone
 
@@ -35,7 +36,13 @@ class ProspectingClient:
     ) -> Self:
         return cls(settings.prospecting_url, settings.internal_api_key, transport)
 
-    async def _get(self, path: str, what: str, ident: str) -> dict[str, Any]:
+    async def _get(self, template: str, what: str, ident: str) -> dict[str, Any]:
+        """GET `template` with {id} replaced by `ident` (checked and quoted): an id of another
+        shape is not found here, and never reaches prospecting as a different path."""
+        try:
+            path = id_path(template, id=ident)
+        except ValueError as err:
+            raise not_found(what, ident) from err
         try:
             response = await self._client.get(path)
         except httpx.HTTPError as err:
@@ -55,9 +62,7 @@ class ProspectingClient:
 
 class ProspectDirectory(ProspectingClient):
     async def contact(self, prospect_id: str) -> Contact:
-        return contact_from_json(
-            await self._get(f"/prospects/{prospect_id}", "prospect", prospect_id)
-        )
+        return contact_from_json(await self._get("/prospects/{id}", "prospect", prospect_id))
 
 
 def contact_from_json(p: dict[str, Any]) -> Contact:

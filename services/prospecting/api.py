@@ -12,6 +12,7 @@ from services.prospecting import timeline as timeline_view
 from shared.auth import require_api_key
 from shared.contracts.journey import Stage
 from shared.db import Session
+from shared.ids import IdFilter
 
 router = APIRouter(dependencies=[Depends(require_api_key)])
 
@@ -59,10 +60,12 @@ async def create_prospect(
 async def list_prospects(
     session: Session,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    cursor: Annotated[
+        str | None, Query(max_length=500, description="next_cursor of the previous page")
+    ] = None,
     stage: Stage | None = None,
     tier: fit.Tier | None = None,
-    rep_id: str | None = None,
+    rep_id: IdFilter = None,
     source: schemas.Source | None = None,
     q: Annotated[
         str | None, Query(max_length=200, description="in name, email or company (any case)")

@@ -14,7 +14,7 @@ take turns and the open counts it loaded stay true; SQLite has a single writer a
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 from sqlalchemy import func, select
@@ -23,9 +23,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.prospecting.funnel import FUNNEL_STAGES
 from services.prospecting.models import AssignmentCursor, AssignmentRules, Prospect, Rep
+from shared.bounds import INT32_MAX
 from shared.contracts.journey import Stage
 from shared.db import utcnow
 from shared.errors import invalid
+from shared.ids import ResourceId
 
 RULES_ID = "default"
 ROUND_ROBIN = "round_robin"  # the cursor of the pool of every rep (and the assignment lock)
@@ -36,10 +38,10 @@ OPEN_STAGES = FUNNEL_STAGES[: FUNNEL_STAGES.index(Stage.REFERRALS)]
 
 class Territory(BaseModel):
     name: str = Field(min_length=1, max_length=100)
-    countries: list[str] = Field(
+    countries: list[Annotated[str, Field(max_length=100)]] = Field(
         min_length=1, description="country codes or names, as prospects carry them (any case)"
     )
-    rep_ids: list[str] = Field(min_length=1, description="the reps who work this territory")
+    rep_ids: list[ResourceId] = Field(min_length=1, description="the reps who work this territory")
 
     @field_validator("countries")
     @classmethod
@@ -52,11 +54,14 @@ class Territory(BaseModel):
 
 class Rules(BaseModel):
     territories: list[Territory] = Field(default_factory=list)
-    capacity: dict[str, int] = Field(
+    capacity: dict[str, Annotated[int, Field(ge=0, le=INT32_MAX)]] = Field(
         default_factory=dict, description="rep id -> most open prospects (overrides the default)"
     )
     default_capacity: int | None = Field(
-        None, ge=0, description="most open prospects of a rep not in `capacity`; null: no limit"
+        None,
+        ge=0,
+        le=INT32_MAX,
+        description="most open prospects of a rep not in `capacity`; null: no limit",
     )
 
     @field_validator("capacity")

@@ -24,7 +24,9 @@ from fastapi.security import APIKeyCookie, APIKeyHeader, APIKeyQuery
 
 from services.prospecting import funnel, schemas
 from shared.auth import API_KEY_HEADER, require_api_key
+from shared.bounds import INT32_MAX
 from shared.db import Session
+from shared.ids import id_path
 from shared.pages import templates_beside
 
 router = APIRouter(tags=["ui"])
@@ -81,7 +83,7 @@ async def cadence_performance(base_url: str, key: str) -> CadencePerformance:
                 return CadencePerformance(False, f"outreach answered {listed.status_code}")
             cadences = listed.json()[:MAX_CADENCES]
             stats = await asyncio.gather(
-                *(http.get(f"/cadences/{c['id']}/stats") for c in cadences)
+                *(http.get(id_path("/cadences/{id}/stats", id=c["id"])) for c in cadences)
             )
     except httpx.HTTPError as err:
         return CadencePerformance(False, f"outreach at {base_url} did not answer ({err!s})")
@@ -141,7 +143,7 @@ async def dashboard(
     rep_id: Annotated[str | None, Query(max_length=32)] = None,
     source: Annotated[schemas.Source | None, Query()] = None,
     periods: Annotated[int, Query(ge=1, le=24)] = 4,
-    min_left: Annotated[int, Query(ge=1)] = 20,
+    min_left: Annotated[int, Query(ge=1, le=INT32_MAX)] = 20,
 ) -> Response:
     if "key" in request.query_params:
         # keep the key in a cookie and drop it from the address

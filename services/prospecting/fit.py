@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from shared.bounds import INT32_MAX
+
 # Fields a criterion may look at; "custom.<key>" reaches into the prospect's custom fields.
 FIELDS = ("title", "industry", "company_size", "country", "company", "source", "timezone")
 Tier = Literal["A", "B", "C", "D"]
@@ -20,8 +22,8 @@ _WORD = re.compile(r"\w+")
 
 
 class SizeRange(BaseModel):
-    min: int | None = Field(None, ge=0)
-    max: int | None = Field(None, ge=0)
+    min: int | None = Field(None, ge=0, le=INT32_MAX)
+    max: int | None = Field(None, ge=0, le=INT32_MAX)
 
     def contains(self, value: int) -> bool:
         return (self.min is None or value >= self.min) and (self.max is None or value <= self.max)
@@ -29,13 +31,17 @@ class SizeRange(BaseModel):
 
 class Criterion(BaseModel):
     name: str = Field(min_length=1, max_length=100)
-    field: str = Field(description="title, industry, company_size, country, ... or custom.<key>")
+    field: str = Field(
+        max_length=100, description="title, industry, company_size, country, ... or custom.<key>"
+    )
     kind: Literal["keywords", "in", "range"] = Field(
         description="keywords: any entry occurs in the text as whole words, in that order "
         "(case-insensitive; punctuation ignored: 'VP, Sales' matches 'vp sales'); "
         "in: equals one of the values (case-insensitive); range: a number within one range"
     )
-    values: list[str] = Field(default_factory=list, max_length=500)
+    values: list[Annotated[str, Field(max_length=200)]] = Field(
+        default_factory=list, max_length=500
+    )
     ranges: list[SizeRange] = Field(default_factory=list, max_length=50)
     weight: int = Field(ge=1, le=1000)
 

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Query
 
 from services.prospecting import funnel, schemas
 from shared.auth import require_api_key
+from shared.bounds import INT32_MAX
 from shared.db import Session
 
 router = APIRouter(dependencies=[Depends(require_api_key)], tags=["funnel"])
@@ -70,7 +71,10 @@ async def get_bottleneck(
         int, Query(ge=1, le=24, description="benchmark: this many windows just before")
     ] = 4,
     min_left: Annotated[
-        int, Query(ge=1, description="ignore stages fewer prospects left (in either window)")
+        int,
+        Query(
+            ge=1, le=INT32_MAX, description="ignore stages fewer prospects left (in either window)"
+        ),
     ] = 20,
 ) -> dict[str, Any]:
     """The stage whose conversion falls furthest below the team's own trailing benchmark."""

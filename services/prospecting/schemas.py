@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field
+from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
 
 from services.prospecting.assignment import Rules
 from services.prospecting.fit import IcpRules, Tier
+from shared.bounds import INT32_MAX
 from shared.contracts.journey import Stage, run_of_key
 from shared.people import (
     PersonFields,
@@ -59,9 +61,12 @@ class RepPatch(BaseModel):
         None, max_length=32, description="an existing active rep, not this one; null: none"
     )
     capacity: int | None = Field(
-        None, ge=0, description="most open prospects of this rep; null: the default capacity"
+        None,
+        ge=0,
+        le=INT32_MAX,
+        description="most open prospects of this rep; null: the default capacity",
     )
-    territories: list[str] | None = Field(
+    territories: list[Annotated[str, Field(max_length=100)]] | None = Field(
         None, description="names of existing territories this rep works (replaces their list)"
     )
     active: bool | None = Field(
@@ -84,13 +89,25 @@ class RepChanged(Rep):
     )
 
 
+MAX_CUSTOM_BYTES = 16 * 1024  # free fields, scored by the ICP on every rescore
+
+
 class ProspectFields(PersonFields):
     """A person's own fields: what an API create and an import row have in common."""
 
     industry: Text = Field("", max_length=200)
-    company_size: int | None = Field(None, ge=0, description="number of employees")
+    company_size: int | None = Field(None, ge=0, le=INT32_MAX, description="number of employees")
     country: Text = Field("", max_length=100, description="ISO code or name, as the ICP uses it")
-    custom: dict[str, Any] = Field(default_factory=dict, description="free fields for the ICP")
+    custom: dict[str, Any] = Field(
+        default_factory=dict, description="free fields for the ICP (at most 16 KiB as JSON)"
+    )
+
+    @field_validator("custom")
+    @classmethod
+    def _small_custom(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if len(json.dumps(value, default=str)) > MAX_CUSTOM_BYTES:
+            raise ValueError(f"at most {MAX_CUSTOM_BYTES} bytes as JSON")
+        return value
 
 
 class ProspectCreate(ProspectFields):

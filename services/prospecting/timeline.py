@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.prospecting import schemas, service
 from services.prospecting.outbox import TARGETS, service_urls
+from shared.ids import id_path
 from shared.settings import Settings
 
 TIMEOUT_SECONDS = 5.0
@@ -48,8 +49,8 @@ async def _own_events(session: AsyncSession, prospect_id: str) -> list[schemas.T
 async def _fetch(
     http: httpx.AsyncClient, target: str, base_url: str, prospect_id: str
 ) -> tuple[schemas.SourceStatus, list[schemas.TimelineEvent]]:
-    url = f"{base_url.rstrip('/')}/internal/prospects/{prospect_id}/timeline"
     try:
+        url = base_url.rstrip("/") + id_path("/internal/prospects/{id}/timeline", id=prospect_id)
         response = await http.get(url, timeout=TIMEOUT_SECONDS)
         response.raise_for_status()
         events = _events.validate_python(response.json())

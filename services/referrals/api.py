@@ -12,6 +12,7 @@ from services.referrals.intakes import IntakeRelay
 from services.referrals.models import Referral, ReferralAsk
 from shared.auth import require_api_key
 from shared.db import Session
+from shared.ids import IdFilter
 from shared.settings import Settings
 
 router = APIRouter(dependencies=[Depends(require_api_key)])
@@ -43,7 +44,7 @@ async def store_and_start(
 
 @router.get("/asks", tags=["asks"])
 async def list_asks(
-    request: Request, session: Session, client_prospect_id: str | None = None
+    request: Request, session: Session, client_prospect_id: IdFilter = None
 ) -> list[schemas.ReferralAsk]:
     asks = await service.list_asks(session, client_prospect_id)
     return [ask_out(a, request.app.state.settings) for a in asks]

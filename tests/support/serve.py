@@ -9,14 +9,23 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 
 @contextlib.asynccontextmanager
-async def serve(app: FastAPI, port: int, **config: Any) -> AsyncIterator[str]:
-    """`config`: more uvicorn settings (`ssl_certfile`, `ssl_keyfile`: served over https)."""
+async def serve(
+    app: FastAPI | ASGIApp, port: int, *, lifespan: bool = True, **config: Any
+) -> AsyncIterator[str]:
+    """lifespan=False: an app whose lifespan the test already runs (e.g. from service_app);
+    `config`: more uvicorn settings (`ssl_certfile`, `ssl_keyfile`: served over https)."""
     server = uvicorn.Server(
         uvicorn.Config(
-            app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", **config
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="on" if lifespan else "off",
+            **config,
         )
     )
     task = asyncio.create_task(server.serve())

@@ -23,6 +23,7 @@ from shared.auth import ApiKey
 from shared.contracts.journey import DealClosed, DealStageMoved, Stage
 from shared.contracts.names import Sig
 from shared.db import Session
+from shared.ids import IdFilter
 from shared.journeys import signal_journey
 
 deals = APIRouter(prefix="/deals", tags=["deals"])
@@ -103,7 +104,7 @@ async def put_close_reasons(body: schemas.CloseReasonsPut, _: ApiKey, session: S
 
 
 @closing.get("/pipeline", response_model=schemas.Pipeline)
-async def get_pipeline(_: ApiKey, session: Session, rep_id: str | None = None) -> object:
+async def get_pipeline(_: ApiKey, session: Session, rep_id: IdFilter = None) -> object:
     """Deals per stage (open and closed) with counts and value sums per currency."""
     rows = await svc.pipeline(session, rep_id)
     return schemas.Pipeline(

@@ -20,6 +20,7 @@ from shared.auth import API_KEY_HEADER
 from shared.contracts.journey import DealReopened, journey_id
 from shared.contracts.names import Sig
 from shared.errors import AppError
+from shared.ids import id_path, is_id
 from shared.journeys import signal_journey
 from shared.settings import Settings
 
@@ -47,7 +48,9 @@ async def reopen_journey(
             if err.code != "journey_not_running":
                 raise
             # it ended between the look and the signal: start a new run as for any ended one
-    path = f"/internal/prospects/{prospect_id}/journeys/reopen"
+    if not is_id(prospect_id):
+        return  # not an id outreach could have enrolled: no journey to bring back
+    path = id_path("/internal/prospects/{id}/journeys/reopen", id=prospect_id)
     try:
         async with httpx.AsyncClient(
             base_url=settings.outreach_url,

@@ -19,7 +19,10 @@ class DealClose(BaseModel):
     )
     value: Decimal | None = Field(None, ge=0, max_digits=18, decimal_places=2)
     currency: str | None = Field(
-        None, validate_default=True, description="ISO 4217 code, e.g. EUR; required with value"
+        None,
+        max_length=3,
+        validate_default=True,
+        description="ISO 4217 code, e.g. EUR; required with value",
     )
 
     # a field validator (not a model one) so the 422 names "currency"

@@ -17,10 +17,12 @@ from services.deals.core import erasure, schemas, timeline
 from services.deals.core import service as svc
 from services.deals.core import source_analytics as by_source
 from shared.auth import ApiKey, require_api_key
+from shared.bounds import INT32_MAX
 from shared.contracts.journey import DecisionDeadline
 from shared.contracts.names import Sig
 from shared.db import Session
 from shared.erasure import ErasureOrder, ErasureResult
+from shared.ids import IdFilter
 from shared.journeys import signal_journey
 from shared.rep_moves import RepMove, RepMoved
 
@@ -33,10 +35,10 @@ internal = APIRouter(dependencies=[Depends(require_api_key)])
 async def list_deals(
     _: ApiKey,
     session: Session,
-    prospect_id: str | None = None,
+    prospect_id: IdFilter = None,
     stage: schemas.DealStage | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=INT32_MAX)] = 0,
 ) -> object:
     return await svc.list_deals(
         session, prospect_id=prospect_id, stage=stage, limit=limit, offset=offset

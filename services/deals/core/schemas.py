@@ -18,7 +18,7 @@ DealStage = Literal[
 NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 # ops-chosen names: playbook categories, close reason codes, framework names
 SLUG_PATTERN = r"^[a-z][a-z0-9_-]{0,39}$"
-Slug = Annotated[str, StringConstraints(pattern=SLUG_PATTERN)]
+Slug = Annotated[str, StringConstraints(pattern=SLUG_PATTERN, max_length=40)]
 
 
 class FromRow(BaseModel):
@@ -110,7 +110,7 @@ class DealDetail(Deal):
 
 class DealPatch(BaseModel):
     value: Decimal | None = Field(None, ge=0, max_digits=18, decimal_places=2)
-    currency: str | None = Field(None, description="ISO 4217 code, e.g. EUR")
+    currency: str | None = Field(None, max_length=3, description="ISO 4217 code, e.g. EUR")
     expected_close_date: date | None = None
     framework: Slug | None = Field(None, description="only while qualifying")
     segment: str | None = Field(None, max_length=100)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request, Response, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 
 from services.deals.core.schemas import SLUG_PATTERN, Objection
 from services.deals.playbook import analytics as stats
@@ -86,7 +86,7 @@ async def record_objection_outcome(
 
 @analytics.get("/objections", response_model=schemas.ObjectionAnalytics)
 async def objection_analytics(
-    _: ApiKey, session: Session, segment: str | None = None
+    _: ApiKey, session: Session, segment: Annotated[str | None, Query(max_length=200)] = None
 ) -> schemas.ObjectionAnalytics:
     """Most frequent objections by stage and by deal segment, resolution rate per response."""
     result = await stats.analytics(session, segment)

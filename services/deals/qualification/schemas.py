@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, StringConstraints, field_validator, model_validator
 
 from services.deals.core.schemas import Deal, NonEmpty, Slug
+from shared.bounds import INT64_MAX
 
 
 class QualificationSubmit(BaseModel):
@@ -46,14 +47,16 @@ class FrameworkOut(BaseModel):
 
 # --- ops-defined frameworks ----------------------------------------------------------------------
 
-CriterionKey = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
-Allowed = bool | float | int | str
+CriterionKey = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,39}$", max_length=40)]
+# numbers a JSON column and a comparison hold; text as long as an answer may be
+RuleInt = Annotated[int, Field(ge=-INT64_MAX, le=INT64_MAX)]
+Allowed = bool | float | RuleInt | Annotated[str, StringConstraints(max_length=500)]
 
 
 class CriterionRule(BaseModel):
     required: bool = True
-    min: int | float | None = None
-    max: int | float | None = None
+    min: RuleInt | float | None = None
+    max: RuleInt | float | None = None
     allowed: list[Allowed] | None = Field(None, min_length=1, max_length=100)
 
 
@@ -61,9 +64,9 @@ class CriterionSpec(BaseModel):
     key: CriterionKey
     question: NonEmpty = Field(max_length=500)
     answer_type: Literal["bool", "text", "number", "choice"]
-    choices: list[Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]] = Field(
-        default_factory=list, max_length=100
-    )
+    choices: list[
+        Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    ] = Field(default_factory=list, max_length=100)
     rule: CriterionRule = Field(default_factory=CriterionRule)
     weight: int = Field(1, ge=0, le=1000)
     hint: str = Field("", max_length=500)

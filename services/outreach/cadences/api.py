@@ -14,6 +14,7 @@ from services.outreach.cadences.enrollment import start_journey
 from services.outreach.cadences.templates import RenderLimits, limits_from
 from services.outreach.prospects import ProspectDirectory
 from shared.auth import require_api_key
+from shared.bounds import INT32_MAX
 from shared.contracts.journey import Stage
 from shared.db import Session
 from shared.errors import AppError
@@ -42,7 +43,9 @@ async def list_cadences(session: Session) -> list[schemas.Cadence]:
 
 @router.get("/cadences/{cadence_id}", response_model=schemas.Cadence, tags=["cadences"])
 async def get_cadence(
-    cadence_id: str, session: Session, version: Annotated[int | None, Query(ge=1)] = None
+    cadence_id: str,
+    session: Session,
+    version: Annotated[int | None, Query(ge=1, le=INT32_MAX)] = None,
 ) -> schemas.Cadence:
     return await service.get_cadence(session, cadence_id, version)
 

@@ -35,7 +35,7 @@ CONCURRENCY = 8
 
 class Candidate(BaseModel):
     prospect_id: str = Field(min_length=1, max_length=64)
-    tier: str = Field(pattern="^[ABCD]$")
+    tier: str = Field(pattern="^[ABCD]$", max_length=1)
 
 
 class AutoEnrollIn(BaseModel):

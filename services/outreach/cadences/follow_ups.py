@@ -41,6 +41,7 @@ from shared.contracts.journey import RunEnded, Stage, TouchRequest
 from shared.contracts.names import Act
 from shared.db import Session
 from shared.errors import AppError
+from shared.ids import IdFilter
 from shared.relay import LeasedTable, Outcome, Relay, RelayTiming, done, give_up, retry
 from shared.settings import Settings
 
@@ -242,8 +243,10 @@ router = APIRouter(dependencies=[Depends(require_api_key)], tags=["enrollments"]
 @router.get("/follow-ups", response_model=list[schemas.FollowUp])
 async def list_follow_ups(
     session: Session,
-    prospect_id: str | None = None,
-    status: str | None = Query(None, pattern="^(pending|enrolled|refused|cancelled)$"),
+    prospect_id: IdFilter = None,
+    status: str | None = Query(
+        None, pattern="^(pending|enrolled|refused|cancelled)$", max_length=9
+    ),
 ) -> list[models.FollowUp]:
     """Re-engagements scheduled by follow-up cadences, with what became of each."""
     f = models.FollowUp

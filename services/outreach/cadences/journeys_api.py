@@ -18,6 +18,7 @@ from services.outreach import models
 from services.outreach.cadences import service
 from services.outreach.cadences.schemas import OffsetDatetime
 from shared.auth import require_api_key
+from shared.bounds import INT32_MAX
 from shared.contracts.journey import (
     CadenceSnapshot,
     JourneyState,
@@ -198,7 +199,7 @@ async def _migration_plan(
     cadence_id: str,
     request: Request,
     session: Session,
-    to_version: Annotated[int | None, Query(ge=1)] = None,
+    to_version: Annotated[int | None, Query(ge=1, le=INT32_MAX)] = None,
 ) -> tuple[CadenceSnapshot, list[dict[str, Any]]]:
     """The dependency of both migration routes: the target version and the running journeys
     that would move to it, where each one stands."""

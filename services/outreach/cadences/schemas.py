@@ -18,6 +18,7 @@ from pydantic import (
 
 from services.outreach.cadences.templates import template_problems
 from shared.contracts.journey import run_key
+from shared.ids import ResourceId
 
 ChannelName = Literal["email", "sms", "call_task", "social_task"]
 MESSAGE_CHANNELS = frozenset({"email", "sms"})
@@ -102,13 +103,16 @@ def _iso_date(value: str) -> str:
     return value
 
 
+MAX_STEPS = 100  # a cadence is a few dozen touches; thousands only cost every journey time
+
+
 class SendWindowIn(BaseModel):
     days: list[Annotated[int, Field(ge=0, le=6)]] = Field(
-        default_factory=lambda: list(range(7)), min_length=1, description="0=Monday"
+        default_factory=lambda: list(range(7)), min_length=1, max_length=7, description="0=Monday"
     )
     start_hour: int = Field(0, ge=0, le=23, description="local hour the window opens")
     end_hour: int = Field(24, ge=1, le=24, description="local hour the window closes")
-    holidays: list[Annotated[str, AfterValidator(_iso_date)]] = Field(
+    holidays: list[Annotated[str, Field(max_length=10), AfterValidator(_iso_date)]] = Field(
         default_factory=list,
         max_length=1000,
         description="ISO dates (YYYY-MM-DD) of the prospect's local calendar with no sends",
@@ -129,7 +133,7 @@ class SendWindowIn(BaseModel):
 class CadenceIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=200)
-    steps: list[StepIn] = Field(min_length=2)
+    steps: list[StepIn] = Field(min_length=2, max_length=MAX_STEPS)
     send_window: SendWindowIn = Field(default_factory=SendWindowIn)
     nurture_after_seconds: Seconds = 7 * 86400
     qualification_reminder_seconds: Seconds = 2 * 86400
@@ -239,8 +243,8 @@ class Cadence(CadenceIn):
 
 
 class EnrollmentIn(BaseModel):
-    prospect_id: str = Field(min_length=1, max_length=64)
-    cadence_id: str = Field(min_length=1, max_length=32)
+    prospect_id: ResourceId
+    cadence_id: ResourceId
 
 
 class Enrollment(BaseModel):

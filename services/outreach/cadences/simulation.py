@@ -24,6 +24,7 @@ from services.outreach.cadences.templates import (
 )
 from services.outreach.prospects import ProspectDirectory
 from shared.auth import require_api_key
+from shared.bounds import INT32_MAX
 from shared.contracts.journey import CadenceSnapshot, CadenceStep
 from shared.contracts.plan import personalise, step_due, touch_groups
 from shared.db import Session
@@ -34,13 +35,17 @@ router = APIRouter(dependencies=[Depends(require_api_key)], tags=["cadences"])
 
 
 class SimulationIn(BaseModel):
-    timezone: str | None = Field(None, description="IANA zone; inferred from phone when missing")
-    phone: str | None = Field(None, description="E.164; used to infer the zone")
+    timezone: str | None = Field(
+        None, max_length=64, description="IANA zone; inferred from phone when missing"
+    )
+    phone: str | None = Field(None, max_length=64, description="E.164; used to infer the zone")
     start_at: OffsetDatetime | None = Field(
         None, description="enrollment time (UTC offset required)"
     )
-    version: int | None = Field(None, ge=1)
-    prospect_id: str = Field("simulated", description="decides the A/B variants shown")
+    version: int | None = Field(None, ge=1, le=INT32_MAX)
+    prospect_id: str = Field(
+        "simulated", max_length=64, description="decides the A/B variants shown"
+    )
 
 
 def _local(when: datetime, zone_name: str) -> str:
@@ -112,7 +117,7 @@ async def simulate(cadence_id: str, body: SimulationIn, session: Session) -> dic
 
 class PreviewIn(BaseModel):
     prospect_id: str = Field(min_length=1, max_length=64)
-    version: int | None = Field(None, ge=1)
+    version: int | None = Field(None, ge=1, le=INT32_MAX)
 
 
 @router.post("/cadences/{cadence_id}/preview")

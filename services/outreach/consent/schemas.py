@@ -56,6 +56,7 @@ class ConsentView(BaseModel):
 
 class DncIn(BaseModel):
     value: str = Field(
+        max_length=320,
         description="an email address, a phone number in E.164 (+14155550100) or a domain "
         "(example.com: every address at it and its subdomains)",
         examples=["ceo@example.com", "+14155550100", "example.com"],

@@ -18,9 +18,10 @@ from services.outreach.tasks.reps import RepDirectory
 from shared.auth import require_api_key
 from shared.db import Session
 from shared.errors import AppError, invalid, not_found
+from shared.ids import IdFilter
 
 router = APIRouter(dependencies=[Depends(require_api_key)], tags=["rep tasks"])
-StatusFilter = Annotated[str | None, Query(pattern="^(open|done)$")]
+StatusFilter = Annotated[str | None, Query(pattern="^(open|done)$", max_length=4)]
 
 
 def _inbox_task(ranked: tasks.Ranked) -> schemas.InboxTask:
@@ -53,7 +54,7 @@ async def rep_tasks(
 
 @router.get("/tasks", response_model=list[schemas.RepTask])
 async def list_tasks(
-    session: Session, prospect_id: str | None = None, status: StatusFilter = None
+    session: Session, prospect_id: IdFilter = None, status: StatusFilter = None
 ) -> list[models.RepTask]:
     return await tasks.list_tasks(session, prospect_id=prospect_id, status=status)
 

@@ -26,7 +26,7 @@ class RepDirectory(ProspectingClient):
 
     async def rep(self, rep_id: str) -> RepInfo:
         """The rep, or AppError 404 (unknown) / 503 (prospecting did not answer)."""
-        data = await self._get(f"/reps/{rep_id}", "rep", rep_id)
+        data = await self._get("/reps/{id}", "rep", rep_id)
         return RepInfo(
             id=data["id"],
             name=data.get("name") or "",
@@ -37,7 +37,7 @@ class RepDirectory(ProspectingClient):
 
     async def prospect_card(self, prospect_id: str) -> dict[str, Any]:
         """Who the prospect is, their fit and stage, and their current rep (`rep_id`)."""
-        p = await self._get(f"/prospects/{prospect_id}", "prospect", prospect_id)
+        p = await self._get("/prospects/{id}", "prospect", prospect_id)
         card: dict[str, Any] = {f: p.get(f) or "" for f in CARD_FIELDS}
         card["name"] = f"{card['first_name']} {card['last_name']}".strip()
         card["fit_score"] = p.get("fit_score")

@@ -1,0 +1,77 @@
+"""One cap on request bodies, enforced while they are read: before parsing, before the API key
+is checked and before a webhook's signature is computed, so an anonymous client cannot make a
+service buffer more than the cap."""
+
+from __future__ import annotations
+
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared.errors import error_body
+
+
+class BodyTooLarge(HTTPException):
+    """Raised from `receive`: FastAPI lets an HTTPException out of its body parsing (any other
+    error there becomes a 400), and the service's handler renders it in the JSON error shape."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the request body is larger than {limit} bytes")
+
+
+def too_large_response(limit: int) -> JSONResponse:
+    return JSONResponse(
+        error_body("payload_too_large", f"the request body is larger than {limit} bytes", []),
+        status_code=413,
+        headers={"connection": "close"},
+    )
+
+
+class BodyLimit:
+    """Pure ASGI (no BaseHTTPMiddleware: that would buffer). A declared Content-Length above the
+    limit is refused without reading a byte; a body without one (chunked) is cut as soon as what
+    was read passes the limit."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.max_bytes
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = -1
+                if declared < 0 or declared > limit:
+                    await too_large_response(limit)(scope, receive, send)
+                    return
+        read = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal read
+            message = await receive()
+            if message["type"] == "http.request":
+                read += len(message.get("body", b""))
+                if read > limit:
+                    raise BodyTooLarge(limit)
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except BodyTooLarge:
+            # read outside any route's handlers (e.g. a middleware): answer here if still possible
+            if started:
+                raise
+            await too_large_response(limit)(scope, receive, send)

@@ -1,0 +1,156 @@
+"""Issue 11, bad input: ids that cross a service boundary keep their shape (no path injection into
+an internal call), and every integer and free string a request carries is bounded, so odd input is
+a 422 naming the field, never a 500."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from services.outreach.prospects import ProspectDirectory
+from shared.errors import AppError
+from tests.support.apps import Api
+from tests.support.settings import make_settings
+
+SERVICES = ("prospecting", "outreach", "deals", "referrals")
+HUGE = "99999999999999999999"
+
+
+def _field(response: httpx.Response) -> list[str]:
+    assert response.status_code == 422, response.text
+    return [d["field"] for d in response.json()["error"]["details"]]
+
+
+async def test_oversized_numbers_and_strings_are_422s_naming_the_field(api: Api) -> None:
+    outreach = await api("outreach")
+    assert _field(await outreach.get(f"/cadences/c1?version={HUGE}")) == ["version"]
+    assert _field(await outreach.get(f"/cadences/c1/migration?to_version={HUGE}")) == ["to_version"]
+    assert _field(
+        await outreach.post("/enrollments", json={"prospect_id": "a\u0010b", "cadence_id": "c1"})
+    ) == ["prospect_id"]
+    deals = await api("deals")
+    assert _field(await deals.get(f"/deals?offset={HUGE}000")) == ["offset"]
+    prospecting = await api("prospecting")
+    person = {"first_name": "Ada", "email": "ada@example.com"}
+    assert _field(
+        await prospecting.post("/prospects", json={**person, "company_size": 10**30})
+    ) == ["company_size"]
+    assert _field(await prospecting.post("/prospects", json={**person, "timezone": "A" * 300})) == [
+        "timezone"
+    ]
+
+
+async def test_a_prospect_id_that_is_a_path_is_refused_at_enrollment(api: Api) -> None:
+    outreach = await api("outreach")
+    body = {"prospect_id": "../reps/0123456789abcdef0123456789abcdef", "cadence_id": "c1"}
+    assert _field(await outreach.post("/enrollments", json=body)) == ["prospect_id"]
+
+
+@pytest.mark.parametrize("ident", ["../reps/r1", "..", "a\u0010b", "a/b", "a?b", "a%2Fb"])
+async def test_the_prospecting_client_never_sends_an_id_as_a_path(ident: str) -> None:
+    """The internal client's own guard, behind the API's: an id of another shape is not found,
+    and prospecting (a stand-in recording what it is asked) hears nothing."""
+    asked: list[str] = []
+
+    def prospecting(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.raw_path.decode())
+        return httpx.Response(404)
+
+    directory = ProspectDirectory("http://prospecting", "key", httpx.MockTransport(prospecting))
+    with pytest.raises(AppError) as caught:
+        await directory.contact(ident)
+    assert caught.value.status == 404
+    assert asked == []
+    await directory.close()
+
+
+def _unbounded(schema: dict[str, Any], components: dict[str, Any], where: str) -> list[str]:
+    """Integers without a maximum and strings without a maxLength (or an enum / a format that
+    bounds them) anywhere in `schema`."""
+    seen: set[str] = set()
+    found: list[str] = []
+
+    def walk(node: Any, at: str) -> None:
+        if isinstance(node, list):
+            for item in node:
+                walk(item, at)
+            return
+        if not isinstance(node, dict):
+            return
+        ref = node.get("$ref")
+        if isinstance(ref, str):
+            name = ref.rsplit("/", 1)[-1]
+            if name not in seen:
+                seen.add(name)
+                walk(components[name], name)
+            return
+        kind = node.get("type")
+        if kind == "integer" and "maximum" not in node and "exclusiveMaximum" not in node:
+            found.append(f"{where} {at}: integer without maximum")
+        if (
+            kind == "string"
+            and "maxLength" not in node
+            and "enum" not in node
+            and "const" not in node
+            and node.get("format") not in ("date-time", "date", "binary", "time", "uuid")
+        ):
+            found.append(f"{where} {at}: string without maxLength")
+        for key, child in node.items():
+            if key == "properties" and isinstance(child, dict):
+                for prop, sub in child.items():
+                    walk(sub, f"{at}.{prop}")
+            elif key == "anyOf" and any(c.get("type") == "number" for c in child):
+                # a Decimal: number or numeric string, bounded by its max_digits
+                walk([c for c in child if c.get("type") != "string"], at)
+            elif key in ("items", "anyOf", "oneOf", "allOf", "additionalProperties"):
+                walk(child, at)
+
+    walk(schema, "")
+    return found
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_every_integer_and_string_a_request_carries_is_bounded(
+    service: str, tmp_path: Path
+) -> None:
+    app = importlib.import_module(f"services.{service}.app").create_app(make_settings(tmp_path))
+    spec = app.openapi()
+    components = spec.get("components", {}).get("schemas", {})
+    problems: list[str] = []
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            where = f"{method.upper()} {path}"
+            for parameter in operation.get("parameters", []):
+                if parameter["in"] == "path":
+                    continue  # a path segment is bounded by the URL and matched, not parsed
+                problems += _unbounded(
+                    parameter["schema"], components, f"{where} {parameter['name']}"
+                )
+            for media in operation.get("requestBody", {}).get("content", {}).values():
+                problems += _unbounded(media.get("schema", {}), components, f"{where} body")
+    assert problems == []
+
+
+async def test_lists_and_objects_in_write_models_are_bounded_and_the_limit_is_named(
+    api: Api,
+) -> None:
+    prospecting = await api("prospecting")
+    person = {"first_name": "Ada", "email": "ada@example.com"}
+    custom = {f"k{i}": "v" * 100 for i in range(200)}  # about 22 KB
+    answer = await prospecting.post("/prospects", json={**person, "custom": custom})
+    assert _field(answer) == ["custom"]
+    assert "16384 bytes" in answer.json()["error"]["message"]
+    outreach = await api("outreach")
+    step = {"channel": "email", "subject": "Hi", "body": "Hello"}
+    many = {"name": "huge", "steps": [step] * 101}
+    answer = await outreach.post("/cadences", json=many)
+    assert "steps" in _field(answer)
+    assert "100" in answer.json()["error"]["message"]
+    window = {"name": "w", "steps": [step, step], "send_window": {"days": [0] * 10_000}}
+    answer = await outreach.post("/cadences", json=window)
+    assert "send_window.days" in _field(answer)
+    assert "7" in answer.json()["error"]["message"]
