@@ -11,9 +11,10 @@ from fastapi import FastAPI
 
 
 @contextlib.asynccontextmanager
-async def serve(app: FastAPI, port: int) -> AsyncIterator[str]:
+async def serve(app: FastAPI, port: int, log_level: str = "warning") -> AsyncIterator[str]:
+    """`log_level="info"` turns uvicorn's access log on."""
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level=log_level, lifespan="on")
     )
     task = asyncio.create_task(server.serve())
     while not server.started:
