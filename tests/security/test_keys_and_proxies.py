@@ -7,6 +7,7 @@ uvicorn server, whose own access lines are read back."""
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -14,13 +15,18 @@ import pytest
 from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse
 from pydantic import ValidationError
+from sqlalchemy import update
 
+from services.deals.models import Deal
+from services.outreach.models import RepTask
+from services.referrals.models import ReferralAsk
 from services.referrals.rate_limit import FormLimits, RateLimiter
 from shared.logging import configure_logging
 from tests.support.apps import Api, ServiceApp
+from tests.support.inbox import InboxRig
 from tests.support.ports import free_port
 from tests.support.serve import serve
-from tests.support.settings import API_KEY, make_settings
+from tests.support.settings import API_KEY, AUTH, make_settings
 
 INBOX = "/ui/reps/rep-1/inbox"
 LONG = "s3cret-" + "x" * 40  # passes production's secret checks
@@ -220,3 +226,88 @@ def test_the_deploy_files_set_the_trusted_proxies() -> None:
     deploy = Path(__file__).resolve().parents[2] / "deploy"
     for name in ("compose.yaml", "k8s/config.yaml", "example.env"):
         assert "CLOSEFLOW_TRUSTED_PROXIES" in (deploy / name).read_text(), name
+
+
+# --- ownership lists: a rep key lists only its own rows ---------------------------------------
+
+REP_KEYS = f"{API_KEY},rep:rep-a:key-a,rep:rep-b:key-b"
+EARLIER, LATER = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 2, 1, tzinfo=UTC)
+
+
+async def _listed(http: httpx.AsyncClient, path: str, key: str) -> list[str]:
+    answer = await http.get(path, headers={"X-API-Key": key})
+    assert answer.status_code == 200, answer.text
+    return [row["id"] for row in answer.json()]
+
+
+async def test_a_rep_lists_only_its_own_deals_of_a_prospect(service_app: ServiceApp) -> None:
+    app = await service_app("deals", api_keys=REP_KEYS)
+    async with app.state.sessions() as session:
+        # the prospect moved from rep B to rep A: B's old deal and A's new one
+        old = Deal(
+            prospect_id="p1",
+            journey_id="j-old",
+            rep_id="rep-b",
+            source="outbound",
+            created_at=EARLIER,
+        )
+        new = Deal(
+            prospect_id="p1",
+            journey_id="j-new",
+            rep_id="rep-a",
+            source="outbound",
+            created_at=LATER,
+        )
+        session.add_all([old, new])
+        await session.commit()
+        ids = {"old": old.id, "new": new.id}
+    async with _from(app, "127.0.0.1") as http:
+        assert await _listed(http, "/deals?prospect_id=p1", "key-a") == [ids["new"]]
+        assert set(await _listed(http, "/deals?prospect_id=p1", API_KEY)) == set(ids.values())
+
+
+async def test_a_rep_lists_only_its_own_referral_asks_of_a_client(
+    service_app: ServiceApp,
+) -> None:
+    app = await service_app("referrals", api_keys=REP_KEYS)
+    async with app.state.sessions() as session:
+        asks = [
+            ReferralAsk(
+                token=f"tok-{rep}",
+                client_prospect_id="c1",
+                journey_id=f"j-{rep}",
+                client_name="Client",
+                rep_id=rep,
+                cadence_id="cad",
+                created_at=at,
+            )
+            for rep, at in (("rep-b", EARLIER), ("rep-a", LATER))
+        ]
+        session.add_all(asks)
+        await session.commit()
+        ids = [a.id for a in asks]
+    async with _from(app, "127.0.0.1") as http:
+        assert await _listed(http, "/asks?client_prospect_id=c1", "key-a") == [ids[1]]
+        assert await _listed(http, "/asks?client_prospect_id=c1", API_KEY) == ids
+
+
+async def test_a_rep_lists_only_its_own_tasks_of_a_prospect(inbox: InboxRig) -> None:
+    r = inbox
+    first, second = await r.rep("Rita Rep"), await r.rep("Sam Rep")
+    prospect = await r.prospect("Grace")
+    owner = prospect["rep_id"]
+    assert owner in (first, second)  # assigned on creation (round robin)
+    other = second if owner == first else first
+    # and a task that is another rep's (left with a previous rep, say)
+    own_task = await r.task(prospect, owner, "step-1:call_task")
+    left_behind = await r.task(prospect, owner, "step-0:call_task")
+    async with r.sessions() as session:
+        await session.execute(update(RepTask).where(RepTask.id == left_behind).values(rep_id=other))
+        await session.commit()
+    issued = await r.prospecting.post(
+        "/api-keys", json={"name": "owner", "role": "rep", "rep_id": owner}, headers=AUTH
+    )
+    assert issued.status_code == 201, issued.text
+    listed = await _listed(r.api, f"/tasks?prospect_id={prospect['id']}", issued.json()["key"])
+    assert listed == [own_task]
+    assert len(await _listed(r.api, f"/tasks?prospect_id={prospect['id']}", API_KEY)) == 2
