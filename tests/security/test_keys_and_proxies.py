@@ -244,26 +244,22 @@ async def test_a_rep_lists_only_its_own_deals_of_a_prospect(service_app: Service
     app = await service_app("deals", api_keys=REP_KEYS)
     async with app.state.sessions() as session:
         # the prospect moved from rep B to rep A: B's old deal and A's new one
-        old = Deal(
-            prospect_id="p1",
-            journey_id="j-old",
-            rep_id="rep-b",
-            source="outbound",
-            created_at=EARLIER,
-        )
-        new = Deal(
-            prospect_id="p1",
-            journey_id="j-new",
-            rep_id="rep-a",
-            source="outbound",
-            created_at=LATER,
-        )
-        session.add_all([old, new])
+        deals = [
+            Deal(
+                prospect_id="p1",
+                journey_id=f"j-{rep}",
+                rep_id=rep,
+                source="outbound",
+                created_at=at,
+            )
+            for rep, at in (("rep-b", EARLIER), ("rep-a", LATER))
+        ]
+        session.add_all(deals)
         await session.commit()
-        ids = {"old": old.id, "new": new.id}
+        ids = [d.id for d in deals]
     async with _from(app, "127.0.0.1") as http:
-        assert await _listed(http, "/deals?prospect_id=p1", "key-a") == [ids["new"]]
-        assert set(await _listed(http, "/deals?prospect_id=p1", API_KEY)) == set(ids.values())
+        assert await _listed(http, "/deals?prospect_id=p1", "key-a") == [ids[1]]
+        assert set(await _listed(http, "/deals?prospect_id=p1", API_KEY)) == set(ids)
 
 
 async def test_a_rep_lists_only_its_own_referral_asks_of_a_client(
