@@ -118,7 +118,9 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         host=settings.host,
         port=settings.port(args.service),
         log_level=uvicorn_log_level(settings.log_level),
-        proxy_headers=True,
+        # the client address is decided in one place, from CLOSEFLOW_TRUSTED_PROXIES only
+        # (shared/proxies.py): uvicorn's own rewriting would trust 127.0.0.1 by default
+        proxy_headers=False,
         loop="uvloop",
         http="httptools",
     )

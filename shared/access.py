@@ -11,7 +11,9 @@ ServiceAccess. A rep's request is checked against an Owner: a path, query or bod
 value is resolved to the rep it belongs to by the service's resolver for that kind (reading the
 service's own data; "rep_id" needs none). List routes are not
 silently narrowed: a rep must pass the owner filter (e.g. GET /prospects?rep_id=<own id>) and gets
-403 without it, so a response never looks complete while it is not.
+403 without it, so a response never looks complete while it is not. Where the rows listed each
+name their own rep (a prospect's deals, referral asks, tasks: a reassignment can leave some with
+another rep), the route also takes `OwnRows` and a rep key sees only its own rows.
 
 `enforce_access` runs before every route of every service (installed by shared/app.py). A route
 without an entry is admin-only at run time; `uncovered_routes` lists such routes, the startup
@@ -28,9 +30,9 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.routing import APIRoute, iter_route_contexts
 from starlette.routing import compile_path
 
@@ -258,3 +260,15 @@ async def _parameter(request: Request, owner: Owner) -> str | None:
         return None
     value = body.get(owner.name) if isinstance(body, dict) else None
     return value if isinstance(value, str) else None
+
+
+def own_rows_only(request: Request) -> str | None:
+    """The caller's rep id when a rep key calls (list only the rows that name that rep), else
+    None (admin and ops: every row). enforce_access has identified the caller by now."""
+    principal: Principal | None = getattr(request.state, "principal", None)
+    if principal is not None and principal.role == "rep":
+        return principal.rep_id
+    return None
+
+
+OwnRows = Annotated[str | None, Depends(own_rows_only)]

@@ -20,10 +20,10 @@ from fastapi.security import APIKeyHeader
 from shared.errors import AppError
 
 API_KEY_HEADER = "X-API-Key"
-# Server-rendered pages (paths under /ui/) take the key once as ?key= and keep it in a cookie:
-# a browser cannot send a header. API routes take the header only (query strings get logged).
+# Server-rendered pages (paths under /ui/) take the key from a cookie that a posted sign-in form
+# sets (shared/pages.py): a browser cannot send a header. No key is ever read from a query
+# string: query strings land in access logs, browser history and Referer headers.
 PAGE_PREFIX = "/ui/"
-PAGE_KEY_QUERY = "key"
 PAGE_KEY_COOKIE = "closeflow_key"
 _scheme = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, description="closeflow API key")
 
@@ -100,7 +100,7 @@ def presented_key(request: Request) -> str | None:
     key = request.headers.get(API_KEY_HEADER)
     if key or not request.url.path.startswith(PAGE_PREFIX):
         return key
-    return request.query_params.get(PAGE_KEY_QUERY) or request.cookies.get(PAGE_KEY_COOKIE)
+    return request.cookies.get(PAGE_KEY_COOKIE)
 
 
 async def authenticate(request: Request, key: str | None) -> Principal:

@@ -5,6 +5,10 @@ alembic its plugin set-up and its dialect guesses before every migration, aiosmt
 mailbox) five lines per connection (every readiness probe), uvicorn one access line per health
 probe (Kubernetes probes every few seconds). Those records are dropped; their warnings and
 errors still pass.
+
+Access lines never carry a query string or a token: uvicorn logs the whole request target, and
+query strings and some paths hold secrets (the public referral and unsubscribe links are
+bearer tokens). RedactAccessPath logs the path alone, with token segments masked, at every level.
 """
 
 from __future__ import annotations
@@ -20,6 +24,38 @@ QUIET_LOGGERS = ("alembic.runtime.plugins", "mail.log")
 CHATTER_PREFIXES = {
     "alembic.runtime.migration": ("Context impl ", "Will assume "),
 }
+
+
+# Routes whose next path segment is a bearer token (/r/{token}, /unsubscribe/{token}).
+TOKEN_ROUTES = ("r", "unsubscribe")
+MASK = "***"
+
+
+def redacted_path(target: str) -> str:
+    """The request target without its query string or fragment, token segments masked."""
+    path = target.split("?", 1)[0].split("#", 1)[0]
+    segments = path.split("/")
+    for i in range(1, len(segments) - 1):
+        if segments[i] in TOKEN_ROUTES and segments[i + 1]:
+            segments[i + 1] = MASK
+    return "/".join(segments)
+
+
+class RedactAccessPath(logging.Filter):
+    """On uvicorn.access: rewrites the record's path argument (see DropInfo for the layout)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3:
+            record.args = (*args[:2], redacted_path(str(args[2])), *args[3:])
+        return True
+
+
+def redact_access_log() -> None:
+    """Install RedactAccessPath on uvicorn's access logger; idempotent."""
+    logger = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactAccessPath) for f in logger.filters):
+        logger.addFilter(RedactAccessPath())
 
 
 class DropInfo(logging.Filter):
@@ -66,5 +102,6 @@ def configure_logging(level: str) -> None:
     """Once per process, before anything logs: the level (CLOSEFLOW_LOG_LEVEL), the format.
     At DEBUG nothing is dropped: whoever asks for debug output wants the chatter too."""
     logging.basicConfig(level=level.upper(), format=FORMAT)
+    redact_access_log()  # at every level: debug output carries no secrets either
     if logging.getLogger().level > logging.DEBUG:
         quiet_chatter()

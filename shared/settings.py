@@ -15,6 +15,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.auth import Principal, has_role, parse_api_keys, parse_key_entry
+from shared.proxies import Network, parse_networks
 
 SERVICES = ("prospecting", "outreach", "deals", "referrals")
 DEV_API_KEY = "dev-key"
@@ -131,6 +132,11 @@ class Settings(BaseSettings):
     )
     referrals_public_url: str = Field(
         "http://localhost:8004", description="public base URL of referrals: referral links"
+    )
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="comma-separated networks (CIDR) of the reverse proxies in front of the "
+        "services; X-Forwarded-For is believed only from these (empty: from nobody)",
     )
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=lambda: [SecretStr(DEV_API_KEY)],
@@ -262,7 +268,7 @@ class Settings(BaseSettings):
     @classmethod
     def _parse_keys(cls, data: object) -> object:
         if isinstance(data, dict):
-            for name in ("api_keys", "webhook_allowed_hosts"):
+            for name in ("api_keys", "webhook_allowed_hosts", "trusted_proxies"):
                 if name in data:
                     data[name] = _split_csv(data[name])
         return data
@@ -270,6 +276,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _check_key_entries(self) -> Settings:
         _ = self.api_principals  # a malformed entry stops the process at start, not at a request
+        _ = self.trusted_networks  # so does a malformed proxy network
         return self
 
     @model_validator(mode="after")
@@ -319,6 +326,10 @@ class Settings(BaseSettings):
     def api_principals(self) -> dict[str, Principal]:
         """Each accepted key -> who holds it (role, rep)."""
         return parse_api_keys(k.get_secret_value() for k in self.api_keys)
+
+    @cached_property
+    def trusted_networks(self) -> tuple[Network, ...]:
+        return parse_networks(self.trusted_proxies)
 
     @cached_property
     def api_key_values(self) -> frozenset[str]:

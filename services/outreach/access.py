@@ -97,6 +97,7 @@ POLICIES: dict[RouteKey, Rule] = {
     ("PUT", "/task-policy"): OPS,
     ("GET", "/reps/{rep_id}/notifications"): rep_own("path:rep_id"),
     ("PUT", "/reps/{rep_id}/notifications"): rep_own("path:rep_id"),
+    ("POST", "/ui/sign-in"): PUBLIC,  # the pages' key form: checks the key itself
     ("GET", "/ui/reps/{rep_id}/inbox"): rep_own("path:rep_id"),
     ("POST", "/ui/reps/{rep_id}/tasks/{task_id}/complete"): rep_own("path:rep_id", "path:task_id"),
     ("POST", "/ui/reps/{rep_id}/tasks/{task_id}/snooze"): rep_own("path:rep_id", "path:task_id"),

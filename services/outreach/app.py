@@ -23,6 +23,7 @@ from services.outreach.tasks.api import router as tasks_router
 from services.outreach.tasks.reps import RepDirectory
 from services.outreach.webhooks.twilio import StatusCallbackFastPath
 from shared.app import create_service_app
+from shared.pages import PageKeyMiddleware, sign_in_router
 from shared.settings import Settings
 
 
@@ -48,6 +49,7 @@ def create_app(
             consent_router,
             tasks_router,
             inbox_page.router,
+            sign_in_router,  # POST /ui/sign-in: the pages' key form
             erasure_router,  # POST /internal/erasures (prospecting's erasure orders)
             timeline_router,  # GET /internal/prospects/{id}/timeline
             auto_enroll_router,  # POST /internal/auto-enrollments (by fit tier)
@@ -67,7 +69,8 @@ def create_app(
     app.state.cleanup.append(app.state.reps.close)
     follow_ups.install_relay(app, settings)  # enrolls due follow-up cadences, retrying
     install_notifier(app)  # urgent and overdue rep tasks: notifications, escalation
-    app.add_middleware(inbox_page.PageKeyMiddleware)  # the inbox page's key: query or cookie
+    # the pages' key: a cookie set by the posted sign-in form, never a query string
+    app.add_middleware(PageKeyMiddleware, landing=inbox_page.landing)
     # the busiest webhook, answered before routing (webhooks/twilio.py says why)
     app.add_middleware(StatusCallbackFastPath)
     return app

@@ -11,7 +11,17 @@ from sqlalchemy import select
 
 from services.prospecting.api_keys import holder_of
 from services.prospecting.models import Prospect
-from shared.access import ADMIN, ANY_ROLE, OPS, Resolver, RouteKey, Rule, ServiceAccess, rep_own
+from shared.access import (
+    ADMIN,
+    ANY_ROLE,
+    OPS,
+    PUBLIC,
+    Resolver,
+    RouteKey,
+    Rule,
+    ServiceAccess,
+    rep_own,
+)
 from shared.auth import Principal
 from shared.db import read_value
 from shared.issued_keys import KeyLookup
@@ -60,6 +70,7 @@ POLICIES: dict[RouteKey, Rule] = {
     ("GET", "/prospects/{prospect_id}/timeline"): rep_own("path:prospect_id"),
     ("GET", "/funnel"): OPS,
     ("GET", "/funnel/bottleneck"): OPS,
+    ("POST", "/ui/sign-in"): PUBLIC,  # the pages' key form: checks the key itself
     ("GET", "/ui/dashboard"): OPS,
 }
 

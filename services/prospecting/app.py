@@ -13,6 +13,7 @@ from services.prospecting.outbox import OutboxTiming, service_key
 from services.prospecting.outbox import install_relay as install_outbox_relay
 from shared.app import create_service_app
 from shared.auth import API_KEY_HEADER
+from shared.pages import PageKeyMiddleware, sign_in_router
 from shared.settings import Settings
 
 
@@ -26,7 +27,7 @@ def create_app(
     app = create_service_app(
         "prospecting",
         settings,
-        [router, funnel_api.router, dashboard.router, api_keys.router],
+        [router, funnel_api.router, dashboard.router, sign_in_router, api_keys.router],
         access=ACCESS,
         description="People, reps, round-robin assignment and stage history.",
         temporal_client=temporal_client,
@@ -35,4 +36,6 @@ def create_app(
     app.state.peer_http = httpx.AsyncClient(headers={API_KEY_HEADER: service_key(settings)})
     app.state.cleanup.append(app.state.peer_http.aclose)
     install_outbox_relay(app, settings, outbox_timing)
+    # the dashboard's key: a cookie set by the posted sign-in form, never a query string
+    app.add_middleware(PageKeyMiddleware)
     return app

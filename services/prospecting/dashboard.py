@@ -5,9 +5,9 @@ come from this service's aggregates; cadence and variant performance from outrea
 (GET /cadences and /cadences/{id}/stats at CLOSEFLOW_OUTREACH_URL, with the caller's key), so
 the page never reads outreach's database. When outreach does not answer, the page says so.
 
-Auth: the API key in the X-API-Key header, or `?key=` once: the page then keeps it in an
-HttpOnly cookie (path /ui) and redirects to the same URL without it, so the key does not stay in
-the address bar or the browser history.
+Auth: the API key in the X-API-Key header, or the cookie that the posted sign-in form sets
+(shared/pages.py; PageKeyMiddleware hands it on as the header). A key in the URL is ignored:
+query strings land in access logs and browser history.
 """
 
 from __future__ import annotations
@@ -18,12 +18,11 @@ from datetime import date
 from typing import Annotated, Any
 
 import httpx
-from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.security import APIKeyCookie, APIKeyHeader, APIKeyQuery
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, Response
 
 from services.prospecting import funnel, schemas
-from shared.auth import API_KEY_HEADER, require_api_key
+from shared.auth import API_KEY_HEADER, ApiKey
 from shared.bounds import INT32_MAX
 from shared.db import Session
 from shared.ids import id_path
@@ -31,8 +30,6 @@ from shared.pages import templates_beside
 
 router = APIRouter(tags=["ui"])
 
-KEY_COOKIE = "closeflow_key"
-PAGE_PATH = "/ui"
 MAX_CADENCES = 20  # the page shows at most this many cadences (the newest outreach lists)
 OUTREACH_TIMEOUT = 5.0
 HEADERS = {
@@ -41,25 +38,7 @@ HEADERS = {
     "Cache-Control": "no-store",
 }
 
-_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False)
-_query = APIKeyQuery(name="key", auto_error=False)
-_cookie = APIKeyCookie(name=KEY_COOKIE, auto_error=False)
-
 _templates = templates_beside(__file__)
-
-
-async def page_key(
-    request: Request,
-    header: Annotated[str | None, Depends(_header)] = None,
-    query: Annotated[str | None, Depends(_query)] = None,
-    cookie: Annotated[str | None, Depends(_cookie)] = None,
-) -> str:
-    """The key from the header, the `key` query parameter or the cookie, checked like every
-    API route's (shared.auth.require_api_key)."""
-    return await require_api_key(request, header or query or cookie)
-
-
-PageKey = Annotated[str, Depends(page_key)]
 
 
 # --- outreach -------------------------------------------------------------------------------
@@ -136,7 +115,7 @@ _templates.filters["percent"] = percent
 async def dashboard(
     request: Request,
     session: Session,
-    key: PageKey,
+    key: ApiKey,
     from_: Annotated[date | None, Query(alias="from")] = None,
     to: Annotated[date | None, Query()] = None,
     cadence_id: Annotated[str | None, Query(max_length=32)] = None,
@@ -145,19 +124,6 @@ async def dashboard(
     periods: Annotated[int, Query(ge=1, le=24)] = 4,
     min_left: Annotated[int, Query(ge=1, le=INT32_MAX)] = 20,
 ) -> Response:
-    if "key" in request.query_params:
-        # keep the key in a cookie and drop it from the address
-        rest = request.url.remove_query_params("key")
-        response = RedirectResponse(str(rest.path) + (f"?{rest.query}" if rest.query else ""), 303)
-        response.set_cookie(
-            KEY_COOKIE,
-            key,
-            httponly=True,
-            samesite="strict",
-            path=PAGE_PATH,
-            secure=request.url.scheme == "https",
-        )
-        return response
     w = funnel.window(from_, to)
     filters = funnel.Filters(cadence_id, rep_id, source)
     (group,) = await funnel.compute(session, w, filters)

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from services.referrals import schemas, service
 from services.referrals.intakes import IntakeRelay
 from services.referrals.models import Referral, ReferralAsk
+from shared.access import OwnRows
 from shared.auth import require_api_key
 from shared.db import Session
 from shared.ids import IdFilter
@@ -44,9 +45,9 @@ async def store_and_start(
 
 @router.get("/asks", tags=["asks"])
 async def list_asks(
-    request: Request, session: Session, client_prospect_id: IdFilter = None
+    request: Request, session: Session, own: OwnRows, client_prospect_id: IdFilter = None
 ) -> list[schemas.ReferralAsk]:
-    asks = await service.list_asks(session, client_prospect_id)
+    asks = await service.list_asks(session, client_prospect_id, rep_id=own)
     return [ask_out(a, request.app.state.settings) for a in asks]
 
 

@@ -21,6 +21,7 @@ from services.referrals.models import ReferralAsk
 from services.referrals.rate_limit import FormLimits
 from shared.db import Session
 from shared.pages import Pages
+from shared.proxies import client_ip
 
 router = APIRouter(tags=["public"])
 
@@ -69,8 +70,7 @@ def _problems(row_number: int, err: ValidationError) -> list[str]:
 
 def _rate_limited(request: Request, token: str) -> HTMLResponse | None:
     limits: FormLimits = request.app.state.form_limits
-    # behind a proxy, run uvicorn with --proxy-headers so this is the client's address
-    wait = limits.check(request.client.host if request.client else "unknown", token)
+    wait = limits.check(client_ip(request), token)
     if not wait:
         return None
     page = _page("rate_limited.html", 429, minutes=math.ceil(wait / 60))

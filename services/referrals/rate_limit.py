@@ -1,16 +1,21 @@
 """Token buckets for the public referral page, kept in memory per process.
 
 Each key (a client IP, a referral token) owns a bucket of `capacity` requests that refills at
-`capacity / per_seconds` a second. In memory per process is enough here: the page's links are
-unguessable, so the limit only has to stop floods and scripted spam; with N processes the
-effective limit is N times the configured one. Idle buckets (full again) are dropped once the
-table grows past `max_keys`, so memory stays bounded.
+`capacity / per_seconds` a second. The scope is one process (one replica): the page's links are
+unguessable, so the limit only has to stop floods and scripted spam, and with N replicas the
+effective limit is N times the configured one (docs/guides/referrals.md says so). The table holds
+at most `max_keys` buckets: past that the least recently used one goes (LRU), so a flood of new
+keys costs bounded memory.
+
+The client IP is the one shared.proxies.client_ip finds: behind a trusted proxy the client's,
+not the proxy's, so one client cannot lock out everyone who comes through the same ingress.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -27,7 +32,7 @@ class RateLimiter:
     per_seconds: float
     clock: Callable[[], float] = time.monotonic
     max_keys: int = 10_000
-    _buckets: dict[str, _Bucket] = field(default_factory=dict)
+    _buckets: OrderedDict[str, _Bucket] = field(default_factory=OrderedDict)
 
     @property
     def _rate(self) -> float:
@@ -41,19 +46,16 @@ class RateLimiter:
         now = self.clock()
         bucket = self._buckets.get(key)
         if bucket is None:
-            self._evict_idle(now)
+            while len(self._buckets) >= self.max_keys:
+                self._buckets.popitem(last=False)  # the least recently used
             bucket = self._buckets[key] = _Bucket(float(self.capacity), now)
+        else:
+            self._buckets.move_to_end(key)
         bucket.tokens, bucket.updated = self._refilled(bucket, now), now
         if bucket.tokens >= 1:
             bucket.tokens -= 1
             return 0
         return max(1, math.ceil((1 - bucket.tokens) / self._rate))
-
-    def _evict_idle(self, now: float) -> None:
-        if len(self._buckets) < self.max_keys:
-            return
-        for key in [k for k, b in self._buckets.items() if self._refilled(b, now) >= self.capacity]:
-            del self._buckets[key]
 
 
 @dataclass
@@ -64,5 +66,8 @@ class FormLimits:
     per_token: RateLimiter = field(default_factory=lambda: RateLimiter(20, 600))
 
     def check(self, ip: str, token: str) -> int:
-        """0 when the request may go on, else the seconds to wait (the larger of the two)."""
-        return max(self.per_ip.take(f"ip:{ip}"), self.per_token.take(f"token:{token}"))
+        """0 when the request may go on, else the seconds to wait. An address over its limit
+        spends nothing of the token's: junk tokens from a refused address create no buckets."""
+        if wait := self.per_ip.take(f"ip:{ip}"):
+            return wait
+        return self.per_token.take(f"token:{token}")

@@ -58,10 +58,14 @@ async def create_ask(session: AsyncSession, request: ReferralAskRequest) -> Refe
     return ask
 
 
-async def list_asks(session: AsyncSession, client_prospect_id: str | None) -> Sequence[ReferralAsk]:
+async def list_asks(
+    session: AsyncSession, client_prospect_id: str | None, rep_id: str | None = None
+) -> Sequence[ReferralAsk]:
     query = select(ReferralAsk).order_by(ReferralAsk.created_at, ReferralAsk.id)
     if client_prospect_id is not None:
         query = query.where(ReferralAsk.client_prospect_id == client_prospect_id)
+    if rep_id is not None:
+        query = query.where(ReferralAsk.rep_id == rep_id)
     return (await session.scalars(query)).all()
 
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from playwright.async_api import Page
 
-from tests.support.browser import screenshot
+from tests.support.browser import screenshot, sign_in
 from tests.support.eventually import eventually
 from tests.support.inbox import InboxRig
 from tests.support.settings import API_KEY, AUTH
@@ -66,14 +66,8 @@ async def test_rep_completes_a_task_from_the_inbox_page(page: Page, inbox: Inbox
     await r.start_journey(grace["id"])
     inbox_url = f"{r.outreach_url}/ui/reps/{rep}/inbox"
 
-    # without a key: the page asks for one
-    refused = await page.goto(inbox_url)
-    assert refused is not None and refused.status == 401
-    assert await page.locator("input[name=key]").count() == 1
-
-    # the key once in the address: kept in a cookie, dropped from the address
-    await page.goto(f"{inbox_url}?key={API_KEY}")
-    assert page.url == inbox_url
+    # without a key the page asks for one; the form posts it, a cookie keeps it
+    await sign_in(page, inbox_url, API_KEY)
     cookies = await page.context.cookies()
     assert any(c["name"] == "closeflow_key" and c["httpOnly"] for c in cookies)
     articles = page.locator("article.task")

@@ -22,7 +22,7 @@ from services.outreach.app import create_app as create_outreach
 from services.prospecting.activities import ProspectingActivities
 from services.prospecting.app import create_app as create_prospecting
 from shared.migrations import upgrade
-from tests.support.browser import screenshot
+from tests.support.browser import screenshot, sign_in
 from tests.support.funnel import Truth, brute_force, record_journeys
 from tests.support.ports import free_port
 from tests.support.serve import serve
@@ -132,10 +132,8 @@ async def test_dashboard_shows_funnel_bottleneck_and_cadence_numbers(
     # the last 30 of the 90 days of journeys, against the two 30-day periods before them
     start, end = START.date() + timedelta(days=60), START.date() + timedelta(days=90)
     query = f"from={start}&to={end}&periods=2&min_left=3"
-    # the key once in the address: kept in a cookie, dropped from the URL
-    response = await page.goto(f"{stack.prospecting}/ui/dashboard?key={API_KEY}&{query}")
-    assert response is not None and response.status == 200
-    assert "key=" not in page.url and f"from={start}" in page.url
+    # signed out: the key form (it posts), then back on the page with the same filters
+    await sign_in(page, f"{stack.prospecting}/ui/dashboard?{query}", API_KEY)
     assert await page.title() == "Ops dashboard · closeflow"
 
     expected = brute_force(stack.truth, start, end)[None]
@@ -202,7 +200,7 @@ async def test_dashboard_says_when_outreach_is_unreachable_and_needs_a_key(
             by_header = await http.get("/ui/dashboard", headers=AUTH)
             assert by_header.status_code == 200
             assert 'data-testid="outreach-unavailable"' in by_header.text
-        await page.goto(f"{base}/ui/dashboard?key={API_KEY}")
+        await sign_in(page, f"{base}/ui/dashboard", API_KEY)
         warning = await page.get_by_test_id("outreach-unavailable").inner_text()
         assert "Cadence numbers are unavailable" in warning and closed in warning
         # an empty funnel renders zeros, not errors

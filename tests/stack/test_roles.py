@@ -87,7 +87,8 @@ CONFIG_WRITES = [
     ("deals", "PUT", "/close-reasons"),
 ]
 QUALIFIED = {"budget": True, "authority": "decision_maker", "need": "slow reports", "timeline": 2}
-PUBLIC_PREFIXES = ("/webhooks/", "/unsubscribe/", "/r/", "/healthz")
+# /ui/sign-in takes no key header: it is the form that checks a key and sets the pages' cookie
+PUBLIC_PREFIXES = ("/webhooks/", "/unsubscribe/", "/r/", "/healthz", "/ui/sign-in")
 
 
 def _served_routes() -> list[tuple[str, str, str]]:

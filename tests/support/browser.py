@@ -65,3 +65,15 @@ async def screenshot(page: Page, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     await page.screenshot(path=str(path), full_page=True)
     return path
+
+
+async def sign_in(page: Page, url: str, key: str) -> None:
+    """Open a page (/ui/...) signed out, give the key in the form it answers with (the form
+    posts: no key in any address) and land back on the page."""
+    refused = await page.goto(url)
+    assert refused is not None and refused.status == 401, "the page did not ask for a key"
+    assert await page.locator('form[method="post"] input[name=key]').count() == 1
+    await page.locator("input[name=key]").fill(key)
+    async with page.expect_navigation():
+        await page.locator("form button[type=submit]").click()
+    assert page.url == url, page.url

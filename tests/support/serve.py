@@ -14,16 +14,22 @@ from starlette.types import ASGIApp
 
 @contextlib.asynccontextmanager
 async def serve(
-    app: FastAPI | ASGIApp, port: int, *, lifespan: bool = True, **config: Any
+    app: FastAPI | ASGIApp,
+    port: int,
+    *,
+    lifespan: bool = True,
+    log_level: str = "warning",
+    **config: Any,
 ) -> AsyncIterator[str]:
     """lifespan=False: an app whose lifespan the test already runs (e.g. from service_app);
-    `config`: more uvicorn settings (`ssl_certfile`, `ssl_keyfile`: served over https)."""
+    `log_level="info"` turns uvicorn's access log on; `config`: more uvicorn settings
+    (`ssl_certfile`, `ssl_keyfile`: served over https)."""
     server = uvicorn.Server(
         uvicorn.Config(
             app,
             host="127.0.0.1",
             port=port,
-            log_level="warning",
+            log_level=log_level,
             lifespan="on" if lifespan else "off",
             **config,
         )

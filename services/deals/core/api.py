@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from services.deals.core import erasure, schemas, timeline
 from services.deals.core import service as svc
 from services.deals.core import source_analytics as by_source
+from shared.access import OwnRows
 from shared.auth import ApiKey, require_api_key
 from shared.bounds import INT32_MAX
 from shared.contracts.journey import DecisionDeadline
@@ -35,13 +36,14 @@ internal = APIRouter(dependencies=[Depends(require_api_key)])
 async def list_deals(
     _: ApiKey,
     session: Session,
+    own: OwnRows,
     prospect_id: IdFilter = None,
     stage: schemas.DealStage | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0, le=INT32_MAX)] = 0,
 ) -> object:
     return await svc.list_deals(
-        session, prospect_id=prospect_id, stage=stage, limit=limit, offset=offset
+        session, prospect_id=prospect_id, stage=stage, limit=limit, offset=offset, rep_id=own
     )
 
 

@@ -59,10 +59,13 @@ async def list_deals(
     stage: str | None = None,
     limit: int = 100,
     offset: int = 0,
+    rep_id: str | None = None,
 ) -> Sequence[Deal]:
     stmt = select(Deal).order_by(Deal.created_at.desc(), Deal.id).limit(limit).offset(offset)
     if prospect_id is not None:
         stmt = stmt.where(Deal.prospect_id == prospect_id)
+    if rep_id is not None:
+        stmt = stmt.where(Deal.rep_id == rep_id)
     if stage is not None:
         stmt = stmt.where(Deal.stage == stage)
     return (await session.execute(stmt)).scalars().all()

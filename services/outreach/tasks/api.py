@@ -15,6 +15,7 @@ from services.outreach.notifications.webhook_targets import check_webhook_url
 from services.outreach.tasks import schemas
 from services.outreach.tasks import service as tasks
 from services.outreach.tasks.reps import RepDirectory
+from shared.access import OwnRows
 from shared.auth import require_api_key
 from shared.db import Session
 from shared.errors import AppError, invalid, not_found
@@ -54,9 +55,9 @@ async def rep_tasks(
 
 @router.get("/tasks", response_model=list[schemas.RepTask])
 async def list_tasks(
-    session: Session, prospect_id: IdFilter = None, status: StatusFilter = None
+    session: Session, own: OwnRows, prospect_id: IdFilter = None, status: StatusFilter = None
 ) -> list[models.RepTask]:
-    return await tasks.list_tasks(session, prospect_id=prospect_id, status=status)
+    return await tasks.list_tasks(session, rep_id=own, prospect_id=prospect_id, status=status)
 
 
 @router.get("/tasks/{task_id}", response_model=schemas.InboxTask)

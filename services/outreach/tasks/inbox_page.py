@@ -2,10 +2,10 @@
 each task shows its context, and an outcome button completes it and comes back here.
 
 Access needs an API key, checked by shared.auth (the one place keys are checked) through the
-usual `ApiKey` dependency. A browser cannot send headers, so the key may also come as a `key`
-query parameter (once: the page moves it into an HttpOnly, SameSite=Strict cookie and drops it
-from the address) or that cookie; PageKeyMiddleware hands either on as the X-API-Key header.
-SameSite=Strict keeps other sites' forms from posting with the cookie.
+usual `ApiKey` dependency. A browser cannot send headers, so a signed-out visit gets the key
+form, which posts the key to /ui/sign-in (shared/pages.py): it is kept in an HttpOnly,
+SameSite=Strict cookie that shared.pages.PageKeyMiddleware hands on as the X-API-Key header.
+SameSite=Strict keeps other sites' forms from posting with the cookie. No key in a URL, ever.
 """
 
 from __future__ import annotations
@@ -16,22 +16,18 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.outreach.models import RepTask
 from services.outreach.tasks import service as tasks
 from services.outreach.tasks.api import complete_and_tell
 from services.outreach.tasks.reps import RepDirectory
-from shared.auth import API_KEY_HEADER, ApiKey
+from shared.auth import ApiKey
 from shared.db import Session
 from shared.errors import AppError
 from shared.pages import Pages
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 
-UI_PREFIX = "/ui/"
-KEY_COOKIE = "closeflow_key"
-KEY_QUERY = "key"
 SNOOZE_HOURS = (1, 4, 24)
 OUTCOME_LABELS = {
     "connected": "Connected",
@@ -49,38 +45,9 @@ _pages = Pages(__file__)
 _page = _pages.render
 
 
-class PageKeyMiddleware:
-    """For /ui/ pages: a key in the `key` query parameter or the cookie travels on as the
-    X-API-Key header (so shared.auth, the one place keys are checked, sees it like any other),
-    and a 401 answer becomes the page that asks for a key."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(UI_PREFIX):
-            await self.app(scope, receive, send)
-            return
-        request = Request(scope)
-        header = API_KEY_HEADER.lower().encode()
-        if not any(name == header for name, _ in scope["headers"]):
-            key = request.query_params.get(KEY_QUERY) or request.cookies.get(KEY_COOKIE)
-            if key and key.isascii():
-                scope = dict(scope, headers=[*scope["headers"], (header, key.encode())])
-        asked = False
-
-        async def send_or_ask(message: Message) -> None:
-            nonlocal asked
-            if message["type"] == "http.response.start" and message["status"] == 401:
-                asked = True
-                rep_id = scope["path"].removeprefix("/ui/reps/").split("/", 1)[0]
-                page = _page("key.html", 401, action=_inbox_path(rep_id))
-                await page(scope, receive, send)
-                return
-            if not asked:
-                await send(message)
-
-        await self.app(scope, receive, send_or_ask)
+def landing(path: str) -> str:
+    """The page a sign-in returns to: the inbox of the rep named in the refused path."""
+    return _inbox_path(path.removeprefix("/ui/reps/").split("/", 1)[0])
 
 
 def _inbox_path(rep_id: str, **params: str) -> str:
@@ -123,19 +90,6 @@ def _card(ranked: tasks.Ranked) -> dict[str, Any]:
 
 @router.get("/ui/reps/{rep_id}/inbox", response_class=HTMLResponse)
 async def inbox_page(request: Request, rep_id: str, session: Session, _: ApiKey) -> Response:
-    if KEY_QUERY in request.query_params:
-        # keep the key out of the address bar, history and logs from here on
-        params = {k: v for k, v in request.query_params.items() if k != KEY_QUERY}
-        response = _redirect(_inbox_path(rep_id, **params))
-        response.set_cookie(
-            KEY_COOKIE,
-            request.query_params[KEY_QUERY],
-            httponly=True,
-            samesite="strict",
-            secure=request.url.scheme == "https",
-            path="/ui",
-        )
-        return response
     ranked = await tasks.inbox(session, rep_id, datetime.now(UTC))
     return _page(
         "inbox.html",

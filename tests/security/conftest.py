@@ -1,0 +1,3 @@
+"""Fixtures of the security probes."""
+
+from tests.support.inbox import inbox  # noqa: F401  (the rep inbox rig)
