@@ -26,10 +26,10 @@ from tests.support.apps import Api, ServiceApp
 from tests.support.inbox import InboxRig
 from tests.support.ports import free_port
 from tests.support.serve import serve
-from tests.support.settings import API_KEY, AUTH, make_settings
+from tests.support.settings import API_KEY, AUTH, PRODUCTION, make_settings
 
 INBOX = "/ui/reps/rep-1/inbox"
-LONG = "s3cret-" + "x" * 40  # passes production's secret checks
+LONG = "Kd8Fs3Gp5Jz0YaHq7Lm2Xv9Rb4Tn6Wc1"  # an admin key that passes production's checks
 
 
 def _cookie_attributes(response: httpx.Response) -> str:
@@ -83,14 +83,7 @@ async def test_sign_in_goes_back_only_to_a_page_of_this_service(api: Api) -> Non
 
 
 async def test_the_cookie_is_secure_in_production(api: Api) -> None:
-    production = {
-        "environment": "production",
-        "api_keys": [f"admin:{LONG}"],
-        "twilio_auth_token": LONG,
-        "mailgun_signing_key": LONG,
-        "erasure_pepper": LONG,
-        "postal_address": "1 Main Street, Springfield",
-    }
+    production = {**PRODUCTION, "api_keys": [f"admin:{LONG}"]}
     http = await api("prospecting", key=False, **production)
     signed_in = await http.post("/ui/sign-in", data={"key": f"{LONG}", "next": "/ui/dashboard"})
     assert signed_in.status_code == 303
