@@ -14,19 +14,11 @@ from typing import Any, TypeVar
 import httpx
 
 from tests.support.eventually import eventually
+from tests.support.funnel import STAGES
 from tests.support.settings import AUTH
 
 # a won journey's stage history: the seven stages in order, closing included (issue 10)
-WON_PATH = (
-    "prospecting",
-    "contacting",
-    "qualifying",
-    "presenting",
-    "objections",
-    "closing",
-    "won",
-    "referrals",
-)
+WON_PATH = (*STAGES[:6], "won", "referrals")
 
 T = TypeVar("T")
 
