@@ -68,6 +68,8 @@ _GSM7_EXTENDED = frozenset("^{}\\[~]|€\f")
 
 _logger = logging.getLogger(__name__)
 
+WEBHOOK_TIMEOUT_SECONDS = 15.0
+
 
 class TwilioApiError(Exception):
     """Rendered as Twilio's error JSON, which the library turns into TwilioRestException."""
@@ -581,7 +583,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        state.http = httpx.AsyncClient(timeout=10.0)
+        # Twilio waits 15 s for a webhook's answer before it gives up on it
+        state.http = httpx.AsyncClient(timeout=WEBHOOK_TIMEOUT_SECONDS)
         saver = asyncio.get_running_loop().create_task(state.save_loop())
         try:
             yield
