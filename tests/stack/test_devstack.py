@@ -167,12 +167,23 @@ def test_no_child_outlives_a_killed_supervisor(tmp_path: Path) -> None:
 
 
 def alive(pid: int) -> bool:
-    """Running, as opposed to gone or a zombie waiting for a parent that is gone too."""
+    """Running, as opposed to gone or a zombie waiting for a parent that is gone too.
+
+    Every thread counts: a killed Go server's leader thread shows as a zombie while its other
+    threads are still exiting and holding the process's sockets open.
+    """
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
     except FileNotFoundError:
         return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    for task in tasks:
+        try:
+            stat = (task / "stat").read_text()
+        except FileNotFoundError:
+            continue
+        if stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X"):
+            return True
+    return False
 
 
 def wait_for(condition: Callable[[], bool], seconds: float = 30) -> None:
