@@ -22,6 +22,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from shared.people import normalize_email, normalize_phone
+from shared.requests import WriteModel
 
 Kind = Literal["email", "phone"]
 
@@ -41,7 +42,7 @@ def digest_raw(pepper: str, kind: Kind, value: str) -> str | None:
     return digest(pepper, kind, normal)
 
 
-class ErasureOrder(BaseModel):
+class ErasureOrder(WriteModel):
     """What prospecting sends each service's POST /internal/erasures (idempotent: the same
     order twice erases nothing more and answers the same)."""
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from shared.requests import WriteModel
 
-class RepMove(BaseModel):
+
+class RepMove(WriteModel):
     rep_id: str = Field(min_length=1, max_length=64)
 
 

@@ -1,7 +1,7 @@
 """API keys issued by admins through the API; the other services check them here.
 
 POST /api-keys shows the new key once; only its SHA-256 is stored. Revoking is immediate in
-prospecting and reaches the other services within shared.issued_keys.CACHE_SECONDS.
+prospecting and reaches the other services within shared.issued_keys.CACHE_SECONDS (a second).
 """
 
 from __future__ import annotations
@@ -20,11 +20,12 @@ from shared.auth import Principal
 from shared.db import Session, utcnow
 from shared.errors import AppError, invalid
 from shared.issued_keys import ISSUED_PREFIX, key_hash, looks_issued, new_key
+from shared.requests import WriteModel
 
 router = APIRouter(tags=["api keys"])
 
 
-class KeyCreate(BaseModel):
+class KeyCreate(WriteModel):
     name: str = Field(min_length=1, max_length=200, description="who or what holds it")
     role: Literal["admin", "ops", "rep"]
     rep_id: str | None = Field(None, max_length=32, description="required for a rep key")
@@ -52,7 +53,7 @@ class NewKey(Key):
     key: str = Field(description="shown this once: only its hash is kept")
 
 
-class Introspect(BaseModel):
+class Introspect(WriteModel):
     key: str = Field(max_length=200)
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -28,6 +28,7 @@ from shared.contracts.journey import Stage
 from shared.db import utcnow
 from shared.errors import invalid
 from shared.ids import ResourceId
+from shared.requests import WriteModel
 
 RULES_ID = "default"
 ROUND_ROBIN = "round_robin"  # the cursor of the pool of every rep (and the assignment lock)
@@ -36,7 +37,7 @@ ROUND_ROBIN = "round_robin"  # the cursor of the pool of every rep (and the assi
 OPEN_STAGES = FUNNEL_STAGES[: FUNNEL_STAGES.index(Stage.REFERRALS)]
 
 
-class Territory(BaseModel):
+class Territory(WriteModel):
     name: str = Field(min_length=1, max_length=100)
     countries: list[Annotated[str, Field(max_length=100)]] = Field(
         min_length=1, description="country codes or names, as prospects carry them (any case)"
@@ -52,7 +53,7 @@ class Territory(BaseModel):
         return cleaned
 
 
-class Rules(BaseModel):
+class Rules(WriteModel):
     territories: list[Territory] = Field(default_factory=list)
     capacity: dict[str, Annotated[int, Field(ge=0, le=INT32_MAX)]] = Field(
         default_factory=dict, description="rep id -> most open prospects (overrides the default)"

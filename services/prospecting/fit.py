@@ -11,9 +11,10 @@ import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import Field, model_validator
 
 from shared.bounds import INT32_MAX
+from shared.requests import WriteModel
 
 # Fields a criterion may look at; "custom.<key>" reaches into the prospect's custom fields.
 FIELDS = ("title", "industry", "company_size", "country", "company", "source", "timezone")
@@ -21,7 +22,7 @@ Tier = Literal["A", "B", "C", "D"]
 _WORD = re.compile(r"\w+")
 
 
-class SizeRange(BaseModel):
+class SizeRange(WriteModel):
     min: int | None = Field(None, ge=0, le=INT32_MAX)
     max: int | None = Field(None, ge=0, le=INT32_MAX)
 
@@ -29,7 +30,7 @@ class SizeRange(BaseModel):
         return (self.min is None or value >= self.min) and (self.max is None or value <= self.max)
 
 
-class Criterion(BaseModel):
+class Criterion(WriteModel):
     name: str = Field(min_length=1, max_length=100)
     field: str = Field(
         max_length=100, description="title, industry, company_size, country, ... or custom.<key>"
@@ -61,7 +62,7 @@ class Criterion(BaseModel):
         return self
 
 
-class Thresholds(BaseModel):
+class Thresholds(WriteModel):
     """Lowest score of each tier; below C is D."""
 
     A: int = Field(80, ge=0, le=100)
@@ -75,7 +76,7 @@ class Thresholds(BaseModel):
         return self
 
 
-class IcpRules(BaseModel):
+class IcpRules(WriteModel):
     criteria: Annotated[list[Criterion], Field(max_length=100)] = Field(default_factory=list)
     tiers: Thresholds = Field(default_factory=Thresholds)
 

@@ -20,11 +20,12 @@ from shared.people import (
     RequiredText,
     Text,
 )
+from shared.requests import WriteModel
 
 Source = Literal["cold", "referral", "import", "inbound"]
 
 
-class RepCreate(BaseModel):
+class RepCreate(WriteModel):
     name: RequiredText = Field(max_length=200)
     email: RequiredEmail
     phone: Phone = None
@@ -48,11 +49,9 @@ class Rep(RepBrief):
     active: bool = True
 
 
-class RepPatch(BaseModel):
+class RepPatch(WriteModel):
     """What ops change about a rep (issue 10); unset fields stay. Capacity and territories are
     the rep's part of the assignment rules (PUT /assignment-rules shows them all)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     name: RequiredText | None = Field(None, max_length=200)
     email: RequiredEmail | None = None
@@ -110,7 +109,8 @@ class ProspectFields(PersonFields):
         return value
 
 
-class ProspectCreate(ProspectFields):
+class ProspectCreate(ProspectFields, WriteModel):
+    # ProspectFields itself ignores unknown keys: an import's CSV row carries any columns
     source: Source = "cold"
     referrer_prospect_id: str | None = Field(None, max_length=32)
     referral_id: str | None = Field(None, max_length=32)
@@ -187,7 +187,7 @@ class ImportReport(BaseModel):
     refusals: list[ImportRefusal] = Field(default_factory=list)
 
 
-class ProspectUpdate(BaseModel):
+class ProspectUpdate(WriteModel):
     rep_id: str = Field(min_length=1, max_length=32, description="the rep taking the prospect over")
 
 

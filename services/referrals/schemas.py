@@ -7,15 +7,16 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.people import PersonFields, PersonOut
+from shared.requests import WriteModel
 
 MAX_PEOPLE = 20
 
 
-class ReferredPersonIn(PersonFields):
+class ReferredPersonIn(PersonFields, WriteModel):
     """One referred person, validated exactly like a prospect (they become one)."""
 
 
-class ReferralsCreate(BaseModel):
+class ReferralsCreate(WriteModel):
     people: list[ReferredPersonIn] = Field(min_length=1, max_length=MAX_PEOPLE)
 
 

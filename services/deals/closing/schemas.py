@@ -9,9 +9,10 @@ from typing import Literal
 from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from services.deals.core.schemas import DealStage, FromRow, NonEmpty, Slug, iso_currency
+from shared.requests import WriteModel
 
 
-class DealClose(BaseModel):
+class DealClose(WriteModel):
     outcome: Literal["won", "lost"]
     reason: NonEmpty = Field(max_length=2000)
     reason_code: Slug | None = Field(
@@ -36,13 +37,13 @@ class DealClose(BaseModel):
         return iso_currency(value)
 
 
-class CloseReasonItem(FromRow):
+class CloseReasonItem(FromRow, WriteModel):
     outcome: Literal["won", "lost"]
     code: Slug
     label: NonEmpty = Field(max_length=200)
 
 
-class CloseReasonsPut(BaseModel):
+class CloseReasonsPut(WriteModel):
     reasons: list[CloseReasonItem] = Field(min_length=1, max_length=200)
 
     @field_validator("reasons")
@@ -57,7 +58,7 @@ class CloseReasonsPut(BaseModel):
         return value
 
 
-class StageMove(BaseModel):
+class StageMove(WriteModel):
     stage: Literal["presenting", "objections", "closing"]
 
 

@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from shared.requests import WriteModel
+
 DealStage = Literal[
     "qualifying", "presenting", "objections", "closing", "won", "lost", "disqualified", "nurture"
 ]
@@ -108,7 +110,7 @@ class DealDetail(Deal):
     )
 
 
-class DealPatch(BaseModel):
+class DealPatch(WriteModel):
     value: Decimal | None = Field(None, ge=0, max_digits=18, decimal_places=2)
     currency: str | None = Field(None, max_length=3, description="ISO 4217 code, e.g. EUR")
     expected_close_date: date | None = None

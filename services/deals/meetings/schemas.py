@@ -6,9 +6,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, Field
 
 from services.deals.core.schemas import NonEmpty
+from shared.requests import WriteModel
 
 
 def _aware_future(value: datetime) -> datetime:
@@ -20,7 +21,7 @@ def _aware_future(value: datetime) -> datetime:
     return value
 
 
-class MeetingCreate(BaseModel):
+class MeetingCreate(WriteModel):
     starts_at: Annotated[datetime, AfterValidator(_aware_future)] = Field(
         description="ISO-8601 with a UTC offset, in the future"
     )
@@ -28,11 +29,11 @@ class MeetingCreate(BaseModel):
     duration_minutes: int = Field(30, ge=5, le=8 * 60)
 
 
-class MeetingReschedule(BaseModel):
+class MeetingReschedule(WriteModel):
     starts_at: Annotated[datetime, AfterValidator(_aware_future)] = Field(
         description="the new start: ISO-8601 with a UTC offset, in the future"
     )
 
 
-class MeetingCancel(BaseModel):
+class MeetingCancel(WriteModel):
     reason: str = Field("", max_length=2000)

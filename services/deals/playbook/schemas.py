@@ -10,9 +10,10 @@ from pydantic import BaseModel, Field, StringConstraints, field_validator
 
 from services.deals.core.schemas import FromRow, NonEmpty, Objection, Slug
 from services.deals.playbook.matching import clean_phrases
+from shared.requests import WriteModel
 
 
-class ObjectionCreate(BaseModel):
+class ObjectionCreate(WriteModel):
     text: NonEmpty = Field(max_length=5000)
     category: Slug | None = Field(
         None, description="playbook category; matched from the text by its triggers when absent"
@@ -37,7 +38,7 @@ class ObjectionLogged(BaseModel):
     matched_triggers: list[str] = Field(description="the triggers that chose the category")
 
 
-class ObjectionOutcomeCreate(BaseModel):
+class ObjectionOutcomeCreate(WriteModel):
     response: NonEmpty = Field(max_length=2000, description="the prepared response used")
     resolved: bool
 
@@ -69,7 +70,7 @@ class PlaybookEntry(FromRow):
         return value or {}
 
 
-class PlaybookEntryPut(BaseModel):
+class PlaybookEntryPut(WriteModel):
     label: NonEmpty | None = Field(None, max_length=100, description="defaults to the slug")
     triggers: list[Annotated[str, StringConstraints(max_length=200)]] = Field(
         default_factory=list, max_length=200

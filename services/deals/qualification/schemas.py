@@ -8,9 +8,10 @@ from pydantic import BaseModel, Field, StringConstraints, field_validator, model
 
 from services.deals.core.schemas import Deal, NonEmpty, Slug
 from shared.bounds import INT64_MAX
+from shared.requests import WriteModel
 
 
-class QualificationSubmit(BaseModel):
+class QualificationSubmit(WriteModel):
     answers: dict[str, Any] = Field(
         description="criterion -> answer, e.g. budget: true, authority: 'decision_maker', "
         "need: 'slow manual reporting', timeline: 3 (months). A missing criterion fails."
@@ -53,14 +54,14 @@ RuleInt = Annotated[int, Field(ge=-INT64_MAX, le=INT64_MAX)]
 Allowed = bool | float | RuleInt | Annotated[str, StringConstraints(max_length=500)]
 
 
-class CriterionRule(BaseModel):
+class CriterionRule(WriteModel):
     required: bool = True
     min: RuleInt | float | None = None
     max: RuleInt | float | None = None
     allowed: list[Allowed] | None = Field(None, min_length=1, max_length=100)
 
 
-class CriterionSpec(BaseModel):
+class CriterionSpec(WriteModel):
     key: CriterionKey
     question: NonEmpty = Field(max_length=500)
     answer_type: Literal["bool", "text", "number", "choice"]
@@ -105,7 +106,7 @@ class CriterionSpec(BaseModel):
         return self
 
 
-class FrameworkPut(BaseModel):
+class FrameworkPut(WriteModel):
     label: NonEmpty = Field(max_length=200)
     pass_score: int = Field(100, ge=0, le=100)
     criteria: list[CriterionSpec] = Field(min_length=1, max_length=50)

@@ -18,6 +18,7 @@ from shared.bounds import INT32_MAX
 from shared.contracts.journey import Stage
 from shared.db import Session
 from shared.errors import AppError
+from shared.requests import WriteModel
 
 router = APIRouter(dependencies=[Depends(require_api_key)])
 
@@ -141,7 +142,7 @@ async def list_runs(
     return out
 
 
-class ReopenIn(BaseModel):
+class ReopenIn(WriteModel):
     deal_id: str = Field(min_length=1, max_length=64)
 
 

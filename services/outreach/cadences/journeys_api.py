@@ -34,12 +34,13 @@ from shared.contracts.plan import step_due, touch_groups
 from shared.db import Session
 from shared.errors import AppError
 from shared.journeys import signal_journey
+from shared.requests import WriteModel
 
 router = APIRouter(dependencies=[Depends(require_api_key)], tags=["journeys"])
 FANOUT = 20  # concurrent signals when a whole cadence or rep is paused
 
 
-class PauseIn(BaseModel):
+class PauseIn(WriteModel):
     reason: str = Field("", max_length=500)
     until: OffsetDatetime | None = Field(
         None, description="resume by itself then (with UTC offset)"
@@ -52,11 +53,11 @@ class PauseOneIn(PauseIn):
     )
 
 
-class ResumeIn(BaseModel):
+class ResumeIn(WriteModel):
     kind: PauseKind = Field(PauseKind.MANUAL, description="the pause to lift; others stay")
 
 
-class StopIn(BaseModel):
+class StopIn(WriteModel):
     reason: str = Field(min_length=1, max_length=500)
 
 

@@ -19,6 +19,7 @@ from pydantic import (
 from services.outreach.cadences.templates import template_problems
 from shared.contracts.journey import run_key
 from shared.ids import ResourceId
+from shared.requests import WriteModel
 
 ChannelName = Literal["email", "sms", "call_task", "social_task"]
 MESSAGE_CHANNELS = frozenset({"email", "sms"})
@@ -42,7 +43,7 @@ def _checked_template(value: str) -> str:
     return value
 
 
-class VariantIn(BaseModel):
+class VariantIn(WriteModel):
     name: str = Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_-]+$")
     subject: str = Field("", max_length=300)
     body: str = Field(min_length=1, max_length=20000)
@@ -55,7 +56,7 @@ class VariantIn(BaseModel):
 StepCondition = Literal["", "previous_email_delivered", "previous_email_not_delivered"]
 
 
-class StepIn(BaseModel):
+class StepIn(WriteModel):
     channel: ChannelName
     offset_seconds: Seconds = Field(
         0, description="seconds after enrollment, added after business_days (0 = first touch)"
@@ -106,7 +107,7 @@ def _iso_date(value: str) -> str:
 MAX_STEPS = 100  # a cadence is a few dozen touches; thousands only cost every journey time
 
 
-class SendWindowIn(BaseModel):
+class SendWindowIn(WriteModel):
     days: list[Annotated[int, Field(ge=0, le=6)]] = Field(
         default_factory=lambda: list(range(7)), min_length=1, max_length=7, description="0=Monday"
     )
@@ -130,8 +131,7 @@ class SendWindowIn(BaseModel):
         return self
 
 
-class CadenceIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class CadenceIn(WriteModel):
     name: str = Field(min_length=1, max_length=200)
     steps: list[StepIn] = Field(min_length=2, max_length=MAX_STEPS)
     send_window: SendWindowIn = Field(default_factory=SendWindowIn)
@@ -242,7 +242,7 @@ class Cadence(CadenceIn):
     updated_at: datetime
 
 
-class EnrollmentIn(BaseModel):
+class EnrollmentIn(WriteModel):
     prospect_id: ResourceId
     cadence_id: ResourceId
 

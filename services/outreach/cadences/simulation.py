@@ -9,7 +9,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from services.outreach.cadences import service
 from services.outreach.cadences.schemas import OffsetDatetime
@@ -28,13 +28,14 @@ from shared.bounds import INT32_MAX
 from shared.contracts.journey import CadenceSnapshot, CadenceStep
 from shared.contracts.plan import personalise, step_due, touch_groups
 from shared.db import Session
+from shared.requests import WriteModel
 from shared.timezones import prospect_zone
 
 TASK_CHANNELS = frozenset({"call_task", "social_task"})
 router = APIRouter(dependencies=[Depends(require_api_key)], tags=["cadences"])
 
 
-class SimulationIn(BaseModel):
+class SimulationIn(WriteModel):
     timezone: str | None = Field(
         None, max_length=64, description="IANA zone; inferred from phone when missing"
     )
@@ -115,7 +116,7 @@ async def simulate(cadence_id: str, body: SimulationIn, session: Session) -> dic
     return timeline(cadence, start, body.timezone, body.phone, body.prospect_id)
 
 
-class PreviewIn(BaseModel):
+class PreviewIn(WriteModel):
     prospect_id: str = Field(min_length=1, max_length=64)
     version: int | None = Field(None, ge=1, le=INT32_MAX)
 

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
 from services.outreach.consent.service import parse_dnc
+from shared.requests import WriteModel
 
 
 class Suppression(BaseModel):
@@ -54,7 +55,7 @@ class ConsentView(BaseModel):
     do_not_contact: list[DncEntry] = Field(description="entries that cover this person")
 
 
-class DncIn(BaseModel):
+class DncIn(WriteModel):
     value: str = Field(
         max_length=320,
         description="an email address, a phone number in E.164 (+14155550100) or a domain "

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from shared.people import normalize_email
+from shared.requests import WriteModel
 
 MAX_CAP = 1_000_000
 
 
-class SenderIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class SenderIn(WriteModel):
     from_address: str = Field(max_length=320, description="the mailbox address emails come from")
     display_name: str = Field("", max_length=200, description="name shown beside the address")
     daily_cap: int = Field(0, ge=0, le=MAX_CAP, description="per rolling 24 h; 0: no cap")

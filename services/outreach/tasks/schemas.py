@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shared.people import Email, Phone
+from shared.requests import WriteModel
 
 
 class RepTask(BaseModel):
@@ -63,16 +64,16 @@ TaskOutcome = Literal[
 ]
 
 
-class TaskCompletion(BaseModel):
+class TaskCompletion(WriteModel):
     outcome: TaskOutcome
     notes: str = Field("", max_length=5000)
 
 
-class TaskSnooze(BaseModel):
+class TaskSnooze(WriteModel):
     until: datetime = Field(description="ISO-8601 with offset, in the future")
 
 
-class TaskReassign(BaseModel):
+class TaskReassign(WriteModel):
     rep_id: str = Field(min_length=1, max_length=64)
 
 
@@ -88,7 +89,7 @@ class RepTasksReassigned(BaseModel):
     moved: list[str] = Field(description="ids of the open tasks now with the rep")
 
 
-class TaskPolicy(BaseModel):
+class TaskPolicy(WriteModel):
     """Ops' settings of the rep inbox (stored in outreach; defaults until first set)."""
 
     escalate_after_seconds: int = Field(3600, ge=1, le=30 * 86400)
@@ -97,7 +98,7 @@ class TaskPolicy(BaseModel):
     due_soon_seconds: int = Field(3600, ge=0, le=7 * 86400)
 
 
-class NotificationPrefsIn(BaseModel):
+class NotificationPrefsIn(WriteModel):
     channel: Literal["email", "sms", "none"] = "email"
     email: Email = None
     phone: Phone = None
