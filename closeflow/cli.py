@@ -219,7 +219,7 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
     from services.prospecting.import_cli import summary, upload
 
     # The first admin (else ops) key of CLOSEFLOW_API_KEYS: importing is an ops task.
-    key = settings.internal_api_key
+    key = settings.operator_key
     report = asyncio.run(
         upload(args.file, url=args.url or settings.prospecting_url, api_key=key, fmt=args.format)
     )

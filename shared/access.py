@@ -36,7 +36,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.routing import APIRoute, iter_route_contexts
 from starlette.routing import compile_path
 
-from shared.auth import ROLES, Principal, Role, authenticate, presented_key
+from shared.auth import ROLES, SERVICE, Principal, Role, authenticate, presented_key
 from shared.errors import AppError
 from shared.issued_keys import KeyLookup
 
@@ -68,7 +68,7 @@ class Rule:
     def describe(self) -> str:
         if self.public:
             return "public"
-        who = "/".join(r for r in ROLES if r in self.roles)
+        who = "/".join(r for r in (*ROLES, SERVICE) if r in self.roles)
         kinds = ", ".join(o.kind for o in self.owners)
         return f"{who} (rep: own {kinds} only)" if self.owners else who
 
@@ -77,6 +77,9 @@ PUBLIC = Rule(frozenset(), public=True)
 ADMIN = Rule(frozenset({"admin"}))
 OPS = Rule(frozenset({"admin", "ops"}))
 ANY_ROLE = Rule(frozenset(ROLES))  # reads a rep needs to work: cadences, playbook, frameworks
+# /internal/*: the services calling each other with CLOSEFLOW_SERVICE_TOKEN, never a person's key
+SERVICE_ONLY = Rule(frozenset({SERVICE}))
+INTERNAL_PREFIX = "/internal/"
 
 
 def rep_own(*wheres: str) -> Rule:
@@ -212,10 +215,15 @@ async def enforce_access(request: Request) -> None:
     rule = table.policies.get((request.method, template or ""))
     if rule is None:
         rule = ADMIN  # fail closed: a route nobody classified is for admins only
+    if (template or request.url.path).startswith(INTERNAL_PREFIX):
+        rule = SERVICE_ONLY  # whatever a table says: no person's key reaches /internal/*
     if rule.public:
         return
     principal = await authenticate(request, presented_key(request))
-    if principal.role not in rule.roles:
+    # the service token also reads and writes what an admin may (services read each other's
+    # data through the public routes, e.g. GET /prospects/{id})
+    role = "admin" if principal.role == SERVICE and rule is not SERVICE_ONLY else principal.role
+    if role not in rule.roles:
         raise AppError(
             403,
             "forbidden_for_role",

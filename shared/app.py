@@ -79,7 +79,7 @@ def create_service_app(
     install_access(app, name, access.resolvers, policies)
     if access.key_lookup is not None:
         app.state.key_lookup = access.key_lookup(app)  # prospecting: issued keys are its own
-    elif settings.internal_api_key:
+    elif settings.internal_api_key:  # the service token: /internal/api-keys/introspect
         issued = IntrospectedKeys(settings.prospecting_url, settings.internal_api_key)
         app.state.key_lookup = issued
         app.state.cleanup.append(issued.close)

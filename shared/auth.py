@@ -5,6 +5,10 @@ CLOSEFLOW_API_KEYS entries name the holder's role (see docs/guides/roles.md):
   `admin:<key>`, `ops:<key>`
   `rep:<rep_id>:<key>`    a rep's key: only that rep's prospects, deals and tasks
 Which role may call which route is decided in shared/access.py.
+
+CLOSEFLOW_SERVICE_TOKEN is the services' own credential, sent in the same header: its holder is
+the "service" principal, the only one /internal/* routes accept. No person holds it (issue 11:
+an ops key could erase any address's suppressions through /internal/erasures).
 """
 
 from __future__ import annotations
@@ -27,8 +31,10 @@ PAGE_PREFIX = "/ui/"
 PAGE_KEY_COOKIE = "closeflow_key"
 _scheme = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, description="closeflow API key")
 
-Role = Literal["admin", "ops", "rep"]
+Role = Literal["admin", "ops", "rep", "service"]
+# the roles a key of CLOSEFLOW_API_KEYS or an issued key may have: "service" is the service token's
 ROLES: tuple[Role, ...] = ("admin", "ops", "rep")
+SERVICE: Role = "service"
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,10 @@ def identify(holders: dict[str, Principal], key: str) -> Principal | None:
     return found
 
 
+def is_service_token(token: str, key: str) -> bool:
+    return bool(token) and hmac.compare_digest(key.encode(), token.encode())
+
+
 def presented_key(request: Request) -> str | None:
     key = request.headers.get(API_KEY_HEADER)
     if key or not request.url.path.startswith(PAGE_PREFIX):
@@ -111,7 +121,10 @@ async def authenticate(request: Request, key: str | None) -> Principal:
         return known
     if not key:
         raise AppError(401, "missing_api_key", f"send your API key in the {API_KEY_HEADER} header")
-    principal = identify(request.app.state.settings.api_principals, key)
+    settings = request.app.state.settings
+    principal = identify(settings.api_principals, key)
+    if principal is None and is_service_token(settings.service_token.get_secret_value(), key):
+        principal = Principal(SERVICE)
     lookup: Callable[[str], Awaitable[Principal | None]] | None = getattr(
         request.app.state, "key_lookup", None
     )

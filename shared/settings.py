@@ -29,7 +29,7 @@ def _split_csv(value: object) -> object:
 
 # --- production secrets (issue 11) ---------------------------------------------------------------
 # Secrets the operator generates: required, 32+ characters, never a placeholder.
-REQUIRED_SECRETS = ("erasure_pepper", "twilio_auth_token")
+REQUIRED_SECRETS = ("erasure_pepper", "twilio_auth_token", "service_token")
 # Secrets whose absence disables a feature (a provider's webhooks): empty, or as above.
 OPTIONAL_SECRETS = ("mailgun_signing_key", "postmark_webhook_password")
 # Secrets a provider issues with its own length (SMTP passwords, Temporal Cloud keys): empty or
@@ -237,6 +237,27 @@ class Settings(BaseSettings):
         description="SendGrid Event Webhook verification key, base64 DER as SendGrid shows it, "
         "or PEM (empty disables the SendGrid webhook)",
     )
+    # --- issue 11 hardening (helper "hardening") ---------------------------------------------
+    sendgrid_max_age_seconds: int = Field(
+        900,
+        ge=60,
+        le=86_400,
+        description="a SendGrid Event Webhook batch whose signed timestamp is older than this is "
+        "refused (403) before anything is stored: a captured batch cannot be replayed later",
+    )
+    sendgrid_max_ahead_seconds: int = Field(
+        300,
+        ge=0,
+        le=3_600,
+        description="how far in the future a SendGrid batch's signed timestamp may be (clock skew)",
+    )
+    service_token: SecretStr = Field(
+        SecretStr("dev-service-token"),
+        description="the credential the services present to each other (in X-API-Key) and the "
+        "only one /internal/* routes accept; no person holds it, and it is not one of "
+        "CLOSEFLOW_API_KEYS. Required in production (32+ random characters)",
+    )
+    # --- end of issue 11 hardening block --------------------------------------------------------
     postmark_webhook_user: str = Field(
         "", description="user name in the Postmark webhook URLs' basic auth"
     )
@@ -277,6 +298,9 @@ class Settings(BaseSettings):
     def _check_key_entries(self) -> Settings:
         _ = self.api_principals  # a malformed entry stops the process at start, not at a request
         _ = self.trusted_networks  # so does a malformed proxy network
+        if self.service_token.get_secret_value() in self.api_principals:
+            # a person's key would then reach /internal/*
+            raise ValueError("CLOSEFLOW_SERVICE_TOKEN must not be one of CLOSEFLOW_API_KEYS")
         return self
 
     @model_validator(mode="after")
@@ -337,8 +361,13 @@ class Settings(BaseSettings):
 
     @cached_property
     def internal_api_key(self) -> str:
-        """The key a closeflow process presents to another one (and the import CLI): the first
-        admin key, else the first ops key. Never a rep key: a service reads every rep's data."""
+        """The key a closeflow process presents to another one: the service token."""
+        return self.service_token.get_secret_value()
+
+    @cached_property
+    def operator_key(self) -> str:
+        """The key the import CLI presents (a person's tool): the first admin key, else the
+        first ops key. Never a rep key: an import writes every rep's prospects."""
         for role in ("admin", "ops"):
             for key, holder in self.api_principals.items():
                 if holder.role == role:

@@ -10,7 +10,16 @@ from fastapi import Request
 from sqlalchemy import select
 
 from services.deals.models import Deal, Objection
-from shared.access import ANY_ROLE, OPS, Resolver, RouteKey, Rule, ServiceAccess, rep_own
+from shared.access import (
+    ANY_ROLE,
+    OPS,
+    SERVICE_ONLY,
+    Resolver,
+    RouteKey,
+    Rule,
+    ServiceAccess,
+    rep_own,
+)
 from shared.db import read_value
 
 
@@ -73,9 +82,9 @@ POLICIES: dict[RouteKey, Rule] = {
     ("POST", "/deals/{deal_id}/meetings/{meeting_id}/held"): rep_own("path:deal_id"),
     ("POST", "/deals/{deal_id}/meetings/{meeting_id}/no-show"): rep_own("path:deal_id"),
     ("GET", "/analytics/sources"): OPS,
-    ("POST", "/internal/erasures"): OPS,  # called by prospecting with its internal key
-    ("POST", "/internal/prospects/{prospect_id}/rep"): OPS,  # rep moves, likewise
-    ("GET", "/internal/prospects/{prospect_id}/timeline"): OPS,  # likewise
+    ("POST", "/internal/erasures"): SERVICE_ONLY,
+    ("POST", "/internal/prospects/{prospect_id}/rep"): SERVICE_ONLY,
+    ("GET", "/internal/prospects/{prospect_id}/timeline"): SERVICE_ONLY,
 }
 
 ACCESS = ServiceAccess(POLICIES, RESOLVERS)

@@ -11,7 +11,17 @@ from sqlalchemy import select
 
 from services.outreach.models import RepTask
 from services.outreach.prospects import ProspectDirectory
-from shared.access import ANY_ROLE, OPS, PUBLIC, Resolver, RouteKey, Rule, ServiceAccess, rep_own
+from shared.access import (
+    ANY_ROLE,
+    OPS,
+    PUBLIC,
+    SERVICE_ONLY,
+    Resolver,
+    RouteKey,
+    Rule,
+    ServiceAccess,
+    rep_own,
+)
 from shared.db import read_value
 from shared.errors import AppError
 
@@ -63,7 +73,7 @@ POLICIES: dict[RouteKey, Rule] = {
     ("GET", "/prospects/{prospect_id}/journeys"): rep_own("path:prospect_id"),  # every run
     ("GET", "/follow-ups"): OPS,
     ("GET", "/inbox-events"): OPS,
-    ("POST", "/internal/prospects/{prospect_id}/journeys/reopen"): OPS,  # deals' /reopen
+    ("POST", "/internal/prospects/{prospect_id}/journeys/reopen"): SERVICE_ONLY,
     ("GET", "/journeys/{prospect_id}"): rep_own("path:prospect_id"),
     ("POST", "/journeys/{prospect_id}/pause"): rep_own("path:prospect_id"),
     ("POST", "/journeys/{prospect_id}/resume"): rep_own("path:prospect_id"),
@@ -83,15 +93,15 @@ POLICIES: dict[RouteKey, Rule] = {
     ("GET", "/do-not-contact"): OPS,
     ("DELETE", "/do-not-contact/{entry_id}"): OPS,
     ("GET", "/reps/{rep_id}/inbox"): rep_own("path:rep_id"),
-    ("POST", "/internal/auto-enrollments"): OPS,  # prospecting's outbox, internal key
-    ("POST", "/internal/prospects/{prospect_id}/rep"): OPS,  # rep moves, likewise
-    ("POST", "/internal/erasures"): OPS,  # called by prospecting with its internal key
-    ("GET", "/internal/prospects/{prospect_id}/timeline"): OPS,  # likewise
+    ("POST", "/internal/auto-enrollments"): SERVICE_ONLY,
+    ("POST", "/internal/prospects/{prospect_id}/rep"): SERVICE_ONLY,
+    ("POST", "/internal/erasures"): SERVICE_ONLY,
+    ("GET", "/internal/prospects/{prospect_id}/timeline"): SERVICE_ONLY,
     ("GET", "/tasks/{task_id}"): rep_own("path:task_id"),
     ("POST", "/tasks/{task_id}/snooze"): rep_own("path:task_id"),
     ("POST", "/tasks/{task_id}/reassign"): rep_own("path:task_id"),
     ("POST", "/prospects/{prospect_id}/tasks/reassign"): OPS,  # follows a prospect reassignment
-    ("POST", "/internal/reps/{rep_id}/tasks/reassign"): OPS,  # a deactivated rep's, outbox
+    ("POST", "/internal/reps/{rep_id}/tasks/reassign"): SERVICE_ONLY,
     ("GET", "/tasks/{task_id}/notifications"): rep_own("path:task_id"),
     ("GET", "/task-policy"): OPS,
     ("PUT", "/task-policy"): OPS,

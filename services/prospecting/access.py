@@ -16,6 +16,7 @@ from shared.access import (
     ANY_ROLE,
     OPS,
     PUBLIC,
+    SERVICE_ONLY,
     Resolver,
     RouteKey,
     Rule,
@@ -61,7 +62,7 @@ POLICIES: dict[RouteKey, Rule] = {
     ("POST", "/api-keys"): ADMIN,
     ("GET", "/api-keys"): ADMIN,
     ("DELETE", "/api-keys/{key_id}"): ADMIN,
-    ("POST", "/internal/api-keys/introspect"): OPS,  # the other services, internal key
+    ("POST", "/internal/api-keys/introspect"): SERVICE_ONLY,
     ("GET", "/assignment-rules"): OPS,
     ("PUT", "/assignment-rules"): OPS,
     ("PATCH", "/prospects/{prospect_id}"): OPS,  # reassignment

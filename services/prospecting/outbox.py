@@ -71,7 +71,7 @@ def service_urls(settings: Settings) -> dict[str, str]:
 
 
 def service_key(settings: Settings) -> str:
-    """The key prospecting calls the other services with: an admin (else ops) key."""
+    """The key prospecting calls the other services with: the service token."""
     return settings.internal_api_key
 
 

@@ -10,7 +10,16 @@ from fastapi import Request
 from sqlalchemy import select
 
 from services.referrals.models import ReferralAsk
-from shared.access import OPS, PUBLIC, Resolver, RouteKey, Rule, ServiceAccess, rep_own
+from shared.access import (
+    OPS,
+    PUBLIC,
+    SERVICE_ONLY,
+    Resolver,
+    RouteKey,
+    Rule,
+    ServiceAccess,
+    rep_own,
+)
 from shared.db import read_value
 
 
@@ -39,9 +48,9 @@ POLICIES: dict[RouteKey, Rule] = {
     ("GET", "/r/{token}"): PUBLIC,
     ("POST", "/r/{token}"): PUBLIC,
     ("GET", "/analytics"): OPS,
-    ("POST", "/internal/erasures"): OPS,  # called by prospecting with its internal key
-    ("GET", "/internal/prospects/{prospect_id}/timeline"): OPS,  # likewise
-    ("POST", "/internal/prospects/{prospect_id}/rep"): OPS,  # rep moves, likewise
+    ("POST", "/internal/erasures"): SERVICE_ONLY,
+    ("GET", "/internal/prospects/{prospect_id}/timeline"): SERVICE_ONLY,
+    ("POST", "/internal/prospects/{prospect_id}/rep"): SERVICE_ONLY,
 }
 
 ACCESS = ServiceAccess(POLICIES, RESOLVERS)

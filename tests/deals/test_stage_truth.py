@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.support.deals import GOOD_ANSWERS, DealsEnv, signals
+from tests.support.settings import SERVICE_AUTH
 
 
 def moves(got: list[dict[str, Any]]) -> list[tuple[str, str | None]]:
@@ -44,17 +45,25 @@ async def test_every_stage_move_reaches_the_journey_in_order(env: DealsEnv) -> N
 
 async def test_a_new_rep_takes_the_open_deals_and_closed_ones_stay(env: DealsEnv) -> None:
     open_id, prospect_id, _ = await env.open_deal()
-    r = await env.http.post(f"/internal/prospects/{prospect_id}/rep", json={"rep_id": "rep-2"})
+    r = await env.http.post(
+        f"/internal/prospects/{prospect_id}/rep", json={"rep_id": "rep-2"}, headers=SERVICE_AUTH
+    )
     assert r.json() == {"prospect_id": prospect_id, "rep_id": "rep-2", "moved": 1}
-    again = await env.http.post(f"/internal/prospects/{prospect_id}/rep", json={"rep_id": "rep-2"})
+    again = await env.http.post(
+        f"/internal/prospects/{prospect_id}/rep", json={"rep_id": "rep-2"}, headers=SERVICE_AUTH
+    )
     assert again.json()["moved"] == 0  # the outbox's retry changes nothing
     assert (await env.http.get(f"/deals/{open_id}")).json()["rep_id"] == "rep-2"
 
     won_id, _ = await env.presenting_deal()
     won = (await env.http.get(f"/deals/{won_id}")).json()
     await env.http.post(f"/deals/{won_id}/close", json={"outcome": "won", "reason": "signed"})
-    r = await env.http.post(f"/internal/prospects/{won['prospect_id']}/rep", json={"rep_id": "x"})
+    r = await env.http.post(
+        f"/internal/prospects/{won['prospect_id']}/rep", json={"rep_id": "x"}, headers=SERVICE_AUTH
+    )
     assert r.json()["moved"] == 0
     assert (await env.http.get(f"/deals/{won_id}")).json()["rep_id"] == "rep-1"
-    r = await env.http.post(f"/internal/prospects/{prospect_id}/rep", json={"rep_id": ""})
+    r = await env.http.post(
+        f"/internal/prospects/{prospect_id}/rep", json={"rep_id": ""}, headers=SERVICE_AUTH
+    )
     assert r.status_code == 422

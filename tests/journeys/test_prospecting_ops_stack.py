@@ -26,7 +26,7 @@ from tests.support.ports import free_port
 from tests.support.sandboxes import sandboxes
 from tests.support.scenarios import Driver, Urls, fast_cadence
 from tests.support.serve import serve
-from tests.support.settings import AUTH
+from tests.support.settings import AUTH, SERVICE_AUTH
 from tests.support.stack import StackDriver, build_app, service_urls
 
 
@@ -152,7 +152,12 @@ async def _scenario(d: Driver, urls: Urls, env: WorkflowEnvironment, settings: S
     assert (deals["items"] if isinstance(deals, dict) else deals) == []
     for part in ("outreach", "deals", "referrals"):
         base = getattr(urls, part)
-        assert await d.ok("GET", f"{base}/internal/prospects/{ada['id']}/timeline") == []
+        assert (
+            await d.ok(
+                "GET", f"{base}/internal/prospects/{ada['id']}/timeline", headers=SERVICE_AUTH
+            )
+            == []
+        )
 
     # never contacted again: a new prospect with the address is refused, and so is enrollment of
     # anyone carrying it
@@ -169,7 +174,7 @@ async def _scenario(d: Driver, urls: Urls, env: WorkflowEnvironment, settings: S
         "prospect_id": zed["id"],
         "email_digest": digest(settings.erasure_pepper.get_secret_value(), "email", zed["email"]),
     }
-    await d.ok("POST", f"{urls.outreach}/internal/erasures", json=order)
+    await d.ok("POST", f"{urls.outreach}/internal/erasures", json=order, headers=SERVICE_AUTH)
     refused = await d.http.post(
         f"{urls.outreach}/enrollments", json={"prospect_id": zed["id"], "cadence_id": cadence["id"]}
     )

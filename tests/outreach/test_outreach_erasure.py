@@ -8,6 +8,7 @@ from sqlalchemy import select
 from services.outreach import models
 from shared.erasure import digest
 from tests.support.sending import SendingRig, contact, email_touch, outcome
+from tests.support.settings import SERVICE_AUTH
 
 
 async def test_an_erased_address_is_never_sent_to_again(sending_rig: SendingRig) -> None:
@@ -22,10 +23,10 @@ async def test_an_erased_address_is_never_sent_to_again(sending_rig: SendingRig)
             "email": ada.email,
             "email_digest": digest(pepper, "email", ada.email or ""),
         }
-        first = await r.api.post("/internal/erasures", json=order)
+        first = await r.api.post("/internal/erasures", json=order, headers=SERVICE_AUTH)
         assert first.status_code == 200, first.text
         assert first.json()["deleted"]["messages"] == 1
-        again = await r.api.post("/internal/erasures", json=order)
+        again = await r.api.post("/internal/erasures", json=order, headers=SERVICE_AUTH)
         assert again.status_code == 200 and again.json()["deleted"]["messages"] == 0
         assert await r.ledger(ada) == []
         async with r.sessions() as session:

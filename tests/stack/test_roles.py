@@ -38,7 +38,7 @@ from services.prospecting.app import create_app as prospecting_app
 from services.referrals.access import POLICIES as REFERRALS_POLICIES
 from services.referrals.activities import ReferralsActivities
 from services.referrals.app import create_app as referrals_app
-from shared.access import COMMON, PUBLIC, RouteKey, Rule, api_routes
+from shared.access import COMMON, PUBLIC, SERVICE_ONLY, RouteKey, Rule, api_routes
 from shared.auth import API_KEY_HEADER
 from shared.contracts.journey import (
     JourneyState,
@@ -53,9 +53,10 @@ from shared.settings import SERVICES, Settings
 from tests.support.databases import POSTGRES_URL
 from tests.support.ports import free_port
 from tests.support.serve import serve
-from tests.support.settings import make_settings
+from tests.support.settings import SERVICE_AUTH, make_settings
 
 ADMIN_KEY, OPS_KEY, REP_A_KEY, REP_B_KEY = "admin-key", "ops-key", "rep-a-key", "rep-b-key"
+SERVICE_TOKEN = SERVICE_AUTH[API_KEY_HEADER]
 ACCESS_CODES = {"missing_api_key", "invalid_api_key", "forbidden_for_role", "not_your_resource"}
 ACCESS_CODES |= {"rep_scope_required"}
 FILLER = "nosuch"  # any other path parameter: the handler answers 404/422, after access
@@ -509,6 +510,14 @@ async def test_route(stack: Stack, service: str, method: str, path: str) -> None
     assert wrong.status_code == 401 and code(wrong) in ("invalid_api_key", None), wrong.text
 
     # admin may do everything, on anyone's data (B's ids, called with no rep relation)
+    if rule == SERVICE_ONLY:  # /internal/*: the services' token, nobody's key (issue 11)
+        for key in (ADMIN_KEY, OPS_KEY, REP_A_KEY):
+            person = await stack.call(service, method, path, key, stack.b, rule)
+            assert (person.status_code, code(person)) == (403, "forbidden_for_role"), person.text
+        by_service = await stack.call(service, method, path, SERVICE_TOKEN, stack.b, rule)
+        assert through(by_service), (by_service.status_code, by_service.text)
+        return
+
     admin = await stack.call(service, method, path, ADMIN_KEY, stack.b, rule)
     assert through(admin), (admin.status_code, admin.text)
 

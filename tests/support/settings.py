@@ -10,6 +10,9 @@ from tests.support.ports import DEAD_PORT, DEAD_URL
 
 API_KEY = "test-key"
 AUTH = {"X-API-Key": API_KEY}
+# what the services present to each other (the default CLOSEFLOW_SERVICE_TOKEN outside production):
+# the only credential /internal/* routes accept
+SERVICE_AUTH = {"X-API-Key": "dev-service-token"}
 
 # Where a service would reach another one, Temporal, SMTP or Twilio. A prospecting app built with
 # the default outreach URL posted /internal/auto-enrollments to 127.0.0.1:8002 every few seconds.
@@ -51,4 +54,5 @@ PRODUCTION: dict[str, str] = {
     "postal_address": "Example Inc., 1 Main St, Springfield",
     "twilio_api_base_url": "https://api.twilio.com",
     "smtp_tls": "starttls",
+    "service_token": "svc-Lk4pW9qZ2rT7vX1nB6mC3hJ8dF5gS0aY",
 }

@@ -56,17 +56,17 @@ def test_settings_parse_the_comma_separated_list_and_keep_secrets_out_of_errors(
         "k2": Principal("rep", "r2"),
     }
     assert settings.api_key_values == {"root", "o1", "k1", "k2"}
-    assert settings.internal_api_key == "root"
+    assert settings.operator_key == "root"
     with pytest.raises(ValidationError) as err:
         Settings(api_keys="good-key, rep:topsecretvalue")  # type: ignore[call-arg]
     assert "entry 2" in str(err.value) and "topsecretvalue" not in str(err.value)
     assert "good-key" not in str(err.value)
 
 
-def test_the_internal_key_is_never_a_rep_key() -> None:
+def test_the_operator_key_is_never_a_rep_key() -> None:
     only_reps = Settings(api_keys="rep:r1:k1, ops:o1")  # type: ignore[call-arg]
-    assert only_reps.internal_api_key == "o1"
-    assert Settings(api_keys="rep:r1:k1").internal_api_key == ""  # type: ignore[call-arg]
+    assert only_reps.operator_key == "o1"
+    assert Settings(api_keys="rep:r1:k1").operator_key == ""  # type: ignore[call-arg]
 
 
 def test_production_refuses_the_dev_key_under_any_role() -> None:
