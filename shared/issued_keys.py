@@ -1,8 +1,10 @@
 """API keys issued through the API (admin only), next to the ones in CLOSEFLOW_API_KEYS.
 
 Prospecting stores them (SHA-256 only, services/prospecting/api_keys.py) and answers
-POST /internal/api-keys/introspect; the other services ask it and keep each answer for
-CACHE_SECONDS, so a revoked key stops working there within that time (at once in prospecting).
+POST /internal/api-keys/introspect; the other services ask it and keep a live key's answer for
+CACHE_SECONDS (one second), so a revoked key stops working there within a second (at once in
+prospecting). An unknown or revoked key's answer is never kept: a key issued a moment after a
+miss works at once, and made-up keys cannot fill the cache. The cache is a bounded LRU.
 Only keys that look issued (ISSUED_PREFIX) are looked up: random junk costs no round trip.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
 import httpx
@@ -19,7 +22,7 @@ from shared.auth import API_KEY_HEADER, ROLES, Principal
 from shared.errors import AppError
 
 ISSUED_PREFIX = "cf_"
-CACHE_SECONDS = 30.0
+CACHE_SECONDS = 1.0  # how long a revoked key may still work in another service
 CACHE_ENTRIES = 10_000
 INTROSPECT_PATH = "/internal/api-keys/introspect"
 
@@ -48,6 +51,8 @@ class IntrospectedKeys:
         internal_key: str,
         transport: httpx.AsyncBaseTransport | None = None,
         ttl: float = CACHE_SECONDS,
+        max_entries: int = CACHE_ENTRIES,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._http = httpx.AsyncClient(
             base_url=base_url,
@@ -56,15 +61,21 @@ class IntrospectedKeys:
             transport=transport,
         )
         self._ttl = ttl
-        self._cache: dict[str, tuple[float, Principal | None]] = {}  # by hash, never the key
+        self._max_entries = max_entries
+        self._clock = clock
+        # live keys only, by hash (never the key), least recently used first
+        self._cache: OrderedDict[str, tuple[float, Principal]] = OrderedDict()
 
     async def __call__(self, key: str) -> Principal | None:
         if not looks_issued(key):
             return None
         digest = key_hash(key)
         hit = self._cache.get(digest)
-        if hit is not None and hit[0] > time.monotonic():
-            return hit[1]
+        if hit is not None:
+            if hit[0] > self._clock():
+                self._cache.move_to_end(digest)
+                return hit[1]
+            del self._cache[digest]
         try:
             response = await self._http.post(INTROSPECT_PATH, json={"key": key})
         except httpx.HTTPError as err:
@@ -81,10 +92,14 @@ class IntrospectedKeys:
             raise AppError(
                 503, "key_check_unavailable", f"prospecting answered {response.status_code}"
             )
-        if len(self._cache) >= CACHE_ENTRIES:
-            self._cache.clear()  # bounded: a flood of made-up keys cannot grow it forever
-        self._cache[digest] = (time.monotonic() + self._ttl, principal)
+        if principal is not None:
+            self._cache[digest] = (self._clock() + self._ttl, principal)
+            while len(self._cache) > self._max_entries:
+                self._cache.popitem(last=False)
         return principal
+
+    def __len__(self) -> int:
+        return len(self._cache)
 
     async def close(self) -> None:
         await self._http.aclose()

@@ -1,0 +1,92 @@
+"""Issue 11: a revoked issued key stops working in the other services within a second (it was
+30 s), unknown keys are never cached, and the cache is a bounded LRU. Prospecting and outreach
+run in process; outreach asks prospecting through an ASGI transport, on a clock the test moves."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from shared.issued_keys import CACHE_SECONDS, INTROSPECT_PATH, IntrospectedKeys
+from tests.support.apps import Api, ServiceApp
+from tests.support.settings import SERVICE_AUTH
+
+ON_SQLITE = pytest.mark.parametrize("database_urls", ["sqlite"], indirect=True)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class CountingTransport(httpx.AsyncBaseTransport):
+    """The real prospecting app behind it; counts the key checks that reach it."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.inner = httpx.ASGITransport(app)
+        self.introspections = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == INTROSPECT_PATH:
+            self.introspections += 1
+        return await self.inner.handle_async_request(request)
+
+
+async def _wired(
+    service_app: ServiceApp, api: Api, **cache: float
+) -> tuple[httpx.AsyncClient, httpx.AsyncClient, CountingTransport, Clock]:
+    prospecting = await service_app("prospecting")
+    outreach = await service_app("outreach")
+    transport, clock = CountingTransport(prospecting), Clock()
+    lookup = IntrospectedKeys(
+        "http://prospecting", SERVICE_AUTH["X-API-Key"], transport, clock=clock, **cache
+    )
+    outreach.state.key_lookup = lookup
+    outreach.state.cleanup.append(lookup.close)
+    return await api(prospecting), await api(outreach, key=False), transport, clock
+
+
+async def _issue(prospecting: httpx.AsyncClient) -> tuple[str, str]:
+    made = await prospecting.post("/api-keys", json={"name": "ops laptop", "role": "ops"})
+    assert made.status_code == 201, made.text
+    return made.json()["id"], made.json()["key"]
+
+
+@ON_SQLITE
+async def test_a_revoked_key_stops_working_elsewhere_within_a_second(
+    service_app: ServiceApp, api: Api
+) -> None:
+    prospecting, outreach, _, clock = await _wired(service_app, api)
+    key_id, key = await _issue(prospecting)
+    assert (await outreach.get("/cadences", headers={"X-API-Key": key})).status_code == 200
+    assert (await prospecting.delete(f"/api-keys/{key_id}")).status_code == 204
+    clock.now += CACHE_SECONDS
+    answer = await outreach.get("/cadences", headers={"X-API-Key": key})
+    assert answer.status_code == 401, answer.text
+    assert CACHE_SECONDS <= 1.0
+
+
+@ON_SQLITE
+async def test_unknown_keys_are_asked_about_every_time(service_app: ServiceApp, api: Api) -> None:
+    _, outreach, transport, _ = await _wired(service_app, api)
+    made_up = {"X-API-Key": "cf_" + "x" * 43}
+    for _ in range(3):
+        assert (await outreach.get("/cadences", headers=made_up)).status_code == 401
+    assert transport.introspections == 3
+
+
+@ON_SQLITE
+async def test_the_cache_is_a_bounded_lru(service_app: ServiceApp, api: Api) -> None:
+    prospecting, outreach, transport, _ = await _wired(service_app, api, max_entries=2)
+    keys = [(await _issue(prospecting))[1] for _ in range(3)]
+    for key in (keys[0], keys[1], keys[0], keys[2]):  # keys[1] is the least recently used
+        assert (await outreach.get("/cadences", headers={"X-API-Key": key})).status_code == 200
+    assert transport.introspections == 3
+    assert (await outreach.get("/cadences", headers={"X-API-Key": keys[0]})).status_code == 200
+    assert transport.introspections == 3  # still cached
+    assert (await outreach.get("/cadences", headers={"X-API-Key": keys[1]})).status_code == 200
+    assert transport.introspections == 4  # evicted, asked again
