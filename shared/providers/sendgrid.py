@@ -77,6 +77,24 @@ def verify_sendgrid_signature(
     return True
 
 
+def timestamp_problem(
+    timestamp: str | None, *, now: float, max_age_seconds: int, max_ahead_seconds: int
+) -> str | None:
+    """Why a (signed) timestamp header is outside the accepted window; None when inside. The
+    signature covers it, so bounding it bounds when a captured batch can be replayed. SendGrid
+    signs every attempt anew: its retries carry a fresh timestamp, old events inside them do
+    not matter here."""
+    try:
+        sent = int(timestamp or "")
+    except ValueError:
+        return f"{TIMESTAMP_HEADER} is not a Unix time"
+    if sent < now - max_age_seconds:
+        return f"{TIMESTAMP_HEADER} is more than {max_age_seconds} s old: a replayed batch?"
+    if sent > now + max_ahead_seconds:
+        return f"{TIMESTAMP_HEADER} is more than {max_ahead_seconds} s in the future"
+    return None
+
+
 # --- the sending side: keys, signatures and payloads as SendGrid makes them --------------------
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -34,6 +35,7 @@ from shared.providers.sendgrid import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     InvalidPublicKey,
+    timestamp_problem,
     verify_sendgrid_signature,
 )
 
@@ -117,6 +119,15 @@ async def events(request: Request, session: Session) -> dict[str, int]:
         raise AppError(500, "webhook_misconfigured", "the SendGrid key is not usable") from err
     if not ok:
         raise AppError(403, "invalid_signature", f"{SIGNATURE_HEADER} does not match this request")
+    settings = settings_of(request)
+    stale = timestamp_problem(
+        headers.get(TIMESTAMP_HEADER),
+        now=time.time(),
+        max_age_seconds=settings.sendgrid_max_age_seconds,
+        max_ahead_seconds=settings.sendgrid_max_ahead_seconds,
+    )
+    if stale is not None:  # refused before anything is stored: no replayed suppressions
+        raise AppError(403, "timestamp_out_of_window", stale)
     counts = {"processed": 0, "duplicates": 0, "rejected": 0}
     whole_problem: str | None
     try:
