@@ -11,18 +11,35 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shared.errors import error_body
 
 
+def too_large_message(limit: int, declared: int | None = None) -> str:
+    said = f" (Content-Length: {declared})" if declared is not None else ""
+    return (
+        f"the request body is larger than this service accepts{said}: at most {limit} bytes; "
+        "send less (e.g. split an import into several files)"
+    )
+
+
 class BodyTooLarge(HTTPException):
     """Raised from `receive`: FastAPI lets an HTTPException out of its body parsing (any other
     error there becomes a 400), and the service's handler renders it in the JSON error shape."""
 
     def __init__(self, limit: int) -> None:
-        super().__init__(413, f"the request body is larger than {limit} bytes")
+        super().__init__(413, too_large_message(limit))
 
 
-def too_large_response(limit: int) -> JSONResponse:
+def too_large_response(limit: int, declared: int | None = None) -> JSONResponse:
     return JSONResponse(
-        error_body("payload_too_large", f"the request body is larger than {limit} bytes", []),
+        error_body("payload_too_large", too_large_message(limit, declared), []),
         status_code=413,
+        headers={"connection": "close"},
+    )
+
+
+def bad_length_response() -> JSONResponse:
+    message = "the Content-Length header must be a whole number of bytes (digits only)"
+    return JSONResponse(
+        error_body("invalid_content_length", message, []),
+        status_code=400,
         headers={"connection": "close"},
     )
 
@@ -43,12 +60,13 @@ class BodyLimit:
         limit = self.max_bytes
         for name, value in scope["headers"]:
             if name == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    declared = -1
-                if declared < 0 or declared > limit:
-                    await too_large_response(limit)(scope, receive, send)
+                # digits only: int() would also take "-1", " 1", "1_000" and "+5"
+                if not value.isdigit():
+                    await bad_length_response()(scope, receive, send)
+                    return
+                declared = int(value)
+                if declared > limit:
+                    await too_large_response(limit, declared)(scope, receive, send)
                     return
         read = 0
         started = False
