@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.closeflow-installed
 
-.PHONY: chromium install run test lint format migrate bench bench-webhooks bench-funnel settings settings-doc clean
+.PHONY: chromium install run test lint format migrate bench bench-webhooks bench-funnel settings settings-doc clean lock
 
 install: $(STAMP)
 
@@ -27,6 +27,13 @@ test: $(STAMP) chromium
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 	$(BIN)/pytest -q  # workers, distribution and the 20 slowest: pyproject's addopts
+
+# requirements.lock: the production image's dependencies (pyproject's [project] dependencies, no
+# dev extras), each pinned with every file's sha256, for `pip install --require-hashes --no-deps`.
+# Rerun after changing a dependency; tests/security/test_lock_file.py checks they agree.
+lock: $(STAMP)
+	$(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes \
+		--no-header --quiet -o requirements.lock
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
