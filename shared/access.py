@@ -39,6 +39,7 @@ from starlette.routing import compile_path
 from shared.auth import ROLES, SERVICE, Principal, Role, authenticate, presented_key
 from shared.errors import AppError
 from shared.issued_keys import KeyLookup
+from shared.requests import has_nul
 
 log = logging.getLogger(__name__)
 
@@ -215,6 +216,9 @@ async def enforce_access(request: Request) -> None:
     rule = table.policies.get((request.method, template or ""))
     if rule is None:
         rule = ADMIN  # fail closed: a route nobody classified is for admins only
+    if has_nul(request.url.path) or has_nul(request.url.query) or "%00" in request.url.query:
+        # before public routes too: PostgreSQL text cannot hold a NUL (a 500 there, not a 404)
+        raise AppError(422, "nul_character", "the path or query string holds a NUL character")
     if (template or request.url.path).startswith(INTERNAL_PREFIX):
         rule = SERVICE_ONLY  # whatever a table says: no person's key reaches /internal/*
     if rule.public:

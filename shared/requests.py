@@ -7,8 +7,31 @@ webhooks do not use these models: providers add fields to their payloads without
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, field_validator
+
+NUL = "\x00"
+
+
+def has_nul(value: Any) -> bool:
+    """A NUL character anywhere in a string of `value` (PostgreSQL text cannot hold one)."""
+    if isinstance(value, str):
+        return NUL in value
+    if isinstance(value, dict):
+        return any(has_nul(k) or has_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(has_nul(v) for v in value)
+    return False
 
 
 class WriteModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        # PostgreSQL refuses NUL in text: without this a "\u0000" in any field was a 500 there
+        if has_nul(value):
+            raise ValueError("must not contain a NUL character (\\u0000)")
+        return value
