@@ -6,7 +6,9 @@ the same images, and ask closeflow for a client certificate (mTLS)."""
 from __future__ import annotations
 
 import re
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -245,3 +247,52 @@ def test_helm_values_run_each_temporal_service_replicated(service: str) -> None:
     assert values["replicaCount"] >= 2
     assert values["podDisruptionBudget"]["minAvailable"] < values["replicaCount"]
     assert values["topologySpreadConstraints"]
+
+
+def test_the_schema_job_sets_up_then_updates_both_databases(tmp_path: Path) -> None:
+    # the job's script as the container's /bin/sh runs it (compose turns $$ into $), with a
+    # stand-in temporal-sql-tool that records the database and arguments of each call
+    script = compose()["services"]["temporal-schema"]["command"][0].replace("$$", "$")
+    calls = tmp_path / "calls"
+    stand_in = tmp_path / "temporal-sql-tool"
+    stand_in.write_text(f'#!/bin/sh\necho "$SQL_DATABASE $*" >> {calls}\n')
+    stand_in.chmod(0o755)
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin"}
+    subprocess.run(["sh", "-c", script], env=env, check=True, timeout=30)
+    schemas = "/etc/temporal/schema/postgresql/v12"
+    assert calls.read_text().splitlines() == [
+        "temporal setup-schema -v 0.0",
+        f"temporal update-schema --schema-dir {schemas}/temporal/versioned",
+        "temporal_visibility setup-schema -v 0.0",
+        f"temporal_visibility update-schema --schema-dir {schemas}/visibility/versioned",
+    ]
+
+
+def test_a_failing_schema_step_fails_the_job(tmp_path: Path) -> None:
+    # set -e: the server must not start on a half-made schema
+    script = compose()["services"]["temporal-schema"]["command"][0].replace("$$", "$")
+    stand_in = tmp_path / "temporal-sql-tool"
+    stand_in.write_text("#!/bin/sh\nexit 3\n")
+    stand_in.chmod(0o755)
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin"}
+    result = subprocess.run(["sh", "-c", script], env=env, check=False, timeout=30)
+    assert result.returncode == 3
+
+
+@pytest.mark.parametrize(
+    ("exists", "calls"), [(True, ["describe"]), (False, ["describe", "create"])]
+)
+def test_the_namespace_job_creates_the_namespace_once(
+    tmp_path: Path, exists: bool, calls: list[str]
+) -> None:
+    script = compose()["services"]["temporal-namespace"]["command"][0].replace("$$", "$")
+    log = tmp_path / "calls"
+    stand_in = tmp_path / "temporal"
+    describe_status = 0 if exists else 1
+    stand_in.write_text(
+        f'#!/bin/sh\necho "$3" >> {log}\n[ "$3" = describe ] && exit {describe_status}\nexit 0\n'
+    )
+    stand_in.chmod(0o755)
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin"}
+    subprocess.run(["sh", "-c", script], env=env, check=True, timeout=30)
+    assert log.read_text().split() == calls
