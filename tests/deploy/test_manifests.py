@@ -378,3 +378,19 @@ def test_public_urls_are_ingress_hosts_over_https(setting: str) -> None:
     url = config_map()[setting]
     assert url.startswith("https://")
     assert url.removeprefix("https://").rstrip("/") in {r["host"] for r in ingress["spec"]["rules"]}
+
+
+def test_the_config_with_its_secret_filled_in_passes_the_production_checks() -> None:
+    # what an operator applies: the ConfigMap, and the Secret's shape with generated values
+    (secret,) = k8s_docs(K8S_EXAMPLES)
+    generated = "R7tY2wK5mB9cF4hJ6dS1aGZq8vN3xL0p"
+    filled = {
+        name: (f"admin:{generated}" if name == "CLOSEFLOW_API_KEYS" else generated)
+        if value == "" and name in SECRET_SETTINGS
+        else str(value)
+        for name, value in secret["stringData"].items()
+    }
+    values = {**config_map(), **filled}
+    settings = Settings(**{k.removeprefix("CLOSEFLOW_").lower(): v for k, v in values.items()})
+    assert settings.environment == "production"
+    assert settings.temporal_tls and settings.temporal_tls_cert
