@@ -33,6 +33,15 @@ NAMESPACE = "closeflow"
 # checks them against the fields their project documents)
 CUSTOM_API_GROUPS = ("keda.sh/",)
 
+# What an operator fills in for a secret: a generated value (production refuses placeholders
+# and short secrets, issue 11); API keys carry their role.
+FILLED = "R7tY2wK5mB9cF4hJ6dS1aGZq8vN3xL0p"
+
+
+def filled(setting: str) -> str:
+    return f"admin:{FILLED}" if setting == "CLOSEFLOW_API_KEYS" else FILLED
+
+
 # Settings of the workers' health, metrics and graceful shutdown (issue 12), named with the
 # helper that adds them to shared/settings.py: the manifests use them already.
 WORKER_SETTINGS = {

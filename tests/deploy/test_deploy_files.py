@@ -24,6 +24,7 @@ from tests.deploy.files import (
     ROOT,
     WORKER_SETTINGS,
     compose,
+    filled,
     k8s_docs,
 )
 from tests.deploy.files import containers as k8s_containers
@@ -111,20 +112,11 @@ def test_k8s_config_holds_only_settings() -> None:
         assert keys <= KNOWN_VARS, f"{name}: {keys - KNOWN_VARS}"
 
 
-# What an operator fills in for a required ${VAR:?...}: a generated secret (production refuses
-# placeholders and short secrets, issue 11), API keys with their role.
-FILLED = "R7tY2wK5mB9cF4hJ6dS1aGZq8vN3xL0p"
-
-
 def _interpolate(value: str) -> str:
     """Compose's ${VAR:-default} takes its default; a required ${VAR:?...} a filled-in value."""
     return re.sub(
         r"\$\{(\w+)(?::?-([^}]*))?(?::?\?[^}]*)?\}",
-        lambda m: (
-            m.group(2)
-            if m.group(2) is not None
-            else (f"admin:{FILLED}" if m.group(1) == "CLOSEFLOW_API_KEYS" else FILLED)
-        ),
+        lambda m: m.group(2) if m.group(2) is not None else filled(m.group(1)),
         value,
     )
 

@@ -23,6 +23,7 @@ from tests.deploy.files import (
     by_name,
     config_map,
     containers,
+    filled,
     k8s_docs,
     of_kind,
     pod_specs,
@@ -383,14 +384,11 @@ def test_public_urls_are_ingress_hosts_over_https(setting: str) -> None:
 def test_the_config_with_its_secret_filled_in_passes_the_production_checks() -> None:
     # what an operator applies: the ConfigMap, and the Secret's shape with generated values
     (secret,) = k8s_docs(K8S_EXAMPLES)
-    generated = "R7tY2wK5mB9cF4hJ6dS1aGZq8vN3xL0p"
-    filled = {
-        name: (f"admin:{generated}" if name == "CLOSEFLOW_API_KEYS" else generated)
-        if value == "" and name in SECRET_SETTINGS
-        else str(value)
+    secrets = {
+        name: filled(name) if value == "" and name in SECRET_SETTINGS else str(value)
         for name, value in secret["stringData"].items()
     }
-    values = {**config_map(), **filled}
+    values = {**config_map(), **secrets}
     settings = Settings(**{k.removeprefix("CLOSEFLOW_").lower(): v for k, v in values.items()})
     assert settings.environment == "production"
     assert settings.temporal_tls and settings.temporal_tls_cert
