@@ -90,3 +90,8 @@ def test_hadolint_fails_on_any_finding(tmp_path: Path) -> None:
     )
     code, output = hadolint(broken)
     assert code != 0 and "DL3008" in output, output
+
+
+def test_a_missing_validator_fails_the_suite_instead_of_skipping() -> None:
+    with pytest.raises(pytest.fail.Exception, match="is not installed"):
+        tool("closeflow-no-such-validator")
