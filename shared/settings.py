@@ -174,6 +174,26 @@ class Settings(BaseSettings):
     temporal_namespace: str = Field("default", description="Temporal namespace")
     temporal_api_key: SecretStr = Field(SecretStr(""), description="Temporal Cloud API key")
     temporal_tls: bool = Field(False, description="use TLS to reach Temporal (Temporal Cloud)")
+    # --- Temporal mTLS (issue 12): a self-hosted frontend that asks for client certificates ---
+    temporal_tls_cert: str = Field(
+        "",
+        description="PEM file of the client certificate shown to a Temporal frontend that "
+        "requires mTLS (with CLOSEFLOW_TEMPORAL_TLS_KEY); any CLOSEFLOW_TEMPORAL_TLS_* file "
+        "turns TLS on",
+    )
+    temporal_tls_key: str = Field(
+        "", description="PEM file of the private key of CLOSEFLOW_TEMPORAL_TLS_CERT"
+    )
+    temporal_tls_ca: str = Field(
+        "",
+        description="PEM file of the CA that signed the Temporal frontend's certificate "
+        "(empty: the system's trust store)",
+    )
+    temporal_tls_server_name: str = Field(
+        "",
+        description="name the Temporal frontend's certificate must carry, when it is not the "
+        "host of CLOSEFLOW_TEMPORAL_ADDRESS (e.g. a SAN reached through a Service address)",
+    )
     temporal_ui_port: int = Field(8233, description="dev server web UI port")
     task_queue_prefix: str = Field(
         "", description="prefix of every task queue name (isolates stacks sharing a namespace)"
@@ -277,6 +297,16 @@ class Settings(BaseSettings):
     def _check_key_entries(self) -> Settings:
         _ = self.api_principals  # a malformed entry stops the process at start, not at a request
         _ = self.trusted_networks  # so does a malformed proxy network
+        return self
+
+    @model_validator(mode="after")
+    def _check_temporal_client_certificate(self) -> Settings:
+        # a certificate without its key (or the reverse) would fail at the first connection,
+        # after the process has started and reported ready
+        if bool(self.temporal_tls_cert.strip()) != bool(self.temporal_tls_key.strip()):
+            raise ValueError(
+                "CLOSEFLOW_TEMPORAL_TLS_CERT and CLOSEFLOW_TEMPORAL_TLS_KEY are set together"
+            )
         return self
 
     @model_validator(mode="after")
