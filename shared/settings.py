@@ -344,6 +344,12 @@ class Settings(BaseSettings):
                 )
         return self
 
+    @property
+    def json_logs(self) -> bool:
+        return self.log_format == "json" or (
+            self.log_format == "auto" and self.environment == "production"
+        )
+
     def database_url(self, service: str) -> str:
         url: str = getattr(self, f"{service}_database_url")
         if url:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
@@ -67,19 +67,30 @@ def enable(provider: TracerProvider) -> None:
         instrumentor.instrument(tracer_provider=provider)
 
 
+def disable() -> None:
+    """Stop tracing (tests that enabled it); spans already made stay with their provider."""
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+
+    _state["provider"] = None
+    instrumentor = HTTPXClientInstrumentor()
+    if instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.uninstrument()
+
+
 def tracer() -> trace.Tracer:
     provider = _state["provider"]
     return trace.get_tracer(TRACER, tracer_provider=provider)
 
 
 @contextlib.contextmanager
-def span(name: str, **attributes: str | int) -> Iterator[None]:
+def span(name: str, attributes: Mapping[str, str | int] | None = None) -> Iterator[None]:
     """A span around a call the libraries do not trace (SMTP, the Twilio SDK); nothing when
     tracing is off. Attributes never hold personal data (no addresses, no bodies)."""
     if not enabled():
         yield
         return
-    with tracer().start_as_current_span(name, kind=trace.SpanKind.CLIENT, attributes=attributes):
+    kind = trace.SpanKind.CLIENT
+    with tracer().start_as_current_span(name, kind=kind, attributes=dict(attributes or {})):
         yield
 
 
