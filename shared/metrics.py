@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +36,7 @@ from shared.access import AccessTable
 log = logging.getLogger(__name__)
 
 PREFIX = "closeflow_"
+RELAY_GAUGES = (f"{PREFIX}relay_backlog", f"{PREFIX}relay_oldest_age_seconds")
 GAUGE_TTL = 5.0
 # request latency buckets (seconds): most routes answer in milliseconds; webhooks and starts
 # that wait on Temporal in tens to hundreds
@@ -217,7 +218,14 @@ class HttpMetrics:
             m.webhooks.labels(provider, webhook_result(status)).inc()
 
 
-def names(registry: CollectorRegistry) -> Iterator[str]:
-    """Every metric family name the registry exposes now (tests and the dashboard check)."""
-    for family in registry.collect():
-        yield family.name
+def exported_names(gauges: Iterable[DbGauge]) -> set[str]:
+    """Every series name an API's /metrics may carry, with these business gauges (the names
+    the dashboard, the alert rules and docs/operations.md may use)."""
+    metrics = ServiceMetrics("any")
+    series = {s.name for family in metrics.registry.collect() for s in family.samples}
+    for family in metrics.registry.collect():  # a histogram's samples appear once observed
+        if family.type == "histogram":
+            series |= {f"{family.name}{suffix}" for suffix in ("_bucket", "_sum", "_count")}
+        if family.type == "counter":
+            series.add(f"{family.name}_total")
+    return series | set(RELAY_GAUGES) | {f"{PREFIX}{g.name}" for g in gauges}

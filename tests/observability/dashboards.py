@@ -12,9 +12,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2] / "deploy" / "observability"
 RULES = ROOT / "alerts.yaml"
 DASHBOARD = ROOT / "grafana-dashboard.json"
-# a metric name in PromQL: ours and the Temporal SDK's; histogram series end in a suffix
+# a metric name in PromQL: ours and the Temporal SDK's
 NAME = re.compile(r"\b((?:closeflow|temporal)_[a-zA-Z0-9_]+)")
-HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 
 
 def rule_expressions() -> Iterator[tuple[str, str]]:
@@ -32,14 +31,8 @@ def dashboard_expressions() -> Iterator[tuple[str, str]]:
 
 
 def metric_names(expr: str) -> set[str]:
-    names = set()
-    for name in NAME.findall(expr):
-        for suffix in HISTOGRAM_SUFFIXES:
-            if name.endswith(suffix) and not name.endswith("_total" + suffix):
-                name = name.removesuffix(suffix)
-                break
-        names.add(name)
-    return names
+    """The series names in a PromQL expression (a histogram's as `..._bucket`)."""
+    return set(NAME.findall(expr))
 
 
 def all_names() -> set[str]:
