@@ -58,6 +58,7 @@ async def build_workers(
 ) -> list[Worker]:
     """Workers for the named queues; engines they open are closed when `stack` closes."""
     workers = []
+    engines = []
     options = worker_options(settings)
     for name in expand_queues(queues):
         task_queue = settings.task_queue(name)
@@ -67,7 +68,7 @@ async def build_workers(
             )
             continue
         engine = create_engine(settings.database_url(name))
-        tracing.instrument_engine(engine)
+        engines.append(engine)
         stack.push_async_callback(engine.dispose)
         module = activities_module(name)
         activities = module.activities_for(settings, session_factory(engine))
@@ -83,6 +84,7 @@ async def build_workers(
                 **options,
             )
         )
+    tracing.instrument_engines(engines)
     return workers
 
 

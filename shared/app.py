@@ -54,7 +54,7 @@ def create_service_app(
         # every route is in place by now (app.py files include routers after this function)
         check_coverage(app, strict=settings.environment == "production")
         engine = create_engine(settings.database_url(name))
-        tracing.instrument_engine(engine)
+        tracing.instrument_engines([engine])
         app.state.engine = engine
         app.state.sessions = session_factory(engine)
         # with tracing on, starts and signals carry the request's trace into the workflow

@@ -132,3 +132,5 @@ async def test_one_trace_from_the_enrolment_to_the_smtp_send(
     in_trace = {s.name for s in finished if s.context.trace_id == trace_id}
     assert any(name.startswith("RunWorkflow:") for name in in_trace), in_trace
     assert any(name.startswith("RunActivity:") for name in in_trace), in_trace
+    # the activities' SQL statements too (SQLAlchemy instrumentation)
+    assert any(name.startswith(("INSERT ", "UPDATE ")) for name in in_trace), in_trace
