@@ -3,8 +3,8 @@
 `make run` shows one line per meaningful event. Some libraries log at INFO what nobody acts on:
 alembic its plugin set-up and its dialect guesses before every migration, aiosmtpd (the dev
 mailbox) five lines per connection (every readiness probe), uvicorn one access line per health
-probe (Kubernetes probes every few seconds). Those records are dropped; their warnings and
-errors still pass.
+probe and scrape (Kubernetes and Prometheus poll every few seconds). Those records are dropped;
+their warnings and errors still pass.
 
 Access lines never carry a query string or a token: uvicorn logs the whole request target, and
 query strings and some paths hold secrets (the public referral and unsubscribe links are
@@ -32,7 +32,8 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-HEALTH_PATH = "/healthz"
+# probed every few seconds by orchestrators and Prometheus (issue 12: readiness, metrics)
+PROBE_PATHS = ("/healthz", "/readyz", "/metrics")
 
 # Loggers whose INFO lines are all set-up or connection chatter: warnings and up only.
 QUIET_LOGGERS = ("alembic.runtime.plugins", "mail.log")
@@ -97,7 +98,7 @@ class DropInfo(logging.Filter):
             self.health_probes
             and isinstance(args, tuple)
             and len(args) >= 3
-            and str(args[2]).split("?", 1)[0] == HEALTH_PATH
+            and str(args[2]).split("?", 1)[0] in PROBE_PATHS
         )
 
 

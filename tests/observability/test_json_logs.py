@@ -9,7 +9,7 @@ import logging
 
 from opentelemetry.sdk.trace import TracerProvider
 
-from shared.logging import JsonLines, redact_access_log, request_id
+from shared.logging import DropInfo, JsonLines, redact_access_log, request_id
 
 
 def test_a_line_carries_the_trace_and_request_ids_and_no_token() -> None:
@@ -39,3 +39,18 @@ def test_a_line_carries_the_trace_and_request_ids_and_no_token() -> None:
     assert record["logger"] == "uvicorn.access" and record["level"] == "INFO"
     assert '"GET /r/*** HTTP/1.1" 200' in record["message"]
     assert "s3cr3t" not in line and "key=abc" not in line
+
+
+def test_probe_and_scrape_access_lines_are_dropped() -> None:
+    drop = DropInfo(health_probes=True)
+    for path, kept in (
+        ("/readyz", False),
+        ("/metrics", False),
+        ("/healthz", False),
+        ("/deals", True),
+    ):
+        record = logging.LogRecord(
+            "uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
+            ("10.0.0.1:5000", "GET", path, "1.1", 200), None,
+        )  # fmt: skip
+        assert drop.filter(record) is kept, path
