@@ -188,6 +188,8 @@ class HttpMetrics:
     def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
         self.app = app
         self.metrics = metrics
+        # bounded: route templates x methods x status codes the app answers
+        self._series: dict[tuple[str, str, int], tuple[Any, Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -208,14 +210,27 @@ class HttpMetrics:
             self.observe(scope, status, time.perf_counter() - started)
 
     def observe(self, scope: Scope, status: int, seconds: float) -> None:
-        route = route_template(scope)
-        method = str(scope.get("method", ""))
+        key = (route_template(scope), str(scope.get("method", "")), status)
+        series = self._series.get(key)
+        if series is None:  # .labels() takes a lock and builds a tuple: once per label set
+            series = self._series[key] = self._children(*key)
+        requests, latency, webhook = series
+        requests.inc()
+        latency.observe(seconds)
+        if webhook is not None:
+            webhook.inc()
+
+    def _children(self, route: str, method: str, status: int) -> tuple[Any, Any, Any]:
         m = self.metrics
-        m.requests.labels(m.service, route, method, str(status)).inc()
-        m.latency.labels(m.service, route, method).observe(seconds)
+        webhook = None
         if route.startswith(WEBHOOK_PREFIX):
             provider = route[len(WEBHOOK_PREFIX) :].split("/", 1)[0]
-            m.webhooks.labels(provider, webhook_result(status)).inc()
+            webhook = m.webhooks.labels(provider, webhook_result(status))
+        return (
+            m.requests.labels(m.service, route, method, str(status)),
+            m.latency.labels(m.service, route, method),
+            webhook,
+        )
 
 
 def exported_names(gauges: Iterable[DbGauge]) -> set[str]:
