@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 PREFIX = "closeflow_"
 RELAY_GAUGES = (f"{PREFIX}relay_backlog", f"{PREFIX}relay_oldest_age_seconds")
 GAUGE_TTL = 5.0
+GAUGE_TIMEOUT = 5.0  # a scrape never waits longer on the database (Prometheus gives 10 s)
 # request latency buckets (seconds): most routes answer in milliseconds; webhooks and starts
 # that wait on Temporal in tens to hundreds
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -114,11 +115,21 @@ class ServiceMetrics:
             sessions = self.sessions()
             if sessions is None:
                 return
-            async with sessions() as session:
-                metrics = [await _read_gauge(session, self.service, g) for g in self.gauges]
-                metrics.extend(await _read_relays(session, self.relays))
+            try:
+                metrics = await asyncio.wait_for(self._read(sessions), GAUGE_TIMEOUT)
+            except Exception as exc:
+                # the database is down: the counters are still worth a scrape, the gauges go
+                # missing (absent series, not stale values); /readyz says what is down
+                log.warning("metrics: database gauges not read: %s", type(exc).__name__)
+                metrics = []
             self._cache = metrics
             self._read_at = time.monotonic()
+
+    async def _read(self, sessions: async_sessionmaker[AsyncSession]) -> list[Metric]:
+        async with sessions() as session:
+            metrics = [await _read_gauge(session, self.service, g) for g in self.gauges]
+            metrics.extend(await _read_relays(session, self.relays))
+        return metrics
 
 
 class _Snapshot(Collector):

@@ -8,12 +8,17 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client import generate_latest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
+from shared.db import create_engine, session_factory
+from shared.metrics import DbGauge, Rows, ServiceMetrics
 from tests.observability.scrape import parse, total
 from tests.support.apps import Api
 from tests.support.ports import DEAD_PORT
-from tests.support.settings import make_settings
+from tests.support.settings import AUTH, make_settings
 from tests.support.stack import build_app
 
 SQLITE = pytest.mark.parametrize("database_urls", ["sqlite"], indirect=True)
@@ -43,6 +48,9 @@ async def test_readyz_answers_503_naming_what_is_down(tmp_path: Path) -> None:
     ):
         response = await client.get("/readyz")
         assert (await client.get("/healthz")).status_code == 200  # alive all the same
+        scraped = await client.get("/metrics", headers=AUTH)
+        assert scraped.status_code == 200
+        assert total(parse(scraped.text), "closeflow_http_requests_total", route="/readyz") == 1
     assert response.status_code == 503
     body = response.json()
     assert body["status"] == "unavailable"
@@ -101,3 +109,21 @@ async def test_request_id_is_kept_when_plain_and_replaced_otherwise(api: Api) ->
     assert kept.headers["x-request-id"] == "abc-123"
     replaced = await client.get("/healthz", headers={"X-Request-ID": "bad id\twith spaces"})
     assert replaced.headers["x-request-id"] not in ("", "bad id\twith spaces")
+
+
+async def test_a_scrape_without_its_database_still_serves_the_counters(tmp_path: Path) -> None:
+    async def broken(session: AsyncSession) -> Rows:
+        await session.execute(text("SELECT * FROM no_such_table"))
+        return []
+
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/empty.db")
+    metrics = ServiceMetrics("outreach", gauges=[DbGauge("broken", "", broken)])
+    metrics.sessions = lambda: session_factory(engine)
+    metrics.requests.labels("outreach", "/healthz", "GET", "200").inc()
+    try:
+        await metrics.refresh()  # logged, not raised: the gauges go missing, nothing stale
+    finally:
+        await engine.dispose()
+    samples = parse(generate_latest(metrics.registry).decode())
+    assert total(samples, "closeflow_http_requests_total") == 1
+    assert "closeflow_broken" not in {name for name, _ in samples}
