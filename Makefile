@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.closeflow-installed
 
-.PHONY: chromium install run test lint format migrate bench bench-webhooks bench-funnel settings settings-doc clean
+.PHONY: chromium promtool install run test lint format migrate bench bench-webhooks bench-funnel settings settings-doc clean
 
 install: $(STAMP)
 
@@ -22,7 +22,7 @@ run: $(STAMP)
 
 # The layers (import-linter contracts in pyproject.toml) and the types are checked before the
 # suite runs: both fail in seconds, the suite takes minutes.
-test: $(STAMP) chromium
+test: $(STAMP) chromium promtool
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy
@@ -57,6 +57,13 @@ chromium:
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium; \
 	  else echo "chromium is missing: apt-get install chromium (as root)" >&2; exit 1; fi; }
+
+# The alert rules are checked by promtool, from Debian's prometheus package (issue 12).
+promtool:
+	@command -v promtool >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus; \
+	  else echo "promtool is missing: apt-get install prometheus (as root)" >&2; exit 1; fi; }
 
 settings: $(STAMP)
 	@$(BIN)/closeflow settings

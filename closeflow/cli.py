@@ -118,6 +118,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         host=settings.host,
         port=settings.port(args.service),
         log_level=uvicorn_log_level(settings.log_level),
+        # JSON lines: uvicorn's loggers go to the root handler (configure_logging), not its own
+        log_config=None if settings.json_logs else uvicorn.config.LOGGING_CONFIG,
         # the client address is decided in one place, from CLOSEFLOW_TRUSTED_PROXIES only
         # (shared/proxies.py): uvicorn's own rewriting would trust 127.0.0.1 by default
         proxy_headers=False,
@@ -245,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Documentation of the defaults: must not depend on (or fail on) the current env.
         return cmd_settings(None, args)
     settings = Settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, json_lines=settings.json_logs)
     return COMMANDS[args.command](settings, args)
 
 

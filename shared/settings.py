@@ -280,6 +280,40 @@ class Settings(BaseSettings):
         "http://127.0.0.1:8030", description="https://api.twilio.com in production"
     )
 
+    # --- observability (issue 12) -------------------------------------------------------------
+    worker_grace_seconds: float = Field(
+        30.0,
+        ge=0,
+        le=3600,
+        description="on SIGTERM a worker stops polling and waits this long for its in-flight "
+        "activities to finish before cancelling them (keep it under the orchestrator's grace "
+        "period: the k8s manifests give 60 s)",
+    )
+    worker_health_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description="port of a worker's GET /healthz (alive) and GET /readyz (connected to "
+        "Temporal, pollers running), on CLOSEFLOW_HOST; 0: not served (the dev stack)",
+    )
+    worker_metrics_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description="port where a worker serves the Temporal SDK's Prometheus metrics "
+        "(/metrics), on CLOSEFLOW_HOST; 0: not served",
+    )
+    otlp_endpoint: str = Field(
+        "",
+        description="OTLP/HTTP endpoint traces are exported to (e.g. http://otel-collector:4318); "
+        "empty: no tracing at all",
+    )
+    log_format: Literal["auto", "text", "json"] = Field(
+        "auto",
+        description="json: one JSON object per line, with the trace and request ids; text: one "
+        "readable line per event; auto: json in production, text otherwise",
+    )
+
     # --- dev stack sandboxes --------------------------------------------------------------------
     mailbox_http_port: int = Field(8025, description="local mailbox web page and JSON")
     twilio_sandbox_port: int = Field(8030, description="local Twilio-compatible server")
@@ -339,6 +373,12 @@ class Settings(BaseSettings):
                     "(or set CLOSEFLOW_ALLOW_INSECURE_PROVIDERS=true)"
                 )
         return self
+
+    @property
+    def json_logs(self) -> bool:
+        return self.log_format == "json" or (
+            self.log_format == "auto" and self.environment == "production"
+        )
 
     def database_url(self, service: str) -> str:
         url: str = getattr(self, f"{service}_database_url")

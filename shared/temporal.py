@@ -5,19 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 
 from temporalio.client import Client
+from temporalio.runtime import Runtime
 from temporalio.service import TLSConfig
 
 from shared.contracts.queues import TaskQueues
 from shared.settings import Settings
 
 
-async def connect(settings: Settings) -> Client:
+async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
+    """runtime: the workers' (it exports the SDK's metrics); None: the default one."""
     api_key = settings.temporal_api_key.get_secret_value() or None
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         api_key=api_key,
         tls=tls_config(settings),
+        runtime=runtime,
     )
 
 
