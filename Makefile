@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.closeflow-installed
 
-.PHONY: chromium install run test lint format migrate bench bench-webhooks bench-funnel settings settings-doc clean
+.PHONY: chromium install run run-cluster test test-cluster lint format migrate bench bench-webhooks bench-funnel settings settings-doc clean
 
 install: $(STAMP)
 
@@ -19,6 +19,18 @@ $(STAMP): pyproject.toml | $(BIN)/python
 # the dev stack is development, whatever the shell exports (the image means production)
 run: $(STAMP)
 	CLOSEFLOW_ENVIRONMENT=development $(BIN)/closeflow dev
+
+# closeflow on a real Temporal cluster (four server processes built from Temporal's Go module at
+# the pinned release, cached after the first build) with every database on the PostgreSQL server
+# of CLUSTER_POSTGRES_URL (databases closeflow_cluster_*): docs/operations.md#a-temporal-cluster
+CLUSTER_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
+run-cluster: $(STAMP)
+	CLOSEFLOW_ENVIRONMENT=development $(BIN)/closeflow cluster --postgres '$(CLUSTER_POSTGRES_URL)'
+
+# Not part of `make test` (pyproject ignores tests/cluster/): the first run builds the server.
+# Needs CLOSEFLOW_TEST_POSTGRES_URL, as .ci/run sets it.
+test-cluster: $(STAMP)
+	$(BIN)/pytest -q -n 0 -o addopts= --durations=5 tests/cluster
 
 # The layers (import-linter contracts in pyproject.toml) and the types are checked before the
 # suite runs: both fail in seconds, the suite takes minutes.
