@@ -222,7 +222,7 @@ class Ports:
 
     @classmethod
     def pick(cls, frontend: int, free: list[int]) -> Ports:
-        """`frontend` is the gRPC address clients use; `free` needs 3 + 4 * 2 ports."""
+        """`frontend` is the gRPC port clients use; `free` has the COUNT others."""
         it = iter(free)
         grpc = {"frontend": frontend, **{s: next(it) for s in SERVICES[1:]}}
         return cls(
@@ -232,7 +232,7 @@ class Ports:
             frontend_http=next(it),
         )
 
-    COUNT = 3 + 4 + 4 + 1
+    COUNT = 3 + 4 + 4 + 1  # besides the frontend's gRPC: 3 gRPC, 4 membership, 4 metrics, 1 HTTP
 
 
 def _datastore(db: Databases, database: str, max_conns: int) -> dict[str, Any]:

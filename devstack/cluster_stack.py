@@ -130,7 +130,7 @@ class ClusterStack(Stack):
         self.build = build()
         create_schema(self.build, self.databases, fresh=self.fresh)
         _, frontend = split_address(self.settings.temporal_address)
-        self.ports = Ports.pick(frontend, free_ports(Ports.COUNT - 1))
+        self.ports = Ports.pick(frontend, free_ports(Ports.COUNT))
         self.configs = write_configs(
             self.settings.data_dir / "temporal-cluster", self.databases, self.ports
         )
