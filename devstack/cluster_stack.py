@@ -115,6 +115,13 @@ class ClusterStack(Stack):
         self.databases = Databases.on(postgres_url, prefix)
         env = {**(env or {}), **service_database_urls(postgres_url, prefix)}
         super().__init__(env=env, **options)
+        # Stack.start() starts the children named here: the dev stack's, with the cluster's
+        # processes and the workers' replicas instead of the dev server and its two workers
+        self.only = frozenset(
+            [f"temporal-{s}" for s in CLUSTER_SERVICES]
+            + ["temporal", "mailbox", "twilio-sandbox", *SERVICES]
+            + [worker_name(q, r) for q in WORKER_QUEUES for r in range(1, replicas + 1)]
+        )
         self.build: Build | None = None
         self.ports: Ports | None = None
         self.configs: dict[str, Path] = {}
@@ -169,6 +176,16 @@ class ClusterStack(Stack):
             return children
         others = [c for c in super()._infra_children() if c.name != "temporal"]
         return [*children, *others]
+
+    def _launch_and_wait(self, children: list[Child]) -> None:
+        # On a new database the first server process writes the cluster's metadata: four started
+        # at once raced to insert it, and the loser died on the duplicate key. The frontend goes
+        # first, alone; the rest find the metadata there.
+        first = [c for c in children if c.name == "temporal-frontend"]
+        if first and len(children) > 1:
+            super()._launch_and_wait(first)
+            children = [c for c in children if c not in first]
+        super()._launch_and_wait(children)
 
     def _app_children(self) -> list[Child]:
         if self.temporal_only:
