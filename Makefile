@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.closeflow-installed
 
-.PHONY: chromium install run run-cluster test test-cluster lint format migrate bench bench-webhooks bench-funnel settings settings-doc clean
+.PHONY: chromium nginx install run run-cluster test test-cluster lint format migrate bench bench-webhooks bench-funnel settings settings-doc clean
 
 install: $(STAMP)
 
@@ -24,12 +24,12 @@ run: $(STAMP)
 # the pinned release, cached after the first build) with every database on the PostgreSQL server
 # of CLUSTER_POSTGRES_URL (databases closeflow_cluster_*): docs/operations.md#a-temporal-cluster
 CLUSTER_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
-run-cluster: $(STAMP)
+run-cluster: $(STAMP) nginx
 	CLOSEFLOW_ENVIRONMENT=development $(BIN)/closeflow cluster --postgres '$(CLUSTER_POSTGRES_URL)'
 
 # Not part of `make test` (pyproject ignores tests/cluster/): the first run builds the server.
 # Needs CLOSEFLOW_TEST_POSTGRES_URL, as .ci/run sets it.
-test-cluster: $(STAMP)
+test-cluster: $(STAMP) nginx
 	$(BIN)/pytest -q -n 0 -o addopts= --durations=5 tests/cluster
 
 # The layers (import-linter contracts in pyproject.toml) and the types are checked before the
@@ -69,6 +69,13 @@ chromium:
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium; \
 	  else echo "chromium is missing: apt-get install chromium (as root)" >&2; exit 1; fi; }
+
+# The cluster stack's APIs run as two replicas each behind Debian's nginx.
+nginx:
+	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && apt-get install -y -qq --no-install-recommends nginx; \
+	  else echo "nginx is missing: apt-get install nginx (as root)" >&2; exit 1; fi; }
 
 settings: $(STAMP)
 	@$(BIN)/closeflow settings

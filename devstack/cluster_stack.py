@@ -1,10 +1,11 @@
 """closeflow on the real Temporal cluster (devstack/cluster.py): `closeflow cluster` (make
 run-cluster) and tests/cluster/ (make test-cluster).
 
-The dev stack's processes, with the dev server replaced by the cluster's four server processes
-and one worker process per task queue replaced by REPLICAS of each (`closeflow worker QUEUE`), as
-production scales them; every service database on PostgreSQL. The supervisor restarts whatever
-dies (a killed worker, a stopped history service), as an orchestrator would.
+The dev stack's processes, with the dev server replaced by the cluster's four server processes,
+REPLICAS worker processes per task queue (`closeflow worker QUEUE`) and REPLICAS of each API
+behind nginx (devstack/proxy.py) on the API's usual port, as production scales them; every
+service database on PostgreSQL. The supervisor restarts whatever dies (a killed worker or API
+replica, a stopped history service), as an orchestrator would.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from devstack.cluster import (
 )
 from devstack.cluster import (
     Build,
+    ClusterError,
     Databases,
     Ports,
     build,
@@ -34,7 +36,8 @@ from devstack.cluster import (
     write_configs,
 )
 from devstack.env import free_ports
-from devstack.probes import split_address, tcp_open
+from devstack.probes import http_ok, split_address, tcp_open
+from devstack.proxy import nginx_argv, nginx_binary, nginx_config
 from devstack.supervisor import STAGE_APPS, STAGE_INFRA, WORKER_SETTLE_SECONDS, Stack
 from shared.settings import SERVICES
 
@@ -46,6 +49,10 @@ WORKER_QUEUES = ("journeys", *SERVICES)
 
 def worker_name(queue: str, replica: int) -> str:
     return f"worker-{queue}-{replica}"
+
+
+def api_name(service: str, replica: int) -> str:
+    return f"{service}-{replica}"
 
 
 def service_database_urls(postgres_url: str, prefix: str) -> dict[str, str]:
@@ -119,8 +126,9 @@ class ClusterStack(Stack):
         # processes and the workers' replicas instead of the dev server and its two workers
         self.only = frozenset(
             [f"temporal-{s}" for s in CLUSTER_SERVICES]
-            + ["temporal", "mailbox", "twilio-sandbox", *SERVICES]
+            + ["temporal", "mailbox", "twilio-sandbox", "nginx"]
             + [worker_name(q, r) for q in WORKER_QUEUES for r in range(1, replicas + 1)]
+            + [api_name(s, r) for s in SERVICES for r in range(1, replicas + 1)]
         )
         self.build: Build | None = None
         self.ports: Ports | None = None
@@ -190,7 +198,6 @@ class ClusterStack(Stack):
     def _app_children(self) -> list[Child]:
         if self.temporal_only:
             return []
-        apis = [c for c in super()._app_children() if c.name in SERVICES]
         workers = [
             Child(
                 worker_name(queue, replica),
@@ -202,11 +209,53 @@ class ClusterStack(Stack):
             for queue in WORKER_QUEUES
             for replica in range(1, self.replicas + 1)
         ]
-        return [*apis, *workers]
+        return [*self._api_children(), *workers]
+
+    def _api_children(self) -> list[Child]:
+        """REPLICAS of each API on ports of their own, and nginx on the APIs' usual ports."""
+        nginx = nginx_binary()
+        if nginx is None:
+            raise ClusterError("nginx is not installed (apt-get install nginx; make does as root)")
+        s = self.settings
+        ports = iter(free_ports(len(SERVICES) * self.replicas))
+        upstreams = {}
+        children = []
+        for service in SERVICES:
+            replica_ports = [next(ports) for _ in range(self.replicas)]
+            upstreams[service] = (s.port(service), replica_ports)
+            for replica, port in enumerate(replica_ports, 1):
+                children.append(
+                    Child(
+                        api_name(service, replica),
+                        ["serve", service],
+                        STAGE_APPS,
+                        _healthz(f"http://127.0.0.1:{port}/healthz"),
+                        env={f"CLOSEFLOW_{service.upper()}_PORT": str(port)},
+                    )
+                )
+        config = nginx_config(s.data_dir / "nginx", upstreams)
+        listening = [s.port(service) for service in SERVICES]
+        children.append(
+            Child(
+                "nginx",
+                [],
+                STAGE_APPS,
+                lambda _: all(tcp_open("127.0.0.1", p) for p in listening),
+                argv=nginx_argv(nginx, config),
+            )
+        )
+        return children
 
     def workers(self, queue: str) -> list[Child]:
         return [self.child(worker_name(queue, r)) for r in range(1, self.replicas + 1)]
 
+    def api_replicas(self, service: str) -> list[Child]:
+        return [self.child(api_name(service, r)) for r in range(1, self.replicas + 1)]
+
 
 def _port_open(port: int) -> Any:
     return lambda _: tcp_open("127.0.0.1", port)
+
+
+def _healthz(url: str) -> Any:
+    return lambda _: http_ok(url)

@@ -303,7 +303,7 @@ class Stack:
         child.process = subprocess.Popen(
             child.argv or [sys.executable, "-m", "closeflow.cli", *child.args],
             cwd=self.cwd,
-            env=self._child_env(),
+            env={**self._child_env(), **child.env},
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -2,10 +2,11 @@
 
 The cluster is Temporal's own server, built from its Go module at the pinned release
 (devstack/cluster.py): frontend, history, matching and the internal worker as four processes on
-PostgreSQL, like every service database here. Two worker processes serve each task queue. While
-the journeys wait on their prospects (no activity running, so no activity timeout to sit out),
-one worker of each queue is killed with SIGKILL and the history service is restarted; the
-supervisor starts them again, as an orchestrator would. Then: every journey reached its stage,
+PostgreSQL, like every service database here. Two worker processes serve each task queue, and
+two replicas of each API serve behind nginx, which the journeys are driven through. While the
+journeys wait on their prospects (no activity running, so no activity timeout to sit out), one
+worker of each queue and one replica of each API are killed with SIGKILL and the history service
+is restarted; the supervisor starts them again, as an orchestrator would. Then: every journey reached its stage,
 every message went out exactly once (the SMTP and Twilio sandboxes against the send ledger),
 and every task queue has both live worker processes polling it.
 
@@ -26,6 +27,7 @@ import warnings
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy.engine import make_url
 from temporalio.api.enums.v1 import TaskQueueType
@@ -35,6 +37,7 @@ from temporalio.client import Client
 
 from devstack.cluster import ClusterError, build
 from devstack.cluster_stack import WORKER_QUEUES, ClusterStack
+from shared.settings import SERVICES
 from tests.support.databases import POSTGRES_URL
 from tests.support.dev_stack import ARTIFACTS, dev_env, urls_of
 from tests.support.eventually import eventually
@@ -45,6 +48,7 @@ from tests.support.scenarios import (
     drive_to_qualification_timeout,
     reach_contacting,
 )
+from tests.support.settings import AUTH
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 PROSPECTS = 2  # won journeys driven side by side (each with the referral it brings)
@@ -118,11 +122,17 @@ async def all_up_again(stack: ClusterStack, old_pids: dict[str, int]) -> None:
 
 
 async def disrupt(stack: ClusterStack) -> dict[str, int]:
-    """kill -9 the first worker of every queue and restart the history service."""
-    old = {
-        stack.workers(queue)[0].name: kill(stack, stack.workers(queue)[0].name, signal.SIGKILL)
-        for queue in WORKER_QUEUES
-    }
+    """kill -9 the first worker of every queue and the first replica of every API, and restart
+    the history service."""
+    first = [stack.workers(q)[0].name for q in WORKER_QUEUES]
+    first += [stack.api_replicas(s)[0].name for s in SERVICES]
+    old = {name: kill(stack, name, signal.SIGKILL) for name in first}
+    # meanwhile every API still answers through nginx, its other replica taking the requests
+    async with httpx.AsyncClient(headers=AUTH) as http:
+        for service in SERVICES:
+            for _ in range(2 * len(stack.api_replicas(service))):
+                response = await http.get(f"{stack.base_url(service)}/healthz")
+                assert response.status_code == 200, (service, response.text)
     if stack.on_cluster:
         # a rolling restart's stop: history hands its shards back and the new process takes them
         old["temporal-history"] = kill(stack, "temporal-history", signal.SIGTERM)
