@@ -77,6 +77,25 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("twilio-sandbox", help="local Twilio-compatible API (dev)")
     sub.add_parser("temporal", help="Temporal dev server persisted in the data dir (dev)")
     sub.add_parser("dev", help="the whole stack in the foreground (dev)")
+
+    p = sub.add_parser(
+        "cluster",
+        help="the stack on a real Temporal cluster (four server processes) on PostgreSQL (dev)",
+    )
+    p.add_argument(
+        "--postgres",
+        metavar="URL",
+        help="PostgreSQL server for every database (its database name is ignored); required "
+        "unless --build-only",
+    )
+    p.add_argument("--prefix", default="closeflow_cluster", help="database names start with this")
+    p.add_argument("--fresh", action="store_true", help="drop this prefix's databases first")
+    p.add_argument(
+        "--temporal-only", action="store_true", help="only the cluster's four server processes"
+    )
+    p.add_argument(
+        "--build-only", action="store_true", help="build (or find cached) the binaries and exit"
+    )
     sub.add_parser("settings", help="print every setting as a Markdown table")
 
     p = sub.add_parser("import", help="import prospects from a CSV or JSON-lines file")
@@ -189,6 +208,28 @@ def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
     return run(settings)
 
 
+def cmd_cluster(settings: Settings, args: argparse.Namespace) -> int:
+    with dev_only("cluster"):
+        from devstack.cluster import ClusterError, build
+        from devstack.cluster_stack import ClusterStack
+        from devstack.supervisor import run
+    try:
+        if args.build_only:
+            done = build()
+            print(f"{done.server}\n{done.sql_tool}\n{done.schema}")
+            return 0
+        if not args.postgres:
+            print("closeflow cluster: --postgres URL is required", file=sys.stderr)
+            return 2
+        stack = ClusterStack(
+            args.postgres, args.prefix, fresh=args.fresh, temporal_only=args.temporal_only
+        )
+        return run(stack.settings, stack)
+    except ClusterError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+
+
 def _format_default(field: FieldInfo) -> str:
     default = field.get_default(call_default_factory=True)
     values = default if isinstance(default, list) else [default]
@@ -237,6 +278,7 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "twilio-sandbox": cmd_twilio_sandbox,
     "temporal": cmd_temporal,
     "dev": cmd_dev,
+    "cluster": cmd_cluster,
     "import": cmd_import,
 }
 

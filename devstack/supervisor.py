@@ -57,6 +57,8 @@ class Stack:
     stop() from a thread that outlives the stack: children die with the thread that forked them.
     """
 
+    title = "dev stack"  # in the "is up" line
+
     def __init__(
         self,
         settings: Settings | None = None,
@@ -299,9 +301,9 @@ class Stack:
     def _start(self, child: Child) -> None:
         child.is_ready = False
         child.process = subprocess.Popen(
-            [sys.executable, "-m", "closeflow.cli", *child.args],
+            child.argv or [sys.executable, "-m", "closeflow.cli", *child.args],
             cwd=self.cwd,
-            env=self._child_env(),
+            env={**self._child_env(), **child.env},
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -385,14 +387,15 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def run(settings: Settings) -> int:
-    """`closeflow dev`: the stack in the foreground until Ctrl-C or SIGTERM."""
-    stack = Stack(settings)
+def run(settings: Settings, stack: Stack | None = None) -> int:
+    """`closeflow dev` (or `closeflow cluster`, with its stack): the stack in the foreground
+    until Ctrl-C or SIGTERM."""
+    stack = stack or Stack(settings)
     code = 0
     with _sigterm_as_interrupt():
         try:
             stack.start()
-            print(f"\ncloseflow dev stack is up (data in {settings.data_dir.resolve()}):\n")
+            print(f"\ncloseflow {stack.title} is up (data in {settings.data_dir.resolve()}):\n")
             print(url_table(stack.urls()))
             print("\nCtrl-C stops everything.\n", flush=True)
             stack.supervise()
