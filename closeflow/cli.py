@@ -23,6 +23,7 @@ from pydantic import SecretStr
 from pydantic.fields import FieldInfo
 
 from closeflow.registry import ALL_QUEUES, QUEUES, app_factory, expand_queues
+from shared.codec import new_master_key
 from shared.logging import configure_logging
 from shared.settings import SERVICES, Settings
 
@@ -78,6 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("temporal", help="Temporal dev server persisted in the data dir (dev)")
     sub.add_parser("dev", help="the whole stack in the foreground (dev)")
     sub.add_parser("settings", help="print every setting as a Markdown table")
+    p = sub.add_parser(
+        "payload-key", help="print a new CLOSEFLOW_PAYLOAD_MASTER_KEYS entry (a random key)"
+    )
+    p.add_argument("key_id", metavar="KEY_ID", help="its name, e.g. k2 (letters, digits, - _)")
 
     p = sub.add_parser("import", help="import prospects from a CSV or JSON-lines file")
     p.add_argument("file", type=Path, metavar="FILE")
@@ -244,6 +249,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "settings":
         # Documentation of the defaults: must not depend on (or fail on) the current env.
         return cmd_settings(None, args)
+    if args.command == "payload-key":
+        # run where the settings are not complete yet: this makes one of them
+        print(new_master_key(args.key_id))
+        return 0
     settings = Settings()
     configure_logging(settings.log_level)
     return COMMANDS[args.command](settings, args)

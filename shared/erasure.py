@@ -22,6 +22,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from shared.people import normalize_email, normalize_phone
+from shared.temporal import client_keyring
 
 Kind = Literal["email", "phone"]
 
@@ -76,6 +77,14 @@ async def forget_workflow(client: Client, workflow_id: str) -> None:
     except RPCError as err:
         if err.status != RPCStatusCode.NOT_FOUND:
             raise  # Temporal unreachable: the caller answers 5xx and the order is retried
+
+
+def forget_cached_key(client: Client, prospect_id: str) -> None:
+    """This process stops decrypting the prospect's payloads at once (other processes within
+    the keyring's cache time): their key was shredded (services.prospecting.erasure)."""
+    ring = client_keyring(client)
+    if ring is not None:
+        ring.forget(prospect_id)
 
 
 async def delete_tree(

@@ -7,6 +7,9 @@ and deletes the journey and keeps the digests as its suppression entry), deals a
 The relay retries each order until its service confirms; the erasure is `done` when all have.
 Each service's endpoint is idempotent, so a repeated order erases nothing more.
 
+The prospect's payload data key (shared/codec.py, in this database) is shredded in the same
+transaction: their workflow histories become unreadable wherever they are.
+
 What stays here: the erasure row (prospect id, the HMAC digests of the email and phone, the
 status). New prospects, imported rows and referrals with an erased email or phone are refused.
 """
@@ -21,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.prospecting import outbox
 from services.prospecting.models import Erasure, OutboxMessage, Prospect
+from shared import codec
 from shared.erasure import ErasureOrder, delete_tree, digest
 from shared.errors import AppError, conflict, not_found
 
@@ -126,6 +130,9 @@ async def request_erasure(
     # attribution by source stays right.
     table = Prospect.__table__
     await delete_tree(session, table, table.c.id == prospect_id)
+    # Crypto-shredding: the data key of their workflow payloads goes in the same transaction,
+    # so every history of theirs (open, closed, exported) is unreadable from the commit on.
+    await codec.shred(session, prospect_id)
     await session.flush()
     return erasure, True
 

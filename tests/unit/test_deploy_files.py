@@ -17,6 +17,7 @@ import yaml
 from closeflow.cli import build_parser
 from closeflow.registry import QUEUES
 from shared.settings import SERVICES, Settings
+from tests.support.settings import PRODUCTION
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -130,15 +131,17 @@ def test_k8s_config_holds_only_settings() -> None:
 FILLED = "R7tY2wK5mB9cF4hJ6dS1aGZq8vN3xL0p"
 
 
+FILLED_AS = {
+    "CLOSEFLOW_API_KEYS": f"admin:{FILLED}",
+    "CLOSEFLOW_PAYLOAD_MASTER_KEYS": PRODUCTION["payload_master_keys"],
+}
+
+
 def _interpolate(value: str) -> str:
     """Compose's ${VAR:-default} takes its default; a required ${VAR:?...} a filled-in value."""
     return re.sub(
         r"\$\{(\w+)(?::?-([^}]*))?(?::?\?[^}]*)?\}",
-        lambda m: (
-            m.group(2)
-            if m.group(2) is not None
-            else (f"admin:{FILLED}" if m.group(1) == "CLOSEFLOW_API_KEYS" else FILLED)
-        ),
+        lambda m: m.group(2) if m.group(2) is not None else FILLED_AS.get(m.group(1), FILLED),
         value,
     )
 
@@ -151,6 +154,7 @@ def test_production_settings_are_complete() -> None:
         "CLOSEFLOW_TWILIO_AUTH_TOKEN",
         "CLOSEFLOW_MAILGUN_SIGNING_KEY",
         "CLOSEFLOW_ERASURE_PEPPER",
+        "CLOSEFLOW_PAYLOAD_MASTER_KEYS",
         "CLOSEFLOW_POSTAL_ADDRESS",
         "CLOSEFLOW_TEMPORAL_ADDRESS",
         "CLOSEFLOW_HOST",

@@ -24,7 +24,14 @@ from services.outreach import models
 from shared.auth import require_api_key
 from shared.contracts.journey import Contact, journey_id
 from shared.db import Session
-from shared.erasure import ErasureOrder, ErasureResult, Kind, digest, forget_workflow
+from shared.erasure import (
+    ErasureOrder,
+    ErasureResult,
+    Kind,
+    digest,
+    forget_cached_key,
+    forget_workflow,
+)
 from shared.errors import AppError
 
 router = APIRouter(dependencies=[Depends(require_api_key)])
@@ -111,6 +118,7 @@ async def erasure_order(order: ErasureOrder, request: Request, session: Session)
         await forget_workflow(request.app.state.temporal, journey_id(order.prospect_id))
     except RPCError as err:
         raise AppError(503, "temporal_unreachable", f"journey not stopped yet: {err}") from err
+    forget_cached_key(request.app.state.temporal, order.prospect_id)  # shredded by prospecting
     deleted = await erase(session, order)
     await session.commit()
     return ErasureResult(service="outreach", erasure_id=order.erasure_id, deleted=deleted)
