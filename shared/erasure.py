@@ -53,6 +53,10 @@ class ErasureOrder(BaseModel):
     phone: str | None = Field(None, max_length=64)
     email_digest: str | None = Field(None, max_length=128)
     phone_digest: str | None = Field(None, max_length=128)
+    # their name and the people they referred: a referred person's records that quote the
+    # referrer (an introduction's text) lose the name (issue 11); never stored either
+    name: str | None = Field(None, max_length=400)
+    referred_prospect_ids: list[str] = Field(default_factory=list, max_length=10_000)
 
 
 class ErasureResult(BaseModel):
