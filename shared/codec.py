@@ -4,8 +4,8 @@ Every payload the Temporal client or a worker writes (workflow inputs, activity 
 results, signals, queries, memos, failure details) is encrypted with AES-256-GCM before it
 leaves the process. The key is a *data key* chosen from the payload's serialization context:
 the workflow id `journey-<prospect id>` (the journey and every activity it runs) gets that
-prospect's own data key; every other payload (referral intakes, context-free encodes) gets the
-system data key. Data keys are random, stored only wrapped (AES-256-GCM) by a master key from
+prospect's own data key, `referral-intake-<referral id>` that referral's (shredded with the
+prospect it made); every other payload (context-free encodes) gets the system data key. Data keys are random, stored only wrapped (AES-256-GCM) by a master key from
 CLOSEFLOW_PAYLOAD_MASTER_KEYS, in the keyring table (`payload_keys`, in prospecting's database,
 created by prospecting's migrations; every process that encodes or decodes reads it with its
 own small connection).
@@ -69,6 +69,7 @@ KEY_ID = "encryption-key-id"  # the master key that wrapped the data key when en
 SCOPE = "encryption-scope"  # the prospect id (an opaque id, never PII), or SYSTEM_SCOPE
 SYSTEM_SCOPE = ":system"  # a colon is never in a prospect id, so no prospect can own it
 JOURNEY_PREFIX = "journey-"  # shared.contracts.journey.journey_id
+INTAKE_PREFIX = "referral-intake-"  # shared.contracts.journey.referral_intake_id
 CACHE_SECONDS = 60.0
 CACHE_SIZE = 10_000
 KEY_BYTES = 32  # AES-256
@@ -172,12 +173,20 @@ def _payload_aad(scope: str) -> bytes:
     return b"closeflow-payload\0" + scope.encode()
 
 
+def referral_scope(referral_id: str) -> str:
+    """The data key of one referral's intake (the referred person's details, before they are a
+    prospect): shredded with the prospect the referral made."""
+    return f"referral:{referral_id}"
+
+
 def scope_of(workflow_id: str | None) -> str:
-    """The data key a payload of this workflow uses: its prospect's, or the system one."""
-    if workflow_id and workflow_id.startswith(JOURNEY_PREFIX):
-        prospect_id = workflow_id[len(JOURNEY_PREFIX) :]
-        if is_id(prospect_id):
-            return prospect_id
+    """The data key a payload of this workflow uses: its prospect's, its referral's, or the
+    system one."""
+    for prefix, scope in ((JOURNEY_PREFIX, str), (INTAKE_PREFIX, referral_scope)):
+        if workflow_id and workflow_id.startswith(prefix):
+            ident = workflow_id[len(prefix) :]
+            if is_id(ident):
+                return scope(ident)
     return SYSTEM_SCOPE
 
 
@@ -318,14 +327,15 @@ class KeyRing:
         )
 
 
-async def shred(session: AsyncSession, prospect_id: str) -> None:
-    """Erase the prospect's data key for good (in the caller's transaction, on the keyring's
-    database): a tombstone stays so that no process makes them a new one by encoding late."""
+async def shred(session: AsyncSession, scope: str) -> None:
+    """Erase a data key (a prospect id, a referral_scope) for good, in the caller's transaction
+    on the keyring's database: a tombstone stays so that no process makes a new one for the
+    scope by encoding late."""
     now = _now()
     await session.execute(
         _insert(session.get_bind().dialect.name)
         .values(
-            scope=prospect_id,
+            scope=scope,
             master_key_id="",
             wrapped_key=None,
             created_at=now,

@@ -127,6 +127,7 @@ async def request_erasure(
         await session.rollback()
         return await _existing(session, prospect_id), False
     referred = await forget_referrer(session, prospect_id)
+    referral_id = prospect.referral_id
     order = ErasureOrder(
         erasure_id=erasure.id,
         prospect_id=prospect_id,
@@ -162,6 +163,8 @@ async def request_erasure(
     # Crypto-shredding: the data key of their workflow payloads goes in the same transaction,
     # so every history of theirs (open, closed, exported) is unreadable from the commit on.
     await codec.shred(session, prospect_id)
+    if referral_id:  # their referral's intake held their details before the journey
+        await codec.shred(session, codec.referral_scope(referral_id))
     await session.flush()
     return erasure, True
 

@@ -30,6 +30,7 @@ from shared.codec import (
     PayloadKeyUnavailable,
     new_master_key,
     parse_master_keys,
+    scope_of,
 )
 from shared.migrations import upgrade
 from shared.settings import Settings
@@ -164,6 +165,12 @@ async def test_rotation_old_payloads_decode_after_a_new_master_key_goes_first(
         await EncryptionCodec(stranger).decode(sealed)
     for ring in (before, rotated, only_new, stranger):
         await ring.aclose()
+
+
+def test_a_payloads_key_follows_its_workflow() -> None:
+    assert scope_of("journey-p1") == "p1"
+    assert scope_of("referral-intake-r1") == "referral:r1"
+    assert scope_of("journey-../x") == scope_of(None) == scope_of("noop-1") == SYSTEM_SCOPE
 
 
 async def test_plain_payloads_pass_through_and_a_moved_ciphertext_fails(keyring_url: str) -> None:

@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from services.outreach import models as outreach_models
 from services.prospecting import models as prospecting_models
+from shared.codec import payload_keys
 from tests.support.apps import Api, ServiceApp
 
 ADA_EMAIL, ADA_PHONE = "ada.l@example.com", "+14155550123"
@@ -91,7 +92,11 @@ async def test_an_erased_referrers_name_leaves_the_records_of_those_they_referre
     at = datetime.now(UTC)
     async with prospecting.state.sessions() as session:
         session.add(p.Prospect(id="p-ada", first_name="Ada", last_name="Lovelace", email=ADA_EMAIL))
-        session.add(p.Prospect(id="p-grace", first_name="Grace", referrer_prospect_id="p-ada"))
+        session.add(
+            p.Prospect(
+                id="p-grace", first_name="Grace", referrer_prospect_id="p-ada", referral_id="ref-1"
+            )
+        )
         session.add(p.Prospect(id="p-bo", first_name="Bo"))
         for pid, cause in (("p-grace", "referred by Ada Lovelace"), ("p-bo", "first touch")):
             session.add(
@@ -109,6 +114,12 @@ async def test_an_erased_referrers_name_leaves_the_records_of_those_they_referre
     assert {(o["name"], tuple(o["referred_prospect_ids"])) for o in orders} == {
         ("Ada Lovelace", ("p-grace",))
     }
+
+    # Grace's erasure shreds her payload key and her referral intake's
+    erased = await (await api(prospecting)).post("/prospects/p-grace/erasure")
+    assert erased.status_code == 202, erased.text
+    shredded = await _rows(prospecting, payload_keys.c.scope)
+    assert shredded == ["p-ada", "p-grace", "referral:ref-1"]
 
     # outreach: the introduction Grace received quotes Ada; its text loses the name
     outreach = await service_app("outreach")
