@@ -21,6 +21,7 @@ from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from shared.ids import ResourceId
 from shared.people import normalize_email, normalize_phone
 from shared.temporal import client_keyring
 
@@ -56,7 +57,7 @@ class ErasureOrder(BaseModel):
     # their name and the people they referred: a referred person's records that quote the
     # referrer (an introduction's text) lose the name (issue 11); never stored either
     name: str | None = Field(None, max_length=400)
-    referred_prospect_ids: list[str] = Field(default_factory=list, max_length=10_000)
+    referred_prospect_ids: list[ResourceId] = Field(default_factory=list, max_length=10_000)
 
 
 class ErasureResult(BaseModel):

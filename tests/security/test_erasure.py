@@ -11,6 +11,11 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
 
+# every service's models imported here, at collection: a migration run in a thread (service_app)
+# must not import a models module while a running app's relay configures the mappers (a half-
+# imported module fails them for the whole process)
+import services.deals.models
+import services.referrals.models  # noqa: F401
 from services.outreach import models as outreach_models
 from services.prospecting import models as prospecting_models
 from shared.codec import payload_keys
