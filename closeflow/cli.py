@@ -23,6 +23,7 @@ from pydantic import SecretStr
 from pydantic.fields import FieldInfo
 
 from closeflow.registry import ALL_QUEUES, QUEUES, app_factory, expand_queues
+from shared.codec import new_master_key
 from shared.logging import configure_logging
 from shared.settings import SERVICES, Settings
 
@@ -97,6 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--build-only", action="store_true", help="build (or find cached) the binaries and exit"
     )
     sub.add_parser("settings", help="print every setting as a Markdown table")
+    p = sub.add_parser(
+        "payload-key", help="print a new CLOSEFLOW_PAYLOAD_MASTER_KEYS entry (a random key)"
+    )
+    p.add_argument("key_id", metavar="KEY_ID", help="its name, e.g. k2 (letters, digits, - _)")
 
     p = sub.add_parser("import", help="import prospects from a CSV or JSON-lines file")
     p.add_argument("file", type=Path, metavar="FILE")
@@ -288,6 +293,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "settings":
         # Documentation of the defaults: must not depend on (or fail on) the current env.
         return cmd_settings(None, args)
+    if args.command == "payload-key":
+        # run where the settings are not complete yet: this makes one of them
+        print(new_master_key(args.key_id))
+        return 0
     settings = Settings()
     configure_logging(settings.log_level, json_lines=settings.json_logs)
     return COMMANDS[args.command](settings, args)

@@ -22,7 +22,7 @@ from types import FrameType, TracebackType
 from typing import IO, TextIO
 
 from devstack.children import Child, die_with
-from devstack.env import settings_from_env
+from devstack.env import dev_master_key, settings_from_env
 from devstack.probes import connect_host, http_ok, tcp_open, url_host
 from devstack.temporal import temporal_ready
 from shared.settings import SERVICES, Settings
@@ -287,6 +287,8 @@ class Stack:
         # the children run in the environment the stack was configured for (development unless
         # told), never one inherited from the shell behind the supervisor's back
         env["CLOSEFLOW_ENVIRONMENT"] = self.settings.environment
+        if not self.settings.payload_master_keys:
+            env["CLOSEFLOW_PAYLOAD_MASTER_KEYS"] = dev_master_key(self.settings.data_dir)
         # -m closeflow.cli must import this checkout whatever the cwd and install state.
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p

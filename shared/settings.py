@@ -15,6 +15,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.auth import Principal, has_role, parse_api_keys, parse_key_entry
+from shared.codec import MasterKey, check_master_keys_for_production, parse_master_keys
 from shared.proxies import Network, parse_networks
 
 SERVICES = ("prospecting", "outreach", "deals", "referrals")
@@ -148,6 +149,19 @@ class Settings(BaseSettings):
         SecretStr("dev-erasure-pepper"),
         description="secret key of the HMAC-SHA256 digests that keep erased people suppressed "
         "(changing it forgets every erasure suppression)",
+    )
+    # --- workflow payload encryption (issue 11) ---
+    payload_master_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="comma-separated <key id>:<base64 32-byte key> entries that wrap the "
+        "per-prospect keys encrypting workflow payloads (the first wraps new keys, any one "
+        "unwraps: put a new key first to rotate); required in production, generate one with "
+        "`closeflow payload-key <id>`; empty outside production: payloads in clear text",
+    )
+    codec_cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="comma-separated origins (e.g. the Temporal UI's https://temporal.example.com) "
+        "allowed to call prospecting's codec server (POST /codec/decode, /codec/encode)",
     )
 
     api_docs: bool = Field(
@@ -322,7 +336,13 @@ class Settings(BaseSettings):
     @classmethod
     def _parse_keys(cls, data: object) -> object:
         if isinstance(data, dict):
-            for name in ("api_keys", "webhook_allowed_hosts", "trusted_proxies"):
+            for name in (
+                "api_keys",
+                "webhook_allowed_hosts",
+                "trusted_proxies",
+                "payload_master_keys",
+                "codec_cors_origins",
+            ):
                 if name in data:
                     data[name] = _split_csv(data[name])
         return data
@@ -331,6 +351,7 @@ class Settings(BaseSettings):
     def _check_key_entries(self) -> Settings:
         _ = self.api_principals  # a malformed entry stops the process at start, not at a request
         _ = self.trusted_networks  # so does a malformed proxy network
+        _ = self.master_keys  # and a malformed payload master key
         return self
 
     @model_validator(mode="after")
@@ -350,6 +371,7 @@ class Settings(BaseSettings):
         _check_api_keys([k.get_secret_value() for k in self.api_keys])
         for name in REQUIRED_SECRETS:
             _check_secret(name, getattr(self, name).get_secret_value(), required=True)
+        check_master_keys_for_production([k.get_secret_value() for k in self.payload_master_keys])
         for name in OPTIONAL_SECRETS:
             _check_secret(name, getattr(self, name).get_secret_value(), required=False)
         for name in FOREIGN_SECRETS:
@@ -400,6 +422,10 @@ class Settings(BaseSettings):
     @cached_property
     def trusted_networks(self) -> tuple[Network, ...]:
         return parse_networks(self.trusted_proxies)
+
+    @cached_property
+    def master_keys(self) -> list[MasterKey]:
+        return parse_master_keys([k.get_secret_value() for k in self.payload_master_keys])
 
     @cached_property
     def api_key_values(self) -> frozenset[str]:

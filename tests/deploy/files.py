@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.support.settings import PRODUCTION
+
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 COMPOSE = DEPLOY / "compose.yaml"
@@ -39,7 +41,13 @@ FILLED = "R7tY2wK5mB9cF4hJ6dS1aGZq8vN3xL0p"
 
 
 def filled(setting: str) -> str:
-    return f"admin:{FILLED}" if setting == "CLOSEFLOW_API_KEYS" else FILLED
+    """What an operator fills in for a required setting: a generated secret, keys with their
+    role, master keys with their id."""
+    if setting == "CLOSEFLOW_API_KEYS":
+        return f"admin:{FILLED}"
+    if setting == "CLOSEFLOW_PAYLOAD_MASTER_KEYS":
+        return PRODUCTION["payload_master_keys"]
+    return FILLED
 
 
 # Settings of the workers' health, metrics and graceful shutdown (issue 12), named with the

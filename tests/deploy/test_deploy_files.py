@@ -129,6 +129,7 @@ def test_production_settings_are_complete() -> None:
         "CLOSEFLOW_TWILIO_AUTH_TOKEN",
         "CLOSEFLOW_MAILGUN_SIGNING_KEY",
         "CLOSEFLOW_ERASURE_PEPPER",
+        "CLOSEFLOW_PAYLOAD_MASTER_KEYS",
         "CLOSEFLOW_POSTAL_ADDRESS",
         "CLOSEFLOW_TEMPORAL_ADDRESS",
         "CLOSEFLOW_HOST",

@@ -12,8 +12,9 @@ tests run whole journeys on SQLite, `make run`'s default. `@ON_BOTH_DATABASES` r
 each (the flagship journey does).
 
 Options on the test: `@pytest.mark.stack(outbox=OutboxTiming(...))` for prospecting's outbox
-timing; `@ON_PROCESSES` for the dev stack as real processes on their own ports (one per test
-module, see tests/support/dev_stack.py) instead."""
+timing, `@pytest.mark.stack(encrypted=True)` for payloads through the codec; `@ON_PROCESSES` for
+the dev stack as real processes on their own ports (one per test module, see
+tests/support/dev_stack.py) instead."""
 
 from __future__ import annotations
 
@@ -33,7 +34,9 @@ from closeflow.worker import build_workers
 from devstack.sandbox.mailbox import create_app as mailbox_app
 from devstack.supervisor import Stack
 from services.prospecting.outbox import OutboxTiming
+from shared.codec import new_master_key
 from shared.settings import SERVICES, Settings
+from shared.temporal import with_codec
 from tests.support.databases import POSTGRES_URL
 from tests.support.dev_stack import urls_of
 from tests.support.fixtures import DATABASES, fresh_databases
@@ -102,8 +105,12 @@ async def whole_stack(
     env: WorkflowEnvironment,
     prefix: str,
     outbox_timing: OutboxTiming = FAST_OUTBOX,
+    encrypted: bool = False,
 ) -> AsyncIterator[RunningStack]:
+    """encrypted: payloads go through the codec (shared/codec.py) as in production, with a
+    master key of this stack's own."""
     ports = {s: free_port() for s in SERVICES}
+    keys = {"payload_master_keys": new_master_key("test")} if encrypted else {}
     base = {s: f"http://127.0.0.1:{p}" for s, p in ports.items()}
     async with sandboxes(
         tmp_path,
@@ -112,12 +119,14 @@ async def whole_stack(
         public_url=base["outreach"],
         referrals_public_url=base["referrals"],
         **service_urls(base),
+        **keys,
     ) as sb:
+        client = with_codec(env.client, sb.settings) if encrypted else env.client
         async with contextlib.AsyncExitStack() as stack:
-            for worker in await build_workers(env.client, sb.settings, ["all"], stack):
+            for worker in await build_workers(client, sb.settings, ["all"], stack):
                 await stack.enter_async_context(worker)
             for service in SERVICES:
-                app = build_app(service, sb.settings, env.client, outbox_timing)
+                app = build_app(service, sb.settings, client, outbox_timing)
                 await stack.enter_async_context(serve(app, ports[service]))
             mailbox = mailbox_app(
                 sb.mailbox,
@@ -182,6 +191,7 @@ async def stack(
             temporal_local,
             queue_prefix,
             options.get("outbox", FAST_OUTBOX),
+            options.get("encrypted", False),
         ) as running_stack,
     ):
         driver = StackDriver(running_stack, temporal_local)
