@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.closeflow-installed
 
-.PHONY: chromium install run test lint format migrate bench bench-webhooks bench-funnel settings settings-doc clean lock
+.PHONY: chromium nginx promtool install run run-cluster test test-cluster lint format migrate bench bench-webhooks bench-funnel settings settings-doc clean lock
 
 install: $(STAMP)
 
@@ -20,9 +20,21 @@ $(STAMP): pyproject.toml | $(BIN)/python
 run: $(STAMP)
 	CLOSEFLOW_ENVIRONMENT=development $(BIN)/closeflow dev
 
+# closeflow on a real Temporal cluster (four server processes built from Temporal's Go module at
+# the pinned release, cached after the first build) with every database on the PostgreSQL server
+# of CLUSTER_POSTGRES_URL (databases closeflow_cluster_*): docs/operations.md#a-temporal-cluster
+CLUSTER_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
+run-cluster: $(STAMP) nginx
+	CLOSEFLOW_ENVIRONMENT=development $(BIN)/closeflow cluster --postgres '$(CLUSTER_POSTGRES_URL)'
+
+# Not part of `make test` (pyproject ignores tests/cluster/): the first run builds the server.
+# Needs CLOSEFLOW_TEST_POSTGRES_URL, as .ci/run sets it.
+test-cluster: $(STAMP) nginx
+	$(BIN)/pytest -q -n 0 -o addopts= --durations=5 tests/cluster
+
 # The layers (import-linter contracts in pyproject.toml) and the types are checked before the
 # suite runs: both fail in seconds, the suite takes minutes.
-test: $(STAMP) chromium
+test: $(STAMP) chromium promtool
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy
@@ -58,12 +70,27 @@ bench-webhooks: $(STAMP)
 bench-funnel: $(STAMP)
 	$(BIN)/python -m bench.funnel
 
-# The page tests drive Debian's chromium; install it when it is missing and we may.
-chromium:
-	@command -v chromium >/dev/null || { \
+# Debian packages the suite drives, installed when missing and we may (root with apt-get):
+# $(1) the command, $(2) its package.
+define debian
+	@command -v $(1) >/dev/null || [ -x /usr/sbin/$(1) ] || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium; \
-	  else echo "chromium is missing: apt-get install chromium (as root)" >&2; exit 1; fi; }
+	    apt-get update -qq && apt-get install -y -qq --no-install-recommends $(2); \
+	  else echo "$(1) is missing: apt-get install $(2) (as root)" >&2; exit 1; fi; }
+endef
+
+# the page tests' browser
+chromium:
+	$(call debian,chromium,chromium)
+
+# the cluster stack's two replicas of each API sit behind nginx
+nginx:
+	$(call debian,nginx,nginx)
+
+# the alert rules are checked by promtool (issue 12)
+promtool:
+	$(call debian,promtool,prometheus)
+
 
 settings: $(STAMP)
 	@$(BIN)/closeflow settings

@@ -23,6 +23,7 @@ from pydantic import SecretStr
 from pydantic.fields import FieldInfo
 
 from closeflow.registry import ALL_QUEUES, QUEUES, app_factory, expand_queues
+from shared.codec import new_master_key
 from shared.logging import configure_logging
 from shared.settings import SERVICES, Settings
 
@@ -77,7 +78,30 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("twilio-sandbox", help="local Twilio-compatible API (dev)")
     sub.add_parser("temporal", help="Temporal dev server persisted in the data dir (dev)")
     sub.add_parser("dev", help="the whole stack in the foreground (dev)")
+
+    p = sub.add_parser(
+        "cluster",
+        help="the stack on a real Temporal cluster (four server processes) on PostgreSQL (dev)",
+    )
+    p.add_argument(
+        "--postgres",
+        metavar="URL",
+        help="PostgreSQL server for every database (its database name is ignored); required "
+        "unless --build-only",
+    )
+    p.add_argument("--prefix", default="closeflow_cluster", help="database names start with this")
+    p.add_argument("--fresh", action="store_true", help="drop this prefix's databases first")
+    p.add_argument(
+        "--temporal-only", action="store_true", help="only the cluster's four server processes"
+    )
+    p.add_argument(
+        "--build-only", action="store_true", help="build (or find cached) the binaries and exit"
+    )
     sub.add_parser("settings", help="print every setting as a Markdown table")
+    p = sub.add_parser(
+        "payload-key", help="print a new CLOSEFLOW_PAYLOAD_MASTER_KEYS entry (a random key)"
+    )
+    p.add_argument("key_id", metavar="KEY_ID", help="its name, e.g. k2 (letters, digits, - _)")
 
     p = sub.add_parser("import", help="import prospects from a CSV or JSON-lines file")
     p.add_argument("file", type=Path, metavar="FILE")
@@ -118,6 +142,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         host=settings.host,
         port=settings.port(args.service),
         log_level=uvicorn_log_level(settings.log_level),
+        # JSON lines: uvicorn's loggers go to the root handler (configure_logging), not its own
+        log_config=None if settings.json_logs else uvicorn.config.LOGGING_CONFIG,
         # the client address is decided in one place, from CLOSEFLOW_TRUSTED_PROXIES only
         # (shared/proxies.py): uvicorn's own rewriting would trust 127.0.0.1 by default
         proxy_headers=False,
@@ -187,6 +213,28 @@ def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
     return run(settings)
 
 
+def cmd_cluster(settings: Settings, args: argparse.Namespace) -> int:
+    with dev_only("cluster"):
+        from devstack.cluster import ClusterError, build
+        from devstack.cluster_stack import ClusterStack
+        from devstack.supervisor import run
+    try:
+        if args.build_only:
+            done = build()
+            print(f"{done.server}\n{done.sql_tool}\n{done.schema}")
+            return 0
+        if not args.postgres:
+            print("closeflow cluster: --postgres URL is required", file=sys.stderr)
+            return 2
+        stack = ClusterStack(
+            args.postgres, args.prefix, fresh=args.fresh, temporal_only=args.temporal_only
+        )
+        return run(stack.settings, stack)
+    except ClusterError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+
+
 def _format_default(field: FieldInfo) -> str:
     default = field.get_default(call_default_factory=True)
     values = default if isinstance(default, list) else [default]
@@ -235,6 +283,7 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "twilio-sandbox": cmd_twilio_sandbox,
     "temporal": cmd_temporal,
     "dev": cmd_dev,
+    "cluster": cmd_cluster,
     "import": cmd_import,
 }
 
@@ -244,8 +293,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "settings":
         # Documentation of the defaults: must not depend on (or fail on) the current env.
         return cmd_settings(None, args)
+    if args.command == "payload-key":
+        # run where the settings are not complete yet: this makes one of them
+        print(new_master_key(args.key_id))
+        return 0
     settings = Settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, json_lines=settings.json_logs)
     return COMMANDS[args.command](settings, args)
 
 

@@ -2,6 +2,15 @@
 
 `closeflow worker journeys outreach ...` runs several in one process (the dev stack); production
 runs one per container so each scales and deploys alone.
+
+Stopping (issue 12): on SIGTERM or SIGINT the workers stop polling, then wait up to
+CLOSEFLOW_WORKER_GRACE_SECONDS for the activities in flight to finish (and report their results)
+before cancelling what is left; Temporal retries a cancelled one elsewhere, and sends are
+idempotent. The orchestrator's grace period must be longer (the k8s manifests give 60 s).
+
+Watching: CLOSEFLOW_WORKER_HEALTH_PORT serves /healthz and /readyz (shared/health.py),
+CLOSEFLOW_WORKER_METRICS_PORT the Temporal SDK's Prometheus metrics, and
+CLOSEFLOW_OTLP_ENDPOINT turns on the workflow and activity spans (shared/tracing.py).
 """
 
 from __future__ import annotations
@@ -9,10 +18,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
+from datetime import timedelta
+from typing import Any
 
 from temporalio.client import Client
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
 from closeflow.registry import (
@@ -21,7 +33,9 @@ from closeflow.registry import (
     activities_module,
     expand_queues,
 )
+from shared import tracing
 from shared.db import create_engine, session_factory
+from shared.health import run_checks, serve_worker_health, temporal_up
 from shared.settings import Settings
 from shared.temporal import connect
 from workflows.journey import ProspectJourney
@@ -31,17 +45,30 @@ JOURNEY_WORKFLOWS = (ProspectJourney, ReferralIntake)
 log = logging.getLogger(__name__)
 
 
+def worker_options(settings: Settings) -> dict[str, Any]:
+    """What every closeflow Worker is built with, whatever it runs."""
+    return {
+        "graceful_shutdown_timeout": timedelta(seconds=settings.worker_grace_seconds),
+        "interceptors": tracing.temporal_interceptors(),
+    }
+
+
 async def build_workers(
     client: Client, settings: Settings, queues: Sequence[str], stack: AsyncExitStack
 ) -> list[Worker]:
     """Workers for the named queues; engines they open are closed when `stack` closes."""
     workers = []
+    engines = []
+    options = worker_options(settings)
     for name in expand_queues(queues):
         task_queue = settings.task_queue(name)
         if name == JOURNEYS:
-            workers.append(Worker(client, task_queue=task_queue, workflows=list(JOURNEY_WORKFLOWS)))
+            workers.append(
+                Worker(client, task_queue=task_queue, workflows=list(JOURNEY_WORKFLOWS), **options)
+            )
             continue
         engine = create_engine(settings.database_url(name))
+        engines.append(engine)
         stack.push_async_callback(engine.dispose)
         module = activities_module(name)
         activities = module.activities_for(settings, session_factory(engine))
@@ -50,21 +77,71 @@ async def build_workers(
             stack.push_async_callback(closer, activities)
         workers.append(
             Worker(
-                client, task_queue=task_queue, activities=activities, max_concurrent_activities=50
+                client,
+                task_queue=task_queue,
+                activities=activities,
+                max_concurrent_activities=50,
+                **options,
             )
         )
+    tracing.instrument_engines(engines)
     return workers
 
 
-async def run_workers(settings: Settings, queues: Sequence[str]) -> None:
-    client = await connect(settings)
+def runtime_for(settings: Settings) -> Runtime | None:
+    """A Temporal runtime exporting the SDK's metrics on the metrics port, when one is set."""
+    if not settings.worker_metrics_port:
+        return None
+    address = f"{settings.host}:{settings.worker_metrics_port}"
+    log.info("worker metrics on %s/metrics", address)
+    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=address)))
+
+
+BuildWorkers = Callable[[Client, AsyncExitStack], Any]  # -> Awaitable[list[Worker]]
+
+
+async def serve_workers(settings: Settings, build: BuildWorkers, name: str = "worker") -> None:
+    """Connect, run the workers `build` makes until SIGTERM or SIGINT, then stop gracefully.
+    The one way a worker process runs (tests run their own workers through it too)."""
+    tracing.configure_tracing(settings.otlp_endpoint, name)
+    client = await connect(settings, runtime=runtime_for(settings))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with AsyncExitStack() as stack:
-        workers = await build_workers(client, settings, queues, stack)
+        workers: list[Worker] = await build(client, stack)
+
+        async def readiness() -> tuple[bool, dict[str, str]]:
+            async def polling() -> None:
+                if stop.is_set():
+                    raise RuntimeError("stopping")
+                stopped = [w.task_queue for w in workers if not w.is_running]
+                if stopped:
+                    raise RuntimeError(f"not polling {', '.join(stopped)}")
+
+            return await run_checks({"temporal": lambda: temporal_up(client), "pollers": polling})
+
         for worker in workers:
             await stack.enter_async_context(worker)
+        await stack.enter_async_context(
+            serve_worker_health(settings.host, settings.worker_health_port, readiness)
+        )
         log.info("workers running on %s", ", ".join(w.task_queue for w in workers))
         await stop.wait()
+        log.info(
+            "stopping: no new tasks; waiting up to %g s for the activities in flight",
+            settings.worker_grace_seconds,
+        )
+        # all at once: one after the other, N workers could take N grace periods
+        await asyncio.gather(*(worker.shutdown() for worker in workers))
+    log.info("workers stopped")
+
+
+async def run_workers(settings: Settings, queues: Sequence[str]) -> None:
+    names = expand_queues(queues)
+
+    async def build(client: Client, stack: AsyncExitStack) -> list[Worker]:
+        return await build_workers(client, settings, names, stack)
+
+    await serve_workers(settings, build, name="worker-" + "-".join(names))

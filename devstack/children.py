@@ -48,6 +48,10 @@ class Child:
     args: list[str]  # a `closeflow` command line
     stage: int
     ready: Callable[[Child], bool]
+    # a whole command line instead (another program: the Temporal cluster's server processes)
+    argv: list[str] | None = None
+    # variables of its own over the stack's (an API replica's port)
+    env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL_LINES))

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from shared.codec import new_master_key
 from shared.settings import SERVICES, Settings
 
 ENV_PREFIX = "CLOSEFLOW_"
@@ -96,3 +97,17 @@ def isolated_env(data_dir: Path, host: str = "127.0.0.1") -> dict[str, str]:
         env[f"{service.upper()}_PORT"] = str(port[f"{service}_port"])
         env[f"{service.upper()}_DATABASE_URL"] = ""
     return {f"{ENV_PREFIX}{key}": value for key, value in env.items()}
+
+
+DEV_MASTER_KEY_FILE = "payload-master-key"
+
+
+def dev_master_key(data_dir: Path) -> str:
+    """The dev stack's payload master key (issue 11: payloads encrypted as in production), made
+    once and kept in the data dir so that a restarted stack still reads its histories."""
+    path = Path(data_dir) / DEV_MASTER_KEY_FILE
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(new_master_key("dev") + "\n")
+        path.chmod(0o600)
+    return path.read_text().strip()

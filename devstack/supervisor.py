@@ -22,7 +22,7 @@ from types import FrameType, TracebackType
 from typing import IO, TextIO
 
 from devstack.children import Child, die_with
-from devstack.env import settings_from_env
+from devstack.env import dev_master_key, settings_from_env
 from devstack.probes import connect_host, http_ok, tcp_open, url_host
 from devstack.temporal import temporal_ready
 from shared.settings import SERVICES, Settings
@@ -56,6 +56,8 @@ class Stack:
     them up (restarting a child that crashed) until told to stop. Call start(), supervise() and
     stop() from a thread that outlives the stack: children die with the thread that forked them.
     """
+
+    title = "dev stack"  # in the "is up" line
 
     def __init__(
         self,
@@ -285,6 +287,8 @@ class Stack:
         # the children run in the environment the stack was configured for (development unless
         # told), never one inherited from the shell behind the supervisor's back
         env["CLOSEFLOW_ENVIRONMENT"] = self.settings.environment
+        if not self.settings.payload_master_keys:
+            env["CLOSEFLOW_PAYLOAD_MASTER_KEYS"] = dev_master_key(self.settings.data_dir)
         # -m closeflow.cli must import this checkout whatever the cwd and install state.
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p
@@ -299,9 +303,9 @@ class Stack:
     def _start(self, child: Child) -> None:
         child.is_ready = False
         child.process = subprocess.Popen(
-            [sys.executable, "-m", "closeflow.cli", *child.args],
+            child.argv or [sys.executable, "-m", "closeflow.cli", *child.args],
             cwd=self.cwd,
-            env=self._child_env(),
+            env={**self._child_env(), **child.env},
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -385,14 +389,15 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def run(settings: Settings) -> int:
-    """`closeflow dev`: the stack in the foreground until Ctrl-C or SIGTERM."""
-    stack = Stack(settings)
+def run(settings: Settings, stack: Stack | None = None) -> int:
+    """`closeflow dev` (or `closeflow cluster`, with its stack): the stack in the foreground
+    until Ctrl-C or SIGTERM."""
+    stack = stack or Stack(settings)
     code = 0
     with _sigterm_as_interrupt():
         try:
             stack.start()
-            print(f"\ncloseflow dev stack is up (data in {settings.data_dir.resolve()}):\n")
+            print(f"\ncloseflow {stack.title} is up (data in {settings.data_dir.resolve()}):\n")
             print(url_table(stack.urls()))
             print("\nCtrl-C stops everything.\n", flush=True)
             stack.supervise()

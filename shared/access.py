@@ -102,6 +102,9 @@ def rep_own(*wheres: str) -> Rule:
 
 COMMON: dict[RouteKey, Rule] = {
     ("GET", "/healthz"): PUBLIC,
+    # issue 12: probes carry no key; the readiness answer names only which dependency is down
+    ("GET", "/readyz"): PUBLIC,
+    ("GET", "/metrics"): OPS,  # Prometheus scrapes with an ops key (docs/operations.md)
 }
 
 

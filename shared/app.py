@@ -8,9 +8,11 @@ from typing import Protocol
 
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from temporalio.client import Client
 
+from shared import tracing
 from shared.access import (
     OPS,
     RouteKey,
@@ -23,7 +25,11 @@ from shared.access import (
 from shared.body_limit import BodyLimit
 from shared.db import create_engine, session_factory
 from shared.errors import install_error_handlers
+from shared.health import database_up, readiness_body, run_checks, temporal_up
 from shared.issued_keys import IntrospectedKeys
+from shared.logging import RequestIds
+from shared.metrics import DbGauge, HttpMetrics, RelayBacklog, ServiceMetrics
+from shared.relay import Relay
 from shared.settings import Settings
 from shared.temporal import connect
 
@@ -36,18 +42,23 @@ def create_service_app(
     access: ServiceAccess,
     description: str,
     temporal_client: Client | None = None,
+    gauges: Sequence[DbGauge] = (),
 ) -> FastAPI:
     """access: the service's route policies and resolvers (services/<name>/access.py).
-    temporal_client: tests pass the client of their own test server; otherwise connect."""
+    temporal_client: tests pass the client of their own test server; otherwise connect.
+    gauges: the service's business gauges, read from its database at each scrape of /metrics."""
+    tracing.configure_tracing(settings.otlp_endpoint, name)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # every route is in place by now (app.py files include routers after this function)
         check_coverage(app, strict=settings.environment == "production")
         engine = create_engine(settings.database_url(name))
+        tracing.instrument_engines([engine])
         app.state.engine = engine
         app.state.sessions = session_factory(engine)
-        app.state.temporal = temporal_client or await connect(settings)
+        # with tracing on, starts and signals carry the request's trace into the workflow
+        app.state.temporal = tracing.traced_client(temporal_client or await connect(settings))
         try:
             yield
         finally:
@@ -73,6 +84,10 @@ def create_service_app(
     app.state.settings = settings
     app.state.service_name = name
     app.state.cleanup = []  # async callables run at shutdown, e.g. HTTP clients to close
+    metrics = ServiceMetrics(
+        name, gauges=list(gauges), sessions=lambda: getattr(app.state, "sessions", None)
+    )
+    app.state.metrics = metrics
     policies = {**access.policies}
     if docs_guarded:
         policies.update(_guarded_docs(app))
@@ -86,12 +101,36 @@ def create_service_app(
     install_error_handlers(app)
     # the body is read (and parsed) before enforce_access runs: cap it while it is read
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    # outermost: every request is counted and carries its request id, refused ones included
+    app.add_middleware(HttpMetrics, metrics=metrics)
+    app.add_middleware(RequestIds)
+    tracing.instrument_app(app)
     for router in routers:
         app.include_router(router)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
+        """Liveness: the process answers (nothing else is checked)."""
         return {"status": "ok", "service": name}
+
+    @app.get("/readyz", tags=["health"])
+    async def readyz() -> JSONResponse:
+        """Readiness: the database answers SELECT 1 and Temporal answers; 503 names what is
+        down."""
+        ready, checks = await run_checks(
+            {
+                "database": lambda: database_up(app.state.engine),
+                "temporal": lambda: temporal_up(app.state.temporal),
+            }
+        )
+        body = {**readiness_body(ready, checks), "service": name}
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    @app.get("/metrics", tags=["health"])
+    async def prometheus_metrics() -> Response:
+        """Prometheus metrics (docs/operations.md, "Metrics"); an ops or admin key."""
+        await metrics.refresh()
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
 
@@ -126,6 +165,9 @@ def run_during_lifespan(app: FastAPI, loop: BackgroundLoop) -> None:
     """Run `loop` while the app's lifespan does, inside what the lifespan set up before (the
     engine and the Temporal client exist when it starts and still exist when it stops)."""
     inner = app.router.lifespan_context
+    if isinstance(loop, Relay):  # its backlog is a gauge of /metrics
+        table = loop.table
+        app.state.metrics.relays.append(RelayBacklog(loop.name, table.model, table.pending))
 
     @asynccontextmanager
     async def lifespan(app_: FastAPI) -> AsyncIterator[None]:

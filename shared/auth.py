@@ -106,8 +106,16 @@ def is_service_token(token: str, key: str) -> bool:
     return bool(token) and hmac.compare_digest(key.encode(), token.encode())
 
 
+# Tools that speak Temporal's codec protocol send a header value they are given, as
+# Authorization (`temporal ... --codec-auth "Bearer <key>"`): accepted on those routes only.
+CODEC_PREFIX = "/codec/"
+
+
 def presented_key(request: Request) -> str | None:
     key = request.headers.get(API_KEY_HEADER)
+    if not key and request.url.path.startswith(CODEC_PREFIX):
+        scheme, _, bearer = request.headers.get("authorization", "").partition(" ")
+        return bearer.strip() or None if scheme.lower() == "bearer" else None
     if key or not request.url.path.startswith(PAGE_PREFIX):
         return key
     return request.cookies.get(PAGE_KEY_COOKIE)

@@ -21,8 +21,10 @@ from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from shared.ids import ResourceId
 from shared.people import normalize_email, normalize_phone
 from shared.requests import WriteModel
+from shared.temporal import client_keyring
 
 Kind = Literal["email", "phone"]
 
@@ -53,6 +55,10 @@ class ErasureOrder(WriteModel):
     phone: str | None = Field(None, max_length=64)
     email_digest: str | None = Field(None, max_length=128)
     phone_digest: str | None = Field(None, max_length=128)
+    # their name and the people they referred: a referred person's records that quote the
+    # referrer (an introduction's text) lose the name (issue 11); never stored either
+    name: str | None = Field(None, max_length=400)
+    referred_prospect_ids: list[ResourceId] = Field(default_factory=list, max_length=10_000)
 
 
 class ErasureResult(BaseModel):
@@ -77,6 +83,14 @@ async def forget_workflow(client: Client, workflow_id: str) -> None:
     except RPCError as err:
         if err.status != RPCStatusCode.NOT_FOUND:
             raise  # Temporal unreachable: the caller answers 5xx and the order is retried
+
+
+def forget_cached_key(client: Client, prospect_id: str) -> None:
+    """This process stops decrypting the prospect's payloads at once (other processes within
+    the keyring's cache time): their key was shredded (services.prospecting.erasure)."""
+    ring = client_keyring(client)
+    if ring is not None:
+        ring.forget(prospect_id)
 
 
 async def delete_tree(

@@ -3,20 +3,37 @@
 `make run` shows one line per meaningful event. Some libraries log at INFO what nobody acts on:
 alembic its plugin set-up and its dialect guesses before every migration, aiosmtpd (the dev
 mailbox) five lines per connection (every readiness probe), uvicorn one access line per health
-probe (Kubernetes probes every few seconds). Those records are dropped; their warnings and
-errors still pass.
+probe and scrape (Kubernetes and Prometheus poll every few seconds). Those records are dropped;
+their warnings and errors still pass.
 
 Access lines never carry a query string or a token: uvicorn logs the whole request target, and
 query strings and some paths hold secrets (the public referral and unsubscribe links are
 bearer tokens). RedactAccessPath logs the path alone, with token segments masked, at every level.
+
+JSON lines (issue 12; CLOSEFLOW_LOG_FORMAT, the default in production): one object per event,
+`{"ts", "level", "logger", "message", "trace_id", "request_id"}` (and `exception` with the
+traceback), so a log line leads to its trace and to the request that caused it. The request id
+is the caller's `X-Request-ID` when it is a plain token of up to 64 characters, else a new one;
+every response carries it back. What a line says is what the message says: the redactions above
+apply, and the messages hold ids, never addresses, names or keys.
 """
 
 from __future__ import annotations
 
+import contextvars
+import json
 import logging
+import re
+import uuid
+from datetime import UTC, datetime
+
+from opentelemetry import trace
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-HEALTH_PATH = "/healthz"
+# probed every few seconds by orchestrators and Prometheus (issue 12: readiness, metrics)
+PROBE_PATHS = ("/healthz", "/readyz", "/metrics")
 
 # Loggers whose INFO lines are all set-up or connection chatter: warnings and up only.
 QUIET_LOGGERS = ("alembic.runtime.plugins", "mail.log")
@@ -81,7 +98,7 @@ class DropInfo(logging.Filter):
             self.health_probes
             and isinstance(args, tuple)
             and len(args) >= 3
-            and str(args[2]).split("?", 1)[0] == HEALTH_PATH
+            and str(args[2]).split("?", 1)[0] in PROBE_PATHS
         )
 
 
@@ -98,10 +115,66 @@ def quiet_chatter() -> None:
             logger.addFilter(drop)
 
 
-def configure_logging(level: str) -> None:
-    """Once per process, before anything logs: the level (CLOSEFLOW_LOG_LEVEL), the format.
-    At DEBUG nothing is dropped: whoever asks for debug output wants the chatter too."""
+# --- request ids and JSON lines (issue 12) ------------------------------------------------------
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
+
+
+class RequestIds:
+    """ASGI middleware: each HTTP request gets an id (the caller's X-Request-ID if it is a plain
+    token, else a new one), set for every log line of the request and sent back."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope.get("headers") or []).get(REQUEST_ID_HEADER.lower().encode(), b"")
+        value = given.decode("latin-1")
+        rid = value if _SAFE_ID.match(value) else uuid.uuid4().hex
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = rid
+            await send(message)
+
+        token = request_id.set(rid)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            request_id.reset(token)
+
+
+class JsonLines(logging.Formatter):
+    """One JSON object per record, with the current trace id and request id."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        context = trace.get_current_span().get_span_context()
+        line: dict[str, object] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "trace_id": format(context.trace_id, "032x") if context.is_valid else "",
+            "request_id": request_id.get(),
+        }
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, ensure_ascii=False)
+
+
+def configure_logging(level: str, json_lines: bool = False) -> None:
+    """Once per process, before anything logs: the level (CLOSEFLOW_LOG_LEVEL), the format
+    (JSON lines or text). At DEBUG nothing is dropped: whoever asks for debug output wants the
+    chatter too."""
     logging.basicConfig(level=level.upper(), format=FORMAT)
+    if json_lines:
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(JsonLines())
     redact_access_log()  # at every level: debug output carries no secrets either
     if logging.getLogger().level > logging.DEBUG:
         quiet_chatter()

@@ -15,6 +15,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.auth import Principal, has_role, parse_api_keys, parse_key_entry
+from shared.codec import MasterKey, check_master_keys_for_production, parse_master_keys
 from shared.proxies import Network, parse_networks
 
 SERVICES = ("prospecting", "outreach", "deals", "referrals")
@@ -149,6 +150,19 @@ class Settings(BaseSettings):
         description="secret key of the HMAC-SHA256 digests that keep erased people suppressed "
         "(changing it forgets every erasure suppression)",
     )
+    # --- workflow payload encryption (issue 11) ---
+    payload_master_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="comma-separated <key id>:<base64 32-byte key> entries that wrap the "
+        "per-prospect keys encrypting workflow payloads (the first wraps new keys, any one "
+        "unwraps: put a new key first to rotate); required in production, generate one with "
+        "`closeflow payload-key <id>`; empty outside production: payloads in clear text",
+    )
+    codec_cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="comma-separated origins (e.g. the Temporal UI's https://temporal.example.com) "
+        "allowed to call prospecting's codec server (POST /codec/decode, /codec/encode)",
+    )
 
     api_docs: bool = Field(
         False,
@@ -174,6 +188,26 @@ class Settings(BaseSettings):
     temporal_namespace: str = Field("default", description="Temporal namespace")
     temporal_api_key: SecretStr = Field(SecretStr(""), description="Temporal Cloud API key")
     temporal_tls: bool = Field(False, description="use TLS to reach Temporal (Temporal Cloud)")
+    # --- Temporal mTLS (issue 12): a self-hosted frontend that asks for client certificates ---
+    temporal_tls_cert: str = Field(
+        "",
+        description="PEM file of the client certificate shown to a Temporal frontend that "
+        "requires mTLS (with CLOSEFLOW_TEMPORAL_TLS_KEY); any CLOSEFLOW_TEMPORAL_TLS_* file "
+        "turns TLS on",
+    )
+    temporal_tls_key: str = Field(
+        "", description="PEM file of the private key of CLOSEFLOW_TEMPORAL_TLS_CERT"
+    )
+    temporal_tls_ca: str = Field(
+        "",
+        description="PEM file of the CA that signed the Temporal frontend's certificate "
+        "(empty: the system's trust store)",
+    )
+    temporal_tls_server_name: str = Field(
+        "",
+        description="name the Temporal frontend's certificate must carry, when it is not the "
+        "host of CLOSEFLOW_TEMPORAL_ADDRESS (e.g. a SAN reached through a Service address)",
+    )
     temporal_ui_port: int = Field(8233, description="dev server web UI port")
     task_queue_prefix: str = Field(
         "", description="prefix of every task queue name (isolates stacks sharing a namespace)"
@@ -281,6 +315,40 @@ class Settings(BaseSettings):
         "http://127.0.0.1:8030", description="https://api.twilio.com in production"
     )
 
+    # --- observability (issue 12) -------------------------------------------------------------
+    worker_grace_seconds: float = Field(
+        30.0,
+        ge=0,
+        le=3600,
+        description="on SIGTERM a worker stops polling and waits this long for its in-flight "
+        "activities to finish before cancelling them (keep it under the orchestrator's grace "
+        "period: the k8s manifests give 60 s)",
+    )
+    worker_health_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description="port of a worker's GET /healthz (alive) and GET /readyz (connected to "
+        "Temporal, pollers running), on CLOSEFLOW_HOST; 0: not served (the dev stack)",
+    )
+    worker_metrics_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description="port where a worker serves the Temporal SDK's Prometheus metrics "
+        "(/metrics), on CLOSEFLOW_HOST; 0: not served",
+    )
+    otlp_endpoint: str = Field(
+        "",
+        description="OTLP/HTTP endpoint traces are exported to (e.g. http://otel-collector:4318); "
+        "empty: no tracing at all",
+    )
+    log_format: Literal["auto", "text", "json"] = Field(
+        "auto",
+        description="json: one JSON object per line, with the trace and request ids; text: one "
+        "readable line per event; auto: json in production, text otherwise",
+    )
+
     # --- dev stack sandboxes --------------------------------------------------------------------
     mailbox_http_port: int = Field(8025, description="local mailbox web page and JSON")
     twilio_sandbox_port: int = Field(8030, description="local Twilio-compatible server")
@@ -289,7 +357,13 @@ class Settings(BaseSettings):
     @classmethod
     def _parse_keys(cls, data: object) -> object:
         if isinstance(data, dict):
-            for name in ("api_keys", "webhook_allowed_hosts", "trusted_proxies"):
+            for name in (
+                "api_keys",
+                "webhook_allowed_hosts",
+                "trusted_proxies",
+                "payload_master_keys",
+                "codec_cors_origins",
+            ):
                 if name in data:
                     data[name] = _split_csv(data[name])
         return data
@@ -301,6 +375,17 @@ class Settings(BaseSettings):
         if self.service_token.get_secret_value() in self.api_principals:
             # a person's key would then reach /internal/*
             raise ValueError("CLOSEFLOW_SERVICE_TOKEN must not be one of CLOSEFLOW_API_KEYS")
+        _ = self.master_keys  # and a malformed payload master key
+        return self
+
+    @model_validator(mode="after")
+    def _check_temporal_client_certificate(self) -> Settings:
+        # a certificate without its key (or the reverse) would fail at the first connection,
+        # after the process has started and reported ready
+        if bool(self.temporal_tls_cert.strip()) != bool(self.temporal_tls_key.strip()):
+            raise ValueError(
+                "CLOSEFLOW_TEMPORAL_TLS_CERT and CLOSEFLOW_TEMPORAL_TLS_KEY are set together"
+            )
         return self
 
     @model_validator(mode="after")
@@ -310,6 +395,7 @@ class Settings(BaseSettings):
         _check_api_keys([k.get_secret_value() for k in self.api_keys])
         for name in REQUIRED_SECRETS:
             _check_secret(name, getattr(self, name).get_secret_value(), required=True)
+        check_master_keys_for_production([k.get_secret_value() for k in self.payload_master_keys])
         for name in OPTIONAL_SECRETS:
             _check_secret(name, getattr(self, name).get_secret_value(), required=False)
         for name in FOREIGN_SECRETS:
@@ -334,6 +420,12 @@ class Settings(BaseSettings):
                 )
         return self
 
+    @property
+    def json_logs(self) -> bool:
+        return self.log_format == "json" or (
+            self.log_format == "auto" and self.environment == "production"
+        )
+
     def database_url(self, service: str) -> str:
         url: str = getattr(self, f"{service}_database_url")
         if url:
@@ -354,6 +446,10 @@ class Settings(BaseSettings):
     @cached_property
     def trusted_networks(self) -> tuple[Network, ...]:
         return parse_networks(self.trusted_proxies)
+
+    @cached_property
+    def master_keys(self) -> list[MasterKey]:
+        return parse_master_keys([k.get_secret_value() for k in self.payload_master_keys])
 
     @cached_property
     def api_key_values(self) -> frozenset[str]:

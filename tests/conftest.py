@@ -9,6 +9,7 @@ from tests.support.browser import browser, page  # noqa: F401  (fixtures for the
 from tests.support.databases import POSTGRES_URL, REQUIRE_POSTGRES
 from tests.support.dev_stack import running_dev_stack  # noqa: F401  (fixture)
 from tests.support.fixtures import (  # noqa: F401  (fixtures)
+    database_templates,
     database_urls,
     ground,
     queue_prefix,
@@ -24,6 +25,10 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "stack(outbox=OutboxTiming): prospecting's outbox timing in the `stack` fixture "
         "(tests/support/stack.py)",
+    )
+    config.addinivalue_line(
+        "markers",
+        "empty_databases: `database_urls` are empty, not migrated (tests of the migrations)",
     )
 
 

@@ -1,7 +1,7 @@
 #!/bin/bash
 # Run once by the postgres image on an empty volume (/docker-entrypoint-initdb.d).
 # One role and one database per service: a service can reach no other service's tables.
-# Temporal gets its own role and its two databases (auto-setup then only creates the schema).
+# Temporal gets its own role and its two databases (the temporal-schema job creates its tables).
 set -euo pipefail
 
 create_owned_database() {

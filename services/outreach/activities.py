@@ -37,7 +37,7 @@ from services.outreach.cadences.templates import (
 )
 from services.outreach.consent import service as consent
 from services.outreach.consent import suppressions
-from services.outreach.consent.erasure import erased_reason
+from services.outreach.consent.erasure import UNNAMED_REFERRER, erased_reason
 from services.outreach.senders import service as senders
 from services.outreach.tasks import service as tasks
 from services.outreach.tasks.colleagues import ColleagueActivities
@@ -172,12 +172,29 @@ class OutreachActivities:
 
     # --- touches ----------------------------------------------------------------------------
 
+    async def _referrer_name(self, variables: dict[str, str]) -> str:
+        """The referrer's name, looked up at send time: journeys carry their id only (issue 11),
+        so an erased referrer's name is in no one else's workflow. Erased or unknown: a
+        neutral phrase; prospecting unreachable: the activity fails and is retried."""
+        referrer_id = variables.get("referrer_prospect_id", "")
+        if not referrer_id or self._reps is None:
+            return UNNAMED_REFERRER
+        try:
+            card = await self._reps.prospect_card(referrer_id)
+        except AppError as err:
+            if err.status != 404:
+                raise
+            return UNNAMED_REFERRER
+        return str(card["name"]) or UNNAMED_REFERRER
+
     @activity_boundary(Act.SEND_TOUCH)
     async def send_touch(self, req: TouchRequest) -> TouchResult:
         now = datetime.now(UTC)
         outcomes: list[ChannelOutcome] = []
         defer_until: datetime | None = None
         values = variables_for(req.contact, req.variables)
+        if req.kind == "warm_intro" and not values["referrer_name"]:
+            values["referrer_name"] = await self._referrer_name(req.variables)
         if req.kind == "cadence":
             await self._stop_if_listed(req)
         if req.kind == "warm_intro":

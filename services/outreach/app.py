@@ -6,7 +6,7 @@ import httpx
 from fastapi import FastAPI
 from temporalio.client import Client
 
-from services.outreach import late_replies, webhooks
+from services.outreach import late_replies, metrics, webhooks
 from services.outreach.access import ACCESS
 from services.outreach.cadences import api, follow_ups, journeys_api, simulation, stats
 from services.outreach.cadences.auto_enroll import router as auto_enroll_router
@@ -59,6 +59,7 @@ def create_app(
         ],
         access=ACCESS,
         description="Cadences, messages, provider webhooks, rep tasks and consent.",
+        gauges=metrics.GAUGES,
         temporal_client=temporal_client,
     )
     app.state.prospects = ProspectDirectory.from_settings(settings, prospecting_transport)

@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.workflowservice.v1 import SignalWorkflowExecutionRequest
 from temporalio.client import Client
+from temporalio.converter import WorkflowSerializationContext
 from temporalio.service import RPCError, RPCStatusCode
 
 from services.outreach import models
@@ -217,7 +218,11 @@ async def send_signal(client: Client, item: Outbound, timeout: float) -> None:
         request_id=request_id(item.provider, item.event_id),
     )
     if item.signal_payload is not None:
-        req.input.payloads.extend(await client.data_converter.encode([item.signal_payload]))
+        # the journey's context: an encrypting codec picks the prospect's key (shreddable)
+        converter = client.data_converter.with_context(
+            WorkflowSerializationContext(namespace=client.namespace, workflow_id=item.workflow_id)
+        )
+        req.input.payloads.extend(await converter.encode([item.signal_payload]))
     # no client-side retries: the relay's backoff is the retry, and the provider is waiting
     await client.workflow_service.signal_workflow_execution(
         req, retry=False, timeout=timedelta(seconds=timeout)

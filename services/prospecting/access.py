@@ -73,6 +73,8 @@ POLICIES: dict[RouteKey, Rule] = {
     ("GET", "/funnel/bottleneck"): OPS,
     ("POST", "/ui/sign-in"): PUBLIC,  # the pages' key form: checks the key itself
     ("GET", "/ui/dashboard"): OPS,
+    ("POST", "/codec/decode"): OPS,  # shows any prospect's workflow payloads: not for reps
+    ("POST", "/codec/encode"): OPS,
 }
 
 ACCESS = ServiceAccess(POLICIES, RESOLVERS, key_lookup=key_lookup)

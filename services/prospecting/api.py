@@ -12,6 +12,7 @@ from services.prospecting import timeline as timeline_view
 from shared.auth import require_api_key
 from shared.contracts.journey import Stage
 from shared.db import Session
+from shared.erasure import forget_cached_key
 from shared.ids import IdFilter
 
 router = APIRouter(dependencies=[Depends(require_api_key)])
@@ -196,6 +197,7 @@ async def request_erasure(
     pepper = request.app.state.settings.erasure_pepper.get_secret_value()
     _, created = await erasure.request_erasure(session, prospect_id, pepper)
     await session.commit()
+    forget_cached_key(request.app.state.temporal, prospect_id)
     if created:
         request.app.state.outbox.wake()
     status = schemas.ErasureStatus.model_validate(await erasure.status_of(session, prospect_id))

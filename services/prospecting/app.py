@@ -6,7 +6,7 @@ import httpx
 from fastapi import FastAPI
 from temporalio.client import Client
 
-from services.prospecting import api_keys, dashboard, funnel_api
+from services.prospecting import api_keys, codec_server, dashboard, funnel_api, metrics
 from services.prospecting.access import ACCESS
 from services.prospecting.api import router
 from services.prospecting.outbox import OutboxTiming, service_key
@@ -30,6 +30,7 @@ def create_app(
         [router, funnel_api.router, dashboard.router, sign_in_router, api_keys.router],
         access=ACCESS,
         description="People, reps, round-robin assignment and stage history.",
+        gauges=metrics.GAUGES,
         temporal_client=temporal_client,
     )
     # calls to the other services: timelines (read), and the outbox relay (rep moves, erasures)
@@ -38,4 +39,6 @@ def create_app(
     install_outbox_relay(app, settings, outbox_timing)
     # the dashboard's key: a cookie set by the posted sign-in form, never a query string
     app.add_middleware(PageKeyMiddleware)
+    # the payload codec for Temporal's UI and CLI (issue 11): the keyring lives here
+    codec_server.install(app, settings.codec_cors_origins)
     return app

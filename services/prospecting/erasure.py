@@ -7,6 +7,9 @@ and deletes the journey and keeps the digests as its suppression entry), deals a
 The relay retries each order until its service confirms; the erasure is `done` when all have.
 Each service's endpoint is idempotent, so a repeated order erases nothing more.
 
+The prospect's payload data key (shared/codec.py, in this database) is shredded in the same
+transaction: their workflow histories become unreadable wherever they are.
+
 What stays here: the erasure row (prospect id, the HMAC digests of the email and phone, the
 status). New prospects, imported rows and referrals with an erased email or phone are refused.
 """
@@ -20,11 +23,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.prospecting import outbox
-from services.prospecting.models import Erasure, OutboxMessage, Prospect
+from services.prospecting.models import Erasure, OutboxMessage, Prospect, StageHistory
+from shared import codec
 from shared.erasure import ErasureOrder, delete_tree, digest
 from shared.errors import AppError, conflict, not_found
 
 KIND = "erasure"
+REFERRED_BY = "referred by "  # the cause of a referred person's first stage (workflows/journey)
 ERASED = "erased_person"
 REFUSAL = "this person asked for their data to be erased: they may not be added again"
 
@@ -72,6 +77,31 @@ async def _existing(session: AsyncSession, prospect_id: str) -> Erasure:
     return found
 
 
+async def forget_referrer(session: AsyncSession, prospect_id: str) -> list[str]:
+    """The people this person referred keep the referral (the referrer's id, no longer anyone)
+    but not their name: journeys before issue 11 wrote "referred by <name>" as the cause of
+    the referred person's first stage. Returns the referred people's ids (outreach scrubs the
+    name from their introductions)."""
+    referred = list(
+        (
+            await session.scalars(
+                select(Prospect.id).where(Prospect.referrer_prospect_id == prospect_id)
+            )
+        ).all()
+    )
+    if referred:
+        await session.execute(
+            update(StageHistory)
+            .where(
+                StageHistory.prospect_id.in_(referred),
+                StageHistory.cause.startswith(REFERRED_BY, autoescape=True),
+            )
+            .values(cause=f"{REFERRED_BY}client {prospect_id}")
+            .execution_options(synchronize_session=False)
+        )
+    return referred
+
+
 async def request_erasure(
     session: AsyncSession, prospect_id: str, pepper: str
 ) -> tuple[Erasure, bool]:
@@ -96,6 +126,8 @@ async def request_erasure(
         # a concurrent request for the same person won: answer with its erasure
         await session.rollback()
         return await _existing(session, prospect_id), False
+    referred = await forget_referrer(session, prospect_id)
+    referral_id = prospect.referral_id
     order = ErasureOrder(
         erasure_id=erasure.id,
         prospect_id=prospect_id,
@@ -103,6 +135,8 @@ async def request_erasure(
         phone=prospect.phone,
         email_digest=email_digest,
         phone_digest=phone_digest,
+        name=f"{prospect.first_name} {prospect.last_name}".strip() or None,
+        referred_prospect_ids=referred,
     ).model_dump(mode="json")
     for target in outbox.TARGETS:
         outbox.add(
@@ -126,6 +160,11 @@ async def request_erasure(
     # attribution by source stays right.
     table = Prospect.__table__
     await delete_tree(session, table, table.c.id == prospect_id)
+    # Crypto-shredding: the data key of their workflow payloads goes in the same transaction,
+    # so every history of theirs (open, closed, exported) is unreadable from the commit on.
+    await codec.shred(session, prospect_id)
+    if referral_id:  # their referral's intake held their details before the journey
+        await codec.shred(session, codec.referral_scope(referral_id))
     await session.flush()
     return erasure, True
 

@@ -185,7 +185,7 @@ def intake_input(referral: Referral, ask: ReferralAsk, queues: TaskQueues) -> Re
             **{f.name: getattr(referral, f.name) for f in fields(ReferredPerson)}
         ),
         referrer_prospect_id=ask.client_prospect_id,
-        referrer_name=ask.client_name,
+        referrer_name="",  # an id only (issue 11): outreach looks the name up when it sends
         rep_id=ask.rep_id,
         cadence_id=ask.cadence_id,
         queues=queues,

@@ -16,6 +16,7 @@ from typing import Literal, Protocol
 import aiosmtplib
 
 from shared.settings import Settings
+from shared.tracing import span
 
 log = logging.getLogger(__name__)
 
@@ -129,17 +130,19 @@ class SmtpEmail:
     async def send(self, msg: OutgoingEmail) -> str:
         mime = build_mime(msg, self.from_addr)
         try:
-            await aiosmtplib.send(
-                mime,
-                hostname=self.host,
-                port=self.port,
-                username=self.username or None,
-                password=self._password if self.username else None,
-                use_tls=self.tls == "tls",
-                # False, not None: None would upgrade opportunistically in "none" mode.
-                start_tls=self.tls == "starttls",
-                timeout=self.timeout,
-            )
+            # no instrumentation covers aiosmtplib: the trace's last hop (issue 12)
+            with span("smtp.send", {"server.address": self.host, "server.port": self.port}):
+                await aiosmtplib.send(
+                    mime,
+                    hostname=self.host,
+                    port=self.port,
+                    username=self.username or None,
+                    password=self._password if self.username else None,
+                    use_tls=self.tls == "tls",
+                    # False, not None: None would upgrade opportunistically in "none" mode.
+                    start_tls=self.tls == "starttls",
+                    timeout=self.timeout,
+                )
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [r.code for r in exc.recipients]
             permanent = bool(codes) and all(500 <= c < 600 for c in codes)

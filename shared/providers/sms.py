@@ -17,6 +17,8 @@ from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
+from shared.tracing import span
+
 TWILIO_API_BASE_URL = "https://api.twilio.com"
 DEFAULT_TIMEOUT_SECONDS = 15.0
 # How far back find_recent looks among a number's newest messages for one still queued.
@@ -111,12 +113,14 @@ class TwilioSms:
 
     async def send_sms(self, to: str, body: str, status_callback: str | None) -> SentSms:
         """Raises twilio.base.exceptions.TwilioRestException when Twilio refuses (e.g. 21211)."""
-        message = await self._twilio().messages.create_async(
-            to=to,
-            from_=self.from_number,
-            body=body,
-            status_callback=status_callback if status_callback else values.unset,
-        )
+        # the Twilio SDK calls through aiohttp, which nothing instruments (issue 12)
+        with span("twilio.messages.create"):
+            message = await self._twilio().messages.create_async(
+                to=to,
+                from_=self.from_number,
+                body=body,
+                status_callback=status_callback if status_callback else values.unset,
+            )
         return SentSms(sid=str(message.sid), status=str(message.status))
 
     async def find_recent(self, to: str, body: str, since: datetime) -> str | None:

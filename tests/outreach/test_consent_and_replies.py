@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -961,6 +962,7 @@ async def test_journey_respects_consent_and_auto_replies(stack: StackDriver) -> 
 # --- the migration --------------------------------------------------------------------------------
 
 
+@pytest.mark.empty_databases
 async def test_the_migration_copies_existing_suppressions_into_person_records(
     tmp_path: Path, database_urls: dict[str, str]
 ) -> None:

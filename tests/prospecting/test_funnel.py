@@ -260,6 +260,7 @@ def test_buckets_are_nine_percent_wide_and_percentiles_use_the_nearest_rank() ->
     assert funnel.percentile_bucket({}, 0.5) is None
 
 
+@pytest.mark.empty_databases
 async def test_migration_backfills_existing_changes(
     database_urls: dict[str, str], tmp_path: Path
 ) -> None:

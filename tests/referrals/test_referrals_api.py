@@ -87,7 +87,7 @@ def expected_intake(referral: dict[str, Any], queues: TaskQueues) -> ReferralInt
         referral_id=referral["id"],
         person=person,
         referrer_prospect_id="client1",
-        referrer_name=CLIENT,
+        referrer_name="",  # the referrer's id only: their name is not in the intake's input
         rep_id="rep1",
         cadence_id="cad1",
         queues=queues,

@@ -103,10 +103,10 @@ def example_env() -> dict[str, str]:
 
 
 def k8s_secret() -> dict[str, str]:
-    for doc in yaml.safe_load_all((DEPLOY / "k8s" / "config.yaml").read_text()):
+    for doc in yaml.safe_load_all((DEPLOY / "k8s" / "examples" / "secret.yaml").read_text()):
         if doc and doc["kind"] == "Secret":
             return {k: str(v) for k, v in doc["stringData"].items()}
-    raise AssertionError("no Secret in deploy/k8s/config.yaml")
+    raise AssertionError("no Secret in deploy/k8s/examples/secret.yaml")
 
 
 @pytest.mark.parametrize("shipped", [example_env, k8s_secret], ids=["example.env", "k8s"])

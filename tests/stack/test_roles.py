@@ -89,7 +89,7 @@ CONFIG_WRITES = [
 ]
 QUALIFIED = {"budget": True, "authority": "decision_maker", "need": "slow reports", "timeline": 2}
 # /ui/sign-in takes no key header: it is the form that checks a key and sets the pages' cookie
-PUBLIC_PREFIXES = ("/webhooks/", "/unsubscribe/", "/r/", "/healthz", "/ui/sign-in")
+PUBLIC_PREFIXES = ("/webhooks/", "/unsubscribe/", "/r/", "/healthz", "/readyz", "/ui/sign-in")
 
 
 def _served_routes() -> list[tuple[str, str, str]]:

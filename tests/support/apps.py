@@ -17,6 +17,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from services.prospecting.outbox import OutboxTiming
 from shared.migrations import upgrade
+from shared.temporal import with_codec
 from tests.support.settings import AUTH, make_settings
 from tests.support.stack import build_app
 
@@ -46,7 +47,10 @@ async def service_app(
         ) -> FastAPI:
             configured = make_settings(tmp_path, database_urls, **settings)
             await asyncio.to_thread(upgrade, configured, service)
-            app = build_app(service, configured, temporal_local.client, outbox)
+            client = temporal_local.client
+            if configured.master_keys:  # payloads through the codec, as in production
+                client = with_codec(client, configured)
+            app = build_app(service, configured, client, outbox)
             await started.enter_async_context(app.router.lifespan_context(app))
             return app
 

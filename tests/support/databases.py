@@ -1,9 +1,19 @@
-"""Fresh PostgreSQL databases for one test, made and dropped around it."""
+"""Fresh databases for one test, made and dropped around it, already at every service's head.
+
+Migrating four services costs about 0.7 s of CPU (Alembic loads and runs every revision); a
+suite makes thousands of databases on two cores. So each test process migrates one template per
+service and database kind once, and a fresh database is a copy of it: a file copy on SQLite,
+`CREATE DATABASE ... TEMPLATE` on PostgreSQL. Tests of the migrations themselves ask for empty
+databases (`@pytest.mark.empty_databases`)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import shutil
+import tempfile
 import uuid
+from pathlib import Path
 
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -14,11 +24,12 @@ REQUIRE_POSTGRES = os.environ.get("CLOSEFLOW_REQUIRE_POSTGRES") == "1"
 SERVICES = ("prospecting", "outreach", "deals", "referrals")
 
 
-async def create_pg_database(base_url: str) -> str:
+async def create_pg_database(base_url: str, template: str | None = None) -> str:
     name = f"cf_{uuid.uuid4().hex[:12]}"
     admin = create_async_engine(base_url, isolation_level="AUTOCOMMIT")
     async with admin.connect() as conn:
-        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+        copy_of = f' TEMPLATE "{template}"' if template else ""
+        await conn.execute(text(f'CREATE DATABASE "{name}"{copy_of}'))
     await admin.dispose()
     return make_url(base_url).set(database=name).render_as_string(hide_password=False)
 
@@ -36,3 +47,58 @@ async def drop_pg_databases(urls: dict[str, str]) -> None:
         database = make_url(url).database
         if database:
             await drop_pg_database(POSTGRES_URL, database)
+
+
+# This process's migrated templates: SQLite files by service, PostgreSQL database names by service.
+_sqlite_templates: dict[str, Path] = {}
+_pg_templates: dict[str, str] = {}
+_template_lock = asyncio.Lock()
+
+
+async def _migrate(service: str, url: str) -> None:
+    # imported here: the settings module reads the environment, which some tests set first
+    from shared.migrations import upgrade
+    from shared.settings import Settings
+
+    settings = Settings(
+        environment="test",
+        data_dir=Path(tempfile.gettempdir()),
+        **{f"{service}_database_url": url},  # type: ignore[arg-type]
+    )
+    await asyncio.to_thread(upgrade, settings, service)
+
+
+async def migrated_sqlite(directory: Path) -> dict[str, str]:
+    """Each service's database in `directory`, copied from this process's migrated template."""
+    async with _template_lock:
+        if not _sqlite_templates:
+            home = Path(tempfile.mkdtemp(prefix="closeflow-templates-"))
+            for service in SERVICES:
+                path = home / f"{service}.db"
+                await _migrate(service, f"sqlite+aiosqlite:///{path}")
+                # the engine is gone, so its write-ahead log is folded into the file: the file
+                # alone is the whole database
+                assert not path.with_name(path.name + "-wal").exists(), path
+                _sqlite_templates[service] = path
+    urls = {}
+    for service, template in _sqlite_templates.items():
+        shutil.copyfile(template, directory / f"{service}.db")
+        urls[service] = f"sqlite+aiosqlite:///{directory / service}.db"
+    return urls
+
+
+async def migrated_pg() -> dict[str, str]:
+    """A fresh PostgreSQL database per service, copied from this process's migrated templates."""
+    async with _template_lock:
+        if not _pg_templates:
+            for service in SERVICES:
+                url = await create_pg_database(POSTGRES_URL)
+                await _migrate(service, url)
+                _pg_templates[service] = str(make_url(url).database)
+    return {s: await create_pg_database(POSTGRES_URL, _pg_templates[s]) for s in SERVICES}
+
+
+async def drop_pg_templates() -> None:
+    for name in _pg_templates.values():
+        await drop_pg_database(POSTGRES_URL, name)
+    _pg_templates.clear()

@@ -20,6 +20,9 @@ from tests.support.databases import (
     SERVICES,
     create_pg_database,
     drop_pg_databases,
+    drop_pg_templates,
+    migrated_pg,
+    migrated_sqlite,
 )
 
 BIN = Path(sys.executable).parent
@@ -54,6 +57,14 @@ async def temporal_skipping() -> AsyncIterator[WorkflowEnvironment]:
     await env.shutdown()
 
 
+@pytest.fixture(scope="session", autouse=True)
+async def database_templates() -> AsyncIterator[None]:
+    """Drops this process's PostgreSQL templates when its tests are over."""
+    yield
+    if POSTGRES_URL:
+        await drop_pg_templates()
+
+
 @pytest.fixture
 def queue_prefix() -> str:
     """A unique task-queue prefix per test: tests sharing a server never steal each other's work."""
@@ -64,15 +75,24 @@ DATABASES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
 @contextlib.asynccontextmanager
-async def fresh_databases(kind: str, tmp_path: Path) -> AsyncIterator[dict[str, str]]:
-    """One fresh database per service, on SQLite or PostgreSQL (dropped afterwards: a full run
-    creates thousands, which would otherwise fill the disk)."""
+async def fresh_databases(
+    kind: str, tmp_path: Path, *, migrated: bool = True
+) -> AsyncIterator[dict[str, str]]:
+    """One fresh database per service, on SQLite or PostgreSQL, at every service's head unless
+    `migrated=False` (dropped afterwards: a full run creates thousands, which would otherwise fill
+    the disk)."""
     if kind == "sqlite":
-        yield {s: f"sqlite+aiosqlite:///{tmp_path / s}.db" for s in SERVICES}
+        if migrated:
+            yield await migrated_sqlite(tmp_path)
+        else:
+            yield {s: f"sqlite+aiosqlite:///{tmp_path / s}.db" for s in SERVICES}
         return
     if not POSTGRES_URL:
         pytest.fail("CLOSEFLOW_REQUIRE_POSTGRES=1 but CLOSEFLOW_TEST_POSTGRES_URL is not set")
-    urls = {s: await create_pg_database(POSTGRES_URL) for s in SERVICES}
+    if migrated:
+        urls = await migrated_pg()
+    else:
+        urls = {s: await create_pg_database(POSTGRES_URL) for s in SERVICES}
     try:
         yield urls
     finally:
@@ -83,8 +103,10 @@ async def fresh_databases(kind: str, tmp_path: Path) -> AsyncIterator[dict[str, 
 async def database_urls(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[dict[str, str]]:
-    """One fresh database per service, on SQLite and on PostgreSQL."""
-    async with fresh_databases(request.param, tmp_path) as urls:
+    """One fresh database per service, on SQLite and on PostgreSQL, at every head (empty with
+    `@pytest.mark.empty_databases`: tests of the migrations)."""
+    empty = request.node.get_closest_marker("empty_databases") is not None
+    async with fresh_databases(request.param, tmp_path, migrated=not empty) as urls:
         yield urls
 
 

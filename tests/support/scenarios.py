@@ -198,120 +198,135 @@ async def drive_to_referral(urls: Urls) -> dict[str, Any]:
     qualifying with the same rep and a warm introduction."""
     d = Driver(urls)
     try:
-        rep, cadence = await d.setup()
-        ada = await d.new_prospect("Ada")
-        assert ada["rep"]["id"] == rep["id"] or ada["rep"] is not None
-        enrollment = await d.enroll(ada["id"], cadence["id"])
-        again = await d.http.post(
-            f"{urls.outreach}/enrollments",
-            json={"prospect_id": ada["id"], "cadence_id": cadence["id"]},
-        )
-        assert again.status_code == 200 and again.json()["journey_id"] == enrollment["journey_id"]
-
-        first = (await d.wait_mails(ada["email"], 1))[0]
-        assert first["subject"] == "Quick question, Ada"
-        assert "List-Unsubscribe" in first["headers"] or "list-unsubscribe" in {
-            k.lower() for k in first["headers"]
-        }
-        sms = await eventually(lambda: d.sms_to(ada["phone"]), "the first SMS")
-        assert "Rita Rep here" in sms[0]["body"]
-        await d.wait_stage(ada["id"], "contacting")
-
-        reply = await d.http.post(
-            f"{urls.mailbox}/api/messages/{first['id']}/reply",
-            json={"text": "Sounds good, tell me more"},
-        )
-        assert reply.json()["webhook_status"] == 200, reply.text
-        await d.wait_stage(ada["id"], "qualifying")
-        deal = await d.deal_of(ada["id"])
-        await eventually(lambda: _has(d.tasks_of(ada["id"]), "qualify"), "a qualification task")
-        tasks = await d.tasks_of(ada["id"])
-        assert "tell me more" in next(t for t in tasks if t["kind"] == "qualify")["body"]
-
-        verdict = await d.ok(
-            "POST",
-            f"{urls.deals}/deals/{deal['id']}/qualification",
-            json={
-                "answers": {
-                    "budget": True,
-                    "authority": "decision_maker",
-                    "need": "Weekly reporting takes two days by hand",
-                    "timeline": 3,
-                }
-            },
-        )
-        assert verdict["qualified"] is True
-        await d.wait_stage(ada["id"], "presenting")
-
-        await d.schedule_meeting(deal["id"], timedelta(hours=1))
-        await eventually(
-            lambda: _has(d.tasks_of(ada["id"]), "prepare_meeting"), "a meeting preparation task"
-        )
-        # the reminder is due 2 h before a meeting 1 h away: it goes out at once, on two channels
-        await d.wait_mails(ada["email"], 2)
-        objection = await d.ok(
-            "POST",
-            f"{urls.deals}/deals/{deal['id']}/objections",
-            json={"text": "It is too expensive for us"},
-        )
-        assert objection["category"] == "price" and objection["answers"]
-        await d.wait_stage(ada["id"], "objections")
-        await eventually(lambda: _has(d.tasks_of(ada["id"]), "objection"), "an objection task")
-
-        await d.ok(
-            "POST",
-            f"{urls.deals}/deals/{deal['id']}/close",
-            json={
-                "outcome": "won",
-                "reason": "signed the annual plan",
-                "value": 12000,
-                "currency": "EUR",
-            },
-        )
-        path = await d.wait_stage(ada["id"], "referrals")
-        assert path == list(WON_PATH)
-
-        mails = await d.mails_to(ada["email"])
-        ask = next(m for m in mails if "Who else" in m["subject"])
-        link = re.search(r"https?://\S+/r/[\w-]+", ask["text"])
-        assert link, ask["text"]
-        ask_sms = await eventually(
-            lambda: _filtered(d.sms_to(ada["phone"]), "/r/"), "the referral request by SMS"
-        )
-        assert link.group(0) in ask_sms[0]["body"]
-
-        form = await d.http.get(link.group(0))
-        assert form.status_code == 200 and "<form" in form.text
-        grace_email = f"grace-{uuid.uuid4().hex[:8]}@example.com"
-        submitted = await d.http.post(
-            link.group(0),
-            data={
-                "first_name_0": "Grace",
-                "last_name_0": "Hopper",
-                "email_0": grace_email,
-                # no time zone on the form: the phone's country tells it (a +1 415 number:
-                # Los Angeles); with neither, only a conservative window would be open
-                "phone_0": f"+1415555{uuid.uuid4().int % 10**4:04d}",
-                "company_0": "Navy",
-            },
-        )
-        assert submitted.status_code in (200, 201), submitted.text
-
-        async def grace() -> dict[str, Any] | None:
-            page = await d.ok("GET", f"{urls.prospecting}/prospects", params={"limit": 200})
-            return next((p for p in page["items"] if p["email"] == grace_email), None)
-
-        referred = await eventually(grace, "the referred prospect")
-        assert referred["source"] == "referral"
-        assert referred["referrer_prospect_id"] == ada["id"]
-        assert referred["rep"]["id"] == ada["rep"]["id"]
-        referred_path = await d.wait_stage(referred["id"], "qualifying")
-        assert "contacting" not in referred_path
-        intro = (await d.wait_mails(grace_email, 1))[0]
-        assert "Ada" in intro["subject"] and "suggested we talk" in intro["subject"]
-        return {"ada": ada, "grace": referred}
+        ada, first = await reach_contacting(d)
+        return await contacting_to_referral(d, ada, first)
     finally:
         await d.close()
+
+
+async def reach_contacting(d: Driver) -> tuple[dict[str, Any], dict[str, Any]]:
+    """drive_to_referral's first half: Ada enrolled, her first touch out on both channels;
+    returns her and her first email. The journey then waits for her (no activity running)."""
+    urls = d.u
+    rep, cadence = await d.setup()
+    ada = await d.new_prospect("Ada")
+    assert ada["rep"]["id"] == rep["id"] or ada["rep"] is not None
+    enrollment = await d.enroll(ada["id"], cadence["id"])
+    again = await d.http.post(
+        f"{urls.outreach}/enrollments",
+        json={"prospect_id": ada["id"], "cadence_id": cadence["id"]},
+    )
+    assert again.status_code == 200 and again.json()["journey_id"] == enrollment["journey_id"]
+
+    first = (await d.wait_mails(ada["email"], 1))[0]
+    assert first["subject"] == "Quick question, Ada"
+    assert "List-Unsubscribe" in first["headers"] or "list-unsubscribe" in {
+        k.lower() for k in first["headers"]
+    }
+    sms = await eventually(lambda: d.sms_to(ada["phone"]), "the first SMS")
+    assert "Rita Rep here" in sms[0]["body"]
+    await d.wait_stage(ada["id"], "contacting")
+    return ada, first
+
+
+async def contacting_to_referral(
+    d: Driver, ada: dict[str, Any], first: dict[str, Any]
+) -> dict[str, Any]:
+    """drive_to_referral's second half, from her reply on."""
+    urls = d.u
+    reply = await d.http.post(
+        f"{urls.mailbox}/api/messages/{first['id']}/reply",
+        json={"text": "Sounds good, tell me more"},
+    )
+    assert reply.json()["webhook_status"] == 200, reply.text
+    await d.wait_stage(ada["id"], "qualifying")
+    deal = await d.deal_of(ada["id"])
+    await eventually(lambda: _has(d.tasks_of(ada["id"]), "qualify"), "a qualification task")
+    tasks = await d.tasks_of(ada["id"])
+    assert "tell me more" in next(t for t in tasks if t["kind"] == "qualify")["body"]
+
+    verdict = await d.ok(
+        "POST",
+        f"{urls.deals}/deals/{deal['id']}/qualification",
+        json={
+            "answers": {
+                "budget": True,
+                "authority": "decision_maker",
+                "need": "Weekly reporting takes two days by hand",
+                "timeline": 3,
+            }
+        },
+    )
+    assert verdict["qualified"] is True
+    await d.wait_stage(ada["id"], "presenting")
+
+    await d.schedule_meeting(deal["id"], timedelta(hours=1))
+    await eventually(
+        lambda: _has(d.tasks_of(ada["id"]), "prepare_meeting"), "a meeting preparation task"
+    )
+    # the reminder is due 2 h before a meeting 1 h away: it goes out at once, on two channels
+    await d.wait_mails(ada["email"], 2)
+    objection = await d.ok(
+        "POST",
+        f"{urls.deals}/deals/{deal['id']}/objections",
+        json={"text": "It is too expensive for us"},
+    )
+    assert objection["category"] == "price" and objection["answers"]
+    await d.wait_stage(ada["id"], "objections")
+    await eventually(lambda: _has(d.tasks_of(ada["id"]), "objection"), "an objection task")
+
+    await d.ok(
+        "POST",
+        f"{urls.deals}/deals/{deal['id']}/close",
+        json={
+            "outcome": "won",
+            "reason": "signed the annual plan",
+            "value": 12000,
+            "currency": "EUR",
+        },
+    )
+    path = await d.wait_stage(ada["id"], "referrals")
+    assert path == list(WON_PATH)
+
+    mails = await d.mails_to(ada["email"])
+    ask = next(m for m in mails if "Who else" in m["subject"])
+    link = re.search(r"https?://\S+/r/[\w-]+", ask["text"])
+    assert link, ask["text"]
+    ask_sms = await eventually(
+        lambda: _filtered(d.sms_to(ada["phone"]), "/r/"), "the referral request by SMS"
+    )
+    assert link.group(0) in ask_sms[0]["body"]
+
+    form = await d.http.get(link.group(0))
+    assert form.status_code == 200 and "<form" in form.text
+    grace_email = f"grace-{uuid.uuid4().hex[:8]}@example.com"
+    submitted = await d.http.post(
+        link.group(0),
+        data={
+            "first_name_0": "Grace",
+            "last_name_0": "Hopper",
+            "email_0": grace_email,
+            # no time zone on the form: the phone's country tells it (a +1 415 number:
+            # Los Angeles); with neither, only a conservative window would be open
+            "phone_0": f"+1415555{uuid.uuid4().int % 10**4:04d}",
+            "company_0": "Navy",
+        },
+    )
+    assert submitted.status_code in (200, 201), submitted.text
+
+    async def grace() -> dict[str, Any] | None:
+        page = await d.ok("GET", f"{urls.prospecting}/prospects", params={"limit": 200})
+        return next((p for p in page["items"] if p["email"] == grace_email), None)
+
+    referred = await eventually(grace, "the referred prospect")
+    assert referred["source"] == "referral"
+    assert referred["referrer_prospect_id"] == ada["id"]
+    assert referred["rep"]["id"] == ada["rep"]["id"]
+    referred_path = await d.wait_stage(referred["id"], "qualifying")
+    assert "contacting" not in referred_path
+    intro = (await d.wait_mails(grace_email, 1))[0]
+    assert "Ada" in intro["subject"] and "suggested we talk" in intro["subject"]
+    return {"ada": ada, "grace": referred}
 
 
 async def drive_to_qualification_timeout(urls: Urls) -> dict[str, Any]:

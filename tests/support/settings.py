@@ -51,6 +51,7 @@ PRODUCTION: dict[str, str] = {
     "twilio_auth_token": "9f3c2a71b8e64d05a1c7e2f4b6d8093a",
     "mailgun_signing_key": "4e7a1c9d2b6f8035e1a7c4d9b2f60831",
     "erasure_pepper": "pepper-R7tY2wK5mB9cF4hJ6dS1aGZq8vN3xL",
+    "payload_master_keys": "k1:fHj8ElaBzt32FNi71jRrRzbRH2wjkGcM2anE0W1i1rU=",
     "postal_address": "Example Inc., 1 Main St, Springfield",
     "twilio_api_base_url": "https://api.twilio.com",
     "smtp_tls": "starttls",

@@ -5,9 +5,16 @@ and workflows on the given Temporal server, SMTP (aiosmtpd), the Twilio sandbox 
 page, on SQLite and on PostgreSQL. Every service reaches the others on this stack's ports, never
 on the default ones.
 
+Which database: a whole-stack scenario runs once, on PostgreSQL (production's database) when the
+suite has one, as CI always does, else on SQLite. What each database does differently is the
+layers' business, and their tests (`database_urls`, `ground`) run on both; the dev stack's process
+tests run whole journeys on SQLite, `make run`'s default. `@ON_BOTH_DATABASES` runs a scenario on
+each (the flagship journey does).
+
 Options on the test: `@pytest.mark.stack(outbox=OutboxTiming(...))` for prospecting's outbox
-timing; `@ON_PROCESSES` for the dev stack as real processes on their own ports (one per test
-module, see tests/support/dev_stack.py) instead."""
+timing, `@pytest.mark.stack(encrypted=True)` for payloads through the codec; `@ON_PROCESSES` for
+the dev stack as real processes on their own ports (one per test module, see
+tests/support/dev_stack.py) instead."""
 
 from __future__ import annotations
 
@@ -27,9 +34,12 @@ from closeflow.worker import build_workers
 from devstack.sandbox.mailbox import create_app as mailbox_app
 from devstack.supervisor import Stack
 from services.prospecting.outbox import OutboxTiming
+from shared.codec import new_master_key
 from shared.settings import SERVICES, Settings
+from shared.temporal import with_codec
+from tests.support.databases import POSTGRES_URL
 from tests.support.dev_stack import urls_of
-from tests.support.fixtures import fresh_databases
+from tests.support.fixtures import DATABASES, fresh_databases
 from tests.support.ports import free_port
 from tests.support.sandboxes import sandboxes
 from tests.support.scenarios import Driver, Urls
@@ -42,6 +52,8 @@ PROCESSES = "processes"
 # On a test: its `stack` is the module's dev stack, as real processes, instead of one in process
 # per database.
 ON_PROCESSES = pytest.mark.parametrize("stack", [PROCESSES], indirect=True)
+ON_BOTH_DATABASES = pytest.mark.parametrize("stack", DATABASES, indirect=True)
+ONE_DATABASE = "postgres" if POSTGRES_URL else "sqlite"
 
 
 @dataclass
@@ -93,8 +105,12 @@ async def whole_stack(
     env: WorkflowEnvironment,
     prefix: str,
     outbox_timing: OutboxTiming = FAST_OUTBOX,
+    encrypted: bool = False,
 ) -> AsyncIterator[RunningStack]:
+    """encrypted: payloads go through the codec (shared/codec.py) as in production, with a
+    master key of this stack's own."""
     ports = {s: free_port() for s in SERVICES}
+    keys = {"payload_master_keys": new_master_key("test")} if encrypted else {}
     base = {s: f"http://127.0.0.1:{p}" for s, p in ports.items()}
     async with sandboxes(
         tmp_path,
@@ -103,12 +119,14 @@ async def whole_stack(
         public_url=base["outreach"],
         referrals_public_url=base["referrals"],
         **service_urls(base),
+        **keys,
     ) as sb:
+        client = with_codec(env.client, sb.settings) if encrypted else env.client
         async with contextlib.AsyncExitStack() as stack:
-            for worker in await build_workers(env.client, sb.settings, ["all"], stack):
+            for worker in await build_workers(client, sb.settings, ["all"], stack):
                 await stack.enter_async_context(worker)
             for service in SERVICES:
-                app = build_app(service, sb.settings, env.client, outbox_timing)
+                app = build_app(service, sb.settings, client, outbox_timing)
                 await stack.enter_async_context(serve(app, ports[service]))
             mailbox = mailbox_app(
                 sb.mailbox,
@@ -145,15 +163,16 @@ async def _checked(driver: StackDriver, request: pytest.FixtureRequest) -> Async
         await driver.close()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=[ONE_DATABASE])
 async def stack(
     request: pytest.FixtureRequest,
     tmp_path: Path,
     temporal_local: WorkflowEnvironment,
     queue_prefix: str,
 ) -> AsyncIterator[StackDriver]:
-    """A driver on a ready stack: in process on this test's ports, on SQLite and on PostgreSQL,
-    or (with @ON_PROCESSES) on the module's dev stack. When the test passed, the stack's one stage
+    """A driver on a ready stack: in process on this test's ports, on one database (see the
+    module's docstring) or both (@ON_BOTH_DATABASES), or (@ON_PROCESSES) on the module's dev
+    stack. When the test passed, the stack's one stage
     truth is checked (tests/support/stage_truth.py): every prospect's journey, deal and record
     agree on the stage."""
     options = stack_options(request.node)
@@ -172,6 +191,7 @@ async def stack(
             temporal_local,
             queue_prefix,
             options.get("outbox", FAST_OUTBOX),
+            options.get("encrypted", False),
         ) as running_stack,
     ):
         driver = StackDriver(running_stack, temporal_local)

@@ -36,10 +36,13 @@ class Contacting:
 
     async def introduce(self, referrer: Referrer) -> None:
         """A referred prospect skips the cadence: an introduction, then qualifying."""
-        cause = f"referred by {referrer.name}"
-        # in the background: an introduction waiting for its send window holds nothing up
+        # ids, never the referrer's name (issue 11): it would outlive their erasure in this
+        # person's stage history and journey; outreach looks the name up when it sends
+        cause = f"referred by client {referrer.prospect_id}"
         intro = self.steps.system_touch(
-            "warm-intro", "warm_intro", {"referrer_name": referrer.name}
+            "warm-intro",
+            "warm_intro",
+            {"referrer_name": referrer.name, "referrer_prospect_id": referrer.prospect_id},
         )
         self.steps.in_background(intro)
         await self.steps.enter(Stage.QUALIFYING, cause)

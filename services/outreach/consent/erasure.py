@@ -2,7 +2,8 @@
 
 POST /internal/erasures (called by prospecting's outbox relay, retried until it answers 2xx)
 stops and deletes the prospect's journey in Temporal, deletes their messages, tasks (and the
-tasks' notifications), enrollment, consent records, provider events and the plain-text opt-out
+tasks' notifications), enrollment, consent records, provider events (theirs, and the unmatched
+ones and rejected items whose raw body holds their address) and the plain-text opt-out
 and do-not-contact entries of their addresses, and stores the keyed digests of the email and
 phone instead (models.ErasedPerson). Idempotent: a repeat finds nothing left to delete.
 
@@ -13,9 +14,10 @@ From then on an enrollment whose contact has an erased email or phone is refused
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 from fastapi import APIRouter, Depends, Request
-from sqlalchemy import delete, false, or_, select
+from sqlalchemy import ColumnElement, Text, and_, cast, delete, false, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.service import RPCError
@@ -24,11 +26,20 @@ from services.outreach import models
 from shared.auth import require_api_key
 from shared.contracts.journey import Contact, journey_id
 from shared.db import Session
-from shared.erasure import ErasureOrder, ErasureResult, Kind, digest, forget_workflow
+from shared.erasure import (
+    ErasureOrder,
+    ErasureResult,
+    Kind,
+    digest,
+    forget_cached_key,
+    forget_workflow,
+)
 from shared.errors import AppError
 
 router = APIRouter(dependencies=[Depends(require_api_key)])
 ERASED = "erased_person"
+# in place of a referrer's name that is gone (erased) or unknown: here and at send time
+UNNAMED_REFERRER = "A client of ours"
 
 
 def _insert(session: AsyncSession) -> Any:
@@ -36,10 +47,29 @@ def _insert(session: AsyncSession) -> Any:
     return (postgresql if dialect == "postgresql" else sqlite).insert(models.ErasedPerson)
 
 
+def address_spellings(addresses: list[str]) -> list[str]:
+    """How an address appears in a provider's raw body: as is, form- or URL-encoded, and a
+    phone without its +, all lower case (compared with the lower-cased text)."""
+    found: set[str] = set()
+    for address in addresses:
+        for value in (address, quote_plus(address), quote(address, safe="")):
+            found.add(value.lower())
+        if address.startswith("+"):
+            found.add(address[1:])
+    return sorted(found)
+
+
+def mentions(column: Any, spellings: list[str]) -> ColumnElement[bool]:
+    """The column's text holds one of the spellings (a scan: erasures are rare)."""
+    text = func.lower(cast(column, Text))
+    return or_(false(), *(text.contains(s, autoescape=True) for s in spellings))
+
+
 async def erase(session: AsyncSession, order: ErasureOrder) -> dict[str, int]:
     """Delete the person's rows and keep their digests; the rows deleted per table."""
     pid = order.prospect_id
     addresses = [a for a in (order.email, order.phone) if a]
+    spellings = address_spellings(addresses)
     m = models
     task_ids = select(m.RepTask.id).where(m.RepTask.prospect_id == pid)
     statements = {
@@ -59,7 +89,21 @@ async def erase(session: AsyncSession, order: ErasureOrder) -> dict[str, int]:
                 m.ConsentRecord.phone == order.phone if order.phone else false(),
             )
         ),
-        "inbox_events": delete(m.InboxEvent).where(m.InboxEvent.prospect_id == pid),
+        # an event nobody matched to a prospect (an unknown sender, a bounce before the row)
+        # still holds the address in its payload: found by the address in any spelling
+        "inbox_events": delete(m.InboxEvent).where(
+            or_(
+                m.InboxEvent.prospect_id == pid,
+                and_(
+                    m.InboxEvent.prospect_id.is_(None),
+                    or_(
+                        mentions(m.InboxEvent.payload, spellings),
+                        mentions(m.InboxEvent.signal_payload, spellings),
+                    ),
+                ),
+            )
+        ),
+        "rejected_items": delete(m.RejectedItem).where(mentions(m.RejectedItem.raw, spellings)),
         # replaced by the digests below: a plain address must not outlive the erasure
         "suppressions": delete(m.Suppression).where(m.Suppression.address.in_(addresses)),
         "do_not_contact": delete(m.DoNotContact).where(
@@ -70,6 +114,7 @@ async def erase(session: AsyncSession, order: ErasureOrder) -> dict[str, int]:
     for table, statement in statements.items():
         result = await session.execute(statement.execution_options(synchronize_session=False))
         deleted[table] = int(result.rowcount or 0)  # type: ignore[attr-defined]
+    deleted["messages (referrer's name removed)"] = await _unquote_referrer(session, order)
     for kind, value in (("email", order.email_digest), ("phone", order.phone_digest)):
         if value:
             await session.execute(
@@ -78,6 +123,28 @@ async def erase(session: AsyncSession, order: ErasureOrder) -> dict[str, int]:
                 .on_conflict_do_nothing(index_elements=["kind", "digest"])
             )
     return deleted
+
+
+async def _unquote_referrer(session: AsyncSession, order: ErasureOrder) -> int:
+    """The introductions sent to the people the erased person referred quote their name: the
+    messages stay (the ledger keeps a send from repeating), the name goes."""
+    name = order.name
+    if not name or not order.referred_prospect_ids:
+        return 0
+    m = models.Message
+    result = await session.execute(
+        update(m)
+        .where(
+            m.prospect_id.in_(order.referred_prospect_ids),
+            or_(m.subject.contains(name, autoescape=True), m.body.contains(name, autoescape=True)),
+        )
+        .values(
+            subject=func.replace(m.subject, name, UNNAMED_REFERRER),
+            body=func.replace(m.body, name, UNNAMED_REFERRER),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 async def erased_reason(
@@ -111,6 +178,7 @@ async def erasure_order(order: ErasureOrder, request: Request, session: Session)
         await forget_workflow(request.app.state.temporal, journey_id(order.prospect_id))
     except RPCError as err:
         raise AppError(503, "temporal_unreachable", f"journey not stopped yet: {err}") from err
+    forget_cached_key(request.app.state.temporal, order.prospect_id)  # shredded by prospecting
     deleted = await erase(session, order)
     await session.commit()
     return ErasureResult(service="outreach", erasure_id=order.erasure_id, deleted=deleted)

@@ -1,5 +1,6 @@
 """Static checks of deploy/ (no container engine here): every file parses, every CLOSEFLOW_*
-variable is a real setting, every command is a real `closeflow` command with valid names."""
+variable is a real setting, every command is a real `closeflow` command with valid names.
+The validators (kubernetes-validate, check-jsonschema, hadolint) run in test_validators.py."""
 
 from __future__ import annotations
 
@@ -7,38 +8,32 @@ import json
 import re
 import shlex
 import tomllib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from closeflow.cli import build_parser
 from closeflow.registry import QUEUES
 from shared.settings import SERVICES, Settings
+from tests.deploy.files import (
+    COMPOSE,
+    DEPLOY,
+    DOCKERFILE,
+    K8S_FILES,
+    ROOT,
+    WORKER_SETTINGS,
+    compose,
+    filled,
+    k8s_docs,
+)
+from tests.deploy.files import containers as k8s_containers
 
-ROOT = Path(__file__).resolve().parents[2]
-DEPLOY = ROOT / "deploy"
-COMPOSE = DEPLOY / "compose.yaml"
-DOCKERFILE = DEPLOY / "Dockerfile"
-K8S_FILES = sorted((DEPLOY / "k8s").glob("*.yaml"))
 VARIABLE = re.compile(r"(?<![A-Za-z0-9_])CLOSEFLOW_[A-Z0-9_]+")
 SETTINGS_VARS = {f"CLOSEFLOW_{name.upper()}" for name in Settings.model_fields}
+# the manifests may name the workers' health/metrics/grace settings before they are merged
+KNOWN_VARS = SETTINGS_VARS | WORKER_SETTINGS
 DEV_ONLY = {"devstack", "bench"}  # bench drives the dev stack
-
-
-def compose() -> dict[str, Any]:
-    data = yaml.safe_load(COMPOSE.read_text())
-    assert isinstance(data, dict)
-    return data
-
-
-def k8s_docs() -> list[dict[str, Any]]:
-    docs = []
-    for path in K8S_FILES:
-        docs.extend(doc for doc in yaml.safe_load_all(path.read_text()) if doc)
-    return docs
 
 
 def closeflow_compose_services() -> dict[str, dict[str, Any]]:
@@ -47,14 +42,6 @@ def closeflow_compose_services() -> dict[str, dict[str, Any]]:
         for name, svc in compose()["services"].items()
         if "closeflow" in str(svc.get("image", "")) or "build" in svc
     }
-
-
-def k8s_containers() -> Iterator[tuple[str, dict[str, Any]]]:
-    for doc in k8s_docs():
-        if doc["kind"] not in ("Deployment", "Job"):
-            continue
-        for container in doc["spec"]["template"]["spec"]["containers"]:
-            yield doc["metadata"]["name"], container
 
 
 def environment_keys(environment: dict[str, Any] | list[str] | None) -> set[str]:
@@ -104,7 +91,7 @@ def test_deploy_files_exist_and_parse() -> None:
 )
 def test_every_closeflow_variable_is_a_setting(path: Path) -> None:
     used = set(VARIABLE.findall(path.read_text()))
-    unknown = used - SETTINGS_VARS
+    unknown = used - KNOWN_VARS
     assert not unknown, f"{path.name}: not Settings fields: {sorted(unknown)}"
 
 
@@ -112,33 +99,24 @@ def test_compose_passes_only_settings_to_closeflow() -> None:
     for name, svc in closeflow_compose_services().items():
         keys = environment_keys(svc.get("environment"))
         assert keys, f"{name} passes no environment"
-        assert keys <= SETTINGS_VARS, f"{name}: {sorted(keys - SETTINGS_VARS)}"
+        assert keys <= KNOWN_VARS, f"{name}: {sorted(keys - KNOWN_VARS)}"
 
 
 def test_k8s_config_holds_only_settings() -> None:
     for doc in k8s_docs():
         if doc["kind"] in ("ConfigMap", "Secret"):
             keys = set(doc.get("data") or {}) | set(doc.get("stringData") or {})
-            assert keys <= SETTINGS_VARS, f"{doc['metadata']['name']}: {keys - SETTINGS_VARS}"
+            assert keys <= KNOWN_VARS, f"{doc['metadata']['name']}: {keys - KNOWN_VARS}"
     for name, container in k8s_containers():
         keys = {item["name"] for item in container.get("env", [])}
-        assert keys <= SETTINGS_VARS, f"{name}: {keys - SETTINGS_VARS}"
-
-
-# What an operator fills in for a required ${VAR:?...}: a generated secret (production refuses
-# placeholders and short secrets, issue 11), API keys with their role.
-FILLED = "R7tY2wK5mB9cF4hJ6dS1aGZq8vN3xL0p"
-
-
-# the service token must differ from every API key: no person may hold it
-FILLED_AS = {"CLOSEFLOW_API_KEYS": f"admin:{FILLED}", "CLOSEFLOW_SERVICE_TOKEN": f"svc{FILLED}"}
+        assert keys <= KNOWN_VARS, f"{name}: {keys - KNOWN_VARS}"
 
 
 def _interpolate(value: str) -> str:
     """Compose's ${VAR:-default} takes its default; a required ${VAR:?...} a filled-in value."""
     return re.sub(
         r"\$\{(\w+)(?::?-([^}]*))?(?::?\?[^}]*)?\}",
-        lambda m: m.group(2) if m.group(2) is not None else FILLED_AS.get(m.group(1), FILLED),
+        lambda m: m.group(2) if m.group(2) is not None else filled(m.group(1)),
         value,
     )
 
@@ -152,6 +130,7 @@ def test_production_settings_are_complete() -> None:
         "CLOSEFLOW_MAILGUN_SIGNING_KEY",
         "CLOSEFLOW_ERASURE_PEPPER",
         "CLOSEFLOW_SERVICE_TOKEN",
+        "CLOSEFLOW_PAYLOAD_MASTER_KEYS",
         "CLOSEFLOW_POSTAL_ADDRESS",
         "CLOSEFLOW_TEMPORAL_ADDRESS",
         "CLOSEFLOW_HOST",
@@ -202,8 +181,9 @@ def test_compose_api_ports_match_settings() -> None:
         if args.command != "serve":
             continue
         port = settings.port(args.service)
-        assert svc["ports"] == [f"{port}:{port}"], name
-        assert f"127.0.0.1:{port}/healthz" in " ".join(svc["healthcheck"]["test"]), name
+        # published on the host's loopback only: a TLS proxy in front (issue 11)
+        assert svc["ports"] == [f"127.0.0.1:{port}:{port}"], name
+        assert f"127.0.0.1:{port}/readyz" in " ".join(svc["healthcheck"]["test"]), name
 
 
 def test_compose_databases_exist_in_the_init_script() -> None:
@@ -240,10 +220,24 @@ def test_k8s_commands_are_closeflow_commands() -> None:
 
 
 def test_k8s_runs_several_replicas_of_apis_and_workers() -> None:
-    deployments = [d for d in k8s_docs() if d["kind"] == "Deployment"]
+    # an autoscaler owns every Deployment's replica count (a count in the Deployment would be
+    # reset by each `kubectl apply`), and never goes below two
+    docs = k8s_docs()
+    deployments = [d for d in docs if d["kind"] == "Deployment"]
     assert len(deployments) == len(SERVICES) + len(QUEUES)
+    floors = {
+        d["spec"]["scaleTargetRef"]["name"]: d["spec"]["minReplicas"]
+        for d in docs
+        if d["kind"] == "HorizontalPodAutoscaler"
+    } | {
+        d["spec"]["scaleTargetRef"]["name"]: d["spec"]["minReplicaCount"]
+        for d in docs
+        if d["kind"] == "ScaledObject"
+    }
     for doc in deployments:
-        assert doc["spec"]["replicas"] > 1, doc["metadata"]["name"]
+        name = doc["metadata"]["name"]
+        assert "replicas" not in doc["spec"], name
+        assert floors.get(name, 0) >= 2, f"{name}: no autoscaler keeping two replicas"
         labels = doc["spec"]["template"]["metadata"]["labels"]
         assert doc["spec"]["selector"]["matchLabels"].items() <= labels.items()
     jobs = [d for d in k8s_docs() if d["kind"] == "Job"]
@@ -257,7 +251,8 @@ def test_k8s_services_route_to_their_api() -> None:
         for d in k8s_docs()
         if d["kind"] == "Deployment"
     }
-    services = [d for d in k8s_docs() if d["kind"] == "Service"]
+    # closeflow-unpublished has no selector: it is where the Ingress sends what it must not proxy
+    services = [d for d in k8s_docs() if d["kind"] == "Service" and d["spec"].get("selector")]
     assert len(services) == len(SERVICES)
     for svc in services:
         name = svc["metadata"]["name"].removeprefix("closeflow-")
@@ -277,7 +272,8 @@ def test_dockerfile_entrypoint_is_the_console_script() -> None:
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts["closeflow"] == "closeflow.cli:main"
     froms = [rest.split()[0] for keyword, rest in instructions if keyword == "FROM"]
-    assert froms[-1] == "python:3.11-slim"
+    # pinned to a patch release (a moving tag such as 3.11-slim rebuilds differently each time)
+    assert all(re.fullmatch(r"python:3\.11\.\d+-slim-\w+", image) for image in froms), froms
 
 
 def test_dockerfile_copies_every_package_but_the_dev_only_ones() -> None:

@@ -1,0 +1,408 @@
+"""Workflow payloads encrypted per prospect, and shredded with them (issue 11).
+
+Every payload the Temporal client or a worker writes (workflow inputs, activity inputs and
+results, signals, queries, memos, failure details) is encrypted with AES-256-GCM before it
+leaves the process. The key is a *data key* chosen from the payload's serialization context:
+the workflow id `journey-<prospect id>` (the journey and every activity it runs) gets that
+prospect's own data key, `referral-intake-<referral id>` that referral's (shredded with the
+prospect it made); every other payload (context-free encodes) gets the system data key. Data keys are random, stored only wrapped (AES-256-GCM) by a master key from
+CLOSEFLOW_PAYLOAD_MASTER_KEYS, in the keyring table (`payload_keys`, in prospecting's database,
+created by prospecting's migrations; every process that encodes or decodes reads it with its
+own small connection).
+
+Erasure replaces the prospect's wrapped key with a tombstone (`shred`, in prospecting's erasure
+transaction): every payload of theirs, in open or closed histories, in exports and backups of
+the Temporal database, can never be decrypted again (crypto-shredding), whether or not the
+history is ever deleted. Decoding one raises `PayloadKeyErased`; encoding for that prospect is
+refused the same way. Processes cache unwrapped keys for at most `CACHE_SECONDS`, so a worker
+that held the key stops decrypting within that time.
+
+Rotation: the first master key wraps new data keys; any listed key unwraps, and a data key
+unwrapped with an older master key is wrapped again with the first one on the way (so an old
+master key can be removed once no row names it: `payload_keys.master_key_id`).
+
+Payloads that are not encrypted (histories recorded before the codec, the stored replay
+histories of the tests) decode as they are.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Self
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import (
+    Column,
+    DateTime,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy.pool import NullPool
+from temporalio.api.common.v1 import Payload
+from temporalio.converter import (
+    ActivitySerializationContext,
+    DataConverter,
+    DefaultFailureConverterWithEncodedAttributes,
+    PayloadCodec,
+    SerializationContext,
+    WithSerializationContext,
+    WorkflowSerializationContext,
+)
+
+from shared.ids import is_id
+
+ENCODING = b"binary/encrypted"
+KEY_ID = "encryption-key-id"  # the master key that wrapped the data key when encoded
+SCOPE = "encryption-scope"  # the prospect id (an opaque id, never PII), or SYSTEM_SCOPE
+SYSTEM_SCOPE = ":system"  # a colon is never in a prospect id, so no prospect can own it
+JOURNEY_PREFIX = "journey-"  # shared.contracts.journey.journey_id
+INTAKE_PREFIX = "referral-intake-"  # shared.contracts.journey.referral_intake_id
+CACHE_SECONDS = 60.0
+CACHE_SIZE = 10_000
+KEY_BYTES = 32  # AES-256
+NONCE_BYTES = 12
+MIN_DISTINCT_BYTES = 16  # 32 random bytes have ~30 distinct values; a typed pattern has few
+
+metadata = MetaData()
+# Prospecting's migration 0009 creates it (prospecting owns erasure); tombstone: wrapped_key NULL.
+payload_keys = Table(
+    "payload_keys",
+    metadata,
+    Column("scope", String(80), primary_key=True),
+    Column("master_key_id", String(64), nullable=False),
+    Column("wrapped_key", LargeBinary, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("shredded_at", DateTime(timezone=True), nullable=True),
+)
+
+
+class PayloadKeyErased(Exception):
+    """The prospect's data key was erased: their payloads can never be decrypted again."""
+
+    def __init__(self, scope: str) -> None:
+        super().__init__(
+            f"payloads of prospect {scope} cannot be decoded or encoded: their data key was "
+            "erased with the prospect (crypto-shredded)"
+        )
+        self.scope = scope
+
+
+class PayloadKeyUnavailable(Exception):
+    """A payload names a key this process cannot unwrap (no such row, unknown master key)."""
+
+
+# --- master keys ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MasterKey:
+    key_id: str
+    key: bytes
+
+
+def parse_master_keys(entries: Sequence[str]) -> list[MasterKey]:
+    """`<key id>:<base64 of 32 random bytes>` entries; ValueError names the bad entry (never
+    its value)."""
+    keys: list[MasterKey] = []
+    for position, entry in enumerate((e.strip() for e in entries if e.strip()), start=1):
+        where = f"CLOSEFLOW_PAYLOAD_MASTER_KEYS entry {position}"
+        key_id, sep, encoded = entry.partition(":")
+        if not sep or not is_id(key_id):
+            raise ValueError(f"{where} must be <key id>:<base64 key> (key id: [A-Za-z0-9_-])")
+        try:
+            raw = base64.b64decode(encoded, validate=True)
+        except ValueError as err:
+            raise ValueError(f"{where} is not base64") from err
+        if len(raw) != KEY_BYTES:
+            raise ValueError(f"{where} must decode to {KEY_BYTES} bytes (AES-256)")
+        if any(k.key_id == key_id for k in keys):
+            raise ValueError(f"{where} repeats key id {key_id!r}")
+        keys.append(MasterKey(key_id, raw))
+    return keys
+
+
+def check_master_keys_for_production(entries: Sequence[str]) -> None:
+    keys = parse_master_keys(entries)
+    if not keys:
+        raise ValueError(
+            "CLOSEFLOW_PAYLOAD_MASTER_KEYS must be set in production "
+            "(workflow payloads carry personal data): `closeflow payload-key`"
+        )
+    for position, key in enumerate(keys, start=1):
+        if len(set(key.key)) < MIN_DISTINCT_BYTES:
+            raise ValueError(
+                f"CLOSEFLOW_PAYLOAD_MASTER_KEYS entry {position} is not random: generate one"
+            )
+
+
+def new_master_key(key_id: str) -> str:
+    """A fresh entry for CLOSEFLOW_PAYLOAD_MASTER_KEYS."""
+    if not is_id(key_id):
+        raise ValueError(f"key id {key_id!r}: letters, digits, - and _ only")
+    return f"{key_id}:{base64.b64encode(os.urandom(KEY_BYTES)).decode()}"
+
+
+def _seal(key: bytes, plain: bytes, aad: bytes) -> bytes:
+    nonce = os.urandom(NONCE_BYTES)
+    return nonce + AESGCM(key).encrypt(nonce, plain, aad)
+
+
+def _open(key: bytes, sealed: bytes, aad: bytes) -> bytes:
+    return AESGCM(key).decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], aad)
+
+
+def _wrap_aad(scope: str) -> bytes:
+    return b"closeflow-data-key\0" + scope.encode()
+
+
+def _payload_aad(scope: str) -> bytes:
+    # binds a ciphertext to its scope: moving it under another prospect's metadata fails
+    return b"closeflow-payload\0" + scope.encode()
+
+
+def referral_scope(referral_id: str) -> str:
+    """The data key of one referral's intake (the referred person's details, before they are a
+    prospect): shredded with the prospect the referral made."""
+    return f"referral:{referral_id}"
+
+
+def scope_of(workflow_id: str | None) -> str:
+    """The data key a payload of this workflow uses: its prospect's, its referral's, or the
+    system one."""
+    for prefix, scope in ((JOURNEY_PREFIX, str), (INTAKE_PREFIX, referral_scope)):
+        if workflow_id and workflow_id.startswith(prefix):
+            ident = workflow_id[len(prefix) :]
+            if is_id(ident):
+                return scope(ident)
+    return SYSTEM_SCOPE
+
+
+# --- the keyring ---------------------------------------------------------------------------------
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _insert(dialect: str) -> Any:
+    return (postgresql if dialect == "postgresql" else sqlite).insert(payload_keys)
+
+
+class KeyRing:
+    """Data keys by scope: created on first use, unwrapped with the master keys, cached briefly."""
+
+    def __init__(
+        self,
+        master_keys: Sequence[MasterKey],
+        database_url: str,
+        cache_seconds: float = CACHE_SECONDS,
+    ) -> None:
+        if not master_keys:
+            raise ValueError("a keyring needs at least one master key")
+        self.master_keys = list(master_keys)
+        self._by_id = {k.key_id: k for k in self.master_keys}
+        self._url = database_url
+        self._engine: AsyncEngine | None = None
+        self._cache: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+        self._cache_seconds = cache_seconds
+
+    @property
+    def primary(self) -> MasterKey:
+        return self.master_keys[0]
+
+    def _db(self) -> AsyncEngine:
+        if self._engine is None:
+            # NullPool: no connection outlives a lookup (keys are cached; a process may hold
+            # many clients), and SQLite waits for prospecting's writer instead of failing
+            args = {"timeout": 30} if self._url.startswith("sqlite") else {}
+            self._engine = create_async_engine(self._url, poolclass=NullPool, connect_args=args)
+        return self._engine
+
+    async def aclose(self) -> None:
+        if self._engine is not None:
+            await self._engine.dispose()
+            self._engine = None
+
+    def forget(self, scope: str) -> None:
+        self._cache.pop(scope, None)
+
+    def _cached(self, scope: str) -> bytes | None:
+        hit = self._cache.get(scope)
+        if hit is None:
+            return None
+        if hit[0] < time.monotonic():
+            del self._cache[scope]
+            return None
+        self._cache.move_to_end(scope)
+        return hit[1]
+
+    def _remember(self, scope: str, key: bytes) -> None:
+        self._cache[scope] = (time.monotonic() + self._cache_seconds, key)
+        self._cache.move_to_end(scope)
+        while len(self._cache) > CACHE_SIZE:
+            self._cache.popitem(last=False)
+
+    async def data_key(self, scope: str, *, create: bool) -> bytes:
+        """The scope's data key (made and stored when `create` and there is none yet)."""
+        cached = self._cached(scope)
+        if cached is not None:
+            return cached
+        async with self._db().begin() as conn:
+            row = await self._row(conn, scope)
+            if row is None:
+                if not create:
+                    raise PayloadKeyUnavailable(f"no data key for {scope}: cannot decode")
+                await self._create(conn, scope)
+                row = await self._row(conn, scope)
+                assert row is not None  # inserted, or a concurrent writer's row
+            master_id, wrapped = row
+            if wrapped is None:
+                raise PayloadKeyErased(scope)
+            key = self._unwrap(scope, master_id, wrapped)
+            if master_id != self.primary.key_id:
+                await self._rewrap(conn, scope, master_id, key)
+        self._remember(scope, key)
+        return key
+
+    async def _row(self, conn: AsyncConnection, scope: str) -> tuple[str, bytes | None] | None:
+        row = (
+            await conn.execute(
+                select(payload_keys.c.master_key_id, payload_keys.c.wrapped_key).where(
+                    payload_keys.c.scope == scope
+                )
+            )
+        ).first()
+        return None if row is None else (row[0], row[1])
+
+    async def _create(self, conn: AsyncConnection, scope: str) -> None:
+        key = os.urandom(KEY_BYTES)
+        await conn.execute(
+            _insert(conn.dialect.name)
+            .values(
+                scope=scope,
+                master_key_id=self.primary.key_id,
+                wrapped_key=_seal(self.primary.key, key, _wrap_aad(scope)),
+                created_at=_now(),
+            )
+            .on_conflict_do_nothing(index_elements=["scope"])
+        )
+
+    def _unwrap(self, scope: str, master_id: str, wrapped: bytes) -> bytes:
+        master = self._by_id.get(master_id)
+        if master is None:
+            raise PayloadKeyUnavailable(
+                f"the data key of {scope} is wrapped by master key {master_id!r}, which is not "
+                "in CLOSEFLOW_PAYLOAD_MASTER_KEYS: add it back (after the new one)"
+            )
+        try:
+            return _open(master.key, wrapped, _wrap_aad(scope))
+        except InvalidTag as err:
+            raise PayloadKeyUnavailable(
+                f"master key {master_id!r} does not unwrap the data key of {scope}: "
+                "a different key was given that id"
+            ) from err
+
+    async def _rewrap(self, conn: AsyncConnection, scope: str, old_id: str, key: bytes) -> None:
+        await conn.execute(
+            update(payload_keys)
+            .where(payload_keys.c.scope == scope, payload_keys.c.master_key_id == old_id)
+            .where(payload_keys.c.wrapped_key.is_not(None))
+            .values(
+                master_key_id=self.primary.key_id,
+                wrapped_key=_seal(self.primary.key, key, _wrap_aad(scope)),
+            )
+        )
+
+
+async def shred(session: AsyncSession, scope: str) -> None:
+    """Erase a data key (a prospect id, a referral_scope) for good, in the caller's transaction
+    on the keyring's database: a tombstone stays so that no process makes a new one for the
+    scope by encoding late."""
+    now = _now()
+    await session.execute(
+        _insert(session.get_bind().dialect.name)
+        .values(
+            scope=scope,
+            master_key_id="",
+            wrapped_key=None,
+            created_at=now,
+            shredded_at=now,
+        )
+        .on_conflict_do_update(
+            index_elements=["scope"],
+            set_={"wrapped_key": None, "master_key_id": "", "shredded_at": now},
+        )
+    )
+
+
+# --- the codec -----------------------------------------------------------------------------------
+
+
+class EncryptionCodec(PayloadCodec, WithSerializationContext):
+    """AES-256-GCM per scope; the SDK gives each operation its context through with_context."""
+
+    def __init__(self, keyring: KeyRing, scope: str = SYSTEM_SCOPE) -> None:
+        self.keyring = keyring
+        self.scope = scope
+
+    def with_context(self, context: SerializationContext) -> Self:
+        workflow_id = None
+        if isinstance(context, WorkflowSerializationContext | ActivitySerializationContext):
+            workflow_id = context.workflow_id
+        return type(self)(self.keyring, scope_of(workflow_id))
+
+    async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        if not payloads:
+            return []
+        key = await self.keyring.data_key(self.scope, create=True)
+        master_id = self.keyring.primary.key_id.encode()
+        return [
+            Payload(
+                metadata={
+                    "encoding": ENCODING,
+                    KEY_ID: master_id,
+                    SCOPE: self.scope.encode(),
+                },
+                data=_seal(key, p.SerializeToString(), _payload_aad(self.scope)),
+            )
+            for p in payloads
+        ]
+
+    async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        out = []
+        for payload in payloads:
+            if payload.metadata.get("encoding") != ENCODING:
+                out.append(payload)  # never encrypted: older histories pass through
+                continue
+            scope = payload.metadata.get(SCOPE, b"").decode()
+            key = await self.keyring.data_key(scope, create=False)
+            try:
+                plain = _open(key, payload.data, _payload_aad(scope))
+            except InvalidTag as err:
+                raise PayloadKeyUnavailable(f"a payload of {scope} fails its check") from err
+            decoded = Payload()
+            decoded.ParseFromString(plain)
+            out.append(decoded)
+        return out
+
+
+def encrypting_converter(keyring: KeyRing) -> DataConverter:
+    # failure messages and stack traces go into an encrypted payload too: an exception's text
+    # may quote an address or a reply
+    return DataConverter(
+        payload_codec=EncryptionCodec(keyring),
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )

@@ -1,0 +1,298 @@
+"""Temporal in the deploy files (issue 12): compose runs temporalio/server after a temporalio/admin-
+tools schema job (not the deprecated auto-setup image); Kubernetes uses Temporal's official Helm
+chart with values that set real keys of that chart; both fix the same history shard count, pin
+the same images, and ask closeflow for a client certificate (mTLS)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.deploy.files import HELM_VALUES, compose, config_map, load_all
+
+TEMPORAL_IMAGES = ("temporalio/server", "temporalio/admin-tools", "temporalio/ui")
+# a release (PostgreSQL counts major.minor, the others major.minor.patch), digest optional
+PINNED = re.compile(r"[\w./-]+:\d+\.\d+(\.\d+)?(@sha256:[0-9a-f]{64})?")
+
+
+def helm_values() -> dict[str, Any]:
+    (values,) = load_all(HELM_VALUES)
+    assert isinstance(values, dict)
+    return values
+
+
+def image_tag(image: str) -> tuple[str, str]:
+    name, _, tag = image.partition(":")
+    return name, tag.split("@")[0]
+
+
+# --- compose ------------------------------------------------------------------------------------
+
+
+def test_compose_runs_the_temporal_server_after_its_schema_job() -> None:
+    services = compose()["services"]
+    images = {name: str(svc.get("image", "")) for name, svc in services.items()}
+    assert not [n for n, image in images.items() if "auto-setup" in image]
+    server = services["temporal"]
+    assert image_tag(server["image"])[0] == "temporalio/server"
+    schema = services["temporal-schema"]
+    assert image_tag(schema["image"]) == ("temporalio/admin-tools", image_tag(server["image"])[1])
+    assert server["depends_on"]["temporal-schema"] == {
+        "condition": "service_completed_successfully"
+    }
+    # Temporal's own tool, on both of its databases, from the schema files in the image
+    script = schema["command"][0]
+    assert "temporal-sql-tool setup-schema -v 0.0" in script
+    assert "temporal-sql-tool update-schema" in script
+    assert "/etc/temporal/schema/postgresql/v12/$$schema/versioned" in script
+    assert "for schema in temporal visibility" in script
+    assert schema["environment"]["SQL_PLUGIN"] == server["environment"]["DB"] == "postgres12"
+
+
+def test_compose_and_helm_fix_the_same_history_shard_count() -> None:
+    shards = compose()["services"]["temporal"]["environment"]["NUM_HISTORY_SHARDS"]
+    helm = helm_values()["server"]["config"]["persistence"]["numHistoryShards"]
+    assert int(shards) == helm == 512
+
+
+def test_compose_images_are_pinned_and_ports_are_loopback_only() -> None:
+    for name, svc in compose()["services"].items():
+        image = re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", str(svc["image"]))  # the default
+        assert PINNED.fullmatch(image), f"{name}: {image} is not pinned to a release"
+        for port in svc.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback"
+
+
+def test_compose_workers_stop_after_their_grace_period() -> None:
+    for name, svc in compose()["services"].items():
+        if svc.get("command", [None])[0] != "worker":
+            continue
+        grace = int(svc["environment"]["CLOSEFLOW_WORKER_GRACE_SECONDS"])
+        assert int(svc["stop_grace_period"].removesuffix("s")) >= grace + 10, name
+        assert "/readyz" in " ".join(svc["healthcheck"]["test"]), name
+
+
+def test_compose_apps_use_the_namespace_the_job_creates() -> None:
+    services = compose()["services"]
+    script = services["temporal-namespace"]["command"][0]
+    for name, svc in services.items():
+        env = svc.get("environment", {})
+        if "CLOSEFLOW_TEMPORAL_NAMESPACE" in env and name != "migrate":
+            namespace = env["CLOSEFLOW_TEMPORAL_NAMESPACE"]
+            assert f"namespace create --namespace {namespace}" in script
+            assert svc["depends_on"]["temporal-namespace"] == {
+                "condition": "service_completed_successfully"
+            }
+
+
+# --- the Helm chart's values ---------------------------------------------------------------------
+
+# Keys of the official chart's values.yaml (temporalio/helm-charts, chart "temporal" 1.6.0) that
+# these values set. Below a PASSTHROUGH key the chart copies the value as it is (Temporal's server
+# config, or a Kubernetes object), so it is checked elsewhere or not at all.
+CHART_KEYS = {
+    "server",
+    "server.image",
+    "server.image.repository",
+    "server.image.tag",
+    "server.config",
+    "server.config.logLevel",
+    "server.config.persistence",
+    "server.config.persistence.defaultStore",
+    "server.config.persistence.visibilityStore",
+    "server.config.persistence.numHistoryShards",
+    "server.config.persistence.datastores",
+    "server.config.namespaces",
+    "server.config.namespaces.create",
+    "server.config.namespaces.namespace",
+    "server.tls",
+    "server.tls.internode",
+    "server.tls.internode.enabled",
+    "server.tls.internode.secretName",
+    "server.tls.internode.serverName",
+    "server.tls.frontend",
+    "server.tls.frontend.enabled",
+    "server.tls.frontend.secretName",
+    "server.tls.frontend.serverName",
+    "server.tls.frontend.requireClientAuth",
+    "server.securityContext",
+    "server.resources",
+    *(
+        f"server.{service}.{key}"
+        for service in ("frontend", "history", "matching", "worker")
+        for key in ("replicaCount", "podDisruptionBudget", "topologySpreadConstraints", "resources")
+    ),
+    "server.frontend",
+    "server.history",
+    "server.matching",
+    "server.worker",
+    "admintools",
+    "admintools.image",
+    "admintools.image.repository",
+    "admintools.image.tag",
+    "web",
+    "web.image",
+    "web.image.repository",
+    "web.image.tag",
+    "web.replicaCount",
+    "web.tls",
+    "web.tls.enabled",
+    "web.tls.secretName",
+    "web.tls.serverName",
+    "web.tls.enableHostVerification",
+    "schema",
+    "schema.useHelmHooks",
+}
+PASSTHROUGH = (
+    "server.config.persistence.datastores",
+    "server.config.namespaces.namespace",
+    "server.securityContext",
+    "server.resources",
+    ".podDisruptionBudget",
+    ".topologySpreadConstraints",
+    ".resources",
+)
+# a SQL datastore as the chart reads it: Temporal's server config plus the chart's own
+# existingSecret/secretKey and createDatabase/manageSchema
+SQL_DATASTORE_KEYS = {
+    "createDatabase",
+    "manageSchema",
+    "pluginName",
+    "databaseName",
+    "connectAddr",
+    "connectProtocol",
+    "user",
+    "existingSecret",
+    "secretKey",
+    "maxConns",
+    "maxIdleConns",
+    "maxConnLifetime",
+    "tls",
+}
+
+
+def key_paths(values: dict[str, Any], prefix: str = "") -> Iterator[str]:
+    for key, value in values.items():
+        path = f"{prefix}{key}"
+        yield path
+        if isinstance(value, dict) and not path.endswith(PASSTHROUGH):
+            yield from key_paths(value, f"{path}.")
+
+
+def test_helm_values_set_only_keys_of_the_chart() -> None:
+    unknown = sorted(set(key_paths(helm_values())) - CHART_KEYS)
+    assert not unknown, f"not keys of Temporal's chart 1.6.0: {unknown}"
+
+
+def test_helm_values_put_both_stores_on_external_postgresql() -> None:
+    persistence = helm_values()["server"]["config"]["persistence"]
+    stores = persistence["datastores"]
+    assert {persistence["defaultStore"], persistence["visibilityStore"]} == set(stores)
+    for name, store in stores.items():
+        (sql,) = store.values()
+        assert set(store) == {"sql"}, f"{name}: only SQL (no Cassandra, no Elasticsearch)"
+        assert set(sql) <= SQL_DATASTORE_KEYS, name
+        assert sql["pluginName"] == "postgres12"
+        # the operator creates the databases; the chart's admin-tools job manages the schema
+        assert sql["createDatabase"] is False and sql["manageSchema"] is True
+        assert "password" not in sql and sql["existingSecret"], "the password from a Secret"
+    assert {s["sql"]["databaseName"] for s in stores.values()} == {
+        "temporal",
+        "temporal_visibility",
+    }
+
+
+def test_helm_values_bundle_nothing_else() -> None:
+    # the chart's 1.x has no subcharts; keys from the old ones would be silently ignored
+    assert not {"cassandra", "elasticsearch", "prometheus", "grafana", "mysql"} & set(helm_values())
+
+
+def test_helm_values_pin_the_images_compose_uses() -> None:
+    values = helm_values()
+    helm_images = {
+        values[part]["image"]["repository"]: str(values[part]["image"]["tag"])
+        for part in ("server", "admintools", "web")
+    }
+    compose_images = dict(
+        image_tag(str(svc["image"]))
+        for svc in compose()["services"].values()
+        if str(svc.get("image", "")).startswith(TEMPORAL_IMAGES)
+    )
+    assert helm_images == compose_images
+    assert set(helm_images) == set(TEMPORAL_IMAGES)
+
+
+def test_helm_values_require_closeflows_client_certificate() -> None:
+    values = helm_values()
+    frontend = values["server"]["tls"]["frontend"]
+    assert frontend["enabled"] is True and frontend["requireClientAuth"] is True
+    # the chart needs internode TLS for its own components once clients must show certificates
+    assert values["server"]["tls"]["internode"]["enabled"] is True
+    config = config_map()
+    assert frontend["serverName"] == config["CLOSEFLOW_TEMPORAL_TLS_SERVER_NAME"]
+    assert config["CLOSEFLOW_TEMPORAL_ADDRESS"].startswith("temporal-frontend.temporal.svc")
+    namespaces = values["server"]["config"]["namespaces"]
+    assert namespaces["create"] is True
+    assert config["CLOSEFLOW_TEMPORAL_NAMESPACE"] in {n["name"] for n in namespaces["namespace"]}
+
+
+@pytest.mark.parametrize("service", ["frontend", "history", "matching", "worker"])
+def test_helm_values_run_each_temporal_service_replicated(service: str) -> None:
+    values = helm_values()["server"][service]
+    assert values["replicaCount"] >= 2
+    assert values["podDisruptionBudget"]["minAvailable"] < values["replicaCount"]
+    assert values["topologySpreadConstraints"]
+
+
+def test_the_schema_job_sets_up_then_updates_both_databases(tmp_path: Path) -> None:
+    # the job's script as the container's /bin/sh runs it (compose turns $$ into $), with a
+    # stand-in temporal-sql-tool that records the database and arguments of each call
+    script = compose()["services"]["temporal-schema"]["command"][0].replace("$$", "$")
+    calls = tmp_path / "calls"
+    stand_in = tmp_path / "temporal-sql-tool"
+    stand_in.write_text(f'#!/bin/sh\necho "$SQL_DATABASE $*" >> {calls}\n')
+    stand_in.chmod(0o755)
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin"}
+    subprocess.run(["sh", "-c", script], env=env, check=True, timeout=30)
+    schemas = "/etc/temporal/schema/postgresql/v12"
+    assert calls.read_text().splitlines() == [
+        "temporal setup-schema -v 0.0",
+        f"temporal update-schema --schema-dir {schemas}/temporal/versioned",
+        "temporal_visibility setup-schema -v 0.0",
+        f"temporal_visibility update-schema --schema-dir {schemas}/visibility/versioned",
+    ]
+
+
+def test_a_failing_schema_step_fails_the_job(tmp_path: Path) -> None:
+    # set -e: the server must not start on a half-made schema
+    script = compose()["services"]["temporal-schema"]["command"][0].replace("$$", "$")
+    stand_in = tmp_path / "temporal-sql-tool"
+    stand_in.write_text("#!/bin/sh\nexit 3\n")
+    stand_in.chmod(0o755)
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin"}
+    result = subprocess.run(["sh", "-c", script], env=env, check=False, timeout=30)
+    assert result.returncode == 3
+
+
+@pytest.mark.parametrize(
+    ("exists", "calls"), [(True, ["describe"]), (False, ["describe", "create"])]
+)
+def test_the_namespace_job_creates_the_namespace_once(
+    tmp_path: Path, exists: bool, calls: list[str]
+) -> None:
+    script = compose()["services"]["temporal-namespace"]["command"][0].replace("$$", "$")
+    log = tmp_path / "calls"
+    stand_in = tmp_path / "temporal"
+    describe_status = 0 if exists else 1
+    stand_in.write_text(
+        f'#!/bin/sh\necho "$3" >> {log}\n[ "$3" = describe ] && exit {describe_status}\nexit 0\n'
+    )
+    stand_in.chmod(0o755)
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin"}
+    subprocess.run(["sh", "-c", script], env=env, check=True, timeout=30)
+    assert log.read_text().split() == calls

@@ -1,0 +1,129 @@
+"""Every API's /readyz (database and Temporal, 503 naming what is down), /metrics (an ops key;
+HTTP requests by route template; webhooks by provider and result; relay backlogs) and the
+request id on every answer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client import generate_latest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client
+
+from shared.db import create_engine, session_factory
+from shared.metrics import DbGauge, Rows, ServiceMetrics
+from tests.observability.scrape import parse, total
+from tests.support.apps import Api
+from tests.support.ports import DEAD_PORT
+from tests.support.settings import AUTH, make_settings
+from tests.support.stack import build_app
+
+SQLITE = pytest.mark.parametrize("database_urls", ["sqlite"], indirect=True)
+
+
+@SQLITE
+async def test_readyz_checks_the_database_and_temporal(api: Api) -> None:
+    client = await api("outreach", key=False)
+    response = await client.get("/readyz")
+    assert response.status_code == 200, response.text
+    assert response.json() == {
+        "status": "ready",
+        "checks": {"database": "ok", "temporal": "ok"},
+        "service": "outreach",
+    }
+    assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_readyz_answers_503_naming_what_is_down(tmp_path: Path) -> None:
+    # a database file in a directory that does not exist, Temporal on a port nobody serves
+    settings = make_settings(tmp_path, {"deals": f"sqlite+aiosqlite:///{tmp_path}/no/such/dir.db"})
+    temporal = await Client.connect(f"127.0.0.1:{DEAD_PORT}", lazy=True)
+    app = build_app("deals", settings, temporal)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://test") as client,
+    ):
+        response = await client.get("/readyz")
+        assert (await client.get("/healthz")).status_code == 200  # alive all the same
+        scraped = await client.get("/metrics", headers=AUTH)
+        assert scraped.status_code == 200
+        assert total(parse(scraped.text), "closeflow_http_requests_total", route="/readyz") == 1
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "unavailable"
+    assert body["checks"]["database"].startswith("down: OperationalError"), body
+    assert body["checks"]["temporal"].startswith("down: "), body
+
+
+@SQLITE
+async def test_metrics_count_requests_by_route_template_and_webhooks(api: Api) -> None:
+    client = await api("outreach")
+    assert (await client.get("/cadences/no-such-cadence")).status_code == 404
+    assert (await client.get("/cadences/another-one")).status_code == 404
+    forged = await client.post(
+        "/webhooks/twilio/sms",
+        data={"MessageSid": "SMforged", "From": "+14155550100", "Body": "hi"},
+        headers={"X-Twilio-Signature": "forged"},
+    )
+    assert forged.status_code == 403
+
+    anonymous = await api("outreach", key=False)
+    assert (await anonymous.get("/metrics")).status_code == 401  # the key rules of any route
+
+    response = await client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["x-request-id"]  # every answer carries one
+    samples = parse(response.text)
+    assert (
+        total(
+            samples,
+            "closeflow_http_requests_total",
+            service="outreach",
+            route="/cadences/{cadence_id}",  # the template: ids never become labels
+            method="GET",
+            status="404",
+        )
+        == 2
+    )
+    assert not any("no-such-cadence" in str(labels) for _, labels in samples)
+    assert (
+        total(samples, "closeflow_webhooks_total", provider="twilio", result="invalid_signature")
+        == 1
+    )
+    assert total(samples, "closeflow_http_request_duration_seconds_count", method="GET") >= 2
+    # each of outreach's relays has its backlog read at scrape (nothing is pending here)
+    relays = {
+        dict(labels)["relay"] for name, labels in samples if name == "closeflow_relay_backlog"
+    }
+    assert relays and total(samples, "closeflow_relay_backlog") == 0, relays
+    assert total(samples, "closeflow_tasks_open", service="outreach") == 0
+
+
+@SQLITE
+async def test_request_id_is_kept_when_plain_and_replaced_otherwise(api: Api) -> None:
+    client = await api("deals", key=False)
+    kept = await client.get("/healthz", headers={"X-Request-ID": "abc-123"})
+    assert kept.headers["x-request-id"] == "abc-123"
+    replaced = await client.get("/healthz", headers={"X-Request-ID": "bad id\twith spaces"})
+    assert replaced.headers["x-request-id"] not in ("", "bad id\twith spaces")
+
+
+async def test_a_scrape_without_its_database_still_serves_the_counters(tmp_path: Path) -> None:
+    async def broken(session: AsyncSession) -> Rows:
+        await session.execute(text("SELECT * FROM no_such_table"))
+        return []
+
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/empty.db")
+    metrics = ServiceMetrics("outreach", gauges=[DbGauge("broken", "", broken)])
+    metrics.sessions = lambda: session_factory(engine)
+    metrics.requests.labels("outreach", "/healthz", "GET", "200").inc()
+    try:
+        await metrics.refresh()  # logged, not raised: the gauges go missing, nothing stale
+    finally:
+        await engine.dispose()
+    samples = parse(generate_latest(metrics.registry).decode())
+    assert total(samples, "closeflow_http_requests_total") == 1
+    assert "closeflow_broken" not in {name for name, _ in samples}

@@ -1,0 +1,136 @@
+"""A journey on the in-process stack, watched: the business gauges and counters of /metrics move
+by what the journey did, and the enrolment request, the workflow, its activities and the SMTP
+send are one trace (in-memory exporter)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from shared import tracing
+from tests.observability.scrape import Samples, parse, total
+from tests.support.eventually import eventually
+from tests.support.stack import StackDriver
+
+SQLITE = pytest.mark.parametrize("stack", ["sqlite"], indirect=True)
+
+
+async def scrape(d: StackDriver, base: str) -> Samples:
+    return parse((await d.http.get(f"{base}/metrics")).text)
+
+
+@SQLITE
+async def test_counters_move_by_what_the_journey_did(stack: StackDriver) -> None:
+    d, u = stack, stack.u
+    _, cadence = await d.setup()
+    ada = await d.new_prospect("Ada")
+    before = {
+        "outreach": await scrape(d, u.outreach),
+        "prospecting": await scrape(d, u.prospecting),
+    }
+
+    await d.enroll(ada["id"], cadence["id"])
+    await d.reply_to_first_mail(ada, "Sounds good, tell me more")
+    await d.wait_stage(ada["id"], "qualifying")
+    await eventually(lambda: d.sms_to(ada["phone"]), "the first SMS")
+    await d.text_from(ada, "STOP")
+    # a forged Mailgun call: refused for its signature, counted as such
+    forged = await d.http.post(
+        f"{u.outreach}/webhooks/mailgun/inbound",
+        data={"timestamp": "1", "token": "t", "signature": "forged", "sender": ada["email"]},
+    )
+    assert forged.status_code == 403
+
+    async def opted_out() -> Samples | None:
+        now = await scrape(d, u.outreach)
+        return now if total(now, "closeflow_opt_outs", channel="sms") else None
+
+    after = await eventually(opted_out, "the STOP counted as an SMS opt-out")
+    was = before["outreach"]
+
+    def moved(name: str, **labels: str) -> float:
+        return total(after, name, **labels) - total(was, name, **labels)
+
+    assert moved("closeflow_messages", channel="email") == 1  # the first touch: one email...
+    assert moved("closeflow_messages", channel="sms") == 1  # ...and one text
+    assert moved("closeflow_messages", status="failed") == 0
+    assert moved("closeflow_replies", channel="email") == 1
+    assert moved("closeflow_opt_outs", channel="sms") == 1
+    assert moved("closeflow_webhooks_total", provider="mailgun", result="accepted") == 1
+    assert moved("closeflow_webhooks_total", provider="mailgun", result="invalid_signature") == 1
+    assert moved("closeflow_webhooks_total", provider="twilio", result="accepted") >= 1  # STOP
+    assert moved("closeflow_tasks_open") >= 1  # the rep's qualification task
+    enrolments = moved("closeflow_http_requests_total", route="/enrollments", method="POST")
+    assert enrolments == 1
+
+    async def qualifying() -> Samples | None:
+        # the gauges are read at most every few seconds: the first scrapes may be older
+        now = await scrape(d, u.prospecting)
+        return now if total(now, "closeflow_journeys", stage="qualifying") else None
+
+    prospecting = await eventually(qualifying, "Ada counted at qualifying")
+    stages = {
+        stage: total(prospecting, "closeflow_journeys", stage=stage)
+        - total(before["prospecting"], "closeflow_journeys", stage=stage)
+        for stage in ("prospecting", "qualifying")
+    }
+    assert stages == {"prospecting": -1, "qualifying": 1}
+    assert {
+        dict(labels)["relay"] for name, labels in prospecting if name == "closeflow_relay_backlog"
+    }
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    """Tracing on, into memory, for the stack built after this fixture."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.enable(provider)
+    try:
+        yield exporter
+    finally:
+        tracing.disable()
+
+
+def _named(spans: tuple[ReadableSpan, ...], name: str) -> list[ReadableSpan]:
+    return [s for s in spans if s.name == name]
+
+
+@SQLITE
+async def test_one_trace_from_the_enrolment_to_the_smtp_send(
+    spans: InMemorySpanExporter, stack: StackDriver
+) -> None:
+    d = stack
+    _, cadence = await d.setup()
+    ada = await d.new_prospect("Ada")
+    spans.clear()
+    await d.enroll(ada["id"], cadence["id"])
+    await d.wait_mails(ada["email"], 1)
+
+    async def sent() -> tuple[ReadableSpan, ...] | None:
+        found = spans.get_finished_spans()
+        return (
+            found
+            if _named(found, "smtp.send") and _named(found, "twilio.messages.create")
+            else None
+        )
+
+    finished = await eventually(sent, "the SMTP and Twilio spans")
+    (request,) = [
+        s for s in finished
+        if s.kind.name == "SERVER" and s.attributes and s.attributes.get("http.route") == "/enrollments"
+    ]  # fmt: skip
+    trace_id = request.context.trace_id
+    (smtp,) = _named(finished, "smtp.send")
+    assert smtp.context.trace_id == trace_id
+    assert _named(finished, "twilio.messages.create")[0].context.trace_id == trace_id
+    in_trace = {s.name for s in finished if s.context.trace_id == trace_id}
+    assert any(name.startswith("RunWorkflow:") for name in in_trace), in_trace
+    assert any(name.startswith("RunActivity:") for name in in_trace), in_trace
+    # the activities' SQL statements too (SQLAlchemy instrumentation)
+    assert any(name.startswith(("INSERT ", "UPDATE ")) for name in in_trace), in_trace

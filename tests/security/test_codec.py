@@ -1,0 +1,246 @@
+"""Workflow payloads hold no personal data in clear text, and erasure shreds them (issue 11).
+
+A journey on the real dev server with the codec configured as in production: its raw history,
+read from the server by a client without the codec, holds no email address, phone number or
+name (and the same payloads decoded do: the probe can see them). After the prospect's erasure
+those payloads can never be decoded again. Master keys rotate without losing a payload; the
+codec server answers only ops and admin keys."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from pathlib import Path
+from typing import Any
+
+import pytest
+from google.protobuf.message import Message
+from pydantic import ValidationError
+from temporalio.api.common.v1 import Payload
+from temporalio.client import WorkflowHistory
+
+from shared.codec import (
+    ENCODING,
+    KEY_ID,
+    SCOPE,
+    SYSTEM_SCOPE,
+    EncryptionCodec,
+    KeyRing,
+    PayloadKeyErased,
+    PayloadKeyUnavailable,
+    new_master_key,
+    parse_master_keys,
+    scope_of,
+)
+from shared.migrations import upgrade
+from shared.settings import Settings
+from tests.support.apps import Api, ServiceApp
+from tests.support.eventually import eventually
+from tests.support.settings import API_KEY, PRODUCTION, make_settings
+from tests.support.stack import StackDriver
+
+
+def payloads_in(message: Message) -> list[Payload]:
+    """Every Payload anywhere in a protobuf message (inputs, results, signals, failures, memo)."""
+    if isinstance(message, Payload):
+        return [message]
+    found: list[Payload] = []
+    for _, value in message.ListFields():
+        if isinstance(value, Message):
+            items: list[Any] = [value]
+        elif hasattr(value, "values"):  # a map field
+            items = list(value.values())
+        elif isinstance(value, str | bytes | int | float | bool):
+            items = []
+        else:  # a repeated field
+            items = list(value)
+        for item in items:
+            if isinstance(item, Message):
+                found.extend(payloads_in(item))
+    return found
+
+
+def personal_data(prospect: dict[str, Any]) -> list[bytes]:
+    phone = prospect["phone"]
+    return [
+        v.encode()
+        for v in (prospect["email"], phone, phone.lstrip("+"), prospect["last_name"], "Quentin")
+    ]
+
+
+def leaks(blob: bytes, secrets: list[bytes]) -> list[bytes]:
+    return [s for s in secrets if s in blob]
+
+
+async def _history(stack: StackDriver, prospect_id: str) -> WorkflowHistory:
+    # the test server's own client: no codec, the bytes as Temporal stores them
+    return await stack.env.client.get_workflow_handle(f"journey-{prospect_id}").fetch_history()
+
+
+@pytest.mark.stack(encrypted=True)
+@pytest.mark.parametrize("stack", ["sqlite"], indirect=True)
+async def test_journey_history_holds_no_personal_data_and_erasure_shreds_it(
+    stack: StackDriver,
+) -> None:
+    d = stack
+    _, cadence = await d.setup()
+    quentin = await d.new_prospect("Quentin", last_name="Quarrington")
+    await d.enroll(quentin["id"], cadence["id"])
+    await d.reply_to_first_mail(quentin, "Quentin here: call me on my cell")
+    await d.wait_stage(quentin["id"], "qualifying")
+
+    history = await _history(stack, quentin["id"])
+    raw = history.to_json().encode() + b"".join(e.SerializeToString() for e in history.events)
+    payloads = payloads_in_history(history)
+    secrets = personal_data(quentin)
+    assert leaks(raw, secrets) == []
+    assert payloads and [p for p in payloads if p.metadata["encoding"] != ENCODING] == []
+    assert {p.metadata[SCOPE].decode() for p in payloads} == {quentin["id"]}
+
+    ring = KeyRing(stack.u.settings.master_keys, stack.u.settings.database_url("prospecting"))
+    decoded = await EncryptionCodec(ring).decode(payloads)
+    plain = b"".join(p.SerializeToString() for p in decoded)
+    # the control: decoded, the same payloads do carry the person (the probe can see them)
+    assert leaks(plain, secrets) == secrets
+
+    started = await d.http.post(f"{d.u.prospecting}/prospects/{quentin['id']}/erasure")
+    assert started.status_code in (200, 202), started.text
+
+    async def erased() -> bool:
+        status = await d.ok("GET", f"{d.u.prospecting}/prospects/{quentin['id']}/erasure")
+        return bool(status["status"] == "done")
+
+    await eventually(erased, "every service to confirm the erasure")
+    fresh = KeyRing(stack.u.settings.master_keys, stack.u.settings.database_url("prospecting"))
+    with pytest.raises(PayloadKeyErased, match="crypto-shredded"):
+        await EncryptionCodec(fresh).decode(payloads[:1])
+    # nor can anyone make them a new key by encoding late
+    with pytest.raises(PayloadKeyErased):
+        await EncryptionCodec(fresh, quentin["id"]).encode(payloads[:1])
+    await ring.aclose()
+    await fresh.aclose()
+
+
+def payloads_in_history(history: WorkflowHistory) -> list[Payload]:
+    """The payloads our code wrote: not the SDK's own patch markers and the search attribute
+    that lists the patches (patch ids, written by the SDK's core without the codec)."""
+    return [
+        p
+        for event in history.events
+        if event.marker_recorded_event_attributes.marker_name != "core_patch"
+        and not event.HasField("upsert_workflow_search_attributes_event_attributes")
+        for p in payloads_in(event)
+        if p.ByteSize()
+    ]
+
+
+@pytest.fixture
+async def keyring_url(tmp_path: Path) -> str:
+    """A migrated prospecting database (where the keyring lives) on SQLite."""
+    settings = make_settings(tmp_path)
+    await asyncio.to_thread(upgrade, settings, "prospecting")
+    return settings.database_url("prospecting")
+
+
+async def test_rotation_old_payloads_decode_after_a_new_master_key_goes_first(
+    keyring_url: str,
+) -> None:
+    old, new = new_master_key("k1"), new_master_key("k2")
+    before = KeyRing(parse_master_keys([old]), keyring_url)
+    sealed = await EncryptionCodec(before, "p-1").encode([Payload(data=b"ada@example.com")])
+    assert sealed[0].metadata[KEY_ID] == b"k1" and b"ada@" not in sealed[0].data
+
+    rotated = KeyRing(parse_master_keys([new, old]), keyring_url)
+    assert [p.data for p in await EncryptionCodec(rotated).decode(sealed)] == [b"ada@example.com"]
+    later = await EncryptionCodec(rotated, "p-2").encode([Payload(data=b"bo")])
+    assert later[0].metadata[KEY_ID] == b"k2"
+    # the old data key was wrapped again with the new master key on the way: k1 can go
+    only_new = KeyRing(parse_master_keys([new]), keyring_url)
+    assert [p.data for p in await EncryptionCodec(only_new).decode(sealed + later)] == [
+        b"ada@example.com",
+        b"bo",
+    ]
+    stranger = KeyRing(parse_master_keys([new_master_key("k3")]), keyring_url)
+    with pytest.raises(PayloadKeyUnavailable, match="'k2'"):
+        await EncryptionCodec(stranger).decode(sealed)
+    for ring in (before, rotated, only_new, stranger):
+        await ring.aclose()
+
+
+def test_a_payloads_key_follows_its_workflow() -> None:
+    assert scope_of("journey-p1") == "p1"
+    assert scope_of("referral-intake-r1") == "referral:r1"
+    assert scope_of("journey-../x") == scope_of(None) == scope_of("noop-1") == SYSTEM_SCOPE
+
+
+async def test_plain_payloads_pass_through_and_a_moved_ciphertext_fails(keyring_url: str) -> None:
+    ring = KeyRing(parse_master_keys([new_master_key("k1")]), keyring_url)
+    plain = Payload(metadata={"encoding": b"json/plain"}, data=b'"x"')
+    assert await EncryptionCodec(ring).decode([plain]) == [plain]
+    system = await EncryptionCodec(ring).encode([Payload(data=b"s")])
+    assert system[0].metadata[SCOPE] == SYSTEM_SCOPE.encode()
+    mine = (await EncryptionCodec(ring, "p-1").encode([Payload(data=b"secret")]))[0]
+    await EncryptionCodec(ring, "p-2").encode([Payload(data=b"other")])
+    moved = Payload()
+    moved.CopyFrom(mine)
+    moved.metadata[SCOPE] = b"p-2"  # someone relabels a payload to another person's key
+    with pytest.raises(PayloadKeyUnavailable, match="fails its check"):
+        await EncryptionCodec(ring).decode([moved])
+    await ring.aclose()
+
+
+@pytest.mark.parametrize("database_urls", ["sqlite"], indirect=True)
+async def test_codec_server_answers_ops_keys_only(service_app: ServiceApp, api: Api) -> None:
+    origin = "https://temporal-ui.example.com"
+    app = await service_app(
+        "prospecting",
+        api_keys=f"{API_KEY},rep:r-1:{'r' * 40}",
+        payload_master_keys=new_master_key("k1"),
+        codec_cors_origins=origin,
+    )
+    server, anonymous = await api(app), await api(app, key=False)
+    body = {"payloads": [{"metadata": {"encoding": "anNvbi9wbGFpbg=="}, "data": "ImFkYSI="}]}
+    refused = await anonymous.post("/codec/decode", json=body)
+    assert refused.status_code == 401, refused.text
+    as_rep = await anonymous.post("/codec/encode", json=body, headers={"X-API-Key": "r" * 40})
+    assert as_rep.status_code == 403, as_rep.text
+
+    encoded = await server.post("/codec/encode", json=body)
+    assert encoded.status_code == 200, encoded.text
+    sealed = encoded.json()["payloads"]
+    assert sealed[0]["data"] != body["payloads"][0]["data"]
+    bearer = {"Authorization": f"Bearer {API_KEY}"}
+    decoded = await anonymous.post("/codec/decode", json={"payloads": sealed}, headers=bearer)
+    assert decoded.status_code == 200, decoded.text
+    assert decoded.json() == body
+
+    preflight = await anonymous.options(
+        "/codec/decode",
+        headers={"Origin": origin, "Access-Control-Request-Method": "POST"},
+    )
+    assert preflight.headers.get("access-control-allow-origin") == origin
+    elsewhere = await anonymous.options(
+        "/codec/decode",
+        headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
+    )
+    assert elsewhere.headers.get("access-control-allow-origin") is None
+    bad = await server.post("/codec/decode", json={"payloads": [{"nope": 1}]})
+    assert bad.status_code == 422, bad.text
+
+
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [
+        ("", "must be set in production"),
+        (f"k1:{base64.b64encode(bytes(32)).decode()}", "entry 1 is not random"),
+        ("k1:c2hvcnQ=", "must decode to 32 bytes"),
+        ("change-me", "entry 1 must be <key id>:<base64 key>"),
+        (f"{new_master_key('k1')},{new_master_key('k1')}", "repeats key id"),
+    ],
+    ids=["missing", "not random", "short", "placeholder", "repeated id"],
+)
+def test_production_refuses_a_missing_or_weak_master_key(keys: str, message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        Settings(**{**PRODUCTION, "payload_master_keys": keys})  # type: ignore[arg-type]
+    # outside production no key means payloads in clear text (the tests, a bare `make run`)
+    assert make_settings(Path("."), payload_master_keys="").master_keys == []
