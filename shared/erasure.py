@@ -23,7 +23,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from shared.ids import ResourceId
 from shared.people import normalize_email, normalize_phone
-from shared.requests import WriteModel
+from shared.requests import InternalModel
 from shared.temporal import client_keyring
 
 Kind = Literal["email", "phone"]
@@ -44,7 +44,7 @@ def digest_raw(pepper: str, kind: Kind, value: str) -> str | None:
     return digest(pepper, kind, normal)
 
 
-class ErasureOrder(WriteModel):
+class ErasureOrder(InternalModel):
     """What prospecting sends each service's POST /internal/erasures (idempotent: the same
     order twice erases nothing more and answers the same)."""
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from shared.requests import WriteModel
+from shared.requests import InternalModel
 
 
-class RepMove(WriteModel):
+class RepMove(InternalModel):
     rep_id: str = Field(min_length=1, max_length=64)
 
 

@@ -35,3 +35,11 @@ class WriteModel(BaseModel):
         if has_nul(value):
             raise ValueError("must not contain a NUL character (\\u0000)")
         return value
+
+
+class InternalModel(WriteModel):
+    """A body one service sends another on `/internal/*`. Unknown fields are ignored: during a
+    rolling deploy a newer sender may add one, and an older receiver refusing it would leave the
+    sender's relay retrying until the deploy ends. Only the service token reaches these routes."""
+
+    model_config = ConfigDict(extra="ignore")

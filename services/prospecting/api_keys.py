@@ -20,7 +20,7 @@ from shared.auth import Principal
 from shared.db import Session, utcnow
 from shared.errors import AppError, invalid
 from shared.issued_keys import ISSUED_PREFIX, key_hash, looks_issued, new_key
-from shared.requests import WriteModel
+from shared.requests import InternalModel, WriteModel
 
 router = APIRouter(tags=["api keys"])
 
@@ -53,7 +53,7 @@ class NewKey(Key):
     key: str = Field(description="shown this once: only its hash is kept")
 
 
-class Introspect(WriteModel):
+class Introspect(InternalModel):
     key: str = Field(max_length=200)
 
 

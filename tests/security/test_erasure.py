@@ -20,6 +20,7 @@ from services.outreach import models as outreach_models
 from services.prospecting import models as prospecting_models
 from shared.codec import payload_keys
 from tests.support.apps import Api, ServiceApp
+from tests.support.settings import SERVICE_AUTH
 
 ADA_EMAIL, ADA_PHONE = "ada.l@example.com", "+14155550123"
 
@@ -78,13 +79,13 @@ async def test_outreach_erases_unmatched_events_and_rejected_items_by_address(
 
     client = await api(app)
     order = {"erasure_id": "e1", "prospect_id": "p-ada", "email": ADA_EMAIL, "phone": ADA_PHONE}
-    answer = await client.post("/internal/erasures", json=order)
+    answer = await client.post("/internal/erasures", json=order, headers=SERVICE_AUTH)
     assert answer.status_code == 200, answer.text
     assert answer.json()["deleted"]["rejected_items"] == 3
     assert answer.json()["deleted"]["inbox_events"] == 2
     assert await _rows(app, m.RejectedItem.reason) == ["keep"]
     assert await _rows(app, m.InboxEvent.event_id) == ["e-bo", "e-other-prospect"]
-    again = await client.post("/internal/erasures", json=order)
+    again = await client.post("/internal/erasures", json=order, headers=SERVICE_AUTH)
     assert again.json()["deleted"]["rejected_items"] == 0
 
 
@@ -144,7 +145,9 @@ async def test_an_erased_referrers_name_leaves_the_records_of_those_they_referre
                 )
             )
         await session.commit()
-    answer = await (await api(outreach)).post("/internal/erasures", json=orders[0])
+    answer = await (await api(outreach)).post(
+        "/internal/erasures", json=orders[0], headers=SERVICE_AUTH
+    )
     assert answer.status_code == 200, answer.text
     assert await _rows(outreach, m.Message.subject) == [
         "A client of ours suggested we talk",

@@ -18,7 +18,7 @@ from shared.bounds import INT32_MAX
 from shared.contracts.journey import Stage
 from shared.db import Session
 from shared.errors import AppError
-from shared.requests import WriteModel
+from shared.requests import InternalModel
 
 router = APIRouter(dependencies=[Depends(require_api_key)])
 
@@ -142,7 +142,7 @@ async def list_runs(
     return out
 
 
-class ReopenIn(WriteModel):
+class ReopenIn(InternalModel):
     deal_id: str = Field(min_length=1, max_length=64)
 
 

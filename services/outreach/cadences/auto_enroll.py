@@ -27,19 +27,19 @@ from services.outreach.prospects import ProspectDirectory
 from shared.auth import require_api_key
 from shared.db import Session
 from shared.errors import AppError
-from shared.requests import WriteModel
+from shared.requests import InternalModel
 
 router = APIRouter(dependencies=[Depends(require_api_key)])
 TIERS = "ABCD"  # best first
 CONCURRENCY = 8
 
 
-class Candidate(WriteModel):
+class Candidate(InternalModel):
     prospect_id: str = Field(min_length=1, max_length=64)
     tier: str = Field(pattern="^[ABCD]$", max_length=1)
 
 
-class AutoEnrollIn(WriteModel):
+class AutoEnrollIn(InternalModel):
     items: list[Candidate] = Field(max_length=1000)
 
 

@@ -129,7 +129,7 @@ async def reassign_prospect_tasks(
     tags=["tasks"],
 )
 async def reassign_rep_tasks(
-    rep_id: str, body: schemas.TaskReassign, request: Request, session: Session
+    rep_id: str, body: schemas.RepTasksMove, request: Request, session: Session
 ) -> schemas.RepTasksReassigned:
     """Every OPEN task that sits with a deactivated rep (their escalations as a manager too)
     moves to `rep_id`, their manager (prospecting's outbox). Repeating it moves nothing."""

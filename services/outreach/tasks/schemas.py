@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shared.people import Email, Phone
-from shared.requests import WriteModel
+from shared.requests import InternalModel, WriteModel
 
 
 class RepTask(BaseModel):
@@ -74,6 +74,12 @@ class TaskSnooze(WriteModel):
 
 
 class TaskReassign(WriteModel):
+    rep_id: str = Field(min_length=1, max_length=64)
+
+
+class RepTasksMove(InternalModel):
+    """prospecting's order to move a deactivated rep's open tasks (service to service)."""
+
     rep_id: str = Field(min_length=1, max_length=64)
 
 
