@@ -229,6 +229,9 @@ class Settings(BaseSettings):
     smtp_username: str = Field("", description="SMTP user (empty: no AUTH)")
     smtp_password: SecretStr = Field(SecretStr(""), description="SMTP password")
     smtp_tls: Literal["none", "starttls", "tls"] = Field("none", description="SMTP TLS mode")
+    smtp_timeout_seconds: float = Field(
+        30.0, gt=0, le=300, description="longest wait for the SMTP server during one send"
+    )
     email_from: str = Field("closeflow <sales@closeflow.localhost>", description="From address")
     postal_address: str = Field(
         "",
@@ -313,6 +316,9 @@ class Settings(BaseSettings):
     twilio_from_number: str = Field("+15005550006", description="sending number, E.164")
     twilio_api_base_url: str = Field(
         "http://127.0.0.1:8030", description="https://api.twilio.com in production"
+    )
+    twilio_timeout_seconds: float = Field(
+        15.0, gt=0, le=300, description="longest wait for Twilio's API during one request"
     )
 
     # --- observability (issue 12) -------------------------------------------------------------

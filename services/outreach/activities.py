@@ -2,11 +2,13 @@
 
 Exactly-once for a touch rests on the ledger row (journey, touch, channel):
   pending/sending -> provider call -> submitted (committed) -> activity returns.
-A retry finds `submitted` and sends nothing. The one window left is a crash between the
-provider accepting and the commit of `submitted`: the row is then `sending`, and the retry
-re-sends email with the SAME Message-ID (mail systems such as Gmail collapse such copies;
-others show two) and, for SMS, first
-asks Twilio whether a message with that body already went to that number.
+A retry finds `submitted` and sends nothing. One attempt at a time may talk to the provider for
+a row (the send lease, services/outreach/send_lease.py): a retry of an attempt that timed out
+but may still be running waits until that attempt is over. The one window left is a crash between
+the provider accepting and the commit of `submitted`: the row is then `sending`, and the retry
+re-sends email with the SAME Message-ID (mail systems such as Gmail collapse such copies; others
+show two) and, for SMS, first asks Twilio whether a message with that body already went to that
+number.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from sqlalchemy import CursorResult, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.outreach import models
+from services.outreach import models, send_lease
 from services.outreach.cadences import service
 from services.outreach.cadences.follow_ups import RunActivities, register_unenrolled_run
 from services.outreach.cadences.send_window import next_allowed, window_for
@@ -392,6 +394,10 @@ class OutreachActivities:
             if refusal is not None:
                 return await _suppress(session, row, refusal), None
             resend = row.status == "sending"
+            now = datetime.now(UTC)
+            if resend and row.sending_until is not None and row.sending_until > now:
+                raise send_lease.in_flight(channel, row.sending_until)
+            seen_status, seen_attempts = row.status, row.attempts
             if channel == "email" and row.claimed_at is None and not resend:
                 # The quota lock must open its transaction (SQLite takes its write lock there).
                 await session.commit()
@@ -405,38 +411,94 @@ class OutreachActivities:
                     await session.rollback()  # releases the lock; the row stays pending
                     until = decision.defer_until
                     return ChannelOutcome(channel, "deferred", until.isoformat()), until
-            row.status = "sending"
-            row.attempts += 1
-            row.updated_at = datetime.now(UTC)
+            deadline = send_lease.attempt_deadline()
+            lease = send_lease.lease_end(deadline, self._provider_timeout(channel))
+            claimed = await session.execute(
+                update(models.Message)
+                .where(
+                    models.Message.id == row.id,
+                    models.Message.status == seen_status,
+                    models.Message.attempts == seen_attempts,
+                )
+                .values(status="sending", attempts=seen_attempts + 1, updated_at=now)
+                .values(sending_until=lease)
+                .execution_options(synchronize_session=False)
+            )
+            if cast(CursorResult[Any], claimed).rowcount != 1:
+                # another attempt claimed it between our read and now: it sends, not us
+                await session.rollback()
+                raise send_lease.in_flight(channel, lease or now)
+            row.status, row.attempts, row.updated_at = "sending", seen_attempts + 1, now
+            row.sending_until = lease
             await session.commit()
-
-            if self._faults is not None:
-                await self._faults.before_provider_call(row)
+            call = send_lease.ProviderCall()
             try:
-                provider_id, refusal = await self._deliver_if_allowed(session, row, resend)
-            except EmailSendError as err:
-                if not err.permanent:
-                    raise
-                # The server refused the address for good: retrying cannot help.
-                row.status = "failed"
-                row.error = str(err)
-                await session.commit()
-                return ChannelOutcome(channel, "failed", str(err)), None
-            if refusal is not None:
-                # an opt-out or a do-not-contact entry committed since the first check
-                return await _suppress(session, row, refusal), None
-            if self._faults is not None:
-                await self._faults.after_provider_accepted(row, provider_id)
-            row.status = "submitted"
-            row.provider_id = provider_id
-            row.sent_at = datetime.now(UTC)
-            row.updated_at = row.sent_at
-            await session.commit()
+                outcome = await self._call_provider(session, row, channel, resend, deadline, call)
+            except BaseException:
+                if not call.unanswered:
+                    await self._give_back_lease(row)
+                raise
+            if outcome is not None:
+                return outcome, None
         if self._faults is not None:
             await self._faults.after_ledger_commit(row)
         if self._after_send is not None:
             await self._after_send(row)
-        return ChannelOutcome(channel, "sent", provider_id), None
+        return ChannelOutcome(channel, "sent", row.provider_id or ""), None
+
+    def _provider_timeout(self, channel: str) -> float:
+        return self._email.timeout if channel == "email" else self._sms.timeout
+
+    async def _call_provider(
+        self,
+        session: AsyncSession,
+        row: models.Message,
+        channel: str,
+        resend: bool,
+        deadline: datetime | None,
+        call: send_lease.ProviderCall,
+    ) -> ChannelOutcome | None:
+        """The provider call of a claimed row, and `submitted` committed; or the outcome that
+        stopped it (refused for good, opted out meanwhile)."""
+        if self._faults is not None:
+            await self._faults.before_provider_call(row)
+        try:
+            provider_id, refusal = await self._deliver_if_allowed(
+                session, row, resend, deadline, call
+            )
+        except EmailSendError as err:
+            if not err.permanent:
+                raise
+            # The server refused the address for good: retrying cannot help.
+            row.status = "failed"
+            row.error = str(err)
+            row.sending_until = None
+            await session.commit()
+            return ChannelOutcome(channel, "failed", str(err))
+        if refusal is not None:
+            # an opt-out or a do-not-contact entry committed since the first check
+            return await _suppress(session, row, refusal)
+        if self._faults is not None:
+            await self._faults.after_provider_accepted(row, provider_id)
+        row.status = "submitted"
+        row.provider_id = provider_id
+        row.sent_at = datetime.now(UTC)
+        row.updated_at = row.sent_at
+        row.sending_until = None
+        await session.commit()
+        return None
+
+    async def _give_back_lease(self, row: models.Message) -> None:
+        """This attempt is over (it failed): a retry may re-send at once. Only our own claim's
+        lease: a later attempt's claim has a higher count."""
+        async with self.sessions() as session:
+            await session.execute(
+                update(models.Message)
+                .where(models.Message.id == row.id, models.Message.attempts == row.attempts)
+                .where(models.Message.status == "sending")
+                .values(sending_until=None)
+            )
+            await session.commit()
 
     async def _ledger_row(
         self,
@@ -485,7 +547,12 @@ class OutreachActivities:
         return row
 
     async def _deliver_if_allowed(
-        self, session: AsyncSession, row: models.Message, resend: bool
+        self,
+        session: AsyncSession,
+        row: models.Message,
+        resend: bool,
+        deadline: datetime | None,
+        call: send_lease.ProviderCall,
     ) -> tuple[str, str | None]:
         """(provider id, None), or ("", why not) when consent forbids the send now: checked
         again right before the provider call, under the locks opt-outs take (consent.send_guard)."""
@@ -493,9 +560,14 @@ class OutreachActivities:
         async with guard as refusal:
             if refusal is not None:
                 return "", refusal
-            if row.channel == "email":
-                return await self._deliver_email(row), None
-            return await self._deliver_sms(row, resend), None
+            if deadline is not None and datetime.now(UTC) >= deadline:
+                # the guard's locks took this attempt past its time: its lease says how long a
+                # retry waits, and it only covers a call started before the deadline
+                raise send_lease.expired(row.channel)
+            with call:
+                if row.channel == "email":
+                    return await self._deliver_email(row), None
+                return await self._deliver_sms(row, resend), None
 
     async def _deliver_email(self, row: models.Message) -> str:
         unsubscribe_url = (
@@ -703,6 +775,7 @@ def activities_for(
             settings.twilio_auth_token.get_secret_value(),
             settings.twilio_from_number,
             settings.twilio_api_base_url,
+            timeout=settings.twilio_timeout_seconds,
         ),
         after_send,
         faults,

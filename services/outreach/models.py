@@ -150,6 +150,9 @@ class Message(Base):
     from_address: Mapped[str | None] = mapped_column(String(400), default=None)
     to_domain: Mapped[str | None] = mapped_column(String(255), default=None)
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # While `sending`: until when the attempt that claimed the row may still be talking to the
+    # provider (services/outreach/send_lease.py); None once that attempt is over.
+    sending_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     # what the numbers per cadence step and A/B variant are counted by
     cadence_id: Mapped[str | None] = mapped_column(String(32), index=True, default=None)
     variant: Mapped[str] = mapped_column(String(40), default="")

@@ -118,6 +118,7 @@ class SmtpEmail:
             password=settings.smtp_password.get_secret_value(),
             tls=settings.smtp_tls,
             from_addr=settings.email_from,
+            timeout=settings.smtp_timeout_seconds,
         )
 
     @property

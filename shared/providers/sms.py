@@ -97,13 +97,13 @@ class TwilioSms:
         self._auth_token = auth_token
         self.from_number = from_number
         self.api_base_url = api_base_url
-        self._timeout = timeout
+        self.timeout = timeout
         self._http: RebasedAsyncTwilioHttpClient | None = None
         self._client: Client | None = None
 
     def _twilio(self) -> Client:
         if self._client is None:
-            self._http = RebasedAsyncTwilioHttpClient(self.api_base_url, self._timeout)
+            self._http = RebasedAsyncTwilioHttpClient(self.api_base_url, self.timeout)
             # environment={}: configuration comes from Settings only, never TWILIO_* variables
             # (TWILIO_EDGE/REGION would change the host and defeat the rebase).
             self._client = Client(

@@ -102,15 +102,20 @@ async def test_worker_process_killed_at_the_worst_moments(point: str, ground: Gr
 # --- the window that is left ------------------------------------------------------------------
 
 
-def lagging_twilio(upstream: str, lag: timedelta) -> FastAPI:
+def lagging_twilio(upstream: str, lag: timedelta, first_send_after: float = 0.0) -> FastAPI:
     """Twilio's API as a client sees it when the message list lags behind accepted messages:
     everything passes through, except that list pages leave out messages created in the last
     `lag`. Nothing in Twilio's documentation promises that a message is listed as soon as the
-    create call returns; this is the case the reconciliation cannot cover."""
+    create call returns; this is the case the reconciliation cannot cover. The first message
+    created is held `first_send_after` seconds first (a slow answer)."""
     app = FastAPI()
+    held: list[str] = []
 
     @app.api_route("/{path:path}", methods=["GET", "POST"])
     async def forward(path: str, request: Request) -> Response:
+        if request.method == "POST" and path.endswith("/Messages.json") and not held:
+            held.append(path)
+            await asyncio.sleep(first_send_after)
         headers = {
             k: v for k, v in request.headers.items() if k in ("authorization", "content-type")
         }
@@ -154,4 +159,26 @@ async def test_sms_twice_when_twilio_lists_the_message_late(
     # the ledger keeps the second sid; the first is the duplicate nobody points at
     assert got.rows["sms"].provider_id in {t["sid"] for t in got.texts}, why
     assert got.rows["sms"].provider_id != got.marker["provider_id"], why
+    assert len(got.emails) == 1, why
+
+
+async def test_a_retry_never_sends_while_a_timed_out_attempt_may_still_be_sending(
+    tmp_path: Path, temporal_local: WorkflowEnvironment, queue_prefix: str
+) -> None:
+    """Twilio answers the first text after 4 s: its attempt times out at 3 s and Temporal starts
+    another while the first is still waiting for Twilio. The list lags, so the second attempt
+    could not find the first text there: only the send lease keeps it from sending a second."""
+    urls = {"outreach": f"sqlite+aiosqlite:///{tmp_path / 'outreach.db'}"}
+    async with exactly_once_rig(Ground(tmp_path, urls, temporal_local, queue_prefix)) as r:
+        proxy = lagging_twilio(r.sb.twilio_url, timedelta(seconds=60), first_send_after=4.0)
+        async with serve(proxy, free_port()) as proxy_url:
+            settings = r.sb.settings.model_copy(update={"twilio_api_base_url": proxy_url})
+            got = await r.run_in_process("sms", settings)
+    why = got.summary()
+    assert got.temporal_attempts >= 2, why  # the first attempt did time out
+    assert len(got.texts) == 1, why
+    assert got.rows["sms"].status == "submitted", why
+    assert got.rows["sms"].provider_id == got.texts[0]["sid"], why
+    assert got.rows["sms"].attempts == 1, why  # no attempt but the first claimed the row
+    assert got.rows["sms"].sending_until is None, why
     assert len(got.emails) == 1, why

@@ -29,7 +29,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from devstack.sandbox.mailbox import StoredMessage
 from services.outreach import models
-from services.outreach.activities import activities_for, close_activities
+from services.outreach.activities import SendFaults, activities_for, close_activities
 from shared.contracts.journey import Contact, TouchRequest, TouchResult, journey_id
 from shared.contracts.names import Act
 from shared.db import create_engine, session_factory
@@ -58,6 +58,8 @@ CHILD_SETTINGS = (
     "twilio_auth_token",
     "twilio_from_number",
     "twilio_api_base_url",
+    "smtp_timeout_seconds",
+    "twilio_timeout_seconds",
 )
 
 
@@ -76,10 +78,13 @@ class ExactlyOnceSend:
             inp.touch,
             task_queue=inp.activity_queue,
             start_to_close_timeout=ATTEMPT_TIMEOUT,
+            # quick retries, then up to 2 s apart: a retry that finds a killed attempt's send
+            # lease waits it out (services/outreach/send_lease.py)
             retry_policy=RetryPolicy(
                 initial_interval=timedelta(milliseconds=100),
-                backoff_coefficient=1.0,
-                maximum_attempts=5,
+                backoff_coefficient=2.0,
+                maximum_interval=timedelta(seconds=2),
+                maximum_attempts=20,
             ),
             result_type=TouchResult,
         )
@@ -170,12 +175,22 @@ class Rig:
         self, point: str, channel: str, settings: Settings | None = None
     ) -> Counted:
         """The activity raises at `point` once; the same in-process worker takes the retry."""
+        marker = self.tmp_path / f"marker-{channel}.json"
+        return await self.run_in_process(
+            channel, settings, OnceFault(point, channel, "raise", marker), marker
+        )
+
+    async def run_in_process(
+        self,
+        channel: str,
+        settings: Settings | None = None,
+        faults: SendFaults | None = None,
+        marker: Path | None = None,
+    ) -> Counted:
+        """One send on an in-process worker (with `faults`, if any), counted as `channel`'s."""
         settings = settings or self.sb.settings
         prefix = f"{self.queue_prefix}{channel}-"
-        marker = self.tmp_path / f"marker-{channel}.json"
-        acts = activities_for(
-            settings, self.sessions, faults=OnceFault(point, channel, "raise", marker)
-        )
+        acts = activities_for(settings, self.sessions, faults=faults)
         c = new_contact()
         try:
             async with Worker(self.env.client, task_queue=f"{prefix}outreach", activities=acts):
@@ -183,6 +198,7 @@ class Rig:
                 result = await asyncio.wait_for(handle.result(), HANG_GUARD.total_seconds())
         finally:
             await close_activities(acts)
+        marker = marker or self.tmp_path / f"no-marker-{channel}.json"
         return await self.count(channel, c, handle, result, marker)
 
     async def run_kill(self, point: str, channel: str) -> Counted:
@@ -274,7 +290,10 @@ async def exactly_once_rig(ground: Ground) -> AsyncIterator[Rig]:
     brings its own activity worker (in process or a subprocess) with the fault."""
     tmp_path, env, queue_prefix = ground.tmp_path, ground.temporal, ground.queue_prefix
     urls = {"outreach": ground.database_urls["outreach"]}
-    async with sandboxes(tmp_path, urls, queue_prefix) as sb:
+    # a killed attempt's send lease lasts its 3 s plus the provider's timeout: short ones here
+    async with sandboxes(
+        tmp_path, urls, queue_prefix, smtp_timeout_seconds=5, twilio_timeout_seconds=5
+    ) as sb:
         engine = create_engine(sb.settings.database_url("outreach"))
         try:
             async with Worker(

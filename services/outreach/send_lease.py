@@ -1,0 +1,82 @@
+"""One attempt at a time talks to the provider for a ledger row: the send lease.
+
+Temporal starts a new attempt of an activity whose attempt timed out, while that attempt may still
+be running (a Python activity is not stopped by its timeout). Two attempts of one send could then
+both call the provider: two texts. So the attempt that claims a row for sending (a compare-and-set
+on its status and attempt count: one claimer wins) writes until when it may still be talking to
+the provider: its own start-to-close deadline, plus the provider's timeout, plus a little clock
+skew between workers. It never starts a provider call after its deadline. Another attempt that
+finds the row `sending` within that time sends nothing and fails, to be retried; after it, the
+first attempt is over whatever became of it, and the usual re-send path reconciles (the same
+Message-ID; Twilio's message list). An attempt that fails gives its lease back at once, unless it
+failed inside the provider call (cancelled, timed out, connection lost): whether that message
+went out is unknown until the lease is over.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from types import TracebackType
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+# how far apart two workers' clocks may be
+CLOCK_SKEW = timedelta(seconds=2)
+IN_FLIGHT = "SendInFlight"
+
+
+def attempt_deadline() -> datetime | None:
+    """When this activity attempt times out; None outside an activity (a direct call) or
+    without a start-to-close timeout."""
+    if not activity.in_activity():
+        return None
+    info = activity.info()
+    if info.start_to_close_timeout is None:
+        return None
+    return info.started_time + info.start_to_close_timeout
+
+
+def lease_end(deadline: datetime | None, provider_timeout: float) -> datetime | None:
+    if deadline is None:
+        return None
+    return deadline + timedelta(seconds=provider_timeout) + CLOCK_SKEW
+
+
+def in_flight(channel: str, until: datetime) -> ApplicationError:
+    """Retryable: the row's earlier attempt may still be sending it."""
+    return ApplicationError(
+        f"an earlier attempt may still be sending this {channel} until {until.isoformat()}: "
+        "not sending it twice",
+        type=IN_FLIGHT,
+    )
+
+
+def expired(channel: str) -> ApplicationError:
+    """Retryable: this attempt's deadline passed before its provider call (a later attempt
+    sends, once this one's lease is over)."""
+    return ApplicationError(
+        f"this attempt's time ran out before the {channel} provider was called",
+        type=IN_FLIGHT,
+    )
+
+
+@dataclass
+class ProviderCall:
+    """`with call:` around the provider call: `unanswered` when it ended in an exception (the
+    provider may or may not have the message)."""
+
+    unanswered: bool = False
+
+    def __enter__(self) -> ProviderCall:
+        self.unanswered = True
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.unanswered = kind is not None
