@@ -60,6 +60,8 @@ format: $(STAMP)
 migrate: $(STAMP)
 	$(BIN)/closeflow migrate
 
+# BENCH_N journeys on the dev stack against no-op workflows; BENCH_TEMPORAL=cluster with
+# BENCH_POSTGRES_URL: the same journeys on the dev server and on the real cluster, side by side
 bench: $(STAMP)
 	$(BIN)/python -m bench.journeys
 

@@ -9,13 +9,19 @@
 4. Timed: starts BENCH_N no-op workflows on the same server and waits for all to complete.
 Prints both rates and, last, `ratio=<journey rate / no-op rate>`. The machines are shared and
 noisy: only the ratio of two runs measured side by side means anything.
+
+    BENCH_TEMPORAL=cluster BENCH_POSTGRES_URL=postgresql://... make bench
+
+measures the journeys twice in one run, on the same production-shaped stack (devstack/
+cluster_stack.py: every database on that PostgreSQL server, two replicas of each API behind
+nginx, two workers per queue): first on the Temporal dev server, then on the real four-process
+cluster, and prints `cluster/dev=<cluster rate / dev server rate>`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import sqlite3
 import sys
 import tempfile
 import time
@@ -24,10 +30,13 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from bench.noop_workflow import NoOp
+from devstack.cluster_stack import ClusterStack
 from devstack.env import isolated_env
 from devstack.supervisor import Stack
 from shared.auth import API_KEY_HEADER
@@ -52,13 +61,15 @@ def daytime_zone() -> str:
     return "Etc/GMT" if offset == 0 else f"Etc/GMT{'-' if offset > 0 else '+'}{abs(offset)}"
 
 
-def first_touches(db: Path) -> int:
-    with sqlite3.connect(db, timeout=30) as conn:
-        row = conn.execute(
-            "SELECT count(*) FROM messages WHERE touch_key = 'step-0' AND status IN "
-            "('submitted', 'delivered')"
-        ).fetchone()
-    return int(row[0])
+async def first_touches(engine: AsyncEngine) -> int:
+    async with engine.connect() as conn:
+        found = await conn.scalar(
+            text(
+                "SELECT count(*) FROM messages WHERE touch_key = 'step-0' AND status IN "
+                "('submitted', 'delivered')"
+            )
+        )
+    return int(found or 0)
 
 
 async def measure_journeys(stack: Stack, n: int) -> float:
@@ -102,7 +113,7 @@ async def measure_journeys(stack: Stack, n: int) -> float:
         await bounded(n, CONCURRENCY, create)
         print(f"created {n} prospects", flush=True)
 
-        db = stack.settings.data_dir / "outreach.db"
+        ledger = create_async_engine(stack.settings.database_url("outreach"))
         started = time.perf_counter()
 
         async def enroll(i: int) -> None:
@@ -113,9 +124,10 @@ async def measure_journeys(stack: Stack, n: int) -> float:
 
         await bounded(n, CONCURRENCY, enroll)
         enrolled = time.perf_counter() - started
-        while first_touches(db) < 2 * n:
+        while await first_touches(ledger) < 2 * n:
             await asyncio.sleep(0.05)
         elapsed = time.perf_counter() - started
+        await ledger.dispose()
     rate = n / elapsed
     print(
         f"journeys: {n} enrolled in {enrolled:.2f}s, {2 * n} first touches after "
@@ -141,16 +153,56 @@ async def measure_noop(stack: Stack, n: int) -> float:
     return rate
 
 
-def main() -> int:
-    n = int(os.environ.get("BENCH_N", "1000"))
+def bench_env(tmp: str) -> dict[str, str]:
+    env = isolated_env(Path(tmp))
+    env["CLOSEFLOW_API_KEYS"] = API_KEY
+    env["CLOSEFLOW_LOG_LEVEL"] = "WARNING"
+    return env
+
+
+def on_dev_stack(n: int) -> None:
     with tempfile.TemporaryDirectory(prefix="closeflow-bench-") as tmp:
-        env = isolated_env(Path(tmp))
-        env["CLOSEFLOW_API_KEYS"] = API_KEY
-        env["CLOSEFLOW_LOG_LEVEL"] = "WARNING"
-        with open(Path(tmp) / "stack.log", "w") as log, Stack(env=env, output=log) as stack:
+        with (
+            open(Path(tmp) / "stack.log", "w") as log,
+            Stack(env=bench_env(tmp), output=log) as stack,
+        ):
             journey_rate = asyncio.run(measure_journeys(stack, n))
             noop_rate = asyncio.run(measure_noop(stack, n))
     print(f"ratio={journey_rate / noop_rate:.3f}")
+
+
+def on_cluster_and_dev_server(n: int, postgres_url: str) -> None:
+    rates: dict[str, float] = {}
+    for name, dev_server in (("dev server", True), ("cluster", False)):
+        prefix = f"bench_{uuid.uuid4().hex[:8]}"
+        with (
+            tempfile.TemporaryDirectory(prefix="closeflow-bench-") as tmp,
+            open(Path(tmp) / "stack.log", "w") as log,
+            ClusterStack(
+                postgres_url,
+                prefix,
+                env=bench_env(tmp),
+                fresh=True,
+                dev_server=dev_server,
+                output=log,
+                ready_timeout=300.0,
+            ) as stack,
+        ):
+            print(f"-- {name}", flush=True)
+            rates[name] = asyncio.run(measure_journeys(stack, n))
+    print(f"cluster/dev={rates['cluster'] / rates['dev server']:.3f}")
+
+
+def main() -> int:
+    n = int(os.environ.get("BENCH_N", "1000"))
+    if os.environ.get("BENCH_TEMPORAL", "dev") == "cluster":
+        url = os.environ.get("BENCH_POSTGRES_URL") or os.environ.get("CLOSEFLOW_TEST_POSTGRES_URL")
+        if not url:
+            print("BENCH_TEMPORAL=cluster needs BENCH_POSTGRES_URL", file=sys.stderr)
+            return 2
+        on_cluster_and_dev_server(n, url)
+    else:
+        on_dev_stack(n)
     return 0
 
 

@@ -64,8 +64,9 @@ def expired(channel: str) -> ApplicationError:
 
 @dataclass
 class ProviderCall:
-    """`with call:` around the provider call: `unanswered` when it ended in an exception (the
-    provider may or may not have the message)."""
+    """`with call:` around the provider call: `unanswered` when it ended in an exception that
+    leaves open whether the provider has the message (an error saying `not_sent`, such as a
+    refused connection or the server's own error answer, does not)."""
 
     unanswered: bool = False
 
@@ -79,4 +80,4 @@ class ProviderCall:
         error: BaseException | None,
         trace: TracebackType | None,
     ) -> None:
-        self.unanswered = kind is not None
+        self.unanswered = kind is not None and not getattr(error, "not_sent", False)

@@ -40,12 +40,17 @@ class EmailSender(Protocol):
 
 
 class EmailSendError(Exception):
-    """permanent: the server refused the recipient for good (5xx), so retrying cannot help."""
+    """permanent: the server refused the recipient for good (5xx), so retrying cannot help.
+    not_sent: the message surely did not go (no connection, or the server answered with an
+    error); otherwise (a timeout, a dropped connection) nobody knows whether it went."""
 
-    def __init__(self, message: str, *, permanent: bool, code: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, permanent: bool, code: int | None = None, not_sent: bool = True
+    ) -> None:
         super().__init__(message)
         self.permanent = permanent
         self.code = code
+        self.not_sent = not_sent
 
 
 def address_domain(addr: str) -> str:
@@ -154,7 +159,9 @@ class SmtpEmail:
             raise EmailSendError(
                 f"SMTP {exc.code}: {exc.message}", permanent=False, code=exc.code
             ) from exc
-        except (aiosmtplib.SMTPException, OSError) as exc:
+        except (aiosmtplib.SMTPConnectError, ConnectionRefusedError) as exc:
             raise EmailSendError(f"SMTP failure: {exc}", permanent=False) from exc
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            raise EmailSendError(f"SMTP failure: {exc}", permanent=False, not_sent=False) from exc
         log.info("email sent message_id=%s via %s:%s", msg.message_id, self.host, self.port)
         return msg.message_id
