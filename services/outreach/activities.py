@@ -413,6 +413,12 @@ class OutreachActivities:
                     return ChannelOutcome(channel, "deferred", until.isoformat()), until
             deadline = send_lease.attempt_deadline()
             lease = send_lease.lease_end(deadline, self._provider_timeout(channel))
+            claim = {
+                "status": "sending",
+                "attempts": seen_attempts + 1,
+                "updated_at": now,
+                "sending_until": lease,
+            }
             claimed = await session.execute(
                 update(models.Message)
                 .where(
@@ -420,16 +426,15 @@ class OutreachActivities:
                     models.Message.status == seen_status,
                     models.Message.attempts == seen_attempts,
                 )
-                .values(status="sending", attempts=seen_attempts + 1, updated_at=now)
-                .values(sending_until=lease)
+                .values(**claim)
                 .execution_options(synchronize_session=False)
             )
             if cast(CursorResult[Any], claimed).rowcount != 1:
                 # another attempt claimed it between our read and now: it sends, not us
                 await session.rollback()
                 raise send_lease.in_flight(channel, lease or now)
-            row.status, row.attempts, row.updated_at = "sending", seen_attempts + 1, now
-            row.sending_until = lease
+            for column, value in claim.items():
+                setattr(row, column, value)
             await session.commit()
             call = send_lease.ProviderCall()
             try:
