@@ -8,25 +8,29 @@
    touches (email + SMS) of every journey are recorded in the send ledger as submitted.
 4. Timed: starts BENCH_N no-op workflows on the same server and waits for all to complete.
 Prints both rates and, last, `ratio=<journey rate / no-op rate>`. The machines are shared and
-noisy: only the ratio of two runs measured side by side means anything.
+noisy: only the ratio of two runs measured side by side means anything. BENCH_PROFILE=1 also
+prints, from the journeys' histories, each activity type's queue wait and run time
+(bench/journey_profile.py); BENCH_STACK_LOG=<file> keeps the stack's output there.
 
     BENCH_TEMPORAL=cluster BENCH_POSTGRES_URL=postgresql://... make bench
 
 measures the journeys twice in one run, on the same production-shaped stack (devstack/
 cluster_stack.py: every database on that PostgreSQL server, two replicas of each API behind
 nginx, two workers per queue): first on the Temporal dev server, then on the real four-process
-cluster, and prints `cluster/dev=<cluster rate / dev server rate>`.
+cluster, and prints `cluster/dev=<cluster rate / dev server rate>`; after each, as many no-op
+workflows on that server, and `ratio=<journey rate / no-op rate>` on it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -35,11 +39,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from bench.journey_profile import profile
 from bench.noop_workflow import NoOp
 from devstack.cluster_stack import ClusterStack
 from devstack.env import isolated_env
 from devstack.supervisor import Stack
 from shared.auth import API_KEY_HEADER
+from shared.contracts.journey import journey_id
 
 CONCURRENCY = 32
 API_KEY = "bench-key"
@@ -133,6 +139,10 @@ async def measure_journeys(stack: Stack, n: int) -> float:
         f"journeys: {n} enrolled in {enrolled:.2f}s, {2 * n} first touches after "
         f"{elapsed:.2f}s = {rate:.1f}/s"
     )
+    if os.environ.get("BENCH_PROFILE"):
+        ids = [journey_id(i) for i in ids]
+        for line in await profile(stack.settings.temporal_address, ids):
+            print(line)
     return rate
 
 
@@ -160,14 +170,28 @@ def bench_env(tmp: str) -> dict[str, str]:
     return env
 
 
+def stack_log(tmp: str, suffix: str = "") -> Path:
+    """The stack's output: in the run's folder, or where BENCH_STACK_LOG says (kept)."""
+    kept = os.environ.get("BENCH_STACK_LOG")
+    name = f"stack{'-' + suffix if suffix else ''}.log"
+    return Path(kept + (f".{suffix}" if suffix else "")) if kept else Path(tmp) / name
+
+
+@contextlib.contextmanager
+def bench_stack(prefix: str = "closeflow-bench-") -> Iterator[Stack]:
+    """The dev stack on a throwaway folder, its output in stack_log: every benchmark's stack."""
+    with (
+        tempfile.TemporaryDirectory(prefix=prefix) as tmp,
+        open(stack_log(tmp), "w") as log,
+        Stack(env=bench_env(tmp), output=log) as stack,
+    ):
+        yield stack
+
+
 def on_dev_stack(n: int) -> None:
-    with tempfile.TemporaryDirectory(prefix="closeflow-bench-") as tmp:
-        with (
-            open(Path(tmp) / "stack.log", "w") as log,
-            Stack(env=bench_env(tmp), output=log) as stack,
-        ):
-            journey_rate = asyncio.run(measure_journeys(stack, n))
-            noop_rate = asyncio.run(measure_noop(stack, n))
+    with bench_stack() as stack:
+        journey_rate = asyncio.run(measure_journeys(stack, n))
+        noop_rate = asyncio.run(measure_noop(stack, n))
     print(f"ratio={journey_rate / noop_rate:.3f}")
 
 
@@ -177,7 +201,7 @@ def on_cluster_and_dev_server(n: int, postgres_url: str) -> None:
         prefix = f"bench_{uuid.uuid4().hex[:8]}"
         with (
             tempfile.TemporaryDirectory(prefix="closeflow-bench-") as tmp,
-            open(Path(tmp) / "stack.log", "w") as log,
+            open(stack_log(tmp, name.replace(" ", "-")), "w") as log,
             ClusterStack(
                 postgres_url,
                 prefix,
@@ -190,6 +214,8 @@ def on_cluster_and_dev_server(n: int, postgres_url: str) -> None:
         ):
             print(f"-- {name}", flush=True)
             rates[name] = asyncio.run(measure_journeys(stack, n))
+            noop_rate = asyncio.run(measure_noop(stack, n))
+            print(f"ratio={rates[name] / noop_rate:.3f}", flush=True)
     print(f"cluster/dev={rates['cluster'] / rates['dev server']:.3f}")
 
 

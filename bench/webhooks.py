@@ -13,6 +13,11 @@ answer 204 once that is committed (callbacks arriving together share a transacti
 the app as `create_app` builds it (the status callback is answered by its ASGI fast path before
 routing: services/outreach/webhooks/twilio.py). Prints requests/s, p50 and p99 for both and,
 last, `ratio=<outreach rps / bare rps>`.
+
+With BENCH_POSTGRES_URL (or CLOSEFLOW_TEST_POSTGRES_URL) set to a postgresql+asyncpg:// URL of a
+server where a database may be created, the same load also goes, in the same run, to outreach on
+a fresh PostgreSQL database there (dropped afterwards), and the run prints
+`ratio_postgres=<outreach on PostgreSQL rps / bare rps>` before the last line.
 Loopback only; bounded in count and in time (BENCH_WEBHOOK_TIMEOUT seconds per target).
 BENCH_WEBHOOK_PROFILE=<path> writes a cProfile of each server to <path>.bare / <path>.outreach.
 """
@@ -196,7 +201,7 @@ async def load(port: int, requests: list[bytes], limit_seconds: float) -> Result
     return Result(len(lat), time.perf_counter() - started, lat, sum(errors))
 
 
-def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -222,15 +227,54 @@ def seed_ledger(db: Path, sids: Sequence[str]) -> None:
         )
 
 
-def run_target(kind: str, env: dict[str, str], n: int, limit: float) -> Result:
+async def seed_ledger_pg(url: str, sids: Sequence[str]) -> None:
+    """seed_ledger on PostgreSQL, through the ORM's table."""
+    from sqlalchemy import insert
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from services.outreach import models
+
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                insert(models.Message.__table__),
+                [
+                    {
+                        "id": uuid.uuid4().hex,
+                        "journey_id": f"journey-{sid}",
+                        "touch_key": "step-0",
+                        "channel": "sms",
+                        "kind": "cadence",
+                        "prospect_id": uuid.uuid4().hex,
+                        "to_address": "+14155550100",
+                        "subject": "",
+                        "body": "Hi",
+                        "status": "submitted",
+                        "provider_status": "accepted",
+                        "provider_id": sid,
+                    }
+                    for sid in sids
+                ],
+            )
+    finally:
+        await engine.dispose()
+
+
+def seed(url: str, sids: Sequence[str]) -> None:
+    if url.startswith("sqlite"):
+        seed_ledger(Path(url.split("///", 1)[1]), sids)
+    else:
+        asyncio.run(seed_ledger_pg(url, sids))
+
+
+def run_target(kind: str, env: dict[str, str], n: int, limit: float, label: str = "") -> Result:
     port = free_port()
     env = {**env, "CLOSEFLOW_OUTREACH_PUBLIC_URL": f"http://127.0.0.1:{port}"}
     warm_sids = [f"SM{uuid.uuid4().hex}" for _ in range(WARMUP // 3)]
     sids = [f"SM{uuid.uuid4().hex}" for _ in range(-(-n // 3))]
     if kind == "outreach":
-        seed_ledger(
-            Path(env["CLOSEFLOW_OUTREACH_DATABASE_URL"].split("///", 1)[1]), warm_sids + sids
-        )
+        seed(env["CLOSEFLOW_OUTREACH_DATABASE_URL"], warm_sids + sids)
     warm, timed = signed_requests(port, warm_sids), signed_requests(port, sids)[:n]
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench.webhooks", "--serve", kind, "--port", str(port)], env=env
@@ -247,7 +291,7 @@ def run_target(kind: str, env: dict[str, str], n: int, limit: float) -> Result:
             proc.kill()
             proc.wait()
     print(
-        f"{kind:9} {result.n} requests in {result.seconds:.2f}s = {result.rps:.0f} req/s, "
+        f"{label or kind:9} {result.n} requests in {result.seconds:.2f}s = {result.rps:.0f} req/s, "
         f"p50 {result.pct(0.50):.1f} ms, p99 {result.pct(0.99):.1f} ms, "
         f"mean {statistics.fmean(result.latencies) * 1000:.1f} ms, non-204 {result.errors}",
         flush=True,
@@ -278,10 +322,42 @@ def main() -> int:
         with sqlite3.connect(db) as conn:
             moved = conn.execute("SELECT count(*) FROM inbox_events").fetchone()[0]
         print(f"outreach stored {moved} callbacks (warm-up included)")
-    if bare.errors or outreach.errors:
+        results = [bare, outreach]
+        postgres = os.environ.get("BENCH_POSTGRES_URL") or os.environ.get(
+            "CLOSEFLOW_TEST_POSTGRES_URL"
+        )
+        if postgres:
+            on_pg = asyncio.run(on_postgres(postgres, env, n, limit))
+            results.append(on_pg)
+            print(f"ratio_postgres={on_pg.rps / bare.rps:.3f}")
+    if any(r.errors for r in results):
         print("some requests did not get 204: see above", file=sys.stderr)
     print(f"ratio={outreach.rps / bare.rps:.3f}")
-    return 1 if bare.errors or outreach.errors else 0
+    return 1 if any(r.errors for r in results) else 0
+
+
+async def on_postgres(server_url: str, env: dict[str, str], n: int, limit: float) -> Result:
+    """The outreach target again, on a fresh database of that PostgreSQL server."""
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from bench.funnel import pg_database
+    from shared.migrations import upgrade
+    from shared.settings import Settings
+
+    url, drop = await pg_database(server_url)
+    try:
+        await asyncio.to_thread(upgrade, Settings(outreach_database_url=url), "outreach")
+        env = {**env, "CLOSEFLOW_OUTREACH_DATABASE_URL": url}
+        result = await asyncio.to_thread(run_target, "outreach", env, n, limit, "postgres")
+        engine = create_async_engine(url)
+        async with engine.connect() as conn:
+            moved = (await conn.execute(text("SELECT count(*) FROM inbox_events"))).scalar()
+        await engine.dispose()
+        print(f"postgres stored {moved} callbacks (warm-up included)")
+        return result
+    finally:
+        await drop()
 
 
 if __name__ == "__main__":

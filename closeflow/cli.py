@@ -165,10 +165,9 @@ async def _until_signalled(coro: Coroutine[Any, Any, None]) -> None:
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
-    from closeflow.worker import run_workers
+    from closeflow.worker import run_worker_process, run_workers
 
-    asyncio.run(_until_signalled(run_workers(settings, expand_queues(args.queues))))
-    return 0
+    run_worker_process(_until_signalled(run_workers(settings, expand_queues(args.queues))))
 
 
 @contextlib.contextmanager

@@ -17,15 +17,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
-from collections.abc import Callable, Sequence
+import sys
+from collections.abc import Callable, Coroutine, Sequence
 from contextlib import AsyncExitStack
 from datetime import timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
-from temporalio.worker import Worker
+from temporalio.worker import PollerBehaviorSimpleMaximum, Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from closeflow.registry import (
     JOURNEYS,
@@ -39,9 +42,26 @@ from shared.health import run_checks, serve_worker_health, temporal_up
 from shared.settings import Settings
 from shared.temporal import connect
 from workflows.journey import ProspectJourney
+from workflows.meeting_invite import MeetingInviteWorkflow
 from workflows.referral_intake import ReferralIntake
 
-JOURNEY_WORKFLOWS = (ProspectJourney, ReferralIntake)
+JOURNEY_WORKFLOWS = (ProspectJourney, ReferralIntake, MeetingInviteWorkflow)
+# The sandbox imports a workflow's module again for every run it starts (global state kept
+# apart), and with it every module that one imports: the journey's ten stage modules. That was
+# most of the journeys worker's CPU at 200 journeys starting together (issue 13: 42% with no
+# bytecode files, 34 -> 9 ms per journey's first task with them passed through). They are
+# passed through instead, as Temporal advises for deterministic modules in separate files:
+# imported once per process. They keep no module-level state, and their determinism is still
+# checked in the strict sandbox by every stored history's replay (tests/workflows/test_replay.py).
+# shared.contracts too: the sandbox must see the modules the types of the inputs come from.
+JOURNEY_RUNNER = SandboxedWorkflowRunner(
+    restrictions=SandboxRestrictions.default.with_passthrough_modules(
+        "workflows", "shared.contracts"
+    )
+)
+# the share of the journeys worker's workflow task polls on the shared queue, where each new
+# journey's first task waits (the others poll the worker's sticky queue: a cached journey's next)
+FIRST_TASK_POLL_SHARE = 0.5
 log = logging.getLogger(__name__)
 
 
@@ -64,7 +84,24 @@ async def build_workers(
         task_queue = settings.task_queue(name)
         if name == JOURNEYS:
             workers.append(
-                Worker(client, task_queue=task_queue, workflows=list(JOURNEY_WORKFLOWS), **options)
+                Worker(
+                    client,
+                    task_queue=task_queue,
+                    workflows=list(JOURNEY_WORKFLOWS),
+                    # bounded: memory does not grow with the journeys in flight (issue 13)
+                    max_cached_workflows=settings.journey_cache_size,
+                    max_concurrent_workflow_tasks=settings.workflow_task_slots,
+                    # One poll per slot, half of them on the shared queue (issue 13): with the
+                    # SDK's 5 polls and 0.2 ratio one poll fetched every new journey's first
+                    # task (the rest go to this worker's sticky queue), one round trip to the
+                    # server at a time; under load their queue wait was the journey's longest
+                    workflow_task_poller_behavior=PollerBehaviorSimpleMaximum(
+                        maximum=settings.workflow_task_slots
+                    ),
+                    nonsticky_to_sticky_poll_ratio=FIRST_TASK_POLL_SHARE,
+                    workflow_runner=JOURNEY_RUNNER,
+                    **options,
+                )
             )
             continue
         engine = create_engine(settings.database_url(name))
@@ -145,3 +182,19 @@ async def run_workers(settings: Settings, queues: Sequence[str]) -> None:
         return await build_workers(client, settings, names, stack)
 
     await serve_workers(settings, build, name="worker-" + "-".join(names))
+
+
+def run_worker_process(main: Coroutine[Any, Any, None]) -> NoReturn:
+    """A worker process's whole life: run `main`, then end without finalizing the interpreter.
+
+    Why not a plain return: the Temporal core's Rust threads can still call into Python after
+    the workers stopped; when that lands while CPython finalizes, the process aborts (SIGABRT,
+    "PyGILState_Release: ... Python runtime state: finalizing"), and a graceful shutdown reads
+    as a crash to the orchestrator. So what atexit would do is done here: spans exported, logs
+    and streams flushed. An exception still propagates (and the interpreter finalizes)."""
+    asyncio.run(main)
+    tracing.flush()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

@@ -92,6 +92,7 @@ def isolated_env(data_dir: Path, host: str = "127.0.0.1") -> dict[str, str]:
         "REFERRALS_URL": f"http://{host}:{port['referrals_port']}",
         "OUTREACH_PUBLIC_URL": f"http://{host}:{port['outreach_port']}",
         "REFERRALS_PUBLIC_URL": f"http://{host}:{port['referrals_port']}",
+        "DEALS_PUBLIC_URL": f"http://{host}:{port['deals_port']}",
     }
     for service in SERVICES:
         env[f"{service.upper()}_PORT"] = str(port[f"{service}_port"])

@@ -40,6 +40,11 @@ POLL_SECONDS = 0.2
 TEMPORAL_BANNER = re.compile(r"^Temporal (CLI|Server|Persistence|UI|Metrics)\b")
 
 
+def service_url(settings: Settings, service: str) -> str:
+    """Where a dev stack with these settings serves `service`'s API."""
+    return f"http://{url_host(settings.host)}:{settings.port(service)}"
+
+
 class StackError(RuntimeError):
     """A process of the stack failed to start or died."""
 
@@ -160,7 +165,7 @@ class Stack:
         raise KeyError(name)
 
     def base_url(self, service: str) -> str:
-        return f"http://{url_host(self.settings.host)}:{self.settings.port(service)}"
+        return service_url(self.settings, service)
 
     def urls(self) -> list[tuple[str, str]]:
         s = self.settings

@@ -105,6 +105,7 @@ COMMON: dict[RouteKey, Rule] = {
     # issue 12: probes carry no key; the readiness answer names only which dependency is down
     ("GET", "/readyz"): PUBLIC,
     ("GET", "/metrics"): OPS,  # Prometheus scrapes with an ops key (docs/operations.md)
+    ("GET", "/audit"): ADMIN,  # issue 14: every service keeps its own audit log (shared/audit.py)
 }
 
 

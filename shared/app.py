@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Protocol
 
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from temporalio.client import Client
+from temporalio.service import RPCError
 
 from shared import tracing
 from shared.access import (
@@ -22,16 +25,18 @@ from shared.access import (
     enforce_access,
     install_access,
 )
+from shared.audit import AuditConfig, audit_router
+from shared.audit import install as install_audit
 from shared.body_limit import BodyLimit
 from shared.db import create_engine, session_factory
-from shared.errors import install_error_handlers
+from shared.errors import RETRY_AFTER, error_body, install_error_handlers
 from shared.health import database_up, readiness_body, run_checks, temporal_up
 from shared.issued_keys import IntrospectedKeys
 from shared.logging import RequestIds
 from shared.metrics import DbGauge, HttpMetrics, RelayBacklog, ServiceMetrics
 from shared.relay import Relay
 from shared.settings import Settings
-from shared.temporal import connect
+from shared.temporal import connect, keep_connecting, unreachable
 
 
 def create_service_app(
@@ -43,9 +48,12 @@ def create_service_app(
     description: str,
     temporal_client: Client | None = None,
     gauges: Sequence[DbGauge] = (),
+    audit: AuditConfig | None = None,
 ) -> FastAPI:
     """access: the service's route policies and resolvers (services/<name>/access.py).
-    temporal_client: tests pass the client of their own test server; otherwise connect.
+    temporal_client: tests pass the client of their own test server; otherwise connect, lazily:
+    the API starts while Temporal is down (readyz says so, routes needing it answer 503) and
+    connects in the background.
     gauges: the service's business gauges, read from its database at each scrape of /metrics."""
     tracing.configure_tracing(settings.otlp_endpoint, name)
 
@@ -57,11 +65,20 @@ def create_service_app(
         tracing.instrument_engines([engine])
         app.state.engine = engine
         app.state.sessions = session_factory(engine)
+        connecting: asyncio.Task[None] | None = None
+        client = temporal_client
+        if client is None:
+            client = await connect(settings, lazy=True)
+            connecting = asyncio.create_task(keep_connecting(client, settings.temporal_address))
         # with tracing on, starts and signals carry the request's trace into the workflow
-        app.state.temporal = tracing.traced_client(temporal_client or await connect(settings))
+        app.state.temporal = tracing.traced_client(client)
         try:
             yield
         finally:
+            if connecting is not None:
+                connecting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await connecting
             for close in app.state.cleanup:
                 await close()
             await engine.dispose()
@@ -89,6 +106,9 @@ def create_service_app(
     )
     app.state.metrics = metrics
     policies = {**access.policies}
+    if audit is not None:  # the audit log: changes recorded by the request sessions, admins read
+        install_audit(app, audit)
+        routers = [*routers, audit_router(name, audit)]
     if docs_guarded:
         policies.update(_guarded_docs(app))
     install_access(app, name, access.resolvers, policies)
@@ -99,6 +119,7 @@ def create_service_app(
         app.state.key_lookup = issued
         app.state.cleanup.append(issued.close)
     install_error_handlers(app)
+    _answer_temporal_away(app)
     # the body is read (and parsed) before enforce_access runs: cap it while it is read
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     # outermost: every request is counted and carries its request id, refused ones included
@@ -133,6 +154,25 @@ def create_service_app(
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def _answer_temporal_away(app: FastAPI) -> None:
+    """A route that needs Temporal while it is away answers 503 with Retry-After, whatever the
+    call (the client's not-yet-connected error, an UNAVAILABLE answer); other errors of those
+    types stay what they are (a 500, logged)."""
+
+    async def away(_: Request, exc: Exception) -> JSONResponse:
+        if not unreachable(exc):
+            raise exc
+        message = "Temporal is not reachable right now (see /readyz): retry shortly"
+        return JSONResponse(
+            error_body("temporal_unreachable", message, []),
+            status_code=503,
+            headers={"Retry-After": RETRY_AFTER},
+        )
+
+    app.add_exception_handler(RPCError, away)
+    app.add_exception_handler(RuntimeError, away)
 
 
 def _guarded_docs(app: FastAPI) -> dict[RouteKey, Rule]:

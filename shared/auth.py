@@ -13,9 +13,10 @@ an ops key could erase any address's suppressions through /internal/erasures).
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Annotated, Literal
 
 from fastapi import Depends, Request
@@ -43,6 +44,9 @@ class Principal:
 
     role: Role
     rep_id: str | None = None  # set for rep keys only
+    # which key (never the key itself): an issued key's id, else `key_fingerprint` of a
+    # configured one; what the audit log names as the actor. Not part of equality.
+    key_id: str = field(default="", compare=False)
 
     def __str__(self) -> str:
         return f"rep {self.rep_id}" if self.role == "rep" else self.role
@@ -50,6 +54,12 @@ class Principal:
 
 class KeyConfigError(ValueError):
     """A malformed CLOSEFLOW_API_KEYS entry. The message never contains the key."""
+
+
+def key_fingerprint(key: str) -> str:
+    """A configured key's id for the audit log: a short digest that names the key without
+    revealing it (the keys are long random strings, so 48 bits cannot be searched back)."""
+    return "cfg_" + hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
 def parse_key_entry(entry: str, position: int = 1) -> tuple[str, Principal]:
@@ -70,7 +80,7 @@ def parse_key_entry(entry: str, position: int = 1) -> tuple[str, Principal]:
         key, principal = rest, Principal(role)
     if not key.strip():
         raise KeyConfigError(f"{where}: the key after the role is empty")
-    return key.strip(), principal
+    return key.strip(), replace(principal, key_id=key_fingerprint(key.strip()))
 
 
 def has_role(entry: str) -> bool:
@@ -132,7 +142,7 @@ async def authenticate(request: Request, key: str | None) -> Principal:
     settings = request.app.state.settings
     principal = identify(settings.api_principals, key)
     if principal is None and is_service_token(settings.service_token.get_secret_value(), key):
-        principal = Principal(SERVICE)
+        principal = Principal(SERVICE, key_id="service")
     lookup: Callable[[str], Awaitable[Principal | None]] | None = getattr(
         request.app.state, "key_lookup", None
     )

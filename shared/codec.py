@@ -14,8 +14,13 @@ Erasure replaces the prospect's wrapped key with a tombstone (`shred`, in prospe
 transaction): every payload of theirs, in open or closed histories, in exports and backups of
 the Temporal database, can never be decrypted again (crypto-shredding), whether or not the
 history is ever deleted. Decoding one raises `PayloadKeyErased`; encoding for that prospect is
-refused the same way. Processes cache unwrapped keys for at most `CACHE_SECONDS`, so a worker
-that held the key stops decrypting within that time.
+refused the same way. A process keeps a prospect's (or referral's) unwrapped key for at most
+`ERASABLE_CACHE_SECONDS` (one second), so every worker and API stops decrypting an erased
+prospect's payloads within a second, as a revoked API key stops working (shared/issued_keys.py);
+the erasing process forgets the key at once. The system key, never erased, is kept for
+`CACHE_SECONDS`. A journey touches its prospect's key in bursts (a workflow task, its
+activities) hours apart, so the short time costs about one lookup per burst; concurrent misses
+for one key share one lookup, on a small pool of connections.
 
 Rotation: the first master key wraps new data keys; any listed key unwraps, and a data key
 unwrapped with an older master key is wrapped again with the first one on the way (so an old
@@ -27,11 +32,12 @@ histories of the tests) decode as they are.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Self
@@ -50,7 +56,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
-from sqlalchemy.pool import NullPool
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import (
     ActivitySerializationContext,
@@ -70,7 +75,10 @@ SCOPE = "encryption-scope"  # the prospect id (an opaque id, never PII), or SYST
 SYSTEM_SCOPE = ":system"  # a colon is never in a prospect id, so no prospect can own it
 JOURNEY_PREFIX = "journey-"  # shared.contracts.journey.journey_id
 INTAKE_PREFIX = "referral-intake-"  # shared.contracts.journey.referral_intake_id
-CACHE_SECONDS = 60.0
+# shared.contracts.meetings.meeting_invite_id: "meeting-invite-<prospect id>:<invitation>"
+INVITE_PREFIX = "meeting-invite-"
+CACHE_SECONDS = 60.0  # the system key's (never erased)
+ERASABLE_CACHE_SECONDS = 1.0  # a prospect's or referral's: how late erasure reaches a process
 CACHE_SIZE = 10_000
 KEY_BYTES = 32  # AES-256
 NONCE_BYTES = 12
@@ -182,9 +190,17 @@ def referral_scope(referral_id: str) -> str:
 def scope_of(workflow_id: str | None) -> str:
     """The data key a payload of this workflow uses: its prospect's, its referral's, or the
     system one."""
-    for prefix, scope in ((JOURNEY_PREFIX, str), (INTAKE_PREFIX, referral_scope)):
+    for prefix, scope in (
+        (JOURNEY_PREFIX, str),
+        (INTAKE_PREFIX, referral_scope),
+        (INVITE_PREFIX, str),
+    ):
         if workflow_id and workflow_id.startswith(prefix):
             ident = workflow_id[len(prefix) :]
+            if prefix == INVITE_PREFIX:
+                ident = ident.partition(":")[
+                    0
+                ]  # a meeting invitation carries its prospect's contact
             if is_id(ident):
                 return scope(ident)
     return SYSTEM_SCOPE
@@ -201,6 +217,32 @@ def _insert(dialect: str) -> Any:
     return (postgresql if dialect == "postgresql" else sqlite).insert(payload_keys)
 
 
+def _insert_keys(dialect: str, master: MasterKey, scopes: Sequence[str]) -> Any:
+    """A fresh data key for each scope, wrapped by `master`; a scope that has one keeps it."""
+    rows = [
+        {
+            "scope": scope,
+            "master_key_id": master.key_id,
+            "wrapped_key": _seal(master.key, os.urandom(KEY_BYTES), _wrap_aad(scope)),
+            "created_at": _now(),
+        }
+        for scope in scopes
+    ]
+    return _insert(dialect).values(rows).on_conflict_do_nothing(index_elements=["scope"])
+
+
+async def create_data_keys(
+    session: AsyncSession, master_keys: Sequence[MasterKey], scopes: Sequence[str]
+) -> None:
+    """Data keys made ahead, in the caller's transaction on prospecting's database (none when
+    payloads are not encrypted). Prospecting makes each prospect's with the prospect, so that
+    starting their journey only reads it: on SQLite a write there from another service waited
+    for prospecting's writer (docs/benchmarks.md)."""
+    if master_keys and scopes:
+        dialect = session.get_bind().dialect.name
+        await session.execute(_insert_keys(dialect, master_keys[0], scopes))
+
+
 class KeyRing:
     """Data keys by scope: created on first use, unwrapped with the master keys, cached briefly."""
 
@@ -209,6 +251,8 @@ class KeyRing:
         master_keys: Sequence[MasterKey],
         database_url: str,
         cache_seconds: float = CACHE_SECONDS,
+        erasable_cache_seconds: float = ERASABLE_CACHE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not master_keys:
             raise ValueError("a keyring needs at least one master key")
@@ -218,6 +262,11 @@ class KeyRing:
         self._engine: AsyncEngine | None = None
         self._cache: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
         self._cache_seconds = cache_seconds
+        self._erasable_seconds = erasable_cache_seconds
+        self._clock = clock
+        # one lookup per (scope, create) at a time: concurrent misses wait for it
+        self._fetching: dict[tuple[str, bool], asyncio.Task[bytes]] = {}
+        self.fetches = 0  # lookups that went to the database (cache misses, coalesced)
 
     @property
     def primary(self) -> MasterKey:
@@ -225,10 +274,16 @@ class KeyRing:
 
     def _db(self) -> AsyncEngine:
         if self._engine is None:
-            # NullPool: no connection outlives a lookup (keys are cached; a process may hold
-            # many clients), and SQLite waits for prospecting's writer instead of failing
-            args = {"timeout": 30} if self._url.startswith("sqlite") else {}
-            self._engine = create_async_engine(self._url, poolclass=NullPool, connect_args=args)
+            # a small pool: a miss costs a query, not a new connection (a process has one
+            # keyring per Temporal client: one or two). On SQLite a new connection was a new
+            # thread, a file opened and the schema read: most of a lookup's CPU in the journeys
+            # worker (docs/benchmarks.md).
+            if self._url.startswith("sqlite"):
+                # waits for prospecting's writer instead of failing
+                extra: dict[str, Any] = {"connect_args": {"timeout": 30}}
+            else:
+                extra = {"pool_pre_ping": True, "pool_recycle": 600}
+            self._engine = create_async_engine(self._url, pool_size=2, max_overflow=2, **extra)
         return self._engine
 
     async def aclose(self) -> None:
@@ -243,23 +298,52 @@ class KeyRing:
         hit = self._cache.get(scope)
         if hit is None:
             return None
-        if hit[0] < time.monotonic():
+        if hit[0] <= self._clock():
             del self._cache[scope]
             return None
         self._cache.move_to_end(scope)
         return hit[1]
 
     def _remember(self, scope: str, key: bytes) -> None:
-        self._cache[scope] = (time.monotonic() + self._cache_seconds, key)
+        now = self._clock()
+        ttl = self._cache_seconds if scope == SYSTEM_SCOPE else self._erasable_seconds
+        self._cache[scope] = (now + ttl, key)
         self._cache.move_to_end(scope)
-        while len(self._cache) > CACHE_SIZE:
-            self._cache.popitem(last=False)
+        # Expired keys leave memory now, not when CACHE_SIZE pushes them out: an erased person's
+        # key is not kept, and a worker with 10,000 journeys holds about a second's lookups.
+        while self._cache:
+            oldest, (until, _) = next(iter(self._cache.items()))
+            if until > now and len(self._cache) <= CACHE_SIZE:
+                break
+            del self._cache[oldest]
+
+    @property
+    def held(self) -> int:
+        """Unwrapped data keys in this process's memory."""
+        return len(self._cache)
 
     async def data_key(self, scope: str, *, create: bool) -> bytes:
         """The scope's data key (made and stored when `create` and there is none yet)."""
         cached = self._cached(scope)
         if cached is not None:
             return cached
+        loop = asyncio.get_running_loop()
+        pending = self._fetching.get((scope, create))
+        if pending is None or pending.get_loop() is not loop:
+            pending = loop.create_task(self._fetch(scope, create))
+            self._fetching[(scope, create)] = pending
+            pending.add_done_callback(lambda done: self._fetched((scope, create), done))
+        # shielded: a waiter cancelled (its request gone) does not cancel the others' lookup
+        return await asyncio.shield(pending)
+
+    def _fetched(self, which: tuple[str, bool], done: asyncio.Task[bytes]) -> None:
+        if self._fetching.get(which) is done:
+            del self._fetching[which]
+        if not done.cancelled():
+            done.exception()  # retrieved: a lookup whose every waiter left logs no warning
+
+    async def _fetch(self, scope: str, create: bool) -> bytes:
+        self.fetches += 1
         async with self._db().begin() as conn:
             row = await self._row(conn, scope)
             if row is None:
@@ -288,17 +372,7 @@ class KeyRing:
         return None if row is None else (row[0], row[1])
 
     async def _create(self, conn: AsyncConnection, scope: str) -> None:
-        key = os.urandom(KEY_BYTES)
-        await conn.execute(
-            _insert(conn.dialect.name)
-            .values(
-                scope=scope,
-                master_key_id=self.primary.key_id,
-                wrapped_key=_seal(self.primary.key, key, _wrap_aad(scope)),
-                created_at=_now(),
-            )
-            .on_conflict_do_nothing(index_elements=["scope"])
-        )
+        await conn.execute(_insert_keys(conn.dialect.name, self.primary, [scope]))
 
     def _unwrap(self, scope: str, master_id: str, wrapped: bytes) -> bytes:
         master = self._by_id.get(master_id)

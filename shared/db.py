@@ -7,9 +7,11 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, TypeVar
 
+import asyncpg
 from fastapi import Depends, Request
 from sqlalchemy import DateTime, Select, Table, TypeDecorator, event
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -88,6 +90,25 @@ def create_engine(url: str) -> AsyncEngine:
     return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
 
 
+# SQLSTATE classes of a server that is unreachable or cannot take the work now: connection
+# exceptions, insufficient resources (too many connections), operator intervention (shutting
+# down, starting up)
+_AWAY_SQLSTATES = ("08", "53", "57P")
+
+
+def database_away(err: BaseException) -> bool:
+    """Whether `err` says the database could not be reached or dropped the connection (a
+    restart, a failover), as opposed to refusing the statement: worth trying again shortly."""
+    if isinstance(err, DBAPIError):
+        if err.connection_invalidated:
+            return True
+        err = err.orig if isinstance(err.orig, BaseException) else err
+    if isinstance(err, OSError):
+        return True  # connection refused or reset: nothing is listening (yet)
+    sqlstate = str(getattr(err, "sqlstate", "") or "")
+    return sqlstate.startswith(_AWAY_SQLSTATES) or isinstance(err, asyncpg.InterfaceError)
+
+
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
 
@@ -96,6 +117,9 @@ async def request_session(request: Request) -> AsyncIterator[AsyncSession]:
     """The request owns the transaction: commit on success, roll back on any error."""
     factory: async_sessionmaker[AsyncSession] = request.app.state.sessions
     async with factory() as session:
+        # e.g. the audit log's (shared.audit): who this request's changes are by
+        for hook in getattr(request.app.state, "session_hooks", ()):
+            hook(session, request)
         try:
             yield session
             await session.commit()

@@ -86,8 +86,9 @@ async def forget_workflow(client: Client, workflow_id: str) -> None:
 
 
 def forget_cached_key(client: Client, prospect_id: str) -> None:
-    """This process stops decrypting the prospect's payloads at once (other processes within
-    the keyring's cache time): their key was shredded (services.prospecting.erasure)."""
+    """This process stops decrypting the prospect's payloads at once (every other process within
+    a second: shared/codec.py's ERASABLE_CACHE_SECONDS): their key was shredded
+    (services.prospecting.erasure)."""
     ring = client_keyring(client)
     if ring is not None:
         ring.forget(prospect_id)

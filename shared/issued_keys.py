@@ -87,7 +87,11 @@ class IntrospectedKeys:
         elif response.status_code == 200:
             body = response.json()
             role = body.get("role")
-            principal = Principal(role, body.get("rep_id")) if role in ROLES else None
+            principal = (
+                Principal(role, body.get("rep_id"), key_id=str(body.get("key_id") or ""))
+                if role in ROLES
+                else None
+            )
         else:
             raise AppError(
                 503, "key_check_unavailable", f"prospecting answered {response.status_code}"

@@ -43,8 +43,8 @@ CHATTER_PREFIXES = {
 }
 
 
-# Routes whose next path segment is a bearer token (/r/{token}, /unsubscribe/{token}).
-TOKEN_ROUTES = ("r", "unsubscribe")
+# Routes whose next path segment is a bearer token (/r/, /unsubscribe/ and /book/{token}).
+TOKEN_ROUTES = ("r", "unsubscribe", "book")
 MASK = "***"
 
 

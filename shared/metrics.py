@@ -106,6 +106,33 @@ class ServiceMetrics:
             registry=self.registry,
         )
         self.registry.register(_Snapshot(self))
+        # bounded: route templates x methods x status codes the app answers
+        self._series: dict[tuple[str, str, int], tuple[Any, Any, Any]] = {}
+
+    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        """One answered request: counted and timed under its route template, and counted as a
+        webhook of its provider when the route is one (HttpMetrics, and the routes answered
+        before routing: the Twilio status callbacks' fast path)."""
+        key = (route, method, status)
+        series = self._series.get(key)
+        if series is None:  # .labels() takes a lock and builds a tuple: once per label set
+            series = self._series[key] = self._children(*key)
+        requests, latency, webhook = series
+        requests.inc()
+        latency.observe(seconds)
+        if webhook is not None:
+            webhook.inc()
+
+    def _children(self, route: str, method: str, status: int) -> tuple[Any, Any, Any]:
+        webhook = None
+        if route.startswith(WEBHOOK_PREFIX):
+            provider = route[len(WEBHOOK_PREFIX) :].split("/", 1)[0]
+            webhook = self.webhooks.labels(provider, webhook_result(status))
+        return (
+            self.requests.labels(self.service, route, method, str(status)),
+            self.latency.labels(self.service, route, method),
+            webhook,
+        )
 
     async def refresh(self) -> None:
         """Read the database gauges unless read less than GAUGE_TTL seconds ago."""
@@ -199,8 +226,6 @@ class HttpMetrics:
     def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
         self.app = app
         self.metrics = metrics
-        # bounded: route templates x methods x status codes the app answers
-        self._series: dict[tuple[str, str, int], tuple[Any, Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -218,30 +243,12 @@ class HttpMetrics:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            self.observe(scope, status, time.perf_counter() - started)
-
-    def observe(self, scope: Scope, status: int, seconds: float) -> None:
-        key = (route_template(scope), str(scope.get("method", "")), status)
-        series = self._series.get(key)
-        if series is None:  # .labels() takes a lock and builds a tuple: once per label set
-            series = self._series[key] = self._children(*key)
-        requests, latency, webhook = series
-        requests.inc()
-        latency.observe(seconds)
-        if webhook is not None:
-            webhook.inc()
-
-    def _children(self, route: str, method: str, status: int) -> tuple[Any, Any, Any]:
-        m = self.metrics
-        webhook = None
-        if route.startswith(WEBHOOK_PREFIX):
-            provider = route[len(WEBHOOK_PREFIX) :].split("/", 1)[0]
-            webhook = m.webhooks.labels(provider, webhook_result(status))
-        return (
-            m.requests.labels(m.service, route, method, str(status)),
-            m.latency.labels(m.service, route, method),
-            webhook,
-        )
+            self.metrics.observe(
+                route_template(scope),
+                str(scope.get("method", "")),
+                status,
+                time.perf_counter() - started,
+            )
 
 
 def exported_names(gauges: Iterable[DbGauge]) -> set[str]:

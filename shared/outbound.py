@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import re
 import socket
 import ssl
@@ -34,6 +35,8 @@ from urllib.parse import urlsplit
 import httpx
 
 from shared.errors import invalid
+
+log = logging.getLogger(__name__)
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 # host -> its addresses (as text); the system's resolver unless a test injects one
@@ -231,3 +234,58 @@ def failure_category(err: BaseException) -> str:
 def status_category(status: int) -> str:
     """The category of an answer that is not a success (a 3xx is one: redirects are refused)."""
     return REDIRECT if 300 <= status < 400 else f"http {status // 100}xx"
+
+
+class DeliveryRefused(Exception):
+    """A POST to a user's URL did not succeed. The message is a category the key holder may
+    read (`failure_category`, `status_category`); `permanent`: retrying cannot help."""
+
+    def __init__(self, message: str, *, permanent: bool, status: int | None = None) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+        self.status = status
+
+
+async def post_checked(
+    client: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str]
+) -> int:
+    """POST `body` to a user's URL through a `pinned_client`: the answer's status when it is a
+    2xx, else `DeliveryRefused` (a blocked address is permanent; a timeout, a refused connection,
+    a 408, a 429 or a 5xx may pass; a redirect is never followed, so it fails like a 4xx)."""
+    try:
+        response = await client.post(url, content=body, headers=headers)
+    except (OutboundBlocked, httpx.HTTPError, OSError) as err:
+        # the key holder reads the error back: a category only, or their key scans the network
+        log.warning("POST to a user's URL failed: %s: %s", type(err).__name__, err)
+        category = failure_category(err)
+        raise DeliveryRefused(category, permanent=category == BLOCKED) from err
+    if response.status_code >= 300:
+        retryable = response.status_code in (408, 429) or response.status_code >= 500
+        raise DeliveryRefused(
+            status_category(response.status_code),
+            permanent=not retryable,
+            status=response.status_code,
+        )
+    return response.status_code
+
+
+class PinnedClientOwner:
+    """For a relay whose items are POSTs to users' URLs: one `pinned_client` for as long as
+    the relay runs (`open_client` at start, `close_client` at stop)."""
+
+    outbound: OutboundPolicy
+    _http: httpx.AsyncClient | None = None
+
+    def open_client(self, timeout: float) -> None:
+        if self._http is None:
+            self._http = pinned_client(self.outbound, timeout=timeout)
+
+    async def close_client(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        assert self._http is not None, "the relay is not started"
+        return self._http

@@ -95,9 +95,10 @@ def done(note: str = "", **values: Any) -> Outcome:
     return Outcome(values, note[:2000])
 
 
-def retry(error: str) -> Outcome:
-    """The error may pass (the target is down, say): try again after the backoff."""
-    return Outcome({}, error[:2000], retry=True)
+def retry(error: str, **values: Any) -> Outcome:
+    """The error may pass (the target is down, say): try again after the backoff (the row gets
+    `values` meanwhile, e.g. the answer's status)."""
+    return Outcome(values, error[:2000], retry=True)
 
 
 def give_up(error: str, **values: Any) -> Outcome:
@@ -332,6 +333,7 @@ class Relay(Generic[ItemT]):
                 if outcome.retry:
                     delay = self.timing.backoff(attempts)
                     values[t.next_attempt_at] = now + timedelta(seconds=delay)
+                    values.update({getattr(t.model, k): v for k, v in outcome.values.items()})
                     log.warning(
                         "%s: %s attempt %d failed, retry in %.1fs: %s",
                         self.name,

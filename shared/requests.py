@@ -14,6 +14,27 @@ from pydantic import BaseModel, ConfigDict, field_validator
 NUL = "\x00"
 
 
+REPLACEMENT = (
+    "\ufffd"  # what a NUL in a provider's payload becomes (Unicode's replacement character)
+)
+
+
+def without_nul(value: Any) -> Any:
+    """`value` with every NUL in its strings (keys too) replaced by U+FFFD: what a provider
+    webhook keeps of a signed payload that carries one. Its signature was checked on the bytes as
+    sent; PostgreSQL text cannot hold a NUL, and neither can what the event later feeds (reply
+    excerpts, tasks, workflow payloads)."""
+    if isinstance(value, str):
+        return value.replace(NUL, REPLACEMENT) if NUL in value else value
+    if isinstance(value, dict):
+        return {without_nul(k): without_nul(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return tuple(without_nul(v) for v in value)
+    if isinstance(value, list):
+        return [without_nul(v) for v in value]
+    return value
+
+
 def has_nul(value: Any) -> bool:
     """A NUL character anywhere in a string of `value` (PostgreSQL text cannot hold one)."""
     if isinstance(value, str):

@@ -30,12 +30,17 @@ def _split_csv(value: object) -> object:
 
 # --- production secrets (issue 11) ---------------------------------------------------------------
 # Secrets the operator generates: required, 32+ characters, never a placeholder.
-REQUIRED_SECRETS = ("erasure_pepper", "twilio_auth_token", "service_token")
+REQUIRED_SECRETS = (
+    "erasure_pepper",
+    "twilio_auth_token",
+    "service_token",
+    "booking_link_secret",
+)
 # Secrets whose absence disables a feature (a provider's webhooks): empty, or as above.
 OPTIONAL_SECRETS = ("mailgun_signing_key", "postmark_webhook_password")
 # Secrets a provider issues with its own length (SMTP passwords, Temporal Cloud keys): empty or
 # a real value, never a placeholder.
-FOREIGN_SECRETS = ("smtp_password", "temporal_api_key")
+FOREIGN_SECRETS = ("smtp_password", "temporal_api_key", "imap_password")
 MIN_SECRET_CHARS = 32
 _PLACEHOLDER_PREFIXES = ("change-me", "changeme", "change_me", "dev-", "test-", "example", "your-")
 # substrings no generated secret holds by chance (a bare "xxxx..." is caught as too uniform)
@@ -133,6 +138,27 @@ class Settings(BaseSettings):
     )
     referrals_public_url: str = Field(
         "http://localhost:8004", description="public base URL of referrals: referral links"
+    )
+    deals_public_url: str = Field(
+        "http://localhost:8003", description="public base URL of deals: booking links (issue 14)"
+    )
+    booking_link_secret: SecretStr = Field(
+        SecretStr("dev-booking-link-secret"),
+        description="secret key that checks the signed booking links sent before links were "
+        "stored in deals (they work until they expire; changing it revokes them all)",
+    )
+    booking_link_days: int = Field(
+        30,
+        ge=1,
+        le=365,
+        description="days a booking link in a message stays valid (a touch reuses the "
+        "prospect's link while it has more than half of them left)",
+    )
+    booking_rate_limit: int = Field(
+        30,
+        ge=1,
+        description="requests per 10 minutes one client address may make to the booking pages "
+        "(per process)",
     )
     trusted_proxies: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
@@ -265,6 +291,39 @@ class Settings(BaseSettings):
         le=365,
         description="how long an out-of-office reply without a return date pauses the journey",
     )
+    # --- issue 14: replies from an ordinary mailbox (IMAP) -------------------------------------
+    imap_host: str = Field(
+        "",
+        description="IMAP server of the reply mailbox outreach watches for replies, as the "
+        "inbound webhooks receive them (docs/guides/imap-mailbox.md); empty: none watched",
+    )
+    imap_port: int = Field(
+        0, ge=0, le=65_535, description="IMAP port (0: 993 with CLOSEFLOW_IMAP_TLS=tls, else 143)"
+    )
+    imap_tls: Literal["none", "starttls", "tls"] = Field(
+        "tls",
+        description="IMAP TLS mode: tls (implicit, port 993) or starttls; none only outside "
+        "production (or with CLOSEFLOW_ALLOW_INSECURE_PROVIDERS=true)",
+    )
+    imap_tls_ca: str = Field(
+        "",
+        description="PEM file of the CA that signed the IMAP server's certificate (empty: the "
+        "system's trust store)",
+    )
+    imap_username: str = Field("", description="IMAP user of the reply mailbox")
+    imap_password: SecretStr = Field(SecretStr(""), description="IMAP password (never logged)")
+    imap_mailbox: str = Field("INBOX", description="IMAP folder the replies arrive in")
+    imap_poll_seconds: float = Field(
+        60.0,
+        gt=0,
+        le=3_600,
+        description="how often the mailbox is checked without IDLE (a server without it, or an "
+        "IDLE connection that went quiet); also the longest IDLE wait before checking anyway",
+    )
+    imap_idle: bool = Field(
+        True, description="wait for new mail with IDLE when the server offers it (else poll)"
+    )
+    # --- end of issue 14 IMAP block ------------------------------------------------------------
     mailgun_signing_key: SecretStr = Field(
         SecretStr("dev-mailgun-signing-key"),
         description="Mailgun webhook signing key (empty disables the Mailgun webhooks)",
@@ -304,6 +363,43 @@ class Settings(BaseSettings):
         "Postmark webhooks)",
     )
 
+    # --- issue 14 integrations (helper "integ"): event subscriptions, exports ----------------
+    event_max_attempts: int = Field(
+        15,
+        ge=1,
+        le=100,
+        description="attempts of one event delivery to a subscription's URL before it is given "
+        "up; a given-up delivery disables the subscription (status disabled, with the reason) "
+        "until ops re-enable it (docs/guides/event-subscriptions.md)",
+    )
+    event_retry_base_seconds: float = Field(
+        5.0,
+        gt=0,
+        le=3600,
+        description="wait after an event delivery's first failed attempt; it doubles per "
+        "attempt up to event_retry_max_seconds (15 attempts at the defaults: about 14 hours)",
+    )
+    event_retry_max_seconds: float = Field(
+        3600.0, gt=0, le=86_400, description="longest wait between two attempts of a delivery"
+    )
+    event_timeout_seconds: float = Field(
+        10.0, gt=0, le=120, description="longest wait for a subscriber's answer to one delivery"
+    )
+    event_secret_overlap_seconds: int = Field(
+        86_400,
+        ge=0,
+        le=30 * 86_400,
+        description="after a subscription's secret is rotated, deliveries carry a signature "
+        "with the old secret too for this long, so a receiver can switch without losing any",
+    )
+    export_page_size: int = Field(
+        500,
+        ge=1,
+        le=10_000,
+        description="rows a CSV export reads from the database at a time (its memory bound)",
+    )
+    # --- end of issue 14 integrations block -----------------------------------------------------
+
     # --- Twilio -------------------------------------------------------------------------------
     twilio_account_sid: str = Field(
         "AC00000000000000000000000000000000", description="Twilio account SID"
@@ -321,6 +417,18 @@ class Settings(BaseSettings):
         15.0, gt=0, le=300, description="longest wait for Twilio's API during one request"
     )
 
+    # --- worker slots (issue 13, speed of the journey path) -----------------------------------
+    workflow_task_slots: int = Field(
+        24,
+        ge=2,
+        le=1000,
+        description="workflow tasks a journeys worker runs at once (and polls for: half on the "
+        "shared queue, where new journeys' first tasks wait); a task is ~8 ms of CPU and "
+        "mostly waits on the server, but they share one core (the GIL): with the SDK's 100, "
+        "200 journeys starting together timed out their workflow tasks (10 s, when a task "
+        "cost 34 ms); the rest wait in Temporal's queue",
+    )
+
     # --- observability (issue 12) -------------------------------------------------------------
     worker_grace_seconds: float = Field(
         30.0,
@@ -330,6 +438,16 @@ class Settings(BaseSettings):
         "activities to finish before cancelling them (keep it under the orchestrator's grace "
         "period: the k8s manifests give 60 s)",
     )
+    # --- issue 13 storms (helper "storms") ---------------------------------------------------
+    journey_cache_size: int = Field(
+        1000,
+        ge=0,
+        le=100_000,
+        description="journeys the journeys worker keeps in memory between their tasks (the "
+        "sticky cache); a journey evicted from it is replayed from its history when it next "
+        "wakes. Bounds the worker's memory whatever the number of journeys in flight",
+    )
+    # --- end of issue 13 storms block ---------------------------------------------------------
     worker_health_port: int = Field(
         0,
         ge=0,
@@ -422,6 +540,12 @@ class Settings(BaseSettings):
             if self.smtp_tls == "none":
                 raise ValueError(
                     "CLOSEFLOW_SMTP_TLS must be starttls or tls in production "
+                    "(or set CLOSEFLOW_ALLOW_INSECURE_PROVIDERS=true)"
+                )
+            if self.imap_host and self.imap_tls == "none":
+                # the mailbox password and every reply would cross the network in clear text
+                raise ValueError(
+                    "CLOSEFLOW_IMAP_TLS must be starttls or tls in production "
                     "(or set CLOSEFLOW_ALLOW_INSECURE_PROVIDERS=true)"
                 )
         return self

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from pathlib import Path
 
 from temporalio.client import Client
 from temporalio.converter import DataConverter
 from temporalio.runtime import Runtime
-from temporalio.service import TLSConfig
+from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
 from shared.codec import EncryptionCodec, KeyRing, encrypting_converter
 from shared.contracts.queues import TaskQueues
+from shared.health import temporal_up
 from shared.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def keyring(settings: Settings) -> KeyRing | None:
@@ -41,8 +46,12 @@ def with_codec(client: Client, settings: Settings) -> Client:
     return Client(**config)
 
 
-async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
-    """runtime: the workers' (it exports the SDK's metrics); None: the default one."""
+async def connect(
+    settings: Settings, runtime: Runtime | None = None, *, lazy: bool = False
+) -> Client:
+    """runtime: the workers' (it exports the SDK's metrics); None: the default one.
+    lazy: the APIs' client, returned at once whether or not Temporal answers; each call connects
+    until one succeeds (a worker needs a connected client: lazy=False)."""
     api_key = settings.temporal_api_key.get_secret_value() or None
     return await Client.connect(
         settings.temporal_address,
@@ -51,7 +60,53 @@ async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
         tls=tls_config(settings),
         runtime=runtime,
         data_converter=data_converter(settings),
+        lazy=lazy,
     )
+
+
+# --- Temporal away (issue 12) ---------------------------------------------------------------------
+# An API starts without Temporal: its client is lazy, /readyz says Temporal is down, the routes
+# that need it answer 503 with Retry-After, and `keep_connecting` connects in the background.
+
+FIRST_RETRY_SECONDS = 0.5
+MAX_RETRY_SECONDS = 10.0
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Temporal could not be reached: a lazy client that has not connected yet (the SDK raises
+    RuntimeError "Failed client connect: ...") or a frontend answering UNAVAILABLE."""
+    if isinstance(exc, RPCError):
+        return exc.status == RPCStatusCode.UNAVAILABLE
+    return isinstance(exc, RuntimeError) and str(exc).startswith("Failed client connect")
+
+
+async def keep_connecting(
+    client: Client,
+    address: str,
+    *,
+    first: float = FIRST_RETRY_SECONDS,
+    most: float = MAX_RETRY_SECONDS,
+) -> None:
+    """Connect `client` (lazy) in the background, retrying with backoff until Temporal answers:
+    the first request after Temporal comes up does not pay for the connection."""
+    delay, attempts = first, 0
+    while True:
+        try:
+            await temporal_up(client)
+        except Exception as exc:
+            attempts += 1
+            if attempts == 1 or attempts % 10 == 0:  # a long outage logs now and then, not always
+                log.warning(
+                    "Temporal at %s is not reachable yet (%s); retrying",
+                    address,
+                    type(exc).__name__,
+                )
+        else:
+            if attempts:
+                log.info("connected to Temporal at %s after %d failed attempts", address, attempts)
+            return
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, most)
 
 
 def task_queues(settings: Settings) -> TaskQueues:

@@ -67,6 +67,13 @@ def enable(provider: TracerProvider) -> None:
         instrumentor.instrument(tracer_provider=provider)
 
 
+def flush() -> None:
+    """Export the spans still buffered (a process about to end without running atexit hooks)."""
+    provider = _state["provider"]
+    if provider is not None:
+        provider.shutdown()
+
+
 def disable() -> None:
     """Stop tracing (tests that enabled it); spans already made stay with their provider."""
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor

@@ -32,6 +32,7 @@ from fastapi.responses import HTMLResponse
 from jinja2 import DictLoader, Environment
 from pydantic import BaseModel, ConfigDict, Field
 
+from devstack.sandbox.faults import FaultSwitch, add_fault_routes
 from shared.errors import AppError, install_error_handlers, not_found
 from shared.providers.email import new_message_id
 from shared.providers.mailgun import PERMANENT, event_payload, inbound_form
@@ -61,6 +62,7 @@ class StoredMessage:
     html: str
     headers: dict[str, str]
     envelope_to: tuple[str, ...]
+    calendar: str = ""  # a meeting invitation's text/calendar part (iCalendar text)
 
     def recipients(self) -> set[str]:
         fields = [self.headers.get("To", ""), self.headers.get("Cc", ""), *self.envelope_to]
@@ -86,6 +88,7 @@ class StoredMessage:
             "html": self.html,
             "headers": self.headers,
             "envelope_to": list(self.envelope_to),
+            "calendar": self.calendar,
         }
 
 
@@ -99,6 +102,15 @@ def _part_text(msg: EmailMessage, subtype: str) -> str:
         # unknown charset or broken transfer encoding: show what we can rather than fail
         payload = part.get_payload(decode=True)
         return payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
+
+
+def _calendar_text(msg: EmailMessage) -> str:
+    """The text/calendar alternative of an invitation ("" when none): get_body() does not
+    look for it."""
+    for part in msg.walk():
+        if part.get_content_type() == "text/calendar" and isinstance(part, EmailMessage):
+            return str(part.get_content())
+    return ""
 
 
 def _parse(ident: str, raw: bytes) -> StoredMessage:
@@ -124,6 +136,7 @@ def _parse(ident: str, raw: bytes) -> StoredMessage:
         html=_part_text(msg, "html"),
         headers=headers,
         envelope_to=envelope_to,
+        calendar=_calendar_text(msg),
     )
 
 
@@ -200,11 +213,26 @@ class Mailbox:
 # --- SMTP -----------------------------------------------------------------------------------
 
 
+# what the SMTP server answers a message while a make chaos outage lasts: a transient error, as a
+# mail server that is down for maintenance or overloaded answers
+OUTAGE_REPLY = "451 4.3.0 Mail server temporarily unavailable (sandbox fault)"
+
+
 class MailboxHandler:
-    def __init__(self, mailbox: Mailbox) -> None:
+    def __init__(self, mailbox: Mailbox, faults: FaultSwitch | None = None) -> None:
         self.mailbox = mailbox
+        self.faults = faults or FaultSwitch()
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self.faults.active() == "hang":
+            await self.faults.hold()
+            transport = server.transport
+            if transport is None or transport.is_closing():
+                # the client gave up waiting: the transaction never completed, so the message
+                # was never accepted (a server that hangs has not committed it either)
+                return OUTAGE_REPLY
+        if self.faults.active() == "error":
+            return OUTAGE_REPLY
         raw = envelope.original_content or envelope.content
         if isinstance(raw, str):
             raw = raw.encode("utf-8", "surrogateescape")
@@ -215,9 +243,12 @@ class MailboxHandler:
         return "250 Message accepted for delivery"
 
 
-async def start_smtp(mailbox: Mailbox, host: str, port: int) -> Controller:
+async def start_smtp(
+    mailbox: Mailbox, host: str, port: int, faults: FaultSwitch | None = None
+) -> Controller:
     """port must be a real free port: Controller's ready check connects to it, so 0 fails."""
-    controller = Controller(MailboxHandler(mailbox), hostname=host, port=port, enable_SMTPUTF8=True)
+    handler = MailboxHandler(mailbox, faults)
+    controller = Controller(handler, hostname=host, port=port, enable_SMTPUTF8=True)
     # start() blocks until the server thread answers; keep the event loop free meanwhile.
     await asyncio.to_thread(controller.start)
     return controller
@@ -360,9 +391,13 @@ class WebhookResult(BaseModel):
     webhook_body: str
 
 
-def create_app(mailbox: Mailbox, *, outreach_url: str, signing_key: str) -> FastAPI:
+def create_app(
+    mailbox: Mailbox, *, outreach_url: str, signing_key: str, faults: FaultSwitch | None = None
+) -> FastAPI:
+    """faults: the SMTP server's switch, set through POST /sandbox/faults (make chaos)."""
     app = FastAPI(title="closeflow mailbox", description="the dev stack's local mail server")
     install_error_handlers(app)
+    add_fault_routes(app, faults or FaultSwitch())
 
     def find(ident: str) -> StoredMessage:
         message = mailbox.get(ident)
@@ -461,10 +496,12 @@ class _Server(uvicorn.Server):
 
 async def serve(settings: Settings) -> None:
     mailbox = Mailbox(settings.data_dir / "mailbox")
+    faults = FaultSwitch()
     app = create_app(
         mailbox,
         outreach_url=settings.outreach_public_url,
         signing_key=settings.mailgun_signing_key.get_secret_value(),
+        faults=faults,
     )
     server = _Server(
         uvicorn.Config(
@@ -476,7 +513,7 @@ async def serve(settings: Settings) -> None:
     )
     loop = asyncio.get_running_loop()
     signals = (signal.SIGINT, signal.SIGTERM)
-    controller = await start_smtp(mailbox, settings.host, settings.smtp_port)
+    controller = await start_smtp(mailbox, settings.host, settings.smtp_port, faults)
     try:
         for sig in signals:
             loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))

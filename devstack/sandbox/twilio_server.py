@@ -38,6 +38,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from devstack.sandbox.faults import FaultSwitch, add_fault_routes
 from shared.providers.twilio_signature import SIGNATURE_HEADER, sign_twilio_request
 from shared.settings import Settings
 
@@ -97,6 +98,10 @@ class InboundSms(BaseModel):
     body: str
 
 
+class OptOutEnforcement(BaseModel):
+    enforce: bool
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -136,6 +141,14 @@ class SandboxState:
     deliveries: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     # (person, our number) pairs that texted STOP, as Twilio blocks them per sender
     opt_outs: set[tuple[str, str]] = field(default_factory=set)
+    # Twilio refuses texts to a number that sent STOP (error 21610); make chaos turns that off,
+    # so that only closeflow's own consent check stands between an opt-out and a text
+    enforce_opt_outs: bool = True
+    # make chaos's provider outages: the REST API answers 500, or holds each call (faults.py)
+    faults: FaultSwitch = field(default_factory=FaultSwitch)
+    # sid -> when the sandbox accepted it, to the microsecond (Twilio's dates have seconds only):
+    # make chaos compares it with the moment an opt-out was committed
+    accepted_at: dict[str, str] = field(default_factory=dict)
     http: httpx.AsyncClient | None = None
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     dirty: asyncio.Event = field(default_factory=asyncio.Event)
@@ -196,6 +209,12 @@ class SandboxState:
         if self.data_file is not None:
             # Serialize on the loop (nothing mutates meanwhile); only the disk write is threaded.
             await asyncio.to_thread(self._write, self._serialize())
+
+    async def outage(self) -> None:
+        """A REST call during a sandbox fault: held while it hangs, a 500 while it errs."""
+        await self.faults.hold()
+        if self.faults.active() == "error":
+            raise TwilioApiError(500, 20500, "Internal Server Error (sandbox fault)")
 
     # --- background work ------------------------------------------------------------------
 
@@ -609,6 +628,7 @@ def create_app(
     @app.post(base + "/Messages.json", status_code=201)
     async def create_message(account_sid: str, request: Request) -> dict[str, Any]:
         _authenticate(state, request, account_sid)
+        await state.outage()
         form = await request.form()
         to, from_ = _form_value(form, "To"), _form_value(form, "From")
         body = form.get("Body")
@@ -619,7 +639,7 @@ def create_app(
         _check_recipient(to)
         if not body and not form.get("MediaUrl"):
             raise TwilioApiError(400, 21602, "Message body is required.")
-        if (to, from_) in state.opt_outs:
+        if state.enforce_opt_outs and (to, from_) in state.opt_outs:
             raise TwilioApiError(400, 21610, "Attempt to send to unsubscribed recipient")
         sid = _new_sid("SM")
         message = _message_resource(
@@ -633,6 +653,7 @@ def create_app(
             messaging_service_sid=service,
         )
         state.messages[sid] = message
+        state.accepted_at[sid] = _now().isoformat()
         state.changed()
         state.spawn(state.progress_message(sid, _form_value(form, "StatusCallback") or None))
         return dict(message)
@@ -640,6 +661,7 @@ def create_app(
     @app.get(base + "/Messages.json")
     async def list_messages(account_sid: str, request: Request) -> dict[str, Any]:
         _authenticate(state, request, account_sid)
+        await state.outage()
         query = dict(request.query_params)
         dates = _date_filters(query)
         found = [m for m in reversed(state.messages.values()) if _matches(m, query, dates)]
@@ -648,6 +670,7 @@ def create_app(
     @app.get(base + "/Messages/{sid}.json")
     async def fetch_message(account_sid: str, sid: str, request: Request) -> dict[str, Any]:
         _authenticate(state, request, account_sid)
+        await state.outage()
         if sid not in state.messages:
             raise _not_found(request)
         return state.messages[sid]
@@ -689,10 +712,22 @@ def create_app(
         resources: dict[str, dict[str, Any]], to: str | None
     ) -> list[dict[str, Any]]:
         return [
-            {**r, "callbacks": state.deliveries.get(r["sid"], [])}
+            {
+                **r,
+                "callbacks": state.deliveries.get(r["sid"], []),
+                "accepted_at": state.accepted_at.get(r["sid"]),
+            }
             for r in reversed(resources.values())
             if to is None or r["to"] == to
         ]
+
+    add_fault_routes(app, state.faults)
+
+    @app.post("/sandbox/opt-out-enforcement")
+    async def opt_out_enforcement(body: OptOutEnforcement) -> OptOutEnforcement:
+        """Whether texts to a number that sent STOP are refused (21610), as Twilio does."""
+        state.enforce_opt_outs = body.enforce
+        return body
 
     @app.get("/sandbox/messages")
     async def sandbox_messages(to: str | None = None) -> list[dict[str, Any]]:

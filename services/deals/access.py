@@ -13,6 +13,7 @@ from services.deals.models import Deal, Objection
 from shared.access import (
     ANY_ROLE,
     OPS,
+    PUBLIC,
     SERVICE_ONLY,
     Resolver,
     RouteKey,
@@ -55,6 +56,7 @@ RESOLVERS: dict[str, Resolver] = {
 
 POLICIES: dict[RouteKey, Rule] = {
     ("GET", "/deals"): rep_own("query:prospect_id"),
+    ("GET", "/exports/deals.csv"): OPS,  # issue 14: the pipeline as CSV
     ("GET", "/deals/{deal_id}"): rep_own("path:deal_id"),
     ("PATCH", "/deals/{deal_id}"): rep_own("path:deal_id"),
     ("POST", "/deals/{deal_id}/qualification"): rep_own("path:deal_id"),
@@ -82,6 +84,13 @@ POLICIES: dict[RouteKey, Rule] = {
     ("POST", "/deals/{deal_id}/meetings/{meeting_id}/held"): rep_own("path:deal_id"),
     ("POST", "/deals/{deal_id}/meetings/{meeting_id}/no-show"): rep_own("path:deal_id"),
     ("GET", "/analytics/sources"): OPS,
+    # booking links (issue 14): the rep's own hours; the prospect's page carries its token
+    ("PUT", "/reps/{rep_id}/availability"): rep_own("path:rep_id"),
+    ("GET", "/reps/{rep_id}/availability"): rep_own("path:rep_id"),
+    ("GET", "/book/{token}"): PUBLIC,
+    ("POST", "/book/{token}"): PUBLIC,
+    ("POST", "/internal/booking-links"): SERVICE_ONLY,  # outreach renders {{ booking_link }}
+    ("DELETE", "/prospects/{prospect_id}/booking-links"): rep_own("path:prospect_id"),
     ("POST", "/internal/erasures"): SERVICE_ONLY,
     ("POST", "/internal/prospects/{prospect_id}/rep"): SERVICE_ONLY,
     ("GET", "/internal/prospects/{prospect_id}/timeline"): SERVICE_ONLY,

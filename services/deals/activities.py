@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.deals.core import history, service
-from services.deals.meetings import briefs
+from services.deals.meetings import briefs, invites
 from shared.activity_boundary import activity_boundary
 from shared.contracts.journey import (
     DealNote,
@@ -22,6 +22,7 @@ from shared.contracts.journey import (
     OpenObjections,
     QualificationTimeout,
 )
+from shared.contracts.meetings import InviteOutcome
 from shared.contracts.names import Act
 from shared.settings import Settings
 
@@ -84,6 +85,11 @@ class DealsActivities:
         deal, found = await briefs.open_objections(session, ref.deal_id)
         return OpenObjections(deal.id, deal.stage, deal.is_closed, found)
 
+    @activity_boundary(Act.RECORD_INVITE)
+    async def record_invite(self, session: AsyncSession, req: InviteOutcome) -> None:
+        """What became of a meeting's calendar invitation (MeetingInvite's last step)."""
+        await invites.record_outcome(session, req)
+
 
 def activities_for(
     settings: Settings, sessions: async_sessionmaker[AsyncSession]
@@ -96,4 +102,5 @@ def activities_for(
         acts.note_deal,
         acts.meeting_brief,
         acts.open_objections,
+        acts.record_invite,
     ]

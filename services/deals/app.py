@@ -7,11 +7,16 @@ from temporalio.client import Client
 
 from services.deals.access import ACCESS
 from services.deals.closing import api as closing
+from services.deals.closing import exports
 from services.deals.core import api as core
 from services.deals.meetings import api as meetings
+from services.deals.models import AuditEntry, EventOutbox
 from services.deals.playbook import api as playbook
 from services.deals.qualification import api as qualification
-from shared.app import create_service_app
+from shared.app import create_service_app, run_during_lifespan
+from shared.audit import AuditConfig
+from shared.events import EventForwarder
+from shared.rate_limit import FormLimits, RateLimiter
 from shared.settings import Settings
 
 DESCRIPTION = (
@@ -26,17 +31,32 @@ ROUTERS = [
     *meetings.routers,
     *playbook.routers,
     *closing.routers,
+    exports.router,  # GET /exports/deals.csv
 ]
 
 
 def create_app(
     settings: Settings | None = None, *, temporal_client: Client | None = None
 ) -> FastAPI:
-    return create_service_app(
+    settings = settings or Settings()
+    app = create_service_app(
         "deals",
-        settings or Settings(),
+        settings,
         ROUTERS,
         access=ACCESS,
         description=DESCRIPTION,
         temporal_client=temporal_client,
+        audit=AuditConfig(AuditEntry, skip=frozenset({"event_outbox"})),
     )
+    # the booking page's limits, per process (tests may swap in tighter ones)
+    app.state.booking_limits = FormLimits(per_ip=RateLimiter(settings.booking_rate_limit, 600))
+    # meetings booked, deals won and lost: to outreach, which delivers them to subscribers
+    forwarder = EventForwarder(
+        lambda: app.state.sessions,
+        EventOutbox,
+        settings.outreach_url,
+        settings.internal_api_key,
+    )
+    app.state.event_forwarder = forwarder
+    run_during_lifespan(app, forwarder)
+    return app

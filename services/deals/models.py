@@ -10,18 +10,22 @@ from sqlalchemy import (
     JSON,
     Date,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     Numeric,
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from shared import db
+from shared.audit import AuditColumns
 from shared.contracts.journey import Stage
 from shared.db import UTCDateTime, new_id, utcnow
+from shared.events import EventOutboxColumns
 
 # Named constraints: SQLite batch migrations can only drop or alter what has a name.
 NAMING = {
@@ -122,8 +126,69 @@ class Meeting(Base):
     cancel_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, onupdate=utcnow)
+    # --- booking links (issue 14) ---
+    # the rep whose slot the meeting holds (booked through a link, or scheduled through the API
+    # on the deal of that rep): two scheduled meetings can never hold the same rep's slot (the
+    # partial unique index below), whoever books first wins
+    booked_rep_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    # --- the prospect's calendar invitation (issue 14): the latest one's fate ---
+    # sent | not_sent (opted out, listed, bounced, no address: the rep got their own)
+    invite_status: Mapped[str | None] = mapped_column(String(20), default=None)
+    invite_detail: Mapped[str | None] = mapped_column(Text, default=None)
+    invite_sequence: Mapped[int | None] = mapped_column(Integer, default=None)
 
     deal: Mapped[Deal] = relationship(back_populates="meetings")
+
+    __table_args__ = (
+        Index(
+            "uq_meetings_booked_slot",
+            "booked_rep_id",
+            "starts_at",
+            unique=True,
+            sqlite_where=text("status = 'scheduled' AND booked_rep_id IS NOT NULL"),
+            postgresql_where=text("status = 'scheduled' AND booked_rep_id IS NOT NULL"),
+        ),
+    )
+
+
+class RepAvailability(Base):
+    """When a rep takes meetings booked through links: working hours in the rep's own zone on
+    the given weekdays, the meeting's length, the gap kept around every meeting, how soon and
+    how far ahead a slot may be booked."""
+
+    __tablename__ = "rep_availability"
+
+    rep_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    timezone: Mapped[str] = mapped_column(String(64))
+    days: Mapped[list[int]] = mapped_column(JSON)  # 0 = Monday
+    start_minute: Mapped[int] = mapped_column(Integer)  # of the local day
+    end_minute: Mapped[int] = mapped_column(Integer)
+    meeting_minutes: Mapped[int] = mapped_column(Integer)
+    buffer_minutes: Mapped[int] = mapped_column(Integer)
+    min_notice_minutes: Mapped[int] = mapped_column(Integer)
+    days_ahead: Mapped[int] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(String(200))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class BookingLink(Base):
+    """A prospect's booking link (issue 14): the token in `/book/<token>` is this row's random
+    key (128 bits), so the link is short, says nothing about the person, and is revoked by
+    marking the row (outreach asks for one when it renders `{{ booking_link }}`)."""
+
+    __tablename__ = "booking_links"
+
+    token: Mapped[str] = mapped_column(String(32), primary_key=True)
+    prospect_id: Mapped[str] = mapped_column(String(64), index=True)
+    rep_id: Mapped[str] = mapped_column(String(64))
+    journey_key: Mapped[str] = mapped_column(String(128))
+    zone: Mapped[str] = mapped_column(String(64))  # the prospect's: the page shows slots in it
+    source: Mapped[str] = mapped_column(String(32))  # for the deal a booking opens
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_booking_links_journey_rep", "journey_key", "rep_id"),)
 
 
 class DealHistory(Base):
@@ -139,6 +204,8 @@ class DealHistory(Base):
     to_stage: Mapped[str] = mapped_column(String(20))
     cause: Mapped[str] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # who: a key holder ("ops (cfg_…)", "rep r1 (key id)") or "journey" (shared.audit.actor_of)
+    actor: Mapped[str] = mapped_column(String(120), default="")
 
     deal: Mapped[Deal] = relationship(back_populates="history")
 
@@ -218,3 +285,16 @@ class CloseReason(Base):
     code: Mapped[str] = mapped_column(String(40))
     label: Mapped[str] = mapped_column(String(200))
     position: Mapped[int] = mapped_column(Integer)
+
+
+class AuditEntry(AuditColumns, Base):
+    """Who changed what through the API (shared.audit)."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = AuditColumns.indexes("audit_log")
+
+
+class EventOutbox(EventOutboxColumns, Base):
+    """Deals' events (meeting booked, deal won or lost) on their way to outreach (shared.events)."""
+
+    __tablename__ = "event_outbox"

@@ -46,6 +46,18 @@ async def task_rep(request: Request, task_id: str) -> str | None:
 RESOLVERS: dict[str, Resolver] = {"prospect_id": prospect_rep, "task_id": task_rep}
 
 POLICIES: dict[RouteKey, Rule] = {
+    # --- event subscriptions (issue 14) ---
+    ("GET", "/event-types"): OPS,
+    ("POST", "/event-subscriptions"): OPS,
+    ("GET", "/event-subscriptions"): OPS,
+    ("GET", "/event-subscriptions/{subscription_id}"): OPS,
+    ("PATCH", "/event-subscriptions/{subscription_id}"): OPS,
+    ("DELETE", "/event-subscriptions/{subscription_id}"): OPS,
+    ("POST", "/event-subscriptions/{subscription_id}/secret"): OPS,
+    ("GET", "/event-subscriptions/{subscription_id}/deliveries"): OPS,
+    ("POST", "/event-subscriptions/{subscription_id}/deliveries/{delivery_id}/redeliver"): OPS,
+    ("POST", "/internal/events"): SERVICE_ONLY,
+    # --- end of event subscriptions ---
     ("POST", "/webhooks/twilio/sms"): PUBLIC,
     ("POST", "/webhooks/twilio/status"): PUBLIC,
     ("POST", "/webhooks/mailgun/inbound"): PUBLIC,
@@ -67,12 +79,14 @@ POLICIES: dict[RouteKey, Rule] = {
     ("POST", "/cadences/{cadence_id}/simulate"): OPS,
     ("POST", "/cadences/{cadence_id}/preview"): OPS,
     ("GET", "/cadences/{cadence_id}/stats"): OPS,
+    ("GET", "/cadences/{cadence_id}/stats.csv"): OPS,  # issue 14: CSV export
     ("POST", "/enrollments"): rep_own("body:prospect_id"),
     ("GET", "/prospects/{prospect_id}/enrollment"): rep_own("path:prospect_id"),
     ("GET", "/prospects/{prospect_id}/messages"): rep_own("path:prospect_id"),
     ("GET", "/prospects/{prospect_id}/journeys"): rep_own("path:prospect_id"),  # every run
     ("GET", "/follow-ups"): OPS,
     ("GET", "/inbox-events"): OPS,
+    ("GET", "/mailbox"): OPS,  # the IMAP reply mailbox's state (issue 14)
     ("POST", "/internal/prospects/{prospect_id}/journeys/reopen"): SERVICE_ONLY,
     ("GET", "/journeys/{prospect_id}"): rep_own("path:prospect_id"),
     ("POST", "/journeys/{prospect_id}/pause"): rep_own("path:prospect_id"),

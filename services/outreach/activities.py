@@ -13,18 +13,22 @@ number.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from email.utils import parseaddr
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm.attributes import set_committed_value
 
-from services.outreach import models, send_lease
+from services.outreach import invites, models, send_lease
+from services.outreach.booking_links import BookingLinks, uses_booking_link
 from services.outreach.cadences import service
 from services.outreach.cadences.follow_ups import RunActivities, register_unenrolled_run
 from services.outreach.cadences.send_window import next_allowed, window_for
@@ -40,11 +44,13 @@ from services.outreach.cadences.templates import (
 from services.outreach.consent import service as consent
 from services.outreach.consent import suppressions
 from services.outreach.consent.erasure import UNNAMED_REFERRER, erased_reason
+from services.outreach.events import service as events
+from services.outreach.invites import InvitePart
 from services.outreach.senders import service as senders
 from services.outreach.tasks import service as tasks
 from services.outreach.tasks.colleagues import ColleagueActivities
 from services.outreach.tasks.reps import RepDirectory
-from services.outreach.webhooks import replies
+from services.outreach.webhooks import replies, sms_status
 from shared.activity_boundary import activity_boundary
 from shared.contracts.errors import TEMPLATE_ERROR_CODE
 from shared.contracts.journey import (
@@ -59,7 +65,9 @@ from shared.contracts.journey import (
     TouchRequest,
     TouchResult,
 )
+from shared.contracts.meetings import InviteRequest
 from shared.contracts.names import Act
+from shared.db import database_away, new_id
 from shared.errors import AppError
 from shared.providers.email import EmailSendError, OutgoingEmail, SmtpEmail
 from shared.providers.sms import TwilioSms
@@ -68,6 +76,9 @@ from shared.timezones import prospect_zone
 
 log = logging.getLogger(__name__)
 SENT_STATES = frozenset({"submitted", "delivered", "bounced", "failed"})
+# how long a send outside an activity (no attempt deadline) waits out a database that is away
+# before giving up on recording it
+RECORD_SENT_PATIENCE = timedelta(seconds=10)
 AfterSend = Callable[[models.Message], Awaitable[None]]
 
 
@@ -115,6 +126,7 @@ class Rendered:
     subject: str
     body: str
     html: str = ""
+    invite: InvitePart | None = None  # a meeting invitation's calendar part (email only)
 
 
 class FieldFailure(RenderFailure):
@@ -136,6 +148,12 @@ def _channel_refusal(outcome: ChannelOutcome) -> str | None:
     if outcome.status == "suppressed" and outcome.detail.startswith(("opted out", "suppressed")):
         return outcome.detail
     return None
+
+
+def _consent_of(row: models.Message) -> str | None:
+    """Whose consent a send needs beyond its address's: the prospect's, except for the rep's
+    own meeting invitation (to the rep, about a meeting the rep organises)."""
+    return None if row.kind in invites.REP_COPY_KINDS else row.prospect_id
 
 
 def substitute_channel(channel: str, contact: Contact) -> str:
@@ -161,9 +179,11 @@ class OutreachActivities:
         after_send: AfterSend | None = None,
         faults: SendFaults | None = None,
         reps: RepDirectory | None = None,
+        booking_links: BookingLinks | None = None,
     ) -> None:
         self.sessions = sessions
         self._reps = reps
+        self._booking_links = booking_links  # None: `{{ booking_link }}` renders empty
         self._settings = settings
         self._email = email
         self._sms = sms
@@ -191,10 +211,36 @@ class OutreachActivities:
 
     @activity_boundary(Act.SEND_TOUCH)
     async def send_touch(self, req: TouchRequest) -> TouchResult:
+        return await self._touch(req)
+
+    @activity_boundary(Act.SEND_MEETING_INVITE)
+    async def send_meeting_invite(self, req: InviteRequest) -> TouchResult:
+        """A meeting's calendar invitation (services/outreach/invites.py) by email, through the
+        ledger like any touch: a retried activity finds its row and sends nothing again."""
+        organizer = parseaddr(self._settings.email_from)[1]
+        if not req.contact.email:
+            result = TouchResult([ChannelOutcome("email", "skipped", "no email address")])
+        else:
+            part = invites.part_for(req, self._email.domain, organizer)
+            result = await self._touch(invites.touch_for(req), part)
+        (prospect,) = result.outcomes
+        if prospect.status not in invites.NOT_REACHED or not req.contact.rep_email:
+            return result
+        # the prospect gets none: the rep still gets theirs (they organise the meeting)
+        why = f"{prospect.status}: {prospect.detail}" if prospect.detail else prospect.status
+        part = invites.part_for(req, self._email.domain, organizer, not_sent=why)
+        mine = await self._touch(invites.touch_for(req, rep_copy=True), part)
+        return TouchResult(result.outcomes + mine.outcomes, mine.defer_until)
+
+    async def _touch(self, req: TouchRequest, invite: InvitePart | None = None) -> TouchResult:
         now = datetime.now(UTC)
         outcomes: list[ChannelOutcome] = []
         defer_until: datetime | None = None
         values = variables_for(req.contact, req.variables)
+        if req.kind == "cadence":
+            if uses_booking_link(req) and self._booking_links is not None:
+                link = await self._booking_links.link_for(req.contact, req.journey_id)
+                values["booking_link"] = link
         if req.kind == "warm_intro" and not values["referrer_name"]:
             values["referrer_name"] = await self._referrer_name(req.variables)
         if req.kind == "cadence":
@@ -205,6 +251,8 @@ class OutreachActivities:
                 await register_unenrolled_run(session, req)
         planned = [(p, substitute_channel(p.channel, req.contact)) for p in self._plan(req)]
         texts = await self._render_touch(req, planned, values)
+        if invite is not None:
+            texts = [replace(t, invite=invite) if t is not None else t for t in texts]
         in_touch = {channel for _, channel in planned}
         for (plan, channel), text in zip(planned, texts, strict=True):
             if text is None:
@@ -385,7 +433,7 @@ class OutreachActivities:
                 return ChannelOutcome(channel, "already_sent", row.provider_id or ""), None
             if row.status == "suppressed":
                 return ChannelOutcome(channel, "suppressed", row.error or "opted out"), None
-            refusal = await consent.blocked(session, channel, address, row.prospect_id)
+            refusal = await consent.blocked(session, channel, address, _consent_of(row))
             if refusal is None and channel in ("email", "sms") and address:
                 # a person erased on request (services.outreach.consent.erasure) is never contacted
                 pepper = self._settings.erasure_pepper.get_secret_value()
@@ -438,7 +486,9 @@ class OutreachActivities:
             await session.commit()
             call = send_lease.ProviderCall()
             try:
-                outcome = await self._call_provider(session, row, channel, resend, deadline, call)
+                outcome = await self._call_provider(
+                    session, row, channel, resend, deadline, call, text.invite
+                )
             except BaseException:
                 if not call.unanswered:
                     await self._give_back_lease(row)
@@ -462,6 +512,7 @@ class OutreachActivities:
         resend: bool,
         deadline: datetime | None,
         call: send_lease.ProviderCall,
+        invite: InvitePart | None = None,
     ) -> ChannelOutcome | None:
         """The provider call of a claimed row, and `submitted` committed; or the outcome that
         stopped it (refused for good, opted out meanwhile)."""
@@ -469,7 +520,7 @@ class OutreachActivities:
             await self._faults.before_provider_call(row)
         try:
             provider_id, refusal = await self._deliver_if_allowed(
-                session, row, resend, deadline, call
+                session, row, resend, deadline, call, invite
             )
         except EmailSendError as err:
             if not err.permanent:
@@ -485,13 +536,80 @@ class OutreachActivities:
             return await _suppress(session, row, refusal)
         if self._faults is not None:
             await self._faults.after_provider_accepted(row, provider_id)
-        row.status = "submitted"
-        row.provider_id = provider_id
-        row.sent_at = datetime.now(UTC)
-        row.updated_at = row.sent_at
-        row.sending_until = None
-        await session.commit()
+        await self._record_sent(row, provider_id, deadline)
         return None
+
+    async def _record_sent(
+        self, row: models.Message, provider_id: str, deadline: datetime | None
+    ) -> None:
+        """`submitted` with the provider's id, committed. The provider has the message: a
+        database away for a moment (a restart, a failover) is waited out until the attempt's
+        deadline instead of failing the attempt, whose retry could only send the email again or
+        go looking for the text once the send lease is over (make chaos: a PostgreSQL restart
+        sent emails twice). A text's status callbacks that came first are applied here too."""
+        sent_at = datetime.now(UTC)
+        give_up = deadline or sent_at + RECORD_SENT_PATIENCE
+        pause = 0.1
+        while True:
+            state = sms_status.LedgerState("submitted", row.provider_status, row.error)
+            try:
+                async with self.sessions() as session:
+                    await self._write_sent(session, row, provider_id, sent_at, state)
+                break
+            except Exception as err:
+                if (
+                    not database_away(err)
+                    or datetime.now(UTC) + timedelta(seconds=pause) >= give_up
+                ):
+                    raise
+                log.warning("recording sent message %s: database away (%s); again", row.id, err)
+                await asyncio.sleep(pause)
+                pause = min(1.0, pause * 1.5)
+        values = {"status": state.status, "provider_id": provider_id, "sent_at": sent_at,
+                  "updated_at": sent_at, "sending_until": None,
+                  "provider_status": state.provider_status, "error": state.error}  # fmt: skip
+        for key, value in values.items():
+            # the row as committed; its own session (the claim's) never writes it again
+            set_committed_value(row, key, value)
+
+    async def _write_sent(
+        self,
+        session: AsyncSession,
+        row: models.Message,
+        provider_id: str,
+        sent_at: datetime,
+        state: sms_status.LedgerState,
+    ) -> None:
+        # our claim's row: a commit whose answer was lost may have written it already (then
+        # this changes nothing)
+        mine = (models.Message.id == row.id, models.Message.attempts == row.attempts)
+        await session.execute(
+            update(models.Message)
+            .where(*mine, models.Message.status == "sending")
+            .values(
+                status="submitted",
+                provider_id=provider_id,
+                sent_at=sent_at,
+                updated_at=sent_at,
+                sending_until=None,
+            )
+        )
+        if row.channel == "sms":
+            # after the row's write (sms_status.catch_up says why)
+            moved = await session.run_sync(
+                lambda s: sms_status.catch_up(s.connection(), provider_id, state)
+            )
+            if moved:
+                await session.execute(
+                    update(models.Message)
+                    .where(*mine)
+                    .values(
+                        status=state.status,
+                        provider_status=state.provider_status,
+                        error=state.error,
+                    )
+                )
+        await session.commit()
 
     async def _give_back_lease(self, row: models.Message) -> None:
         """This attempt is over (it failed): a retry may re-send at once. Only our own claim's
@@ -558,10 +676,11 @@ class OutreachActivities:
         resend: bool,
         deadline: datetime | None,
         call: send_lease.ProviderCall,
+        invite: InvitePart | None = None,
     ) -> tuple[str, str | None]:
         """(provider id, None), or ("", why not) when consent forbids the send now: checked
         again right before the provider call, under the locks opt-outs take (consent.send_guard)."""
-        guard = consent.send_guard(session, row.channel, row.to_address, row.prospect_id)
+        guard = consent.send_guard(session, row.channel, row.to_address, _consent_of(row))
         async with guard as refusal:
             if refusal is not None:
                 return "", refusal
@@ -571,16 +690,20 @@ class OutreachActivities:
                 raise send_lease.expired(row.channel)
             with call:
                 if row.channel == "email":
-                    return await self._deliver_email(row), None
+                    return await self._deliver_email(row, invite), None
                 return await self._deliver_sms(row, resend), None
 
-    async def _deliver_email(self, row: models.Message) -> str:
+    async def _deliver_email(self, row: models.Message, invite: InvitePart | None = None) -> str:
         unsubscribe_url = (
             f"{self._settings.outreach_public_url}/unsubscribe/{row.unsubscribe_token}"
         )
         postal = self._settings.postal_address.strip()
         footer = "\n\n--\n" + (f"{postal}\n" if postal else "")
-        footer += f"No more emails from us: {unsubscribe_url}"
+        if invite is not None:
+            # transactional, and the rep's copy must not unsubscribe the prospect (invites.py)
+            unsubscribe_url = ""
+        else:
+            footer += f"No more emails from us: {unsubscribe_url}"
         msg = OutgoingEmail(
             to=row.to_address,
             subject=row.subject,
@@ -599,6 +722,8 @@ class OutreachActivities:
             if row.reply_token
             else None,
         )
+        if invite is not None:
+            msg.calendar, msg.calendar_method, msg.cc = invite.calendar, invite.method, invite.cc
         return await self._email.send(msg)
 
     async def _deliver_sms(self, row: models.Message, resend: bool) -> str:
@@ -673,6 +798,7 @@ class OutreachActivities:
         card = await tasks.task_card(self._reps, req) if self._reps is not None else {}
         async with self.sessions() as session:
             task = models.RepTask(
+                id=new_id(),  # known before the flush: the event names it
                 key=req.key,
                 rep_id=req.assignee(card.pop("rep_id", None)),
                 prospect_card=card,
@@ -686,6 +812,7 @@ class OutreachActivities:
             )
             session.add(task)
             try:
+                await events.task_created(session, task)  # flushes: a repeat fails here
                 await session.commit()
             except IntegrityError:
                 await session.rollback()
@@ -750,10 +877,9 @@ def _html(text: str, unsubscribe_url: str, postal_address: str = "", html_part: 
     from html import escape
 
     postal = escape(postal_address).replace("\n", "<br>") + "<br>" if postal_address else ""
-    footer = (
-        f'<hr><p style="font-size:12px;color:#666">'
-        f'{postal}<a href="{escape(unsubscribe_url)}">Unsubscribe</a></p>'
-    )
+    link = f'<a href="{escape(unsubscribe_url)}">Unsubscribe</a>' if unsubscribe_url else ""
+    footer = f'<hr><p style="font-size:12px;color:#666">{postal}{link}</p>'
+
     if html_part:
         if "</body>" in html_part:
             return html_part.replace("</body>", f"{footer}</body>", 1)
@@ -785,9 +911,11 @@ def activities_for(
         after_send,
         faults,
         RepDirectory.from_settings(settings),
+        BookingLinks.from_settings(settings),
     )
     return [
         acts.send_touch,
+        acts.send_meeting_invite,
         acts.create_rep_task,
         acts.close_rep_tasks,
         acts.follow_stage,
@@ -803,3 +931,5 @@ async def close_activities(activities: list[Callable[..., Any]]) -> None:
         await owner._sms.close()
         if owner._reps is not None:
             await owner._reps.close()
+        if owner._booking_links is not None:
+            await owner._booking_links.close()

@@ -14,7 +14,12 @@ from services.outreach.cadences.enrollment_rep import router as enrollment_rep_r
 from services.outreach.cadences.timeline import router as timeline_router
 from services.outreach.consent.api import router as consent_router
 from services.outreach.consent.erasure import router as erasure_router
+from services.outreach.events import api as events_api
+from services.outreach.events.delivery import install_deliveries
 from services.outreach.inbox import install_relay
+from services.outreach.mailbox import api as mailbox_api
+from services.outreach.mailbox.watcher import install_watcher
+from services.outreach.models import AuditEntry
 from services.outreach.notifications.notifier import install_notifier
 from services.outreach.prospects import ProspectDirectory
 from services.outreach.senders import api as senders_api
@@ -23,8 +28,22 @@ from services.outreach.tasks.api import router as tasks_router
 from services.outreach.tasks.reps import RepDirectory
 from services.outreach.webhooks.twilio import StatusCallbackFastPath
 from shared.app import create_service_app
+from shared.audit import AuditConfig
 from shared.pages import PageKeyMiddleware, sign_in_router
 from shared.settings import Settings
+
+# rows a change causes, not the change (the inbox, the events and their deliveries, tokens)
+OUTREACH_BOOKKEEPING = frozenset(
+    {
+        "inbox_events",
+        "webhook_events",
+        "event_deliveries",
+        "task_notifications",
+        "webhook_tokens",
+        "send_quota_locks",
+        "rejected_items",
+    }
+)
 
 
 def create_app(
@@ -56,20 +75,25 @@ def create_app(
             enrollment_rep_router,  # POST /internal/prospects/{id}/rep (reassignment)
             follow_ups.router,  # GET /follow-ups (re-engagement cadences)
             late_replies.router,  # GET /inbox-events (what became of each event)
+            mailbox_api.router,  # GET /mailbox (the IMAP reply mailbox's state)
+            events_api.router,  # event subscriptions, POST /internal/events
         ],
         access=ACCESS,
         description="Cadences, messages, provider webhooks, rep tasks and consent.",
         gauges=metrics.GAUGES,
         temporal_client=temporal_client,
+        audit=AuditConfig(AuditEntry, skip=OUTREACH_BOOKKEEPING),
     )
     app.state.prospects = ProspectDirectory.from_settings(settings, prospecting_transport)
     app.state.cleanup.append(app.state.prospects.close)
     inbox = install_relay(app)  # delivers stored provider events to the journeys, retrying
     inbox.late = late_replies.LateEvents(app)  # ... and what no running journey takes
+    install_watcher(app, settings)  # the reply mailbox over IMAP, when one is set (issue 14)
     app.state.reps = RepDirectory.from_settings(settings, prospecting_transport)
     app.state.cleanup.append(app.state.reps.close)
     follow_ups.install_relay(app, settings)  # enrolls due follow-up cadences, retrying
     install_notifier(app)  # urgent and overdue rep tasks: notifications, escalation
+    install_deliveries(app)  # events to the subscribed URLs, signed, retrying
     # the pages' key: a cookie set by the posted sign-in form, never a query string
     app.add_middleware(PageKeyMiddleware, landing=inbox_page.landing)
     # the busiest webhook, answered before routing (webhooks/twilio.py says why)

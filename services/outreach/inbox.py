@@ -36,10 +36,13 @@ from temporalio.converter import WorkflowSerializationContext
 from temporalio.service import RPCError, RPCStatusCode
 
 from services.outreach import models
+from services.outreach.events import service as events
 from shared.app import run_during_lifespan
 from shared.contracts.journey import journey_id
+from shared.contracts.names import Sig
 from shared.ids import IdFilter
 from shared.relay import LeasedTable, Outcome, Relay, RelayTiming, done, give_up, retry
+from shared.requests import without_nul
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +165,11 @@ async def store_event(
     row_id = (await session.execute(stmt)).scalar_one_or_none()
     if row_id is None:
         return None
+    if signal is not None and signal.name == Sig.REPLY_RECEIVED and values["prospect_id"]:
+        channel = str(getattr(signal.payload, "channel", ""))
+        await events.reply_received(
+            session, provider, values["event_id"], values["prospect_id"], channel
+        )
     if signal is None or values["delivery"] != PENDING:
         return Stored(row_id, None)
     outbound = Outbound(
@@ -177,8 +185,13 @@ async def store_event(
 
 
 async def reject(session: AsyncSession, provider: str, raw: str, reason: str) -> None:
-    """Keep an authenticated item nobody could understand, with the reason, for a human."""
-    session.add(models.RejectedItem(provider=provider, raw=raw, reason=reason[:2000]))
+    """Keep an authenticated item nobody could understand, with the reason, for a human (a NUL
+    in it, which PostgreSQL text cannot hold, replaced)."""
+    session.add(
+        models.RejectedItem(
+            provider=provider, raw=without_nul(raw), reason=without_nul(reason[:2000])
+        )
+    )
     await session.flush()
 
 

@@ -27,12 +27,13 @@ from sqlalchemy.exc import IntegrityError
 from services.outreach import models
 from services.outreach.cadences import runs, service
 from services.outreach.cadences.enrollment import start_journey
+from services.outreach.events import service as events
 from services.outreach.inbox import Outbound
 from services.outreach.prospects import ProspectDirectory
 from shared.auth import require_api_key
 from shared.contracts.journey import Contact, Stage
 from shared.contracts.names import Sig
-from shared.db import Session
+from shared.db import Session, new_id
 from shared.errors import AppError
 from shared.ids import IdFilter
 
@@ -136,6 +137,7 @@ class LateEvents:
     ) -> None:
         now = datetime.now(UTC)
         task = models.RepTask(
+            id=new_id(),  # known before the flush: the event names it
             key=f"{kind}:{item.provider}:{item.event_id}"[:200],
             rep_id=contact.rep_id or (row.rep_id if row else None),
             prospect_id=contact.prospect_id,
@@ -155,6 +157,7 @@ class LateEvents:
         async with self._app.state.sessions() as session:
             session.add(task)
             try:
+                await events.task_created(session, task)  # flushes: a repeat fails here
                 await session.commit()
             except IntegrityError:
                 await session.rollback()  # a retried event: its task exists already

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     ForeignKey,
     Index,
@@ -18,6 +19,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+from shared.audit import AuditColumns
 from shared.db import Base as SharedBase
 from shared.db import UTCDateTime, new_id, utcnow
 
@@ -402,3 +404,87 @@ class ErasedPerson(Base):
     digest: Mapped[str] = mapped_column(String(64))
     erasure_id: Mapped[str] = mapped_column(String(32), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ImapMailbox(Base):
+    """A reply mailbox watched over IMAP (services.outreach.mailbox): how far it was read
+    (UIDVALIDITY and the last UID whose message is stored, advanced in the same transaction as
+    that message's inbox event) and the lease that lets one replica at a time watch it."""
+
+    __tablename__ = "imap_mailboxes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    mailbox: Mapped[str] = mapped_column(String(400), unique=True)  # user@host:port/folder
+    uidvalidity: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    last_uid: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    processed: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    lease_owner: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+# --- event subscriptions (issue 14) ---------------------------------------------------------
+
+
+class EventSubscription(Base):
+    """A URL that gets the events it names, signed per Standard Webhooks with its secret.
+
+    status: active | disabled (by ops, or after a delivery gave up: `disabled_reason` says why).
+    The secret is shown once (at creation and at each rotation); the previous one keeps signing
+    too, beside it, until `previous_secret_until`."""
+
+    __tablename__ = "event_subscriptions"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    url: Mapped[str] = mapped_column(String(2000))
+    events: Mapped[list[str]] = mapped_column(JSON, default=list)
+    description: Mapped[str] = mapped_column(String(300), default="")
+    secret: Mapped[str] = mapped_column(String(100))
+    previous_secret: Mapped[str | None] = mapped_column(String(100), default=None)
+    previous_secret_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    status: Mapped[str] = mapped_column(String(10), default="active")
+    disabled_reason: Mapped[str] = mapped_column(String(500), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class WebhookEvent(Base):
+    """One event, once: its id is derived from the fact (shared.events.event_id)."""
+
+    __tablename__ = "webhook_events"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    type: Mapped[str] = mapped_column(String(40), index=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)  # the delivered body, as sent
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class EventDelivery(Base):
+    """One event to one subscription: pending -> delivered | failed (gave up), retried with
+    backoff by the relay; a manual redelivery makes it pending again (same webhook-id)."""
+
+    __tablename__ = "event_deliveries"
+    __table_args__ = (
+        UniqueConstraint("subscription_id", "event_id"),
+        Index("ix_event_deliveries_due", "status", "next_attempt_at"),
+        Index("ix_event_deliveries_subscription", "subscription_id", "created_at"),
+    )
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    subscription_id: Mapped[str] = mapped_column(
+        ForeignKey("event_subscriptions.id", ondelete="CASCADE")
+    )
+    event_id: Mapped[str] = mapped_column(ForeignKey("webhook_events.id"))
+    event_type: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(10), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    last_status: Mapped[int | None] = mapped_column(Integer, default=None)  # the answer's code
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    redeliveries: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class AuditEntry(AuditColumns, Base):
+    """Who changed what through the API (shared.audit)."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = AuditColumns.indexes("audit_log")

@@ -14,9 +14,8 @@ from shared.settings import Settings
 from shared.timezones import prospect_zone
 
 
-class ProspectingClient:
-    """Outreach's reads of the prospecting API: one client, and one meaning of its answers
-    (404: not found; no answer: 503; anything else: 502)."""
+class ServiceClient:
+    """An HTTP client of another closeflow service, presenting the service token."""
 
     TIMEOUT = 10.0
 
@@ -29,6 +28,14 @@ class ProspectingClient:
             timeout=self.TIMEOUT,
             transport=transport,
         )
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+class ProspectingClient(ServiceClient):
+    """Outreach's reads of the prospecting API: one client, and one meaning of its answers
+    (404: not found; no answer: 503; anything else: 502)."""
 
     @classmethod
     def from_settings(
@@ -55,9 +62,6 @@ class ProspectingClient:
             raise AppError(502, "prospecting_error", f"prospecting answered {response.status_code}")
         data: dict[str, Any] = response.json()
         return data
-
-    async def close(self) -> None:
-        await self._client.aclose()
 
 
 class ProspectDirectory(ProspectingClient):

@@ -70,6 +70,8 @@ POLICIES: dict[RouteKey, Rule] = {
     ("GET", "/prospects/{prospect_id}/erasure"): OPS,
     ("GET", "/prospects/{prospect_id}/timeline"): rep_own("path:prospect_id"),
     ("GET", "/funnel"): OPS,
+    ("GET", "/exports/prospects.csv"): OPS,  # issue 14: CSV exports
+    ("GET", "/exports/funnel.csv"): OPS,
     ("GET", "/funnel/bottleneck"): OPS,
     ("POST", "/ui/sign-in"): PUBLIC,  # the pages' key form: checks the key itself
     ("GET", "/ui/dashboard"): OPS,

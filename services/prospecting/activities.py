@@ -28,7 +28,9 @@ class ProspectingActivities:
     ) -> None:
         self.sessions = sessions
         # refuses referred people who asked to be erased (services.prospecting.erasure)
-        self.pepper = (settings or Settings()).erasure_pepper.get_secret_value()
+        settings = settings or Settings()
+        self.pepper = settings.erasure_pepper.get_secret_value()
+        self.master_keys = settings.master_keys  # each referred prospect's payload data key
 
     @activity_boundary(Act.RECORD_STAGE)
     async def record_stage(self, session: AsyncSession, change: StageChange) -> None:
@@ -38,7 +40,9 @@ class ProspectingActivities:
     async def create_referred_prospect(
         self, session: AsyncSession, request: CreateReferredProspect
     ) -> Contact:
-        prospect = await service.create_referred_prospect(session, request, self.pepper)
+        prospect = await service.create_referred_prospect(
+            session, request, self.pepper, self.master_keys
+        )
         return service.contact_from_prospect(prospect, prospect.rep)
 
     @activity_boundary(Act.GET_CONTACT)

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.prospecting import assignment, erasure, fit, icp, imports, reps, schemas, service
 from services.prospecting import timeline as timeline_view
+from shared.audit import request_actor
 from shared.auth import require_api_key
 from shared.contracts.journey import Stage
 from shared.db import Session
@@ -53,8 +54,10 @@ async def create_prospect(
     """Create a prospect and assign a rep: the prospect's territory (by country) first, then
     round robin among the reps below capacity (none: unassigned, `assignment_note` says why).
     A person who asked to be erased is refused (409 erased_person)."""
-    pepper = request.app.state.settings.erasure_pepper.get_secret_value()
-    return schemas.Prospect.model_validate(await service.create_prospect(session, body, pepper))
+    settings = request.app.state.settings
+    pepper = settings.erasure_pepper.get_secret_value()
+    created = await service.create_prospect(session, body, pepper, settings.master_keys)
+    return schemas.Prospect.model_validate(created)
 
 
 @router.get("/prospects", tags=["prospects"])
@@ -134,8 +137,13 @@ async def create_import(
     own; the report lists every refused row with its line number and the reason.
     """
     fmt = imports.format_of(request.headers.get("content-type", ""), format)
-    pepper = request.app.state.settings.erasure_pepper.get_secret_value()
-    import_id = await imports.run_import(request.app.state.sessions, request.stream(), fmt, pepper)
+    settings = request.app.state.settings
+    secrets = imports.ImportSecrets(
+        settings.erasure_pepper.get_secret_value(), settings.master_keys
+    )
+    import_id = await imports.run_import(
+        request.app.state.sessions, request.stream(), fmt, secrets, request_actor(request)
+    )
     return await imports.get_report(session, import_id)
 
 

@@ -60,6 +60,7 @@ class Introspect(InternalModel):
 class Holder(BaseModel):
     role: str
     rep_id: str | None
+    key_id: str = ""  # the issued key's id (the audit log names it)
 
 
 @router.post("/api-keys", status_code=201, response_model=NewKey)
@@ -103,7 +104,7 @@ async def introspect(body: Introspect, session: Session) -> Holder:
     principal = await holder_of(session, body.key)
     if principal is None:
         raise AppError(404, "api_key_not_found", "no live key like that")
-    return Holder(role=principal.role, rep_id=principal.rep_id)
+    return Holder(role=principal.role, rep_id=principal.rep_id, key_id=principal.key_id)
 
 
 async def holder_of(session: AsyncSession, key: str) -> Principal | None:
@@ -112,4 +113,6 @@ async def holder_of(session: AsyncSession, key: str) -> Principal | None:
     row = await session.scalar(
         select(IssuedKey).where(IssuedKey.key_hash == key_hash(key), IssuedKey.revoked_at.is_(None))
     )
-    return Principal(row.role, row.rep_id) if row is not None else None  # type: ignore[arg-type]
+    if row is None:
+        return None
+    return Principal(row.role, row.rep_id, key_id=row.id)  # type: ignore[arg-type]

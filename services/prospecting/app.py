@@ -6,12 +6,14 @@ import httpx
 from fastapi import FastAPI
 from temporalio.client import Client
 
-from services.prospecting import api_keys, codec_server, dashboard, funnel_api, metrics
+from services.prospecting import api_keys, codec_server, dashboard, exports, funnel_api, metrics
 from services.prospecting.access import ACCESS
 from services.prospecting.api import router
+from services.prospecting.models import AuditEntry
 from services.prospecting.outbox import OutboxTiming, service_key
 from services.prospecting.outbox import install_relay as install_outbox_relay
 from shared.app import create_service_app
+from shared.audit import AuditConfig
 from shared.auth import API_KEY_HEADER
 from shared.pages import PageKeyMiddleware, sign_in_router
 from shared.settings import Settings
@@ -27,11 +29,23 @@ def create_app(
     app = create_service_app(
         "prospecting",
         settings,
-        [router, funnel_api.router, dashboard.router, sign_in_router, api_keys.router],
+        [
+            router,
+            funnel_api.router,
+            dashboard.router,
+            sign_in_router,
+            api_keys.router,
+            exports.router,  # CSV: prospects, funnel
+        ],
         access=ACCESS,
         description="People, reps, round-robin assignment and stage history.",
         gauges=metrics.GAUGES,
         temporal_client=temporal_client,
+        # bookkeeping rows (counters, the outbox, keyring cursors) are consequences, not changes
+        audit=AuditConfig(
+            AuditEntry,
+            skip=frozenset({"funnel_counts", "funnel_durations", "outbox", "assignment_cursors"}),
+        ),
     )
     # calls to the other services: timelines (read), and the outbox relay (rep moves, erasures)
     app.state.peer_http = httpx.AsyncClient(headers={API_KEY_HEADER: service_key(settings)})

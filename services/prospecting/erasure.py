@@ -23,8 +23,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.prospecting import outbox
-from services.prospecting.models import Erasure, OutboxMessage, Prospect, StageHistory
+from services.prospecting.models import AuditEntry, Erasure, OutboxMessage, Prospect, StageHistory
 from shared import codec
+from shared.audit import redact
 from shared.erasure import ErasureOrder, delete_tree, digest
 from shared.errors import AppError, conflict, not_found
 
@@ -160,6 +161,8 @@ async def request_erasure(
     # attribution by source stays right.
     table = Prospect.__table__
     await delete_tree(session, table, table.c.id == prospect_id)
+    # the audit log keeps who did what to them and when, not the values (shared.audit)
+    await redact(session, AuditEntry, prospect_id)
     # Crypto-shredding: the data key of their workflow payloads goes in the same transaction,
     # so every history of theirs (open, closed, exported) is unreadable from the commit on.
     await codec.shred(session, prospect_id)

@@ -32,6 +32,7 @@ from services.prospecting import (
     service,
 )
 from services.prospecting.models import Import, ImportRefusal, Prospect, StageHistory
+from shared.codec import MasterKey, create_data_keys
 from shared.contracts.journey import Stage
 from shared.db import new_id, utcnow
 from shared.errors import invalid, not_found
@@ -46,6 +47,15 @@ TEXT_FIELDS = ("last_name", "company", "title", "timezone", "industry", "country
 
 class ImportFailed(Exception):
     pass
+
+
+@dataclass(frozen=True)
+class ImportSecrets:
+    """The deployment's secrets an import uses: the erasure pepper (people who asked to be
+    erased are refused) and the payload master keys (each new prospect's data key)."""
+
+    pepper: str
+    master_keys: Sequence[MasterKey]
 
 
 @dataclass
@@ -218,9 +228,10 @@ async def _write_batch(
     rules: fit.IcpRules,
     numbered: Sequence[tuple[int, schemas.ProspectFields]],
     counts: Counts,
-    pepper: str,
+    secrets: ImportSecrets,
+    actor: str,
 ) -> None:
-    rows = await _refuse_erased(session, pepper, numbered, counts)
+    rows = await _refuse_erased(session, secrets.pepper, numbered, counts)
     emails = {r.email for r in rows if r.email}
     phones = {r.phone for r in rows if r.phone}
     known = (
@@ -272,6 +283,7 @@ async def _write_batch(
     if not new:
         return
     await session.execute(insert(Prospect), [vars(p) for p in new])
+    await create_data_keys(session, secrets.master_keys, [p.id for p in new])
     first_changes = [
         {
             "id": new_id(),
@@ -280,6 +292,7 @@ async def _write_batch(
             "from_stage": None,
             "to_stage": Stage.PROSPECTING.value,
             "cause": IMPORTED_CAUSE,
+            "actor": actor,
             "at": p.created_at,
             "recorded_at": p.created_at,
             "cadence_id": "",
@@ -291,15 +304,19 @@ async def _write_batch(
     ]
     await session.execute(insert(StageHistory), first_changes)
     await funnel.count(session, first_changes)  # the funnel's counters, same transaction
+    # the subscribers hear of imported prospects as of those made one by one (issue 14)
+    await service.queue_stage_events(session, first_changes)
 
 
 async def run_import(
     sessions: async_sessionmaker[AsyncSession],
     chunks: AsyncIterator[bytes],
     fmt: Format,
-    pepper: str,
+    secrets: ImportSecrets,
+    actor: str = "",
 ) -> str:
-    """Import the stream; returns the import's id (its report says how it went)."""
+    """Import the stream; returns the import's id (its report says how it went). `actor`: who
+    imports (the key holder), named in the imported prospects' first stage change."""
     import_id = new_id()
     async with sessions() as session:
         session.add(Import(id=import_id, format=fmt, status="running"))
@@ -320,9 +337,9 @@ async def run_import(
             except ValidationError as err:
                 counts.refusals.append((number, _reason(err)))
             if len(batch) + len(counts.refusals) >= BATCH:
-                await _commit(sessions, import_id, rules, batch, counts, pepper)
+                await _commit(sessions, import_id, rules, batch, counts, secrets, actor)
                 batch = []
-        await _commit(sessions, import_id, rules, batch, counts, pepper)
+        await _commit(sessions, import_id, rules, batch, counts, secrets, actor)
     except ImportFailed as err:
         error = str(err)
     except BaseException:
@@ -350,11 +367,12 @@ async def _commit(
     rules: fit.IcpRules,
     batch: Sequence[tuple[int, schemas.ProspectFields]],
     counts: Counts,
-    pepper: str,
+    secrets: ImportSecrets,
+    actor: str,
 ) -> None:
     """One transaction: the batch's prospects, its refusals and the running counts."""
     async with sessions() as session:
-        await _write_batch(session, rules, batch, counts, pepper)
+        await _write_batch(session, rules, batch, counts, secrets, actor)
         counts.refused += len(counts.refusals)
         session.add_all(
             ImportRefusal(import_id=import_id, line=line, reason=reason[:500])

@@ -23,6 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 import shared.db
+from shared.audit import AuditColumns
 from shared.db import UTCDateTime, new_id, utcnow
 
 
@@ -97,6 +98,8 @@ class StageHistory(Base):
     from_stage: Mapped[str | None] = mapped_column(String(20))
     to_stage: Mapped[str] = mapped_column(String(20))
     cause: Mapped[str] = mapped_column(String(200))
+    # who: a key holder or "journey" (the journey records most changes: shared.audit.actor_of)
+    actor: Mapped[str] = mapped_column(String(120), default="")
     at: Mapped[datetime] = mapped_column(UTCDateTime())
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     # Denormalised at record time for the funnel (services/prospecting/funnel.py): what the
@@ -272,3 +275,10 @@ class IssuedKey(Base):
     hint: Mapped[str] = mapped_column(String(16))  # the key's first characters, to recognise it
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class AuditEntry(AuditColumns, Base):
+    """Who changed what through the API (shared.audit)."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = AuditColumns.indexes("audit_log")

@@ -147,6 +147,7 @@ class StageEntry(BaseModel):
     to_stage: Stage
     cause: str
     at: datetime
+    actor: str = Field("", description="who: a key holder (role and key id) or journey")
     key: str = Field("", exclude=True)
 
     @computed_field  # type: ignore[prop-decorator]

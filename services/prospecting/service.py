@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, CursorResult, and_, func, literal_column, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    CursorResult,
+    and_,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,8 +26,17 @@ from sqlalchemy.orm import selectinload
 
 from services.prospecting import assignment, auto_enroll, erasure, funnel, icp, outbox, schemas
 from services.prospecting.models import OutboxMessage, Prospect, Rep, StageHistory
-from shared.contracts.journey import Contact, CreateReferredProspect, Stage, StageChange
+from shared.audit import actor_of
+from shared.codec import MasterKey, create_data_keys
+from shared.contracts.journey import (
+    Contact,
+    CreateReferredProspect,
+    Stage,
+    StageChange,
+    system_actor,
+)
 from shared.errors import AppError, conflict, invalid, not_found
+from shared.events import EVENTS_PATH, STAGE_CHANGED, event_body
 from shared.people import check_timezone, normalize_email, normalize_phone
 from shared.timezones import prospect_zone
 
@@ -89,17 +108,59 @@ def _duplicate(existing: Prospect, field: str) -> AppError:
     )
 
 
-async def _add_prospect(session: AsyncSession, prospect: Prospect, cause: str) -> None:
-    """Insert the prospect with its first history row (None -> prospecting)."""
+def stage_event(change: Mapping[str, Any]) -> dict[str, Any]:
+    """The outbox row of the subscribers' `prospect.stage_changed` for a recorded change (a
+    stage_history row's values), relayed to outreach, which delivers it (shared.events). Its id
+    comes from the change's key: a change recorded again is never a second event."""
+    from_stage = change["from_stage"]
+    body = event_body(
+        STAGE_CHANGED,
+        change["key"],
+        {
+            "prospect_id": change["prospect_id"],
+            "from_stage": str(from_stage) if from_stage is not None else None,
+            "to_stage": str(change["to_stage"]),
+            "cause": change["cause"][:200],
+            "rep_id": change["rep_id"] or None,
+            "actor": change["actor"],
+        },
+        change["at"],
+    )
+    return {
+        "kind": "event",
+        "target": "outreach",
+        "path": EVENTS_PATH,
+        "payload": body,
+        "subject_id": change["prospect_id"],
+    }
+
+
+async def queue_stage_events(session: AsyncSession, changes: Sequence[Mapping[str, Any]]) -> None:
+    """The events of `changes`, in their transaction (one INSERT: imports queue 500 at once)."""
+    if changes:
+        await session.execute(insert(OutboxMessage), [stage_event(c) for c in changes])
+
+
+async def _add_prospect(
+    session: AsyncSession,
+    prospect: Prospect,
+    cause: str,
+    actor: str,
+    master_keys: Sequence[MasterKey],
+) -> None:
+    """Insert the prospect with its first history row (None -> prospecting), its event and its
+    payload data key (shared.codec)."""
     prospect.stage = Stage.PROSPECTING
     session.add(prospect)
     await session.flush()
+    await create_data_keys(session, master_keys, [prospect.id])
     first = {
         "key": f"{CREATED_CAUSE}:{prospect.id}",
         "prospect_id": prospect.id,
         "from_stage": None,
         "to_stage": Stage.PROSPECTING,
         "cause": cause,
+        "actor": actor,
         "at": prospect.created_at,
         "cadence_id": "",
         "rep_id": prospect.rep_id or "",
@@ -108,11 +169,15 @@ async def _add_prospect(session: AsyncSession, prospect: Prospect, cause: str) -
     }
     session.add(StageHistory(**first))
     await funnel.count(session, [first])  # the funnel's counters, in the same transaction
+    await queue_stage_events(session, [first])
     await session.flush()
 
 
 async def create_prospect(
-    session: AsyncSession, data: schemas.ProspectCreate, pepper: str
+    session: AsyncSession,
+    data: schemas.ProspectCreate,
+    pepper: str,
+    master_keys: Sequence[MasterKey],
 ) -> Prospect:
     found = await find_duplicate(session, data.email, data.phone)
     if found is not None:
@@ -131,7 +196,7 @@ async def create_prospect(
     prospect = Prospect(**data.model_dump(), rep_id=rep.id if rep else None, assignment_note=note)
     icp.apply((await icp.load(session))[0], prospect)
     try:
-        await _add_prospect(session, prospect, CREATED_CAUSE)
+        await _add_prospect(session, prospect, CREATED_CAUSE, actor_of(session), master_keys)
         auto_enroll.queue(session, [(prospect.id, prospect.tier)], prospect.id)
     except IntegrityError:
         # Lost a race with a concurrent insert of the same person: answer like the check above.
@@ -286,6 +351,7 @@ async def record_stage(session: AsyncSession, change: StageChange) -> bool:
         "to_stage": to_stage,
         "cause": change.cause,
         "at": at,
+        "actor": change.actor or actor_of(session),
         # the funnel counts the change by these, as they are now (funnel.denormalise)
         **await funnel.denormalise(
             session,
@@ -308,6 +374,7 @@ async def record_stage(session: AsyncSession, change: StageChange) -> bool:
     if result.rowcount == 0:
         return False  # a retry, or a stale repeat that must not move the stage back
     await funnel.count(session, [values])
+    await queue_stage_events(session, [values])
     freed = prospect.rep_id is not None and (
         prospect.stage in assignment.OPEN_STAGES and to_stage not in assignment.OPEN_STAGES
     )
@@ -319,7 +386,10 @@ async def record_stage(session: AsyncSession, change: StageChange) -> bool:
 
 
 async def create_referred_prospect(
-    session: AsyncSession, request: CreateReferredProspect, pepper: str
+    session: AsyncSession,
+    request: CreateReferredProspect,
+    pepper: str,
+    master_keys: Sequence[MasterKey],
 ) -> Prospect:
     """The referred person as a prospect: one per referral, never a copy of a known person."""
     existing = await session.scalar(
@@ -369,7 +439,7 @@ async def create_referred_prospect(
         assignment_note=note,
     )
     icp.apply((await icp.load(session))[0], prospect)
-    await _add_prospect(session, prospect, CREATED_CAUSE)
+    await _add_prospect(session, prospect, CREATED_CAUSE, system_actor("referral"), master_keys)
     return await get_prospect(session, prospect.id)
 
 

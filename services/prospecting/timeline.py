@@ -40,7 +40,12 @@ async def _own_events(session: AsyncSession, prospect_id: str) -> list[schemas.T
                 service="prospecting",
                 kind=kind,
                 summary=summary,
-                data={"from": row.from_stage, "to": row.to_stage, "cause": row.cause},
+                data={
+                    "from": row.from_stage,
+                    "to": row.to_stage,
+                    "cause": row.cause,
+                    "actor": row.actor,
+                },
             )
         )
     return events

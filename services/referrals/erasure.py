@@ -14,7 +14,8 @@ from fastapi import APIRouter, Depends, Request
 from sqlalchemy import false, or_, select, update
 from temporalio.service import RPCError
 
-from services.referrals.models import Referral, ReferralAsk
+from services.referrals.models import AuditEntry, Referral, ReferralAsk
+from shared.audit import redact
 from shared.auth import require_api_key
 from shared.contracts.journey import referral_intake_id
 from shared.db import Session
@@ -46,5 +47,6 @@ async def erasure_order(order: ErasureOrder, request: Request, session: Session)
         .execution_options(synchronize_session=False)
     )
     deleted["referral_asks (name blanked)"] = int(blanked.rowcount or 0)  # type: ignore[attr-defined]
+    deleted["audit_log (values redacted)"] = await redact(session, AuditEntry, order.prospect_id)
     await session.commit()
     return ErasureResult(service="referrals", erasure_id=order.erasure_id, deleted=deleted)

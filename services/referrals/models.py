@@ -8,6 +8,7 @@ from sqlalchemy import ForeignKey, Integer, MetaData, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 import shared.db
+from shared.audit import AuditColumns
 from shared.db import UTCDateTime, new_id, utcnow
 
 
@@ -59,3 +60,10 @@ class Referral(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     ask: Mapped[ReferralAsk] = relationship(lazy="raise")
+
+
+class AuditEntry(AuditColumns, Base):
+    """Who changed what through the API (shared.audit)."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = AuditColumns.indexes("audit_log")

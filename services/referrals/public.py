@@ -7,7 +7,6 @@ Retry-After, see rate_limit.py).
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Any
 
@@ -18,10 +17,9 @@ from pydantic import ValidationError
 from services.referrals import schemas, service
 from services.referrals.api import store_and_start
 from services.referrals.models import ReferralAsk
-from services.referrals.rate_limit import FormLimits
 from shared.db import Session
 from shared.pages import Pages
-from shared.proxies import client_ip
+from shared.rate_limit import FormLimits, refuse_if_limited
 
 router = APIRouter(tags=["public"])
 
@@ -70,12 +68,7 @@ def _problems(row_number: int, err: ValidationError) -> list[str]:
 
 def _rate_limited(request: Request, token: str) -> HTMLResponse | None:
     limits: FormLimits = request.app.state.form_limits
-    wait = limits.check(client_ip(request), token)
-    if not wait:
-        return None
-    page = _page("rate_limited.html", 429, minutes=math.ceil(wait / 60))
-    page.headers["Retry-After"] = str(wait)
-    return page
+    return refuse_if_limited(limits, request, token, _pages)
 
 
 async def _usable_ask(request: Request, session: Session, token: str) -> ReferralAsk | HTMLResponse:

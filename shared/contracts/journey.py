@@ -239,6 +239,7 @@ class ReplyReceived:
     channel: str
     event_id: str
     excerpt: str = ""
+    actor: str = ""  # issue 14: who caused it (StageChange.actor); "" from older senders
 
 
 @dataclass
@@ -246,6 +247,7 @@ class QualificationRecorded:
     deal_id: str
     qualified: bool
     reasons: list[str] = field(default_factory=list)
+    actor: str = ""  # issue 14: who caused it (StageChange.actor); "" from older senders
 
 
 @dataclass
@@ -255,6 +257,7 @@ class MeetingScheduled:
     starts_at: str
     title: str = ""
     revision: int = 0
+    actor: str = ""  # issue 14: who caused it (StageChange.actor); "" from older senders
 
 
 @dataclass
@@ -285,6 +288,7 @@ class ObjectionLogged:
     category: str
     text: str
     answers: list[str] = field(default_factory=list)
+    actor: str = ""  # issue 14: who caused it (StageChange.actor); "" from older senders
 
 
 @dataclass
@@ -292,6 +296,7 @@ class DealClosed:
     deal_id: str
     won: bool
     reason: str = ""
+    actor: str = ""  # issue 14: who caused it (StageChange.actor); "" from older senders
 
 
 @dataclass
@@ -321,6 +326,7 @@ class DealStageMoved:
     deal_id: str
     stage: str
     cause: str = "moved by the rep"
+    actor: str = ""  # issue 14: who caused it (StageChange.actor); "" from older senders
 
 
 @dataclass
@@ -331,6 +337,7 @@ class DealReopened:
     deal_id: str
     stage: str
     cause: str = "deal reopened"
+    actor: str = ""  # issue 14: who caused it (StageChange.actor); "" from older senders
 
 
 @dataclass
@@ -381,6 +388,7 @@ class ResumeJourney:
 @dataclass
 class StopCadence:
     reason: str
+    actor: str = ""  # issue 14: who stopped it (a key holder); "": system:stop
 
 
 @dataclass
@@ -404,6 +412,14 @@ class StageChange:
     cause: str
     at: str
     cadence_id: str = ""  # the journey's cadence: the funnel counts changes by it
+    # who caused it: a key holder ("<role> (<key id>)") or "system:<reason>" (a timer, an
+    # automation, a provider's webhook); empty: "journey" (activities from before issue 14)
+    actor: str = ""
+
+
+def system_actor(reason: str) -> str:
+    """The actor of a change no key holder made: a timer, an automation, a provider's webhook."""
+    return f"system:{reason}"
 
 
 @dataclass

@@ -33,6 +33,11 @@ class OutgoingEmail:
     unsubscribe_url: str
     reply_to: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    # a calendar invitation (RFC 5545 text, RFC 5546 METHOD): the third alternative part, the
+    # one mail clients show as an invite with its answer buttons
+    calendar: str = ""
+    calendar_method: str = ""
+    cc: str = ""
 
 
 class EmailSender(Protocol):
@@ -73,16 +78,24 @@ def build_mime(msg: OutgoingEmail, from_addr: str) -> EmailMessage:
     mime["From"] = from_addr
     mime["To"] = msg.to
     mime["Subject"] = msg.subject
+    if msg.cc:
+        mime["Cc"] = msg.cc
     if msg.reply_to:
         mime["Reply-To"] = msg.reply_to
-    # RFC 8058: the https URI alone is enough for one-click; mail clients POST to it.
-    mime["List-Unsubscribe"] = f"<{msg.unsubscribe_url}>"
-    mime["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    if msg.unsubscribe_url:
+        # RFC 8058: the https URI alone is enough for one-click; mail clients POST to it.
+        mime["List-Unsubscribe"] = f"<{msg.unsubscribe_url}>"
+        mime["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     for name, value in msg.headers.items():
         del mime[name]
         mime[name] = value
     mime.set_content(msg.text)
     mime.add_alternative(msg.html, subtype="html")
+    if msg.calendar:
+        # multipart/alternative: text, html, then text/calendar; method=... (last: preferred)
+        mime.add_alternative(
+            msg.calendar, subtype="calendar", params={"method": msg.calendar_method}
+        )
     return mime
 
 

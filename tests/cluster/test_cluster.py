@@ -18,13 +18,10 @@ runs the same journeys and kills on the dev server.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
-import os
 import signal
 import socket
-import warnings
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -35,11 +32,12 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
-from devstack.cluster import ClusterError, build
 from devstack.cluster_stack import WORKER_QUEUES, ClusterStack
 from shared.settings import SERVICES
+from tests.support.cluster import Sent, all_up_again, kill, outbound, tended
+from tests.support.cluster import cluster_stack as support_cluster_stack
 from tests.support.databases import POSTGRES_URL
-from tests.support.dev_stack import ARTIFACTS, dev_env, urls_of
+from tests.support.dev_stack import ARTIFACTS, urls_of
 from tests.support.eventually import eventually
 from tests.support.scenarios import (
     Driver,
@@ -48,11 +46,11 @@ from tests.support.scenarios import (
     drive_to_qualification_timeout,
     reach_contacting,
 )
+from tests.support.serve import HTTP_TIMEOUT
 from tests.support.settings import AUTH
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 PROSPECTS = 2  # won journeys driven side by side (each with the referral it brings)
-TEND_SECONDS = 0.2
 
 
 @pytest.fixture(scope="module")
@@ -60,65 +58,14 @@ def cluster_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterS
     if not POSTGRES_URL:
         pytest.fail("make test-cluster needs CLOSEFLOW_TEST_POSTGRES_URL (.ci/run sets it)")
     ARTIFACTS.mkdir(exist_ok=True)
-    dev_server = False
-    try:
-        build()
-    except ClusterError as exc:
-        # said, not skipped: the same test runs on the dev server instead
-        warnings.warn(f"the Temporal cluster could not be built: {exc}", stacklevel=1)
-        print(f"\nTEMPORAL CLUSTER UNAVAILABLE, running on the dev server instead:\n{exc}")
-        dev_server = True
     prefix = f"{make_url(POSTGRES_URL).database}_cluster"
     with (
         open(ARTIFACTS / "cluster-stack.log", "w") as log,
-        ClusterStack(
-            POSTGRES_URL,
-            prefix,
-            env=dev_env(tmp_path_factory.mktemp("cluster")),
-            fresh=True,
-            dev_server=dev_server,
-            output=log,
-            ready_timeout=180.0,
+        support_cluster_stack(
+            POSTGRES_URL, prefix, tmp_path_factory.mktemp("cluster"), log
         ) as stack,
     ):
         yield stack
-
-
-@contextlib.asynccontextmanager
-async def tended(stack: ClusterStack) -> AsyncIterator[None]:
-    """The supervisor's restarts while the test runs (in this thread: children die with the
-    thread that started them)."""
-
-    async def tend() -> None:
-        while True:
-            stack.tend()
-            await asyncio.sleep(TEND_SECONDS)
-
-    task = asyncio.create_task(tend())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-def kill(stack: ClusterStack, name: str, sig: signal.Signals) -> int:
-    child = stack.child(name)
-    assert child.process is not None and child.running(), f"{name} is not running"
-    os.kill(child.process.pid, sig)
-    return child.process.pid
-
-
-async def all_up_again(stack: ClusterStack, old_pids: dict[str, int]) -> None:
-    async def probe() -> bool:
-        for name, pid in old_pids.items():
-            child = stack.child(name)
-            if child.process is None or child.process.pid == pid or not child.is_ready:
-                return False
-        return True
-
-    await eventually(probe, f"{sorted(old_pids)} restarted and ready", timeout=120)
 
 
 async def disrupt(stack: ClusterStack) -> dict[str, int]:
@@ -128,7 +75,7 @@ async def disrupt(stack: ClusterStack) -> dict[str, int]:
     first += [stack.api_replicas(s)[0].name for s in SERVICES]
     old = {name: kill(stack, name, signal.SIGKILL) for name in first}
     # meanwhile every API still answers through nginx, its other replica taking the requests
-    async with httpx.AsyncClient(headers=AUTH) as http:
+    async with httpx.AsyncClient(timeout=HTTP_TIMEOUT, headers=AUTH) as http:
         for service in SERVICES:
             for _ in range(2 * len(stack.api_replicas(service))):
                 response = await http.get(f"{stack.base_url(service)}/healthz")
@@ -145,15 +92,15 @@ async def check_sent_once(urls: Urls, prospect: dict[str, Any]) -> int:
     d = Driver(urls)
     try:
         ledger = await d.ok("GET", f"{urls.outreach}/prospects/{prospect['id']}/messages")
-        sent = [m for m in ledger if m["provider_id"]]
         assert all(m["status"] != "sending" for m in ledger), ledger
-        emails = await d.mails_to(prospect["email"])
-        texts = [t for t in await d.sms_to(prospect["phone"]) if t.get("direction") != "inbound"]
-        ledger_emails = sorted(m["provider_id"] for m in sent if m["channel"] == "email")
-        ledger_texts = sorted(m["provider_id"] for m in sent if m["channel"] == "sms")
-        assert sorted(m["message_id"] for m in emails) == ledger_emails, (emails, ledger)
-        assert sorted(t["sid"] for t in texts) == ledger_texts, (texts, ledger)
-        return len(sent)
+        sent = Sent(
+            ledger,
+            await d.mails_to(prospect["email"]),
+            outbound(await d.sms_to(prospect["phone"])),
+        )
+        assert sent.email_ids() == sent.ledger_ids("email"), (sent.emails, ledger)
+        assert sent.text_ids() == sent.ledger_ids("sms"), (sent.texts, ledger)
+        return len(sent.sent)
     finally:
         await d.close()
 

@@ -27,7 +27,7 @@ from tests.support.deals import (
     in_an_hour,
     signals,
 )
-from tests.support.settings import make_settings
+from tests.support.settings import ADMIN_ACTOR, make_settings
 
 
 async def test_every_route_needs_an_api_key(env: DealsEnv) -> None:
@@ -147,6 +147,7 @@ def test_activities_for_lists_the_bound_activities(tmp_path: Path) -> None:
         "deals.note_deal",
         "deals.open_deal",
         "deals.open_objections",
+        "deals.record_invite",
         "deals.time_out_qualification",
     ]
 
@@ -178,7 +179,7 @@ async def test_qualified_deal_moves_to_presenting_and_tells_the_journey(env: Dea
     assert await signals(journey, 1) == [
         {
             "name": Sig.QUALIFICATION_RECORDED,
-            "payload": {"deal_id": deal_id, "qualified": True, "reasons": []},
+            "payload": {"deal_id": deal_id, "qualified": True, "reasons": [], "actor": ADMIN_ACTOR},
         }
     ]
 
@@ -206,7 +207,12 @@ async def test_unqualified_deal_is_disqualified_with_reasons(env: DealsEnv) -> N
     assert await signals(journey, 1) == [
         {
             "name": Sig.QUALIFICATION_RECORDED,
-            "payload": {"deal_id": deal_id, "qualified": False, "reasons": reasons},
+            "payload": {
+                "deal_id": deal_id,
+                "qualified": False,
+                "reasons": reasons,
+                "actor": ADMIN_ACTOR,
+            },
         }
     ]
 
@@ -259,7 +265,7 @@ async def test_committed_before_signal_and_retry_signals_again(env: DealsEnv) ->
     assert await signals(journey, 1) == [
         {
             "name": Sig.QUALIFICATION_RECORDED,
-            "payload": {"deal_id": deal_id, "qualified": True, "reasons": []},
+            "payload": {"deal_id": deal_id, "qualified": True, "reasons": [], "actor": ADMIN_ACTOR},
         }
     ]
     detail = (await env.http.get(f"/deals/{deal_id}")).json()
@@ -308,6 +314,7 @@ async def test_meeting_is_scheduled_and_signalled(env: DealsEnv) -> None:
             "starts_at": local.astimezone(UTC).isoformat(),
             "title": "Demo",
             "revision": 0,
+            "actor": ADMIN_ACTOR,
         },
     }
 
@@ -387,6 +394,7 @@ async def test_objection_is_matched_answered_and_signalled(env: DealsEnv) -> Non
             "category": "price",
             "text": text,
             "answers": playbook["price"]["answers"],
+            "actor": ADMIN_ACTOR,
         },
     }
 
@@ -510,7 +518,12 @@ async def test_close_won_records_value_and_tells_the_journey(env: DealsEnv) -> N
     got = await signals(journey, 2)
     assert got[1] == {
         "name": Sig.DEAL_CLOSED,
-        "payload": {"deal_id": deal_id, "won": True, "reason": "signed annual plan"},
+        "payload": {
+            "deal_id": deal_id,
+            "won": True,
+            "reason": "signed annual plan",
+            "actor": ADMIN_ACTOR,
+        },
     }
 
     # a different close of a closed deal is refused
@@ -535,7 +548,12 @@ async def test_close_lost_from_objections(env: DealsEnv) -> None:
     r = await env.http.post(f"/deals/{deal_id}/close", json={"outcome": "lost", "reason": "price"})
     assert (r.status_code, r.json()["stage"], r.json()["value"]) == (200, "lost", None)
     got = await signals(journey, 3)
-    assert got[2]["payload"] == {"deal_id": deal_id, "won": False, "reason": "price"}
+    assert got[2]["payload"] == {
+        "deal_id": deal_id,
+        "won": False,
+        "reason": "price",
+        "actor": ADMIN_ACTOR,
+    }
 
 
 async def test_close_refusals_write_and_signal_nothing(env: DealsEnv) -> None:

@@ -5,21 +5,29 @@ Reuses the recording journey of test_deals_api: each test asserts what the journ
 """
 
 import asyncio
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from temporalio import activity
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from shared.contracts.journey import (
+    ChannelOutcome,
     Contact,
     DealNote,
     DealRef,
     MeetingBriefRequest,
+    ProspectRef,
     QualificationTimeout,
+    TouchResult,
 )
-from shared.contracts.names import Sig
+from shared.contracts.meetings import REQUEST, InviteOutcome, InviteRequest, MeetingInvite
+from shared.contracts.names import Act, Sig
+from shared.contracts.queues import TaskQueues
 from tests.support.deals import (
     DealsEnv,
     error,
@@ -27,6 +35,9 @@ from tests.support.deals import (
     in_an_hour,
     signals,
 )
+from workflows.meeting_invite import MeetingInviteWorkflow
+
+REP = "rita@sales.example.com"
 
 
 async def schedule(env: DealsEnv, deal_id: str, starts: datetime) -> dict[str, Any]:
@@ -91,10 +102,91 @@ async def test_cancel_then_the_meeting_is_final(env: DealsEnv) -> None:
     assert r.status_code == 200
     names = [s["name"] for s in await signals(journey, 4)]
     assert names[2:] == [Sig.MEETING_CANCELLED, Sig.MEETING_CANCELLED]
+    # the invitation and its cancellation were started once each (the retry found it started)
+    prefix = f"meeting-invite-{journey.id.removeprefix('journey-')}:invite-{meeting['id']}"
+    for suffix, method, sequence in (("-s0", "REQUEST", 0), ("-cancel", "CANCEL", 1)):
+        started = env.client.get_workflow_handle(prefix + suffix)
+        assert (await started.describe()).workflow_type == "MeetingInvite"
+        history = await started.fetch_history()
+        invite = history.events[0].workflow_execution_started_event_attributes.input
+        assert f'"method":"{method}"' in invite.payloads[0].data.decode()
+        assert f'"sequence":{sequence}' in invite.payloads[0].data.decode()
     for action, body in [("reschedule", {"starts_at": in_an_hour().isoformat()}), ("held", None)]:
         r = await env.http.post(url(deal_id, meeting, action), json=body)
         assert (r.status_code, error(r)["code"]) == (409, "invalid_meeting_state"), action
         assert "cancelled" in error(r)["message"]
+
+    # what became of the invitations (MeetingInvite's last step): the prospect's cancellation
+    # did not go (they opted out meanwhile), the rep got their own; the meeting and the history
+    # say so, and the booking's outcome arriving late does not hide it
+    cancelled = InviteOutcome(
+        meeting["id"], deal_id, 1, "CANCEL", "suppressed", "opted out: STOP", "sent"
+    )
+    await env.acts.record_invite(cancelled)
+    await env.acts.record_invite(InviteOutcome(meeting["id"], deal_id, 0, "REQUEST", "sent"))
+    await env.acts.record_invite(cancelled)  # a retried activity: one history line
+    detail = (await env.http.get(f"/deals/{deal_id}")).json()
+    (shown,) = detail["meetings"]
+    assert (shown["invite_status"], shown["invite_detail"]) == ("not_sent", "opted out: STOP")
+    lines = [h["cause"] for h in detail["history"] if "not sent to the prospect" in h["cause"]]
+    assert lines == [
+        f"meeting {meeting['id']}: cancellation not sent to the prospect (opted out: STOP); "
+        "the rep's own cancellation: sent"
+    ]
+
+
+@activity.defn(name=Act.GET_CONTACT)
+async def contact_with_rep(ref: ProspectRef) -> Contact:
+    """prospecting's answer, standing in: the prospect and their rep."""
+    return Contact(ref.prospect_id, "Ada", email="ada@example.com", rep_id="rep-1", rep_email=REP)
+
+
+@activity.defn(name=Act.SEND_MEETING_INVITE)
+async def invite_suppressed(req: InviteRequest) -> TouchResult:
+    """outreach's answer, standing in: the prospect opted out, the rep got their own."""
+    return TouchResult(
+        [ChannelOutcome("email", "suppressed", "opted out: STOP"), ChannelOutcome("email", "sent")]
+    )
+
+
+@pytest.mark.parametrize("database_urls", ["sqlite"], indirect=True)
+async def test_the_invitation_workflow_records_a_prospect_it_could_not_invite(
+    env: DealsEnv,
+) -> None:
+    """MeetingInvite (the real workflow) ends by recording what became of the invitation on the
+    meeting through deals' real record_invite activity."""
+    deal_id, _ = await env.presenting_deal()
+    meeting = await schedule(env, deal_id, in_an_hour())
+    assert meeting["invite_status"] is None  # not known yet
+    queues = TaskQueues.with_prefix(f"invite-{uuid.uuid4().hex[:8]}-")
+    deals_row = (await env.http.get(f"/deals/{deal_id}")).json()
+    invite = MeetingInvite(
+        deals_row["prospect_id"],
+        meeting["id"],
+        deal_id,
+        "Demo",
+        meeting["starts_at"],
+        30,
+        0,
+        REQUEST,
+        stamp=meeting["created_at"],
+        queues=queues,
+    )
+    runner = UnsandboxedWorkflowRunner()
+    async with (
+        Worker(env.client, task_queue=queues.journeys, workflows=[MeetingInviteWorkflow],
+               workflow_runner=runner),
+        Worker(env.client, task_queue=queues.prospecting, activities=[contact_with_rep]),
+        Worker(env.client, task_queue=queues.outreach, activities=[invite_suppressed]),
+        Worker(env.client, task_queue=queues.deals, activities=[env.acts.record_invite]),
+    ):  # fmt: skip
+        done = await env.client.execute_workflow(
+            MeetingInviteWorkflow.run, invite, id=f"mi-{uuid.uuid4().hex}",
+            task_queue=queues.journeys,
+        )  # fmt: skip
+    assert done == "email: suppressed; email: sent"
+    (shown,) = (await env.http.get(f"/deals/{deal_id}")).json()["meetings"]
+    assert (shown["invite_status"], shown["invite_detail"]) == ("not_sent", "opted out: STOP")
 
 
 async def test_held_and_no_show_only_once_started_and_not_both(env: DealsEnv) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 from shared.contracts.journey import DealRef
 from tests.support.deals import GOOD_ANSWERS, DealsEnv, error, fields, in_an_hour, signals
+from tests.support.settings import ADMIN_ACTOR
 
 MEDDIC_KEYS = [
     "metrics",
@@ -176,7 +177,12 @@ async def test_gate_refuses_presenting_listing_the_criteria(env: DealsEnv) -> No
     assert got == [
         {
             "name": "qualification_recorded",
-            "payload": {"deal_id": deal_id, "qualified": True, "reasons": []},
+            "payload": {
+                "deal_id": deal_id,
+                "qualified": True,
+                "reasons": [],
+                "actor": ADMIN_ACTOR,
+            },
         }
     ]
 
@@ -275,7 +281,12 @@ async def test_close_reasons_are_seeded_enforced_and_editable(env: DealsEnv) -> 
     assert r.status_code == 200, r.text
     assert (r.json()["stage"], r.json()["close_reason_code"]) == ("lost", "ghosted")
     got = await signals(journey, 2)
-    assert got[1]["payload"] == {"deal_id": deal_id, "won": False, "reason": "no reply since May"}
+    assert got[1]["payload"] == {
+        "deal_id": deal_id,
+        "won": False,
+        "reason": "no reply since May",
+        "actor": ADMIN_ACTOR,
+    }
 
 
 async def test_reopen_returns_to_the_stage_before_closing_and_tells_the_running_journey(
@@ -311,6 +322,7 @@ async def test_reopen_returns_to_the_stage_before_closing_and_tells_the_running_
         "deal_id": deal_id,
         "stage": "objections",
         "cause": "deal reopened",
+        "actor": ADMIN_ACTOR,
     }
     # a disqualified deal is not reopened here
     other_id, _, _ = await env.open_deal()

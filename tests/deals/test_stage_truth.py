@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.support.deals import GOOD_ANSWERS, DealsEnv, signals
-from tests.support.settings import SERVICE_AUTH
+from tests.support.settings import ADMIN_ACTOR, SERVICE_AUTH
 
 
 def moves(got: list[dict[str, Any]]) -> list[tuple[str, str | None]]:
@@ -40,6 +40,7 @@ async def test_every_stage_move_reaches_the_journey_in_order(env: DealsEnv) -> N
         "deal_id": deal_id,
         "stage": "closing",
         "cause": "moved by the rep",
+        "actor": ADMIN_ACTOR,
     }
 
 

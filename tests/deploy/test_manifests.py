@@ -372,7 +372,12 @@ def test_ingress_serves_every_api_over_tls_and_never_internal_routes() -> None:
 
 
 @pytest.mark.parametrize(
-    "setting", ["CLOSEFLOW_OUTREACH_PUBLIC_URL", "CLOSEFLOW_REFERRALS_PUBLIC_URL"]
+    "setting",
+    [
+        "CLOSEFLOW_OUTREACH_PUBLIC_URL",
+        "CLOSEFLOW_REFERRALS_PUBLIC_URL",
+        "CLOSEFLOW_DEALS_PUBLIC_URL",
+    ],
 )
 def test_public_urls_are_ingress_hosts_over_https(setting: str) -> None:
     (ingress,) = of_kind("Ingress")

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from devstack.cluster import PINNED_VERSION
 from tests.deploy.files import HELM_VALUES, compose, config_map, load_all
 
 TEMPORAL_IMAGES = ("temporalio/server", "temporalio/admin-tools", "temporalio/ui")
@@ -110,16 +111,9 @@ CHART_KEYS = {
     "server.config.namespaces",
     "server.config.namespaces.create",
     "server.config.namespaces.namespace",
-    "server.tls",
-    "server.tls.internode",
-    "server.tls.internode.enabled",
-    "server.tls.internode.secretName",
-    "server.tls.internode.serverName",
-    "server.tls.frontend",
-    "server.tls.frontend.enabled",
-    "server.tls.frontend.secretName",
-    "server.tls.frontend.serverName",
-    "server.tls.frontend.requireClientAuth",
+    "server.config.tls",  # Temporal's TLS config, copied into the server config as it is
+    "server.additionalVolumes",
+    "server.additionalVolumeMounts",
     "server.securityContext",
     "server.resources",
     *(
@@ -140,15 +134,17 @@ CHART_KEYS = {
     "web.image.repository",
     "web.image.tag",
     "web.replicaCount",
-    "web.tls",
-    "web.tls.enabled",
-    "web.tls.secretName",
-    "web.tls.serverName",
-    "web.tls.enableHostVerification",
+    "web.additionalEnv",
+    "web.additionalVolumes",
+    "web.additionalVolumeMounts",
     "schema",
     "schema.useHelmHooks",
 }
 PASSTHROUGH = (
+    "server.config.tls",
+    ".additionalVolumes",
+    ".additionalVolumeMounts",
+    ".additionalEnv",
     "server.config.persistence.datastores",
     "server.config.namespaces.namespace",
     "server.securityContext",
@@ -227,13 +223,43 @@ def test_helm_values_pin_the_images_compose_uses() -> None:
     assert set(helm_images) == set(TEMPORAL_IMAGES)
 
 
+def test_compose_helm_and_the_cluster_build_run_one_temporal_release() -> None:
+    """devstack/cluster.py's PINNED_VERSION names the release (what `make test-cluster` runs);
+    the server and admin-tools images of compose and of the Helm values are that release."""
+    release = PINNED_VERSION.removeprefix("v")
+    values = helm_values()
+    assert {part: str(values[part]["image"]["tag"]) for part in ("server", "admintools")} == {
+        "server": release,
+        "admintools": release,
+    }
+    server_images = {
+        image_tag(str(svc["image"]))
+        for svc in compose()["services"].values()
+        if str(svc.get("image", "")).startswith(TEMPORAL_IMAGES[:2])
+    }
+    assert server_images == {("temporalio/server", release), ("temporalio/admin-tools", release)}
+    assert f"Temporal server\n# {release}," in HELM_VALUES.read_text()  # its header says so
+
+
 def test_helm_values_require_closeflows_client_certificate() -> None:
     values = helm_values()
-    frontend = values["server"]["tls"]["frontend"]
-    assert frontend["enabled"] is True and frontend["requireClientAuth"] is True
+    tls = values["server"]["config"]["tls"]  # chart 1.6.0 takes Temporal's own TLS config
+    assert tls["frontend"]["server"]["requireClientAuth"] is True
     # the chart needs internode TLS for its own components once clients must show certificates
-    assert values["server"]["tls"]["internode"]["enabled"] is True
+    assert tls["internode"]["server"]["requireClientAuth"] is True
+    # every file the config names is in a Secret mounted where it says
+    mounts = {m["name"]: m["mountPath"] for m in values["server"]["additionalVolumeMounts"]}
+    secrets = {v["name"]: v["secret"]["secretName"] for v in values["server"]["additionalVolumes"]}
+    assert set(mounts) == set(secrets)
+    for side in ("internode", "frontend"):
+        server, client = tls[side]["server"], tls[side]["client"]
+        for path in (server["certFile"], server["keyFile"], *server["clientCaFiles"]):
+            assert path.rsplit("/", 1)[0] in mounts.values(), path
+        assert client["rootCaFiles"] == server["clientCaFiles"]
+    web = {e["name"]: e["value"] for e in values["web"]["additionalEnv"]}
+    assert web["TEMPORAL_TLS_SERVER_NAME"] == tls["frontend"]["client"]["serverName"]
     config = config_map()
+    frontend = tls["frontend"]["client"]
     assert frontend["serverName"] == config["CLOSEFLOW_TEMPORAL_TLS_SERVER_NAME"]
     assert config["CLOSEFLOW_TEMPORAL_ADDRESS"].startswith("temporal-frontend.temporal.svc")
     namespaces = values["server"]["config"]["namespaces"]

@@ -76,6 +76,7 @@ async def test_pause_resume_stop_and_migrate(stack: StackDriver) -> None:
     assert path[-1] == "nurture"
     history = await d.ok("GET", f"{urls.prospecting}/prospects/{ben['id']}/stages")
     assert history[-1]["cause"] == "cadence stopped: asked by phone"
+    assert history[-1]["actor"].startswith("admin (cfg_")  # who stopped it (issue 14)
     bad = await d.http.post(f"{urls.outreach}/journeys/{ben['id']}/stop", json={"reason": ""})
     assert bad.status_code == 422
 

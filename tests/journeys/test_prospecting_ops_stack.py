@@ -101,6 +101,14 @@ async def _scenario(d: Driver, urls: Urls, env: WorkflowEnvironment, settings: S
     ):
         assert kind in kinds, kinds
     assert kinds[0] == "prospect.created"
+    # each stage change names who caused it (issue 14): the key that made Ada, the enrollment
+    stage_actors = {
+        e["data"]["to"]: e["data"]["actor"]
+        for e in timeline["events"]
+        if e["kind"] in ("prospect.created", "stage.changed")
+    }
+    assert stage_actors["prospecting"].startswith("admin (cfg_")
+    assert stage_actors["contacting"] == "system:enrollment"
     times = [datetime.fromisoformat(e["at"]) for e in timeline["events"]]
     assert times == sorted(times)
     assert kinds.index("reply") > kinds.index("message.sent")

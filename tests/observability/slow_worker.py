@@ -20,7 +20,7 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from closeflow.worker import serve_workers, worker_options
+from closeflow.worker import run_worker_process, serve_workers, worker_options
 from shared.logging import configure_logging
 from shared.settings import Settings
 
@@ -51,7 +51,7 @@ def main() -> None:
             Worker(client, task_queue=queue, activities=[slow_step], **worker_options(settings))
         ]
 
-    asyncio.run(serve_workers(settings, build, name="slow-worker"))
+    run_worker_process(serve_workers(settings, build, name="slow-worker"))
 
 
 if __name__ == "__main__":

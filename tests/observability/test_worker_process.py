@@ -21,6 +21,7 @@ from tests.observability.dashboards import sdk_metric_names
 from tests.observability.slow_worker import QUEUE
 from tests.support.eventually import eventually
 from tests.support.ports import free_port
+from tests.support.serve import HTTP_TIMEOUT
 
 
 @workflow.defn(name="CallSlowStep")
@@ -67,7 +68,9 @@ async def test_sigterm_lets_the_activity_in_flight_finish(
     reader = asyncio.create_task(_stderr_lines(proc.stderr, lines))
     client = temporal_local.client
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{health}") as http:
+        async with httpx.AsyncClient(
+            timeout=HTTP_TIMEOUT, base_url=f"http://127.0.0.1:{health}"
+        ) as http:
 
             async def ready() -> httpx.Response | None:
                 try:
@@ -117,7 +120,10 @@ async def test_sigterm_lets_the_activity_in_flight_finish(
 
                 (tmp_path / "release").touch()
                 assert await handle.result() == "done"
-        assert await asyncio.wait_for(proc.wait(), 60) == 0
+        code = await asyncio.wait_for(proc.wait(), 60)
+        await reader
+        tail = "\n".join(lines[-40:])
+        assert code == 0, f"the worker exited with {code}; its stderr ended with:\n{tail}"
         assert (tmp_path / "finished").exists()
         assert not (tmp_path / "cancelled").exists()
     finally:

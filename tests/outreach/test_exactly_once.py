@@ -30,21 +30,31 @@ test_sms_twice_when_twilio_lists_the_message_late shows the window that is left 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
+import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 import httpx
 import pytest
+from aiosmtpd.controller import Controller
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from temporalio.testing import WorkflowEnvironment
 
-from tests.support.exactly_once import Counted, exactly_once_rig
+from devstack.postgres import PostgresError, ThrowawayPostgres, pg_bin
+from services.outreach import models
+from services.outreach.activities import SendFaults
+from tests.support.consent import outreach_rig
+from tests.support.exactly_once import Counted, exactly_once_rig, new_contact
 from tests.support.faults import POINTS
 from tests.support.fixtures import Ground
 from tests.support.ports import free_port
-from tests.support.serve import serve
+from tests.support.sandboxes import EMAIL, touch_request
+from tests.support.serve import HTTP_TIMEOUT, serve
 
 
 def check(point: str, got: Counted) -> None:
@@ -74,13 +84,24 @@ def check(point: str, got: Counted) -> None:
     assert len(got.emails) == (2 if resent else 1), why
 
     # the retry's path: a row left `sending` is attempted again, a `submitted` one never
-    assert got.rows[faulted].attempts == (1 if point == "after_ledger_commit" else 2), why
-    assert got.rows[other].attempts == 1, why
+    # (a loaded machine may time out a retry too: one more attempt each, never one more send)
+    extra = got.temporal_attempts - 2
+    faulted_attempts = 1 if point == "after_ledger_commit" else 2
+    assert faulted_attempts <= got.rows[faulted].attempts <= faulted_attempts + extra, why
+    assert 1 <= got.rows[other].attempts <= 1 + extra, why
     outcomes = got.outcomes()
-    assert outcomes[faulted] == ("already_sent" if point == "after_ledger_commit" else "sent"), why
-    # the email goes first: a fault on the text finds it already sent, one on the email
-    # leaves the text to the retry
-    assert outcomes[other] == ("already_sent" if other == "email" else "sent"), why
+    expected = {
+        faulted: "already_sent" if point == "after_ledger_commit" else "sent",
+        # the email goes first: a fault on the text finds it already sent, one on the email
+        # leaves the text to the retry
+        other: "already_sent" if other == "email" else "sent",
+    }
+    if not extra:
+        assert outcomes == expected, why
+    else:
+        # a retry that timed out after it sent (a loaded machine): the last attempt finds that
+        # send done. What was sent, and how often, is checked above.
+        assert all(outcomes[c] in (want, "already_sent") for c, want in expected.items()), why
 
 
 @pytest.mark.parametrize("point", POINTS)
@@ -119,7 +140,7 @@ def lagging_twilio(upstream: str, lag: timedelta, first_send_after: float = 0.0)
         headers = {
             k: v for k, v in request.headers.items() if k in ("authorization", "content-type")
         }
-        async with httpx.AsyncClient(base_url=upstream) as http:
+        async with httpx.AsyncClient(timeout=HTTP_TIMEOUT, base_url=upstream) as http:
             up = await http.request(
                 request.method,
                 f"/{path}",
@@ -153,7 +174,10 @@ async def test_sms_twice_when_twilio_lists_the_message_late(
             got = await r.run_raise("after_provider_accepted", "sms", settings)
     why = got.summary()
     # the step is not lost, but the retry could not see the first text and sent a second one
-    assert got.outcomes() == {"email": "already_sent", "sms": "sent"}, why
+    # "sent" by the retry that sent the second text, or "already_sent" when a loaded machine
+    # timed that retry out too and a third attempt found its row submitted: the count is the point
+    assert got.outcomes()["email"] == "already_sent", why
+    assert got.outcomes()["sms"] in ("sent", "already_sent"), why
     assert len(got.texts) == 2, why
     assert {t["body"] for t in got.texts} == {got.rows["sms"].body}, why
     # the ledger keeps the second sid; the first is the duplicate nobody points at
@@ -182,3 +206,102 @@ async def test_a_retry_never_sends_while_a_timed_out_attempt_may_still_be_sendin
     assert got.rows["sms"].attempts == 1, why  # no attempt but the first claimed the row
     assert got.rows["sms"].sending_until is None, why
     assert len(got.emails) == 1, why
+
+
+class DatabaseRestarts(SendFaults):
+    """PostgreSQL crash-stops right after the provider accepted the email and starts again at
+    once: the ledger cannot record `submitted` meanwhile (make chaos: emails sent twice). Back
+    inside the attempt (RESTART_ATTEMPT; production's is 60 s): the attempt waits the database
+    out, up to its deadline. A database away longer than the attempt may see the email sent
+    again (SMTP has no way to ask whether it was)."""
+
+    def __init__(self, pg: ThrowawayPostgres) -> None:
+        self.pg = pg
+        self.back: asyncio.Task[None] | None = None
+
+    async def after_provider_accepted(self, row: models.Message, provider_id: str) -> None:
+        if row.channel != "email" or self.back is not None:
+            return
+        await asyncio.to_thread(self.pg.stop, "immediate")
+
+        async def start_again() -> None:
+            await asyncio.sleep(0.2)
+            await asyncio.to_thread(self.pg.start)
+
+        self.back = asyncio.create_task(start_again())
+
+
+@contextlib.contextmanager
+def own_postgres(ground: Ground) -> Iterator[tuple[ThrowawayPostgres, Ground]]:
+    """A PostgreSQL server of the test's own (it is the one restarted) holding outreach's
+    database, and `ground` pointed at it."""
+    try:
+        pg_bin()
+    except PostgresError as exc:
+        pytest.skip(str(exc))  # Debian's postgresql is on every CI machine (.ci/run)
+    with ThrowawayPostgres() as pg:
+        url = f"postgresql+asyncpg://postgres@127.0.0.1:{pg.port}/postgres"
+        yield pg, dataclasses.replace(ground, database_urls={"outreach": url})
+
+
+# the suite's databases are not used (own_postgres replaces them): the cheapest of them
+ITS_OWN_POSTGRES = pytest.mark.parametrize("database_urls", ["sqlite"], indirect=True)
+
+
+# a restart takes a few seconds on a loaded machine (the CI run saw one outlast a 3 s attempt)
+RESTART_ATTEMPT = timedelta(seconds=20)
+
+
+@ITS_OWN_POSTGRES
+async def test_a_database_restart_right_after_the_provider_accepted_sends_once(
+    ground: Ground,
+) -> None:
+    with own_postgres(ground) as (pg, own):
+        faults = DatabaseRestarts(pg)
+        async with exactly_once_rig(own) as rig:
+            got = await rig.run_in_process("email", faults=faults, attempt=RESTART_ATTEMPT)
+        assert faults.back is not None
+        await faults.back
+    why = got.summary()
+    # the attempt waited the database out and recorded its send: one email, claimed once (the
+    # text after it may take a retry while the database is still starting up: nothing was sent)
+    assert got.rows["email"].status == "submitted" and got.rows["email"].attempts == 1, why
+    assert [m.message_id for m in got.emails] == [got.rows["email"].provider_id], why
+
+
+class RestartingSmtp:
+    """An SMTP server during whose DATA the database crash-stops (started again 0.2 s later):
+    the send guard's transaction cannot end where it began."""
+
+    def __init__(self, pg: ThrowawayPostgres) -> None:
+        self.pg = pg
+        self.accepted = 0
+        self.back: threading.Timer | None = None
+
+    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+        if self.back is None:
+            await asyncio.to_thread(self.pg.stop, "immediate")
+            self.back = threading.Timer(0.2, self.pg.start)
+            self.back.start()
+        self.accepted += 1
+        return "250 OK"
+
+
+@ITS_OWN_POSTGRES
+async def test_a_database_restart_during_the_provider_call_sends_once(ground: Ground) -> None:
+    with own_postgres(ground) as (pg, own):
+        smtp, port = RestartingSmtp(pg), free_port()
+        controller = Controller(smtp, hostname="127.0.0.1", port=port)
+        await asyncio.to_thread(controller.start)
+        try:
+            async with outreach_rig(own, smtp_port=port) as st:
+                c = new_contact()
+                outcomes = await st.send(touch_request(c, EMAIL))
+                rows = await st.rows(c.prospect_id)
+        finally:
+            await asyncio.to_thread(controller.stop)
+            if smtp.back is not None:
+                smtp.back.join()
+    assert outcomes == {"email": "sent"}
+    assert smtp.accepted == 1  # one email: the attempt recorded it once the database was back
+    assert [(r.status, r.attempts) for r in rows] == [("submitted", 1)]

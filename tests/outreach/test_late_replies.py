@@ -94,7 +94,9 @@ async def test_a_late_sms_reply_restarts_the_journey_at_qualifying_by_policy(
     runs = await wait_run(d, jo["id"], 2, status="running", origin="late_reply")
     assert runs[1]["start_stage"] == "qualifying" and runs[1]["cadence_id"] == plan["id"]
     path = await d.wait_stage(jo["id"], "qualifying")
-    assert path == ["prospecting", "contacting", "nurture", "qualifying"]
+    # a loaded machine may read it after the test cadence's short qualification wait ran out
+    assert path[:4] == ["prospecting", "contacting", "nurture", "qualifying"], path
+    assert path[4:] in ([], ["disqualified"]), path
     # run 2 has its own deal and its qualify task tells why
     deal = await d.deal_of(jo["id"])
     assert deal["journey_id"] == runs[1]["run_key"]

@@ -30,6 +30,7 @@ from tests.support.eventually import eventually
 from tests.support.sandboxes import SMS, Sandboxes, SendTouchOnce, sandboxes, touch_request
 from tests.support.scenarios import daytime_zone
 from tests.support.sending import Rig, SendingRig
+from tests.support.serve import HTTP_TIMEOUT
 from tests.support.settings import AUTH
 
 CADENCE = {
@@ -64,7 +65,7 @@ def contact(pid: str | None = None) -> Contact:
 
 
 async def sms_in_sandbox(sb: Sandboxes, to: str) -> list[dict[str, Any]]:
-    async with httpx.AsyncClient() as c:
+    async with httpx.AsyncClient(timeout=HTTP_TIMEOUT) as c:
         r = await c.get(f"{sb.twilio_url}/sandbox/messages", params={"to": to})
         body = r.json()
         return body["messages"] if isinstance(body, dict) else body
@@ -274,7 +275,9 @@ async def test_sms_stop_reply_and_signatures(sending_rig: SendingRig) -> None:
         )
         assert again.status_code == 200
         got = await recorded_replies(handle, 1)
-        assert [x["excerpt"] for x in got["replies"]] == ["Tell me more"]
+        assert [(x["excerpt"], x["actor"]) for x in got["replies"]] == [
+            ("Tell me more", "system:reply via twilio")
+        ]
 
         stop = await _post_twilio(
             r, "/webhooks/twilio/sms", {**base, "MessageSid": "SMc", "Body": "  stop "}
@@ -329,7 +332,9 @@ async def test_status_callbacks_from_the_sandbox_update_the_ledger(
                 id=f"send-{uuid.uuid4().hex}",
                 task_queue=sb.settings.task_queue("journeys"),
             )
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers=AUTH) as api:
+            async with httpx.AsyncClient(
+                timeout=HTTP_TIMEOUT, base_url=f"http://127.0.0.1:{port}", headers=AUTH
+            ) as api:
                 for _ in range(100):
                     msgs = (await api.get(f"/prospects/{c.prospect_id}/messages")).json()
                     sms = next(m for m in msgs if m["channel"] == "sms")
@@ -366,7 +371,9 @@ async def test_mailgun_reply_and_bounce(sending_rig: SendingRig) -> None:
         assert (await r.api.post("/webhooks/mailgun/inbound", data=form)).status_code == 200
         assert (await r.api.post("/webhooks/mailgun/inbound", data=form)).status_code == 200
         got = await recorded_replies(handle, 1)
-        assert [x["excerpt"] for x in got["replies"]] == ["Sounds interesting"]
+        assert [(x["excerpt"], x["actor"]) for x in got["replies"]] == [
+            ("Sounds interesting", "system:reply via mailgun")
+        ]
 
         bounce = event_payload(
             event="failed",

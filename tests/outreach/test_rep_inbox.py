@@ -13,12 +13,13 @@ import pytest
 from fastapi import FastAPI, Request, Response
 
 from services.outreach.notifications.notifier import SIGNATURE_HEADER, verify
+from shared.auth import key_fingerprint
 from shared.contracts.journey import CloseRepTasks, journey_id
 from tests.support.eventually import eventually
 from tests.support.inbox import InboxRig
 from tests.support.ports import free_port
-from tests.support.serve import serve
-from tests.support.settings import AUTH
+from tests.support.serve import HTTP_TIMEOUT, serve
+from tests.support.settings import ADMIN_ACTOR, API_KEY, AUTH
 
 pytestmark = pytest.mark.asyncio
 # "VP Sales Manager" scores 100 (tier A), "Sales Manager" 40 (tier C), no title 0 (tier D)
@@ -141,6 +142,8 @@ async def test_outcomes_move_the_journey(inbox: InboxRig) -> None:
             "channel": "call_task",
             "event_id": f"task:{t_ada}",
             "excerpt": "meeting_booked: Tue 10:00",
+            # issue 14: the key holder who recorded the outcome moves the journey
+            "actor": f"admin ({key_fingerprint(API_KEY)})",
         }
     ]
 
@@ -148,7 +151,7 @@ async def test_outcomes_move_the_journey(inbox: InboxRig) -> None:
         return (await r.recorded(bob["id"]))["stops"]
 
     stops = await eventually(bob_stopped, "not_interested stops the cadence")
-    assert stops == [{"reason": "not interested (rep call)"}]
+    assert stops == [{"reason": "not interested (rep call)", "actor": ADMIN_ACTOR}]
     assert (await r.recorded(bob["id"]))["replies"] == []
     # a voicemail is no news for the journey
     assert await r.recorded(cy["id"]) == {"replies": [], "stops": []}
@@ -293,7 +296,7 @@ async def test_urgent_tasks_reach_reps_by_email_sms_and_a_signed_webhook(
         assert all(m.subject.startswith("Urgent: ") for m in mails)
         assert any("replied 3 min ago" in m.text and ada["phone"] in m.text for m in mails)
         # SMS: in the Twilio sandbox
-        async with httpx.AsyncClient() as c:
+        async with httpx.AsyncClient(timeout=HTTP_TIMEOUT) as c:
             sandbox = await c.get(
                 f"{r.sb.twilio_url}/sandbox/messages", params={"to": "+14155550199"}
             )

@@ -26,6 +26,7 @@ from shared.contracts.journey import (
     SendWindow,
 )
 from tests.support.sending import POSTAL, Rig, SendingRig, contact, email_touch, outcome
+from tests.support.serve import HTTP_TIMEOUT
 
 
 def mime(mailbox: Mailbox, to: str) -> EmailMessage:
@@ -321,7 +322,7 @@ async def test_a_missing_time_zone_is_inferred_from_the_phone_for_texts(
         assert outcome(result, "sms") == "deferred" and result.defer_until is not None
         opens = datetime.fromisoformat(result.defer_until).astimezone(ZoneInfo(zone))
         assert (opens.hour, opens.minute) == (8, 0)
-        async with httpx.AsyncClient() as client:
+        async with httpx.AsyncClient(timeout=HTTP_TIMEOUT) as client:
             texts = await client.get(f"{r.sb.twilio_url}/sandbox/messages", params={"to": phone})
         body = texts.json()
         assert (body["messages"] if isinstance(body, dict) else body) == []

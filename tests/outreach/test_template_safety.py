@@ -50,8 +50,10 @@ async def refused(
         (0, {"subject": "{{ first_name is nosuchtest }}"}, "steps[0].subject", "No test named"),
         (2, {"body": "{% if %}"}, "steps[2].body", "template error on line 1"),
         (1, {"body": "{% macro m() %}{% endmacro %}"}, "steps[1].body", "macro"),
+        # issue 13's fuzzing: a RecursionError in Jinja's parser was a 500
+        (1, {"body": "{{ " + "(" * 300 + "1" + ")" * 300 + " }}"}, "steps[1].body", "nests"),
     ],
-    ids=["unknown-filter", "unknown-test", "syntax", "macro"],
+    ids=["unknown-filter", "unknown-test", "syntax", "macro", "deep-nesting"],
 )
 async def test_a_template_that_cannot_compile_is_a_422_naming_step_and_field(
     api: Api, index: int, fields: dict[str, str], field: str, problem: str

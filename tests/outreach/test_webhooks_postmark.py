@@ -153,6 +153,7 @@ async def test_an_inbound_reply_reaches_the_journey_once(webhooks: WebhookRigs) 
                         "channel": "email",
                         "event_id": "<CAF=reply@mail.example>",
                         "excerpt": "Yes, let's talk.",
+                        "actor": "system:reply via postmark",
                     },
                 }
             ]

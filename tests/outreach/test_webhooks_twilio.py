@@ -10,11 +10,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import pytest
 from sqlalchemy import update
 from temporalio.testing import WorkflowEnvironment
 
 from services.outreach import models
 from shared.providers.twilio_signature import SIGNATURE_HEADER, sign_twilio_request
+from tests.observability.scrape import parse, total
+from tests.support.settings import AUTH
 from tests.support.webhooks import Rig, WebhookRigs, webhook_rig
 
 TO, FROM = "+14155550123", "+15005550006"
@@ -105,6 +108,29 @@ async def test_a_forged_callback_is_refused_and_nothing_is_stored(webhooks: Webh
         assert (await post(rig, params, "")).status_code == 403
         assert (await rig.message(row.id)).status == "submitted"
         assert await rig.count(models.InboxEvent) == 0
+
+
+@pytest.mark.parametrize("database_urls", ["sqlite"], indirect=True)  # counting is no DB matter
+async def test_callbacks_are_counted_like_every_webhook(webhooks: WebhookRigs) -> None:
+    """The fast path answers before routing, and still counts each callback in
+    closeflow_webhooks_total and closeflow_http_requests_total (issue 12)."""
+    async with webhooks() as rig:
+        sid, _ = await a_text(rig)
+        assert (await post(rig, callback(rig, sid, "sent"))).status_code == 204
+        assert (await post(rig, callback(rig, sid, "delivered"))).status_code == 204
+        assert (await post(rig, callback(rig, sid, "delivered"), "forged")).status_code == 403
+        assert (await post(rig, {"MessageSid": sid}, None)).status_code == 400  # no status
+        scraped = await rig.http.get("/metrics", headers=AUTH)
+        assert scraped.status_code == 200, scraped.text
+        samples = parse(scraped.text)
+        webhooks_total = "closeflow_webhooks_total"
+        assert total(samples, webhooks_total, provider="twilio", result="accepted") == 2
+        assert total(samples, webhooks_total, provider="twilio", result="invalid_signature") == 1
+        assert total(samples, webhooks_total, provider="twilio", result="rejected") == 1
+        route = {"route": "/webhooks/twilio/status", "method": "POST"}
+        assert total(samples, "closeflow_http_requests_total", status="204", **route) == 2
+        assert total(samples, "closeflow_http_requests_total", status="403", **route) == 1
+        assert total(samples, "closeflow_http_request_duration_seconds_count", **route) == 4
 
 
 async def test_concurrent_callbacks_sharing_a_transaction_keep_the_rules(

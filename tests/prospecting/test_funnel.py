@@ -28,6 +28,7 @@ from shared.contracts.journey import StageChange
 from shared.migrations import upgrade
 from shared.settings import Settings
 from tests.support.funnel import Truth, assert_matches, brute_force, record_journeys
+from tests.support.serve import HTTP_TIMEOUT
 from tests.support.settings import AUTH, make_settings
 
 TODAY = datetime.now(UTC).date()
@@ -46,6 +47,9 @@ class Api:
         return resp.json()
 
 
+PROSPECTS = 40  # the brute-force journeys: every filter and grouping still has rows
+
+
 @pytest.fixture
 async def settings(database_urls: dict[str, str], tmp_path: Path) -> Settings:
     settings = make_settings(tmp_path, database_urls)
@@ -59,7 +63,7 @@ async def api(settings: Settings, temporal_local: WorkflowEnvironment) -> AsyncI
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app)
         async with httpx.AsyncClient(
-            transport=transport, base_url="http://test", headers=AUTH
+            timeout=HTTP_TIMEOUT, transport=transport, base_url="http://test", headers=AUTH
         ) as http:
             yield Api(app, http)
 
@@ -77,7 +81,7 @@ async def _reps(api: Api, n: int) -> list[str]:
 async def journeys(api: Api) -> Truth:
     await _reps(api, 3)
     return await record_journeys(
-        api.http, api.acts, prospects=60, start=START, days=120, cadences=["cad-a", "cad-b"]
+        api.http, api.acts, prospects=PROSPECTS, start=START, days=120, cadences=["cad-a", "cad-b"]
     )
 
 
@@ -127,22 +131,19 @@ async def test_funnel_numbers_equal_a_brute_force_over_the_raw_changes(
     start = tomorrow - timedelta(days=30)
     assert_matches(_only(default), brute_force(journeys, start, tomorrow)[None])
 
-
-async def test_the_cadence_is_passed_on_and_prospect_creation_counts(
-    api: Api, journeys: Truth
-) -> None:
+    # on the same journeys (recording them is most of the time here): the cadence is passed on
+    # and prospect creation counts
     async with api.app.state.sessions() as session:
         rows = (await session.execute(select(StageHistory))).scalars().all()
     by_key = {r.key: r for r in rows}
     journey_rows = [r for r in rows if r.from_stage is not None]
     assert journey_rows and all(r.cadence_id in ("cad-a", "cad-b") for r in journey_rows)
     created = [r for r in rows if r.from_stage is None]
-    assert len(created) == 60 and all(r.cadence_id == "" for r in created)
+    assert len(created) == PROSPECTS and all(r.cadence_id == "" for r in created)
     assert all(r.seconds_in_stage is None for r in created)
     assert len(by_key) == len(journeys.changes)
-    tomorrow = TODAY + timedelta(days=1)
     body = await api.funnel(**{"from": TODAY.isoformat(), "to": tomorrow.isoformat()})
-    assert _only(body)["stages"][0]["entered"] >= 60  # every prospect entered prospecting today
+    assert _only(body)["stages"][0]["entered"] >= PROSPECTS  # every prospect entered today
 
 
 async def test_a_repeated_change_is_counted_once(api: Api) -> None:
@@ -167,8 +168,9 @@ async def test_a_repeated_change_is_counted_once(api: Api) -> None:
 
 
 async def test_bottleneck_is_the_stage_furthest_below_its_trailing_benchmark(api: Api) -> None:
-    """Four 30-day windows of steady conversion, then a window where qualifying converts worse
-    and presenting a bit worse: qualifying is the bottleneck, with the numbers."""
+    """Four 30-day windows of steady conversion, then a window where qualifying and presenting
+    both convert worse, qualifying the furthest below its benchmark: the bottleneck, with the
+    numbers. Eight journeys a window keep every rate exact."""
     await _reps(api, 1)
     end = date(2026, 6, 30)
     windows = [end - timedelta(days=30 * (5 - i)) for i in range(5)]  # starts, oldest first
@@ -198,12 +200,12 @@ async def test_bottleneck_is_the_stage_furthest_below_its_trailing_benchmark(api
 
     for w, start in enumerate(windows):
         current = w == 4
-        for i in range(20):
-            qualified = i < (8 if current else 15)  # 75% before, 40% now
-            won = i < (4 if current else 10)  # presenting: 10/15 = 67% before, 4/8 = 50% now
+        for i in range(8):
+            qualified = i < (3 if current else 6)  # 75% before, 37.5% now
+            won = i < (1 if current else 4)  # presenting: 4/6 = 67% before, 1/3 = 33% now
             await journey(start + timedelta(days=i), qualified, won)
 
-    params = {"from": windows[4].isoformat(), "to": end.isoformat(), "periods": 4, "min_left": 5}
+    params = {"from": windows[4].isoformat(), "to": end.isoformat(), "periods": 4, "min_left": 3}
     resp = await api.http.get("/funnel/bottleneck", params=params)
     assert resp.status_code == 200, resp.text
     body = resp.json()
@@ -214,20 +216,21 @@ async def test_bottleneck_is_the_stage_furthest_below_its_trailing_benchmark(api
     }
     assert body["stage"] == "qualifying"
     b = body["bottleneck"]
-    assert (b["current"], b["benchmark"], b["gap"]) == (0.4, 0.75, 0.35)
+    assert (b["current"], b["benchmark"], b["gap"]) == (0.375, 0.75, 0.375)
     assert b["counts"] == {
-        "current": {"left": 20, "advanced": 8, "dropped": 12},
-        "benchmark": {"left": 80, "advanced": 60, "dropped": 20},
+        "current": {"left": 8, "advanced": 3, "dropped": 5},
+        "benchmark": {"left": 32, "advanced": 24, "dropped": 8},
     }
     presenting = next(s for s in body["stages"] if s["stage"] == "presenting")
-    assert (presenting["current"], presenting["benchmark"]) == (0.5, 0.6667)
+    assert (presenting["current"], presenting["benchmark"]) == (0.3333, 0.6667)
+    assert presenting["eligible"] and presenting["gap"] == 0.3333  # below, but less so
     # min_left: with too few prospects no stage is compared
     few = await api.http.get("/funnel/bottleneck", params={**params, "min_left": 500})
     assert few.json()["stage"] is None
     # the same window as its own benchmark: nothing below it
     same = await api.http.get(
         "/funnel/bottleneck",
-        params={"from": windows[0].isoformat(), "to": windows[4].isoformat(), "min_left": 5},
+        params={"from": windows[0].isoformat(), "to": windows[4].isoformat(), "min_left": 3},
     )
     assert same.json()["stage"] is None or same.json()["bottleneck"]["gap"] > 0
 

@@ -25,7 +25,7 @@ from shared.migrations import upgrade
 from tests.support.browser import screenshot, sign_in
 from tests.support.funnel import Truth, brute_force, record_journeys
 from tests.support.ports import free_port
-from tests.support.serve import serve
+from tests.support.serve import HTTP_TIMEOUT, serve
 from tests.support.settings import API_KEY, AUTH, make_settings
 
 TODAY = datetime.now(UTC).date()
@@ -77,7 +77,7 @@ async def stack(
     outreach = create_outreach(settings, temporal_client=temporal_local.client)
     prospecting = create_prospecting(settings, temporal_client=temporal_local.client)
     async with serve(outreach, out_port) as out, serve(prospecting, pros_port) as pros:
-        async with httpx.AsyncClient(base_url=out, headers=AUTH) as http:
+        async with httpx.AsyncClient(timeout=HTTP_TIMEOUT, base_url=out, headers=AUTH) as http:
             step = {"channel": "email", "subject": "Hi", "body": "Hi {{ first_name }}"}
             variants = [{"name": v, "subject": f"Hi {v}", "body": f"Body {v}"} for v in "AB"]
             resp = await http.post(
@@ -94,7 +94,7 @@ async def stack(
             assert resp.status_code == 201, resp.text
             cadence = resp.json()
         await _seed_outreach(outreach, cadence["id"])
-        async with httpx.AsyncClient(base_url=pros, headers=AUTH) as http:
+        async with httpx.AsyncClient(timeout=HTTP_TIMEOUT, base_url=pros, headers=AUTH) as http:
             for i in range(3):
                 r = await http.post("/reps", json={"name": f"R{i}", "email": f"r{i}@example.com"})
                 assert r.status_code == 201, r.text
@@ -152,7 +152,9 @@ async def test_dashboard_shows_funnel_bottleneck_and_cadence_numbers(
         assert await page.locator(f'[data-outcome="{outcome}"]').inner_text() == str(n)
 
     # the bottleneck as the API computes it (its definition is tested in test_funnel.py)
-    async with httpx.AsyncClient(base_url=stack.prospecting, headers=AUTH) as http:
+    async with httpx.AsyncClient(
+        timeout=HTTP_TIMEOUT, base_url=stack.prospecting, headers=AUTH
+    ) as http:
         found = (
             await http.get(
                 "/funnel/bottleneck",
@@ -194,7 +196,7 @@ async def test_dashboard_says_when_outreach_is_unreachable_and_needs_a_key(
     await asyncio.to_thread(upgrade, settings, "prospecting")
     app = create_prospecting(settings, temporal_client=temporal_local.client)
     async with serve(app, free_port()) as base:
-        async with httpx.AsyncClient(base_url=base) as http:
+        async with httpx.AsyncClient(timeout=HTTP_TIMEOUT, base_url=base) as http:
             assert (await http.get("/ui/dashboard")).status_code == 401
             assert (await http.get("/ui/dashboard?key=wrong")).status_code == 401
             by_header = await http.get("/ui/dashboard", headers=AUTH)

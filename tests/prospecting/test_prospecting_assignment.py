@@ -50,7 +50,8 @@ async def _queued_moves(app: FastAPI, prospect_id: str) -> list[tuple[str, Any]]
     async with app.state.sessions() as session:
         rows = await session.scalars(
             select(OutboxMessage)
-            .where(OutboxMessage.subject_id == prospect_id)
+            # the subscribers' stage events go through it too (issue 14): not moves
+            .where(OutboxMessage.subject_id == prospect_id, OutboxMessage.kind != "event")
             .order_by(OutboxMessage.created_at, OutboxMessage.kind)
         )
         return [(m.kind, m.payload) for m in rows]

@@ -46,6 +46,7 @@ from shared.migrations import upgrade
 from shared.settings import Settings
 from shared.temporal import task_queues
 from shared.timezones import prospect_zone
+from tests.support.serve import HTTP_TIMEOUT
 from tests.support.settings import AUTH, make_settings
 
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
@@ -114,7 +115,7 @@ class Dbs:
         async with self.prospecting() as session:
             body = prospecting_schemas.ProspectCreate(first_name="Client", **fields)  # type: ignore[arg-type]
             pepper = self.settings.erasure_pepper.get_secret_value()
-            prospect = await prospecting.create_prospect(session, body, pepper)
+            prospect = await prospecting.create_prospect(session, body, pepper, [])
             await session.commit()
             return prospect
 
@@ -350,7 +351,7 @@ async def test_prospect_json_holds_everything_a_contact_needs(
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app)
         async with httpx.AsyncClient(
-            transport=transport, base_url="http://t", headers=AUTH
+            timeout=HTTP_TIMEOUT, transport=transport, base_url="http://t", headers=AUTH
         ) as http:
             data = (await http.get(f"/prospects/{expected.prospect_id}")).json()
     rep = data["rep"]

@@ -40,7 +40,7 @@ async def test_free_text_matches_across_name_email_and_company(sessions: object)
             body = schemas.ProspectCreate(
                 first_name=first, last_name=last, email=email, company=company
             )
-            await service.create_prospect(session, body, PEPPER)
+            await service.create_prospect(session, body, PEPPER, [])
         await session.commit()
 
         async def names(q: str) -> list[str]:

@@ -16,6 +16,7 @@ from services.prospecting.activities import ProspectingActivities
 from services.prospecting.app import create_app
 from shared.contracts.journey import RepRef
 from shared.migrations import upgrade
+from tests.support.serve import HTTP_TIMEOUT
 from tests.support.settings import AUTH, make_settings
 
 
@@ -29,7 +30,9 @@ async def api(
     transport = httpx.ASGITransport(app=app)
     async with (
         app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=transport, base_url="http://test", headers=AUTH) as http,
+        httpx.AsyncClient(
+            timeout=HTTP_TIMEOUT, transport=transport, base_url="http://test", headers=AUTH
+        ) as http,
     ):
         yield http, ProspectingActivities(app.state.sessions)
 

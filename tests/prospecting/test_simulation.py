@@ -10,6 +10,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from services.outreach.app import create_app
 from shared.migrations import upgrade
+from tests.support.serve import HTTP_TIMEOUT
 from tests.support.settings import AUTH, make_settings
 
 CADENCE = {
@@ -48,7 +49,10 @@ async def test_timeline_in_the_prospects_zone(
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(
-            transport=httpx.ASGITransport(app), base_url="http://t", headers=AUTH
+            timeout=HTTP_TIMEOUT,
+            transport=httpx.ASGITransport(app),
+            base_url="http://t",
+            headers=AUTH,
         ) as api,
     ):
         created = await api.post("/cadences", json=CADENCE)
@@ -120,10 +124,16 @@ async def test_preview_renders_each_step_for_a_real_prospect(
         pros.router.lifespan_context(pros),
         out.router.lifespan_context(out),
         httpx.AsyncClient(
-            transport=httpx.ASGITransport(pros), base_url="http://p", headers=AUTH
+            timeout=HTTP_TIMEOUT,
+            transport=httpx.ASGITransport(pros),
+            base_url="http://p",
+            headers=AUTH,
         ) as p_api,
         httpx.AsyncClient(
-            transport=httpx.ASGITransport(out), base_url="http://o", headers=AUTH
+            timeout=HTTP_TIMEOUT,
+            transport=httpx.ASGITransport(out),
+            base_url="http://o",
+            headers=AUTH,
         ) as o_api,
     ):
         prospect = (

@@ -22,7 +22,7 @@ from shared.migrations import upgrade
 from tests.support.browser import screenshot
 from tests.support.ports import free_port
 from tests.support.referrals import IntakeDouble
-from tests.support.serve import serve
+from tests.support.serve import HTTP_TIMEOUT, serve
 from tests.support.settings import AUTH, make_settings
 
 
@@ -67,7 +67,7 @@ async def test_a_client_refers_two_people_through_the_form(
     page_without_js: Page, served: Served
 ) -> None:
     page = page_without_js
-    async with httpx.AsyncClient(base_url=served.url, headers=AUTH) as api:
+    async with httpx.AsyncClient(timeout=HTTP_TIMEOUT, base_url=served.url, headers=AUTH) as api:
         # the ask a won client's journey makes, through the referrals activity
         ask = await served.activities.create_referral_ask(
             ReferralAskRequest("client1", "journey-client1", "Grace Hopper", "rep1", "cad1")

@@ -23,7 +23,7 @@ from shared.contracts.journey import ReferralAskRequest
 from shared.migrations import upgrade
 from shared.settings import Settings
 from tests.support.ports import free_port
-from tests.support.serve import serve
+from tests.support.serve import HTTP_TIMEOUT, serve
 from tests.support.settings import AUTH, make_settings
 
 NOW = datetime.now(UTC)
@@ -55,7 +55,7 @@ async def apps(
         async with referrals.router.lifespan_context(referrals):
             transport = httpx.ASGITransport(referrals)
             async with httpx.AsyncClient(
-                transport=transport, base_url="http://test", headers=AUTH
+                timeout=HTTP_TIMEOUT, transport=transport, base_url="http://test", headers=AUTH
             ) as http:
                 yield deals, referrals, http
     assert deals_url == settings.deals_url
@@ -146,7 +146,9 @@ async def test_deals_counts_by_source_in_a_period(
 ) -> None:
     deals_app, _, _ = apps
     await seed_deals(deals_app)
-    async with httpx.AsyncClient(base_url=settings.deals_url, headers=AUTH) as http:
+    async with httpx.AsyncClient(
+        timeout=HTTP_TIMEOUT, base_url=settings.deals_url, headers=AUTH
+    ) as http:
         resp = await http.get("/analytics/sources", params=period())
         assert resp.status_code == 200, resp.text
         body = resp.json()
@@ -229,7 +231,9 @@ async def test_referral_analytics_says_when_deals_cannot_be_reached(
     app = create_referrals_app(down, temporal_client=temporal_local.client)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t", headers=AUTH) as c:
+        async with httpx.AsyncClient(
+            timeout=HTTP_TIMEOUT, transport=transport, base_url="http://t", headers=AUTH
+        ) as c:
             resp = await c.get("/analytics")
     assert resp.status_code == 503
     assert resp.json()["error"]["code"] == "deals_unreachable"

@@ -21,7 +21,6 @@ from services.referrals.activities import ReferralsActivities
 from services.referrals.app import create_app
 from services.referrals.intakes import IntakeTiming
 from services.referrals.models import Referral
-from services.referrals.rate_limit import FormLimits, RateLimiter
 from shared.contracts.errors import INVALID_INPUT, NOT_FOUND
 from shared.contracts.journey import (
     ReferralAskRef,
@@ -34,9 +33,11 @@ from shared.contracts.journey import (
 )
 from shared.contracts.queues import TaskQueues
 from shared.migrations import upgrade
+from shared.rate_limit import FormLimits, RateLimiter
 from shared.settings import Settings
 from shared.temporal import task_queues
 from tests.support.referrals import IntakeDouble
+from tests.support.serve import HTTP_TIMEOUT
 from tests.support.settings import AUTH, make_settings
 
 PUBLIC_URL = "https://refer.example.com/"
@@ -102,7 +103,7 @@ async def serve(
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app)
         async with httpx.AsyncClient(
-            transport=transport, base_url="http://test", headers=AUTH
+            timeout=HTTP_TIMEOUT, transport=transport, base_url="http://test", headers=AUTH
         ) as http:
             yield Env(app, http, settings, temporal)
 
@@ -334,7 +335,7 @@ async def test_an_invalid_row_stores_nothing_and_keeps_what_was_typed(env: Env) 
 def client_at(env: Env, ip: str) -> httpx.AsyncClient:
     """A client whose requests come from `ip` (as uvicorn would report the peer)."""
     transport = httpx.ASGITransport(env.app, client=(ip, 40000))
-    return httpx.AsyncClient(transport=transport, base_url="http://test")
+    return httpx.AsyncClient(timeout=HTTP_TIMEOUT, transport=transport, base_url="http://test")
 
 
 async def test_a_used_link_is_refused_with_a_clear_page(env: Env) -> None:

@@ -17,7 +17,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from tests.support.apps import ServiceApp
 from tests.support.ports import free_port
-from tests.support.serve import serve
+from tests.support.serve import HTTP_TIMEOUT, serve
 
 LIMIT = 64 * 1024
 HUGE = 50 * 1024 * 1024
@@ -100,7 +100,9 @@ async def test_a_chunked_50_mb_body_is_cut_at_the_limit_before_the_key_is_checke
     async with served(app) as base:
         _is_too_large(await _post_chunked(f"{base}/prospects"))
         # a small anonymous body still meets the key check: the cap is about size only
-        small = await httpx.AsyncClient().post(f"{base}/prospects", json={"first_name": "Ada"})
+        small = await httpx.AsyncClient(timeout=HTTP_TIMEOUT).post(
+            f"{base}/prospects", json={"first_name": "Ada"}
+        )
         assert small.status_code == 401
     # what the app was handed: the limit and at most what the server read ahead, not 50 MB
     assert LIMIT < app.received <= LIMIT + 4 * CHUNK

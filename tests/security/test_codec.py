@@ -21,6 +21,7 @@ from temporalio.client import WorkflowHistory
 
 from shared.codec import (
     ENCODING,
+    ERASABLE_CACHE_SECONDS,
     KEY_ID,
     SCOPE,
     SYSTEM_SCOPE,
@@ -31,7 +32,9 @@ from shared.codec import (
     new_master_key,
     parse_master_keys,
     scope_of,
+    shred,
 )
+from shared.db import create_engine, session_factory
 from shared.migrations import upgrade
 from shared.settings import Settings
 from tests.support.apps import Api, ServiceApp
@@ -167,6 +170,93 @@ async def test_rotation_old_payloads_decode_after_a_new_master_key_goes_first(
         await ring.aclose()
 
 
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def _shred(keyring_url: str, scope: str) -> None:
+    """What prospecting's erasure does, in its own process: the key's tombstone, committed."""
+    engine = create_engine(keyring_url)
+    try:
+        async with session_factory(engine)() as session:
+            await shred(session, scope)
+            await session.commit()
+    finally:
+        await engine.dispose()
+
+
+async def test_erasure_reaches_every_process_within_a_second(keyring_url: str) -> None:
+    """Two processes' keyrings: one erases (and forgets the key at once), the other, which has
+    the key cached, refuses to decode once a second has passed, not a minute."""
+    masters = parse_master_keys([new_master_key("k1")])
+    clock = Clock()
+    eraser = KeyRing(masters, keyring_url, clock=clock)
+    worker = KeyRing(masters, keyring_url, clock=clock)
+    sealed = await EncryptionCodec(eraser, "p-1").encode([Payload(data=b"ada@example.com")])
+    system = await EncryptionCodec(worker).encode([Payload(data=b"system")])
+    assert [p.data for p in await EncryptionCodec(worker).decode(sealed)] == [b"ada@example.com"]
+
+    await _shred(keyring_url, "p-1")
+    eraser.forget("p-1")  # forget_cached_key, in the erasing process
+    with pytest.raises(PayloadKeyErased):
+        await EncryptionCodec(eraser).decode(sealed)
+    clock.now += ERASABLE_CACHE_SECONDS
+    with pytest.raises(PayloadKeyErased):
+        await EncryptionCodec(worker).decode(sealed)
+    with pytest.raises(PayloadKeyErased):  # nor does anyone encode for them again
+        await EncryptionCodec(worker, "p-1").encode([Payload(data=b"late")])
+    assert ERASABLE_CACHE_SECONDS <= 1.0
+    # the system key (never erased) is still served from the cache a second later
+    fetches = worker.fetches
+    assert [p.data for p in await EncryptionCodec(worker).decode(system)] == [b"system"]
+    assert worker.fetches == fetches
+    for ring in (eraser, worker):
+        await ring.aclose()
+
+
+async def test_expired_keys_leave_memory(keyring_url: str) -> None:
+    """A worker that met 10,000 journeys holds about a second's keys, not 10,000 (bench
+    inflight): expired ones go with the next lookup."""
+    clock = Clock()
+    ring = KeyRing(parse_master_keys([new_master_key("k1")]), keyring_url, clock=clock)
+    for n in range(5):
+        await ring.data_key(f"p-{n}", create=True)
+    assert ring.held == 5
+    clock.now += ERASABLE_CACHE_SECONDS
+    await ring.data_key("p-late", create=True)
+    assert ring.held == 1
+    await ring.aclose()
+
+
+async def test_concurrent_misses_for_one_key_share_one_lookup(keyring_url: str) -> None:
+    masters = parse_master_keys([new_master_key("k1")])
+    writer = KeyRing(masters, keyring_url)
+    sealed = {
+        scope: await EncryptionCodec(writer, scope).encode([Payload(data=scope.encode())])
+        for scope in ("p-1", "p-2")
+    }
+    reader = KeyRing(masters, keyring_url)
+    decoded = await asyncio.gather(
+        *(EncryptionCodec(reader).decode(sealed[f"p-{1 + n % 2}"]) for n in range(20))
+    )
+    assert [d[0].data for d in decoded] == [f"p-{1 + n % 2}".encode() for n in range(20)]
+    assert reader.fetches == 2  # one per key, not one per payload
+    # a lookup that fails fails for every waiter, and the next miss asks again
+    missing = await asyncio.gather(
+        *(reader.data_key("p-3", create=False) for _ in range(5)), return_exceptions=True
+    )
+    assert all(isinstance(m, PayloadKeyUnavailable) for m in missing)
+    assert reader.fetches == 3
+    await reader.data_key("p-3", create=True)
+    assert reader.fetches == 4
+    for ring in (writer, reader):
+        await ring.aclose()
+
+
 def test_a_payloads_key_follows_its_workflow() -> None:
     assert scope_of("journey-p1") == "p1"
     assert scope_of("referral-intake-r1") == "referral:r1"
@@ -244,3 +334,38 @@ def test_production_refuses_a_missing_or_weak_master_key(keys: str, message: str
         Settings(**{**PRODUCTION, "payload_master_keys": keys})  # type: ignore[arg-type]
     # outside production no key means payloads in clear text (the tests, a bare `make run`)
     assert make_settings(Path("."), payload_master_keys="").master_keys == []
+
+
+@pytest.mark.parametrize("database_urls", ["sqlite", "postgres"], indirect=True)
+async def test_a_prospect_gets_its_data_key_with_it(
+    service_app: ServiceApp, api: Api, database_urls: dict[str, str]
+) -> None:
+    """Created through the API or imported, a prospect has its payload data key from the start:
+    starting their journey (in outreach, another process) only reads it. The key is theirs:
+    an erasure shreds it like any other."""
+    keys = new_master_key("k1")
+    app = await service_app("prospecting", payload_master_keys=keys)
+    http = await api(app)
+    made = await http.post("/prospects", json={"first_name": "Ada", "email": "ada@example.com"})
+    assert made.status_code == 201, made.text
+    csv = "first_name,email\nGrace,grace@example.com\nAlan,alan@example.com\n"
+    imported = await http.post("/imports", content=csv, headers={"Content-Type": "text/csv"})
+    assert imported.status_code == 201 and imported.json()["created"] == 2, imported.text
+    listed = await http.get("/prospects", params={"limit": 10})
+    ids = [p["id"] for p in listed.json()["items"]]
+    assert len(ids) == 3, listed.text
+
+    # another process's keyring, which may only read: every prospect's key is there
+    reader = KeyRing(parse_master_keys([keys]), database_urls["prospecting"])
+    data_keys = [await reader.data_key(pid, create=False) for pid in ids]
+    assert len(set(data_keys)) == 3
+    sealed = await EncryptionCodec(reader, ids[0]).encode([Payload(data=b"ada@example.com")])
+    assert reader.fetches == 3  # encoding found the key made with the prospect
+
+    erased = await http.post(f"/prospects/{ids[0]}/erasure")
+    assert erased.status_code in (200, 202), erased.text
+    fresh = KeyRing(parse_master_keys([keys]), database_urls["prospecting"])
+    with pytest.raises(PayloadKeyErased):
+        await EncryptionCodec(fresh).decode(sealed)
+    for ring in (reader, fresh):
+        await ring.aclose()

@@ -20,12 +20,12 @@ from sqlalchemy import update
 from services.deals.models import Deal
 from services.outreach.models import RepTask
 from services.referrals.models import ReferralAsk
-from services.referrals.rate_limit import FormLimits, RateLimiter
 from shared.logging import configure_logging
+from shared.rate_limit import FormLimits, RateLimiter
 from tests.support.apps import Api, ServiceApp
 from tests.support.inbox import InboxRig
 from tests.support.ports import free_port
-from tests.support.serve import serve
+from tests.support.serve import HTTP_TIMEOUT, serve
 from tests.support.settings import API_KEY, AUTH, PRODUCTION, make_settings
 
 INBOX = "/ui/reps/rep-1/inbox"
@@ -117,11 +117,12 @@ async def test_access_logs_carry_no_query_string_and_no_token() -> None:
         access = logging.getLogger("uvicorn.access")
         handler = _Lines()
         access.addHandler(handler)
-        async with httpx.AsyncClient(base_url=base) as http:
+        async with httpx.AsyncClient(timeout=HTTP_TIMEOUT, base_url=base) as http:
             for target in (
                 "/ui/dashboard?key=the-api-key&from=2026-01-01",
                 "/r/ref-token-123?utm=x",
                 "/unsubscribe/unsub-token-456",
+                "/book/booking-token-789",
                 "/cadences/c1",
             ):
                 assert (await http.get(target)).status_code == 200
@@ -129,8 +130,9 @@ async def test_access_logs_carry_no_query_string_and_no_token() -> None:
     logged = "\n".join(handler.lines)
     assert '"GET /ui/dashboard HTTP/1.1" 200' in logged, logged
     assert '"GET /r/*** HTTP/1.1"' in logged and '"GET /unsubscribe/*** HTTP/1.1"' in logged
+    assert '"GET /book/*** HTTP/1.1"' in logged  # issue 14's booking links are bearer tokens too
     assert '"GET /cadences/c1 HTTP/1.1"' in logged  # ids are not secrets: still logged
-    for secret in ("the-api-key", "key=", "?", "ref-token-123", "unsub-token-456"):
+    for secret in ("the-api-key", "key=", "?", "ref-token-123", "unsub-token-456", "booking-token"):
         assert secret not in logged, secret
 
 
@@ -143,7 +145,9 @@ INGRESS = "10.1.2.3"  # the direct peer of every request that comes through the 
 def _from(app: FastAPI, peer: str) -> httpx.AsyncClient:
     """A client whose requests come from `peer` (the TCP peer, as the server sees it)."""
     return httpx.AsyncClient(
-        transport=httpx.ASGITransport(app, client=(peer, 40000)), base_url="http://t"
+        timeout=HTTP_TIMEOUT,
+        transport=httpx.ASGITransport(app, client=(peer, 40000)),
+        base_url="http://t",
     )
 
 

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from shared.app import create_service_app
 from shared.settings import Settings
+from tests.support.serve import HTTP_TIMEOUT
 from tests.support.settings import PRODUCTION, make_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -124,6 +125,7 @@ def test_shipped_placeholders_are_empty_and_stop_the_start(shipped: Any) -> None
 SECRET_VARS = {
     "CLOSEFLOW_API_KEYS",
     "CLOSEFLOW_ERASURE_PEPPER",
+    "CLOSEFLOW_BOOKING_LINK_SECRET",
     "CLOSEFLOW_TWILIO_AUTH_TOKEN",
     "CLOSEFLOW_MAILGUN_SIGNING_KEY",
     "CLOSEFLOW_SMTP_PASSWORD",
@@ -192,7 +194,9 @@ def docs_app(settings: Settings) -> httpx.AsyncClient:
     from services.deals.access import ACCESS
 
     app = create_service_app("deals", settings, [], access=ACCESS, description="probe")
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
+    return httpx.AsyncClient(
+        timeout=HTTP_TIMEOUT, transport=httpx.ASGITransport(app=app), base_url="http://t"
+    )
 
 
 async def test_production_serves_no_api_docs(tmp_path: Path) -> None:

@@ -60,7 +60,9 @@ async def test_the_claims_of_a_crashed_relay_are_taken_again_after_their_lease(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     await add_rows(sessions, 3)
-    timing = RelayTiming(lease=0.3)
+    # long enough that the survivor's first look (right after the claim) falls inside it on a
+    # loaded machine (0.3 s did not, once, in CI); the wait below is the lease's length
+    timing = RelayTiming(lease=3.0)
     crashed = relay(sessions, timing)
     assert len(await crashed.take()) == 3  # claimed, then the process died: never recorded
     survivor = relay(sessions, timing)

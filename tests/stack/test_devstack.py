@@ -15,10 +15,9 @@ import pytest
 
 from devstack.env import isolated_env, settings_from_env
 from devstack.probes import http_ok, split_address, tcp_open
-from devstack.supervisor import PROCESS_NAMES, Stack, StackError
+from devstack.supervisor import Stack, StackError
 from devstack.temporal import temporal_ready
 from shared.settings import SERVICES
-from tests.support.dev_stack import dev_stack
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 INFRA = ("temporal", "mailbox", "twilio-sandbox")
@@ -202,46 +201,3 @@ def test_a_child_failing_to_start_fails_start_with_its_output(tmp_path: Path) ->
             stack.start()
     assert "NO-SUCH-LEVEL" in str(exc.value)  # the child's own words reach the error
     assert all(not c.running() for c in stack.children)
-
-
-@pytest.mark.e2e
-def test_whole_stack_serves_every_api(tmp_path: Path) -> None:
-    with (tmp_path / "stack.log").open("w") as log, dev_stack(tmp_path / "data", log) as stack:
-        assert [c.name for c in stack.children] == list(PROCESS_NAMES)
-        for service in SERVICES:
-            assert http_ok(f"{stack.base_url(service)}/healthz"), service
-            assert http_ok(f"{stack.base_url(service)}/docs"), service
-        assert stack.child("worker").running()
-    assert all(not c.running() for c in stack.children)
-    for service in SERVICES:
-        assert (tmp_path / "data" / f"{service}.db").is_file()
-
-
-@pytest.mark.e2e
-def test_closeflow_dev_stops_on_sigterm(tmp_path: Path) -> None:
-    env = {**os.environ, **isolated_env(tmp_path / "data")}
-    env["PYTHONUNBUFFERED"] = "1"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "closeflow.cli", "dev"],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert proc.stdout is not None
-    lines = []
-    deadline = time.monotonic() + 120
-    for line in proc.stdout:
-        lines.append(line)
-        if "stack is up" in line or time.monotonic() > deadline:
-            break
-    assert any("stack is up" in line for line in lines), "".join(lines[-40:])
-    settings = settings_from_env(env)
-    assert http_ok(f"http://127.0.0.1:{settings.port('deals')}/healthz")
-    proc.send_signal(signal.SIGTERM)
-    rest, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 0, rest[-2000:]
-    assert "stopping" in rest
-    ports = [settings.port(s) for s in SERVICES] + [split_address(settings.temporal_address)[1]]
-    assert not any(tcp_open("127.0.0.1", p) for p in ports)

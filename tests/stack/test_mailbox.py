@@ -16,6 +16,7 @@ from devstack.sandbox.mailbox import Mailbox, create_app, start_smtp
 from shared.providers.email import EmailSendError, OutgoingEmail, SmtpEmail, new_message_id
 from shared.providers.mailgun import verify_mailgun_signature
 from tests.support.ports import free_port
+from tests.support.serve import HTTP_TIMEOUT
 
 KEY = "test-signing-key"
 FROM = "closeflow <sales@closeflow.test>"
@@ -90,7 +91,9 @@ async def receiver() -> AsyncIterator[tuple[str, dict[str, list[Any]]]]:
 
 def mailbox_client(mailbox: Mailbox, outreach_url: str, key: str = KEY) -> httpx.AsyncClient:
     app = create_app(mailbox, outreach_url=outreach_url, signing_key=key)
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://mailbox")
+    return httpx.AsyncClient(
+        timeout=HTTP_TIMEOUT, transport=httpx.ASGITransport(app=app), base_url="http://mailbox"
+    )
 
 
 async def send(port: int, to: str, subject: str = "Quick question", **kw: Any) -> OutgoingEmail:

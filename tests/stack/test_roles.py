@@ -52,7 +52,7 @@ from shared.migrations import upgrade
 from shared.settings import SERVICES, Settings
 from tests.support.databases import POSTGRES_URL
 from tests.support.ports import free_port
-from tests.support.serve import serve
+from tests.support.serve import HTTP_TIMEOUT, serve
 from tests.support.settings import SERVICE_AUTH, make_settings
 
 ADMIN_KEY, OPS_KEY, REP_A_KEY, REP_B_KEY = "admin-key", "ops-key", "rep-a-key", "rep-b-key"
@@ -89,7 +89,15 @@ CONFIG_WRITES = [
 ]
 QUALIFIED = {"budget": True, "authority": "decision_maker", "need": "slow reports", "timeline": 2}
 # /ui/sign-in takes no key header: it is the form that checks a key and sets the pages' cookie
-PUBLIC_PREFIXES = ("/webhooks/", "/unsubscribe/", "/r/", "/healthz", "/readyz", "/ui/sign-in")
+PUBLIC_PREFIXES = (
+    "/webhooks/",
+    "/unsubscribe/",
+    "/r/",
+    "/book/",
+    "/healthz",
+    "/readyz",
+    "/ui/sign-in",
+)
 
 
 def _served_routes() -> list[tuple[str, str, str]]:
@@ -103,6 +111,9 @@ def _served_routes() -> list[tuple[str, str, str]]:
 
 
 ROUTES = _served_routes()
+# every test here on one xdist worker: the module's stack (per database) is built once, not once
+# per worker that happens to draw one of its tests
+pytestmark = pytest.mark.xdist_group("roles")
 
 
 @workflow.defn(name="RolesJourneyStandIn")
@@ -208,6 +219,7 @@ async def _reps_and_prospects(settings: Settings, client: Client) -> tuple[Owned
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(
+            timeout=HTTP_TIMEOUT,
             transport=httpx.ASGITransport(app),
             base_url="http://test",
             headers={API_KEY_HEADER: ADMIN_KEY},
@@ -280,7 +292,9 @@ async def stack(
             else:
                 await exits.enter_async_context(app.router.lifespan_context(app))
             http[name] = await exits.enter_async_context(
-                httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://test")
+                httpx.AsyncClient(
+                    timeout=HTTP_TIMEOUT, transport=httpx.ASGITransport(app), base_url="http://test"
+                )
             )
         built = Stack(apps, http, a, b)
         standins = await _data(built, settings, client, f"{prefix}standins")

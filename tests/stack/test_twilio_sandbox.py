@@ -19,6 +19,7 @@ from twilio.rest import Client
 from devstack.sandbox.twilio_server import create_app
 from shared.providers.sms import RebasedAsyncTwilioHttpClient, TwilioSms
 from shared.providers.twilio_signature import SIGNATURE_HEADER, verify_twilio_signature
+from tests.support.serve import HTTP_TIMEOUT
 
 ACCOUNT = "AC" + "0123456789abcdef" * 2
 TOKEN = "sandbox-test-token"
@@ -160,7 +161,7 @@ async def test_send_sms_delivers_signed_status_callbacks(
             "SmsStatus": "",
         }
 
-    async with httpx.AsyncClient(base_url=sandbox) as http:
+    async with httpx.AsyncClient(timeout=HTTP_TIMEOUT, base_url=sandbox) as http:
         stored = (await http.get("/sandbox/messages", params={"to": to})).json()
         fetched = await http.get(
             f"/2010-04-01/Accounts/{ACCOUNT}/Messages/{sent.sid}.json", auth=(ACCOUNT, TOKEN)
@@ -195,7 +196,7 @@ async def test_find_recent_sees_a_message_still_queued(tmp_path: Path) -> None:
 
 
 async def test_create_returns_twilios_resource_shape(sandbox: str) -> None:
-    async with httpx.AsyncClient(base_url=sandbox) as http:
+    async with httpx.AsyncClient(timeout=HTTP_TIMEOUT, base_url=sandbox) as http:
         response = await http.post(
             f"/2010-04-01/Accounts/{ACCOUNT}/Messages.json",
             data={"To": "+15551230002", "From": FROM, "Body": "Hello"},
@@ -239,7 +240,7 @@ async def test_invalid_to_is_twilio_error_21211(sms: TwilioSms, sandbox: str) ->
         await sms.send_sms("555-1234", "hello", None)
     assert caught.value.status == 400
     assert caught.value.code == 21211
-    async with httpx.AsyncClient(base_url=sandbox) as http:
+    async with httpx.AsyncClient(timeout=HTTP_TIMEOUT, base_url=sandbox) as http:
         assert (await http.get("/sandbox/messages", params={"to": "555-1234"})).json() == []
 
 
@@ -263,7 +264,7 @@ async def test_inbound_sms_posts_a_signed_form(
     sandbox: str, receiver: tuple[Receiver, str]
 ) -> None:
     rec, _ = receiver
-    async with httpx.AsyncClient(base_url=sandbox) as http:
+    async with httpx.AsyncClient(timeout=HTTP_TIMEOUT, base_url=sandbox) as http:
         answer = await http.post(
             "/sandbox/inbound-sms",
             json={"from": "+15551230005", "to": FROM, "body": "Sounds good <3"},
@@ -295,7 +296,7 @@ async def test_inbound_sms_posts_a_signed_form(
 
 async def test_stop_blocks_sending_until_start(sms: TwilioSms, sandbox: str) -> None:
     person = "+15551230006"
-    async with httpx.AsyncClient(base_url=sandbox) as http:
+    async with httpx.AsyncClient(timeout=HTTP_TIMEOUT, base_url=sandbox) as http:
         await http.post("/sandbox/inbound-sms", json={"from": person, "to": FROM, "body": " stop"})
         with pytest.raises(TwilioRestException) as caught:
             await sms.send_sms(person, "one more thing", None)
@@ -344,7 +345,7 @@ async def test_call_completes_with_signed_callback(
 
 async def test_page_lists_messages_escaped(sms: TwilioSms, sandbox: str) -> None:
     await sms.send_sms("+15551230010", "<script>alert(1)</script> & more", None)
-    async with httpx.AsyncClient(base_url=sandbox) as http:
+    async with httpx.AsyncClient(timeout=HTTP_TIMEOUT, base_url=sandbox) as http:
         page = (await http.get("/")).text
     assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; more" in page
     assert "<script>" not in page
@@ -362,7 +363,7 @@ async def test_messages_survive_a_restart(tmp_path: Path) -> None:
 
     async with serve(make()) as url, TwilioSms(ACCOUNT, TOKEN, FROM, url) as sms:
         sent = await sms.send_sms("+15551230011", "remember me", None)
-    async with serve(make()) as url, httpx.AsyncClient(base_url=url) as http:
+    async with serve(make()) as url, httpx.AsyncClient(timeout=HTTP_TIMEOUT, base_url=url) as http:
         stored = (await http.get("/sandbox/messages")).json()
     assert [(m["sid"], m["body"]) for m in stored] == [(sent.sid, "remember me")]
 

@@ -18,6 +18,7 @@ from temporalio.testing import WorkflowEnvironment
 from services.prospecting.outbox import OutboxTiming
 from shared.migrations import upgrade
 from shared.temporal import with_codec
+from tests.support.serve import HTTP_TIMEOUT
 from tests.support.settings import AUTH, make_settings
 from tests.support.stack import build_app
 
@@ -70,6 +71,7 @@ async def api(service_app: ServiceApp) -> AsyncIterator[Api]:
                 app = await service_app(app, **settings)
             return await clients.enter_async_context(
                 httpx.AsyncClient(
+                    timeout=HTTP_TIMEOUT,
                     transport=httpx.ASGITransport(app),
                     base_url="http://test",
                     headers=AUTH if key else None,

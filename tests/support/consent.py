@@ -25,6 +25,7 @@ from shared.db import create_engine, session_factory
 from tests.support.fixtures import Ground
 from tests.support.journeys import RecordingJourney
 from tests.support.sandboxes import Sandboxes, SendTouchOnce, sandboxes, send_touch
+from tests.support.serve import HTTP_TIMEOUT
 from tests.support.settings import AUTH
 from tests.support.webhooks import FAST
 
@@ -78,7 +79,7 @@ class OutreachRig:
         return [m.to_json() for m in self.sb.mailbox.list(to=address)]
 
     async def texts_to(self, number: str) -> list[dict[str, Any]]:
-        async with httpx.AsyncClient() as c:
+        async with httpx.AsyncClient(timeout=HTTP_TIMEOUT) as c:
             r = await c.get(f"{self.sb.twilio_url}/sandbox/messages", params={"to": number})
             return [m for m in r.json() if m.get("direction", "outbound-api") != "inbound"]
 
@@ -132,7 +133,9 @@ async def outreach_rig(
             )
             await es.enter_async_context(app.router.lifespan_context(app))
             api = await es.enter_async_context(
-                httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://test")
+                httpx.AsyncClient(
+                    timeout=HTTP_TIMEOUT, transport=httpx.ASGITransport(app), base_url="http://test"
+                )
             )
             yield OutreachRig(sb, api, env, sessions)
         await acts[0].__self__._sms.close()  # type: ignore[attr-defined]

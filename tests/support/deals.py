@@ -4,6 +4,7 @@ journey: each test asserts what the API told the journey."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -13,15 +14,19 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from services.deals.activities import DealsActivities
 from services.deals.app import create_app
-from shared.contracts.journey import OpenDealRequest, journey_id
+from services.outreach.booking_links import BookingLinks
+from shared.booking import BookingClaim, sign
+from shared.contracts.journey import Contact, OpenDealRequest, journey_id
 from shared.migrations import upgrade
 from tests.support.journeys import RecordingJourney
+from tests.support.serve import HTTP_TIMEOUT
 from tests.support.settings import AUTH, make_settings
 
 GOOD_ANSWERS = {
@@ -33,6 +38,48 @@ GOOD_ANSWERS = {
 DEFAULT_CATEGORIES = ["authority", "competitor", "need", "price", "timing", "trust"]
 
 
+# a rep taking 30-minute meetings every day from 09:00 to 17:00 Berlin time, at no notice
+BOOKING_HOURS = {
+    "timezone": "Europe/Berlin",
+    "days": [0, 1, 2, 3, 4, 5, 6],
+    "start": "09:00",
+    "end": "17:00",
+    "meeting_minutes": 30,
+    "buffer_minutes": 10,
+    "min_notice_minutes": 0,
+    "days_ahead": 3,
+    "title": "Intro call",
+}
+
+
+async def booking_link(
+    env: DealsEnv, prospect_id: str, rep_id: str = "rep-1", zone: str = "America/New_York"
+) -> str:
+    """The path of the prospect's booking link, as outreach renders `{{ booking_link }}`:
+    outreach's own client asks the deals app (in process) for it."""
+    client = BookingLinks(
+        "http://deals", env.app.state.settings.internal_api_key, httpx.ASGITransport(env.app)
+    )
+    try:
+        contact = Contact(prospect_id, "Ada", rep_id=rep_id, timezone=zone)
+        url = await client.link_for(contact, journey_id(prospect_id))
+    finally:
+        await client.close()
+    return "/book/" + url.rpartition("/book/")[2]
+
+
+def booking_token(
+    env: DealsEnv, prospect_id: str, rep_id: str = "rep-1", zone: str = "America/New_York"
+) -> str:
+    """A signed booking link's token as outreach rendered them before links were stored (they
+    keep working until they expire)."""
+    secret = env.app.state.settings.booking_link_secret.get_secret_value()
+    claim = BookingClaim(
+        prospect_id, rep_id, journey_id(prospect_id), int(time.time()) + 3600, zone, "cold"
+    )
+    return sign(secret, claim)
+
+
 @dataclass
 class DealsEnv:
     http: httpx.AsyncClient
@@ -40,6 +87,7 @@ class DealsEnv:
     acts: DealsActivities
     client: Client
     queue: str
+    app: FastAPI
     journeys: list[WorkflowHandle[Any, Any]] = field(default_factory=list)
 
     async def start_journey(self, prospect_id: str) -> WorkflowHandle[Any, Any]:
@@ -99,11 +147,15 @@ async def env(
             workflows=[RecordingJourney],
             workflow_runner=UnsandboxedWorkflowRunner(),
         ),
-        httpx.AsyncClient(transport=transport, base_url="http://test", headers=AUTH) as http,
-        httpx.AsyncClient(transport=transport, base_url="http://test") as anon,
+        httpx.AsyncClient(
+            timeout=HTTP_TIMEOUT, transport=transport, base_url="http://test", headers=AUTH
+        ) as http,
+        httpx.AsyncClient(
+            timeout=HTTP_TIMEOUT, transport=transport, base_url="http://test"
+        ) as anon,
     ):
         deals_env = DealsEnv(
-            http, anon, DealsActivities(app.state.sessions), temporal_local.client, queue
+            http, anon, DealsActivities(app.state.sessions), temporal_local.client, queue, app
         )
         yield deals_env
         for handle in deals_env.journeys:

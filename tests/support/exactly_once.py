@@ -38,6 +38,7 @@ from tests.support.faults import OnceFault
 from tests.support.fixtures import Ground
 from tests.support.sandboxes import EMAIL, SMS, Sandboxes, sandboxes, touch_request
 from tests.support.scenarios import daytime_zone
+from tests.support.serve import HTTP_TIMEOUT
 
 REPO = Path(__file__).resolve().parents[2]
 # Short, so a killed worker's activity is handed out again quickly; long enough for one send.
@@ -67,6 +68,7 @@ CHILD_SETTINGS = (
 class SendAttempt:
     touch: TouchRequest
     activity_queue: str
+    attempt_seconds: float = ATTEMPT_TIMEOUT.total_seconds()
 
 
 @workflow.defn(name="ExactlyOnceSend")
@@ -77,7 +79,7 @@ class ExactlyOnceSend:
             Act.SEND_TOUCH,
             inp.touch,
             task_queue=inp.activity_queue,
-            start_to_close_timeout=ATTEMPT_TIMEOUT,
+            start_to_close_timeout=timedelta(seconds=inp.attempt_seconds),
             # quick retries, then up to 2 s apart: a retry that finds a killed attempt's send
             # lease waits it out (services/outreach/send_lease.py)
             retry_policy=RetryPolicy(
@@ -162,10 +164,12 @@ class Rig:
     def journeys_queue(self) -> str:
         return self.sb.settings.task_queue("journeys")
 
-    async def start(self, c: Contact, activity_queue: str) -> WorkflowHandle[Any, TouchResult]:
+    async def start(
+        self, c: Contact, activity_queue: str, attempt: timedelta = ATTEMPT_TIMEOUT
+    ) -> WorkflowHandle[Any, TouchResult]:
         return await self.env.client.start_workflow(
             ExactlyOnceSend.run,
-            SendAttempt(first_touch(c), activity_queue),
+            SendAttempt(first_touch(c), activity_queue, attempt.total_seconds()),
             id=f"send-{uuid.uuid4().hex}",
             task_queue=self.journeys_queue,
             execution_timeout=HANG_GUARD,
@@ -186,15 +190,17 @@ class Rig:
         settings: Settings | None = None,
         faults: SendFaults | None = None,
         marker: Path | None = None,
+        attempt: timedelta = ATTEMPT_TIMEOUT,
     ) -> Counted:
-        """One send on an in-process worker (with `faults`, if any), counted as `channel`'s."""
+        """One send on an in-process worker (with `faults`, if any), counted as `channel`'s;
+        `attempt`: the activity's start-to-close timeout."""
         settings = settings or self.sb.settings
         prefix = f"{self.queue_prefix}{channel}-"
         acts = activities_for(settings, self.sessions, faults=faults)
         c = new_contact()
         try:
             async with Worker(self.env.client, task_queue=f"{prefix}outreach", activities=acts):
-                handle = await self.start(c, f"{prefix}outreach")
+                handle = await self.start(c, f"{prefix}outreach", attempt)
                 result = await asyncio.wait_for(handle.result(), HANG_GUARD.total_seconds())
         finally:
             await close_activities(acts)
@@ -239,7 +245,7 @@ class Rig:
         async for event in handle.fetch_history_events():
             if event.HasField("activity_task_started_event_attributes"):
                 attempts = max(attempts, event.activity_task_started_event_attributes.attempt)
-        async with httpx.AsyncClient(base_url=self.sb.twilio_url) as http:
+        async with httpx.AsyncClient(timeout=HTTP_TIMEOUT, base_url=self.sb.twilio_url) as http:
             texts = (await http.get("/sandbox/messages", params={"to": c.phone})).json()
         if isinstance(texts, dict):
             texts = texts["messages"]

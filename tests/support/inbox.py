@@ -33,7 +33,7 @@ from tests.support.fixtures import Ground
 from tests.support.journeys import RecordingJourney
 from tests.support.ports import free_port
 from tests.support.sandboxes import Sandboxes, sandboxes
-from tests.support.serve import serve
+from tests.support.serve import HTTP_TIMEOUT, serve
 from tests.support.settings import AUTH
 
 
@@ -181,8 +181,12 @@ async def inbox_rig(ground: Ground) -> AsyncIterator[InboxRig]:
                 serve(prospecting_app(settings, temporal_client=env.client), p_port)
             )
             await stack.enter_async_context(serve(o_app, o_port))
-            api = await stack.enter_async_context(httpx.AsyncClient(base_url=outreach_url))
-            prospecting = await stack.enter_async_context(httpx.AsyncClient(base_url=p_url))
+            api = await stack.enter_async_context(
+                httpx.AsyncClient(timeout=HTTP_TIMEOUT, base_url=outreach_url)
+            )
+            prospecting = await stack.enter_async_context(
+                httpx.AsyncClient(timeout=HTTP_TIMEOUT, base_url=p_url)
+            )
             close = next(a for a in acts if getattr(a, "__name__", "") == "close_rep_tasks")
             yield InboxRig(sb, env, outreach_url, api, prospecting, sessions, create, o_app, close)
         await close_activities(acts)

@@ -10,12 +10,14 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from fastapi import FastAPI
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 from devstack.sandbox import twilio_server
 from devstack.sandbox.mailbox import Mailbox, start_smtp
 from shared.contracts.journey import CadenceStep, Contact, TouchRequest, TouchResult, journey_id
+from shared.contracts.meetings import InviteRequest
 from shared.contracts.names import Act
 from shared.migrations import upgrade
 from shared.settings import SERVICES, Settings
@@ -47,6 +49,21 @@ class SendTouchOnce:
         return await send_touch(req)
 
 
+@workflow.defn(name="SendInviteOnce")
+class SendInviteOnce:
+    """One meeting invitation through the real invite activity (with Temporal's retries)."""
+
+    @workflow.run
+    async def run(self, req: InviteRequest) -> TouchResult:
+        return await workflow.execute_activity(
+            Act.SEND_MEETING_INVITE,
+            req,
+            task_queue=workflow.info().task_queue.replace("journeys", "outreach"),
+            start_to_close_timeout=timedelta(seconds=30),
+            result_type=TouchResult,
+        )
+
+
 # The steps most tests send: a first email and a first text.
 EMAIL = CadenceStep("email", 0, "Hello {{ first_name }}", "Hi {{ first_name }}")
 SMS = CadenceStep("sms", 0, "Hi {{ first_name }}, {{ rep_name }} here")
@@ -61,6 +78,17 @@ def touch_request(c: Contact, *steps: CadenceStep, key: str = "step-0", **kw: An
         contact=c,
         steps=list(steps),
         **kw,
+    )
+
+
+def twilio_sandbox(settings: Settings, port: int, public_url: str) -> FastAPI:
+    """The Twilio sandbox app for outreach at `public_url`, to be served on `port`."""
+    return twilio_server.create_app(
+        account_sid=settings.twilio_account_sid,
+        auth_token=settings.twilio_auth_token.get_secret_value(),
+        inbound_sms_url=f"{public_url}/webhooks/twilio/sms",
+        data_file=None,
+        public_url=f"http://127.0.0.1:{port}",
     )
 
 
@@ -95,15 +123,10 @@ async def sandboxes(
             await asyncio.to_thread(upgrade, settings, service)
     mailbox = Mailbox(tmp_path / "mailbox")
     controller = await start_smtp(mailbox, "127.0.0.1", smtp_port)
-    twilio_app = twilio_server.create_app(
-        account_sid=settings.twilio_account_sid,
-        auth_token=settings.twilio_auth_token.get_secret_value(),
-        inbound_sms_url=f"{public_url}/webhooks/twilio/sms",
-        data_file=None,
-        public_url=f"http://127.0.0.1:{twilio_port}",
-    )
     try:
-        async with serve(twilio_app, twilio_port) as twilio_url:
+        async with serve(
+            twilio_sandbox(settings, twilio_port, public_url), twilio_port
+        ) as twilio_url:
             yield Sandboxes(settings, mailbox, twilio_url)
     finally:
         controller.stop()

@@ -28,11 +28,20 @@ from shared.contracts.journey import (
     TouchResult,
     journey_id,
 )
+from shared.contracts.meetings import InviteRequest
 from shared.db import create_engine, session_factory
 from shared.settings import Settings
 from tests.support.fixtures import Ground
 from tests.support.journeys import RecordingJourney
-from tests.support.sandboxes import EMAIL, Sandboxes, SendTouchOnce, sandboxes, touch_request
+from tests.support.sandboxes import (
+    EMAIL,
+    Sandboxes,
+    SendInviteOnce,
+    SendTouchOnce,
+    sandboxes,
+    touch_request,
+)
+from tests.support.serve import HTTP_TIMEOUT
 from tests.support.settings import AUTH
 
 POSTAL = "Closeflow Test Ltd\n1 Harbour Road, Bristol BS1 5TT, UK"
@@ -68,6 +77,15 @@ class Rig:
 
     async def send(self, req: TouchRequest) -> TouchResult:
         return await (await self.start(req)).result()
+
+    async def invite(self, req: InviteRequest) -> TouchResult:
+        """A meeting invitation through the real activity (tests/outreach/test_meeting_invites)."""
+        return await self.env.client.execute_workflow(
+            SendInviteOnce.run,
+            req,
+            id=f"invite-{uuid.uuid4().hex}",
+            task_queue=self.settings.task_queue("journeys"),
+        )
 
     async def ledger(self, c: Contact) -> list[models.Message]:
         async with self.sessions() as s:
@@ -121,13 +139,14 @@ async def rig(
                 Worker(
                     env.client,
                     task_queue=q("journeys"),
-                    workflows=[SendTouchOnce, RecordingJourney],
+                    workflows=[SendTouchOnce, SendInviteOnce, RecordingJourney],
                     workflow_runner=UnsandboxedWorkflowRunner(),
                 )
             )
             await stack.enter_async_context(app.router.lifespan_context(app))
             api = await stack.enter_async_context(
                 httpx.AsyncClient(
+                    timeout=HTTP_TIMEOUT,
                     transport=httpx.ASGITransport(app),
                     base_url="http://test",
                     headers=AUTH if key else None,

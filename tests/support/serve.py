@@ -11,6 +11,10 @@ import uvicorn
 from fastapi import FastAPI
 from starlette.types import ASGIApp
 
+# httpx waits 5 s by default; the suite runs 6 workers on 2 cores beside whole stacks, where a
+# healthy answer can take longer than that. A test that means a timeout says its own.
+HTTP_TIMEOUT = 30.0
+
 
 @contextlib.asynccontextmanager
 async def serve(
@@ -31,7 +35,10 @@ async def serve(
             port=port,
             log_level=log_level,
             lifespan="on" if lifespan else "off",
-            **config,
+            # longer than httpx's idle keep-alive (5 s, uvicorn's default too): the client drops
+            # an idle connection first, so no request lands on one the server is just closing
+            # (a reset: the httpx.ReadError a CI run saw in a stage-truth check)
+            **{"timeout_keep_alive": 30, **config},
         )
     )
     task = asyncio.create_task(server.serve())

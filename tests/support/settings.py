@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from shared.auth import key_fingerprint
 from shared.settings import Settings
 from tests.support.ports import DEAD_PORT, DEAD_URL
 
 API_KEY = "test-key"
 AUTH = {"X-API-Key": API_KEY}
+# how histories, signals and events name the holder of API_KEY (shared.audit.actor_name)
+ADMIN_ACTOR = f"admin ({key_fingerprint(API_KEY)})"
 # what the services present to each other (the default CLOSEFLOW_SERVICE_TOKEN outside production):
 # the only credential /internal/* routes accept
 SERVICE_AUTH = {"X-API-Key": "dev-service-token"}
@@ -56,4 +59,5 @@ PRODUCTION: dict[str, str] = {
     "twilio_api_base_url": "https://api.twilio.com",
     "smtp_tls": "starttls",
     "service_token": "svc-Lk4pW9qZ2rT7vX1nB6mC3hJ8dF5gS0aY",
+    "booking_link_secret": "book-Hq3nX8pL2vR6tZ1wM9cK4jD7fS5gA0bY",
 }

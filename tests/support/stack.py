@@ -118,6 +118,7 @@ async def whole_stack(
         prefix,
         public_url=base["outreach"],
         referrals_public_url=base["referrals"],
+        deals_public_url=base["deals"],
         **service_urls(base),
         **keys,
     ) as sb:

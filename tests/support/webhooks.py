@@ -28,6 +28,7 @@ from shared.migrations import upgrade
 from shared.settings import Settings
 from tests.support.fixtures import Ground
 from tests.support.journeys import RecordingJourney
+from tests.support.serve import HTTP_TIMEOUT
 from tests.support.settings import make_settings
 
 FAST = InboxTiming(
@@ -114,6 +115,8 @@ async def webhook_rig(
     database_urls: dict[str, str],
     client: Client,
     timing: InboxTiming = FAST,
+    *,
+    migrate: bool = True,  # False: the database is at its head already (fresh_databases)
     **overrides: object,
 ) -> AsyncIterator[Rig]:
     settings = make_settings(
@@ -122,12 +125,15 @@ async def webhook_rig(
         outreach_public_url="http://test",
         **overrides,
     )
-    await asyncio.to_thread(upgrade, settings, "outreach")
+    if migrate:
+        await asyncio.to_thread(upgrade, settings, "outreach")
     app = create_app(settings, temporal_client=client)
     app.state.inbox.timing = timing
     async with (
         app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://test") as http,
+        httpx.AsyncClient(
+            timeout=HTTP_TIMEOUT, transport=httpx.ASGITransport(app), base_url="http://test"
+        ) as http,
     ):
         yield Rig(settings, app, http, app.state.sessions, f"wh-{uuid.uuid4().hex[:8]}", client)
 

@@ -282,3 +282,36 @@ def test_the_answer_is_read_in_the_writers_text_only() -> None:
     assert (replies.auto_reply_reason([], REPLY, quoted) or "").startswith("text: ")
     assert not replies.answers_us("make sure to write back")
     assert replies.answers_us("ok, but yes. tuesday")
+
+
+# --- opting out by email (issue 14) ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("subject", "text", "word"),
+    [
+        ("Re: Quick question", "STOP", "STOP"),
+        ("Re: Quick question", "stop.\n\nSent from my iPhone", "STOP"),
+        ("Re: Quick question", "  Unsubscribe me!\n\nOn Mon, Rita wrote:\n> Hi", "UNSUBSCRIBE ME"),
+        ("unsubscribe", "", "UNSUBSCRIBE"),  # what a mailto: List-Unsubscribe sends
+        ("RE: AW: Opt out", "Please.", "OPT OUT"),
+        ("Re: Quick question", "Remove me", "REMOVE ME"),
+    ],
+)
+def test_an_email_that_says_stop_alone_opts_out(subject: str, text: str, word: str) -> None:
+    assert replies.stop_word(subject, text) == word
+
+
+@pytest.mark.parametrize(
+    ("subject", "text"),
+    [
+        ("Re: Quick question", "Stop by our booth on Tuesday?"),
+        ("Re: Quick question", "Cancel"),  # a meeting, most likely: SMS only
+        ("Re: Quick question", "End"),
+        ("Re: Quick question", "Yes, let's talk.\nSTOP"),  # not its first line
+        ("Re: Quick question", "> STOP\nSure, call me."),  # a quoted line is not theirs
+        ("How to stop churn", "Interesting read."),
+    ],
+)
+def test_stop_inside_an_answer_is_no_opt_out(subject: str, text: str) -> None:
+    assert replies.stop_word(subject, text) is None

@@ -25,6 +25,7 @@ from shared.contracts.journey import (
     OpenObjections,
     QualificationRecorded,
     ReplyReceived,
+    StopCadence,
 )
 from shared.contracts.names import Query, Sig
 from tests.support.journey_harness import DAY, Harness, cadence
@@ -314,3 +315,51 @@ async def test_won_deal_reopened_before_the_request_asks_at_the_next_win(
     ]
     assert [t.kind for t in harness.rec.touches].count("referral_ask") == 1
     assert harness.rec.stages[-1].cause == "referral request sent"
+
+
+# --- issue 14: stage actor ------------------------------------------------------------------------
+
+
+async def test_each_stage_change_names_who_caused_it(harness: Harness) -> None:
+    """The signal's actor (a key holder, a provider's webhook) is the stage change's; the
+    journey's own moves name their reason as a system actor."""
+    rep, admin = "rep r1 (key_r1)", "admin (cfg_abc)"
+    handle = await harness.start()
+    await handle.signal(
+        Sig.REPLY_RECEIVED, ReplyReceived("email", "m1", "yes", "system:reply via mailgun")
+    )
+    await handle.signal(
+        Sig.QUALIFICATION_RECORDED, QualificationRecorded("deal-1", True, [], actor=rep)
+    )
+    await handle.signal(Sig.DEAL_STAGE_MOVED, DealStageMoved("deal-1", "closing", actor=rep))
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", False, "no budget", admin))
+    assert await handle.result() == "lost"
+    assert [(s.to_stage, s.actor) for s in harness.rec.stages] == [
+        ("contacting", "system:enrollment"),
+        ("qualifying", "system:reply via mailgun"),
+        ("presenting", rep),
+        ("closing", rep),
+        ("lost", admin),
+    ]
+
+
+async def test_a_stopped_cadence_names_who_stopped_it(harness: Harness) -> None:
+    handle = await harness.start()
+    await handle.signal(Sig.STOP_CADENCE, StopCadence("asked by phone", "ops (cfg_abc)"))
+    assert await handle.result() == "nurture"
+    assert (harness.rec.stages[-1].to_stage, harness.rec.stages[-1].actor) == (
+        "nurture",
+        "ops (cfg_abc)",
+    )
+
+
+async def test_a_timeout_and_a_sender_from_before_actors_name_the_system(
+    harness: Harness,
+) -> None:
+    handle = await harness.start()
+    await handle.signal(Sig.REPLY_RECEIVED, ReplyReceived("sms", "SM1", "ok"))  # no actor
+    assert await handle.result() == "disqualified"
+    assert [(s.to_stage, s.actor) for s in harness.rec.stages][1:] == [
+        ("qualifying", "system:reply"),
+        ("disqualified", "system:qualification timeout"),
+    ]

@@ -54,9 +54,10 @@ from shared.contracts.names import Act
 from shared.contracts.queues import TaskQueues
 from shared.timezones import prospect_zone
 from tests.support.fixtures import binary
+from tests.support.fuzz import JOURNEY_EXAMPLES
 from workflows.journey import ProspectJourney
 
-EXAMPLES = 300
+EXAMPLES = JOURNEY_EXAMPLES  # 100 in `make test`, more in `make fuzz` (tests/support/fuzz.py)
 # Every journey starts after it, at a random minute of four years (half a minute past it, so
 # that no due time sits on a window's edge and the server's milliseconds cannot tip it over).
 BASE = datetime(2030, 1, 7, 0, 0, 30, tzinfo=UTC)

@@ -2,6 +2,10 @@
 
 A change that alters the command sequence of running journeys fails here unless it is guarded
 with workflow.patched(). Add a history here whenever a guarded change lands.
+
+Each history replays twice: in the SDK's strict sandbox (every workflow module imported afresh
+and checked for non-deterministic calls) and with the runner the journeys worker uses (the
+workflow modules passed through, closeflow/worker.py): both must take the same path.
 """
 
 from __future__ import annotations
@@ -10,20 +14,26 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowHistory
-from temporalio.worker import Replayer
+from temporalio.worker import Replayer, WorkflowRunner
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
+from closeflow.worker import JOURNEY_RUNNER
 from workflows.journey import ProspectJourney
 from workflows.referral_intake import ReferralIntake
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
 
+RUNNERS = {"strict": SandboxedWorkflowRunner(), "worker": JOURNEY_RUNNER}
+
+
+@pytest.mark.parametrize("runner", list(RUNNERS))
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
-async def test_stored_history_replays(path: Path) -> None:
+async def test_stored_history_replays(path: Path, runner: str) -> None:
     history = WorkflowHistory.from_json(path.stem, path.read_text())
-    result = await Replayer(workflows=[ProspectJourney, ReferralIntake]).replay_workflow(
-        history, raise_on_replay_failure=False
-    )
+    chosen: WorkflowRunner = RUNNERS[runner]
+    replayer = Replayer(workflows=[ProspectJourney, ReferralIntake], workflow_runner=chosen)
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, result.replay_failure
 
 

@@ -38,10 +38,12 @@ class Closing:
         if self.steps.state.stage != Stage.CLOSING and versions.patched(Patch.DEAL_STAGE_TRUTH):
             # the seven stages in order: a deal decided straight from presenting or objections
             # passes through closing, so the funnel's closing row counts every decided deal
-            await self.steps.enter(Stage.CLOSING, f"deal {closed.deal_id} closed {outcome}")
+            await self.steps.enter(
+                Stage.CLOSING, f"deal {closed.deal_id} closed {outcome}", closed.actor
+            )
         if not closed.won:
-            await self.steps.enter(Stage.LOST, f"closed lost: {closed.reason}")
+            await self.steps.enter(Stage.LOST, f"closed lost: {closed.reason}", closed.actor)
             return Stage.LOST
-        await self.steps.enter(Stage.WON, f"closed won: {closed.reason}")
+        await self.steps.enter(Stage.WON, f"closed won: {closed.reason}", closed.actor)
         self.steps.in_background(self.referrals.thank_referrer("won"))
         return Stage.WON

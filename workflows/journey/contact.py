@@ -19,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
         ReplyReceived,
         Stage,
         TouchResult,
+        system_actor,
     )
     from shared.contracts.names import Act
     from shared.contracts.plan import personalise, step_due, touch_groups
@@ -45,17 +46,25 @@ class Contacting:
             {"referrer_name": referrer.name, "referrer_prospect_id": referrer.prospect_id},
         )
         self.steps.in_background(intro)
-        await self.steps.enter(Stage.QUALIFYING, cause)
+        await self.steps.enter(Stage.QUALIFYING, cause, system_actor("referral"))
 
     async def until_reply(self) -> str | None:
         """None when the prospect replied (the journey is in qualifying); else the outcome."""
         state, steps = self.state, self.steps
         reply = await self._make_contact()
         if state.stop is not None:
-            await steps.enter(Stage.NURTURE, f"cadence stopped: {state.stop.reason}")
+            await steps.enter(
+                Stage.NURTURE,
+                f"cadence stopped: {state.stop.reason}",
+                state.stop.actor or system_actor("stop"),
+            )
             return Stage.NURTURE
         if reply is None:
-            await steps.enter(Stage.NURTURE, "no response after the last cadence step")
+            await steps.enter(
+                Stage.NURTURE,
+                "no response after the last cadence step",
+                system_actor("cadence ended"),
+            )
             return Stage.NURTURE
         contact = state.inp.contact
         if state.cadence.pause_company_on_reply and (
@@ -75,7 +84,9 @@ class Contacting:
                 ),
                 state.inp.queues.outreach,
             )
-        await steps.enter(Stage.QUALIFYING, f"replied by {reply.channel}")
+        await steps.enter(
+            Stage.QUALIFYING, f"replied by {reply.channel}", reply.actor or system_actor("reply")
+        )
         return None
 
     async def _make_contact(self) -> ReplyReceived | None:
@@ -85,6 +96,7 @@ class Contacting:
             self.steps.enter(
                 Stage.CONTACTING,
                 f"enrolled in cadence {state.cadence.name} v{state.cadence.version}",
+                system_actor("enrollment"),
             )
         )
         index = 0

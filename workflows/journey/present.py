@@ -60,7 +60,7 @@ class Presenting:
     async def reopened(self, reopened: DealReopened) -> DealClosed:
         """The won deal was reopened: back to its stage before the close, until closed again."""
         stage = reopened.stage if reopened.stage in DEAL_MOVES else Stage.PRESENTING
-        await self.steps.enter(stage, reopened.cause)
+        await self.steps.enter(stage, reopened.cause, reopened.actor)
         return await self.until_closed()
 
     async def _moved(self, moved: DealStageMoved) -> None:
@@ -69,11 +69,13 @@ class Presenting:
         if moved.stage == self.state.stage or moved.stage not in DEAL_MOVES:
             return  # a repeat (a client retry) or a stage the journey reaches otherwise
         if versions.patched(Patch.DEAL_STAGE_TRUTH):
-            await self.steps.enter(moved.stage, f"deal {moved.deal_id}: {moved.cause}")
+            await self.steps.enter(moved.stage, f"deal {moved.deal_id}: {moved.cause}", moved.actor)
 
     async def _objection(self, objection: ObjectionLogged) -> None:
         if self.state.stage == Stage.PRESENTING:
-            await self.steps.enter(Stage.OBJECTIONS, f"objection: {objection.category}")
+            await self.steps.enter(
+                Stage.OBJECTIONS, f"objection: {objection.category}", objection.actor
+            )
         answers = "\n".join(f"- {a}" for a in objection.answers) or "- (no prepared answer yet)"
         await self.steps.task(
             f"objection:{objection.objection_id}",

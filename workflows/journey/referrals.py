@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
         ReferrerThanks,
         Stage,
         TouchResult,
+        system_actor,
     )
     from shared.contracts.names import Act
 
@@ -60,7 +61,11 @@ class Referrals:
         return reopened
 
     async def _asked(self) -> None:
-        await self.steps.enter(Stage.REFERRALS, "referral request sent at an earlier win")
+        await self.steps.enter(
+            Stage.REFERRALS,
+            "referral request sent at an earlier win",
+            system_actor("referral request"),
+        )
         await self._thanks_done()
 
     async def ask(self) -> None:
@@ -86,7 +91,9 @@ class Referrals:
         )
         await steps.system_touch("referral-ask", "referral_ask", {"referral_link": ask.link})
         state.referral_asked = True
-        await steps.enter(Stage.REFERRALS, "referral request sent")
+        await steps.enter(
+            Stage.REFERRALS, "referral request sent", system_actor("referral request")
+        )
         if versions.patched(Patch.REFERRAL_REMINDERS):
             await self._remind(ask)
         await self._thanks_done()

@@ -37,6 +37,11 @@ from workflows.journey.state import State
 from workflows.journey.versions import Patch
 
 ACTIVITY_TIMEOUT = timedelta(seconds=60)
+# An attempt the server recorded as started but no worker received (the overloaded dev server
+# loses some) is retried after this instead of ACTIVITY_TIMEOUT; the services' activities
+# heartbeat while they run (shared/activity_boundary.py). Not a new command: no patch (replay
+# compares an activity's type and id, not its timeouts; every stored history replays).
+HEARTBEAT_TIMEOUT = timedelta(seconds=15)
 RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_interval=timedelta(minutes=1),
@@ -83,6 +88,7 @@ async def call(name: str, arg: object, queue: str, result_type: type[T] | None =
         arg,
         task_queue=queue,
         start_to_close_timeout=ACTIVITY_TIMEOUT,
+        heartbeat_timeout=HEARTBEAT_TIMEOUT,
         retry_policy=RETRY,
         result_type=result_type,
     )
@@ -139,7 +145,9 @@ class Steps:
         self.state.background.append(task)
         return task
 
-    async def enter(self, stage: str, cause: str) -> None:
+    async def enter(self, stage: str, cause: str, actor: str) -> None:
+        """Record the stage (and tell outreach); `actor` caused it: the key holder a signal
+        named, or shared.contracts.journey.system_actor for a timer or an automation."""
         state = self.state
         previous, state.stage = state.stage, stage
         state.changes += 1
@@ -150,6 +158,9 @@ class Steps:
             to_stage=stage,
             cause=cause,
             at=workflow.now().isoformat(),
+            # issue 14: stage actor. An activity input only: replay compares no inputs, so the
+            # command sequence, and every stored history, is unchanged (no patch)
+            actor=actor,
         )
         record = call(Act.RECORD_STAGE, change, state.inp.queues.prospecting)
         # from prospecting no task exists yet: nothing to close, no card to update

@@ -12,7 +12,7 @@ from __future__ import annotations
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from shared.contracts.journey import JourneyInput, RunEnded, Stage
+    from shared.contracts.journey import JourneyInput, RunEnded, Stage, system_actor
     from shared.contracts.names import Act
 
 from workflows.journey import versions
@@ -70,7 +70,9 @@ class ProspectJourney(JourneyInbox):
         if inp.start_stage == Stage.PRESENTING and inp.deal_id is not None:
             # a later run of a reopened deal carries on at presenting with that deal
             self.state.deal_id = inp.deal_id
-            await enter(Stage.PRESENTING, inp.start_cause or "deal reopened")
+            await enter(
+                Stage.PRESENTING, inp.start_cause or "deal reopened", system_actor("new run")
+            )
         else:
             ended = await self._until_qualified()
             if ended is not None:
@@ -94,7 +96,11 @@ class ProspectJourney(JourneyInbox):
         if inp.start_stage == Stage.QUALIFYING and inp.referrer is not None:
             await self.contacting.introduce(inp.referrer)
         elif inp.start_stage == Stage.QUALIFYING:
-            await enter(Stage.QUALIFYING, inp.start_cause or "restarted at qualifying")
+            await enter(
+                Stage.QUALIFYING,
+                inp.start_cause or "restarted at qualifying",
+                system_actor("new run"),
+            )
         else:
             ended = await self.contacting.until_reply()
             if ended is not None:
@@ -102,11 +108,15 @@ class ProspectJourney(JourneyInbox):
         # 3. qualifying: the rep's verdict, or the timeout's outcome
         verdict = await self.qualifying.until_verdict()
         if isinstance(verdict, TimedOut):
-            await enter(verdict.outcome, verdict.cause)
+            await enter(verdict.outcome, verdict.cause, system_actor("qualification timeout"))
             return verdict.outcome
         if not verdict.qualified:
-            await enter(Stage.DISQUALIFIED, f"not qualified: {'; '.join(verdict.reasons)}")
+            await enter(
+                Stage.DISQUALIFIED,
+                f"not qualified: {'; '.join(verdict.reasons)}",
+                verdict.actor,
+            )
             return Stage.DISQUALIFIED
         # 4, 5. presenting and objections: meetings, objections, the decision deadline
-        await enter(Stage.PRESENTING, "qualified")
+        await enter(Stage.PRESENTING, "qualified", verdict.actor)
         return None

@@ -19,6 +19,7 @@ from services.deals.closing import service as svc
 from services.deals.closing.reopen import reopen_journey
 from services.deals.core.schemas import Deal
 from services.deals.qualification.signals import signal_gate_passed
+from shared.audit import request_actor
 from shared.auth import ApiKey
 from shared.contracts.journey import DealClosed, DealStageMoved, Stage
 from shared.contracts.names import Sig
@@ -50,7 +51,7 @@ async def close_deal(
         request.app.state.temporal,
         deal.prospect_id,
         Sig.DEAL_CLOSED,
-        DealClosed(deal.id, won, deal.close_reason or body.reason),
+        DealClosed(deal.id, won, deal.close_reason or body.reason, request_actor(request)),
     )
     return deal
 
@@ -72,7 +73,7 @@ async def move_stage(
             request.app.state.temporal,
             deal.prospect_id,
             Sig.DEAL_STAGE_MOVED,
-            DealStageMoved(deal.id, deal.stage),
+            DealStageMoved(deal.id, deal.stage, actor=request_actor(request)),
         )
     return deal
 
@@ -85,7 +86,14 @@ async def reopen_deal(deal_id: str, request: Request, _: ApiKey, session: Sessio
     deal = await svc.reopen_deal(session, deal_id)
     await session.commit()
     state = request.app.state
-    await reopen_journey(state.temporal, state.settings, deal.prospect_id, deal.id, deal.stage)
+    await reopen_journey(
+        state.temporal,
+        state.settings,
+        deal.prospect_id,
+        deal.id,
+        deal.stage,
+        request_actor(request),
+    )
     return deal
 
 

@@ -29,7 +29,12 @@ TIMEOUT = 15.0  # a new run may wait for the previous one to close (outreach: FI
 
 
 async def reopen_journey(
-    client: Client, settings: Settings, prospect_id: str, deal_id: str, stage: str
+    client: Client,
+    settings: Settings,
+    prospect_id: str,
+    deal_id: str,
+    stage: str,
+    actor: str = "",
 ) -> None:
     """Tell the journey of the reopened deal (now at `stage`), running or ended."""
     try:
@@ -41,7 +46,7 @@ async def reopen_journey(
     if described.status == WorkflowExecutionStatus.RUNNING:
         try:
             await signal_journey(
-                client, prospect_id, Sig.DEAL_REOPENED, DealReopened(deal_id, stage)
+                client, prospect_id, Sig.DEAL_REOPENED, DealReopened(deal_id, stage, actor=actor)
             )
             return
         except AppError as err:

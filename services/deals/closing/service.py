@@ -13,11 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.deals.core import history
 from services.deals.core.service import QUALIFIED_STAGES, get_deal, require_stage
-from services.deals.models import CLOSED_STAGES, DEAL_STAGES, CloseReason, Deal
+from services.deals.models import CLOSED_STAGES, DEAL_STAGES, CloseReason, Deal, EventOutbox
 from services.deals.qualification.gate import pass_gate
 from shared.contracts.journey import Stage
 from shared.db import utcnow
 from shared.errors import conflict, invalid
+from shared.events import DEAL_LOST, DEAL_WON, add_event
 
 CLOSABLE_STAGES = QUALIFIED_STAGES
 
@@ -86,6 +87,21 @@ async def close_deal(
     if currency is not None:
         deal.currency = currency
     await session.flush()
+    # the close (a reopened deal closed again is a new fact: its own closed_at)
+    await add_event(
+        session,
+        EventOutbox,
+        DEAL_WON if won else DEAL_LOST,
+        f"{deal.id}:{utcnow().isoformat() if deal.closed_at is None else deal.closed_at.isoformat()}",
+        {
+            "deal_id": deal.id,
+            "prospect_id": deal.prospect_id,
+            "rep_id": deal.rep_id,
+            "value": str(deal.value) if deal.value is not None else None,
+            "currency": deal.currency,
+            "reason_code": reason_code,
+        },
+    )
     return CloseOutcome(deal, replayed=False)
 
 

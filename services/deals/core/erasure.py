@@ -5,13 +5,24 @@ it answers 2xx; a repeat finds nothing left and answers the same."""
 
 from __future__ import annotations
 
+from typing import Any, cast
+
+from sqlalchemy import delete
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.deals.models import Deal
+from services.deals.models import AuditEntry, BookingLink, Deal
+from shared.audit import redact
 from shared.erasure import delete_tree
 
 
 async def erase_prospect(session: AsyncSession, prospect_id: str) -> dict[str, int]:
     """Rows deleted per table."""
     table = Deal.__table__
-    return await delete_tree(session, table, table.c.prospect_id == prospect_id)
+    deleted = await delete_tree(session, table, table.c.prospect_id == prospect_id)
+    # the audit log keeps who did what and when, not the values (shared.audit)
+    deleted["audit_log (values redacted)"] = await redact(session, AuditEntry, prospect_id)
+    # their booking links (their zone, their rep): gone, so an old link opens nothing
+    links = await session.execute(delete(BookingLink).where(BookingLink.prospect_id == prospect_id))
+    deleted["booking_links"] = cast(CursorResult[Any], links).rowcount
+    return deleted

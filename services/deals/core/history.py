@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.deals.models import Deal, DealHistory
+from shared.audit import actor_of
 from shared.db import utcnow
 
 
@@ -19,12 +20,28 @@ def move(deal: Deal, stage: str, cause: str, session: AsyncSession) -> None:
     """Set the deal's stage and record the change (nothing when the stage stays)."""
     if deal.stage == stage:
         return
-    session.add(DealHistory(deal_id=deal.id, from_stage=deal.stage, to_stage=stage, cause=cause))
+    session.add(
+        DealHistory(
+            deal_id=deal.id,
+            from_stage=deal.stage,
+            to_stage=stage,
+            cause=cause,
+            actor=actor_of(session),
+        )
+    )
     deal.stage = stage
 
 
 def opened(deal: Deal, cause: str, session: AsyncSession) -> None:
-    session.add(DealHistory(deal_id=deal.id, from_stage=None, to_stage=deal.stage, cause=cause))
+    session.add(
+        DealHistory(
+            deal_id=deal.id,
+            from_stage=None,
+            to_stage=deal.stage,
+            cause=cause,
+            actor=actor_of(session),
+        )
+    )
 
 
 async def note(
@@ -42,6 +59,7 @@ async def note(
             to_stage=deal.stage,
             cause=cause,
             at=at or utcnow(),
+            actor=actor_of(session),
         )
     )
     await session.flush()

@@ -56,6 +56,12 @@ class Meeting(FromRow):
     revision: int = Field(description="+1 on every reschedule")
     cancel_reason: str | None
     created_at: datetime
+    invite_status: Literal["sent", "not_sent"] | None = Field(
+        None,
+        description="the prospect's latest calendar invitation: sent, or not_sent (opted out, "
+        "listed, bounced, no address; the rep got their own); null until known",
+    )
+    invite_detail: str | None = Field(None, description="why the prospect's invitation did not go")
 
 
 class Objection(FromRow):
@@ -98,6 +104,7 @@ class HistoryEntry(FromRow):
     from_stage: str | None
     to_stage: str
     cause: str
+    actor: str = Field("", description="who: a key holder (role and key id) or journey")
     at: datetime
 
 

@@ -1,5 +1,6 @@
 """Meeting routes: book a meeting on a deal, then move, cancel, or mark it held or missed.
-Thin: validate, call a use case, commit, then signal.
+Thin: validate, call a use case, commit, then signal (and start the calendar invitation of a
+booked, moved or cancelled meeting: invites.py).
 
 The commit comes before the signal, so the journey never hears of a fact the database lacks.
 If the signal fails after the commit, the client retries: the same change is answered again
@@ -12,12 +13,16 @@ from fastapi import APIRouter, Request, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.deals.core.schemas import Meeting as MeetingOut
-from services.deals.meetings import schemas
+from services.deals.meetings import availability, links, public, schemas
 from services.deals.meetings import service as svc
-from services.deals.models import Deal, Meeting
+from services.deals.meetings.invites import send_invite
+from services.deals.models import Deal, Meeting, RepAvailability
 from services.deals.qualification.signals import signal_gate_passed
+from shared.audit import request_actor
 from shared.auth import ApiKey
+from shared.booking import BOOKING_PATH
 from shared.contracts.journey import MeetingChanged, MeetingScheduled
+from shared.contracts.meetings import CANCEL, REQUEST
 from shared.contracts.names import Sig
 from shared.db import Session
 from shared.journeys import signal_journey
@@ -40,9 +45,15 @@ async def schedule_meeting(
         deal.prospect_id,
         Sig.MEETING_SCHEDULED,
         MeetingScheduled(
-            meeting.id, deal.id, meeting.starts_at.isoformat(), meeting.title, meeting.revision
+            meeting.id,
+            deal.id,
+            meeting.starts_at.isoformat(),
+            meeting.title,
+            meeting.revision,
+            request_actor(request),
         ),
     )
+    await send_invite(request, deal, meeting, REQUEST)
     return meeting
 
 
@@ -58,7 +69,10 @@ async def reschedule_meeting(
     """Move a scheduled meeting: its pending reminders are replaced by ones for the new time
     and the rep gets a new preparation task. 409 when held, missed or cancelled."""
     deal, meeting, _changed = await svc.reschedule(session, deal_id, meeting_id, body.starts_at)
-    return await _commit_and_signal(request, session, Sig.MEETING_RESCHEDULED, deal, meeting)
+    await _commit_and_signal(request, session, Sig.MEETING_RESCHEDULED, deal, meeting)
+    # the update (SEQUENCE = the new revision); unchanged, it is the one sent already
+    await send_invite(request, deal, meeting, REQUEST)
+    return meeting
 
 
 @deals.post("/{deal_id}/meetings/{meeting_id}/cancel", response_model=MeetingOut)
@@ -72,7 +86,9 @@ async def cancel_meeting(
 ) -> object:
     """Cancel a scheduled meeting: its reminders stop. 409 when it was held or missed."""
     deal, meeting = await svc.cancel(session, deal_id, meeting_id, body.reason.strip())
-    return await _commit_and_signal(request, session, Sig.MEETING_CANCELLED, deal, meeting)
+    await _commit_and_signal(request, session, Sig.MEETING_CANCELLED, deal, meeting)
+    await send_invite(request, deal, meeting, CANCEL)
+    return meeting
 
 
 @deals.post("/{deal_id}/meetings/{meeting_id}/held", response_model=MeetingOut)
@@ -115,4 +131,65 @@ async def _commit_and_signal(
     return meeting
 
 
-routers = [deals]
+reps = APIRouter(prefix="/reps", tags=["meetings"])
+
+
+@reps.put("/{rep_id}/availability", response_model=schemas.AvailabilityOut)
+async def set_availability(
+    rep_id: str, body: schemas.AvailabilityIn, _: ApiKey, session: Session
+) -> schemas.AvailabilityOut:
+    """The rep's working hours for booking links (ops, admins and the rep itself): replaces
+    what was set; the links already sent offer the new slots at once."""
+    row = await availability.set_hours(session, rep_id, body.columns())
+    return await _availability_out(session, row)
+
+
+@reps.get("/{rep_id}/availability", response_model=schemas.AvailabilityOut)
+async def get_availability(rep_id: str, _: ApiKey, session: Session) -> schemas.AvailabilityOut:
+    """The rep's working hours and the slots a booking link offers now. 404 until set."""
+    return await _availability_out(session, await availability.get_hours(session, rep_id))
+
+
+async def _availability_out(session: AsyncSession, row: RepAvailability) -> schemas.AvailabilityOut:
+    return schemas.AvailabilityOut(
+        rep_id=row.rep_id,
+        timezone=row.timezone,
+        days=list(row.days),
+        start=f"{row.start_minute // 60:02d}:{row.start_minute % 60:02d}",
+        end=f"{row.end_minute // 60:02d}:{row.end_minute % 60:02d}",
+        meeting_minutes=row.meeting_minutes,
+        buffer_minutes=row.buffer_minutes,
+        min_notice_minutes=row.min_notice_minutes,
+        days_ahead=row.days_ahead,
+        title=row.title,
+        free_slots=await availability.open_slots(session, row),
+    )
+
+
+links_router = APIRouter(tags=["meetings"])
+
+
+@links_router.post("/internal/booking-links", response_model=schemas.BookingLinkOut)
+async def issue_booking_link(
+    body: schemas.BookingLinkIn, request: Request, _: ApiKey, session: Session
+) -> schemas.BookingLinkOut:
+    """A prospect's booking link (outreach, rendering `{{ booking_link }}`): the run's live one
+    while it has more than half its life left, else a new one (links.py)."""
+    settings = request.app.state.settings
+    link = await links.issue(session, **body.model_dump(), days=settings.booking_link_days)
+    await session.commit()
+    url = f"{settings.deals_public_url.rstrip('/')}{BOOKING_PATH}{link.token}"
+    return schemas.BookingLinkOut(token=link.token, url=url, expires_at=link.expires_at)
+
+
+@links_router.delete("/prospects/{prospect_id}/booking-links", response_model=schemas.LinksRevoked)
+async def revoke_booking_links(
+    prospect_id: str, _: ApiKey, session: Session
+) -> schemas.LinksRevoked:
+    """Every booking link sent to the prospect stops working at once (their page: 404)."""
+    revoked = await links.revoke(session, prospect_id)
+    await session.commit()
+    return schemas.LinksRevoked(prospect_id=prospect_id, revoked=revoked)
+
+
+routers = [deals, reps, links_router, public.router]

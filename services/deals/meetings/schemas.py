@@ -6,10 +6,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from services.deals.core.schemas import NonEmpty
-from shared.requests import WriteModel
+from shared.requests import InternalModel, WriteModel
+from shared.timezones import known_zone
 
 
 def _aware_future(value: datetime) -> datetime:
@@ -37,3 +38,95 @@ class MeetingReschedule(WriteModel):
 
 class MeetingCancel(WriteModel):
     reason: str = Field("", max_length=2000)
+
+
+# --- booking links (issue 14) -------------------------------------------------------------------
+
+HHMM = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$", max_length=5, examples=["09:00"])]
+
+
+def _minute(value: str) -> int:
+    hours, minutes = value.split(":")
+    return int(hours) * 60 + int(minutes)
+
+
+def _known_zone(value: str) -> str:
+    if known_zone(value) is None:
+        raise ValueError(f"unknown time zone {value!r}: an IANA name such as Europe/Berlin")
+    return value
+
+
+class AvailabilityIn(WriteModel):
+    """When the rep takes meetings booked through links (in the rep's own zone)."""
+
+    timezone: Annotated[str, AfterValidator(_known_zone)] = Field(
+        max_length=64, description="the rep's IANA time zone, e.g. Europe/Berlin"
+    )
+    days: list[Annotated[int, Field(ge=0, le=6)]] = Field(
+        default_factory=lambda: [0, 1, 2, 3, 4],
+        min_length=1,
+        max_length=7,
+        description="weekdays taking meetings, 0 = Monday",
+    )
+    start: HHMM = Field("09:00", description="local start of the working hours")
+    end: HHMM = Field("17:00", description="local end of the working hours (after start)")
+    meeting_minutes: int = Field(30, ge=5, le=8 * 60, description="length of a booked meeting")
+    buffer_minutes: int = Field(10, ge=0, le=4 * 60, description="kept free around meetings")
+    min_notice_minutes: int = Field(
+        240, ge=0, le=30 * 24 * 60, description="the earliest slot offered is this far ahead"
+    )
+    days_ahead: int = Field(14, ge=1, le=90, description="how many days ahead slots are offered")
+    title: str = Field("Intro call", min_length=1, max_length=200)
+
+    @model_validator(mode="after")
+    def _hours_make_sense(self) -> AvailabilityIn:
+        if _minute(self.end) <= _minute(self.start):
+            raise ValueError("end must be after start")
+        if _minute(self.end) - _minute(self.start) < self.meeting_minutes:
+            raise ValueError("the working hours are shorter than one meeting")
+        if len(set(self.days)) != len(self.days):
+            raise ValueError("days must not repeat")
+        return self
+
+    def columns(self) -> dict[str, object]:
+        values = self.model_dump(exclude={"start", "end"})
+        values["days"] = sorted(self.days)
+        return values | {"start_minute": _minute(self.start), "end_minute": _minute(self.end)}
+
+
+class AvailabilityOut(BaseModel):
+    rep_id: str
+    timezone: str
+    days: list[int]
+    start: str
+    end: str
+    meeting_minutes: int
+    buffer_minutes: int
+    min_notice_minutes: int
+    days_ahead: int
+    title: str
+    free_slots: list[datetime] = Field(description="the slots a booking link offers now (UTC)")
+
+
+class BookingLinkIn(InternalModel):
+    """What a booking link lets its holder do (outreach, rendering `{{ booking_link }}`); a
+    service-to-service body: unknown fields are ignored (a newer outreach during a deploy)."""
+
+    prospect_id: NonEmpty = Field(max_length=64)
+    rep_id: NonEmpty = Field(max_length=64)
+    journey_key: NonEmpty = Field(max_length=128, description="the journey run it is sent in")
+    zone: Annotated[str, AfterValidator(_known_zone)] = Field(
+        "UTC", max_length=64, description="the prospect's IANA zone: the page shows slots in it"
+    )
+    source: str = Field("cold", max_length=32, description="the source of a deal it opens")
+
+
+class BookingLinkOut(BaseModel):
+    token: str
+    url: str = Field(description="<CLOSEFLOW_DEALS_PUBLIC_URL>/book/<token>")
+    expires_at: datetime
+
+
+class LinksRevoked(BaseModel):
+    prospect_id: str
+    revoked: int = Field(description="links that were live and no longer work")

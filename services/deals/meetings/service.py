@@ -10,17 +10,28 @@ move out of a final state is a 409 that names the state.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Final, Literal
+from typing import Final, Literal, cast
 
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.deals.core import history
-from services.deals.core.service import QUALIFIED_STAGES, get_deal, require_stage
-from services.deals.models import Deal, Meeting
-from services.deals.qualification.gate import pass_gate
-from shared.contracts.journey import Stage
+from services.deals.core.service import (
+    QUALIFIED_STAGES,
+    find_deal_by_journey,
+    get_deal,
+    open_deal,
+    require_stage,
+)
+from services.deals.meetings.availability import hold_calendar
+from services.deals.models import Deal, EventOutbox, Meeting
+from services.deals.qualification.gate import gate_failures, pass_gate
+from shared.booking import BookingClaim
+from shared.contracts.journey import OpenDealRequest, Stage
 from shared.db import utcnow
-from shared.errors import conflict, not_found
+from shared.errors import AppError, conflict, not_found
+from shared.events import MEETING_BOOKED, add_event
 
 SCHEDULED = "scheduled"
 CANCELLED = "cancelled"
@@ -34,7 +45,12 @@ async def schedule(
     session: AsyncSession, deal_id: str, starts_at: datetime, title: str, duration_minutes: int
 ) -> tuple[Deal, Meeting, bool]:
     """(deal, meeting, passed_gate): passed_gate when the meeting took the deal out of
-    qualifying, which the journey must hear as a qualification first."""
+    qualifying, which the journey must hear as a qualification first. The meeting holds its
+    slot of the deal's rep, as a booked one does: a booking of that time (at once or later)
+    gets 409 slot_taken, and so does a second meeting of the rep's at the same start."""
+    await hold_calendar(
+        session, await session.scalar(select(Deal.rep_id).where(Deal.id == deal_id))
+    )
     deal = await get_deal(session, deal_id, lock=True)
     passed_gate = deal.stage == Stage.QUALIFYING
     if passed_gate:
@@ -47,10 +63,124 @@ async def schedule(
         title=title,
         duration_minutes=duration_minutes,
         status=SCHEDULED,
+        booked_rep_id=deal.rep_id,
     )
-    session.add(meeting)
-    await session.flush()
+    await _hold_slot(session, meeting)
+    await _announce_booked(session, deal, meeting)
     return deal, meeting, passed_gate
+
+
+async def _announce_booked(session: AsyncSession, deal: Deal, meeting: Meeting) -> None:
+    """The meeting_booked event for subscribers, in the meeting's own transaction (once)."""
+    await add_event(
+        session,
+        EventOutbox,
+        MEETING_BOOKED,
+        meeting.id,
+        {
+            "meeting_id": meeting.id,
+            "deal_id": deal.id,
+            "prospect_id": deal.prospect_id,
+            "rep_id": meeting.booked_rep_id or deal.rep_id,
+            "starts_at": meeting.starts_at.isoformat(),
+            "duration_minutes": meeting.duration_minutes,
+        },
+    )
+
+
+async def book(
+    session: AsyncSession,
+    claim: BookingClaim,
+    starts_at: datetime,
+    title: str,
+    duration_minutes: int,
+) -> tuple[Deal, Meeting, bool, bool]:
+    """A slot the prospect picked on their booking page: (deal, meeting, passed_gate, repeat).
+
+    The deal is the journey run's (opened here when the prospect books before replying; the
+    journey's own open_deal then finds it). A qualifying deal whose answers pass the gate moves
+    to presenting, as a booked meeting does; one whose answers do not (yet) stays qualifying
+    with the meeting on it: the gate still decides presenting. `repeat`: the prospect's own
+    meeting in that slot already (a double click, a reload): answered again, nothing written.
+    Another meeting in the rep's slot, committed meanwhile: 409 slot_taken (the unique index
+    decides, whatever the two requests read before).
+    """
+    deal = await find_deal_by_journey(session, claim.journey_key)
+    if deal is None:
+        cause = "booked a meeting through the booking link"
+        req = OpenDealRequest(
+            claim.prospect_id, claim.journey_key, claim.rep_id, claim.source, cause
+        )
+        deal = await open_deal(session, req)
+    deal = await get_deal(session, deal.id, lock=True)
+    mine = await session.scalar(
+        select(Meeting).where(
+            Meeting.deal_id == deal.id,
+            Meeting.booked_rep_id == claim.rep_id,
+            Meeting.starts_at == starts_at,
+            Meeting.status == SCHEDULED,
+        )
+    )
+    if mine is not None:
+        return deal, mine, False, True
+    if deal.is_closed:
+        raise conflict("already_closed", f"deal {deal.id} is already {deal.stage}")
+    passed_gate = False
+    if deal.stage == Stage.QUALIFYING and not (await gate_failures(session, deal))[1]:
+        await pass_gate(session, deal, Stage.PRESENTING)
+        passed_gate = True
+    meeting = Meeting(
+        deal_id=deal.id,
+        starts_at=starts_at,
+        title=title,
+        duration_minutes=duration_minutes,
+        status=SCHEDULED,
+        booked_rep_id=claim.rep_id,
+    )
+    await _hold_slot(session, meeting)
+    await _announce_booked(session, deal, meeting)
+    await history.note(
+        session,
+        deal,
+        f"meeting {meeting.id} booked through the booking link for {starts_at.isoformat()}",
+        key=f"meeting:{meeting.id}:booked",
+    )
+    return deal, meeting, passed_gate, False
+
+
+async def _hold_slot(session: AsyncSession, meeting: Meeting, **changes: object) -> None:
+    """Write the meeting (with `changes`) in its rep's slot now: the unique index (rep, start)
+    of scheduled meetings that hold a slot refuses one another transaction holds, whatever both
+    read before. The changes are made inside the savepoint: begin_nested() flushes what is
+    pending before it, where a refusal would spoil the whole transaction."""
+    at = changes.get("starts_at", meeting.starts_at)  # the savepoint's rollback expires it
+    try:
+        async with session.begin_nested():
+            for name, value in changes.items():
+                setattr(meeting, name, value)
+            session.add(meeting)
+    except IntegrityError as err:
+        raise slot_taken(cast(datetime, at)) from err
+
+
+def slot_taken(starts_at: datetime) -> AppError:
+    return conflict(
+        "slot_taken",
+        f"the slot at {starts_at.isoformat()} was booked meanwhile",
+        [{"field": "slot", "problem": "taken"}],
+    )
+
+
+async def _calendar_of(session: AsyncSession, deal_id: str, meeting_id: str) -> str | None:
+    """The rep whose calendar holds the meeting (read unlocked: the lock order is calendar,
+    then deal)."""
+    found = await session.execute(
+        select(Meeting.booked_rep_id, Deal.rep_id)
+        .join(Deal, Deal.id == Meeting.deal_id)
+        .where(Meeting.id == meeting_id, Meeting.deal_id == deal_id)
+    )
+    row = found.first()
+    return None if row is None else (row[0] or row[1])
 
 
 async def _meeting(session: AsyncSession, deal_id: str, meeting_id: str) -> tuple[Deal, Meeting]:
@@ -74,15 +204,23 @@ def _refuse(meeting: Meeting, action: str) -> None:
 async def reschedule(
     session: AsyncSession, deal_id: str, meeting_id: str, starts_at: datetime
 ) -> tuple[Deal, Meeting, bool]:
-    """(deal, meeting, changed): moving a meeting to the time it already has changes nothing."""
+    """(deal, meeting, changed): moving a meeting to the time it already has changes nothing.
+    The meeting's hold moves with it (one scheduled before meetings held slots takes one now)."""
+    await hold_calendar(session, await _calendar_of(session, deal_id, meeting_id))
     deal, meeting = await _meeting(session, deal_id, meeting_id)
     if meeting.status != SCHEDULED:
         _refuse(meeting, "rescheduled")
     if meeting.starts_at == starts_at:
         return deal, meeting, False
     old = meeting.starts_at
-    meeting.starts_at = starts_at
-    meeting.revision += 1
+    # not onto another meeting of the rep's (the change is flushed inside the hold's savepoint)
+    await _hold_slot(
+        session,
+        meeting,
+        starts_at=starts_at,
+        revision=meeting.revision + 1,
+        booked_rep_id=meeting.booked_rep_id or deal.rep_id,
+    )
     await history.note(
         session,
         deal,

@@ -17,6 +17,7 @@ from services.deals.playbook import analytics as stats
 from services.deals.playbook import schemas
 from services.deals.playbook import service as svc
 from services.deals.playbook.ranking import ResponseStats
+from shared.audit import request_actor
 from shared.auth import ApiKey
 from shared.contracts.journey import ObjectionLogged
 from shared.contracts.names import Sig
@@ -50,7 +51,12 @@ async def log_objection(
         logged.deal.prospect_id,
         Sig.OBJECTION_LOGGED,
         ObjectionLogged(
-            objection.id, logged.deal.id, objection.category, objection.text, logged.answers
+            objection.id,
+            logged.deal.id,
+            objection.category,
+            objection.text,
+            logged.answers,
+            request_actor(request),
         ),
     )
     return schemas.ObjectionLogged(

@@ -6,19 +6,23 @@ from __future__ import annotations
 from fastapi import Request
 
 from services.deals.models import Deal
+from shared.audit import request_actor
 from shared.contracts.journey import QualificationRecorded
 from shared.contracts.names import Sig
 from shared.journeys import signal_journey
 
 
-async def signal_verdict(request: Request, deal: Deal, qualified: bool, reasons: list[str]) -> None:
+async def signal_verdict(
+    request: Request, deal: Deal, qualified: bool, reasons: list[str], actor: str = ""
+) -> None:
+    """`actor`: who passed the verdict; by default the request's key holder."""
     await signal_journey(
         request.app.state.temporal,
         deal.prospect_id,
         Sig.QUALIFICATION_RECORDED,
-        QualificationRecorded(deal.id, qualified, reasons),
+        QualificationRecorded(deal.id, qualified, reasons, actor or request_actor(request)),
     )
 
 
-async def signal_gate_passed(request: Request, deal: Deal) -> None:
-    await signal_verdict(request, deal, True, list(deal.qualification_reasons))
+async def signal_gate_passed(request: Request, deal: Deal, actor: str = "") -> None:
+    await signal_verdict(request, deal, True, list(deal.qualification_reasons), actor)

@@ -17,6 +17,7 @@ from temporalio.service import RPCError
 from services.outreach import models
 from services.outreach.cadences import service
 from services.outreach.cadences.schemas import OffsetDatetime
+from shared.audit import request_actor
 from shared.auth import require_api_key
 from shared.bounds import INT32_MAX
 from shared.contracts.journey import (
@@ -142,7 +143,8 @@ async def resume_journey(
 
 @router.post("/journeys/{prospect_id}/stop", status_code=202)
 async def stop_journey(prospect_id: str, body: StopIn, request: Request) -> dict[str, str]:
-    await signal_journey(_client(request), prospect_id, Sig.STOP_CADENCE, StopCadence(body.reason))
+    stop = StopCadence(body.reason, request_actor(request))
+    await signal_journey(_client(request), prospect_id, Sig.STOP_CADENCE, stop)
     return {"status": "stopping", "journey_id": journey_id(prospect_id)}
 
 
@@ -177,7 +179,8 @@ async def resume_cadence(request: Request, pids: CadenceJourneys) -> BulkResult:
 
 @router.post("/cadences/{cadence_id}/stop", response_model=BulkResult)
 async def stop_cadence(body: StopIn, request: Request, pids: CadenceJourneys) -> BulkResult:
-    return await _signal_many(_client(request), pids, Sig.STOP_CADENCE, StopCadence(body.reason))
+    stop = StopCadence(body.reason, request_actor(request))
+    return await _signal_many(_client(request), pids, Sig.STOP_CADENCE, stop)
 
 
 @router.post("/reps/{rep_id}/journeys/pause", response_model=BulkResult)

@@ -138,15 +138,61 @@ def _intervals(now: datetime, tz: ZoneInfo, rule: Rule, horizon: int) -> list[In
         day = first + timedelta(days=offset)
         if day.weekday() not in rule.days or day in rule.holidays:
             continue
-        # combine() keeps the wall-clock hour, so the UTC instant moves with DST as it should.
-        opens = datetime.combine(day, time(rule.start_hour), tz)
-        closes = (
-            datetime.combine(day + timedelta(days=1), time(0), tz)
-            if rule.end_hour >= 24
-            else datetime.combine(day, time(rule.end_hour), tz)
-        )
-        out.append((opens.astimezone(UTC), closes.astimezone(UTC)))
+        out.extend(_wall_clock_span(day, tz, rule.start_hour, rule.end_hour))
     return out
+
+
+def _wall_clock_span(day: date, tz: ZoneInfo, start_hour: int, end_hour: int) -> list[Interval]:
+    """The instants whose wall-clock time in `tz` is within [start_hour, end_hour) on `day`, as
+    UTC intervals. A clock change splits the day where it falls: after a fall back the clock
+    reads the repeated hour again (a window opening at 03:00 is shut again from 02:45 to 03:00
+    on Chatham's clock change), and a spring forward skips the missing hour."""
+    opens = datetime.combine(day, time(start_hour))  # naive: a wall-clock reading
+    closes = datetime.combine(day, time(0)) + timedelta(hours=end_hour)
+    # the usual day: each reading exists once (both folds agree) and both have one offset, so
+    # no change falls between them (no zone changes its clock twice in a day)
+    shift = tz.utcoffset(opens) or timedelta(0)
+    if (
+        shift
+        == tz.utcoffset(closes)
+        == tz.utcoffset(opens.replace(fold=1))
+        == tz.utcoffset(closes.replace(fold=1))
+    ):
+        return [((opens - shift).replace(tzinfo=UTC), (closes - shift).replace(tzinfo=UTC))]
+    # every instant whose reading can lie between the two, whichever side of a change it is on
+    lo = min(opens.replace(tzinfo=tz, fold=f).astimezone(UTC) for f in (0, 1))
+    hi = max(closes.replace(tzinfo=tz, fold=f).astimezone(UTC) for f in (0, 1))
+    out: list[Interval] = []
+    for piece_lo, piece_hi in _steady_offsets(lo, hi, tz):
+        # one UTC offset over the piece: its readings are the instants shifted by it
+        shift = piece_lo.astimezone(tz).utcoffset() or timedelta(0)
+        begins = max(piece_lo, (opens - shift).replace(tzinfo=UTC))
+        ends = min(piece_hi, (closes - shift).replace(tzinfo=UTC))
+        if begins < ends:
+            out.append((begins, ends))
+    return out
+
+
+def _steady_offsets(lo: datetime, hi: datetime, tz: ZoneInfo) -> list[Interval]:
+    """[lo, hi) cut where `tz` changes its UTC offset (found to the second)."""
+    pieces: list[Interval] = []
+    while lo < hi:
+        last = hi - timedelta(seconds=1)
+        if lo.astimezone(tz).utcoffset() == last.astimezone(tz).utcoffset():
+            pieces.append((lo, hi))
+            break
+        # the first second with another offset than lo's: zone changes fall on whole seconds
+        before, after = lo, last
+        while after - before > timedelta(seconds=1):
+            middle = before + (after - before) // 2
+            middle = middle.replace(microsecond=0)
+            if middle.astimezone(tz).utcoffset() == lo.astimezone(tz).utcoffset():
+                before = middle
+            else:
+                after = middle
+        pieces.append((lo, after))
+        lo = after
+    return pieces
 
 
 def _intersect(a: list[Interval], b: list[Interval]) -> list[Interval]:

@@ -5,11 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends
+from fastapi.responses import StreamingResponse
 from sqlalchemy import case, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.outreach import models
 from services.outreach.cadences import service
 from shared.auth import require_api_key
+from shared.csv_export import csv_response, one_page
 from shared.db import Session
 
 router = APIRouter(dependencies=[Depends(require_api_key)], tags=["cadences"])
@@ -18,6 +21,31 @@ SENT = ("submitted", "delivered", "bounced", "failed")
 
 @router.get("/cadences/{cadence_id}/stats")
 async def cadence_stats(cadence_id: str, session: Session) -> dict[str, Any]:
+    return {"cadence_id": cadence_id, "steps": await step_stats(session, cadence_id)}
+
+
+STEP_COLUMNS = (
+    "touch",
+    "channel",
+    "variant",
+    "sent",
+    "delivered",
+    "bounced",
+    "suppressed",
+    "replied",
+    "reply_rate",
+)
+
+
+@router.get("/cadences/{cadence_id}/stats.csv", response_class=StreamingResponse)
+async def cadence_stats_csv(cadence_id: str, session: Session) -> StreamingResponse:
+    """The same numbers as CSV (issue 14: exports), one row per step, channel and variant."""
+    steps = await step_stats(session, cadence_id)
+    rows = [[step[c] for c in STEP_COLUMNS] for step in steps]
+    return csv_response(f"cadence-{cadence_id}-stats.csv", STEP_COLUMNS, one_page(rows))
+
+
+async def step_stats(session: AsyncSession, cadence_id: str) -> list[dict[str, Any]]:
     await service.get_cadence(session, cadence_id)
     m = models.Message
     rows = await session.execute(
@@ -53,4 +81,4 @@ async def cadence_stats(cadence_id: str, session: Session) -> dict[str, Any]:
                 "reply_rate": round(replied / sent, 4) if sent else None,
             }
         )
-    return {"cadence_id": cadence_id, "steps": items}
+    return items

@@ -43,6 +43,7 @@ VARIABLES = frozenset(
         "referral_link",
         "meeting_time",
         "meeting_title",
+        "booking_link",  # the prospect's page to book a meeting with their rep (issue 14)
     }
 )
 DEFAULT_COMPANY = "your company"
@@ -211,18 +212,50 @@ def _statement_problems(parsed: nodes.Template) -> list[str]:
     return problems
 
 
+# Levels of a template's syntax tree (real messages use a handful). Jinja compiles a template to
+# Python source nested as deep as the tree: 300 nested ifs end in RecursionError inside Jinja
+# (and Python refuses source indented 100 levels), neither of them a TemplateError that callers
+# handle. A deeper template is refused before it is compiled.
+MAX_NESTING = 64
+
+
+class NestsTooDeep(TemplateError):
+    def __init__(self) -> None:
+        super().__init__(f"the template nests too deeply (more than {MAX_NESTING} levels)")
+
+
+def _parse(env: SandboxedEnvironment, source: str) -> nodes.Template:
+    """The template's tree, refused (NestsTooDeep) when it is deeper than MAX_NESTING."""
+    parsed = env.parse(source)
+    pending: list[tuple[nodes.Node, int]] = [(parsed, 1)]
+    while pending:
+        node, depth = pending.pop()
+        if depth > MAX_NESTING:
+            raise NestsTooDeep()
+        pending.extend((child, depth + 1) for child in node.iter_child_nodes())
+    return parsed
+
+
 def template_problems(source: str) -> list[str]:
     """Why `source` would render badly: syntax errors, unknown variables, filters or tests."""
     try:
-        parsed = _env.parse(source)
+        parsed = _parse(_env, source)
         problems = _statement_problems(parsed)
         if problems:
             return problems
         # compiles it, too: an unknown filter or test is an error only then
         undeclared = meta.find_undeclared_variables(parsed)
+    except NestsTooDeep as err:
+        return [str(err.message)]
     except TemplateError as err:
         line = getattr(err, "lineno", None)
         return [f"template error{f' on line {line}' if line else ''}: {err.message}"]
+    except (RecursionError, SystemError):
+        # Jinja's parser and compiler recurse once per nesting level: `{{ ((((...)))) }}` a few
+        # hundred deep exhausted Python's stack at save time (a 500, found by issue 13's fuzzing);
+        # near the limit CPython 3.11's compile() raises SystemError ("AST constructor recursion
+        # depth mismatch") instead (seen in CI's schemathesis run)
+        return ["the template nests too deeply"]
     unknown = sorted(undeclared - VARIABLES)
     if unknown:
         return [f"unknown variable(s) {', '.join(unknown)}; known: {', '.join(sorted(VARIABLES))}"]
@@ -250,6 +283,7 @@ def variables_for(contact: Contact, extra: dict[str, str]) -> dict[str, str]:
         "referral_link": "",
         "meeting_time": "",
         "meeting_title": "",
+        "booking_link": "",
     }
     values.update({k: v for k, v in extra.items() if k in VARIABLES})
     if "meeting_starts_at" in extra:
@@ -275,6 +309,7 @@ SAMPLES: dict[str, dict[str, str]] = {
         {
             "referrer_name": "Alan Turing",
             "referral_link": "https://example.com/r/sample",
+            "booking_link": "https://example.com/book/sample",
             "meeting_title": "Demo",
             "meeting_starts_at": "2026-03-02T10:00:00+00:00",
         },
@@ -285,13 +320,14 @@ SAMPLES: dict[str, dict[str, str]] = {
 
 @functools.lru_cache(maxsize=512)
 def _compiled(autoescape: bool, source: str) -> Any:
-    return (_html_env if autoescape else _env).from_string(source)
+    env = _html_env if autoescape else _env
+    return env.from_string(_parse(env, source))
 
 
 def _reason(err: Exception) -> str:
     if isinstance(err, TemplateError) and err.message:
         return err.message
-    if isinstance(err, RecursionError):
+    if isinstance(err, (RecursionError, SystemError)):  # see template_problems
         return "the template recurses too deeply"
     return f"{type(err).__name__}: {err}"
 
@@ -357,6 +393,33 @@ SYSTEM_TEMPLATES: dict[str, tuple[str, str, str]] = {
         'Hi {{ first_name }},\n\nA reminder of our meeting "{{ meeting_title }}" on '
         "{{ meeting_time }}. Reply to this email if you need to move it.\n\n{{ rep_name }}",
         "Reminder: {{ meeting_title }} with {{ rep_name }} on {{ meeting_time }}.",
+    ),
+    # calendar invitations (issue 14): the text beside the text/calendar part
+    "meeting_invite": (
+        "Invitation: {{ meeting_title }} on {{ meeting_time }}",
+        'Hi {{ first_name }},\n\nHere is the invitation to "{{ meeting_title }}" on '
+        "{{ meeting_time }}: accept it to put it in your calendar.\n\n{{ rep_name }}",
+        "",
+    ),
+    "meeting_cancel": (
+        "Cancelled: {{ meeting_title }} on {{ meeting_time }}",
+        'Hi {{ first_name }},\n\n"{{ meeting_title }}" on {{ meeting_time }} is cancelled; '
+        "your calendar removes it.\n\n{{ rep_name }}",
+        "",
+    ),
+    # the rep's own invitation when the prospect's did not go (services/outreach/invites.py)
+    "meeting_invite_rep": (
+        "Invitation: {{ meeting_title }} on {{ meeting_time }} (not sent to {{ full_name }})",
+        'Here is your invitation to "{{ meeting_title }}" with {{ full_name }} ({{ company }}) '
+        "on {{ meeting_time }}. {{ full_name }} got no invitation from us: the event's "
+        "description and the meeting in closeflow say why.",
+        "",
+    ),
+    "meeting_cancel_rep": (
+        "Cancelled: {{ meeting_title }} on {{ meeting_time }} (not sent to {{ full_name }})",
+        '"{{ meeting_title }}" with {{ full_name }} on {{ meeting_time }} is cancelled; your '
+        "calendar removes it. {{ full_name }} got no cancellation from us.",
+        "",
     ),
     # after a missed meeting: an offer to find another time
     "meeting_rebook": (

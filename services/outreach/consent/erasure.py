@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.service import RPCError
 
 from services.outreach import models
+from shared.audit import redact
 from shared.auth import require_api_key
 from shared.contracts.journey import Contact, journey_id
 from shared.db import Session
@@ -115,6 +116,7 @@ async def erase(session: AsyncSession, order: ErasureOrder) -> dict[str, int]:
         result = await session.execute(statement.execution_options(synchronize_session=False))
         deleted[table] = int(result.rowcount or 0)  # type: ignore[attr-defined]
     deleted["messages (referrer's name removed)"] = await _unquote_referrer(session, order)
+    deleted["audit_log (values redacted)"] = await redact(session, m.AuditEntry, pid)
     for kind, value in (("email", order.email_digest), ("phone", order.phone_digest)):
         if value:
             await session.execute(

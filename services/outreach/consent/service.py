@@ -47,9 +47,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.outreach import models
 from services.outreach.consent import suppressions
+from services.outreach.events import service as events
 from services.outreach.inbox import JourneySignal, Stored, store_event
 from shared.contracts.journey import StopCadence
 from shared.contracts.names import Sig
+from shared.db import database_away
 from shared.people import normalize_email, normalize_phone
 
 EMAIL, SMS = "email", "sms"
@@ -167,7 +169,10 @@ async def opt_out(
     changed = await suppressions.suppress(session, channel, address, reason)
     if person and channel in CHANNELS:
         rec = await _record_for_change(session, prospect_id, channel, address)
-        changed = _set(rec, channel, OPTED_OUT, reason) or changed
+        if _set(rec, channel, OPTED_OUT, reason):
+            changed = True
+            await session.flush()
+            await events.opted_out(session, rec, channel)
     await session.flush()
     return changed
 
@@ -216,6 +221,22 @@ async def blocked(
     return None
 
 
+async def _end_guard(session: AsyncSession) -> None:
+    """End the guard's read-only transaction, which releases its locks. A database that went
+    away during the provider call took the locks with it: nothing is left to release, and the
+    send that happened meanwhile must still be recorded (make chaos: a PostgreSQL restart during
+    the SMTP call failed the attempt, and its retry sent the email again)."""
+    try:
+        await session.commit()
+    except Exception as err:
+        if not database_away(err):
+            raise
+        # not rollback(), which would expire what the caller holds (the send's ledger row, read
+        # again on next use from a database that is away): close() lets go of them as they are
+        with contextlib.suppress(Exception):
+            await session.close()
+
+
 @contextlib.asynccontextmanager
 async def send_guard(
     session: AsyncSession, channel: str, address: str, prospect_id: str | None
@@ -232,7 +253,7 @@ async def send_guard(
         try:
             yield await blocked(session, channel, address, prospect_id)
         finally:
-            await session.commit()  # ends the read-only transaction: releases the locks
+            await _end_guard(session)
         return
     reason = await blocked(session, channel, address, prospect_id)
     await session.commit()

@@ -48,13 +48,7 @@ from services.outreach.tasks.reps import RepDirectory, RepInfo
 from shared.app import run_during_lifespan
 from shared.db import new_id
 from shared.errors import AppError
-from shared.outbound import (
-    BLOCKED,
-    OutboundBlocked,
-    failure_category,
-    pinned_client,
-    status_category,
-)
+from shared.outbound import BLOCKED, DeliveryRefused, PinnedClientOwner, post_checked
 from shared.providers.email import EmailSendError, OutgoingEmail, SmtpEmail
 from shared.providers.sms import TwilioSms
 from shared.relay import LeasedTable, Outcome, Relay, RelayTiming, done, give_up, retry
@@ -185,7 +179,7 @@ def _short(subject: str, why: str, url: str) -> str:
 
 
 # mypy checks the bound before it applies the Mapped descriptors (sees Mapped[int], not int)
-class Notifier(Relay[models.TaskNotification]):  # type: ignore[type-var]
+class Notifier(PinnedClientOwner, Relay[models.TaskNotification]):  # type: ignore[type-var]
     """The sweep (1, 2) runs before each pass of the one relay (shared.relay), which delivers
     the queued rows (3)."""
 
@@ -215,20 +209,16 @@ class Notifier(Relay[models.TaskNotification]):  # type: ignore[type-var]
             settings.twilio_from_number,
             settings.twilio_api_base_url,
         )
-        self._http: httpx.AsyncClient | None = None
         # the webhooks' connections: every resolved address checked, redirects refused
         self.outbound = webhook_policy(settings)
 
     def start(self) -> None:
-        if self._http is None:
-            self._http = pinned_client(self.outbound, timeout=self.timing.webhook_timeout)
+        self.open_client(self.timing.webhook_timeout)
         super().start()
 
     async def stop(self) -> None:
         await super().stop()
-        if self._http is not None:
-            await self._http.aclose()
-            self._http = None
+        await self.close_client()
         await self._sms.close()
 
     async def sweep(self) -> None:
@@ -466,28 +456,14 @@ class Notifier(Relay[models.TaskNotification]):  # type: ignore[type-var]
             raise WebhookRefused(BLOCKED, permanent=True) from err
         url = inbox_url(self._settings, row.recipient_rep_id)
         body = json.dumps(slack_payload(row.subject, row.text, url), separators=(",", ":")).encode()
-        assert self._http is not None, "the notifier is not started"
-        try:
-            response = await self._http.post(
-                row.target,
-                content=body,
-                headers={
-                    "Content-Type": "application/json",
-                    SIGNATURE_HEADER: sign(secret, int(time.time()), body),
-                    DELIVERY_HEADER: row.id,
-                    EVENT_HEADER: f"task.{row.reason}",
-                },
-            )
-        except (OutboundBlocked, httpx.HTTPError, OSError) as err:
-            # the rep reads the error back: a category only, or their key scans the network
-            log.warning("webhook notification %s failed: %s: %s", row.id, type(err).__name__, err)
-            category = failure_category(err)
-            raise WebhookRefused(category, permanent=category == BLOCKED) from err
-        if response.status_code >= 300:
-            # a redirect is not followed (its target would escape the address check): it fails
-            retryable = response.status_code in (408, 429) or response.status_code >= 500
-            raise WebhookRefused(status_category(response.status_code), permanent=not retryable)
-        return f"webhook:{response.status_code}"
+        headers = {
+            "Content-Type": "application/json",
+            SIGNATURE_HEADER: sign(secret, int(time.time()), body),
+            DELIVERY_HEADER: row.id,
+            EVENT_HEADER: f"task.{row.reason}",
+        }
+        status = await post_checked(self.http, row.target, body, headers)
+        return f"webhook:{status}"
 
 
 # kept, not pruned: a task's notifications are its history (list_for_task)
@@ -499,10 +475,8 @@ TABLE: LeasedTable[models.TaskNotification] = LeasedTable.of(  # type: ignore[ty
 )
 
 
-class WebhookRefused(Exception):
-    def __init__(self, message: str, *, permanent: bool) -> None:
-        super().__init__(message)
-        self.permanent = permanent
+# the rep's webhook refused: the shared outbound failure, under the name this module used
+WebhookRefused = DeliveryRefused
 
 
 async def list_for_task(session: AsyncSession, task_id: str) -> Sequence[models.TaskNotification]:

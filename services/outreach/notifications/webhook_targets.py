@@ -8,12 +8,13 @@ from shared.outbound import OutboundPolicy, check_url
 from shared.settings import Settings
 
 
-def check_webhook_url(url: str, settings: Settings) -> None:
-    """422 naming the field when `url` may not receive notifications."""
+def check_webhook_url(url: str, settings: Settings, field_name: str = "webhook_url") -> None:
+    """422 naming the field when `url` may not receive notifications (or, for the event
+    subscriptions, events: the same rules)."""
     check_url(
         url,
         production=settings.environment == "production",
-        field_name="webhook_url",
+        field_name=field_name,
         allowed_hosts=[h.lower() for h in settings.webhook_allowed_hosts],
     )
 

@@ -34,6 +34,7 @@ from services.outreach import models
 from services.outreach.inbox import JourneySignal, Stored, store_event
 from services.outreach.tasks import schemas
 from services.outreach.tasks.reps import RepDirectory
+from shared.audit import actor_of
 from shared.contracts.journey import (
     ReplyReceived,
     RepTaskRequest,
@@ -339,11 +340,14 @@ async def complete(
     signal: JourneySignal | None = None
     if outcome in ENGAGED_OUTCOMES:
         reply = ReplyReceived(
-            channel=task.kind, event_id=f"task:{task.id}", excerpt=f"{outcome}: {notes}"[:500]
+            channel=task.kind,
+            event_id=f"task:{task.id}",
+            excerpt=f"{outcome}: {notes}"[:500],
+            actor=actor_of(session, ""),  # the rep whose key recorded the outcome
         )
         signal = JourneySignal(task.prospect_id, Sig.REPLY_RECEIVED, reply)
     elif outcome in STOPPING_OUTCOMES:
-        stop = StopCadence(reason=STOPPING_OUTCOMES[outcome])
+        stop = StopCadence(STOPPING_OUTCOMES[outcome], actor_of(session, ""))
         signal = JourneySignal(task.prospect_id, Sig.STOP_CADENCE, stop)
     stored = None
     if signal is not None:

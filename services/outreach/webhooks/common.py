@@ -24,7 +24,13 @@ from services.outreach.consent import service as consent
 from services.outreach.consent import suppressions
 from services.outreach.inbox import JourneySignal, Outbound, Stored, store_event
 from services.outreach.webhooks import replies
-from shared.contracts.journey import PauseJourney, PauseKind, ReplyReceived, StopCadence
+from shared.contracts.journey import (
+    PauseJourney,
+    PauseKind,
+    ReplyReceived,
+    StopCadence,
+    system_actor,
+)
 from shared.contracts.names import Sig
 from shared.providers.mailgun import strip_angle_brackets
 from shared.settings import Settings
@@ -229,13 +235,33 @@ class InboundEmail:
 async def receive_email(
     session: AsyncSession, settings: Settings, mail: InboundEmail
 ) -> Stored | None:
-    """Store an inbound email with what it tells the journey: a reply, or a pause when it is an
-    automatic reply (never a reply). None for a repeat."""
+    """Store an inbound email with what it tells the journey: a reply, a pause when it is an
+    automatic reply (never a reply), or the end of the cadence when it asks to opt out (STOP,
+    unsubscribe: the person is opted out of email, as an SMS STOP does for texts). None for a
+    repeat."""
     original = await reply_row(session, mail.references, mail.recipients, mail.sender)
     prospect_id = original.prospect_id if original else None
+    if word := replies.stop_word(mail.subject, mail.text):
+        stored = await store_event(
+            session,
+            mail.provider,
+            mail.event_id,
+            "email_stop",
+            mail.payload,
+            prospect_id=prospect_id,
+            signal=stop_cadence(prospect_id, f"email {word}"),
+        )
+        address = mail.sender or (original.to_address if original else "")
+        if stored is not None and address:
+            await consent.opt_out(
+                session, "email", address, f"email {word}", prospect_id=prospect_id
+            )
+        return stored
     why = replies.auto_reply_reason(mail.headers, mail.subject, mail.text)
     if why is None:
-        reply = ReplyReceived("email", mail.message_id, mail.text[:500])
+        reply = ReplyReceived(
+            "email", mail.message_id, mail.text[:500], system_actor(f"reply via {mail.provider}")
+        )
         stored = await store_event(
             session,
             mail.provider,

@@ -34,6 +34,7 @@ from services.outreach.webhooks.replies import header, header_pairs
 from shared.db import Session
 from shared.errors import AppError
 from shared.providers.mailgun import PERMANENT, verify_mailgun_signature
+from shared.requests import without_nul
 
 router = APIRouter(prefix="/mailgun")
 
@@ -76,6 +77,7 @@ async def inbound(request: Request, session: Session) -> Response:
     fields = {k: form.get(k, "") for k in ("timestamp", "token", "signature")}
     if not await _authenticate(session, key, **fields, body=form):
         return Response(status_code=200)
+    form = without_nul(form)  # authenticated as sent; a NUL cannot be stored
     headers = _message_headers(form)
     message_id = form.get("Message-Id") or header(headers, "Message-Id")
     message_id = message_id or f"token:{fields['token']}"
@@ -102,7 +104,8 @@ def _message_headers(form: dict[str, str]) -> list[tuple[str, str]]:
     """The email's headers: `message-headers` (a JSON list of [name, value] pairs), else the
     fields Mailgun posts under each header's own name."""
     try:
-        pairs = header_pairs(json.loads(form.get("message-headers") or "null"))
+        # a "\u0000" inside this JSON text becomes a NUL once parsed: replaced too
+        pairs = without_nul(header_pairs(json.loads(form.get("message-headers") or "null")))
     except ValueError:
         pairs = []
     return pairs or [(k, v) for k, v in form.items() if k[:1].isupper()]
@@ -123,6 +126,8 @@ async def events(request: Request, session: Session) -> Response:
         ) from err
     if not await _authenticate(session, key, **fields, body=data):
         return Response(status_code=200)
+    payload = without_nul(payload)  # authenticated as sent; a NUL cannot be stored
+    data = payload["event-data"]
     headers = (data.get("message") or {}).get("headers") or {}
     status = (data.get("delivery-status") or {}).get("description") or data.get("reason", "")
     stored, _ = await store_email_event(

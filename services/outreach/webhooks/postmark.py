@@ -33,6 +33,7 @@ from services.outreach.webhooks.replies import header, header_pairs
 from shared.db import Session
 from shared.errors import AppError
 from shared.providers.postmark import HARD_BOUNCE_TYPES, verify_basic_auth
+from shared.requests import without_nul
 
 router = APIRouter(prefix="/postmark")
 
@@ -51,7 +52,7 @@ async def _authenticated_json(request: Request) -> tuple[bytes, Any]:
         )
     body = await request.body()
     try:
-        return body, json.loads(body)
+        return body, without_nul(json.loads(body))  # a NUL cannot be stored
     except ValueError:
         return body, None
 

@@ -151,6 +151,31 @@ def own_text(text: str) -> str:
     return text[: found.start()] if found else text
 
 
+# --- opting out by answering --------------------------------------------------------------------
+
+# The opt-out keywords carriers honour for SMS (CTIA): a text that is one of them opts out.
+STOP_WORDS = frozenset(
+    {"STOP", "STOPALL", "UNSUBSCRIBE", "END", "QUIT", "CANCEL", "REVOKE", "OPTOUT"}
+)
+# An email opts out the same way with the words that mean nothing else in an answer ("cancel"
+# or "end" may be about a meeting): its subject, or the first line its writer wrote, alone.
+EMAIL_STOP_WORDS = frozenset(
+    {"STOP", "STOPALL", "UNSUBSCRIBE", "OPTOUT", "OPT OUT", "UNSUBSCRIBE ME", "REMOVE ME"}
+)
+_REPLY_PREFIX = re.compile(r"^\s*(?:(?:re|aw|sv|fw|fwd|wg|tr)\s*:\s*)+", re.I)
+
+
+def stop_word(subject: str, text: str) -> str | None:
+    """The opt-out keyword an inbound email says alone (its subject without Re:, or the first
+    line of the writer's text), upper-cased; None when it says none."""
+    lines = [line for line in own_text(text).splitlines() if line.strip()]
+    for candidate in (_REPLY_PREFIX.sub("", subject), lines[0] if lines else ""):
+        word = " ".join(candidate.strip(" \t.!-").split()).upper()
+        if word in EMAIL_STOP_WORDS:
+            return word
+    return None
+
+
 # --- the pause ----------------------------------------------------------------------------------
 
 

@@ -38,6 +38,7 @@ from shared.providers.sendgrid import (
     timestamp_problem,
     verify_sendgrid_signature,
 )
+from shared.requests import without_nul
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/sendgrid")
@@ -131,7 +132,7 @@ async def events(request: Request, session: Session) -> dict[str, int]:
     counts = {"processed": 0, "duplicates": 0, "rejected": 0}
     whole_problem: str | None
     try:
-        items = json.loads(body)
+        items = without_nul(json.loads(body))  # signature checked on the bytes; NUL unstorable
     except ValueError as err:
         items, whole_problem = None, f"body is not JSON: {err}"
     else:

@@ -19,6 +19,12 @@ write_batch through the async engine (asyncpg has no such hand-off).
 
 The rules are the per-event ones: each callback is stored once, keyed by (MessageSid, status),
 and a message's status only moves forward, whatever order the callbacks come in.
+
+Twilio may call back before the send activity has recorded the sid its create call returned (the
+activity's commit was slow: a loaded database, one restarting): the callback is stored, but no
+ledger row has that sid yet. The activity applies such stored callbacks when it records the sid
+(catch_up), and on PostgreSQL both sides take a lock per sid (lock_messages) so that each
+callback is seen by one of them: make chaos lost a tenth of the delivered callbacks without it.
 """
 
 from __future__ import annotations
@@ -27,10 +33,10 @@ import asyncio
 import json
 import logging
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, bindparam, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -94,9 +100,48 @@ def advance(state: LedgerState, callback: StatusCallback) -> bool:
     return True
 
 
+_LOCK_SIDS = text(
+    "SELECT pg_advisory_xact_lock(hashtext(k))"
+    " FROM (SELECT unnest(CAST(:keys AS text[])) AS k ORDER BY 1) AS sids"
+)
+
+
+def lock_messages(conn: Connection, sids: Iterable[str]) -> None:
+    """PostgreSQL: a lock per message sid, held to the end of the caller's transaction (in
+    sorted order: two writers never wait on each other in a circle). SQLite has one writer.
+
+    The writer takes its batch's before it looks for their ledger rows, the send activity its
+    text's before it reads the callbacks stored for it: a callback's transaction then either
+    commits before the activity reads, or finds the sid in the ledger."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(_LOCK_SIDS, {"keys": sorted({f"twilio-sms:{sid}" for sid in sids})})
+
+
+def catch_up(conn: Connection, sid: str, state: LedgerState) -> bool:
+    """Apply to `state` the callbacks stored for `sid` before the ledger had it, in arrival
+    order; True when they moved it. Run where the sid is written to the ledger, in that
+    transaction, after the row's write (SQLite: its write lock, which the writer takes too)."""
+    lock_messages(conn, [sid])
+    events = models.InboxEvent.__table__
+    stored = conn.execute(
+        select(events.c.event_id, events.c.payload)
+        .where(
+            events.c.provider == "twilio",
+            events.c.event_id.in_([f"{sid}:{status}"[:200] for status in SMS_STATUS_RANK]),
+        )
+        .order_by(events.c.id)
+    ).all()
+    moved = False
+    for event_id, payload in stored:
+        status = event_id.rsplit(":", 1)[1]
+        moved = advance(state, StatusCallback(sid, status, dict(payload or {}))) or moved
+    return moved
+
+
 def write_batch(conn: Connection, batch: Sequence[StatusCallback]) -> None:
     """Store the callbacks and move the ledger, in the caller's transaction."""
     messages, events = models.Message.__table__, models.InboxEvent.__table__
+    lock_messages(conn, {cb.sid for cb in batch})
     rows = conn.execute(
         select(
             messages.c.id,

@@ -8,6 +8,7 @@ message's status only moves forward.
 from __future__ import annotations
 
 import hmac
+import time
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import parse_qsl
@@ -27,23 +28,23 @@ from services.outreach.webhooks.common import (
     settings_of,
     stop_cadence,
 )
+from services.outreach.webhooks.replies import STOP_WORDS
 from services.outreach.webhooks.sms_status import StatusCallback, StatusWriter
-from shared.contracts.journey import ReplyReceived
+from shared.contracts.journey import ReplyReceived, system_actor
 from shared.contracts.names import Sig
 from shared.db import Session
 from shared.errors import AppError
+from shared.metrics import ServiceMetrics
 from shared.providers.twilio_signature import (
     SIGNATURE_HEADER,
     sign_twilio_request,
     verify_twilio_signature,
 )
+from shared.requests import without_nul
 from shared.settings import Settings
 
 router = APIRouter(prefix="/twilio")
 
-STOP_WORDS = frozenset(
-    {"STOP", "STOPALL", "UNSUBSCRIBE", "END", "QUIT", "CANCEL", "REVOKE", "OPTOUT"}
-)
 START_WORDS = frozenset({"START", "UNSTOP"})
 HELP_WORDS = frozenset({"HELP", "INFO"})
 URLENCODED = "application/x-www-form-urlencoded"
@@ -106,7 +107,8 @@ def _checked(
         signature,
     ):
         raise AppError(403, "invalid_signature", "X-Twilio-Signature does not match this request")
-    return {name: values[-1] for name, values in form.items()}  # a repeated field: the last
+    # a repeated field: the last; a NUL (signed, so Twilio's) cannot be stored: replaced
+    return {name: without_nul(values[-1]) for name, values in form.items()}
 
 
 @router.post("/sms", summary="Twilio inbound SMS (replies, STOP/START/HELP)")
@@ -126,7 +128,7 @@ async def inbound_sms(request: Request, session: Session) -> Response:
     elif word in HELP_WORDS:
         kind, signal = "help", None
     else:
-        reply = ReplyReceived("sms", sid, body[:500])
+        reply = ReplyReceived("sms", sid, body[:500], system_actor("reply via twilio"))
         kind, signal = "reply", JourneySignal(prospect_id, Sig.REPLY_RECEIVED, reply)
     stored = await store_event(
         session, "twilio", sid, f"sms_{kind}", form, prospect_id=prospect_id, signal=signal
@@ -193,6 +195,18 @@ class StatusCallbackFastPath:
         headers = dict(scope["headers"])
         if not headers.get(b"content-type", b"").startswith(URLENCODED.encode()):
             return await self.app(scope, receive, send)  # the route parses other encodings
+        started = time.perf_counter()
+        status = 500  # what an exception below leaves (the server answers it)
+        try:
+            status = await self._answer(scope, receive, send, headers)
+        finally:
+            # counted as HttpMetrics counts the routed webhooks (it never sees these requests)
+            metrics: ServiceMetrics = scope["app"].state.metrics
+            metrics.observe(STATUS_PATH, "POST", status, time.perf_counter() - started)
+
+    async def _answer(
+        self, scope: Scope, receive: Receive, send: Send, headers: dict[bytes, bytes]
+    ) -> int:
         try:
             body = await _read_body(receive)
             state = scope["app"].state
@@ -207,9 +221,11 @@ class StatusCallbackFastPath:
                 {"error": {"code": err.code, "message": err.message, "details": err.details}},
                 status_code=err.status,
             )
-            return await response(scope, receive, send)
+            await response(scope, receive, send)
+            return err.status
         await send(_NO_CONTENT)
         await send({"type": "http.response.body", "body": b""})
+        return 204
 
 
 async def _read_body(receive: Receive) -> bytes:

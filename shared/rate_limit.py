@@ -1,9 +1,11 @@
-"""Token buckets for the public referral page, kept in memory per process.
+"""Token buckets for the public pages reached by a link (the referral form, the booking page),
+kept in memory per process.
 
 Each key (a client IP, a referral token) owns a bucket of `capacity` requests that refills at
 `capacity / per_seconds` a second. The scope is one process (one replica): the page's links are
 unguessable, so the limit only has to stop floods and scripted spam, and with N replicas the
-effective limit is N times the configured one (docs/guides/referrals.md says so). The table holds
+effective limit is N times the configured one (docs/guides/referrals.md and
+docs/guides/meetings.md say so). The table holds
 at most `max_keys` buckets: past that the least recently used one goes (LRU), so a flood of new
 keys costs bounded memory.
 
@@ -18,6 +20,12 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+
+from shared.pages import Pages
+from shared.proxies import client_ip
 
 
 @dataclass
@@ -60,7 +68,7 @@ class RateLimiter:
 
 @dataclass
 class FormLimits:
-    """The referral page's limits: per client IP (any token) and per token (any IP)."""
+    """A link page's limits: per client IP (any token) and per token (any IP)."""
 
     per_ip: RateLimiter = field(default_factory=lambda: RateLimiter(30, 600))
     per_token: RateLimiter = field(default_factory=lambda: RateLimiter(20, 600))
@@ -71,3 +79,17 @@ class FormLimits:
         if wait := self.per_ip.take(f"ip:{ip}"):
             return wait
         return self.per_token.take(f"token:{token}")
+
+
+def refuse_if_limited(
+    limits: FormLimits, request: Request, token: str, pages: Pages
+) -> HTMLResponse | None:
+    """None when the request may go on; else the page's 429 (its module's `rate_limited.html`,
+    or shared/templates' one on its `base.html`) with Retry-After. Checked before the database
+    is touched."""
+    wait = limits.check(client_ip(request), token)
+    if not wait:
+        return None
+    page = pages.render("rate_limited.html", 429, minutes=math.ceil(wait / 60))
+    page.headers["Retry-After"] = str(wait)
+    return page

@@ -1,0 +1,149 @@
+"""Reps' availability and the free slots a booking link offers (issue 14).
+
+A rep takes meetings on the given weekdays between `start` and `end` in their own zone. Slots
+follow each other from `start` every meeting length + buffer; a slot is free when it starts at
+least `min_notice` from now, no later than `days_ahead` days from today (the rep's today), and
+neither it nor the buffer around it overlaps one of the rep's scheduled meetings (with the same
+buffer around that meeting). Pure functions of their inputs, so the page and the booking check
+compute the same list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.deals.models import Deal, Meeting, RepAvailability
+from shared.db import utcnow
+from shared.errors import not_found
+
+SCHEDULED = "scheduled"
+Busy = tuple[datetime, datetime]
+
+
+@dataclass(frozen=True)
+class Hours:
+    timezone: str
+    days: Sequence[int]
+    start_minute: int
+    end_minute: int
+    meeting_minutes: int
+    buffer_minutes: int
+    min_notice_minutes: int
+    days_ahead: int
+
+    @classmethod
+    def of(cls, row: RepAvailability) -> Hours:
+        return cls(
+            row.timezone,
+            tuple(row.days),
+            row.start_minute,
+            row.end_minute,
+            row.meeting_minutes,
+            row.buffer_minutes,
+            row.min_notice_minutes,
+            row.days_ahead,
+        )
+
+
+def _at(day: date, minute: int, zone: ZoneInfo) -> datetime:
+    return datetime.combine(day, time(minute // 60, minute % 60), zone)
+
+
+def free_slots(hours: Hours, busy: Sequence[Busy], now: datetime) -> list[datetime]:
+    """The free slots' starts (UTC), earliest first."""
+    zone = ZoneInfo(hours.timezone)
+    length = timedelta(minutes=hours.meeting_minutes)
+    buffer = timedelta(minutes=hours.buffer_minutes)
+    earliest = now + timedelta(minutes=hours.min_notice_minutes)
+    today = now.astimezone(zone).date()
+    out: list[datetime] = []
+    for offset in range(hours.days_ahead + 1):
+        day = today + timedelta(days=offset)
+        if day.weekday() not in hours.days:
+            continue
+        slot, end = _at(day, hours.start_minute, zone), _at(day, hours.end_minute, zone)
+        while slot + length <= end:
+            taken = any(
+                slot < b_end + buffer and b_start - buffer < slot + length
+                for b_start, b_end in busy
+            )
+            if slot >= earliest and not taken:
+                out.append(slot.astimezone(UTC))
+            slot += length + buffer
+    return out
+
+
+async def get_hours(session: AsyncSession, rep_id: str) -> RepAvailability:
+    row = await session.get(RepAvailability, rep_id)
+    if row is None:
+        raise not_found("availability", rep_id)
+    return row
+
+
+async def set_hours(
+    session: AsyncSession, rep_id: str, values: dict[str, object]
+) -> RepAvailability:
+    row = await session.get(RepAvailability, rep_id)
+    if row is None:
+        row = RepAvailability(rep_id=rep_id, **values)
+        session.add(row)
+    else:
+        for name, value in values.items():
+            setattr(row, name, value)
+    await session.flush()
+    return row
+
+
+async def hold_calendar(session: AsyncSession, rep_id: str | None) -> None:
+    """Serialise the changes to one rep's calendar until the transaction ends (the rep's hours
+    row, FOR UPDATE on PostgreSQL; SQLite has one writer anyway): a booking then reads the rep's
+    meetings after any meeting scheduled, moved or booked before it committed, so it never lands
+    on (or next to) one, whatever their starts. Every path takes it before the deal's lock."""
+    if rep_id:
+        await session.execute(
+            select(RepAvailability.rep_id).where(RepAvailability.rep_id == rep_id).with_for_update()
+        )
+
+
+async def busy_times(session: AsyncSession, rep_id: str, until: datetime) -> list[Busy]:
+    """The rep's scheduled meetings: those booked into their slots and those of their deals."""
+    stmt = (
+        select(Meeting.starts_at, Meeting.duration_minutes)
+        .join(Deal, Deal.id == Meeting.deal_id)
+        .where(
+            Meeting.status == SCHEDULED,
+            or_(Meeting.booked_rep_id == rep_id, Deal.rep_id == rep_id),
+            Meeting.starts_at >= utcnow() - timedelta(days=1),
+            Meeting.starts_at <= until,
+        )
+    )
+    rows = (await session.execute(stmt)).all()
+    return [(start, start + timedelta(minutes=minutes)) for start, minutes in rows]
+
+
+async def open_slots(session: AsyncSession, row: RepAvailability) -> list[datetime]:
+    now = utcnow()
+    hours = Hours.of(row)
+    busy = await busy_times(session, row.rep_id, now + timedelta(days=hours.days_ahead + 2))
+    return free_slots(hours, busy, now)
+
+
+async def booked_by(session: AsyncSession, prospect_id: str, rep_id: str, at: datetime) -> bool:
+    """Whether this prospect holds the rep's slot at `at` (booked through their link)."""
+    found = await session.scalar(
+        select(Meeting.id)
+        .join(Deal, Deal.id == Meeting.deal_id)
+        .where(
+            Deal.prospect_id == prospect_id,
+            Meeting.booked_rep_id == rep_id,
+            Meeting.starts_at == at,
+            Meeting.status == SCHEDULED,
+        )
+    )
+    return found is not None

@@ -1,0 +1,95 @@
+"""A meeting change's calendar invitation: after the commit, the route starts the MeetingInvite
+workflow (workflows/meeting_invite.py), which has outreach send it through its ledger.
+
+The workflow id names the invitation (shared.contracts.meetings.meeting_invite_id) and a second
+start of the same id is refused, so a client repeating the request (after a failed start, or a
+retried reschedule) never sends an invitation twice. Like the journey's signal, the start comes
+after the commit: if it fails, the answer is a 503 and the client's retry starts it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import Request
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError
+
+from services.deals.core import history
+from services.deals.models import Deal, Meeting
+from shared.contracts.meetings import CANCEL, InviteOutcome, MeetingInvite, meeting_invite_id
+from shared.contracts.queues import TaskQueues
+from shared.db import utcnow
+from shared.errors import AppError
+
+log = logging.getLogger(__name__)
+WORKFLOW = "MeetingInvite"
+
+
+def invitation(deal: Deal, meeting: Meeting, method: str, prefix: str) -> MeetingInvite:
+    return MeetingInvite(
+        prospect_id=deal.prospect_id,
+        meeting_id=meeting.id,
+        deal_id=deal.id,
+        title=meeting.title,
+        starts_at=meeting.starts_at.isoformat(),
+        duration_minutes=meeting.duration_minutes,
+        # RFC 5546: a change by the organizer raises SEQUENCE; a cancel is one past the last move
+        sequence=meeting.revision + (1 if method == CANCEL else 0),
+        method=method,
+        stamp=utcnow().isoformat(),
+        queues=TaskQueues.with_prefix(prefix),
+        reason=meeting.cancel_reason or "",
+    )
+
+
+async def send_invite(request: Request, deal: Deal, meeting: Meeting, method: str) -> None:
+    """Start the invitation's workflow (a repeat of a started one does nothing)."""
+    invite = invitation(deal, meeting, method, request.app.state.settings.task_queue_prefix)
+    try:
+        await request.app.state.temporal.start_workflow(
+            WORKFLOW,
+            invite,
+            id=meeting_invite_id(invite),
+            task_queue=invite.queues.journeys,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        )
+    except WorkflowAlreadyStartedError:
+        return  # sent (or being sent) already
+    except RPCError as err:
+        log.error("invitation %s not started: %s", meeting_invite_id(invite), err.message)
+        raise AppError(
+            503, "invite_not_sent", "stored, but the invitation could not be started; retry"
+        ) from err
+
+
+SENT = frozenset({"sent", "already_sent"})
+
+
+async def record_outcome(session: AsyncSession, outcome: InviteOutcome) -> None:
+    """The meeting shows whether the prospect's latest invitation went, and why not (a line in
+    the deal's history too, once per invitation). An older invitation's outcome, arriving late,
+    never overwrites a newer one's."""
+    meeting = await session.get(Meeting, outcome.meeting_id)
+    if meeting is None:
+        return  # the deal (and its meetings) were erased meanwhile: nothing to show it on
+    if meeting.invite_sequence is not None and meeting.invite_sequence > outcome.sequence:
+        return
+    sent = outcome.prospect_status in SENT
+    meeting.invite_sequence = outcome.sequence
+    meeting.invite_status = "sent" if sent else "not_sent"
+    meeting.invite_detail = None if sent else (outcome.detail or outcome.prospect_status)
+    if sent:
+        return
+    what = "cancellation" if outcome.method == CANCEL else "invitation"
+    rep = f"; the rep's own {what}: {outcome.rep_status}" if outcome.rep_status else ""
+    deal = await session.get(Deal, outcome.deal_id)
+    if deal is not None:
+        await history.note(
+            session,
+            deal,
+            f"meeting {meeting.id}: {what} not sent to the prospect ({meeting.invite_detail}){rep}",
+            key=f"meeting:{meeting.id}:invite:{outcome.method}:{outcome.sequence}",
+        )

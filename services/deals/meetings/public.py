@@ -1,0 +1,206 @@
+"""The prospect's booking page (/book/{token}): public, no API key, no JavaScript (issue 14).
+
+GET lists the rep's free slots (availability.py) in the prospect's zone, one button per slot in
+one form; POST books the slot the button named. The token is the only credential (a stored
+random key, expiring and revocable: links.py; or a signed link from before), the page sets no cookie and reads none, so another site cannot
+make a visitor's browser book anything it could not book itself (and the Content-Security-Policy
+allows the form to post only here). Every request is rate limited per client address and per
+token before anything else (shared/rate_limit.py, the referral form's limits).
+
+A booked slot creates the meeting (service.book), then, after the commit, tells the journey as
+a booked meeting does: a reply by booking (the cadence ends; contacting moves to qualifying),
+the qualification when the booking passed the gate, the scheduled meeting; and starts the
+calendar invitation. A slot someone else took meanwhile: 409 with the slots still free.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from itertools import groupby
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.deals.meetings import availability, links
+from services.deals.meetings import service as svc
+from services.deals.meetings.invites import send_invite
+from services.deals.models import Deal, Meeting, RepAvailability
+from services.deals.qualification.signals import signal_gate_passed
+from shared.booking import BookingClaim
+from shared.contracts.journey import MeetingScheduled, ReplyReceived, system_actor
+from shared.contracts.meetings import REQUEST
+from shared.contracts.names import Sig
+from shared.db import Session
+from shared.errors import AppError
+from shared.journeys import signal_journey
+from shared.pages import Pages
+from shared.rate_limit import FormLimits, refuse_if_limited
+from shared.timezones import known_zone
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["public"])
+_pages = Pages(__file__)
+EXPIRED = "It has expired, or it was not copied whole from the message."
+NO_TIMES = "Nobody takes bookings through this link at the moment."
+
+
+def _zone(claim: BookingClaim) -> ZoneInfo:
+    return known_zone(claim.zone) or ZoneInfo("UTC")
+
+
+def _when(moment: datetime, zone: ZoneInfo) -> str:
+    return moment.astimezone(zone).strftime("%A %d %B %Y, %H:%M")
+
+
+def _slots_page(
+    request: Request,
+    claim: BookingClaim,
+    hours: RepAvailability,
+    slots: list[datetime],
+    status: int = 200,
+    notice: str = "",
+) -> HTMLResponse:
+    zone = _zone(claim)
+    local = [(s.astimezone(zone), s) for s in slots]
+    days = [
+        (day, [(s.isoformat(), at.strftime("%H:%M")) for at, s in group])
+        for day, group in groupby(local, key=lambda pair: pair[0].strftime("%A %d %B"))
+    ]
+    return _pages.render(
+        "slots.html",
+        status,
+        action=str(request.url.path),
+        title=hours.title,
+        minutes=hours.meeting_minutes,
+        zone=zone.key,
+        days=days,
+        notice=notice,
+    )
+
+
+async def _claim_and_hours(
+    request: Request, session: AsyncSession, token: str
+) -> tuple[BookingClaim, RepAvailability] | HTMLResponse:
+    limits: FormLimits = request.app.state.booking_limits
+    if (limited := refuse_if_limited(limits, request, token, _pages)) is not None:
+        return limited
+    secret = request.app.state.settings.booking_link_secret.get_secret_value()
+    claim = await links.claim_of(session, token, secret)
+    if claim is None:
+        return _pages.render("invalid_link.html", 404, reason=EXPIRED)
+    hours = await session.get(RepAvailability, claim.rep_id)
+    if hours is None:
+        return _pages.render("invalid_link.html", 404, reason=NO_TIMES)
+    return claim, hours
+
+
+@router.get("/book/{token}", response_class=HTMLResponse, include_in_schema=False)
+async def booking_page(token: str, request: Request, session: Session) -> HTMLResponse:
+    found = await _claim_and_hours(request, session, token)
+    if isinstance(found, HTMLResponse):
+        return found
+    claim, hours = found
+    return _slots_page(request, claim, hours, await availability.open_slots(session, hours))
+
+
+@router.post("/book/{token}", response_class=HTMLResponse, include_in_schema=False)
+async def book_slot(token: str, request: Request, session: Session) -> HTMLResponse:
+    found = await _claim_and_hours(request, session, token)
+    if isinstance(found, HTMLResponse):
+        return found
+    claim, hours = found
+    picked = _picked(str((await request.form()).get("slot", "")))
+    # the rep's calendar is read under its lock: a meeting scheduled, moved or booked at the
+    # same moment is either seen here or waits for this booking (availability.hold_calendar)
+    await availability.hold_calendar(session, claim.rep_id)
+    slots = await availability.open_slots(session, hours)
+    if picked is None:
+        notice = "Please pick one of the times below."
+        return _slots_page(request, claim, hours, slots, 422, notice)
+    try:
+        if picked not in slots and not await _own_booking(session, claim, picked):
+            raise svc.slot_taken(picked)
+        deal, meeting, passed_gate, repeat = await svc.book(
+            session, claim, picked, hours.title, hours.meeting_minutes
+        )
+    except AppError as err:
+        await session.rollback()  # nothing of the refused booking stays (e.g. a deal it opened)
+        await session.refresh(hours)
+        if err.code == "slot_taken":
+            left = await availability.open_slots(session, hours)
+            notice = "Sorry, that time was just taken. Please pick another one."
+            return _slots_page(request, claim, hours, left, 409, notice)
+        if err.code == "already_closed":
+            return _pages.render("invalid_link.html", 410, reason="This conversation is closed.")
+        raise
+    await session.commit()
+    await _tell(request, deal, meeting, passed_gate, repeat)
+    zone = _zone(claim)
+    return _pages.render(
+        "booked.html",
+        200,
+        title=meeting.title,
+        when=_when(meeting.starts_at, zone),
+        zone=zone.key,
+        minutes=meeting.duration_minutes,
+    )
+
+
+def _picked(value: str) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        return None
+    return moment.astimezone(UTC)
+
+
+async def _own_booking(session: AsyncSession, claim: BookingClaim, at: datetime) -> bool:
+    """The slot is no longer free because this prospect booked it (a reload of the POST)."""
+    return await availability.booked_by(session, claim.prospect_id, claim.rep_id, at)
+
+
+async def _tell(
+    request: Request, deal: Deal, meeting: Meeting, passed_gate: bool, repeat: bool
+) -> None:
+    """The journey hears of the booking and the invitation starts (again on a repeat: both are
+    idempotent). A journey that is not running, or not reachable now, does not undo a booking
+    the prospect has seen confirmed: logged for the ops to see."""
+    temporal = request.app.state.temporal
+    booked = f"booked '{meeting.title}' for {meeting.starts_at.isoformat()}"
+    # no key holder: the prospect themselves, through the link
+    actor = system_actor("booking link")
+    try:
+        await signal_journey(
+            temporal,
+            deal.prospect_id,
+            Sig.REPLY_RECEIVED,
+            ReplyReceived("booking link", f"booking-{meeting.id}", booked, actor),
+        )
+        if passed_gate:
+            await signal_gate_passed(request, deal, actor)
+        await signal_journey(
+            temporal,
+            deal.prospect_id,
+            Sig.MEETING_SCHEDULED,
+            MeetingScheduled(
+                meeting.id,
+                deal.id,
+                meeting.starts_at.isoformat(),
+                meeting.title,
+                meeting.revision,
+                actor,
+            ),
+        )
+    except AppError as err:
+        log.error("booking %s: journey not told (%s): %s", meeting.id, err.code, err.message)
+    try:
+        await send_invite(request, deal, meeting, REQUEST)
+    except AppError as err:
+        log.error("booking %s: invitation not started: %s", meeting.id, err.message)
+    if repeat:
+        log.info("booking %s confirmed again", meeting.id)

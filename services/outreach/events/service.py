@@ -1,0 +1,272 @@
+"""Event subscriptions: use cases (take a session, never commit).
+
+`emit` stores an event once (its id is derived from the fact: shared.events) and, in the same
+transaction, queues one delivery per subscription that names its type (a disabled one's wait); the delivery relay
+(services.outreach.events.delivery) posts them after the commit."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.outreach import models
+from shared.db import new_id, utcnow
+from shared.errors import AppError, invalid, not_found
+from shared.events import EVENT_TYPES, OPTED_OUT, REPLY_RECEIVED, TASK_CREATED, event_body
+
+ACTIVE, DISABLED = "active", "disabled"
+PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
+
+
+def new_secret() -> str:
+    """A Standard Webhooks secret: whsec_ and 24 random bytes, base64."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+def _insert(session: AsyncSession, table: Any) -> Any:
+    dialect = session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+def check_events(events: Sequence[str]) -> list[str]:
+    if not events:
+        raise invalid("events", f"name at least one of: {', '.join(EVENT_TYPES)}")
+    unknown = sorted(set(events) - set(EVENT_TYPES))
+    if unknown:
+        raise invalid("events", f"unknown {', '.join(unknown)}; known: {', '.join(EVENT_TYPES)}")
+    return sorted(set(events))
+
+
+# --- emitting -------------------------------------------------------------------------------------
+
+
+async def emit(session: AsyncSession, body: dict[str, Any]) -> bool:
+    """Store the event (a body made by shared.events.event_body) and queue its deliveries, in
+    the caller's transaction. False when the event was there already (a repeat)."""
+    if body.get("type") not in EVENT_TYPES:
+        raise invalid("type", f"unknown event type {body.get('type')!r}")
+    try:
+        occurred = datetime.fromisoformat(str(body["occurred_at"]))
+    except (KeyError, ValueError):
+        raise invalid("occurred_at", "an ISO-8601 time") from None
+    now = utcnow()
+    stored = cast(
+        CursorResult[Any],
+        await session.execute(
+            _insert(session, models.WebhookEvent)
+            .values(
+                id=body["id"], type=body["type"], payload=body, occurred_at=occurred, created_at=now
+            )
+            .on_conflict_do_nothing(index_elements=["id"])
+        ),
+    )
+    if stored.rowcount != 1:
+        return False
+    # a disabled subscription queues too: its deliveries wait, and go out once it is re-enabled
+    subscriptions = (await session.scalars(select(models.EventSubscription))).all()
+    for sub in subscriptions:
+        if body["type"] in sub.events:
+            session.add(
+                models.EventDelivery(
+                    id=new_id(),
+                    subscription_id=sub.id,
+                    event_id=body["id"],
+                    event_type=body["type"],
+                    next_attempt_at=now,
+                    created_at=now,
+                )
+            )
+    await session.flush()
+    return True
+
+
+async def emit_event(
+    session: AsyncSession, event_type: str, fact: str, data: dict[str, Any]
+) -> bool:
+    """An outreach fact's event, in the fact's transaction."""
+    return await emit(session, event_body(event_type, fact, data))
+
+
+# --- subscriptions ------------------------------------------------------------------------------
+
+
+async def create(
+    session: AsyncSession, url: str, events: Sequence[str], description: str
+) -> models.EventSubscription:
+    sub = models.EventSubscription(
+        id=new_id(),
+        url=url,
+        events=check_events(events),
+        description=description,
+        secret=new_secret(),
+        status=ACTIVE,
+        disabled_reason="",
+    )
+    session.add(sub)
+    await session.flush()
+    return sub
+
+
+async def get(
+    session: AsyncSession, subscription_id: str, *, lock: bool = False
+) -> models.EventSubscription:
+    sub = await session.get(models.EventSubscription, subscription_id, with_for_update=lock)
+    if sub is None:
+        raise not_found("event subscription", subscription_id)
+    return sub
+
+
+async def list_all(session: AsyncSession) -> Sequence[models.EventSubscription]:
+    s = models.EventSubscription
+    return (await session.scalars(select(s).order_by(s.created_at, s.id))).all()
+
+
+async def change(
+    session: AsyncSession, subscription_id: str, values: dict[str, Any]
+) -> models.EventSubscription:
+    """url, events, description, and status (active: re-enabled; its waiting deliveries go out
+    again at once, each with its attempts from zero)."""
+    sub = await get(session, subscription_id, lock=True)
+    if "events" in values:
+        values["events"] = check_events(values["events"])
+    status = values.pop("status", None)
+    for name, value in values.items():
+        setattr(sub, name, value)
+    now = utcnow()
+    if status is not None and status != sub.status:
+        sub.status = status
+        sub.disabled_reason = "" if status == ACTIVE else "disabled by ops"
+        if status == ACTIVE:
+            d = models.EventDelivery
+            await session.execute(
+                update(d)
+                .where(d.subscription_id == sub.id, d.status == PENDING)
+                .values(attempts=0, next_attempt_at=now)
+                .execution_options(synchronize_session=False)
+            )
+    sub.updated_at = now
+    await session.flush()
+    return sub
+
+
+async def remove(session: AsyncSession, subscription_id: str) -> None:
+    sub = await get(session, subscription_id, lock=True)
+    d = models.EventDelivery
+    await session.execute(delete(d).where(d.subscription_id == sub.id))
+    await session.execute(
+        delete(models.EventSubscription).where(models.EventSubscription.id == sub.id)
+    )
+
+
+async def rotate_secret(
+    session: AsyncSession, subscription_id: str, overlap: timedelta
+) -> models.EventSubscription:
+    """A new secret; the old one signs beside it for `overlap` (the receiver switches meanwhile)."""
+    sub = await get(session, subscription_id, lock=True)
+    now = utcnow()
+    sub.previous_secret = sub.secret if overlap.total_seconds() > 0 else None
+    sub.previous_secret_until = now + overlap if overlap.total_seconds() > 0 else None
+    sub.secret = new_secret()
+    sub.updated_at = now
+    await session.flush()
+    return sub
+
+
+def signing_secrets(sub: models.EventSubscription, now: datetime) -> list[str]:
+    keep_old = sub.previous_secret and sub.previous_secret_until and sub.previous_secret_until > now
+    return [sub.secret, sub.previous_secret] if keep_old and sub.previous_secret else [sub.secret]
+
+
+# --- the delivery log ---------------------------------------------------------------------------
+
+
+async def deliveries(
+    session: AsyncSession,
+    subscription_id: str,
+    *,
+    status: str | None,
+    event_type: str | None,
+    limit: int,
+    before: str | None,
+) -> Sequence[models.EventDelivery]:
+    """Newest first; `before` (a delivery id) pages on."""
+    await get(session, subscription_id)
+    d = models.EventDelivery
+    query = select(d).where(d.subscription_id == subscription_id)
+    if status:
+        query = query.where(d.status == status)
+    if event_type:
+        query = query.where(d.event_type == event_type)
+    if before:
+        anchor = await session.get(d, before)
+        if anchor is None or anchor.subscription_id != subscription_id:
+            raise invalid("before", f"no delivery {before} of this subscription")
+        query = query.where(
+            (d.created_at < anchor.created_at)
+            | ((d.created_at == anchor.created_at) & (d.id < before))
+        )
+    query = query.order_by(d.created_at.desc(), d.id.desc()).limit(limit)
+    return (await session.scalars(query)).all()
+
+
+async def redeliver(
+    session: AsyncSession, subscription_id: str, delivery_id: str
+) -> models.EventDelivery:
+    """Send it again now, whatever became of it: same event, same webhook-id, attempts from
+    zero. Refused (409) while the subscription is disabled: it would only wait."""
+    sub = await get(session, subscription_id)
+    if sub.status != ACTIVE:
+        raise AppError(
+            409, "subscription_disabled", "re-enable the subscription first (PATCH status=active)"
+        )
+    row = await session.get(models.EventDelivery, delivery_id, with_for_update=True)
+    if row is None or row.subscription_id != subscription_id:
+        raise not_found("delivery", delivery_id)
+    row.status = PENDING
+    row.attempts = 0
+    row.next_attempt_at = utcnow()
+    row.redeliveries += 1
+    await session.flush()
+    return row
+
+
+# --- outreach's own facts -----------------------------------------------------------------------
+
+
+async def task_created(session: AsyncSession, task: models.RepTask) -> None:
+    """In the transaction that inserts the task (its id set by the caller): the task's unique
+    key is the fact, so a retried activity adds no second event."""
+    data = {
+        "task_id": task.id,
+        "prospect_id": task.prospect_id,
+        "rep_id": task.rep_id,
+        "kind": task.kind,
+        "due_at": task.due_at.isoformat() if task.due_at else None,
+    }
+    await emit_event(session, TASK_CREATED, task.key, data)
+
+
+async def reply_received(
+    session: AsyncSession, provider: str, event_id: str, prospect_id: str, channel: str
+) -> None:
+    """In the transaction that stores the reply (once per provider event)."""
+    data = {"prospect_id": prospect_id, "channel": channel, "provider": provider}
+    await emit_event(session, REPLY_RECEIVED, f"{provider}:{event_id}", data)
+
+
+async def opted_out(session: AsyncSession, record: models.ConsentRecord, channel: str) -> None:
+    """In the transaction that opts the person out (only when that changed their consent). An
+    opt-out of an address no prospect has is no event: there is nobody to name."""
+    if record.prospect_id is None:
+        return
+    at = getattr(record, f"{channel}_changed_at")
+    reason = getattr(record, f"{channel}_reason") or ""
+    data = {"prospect_id": record.prospect_id, "channel": channel, "reason": reason[:100]}
+    await emit_event(session, OPTED_OUT, f"{record.id}:{channel}:{at.isoformat()}", data)

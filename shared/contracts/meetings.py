@@ -1,0 +1,69 @@
+"""What crosses a boundary for a meeting's calendar invitation (issue 14): deals starts the
+MeetingInvite workflow after committing a meeting change; it reads the prospect's contact from
+prospecting and has outreach send the invitation through its send ledger."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from shared.contracts.journey import Contact
+from shared.contracts.queues import TaskQueues
+
+REQUEST = "REQUEST"  # RFC 5546: a new meeting, or an update of one (a higher SEQUENCE)
+CANCEL = "CANCEL"
+INVITE_PREFIX = "meeting-invite-"
+
+
+@dataclass
+class MeetingInvite:
+    """One invitation of one meeting: `sequence` is the meeting's revision for a REQUEST (0 when
+    booked, +1 per reschedule) and one more than the last REQUEST's for the CANCEL."""
+
+    prospect_id: str
+    meeting_id: str
+    deal_id: str
+    title: str
+    starts_at: str  # ISO-8601, aware
+    duration_minutes: int
+    sequence: int
+    method: str  # REQUEST | CANCEL
+    stamp: str  # when the change was committed: the DTSTAMP, the same on every attempt
+    queues: TaskQueues = field(default_factory=TaskQueues)
+    reason: str = ""  # a cancellation's reason, shown in the message
+
+
+@dataclass
+class InviteRequest:
+    """The send_meeting_invite activity's input: the invitation and who it goes to."""
+
+    invite: MeetingInvite
+    contact: Contact
+
+
+def invite_touch_key(invite: MeetingInvite) -> str:
+    """The ledger key of one invitation: a retry (or a repeated start) finds its row."""
+    if invite.method == CANCEL:
+        return f"invite-{invite.meeting_id}-cancel"
+    return f"invite-{invite.meeting_id}-s{invite.sequence}"
+
+
+def meeting_invite_id(invite: MeetingInvite) -> str:
+    """The workflow id: one workflow per invitation, and the prospect's id before the first
+    ':' so that its payloads (the contact) are encrypted with the prospect's own key
+    (shared.codec.scope_of) and shredded with it."""
+    return f"{INVITE_PREFIX}{invite.prospect_id}:{invite_touch_key(invite)}"
+
+
+@dataclass
+class InviteOutcome:
+    """The record_invite activity's input: what became of one invitation, for the meeting to
+    show (the prospect's may not go: opted out, listed, bounced, no address; the rep then got
+    their own)."""
+
+    meeting_id: str
+    deal_id: str
+    sequence: int
+    method: str
+    prospect_status: str  # the prospect's send: sent | already_sent | suppressed | failed | ...
+    detail: str = ""  # why it did not go
+    rep_status: str = ""  # the rep's own invitation ("" when the prospect's went, with the Cc)

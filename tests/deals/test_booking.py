@@ -1,0 +1,257 @@
+"""Booking links (issue 14): a rep's availability, the prospect's public page listing free slots
+in their zone, booking one (the meeting, the deal, what the journey hears), a slot taken
+meanwhile, the rate limit, and two prospects booking the same slot at once on PostgreSQL (the
+unique index decides). The deals app in process on a real database, with a recording journey."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from services.deals.meetings import links
+from services.deals.meetings.availability import Hours, free_slots
+from services.deals.models import BookingLink, EventOutbox, Meeting
+from shared.booking import BookingClaim, sign, verify
+from shared.contracts.names import Sig
+from shared.events import MEETING_BOOKED
+from shared.rate_limit import FormLimits, RateLimiter
+from tests.support.deals import (
+    BOOKING_HOURS,
+    DealsEnv,
+    booking_link,
+    booking_token,
+    error,
+    fields,
+    signals,
+)
+from tests.support.settings import SERVICE_AUTH
+
+AVAILABILITY = "/reps/rep-1/availability"
+SLOT_RE = re.compile(r'name="slot" value="([^"]+)">(\d\d:\d\d)<')
+
+
+def offered(page: httpx.Response) -> list[tuple[datetime, str]]:
+    return [(datetime.fromisoformat(v), t) for v, t in SLOT_RE.findall(page.text)]
+
+
+def test_free_slots_keep_buffers_notice_and_the_reps_zone() -> None:
+    hours = Hours("Europe/Berlin", (0,), 9 * 60, 11 * 60, 30, 15, 60, 7)
+    now = datetime(2031, 3, 3, 7, 0, tzinfo=UTC)  # Monday 08:00 in Berlin
+    busy = [(datetime(2031, 3, 3, 8, 45, tzinfo=UTC), datetime(2031, 3, 3, 9, 15, tzinfo=UTC))]
+    # Mondays 09:00-11:00 Berlin (CET): 09:00, 09:45, 10:30 local. 09:45 overlaps the busy
+    # meeting (09:45-10:15); 09:00-09:30 ends right where the buffer before it begins, and 10:30
+    # starts right where the buffer after it ends: both free. The next Monday is 7 days ahead.
+    slots = free_slots(hours, busy, now)
+    assert slots == [
+        datetime(2031, 3, 3, 8, 0, tzinfo=UTC),
+        datetime(2031, 3, 3, 9, 30, tzinfo=UTC),
+        datetime(2031, 3, 10, 8, 0, tzinfo=UTC),
+        datetime(2031, 3, 10, 8, 45, tzinfo=UTC),
+        datetime(2031, 3, 10, 9, 30, tzinfo=UTC),
+    ]
+    # a buffer a minute longer takes both neighbours
+    wider = Hours("Europe/Berlin", (0,), 9 * 60, 11 * 60, 30, 16, 60, 0)
+    assert free_slots(wider, busy, now) == []
+    # minimum notice: at 08:20 Berlin nothing before 09:20 Berlin
+    later = free_slots(hours, [], datetime(2031, 3, 3, 7, 20, tzinfo=UTC))
+    assert later[0] == datetime(2031, 3, 3, 8, 45, tzinfo=UTC)
+
+
+def test_booking_tokens_are_signed_expiring_and_carry_no_contact_details() -> None:
+    claim = BookingClaim("p" * 32, "rep-1", "journey-x", int(time.time()) + 60, "Europe/Paris")
+    good = sign("secret-one", claim)
+    assert verify("secret-one", good) == claim
+    assert verify("secret-two", good) is None  # a rotated secret revokes it
+    body, _, sig = good.partition(".")
+    assert verify("secret-one", f"{body}x.{sig}") is None
+    assert verify("secret-one", sign("secret-one", claim), now=claim.expires + 1) is None
+    assert "@" not in good
+
+
+@pytest.mark.parametrize("database_urls", ["sqlite"], indirect=True)
+async def test_a_prospect_books_a_free_slot_through_their_link(env: DealsEnv) -> None:
+    # the rep's hours: set, read back, bad input named
+    r = await env.http.put("/reps/rep-1/availability", json=BOOKING_HOURS)
+    assert r.status_code == 200, r.text
+    assert r.json()["start"] == "09:00" and r.json()["free_slots"]
+    assert (await env.http.get("/reps/rep-1/availability")).json()["timezone"] == "Europe/Berlin"
+    bad = await env.http.put(
+        "/reps/rep-1/availability",
+        json={**BOOKING_HOURS, "timezone": "Mars/Olympus", "end": "08:00"},
+    )
+    assert bad.status_code == 422 and "timezone" in fields(bad)
+    assert (await env.http.get("/reps/nobody/availability")).status_code == 404
+
+    prospect = uuid.uuid4().hex
+    journey = await env.start_journey(prospect)
+    link = await booking_link(env, prospect)
+    # a short opaque token: 128 random bits, nothing of the person in it; the run's next touch
+    # (or a retried activity) sends the same link
+    token = link.removeprefix("/book/")
+    assert len(token) <= 64 and prospect not in token and "." not in token
+    assert await booking_link(env, prospect) == link
+    page = await env.anon.get(link)
+    assert page.status_code == 200, page.text
+    assert "America/New_York" in page.text and "<script" not in page.text
+    slots = offered(page)
+    assert slots
+    first, label = slots[0]
+    # shown in the prospect's zone (New York), not the rep's
+    assert label == first.astimezone(ZoneInfo("America/New_York")).strftime("%H:%M")
+
+    booked = await env.anon.post(link, data={"slot": first.isoformat()})
+    assert booked.status_code == 200, booked.text
+    assert "You are booked" in booked.text
+    got = await signals(journey, 2)
+    assert [s["name"] for s in got] == [Sig.REPLY_RECEIVED, Sig.MEETING_SCHEDULED]
+    assert got[0]["payload"]["channel"] == "booking link"
+    # no key holder booked it: the stage changes it causes name the link (issue 14)
+    assert [s["payload"]["actor"] for s in got] == ["system:booking link"] * 2
+    (deal,) = (await env.http.get("/deals", params={"prospect_id": prospect})).json()
+    assert deal["stage"] == "qualifying"  # no answers yet: the gate keeps it from presenting
+    (meeting,) = (await env.http.get(f"/deals/{deal['id']}")).json()["meetings"]
+    assert datetime.fromisoformat(meeting["starts_at"]) == first
+    # subscribers hear of it as of any booked meeting (issue 14: meeting.booked)
+    async with env.app.state.sessions() as session:
+        queued = [e.body for e in (await session.scalars(select(EventOutbox))).all()]
+    booked_events = [e["data"] for e in queued if e["type"] == MEETING_BOOKED]
+    assert booked_events == [
+        {
+            "meeting_id": meeting["id"],
+            "deal_id": deal["id"],
+            "prospect_id": prospect,
+            "rep_id": "rep-1",
+            "starts_at": first.isoformat(),
+            "duration_minutes": meeting["duration_minutes"],
+        }
+    ]
+
+    # the slot is gone from every page; a second prospect picking it gets the 409 page
+    assert first not in [s for s, _ in offered(await env.anon.get(link))]
+    other = uuid.uuid4().hex
+    await env.start_journey(other)
+    other_link = await booking_link(env, other)
+    taken = await env.anon.post(other_link, data={"slot": first.isoformat()})
+    assert taken.status_code == 409
+    assert "just taken" in taken.text and offered(taken)
+    # the first prospect reloading the confirmation: the same meeting, nothing new
+    again = await env.anon.post(link, data={"slot": first.isoformat()})
+    assert again.status_code == 200
+    assert len((await env.http.get(f"/deals/{deal['id']}")).json()["meetings"]) == 1
+    # a slot that is not one: 422 with the slots; links that are not valid: 404
+    nonsense = await env.anon.post(link, data={"slot": "tomorrow"})
+    assert nonsense.status_code == 422 and offered(nonsense)
+    assert (await env.anon.get("/book/garbage.token")).status_code == 404
+    assert (await env.anon.get(f"/book/{token[:-1]}x")).status_code == 404
+    # a signed link sent before links were stored keeps working until it expires
+    legacy = booking_token(env, prospect)
+    assert (await env.anon.get(f"/book/{legacy}")).status_code == 200
+    forged = legacy.replace(".", "x.", 1)
+    assert (await env.anon.get(f"/book/{forged}")).status_code == 404
+    # expired: refused; revoked: refused at once (the prospect's every stored link)
+    async with env.app.state.sessions() as session:
+        assert await links.claim_of(session, token, "s") is not None
+        after = datetime.now(UTC) + timedelta(days=31)
+        assert await links.claim_of(session, token, "s", now=after) is None
+    revoked = await env.http.delete(f"/prospects/{prospect}/booking-links")
+    assert (revoked.status_code, revoked.json()["revoked"]) == (200, 1), revoked.text
+    gone = await env.anon.get(link)
+    assert gone.status_code == 404 and "expired" in gone.text
+    fresh = await booking_link(env, prospect)
+    assert fresh != link  # a new link for the next touch
+    async with env.app.state.sessions() as session:  # the revoked one went as it was made
+        kept = await session.scalars(
+            select(BookingLink.token).where(BookingLink.prospect_id == prospect)
+        )
+        assert [f"/book/{t}" for t in kept] == [fresh]
+    # the prospect's erasure deletes their links: the fresh one opens nothing
+    order = {"erasure_id": uuid.uuid4().hex, "prospect_id": prospect}
+    erased = await env.anon.post("/internal/erasures", json=order, headers=SERVICE_AUTH)
+    assert erased.status_code == 200, erased.text
+    assert erased.json()["deleted"]["booking_links"] == 1
+    assert (await env.anon.get(fresh)).status_code == 404
+
+    # rate limited per client address, before the database
+    env.app.state.booking_limits = FormLimits(per_ip=RateLimiter(1, 600))
+    assert (await env.anon.get(other_link)).status_code == 200
+    limited = await env.anon.get(other_link)
+    assert limited.status_code == 429 and int(limited.headers["Retry-After"]) > 0
+
+
+@pytest.mark.parametrize("database_urls", ["postgres"], indirect=True)
+async def test_two_prospects_booking_one_slot_at_once_get_one_meeting(env: DealsEnv) -> None:
+    """... and meetings scheduled, moved and cancelled through the API hold their slots."""
+    r = await env.http.put("/reps/rep-1/availability", json=BOOKING_HOURS)
+    assert r.status_code == 200, r.text
+    slot = datetime.fromisoformat(r.json()["free_slots"][0])
+    pages = []
+    for _ in range(4):
+        prospect = uuid.uuid4().hex
+        await env.start_journey(prospect)
+        pages.append(await booking_link(env, prospect))
+    answers = await asyncio.gather(
+        *(env.anon.post(link, data={"slot": slot.isoformat()}) for link in pages)
+    )
+    assert sorted(a.status_code for a in answers) == [200, 409, 409, 409]
+    for answer in answers:
+        if answer.status_code == 409:
+            assert "just taken" in answer.text and slot not in [s for s, _ in offered(answer)]
+    async with env.app.state.sessions() as session:
+        held = (await session.scalars(select(Meeting).where(Meeting.starts_at == slot))).all()
+    assert len(held) == 1
+
+    # a meeting scheduled through the API holds its slot too: racing three bookings of it, one
+    # of the four wins; the losing bookings get the taken page, a losing API call 409 slot_taken
+    deal_id, _ = await env.presenting_deal()  # rep-1's
+    free = [
+        datetime.fromisoformat(s) for s in (await env.http.get(AVAILABILITY)).json()["free_slots"]
+    ]
+    contested, moved_to = free[0], free[2]
+    meeting = {"starts_at": contested.isoformat(), "title": "Demo"}
+    raced = await asyncio.gather(
+        env.http.post(f"/deals/{deal_id}/meetings", json=meeting),
+        *(env.anon.post(link, data={"slot": contested.isoformat()}) for link in pages[1:]),
+    )
+    api, answered = raced[0], raced[1:]
+    won = [a for a in raced if a.status_code in (200, 201)]
+    assert len(won) == 1, [a.status_code for a in raced]
+    assert all(p.status_code in (200, 409) for p in answered)
+    assert all("just taken" in p.text for p in answered if p.status_code == 409)
+    if api.status_code != 201:
+        assert (api.status_code, error(api)["code"]) == (409, "slot_taken")
+        api = await env.http.post(
+            f"/deals/{deal_id}/meetings", json={**meeting, "starts_at": free[1].isoformat()}
+        )
+        assert api.status_code == 201, api.text
+    mine = api.json()
+    taken = datetime.fromisoformat(mine["starts_at"])
+    assert taken not in [s for s, _ in offered(await env.anon.get(pages[1]))]
+    # rescheduling through the API moves the hold, onto a slot nobody holds only
+    move = f"/deals/{deal_id}/meetings/{mine['id']}/reschedule"
+    onto = await env.http.post(move, json={"starts_at": slot.isoformat()})
+    assert (onto.status_code, error(onto)["code"]) == (409, "slot_taken")
+    r = await env.http.post(move, json={"starts_at": moved_to.isoformat()})
+    assert r.status_code == 200, r.text
+    page = [s for s, _ in offered(await env.anon.get(pages[1]))]
+    assert taken in page and moved_to not in page
+    # a meeting that overlaps a slot without starting on it takes it off the page as well
+    overlapping = free[3] + timedelta(minutes=5)
+    r = await env.http.post(
+        f"/deals/{deal_id}/meetings", json={"starts_at": overlapping.isoformat(), "title": "x"}
+    )
+    assert r.status_code == 201, r.text
+    late = await env.anon.post(pages[1], data={"slot": free[3].isoformat()})
+    assert late.status_code == 409 and free[3] not in [s for s, _ in offered(late)]
+    # cancelling through the API frees the slot: a prospect books it
+    r = await env.http.post(f"/deals/{deal_id}/meetings/{mine['id']}/cancel", json={})
+    assert r.status_code == 200, r.text
+    booked = await env.anon.post(pages[2], data={"slot": moved_to.isoformat()})
+    assert booked.status_code == 200, booked.text

@@ -1,0 +1,102 @@
+"""The audit log (issue 14, shared/audit.py) on prospecting: who (key id and role), what
+(resource, id, action), when and the changed fields, without personal data; GET /audit with its
+filters and paging, for admins only; an erased prospect's entries keep no values."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import pytest
+
+from shared.auth import key_fingerprint
+from tests.support.apps import Api
+
+pytestmark = [
+    pytest.mark.asyncio,
+    pytest.mark.parametrize("database_urls", ["sqlite"], indirect=True),
+]
+ADMIN, OPS, REP = "admin-key-0123456789", "ops-key-0123456789", "rep-key-0123456789"
+KEYS = f"admin:{ADMIN},ops:{OPS},rep:r-9:{REP}"
+
+
+def as_(key: str) -> dict[str, str]:
+    return {"X-API-Key": key}
+
+
+async def audit(http: httpx.AsyncClient, **params: str) -> dict[str, Any]:
+    r = await http.get("/audit", params=params, headers=as_(ADMIN))
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+async def test_every_change_names_its_actor_and_fields_without_contact_details(api: Api) -> None:
+    http = await api("prospecting", key=False, api_keys=KEYS)
+    made = await http.post(
+        "/prospects",
+        json={"first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.com"},
+        headers=as_(OPS),
+    )
+    assert made.status_code == 201, made.text
+    pid = made.json()["id"]
+    # the rep after the prospect: it stays unassigned until the move below
+    rep = await http.post(
+        "/reps", json={"name": "Rita", "email": "rita@example.com"}, headers=as_(ADMIN)
+    )
+    assert rep.status_code == 201, rep.text
+    rep_id = rep.json()["id"]
+    moved = await http.patch(f"/prospects/{pid}", json={"rep_id": rep_id}, headers=as_(ADMIN))
+    assert moved.status_code == 200, moved.text
+    refused = await http.post("/reps", json={"name": "x"}, headers=as_(OPS))  # not an ops move
+    assert refused.status_code in (403, 422)
+
+    # admins only
+    for key in (OPS, REP):
+        assert (await http.get("/audit", headers=as_(key))).status_code == 403
+
+    page = await audit(http, resource="prospects", resource_id=pid)
+    assert page["service"] == "prospecting"
+    entries = page["entries"]
+    assert [(e["action"], e["actor_role"]) for e in entries] == [
+        ("update", "admin"),
+        ("create", "ops"),
+    ]  # newest first
+    update, create = entries
+    assert create["actor_key_id"] == key_fingerprint(OPS) and OPS not in json.dumps(page)
+    assert create["route"] == "POST /prospects"
+    # contact details: only that they were set, never the values
+    assert create["changes"]["email"] == {"changed": True}
+    assert create["changes"]["first_name"] == {"changed": True}
+    assert "ada@example.com" not in json.dumps(page) and "Lovelace" not in json.dumps(page)
+    assert update["changes"]["rep_id"] == {"before": None, "after": rep_id}
+    assert update["actor_key_id"] == key_fingerprint(ADMIN)
+
+    # filters: actor, time range, paging
+    by_ops = await audit(http, actor=key_fingerprint(OPS))
+    assert {e["actor_role"] for e in by_ops["entries"]} == {"ops"}
+    assert (await audit(http, since=update["at"], resource="prospects"))["entries"] == [update]
+    assert (await audit(http, until=create["at"], resource="prospects"))["entries"] == []
+    first = await audit(http, limit="1")
+    second = await audit(http, limit="1", cursor=first["next_cursor"])
+    assert first["entries"][0]["id"] != second["entries"][0]["id"]
+    everything = (await audit(http, limit="100"))["entries"]
+    assert [e["id"] for e in everything[:2]] == [
+        first["entries"][0]["id"],
+        second["entries"][0]["id"],
+    ]
+    bad = await http.get("/audit", params={"cursor": "nope"}, headers=as_(ADMIN))
+    assert bad.status_code == 422
+
+    # erasure: who did what stays, the values go
+    erased = await http.post(f"/prospects/{pid}/erasure", headers=as_(ADMIN))
+    assert erased.status_code == 202, erased.text
+    after = (await audit(http, resource="prospects", resource_id=pid))["entries"]
+    assert [(e["action"], e["actor_role"]) for e in after] == [
+        ("update", "admin"),
+        ("create", "ops"),
+    ]
+    assert all(e["changes"] == {"redacted": "the prospect was erased"} for e in after)
+    # the erasure request is itself on record
+    assert any(e["route"].endswith("/erasure") for e in (await audit(http))["entries"])

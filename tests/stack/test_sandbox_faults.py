@@ -1,0 +1,122 @@
+"""The provider sandboxes' fault switch (make chaos): a provider that answers errors, or holds
+its calls for a while, set over HTTP and over when its time is up."""
+
+import asyncio
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from devstack.sandbox import twilio_server
+from devstack.sandbox.faults import FAULTS_PATH, FaultSwitch
+from devstack.sandbox.mailbox import Mailbox, create_app, start_smtp
+from shared.providers.email import EmailSendError, OutgoingEmail, SmtpEmail, new_message_id
+from tests.support.ports import free_port
+from tests.support.serve import HTTP_TIMEOUT
+
+ACCOUNT, TOKEN, OURS = "AC" + "0" * 32, "sandbox-token", "+15005550006"
+
+
+def email(to: str) -> OutgoingEmail:
+    return OutgoingEmail(
+        to=to,
+        subject="Quick question",
+        text="Hello",
+        html="<p>Hello</p>",
+        message_id=new_message_id("closeflow.test"),
+        unsubscribe_url="https://u.test/u",
+    )
+
+
+async def test_the_mailbox_answers_a_transient_error_then_accepts_again(tmp_path) -> None:
+    mailbox, switch, port = Mailbox(tmp_path), FaultSwitch(), free_port()
+    controller = await start_smtp(mailbox, "127.0.0.1", port, switch)
+    app = create_app(mailbox, outreach_url="http://outreach.test", signing_key="k", faults=switch)
+    try:
+        async with httpx.AsyncClient(
+            timeout=HTTP_TIMEOUT, transport=httpx.ASGITransport(app=app), base_url="http://mailbox"
+        ) as web:
+            set_to = await web.post(FAULTS_PATH, json={"mode": "error", "seconds": 30})
+            assert set_to.json()["mode"] == "error"
+            sender = SmtpEmail("127.0.0.1", port, "", "", "none", "cf <s@closeflow.test>")
+            with pytest.raises(EmailSendError) as refused:
+                await sender.send(email("ada@example.com"))
+            assert refused.value.code == 451 and not refused.value.permanent
+            assert mailbox.list() == []
+
+            await web.post(FAULTS_PATH, json={"mode": "none"})
+            assert (await web.get(FAULTS_PATH)).json()["mode"] == "none"
+            await sender.send(email("ada@example.com"))
+            assert len(mailbox.list(to="ada@example.com")) == 1
+    finally:
+        await asyncio.to_thread(controller.stop)
+
+
+async def test_a_hanging_mailbox_keeps_nothing_its_client_gave_up_on(tmp_path) -> None:
+    mailbox, switch, port = Mailbox(tmp_path), FaultSwitch(), free_port()
+    controller = await start_smtp(mailbox, "127.0.0.1", port, switch)
+    try:
+        switch.set("hang", 1.5)
+        impatient = SmtpEmail("127.0.0.1", port, "", "", "none", "cf <s@closeflow.test>")
+        impatient.timeout = 0.5
+        with pytest.raises(EmailSendError):
+            await impatient.send(email("bob@example.com"))
+        await asyncio.sleep(1.5)  # the hang is over: the held message was not kept
+        assert switch.active() == "none"
+        assert mailbox.list(to="bob@example.com") == []
+    finally:
+        await asyncio.to_thread(controller.stop)
+
+
+def twilio_sandbox() -> FastAPI:
+    return twilio_server.create_app(
+        account_sid=ACCOUNT,
+        auth_token=TOKEN,
+        inbound_sms_url="http://outreach.test/webhooks/twilio/sms",
+        data_file=None,
+        public_url="http://sandbox.test",
+    )
+
+
+async def test_the_twilio_sandbox_answers_500_holds_calls_and_recovers() -> None:
+    app = twilio_sandbox()
+    messages = f"/2010-04-01/Accounts/{ACCOUNT}/Messages.json"
+    form = {"To": "+14155550100", "From": OURS, "Body": "Hi"}
+    async with httpx.AsyncClient(
+        timeout=HTTP_TIMEOUT,
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://sandbox",
+        auth=(ACCOUNT, TOKEN),
+    ) as http:
+        await http.post(FAULTS_PATH, json={"mode": "error", "seconds": 30})
+        failed = await http.post(messages, data=form)
+        assert failed.status_code == 500 and failed.json()["code"] == 20500
+        assert (await http.get(messages)).status_code == 500
+        assert (await http.get("/sandbox/messages")).json() == []
+
+        await http.post(FAULTS_PATH, json={"mode": "hang", "seconds": 30})
+        held = asyncio.create_task(http.post(messages, data=form))
+        await asyncio.sleep(0.5)
+        assert not held.done()
+        await http.post(FAULTS_PATH, json={"mode": "none"})
+        created = await asyncio.wait_for(held, 5)
+        assert created.status_code == 201  # answered once the hang is over
+        listed = (await http.get("/sandbox/messages")).json()
+        assert [m["sid"] for m in listed] == [created.json()["sid"]]
+        assert listed[0]["accepted_at"]
+
+
+async def test_the_twilio_sandbox_may_leave_opt_outs_to_closeflow() -> None:
+    app = twilio_sandbox()
+    app.state.sandbox.opt_outs.add(("+14155550101", OURS))
+    messages = f"/2010-04-01/Accounts/{ACCOUNT}/Messages.json"
+    form = {"To": "+14155550101", "From": OURS, "Body": "Hi"}
+    async with httpx.AsyncClient(
+        timeout=HTTP_TIMEOUT,
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://sandbox",
+        auth=(ACCOUNT, TOKEN),
+    ) as http:
+        assert (await http.post(messages, data=form)).json()["code"] == 21610
+        await http.post("/sandbox/opt-out-enforcement", json={"enforce": False})
+        assert (await http.post(messages, data=form)).status_code == 201

@@ -1,0 +1,400 @@
+"""schemathesis over the four services, in process, with a valid key and real things to name
+(issues 11 and 13): the `fuzz_world` fixture and the runs the tests make in it.
+
+The world: the four apps on this test's databases and the Temporal dev server, each also served
+over HTTP on a port of its own so that a call one service makes to another is answered (no
+service sits at a dead address). In it, made through the APIs or the services' own activities
+(no stand-ins): a rep, a prospect of theirs, a cadence and an enrollment, a sender, an API key,
+an import, a do-not-contact entry, a framework, a playbook entry, a deal (deals' `open_deal`
+activity, as a journey opens it), a meeting and an objection on it, a referral ask (referrals'
+`create_referral_ask`), a rep task (outreach's `create_rep_task`) and a sent message's
+unsubscribe token (outreach's `send_touch`, its SMTP server refusing: the ledger row stays).
+
+Two runs share the world and one record of what each operation answered:
+- every operation, `cases` generated cases each, the first with the world's ids in its path,
+  query and body fields of the same name, the others as generated (destructive operations last:
+  an erasure or a close would end the world's deal or prospect for the others);
+- schemathesis' stateful testing the way its authors intend it: `schema.as_state_machine()`,
+  whose links schemathesis infers from the schemas (a list answers ids that the operations on
+  one item then use), a few scenarios per service.
+
+Hypothesis runs synchronously: cases are generated in a thread and sent in the test's loop
+(the apps, their engines and the Temporal client live there)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+import schemathesis
+from fastapi import FastAPI
+from hypothesis import HealthCheck, Phase, given, settings
+from schemathesis import Case, checks
+from schemathesis.core.transport import Response
+from sqlalchemy import select
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+
+from services.deals.activities import DealsActivities
+from services.outreach.activities import activities_for as outreach_activities
+from services.outreach.models import Message
+from services.referrals.activities import ReferralsActivities
+from shared.contracts.journey import (
+    OpenDealRequest,
+    ReferralAskRequest,
+    RepTaskRequest,
+    journey_id,
+)
+from shared.events import TASK_CREATED
+from shared.providers.sendgrid import generate_key_pair
+from tests.support.apps import ServiceApp
+from tests.support.consent import PM
+from tests.support.deals import BOOKING_HOURS, GOOD_ANSWERS
+from tests.support.ports import free_port
+from tests.support.sandboxes import EMAIL, touch_request
+from tests.support.scenarios import fast_cadence
+from tests.support.serve import HTTP_TIMEOUT, serve
+from tests.support.settings import AUTH, SERVICE_AUTH
+from workflows.journey import ProspectJourney
+
+SERVICES = ("prospecting", "outreach", "deals", "referrals")
+CHECKS = [checks.not_a_server_error, checks.response_schema_conformance]
+# Run after every other operation: each ends or removes something the others are given.
+DESTRUCTIVE = ("erasure", "/close", "/stop", "/cancel", "/no-show", "/held")
+
+
+@dataclass
+class FuzzWorld:
+    apps: dict[str, FastAPI]
+    clients: dict[str, httpx.AsyncClient]
+    ids: dict[str, str]  # a parameter's name -> a real value of it
+    # "service METHOD /path" -> every status it answered
+    answers: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
+    problems: list[str] = field(default_factory=list)
+    sent: int = 0
+    cases: dict[str, list[Case]] = field(default_factory=dict)  # generated, by service
+
+    def operations(self) -> set[str]:
+        found = set()
+        for service, app in self.apps.items():
+            for path, item in app.openapi()["paths"].items():
+                found |= {f"{service} {method.upper()} {path}" for method in item}
+        return found
+
+    async def send(self, service: str, case: Case, real: bool) -> Response:
+        """One case, with the world's ids when `real`; what it answered is recorded and
+        checked (no 5xx, the response within its schema)."""
+        kwargs = _request(case, self.ids if real else {})
+        response = await self.clients[service].request(**kwargs)
+        self.sent += 1
+        operation = f"{service} {case.method} {case.operation.path}"
+        self.answers[operation].append(response.status_code)
+        try:
+            case.validate_response(response, checks=CHECKS)
+        except Exception as failure:  # schemathesis raises its own failure groups
+            where = f"{service} {case.method} {case.formatted_path} -> {response.status_code}"
+            self.problems.append(f"{where}: {str(failure)[:600]}")
+        return Response.from_httpx(response, verify=True)
+
+
+def _request(case: Case, ids: dict[str, str]) -> dict[str, Any]:
+    for container in (case.path_parameters, case.query):
+        for name in list(container or {}):
+            if name in ids:
+                container[name] = ids[name]  # type: ignore[index]
+    if isinstance(case.body, dict):
+        for name in list(case.body):
+            if name in ids and isinstance(case.body[name], str):
+                case.body[name] = ids[name]
+    # /internal/* is the services' own (tests/security/test_internal_routes.py): called as one
+    internal = case.operation.path.startswith("/internal/")
+    kwargs = case.as_transport_kwargs(
+        base_url="http://test", headers=SERVICE_AUTH if internal else AUTH
+    )
+    kwargs.pop("cookies", None)
+    if "data" in kwargs and isinstance(kwargs["data"], bytes | str):
+        kwargs["content"] = kwargs.pop("data")
+    return kwargs
+
+
+def _schema(app: FastAPI) -> Any:
+    return schemathesis.openapi.from_dict(app.openapi())
+
+
+def destructive(case: Case) -> bool:
+    return case.method == "DELETE" or any(d in case.operation.path for d in DESTRUCTIVE)
+
+
+def _ending_order(item: tuple[str, Case]) -> bool:
+    """Erasures last of all: they end the deal, the asks and the tasks of the others."""
+    return "erasure" in item[1].operation.path
+
+
+def _generating(examples: int, **more: Any) -> settings:
+    """Hypothesis' settings of both runs: generation only (the same examples each bounded run)."""
+    return settings(
+        max_examples=examples,
+        database=None,
+        deadline=None,
+        derandomize=examples <= 10,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+        **more,
+    )
+
+
+def generated_cases(app: FastAPI, per_operation: int) -> list[Case]:
+    """`per_operation` cases of every operation. Generated without I/O (derandomized: the same
+    cases each run of the bounded test)."""
+    cases: list[Case] = []
+    for result in _schema(app).get_all_operations():
+        operation = result.ok()
+
+        @given(operation.as_strategy())
+        @_generating(per_operation)
+        def collect(case: Case) -> None:
+            cases.append(case)
+
+        collect()
+    return cases
+
+
+async def run_operations(world: FuzzWorld, per_operation: int, *, ending: bool) -> None:
+    """Every operation of every service (ending: only those that end or erase something, run
+    last of all; else all the others): the first case of each with the world's ids."""
+    chosen: list[tuple[str, Case]] = []
+    for service, app in world.apps.items():
+        if service not in world.cases:
+            world.cases[service] = await asyncio.to_thread(generated_cases, app, per_operation)
+        chosen += [(service, c) for c in world.cases[service] if destructive(c) == ending]
+    seen: set[str] = set()
+    for service, case in sorted(chosen, key=_ending_order):
+        label = f"{service} {case.operation.label}"
+        await world.send(service, case, real=label not in seen)
+        seen.add(label)
+
+
+async def run_stateful(world: FuzzWorld, scenarios: int, steps: int = 6) -> None:
+    """schemathesis' state machine of each service: links inferred from the schemas chain a
+    response's ids into the next call. Each step goes through `FuzzWorld.send` in the test's
+    loop; checks are recorded there (the run goes on, so one report names every problem)."""
+    loop = asyncio.get_running_loop()
+    for service, app in world.apps.items():
+        # what ends or erases the world's things runs last, in run_operations(ending=True)
+        ending = "|".join(d.strip("/") for d in DESTRUCTIVE)
+        kept = _schema(app).exclude(path_regex=ending).exclude(method="DELETE")
+        machine: Any = kept.as_state_machine()
+
+        def sender(service: str) -> Callable[[Case], Response]:
+            def call(case: Case) -> Response:
+                # the world's ids where the link gave none (a root operation of a scenario)
+                real = not any(case.path_parameters or {})
+                sending = world.send(service, case, real=real)
+                return asyncio.run_coroutine_threadsafe(sending, loop).result()
+
+            return call
+
+        class Machine(machine):  # type: ignore[misc, valid-type]
+            send = staticmethod(sender(service))
+
+            def call(self, case: Case, **kwargs: Any) -> Response:
+                return self.send(case)
+
+            def validate_response(self, response: Response, case: Case, **kwargs: Any) -> None:
+                """Checked and recorded in FuzzWorld.send."""
+
+        run_settings = _generating(scenarios, stateful_step_count=steps)
+        await asyncio.to_thread(Machine.run, settings=run_settings)
+
+
+@pytest.fixture
+async def fuzz_world(
+    service_app: ServiceApp, temporal_local: WorkflowEnvironment, queue_prefix: str
+) -> AsyncIterator[FuzzWorld]:
+    ports = {s: free_port() for s in SERVICES}
+    urls: dict[str, object] = {f"{s}_url": f"http://127.0.0.1:{p}" for s, p in ports.items()}
+    # every provider's webhook enabled: an unsigned delivery is refused, not a 404
+    urls |= PM | {"sendgrid_webhook_public_key": generate_key_pair()[1]}
+    urls["task_queue_prefix"] = queue_prefix
+    async with contextlib.AsyncExitStack() as stack:
+        # the journeys themselves (their activities wait: no service worker runs), so that an
+        # enrolled prospect's journey answers its state
+        await stack.enter_async_context(
+            Worker(
+                temporal_local.client,
+                task_queue=f"{queue_prefix}journeys",
+                workflows=[ProspectJourney],
+                workflow_runner=UnsandboxedWorkflowRunner(),
+            )
+        )
+        apps: dict[str, FastAPI] = {}
+        clients: dict[str, httpx.AsyncClient] = {}
+        for service in SERVICES:
+            apps[service] = app = await service_app(service, **urls)
+            await stack.enter_async_context(serve(app, ports[service], lifespan=False))
+            clients[service] = await stack.enter_async_context(
+                httpx.AsyncClient(
+                    timeout=HTTP_TIMEOUT, transport=httpx.ASGITransport(app), base_url="http://test"
+                )
+            )
+        yield FuzzWorld(apps, clients, await _make_things(apps, clients))
+
+
+def _made(response: httpx.Response, key: str = "id") -> str:
+    assert response.is_success, (response.request.url, response.status_code, response.text)
+    value: str = response.json()[key]
+    return value
+
+
+async def _make_things(
+    apps: dict[str, FastAPI], clients: dict[str, httpx.AsyncClient]
+) -> dict[str, str]:
+    """One of everything an operation names, made the way the product makes it."""
+    prospecting, outreach, deals = clients["prospecting"], clients["outreach"], clients["deals"]
+    h = AUTH
+    rep = _made(
+        await prospecting.post(
+            "/reps",
+            headers=h,
+            json={"name": "Rita", "email": "rita@example.org", "phone": "+14155550199"},
+        )
+    )
+    prospect = _made(
+        await prospecting.post(
+            "/prospects",
+            headers=h,
+            json={
+                "first_name": "Ada",
+                "last_name": "Lovelace",
+                "email": "ada@example.com",
+                "phone": "+14155550100",
+                "company": "Analytical Engines",
+            },
+        )
+    )
+    assigned = await prospecting.patch(f"/prospects/{prospect}", headers=h, json={"rep_id": rep})
+    assert assigned.is_success, assigned.text
+    referred = _made(
+        await prospecting.post(
+            "/prospects", headers=h, json={"first_name": "Bob", "email": "bob@example.com"}
+        )
+    )
+    cadence = _made(await outreach.post("/cadences", headers=h, json=fast_cadence()))
+    ids = {"rep_id": rep, "prospect_id": prospect, "cadence_id": cadence}
+    enrolled = await outreach.post(
+        "/enrollments", headers=h, json={"prospect_id": prospect, "cadence_id": cadence}
+    )
+    assert enrolled.is_success, enrolled.text
+    prefs = await outreach.put(f"/reps/{rep}/notifications", headers=h, json={"channel": "email"})
+    assert prefs.is_success, prefs.text
+    ids["sender_id"] = _made(
+        await outreach.post(
+            "/senders",
+            headers=h,
+            json={"from_address": "rita@example.org", "display_name": "Rita"},
+        )
+    )
+    key = await prospecting.post("/api-keys", headers=h, json={"name": "fuzz", "role": "ops"})
+    ids |= {"key_id": _made(key), "key": _made(key, "key")}
+    ids["import_id"] = _made(
+        await prospecting.post(
+            "/imports?format=csv",
+            headers=h | {"content-type": "text/csv"},
+            content=b"first_name,email\nCy,cy@example.com\n",
+        )
+    )
+    ids["entry_id"] = _made(
+        await outreach.post(
+            "/do-not-contact",
+            headers=h,
+            json={"value": "nobody@example.net", "reason": "fuzz"},
+        )
+    )
+    framework = await deals.get("/qualification/framework", headers=h)
+    ids["name"] = _made(framework, "name")
+    ids["category"] = "price"
+    # a deal as the journey opens it, a meeting and an objection on it
+    deal = await DealsActivities(apps["deals"].state.sessions).open_deal(
+        OpenDealRequest(prospect, journey_id(prospect), rep, "cold", "replied")
+    )
+    ids["deal_id"] = deal.deal_id
+    qualified = await deals.post(
+        f"/deals/{deal.deal_id}/qualification", headers=h, json={"answers": GOOD_ANSWERS}
+    )
+    assert qualified.is_success, qualified.text
+    starts = (datetime.now(UTC) + timedelta(days=3)).isoformat()
+    meeting = await deals.post(
+        f"/deals/{deal.deal_id}/meetings", headers=h, json={"starts_at": starts, "title": "Demo"}
+    )
+    ids["meeting_id"] = _made(meeting)
+    objection = await deals.post(
+        f"/deals/{deal.deal_id}/objections", headers=h, json={"text": "The price is too high"}
+    )
+    assert objection.is_success, objection.text
+    ids["objection_id"] = objection.json()["objection"]["id"]
+    # a referral ask as the journey asks for it, after a won deal
+    ask = await ReferralsActivities(
+        apps["referrals"].state.sessions, apps["referrals"].state.settings.referrals_public_url
+    ).create_referral_ask(
+        ReferralAskRequest(prospect, journey_id(prospect), "Ada Lovelace", rep, cadence)
+    )
+    ids |= {"ask_id": ask.ask_id, "client_prospect_id": prospect}
+    ids |= {"referrer_prospect_id": prospect, "referred_prospect_id": referred}
+    # a rep task and a sent email's unsubscribe token, by outreach's own activities
+    acts = {
+        a.__name__: a
+        for a in outreach_activities(
+            apps["outreach"].state.settings, apps["outreach"].state.sessions
+        )
+    }
+    # issue 14: the rep's booking hours; an event subscription made before the task below, so
+    # that the task's task.created gives it a delivery
+    hours = await deals.put(f"/reps/{rep}/availability", headers=h, json=BOOKING_HOURS)
+    assert hours.is_success, hours.text
+    subscription = await outreach.post(
+        "/event-subscriptions",
+        headers=h,
+        json={"url": "https://hooks.example.com/closeflow", "events": [TASK_CREATED]},
+    )
+    ids["subscription_id"] = _made(subscription)
+    ids["task_id"] = await acts["create_rep_task"](
+        RepTaskRequest(
+            f"fuzz:{uuid.uuid4().hex}", rep, prospect, journey_id(prospect), "call_task", "Call"
+        )
+    )
+    deliveries = await outreach.get(
+        f"/event-subscriptions/{ids['subscription_id']}/deliveries", headers=h
+    )
+    assert deliveries.is_success and deliveries.json(), deliveries.text
+    ids["delivery_id"] = deliveries.json()[0]["id"]
+    contact = await apps["outreach"].state.prospects.contact(prospect)
+    with contextlib.suppress(Exception):  # the SMTP server refuses: the row stays, unsent
+        await acts["send_touch"](touch_request(contact, EMAIL, key=f"fuzz-{uuid.uuid4().hex}"))
+    async with apps["outreach"].state.sessions() as session:
+        token = await session.scalar(
+            select(Message.unsubscribe_token).where(Message.prospect_id == prospect)
+        )
+    assert token, "the touch left no ledger row with an unsubscribe token"
+    ids["token"] = token
+    return ids
+
+
+def coverage(world: FuzzWorld) -> tuple[list[str], list[str]]:
+    """(operations that never answered anything but a 404, those that never answered a 2xx)."""
+    never = sorted(
+        op for op in world.operations() if all(s == 404 for s in world.answers.get(op, [404]))
+    )
+    no_2xx = sorted(
+        op
+        for op in world.operations()
+        if not any(200 <= s < 300 for s in world.answers.get(op, []))
+    )
+    return never, no_2xx

@@ -1,0 +1,48 @@
+"""MeetingInvite: one calendar invitation of one meeting (issue 14), started by deals after it
+committed the change (booked, moved, cancelled). The prospect and their rep as prospecting knows
+them now, then outreach sends the invitation through its ledger (a retry never sends twice);
+a send that must wait (a sender's cap) is sent again when it may go. Last, deals records what
+became of it on the meeting (the prospect's may not go: opted out, listed; the rep then got
+their own). That step comes after every command an earlier version issued, so a workflow started
+by that version (waiting for a cap) replays unchanged and then records: no patch needed."""
+
+from __future__ import annotations
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from shared.contracts.journey import Contact, ProspectRef, TouchResult
+    from shared.contracts.meetings import InviteOutcome, InviteRequest, MeetingInvite
+    from shared.contracts.names import Act
+
+from workflows.journey.steps import call, send_in_window, wait_for_window
+
+
+@workflow.defn(name="MeetingInvite")
+class MeetingInviteWorkflow:
+    @workflow.run
+    async def run(self, invite: MeetingInvite) -> str:
+        q = invite.queues
+        contact = await call(
+            Act.GET_CONTACT, ProspectRef(invite.prospect_id), q.prospecting, Contact
+        )
+        results: list[TouchResult] = []
+
+        async def send() -> TouchResult:
+            request = InviteRequest(invite, contact)
+            results.append(await call(Act.SEND_MEETING_INVITE, request, q.outreach, TouchResult))
+            return results[-1]
+
+        await send_in_window(send, wait_for_window)
+        prospect, *rep = results[-1].outcomes
+        outcome = InviteOutcome(
+            invite.meeting_id,
+            invite.deal_id,
+            invite.sequence,
+            invite.method,
+            prospect.status,
+            prospect.detail,
+            rep[0].status if rep else "",
+        )
+        await call(Act.RECORD_INVITE, outcome, q.deals)
+        return "; ".join(f"{o.channel}: {o.status}" for o in results[-1].outcomes)
