@@ -85,7 +85,10 @@ def judge(report: Report, o: Observed) -> None:
         return  # never enrolled: not started, and said so under "started"
     report.started += 1
     report.kinds[j.kind] = report.kinds.get(j.kind, 0) + 1
-    expected = KINDS[j.kind]
+    late = _late_reply(o)
+    # a reply stored once the cadence had run out cannot move the journey: the journey ends in
+    # nurture and the reply becomes the rep's urgent task (docs/guides/replies.md#late-replies)
+    expected = "nurture" if late is not None else KINDS[j.kind]
     path = [s["to_stage"] for s in o.stages]
     if o.status == "COMPLETED" and path and path[-1] == expected and not j.error:
         report.completed += 1
@@ -96,6 +99,7 @@ def judge(report: Report, o: Observed) -> None:
             j,
             parse_time(last.get("at")) or j.enrolled_at,
             f"{j.kind}: workflow {o.status}, stages {path}, expected {expected}"
+            + _when(o)
             + (f"; driver: {j.error}" if j.error else ""),
         )
     _steps(report, o)
@@ -107,6 +111,38 @@ def judge(report: Report, o: Observed) -> None:
                    f"text {extra['sid']} ({extra['body']!r})")  # fmt: skip
     _after_opt_out(report, o)
     _webhooks(report, o)
+
+
+REPLY_KINDS = ("reply_email", "reply_sms")
+LATE_OUTCOMES = ("late_reply_task", "restarted")
+
+
+def _action_event(o: Observed, event_id: str) -> dict[str, Any] | None:
+    """The stored event of an action the prospect took (a Mailgun reply has no id of ours)."""
+    if event_id == "mailgun-reply":
+        found = [e for e in o.events if e["provider"] == "mailgun" and e["signal"]]
+        return found[0] if found else None
+    return next((e for e in o.events if e["event_id"] == event_id), None)
+
+
+def _late_reply(o: Observed) -> dict[str, Any] | None:
+    """The reply's stored event when it was stored after the journey closed."""
+    if o.journey.kind not in REPLY_KINDS:
+        return None
+    for event_id in o.journey.acted:
+        event = _action_event(o, event_id)
+        if event is not None and _closed_before(o, event):
+            return event
+    return None
+
+
+def _when(o: Observed) -> str:
+    """The moments that explain an unexpected end: first touch seen, action acknowledged, close."""
+    j = o.journey
+    moments = [("first touch seen", j.first_touch_at), ("action acknowledged", j.acted_at),
+               ("closed", o.closed_at)]  # fmt: skip
+    told = [f"{name} {at.isoformat(timespec='milliseconds')}" for name, at in moments if at]
+    return f" ({', '.join(told)})" if told else ""
 
 
 def _steps(report: Report, o: Observed) -> None:
@@ -149,17 +185,18 @@ def _webhooks(report: Report, o: Observed) -> None:
     """Every provider event outreach acknowledged was stored and had its effect: the prospect's
     action reached the journey (and consent), each delivered-status callback reached the ledger."""
     j = o.journey
-    by_id = {e["event_id"]: e for e in o.events}
     for event_id in j.acted:
         report.webhooks_acknowledged += 1
-        if event_id == "mailgun-reply":
-            found = [e for e in o.events if e["provider"] == "mailgun" and e["signal"]]
-            event = found[0] if found else None
-        else:
-            event = by_id.get(event_id)
+        event = _action_event(o, event_id)
         if event is not None and _closed_before(o, event):
             report.after_close += 1
-            continue  # nothing left to tell: the opt-out's consent is checked below
+            # no journey left to tell: a reply must have become the rep's task (an opt-out's
+            # consent is checked below)
+            if j.kind in REPLY_KINDS and event.get("outcome") not in LATE_OUTCOMES:
+                report.add("webhook events lost", j, j.acted_at,
+                           f"{j.kind} {event_id}: stored after the journey closed, "
+                           f"outcome {event.get('outcome')!r}, not a late-reply task")  # fmt: skip
+            continue
         if event is None or event["delivery"] != "delivered":
             state = "not stored" if event is None else f"delivery {event['delivery']}"
             report.add("webhook events lost", j, j.acted_at, f"{j.kind} {event_id}: {state}")

@@ -214,3 +214,41 @@ def test_an_opt_out_after_the_journey_closed_is_not_lost_but_one_before_is() -> 
         )
         counts.append((report.count("webhook events lost"), report.after_close))
     assert counts == [(0, 1), (1, 0)]
+
+
+def test_a_reply_after_the_journey_closed_must_become_the_reps_task() -> None:
+    """A reply the cadence outran (faults delayed the first touch): the journey rightly ends in
+    nurture, and the reply must have become a late-reply task. The same reply stored while the
+    journey ran must have moved it (nurture is then the wrong end)."""
+    ledger = [row("step-0", "email", "<m0@x>"), row("step-0", "sms", "SM0")]
+    stored = T0 + timedelta(seconds=2)
+
+    def run(closed_at: datetime, outcome: str, delivery: str = "no_journey") -> tuple[int, int]:
+        event = {
+            "event_id": "ev-1",
+            "provider": "mailgun",
+            "delivery": delivery,
+            "signal": "reply_received",
+            "outcome": outcome,
+            "created_at": stored.isoformat(),
+        }
+        report = Report()
+        judge(
+            report,
+            Observed(
+                journey("reply_email", stored, ["mailgun-reply"]),
+                "COMPLETED",
+                stages("contacting", "nurture"),
+                Sent(ledger, [email("<m0@x>", T0)], [text("SM0", T0)]),
+                [event],
+                {},
+                closed_at,
+            ),
+        )
+        return report.count("not at the expected stage"), report.count("webhook events lost")
+
+    before, after = stored - timedelta(milliseconds=400), stored + timedelta(seconds=1)
+    assert run(before, "late_reply_task") == (0, 0)
+    assert run(before, "journey_ended") == (0, 1)  # the reply reached nobody
+    assert run(after, "delivered", delivery="delivered") == (1, 0)  # delivered, yet nurture
+    assert run(after, "late_reply_task") == (1, 1)  # the journey was running: lost

@@ -92,6 +92,7 @@ class Journey:
     prospect: dict[str, Any]
     journey_id: str = ""
     enrolled_at: datetime | None = None
+    first_touch_at: datetime | None = None  # when the driver saw both first messages
     acted_at: datetime | None = None  # when the prospect's action was acknowledged
     acted: list[str] = field(default_factory=list)  # provider event ids acknowledged
     error: str = ""  # what kept the driver from doing its part
@@ -199,6 +200,7 @@ class Traffic:
             if j.kind == "silent":
                 return
             first = await self.sandboxes.first_touch(j, first_touch_timeout)
+            j.first_touch_at = datetime.now(UTC)
             await ACTIONS[j.kind](self, j, first)
             j.acted_at = datetime.now(UTC)
         except Exception as exc:  # the driver failing is part of the report
