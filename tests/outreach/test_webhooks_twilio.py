@@ -11,12 +11,16 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection, async_sessionmaker
 from temporalio.testing import WorkflowEnvironment
 
 from services.outreach import models
+from services.outreach.webhooks import sms_status
+from shared.db import create_engine
 from shared.providers.twilio_signature import SIGNATURE_HEADER, sign_twilio_request
 from tests.observability.scrape import parse, total
+from tests.support.fixtures import fresh_databases
 from tests.support.settings import AUTH
 from tests.support.webhooks import Rig, WebhookRigs, webhook_rig
 
@@ -255,3 +259,87 @@ async def test_the_fast_path_stores_what_the_orm_reads_and_keeps_the_route_behav
         assert multipart.status_code == 204
         assert (await rig.message(row.id)).status == "delivered"
         assert await rig.count(models.InboxEvent) == 2
+
+
+@pytest.mark.postgres
+async def test_a_connection_lost_mid_batch_fails_that_batch_and_the_next_gets_a_new_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL: the writer keeps one connection through a busy spell. When the server drops
+    it (a restart) in the middle of a batch, that batch fails (Twilio tries again on the 5xx),
+    the batch queued behind it is written on a fresh connection, and the retry is stored once."""
+    monkeypatch.setattr(sms_status, "POSTGRES_WRITERS", 1)  # both batches on one writer
+    async with fresh_databases("postgres", tmp_path) as urls:
+        engine = create_engine(urls["outreach"])
+        writer = sms_status.StatusWriter(lambda: engine)
+        try:
+            sessions = async_sessionmaker(engine, expire_on_commit=False)
+            sids = [new_sid(), new_sid()]
+            async with sessions.begin() as session:
+                session.add_all([ledger_row(sid) for sid in sids])
+            first_cb, second_cb = (sms_status.StatusCallback(s, "delivered", {}) for s in sids)
+            async with engine.connect() as holder:
+                await holder.begin()
+                # the writer's batch waits on this message's lock, holding its connection
+                await holder.execute(lock_sql, {"k": f"twilio-sms:{sids[0]}"})
+                first = asyncio.create_task(writer.write(first_cb))
+                pid = await waiting_backend(holder)
+                second = asyncio.create_task(writer.write(second_cb))
+                await asyncio.sleep(0.1)
+                assert not second.done()  # queued behind the held batch
+                await holder.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+                with pytest.raises(Exception, match="connection"):
+                    await asyncio.wait_for(first, 10)
+                await asyncio.wait_for(second, 10)
+                await holder.rollback()
+            await writer.write(first_cb)  # Twilio's retry
+            await writer.write(first_cb)  # and once more: no second effect
+            async with sessions() as session:
+                statuses = (
+                    await session.execute(select(models.Message.provider_id, models.Message.status))
+                ).all()
+                stored = (
+                    await session.execute(
+                        select(models.InboxEvent.event_id).where(
+                            models.InboxEvent.provider == "twilio"
+                        )
+                    )
+                ).scalars()
+                assert dict(statuses) == {sids[0]: "delivered", sids[1]: "delivered"}
+                assert sorted(stored) == sorted(f"{s}:delivered" for s in sids)
+        finally:
+            await writer.close()
+            await engine.dispose()
+
+
+lock_sql = text("SELECT pg_advisory_xact_lock(hashtext(:k))")
+
+
+def ledger_row(sid: str) -> models.Message:
+    pid = uuid.uuid4().hex
+    return models.Message(
+        journey_id=f"journey-{pid}",
+        touch_key="step-0",
+        channel="sms",
+        kind="cadence",
+        prospect_id=pid,
+        to_address=TO,
+        body="Hello",
+        status="submitted",
+        provider_status="accepted",
+        provider_id=sid,
+    )
+
+
+async def waiting_backend(holder: AsyncConnection) -> int:
+    """The backend waiting on an advisory lock (the writer's), once it waits."""
+    for _ in range(200):
+        pid = (
+            await holder.execute(
+                text("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+            )
+        ).scalar()
+        if pid is not None:
+            return int(pid)
+        await asyncio.sleep(0.05)
+    raise AssertionError("the writer never waited on the lock")
