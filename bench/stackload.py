@@ -99,5 +99,6 @@ class Load:
             f"{self.stack.base_url('outreach')}/enrollments",
             json={"prospect_id": prospect_id, "cadence_id": self.cadence_id},
         )
-        r.raise_for_status()
+        if r.is_error:  # what the stack said, for the report (raise_for_status drops the body)
+            raise RuntimeError(f"enrolment of {prospect_id}: {r.status_code} {r.text[:500]}")
         return time.perf_counter() - started
