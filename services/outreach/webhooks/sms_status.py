@@ -64,7 +64,7 @@ SMS_STATUS_RANK = {
 }
 FAILED_STATUSES = frozenset({"failed", "undelivered", "canceled"})
 MAX_BATCH = 200
-# PostgreSQL: batches in flight at once. A batch is seven round trips, mostly waiting on the
+# PostgreSQL: batches in flight at once. A batch is six round trips, mostly waiting on the
 # server; with one in flight the requests arriving meanwhile waited for it and the next. The
 # per-sid advisory locks, taken in sorted order, already order writers that share a message
 # (other replicas' too), so batches overlap safely. SQLite has one writer: one batch.
@@ -107,10 +107,16 @@ def advance(state: LedgerState, callback: StatusCallback) -> bool:
     return True
 
 
-_LOCK_SIDS = text(
+# one statement for SQLAlchemy (:keys) and for asyncpg ($1)
+_LOCK_SQL = (
     "SELECT pg_advisory_xact_lock(hashtext(k))"
-    " FROM (SELECT unnest(CAST(:keys AS text[])) AS k ORDER BY 1) AS sids"
+    " FROM (SELECT unnest(CAST({} AS text[])) AS k ORDER BY 1) AS sids"
 )
+_LOCK_SIDS = text(_LOCK_SQL.format(":keys"))
+
+
+def _lock_keys(sids: Iterable[str]) -> list[str]:
+    return sorted({f"twilio-sms:{sid}" for sid in sids})
 
 
 def lock_messages(conn: Connection, sids: Iterable[str]) -> None:
@@ -121,7 +127,7 @@ def lock_messages(conn: Connection, sids: Iterable[str]) -> None:
     text's before it reads the callbacks stored for it: a callback's transaction then either
     commits before the activity reads, or finds the sid in the ledger."""
     if conn.dialect.name == "postgresql":
-        conn.execute(_LOCK_SIDS, {"keys": sorted({f"twilio-sms:{sid}" for sid in sids})})
+        conn.execute(_LOCK_SIDS, {"keys": _lock_keys(sids)})
 
 
 def catch_up(conn: Connection, sid: str, state: LedgerState) -> bool:
@@ -172,10 +178,7 @@ def fold(
 # cache key, processing parameters, the greenlet hand-offs), which made the server CPU-bound at a
 # quarter of the bare endpoint's rate.
 
-_PG_LOCK = (
-    "SELECT pg_advisory_xact_lock(hashtext(k))"
-    " FROM (SELECT unnest($1::text[]) AS k ORDER BY 1) AS sids"
-)
+_PG_LOCK = _LOCK_SQL.format("$1")
 _PG_LEDGER = (
     "SELECT provider_id, id, status, provider_status, error, prospect_id FROM messages"
     " WHERE provider_id = ANY($1::text[])"
@@ -204,9 +207,9 @@ async def write_batch_postgres(conn: Any, batch: Sequence[StatusCallback]) -> No
     """Store the callbacks and move the ledger in one transaction, on an asyncpg connection.
     The per-sid locks come first (lock_messages' keys, in sorted order), so the send
     activity's catch_up and other writers see each callback exactly once."""
-    sids = sorted({cb.sid for cb in batch})
+    sids = list({cb.sid for cb in batch})
     async with conn.transaction():
-        await conn.execute(_PG_LOCK, [f"twilio-sms:{sid}" for sid in sids])
+        await conn.execute(_PG_LOCK, _lock_keys(sids))
         rows = await conn.fetch(_PG_LEDGER, sids)
         ledger = {r[0]: (r[1], r[2], r[3], r[4]) for r in rows}
         prospects = {r[0]: r[5] for r in rows}
