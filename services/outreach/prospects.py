@@ -54,7 +54,10 @@ class ProspectingClient(ServiceClient):
             response = await self._client.get(path)
         except httpx.HTTPError as err:
             raise AppError(
-                503, "prospecting_unreachable", f"the prospecting service did not answer: {err}"
+                503,
+                "prospecting_unreachable",
+                # a timeout's text is empty: its class is what tells a wait from a refusal
+                f"the prospecting service did not answer: {type(err).__name__} {err}".strip(),
             ) from err
         if response.status_code == 404:
             raise not_found(what, ident)

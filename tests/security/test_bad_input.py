@@ -68,6 +68,19 @@ async def test_the_prospecting_client_never_sends_an_id_as_a_path(ident: str) ->
     await directory.close()
 
 
+async def test_a_prospecting_read_that_times_out_is_a_503_naming_the_timeout() -> None:
+    def prospecting(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("", request=request)  # httpx's timeouts carry no text
+
+    directory = ProspectDirectory("http://prospecting", "key", httpx.MockTransport(prospecting))
+    with pytest.raises(AppError) as caught:
+        await directory.contact("a" * 32)
+    assert caught.value.status == 503
+    assert caught.value.code == "prospecting_unreachable"
+    assert caught.value.message == "the prospecting service did not answer: ReadTimeout"
+    await directory.close()
+
+
 def _unbounded(schema: dict[str, Any], components: dict[str, Any], where: str) -> list[str]:
     """Integers without a maximum and strings without a maxLength (or an enum / a format that
     bounds them) anywhere in `schema`."""

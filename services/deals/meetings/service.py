@@ -57,17 +57,30 @@ async def schedule(
         # a meeting means presenting: only through the gate
         await pass_gate(session, deal, Stage.PRESENTING)
     require_stage(deal, MEETING_STAGES, "scheduling a meeting")
+    meeting = await _place(session, deal, deal.rep_id, starts_at, title, duration_minutes)
+    return deal, meeting, passed_gate
+
+
+async def _place(
+    session: AsyncSession,
+    deal: Deal,
+    rep_id: str | None,
+    starts_at: datetime,
+    title: str,
+    duration_minutes: int,
+) -> Meeting:
+    """A new scheduled meeting in `rep_id`'s slot, announced in the same transaction."""
     meeting = Meeting(
         deal_id=deal.id,
         starts_at=starts_at,
         title=title,
         duration_minutes=duration_minutes,
         status=SCHEDULED,
-        booked_rep_id=deal.rep_id,
+        booked_rep_id=rep_id,
     )
     await _hold_slot(session, meeting)
     await _announce_booked(session, deal, meeting)
-    return deal, meeting, passed_gate
+    return meeting
 
 
 async def _announce_booked(session: AsyncSession, deal: Deal, meeting: Meeting) -> None:
@@ -129,16 +142,7 @@ async def book(
     if deal.stage == Stage.QUALIFYING and not (await gate_failures(session, deal))[1]:
         await pass_gate(session, deal, Stage.PRESENTING)
         passed_gate = True
-    meeting = Meeting(
-        deal_id=deal.id,
-        starts_at=starts_at,
-        title=title,
-        duration_minutes=duration_minutes,
-        status=SCHEDULED,
-        booked_rep_id=claim.rep_id,
-    )
-    await _hold_slot(session, meeting)
-    await _announce_booked(session, deal, meeting)
+    meeting = await _place(session, deal, claim.rep_id, starts_at, title, duration_minutes)
     await history.note(
         session,
         deal,
