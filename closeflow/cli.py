@@ -122,6 +122,15 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+# An idle keep-alive connection is closed by the client, never by the API: httpx (every closeflow
+# service's client) drops idle connections after 5 s, and uvicorn's own default was also 5 s, so a
+# request sent on a connection at the moment the server closed it failed with ReadError (the
+# outbox relay's retries and an enrolment answered 503 prospecting_unreachable in `make
+# bench-inflight`). Longer than the 60 s idle timeout of common load balancers too, which they
+# expect of the servers behind them.
+KEEP_ALIVE_SECONDS = 75
+
+
 def uvicorn_log_level(level: str) -> str:
     level = level.lower()
     return {"warn": "warning", "fatal": "critical"}.get(level, level)
@@ -149,6 +158,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         proxy_headers=False,
         loop="uvloop",
         http="httptools",
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )
     return 0
 

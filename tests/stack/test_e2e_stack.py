@@ -304,3 +304,26 @@ def test_every_api_asks_for_the_key(running_dev_stack: Stack) -> None:
                 service,
                 path,
             )
+
+
+def test_an_api_keeps_an_idle_connection_longer_than_its_clients_do(
+    running_dev_stack: Stack,
+) -> None:
+    """httpx (every service's client of another) drops a connection idle for 5 s; an API that
+    closed it at that same moment made a request sent on it fail with ReadError, so the API
+    keeps it longer (closeflow.cli.KEEP_ALIVE_SECONDS): the same connection answers after 6 s."""
+    with httpx.Client(
+        base_url=running_dev_stack.base_url("referrals"),
+        limits=httpx.Limits(keepalive_expiry=30),
+        timeout=HTTP_TIMEOUT,
+    ) as client:
+
+        def local_port() -> int:
+            response = client.get("/healthz")
+            assert response.status_code == 200
+            stream = response.extensions["network_stream"]
+            return int(stream.get_extra_info("client_addr")[1])
+
+        first = local_port()
+        time.sleep(6)  # longer than uvicorn's default 5 s, which had closed it by now
+        assert local_port() == first

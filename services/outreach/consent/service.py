@@ -41,7 +41,7 @@ import re
 from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, or_, select, text, update
+from sqlalchemy import ColumnElement, delete, literal, or_, select, text, union_all, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -200,25 +200,35 @@ async def opt_in(
 async def blocked(
     session: AsyncSession, channel: str, address: str, prospect_id: str | None
 ) -> str | None:
-    """Why nothing may be sent on `channel` to `address` now; None when it may."""
+    """Why nothing may be sent on `channel` to `address` now; None when it may.
+
+    One statement for the three reasons, most specific first (an entry on the do-not-contact
+    list, a suppressed address, the person's opt-out): every send asks twice, and three round
+    trips each were a sixth of the send activity's statements (docs/benchmarks.md)."""
     if channel not in CHANNELS or not address:
         return None
     address = suppressions.normalise_address(channel, address)
-    entry = await dnc_match(session, channel, address)
-    if entry is not None:
-        return f"do not contact: {entry.kind} {entry.value}"[:200]
-    reason = await session.scalar(
-        select(models.Suppression.reason).where(
-            models.Suppression.channel == channel, models.Suppression.address == address
-        )
-    )
-    if reason is not None:
-        return f"suppressed: {reason}"[:200]
+    d, s, c = models.DoNotContact, models.Suppression, models.ConsentRecord
+    parts = [
+        select(literal(1).label("rank"), d.kind.label("a"), d.value.label("b")).where(
+            _dnc_condition(channel, address)
+        ),
+        select(literal(2), s.reason, literal("")).where(s.channel == channel, s.address == address),
+    ]
     if prospect_id:
-        rec = await record_of(session, prospect_id)
-        if rec is not None and getattr(rec, f"{channel}_status") == OPTED_OUT:
-            return f"opted out: {getattr(rec, f'{channel}_reason')}"[:200]
-    return None
+        status, reason = getattr(c, f"{channel}_status"), getattr(c, f"{channel}_reason")
+        parts.append(
+            select(literal(3), reason, literal("")).where(
+                c.prospect_id == prospect_id, status == OPTED_OUT
+            )
+        )
+    found = (await session.execute(union_all(*parts).order_by("rank").limit(1))).first()
+    if found is None:
+        return None
+    rank, a, b = found
+    if rank == 1:
+        return f"do not contact: {a} {b}"[:200]
+    return f"{'suppressed' if rank == 2 else 'opted out'}: {a}"[:200]
 
 
 async def _end_guard(session: AsyncSession) -> None:
@@ -352,17 +362,21 @@ def _parent_domains(domain: str) -> list[str]:
 async def dnc_match(
     session: AsyncSession, channel: str, address: str
 ) -> models.DoNotContact | None:
+    if channel not in CHANNELS:
+        return None
+    d = models.DoNotContact
+    return await session.scalar(select(d).where(_dnc_condition(channel, address)).limit(1))
+
+
+def _dnc_condition(channel: str, address: str) -> ColumnElement[bool]:
+    """The do-not-contact entries that cover `address` on `channel` (email or sms)."""
     d = models.DoNotContact
     if channel == EMAIL:
-        condition = or_(
+        return or_(
             (d.kind == "email") & (d.value == address),
             (d.kind == "domain") & d.value.in_(_parent_domains(domain_of(address))),
         )
-    elif channel == SMS:
-        condition = (d.kind == "phone") & (d.value == address)
-    else:
-        return None
-    return await session.scalar(select(d).where(condition).limit(1))
+    return (d.kind == "phone") & (d.value == address)
 
 
 async def dnc_matches(
