@@ -306,6 +306,7 @@ def test_every_api_asks_for_the_key(running_dev_stack: Stack) -> None:
             )
 
 
+@ON_THE_RUNNING_STACK
 def test_an_api_keeps_an_idle_connection_longer_than_its_clients_do(
     running_dev_stack: Stack,
 ) -> None:
