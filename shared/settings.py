@@ -334,6 +334,17 @@ class Settings(BaseSettings):
         "or PEM (empty disables the SendGrid webhook)",
     )
     # --- issue 11 hardening (helper "hardening") ---------------------------------------------
+    mailgun_max_age_seconds: int = Field(
+        8 * 3600,
+        ge=60,
+        # under the day a used token is kept (services/outreach/inbox.py, TOKEN_RETENTION): a
+        # token must be remembered as long as its signature is accepted
+        le=12 * 3600,
+        description="a Mailgun webhook whose signed timestamp is older than this is refused "
+        "(403) before anything is stored. Mailgun retries a webhook it could not deliver for 8 "
+        "hours and does not say it signs a retry again: a shorter window loses those retries. "
+        "Each token is single-use, so the same signature with another body is refused at any age",
+    )
     sendgrid_max_age_seconds: int = Field(
         900,
         ge=60,

@@ -53,7 +53,8 @@ NONE, PENDING, DELIVERED, NO_JOURNEY, FAILED = (
     "no_journey",
     "failed",
 )
-# Signed-request tokens older than this are refused as stale anyway (Mailgun: 15 minutes).
+# Signed-request tokens older than this are refused as stale anyway (Mailgun: at most 12 hours,
+# shared.settings mailgun_max_age_seconds).
 TOKEN_RETENTION = timedelta(days=1)
 
 

@@ -508,7 +508,8 @@ def _forgeries(rig: Rig, t: Target, used: dict[str, Any]) -> list[tuple[str, Req
     """Each way a request may be forged, aimed at ledger row `t` (an email and an SMS row share
     one index here: t is the email one, used['sms'] the text one)."""
     sms: Target = used["sms"]
-    stale = time.time() - 16 * 60
+    stale = time.time() - 16 * 60  # SendGrid's window is 15 minutes
+    mailgun_stale = time.time() - rig.settings.mailgun_max_age_seconds - 60  # Mailgun's, 8 hours
     stop = twilio_inbound(rig, sms.address, "STOP")
     status = twilio_status(rig, sms.provider_id, sms.address, "delivered")
     sg_item = sendgrid.event("bounce", email=t.address, smtp_id=t.provider_id, now=time.time())
@@ -547,7 +548,7 @@ def _forgeries(rig: Rig, t: Target, used: dict[str, Any]) -> list[tuple[str, Req
             "mailgun event: old timestamp",
             json_request(
                 "/webhooks/mailgun/events",
-                mailgun_event(rig, "failed", t.address, t.provider_id, now=stale),
+                mailgun_event(rig, "failed", t.address, t.provider_id, now=mailgun_stale),
             ),
         ),
         (

@@ -2,8 +2,9 @@
 
 Both carry timestamp, token and signature: hex HMAC-SHA256 of timestamp + token keyed with the
 webhook signing key. The signature does not cover the body, so a captured one could be sent
-again with another body: a timestamp more than 15 minutes off is refused, and each token is
-single-use. The same request again (a retry) is a duplicate: 200, no second effect. The token
+again with another body: each token is single-use (kept a day), and a timestamp older than
+CLOSEFLOW_MAILGUN_MAX_AGE_SECONDS (8 hours: Mailgun retries that long, perhaps with the first
+signature) or more than 15 minutes ahead is refused. The same request again (a retry) is a duplicate: 200, no second effect. The token
 with another body is a replay: 403, nothing stored.
 """
 
@@ -47,10 +48,19 @@ def _signing_key(request: Request) -> str:
 
 
 async def _authenticate(
-    session: AsyncSession, key: str, timestamp: str, token: str, signature: str, body: Any
+    request: Request,
+    session: AsyncSession,
+    key: str,
+    timestamp: str,
+    token: str,
+    signature: str,
+    body: Any,
 ) -> bool:
     """True for a new request, False for a retry of one already handled; 403 otherwise."""
-    if not verify_mailgun_signature(key, timestamp, token, signature, now=time.time()):
+    max_age = settings_of(request).mailgun_max_age_seconds
+    if not verify_mailgun_signature(
+        key, timestamp, token, signature, now=time.time(), max_age_seconds=max_age
+    ):
         raise AppError(403, "invalid_signature", "Mailgun signature invalid or stale")
     seen = await claim_token(session, "mailgun", token, canonical_sha256(body))
     if seen == "other":
@@ -75,7 +85,7 @@ async def inbound(request: Request, session: Session) -> Response:
     key = _signing_key(request)
     form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
     fields = {k: form.get(k, "") for k in ("timestamp", "token", "signature")}
-    if not await _authenticate(session, key, **fields, body=form):
+    if not await _authenticate(request, session, key, **fields, body=form):
         return Response(status_code=200)
     form = without_nul(form)  # authenticated as sent; a NUL cannot be stored
     headers = _message_headers(form)
@@ -124,7 +134,7 @@ async def events(request: Request, session: Session) -> Response:
         raise AppError(
             400, "invalid_payload", f"not a Mailgun event webhook body: missing {err}"
         ) from err
-    if not await _authenticate(session, key, **fields, body=data):
+    if not await _authenticate(request, session, key, **fields, body=data):
         return Response(status_code=200)
     payload = without_nul(payload)  # authenticated as sent; a NUL cannot be stored
     data = payload["event-data"]
