@@ -46,14 +46,11 @@ async def stored_nothing(rig: Rig) -> bool:
     )
 
 
-@pytest.mark.parametrize("skew", ["older than the window", +16 * 60])
-async def test_stale_and_future_timestamps_are_refused(
-    skew: int | str, webhooks: WebhookRigs
-) -> None:
+@pytest.mark.parametrize("future", [False, True])
+async def test_stale_and_future_timestamps_are_refused(future: bool, webhooks: WebhookRigs) -> None:
     async with webhooks() as rig:
         row = await rig.add_message("email", "ada@example.com", "<m1@closeflow.localhost>")
-        if isinstance(skew, str):
-            skew = -rig.settings.mailgun_max_age_seconds - 60
+        skew = 16 * 60 if future else -rig.settings.mailgun_max_age_seconds - 60
         # correctly signed, just not now
         payload = bounce(rig, "ada@example.com", row.provider_id or "", time.time() + skew)
         response = await rig.http.post("/webhooks/mailgun/events", json=payload)

@@ -4,8 +4,8 @@ Both carry timestamp, token and signature: hex HMAC-SHA256 of timestamp + token 
 webhook signing key. The signature does not cover the body, so a captured one could be sent
 again with another body: each token is single-use (kept a day), and a timestamp older than
 CLOSEFLOW_MAILGUN_MAX_AGE_SECONDS (8 hours: Mailgun retries that long, perhaps with the first
-signature) or more than 15 minutes ahead is refused. The same request again (a retry) is a duplicate: 200, no second effect. The token
-with another body is a replay: 403, nothing stored.
+signature) or more than 15 minutes ahead is refused. The same request again (a retry) is a
+duplicate: 200, no second effect. The token with another body is a replay: 403, nothing stored.
 """
 
 from __future__ import annotations
