@@ -43,6 +43,7 @@ from sqlalchemy import select
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
+from closeflow.worker import JOURNEY_WORKFLOWS
 from services.deals.activities import DealsActivities
 from services.outreach.activities import activities_for as outreach_activities
 from services.outreach.models import Message
@@ -63,7 +64,6 @@ from tests.support.sandboxes import EMAIL, touch_request
 from tests.support.scenarios import fast_cadence
 from tests.support.serve import HTTP_TIMEOUT, serve
 from tests.support.settings import AUTH, SERVICE_AUTH
-from workflows.journey import ProspectJourney
 
 SERVICES = ("prospecting", "outreach", "deals", "referrals")
 CHECKS = [checks.not_a_server_error, checks.response_schema_conformance]
@@ -225,13 +225,14 @@ async def fuzz_world(
     urls |= PM | {"sendgrid_webhook_public_key": generate_key_pair()[1]}
     urls["task_queue_prefix"] = queue_prefix
     async with contextlib.AsyncExitStack() as stack:
-        # the journeys themselves (their activities wait: no service worker runs), so that an
-        # enrolled prospect's journey answers its state
+        # every workflow the APIs start, as production's journeys worker (their activities wait:
+        # no service worker runs), so that an enrolled prospect's journey answers its state and a
+        # booked meeting's invitation workflow is not a task failure retried for the whole run
         await stack.enter_async_context(
             Worker(
                 temporal_local.client,
                 task_queue=f"{queue_prefix}journeys",
-                workflows=[ProspectJourney],
+                workflows=list(JOURNEY_WORKFLOWS),
                 workflow_runner=UnsandboxedWorkflowRunner(),
             )
         )
