@@ -508,8 +508,9 @@ def _forgeries(rig: Rig, t: Target, used: dict[str, Any]) -> list[tuple[str, Req
     """Each way a request may be forged, aimed at ledger row `t` (an email and an SMS row share
     one index here: t is the email one, used['sms'] the text one)."""
     sms: Target = used["sms"]
-    stale = time.time() - 16 * 60  # SendGrid's window is 15 minutes
-    mailgun_stale = time.time() - rig.settings.mailgun_max_age_seconds - 60  # Mailgun's, 8 hours
+    # just outside each provider's window (SendGrid's 15 minutes, Mailgun's 8 hours)
+    sendgrid_stale = time.time() - rig.settings.sendgrid_max_age_seconds - 60
+    mailgun_stale = time.time() - rig.settings.mailgun_max_age_seconds - 60
     stop = twilio_inbound(rig, sms.address, "STOP")
     status = twilio_status(rig, sms.provider_id, sms.address, "delivered")
     sg_item = sendgrid.event("bounce", email=t.address, smtp_id=t.provider_id, now=time.time())
@@ -558,7 +559,7 @@ def _forgeries(rig: Rig, t: Target, used: dict[str, Any]) -> list[tuple[str, Req
         ("mailgun inbound: wrong key", mailgun_inbound(rig, t.address, t.provider_id, key=WRONG)),
         ("sendgrid: altered body", _altered(sg, b'"bounce"', b'"spamreport"')),
         ("sendgrid: wrong key", sendgrid_batch([sg_item], key=SG_OTHER)),
-        ("sendgrid: old timestamp", sendgrid_batch([sg_item], now=stale)),
+        ("sendgrid: old timestamp", sendgrid_batch([sg_item], now=sendgrid_stale)),
         (
             "sendgrid: bad signature",
             Request(
