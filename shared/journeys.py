@@ -2,15 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from datetime import timedelta
 
-from temporalio.client import Client
+from temporalio.client import (
+    Client,
+    WorkflowExecutionDescription,
+    WorkflowExecutionStatus,
+    WorkflowQueryFailedError,
+)
 from temporalio.service import RPCError, RPCStatusCode
 
-from shared.contracts.journey import journey_id
+from shared.contracts.journey import JourneyState, journey_id
+from shared.contracts.names import Query
 from shared.errors import AppError
 
 log = logging.getLogger(__name__)
+
+# A query is answered in a workflow task; on a loaded worker that task can outlast the SDK's
+# 2-second deadlock guard: the query fails though nothing is wrong with the journey, and until
+# the task's retry completes the server refuses queries ("Workflow Task in failed state").
+# Reading is harmless to repeat, so such a query is tried again before the caller hears 503.
+QUERY_ATTEMPTS = 3
+QUERY_BACKOFF_SECONDS = 0.5
+# a journey whose worker is away is a 503 soon, not a request held until the proxy gives up
+QUERY_TIMEOUT = timedelta(seconds=10)
 
 
 async def signal_journey(client: Client, prospect_id: str, signal: str, payload: object) -> None:
@@ -29,3 +46,46 @@ async def signal_journey(client: Client, prospect_id: str, signal: str, payload:
         raise AppError(
             503, "journey_unreachable", "stored, but the journey could not be told; retry"
         ) from err
+
+
+async def read_journey(
+    client: Client, workflow_id: str, *, running_only: bool = False
+) -> tuple[WorkflowExecutionDescription, JourneyState] | None:
+    """The journey's execution and its state query, or None when there is no such journey (or,
+    with `running_only`, when it has ended: a closed one is then not replayed to be queried).
+    Temporal away or the query failing every attempt: 503 with Retry-After."""
+    handle = client.get_workflow_handle(workflow_id)
+    try:
+        described = await handle.describe()
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise AppError(
+            503, "temporal_unreachable", f"journey {workflow_id}: {err.message}"
+        ) from err
+    if running_only and described.status != WorkflowExecutionStatus.RUNNING:
+        return None
+    failure = ""
+    for attempt in range(QUERY_ATTEMPTS):
+        if attempt:
+            await asyncio.sleep(QUERY_BACKOFF_SECONDS * attempt)
+        try:
+            state = await handle.query(
+                Query.STATE, result_type=JourneyState, rpc_timeout=QUERY_TIMEOUT
+            )
+            return described, state
+        except WorkflowQueryFailedError as err:
+            failure = err.message
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                return None
+            if err.status != RPCStatusCode.FAILED_PRECONDITION:
+                # no worker answering (a timeout) is not worth waiting for three times
+                raise AppError(
+                    503, "journey_busy", f"journey {workflow_id} did not answer: {err.message}"
+                ) from err
+            failure = err.message  # its last workflow task failed: the retry may be under way
+        log.warning("state query of %s failed (attempt %d): %s", workflow_id, attempt + 1, failure)
+    raise AppError(
+        503, "journey_busy", f"journey {workflow_id} did not answer its state query: {failure}"
+    )

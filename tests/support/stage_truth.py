@@ -45,6 +45,8 @@ async def disagreement(d: Driver, prospect: dict[str, Any]) -> str | None:
     r = await d.http.get(f"{d.u.outreach}/journeys/{pid}")
     if r.status_code == 404:
         return None  # never enrolled: prospecting alone knows the stage
+    if r.status_code == 503:
+        return f"{pid}: journey state not readable yet ({r.json()['error']['code']})"
     assert r.status_code == 200, f"GET /journeys/{pid}: {r.status_code} {r.text}"
     journey = r.json()
     if journey["status"] not in CHECKED_STATUSES:

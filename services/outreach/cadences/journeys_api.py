@@ -11,8 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import select
-from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.service import RPCError
+from temporalio.client import Client
 
 from services.outreach import models
 from services.outreach.cadences import service
@@ -22,19 +21,17 @@ from shared.auth import require_api_key
 from shared.bounds import INT32_MAX
 from shared.contracts.journey import (
     CadenceSnapshot,
-    JourneyState,
     PauseJourney,
     PauseKind,
     ResumeJourney,
     StopCadence,
     journey_id,
 )
-from shared.contracts.names import Query as Queries
 from shared.contracts.names import Sig
 from shared.contracts.plan import step_due, touch_groups
 from shared.db import Session
 from shared.errors import AppError
-from shared.journeys import signal_journey
+from shared.journeys import read_journey, signal_journey
 from shared.requests import WriteModel
 
 router = APIRouter(dependencies=[Depends(require_api_key)], tags=["journeys"])
@@ -109,14 +106,12 @@ def _pause_payload(body: PauseIn, kind: PauseKind) -> PauseJourney:
 @router.get("/journeys/{prospect_id}")
 async def journey_state(prospect_id: str, request: Request, session: Session) -> dict[str, Any]:
     enrollment = await service.find_enrollment(session, prospect_id)
-    handle = _client(request).get_workflow_handle(journey_id(prospect_id))
-    try:
-        described = await handle.describe()
-        state = await handle.query(Queries.STATE, result_type=JourneyState)
-    except RPCError as err:
-        raise AppError(404, "journey_not_found", f"prospect {prospect_id} has no journey") from err
+    read = await read_journey(_client(request), journey_id(prospect_id))
+    if read is None:
+        raise AppError(404, "journey_not_found", f"prospect {prospect_id} has no journey")
+    described, state = read
     return {
-        "journey_id": handle.id,
+        "journey_id": described.id,
         "status": described.status.name.lower() if described.status else "unknown",
         "cadence_id": enrollment.cadence_id if enrollment else None,
         **state.__dict__,
@@ -223,15 +218,13 @@ async def _migration_plan(
     items: list[dict[str, Any]] = []
 
     async def inspect(row: models.Enrollment) -> None:
-        handle = client.get_workflow_handle(row.journey_id)
         async with sem:
-            try:
-                described = await handle.describe()
-                if described.status != WorkflowExecutionStatus.RUNNING:
-                    return
-                state = await handle.query(Queries.STATE, result_type=JourneyState)
-            except RPCError:
-                return
+            # a journey that cannot be read fails the whole plan (503): left out, it would
+            # silently stay on its old version
+            read = await read_journey(client, row.journey_id, running_only=True)
+        if read is None:
+            return
+        described, state = read
         if state.stage != "contacting" or state.stopped:
             return  # past the cadence: a new version changes nothing for them
         nxt = groups[state.next_step] if state.next_step < len(groups) else []
