@@ -44,6 +44,11 @@ def in_hours(h: float) -> datetime:
 async def test_inbox_ranks_overdue_hot_stage_and_fit(inbox: InboxRig) -> None:
     r = inbox
     rep = await r.rep("Rita Rep")
+    # ops set the escalation far off: the overdue ones rise as overdue, not escalated (set
+    # first: a task an hour overdue is due for escalation under the default policy, and the
+    # notifier's sweep would mark it before a later policy could say otherwise)
+    policy = {"escalate_after_seconds": 86400}
+    assert (await r.api.put("/task-policy", json=policy, headers=AUTH)).status_code == 200
     assert (await r.prospecting.put("/icp", json=VP_ICP, headers=AUTH)).status_code == 200
     vp = await r.prospect("Vera", title="VP Sales Manager")
     mgr = await r.prospect("Mia", title="Sales Manager")
@@ -65,9 +70,6 @@ async def test_inbox_ranks_overdue_hot_stage_and_fit(inbox: InboxRig) -> None:
         ),
     }
     await r.replied(meg["id"], timedelta(minutes=10))
-    # ops set the escalation far off: the overdue ones rise as overdue, not escalated
-    policy = {"escalate_after_seconds": 86400}
-    assert (await r.api.put("/task-policy", json=policy, headers=AUTH)).status_code == 200
 
     inbox = await r.inbox(rep)
     order = [next(k for k, v in ids.items() if v == t["id"]) for t in inbox]
