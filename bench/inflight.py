@@ -8,9 +8,10 @@ enrolment latency, and signal latency, side by side in one run on the dev stack.
    every journey is waiting on its timer (and on signals) once started.
 2. For each level: creates and enrols prospects through the APIs until that many journeys are
    running (each enrolment request timed), waits until the journeys worker is idle, then reads
-   the worker's resident memory and times BENCH_INFLIGHT_SIGNALS signals: a `pause` sent to a
-   random running journey, until its state query says paused (a journey no longer in the
-   worker's sticky cache is replayed from its history first).
+   the resident memory of the worker and of the Temporal dev server (whose history cache,
+   CLOSEFLOW_TEMPORAL_CACHE_SIZE journeys, holds them too) and times BENCH_INFLIGHT_SIGNALS
+   signals: a `pause` sent to a random running journey, until its state query says paused (a
+   journey no longer in the worker's sticky cache is replayed from its history first).
 3. Prints one row per level and, last, `rss_ratio=<RSS at the last level / RSS at the first>`:
    a bounded sticky cache (CLOSEFLOW_JOURNEY_CACHE_SIZE workflows) keeps it near 1.
 """
@@ -85,6 +86,7 @@ async def measure(stack: Stack, levels: list[int], signals: int, wait_days: int)
                 await asyncio.sleep(2)
             await idle(stack, "worker")
             rss = process_rss(stack, "worker")
+            server_rss = process_rss(stack, "temporal")
             signal_latencies: list[float] = []
             for pid in random.sample(enrolled, min(signals, len(enrolled))):
                 handle = client.get_workflow_handle(journey_id(pid))
@@ -96,7 +98,8 @@ async def measure(stack: Stack, levels: list[int], signals: int, wait_days: int)
             rows.append((level, running, rss, latencies, enrol_seconds, signal_latencies))
             print(
                 f"{level:>6} journeys waiting ({running} running): journeys worker RSS {rss:.0f} MB "
-                f"({rss * 1024 / level:.1f} KB per journey held); enrolment of {len(fresh)} in "
+                f"({rss * 1024 / level:.1f} KB per journey held), Temporal server RSS "
+                f"{server_rss:.0f} MB; enrolment of {len(fresh)} in "
                 f"{enrol_seconds:.1f}s, p50 {pct(latencies, 0.5):.0f} ms, p99 "
                 f"{pct(latencies, 0.99):.0f} ms; signal until seen ({len(signal_latencies)}): p50 "
                 f"{pct(signal_latencies, 0.5):.0f} ms, p99 {pct(signal_latencies, 0.99):.0f} ms",

@@ -22,9 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 from sqlalchemy.engine import URL, make_url
 
 from devstack.probes import split_address, tcp_open
+from devstack.temporal import DYNAMIC_CONFIG_FILE
 
 PINNED_VERSION = "v1.32.2"
 SERVER_MODULE = "go.temporal.io/server"
@@ -313,15 +315,19 @@ def server_config(
     }
 
 
-# config/dynamicconfig/development-sql.yaml's one limit that matters to closeflow (ids of 255)
-DYNAMIC_CONFIG = {"limit.maxIDLength": [{"value": 255, "constraints": {}}]}
+def dynamic_config() -> dict[str, Any]:
+    """Production's dynamic config (deploy/temporal/dynamicconfig.yaml), plus
+    config/dynamicconfig/development-sql.yaml's one limit that matters to closeflow (ids of
+    255)."""
+    production = yaml.safe_load(DYNAMIC_CONFIG_FILE.read_text())
+    return {"limit.maxIDLength": [{"value": 255, "constraints": {}}], **production}
 
 
 def write_configs(directory: Path, db: Databases, ports: Ports) -> dict[str, Path]:
     """One YAML file per service (JSON is YAML); returns service -> file."""
     directory.mkdir(parents=True, exist_ok=True)
     dynamic = directory / "dynamicconfig.yaml"
-    dynamic.write_text(json.dumps(DYNAMIC_CONFIG, indent=2) + "\n")
+    dynamic.write_text(json.dumps(dynamic_config(), indent=2) + "\n")
     files = {}
     for service in SERVICES:
         path = directory / f"{service}.yaml"

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 import sysconfig
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from devstack.probes import split_address, tcp_open
 from shared.settings import Settings
+
+DYNAMIC_CONFIG_FILE = (
+    Path(__file__).resolve().parents[1] / "deploy" / "temporal" / "dynamicconfig.yaml"
+)
 
 
 def temporal_binary() -> str:
@@ -50,6 +58,28 @@ def temporal_command(settings: Settings) -> list[str]:
         settings.temporal_namespace,
         "--log-level",
         "warn",
+        *dynamic_config_args(
+            {
+                **production_dynamic_config(),
+                "history.hostLevelCacheMaxSize": settings.temporal_cache_size,
+            }
+        ),
+    ]
+
+
+def production_dynamic_config() -> dict[str, Any]:
+    """The production cluster's dynamic config (deploy/temporal/dynamicconfig.yaml) as
+    key -> value; the dev server runs the same history cache eviction."""
+    loaded = yaml.safe_load(DYNAMIC_CONFIG_FILE.read_text())
+    return {key: values[0]["value"] for key, values in loaded.items()}
+
+
+def dynamic_config_args(config: dict[str, Any]) -> list[str]:
+    # the CLI reads each value as JSON
+    return [
+        arg
+        for key, value in config.items()
+        for arg in ("--dynamic-config-value", f"{key}={json.dumps(value)}")
     ]
 
 

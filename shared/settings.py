@@ -235,6 +235,16 @@ class Settings(BaseSettings):
         "host of CLOSEFLOW_TEMPORAL_ADDRESS (e.g. a SAN reached through a Service address)",
     )
     temporal_ui_port: int = Field(8233, description="dev server web UI port")
+    temporal_cache_size: int = Field(
+        10_000,
+        ge=100,
+        le=128_000,
+        description="workflows the Temporal dev server's history service keeps in memory (its "
+        "cache of mutable states, ~26 KB a journey; Temporal's default of 128,000 would be "
+        "~3 GB), entries idle for an hour dropped every minute. Bounds the dev server's memory "
+        "as journeys accumulate; a journey out of it is read from the database when it wakes. "
+        "The production cluster's bound is in deploy/temporal/dynamicconfig.yaml",
+    )
     task_queue_prefix: str = Field(
         "", description="prefix of every task queue name (isolates stacks sharing a namespace)"
     )

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from devstack.cluster import PINNED_VERSION
-from tests.deploy.files import HELM_VALUES, compose, config_map, load_all
+from devstack.temporal import DYNAMIC_CONFIG_FILE, temporal_binary
+from tests.deploy.files import DEPLOY, HELM_VALUES, compose, config_map, load_all
 
 TEMPORAL_IMAGES = ("temporalio/server", "temporalio/admin-tools", "temporalio/ui")
 # a release (PostgreSQL counts major.minor, the others major.minor.patch), digest optional
@@ -119,8 +120,15 @@ CHART_KEYS = {
     *(
         f"server.{service}.{key}"
         for service in ("frontend", "history", "matching", "worker")
-        for key in ("replicaCount", "podDisruptionBudget", "topologySpreadConstraints", "resources")
+        for key in (
+            "replicaCount",
+            "podDisruptionBudget",
+            "topologySpreadConstraints",
+            "resources",
+            "additionalEnv",
+        )
     ),
+    "server.dynamicConfig",  # Temporal's dynamic config, written into its ConfigMap as it is
     "server.frontend",
     "server.history",
     "server.matching",
@@ -142,6 +150,7 @@ CHART_KEYS = {
 }
 PASSTHROUGH = (
     "server.config.tls",
+    "server.dynamicConfig",
     ".additionalVolumes",
     ".additionalVolumeMounts",
     ".additionalEnv",
@@ -322,3 +331,58 @@ def test_the_namespace_job_creates_the_namespace_once(
     env = {"PATH": f"{tmp_path}:/usr/bin:/bin"}
     subprocess.run(["sh", "-c", script], env=env, check=True, timeout=30)
     assert log.read_text().split() == calls
+
+
+# --- the history cache ---------------------------------------------------------------------------
+
+# Resident memory per journey in the history service's cache, measured on the dev server (the
+# same history code): `make bench-inflight` to 5,000 journeys with and without the cache bounded
+# to 1,000 (434 - 331 MB for 4,000 entries), docs/benchmarks.md.
+KB_PER_CACHED_JOURNEY = 25.7
+GO_HEAP_ROOM = 2  # Go's collector lets the heap reach twice the live data (GOGC=100)
+
+
+def mebibytes(quantity: str) -> float:
+    units = {"Mi": 1.0, "Gi": 1024.0, "MiB": 1.0, "GiB": 1024.0}
+    number = re.fullmatch(r"(\d+)(\D+)", quantity)
+    assert number and number[2] in units, quantity
+    return int(number[1]) * units[number[2]]
+
+
+def test_compose_and_helm_run_the_dynamic_config_of_the_file() -> None:
+    production = load_all(DYNAMIC_CONFIG_FILE)[0]
+    assert helm_values()["server"]["dynamicConfig"] == production
+    temporal = compose()["services"]["temporal"]
+    path = temporal["environment"]["DYNAMIC_CONFIG_FILE_PATH"]
+    (mount,) = (v for v in temporal["volumes"] if v.endswith(f":{path}:ro"))
+    assert (DEPLOY / mount.split(":")[0]).resolve() == DYNAMIC_CONFIG_FILE
+
+
+def test_the_history_cache_fits_the_history_pods_memory() -> None:
+    """Temporal's default bound (128,000 journeys, dropped only when the cache is full) grows a
+    history pod past its limit as journeys accumulate over weeks; the bound set here keeps the
+    full cache, with the room Go's collector takes, under Go's soft limit, which sits below the
+    pod's; idle entries are dropped."""
+    history = helm_values()["server"]["history"]
+    limit = mebibytes(history["resources"]["limits"]["memory"])
+    env = {e["name"]: e["value"] for e in history["additionalEnv"]}
+    soft = mebibytes(env["GOMEMLIMIT"])
+    assert limit * 0.8 <= soft < limit
+
+    def heap(entries: int) -> float:
+        return entries * KB_PER_CACHED_JOURNEY / 1024 * GO_HEAP_ROOM
+
+    production = load_all(DYNAMIC_CONFIG_FILE)[0]
+    (cache,) = production["history.hostLevelCacheMaxSize"]
+    assert heap(cache["value"]) <= soft
+    assert heap(128_000) > limit  # why Temporal's default would not do
+    (evict,) = production["history.cacheBackgroundEvict"]
+    assert evict["value"]["Enabled"] is True
+
+
+def test_the_dynamic_config_keys_are_known_to_temporals_server() -> None:
+    """Temporal ignores a key it does not know (a typo reads like a setting that did not help):
+    every key is one the dev server's history code registers (its binary holds the names)."""
+    keys = set(load_all(DYNAMIC_CONFIG_FILE)[0])
+    binary = Path(temporal_binary()).read_bytes()
+    assert keys and not [k for k in keys if k.encode() not in binary]

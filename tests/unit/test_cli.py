@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -124,6 +125,7 @@ def test_temporal_command_uses_settings(tmp_path: Path) -> None:
         temporal_address="127.0.0.5:17233",
         temporal_ui_port=18233,
         temporal_namespace="sales",
+        temporal_cache_size=2500,
     )
     argv = temporal_command(settings)
     assert argv[:3] == [temporal_binary(), "server", "start-dev"]
@@ -135,6 +137,10 @@ def test_temporal_command_uses_settings(tmp_path: Path) -> None:
     assert ("--namespace", "sales") in pairs
     assert ("--sqlite-pragma", "journal_mode=wal") in pairs
     assert ("--sqlite-pragma", "synchronous=normal") in pairs
+    # the history cache bounded by the setting, its idle entries dropped as in production
+    dynamic = dict(v.split("=", 1) for k, v in pairs if k == "--dynamic-config-value")
+    assert dynamic["history.hostLevelCacheMaxSize"] == "2500"
+    assert json.loads(dynamic["history.cacheBackgroundEvict"])["Enabled"] is True
 
 
 def test_temporal_command_flags_exist_in_the_installed_cli(tmp_path: Path) -> None:
