@@ -22,11 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from sqlalchemy.engine import URL, make_url
 
 from devstack.probes import split_address, tcp_open
-from devstack.temporal import DYNAMIC_CONFIG_FILE
+from devstack.temporal import production_dynamic_config
 
 PINNED_VERSION = "v1.32.2"
 SERVER_MODULE = "go.temporal.io/server"
@@ -319,8 +318,7 @@ def dynamic_config() -> dict[str, Any]:
     """Production's dynamic config (deploy/temporal/dynamicconfig.yaml), plus
     config/dynamicconfig/development-sql.yaml's one limit that matters to closeflow (ids of
     255)."""
-    production = yaml.safe_load(DYNAMIC_CONFIG_FILE.read_text())
-    return {"limit.maxIDLength": [{"value": 255, "constraints": {}}], **production}
+    return {"limit.maxIDLength": [{"value": 255, "constraints": {}}], **production_dynamic_config()}
 
 
 def write_configs(directory: Path, db: Databases, ports: Ports) -> dict[str, Path]:

@@ -60,7 +60,7 @@ def temporal_command(settings: Settings) -> list[str]:
         "warn",
         *dynamic_config_args(
             {
-                **production_dynamic_config(),
+                **{key: values[0]["value"] for key, values in production_dynamic_config().items()},
                 "history.hostLevelCacheMaxSize": settings.temporal_cache_size,
             }
         ),
@@ -68,10 +68,10 @@ def temporal_command(settings: Settings) -> list[str]:
 
 
 def production_dynamic_config() -> dict[str, Any]:
-    """The production cluster's dynamic config (deploy/temporal/dynamicconfig.yaml) as
-    key -> value; the dev server runs the same history cache eviction."""
-    loaded = yaml.safe_load(DYNAMIC_CONFIG_FILE.read_text())
-    return {key: values[0]["value"] for key, values in loaded.items()}
+    """The production cluster's dynamic config (deploy/temporal/dynamicconfig.yaml): the
+    cluster of `make test-cluster` runs it as it is, the dev server its history cache eviction."""
+    loaded: dict[str, Any] = yaml.safe_load(DYNAMIC_CONFIG_FILE.read_text())
+    return loaded
 
 
 def dynamic_config_args(config: dict[str, Any]) -> list[str]:
