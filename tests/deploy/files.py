@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -134,3 +135,11 @@ def run(argv: Sequence[str]) -> tuple[int, str]:
         env={**os.environ, "NO_COLOR": "1"},
     )
     return result.returncode, result.stdout + result.stderr
+
+
+def quantity(value: str | int) -> float:
+    """CPU in cores or memory in bytes, from Kubernetes' notation."""
+    units = {"m": 1e-3, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([A-Za-z]*)", str(value))
+    assert match, value
+    return float(match.group(1)) * units.get(match.group(2), 1)

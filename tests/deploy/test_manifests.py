@@ -6,7 +6,6 @@ the schema (test_validators.py); these check what the schema cannot."""
 
 from __future__ import annotations
 
-import re
 import tomllib
 from typing import Any
 
@@ -27,6 +26,7 @@ from tests.deploy.files import (
     k8s_docs,
     of_kind,
     pod_specs,
+    quantity,
 )
 
 API_DEPLOYMENTS = {f"closeflow-{s}": s for s in SERVICES}
@@ -218,14 +218,6 @@ def test_only_keda_resources_are_custom() -> None:
 
 
 # --- resources and images ------------------------------------------------------------------------
-
-
-def quantity(value: str | int) -> float:
-    """CPU in cores or memory in bytes, from Kubernetes' notation."""
-    units = {"m": 1e-3, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)([A-Za-z]*)", str(value))
-    assert match, value
-    return float(match.group(1)) * units.get(match.group(2), 1)
 
 
 def test_every_container_has_requests_within_limits() -> None:

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from devstack.cluster import PINNED_VERSION
-from devstack.temporal import DYNAMIC_CONFIG_FILE, temporal_binary
-from tests.deploy.files import DEPLOY, HELM_VALUES, compose, config_map, load_all
+from devstack.temporal import DYNAMIC_CONFIG_FILE, production_dynamic_config, temporal_binary
+from tests.deploy.files import DEPLOY, HELM_VALUES, compose, config_map, load_all, quantity
 
 TEMPORAL_IMAGES = ("temporalio/server", "temporalio/admin-tools", "temporalio/ui")
 # a release (PostgreSQL counts major.minor, the others major.minor.patch), digest optional
@@ -342,16 +342,8 @@ KB_PER_CACHED_JOURNEY = 25.7
 GO_HEAP_ROOM = 2  # Go's collector lets the heap reach twice the live data (GOGC=100)
 
 
-def mebibytes(quantity: str) -> float:
-    units = {"Mi": 1.0, "Gi": 1024.0, "MiB": 1.0, "GiB": 1024.0}
-    number = re.fullmatch(r"(\d+)(\D+)", quantity)
-    assert number and number[2] in units, quantity
-    return int(number[1]) * units[number[2]]
-
-
 def test_compose_and_helm_run_the_dynamic_config_of_the_file() -> None:
-    production = load_all(DYNAMIC_CONFIG_FILE)[0]
-    assert helm_values()["server"]["dynamicConfig"] == production
+    assert helm_values()["server"]["dynamicConfig"] == production_dynamic_config()
     temporal = compose()["services"]["temporal"]
     path = temporal["environment"]["DYNAMIC_CONFIG_FILE_PATH"]
     (mount,) = (v for v in temporal["volumes"] if v.endswith(f":{path}:ro"))
@@ -364,15 +356,15 @@ def test_the_history_cache_fits_the_history_pods_memory() -> None:
     full cache, with the room Go's collector takes, under Go's soft limit, which sits below the
     pod's; idle entries are dropped."""
     history = helm_values()["server"]["history"]
-    limit = mebibytes(history["resources"]["limits"]["memory"])
+    limit = quantity(history["resources"]["limits"]["memory"])
     env = {e["name"]: e["value"] for e in history["additionalEnv"]}
-    soft = mebibytes(env["GOMEMLIMIT"])
+    soft = quantity(env["GOMEMLIMIT"].removesuffix("B"))  # Go writes MiB where Kubernetes has Mi
     assert limit * 0.8 <= soft < limit
 
     def heap(entries: int) -> float:
-        return entries * KB_PER_CACHED_JOURNEY / 1024 * GO_HEAP_ROOM
+        return entries * KB_PER_CACHED_JOURNEY * 1024 * GO_HEAP_ROOM
 
-    production = load_all(DYNAMIC_CONFIG_FILE)[0]
+    production = production_dynamic_config()
     (cache,) = production["history.hostLevelCacheMaxSize"]
     assert heap(cache["value"]) <= soft
     assert heap(128_000) > limit  # why Temporal's default would not do
@@ -383,6 +375,6 @@ def test_the_history_cache_fits_the_history_pods_memory() -> None:
 def test_the_dynamic_config_keys_are_known_to_temporals_server() -> None:
     """Temporal ignores a key it does not know (a typo reads like a setting that did not help):
     every key is one the dev server's history code registers (its binary holds the names)."""
-    keys = set(load_all(DYNAMIC_CONFIG_FILE)[0])
+    keys = set(production_dynamic_config())
     binary = Path(temporal_binary()).read_bytes()
     assert keys and not [k for k in keys if k.encode() not in binary]
