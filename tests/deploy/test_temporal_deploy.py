@@ -357,7 +357,8 @@ def test_the_history_cache_fits_the_history_pods_memory() -> None:
     history pod past its limit as journeys accumulate over weeks; the bound set here keeps the
     full cache, with the room Go's collector takes, under Go's soft limit, which sits below the
     pod's; idle entries are dropped."""
-    history = helm_values()["server"]["history"]
+    values = helm_values()
+    history = values["server"]["history"]
     limit = quantity(history["resources"]["limits"]["memory"])
     env = {e["name"]: e["value"] for e in history["additionalEnv"]}
     soft = quantity(env["GOMEMLIMIT"].removesuffix("B"))  # Go writes MiB where Kubernetes has Mi
@@ -366,7 +367,7 @@ def test_the_history_cache_fits_the_history_pods_memory() -> None:
     production = production_dynamic_config()
     # the caches that do not grow with the journeys, full: every shard's events on one pod (the
     # others down), the replication cache (docs/benchmarks.md, "Soak")
-    shards = helm_values()["server"]["config"]["persistence"]["numHistoryShards"]
+    shards = values["server"]["config"]["persistence"]["numHistoryShards"]
     (xdc,) = production["history.xdcCacheMaxSizeBytes"]
     fixed = shards * EVENTS_CACHE_PER_SHARD + xdc["value"]
 
