@@ -143,7 +143,8 @@ bench-webhooks: $(STAMP)
 bench-inflight: $(STAMP)
 	$(BIN)/python -m bench.inflight
 
-# SOAK_MINUTES (default 30) of steady enrolments and webhooks; memory, relay backlog, latency
+# SOAK_MINUTES (default 30) of steady enrolments and webhooks; memory, relay backlog, latency;
+# SOAK_WARMUP journeys enrolled first, so that the caches are full when the run starts
 soak: $(STAMP)
 	$(BIN)/python -m bench.soak
 

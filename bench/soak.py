@@ -2,6 +2,7 @@
 sampling memory, relay backlog and latency, and reporting their growth over the run.
 
     make soak       SOAK_MINUTES=30 SOAK_ENROL_RATE=1 SOAK_WEBHOOK_RATE=10 SOAK_SAMPLE_SECONDS=30
+                    SOAK_WARMUP=0
 
 The stack is the whole dev stack (as `make run` starts it) on a fresh data folder. Each second
 it creates and enrols SOAK_ENROL_RATE prospects on a cadence whose first touch (an email and a
@@ -28,7 +29,7 @@ from urllib.parse import urlencode
 
 import httpx
 
-from bench.journeys import bench_stack
+from bench.journeys import bench_stack, bounded
 from bench.stackload import Load, pct, process_rss
 from devstack.supervisor import Stack
 from shared.providers.twilio_signature import SIGNATURE_HEADER, sign_twilio_request
@@ -85,10 +86,7 @@ def sample(stack: Stack, minute: float, window: Window) -> Sample:
         count(
             s.database_url("prospecting"), "SELECT count(*) FROM outbox WHERE status = 'pending'"
         ),
-        count(
-            s.database_url("outreach"),
-            "SELECT count(*) FROM messages WHERE status IN ('submitted', 'delivered')",
-        ),
+        first_touches(stack),
         window,
     )
 
@@ -152,16 +150,55 @@ async def webhooks(load: Load, rate: float, until: float, window: list[Window]) 
     await at_rate(rate, until, one)
 
 
+WARMUP_CONCURRENCY = 32
+# the warm-up gives up when no first touch is added for this long (a stuck stack)
+WARMUP_STALL_SECONDS = 300
+
+
+def first_touches(stack: Stack) -> int:
+    return count(
+        stack.settings.database_url("outreach"),
+        "SELECT count(*) FROM messages WHERE status IN ('submitted', 'delivered')",
+    )
+
+
+async def warm_up(load: Load, n: int) -> None:
+    """Enrol `n` journeys, then wait until their email and text are sent."""
+    started = time.monotonic()
+
+    async def one(_: int) -> None:
+        (pid,) = await load.prospects(1, 1)
+        await load.enroll(pid)
+
+    await bounded(n, WARMUP_CONCURRENCY, one)
+    enrolled = time.monotonic() - started
+    sent, progress = 0, time.monotonic()
+    while sent < 2 * n:
+        await asyncio.sleep(5)
+        now = await asyncio.to_thread(first_touches, load.stack)
+        if now > sent:
+            sent, progress = now, time.monotonic()
+        elif time.monotonic() - progress > WARMUP_STALL_SECONDS:
+            raise RuntimeError(f"warm-up stalled: {sent} of {2 * n} first touches sent")
+    print(
+        f"warm-up: {n} journeys enrolled in {enrolled:.0f}s, their {2 * n} first touches sent "
+        f"after {time.monotonic() - started:.0f}s",
+        flush=True,
+    )
+
+
 def mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
 async def soak(
-    stack: Stack, minutes: float, enrol_rate: float, webhook_rate: float, every: float
+    stack: Stack, minutes: float, enrol_rate: float, webhook_rate: float, every: float, warm: int
 ) -> None:
     async with Load.client(64) as http:
         load = Load(stack, http)
         await load.prepare(0)
+        if warm:
+            await warm_up(load, warm)
         started = time.monotonic()
         until = started + minutes * 60
         window = [Window()]
@@ -231,8 +268,9 @@ def main() -> int:
     enrol_rate = float(os.environ.get("SOAK_ENROL_RATE", "1"))
     webhook_rate = float(os.environ.get("SOAK_WEBHOOK_RATE", "10"))
     every = float(os.environ.get("SOAK_SAMPLE_SECONDS", "30"))
+    warm = int(os.environ.get("SOAK_WARMUP", "0"))
     with bench_stack("closeflow-soak-") as stack:
-        asyncio.run(soak(stack, minutes, enrol_rate, webhook_rate, every))
+        asyncio.run(soak(stack, minutes, enrol_rate, webhook_rate, every, warm))
     return 0
 
 
