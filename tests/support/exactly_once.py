@@ -37,7 +37,7 @@ from shared.settings import Settings
 from tests.support.faults import OnceFault
 from tests.support.fixtures import Ground
 from tests.support.sandboxes import EMAIL, SMS, Sandboxes, sandboxes, touch_request
-from tests.support.scenarios import daytime_zone
+from tests.support.scenarios import daytime_zone, random_phone
 from tests.support.serve import HTTP_TIMEOUT
 
 REPO = Path(__file__).resolve().parents[2]
@@ -129,7 +129,7 @@ def new_contact() -> Contact:
         "Ada",
         "Lovelace",
         f"ada-{uuid.uuid4().hex[:8]}@example.com",
-        f"+1415555{uuid.uuid4().int % 10000:04d}",
+        random_phone(),
         company="Analytical Engines",
         timezone=daytime_zone(),  # SMS go out only 08:00-21:00 local: the suite runs at any hour
         rep_name="Rita Rep",

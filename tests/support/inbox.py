@@ -33,6 +33,7 @@ from tests.support.fixtures import Ground
 from tests.support.journeys import RecordingJourney
 from tests.support.ports import free_port
 from tests.support.sandboxes import Sandboxes, sandboxes
+from tests.support.scenarios import random_phone
 from tests.support.serve import HTTP_TIMEOUT, serve
 from tests.support.settings import AUTH
 
@@ -73,7 +74,7 @@ class InboxRig:
             "first_name": first,
             "last_name": "Tester",
             "email": f"{first.lower()}-{uuid.uuid4().hex[:6]}@example.com",
-            "phone": "+1415555" + str(uuid.uuid4().int % 9000 + 1000),
+            "phone": random_phone(),
             "company": f"{first} Corp",
             "title": title,
             **extra,
