@@ -106,8 +106,7 @@ async def at_rate(rate: float, until: float, one: Callable[[], Awaitable[None]])
 async def enrolments(load: Load, rate: float, until: float, window: list[Window]) -> None:
     async def one() -> None:
         try:
-            (pid,) = await load.prospects(1, 1)
-            window[0].enrolments.append(await load.enroll(pid))
+            window[0].enrolments.append(await load.enroll_new())
         except httpx.HTTPStatusError as err:
             window[0].failed[f"enrolment {err.response.status_code}"] += 1
         except Exception as err:
@@ -166,11 +165,7 @@ async def warm_up(load: Load, n: int) -> None:
     """Enrol `n` journeys, then wait until their email and text are sent."""
     started = time.monotonic()
 
-    async def one(_: int) -> None:
-        (pid,) = await load.prospects(1, 1)
-        await load.enroll(pid)
-
-    await bounded(n, WARMUP_CONCURRENCY, one)
+    await bounded(n, WARMUP_CONCURRENCY, lambda _: load.enroll_new())
     enrolled = time.monotonic() - started
     sent, progress = 0, time.monotonic()
     while sent < 2 * n:

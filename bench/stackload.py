@@ -92,6 +92,11 @@ class Load:
         await bounded(n, concurrency, create)
         return ids
 
+    async def enroll_new(self) -> float:
+        """A new prospect, enrolled: the seconds the enrolment request took."""
+        (pid,) = await self.prospects(1, 1)
+        return await self.enroll(pid)
+
     async def enroll(self, prospect_id: str) -> float:
         """Seconds the enrolment request took (the journey is started when it answers)."""
         started = time.perf_counter()

@@ -24,10 +24,10 @@ T = TypeVar("T")
 
 
 def random_phone() -> str:
-    """A valid +1 415 number no other prospect has. A phone is unique per prospect, and the
+    """A valid +1 415 number, one of 4 million at random. A phone is unique per prospect, and the
     tests sharing one running stack create many: drawn from 10,000 numbers (+1415555XXXX), one
-    was already taken in a CI run (409 duplicate_prospect). Exchanges 600-999 give 4 million,
-    none of them the fixed +1415555 numbers other tests use."""
+    was already taken in a CI run (409 duplicate_prospect). Exchanges 600-999 give the 4
+    million, none of them the fixed +1415555 numbers other tests use."""
     n = uuid.uuid4().int
     return f"+1415{600 + n % 400:03d}{n // 400 % 10**4:04d}"
 
