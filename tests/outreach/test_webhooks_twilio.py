@@ -6,13 +6,15 @@ import asyncio
 import contextlib
 import sqlite3
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import select, text, update
-from sqlalchemy.ext.asyncio import AsyncConnection, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
 from temporalio.testing import WorkflowEnvironment
 
 from services.outreach import models
@@ -262,13 +264,75 @@ async def test_the_fast_path_stores_what_the_orm_reads_and_keeps_the_route_behav
 
 
 @pytest.mark.postgres
-async def test_a_connection_lost_mid_batch_fails_that_batch_and_the_next_gets_a_new_one(
+async def test_a_connection_lost_mid_batch_is_written_again_on_a_new_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """PostgreSQL: the writer keeps one connection through a busy spell. When the server drops
-    it (a restart) in the middle of a batch, that batch fails (Twilio tries again on the 5xx),
-    the batch queued behind it is written on a fresh connection, and the retry is stored once."""
+    """PostgreSQL: the writer keeps its connection from batch to batch. When the server drops
+    it (a restart) in the middle of a batch, that batch is written again on a fresh connection
+    (it is idempotent), the batch queued behind it follows, and each callback is stored once."""
     monkeypatch.setattr(sms_status, "POSTGRES_WRITERS", 1)  # both batches on one writer
+    async with status_writer_on_postgres(tmp_path) as (engine, writer, sessions, sids):
+        first_cb, second_cb = (sms_status.StatusCallback(s, "delivered", {}) for s in sids)
+        async with engine.connect() as holder:
+            await holder.begin()
+            # the writer's batch waits on this message's lock, holding its connection
+            await holder.execute(lock_sql, {"k": f"twilio-sms:{sids[0]}"})
+            first = asyncio.create_task(writer.write(first_cb))
+            pid = await waiting_backend(holder)
+            second = asyncio.create_task(writer.write(second_cb))
+            await asyncio.sleep(0.1)
+            assert not second.done()  # queued behind the held batch
+            await holder.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+            # written again on a new connection, which waits on the lock in turn
+            await waiting_backend(holder, other_than=pid)
+            assert not first.done()
+            await holder.rollback()
+        await asyncio.wait_for(first, 10)
+        await asyncio.wait_for(second, 10)
+        await writer.write(first_cb)  # Twilio's retry: no second effect
+        await assert_stored_once(sessions, sids)
+
+
+@pytest.mark.postgres
+async def test_a_held_connection_dropped_between_batches_is_replaced_and_given_back_when_idle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL: between batches the writer holds its connection (no checkout, no ping) for
+    LINGER_SECONDS. A restart that drops it meanwhile costs no callback: the next batch goes on
+    a fresh one. Once no callback came for that long, or at shutdown, the connection is back in
+    the pool."""
+    monkeypatch.setattr(sms_status, "LINGER_SECONDS", 2.0)
+    async with status_writer_on_postgres(tmp_path) as (engine, writer, sessions, sids):
+        await writer.write(sms_status.StatusCallback(sids[0], "delivered", {}))
+        pool = engine.sync_engine.pool
+        assert pool.checkedout() == 1  # type: ignore[attr-defined]  # held by the writer
+        async with engine.connect() as other:
+            await other.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+        await writer.write(sms_status.StatusCallback(sids[1], "delivered", {}))
+        await assert_stored_once(sessions, sids)
+        for _ in range(100):
+            if pool.checkedout() == 0:  # type: ignore[attr-defined]
+                break
+            await asyncio.sleep(0.1)
+        assert pool.checkedout() == 0  # type: ignore[attr-defined]
+        # shutting down does not wait out the linger: the connection is back at once
+        monkeypatch.setattr(sms_status, "LINGER_SECONDS", 3600.0)
+        await writer.write(sms_status.StatusCallback(sids[1], "read", {}))
+        assert pool.checkedout() == 1  # type: ignore[attr-defined]
+        await asyncio.wait_for(writer.close(), 60)
+        assert pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+@contextlib.asynccontextmanager
+async def status_writer_on_postgres(
+    tmp_path: Path,
+) -> AsyncIterator[tuple[AsyncEngine, sms_status.StatusWriter, async_sessionmaker[Any], list[str]]]:
+    """A status writer on a fresh PostgreSQL database whose ledger has two texts (their sids)."""
     async with fresh_databases("postgres", tmp_path) as urls:
         engine = create_engine(urls["outreach"])
         writer = sms_status.StatusWriter(lambda: engine)
@@ -277,39 +341,25 @@ async def test_a_connection_lost_mid_batch_fails_that_batch_and_the_next_gets_a_
             sids = [new_sid(), new_sid()]
             async with sessions.begin() as session:
                 session.add_all([ledger_row(sid) for sid in sids])
-            first_cb, second_cb = (sms_status.StatusCallback(s, "delivered", {}) for s in sids)
-            async with engine.connect() as holder:
-                await holder.begin()
-                # the writer's batch waits on this message's lock, holding its connection
-                await holder.execute(lock_sql, {"k": f"twilio-sms:{sids[0]}"})
-                first = asyncio.create_task(writer.write(first_cb))
-                pid = await waiting_backend(holder)
-                second = asyncio.create_task(writer.write(second_cb))
-                await asyncio.sleep(0.1)
-                assert not second.done()  # queued behind the held batch
-                await holder.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
-                with pytest.raises(Exception, match="connection"):
-                    await asyncio.wait_for(first, 10)
-                await asyncio.wait_for(second, 10)
-                await holder.rollback()
-            await writer.write(first_cb)  # Twilio's retry
-            await writer.write(first_cb)  # and once more: no second effect
-            async with sessions() as session:
-                statuses = (
-                    await session.execute(select(models.Message.provider_id, models.Message.status))
-                ).all()
-                stored = (
-                    await session.execute(
-                        select(models.InboxEvent.event_id).where(
-                            models.InboxEvent.provider == "twilio"
-                        )
-                    )
-                ).scalars()
-                assert dict(statuses) == {sids[0]: "delivered", sids[1]: "delivered"}
-                assert sorted(stored) == sorted(f"{s}:delivered" for s in sids)
+            yield engine, writer, sessions, sids
         finally:
             await writer.close()
             await engine.dispose()
+
+
+async def assert_stored_once(sessions: async_sessionmaker[Any], sids: list[str]) -> None:
+    """Each sid's 'delivered' callback stored once, and its message delivered."""
+    async with sessions() as session:
+        statuses = (
+            await session.execute(select(models.Message.provider_id, models.Message.status))
+        ).all()
+        stored = (
+            await session.execute(
+                select(models.InboxEvent.event_id).where(models.InboxEvent.provider == "twilio")
+            )
+        ).scalars()
+        assert dict(statuses) == {sid: "delivered" for sid in sids}
+        assert sorted(stored) == sorted(f"{s}:delivered" for s in sids)
 
 
 lock_sql = text("SELECT pg_advisory_xact_lock(hashtext(:k))")
@@ -331,12 +381,17 @@ def ledger_row(sid: str) -> models.Message:
     )
 
 
-async def waiting_backend(holder: AsyncConnection) -> int:
-    """The backend waiting on an advisory lock (the writer's), once it waits."""
+async def waiting_backend(holder: AsyncConnection, other_than: int = 0) -> int:
+    """The backend waiting on an advisory lock (the writer's), once it waits; `other_than`:
+    not that one (terminated, it may still be listed for a moment)."""
     for _ in range(200):
         pid = (
             await holder.execute(
-                text("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+                text(
+                    "SELECT pid FROM pg_locks"
+                    " WHERE locktype = 'advisory' AND NOT granted AND pid <> :other"
+                ),
+                {"other": other_than},
             )
         ).scalar()
         if pid is not None:

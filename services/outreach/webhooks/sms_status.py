@@ -16,7 +16,8 @@ is microseconds of CPU and never waits: the connection fails at once instead of 
 lock (another connection writing) and the batch is retried after an asynchronous pause, and it
 never checkpoints (the app's own connection does, off the loop). Other databases run
 write_batch_postgres on asyncpg's connection, with the batch as arrays (a handful of statements
-whatever its size), several batches in flight.
+whatever its size), several batches in flight, each writer keeping its connection from one batch
+to the next.
 
 The rules are the per-event ones: each callback is stored once, keyed by (MessageSid, status),
 and a message's status only moves forward, whatever order the callbacks come in.
@@ -35,13 +36,13 @@ import contextlib
 import json
 import logging
 import sqlite3
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, select, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.outreach import models
 from shared.db import utcnow
@@ -64,12 +65,14 @@ SMS_STATUS_RANK = {
 }
 FAILED_STATUSES = frozenset({"failed", "undelivered", "canceled"})
 MAX_BATCH = 200
-# PostgreSQL: batches in flight at once. A batch is six round trips, mostly waiting on the
+# PostgreSQL: batches in flight at once. A batch is five round trips, mostly waiting on the
 # server; with one in flight the requests arriving meanwhile waited for it and the next. The
 # per-sid advisory locks, taken in sorted order, already order writers that share a message
 # (other replicas' too), so batches overlap safely. SQLite has one writer: one batch.
 POSTGRES_WRITERS = 4
 LOCKED_RETRY_SECONDS = 0.002
+# PostgreSQL: how long an idle writer keeps its connection (and its task) for the next batch
+LINGER_SECONDS = 1.0
 LOCKED_GIVE_UP_SECONDS = 30.0
 
 
@@ -173,27 +176,32 @@ def fold(
 
 
 # --- PostgreSQL: asyncpg's own statements ---------------------------------------------------------
-# The batch as four statements on asyncpg's connection, each taking the whole batch as arrays:
+# The batch as three statements on asyncpg's connection, each taking the whole batch as arrays:
 # through SQLAlchemy the same work cost about a millisecond of CPU per statement (compiling the
 # cache key, processing parameters, the greenlet hand-offs), which made the server CPU-bound at a
 # quarter of the bare endpoint's rate.
 
 _PG_LOCK = _LOCK_SQL.format("$1")
-_PG_LEDGER = (
-    "SELECT provider_id, id, status, provider_status, error, prospect_id FROM messages"
-    " WHERE provider_id = ANY($1::text[])"
-    " FOR UPDATE"  # other replicas' writers wait
-)
-# on conflict: a provider's retry, or a concurrent writer (another replica) stored it first; its
-# effect is its own. RETURNING names the events this batch stored.
-_PG_EVENTS = (
-    "INSERT INTO inbox_events (provider, event_id, kind, payload, prospect_id, created_at,"
+# The ledger rows (locked: other replicas' writers wait) and the events stored, in one round trip:
+# rows with a provider_id are the ledger's, the others name an event this batch stored. On
+# conflict: a provider's retry, or a concurrent writer (another replica) stored it first; its
+# effect is its own.
+_PG_STORE = (
+    "WITH ledger AS ("
+    " SELECT provider_id, id, status, provider_status, error, prospect_id FROM messages"
+    " WHERE provider_id = ANY($1::text[]) FOR UPDATE"
+    "), stored AS ("
+    " INSERT INTO inbox_events (provider, event_id, kind, payload, prospect_id, created_at,"
     " processed_at, delivery, attempts, last_error)"
-    " SELECT 'twilio', e, 'sms_status', p::json, pid, $4::timestamptz, $4::timestamptz,"
-    " 'none', 0, ''"
-    " FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS t(e, p, pid, n)"
-    " ORDER BY n"
+    " SELECT 'twilio', t.e, 'sms_status', t.p::json,"
+    " (SELECT l.prospect_id FROM ledger l WHERE l.provider_id = t.sid LIMIT 1),"
+    " $5::timestamptz, $5::timestamptz, 'none', 0, ''"
+    " FROM unnest($2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS t(e, p, sid, n)"
+    " ORDER BY t.n"
     " ON CONFLICT (provider, event_id) DO NOTHING RETURNING event_id"
+    ")"
+    " SELECT provider_id, id, status, provider_status, error FROM ledger"
+    " UNION ALL SELECT NULL, event_id, NULL, NULL, NULL FROM stored"
 )
 _PG_MOVE = (
     "UPDATE messages SET status = m.s, provider_status = m.ps, error = m.e,"
@@ -208,25 +216,22 @@ async def write_batch_postgres(conn: Any, batch: Sequence[StatusCallback]) -> No
     The per-sid locks come first (lock_messages' keys, in sorted order), so the send
     activity's catch_up and other writers see each callback exactly once."""
     sids = list({cb.sid for cb in batch})
+    unique: dict[str, StatusCallback] = {}
+    for cb in batch:
+        unique.setdefault(cb.event_id, cb)  # the same event twice: its first arrival
+    now = utcnow()
     async with conn.transaction():
         await conn.execute(_PG_LOCK, _lock_keys(sids))
-        rows = await conn.fetch(_PG_LEDGER, sids)
-        ledger = {r[0]: (r[1], r[2], r[3], r[4]) for r in rows}
-        prospects = {r[0]: r[5] for r in rows}
-        unique: dict[str, StatusCallback] = {}
-        for cb in batch:
-            unique.setdefault(cb.event_id, cb)  # the same event twice: its first arrival
-        now = utcnow()
-        inserted = {
-            r[0]
-            for r in await conn.fetch(
-                _PG_EVENTS,
-                list(unique),
-                [json.dumps(cb.form) for cb in unique.values()],
-                [prospects.get(cb.sid) for cb in unique.values()],
-                now,
-            )
-        }
+        rows = await conn.fetch(
+            _PG_STORE,
+            sids,
+            list(unique),
+            [json.dumps(cb.form) for cb in unique.values()],
+            [cb.sid for cb in unique.values()],
+            now,
+        )
+        ledger = {r[0]: (r[1], r[2], r[3], r[4]) for r in rows if r[0] is not None}
+        inserted = {r[1] for r in rows if r[0] is None}
         first = {id(cb) for cb in unique.values() if cb.event_id in inserted}
         changed = fold(batch, lambda cb: id(cb) in first, ledger)
         if changed:
@@ -313,65 +318,77 @@ class StatusWriter:
         self._sqlite: sqlite3.Connection | None = None
         self._queue: list[tuple[StatusCallback, asyncio.Future[None]]] = []
         self._writers = 0
+        self._idle = 0  # writers waiting for callbacks, their connection held
+        self._arrived = asyncio.Event()
+        self._closing = False
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def write(self, callback: StatusCallback) -> None:
         """Returns once the callback is committed (raises if its transaction failed)."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.append((callback, done))
-        if self._writers < self._most_writers():
+        self._arrived.set()
+        if not self._idle and self._writers < self._most_writers():
             self._writers += 1
             task = asyncio.get_running_loop().create_task(self._drain())
             self._tasks.add(task)  # a task nobody holds may be collected mid-batch
             task.add_done_callback(self._tasks.discard)
         await done
 
+    def _sqlite_engine(self) -> bool:
+        return self._engine().dialect.name == "sqlite"
+
     def _most_writers(self) -> int:
-        return 1 if self._engine().dialect.name == "sqlite" else POSTGRES_WRITERS
+        return 1 if self._sqlite_engine() else POSTGRES_WRITERS
 
     async def close(self) -> None:
+        """At shutdown, before the engine is disposed: writers finish the callbacks queued,
+        those waiting for more stop and hand their connection back."""
+        self._closing = True
+        self._arrived.set()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._sqlite is not None:
             self._sqlite.close()
             self._sqlite = None
 
     async def _drain(self) -> None:
-        """Write batches while callbacks wait. On PostgreSQL one pooled connection serves the
-        whole busy spell (a checkout pings the server first: a round trip per batch saved);
-        after a failed batch the next one gets a fresh connection."""
+        """Write batches while callbacks wait. On PostgreSQL the writer keeps its pooled
+        connection until no callback came for LINGER_SECONDS: a checkout pings the server
+        first, a round trip that the batches of a steady stream would each pay."""
         try:
-            while self._queue:
-                async with contextlib.AsyncExitStack() as stack:
-                    commit: Committer | None = None
-                    while self._queue:
-                        batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
-                        try:
-                            commit = commit or await self._committer(stack)
-                            await commit([cb for cb, _ in batch])
-                        except Exception as err:
-                            log.exception("storing %d Twilio status callbacks failed", len(batch))
-                            _settle(batch, err)
-                            break
-                        _settle(batch, None)
+            async with HeldConnection(self._engine) as held:
+                commit = self._commit_sqlite if self._sqlite_engine() else held.write
+                linger = 0.0 if self._sqlite_engine() else LINGER_SECONDS
+                while self._queue or await self._arrival_within(linger):
+                    batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+                    try:
+                        await commit([cb for cb, _ in batch])
+                    except Exception as err:
+                        log.exception("storing %d Twilio status callbacks failed", len(batch))
+                        _settle(batch, err)
+                        continue
+                    _settle(batch, None)
         finally:
             self._writers -= 1
 
-    async def _committer(self, stack: contextlib.AsyncExitStack) -> Committer:
-        engine = self._engine()
-        if engine.dialect.name == "sqlite":
-            return self._commit_sqlite
-        conn = await stack.enter_async_context(engine.connect())
-        driver = (await conn.get_raw_connection()).driver_connection
-
-        async def commit(batch: Sequence[StatusCallback]) -> None:
-            try:
-                await write_batch_postgres(driver, batch)
-            except BaseException:
-                # asyncpg's error is not SQLAlchemy's: the pool is told the connection may be
-                # broken (a server restart) rather than handed it back
-                await conn.invalidate()
-                raise
-
-        return commit
+    async def _arrival_within(self, seconds: float) -> bool:
+        """Wait up to `seconds` for a callback to queue; True when one is there."""
+        if seconds <= 0 or self._closing:
+            return bool(self._queue)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        self._idle += 1
+        try:
+            while not self._queue:
+                remaining = deadline - loop.time()
+                if remaining <= 0 or self._closing:
+                    return False
+                self._arrived.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._arrived.wait(), remaining)
+            return True
+        finally:
+            self._idle -= 1
 
     async def _commit_sqlite(self, batch: Sequence[StatusCallback]) -> None:
         if self._sqlite is None:
@@ -391,7 +408,46 @@ class StatusWriter:
             waited += LOCKED_RETRY_SECONDS
 
 
-Committer = Callable[[Sequence[StatusCallback]], Awaitable[None]]
+class HeldConnection:
+    """PostgreSQL: a pooled connection a writer keeps from batch to batch (checked out at its
+    first batch, back to the pool when the writer stops)."""
+
+    def __init__(self, engine: Callable[[], AsyncEngine]) -> None:
+        self._engine = engine
+        self._conn: AsyncConnection | None = None
+
+    async def __aenter__(self) -> HeldConnection:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+    async def write(self, batch: Sequence[StatusCallback]) -> None:
+        """write_batch_postgres on the held connection. When the server had dropped it (a
+        restart, while it was held or mid-batch), the batch runs once more on a fresh one: it
+        is idempotent (an event already stored is not stored again, and moves nothing), so
+        this holds even when the lost reply was the commit's."""
+        for last in (False, True):
+            if self._conn is None:
+                self._conn = await self._engine().connect()
+            driver: Any = (await self._conn.get_raw_connection()).driver_connection
+            try:
+                await write_batch_postgres(driver, batch)
+                return
+            except Exception:
+                # asyncpg's error is not SQLAlchemy's: the pool is told the connection may be
+                # broken rather than handed it back
+                await self._conn.invalidate()
+                await self._conn.close()
+                self._conn = None
+                if last or not driver.is_closed():
+                    raise
+                log.warning("the database dropped the status writer's connection: retrying")
+            except BaseException:
+                await self._conn.invalidate()
+                raise
 
 
 def _settle(
