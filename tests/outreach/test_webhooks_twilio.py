@@ -14,7 +14,12 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import select, text, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    async_sessionmaker,
+    create_async_engine,
+)
 from temporalio.testing import WorkflowEnvironment
 
 from services.outreach import models
@@ -22,6 +27,7 @@ from services.outreach.webhooks import sms_status
 from shared.db import create_engine
 from shared.providers.twilio_signature import SIGNATURE_HEADER, sign_twilio_request
 from tests.observability.scrape import parse, total
+from tests.support.databases import POSTGRES_URL
 from tests.support.fixtures import fresh_databases
 from tests.support.settings import AUTH
 from tests.support.webhooks import Rig, WebhookRigs, webhook_rig
@@ -326,6 +332,53 @@ async def test_a_held_connection_dropped_between_batches_is_replaced_and_given_b
         assert pool.checkedout() == 1  # type: ignore[attr-defined]
         await asyncio.wait_for(writer.close(), 60)
         assert pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+@pytest.mark.postgres
+async def test_a_database_refusing_connections_for_a_moment_costs_no_callback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL: while the server refuses connections (a restart), the batch waits and tries
+    again, so the callbacks arriving meanwhile are stored once it is back rather than answered
+    with a 5xx; after RECONNECT_SECONDS it gives up with the server's error."""
+    async with status_writer_on_postgres(tmp_path) as (engine, writer, sessions, sids):
+        admin = create_async_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+        database = engine.url.database
+
+        async def refuse(refused: bool) -> None:
+            async with admin.connect() as conn:
+                allowed = "false" if refused else "true"
+                await conn.execute(text(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS {allowed}'))
+                if refused:  # the writer's held connection goes too
+                    await conn.execute(
+                        text(
+                            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                            " WHERE datname = :d"
+                        ),
+                        {"d": database},
+                    )
+
+        try:
+            await refuse(True)
+            pending = asyncio.create_task(
+                writer.write(sms_status.StatusCallback(sids[0], "delivered", {}))
+            )
+            await asyncio.sleep(1.0)
+            assert not pending.done()  # still trying, not failed
+            await refuse(False)
+            await asyncio.wait_for(pending, 15)
+
+            monkeypatch.setattr(sms_status, "RECONNECT_SECONDS", 0.5)
+            await refuse(True)
+            with pytest.raises(Exception, match="not currently accepting connections"):
+                await asyncio.wait_for(
+                    writer.write(sms_status.StatusCallback(sids[1], "delivered", {})), 15
+                )
+        finally:
+            await refuse(False)
+            await admin.dispose()
+        await writer.write(sms_status.StatusCallback(sids[1], "delivered", {}))  # Twilio's retry
+        await assert_stored_once(sessions, sids)
 
 
 @contextlib.asynccontextmanager

@@ -73,6 +73,9 @@ POSTGRES_WRITERS = 4
 LOCKED_RETRY_SECONDS = 0.002
 # PostgreSQL: how long an idle writer keeps its connection (and its task) for the next batch
 LINGER_SECONDS = 1.0
+# PostgreSQL out of reach (a restart): how long a batch keeps trying (Twilio waits 15 s for an answer)
+RECONNECT_SECONDS = 10.0
+RECONNECT_FIRST_PAUSE = 0.1
 LOCKED_GIVE_UP_SECONDS = 30.0
 
 
@@ -425,29 +428,57 @@ class HeldConnection:
             self._conn = None
 
     async def write(self, batch: Sequence[StatusCallback]) -> None:
-        """write_batch_postgres on the held connection. When the server had dropped it (a
-        restart, while it was held or mid-batch), the batch runs once more on a fresh one: it
-        is idempotent (an event already stored is not stored again, and moves nothing), so
-        this holds even when the lost reply was the commit's."""
-        for last in (False, True):
-            if self._conn is None:
-                self._conn = await self._engine().connect()
-            driver: Any = (await self._conn.get_raw_connection()).driver_connection
+        """write_batch_postgres on the held connection. When the server is out of reach (it
+        dropped the connection, while held or mid-batch, or refuses new ones: a restart), the
+        batch is tried again on a fresh connection, with backoff, for up to
+        RECONNECT_SECONDS: a restart of a second or two would otherwise answer 5xx to the
+        callbacks that came meanwhile, and Twilio sends a callback again only as the retry
+        settings in its URL (connection overrides) ask.
+        Trying again is safe because a batch is idempotent (an event already stored is not
+        stored again, and moves nothing), even when the reply lost was the commit's."""
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + RECONNECT_SECONDS
+        pause = RECONNECT_FIRST_PAUSE
+        while True:
             try:
-                await write_batch_postgres(driver, batch)
+                await self._write_once(batch)
                 return
-            except Exception:
-                # asyncpg's error is not SQLAlchemy's: the pool is told the connection may be
-                # broken rather than handed it back
-                await self._conn.invalidate()
-                await self._conn.close()
-                self._conn = None
-                if last or not driver.is_closed():
-                    raise
-                log.warning("the database dropped the status writer's connection: retrying")
-            except BaseException:
-                await self._conn.invalidate()
-                raise
+            except ServerOutOfReach as out:
+                if loop.time() + pause > give_up:
+                    raise out.error from None
+                log.warning("the database is out of reach (%s): the status writer tries again", out)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 1.0)
+
+    async def _write_once(self, batch: Sequence[StatusCallback]) -> None:
+        if self._conn is None:
+            try:
+                self._conn = await self._engine().connect()
+            except Exception as err:
+                raise ServerOutOfReach(err) from err
+        driver: Any = (await self._conn.get_raw_connection()).driver_connection
+        try:
+            await write_batch_postgres(driver, batch)
+        except Exception as err:
+            # asyncpg's error is not SQLAlchemy's: the pool is told the connection may be
+            # broken rather than handed it back
+            await self._conn.invalidate()
+            await self._conn.close()
+            self._conn = None
+            if driver.is_closed():
+                raise ServerOutOfReach(err) from err
+            raise
+        except BaseException:
+            await self._conn.invalidate()
+            raise
+
+
+class ServerOutOfReach(Exception):
+    """The database dropped the writer's connection or refused a new one (`error`)."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 def _settle(
