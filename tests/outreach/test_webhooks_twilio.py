@@ -313,12 +313,7 @@ async def test_a_held_connection_dropped_between_batches_is_replaced_and_given_b
         pool = engine.sync_engine.pool
         assert pool.checkedout() == 1  # type: ignore[attr-defined]  # held by the writer
         async with engine.connect() as other:
-            await other.execute(
-                text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                )
-            )
+            await drop_connections(other, engine.url.database or "")
         await writer.write(sms_status.StatusCallback(sids[1], "delivered", {}))
         await assert_stored_once(sessions, sids)
         for _ in range(100):
@@ -343,20 +338,14 @@ async def test_a_database_refusing_connections_for_a_moment_costs_no_callback(
     with a 5xx; after RECONNECT_SECONDS it gives up with the server's error."""
     async with status_writer_on_postgres(tmp_path) as (engine, writer, sessions, sids):
         admin = create_async_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-        database = engine.url.database
+        database = engine.url.database or ""
 
         async def refuse(refused: bool) -> None:
             async with admin.connect() as conn:
                 allowed = "false" if refused else "true"
                 await conn.execute(text(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS {allowed}'))
                 if refused:  # the writer's held connection goes too
-                    await conn.execute(
-                        text(
-                            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                            " WHERE datname = :d"
-                        ),
-                        {"d": database},
-                    )
+                    await drop_connections(conn, database)
 
         try:
             await refuse(True)
@@ -398,6 +387,17 @@ async def status_writer_on_postgres(
         finally:
             await writer.close()
             await engine.dispose()
+
+
+async def drop_connections(conn: AsyncConnection, database: str) -> None:
+    """Ends every other session on `database`, as a server restart does."""
+    await conn.execute(
+        text(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = :d AND pid <> pg_backend_pid()"
+        ),
+        {"d": database},
+    )
 
 
 async def assert_stored_once(sessions: async_sessionmaker[Any], sids: list[str]) -> None:

@@ -360,8 +360,9 @@ class StatusWriter:
         first, a round trip that the batches of a steady stream would each pay."""
         try:
             async with HeldConnection(self._engine) as held:
-                commit = self._commit_sqlite if self._sqlite_engine() else held.write
-                linger = 0.0 if self._sqlite_engine() else LINGER_SECONDS
+                sqlite = self._sqlite_engine()
+                commit = self._commit_sqlite if sqlite else held.write
+                linger = 0.0 if sqlite else LINGER_SECONDS
                 while self._queue or await self._arrival_within(linger):
                     batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
                     try:
