@@ -42,17 +42,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode
 
+from devstack.env import free_ports
+
 CONCURRENCY = 50
 PATH = "/webhooks/twilio/status"
 TOKEN = "bench-twilio-auth-token"
 ACCOUNT = "AC" + "0" * 32
 WARMUP = 300
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # --- the two servers (each in its own process) --------------------------------------------
@@ -77,7 +73,7 @@ async def outreach_app() -> object:
 
     # Status callbacks never reach Temporal; a lazy client to nowhere keeps the bench
     # independent of a Temporal server (the inbox relay finds nothing to deliver).
-    client = await Client.connect(f"127.0.0.1:{free_port()}", lazy=True)
+    client = await Client.connect(f"127.0.0.1:{free_ports(1)[0]}", lazy=True)
     return create_app(temporal_client=client)
 
 
@@ -269,7 +265,7 @@ def seed(url: str, sids: Sequence[str]) -> None:
 
 
 def run_target(kind: str, env: dict[str, str], n: int, limit: float, label: str = "") -> Result:
-    port = free_port()
+    port = free_ports(1)[0]
     env = {**env, "CLOSEFLOW_OUTREACH_PUBLIC_URL": f"http://127.0.0.1:{port}"}
     warm_sids = [f"SM{uuid.uuid4().hex}" for _ in range(WARMUP // 3)]
     sids = [f"SM{uuid.uuid4().hex}" for _ in range(-(-n // 3))]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
+import os
 import random
 import socket
 from collections.abc import Mapping
@@ -26,37 +26,62 @@ def settings_from_env(env: Mapping[str, str] | None) -> Settings:
     return Settings(**overrides)
 
 
-def _ephemeral_range() -> tuple[int, int]:
+LOWEST_PORT = 10000
+
+
+def _ephemeral_low() -> int:
     try:
-        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
-        return int(low), int(high)
-    except (OSError, ValueError):
-        return 32768, 60999
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _process_slice() -> range:
+    """This process's share of the ports below the ephemeral range: pytest-xdist workers each
+    get a disjoint slice, so two workers never pick the same port."""
+    index = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    count = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    size = max(1, (_ephemeral_low() - LOWEST_PORT) // count)
+    return range(LOWEST_PORT + index * size, LOWEST_PORT + (index + 1) * size)
+
+
+_SLICE = _process_slice()
+_next = random.randrange(len(_SLICE))
+
+
+def _bindable(port: int, host: str) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
 
 
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
-    """Distinct ports free now, below the kernel's ephemeral range.
+    """Distinct ports free now, none handed out before by this process until its slice wraps.
 
-    A port from bind(0) is released before the child binds it, and meanwhile any outgoing
-    connection (readiness probes, other tests) may take it as its local port: then Temporal's
-    UI failed with "address already in use". Ports outside the ephemeral range are never handed
-    out that way. All candidates are held open together, so none is returned twice.
+    A port is released before the child binds it, so two things must not happen meanwhile:
+    - an outgoing connection (readiness probes, other tests) taking it as its local port, as a
+      port from bind(0) can be: then Temporal's UI failed with "address already in use". Ports
+      below the kernel's ephemeral range are never handed out that way.
+    - a later call returning it again: a stack asks in several steps (its services' ports, then the
+      cluster's, then the API replicas'), and a replica was once given the port nginx was about
+      to bind. Walking the slice in order returns a port again only after the whole slice (about
+      22,000 ports, or that over the xdist workers) has been handed out.
     """
-    low, _ = _ephemeral_range()
-    candidates = list(range(10000, low)) if low > 10000 + count * 4 else []
-    random.shuffle(candidates)
-    with contextlib.ExitStack() as stack:
-        ports: list[int] = []
-        for candidate in [*candidates, *([0] * count)]:
-            if len(ports) == count:
-                break
-            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            try:
-                sock.bind((host, candidate))
-            except OSError:
-                continue
-            ports.append(sock.getsockname()[1])
+    global _next
+    ports: list[int] = []
+    for _ in range(len(_SLICE)):
+        if len(ports) == count:
+            return ports
+        port = _SLICE[_next % len(_SLICE)]
+        _next += 1
+        if _bindable(port, host):
+            ports.append(port)
+    if len(ports) == count:
         return ports
+    raise RuntimeError(f"fewer than {count} free ports in {_SLICE}")
 
 
 def isolated_env(data_dir: Path, host: str = "127.0.0.1") -> dict[str, str]:

@@ -1,57 +1,16 @@
-"""Ports for the servers a test starts, disjoint between pytest-xdist workers.
-
-Every port comes from below the kernel's ephemeral range: a port from bind(0) could be taken as the
-local port of an outgoing connection before the test's server binds it (seen in CI as uvicorn's
-"address already in use"). Each xdist worker draws from its own slice of that range and walks it in
-order, so two workers never pick the same port and a worker does not reuse one until it has used
-the whole slice."""
+"""Ports for the servers a test starts: devstack's allocator, which gives each pytest-xdist
+worker a slice of its own below the ephemeral range."""
 
 from __future__ import annotations
 
-import os
-import random
 import socket
-from pathlib import Path
 
-LOW = 10000
-
-
-def _ephemeral_low() -> int:
-    try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
-
-
-def _worker_slice() -> range:
-    index = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
-    count = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
-    size = (_ephemeral_low() - LOW) // count
-    return range(LOW + index * size, LOW + (index + 1) * size)
-
-
-_SLICE = _worker_slice()
-_next = random.randrange(len(_SLICE))
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
+from devstack.env import free_ports
 
 
 def free_port() -> int:
-    """A port of this worker's slice that is free now and was not handed out recently."""
-    global _next
-    for _ in range(len(_SLICE)):
-        port = _SLICE[_next % len(_SLICE)]
-        _next += 1
-        if _bindable(port):
-            return port
-    raise RuntimeError(f"no free port in {_SLICE}")
+    """A port free now that this process has not handed out before (until its slice wraps)."""
+    return free_ports(1)[0]
 
 
 def hold_dead_port() -> tuple[socket.socket, int]:
