@@ -6,6 +6,7 @@ it) or to a rep task, recorded on the ledger and sent once however often the tou
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -155,3 +156,23 @@ async def test_a_single_channel_touch_does_not_fall_back(ground: Ground) -> None
         await opt_out(st, c, "email", "unsubscribe link")
         later = TouchRequest(journey_id(c.prospect_id), "step-1", "cadence", c, steps=[EMAIL])
         assert await st.send(later) == {"email": "suppressed"}
+
+
+async def test_the_same_touch_run_twice_at_once_sends_each_message_once(ground: Ground) -> None:
+    # Both attempts find no ledger row and insert one; the loser's insert fails on the unique key
+    # and it carries on with the winner's row (it has no savepoint: the insert is its
+    # transaction's only write). Several rounds, so that on PostgreSQL the inserts do collide.
+    async with outreach_rig(ground) as st:
+        for _ in range(4):
+            c = person()
+            req = first_touch(c, EMAIL, SMS)
+            results = await asyncio.gather(st.send(req), st.send(req))
+            assert sorted(r["email"] for r in results) == ["already_sent", "sent"]
+            assert sorted(r["sms"] for r in results) == ["already_sent", "sent"]
+            assert len(st.emails_to(c.email or "")) == 1
+            assert len(await st.texts_to(c.phone or "")) == 1
+            rows = await st.rows(c.prospect_id)
+            assert sorted((r.channel, r.status) for r in rows) == [
+                ("email", "submitted"),
+                ("sms", "submitted"),
+            ]
