@@ -56,19 +56,18 @@ class AutoCadence:
 
 async def auto_cadences(session: Session) -> list[AutoCadence]:
     """The auto-enrolling cadences (by their current version), strictest tier first."""
-    found = []
-    cadences = (
-        await session.scalars(select(models.Cadence).order_by(models.Cadence.created_at))
-    ).all()
-    for cadence in cadences:
-        row = await session.scalar(
-            select(models.CadenceVersion).where(
-                models.CadenceVersion.cadence_id == cadence.id,
-                models.CadenceVersion.version == cadence.current_version,
-            )
-        )
-        if row is not None and row.definition.get("auto_enroll"):
-            found.append(AutoCadence(cadence.id, row.definition.get("auto_enroll_min_tier", "A")))
+    c, v = models.Cadence, models.CadenceVersion
+    # one statement, not one more per cadence: every new prospect's event asks
+    current = await session.execute(
+        select(c.id, v.definition)
+        .join(v, (v.cadence_id == c.id) & (v.version == c.current_version))
+        .order_by(c.created_at)
+    )
+    found = [
+        AutoCadence(cadence_id, definition.get("auto_enroll_min_tier", "A"))
+        for cadence_id, definition in current
+        if definition.get("auto_enroll")
+    ]
     return sorted(found, key=lambda c: TIERS.index(c.min_tier))  # stable: oldest first on ties
 
 
