@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -64,6 +66,27 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
+WAL_SWITCH_TRIES = 10
+
+
+def _wal(cursor: Any) -> None:
+    """The file in WAL mode. The mode is kept in the file: a connection to a database already in
+    it only asks. Switching takes a lock that SQLite may refuse at once, without its busy
+    timeout, while another connection holds one (a test's first statement on a new database
+    failed so, "database is locked"): tried again for a moment. This blocks the loop's thread,
+    only ever on a new SQLite database, which production does not use."""
+    for attempt in range(WAL_SWITCH_TRIES):
+        try:
+            cursor.execute("PRAGMA journal_mode")
+            if str(cursor.fetchone()[0]).lower() != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or attempt == WAL_SWITCH_TRIES - 1:
+                raise
+            time.sleep(0.02 * (attempt + 1))
+
+
 def create_engine(url: str) -> AsyncEngine:
     if is_sqlite(url):
         # One connection: SQLite has one writer anyway, and a single pooled connection keeps
@@ -81,7 +104,7 @@ def create_engine(url: str) -> AsyncEngine:
         @event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
+            _wal(cur)
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
