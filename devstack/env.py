@@ -74,14 +74,14 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
     ports: list[int] = []
     for _ in range(len(_SLICE)):
         if len(ports) == count:
-            return ports
+            break
         port = _SLICE[_next % len(_SLICE)]
         _next += 1
         if _bindable(port, host):
             ports.append(port)
-    if len(ports) == count:
-        return ports
-    raise RuntimeError(f"fewer than {count} free ports in {_SLICE}")
+    if len(ports) < count:
+        raise RuntimeError(f"fewer than {count} free ports in {_SLICE}")
+    return ports
 
 
 def isolated_env(data_dir: Path, host: str = "127.0.0.1") -> dict[str, str]:

@@ -87,6 +87,14 @@ def _wal(cursor: Any) -> None:
             time.sleep(0.02 * (attempt + 1))
 
 
+def sqlite_pragmas(cursor: Any) -> None:
+    """What every SQLite connection of closeflow's runs with: the engines' and the status
+    writer's own (services/outreach/webhooks/sms_status.py)."""
+    _wal(cursor)
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+
+
 def create_engine(url: str) -> AsyncEngine:
     if is_sqlite(url):
         # One connection: SQLite has one writer anyway, and a single pooled connection keeps
@@ -104,9 +112,7 @@ def create_engine(url: str) -> AsyncEngine:
         @event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
             cur = dbapi_conn.cursor()
-            _wal(cur)
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA foreign_keys=ON")
+            sqlite_pragmas(cur)
             cur.close()
 
         return engine

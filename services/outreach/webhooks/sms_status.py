@@ -45,7 +45,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.outreach import models
-from shared.db import utcnow
+from shared.db import sqlite_pragmas, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -307,9 +307,7 @@ def _loop_thread_sqlite(async_url: str) -> sqlite3.Connection:
     # timeout 0: a lock held by another connection fails at once (the writer retries after an
     # asynchronous pause); used only from the loop's thread
     conn = sqlite3.connect(database, timeout=0, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("PRAGMA foreign_keys=ON")
+    sqlite_pragmas(conn.cursor())
     # a checkpoint syncs to disk: the app's own connection does it, off the loop
     conn.execute("PRAGMA wal_autocheckpoint=0")
     return conn
