@@ -354,6 +354,8 @@ class JourneyState:
     pauses: list[ActivePause] = field(default_factory=list)  # every reason paused now
     # cadence touches whose templates could not render for this prospect (issue 10)
     failed_steps: list[FailedStep] = field(default_factory=list)
+    # how much later than planned the rest of the cadence runs: its late touches (issue 13)
+    cadence_delay_seconds: float = 0.0
 
 
 class PauseKind(StrEnum):

@@ -8,9 +8,11 @@ This tests the workflow's decisions; the real activities are covered by integrat
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -122,6 +124,14 @@ class Recorder:
     # a cadence touch key (e.g. "step-1") whose template cannot render: its send fails for good
     template_error_touch: str | None = None
     run_ends: list[RunEnded] = field(default_factory=list)
+    # touch key -> attempts of its send that fail first (a provider down: retried, so late)
+    failing_attempts: dict[str, int] = field(default_factory=dict)
+    went_at: dict[str, datetime] = field(default_factory=dict)  # touch key -> its send's attempt
+
+    def gaps(self, *keys: str) -> list[timedelta]:
+        """The time between the sends of consecutive touches `keys`."""
+        times = [self.went_at[k] for k in keys]
+        return [b - a for a, b in itertools.pairwise(times)]
 
     def stage_path(self) -> list[str]:
         return [c.to_stage for c in self.stages]
@@ -150,6 +160,9 @@ class Recorder:
 
         @activity.defn(name=Act.SEND_TOUCH)
         async def send_touch(req: TouchRequest) -> TouchResult:
+            if self.failing_attempts.get(req.touch_key, 0) >= activity.info().attempt:
+                raise ApplicationError(f"provider down (attempt {activity.info().attempt})")
+            self.went_at[req.touch_key] = activity.info().started_time
             self.touches.append(req)
             channels = [s.channel for s in req.steps] or req.channels
             if self.apply_windows:

@@ -13,6 +13,8 @@ the history that covers each patch. SET (default: the newest) picks which scenar
   to outreach and later runs started at qualifying (a late reply) and presenting (a reopened deal),
   tasks that follow the stages, deal moves that reach the journey, closing on every decided deal,
   a won deal reopened while its journey asks for referrals.
+- v6: issue 13's guarded change: a touch that went late (a provider retried, a pause) delays the
+  rest of the cadence by as much.
 NAMEs (history file stems) record only those scenarios of the set: a new patch's history is
 added without re-recording (and so changing) the histories already stored.
 """
@@ -458,8 +460,29 @@ async def main_v5(env: WorkflowEnvironment) -> None:
     await record(env, "journey_won_reopened_won_again_v5", won_reopened_won_again)
 
 
+# --- v6: issue 13 (a late touch keeps the cadence's gaps) ----------------------------------
+
+
+async def paused_over_two_steps(env: WorkflowEnvironment, h: tj.Harness, handle: Any) -> None:
+    """Paused after the first touch until two more fell due: after the resume one goes, the
+    next keeps its gap, the nurture deadline its wait."""
+    await env.sleep(timedelta(hours=1))
+    await handle.signal(Sig.PAUSE, PauseJourney("rep on vacation"))
+    await env.sleep(timedelta(days=5))
+    await handle.signal(Sig.RESUME)
+
+
+def provider_fails_first_touch(rec: tj.Recorder) -> None:
+    rec.failing_attempts["step-0"] = 6  # retried for about a minute: every later touch moves
+
+
+async def main_v6(env: WorkflowEnvironment) -> None:
+    await record(env, "journey_late_touch_keeps_gaps_v6", no_reply, provider_fails_first_touch)
+    await record(env, "journey_paused_keeps_gaps_v6", paused_over_two_steps)
+
+
 async def main(which: str) -> None:
-    sets = {"v3": main_v3, "v4": main_v4, "v5": main_v5}
+    sets = {"v3": main_v3, "v4": main_v4, "v5": main_v5, "v6": main_v6}
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=binary("temporal-test-server")
     )
@@ -478,4 +501,4 @@ async def main(which: str) -> None:
             await env.shutdown()
 
 
-asyncio.run(main(sys.argv[1] if len(sys.argv) > 1 else "v5"))
+asyncio.run(main(sys.argv[1] if len(sys.argv) > 1 else "v6"))

@@ -201,7 +201,8 @@ async def test_pause_holds_touches_until_resume(harness: Harness) -> None:
     await harness.env.sleep(timedelta(minutes=1))
     assert [t.touch_key for t in harness.rec.touches][:2] == ["step-0", "step-1"]
     assert await handle.result() == "nurture"
-    # step-2 was due on day 4 (during the pause): it went out right after the resume too
+    # step-2 was due on day 4 (during the pause): it keeps its gap after step-1 instead of
+    # going out with it (tests/workflows/test_cadence_gaps.py)
     first = datetime.fromisoformat(harness.rec.stages[0].at)
     assert datetime.fromisoformat(harness.rec.stages[-1].at) - first >= timedelta(days=5)
 

@@ -100,6 +100,7 @@ class Contacting:
             )
         )
         index = 0
+        done = started  # when the previous touch was over
         while not state.interrupted():
             groups = touch_groups(state.cadence.steps)  # a migration may have replaced them
             state.next_step = index
@@ -113,12 +114,15 @@ class Contacting:
                     continue  # a new version may have more steps
                 break
             steps = groups[index]
-            if await self._reply_before(self._due(started, steps[0]), wake_on_migration=True):
+            due = self._due(started, steps[0])
+            if await self._reply_before(due, wake_on_migration=True):
                 break
             if self._migrated():
                 continue  # the new version's step at this index is what goes out
             steps = personalise(state.inp.contact.prospect_id, index, steps)
-            await self._send_cadence_touch(index, steps)
+            # a touch never starts before the previous one is over (the simulator's rule too)
+            await self._send_cadence_touch(index, steps, max(due, done))
+            done = workflow.now()
             index += 1
         await entered
         return state.reply
@@ -127,7 +131,8 @@ class Contacting:
         # the zone resolved with the journey's input (shared.timezones.prospect_zone), so the
         # business days are the prospect's, as the simulator counts them
         state = self.state
-        return step_due(started, step, state.zone(), state.cadence.send_window.holidays)
+        due = step_due(started, step, state.zone(), state.cadence.send_window.holidays)
+        return due + state.cadence_delay
 
     def _migrated(self) -> bool:
         """Switch to the newer cadence version a signal brought, if any."""
@@ -137,11 +142,19 @@ class Contacting:
         state.cadence, state.migration = state.migration, None
         return True
 
-    async def _send_cadence_touch(self, index: int, steps: list[CadenceStep]) -> None:
+    async def _send_cadence_touch(
+        self, index: int, steps: list[CadenceStep], begins: datetime
+    ) -> None:
+        """Send touch `index`, due to start at `begins`; the time it took beyond its send
+        windows delays the rest of the cadence (`_keep_gaps`)."""
+        windows = timedelta(0)  # waited for send windows: the cadence's plan, not lateness
+
         async def send() -> TouchResult:
             return await self.steps.touch(f"step-{index}", "cadence", {}, steps=steps)
 
         async def until_window(when: datetime) -> bool:
+            nonlocal windows
+            windows += max(when - workflow.now(), timedelta(0))
             # a reply (or a stop) while waiting for the window: no repeat
             return not await self._reply_before(when)
 
@@ -152,6 +165,14 @@ class Contacting:
             if reason is None or not versions.patched(Patch.TEMPLATE_FAILURE_TASK):
                 raise
             await self._template_failed(index, reason)
+        self._keep_gaps(workflow.now() - begins - windows)
+
+    def _keep_gaps(self, late: timedelta) -> None:
+        """A touch that went out `late` (a pause, an outage, a provider that answered slowly)
+        delays the touches after it and the wait for a reply after the last one as much: the
+        gaps the cadence sets stay whole instead of overdue touches going out at once."""
+        if late > timedelta(0) and versions.patched(Patch.CADENCE_KEEPS_GAPS):
+            self.state.cadence_delay += late
 
     async def _template_failed(self, index: int, reason: str) -> None:
         """The touch's template cannot render for this prospect (not retried: it never will):

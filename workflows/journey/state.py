@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from temporalio import workflow
@@ -64,6 +64,9 @@ class State:
     stage: str = Stage.PROSPECTING  # where prospecting puts every new prospect
     changes: int = 0  # stage changes so far: each one's idempotency key
     next_step: int = 0
+    # how much later than planned the cadence runs: the sum of its touches' lateness (pauses,
+    # outages, slow providers; not send windows), added to every later due time
+    cadence_delay: timedelta = timedelta(0)
     deal_id: str | None = None
     finished: bool = False
     # recorded by signals
@@ -154,4 +157,5 @@ class State:
             rep_id=self.inp.contact.rep_id,
             pauses=pauses,
             failed_steps=list(self.failed_steps),
+            cadence_delay_seconds=self.cadence_delay.total_seconds(),
         )

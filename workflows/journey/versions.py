@@ -46,6 +46,8 @@ class Patch(StrEnum):
     DEAL_STAGE_TRUTH = "deal-stage-truth"
     # --- issue 10, point 4 (a won deal reopened while its journey runs) ---
     DEAL_REOPENED_RUNNING = "deal-reopened-running"
+    # --- issue 13 (a late touch keeps the cadence's gaps) ---
+    CADENCE_KEEPS_GAPS = "cadence-keeps-gaps"
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,8 @@ class PatchRecord:
 _BEFORE_NOV_27 = "no running ProspectJourney started before the deploy of {commit} (2026-11-27)"
 
 _BEFORE_DEC_3 = "no running ProspectJourney started before the deploy of {commit} (2026-12-03)"
+
+_BEFORE_DEC_5 = "no running ProspectJourney started before the deploy of {commit} (2026-12-05)"
 
 REGISTRY: dict[Patch, PatchRecord] = {
     Patch.SYSTEM_TOUCH_DEFERRAL: PatchRecord(
@@ -172,6 +176,14 @@ REGISTRY: dict[Patch, PatchRecord] = {
         "to closing; a later win asks for referrals only if no request went out yet",
         ("journey_won_reopened_won_again_v5",),
         _BEFORE_DEC_3.format(commit="issue 10 point 4, reopen"),
+    ),
+    # --- issue 13 ---
+    Patch.CADENCE_KEEPS_GAPS: PatchRecord(
+        "a cadence touch that goes out later than due (a pause, an outage, a slow provider; "
+        "not a send window) delays the later touches and the nurture deadline by as much, "
+        "instead of the overdue touches going out at once with no time left for a reply",
+        ("journey_late_touch_keeps_gaps_v6", "journey_paused_keeps_gaps_v6"),
+        _BEFORE_DEC_5.format(commit="issue 13, cadence gaps"),
     ),
 }
 
