@@ -266,7 +266,15 @@ class Settings(BaseSettings):
     smtp_password: SecretStr = Field(SecretStr(""), description="SMTP password")
     smtp_tls: Literal["none", "starttls", "tls"] = Field("none", description="SMTP TLS mode")
     smtp_timeout_seconds: float = Field(
-        30.0, gt=0, le=300, description="longest wait for the SMTP server during one send"
+        30.0, gt=0, le=300, description="longest wait for each of the SMTP server's replies"
+    )
+    smtp_data_timeout_seconds: float = Field(
+        120.0,
+        gt=0,
+        le=600,
+        description="longest wait for the SMTP server's reply to the end of a message: a "
+        "server that stores it just as closeflow stops waiting gets it twice, so this wait is "
+        "long (RFC 5321 asks 10 minutes; a waiting send holds one of the worker's activity slots)",
     )
     email_from: str = Field("closeflow <sales@closeflow.localhost>", description="From address")
     postal_address: str = Field(

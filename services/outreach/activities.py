@@ -503,7 +503,7 @@ class OutreachActivities:
         return ChannelOutcome(channel, "sent", row.provider_id or ""), None
 
     def _provider_timeout(self, channel: str) -> float:
-        return self._email.timeout if channel == "email" else self._sms.timeout
+        return self._email.longest_wait if channel == "email" else self._sms.timeout
 
     async def _call_provider(
         self,

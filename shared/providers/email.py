@@ -11,9 +11,11 @@ import uuid
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import aiosmtplib
+from aiosmtplib.response import SMTPResponse
+from aiosmtplib.typing import Default
 
 from shared.settings import Settings
 from shared.tracing import span
@@ -99,6 +101,26 @@ def build_mime(msg: OutgoingEmail, from_addr: str) -> EmailMessage:
     return mime
 
 
+class _PatientAtTheDot(aiosmtplib.SMTP):
+    """An SMTP client that waits longer for the answer to the end of a message than for the
+    other replies. A server that stores the message just as its client stops waiting makes a
+    duplicate when the client sends again (RFC 1047), so RFC 5321 (4.5.3.2.6) asks clients to
+    wait long there; a failure before it is never in doubt and may come quickly."""
+
+    def __init__(self, *, data_timeout: float, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.data_timeout = data_timeout
+
+    async def data(
+        self,
+        message: str | bytes,
+        /,
+        *,
+        timeout: float | Literal[Default.token] | None = Default.token,
+    ) -> SMTPResponse:
+        return await super().data(message, timeout=self.data_timeout)
+
+
 class SmtpEmail:
     def __init__(
         self,
@@ -110,6 +132,7 @@ class SmtpEmail:
         from_addr: str,
         *,
         timeout: float = 30.0,
+        data_timeout: float = 120.0,
     ) -> None:
         if tls not in ("none", "starttls", "tls"):
             raise ValueError(f"tls must be none, starttls or tls, not {tls!r}")
@@ -119,7 +142,8 @@ class SmtpEmail:
         self._password = password
         self.tls: TlsMode = tls
         self.from_addr = from_addr
-        self.timeout = timeout
+        self.timeout = timeout  # each reply but the last
+        self.data_timeout = data_timeout  # the reply to the message's end (_PatientAtTheDot)
 
     def __repr__(self) -> str:
         return (
@@ -137,7 +161,13 @@ class SmtpEmail:
             tls=settings.smtp_tls,
             from_addr=settings.email_from,
             timeout=settings.smtp_timeout_seconds,
+            data_timeout=settings.smtp_data_timeout_seconds,
         )
+
+    @property
+    def longest_wait(self) -> float:
+        """The longest the server may keep one send waiting for a reply."""
+        return max(self.timeout, self.data_timeout)
 
     @property
     def domain(self) -> str:
@@ -151,8 +181,7 @@ class SmtpEmail:
         try:
             # no instrumentation covers aiosmtplib: the trace's last hop (issue 12)
             with span("smtp.send", {"server.address": self.host, "server.port": self.port}):
-                await aiosmtplib.send(
-                    mime,
+                client = _PatientAtTheDot(
                     hostname=self.host,
                     port=self.port,
                     username=self.username or None,
@@ -161,7 +190,10 @@ class SmtpEmail:
                     # False, not None: None would upgrade opportunistically in "none" mode.
                     start_tls=self.tls == "starttls",
                     timeout=self.timeout,
+                    data_timeout=self.data_timeout,
                 )
+                async with client:
+                    await client.send_message(mime)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [r.code for r in exc.recipients]
             permanent = bool(codes) and all(500 <= c < 600 for c in codes)

@@ -56,7 +56,9 @@ from tests.support.dev_stack import ARTIFACTS, urls_of
 from tests.support.settings import AUTH
 
 # the providers' timeouts, short: a sandbox that hangs longer than this leaves the send's outcome
-# unknown, which is what the send lease is for
+# unknown, which is what the send lease is for. The wait for the answer to an email's end keeps
+# its production default (CLOSEFLOW_SMTP_DATA_TIMEOUT_SECONDS): the mailbox's hangs there are
+# waited out, as they would be in production
 STACK_ENV = {"CLOSEFLOW_SMTP_TIMEOUT_SECONDS": "5", "CLOSEFLOW_TWILIO_TIMEOUT_SECONDS": "5"}
 FIRST_TOUCH_TIMEOUT = 240.0
 START_ATTEMPTS = 2

@@ -57,13 +57,34 @@ async def test_a_hanging_mailbox_keeps_nothing_its_client_gave_up_on(tmp_path) -
     controller = await start_smtp(mailbox, "127.0.0.1", port, switch)
     try:
         switch.set("hang", 1.5)
-        impatient = SmtpEmail("127.0.0.1", port, "", "", "none", "cf <s@closeflow.test>")
-        impatient.timeout = 0.5
-        with pytest.raises(EmailSendError):
+        impatient = SmtpEmail(
+            "127.0.0.1", port, "", "", "none", "cf <s@closeflow.test>", timeout=0.5
+        )
+        impatient.data_timeout = 0.5
+        with pytest.raises(EmailSendError) as unknown:
             await impatient.send(email("bob@example.com"))
+        assert not unknown.value.not_sent  # whether it went is open: the lease's case
         await asyncio.sleep(1.5)  # the hang is over: the held message was not kept
         assert switch.active() == "none"
         assert mailbox.list(to="bob@example.com") == []
+    finally:
+        await asyncio.to_thread(controller.stop)
+
+
+async def test_a_hang_at_the_end_of_the_message_is_waited_out_not_raced(tmp_path) -> None:
+    """The server holds its answer to the message's end (where it stores it) longer than the
+    other replies may take: the sender waits that out and the message is there once, instead
+    of the outcome becoming unknown (and the message sent again after the send lease)."""
+    mailbox, switch, port = Mailbox(tmp_path), FaultSwitch(), free_port()
+    controller = await start_smtp(mailbox, "127.0.0.1", port, switch)
+    try:
+        sender = SmtpEmail("127.0.0.1", port, "", "", "none", "cf <s@closeflow.test>", timeout=0.5)
+        sender.data_timeout = 5.0
+        assert sender.longest_wait == 5.0  # what the send lease counts on
+        switch.set("hang", 1.5)
+        sent = email("carol@example.com")
+        assert await sender.send(sent) == sent.message_id
+        assert [m.message_id for m in mailbox.list(to="carol@example.com")] == [sent.message_id]
     finally:
         await asyncio.to_thread(controller.stop)
 

@@ -60,6 +60,7 @@ CHILD_SETTINGS = (
     "twilio_from_number",
     "twilio_api_base_url",
     "smtp_timeout_seconds",
+    "smtp_data_timeout_seconds",
     "twilio_timeout_seconds",
 )
 
@@ -298,7 +299,12 @@ async def exactly_once_rig(ground: Ground) -> AsyncIterator[Rig]:
     urls = {"outreach": ground.database_urls["outreach"]}
     # a killed attempt's send lease lasts its 3 s plus the provider's timeout: short ones here
     async with sandboxes(
-        tmp_path, urls, queue_prefix, smtp_timeout_seconds=5, twilio_timeout_seconds=5
+        tmp_path,
+        urls,
+        queue_prefix,
+        smtp_timeout_seconds=5,
+        smtp_data_timeout_seconds=5,
+        twilio_timeout_seconds=5,
     ) as sb:
         engine = create_engine(sb.settings.database_url("outreach"))
         try:
