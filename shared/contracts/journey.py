@@ -356,6 +356,9 @@ class JourneyState:
     failed_steps: list[FailedStep] = field(default_factory=list)
     # how much later than planned the rest of the cadence runs: its late touches (issue 13)
     cadence_delay_seconds: float = 0.0
+    # when the next cadence touch is due, delay included, before any send window (ISO, UTC);
+    # None when no touch is left
+    next_touch_due: str | None = None
 
 
 class PauseKind(StrEnum):

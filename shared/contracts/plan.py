@@ -48,9 +48,17 @@ def add_business_days(
     return local.astimezone(UTC)
 
 
-def step_due(start: datetime, step: CadenceStep, tz: str, holidays: Iterable[str] = ()) -> datetime:
+def step_due(
+    start: datetime,
+    step: CadenceStep,
+    tz: str,
+    holidays: Iterable[str] = (),
+    delay: timedelta = timedelta(0),
+) -> datetime:
+    """When `step` of a journey enrolled at `start` is due: business days on the prospect's
+    calendar, then seconds; later by `delay`, what the journey's late touches added."""
     base = add_business_days(start, step.business_days, tz, holidays)
-    return base + timedelta(seconds=step.offset_seconds)
+    return base + timedelta(seconds=step.offset_seconds) + delay
 
 
 def touch_groups(steps: list[CadenceStep]) -> list[list[CadenceStep]]:

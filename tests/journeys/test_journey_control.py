@@ -103,6 +103,13 @@ async def test_pause_resume_stop_and_migrate(stack: StackDriver) -> None:
     item = plan["items"][0]
     assert item["prospect_id"] == cy["id"] and item["at_step"] == 1
     assert item["next_touch"][0]["subject"] == "A better follow-up"
+    # the dry run counts due times as the journey does (the run's start, the prospect's
+    # calendar, the delay of late touches): the journey's own next due, v1's step at 3600 s,
+    # and the plan's, v2's at 2 s, differ by the offsets (and the first workflow task's wait)
+    state = await d.ok("GET", f"{urls.outreach}/journeys/{cy['id']}")
+    own = datetime.fromisoformat(state["next_touch_due"])
+    gap = own - datetime.fromisoformat(item["next_due_at"])
+    assert abs(gap - timedelta(seconds=3598)) < timedelta(seconds=5), gap
     assert len(await d.mails_to(cy["email"])) == 1  # a dry run changes nothing
     applied = await d.ok("POST", f"{urls.outreach}/cadences/{v1['id']}/migration")
     assert applied["signalled"] == [cy["id"]]

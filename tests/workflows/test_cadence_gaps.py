@@ -57,8 +57,10 @@ async def test_after_a_pause_the_overdue_touch_goes_and_the_next_keeps_its_gap(
     delay = timedelta(seconds=state["cadence_delay_seconds"])
     # step-1 was due on day 2 and went at the resume, on day 5 and an hour: its lateness
     assert timedelta(days=3, hours=1) <= delay < timedelta(days=3, hours=1) + SLACK, delay
+    next_due = datetime.fromisoformat(state["next_touch_due"])  # step-2's, moved as much
     assert await handle.result() == "nurture"
     rec = harness.rec
+    assert timedelta(0) <= rec.went_at["step-2"] - next_due < SLACK
     resumed = rec.went_at["step-1"]  # the first overdue touch goes at the resume
     assert resumed - rec.went_at["step-0"] >= timedelta(days=5)
     # step-2 is not sent with it: two days after it, as the cadence spaces them

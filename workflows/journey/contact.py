@@ -104,6 +104,7 @@ class Contacting:
         while not state.interrupted():
             groups = touch_groups(state.cadence.steps)  # a migration may have replaced them
             state.next_step = index
+            state.next_touch_due = None
             if index >= len(groups):
                 last_due = self._due(started, groups[-1][0]) if groups else started
                 await self._reply_before(
@@ -114,7 +115,7 @@ class Contacting:
                     continue  # a new version may have more steps
                 break
             steps = groups[index]
-            due = self._due(started, steps[0])
+            due = state.next_touch_due = self._due(started, steps[0])
             if await self._reply_before(due, wake_on_migration=True):
                 break
             if self._migrated():
@@ -124,6 +125,7 @@ class Contacting:
             await self._send_cadence_touch(index, steps, max(due, done))
             done = workflow.now()
             index += 1
+        state.next_touch_due = None
         await entered
         return state.reply
 
@@ -131,8 +133,8 @@ class Contacting:
         # the zone resolved with the journey's input (shared.timezones.prospect_zone), so the
         # business days are the prospect's, as the simulator counts them
         state = self.state
-        due = step_due(started, step, state.zone(), state.cadence.send_window.holidays)
-        return due + state.cadence_delay
+        holidays = state.cadence.send_window.holidays
+        return step_due(started, step, state.zone(), holidays, state.cadence_delay)
 
     def _migrated(self) -> bool:
         """Switch to the newer cadence version a signal brought, if any."""

@@ -67,6 +67,7 @@ class State:
     # how much later than planned the cadence runs: the sum of its touches' lateness (pauses,
     # outages, slow providers; not send windows), added to every later due time
     cadence_delay: timedelta = timedelta(0)
+    next_touch_due: datetime | None = None  # shown by the state query; None: no touch left
     deal_id: str | None = None
     finished: bool = False
     # recorded by signals
@@ -158,4 +159,5 @@ class State:
             pauses=pauses,
             failed_steps=list(self.failed_steps),
             cadence_delay_seconds=self.cadence_delay.total_seconds(),
+            next_touch_due=self.next_touch_due.isoformat() if self.next_touch_due else None,
         )

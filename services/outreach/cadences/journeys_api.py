@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -229,6 +229,10 @@ async def _migration_plan(
             return  # past the cadence: a new version changes nothing for them
         nxt = groups[state.next_step] if state.next_step < len(groups) else []
         started = described.start_time or datetime.now().astimezone()
+        # the journey's own rule (workflows/journey/contact.py, _due): the new version's step on
+        # the prospect's calendar, moved by the delay its late touches brought
+        delay = timedelta(seconds=state.cadence_delay_seconds)
+        holidays = target.send_window.holidays
         items.append(
             {
                 "prospect_id": row.prospect_id,
@@ -238,7 +242,9 @@ async def _migration_plan(
                     {"channel": s.channel, "subject": s.subject, "body": s.body} for s in nxt
                 ],
                 "next_due_at": (
-                    step_due(started, nxt[0], state.timezone).isoformat() if nxt else None
+                    step_due(started, nxt[0], state.timezone, holidays, delay).isoformat()
+                    if nxt
+                    else None
                 ),
                 "then": "nurture" if not nxt else "touch",
             }
