@@ -5,7 +5,8 @@ the environment asks for in `make fuzz` (issue 13, "Fuzzing and properties").
 - CLOSEFLOW_FUZZ_CASES: schemathesis cases per API operation;
 - CLOSEFLOW_FUZZ_STEPS: schemathesis stateful scenarios per service (create, then use);
 - CLOSEFLOW_JOURNEY_EXAMPLES: random cadences run through the real journey on the time-skipping
-  server against the simulator (tests/workflows/test_one_zone_property.py).
+  server against the simulator (tests/workflows/test_one_zone_property.py), a fifth as many with
+  late touches and pauses (tests/workflows/test_cadence_gaps.py).
 
 The defaults are `make test`'s; `make fuzz` raises them (Makefile)."""
 

@@ -127,6 +127,7 @@ class Recorder:
     # touch key -> attempts of its send that fail first (a provider down: retried, so late)
     failing_attempts: dict[str, int] = field(default_factory=dict)
     went_at: dict[str, datetime] = field(default_factory=dict)  # touch key -> its send's attempt
+    first_tried: dict[str, datetime] = field(default_factory=dict)  # touch key -> first attempt
 
     def gaps(self, *keys: str) -> list[timedelta]:
         """The time between the sends of consecutive touches `keys`."""
@@ -160,6 +161,7 @@ class Recorder:
 
         @activity.defn(name=Act.SEND_TOUCH)
         async def send_touch(req: TouchRequest) -> TouchResult:
+            self.first_tried.setdefault(req.touch_key, activity.info().started_time)
             if self.failing_attempts.get(req.touch_key, 0) >= activity.info().attempt:
                 raise ApplicationError(f"provider down (attempt {activity.info().attempt})")
             self.went_at[req.touch_key] = activity.info().started_time

@@ -9,15 +9,26 @@ two days later, step-2 four days after the start, nurture three days after the l
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from shared.contracts.journey import PauseJourney
+from hypothesis import given
+from hypothesis import strategies as st
+from temporalio.service import RPCError
+from temporalio.testing import WorkflowEnvironment
+
+from shared.contracts.journey import CadenceSnapshot, CadenceStep, PauseJourney
 from shared.contracts.names import Query, Sig
-from tests.support.journey_harness import Harness
+from tests.support.fuzz import JOURNEY_EXAMPLES, property_settings
+from tests.support.journey_harness import Harness, cadence
 
 TWO_DAYS, THREE_DAYS = timedelta(days=2), timedelta(days=3)
 # what a send the doubles answer at once may add to a gap (workflow tasks, activity dispatch)
 SLACK = timedelta(seconds=30)
+EPSILON = timedelta(seconds=1)  # the server's clock readings of one moment, as the doubles see it
+GAP_EXAMPLES = max(20, JOURNEY_EXAMPLES // 5)  # 20 in make test, 200 in make fuzz
 
 
 def nurtured_at(harness: Harness) -> datetime:
@@ -80,3 +91,89 @@ async def test_waiting_for_the_send_window_moves_no_later_touch(harness: Harness
     for key, days in (("step-1", 2), ("step-2", 4)):
         offset = rec.went_at[key] - start
         assert timedelta(days=days) <= offset < timedelta(days=days) + SLACK, (key, offset)
+
+
+# --- the rule as a property: random cadences, retried sends and pauses -----------------------
+
+
+@dataclass
+class Case:
+    gaps_hours: list[int]  # between consecutive touches (the first goes at enrolment)
+    nurture_hours: int
+    failing: list[int]  # per touch: attempts of its send that fail first (retried, late)
+    pause: tuple[int, int] | None  # (minutes after the start, minutes long)
+
+
+cases = st.integers(1, 4).flatmap(
+    lambda n: st.builds(
+        Case,
+        gaps_hours=st.lists(st.integers(1, 72), min_size=n - 1, max_size=n - 1),
+        nurture_hours=st.integers(1, 72),
+        failing=st.lists(st.integers(0, 7), min_size=n, max_size=n),
+        pause=st.one_of(
+            st.none(), st.tuples(st.integers(0, 6 * 24 * 60), st.integers(1, 5 * 24 * 60))
+        ),
+    )
+)
+
+
+def draw_cases() -> list[Case]:
+    drawn: list[Case] = []
+
+    @property_settings(GAP_EXAMPLES)
+    @given(cases)
+    def collect(case: Case) -> None:
+        drawn.append(case)
+
+    collect()
+    return drawn[-GAP_EXAMPLES:]
+
+
+def cadence_of(case: Case) -> CadenceSnapshot:
+    offsets = list(itertools.accumulate(case.gaps_hours, initial=0))
+    steps = [CadenceStep("email", hours * 3600, f"Touch {i}") for i, hours in enumerate(offsets)]
+    return cadence(steps=steps, nurture_after_seconds=case.nurture_hours * 3600)
+
+
+async def test_no_gap_is_ever_shorter_than_the_cadence_says(
+    temporal_skipping: WorkflowEnvironment, queue_prefix: str
+) -> None:
+    """Whatever makes touches late (a provider failing up to 7 attempts, a pause of up to five
+    days at any moment), the next touch is first tried the cadence's gap after the previous one
+    went, or at the resume when it fell due while paused, never sooner and not later; the
+    nurture decision keeps its wait after the last touch the same way."""
+    for n, case in enumerate(draw_cases()):
+        async with Harness(temporal_skipping, f"{queue_prefix}g{n}-") as h:
+            for i, attempts in enumerate(case.failing):
+                h.rec.failing_attempts[f"step-{i}"] = attempts
+            start = await temporal_skipping.get_current_time()
+            handle = await h.start(cadence=cadence_of(case))
+            held: tuple[datetime, datetime] | None = None
+            if case.pause is not None:
+                after, minutes = case.pause
+                await temporal_skipping.sleep(timedelta(minutes=after))
+                paused = await temporal_skipping.get_current_time()
+                # a pause drawn after the journey ended pauses nothing (a closed workflow)
+                with contextlib.suppress(RPCError):
+                    await handle.signal(Sig.PAUSE, PauseJourney("property"))
+                    await temporal_skipping.sleep(timedelta(minutes=minutes))
+                    await handle.signal(Sig.RESUME)
+                    held = (paused, await temporal_skipping.get_current_time())
+            assert await handle.result() == "nurture", case
+            rec = h.rec
+            keys = [f"step-{i}" for i in range(len(case.failing))]
+            waits = [timedelta(hours=g) for g in case.gaps_hours]
+            pairs = [
+                (rec.went_at[a], rec.first_tried[b], wait)
+                for a, b, wait in zip(keys, keys[1:], waits, strict=False)
+            ]
+            pairs.append(
+                (rec.went_at[keys[-1]], nurtured_at(h), timedelta(hours=case.nurture_hours))
+            )
+            for went, next_at, wait in pairs:
+                due = went + wait
+                assert next_at - due >= -EPSILON, (case, start, went, next_at)
+                # a pause holding that moment lets it come at the resume instead
+                late_by_pause = held is not None and held[0] <= due + EPSILON <= held[1] + SLACK
+                allowed = max(due, held[1]) if late_by_pause and held else due
+                assert next_at - allowed < SLACK, (case, start, went, next_at, held)
