@@ -57,19 +57,17 @@ class PatchRecord:
     retire_when: str  # when the old path may go (deprecate_patch, then deletion)
 
 
-# Every change below landed on 2026-11-27; the condition names the commit that brought it.
-_BEFORE_NOV_27 = "no running ProspectJourney started before the deploy of {commit} (2026-11-27)"
+def _before(change: str, day: str) -> str:
+    """The retirement condition of a change (the commit or issue point that brought it)."""
+    return f"no running ProspectJourney started before the deploy of {change} ({day})"
 
-_BEFORE_DEC_3 = "no running ProspectJourney started before the deploy of {commit} (2026-12-03)"
-
-_BEFORE_DEC_5 = "no running ProspectJourney started before the deploy of {commit} (2026-12-05)"
 
 REGISTRY: dict[Patch, PatchRecord] = {
     Patch.SYSTEM_TOUCH_DEFERRAL: PatchRecord(
         "a touch outside the cadence (intro, meeting reminder, referral ask) that outreach told "
         "to wait for a send window is sent again when it may be, unless that is too late",
         ("journey_won_held_deferred_referrals_v4", "journey_referred_deferred_thanks_v4"),
-        _BEFORE_NOV_27.format(commit="bb0f26a"),
+        _before("bb0f26a", "2026-11-27"),
     ),
     Patch.QUALIFICATION_ESCALATION: PatchRecord(
         "at the qualification reminder: a note on the deal and a task for the rep's manager; at "
@@ -81,28 +79,28 @@ REGISTRY: dict[Patch, PatchRecord] = {
             "journey_timeout_no_manager_disqualified_v4",
             "journey_verdict_races_timeout_lost_v4",
         ),
-        _BEFORE_NOV_27.format(commit="a277cb7"),
+        _before("a277cb7", "2026-11-27"),
     ),
     Patch.MEETING_LIFECYCLE: PatchRecord(
         "a meeting brief in the preparation task, reminders at several offsets, reschedules, "
         "cancellations, held and no-show meetings, the decision deadline's last-chance task",
         ("journey_meetings_deadline_lost_v2", "journey_meetings_deadline_lost_v4"),
-        _BEFORE_NOV_27.format(commit="a277cb7"),
+        _before("a277cb7", "2026-11-27"),
     ),
     Patch.REFERRAL_REMINDERS: PatchRecord(
         "reminders of the referral request until the client refers someone",
         ("journey_won_reminders_rep_change_v3", "journey_won_held_deferred_referrals_v4"),
-        _BEFORE_NOV_27.format(commit="a277cb7"),
+        _before("a277cb7", "2026-11-27"),
     ),
     Patch.REFERRER_THANKS: PatchRecord(
         "a referred prospect's first meeting and win thank their referrer",
         ("journey_referred_thanks_v3", "journey_referred_deferred_thanks_v4"),
-        _BEFORE_NOV_27.format(commit="a277cb7"),
+        _before("a277cb7", "2026-11-27"),
     ),
     Patch.MEETING_TASK_CLEANUP: PatchRecord(
         "a moved, cancelled, held or missed meeting closes its old preparation task",
         ("journey_won_reminders_rep_change_v3", "journey_meetings_deadline_lost_v4"),
-        _BEFORE_NOV_27.format(commit="b8758d9"),
+        _before("b8758d9", "2026-11-27"),
     ),
     Patch.QUALIFY_TASK_CLEANUP: PatchRecord(
         "a recorded verdict closes the rep's qualify task and its reminder",
@@ -111,20 +109,20 @@ REGISTRY: dict[Patch, PatchRecord] = {
             "journey_reply_pauses_company_disqualified_v4",
             "journey_verdict_races_timeout_lost_v4",
         ),
-        _BEFORE_NOV_27.format(commit="b8758d9"),
+        _before("b8758d9", "2026-11-27"),
     ),
     # --- issue 10, points 5 and 6 ---
     Patch.PAUSE_HOLDS_EVERY_MESSAGE: PatchRecord(
         "a paused journey holds its messages outside the cadence too (warm introduction, "
         "rebooking offer, referral ask and reminders) until every pause is lifted",
         ("journey_paused_intro_v5",),
-        _BEFORE_DEC_3.format(commit="issue 10 points 5-7"),
+        _before("issue 10 points 5-7", "2026-12-03"),
     ),
     Patch.MEETING_REMINDER_TASK: PatchRecord(
         "a meeting reminder that cannot go (quiet hours until the meeting, no channel allowed) "
         "becomes a task for the rep saying why",
         ("journey_meeting_reminder_task_v5",),
-        _BEFORE_DEC_3.format(commit="issue 10 points 5-7"),
+        _before("issue 10 points 5-7", "2026-12-03"),
     ),
     # issue 10, point 8 (templates) ---------------------------------------------------------
     Patch.TEMPLATE_FAILURE_TASK: PatchRecord(
@@ -132,14 +130,14 @@ REGISTRY: dict[Patch, PatchRecord] = {
         "failed in the journey's state, the rep gets a task to fix it and the cadence goes on, "
         "instead of the failure ending the journey",
         ("journey_template_failure_v5",),
-        _BEFORE_DEC_3.format(commit="issue 10 point 8"),
+        _before("issue 10 point 8", "2026-12-03"),
     ),
     # issue 10, point 12 (colleagues by email domain) ---------------------------------------
     Patch.COLLEAGUES_BY_DOMAIN: PatchRecord(
         "a reply from a prospect without a company name pauses colleagues too (found by the "
         "work domain of their address) when the cadence pauses the company on a reply",
         ("journey_reply_pauses_domain_colleagues_v5",),
-        _BEFORE_DEC_3.format(commit="issue 10 point 12"),
+        _before("issue 10 point 12", "2026-12-03"),
     ),
     # --- come back (issue 10) ---
     Patch.RUN_END_REPORTED: PatchRecord(
@@ -150,7 +148,7 @@ REGISTRY: dict[Patch, PatchRecord] = {
             "journey_late_reply_run2_disqualified_v5",
             "journey_reopened_run3_lost_v5",
         ),
-        _BEFORE_DEC_3.format(commit="issue 10 points 1, 2, 11"),
+        _before("issue 10 points 1, 2, 11", "2026-12-03"),
     ),
     # --- issue 10, points 3 and 4 (tasks follow the journey; one stage truth) ---
     Patch.TASKS_FOLLOW_STAGE: PatchRecord(
@@ -161,13 +159,13 @@ REGISTRY: dict[Patch, PatchRecord] = {
             "journey_stopped_tasks_v5",
             "journey_deal_moves_closing_won_v5",
         ),
-        _BEFORE_DEC_3.format(commit="issue 10 points 3, 4"),
+        _before("issue 10 points 3, 4", "2026-12-03"),
     ),
     Patch.DEAL_STAGE_TRUTH: PatchRecord(
         "the deal's stage moves (deal_stage_moved) are recorded while presenting, and a deal "
         "closed from presenting or objections passes through closing before won or lost",
         ("journey_deal_moves_closing_won_v5", "journey_closed_from_presenting_lost_v5"),
-        _BEFORE_DEC_3.format(commit="issue 10 points 3, 4"),
+        _before("issue 10 points 3, 4", "2026-12-03"),
     ),
     # --- issue 10, point 4 (a won deal reopened while its journey runs) ---
     Patch.DEAL_REOPENED_RUNNING: PatchRecord(
@@ -175,7 +173,7 @@ REGISTRY: dict[Patch, PatchRecord] = {
         "(referral ask and reminders stop); the journey goes back to the deal's stage and on "
         "to closing; a later win asks for referrals only if no request went out yet",
         ("journey_won_reopened_won_again_v5",),
-        _BEFORE_DEC_3.format(commit="issue 10 point 4, reopen"),
+        _before("issue 10 point 4, reopen", "2026-12-03"),
     ),
     # --- issue 13 ---
     Patch.CADENCE_KEEPS_GAPS: PatchRecord(
@@ -183,7 +181,7 @@ REGISTRY: dict[Patch, PatchRecord] = {
         "not a send window) delays the later touches and the nurture deadline by as much, "
         "instead of the overdue touches going out at once with no time left for a reply",
         ("journey_late_touch_keeps_gaps_v6", "journey_paused_keeps_gaps_v6"),
-        _BEFORE_DEC_5.format(commit="issue 13, cadence gaps"),
+        _before("bfb8c16", "2026-12-05"),
     ),
 }
 
