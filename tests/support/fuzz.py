@@ -13,8 +13,12 @@ The defaults are `make test`'s; `make fuzz` raises them (Makefile)."""
 from __future__ import annotations
 
 import os
+from typing import TypeVar
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
+from hypothesis.strategies import SearchStrategy
+
+T = TypeVar("T")
 
 
 def budget(name: str, default: int) -> int:
@@ -40,3 +44,19 @@ def property_settings(examples: int = PROPERTY_EXAMPLES) -> settings:
         deadline=None,
         suppress_health_check=list(HealthCheck),
     )
+
+
+def drawn(
+    strategy: SearchStrategy[T], examples: int, *, derandomize: bool = not LONG_RUN
+) -> list[T]:
+    """`examples` values of `strategy`, drawn up front: a test that runs a whole journey per
+    example runs them on one set of workers, and its failure names the example."""
+    found: list[T] = []
+
+    @settings(property_settings(examples), derandomize=derandomize)
+    @given(strategy)
+    def collect(value: T) -> None:
+        found.append(value)
+
+    collect()
+    return found[-examples:]

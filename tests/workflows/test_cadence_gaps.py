@@ -14,14 +14,13 @@ import itertools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from hypothesis import given
 from hypothesis import strategies as st
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from shared.contracts.journey import CadenceSnapshot, CadenceStep, PauseJourney
 from shared.contracts.names import Query, Sig
-from tests.support.fuzz import JOURNEY_EXAMPLES, property_settings
+from tests.support.fuzz import JOURNEY_EXAMPLES, drawn
 from tests.support.journey_harness import Harness, cadence
 
 TWO_DAYS, THREE_DAYS = timedelta(days=2), timedelta(days=3)
@@ -117,18 +116,6 @@ cases = st.integers(1, 4).flatmap(
 )
 
 
-def draw_cases() -> list[Case]:
-    drawn: list[Case] = []
-
-    @property_settings(GAP_EXAMPLES)
-    @given(cases)
-    def collect(case: Case) -> None:
-        drawn.append(case)
-
-    collect()
-    return drawn[-GAP_EXAMPLES:]
-
-
 def cadence_of(case: Case) -> CadenceSnapshot:
     offsets = list(itertools.accumulate(case.gaps_hours, initial=0))
     steps = [CadenceStep("email", hours * 3600, f"Touch {i}") for i, hours in enumerate(offsets)]
@@ -142,7 +129,7 @@ async def test_no_gap_is_ever_shorter_than_the_cadence_says(
     days at any moment), the next touch is first tried the cadence's gap after the previous one
     went, or at the resume when it fell due while paused, never sooner and not later; the
     nurture decision keeps its wait after the last touch the same way."""
-    for n, case in enumerate(draw_cases()):
+    for n, case in enumerate(drawn(cases, GAP_EXAMPLES)):
         async with Harness(temporal_skipping, f"{queue_prefix}g{n}-") as h:
             for i, attempts in enumerate(case.failing):
                 h.rec.failing_attempts[f"step-{i}"] = attempts
@@ -165,7 +152,7 @@ async def test_no_gap_is_ever_shorter_than_the_cadence_says(
             waits = [timedelta(hours=g) for g in case.gaps_hours]
             pairs = [
                 (rec.went_at[a], rec.first_tried[b], wait)
-                for a, b, wait in zip(keys, keys[1:], waits, strict=False)
+                for (a, b), wait in zip(itertools.pairwise(keys), waits, strict=True)
             ]
             pairs.append(
                 (rec.went_at[keys[-1]], nurtured_at(h), timedelta(hours=case.nurture_hours))
@@ -173,7 +160,7 @@ async def test_no_gap_is_ever_shorter_than_the_cadence_says(
             for went, next_at, wait in pairs:
                 due = went + wait
                 assert next_at - due >= -EPSILON, (case, start, went, next_at)
-                # a pause holding that moment lets it come at the resume instead
-                late_by_pause = held is not None and held[0] <= due + EPSILON <= held[1] + SLACK
-                allowed = max(due, held[1]) if late_by_pause and held else due
+                allowed = due
+                if held is not None and held[0] <= due + EPSILON <= held[1] + SLACK:
+                    allowed = max(due, held[1])  # a pause held that moment: at the resume
                 assert next_at - allowed < SLACK, (case, start, went, next_at, held)

@@ -26,7 +26,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from temporalio import activity
 from temporalio.client import WorkflowHandle
@@ -54,7 +53,7 @@ from shared.contracts.names import Act
 from shared.contracts.queues import TaskQueues
 from shared.timezones import prospect_zone
 from tests.support.fixtures import binary
-from tests.support.fuzz import JOURNEY_EXAMPLES
+from tests.support.fuzz import JOURNEY_EXAMPLES, drawn
 from workflows.journey import ProspectJourney
 
 EXAMPLES = JOURNEY_EXAMPLES  # 100 in `make test`, more in `make fuzz` (tests/support/fuzz.py)
@@ -117,24 +116,6 @@ examples = st.builds(
     hours=windows,
     holiday_days=st.lists(st.integers(0, 20), max_size=4),
 )
-
-
-def draw_examples() -> list[Example]:
-    drawn: list[Example] = []
-
-    @settings(
-        max_examples=EXAMPLES,
-        derandomize=True,  # the deterministic seed: the same examples on every run
-        database=None,
-        deadline=None,
-        suppress_health_check=list(HealthCheck),
-    )
-    @given(examples)
-    def collect(example: Example) -> None:
-        drawn.append(example)
-
-    collect()
-    return drawn[-EXAMPLES:]
 
 
 @dataclass
@@ -268,7 +249,11 @@ async def start_all(env: WorkflowEnvironment, queues: TaskQueues) -> list[Run]:
             )
         return Run(number, example, contact, snapshot, handle, begins)
 
-    return list(await asyncio.gather(*(start(n, e) for n, e in enumerate(draw_examples()))))
+    return list(
+        await asyncio.gather(
+            *(start(n, e) for n, e in enumerate(drawn(examples, EXAMPLES, derandomize=True)))
+        )
+    )
 
 
 @pytest.fixture
