@@ -263,7 +263,7 @@ async def bench_backend(label: str, url: str, n: int) -> None:
     print(f"== {label}")
     settings = Settings(
         environment="test",
-        api_keys=API_KEY,  # type: ignore[arg-type]
+        api_keys=API_KEY,
         prospecting_database_url=url,
         data_dir=Path(tempfile.gettempdir()),
     )

@@ -78,7 +78,7 @@ async def run(rows: int) -> None:
         settings = Settings(
             environment="test",
             data_dir=data,
-            api_keys=KEY,  # type: ignore[arg-type]
+            api_keys=KEY,
             prospecting_database_url=f"sqlite+aiosqlite:///{data / 'prospecting.db'}",
         )
         await asyncio.to_thread(upgrade, settings, "prospecting")

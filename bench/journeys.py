@@ -8,7 +8,10 @@
    touches (email + SMS) of every journey are recorded in the send ledger as submitted.
 4. Timed: starts BENCH_N no-op workflows on the same server and waits for all to complete.
 Prints both rates and, last, `ratio=<journey rate / no-op rate>`. The machines are shared and
-noisy: only the ratio of two runs measured side by side means anything. BENCH_PROFILE=1 also
+noisy: only the ratio of two runs measured side by side means anything. Before it, for each
+part, the CPU per item of every stack process and of the benchmark's own (bench/cpu.py), and
+`cpu_ratio=<no-op CPU per item / journey CPU per item>`: what the ratio would be if both parts
+were bound by the machine's CPU alone. BENCH_PROFILE=1 also
 prints, from the journeys' histories, each activity type's queue wait and run time
 (bench/journey_profile.py); BENCH_STACK_LOG=<file> keeps the stack's output there.
 
@@ -31,6 +34,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -39,6 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from bench.cpu import CpuSplit
 from bench.journey_profile import profile
 from bench.noop_workflow import NoOp
 from devstack.cluster_stack import ClusterStack
@@ -78,7 +83,27 @@ async def first_touches(engine: AsyncEngine) -> int:
     return int(found or 0)
 
 
-async def measure_journeys(stack: Stack, n: int) -> float:
+@dataclass(frozen=True)
+class Timed:
+    """A part's rate, and the CPU it cost each process."""
+
+    rate: float
+    cpu: CpuSplit
+    count: int
+
+    def cpu_per_item(self) -> float:
+        """Seconds of CPU per item, the stack's and the benchmark's own."""
+        return sum(self.cpu.spent.values()) / self.count
+
+
+def cpu_split(stack: Stack) -> CpuSplit:
+    """The CPU of the stack's processes (and this one) from now until its stop()."""
+    split = CpuSplit.of({c.name: c.process.pid if c.process else None for c in stack.children})
+    split.start()
+    return split
+
+
+async def measure_journeys(stack: Stack, n: int) -> Timed:
     headers = {API_KEY_HEADER: API_KEY}
     limits = httpx.Limits(max_connections=CONCURRENCY)
     async with httpx.AsyncClient(headers=headers, timeout=60, limits=limits) as http:
@@ -120,6 +145,7 @@ async def measure_journeys(stack: Stack, n: int) -> float:
         print(f"created {n} prospects", flush=True)
 
         ledger = create_async_engine(stack.settings.database_url("outreach"))
+        cpu = cpu_split(stack)
         started = time.perf_counter()
 
         async def enroll(i: int) -> None:
@@ -133,23 +159,26 @@ async def measure_journeys(stack: Stack, n: int) -> float:
         while await first_touches(ledger) < 2 * n:
             await asyncio.sleep(0.05)
         elapsed = time.perf_counter() - started
+        cpu.stop()
         await ledger.dispose()
     rate = n / elapsed
     print(
         f"journeys: {n} enrolled in {enrolled:.2f}s, {2 * n} first touches after "
         f"{elapsed:.2f}s = {rate:.1f}/s"
     )
+    print(cpu.line("journey", n, elapsed))
     if os.environ.get("BENCH_PROFILE"):
         ids = [journey_id(i) for i in ids]
         for line in await profile(stack.settings.temporal_address, ids):
             print(line)
-    return rate
+    return Timed(rate, cpu, n)
 
 
-async def measure_noop(stack: Stack, n: int) -> float:
+async def measure_noop(stack: Stack, n: int) -> Timed:
     client = await Client.connect(stack.settings.temporal_address)
     queue = f"bench-noop-{uuid.uuid4().hex[:6]}"
     async with Worker(client, task_queue=queue, workflows=[NoOp]):
+        cpu = cpu_split(stack)
         started = time.perf_counter()
         # bounded: thousands of concurrent result waits hit the server's poller limit
         await bounded(
@@ -158,9 +187,17 @@ async def measure_noop(stack: Stack, n: int) -> float:
             lambda i: client.execute_workflow(NoOp.run, id=f"noop-{queue}-{i}", task_queue=queue),
         )
         elapsed = time.perf_counter() - started
+        cpu.stop()
     rate = n / elapsed
     print(f"no-op:    {n} workflows completed in {elapsed:.2f}s = {rate:.1f}/s")
-    return rate
+    print(cpu.line("no-op", n, elapsed))
+    return Timed(rate, cpu, n)
+
+
+def report(journeys: Timed, noop: Timed) -> None:
+    """The two parts side by side; `ratio=` last."""
+    print(f"cpu_ratio={noop.cpu_per_item() / journeys.cpu_per_item():.3f}")
+    print(f"ratio={journeys.rate / noop.rate:.3f}", flush=True)
 
 
 def bench_env(tmp: str) -> dict[str, str]:
@@ -190,9 +227,9 @@ def bench_stack(prefix: str = "closeflow-bench-") -> Iterator[Stack]:
 
 def on_dev_stack(n: int) -> None:
     with bench_stack() as stack:
-        journey_rate = asyncio.run(measure_journeys(stack, n))
-        noop_rate = asyncio.run(measure_noop(stack, n))
-    print(f"ratio={journey_rate / noop_rate:.3f}")
+        journeys = asyncio.run(measure_journeys(stack, n))
+        noop = asyncio.run(measure_noop(stack, n))
+    report(journeys, noop)
 
 
 def on_cluster_and_dev_server(n: int, postgres_url: str) -> None:
@@ -213,9 +250,9 @@ def on_cluster_and_dev_server(n: int, postgres_url: str) -> None:
             ) as stack,
         ):
             print(f"-- {name}", flush=True)
-            rates[name] = asyncio.run(measure_journeys(stack, n))
-            noop_rate = asyncio.run(measure_noop(stack, n))
-            print(f"ratio={rates[name] / noop_rate:.3f}", flush=True)
+            journeys = asyncio.run(measure_journeys(stack, n))
+            rates[name] = journeys.rate
+            report(journeys, asyncio.run(measure_noop(stack, n)))
     print(f"cluster/dev={rates['cluster'] / rates['dev server']:.3f}")
 
 

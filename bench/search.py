@@ -153,7 +153,7 @@ async def main(postgres: str, rows: int, repeat: int) -> None:
         await conn.execute(text(f'CREATE DATABASE "{name}"'))
     url = make_url(postgres).set(database=name).render_as_string(hide_password=False)
     try:
-        settings = Settings(prospecting_database_url=url)  # type: ignore[call-arg]
+        settings = Settings(prospecting_database_url=url)
         await asyncio.to_thread(upgrade, settings, "prospecting")
         began = time.perf_counter()
         engine = create_engine(url)
@@ -180,7 +180,7 @@ async def main_sqlite(rows: int, repeat: int) -> None:
     (unless 50 matches turn up early in the newest rows)."""
     with tempfile.TemporaryDirectory() as folder:
         url = f"sqlite+aiosqlite:///{Path(folder) / 'prospecting.db'}"
-        settings = Settings(prospecting_database_url=url)  # type: ignore[call-arg]
+        settings = Settings(prospecting_database_url=url)
         await asyncio.to_thread(upgrade, settings, "prospecting")
         engine = create_engine(url)
         began = time.perf_counter()

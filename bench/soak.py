@@ -23,8 +23,9 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlencode
 
 import httpx
@@ -91,7 +92,7 @@ def sample(stack: Stack, minute: float, window: Window) -> Sample:
     )
 
 
-async def at_rate(rate: float, until: float, one: Callable[[], Awaitable[None]]) -> None:
+async def at_rate(rate: float, until: float, one: Callable[[], Coroutine[Any, Any, None]]) -> None:
     """Start `one()` `rate` times a second until `until` (monotonic), without waiting for each
     (a steady arrival rate, not a closed loop); then wait for those still running."""
     tasks: set[asyncio.Task[None]] = set()
@@ -235,22 +236,24 @@ def report(samples: list[Sample], minutes: float, enrol_rate: float, webhook_rat
     for name in PROCESSES:
         a, b = mean([s.rss[name] for s in first]), mean([s.rss[name] for s in last])
         print(f"  {name:16} RSS {a:7.0f} MB -> {b:7.0f} MB ({(b - a) / a * 100 if a else 0:+.1f}%)")
-    for label, get in (
+    backlogs: tuple[tuple[str, Callable[[Sample], float]], ...] = (
         ("inbox backlog", lambda s: float(s.inbox_backlog)),
         ("outbox backlog", lambda s: float(s.outbox_backlog)),
-    ):
+    )
+    for label, get in backlogs:
         print(
             f"  {label:16} {mean([get(s) for s in first]):7.1f} -> {mean([get(s) for s in last]):7.1f}"
         )
-    for label, values in (
+    latencies: tuple[tuple[str, Callable[[Sample], list[float]]], ...] = (
         ("enrolment", lambda s: s.window.enrolments),
         ("webhook", lambda s: s.window.webhooks),
-    ):
-        a = [v for s in first for v in values(s)]
-        b = [v for s in last for v in values(s)]
+    )
+    for label, values in latencies:
+        early = [v for s in first for v in values(s)]
+        late = [v for s in last for v in values(s)]
         print(
-            f"  {label:16} p50 {pct(a, 0.5):.0f} -> {pct(b, 0.5):.0f} ms, "
-            f"p99 {pct(a, 0.99):.0f} -> {pct(b, 0.99):.0f} ms"
+            f"  {label:16} p50 {pct(early, 0.5):.0f} -> {pct(late, 0.5):.0f} ms, "
+            f"p99 {pct(early, 0.99):.0f} -> {pct(late, 0.99):.0f} ms"
         )
     failed: Counter[str] = Counter()
     for s in samples:

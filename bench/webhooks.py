@@ -188,7 +188,7 @@ async def _one_connection(
 
 
 async def load(port: int, requests: list[bytes], limit_seconds: float) -> Result:
-    cursor, lat = [0], []
+    cursor, lat = [0], list[float]()
     deadline = time.monotonic() + limit_seconds
     started = time.perf_counter()
     errors = await asyncio.gather(
