@@ -76,8 +76,8 @@ from shared.timezones import prospect_zone
 
 log = logging.getLogger(__name__)
 SENT_STATES = frozenset({"submitted", "delivered", "bounced", "failed"})
-# how long a send outside an activity (no attempt deadline) waits out a database that is away
-# before giving up on recording it
+# how long the send path's writes after a claim (recording the send, giving the lease back) wait
+# out a database that is away, outside an activity (no attempt deadline)
 RECORD_SENT_PATIENCE = timedelta(seconds=10)
 AfterSend = Callable[[models.Message], Awaitable[None]]
 
@@ -492,7 +492,7 @@ class OutreachActivities:
                 )
             except BaseException:
                 if not call.unanswered:
-                    await self._give_back_lease(row)
+                    await self._give_back_lease(row, deadline)
                 raise
             if outcome is not None:
                 return outcome, None
@@ -549,23 +549,14 @@ class OutreachActivities:
         go looking for the text once the send lease is over (make chaos: a PostgreSQL restart
         sent emails twice). A text's status callbacks that came first are applied here too."""
         sent_at = datetime.now(UTC)
-        give_up = deadline or sent_at + RECORD_SENT_PATIENCE
-        pause = 0.1
-        while True:
-            state = sms_status.LedgerState("submitted", row.provider_status, row.error)
-            try:
-                async with self.sessions() as session:
-                    await self._write_sent(session, row, provider_id, sent_at, state)
-                break
-            except Exception as err:
-                if (
-                    not database_away(err)
-                    or datetime.now(UTC) + timedelta(seconds=pause) >= give_up
-                ):
-                    raise
-                log.warning("recording sent message %s: database away (%s); again", row.id, err)
-                await asyncio.sleep(pause)
-                pause = min(1.0, pause * 1.5)
+        states: list[sms_status.LedgerState] = []
+
+        async def write(session: AsyncSession) -> None:
+            states.append(sms_status.LedgerState("submitted", row.provider_status, row.error))
+            await self._write_sent(session, row, provider_id, sent_at, states[-1])
+
+        await self._while_database_away(f"recording sent message {row.id}", write, deadline)
+        state = states[-1]
         values = {"status": state.status, "provider_id": provider_id, "sent_at": sent_at,
                   "updated_at": sent_at, "sending_until": None,
                   "provider_status": state.provider_status, "error": state.error}  # fmt: skip
@@ -612,10 +603,13 @@ class OutreachActivities:
                 )
         await session.commit()
 
-    async def _give_back_lease(self, row: models.Message) -> None:
+    async def _give_back_lease(self, row: models.Message, deadline: datetime | None) -> None:
         """This attempt is over (it failed): a retry may re-send at once. Only our own claim's
-        lease: a later attempt's claim has a higher count."""
-        async with self.sessions() as session:
+        lease: a later attempt's claim has a higher count. An attempt that failed because the
+        database went away gives it back once the database is there again: kept, the lease would
+        hold the send for minutes after a restart of seconds (make chaos)."""
+
+        async def give_back(session: AsyncSession) -> None:
             await session.execute(
                 update(models.Message)
                 .where(models.Message.id == row.id, models.Message.attempts == row.attempts)
@@ -623,6 +617,33 @@ class OutreachActivities:
                 .values(sending_until=None)
             )
             await session.commit()
+
+        await self._while_database_away(f"giving back the lease of {row.id}", give_back, deadline)
+
+    async def _while_database_away(
+        self,
+        what: str,
+        write: Callable[[AsyncSession], Awaitable[None]],
+        deadline: datetime | None,
+    ) -> None:
+        """`write` in a session of its own; while the database is away (a restart, a
+        failover), again, until the attempt's `deadline` (or RECORD_SENT_PATIENCE from now)."""
+        give_up = deadline or datetime.now(UTC) + RECORD_SENT_PATIENCE
+        pause = 0.1
+        while True:
+            try:
+                async with self.sessions() as session:
+                    await write(session)
+                return
+            except Exception as err:
+                if (
+                    not database_away(err)
+                    or datetime.now(UTC) + timedelta(seconds=pause) >= give_up
+                ):
+                    raise
+                log.warning("%s: database away (%s); again", what, err)
+                await asyncio.sleep(pause)
+                pause = min(1.0, pause * 1.5)
 
     async def _ledger_row(
         self,

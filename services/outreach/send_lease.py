@@ -8,9 +8,10 @@ the provider: its own start-to-close deadline, plus the provider's timeout, plus
 skew between workers. It never starts a provider call after its deadline. Another attempt that
 finds the row `sending` within that time sends nothing and fails, to be retried; after it, the
 first attempt is over whatever became of it, and the usual re-send path reconciles (the same
-Message-ID; Twilio's message list). An attempt that fails gives its lease back at once, unless it
-failed inside the provider call (cancelled, timed out, connection lost): whether that message
-went out is unknown until the lease is over.
+Message-ID; Twilio's message list). An attempt that fails gives its lease back at once (once the
+database is back, if its going away was the failure), unless it failed inside the provider call
+(cancelled, timed out, connection lost): whether that message went out is unknown until the
+lease is over.
 """
 
 from __future__ import annotations
