@@ -37,6 +37,18 @@ def _processes() -> dict[int, tuple[int, float]]:
     return found
 
 
+def local_server(backend_pid: int, program: str) -> int | None:
+    """The main process of a server whose connection `backend_pid` serves (PostgreSQL forks a
+    process per connection), when it runs on this machine; None when it runs elsewhere."""
+    try:
+        if Path(f"/proc/{backend_pid}/comm").read_text().strip() != program:
+            return None  # another machine's (or container's) pid
+        stat = Path(f"/proc/{backend_pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rpartition(")")[2].split()[1])
+
+
 def tree_cpu(roots: Mapping[str, int]) -> dict[str, float]:
     """CPU seconds so far of each named process with its descendants, but for those named
     themselves (the benchmark started the stack: its processes are not its own); absent: gone."""

@@ -38,12 +38,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from sqlalchemy import text
+from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from bench.cpu import CpuSplit
+from bench.cpu import CpuSplit, local_server
 from bench.journey_profile import profile
 from bench.noop_workflow import NoOp
 from devstack.cluster_stack import ClusterStack
@@ -96,9 +96,25 @@ class Timed:
         return sum(self.cpu.spent.values()) / self.count
 
 
-def cpu_split(stack: Stack) -> CpuSplit:
+async def postgres_pid(url: str) -> int | None:
+    """The PostgreSQL server's main process, when it runs on this machine: on the production-
+    shaped stack it does the databases' work, Temporal's included, and its CPU counts too."""
+    engine = create_async_engine(make_url(url).set(drivername="postgresql+asyncpg"))
+    try:
+        async with engine.connect() as conn:
+            backend = int(await conn.scalar(text("SELECT pg_backend_pid()")))
+            # while its connection is open: the backend process ends with it
+            return local_server(backend, "postgres")
+    finally:
+        await engine.dispose()
+
+
+async def cpu_split(stack: Stack) -> CpuSplit:
     """The CPU of the stack's processes (and this one) from now until its stop()."""
-    split = CpuSplit.of({c.name: c.process.pid if c.process else None for c in stack.children})
+    processes = {c.name: c.process.pid if c.process else None for c in stack.children}
+    if isinstance(stack, ClusterStack):
+        processes["postgres"] = await postgres_pid(stack.postgres_url)
+    split = CpuSplit.of(processes)
     split.start()
     return split
 
@@ -145,7 +161,7 @@ async def measure_journeys(stack: Stack, n: int) -> Timed:
         print(f"created {n} prospects", flush=True)
 
         ledger = create_async_engine(stack.settings.database_url("outreach"))
-        cpu = cpu_split(stack)
+        cpu = await cpu_split(stack)
         started = time.perf_counter()
 
         async def enroll(i: int) -> None:
@@ -178,7 +194,7 @@ async def measure_noop(stack: Stack, n: int) -> Timed:
     client = await Client.connect(stack.settings.temporal_address)
     queue = f"bench-noop-{uuid.uuid4().hex[:6]}"
     async with Worker(client, task_queue=queue, workflows=[NoOp]):
-        cpu = cpu_split(stack)
+        cpu = await cpu_split(stack)
         started = time.perf_counter()
         # bounded: thousands of concurrent result waits hit the server's poller limit
         await bounded(

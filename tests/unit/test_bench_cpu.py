@@ -6,10 +6,11 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from bench.cpu import BENCH, CpuSplit
+from bench.cpu import BENCH, CpuSplit, local_server
 
 SPIN = 0.3  # seconds of CPU the busy process uses once told to, by its own clock
 # Spins once told to (a line on stdin) until its own CPU clock says SPIN, says so, then waits.
@@ -95,3 +96,17 @@ def test_a_process_gone_during_the_part_is_named_not_counted(
     assert "idle" not in split.spent
     assert split.lost == ["idle"]
     assert "(restarted, not counted: idle)" in split.line("item", 1, elapsed=1.0)
+
+
+def test_a_server_on_this_machine_is_found_from_one_of_its_connection_processes(
+    processes: dict[str, subprocess.Popen[str]],
+) -> None:
+    # as a PostgreSQL backend's parent is the postmaster, the idle process's parent is this one
+    idle = processes["idle"].pid
+    program = Path(f"/proc/{idle}/comm").read_text().strip()
+
+    assert local_server(idle, program) == os.getpid()
+    assert local_server(idle, "postgres") is None  # a pid here that is not that program's
+    processes["idle"].kill()
+    processes["idle"].wait()
+    assert local_server(idle, program) is None  # not on this machine (gone)
