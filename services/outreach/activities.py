@@ -491,7 +491,7 @@ class OutreachActivities:
                     session, row, channel, resend, deadline, call, text.invite
                 )
             except BaseException:
-                if not call.unanswered:
+                if call.may_give_back():
                     await self._give_back_lease(row, deadline)
                 raise
             if outcome is not None:
@@ -535,9 +535,14 @@ class OutreachActivities:
         if refusal is not None:
             # an opt-out or a do-not-contact entry committed since the first check
             return await _suppress(session, row, refusal)
-        if self._faults is not None:
-            await self._faults.after_provider_accepted(row, provider_id)
-        await self._record_sent(row, provider_id, deadline)
+        try:
+            if self._faults is not None:
+                await self._faults.after_provider_accepted(row, provider_id)
+        finally:
+            # The provider has the message: whatever failed since, the ledger says so, or a
+            # retry would send the email again. Shielded: an activity cancelled meanwhile (a
+            # worker's shutdown) still writes it.
+            await asyncio.shield(self._record_sent(row, provider_id, deadline))
         return None
 
     async def _record_sent(

@@ -8,10 +8,13 @@ the provider: its own start-to-close deadline, plus the provider's timeout, plus
 skew between workers. It never starts a provider call after its deadline. Another attempt that
 finds the row `sending` within that time sends nothing and fails, to be retried; after it, the
 first attempt is over whatever became of it, and the usual re-send path reconciles (the same
-Message-ID; Twilio's message list). An attempt that fails gives its lease back at once (once the
-database is back, if its going away was the failure), unless it failed inside the provider call
-(cancelled, timed out, connection lost): whether that message went out is unknown until the
-lease is over.
+Message-ID; Twilio's message list). An attempt that fails before its provider call, or whose
+provider said the message was not sent, gives its lease back at once (once the database is
+back, if its going away was the failure). One that failed inside the provider call (cancelled,
+timed out, connection lost) keeps it: whether that message went out is unknown until the lease
+is over. One that failed after the provider accepted the message records the send all the same
+(a cancellation does not stop that write), and keeps the lease too, so that no retry sends while
+the record may still be on its way.
 """
 
 from __future__ import annotations
@@ -67,9 +70,11 @@ def expired(channel: str) -> ApplicationError:
 class ProviderCall:
     """`with call:` around the provider call: `unanswered` when it ended in an exception that
     leaves open whether the provider has the message (an error saying `not_sent`, such as a
-    refused connection or the server's own error answer, does not)."""
+    refused connection or the server's own error answer, does not); `accepted` when it
+    returned: the provider has the message."""
 
     unanswered: bool = False
+    accepted: bool = False
 
     def __enter__(self) -> ProviderCall:
         self.unanswered = True
@@ -82,3 +87,10 @@ class ProviderCall:
         trace: TracebackType | None,
     ) -> None:
         self.unanswered = kind is not None and not getattr(error, "not_sent", False)
+        self.accepted = kind is None
+
+    def may_give_back(self) -> bool:
+        """Whether a failed attempt may give its lease back: the provider surely lacks the
+        message (never called, or said it was not sent). Once it accepted, a retry must find
+        the send recorded, not send again; unanswered, nobody knows until the lease is over."""
+        return not self.unanswered and not self.accepted

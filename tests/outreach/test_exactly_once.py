@@ -19,12 +19,14 @@ What is asserted, per journey:
 - no lost step: both ledger rows `submitted`, at least one email and one text out;
 - SMS: exactly one text at every point (at after_provider_accepted the retry finds the first one
   through Twilio's message list and adopts its sid);
-- email: exactly one copy, except at after_provider_accepted, where SMTP gives no way to ask
-  whether a message got through: there the SMTP server receives exactly two copies and both carry
-  the ledger's Message-ID, so the receiving side can drop the second;
+- email: exactly one copy, except when the worker is killed at after_provider_accepted: SMTP gives
+  no way to ask whether a message got through, so the SMTP server receives exactly two copies and
+  both carry the ledger's Message-ID, so the receiving side can drop the second. An attempt that
+  only fails there (raise) records the send all the same, and its retry finds it sent;
 - which path the retry took: one Temporal retry, and the ledger's attempt count.
 
-test_sms_twice_when_twilio_lists_the_message_late shows the window that is left for SMS.
+test_sms_twice_when_twilio_lists_the_message_late shows the window that is left for SMS (a worker
+killed between Twilio's answer and the ledger's record).
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ from tests.support.sandboxes import EMAIL, touch_request
 from tests.support.serve import HTTP_TIMEOUT, serve
 
 
-def check(point: str, got: Counted) -> None:
+def check(point: str, mode: str, got: Counted) -> None:
     faulted = got.channel
     other = "sms" if faulted == "email" else "email"
     why = got.summary()
@@ -80,18 +82,21 @@ def check(point: str, got: Counted) -> None:
 
     # email: every copy the SMTP server got carries the ledger's Message-ID
     assert {m.message_id for m in got.emails} == {got.rows["email"].provider_id}, why
-    resent = point == "after_provider_accepted" and faulted == "email"
+    accepted = point == "after_provider_accepted"
+    resent = accepted and faulted == "email" and mode == "kill"
     assert len(got.emails) == (2 if resent else 1), why
 
     # the retry's path: a row left `sending` is attempted again, a `submitted` one never
-    # (a loaded machine may time out a retry too: one more attempt each, never one more send)
+    # (a loaded machine may time out a retry too: one more attempt each, never one more send).
+    # A failed attempt whose provider accepted the message recorded it: left `submitted`.
+    recorded = point == "after_ledger_commit" or (accepted and mode == "raise")
     extra = got.temporal_attempts - 2
-    faulted_attempts = 1 if point == "after_ledger_commit" else 2
+    faulted_attempts = 1 if recorded else 2
     assert faulted_attempts <= got.rows[faulted].attempts <= faulted_attempts + extra, why
     assert 1 <= got.rows[other].attempts <= 1 + extra, why
     outcomes = got.outcomes()
     expected = {
-        faulted: "already_sent" if point == "after_ledger_commit" else "sent",
+        faulted: "already_sent" if recorded else "sent",
         # the email goes first: a fault on the text finds it already sent, one on the email
         # leaves the text to the retry
         other: "already_sent" if other == "email" else "sent",
@@ -109,7 +114,7 @@ async def test_activity_fails_at_the_worst_moments(point: str, ground: Ground) -
     async with exactly_once_rig(ground) as r:
         results = await asyncio.gather(r.run_raise(point, "email"), r.run_raise(point, "sms"))
     for got in results:
-        check(point, got)
+        check(point, "raise", got)
 
 
 @pytest.mark.parametrize("point", POINTS)
@@ -117,7 +122,7 @@ async def test_worker_process_killed_at_the_worst_moments(point: str, ground: Gr
     async with exactly_once_rig(ground) as r:
         results = await asyncio.gather(r.run_kill(point, "email"), r.run_kill(point, "sms"))
     for got in results:
-        check(point, got)
+        check(point, "kill", got)
 
 
 # --- the window that is left ------------------------------------------------------------------
@@ -162,16 +167,24 @@ def lagging_twilio(upstream: str, lag: timedelta, first_send_after: float = 0.0)
     return app
 
 
+async def lagging_list_send(tmp: Path, env: WorkflowEnvironment, prefix: str, mode: str) -> Counted:
+    """A text whose worker fails (`mode`) right after Twilio accepted it, while Twilio's message
+    list shows new messages only a minute late."""
+    urls = {"outreach": f"sqlite+aiosqlite:///{tmp / 'outreach.db'}"}
+    async with exactly_once_rig(Ground(tmp, urls, env, prefix)) as r:
+        proxy = lagging_twilio(r.sb.twilio_url, timedelta(seconds=60))
+        async with serve(proxy, free_port()) as proxy_url:
+            settings = r.sb.settings.model_copy(update={"twilio_api_base_url": proxy_url})
+            run = r.run_kill if mode == "kill" else r.run_raise
+            return await run("after_provider_accepted", "sms", settings)
+
+
 async def test_sms_twice_when_twilio_lists_the_message_late(
     tmp_path: Path, temporal_local: WorkflowEnvironment, queue_prefix: str
 ) -> None:
-    urls = {"outreach": f"sqlite+aiosqlite:///{tmp_path / 'outreach.db'}"}
-    async with exactly_once_rig(Ground(tmp_path, urls, temporal_local, queue_prefix)) as r:
-        port = free_port()
-        proxy = lagging_twilio(r.sb.twilio_url, timedelta(seconds=60))
-        async with serve(proxy, port) as proxy_url:
-            settings = r.sb.settings.model_copy(update={"twilio_api_base_url": proxy_url})
-            got = await r.run_raise("after_provider_accepted", "sms", settings)
+    """The window left for SMS: the worker dies between Twilio's answer and the ledger's record,
+    and the retry, once the lease is over, cannot find the text in the lagging list."""
+    got = await lagging_list_send(tmp_path, temporal_local, queue_prefix, "kill")
     why = got.summary()
     # the step is not lost, but the retry could not see the first text and sent a second one
     # "sent" by the retry that sent the second text, or "already_sent" when a loaded machine
@@ -183,6 +196,21 @@ async def test_sms_twice_when_twilio_lists_the_message_late(
     # the ledger keeps the second sid; the first is the duplicate nobody points at
     assert got.rows["sms"].provider_id in {t["sid"] for t in got.texts}, why
     assert got.rows["sms"].provider_id != got.marker["provider_id"], why
+    assert len(got.emails) == 1, why
+
+
+async def test_an_attempt_failing_after_twilio_accepted_records_the_text_it_sent(
+    tmp_path: Path, temporal_local: WorkflowEnvironment, queue_prefix: str
+) -> None:
+    """The same failure in a worker that lives on: the attempt records the text before it
+    fails, so the retry finds it sent and needs no list (two texts before it did)."""
+    got = await lagging_list_send(tmp_path, temporal_local, queue_prefix, "raise")
+    why = got.summary()
+    assert got.temporal_attempts >= 2, why  # the attempt did fail
+    assert len(got.texts) == 1, why
+    assert got.rows["sms"].provider_id == got.marker["provider_id"] == got.texts[0]["sid"], why
+    assert got.rows["sms"].attempts == 1, why  # no retry claimed the row again
+    assert got.outcomes()["sms"] == "already_sent", why
     assert len(got.emails) == 1, why
 
 
@@ -206,6 +234,35 @@ async def test_a_retry_never_sends_while_a_timed_out_attempt_may_still_be_sendin
     assert got.rows["sms"].attempts == 1, why  # no attempt but the first claimed the row
     assert got.rows["sms"].sending_until is None, why
     assert len(got.emails) == 1, why
+
+
+class CancelledAfterTheProvider(SendFaults):
+    """The attempt is cancelled (as a worker's shutdown cancels what is still running) right
+    after the SMTP server accepted the email, before the ledger recorded it."""
+
+    def __init__(self) -> None:
+        self.cancelled = False
+
+    async def after_provider_accepted(self, row: models.Message, provider_id: str) -> None:
+        if row.channel == "email" and not self.cancelled:
+            self.cancelled = True
+            task = asyncio.current_task()
+            assert task is not None
+            task.cancel()  # lands at the attempt's next wait: recording the send
+
+
+async def test_an_attempt_cancelled_after_the_provider_accepted_still_records_the_send(
+    ground: Ground,
+) -> None:
+    faults = CancelledAfterTheProvider()
+    async with exactly_once_rig(ground) as rig:
+        got = await rig.run_in_process("email", faults=faults)
+    why = got.summary()
+    assert faults.cancelled, why
+    assert got.temporal_attempts >= 2, why  # the cancelled attempt failed; a retry ran
+    # one email: the record was written all the same, so no retry sent it again
+    assert [m.message_id for m in got.emails] == [got.rows["email"].provider_id], why
+    assert got.rows["email"].status == "submitted" and got.rows["email"].attempts == 1, why
 
 
 class DatabaseRestarts(SendFaults):

@@ -208,12 +208,12 @@ class Rig:
         marker = marker or self.tmp_path / f"no-marker-{channel}.json"
         return await self.count(channel, c, handle, result, marker)
 
-    async def run_kill(self, point: str, channel: str) -> Counted:
+    async def run_kill(self, point: str, channel: str, settings: Settings | None = None) -> Counted:
         """The worker process SIGKILLs itself at `point`; a restarted copy takes the retry."""
         prefix = f"{self.queue_prefix}{channel}-"
         marker = self.tmp_path / f"marker-{channel}.json"
         target = self.env.client.service_client.config.target_host
-        env = child_env(self.sb.settings, prefix, target)
+        env = child_env(settings or self.sb.settings, prefix, target)
         cmd = [
             sys.executable,
             "-m",
