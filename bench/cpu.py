@@ -16,7 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 TICKS = os.sysconf("SC_CLK_TCK")
+CORES = len(os.sched_getaffinity(0))
 BENCH = "bench"  # the benchmark's own process, in every breakdown
+
+
+def _stat(pid: int | str) -> list[str]:
+    """/proc/<pid>/stat from its third field on (the state); OSError when the process is gone."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    # the command name (field 2) may hold spaces and parentheses: split after its last ")"
+    return stat.rpartition(")")[2].split()
 
 
 def _processes() -> dict[int, tuple[int, float]]:
@@ -26,11 +34,9 @@ def _processes() -> dict[int, tuple[int, float]]:
         if not entry.name.isdigit():
             continue
         try:
-            stat = (entry / "stat").read_text()
+            fields = _stat(entry.name)
         except OSError:
             continue  # gone meanwhile
-        # the command name (field 2) may hold spaces and parentheses: split after its last ")"
-        fields = stat.rpartition(")")[2].split()
         ppid = int(fields[1])
         utime, stime, cutime, cstime = (int(v) for v in fields[11:15])
         found[int(entry.name)] = (ppid, (utime + stime + cutime + cstime) / TICKS)
@@ -43,10 +49,9 @@ def local_server(backend_pid: int, program: str) -> int | None:
     try:
         if Path(f"/proc/{backend_pid}/comm").read_text().strip() != program:
             return None  # another machine's (or container's) pid
-        stat = Path(f"/proc/{backend_pid}/stat").read_text()
+        return int(_stat(backend_pid)[1])
     except OSError:
         return None
-    return int(stat.rpartition(")")[2].split()[1])
 
 
 def tree_cpu(roots: Mapping[str, int]) -> dict[str, float]:
@@ -99,7 +104,7 @@ class CpuSplit:
 
     def busy(self, elapsed: float) -> float:
         """The share of the machine's cores this split's processes kept busy over `elapsed`."""
-        return sum(self.spent.values()) / (elapsed * len(os.sched_getaffinity(0)))
+        return sum(self.spent.values()) / (elapsed * CORES)
 
     def line(self, what: str, count: int, elapsed: float) -> str:
         """`cpu per <what> (ms): <process> <ms>, ...; stack <ms>; bench <ms>; <n> cores <p>%
@@ -109,7 +114,7 @@ class CpuSplit:
         parts = ", ".join(f"{name} {per[name]:.1f}" for name in busiest if per[name] >= 0.05)
         text = f"cpu per {what} (ms): {parts}; stack {self.stack_seconds() * 1000 / count:.1f}"
         text += f"; {BENCH} {per.get(BENCH, 0.0):.1f}"
-        text += f"; {len(os.sched_getaffinity(0))} cores {self.busy(elapsed):.0%} busy"
+        text += f"; {CORES} cores {self.busy(elapsed):.0%} busy"
         if self.lost:
             text += f" (restarted, not counted: {', '.join(self.lost)})"
         return text

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import parseaddr
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import CursorResult, select, update
 from sqlalchemy.exc import IntegrityError
@@ -80,6 +80,7 @@ SENT_STATES = frozenset({"submitted", "delivered", "bounced", "failed"})
 # out a database that is away, outside an activity (no attempt deadline)
 RECORD_SENT_PATIENCE = timedelta(seconds=10)
 AfterSend = Callable[[models.Message], Awaitable[None]]
+T = TypeVar("T")
 
 
 class SendFaults:
@@ -554,14 +555,14 @@ class OutreachActivities:
         go looking for the text once the send lease is over (make chaos: a PostgreSQL restart
         sent emails twice). A text's status callbacks that came first are applied here too."""
         sent_at = datetime.now(UTC)
-        states: list[sms_status.LedgerState] = []
 
-        async def write(session: AsyncSession) -> None:
-            states.append(sms_status.LedgerState("submitted", row.provider_status, row.error))
-            await self._write_sent(session, row, provider_id, sent_at, states[-1])
+        async def write(session: AsyncSession) -> sms_status.LedgerState:
+            # afresh each try: _write_sent moves it with the status callbacks it finds
+            state = sms_status.LedgerState("submitted", row.provider_status, row.error)
+            await self._write_sent(session, row, provider_id, sent_at, state)
+            return state
 
-        await self._while_database_away(f"recording sent message {row.id}", write, deadline)
-        state = states[-1]
+        state = await self._while_database_away(f"recording sent message {row.id}", write, deadline)
         values = {"status": state.status, "provider_id": provider_id, "sent_at": sent_at,
                   "updated_at": sent_at, "sending_until": None,
                   "provider_status": state.provider_status, "error": state.error}  # fmt: skip
@@ -628,18 +629,18 @@ class OutreachActivities:
     async def _while_database_away(
         self,
         what: str,
-        write: Callable[[AsyncSession], Awaitable[None]],
+        write: Callable[[AsyncSession], Awaitable[T]],
         deadline: datetime | None,
-    ) -> None:
-        """`write` in a session of its own; while the database is away (a restart, a
-        failover), again, until the attempt's `deadline` (or RECORD_SENT_PATIENCE from now)."""
+    ) -> T:
+        """`write` in a session of its own, and what it returns; while the database is away (a
+        restart, a failover), again, until the attempt's `deadline` (or RECORD_SENT_PATIENCE
+        from now)."""
         give_up = deadline or datetime.now(UTC) + RECORD_SENT_PATIENCE
         pause = 0.1
         while True:
             try:
                 async with self.sessions() as session:
-                    await write(session)
-                return
+                    return await write(session)
             except Exception as err:
                 if (
                     not database_away(err)
