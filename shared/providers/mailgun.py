@@ -17,7 +17,7 @@ from typing import Any
 
 PERMANENT = "permanent"
 TEMPORARY = "temporary"
-EVENTS = ("delivered", "failed", "complained", "unsubscribed")
+EVENTS = ("accepted", "delivered", "failed", "complained", "unsubscribed")
 
 
 def sign_mailgun(signing_key: str, timestamp: str, token: str) -> str:
@@ -142,7 +142,9 @@ def event_payload(
         "event": event,
         "id": event_id,
         "timestamp": now,
-        "log-level": {"delivered": "info", "failed": "error"}.get(event, "warn"),
+        "log-level": {"accepted": "info", "delivered": "info", "failed": "error"}.get(
+            event, "warn"
+        ),
         "recipient": recipient,
         "recipient-domain": recipient.rpartition("@")[2] if "@" in recipient else "",
         "reason": reason,

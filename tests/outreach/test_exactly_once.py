@@ -21,7 +21,8 @@ What is asserted, per journey:
   through Twilio's message list and adopts its sid);
 - email: exactly one copy, except when the worker is killed at after_provider_accepted: SMTP gives
   no way to ask whether a message got through, so the SMTP server receives exactly two copies and
-  both carry the ledger's Message-ID, so the receiving side can drop the second. An attempt that
+  both carry the ledger's Message-ID, so the receiving side can drop the second (unless the
+  provider's webhook named the message before the retry: one copy, tested below). An attempt that
   only fails there (raise) records the send all the same, and its retry finds it sent;
 - which path the retry took: one Temporal retry, and the ledger's attempt count.
 
@@ -48,8 +49,12 @@ from fastapi.responses import JSONResponse
 from temporalio.testing import WorkflowEnvironment
 
 from devstack.postgres import PostgresError, ThrowawayPostgres, pg_bin
+from devstack.sandbox.mailbox import send_event
 from services.outreach import models
 from services.outreach.activities import SendFaults
+from services.outreach.app import create_app
+from shared.contracts.journey import Contact
+from shared.providers.mailgun import TEMPORARY
 from tests.support.consent import outreach_rig
 from tests.support.exactly_once import HANG_GUARD, Counted, exactly_once_rig, new_contact
 from tests.support.faults import POINTS
@@ -123,6 +128,37 @@ async def test_worker_process_killed_at_the_worst_moments(point: str, ground: Gr
         results = await asyncio.gather(r.run_kill(point, "email"), r.run_kill(point, "sms"))
     for got in results:
         check(point, "kill", got)
+
+
+@pytest.mark.parametrize(("event", "severity"), [("accepted", None), ("failed", TEMPORARY)])
+async def test_a_killed_worker_s_email_goes_once_when_the_provider_told_of_it(
+    event: str, severity: str | None, ground: Ground
+) -> None:
+    """The email's kill window closes when the provider tells of the message in time: the worker
+    dies between the SMTP server's acceptance and the ledger's record, then, before the send
+    lease is over, the mail server posts a signed Mailgun event naming the Message-ID to
+    outreach's webhook (Mailgun's `accepted` comes as it queues a message; a temporary failure
+    while it retries the recipient's server). The retry finds the row `submitted` and sends
+    nothing: one email, where the same kill without the event gives two (above)."""
+    async with exactly_once_rig(ground) as r:
+        app = create_app(r.sb.settings, temporal_client=ground.temporal.client)
+        async with serve(app, free_port()) as outreach_url:
+
+            async def provider_reports(c: Contact) -> None:
+                [mail] = r.sb.mailbox.list(to=c.email)
+                key = r.sb.settings.mailgun_signing_key.get_secret_value()
+                await send_event(mail, event, severity=severity, reason="", description="",
+                                 outreach_url=outreach_url, signing_key=key)  # fmt: skip
+
+            got = await r.run_kill("after_provider_accepted", "email", between=provider_reports)
+    why = got.summary()
+    assert got.marker.get("point") == "after_provider_accepted", why
+    assert got.marker.get("status") == "sending", why  # the kill left it unrecorded
+    assert len(got.emails) == 1, why
+    assert got.rows["email"].status == "submitted", why
+    assert got.rows["email"].attempts == 1, why  # no retry claimed it again
+    assert got.outcomes() == {"email": "already_sent", "sms": "sent"}, why
+    assert len(got.texts) == 1, why
 
 
 # --- the window that is left ------------------------------------------------------------------

@@ -91,8 +91,14 @@ async def test_a_late_sms_reply_restarts_the_journey_at_qualifying_by_policy(
     event = await outcome_of_reply(d, jo["id"], "sms_reply")
     assert event["outcome"] == "restarted" and "run 2" in event["outcome_detail"]
 
-    runs = await wait_run(d, jo["id"], 2, status="running", origin="late_reply")
+    runs = await wait_run(d, jo["id"], 2, origin="late_reply")
     assert runs[1]["start_stage"] == "qualifying" and runs[1]["cadence_id"] == plan["id"]
+    # running, or (a loaded machine read it 4 s late, seen on PostgreSQL) ended when the test
+    # cadence's short qualification wait ran out
+    assert (runs[1]["status"], runs[1]["outcome"]) in (
+        ("running", None),
+        ("ended", "disqualified"),
+    ), runs[1]
     path = await d.wait_stage(jo["id"], "qualifying")
     # a loaded machine may read it after the test cadence's short qualification wait ran out
     assert path[:4] == ["prospecting", "contacting", "nurture", "qualifying"], path

@@ -15,7 +15,13 @@ from typing import Any
 import pytest
 
 from services.outreach import models
-from shared.providers.mailgun import PERMANENT, event_payload, inbound_form, sign_mailgun
+from shared.providers.mailgun import (
+    PERMANENT,
+    TEMPORARY,
+    event_payload,
+    inbound_form,
+    sign_mailgun,
+)
 from tests.support.eventually import eventually
 from tests.support.webhooks import (
     Rig,
@@ -155,3 +161,26 @@ async def test_a_wrong_signature_stores_nothing(webhooks: WebhookRigs) -> None:
         sig["signature"] = sign_mailgun("another-key", sig["timestamp"], sig["token"])
         assert (await rig.http.post("/webhooks/mailgun/events", json=payload)).status_code == 403
         assert await stored_nothing(rig)
+
+
+@pytest.mark.parametrize(("event", "severity"), [("accepted", None), ("failed", TEMPORARY)])
+async def test_an_event_naming_a_message_left_sending_records_it_sent(
+    event: str, severity: str | None, webhooks: WebhookRigs
+) -> None:
+    """A row left `sending` by an attempt that died after the SMTP server accepted it: an event
+    that names it by its Message-ID (Mailgun queued it; Mailgun is retrying the recipient's
+    server) says the provider has it, so the row is `submitted` and a retry sends nothing. An
+    event that only matches the address it went to proves nothing about that row."""
+    async with webhooks() as rig:
+        named = await rig.add_message("email", "ada@example.com", "<m1@x>", status="sending")
+        unnamed = await rig.add_message("email", "bob@example.com", "<m2@x>", status="sending")
+        for to, message_id in (("ada@example.com", "m1@x"), ("bob@example.com", "other@x")):
+            payload = bounce(rig, to, message_id, time.time(), event=event, severity=severity)
+            assert (
+                await rig.http.post("/webhooks/mailgun/events", json=payload)
+            ).status_code == 200
+        row = await rig.message(named.id)
+        assert (row.status, row.sending_until, row.provider_status) == ("submitted", None, event)
+        assert row.sent_at is not None
+        assert (await rig.message(unnamed.id)).status == "sending"
+        assert await rig.suppressed("email") == set()

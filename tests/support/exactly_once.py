@@ -11,7 +11,7 @@ import os
 import signal
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -208,8 +208,15 @@ class Rig:
         marker = marker or self.tmp_path / f"no-marker-{channel}.json"
         return await self.count(channel, c, handle, result, marker)
 
-    async def run_kill(self, point: str, channel: str, settings: Settings | None = None) -> Counted:
-        """The worker process SIGKILLs itself at `point`; a restarted copy takes the retry."""
+    async def run_kill(
+        self,
+        point: str,
+        channel: str,
+        settings: Settings | None = None,
+        between: Callable[[Contact], Awaitable[None]] | None = None,
+    ) -> Counted:
+        """The worker process SIGKILLs itself at `point`; a restarted copy takes the retry.
+        `between`: what happens after the death and before the restart."""
         prefix = f"{self.queue_prefix}{channel}-"
         marker = self.tmp_path / f"marker-{channel}.json"
         target = self.env.client.service_client.config.target_host
@@ -229,6 +236,8 @@ class Rig:
             except TimeoutError:
                 pytest.fail(f"the worker did not die at {point} ({channel}): {log.read_text()}")
             assert first.returncode == -signal.SIGKILL, log.read_text()
+        if between is not None:
+            await between(c)
         # the same command again: the marker keeps it from dying a second time
         async with worker_process(cmd, env, log):
             result = await asyncio.wait_for(handle.result(), HANG_GUARD.total_seconds())

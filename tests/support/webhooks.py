@@ -57,9 +57,15 @@ class Rig:
         return await start_journey(self.client, self.queue, prospect_id)
 
     async def add_message(
-        self, channel: str, to: str, provider_id: str, prospect_id: str | None = None
+        self,
+        channel: str,
+        to: str,
+        provider_id: str,
+        prospect_id: str | None = None,
+        status: str = "submitted",
     ) -> models.Message:
-        """A ledger row as the send activity leaves it once the provider accepted."""
+        """A ledger row as the send activity leaves it once the provider accepted (`sending`:
+        as an attempt that died before it recorded the send leaves it)."""
         pid = prospect_id or uuid.uuid4().hex
         row = models.Message(
             journey_id=journey_id(pid),
@@ -70,7 +76,7 @@ class Rig:
             to_address=to.lower() if channel == "email" else to,
             subject="Quick question" if channel == "email" else "",
             body="Hello",
-            status="submitted",
+            status=status,
             provider_status="accepted" if channel == "sms" else "",
             provider_id=provider_id,
         )

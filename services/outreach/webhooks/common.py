@@ -115,6 +115,15 @@ async def email_for(
     return await latest_message_to(session, "email", recipient)
 
 
+def names_message(row: models.Message | None, message_ids: Iterable[str]) -> bool:
+    """Whether the event names `row` by its Message-ID (not only by the address it went to)."""
+    return (
+        row is not None
+        and bool(row.provider_id)
+        and any(as_message_id(ref) == row.provider_id for ref in message_ids)
+    )
+
+
 async def apply_email_event(
     session: AsyncSession,
     row: models.Message | None,
@@ -122,10 +131,19 @@ async def apply_email_event(
     meaning: str,
     provider_status: str,
     detail: str = "",
+    *,
+    named: bool = False,
 ) -> str | None:
-    """The ledger and consent after an email event. Returns why the cadence must stop, if so."""
+    """The ledger and consent after an email event. Returns why the cadence must stop, if so.
+    `named`: the event names the row by its Message-ID, so the provider has that message."""
     if row is not None and provider_status:
         row.provider_status = provider_status[:20]
+    if named and row is not None and row.status == "sending":
+        # Whatever the event (accepted, processed, deferred, opened...), the provider has the
+        # message. An attempt that died between the provider's acceptance and its record left
+        # the row `sending`: its retry now finds it sent instead of sending the email again.
+        row.status, row.sending_until = "submitted", None
+        row.sent_at = row.sent_at or datetime.now(UTC)
     if meaning == DELIVERED:
         if row is not None and row.status in ("sending", "submitted"):
             row.status = "delivered"  # never over bounced/failed: a late 'delivered' is stale
@@ -165,6 +183,7 @@ async def store_email_event(
 ) -> tuple[Stored | None, models.Message | None]:
     """Store a provider's email event with the stop it causes and, the first time only, apply it
     to the ledger and consent. Returns what was stored (None for a repeat) and the ledger row."""
+    message_ids = list(message_ids)  # read twice
     row = await email_for(session, message_ids, recipient)
     reason = SUPPRESSING.get(meaning)
     prospect_id = row.prospect_id if row else None
@@ -179,7 +198,10 @@ async def store_email_event(
     )
     if stored is not None:
         address = recipient or (row.to_address if row else "")
-        await apply_email_event(session, row, address, meaning, provider_status, detail)
+        named = names_message(row, message_ids)
+        await apply_email_event(
+            session, row, address, meaning, provider_status, detail, named=named
+        )
     return stored, row
 
 
