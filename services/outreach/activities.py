@@ -578,6 +578,12 @@ class OutreachActivities:
         sent_at: datetime,
         state: sms_status.LedgerState,
     ) -> None:
+        if row.channel == "sms":
+            # the status writer's order, the sid's lock before the row: it may be adopting
+            # this row for a callback that came first (sms_status)
+            await session.run_sync(
+                lambda s: sms_status.lock_messages(s.connection(), [provider_id])
+            )
         # our claim's row: a commit whose answer was lost may have written it already (then
         # this changes nothing)
         mine = (models.Message.id == row.id, models.Message.attempts == row.attempts)
@@ -762,7 +768,7 @@ class OutreachActivities:
             found = await self._sms.find_recent(row.to_address, row.body, since)
             if found:
                 return found
-        callback = f"{self._settings.outreach_public_url}/webhooks/twilio/status"
+        callback = sms_status.callback_url(self._settings.outreach_public_url, row.id)
         sent = await self._sms.send_sms(row.to_address, row.body, callback)
         return sent.sid
 

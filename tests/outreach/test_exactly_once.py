@@ -27,7 +27,8 @@ What is asserted, per journey:
 - which path the retry took: one Temporal retry, and the ledger's attempt count.
 
 test_sms_twice_when_twilio_lists_the_message_late shows the window that is left for SMS (a worker
-killed between Twilio's answer and the ledger's record).
+killed between Twilio's answer and the ledger's record, no status callback reaching outreach, a
+lagging list). The rig's callbacks reach no outreach app but in the tests that serve one.
 """
 
 from __future__ import annotations
@@ -232,6 +233,33 @@ async def test_sms_twice_when_twilio_lists_the_message_late(
     # the ledger keeps the second sid; the first is the duplicate nobody points at
     assert got.rows["sms"].provider_id in {t["sid"] for t in got.texts}, why
     assert got.rows["sms"].provider_id != got.marker["provider_id"], why
+    assert len(got.emails) == 1, why
+
+
+async def test_a_killed_worker_s_text_goes_once_when_twilio_called_back(ground: Ground) -> None:
+    """The text's kill window closes with Twilio's status callback: the same kill and lagging
+    list as above, but outreach's app now gets the Twilio sandbox's signed callbacks. The first
+    text's callback names its ledger row in its URL, and the row records that text's sid before
+    the send lease is over: the retry finds it sent. One text, where the same kill without a
+    callback gives two (above)."""
+    async with exactly_once_rig(ground) as r:
+        port = free_port()
+        settings = r.sb.settings.model_copy(
+            update={"outreach_public_url": f"http://127.0.0.1:{port}"}
+        )
+        app = create_app(settings, temporal_client=ground.temporal.client)
+        proxy = lagging_twilio(r.sb.twilio_url, timedelta(seconds=60))
+        async with serve(app, port), serve(proxy, free_port()) as proxy_url:
+            worker = settings.model_copy(update={"twilio_api_base_url": proxy_url})
+            got = await r.run_kill("after_provider_accepted", "sms", worker)
+    why = got.summary()
+    assert got.marker.get("point") == "after_provider_accepted", why
+    assert got.marker.get("status") == "sending", why  # the kill left it unrecorded
+    assert len(got.texts) == 1, why
+    assert got.rows["sms"].provider_id == got.marker["provider_id"] == got.texts[0]["sid"], why
+    assert got.rows["sms"].status in ("submitted", "delivered"), why  # the sandbox delivers it
+    assert got.rows["sms"].attempts == 1, why  # no retry claimed it again
+    assert got.outcomes() == {"email": "already_sent", "sms": "already_sent"}, why
     assert len(got.emails) == 1, why
 
 

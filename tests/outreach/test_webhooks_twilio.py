@@ -60,11 +60,51 @@ def callback(rig: Rig, sid: str, status: str, **extra: str) -> dict[str, str]:
     }
 
 
-async def post(rig: Rig, params: dict[str, str], signature: str | None = None) -> httpx.Response:
-    url = "http://test/webhooks/twilio/status"
+async def post(
+    rig: Rig,
+    params: dict[str, str],
+    signature: str | None = None,
+    url: str = "http://test/webhooks/twilio/status",
+) -> httpx.Response:
     token = rig.settings.twilio_auth_token.get_secret_value()
     sig = signature if signature is not None else sign_twilio_request(token, url, params)
     return await rig.http.post(url, data=params, headers={SIGNATURE_HEADER: sig})
+
+
+async def test_a_callback_naming_a_text_left_sending_records_its_sid(
+    webhooks: WebhookRigs,
+) -> None:
+    """A text whose worker died between Twilio's answer and the ledger's record: its row is
+    `sending`, without a sid. Its callbacks name the row in their URL, signed with it: the first
+    one records the sid and `submitted`, the next move it on, and a retry finds it sent. A text
+    sent again for a row that has its sid (a retry that could not find the first) moves nothing
+    there; another row id in the URL breaks the signature."""
+    async with webhooks() as rig:
+        row = await rig.add_message("sms", TO, "", status="sending")
+        sid, url = new_sid(), sms_status.callback_url("http://test", row.id)
+        for status in ("sent", "delivered"):
+            assert (await post(rig, callback(rig, sid, status), url=url)).status_code == 204
+        moved = await rig.message(row.id)
+        assert (moved.status, moved.provider_id, moved.provider_status) == (
+            "delivered",
+            sid,
+            "delivered",
+        )
+        assert moved.sent_at is not None and moved.sending_until is None
+
+        again = await post(rig, callback(rig, new_sid(), "sent"), url=url)
+        assert again.status_code == 204
+        assert (await rig.message(row.id)).provider_id == sid
+        assert len(await rig.inbox("twilio")) == 3  # stored all the same
+
+        params = callback(rig, new_sid(), "sent")
+        signature = sign_twilio_request(
+            rig.settings.twilio_auth_token.get_secret_value(), url, params
+        )
+        elsewhere = sms_status.callback_url("http://test", "f" * 32)
+        forged = await post(rig, params, signature, url=elsewhere)
+        assert forged.status_code == 403
+        assert len(await rig.inbox("twilio")) == 3
 
 
 async def test_late_callbacks_never_move_a_status_back(webhooks: WebhookRigs) -> None:

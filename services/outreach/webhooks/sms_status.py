@@ -22,6 +22,13 @@ to the next.
 The rules are the per-event ones: each callback is stored once, keyed by (MessageSid, status),
 and a message's status only moves forward, whatever order the callbacks come in.
 
+Each text's callback URL names its ledger row (`?message=<id>`, signed by Twilio with the rest of
+the URL). A callback whose sid no ledger row has yet, naming a row still `sending` without a sid,
+is that row's text: the writer records the sid and `submitted` (adopt). That is the row a send
+attempt leaves when its worker dies between Twilio's answer and the ledger's record; its retry
+then finds the text sent instead of looking for it in Twilio's message list, which may not show
+it yet (a second text).
+
 Twilio may call back before the send activity has recorded the sid its create call returned (the
 activity's commit was slow: a loaded database, one restarting): the callback is stored, but no
 ledger row has that sid yet. The activity applies such stored callbacks when it records the sid
@@ -79,11 +86,22 @@ RECONNECT_FIRST_PAUSE = 0.1
 LOCKED_GIVE_UP_SECONDS = 30.0
 
 
+# the callback URL's parameter naming the ledger row (a row id is 32 characters)
+MESSAGE_PARAM = "message"
+MAX_MESSAGE_ID = 32
+
+
+def callback_url(public_url: str, message_id: str) -> str:
+    """The status callback URL of the text of ledger row `message_id`."""
+    return f"{public_url.rstrip('/')}/webhooks/twilio/status?{MESSAGE_PARAM}={message_id}"
+
+
 @dataclass(frozen=True)
 class StatusCallback:
     sid: str
     status: str
     form: dict[str, str]
+    message_id: str = ""  # the ledger row its URL names ("": none, or a URL from before that)
 
     @property
     def event_id(self) -> str:
@@ -214,6 +232,25 @@ _PG_MOVE = (
 )
 
 
+# A row still `sending` without a sid, named by a callback whose sid the ledger lacks: its text.
+_PG_ADOPT = (
+    "UPDATE messages SET provider_id = a.sid, status = 'submitted', sending_until = NULL,"
+    " sent_at = $3::timestamptz, updated_at = $3::timestamptz"
+    " FROM unnest($1::text[], $2::text[]) AS a(id, sid)"
+    " WHERE messages.id = a.id AND messages.channel = 'sms' AND messages.status = 'sending'"
+    " AND coalesce(messages.provider_id, '') = ''"
+    " RETURNING messages.provider_id, messages.id, messages.status, messages.provider_status,"
+    " messages.error"
+)
+
+
+def _orphans(
+    batch: Iterable[StatusCallback], ledger: dict[str, tuple[str, str, str, str]]
+) -> dict[str, str]:
+    """sid -> the row its URL names, for the callbacks whose sid no ledger row has."""
+    return {cb.sid: cb.message_id for cb in batch if cb.message_id and cb.sid not in ledger}
+
+
 async def write_batch_postgres(conn: Any, batch: Sequence[StatusCallback]) -> None:
     """Store the callbacks and move the ledger in one transaction, on an asyncpg connection.
     The per-sid locks come first (lock_messages' keys, in sorted order), so the send
@@ -234,6 +271,10 @@ async def write_batch_postgres(conn: Any, batch: Sequence[StatusCallback]) -> No
             now,
         )
         ledger = {r[0]: (r[1], r[2], r[3], r[4]) for r in rows if r[0] is not None}
+        orphans = _orphans(unique.values(), ledger)
+        if orphans:  # rare: a callback before the send recorded its sid
+            adopted = await conn.fetch(_PG_ADOPT, list(orphans.values()), list(orphans), now)
+            ledger.update({r[0]: (r[1], r[2], r[3], r[4]) for r in adopted})
         inserted = {r[1] for r in rows if r[0] is None}
         first = {id(cb) for cb in unique.values() if cb.event_id in inserted}
         changed = fold(batch, lambda cb: id(cb) in first, ledger)
@@ -268,6 +309,12 @@ _SQLITE_EVENT = (
 _SQLITE_MOVE = (
     "UPDATE messages SET status = ?, provider_status = ?, error = ?, updated_at = ? WHERE id = ?"
 )
+_SQLITE_ADOPT = (
+    "UPDATE messages SET provider_id = ?, status = 'submitted', sending_until = NULL,"
+    " sent_at = ?, updated_at = ?"
+    " WHERE id = ? AND channel = 'sms' AND status = 'sending' AND coalesce(provider_id, '') = ''"
+    " RETURNING provider_id, id, status, provider_status, error, prospect_id"
+)
 
 
 def write_batch_sqlite(conn: sqlite3.Connection, batch: Sequence[StatusCallback]) -> None:
@@ -277,9 +324,12 @@ def write_batch_sqlite(conn: sqlite3.Connection, batch: Sequence[StatusCallback]
     try:
         sids = json.dumps(list({cb.sid for cb in batch}))
         rows = conn.execute(_SQLITE_LEDGER, (sids,)).fetchall()
+        now = utcnow().strftime("%Y-%m-%d %H:%M:%S.%f")
+        ledger = {r[0]: (r[1], r[2], r[3], r[4]) for r in rows}
+        for sid, message_id in _orphans(batch, ledger).items():
+            rows += conn.execute(_SQLITE_ADOPT, (sid, now, now, message_id)).fetchall()
         ledger = {r[0]: (r[1], r[2], r[3], r[4]) for r in rows}
         prospects = {r[0]: r[5] for r in rows}
-        now = utcnow().strftime("%Y-%m-%d %H:%M:%S.%f")
         stored: set[int] = set()
         for cb in batch:
             cursor = conn.execute(

@@ -29,7 +29,12 @@ from services.outreach.webhooks.common import (
     stop_cadence,
 )
 from services.outreach.webhooks.replies import STOP_WORDS
-from services.outreach.webhooks.sms_status import StatusCallback, StatusWriter
+from services.outreach.webhooks.sms_status import (
+    MAX_MESSAGE_ID,
+    MESSAGE_PARAM,
+    StatusCallback,
+    StatusWriter,
+)
 from shared.contracts.journey import ReplyReceived, system_actor
 from shared.contracts.names import Sig
 from shared.db import Session
@@ -159,18 +164,21 @@ def _status_writer(state: State) -> StatusWriter:
     return writer
 
 
-async def _store_status(state: State, form: dict[str, str]) -> None:
+async def _store_status(state: State, form: dict[str, str], query: str) -> None:
+    """`query`: the callback URL's, signed with it (the ledger row the text is for)."""
     sid, status = form.get("MessageSid", ""), form.get("MessageStatus", "")
     if not sid or not status:
         raise AppError(400, "invalid_payload", "MessageSid and MessageStatus are required")
-    await _status_writer(state).write(StatusCallback(sid, status, form))
+    named = [v for k, v in parse_qsl(query) if k == MESSAGE_PARAM]
+    message_id = named[-1] if named and len(named[-1]) <= MAX_MESSAGE_ID else ""
+    await _status_writer(state).write(StatusCallback(sid, status, form, message_id))
 
 
 @router.post("/status", summary="Twilio message status callbacks", status_code=204)
 async def status_callback(request: Request) -> Response:
     """Answered by StatusCallbackFastPath in the outreach app (same checks, same writer); this
     route serves an app built without it, and documents the endpoint."""
-    await _store_status(request.app.state, await _verified_form(request))
+    await _store_status(request.app.state, await _verified_form(request), request.url.query)
     return Response(status_code=204)
 
 
@@ -215,7 +223,7 @@ class StatusCallbackFastPath:
             form = _checked(
                 state.settings, scope["path"], query, _parse_urlencoded(body), signature
             )
-            await _store_status(state, form)
+            await _store_status(state, form, query)
         except AppError as err:
             response = JSONResponse(
                 {"error": {"code": err.code, "message": err.message, "details": err.details}},
