@@ -115,13 +115,20 @@ def serve(kind: str, port: int) -> None:
 # --- load ---------------------------------------------------------------------------------------
 
 
+def row_id(sid: str) -> str:
+    """The ledger row of the text `sid` ("SM" + 32 hex digits): those digits."""
+    return sid[2:]
+
+
 def signed_requests(port: int, sids: Sequence[str]) -> list[bytes]:
     from shared.providers.twilio_signature import SIGNATURE_HEADER, sign_twilio_request
 
-    url = f"http://127.0.0.1:{port}{PATH}"
     out = []
     for status in ("queued", "sent", "delivered"):
         for sid in sids:
+            # as outreach sets it on each text: the URL names the text's ledger row
+            target = f"{PATH}?message={row_id(sid)}"
+            url = f"http://127.0.0.1:{port}{target}"
             params = {
                 "AccountSid": ACCOUNT,
                 "ApiVersion": "2010-04-01",
@@ -134,7 +141,7 @@ def signed_requests(port: int, sids: Sequence[str]) -> list[bytes]:
             }
             body = urlencode(params).encode()
             head = (
-                f"POST {PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                f"POST {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
                 "User-Agent: TwilioProxy/1.1\r\n"
                 "Content-Type: application/x-www-form-urlencoded\r\n"
                 f"{SIGNATURE_HEADER}: {sign_twilio_request(TOKEN, url, params)}\r\n"
@@ -219,7 +226,7 @@ def seed_ledger(db: Path, sids: Sequence[str]) -> None:
             "to_address, subject, body, status, provider_status, provider_id, error, attempts, "
             "created_at, updated_at) VALUES (?, ?, 'step-0', 'sms', 'cadence', ?, "
             "'+14155550100', '', 'Hi', 'submitted', 'accepted', ?, '', 1, ?, ?)",
-            [(uuid.uuid4().hex, f"journey-{sid}", uuid.uuid4().hex, sid, now, now) for sid in sids],
+            [(row_id(sid), f"journey-{sid}", uuid.uuid4().hex, sid, now, now) for sid in sids],
         )
 
 
@@ -237,7 +244,7 @@ async def seed_ledger_pg(url: str, sids: Sequence[str]) -> None:
                 insert(models.Message.__table__),
                 [
                     {
-                        "id": uuid.uuid4().hex,
+                        "id": row_id(sid),
                         "journey_id": f"journey-{sid}",
                         "touch_key": "step-0",
                         "channel": "sms",
