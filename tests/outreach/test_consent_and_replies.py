@@ -26,6 +26,8 @@ from temporalio.testing import WorkflowEnvironment
 from services.outreach import models
 from services.outreach.activities import SendFaults
 from services.outreach.consent import service as consent
+from services.outreach.webhooks import sms_status
+from services.outreach.webhooks.twilio import STATUS_PATH as STATUS
 from shared.contracts.journey import CadenceStep, Contact, TouchRequest, journey_id
 from shared.db import create_engine, session_factory
 from shared.migrations import upgrade
@@ -1035,18 +1037,24 @@ async def test_the_migration_copies_existing_suppressions_into_person_records(
 class CallbackFirst(SendFaults):
     """Twilio calls back (and outreach acknowledges) before the send activity has recorded the
     sid Twilio's create call returned: a slow commit, as make chaos saw around a PostgreSQL
-    restart."""
+    restart. `named`: the callback URL names the ledger row, as outreach sets it on each text
+    (the status writer then records the sid before the activity does); else a URL without it,
+    as texts sent before that carry."""
 
-    def __init__(self) -> None:
+    def __init__(self, named: bool) -> None:
+        self.named = named
         self.api: httpx.AsyncClient | None = None
         self.settings: Any = None
         self.answers: list[int] = []
+        self.sid = ""
 
     async def after_provider_accepted(self, row: models.Message, provider_id: str) -> None:
         if row.channel != "sms":
             return
+        self.sid = provider_id
         assert self.api is not None
-        url = f"{self.settings.outreach_public_url}/webhooks/twilio/status"
+        public = self.settings.outreach_public_url
+        url = sms_status.callback_url(public, row.id) if self.named else f"{public}{STATUS}"
         token = self.settings.twilio_auth_token.get_secret_value()
         for status in ("sent", "delivered"):
             params = {
@@ -1056,14 +1064,15 @@ class CallbackFirst(SendFaults):
                 "To": row.to_address,
             }
             headers = {SIGNATURE_HEADER: sign_twilio_request(token, url, params)}
-            answer = await self.api.post("/webhooks/twilio/status", data=params, headers=headers)
+            answer = await self.api.post(url.removeprefix(public), data=params, headers=headers)
             self.answers.append(answer.status_code)
 
 
+@pytest.mark.parametrize("named", [False, True])
 async def test_a_status_callback_acknowledged_before_the_sid_is_recorded_still_counts(
-    ground: Ground,
+    named: bool, ground: Ground
 ) -> None:
-    faults = CallbackFirst()
+    faults = CallbackFirst(named)
     async with outreach_rig(ground, faults=faults) as st:
         faults.api, faults.settings = st.api, st.sb.settings
         c = person()
@@ -1071,3 +1080,5 @@ async def test_a_status_callback_acknowledged_before_the_sid_is_recorded_still_c
         assert faults.answers == [204, 204]  # both stored and acknowledged
         [row] = await st.rows(c.prospect_id)
         assert (row.status, row.provider_status) == ("delivered", "delivered")
+        assert (row.provider_id, row.attempts) == (faults.sid, 1)
+        assert row.sent_at is not None and row.sending_until is None

@@ -23,13 +23,14 @@ from sqlalchemy.ext.asyncio import (
 from temporalio.testing import WorkflowEnvironment
 
 from services.outreach import models
+from services.outreach.activities import activities_for, close_activities
 from services.outreach.webhooks import sms_status
 from shared.db import create_engine
 from shared.providers.twilio_signature import SIGNATURE_HEADER, sign_twilio_request
 from tests.observability.scrape import parse, total
 from tests.support.databases import POSTGRES_URL
 from tests.support.fixtures import fresh_databases
-from tests.support.settings import AUTH
+from tests.support.settings import AUTH, make_settings
 from tests.support.webhooks import Rig, WebhookRigs, webhook_rig
 
 TO, FROM = "+14155550123", "+15005550006"
@@ -408,6 +409,48 @@ async def test_a_database_refusing_connections_for_a_moment_costs_no_callback(
             await admin.dispose()
         await writer.write(sms_status.StatusCallback(sids[1], "delivered", {}))  # Twilio's retry
         await assert_stored_once(sessions, sids)
+
+
+@pytest.mark.postgres
+async def test_a_send_recording_its_sid_and_a_callback_naming_its_row_do_not_deadlock(
+    tmp_path: Path,
+) -> None:
+    """PostgreSQL: Twilio's callback for a text, its URL naming the row, comes while the send
+    activity records the text's sid. The status writer takes the sid's lock, then adopts the row;
+    the activity takes the same lock before it writes the row. With the activity's former order
+    (the row, then the lock), each waited for the other and PostgreSQL aborted one of them
+    ("deadlock detected"): here the writer waits on the lock first, the activity comes second."""
+    async with status_writer_on_postgres(tmp_path) as (engine, writer, sessions, _):
+        row = ledger_row("")
+        row.status, row.provider_id, row.attempts = "sending", None, 1
+        async with sessions.begin() as session:
+            session.add(row)
+        sid = new_sid()
+        url = engine.url.render_as_string(hide_password=False)
+        acts = activities_for(make_settings(tmp_path, {"outreach": url}), sessions)
+        outreach = acts[0].__self__  # type: ignore[attr-defined]
+        try:
+            async with engine.connect() as holder:
+                await holder.begin()
+                await holder.execute(lock_sql, {"k": f"twilio-sms:{sid}"})
+                adopt = asyncio.create_task(
+                    writer.write(sms_status.StatusCallback(sid, "sent", {}, row.id))
+                )
+                first = await waiting_backend(holder)
+                record = asyncio.create_task(outreach._record_sent(row, sid, None))
+                await waiting_backend(holder, other_than=first)
+                await holder.rollback()
+            await asyncio.wait_for(asyncio.gather(adopt, record), 30)
+        finally:
+            await close_activities(acts)
+        async with sessions() as session:
+            stored = await session.get(models.Message, row.id)
+            assert stored is not None
+            assert (stored.status, stored.provider_id, stored.provider_status) == (
+                "submitted",
+                sid,
+                "sent",
+            )
 
 
 @contextlib.asynccontextmanager
