@@ -75,6 +75,7 @@ class Event:
     replies_to: str | None = None  # the ledger row it marks replied
     moves_to: tuple[str, str] | None = None  # (ledger row, status) it moves
     signal: str | None = None
+    records: tuple[str, str] | None = None  # (ledger row, sid) it records on a row without one
 
 
 # --- requests as each provider signs them ---------------------------------------------------
@@ -106,7 +107,11 @@ def twilio_inbound(rig: Rig, sender: str, body: str, *, token: str | None = None
     return form("/webhooks/twilio/sms", params, token or twilio_token(rig))
 
 
-def twilio_status(rig: Rig, sid: str, to: str, status: str, *, token: str | None = None) -> Request:
+def twilio_status(
+    rig: Rig, t: Target, status: str, *, token: str | None = None, named: str | None = None
+) -> Request:
+    """The callback for `t`'s text, to the URL outreach set on it (naming its row, or `named`)."""
+    sid, to = t.provider_id, t.address
     params = {
         "AccountSid": rig.settings.twilio_account_sid,
         "ApiVersion": "2010-04-01",
@@ -117,7 +122,8 @@ def twilio_status(rig: Rig, sid: str, to: str, status: str, *, token: str | None
         "MessageStatus": status,
         "SmsStatus": status,
     }
-    return form("/webhooks/twilio/status", params, token or twilio_token(rig))
+    path = f"/webhooks/twilio/status?message={named or t.row_id}"
+    return form(path, params, token or twilio_token(rig))
 
 
 def twilio_token(rig: Rig) -> str:
@@ -210,12 +216,18 @@ class Target:
     unsubscribe_token: str
 
 
+UNRECORDED = "sms, sid not recorded"
+
+
 async def ledger_rows(rig: Rig, channels: list[str], prospects: list[str]) -> list[Target]:
-    """One submitted ledger row per event (its own address), as the send activity leaves it."""
+    """One submitted ledger row per event (its own address), as the send activity leaves it;
+    an UNRECORDED one `sending` without its sid (the target's provider_id)."""
     targets, rows = [], []
-    for i, channel in enumerate(channels):
+    for i, kind in enumerate(channels):
         pid = prospects[i % len(prospects)]
         tag = uuid.uuid4().hex[:12]
+        # UNRECORDED: a text whose worker died before it recorded the sid Twilio gave it
+        channel = "sms" if kind == UNRECORDED else kind
         if channel == "email":
             address, provider_id = (
                 f"storm-{tag}@storm{i % 7}.example.com",
@@ -236,9 +248,9 @@ async def ledger_rows(rig: Rig, channels: list[str], prospects: list[str]) -> li
                 to_address=address,
                 subject="Quick question" if channel == "email" else "",
                 body="Hello",
-                status="submitted",
+                status="sending" if kind == UNRECORDED else "submitted",
                 provider_status="accepted" if channel == "sms" else "",
-                provider_id=provider_id,
+                provider_id=None if kind == UNRECORDED else provider_id,
                 unsubscribe_token=target.unsubscribe_token if channel == "email" else None,
             )
         )
@@ -265,8 +277,15 @@ def _tw_stop(rig: Rig, t: Target) -> Event:
 
 
 def _tw_status(rig: Rig, t: Target) -> Event:
-    req = twilio_status(rig, t.provider_id, t.address, "delivered")
+    req = twilio_status(rig, t, "delivered")
     return Event("twilio status", req, t.prospect_id, moves_to=(t.row_id, "delivered"))
+
+
+def _tw_status_unrecorded(rig: Rig, t: Target) -> Event:
+    req = twilio_status(rig, t, "delivered")
+    moves = (t.row_id, "delivered")
+    return Event("twilio status, sid not recorded", req, t.prospect_id, moves_to=moves,
+                 records=(t.row_id, t.provider_id))  # fmt: skip
 
 
 def _mg_inbound(rig: Rig, t: Target) -> Event:
@@ -333,6 +352,7 @@ KINDS: list[tuple[str, Builder]] = [
     ("sms", _tw_reply),
     ("sms", _tw_stop),
     ("sms", _tw_status),
+    (UNRECORDED, _tw_status_unrecorded),
     ("email", _mg_inbound),
     ("email", _mg_event("failed", None)),
     ("email", _mg_event("complained", None)),
@@ -493,6 +513,8 @@ async def test_duplicated_deliveries_have_one_effect_each(
             assert messages[e.replies_to].replied_at is not None, e.kind
         if e.moves_to:
             assert messages[e.moves_to[0]].status == e.moves_to[1], e.kind
+        if e.records:
+            assert messages[e.records[0]].provider_id == e.records[1], e.kind
     assert doubled == 0 and lost == 0, (doubled, lost)
 
 
@@ -512,7 +534,8 @@ def _forgeries(rig: Rig, t: Target, used: dict[str, Any]) -> list[tuple[str, Req
     sendgrid_stale = time.time() - rig.settings.sendgrid_max_age_seconds - 60
     mailgun_stale = time.time() - rig.settings.mailgun_max_age_seconds - 60
     stop = twilio_inbound(rig, sms.address, "STOP")
-    status = twilio_status(rig, sms.provider_id, sms.address, "delivered")
+    status = twilio_status(rig, sms, "delivered")
+    failed = twilio_status(rig, sms, "failed")  # signed for sms's own row
     sg_item = sendgrid.event("bounce", email=t.address, smtp_id=t.provider_id, now=time.time())
     sg = sendgrid_batch([sg_item])
     pm_doc = postmark.bounce(email=t.address, message_id=t.provider_id, now=time.time())
@@ -535,7 +558,15 @@ def _forgeries(rig: Rig, t: Target, used: dict[str, Any]) -> list[tuple[str, Req
         ),
         (
             "twilio status: wrong key",
-            twilio_status(rig, sms.provider_id, sms.address, "failed", token=WRONG),
+            twilio_status(rig, sms, "failed", token=WRONG),
+        ),
+        (
+            "twilio status: another row named in the signed URL",
+            Request(
+                twilio_status(rig, sms, "failed", named=t.row_id).path,
+                failed.body,
+                failed.headers,
+            ),
         ),
         ("mailgun event: bad signature", json_request("/webhooks/mailgun/events", mg_bad)),
         (
