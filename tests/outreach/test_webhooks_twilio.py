@@ -92,6 +92,8 @@ async def test_a_callback_naming_a_text_left_sending_records_its_sid(
             "delivered",
         )
         assert moved.sent_at is not None and moved.sending_until is None
+        # its events are the prospect's, the one that found the row included
+        assert {e.prospect_id for e in await rig.inbox("twilio")} == {row.prospect_id}
 
         again = await post(rig, callback(rig, new_sid(), "sent"), url=url)
         assert again.status_code == 204

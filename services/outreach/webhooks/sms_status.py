@@ -240,7 +240,14 @@ _PG_ADOPT = (
     " WHERE messages.id = a.id AND messages.channel = 'sms' AND messages.status = 'sending'"
     " AND coalesce(messages.provider_id, '') = ''"
     " RETURNING messages.provider_id, messages.id, messages.status, messages.provider_status,"
-    " messages.error"
+    " messages.error, messages.prospect_id"
+)
+# the adopted texts' events, stored by this batch before it knew their row: their prospect
+_PG_EVENT_PROSPECT = (
+    "UPDATE inbox_events SET prospect_id = x.p"
+    " FROM unnest($1::text[], $2::text[]) AS x(e, p)"
+    " WHERE inbox_events.provider = 'twilio' AND inbox_events.event_id = x.e"
+    " AND inbox_events.prospect_id IS NULL"
 )
 
 
@@ -275,6 +282,14 @@ async def write_batch_postgres(conn: Any, batch: Sequence[StatusCallback]) -> No
         if orphans:  # rare: a callback before the send recorded its sid
             adopted = await conn.fetch(_PG_ADOPT, list(orphans.values()), list(orphans), now)
             ledger.update({r[0]: (r[1], r[2], r[3], r[4]) for r in adopted})
+            prospects = {r[0]: r[5] for r in adopted}
+            events = [cb for cb in unique.values() if cb.sid in prospects]
+            if events:
+                await conn.execute(
+                    _PG_EVENT_PROSPECT,
+                    [cb.event_id for cb in events],
+                    [prospects[cb.sid] for cb in events],
+                )
         inserted = {r[1] for r in rows if r[0] is None}
         first = {id(cb) for cb in unique.values() if cb.event_id in inserted}
         changed = fold(batch, lambda cb: id(cb) in first, ledger)
