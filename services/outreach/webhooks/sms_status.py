@@ -43,7 +43,7 @@ import contextlib
 import json
 import logging
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -251,11 +251,9 @@ _PG_EVENT_PROSPECT = (
 )
 
 
-def _orphans(
-    batch: Iterable[StatusCallback], ledger: dict[str, tuple[str, str, str, str]]
-) -> dict[str, str]:
-    """sid -> the row its URL names, for the callbacks whose sid no ledger row has."""
-    return {cb.sid: cb.message_id for cb in batch if cb.message_id and cb.sid not in ledger}
+def _orphans(batch: Iterable[StatusCallback], known: Container[str]) -> dict[str, str]:
+    """sid -> the row its URL names, for the callbacks whose sid is not `known` to the ledger."""
+    return {cb.sid: cb.message_id for cb in batch if cb.message_id and cb.sid not in known}
 
 
 async def write_batch_postgres(conn: Any, batch: Sequence[StatusCallback]) -> None:
@@ -340,8 +338,7 @@ def write_batch_sqlite(conn: sqlite3.Connection, batch: Sequence[StatusCallback]
         sids = json.dumps(list({cb.sid for cb in batch}))
         rows = conn.execute(_SQLITE_LEDGER, (sids,)).fetchall()
         now = utcnow().strftime("%Y-%m-%d %H:%M:%S.%f")
-        ledger = {r[0]: (r[1], r[2], r[3], r[4]) for r in rows}
-        for sid, message_id in _orphans(batch, ledger).items():
+        for sid, message_id in _orphans(batch, {r[0] for r in rows}).items():
             rows += conn.execute(_SQLITE_ADOPT, (sid, now, now, message_id)).fetchall()
         ledger = {r[0]: (r[1], r[2], r[3], r[4]) for r in rows}
         prospects = {r[0]: r[5] for r in rows}
