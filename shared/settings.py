@@ -389,7 +389,8 @@ class Settings(BaseSettings):
     postmark_webhook_password: SecretStr = Field(
         SecretStr(""),
         description="password in the Postmark webhook URLs' basic auth (empty disables the "
-        "Postmark webhooks)",
+        "Postmark webhooks; set, emails carry the X-PM-Metadata- header that names them in "
+        "Postmark's events)",
     )
 
     # --- issue 14 integrations (helper "integ"): event subscriptions, exports ----------------

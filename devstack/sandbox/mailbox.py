@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from devstack.sandbox.faults import FaultSwitch, add_fault_routes
 from shared.errors import AppError, install_error_handlers, not_found
+from shared.providers import postmark
 from shared.providers.email import new_message_id
 from shared.providers.mailgun import PERMANENT, event_payload, inbound_form
 from shared.settings import Settings
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 
 INBOUND_PATH = "/webhooks/mailgun/inbound"
 EVENTS_PATH = "/webhooks/mailgun/events"
+POSTMARK_EVENTS_PATH = "/webhooks/postmark/events"
 _ID_RE = re.compile(r"^\d{19}-[0-9a-f]{8}$")
 _parser = BytesParser(policy=policy.default)
 
@@ -326,6 +328,25 @@ async def send_event(
         description=description,
     )
     return await _post(outreach_url.rstrip("/") + EVENTS_PATH, json=payload)
+
+
+async def send_postmark_delivery(
+    message: StoredMessage, *, outreach_url: str, user: str, password: str
+) -> dict[str, Any]:
+    """Postmark's Delivery event for a message it relayed: Postmark's own MessageID, and the
+    metadata its `X-PM-Metadata-` headers registered."""
+    recipients = message.envelope_to or (parseaddr(message.to)[1],)
+    doc = postmark.delivery(
+        recipient=recipients[0],
+        message_id=postmark.new_message_id(),
+        now=time.time(),
+        metadata=postmark.metadata_of(message.headers),
+    )
+    return await _post(
+        outreach_url.rstrip("/") + POSTMARK_EVENTS_PATH,
+        json=doc,
+        headers=postmark.basic_auth_header(user, password),
+    )
 
 
 # --- web ------------------------------------------------------------------------------------

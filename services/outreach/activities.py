@@ -69,6 +69,7 @@ from shared.contracts.meetings import InviteRequest
 from shared.contracts.names import Act
 from shared.db import database_away, new_id
 from shared.errors import AppError
+from shared.providers import postmark
 from shared.providers.email import EmailSendError, OutgoingEmail, SmtpEmail
 from shared.providers.sms import TwilioSms
 from shared.settings import Settings
@@ -740,15 +741,21 @@ class OutreachActivities:
             unsubscribe_url = ""
         else:
             footer += f"No more emails from us: {unsubscribe_url}"
+        message_id = row.provider_id or self._email.new_message_id()
+        # the slot's sender (rows from before senders existed use the default From)
+        headers = {"From": row.from_address} if row.from_address else {}
+        if self._settings.postmark_webhook_password.get_secret_value():
+            # Postmark's events then name this row: an event before a killed attempt's lease
+            # is over records the email sent, as Mailgun's and SendGrid's do
+            headers |= postmark.message_id_header(message_id)
         msg = OutgoingEmail(
             to=row.to_address,
             subject=row.subject,
             text=row.body + footer,
             html=_html(row.body, unsubscribe_url, postal, row.html_body),
-            message_id=row.provider_id or self._email.new_message_id(),
+            message_id=message_id,
             unsubscribe_url=unsubscribe_url,
-            # the slot's sender (rows from before senders existed use the default From)
-            headers={"From": row.from_address} if row.from_address else {},
+            headers=headers,
             # replies come back to an address that names this row, In-Reply-To or not
             reply_to=replies.reply_address(
                 row.from_address or self._settings.email_from,

@@ -14,6 +14,7 @@ import binascii
 import hmac
 import secrets
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import formatdate
 from typing import Any
@@ -34,6 +35,45 @@ BOUNCE_TYPE_CODES = {
     "ManuallyDeactivated": 100002,
     "Blocked": 100006,
 }
+
+
+# Custom metadata: Postmark turns every `X-PM-Metadata-<key>` header of a message sent through it
+# into a metadata field (and strips the header), then returns the fields in every webhook event
+# about that message. Its events' own MessageID is an id Postmark assigns, not our Message-ID:
+# the field below is what names our ledger row in them. Postmark's limits: keys of 20
+# characters, values of 80.
+METADATA_HEADER_PREFIX = "X-PM-Metadata-"
+MESSAGE_ID_KEY = "closeflow-msgid"
+MAX_METADATA_VALUE = 80
+
+
+def message_id_header(message_id: str) -> dict[str, str]:
+    """The header that has Postmark return `message_id` in its events about the message; none
+    when it is longer than Postmark keeps (a sender domain over 45 characters)."""
+    if not message_id or len(message_id) > MAX_METADATA_VALUE:
+        return {}
+    return {METADATA_HEADER_PREFIX + MESSAGE_ID_KEY: message_id}
+
+
+def metadata_of(headers: Mapping[str, str]) -> dict[str, str]:
+    """The metadata Postmark registers for a message with these headers."""
+    prefix = METADATA_HEADER_PREFIX.lower()
+    return {
+        name[len(prefix) :]: value.strip()  # a folded header's value starts with a space
+        for name, value in headers.items()
+        if name.lower().startswith(prefix) and len(name) > len(prefix)
+    }
+
+
+def message_id_of(doc: Mapping[str, Any]) -> str:
+    """Our Message-ID as an event's metadata carries it, or ''."""
+    metadata = doc.get("Metadata")
+    if not isinstance(metadata, Mapping):
+        return ""
+    for key, value in metadata.items():
+        if str(key).lower() == MESSAGE_ID_KEY:
+            return str(value).strip()
+    return ""
 
 
 def verify_basic_auth(user: str, password: str, authorization: str | None) -> bool:
@@ -108,7 +148,12 @@ def bounce(
 
 
 def spam_complaint(
-    *, email: str, message_id: str, now: float, complaint_id: int | None = None
+    *,
+    email: str,
+    message_id: str,
+    now: float,
+    complaint_id: int | None = None,
+    metadata: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     return {
         "RecordType": "SpamComplaint",
@@ -119,7 +164,7 @@ def spam_complaint(
         "Name": "Spam complaint",
         "Tag": "cadence",
         "MessageID": message_id,
-        "Metadata": {},
+        "Metadata": metadata or {},
         "ServerID": 23,
         "Description": "",
         "Details": "Test spam complaint details",
@@ -134,7 +179,9 @@ def spam_complaint(
     }
 
 
-def delivery(*, recipient: str, message_id: str, now: float) -> dict[str, Any]:
+def delivery(
+    *, recipient: str, message_id: str, now: float, metadata: dict[str, str] | None = None
+) -> dict[str, Any]:
     return {
         "RecordType": "Delivery",
         "ServerID": 23,
@@ -144,12 +191,17 @@ def delivery(*, recipient: str, message_id: str, now: float) -> dict[str, Any]:
         "Tag": "cadence",
         "DeliveredAt": _iso(now),
         "Details": "smtp;250 2.0.0 OK 1480624905 l186si10190883ite.73 - gsmtp",
-        "Metadata": {},
+        "Metadata": metadata or {},
     }
 
 
 def subscription_change(
-    *, recipient: str, message_id: str, now: float, suppress: bool = True
+    *,
+    recipient: str,
+    message_id: str,
+    now: float,
+    suppress: bool = True,
+    metadata: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     return {
         "RecordType": "SubscriptionChange",
@@ -162,7 +214,7 @@ def subscription_change(
         "SuppressSending": suppress,
         "SuppressionReason": "ManualSuppression" if suppress else None,
         "Tag": "cadence",
-        "Metadata": {},
+        "Metadata": metadata or {},
     }
 
 

@@ -37,27 +37,33 @@ import asyncio
 import contextlib
 import dataclasses
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from aiosmtpd.controller import Controller
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from pydantic import SecretStr
 from temporalio.testing import WorkflowEnvironment
 
 from devstack.postgres import PostgresError, ThrowawayPostgres, pg_bin
-from devstack.sandbox.mailbox import send_event
+from devstack.sandbox.mailbox import send_event, send_postmark_delivery
 from services.outreach import models
 from services.outreach.activities import SendFaults
 from services.outreach.app import create_app
 from shared.contracts.journey import Contact
+from shared.providers import postmark
 from shared.providers.mailgun import TEMPORARY
+from shared.providers.postmark import basic_auth_header, metadata_of
+from shared.settings import Settings
 from tests.support.consent import outreach_rig
-from tests.support.exactly_once import HANG_GUARD, Counted, exactly_once_rig, new_contact
+from tests.support.exactly_once import HANG_GUARD, Counted, Rig, exactly_once_rig, new_contact
 from tests.support.faults import POINTS
 from tests.support.fixtures import Ground
 from tests.support.ports import free_port
@@ -147,6 +153,7 @@ async def test_a_killed_worker_s_email_goes_once_when_the_provider_told_of_it(
 
             async def provider_reports(c: Contact) -> None:
                 [mail] = r.sb.mailbox.list(to=c.email)
+                assert metadata_of(mail.headers) == {}  # Postmark's header only for Postmark
                 key = r.sb.settings.mailgun_signing_key.get_secret_value()
                 await send_event(mail, event, severity=severity, reason="", description="",
                                  outreach_url=outreach_url, signing_key=key)  # fmt: skip
@@ -160,6 +167,83 @@ async def test_a_killed_worker_s_email_goes_once_when_the_provider_told_of_it(
     assert got.rows["email"].attempts == 1, why  # no retry claimed it again
     assert got.outcomes() == {"email": "already_sent", "sms": "sent"}, why
     assert len(got.texts) == 1, why
+
+
+POSTMARK = {"postmark_webhook_user": "postmark", "postmark_webhook_password": "pm-secret"}
+
+
+def with_postmark(r: Rig) -> Settings:
+    """The rig's settings with Postmark's webhooks configured (so its metadata header is sent)."""
+    secret = SecretStr(POSTMARK["postmark_webhook_password"])
+    return r.sb.settings.model_copy(update={**POSTMARK, "postmark_webhook_password": secret})
+
+
+async def post_postmark(outreach_url: str, doc: dict[str, Any]) -> None:
+    auth = basic_auth_header(
+        POSTMARK["postmark_webhook_user"], POSTMARK["postmark_webhook_password"]
+    )
+    async with httpx.AsyncClient(timeout=HTTP_TIMEOUT) as http:
+        answer = await http.post(f"{outreach_url}/webhooks/postmark/events", json=doc, headers=auth)
+    assert answer.status_code == 200, answer.text
+
+
+async def test_a_killed_worker_s_email_goes_once_when_postmark_told_of_it(ground: Ground) -> None:
+    """The same window with Postmark, whose events carry its own MessageID: the email goes with
+    the `X-PM-Metadata-` header that has Postmark return our Message-ID in the event's metadata,
+    so Postmark's Delivery event names the row and the retry sends nothing."""
+    async with exactly_once_rig(ground) as r:
+        settings = with_postmark(r)
+        app = create_app(settings, temporal_client=ground.temporal.client)
+        async with serve(app, free_port()) as outreach_url:
+
+            async def postmark_reports(c: Contact) -> None:
+                [mail] = r.sb.mailbox.list(to=c.email)
+                answer = await send_postmark_delivery(
+                    mail,
+                    outreach_url=outreach_url,
+                    user=POSTMARK["postmark_webhook_user"],
+                    password=POSTMARK["postmark_webhook_password"],
+                )
+                assert answer["webhook_status"] == 200, answer
+
+            got = await r.run_kill(
+                "after_provider_accepted", "email", settings, between=postmark_reports
+            )
+    why = got.summary()
+    assert got.marker.get("status") == "sending", why  # the kill left it unrecorded
+    assert len(got.emails) == 1, why
+    [mail] = got.emails
+    assert metadata_of(mail.headers) == {"closeflow-msgid": got.rows["email"].provider_id}, why
+    assert got.rows["email"].status == "delivered", why
+    assert got.rows["email"].attempts == 1, why
+    assert got.outcomes() == {"email": "already_sent", "sms": "sent"}, why
+
+
+async def test_an_event_about_an_earlier_email_does_not_stand_for_one_never_sent(
+    ground: Ground,
+) -> None:
+    """A worker killed before its provider call leaves the row `sending` with nothing sent. An
+    event matched only by the address (Postmark's Delivery of an earlier email to the same
+    person, without our metadata: its MessageID names no row) then lands on that row, the
+    latest to the address. It must not record it delivered: the retry sends the email."""
+    async with exactly_once_rig(ground) as r:
+        settings = with_postmark(r)
+        app = create_app(settings, temporal_client=ground.temporal.client)
+        async with serve(app, free_port()) as outreach_url:
+
+            async def earlier_email_delivered(c: Contact) -> None:
+                pm_id = postmark.new_message_id()
+                doc = postmark.delivery(recipient=c.email, message_id=pm_id, now=time.time())
+                await post_postmark(outreach_url, doc)
+
+            got = await r.run_kill(
+                "before_provider_call", "email", settings, between=earlier_email_delivered
+            )
+    why = got.summary()
+    assert got.marker.get("status") == "sending", why
+    assert len(got.emails) == 1, why
+    assert got.rows["email"].status == "submitted", why
+    assert got.outcomes() == {"email": "sent", "sms": "sent"}, why
 
 
 # --- the window that is left ------------------------------------------------------------------

@@ -88,6 +88,57 @@ async def test_outbound_events_update_the_ledger_and_consent(webhooks: WebhookRi
         ]
 
 
+async def test_an_event_names_its_row_by_the_message_id_in_its_metadata(
+    webhooks: WebhookRigs,
+) -> None:
+    """Postmark returns the metadata of our `X-PM-Metadata-` header in every event: the row it
+    names is the one updated, not the latest email to the address, and a row left `sending` by
+    an attempt that died after Postmark took the message is recorded sent. An event without it
+    is matched by its recipient, and proves nothing about a row still `sending` (that attempt
+    may have died before it sent anything)."""
+    now = time.time()
+    async with webhooks(**CREDENTIALS) as rig:
+        first = await rig.add_message("email", "ada@example.com", "<m1@closeflow>")
+        later = await rig.add_message(
+            "email", "ada@example.com", "<m2@closeflow>", status="sending"
+        )
+        left = await rig.add_message("email", "bob@example.com", "<m3@closeflow>", status="sending")
+        unnamed = await rig.add_message(
+            "email", "cy@example.com", "<m4@closeflow>", status="sending"
+        )
+        pm_id = postmark.new_message_id
+
+        def named(message_id: str) -> dict[str, str]:
+            return postmark.metadata_of(postmark.message_id_header(message_id))
+
+        docs = [
+            postmark.delivery(
+                recipient="ada@example.com",
+                message_id=pm_id(),
+                now=now,
+                metadata=named("<m1@closeflow>"),
+            ),
+            postmark.bounce(
+                email="bob@example.com",
+                message_id=pm_id(),
+                now=now,
+                bounce_type="SoftBounce",
+                metadata=named("<m3@closeflow>"),
+            ),
+            postmark.delivery(recipient="cy@example.com", message_id=pm_id(), now=now),
+        ]
+        for doc in docs:
+            assert (await post(rig, "events", doc)).status_code == 200
+        got = {row.id: await rig.message(row.id) for row in (first, later, left, unnamed)}
+        assert got[first.id].status == "delivered"
+        assert got[later.id].status == "sending"  # the latest to ada, not the one named
+        assert (got[left.id].status, got[left.id].provider_status) == ("submitted", "SoftBounce")
+        assert got[left.id].sent_at is not None
+        assert got[unnamed.id].status == "sending"
+        events = {e.prospect_id for e in await rig.inbox("postmark")}
+        assert first.prospect_id in events and left.prospect_id in events
+
+
 async def test_wrong_or_missing_credentials_store_nothing(webhooks: WebhookRigs) -> None:
     now = time.time()
     async with webhooks(**CREDENTIALS) as rig:

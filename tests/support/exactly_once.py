@@ -62,6 +62,8 @@ CHILD_SETTINGS = (
     "smtp_timeout_seconds",
     "smtp_data_timeout_seconds",
     "twilio_timeout_seconds",
+    "postmark_webhook_user",
+    "postmark_webhook_password",
 )
 
 

@@ -144,13 +144,16 @@ async def apply_email_event(
         # the row `sending`: its retry now finds it sent instead of sending the email again.
         row.status, row.sending_until = "submitted", None
         row.sent_at = row.sent_at or datetime.now(UTC)
+    # A row still `sending` here was not named: the event may be about an earlier email to the
+    # address, and this row's attempt may have died before its provider call. Recording it
+    # delivered or failed would make its retry skip a send that never happened.
     if meaning == DELIVERED:
-        if row is not None and row.status in ("sending", "submitted"):
+        if row is not None and row.status == "submitted":
             row.status = "delivered"  # never over bounced/failed: a late 'delivered' is stale
         return None
     if meaning == HARD_BOUNCE and row is not None:
         row.status, row.error = "bounced", detail[:1000]
-    if meaning == SOFT_FAILURE and row is not None and row.status in ("sending", "submitted"):
+    if meaning == SOFT_FAILURE and row is not None and row.status == "submitted":
         row.status, row.error = "failed", detail[:1000]
     reason = SUPPRESSING.get(meaning)
     if reason is None:

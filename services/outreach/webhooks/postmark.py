@@ -1,6 +1,10 @@
 """Postmark: outbound events (Bounce, SpamComplaint, Delivery, SubscriptionChange, Open, Click)
 on one URL, and inbound email (replies) on another.
 
+An outbound event names its ledger row by our Message-ID in the message's metadata (sent as an
+`X-PM-Metadata-` header while the Postmark webhooks are configured); events of messages sent
+without it are matched by their recipient.
+
 Postmark signs nothing; each webhook URL carries credentials (https://user:password@host/...)
 that arrive as HTTP basic auth, checked against the configured pair. Wrong or missing: 401 and
 nothing stored. An authenticated document that cannot be understood is kept aside with the
@@ -32,7 +36,7 @@ from services.outreach.webhooks.common import (
 from services.outreach.webhooks.replies import header, header_pairs
 from shared.db import Session
 from shared.errors import AppError
-from shared.providers.postmark import HARD_BOUNCE_TYPES, verify_basic_auth
+from shared.providers.postmark import HARD_BOUNCE_TYPES, message_id_of, verify_basic_auth
 from shared.requests import without_nul
 
 router = APIRouter(prefix="/postmark")
@@ -109,7 +113,9 @@ async def events(request: Request, session: Session) -> Response:
         event_id,
         str(doc["RecordType"]),
         doc,
-        message_ids=[str(doc.get("MessageID") or "")],
+        # our Message-ID, which the message's metadata carries (sent with Postmark's header),
+        # names the row; Postmark's own MessageID names none
+        message_ids=[message_id_of(doc), str(doc.get("MessageID") or "")],
         recipient=recipient.strip().lower(),
         meaning=meaning,
         provider_status=provider_status,
