@@ -17,6 +17,7 @@ from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
+from shared.settings import Settings
 from shared.tracing import span
 
 TWILIO_API_BASE_URL = "https://api.twilio.com"
@@ -100,6 +101,16 @@ class TwilioSms:
         self.timeout = timeout
         self._http: RebasedAsyncTwilioHttpClient | None = None
         self._client: Client | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TwilioSms:
+        return cls(
+            settings.twilio_account_sid,
+            settings.twilio_auth_token.get_secret_value(),
+            settings.twilio_from_number,
+            settings.twilio_api_base_url,
+            timeout=settings.twilio_timeout_seconds,
+        )
 
     def _twilio(self) -> Client:
         if self._client is None:

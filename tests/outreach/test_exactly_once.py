@@ -39,16 +39,13 @@ import dataclasses
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from aiosmtpd.controller import Controller
-from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse
 from pydantic import SecretStr
 from temporalio.testing import WorkflowEnvironment
 
@@ -69,6 +66,7 @@ from tests.support.fixtures import Ground
 from tests.support.ports import free_port
 from tests.support.sandboxes import EMAIL, touch_request
 from tests.support.serve import HTTP_TIMEOUT, serve
+from tests.support.twilio_proxy import lagging_twilio
 
 
 def check(point: str, mode: str, got: Counted) -> None:
@@ -247,45 +245,6 @@ async def test_an_event_about_an_earlier_email_does_not_stand_for_one_never_sent
 
 
 # --- the window that is left ------------------------------------------------------------------
-
-
-def lagging_twilio(upstream: str, lag: timedelta, first_send_after: float = 0.0) -> FastAPI:
-    """Twilio's API as a client sees it when the message list lags behind accepted messages:
-    everything passes through, except that list pages leave out messages created in the last
-    `lag`. Nothing in Twilio's documentation promises that a message is listed as soon as the
-    create call returns; this is the case the reconciliation cannot cover. The first message
-    created is held `first_send_after` seconds first (a slow answer)."""
-    app = FastAPI()
-    held: list[str] = []
-
-    @app.api_route("/{path:path}", methods=["GET", "POST"])
-    async def forward(path: str, request: Request) -> Response:
-        if request.method == "POST" and path.endswith("/Messages.json") and not held:
-            held.append(path)
-            await asyncio.sleep(first_send_after)
-        headers = {
-            k: v for k, v in request.headers.items() if k in ("authorization", "content-type")
-        }
-        async with httpx.AsyncClient(timeout=HTTP_TIMEOUT, base_url=upstream) as http:
-            up = await http.request(
-                request.method,
-                f"/{path}",
-                params=request.query_params,
-                content=await request.body(),
-                headers=headers,
-            )
-        if request.method == "GET" and path.endswith("/Messages.json") and up.is_success:
-            page = up.json()
-            cutoff = datetime.now(UTC) - lag
-            page["messages"] = [
-                m for m in page["messages"] if parsedate_to_datetime(m["date_created"]) < cutoff
-            ]
-            return JSONResponse(page)
-        return Response(
-            up.content, status_code=up.status_code, media_type=up.headers.get("content-type")
-        )
-
-    return app
 
 
 async def lagging_list_send(tmp: Path, env: WorkflowEnvironment, prefix: str, mode: str) -> Counted:

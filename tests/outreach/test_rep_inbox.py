@@ -12,14 +12,18 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request, Response
 
+from services.outreach import models
 from services.outreach.notifications.notifier import SIGNATURE_HEADER, verify
 from shared.auth import key_fingerprint
 from shared.contracts.journey import CloseRepTasks, journey_id
 from tests.support.eventually import eventually
-from tests.support.inbox import InboxRig
+from tests.support.fixtures import Ground
+from tests.support.inbox import InboxRig, inbox_rig
 from tests.support.ports import free_port
+from tests.support.scenarios import random_phone
 from tests.support.serve import HTTP_TIMEOUT, serve
 from tests.support.settings import ADMIN_ACTOR, API_KEY, AUTH
+from tests.support.twilio_proxy import lagging_twilio
 
 pytestmark = pytest.mark.asyncio
 # "VP Sales Manager" scores 100 (tier A), "Sales Manager" 40 (tier C), no title 0 (tier D)
@@ -246,6 +250,42 @@ async def _all_sent(r: InboxRig, task_id: str, count: int) -> list[dict[str, Any
     if len(rows) == count and all(n["status"] == "sent" for n in rows):
         return rows
     return None
+
+
+TWILIO_TIMEOUT = 4.0
+
+
+async def test_a_rep_s_text_goes_once_when_twilio_s_answer_never_came(ground: Ground) -> None:
+    """Twilio takes a rep's notification text but its answer does not come back in time (a
+    crash of the notifier's process leaves the row the same way: pending), and Twilio's message
+    list shows new texts only a minute late, so the next attempt could not find it there. The
+    text's status callback names its notification row: the row is recorded sent with the sid,
+    and no second attempt is made. One text, where without the callback the retry sent two."""
+
+    def slow_answer(upstream: str) -> FastAPI:
+        hold = TWILIO_TIMEOUT + 2  # past the client's wait: that attempt fails
+        return lagging_twilio(upstream, timedelta(seconds=60), first_answer_after=hold)
+
+    phone = random_phone()
+    async with inbox_rig(ground, slow_answer, twilio_timeout_seconds=TWILIO_TIMEOUT) as r:
+        bob, ron = await r.prospect("Bob"), await r.rep("Ron Rep")
+        sms = {"channel": "sms", "phone": phone}
+        assert (await r.api.put(f"/reps/{ron}/notifications", json=sms, headers=AUTH)).is_success
+        meeting = await r.task(bob, ron, "prep", kind="prepare_meeting", due=in_hours(-0.5))
+        await eventually(lambda: _all_sent(r, meeting, 1), "ron's SMS recorded sent")
+        await r.sweeps(5)  # the held attempt has ended, and a retry would have had its turn
+        async with r.sessions() as session:
+            row = await session.get(
+                models.TaskNotification, (await _notifications(r, meeting))[0]["id"]
+            )
+        async with httpx.AsyncClient(timeout=HTTP_TIMEOUT) as c:
+            found = (
+                await c.get(f"{r.sb.twilio_url}/sandbox/messages", params={"to": phone})
+            ).json()
+    texts = found["messages"] if isinstance(found, dict) else found
+    assert row is not None
+    assert [t["sid"] for t in texts] == [row.provider_id], texts
+    assert (row.status, row.attempts) == ("sent", 0)  # recorded by the callback, not an attempt
 
 
 async def test_urgent_tasks_reach_reps_by_email_sms_and_a_signed_webhook(

@@ -24,6 +24,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from services.outreach import models
 from services.outreach.activities import activities_for, close_activities
+from services.outreach.notifications import text_status
 from services.outreach.webhooks import sms_status
 from shared.db import create_engine
 from shared.providers.twilio_signature import SIGNATURE_HEADER, sign_twilio_request
@@ -108,6 +109,46 @@ async def test_a_callback_naming_a_text_left_sending_records_its_sid(
         forged = await post(rig, params, signature, url=elsewhere)
         assert forged.status_code == 403
         assert len(await rig.inbox("twilio")) == 3
+
+
+async def test_a_callback_naming_a_rep_s_notification_text_records_it_sent(
+    webhooks: WebhookRigs,
+) -> None:
+    """A rep's notification text whose answer from Twilio was lost: its row is still pending.
+    The callback URL names the notification row, signed with the rest: the row is sent with the
+    text's sid, so the notifier's next attempt never comes. A second sid for it (a second text)
+    changes nothing; another row in the URL breaks the signature; nothing goes to the ledger."""
+    async with webhooks() as rig:
+        async with rig.sessions() as s:
+            row = models.TaskNotification(
+                task_id=uuid.uuid4().hex,
+                reason="urgent",
+                recipient_rep_id="rep-1",
+                channel="sms",
+                target=TO,
+                text="Urgent: call Ada",
+                attempts=1,
+            )
+            s.add(row)
+            await s.commit()
+        sid, url = new_sid(), text_status.callback_url("http://test", row.id)
+        for status, sent_sid in (("sent", sid), ("delivered", sid), ("sent", new_sid())):
+            answer = await post(rig, callback(rig, sent_sid, status), url=url)
+            assert answer.status_code == 204
+        async with rig.sessions() as s:
+            got = await s.get(models.TaskNotification, row.id)
+        assert got is not None
+        assert (got.status, got.provider_id, got.next_attempt_at) == ("sent", sid, None)
+        assert got.sent_at is not None
+
+        params = callback(rig, new_sid(), "sent")
+        signature = sign_twilio_request(
+            rig.settings.twilio_auth_token.get_secret_value(), url, params
+        )
+        elsewhere = text_status.callback_url("http://test", "f" * 32)
+        assert (await post(rig, params, signature, url=elsewhere)).status_code == 403
+        assert await rig.inbox("twilio") == []
+        assert await rig.count(models.Message) == 0
 
 
 async def test_late_callbacks_never_move_a_status_back(webhooks: WebhookRigs) -> None:

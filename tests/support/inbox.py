@@ -147,19 +147,31 @@ class InboxRig:
 
 
 @contextlib.asynccontextmanager
-async def inbox_rig(ground: Ground) -> AsyncIterator[InboxRig]:
+async def inbox_rig(
+    ground: Ground, twilio_in_front: Callable[[str], FastAPI] | None = None, **changes: Any
+) -> AsyncIterator[InboxRig]:
+    """`twilio_in_front`: an app outreach reaches Twilio through, made with the Twilio sandbox's
+    URL; `changes`: settings that differ from the sandboxes'."""
     env = ground.temporal
     urls = {s: ground.database_urls[s] for s in ("prospecting", "outreach")}
     p_port, o_port = free_port(), free_port()
     outreach_url = f"http://127.0.0.1:{o_port}"
-    async with sandboxes(
-        ground.tmp_path,
-        urls,
-        ground.queue_prefix,
-        outreach_url,
-        prospecting_url=f"http://127.0.0.1:{p_port}",
-    ) as sb:
-        settings = sb.settings
+    async with (
+        sandboxes(
+            ground.tmp_path,
+            urls,
+            ground.queue_prefix,
+            outreach_url,
+            prospecting_url=f"http://127.0.0.1:{p_port}",
+        ) as sb,
+        contextlib.AsyncExitStack() as stack,
+    ):
+        if twilio_in_front is not None:
+            front = twilio_in_front(sb.twilio_url)
+            changes["twilio_api_base_url"] = await stack.enter_async_context(
+                serve(front, free_port())
+            )
+        settings = sb.settings.model_copy(update=changes)
         engine = create_engine(settings.database_url("outreach"))
         sessions = session_factory(engine)
         acts = activities_for(settings, sessions)
@@ -169,29 +181,31 @@ async def inbox_rig(ground: Ground) -> AsyncIterator[InboxRig]:
         o_app.state.notifier.timing = NotifierTiming(
             poll_seconds=0.2, base_delay=0.2, max_delay=1.0, lease=5.0
         )
-        async with contextlib.AsyncExitStack() as stack:
-            await stack.enter_async_context(
-                Worker(
-                    env.client,
-                    task_queue=settings.task_queue("journeys"),
-                    workflows=[RecordingJourney],
-                    workflow_runner=UnsandboxedWorkflowRunner(),
-                )
+        await stack.enter_async_context(
+            Worker(
+                env.client,
+                task_queue=settings.task_queue("journeys"),
+                workflows=[RecordingJourney],
+                workflow_runner=UnsandboxedWorkflowRunner(),
             )
-            p_url = await stack.enter_async_context(
-                serve(prospecting_app(settings, temporal_client=env.client), p_port)
-            )
-            await stack.enter_async_context(serve(o_app, o_port))
-            api = await stack.enter_async_context(
-                httpx.AsyncClient(timeout=HTTP_TIMEOUT, base_url=outreach_url)
-            )
-            prospecting = await stack.enter_async_context(
-                httpx.AsyncClient(timeout=HTTP_TIMEOUT, base_url=p_url)
-            )
-            close = next(a for a in acts if getattr(a, "__name__", "") == "close_rep_tasks")
+        )
+        p_url = await stack.enter_async_context(
+            serve(prospecting_app(settings, temporal_client=env.client), p_port)
+        )
+        await stack.enter_async_context(serve(o_app, o_port))
+        api = await stack.enter_async_context(
+            httpx.AsyncClient(timeout=HTTP_TIMEOUT, base_url=outreach_url)
+        )
+        prospecting = await stack.enter_async_context(
+            httpx.AsyncClient(timeout=HTTP_TIMEOUT, base_url=p_url)
+        )
+        close = next(a for a in acts if getattr(a, "__name__", "") == "close_rep_tasks")
+        try:
             yield InboxRig(sb, env, outreach_url, api, prospecting, sessions, create, o_app, close)
-        await close_activities(acts)
-        await engine.dispose()
+        finally:
+            await stack.aclose()
+            await close_activities(acts)
+            await engine.dispose()
 
 
 @pytest.fixture

@@ -13,8 +13,9 @@ Marking and queueing happen in one transaction (`urgent_at`/`escalated_at` are s
 still empty), so a notification is queued exactly once even with several replicas; the unique
 key of `task_notifications` guards it too. A crash between the provider accepting and the row
 being marked sent is the one window left: the retry then re-sends email with the same
-Message-ID, asks Twilio for an SMS with that body first, and sends a webhook with the same
-X-Closeflow-Delivery id (receivers dedupe on it).
+Message-ID, sends a webhook with the same X-Closeflow-Delivery id (receivers dedupe on it),
+and for SMS looks for the text in Twilio's list first; a text's status callback, whose URL
+names its row, records it sent before that (text_status.py).
 
 Webhook signature: X-Closeflow-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of
 "<t>.<raw body>" under the rep's webhook_secret> (docs/guides/rep-inbox.md has a verification
@@ -42,6 +43,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from twilio.base.exceptions import TwilioRestException
 
 from services.outreach import models
+from services.outreach.notifications import text_status
+from services.outreach.notifications.text_status import PENDING, SENT
 from services.outreach.notifications.webhook_targets import check_webhook_url, webhook_policy
 from services.outreach.tasks import service as tasks
 from services.outreach.tasks.reps import RepDirectory, RepInfo
@@ -59,7 +62,7 @@ log = logging.getLogger(__name__)
 URGENT, ESCALATION = "urgent", "escalation"
 # a reply after the journey ended, or from a won client (services.outreach.late_replies)
 LATE_KINDS = ("late_reply", "client_reply")
-PENDING, SENT, FAILED = "pending", "sent", "failed"
+FAILED = "failed"  # and PENDING, SENT (text_status: the status callbacks set SENT too)
 SIGNATURE_HEADER = "X-Closeflow-Signature"
 DELIVERY_HEADER = "X-Closeflow-Delivery"
 EVENT_HEADER = "X-Closeflow-Event"
@@ -203,12 +206,7 @@ class Notifier(PinnedClientOwner, Relay[models.TaskNotification]):  # type: igno
         self._settings = settings
         self._reps = reps
         self._email = SmtpEmail.from_settings(settings)
-        self._sms = TwilioSms(
-            settings.twilio_account_sid,
-            settings.twilio_auth_token.get_secret_value(),
-            settings.twilio_from_number,
-            settings.twilio_api_base_url,
-        )
+        self._sms = TwilioSms.from_settings(settings)
         # the webhooks' connections: every resolved address checked, redirects refused
         self.outbound = webhook_policy(settings)
 
@@ -440,7 +438,8 @@ class Notifier(PinnedClientOwner, Relay[models.TaskNotification]):  # type: igno
                 found = await self._sms.find_recent(row.target, row.text, since)
                 if found:
                     return found
-            return (await self._sms.send_sms(row.target, row.text, None)).sid
+            callback = text_status.callback_url(self._settings.outreach_public_url, row.id)
+            return (await self._sms.send_sms(row.target, row.text, callback)).sid
         return await self._post_webhook(row)
 
     async def _post_webhook(self, row: models.TaskNotification) -> str:

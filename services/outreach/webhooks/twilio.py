@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.outreach.consent import service as consent
 from services.outreach.inbox import JourneySignal, store_event
+from services.outreach.notifications import text_status
 from services.outreach.webhooks.common import (
     deliver,
     latest_message_to,
@@ -169,7 +170,13 @@ async def _store_status(state: State, form: dict[str, str], query: str) -> None:
     sid, status = form.get("MessageSid", ""), form.get("MessageStatus", "")
     if not sid or not status:
         raise AppError(400, "invalid_payload", "MessageSid and MessageStatus are required")
-    named = [v for k, v in parse_qsl(query) if k == MESSAGE_PARAM]
+    params = parse_qsl(query)
+    notification = text_status.named_notification(params)
+    if notification:
+        # a rep's notification text: not a cadence message, so not in the ledger
+        await text_status.record_text(state.sessions, notification, sid)
+        return
+    named = [v for k, v in params if k == MESSAGE_PARAM]
     message_id = named[-1] if named and len(named[-1]) <= MAX_MESSAGE_ID else ""
     await _status_writer(state).write(StatusCallback(sid, status, form, message_id))
 
