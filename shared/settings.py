@@ -341,6 +341,13 @@ class Settings(BaseSettings):
     imap_idle: bool = Field(
         True, description="wait for new mail with IDLE when the server offers it (else poll)"
     )
+    imap_sent_folder: str = Field(
+        "",
+        description="IMAP folder of the same account where the SMTP server files a copy of "
+        "every email sent through it (Gmail: [Gmail]/Sent Mail); set, an email whose send "
+        "outcome is unknown is looked for there by its Message-ID before it is sent again. "
+        "Empty: not looked for",
+    )
     # --- end of issue 14 IMAP block ------------------------------------------------------------
     mailgun_signing_key: SecretStr = Field(
         SecretStr("dev-mailgun-signing-key"),
@@ -530,6 +537,15 @@ class Settings(BaseSettings):
             # a person's key would then reach /internal/*
             raise ValueError("CLOSEFLOW_SERVICE_TOKEN must not be one of CLOSEFLOW_API_KEYS")
         _ = self.master_keys  # and a malformed payload master key
+        return self
+
+    @model_validator(mode="after")
+    def _check_sent_folder(self) -> Settings:
+        if self.imap_sent_folder.strip() and not self.imap_host:
+            raise ValueError(
+                "CLOSEFLOW_IMAP_SENT_FOLDER is a folder of the IMAP account: set "
+                "CLOSEFLOW_IMAP_HOST, CLOSEFLOW_IMAP_USERNAME and CLOSEFLOW_IMAP_PASSWORD too"
+            )
         return self
 
     @model_validator(mode="after")

@@ -46,6 +46,7 @@ from services.outreach.consent import suppressions
 from services.outreach.consent.erasure import UNNAMED_REFERRER, erased_reason
 from services.outreach.events import service as events
 from services.outreach.invites import InvitePart
+from services.outreach.mailbox import sent_folder
 from services.outreach.senders import service as senders
 from services.outreach.tasks import service as tasks
 from services.outreach.tasks.colleagues import ColleagueActivities
@@ -727,10 +728,16 @@ class OutreachActivities:
                 raise send_lease.expired(row.channel)
             with call:
                 if row.channel == "email":
-                    return await self._deliver_email(row, invite), None
+                    return await self._deliver_email(row, invite, resend), None
                 return await self._deliver_sms(row, resend), None
 
-    async def _deliver_email(self, row: models.Message, invite: InvitePart | None = None) -> str:
+    async def _deliver_email(
+        self, row: models.Message, invite: InvitePart | None = None, resend: bool = False
+    ) -> str:
+        if resend and await sent_folder.went_out(self._settings, row.provider_id or ""):
+            # the SMTP server filed the earlier attempt's copy: it went (mailbox/sent_folder.py)
+            log.info("email %s found in the Sent folder: not sent again", row.provider_id)
+            return str(row.provider_id)
         unsubscribe_url = (
             f"{self._settings.outreach_public_url}/unsubscribe/{row.unsubscribe_token}"
         )

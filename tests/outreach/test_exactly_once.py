@@ -63,6 +63,8 @@ from tests.support.consent import outreach_rig
 from tests.support.exactly_once import HANG_GUARD, Counted, Rig, exactly_once_rig, new_contact
 from tests.support.faults import POINTS
 from tests.support.fixtures import Ground
+from tests.support.imap import PASSWORD as IMAP_PASSWORD
+from tests.support.imap import dovecot
 from tests.support.ports import free_port
 from tests.support.sandboxes import EMAIL, touch_request
 from tests.support.serve import HTTP_TIMEOUT, serve
@@ -215,6 +217,67 @@ async def test_a_killed_worker_s_email_goes_once_when_postmark_told_of_it(ground
     assert got.rows["email"].status == "delivered", why
     assert got.rows["email"].attempts == 1, why
     assert got.outcomes() == {"email": "already_sent", "sms": "sent"}, why
+
+
+async def test_a_killed_worker_s_email_goes_once_when_the_sent_folder_has_it(
+    ground: Ground,
+) -> None:
+    """Plain SMTP, no provider events, but a server that files every message it accepts in
+    the account's Sent folder (Gmail does): the worker dies after the SMTP server accepted the
+    email, the server's copy is in the folder (APPENDed, as the server files it), and the
+    retry, once the lease is over, finds it there by its Message-ID over IMAP and sends
+    nothing. Two emails without CLOSEFLOW_IMAP_SENT_FOLDER (above)."""
+    with dovecot() as server:
+        user = server.add_user()
+        folder = "Sent Mail"  # a name that must be quoted, as Gmail's "[Gmail]/Sent Mail"
+        await server.create(user, f'"{folder}"')  # imaplib sends names as given
+        async with exactly_once_rig(ground) as r:
+            settings = r.sb.settings.model_copy(
+                update={
+                    "imap_host": "127.0.0.1",
+                    "imap_port": server.port,
+                    "imap_tls": "none",
+                    "imap_username": user,
+                    "imap_password": SecretStr(IMAP_PASSWORD),
+                    "imap_sent_folder": folder,
+                }
+            )
+
+            async def filed(c: Contact) -> None:
+                [mail] = r.sb.mailbox.list(to=c.email)
+                raw = r.sb.mailbox.raw(mail.id)
+                assert raw is not None
+                await server.append(user, raw, folder=f'"{folder}"')
+
+            got = await r.run_kill("after_provider_accepted", "email", settings, between=filed)
+    why = got.summary()
+    assert got.marker.get("status") == "sending", why  # the kill left it unrecorded
+    assert len(got.emails) == 1, why
+    assert got.rows["email"].status == "submitted", why
+    assert got.rows["email"].provider_id == got.marker["provider_id"], why
+    assert len(got.texts) == 1, why
+
+
+async def test_an_unreadable_sent_folder_sends_the_email_again(ground: Ground) -> None:
+    """The Sent folder cannot be read (here: the IMAP server is gone): the email is sent again,
+    with the same Message-ID, as without the setting. A step is never lost for want of an
+    answer from the mailbox."""
+    async with exactly_once_rig(ground) as r:
+        settings = r.sb.settings.model_copy(
+            update={
+                "imap_host": "127.0.0.1",
+                "imap_port": free_port(),  # nothing listens there
+                "imap_tls": "none",
+                "imap_username": "nobody",
+                "imap_password": SecretStr(IMAP_PASSWORD),
+                "imap_sent_folder": "Sent",
+            }
+        )
+        got = await r.run_kill("after_provider_accepted", "email", settings)
+    why = got.summary()
+    assert len(got.emails) == 2, why
+    assert {m.message_id for m in got.emails} == {got.rows["email"].provider_id}, why
+    assert got.rows["email"].status == "submitted", why
 
 
 async def test_an_event_about_an_earlier_email_does_not_stand_for_one_never_sent(

@@ -254,3 +254,9 @@ def test_production_needs_tls_to_the_mailbox() -> None:
     with pytest.raises(ValueError, match="CLOSEFLOW_IMAP_TLS"):
         Settings(**PRODUCTION, imap_host="imap.example.com", imap_tls="none")  # type: ignore[arg-type]
     assert Settings(**PRODUCTION, imap_host="imap.example.com").imap_tls == "tls"  # type: ignore[arg-type]
+
+
+def test_the_sent_folder_is_a_folder_of_the_imap_account() -> None:
+    with pytest.raises(ValueError, match="CLOSEFLOW_IMAP_HOST"):
+        Settings(imap_sent_folder="Sent")
+    assert Settings(imap_host="imap.example.com", imap_sent_folder="Sent").imap_sent_folder

@@ -64,6 +64,12 @@ CHILD_SETTINGS = (
     "twilio_timeout_seconds",
     "postmark_webhook_user",
     "postmark_webhook_password",
+    "imap_host",
+    "imap_port",
+    "imap_tls",
+    "imap_username",
+    "imap_password",
+    "imap_sent_folder",
 )
 
 

@@ -58,6 +58,8 @@ T = TypeVar("T")
 
 _UIDVALIDITY = re.compile(rb"\[UIDVALIDITY (\d+)\]", re.I)
 _FETCHED_UID = re.compile(rb"\bUID (\d+)\b", re.I)
+# a folder name sent as is; any other ("[Gmail]/Sent Mail") goes as a quoted string
+_ATOM = re.compile(r"[A-Za-z0-9._/&+-]+")
 COMMAND_TIMEOUT = 30.0  # one IMAP command (a large message's fetch included)
 MAX_BACKOFF = 60.0
 
@@ -167,7 +169,7 @@ async def _starttls(client: aioimaplib.IMAP4, context: ssl.SSLContext, host: str
     command = aioimaplib.Command("STARTTLS", protocol.new_tag(), loop=protocol.loop)
     answer = await asyncio.wait_for(protocol.execute(command), COMMAND_TIMEOUT)
     if answer.result != "OK":
-        raise MailboxError(f"{host} refused STARTTLS: {_said(answer)}")
+        raise MailboxError(f"{host} refused STARTTLS: {said(answer)}")
     loop = asyncio.get_running_loop()
     protocol.transport = await loop.start_tls(
         protocol.transport, protocol, context, server_hostname=host
@@ -176,7 +178,7 @@ async def _starttls(client: aioimaplib.IMAP4, context: ssl.SSLContext, host: str
     await asyncio.wait_for(protocol.capability(), COMMAND_TIMEOUT)
 
 
-def _said(response: Any) -> str:
+def said(response: Any) -> str:
     lines = [bytes(line) for line in getattr(response, "lines", [])]
     return (lines[-1] if lines else b"").decode("utf-8", "replace")[:200]
 
@@ -188,7 +190,7 @@ def _uidvalidity(response: Any) -> int:
     raise MailboxError("the server's SELECT answer has no UIDVALIDITY")
 
 
-def _uids(response: Any, after: int) -> list[int]:
+def search_uids(response: Any, after: int) -> list[int]:
     """The UIDs of a UID SEARCH answer above `after` ("n:*" always matches the last message,
     even when its UID is below n)."""
     found: set[int] = set()
@@ -207,6 +209,37 @@ def _body(response: Any, uid: int) -> bytes | None:
         if found and int(found.group(1)) == uid and isinstance(literal, bytearray):
             return bytes(literal)
     return None
+
+
+async def open_folder(
+    settings: Settings, folder: str, on_lost: Callable[[], object] | None = None
+) -> tuple[aioimaplib.IMAP4, int]:
+    """A logged-in connection to the settings' IMAP account with `folder` selected, and the
+    folder's UIDVALIDITY. `on_lost`: called when the connection drops. (SELECT, not EXAMINE:
+    aioimaplib allows searching only after SELECT; searching and BODY.PEEK change no flag.)"""
+    s = settings
+    host, port = s.imap_host, imap_port(s)
+    if s.imap_tls == "tls":
+        client = aioimaplib.IMAP4_SSL(
+            host, port, timeout=COMMAND_TIMEOUT, ssl_context=tls_context(s)
+        )
+    else:
+        client = aioimaplib.IMAP4(host, port, timeout=COMMAND_TIMEOUT)
+    if on_lost is not None:
+        client.protocol.conn_lost_cb = lambda _exc: on_lost()
+    await client.wait_hello_from_server()
+    if s.imap_tls == "starttls":
+        await _starttls(client, tls_context(s), host)
+    answer = await client.login(s.imap_username, s.imap_password.get_secret_value())
+    if answer.result != "OK":
+        raise MailboxError(f"{host} refused the login of {s.imap_username}: {said(answer)}")
+    # after login the server may offer more (or less: IDLE) than before
+    await asyncio.wait_for(client.protocol.capability(), COMMAND_TIMEOUT)
+    name = folder if _ATOM.fullmatch(folder) else aioimaplib.quoted(folder)
+    answer = await client.select(name)
+    if answer.result != "OK":
+        raise MailboxError(f"{host} has no folder {folder!r}: {said(answer)}")
+    return client, _uidvalidity(answer)
 
 
 class MailboxWatcher:
@@ -307,29 +340,9 @@ class MailboxWatcher:
     # --- one connection -----------------------------------------------------------------------
 
     async def _connect(self) -> tuple[aioimaplib.IMAP4, int]:
-        s = self._settings
-        host, port = s.imap_host, imap_port(s)
         # an event of this connection's own: a previous one closing late must not end this one
         lost = self._lost = asyncio.Event()
-        if s.imap_tls == "tls":
-            client = aioimaplib.IMAP4_SSL(
-                host, port, timeout=COMMAND_TIMEOUT, ssl_context=tls_context(s)
-            )
-        else:
-            client = aioimaplib.IMAP4(host, port, timeout=COMMAND_TIMEOUT)
-        client.protocol.conn_lost_cb = lambda _exc: lost.set()
-        await client.wait_hello_from_server()
-        if s.imap_tls == "starttls":
-            await _starttls(client, tls_context(s), host)
-        answer = await client.login(s.imap_username, s.imap_password.get_secret_value())
-        if answer.result != "OK":
-            raise MailboxError(f"{host} refused the login of {s.imap_username}: {_said(answer)}")
-        # after login the server may offer more (or less: IDLE) than before
-        await asyncio.wait_for(client.protocol.capability(), COMMAND_TIMEOUT)
-        answer = await client.select(s.imap_mailbox)
-        if answer.result != "OK":
-            raise MailboxError(f"{host} has no folder {s.imap_mailbox!r}: {_said(answer)}")
-        return client, _uidvalidity(answer)
+        return await open_folder(self._settings, self._settings.imap_mailbox, lost.set)
 
     async def _watch(self) -> None:
         client, uidvalidity = await self._connect()
@@ -384,8 +397,8 @@ class MailboxWatcher:
     async def _take_new(self, client: aioimaplib.IMAP4, uidvalidity: int, last: int) -> int:
         answer = await client.uid_search(f"UID {last + 1}:*", charset=None)
         if answer.result != "OK":
-            raise MailboxError(f"UID SEARCH refused: {_said(answer)}")
-        for uid in _uids(answer, last):
+            raise MailboxError(f"UID SEARCH refused: {said(answer)}")
+        for uid in search_uids(answer, last):
             if self._stopping.is_set():
                 break
             await self._take(client, uidvalidity, uid)
@@ -397,7 +410,7 @@ class MailboxWatcher:
         journey (the inbox relay retries what this attempt does not deliver)."""
         answer = await client.uid("fetch", str(uid), "(UID BODY.PEEK[])")
         if answer.result != "OK":
-            raise MailboxError(f"UID FETCH {uid} refused: {_said(answer)}")
+            raise MailboxError(f"UID FETCH {uid} refused: {said(answer)}")
         raw = _body(answer, uid)
         stored = None
         async with self._sessions()() as session:
