@@ -318,19 +318,23 @@ def _sg_event(kind: str, status: str | None) -> Builder:
 
 def _pm_event(kind: str) -> Builder:
     def build(rig: Rig, t: Target) -> Event:
-        now = time.time()
+        # as Postmark posts them: its own MessageID, ours in the metadata of the header we send
+        now, pm_id = time.time(), postmark.new_message_id()
+        named = postmark.metadata_of(postmark.message_id_header(t.provider_id))
         path = "/webhooks/postmark/events"
         if kind == "Delivery":
-            doc = postmark.delivery(recipient=t.address, message_id=t.provider_id, now=now)
+            doc = postmark.delivery(recipient=t.address, message_id=pm_id, now=now, metadata=named)
             req = postmark_request(path, doc)
             return Event("postmark Delivery", req, t.prospect_id, moves_to=(t.row_id, "delivered"))
         if kind == "Bounce":
-            doc = postmark.bounce(email=t.address, message_id=t.provider_id, now=now)
+            doc = postmark.bounce(email=t.address, message_id=pm_id, now=now, metadata=named)
         elif kind == "SpamComplaint":
-            doc = postmark.spam_complaint(email=t.address, message_id=t.provider_id, now=now)
+            doc = postmark.spam_complaint(
+                email=t.address, message_id=pm_id, now=now, metadata=named
+            )
         else:
             doc = postmark.subscription_change(
-                recipient=t.address, message_id=t.provider_id, now=now
+                recipient=t.address, message_id=pm_id, now=now, metadata=named
             )
         req = postmark_request(path, doc)
         return Event(f"postmark {kind}", req, t.prospect_id, ("email", t.address), signal=STOP)
