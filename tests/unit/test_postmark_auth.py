@@ -1,4 +1,5 @@
-"""Postmark webhooks authenticate with the basic-auth credentials put in their URLs."""
+"""Postmark webhooks authenticate with the basic-auth credentials put in their URLs, and
+name our message through the metadata of the header we send."""
 
 from __future__ import annotations
 
@@ -70,3 +71,23 @@ def test_payload_builders_follow_postmarks_documents() -> None:
     )
     assert inbound["MailboxHash"] == "abc"
     assert {"Name": "In-Reply-To", "Value": "<m@closeflow>"} in inbound["Headers"]
+
+
+def test_the_message_id_goes_as_metadata_postmark_returns_within_its_limits() -> None:
+    message_id = "<0123456789abcdef0123456789abcdef@mail.example.com>"
+    header = postmark.message_id_header(message_id)
+    assert header == {"X-PM-Metadata-closeflow-msgid": message_id}
+    assert len(postmark.MESSAGE_ID_KEY) <= 20  # Postmark's limit for a key
+    # what Postmark registers from the headers (folded or not), and returns in an event
+    metadata = postmark.metadata_of({"x-pm-metadata-closeflow-msgid": f" {message_id}", "To": "a"})
+    assert metadata == {"closeflow-msgid": message_id}
+    event = postmark.delivery(recipient="a@b.c", message_id="pm-1", now=0.0, metadata=metadata)
+    assert postmark.message_id_of(event) == message_id
+    assert postmark.message_id_of({"Metadata": {"CloseFlow-MsgID": message_id}}) == message_id
+    assert postmark.message_id_of({"Metadata": None}) == ""
+    assert postmark.message_id_of({}) == ""
+    # over Postmark's 80 characters a value would be cut: no header rather than a wrong id
+    long_domain = "x" * 46 + ".example"
+    assert postmark.message_id_header(f"<{'0' * 32}@{long_domain}>") == {}
+    assert postmark.message_id_header(f"<{'0' * 32}@{'x' * 45}>") != {}
+    assert postmark.message_id_header("") == {}
