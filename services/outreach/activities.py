@@ -718,6 +718,12 @@ class OutreachActivities:
     ) -> tuple[str, str | None]:
         """(provider id, None), or ("", why not) when consent forbids the send now: checked
         again right before the provider call, under the locks opt-outs take (consent.send_guard)."""
+        if resend and row.channel == "email":
+            # Not a send, so not under the guard's locks (opt-outs would wait on the mailbox):
+            # the SMTP server filed the earlier attempt's copy, so it went (mailbox/sent_folder.py)
+            if await sent_folder.went_out(self._settings, row.provider_id or ""):
+                log.info("email %s found in the Sent folder: not sent again", row.provider_id)
+                return str(row.provider_id), None
         guard = consent.send_guard(session, row.channel, row.to_address, _consent_of(row))
         async with guard as refusal:
             if refusal is not None:
@@ -728,16 +734,10 @@ class OutreachActivities:
                 raise send_lease.expired(row.channel)
             with call:
                 if row.channel == "email":
-                    return await self._deliver_email(row, invite, resend), None
+                    return await self._deliver_email(row, invite), None
                 return await self._deliver_sms(row, resend), None
 
-    async def _deliver_email(
-        self, row: models.Message, invite: InvitePart | None = None, resend: bool = False
-    ) -> str:
-        if resend and await sent_folder.went_out(self._settings, row.provider_id or ""):
-            # the SMTP server filed the earlier attempt's copy: it went (mailbox/sent_folder.py)
-            log.info("email %s found in the Sent folder: not sent again", row.provider_id)
-            return str(row.provider_id)
+    async def _deliver_email(self, row: models.Message, invite: InvitePart | None = None) -> str:
         unsubscribe_url = (
             f"{self._settings.outreach_public_url}/unsubscribe/{row.unsubscribe_token}"
         )

@@ -173,8 +173,10 @@ async def inbox_rig(
             )
         settings = sb.settings.model_copy(update=changes)
         engine = create_engine(settings.database_url("outreach"))
+        stack.push_async_callback(engine.dispose)  # last: after everything entered below
         sessions = session_factory(engine)
         acts = activities_for(settings, sessions)
+        stack.push_async_callback(close_activities, acts)
         create = next(a for a in acts if getattr(a, "__name__", "") == "create_rep_task")
         o_app = outreach_app(settings, temporal_client=env.client)
         # seconds, not minutes: the sweep and its retries run at test speed
@@ -200,12 +202,7 @@ async def inbox_rig(
             httpx.AsyncClient(timeout=HTTP_TIMEOUT, base_url=p_url)
         )
         close = next(a for a in acts if getattr(a, "__name__", "") == "close_rep_tasks")
-        try:
-            yield InboxRig(sb, env, outreach_url, api, prospecting, sessions, create, o_app, close)
-        finally:
-            await stack.aclose()
-            await close_activities(acts)
-            await engine.dispose()
+        yield InboxRig(sb, env, outreach_url, api, prospecting, sessions, create, o_app, close)
 
 
 @pytest.fixture

@@ -20,37 +20,35 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.outreach import models
+from services.outreach.webhooks import sms_status
 
 NOTIFICATION_PARAM = "notification"
-MAX_NOTIFICATION_ID = 32  # a row id
 PENDING, SENT = "pending", "sent"
 
 
 def callback_url(public_url: str, notification_id: str) -> str:
     """The status callback URL of the text of notification row `notification_id`."""
-    return f"{public_url.rstrip('/')}/webhooks/twilio/status?{NOTIFICATION_PARAM}={notification_id}"
+    return sms_status.callback_url(public_url, notification_id, NOTIFICATION_PARAM)
 
 
 def named_notification(query: Iterable[tuple[str, str]]) -> str:
     """The notification row a callback URL's (signed) query names, or ''."""
-    named = [value for key, value in query if key == NOTIFICATION_PARAM]
-    return named[-1] if named and 0 < len(named[-1]) <= MAX_NOTIFICATION_ID else ""
+    return sms_status.named_row(query, NOTIFICATION_PARAM)
 
 
 async def record_text(
     sessions: async_sessionmaker[AsyncSession], notification_id: str, sid: str
-) -> bool:
+) -> None:
     """Twilio has the notification's text: a row still pending is sent, with its sid. Whatever
     the status (a text Twilio then failed to deliver was sent all the same, as the notifier
     counts it). A row already sent keeps its sid: a second sid would be a second text, which
-    nothing here can take back. Returns whether the row changed."""
+    nothing here can take back."""
     n = models.TaskNotification
     async with sessions() as session:
-        result = await session.execute(
+        await session.execute(
             update(n)
             .where(n.id == notification_id, n.channel == "sms", n.status == PENDING)
             .values(status=SENT, provider_id=sid, sent_at=datetime.now(UTC), next_attempt_at=None)
             .execution_options(synchronize_session=False)
         )
         await session.commit()
-    return bool(getattr(result, "rowcount", 0))

@@ -88,12 +88,19 @@ LOCKED_GIVE_UP_SECONDS = 30.0
 
 # the callback URL's parameter naming the ledger row (a row id is 32 characters)
 MESSAGE_PARAM = "message"
-MAX_MESSAGE_ID = 32
+MAX_ROW_ID = 32
 
 
-def callback_url(public_url: str, message_id: str) -> str:
-    """The status callback URL of the text of ledger row `message_id`."""
-    return f"{public_url.rstrip('/')}/webhooks/twilio/status?{MESSAGE_PARAM}={message_id}"
+def callback_url(public_url: str, row_id: str, param: str = MESSAGE_PARAM) -> str:
+    """The status callback URL of a text, naming its row under `param`: the ledger's by
+    default, or another table's (notifications.text_status)."""
+    return f"{public_url.rstrip('/')}/webhooks/twilio/status?{param}={row_id}"
+
+
+def named_row(query: Iterable[tuple[str, str]], param: str = MESSAGE_PARAM) -> str:
+    """The row a callback URL's (signed) query names under `param`, or ''."""
+    named = [value for key, value in query if key == param]
+    return named[-1] if named and len(named[-1]) <= MAX_ROW_ID else ""
 
 
 @dataclass(frozen=True)

@@ -30,12 +30,7 @@ from services.outreach.webhooks.common import (
     stop_cadence,
 )
 from services.outreach.webhooks.replies import STOP_WORDS
-from services.outreach.webhooks.sms_status import (
-    MAX_MESSAGE_ID,
-    MESSAGE_PARAM,
-    StatusCallback,
-    StatusWriter,
-)
+from services.outreach.webhooks.sms_status import StatusCallback, StatusWriter, named_row
 from shared.contracts.journey import ReplyReceived, system_actor
 from shared.contracts.names import Sig
 from shared.db import Session
@@ -176,8 +171,7 @@ async def _store_status(state: State, form: dict[str, str], query: str) -> None:
         # a rep's notification text: not a cadence message, so not in the ledger
         await text_status.record_text(state.sessions, notification, sid)
         return
-    named = [v for k, v in params if k == MESSAGE_PARAM]
-    message_id = named[-1] if named and len(named[-1]) <= MAX_MESSAGE_ID else ""
+    message_id = named_row(params)
     await _status_writer(state).write(StatusCallback(sid, status, form, message_id))
 
 
