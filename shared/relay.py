@@ -120,6 +120,9 @@ class LeasedTable(Generic[ItemT]):
     finished: Callable[[], ColumnElement[bool]] | None = None  # what prune may delete...
     created_at: InstrumentedAttribute[Any] | None = None  # ...once older than the retention
     order_by: Sequence[Any] = field(default_factory=tuple)
+    # counted at each claim, given back with a hand-back: a handler told by it that an earlier
+    # claim ended unrecorded (a crash) can ask whether that attempt's effect happened
+    claims: InstrumentedAttribute[Any] | None = None
 
     @classmethod
     def of(
@@ -130,9 +133,11 @@ class LeasedTable(Generic[ItemT]):
         order_by: Sequence[Any],
         load: Callable[[AsyncSession, Sequence[Any]], Awaitable[Sequence[ItemT]]] | None = None,
         finished: Callable[[], ColumnElement[bool]] | None = None,
+        count_claims: bool = False,
     ) -> LeasedTable[ItemT]:
         """A table with the usual column names (id, next_attempt_at, attempts, last_error,
-        created_at); its items are its ORM rows unless `load` says otherwise."""
+        created_at, and claims when `count_claims`); its items are its ORM rows unless `load`
+        says otherwise."""
 
         async def rows(session: AsyncSession, ids: Sequence[Any]) -> Sequence[ItemT]:
             query = select(model).where(model.id.in_(ids)).order_by(*order_by)
@@ -148,6 +153,7 @@ class LeasedTable(Generic[ItemT]):
             finished=finished,
             created_at=model.created_at,
             order_by=order_by,
+            claims=model.claims if count_claims else None,
         )
 
     def due(self, now: datetime) -> ColumnElement[bool]:
@@ -294,11 +300,14 @@ class Relay(Generic[ItemT]):
         if not ids:
             return []
         t = self.table
+        values: dict[Any, Any] = {t.next_attempt_at: now + timedelta(seconds=self.timing.lease)}
+        if t.claims is not None:
+            values[t.claims] = t.claims + 1
         leased = (
             await session.scalars(
                 update(t.model)
                 .where(t.id.in_(ids), t.due(now))
-                .values({t.next_attempt_at: now + timedelta(seconds=self.timing.lease)})
+                .values(values)
                 .returning(t.id)
                 .execution_options(synchronize_session=False)
             )
@@ -359,11 +368,14 @@ class Relay(Generic[ItemT]):
 
     async def _release(self, items: Sequence[ItemT]) -> None:
         t = self.table
+        values: dict[Any, Any] = {t.next_attempt_at: utcnow()}
+        if t.claims is not None:
+            values[t.claims] = t.claims - 1  # never started: not a claim that ended unrecorded
         async with self._sessions()() as session:
             await session.execute(
                 update(t.model)
                 .where(t.id.in_([i.id for i in items]), t.pending())
-                .values({t.next_attempt_at: utcnow()})
+                .values(values)
                 .execution_options(synchronize_session=False)
             )
             await session.commit()

@@ -346,6 +346,9 @@ class TaskNotification(Base):
     """The outbox of notifications: one row per (task, reason, recipient, channel), sent once.
 
     status: pending -> sent | failed (gave up after the last attempt); retried with backoff.
+    claims: how often the relay claimed the row. More claims than recorded attempts plus the
+    current one means an earlier attempt ended unrecorded (a crash, a stop past its grace):
+    whether its email or text went is unknown, and the notifier asks before sending again.
     """
 
     __tablename__ = "task_notifications"
@@ -363,6 +366,7 @@ class TaskNotification(Base):
     text: Mapped[str] = mapped_column(Text, default="")
     status: Mapped[str] = mapped_column(String(10), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claims: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_error: Mapped[str] = mapped_column(Text, default="")
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     provider_id: Mapped[str | None] = mapped_column(String(200), default=None)

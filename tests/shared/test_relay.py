@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.outreach.models import TaskNotification
+from services.outreach.notifications import notifier
 from services.prospecting import outbox
 from services.prospecting.models import OutboxMessage
 from shared.db import create_engine, session_factory
@@ -111,6 +114,63 @@ async def test_stop_lets_the_item_in_flight_finish_and_hands_back_the_rest(
     ]
     # the row it had claimed but not started is due again at once, not after its lease
     assert await relay(sessions, RelayTiming()).run_once() == 1
+
+
+async def test_claims_are_counted_and_a_hand_back_gives_its_claim_back(
+    tmp_path: Path, database_urls: dict[str, str]
+) -> None:
+    """The notifications' table counts claims (services.outreach.notifications): an attempt
+    that ended unrecorded leaves one claim more than the attempts recorded; a row handed back
+    by a stop before it started does not."""
+    settings = make_settings(tmp_path, database_urls)
+    await asyncio.to_thread(upgrade, settings, "outreach")
+    engine = create_engine(settings.database_url("outreach"))
+    sessions = session_factory(engine)
+    try:
+        async with sessions() as session:
+            for n in range(2):
+                session.add(
+                    TaskNotification(
+                        task_id=f"t{n}",
+                        reason="urgent",
+                        recipient_rep_id="r",
+                        channel="email",
+                        target="r@example.com",
+                        next_attempt_at=datetime.now(UTC),
+                    )
+                )
+            await session.commit()
+        entered, release = asyncio.Event(), asyncio.Event()
+
+        async def slow(row: TaskNotification) -> Outcome:
+            entered.set()
+            await release.wait()
+            return done(status="sent")
+
+        timing = RelayTiming(concurrency=1, lease=1.0)
+        running = Relay("test relay", lambda: sessions, notifier.TABLE, slow, timing)
+        running.start()
+        await entered.wait()
+        stopping = asyncio.create_task(running.stop())
+        await asyncio.sleep(0)
+        release.set()
+        await stopping
+
+        async def counts() -> list[tuple[str, int, int]]:
+            async with sessions() as session:
+                found = (await session.scalars(select(TaskNotification))).all()
+            return sorted((r.status, r.attempts, r.claims) for r in found)
+
+        assert await counts() == [("pending", 0, 0), ("sent", 1, 1)]
+        crashed = Relay("test relay", lambda: sessions, notifier.TABLE, slow, timing)
+        [taken] = await crashed.take()  # then the process died: never recorded
+        assert (taken.attempts, taken.claims) == (0, 1)
+        await asyncio.sleep(timing.lease)
+        [again] = await crashed.take()
+        assert (again.attempts, again.claims) == (0, 2)
+        assert notifier.tried_before(again) and not notifier.tried_before(taken)
+    finally:
+        await engine.dispose()
 
 
 @pytest.mark.parametrize("attempts", [1, 2, 3, 8, 20])

@@ -12,10 +12,14 @@ A loop runs in the outreach app and, each pass:
 Marking and queueing happen in one transaction (`urgent_at`/`escalated_at` are set only where
 still empty), so a notification is queued exactly once even with several replicas; the unique
 key of `task_notifications` guards it too. A crash between the provider accepting and the row
-being marked sent is the one window left: the retry then re-sends email with the same
-Message-ID, sends a webhook with the same X-Closeflow-Delivery id (receivers dedupe on it),
-and for SMS looks for the text in Twilio's list first; a text's status callback, whose URL
-names its row, records it sent before that (text_status.py).
+being marked sent is the one window left. The relay counts each row's claims, so the retry
+knows an earlier attempt ended unrecorded (or failed in a way that may follow the provider's
+acceptance, a timeout say). Then, before sending again, it looks for the text in Twilio's
+list, and for the email in the Sent folder when CLOSEFLOW_IMAP_SENT_FOLDER names one
+(services.outreach.mailbox.sent_folder); found, it is recorded sent. Not found, email goes
+again with the same Message-ID and the webhook with the same X-Closeflow-Delivery id
+(receivers dedupe on it). A text's status callback, whose URL names its row, records it sent
+before any retry (text_status.py).
 
 Webhook signature: X-Closeflow-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of
 "<t>.<raw body>" under the rep's webhook_secret> (docs/guides/rep-inbox.md has a verification
@@ -43,6 +47,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from twilio.base.exceptions import TwilioRestException
 
 from services.outreach import models
+from services.outreach.mailbox import sent_folder
 from services.outreach.notifications import text_status
 from services.outreach.notifications.text_status import PENDING, SENT
 from services.outreach.notifications.webhook_targets import check_webhook_url, webhook_policy
@@ -419,21 +424,23 @@ class Notifier(PinnedClientOwner, Relay[models.TaskNotification]):  # type: igno
 
     async def _send(self, row: models.TaskNotification) -> str:
         if row.channel == "email":
-            domain = self._email.domain
+            # the same id on every attempt: a re-send after a crash is one message
+            message_id = f"<notification-{row.id}@{self._email.domain}>"
+            if tried_before(row) and await sent_folder.went_out(self._settings, message_id):
+                return message_id
             return await self._email.send(
                 OutgoingEmail(
                     to=row.target,
                     subject=row.subject,
                     text=row.text,
                     html=f"<p>{escape(row.text).replace(chr(10), '<br>')}</p>",
-                    # the same id on every attempt: a re-send after a crash is one message
-                    message_id=f"<notification-{row.id}@{domain}>",
+                    message_id=message_id,
                     unsubscribe_url=inbox_url(self._settings, row.recipient_rep_id),
                     headers={DELIVERY_HEADER: row.id},
                 )
             )
         if row.channel == "sms":
-            if row.attempts > 0:
+            if tried_before(row):
                 since = row.created_at - timedelta(minutes=1)
                 found = await self._sms.find_recent(row.target, row.text, since)
                 if found:
@@ -465,12 +472,20 @@ class Notifier(PinnedClientOwner, Relay[models.TaskNotification]):  # type: igno
         return f"webhook:{status}"
 
 
+def tried_before(row: models.TaskNotification) -> bool:
+    """Whether an earlier attempt may have reached the provider: a failed one (a timeout can
+    follow the provider's acceptance), or a claim before this one that ended unrecorded (a
+    crash, a stop past its grace)."""
+    return row.attempts > 0 or row.claims > 1
+
+
 # kept, not pruned: a task's notifications are its history (list_for_task)
 # mypy checks the bound before it applies the Mapped descriptors (sees Mapped[int], not int)
 TABLE: LeasedTable[models.TaskNotification] = LeasedTable.of(  # type: ignore[type-var]
     models.TaskNotification,
     pending=lambda: models.TaskNotification.status == PENDING,
     order_by=(models.TaskNotification.next_attempt_at,),
+    count_claims=True,
 )
 
 
