@@ -751,10 +751,9 @@ class OutreachActivities:
         message_id = row.provider_id or self._email.new_message_id()
         # the slot's sender (rows from before senders existed use the default From)
         headers = {"From": row.from_address} if row.from_address else {}
-        if self._settings.postmark_webhook_password.get_secret_value():
-            # Postmark's events then name this row: an event before a killed attempt's lease
-            # is over records the email sent, as Mailgun's and SendGrid's do
-            headers |= postmark.message_id_header(message_id)
+        # Postmark's events then name this row: an event before a killed attempt's lease is
+        # over records the email sent, as Mailgun's and SendGrid's do
+        headers |= postmark.tracking_header(self._settings, message_id)
         msg = OutgoingEmail(
             to=row.to_address,
             subject=row.subject,

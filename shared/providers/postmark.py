@@ -19,6 +19,8 @@ from datetime import UTC, datetime
 from email.utils import formatdate
 from typing import Any
 
+from shared.settings import Settings
+
 RECORD_TYPES = ("Bounce", "SpamComplaint", "Delivery", "Open", "Click", "SubscriptionChange")
 # Bounce types after which the address will never take mail (Postmark deactivates it too).
 HARD_BOUNCE_TYPES = frozenset({"HardBounce", "BadEmailAddress", "ManuallyDeactivated"})
@@ -53,6 +55,14 @@ def message_id_header(message_id: str) -> dict[str, str]:
     if not message_id or len(message_id) > MAX_METADATA_VALUE:
         return {}
     return {METADATA_HEADER_PREFIX + MESSAGE_ID_KEY: message_id}
+
+
+def tracking_header(settings: Settings, message_id: str) -> dict[str, str]:
+    """message_id_header while Postmark's webhooks are configured (their password set): only
+    then does anything read the metadata back."""
+    if not settings.postmark_webhook_password.get_secret_value():
+        return {}
+    return message_id_header(message_id)
 
 
 def metadata_of(headers: Mapping[str, str]) -> dict[str, str]:

@@ -10,15 +10,18 @@ crash leaves, told apart by the row's claims).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from pydantic import SecretStr
 
+from devstack.sandbox.mailbox import send_event, send_postmark_delivery
 from services.outreach import models
+from services.outreach.consent import service as consent
 from tests.support.eventually import eventually
 from tests.support.filing_smtp import FilingHandler, filing_smtp
 from tests.support.fixtures import Ground
@@ -28,6 +31,7 @@ from tests.support.inbox import InboxRig, inbox_rig
 from tests.support.settings import AUTH
 
 SENT = "Sent"
+REP_EMAIL = "ron.notify@example.com"
 SMTP_WAIT = 3.0  # the notifier's wait for each of the SMTP server's answers
 
 
@@ -62,34 +66,48 @@ class Rig:
 
 @asynccontextmanager
 async def rig(
+    ground: Ground, file: Callable[[bytes], Awaitable[None]], first_answer_after: float,
+    **changes: Any,
+) -> AsyncIterator[Rig]:  # fmt: skip
+    """The inbox rig with the filing SMTP server and a rep notified by email."""
+    async with filing_smtp(file, first_answer_after) as (port, smtp):
+        changes |= {
+            "smtp_host": "127.0.0.1",
+            "smtp_port": port,
+            "smtp_data_timeout_seconds": SMTP_WAIT,
+            # the goodbye (QUIT) of a send cut short waits on this one
+            "smtp_timeout_seconds": SMTP_WAIT,
+        }
+        async with inbox_rig(ground, **changes) as r:
+            rep = await r.rep("Ron Rep")
+            prefs = {"channel": "email", "email": REP_EMAIL}
+            put = await r.api.put(f"/reps/{rep}/notifications", json=prefs, headers=AUTH)
+            assert put.status_code == 200, put.text
+            yield Rig(r, smtp, rep)
+
+
+@asynccontextmanager
+async def sent_folder_rig(
     ground: Ground, server: Dovecot, first_answer_after: float, search: bool = True
 ) -> AsyncIterator[Rig]:
+    """The server files each message in the dovecot account's Sent folder, which closeflow
+    searches (`search`) or not."""
     user = server.add_user()
     await server.create(user, SENT)
 
     async def file(raw: bytes) -> None:
         await server.append(user, raw, folder=SENT)
 
-    async with filing_smtp(file, first_answer_after) as (port, smtp):
-        changes: dict[str, Any] = {
-            "smtp_host": "127.0.0.1",
-            "smtp_port": port,
-            "smtp_data_timeout_seconds": SMTP_WAIT,
-            # the goodbye (QUIT) of a send cut short waits on this one
-            "smtp_timeout_seconds": SMTP_WAIT,
-            "imap_host": "127.0.0.1",
-            "imap_port": server.port,
-            "imap_tls": "none",
-            "imap_username": user,
-            "imap_password": SecretStr(IMAP_PASSWORD),
-            "imap_sent_folder": SENT if search else "",
-        }
-        async with inbox_rig(ground, **changes) as r:
-            rep = await r.rep("Ron Rep")
-            prefs = {"channel": "email", "email": "ron.notify@example.com"}
-            put = await r.api.put(f"/reps/{rep}/notifications", json=prefs, headers=AUTH)
-            assert put.status_code == 200, put.text
-            yield Rig(r, smtp, rep)
+    imap = {
+        "imap_host": "127.0.0.1",
+        "imap_port": server.port,
+        "imap_tls": "none",
+        "imap_username": user,
+        "imap_password": SecretStr(IMAP_PASSWORD),
+        "imap_sent_folder": SENT if search else "",
+    }
+    async with rig(ground, file, first_answer_after, **imap) as x:
+        yield x
 
 
 async def test_a_rep_s_email_goes_once_when_the_smtp_answer_came_too_late(
@@ -99,7 +117,7 @@ async def test_a_rep_s_email_goes_once_when_the_smtp_answer_came_too_late(
     the attempt fails (whether it went is unknown), and the retry finds it in the Sent folder
     by its Message-ID. One email, where without the search the retry sent a second."""
     with dovecot() as server:
-        async with rig(ground, server, first_answer_after=SMTP_WAIT + 2) as x:
+        async with sent_folder_rig(ground, server, first_answer_after=SMTP_WAIT + 2) as x:
             task = await x.urgent_task()
             row = await x.sent(task)
             await x.r.sweeps(5)  # a second send would have had its turn
@@ -117,7 +135,7 @@ async def test_a_rep_s_email_goes_once_when_its_notifier_stopped_mid_send(
     Sent folder and records it sent. One email, where without the claims counted the retry,
     taking the row for a first attempt, sent a second."""
     with dovecot() as server:
-        async with rig(ground, server, first_answer_after=60) as x:
+        async with sent_folder_rig(ground, server, first_answer_after=60) as x:
             notifier = x.r.app.state.notifier
             notifier.timing = replace(notifier.timing, stop_grace=0.5)
             task = await x.urgent_task()
@@ -141,7 +159,68 @@ async def test_without_the_search_a_late_answer_means_a_second_email(ground: Gro
     """The same late answer without CLOSEFLOW_IMAP_SENT_FOLDER: the retry cannot know, and
     sends again with the same Message-ID (a client that dedupes on it shows one)."""
     with dovecot() as server:
-        async with rig(ground, server, first_answer_after=SMTP_WAIT + 2, search=False) as x:
+        async with sent_folder_rig(
+            ground, server, first_answer_after=SMTP_WAIT + 2, search=False
+        ) as x:
             task = await x.urgent_task()
             row = await x.sent(task)
     assert x.smtp.message_ids() == [row.provider_id] * 2
+
+
+def mailgun_key(r: InboxRig) -> str:
+    return r.sb.settings.mailgun_signing_key.get_secret_value()
+
+
+POSTMARK = {"postmark_webhook_user": "postmark", "postmark_webhook_password": "pm-secret"}
+
+
+@pytest.mark.parametrize("provider", ["mailgun", "postmark"])
+async def test_a_rep_s_email_goes_once_when_its_provider_told_of_it(
+    provider: str, ground: Ground
+) -> None:
+    """No Sent folder this time: the email provider has the message and posts an event naming
+    it (Mailgun's `accepted`, as it queues a message; Postmark's Delivery, whose metadata
+    returns the Message-ID closeflow's `X-PM-Metadata-` header gave it), then the SMTP answer
+    comes too late. The event records the notification sent; the failed attempt's record then
+    changes nothing, and no retry follows. A hard bounce naming it afterwards neither
+    suppresses the rep's address nor touches a prospect's email to it. One email, where
+    without the events' match the retry sent a second."""
+    running: list[Rig] = []  # the rig, once it runs
+    changes: dict[str, Any] = {}
+    if provider == "postmark":
+        password = SecretStr(POSTMARK["postmark_webhook_password"])
+        changes = POSTMARK | {"postmark_webhook_password": password}
+
+    async def tell(raw: bytes) -> None:
+        r = running[0].r
+        mail = r.sb.mailbox.get(r.sb.mailbox.save(raw))  # parsed as the mail sandbox parses
+        assert mail is not None
+        if provider == "mailgun":
+            answer = await send_event(
+                mail, "accepted", severity=None, reason="", description="",
+                outreach_url=r.outreach_url, signing_key=mailgun_key(r),
+            )  # fmt: skip
+        else:
+            answer = await send_postmark_delivery(
+                mail, outreach_url=r.outreach_url, user=POSTMARK["postmark_webhook_user"],
+                password=POSTMARK["postmark_webhook_password"],
+            )  # fmt: skip
+        assert answer["webhook_status"] == 200, answer
+
+    async with rig(ground, tell, first_answer_after=SMTP_WAIT + 2, **changes) as x:
+        running.append(x)
+        task = await x.urgent_task()
+        row = await x.sent(task)
+        await x.r.sweeps(5)  # the failed attempt is recorded by now, and a retry had its turn
+        after = await x.row(task)
+        mail = x.r.sb.mailbox.list()[-1]  # the first (the only one, below)
+        bounced = await send_event(
+            mail, "failed", severity="permanent", reason="bounce", description="no such user",
+            outreach_url=x.r.outreach_url, signing_key=mailgun_key(x.r),
+        )  # fmt: skip
+        assert bounced["webhook_status"] == 200, bounced
+        async with x.r.sessions() as session:
+            suppressed = await consent.blocked(session, "email", REP_EMAIL, None)
+    assert x.smtp.message_ids() == [row.provider_id]
+    assert after is not None and (after.status, after.attempts, after.claims) == ("sent", 0, 1)
+    assert not suppressed

@@ -48,8 +48,8 @@ from twilio.base.exceptions import TwilioRestException
 
 from services.outreach import models
 from services.outreach.mailbox import sent_folder
-from services.outreach.notifications import text_status
-from services.outreach.notifications.text_status import PENDING, SENT
+from services.outreach.notifications import provider_told, text_status
+from services.outreach.notifications.provider_told import PENDING, SENT
 from services.outreach.notifications.webhook_targets import check_webhook_url, webhook_policy
 from services.outreach.tasks import service as tasks
 from services.outreach.tasks.reps import RepDirectory, RepInfo
@@ -57,6 +57,7 @@ from shared.app import run_during_lifespan
 from shared.db import new_id
 from shared.errors import AppError
 from shared.outbound import BLOCKED, DeliveryRefused, PinnedClientOwner, post_checked
+from shared.providers import postmark
 from shared.providers.email import EmailSendError, OutgoingEmail, SmtpEmail
 from shared.providers.sms import TwilioSms
 from shared.relay import LeasedTable, Outcome, Relay, RelayTiming, done, give_up, retry
@@ -67,7 +68,7 @@ log = logging.getLogger(__name__)
 URGENT, ESCALATION = "urgent", "escalation"
 # a reply after the journey ended, or from a won client (services.outreach.late_replies)
 LATE_KINDS = ("late_reply", "client_reply")
-FAILED = "failed"  # and PENDING, SENT (text_status: the status callbacks set SENT too)
+FAILED = "failed"  # and PENDING, SENT (provider_told: the providers' word sets SENT too)
 SIGNATURE_HEADER = "X-Closeflow-Signature"
 DELIVERY_HEADER = "X-Closeflow-Delivery"
 EVENT_HEADER = "X-Closeflow-Event"
@@ -424,8 +425,7 @@ class Notifier(PinnedClientOwner, Relay[models.TaskNotification]):  # type: igno
 
     async def _send(self, row: models.TaskNotification) -> str:
         if row.channel == "email":
-            # the same id on every attempt: a re-send after a crash is one message
-            message_id = f"<notification-{row.id}@{self._email.domain}>"
+            message_id = provider_told.message_id(row.id, self._email.domain)
             if tried_before(row) and await sent_folder.went_out(self._settings, message_id):
                 return message_id
             return await self._email.send(
@@ -436,7 +436,8 @@ class Notifier(PinnedClientOwner, Relay[models.TaskNotification]):  # type: igno
                     html=f"<p>{escape(row.text).replace(chr(10), '<br>')}</p>",
                     message_id=message_id,
                     unsubscribe_url=inbox_url(self._settings, row.recipient_rep_id),
-                    headers={DELIVERY_HEADER: row.id},
+                    headers={DELIVERY_HEADER: row.id}
+                    | postmark.tracking_header(self._settings, message_id),
                 )
             )
         if row.channel == "sms":

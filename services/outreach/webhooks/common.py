@@ -23,6 +23,7 @@ from services.outreach import models
 from services.outreach.consent import service as consent
 from services.outreach.consent import suppressions
 from services.outreach.inbox import JourneySignal, Outbound, Stored, store_event
+from services.outreach.notifications import provider_told
 from services.outreach.webhooks import replies
 from shared.contracts.journey import (
     PauseJourney,
@@ -185,8 +186,18 @@ async def store_email_event(
     detail: str = "",
 ) -> tuple[Stored | None, models.Message | None]:
     """Store a provider's email event with the stop it causes and, the first time only, apply it
-    to the ledger and consent. Returns what was stored (None for a repeat) and the ledger row."""
-    message_ids = list(message_ids)  # read twice
+    to the ledger and consent. Returns what was stored (None for a repeat) and the ledger row.
+    An event about a rep's notification email records that notification sent, if pending
+    (provider_told), and touches neither the ledger, nor consent, nor a journey: it is not
+    about a prospect's email, and matching it by address could take a prospect's row."""
+    message_ids = list(message_ids)  # read more than once
+    kind = f"email_{event}"[:40]
+    notification, message_id = provider_told.named_by(message_ids)
+    if notification:
+        stored = await store_event(session, provider, event_id, kind, payload)
+        if stored is not None:
+            await provider_told.record_sent(session, notification, "email", message_id)
+        return stored, None
     row = await email_for(session, message_ids, recipient)
     reason = SUPPRESSING.get(meaning)
     prospect_id = row.prospect_id if row else None
@@ -194,7 +205,7 @@ async def store_email_event(
         session,
         provider,
         event_id,
-        f"email_{event}"[:40],
+        kind,
         payload,
         prospect_id=prospect_id,
         signal=stop_cadence(prospect_id, reason) if reason else None,
