@@ -6,11 +6,13 @@ before sending so the send ledger can record it first and match replies and even
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
+from types import TracebackType
 from typing import Any, Literal, Protocol
 
 import aiosmtplib
@@ -105,11 +107,25 @@ class _PatientAtTheDot(aiosmtplib.SMTP):
     """An SMTP client that waits longer for the answer to the end of a message than for the
     other replies. A server that stores the message just as its client stops waiting makes a
     duplicate when the client sends again (RFC 1047), so RFC 5321 (4.5.3.2.6) asks clients to
-    wait long there; a failure before it is never in doubt and may come quickly."""
+    wait long there; a failure before it is never in doubt and may come quickly.
+    A send cancelled meanwhile (a stop past its grace, an activity cancelled) hangs up at once:
+    aiosmtplib says QUIT on the way out, and its answer queues behind the message's, which can
+    take the whole reply timeout while whoever cancelled waits."""
 
     def __init__(self, *, data_timeout: float, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.data_timeout = data_timeout
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if isinstance(exc, asyncio.CancelledError):
+            self.close()
+            return
+        await super().__aexit__(exc_type, exc, traceback)
 
     async def data(
         self,

@@ -89,6 +89,29 @@ async def test_a_hang_at_the_end_of_the_message_is_waited_out_not_raced(tmp_path
         await asyncio.to_thread(controller.stop)
 
 
+async def test_a_send_cancelled_while_the_server_holds_its_answer_hangs_up_at_once(
+    tmp_path,
+) -> None:
+    """Cancelled while the server holds its answer to the message's end, the send ends when
+    cancelled, not a reply timeout later: no QUIT waits behind the held answer (aiosmtplib's
+    own exit said one, and waited up to `timeout` for its reply)."""
+    mailbox, switch, port = Mailbox(tmp_path), FaultSwitch(), free_port()
+    controller = await start_smtp(mailbox, "127.0.0.1", port, switch)
+    try:
+        patient = SmtpEmail("127.0.0.1", port, "", "", "none", "cf <s@closeflow.test>", timeout=60)
+        switch.set("hang", 120)
+        sending = asyncio.create_task(patient.send(email("dan@example.com")))
+        await asyncio.sleep(1.0)  # connected, the message sent, its answer held
+        assert not sending.done()
+        sending.cancel()
+        done, _ = await asyncio.wait([sending], timeout=20)  # a third of the reply timeout
+        assert done == {sending}, "the cancelled send still waits on the server"
+        assert sending.cancelled()
+    finally:
+        switch.set("none", 1)
+        await asyncio.to_thread(controller.stop)
+
+
 def twilio_sandbox() -> FastAPI:
     return twilio_server.create_app(
         account_sid=ACCOUNT,
