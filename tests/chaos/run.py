@@ -49,7 +49,14 @@ from devstack.postgres import ThrowawayPostgres
 from devstack.supervisor import StackError
 from shared.settings import SERVICES
 from tests.chaos.plan import Fault, Happened, Plan, Timeline
-from tests.chaos.tally import Observed, Report, judge, started_before, table
+from tests.chaos.tally import (
+    Observed,
+    Report,
+    judge,
+    judge_notifications,
+    started_before,
+    table,
+)
 from tests.chaos.traffic import Journey, Sandboxes, Traffic, Unavailable, retried
 from tests.support.cluster import Sent, cluster_stack, kill, restarted, tended
 from tests.support.dev_stack import ARTIFACTS, urls_of
@@ -206,7 +213,7 @@ async def observe(
 
 def keep_traces(report: Report, observed: list[Observed]) -> None:
     """What the journeys with something wrong left behind, for a closer look after the run."""
-    wrong = {a.journey.index for a in report.anomalies}
+    wrong = {a.journey.index for a in report.anomalies if a.journey is not None}
     traces = [
         {
             "journey": dataclasses.asdict(o.journey),
@@ -276,6 +283,7 @@ async def chaos(stack: ClusterStack, pg: ThrowawayPostgres, options: Options) ->
         observed = [await observe(http, traffic, j, status, close_times) for j in journeys]
         for o in observed:
             judge(report, o)
+        judge_notifications(report, sandboxes.emails.get(traffic.notify_address, []))
         keep_traces(report, observed)
     print(table(report, faults.timeline, options.seed), flush=True)
     if not report.clean:

@@ -24,13 +24,14 @@ BAD = (
     "duplicate texts",
     "sends after an opt-out",
     "webhook events lost",
+    "duplicate rep notifications",
 )
 
 
 @dataclass
 class Anomaly:
     column: str
-    journey: Journey
+    journey: Journey | None  # None: the rep's, not one journey's (their notifications)
     at: datetime | None
     detail: str
 
@@ -56,6 +57,7 @@ class Report:
     webhooks_acknowledged: int = 0
     after_close: int = 0  # of those, stored once their journey had closed (nothing to tell)
     kinds: dict[str, int] = field(default_factory=dict)  # journeys started, by kind
+    notifications: int = 0  # the rep's notification emails received, each counted once
 
     def count(self, column: str) -> int:
         return sum(1 for a in self.anomalies if a.column == column)
@@ -64,7 +66,7 @@ class Report:
     def clean(self) -> bool:
         return not self.anomalies
 
-    def add(self, column: str, j: Journey, at: datetime | None, detail: str) -> None:
+    def add(self, column: str, j: Journey | None, at: datetime | None, detail: str) -> None:
         self.anomalies.append(Anomaly(column, j, at, detail))
 
 
@@ -111,6 +113,19 @@ def judge(report: Report, o: Observed) -> None:
                    f"text {extra['sid']} ({extra['body']!r})")  # fmt: skip
     _after_opt_out(report, o)
     _webhooks(report, o)
+
+
+def judge_notifications(report: Report, mails: list[dict[str, Any]]) -> None:
+    """The rep's notification emails (urgent tasks: the replies): the notifier sends each with
+    one Message-ID on every attempt, so a second copy of one is a duplicate. Its outreach API
+    replica killed between the SMTP server's acceptance and its record is the window."""
+    seen: set[str] = set()
+    for mail in sorted(mails, key=lambda m: str(m["received_at"])):
+        if mail["message_id"] in seen:
+            report.add("duplicate rep notifications", None, accepted_at(mail),
+                       f"email {mail['message_id']} ({mail['subject']!r})")  # fmt: skip
+        seen.add(mail["message_id"])
+    report.notifications = len(seen)
 
 
 REPLY_KINDS = ("reply_email", "reply_sms")
@@ -240,6 +255,7 @@ def table(report: Report, timeline: Timeline, seed: int) -> str:
     rows += [(f"{name} (bad)", report.count(name)) for name in BAD]
     rows.append(("webhook events acknowledged (checked)", report.webhooks_acknowledged))
     rows.append(("  of those, after their journey closed", report.after_close))
+    rows.append(("rep notification emails (checked)", report.notifications))
     width = max(len(r[0]) for r in rows)
     lines = [f"chaos run, seed {seed} (CHAOS_SEED={seed} replays it); journeys: {kinds}", ""]
     lines += [f"| {'':<{width}} | {'count':>6} |", f"|{'-' * (width + 2)}|{'-' * 8}|"]
@@ -257,10 +273,8 @@ def table(report: Report, timeline: Timeline, seed: int) -> str:
             report.anomalies, key=lambda a: (a.column, a.at.timestamp() if a.at else 0)
         ):
             when = a.at.isoformat(timespec="milliseconds") if a.at else "?"
-            lines.append(
-                f"  {a.column}: journey {a.journey.index} ({a.journey.pid}) at {when}: "
-                f"{a.detail} [{timeline.explain(a.at)}]"
-            )
+            whose = f"journey {a.journey.index} ({a.journey.pid})" if a.journey else "the rep"
+            lines.append(f"  {a.column}: {whose} at {when}: {a.detail} [{timeline.explain(a.at)}]")
     return "\n".join(lines)
 
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tests.chaos.plan import FAULT_KINDS, KINDS, Fault, Plan, Timeline
-from tests.chaos.tally import BAD, Observed, Report, judge, table
+from tests.chaos.tally import BAD, Observed, Report, judge, judge_notifications, table
 from tests.chaos.traffic import ALL_SENDS, Journey
 from tests.support.cluster import Sent
 
@@ -137,6 +137,7 @@ def test_each_bad_column_counts_what_it_says() -> None:
         "duplicate texts": 1,
         "sends after an opt-out": 0,
         "webhook events lost": 1,
+        "duplicate rep notifications": 0,
     }
 
 
@@ -164,6 +165,24 @@ def test_a_text_accepted_after_the_stop_was_acknowledged_is_a_send_after_an_opt_
     timeline.add(Fault(0, "twilio-hang", "twilio-sandbox", 5), T0).ended = T0 + timedelta(5)
     printed = table(report, timeline, seed=7)
     assert "CHAOS_SEED=7" in printed and "during #1 twilio-hang twilio-sandbox" in printed
+
+
+def test_a_second_copy_of_a_rep_notification_is_a_duplicate() -> None:
+    report = Report()
+    first, second = "<notification-a@x>", "<notification-b@x>"
+    mails = [email(first, T0), email(second, T0 + timedelta(seconds=1)),
+             email(first, T0 + timedelta(seconds=70))]  # fmt: skip
+    judge_notifications(report, mails)
+    assert report.count("duplicate rep notifications") == 1
+    assert report.notifications == 2
+    [wrong] = report.anomalies
+    assert wrong.journey is None and wrong.at == T0 + timedelta(seconds=70)
+    timeline = Timeline()
+    timeline.add(Fault(60, "kill-api", "outreach-1"), T0 + timedelta(seconds=69))
+    printed = table(report, timeline, seed=3)
+    assert "duplicate rep notifications: the rep at " in printed
+    assert "#1 kill-api outreach-1" in printed
+    assert "| rep notification emails (checked)" in printed
 
 
 def test_an_acknowledged_stop_that_never_reached_the_journey_is_lost() -> None:

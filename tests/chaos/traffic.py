@@ -160,12 +160,17 @@ class Traffic:
     urls: Urls
     our_number: str  # the Twilio number texts come from and are answered to
     sandboxes: Sandboxes
+    notify_address: str = ""  # where the rep is told of urgent tasks (setup makes it)
 
     async def setup(self, kinds: list[str], run: str) -> list[Journey]:
-        """A rep, the cadence and every prospect (before any fault)."""
+        """A rep, told of urgent tasks by email, the cadence and every prospect (before any
+        fault)."""
         u = self.urls
-        await self._ok("POST", f"{u.prospecting}/reps",
-                       json={"name": "Chaos Rep", "email": f"rep-{run}@example.org"})  # fmt: skip
+        rep = await self._ok("POST", f"{u.prospecting}/reps",
+                             json={"name": "Chaos Rep", "email": f"rep-{run}@example.org"})  # fmt: skip
+        self.notify_address = f"notify-{run}@example.org"
+        prefs = {"channel": "email", "email": self.notify_address}
+        await self._ok("PUT", f"{u.outreach}/reps/{rep['id']}/notifications", json=prefs)
         self.cadence = await self._ok("POST", f"{u.outreach}/cadences", json=chaos_cadence())
         zone = daytime_zone()
         sem = asyncio.Semaphore(8)
