@@ -22,6 +22,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -76,6 +77,8 @@ class Event:
     moves_to: tuple[str, str] | None = None  # (ledger row, status) it moves
     signal: str | None = None
     records: tuple[str, str] | None = None  # (ledger row, sid) it records on a row without one
+    # (rep notification row, Message-ID) it records sent: a rep's email, not a prospect's
+    notifies: tuple[str, str] | None = None
 
 
 # --- requests as each provider signs them ---------------------------------------------------
@@ -217,15 +220,31 @@ class Target:
 
 
 UNRECORDED = "sms, sid not recorded"
+# a rep's notification email (services.outreach.notifications), its attempt in flight
+NOTIFICATION = "email, a rep's notification"
 
 
 async def ledger_rows(rig: Rig, channels: list[str], prospects: list[str]) -> list[Target]:
     """One submitted ledger row per event (its own address), as the send activity leaves it;
     an UNRECORDED one `sending` without its sid (the target's provider_id)."""
-    targets, rows = [], []
+    targets: list[Target] = []
+    rows: list[models.Message | models.TaskNotification] = []
     for i, kind in enumerate(channels):
         pid = prospects[i % len(prospects)]
         tag = uuid.uuid4().hex[:12]
+        if kind == NOTIFICATION:
+            target = _notification(tag, i)
+            targets.append(target)
+            rows.append(
+                models.TaskNotification(
+                    id=target.row_id, task_id=uuid.uuid4().hex, reason="urgent",
+                    recipient_rep_id=f"rep-{tag}", channel="email", target=target.address,
+                    subject="Urgent: call Bob", text="Bob replied", claims=1,
+                    # claimed by a notifier whose attempt is in flight: not due for this one
+                    next_attempt_at=datetime.now(UTC) + timedelta(hours=1),
+                )
+            )  # fmt: skip
+            continue
         # UNRECORDED: a text whose worker died before it recorded the sid Twilio gave it
         channel = "sms" if kind == UNRECORDED else kind
         if channel == "email":
@@ -258,6 +277,12 @@ async def ledger_rows(rig: Rig, channels: list[str], prospects: list[str]) -> li
         s.add_all(rows)
         await s.commit()
     return targets
+
+
+def _notification(tag: str, i: int) -> Target:
+    row_id = uuid.uuid4().hex
+    address = f"rep-{tag}@storm{i % 7}.example.com"
+    return Target(row_id, "", "email", address, f"<notification-{row_id}@closeflow.test>", "")
 
 
 # --- every webhook, as (channel of its ledger row, how to build its event) -------------------
@@ -347,6 +372,25 @@ def _pm_inbound(rig: Rig, t: Target) -> Event:
     return Event("postmark inbound reply", req, t.prospect_id, replies_to=t.row_id, signal=REPLY)
 
 
+def _mg_notification_bounce(rig: Rig, t: Target) -> Event:
+    """A hard bounce of a rep's notification email: for a prospect's it would suppress the
+    address and stop the cadence; here it only says Mailgun had the message."""
+    req = json_request(
+        "/webhooks/mailgun/events", mailgun_event(rig, "failed", t.address, t.provider_id)
+    )
+    return Event("mailgun failed, rep notification", req, "", notifies=(t.row_id, t.provider_id))
+
+
+def _pm_notification_delivery(rig: Rig, t: Target) -> Event:
+    named = postmark.metadata_of(postmark.message_id_header(t.provider_id))
+    doc = postmark.delivery(
+        recipient=t.address, message_id=postmark.new_message_id(), now=time.time(), metadata=named
+    )
+    req = postmark_request("/webhooks/postmark/events", doc)
+    return Event("postmark Delivery, rep notification", req, "",
+                 notifies=(t.row_id, t.provider_id))  # fmt: skip
+
+
 def _unsubscribe_link(rig: Rig, t: Target) -> Event:
     req = Request(f"/unsubscribe/{t.unsubscribe_token}")
     return Event("unsubscribe link", req, t.prospect_id, ("email", t.address), signal=STOP)
@@ -372,6 +416,8 @@ KINDS: list[tuple[str, Builder]] = [
     ("email", _pm_event("Delivery")),
     ("email", _pm_inbound),
     ("email", _unsubscribe_link),
+    (NOTIFICATION, _mg_notification_bounce),
+    (NOTIFICATION, _pm_notification_delivery),
 ]
 
 
@@ -447,13 +493,22 @@ async def test_duplicated_deliveries_have_one_effect_each(
                 ).tuples()
             )
             messages = {m.id: m for m in (await s.scalars(select(models.Message))).all()}
+            notifications = {
+                n.id: n for n in (await s.scalars(select(models.TaskNotification))).all()
+            }
+    told = [e.notifies for e in events if e.notifies]
+    recorded = sum(
+        1
+        for row_id, message_id in told
+        if (notifications[row_id].status, notifications[row_id].provider_id) == ("sent", message_id)
+    )
 
     rows = []
     for kind in sorted({e.kind for e in events}):
         mine = [e for e in events if e.kind == kind]
         sup = [e for e in mine if e.suppresses]
         rep = [e for e in mine if e.replies_to]
-        mov = [e for e in mine if e.moves_to]
+        mov = [e for e in mine if e.moves_to or e.notifies]
         rows.append(
             [
                 kind,
@@ -463,9 +518,7 @@ async def test_duplicated_deliveries_have_one_effect_each(
                 sum(1 for e in rep if messages[e.replies_to].replied_at is not None)
                 if rep
                 else "-",
-                sum(1 for e in mov if messages[e.moves_to[0]].status == e.moves_to[1])
-                if mov
-                else "-",
+                sum(1 for e in mov if _moved(e, messages, notifications)) if mov else "-",
                 sum(1 for e in mine if e.signal) or "-",
             ]
         )
@@ -506,6 +559,7 @@ async def test_duplicated_deliveries_have_one_effect_each(
                 ],
                 ["journey signals", signals_sent, sum(got_signals.values()), doubled],
                 ["journey signals lost", 0, lost, "-"],
+                ["rep notifications recorded sent", len(told), recorded, "-"],
             ],
         ),
     )
@@ -519,7 +573,22 @@ async def test_duplicated_deliveries_have_one_effect_each(
             assert messages[e.moves_to[0]].status == e.moves_to[1], e.kind
         if e.records:
             assert messages[e.records[0]].provider_id == e.records[1], e.kind
+    assert recorded == len(told)
     assert doubled == 0 and lost == 0, (doubled, lost)
+
+
+def _moved(
+    e: Event,
+    messages: dict[str, models.Message],
+    notifications: dict[str, models.TaskNotification],
+) -> bool:
+    """The row the event moves is where it must be: a ledger row's status, or a rep's
+    notification recorded sent with its Message-ID."""
+    if e.notifies:
+        row = notifications[e.notifies[0]]
+        return (row.status, row.provider_id) == ("sent", e.notifies[1])
+    assert e.moves_to is not None
+    return messages[e.moves_to[0]].status == e.moves_to[1]
 
 
 # --- the forgery storm ------------------------------------------------------------------------

@@ -18,8 +18,8 @@ acceptance, a timeout say). Then, before sending again, it looks for the text in
 list, and for the email in the Sent folder when CLOSEFLOW_IMAP_SENT_FOLDER names one
 (services.outreach.mailbox.sent_folder); found, it is recorded sent. Not found, email goes
 again with the same Message-ID and the webhook with the same X-Closeflow-Delivery id
-(receivers dedupe on it). A text's status callback, whose URL names its row, records it sent
-before any retry (text_status.py).
+(receivers dedupe on it). Before any retry, a text's status callback (its URL names the row)
+and any email provider event naming the email's Message-ID record it sent (provider_told.py).
 
 Webhook signature: X-Closeflow-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of
 "<t>.<raw body>" under the rep's webhook_secret> (docs/guides/rep-inbox.md has a verification
