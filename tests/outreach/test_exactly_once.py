@@ -68,6 +68,7 @@ from tests.support.imap import dovecot
 from tests.support.ports import free_port
 from tests.support.sandboxes import EMAIL, touch_request
 from tests.support.serve import HTTP_TIMEOUT, serve
+from tests.support.settings import POSTMARK_PASSWORD, POSTMARK_USER, POSTMARK_WEBHOOK
 from tests.support.twilio_proxy import lagging_twilio
 
 
@@ -169,19 +170,13 @@ async def test_a_killed_worker_s_email_goes_once_when_the_provider_told_of_it(
     assert len(got.texts) == 1, why
 
 
-POSTMARK = {"postmark_webhook_user": "postmark", "postmark_webhook_password": "pm-secret"}
-
-
 def with_postmark(r: Rig) -> Settings:
     """The rig's settings with Postmark's webhooks configured (so its metadata header is sent)."""
-    secret = SecretStr(POSTMARK["postmark_webhook_password"])
-    return r.sb.settings.model_copy(update={**POSTMARK, "postmark_webhook_password": secret})
+    return r.sb.settings.model_copy(update=POSTMARK_WEBHOOK)
 
 
 async def post_postmark(outreach_url: str, doc: dict[str, Any]) -> None:
-    auth = basic_auth_header(
-        POSTMARK["postmark_webhook_user"], POSTMARK["postmark_webhook_password"]
-    )
+    auth = basic_auth_header(POSTMARK_USER, POSTMARK_PASSWORD)
     async with httpx.AsyncClient(timeout=HTTP_TIMEOUT) as http:
         answer = await http.post(f"{outreach_url}/webhooks/postmark/events", json=doc, headers=auth)
     assert answer.status_code == 200, answer.text
@@ -201,8 +196,8 @@ async def test_a_killed_worker_s_email_goes_once_when_postmark_told_of_it(ground
                 answer = await send_postmark_delivery(
                     mail,
                     outreach_url=outreach_url,
-                    user=POSTMARK["postmark_webhook_user"],
-                    password=POSTMARK["postmark_webhook_password"],
+                    user=POSTMARK_USER,
+                    password=POSTMARK_PASSWORD,
                 )
                 assert answer["webhook_status"] == 200, answer
 

@@ -28,7 +28,7 @@ from tests.support.fixtures import Ground
 from tests.support.imap import PASSWORD as IMAP_PASSWORD
 from tests.support.imap import Dovecot, dovecot
 from tests.support.inbox import InboxRig, inbox_rig
-from tests.support.settings import AUTH
+from tests.support.settings import AUTH, POSTMARK_PASSWORD, POSTMARK_USER, POSTMARK_WEBHOOK
 
 SENT = "Sent"
 REP_EMAIL = "ron.notify@example.com"
@@ -169,9 +169,6 @@ def mailgun_key(r: InboxRig) -> str:
     return r.sb.settings.mailgun_signing_key.get_secret_value()
 
 
-POSTMARK = {"postmark_webhook_user": "postmark", "postmark_webhook_password": "pm-secret"}
-
-
 @pytest.mark.parametrize("provider", ["mailgun", "postmark"])
 async def test_a_rep_s_email_goes_once_when_its_provider_told_of_it(
     provider: str, ground: Ground
@@ -184,10 +181,7 @@ async def test_a_rep_s_email_goes_once_when_its_provider_told_of_it(
     suppresses the rep's address nor touches a prospect's email to it. One email, where
     without the events' match the retry sent a second."""
     running: list[Rig] = []  # the rig, once it runs
-    changes: dict[str, Any] = {}
-    if provider == "postmark":
-        password = SecretStr(POSTMARK["postmark_webhook_password"])
-        changes = POSTMARK | {"postmark_webhook_password": password}
+    changes = POSTMARK_WEBHOOK if provider == "postmark" else {}
 
     async def tell(raw: bytes) -> None:
         r = running[0].r
@@ -200,8 +194,8 @@ async def test_a_rep_s_email_goes_once_when_its_provider_told_of_it(
             )  # fmt: skip
         else:
             answer = await send_postmark_delivery(
-                mail, outreach_url=r.outreach_url, user=POSTMARK["postmark_webhook_user"],
-                password=POSTMARK["postmark_webhook_password"],
+                mail, outreach_url=r.outreach_url, user=POSTMARK_USER,
+                password=POSTMARK_PASSWORD,
             )  # fmt: skip
         assert answer["webhook_status"] == 200, answer
 

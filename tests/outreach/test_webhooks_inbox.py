@@ -35,6 +35,7 @@ from shared.providers.sendgrid import generate_key_pair, signed_headers
 from tests.support.eventually import eventually
 from tests.support.fixtures import binary
 from tests.support.ports import free_port
+from tests.support.settings import POSTMARK_PASSWORD, POSTMARK_USER
 from tests.support.webhooks import (
     Rig,
     WebhookRigs,
@@ -45,7 +46,7 @@ from tests.support.webhooks import (
 )
 
 PRIVATE, PUBLIC = generate_key_pair()
-USER, PASSWORD = "postmark", "pm-secret"
+USER, PASSWORD = POSTMARK_USER, POSTMARK_PASSWORD
 CONFIG = {
     "postmark_webhook_user": USER,
     "postmark_webhook_password": PASSWORD,

@@ -30,6 +30,7 @@ import pytest
 from sqlalchemy import func, select
 
 from services.outreach import models
+from services.outreach.notifications import provider_told
 from shared.contracts.journey import journey_id
 from shared.contracts.names import Sig
 from shared.providers import postmark, sendgrid
@@ -282,7 +283,8 @@ async def ledger_rows(rig: Rig, channels: list[str], prospects: list[str]) -> li
 def _notification(tag: str, i: int) -> Target:
     row_id = uuid.uuid4().hex
     address = f"rep-{tag}@storm{i % 7}.example.com"
-    return Target(row_id, "", "email", address, f"<notification-{row_id}@closeflow.test>", "")
+    message_id = provider_told.message_id(row_id, "closeflow.test")
+    return Target(row_id, "", "email", address, message_id, "")
 
 
 # --- every webhook, as (channel of its ledger row, how to build its event) -------------------

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from shared.auth import key_fingerprint
 from shared.settings import Settings
 from tests.support.ports import DEAD_PORT, DEAD_URL
@@ -16,6 +18,13 @@ ADMIN_ACTOR = f"admin ({key_fingerprint(API_KEY)})"
 # what the services present to each other (the default CLOSEFLOW_SERVICE_TOKEN outside production):
 # the only credential /internal/* routes accept
 SERVICE_AUTH = {"X-API-Key": "dev-service-token"}
+# Postmark's webhook credentials, for the tests that configure its webhooks (closeflow sends
+# Postmark's metadata header only then): settings changes, and what Postmark posts with
+POSTMARK_USER, POSTMARK_PASSWORD = "postmark", "pm-secret"
+POSTMARK_WEBHOOK: dict[str, object] = {
+    "postmark_webhook_user": POSTMARK_USER,
+    "postmark_webhook_password": SecretStr(POSTMARK_PASSWORD),
+}
 
 # Where a service would reach another one, Temporal, SMTP or Twilio. A prospecting app built with
 # the default outreach URL posted /internal/auto-enrollments to 127.0.0.1:8002 every few seconds.
