@@ -98,7 +98,13 @@ async def migrated_pg() -> dict[str, str]:
     return {s: await create_pg_database(POSTGRES_URL, _pg_templates[s]) for s in SERVICES}
 
 
-async def drop_pg_templates() -> None:
+async def drop_templates() -> None:
+    """This process's templates, gone: every test run would otherwise leave its SQLite files in
+    the temporary folder of a machine that runs the suite many times a day."""
     for name in _pg_templates.values():
         await drop_pg_database(POSTGRES_URL, name)
     _pg_templates.clear()
+    homes = {path.parent for path in _sqlite_templates.values()}
+    _sqlite_templates.clear()
+    for home in homes:
+        shutil.rmtree(home, ignore_errors=True)

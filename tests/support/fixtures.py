@@ -20,7 +20,7 @@ from tests.support.databases import (
     SERVICES,
     create_pg_database,
     drop_pg_databases,
-    drop_pg_templates,
+    drop_templates,
     migrated_pg,
     migrated_sqlite,
 )
@@ -59,10 +59,9 @@ async def temporal_skipping() -> AsyncIterator[WorkflowEnvironment]:
 
 @pytest.fixture(scope="session", autouse=True)
 async def database_templates() -> AsyncIterator[None]:
-    """Drops this process's PostgreSQL templates when its tests are over."""
+    """Drops this process's database templates when its tests are over."""
     yield
-    if POSTGRES_URL:
-        await drop_pg_templates()
+    await drop_templates()
 
 
 @pytest.fixture
