@@ -5,7 +5,9 @@ enrolment latency, and signal latency, side by side in one run on the dev stack.
 
 1. Starts the whole stack (as `make run` does) on a fresh data folder and free ports; one
    cadence whose first touch is BENCH_INFLIGHT_WAIT_DAYS (default 30) days after enrolment, so
-   every journey is waiting on its timer (and on signals) once started.
+   every journey is waiting on its timer (and on signals) once started; with
+   BENCH_INFLIGHT_HTML_BYTES, its email has an HTML part of about that many bytes (a journey
+   carries its cadence's templates: what they cost the worker per cached journey).
 2. For each level: creates and enrols prospects through the APIs until that many journeys are
    running (each enrolment request timed), waits until the journeys worker is idle, then reads
    the resident memory of the worker and of the Temporal dev server (whose history cache,
@@ -56,7 +58,9 @@ async def idle(stack: Stack, name: str, quiet_seconds: float = 5.0) -> None:
         last, last_at = used, now
 
 
-async def measure(stack: Stack, levels: list[int], signals: int, wait_days: int) -> None:
+async def measure(
+    stack: Stack, levels: list[int], signals: int, wait_days: int, html_bytes: int
+) -> None:
     # the children's settings: the dev stack gives them its payload key
     key = dev_master_key(stack.settings.data_dir)
     settings = settings_from_env({**stack.env_overrides, "CLOSEFLOW_PAYLOAD_MASTER_KEYS": key})
@@ -64,7 +68,7 @@ async def measure(stack: Stack, levels: list[int], signals: int, wait_days: int)
     rows = []
     async with Load.client(CONCURRENCY) as http:
         load = Load(stack, http)
-        await load.prepare(wait_days * DAY)
+        await load.prepare(wait_days * DAY, html_bytes)
         enrolled: list[str] = []
         for level in levels:
             fresh = await load.prospects(level - len(enrolled), CONCURRENCY)
@@ -112,8 +116,9 @@ def main() -> int:
     levels = [int(x) for x in os.environ.get("BENCH_INFLIGHT_LEVELS", "1000,10000").split(",")]
     signals = int(os.environ.get("BENCH_INFLIGHT_SIGNALS", "200"))
     wait_days = int(os.environ.get("BENCH_INFLIGHT_WAIT_DAYS", "30"))
+    html_bytes = int(os.environ.get("BENCH_INFLIGHT_HTML_BYTES", "0"))
     with bench_stack() as stack:
-        asyncio.run(measure(stack, levels, signals, wait_days))
+        asyncio.run(measure(stack, levels, signals, wait_days, html_bytes))
     return 0
 
 

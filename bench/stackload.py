@@ -56,13 +56,23 @@ class Load:
             limits=httpx.Limits(max_connections=concurrency),
         )
 
-    async def prepare(self, first_step_after: int) -> None:
+    async def prepare(self, first_step_after: int, html_bytes: int = 0) -> None:
         """A rep and a two-step cadence: email and text `first_step_after` seconds after
-        enrolment (a day or more: the journeys wait on that timer)."""
+        enrolment (a day or more: the journeys wait on that timer); with `html_bytes`, the email
+        has an HTML part about that long (every journey carries its cadence's templates)."""
         pros, out = self.stack.base_url("prospecting"), self.stack.base_url("outreach")
         await self.http.post(f"{pros}/reps", json={"name": "Bench Rep", "email": "rep@example.com"})
+        email = {
+            "channel": "email",
+            "offset_seconds": first_step_after,
+            "subject": "Hi",
+            "body": "Hi",
+        }
+        if html_bytes:
+            paragraph = "<p>Hello {{ first_name }}, a paragraph of the newsletter.</p>\n"
+            email["html"] = paragraph * max(1, html_bytes // len(paragraph))
         steps = [
-            {"channel": "email", "offset_seconds": first_step_after, "subject": "Hi", "body": "Hi"},
+            email,
             {"channel": "sms", "offset_seconds": first_step_after, "body": "Hi {{ first_name }}"},
         ]
         r = await self.http.post(f"{out}/cadences", json={"name": "Bench", "steps": steps})
