@@ -482,7 +482,9 @@ class Settings(BaseSettings):
         le=100_000,
         description="journeys the journeys worker keeps in memory between their tasks (the "
         "sticky cache); a journey evicted from it is replayed from its history when it next "
-        "wakes. Bounds the worker's memory whatever the number of journeys in flight",
+        "wakes. Bounds the worker's memory whatever the number of journeys in flight; each "
+        "cached journey holds about 100 KB plus five times its cadence's templates (lower it for "
+        "template-heavy cadences: docs/operations.md)",
     )
     # --- end of issue 13 storms block ---------------------------------------------------------
     worker_health_port: int = Field(
