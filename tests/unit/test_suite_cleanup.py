@@ -13,12 +13,13 @@ INNER = """
 import tempfile
 from pathlib import Path
 
+from tests.support.databases import SERVICES
 from tests.support.fixtures import fresh_databases
 
 
 async def test_uses_the_migrated_templates(tmp_path):
     async with fresh_databases("sqlite", tmp_path) as urls:
-        assert set(urls) == {"prospecting", "outreach", "deals", "referrals"}
+        assert set(urls) == set(SERVICES)
     assert list(Path(tempfile.gettempdir()).glob("closeflow-templates-*"))
 """
 
