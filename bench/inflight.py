@@ -7,7 +7,8 @@ enrolment latency, and signal latency, side by side in one run on the dev stack.
    cadence whose first touch is BENCH_INFLIGHT_WAIT_DAYS (default 30) days after enrolment, so
    every journey is waiting on its timer (and on signals) once started; with
    BENCH_INFLIGHT_HTML_BYTES, its email has an HTML part of about that many bytes (a journey
-   carries its cadence's templates: what they cost the worker per cached journey).
+   carries its cadence's templates: what they cost the worker per cached journey, unless
+   CLOSEFLOW_JOURNEY_TEMPLATES=stored, which the stack's processes get from this environment).
 2. For each level: creates and enrols prospects through the APIs until that many journeys are
    running (each enrolment request timed), waits until the journeys worker is idle, then reads
    the resident memory of the worker and of the Temporal dev server (whose history cache,
@@ -65,6 +66,11 @@ async def measure(
     key = dev_master_key(stack.settings.data_dir)
     settings = settings_from_env({**stack.env_overrides, "CLOSEFLOW_PAYLOAD_MASTER_KEYS": key})
     client = await connect(settings)
+    print(
+        f"journey templates: {settings.journey_templates}; the cadence's HTML part: "
+        f"{html_bytes} bytes",
+        flush=True,
+    )
     rows = []
     async with Load.client(CONCURRENCY) as http:
         load = Load(stack, http)

@@ -483,8 +483,18 @@ class Settings(BaseSettings):
         description="journeys the journeys worker keeps in memory between their tasks (the "
         "sticky cache); a journey evicted from it is replayed from its history when it next "
         "wakes. Bounds the worker's memory whatever the number of journeys in flight; each "
-        "cached journey holds about 100 KB plus five times its cadence's templates (lower it for "
-        "template-heavy cadences: docs/operations.md)",
+        "cached journey holds about 100 KB plus five times its cadence's templates, unless "
+        "CLOSEFLOW_JOURNEY_TEMPLATES=stored (docs/operations.md)",
+    )
+    journey_templates: Literal["inline", "stored"] = Field(
+        "inline",
+        description="what a journey started from now on carries of its cadence's templates: "
+        "inline, a copy of them; stored, where they are (the cadence version, which never "
+        "changes), and outreach renders from there: smaller histories, and a worker's memory no "
+        "longer grows with the templates. Set stored once every journeys and outreach worker "
+        "runs this release or later, and do not roll back past it while such journeys run: an "
+        "outreach worker of an earlier release would send their steps as empty messages "
+        "(docs/operations.md)",
     )
     # --- end of issue 13 storms block ---------------------------------------------------------
     worker_health_port: int = Field(

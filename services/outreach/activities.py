@@ -32,6 +32,7 @@ from services.outreach.booking_links import BookingLinks, uses_booking_link
 from services.outreach.cadences import service
 from services.outreach.cadences.follow_ups import RunActivities, register_unenrolled_run
 from services.outreach.cadences.send_window import next_allowed, window_for
+from services.outreach.cadences.stored_templates import StoredTemplates, for_journey
 from services.outreach.cadences.templates import (
     SYSTEM_TEMPLATES,
     RenderFailure,
@@ -105,6 +106,11 @@ class SendFaults:
 
 
 MESSAGE_CHANNELS = frozenset({"email", "sms"})
+# a cadence step that reached the touch without its text: never sent as an empty message
+NO_TEMPLATE = (
+    "the step carries no template (a journey with stored templates run by a journeys worker "
+    "of a release before them: docs/operations.md)"
+)
 TASK_CHANNELS = frozenset({"call_task", "social_task"})
 # the subject of an email that stands in for a refused text (the text's words are its body)
 FALLBACK_SUBJECT = "A message from {{ rep_name }}"
@@ -194,6 +200,7 @@ class OutreachActivities:
         self._after_send = after_send
         self._faults = faults
         self._limits = limits_from(settings)
+        self._templates = StoredTemplates(sessions)
 
     # --- touches ----------------------------------------------------------------------------
 
@@ -214,7 +221,7 @@ class OutreachActivities:
 
     @activity_boundary(Act.SEND_TOUCH)
     async def send_touch(self, req: TouchRequest) -> TouchResult:
-        return await self._touch(req)
+        return await self._touch(await self._templates.fill(req))
 
     @activity_boundary(Act.SEND_MEETING_INVITE)
     async def send_meeting_invite(self, req: InviteRequest) -> TouchResult:
@@ -333,6 +340,9 @@ class OutreachActivities:
         problems: list[dict[str, str]] = []
         for plan, channel in planned:
             try:
+                if req.kind == "cadence" and not plan.body.strip():
+                    # a saved step always has a body: this one lost it on the way
+                    raise FieldFailure("body", NO_TEMPLATE)
                 texts.append(self._render_one(plan, channel, values))
             except FieldFailure as err:
                 texts.append(None)
@@ -897,7 +907,8 @@ class OutreachActivities:
 
     @activity_boundary(Act.GET_CADENCE)
     async def get_cadence(self, session: AsyncSession, ref: CadenceRef) -> CadenceSnapshot:
-        return await service.cadence_snapshot(session, ref.cadence_id)
+        # the cadence of a referred prospect's journey, which the intake starts
+        return for_journey(await service.cadence_snapshot(session, ref.cadence_id), self._settings)
 
 
 async def _suppress(session: AsyncSession, row: models.Message, reason: str) -> ChannelOutcome:

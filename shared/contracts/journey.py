@@ -136,9 +136,23 @@ class StepVariant:
 
 
 @dataclass
+class StoredStep:
+    """Where a step's templates are kept: step `position` (in the order of the snapshot's
+    steps) of the stored cadence version, which never changes once saved."""
+
+    cadence_id: str
+    version: int
+    position: int
+
+
+@dataclass
 class CadenceStep:
     """Due `business_days` (Mon-Fri, not a holiday, in the prospect's time zone) after
-    enrollment, plus `offset_seconds`."""
+    enrollment, plus `offset_seconds`.
+
+    With `stored` set, the step carries no templates (subject, body, html empty, variants by
+    name and weight only): outreach renders the stored version's (issue 13), so a journey's
+    history and its worker's memory do not hold a copy of every template."""
 
     channel: str
     offset_seconds: int
@@ -149,6 +163,7 @@ class CadenceStep:
     variants: list[StepVariant] = field(default_factory=list)
     variant: str = ""  # the variant chosen for this prospect (set by the journey)
     html: str = ""  # an email's HTML part (template); empty: made from the text
+    stored: StoredStep | None = None
 
 
 @dataclass

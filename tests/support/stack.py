@@ -12,7 +12,8 @@ tests run whole journeys on SQLite, `make run`'s default. `@ON_BOTH_DATABASES` r
 each (the flagship journey does).
 
 Options on the test: `@pytest.mark.stack(outbox=OutboxTiming(...))` for prospecting's outbox
-timing, `@pytest.mark.stack(encrypted=True)` for payloads through the codec; `@ON_PROCESSES` for
+timing, `@pytest.mark.stack(encrypted=True)` for payloads through the codec,
+`@pytest.mark.stack(settings={...})` for settings of its own; `@ON_PROCESSES` for
 the dev stack as real processes on their own ports (one per test module, see
 tests/support/dev_stack.py) instead."""
 
@@ -106,11 +107,14 @@ async def whole_stack(
     prefix: str,
     outbox_timing: OutboxTiming = FAST_OUTBOX,
     encrypted: bool = False,
+    settings: dict[str, Any] | None = None,
 ) -> AsyncIterator[RunningStack]:
     """encrypted: payloads go through the codec (shared/codec.py) as in production, with a
-    master key of this stack's own."""
+    master key of this stack's own; settings: the stack's settings that differ from the
+    tests' (`@pytest.mark.stack(settings={...})`)."""
     ports = {s: free_port() for s in SERVICES}
     keys = {"payload_master_keys": new_master_key("test")} if encrypted else {}
+    keys.update(settings or {})
     base = {s: f"http://127.0.0.1:{p}" for s, p in ports.items()}
     async with sandboxes(
         tmp_path,
@@ -193,6 +197,7 @@ async def stack(
             queue_prefix,
             options.get("outbox", FAST_OUTBOX),
             options.get("encrypted", False),
+            options.get("settings"),
         ) as running_stack,
     ):
         driver = StackDriver(running_stack, temporal_local)

@@ -13,6 +13,7 @@ from temporalio.service import RPCError
 
 from services.outreach import models
 from services.outreach.cadences import service
+from services.outreach.cadences.stored_templates import for_journey
 from services.outreach.consent import suppressions
 from shared.contracts.journey import CadenceSnapshot, Contact, JourneyInput, Stage, journey_id
 from shared.errors import AppError
@@ -52,7 +53,7 @@ async def start_journey(
     queues = task_queues(settings)
     journey = JourneyInput(
         contact=contact,
-        cadence=cadence,
+        cadence=for_journey(cadence, settings),
         queues=queues,
         start_stage=row.start_stage or Stage.CONTACTING,
         run=row.run,

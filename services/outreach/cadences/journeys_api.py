@@ -16,6 +16,7 @@ from temporalio.client import Client
 from services.outreach import models
 from services.outreach.cadences import service
 from services.outreach.cadences.schemas import OffsetDatetime
+from services.outreach.cadences.stored_templates import for_journey
 from shared.audit import request_actor
 from shared.auth import require_api_key
 from shared.bounds import INT32_MAX
@@ -279,7 +280,8 @@ async def migration_apply(
 ) -> dict[str, Any]:
     target, items = plan
     pids = [i["prospect_id"] for i in items]
-    result = await _signal_many(_client(request), pids, Sig.MIGRATE_CADENCE, target)
+    moved = for_journey(target, request.app.state.settings)
+    result = await _signal_many(_client(request), pids, Sig.MIGRATE_CADENCE, moved)
     rows = await session.scalars(
         select(models.Enrollment).where(
             models.Enrollment.prospect_id.in_(result.signalled),

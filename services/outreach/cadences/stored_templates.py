@@ -1,0 +1,118 @@
+"""Journeys that carry where their templates are, not the templates (issue 13).
+
+A journey's input is held by Temporal (its history) and, while the journey is cached, by the
+journeys worker, which keeps about five bytes for every byte of it: a cadence with 50 KB of
+HTML cost each cached journey 340 KB against 96 KB without. With `journey_templates=stored`, a
+journey's steps name their stored cadence version and position instead (`StoredStep`), and the
+touch activity puts the templates back from outreach's own copy before it renders. A cadence
+version never changes once saved, so the worker caches them for good.
+
+The setting defaults to inline: an outreach worker of an earlier release does not know
+`StoredStep` and would render a stored step's empty templates as an empty message, so stored
+goes on only once every outreach worker can fill them (docs/operations.md).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import replace
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.outreach.cadences import service
+from shared.contracts.errors import TEMPLATE_ERROR_CODE
+from shared.contracts.journey import (
+    CadenceSnapshot,
+    CadenceStep,
+    StepVariant,
+    StoredStep,
+    TouchRequest,
+)
+from shared.errors import AppError
+from shared.settings import Settings
+
+# cadence versions kept by a worker; each is one cadence's definition
+CACHED_VERSIONS = 256
+
+
+def for_journey(snapshot: CadenceSnapshot, settings: Settings) -> CadenceSnapshot:
+    """The cadence as a journey started (or moved to it) now carries it."""
+    return without_templates(snapshot) if settings.journey_templates == "stored" else snapshot
+
+
+def without_templates(snapshot: CadenceSnapshot) -> CadenceSnapshot:
+    """What a journey needs to schedule and personalise its touches (channels, offsets,
+    conditions, variant names and weights), each step naming where its templates are."""
+    return replace(
+        snapshot,
+        steps=[
+            replace(
+                step,
+                subject="",
+                body="",
+                html="",
+                variants=[StepVariant(v.name, "", weight=v.weight) for v in step.variants],
+                stored=StoredStep(snapshot.cadence_id, snapshot.version, position),
+            )
+            for position, step in enumerate(snapshot.steps)
+        ],
+    )
+
+
+class StoredTemplates:
+    """Puts a touch's stored templates back, from outreach's cadence versions."""
+
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], cached: int = CACHED_VERSIONS
+    ) -> None:
+        self._sessions = sessions
+        self._cached = cached
+        self._versions: OrderedDict[tuple[str, int], CadenceSnapshot] = OrderedDict()
+
+    async def fill(self, req: TouchRequest) -> TouchRequest:
+        """The touch with every stored step's templates (of its chosen variant, if any)."""
+        if not any(step.stored for step in req.steps):
+            return req
+        return replace(req, steps=[await self._filled(step) for step in req.steps])
+
+    async def _filled(self, step: CadenceStep) -> CadenceStep:
+        ref = step.stored
+        if ref is None:
+            return step
+        version = await self._version(ref.cadence_id, ref.version)
+        if not 0 <= ref.position < len(version.steps):
+            raise _missing(ref, "has no such step")
+        kept = version.steps[ref.position]
+        source: CadenceStep | StepVariant = kept
+        if step.variant:
+            named = [v for v in kept.variants if v.name == step.variant]
+            if not named:
+                raise _missing(ref, f"has no variant {step.variant!r} at this step")
+            source = named[0]
+        return replace(step, subject=source.subject, body=source.body, html=source.html)
+
+    async def _version(self, cadence_id: str, version: int) -> CadenceSnapshot:
+        key = (cadence_id, version)
+        found = self._versions.get(key)
+        if found is None:
+            async with self._sessions() as session:
+                try:
+                    found = await service.cadence_snapshot(session, cadence_id, version)
+                except AppError as err:
+                    if err.status != 404:
+                        raise
+                    ref = StoredStep(cadence_id, version, -1)
+                    raise _missing(ref, "is not stored") from err
+            self._versions[key] = found
+            while len(self._versions) > self._cached:
+                self._versions.popitem(last=False)
+        self._versions.move_to_end(key)
+        return found
+
+
+def _missing(ref: StoredStep, what: str) -> AppError:
+    """A template that cannot be found fails the touch for good, as one that cannot render
+    does: the journey marks the step failed and the rep gets a task (retrying finds nothing
+    more)."""
+    message = f"cadence {ref.cadence_id} version {ref.version} {what}"
+    return AppError(422, TEMPLATE_ERROR_CODE, message, [{"problem": message}])
