@@ -443,7 +443,10 @@ async def test_a_database_refusing_connections_for_a_moment_costs_no_callback(
 
             monkeypatch.setattr(sms_status, "RECONNECT_SECONDS", 0.5)
             await refuse(True)
-            with pytest.raises(Exception, match="not currently accepting connections"):
+            # the server's error of the last try: its refusal, or (when the first try, on the
+            # dropped connection, already used up the half second on a loaded machine) the drop
+            gone = "not currently accepting connections|terminating connection due to admin"
+            with pytest.raises(Exception, match=gone):
                 await asyncio.wait_for(
                     writer.write(sms_status.StatusCallback(sids[1], "delivered", {})), 15
                 )
