@@ -8,8 +8,10 @@ touch activity puts the templates back from outreach's own copy before it render
 version never changes once saved, so the worker caches them for good.
 
 The setting defaults to inline: an outreach worker of an earlier release does not know
-`StoredStep` and would render a stored step's empty templates as an empty message, so stored
-goes on only once every outreach worker can fill them (docs/operations.md).
+`StoredStep` and would render a stored step's empty templates as an empty message (a journeys
+worker of an earlier release drops the field, and the touch fails as a template error), so
+stored goes on only once every journeys and outreach worker runs this release
+(docs/operations.md, upgrading).
 """
 
 from __future__ import annotations
@@ -62,11 +64,8 @@ def without_templates(snapshot: CadenceSnapshot) -> CadenceSnapshot:
 class StoredTemplates:
     """Puts a touch's stored templates back, from outreach's cadence versions."""
 
-    def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], cached: int = CACHED_VERSIONS
-    ) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
-        self._cached = cached
         self._versions: OrderedDict[tuple[str, int], CadenceSnapshot] = OrderedDict()
 
     async def fill(self, req: TouchRequest) -> TouchRequest:
@@ -104,7 +103,7 @@ class StoredTemplates:
                     ref = StoredStep(cadence_id, version, -1)
                     raise _missing(ref, "is not stored") from err
             self._versions[key] = found
-            while len(self._versions) > self._cached:
+            while len(self._versions) > CACHED_VERSIONS:
                 self._versions.popitem(last=False)
         self._versions.move_to_end(key)
         return found
