@@ -113,8 +113,8 @@ async def whole_stack(
     master key of this stack's own; settings: the stack's settings that differ from the
     tests' (`@pytest.mark.stack(settings={...})`)."""
     ports = {s: free_port() for s in SERVICES}
-    keys = {"payload_master_keys": new_master_key("test")} if encrypted else {}
-    keys.update(settings or {})
+    own: dict[str, Any] = {"payload_master_keys": new_master_key("test")} if encrypted else {}
+    own.update(settings or {})
     base = {s: f"http://127.0.0.1:{p}" for s, p in ports.items()}
     async with sandboxes(
         tmp_path,
@@ -124,7 +124,7 @@ async def whole_stack(
         referrals_public_url=base["referrals"],
         deals_public_url=base["deals"],
         **service_urls(base),
-        **keys,
+        **own,
     ) as sb:
         client = with_codec(env.client, sb.settings) if encrypted else env.client
         async with contextlib.AsyncExitStack() as stack:
