@@ -14,7 +14,8 @@ enrolment latency, and signal latency, side by side in one run on the dev stack.
    the resident memory of the worker and of the Temporal dev server (whose history cache,
    CLOSEFLOW_TEMPORAL_CACHE_SIZE journeys, holds them too) and times BENCH_INFLIGHT_SIGNALS
    signals: a `pause` sent to a random running journey, until its state query says paused (a
-   journey no longer in the worker's sticky cache is replayed from its history first).
+   journey no longer in the worker's sticky cache is replayed from its history first); and the
+   size of the first journey's history, as Temporal stores it, before any signal.
 3. Prints one row per level and, last, `rss_ratio=<RSS at the last level / RSS at the first>`:
    a bounded sticky cache (CLOSEFLOW_JOURNEY_CACHE_SIZE workflows) keeps it near 1.
 """
@@ -97,6 +98,9 @@ async def measure(
             await idle(stack, "worker")
             rss = process_rss(stack, "worker")
             server_rss = process_rss(stack, "temporal")
+            # what Temporal stores of one waiting journey (its payloads as the codec wrote them)
+            history = await client.get_workflow_handle(journey_id(enrolled[0])).fetch_history()
+            history_kb = sum(event.ByteSize() for event in history.events) / 1024
             signal_latencies: list[float] = []
             for pid in random.sample(enrolled, min(signals, len(enrolled))):
                 handle = client.get_workflow_handle(journey_id(pid))
@@ -109,7 +113,8 @@ async def measure(
             print(
                 f"{level:>6} journeys waiting ({running} running): journeys worker RSS {rss:.0f} MB "
                 f"({rss * 1024 / level:.1f} KB per journey held), Temporal server RSS "
-                f"{server_rss:.0f} MB; enrolment of {len(fresh)} in "
+                f"{server_rss:.0f} MB, a journey's history {history_kb:.1f} KB; enrolment of "
+                f"{len(fresh)} in "
                 f"{enrol_seconds:.1f}s, p50 {pct(latencies, 0.5):.0f} ms, p99 "
                 f"{pct(latencies, 0.99):.0f} ms; signal until seen ({len(signal_latencies)}): p50 "
                 f"{pct(signal_latencies, 0.5):.0f} ms, p99 {pct(signal_latencies, 0.99):.0f} ms",
