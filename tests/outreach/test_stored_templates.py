@@ -13,8 +13,12 @@ import pytest
 from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from services.outreach.cadences import service
-from services.outreach.cadences.stored_templates import without_templates
+from services.outreach.cadences import service, stored_templates
+from services.outreach.cadences.stored_templates import (
+    StoredTemplates,
+    template_characters,
+    without_templates,
+)
 from shared.contracts.errors import TEMPLATE_ERROR
 from shared.contracts.journey import (
     CadenceSnapshot,
@@ -131,3 +135,31 @@ async def test_a_step_without_a_template_fails_as_a_template_error(
         assert cause.cause.type == TEMPLATE_ERROR and cause.cause.non_retryable
         assert NOT_SENDABLE[ref] in cause.cause.message
         assert r.sb.mailbox.list(to=c.email) == []
+
+
+async def test_a_worker_keeps_a_bounded_amount_of_templates(
+    sending_rig: SendingRig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cache of stored versions is bounded by their templates' size, the latest kept."""
+    async with sending_rig() as r:
+        refs = []
+        for _ in range(3):
+            created = (await r.api.post("/cadences", json=fast_cadence())).json()
+            refs.append(StoredStep(created["id"], 1, 0))
+        async with r.sessions() as s:
+            one = template_characters(await service.cadence_snapshot(s, refs[0].cadence_id, 1))
+        monkeypatch.setattr(stored_templates, "CACHED_CHARACTERS", 2 * one)
+        templates = StoredTemplates(r.sessions)
+        c = contact()
+        for ref in refs:
+            req = TouchRequest(
+                journey_id(c.prospect_id),
+                "step-0",
+                "cadence",
+                c,
+                steps=[CadenceStep("email", 0, "", stored=ref)],
+            )
+            [step] = (await templates.fill(req)).steps
+            assert step.subject == "Quick question, {{ first_name }}"
+        kept = [key for key, _ in templates._versions.items()]
+        assert kept == [(ref.cadence_id, 1) for ref in refs[1:]]

@@ -33,8 +33,9 @@ from shared.contracts.journey import (
 from shared.errors import AppError
 from shared.settings import Settings
 
-# cadence versions kept by a worker; each is one cadence's definition
-CACHED_VERSIONS = 256
+# the templates a worker keeps, in characters: every version in use when cadences are a few KB
+# each, and 16 of the largest (a definition is at most CLOSEFLOW_MAX_BODY_BYTES, 1 MiB)
+CACHED_CHARACTERS = 16 * 1024 * 1024
 
 
 def for_journey(snapshot: CadenceSnapshot, settings: Settings) -> CadenceSnapshot:
@@ -67,6 +68,7 @@ class StoredTemplates:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
         self._versions: OrderedDict[tuple[str, int], CadenceSnapshot] = OrderedDict()
+        self._characters = 0
 
     async def fill(self, req: TouchRequest) -> TouchRequest:
         """The touch with every stored step's templates (of its chosen variant, if any)."""
@@ -103,10 +105,20 @@ class StoredTemplates:
                     ref = StoredStep(cadence_id, version, -1)
                     raise _missing(ref, "is not stored") from err
             self._versions[key] = found
-            while len(self._versions) > CACHED_VERSIONS:
-                self._versions.popitem(last=False)
+            self._characters += template_characters(found)
+            while self._characters > CACHED_CHARACTERS and len(self._versions) > 1:
+                _, evicted = self._versions.popitem(last=False)
+                self._characters -= template_characters(evicted)
         self._versions.move_to_end(key)
         return found
+
+
+def template_characters(snapshot: CadenceSnapshot) -> int:
+    """The length of every template of a cadence version, its variants' included."""
+    parts: list[CadenceStep | StepVariant] = []
+    for step in snapshot.steps:
+        parts += [step, *step.variants]
+    return sum(len(p.subject) + len(p.body) + len(p.html) for p in parts)
 
 
 def _missing(ref: StoredStep, what: str) -> AppError:
