@@ -10,12 +10,15 @@ from typing import Any
 import pytest
 
 from shared.contracts.journey import journey_id
+from tests.support.eventually import eventually
 from tests.support.scenarios import fast_cadence
 from tests.support.stack import StackDriver
 
 pytestmark = pytest.mark.stack(settings={"journey_templates": "stored"})
 
-FOLLOW_UP_AFTER = 15  # seconds: long enough for the new version to be saved before it is due
+# seconds after enrolment: the first touches go, both cadences get a new version and Bob's journey
+# is moved to it before the follow-ups are due, with room for a loaded machine
+FOLLOW_UP_AFTER = 25
 
 
 def cadence(marker: str, follow_up: str) -> dict[str, Any]:
@@ -64,8 +67,6 @@ async def test_stored_templates_are_sent_pinned_and_kept_out_of_history(
 
     async def texted(number: str) -> list[dict[str, Any]] | None:
         return await d.sms_to(number) or None
-
-    from tests.support.eventually import eventually
 
     [text] = await eventually(lambda: texted(ann["phone"]), "Ann's first text")
     assert text["body"].startswith(f"Hi Ann, a text {marker}")
