@@ -82,13 +82,15 @@ class StoredTemplates:
             return step
         version = await self._version(ref.cadence_id, ref.version)
         if not 0 <= ref.position < len(version.steps):
-            raise _missing(ref, "has no such step")
+            raise _missing(ref.cadence_id, ref.version, "has no such step")
         kept = version.steps[ref.position]
         source: CadenceStep | StepVariant = kept
         if step.variant:
             named = [v for v in kept.variants if v.name == step.variant]
             if not named:
-                raise _missing(ref, f"has no variant {step.variant!r} at this step")
+                raise _missing(
+                    ref.cadence_id, ref.version, f"has no variant {step.variant!r} at this step"
+                )
             source = named[0]
         return replace(step, subject=source.subject, body=source.body, html=source.html)
 
@@ -102,8 +104,7 @@ class StoredTemplates:
                 except AppError as err:
                     if err.status != 404:
                         raise
-                    ref = StoredStep(cadence_id, version, -1)
-                    raise _missing(ref, "is not stored") from err
+                    raise _missing(cadence_id, version, "is not stored") from err
             self._versions[key] = found
             self._characters += template_characters(found)
             while self._characters > CACHED_CHARACTERS and len(self._versions) > 1:
@@ -121,9 +122,9 @@ def template_characters(snapshot: CadenceSnapshot) -> int:
     return sum(len(p.subject) + len(p.body) + len(p.html) for p in parts)
 
 
-def _missing(ref: StoredStep, what: str) -> AppError:
+def _missing(cadence_id: str, version: int, what: str) -> AppError:
     """A template that cannot be found fails the touch for good, as one that cannot render
     does: the journey marks the step failed and the rep gets a task (retrying finds nothing
     more)."""
-    message = f"cadence {ref.cadence_id} version {ref.version} {what}"
+    message = f"cadence {cadence_id} version {version} {what}"
     return AppError(422, TEMPLATE_ERROR_CODE, message, [{"problem": message}])
