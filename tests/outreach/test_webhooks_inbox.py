@@ -198,7 +198,10 @@ async def test_two_relays_never_take_the_same_row(webhooks: WebhookRigs) -> None
                 # as a request that died before its own attempt leaves them, lease over
                 await s.execute(update(models.InboxEvent).values(next_attempt_at=datetime.now(UTC)))
                 await s.commit()
-            a, b = (InboxRelay(lambda: rig.sessions, lambda: rig.client) for _ in "ab")
+            # a signal that fails on a loaded machine (an RPC cancelled) is tried again only
+            # once the exclusivity is checked, not while b looks (the default is 0.5 s later)
+            later = InboxTiming(base_delay=3600, jitter=0)
+            a, b = (InboxRelay(lambda: rig.sessions, lambda: rig.client, later) for _ in "ab")
             seen_by_b = await b.due()
             assert len(seen_by_b) == 20
             assert await a.run_once() == 20  # a takes them while b is between its two steps
@@ -208,9 +211,18 @@ async def test_two_relays_never_take_the_same_row(webhooks: WebhookRigs) -> None
             # each row was tried once, by a alone (a signal that failed on a loaded machine, e.g.
             # an RPC cancelled, stays pending with that one attempt and is retried below)
             assert {r.attempts for r in rows} == {1}
+            async with rig.sessions() as s:
+                await s.execute(
+                    update(models.InboxEvent)
+                    .where(models.InboxEvent.delivery != "delivered")
+                    .values(next_attempt_at=datetime.now(UTC))
+                )
+                await s.commit()
+
+            retrier = InboxRelay(lambda: rig.sessions, lambda: rig.client)  # default backoff
 
             async def all_delivered() -> bool:
-                await a.run_once()
+                await retrier.run_once()
                 return {r.delivery for r in await rig.inbox()} == {"delivered"}
 
             await eventually(all_delivered, "every row delivered")
