@@ -7,7 +7,10 @@
 3. Timed: enrolls them all through the outreach API (bounded concurrency) until both first
    touches (email + SMS) of every journey are recorded in the send ledger as submitted.
 4. Timed: starts BENCH_N no-op workflows on the same server and waits for all to complete.
-Prints both rates and, last, `ratio=<journey rate / no-op rate>`. The machines are shared and
+5. Timed: as many workflows of the journey's shape up to its first touch, with activities that
+   do nothing (bench/journey_shape.py): `shape/no-op=` is the highest ratio the journey's
+   commands allow on that server, `journey/shape=` how much of it the journeys reach.
+Prints the rates and, last, `ratio=<journey rate / no-op rate>`. The machines are shared and
 noisy: only the ratio of two runs measured side by side means anything. Before it, for each
 part, the CPU per item of every stack process and of the benchmark's own (bench/cpu.py), and
 `cpu_ratio=<no-op CPU per item / journey CPU per item>`: what the ratio would be if both parts
@@ -29,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -45,6 +49,7 @@ from temporalio.worker import Worker
 
 from bench.cpu import CpuSplit, local_server
 from bench.journey_profile import profile
+from bench.journey_shape import READY, Shape
 from bench.noop_workflow import NoOp
 from devstack.cluster_stack import ClusterStack
 from devstack.env import isolated_env
@@ -109,9 +114,12 @@ async def postgres_pid(url: str) -> int | None:
         await engine.dispose()
 
 
-async def cpu_split(stack: Stack) -> CpuSplit:
-    """The CPU of the stack's processes (and this one) from now until its stop()."""
-    processes = {c.name: c.process.pid if c.process else None for c in stack.children}
+async def cpu_split(stack: Stack, extra: dict[str, int] | None = None) -> CpuSplit:
+    """The CPU of the stack's processes, `extra`'s and this one's from now until its stop()."""
+    processes: dict[str, int | None] = {
+        c.name: c.process.pid if c.process else None for c in stack.children
+    }
+    processes.update(extra or {})
     if isinstance(stack, ClusterStack):
         processes["postgres"] = await postgres_pid(stack.postgres_url)
     split = CpuSplit.of(processes)
@@ -210,8 +218,61 @@ async def measure_noop(stack: Stack, n: int) -> Timed:
     return Timed(rate, cpu, n)
 
 
-def report(journeys: Timed, noop: Timed) -> None:
-    """The two parts side by side; `ratio=` last."""
+@contextlib.contextmanager
+def shape_workers(address: str, queue: str) -> Iterator[dict[str, int]]:
+    """The journey shape's two worker processes (bench/journey_shape.py), by name, once both
+    poll."""
+    started: dict[str, subprocess.Popen[str]] = {}
+    try:
+        for role in ("workflows", "activities"):
+            started[f"shape-{role}"] = proc = subprocess.Popen(
+                [sys.executable, "-m", "bench.journey_shape", role, address, queue],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            assert proc.stdout is not None
+            if proc.stdout.readline().strip() != READY:
+                raise RuntimeError(f"the journey shape's {role} worker did not start")
+        yield {name: proc.pid for name, proc in started.items()}
+    finally:
+        for proc in started.values():
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
+async def measure_shape(stack: Stack, n: int) -> Timed:
+    """n journeys' commands up to the first touch, with nothing behind them (journey_shape)."""
+    address = stack.settings.temporal_address
+    client = await Client.connect(address)
+    queue = f"bench-shape-{uuid.uuid4().hex[:6]}"
+    activities = os.environ.get("BENCH_SHAPE_ACTIVITIES", "touch,stage").split(",")
+    with shape_workers(address, queue) as workers:
+        cpu = await cpu_split(stack, workers)
+        started = time.perf_counter()
+        await bounded(
+            n,
+            100,
+            lambda i: client.execute_workflow(
+                Shape.run, args=[queue, activities], id=f"shape-{queue}-{i}", task_queue=queue
+            ),
+        )
+        elapsed = time.perf_counter() - started
+        cpu.stop()
+    rate = n / elapsed
+    print(
+        f"shape ({'+'.join(activities)}): {n} workflows completed in {elapsed:.2f}s = {rate:.1f}/s"
+    )
+    print(cpu.line("shape", n, elapsed))
+    return Timed(rate, cpu, n)
+
+
+def report(journeys: Timed, noop: Timed, shape: Timed | None = None) -> None:
+    """The parts side by side; `ratio=` last. With the journey's shape: the highest ratio its
+    commands allow (`shape/no-op`), and how far the journeys are from it."""
+    if shape is not None:
+        print(
+            f"shape/no-op={shape.rate / noop.rate:.3f} journey/shape={journeys.rate / shape.rate:.3f}"
+        )
     print(f"cpu_ratio={noop.cpu_per_item() / journeys.cpu_per_item():.3f}")
     print(f"ratio={journeys.rate / noop.rate:.3f}", flush=True)
 
@@ -245,7 +306,8 @@ def on_dev_stack(n: int) -> None:
     with bench_stack() as stack:
         journeys = asyncio.run(measure_journeys(stack, n))
         noop = asyncio.run(measure_noop(stack, n))
-    report(journeys, noop)
+        shape = asyncio.run(measure_shape(stack, n))
+    report(journeys, noop, shape)
 
 
 def on_cluster_and_dev_server(n: int, postgres_url: str) -> None:
@@ -268,7 +330,8 @@ def on_cluster_and_dev_server(n: int, postgres_url: str) -> None:
             print(f"-- {name}", flush=True)
             journeys = asyncio.run(measure_journeys(stack, n))
             rates[name] = journeys.rate
-            report(journeys, asyncio.run(measure_noop(stack, n)))
+            noop = asyncio.run(measure_noop(stack, n))
+            report(journeys, noop, asyncio.run(measure_shape(stack, n)))
     print(f"cluster/dev={rates['cluster'] / rates['dev server']:.3f}")
 
 
