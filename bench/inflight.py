@@ -16,8 +16,12 @@ enrolment latency, and signal latency, side by side in one run on the dev stack.
    signals: a `pause` sent to a random running journey, until its state query says paused (a
    journey no longer in the worker's sticky cache is replayed from its history first); and the
    size of the first journey's history, as Temporal stores it, before any signal.
-3. Prints one row per level and, last, `rss_ratio=<RSS at the last level / RSS at the first>`:
-   a bounded sticky cache (CLOSEFLOW_JOURNEY_CACHE_SIZE workflows) keeps it near 1.
+3. The baseline, on the same server: as many workflows that hold nothing (a 30-day timer) at
+   each level, on a worker process with only the SDK and the same cache size
+   (bench/inflight_baseline.py); its memory read the same way, and `sdk_rss_ratio=`.
+4. Prints one row per level and, last, `rss_ratio=<RSS at the last level / RSS at the first>`:
+   a bounded sticky cache (CLOSEFLOW_JOURNEY_CACHE_SIZE workflows) keeps it near 1, and
+   `sdk_rss_ratio` says how near the SDK's own worker stays.
 """
 
 from __future__ import annotations
@@ -27,10 +31,15 @@ import os
 import random
 import sys
 import time
+import uuid
 from pathlib import Path
 
-from bench.journeys import bench_stack
-from bench.stackload import DAY, Load, pct, process_rss
+from temporalio.client import Client
+
+from bench.inflight_baseline import Waiting
+from bench.journeys import bench_stack, bounded
+from bench.stackload import DAY, Load, pct, process_rss, rss_mb
+from bench.worker_process import worker_process
 from devstack.env import dev_master_key, settings_from_env
 from devstack.supervisor import Stack
 from shared.contracts.journey import PauseJourney, journey_id
@@ -40,11 +49,9 @@ from shared.temporal import connect
 CONCURRENCY = 16
 
 
-async def idle(stack: Stack, name: str, quiet_seconds: float = 5.0) -> None:
+async def idle(pid: int, quiet_seconds: float = 5.0) -> None:
     """Until the process used under 5% of a core for `quiet_seconds` in a row."""
-    process = stack.child(name).process
-    assert process is not None
-    stat = Path(f"/proc/{process.pid}/stat")
+    stat = Path(f"/proc/{pid}/stat")
     ticks = os.sysconf("SC_CLK_TCK")
 
     def cpu() -> float:
@@ -95,7 +102,9 @@ async def measure(
             query = 'WorkflowType="ProspectJourney" AND ExecutionStatus="Running"'
             while (running := (await client.count_workflows(query)).count) < len(enrolled):
                 await asyncio.sleep(2)
-            await idle(stack, "worker")
+            worker = stack.child("worker").process
+            assert worker is not None
+            await idle(worker.pid)
             rss = process_rss(stack, "worker")
             server_rss = process_rss(stack, "temporal")
             # what Temporal stores of one waiting journey (its payloads as the codec wrote them)
@@ -120,7 +129,37 @@ async def measure(
                 f"{pct(signal_latencies, 0.5):.0f} ms, p99 {pct(signal_latencies, 0.99):.0f} ms",
                 flush=True,
             )
+    baseline = await sdk_baseline(stack, levels, settings.journey_cache_size)
+    print(f"sdk_rss_ratio={baseline[-1] / baseline[0]:.3f}")
     print(f"rss_ratio={rows[-1][2] / rows[0][2]:.3f}")
+
+
+async def sdk_baseline(stack: Stack, levels: list[int], cache: int) -> list[float]:
+    """The SDK's worker alone at the same levels (bench/inflight_baseline.py): its RSS at each."""
+    queue = f"bench-waiting-{uuid.uuid4().hex[:6]}"
+    address = stack.settings.temporal_address
+    client = await Client.connect(address)  # the SDK's own: no payload codec, as its worker
+    readings = []
+    with worker_process("bench.inflight_baseline", address, queue, str(cache)) as worker:
+        started = 0
+        for level in levels:
+
+            async def start(i: int, first: int = started) -> None:
+                n = first + i
+                await client.start_workflow(
+                    Waiting.run, f"w{n}", id=f"{queue}-{n}", task_queue=queue
+                )
+
+            await bounded(level - started, 32, start)
+            started = level
+            await idle(worker.pid)
+            readings.append(rss_mb(worker.pid))
+            print(
+                f"{level:>6} waiting workflows that hold nothing: the SDK's worker alone (cache "
+                f"{cache}) RSS {readings[-1]:.0f} MB",
+                flush=True,
+            )
+    return readings
 
 
 def main() -> int:

@@ -20,19 +20,17 @@ workflow runs at once: `touch` alone measures a first touch without its stage ch
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
 import sys
 
 from temporalio import activity, workflow
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from bench.worker_process import main, serve
+
 with workflow.unsafe.imports_passed_through():  # as the journeys worker passes them through
     # the journey's own options (its `call`), so that the server keeps the same timers
     from workflows.journey.steps import ACTIVITY_TIMEOUT, HEARTBEAT_TIMEOUT, RETRY
-
-READY = "ready"
 
 
 def queues(queue: str) -> tuple[str, str]:
@@ -73,27 +71,19 @@ class Shape:
         workflow.patched("bench-shape")
 
 
-async def serve(role: str, address: str, queue: str) -> None:
+async def run(role: str, address: str, queue: str) -> None:
     client = await Client.connect(address)
     if role == "workflows":
-        workers = [Worker(client, task_queue=queue, workflows=[Shape])]
+        await serve([Worker(client, task_queue=queue, workflows=[Shape])])
     else:
         touch_queue, stage_queue = queues(queue)
-        workers = [
-            Worker(client, task_queue=touch_queue, activities=[touch]),
-            Worker(client, task_queue=stage_queue, activities=[stage]),
-        ]
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    async with contextlib.AsyncExitStack() as running:
-        for worker in workers:
-            await running.enter_async_context(worker)
-        print(READY, flush=True)
-        await stop.wait()
+        await serve(
+            [
+                Worker(client, task_queue=touch_queue, activities=[touch]),
+                Worker(client, task_queue=stage_queue, activities=[stage]),
+            ]
+        )
 
 
 if __name__ == "__main__":
-    # here, not at the top: the sandbox imports this module again for each workflow run
-    from closeflow.worker import run_worker_process
-
-    run_worker_process(serve(*sys.argv[1:4]))
+    main(run(*sys.argv[1:4]))

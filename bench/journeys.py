@@ -32,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -49,8 +48,9 @@ from temporalio.worker import Worker
 
 from bench.cpu import CpuSplit, local_server
 from bench.journey_profile import profile
-from bench.journey_shape import READY, Shape
+from bench.journey_shape import Shape
 from bench.noop_workflow import NoOp
+from bench.worker_process import worker_process
 from devstack.cluster_stack import ClusterStack
 from devstack.env import isolated_env
 from devstack.supervisor import Stack
@@ -222,22 +222,11 @@ async def measure_noop(stack: Stack, n: int) -> Timed:
 def shape_workers(address: str, queue: str) -> Iterator[dict[str, int]]:
     """The journey shape's two worker processes (bench/journey_shape.py), by name, once both
     poll."""
-    started: dict[str, subprocess.Popen[str]] = {}
-    try:
-        for role in ("workflows", "activities"):
-            started[f"shape-{role}"] = proc = subprocess.Popen(
-                [sys.executable, "-m", "bench.journey_shape", role, address, queue],
-                stdout=subprocess.PIPE,
-                text=True,
-            )
-            assert proc.stdout is not None
-            if proc.stdout.readline().strip() != READY:
-                raise RuntimeError(f"the journey shape's {role} worker did not start")
-        yield {name: proc.pid for name, proc in started.items()}
-    finally:
-        for proc in started.values():
-            proc.terminate()
-            proc.wait(timeout=30)
+    with (
+        worker_process("bench.journey_shape", "workflows", address, queue) as workflows,
+        worker_process("bench.journey_shape", "activities", address, queue) as activities,
+    ):
+        yield {"shape-workflows": workflows.pid, "shape-activities": activities.pid}
 
 
 async def measure_shape(stack: Stack, n: int) -> Timed:
