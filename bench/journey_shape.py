@@ -4,13 +4,13 @@ A journey's first workflow task schedules two activities at once (outreach's sen
 touch, prospecting's stage change) on two services' queues, the journey records a workflow task
 after each completes, and the second records a patch marker (which upserts a search attribute)
 before it starts the timer to the next step. `Shape` does exactly that, completing instead of
-starting the timer, with activities that do nothing, on
-workers of its own in two processes shaped as the stack's (one for the workflow, one polling
-both activity queues), so that what it costs is Temporal's and the SDK's alone. Its rate over
+starting the timer, with activities that do nothing, on workers of its own in two processes
+shaped and tuned as the stack's (one for the workflow, one polling both activity queues), so
+that what it costs is Temporal's and the SDK's alone. Its rate over
 the no-op workflow's is the highest `ratio` this command sequence allows on that server, were
 closeflow's own work (databases, providers, APIs, rendering) free.
 
-    python -m bench.journey_shape workflows|activities <temporal address> <queue>
+    python -m bench.journey_shape workflows|activities <temporal address> <queue> <slots> <cache>
 
 runs one of the two worker processes until it is terminated; `make bench` starts them.
 BENCH_SHAPE_ACTIVITIES (`touch,stage` by default, the journey's) names the activities each
@@ -71,19 +71,28 @@ class Shape:
         workflow.patched("bench-shape")
 
 
-async def run(role: str, address: str, queue: str) -> None:
+async def run(role: str, address: str, queue: str, slots: str, cache: str) -> None:
+    """The workflow worker takes its tasks as the journeys worker does (`slots` workflow tasks
+    at once, `cache` workflows cached), the activity workers run as many at once as the
+    services' workers."""
+    # here, not at the top: the sandbox imports this module again for each workflow run
+    from closeflow.worker import ACTIVITY_SLOTS, journey_task_options
+
     client = await Client.connect(address)
     if role == "workflows":
-        await serve([Worker(client, task_queue=queue, workflows=[Shape])])
+        tasks = journey_task_options(int(slots), int(cache))
+        await serve([Worker(client, task_queue=queue, workflows=[Shape], **tasks)])
     else:
         touch_queue, stage_queue = queues(queue)
         await serve(
             [
-                Worker(client, task_queue=touch_queue, activities=[touch]),
-                Worker(client, task_queue=stage_queue, activities=[stage]),
+                Worker(
+                    client, task_queue=q, activities=[a], max_concurrent_activities=ACTIVITY_SLOTS
+                )
+                for q, a in ((touch_queue, touch), (stage_queue, stage))
             ]
         )
 
 
 if __name__ == "__main__":
-    main(run(*sys.argv[1:4]))
+    main(run(*sys.argv[1:6]))

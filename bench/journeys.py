@@ -56,6 +56,7 @@ from devstack.env import isolated_env
 from devstack.supervisor import Stack
 from shared.auth import API_KEY_HEADER
 from shared.contracts.journey import journey_id
+from shared.settings import Settings
 
 CONCURRENCY = 32
 API_KEY = "bench-key"
@@ -219,23 +220,28 @@ async def measure_noop(stack: Stack, n: int) -> Timed:
 
 
 @contextlib.contextmanager
-def shape_workers(address: str, queue: str) -> Iterator[dict[str, int]]:
+def shape_workers(settings: Settings, queue: str) -> Iterator[dict[str, int]]:
     """The journey shape's two worker processes (bench/journey_shape.py), by name, once both
-    poll."""
+    poll; tuned with the stack's settings as its workers are."""
+    args = (
+        settings.temporal_address,
+        queue,
+        str(settings.workflow_task_slots),
+        str(settings.journey_cache_size),
+    )
     with (
-        worker_process("bench.journey_shape", "workflows", address, queue) as workflows,
-        worker_process("bench.journey_shape", "activities", address, queue) as activities,
+        worker_process("bench.journey_shape", "workflows", *args) as workflows,
+        worker_process("bench.journey_shape", "activities", *args) as activities,
     ):
         yield {"shape-workflows": workflows.pid, "shape-activities": activities.pid}
 
 
 async def measure_shape(stack: Stack, n: int) -> Timed:
     """n journeys' commands up to the first touch, with nothing behind them (journey_shape)."""
-    address = stack.settings.temporal_address
-    client = await Client.connect(address)
+    client = await Client.connect(stack.settings.temporal_address)
     queue = f"bench-shape-{uuid.uuid4().hex[:6]}"
     activities = os.environ.get("BENCH_SHAPE_ACTIVITIES", "touch,stage").split(",")
-    with shape_workers(address, queue) as workers:
+    with shape_workers(stack.settings, queue) as workers:
         cpu = await cpu_split(stack, workers)
         started = time.perf_counter()
         await bounded(

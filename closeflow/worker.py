@@ -62,7 +62,23 @@ JOURNEY_RUNNER = SandboxedWorkflowRunner(
 # the share of the journeys worker's workflow task polls on the shared queue, where each new
 # journey's first task waits (the others poll the worker's sticky queue: a cached journey's next)
 FIRST_TASK_POLL_SHARE = 0.5
+ACTIVITY_SLOTS = 50  # activities a services' worker runs at once, per queue
 log = logging.getLogger(__name__)
+
+
+def journey_task_options(slots: int, cache: int) -> dict[str, Any]:
+    """How the journeys worker takes its workflow tasks (issue 13), for a Worker."""
+    return {
+        # bounded: memory does not grow with the journeys in flight
+        "max_cached_workflows": cache,
+        "max_concurrent_workflow_tasks": slots,
+        # One poll per slot, half of them on the shared queue: with the SDK's 5 polls and 0.2
+        # ratio one poll fetched every new journey's first task (the rest go to this worker's
+        # sticky queue), one round trip to the server at a time; under load their queue wait
+        # was the journey's longest
+        "workflow_task_poller_behavior": PollerBehaviorSimpleMaximum(maximum=slots),
+        "nonsticky_to_sticky_poll_ratio": FIRST_TASK_POLL_SHARE,
+    }
 
 
 def worker_options(settings: Settings) -> dict[str, Any]:
@@ -88,17 +104,9 @@ async def build_workers(
                     client,
                     task_queue=task_queue,
                     workflows=list(JOURNEY_WORKFLOWS),
-                    # bounded: memory does not grow with the journeys in flight (issue 13)
-                    max_cached_workflows=settings.journey_cache_size,
-                    max_concurrent_workflow_tasks=settings.workflow_task_slots,
-                    # One poll per slot, half of them on the shared queue (issue 13): with the
-                    # SDK's 5 polls and 0.2 ratio one poll fetched every new journey's first
-                    # task (the rest go to this worker's sticky queue), one round trip to the
-                    # server at a time; under load their queue wait was the journey's longest
-                    workflow_task_poller_behavior=PollerBehaviorSimpleMaximum(
-                        maximum=settings.workflow_task_slots
+                    **journey_task_options(
+                        settings.workflow_task_slots, settings.journey_cache_size
                     ),
-                    nonsticky_to_sticky_poll_ratio=FIRST_TASK_POLL_SHARE,
                     workflow_runner=JOURNEY_RUNNER,
                     **options,
                 )
@@ -117,7 +125,7 @@ async def build_workers(
                 client,
                 task_queue=task_queue,
                 activities=activities,
-                max_concurrent_activities=50,
+                max_concurrent_activities=ACTIVITY_SLOTS,
                 **options,
             )
         )

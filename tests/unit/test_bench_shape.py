@@ -12,6 +12,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from bench.journey_shape import Shape
 from bench.journeys import shape_workers
+from tests.support.settings import make_settings
 
 # a journey of the latest recorded version, enrolled on a cadence whose first step is a touch
 JOURNEY = Path(__file__).parents[1] / "workflows/histories/journey_late_touch_keeps_gaps_v6.json"
@@ -60,7 +61,7 @@ def after_touches(events: list[HistoryEvent]) -> list[EventType.ValueType]:
 
 
 async def test_the_shape_schedules_what_a_journey_schedules_for_its_first_touch(
-    temporal_local: WorkflowEnvironment, queue_prefix: str
+    temporal_local: WorkflowEnvironment, queue_prefix: str, tmp_path: Path
 ) -> None:
     journey = WorkflowHistory.from_json("journey", JOURNEY.read_text())
     touch_and_stage = [
@@ -72,7 +73,8 @@ async def test_the_shape_schedules_what_a_journey_schedules_for_its_first_touch(
 
     client = temporal_local.client
     queue = f"{queue_prefix}shape"
-    with shape_workers(client.service_client.config.target_host, queue):
+    settings = make_settings(tmp_path, temporal_address=client.service_client.config.target_host)
+    with shape_workers(settings, queue):
         handle = await client.start_workflow(
             Shape.run, args=[queue, ["touch", "stage"]], id=queue, task_queue=queue
         )
