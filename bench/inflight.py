@@ -105,7 +105,7 @@ async def measure(
             worker = stack.child("worker").process
             assert worker is not None
             await idle(worker.pid)
-            rss = process_rss(stack, "worker")
+            rss = rss_mb(worker.pid)
             server_rss = process_rss(stack, "temporal")
             # what Temporal stores of one waiting journey (its payloads as the codec wrote them)
             history = await client.get_workflow_handle(journey_id(enrolled[0])).fetch_history()

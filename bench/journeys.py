@@ -199,24 +199,39 @@ async def measure_journeys(stack: Stack, n: int) -> Timed:
     return Timed(rate, cpu, n)
 
 
+async def timed_workflows(
+    stack: Stack,
+    n: int,
+    label: str,
+    what: str,
+    run: Callable[[int], Awaitable[object]],
+    workers: dict[str, int] | None = None,
+) -> Timed:
+    """n workflows run by `run(i)`, 100 at a time, timed with the CPU of the stack and of
+    `workers` (their worker processes, when not this one); prints `<label> n workflows ...`."""
+    cpu = await cpu_split(stack, workers)
+    started = time.perf_counter()
+    # bounded: thousands of concurrent result waits hit the server's poller limit
+    await bounded(n, 100, run)
+    elapsed = time.perf_counter() - started
+    cpu.stop()
+    rate = n / elapsed
+    print(f"{label} {n} workflows completed in {elapsed:.2f}s = {rate:.1f}/s")
+    print(cpu.line(what, n, elapsed))
+    return Timed(rate, cpu, n)
+
+
 async def measure_noop(stack: Stack, n: int) -> Timed:
     client = await Client.connect(stack.settings.temporal_address)
     queue = f"bench-noop-{uuid.uuid4().hex[:6]}"
     async with Worker(client, task_queue=queue, workflows=[NoOp]):
-        cpu = await cpu_split(stack)
-        started = time.perf_counter()
-        # bounded: thousands of concurrent result waits hit the server's poller limit
-        await bounded(
+        return await timed_workflows(
+            stack,
             n,
-            100,
+            "no-op:   ",
+            "no-op",
             lambda i: client.execute_workflow(NoOp.run, id=f"noop-{queue}-{i}", task_queue=queue),
         )
-        elapsed = time.perf_counter() - started
-        cpu.stop()
-    rate = n / elapsed
-    print(f"no-op:    {n} workflows completed in {elapsed:.2f}s = {rate:.1f}/s")
-    print(cpu.line("no-op", n, elapsed))
-    return Timed(rate, cpu, n)
 
 
 @contextlib.contextmanager
@@ -242,32 +257,24 @@ async def measure_shape(stack: Stack, n: int) -> Timed:
     queue = f"bench-shape-{uuid.uuid4().hex[:6]}"
     activities = os.environ.get("BENCH_SHAPE_ACTIVITIES", "touch,stage").split(",")
     with shape_workers(stack.settings, queue) as workers:
-        cpu = await cpu_split(stack, workers)
-        started = time.perf_counter()
-        await bounded(
+        return await timed_workflows(
+            stack,
             n,
-            100,
+            f"shape ({'+'.join(activities)}):",
+            "shape",
             lambda i: client.execute_workflow(
                 Shape.run, args=[queue, activities], id=f"shape-{queue}-{i}", task_queue=queue
             ),
+            workers,
         )
-        elapsed = time.perf_counter() - started
-        cpu.stop()
-    rate = n / elapsed
+
+
+def report(journeys: Timed, noop: Timed, shape: Timed) -> None:
+    """The parts side by side: the highest ratio the journey's commands allow (`shape/no-op`)
+    and how far the journeys are from it, then `ratio=` last."""
     print(
-        f"shape ({'+'.join(activities)}): {n} workflows completed in {elapsed:.2f}s = {rate:.1f}/s"
+        f"shape/no-op={shape.rate / noop.rate:.3f} journey/shape={journeys.rate / shape.rate:.3f}"
     )
-    print(cpu.line("shape", n, elapsed))
-    return Timed(rate, cpu, n)
-
-
-def report(journeys: Timed, noop: Timed, shape: Timed | None = None) -> None:
-    """The parts side by side; `ratio=` last. With the journey's shape: the highest ratio its
-    commands allow (`shape/no-op`), and how far the journeys are from it."""
-    if shape is not None:
-        print(
-            f"shape/no-op={shape.rate / noop.rate:.3f} journey/shape={journeys.rate / shape.rate:.3f}"
-        )
     print(f"cpu_ratio={noop.cpu_per_item() / journeys.cpu_per_item():.3f}")
     print(f"ratio={journeys.rate / noop.rate:.3f}", flush=True)
 
