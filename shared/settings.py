@@ -265,6 +265,13 @@ class Settings(BaseSettings):
     smtp_username: str = Field("", description="SMTP user (empty: no AUTH)")
     smtp_password: SecretStr = Field(SecretStr(""), description="SMTP password")
     smtp_tls: Literal["none", "starttls", "tls"] = Field("none", description="SMTP TLS mode")
+    smtp_helo_name: str = Field(
+        "",
+        max_length=253,
+        pattern=r"^[A-Za-z0-9.\-\[\]:]*$",
+        description="the name this host gives in EHLO (receivers check it against its address "
+        "and SPF); empty: the machine's fully qualified name, looked up once per process",
+    )
     smtp_timeout_seconds: float = Field(
         30.0, gt=0, le=300, description="longest wait for each of the SMTP server's replies"
     )

@@ -6,8 +6,6 @@ The activity boundary (`shared.activity_boundary`) turns a service's `AppError` 
 retried forever. Stdlib only: workflow code imports this inside the sandbox.
 """
 
-from __future__ import annotations
-
 NOT_FOUND = "NotFound"  # the thing named does not exist (404): retrying cannot make it appear
 INVALID_INPUT = "InvalidInput"  # the request can never be valid as sent (400, 422)
 CONFLICT = "Conflict"  # the state forbids it (409): e.g. a closed deal asked to change

@@ -5,8 +5,6 @@ stdlib types only, so workflow code can import this module inside the sandbox.
 Times are ISO-8601 strings in UTC (offset included), durations are seconds.
 """
 
-from __future__ import annotations
-
 from dataclasses import dataclass, field
 from enum import StrEnum
 

@@ -2,8 +2,6 @@
 MeetingInvite workflow after committing a meeting change; it reads the prospect's contact from
 prospecting and has outreach send the invitation through its send ledger."""
 
-from __future__ import annotations
-
 from dataclasses import dataclass, field
 
 from shared.contracts.journey import Contact

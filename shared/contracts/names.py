@@ -1,7 +1,5 @@
 """Names of activities, signals and queries: the one place both sides take them from."""
 
-from __future__ import annotations
-
 
 class Act:
     RECORD_STAGE = "prospecting.record_stage"

@@ -4,8 +4,6 @@ Pure and deterministic (stdlib only): the journey runs it inside the workflow sa
 simulation endpoint runs the very same code, so a simulated timeline is what a journey does.
 """
 
-from __future__ import annotations
-
 import hashlib
 from collections.abc import Iterable
 from dataclasses import replace

@@ -1,8 +1,7 @@
 """Task queue names. A journey receives them in its input, so workflow code reads no settings."""
 
-from __future__ import annotations
-
 from dataclasses import dataclass
+from typing import Self
 
 
 @dataclass(frozen=True)
@@ -14,5 +13,5 @@ class TaskQueues:
     referrals: str = "referrals"
 
     @classmethod
-    def with_prefix(cls, prefix: str) -> TaskQueues:
+    def with_prefix(cls, prefix: str) -> Self:
         return cls(*(f"{prefix}{name}" for name in cls().__dict__.values()))

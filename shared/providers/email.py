@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import uuid
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -149,9 +150,13 @@ class SmtpEmail:
         *,
         timeout: float = 30.0,
         data_timeout: float = 120.0,
+        helo_name: str = "",
     ) -> None:
         if tls not in ("none", "starttls", "tls"):
             raise ValueError(f"tls must be none, starttls or tls, not {tls!r}")
+        # given to aiosmtplib, which otherwise asks the resolver for it (socket.getfqdn, in a
+        # thread) on every connection, so on every message: a slow resolver would hold each send
+        self._helo_name = helo_name
         self.host = host
         self.port = port
         self.username = username
@@ -178,6 +183,7 @@ class SmtpEmail:
             from_addr=settings.email_from,
             timeout=settings.smtp_timeout_seconds,
             data_timeout=settings.smtp_data_timeout_seconds,
+            helo_name=settings.smtp_helo_name,
         )
 
     @property
@@ -192,8 +198,15 @@ class SmtpEmail:
     def new_message_id(self) -> str:
         return new_message_id(self.domain)
 
+    async def helo_name(self) -> str:
+        """The EHLO name: the configured one, else this machine's, looked up once."""
+        if not self._helo_name:
+            self._helo_name = await asyncio.to_thread(socket.getfqdn)
+        return self._helo_name
+
     async def send(self, msg: OutgoingEmail) -> str:
         mime = build_mime(msg, self.from_addr)
+        local_hostname = await self.helo_name()
         try:
             # no instrumentation covers aiosmtplib: the trace's last hop (issue 12)
             with span("smtp.send", {"server.address": self.host, "server.port": self.port}):
@@ -207,6 +220,7 @@ class SmtpEmail:
                     start_tls=self.tls == "starttls",
                     timeout=self.timeout,
                     data_timeout=self.data_timeout,
+                    local_hostname=local_hostname,
                 )
                 async with client:
                     await client.send_message(mime)

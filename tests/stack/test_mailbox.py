@@ -13,8 +13,9 @@ import uvicorn
 from fastapi import FastAPI, Request, Response
 
 from devstack.sandbox.mailbox import Mailbox, create_app, start_smtp
-from shared.providers.email import EmailSendError, OutgoingEmail, SmtpEmail, new_message_id
+from shared.providers.email import EmailSendError, OutgoingEmail, SmtpEmail
 from shared.providers.mailgun import verify_mailgun_signature
+from tests.support.emails import plain_email
 from tests.support.ports import free_port
 from tests.support.serve import HTTP_TIMEOUT
 
@@ -238,21 +239,10 @@ async def test_messages_survive_a_new_mailbox(smtp, folder: Path) -> None:
     assert reopened.ids() == mailbox.ids()
 
 
-def a_message() -> OutgoingEmail:
-    return OutgoingEmail(
-        to="x@example.com",
-        subject="s",
-        text="t",
-        html="<p>t</p>",
-        message_id=new_message_id("closeflow.test"),
-        unsubscribe_url="https://u.test/u",
-    )
-
-
 async def test_smtp_down_raises_send_error() -> None:
     sender = SmtpEmail("127.0.0.1", free_port(), "", "", "none", FROM)
     with pytest.raises(EmailSendError) as info:
-        await sender.send(a_message())
+        await sender.send(plain_email())
     assert not info.value.permanent
 
 
@@ -270,7 +260,7 @@ async def test_refused_recipient_is_permanent() -> None:
     try:
         sender = SmtpEmail("127.0.0.1", port, "", "", "none", FROM)
         with pytest.raises(EmailSendError) as info:
-            await sender.send(a_message())
+            await sender.send(plain_email())
         assert info.value.permanent and info.value.code == 550
     finally:
         await asyncio.to_thread(controller.stop)

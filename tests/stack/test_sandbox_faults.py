@@ -10,22 +10,12 @@ from fastapi import FastAPI
 from devstack.sandbox import twilio_server
 from devstack.sandbox.faults import FAULTS_PATH, FaultSwitch
 from devstack.sandbox.mailbox import Mailbox, create_app, start_smtp
-from shared.providers.email import EmailSendError, OutgoingEmail, SmtpEmail, new_message_id
+from shared.providers.email import EmailSendError, SmtpEmail
+from tests.support.emails import plain_email
 from tests.support.ports import free_port
 from tests.support.serve import HTTP_TIMEOUT
 
 ACCOUNT, TOKEN, OURS = "AC" + "0" * 32, "sandbox-token", "+15005550006"
-
-
-def email(to: str) -> OutgoingEmail:
-    return OutgoingEmail(
-        to=to,
-        subject="Quick question",
-        text="Hello",
-        html="<p>Hello</p>",
-        message_id=new_message_id("closeflow.test"),
-        unsubscribe_url="https://u.test/u",
-    )
 
 
 async def test_the_mailbox_answers_a_transient_error_then_accepts_again(tmp_path) -> None:
@@ -40,13 +30,13 @@ async def test_the_mailbox_answers_a_transient_error_then_accepts_again(tmp_path
             assert set_to.json()["mode"] == "error"
             sender = SmtpEmail("127.0.0.1", port, "", "", "none", "cf <s@closeflow.test>")
             with pytest.raises(EmailSendError) as refused:
-                await sender.send(email("ada@example.com"))
+                await sender.send(plain_email("ada@example.com"))
             assert refused.value.code == 451 and not refused.value.permanent
             assert mailbox.list() == []
 
             await web.post(FAULTS_PATH, json={"mode": "none"})
             assert (await web.get(FAULTS_PATH)).json()["mode"] == "none"
-            await sender.send(email("ada@example.com"))
+            await sender.send(plain_email("ada@example.com"))
             assert len(mailbox.list(to="ada@example.com")) == 1
     finally:
         await asyncio.to_thread(controller.stop)
@@ -62,7 +52,7 @@ async def test_a_hanging_mailbox_keeps_nothing_its_client_gave_up_on(tmp_path) -
         )
         impatient.data_timeout = 0.5
         with pytest.raises(EmailSendError) as unknown:
-            await impatient.send(email("bob@example.com"))
+            await impatient.send(plain_email("bob@example.com"))
         assert not unknown.value.not_sent  # whether it went is open: the lease's case
         await asyncio.sleep(1.5)  # the hang is over: the held message was not kept
         assert switch.active() == "none"
@@ -82,7 +72,7 @@ async def test_a_hang_at_the_end_of_the_message_is_waited_out_not_raced(tmp_path
         sender.data_timeout = 5.0
         assert sender.longest_wait == 5.0  # what the send lease counts on
         switch.set("hang", 1.5)
-        sent = email("carol@example.com")
+        sent = plain_email("carol@example.com")
         assert await sender.send(sent) == sent.message_id
         assert [m.message_id for m in mailbox.list(to="carol@example.com")] == [sent.message_id]
     finally:
@@ -100,7 +90,7 @@ async def test_a_send_cancelled_while_the_server_holds_its_answer_hangs_up_at_on
     try:
         patient = SmtpEmail("127.0.0.1", port, "", "", "none", "cf <s@closeflow.test>", timeout=60)
         switch.set("hang", 120)
-        sending = asyncio.create_task(patient.send(email("dan@example.com")))
+        sending = asyncio.create_task(patient.send(plain_email("dan@example.com")))
         await asyncio.sleep(1.0)  # connected, the message sent, its answer held
         assert not sending.done()
         sending.cancel()
