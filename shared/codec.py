@@ -68,6 +68,7 @@ from temporalio.converter import (
 )
 
 from shared.ids import is_id
+from shared.sqlite_driver import one_trip_dbapi
 
 ENCODING = b"binary/encrypted"
 KEY_ID = "encryption-key-id"  # the master key that wrapped the data key when encoded
@@ -279,11 +280,23 @@ class KeyRing:
             # thread, a file opened and the schema read: most of a lookup's CPU in the journeys
             # worker (docs/benchmarks.md).
             if self._url.startswith("sqlite"):
-                # waits for prospecting's writer instead of failing
-                extra: dict[str, Any] = {"connect_args": {"timeout": 30}}
+                # waits for prospecting's writer instead of failing; no overflow: a connection
+                # opened for a burst of misses and closed after one lookup cost more than the
+                # wait for a pooled one (43 opened for 200 journeys in the journeys worker)
+                extra: dict[str, Any] = {
+                    "connect_args": {"timeout": 30},
+                    "module": one_trip_dbapi(),
+                    "pool_size": 4,
+                    "max_overflow": 0,
+                }
             else:
-                extra = {"pool_pre_ping": True, "pool_recycle": 600}
-            self._engine = create_async_engine(self._url, pool_size=2, max_overflow=2, **extra)
+                extra = {
+                    "pool_pre_ping": True,
+                    "pool_recycle": 600,
+                    "pool_size": 2,
+                    "max_overflow": 2,
+                }
+            self._engine = create_async_engine(self._url, **extra)
         return self._engine
 
     async def aclose(self) -> None:

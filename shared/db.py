@@ -23,6 +23,8 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.pool import AsyncAdaptedQueuePool
 
+from shared.sqlite_driver import one_trip_dbapi
+
 
 def new_id() -> str:
     return uuid.uuid4().hex
@@ -107,6 +109,7 @@ def create_engine(url: str) -> AsyncEngine:
             max_overflow=0,
             pool_timeout=60,
             connect_args={"timeout": 30},
+            module=one_trip_dbapi(),
         )
 
         @event.listens_for(engine.sync_engine, "connect")
