@@ -28,8 +28,8 @@ from sqlalchemy import JSON, Integer, String, Text, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shared.auth import API_KEY_HEADER
 from shared.db import UTCDateTime, new_id, utcnow
+from shared.peers import peer_client
 from shared.relay import LeasedTable, Outcome, Relay, RelayTiming, done, give_up, retry
 
 log = logging.getLogger(__name__)
@@ -134,11 +134,7 @@ class EventForwarder(Relay[Any]):
         )
         super().__init__("event forwarder", sessions, table, self._post, timing)
         self._url = outreach_url.rstrip("/") + EVENTS_PATH
-        self._http = httpx.AsyncClient(
-            headers={API_KEY_HEADER: service_key},
-            timeout=timing.request_timeout,
-            transport=transport,
-        )
+        self._http = peer_client(service_key, timeout=timing.request_timeout, transport=transport)
 
     async def stop(self) -> None:
         await super().stop()

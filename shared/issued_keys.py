@@ -18,8 +18,9 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 
-from shared.auth import API_KEY_HEADER, ROLES, Principal
+from shared.auth import ROLES, Principal
 from shared.errors import AppError
+from shared.peers import peer_client
 
 ISSUED_PREFIX = "cf_"
 CACHE_SECONDS = 1.0  # how long a revoked key may still work in another service
@@ -54,12 +55,7 @@ class IntrospectedKeys:
         max_entries: int = CACHE_ENTRIES,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._http = httpx.AsyncClient(
-            base_url=base_url,
-            headers={API_KEY_HEADER: internal_key},
-            timeout=5.0,
-            transport=transport,
-        )
+        self._http = peer_client(internal_key, base_url=base_url, timeout=5.0, transport=transport)
         self._ttl = ttl
         self._max_entries = max_entries
         self._clock = clock

@@ -6,10 +6,10 @@ from typing import Any, Self
 
 import httpx
 
-from shared.auth import API_KEY_HEADER
 from shared.contracts.journey import Contact
 from shared.errors import AppError, not_found
 from shared.ids import id_path
+from shared.peers import peer_client
 from shared.settings import Settings
 from shared.timezones import prospect_zone
 
@@ -22,11 +22,8 @@ class ServiceClient:
     def __init__(
         self, base_url: str, api_key: str, transport: httpx.AsyncBaseTransport | None = None
     ) -> None:
-        self._client = httpx.AsyncClient(
-            base_url=base_url,
-            headers={API_KEY_HEADER: api_key},
-            timeout=self.TIMEOUT,
-            transport=transport,
+        self._client = peer_client(
+            api_key, base_url=base_url, timeout=self.TIMEOUT, transport=transport
         )
 
     async def close(self) -> None:

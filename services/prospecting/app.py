@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import httpx
 from fastapi import FastAPI
 from temporalio.client import Client
 
@@ -14,8 +13,8 @@ from services.prospecting.outbox import OutboxTiming, service_key
 from services.prospecting.outbox import install_relay as install_outbox_relay
 from shared.app import create_service_app
 from shared.audit import AuditConfig
-from shared.auth import API_KEY_HEADER
 from shared.pages import PageKeyMiddleware, sign_in_router
+from shared.peers import peer_client
 from shared.settings import Settings
 
 
@@ -48,7 +47,7 @@ def create_app(
         ),
     )
     # calls to the other services: timelines (read), and the outbox relay (rep moves, erasures)
-    app.state.peer_http = httpx.AsyncClient(headers={API_KEY_HEADER: service_key(settings)})
+    app.state.peer_http = peer_client(service_key(settings), timeout=5.0)
     app.state.cleanup.append(app.state.peer_http.aclose)
     install_outbox_relay(app, settings, outbox_timing)
     # the dashboard's key: a cookie set by the posted sign-in form, never a query string

@@ -22,11 +22,12 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from services.prospecting import funnel, schemas
-from shared.auth import API_KEY_HEADER, ApiKey
+from shared.auth import ApiKey
 from shared.bounds import INT32_MAX
 from shared.db import Session
 from shared.ids import id_path
 from shared.pages import templates_beside
+from shared.peers import peer_client
 
 router = APIRouter(tags=["ui"])
 
@@ -54,9 +55,7 @@ class CadencePerformance:
 async def cadence_performance(base_url: str, key: str) -> CadencePerformance:
     """Every cadence with its per-step, per-variant numbers, from outreach's HTTP API."""
     try:
-        async with httpx.AsyncClient(
-            base_url=base_url, headers={API_KEY_HEADER: key}, timeout=OUTREACH_TIMEOUT
-        ) as http:
+        async with peer_client(key, base_url=base_url, timeout=OUTREACH_TIMEOUT) as http:
             listed = await http.get("/cadences")
             if listed.status_code != 200:
                 return CadencePerformance(False, f"outreach answered {listed.status_code}")

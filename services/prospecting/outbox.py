@@ -23,8 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.prospecting.models import Erasure, OutboxMessage
 from shared.app import run_during_lifespan
-from shared.auth import API_KEY_HEADER
 from shared.db import utcnow
+from shared.peers import peer_client
 from shared.relay import LeasedTable, Outcome, Relay, RelayTiming, done, give_up, retry
 from shared.settings import Settings
 
@@ -93,10 +93,8 @@ class OutboxRelay(Relay[OutboxMessage]):  # type: ignore[type-var]
             "outbox relay", sessions, TABLE, self._post, timing, on_recorded=_erasures_recorded
         )
         self._urls = service_urls(settings)
-        self._http = httpx.AsyncClient(
-            headers={API_KEY_HEADER: service_key(settings)},
-            timeout=timing.request_timeout,
-            transport=transport,
+        self._http = peer_client(
+            service_key(settings), timeout=timing.request_timeout, transport=transport
         )
 
     async def stop(self) -> None:

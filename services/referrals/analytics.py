@@ -17,9 +17,10 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.referrals.models import Referral, ReferralAsk
-from shared.auth import API_KEY_HEADER, require_api_key
+from shared.auth import require_api_key
 from shared.db import Session
 from shared.errors import AppError, invalid
+from shared.peers import peer_client
 from shared.settings import Settings
 
 router = APIRouter(dependencies=[Depends(require_api_key)], tags=["analytics"])
@@ -57,9 +58,9 @@ class DealsSource:
     """The deals API's counts per prospect source."""
 
     def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport | None = None):
-        self._client = httpx.AsyncClient(
+        self._client = peer_client(
+            settings.internal_api_key,
             base_url=settings.deals_url,
-            headers={API_KEY_HEADER: settings.internal_api_key},
             timeout=10.0,
             transport=transport,
         )

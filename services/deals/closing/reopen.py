@@ -16,12 +16,12 @@ import httpx
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from shared.auth import API_KEY_HEADER
 from shared.contracts.journey import DealReopened, journey_id
 from shared.contracts.names import Sig
 from shared.errors import AppError
 from shared.ids import id_path, is_id
 from shared.journeys import signal_journey
+from shared.peers import peer_client
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -57,10 +57,8 @@ async def reopen_journey(
         return  # not an id outreach could have enrolled: no journey to bring back
     path = id_path("/internal/prospects/{id}/journeys/reopen", id=prospect_id)
     try:
-        async with httpx.AsyncClient(
-            base_url=settings.outreach_url,
-            headers={API_KEY_HEADER: settings.internal_api_key},
-            timeout=TIMEOUT + 5,
+        async with peer_client(
+            settings.internal_api_key, base_url=settings.outreach_url, timeout=TIMEOUT + 5
         ) as http:
             response = await http.post(path, json={"deal_id": deal_id})
     except httpx.HTTPError as err:
