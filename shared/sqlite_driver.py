@@ -105,7 +105,9 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
         then, so the trip to the thread is not made either. The pool rolls back every
         connection it gets back, most of them after a commit (13 trips a journey in the
         services' activity worker). Read in this thread: sqlite3 allows it for this flag, and
-        no statement is running (SQLAlchemy uses a connection for one thing at a time)."""
+        no statement is running: SQLAlchemy uses a connection for one thing at a time, and
+        closes one whose statement a cancelled task left running rather than reuse it
+        (tests/unit/test_sqlite_driver.py)."""
         conn = self._connection._connection
         return conn is not None and not conn.in_transaction
 

@@ -2,7 +2,9 @@
 with no transaction open is none, and what SQLAlchemy reads back (rows, row counts, errors,
 transactions) is what the stock aiosqlite driver gives."""
 
+import asyncio
 import collections
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -105,3 +107,42 @@ async def test_errors_and_many_rows_come_back_as_from_the_stock_driver(engine) -
         await session.commit()
     async with sessions() as session:
         assert len((await session.scalars(select(Item).where(Item.value == "m"))).all()) == 50
+
+
+SLOW = (
+    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 3000000) "
+    "SELECT count(*) FROM c"
+)
+
+
+async def test_a_write_cancelled_before_it_ran_is_not_left_open_for_the_next_session(
+    engine,
+) -> None:
+    """A statement whose waiter was cancelled still runs in the connection's thread. The driver
+    skips a rollback when no transaction is open, which would be wrong for a connection given
+    back while its write waits in that thread: SQLAlchemy closes a connection whose statement
+    was cancelled instead of giving it back (seen: a close, then a new connection), so no later
+    session finds the cancelled write."""
+    sessions = session_factory(engine)  # one pooled connection: each session gets the same
+
+    async def slow_read() -> None:
+        async with sessions() as session:
+            await session.execute(text(SLOW))
+
+    async def write() -> None:
+        async with sessions() as session:
+            await session.execute(update(Item).values(value="cancelled"))
+
+    reading = asyncio.create_task(slow_read())
+    await asyncio.sleep(0.05)  # the read runs in the thread
+    reading.cancel()
+    writing = asyncio.create_task(write())
+    await asyncio.sleep(0.01)  # the write waits behind the read, in the thread's queue
+    writing.cancel()
+    for task in (reading, writing):
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    async with sessions() as session:
+        values = set((await session.scalars(select(Item.value))).all())
+        await session.commit()
+    assert values == {"a"}
