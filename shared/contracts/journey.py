@@ -49,8 +49,9 @@ TASK_STAGE_GROUPS: dict[str, str] = {
     Stage.WON: "client",
     Stage.REFERRALS: "client",
 }
-# Tasks that outlive the stage they were made in: a new client is thanked whatever comes next.
-LASTING_TASK_KINDS = ("thank_client",)
+# Tasks that outlive the stage they were made in: a new client is thanked, and a reply the
+# journey does not act on (workflows/journey/replies.py) is answered, whatever comes next.
+LASTING_TASK_KINDS = ("thank_client", "reply", "client_reply")
 
 
 def task_stage_group(stage: str) -> str:

@@ -45,6 +45,25 @@ async def test_timeout_disqualifies_and_closes_the_qualify_tasks_with_the_reason
     assert [t for t in await stack.tasks_of(ada["id"]) if t["status"] == "open"] == []
 
 
+async def test_a_text_after_the_reply_is_a_task_that_outlives_the_stage(
+    stack: StackDriver,
+) -> None:
+    """The journey acts on the first reply only; the prospect's next message reaches the rep as
+    a task with its text, which stays open when the journey moves on (here: disqualified)."""
+    _rep, cadence = await stack.setup()  # no verdict within 4 s: disqualified
+    eve = await stack.new_prospect("Eve")
+    await stack.enroll(eve["id"], cadence["id"])
+    await stack.reply_to_first_mail(eve, "Tell me more")
+    await stack.wait_stage(eve["id"], "qualifying")
+    await stack.text_from(eve, "Could you call me tomorrow at 10?")
+    await stack.wait_stage(eve["id"], "disqualified", timeout=60)
+    tasks = await closed(stack, eve["id"], {"qualify"})
+    reply = tasks["reply"]
+    assert reply["status"] == "open", reply
+    assert "Could you call me tomorrow at 10?" in reply["body"]
+    assert (reply["context"]["channel"], reply["context"]["stage"]) == ("sms", "qualifying")
+
+
 async def test_unsubscribe_closes_the_open_social_task(stack: StackDriver) -> None:
     rep, _ = await stack.setup()
     steps = [

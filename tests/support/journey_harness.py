@@ -128,6 +128,8 @@ class Recorder:
     failing_attempts: dict[str, int] = field(default_factory=dict)
     went_at: dict[str, datetime] = field(default_factory=dict)  # touch key -> its send's attempt
     first_tried: dict[str, datetime] = field(default_factory=dict)  # touch key -> first attempt
+    # attempts of a moved meeting's brief that fail first (deals away when the meeting moves)
+    failing_moved_brief_attempts: int = 0
 
     def gaps(self, *keys: str) -> list[timedelta]:
         """The time between the sends of consecutive touches `keys`."""
@@ -239,6 +241,9 @@ class Recorder:
 
         @activity.defn(name=Act.MEETING_BRIEF)
         async def meeting_brief(req: MeetingBriefRequest) -> MeetingBrief:
+            moved = any(b.meeting_id == req.meeting_id for b in self.briefs)
+            if moved and self.failing_moved_brief_attempts >= activity.info().attempt:
+                raise ApplicationError(f"deals away (attempt {activity.info().attempt})")
             self.briefs.append(req)
             return MeetingBrief(
                 f"BRIEF for {req.meeting_id}", {"fact.company": req.contact.company or "-"}

@@ -15,6 +15,8 @@ the history that covers each patch. SET (default: the newest) picks which scenar
   a won deal reopened while its journey asks for referrals.
 - v6: issue 13's guarded change: a touch that went late (a provider retried, a pause) delays the
   rest of the cadence by as much.
+- v7: the review of 2026-12-06: a meeting booked while qualifying (planned at once, moved, holding
+  the timeout), a later run's first stage told to outreach, replies after the first as tasks.
 NAMEs (history file stems) record only those scenarios of the set: a new patch's history is
 added without re-recording (and so changing) the histories already stored.
 """
@@ -481,8 +483,65 @@ async def main_v6(env: WorkflowEnvironment) -> None:
     await record(env, "journey_paused_keeps_gaps_v6", paused_over_two_steps)
 
 
+# --- v7: review of 2026-12-06 ------------------------------------------------------------------
+
+
+async def booked_while_qualifying(env: WorkflowEnvironment, h: tj.Harness, handle: Any) -> None:
+    """Booked through the link (the gate not passed) for day 6 of a 5-day timeout, moved to day
+    7 while qualifying, a second reply by email; the verdict comes the day of the meeting after
+    the held timeout; then lost."""
+    actor = "system:booking link"
+    await env.sleep(timedelta(hours=1))
+    starts = await later(env, days=6)
+    await handle.signal(
+        Sig.REPLY_RECEIVED, ReplyReceived("booking link", "booking-m1", "booked", actor)
+    )
+    await handle.signal(
+        Sig.MEETING_SCHEDULED, MeetingScheduled("m1", "deal-1", starts, "Intro", 0, actor)
+    )
+    await env.sleep(timedelta(days=1))
+    await handle.signal(Sig.REPLY_RECEIVED, ReplyReceived("email", "m2", "Can we move it?"))
+    moved = await later(env, days=6)
+    await handle.signal(
+        Sig.MEETING_RESCHEDULED, MeetingChanged("m1", "deal-1", moved, "Intro", revision=1)
+    )
+    await env.sleep(timedelta(days=6, hours=2))
+    await handle.signal(Sig.MEETING_HELD, MeetingChanged("m1", "deal-1", moved, "Intro", 1))
+    await handle.signal(Sig.QUALIFICATION_RECORDED, QualificationRecorded("deal-1", True, []))
+    await env.sleep(timedelta(hours=1))
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", False, "no budget after all"))
+
+
+async def late_reply_run_replies_again(
+    env: WorkflowEnvironment, h: tj.Harness, handle: Any
+) -> None:
+    await env.sleep(timedelta(hours=2))
+    await handle.signal(Sig.REPLY_RECEIVED, ReplyReceived("sms", "SM9", "still there?"))
+    await env.sleep(timedelta(hours=1))
+    await handle.signal(
+        Sig.QUALIFICATION_RECORDED, QualificationRecorded("deal-1", False, ["no budget"])
+    )
+
+
+async def main_v7(env: WorkflowEnvironment) -> None:
+    await record(
+        env,
+        "journey_booked_while_qualifying_v7",
+        booked_while_qualifying,
+        cadence=tj.cadence(meeting_reminders_seconds=[DAY, HOUR]),
+    )
+    await record(
+        env,
+        "journey_late_reply_run2_later_reply_v7",
+        late_reply_run_replies_again,
+        start_stage=Stage.QUALIFYING,
+        run=2,
+        start_cause="late reply by email: let's talk",
+    )
+
+
 async def main(which: str) -> None:
-    sets = {"v3": main_v3, "v4": main_v4, "v5": main_v5, "v6": main_v6}
+    sets = {"v3": main_v3, "v4": main_v4, "v5": main_v5, "v6": main_v6, "v7": main_v7}
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=binary("temporal-test-server")
     )
@@ -501,4 +560,4 @@ async def main(which: str) -> None:
             await env.shutdown()
 
 
-asyncio.run(main(sys.argv[1] if len(sys.argv) > 1 else "v6"))
+asyncio.run(main(sys.argv[1] if len(sys.argv) > 1 else "v7"))

@@ -26,6 +26,7 @@ from shared.contracts.journey import (
     QualificationRecorded,
     ReplyReceived,
     StopCadence,
+    system_actor,
 )
 from shared.contracts.names import Query, Sig
 from tests.support.journey_harness import DAY, Harness, cadence
@@ -164,6 +165,108 @@ async def test_reschedule_replaces_the_reminders_and_cancel_stops_them(harness: 
     await handle.terminate()
 
 
+async def test_a_moved_meeting_s_old_reminder_stops_while_deals_is_away(
+    harness: Harness,
+) -> None:
+    """The move comes 5 minutes before the old time's 1 h reminder, and the new brief fails for
+    minutes (deals away): the old reminder must not go out meanwhile."""
+    harness.rec.failing_moved_brief_attempts = 12  # about 7 minutes of retries
+    handle = await presenting(harness, cadence=cadence(meeting_reminders_seconds=[HOUR]))
+    now = await harness.env.get_current_time()
+    first = now + timedelta(hours=3)
+    await handle.signal(
+        Sig.MEETING_SCHEDULED, MeetingScheduled("m1", "deal-1", first.isoformat(), "A")
+    )
+    await harness.env.sleep(first - timedelta(hours=1, minutes=5) - now)
+    moved = (first + timedelta(days=1)).isoformat()
+    await handle.signal(
+        Sig.MEETING_RESCHEDULED, MeetingChanged("m1", "deal-1", moved, "A", revision=1)
+    )
+    await harness.env.sleep(timedelta(days=2))
+    assert reminder_keys(harness) == [f"meeting-m1-r1-{HOUR}"]
+    assert [b.meeting_id for b in harness.rec.briefs] == ["m1", "m1"]  # the move's, at last
+    await handle.terminate()
+
+
+# --- meetings booked while the deal is still qualifying ----------------------------------------
+
+
+async def booked_while_qualifying(
+    h: Harness, starts_in: timedelta, **overrides: Any
+) -> WorkflowHandle[Any, Any]:
+    """What the booking link tells a journey whose deal stays qualifying (the gate not passed):
+    a reply by "booking link", then the meeting (services/deals/meetings/public.py)."""
+    handle = await h.start(**overrides)
+    await h.env.sleep(timedelta(minutes=5))
+    starts = await h.env.get_current_time() + starts_in
+    actor = system_actor("booking link")
+    booked = ReplyReceived("booking link", "booking-m1", "booked", actor)
+    await handle.signal(Sig.REPLY_RECEIVED, booked)
+    await handle.signal(
+        Sig.MEETING_SCHEDULED,
+        MeetingScheduled("m1", "deal-1", starts.isoformat(), "Intro call", 0, actor),
+    )
+    return handle
+
+
+async def test_a_meeting_booked_while_qualifying_is_prepared_and_reminded(
+    harness: Harness,
+) -> None:
+    snapshot = cadence(meeting_reminders_seconds=[DAY, HOUR])
+    handle = await booked_while_qualifying(harness, timedelta(days=2), cadence=snapshot)
+    await harness.env.sleep(timedelta(days=2, hours=1))  # past the meeting, before the timeout
+    assert await stage_of(handle) == "qualifying"
+    prepare = [t for t in harness.rec.tasks if t.kind == "prepare_meeting"]
+    assert len(prepare) == 1 and "BRIEF for m1" in prepare[0].body
+    assert reminder_keys(harness) == [f"meeting-m1-r0-{DAY}", f"meeting-m1-r0-{HOUR}"]
+    # the verdict after the meeting: presenting does not plan the meeting a second time
+    await handle.signal(Sig.QUALIFICATION_RECORDED, QualificationRecorded("deal-1", True, []))
+    await harness.env.sleep(timedelta(hours=1))
+    assert await stage_of(handle) == "presenting"
+    assert [t.kind for t in harness.rec.tasks].count("prepare_meeting") == 1
+    assert len(harness.rec.briefs) == 1
+    await handle.terminate()
+
+
+async def test_a_meeting_booked_past_the_timeout_holds_it_until_a_day_after(
+    harness: Harness,
+) -> None:
+    """Booked for day 7 of a 5-day qualification timeout: no timeout before the meeting; with
+    no verdict a day after it, the timeout's outcome applies."""
+    handle = await booked_while_qualifying(harness, timedelta(days=7))
+    await harness.env.sleep(timedelta(days=7, hours=12))
+    assert await stage_of(handle) == "qualifying"
+    assert harness.rec.timeouts == []
+    assert await handle.result() == "disqualified"
+    decided = datetime.fromisoformat(harness.rec.stages[-1].at)
+    prepare = next(t for t in harness.rec.tasks if t.kind == "prepare_meeting")
+    meeting = datetime.fromisoformat(prepare.context["meeting_starts_at"])
+    assert timedelta(days=1) <= decided - meeting < timedelta(days=1, hours=1)
+
+
+async def test_a_verdict_after_a_booked_meeting_beats_the_held_timeout(harness: Harness) -> None:
+    handle = await booked_while_qualifying(harness, timedelta(days=7))
+    await harness.env.sleep(timedelta(days=7, hours=3))
+    await handle.signal(Sig.QUALIFICATION_RECORDED, QualificationRecorded("deal-1", True, []))
+    await harness.env.sleep(timedelta(days=3))
+    assert await stage_of(handle) == "presenting"
+    assert harness.rec.timeouts == []
+    await handle.terminate()
+
+
+async def test_a_cancelled_booking_no_longer_holds_the_timeout(harness: Harness) -> None:
+    handle = await booked_while_qualifying(harness, timedelta(days=7))
+    await harness.env.sleep(timedelta(days=1))
+    meeting = next(t for t in harness.rec.tasks if t.kind == "prepare_meeting")
+    starts = meeting.context["meeting_starts_at"]
+    await handle.signal(Sig.MEETING_CANCELLED, MeetingChanged("m1", "deal-1", starts, "Intro call"))
+    assert await handle.result() == "disqualified"
+    qualifying_at = datetime.fromisoformat(harness.rec.stages[1].at)
+    decided = datetime.fromisoformat(harness.rec.stages[-1].at)
+    assert decided - qualifying_at < timedelta(days=5, hours=1)  # the timeout as configured
+    assert reminder_keys(harness) == []
+
+
 async def test_no_show_gives_a_follow_up_task_and_a_rebooking_touch(harness: Harness) -> None:
     handle = await presenting(harness)
     now = await harness.env.get_current_time()
@@ -244,7 +347,9 @@ async def test_deal_moves_are_recorded_once_and_every_stage_tells_outreach(
         ("closing", "closing: deal deal-1: moved by the rep"),
         ("lost", "lost: closed lost: no budget"),
     ]
-    assert all(e.keep_kinds == ["thank_client"] for e in harness.rec.entered)
+    assert all(
+        e.keep_kinds == ["thank_client", "reply", "client_reply"] for e in harness.rec.entered
+    )
 
 
 # --- a won deal reopened while the journey asks for referrals (issue 10 point 4) ---------------

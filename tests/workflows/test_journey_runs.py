@@ -1,6 +1,7 @@
 """Later runs of a prospect's journey (come back, issue 10) on the time-skipping server: the run's
 rows are keyed apart from the first run's, a late reply's run starts at qualifying, a reopened
-deal's run at presenting, and every run reports how it ended."""
+deal's run at presenting, every run reports how it ended, and a later run's first stage reaches
+the prospect's task cards."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ async def test_a_first_run_keeps_its_keys_and_reports_its_end(harness: Harness) 
     assert {t.journey_id for t in harness.rec.touches} == {base}
     [end] = harness.rec.run_ends
     assert (end.run, end.outcome, end.cadence_id) == (1, Stage.NURTURE, "c1")
+    # a first run's prospect has no task at its first stage: outreach hears the later ones
+    assert [e.stage for e in harness.rec.entered] == [Stage.NURTURE]
 
 
 async def test_a_late_reply_run_starts_at_qualifying_with_its_own_keys(harness: Harness) -> None:
@@ -36,6 +39,11 @@ async def test_a_late_reply_run_starts_at_qualifying_with_its_own_keys(harness: 
     qualify = next(t for t in harness.rec.tasks if t.kind == "qualify")
     assert qualify.key.startswith(f"{run_key}:") and "call me" in qualify.body
     assert [(e.run, e.outcome) for e in harness.rec.run_ends] == [(2, Stage.DISQUALIFIED)]
+    # outreach heard both stages: the earlier runs' open tasks show the stage the prospect is in
+    assert [(e.stage, e.journey_id) for e in harness.rec.entered] == [
+        ("qualifying", run_key),
+        ("disqualified", run_key),
+    ]
 
 
 async def test_a_reopened_deal_run_carries_on_at_presenting(harness: Harness) -> None:
@@ -44,5 +52,6 @@ async def test_a_reopened_deal_run_carries_on_at_presenting(harness: Harness) ->
     assert await handle.result() == Stage.LOST
     assert harness.rec.stage_path() == ["presenting", "closing", "lost"]
     assert harness.rec.deals == []  # the reopened deal, not a new one
+    assert [e.stage for e in harness.rec.entered] == ["presenting", "closing", "lost"]
     assert handle.id == journey_id(harness.rec.stages[0].prospect_id)
     assert [(e.run, e.outcome) for e in harness.rec.run_ends] == [(3, Stage.LOST)]

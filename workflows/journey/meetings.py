@@ -21,11 +21,14 @@ with workflow.unsafe.imports_passed_through():
 
 from workflows.journey import versions
 from workflows.journey.referrals import Referrals
-from workflows.journey.state import MeetingEvent, State
+from workflows.journey.state import MeetingEvent, MeetingNews, State
 from workflows.journey.steps import Delivery, Steps, call, journey_id, sleep_until
 from workflows.journey.versions import Patch
 
 MEETING_PREP_LEAD = timedelta(hours=2)
+# how long after a meeting's start the rep has to record the verdict of a deal still qualifying
+# before the qualification timeout applies (Patch.MEETINGS_WHILE_QUALIFYING)
+VERDICT_AFTER_MEETING = timedelta(days=1)
 
 
 class Meetings:
@@ -33,6 +36,24 @@ class Meetings:
         self.state = state
         self.steps = steps
         self.referrals = referrals
+
+    async def handle(self, news: MeetingNews) -> None:
+        """A meeting booked, or a change to one, in the order the deal's events came."""
+        if isinstance(news, MeetingScheduled):
+            await self.scheduled(news)
+        else:
+            await self.changed(news)
+
+    def pending_until(self) -> datetime | None:
+        """Until when the meetings not over yet hold a verdict back: the latest one's start plus
+        VERDICT_AFTER_MEETING; None when no meeting is pending."""
+        state = self.state
+        starts = [
+            start
+            for meeting_id, start in state.meeting_starts.items()
+            if meeting_id not in state.meetings_over
+        ]
+        return max(starts) + VERDICT_AFTER_MEETING if starts else None
 
     async def scheduled(self, meeting: MeetingScheduled) -> None:
         if not versions.patched(Patch.MEETING_LIFECYCLE):
@@ -77,6 +98,11 @@ class Meetings:
         state, steps, inp = self.state, self.steps, self.state.inp
         starts = datetime.fromisoformat(meeting.starts_at)
         state.meeting_revisions[meeting.meeting_id] = meeting.revision
+        state.meeting_starts[meeting.meeting_id] = starts
+        if meeting.revision and versions.patched(Patch.MOVED_MEETING_STOPS_REMINDERS):
+            # before the brief and the task: while deals or outreach is away the old time's
+            # reminder must not go out for a meeting that has moved
+            self._stop_reminders(meeting.meeting_id)
         try:
             brief = await call(
                 Act.MEETING_BRIEF,

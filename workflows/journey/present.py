@@ -46,10 +46,8 @@ class Presenting:
             event = state.deal_events.pop(0)
             if isinstance(event, DealClosed):
                 return event
-            if isinstance(event, MeetingScheduled):
-                await self.meetings.scheduled(event)
-            elif isinstance(event, MeetingEvent):
-                await self.meetings.changed(event)
+            if isinstance(event, MeetingScheduled | MeetingEvent):
+                await self.meetings.handle(event)
             elif isinstance(event, DecisionDeadline):
                 self.deadline.set(event)
             elif isinstance(event, DealStageMoved):

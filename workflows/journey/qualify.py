@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from shared.contracts.names import Act
 
 from workflows.journey import versions
+from workflows.journey.meetings import Meetings
 from workflows.journey.state import State
 from workflows.journey.steps import Steps, call, journey_id
 from workflows.journey.versions import Patch
@@ -49,12 +50,21 @@ class TimeoutRules(Protocol):
 
 
 class Qualifying:
-    def __init__(self, state: State, steps: Steps) -> None:
+    def __init__(self, state: State, steps: Steps, meetings: Meetings) -> None:
         self.state = state
         self.steps = steps
+        self.meetings = meetings
+        self._over = False
 
     async def until_verdict(self) -> QualificationRecorded | TimedOut:
-        verdict = await self._verdict_or_timeout()
+        # a meeting booked before the verdict (the booking link, answers short of the gate) is
+        # planned now: its preparation task and reminders cannot wait for presenting
+        meanwhile = self.steps.in_background(self._meetings_meanwhile())
+        try:
+            verdict = await self._verdict_or_timeout()
+        finally:
+            self._over = True
+        await meanwhile  # what it is planning finishes before presenting takes the events
         if isinstance(verdict, QualificationRecorded) and versions.patched(
             Patch.QUALIFY_TASK_CLEANUP
         ):
@@ -87,6 +97,8 @@ class Qualifying:
         )
         await rules.at_reminder(deal_id, reminder_after)
         verdict = await self._verdict_within(cadence.qualification_timeout_seconds - reminder_after)
+        if verdict is None:
+            verdict = await self._verdict_after_meetings()
         if verdict is not None:
             return verdict
         timed_out = await rules.at_timeout(deal_id)
@@ -138,6 +150,30 @@ class Qualifying:
                 )
             except TimeoutError:
                 pass
+        return state.qualification
+
+    async def _meetings_meanwhile(self) -> None:
+        """Plan each meeting event that comes while qualifying, until the verdict."""
+        state = self.state
+        while True:
+            await workflow.wait_condition(lambda: self._over or state.meeting_news_waiting())
+            if self._over or not versions.patched(Patch.MEETINGS_WHILE_QUALIFYING):
+                return  # journeys from before the patch plan them in presenting
+            news = state.take_meeting_news()
+            if news is not None:
+                await self.meetings.handle(news)
+
+    async def _verdict_after_meetings(self) -> QualificationRecorded | None:
+        """At the timeout, a meeting not yet over holds it: the rep decides after the meeting
+        (until a day after its start; a meeting moved meanwhile moves that too)."""
+        state = self.state
+        while state.qualification is None:
+            until = self.meetings.pending_until()
+            if until is None or until <= workflow.now():
+                break
+            if not versions.patched(Patch.MEETINGS_WHILE_QUALIFYING):
+                break
+            await self._verdict_within((until - workflow.now()).total_seconds())
         return state.qualification
 
     async def at_timeout(self, deal_id: str) -> TimedOut | None:

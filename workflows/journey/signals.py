@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
         RepAssigned,
         ReplyReceived,
         ResumeJourney,
+        Stage,
         StopCadence,
     )
     from shared.contracts.names import Query, Sig
@@ -39,8 +40,17 @@ class JourneyInbox:
 
     @workflow.signal(name=Sig.REPLY_RECEIVED)
     def reply_received(self, reply: ReplyReceived) -> None:
-        if self.state.reply is None:
-            self.state.reply = reply
+        state = self.state
+        seen = {r.event_id for r in [state.reply, *state.later_replies] if r is not None}
+        if reply.event_id in seen:
+            return  # a repeat (the relay's retry)
+        # the journey acts on a reply only while its cadence runs (it ends it); the rep is told
+        # of any other (workflows/journey/replies.py)
+        acted_on = state.reply is None and state.stage in (Stage.PROSPECTING, Stage.CONTACTING)
+        if state.reply is None:
+            state.reply = reply
+        if not acted_on:
+            state.later_replies.append(reply)
 
     @workflow.signal(name=Sig.QUALIFICATION_RECORDED)
     def qualification_recorded(self, verdict: QualificationRecorded) -> None:

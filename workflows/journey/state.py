@@ -47,6 +47,8 @@ class MeetingEvent:
     change: MeetingChanged
 
 
+MeetingNews = MeetingScheduled | MeetingEvent  # a meeting booked, or a change to one
+
 DealEvent = (
     MeetingScheduled
     | ObjectionLogged
@@ -72,6 +74,9 @@ class State:
     finished: bool = False
     # recorded by signals
     reply: ReplyReceived | None = None
+    # the replies the journey does not act on (after the first, or once past contacting): each
+    # email or text is told to the rep once
+    later_replies: list[ReplyReceived] = field(default_factory=list)
     qualification: QualificationRecorded | None = None
     deal_events: list[DealEvent] = field(default_factory=list)  # presenting handles them in order
     # the active pauses by kind (PauseKind): they stack, a resume lifts its own kind only
@@ -83,6 +88,7 @@ class State:
     meeting_revisions: dict[str, int] = field(default_factory=dict)
     meeting_reminders: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
     meetings_over: set[str] = field(default_factory=set)  # cancelled, held or missed
+    meeting_starts: dict[str, datetime] = field(default_factory=dict)  # as last planned
     deadline: str | None = None
     deadline_watch: asyncio.Task[Any] | None = None
     # a won deal reopened while the journey runs (issue 10 point 4): each one is handled once
@@ -98,6 +104,18 @@ class State:
     @classmethod
     def start(cls, inp: JourneyInput) -> State:
         return cls(inp=inp, cadence=inp.cadence)
+
+    def take_meeting_news(self) -> MeetingNews | None:
+        """The first meeting event waiting among the deal's events (the others keep their
+        order for presenting)."""
+        for i, event in enumerate(self.deal_events):
+            if isinstance(event, MeetingScheduled | MeetingEvent):
+                del self.deal_events[i]
+                return event
+        return None
+
+    def meeting_news_waiting(self) -> bool:
+        return any(isinstance(e, MeetingScheduled | MeetingEvent) for e in self.deal_events)
 
     def interrupted(self) -> bool:
         """A reply or a stop ends the cadence."""

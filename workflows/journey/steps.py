@@ -163,8 +163,12 @@ class Steps:
             actor=actor,
         )
         record = call(Act.RECORD_STAGE, change, state.inp.queues.prospecting)
-        # from prospecting no task exists yet: nothing to close, no card to update
-        if previous == Stage.PROSPECTING or not versions.patched(Patch.TASKS_FOLLOW_STAGE):
+        # from prospecting a first run has no task yet: nothing to close, no card to update; a
+        # later run's prospect has the earlier runs' tasks, whose cards must show the new stage
+        first_run_starts = previous == Stage.PROSPECTING and (
+            state.inp.run <= 1 or not versions.patched(Patch.LATER_RUN_FIRST_STAGE)
+        )
+        if first_run_starts or not versions.patched(Patch.TASKS_FOLLOW_STAGE):
             await record
             return
         entered = StageEntered(

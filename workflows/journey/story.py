@@ -22,6 +22,7 @@ from workflows.journey.meetings import Meetings
 from workflows.journey.present import Presenting
 from workflows.journey.qualify import Qualifying, TimedOut
 from workflows.journey.referrals import Referrals
+from workflows.journey.replies import LaterReplies
 from workflows.journey.signals import JourneyInbox
 from workflows.journey.state import State
 from workflows.journey.steps import Steps, call
@@ -36,14 +37,16 @@ class ProspectJourney(JourneyInbox):
         self.state = State.start(inp)
         self.steps = steps = Steps(self.state)
         self.contacting = Contacting(self.state, steps)
-        self.qualifying = Qualifying(self.state, steps)
         self.referrals = Referrals(self.state, steps)
         meetings = Meetings(self.state, steps, self.referrals)
+        self.qualifying = Qualifying(self.state, steps, meetings)
         self.presenting = Presenting(self.state, steps, meetings)
         self.closing = Closing(steps, meetings, self.presenting.deadline, self.referrals)
+        self.later_replies = LaterReplies(self.state, steps)
 
     @workflow.run
     async def run(self, inp: JourneyInput) -> str:
+        self.steps.in_background(self.later_replies.tell_rep())
         try:
             outcome = await self._journey()
         finally:

@@ -48,6 +48,11 @@ class Patch(StrEnum):
     DEAL_REOPENED_RUNNING = "deal-reopened-running"
     # --- issue 13 (a late touch keeps the cadence's gaps) ---
     CADENCE_KEEPS_GAPS = "cadence-keeps-gaps"
+    # --- found in review (2026-12-06): meetings while qualifying, moves, later runs, replies ---
+    MEETINGS_WHILE_QUALIFYING = "meetings-while-qualifying"
+    MOVED_MEETING_STOPS_REMINDERS = "moved-meeting-stops-reminders"
+    LATER_RUN_FIRST_STAGE = "later-run-first-stage"
+    LATER_REPLY_TASK = "later-reply-task"
 
 
 @dataclass(frozen=True)
@@ -182,6 +187,33 @@ REGISTRY: dict[Patch, PatchRecord] = {
         "instead of the overdue touches going out at once with no time left for a reply",
         ("journey_late_touch_keeps_gaps_v6", "journey_paused_keeps_gaps_v6"),
         _before("bfb8c16", "2026-12-05"),
+    ),
+    # --- found in review (2026-12-06) ---
+    Patch.MEETINGS_WHILE_QUALIFYING: PatchRecord(
+        "a meeting booked while the deal is still qualifying (the booking link, answers short of "
+        "the gate) gets its preparation task and reminders at once instead of after the "
+        "verdict, and a meeting not yet over holds the qualification timeout until a day after "
+        "its start",
+        ("journey_booked_while_qualifying_v7",),
+        _before("the meetings-while-qualifying change", "2026-12-06"),
+    ),
+    Patch.MOVED_MEETING_STOPS_REMINDERS: PatchRecord(
+        "a moved meeting's old reminders stop before the new brief and task are made (deals "
+        "or outreach away no longer lets the old time's reminder go out)",
+        ("journey_booked_while_qualifying_v7",),
+        _before("the meetings-while-qualifying change", "2026-12-06"),
+    ),
+    Patch.LATER_RUN_FIRST_STAGE: PatchRecord(
+        "a later run's first stage (re-enrolment, a late reply's restart, a reopened deal) "
+        "tells outreach (follow_stage), so the prospect's task cards show it",
+        ("journey_late_reply_run2_later_reply_v7",),
+        _before("the meetings-while-qualifying change", "2026-12-06"),
+    ),
+    Patch.LATER_REPLY_TASK: PatchRecord(
+        "an email or text from the prospect after their first reply, while the journey runs, "
+        "becomes a task for the rep with its text (kind `reply`, or `client_reply` once won)",
+        ("journey_late_reply_run2_later_reply_v7", "journey_booked_while_qualifying_v7"),
+        _before("the meetings-while-qualifying change", "2026-12-06"),
     ),
 }
 
