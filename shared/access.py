@@ -39,7 +39,7 @@ from starlette.routing import compile_path
 from shared.auth import ROLES, SERVICE, Principal, Role, authenticate, presented_key
 from shared.errors import AppError
 from shared.issued_keys import KeyLookup
-from shared.requests import has_nul
+from shared.requests import InvalidJson, has_nul, parse_json
 
 log = logging.getLogger(__name__)
 
@@ -270,9 +270,10 @@ async def _parameter(request: Request, owner: Owner) -> str | None:
     if owner.source == "query":
         return request.query_params.get(owner.name)
     try:
-        # FastAPI has read and cached the body already for routes with a body model
-        body: Any = await request.json()
-    except ValueError:
+        # FastAPI has read the body already for routes with a body model; but a body it did not
+        # parse (another content type) reaches this first, as the caller sent it
+        body: Any = parse_json(await request.body())
+    except InvalidJson:
         return None
     value = body.get(owner.name) if isinstance(body, dict) else None
     return value if isinstance(value, str) else None

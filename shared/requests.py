@@ -2,21 +2,60 @@
 
 An unknown field is refused with a 422 naming it instead of being dropped: a misspelt key
 (`PUT /icp {"rules": ...}` for `criteria`) must not read as "set this to its default". Provider
-webhooks do not use these models: providers add fields to their payloads without notice.
+webhooks do not use these models: providers add fields to their payloads without notice; they
+parse their bodies with parse_json, which turns whatever a stranger can send into InvalidJson.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
 NUL = "\x00"
 
-
 REPLACEMENT = (
     "\ufffd"  # what a NUL in a provider's payload becomes (Unicode's replacement character)
 )
+
+
+# Provider payloads nest a handful of levels (a Mailgun event body: 4), far from this. What reads
+# a parsed body (without_nul, has_nul, the canonical hash) walks it recursively: a body nested
+# a few hundred levels deep exhausts the stack there even when the parser took it.
+MAX_JSON_DEPTH = 32
+
+
+class InvalidJson(ValueError):
+    """A body that is not JSON this service reads; the message says why."""
+
+
+def parse_json(text: bytes | str) -> Any:
+    """An untrusted JSON body (a webhook's, a line of an import): InvalidJson, never another
+    error, for what cannot be read. The parser refuses a document nested past Python's recursion
+    limit with RecursionError, a RuntimeError that no `except ValueError` catches: a 500."""
+    try:
+        value = json.loads(text)
+    except RecursionError as err:
+        raise InvalidJson(f"nested more than {MAX_JSON_DEPTH} levels deep") from err
+    except ValueError as err:  # JSONDecodeError, and UnicodeDecodeError for bytes
+        raise InvalidJson(str(err)) from err
+    if _depth_exceeds(value, MAX_JSON_DEPTH):
+        raise InvalidJson(f"nested more than {MAX_JSON_DEPTH} levels deep")
+    return value
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    """Whether `value` nests arrays or objects more than `limit` deep (iterative: no recursion)."""
+    pending = [(value, 1)] if isinstance(value, dict | list) else []
+    while pending:
+        item, depth = pending.pop()
+        if depth > limit:
+            return True
+        for child in item.values() if isinstance(item, dict) else item:
+            if isinstance(child, dict | list):
+                pending.append((child, depth + 1))
+    return False
 
 
 def without_nul(value: Any) -> Any:

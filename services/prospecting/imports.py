@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import codecs
 import csv
-import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -36,6 +35,7 @@ from shared.codec import MasterKey, create_data_keys
 from shared.contracts.journey import Stage
 from shared.db import new_id, utcnow
 from shared.errors import invalid, not_found
+from shared.requests import InvalidJson, parse_json
 
 Format = Literal["csv", "ndjson"]
 BATCH = 500
@@ -120,8 +120,8 @@ async def records(
             if not text.strip():
                 continue
             try:
-                value = json.loads(text)
-            except ValueError as err:
+                value = parse_json(text)
+            except InvalidJson as err:
                 yield number, f"not JSON: {err}"
                 continue
             if not isinstance(value, dict):

@@ -44,6 +44,21 @@ def bounce(rig: Rig, to: str, message_id: str, now: float, **kw: Any) -> dict[st
     )
 
 
+def reply_form(rig: Rig, row: models.Message) -> dict[str, str]:
+    """Ada's signed reply to `row`, as the inbound route forwards it."""
+    return inbound_form(
+        sender="ada@example.com",
+        recipient="sales@closeflow.localhost",
+        subject="Re: Quick question",
+        text="Sounds good, call me",
+        in_reply_to=row.provider_id,
+        references=row.provider_id,
+        message_id="<reply-1@example.com>",
+        signing_key=rig.settings.mailgun_signing_key.get_secret_value(),
+        now=time.time(),
+    )
+
+
 async def stored_nothing(rig: Rig) -> bool:
     return (
         await rig.count(models.InboxEvent) == 0
@@ -122,17 +137,7 @@ async def test_an_inbound_token_replayed_with_another_text_is_refused(
 ) -> None:
     async with webhooks() as rig:
         row = await rig.add_message("email", "ada@example.com", "<m1@closeflow.localhost>")
-        form = inbound_form(
-            sender="ada@example.com",
-            recipient="sales@closeflow.localhost",
-            subject="Re: Quick question",
-            text="Sounds good, call me",
-            in_reply_to=row.provider_id,
-            references=row.provider_id,
-            message_id="<reply-1@example.com>",
-            signing_key=rig.settings.mailgun_signing_key.get_secret_value(),
-            now=time.time(),
-        )
+        form = reply_form(rig, row)
         async with rig.journeys():
             handle = await rig.start_journey(row.prospect_id)
             assert (await rig.http.post("/webhooks/mailgun/inbound", data=form)).status_code == 200
@@ -184,3 +189,62 @@ async def test_an_event_naming_a_message_left_sending_records_it_sent(
         assert row.sent_at is not None
         assert (await rig.message(unnamed.id)).status == "sending"
         assert await rig.suppressed("email") == set()
+
+
+async def test_an_event_body_that_cannot_be_parsed_is_a_400_storing_nothing(
+    webhooks: WebhookRigs,
+) -> None:
+    """The signature is inside the body, so nothing is authenticated while it is parsed: a body
+    the parser refuses, however it fails, is a 400. Nested 5000 deep it raised RecursionError,
+    a RuntimeError no `except ValueError` caught: a 500 for anyone."""
+    async with webhooks() as rig:
+        bodies = [b"[" * 5000 + b"]" * 5000, b"[" * 40 + b"]" * 40, b"{not json", b'"\xff"']
+        for body in bodies:
+            answer = await rig.http.post(
+                "/webhooks/mailgun/events",
+                content=body,
+                headers={"content-type": "application/json"},
+            )
+            assert answer.status_code == 400, (body[:10], answer.text)
+            assert answer.json()["error"]["code"] == "invalid_payload"
+        assert await stored_nothing(rig)
+
+
+async def test_a_signed_event_with_parts_of_another_shape_is_stored_all_the_same(
+    webhooks: WebhookRigs,
+) -> None:
+    """Parts Mailgun sends as objects (`message`, its `headers`, `delivery-status`) that come in
+    another shape are read as absent: the event is authentic, so it is stored and applied by its
+    recipient. They raised AttributeError before (a 500, and Mailgun retrying for 8 hours)."""
+    async with webhooks() as rig:
+        odd_parts: list[dict[str, Any]] = [
+            {"message": "not an object"},
+            {"message": {"headers": ["message-id", "m1@x"]}},
+            {"delivery-status": ["550"]},
+            {"delivery-status": {"description": {"text": "mailbox full"}}},
+        ]
+        for index, odd in enumerate(odd_parts):
+            to = f"p{index}@example.com"
+            row = await rig.add_message("email", to, f"<m{index}@x>")
+            payload = bounce(rig, to, f"m{index}@x", time.time())
+            payload["event-data"].update(odd)
+            answer = await rig.http.post("/webhooks/mailgun/events", json=payload)
+            assert answer.status_code == 200, (odd, answer.text)
+            assert (await rig.message(row.id)).status == "bounced"
+        assert len(await rig.inbox("mailgun")) == len(odd_parts)
+        assert await rig.suppressed("email") == {f"p{i}@example.com" for i in range(4)}
+
+
+async def test_inbound_message_headers_nested_too_deep_fall_back_to_the_posted_fields(
+    webhooks: WebhookRigs,
+) -> None:
+    """`message-headers` is JSON inside a signed form: nested past the parser's limit it is not
+    read (a 500 before), and the headers Mailgun posts as fields of their own are used."""
+    async with webhooks() as rig:
+        row = await rig.add_message("email", "ada@example.com", "<m1@closeflow.localhost>")
+        form = reply_form(rig, row)
+        form["message-headers"] = "[" * 5000 + "]" * 5000
+        answer = await rig.http.post("/webhooks/mailgun/inbound", data=form)
+        assert answer.status_code == 200, answer.text
+        [event] = await rig.inbox("mailgun")
+        assert (event.kind, event.prospect_id) == ("email_reply", row.prospect_id)

@@ -25,6 +25,21 @@ AUTH = basic_auth_header(USER, PASSWORD)
 CREDENTIALS = {"postmark_webhook_user": USER, "postmark_webhook_password": PASSWORD}
 
 
+def reply(sent: models.Message, from_email: str) -> dict[str, Any]:
+    """A reply to `sent` from `from_email`, as the inbound webhook posts it."""
+    return postmark.inbound(
+        from_email=from_email,
+        to_email="sales@closeflow.localhost",
+        subject="Re: Quick question",
+        text="Yes, let's talk.\n\nOn Monday you wrote:\n> Quick question",
+        stripped_reply="Yes, let's talk.",
+        message_id_header="<CAF=reply@mail.example>",
+        in_reply_to=sent.provider_id,
+        references=sent.provider_id,
+        now=time.time(),
+    )
+
+
 async def post(
     rig: Rig, path: str, doc: Any, headers: dict[str, str] | None = None
 ) -> httpx.Response:
@@ -179,17 +194,7 @@ async def test_an_inbound_reply_reaches_the_journey_once(webhooks: WebhookRigs) 
         pid = uuid.uuid4().hex
         # the reply comes from another address than the one written to: In-Reply-To matches it
         sent = await rig.add_message("email", "ada@work.example", "<t1@closeflow>", prospect_id=pid)
-        doc = postmark.inbound(
-            from_email="ada.lovelace@home.example",
-            to_email="sales@closeflow.localhost",
-            subject="Re: Quick question",
-            text="Yes, let's talk.\n\nOn Monday you wrote:\n> Quick question",
-            stripped_reply="Yes, let's talk.",
-            message_id_header="<CAF=reply@mail.example>",
-            in_reply_to=sent.provider_id,
-            references=sent.provider_id,
-            now=time.time(),
-        )
+        doc = reply(sent, "ada.lovelace@home.example")
         async with rig.journeys():
             handle = await rig.start_journey(pid)
             assert (await post(rig, "inbound", doc)).status_code == 200
@@ -211,3 +216,44 @@ async def test_an_inbound_reply_reaches_the_journey_once(webhooks: WebhookRigs) 
             await handle.terminate()
         [event] = await rig.inbox("postmark")
         assert (event.prospect_id, event.delivery) == (pid, "delivered")
+
+
+async def test_an_authenticated_body_nested_too_deep_is_kept_aside(webhooks: WebhookRigs) -> None:
+    """Nested 5000 deep, the parser raised RecursionError (a 500, and Postmark resending the same
+    document); a few hundred deep, the NUL scrub after it did. Both are set aside, answered 200."""
+    async with webhooks(**CREDENTIALS) as rig:
+        for depth in (5000, 600):
+            deep = b"[" * depth + b"]" * depth
+            for path in ("events", "inbound"):
+                answer = await rig.http.post(
+                    f"/webhooks/postmark/{path}", content=deep, headers=AUTH
+                )
+                assert answer.status_code == 200, (depth, path, answer.text)
+        assert len(await rig.rejected()) == 4
+        assert await rig.count(models.InboxEvent) == 0
+
+
+async def test_an_inbound_message_with_odd_address_fields_is_read_as_far_as_it_can_be(
+    webhooks: WebhookRigs,
+) -> None:
+    """`FromFull` that is not an object (an AttributeError, a 500 before) is read as absent: the
+    sender is `From`; `ToFull` that is not a list adds no recipient. Without `From` as well, the
+    message has no sender and is kept aside, like any message without one."""
+    async with webhooks(**CREDENTIALS) as rig:
+        pid = uuid.uuid4().hex
+        sent = await rig.add_message("email", "ada@example.com", "<t1@closeflow>", prospect_id=pid)
+        odd = {
+            **reply(sent, "ada@example.com"),
+            "FromFull": "ada@example.com",
+            "ToFull": 5,
+            "CcFull": "x",
+        }
+        assert (await post(rig, "inbound", odd)).status_code == 200
+        [event] = await rig.inbox("postmark")
+        assert (event.kind, event.prospect_id) == ("email_reply", sent.prospect_id)
+
+        nobody = {**odd, "From": "", "MessageID": postmark.new_message_id()}
+        assert (await post(rig, "inbound", nobody)).status_code == 200
+        [kept] = await rig.rejected()
+        assert "without MessageID or From" in kept.reason
+        assert len(await rig.inbox("postmark")) == 1

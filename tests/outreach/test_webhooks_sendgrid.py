@@ -188,3 +188,15 @@ async def test_stop_events_end_the_journeys_cadence(webhooks: WebhookRigs) -> No
             assert events[complaint["sg_event_id"]].delivery == "delivered"
             assert events[opened["sg_event_id"]].delivery == "none"
             await handle.terminate()
+
+
+async def test_a_signed_body_nested_too_deep_is_kept_aside_whole(webhooks: WebhookRigs) -> None:
+    """Checked against the signature first, then parsed: nested 5000 deep the parser raised
+    RecursionError, a 500 that SendGrid would retry for a batch that can never get better."""
+    async with webhooks(sendgrid_webhook_public_key=PUBLIC) as rig:
+        deep = b"[" * 5000 + b"]" * 5000
+        answer = await post(rig, [], body=deep)
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == {"processed": 0, "duplicates": 0, "rejected": 1}
+        [kept] = await rig.rejected()
+        assert "nested" in kept.reason and kept.raw == deep.decode()

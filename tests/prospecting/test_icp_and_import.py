@@ -169,6 +169,22 @@ async def test_ndjson_import_commits_in_batches_and_dedupes_across_them(
     ]
 
 
+async def test_an_ndjson_row_nested_too_deep_is_refused_by_its_line(
+    http: httpx.AsyncClient,
+) -> None:
+    """Nested 5000 deep, the parser raised RecursionError and the import failed with a 500; a
+    few hundred deep it went on to a custom field. Each is one refused line, the rest imported."""
+    rows = [
+        '{"first_name": "Ada", "email": "ada@example.com", "x": ' + "[" * 5000 + "]" * 5000 + "}",
+        '{"first_name": "Bob", "email": "bob@example.com", "x": ' + "[" * 600 + "]" * 600 + "}",
+        '{"first_name": "Cy", "email": "cy@example.com"}',
+    ]
+    report = await _import(http, "\n".join(rows).encode(), "application/x-ndjson")
+    assert (report["status"], report["created"], report["refused"]) == ("done", 1, 2)
+    assert [r["line"] for r in report["refusals"]] == [1, 2]
+    assert all("nested" in r["reason"] for r in report["refusals"])
+
+
 async def test_import_needs_a_known_format_and_a_usable_header(http: httpx.AsyncClient) -> None:
     resp = await http.post("/imports", content=b"x", headers={"Content-Type": "text/plain"})
     assert resp.status_code == 422

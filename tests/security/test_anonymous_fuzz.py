@@ -40,6 +40,8 @@ PROBES = [
     Probe("utf-16 json", '{"name": "é"}'.encode("utf-16"), b"application/json; charset=utf-16"),
     Probe("invalid utf-8", b'{"name": "\xff\xfe"}', b"application/json"),
     Probe("json array", b"[[[[[[[[[[]]]]]]]]]]", b"application/json"),
+    # past the parser's recursion limit (RecursionError), under the body cap
+    Probe("deep json", b"[" * 1500 + b"]" * 1500, b"application/json"),
     Probe("form junk", b"a=%ZZ&&=&b", b"application/x-www-form-urlencoded"),
     Probe("bad multipart", b"--x\r\nnonsense", b"multipart/form-data; boundary=x"),
     Probe("text", b"\x00\x01\x02", b"text/plain"),

@@ -12,9 +12,10 @@ import httpx
 import pytest
 
 from services.outreach.prospects import ProspectDirectory
+from shared.auth import API_KEY_HEADER
 from shared.errors import AppError
 from tests.support.apps import Api
-from tests.support.settings import make_settings
+from tests.support.settings import API_KEY, make_settings
 
 SERVICES = ("prospecting", "outreach", "deals", "referrals")
 HUGE = "99999999999999999999"
@@ -48,6 +49,22 @@ async def test_a_prospect_id_that_is_a_path_is_refused_at_enrollment(api: Api) -
     outreach = await api("outreach")
     body = {"prospect_id": "../reps/0123456789abcdef0123456789abcdef", "cadence_id": "c1"}
     assert _field(await outreach.post("/enrollments", json=body)) == ["prospect_id"]
+
+
+async def test_a_rep_keys_body_nested_too_deep_is_a_4xx(api: Api) -> None:
+    """A rep key's POST /enrollments names its prospect in the body: the access check reads it
+    before FastAPI does when the content type is not JSON. Nested past the parser's limit it
+    raised RecursionError there: a 500."""
+    rep_key = "rep-key-of-rita-0123456789"
+    outreach = await api("outreach", key=False, api_keys=f"{API_KEY}, rep:rita:{rep_key}")
+    deep = b"[" * 5000 + b"]" * 5000
+    for content_type in ("text/plain", "application/json"):
+        answer = await outreach.post(
+            "/enrollments",
+            content=deep,
+            headers={"content-type": content_type, API_KEY_HEADER: rep_key},
+        )
+        assert 400 <= answer.status_code < 500, (content_type, answer.text)
 
 
 @pytest.mark.parametrize("ident", ["../reps/r1", "..", "a\u0010b", "a/b", "a?b", "a%2Fb"])

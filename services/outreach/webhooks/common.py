@@ -63,6 +63,12 @@ def canonical_sha256(value: Any) -> str:
     ).hexdigest()
 
 
+def as_object(value: Any) -> dict[str, Any]:
+    """A part of an authenticated payload that should be a JSON object, or {} when it is not
+    (a provider's odd document is stored and acted on as far as it can be read, not a 500)."""
+    return value if isinstance(value, dict) else {}
+
+
 def stop_cadence(prospect_id: str | None, reason: str) -> JourneySignal:
     return JourneySignal(prospect_id, Sig.STOP_CADENCE, StopCadence(reason=reason))
 

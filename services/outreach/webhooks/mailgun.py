@@ -10,7 +10,6 @@ duplicate: 200, no second effect. The token with another body is a replay: 403, 
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -25,6 +24,7 @@ from services.outreach.webhooks.common import (
     NOTED,
     UNSUBSCRIBE,
     InboundEmail,
+    as_object,
     canonical_sha256,
     deliver,
     receive_email,
@@ -35,7 +35,7 @@ from services.outreach.webhooks.replies import header, header_pairs
 from shared.db import Session
 from shared.errors import AppError
 from shared.providers.mailgun import PERMANENT, verify_mailgun_signature
-from shared.requests import without_nul
+from shared.requests import InvalidJson, parse_json, without_nul
 
 router = APIRouter(prefix="/mailgun")
 
@@ -115,8 +115,8 @@ def _message_headers(form: dict[str, str]) -> list[tuple[str, str]]:
     fields Mailgun posts under each header's own name."""
     try:
         # a "\u0000" inside this JSON text becomes a NUL once parsed: replaced too
-        pairs = without_nul(header_pairs(json.loads(form.get("message-headers") or "null")))
-    except ValueError:
+        pairs = without_nul(header_pairs(parse_json(form.get("message-headers") or "null")))
+    except InvalidJson:
         pairs = []
     return pairs or [(k, v) for k, v in form.items() if k[:1].isupper()]
 
@@ -125,21 +125,28 @@ def _message_headers(form: dict[str, str]) -> list[tuple[str, str]]:
 async def events(request: Request, session: Session) -> Response:
     key = _signing_key(request)
     try:
-        payload = json.loads(await request.body())
+        payload = parse_json(await request.body())
+    except InvalidJson as err:
+        # Nothing here is authenticated yet (the signature is inside the body): refuse it.
+        raise AppError(400, "invalid_payload", f"not a Mailgun event webhook body: {err}") from err
+    try:
         sig, data = payload["signature"], payload["event-data"]
         fields = {k: str(sig[k]) for k in ("timestamp", "token", "signature")}
         event_name, event_id = str(data["event"]), str(data["id"])
-    except (ValueError, KeyError, TypeError) as err:
-        # Nothing here is authenticated yet: refuse it, store nothing.
+    except KeyError as err:
         raise AppError(
             400, "invalid_payload", f"not a Mailgun event webhook body: missing {err}"
         ) from err
+    except TypeError as err:
+        message = "not a Mailgun event webhook body: signature and event-data must be objects"
+        raise AppError(400, "invalid_payload", message) from err
     if not await _authenticate(request, session, key, **fields, body=data):
         return Response(status_code=200)
     payload = without_nul(payload)  # authenticated as sent; a NUL cannot be stored
     data = payload["event-data"]
-    headers = (data.get("message") or {}).get("headers") or {}
-    status = (data.get("delivery-status") or {}).get("description") or data.get("reason", "")
+    # parts of another shape than Mailgun documents count as absent: the event is still stored
+    headers = as_object(as_object(data.get("message")).get("headers"))
+    status = as_object(data.get("delivery-status")).get("description") or data.get("reason")
     stored, _ = await store_email_event(
         session,
         "mailgun",
@@ -150,7 +157,7 @@ async def events(request: Request, session: Session) -> Response:
         recipient=str(data.get("recipient") or "").strip().lower(),
         meaning=_event_meaning(event_name, str(data.get("severity", ""))),
         provider_status=event_name,
-        detail=status,
+        detail=str(status or ""),
     )
     await session.commit()
     await deliver(request, [stored])

@@ -13,7 +13,6 @@ reason and answered 200 (Postmark would only send the same document again).
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -27,6 +26,7 @@ from services.outreach.webhooks.common import (
     NOTED,
     UNSUBSCRIBE,
     InboundEmail,
+    as_object,
     canonical_sha256,
     deliver,
     receive_email,
@@ -37,7 +37,7 @@ from services.outreach.webhooks.replies import header, header_pairs
 from shared.db import Session
 from shared.errors import AppError
 from shared.providers.postmark import HARD_BOUNCE_TYPES, message_id_of, verify_basic_auth
-from shared.requests import without_nul
+from shared.requests import InvalidJson, parse_json, without_nul
 
 router = APIRouter(prefix="/postmark")
 
@@ -56,8 +56,8 @@ async def _authenticated_json(request: Request) -> tuple[bytes, Any]:
         )
     body = await request.body()
     try:
-        return body, without_nul(json.loads(body))  # a NUL cannot be stored
-    except ValueError:
+        return body, without_nul(parse_json(body))  # a NUL cannot be stored
+    except InvalidJson:
         return body, None
 
 
@@ -132,13 +132,14 @@ async def inbound(request: Request, session: Session) -> Response:
     problem = None
     if not isinstance(doc, dict):
         problem = "body is not a JSON object"
-    elif not doc.get("MessageID") or not (doc.get("From") or (doc.get("FromFull") or {})):
+    elif not doc.get("MessageID") or not (doc.get("From") or as_object(doc.get("FromFull"))):
         problem = "inbound message without MessageID or From"
     if problem is not None or not isinstance(doc, dict):
         await reject(session, "postmark", body.decode("utf-8", "replace"), problem or "")
         await session.commit()
         return Response(status_code=200)
-    sender = str((doc.get("FromFull") or {}).get("Email") or doc.get("From") or "").strip().lower()
+    sender = str(as_object(doc.get("FromFull")).get("Email") or doc.get("From") or "")
+    sender = sender.strip().lower()
     headers = header_pairs(doc.get("Headers"))
     mail = InboundEmail(
         provider="postmark",
@@ -164,7 +165,8 @@ def _recipients(doc: dict[str, Any]) -> list[str]:
     address before any forwarding), To, Cc, their parsed forms, and the MailboxHash."""
     out = [str(doc.get(k) or "") for k in ("OriginalRecipient", "To", "Cc", "MailboxHash")]
     for key in ("ToFull", "CcFull"):
-        for item in doc.get(key) or []:
+        items = doc.get(key)
+        for item in items if isinstance(items, list) else []:
             if isinstance(item, dict):
                 out.append(str(item.get("Email") or ""))
                 out.append(str(item.get("MailboxHash") or ""))

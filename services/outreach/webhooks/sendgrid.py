@@ -38,7 +38,7 @@ from shared.providers.sendgrid import (
     timestamp_problem,
     verify_sendgrid_signature,
 )
-from shared.requests import without_nul
+from shared.requests import InvalidJson, parse_json, without_nul
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/sendgrid")
@@ -132,8 +132,8 @@ async def events(request: Request, session: Session) -> dict[str, int]:
     counts = {"processed": 0, "duplicates": 0, "rejected": 0}
     whole_problem: str | None
     try:
-        items = without_nul(json.loads(body))  # signature checked on the bytes; NUL unstorable
-    except ValueError as err:
+        items = without_nul(parse_json(body))  # signature checked on the bytes; NUL unstorable
+    except InvalidJson as err:
         items, whole_problem = None, f"body is not JSON: {err}"
     else:
         whole_problem = None if isinstance(items, list) else "body is not a JSON array of events"
