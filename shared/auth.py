@@ -102,18 +102,25 @@ def parse_api_keys(entries: Iterable[str]) -> dict[str, Principal]:
     return holders
 
 
+def secrets_match(expected: str, given: str) -> bool:
+    """Whether `given` (what a caller sent: a key, a token, a signature) is `expected`, in time
+    that does not depend on where they differ. Compared as UTF-8 bytes: compare_digest raises
+    TypeError for a str with a non-ASCII character, which any caller can send."""
+    return hmac.compare_digest(expected.encode(), given.encode("utf-8", "replace"))
+
+
 def identify(holders: dict[str, Principal], key: str) -> Principal | None:
     found = None
     # compare_digest against every key, no early exit: the time taken reveals neither a prefix
     # match nor which entry matched
     for candidate, principal in holders.items():
-        if hmac.compare_digest(key.encode(), candidate.encode()):
+        if secrets_match(candidate, key):
             found = principal
     return found
 
 
 def is_service_token(token: str, key: str) -> bool:
-    return bool(token) and hmac.compare_digest(key.encode(), token.encode())
+    return bool(token) and secrets_match(key, token)
 
 
 # Tools that speak Temporal's codec protocol send a header value they are given, as

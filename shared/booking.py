@@ -18,6 +18,8 @@ import json
 import time
 from dataclasses import dataclass
 
+from shared.auth import secrets_match
+
 SIGNATURE_BYTES = 16
 BOOKING_PATH = "/book/"
 
@@ -67,7 +69,7 @@ def verify(secret: str, token: str, now: float | None = None) -> BookingClaim | 
     body, dot, signature = token.partition(".")
     if not dot or len(token) > 600:
         return None
-    if not hmac.compare_digest(signature, _signature(secret, body)):
+    if not secrets_match(_signature(secret, body), signature):
         return None
     try:
         data = json.loads(_unb64(body))

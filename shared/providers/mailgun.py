@@ -15,6 +15,8 @@ import secrets
 from email.utils import formatdate
 from typing import Any
 
+from shared.auth import secrets_match
+
 PERMANENT = "permanent"
 TEMPORARY = "temporary"
 EVENTS = ("accepted", "delivered", "failed", "complained", "unsubscribed")
@@ -44,8 +46,7 @@ def verify_mailgun_signature(
     if ts < now - max_age_seconds or ts > now + max_ahead_seconds:
         return False
     expected = sign_mailgun(signing_key, timestamp, token)
-    # bytes, not str: compare_digest refuses non-ASCII str, and the signature is attacker input
-    return hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace"))
+    return secrets_match(expected, signature)
 
 
 def _signature_fields(signing_key: str, now: float) -> dict[str, str]:

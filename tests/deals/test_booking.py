@@ -74,6 +74,19 @@ def test_booking_tokens_are_signed_expiring_and_carry_no_contact_details() -> No
     assert verify("secret-one", f"{body}x.{sig}") is None
     assert verify("secret-one", sign("secret-one", claim), now=claim.expires + 1) is None
     assert "@" not in good
+    # a signature with a non-ASCII character: refused like any other (compare_digest raised
+    # TypeError comparing it as str)
+    assert verify("secret-one", f"{body}.{sig[:-1]}é") is None
+
+
+@pytest.mark.parametrize("database_urls", ["sqlite"], indirect=True)
+async def test_odd_links_and_slots_get_the_pages_for_them_never_a_500(env: DealsEnv) -> None:
+    assert (await env.http.put(AVAILABILITY, json=BOOKING_HOURS)).status_code == 200
+    forged = await env.anon.get("/book/abc.def")
+    assert forged.status_code == 404
+    for token in ("abc.%C3%A9", "abc.%E2%9C%93x"):  # a signature that is not ASCII
+        answer = await env.anon.get(f"/book/{token}")
+        assert (answer.status_code, answer.text) == (404, forged.text)
 
 
 @pytest.mark.parametrize("database_urls", ["sqlite"], indirect=True)

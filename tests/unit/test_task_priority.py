@@ -96,6 +96,8 @@ def test_signature_is_hmac_sha256_over_timestamp_and_body() -> None:
     assert verify("secret-secret-16", header, body)
     assert not verify("another-secret-16", header, body)
     assert not verify("secret-secret-16", header, body + b" ")
+    # a receiver verifies what anyone sent: a non-ASCII signature is refused, not a TypeError
+    assert not verify("secret-secret-16", f"t={ts},v1=é", body)
     stale = sign("secret-secret-16", ts - 3600, body)
     assert not verify("secret-secret-16", stale, body)
 

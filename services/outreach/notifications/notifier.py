@@ -54,6 +54,7 @@ from services.outreach.notifications.webhook_targets import check_webhook_url, w
 from services.outreach.tasks import service as tasks
 from services.outreach.tasks.reps import RepDirectory, RepInfo
 from shared.app import run_during_lifespan
+from shared.auth import secrets_match
 from shared.db import new_id
 from shared.errors import AppError
 from shared.outbound import BLOCKED, DeliveryRefused, PinnedClientOwner, post_checked
@@ -109,7 +110,7 @@ def verify(secret: str, header: str, body: bytes, tolerance: int = 300) -> bool:
     if abs(time.time() - timestamp) > tolerance:
         return False
     expected = sign(secret, timestamp, body).split("v1=", 1)[1]
-    return hmac.compare_digest(expected, parts.get("v1", ""))
+    return secrets_match(expected, parts.get("v1", ""))
 
 
 def slack_payload(subject: str, text: str, url: str) -> dict[str, Any]:

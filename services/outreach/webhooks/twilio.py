@@ -7,7 +7,6 @@ message's status only moves forward.
 
 from __future__ import annotations
 
-import hmac
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -31,6 +30,7 @@ from services.outreach.webhooks.common import (
 )
 from services.outreach.webhooks.replies import STOP_WORDS
 from services.outreach.webhooks.sms_status import StatusCallback, StatusWriter, named_row
+from shared.auth import secrets_match
 from shared.contracts.journey import ReplyReceived, system_actor
 from shared.contracts.names import Sig
 from shared.db import Session
@@ -100,8 +100,8 @@ def _checked(
         url += f"?{query}"
     # The URL as configured is what Twilio signs: one HMAC. The validator's slower variants
     # (with and without the default port) only when that does not match.
-    exact = sign_twilio_request(token, url, form).encode()  # type: ignore[arg-type]
-    if not hmac.compare_digest(exact, signature.encode()) and not verify_twilio_signature(
+    exact = sign_twilio_request(token, url, form)  # type: ignore[arg-type]
+    if not secrets_match(exact, signature) and not verify_twilio_signature(
         token,
         url,
         form,  # type: ignore[arg-type]
