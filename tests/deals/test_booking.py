@@ -87,6 +87,12 @@ async def test_odd_links_and_slots_get_the_pages_for_them_never_a_500(env: Deals
     for token in ("abc.%C3%A9", "abc.%E2%9C%93x"):  # a signature that is not ASCII
         answer = await env.anon.get(f"/book/{token}")
         assert (answer.status_code, answer.text) == (404, forged.text)
+    link = booking_token(env, uuid.uuid4().hex)
+    # the calendar's edges: the moment exists, its UTC time does not (OverflowError)
+    for slot in ("0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00"):
+        answer = await env.anon.post(f"/book/{link}", data={"slot": slot})
+        assert answer.status_code == 422, (slot, answer.text)
+        assert "Please pick one of the times below" in answer.text and offered(answer)
 
 
 @pytest.mark.parametrize("database_urls", ["sqlite"], indirect=True)

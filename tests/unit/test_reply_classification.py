@@ -200,6 +200,8 @@ def test_when_the_email_was_written() -> None:
     assert replies.sent_at("", NOW) == NOW
     # a clock far ahead would push a year-less date into the wrong year
     assert replies.sent_at("Fri, 27 Nov 2099 10:00:00 +0000", NOW) == NOW + timedelta(days=1)
+    # anyone can write this Date: it has no UTC time (OverflowError, a 500 for the webhook)
+    assert replies.sent_at("Fri, 31 Dec 9999 23:59:00 -0500", NOW) == NOW
 
 
 # --- reply addresses ----------------------------------------------------------------------------

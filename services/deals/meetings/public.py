@@ -150,13 +150,14 @@ async def book_slot(token: str, request: Request, session: Session) -> HTMLRespo
 
 
 def _picked(value: str) -> datetime | None:
+    """The slot the form names, in UTC; None for anything that is not a moment with its offset
+    (OverflowError: a moment at the calendar's edge, 0001-01-01 or 9999-12-31, has no UTC
+    time)."""
     try:
         moment = datetime.fromisoformat(value)
-    except ValueError:
+        return moment.astimezone(UTC) if moment.tzinfo is not None else None
+    except (ValueError, OverflowError):
         return None
-    if moment.tzinfo is None:
-        return None
-    return moment.astimezone(UTC)
 
 
 async def _own_booking(session: AsyncSession, claim: BookingClaim, at: datetime) -> bool:

@@ -183,12 +183,13 @@ def sent_at(date_header: str, fallback: datetime) -> datetime:
     """When the email says it was written (its Date header), or `fallback` when it cannot say."""
     try:
         when = parsedate_to_datetime(date_header) if date_header else None
-    except (TypeError, ValueError, IndexError):
-        when = None
-    if when is None or when.tzinfo is None:
+        if when is None or when.tzinfo is None:
+            return fallback
+        written = when.astimezone(UTC)
+    except (TypeError, ValueError, IndexError, OverflowError):  # Overflow: year 9999, -0500
         return fallback
     # a clock far ahead would put a year-less date into the wrong year
-    return min(when.astimezone(UTC), fallback + timedelta(days=1))
+    return min(written, fallback + timedelta(days=1))
 
 
 @lru_cache(maxsize=1)
