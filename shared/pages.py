@@ -18,10 +18,14 @@ from shared.errors import AppError
 
 SHARED_TEMPLATES = Path(__file__).parent / "templates"
 
-# No scripts, no third parties, forms post only to this service, the URL (which may carry a
-# token) never leaks through a Referer header, and nothing is cached.
+# No scripts, no third parties, forms post only to this service, no other site may frame the
+# page (a framed form's button can be clicked through a decoy: clickjacking), the URL (which may
+# carry a token) never leaks through a Referer header, and nothing is cached (the pages show
+# people's names and addresses).
 FORM_PAGE_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"
+    ),
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }

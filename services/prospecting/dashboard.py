@@ -26,18 +26,13 @@ from shared.auth import ApiKey
 from shared.bounds import INT32_MAX
 from shared.db import Session
 from shared.ids import id_path
-from shared.pages import templates_beside
+from shared.pages import FORM_PAGE_HEADERS, templates_beside
 from shared.peers import peer_client
 
 router = APIRouter(tags=["ui"])
 
 MAX_CADENCES = 20  # the page shows at most this many cadences (the newest outreach lists)
 OUTREACH_TIMEOUT = 5.0
-HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-store",
-}
 
 _templates = templates_beside(__file__)
 
@@ -142,4 +137,4 @@ async def dashboard(
         resolution=funnel.RESOLUTION,
         outreach_url=request.app.state.settings.outreach_url,
     )
-    return HTMLResponse(html, headers=HEADERS)
+    return HTMLResponse(html, headers=FORM_PAGE_HEADERS)

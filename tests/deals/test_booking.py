@@ -96,6 +96,21 @@ async def test_odd_links_and_slots_get_the_pages_for_them_never_a_500(env: Deals
 
 
 @pytest.mark.parametrize("database_urls", ["sqlite"], indirect=True)
+async def test_the_page_may_not_be_framed_leaks_no_referer_and_is_not_cached(
+    env: DealsEnv,
+) -> None:
+    assert (await env.http.put(AVAILABILITY, json=BOOKING_HOURS)).status_code == 200
+    for answer in (
+        await env.anon.get(f"/book/{booking_token(env, uuid.uuid4().hex)}"),
+        await env.anon.get("/book/garbage.token"),
+    ):
+        policy = answer.headers["Content-Security-Policy"]
+        assert "frame-ancestors 'none'" in policy and "form-action 'self'" in policy
+        assert answer.headers["Referrer-Policy"] == "no-referrer"
+        assert answer.headers["Cache-Control"] == "no-store"
+
+
+@pytest.mark.parametrize("database_urls", ["sqlite"], indirect=True)
 async def test_a_prospect_books_a_free_slot_through_their_link(env: DealsEnv) -> None:
     # the rep's hours: set, read back, bad input named
     r = await env.http.put("/reps/rep-1/availability", json=BOOKING_HOURS)

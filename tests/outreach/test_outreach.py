@@ -24,6 +24,7 @@ from shared.contracts.journey import (
     TouchRequest,
 )
 from shared.db import create_engine, session_factory
+from shared.pages import FORM_PAGE_HEADERS
 from shared.providers.mailgun import event_payload, inbound_form
 from shared.providers.twilio_signature import sign_twilio_request
 from tests.support.eventually import eventually
@@ -132,7 +133,13 @@ async def test_email_has_one_click_unsubscribe_that_works(sending_rig: SendingRi
         result = await r.send(touch(c, "step-1"))
         assert {o.channel: o.status for o in result.outcomes}["email"] == "suppressed"
         assert len(r.sb.mailbox.list(to=c.email)) == 1
-        assert (await r.api.get("/unsubscribe/nope")).status_code == 404
+        unknown = await r.api.get("/unsubscribe/nope")
+        assert unknown.status_code == 404
+        # the pages show the address and their URL carries the token: the public pages' headers
+        # (no Referer, not cached, not framed, the form posts only here)
+        for answer in (page, done, unknown):
+            assert {k: answer.headers.get(k) for k in FORM_PAGE_HEADERS} == FORM_PAGE_HEADERS
+        assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
 
 
 async def test_sms_outside_quiet_hours_is_deferred_not_dropped(sending_rig: SendingRig) -> None:

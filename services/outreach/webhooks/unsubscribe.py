@@ -14,6 +14,7 @@ from services.outreach.consent import service as consent
 from services.outreach.inbox import store_event
 from services.outreach.webhooks.common import deliver, stop_cadence
 from shared.db import Session
+from shared.pages import FORM_PAGE_HEADERS
 
 public_router = APIRouter(tags=["public"])
 
@@ -24,6 +25,8 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
         f"<body style='font-family:sans-serif;max-width:32em;margin:3em auto'>"
         f"<h1>{escape(title)}</h1>{body}</body></html>",
         status_code=status,
+        # the page shows the recipient's address and its URL carries the token
+        headers=FORM_PAGE_HEADERS,
     )
 
 
