@@ -3,8 +3,11 @@ see the tasks with their context, complete one with a click, see it gone and its
 
 from __future__ import annotations
 
+import html
+import re
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 from playwright.async_api import Page
 
@@ -111,3 +114,50 @@ async def test_rep_completes_a_task_from_the_inbox_page(page: Page, inbox: Inbox
     assert again.ok and "was completed already" in await again.text()
     stored = (await r.api.get(f"/tasks/{call}", headers=AUTH)).json()
     assert stored["outcome"] == "meeting_booked"
+
+
+async def test_the_notice_after_a_click_carries_no_prospect_name_in_the_url(
+    inbox: InboxRig,
+) -> None:
+    """After a click the browser is sent back to the inbox with what was done. The task's title
+    names the prospect; it went into that URL (`?notice=Call Grace Tester ...: Done`), so into
+    the browser's history and the access logs. The URL now names the task by its id, and the
+    page writes the same notice from the task."""
+    r = inbox
+    rep = await r.rep("Rita Rep")
+    grace = await r.prospect("Grace", title="VP", company="Hopper Labs")
+    alan = await r.prospect("Alan", title="CTO", company="Turing Ltd")
+    call = await r.task(grace, rep, "step-1:call_task", title="Call Grace Tester (Hopper Labs)")
+    snoozed = await r.task(alan, rep, "step-2:call_task", title="Call Alan Tester (Turing Ltd)")
+    theirs = await r.task(grace, rep, "step-3:call_task", title="Call Grace for Otto")
+    other_rep = await r.rep("Otto Rep")
+    moved = await r.api.post(f"/tasks/{theirs}/reassign", json={"rep_id": other_rep}, headers=AUTH)
+    assert moved.status_code == 200, moved.text
+    async with httpx.AsyncClient(base_url=r.outreach_url, headers=AUTH) as client:
+        clicks = [
+            (f"/ui/reps/{rep}/tasks/{call}/complete", {"outcome": "done"}, "Call Grace Tester"),
+            (f"/ui/reps/{rep}/tasks/{snoozed}/snooze", {"hours": "4"}, "Call Alan Tester"),
+        ]
+        notices = []
+        for path, form, title in clicks:
+            answer = await client.post(path, data=form)
+            assert answer.status_code == 303, answer.text
+            location = answer.headers["location"]
+            assert title.split()[1] not in location and "Tester" not in location, location
+            page = await client.get(location)
+            assert page.status_code == 200
+            notices.append(re.search(r'class="notice" role="status">([^<]*)<', page.text))
+        assert [m and html.unescape(m[1]) for m in notices] == [
+            "Call Grace Tester (Hopper Labs): Done",
+            "Call Alan Tester (Turing Ltd): snoozed for 4 h",
+        ]
+        # the page's headers: not framed by another site, no Referer, not cached
+        policy = page.headers["Content-Security-Policy"]
+        assert "frame-ancestors 'none'" in policy and page.headers["Cache-Control"] == "no-store"
+        # another rep's task named in the URL: no notice (its title is not shown), nor a text
+        # someone put in a link
+        for query in ({"task": theirs, "done": "done"}, {"notice": "Call 555-0100 now"}):
+            page = await client.get(f"/ui/reps/{rep}/inbox", params=query)
+            assert "Otto" not in page.text
+            assert page.status_code == 200
+            assert 'class="notice"' not in page.text and "555-0100" not in page.text

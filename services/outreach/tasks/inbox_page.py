@@ -10,6 +10,7 @@ SameSite=Strict keeps other sites' forms from posting with the cookie. No key in
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -98,9 +99,28 @@ async def inbox_page(request: Request, rep_id: str, session: Session, _: ApiKey)
         tasks=[_card(r) for r in ranked],
         outcomes=OUTCOME_LABELS,
         snooze_hours=SNOOZE_HOURS,
-        notice=request.query_params.get("notice", ""),
+        notice=await _notice(session, rep_id, request.query_params),
         error=request.query_params.get("error", ""),
     )
+
+
+def _what_was_done(query: Mapping[str, str]) -> str:
+    if (outcome := query.get("done", "")) in OUTCOME_LABELS:
+        return OUTCOME_LABELS[outcome]
+    if (hours := query.get("snoozed", "")) in {str(h) for h in SNOOZE_HOURS}:
+        return f"snoozed for {hours} h"
+    return ""
+
+
+async def _notice(session: Session, rep_id: str, query: Mapping[str, str]) -> str:
+    """What the rep just did, as "<task title>: <outcome>". The redirect after a click names the
+    task by its id and says what was done; the title (a prospect's name: "Call Jane Doe (Acme)")
+    is read here, never put in a URL, which browser history and access logs keep."""
+    what, task_id = _what_was_done(query), query.get("task", "")
+    if not what or not task_id:
+        return ""
+    task = await session.get(RepTask, task_id)
+    return f"{task.title}: {what}" if task is not None and task.rep_id == rep_id else ""
 
 
 async def _rep_name(request: Request, rep_id: str) -> str:
@@ -126,12 +146,11 @@ async def complete_from_page(
     form = await request.form()
     outcome, notes = str(form.get("outcome", "")), str(form.get("notes", ""))[:5000]
     try:
-        task = await _own_task(session, rep_id, task_id)
+        await _own_task(session, rep_id, task_id)
         await complete_and_tell(request, session, task_id, outcome, notes)
     except AppError as err:
         return _redirect(_inbox_path(rep_id, error=err.message))
-    label = OUTCOME_LABELS.get(outcome, outcome)
-    return _redirect(_inbox_path(rep_id, notice=f"{task.title}: {label}"))
+    return _redirect(_inbox_path(rep_id, task=task_id, done=outcome))
 
 
 @router.post("/ui/reps/{rep_id}/tasks/{task_id}/snooze")
@@ -146,9 +165,9 @@ async def snooze_from_page(
     except ValueError:
         return _redirect(_inbox_path(rep_id, error="choose how long to snooze for"))
     try:
-        task = await _own_task(session, rep_id, task_id)
+        await _own_task(session, rep_id, task_id)
         await tasks.snooze(session, task_id, datetime.now(UTC) + timedelta(hours=hours))
         await session.commit()
     except AppError as err:
         return _redirect(_inbox_path(rep_id, error=err.message))
-    return _redirect(_inbox_path(rep_id, notice=f"{task.title}: snoozed for {hours} h"))
+    return _redirect(_inbox_path(rep_id, task=task_id, snoozed=str(hours)))
