@@ -860,6 +860,7 @@ class OutreachActivities:
                 id=new_id(),  # known before the flush: the event names it
                 key=req.key,
                 rep_id=req.assignee(card.pop("rep_id", None)),
+                fixed_rep=req.fixed_rep,
                 prospect_card=card,
                 prospect_id=req.prospect_id,
                 journey_id=req.journey_id,

@@ -313,6 +313,9 @@ class RepTask(Base):
     escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     reassigned_from: Mapped[str | None] = mapped_column(String(64), default=None)
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # for this person whoever the prospect's rep is (a manager's escalation): a reassignment of
+    # the prospect leaves it with them (RepTaskRequest.fixed_rep)
+    fixed_rep: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
 
 
 class TaskPolicy(Base):

@@ -15,14 +15,14 @@ from fastapi import FastAPI, Request, Response
 from services.outreach import models
 from services.outreach.notifications.notifier import SIGNATURE_HEADER, verify
 from shared.auth import key_fingerprint
-from shared.contracts.journey import CloseRepTasks, journey_id
+from shared.contracts.journey import CloseRepTasks, RepTaskRequest, journey_id
 from tests.support.eventually import eventually
 from tests.support.fixtures import Ground
 from tests.support.inbox import InboxRig, inbox_rig
 from tests.support.ports import free_port
 from tests.support.scenarios import random_phone
 from tests.support.serve import HTTP_TIMEOUT, serve
-from tests.support.settings import ADMIN_ACTOR, API_KEY, AUTH
+from tests.support.settings import ADMIN_ACTOR, API_KEY, AUTH, SERVICE_AUTH
 from tests.support.twilio_proxy import lagging_twilio
 
 pytestmark = pytest.mark.asyncio
@@ -218,6 +218,54 @@ async def test_reassign_one_task_and_all_open_tasks_of_a_prospect(inbox: InboxRi
     # the completed task stays with whoever did it
     tasks = (await r.api.get("/tasks", params={"prospect_id": ada["id"]}, headers=AUTH)).json()
     assert {t["id"]: t["rep_id"] for t in tasks}[a3] == rita
+
+
+async def test_reassigning_a_prospect_leaves_the_managers_escalation_with_the_manager(
+    inbox: InboxRig,
+) -> None:
+    """The journey's escalation about Rita's prospect is for Rita's manager whoever the
+    prospect's rep is (fixed_rep): handing Ada to Ron moves Rita's work on Ada, not Bea's."""
+    r = inbox
+    rita = await r.rep("Rita Rep")
+    ada = await r.prospect("Ada")
+    pid = ada["id"]
+    assert ada["rep_id"] == rita
+    boss = await r.rep("Bea Boss")
+    managed = await r.prospecting.patch(f"/reps/{rita}", json={"manager_id": boss}, headers=AUTH)
+    assert managed.status_code == 200, managed.text
+    qualify = await r.task(ada, rita, "qualify", kind="qualify", stage="qualifying")
+    # what the journey's qualification reminder makes (workflows/journey/qualify.py)
+    escalation = await r.create_rep_task(
+        RepTaskRequest(
+            key=f"{journey_id(pid)}:escalation",
+            rep_id=boss,
+            fixed_rep=True,
+            prospect_id=pid,
+            journey_id=journey_id(pid),
+            kind="escalation",
+            title="Escalation: Ada Tester is still not qualified",
+            body="Rita Rep has not qualified Ada Tester",
+            context={"stage": "qualifying", "rep_id": rita},
+        )
+    )
+    got = (await r.api.get(f"/tasks/{escalation}", headers=AUTH)).json()
+    assert (got["rep_id"], got["fixed_rep"]) == (boss, True)
+    ron = await r.rep("Ron Rep")
+    # what prospecting's outbox calls for PATCH /prospects/{id} {"rep_id": ron}, and for each
+    # prospect a deactivated rep hands over
+    moved = await r.api.post(f"/prospects/{pid}/tasks/reassign", json={"rep_id": ron}, headers=AUTH)
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["moved"] == [qualify]
+    assert (await r.api.get(f"/tasks/{qualify}", headers=AUTH)).json()["rep_id"] == ron
+    assert (await r.api.get(f"/tasks/{escalation}", headers=AUTH)).json()["rep_id"] == boss
+    assert [t["id"] for t in await r.inbox(ron)] == [qualify]
+    # the manager leaves: what sits with her goes to her own manager, escalations included
+    top = await r.rep("Tom Top")
+    handed = await r.api.post(
+        f"/internal/reps/{boss}/tasks/reassign", json={"rep_id": top}, headers=SERVICE_AUTH
+    )
+    assert handed.status_code == 200, handed.text
+    assert handed.json()["moved"] == [escalation]
 
 
 class Receiver:

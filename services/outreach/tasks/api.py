@@ -115,7 +115,8 @@ async def reassign_prospect_tasks(
     prospect_id: str, body: schemas.TaskReassign, request: Request, session: Session
 ) -> schemas.TasksReassigned:
     """Every OPEN task of the prospect moves to the rep (called when the prospect is
-    reassigned); done tasks stay with whoever did them. Repeating it moves nothing."""
+    reassigned), except those bound to their person (`fixed_rep`: a manager's escalation);
+    done tasks stay with whoever did them. Repeating it moves nothing."""
     await _known_rep(request, body.rep_id)
     moved = await tasks.reassign_prospect(session, prospect_id, body.rep_id)
     await session.commit()

@@ -36,6 +36,11 @@ class RepTask(BaseModel):
     urgent_reason: str = ""
     escalated_at: datetime | None = None
     reassigned_from: str | None = None
+    fixed_rep: bool = Field(
+        False,
+        description="for this rep whoever the prospect's rep is (a manager's escalation): "
+        "reassigning the prospect leaves it here",
+    )
 
 
 class PriorityReason(BaseModel):

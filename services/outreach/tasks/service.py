@@ -390,8 +390,13 @@ async def reassign(session: AsyncSession, task_id: str, rep_id: str) -> models.R
 
 
 async def reassign_prospect(session: AsyncSession, prospect_id: str, rep_id: str) -> list[str]:
-    """Move every open task of the prospect to the rep; the ids moved (none: nothing to do)."""
-    return await _move_open(session, models.RepTask.prospect_id == prospect_id, rep_id)
+    """Move the prospect's open tasks to the rep; the ids moved (none: nothing to do). A task
+    bound to its person (a manager's escalation about the prospect) is not the prospect's rep's
+    to do: it stays with them."""
+    t = models.RepTask
+    return await _move_open(
+        session, (t.prospect_id == prospect_id) & t.fixed_rep.is_(False), rep_id
+    )
 
 
 async def reassign_rep(session: AsyncSession, from_rep: str, rep_id: str) -> list[str]:
