@@ -330,6 +330,18 @@ class TaskPolicy(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
+class RepPause(Base):
+    """A rep's pause of their journeys (POST /reps/{id}/journeys/pause, e.g. a vacation), kept
+    until their resume: a journey carries it while its prospect is that rep's, so a prospect
+    handed to another rep leaves it behind (services/outreach/cadences/rep_pauses.py)."""
+
+    __tablename__ = "rep_pauses"
+    rep_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    until: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)  # lifts by itself
+    paused_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
 class RepNotificationPrefs(Base):
     """How a rep hears about urgent tasks: email or SMS (their choice) plus a signed webhook."""
 

@@ -196,3 +196,52 @@ async def test_deactivated_managers_tasks_go_to_their_manager_or_stay_and_say_so
     r = await stack.ok("PATCH", f"{stack.u.prospecting}/reps/{nia['id']}", json={"active": False})
     assert "stay with them (no manager)" in r["tasks"], r
     assert (await stack.ok("GET", task_url))["rep_id"] == nia["id"]
+
+
+async def test_a_reps_pause_stays_with_the_rep_when_their_prospects_change_hands(
+    stack: StackDriver,
+) -> None:
+    """Rita goes on vacation: her journeys pause (kind rep). Ada is handed to Ron, who is at
+    work, so that her journey goes on: it does at once (Rita's resume would not reach it, and
+    Ron never paused). Bob is handed to Ron once Ron is away too: Bob waits for Ron's resume."""
+    rita = await new_rep(stack, "Rita Away")
+    cadence = await stack.ok("POST", f"{stack.u.outreach}/cadences", json=fast_cadence(**PATIENT))
+    ada, bob = await stack.new_prospect("Ada"), await stack.new_prospect("Bob")
+    for p in (ada, bob):
+        assert p["rep"]["id"] == rita["id"]
+        await stack.enroll(p["id"], cadence["id"])
+    outreach = stack.u.outreach
+    paused = await stack.ok(
+        "POST", f"{outreach}/reps/{rita['id']}/journeys/pause", json={"reason": "vacation"}
+    )
+    assert sorted(paused["signalled"]) == sorted([ada["id"], bob["id"]])
+
+    async def pauses(p: dict[str, Any], expected: list[tuple[str, str]]) -> None:
+        async def probe() -> bool:
+            state = await stack.ok("GET", f"{outreach}/journeys/{p['id']}")
+            return [(x["kind"], x["reason"]) for x in state["pauses"]] == expected
+
+        await eventually(probe, f"{p['first_name']}'s journey paused by {expected}")
+
+    await pauses(ada, [("rep", "vacation")])
+    ron = await new_rep(stack, "Ron Working")
+    prospects = f"{stack.u.prospecting}/prospects"
+    await stack.ok("PATCH", f"{prospects}/{ada['id']}", json={"rep_id": ron["id"]})
+    await pauses(ada, [])  # Ron's now, and Ron is at work
+    await pauses(bob, [("rep", "vacation")])  # still Rita's
+
+    r = await stack.http.post(f"{outreach}/reps/nobody/journeys/pause", json={"reason": "x"})
+    assert r.status_code == 404, r.text
+    ron_away = await stack.ok(
+        "POST", f"{outreach}/reps/{ron['id']}/journeys/pause", json={"reason": "conference"}
+    )
+    assert ron_away["signalled"] == [ada["id"]]
+    await stack.ok("PATCH", f"{prospects}/{bob['id']}", json={"rep_id": ron["id"]})
+    await pauses(bob, [("rep", "conference")])  # Ron's pause, not Rita's
+    back = await stack.ok("POST", f"{outreach}/reps/{rita['id']}/journeys/resume")
+    assert back["signalled"] == []  # none of her journeys is hers any more
+    await pauses(bob, [("rep", "conference")])
+    ron_back = await stack.ok("POST", f"{outreach}/reps/{ron['id']}/journeys/resume")
+    assert sorted(ron_back["signalled"]) == sorted([ada["id"], bob["id"]])
+    await pauses(ada, [])
+    await pauses(bob, [])

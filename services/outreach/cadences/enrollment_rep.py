@@ -3,7 +3,9 @@
 The enrollment's rep_id is what pausing a rep's journeys selects by, so it must follow the
 prospect. Called by prospecting's outbox relay (retried until 2xx); setting the same rep again
 changes nothing. The running journey is told too (signal rep_assigned), so its messages are
-signed by the new rep from then on; a 503 when it cannot be told makes the outbox retry.
+signed by the new rep from then on, and it takes the new rep's pause: theirs while they are
+paused, none when they are not (rep_pauses.py); a 503 when it cannot be told makes the outbox
+retry.
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select, update
 
 from services.outreach import models
+from services.outreach.cadences import rep_pauses
 from services.outreach.tasks.reps import RepDirectory
 from shared.auth import require_api_key
 from shared.contracts.journey import RepAssigned
 from shared.contracts.names import Sig
-from shared.db import Session
+from shared.db import Session, utcnow
 from shared.errors import AppError
 from shared.journeys import signal_journey
 from shared.rep_moves import RepMove
@@ -49,8 +52,11 @@ async def change_rep(
         reps: RepDirectory = request.app.state.reps
         rep = await reps.rep(body.rep_id)  # 404 unknown, 503 prospecting away: retried
         signed = RepAssigned(rep.id, rep.name, rep.email, rep.phone)
+        paused = rep_pauses.signal_for(await rep_pauses.pause_of(session, rep.id, utcnow()))
+        client = request.app.state.temporal
         try:
-            await signal_journey(request.app.state.temporal, prospect_id, Sig.REP_ASSIGNED, signed)
+            await signal_journey(client, prospect_id, Sig.REP_ASSIGNED, signed)
+            await signal_journey(client, prospect_id, *paused)
         except AppError as err:
             if err.code != "journey_not_running":  # a finished journey needs no new rep
                 raise

@@ -14,9 +14,10 @@ from sqlalchemy import select
 from temporalio.client import Client
 
 from services.outreach import models
-from services.outreach.cadences import service
+from services.outreach.cadences import rep_pauses, service
 from services.outreach.cadences.schemas import OffsetDatetime
 from services.outreach.cadences.stored_templates import for_journey
+from services.outreach.tasks.reps import RepDirectory
 from shared.audit import request_actor
 from shared.auth import require_api_key
 from shared.bounds import INT32_MAX
@@ -158,7 +159,6 @@ async def _rep_journeys(rep_id: str, session: Session) -> list[str]:
 
 
 CadenceJourneys = Annotated[list[str], Depends(_cadence_journeys)]
-RepJourneys = Annotated[list[str], Depends(_rep_journeys)]
 
 
 @router.post("/cadences/{cadence_id}/pause", response_model=BulkResult)
@@ -180,15 +180,27 @@ async def stop_cadence(body: StopIn, request: Request, pids: CadenceJourneys) ->
 
 
 @router.post("/reps/{rep_id}/journeys/pause", response_model=BulkResult)
-async def pause_rep(body: PauseIn, request: Request, pids: RepJourneys) -> BulkResult:
-    """E.g. a rep on vacation: every journey of their prospects holds its touches."""
-    return await _signal_many(
-        _client(request), pids, Sig.PAUSE, _pause_payload(body, PauseKind.REP)
-    )
+async def pause_rep(rep_id: str, body: PauseIn, request: Request, session: Session) -> BulkResult:
+    """E.g. a rep on vacation: every journey of their prospects holds its touches until their
+    resume (or `until`). The pause is the rep's (rep_pauses.py): a prospect handed to another
+    rep meanwhile goes on with them, one handed to this rep waits too (404: unknown rep)."""
+    reps: RepDirectory = request.app.state.reps
+    await reps.rep(rep_id)  # before a row is kept for the id
+    payload = _pause_payload(body, PauseKind.REP)
+    await rep_pauses.record(session, rep_id, payload)
+    # committed before the journeys are read: a reassignment from now on hands the pause on
+    await session.commit()
+    pids = await _rep_journeys(rep_id, session)
+    return await _signal_many(_client(request), pids, Sig.PAUSE, payload)
 
 
 @router.post("/reps/{rep_id}/journeys/resume", response_model=BulkResult)
-async def resume_rep(request: Request, pids: RepJourneys) -> BulkResult:
+async def resume_rep(rep_id: str, request: Request, session: Session) -> BulkResult:
+    """Lifts the rep's pause from the journeys of their prospects now (those handed to another
+    rep meanwhile lost it then)."""
+    await rep_pauses.forget(session, rep_id)
+    await session.commit()
+    pids = await _rep_journeys(rep_id, session)
     return await _signal_many(_client(request), pids, Sig.RESUME, ResumeJourney(PauseKind.REP))
 
 
