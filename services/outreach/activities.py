@@ -290,10 +290,12 @@ class OutreachActivities:
         self, req: TouchRequest, plan: PlannedSend, channel: str, text: Rendered, now: datetime
     ) -> tuple[ChannelOutcome, datetime | None]:
         """One channel of the touch: a rep task, or a send now, or the time it may go."""
-        if channel in TASK_CHANNELS:
-            return await self._task_for_touch(req, plan, channel, text), None
         window = window_for(req.kind, req.send_window)
         allowed = next_allowed(now, req.contact.timezone, channel, window, req.contact.phone)
+        if channel in TASK_CHANNELS:
+            # made now (the rep sees it coming, the journey does not wait for it), due when it
+            # may reach the prospect: a call within the window and the quiet hours
+            return await self._task_for_touch(req, plan, channel, text, allowed), None
         if allowed > now:
             return ChannelOutcome(channel, "deferred", allowed.isoformat()), allowed
         # the send itself may still have to wait for a sender's or a domain's cap
@@ -809,7 +811,7 @@ class OutreachActivities:
                 await session.commit()
 
     async def _task_for_touch(
-        self, req: TouchRequest, planned: PlannedSend, channel: str, text: Rendered
+        self, req: TouchRequest, planned: PlannedSend, channel: str, text: Rendered, due: datetime
     ) -> ChannelOutcome:
         c = req.contact
         async with self.sessions() as session:
@@ -837,6 +839,7 @@ class OutreachActivities:
                 "phone": req.contact.phone or "",
                 "company": req.contact.company,
             },
+            due_at=due.isoformat(),
         )
         await self.create_rep_task(task)
         detail = f"fallback for {planned.fallback_for}: {planned.why}" if why else planned.channel

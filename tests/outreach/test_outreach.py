@@ -28,7 +28,7 @@ from shared.pages import FORM_PAGE_HEADERS
 from shared.providers.mailgun import event_payload, inbound_form
 from shared.providers.twilio_signature import sign_twilio_request
 from tests.support.eventually import eventually
-from tests.support.sandboxes import SMS, Sandboxes, SendTouchOnce, sandboxes, touch_request
+from tests.support.sandboxes import EMAIL, SMS, Sandboxes, SendTouchOnce, sandboxes, touch_request
 from tests.support.scenarios import daytime_zone
 from tests.support.sending import Rig, SendingRig
 from tests.support.serve import HTTP_TIMEOUT
@@ -163,6 +163,35 @@ async def test_sms_outside_quiet_hours_is_deferred_not_dropped(sending_rig: Send
         local = datetime.fromisoformat(result.defer_until).astimezone(ZoneInfo(tz))
         assert (local.hour, local.minute) == (8, 0)
         assert await sms_in_sandbox(r.sb, c.phone or "") == []
+
+
+async def test_a_call_task_made_at_night_is_due_when_calls_are_allowed(
+    sending_rig: SendingRig,
+) -> None:
+    """A touch at 23:00 in the prospect's zone, the day before a holiday of the cadence: its
+    call task is made now (the rep sees it coming, the journey does not wait) and due at 08:00
+    on the day after the holiday, so the rep inbox does not rank it overdue at once."""
+    from datetime import UTC, datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    async with sending_rig(**OUTREACH_DEFAULTS) as r:
+        now = datetime.now(UTC)
+        off = next(o for o in range(-12, 15) if (now.hour + o) % 24 == 23)
+        tz = f"Etc/GMT{'+' if off <= 0 else '-'}{abs(off)}" if off else "Etc/GMT"
+        today = now.astimezone(ZoneInfo(tz)).date()
+        holiday = today + timedelta(days=1)
+        c = contact()
+        c.timezone, c.rep_id = tz, "rep-night"
+        call = CadenceStep("call_task", 0, "Call {{ first_name }} about reporting")
+        req = touch_request(c, EMAIL, call, send_window=SendWindow(holidays=[holiday.isoformat()]))
+        result = await r.send(req)
+        assert {o.channel: o.status for o in result.outcomes}["call_task"] == "task_created"
+        [task] = (await r.api.get("/reps/rep-night/inbox", headers=AUTH)).json()
+        due = datetime.fromisoformat(task["due_at"]).astimezone(ZoneInfo(tz))
+        assert (due.date(), due.hour, due.minute) == (holiday + timedelta(days=1), 8, 0)
+        # not late, not soon: ranked by its stage alone until then
+        assert [x["code"] for x in task["reasons"]] == ["stage"], task["reasons"]
+        assert task["why_now"].startswith("due "), task["why_now"]
 
 
 async def test_missing_phone_becomes_a_rep_task(sending_rig: SendingRig) -> None:

@@ -29,6 +29,7 @@ CADENCE = {
                 {"name": "long", "subject": "Long follow-up", "body": "...", "weight": 1},
             ],
         },
+        {"channel": "call_task", "offset_seconds": 0, "business_days": 1, "body": "Call them"},
     ],
     "send_window": {
         "days": [0, 1, 2, 3, 4],
@@ -73,6 +74,12 @@ async def test_timeline_in_the_prospects_zone(
         assert second["sends"][0]["send_at_local"] == "2026-12-02T09:00:00-05:00"
         assert second["sends"][0]["variant"] in ("short", "long")
         assert second["sends"][0]["subject"].endswith("follow-up")
+        # the call task is made when the touch is due (20:00), due when a call is allowed then
+        call = second["sends"][1]
+        assert call["channel"] == "call_task" and "task_due_utc" not in second["sends"][0]
+        assert call["send_at_local"] == "2026-11-30T20:00:00-05:00"
+        assert call["task_due_local"] == "2026-12-02T09:00:00-05:00"
+        assert call["task_due_utc"] == "2026-12-02T14:00:00+00:00"
         assert timeline["timezone_inferred"] is False
 
         inferred = (

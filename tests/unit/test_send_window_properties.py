@@ -291,7 +291,19 @@ def test_a_random_cadence_schedule_keeps_every_send_in_its_window(
             at = datetime.fromisoformat(send["send_at_utc"])
             previous = max(previous, at)
             if send["channel"] in TASK_CHANNELS:
-                continue  # a task for the rep, made at once: the rep calls in their own day
+                assert at == asked, (touch, send)  # a task for the rep, made at once
+                task_due = datetime.fromisoformat(send["task_due_utc"])
+                if send["channel"] == "social_task":
+                    assert task_due == asked, (touch, send)
+                    continue
+                # a call is due when a call may reach the prospect, not before
+                assert (
+                    problems(task_due, asked, prospect, "call_task", cadence.send_window) == ""
+                ), (
+                    touch,
+                    send,
+                )
+                continue
             assert problems(at, asked, prospect, send["channel"], cadence.send_window) == "", (
                 touch,
                 send,

@@ -42,6 +42,9 @@ __all__ = ["known_zone", "next_allowed", "phone_zones", "zones_for"]
 # Texts and calls never reach a person outside these local hours, whatever a cadence says.
 QUIET_SAFE_HOURS = (8, 21)
 INTRUSIVE_CHANNELS = frozenset({"sms", "call_task"})
+# A rep task reaches nobody by itself: a social one is due at once, the rep chooses the moment.
+# A call task is due when a call may reach the prospect (intrusive, above).
+UNTIMED_CHANNELS = frozenset({"social_task"})
 # Rule 3: daytime in UTC, used when the prospect's zone cannot be known.
 CONSERVATIVE_UTC_HOURS = (13, 17)
 # A booked meeting's reminders are not sales messages (the prospect asked for the meeting): they
@@ -79,9 +82,12 @@ def next_allowed(
     window: SendWindow,
     phone: str | None = None,
 ) -> datetime:
-    """The earliest moment at or after `now` (aware) when `channel` may reach the prospect."""
+    """The earliest moment at or after `now` (aware) when `channel` may reach the prospect: a
+    message's send, a rep task's due time."""
     if now.tzinfo is None:
         raise ValueError("now must be an aware datetime")
+    if channel in UNTIMED_CHANNELS:
+        return now
     holidays = frozenset(_dates(window.holidays))
     days = frozenset(window.days)
     horizon = SEARCH_DAYS + 7 * len(holidays)

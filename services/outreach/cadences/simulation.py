@@ -74,21 +74,24 @@ def timeline(
         begins = max(due, previous_done)
         sends = []
         for step in personalise(prospect_id, index, group):
-            if step.channel in TASK_CHANNELS:
-                at = begins  # a rep task is made at once; the rep calls in their day
-            else:
-                at = next_allowed(begins, timezone, step.channel, window, phone)
+            task = step.channel in TASK_CHANNELS
+            allowed = next_allowed(begins, timezone, step.channel, window, phone)
+            # a rep task is made at once (the journey never waits for it), due when it may reach
+            # the prospect: a call within the window and the quiet hours
+            at = begins if task else allowed
             previous_done = max(previous_done, at)
-            sends.append(
-                {
-                    "channel": step.channel,
-                    "variant": step.variant or None,
-                    "subject": step.subject,
-                    "send_at_utc": at.isoformat(),
-                    "send_at_local": _local(at, zone_name),
-                    "waits_for_window": at > due,
-                }
-            )
+            send: dict[str, Any] = {
+                "channel": step.channel,
+                "variant": step.variant or None,
+                "subject": step.subject,
+                "send_at_utc": at.isoformat(),
+                "send_at_local": _local(at, zone_name),
+                "waits_for_window": at > due,
+            }
+            if task:
+                send["task_due_utc"] = allowed.isoformat()
+                send["task_due_local"] = _local(allowed, zone_name)
+            sends.append(send)
         touches.append(
             {
                 "touch": index,
