@@ -6,7 +6,6 @@ people it is told about exactly the way prospecting validates the prospects they
 
 from __future__ import annotations
 
-import zoneinfo
 from typing import Annotated, Any
 
 import phonenumbers
@@ -22,6 +21,8 @@ from pydantic import (
     field_validator,
 )
 from pydantic_core import PydanticCustomError
+
+from shared.timezones import known_zone
 
 
 def normalize_email(value: str) -> str:
@@ -92,18 +93,15 @@ def normalize_phone(value: str) -> str:
 
 
 def check_timezone(value: str) -> str:
-    """An IANA zone, or "" for unknown (outreach then infers it from the phone number)."""
+    """An IANA zone of a place, or "" for unknown (outreach then infers it from the phone
+    number): exactly the names the zone resolver uses (shared.timezones.known_zone), so no
+    accepted zone is silently ignored later."""
     name = value.strip()
-    if not name:
-        return ""
-    try:
-        zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError) as err:
-        # OSError: a name longer than a file name can be (the zone lookup opens a file)
-        raise ValueError(
-            f"unknown time zone {name!r}; use an IANA name such as Europe/Berlin"
-        ) from err
-    return name
+    if not name or known_zone(name) is not None:
+        return name
+    hint = name.removeprefix("posix/").removeprefix("right/")
+    example = hint if hint != name and known_zone(hint) is not None else "Europe/Berlin"
+    raise ValueError(f"unknown time zone {name!r}; use an IANA name such as {example}")
 
 
 def _blank_to_none(value: Any) -> Any:

@@ -42,13 +42,27 @@ class ProspectZone:
         return ZoneInfo(self.name)
 
 
+# Names a host's zone directory answers to that are no place's zone: the server's own zone
+# ("localtime", whatever the machine is set to), the POSIX rules file, the database's "no zone
+# set" placeholder, and the posix/ and right/ copies of the database (right/ counts leap
+# seconds). available_timezones() lists "localtime" where the host has one.
+NOT_PLACES = frozenset({"localtime", "posixrules", "Factory"})
+NOT_PLACE_DIRS = ("posix/", "right/")
+
+
 @lru_cache(maxsize=1)
 def _known_zones() -> frozenset[str]:
-    return frozenset(available_timezones())
+    return frozenset(
+        name
+        for name in available_timezones()
+        if name not in NOT_PLACES and not name.startswith(NOT_PLACE_DIRS)
+    )
 
 
 def known_zone(name: str | None) -> ZoneInfo | None:
-    """The zone named, or None when the name is empty, unknown or not an IANA zone."""
+    """The zone named, or None when the name is empty, unknown or not a place's IANA zone. The
+    one rule: the API accepts a zone name (shared.people.check_timezone) exactly when this
+    resolves it."""
     if not name or name not in _known_zones():
         return None
     try:

@@ -45,6 +45,21 @@ async def test_oversized_numbers_and_strings_are_422s_naming_the_field(api: Api)
     ]
 
 
+@pytest.mark.parametrize("zone", ["posix/Europe/Berlin", "right/Europe/Berlin", "localtime"])
+async def test_a_zone_name_no_prospect_could_be_in_is_a_422(api: Api, zone: str) -> None:
+    """The zone resolver would ignore it (and `localtime` is the server's zone): refused where it
+    comes in, with what to send instead, not accepted and then silently replaced."""
+    prospecting = await api("prospecting")
+    person = {"first_name": "Ada", "email": "ada@example.com", "timezone": zone}
+    r = await prospecting.post("/prospects", json=person)
+    assert _field(r) == ["timezone"]
+    assert "use an IANA name such as Europe/Berlin" in r.json()["error"]["details"][0]["problem"]
+    outreach = await api("outreach")
+    assert _field(await outreach.post("/cadences/c1/simulate", json={"timezone": zone})) == [
+        "timezone"
+    ]
+
+
 async def test_a_prospect_id_that_is_a_path_is_refused_at_enrollment(api: Api) -> None:
     outreach = await api("outreach")
     body = {"prospect_id": "../reps/0123456789abcdef0123456789abcdef", "cadence_id": "c1"}

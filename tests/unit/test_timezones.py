@@ -4,13 +4,17 @@ contact snapshots the journey starts with, the send windows, the meeting times i
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from zoneinfo import available_timezones
+
+import pytest
 
 from services.outreach.cadences.send_window import next_allowed, window_for, zones_for
 from services.outreach.cadences.templates import variables_for
 from services.outreach.prospects import contact_from_json
 from shared.contracts.journey import CadenceStep, Contact, SendWindow
 from shared.contracts.plan import step_due
-from shared.timezones import DEFAULT_ZONE, prospect_zone
+from shared.people import check_timezone
+from shared.timezones import DEFAULT_ZONE, known_zone, prospect_zone
 
 SYDNEY_PHONE = "+61291234567"  # a Sydney landline (mobiles span every Australian zone)
 BERLIN_LANDLINE = "+4930123456"
@@ -39,6 +43,35 @@ def test_else_the_conservative_default() -> None:
     assert len(toll_free.zones) > 1 and len(zones_for("", US_TOLL_FREE)) == len(toll_free.zones)
     assert prospect_zone("", None, default="America/New_York").name == "America/New_York"
     assert prospect_zone("", None, default="nowhere").name == DEFAULT_ZONE
+
+
+# names a host's zone directory answers to that name no place: the server's own zone, the
+# database's POSIX-rules and leap-second copies, its "no zone set" placeholder
+NOT_PLACES = ["localtime", "posixrules", "posix/Europe/Berlin", "right/Europe/Berlin", "Factory"]
+
+
+@pytest.mark.parametrize("name", NOT_PLACES)
+def test_a_name_the_resolver_would_not_use_is_refused(name: str) -> None:
+    """Accepted, such a name was ignored when the prospect's zone was resolved (the phone's
+    zone or UTC instead), and `localtime` meant the server's zone."""
+    assert known_zone(name) is None
+    assert prospect_zone(name, BERLIN_LANDLINE).source == "phone"
+    with pytest.raises(ValueError, match="unknown time zone"):
+        check_timezone(name)
+
+
+def test_the_api_accepts_a_zone_exactly_when_the_resolver_uses_it() -> None:
+    """One rule for every name the host or the tz database knows, and some it does not."""
+    for name in sorted({*available_timezones(), *NOT_PLACES, "europe/berlin", "Mars/Olympus"}):
+        try:
+            accepted = check_timezone(name) == name
+        except ValueError:
+            accepted = False
+        assert accepted == (prospect_zone(name).source == "explicit"), name
+    assert check_timezone(" Europe/Berlin ") == "Europe/Berlin"
+    assert check_timezone("") == ""
+    for canonical in ("Europe/Berlin", "America/Argentina/Buenos_Aires", "UTC", "Etc/GMT-14"):
+        assert check_timezone(canonical) == canonical
 
 
 def test_the_journeys_contact_carries_the_resolved_zone() -> None:

@@ -28,6 +28,7 @@ from shared.bounds import INT32_MAX
 from shared.contracts.journey import CadenceSnapshot, CadenceStep
 from shared.contracts.plan import personalise, step_due, touch_groups
 from shared.db import Session
+from shared.people import TimeZone
 from shared.requests import WriteModel
 from shared.timezones import prospect_zone
 
@@ -36,8 +37,8 @@ router = APIRouter(dependencies=[Depends(require_api_key)], tags=["cadences"])
 
 
 class SimulationIn(WriteModel):
-    timezone: str | None = Field(
-        None, max_length=64, description="IANA zone; inferred from phone when missing"
+    timezone: TimeZone | None = Field(
+        None, max_length=64, description="IANA zone; inferred from phone when missing or empty"
     )
     phone: str | None = Field(None, max_length=64, description="E.164; used to infer the zone")
     start_at: OffsetDatetime | None = Field(
