@@ -7,7 +7,10 @@ it as an invite (Accept / Decline) and put it in the calendar.
 - SEQUENCE: the meeting's revision (0 when booked, +1 per move); the CANCEL carries one more
   than the last REQUEST, as RFC 5546 wants of a change by the organizer.
 - DTSTART/DTEND in the prospect's zone with its VTIMEZONE (generated from the tz database), so
-  the invite reads in their local time and converts right in any calendar.
+  the invite reads in their local time and converts right in any calendar. The end is the start
+  plus the duration in elapsed time, so a meeting across a clock change lasts what it lasts; a
+  time the zone's clock shows twice (the hour repeated when it goes back) is written in UTC,
+  since a calendar reads such a local time as its first occurrence (RFC 5545, 3.3.5).
 - ORGANIZER: the prospect's rep (or, without one, the sending address); ATTENDEEs: the prospect
   (asked to answer) and the rep (accepted). The rep gets the same message as Cc.
 
@@ -27,7 +30,7 @@ its DESCRIPTION says why the prospect got none.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 
 from icalendar import Calendar, Event, vCalAddress, vText
 
@@ -61,6 +64,15 @@ def _address(email: str, name: str, **params: str) -> vCalAddress:
     return address
 
 
+def _calendar_time(instant: datetime, zone: tzinfo) -> datetime:
+    """The instant as the prospect's clock shows it, unless their clock shows that reading twice
+    (a fall back): then in UTC, which says which of the two it is."""
+    local = instant.astimezone(zone)
+    if local.replace(fold=1 - local.fold).utcoffset() != local.utcoffset():
+        return instant.astimezone(UTC)
+    return local
+
+
 def calendar_text(
     req: InviteRequest, domain: str, fallback_organizer: str, not_sent: str = ""
 ) -> str:
@@ -68,7 +80,9 @@ def calendar_text(
     (and naming no prospect attendee)."""
     invite, contact = req.invite, req.contact
     zone = prospect_zone(contact.timezone, contact.phone).tz
-    starts = datetime.fromisoformat(invite.starts_at).astimezone(zone)
+    starts = datetime.fromisoformat(invite.starts_at).astimezone(UTC)
+    # elapsed time: aware arithmetic in the zone would add wall-clock minutes
+    ends = starts + timedelta(minutes=invite.duration_minutes)
     cal = Calendar()
     cal.add("prodid", PRODID)
     cal.add("version", "2.0")
@@ -78,8 +92,8 @@ def calendar_text(
     event.add("uid", f"{invite.meeting_id}@{domain}")
     event.add("sequence", invite.sequence)
     event.add("dtstamp", datetime.fromisoformat(invite.stamp))
-    event.add("dtstart", starts)
-    event.add("dtend", starts + timedelta(minutes=invite.duration_minutes))
+    event.add("dtstart", _calendar_time(starts, zone))
+    event.add("dtend", _calendar_time(ends, zone))
     event.add("summary", invite.title)
     event.add("status", "CANCELLED" if invite.method == CANCEL else "CONFIRMED")
     rep_email = contact.rep_email or fallback_organizer

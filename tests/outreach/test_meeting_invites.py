@@ -134,3 +134,40 @@ async def test_booked_moved_and_cancelled_meetings_arrive_as_calendar_invitation
             assert event["SUMMARY"] == "Demo"
         assert len(uids) == 1, "one event: the update and the cancellation replace it"
         assert "cancelled" in received[2].subject.lower()
+
+
+@pytest.mark.parametrize(
+    ("starts", "minutes", "local_end"),
+    [
+        # spring forward at 02:00: 01:00 EST for two hours ends at 04:00 EDT, not 03:00
+        (datetime(2031, 3, 9, 6, 0, tzinfo=UTC), 120, datetime(2031, 3, 9, 4, 0)),
+        # fall back at 02:00: 00:00 EDT for three hours ends at 02:00 EST, not 03:00
+        (datetime(2031, 11, 2, 4, 0, tzinfo=UTC), 180, datetime(2031, 11, 2, 2, 0)),
+        # ending in the repeated hour (01:30 EST, the second 01:30): written in UTC
+        (datetime(2031, 11, 2, 4, 0, tzinfo=UTC), 150, None),
+    ],
+)
+def test_a_meeting_across_a_clock_change_ends_after_its_duration(
+    starts: datetime, minutes: int, local_end: datetime | None
+) -> None:
+    """DTEND is the start plus the meeting's minutes of elapsed time, whatever the prospect's
+    clock does meanwhile; a reading their clock shows twice is given in UTC (RFC 5545 would
+    read a local one as the first of the two)."""
+    from services.outreach.invites import calendar_text
+
+    c = contact(timezone="America/New_York", rep_email=REP, rep_name="Rita Rep")
+    invite = MeetingInvite(
+        c.prospect_id, "m" * 32, "d" * 32, "Workshop", starts.isoformat(), minutes, 0, REQUEST,
+        stamp=datetime(2031, 3, 1, 12, tzinfo=UTC).isoformat(),
+    )  # fmt: skip
+    (event,) = Calendar.from_ical(calendar_text(InviteRequest(invite, c), "x.test", REP)).walk(
+        "VEVENT"
+    )
+    dtstart, dtend = event.decoded("DTSTART"), event.decoded("DTEND")
+    assert dtstart.astimezone(UTC) == starts
+    assert dtend.astimezone(UTC) - starts == timedelta(minutes=minutes)
+    if local_end is None:
+        assert dtend.utcoffset() == timedelta(0) and "TZID" not in event["DTEND"].params
+    else:
+        assert event["DTEND"].params["TZID"] == "America/New_York"
+        assert dtend.replace(tzinfo=None) == local_end
