@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import timedelta
+from typing import Any
 
 from temporalio.client import (
     Client,
     WorkflowExecutionDescription,
     WorkflowExecutionStatus,
+    WorkflowHandle,
     WorkflowQueryFailedError,
 )
 from temporalio.service import RPCError, RPCStatusCode
@@ -30,9 +32,14 @@ QUERY_BACKOFF_SECONDS = 0.5
 QUERY_TIMEOUT = timedelta(seconds=10)
 
 
-async def signal_journey(client: Client, prospect_id: str, signal: str, payload: object) -> None:
-    """Signal the prospect's journey. Call it after the commit that recorded the fact."""
-    handle = client.get_workflow_handle(journey_id(prospect_id))
+async def signal_journey(
+    client: Client, prospect_id: str, signal: str, payload: object, *, run_id: str | None = None
+) -> None:
+    """Signal the prospect's journey. Call it after the commit that recorded the fact.
+
+    With `run_id` only that run of the journey hears it: once it has ended the signal is
+    refused (409) instead of reaching whichever later run of the prospect is running."""
+    handle = client.get_workflow_handle(journey_id(prospect_id), run_id=run_id)
     try:
         await handle.signal(signal, payload)
     except RPCError as err:
@@ -40,7 +47,9 @@ async def signal_journey(client: Client, prospect_id: str, signal: str, payload:
             raise AppError(
                 409,
                 "journey_not_running",
-                f"prospect {prospect_id} has no running journey: enroll them first",
+                f"prospect {prospect_id} has no running journey: enroll them first"
+                if run_id is None
+                else f"the run of prospect {prospect_id}'s journey this concerns has ended",
             ) from err
         log.error("signal %s to %s failed: %s", signal, handle.id, err.message)
         raise AppError(
@@ -65,15 +74,23 @@ async def read_journey(
         ) from err
     if running_only and described.status != WorkflowExecutionStatus.RUNNING:
         return None
+    state = await query_state(handle)
+    return None if state is None else (described, state)
+
+
+async def query_state(handle: WorkflowHandle[Any, Any]) -> JourneyState | None:
+    """The journey's state query (that run's, when the handle names one), tried again as
+    QUERY_ATTEMPTS says; None when there is no such journey, 503 when it never answers."""
+    workflow_id = handle.id
     failure = ""
     for attempt in range(QUERY_ATTEMPTS):
         if attempt:
             await asyncio.sleep(QUERY_BACKOFF_SECONDS * attempt)
         try:
-            state = await handle.query(
+            state: JourneyState = await handle.query(
                 Query.STATE, result_type=JourneyState, rpc_timeout=QUERY_TIMEOUT
             )
-            return described, state
+            return state
         except WorkflowQueryFailedError as err:
             failure = err.message
         except RPCError as err:

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
 
 from services.deals.core import history, service
 from services.deals.meetings import briefs, invites
@@ -21,6 +22,7 @@ from shared.contracts.journey import (
     OpenDealRequest,
     OpenObjections,
     QualificationTimeout,
+    journey_id,
 )
 from shared.contracts.meetings import InviteOutcome
 from shared.contracts.names import Act
@@ -36,7 +38,7 @@ class DealsActivities:
         """Idempotent on journey_id: a retry (or a concurrent twin) returns the same deal."""
         try:
             async with self.sessions() as session:
-                deal = await service.open_deal(session, req)
+                deal = await service.open_deal(session, req, _journey_run(req.prospect_id))
                 await session.commit()
                 return DealStatus(deal.id, deal.stage)
         except IntegrityError:
@@ -89,6 +91,15 @@ class DealsActivities:
     async def record_invite(self, session: AsyncSession, req: InviteOutcome) -> None:
         """What became of a meeting's calendar invitation (MeetingInvite's last step)."""
         await invites.record_outcome(session, req)
+
+
+def _journey_run(prospect_id: str) -> str | None:
+    """The run of the prospect's journey calling this activity: its deal's signals go to that
+    run only. None outside one (a script, a test calling the method)."""
+    if not activity.in_activity():
+        return None
+    info = activity.info()
+    return info.workflow_run_id if info.workflow_id == journey_id(prospect_id) else None
 
 
 def activities_for(

@@ -53,6 +53,11 @@ class Deal(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     prospect_id: Mapped[str] = mapped_column(String(64), index=True)
     journey_id: Mapped[str] = mapped_column(String(200), unique=True)
+    # the Temporal run of `journey-<prospect id>` that carries the deal: the one that opened it,
+    # then the one that took it back when it was reopened. Every run has the same workflow id,
+    # so only this tells the deal's run from a later one (services.deals.core.runs). None: a
+    # deal opened before it was recorded, or by hand.
+    journey_run_id: Mapped[str | None] = mapped_column(String(64), default=None)
     rep_id: Mapped[str | None] = mapped_column(String(64), index=True)
     source: Mapped[str] = mapped_column(String(32))
     stage: Mapped[str] = mapped_column(String(20), index=True, default=Stage.QUALIFYING)

@@ -251,25 +251,40 @@ async def test_malformed_answers_write_and_signal_nothing(env: DealsEnv) -> None
     assert len(got) == 1
 
 
-async def test_committed_before_signal_and_retry_signals_again(env: DealsEnv) -> None:
+async def test_committed_before_signal_and_a_journey_started_later_is_not_told(
+    env: DealsEnv,
+) -> None:
     deal_id, prospect_id, _ = await env.open_deal(journey=False)
     r = await env.http.post(f"/deals/{deal_id}/qualification", json={"answers": GOOD_ANSWERS})
     # no journey to tell, but the verdict was committed first
     assert (r.status_code, error(r)["code"]) == (409, "journey_not_running")
     assert (await env.http.get(f"/deals/{deal_id}")).json()["stage"] == "presenting"
 
+    # a run of the prospect's journey started after the deal was opened did not open it: it
+    # is some later run with its own course (services.deals.core.runs), and hears nothing
     journey = await env.start_journey(prospect_id)
-    r = await env.http.post(f"/deals/{deal_id}/qualification", json={"answers": GOOD_ANSWERS})
+    r = await env.http.post(f"/deals/{deal_id}/stage", json={"stage": "objections"})
+    assert (r.status_code, error(r)["code"]) == (409, "journey_not_running"), r.text
+    assert "stored" in error(r)["message"]
+    assert (await env.http.get(f"/deals/{deal_id}")).json()["stage"] == "objections"
+    assert await journey.query("signals") == []
+
+
+async def test_a_deal_opened_before_runs_were_recorded_reaches_the_run_that_opened_it(
+    env: DealsEnv,
+) -> None:
+    """No run on the deal (opened before deals recorded it): the run running since before the
+    deal was opened is the run that opened it."""
+    prospect_id = uuid.uuid4().hex
+    journey = await env.start_journey(prospect_id)
+    status = await env.acts.open_deal(  # no activity context: no run recorded
+        OpenDealRequest(prospect_id, journey_id(prospect_id), "rep-1", "cold", "replied")
+    )
+    r = await env.http.post(
+        f"/deals/{status.deal_id}/qualification", json={"answers": GOOD_ANSWERS}
+    )
     assert r.status_code == 200, r.text
-    assert (r.json()["qualified"], r.json()["score"]) == (True, 100)
-    assert await signals(journey, 1) == [
-        {
-            "name": Sig.QUALIFICATION_RECORDED,
-            "payload": {"deal_id": deal_id, "qualified": True, "reasons": [], "actor": ADMIN_ACTOR},
-        }
-    ]
-    detail = (await env.http.get(f"/deals/{deal_id}")).json()
-    assert len(detail["qualification_answers"]) == 4
+    assert [s["name"] for s in await signals(journey, 1)] == [Sig.QUALIFICATION_RECORDED]
 
 
 async def test_framework_lists_the_questions(env: DealsEnv) -> None:

@@ -6,6 +6,8 @@ Reuses the recording journey of test_deals_api: each test asserts what the journ
 
 from typing import Any
 
+from temporalio.client import WorkflowHandle
+
 from shared.contracts.journey import DealRef
 from tests.support.deals import GOOD_ANSWERS, DealsEnv, error, fields, in_an_hour, signals
 from tests.support.settings import ADMIN_ACTOR
@@ -329,6 +331,28 @@ async def test_reopen_returns_to_the_stage_before_closing_and_tells_the_running_
     await env.acts.expire_qualification(DealRef(other_id))
     r = await env.http.post(f"/deals/{other_id}/reopen")
     assert (r.status_code, error(r)["code"]) == (409, "invalid_stage")
+
+
+async def next_run(env: DealsEnv, journey: WorkflowHandle[Any, Any]) -> WorkflowHandle[Any, Any]:
+    """The deal's run ends and the prospect's journey runs again: a later run of the same
+    workflow id (enrolled again, or back by a late reply), with its own course."""
+    await journey.terminate("the run ended")
+    env.journeys.remove(journey)  # nothing left to end after the test
+    return await env.start_journey(journey.id.removeprefix("journey-"))
+
+
+async def test_a_deal_of_an_ended_run_does_not_reach_the_prospects_next_run(
+    env: DealsEnv,
+) -> None:
+    deal_id, journey = await env.presenting_deal()
+    later = await next_run(env, journey)
+    r = await env.http.post(f"/deals/{deal_id}/stage", json={"stage": "closing"})
+    assert (r.status_code, error(r)["code"]) == (409, "journey_not_running"), r.text
+    r = await env.http.post(f"/deals/{deal_id}/close", json={"outcome": "won", "reason": "ok"})
+    assert (r.status_code, error(r)["code"]) == (409, "journey_not_running"), r.text
+    # stored, but the later run would have taken this close for its own deal: it hears nothing
+    assert (await env.http.get(f"/deals/{deal_id}")).json()["stage"] == "won"
+    assert await later.query("signals") == []
 
 
 async def test_pipeline_counts_and_sums_per_stage_and_currency(env: DealsEnv) -> None:

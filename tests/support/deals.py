@@ -4,6 +4,7 @@ journey: each test asserts what the API told the journey."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -16,7 +17,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from temporalio.client import Client, WorkflowHandle
-from temporalio.testing import WorkflowEnvironment
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from services.deals.activities import DealsActivities
@@ -100,11 +101,15 @@ class DealsEnv:
     async def open_deal(
         self, *, journey: bool = True, source: str = "cold"
     ) -> tuple[str, str, WorkflowHandle[Any, Any] | None]:
-        """(deal id, prospect id, the recording journey) for a fresh prospect."""
+        """(deal id, prospect id, the recording journey) for a fresh prospect; with a journey,
+        opened as its run opens it (the activity knows the run: the deal's signals go to it)."""
         prospect_id = uuid.uuid4().hex
         handle = await self.start_journey(prospect_id) if journey else None
-        status = await self.acts.open_deal(
-            OpenDealRequest(prospect_id, journey_id(prospect_id), "rep-1", source, "replied")
+        req = OpenDealRequest(prospect_id, journey_id(prospect_id), "rep-1", source, "replied")
+        status = await (
+            in_run(handle).run(self.acts.open_deal, req)
+            if handle is not None
+            else self.acts.open_deal(req)
         )
         assert status.stage == "qualifying"
         return status.deal_id, prospect_id, handle
@@ -115,6 +120,17 @@ class DealsEnv:
         r = await self.http.post(f"/deals/{deal_id}/qualification", json={"answers": GOOD_ANSWERS})
         assert r.status_code == 200, r.text
         return deal_id, handle
+
+
+def in_run(handle: WorkflowHandle[Any, Any]) -> ActivityEnvironment:
+    """An activity context as the journey run of `handle` calls its activities in."""
+    activities = ActivityEnvironment()
+    activities.info = dataclasses.replace(
+        ActivityEnvironment.default_info(),
+        workflow_id=handle.id,
+        workflow_run_id=handle.result_run_id or "",
+    )
+    return activities
 
 
 async def signals(handle: WorkflowHandle[Any, Any], count: int) -> list[dict[str, Any]]:

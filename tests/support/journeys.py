@@ -8,7 +8,8 @@ from typing import Any
 from temporalio import workflow
 from temporalio.common import RawValue
 
-from shared.contracts.names import Sig
+from shared.contracts.journey import JourneyState
+from shared.contracts.names import Query, Sig
 
 
 @workflow.defn(name="ProspectJourney")
@@ -31,6 +32,14 @@ class RecordingJourney:
     @workflow.query(name="signals")
     def recorded(self) -> list[dict[str, Any]]:
         return self.signals
+
+    @workflow.query(name=Query.STATE)
+    def state(self) -> JourneyState:
+        """No stage and no deal of its own; signed by the last rep it was told of (rep_assigned),
+        as the journey is."""
+        reps = self._payloads(Sig.REP_ASSIGNED)
+        rep_id = reps[-1]["rep_id"] if reps else None
+        return JourneyState(stage="", next_step=0, deal_id=None, finished=False, rep_id=rep_id)
 
     @workflow.query(name="recorded")
     def replies_and_stops(self) -> dict[str, list[Any]]:

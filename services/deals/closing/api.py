@@ -3,7 +3,8 @@ and the pipeline. Thin: validate, call a use case, commit, then signal.
 
 The journey owns the prospect's stage (issue 10): every move of a deal reaches it (the gate pass
 as a verdict, a move between presenting, objections and closing as deal_stage_moved, a close as
-deal_closed), and the journey records it in the prospect's stage history.
+deal_closed), and the journey records it in the prospect's stage history. It reaches the run of
+the journey that carries the deal only, never a later run (services.deals.core.runs).
 
 The commit comes before the signal, so the journey never hears of a fact the database lacks.
 If the signal fails after the commit, the client retries: the same close is answered again
@@ -17,6 +18,7 @@ from fastapi import APIRouter, Request
 from services.deals.closing import schemas
 from services.deals.closing import service as svc
 from services.deals.closing.reopen import reopen_journey
+from services.deals.core.runs import signal_deal
 from services.deals.core.schemas import Deal
 from services.deals.qualification.signals import signal_gate_passed
 from shared.audit import request_actor
@@ -25,7 +27,6 @@ from shared.contracts.journey import DealClosed, DealStageMoved, Stage
 from shared.contracts.names import Sig
 from shared.db import Session
 from shared.ids import IdFilter
-from shared.journeys import signal_journey
 
 deals = APIRouter(prefix="/deals", tags=["deals"])
 closing = APIRouter(tags=["closing"])
@@ -47,9 +48,9 @@ async def close_deal(
     )
     await session.commit()
     deal = outcome.deal
-    await signal_journey(
+    await signal_deal(
         request.app.state.temporal,
-        deal.prospect_id,
+        deal,
         Sig.DEAL_CLOSED,
         DealClosed(deal.id, won, deal.close_reason or body.reason, request_actor(request)),
     )
@@ -69,9 +70,9 @@ async def move_stage(
         await signal_gate_passed(request, deal)
     if not passed_gate or deal.stage != Stage.PRESENTING:
         # past the gate straight to objections or closing: presenting first, then the move
-        await signal_journey(
+        await signal_deal(
             request.app.state.temporal,
-            deal.prospect_id,
+            deal,
             Sig.DEAL_STAGE_MOVED,
             DealStageMoved(deal.id, deal.stage, actor=request_actor(request)),
         )

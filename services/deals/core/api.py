@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from services.deals.core import erasure, schemas, timeline
 from services.deals.core import service as svc
 from services.deals.core import source_analytics as by_source
+from services.deals.core.runs import signal_deal
 from shared.access import OwnRows
 from shared.auth import ApiKey, require_api_key
 from shared.bounds import INT32_MAX
@@ -24,7 +25,6 @@ from shared.contracts.names import Sig
 from shared.db import Session
 from shared.erasure import ErasureOrder, ErasureResult
 from shared.ids import IdFilter
-from shared.journeys import signal_journey
 from shared.rep_moves import RepMove, RepMoved
 
 deals = APIRouter(prefix="/deals", tags=["deals"])
@@ -63,9 +63,9 @@ async def patch_deal(
     await session.commit()
     if "decision_deadline" in changes:
         deadline = deal.decision_deadline
-        await signal_journey(
+        await signal_deal(
             request.app.state.temporal,
-            deal.prospect_id,
+            deal,
             Sig.DECISION_DEADLINE,
             DecisionDeadline(deal.id, deadline.isoformat() if deadline else None),
         )

@@ -96,14 +96,16 @@ async def find_deal_by_journey(session: AsyncSession, journey_id: str) -> Deal |
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
-async def open_deal(session: AsyncSession, req: OpenDealRequest) -> Deal:
-    """The journey's deal, created on first call (a retry finds the same row)."""
+async def open_deal(session: AsyncSession, req: OpenDealRequest, run_id: str | None = None) -> Deal:
+    """The journey's deal, created on first call (a retry finds the same row); `run_id`: the
+    Temporal run opening it."""
     existing = await find_deal_by_journey(session, req.journey_id)
     if existing is not None:
         return existing
     deal = Deal(
         prospect_id=req.prospect_id,
         journey_id=req.journey_id,
+        journey_run_id=run_id,
         rep_id=req.rep_id,
         source=req.source,
         stage=Stage.QUALIFYING,

@@ -12,6 +12,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.deals.core.runs import signal_deal
 from services.deals.core.schemas import Meeting as MeetingOut
 from services.deals.meetings import availability, links, public, schemas
 from services.deals.meetings import service as svc
@@ -25,7 +26,6 @@ from shared.contracts.journey import MeetingChanged, MeetingScheduled
 from shared.contracts.meetings import CANCEL, REQUEST
 from shared.contracts.names import Sig
 from shared.db import Session
-from shared.journeys import signal_journey
 
 deals = APIRouter(prefix="/deals", tags=["deals"])
 
@@ -40,9 +40,9 @@ async def schedule_meeting(
     await session.commit()
     if passed_gate:
         await signal_gate_passed(request, deal)
-    await signal_journey(
+    await signal_deal(
         request.app.state.temporal,
-        deal.prospect_id,
+        deal,
         Sig.MEETING_SCHEDULED,
         MeetingScheduled(
             meeting.id,
@@ -115,9 +115,9 @@ async def _commit_and_signal(
 ) -> Meeting:
     """The change a route made, committed, then told to the journey (in that order: see above)."""
     await session.commit()
-    await signal_journey(
+    await signal_deal(
         request.app.state.temporal,
-        deal.prospect_id,
+        deal,
         signal,
         MeetingChanged(
             meeting.id,

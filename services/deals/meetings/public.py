@@ -24,6 +24,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.deals.core.runs import signal_deal
 from services.deals.meetings import availability, links
 from services.deals.meetings import service as svc
 from services.deals.meetings.invites import send_invite
@@ -35,7 +36,6 @@ from shared.contracts.meetings import REQUEST
 from shared.contracts.names import Sig
 from shared.db import Session
 from shared.errors import AppError
-from shared.journeys import signal_journey
 from shared.pages import Pages
 from shared.rate_limit import FormLimits, refuse_if_limited
 from shared.timezones import known_zone
@@ -176,17 +176,17 @@ async def _tell(
     # no key holder: the prospect themselves, through the link
     actor = system_actor("booking link")
     try:
-        await signal_journey(
+        await signal_deal(
             temporal,
-            deal.prospect_id,
+            deal,
             Sig.REPLY_RECEIVED,
             ReplyReceived("booking link", f"booking-{meeting.id}", booked, actor),
         )
         if passed_gate:
             await signal_gate_passed(request, deal, actor)
-        await signal_journey(
+        await signal_deal(
             temporal,
-            deal.prospect_id,
+            deal,
             Sig.MEETING_SCHEDULED,
             MeetingScheduled(
                 meeting.id,

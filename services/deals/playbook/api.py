@@ -12,6 +12,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
 
+from services.deals.core.runs import signal_deal
 from services.deals.core.schemas import SLUG_PATTERN, Objection
 from services.deals.playbook import analytics as stats
 from services.deals.playbook import schemas
@@ -22,7 +23,6 @@ from shared.auth import ApiKey
 from shared.contracts.journey import ObjectionLogged
 from shared.contracts.names import Sig
 from shared.db import Session
-from shared.journeys import signal_journey
 
 deals = APIRouter(prefix="/deals", tags=["deals"])
 objections = APIRouter(prefix="/objections", tags=["objections"])
@@ -46,9 +46,9 @@ async def log_objection(
     logged = await svc.log_objection(session, deal_id, body.text, body.category)
     await session.commit()
     objection = logged.objection
-    await signal_journey(
+    await signal_deal(
         request.app.state.temporal,
-        logged.deal.prospect_id,
+        logged.deal,
         Sig.OBJECTION_LOGGED,
         ObjectionLogged(
             objection.id,

@@ -5,20 +5,20 @@ from __future__ import annotations
 
 from fastapi import Request
 
+from services.deals.core.runs import signal_deal
 from services.deals.models import Deal
 from shared.audit import request_actor
 from shared.contracts.journey import QualificationRecorded
 from shared.contracts.names import Sig
-from shared.journeys import signal_journey
 
 
 async def signal_verdict(
     request: Request, deal: Deal, qualified: bool, reasons: list[str], actor: str = ""
 ) -> None:
     """`actor`: who passed the verdict; by default the request's key holder."""
-    await signal_journey(
+    await signal_deal(
         request.app.state.temporal,
-        deal.prospect_id,
+        deal,
         Sig.QUALIFICATION_RECORDED,
         QualificationRecorded(deal.id, qualified, reasons, actor or request_actor(request)),
     )
