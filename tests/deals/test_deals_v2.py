@@ -355,6 +355,26 @@ async def test_a_deal_of_an_ended_run_does_not_reach_the_prospects_next_run(
     assert await later.query("signals") == []
 
 
+async def test_reopening_a_deal_while_a_later_run_runs_is_refused_and_changes_nothing(
+    env: DealsEnv,
+) -> None:
+    deal_id, journey = await env.presenting_deal()
+    lost = {"outcome": "lost", "reason": "price", "reason_code": "price"}
+    assert (await env.http.post(f"/deals/{deal_id}/close", json=lost)).status_code == 200
+    later = await next_run(env, journey)
+    r = await env.http.post(f"/deals/{deal_id}/reopen")
+    # the running run would neither follow the deal nor let a new run start for it
+    assert (r.status_code, error(r)["code"]) == (409, "another_run_running"), r.text
+    assert "/stop" in error(r)["message"]
+    deal = (await env.http.get(f"/deals/{deal_id}")).json()
+    assert (deal["stage"], deal["close_reason"], deal["close_reason_code"]) == (
+        "lost",
+        "price",
+        "price",
+    )
+    assert await later.query("signals") == []
+
+
 async def test_pipeline_counts_and_sums_per_stage_and_currency(env: DealsEnv) -> None:
     rep = "rep-pipeline-" + in_an_hour().strftime("%f")
     before = (await env.http.get("/pipeline", params={"rep_id": rep})).json()

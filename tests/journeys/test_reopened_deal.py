@@ -4,18 +4,26 @@ follows to its close."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from tests.support.eventually import eventually
-from tests.support.runs import cadence, decide, wait_run
+from tests.support.runs import cadence, decide, stop_to_nurture, wait_run
 from tests.support.stack import StackDriver
 
 
-async def test_reopening_a_lost_deal_starts_a_run_at_presenting(stack: StackDriver) -> None:
-    d = stack
+async def una_lost(d: StackDriver) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Una, whose run 1 lost her deal: (the prospect, the deal, the cadence)."""
     await d.setup()
     plan = await cadence(d, referral_delay_seconds=1, referral_reminders=0)
     una = await d.new_prospect("Una")
     deal = await decide(d, una, plan["id"], "lost")
     await wait_run(d, una["id"], 1, outcome="lost", status="ended")
+    return una, deal, plan
+
+
+async def test_reopening_a_lost_deal_starts_a_run_at_presenting(stack: StackDriver) -> None:
+    d = stack
+    una, deal, _ = await una_lost(d)
 
     reopened = await d.ok("POST", f"{d.u.deals}/deals/{deal['id']}/reopen")
     assert reopened["stage"] == "presenting"
@@ -32,3 +40,27 @@ async def test_reopening_a_lost_deal_starts_a_run_at_presenting(stack: StackDriv
     await d.ok("POST", f"{d.u.deals}/deals/{deal['id']}/close", json=won)
     await d.wait_stage(una["id"], "won")
     await wait_run(d, una["id"], 2, outcome="won", status="ended")
+
+
+async def test_an_earlier_runs_deal_is_not_reopened_into_a_later_run(stack: StackDriver) -> None:
+    """Run 1 lost the deal; Una was enrolled again (run 2, contacting). Run 2 would not follow
+    the reopened deal, and would later take its close for its own deal: the reopening is refused
+    and changes nothing. Once run 2 is stopped, the deal comes back as run 3, which its close
+    ends."""
+    d = stack
+    una, deal, plan = await una_lost(d)
+    await d.enroll(una["id"], plan["id"])
+    await wait_run(d, una["id"], 2, status="running")
+
+    url = f"{d.u.deals}/deals/{deal['id']}"
+    r = await d.http.post(f"{url}/reopen")
+    assert (r.status_code, r.json()["error"]["code"]) == (409, "another_run_running"), r.text
+    assert (await d.ok("GET", url))["stage"] == "lost"
+
+    await stop_to_nurture(d, una["id"], 2)
+    assert (await d.ok("POST", f"{url}/reopen"))["stage"] == "presenting"
+    await wait_run(d, una["id"], 3, status="running", origin="deal_reopened")
+    await d.wait_stage(una["id"], "presenting")
+    await d.ok("POST", f"{url}/close", json={"outcome": "won", "reason": "came back"})
+    await d.wait_stage(una["id"], "won")
+    await wait_run(d, una["id"], 3, outcome="won", status="ended")

@@ -15,9 +15,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from services.deals.closing import schemas
+from services.deals.closing import reopen, schemas
 from services.deals.closing import service as svc
-from services.deals.closing.reopen import reopen_journey
 from services.deals.core.runs import signal_deal
 from services.deals.core.schemas import Deal
 from services.deals.qualification.signals import signal_gate_passed
@@ -81,19 +80,16 @@ async def move_stage(
 
 @deals.post("/{deal_id}/reopen", response_model=Deal)
 async def reopen_deal(deal_id: str, request: Request, _: ApiKey, session: Session) -> object:
-    """Back to the stage before closing. The journey follows (services.deals.closing.reopen): a
-    running one (a won deal's referrals) goes back to the deal's stage, one that ended with the
-    close comes back as a new run at presenting with this deal."""
+    """Back to the stage before closing. The deal's own journey run follows
+    (services.deals.closing.reopen): a running one (a won deal's referrals) goes back to the
+    deal's stage, one that ended with the close comes back as a new run at presenting with this
+    deal; while another run of the prospect's journey runs, 409 and nothing changes."""
     deal = await svc.reopen_deal(session, deal_id)
-    await session.commit()
     state = request.app.state
-    await reopen_journey(
-        state.temporal,
-        state.settings,
-        deal.prospect_id,
-        deal.id,
-        deal.stage,
-        request_actor(request),
+    follower = await reopen.plan_reopen(state.temporal, deal)
+    await session.commit()
+    await reopen.follow(
+        state.temporal, state.settings, session, deal, follower, request_actor(request)
     )
     return deal
 

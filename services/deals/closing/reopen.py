@@ -1,22 +1,35 @@
-"""A reopened deal reaches its journey (issue 10 point 4). A journey still running (a won deal's
-referrals stage) is signalled deal_reopened and goes back to the deal's stage. A journey that
-ended: outreach, which starts journeys, starts a new run of the prospect's journey at presenting
-with the deal (POST /internal/prospects/{id}/journeys/reopen).
+"""A reopened deal reaches its own journey run (issue 10 point 4), never a later one.
 
-Called after the reopen is committed. When outreach cannot be reached the deal stays reopened
-and the answer is 503 naming the call to repeat (ops may POST it to outreach themselves; it is
-idempotent).
+Decided before the reopening is committed (plan_reopen), so a refusal changes nothing:
+- the run that carries the deal still runs (a won deal's referrals stage): it hears
+  deal_reopened and goes back to the deal's stage;
+- another run of the prospect's journey runs (they were enrolled again, or a late reply brought
+  them back, after the deal's run ended): 409 `another_run_running`. That run has its own course,
+  maybe its own deal, and would not follow this one (it would only keep the deal's later close
+  for its own deal). The rep stops it first (POST /journeys/{id}/stop on outreach) and reopens
+  the deal again, which then comes back as a new run;
+- the run is ending at this moment: 503, to be repeated in a few seconds;
+- the journey ended (lost, or won and done with referrals): after the commit, outreach, which
+  starts journeys, starts a new run at presenting carrying the deal
+  (POST /internal/prospects/{id}/journeys/reopen), and deals records that run as the deal's.
+
+When outreach cannot be reached the deal stays reopened and the answer is 503 naming the call to
+repeat (ops may POST it to outreach themselves; it is idempotent, and the deal's signals find
+the run it starts by that run's state: services.deals.core.runs).
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import httpx
-from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.service import RPCError, RPCStatusCode
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client
 
-from shared.contracts.journey import DealReopened, journey_id
+from services.deals.core.runs import carries, carrying_run, is_running, latest_run, state_of
+from services.deals.models import Deal
+from shared.contracts.journey import DealReopened, JourneyState
 from shared.contracts.names import Sig
 from shared.errors import AppError
 from shared.ids import id_path, is_id
@@ -28,52 +41,117 @@ log = logging.getLogger(__name__)
 TIMEOUT = 15.0  # a new run may wait for the previous one to close (outreach: FINISHING_WAIT)
 
 
-async def reopen_journey(
+@dataclass(frozen=True)
+class Follower:
+    """Which journey follows the reopened deal, decided before the commit."""
+
+    journey: bool  # False: the prospect never had a journey (a deal made by hand)
+    run_id: str | None = None  # the running run that carries the deal; None: a new run
+
+
+@dataclass(frozen=True)
+class NewRun:
+    """Outreach's answer: a run started for the deal, or the run that is running."""
+
+    started: bool
+    run_id: str | None
+
+
+async def plan_reopen(client: Client, deal: Deal) -> Follower:
+    """Who follows `deal` once its reopening is committed; 409 or 503 (nothing committed) when
+    no run can now."""
+    run = await latest_run(client, deal.prospect_id)
+    if run is None:
+        return Follower(journey=False)
+    state = await state_of(client, run) if is_running(run) else None
+    if state is None:
+        return Follower(journey=True)  # ended (maybe between the look and the query)
+    if state.finished:
+        raise AppError(
+            503,
+            "journey_ending",
+            f"prospect {deal.prospect_id}'s journey run is ending at this moment; reopen the "
+            "deal again in a few seconds",
+        )
+    if not carries(deal, run, state):
+        raise _another_run(deal, state)
+    deal.journey_run_id = run.run_id
+    return Follower(journey=True, run_id=run.run_id)
+
+
+async def follow(
     client: Client,
     settings: Settings,
-    prospect_id: str,
-    deal_id: str,
-    stage: str,
+    session: AsyncSession,
+    deal: Deal,
+    follower: Follower,
     actor: str = "",
 ) -> None:
-    """Tell the journey of the reopened deal (now at `stage`), running or ended."""
-    try:
-        described = await client.get_workflow_handle(journey_id(prospect_id)).describe()
-    except RPCError as err:
-        if err.status == RPCStatusCode.NOT_FOUND:
-            return  # no journey ever (a deal made by hand): nothing to bring back
-        raise AppError(503, "temporal_unreachable", f"journey not checked: {err.message}") from err
-    if described.status == WorkflowExecutionStatus.RUNNING:
+    """After the commit: the running run hears deal_reopened, or a new run takes the deal."""
+    if not follower.journey:
+        return
+    if follower.run_id is not None:
         try:
+            reopened = DealReopened(deal.id, deal.stage, actor=actor)
             await signal_journey(
-                client, prospect_id, Sig.DEAL_REOPENED, DealReopened(deal_id, stage, actor=actor)
+                client, deal.prospect_id, Sig.DEAL_REOPENED, reopened, run_id=follower.run_id
             )
             return
         except AppError as err:
             if err.code != "journey_not_running":
                 raise
-            # it ended between the look and the signal: start a new run as for any ended one
-    if not is_id(prospect_id):
-        return  # not an id outreach could have enrolled: no journey to bring back
-    path = id_path("/internal/prospects/{id}/journeys/reopen", id=prospect_id)
+            # it ended between the look and the signal: a new run, as for any ended one
+    new_run = await _start_run(settings, deal)
+    if new_run is None:
+        return  # never enrolled: no journey to bring back
+    if new_run.started and new_run.run_id is not None:
+        deal.journey_run_id = new_run.run_id
+        await session.commit()
+    elif await carrying_run(client, deal) is None:
+        # a run started between our look and outreach's (an enrollment, a late reply)
+        stop = f"stop it (POST /journeys/{deal.prospect_id}/stop on outreach), then "
+        raise _not_followed(409, deal, "another run of the journey started meanwhile", stop)
+
+
+def _another_run(deal: Deal, state: JourneyState) -> AppError:
+    theirs = f", its own deal {state.deal_id}" if state.deal_id else ""
+    return AppError(
+        409,
+        "another_run_running",
+        f"deal {deal.id} is not the deal of the run of prospect {deal.prospect_id}'s journey "
+        f"running now (stage {state.stage}{theirs}): that run would not follow it. Stop that run "
+        f"first (POST /journeys/{deal.prospect_id}/stop on outreach), then reopen the deal: it "
+        "comes back as a new run at presenting",
+        [{"deal_id": deal.id, "running_stage": state.stage, "running_deal_id": state.deal_id}],
+    )
+
+
+async def _start_run(settings: Settings, deal: Deal) -> NewRun | None:
+    """Outreach's new run for the deal; None when the prospect was never enrolled."""
+    if not is_id(deal.prospect_id):
+        return None  # not an id outreach could have enrolled: no journey to bring back
+    path = id_path("/internal/prospects/{id}/journeys/reopen", id=deal.prospect_id)
     try:
         async with peer_client(
             settings.internal_api_key, base_url=settings.outreach_url, timeout=TIMEOUT + 5
         ) as http:
-            response = await http.post(path, json={"deal_id": deal_id})
+            response = await http.post(path, json={"deal_id": deal.id})
     except httpx.HTTPError as err:
-        raise _not_restarted(path, f"{type(err).__name__}: {err}") from err
+        raise _not_followed(503, deal, f"{type(err).__name__}: {err}") from err
     if response.status_code == 404:
-        return  # never enrolled (a deal made by hand): no journey to bring back
+        return None
     if response.status_code >= 400:
-        raise _not_restarted(path, f"{response.status_code} {response.text[:300]}")
+        raise _not_followed(503, deal, f"{response.status_code} {response.text[:300]}")
+    body = response.json()
+    return NewRun(bool(body.get("started")), body.get("run_id"))
 
 
-def _not_restarted(path: str, why: str) -> AppError:
-    log.error("reopened deal: journey not restarted (%s): %s", path, why)
+def _not_followed(status: int, deal: Deal, why: str, first: str = "") -> AppError:
+    path = id_path("/internal/prospects/{id}/journeys/reopen", id=deal.prospect_id)
+    log.error("reopened deal %s: journey not restarted (%s): %s", deal.id, path, why)
     return AppError(
-        503,
+        status,
         "journey_not_restarted",
-        f"the deal is reopened, but its journey was not restarted ({why}); "
-        f"repeat POST {path} on outreach",
+        f"the deal is reopened, but its journey was not restarted ({why}); {first}repeat POST "
+        f"{path} on outreach",
     )

@@ -150,6 +150,7 @@ class Reopened(BaseModel):
     started: bool
     run: int | None = None
     detail: str = ""
+    run_id: str | None = None  # the Temporal run: deals records it as the deal's
 
 
 @router.post("/internal/prospects/{prospect_id}/journeys/reopen", tags=["enrollments"])
@@ -158,13 +159,19 @@ async def reopen_journey(
 ) -> Reopened:
     """A reopened deal (deals' POST /deals/{id}/reopen): when the prospect's journey ended, a
     new run carries on at presenting with that deal; a running journey is left alone (the
-    deals service tells it). Idempotent: once the run is started, a repeat finds it running."""
+    deals service tells it). Idempotent: once the run is started, a repeat finds it running.
+    The answer names the run's Temporal id: deals records it as the deal's run."""
     row = await service.find_enrollment(session, prospect_id)
     if row is None:
         raise AppError(404, "enrollment_not_found", f"prospect {prospect_id} is not enrolled")
     status = await runs.run_status(request.app.state.temporal, row)
     if status.state == runs.RunState.RUNNING and row.outcome is None:
-        return Reopened(started=False, run=row.run, detail="the journey is running")
+        return Reopened(
+            started=False,
+            run=row.run,
+            detail="the journey is running",
+            run_id=row.run_id,
+        )
     directory: ProspectDirectory = request.app.state.prospects
     contact = await directory.contact(prospect_id)
     cause = f"deal {body.deal_id} reopened"
@@ -185,7 +192,8 @@ async def reopen_journey(
     )
     await session.commit()
     await start_and_remember(request, session, planned, start_cause=cause, deal_id=body.deal_id)
-    return Reopened(started=True, run=planned.row.run, detail=cause)
+    row = planned.row
+    return Reopened(started=True, run=row.run, detail=cause, run_id=row.run_id)
 
 
 @router.get(
