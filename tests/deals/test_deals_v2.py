@@ -8,9 +8,10 @@ from typing import Any
 
 from temporalio.client import WorkflowHandle
 
-from shared.contracts.journey import DealRef
+from shared.contracts.journey import DealRef, RepAssigned
+from shared.contracts.names import Sig
 from tests.support.deals import GOOD_ANSWERS, DealsEnv, error, fields, in_an_hour, signals
-from tests.support.settings import ADMIN_ACTOR
+from tests.support.settings import ADMIN_ACTOR, SERVICE_AUTH
 
 MEDDIC_KEYS = [
     "metrics",
@@ -373,6 +374,27 @@ async def test_reopening_a_deal_while_a_later_run_runs_is_refused_and_changes_no
         "price",
     )
     assert await later.query("signals") == []
+
+
+async def test_a_reopened_deal_goes_to_the_rep_its_journey_signs_as(env: DealsEnv) -> None:
+    """Won under rep-1; the client is handed to rep-2 while asked for referrals: outreach tells
+    the journey, deals moves the open deals only (a closed deal keeps the rep who closed it).
+    Reopened, the deal is open again in a journey signed by rep-2: it is rep-2's."""
+    deal_id, journey = await env.presenting_deal()
+    won = {"outcome": "won", "reason": "signed"}
+    deal = (await env.http.post(f"/deals/{deal_id}/close", json=won)).json()
+    await journey.signal(Sig.REP_ASSIGNED, RepAssigned("rep-2"))
+    moved = await env.http.post(
+        f"/internal/prospects/{deal['prospect_id']}/rep",
+        json={"rep_id": "rep-2"},
+        headers=SERVICE_AUTH,
+    )
+    assert moved.json()["moved"] == 0, moved.text
+    r = await env.http.post(f"/deals/{deal_id}/reopen")
+    assert r.status_code == 200, r.text
+    assert (r.json()["stage"], r.json()["rep_id"]) == ("presenting", "rep-2")
+    got = await signals(journey, 4)
+    assert [s["name"] for s in got][-1] == Sig.DEAL_REOPENED
 
 
 async def test_pipeline_counts_and_sums_per_stage_and_currency(env: DealsEnv) -> None:

@@ -6,6 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import select
+
+from services.prospecting.models import OutboxMessage
+from services.prospecting.outbox import DONE
+from services.prospecting.service import REP_MOVE_DEALS
+from shared.db import create_engine, session_factory
 from tests.support.eventually import eventually
 from tests.support.runs import cadence, decide, stop_to_nurture, wait_run
 from tests.support.stack import StackDriver
@@ -64,3 +70,45 @@ async def test_an_earlier_runs_deal_is_not_reopened_into_a_later_run(stack: Stac
     await d.ok("POST", f"{url}/close", json={"outcome": "won", "reason": "came back"})
     await d.wait_stage(una["id"], "won")
     await wait_run(d, una["id"], 3, outcome="won", status="ended")
+
+
+async def rep_moves_delivered(d: StackDriver, prospect_id: str) -> None:
+    """Prospecting's outbox has told deals of the prospect's new rep."""
+    engine = create_engine(d.u.settings.database_url("prospecting"))
+    sessions = session_factory(engine)
+
+    async def delivered() -> bool:
+        async with sessions() as session:
+            states = await session.scalars(
+                select(OutboxMessage.status).where(
+                    OutboxMessage.subject_id == prospect_id,
+                    OutboxMessage.kind == REP_MOVE_DEALS,
+                )
+            )
+            return list(states.all()) == [DONE]
+
+    try:
+        await eventually(delivered, f"the rep move of {prospect_id} delivered to deals")
+    finally:
+        await engine.dispose()
+
+
+async def test_a_reopened_deal_goes_to_the_prospects_rep_now(stack: StackDriver) -> None:
+    """Una's deal was lost under Rita; Una was handed to Ben since. A closed deal keeps the rep
+    who closed it, but reopened it is open again, in a new run that Ben signs: it is Ben's."""
+    d = stack
+    una, deal, _ = await una_lost(d)
+    ben = await d.ok(
+        "POST", f"{d.u.prospecting}/reps", json={"name": "Ben New", "email": "ben@example.org"}
+    )
+    await d.ok("PATCH", f"{d.u.prospecting}/prospects/{una['id']}", json={"rep_id": ben["id"]})
+    await rep_moves_delivered(d, una["id"])
+    url = f"{d.u.deals}/deals/{deal['id']}"
+    assert (await d.ok("GET", url))["rep_id"] == una["rep"]["id"]
+
+    reopened = await d.ok("POST", f"{url}/reopen")
+    assert reopened["rep_id"] == ben["id"]
+    await wait_run(d, una["id"], 2, status="running", origin="deal_reopened")
+    journey = await d.ok("GET", f"{d.u.outreach}/journeys/{una['id']}")
+    assert journey["rep_id"] == ben["id"]
+    await d.wait_stage(una["id"], "presenting")

@@ -13,6 +13,10 @@ Decided before the reopening is committed (plan_reopen), so a refusal changes no
   starts journeys, starts a new run at presenting carrying the deal
   (POST /internal/prospects/{id}/journeys/reopen), and deals records that run as the deal's.
 
+The reopened deal goes to the rep its journey signs as: the running run's, or the new run's (the
+prospect's rep now). A closed deal keeps the rep who closed it, so without this a prospect
+reassigned since (or whose rep was deactivated) would get back a deal only the old rep may work.
+
 When outreach cannot be reached the deal stays reopened and the answer is 503 naming the call to
 repeat (ops may POST it to outreach themselves; it is idempotent, and the deal's signals find
 the run it starts by that run's state: services.deals.core.runs).
@@ -55,11 +59,12 @@ class NewRun:
 
     started: bool
     run_id: str | None
+    rep_id: str | None
 
 
 async def plan_reopen(client: Client, deal: Deal) -> Follower:
     """Who follows `deal` once its reopening is committed; 409 or 503 (nothing committed) when
-    no run can now."""
+    no run can now. The deal goes to the running run's rep."""
     run = await latest_run(client, deal.prospect_id)
     if run is None:
         return Follower(journey=False)
@@ -75,6 +80,7 @@ async def plan_reopen(client: Client, deal: Deal) -> Follower:
         )
     if not carries(deal, run, state):
         raise _another_run(deal, state)
+    _follow_rep(deal, state.rep_id)
     deal.journey_run_id = run.run_id
     return Follower(journey=True, run_id=run.run_id)
 
@@ -106,11 +112,17 @@ async def follow(
         return  # never enrolled: no journey to bring back
     if new_run.started and new_run.run_id is not None:
         deal.journey_run_id = new_run.run_id
+        _follow_rep(deal, new_run.rep_id)
         await session.commit()
     elif await carrying_run(client, deal) is None:
         # a run started between our look and outreach's (an enrollment, a late reply)
         stop = f"stop it (POST /journeys/{deal.prospect_id}/stop on outreach), then "
         raise _not_followed(409, deal, "another run of the journey started meanwhile", stop)
+
+
+def _follow_rep(deal: Deal, rep_id: str | None) -> None:
+    if rep_id is not None:
+        deal.rep_id = rep_id
 
 
 def _another_run(deal: Deal, state: JourneyState) -> AppError:
@@ -143,7 +155,7 @@ async def _start_run(settings: Settings, deal: Deal) -> NewRun | None:
     if response.status_code >= 400:
         raise _not_followed(503, deal, f"{response.status_code} {response.text[:300]}")
     body = response.json()
-    return NewRun(bool(body.get("started")), body.get("run_id"))
+    return NewRun(bool(body.get("started")), body.get("run_id"), body.get("rep_id"))
 
 
 def _not_followed(status: int, deal: Deal, why: str, first: str = "") -> AppError:

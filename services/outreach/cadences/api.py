@@ -150,7 +150,10 @@ class Reopened(BaseModel):
     started: bool
     run: int | None = None
     detail: str = ""
-    run_id: str | None = None  # the Temporal run: deals records it as the deal's
+    # the Temporal run and the rep it signs as: deals records the run as the deal's and gives
+    # the reopened deal to that rep (the prospect's rep now)
+    run_id: str | None = None
+    rep_id: str | None = None
 
 
 @router.post("/internal/prospects/{prospect_id}/journeys/reopen", tags=["enrollments"])
@@ -160,7 +163,7 @@ async def reopen_journey(
     """A reopened deal (deals' POST /deals/{id}/reopen): when the prospect's journey ended, a
     new run carries on at presenting with that deal; a running journey is left alone (the
     deals service tells it). Idempotent: once the run is started, a repeat finds it running.
-    The answer names the run's Temporal id: deals records it as the deal's run."""
+    The answer names the run's Temporal id and its rep: deals makes them the deal's."""
     row = await service.find_enrollment(session, prospect_id)
     if row is None:
         raise AppError(404, "enrollment_not_found", f"prospect {prospect_id} is not enrolled")
@@ -171,6 +174,7 @@ async def reopen_journey(
             run=row.run,
             detail="the journey is running",
             run_id=row.run_id,
+            rep_id=row.rep_id,
         )
     directory: ProspectDirectory = request.app.state.prospects
     contact = await directory.contact(prospect_id)
@@ -193,7 +197,7 @@ async def reopen_journey(
     await session.commit()
     await start_and_remember(request, session, planned, start_cause=cause, deal_id=body.deal_id)
     row = planned.row
-    return Reopened(started=True, run=row.run, detail=cause, run_id=row.run_id)
+    return Reopened(started=True, run=row.run, detail=cause, run_id=row.run_id, rep_id=row.rep_id)
 
 
 @router.get(
