@@ -11,6 +11,10 @@ spans by OTLP/HTTP, batched, as service `closeflow-<name>`; the pieces are:
   context in the Temporal headers) and on the workers (workflow and activity spans);
 - `span("smtp.send")`, `span("twilio.messages.create")`: the provider calls themselves.
 
+A server span carries what the access log carries (shared/logging.py): the path with its token
+segments masked, no query string (the public links' paths are bearer tokens; a query string may
+hold an address or a name).
+
 Tests install an in-memory exporter with `enable(provider)`.
 """
 
@@ -20,8 +24,11 @@ import contextlib
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 from opentelemetry import trace
+
+from shared.logging import MASK, redacted_path
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -129,8 +136,38 @@ def instrument_app(app: FastAPI) -> None:
 
         # /healthz, /readyz and /metrics are polled every few seconds: no trace for them
         FastAPIInstrumentor.instrument_app(
-            app, tracer_provider=_state["provider"], excluded_urls="healthz,readyz,metrics"
+            app,
+            tracer_provider=_state["provider"],
+            excluded_urls="healthz,readyz,metrics",
+            server_request_hook=redact_server_span,
         )
+
+
+# The request attributes of the ASGI instrumentation: the old semantic conventions (its default)
+# and the stable ones (OTEL_SEMCONV_STABILITY_OPT_IN=http or http/dup).
+_PATH_ATTRIBUTES = ("http.target", "url.path")
+_URL_ATTRIBUTES = ("http.url", "url.full")
+_QUERY_ATTRIBUTES = ("url.query",)
+
+
+def redact_server_span(span: trace.Span, scope: Mapping[str, Any]) -> None:
+    """The instrumentation's server_request_hook: it runs after the request attributes are set
+    and overwrites those holding the path or the query string. Only the attributes it set are
+    rewritten (the SDK's span exposes them), so the conventions in use stay as they are."""
+    attributes = getattr(span, "attributes", None)
+    if not attributes or not span.is_recording():
+        return
+    path = redacted_path(str(scope.get("path") or "/"))
+    for key in _PATH_ATTRIBUTES:
+        if key in attributes:
+            span.set_attribute(key, path)
+    for key in _URL_ATTRIBUTES:
+        if key in attributes:
+            scheme, netloc, _, _, _ = urlsplit(str(attributes[key]))
+            span.set_attribute(key, urlunsplit((scheme, netloc, path, "", "")))
+    for key in _QUERY_ATTRIBUTES:
+        if key in attributes:
+            span.set_attribute(key, MASK)
 
 
 def instrument_engines(engines: Sequence[AsyncEngine]) -> None:

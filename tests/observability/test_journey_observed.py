@@ -13,6 +13,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from shared import tracing
 from tests.observability.scrape import Samples, parse, total
+from tests.support.apps import Api
 from tests.support.eventually import eventually
 from tests.support.scenarios import fast_cadence
 from tests.support.stack import StackDriver
@@ -148,3 +149,48 @@ async def test_one_trace_from_the_enrolment_to_the_smtp_send(
     assert any(name.startswith("RunActivity:") for name in in_trace), in_trace
     # the activities' SQL statements too (SQLAlchemy instrumentation)
     assert any(name.startswith(("INSERT ", "UPDATE ")) for name in in_trace), in_trace
+
+
+TOKEN = "bearer-token-of-a-public-link-0123456789"
+
+
+@pytest.mark.parametrize(
+    ("service", "route"), [("referrals", "r"), ("outreach", "unsubscribe"), ("deals", "book")]
+)
+async def test_no_link_token_or_query_string_in_a_span(
+    spans: InMemorySpanExporter, api: Api, service: str, route: str
+) -> None:
+    """The public links' paths are bearer tokens: the access log masks them, the spans too."""
+    client = await api(service, key=False)
+    answer = await client.get(f"/{route}/{TOKEN}?email=ada%40example.com")
+    assert answer.status_code < 500
+    (server,) = [s for s in spans.get_finished_spans() if s.kind.name == "SERVER"]
+    attributes = dict(server.attributes or {})
+    assert attributes["http.target"] == f"/{route}/***"
+    assert attributes["http.url"] == f"http://test/{route}/***"
+    leaked = [
+        (s.name, k, v)
+        for s in spans.get_finished_spans()
+        for k, v in (s.attributes or {}).items()
+        if TOKEN in str(v) or "ada" in str(v)
+    ]
+    assert leaked == []
+
+
+def test_the_stable_conventions_url_attributes_are_redacted_too() -> None:
+    """With OTEL_SEMCONV_STABILITY_OPT_IN=http the instrumentation sets url.* instead."""
+    given = {
+        "url.path": f"/book/{TOKEN}",
+        "url.query": "email=ada@example.com",
+        "url.full": f"https://deals.example.com/book/{TOKEN}?email=ada@example.com",
+        "url.scheme": "https",
+    }
+    with TracerProvider().get_tracer("test").start_as_current_span("GET", attributes=given) as s:
+        tracing.redact_server_span(s, {"path": f"/book/{TOKEN}"})
+        attributes = dict(s.attributes or {})  # type: ignore[attr-defined]
+    assert attributes == {
+        "url.path": "/book/***",
+        "url.query": "***",
+        "url.full": "https://deals.example.com/book/***",
+        "url.scheme": "https",
+    }
