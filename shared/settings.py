@@ -16,6 +16,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.auth import Principal, has_role, parse_api_keys, parse_key_entry
 from shared.codec import MasterKey, check_master_keys_for_production, parse_master_keys
+from shared.errors import AppError
+from shared.outbound import check_url
 from shared.proxies import Network, parse_networks
 
 SERVICES = ("prospecting", "outreach", "deals", "referrals")
@@ -76,6 +78,29 @@ def _check_secret(name: str, value: str, *, required: bool) -> None:
         raise ValueError(f"{_var(name)} must be at least {MIN_SECRET_CHARS} characters")
 
 
+# The public base URLs: what goes into every link a person opens and what the providers' signed
+# webhooks are checked against (Twilio signs the URL it called).
+PUBLIC_URLS = {
+    "outreach_public_url": "its unsubscribe links and the URL Twilio's signatures cover",
+    "referrals_public_url": "its referral links",
+    "deals_public_url": "its booking links",
+}
+
+
+def _check_public_url(name: str, value: str, used_for: str) -> None:
+    """Refuse a public URL nobody outside can reach (the development default is localhost):
+    the shape the reps' webhook URLs must have in production, https and a public host."""
+    try:
+        check_url(value.strip(), production=True, field_name=_var(name))
+    except AppError as err:
+        problem = err.details[0]["problem"] if value.strip() and err.details else "not set"
+        service = name.removesuffix("_public_url")
+        raise ValueError(
+            f"{_var(name)} must be the public https:// address of {service} in production "
+            f"({used_for}): {problem}"
+        ) from None
+
+
 def _check_api_keys(entries: list[str]) -> None:
     entries = [entry for entry in entries if entry.strip()]
     if not entries:
@@ -101,8 +126,8 @@ class Settings(BaseSettings):
     environment: Literal["development", "test", "production"] = Field(
         "development",
         description="production (what the image sets) refuses placeholder or short secrets, "
-        "keys without a role, plain-HTTP providers and serves no API docs; the dev stack and "
-        "the tests set development and test",
+        "keys without a role, plain-HTTP providers, public URLs that are not public https "
+        "addresses and serves no API docs; the dev stack and the tests set development and test",
     )
     data_dir: Path = Field(Path(".closeflow"), description="where the dev stack keeps its files")
     log_level: str = Field("INFO", description="log level of every process")
@@ -132,15 +157,21 @@ class Settings(BaseSettings):
     referrals_url: str = Field(
         "http://127.0.0.1:8004", description="where other services reach the referrals API"
     )
+    # the defaults serve the dev stack; production refuses them (a public https address only)
     outreach_public_url: str = Field(
         "http://localhost:8002",
-        description="public base URL of outreach: unsubscribe links and webhook signatures",
+        description="public base URL of outreach: unsubscribe links and webhook signatures; "
+        "in production a public https:// address",
     )
     referrals_public_url: str = Field(
-        "http://localhost:8004", description="public base URL of referrals: referral links"
+        "http://localhost:8004",
+        description="public base URL of referrals: referral links; in production a public "
+        "https:// address",
     )
     deals_public_url: str = Field(
-        "http://localhost:8003", description="public base URL of deals: booking links (issue 14)"
+        "http://localhost:8003",
+        description="public base URL of deals: booking links (issue 14); in production a "
+        "public https:// address",
     )
     booking_link_secret: SecretStr = Field(
         SecretStr("dev-booking-link-secret"),
@@ -592,6 +623,8 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"{_var(name)} is a placeholder: set the real value or leave it empty"
                 )
+        for name, used_for in PUBLIC_URLS.items():
+            _check_public_url(name, getattr(self, name), used_for)
         if not self.postal_address.strip():
             # anti-spam laws (CAN-SPAM, PECR) want the sender's postal address in every email
             raise ValueError("CLOSEFLOW_POSTAL_ADDRESS must be set in production")

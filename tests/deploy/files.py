@@ -43,13 +43,16 @@ FILLED = "R7tY2wK5mB9cF4hJ6dS1aGZq8vN3xL0p"
 
 def filled(setting: str) -> str:
     """What an operator fills in for a required setting: a generated secret, keys with their
-    role, master keys with their id."""
+    role, master keys with their id, public https addresses."""
     if setting == "CLOSEFLOW_API_KEYS":
         return f"admin:{FILLED}"
     if setting == "CLOSEFLOW_PAYLOAD_MASTER_KEYS":
         return PRODUCTION["payload_master_keys"]
     if setting == "CLOSEFLOW_SERVICE_TOKEN":
         return f"svc{FILLED}"  # must differ from every API key: no person may hold it
+    if setting.endswith("_PUBLIC_URL"):  # the TLS proxy's public address of that service
+        service = setting.removeprefix("CLOSEFLOW_").removesuffix("_PUBLIC_URL").lower()
+        return f"https://{service}.closeflow-customer.com"
     return FILLED
 
 

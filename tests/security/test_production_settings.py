@@ -88,7 +88,37 @@ def test_optional_secrets_may_stay_empty() -> None:
 
 
 def test_development_keeps_its_dev_defaults() -> None:
-    Settings(environment="development", api_keys="dev-key", erasure_pepper="dev-erasure-pepper")
+    dev = Settings(
+        environment="development", api_keys="dev-key", erasure_pepper="dev-erasure-pepper"
+    )
+    assert dev.outreach_public_url == "http://localhost:8002"  # what `make run` serves
+
+
+PUBLIC_URLS = ("outreach_public_url", "referrals_public_url", "deals_public_url")
+
+
+@pytest.mark.parametrize("setting", PUBLIC_URLS)
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("http://localhost:8002", "must use https"),  # the development default
+        ("https://localhost", "internal name"),
+        ("https://127.0.0.1:8443", "loopback"),
+        ("https://[::1]", "loopback"),
+        ("https://outreach", "internal name"),
+        ("https://10.0.0.5", "private"),
+        ("http://outreach.acme-sales.com", "must use https"),  # link tokens in clear text
+        ("", "not set"),
+    ],
+)
+def test_production_refuses_a_public_url_nobody_outside_reaches(
+    setting: str, url: str, problem: str
+) -> None:
+    # every unsubscribe, referral and booking link starts with it, and Twilio's signatures are
+    # checked against outreach's: localhost would break them all
+    message = refusal(**{setting: url})
+    assert f"CLOSEFLOW_{setting.upper()} must be the public https:// address" in message
+    assert problem in message
 
 
 # --- the shipped deploy files ---------------------------------------------------------------------
@@ -120,6 +150,18 @@ def test_shipped_placeholders_are_empty_and_stop_the_start(shipped: Any) -> None
     for forgotten in ("CLOSEFLOW_API_KEYS", "CLOSEFLOW_ERASURE_PEPPER"):
         name = forgotten.removeprefix("CLOSEFLOW_").lower()
         assert forgotten in refusal(**{name: values[forgotten]})
+
+
+def test_the_shipped_public_urls_are_required() -> None:
+    # compose has no localhost default for them; example.env ships them empty, which the
+    # production check refuses by name
+    compose = (DEPLOY / "compose.yaml").read_text()
+    values = example_env()
+    for setting in PUBLIC_URLS:
+        name = f"CLOSEFLOW_{setting.upper()}"
+        assert f"{name}: ${{{name}:?set {name} in deploy/.env}}" in compose
+        assert values[name] == ""
+        assert name in refusal(**{setting: values[name]})
 
 
 SECRET_VARS = {

@@ -56,7 +56,8 @@ def make_settings(
 
 
 # Settings a production process accepts (issue 11): real-looking secrets of 32+ characters, keys
-# with a role, https to Twilio and TLS to SMTP. Tests of production behaviour start from these.
+# with a role, https to Twilio and TLS to SMTP, public https URLs. Tests of production behaviour
+# start from these.
 PRODUCTION: dict[str, str] = {
     "environment": "production",
     "api_keys": "admin:Zq8vN3xL0pR7tY2wK5mB9cF4hJ6dS1aG",
@@ -69,4 +70,7 @@ PRODUCTION: dict[str, str] = {
     "smtp_tls": "starttls",
     "service_token": "svc-Lk4pW9qZ2rT7vX1nB6mC3hJ8dF5gS0aY",
     "booking_link_secret": "book-Hq3nX8pL2vR6tZ1wM9cK4jD7fS5gA0bY",
+    "outreach_public_url": "https://outreach.example.com",
+    "referrals_public_url": "https://referrals.example.com",
+    "deals_public_url": "https://deals.example.com",
 }
