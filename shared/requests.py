@@ -9,9 +9,10 @@ parse their bodies with parse_json, which turns whatever a stranger can send int
 from __future__ import annotations
 
 import json
-from typing import Any
+from datetime import datetime
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, field_validator
 
 NUL = "\x00"
 
@@ -83,6 +84,17 @@ def has_nul(value: Any) -> bool:
     if isinstance(value, list | tuple):
         return any(has_nul(v) for v in value)
     return False
+
+
+def with_offset(value: datetime) -> datetime:
+    if value.utcoffset() is None:
+        raise ValueError("give a UTC offset, e.g. 2026-12-01T09:00:00+01:00 or ...Z")
+    return value
+
+
+# A moment the caller names (in a body or a query string): without an offset it would mean a
+# different time on every server.
+OffsetDatetime = Annotated[datetime, AfterValidator(with_offset)]
 
 
 class WriteModel(BaseModel):

@@ -32,7 +32,7 @@ from services.prospecting.models import (
     StageHistory,
 )
 from shared.contracts.journey import Stage
-from shared.errors import invalid
+from shared.reporting import midnight, reporting_window
 
 # The seven stages of the sales process, in order (won and lost are closing's outcomes).
 FUNNEL_STAGES: tuple[Stage, ...] = (
@@ -260,13 +260,15 @@ class Window:
 
 
 def window(start: date | None, end: date | None, default_days: int = 30) -> Window:
-    end = end or (datetime.now(UTC).date() + timedelta(days=1))
-    start = start or end - timedelta(days=default_days)
-    if start >= end:
-        raise invalid("from", f"must be before to ({start} >= {end})")
-    if (end - start).days > 366 * 20:
-        raise invalid("from", "the window is longer than 20 years")
-    return Window(start, end)
+    """Whole UTC days [start, end): end defaults to tomorrow, start to `default_days` before."""
+    first, after = reporting_window(
+        midnight(start) if start else None,
+        midnight(end) if end else None,
+        default_end=midnight(datetime.now(UTC).date() + timedelta(days=1)),
+        default_length=timedelta(days=default_days),
+        longest=timedelta(days=366 * 20),
+    )
+    return Window(first.date(), after.date())
 
 
 def _next_month(d: date) -> date:

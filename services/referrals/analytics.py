@@ -7,11 +7,11 @@ Asks and referrals come from this service's tables; meetings and wins from the d
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any
 
 import httpx
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,12 +19,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.referrals.models import Referral, ReferralAsk
 from shared.auth import require_api_key
 from shared.db import Session
-from shared.errors import AppError, invalid
+from shared.errors import AppError
 from shared.peers import peer_client
+from shared.reporting import PeriodFrom, PeriodTo, reporting_window
 from shared.settings import Settings
 
 router = APIRouter(dependencies=[Depends(require_api_key)], tags=["analytics"])
-DEFAULT_PERIOD = timedelta(days=30)
 COMPARED = ("referral", "cold")
 
 
@@ -90,10 +90,6 @@ def deals_source(request: Request) -> DealsSource:
     return source
 
 
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def _rates(source: str, row: dict[str, Any] | None) -> SourceRates:
     deals, met, won = (row["deals"], row["with_meeting"], row["won"]) if row else (0, 0, 0)
     return SourceRates(
@@ -132,17 +128,12 @@ async def _local_counts(
 async def referral_analytics(
     session: Session,
     deals: Annotated[DealsSource, Depends(deals_source)],
-    start: Annotated[
-        datetime | None, Query(alias="from", description="ISO time, inclusive")
-    ] = None,
-    end: Annotated[datetime | None, Query(alias="to", description="ISO time, exclusive")] = None,
+    start: PeriodFrom = None,
+    end: PeriodTo = None,
 ) -> ReferralAnalytics:
     """Asks sent, referrals per client, and meeting and win rates of referred prospects against
     cold ones whose deals opened in [from, to) (default: the last 30 days)."""
-    end = _utc(end) if end else datetime.now(UTC)
-    start = _utc(start) if start else end - DEFAULT_PERIOD
-    if start >= end:
-        raise invalid("from", "must be before to")
+    start, end = reporting_window(start, end)
     asks, clients = await _local_counts(session, start, end)
     by_source = await deals.counts(start, end)
     return ReferralAnalytics(

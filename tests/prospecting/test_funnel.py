@@ -250,6 +250,26 @@ async def test_bad_input_says_what_is_wrong(api: Api) -> None:
         assert (await api.http.get(path, headers={"X-API-Key": ""})).status_code == 401
 
 
+@pytest.mark.parametrize(
+    ("url", "field"),
+    [
+        ("/funnel?to=0001-01-10", "to"),  # from defaults to 30 days before: year 0
+        ("/funnel?from=9999-12-01&to=9999-12-31", "from"),  # December 9999's next month
+        ("/funnel/bottleneck?from=0001-01-01&to=0001-02-01", "from"),  # its benchmark before
+        ("/funnel?from=1899-12-31", "from"),
+        ("/ui/dashboard?to=0001-01-10", "to"),
+        ("/exports/funnel.csv?from=9999-12-01&to=9999-12-31", "from"),
+    ],
+)
+async def test_a_window_at_the_calendar_edge_is_a_422_naming_the_parameter(
+    api: Api, url: str, field: str
+) -> None:
+    resp = await api.http.get(url)
+    assert resp.status_code == 422, resp.text
+    (detail,) = resp.json()["error"]["details"]
+    assert detail == {"field": field, "problem": "must be between 1900-01-01 and 9000-01-01"}
+
+
 def test_buckets_are_nine_percent_wide_and_percentiles_use_the_nearest_rank() -> None:
     assert funnel.bucket_of(0.2) == 0
     assert funnel.bucket_of(1) == 1

@@ -219,9 +219,42 @@ async def test_referral_analytics_compares_referred_with_cold_in_the_period(
     assert empty["asks_sent"] == 0 and empty["referrals_per_client"] == []
     assert empty["referred"]["meeting_rate"] is None and empty["cold"]["deals"] == 0
 
-    backwards = await http.get("/analytics", params={"from": "2026-02-01", "to": "2026-01-01"})
+    backwards = await http.get(
+        "/analytics", params={"from": "2026-02-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"}
+    )
     assert backwards.status_code == 422
+    assert backwards.json()["error"]["details"][0]["field"] == "from"
     assert (await http.get("/analytics", headers={"X-API-Key": ""})).status_code == 401
+
+
+BAD_PERIODS = [
+    # (query, the parameter at fault, what the 422 says): a 500 before (OverflowError)
+    ({"to": "0001-01-02T00:00:00Z"}, "to", "must be between 1900-01-01 and 9000-01-01"),
+    ({"to": "0001-01-01T00:00:00+05:00"}, "to", "must be between 1900-01-01 and 9000-01-01"),
+    ({"from": "9999-12-31T23:00:00-05:00"}, "from", "must be between 1900-01-01 and 9000-01-01"),
+    # a time without its offset: refused, as everywhere else in the API (it was taken as UTC)
+    ({"from": "2026-01-01T00:00:00"}, "from", "UTC offset"),
+    ({"to": "2026-02-01"}, "to", "UTC offset"),
+]
+
+
+@pytest.mark.parametrize(("params", "field", "problem"), BAD_PERIODS)
+async def test_a_bad_period_is_a_422_naming_the_parameter(
+    apps: tuple[Any, Any, httpx.AsyncClient],
+    settings: Settings,
+    params: dict[str, str],
+    field: str,
+    problem: str,
+) -> None:
+    _, _, referrals = apps
+    async with httpx.AsyncClient(
+        timeout=HTTP_TIMEOUT, base_url=settings.deals_url, headers=AUTH
+    ) as deals:
+        for http, path in ((deals, "/analytics/sources"), (referrals, "/analytics")):
+            resp = await http.get(path, params=params)
+            assert resp.status_code == 422, (path, resp.text)
+            (detail,) = resp.json()["error"]["details"]
+            assert detail["field"] == field and problem in detail["problem"], (path, detail)
 
 
 async def test_referral_analytics_says_when_deals_cannot_be_reached(

@@ -8,7 +8,6 @@ If the signal fails after the commit, the client retries the edit and it is sign
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -26,6 +25,7 @@ from shared.db import Session
 from shared.erasure import ErasureOrder, ErasureResult
 from shared.ids import IdFilter
 from shared.rep_moves import RepMove, RepMoved
+from shared.reporting import PeriodFrom, PeriodTo, reporting_window
 
 deals = APIRouter(prefix="/deals", tags=["deals"])
 analytics = APIRouter(prefix="/analytics", tags=["analytics"])
@@ -76,13 +76,11 @@ async def patch_deal(
 async def source_analytics(
     _: ApiKey,
     session: Session,
-    start: Annotated[
-        datetime | None, Query(alias="from", description="ISO time, inclusive")
-    ] = None,
-    end: Annotated[datetime | None, Query(alias="to", description="ISO time, exclusive")] = None,
+    start: PeriodFrom = None,
+    end: PeriodTo = None,
 ) -> schemas.SourceAnalytics:
     """Deals opened in [from, to) per prospect source, with meetings booked and wins."""
-    start, end = by_source.period(start, end)
+    start, end = reporting_window(start, end)
     counts = await by_source.counts_by_source(session, start, end)
     return schemas.SourceAnalytics(period_from=start, period_to=end, sources=counts)
 

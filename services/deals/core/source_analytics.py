@@ -6,7 +6,7 @@ reads the deals database).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import case, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,22 +14,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.deals.core.schemas import SourceCounts
 from services.deals.models import Deal, Meeting
 from shared.contracts.journey import Stage
-from shared.errors import invalid
-
-DEFAULT_PERIOD = timedelta(days=30)
-
-
-def period(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
-    """[from, to) in UTC; to defaults to now, from to 30 days before to."""
-    end = _utc(end) if end else datetime.now(UTC)
-    start = _utc(start) if start else end - DEFAULT_PERIOD
-    if start >= end:
-        raise invalid("from", "must be before to")
-    return start, end
-
-
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 async def counts_by_source(

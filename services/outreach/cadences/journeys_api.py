@@ -15,7 +15,6 @@ from temporalio.client import Client
 
 from services.outreach import models
 from services.outreach.cadences import rep_pauses, service
-from services.outreach.cadences.schemas import OffsetDatetime
 from services.outreach.cadences.stored_templates import for_journey
 from services.outreach.tasks.reps import RepDirectory
 from shared.audit import request_actor
@@ -34,7 +33,7 @@ from shared.contracts.plan import step_due, touch_groups
 from shared.db import Session
 from shared.errors import AppError
 from shared.journeys import read_journey, signal_journey
-from shared.requests import WriteModel
+from shared.requests import OffsetDatetime, WriteModel
 
 router = APIRouter(dependencies=[Depends(require_api_key)], tags=["journeys"])
 FANOUT = 20  # concurrent signals when a whole cadence or rep is paused

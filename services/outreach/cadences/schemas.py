@@ -26,16 +26,6 @@ MESSAGE_CHANNELS = frozenset({"email", "sms"})
 Seconds = Annotated[int, Field(ge=0, le=366 * 86400)]
 
 
-def _with_offset(value: datetime) -> datetime:
-    if value.tzinfo is None:
-        raise ValueError("give a UTC offset, e.g. 2026-12-01T09:00:00+01:00")
-    return value
-
-
-# A moment the caller names: without an offset it would mean a different time on every server.
-OffsetDatetime = Annotated[datetime, AfterValidator(_with_offset)]
-
-
 def _checked_template(value: str) -> str:
     problems = template_problems(value)
     if problems:

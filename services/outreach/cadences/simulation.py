@@ -12,7 +12,6 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import Field
 
 from services.outreach.cadences import service
-from services.outreach.cadences.schemas import OffsetDatetime
 from services.outreach.cadences.send_window import next_allowed
 from services.outreach.cadences.templates import (
     RenderFailure,
@@ -29,7 +28,7 @@ from shared.contracts.journey import CadenceSnapshot, CadenceStep
 from shared.contracts.plan import personalise, step_due, touch_groups
 from shared.db import Session
 from shared.people import TimeZone
-from shared.requests import WriteModel
+from shared.requests import OffsetDatetime, WriteModel
 from shared.timezones import prospect_zone
 
 TASK_CHANNELS = frozenset({"call_task", "social_task"})
