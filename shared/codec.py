@@ -55,7 +55,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import (
     ActivitySerializationContext,
@@ -296,7 +296,9 @@ class KeyRing:
                     "pool_size": 2,
                     "max_overflow": 2,
                 }
-            self._engine = create_async_engine(self._url, **extra)
+            from shared.db import new_engine  # not at import: settings import this module
+
+            self._engine = new_engine(self._url, **extra)
         return self._engine
 
     async def aclose(self) -> None:

@@ -9,9 +9,8 @@ from alembic import command, context
 from alembic.config import Config
 from sqlalchemy import MetaData, pool
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import create_async_engine
 
-from shared.db import is_sqlite
+from shared.db import is_sqlite, new_engine
 from shared.settings import SERVICES, Settings
 
 SERVICES_DIR = Path(__file__).resolve().parent.parent / "services"
@@ -56,7 +55,7 @@ def run_env(metadata: MetaData) -> None:
             context.run_migrations()
 
     async def run() -> None:
-        engine = create_async_engine(url, poolclass=pool.NullPool)
+        engine = new_engine(url, poolclass=pool.NullPool)
         async with engine.connect() as conn:
             await conn.run_sync(migrate)
         await engine.dispose()

@@ -1,5 +1,5 @@
-"""Issue 11: API keys never travel in URLs or land in logs; the referral form's rate limit sees
-the client behind a trusted proxy, not the proxy.
+"""Issue 11: API keys never travel in URLs or land in logs, nor do a failed statement's values;
+the referral form's rate limit sees the client behind a trusted proxy, not the proxy.
 
 The pages are probed in process (ASGI) on the real services; the access log through a real
 uvicorn server, whose own access lines are read back."""
@@ -15,11 +15,14 @@ import pytest
 from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse
 from pydantic import ValidationError
-from sqlalchemy import update
+from sqlalchemy import text, update
+from sqlalchemy.exc import IntegrityError
 
 from services.deals.models import Deal
 from services.outreach.models import RepTask
 from services.referrals.models import ReferralAsk
+from shared.codec import KeyRing, parse_master_keys
+from shared.db import create_engine
 from shared.logging import configure_logging
 from shared.rate_limit import FormLimits, RateLimiter
 from tests.support.apps import Api, ServiceApp
@@ -134,6 +137,35 @@ async def test_access_logs_carry_no_query_string_and_no_token() -> None:
     assert '"GET /cadences/c1 HTTP/1.1"' in logged  # ids are not secrets: still logged
     for secret in ("the-api-key", "key=", "?", "ref-token-123", "unsub-token-456", "booking-token"):
         assert secret not in logged, secret
+
+
+async def test_a_logged_database_error_carries_no_bound_values(
+    database_urls: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A statement's values are people's addresses and numbers: an error logged with its
+    traceback (sms_status's log.exception) shows the statement, never them."""
+    engine = create_engine(database_urls["outreach"])
+    email = "ada.lovelace@example.com"
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("CREATE TABLE probe_pii (email VARCHAR(100) PRIMARY KEY)"))
+        with pytest.raises(IntegrityError) as caught:
+            async with engine.begin() as conn:
+                insert = text("INSERT INTO probe_pii (email) VALUES (:email)")
+                await conn.execute(insert, [{"email": email}, {"email": email}])
+    finally:
+        await engine.dispose()
+    with caplog.at_level(logging.ERROR):
+        try:
+            raise caught.value
+        except IntegrityError:
+            logging.getLogger("closeflow.probe").exception("status callback not stored")
+    assert "INSERT INTO probe_pii" in caplog.text  # what failed is still there
+    assert email not in caplog.text
+    master_keys = parse_master_keys([PRODUCTION["payload_master_keys"]])
+    keyring = KeyRing(master_keys, database_urls["prospecting"])
+    assert keyring._db().sync_engine.hide_parameters  # the per-prospect keys' engine too
+    await keyring.aclose()
 
 
 # --- the referral form's rate limit behind a proxy ----------------------------------------------
