@@ -128,6 +128,9 @@ class Recorder:
     failing_attempts: dict[str, int] = field(default_factory=dict)
     went_at: dict[str, datetime] = field(default_factory=dict)  # touch key -> its send's attempt
     first_tried: dict[str, datetime] = field(default_factory=dict)  # touch key -> first attempt
+    # (after, lag): a cadence touch's send window opens `after` its first try, by outreach's
+    # clock, which is `lag` behind the server's; before that the touch is deferred until then
+    lagging_window: tuple[timedelta, timedelta] | None = None
     # attempts of a moved meeting's brief that fail first (deals away when the meeting moves)
     failing_moved_brief_attempts: int = 0
 
@@ -171,6 +174,14 @@ class Recorder:
             channels = [s.channel for s in req.steps] or req.channels
             if self.apply_windows:
                 return self._by_window(req, channels)
+            if self.lagging_window is not None and req.kind == "cadence":
+                after, lag = self.lagging_window
+                opens = self.first_tried[req.touch_key] + after
+                if activity.info().started_time - lag < opens:
+                    return TouchResult(
+                        [ChannelOutcome(c, "deferred", opens.isoformat()) for c in channels],
+                        opens.isoformat(),
+                    )
             if req.kind in self.refuse_kinds:
                 return TouchResult([ChannelOutcome(c, "suppressed", "opted out") for c in channels])
             if req.kind in self.hold_once:

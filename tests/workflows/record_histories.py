@@ -16,7 +16,8 @@ the history that covers each patch. SET (default: the newest) picks which scenar
 - v6: issue 13's guarded change: a touch that went late (a provider retried, a pause) delays the
   rest of the cadence by as much.
 - v7: the review of 2026-12-06: a meeting booked while qualifying (planned at once, moved, holding
-  the timeout), a later run's first stage told to outreach, replies after the first as tasks.
+  the timeout), a later run's first stage told to outreach, replies after the first as tasks, a
+  send window outreach's lagging clock has not reached yet.
 NAMEs (history file stems) record only those scenarios of the set: a new patch's history is
 added without re-recording (and so changing) the histories already stored.
 """
@@ -523,6 +524,12 @@ async def late_reply_run_replies_again(
     )
 
 
+def lagging_window(rec: tj.Recorder) -> None:
+    """The first touch's window opens an hour after its first try by the server's clock;
+    outreach's clock is 2 s behind."""
+    rec.lagging_window = (timedelta(hours=1), timedelta(seconds=2))
+
+
 async def main_v7(env: WorkflowEnvironment) -> None:
     await record(
         env,
@@ -538,6 +545,7 @@ async def main_v7(env: WorkflowEnvironment) -> None:
         run=2,
         start_cause="late reply by email: let's talk",
     )
+    await record(env, "journey_lagging_window_v7", no_reply, lagging_window)
 
 
 async def main(which: str) -> None:

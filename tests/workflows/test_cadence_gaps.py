@@ -92,6 +92,23 @@ async def test_waiting_for_the_send_window_moves_no_later_touch(harness: Harness
         assert timedelta(days=days) <= offset < timedelta(days=days) + SLACK, (key, offset)
 
 
+async def test_a_window_outreach_s_clock_has_not_reached_is_asked_again_a_second_later(
+    harness: Harness,
+) -> None:
+    """Outreach's clock is 2 s behind the server's: at the window's opening by the server's clock
+    it still defers the touch until that opening, a moment already past for the journey. Each
+    new try waits a second instead of following at once until the clocks agree."""
+    harness.rec.lagging_window = (timedelta(hours=1), timedelta(seconds=2))
+    handle = await harness.start()
+    await harness.env.sleep(timedelta(hours=2))
+    tries = [t for t in harness.rec.touches if t.touch_key == "step-0"]
+    # at enrolment, at the opening, then a second apart until outreach's clock reaches it
+    assert 3 <= len(tries) <= 5, len(tries)
+    opens = harness.rec.first_tried["step-0"] + timedelta(hours=1)
+    assert harness.rec.went_at["step-0"] - opens >= timedelta(seconds=2)
+    await handle.terminate()
+
+
 # --- the rule as a property: random cadences, retried sends and pauses -----------------------
 
 

@@ -26,7 +26,7 @@ with workflow.unsafe.imports_passed_through():
 
 from workflows.journey import versions
 from workflows.journey.state import State
-from workflows.journey.steps import Steps, call, send_in_window
+from workflows.journey.steps import MIN_WINDOW_WAIT, Steps, call, send_in_window
 from workflows.journey.versions import Patch
 
 
@@ -156,6 +156,10 @@ class Contacting:
 
         async def until_window(when: datetime) -> bool:
             nonlocal windows
+            if when <= workflow.now() and versions.patched(Patch.WINDOW_WAIT_FLOOR):
+                # outreach's clock behind the server's names an opening already past here: asking
+                # again at once would repeat the send until the clocks agree
+                when = workflow.now() + MIN_WINDOW_WAIT
             windows += max(when - workflow.now(), timedelta(0))
             # a reply (or a stop) while waiting for the window: no repeat
             return not await self._reply_before(when)

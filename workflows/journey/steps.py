@@ -49,6 +49,8 @@ RETRY = RetryPolicy(
     non_retryable_error_types=list(NON_RETRYABLE),
 )
 
+# the least a touch told to wait for its send window waits before it is sent again
+MIN_WINDOW_WAIT = timedelta(seconds=1)
 T = TypeVar("T")
 WENT = frozenset({"sent", "already_sent"})
 
@@ -121,7 +123,7 @@ async def send_in_window(
 async def wait_for_window(when: datetime) -> bool:
     """A `wait` for send_in_window that always waits: at least a second, so that a window
     reported open already is not asked about again in the same instant."""
-    await workflow.sleep(max((when - workflow.now()).total_seconds(), 1.0))
+    await workflow.sleep(max(when - workflow.now(), MIN_WINDOW_WAIT))
     return True
 
 

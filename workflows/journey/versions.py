@@ -53,6 +53,7 @@ class Patch(StrEnum):
     MOVED_MEETING_STOPS_REMINDERS = "moved-meeting-stops-reminders"
     LATER_RUN_FIRST_STAGE = "later-run-first-stage"
     LATER_REPLY_TASK = "later-reply-task"
+    WINDOW_WAIT_FLOOR = "window-wait-floor"
 
 
 @dataclass(frozen=True)
@@ -213,6 +214,13 @@ REGISTRY: dict[Patch, PatchRecord] = {
         "an email or text from the prospect after their first reply, while the journey runs, "
         "becomes a task for the rep with its text (kind `reply`, or `client_reply` once won)",
         ("journey_late_reply_run2_later_reply_v7", "journey_booked_while_qualifying_v7"),
+        _before("the meetings-while-qualifying change", "2026-12-06"),
+    ),
+    Patch.WINDOW_WAIT_FLOOR: PatchRecord(
+        "a cadence touch told to wait for a send window that opened already (outreach's clock "
+        "behind the server's) waits a second before it is sent again, as a touch outside the "
+        "cadence does, instead of being sent again at once until the clocks agree",
+        ("journey_lagging_window_v7",),
         _before("the meetings-while-qualifying change", "2026-12-06"),
     ),
 }
