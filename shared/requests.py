@@ -9,7 +9,7 @@ parse their bodies with parse_json, which turns whatever a stranger can send int
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, field_validator
@@ -87,8 +87,15 @@ def has_nul(value: Any) -> bool:
 
 
 def with_offset(value: datetime) -> datetime:
+    """`value` if it names one moment: it has a UTC offset, and that moment exists in UTC (the
+    first hours of year 1 east of Greenwich, the last of 9999 west of it do not: converting them
+    anywhere raised OverflowError, a 500)."""
     if value.utcoffset() is None:
         raise ValueError("give a UTC offset, e.g. 2026-12-01T09:00:00+01:00 or ...Z")
+    try:
+        value.astimezone(UTC)
+    except OverflowError as err:
+        raise ValueError("out of range: no such moment in UTC") from err
     return value
 
 

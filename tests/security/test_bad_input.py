@@ -45,6 +45,24 @@ async def test_oversized_numbers_and_strings_are_422s_naming_the_field(api: Api)
     ]
 
 
+@pytest.mark.parametrize("moment", ["0001-01-01T00:00:00+05:00", "9999-12-31T23:30:00-05:00"])
+async def test_a_moment_with_no_utc_equivalent_is_a_422_naming_the_field(
+    api: Api, moment: str
+) -> None:
+    """Converting it to UTC overflows the calendar: an OverflowError, a 500, before."""
+    deals = await api("deals")
+    meeting = {"starts_at": moment, "title": "Demo"}
+    assert _field(await deals.post("/deals/d1/meetings", json=meeting)) == ["starts_at"]
+    assert _field(await deals.patch("/deals/d1", json={"decision_deadline": moment})) == [
+        "decision_deadline"
+    ]
+    outreach = await api("outreach")
+    assert _field(await outreach.post("/tasks/t1/snooze", json={"until": moment})) == ["until"]
+    assert _field(await outreach.post("/cadences/c1/simulate", json={"start_at": moment})) == [
+        "start_at"
+    ]
+
+
 @pytest.mark.parametrize("zone", ["posix/Europe/Berlin", "right/Europe/Berlin", "localtime"])
 async def test_a_zone_name_no_prospect_could_be_in_is_a_422(api: Api, zone: str) -> None:
     """The zone resolver would ignore it (and `localtime` is the server's zone): refused where it

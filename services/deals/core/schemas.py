@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from shared.requests import WriteModel
+from shared.requests import WriteModel, with_offset
 
 DealStage = Literal[
     "qualifying", "presenting", "objections", "closing", "won", "lost", "disqualified", "nurture"
@@ -139,9 +139,7 @@ class DealPatch(WriteModel):
     def _aware(cls, value: datetime | None) -> datetime | None:
         if value is None:
             return None
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError("needs a UTC offset, e.g. 2030-01-15T17:00:00+01:00 or ...Z")
-        return value.astimezone(UTC)
+        return with_offset(value).astimezone(UTC)
 
 
 # --- deals by prospect source (GET /analytics/sources, read by the referrals service) ---------

@@ -9,14 +9,12 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from services.deals.core.schemas import NonEmpty
-from shared.requests import InternalModel, WriteModel
+from shared.requests import InternalModel, WriteModel, with_offset
 from shared.timezones import known_zone
 
 
 def _aware_future(value: datetime) -> datetime:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError("needs a UTC offset, e.g. 2030-01-15T09:30:00+01:00 or ...Z")
-    value = value.astimezone(UTC)
+    value = with_offset(value).astimezone(UTC)
     if value <= datetime.now(UTC):
         raise ValueError("must be in the future")
     return value

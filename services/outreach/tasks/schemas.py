@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shared.people import Email, Phone
-from shared.requests import InternalModel, WriteModel
+from shared.requests import InternalModel, OffsetDatetime, WriteModel
 
 
 class RepTask(BaseModel):
@@ -75,7 +75,7 @@ class TaskCompletion(WriteModel):
 
 
 class TaskSnooze(WriteModel):
-    until: datetime = Field(description="ISO-8601 with offset, in the future")
+    until: OffsetDatetime = Field(description="ISO-8601 with offset, in the future")
 
 
 class TaskReassign(WriteModel):
