@@ -14,6 +14,7 @@ from shared.access import OwnRows
 from shared.auth import require_api_key
 from shared.db import Session
 from shared.ids import IdFilter
+from shared.paging import DEFAULT_LIMIT, After, Limit
 from shared.settings import Settings
 
 router = APIRouter(dependencies=[Depends(require_api_key)])
@@ -45,9 +46,17 @@ async def store_and_start(
 
 @router.get("/asks", tags=["asks"])
 async def list_asks(
-    request: Request, session: Session, own: OwnRows, client_prospect_id: IdFilter = None
+    request: Request,
+    session: Session,
+    own: OwnRows,
+    client_prospect_id: IdFilter = None,
+    limit: Limit = DEFAULT_LIMIT,
+    after: After = None,
 ) -> list[schemas.ReferralAsk]:
-    asks = await service.list_asks(session, client_prospect_id, rep_id=own)
+    """Oldest first, `limit` per page; `after` the last id for the next page."""
+    asks = await service.list_asks(
+        session, client_prospect_id, rep_id=own, after=after, limit=limit
+    )
     return [ask_out(a, request.app.state.settings) for a in asks]
 
 
@@ -70,6 +79,9 @@ async def create_referrals(
 async def list_referrals(
     session: Session,
     referrer_prospect_id: Annotated[str | None, Query(max_length=32)] = None,
+    limit: Limit = DEFAULT_LIMIT,
+    after: After = None,
 ) -> list[schemas.Referral]:
-    rows = await service.list_referrals(session, referrer_prospect_id)
+    """Oldest first, `limit` per page; `after` the last id for the next page."""
+    rows = await service.list_referrals(session, referrer_prospect_id, after=after, limit=limit)
     return [schemas.Referral.model_validate(r) for r in rows]

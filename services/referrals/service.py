@@ -24,6 +24,7 @@ from shared.contracts.journey import (
 )
 from shared.contracts.queues import TaskQueues
 from shared.errors import AppError, not_found
+from shared.paging import DEFAULT_LIMIT, page
 
 log = logging.getLogger(__name__)
 
@@ -59,14 +60,21 @@ async def create_ask(session: AsyncSession, request: ReferralAskRequest) -> Refe
 
 
 async def list_asks(
-    session: AsyncSession, client_prospect_id: str | None, rep_id: str | None = None
+    session: AsyncSession,
+    client_prospect_id: str | None,
+    rep_id: str | None = None,
+    *,
+    after: str | None = None,
+    limit: int = DEFAULT_LIMIT,
 ) -> Sequence[ReferralAsk]:
-    query = select(ReferralAsk).order_by(ReferralAsk.created_at, ReferralAsk.id)
+    """Oldest first, one page (shared.paging)."""
+    query = select(ReferralAsk)
     if client_prospect_id is not None:
         query = query.where(ReferralAsk.client_prospect_id == client_prospect_id)
     if rep_id is not None:
         query = query.where(ReferralAsk.rep_id == rep_id)
-    return (await session.scalars(query)).all()
+    order = [ReferralAsk.created_at, ReferralAsk.id]
+    return await page(session, query, order, after=after, limit=limit, what="referral ask")
 
 
 async def get_ask(session: AsyncSession, ask_id: str) -> ReferralAsk:
@@ -137,12 +145,18 @@ async def add_referrals(
 
 
 async def list_referrals(
-    session: AsyncSession, referrer_prospect_id: str | None
+    session: AsyncSession,
+    referrer_prospect_id: str | None,
+    *,
+    after: str | None = None,
+    limit: int = DEFAULT_LIMIT,
 ) -> Sequence[Referral]:
-    query = select(Referral).order_by(Referral.created_at, Referral.id)
+    """Oldest first, one page (shared.paging)."""
+    query = select(Referral)
     if referrer_prospect_id is not None:
         query = query.where(Referral.referrer_prospect_id == referrer_prospect_id)
-    return (await session.scalars(query)).all()
+    order = [Referral.created_at, Referral.id]
+    return await page(session, query, order, after=after, limit=limit, what="referral")
 
 
 async def link_referral(session: AsyncSession, link: LinkReferral) -> Referral:

@@ -26,6 +26,7 @@ from temporalio.testing import WorkflowEnvironment
 from services.outreach import models
 from services.outreach.activities import SendFaults
 from services.outreach.consent import service as consent
+from services.outreach.consent.suppressions import suppress
 from services.outreach.webhooks import sms_status
 from services.outreach.webhooks.twilio import STATUS_PATH as STATUS
 from shared.contracts.journey import CadenceStep, Contact, TouchRequest, journey_id
@@ -35,6 +36,7 @@ from shared.providers import postmark
 from shared.providers.mailgun import event_payload, inbound_form
 from shared.providers.postmark import basic_auth_header
 from shared.providers.twilio_signature import SIGNATURE_HEADER, sign_twilio_request
+from tests.support.apps import assert_pages
 from tests.support.consent import PM, PM_PASSWORD, PM_USER, outreach_rig
 from tests.support.eventually import eventually
 from tests.support.fixtures import Ground
@@ -585,6 +587,25 @@ async def test_do_not_contact_api(webhooks: WebhookRigs) -> None:
             await api.delete(f"/do-not-contact/{created[1]['id']}", headers=AUTH)
         ).status_code == 404
         assert len((await api.get("/do-not-contact", headers=AUTH)).json()) == 3
+
+
+async def test_suppressions_and_the_do_not_contact_list_come_in_pages(
+    webhooks: WebhookRigs,
+) -> None:
+    """Both grow with every bounce, opt-out and listing: a page is bounded, `after` goes on."""
+    async with webhooks() as rig:
+        for i in range(5):
+            r = await rig.http.post(
+                "/do-not-contact", json={"value": f"listed{i}@example.com"}, headers=AUTH
+            )
+            assert r.status_code == 201, r.text
+        async with rig.sessions() as session:
+            for i in range(5):
+                await suppress(session, "email", f"bounced{i}@example.com", "hard bounce")
+            await session.commit()
+        await assert_pages(rig.http, "/do-not-contact", 5, headers=AUTH)
+        await assert_pages(rig.http, "/do-not-contact", 5, headers=AUTH, kind="email")
+        await assert_pages(rig.http, "/suppressions", 5, headers=AUTH)
 
 
 async def test_nothing_is_sent_to_a_listed_address_number_or_domain(

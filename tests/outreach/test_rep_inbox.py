@@ -16,6 +16,7 @@ from services.outreach import models
 from services.outreach.notifications.notifier import SIGNATURE_HEADER, verify
 from shared.auth import key_fingerprint
 from shared.contracts.journey import CloseRepTasks, RepTaskRequest, journey_id
+from tests.support.apps import assert_pages
 from tests.support.eventually import eventually
 from tests.support.fixtures import Ground
 from tests.support.inbox import InboxRig, inbox_rig
@@ -266,6 +267,19 @@ async def test_reassigning_a_prospect_leaves_the_managers_escalation_with_the_ma
     )
     assert handed.status_code == 200, handed.text
     assert handed.json()["moved"] == [escalation]
+
+
+async def test_task_lists_come_in_pages(inbox: InboxRig) -> None:
+    """Tasks grow with every touch: `GET /tasks` and a rep's list are bounded, `after` goes on
+    (the inbox page ranks the rep's open tasks with its own bound)."""
+    r = inbox
+    rita = await r.rep("Rita Rep")
+    ada = await r.prospect("Ada")
+    start = datetime.now(UTC)
+    for i in range(5):  # two due at once: the id breaks the tie
+        await r.task(ada, rita, f"t{i}", due=start + timedelta(hours=min(i, 3)))
+    await assert_pages(r.api, "/tasks", 5, headers=AUTH, prospect_id=ada["id"])
+    await assert_pages(r.api, f"/reps/{rita}/tasks", 5, headers=AUTH)
 
 
 class Receiver:

@@ -36,6 +36,7 @@ from shared.migrations import upgrade
 from shared.rate_limit import FormLimits, RateLimiter
 from shared.settings import Settings
 from shared.temporal import task_queues
+from tests.support.apps import assert_pages
 from tests.support.referrals import IntakeDouble
 from tests.support.serve import HTTP_TIMEOUT
 from tests.support.settings import AUTH, make_settings
@@ -201,6 +202,17 @@ async def test_referrals_posted_through_the_api_start_their_intakes(env: Env) ->
 
     missing = await env.http.post("/asks/nope/referrals", json={"people": [PERSON]})
     assert missing.status_code == 404
+
+
+async def test_asks_and_referrals_come_in_pages(env: Env) -> None:
+    """Both grow with every won client: a page is bounded, `after` goes on."""
+    asks = [await env.ask(journey=f"journey-client{i}", client=f"client{i}") for i in range(5)]
+    people = [{"first_name": f"P{i}", "email": f"p{i}@example.com"} for i in range(5)]
+    resp = await env.http.post(f"/asks/{asks[0]['id']}/referrals", json={"people": people})
+    assert resp.status_code == 201, resp.text
+    await assert_pages(env.http, "/asks", 5)
+    await assert_pages(env.http, "/referrals", 5)
+    await assert_pages(env.http, "/referrals", 5, referrer_prospect_id="client0")
 
 
 @pytest.mark.parametrize(

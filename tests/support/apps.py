@@ -85,3 +85,38 @@ async def api(service_app: ServiceApp) -> AsyncIterator[Api]:
 async def http(api: Api, app: FastAPI) -> httpx.AsyncClient:
     """A client, with the API key, of the test module's own `app` fixture."""
     return await api(app)
+
+
+Headers = dict[str, str] | None
+
+
+async def every_page(
+    client: httpx.AsyncClient, path: str, limit: int, headers: Headers = None, **params: Any
+) -> list[list[dict[str, Any]]]:
+    """The pages of a list route that pages by `limit` and `after` (shared/paging.py), each
+    asked with `after` the previous page's last id, up to the first short page."""
+    pages: list[list[dict[str, Any]]] = []
+    after: dict[str, Any] = {}
+    while len(pages) < 100:
+        resp = await client.get(path, params={**params, "limit": limit, **after}, headers=headers)
+        assert resp.status_code == 200, resp.text
+        pages.append(resp.json())
+        if len(pages[-1]) < limit:
+            return pages
+        after = {"after": pages[-1][-1]["id"]}
+    raise AssertionError(f"{path}: no last page in 100: {pages[:3]}")
+
+
+async def assert_pages(
+    client: httpx.AsyncClient, path: str, made: int, headers: Headers = None, **params: Any
+) -> None:
+    """`made` rows (3 or more) come two to a page, in the order of the whole list, each once;
+    a limit above the maximum and an unknown `after` are 422s naming them."""
+    pages = await every_page(client, path, 2, headers, **params)
+    assert [len(p) for p in pages] == [2] * (made // 2) + [made % 2]
+    whole = (await client.get(path, params=params, headers=headers)).json()
+    assert [row["id"] for p in pages for row in p] == [row["id"] for row in whole]
+    for bad, field in (({"limit": 501}, "limit"), ({"after": "999999"}, "after")):
+        resp = await client.get(path, params={**params, **bad}, headers=headers)
+        assert resp.status_code == 422, resp.text
+        assert resp.json()["error"]["details"][0]["field"] == field

@@ -15,6 +15,7 @@ from services.outreach.consent.suppressions import list_suppressions
 from shared.auth import require_api_key
 from shared.db import Session
 from shared.errors import AppError
+from shared.paging import DEFAULT_LIMIT, After, AfterNumber, Limit
 
 router = APIRouter(dependencies=[Depends(require_api_key)], tags=["consent"])
 
@@ -115,8 +116,12 @@ async def add_do_not_contact(
 async def list_do_not_contact(
     session: Session,
     kind: Annotated[Literal["email", "phone", "domain"] | None, Query()] = None,
+    limit: Limit = DEFAULT_LIMIT,
+    after: After = None,
 ) -> list[schemas.DncEntry]:
-    return [schemas.DncEntry.model_validate(e) for e in await consent.list_dnc(session, kind)]
+    """Oldest first, `limit` per page; `after` the last id for the next page."""
+    entries = await consent.list_dnc(session, kind, after=after, limit=limit)
+    return [schemas.DncEntry.model_validate(e) for e in entries]
 
 
 @router.delete("/do-not-contact/{entry_id}", status_code=204)
@@ -128,5 +133,8 @@ async def delete_do_not_contact(entry_id: str, session: Session) -> Response:
 
 
 @router.get("/suppressions", response_model=list[schemas.Suppression])
-async def suppressions(session: Session) -> list[models.Suppression]:
-    return await list_suppressions(session)
+async def suppressions(
+    session: Session, limit: Limit = DEFAULT_LIMIT, after: AfterNumber = None
+) -> list[models.Suppression]:
+    """Oldest first, `limit` per page; `after` the last id for the next page."""
+    return await list_suppressions(session, after=after, limit=limit)

@@ -14,6 +14,7 @@ from shared.requests import WriteModel
 
 class Suppression(BaseModel):
     model_config = ConfigDict(from_attributes=True)
+    id: int = Field(description="GET /suppressions?after=<id> pages on from here")
     channel: str
     address: str
     reason: str

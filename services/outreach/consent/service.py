@@ -52,6 +52,7 @@ from services.outreach.inbox import JourneySignal, Stored, store_event
 from shared.contracts.journey import StopCadence
 from shared.contracts.names import Sig
 from shared.db import database_away
+from shared.paging import DEFAULT_LIMIT, page
 from shared.people import normalize_email, normalize_phone
 
 EMAIL, SMS = "email", "sms"
@@ -336,13 +337,18 @@ async def _find_dnc(session: AsyncSession, kind: str, value: str) -> models.DoNo
     )
 
 
-async def list_dnc(session: AsyncSession, kind: str | None = None) -> list[models.DoNotContact]:
-    query = select(models.DoNotContact).order_by(
-        models.DoNotContact.created_at, models.DoNotContact.id
-    )
-    if kind is not None:
-        query = query.where(models.DoNotContact.kind == kind)
-    return list((await session.scalars(query)).all())
+async def list_dnc(
+    session: AsyncSession,
+    kind: str | None = None,
+    *,
+    after: str | None = None,
+    limit: int = DEFAULT_LIMIT,
+) -> list[models.DoNotContact]:
+    """Oldest first, one page (shared.paging)."""
+    d = models.DoNotContact
+    query = select(d) if kind is None else select(d).where(d.kind == kind)
+    order = [d.created_at, d.id]
+    return await page(session, query, order, after=after, limit=limit, what="do-not-contact entry")
 
 
 async def delete_dnc(session: AsyncSession, entry_id: str) -> bool:

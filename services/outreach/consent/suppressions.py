@@ -8,6 +8,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.outreach import models
+from shared.paging import DEFAULT_LIMIT, page
 
 
 def normalise_address(channel: str, address: str) -> str:
@@ -53,5 +54,9 @@ async def unsuppress(session: AsyncSession, channel: str, address: str) -> bool:
     return True
 
 
-async def list_suppressions(session: AsyncSession) -> list[models.Suppression]:
-    return list((await session.scalars(select(models.Suppression))).all())
+async def list_suppressions(
+    session: AsyncSession, *, after: int | None = None, limit: int = DEFAULT_LIMIT
+) -> list[models.Suppression]:
+    """Oldest first (ids count up), one page (shared.paging)."""
+    s = models.Suppression
+    return await page(session, select(s), [s.id], after=after, limit=limit, what="suppression")

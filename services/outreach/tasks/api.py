@@ -20,6 +20,7 @@ from shared.auth import require_api_key
 from shared.db import Session
 from shared.errors import AppError, invalid, not_found
 from shared.ids import IdFilter
+from shared.paging import DEFAULT_LIMIT, After, Limit
 
 router = APIRouter(dependencies=[Depends(require_api_key)], tags=["rep tasks"])
 StatusFilter = Annotated[str | None, Query(pattern="^(open|done)$", max_length=4)]
@@ -48,16 +49,29 @@ async def rep_inbox(
 
 @router.get("/reps/{rep_id}/tasks", response_model=list[schemas.RepTask])
 async def rep_tasks(
-    rep_id: str, session: Session, status: StatusFilter = "open"
+    rep_id: str,
+    session: Session,
+    status: StatusFilter = "open",
+    limit: Limit = DEFAULT_LIMIT,
+    after: After = None,
 ) -> list[models.RepTask]:
-    return await tasks.list_tasks(session, rep_id=rep_id, status=status)
+    """Earliest due first, `limit` per page; `after` the last id for the next page."""
+    return await tasks.list_tasks(session, rep_id=rep_id, status=status, after=after, limit=limit)
 
 
 @router.get("/tasks", response_model=list[schemas.RepTask])
 async def list_tasks(
-    session: Session, own: OwnRows, prospect_id: IdFilter = None, status: StatusFilter = None
+    session: Session,
+    own: OwnRows,
+    prospect_id: IdFilter = None,
+    status: StatusFilter = None,
+    limit: Limit = DEFAULT_LIMIT,
+    after: After = None,
 ) -> list[models.RepTask]:
-    return await tasks.list_tasks(session, rep_id=own, prospect_id=prospect_id, status=status)
+    """Earliest due first, `limit` per page; `after` the last id for the next page."""
+    return await tasks.list_tasks(
+        session, rep_id=own, prospect_id=prospect_id, status=status, after=after, limit=limit
+    )
 
 
 @router.get("/tasks/{task_id}", response_model=schemas.InboxTask)

@@ -44,6 +44,7 @@ from shared.contracts.journey import (
 )
 from shared.contracts.names import Sig
 from shared.errors import AppError, invalid, not_found
+from shared.paging import DEFAULT_LIMIT, page
 
 log = logging.getLogger(__name__)
 OPEN, DONE, CLOSED = "open", "done", "closed"  # closed: no longer needed (a moved meeting)
@@ -443,12 +444,17 @@ async def list_tasks(
     rep_id: str | None = None,
     prospect_id: str | None = None,
     status: str | None = None,
+    after: str | None = None,
+    limit: int = DEFAULT_LIMIT,
 ) -> list[models.RepTask]:
-    query = select(models.RepTask).order_by(models.RepTask.due_at, models.RepTask.created_at)
+    """Earliest due first, one page (shared.paging)."""
+    t = models.RepTask
+    query = select(t)
     if rep_id is not None:
-        query = query.where(models.RepTask.rep_id == rep_id)
+        query = query.where(t.rep_id == rep_id)
     if prospect_id is not None:
-        query = query.where(models.RepTask.prospect_id == prospect_id)
+        query = query.where(t.prospect_id == prospect_id)
     if status is not None:
-        query = query.where(models.RepTask.status == status)
-    return list((await session.scalars(query)).all())
+        query = query.where(t.status == status)
+    order = [t.due_at, t.created_at, t.id]
+    return await page(session, query, order, after=after, limit=limit, what="task")
