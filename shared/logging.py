@@ -15,7 +15,10 @@ JSON lines (issue 12; CLOSEFLOW_LOG_FORMAT, the default in production): one obje
 traceback), so a log line leads to its trace and to the request that caused it. The request id
 is the caller's `X-Request-ID` when it is a plain token of up to 64 characters, else a new one;
 every response carries it back. What a line says is what the message says: the redactions above
-apply, and the messages hold ids, never addresses, names or keys.
+apply, and the messages hold ids, never addresses, names or keys. The engines hide a
+statement's parameters (shared.db); the row values PostgreSQL itself quotes in an error's DETAIL
+line ("Key (email)=(...) already exists", "Failing row contains (...)") are masked in every line
+and traceback, in both formats.
 """
 
 from __future__ import annotations
@@ -26,11 +29,13 @@ import logging
 import re
 import uuid
 from datetime import UTC, datetime
+from types import TracebackType
 
 from opentelemetry import trace
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None]
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # probed every few seconds by orchestrators and Prometheus (issue 12: readiness, metrics)
 PROBE_PATHS = ("/healthz", "/readyz", "/metrics")
@@ -149,7 +154,33 @@ class RequestIds:
             request_id.reset(token)
 
 
-class JsonLines(logging.Formatter):
+# PostgreSQL's error details quote the row's values ("Key (email)=(ada@...) already exists",
+# "Failing row contains (...)"): the engines hide a statement's parameters, the server's DETAIL
+# line comes with the driver's message all the same
+PG_KEY_VALUES = re.compile(
+    r"(Key \((?:[^()]|\([^()]*\))*\)=\().*?(\) (?:already exists|is not present|conflicts))"
+)
+PG_FAILING_ROW = re.compile(r"(Failing row contains \().*(\)\.)")
+
+
+def without_row_values(text: str) -> str:
+    """`text` (a traceback) with the values PostgreSQL quotes from a row masked."""
+    text = PG_KEY_VALUES.sub(rf"\g<1>{MASK}\g<2>", text)
+    return PG_FAILING_ROW.sub(rf"\g<1>{MASK}\g<2>", text)
+
+
+class Redacting(logging.Formatter):
+    """Tracebacks without the row values a database error quotes."""
+
+    def formatException(self, ei: ExcInfo) -> str:
+        return without_row_values(super().formatException(ei))
+
+    def format(self, record: logging.LogRecord) -> str:
+        # another handler's formatter may have cached the record's traceback unmasked
+        return without_row_values(super().format(record))
+
+
+class JsonLines(Redacting):
     """One JSON object per record, with the current trace id and request id."""
 
     def format(self, record: logging.LogRecord) -> str:
@@ -158,7 +189,7 @@ class JsonLines(logging.Formatter):
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": without_row_values(record.getMessage()),
             "trace_id": format(context.trace_id, "032x") if context.is_valid else "",
             "request_id": request_id.get(),
         }
@@ -172,9 +203,8 @@ def configure_logging(level: str, json_lines: bool = False) -> None:
     (JSON lines or text). At DEBUG nothing is dropped: whoever asks for debug output wants the
     chatter too."""
     logging.basicConfig(level=level.upper(), format=FORMAT)
-    if json_lines:
-        for handler in logging.getLogger().handlers:
-            handler.setFormatter(JsonLines())
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(JsonLines() if json_lines else Redacting(FORMAT))
     redact_access_log()  # at every level: debug output carries no secrets either
     if logging.getLogger().level > logging.DEBUG:
         quiet_chatter()
