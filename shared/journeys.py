@@ -63,19 +63,26 @@ async def read_journey(
     """The journey's execution and its state query, or None when there is no such journey (or,
     with `running_only`, when it has ended: a closed one is then not replayed to be queried).
     Temporal away or the query failing every attempt: 503 with Retry-After."""
-    handle = client.get_workflow_handle(workflow_id)
+    described = await describe_journey(client, workflow_id)
+    if described is None:
+        return None
+    if running_only and described.status != WorkflowExecutionStatus.RUNNING:
+        return None
+    state = await query_state(client.get_workflow_handle(workflow_id))
+    return None if state is None else (described, state)
+
+
+async def describe_journey(client: Client, workflow_id: str) -> WorkflowExecutionDescription | None:
+    """The journey's latest run, running or ended; None when there never was one. Temporal
+    away: 503."""
     try:
-        described = await handle.describe()
+        return await client.get_workflow_handle(workflow_id).describe()
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
             return None
         raise AppError(
             503, "temporal_unreachable", f"journey {workflow_id}: {err.message}"
         ) from err
-    if running_only and described.status != WorkflowExecutionStatus.RUNNING:
-        return None
-    state = await query_state(handle)
-    return None if state is None else (described, state)
 
 
 async def query_state(handle: WorkflowHandle[Any, Any]) -> JourneyState | None:

@@ -20,22 +20,16 @@ answer is 409 `journey_not_running`.
 from __future__ import annotations
 
 from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus
-from temporalio.service import RPCError, RPCStatusCode
 
 from services.deals.models import Deal
 from shared.contracts.journey import JourneyState, journey_id
 from shared.errors import AppError
-from shared.journeys import query_state, signal_journey
+from shared.journeys import describe_journey, query_state, signal_journey
 
 
 async def latest_run(client: Client, prospect_id: str) -> WorkflowExecutionDescription | None:
     """The prospect's latest journey run, running or ended; None when they never had one."""
-    try:
-        return await client.get_workflow_handle(journey_id(prospect_id)).describe()
-    except RPCError as err:
-        if err.status == RPCStatusCode.NOT_FOUND:
-            return None
-        raise AppError(503, "temporal_unreachable", f"journey not checked: {err.message}") from err
+    return await describe_journey(client, journey_id(prospect_id))
 
 
 def is_running(run: WorkflowExecutionDescription | None) -> bool:
@@ -76,6 +70,16 @@ async def carrying_run(client: Client, deal: Deal) -> str | None:
 
 async def signal_deal(client: Client, deal: Deal, signal: str, payload: object) -> None:
     """Tell the run that carries `deal` (call it after the commit that recorded the fact)."""
+    if deal.journey_run_id is not None:
+        # the recorded run, told directly: Temporal refuses a signal to a run that has ended
+        try:
+            await signal_journey(
+                client, deal.prospect_id, signal, payload, run_id=deal.journey_run_id
+            )
+            return
+        except AppError as err:
+            if err.code != "journey_not_running":
+                raise
     run_id = await carrying_run(client, deal)
     if run_id is None:
         raise AppError(
