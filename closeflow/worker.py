@@ -38,7 +38,7 @@ from closeflow.registry import (
 )
 from shared import tracing
 from shared.db import create_engine, session_factory
-from shared.health import run_checks, serve_worker_health, temporal_up
+from shared.health import Down, run_checks, serve_worker_health, temporal_up
 from shared.settings import Settings
 from shared.temporal import connect
 from workflows.journey import ProspectJourney
@@ -160,10 +160,10 @@ async def serve_workers(settings: Settings, build: BuildWorkers, name: str = "wo
         async def readiness() -> tuple[bool, dict[str, str]]:
             async def polling() -> None:
                 if stop.is_set():
-                    raise RuntimeError("stopping")
+                    raise Down("stopping")
                 stopped = [w.task_queue for w in workers if not w.is_running]
                 if stopped:
-                    raise RuntimeError(f"not polling {', '.join(stopped)}")
+                    raise Down(f"not polling {', '.join(stopped)}")
 
             return await run_checks({"temporal": lambda: temporal_up(client), "pollers": polling})
 

@@ -6,8 +6,10 @@
   database (SELECT 1) and Temporal (GetSystemInfo, the cheapest frontend call); a worker checks
   Temporal and that every one of its workers is still polling. 200 when all pass, else 503 with
   the failed checks named: `{"status": "unavailable", "checks": {"database": "ok",
-  "temporal": "down: ..."}}`. The error says what failed (its type and message), never a URL or
-  a secret.
+  "temporal": "down: RPCError"}}`. The answer gives a stable reason (the error's type, a
+  timeout, or a check's own `Down` reason), never the error's message: probes carry no key, and
+  driver messages name hosts, ports, databases and users. The message goes to the log, through
+  the formatters of shared/logging.py.
 
 Workers have no HTTP framework: `serve_worker_health` answers the two paths on its own port with
 a few lines of asyncio (CLOSEFLOW_WORKER_HEALTH_PORT; 0 serves nothing).
@@ -46,24 +48,26 @@ async def temporal_up(client: Client) -> None:
     )
 
 
-def _reason(exc: BaseException) -> str:
-    message = str(exc).splitlines()[0][:200] if str(exc) else ""
-    return f"down: {type(exc).__name__}" + (f": {message}" if message else "")
+class Down(Exception):
+    """Raised by a check whose reason is fit for the answer as it is (no address, no secret)."""
 
 
 async def run_checks(checks: Mapping[str, Check]) -> tuple[bool, dict[str, str]]:
     """Every check at once, each bounded by CHECK_TIMEOUT: (all passed, name -> ok | down: ...)."""
 
-    async def one(check: Check) -> str:
+    async def one(name: str, check: Check) -> str:
         try:
             await asyncio.wait_for(check(), CHECK_TIMEOUT)
         except TimeoutError:
             return f"down: no answer within {CHECK_TIMEOUT:g} s"
+        except Down as exc:
+            return f"down: {exc}"
         except Exception as exc:  # any failure is "down"; the probe must answer, not raise
-            return _reason(exc)
+            log.warning("readiness: %s is down: %s: %s", name, type(exc).__name__, exc)
+            return f"down: {type(exc).__name__}"
         return OK
 
-    results = await asyncio.gather(*(one(check) for check in checks.values()))
+    results = await asyncio.gather(*(one(name, check) for name, check in checks.items()))
     report = dict(zip(checks, results, strict=True))
     return all(r == OK for r in results), report
 

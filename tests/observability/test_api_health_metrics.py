@@ -4,6 +4,9 @@ request id on every answer."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -38,9 +41,12 @@ async def test_readyz_checks_the_database_and_temporal(api: Api) -> None:
     assert (await client.get("/healthz")).status_code == 200
 
 
-async def test_readyz_answers_503_naming_what_is_down(tmp_path: Path) -> None:
-    # a database file in a directory that does not exist, Temporal on a port nobody serves
-    settings = make_settings(tmp_path, {"deals": f"sqlite+aiosqlite:///{tmp_path}/no/such/dir.db"})
+@asynccontextmanager
+async def deals_without_dependencies(
+    tmp_path: Path, database_url: str
+) -> AsyncIterator[httpx.AsyncClient]:
+    """deals' API on a database that does not answer, Temporal on a port nobody serves."""
+    settings = make_settings(tmp_path, {"deals": database_url})
     temporal = await Client.connect(f"127.0.0.1:{DEAD_PORT}", lazy=True)
     app = build_app("deals", settings, temporal)
     async with (
@@ -49,6 +55,13 @@ async def test_readyz_answers_503_naming_what_is_down(tmp_path: Path) -> None:
             timeout=HTTP_TIMEOUT, transport=httpx.ASGITransport(app), base_url="http://test"
         ) as client,
     ):
+        yield client
+
+
+async def test_readyz_answers_503_naming_what_is_down(tmp_path: Path) -> None:
+    # a database file in a directory that does not exist
+    missing = f"sqlite+aiosqlite:///{tmp_path}/no/such/dir.db"
+    async with deals_without_dependencies(tmp_path, missing) as client:
         response = await client.get("/readyz")
         assert (await client.get("/healthz")).status_code == 200  # alive all the same
         scraped = await client.get("/metrics", headers=AUTH)
@@ -57,12 +70,31 @@ async def test_readyz_answers_503_naming_what_is_down(tmp_path: Path) -> None:
     assert response.status_code == 503
     body = response.json()
     assert body["status"] == "unavailable"
-    # the reason is the driver's error, or a timeout: on SQLite's one pooled connection the
+    # the reason is the driver error's type, or a timeout: on SQLite's one pooled connection the
     # check may queue behind deals' event forwarder, and a failed connect wakes no waiter
     # (SQLAlchemy's QueuePool), so the check's 3 s bound answers first
     reason = body["checks"]["database"]
     assert reason.startswith(("down: OperationalError", "down: no answer within")), body
     assert body["checks"]["temporal"].startswith("down: "), body
+
+
+async def test_readyz_names_what_is_down_without_the_errors_text(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # probes carry no key: the driver's message (host, port, database, user) stays in the log
+    url = f"postgresql+asyncpg://crm_owner:pw@127.0.0.1:{DEAD_PORT}/crm_private"
+    async with deals_without_dependencies(tmp_path, url) as client:
+        with caplog.at_level(logging.WARNING, logger="shared.health"):
+            response = await client.get("/readyz")
+    assert response.status_code == 503
+    checks = response.json()["checks"]
+    for leaked in (str(DEAD_PORT), "127.0.0.1", "crm_", "Connect call failed"):
+        assert leaked not in response.text, checks
+    assert checks["database"] in ("down: ConnectionRefusedError", "down: OSError"), checks
+    assert checks["temporal"] in ("down: RuntimeError", "down: RPCError"), checks
+    logged = "\n".join(r.getMessage() for r in caplog.records if r.name == "shared.health")
+    assert "readiness: database is down" in logged and str(DEAD_PORT) in logged, logged
+    assert "readiness: temporal is down" in logged, logged
 
 
 @SQLITE
