@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import (
     Client,
     WorkflowExecutionDescription,
@@ -30,6 +31,8 @@ QUERY_ATTEMPTS = 3
 QUERY_BACKOFF_SECONDS = 0.5
 # a journey whose worker is away is a 503 soon, not a request held until the proxy gives up
 QUERY_TIMEOUT = timedelta(seconds=10)
+# a run's first workflow task is among its first events: one small page, not the whole history
+FIRST_EVENTS_PAGE = 20
 
 
 async def signal_journey(
@@ -83,6 +86,27 @@ async def describe_journey(client: Client, workflow_id: str) -> WorkflowExecutio
         raise AppError(
             503, "temporal_unreachable", f"journey {workflow_id}: {err.message}"
         ) from err
+
+
+async def first_task_time(client: Client, workflow_id: str, run_id: str | None) -> datetime:
+    """When the run's first completed workflow task started: what workflow.now() said in the
+    workflow's first lines (a journey counts its cadence from there). Later than the run's start
+    by however long that task waited for a worker; a task that failed or timed out first is
+    not the one the workflow's code remembers. Temporal away: 503."""
+    handle = client.get_workflow_handle(workflow_id, run_id=run_id)
+    started: dict[int, datetime] = {}
+    try:
+        events = handle.fetch_history_events(page_size=FIRST_EVENTS_PAGE, rpc_timeout=QUERY_TIMEOUT)
+        async for event in events:
+            if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+                started[event.event_id] = event.event_time.ToDatetime(tzinfo=UTC)
+            elif event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+                return started[event.workflow_task_completed_event_attributes.started_event_id]
+    except RPCError as err:
+        raise AppError(
+            503, "temporal_unreachable", f"journey {workflow_id}: {err.message}"
+        ) from err
+    raise AppError(503, "journey_busy", f"journey {workflow_id} has not run its first task yet")
 
 
 async def query_state(handle: WorkflowHandle[Any, Any]) -> JourneyState | None:

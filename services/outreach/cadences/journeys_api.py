@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -32,7 +32,7 @@ from shared.contracts.names import Sig
 from shared.contracts.plan import step_due, touch_groups
 from shared.db import Session
 from shared.errors import AppError
-from shared.journeys import read_journey, signal_journey
+from shared.journeys import first_task_time, read_journey, signal_journey
 from shared.requests import OffsetDatetime, WriteModel
 
 router = APIRouter(dependencies=[Depends(require_api_key)], tags=["journeys"])
@@ -234,13 +234,13 @@ async def _migration_plan(
             # a journey that cannot be read fails the whole plan (503): left out, it would
             # silently stay on its old version
             read = await read_journey(client, row.journey_id, running_only=True)
-        if read is None:
-            return
-        described, state = read
-        if state.stage != "contacting" or state.stopped:
-            return  # past the cadence: a new version changes nothing for them
+            if read is None or read[1].stage != "contacting" or read[1].stopped:
+                return  # past the cadence: a new version changes nothing for them
+            described, state = read
+            # the journey's clock when contacting began, not the run's start (its first task
+            # may have waited for a worker)
+            started = await first_task_time(client, described.id, described.run_id)
         nxt = groups[state.next_step] if state.next_step < len(groups) else []
-        started = described.start_time or datetime.now().astimezone()
         # the journey's own rule (workflows/journey/contact.py, _due): the new version's step on
         # the prospect's calendar, moved by the delay its late touches brought
         delay = timedelta(seconds=state.cadence_delay_seconds)
