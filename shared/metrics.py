@@ -155,7 +155,7 @@ class ServiceMetrics:
     async def _read(self, sessions: async_sessionmaker[AsyncSession]) -> list[Metric]:
         async with sessions() as session:
             metrics = [await _read_gauge(session, self.service, g) for g in self.gauges]
-            metrics.extend(await _read_relays(session, self.relays))
+            metrics.extend(await _read_relays(session, self.service, self.relays))
         return metrics
 
 
@@ -181,23 +181,26 @@ async def _read_gauge(session: AsyncSession, service: str, gauge: DbGauge) -> Me
     return family
 
 
-async def _read_relays(session: AsyncSession, relays: Sequence[RelayBacklog]) -> list[Metric]:
+async def _read_relays(
+    session: AsyncSession, service: str, relays: Sequence[RelayBacklog]
+) -> list[Metric]:
     backlog = GaugeMetricFamily(
         f"{PREFIX}relay_backlog",
         "relay rows not finished yet (due or backing off)",
-        labels=("relay",),
+        labels=("service", "relay"),
     )
     oldest = GaugeMetricFamily(
         f"{PREFIX}relay_oldest_age_seconds",
         "age of the oldest relay row not finished yet (0: none)",
-        labels=("relay",),
+        labels=("service", "relay"),
     )
     now = time.time()
     for relay in relays:
         query = select(func.count(), func.min(relay.model.created_at)).where(relay.pending())
         count, first = (await session.execute(query)).one()
-        backlog.add_metric([relay.name], float(count))
-        oldest.add_metric([relay.name], max(0.0, now - first.timestamp()) if first else 0.0)
+        backlog.add_metric([service, relay.name], float(count))
+        age = max(0.0, now - first.timestamp()) if first else 0.0
+        oldest.add_metric([service, relay.name], age)
     return [backlog, oldest] if relays else []
 
 

@@ -138,6 +138,10 @@ async def test_metrics_count_requests_by_route_template_and_webhooks(api: Api) -
         dict(labels)["relay"] for name, labels in samples if name == "closeflow_relay_backlog"
     }
     assert relays and total(samples, "closeflow_relay_backlog") == 0, relays
+    # the alert rules and the dashboard group the relay gauges by service, as every other gauge
+    for gauge in ("closeflow_relay_backlog", "closeflow_relay_oldest_age_seconds"):
+        services = {dict(labels).get("service") for name, labels in samples if name == gauge}
+        assert services == {"outreach"}, (gauge, services)
     assert total(samples, "closeflow_tasks_open", service="outreach") == 0
 
 
