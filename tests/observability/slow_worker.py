@@ -7,6 +7,8 @@ test_worker_process.py starts it as a subprocess with CLOSEFLOW_* variables:
 
 `slow_step(MARKER_DIR)` writes MARKER_DIR/started, waits until MARKER_DIR/release exists, writes
 MARKER_DIR/finished and returns "done"; cancelled, it writes MARKER_DIR/cancelled first.
+`failing_step` and the workflow `StuckTask` fail (an activity, a workflow task), so that the
+SDK's failure counters, which the alert rules use, are exported too.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ import sys
 from contextlib import AsyncExitStack
 from pathlib import Path
 
-from temporalio import activity
+from temporalio import activity, workflow
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.exceptions import ApplicationError
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from closeflow.worker import run_worker_process, serve_workers, worker_options
 from shared.logging import configure_logging
@@ -41,6 +44,18 @@ async def slow_step(marker_dir: str) -> str:
     return "done"
 
 
+@activity.defn(name="failing_step")
+async def failing_step() -> None:
+    raise ApplicationError("failing on purpose", non_retryable=True)
+
+
+@workflow.defn(name="StuckTask")
+class StuckTask:
+    @workflow.run
+    async def run(self) -> None:
+        raise RuntimeError("a workflow task failing on purpose")  # retried until terminated
+
+
 def main() -> None:
     settings = Settings()
     configure_logging(settings.log_level)
@@ -48,7 +63,15 @@ def main() -> None:
     async def build(client: Client, stack: AsyncExitStack) -> list[Worker]:
         queue = settings.task_queue(QUEUE)
         return [
-            Worker(client, task_queue=queue, activities=[slow_step], **worker_options(settings))
+            Worker(
+                client,
+                task_queue=queue,
+                activities=[slow_step, failing_step],
+                workflows=[StuckTask],
+                # the module runs as __main__, which the sandbox cannot import again
+                workflow_runner=UnsandboxedWorkflowRunner(),
+                **worker_options(settings),
+            )
         ]
 
     run_worker_process(serve_workers(settings, build, name="slow-worker"))

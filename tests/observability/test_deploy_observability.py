@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from services.outreach.metrics import GAUGES as OUTREACH_GAUGES
 from services.prospecting.metrics import GAUGES as PROSPECTING_GAUGES
@@ -26,18 +27,80 @@ OPERATIONS = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 EXPORTED = exported_names([*OUTREACH_GAUGES, *PROSPECTING_GAUGES])
 
 
-def test_alert_rules_pass_promtool() -> None:
+def _promtool() -> str:
     promtool = shutil.which("promtool")
     if promtool is None:
         message = "promtool is missing: apt-get install prometheus (make test and .ci/run do)"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
+    return promtool
+
+
+def test_alert_rules_pass_promtool() -> None:
     result = subprocess.run(
-        [promtool, "check", "rules", str(RULES)], capture_output=True, text=True, check=False
+        [_promtool(), "check", "rules", str(RULES)], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
+
+
+# What a platform team is paged for beyond the APIs: activities failing (a service or provider
+# the workers call), workflow tasks failing (journeys stuck: after a deploy, a change without its
+# patch) and provider webhooks refused as malformed or failing (events lost or held back)
+FAILURES = {
+    "CloseflowActivitiesFailing": (
+        'temporal_activity_execution_failed{task_queue="cf-outreach",activity_type="send_touch"}',
+        "0+60x30",  # one a second
+        {"task_queue": "cf-outreach", "activity_type": "send_touch"},
+        "activity send_touch on cf-outreach keeps failing",
+    ),
+    "CloseflowWorkflowTasksFailing": (
+        'temporal_workflow_task_execution_failed{task_queue="cf-journeys",'
+        'workflow_type="ProspectJourney",failure_reason="NonDeterminismError"}',
+        "0+1x30",
+        {"task_queue": "cf-journeys", "workflow_type": "ProspectJourney"},
+        "ProspectJourney workflow tasks on cf-journeys are failing: its runs are stuck",
+    ),
+    "CloseflowWebhooksRejected": (
+        'closeflow_webhooks_total{provider="mailgun",result="rejected"}',
+        "0+30x30",
+        {"provider": "mailgun", "result": "rejected"},
+        "mailgun webhooks refused (rejected): their events are not recorded",
+    ),
+}
+
+
+def test_failing_activities_workflow_tasks_and_rejected_webhooks_alert(tmp_path: Path) -> None:
+    rules = yaml.safe_load(RULES.read_text())["groups"][0]["rules"]
+    by_name = {rule["alert"]: rule for rule in rules}
+    missing = sorted(set(FAILURES) - set(by_name))
+    assert not missing, f"no such alert in {RULES.name}: {missing}"
+    cases = [
+        {
+            "interval": "1m",
+            "input_series": [{"series": series, "values": values}],
+            "alert_rule_test": [
+                {
+                    "eval_time": "30m",
+                    "alertname": name,
+                    "exp_alerts": [
+                        {
+                            "exp_labels": {**labels, **by_name[name]["labels"]},
+                            "exp_annotations": {"summary": summary},
+                        }
+                    ],
+                }
+            ],
+        }
+        for name, (series, values, labels, summary) in FAILURES.items()
+    ]
+    spec = tmp_path / "alerts_test.yaml"
+    spec.write_text(yaml.safe_dump({"rule_files": [str(RULES)], "tests": cases}))
+    result = subprocess.run(
+        [_promtool(), "test", "rules", str(spec)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
@@ -37,6 +38,19 @@ class CallSlowStep:
             retry_policy=RetryPolicy(maximum_attempts=1),  # a cancelled attempt fails the run
         )
         return result
+
+
+@workflow.defn(name="CallFailingStep")
+class CallFailingStep:
+    @workflow.run
+    async def run(self, queue: str) -> str:
+        try:
+            await workflow.execute_activity(
+                "failing_step", task_queue=queue, start_to_close_timeout=timedelta(minutes=1)
+            )
+        except ActivityError:
+            return "failed"
+        return "succeeded"
 
 
 async def _stderr_lines(stream: asyncio.StreamReader, lines: list[str]) -> None:
@@ -86,9 +100,28 @@ async def test_sigterm_lets_the_activity_in_flight_finish(
             async with Worker(
                 client,
                 task_queue=f"{queue_prefix}calls",
-                workflows=[CallSlowStep],
+                workflows=[CallSlowStep, CallFailingStep],
                 workflow_runner=UnsandboxedWorkflowRunner(),
             ):
+                # an activity and a workflow task failing: the failure counters are exported
+                failing = await client.execute_workflow(
+                    CallFailingStep.run,
+                    f"{queue_prefix}{QUEUE}",
+                    id=f"{queue_prefix}failing",
+                    task_queue=f"{queue_prefix}calls",
+                )
+                assert failing == "failed"
+                stuck = await client.start_workflow(
+                    "StuckTask", id=f"{queue_prefix}stuck", task_queue=f"{queue_prefix}{QUEUE}"
+                )
+
+                async def task_failed() -> bool:
+                    scrape = (await http.get(f"http://127.0.0.1:{metrics}/metrics")).text
+                    return "temporal_workflow_task_execution_failed" in scrape
+
+                await eventually(task_failed, "the workflow task failure counted")
+                await stuck.terminate("the failure was counted")
+
                 handle = await client.start_workflow(
                     CallSlowStep.run,
                     [f"{queue_prefix}{QUEUE}", str(tmp_path)],
