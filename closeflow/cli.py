@@ -131,6 +131,15 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 KEEP_ALIVE_SECONDS = 75
 
 
+# On SIGTERM uvicorn stops accepting and waits for the requests in flight, without end unless
+# bounded: one that hangs would last until the orchestrator's SIGKILL, and the lifespan's
+# shutdown (the relays finishing their items and handing back the rows they claimed, the engine
+# closed) would never run. The pods' grace period covers the preStop sleep, this, and
+# API_SHUTDOWN_SECONDS for the lifespan (a relay's stop waits up to RelayTiming.stop_grace).
+GRACEFUL_SHUTDOWN_SECONDS = 10
+API_SHUTDOWN_SECONDS = 30
+
+
 def uvicorn_log_level(level: str) -> str:
     level = level.lower()
     return {"warn": "warning", "fatal": "critical"}.get(level, level)
@@ -159,6 +168,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         loop="uvloop",
         http="httptools",
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
     return 0
 

@@ -6,12 +6,15 @@ the schema (test_validators.py); these check what the schema cannot."""
 
 from __future__ import annotations
 
+import argparse
 import tomllib
 from typing import Any
 
 import pytest
 
+from closeflow.cli import API_SHUTDOWN_SECONDS, cmd_serve
 from closeflow.registry import JOURNEYS, QUEUES
+from shared.relay import RelayTiming
 from shared.settings import SERVICES, Settings
 from tests.deploy.files import (
     CUSTOM_API_GROUPS,
@@ -112,6 +115,27 @@ def test_workers_get_longer_than_their_grace_period_to_stop() -> None:
     for name in WORKER_DEPLOYMENTS:
         spec = deployments[name]["spec"]["template"]["spec"]
         assert spec["terminationGracePeriodSeconds"] >= grace + 10, name
+
+
+def test_apis_stop_before_the_kubelet_kills_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    # uvicorn waits for the requests in flight without end unless told: one that hangs would
+    # take the pod to SIGKILL, and the lifespan's shutdown (relays handing back the rows they
+    # claimed, the engine closed) would never run
+    import uvicorn
+
+    served: dict[str, Any] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda *_, **options: served.update(options))
+    cmd_serve(Settings(), argparse.Namespace(service="deals"))
+    requests = served.get("timeout_graceful_shutdown")
+    assert requests is not None, "uvicorn.run without timeout_graceful_shutdown"
+    deployments = by_name("Deployment")
+    for name in API_DEPLOYMENTS:
+        spec = deployments[name]["spec"]["template"]["spec"]
+        pre_stop = container_of(deployments[name])["lifecycle"]["preStop"]["exec"]["command"]
+        assert pre_stop[0] == "sleep", name
+        # what is left after the requests for the lifespan's shutdown: the relays' stop
+        left = spec["terminationGracePeriodSeconds"] - int(pre_stop[1]) - requests
+        assert left >= API_SHUTDOWN_SECONDS >= RelayTiming().stop_grace, (name, left)
 
 
 # --- availability and scaling --------------------------------------------------------------------
