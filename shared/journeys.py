@@ -99,7 +99,10 @@ async def first_task_time(client: Client, workflow_id: str, run_id: str | None) 
         events = handle.fetch_history_events(page_size=FIRST_EVENTS_PAGE, rpc_timeout=QUERY_TIMEOUT)
         async for event in events:
             if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED:
-                started[event.event_id] = event.event_time.ToDatetime(tzinfo=UTC)
+                # as workflow.now() converts it (float seconds), to the microsecond
+                started[event.event_id] = datetime.fromtimestamp(
+                    event.event_time.ToNanoseconds() / 1e9, UTC
+                )
             elif event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
                 return started[event.workflow_task_completed_event_attributes.started_event_id]
     except RPCError as err:
