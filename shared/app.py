@@ -204,18 +204,26 @@ class BackgroundLoop(Protocol):
 def run_during_lifespan(app: FastAPI, loop: BackgroundLoop) -> None:
     """Run `loop` while the app's lifespan does, inside what the lifespan set up before (the
     engine and the Temporal client exist when it starts and still exist when it stops)."""
-    inner = app.router.lifespan_context
     if isinstance(loop, Relay):  # its backlog is a gauge of /metrics
         table = loop.table
         app.state.metrics.relays.append(RelayBacklog(loop.name, table.model, table.pending))
+    loops: list[BackgroundLoop] | None = getattr(app.state, "background_loops", None)
+    if loops is not None:
+        loops.append(loop)
+        return
+    loops = app.state.background_loops = [loop]
+    inner = app.router.lifespan_context
 
     @asynccontextmanager
     async def lifespan(app_: FastAPI) -> AsyncIterator[None]:
         async with inner(app_):
-            loop.start()
+            for each in loops:
+                each.start()
             try:
                 yield
             finally:
-                await loop.stop()
+                # all at once: each may wait out its items in flight (a relay up to its
+                # stop_grace), and one after the other would outlast the pod's grace period
+                await asyncio.gather(*(each.stop() for each in loops))
 
     app.router.lifespan_context = lifespan
