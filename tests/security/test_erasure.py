@@ -4,6 +4,8 @@ the records and workflow inputs of the people they referred."""
 
 from __future__ import annotations
 
+import time
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,8 +19,12 @@ from sqlalchemy import select
 import services.deals.models
 import services.referrals.models  # noqa: F401
 from services.outreach import models as outreach_models
+from services.outreach.consent.erasure import erased_reason
 from services.prospecting import models as prospecting_models
 from shared.codec import payload_keys
+from shared.erasure import digest
+from shared.providers.mailgun import event_payload, inbound_form
+from shared.providers.twilio_signature import SIGNATURE_HEADER, sign_twilio_request
 from tests.support.apps import Api, ServiceApp
 from tests.support.settings import SERVICE_AUTH
 
@@ -153,3 +159,75 @@ async def test_an_erased_referrers_name_leaves_the_records_of_those_they_referre
         "A client of ours suggested we talk",
         "Hi Bo",
     ]
+
+
+async def _texts_of(app: FastAPI, *tables: Any) -> str:
+    """Every row of the tables, as one lower-cased text (to look for an address in any column)."""
+    async with app.state.sessions() as session:
+        rows = [r for t in tables for r in (await session.execute(select(t.__table__))).all()]
+    return repr(rows).lower()
+
+
+@pytest.mark.parametrize("database_urls", ["sqlite"], indirect=True)
+async def test_an_erased_persons_later_texts_mails_and_bounces_store_nothing_of_them(
+    service_app: ServiceApp, api: Api
+) -> None:
+    """After the erasure, the person writes STOP, replies by email, unsubscribes by email and an
+    old email of theirs bounces: none of it may put their address (or their words) back in
+    outreach's tables in clear. The digests keep them from being contacted."""
+    app = await service_app("outreach", outreach_public_url="http://test")
+    settings = app.state.settings
+    pepper = settings.erasure_pepper.get_secret_value()
+    client = await api(app, key=False)
+    order = {
+        "erasure_id": "e1",
+        "prospect_id": "p-ada",
+        "email": ADA_EMAIL,
+        "phone": ADA_PHONE,
+        "email_digest": digest(pepper, "email", ADA_EMAIL),
+        "phone_digest": digest(pepper, "phone", ADA_PHONE),
+    }
+    erased = await client.post("/internal/erasures", json=order, headers=SERVICE_AUTH)
+    assert erased.status_code == 200, erased.text
+
+    url = "http://test/webhooks/twilio/sms"
+    for body in ("STOP", "who gave you my number?"):
+        form = {"AccountSid": settings.twilio_account_sid, "MessageSid": f"SM{uuid.uuid4().hex}"}
+        form |= {"From": ADA_PHONE, "To": "+15005550006", "Body": body}
+        token = settings.twilio_auth_token.get_secret_value()
+        headers = {SIGNATURE_HEADER: sign_twilio_request(token, url, form)}
+        assert (await client.post(url, data=form, headers=headers)).status_code == 200
+    key = settings.mailgun_signing_key.get_secret_value()
+    for subject in ("unsubscribe", "Re: Quick question"):
+        mail = inbound_form(
+            sender="Ada.L@Example.com",
+            recipient="sales@closeflow.test",
+            subject=subject,
+            text="Please forget me, Ada Lovelace",
+            in_reply_to=None,
+            references=None,
+            message_id=f"<{uuid.uuid4().hex}@mail.example>",
+            signing_key=key,
+            now=time.time(),
+        )
+        assert (await client.post("/webhooks/mailgun/inbound", data=mail)).status_code == 200
+    bounce = event_payload(
+        event="failed",
+        recipient=ADA_EMAIL,
+        message_id=f"<{uuid.uuid4().hex}@closeflow.test>",
+        event_id=uuid.uuid4().hex,
+        severity="permanent",
+        reason="bounce",
+        signing_key=key,
+        now=time.time(),
+    )
+    assert (await client.post("/webhooks/mailgun/events", json=bounce)).status_code == 200
+
+    m = outreach_models
+    kept = await _texts_of(app, m.Suppression, m.ConsentRecord, m.InboxEvent, m.RejectedItem)
+    for trace in (ADA_EMAIL, ADA_PHONE, ADA_PHONE.removeprefix("+"), "ada lovelace"):
+        assert trace not in kept, f"{trace} is back in outreach's tables: {kept}"
+    # still never contacted: the digests answer for them
+    async with app.state.sessions() as session:
+        for channel, address in (("email", ADA_EMAIL), ("sms", ADA_PHONE)):
+            assert await erased_reason(session, pepper, channel, address)

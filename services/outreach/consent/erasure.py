@@ -8,7 +8,9 @@ and do-not-contact entries of their addresses, and stores the keyed digests of t
 phone instead (models.ErasedPerson). Idempotent: a repeat finds nothing left to delete.
 
 From then on an enrollment whose contact has an erased email or phone is refused (409), and
-`erased_reason` tells a send check that the address belongs to an erased person.
+`erased_reason` tells a send check that the address belongs to an erased person, and
+`is_erased_address` tells the webhooks to keep nothing of a text, email or bounce from or about
+such an address (it would put the address back in clear).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from shared.erasure import (
     ErasureResult,
     Kind,
     digest,
+    digest_raw,
     forget_cached_key,
     forget_workflow,
 )
@@ -149,18 +152,32 @@ async def _unquote_referrer(session: AsyncSession, order: ErasureOrder) -> int:
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
+async def _is_erased_digest(session: AsyncSession, kind: Kind, value: str) -> bool:
+    found = await session.scalar(
+        select(models.ErasedPerson.id).where(
+            models.ErasedPerson.kind == kind, models.ErasedPerson.digest == value
+        )
+    )
+    return found is not None
+
+
 async def erased_reason(
     session: AsyncSession, pepper: str, channel: str, address: str
 ) -> str | None:
     """Why nothing may be sent to this (normalised) address: it belonged to an erased person."""
     kind: Kind = "email" if channel == "email" else "phone"
-    found = await session.scalar(
-        select(models.ErasedPerson.id).where(
-            models.ErasedPerson.kind == kind,
-            models.ErasedPerson.digest == digest(pepper, kind, address),
-        )
-    )
+    found = await _is_erased_digest(session, kind, digest(pepper, kind, address))
     return "erased: this person asked for their data to be erased" if found else None
+
+
+async def is_erased_address(session: AsyncSession, pepper: str, kind: Kind, raw: str) -> bool:
+    """Whether an address as a provider wrote it (the sender of a text or an email, the
+    recipient of a bounce) belonged to an erased person. What arrives from or about it later is
+    not stored: its payload would put the address and the person's words back in clear, and an
+    opt-out would re-create them as a suppression and a consent record (the digests keep them
+    from being contacted already)."""
+    value = digest_raw(pepper, kind, raw) if raw else None
+    return value is not None and await _is_erased_digest(session, kind, value)
 
 
 async def refuse_erased_contact(session: AsyncSession, pepper: str, contact: Contact) -> None:

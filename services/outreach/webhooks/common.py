@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.outreach import models
 from services.outreach.consent import service as consent
 from services.outreach.consent import suppressions
+from services.outreach.consent.erasure import is_erased_address
 from services.outreach.inbox import JourneySignal, Outbound, Stored, store_event
 from services.outreach.notifications import provider_told
 from services.outreach.webhooks import replies
@@ -189,10 +190,12 @@ async def store_email_event(
     recipient: str,
     meaning: str,
     provider_status: str,
+    pepper: str,
     detail: str = "",
 ) -> tuple[Stored | None, models.Message | None]:
     """Store a provider's email event with the stop it causes and, the first time only, apply it
-    to the ledger and consent. Returns what was stored (None for a repeat) and the ledger row.
+    to the ledger and consent. Returns what was stored (None for a repeat, or an event about an
+    erased person's address: nothing of it is kept) and the ledger row.
     An event about a rep's notification email records that notification sent, if pending
     (provider_told), and touches neither the ledger, nor consent, nor a journey: it is not
     about a prospect's email, and matching it by address could take a prospect's row."""
@@ -204,6 +207,8 @@ async def store_email_event(
         if stored is not None:
             await provider_told.record_sent(session, notification, "email", message_id)
         return stored, None
+    if await is_erased_address(session, pepper, "email", recipient):
+        return None, None
     row = await email_for(session, message_ids, recipient)
     reason = SUPPRESSING.get(meaning)
     prospect_id = row.prospect_id if row else None
@@ -280,7 +285,10 @@ async def receive_email(
     """Store an inbound email with what it tells the journey: a reply, a pause when it is an
     automatic reply (never a reply), or the end of the cadence when it asks to opt out (STOP,
     unsubscribe: the person is opted out of email, as an SMS STOP does for texts). None for a
-    repeat."""
+    repeat, and for an erased person's email: nothing of it is kept."""
+    pepper = settings.erasure_pepper.get_secret_value()
+    if await is_erased_address(session, pepper, "email", mail.sender):
+        return None
     original = await reply_row(session, mail.references, mail.recipients, mail.sender)
     prospect_id = original.prospect_id if original else None
     if word := replies.stop_word(mail.subject, mail.text):

@@ -157,6 +157,7 @@ async def events(request: Request, session: Session) -> Response:
         recipient=str(data.get("recipient") or "").strip().lower(),
         meaning=_event_meaning(event_name, str(data.get("severity", ""))),
         provider_status=event_name,
+        pepper=settings_of(request).erasure_pepper.get_secret_value(),
         detail=str(status or ""),
     )
     await session.commit()

@@ -119,6 +119,7 @@ async def events(request: Request, session: Session) -> Response:
         recipient=recipient.strip().lower(),
         meaning=meaning,
         provider_status=provider_status,
+        pepper=settings_of(request).erasure_pepper.get_secret_value(),
         detail=str(doc.get("Details") or doc.get("Description") or ""),
     )
     await session.commit()

@@ -84,7 +84,7 @@ def _problem(item: Any) -> str | None:
     return None
 
 
-async def _process(session: AsyncSession, item: dict[str, Any]) -> Stored | None:
+async def _process(session: AsyncSession, item: dict[str, Any], pepper: str) -> Stored | None:
     detail = str(item.get("reason") or item.get("response") or "")
     stored, row = await store_email_event(
         session,
@@ -96,6 +96,7 @@ async def _process(session: AsyncSession, item: dict[str, Any]) -> Stored | None
         recipient=item["email"].strip().lower(),
         meaning=_meaning(item),
         provider_status=item["event"],
+        pepper=pepper,
         detail=detail,
     )
     if stored is not None and item["event"] == "dropped" and row is not None and row.status in SENT:
@@ -143,13 +144,14 @@ async def events(request: Request, session: Session) -> dict[str, int]:
         await session.commit()
         return counts
     stored: list[Stored | None] = []
+    pepper = settings.erasure_pepper.get_secret_value()
     for index, item in enumerate(items):
         problem = _problem(item)
         if problem is not None:
             await reject(session, "sendgrid", json.dumps(item), f"item {index}: {problem}")
             counts["rejected"] += 1
             continue
-        result = await _process(session, item)
+        result = await _process(session, item, pepper)
         counts["processed" if result else "duplicates"] += 1
         stored.append(result)
     await session.commit()

@@ -19,6 +19,7 @@ from starlette.datastructures import State
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.outreach.consent import service as consent
+from services.outreach.consent.erasure import is_erased_address
 from services.outreach.inbox import JourneySignal, store_event
 from services.outreach.notifications import text_status
 from services.outreach.webhooks.common import (
@@ -118,6 +119,9 @@ async def inbound_sms(request: Request, session: Session) -> Response:
     sid, sender = form.get("MessageSid", ""), form.get("From", "")
     if not sid or not sender:
         raise AppError(400, "invalid_payload", "MessageSid and From are required")
+    pepper = settings_of(request).erasure_pepper.get_secret_value()
+    if await is_erased_address(session, pepper, "phone", sender):
+        return _twiml()  # nothing of an erased person's text is kept, and nobody is told
     body = form.get("Body", "")
     word = body.strip().upper()
     last = await latest_message_to(session, "sms", sender)
