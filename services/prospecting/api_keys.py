@@ -11,11 +11,11 @@ from typing import Literal
 
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.prospecting import service
-from services.prospecting.models import IssuedKey
+from services.prospecting.models import IssuedKey, Rep
 from shared.auth import Principal
 from shared.db import Session, utcnow
 from shared.errors import AppError, invalid
@@ -108,10 +108,18 @@ async def introspect(body: Introspect, session: Session) -> Holder:
 
 
 async def holder_of(session: AsyncSession, key: str) -> Principal | None:
+    """The live key's holder. A rep key works while its rep is active: a rep who left keeps no
+    access (re-activated, their keys work again; revoke them to end that too)."""
     if not looks_issued(key):
         return None
     row = await session.scalar(
-        select(IssuedKey).where(IssuedKey.key_hash == key_hash(key), IssuedKey.revoked_at.is_(None))
+        select(IssuedKey)
+        .outerjoin(Rep, Rep.id == IssuedKey.rep_id)
+        .where(
+            IssuedKey.key_hash == key_hash(key),
+            IssuedKey.revoked_at.is_(None),
+            or_(IssuedKey.rep_id.is_(None), Rep.active.is_(True)),
+        )
     )
     if row is None:
         return None

@@ -90,3 +90,34 @@ async def test_the_cache_is_a_bounded_lru(service_app: ServiceApp, api: Api) -> 
     assert transport.introspections == 3  # still cached
     assert (await outreach.get("/cadences", headers={"X-API-Key": keys[1]})).status_code == 200
     assert transport.introspections == 4  # evicted, asked again
+
+
+@ON_SQLITE
+async def test_a_deactivated_reps_issued_key_stops_working_everywhere(
+    service_app: ServiceApp, api: Api
+) -> None:
+    """A rep who left (`active: false`) keeps no access through the keys issued to them: in
+    prospecting at once, elsewhere once the cached answer expires; back at work, they work."""
+    prospecting, outreach, _, clock = await _wired(service_app, api)
+    rep = await prospecting.post("/reps", json={"name": "Rita", "email": "rita@ex.com"})
+    assert rep.status_code == 201, rep.text
+    rep_id = rep.json()["id"]
+    made = await prospecting.post(
+        "/api-keys", json={"name": "Rita's laptop", "role": "rep", "rep_id": rep_id}
+    )
+    assert made.status_code == 201, made.text
+    ritas = {"X-API-Key": made.json()["key"]}
+    own_rep, own_tasks = f"/reps/{rep_id}", f"/reps/{rep_id}/tasks"
+    assert (await prospecting.get(own_rep, headers=ritas)).status_code == 200
+    assert (await outreach.get(own_tasks, headers=ritas)).status_code == 200
+
+    left = await prospecting.patch(own_rep, json={"active": False})
+    assert left.status_code == 200, left.text
+    clock.now += CACHE_SECONDS
+    for client, path in ((prospecting, own_rep), (outreach, own_tasks)):
+        answer = await client.get(path, headers=ritas)
+        assert (answer.status_code, answer.json()["error"]["code"]) == (401, "invalid_api_key")
+
+    back = await prospecting.patch(own_rep, json={"active": True})
+    assert back.status_code == 200, back.text
+    assert (await outreach.get(own_tasks, headers=ritas)).status_code == 200
