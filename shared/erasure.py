@@ -11,16 +11,29 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from datetime import datetime
 from typing import Any, Literal, cast
 
 from pydantic import BaseModel, Field
-from sqlalchemy import ColumnElement, CursorResult, Table, delete, select
+from sqlalchemy import (
+    ColumnElement,
+    CursorResult,
+    Integer,
+    String,
+    Table,
+    UniqueConstraint,
+    delete,
+    select,
+)
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from shared.db import UTCDateTime, utcnow
 from shared.ids import ResourceId
 from shared.people import normalize_email, normalize_phone
 from shared.requests import InternalModel
@@ -113,3 +126,50 @@ async def delete_tree(
     result = cast(CursorResult[Any], await session.execute(delete(table).where(where)))
     deleted[table.name] = deleted.get(table.name, 0) + int(result.rowcount or 0)
     return deleted
+
+
+class ErasedPersonColumns:
+    """What stays of an erased person in a service that must keep them out: the keyed digests of
+    their email and phone, one row each (a declarative mixin: the service's model adds its table
+    name and base). Filled from the erasure order (`keep_digests`)."""
+
+    @declared_attr.directive
+    def __table_args__(cls) -> tuple[UniqueConstraint]:
+        return (UniqueConstraint("kind", "digest"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(10))  # email | phone
+    digest: Mapped[str] = mapped_column(String(64))
+    erasure_id: Mapped[str] = mapped_column(String(32), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+async def keep_digests(
+    session: AsyncSession, model: type[ErasedPersonColumns], order: ErasureOrder
+) -> None:
+    """The order's digests into the service's table; a repeated order adds nothing."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    for kind, value in (("email", order.email_digest), ("phone", order.phone_digest)):
+        if value:
+            await session.execute(
+                insert(model)
+                .values(kind=kind, digest=value, erasure_id=order.erasure_id)
+                .on_conflict_do_nothing(index_elements=["kind", "digest"])
+            )
+
+
+async def is_erased_digest(
+    session: AsyncSession, model: type[ErasedPersonColumns], kind: Kind, value: str
+) -> bool:
+    found = await session.scalar(select(model.id).where(model.kind == kind, model.digest == value))
+    return found is not None
+
+
+async def is_erased_address(
+    session: AsyncSession, model: type[ErasedPersonColumns], pepper: str, kind: Kind, raw: str
+) -> bool:
+    """Whether an address as someone wrote it (a webhook's sender, a referred person's email)
+    belonged to a person erased on request."""
+    value = digest_raw(pepper, kind, raw) if raw else None
+    return value is not None and await is_erased_digest(session, model, kind, value)

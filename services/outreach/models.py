@@ -22,6 +22,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from shared.audit import AuditColumns
 from shared.db import Base as SharedBase
 from shared.db import UTCDateTime, new_id, utcnow
+from shared.erasure import ErasedPersonColumns
 
 
 class Base(SharedBase):
@@ -412,17 +413,11 @@ class SendQuotaLock(Base):
     claims: Mapped[int] = mapped_column(Integer, default=0)
 
 
-class ErasedPerson(Base):
+class ErasedPerson(ErasedPersonColumns, Base):
     """What stays of a person who asked to be erased: keyed digests of their email and phone
     (shared.erasure). Enrollment of a prospect with either is refused, and so is a send."""
 
     __tablename__ = "erased_people"
-    __table_args__ = (UniqueConstraint("kind", "digest"),)
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    kind: Mapped[str] = mapped_column(String(10))  # email | phone
-    digest: Mapped[str] = mapped_column(String(64))
-    erasure_id: Mapped[str] = mapped_column(String(32), index=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class ImapMailbox(Base):

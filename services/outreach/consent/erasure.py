@@ -9,7 +9,7 @@ phone instead (models.ErasedPerson). Idempotent: a repeat finds nothing left to 
 
 From then on an enrollment whose contact has an erased email or phone is refused (409), and
 `erased_reason` tells a send check that the address belongs to an erased person, and
-`is_erased_address` tells the webhooks to keep nothing of a text, email or bounce from or about
+`from_erased_person` tells the webhooks to keep nothing of a text, email or bounce from or about
 such an address (it would put the address back in clear).
 """
 
@@ -20,7 +20,6 @@ from urllib.parse import quote, quote_plus
 
 from fastapi import APIRouter, Depends, Request
 from sqlalchemy import ColumnElement, Text, and_, cast, delete, false, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.service import RPCError
 
@@ -34,9 +33,11 @@ from shared.erasure import (
     ErasureResult,
     Kind,
     digest,
-    digest_raw,
     forget_cached_key,
     forget_workflow,
+    is_erased_address,
+    is_erased_digest,
+    keep_digests,
 )
 from shared.errors import AppError
 
@@ -44,11 +45,6 @@ router = APIRouter(dependencies=[Depends(require_api_key)])
 ERASED = "erased_person"
 # in place of a referrer's name that is gone (erased) or unknown: here and at send time
 UNNAMED_REFERRER = "A client of ours"
-
-
-def _insert(session: AsyncSession) -> Any:
-    dialect = session.get_bind().dialect.name
-    return (postgresql if dialect == "postgresql" else sqlite).insert(models.ErasedPerson)
 
 
 def address_spellings(addresses: list[str]) -> list[str]:
@@ -120,13 +116,7 @@ async def erase(session: AsyncSession, order: ErasureOrder) -> dict[str, int]:
         deleted[table] = int(result.rowcount or 0)  # type: ignore[attr-defined]
     deleted["messages (referrer's name removed)"] = await _unquote_referrer(session, order)
     deleted["audit_log (values redacted)"] = await redact(session, m.AuditEntry, pid)
-    for kind, value in (("email", order.email_digest), ("phone", order.phone_digest)):
-        if value:
-            await session.execute(
-                _insert(session)
-                .values(kind=kind, digest=value, erasure_id=order.erasure_id)
-                .on_conflict_do_nothing(index_elements=["kind", "digest"])
-            )
+    await keep_digests(session, models.ErasedPerson, order)
     return deleted
 
 
@@ -152,32 +142,24 @@ async def _unquote_referrer(session: AsyncSession, order: ErasureOrder) -> int:
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
-async def _is_erased_digest(session: AsyncSession, kind: Kind, value: str) -> bool:
-    found = await session.scalar(
-        select(models.ErasedPerson.id).where(
-            models.ErasedPerson.kind == kind, models.ErasedPerson.digest == value
-        )
-    )
-    return found is not None
-
-
 async def erased_reason(
     session: AsyncSession, pepper: str, channel: str, address: str
 ) -> str | None:
     """Why nothing may be sent to this (normalised) address: it belonged to an erased person."""
     kind: Kind = "email" if channel == "email" else "phone"
-    found = await _is_erased_digest(session, kind, digest(pepper, kind, address))
+    found = await is_erased_digest(
+        session, models.ErasedPerson, kind, digest(pepper, kind, address)
+    )
     return "erased: this person asked for their data to be erased" if found else None
 
 
-async def is_erased_address(session: AsyncSession, pepper: str, kind: Kind, raw: str) -> bool:
+async def from_erased_person(session: AsyncSession, pepper: str, kind: Kind, raw: str) -> bool:
     """Whether an address as a provider wrote it (the sender of a text or an email, the
     recipient of a bounce) belonged to an erased person. What arrives from or about it later is
     not stored: its payload would put the address and the person's words back in clear, and an
     opt-out would re-create them as a suppression and a consent record (the digests keep them
     from being contacted already)."""
-    value = digest_raw(pepper, kind, raw) if raw else None
-    return value is not None and await _is_erased_digest(session, kind, value)
+    return await is_erased_address(session, models.ErasedPerson, pepper, kind, raw)
 
 
 async def refuse_erased_contact(session: AsyncSession, pepper: str, contact: Contact) -> None:

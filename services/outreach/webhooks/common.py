@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.outreach import models
 from services.outreach.consent import service as consent
 from services.outreach.consent import suppressions
-from services.outreach.consent.erasure import is_erased_address
+from services.outreach.consent.erasure import from_erased_person
 from services.outreach.inbox import JourneySignal, Outbound, Stored, store_event
 from services.outreach.notifications import provider_told
 from services.outreach.webhooks import replies
@@ -207,7 +207,7 @@ async def store_email_event(
         if stored is not None:
             await provider_told.record_sent(session, notification, "email", message_id)
         return stored, None
-    if await is_erased_address(session, pepper, "email", recipient):
+    if await from_erased_person(session, pepper, "email", recipient):
         return None, None
     row = await email_for(session, message_ids, recipient)
     reason = SUPPRESSING.get(meaning)
@@ -287,7 +287,7 @@ async def receive_email(
     unsubscribe: the person is opted out of email, as an SMS STOP does for texts). None for a
     repeat, and for an erased person's email: nothing of it is kept."""
     pepper = settings.erasure_pepper.get_secret_value()
-    if await is_erased_address(session, pepper, "email", mail.sender):
+    if await from_erased_person(session, pepper, "email", mail.sender):
         return None
     original = await reply_row(session, mail.references, mail.recipients, mail.sender)
     prospect_id = original.prospect_id if original else None

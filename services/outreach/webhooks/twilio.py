@@ -19,7 +19,7 @@ from starlette.datastructures import State
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.outreach.consent import service as consent
-from services.outreach.consent.erasure import is_erased_address
+from services.outreach.consent.erasure import from_erased_person
 from services.outreach.inbox import JourneySignal, store_event
 from services.outreach.notifications import text_status
 from services.outreach.webhooks.common import (
@@ -120,7 +120,7 @@ async def inbound_sms(request: Request, session: Session) -> Response:
     if not sid or not sender:
         raise AppError(400, "invalid_payload", "MessageSid and From are required")
     pepper = settings_of(request).erasure_pepper.get_secret_value()
-    if await is_erased_address(session, pepper, "phone", sender):
+    if await from_erased_person(session, pepper, "phone", sender):
         return _twiml()  # nothing of an erased person's text is kept, and nobody is told
     body = form.get("Body", "")
     word = body.strip().upper()
