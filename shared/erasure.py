@@ -144,6 +144,29 @@ class ErasedPersonColumns:
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
+def create_erased_people_table(op: Any) -> None:
+    """The `erased_people` table (ErasedPersonColumns) as first released, for each service's
+    migration (one definition, frozen here: later changes get migrations of their own)."""
+    import sqlalchemy as sa
+
+    op.create_table(
+        "erased_people",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("kind", sa.String(length=10), nullable=False),
+        sa.Column("digest", sa.String(length=64), nullable=False),
+        sa.Column("erasure_id", sa.String(length=32), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("kind", "digest"),
+    )
+    op.create_index("ix_erased_people_erasure_id", "erased_people", ["erasure_id"])
+
+
+def drop_erased_people_table(op: Any) -> None:
+    op.drop_index("ix_erased_people_erasure_id", table_name="erased_people")
+    op.drop_table("erased_people")
+
+
 async def keep_digests(
     session: AsyncSession, model: type[ErasedPersonColumns], order: ErasureOrder
 ) -> None:

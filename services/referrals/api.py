@@ -13,6 +13,7 @@ from services.referrals.models import Referral, ReferralAsk
 from shared.access import OwnRows
 from shared.auth import require_api_key
 from shared.db import Session
+from shared.errors import conflict
 from shared.ids import IdFilter
 from shared.paging import DEFAULT_LIMIT, After, Limit
 from shared.settings import Settings
@@ -69,8 +70,16 @@ async def get_ask(ask_id: str, request: Request, session: Session) -> schemas.Re
 async def create_referrals(
     ask_id: str, body: schemas.ReferralsCreate, request: Request, session: Session
 ) -> list[schemas.Referral]:
-    """Record people a client referred (on their behalf); each starts a referral intake."""
+    """Record people a client referred (on their behalf); each starts a referral intake. 409
+    erased_person, naming the rows, when one asked to be erased: nothing is stored."""
     ask = await service.get_ask(session, ask_id)
+    pepper = request.app.state.settings.erasure_pepper.get_secret_value()
+    if erased := await service.erased_rows(session, pepper, body.people):
+        raise conflict(
+            "erased_person",
+            "these people asked for their data to be erased: they may not be referred again",
+            [{"field": f"people[{i}]", "problem": "asked to be erased"} for i in erased],
+        )
     referrals = await store_and_start(request, session, ask, body.people)
     return [schemas.Referral.model_validate(r) for r in referrals]
 

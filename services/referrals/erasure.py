@@ -4,7 +4,8 @@ The person's data here is: referrals that name them (as the referred person: by 
 email or phone), with their intake workflows (whose input holds the same data), and their name
 on the referral asks sent to them as a client. Those referrals are deleted (with anything
 pointing at them) and the name on the asks blanked: the asks themselves and the referrals the
-person made stay, as they are other people's data and their attribution. Called by
+person made stay, as they are other people's data and their attribution. The digests of their
+email and phone stay (models.ErasedPerson): a client naming them again stores nothing of them. Called by
 prospecting's outbox relay until it answers 2xx; a repeat finds nothing left to do.
 """
 
@@ -14,12 +15,18 @@ from fastapi import APIRouter, Depends, Request
 from sqlalchemy import false, or_, select, update
 from temporalio.service import RPCError
 
-from services.referrals.models import AuditEntry, Referral, ReferralAsk
+from services.referrals.models import AuditEntry, ErasedPerson, Referral, ReferralAsk
 from shared.audit import redact
 from shared.auth import require_api_key
 from shared.contracts.journey import referral_intake_id
 from shared.db import Session
-from shared.erasure import ErasureOrder, ErasureResult, delete_tree, forget_workflow
+from shared.erasure import (
+    ErasureOrder,
+    ErasureResult,
+    delete_tree,
+    forget_workflow,
+    keep_digests,
+)
 from shared.errors import AppError
 
 router = APIRouter(dependencies=[Depends(require_api_key)])
@@ -48,5 +55,6 @@ async def erasure_order(order: ErasureOrder, request: Request, session: Session)
     )
     deleted["referral_asks (name blanked)"] = int(blanked.rowcount or 0)  # type: ignore[attr-defined]
     deleted["audit_log (values redacted)"] = await redact(session, AuditEntry, order.prospect_id)
+    await keep_digests(session, ErasedPerson, order)  # so they are not referred back in
     await session.commit()
     return ErasureResult(service="referrals", erasure_id=order.erasure_id, deleted=deleted)

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 import shared.db
 from shared.audit import AuditColumns
 from shared.db import UTCDateTime, new_id, utcnow
+from shared.erasure import ErasedPersonColumns
 
 
 class Base(shared.db.Base):
@@ -60,6 +61,13 @@ class Referral(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     ask: Mapped[ReferralAsk] = relationship(lazy="raise")
+
+
+class ErasedPerson(ErasedPersonColumns, Base):
+    """The keyed digests of people erased on request (from the erasure order): a client naming
+    one of them again stores nothing of them (services.referrals.service.erased_rows)."""
+
+    __tablename__ = "erased_people"
 
 
 class AuditEntry(AuditColumns, Base):

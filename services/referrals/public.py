@@ -115,6 +115,10 @@ async def submit_referrals(token: str, request: Request, session: Session) -> HT
     if not await service.use_link(session, ask):
         # a second submission racing the first (e.g. a double click): the first one counts
         return _page("used_link.html", 410, client_name=ask.client_name)
-    referrals = await store_and_start(request, session, ask, people)
-    names = [f"{r.first_name} {r.last_name}".strip() for r in referrals]
+    # an erased person is left out without a word: the page must not tell a client who was
+    pepper = request.app.state.settings.erasure_pepper.get_secret_value()
+    erased = set(await service.erased_rows(session, pepper, people))
+    kept = [person for index, person in enumerate(people) if index not in erased]
+    await store_and_start(request, session, ask, kept)
+    names = [f"{p.first_name} {p.last_name}".strip() for p in people]
     return _page("thanks.html", 200, names=names)

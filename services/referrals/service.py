@@ -13,7 +13,7 @@ from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.referrals import schemas
-from services.referrals.models import Referral, ReferralAsk
+from services.referrals.models import ErasedPerson, Referral, ReferralAsk
 from shared.contracts.journey import (
     LinkReferral,
     ReferralAskRequest,
@@ -23,6 +23,7 @@ from shared.contracts.journey import (
     ReferrerThanks,
 )
 from shared.contracts.queues import TaskQueues
+from shared.erasure import Kind, is_erased_address
 from shared.errors import AppError, not_found
 from shared.paging import DEFAULT_LIMIT, page
 
@@ -142,6 +143,24 @@ async def add_referrals(
     session.add_all(referrals)
     await session.flush()
     return referrals
+
+
+async def erased_rows(
+    session: AsyncSession, pepper: str, people: Sequence[schemas.ReferredPersonIn]
+) -> list[int]:
+    """The positions of the people who asked to be erased (by their email's or phone's digest):
+    nothing of them may be stored again, nor an intake started for them."""
+    found = []
+    for index, person in enumerate(people):
+        addresses: tuple[tuple[Kind, str | None], ...] = (
+            ("email", person.email),
+            ("phone", person.phone),
+        )
+        for kind, value in addresses:
+            if value and await is_erased_address(session, ErasedPerson, pepper, kind, value):
+                found.append(index)
+                break
+    return found
 
 
 async def list_referrals(

@@ -32,6 +32,7 @@ from shared.contracts.journey import (
     referral_intake_id,
 )
 from shared.contracts.queues import TaskQueues
+from shared.erasure import digest
 from shared.migrations import upgrade
 from shared.rate_limit import FormLimits, RateLimiter
 from shared.settings import Settings
@@ -39,7 +40,7 @@ from shared.temporal import task_queues
 from tests.support.apps import assert_pages
 from tests.support.referrals import IntakeDouble
 from tests.support.serve import HTTP_TIMEOUT
-from tests.support.settings import AUTH, make_settings
+from tests.support.settings import AUTH, SERVICE_AUTH, make_settings
 
 PUBLIC_URL = "https://refer.example.com/"
 CLIENT = "Grace <b>Hopper</b>"
@@ -481,3 +482,32 @@ async def test_thanks_to_the_referrer_are_recorded_once_per_event(env: Env) -> N
             await acts.record_referrer_thanks(bad)
         assert err.value.non_retryable and err.value.type == kind
         assert err.value.details[0]["code"] == code
+
+
+async def test_an_erased_person_is_not_referred_again(env: Env) -> None:
+    """Once erased (the order reached referrals), a client naming the person again stores
+    nothing of them: the API says why, naming the row (409); the public page thanks the
+    client all the same and keeps the others (it does not tell a client who was erased)."""
+    pepper = env.settings.erasure_pepper.get_secret_value()
+    gone = {"email": "gone@example.com", "phone": "+14155550123"}
+    order = {
+        "erasure_id": "e1",
+        "prospect_id": "p-gone",
+        **gone,
+        "email_digest": digest(pepper, "email", gone["email"]),
+        "phone_digest": digest(pepper, "phone", gone["phone"]),
+    }
+    erased = await env.http.post("/internal/erasures", json=order, headers=SERVICE_AUTH)
+    assert erased.status_code == 200, erased.text
+    ask = await env.ask()
+    again = [PERSON, {"first_name": "Gone", "email": "Gone@Example.com"}]
+    resp = await env.http.post(f"/asks/{ask['id']}/referrals", json={"people": again})
+    assert (resp.status_code, resp.json()["error"]["code"]) == (409, "erased_person"), resp.text
+    assert [d["field"] for d in resp.json()["error"]["details"]] == ["people[1]"]
+    assert await env.referrals() == []
+
+    form = {"first_name_0": "Gone", "phone_0": "+1 415 555 0123", "first_name_1": "Ada"}
+    form |= {"email_1": "ada@example.com"}
+    page = await env.http.post(f"/r/{ask['token']}", data=form, headers={"X-API-Key": ""})
+    assert page.status_code == 200 and "Thank you" in page.text, page.text
+    assert [r["first_name"] for r in await env.referrals()] == ["Ada"]
