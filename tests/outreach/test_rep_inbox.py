@@ -199,6 +199,13 @@ async def test_reassign_one_task_and_all_open_tasks_of_a_prospect(inbox: InboxRi
 
     unknown = await r.api.post(f"/tasks/{b1}/reassign", json={"rep_id": "nobody"}, headers=AUTH)
     assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "rep_not_found"
+    # a rep who left takes no task by hand: it would wait in an inbox nobody opens
+    gone = await r.rep("Gil Gone")
+    off = await r.prospecting.patch(f"/reps/{gone}", json={"active": False}, headers=AUTH)
+    assert off.status_code == 200, off.text
+    refused = await r.api.post(f"/tasks/{b1}/reassign", json={"rep_id": gone}, headers=AUTH)
+    assert refused.status_code == 422 and "inactive" in refused.json()["error"]["message"]
+    assert (await r.api.get(f"/tasks/{b1}", headers=AUTH)).json()["rep_id"] == rita
     moved = await r.api.post(f"/tasks/{b1}/reassign", json={"rep_id": ron}, headers=AUTH)
     assert moved.status_code == 200
     assert moved.json()["rep_id"] == ron and moved.json()["reassigned_from"] == rita

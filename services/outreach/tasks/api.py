@@ -14,7 +14,7 @@ from services.outreach.notifications import notifier as notifications
 from services.outreach.notifications.webhook_targets import check_webhook_url
 from services.outreach.tasks import schemas
 from services.outreach.tasks import service as tasks
-from services.outreach.tasks.reps import RepDirectory
+from services.outreach.tasks.reps import RepDirectory, RepInfo
 from shared.access import OwnRows
 from shared.auth import require_api_key
 from shared.db import Session
@@ -31,10 +31,17 @@ def _inbox_task(ranked: tasks.Ranked) -> schemas.InboxTask:
     return schemas.InboxTask(**base, **tasks.task_view(ranked))
 
 
-async def _known_rep(request: Request, rep_id: str) -> None:
+async def _known_rep(request: Request, rep_id: str) -> RepInfo:
     """404 for a rep prospecting does not know (503 when it does not answer)."""
     directory: RepDirectory = request.app.state.reps
-    await directory.rep(rep_id)
+    return await directory.rep(rep_id)
+
+
+async def _active_rep(request: Request, rep_id: str) -> None:
+    """A rep who may take a task by hand: 422 for an inactive one, whose inbox nobody opens.
+    (The moves prospecting orders are not checked again: it chose the rep.)"""
+    if not (await _known_rep(request, rep_id)).active:
+        raise invalid("rep_id", f"rep {rep_id} is inactive: activate them first")
 
 
 @router.get("/reps/{rep_id}/inbox", response_model=list[schemas.InboxTask])
@@ -117,7 +124,7 @@ async def reassign_task(
 ) -> models.RepTask:
     """To another rep that prospecting knows (404 rep_not_found otherwise)."""
     await tasks.get_task(session, task_id)  # 404 for the task before asking about the rep
-    await _known_rep(request, body.rep_id)
+    await _active_rep(request, body.rep_id)
     task = await tasks.reassign(session, task_id, body.rep_id)
     await session.commit()
     request.app.state.notifier.wake()  # an urgent task is the new rep's to hear about

@@ -19,6 +19,7 @@ class RepInfo:
     email: str
     phone: str | None
     manager_id: str | None  # prospecting's Rep.manager_id, when it has one
+    active: bool = True  # an inactive rep (left, on leave) takes no new work
 
 
 class RepDirectory(ProspectingClient):
@@ -33,6 +34,7 @@ class RepDirectory(ProspectingClient):
             email=data.get("email") or "",
             phone=data.get("phone"),
             manager_id=data.get("manager_id"),
+            active=bool(data.get("active", True)),
         )
 
     async def prospect_card(self, prospect_id: str) -> dict[str, Any]:
