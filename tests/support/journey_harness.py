@@ -7,6 +7,7 @@ This tests the workflow's decisions; the real activities are covered by integrat
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import itertools
 import uuid
@@ -133,6 +134,11 @@ class Recorder:
     lagging_window: tuple[timedelta, timedelta] | None = None
     # attempts of a moved meeting's brief that fail first (deals away when the meeting moves)
     failing_moved_brief_attempts: int = 0
+    # a stage whose record waits for `release_stage` (the run busy recording it, e.g. prospecting
+    # slow); `stage_held` is set once that record is in flight
+    hold_stage: str | None = None
+    stage_held: asyncio.Event = field(default_factory=asyncio.Event)
+    release_stage: asyncio.Event = field(default_factory=asyncio.Event)
 
     def gaps(self, *keys: str) -> list[timedelta]:
         """The time between the sends of consecutive touches `keys`."""
@@ -162,6 +168,9 @@ class Recorder:
     def activities(self) -> dict[str, list[Any]]:
         @activity.defn(name=Act.RECORD_STAGE)
         async def record_stage(change: StageChange) -> None:
+            if change.to_stage == self.hold_stage:
+                self.stage_held.set()
+                await self.release_stage.wait()
             self.stages.append(change)
 
         @activity.defn(name=Act.SEND_TOUCH)

@@ -17,7 +17,8 @@ the history that covers each patch. SET (default: the newest) picks which scenar
   rest of the cadence by as much.
 - v7: the review of 2026-12-06: a meeting booked while qualifying (planned at once, moved, holding
   the timeout), a later run's first stage told to outreach, replies after the first as tasks, a
-  send window outreach's lagging clock has not reached yet.
+  send window outreach's lagging clock has not reached yet, a lost deal reopened while its run
+  records the loss.
 NAMEs (history file stems) record only those scenarios of the set: a new patch's history is
 added without re-recording (and so changing) the histories already stored.
 """
@@ -524,6 +525,20 @@ async def late_reply_run_replies_again(
     )
 
 
+async def reopened_while_losing(env: WorkflowEnvironment, h: tj.Harness, handle: Any) -> None:
+    """Closed lost; reopened while the run records the loss; won after all."""
+    await qualified(env, h, handle)
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", False, "no budget"))
+    await asyncio.wait_for(h.rec.stage_held.wait(), 60)
+    await handle.signal(Sig.DEAL_REOPENED, DealReopened("deal-1", "objections"))
+    h.rec.release_stage.set()
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", True, "signed after all"))
+
+
+def hold_lost(rec: tj.Recorder) -> None:
+    rec.hold_stage = Stage.LOST
+
+
 def lagging_window(rec: tj.Recorder) -> None:
     """The first touch's window opens an hour after its first try by the server's clock;
     outreach's clock is 2 s behind."""
@@ -546,6 +561,13 @@ async def main_v7(env: WorkflowEnvironment) -> None:
         start_cause="late reply by email: let's talk",
     )
     await record(env, "journey_lagging_window_v7", no_reply, lagging_window)
+    await record(
+        env,
+        "journey_reopened_while_losing_v7",
+        reopened_while_losing,
+        hold_lost,
+        cadence=tj.cadence(referral_reminders=0),
+    )
 
 
 async def main(which: str) -> None:

@@ -8,6 +8,7 @@ tests/integration/test_deals_journey.py against the Temporal dev server.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -420,6 +421,39 @@ async def test_won_deal_reopened_before_the_request_asks_at_the_next_win(
     ]
     assert [t.kind for t in harness.rec.touches].count("referral_ask") == 1
     assert harness.rec.stages[-1].cause == "referral request sent"
+
+
+async def test_lost_deal_reopened_while_the_run_records_the_loss_goes_back(
+    harness: Harness,
+) -> None:
+    """The rep closes the deal lost; while the run records the loss (prospecting slow) a manager
+    reopens it. Deals sees the run still going and tells it, not a new run: the run follows the
+    deal back to its stage instead of ending lost with the reopening unheard."""
+    harness.rec.hold_stage = "lost"
+    handle = await presenting(harness, cadence=cadence(referral_reminders=0))
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", False, "no budget"))
+    await asyncio.wait_for(harness.rec.stage_held.wait(), 60)
+    state = await handle.query(Query.STATE, result_type=JourneyState)
+    assert (state.stage, state.finished) == ("lost", False)  # deals signals this run
+    await handle.signal(Sig.DEAL_REOPENED, DealReopened("deal-1", "objections"))
+    harness.rec.release_stage.set()
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", True, "signed after all"))
+    assert await handle.result() == "won"
+
+    assert harness.rec.stage_path()[2:] == [
+        "presenting",
+        "closing",
+        "lost",
+        "objections",
+        "closing",
+        "won",
+        "referrals",
+    ]
+    # outreach heard the way back: the prospect's task cards show the deal's stage again
+    assert ("objections", "objections: deal reopened") in [
+        (e.stage, e.reason) for e in harness.rec.entered
+    ]
+    assert [(e.run, e.outcome) for e in harness.rec.run_ends] == [(1, "won")]
 
 
 # --- issue 14: stage actor ------------------------------------------------------------------------

@@ -47,11 +47,10 @@ class Referrals:
         # a later win of the same journey: the client was asked already, not again
         asking = asyncio.ensure_future(self._asked() if state.referral_asked else self.ask())
         await workflow.wait_condition(lambda: asking.done() or state.next_reopening() is not None)
-        reopened = state.next_reopening()
+        reopened = state.take_reopening()
         if reopened is None:
             await asking  # over: its failure, if any, is the journey's
             return None
-        state.reopenings_handled += 1
         if not asking.done():
             asking.cancel()
             try:

@@ -126,6 +126,13 @@ class State:
             return self.reopenings[self.reopenings_handled]
         return None
 
+    def take_reopening(self) -> DealReopened | None:
+        """The next reopening, handled from now on (each one is followed once)."""
+        reopened = self.next_reopening()
+        if reopened is not None:
+            self.reopenings_handled += 1
+        return reopened
+
     def paused(self) -> bool:
         return bool(self.pauses)
 

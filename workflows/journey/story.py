@@ -12,7 +12,13 @@ from __future__ import annotations
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from shared.contracts.journey import JourneyInput, RunEnded, Stage, system_actor
+    from shared.contracts.journey import (
+        DealReopened,
+        JourneyInput,
+        RunEnded,
+        Stage,
+        system_actor,
+    )
     from shared.contracts.names import Act
 
 from workflows.journey import versions
@@ -81,14 +87,26 @@ class ProspectJourney(JourneyInbox):
             if ended is not None:
                 return ended
         closed = await self.presenting.until_closed()
-        # 6. closing: won or lost
-        while await self.closing.close(closed) == Stage.WON:
-            # 7. referrals, unless the won deal is reopened: then back to 4, 5 and 6
-            reopened = await self.referrals.until_reopened()
+        while True:
+            # 6. closing: won or lost
+            outcome = await self.closing.close(closed)
+            # 7. referrals after a win; a reopened deal goes back to 4, 5 and 6
+            if outcome == Stage.WON:
+                reopened = await self.referrals.until_reopened()
+            else:
+                reopened = self._reopened_while_losing()
             if reopened is None:
-                return Stage.WON
+                return outcome
             closed = await self.presenting.reopened(reopened)
-        return Stage.LOST
+
+    def _reopened_while_losing(self) -> DealReopened | None:
+        """A reopening that came while this run recorded the loss: deals saw the run still
+        going and told it, not a new run, so it is this run's to follow (else nobody would)."""
+        state = self.state
+        # asked only when one waits: a run that simply ends lost records no patch marker
+        if state.next_reopening() is None or not versions.patched(Patch.LOST_DEAL_REOPENED):
+            return None
+        return state.take_reopening()
 
     async def _until_qualified(self) -> str | None:
         """Stages 1 to 4: None once the deal is qualified (presenting), else the outcome."""

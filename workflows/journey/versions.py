@@ -54,6 +54,8 @@ class Patch(StrEnum):
     LATER_RUN_FIRST_STAGE = "later-run-first-stage"
     LATER_REPLY_TASK = "later-reply-task"
     WINDOW_WAIT_FLOOR = "window-wait-floor"
+    # --- found in review (2026-12-06): lifecycle races ---
+    LOST_DEAL_REOPENED = "lost-deal-reopened"
 
 
 @dataclass(frozen=True)
@@ -222,6 +224,14 @@ REGISTRY: dict[Patch, PatchRecord] = {
         "cadence does, instead of being sent again at once until the clocks agree",
         ("journey_lagging_window_v7",),
         _before("the meetings-while-qualifying change", "2026-12-06"),
+    ),
+    # --- found in review (2026-12-06): lifecycle races ---
+    Patch.LOST_DEAL_REOPENED: PatchRecord(
+        "a deal reopened while its run records the loss (closing, lost: deals saw the run "
+        "still going and told it) takes the run back to the deal's stage, as a won deal's "
+        "reopening does, instead of the run ending lost with the reopening unheard",
+        ("journey_reopened_while_losing_v7",),
+        _before("the lost-deal-reopened change", "2026-12-06"),
     ),
 }
 
