@@ -41,14 +41,17 @@ class ProspectingClient(ServiceClient):
         return cls(settings.prospecting_url, settings.internal_api_key, transport)
 
     async def _get(self, template: str, what: str, ident: str) -> dict[str, Any]:
-        """GET `template` with {id} replaced by `ident` (checked and quoted): an id of another
-        shape is not found here, and never reaches prospecting as a different path."""
+        return await self._call("GET", template, what, ident)
+
+    async def _call(self, method: str, template: str, what: str, ident: str) -> dict[str, Any]:
+        """`method` `template` with {id} replaced by `ident` (checked and quoted): an id of
+        another shape is not found here, and never reaches prospecting as a different path."""
         try:
             path = id_path(template, id=ident)
         except ValueError as err:
             raise not_found(what, ident) from err
         try:
-            response = await self._client.get(path)
+            response = await self._client.request(method, path)
         except httpx.HTTPError as err:
             raise AppError(
                 503,
@@ -67,6 +70,12 @@ class ProspectingClient(ServiceClient):
 class ProspectDirectory(ProspectingClient):
     async def contact(self, prospect_id: str) -> Contact:
         return contact_from_json(await self._get("/prospects/{id}", "prospect", prospect_id))
+
+    async def comeback(self, prospect_id: str) -> Contact:
+        """The contact for a new run of the prospect's journey: prospecting gives a prospect of
+        a deactivated rep an active one first."""
+        path = "/internal/prospects/{id}/comeback"
+        return contact_from_json(await self._call("POST", path, "prospect", prospect_id))
 
 
 def contact_from_json(p: dict[str, Any]) -> Contact:

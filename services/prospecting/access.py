@@ -63,6 +63,7 @@ POLICIES: dict[RouteKey, Rule] = {
     ("GET", "/api-keys"): ADMIN,
     ("DELETE", "/api-keys/{key_id}"): ADMIN,
     ("POST", "/internal/api-keys/introspect"): SERVICE_ONLY,
+    ("POST", "/internal/prospects/{prospect_id}/comeback"): SERVICE_ONLY,
     ("GET", "/assignment-rules"): OPS,
     ("PUT", "/assignment-rules"): OPS,
     ("PATCH", "/prospects/{prospect_id}"): OPS,  # reassignment

@@ -99,6 +99,18 @@ async def get_prospect(prospect_id: str, session: Session) -> schemas.Prospect:
     return schemas.Prospect.model_validate(await service.get_prospect(session, prospect_id))
 
 
+@router.post("/internal/prospects/{prospect_id}/comeback", tags=["prospects"])
+async def come_back(prospect_id: str, request: Request, session: Session) -> schemas.Prospect:
+    """Outreach starts a new run for the prospect (a reopened deal): the prospect as the run's
+    Contact is built from, with an active rep (a deactivated one's goes to another by the
+    assignment rules, what they own elsewhere following through the outbox)."""
+    prospect = await reps.come_back(session, prospect_id)
+    out = schemas.Prospect.model_validate(prospect)
+    await session.commit()
+    request.app.state.outbox.wake()
+    return out
+
+
 @router.get("/prospects/{prospect_id}/stages", tags=["prospects"])
 async def stage_history(prospect_id: str, session: Session) -> list[schemas.StageEntry]:
     rows = await service.stage_history(session, prospect_id)

@@ -4,8 +4,9 @@ capacity and territories in the assignment rules) and deactivates or reactivates
 A deactivated rep is in no assignment pool from then on, and their prospects whose journey is
 still going (open, or won and asked for referrals) move to other reps by the assignment rules,
 each like a reassignment (PATCH /prospects/{id}): outreach moves the open tasks and tells the
-journey, deals moves the open deals, referrals the referral asks, all through the outbox. A
-prospect no active rep has room for is left unassigned (`assignment_note` says why) and gets a
+journey, deals moves the open deals, referrals the referral asks, all through the outbox. One
+whose journey was over stays theirs until they come back (come_back: a reopened deal's new run),
+then moves the same way. A prospect no active rep has room for is left unassigned (`assignment_note` says why) and gets a
 rep when a place comes free, as any waiting prospect does. The open tasks that sit with them as
 the assignee (a manager's escalations about their reps' prospects) move to their own manager when
 that manager is active (outreach, through the outbox); otherwise they stay, and the answer says so.
@@ -136,16 +137,35 @@ async def _hand_over(session: AsyncSession, rep: Rep) -> dict[str, str | None]:
         )
     ).all()
     assigner = await assignment.Assigner.load(session)  # without the deactivated rep
-    moved: dict[str, str | None] = {}
-    for prospect in theirs:
-        new_rep, how = assigner.assign(prospect.country)
-        note = f"{how} (rep {rep.name} was deactivated)"
-        if new_rep is None:
-            prospect.rep_id = None
-            moved[prospect.id] = None
-        else:
-            prospect = await service.reassign(session, prospect.id, new_rep.id)
-            moved[prospect.id] = new_rep.id
-        prospect.assignment_note = note
+    moved = {p.id: await _to_active_rep(session, assigner, p, rep) for p in theirs}
     await session.flush()
     return moved
+
+
+async def come_back(session: AsyncSession, prospect_id: str) -> Prospect:
+    """The prospect comes back (a new run of their journey: a reopened deal): one whose rep was
+    deactivated while their journey was over (not handed over then) goes to an active rep by the
+    assignment rules now, as on the deactivation, so the new run and its deal are not the
+    inactive rep's. Idempotent: an active rep keeps them."""
+    prospect = await service.get_prospect(session, prospect_id)
+    rep = prospect.rep
+    if rep is not None and not rep.active:
+        assigner = await assignment.Assigner.load(session)
+        await _to_active_rep(session, assigner, prospect, rep)
+        await session.flush()
+        prospect = await service.get_prospect(session, prospect_id)
+    return prospect
+
+
+async def _to_active_rep(
+    session: AsyncSession, assigner: assignment.Assigner, prospect: Prospect, gone: Rep
+) -> str | None:
+    """Hand `prospect` of the deactivated `gone` to the rep the rules pick (what they own in
+    other services follows, as on a reassignment); None: nobody has room, left unassigned."""
+    new_rep, how = assigner.assign(prospect.country)
+    if new_rep is None:
+        prospect.rep_id = None
+    else:
+        prospect = await service.reassign(session, prospect.id, new_rep.id)
+    prospect.assignment_note = f"{how} (rep {gone.name} was deactivated)"
+    return new_rep.id if new_rep is not None else None

@@ -112,3 +112,29 @@ async def test_a_reopened_deal_goes_to_the_prospects_rep_now(stack: StackDriver)
     journey = await d.ok("GET", f"{d.u.outreach}/journeys/{una['id']}")
     assert journey["rep_id"] == ben["id"]
     await d.wait_stage(una["id"], "presenting")
+
+
+async def test_a_reopened_deal_of_a_deactivated_rep_goes_to_an_active_rep(
+    stack: StackDriver,
+) -> None:
+    """Una's deal was lost under Rita, who was deactivated since: Una's journey was over, so
+    she was not handed over then. Reopened, she comes back: she, the deal and the new run go to
+    an active rep by the assignment rules (Ben, the only one), as on the deactivation."""
+    d = stack
+    una, deal, _ = await una_lost(d)
+    ben = await d.ok(
+        "POST", f"{d.u.prospecting}/reps", json={"name": "Ben Active", "email": "ben@example.org"}
+    )
+    rita = una["rep"]["id"]
+    gone = await d.ok("PATCH", f"{d.u.prospecting}/reps/{rita}", json={"active": False})
+    assert gone["moved"] == {}  # a journey that is over is not handed over
+
+    reopened = await d.ok("POST", f"{d.u.deals}/deals/{deal['id']}/reopen")
+    assert reopened["rep_id"] == ben["id"]
+    prospect = await d.ok("GET", f"{d.u.prospecting}/prospects/{una['id']}")
+    assert prospect["rep"]["id"] == ben["id"]
+    assert "deactivated" in prospect["assignment_note"]
+    await wait_run(d, una["id"], 2, status="running", origin="deal_reopened")
+    journey = await d.ok("GET", f"{d.u.outreach}/journeys/{una['id']}")
+    assert journey["rep_id"] == ben["id"]
+    await d.wait_stage(una["id"], "presenting")

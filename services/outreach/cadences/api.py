@@ -177,7 +177,9 @@ async def reopen_journey(
             rep_id=row.rep_id,
         )
     directory: ProspectDirectory = request.app.state.prospects
-    contact = await directory.contact(prospect_id)
+    # the deal and the run go to the prospect's rep: an active one (not the one deactivated
+    # while the journey was over)
+    contact = await directory.comeback(prospect_id)
     cause = f"deal {body.deal_id} reopened"
     planned = await runs.plan_run(
         session,
