@@ -35,6 +35,7 @@ from shared.contracts.journey import (
     CreateReferredProspect,
     DealNote,
     DealRef,
+    DealReopened,
     DealStatus,
     JourneyInput,
     LinkReferral,
@@ -62,8 +63,9 @@ from shared.contracts.journey import (
     TouchResult,
     journey_id,
 )
-from shared.contracts.names import Act
+from shared.contracts.names import Act, Sig
 from shared.contracts.queues import TaskQueues
+from tests.support.eventually import eventually
 from workflows.journey import ProspectJourney
 from workflows.referral_intake import ReferralIntake
 
@@ -147,6 +149,18 @@ class Recorder:
 
     def stage_path(self) -> list[str]:
         return [c.to_stage for c in self.stages]
+
+    async def reopen_while_held(self, handle: WorkflowHandle[Any, Any], stage: str) -> None:
+        """Once the held stage's record is in flight, reopen the deal back to `stage`; let the
+        held record finish once the journey has recorded `stage` (a late write)."""
+        await asyncio.wait_for(self.stage_held.wait(), 60)
+        await handle.signal(Sig.DEAL_REOPENED, DealReopened("deal-1", stage))
+
+        async def back() -> bool:
+            return stage in self.stage_path()
+
+        await eventually(back, f"the journey back at {stage}")
+        self.release_stage.set()
 
     def _by_window(self, req: TouchRequest, channels: list[str]) -> TouchResult:
         now = activity.info().current_attempt_scheduled_time

@@ -18,7 +18,7 @@ the history that covers each patch. SET (default: the newest) picks which scenar
 - v7: the review of 2026-12-06: a meeting booked while qualifying (planned at once, moved, holding
   the timeout), a later run's first stage told to outreach, replies after the first as tasks, a
   send window outreach's lagging clock has not reached yet, a lost deal reopened while its run
-  records the loss.
+  records the loss, a won deal reopened while the referrals stage is being recorded.
 NAMEs (history file stems) record only those scenarios of the set: a new patch's history is
 added without re-recording (and so changing) the histories already stored.
 """
@@ -539,6 +539,20 @@ def hold_lost(rec: tj.Recorder) -> None:
     rec.hold_stage = Stage.LOST
 
 
+async def reopened_during_referral_record(
+    env: WorkflowEnvironment, h: tj.Harness, handle: Any
+) -> None:
+    """Won; reopened while the referrals stage is being recorded; lost after all."""
+    await qualified(env, h, handle)
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", True, "signed"))
+    await h.rec.reopen_while_held(handle, "objections")
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", False, "no budget after all"))
+
+
+def hold_referrals(rec: tj.Recorder) -> None:
+    rec.hold_stage = Stage.REFERRALS
+
+
 def lagging_window(rec: tj.Recorder) -> None:
     """The first touch's window opens an hour after its first try by the server's clock;
     outreach's clock is 2 s behind."""
@@ -567,6 +581,13 @@ async def main_v7(env: WorkflowEnvironment) -> None:
         reopened_while_losing,
         hold_lost,
         cadence=tj.cadence(referral_reminders=0),
+    )
+    await record(
+        env,
+        "journey_reopened_during_referral_record_v7",
+        reopened_during_referral_record,
+        hold_referrals,
+        cadence=tj.cadence(referral_delay_seconds=1, referral_reminders=0),
     )
 
 

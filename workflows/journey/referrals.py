@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
     from shared.contracts.journey import (
@@ -57,6 +57,13 @@ class Referrals:
                 await asking
             except asyncio.CancelledError:
                 pass  # the timers and the activity in flight are cancelled with it
+            except ActivityError as err:
+                # an activity in flight (the ask, its message, the stage record) reports its
+                # cancellation as its failure: the journey goes on with the reopened deal
+                if not isinstance(err.cause, CancelledError) or not versions.patched(
+                    Patch.REFERRAL_STEP_CANCELLED
+                ):
+                    raise
         return reopened
 
     async def _asked(self) -> None:

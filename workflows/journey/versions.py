@@ -56,6 +56,7 @@ class Patch(StrEnum):
     WINDOW_WAIT_FLOOR = "window-wait-floor"
     # --- found in review (2026-12-06): lifecycle races ---
     LOST_DEAL_REOPENED = "lost-deal-reopened"
+    REFERRAL_STEP_CANCELLED = "referral-step-cancelled"
 
 
 @dataclass(frozen=True)
@@ -231,6 +232,13 @@ REGISTRY: dict[Patch, PatchRecord] = {
         "still going and told it) takes the run back to the deal's stage, as a won deal's "
         "reopening does, instead of the run ending lost with the reopening unheard",
         ("journey_reopened_while_losing_v7",),
+        _before("the lost-deal-reopened change", "2026-12-06"),
+    ),
+    Patch.REFERRAL_STEP_CANCELLED: PatchRecord(
+        "a won deal reopened while the referrals stage waits on an activity (the stage record, "
+        "the ask, its message) goes back to the deal's stage; the activity's cancellation, "
+        "which it reports as its failure, no longer fails the journey",
+        ("journey_reopened_during_referral_record_v7",),
         _before("the lost-deal-reopened change", "2026-12-06"),
     ),
 }
