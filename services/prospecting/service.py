@@ -208,13 +208,16 @@ async def create_prospect(
     return await get_prospect(session, prospect.id)
 
 
-async def get_prospect(session: AsyncSession, prospect_id: str) -> Prospect:
-    prospect = await session.scalar(
+async def get_prospect(session: AsyncSession, prospect_id: str, *, lock: bool = False) -> Prospect:
+    stmt = (
         select(Prospect)
         .where(Prospect.id == prospect_id)
         .options(selectinload(Prospect.rep))
         .execution_options(populate_existing=True)
     )
+    if lock:
+        stmt = stmt.with_for_update(of=Prospect)
+    prospect = await session.scalar(stmt)
     if prospect is None:
         raise not_found("prospect", prospect_id)
     return prospect
@@ -342,8 +345,10 @@ async def record_stage(session: AsyncSession, change: StageChange) -> bool:
             raise invalid(field, f"unknown stage {value!r}")
     to_stage = Stage(change.to_stage)
     from_stage = Stage(change.from_stage) if change.from_stage is not None else None
-    prospect = await get_prospect(session, change.prospect_id)
+    # one change at a time per prospect: each sees the others' rows (the stage goes forward only)
+    prospect = await get_prospect(session, change.prospect_id, lock=True)
     at = _parse_at(change.at)
+    late = await _later_change_recorded(session, prospect.id, at)
     values = {
         "key": change.key,
         "prospect_id": prospect.id,
@@ -375,6 +380,11 @@ async def record_stage(session: AsyncSession, change: StageChange) -> bool:
         return False  # a retry, or a stale repeat that must not move the stage back
     await funnel.count(session, [values])
     await queue_stage_events(session, [values])
+    if late:
+        # it happened, and stays in the history, but the prospect is past it: e.g. the referrals
+        # stage's record, cancelled by a reopening, that finished after the reopened stage's
+        await session.flush()
+        return True
     freed = prospect.rep_id is not None and (
         prospect.stage in assignment.OPEN_STAGES and to_stage not in assignment.OPEN_STAGES
     )
@@ -383,6 +393,22 @@ async def record_stage(session: AsyncSession, change: StageChange) -> bool:
     if freed:
         await assign_waiting(session, limit=1)
     return True
+
+
+async def _later_change_recorded(session: AsyncSession, prospect_id: str, at: datetime) -> bool:
+    """A journey's change of the prospect later than `at` is recorded already. Only the
+    journeys' changes are compared, all timed by Temporal's clock: the creation row (from no
+    stage) is timed by this service's."""
+    later = (
+        select(StageHistory.id)
+        .where(
+            StageHistory.prospect_id == prospect_id,
+            StageHistory.from_stage.is_not(None),
+            StageHistory.at > at,
+        )
+        .limit(1)
+    )
+    return await session.scalar(later) is not None
 
 
 async def create_referred_prospect(

@@ -290,3 +290,22 @@ async def test_stage_history_is_recorded_once_per_key_oldest_first(
     assert history[2]["at"].startswith("2030-01-02T09:00:00")
     assert (await prospecting.http.get(f"/prospects/{pid}")).json()["stage"] == "qualifying"
     assert (await prospecting.http.get("/prospects/nobody/stages")).status_code == 404
+
+
+async def test_a_late_stage_record_stays_in_the_history_but_not_the_stage(
+    prospecting: Prospecting,
+) -> None:
+    """A won client's referrals record, cancelled when the deal was reopened, finishes after the
+    journey recorded the reopened stage: the prospect is in objections, not referrals."""
+    pid = (await prospecting.prospect(email="late@example.com"))["id"]
+    won = StageChange("j1:5", pid, "closing", "won", "closed won", "2030-01-01T09:00:00+00:00")
+    late = StageChange("j1:6", pid, "won", "referrals", "asked", "2030-01-01T09:00:05+00:00")
+    back = StageChange(
+        "j1:7", pid, "referrals", "objections", "deal reopened", "2030-01-01T09:00:06+00:00"
+    )
+    for change in (won, back, late):
+        await prospecting.record_stage(change)
+
+    history = (await prospecting.http.get(f"/prospects/{pid}/stages")).json()
+    assert [h["to_stage"] for h in history] == ["prospecting", "won", "referrals", "objections"]
+    assert (await prospecting.http.get(f"/prospects/{pid}")).json()["stage"] == "objections"
