@@ -105,11 +105,13 @@ class LateEvents:
     async def _contact(
         self, prospect_id: str, row: models.Enrollment | None
     ) -> tuple[Contact, bool]:
-        """The prospect from prospecting; while it is away (or the prospect is gone), what the
-        enrollment recorded, so the rep still gets the task now (False: only that)."""
+        """The prospect from prospecting, who comes back: one whose rep was deactivated while
+        their journey was over goes to an active rep first, so the task (and a restart) is not
+        left with someone who left. While prospecting is away (or the prospect is gone), what
+        the enrollment recorded, so the rep still gets the task now (False: only that)."""
         directory: ProspectDirectory = self._app.state.prospects
         try:
-            return await directory.contact(prospect_id), True
+            return await directory.comeback(prospect_id), True
         except AppError as err:
             log.warning("late reply of %s: prospect not read (%s)", prospect_id, err)
         return (

@@ -101,8 +101,8 @@ async def get_prospect(prospect_id: str, session: Session) -> schemas.Prospect:
 
 @router.post("/internal/prospects/{prospect_id}/comeback", tags=["prospects"])
 async def come_back(prospect_id: str, request: Request, session: Session) -> schemas.Prospect:
-    """Outreach starts a new run for the prospect (a reopened deal): the prospect as the run's
-    Contact is built from, with an active rep (a deactivated one's goes to another by the
+    """The prospect comes back to outreach (enrolled again, a late reply, a reopened deal): the
+    prospect as a run's Contact is built from, with an active rep (a deactivated one's goes to another by the
     assignment rules, what they own elsewhere following through the outbox)."""
     prospect = await reps.come_back(session, prospect_id)
     out = schemas.Prospect.model_validate(prospect)

@@ -5,11 +5,12 @@ A deactivated rep is in no assignment pool from then on, and their prospects who
 still going (open, or won and asked for referrals) move to other reps by the assignment rules,
 each like a reassignment (PATCH /prospects/{id}): outreach moves the open tasks and tells the
 journey, deals moves the open deals, referrals the referral asks, all through the outbox. One
-whose journey was over stays theirs until they come back (come_back: a reopened deal's new run),
-then moves the same way. A prospect no active rep has room for is left unassigned (`assignment_note` says why) and gets a
-rep when a place comes free, as any waiting prospect does. The open tasks that sit with them as
-the assignee (a manager's escalations about their reps' prospects) move to their own manager when
-that manager is active (outreach, through the outbox); otherwise they stay, and the answer says so.
+whose journey was over stays theirs until they come back (come_back: enrolled again, a late
+reply, a reopened deal), then moves the same way. A prospect no active rep has room for is left
+unassigned (`assignment_note` says why) and gets a rep when a place comes free, as any waiting
+prospect does. The open tasks that sit with them as the assignee (a manager's escalations about
+their reps' prospects) move to their own manager when that manager is active (outreach, through
+the outbox); otherwise they stay, and the answer says so.
 """
 
 from __future__ import annotations
@@ -143,7 +144,7 @@ async def _hand_over(session: AsyncSession, rep: Rep) -> dict[str, str | None]:
 
 
 async def come_back(session: AsyncSession, prospect_id: str) -> Prospect:
-    """The prospect comes back (a new run of their journey: a reopened deal): one whose rep was
+    """The prospect comes back (enrolled again, a late reply, a reopened deal): one whose rep was
     deactivated while their journey was over (not handed over then) goes to an active rep by the
     assignment rules now, as on the deactivation, so the new run and its deal are not the
     inactive rep's. Idempotent: an active rep keeps them."""

@@ -10,6 +10,33 @@ from tests.support.runs import cadence, runs_of, stop_to_nurture, wait_run
 from tests.support.stack import StackDriver
 
 
+async def test_a_prospect_enrolled_again_after_their_rep_left_goes_to_an_active_rep(
+    stack: StackDriver,
+) -> None:
+    """Eve's journey ended under Rita, deactivated since (a journey that is over is not handed
+    over then). Enrolled again, Eve comes back to an active rep (Ben, by the assignment rules):
+    the new run, and so its tasks and deal, are his, not those of a rep who left."""
+    d = stack
+    rita, _ = await d.setup()
+    plan = await cadence(d)
+    eve = await d.new_prospect("Eve")
+    await d.enroll(eve["id"], plan["id"])
+    await d.wait_mails(eve["email"], 1)
+    await stop_to_nurture(d, eve["id"], 1)
+    ben = await d.ok(
+        "POST", f"{d.u.prospecting}/reps", json={"name": "Ben Active", "email": "ben@example.org"}
+    )
+    gone = await d.ok("PATCH", f"{d.u.prospecting}/reps/{rita['id']}", json={"active": False})
+    assert gone["moved"] == {}
+
+    second = await d.enroll(eve["id"], plan["id"])
+    assert second["run"] == 2 and second["rep_id"] == ben["id"], second
+    prospect = await d.ok("GET", f"{d.u.prospecting}/prospects/{eve['id']}")
+    assert prospect["rep"]["id"] == ben["id"] and "deactivated" in prospect["assignment_note"]
+    journey = await d.ok("GET", f"{d.u.outreach}/journeys/{eve['id']}")
+    assert journey["rep_id"] == ben["id"]
+
+
 async def test_a_nurtured_prospect_comes_back_in_the_same_and_another_cadence(
     stack: StackDriver,
 ) -> None:

@@ -73,6 +73,29 @@ async def test_a_late_email_reply_is_an_urgent_task_and_a_notification(stack: St
     assert all(e["outcome"] for e in await inbox_events(d, ida["id"]))
 
 
+async def test_a_late_reply_to_a_rep_who_left_goes_to_an_active_rep(stack: StackDriver) -> None:
+    """Ida's journey ended under Rita, deactivated since (a journey that is over is not handed
+    over then). Ida writes back months later: she comes back, to an active rep (Ben, the only
+    one, by the assignment rules), who gets the task; Rita's inbox is nobody's."""
+    d = stack
+    rita, _ = await d.setup()
+    ida = await d.new_prospect("Ida")
+    await d.enroll(ida["id"], (await cadence(d))["id"])
+    await d.wait_mails(ida["email"], 1)
+    await stop_to_nurture(d, ida["id"], 1)
+    ben = await d.ok(
+        "POST", f"{d.u.prospecting}/reps", json={"name": "Ben Active", "email": "ben@example.org"}
+    )
+    gone = await d.ok("PATCH", f"{d.u.prospecting}/reps/{rita['id']}", json={"active": False})
+    assert gone["moved"] == {}
+
+    await d.reply_to_first_mail(ida, "Back from leave, still interested")
+    task = await task_of_kind(d, ida["id"], "late_reply")
+    assert task["rep_id"] == ben["id"], task
+    prospect = await d.ok("GET", f"{d.u.prospecting}/prospects/{ida['id']}")
+    assert prospect["rep"]["id"] == ben["id"] and "deactivated" in prospect["assignment_note"]
+
+
 async def test_a_late_sms_reply_restarts_the_journey_at_qualifying_by_policy(
     stack: StackDriver,
 ) -> None:

@@ -71,7 +71,8 @@ async def enroll(
     `already_enrolled` for another cadence); once it ended, a new run (201) after the minimum
     gap (409 `reenroll_too_soon` says from when)."""
     directory: ProspectDirectory = request.app.state.prospects
-    contact = await directory.contact(body.prospect_id)
+    # a prospect enrolled again after their rep was deactivated goes to an active rep first
+    contact = await directory.comeback(body.prospect_id)
     client, settings = request.app.state.temporal, request.app.state.settings
     planned = await runs.plan_run(
         session, client, settings, contact, runs.NewRun(body.prospect_id, body.cadence_id)
