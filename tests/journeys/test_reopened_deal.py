@@ -13,7 +13,13 @@ from services.prospecting.outbox import DONE
 from services.prospecting.service import REP_MOVE_DEALS
 from shared.db import create_engine, session_factory
 from tests.support.eventually import eventually
-from tests.support.runs import cadence, decide, stop_to_nurture, wait_run
+from tests.support.runs import (
+    cadence,
+    decide,
+    rep_left_after_the_journey,
+    stop_to_nurture,
+    wait_run,
+)
 from tests.support.stack import StackDriver
 
 
@@ -122,12 +128,7 @@ async def test_a_reopened_deal_of_a_deactivated_rep_goes_to_an_active_rep(
     an active rep by the assignment rules (Ben, the only one), as on the deactivation."""
     d = stack
     una, deal, _ = await una_lost(d)
-    ben = await d.ok(
-        "POST", f"{d.u.prospecting}/reps", json={"name": "Ben Active", "email": "ben@example.org"}
-    )
-    rita = una["rep"]["id"]
-    gone = await d.ok("PATCH", f"{d.u.prospecting}/reps/{rita}", json={"active": False})
-    assert gone["moved"] == {}  # a journey that is over is not handed over
+    ben = await rep_left_after_the_journey(d, una["rep"]["id"])
 
     reopened = await d.ok("POST", f"{d.u.deals}/deals/{deal['id']}/reopen")
     assert reopened["rep_id"] == ben["id"]

@@ -6,7 +6,13 @@ the minimum gap; a follow-up cadence after nurture, and one refused by do-not-co
 from __future__ import annotations
 
 from tests.support.eventually import eventually
-from tests.support.runs import cadence, runs_of, stop_to_nurture, wait_run
+from tests.support.runs import (
+    cadence,
+    rep_left_after_the_journey,
+    runs_of,
+    stop_to_nurture,
+    wait_run,
+)
 from tests.support.stack import StackDriver
 
 
@@ -23,11 +29,7 @@ async def test_a_prospect_enrolled_again_after_their_rep_left_goes_to_an_active_
     await d.enroll(eve["id"], plan["id"])
     await d.wait_mails(eve["email"], 1)
     await stop_to_nurture(d, eve["id"], 1)
-    ben = await d.ok(
-        "POST", f"{d.u.prospecting}/reps", json={"name": "Ben Active", "email": "ben@example.org"}
-    )
-    gone = await d.ok("PATCH", f"{d.u.prospecting}/reps/{rita['id']}", json={"active": False})
-    assert gone["moved"] == {}
+    ben = await rep_left_after_the_journey(d, rita["id"])
 
     second = await d.enroll(eve["id"], plan["id"])
     assert second["run"] == 2 and second["rep_id"] == ben["id"], second

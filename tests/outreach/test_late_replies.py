@@ -9,7 +9,15 @@ from __future__ import annotations
 from typing import Any
 
 from tests.support.eventually import eventually
-from tests.support.runs import cadence, inbox_events, runs_of, stop_to_nurture, wait_run, win
+from tests.support.runs import (
+    cadence,
+    inbox_events,
+    rep_left_after_the_journey,
+    runs_of,
+    stop_to_nurture,
+    wait_run,
+    win,
+)
 from tests.support.scenarios import Driver
 from tests.support.stack import StackDriver
 
@@ -83,11 +91,7 @@ async def test_a_late_reply_to_a_rep_who_left_goes_to_an_active_rep(stack: Stack
     await d.enroll(ida["id"], (await cadence(d))["id"])
     await d.wait_mails(ida["email"], 1)
     await stop_to_nurture(d, ida["id"], 1)
-    ben = await d.ok(
-        "POST", f"{d.u.prospecting}/reps", json={"name": "Ben Active", "email": "ben@example.org"}
-    )
-    gone = await d.ok("PATCH", f"{d.u.prospecting}/reps/{rita['id']}", json={"active": False})
-    assert gone["moved"] == {}
+    ben = await rep_left_after_the_journey(d, rita["id"])
 
     await d.reply_to_first_mail(ida, "Back from leave, still interested")
     task = await task_of_kind(d, ida["id"], "late_reply")

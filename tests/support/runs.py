@@ -14,6 +14,18 @@ async def cadence(d: Driver, **overrides: Any) -> dict[str, Any]:
     return await d.ok("POST", f"{d.u.outreach}/cadences", json=body)
 
 
+async def rep_left_after_the_journey(d: Driver, rep_id: str) -> dict[str, Any]:
+    """The rep is deactivated once the prospect's journey is over, and Ben, an active rep, is
+    there to take them when they come back (returned). A journey that is over is not handed
+    over at the deactivation."""
+    ben = await d.ok(
+        "POST", f"{d.u.prospecting}/reps", json={"name": "Ben Active", "email": "ben@example.org"}
+    )
+    gone = await d.ok("PATCH", f"{d.u.prospecting}/reps/{rep_id}", json={"active": False})
+    assert gone["moved"] == {}
+    return ben
+
+
 async def runs_of(d: Driver, prospect_id: str) -> list[dict[str, Any]]:
     return await d.ok("GET", f"{d.u.outreach}/prospects/{prospect_id}/journeys")
 
