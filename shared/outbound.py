@@ -251,22 +251,27 @@ async def post_checked(
 ) -> int:
     """POST `body` to a user's URL through a `pinned_client`: the answer's status when it is a
     2xx, else `DeliveryRefused` (a blocked address is permanent; a timeout, a refused connection,
-    a 408, a 429 or a 5xx may pass; a redirect is never followed, so it fails like a 4xx)."""
+    a 408, a 429 or a 5xx may pass; a redirect is never followed, so it fails like a 4xx).
+
+    The client's read timeout bounds the whole exchange, and the answer's body is never read:
+    httpx's timeouts are per read, so a receiver sending a byte now and then (headers or a body
+    that never end) would hold the caller's relay, and every other user's deliveries, for ever,
+    and a body read whole could be as large as the receiver likes."""
     try:
-        response = await client.post(url, content=body, headers=headers)
+        async with (
+            asyncio.timeout(client.timeout.read),
+            client.stream("POST", url, content=body, headers=headers) as response,
+        ):
+            status = response.status_code
     except (OutboundBlocked, httpx.HTTPError, OSError) as err:
         # the key holder reads the error back: a category only, or their key scans the network
         log.warning("POST to a user's URL failed: %s: %s", type(err).__name__, err)
         category = failure_category(err)
         raise DeliveryRefused(category, permanent=category == BLOCKED) from err
-    if response.status_code >= 300:
-        retryable = response.status_code in (408, 429) or response.status_code >= 500
-        raise DeliveryRefused(
-            status_category(response.status_code),
-            permanent=not retryable,
-            status=response.status_code,
-        )
-    return response.status_code
+    if status >= 300:
+        retryable = status in (408, 429) or status >= 500
+        raise DeliveryRefused(status_category(status), permanent=not retryable, status=status)
+    return status
 
 
 class PinnedClientOwner:

@@ -51,7 +51,13 @@ from shared.migrations import upgrade
 from shared.settings import Settings
 from tests.support.apps import Api, ServiceApp
 from tests.support.deals import GOOD_ANSWERS
-from tests.support.event_receiver import Receiver, receiving
+from tests.support.event_receiver import (
+    ENDLESS_BODY,
+    ENDLESS_HEADERS,
+    Receiver,
+    receiving,
+    trickling,
+)
 from tests.support.eventually import eventually
 from tests.support.journeys import RecordingJourney
 from tests.support.ports import free_port
@@ -261,6 +267,50 @@ async def test_a_broken_subscriber_is_disabled_and_catches_up_when_re_enabled(
         assert receiver.ids() == [second["id"], first["id"]]
         assert (await http.delete(f"/event-subscriptions/{sub['id']}")).status_code == 204
         assert (await http.get(f"/event-subscriptions/{sub['id']}")).status_code == 404
+
+
+@SQLITE
+async def test_a_subscriber_that_never_finishes_its_answer_holds_up_nobody(
+    service_app: ServiceApp, api: Api
+) -> None:
+    """Two receivers that keep the connection busy for ever (a 200 whose body never ends, headers
+    that never end; each read gets a byte well within the read timeout): every delivery is over
+    within CLOSEFLOW_EVENT_TIMEOUT_SECONDS, so the other subscribers' events keep flowing. The
+    200 counts as delivered once its status line arrived (the body is never read: nothing to
+    hold in memory); the endless headers are a timeout, retried."""
+    outreach = await outreach_app(service_app, event_timeout_seconds=1)
+    http = await api(outreach)
+    receiver = Receiver()
+    async with (
+        receiving(receiver) as url,
+        trickling(ENDLESS_BODY) as endless_body,
+        trickling(ENDLESS_HEADERS) as endless_headers,
+    ):
+        good = await subscribe(http, url, [DEAL_WON])
+        receiver.secrets = [good["secret"]]
+        body_sub = await subscribe(http, endless_body, [DEAL_WON])
+        head_sub = await subscribe(http, endless_headers, [DEAL_WON])
+
+        def accepted(count: int) -> Callable[[], Awaitable[Any]]:
+            return seen(lambda: len(receiver.accepted) == count or None)
+
+        for n in (1, 2):  # the second goes out only once the relay is past the first
+            event = event_body(DEAL_WON, f"deal-{n}:closed", {"deal_id": f"deal-{n}"})
+            assert await post_event(http, event)
+            await eventually(accepted(n), f"event {n}", timeout=SLOW)
+
+        async def delivered() -> list[dict[str, Any]] | None:
+            rows = await deliveries(http, body_sub["id"], status="delivered")
+            return rows if len(rows) == 2 else None
+
+        got = await eventually(delivered, "the endless bodies' 200s", timeout=SLOW)
+        assert [d["last_status"] for d in got] == [200, 200]
+
+        async def timed_out() -> list[dict[str, Any]] | None:
+            rows = await deliveries(http, head_sub["id"])
+            return rows if any(d["last_error"] == "timeout" for d in rows) else None
+
+        await eventually(timed_out, "the endless headers' timeout", timeout=SLOW)
 
 
 @POSTGRES

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
@@ -68,3 +69,40 @@ async def receiving(receiver: Receiver) -> AsyncIterator[str]:
     """The receiver served on a free local port: yields its URL."""
     async with serve(receiver.app, free_port()) as base:
         yield f"{base}/hook"
+
+
+# a 2xx whose body never ends, and an answer whose headers never end
+ENDLESS_BODY = b"HTTP/1.1 200 OK\r\nContent-Length: 1000000000\r\n\r\n"
+ENDLESS_HEADERS = b"HTTP/1.1 200 OK\r\nX-Slow: "
+
+
+@contextlib.asynccontextmanager
+async def trickling(head: bytes) -> AsyncIterator[str]:
+    """A receiver that reads each request's headers, answers `head`, then one more byte every
+    50 ms for as long as the client listens: each read gets something well within any read
+    timeout, so only a bound on the whole exchange ends it. Yields its URL."""
+    writers: list[asyncio.StreamWriter] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(head)
+            while True:
+                writer.write(b"x")
+                await writer.drain()
+                await asyncio.sleep(0.05)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass  # the client hung up: what a bounded client does
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}/hook"
+    finally:
+        server.close()
+        for writer in writers:
+            writer.close()
+        await server.wait_closed()
