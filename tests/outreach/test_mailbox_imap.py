@@ -20,7 +20,7 @@ from services.outreach.mailbox.watcher import MailboxWatcher
 from shared.settings import Settings
 from tests.support.eventually import eventually
 from tests.support.fixtures import DATABASES, fresh_databases
-from tests.support.imap import PASSWORD, Dovecot, dovecot, reply
+from tests.support.imap import PASSWORD, Dovecot, bounce, dovecot, reply
 from tests.support.settings import AUTH, PRODUCTION
 from tests.support.webhooks import FAST, Rig, signals_of, webhook_rig
 
@@ -163,6 +163,58 @@ async def test_replies_out_of_office_and_stop_as_the_webhooks_take_them(
         assert (state["last_uid"], state["processed"]) == (7, 7)
         assert state["watched_by"] == state["this_replica"]["owner"]
         assert PASSWORD not in str(state)
+        for handle in handles.values():
+            await handle.terminate()
+
+
+async def test_a_bounce_is_a_bounce_not_an_out_of_office_nor_a_reply(
+    tmp_path: Path, temporal_local: WorkflowEnvironment, imap_server: Dovecot
+) -> None:
+    """The mailbox the sender's address reads gets its bounces: delivery status notifications
+    (RFC 3464), Auto-Submitted like an out-of-office and often threaded on the original. A
+    permanent failure (5.x.x) is a hard bounce as a provider's webhook reports one: the ledger
+    row bounced, the address suppressed, the cadence stopped (not paused, to start again at a
+    dead address). Matched by the original's Message-ID in the returned headers when the DSN is
+    not threaded (Postfix). A delay (4.x.x) is only noted: no pause, no suppression."""
+    user = imap_server.add_user()
+    async with (
+        fresh_databases("sqlite", tmp_path) as urls,
+        mailbox_rig(tmp_path, urls, temporal_local, imap_server, user) as rig,
+        rig.journeys(),
+    ):
+        dee, fay, eve = (uuid.uuid4().hex for _ in range(3))
+        to_dee = await rig.add_message("email", "dee@example.com", "<d1@closeflow>", dee)
+        to_fay = await rig.add_message("email", "fay@example.com", "<f1@closeflow>", fay)
+        to_eve = await rig.add_message("email", "eve@example.com", "<e1@closeflow>", eve)
+        handles = {p: await rig.start_journey(p) for p in (dee, fay, eve)}
+        await imap_server.append(
+            user,
+            bounce(recipient="dee@example.com", original_id="<d1@closeflow>"),
+            bounce(recipient="fay@example.com", original_id="<f1@closeflow>", threaded=False),
+            bounce(
+                recipient="eve@example.com",
+                original_id="<e1@closeflow>",
+                action="delayed",
+                status="4.4.7",
+            ),
+        )
+        await read_to(rig, 3)
+        events = await rig.inbox("imap")
+        assert [(e.kind, e.prospect_id, e.signal_name) for e in events] == [
+            ("email_failed", dee, "stop_cadence"),
+            ("email_failed", fay, "stop_cadence"),
+            ("email_delayed", eve, None),
+        ]
+        for prospect in (dee, fay):
+            [stopped] = await eventually(lambda p=prospect: signals_of(handles[p]), "the stop")
+            assert stopped["payload"]["reason"] == "hard bounce"
+        assert await rig.suppressed("email") == {"dee@example.com", "fay@example.com"}
+        assert [(await rig.message(m.id)).status for m in (to_dee, to_fay, to_eve)] == [
+            "bounced",
+            "bounced",
+            "submitted",
+        ]
+        assert "550 5.1.1" in ((await rig.message(to_dee.id)).error or "")
         for handle in handles.values():
             await handle.terminate()
 

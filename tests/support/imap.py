@@ -294,3 +294,53 @@ def reply(
         message[name] = value
     message.set_content(f"{text}\n\nOn Mon, Rita Rep wrote:\n> Hi, a quick question\n")
     return bytes(message)
+
+
+def bounce(
+    *,
+    recipient: str,
+    original_id: str,
+    action: str = "failed",
+    status: str = "5.1.1",
+    threaded: bool = True,
+) -> bytes:
+    """A delivery status notification (RFC 3464) about the email `original_id` to `recipient`,
+    as the sending server mails it back to the sender: Auto-Submitted like every DSN, threaded
+    on the original by In-Reply-To as Gmail and Exchange do (`threaded`; Postfix does not), the
+    original's headers returned in a text/rfc822-headers part."""
+    thread = f"In-Reply-To: {original_id}\nReferences: {original_id}\n" if threaded else ""
+    text = f"""From: Mail Delivery Subsystem <mailer-daemon@googlemail.com>
+To: sales@closeflow.localhost
+Subject: Delivery Status Notification ({"Failure" if action == "failed" else "Delay"})
+Date: {formatdate(localtime=False)}
+Message-ID: <{uuid.uuid4().hex}@mx.example>
+{thread}Auto-Submitted: auto-replied
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="dsn"
+
+--dsn
+Content-Type: text/plain; charset="UTF-8"
+
+Your message to {recipient} could not be delivered. The original said: to stop these emails,
+unsubscribe here.
+
+--dsn
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.example
+
+Final-Recipient: rfc822; {recipient}
+Action: {action}
+Status: {status}
+Diagnostic-Code: smtp; 550 {status} The email account that you tried to reach does not exist.
+
+--dsn
+Content-Type: text/rfc822-headers
+
+Message-ID: {original_id}
+To: {recipient}
+Subject: Quick question
+
+--dsn--
+"""
+    return text.replace("\n", "\r\n").encode()

@@ -3,7 +3,9 @@
 Mailgun and Postmark hand over a parsed message (with the quoted original stripped); here the
 raw RFC 5322 bytes are parsed with the standard library. What dedupes it is its Message-ID (the
 same `inbound:<Message-ID>` event id the webhooks use); a message without one gets the hash of
-its bytes, so the same copy seen twice is still one event.
+its bytes, so the same copy seen twice is still one event. A bounce (a delivery status
+notification, RFC 3464) carries what it reports (`bounce_of`): the event a provider's webhook
+would have sent.
 """
 
 from __future__ import annotations
@@ -11,18 +13,25 @@ from __future__ import annotations
 import hashlib
 import html
 import re
-from email import message_from_bytes, policy
-from email.message import EmailMessage
+from email import message_from_bytes, message_from_string, policy
+from email.message import EmailMessage, Message
 from email.utils import parseaddr
 from typing import Any
 
-from services.outreach.webhooks.common import InboundEmail
+from services.outreach.webhooks.common import (
+    HARD_BOUNCE,
+    NOTED,
+    SOFT_FAILURE,
+    Bounce,
+    InboundEmail,
+)
 from services.outreach.webhooks.replies import own_text
 
 PROVIDER = "imap"
 EXCERPT_HEADERS = ("From", "To", "Cc", "Subject", "Date", "Message-ID", "In-Reply-To")
 _TAG = re.compile(r"<[^>]*>")
 _BLOCK_END = re.compile(r"</(?:p|div|tr|li|h\d)>|<br\s*/?>", re.I)
+DSN_ACTIONS = frozenset({"failed", "delayed", "delivered", "relayed", "expanded"})
 
 
 def _text(message: EmailMessage) -> str:
@@ -42,12 +51,65 @@ def _text(message: EmailMessage) -> str:
     return content.replace("\r\n", "\n").strip()
 
 
-def _header(message: EmailMessage, name: str) -> str:
+def _header(message: Message, name: str) -> str:
     try:
         value = message.get(name)
     except (IndexError, ValueError):  # a header the parser cannot read
         return ""
     return str(value or "").strip()
+
+
+def _part(message: EmailMessage, content_type: str) -> Message | None:
+    return next((p for p in message.walk() if p.get_content_type() == content_type), None)
+
+
+def _returned_id(message: EmailMessage) -> list[str]:
+    """The Message-ID of the original a bounce returns (its headers, or the whole message)."""
+    headers = _part(message, "text/rfc822-headers")
+    if headers is not None:
+        payload = headers.get_payload(decode=True)
+        text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
+        original: Message | None = message_from_string(text, policy=policy.default)
+    else:
+        whole = _part(message, "message/rfc822")
+        inner = whole.get_payload() if whole is not None else None
+        first = inner[0] if isinstance(inner, list) and inner else None
+        original = first if isinstance(first, Message) else None
+    found = _header(original, "Message-ID") if original is not None else ""
+    return [found] if found else []
+
+
+def bounce_of(message: EmailMessage) -> Bounce | None:
+    """What a delivery status notification (RFC 3464) reports of its first recipient (we send
+    each email to one); None for any other message. A permanent failure (5.x.x) is a hard
+    bounce; any other failure a message lost; a delay or a relay only noted."""
+    if message.get_content_type() != "multipart/report":
+        return None
+    if str(message.get_param("report-type", "")).lower() != "delivery-status":
+        return None
+    report = _part(message, "message/delivery-status")
+    # its per-message fields, then a block of fields per recipient
+    blocks = report.get_payload() if report is not None else None
+    if not isinstance(blocks, list) or len(blocks) < 2 or not isinstance(blocks[1], Message):
+        return None
+    fields = blocks[1]
+    action = _header(fields, "Action").lower()
+    if action not in DSN_ACTIONS:
+        return None
+    final = _header(fields, "Final-Recipient") or _header(fields, "Original-Recipient")
+    status = _header(fields, "Status")[:20]
+    if action != "failed":
+        meaning = NOTED
+    else:
+        meaning = HARD_BOUNCE if status.startswith("5") else SOFT_FAILURE
+    return Bounce(
+        action=action,
+        recipient=parseaddr(final.rpartition(";")[2])[1].strip().lower(),
+        meaning=meaning,
+        status=status,
+        detail=(_header(fields, "Diagnostic-Code") or status)[:1000],
+        message_ids=_returned_id(message),
+    )
 
 
 def event_id_of(raw: bytes, message_id: str) -> str:
@@ -88,4 +150,5 @@ def inbound_email(raw: bytes, *, mailbox: str, uid: int) -> InboundEmail:
         text=own or text,
         date=_header(message, "Date"),
         payload=payload,
+        bounce=bounce_of(message),
     )

@@ -2,7 +2,8 @@
 
 Every new message goes through the inbound webhooks' own path (receive_email: matched to a
 prospect by In-Reply-To / References, the reply token or the sender; an out-of-office pauses,
-STOP opts out, anything else is a reply) and is stored once in the inbox (unique on
+STOP opts out, a bounce (a delivery status notification) is the email event it reports,
+anything else is a reply) and is stored once in the inbox (unique on
 `imap` + its Message-ID, or the hash of its bytes when it has none).
 
 Never lost, never twice, across restarts. The mailbox's row (`imap_mailboxes`) keeps its

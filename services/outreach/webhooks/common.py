@@ -262,6 +262,19 @@ async def reply_row(
     return await latest_message_to(session, "email", sender)
 
 
+@dataclass(frozen=True)
+class Bounce:
+    """What a delivery status notification (RFC 3464) that came in as mail says of our email:
+    the event a provider's webhook would have sent about it."""
+
+    action: str  # failed, delayed, ...: the event's name
+    recipient: str  # its Final-Recipient
+    meaning: str  # HARD_BOUNCE, SOFT_FAILURE or NOTED
+    status: str  # e.g. 5.1.1
+    detail: str  # its Diagnostic-Code
+    message_ids: list[str]  # the Message-ID of the original it returns
+
+
 @dataclass
 class InboundEmail:
     """An inbound email, whichever provider parsed it."""
@@ -277,6 +290,7 @@ class InboundEmail:
     text: str  # the writer's text, without the quoted original when the provider removed it
     date: str  # its Date header
     payload: dict[str, Any]
+    bounce: Bounce | None = None  # the mail server's report that one of our emails failed
 
 
 async def receive_email(
@@ -285,8 +299,24 @@ async def receive_email(
     """Store an inbound email with what it tells the journey: a reply, a pause when it is an
     automatic reply (never a reply), or the end of the cadence when it asks to opt out (STOP,
     unsubscribe: the person is opted out of email, as an SMS STOP does for texts). None for a
-    repeat, and for an erased person's email: nothing of it is kept."""
+    repeat, and for an erased person's email: nothing of it is kept. A bounce is the email event
+    it reports, as a provider's webhook would send it."""
     pepper = settings.erasure_pepper.get_secret_value()
+    if mail.bounce is not None:  # before the STOP words: the returned original may hold them
+        stored, _ = await store_email_event(
+            session,
+            mail.provider,
+            mail.event_id,
+            mail.bounce.action,
+            mail.payload,
+            message_ids=[*mail.bounce.message_ids, *mail.references],
+            recipient=mail.bounce.recipient,
+            meaning=mail.bounce.meaning,
+            provider_status=mail.bounce.action,
+            pepper=pepper,
+            detail=mail.bounce.detail,
+        )
+        return stored
     if await from_erased_person(session, pepper, "email", mail.sender):
         return None
     original = await reply_row(session, mail.references, mail.recipients, mail.sender)
