@@ -5,6 +5,7 @@ signed webhook to a real local receiver). SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -433,6 +434,32 @@ async def test_urgent_tasks_reach_reps_by_email_sms_and_a_signed_webhook(
         ) == before
         assert len(await _notifications(r, urgent)) == 2
         assert await _notifications(r, not_hot) == []
+
+
+async def test_a_fresh_reply_is_told_however_many_past_meetings_wait_unmarked(
+    inbox: InboxRig,
+) -> None:
+    """Preparation tasks of meetings that have started stay open until the rep marks the
+    meeting held (often never) and can never be urgent. The sweep read a batch of candidates in
+    due order, past meetings included: with a batch of them waiting (here 2, 100 by default) a
+    fresh reply's task was never in it, never marked, and its rep never told."""
+    r = inbox
+    r.app.state.notifier.timing = replace(r.app.state.notifier.timing, batch=2)
+    ada, bob = await r.prospect("Ada"), await r.prospect("Bob")
+    rita = await r.rep("Rita Rep")
+    email = {"channel": "email", "email": "rita.notify@example.com"}
+    assert (await r.api.put(f"/reps/{rita}/notifications", json=email, headers=AUTH)).is_success
+    # meetings that started 3 hours ago (each prepared 2 hours before it)
+    past = [
+        await r.task(bob, rita, f"prep-{n}", kind="prepare_meeting", due=in_hours(-5))
+        for n in range(3)
+    ]
+    await r.replied(ada["id"], timedelta(minutes=3))
+    urgent = await r.task(ada, rita, "reply", due=in_hours(5))
+    [told] = await eventually(lambda: _all_sent(r, urgent, 1), "rita told of ada's reply")
+    assert told["reason"] == "urgent"
+    for task in past:
+        assert [n["reason"] for n in await _notifications(r, task)] in ([], ["escalation"])
 
 
 async def test_overdue_tasks_escalate_once_to_the_manager(inbox: InboxRig) -> None:

@@ -238,7 +238,8 @@ class Notifier(PinnedClientOwner, Relay[models.TaskNotification]):  # type: igno
             policy = await tasks.get_policy(session)
             since = now - timedelta(seconds=policy.hot_reply_seconds)
             replied = select(m.prospect_id).where(m.replied_at >= since)
-            meeting_horizon = now + timedelta(seconds=policy.meeting_soon_seconds)
+            # only tasks that can be urgent now: a batch of others (the preparation tasks of
+            # meetings long started) would fill every pass and keep the urgent ones out of it
             candidates = (
                 await session.scalars(
                     select(t)
@@ -248,7 +249,7 @@ class Notifier(PinnedClientOwner, Relay[models.TaskNotification]):  # type: igno
                         t.rep_id.is_not(None),
                         (t.snoozed_until.is_(None)) | (t.snoozed_until <= now),
                         t.prospect_id.in_(replied)
-                        | ((t.kind == "prepare_meeting") & (t.due_at <= meeting_horizon))
+                        | tasks.meeting_soon(now, policy)
                         | (t.kind == "escalation")
                         | t.kind.in_(LATE_KINDS),
                     )

@@ -205,6 +205,18 @@ def meeting_starts_at(task: models.RepTask) -> datetime | None:
     return None
 
 
+def meeting_soon(now: datetime, policy: Policy) -> ColumnElement[bool]:
+    """The preparation tasks whose meeting starts within `meeting_soon_seconds` (SQL for
+    `meeting_starts_at`'s rule): not one whose meeting has started, which stays open until the
+    rep marks the meeting held and is never urgent again."""
+    t = models.RepTask
+    return (
+        (t.kind == "prepare_meeting")
+        & (t.due_at >= now - MEETING_PREP_LEAD)
+        & (t.due_at <= now + timedelta(seconds=policy.meeting_soon_seconds) - MEETING_PREP_LEAD)
+    )
+
+
 def escalation_deadline(task: models.RepTask, policy: Policy) -> datetime:
     """Open this long after due (or after the snooze the rep chose, if later): escalate."""
     start = max(task.due_at, task.snoozed_until or task.due_at)
