@@ -514,6 +514,34 @@ async def test_overdue_tasks_escalate_once_to_the_manager(inbox: InboxRig) -> No
     assert later["escalated_at"] is None
 
 
+async def test_snoozed_overdue_tasks_keep_no_other_task_from_escalating(inbox: InboxRig) -> None:
+    """A rep snoozes a backlog of overdue tasks for a day. The escalation sweep read a batch of
+    overdue tasks (here 2, 100 by default), oldest first, and passed over the snoozed ones:
+    with a batch of them waiting, no other task of the team escalated until they woke."""
+    r = inbox
+    r.app.state.notifier.timing = replace(r.app.state.notifier.timing, batch=2)
+    ada, bob = await r.prospect("Ada"), await r.prospect("Bob")
+    boss = await r.rep("Bea Boss")
+    rita = await r.rep("Rita Rep", manager_id=boss)
+    # none escalates while the backlog is being snoozed
+    calm = {"escalate_after_seconds": 86400}
+    assert (await r.api.put("/task-policy", json=calm, headers=AUTH)).status_code == 200
+    until = {"until": in_hours(24).isoformat()}
+    backlog = []
+    for n in range(3):
+        task = await r.task(bob, rita, f"old-{n}", due=in_hours(-5))
+        snoozed = await r.api.post(f"/tasks/{task}/snooze", json=until, headers=AUTH)
+        assert snoozed.status_code == 200, snoozed.text
+        backlog.append(task)
+    overdue = await r.task(ada, rita, "call", due=in_hours(-2))
+    hour = {"escalate_after_seconds": 3600}
+    assert (await r.api.put("/task-policy", json=hour, headers=AUTH)).status_code == 200
+    [told] = await eventually(lambda: _all_sent(r, overdue, 1), "rita's manager told")
+    assert (told["reason"], told["recipient_rep_id"]) == ("escalation", boss)
+    for task in backlog:  # still asleep: not escalated
+        assert (await r.api.get(f"/tasks/{task}", headers=AUTH)).json()["escalated_at"] is None
+
+
 async def test_a_moved_meetings_old_preparation_task_leaves_the_inbox(inbox: InboxRig) -> None:
     r = inbox
     rep = await r.rep("Rita Rep")

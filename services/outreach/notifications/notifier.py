@@ -272,19 +272,20 @@ class Notifier(PinnedClientOwner, Relay[models.TaskNotification]):  # type: igno
         t = models.RepTask
         async with self._sessions()() as session:
             policy = await tasks.get_policy(session)
-            cutoff = now - timedelta(seconds=policy.escalate_after_seconds)
             overdue = (
                 await session.scalars(
                     select(t)
-                    .where(t.status == tasks.OPEN, t.escalated_at.is_(None), t.due_at <= cutoff)
+                    .where(
+                        t.status == tasks.OPEN,
+                        t.escalated_at.is_(None),
+                        tasks.escalation_due(now, policy),
+                    )
                     .order_by(t.due_at)
                     .limit(self.timing.batch)
                 )
             ).all()
         escalated = 0
         for task in overdue:
-            if tasks.escalation_deadline(task, policy) > now:
-                continue  # snoozed past its due time: the clock runs from the snooze's end
             try:
                 manager = await self._manager_of(task.rep_id)
             except AppError as err:

@@ -223,6 +223,14 @@ def escalation_deadline(task: models.RepTask, policy: Policy) -> datetime:
     return start + timedelta(seconds=policy.escalate_after_seconds)
 
 
+def escalation_due(now: datetime, policy: Policy) -> ColumnElement[bool]:
+    """The tasks past their `escalation_deadline` at `now` (its SQL): a task snoozed past its
+    due time is not one, so a backlog of them never fills the escalation sweep's batch."""
+    t = models.RepTask
+    cutoff = now - timedelta(seconds=policy.escalate_after_seconds)
+    return (t.due_at <= cutoff) & (t.snoozed_until.is_(None) | (t.snoozed_until <= cutoff))
+
+
 def urgent_signals(
     task: models.RepTask, last_reply_at: datetime | None, now: datetime, policy: Policy
 ) -> list[Reason]:
