@@ -220,6 +220,47 @@ async def test_a_prospect_books_a_free_slot_through_their_link(env: DealsEnv) ->
     assert limited.status_code == 429 and int(limited.headers["Retry-After"]) > 0
 
 
+@pytest.mark.parametrize("database_urls", ["sqlite"], indirect=True)
+async def test_a_meeting_booked_while_qualifying_can_be_moved_cancelled_and_marked(
+    env: DealsEnv,
+) -> None:
+    """A cold prospect books through their link: the deal stays qualifying (no answers yet),
+    with the meeting on it. The rep must still be able to move it when the prospect asks, cancel
+    it, and say how it went: the journey plans moves and cancellations while qualifying, and
+    holds the qualification timeout until the meeting is over. These were 409 invalid_stage."""
+    assert (await env.http.put(AVAILABILITY, json=BOOKING_HOURS)).status_code == 200
+    prospects = [uuid.uuid4().hex for _ in range(2)]
+    journeys = [await env.start_journey(p) for p in prospects]
+    links_ = [await booking_link(env, p) for p in prospects]
+    first, second, third = [s for s, _ in offered(await env.anon.get(links_[0]))][:3]
+    meetings = []
+    for link, slot in zip(links_, (first, second), strict=True):
+        booked = await env.anon.post(link, data={"slot": slot.isoformat()})
+        assert booked.status_code == 200, booked.text
+    for prospect in prospects:
+        (deal,) = (await env.http.get("/deals", params={"prospect_id": prospect})).json()
+        assert deal["stage"] == "qualifying"
+        (meeting,) = (await env.http.get(f"/deals/{deal['id']}")).json()["meetings"]
+        meetings.append(f"/deals/{deal['id']}/meetings/{meeting['id']}")
+
+    moved = await env.http.post(f"{meetings[0]}/reschedule", json={"starts_at": third.isoformat()})
+    assert moved.status_code == 200, moved.text
+    assert (moved.json()["revision"], datetime.fromisoformat(moved.json()["starts_at"])) == (
+        1,
+        third,
+    )
+    cancelled = await env.http.post(f"{meetings[1]}/cancel", json={"reason": "asked to"})
+    assert (cancelled.status_code, cancelled.json()["status"]) == (200, "cancelled")
+    got = [[s["name"] for s in await signals(j, 3)] for j in journeys]
+    assert got == [
+        [Sig.REPLY_RECEIVED, Sig.MEETING_SCHEDULED, Sig.MEETING_RESCHEDULED],
+        [Sig.REPLY_RECEIVED, Sig.MEETING_SCHEDULED, Sig.MEETING_CANCELLED],
+    ]
+    # not started yet: held is refused for that reason, not for the deal's stage
+    early = await env.http.post(f"{meetings[0]}/held")
+    assert (early.status_code, error(early)["code"]) == (409, "meeting_not_started")
+
+
 @pytest.mark.parametrize("database_urls", ["postgres"], indirect=True)
 async def test_two_prospects_booking_one_slot_at_once_get_one_meeting(env: DealsEnv) -> None:
     """... and meetings scheduled, moved and cancelled through the API hold their slots."""

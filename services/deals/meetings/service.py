@@ -39,6 +39,9 @@ Outcome = Literal["held", "no_show"]
 HELD: Final[Outcome] = "held"
 NO_SHOW: Final[Outcome] = "no_show"
 MEETING_STAGES = QUALIFIED_STAGES
+# a meeting the prospect booked through their link while the deal stays qualifying is moved,
+# cancelled and marked there too: the journey plans its changes while qualifying
+CHANGE_STAGES = (Stage.QUALIFYING, *QUALIFIED_STAGES)
 
 
 async def schedule(
@@ -193,7 +196,7 @@ async def _meeting(session: AsyncSession, deal_id: str, meeting_id: str) -> tupl
     if meeting is None or meeting.deal_id != deal.id:
         raise not_found("meeting", meeting_id)
     # the journey of a closed deal has ended: nobody would act on the change
-    require_stage(deal, MEETING_STAGES, "changing a meeting")
+    require_stage(deal, CHANGE_STAGES, "changing a meeting")
     return deal, meeting
 
 
