@@ -181,7 +181,7 @@ async def test_a_prospect_books_a_free_slot_through_their_link(env: DealsEnv) ->
     assert again.status_code == 200
     assert len((await env.http.get(f"/deals/{deal['id']}")).json()["meetings"]) == 1
     # a slot that is not one: 422 with the slots; links that are not valid: 404
-    nonsense = await env.anon.post(link, data={"slot": "tomorrow"})
+    nonsense = await env.anon.post(other_link, data={"slot": "tomorrow"})
     assert nonsense.status_code == 422 and offered(nonsense)
     assert (await env.anon.get("/book/garbage.token")).status_code == 404
     assert (await env.anon.get(f"/book/{token[:-1]}x")).status_code == 404
@@ -218,6 +218,45 @@ async def test_a_prospect_books_a_free_slot_through_their_link(env: DealsEnv) ->
     assert (await env.anon.get(other_link)).status_code == 200
     limited = await env.anon.get(other_link)
     assert limited.status_code == 429 and int(limited.headers["Retry-After"]) > 0
+
+
+@pytest.mark.parametrize("database_urls", ["sqlite"], indirect=True)
+async def test_a_link_books_one_meeting_at_a_time(env: DealsEnv) -> None:
+    """The confirmation says "to move it, reply to that email", but the link went on offering
+    every free time: a prospect opening it again (the next cadence email, a colleague it was
+    forwarded to) booked a second meeting beside the first, two invitations, two sets of
+    reminders and a no-show for the one they meant to replace. While the prospect's meeting is
+    ahead the link shows it and books nothing more; once it is cancelled (or over) the link
+    books again."""
+    assert (await env.http.put(AVAILABILITY, json=BOOKING_HOURS)).status_code == 200
+    prospect = uuid.uuid4().hex
+    journey = await env.start_journey(prospect)
+    link = await booking_link(env, prospect)
+    first, second = [s for s, _ in offered(await env.anon.get(link))][:2]
+    assert (await env.anon.post(link, data={"slot": first.isoformat()})).status_code == 200
+
+    page = await env.anon.get(link)
+    assert page.status_code == 200 and offered(page) == []
+    when = first.astimezone(ZoneInfo("America/New_York")).strftime("%A %d %B %Y, %H:%M")
+    assert "You are booked" in page.text and when in page.text
+    another = await env.anon.post(link, data={"slot": second.isoformat()})
+    assert another.status_code == 409 and offered(another) == [] and when in another.text
+    (deal,) = (await env.http.get("/deals", params={"prospect_id": prospect})).json()
+    (meeting,) = (await env.http.get(f"/deals/{deal['id']}")).json()["meetings"]
+    # reloading the confirmation is still the same booking
+    again = await env.anon.post(link, data={"slot": first.isoformat()})
+    assert again.status_code == 200 and "You are booked" in again.text
+
+    # cancelled: the link books again
+    cancel = await env.http.post(f"/deals/{deal['id']}/meetings/{meeting['id']}/cancel", json={})
+    assert cancel.status_code == 200, cancel.text
+    assert offered(await env.anon.get(link))
+    assert (await env.anon.post(link, data={"slot": second.isoformat()})).status_code == 200
+    meetings = (await env.http.get(f"/deals/{deal['id']}")).json()["meetings"]
+    assert sorted(m["status"] for m in meetings) == ["cancelled", "scheduled"]
+    got = await signals(journey, 7)
+    scheduled = {s["payload"]["meeting_id"] for s in got if s["name"] == Sig.MEETING_SCHEDULED}
+    assert scheduled == {m["id"] for m in meetings}  # the reload told it again: idempotent
 
 
 @pytest.mark.parametrize("database_urls", ["sqlite"], indirect=True)
@@ -286,6 +325,13 @@ async def test_two_prospects_booking_one_slot_at_once_get_one_meeting(env: Deals
     # a meeting scheduled through the API holds its slot too: racing three bookings of it, one
     # of the four wins; the losing bookings get the taken page, a losing API call 409 slot_taken
     deal_id, _ = await env.presenting_deal()  # rep-1's
+    # a link whose prospect holds a meeting shows it, not the slots: fresh prospects race for
+    # the next slot, and one who never books looks at the page
+    pages = []
+    for _ in range(4):
+        prospect = uuid.uuid4().hex
+        await env.start_journey(prospect)
+        pages.append(await booking_link(env, prospect))
     free = [
         datetime.fromisoformat(s) for s in (await env.http.get(AVAILABILITY)).json()["free_slots"]
     ]
@@ -308,14 +354,14 @@ async def test_two_prospects_booking_one_slot_at_once_get_one_meeting(env: Deals
         assert api.status_code == 201, api.text
     mine = api.json()
     taken = datetime.fromisoformat(mine["starts_at"])
-    assert taken not in [s for s, _ in offered(await env.anon.get(pages[1]))]
+    assert taken not in [s for s, _ in offered(await env.anon.get(pages[0]))]
     # rescheduling through the API moves the hold, onto a slot nobody holds only
     move = f"/deals/{deal_id}/meetings/{mine['id']}/reschedule"
     onto = await env.http.post(move, json={"starts_at": slot.isoformat()})
     assert (onto.status_code, error(onto)["code"]) == (409, "slot_taken")
     r = await env.http.post(move, json={"starts_at": moved_to.isoformat()})
     assert r.status_code == 200, r.text
-    page = [s for s, _ in offered(await env.anon.get(pages[1]))]
+    page = [s for s, _ in offered(await env.anon.get(pages[0]))]
     assert taken in page and moved_to not in page
     # a meeting that overlaps a slot without starting on it takes it off the page as well
     overlapping = free[3] + timedelta(minutes=5)
@@ -323,10 +369,10 @@ async def test_two_prospects_booking_one_slot_at_once_get_one_meeting(env: Deals
         f"/deals/{deal_id}/meetings", json={"starts_at": overlapping.isoformat(), "title": "x"}
     )
     assert r.status_code == 201, r.text
-    late = await env.anon.post(pages[1], data={"slot": free[3].isoformat()})
+    late = await env.anon.post(pages[0], data={"slot": free[3].isoformat()})
     assert late.status_code == 409 and free[3] not in [s for s, _ in offered(late)]
     # cancelling through the API frees the slot: a prospect books it
     r = await env.http.post(f"/deals/{deal_id}/meetings/{mine['id']}/cancel", json={})
     assert r.status_code == 200, r.text
-    booked = await env.anon.post(pages[2], data={"slot": moved_to.isoformat()})
+    booked = await env.anon.post(pages[0], data={"slot": moved_to.isoformat()})
     assert booked.status_code == 200, booked.text

@@ -11,6 +11,7 @@ A booked slot creates the meeting (service.book), then, after the commit, tells 
 a booked meeting does: a reply by booking (the cadence ends; contacting moves to qualifying),
 the qualification when the booking passed the gate, the scheduled meeting; and starts the
 calendar invitation. A slot someone else took meanwhile: 409 with the slots still free.
+While the run's meeting is ahead the page shows it and books no other (409): one at a time.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ router = APIRouter(tags=["public"])
 _pages = Pages(__file__)
 EXPIRED = "It has expired, or it was not copied whole from the message."
 NO_TIMES = "Nobody takes bookings through this link at the moment."
+ALREADY_BOOKED = "You already have a meeting booked: this link books one at a time."
 
 
 def _zone(claim: BookingClaim) -> ZoneInfo:
@@ -81,6 +83,21 @@ def _slots_page(
     )
 
 
+def _booked_page(
+    claim: BookingClaim, meeting: Meeting, status: int = 200, notice: str = ""
+) -> HTMLResponse:
+    zone = _zone(claim)
+    return _pages.render(
+        "booked.html",
+        status,
+        title=meeting.title,
+        when=_when(meeting.starts_at, zone),
+        zone=zone.key,
+        minutes=meeting.duration_minutes,
+        notice=notice,
+    )
+
+
 async def _claim_and_hours(
     request: Request, session: AsyncSession, token: str
 ) -> tuple[BookingClaim, RepAvailability] | HTMLResponse:
@@ -103,6 +120,8 @@ async def booking_page(token: str, request: Request, session: Session) -> HTMLRe
     if isinstance(found, HTMLResponse):
         return found
     claim, hours = found
+    if (booked := await svc.upcoming_meeting(session, claim.journey_key)) is not None:
+        return _booked_page(claim, booked)
     return _slots_page(request, claim, hours, await availability.open_slots(session, hours))
 
 
@@ -116,6 +135,9 @@ async def book_slot(token: str, request: Request, session: Session) -> HTMLRespo
     # the rep's calendar is read under its lock: a meeting scheduled, moved or booked at the
     # same moment is either seen here or waits for this booking (availability.hold_calendar)
     await availability.hold_calendar(session, claim.rep_id)
+    booked = await svc.upcoming_meeting(session, claim.journey_key)
+    if booked is not None and booked.starts_at != picked:
+        return _booked_page(claim, booked, 409, ALREADY_BOOKED)
     slots = await availability.open_slots(session, hours)
     if picked is None:
         notice = "Please pick one of the times below."
@@ -138,15 +160,7 @@ async def book_slot(token: str, request: Request, session: Session) -> HTMLRespo
         raise
     await session.commit()
     await _tell(request, deal, meeting, passed_gate, repeat)
-    zone = _zone(claim)
-    return _pages.render(
-        "booked.html",
-        200,
-        title=meeting.title,
-        when=_when(meeting.starts_at, zone),
-        zone=zone.key,
-        minutes=meeting.duration_minutes,
-    )
+    return _booked_page(claim, meeting)
 
 
 def _picked(value: str) -> datetime | None:

@@ -155,6 +155,22 @@ async def book(
     return deal, meeting, passed_gate, False
 
 
+async def upcoming_meeting(session: AsyncSession, journey_key: str) -> Meeting | None:
+    """The journey run's scheduled meeting that has not started yet (the earliest): while there
+    is one its booking link books nothing more (the confirmation says to reply to move it)."""
+    return await session.scalar(
+        select(Meeting)
+        .join(Deal, Deal.id == Meeting.deal_id)
+        .where(
+            Deal.journey_id == journey_key,
+            Meeting.status == SCHEDULED,
+            Meeting.starts_at > utcnow(),
+        )
+        .order_by(Meeting.starts_at)
+        .limit(1)
+    )
+
+
 async def _hold_slot(session: AsyncSession, meeting: Meeting, **changes: object) -> None:
     """Write the meeting (with `changes`) in its rep's slot now: the unique index (rep, start)
     of scheduled meetings that hold a slot refuses one another transaction holds, whatever both
