@@ -7,6 +7,7 @@ On SQLite, except where the database matters (the cursor and the lease across re
 from __future__ import annotations
 
 import contextlib
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -20,7 +21,7 @@ from services.outreach.mailbox.watcher import MailboxWatcher
 from shared.settings import Settings
 from tests.support.eventually import eventually
 from tests.support.fixtures import DATABASES, fresh_databases
-from tests.support.imap import PASSWORD, Dovecot, bounce, dovecot, reply
+from tests.support.imap import PASSWORD, Dovecot, bounce, counting, dovecot, reply
 from tests.support.settings import AUTH, PRODUCTION
 from tests.support.webhooks import FAST, Rig, signals_of, webhook_rig
 
@@ -217,6 +218,38 @@ async def test_a_bounce_is_a_bounce_not_an_out_of_office_nor_a_reply(
         assert "550 5.1.1" in ((await rig.message(to_dee.id)).error or "")
         for handle in handles.values():
             await handle.terminate()
+
+
+async def test_a_reply_with_a_huge_attachment_is_read_from_its_start_only(
+    tmp_path: Path, temporal_local: WorkflowEnvironment, imap_server: Dovecot
+) -> None:
+    """A reply carrying a 16 MB attachment: the watcher fetched every message whole, into
+    memory (and parsed it there), however large, over however slow a link, while no other
+    message of the folder was read. Only a message's first MiB is fetched (a person's text comes
+    before the attachments): the reply reaches its prospect's journey, the size recorded is
+    the whole message's, and what the server sent for both messages is a fraction of it."""
+    user = imap_server.add_user()
+    async with (
+        counting(imap_server.port) as link,
+        fresh_databases("sqlite", tmp_path) as urls,
+        mailbox_rig(tmp_path, urls, temporal_local, imap_server, user, imap_port=link.port) as rig,
+        rig.journeys(),
+    ):
+        ada = uuid.uuid4().hex
+        await rig.add_message("email", "ada@example.com", "<a1@closeflow>", ada)
+        journey = await rig.start_journey(ada)
+        deck = os.urandom(16 * 1024 * 1024)
+        big = reply(sender="ada@example.com", in_reply_to="<a1@closeflow>", attachment=deck)
+        await imap_server.append(user, big, reply(sender="bob@example.com"))
+        await read_to(rig, 2)
+        first, second = await rig.inbox("imap")
+        assert (first.kind, first.prospect_id) == ("email_reply", ada)
+        assert first.payload["size"] > len(deck)  # the whole message's, not what was read
+        assert second.kind == "email_reply"
+        assert link.from_server < 4 * 1024 * 1024
+        [got] = await eventually(lambda: signals_of(journey), "the reply")
+        assert got["payload"]["excerpt"] == "Yes, let's talk on Tuesday."
+        await journey.terminate()
 
 
 @pytest.mark.parametrize("database", DATABASES)

@@ -17,7 +17,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -278,8 +278,10 @@ def reply(
     in_reply_to: str | None = None,
     message_id: str | None = "",
     headers: dict[str, str] | None = None,
+    attachment: bytes = b"",
 ) -> bytes:
-    """An email as a mail client sends it (message_id None: without a Message-ID header)."""
+    """An email as a mail client sends it (message_id None: without a Message-ID header;
+    `attachment`: a file after the text, as mail clients put it)."""
     message = EmailMessage()
     message["From"] = sender
     message["To"] = to
@@ -293,6 +295,10 @@ def reply(
     for name, value in (headers or {}).items():
         message[name] = value
     message.set_content(f"{text}\n\nOn Mon, Rita Rep wrote:\n> Hi, a quick question\n")
+    if attachment:
+        message.add_attachment(
+            attachment, maintype="application", subtype="pdf", filename="deck.pdf"
+        )
     return bytes(message)
 
 
@@ -344,3 +350,49 @@ Subject: Quick question
 --dsn--
 """
     return text.replace("\n", "\r\n").encode()
+
+
+@dataclass
+class Relayed:
+    """A local port in front of the server, and how many bytes the server sent through it."""
+
+    port: int
+    from_server: int = 0
+
+
+@contextlib.asynccontextmanager
+async def counting(port: int) -> AsyncIterator[Relayed]:
+    """A local port in front of the server's `port` that counts what the server sends: how
+    much a client read of the mailbox."""
+    relayed = Relayed(0)
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, count: bool) -> None:
+        try:
+            while data := await reader.read(64 * 1024):
+                relayed.from_server += len(data) if count else 0
+                writer.write(data)
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    async def connect(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        server_r, server_w = await asyncio.open_connection("127.0.0.1", port)
+        for task in (
+            asyncio.create_task(pipe(client_r, server_w, count=False)),
+            asyncio.create_task(pipe(server_r, client_w, count=True)),
+        ):
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+    proxy = await asyncio.start_server(connect, "127.0.0.1", 0)
+    relayed.port = proxy.sockets[0].getsockname()[1]
+    try:
+        yield relayed
+    finally:
+        proxy.close()
+        for task in list(tasks):
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

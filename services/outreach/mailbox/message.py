@@ -118,8 +118,9 @@ def event_id_of(raw: bytes, message_id: str) -> str:
     return "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
-def inbound_email(raw: bytes, *, mailbox: str, uid: int) -> InboundEmail:
-    """The message as every inbound path hands it to receive_email."""
+def inbound_email(raw: bytes, *, mailbox: str, uid: int, size: int | None = None) -> InboundEmail:
+    """The message as every inbound path hands it to receive_email (`raw` may be its start
+    only: `size` is the whole message's)."""
     message = message_from_bytes(raw, policy=policy.default)
     assert isinstance(message, EmailMessage)  # policy.default makes EmailMessage
     headers = [(name, str(value)) for name, value in message.items()]
@@ -129,7 +130,7 @@ def inbound_email(raw: bytes, *, mailbox: str, uid: int) -> InboundEmail:
     payload: dict[str, Any] = {
         "mailbox": mailbox,
         "uid": uid,
-        "size": len(raw),
+        "size": len(raw) if size is None else size,
         **{name: _header(message, name) for name in EXCERPT_HEADERS},
         "text": text[:5000],
     }

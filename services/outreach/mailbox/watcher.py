@@ -13,6 +13,7 @@ fetches from the UID after the row's. A server whose UIDVALIDITY changed (the fo
 recreated, the server migrated) has renumbered its messages: the whole folder is read again and
 the Message-IDs keep what was stored from being stored twice. Messages are fetched with
 BODY.PEEK[]: nothing is marked read, so people reading the same mailbox still see them as new.
+Only a message's first FETCH_BYTES are fetched (the text comes before the attachments).
 
 One replica at a time. Every outreach replica runs a watcher; the row is also a lease
 (`lease_owner`, `lease_until`): the one that holds it watches, the others wait and take over
@@ -59,9 +60,14 @@ T = TypeVar("T")
 
 _UIDVALIDITY = re.compile(rb"\[UIDVALIDITY (\d+)\]", re.I)
 _FETCHED_UID = re.compile(rb"\bUID (\d+)\b", re.I)
+_FETCHED_SIZE = re.compile(rb"\bRFC822\.SIZE (\d+)\b", re.I)
 # a folder name sent as is; any other ("[Gmail]/Sent Mail") goes as a quoted string
 _ATOM = re.compile(r"[A-Za-z0-9._/&+-]+")
 COMMAND_TIMEOUT = 30.0  # one IMAP command (a large message's fetch included)
+# what is fetched of a message: the text a person wrote comes before any attachment. Fetched
+# whole, 25 MB of attachments are held and parsed in memory, and over a slow link the fetch can
+# outlast the lease (another replica then takes the mailbox over and starts it again)
+FETCH_BYTES = 1024 * 1024
 MAX_BACKOFF = 60.0
 
 
@@ -201,14 +207,16 @@ def search_uids(response: Any, after: int) -> list[int]:
     return sorted(uid for uid in found if uid > after)
 
 
-def _body(response: Any, uid: int) -> bytes | None:
-    """The message of a UID FETCH answer, or None when it was expunged meanwhile."""
+def _body(response: Any, uid: int) -> tuple[bytes, int] | None:
+    """The message (its first FETCH_BYTES) of a UID FETCH answer and its whole size, or None
+    when it was expunged meanwhile."""
     lines = list(response.lines)
     for index, line in enumerate(lines[:-1]):
         found = _FETCHED_UID.search(bytes(line))
         literal = lines[index + 1]
         if found and int(found.group(1)) == uid and isinstance(literal, bytearray):
-            return bytes(literal)
+            size = _FETCHED_SIZE.search(bytes(line))
+            return bytes(literal), int(size.group(1)) if size else len(literal)
     return None
 
 
@@ -409,15 +417,18 @@ class MailboxWatcher:
     async def _take(self, client: aioimaplib.IMAP4, uidvalidity: int, uid: int) -> None:
         """Store one message and move the cursor past it, in one transaction; then tell the
         journey (the inbox relay retries what this attempt does not deliver)."""
-        answer = await client.uid("fetch", str(uid), "(UID BODY.PEEK[])")
+        answer = await client.uid(
+            "fetch", str(uid), f"(UID RFC822.SIZE BODY.PEEK[]<0.{FETCH_BYTES}>)"
+        )
         if answer.result != "OK":
             raise MailboxError(f"UID FETCH {uid} refused: {said(answer)}")
-        raw = _body(answer, uid)
+        fetched = _body(answer, uid)
         stored = None
         async with self._sessions()() as session:
-            if raw is not None:  # None: expunged since the search, nothing to store
+            if fetched is not None:  # None: expunged since the search, nothing to store
+                raw, size = fetched
                 try:
-                    mail = inbound_email(raw, mailbox=self.key, uid=uid)
+                    mail = inbound_email(raw, mailbox=self.key, uid=uid, size=size)
                 except Exception as err:  # a message nobody can read: kept aside, not retried
                     await reject(
                         session, PROVIDER, raw.decode("utf-8", "replace"), f"uid {uid}: {err}"
