@@ -69,6 +69,8 @@ class OutboundBlocked(Exception):
 class OutboundPolicy:
     production: bool
     resolver: Resolver | None = field(default=None, compare=False)
+    # hosts the operator allows although internal (CLOSEFLOW_WEBHOOK_INTERNAL_HOSTS)
+    internal_hosts: frozenset[str] = frozenset()
 
     async def resolve(self, host: str) -> Sequence[str]:
         return await (self.resolver or system_resolver)(host)
@@ -79,16 +81,19 @@ async def system_resolver(host: str) -> Sequence[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
-def refused_address(ip: IPAddress, *, production: bool) -> str | None:
-    """Why the server may not connect to `ip`, or None when it may."""
+def refused_address(ip: IPAddress, *, production: bool, named: bool = False) -> str | None:
+    """Why the server may not connect to `ip`, or None when it may. `named`: the host is one
+    the operator allowed although internal: only the metadata service is refused."""
     if isinstance(ip, ipaddress.IPv6Address):
         if ip.ipv4_mapped is not None:  # ::ffff:127.0.0.1 is 127.0.0.1
-            return refused_address(ip.ipv4_mapped, production=production)
+            return refused_address(ip.ipv4_mapped, production=production, named=named)
         if ip in NAT64:  # 64:ff9b::7f00:1 reaches 127.0.0.1 through a NAT64 gateway
             embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-            return refused_address(embedded, production=production)
+            return refused_address(embedded, production=production, named=named)
     if ip in METADATA:
         return "the cloud metadata service"
+    if named:
+        return None
     if ip.is_loopback:
         return None if not production else "a loopback address"
     kinds = (
@@ -119,13 +124,21 @@ def _ip_literal(host: str) -> IPAddress | None:
 
 
 def check_url(
-    url: str, *, production: bool, field_name: str, allowed_hosts: Sequence[str] = ()
+    url: str,
+    *,
+    production: bool,
+    field_name: str,
+    allowed_hosts: Sequence[str] = (),
+    internal_hosts: frozenset[str] = frozenset(),
 ) -> None:
-    """422 naming `field_name` when the server may not send requests to `url`."""
+    """422 naming `field_name` when the server may not send requests to `url`. A host of
+    `internal_hosts` (the operator's) passes over http too, whatever it is, the metadata
+    service excepted."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
         raise invalid(field_name, "must be an http(s) URL")
-    if production and parts.scheme != "https":
+    named = (parts.hostname or "").lower().rstrip(".") in internal_hosts
+    if production and parts.scheme != "https" and not named:
         raise invalid(field_name, "must use https")
     if "@" in parts.netloc:
         raise invalid(field_name, "must not carry a user name or password")
@@ -142,6 +155,10 @@ def check_url(
         raise invalid(
             field_name, f"host {host} is an IP address spelt in a non-canonical way"
         ) from None
+    if named:
+        if ip is not None and (why := refused_address(ip, production=production, named=True)):
+            raise invalid(field_name, f"host {host} is {why}")
+        return
     if allowed_hosts and not any(host == a or host.endswith("." + a) for a in allowed_hosts):
         allowed = ", ".join(allowed_hosts)
         raise invalid(field_name, f"host {host} is not one of the allowed hosts: {allowed}")
@@ -167,8 +184,9 @@ async def checked_address(host: str, policy: OutboundPolicy) -> IPAddress:
     )
     if not addresses:
         raise OutboundBlocked(f"{host} resolves to no address")
+    named = host.lower().rstrip(".") in policy.internal_hosts
     for address in addresses:
-        why = refused_address(address, production=policy.production)
+        why = refused_address(address, production=policy.production, named=named)
         if why:
             raise OutboundBlocked(f"{host} resolves to {address}, {why}")
     return addresses[0]

@@ -341,6 +341,14 @@ class Settings(BaseSettings):
         "in production https only and never an internal name or address, checked again for "
         "every address the host resolves to at each delivery (docs/guides/rep-inbox.md)",
     )
+    webhook_internal_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="internal hosts the reps' webhooks and the event subscriptions may post to "
+        "in production, comma-separated: exact names (e.g. a service of the cluster, "
+        "crm-bridge.tools.svc.cluster.local) or IP addresses, reached at whatever address they "
+        "resolve to, over http too; the operator's explicit exception to the internal-address "
+        "rules (the cloud metadata service is never reachable). Empty: none",
+    )
     ooo_default_pause_days: int = Field(
         7,
         ge=1,
@@ -571,6 +579,7 @@ class Settings(BaseSettings):
             for name in (
                 "api_keys",
                 "webhook_allowed_hosts",
+                "webhook_internal_hosts",
                 "trusted_proxies",
                 "payload_master_keys",
                 "codec_cors_origins",

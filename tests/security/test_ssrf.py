@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from cryptography.x509.oid import NameOID
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import RedirectResponse
 
-from services.outreach.notifications.webhook_targets import check_webhook_url
+from services.outreach.notifications.webhook_targets import check_webhook_url, webhook_policy
 from shared.auth import API_KEY_HEADER
 from shared.errors import AppError
 from shared.outbound import (
@@ -105,6 +106,47 @@ def test_production_accepts_public_urls() -> None:
         "https://93.184.215.14/hook",  # a public address in its canonical spelling
     ):
         check_webhook_url(url, prod)
+
+
+BRIDGE = "crm-bridge.tools.svc.cluster.local"  # a self-hosted team's own receiver, in-cluster
+
+
+@pytest.mark.asyncio
+async def test_an_operator_allows_named_internal_hosts_and_nothing_else() -> None:
+    """Self-hosted teams post events to their own services inside the cluster, over plain
+    http; production refused every internal name and address with no way for an operator to
+    allow one. CLOSEFLOW_WEBHOOK_INTERNAL_HOSTS names them: exactly those hosts pass, at save
+    and at connect (whatever private address they resolve to), over http too; any other
+    internal host is refused as before, and the metadata service even when it is named."""
+    prod = Settings(
+        **PRODUCTION,
+        webhook_internal_hosts=f"{BRIDGE}, 10.1.2.3, 169.254.169.254",  # type: ignore[arg-type]
+    )
+    for url in (f"http://{BRIDGE}:8080/closeflow", f"https://{BRIDGE}/x", "http://10.1.2.3/hook"):
+        check_webhook_url(url, prod)
+    for url in (
+        "http://other.tools.svc.cluster.local/x",
+        f"http://x.{BRIDGE}/hook",  # a name under the allowed one is another host
+        "http://10.1.2.4/hook",
+        "http://169.254.169.254/latest/meta-data",
+        "http://hooks.slack.com/services/x",  # still https for every public host
+    ):
+        with pytest.raises(AppError):
+            check_webhook_url(url, prod)
+    receiver = Receiver()
+    port = free_port()
+    table = {BRIDGE: ["127.0.0.1"], "other.example.com": ["127.0.0.1"]}
+    policy = replace(webhook_policy(prod), resolver=resolver(table))
+    async with serve(receiver.app, port), pinned_client(policy, timeout=5) as client:
+        r = await client.post(f"http://{BRIDGE}:{port}/hook", content=b"{}")
+        assert r.status_code == 200
+        with pytest.raises(OutboundBlocked):
+            await client.post(f"http://other.example.com:{port}/hook", content=b"{}")
+    assert receiver.seen == [("/hook", f"{BRIDGE}:{port}")]
+    metadata = replace(policy, resolver=resolver({BRIDGE: ["169.254.169.254"]}))
+    async with pinned_client(metadata, timeout=5) as client:
+        with pytest.raises(OutboundBlocked):
+            await client.post(f"http://{BRIDGE}/hook", content=b"{}")
 
 
 @pytest.mark.asyncio

@@ -16,10 +16,17 @@ def check_webhook_url(url: str, settings: Settings, field_name: str = "webhook_u
         production=settings.environment == "production",
         field_name=field_name,
         allowed_hosts=[h.lower() for h in settings.webhook_allowed_hosts],
+        internal_hosts=internal_hosts(settings),
     )
+
+
+def internal_hosts(settings: Settings) -> frozenset[str]:
+    return frozenset(h.lower().rstrip(".") for h in settings.webhook_internal_hosts)
 
 
 def webhook_policy(settings: Settings) -> OutboundPolicy:
     """How the notifier connects: every resolved address checked, loopback only outside
-    production."""
-    return OutboundPolicy(production=settings.environment == "production")
+    production (and the internal hosts the operator named)."""
+    return OutboundPolicy(
+        production=settings.environment == "production", internal_hosts=internal_hosts(settings)
+    )
