@@ -38,7 +38,7 @@ from starlette.routing import compile_path
 
 from shared.auth import ROLES, SERVICE, Principal, Role, authenticate, presented_key
 from shared.errors import AppError
-from shared.issued_keys import KeyLookup
+from shared.issued_keys import KeyLookup, RepCheck
 from shared.requests import InvalidJson, has_nul, parse_json
 
 log = logging.getLogger(__name__)
@@ -125,6 +125,8 @@ class ServiceAccess:
     # Where the service finds the holder of an issued key, when it keeps them itself
     # (prospecting); the others ask prospecting (shared/issued_keys.py).
     key_lookup: Callable[[FastAPI], KeyLookup] | None = None
+    # whether a configured rep key's rep was deactivated, where the service keeps the reps
+    rep_check: Callable[[FastAPI], RepCheck] | None = None
 
 
 # --- the app's table --------------------------------------------------------------------------

@@ -114,9 +114,12 @@ def create_service_app(
     install_access(app, name, access.resolvers, policies)
     if access.key_lookup is not None:
         app.state.key_lookup = access.key_lookup(app)  # prospecting: issued keys are its own
-    elif settings.internal_api_key:  # the service token: /internal/api-keys/introspect
+    if access.rep_check is not None:
+        app.state.rep_check = access.rep_check(app)  # prospecting: so are the reps
+    if access.key_lookup is None and settings.internal_api_key:  # the service token
         issued = IntrospectedKeys(settings.prospecting_url, settings.internal_api_key)
         app.state.key_lookup = issued
+        app.state.rep_check = issued.rep_deactivated
         app.state.cleanup.append(issued.close)
     install_error_handlers(app)
     _answer_temporal_away(app)

@@ -148,6 +148,8 @@ async def authenticate(request: Request, key: str | None) -> Principal:
         raise AppError(401, "missing_api_key", f"send your API key in the {API_KEY_HEADER} header")
     settings = request.app.state.settings
     principal = identify(settings.api_principals, key)
+    if principal is not None and principal.rep_id and await _rep_left(request, principal.rep_id):
+        principal = None  # a configured rep key stops with its rep, as their issued keys do
     if principal is None and is_service_token(settings.service_token.get_secret_value(), key):
         principal = Principal(SERVICE, key_id="service")
     lookup: Callable[[str], Awaitable[Principal | None]] | None = getattr(
@@ -159,6 +161,13 @@ async def authenticate(request: Request, key: str | None) -> Principal:
         raise AppError(401, "invalid_api_key", f"the {API_KEY_HEADER} header holds an unknown key")
     request.state.principal = principal
     return principal
+
+
+async def _rep_left(request: Request, rep_id: str) -> bool:
+    """Whether the rep was deactivated (app.state.rep_check: prospecting reads its own table,
+    the others ask it; without one, as without issued keys, nothing is checked)."""
+    check: Callable[[str], Awaitable[bool]] | None = getattr(request.app.state, "rep_check", None)
+    return check is not None and await check(rep_id)
 
 
 async def require_api_key(

@@ -9,7 +9,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from sqlalchemy import select
 
-from services.prospecting.api_keys import holder_of
+from services.prospecting.api_keys import holder_of, rep_deactivated
 from services.prospecting.models import Prospect
 from shared.access import (
     ADMIN,
@@ -25,7 +25,7 @@ from shared.access import (
 )
 from shared.auth import Principal
 from shared.db import read_value
-from shared.issued_keys import KeyLookup
+from shared.issued_keys import KeyLookup, RepCheck
 
 
 async def prospect_rep(request: Request, prospect_id: str) -> str | None:
@@ -46,6 +46,16 @@ def key_lookup(app: FastAPI) -> KeyLookup:
     return lookup
 
 
+def rep_check(app: FastAPI) -> RepCheck:
+    """A configured rep key's rep, read from this service's own table (no cache)."""
+
+    async def check(rep_id: str) -> bool:
+        async with app.state.sessions() as session:
+            return await rep_deactivated(session, rep_id)
+
+    return check
+
+
 POLICIES: dict[RouteKey, Rule] = {
     ("POST", "/reps"): OPS,
     ("GET", "/reps"): OPS,
@@ -63,6 +73,7 @@ POLICIES: dict[RouteKey, Rule] = {
     ("GET", "/api-keys"): ADMIN,
     ("DELETE", "/api-keys/{key_id}"): ADMIN,
     ("POST", "/internal/api-keys/introspect"): SERVICE_ONLY,
+    ("GET", "/internal/reps/{rep_id}/standing"): SERVICE_ONLY,
     ("POST", "/internal/prospects/{prospect_id}/comeback"): SERVICE_ONLY,
     ("GET", "/assignment-rules"): OPS,
     ("PUT", "/assignment-rules"): OPS,
@@ -80,4 +91,4 @@ POLICIES: dict[RouteKey, Rule] = {
     ("POST", "/codec/encode"): OPS,
 }
 
-ACCESS = ServiceAccess(POLICIES, RESOLVERS, key_lookup=key_lookup)
+ACCESS = ServiceAccess(POLICIES, RESOLVERS, key_lookup=key_lookup, rep_check=rep_check)

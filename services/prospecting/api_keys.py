@@ -7,9 +7,9 @@ prospecting and reaches the other services within shared.issued_keys.CACHE_SECON
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Path, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -105,6 +105,21 @@ async def introspect(body: Introspect, session: Session) -> Holder:
     if principal is None:
         raise AppError(404, "api_key_not_found", "no live key like that")
     return Holder(role=principal.role, rep_id=principal.rep_id, key_id=principal.key_id)
+
+
+class Standing(BaseModel):
+    deactivated: bool
+
+
+@router.get("/internal/reps/{rep_id}/standing", response_model=Standing)
+async def standing(rep_id: Annotated[str, Path(max_length=64)], session: Session) -> Standing:
+    """For the other services, about a rep key of CLOSEFLOW_API_KEYS: has its rep left?"""
+    return Standing(deactivated=await rep_deactivated(session, rep_id))
+
+
+async def rep_deactivated(session: AsyncSession, rep_id: str) -> bool:
+    """An unknown rep was not deactivated: a configured key may name a rep added later."""
+    return await session.scalar(select(Rep.active).where(Rep.id == rep_id)) is False
 
 
 async def holder_of(session: AsyncSession, key: str) -> Principal | None:

@@ -14,7 +14,7 @@ import pytest
 from services.outreach.prospects import ProspectDirectory
 from shared.auth import API_KEY_HEADER
 from shared.errors import AppError
-from tests.support.apps import Api
+from tests.support.apps import Api, ServiceApp, asking_prospecting
 from tests.support.settings import API_KEY, make_settings
 
 SERVICES = ("prospecting", "outreach", "deals", "referrals")
@@ -84,12 +84,14 @@ async def test_a_prospect_id_that_is_a_path_is_refused_at_enrollment(api: Api) -
     assert _field(await outreach.post("/enrollments", json=body)) == ["prospect_id"]
 
 
-async def test_a_rep_keys_body_nested_too_deep_is_a_4xx(api: Api) -> None:
+async def test_a_rep_keys_body_nested_too_deep_is_a_4xx(service_app: ServiceApp, api: Api) -> None:
     """A rep key's POST /enrollments names its prospect in the body: the access check reads it
     before FastAPI does when the content type is not JSON. Nested past the parser's limit it
     raised RecursionError there: a 500."""
     rep_key = "rep-key-of-rita-0123456789"
-    outreach = await api("outreach", key=False, api_keys=f"{API_KEY}, rep:rita:{rep_key}")
+    app = await service_app("outreach", api_keys=f"{API_KEY}, rep:rita:{rep_key}")
+    await asking_prospecting(service_app, app)
+    outreach = await api(app, key=False)
     deep = b"[" * 5000 + b"]" * 5000
     for content_type in ("text/plain", "application/json"):
         answer = await outreach.post(

@@ -25,7 +25,7 @@ from shared.codec import KeyRing, parse_master_keys
 from shared.db import create_engine
 from shared.logging import FORMAT, JsonLines, Redacting, configure_logging
 from shared.rate_limit import FormLimits, RateLimiter
-from tests.support.apps import Api, ServiceApp
+from tests.support.apps import Api, ServiceApp, asking_prospecting
 from tests.support.inbox import InboxRig
 from tests.support.ports import free_port
 from tests.support.serve import HTTP_TIMEOUT, serve
@@ -276,6 +276,7 @@ async def _listed(http: httpx.AsyncClient, path: str, key: str) -> list[str]:
 
 async def test_a_rep_lists_only_its_own_deals_of_a_prospect(service_app: ServiceApp) -> None:
     app = await service_app("deals", api_keys=REP_KEYS)
+    await asking_prospecting(service_app, app)
     async with app.state.sessions() as session:
         # the prospect moved from rep B to rep A: B's old deal and A's new one
         deals = [
@@ -300,6 +301,7 @@ async def test_a_rep_lists_only_its_own_referral_asks_of_a_client(
     service_app: ServiceApp,
 ) -> None:
     app = await service_app("referrals", api_keys=REP_KEYS)
+    await asking_prospecting(service_app, app)
     async with app.state.sessions() as session:
         asks = [
             ReferralAsk(

@@ -10,8 +10,9 @@ from fastapi import FastAPI
 
 from shared.issued_keys import CACHE_SECONDS, INTROSPECT_PATH, IntrospectedKeys
 from tests.support.apps import Api, ServiceApp
-from tests.support.settings import SERVICE_AUTH
+from tests.support.settings import API_KEY, SERVICE_AUTH
 
+RITAS_KEY = "rita-" + "k" * 32
 ON_SQLITE = pytest.mark.parametrize("database_urls", ["sqlite"], indirect=True)
 
 
@@ -37,15 +38,16 @@ class CountingTransport(httpx.AsyncBaseTransport):
 
 
 async def _wired(
-    service_app: ServiceApp, api: Api, **cache: float
+    service_app: ServiceApp, api: Api, settings: dict[str, str] | None = None, **cache: float
 ) -> tuple[httpx.AsyncClient, httpx.AsyncClient, CountingTransport, Clock]:
-    prospecting = await service_app("prospecting")
-    outreach = await service_app("outreach")
+    prospecting = await service_app("prospecting", **(settings or {}))
+    outreach = await service_app("outreach", **(settings or {}))
     transport, clock = CountingTransport(prospecting), Clock()
     lookup = IntrospectedKeys(
         "http://prospecting", SERVICE_AUTH["X-API-Key"], transport, clock=clock, **cache
     )
     outreach.state.key_lookup = lookup
+    outreach.state.rep_check = lookup.rep_deactivated
     outreach.state.cleanup.append(lookup.close)
     return await api(prospecting), await api(outreach, key=False), transport, clock
 
@@ -54,6 +56,32 @@ async def _issue(prospecting: httpx.AsyncClient) -> tuple[str, str]:
     made = await prospecting.post("/api-keys", json={"name": "ops laptop", "role": "ops"})
     assert made.status_code == 201, made.text
     return made.json()["id"], made.json()["key"]
+
+
+async def _works_while_the_rep_is_active(
+    prospecting: httpx.AsyncClient,
+    outreach: httpx.AsyncClient,
+    clock: Clock,
+    rep_id: str,
+    ritas: dict[str, str],
+) -> None:
+    """The rep's key works in both services; deactivated, it is refused in prospecting at once
+    and in outreach once the cached answer expires; re-activated, it works again."""
+    own_rep, own_tasks = f"/reps/{rep_id}", f"/reps/{rep_id}/tasks"
+    assert (await prospecting.get(own_rep, headers=ritas)).status_code == 200
+    assert (await outreach.get(own_tasks, headers=ritas)).status_code == 200
+
+    left = await prospecting.patch(own_rep, json={"active": False})
+    assert left.status_code == 200, left.text
+    clock.now += CACHE_SECONDS
+    for client, path in ((prospecting, own_rep), (outreach, own_tasks)):
+        answer = await client.get(path, headers=ritas)
+        assert (answer.status_code, answer.json()["error"]["code"]) == (401, "invalid_api_key")
+
+    back = await prospecting.patch(own_rep, json={"active": True})
+    assert back.status_code == 200, back.text
+    for client, path in ((prospecting, own_rep), (outreach, own_tasks)):
+        assert (await client.get(path, headers=ritas)).status_code == 200
 
 
 @ON_SQLITE
@@ -107,17 +135,20 @@ async def test_a_deactivated_reps_issued_key_stops_working_everywhere(
     )
     assert made.status_code == 201, made.text
     ritas = {"X-API-Key": made.json()["key"]}
-    own_rep, own_tasks = f"/reps/{rep_id}", f"/reps/{rep_id}/tasks"
-    assert (await prospecting.get(own_rep, headers=ritas)).status_code == 200
-    assert (await outreach.get(own_tasks, headers=ritas)).status_code == 200
+    await _works_while_the_rep_is_active(prospecting, outreach, clock, rep_id, ritas)
 
-    left = await prospecting.patch(own_rep, json={"active": False})
-    assert left.status_code == 200, left.text
-    clock.now += CACHE_SECONDS
-    for client, path in ((prospecting, own_rep), (outreach, own_tasks)):
-        answer = await client.get(path, headers=ritas)
-        assert (answer.status_code, answer.json()["error"]["code"]) == (401, "invalid_api_key")
 
-    back = await prospecting.patch(own_rep, json={"active": True})
-    assert back.status_code == 200, back.text
-    assert (await outreach.get(own_tasks, headers=ritas)).status_code == 200
+@ON_SQLITE
+async def test_a_deactivated_reps_configured_key_stops_working_everywhere(
+    service_app: ServiceApp, api: Api
+) -> None:
+    """A rep's key in CLOSEFLOW_API_KEYS stops with the rep as their issued keys do: the services
+    ask prospecting about the rep's standing, on the same one-second cache."""
+    # the rep first (through an app on the same database): the setting names their id
+    rep = await (await api("prospecting")).post("/reps", json={"name": "Rita", "email": "r@ex.com"})
+    assert rep.status_code == 201, rep.text
+    rep_id = rep.json()["id"]
+    keys = f"{API_KEY}, rep:{rep_id}:{RITAS_KEY}"
+    prospecting, outreach, _, clock = await _wired(service_app, api, {"api_keys": keys})
+    ritas = {"X-API-Key": RITAS_KEY}
+    await _works_while_the_rep_is_active(prospecting, outreach, clock, rep_id, ritas)

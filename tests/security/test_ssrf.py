@@ -37,7 +37,7 @@ from shared.outbound import (
     status_category,
 )
 from shared.settings import Settings
-from tests.support.apps import Api
+from tests.support.apps import Api, ServiceApp, asking_prospecting
 from tests.support.eventually import eventually
 from tests.support.inbox import InboxRig, inbox  # noqa: F401  (the rep inbox rig)
 from tests.support.ports import free_port
@@ -150,9 +150,13 @@ async def test_an_operator_allows_named_internal_hosts_and_nothing_else() -> Non
 
 
 @pytest.mark.asyncio
-async def test_a_reps_key_cannot_save_an_internal_webhook(api: Api) -> None:
+async def test_a_reps_key_cannot_save_an_internal_webhook(
+    service_app: ServiceApp, api: Api
+) -> None:
     """Through the API of an outreach app in production: a 422 naming the field, for each."""
-    client = await api("outreach", key=False, **PRODUCTION)
+    app = await service_app("outreach", **PRODUCTION)
+    await asking_prospecting(service_app, app)
+    client = await api(app, key=False)
     rep = {API_KEY_HEADER: REP_KEY}
     prefs = {"channel": "email", "email": "rep@example.com", "webhook_secret": "s" * 20}
     for url in REFUSED_AT_SAVE:

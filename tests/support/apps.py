@@ -16,10 +16,11 @@ from fastapi import FastAPI
 from temporalio.testing import WorkflowEnvironment
 
 from services.prospecting.outbox import OutboxTiming
+from shared.issued_keys import IntrospectedKeys
 from shared.migrations import upgrade
 from shared.temporal import with_codec
 from tests.support.serve import HTTP_TIMEOUT
-from tests.support.settings import AUTH, make_settings
+from tests.support.settings import AUTH, SERVICE_AUTH, make_settings
 from tests.support.stack import build_app
 
 
@@ -120,3 +121,14 @@ async def assert_pages(
         resp = await client.get(path, params={**params, **bad}, headers=headers)
         assert resp.status_code == 422, resp.text
         assert resp.json()["error"]["details"][0]["field"] == field
+
+
+async def asking_prospecting(service_app: ServiceApp, app: FastAPI) -> None:
+    """`app` (not prospecting) asks a prospecting app of this test, in process, about issued keys
+    and the standing of a configured rep key's rep, as it asks the real one over HTTP."""
+    prospecting = await service_app("prospecting")
+    lookup = IntrospectedKeys(
+        "http://prospecting", SERVICE_AUTH["X-API-Key"], httpx.ASGITransport(prospecting)
+    )
+    app.state.key_lookup, app.state.rep_check = lookup, lookup.rep_deactivated
+    app.state.cleanup.append(lookup.close)
