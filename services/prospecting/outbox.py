@@ -5,7 +5,8 @@ auto-enrollment); after the commit the relay, running in the prospecting app, PO
 target service with the API key, and retries with the relay's backoff (shared.relay: 1 s
 doubling to 5 min) until the service answers 2xx. Every target is idempotent, so a repeat after an answer that got lost does
 nothing more. An answer 400/422 means the order itself is wrong: retrying cannot help, the row
-becomes `failed` with the answer kept (visible in the erasure status, and in the log).
+becomes `failed` with the answer kept (visible in the erasure status, and in the log). A finished
+erasure order, confirmed or refused, keeps no plain email, phone or name: its digests stay.
 """
 
 from __future__ import annotations
@@ -108,14 +109,24 @@ class OutboxRelay(Relay[OutboxMessage]):  # type: ignore[type-var]
         except httpx.HTTPError as err:
             return retry(f"{row.kind} to {row.target}: {row.target} unreachable: {err!r}")
         if response.is_success:
-            # an erasure order carried the plain email and phone: they go once it is done
-            cleared: dict[str, Any] = {"payload": {}} if row.kind == "erasure" else {}
-            return done(status=DONE, done_at=utcnow(), **cleared)
+            return done(status=DONE, done_at=utcnow(), **_scrubbed(row))
         error = f"{row.kind} to {row.target}: answered {response.status_code}: "
         error += response.text[:500]
         if response.status_code in (400, 422):
-            return give_up(error, status=FAILED)
+            return give_up(error, status=FAILED, **_scrubbed(row))
         return retry(error)
+
+
+# what an erasure order carries in clear so the target can find rows keyed by the address
+PLAIN_FIELDS = ("email", "phone", "name")
+
+
+def _scrubbed(row: OutboxMessage) -> dict[str, Any]:
+    """A finished erasure order's row (confirmed or refused: it is never sent again) keeps no
+    plain email, phone or name; its ids and keyed digests stay with its status."""
+    if row.kind != "erasure":
+        return {}
+    return {"payload": {k: v for k, v in row.payload.items() if k not in PLAIN_FIELDS}}
 
 
 async def _erasures_recorded(

@@ -9,6 +9,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
@@ -21,6 +22,7 @@ import services.referrals.models  # noqa: F401
 from services.outreach import models as outreach_models
 from services.outreach.consent.erasure import erased_reason
 from services.prospecting import models as prospecting_models
+from services.prospecting.outbox import OutboxRelay
 from shared.codec import payload_keys
 from shared.erasure import digest
 from shared.providers.mailgun import event_payload, inbound_form
@@ -231,3 +233,44 @@ async def test_an_erased_persons_later_texts_mails_and_bounces_store_nothing_of_
     async with app.state.sessions() as session:
         for channel, address in (("email", ADA_EMAIL), ("sms", ADA_PHONE)):
             assert await erased_reason(session, pepper, channel, address)
+
+
+@pytest.mark.parametrize("database_urls", ["sqlite"], indirect=True)
+async def test_an_erasure_order_a_service_refuses_keeps_no_plain_pii_in_the_outbox(
+    service_app: ServiceApp, api: Api
+) -> None:
+    """A 400/422 ends the order (`failed`, never sent again): its row kept the plain email,
+    phone and name for good. Confirmed or refused, the row keeps ids and digests only."""
+    p = prospecting_models
+    prospecting = await service_app("prospecting")
+    await prospecting.state.outbox.stop()  # this test's relay posts the orders
+    async with prospecting.state.sessions() as session:
+        session.add(
+            p.Prospect(
+                id="p-ada", first_name="Ada", last_name="Lovelace", email=ADA_EMAIL, phone=ADA_PHONE
+            )
+        )
+        await session.commit()
+    started = await (await api(prospecting)).post("/prospects/p-ada/erasure")
+    assert started.status_code == 202, started.text
+
+    answers = {"outreach": 422, "deals": 200, "referrals": 400}  # the other services, refusing
+    peers = httpx.MockTransport(
+        lambda request: httpx.Response(answers[request.url.host], json={"error": {}})
+    )
+    settings = prospecting.state.settings.model_copy(
+        update={f"{s}_url": f"http://{s}" for s in answers}
+    )
+    relay = OutboxRelay(lambda: prospecting.state.sessions, settings, transport=peers)
+    assert await relay.run_once() == 3
+    await relay.stop()
+
+    async with prospecting.state.sessions() as session:
+        rows = (await session.execute(select(p.OutboxMessage.target, p.OutboxMessage.status))).all()
+    assert sorted(rows) == [("deals", "done"), ("outreach", "failed"), ("referrals", "failed")]
+    kept = await _texts_of(prospecting, p.OutboxMessage)
+    for trace in (ADA_EMAIL, ADA_PHONE, "ada lovelace"):
+        assert trace not in kept, f"{trace} stayed in the outbox: {kept}"
+    # the order still names whom it erased: its digests, for the operator to act on
+    pepper = prospecting.state.settings.erasure_pepper.get_secret_value()
+    assert digest(pepper, "email", ADA_EMAIL) in kept
