@@ -36,6 +36,7 @@ from temporalio.converter import WorkflowSerializationContext
 from temporalio.service import RPCError, RPCStatusCode
 
 from services.outreach import models
+from services.outreach.consent.erasure import without_erased_addresses
 from services.outreach.events import service as events
 from shared.app import run_during_lifespan
 from shared.contracts.journey import journey_id
@@ -185,14 +186,12 @@ async def store_event(
     return Stored(row_id, outbound)
 
 
-async def reject(session: AsyncSession, provider: str, raw: str, reason: str) -> None:
+async def reject(session: AsyncSession, provider: str, raw: str, reason: str, pepper: str) -> None:
     """Keep an authenticated item nobody could understand, with the reason, for a human (a NUL
-    in it, which PostgreSQL text cannot hold, replaced)."""
-    session.add(
-        models.RejectedItem(
-            provider=provider, raw=without_nul(raw), reason=without_nul(reason[:2000])
-        )
-    )
+    in it, which PostgreSQL text cannot hold, replaced; an erased person's address redacted)."""
+    raw = await without_erased_addresses(session, pepper, without_nul(raw))
+    reason = await without_erased_addresses(session, pepper, without_nul(reason[:2000]))
+    session.add(models.RejectedItem(provider=provider, raw=raw, reason=reason))
     await session.flush()
 
 

@@ -11,9 +11,11 @@ from typing import Any
 import httpx
 
 from services.outreach import models
+from shared.erasure import digest
 from shared.providers import postmark
 from shared.providers.postmark import basic_auth_header
 from tests.support.eventually import eventually
+from tests.support.settings import SERVICE_AUTH
 from tests.support.webhooks import (
     Rig,
     WebhookRigs,
@@ -257,3 +259,30 @@ async def test_an_inbound_message_with_odd_address_fields_is_read_as_far_as_it_c
         [kept] = await rig.rejected()
         assert "without MessageID or From" in kept.reason
         assert len(await rig.inbox("postmark")) == 1
+
+
+async def test_an_item_kept_aside_keeps_no_address_of_an_erased_person(
+    webhooks: WebhookRigs,
+) -> None:
+    """A malformed but authenticated item that mentions an erased person's email or phone is
+    kept for a human without them: it would put the address back in clear after the erasure."""
+    ada, ada_phone = "ada.l@example.com", "+14155550123"
+    async with webhooks(**CREDENTIALS) as rig:
+        pepper = rig.settings.erasure_pepper.get_secret_value()
+        order = {
+            "erasure_id": "e1",
+            "prospect_id": "p-ada",
+            "email_digest": digest(pepper, "email", ada),
+            "phone_digest": digest(pepper, "phone", ada_phone),
+        }
+        erased = await rig.http.post("/internal/erasures", json=order, headers=SERVICE_AUTH)
+        assert erased.status_code == 200, erased.text
+        teleport = {"RecordType": "Teleport", "Email": "Ada.L@Example.com", "Phone": ada_phone}
+        assert (await post(rig, "events", teleport)).status_code == 200
+        other = {"RecordType": "Teleport", "Email": "bo@example.com"}
+        assert (await post(rig, "events", other)).status_code == 200
+        kept = [r.raw.lower() for r in await rig.rejected()]
+        assert len(kept) == 2
+        for trace in (ada, ada_phone, ada_phone.removeprefix("+")):
+            assert trace not in kept[0], kept[0]
+        assert "teleport" in kept[0] and "bo@example.com" in kept[1]  # the rest is kept

@@ -15,8 +15,9 @@ such an address (it would put the address back in clear).
 
 from __future__ import annotations
 
+import re
 from typing import Any
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, unquote
 
 from fastapi import APIRouter, Depends, Request
 from sqlalchemy import ColumnElement, Text, and_, cast, delete, false, func, or_, select, update
@@ -160,6 +161,31 @@ async def from_erased_person(session: AsyncSession, pepper: str, kind: Kind, raw
     opt-out would re-create them as a suppression and a consent record (the digests keep them
     from being contacted already)."""
     return await is_erased_address(session, models.ErasedPerson, pepper, kind, raw)
+
+
+# what may be an address in a raw body, once percent-decoded (a guess: each candidate
+# is normalised and digested, and only an erased person's is acted on)
+_ADDRESS_LIKE: tuple[tuple[Kind, re.Pattern[str]], ...] = (
+    ("email", re.compile(r"[^\s\"'<>(),;:\[\]=&\\]+@[^\s\"'<>(),;:\[\]=&\\]+")),
+    ("phone", re.compile(r"\+?\d{7,15}")),
+)
+ERASED_ADDRESS = "[erased]"
+
+
+async def without_erased_addresses(session: AsyncSession, pepper: str, raw: str) -> str:
+    """The raw body with each address of an erased person in it (as the provider spelled it,
+    form- or URL-encoded too) replaced by ERASED_ADDRESS: an item kept for a human must not put
+    the address back in clear."""
+    decoded = unquote(raw)  # not unquote_plus: a phone's literal + would become a space
+    erased = [
+        address
+        for kind, pattern in _ADDRESS_LIKE
+        for address in {m.group(0) for m in pattern.finditer(decoded)}
+        if await from_erased_person(session, pepper, kind, address)
+    ]
+    for spelling in address_spellings(erased):
+        raw = re.sub(re.escape(spelling), ERASED_ADDRESS, raw, flags=re.IGNORECASE)
+    return raw
 
 
 async def refuse_erased_contact(session: AsyncSession, pepper: str, contact: Contact) -> None:

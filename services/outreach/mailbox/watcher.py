@@ -430,9 +430,9 @@ class MailboxWatcher:
                 try:
                     mail = inbound_email(raw, mailbox=self.key, uid=uid, size=size)
                 except Exception as err:  # a message nobody can read: kept aside, not retried
-                    await reject(
-                        session, PROVIDER, raw.decode("utf-8", "replace"), f"uid {uid}: {err}"
-                    )
+                    pepper = self._settings.erasure_pepper.get_secret_value()
+                    text = raw.decode("utf-8", "replace")
+                    await reject(session, PROVIDER, text, f"uid {uid}: {err}", pepper)
                 else:
                     stored = await receive_email(session, self._settings, mail)
             await advance(session, self.key, self.owner, self.lease, uidvalidity, uid)

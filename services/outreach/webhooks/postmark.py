@@ -103,7 +103,8 @@ async def events(request: Request, session: Session) -> Response:
     body, doc = await _authenticated_json(request)
     parsed = _event(doc) if isinstance(doc, dict) else "body is not a JSON object"
     if isinstance(parsed, str):
-        await reject(session, "postmark", body.decode("utf-8", "replace"), parsed)
+        pepper = settings_of(request).erasure_pepper.get_secret_value()
+        await reject(session, "postmark", body.decode("utf-8", "replace"), parsed, pepper)
         await session.commit()
         return Response(status_code=200)
     event_id, recipient, meaning, provider_status = parsed
@@ -136,7 +137,8 @@ async def inbound(request: Request, session: Session) -> Response:
     elif not doc.get("MessageID") or not (doc.get("From") or as_object(doc.get("FromFull"))):
         problem = "inbound message without MessageID or From"
     if problem is not None or not isinstance(doc, dict):
-        await reject(session, "postmark", body.decode("utf-8", "replace"), problem or "")
+        pepper = settings_of(request).erasure_pepper.get_secret_value()
+        await reject(session, "postmark", body.decode("utf-8", "replace"), problem or "", pepper)
         await session.commit()
         return Response(status_code=200)
     sender = str(as_object(doc.get("FromFull")).get("Email") or doc.get("From") or "")

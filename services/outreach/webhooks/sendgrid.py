@@ -138,17 +138,18 @@ async def events(request: Request, session: Session) -> dict[str, int]:
         items, whole_problem = None, f"body is not JSON: {err}"
     else:
         whole_problem = None if isinstance(items, list) else "body is not a JSON array of events"
+    pepper = settings.erasure_pepper.get_secret_value()
     if whole_problem or not isinstance(items, list):
-        await reject(session, "sendgrid", body.decode("utf-8", "replace"), whole_problem or "")
+        raw = body.decode("utf-8", "replace")
+        await reject(session, "sendgrid", raw, whole_problem or "", pepper)
         counts["rejected"] = 1
         await session.commit()
         return counts
     stored: list[Stored | None] = []
-    pepper = settings.erasure_pepper.get_secret_value()
     for index, item in enumerate(items):
         problem = _problem(item)
         if problem is not None:
-            await reject(session, "sendgrid", json.dumps(item), f"item {index}: {problem}")
+            await reject(session, "sendgrid", json.dumps(item), f"item {index}: {problem}", pepper)
             counts["rejected"] += 1
             continue
         result = await _process(session, item, pepper)
