@@ -17,7 +17,11 @@ does the rest, the same way for every table:
 - Record: the outcome is written where the row is still pending (a row changed meanwhile, e.g.
   superseded, keeps its new state), `concurrency` items at a time, so at most that many rows are
   handled but not yet recorded when a process dies.
-- Prune: rows the table calls finished and older than `timing.retention` are deleted, hourly.
+- Prune: rows the table calls finished and older than `timing.retention` are deleted, hourly,
+  `timing.prune_batch` at a time (one short transaction each; a pass prunes one batch per
+  table after its work and the next pass follows at once while a batch came back full, so a
+  backlog of months never holds up the work). Rows of other tables that grow beside the relay's (`Retained`: the events
+  its rows deliver, say) are pruned the same way.
 - Lifespan: `start()` runs the loop, `stop()` lets the in-flight items finish and be recorded
   (up to `timing.stop_grace` seconds), hands the claimed rows it had not started back (due at
   once, for another replica), then returns.
@@ -62,6 +66,7 @@ class RelayTiming:
     concurrency: int = 10  # items handled at once
     retention: timedelta | None = None  # finished rows older than this are pruned
     prune_seconds: float = 3600.0
+    prune_batch: int = 1000  # rows deleted per transaction
     stop_grace: float = 30.0  # how long stop() waits for the items in flight
 
     def backoff(self, attempts: int) -> float:
@@ -168,6 +173,21 @@ class LeasedTable(Generic[ItemT]):
         return self.id.class_
 
 
+@dataclass(frozen=True)
+class Retained:
+    """Rows of another table that the relay's loop prunes beside its own: those created more
+    than `retention` ago that `finished` allows (all of them when None)."""
+
+    id: InstrumentedAttribute[Any]
+    created_at: InstrumentedAttribute[Any]
+    retention: timedelta
+    finished: Callable[[], ColumnElement[bool]] | None = None
+
+    def old(self) -> ColumnElement[bool]:
+        old = self.created_at < utcnow() - self.retention
+        return old if self.finished is None else old & self.finished()
+
+
 class Relay(Generic[ItemT]):
     """Claims due rows of `table`, hands each to `handle`, records the outcome, retries."""
 
@@ -182,9 +202,11 @@ class Relay(Generic[ItemT]):
         before_pass: Callable[[], Awaitable[object]] | None = None,
         on_recorded: Callable[[AsyncSession, Sequence[tuple[ItemT, Outcome]]], Awaitable[None]]
         | None = None,
+        also_prune: Sequence[Retained] = (),
     ) -> None:
         """before_pass: more work of the same loop, run first on every pass (a sweep that
-        queues rows, say). on_recorded: runs in the transaction that records outcomes."""
+        queues rows, say). on_recorded: runs in the transaction that records outcomes.
+        also_prune: other tables' rows pruned with the relay's own, in this order."""
         self.name = name
         self._sessions = sessions
         self.table = table
@@ -192,6 +214,7 @@ class Relay(Generic[ItemT]):
         self.timing = timing  # read on every pass: tests swap in faster timings
         self._before_pass = before_pass
         self._on_recorded = on_recorded
+        self._also_prune = tuple(also_prune)
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._stopping = False
@@ -233,13 +256,6 @@ class Relay(Generic[ItemT]):
     async def _run(self) -> None:
         last_prune = float("-inf")
         while not self._stopping:
-            now = asyncio.get_running_loop().time()
-            if self.table.finished is not None and now - last_prune >= self.timing.prune_seconds:
-                last_prune = now
-                try:
-                    await self.prune()
-                except Exception:  # housekeeping only: the work goes on
-                    log.exception("%s prune failed", self.name)
             handled = 0
             try:
                 handled = await self.run_once()
@@ -251,11 +267,26 @@ class Relay(Generic[ItemT]):
                 self._last_failure = failure
             else:
                 self._last_failure = ""
-            if handled >= self.timing.batch or self._stopping:
+            # after the work, not before: pruning never delays the first pass's claim
+            more_to_prune = False
+            now = asyncio.get_running_loop().time()
+            if self._prunes() and now - last_prune >= self.timing.prune_seconds:
+                last_prune = now
+                more_to_prune = await self._prune_quietly()
+                if more_to_prune:
+                    last_prune = float("-inf")  # the next batch on the next pass
+            if handled >= self.timing.batch or more_to_prune or self._stopping:
                 continue  # more are due: no pause
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.timing.poll_seconds)
             self._wake.clear()
+
+    async def _prune_quietly(self) -> bool:
+        try:
+            return await self.prune_once()
+        except Exception:  # housekeeping only: the work goes on
+            log.exception("%s prune failed", self.name)
+            return False
 
     # --- one pass ---------------------------------------------------------------------------
 
@@ -386,16 +417,43 @@ class Relay(Generic[ItemT]):
 
     # --- housekeeping -----------------------------------------------------------------------
 
-    async def prune(self) -> int:
-        """Delete the finished rows older than the retention; returns how many went."""
+    def _retained(self) -> list[Retained]:
         t = self.table
-        if t.finished is None or t.created_at is None or self.timing.retention is None:
-            return 0
+        own = []
+        if t.finished is not None and t.created_at is not None and self.timing.retention:
+            own = [Retained(t.id, t.created_at, self.timing.retention, t.finished)]
+        return own + list(self._also_prune)
+
+    def _prunes(self) -> bool:
+        return self.table.finished is not None or bool(self._also_prune)
+
+    async def prune_once(self) -> bool:
+        """One batch of each table's old rows; True when a batch came back full (more to go)."""
+        full = False
+        for retained in self._retained():
+            full = await self._prune_batch(retained) >= self.timing.prune_batch or full
+        return full
+
+    async def prune(self) -> int:
+        """Delete every old row now, batch by batch; returns how many went."""
+        pruned = 0
+        for retained in self._retained():
+            while (went := await self._prune_batch(retained)) >= self.timing.prune_batch:
+                pruned += went
+            pruned += went
+        return pruned
+
+    async def _prune_batch(self, retained: Retained) -> int:
+        model = retained.id.class_
         async with self._sessions()() as session:
-            result = await session.execute(
-                delete(t.model)
-                .where(t.finished(), t.created_at < utcnow() - self.timing.retention)
-                .execution_options(synchronize_session=False)
-            )
-            await session.commit()
-        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+            query = select(retained.id).where(retained.old()).limit(self.timing.prune_batch)
+            ids = (await session.scalars(query)).all()
+            if ids:
+                await session.execute(
+                    delete(model)
+                    # checked again: a row made pending meanwhile (a redelivery) stays
+                    .where(retained.id.in_(ids), retained.old())
+                    .execution_options(synchronize_session=False)
+                )
+                await session.commit()
+        return len(ids)

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.outreach.models import TaskNotification
@@ -19,6 +19,7 @@ from services.prospecting.models import OutboxMessage
 from shared.db import create_engine, session_factory
 from shared.migrations import upgrade
 from shared.relay import Outcome, Relay, RelayTiming, done
+from tests.support.eventually import eventually
 from tests.support.settings import make_settings
 
 
@@ -171,6 +172,32 @@ async def test_claims_are_counted_and_a_hand_back_gives_its_claim_back(
         assert notifier.tried_before(again) and not notifier.tried_before(taken)
     finally:
         await engine.dispose()
+
+
+async def test_a_backlog_of_old_rows_is_pruned_a_batch_per_pass_until_it_is_gone(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Months of finished rows are not deleted in one transaction, nor an hour apart: a batch
+    per pass, and the next pass goes on while a batch came back full."""
+    await add_rows(sessions, 5)
+    old = datetime.now(UTC) - timedelta(days=2)
+    async with sessions() as session:
+        await session.execute(update(OutboxMessage).values(status=outbox.DONE, created_at=old))
+        await session.commit()
+    timing = RelayTiming(retention=timedelta(days=1), prune_batch=2, poll_seconds=0.05)
+    pruning = relay(sessions, timing)
+    assert await pruning.prune_once()  # a full batch: more to go
+    assert len(await rows(sessions)) == 3
+    pruning.start()
+    try:
+        await eventually(lambda: _none_left(sessions), "the rest pruned", timeout=60)
+    finally:
+        await pruning.stop()
+    assert not await pruning.prune_once()
+
+
+async def _none_left(sessions: async_sessionmaker[AsyncSession]) -> bool | None:
+    return True if not await rows(sessions) else None
 
 
 @pytest.mark.parametrize("attempts", [1, 2, 3, 8, 20])
