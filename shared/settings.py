@@ -468,6 +468,14 @@ class Settings(BaseSettings):
     event_timeout_seconds: float = Field(
         10.0, gt=0, le=120, description="longest wait for a subscriber's answer to one delivery"
     )
+    event_retention_days: int = Field(
+        30,
+        ge=1,
+        le=3650,
+        description="delivered and failed event deliveries, and the events no pending delivery "
+        "needs, are deleted this many days after they were queued (hourly, in batches); pending "
+        "deliveries are kept whatever their age",
+    )
     event_secret_overlap_seconds: int = Field(
         86_400,
         ge=0,

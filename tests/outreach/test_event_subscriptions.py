@@ -11,6 +11,7 @@ import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,10 +19,12 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import select
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from services.deals.activities import DealsActivities
+from services.outreach import models
 from services.outreach.activities import activities_for, close_activities
 from services.outreach.consent import service as consent
 from services.outreach.events.delivery import DeliveryTiming
@@ -214,7 +217,7 @@ async def test_a_subscriber_gets_each_event_once_signed_retried_and_redelivered(
 
 
 @SQLITE
-async def test_a_broken_subscriber_is_disabled_and_catches_up_when_re_enabled(
+async def test_a_broken_subscriber_is_disabled_queues_nothing_meanwhile_and_is_re_enabled(
     service_app: ServiceApp, api: Api
 ) -> None:
     receiver = Receiver(broken=True)
@@ -235,38 +238,88 @@ async def test_a_broken_subscriber_is_disabled_and_catches_up_when_re_enabled(
         [failed] = await deliveries(http, sub["id"])
         assert failed["status"] == "failed" and failed["last_status"] == 500
         assert len(receiver.attempts) == 3
-        # while disabled, new events wait (not attempted), and redelivery is refused
+        # while disabled, new events are not queued for it (a subscription left disabled for
+        # months would pile them up without end), and redelivery is refused
         second = event_body(OPTED_OUT, "p2:sms", {"prospect_id": "p2"})
-        await post_event(http, second)
+        assert await post_event(http, second)
         redo = f"/event-subscriptions/{sub['id']}/deliveries/{failed['id']}/redeliver"
         assert (await http.post(redo)).status_code == 409
+        assert [d["event_id"] for d in await deliveries(http, sub["id"])] == [first["id"]]
+
+        # fixed and re-enabled: new events go out, the failed one on request, never the one of
+        # the time it was disabled
+        receiver.broken = False
+        r = await http.patch(f"/event-subscriptions/{sub['id']}", json={"status": "active"})
+        assert r.status_code == 200 and r.json()["disabled_reason"] == ""
+        assert (await http.post(redo)).status_code == 200
+        third = event_body(OPTED_OUT, "p3:sms", {"prospect_id": "p3"})
+        await post_event(http, third)
+        await eventually(
+            seen(lambda: len(receiver.accepted) == 2 or None),
+            "the failed one, redelivered, and the new one",
+            timeout=SLOW,
+        )
         relay = outreach.state.event_deliveries
         passes = relay.passes
         await eventually(
             seen(lambda: relay.passes >= passes + 3 or None), "more relay passes", timeout=SLOW
         )
-        assert len(receiver.attempts) == 3
-        waiting = await deliveries(http, sub["id"], status="pending")
-        assert [(d["event_id"], d["attempts"]) for d in waiting] == [(second["id"], 0)]
-
-        # fixed and re-enabled: the waiting one goes out; the failed one on request
-        receiver.broken = False
-        r = await http.patch(f"/event-subscriptions/{sub['id']}", json={"status": "active"})
-        assert r.status_code == 200 and r.json()["disabled_reason"] == ""
-        await eventually(
-            seen(lambda: receiver.ids() == [second["id"]] or None),
-            "the waiting event",
-            timeout=SLOW,
-        )
-        assert (await http.post(redo)).status_code == 200
-        await eventually(
-            seen(lambda: len(receiver.accepted) == 2 or None),
-            "the failed one, redelivered",
-            timeout=SLOW,
-        )
-        assert receiver.ids() == [second["id"], first["id"]]
+        assert sorted(receiver.ids()) == sorted([first["id"], third["id"]])
         assert (await http.delete(f"/event-subscriptions/{sub['id']}")).status_code == 204
         assert (await http.get(f"/event-subscriptions/{sub['id']}")).status_code == 404
+
+
+@SQLITE
+async def test_finished_deliveries_and_their_events_are_pruned_after_the_retention(
+    service_app: ServiceApp,
+) -> None:
+    outreach = await service_app("outreach", event_retention_days=30)
+    relay = outreach.state.event_deliveries
+    await relay.stop()  # its loop prunes at its first pass: the test's own prune counts here
+    relay.timing = replace(relay.timing, prune_batch=2)  # several batches
+    now = datetime.now(UTC)
+    old, recent = now - timedelta(days=31), now - timedelta(days=29)
+    rows = [  # (event, delivery status or None: no delivery, created)
+        ("delivered-old", "delivered", old),  # both go
+        ("failed-old", "failed", old),  # both go
+        ("delivered-old-2", "delivered", old),  # both go
+        ("pending-old", "pending", old),  # still to send: both stay
+        ("delivered-recent", "delivered", recent),  # both stay
+        ("nobody-old", None, old),  # an event nobody subscribed to: goes
+        ("nobody-recent", None, recent),  # stays
+    ]
+    async with outreach.state.sessions() as session:
+        sub = models.EventSubscription(
+            id="sub", url="https://example.com/hook", events=[OPTED_OUT], secret="whsec_x"
+        )
+        session.add(sub)
+        for event_id, status, created in rows:
+            session.add(
+                models.WebhookEvent(
+                    id=event_id, type=OPTED_OUT, payload={}, occurred_at=created, created_at=created
+                )
+            )
+            await session.flush()
+            if status is not None:
+                session.add(
+                    models.EventDelivery(
+                        subscription_id="sub",
+                        event_id=event_id,
+                        event_type=OPTED_OUT,
+                        status=status,
+                        next_attempt_at=now + timedelta(days=1),
+                        created_at=created,
+                    )
+                )
+        await session.commit()
+
+    assert await relay.prune() == 3 + 4  # deliveries, then the events none of them names
+
+    async with outreach.state.sessions() as session:
+        events = set((await session.scalars(select(models.WebhookEvent.id))).all())
+        left = set((await session.scalars(select(models.EventDelivery.event_id))).all())
+    assert events == {"pending-old", "delivered-recent", "nobody-recent"}
+    assert left == {"pending-old", "delivered-recent"}
 
 
 @SQLITE

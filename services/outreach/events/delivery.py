@@ -11,7 +11,12 @@ A 2xx is delivered; anything else is retried with the relay's backoff (settings
 event_retry_base_seconds doubling up to event_retry_max_seconds) up to event_max_attempts. A
 delivery that gives up disables its subscription (`disabled_reason` says which and why): an
 endpoint that has failed for hours is broken, and its pending deliveries wait for ops to re-enable
-it (they then go out again, in order). A blocked address gives up at once."""
+it (they then go out again, in order); events that happen while it is disabled are not queued for
+it at all (service.emit). A blocked address gives up at once.
+
+Delivered and failed deliveries are pruned `event_retention_days` after they were queued, then
+the events no delivery names any more (the relay's own prune, hourly, in batches); a pending
+delivery and its event stay whatever their age."""
 
 from __future__ import annotations
 
@@ -19,11 +24,11 @@ import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import FastAPI
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from standardwebhooks.webhooks import Webhook
 
@@ -34,7 +39,16 @@ from shared.app import run_during_lifespan
 from shared.db import utcnow
 from shared.errors import AppError
 from shared.outbound import BLOCKED, DeliveryRefused, PinnedClientOwner, post_checked
-from shared.relay import LeasedTable, Outcome, Relay, RelayTiming, done, give_up, retry
+from shared.relay import (
+    LeasedTable,
+    Outcome,
+    Relay,
+    RelayTiming,
+    Retained,
+    done,
+    give_up,
+    retry,
+)
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -54,6 +68,7 @@ class DeliveryTiming(RelayTiming):
             max_delay=settings.event_retry_max_seconds,
             max_attempts=settings.event_max_attempts,
             timeout=settings.event_timeout_seconds,
+            retention=timedelta(days=settings.event_retention_days),
         )
 
 
@@ -77,7 +92,15 @@ TABLE: LeasedTable[models.EventDelivery] = LeasedTable.of(  # type: ignore[type-
         & models.EventDelivery.subscription_id.in_(_active_subscriptions())
     ),
     order_by=(models.EventDelivery.next_attempt_at, models.EventDelivery.created_at),
+    # what the retention prunes: a pending delivery stays, whatever its age
+    finished=lambda: models.EventDelivery.status.in_((service.DELIVERED, service.FAILED)),
 )
+
+
+def _undelivered() -> ColumnElement[bool]:
+    """An event no delivery names any more (pruned first): nothing can send it again."""
+    d = models.EventDelivery
+    return ~exists().where(d.event_id == models.WebhookEvent.id)
 
 
 class EventDeliveries(PinnedClientOwner, Relay[models.EventDelivery]):  # type: ignore[type-var]
@@ -89,13 +112,21 @@ class EventDeliveries(PinnedClientOwner, Relay[models.EventDelivery]):  # type: 
         settings: Settings,
         timing: DeliveryTiming | None = None,
     ) -> None:
+        timing = timing or DeliveryTiming.from_settings(settings)
+        events = Retained(
+            models.WebhookEvent.id,
+            models.WebhookEvent.created_at,
+            timedelta(days=settings.event_retention_days),
+            _undelivered,
+        )
         super().__init__(
             "event deliveries",
             sessions,
             TABLE,
             self._deliver,
-            timing or DeliveryTiming.from_settings(settings),
+            timing,
             on_recorded=self._disable_given_up,
+            also_prune=[events],
         )
         self._settings = settings
         self.outbound = webhook_policy(settings)

@@ -1,8 +1,8 @@
 """Event subscriptions: use cases (take a session, never commit).
 
 `emit` stores an event once (its id is derived from the fact: shared.events) and, in the same
-transaction, queues one delivery per subscription that names its type (a disabled one's wait); the delivery relay
-(services.outreach.events.delivery) posts them after the commit."""
+transaction, queues one delivery per active subscription that names its type; the delivery
+relay (services.outreach.events.delivery) posts them after the commit."""
 
 from __future__ import annotations
 
@@ -69,8 +69,10 @@ async def emit(session: AsyncSession, body: dict[str, Any]) -> bool:
     )
     if stored.rowcount != 1:
         return False
-    # a disabled subscription queues too: its deliveries wait, and go out once it is re-enabled
-    subscriptions = (await session.scalars(select(models.EventSubscription))).all()
+    # a disabled one queues nothing: a subscription left disabled for months would otherwise
+    # pile up deliveries without end, all sent in one burst when re-enabled
+    s = models.EventSubscription
+    subscriptions = (await session.scalars(select(s).where(s.status == ACTIVE))).all()
     for sub in subscriptions:
         if body["type"] in sub.events:
             session.add(
@@ -131,8 +133,9 @@ async def list_all(session: AsyncSession) -> Sequence[models.EventSubscription]:
 async def change(
     session: AsyncSession, subscription_id: str, values: dict[str, Any]
 ) -> models.EventSubscription:
-    """url, events, description, and status (active: re-enabled; its waiting deliveries go out
-    again at once, each with its attempts from zero)."""
+    """url, events, description, and status (active: re-enabled; the deliveries that were
+    pending when it was disabled go out again at once, each with its attempts from zero; events
+    of the time it was disabled were never queued for it)."""
     sub = await get(session, subscription_id, lock=True)
     if "events" in values:
         values["events"] = check_events(values["events"])
