@@ -476,6 +476,13 @@ class Settings(BaseSettings):
         "needs, are deleted this many days after they were queued (hourly, in batches); pending "
         "deliveries are kept whatever their age",
     )
+    rejected_item_retention_days: int = Field(
+        30,
+        ge=1,
+        le=3650,
+        description="provider items that could not be understood (rejected_items, kept for an "
+        "operator to look at) are deleted this many days after they arrived (hourly, in batches)",
+    )
     event_secret_overlap_seconds: int = Field(
         86_400,
         ge=0,

@@ -42,7 +42,16 @@ from shared.app import run_during_lifespan
 from shared.contracts.journey import journey_id
 from shared.contracts.names import Sig
 from shared.ids import IdFilter
-from shared.relay import LeasedTable, Outcome, Relay, RelayTiming, done, give_up, retry
+from shared.relay import (
+    LeasedTable,
+    Outcome,
+    Relay,
+    RelayTiming,
+    Retained,
+    done,
+    give_up,
+    retry,
+)
 from shared.requests import without_nul
 
 log = logging.getLogger(__name__)
@@ -57,6 +66,9 @@ NONE, PENDING, DELIVERED, NO_JOURNEY, FAILED = (
 # Signed-request tokens older than this are refused as stale anyway (Mailgun: at most 12 hours,
 # shared.settings mailgun_max_age_seconds).
 TOKEN_RETENTION = timedelta(days=1)
+# what a rejected item keeps of its raw text: enough for a human to see what went wrong; the
+# rest of a huge payload (or of an unreadable mail's first MiB) is only weight in the table
+REJECTED_RAW_BYTES = 64 * 1024
 
 
 def utcnow() -> datetime:
@@ -188,10 +200,15 @@ async def store_event(
 
 async def reject(session: AsyncSession, provider: str, raw: str, reason: str, pepper: str) -> None:
     """Keep an authenticated item nobody could understand, with the reason, for a human (a NUL
-    in it, which PostgreSQL text cannot hold, replaced; an erased person's address redacted)."""
+    in it, which PostgreSQL text cannot hold, replaced; an erased person's address redacted); of
+    a long one only its start, the reason saying how long it was."""
     raw = await without_erased_addresses(session, pepper, without_nul(raw))
     reason = await without_erased_addresses(session, pepper, without_nul(reason[:2000]))
-    session.add(models.RejectedItem(provider=provider, raw=raw, reason=reason))
+    encoded = raw.encode()
+    if len(encoded) > REJECTED_RAW_BYTES:
+        raw = encoded[:REJECTED_RAW_BYTES].decode("utf-8", "ignore")
+        reason = f"{reason[:1900]} (cut: the first {REJECTED_RAW_BYTES} of {len(encoded)} bytes)"
+    session.add(models.RejectedItem(provider=provider, raw=raw, reason=reason[:2000]))
     await session.flush()
 
 
@@ -287,7 +304,10 @@ class InboxRelay(Relay[Outbound]):
         client: Callable[[], Client],
         timing: InboxTiming | None = None,
         late: Callable[[Outbound], Awaitable[dict[str, Any]]] | None = None,
+        keep_rejected: timedelta | None = None,
     ) -> None:
+        """keep_rejected: how long rejected items are kept (None: for ever)."""
+        r = models.RejectedItem
         super().__init__(
             "inbox relay",
             sessions,
@@ -295,6 +315,7 @@ class InboxRelay(Relay[Outbound]):
             self._signal,
             timing or InboxTiming(),
             before_pass=self.maintain,
+            also_prune=[Retained(r.id, r.created_at, keep_rejected)] if keep_rejected else [],
         )
         self._client = client
         # what an event becomes when its journey is not running (services.outreach.late_replies)
@@ -348,7 +369,10 @@ class InboxRelay(Relay[Outbound]):
 def install_relay(app: FastAPI, timing: InboxTiming | None = None) -> InboxRelay:
     """app.state.inbox, its loop running while the app's lifespan does (inside it: the engine
     and the Temporal client exist when it starts and still exist when it stops)."""
-    relay = InboxRelay(lambda: app.state.sessions, lambda: app.state.temporal, timing)
+    keep = timedelta(days=app.state.settings.rejected_item_retention_days)
+    relay = InboxRelay(
+        lambda: app.state.sessions, lambda: app.state.temporal, timing, keep_rejected=keep
+    )
     app.state.inbox = relay
     run_during_lifespan(app, relay)
     return relay

@@ -4,13 +4,16 @@ SubscriptionChange, Open, Inbound)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 
 from services.outreach import models
+from services.outreach.inbox import REJECTED_RAW_BYTES
 from shared.erasure import digest
 from shared.providers import postmark
 from shared.providers.postmark import basic_auth_header
@@ -189,6 +192,35 @@ async def test_documents_that_cannot_be_understood_are_kept_aside(webhooks: Webh
         assert len(reasons) == 4
         assert "Teleport" in reasons[0] and "Email" in reasons[1] and "object" in reasons[2]
         assert await rig.count(models.InboxEvent) == 0
+
+
+async def test_a_huge_document_kept_aside_is_cut_and_old_ones_are_pruned(
+    webhooks: WebhookRigs,
+) -> None:
+    async with webhooks(**CREDENTIALS) as rig:
+        # the relay's loop prunes too (at its first pass): stopped, the test's prune counts
+        await rig.app.state.inbox.stop()
+        text = json.dumps({"RecordType": "Inbound", "TextBody": "é" * 200_000}, ensure_ascii=False)
+        body = text.encode()  # 400 kB: under the body limit, far over what is kept
+        sent = await rig.http.post("/webhooks/postmark/inbound", content=body, headers=AUTH)
+        assert sent.status_code == 200
+        [kept] = await rig.rejected()
+        assert len(kept.raw.encode()) <= REJECTED_RAW_BYTES
+        assert text.startswith(kept.raw) and len(kept.raw) > 30_000
+        assert "without MessageID or From" in kept.reason
+        assert f"the first {REJECTED_RAW_BYTES} of {len(body)} bytes" in kept.reason
+
+        small = b'{"RecordType": "Inbound"}'
+        again = await rig.http.post("/webhooks/postmark/inbound", content=small, headers=AUTH)
+        assert again.status_code == 200
+        async with rig.sessions() as session:
+            row = await session.get(models.RejectedItem, kept.id)
+            assert row is not None
+            row.created_at = datetime.now(UTC) - timedelta(days=31)
+            await session.commit()
+        assert await rig.app.state.inbox.prune() == 1
+        [left] = await rig.rejected()
+        assert left.raw == small.decode() and "cut" not in left.reason
 
 
 async def test_an_inbound_reply_reaches_the_journey_once(webhooks: WebhookRigs) -> None:
