@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal, cast
 
@@ -187,6 +188,16 @@ async def is_erased_digest(
 ) -> bool:
     found = await session.scalar(select(model.id).where(model.kind == kind, model.digest == value))
     return found is not None
+
+
+async def erased_digests(
+    session: AsyncSession, model: type[ErasedPersonColumns], values: Sequence[str]
+) -> set[str]:
+    """Which of these digests belong to erased people (a digest names its kind: one query)."""
+    if not values:
+        return set()
+    found = await session.scalars(select(model.digest).where(model.digest.in_(values)))
+    return set(found)
 
 
 async def is_erased_address(

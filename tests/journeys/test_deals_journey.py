@@ -80,11 +80,12 @@ async def test_qualification_timeout_escalates_and_nurtures(stack: StackDriver) 
 async def test_meetings_objections_and_the_decision_deadline(stack: StackDriver) -> None:
     d = stack
     _rep, cadence = await d.setup()
-    # a cadence of this version: reminders 20 s and 10 s before a meeting
+    # a cadence of this version: reminders 30 s and 10 s before a meeting (20 s apart: the
+    # move below must come between the first two, also on a loaded machine)
     cadence = await d.ok(
         "POST",
         f"{d.u.outreach}/cadences",
-        json=fast_cadence(meeting_reminders_seconds=[20, 10]),
+        json=fast_cadence(meeting_reminders_seconds=[30, 10]),
     )
     ada = await d.new_prospect("Ada", industry="Fintech", company_size=120, country="DE")
     await d.enroll(ada["id"], cadence["id"])
@@ -118,12 +119,12 @@ async def test_meetings_objections_and_the_decision_deadline(stack: StackDriver)
     demo = await d.ok(
         "POST",
         f"{deals}/meetings",
-        json={"starts_at": (now + timedelta(seconds=25)).isoformat(), "title": "Demo"},
+        json={"starts_at": (now + timedelta(seconds=35)).isoformat(), "title": "Demo"},
     )
     pricing = await d.ok(
         "POST",
         f"{deals}/meetings",
-        json={"starts_at": (now + timedelta(seconds=30)).isoformat(), "title": "Pricing"},
+        json={"starts_at": (now + timedelta(seconds=40)).isoformat(), "title": "Pricing"},
     )
     await d.ok("POST", f"{deals}/meetings/{pricing['id']}/cancel", json={"reason": "merged"})
     prepare = (await wait_task(d, ada["id"], "prepare_meeting"))[0]
@@ -140,13 +141,16 @@ async def test_meetings_objections_and_the_decision_deadline(stack: StackDriver)
         return probe
 
     await eventually(reminders("Demo"), "the first reminder of the demo", timeout=60)
-    starts = datetime.now(UTC) + timedelta(seconds=22)
+    starts = datetime.now(UTC) + timedelta(seconds=32)
     moved = await d.ok(
         "POST",
         f"{deals}/meetings/{demo['id']}/reschedule",
         json={"starts_at": starts.isoformat()},
     )
     assert moved["revision"] == 1
+    # what the count below means: the old time's second reminder was not due yet
+    old_second = datetime.fromisoformat(demo["starts_at"]) - timedelta(seconds=10)
+    assert datetime.now(UTC) < old_second, "moved after the old second reminder was due"
     await wait_task(d, ada["id"], "prepare_meeting", 2)
 
     # the decision deadline, moved before it passed: one last-chance task, at the new one

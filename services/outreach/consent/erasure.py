@@ -34,6 +34,8 @@ from shared.erasure import (
     ErasureResult,
     Kind,
     digest,
+    digest_raw,
+    erased_digests,
     forget_cached_key,
     forget_workflow,
     is_erased_address,
@@ -164,12 +166,17 @@ async def from_erased_person(session: AsyncSession, pepper: str, kind: Kind, raw
 
 
 # what may be an address in a raw body, once percent-decoded (a guess: each candidate
-# is normalised and digested, and only an erased person's is acted on)
+# is normalised and digested, and only an erased person's is acted on). An email's local part
+# starts where the text's run of such characters starts (the lookbehind): without that anchor a
+# long run with no @ is scanned again from each of its characters, quadratic in its length.
+_EMAIL_CHAR = r"[^\s\"'<>(),;:\[\]=&\\@]"
 _ADDRESS_LIKE: tuple[tuple[Kind, re.Pattern[str]], ...] = (
-    ("email", re.compile(r"[^\s\"'<>(),;:\[\]=&\\]+@[^\s\"'<>(),;:\[\]=&\\]+")),
+    ("email", re.compile(rf"(?<!{_EMAIL_CHAR}){_EMAIL_CHAR}++@[^\s\"'<>(),;:\[\]=&\\]+")),
     ("phone", re.compile(r"\+?\d{7,15}")),
 )
 ERASED_ADDRESS = "[erased]"
+# digests asked of the database at once
+_DIGESTS_PER_QUERY = 500
 
 
 async def without_erased_addresses(session: AsyncSession, pepper: str, raw: str) -> str:
@@ -177,12 +184,18 @@ async def without_erased_addresses(session: AsyncSession, pepper: str, raw: str)
     form- or URL-encoded too) replaced by ERASED_ADDRESS: an item kept for a human must not put
     the address back in clear."""
     decoded = unquote(raw)  # not unquote_plus: a phone's literal + would become a space
-    erased = [
-        address
-        for kind, pattern in _ADDRESS_LIKE
-        for address in {m.group(0) for m in pattern.finditer(decoded)}
-        if await from_erased_person(session, pepper, kind, address)
-    ]
+    candidates: dict[tuple[Kind, str], str] = {}  # (kind, digest) -> the address as written
+    for kind, pattern in _ADDRESS_LIKE:
+        for match in pattern.finditer(decoded):
+            value = digest_raw(pepper, kind, match.group(0))
+            if value is not None:
+                candidates.setdefault((kind, value), match.group(0))
+    erased: list[str] = []
+    keys = list(candidates)
+    for start in range(0, len(keys), _DIGESTS_PER_QUERY):
+        chunk = keys[start : start + _DIGESTS_PER_QUERY]
+        found = await erased_digests(session, models.ErasedPerson, [d for _, d in chunk])
+        erased += [candidates[key] for key in chunk if key[1] in found]
     for spelling in address_spellings(erased):
         raw = re.sub(re.escape(spelling), ERASED_ADDRESS, raw, flags=re.IGNORECASE)
     return raw
