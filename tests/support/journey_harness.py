@@ -8,6 +8,7 @@ This tests the workflow's decisions; the real activities are covered by integrat
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import itertools
 import uuid
@@ -162,6 +163,15 @@ class Recorder:
         await eventually(back, f"the journey back at {stage}")
         self.release_stage.set()
 
+    async def _held(self) -> None:
+        """Wait for `release_stage`, heartbeating as the services' activities do (a silent
+        attempt would time out after HEARTBEAT_TIMEOUT and be tried again, on a loaded machine),
+        and, as a write already in flight, land even once the journey cancelled it."""
+        while not self.release_stage.is_set():
+            activity.heartbeat()
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(self.release_stage.wait()), 1)
+
     def _by_window(self, req: TouchRequest, channels: list[str]) -> TouchResult:
         now = activity.info().current_attempt_scheduled_time
         window = window_for(req.kind, req.send_window)
@@ -184,7 +194,7 @@ class Recorder:
         async def record_stage(change: StageChange) -> None:
             if change.to_stage == self.hold_stage:
                 self.stage_held.set()
-                await self.release_stage.wait()
+                await self._held()
             self.stages.append(change)
 
         @activity.defn(name=Act.SEND_TOUCH)
@@ -379,6 +389,9 @@ class Harness:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        # a held stage record (a test that failed before releasing it) would keep its worker's
+        # shutdown waiting for ever
+        self.rec.release_stage.set()
         for w in self.workers:
             await w.__aexit__(None, None, None)
 
