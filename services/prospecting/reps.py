@@ -143,19 +143,20 @@ async def _hand_over(session: AsyncSession, rep: Rep) -> dict[str, str | None]:
     return moved
 
 
-async def come_back(session: AsyncSession, prospect_id: str) -> Prospect:
+async def come_back(session: AsyncSession, prospect_id: str) -> tuple[Prospect, bool]:
     """The prospect comes back (enrolled again, a late reply, a reopened deal): one whose rep was
     deactivated while their journey was over (not handed over then) goes to an active rep by the
     assignment rules now, as on the deactivation, so the new run and its deal are not the
-    inactive rep's. Idempotent: an active rep keeps them."""
+    inactive rep's. Idempotent: an active rep keeps them. True: handed over (the rep moves are
+    queued in the outbox)."""
     prospect = await service.get_prospect(session, prospect_id)
     rep = prospect.rep
-    if rep is not None and not rep.active:
-        assigner = await assignment.Assigner.load(session)
-        await _to_active_rep(session, assigner, prospect, rep)
-        await session.flush()
-        prospect = await service.get_prospect(session, prospect_id)
-    return prospect
+    if rep is None or rep.active:
+        return prospect, False
+    assigner = await assignment.Assigner.load(session)
+    await _to_active_rep(session, assigner, prospect, rep)
+    await session.flush()
+    return await service.get_prospect(session, prospect_id), True
 
 
 async def _to_active_rep(
