@@ -137,6 +137,8 @@ class Recorder:
     lagging_window: tuple[timedelta, timedelta] | None = None
     # attempts of a moved meeting's brief that fail first (deals away when the meeting moves)
     failing_moved_brief_attempts: int = 0
+    # meeting id -> attempts of each of its briefs that fail first (deals away)
+    failing_brief_attempts: dict[str, int] = field(default_factory=dict)
     # a stage whose record waits for `release_stage` (the run busy recording it, e.g. prospecting
     # slow); `stage_held` is set once that record is in flight
     hold_stage: str | None = None
@@ -286,8 +288,10 @@ class Recorder:
         @activity.defn(name=Act.MEETING_BRIEF)
         async def meeting_brief(req: MeetingBriefRequest) -> MeetingBrief:
             moved = any(b.meeting_id == req.meeting_id for b in self.briefs)
-            if moved and self.failing_moved_brief_attempts >= activity.info().attempt:
-                raise ApplicationError(f"deals away (attempt {activity.info().attempt})")
+            attempt = activity.info().attempt
+            failing = self.failing_brief_attempts.get(req.meeting_id, 0)
+            if (moved and self.failing_moved_brief_attempts >= attempt) or failing >= attempt:
+                raise ApplicationError(f"deals away (attempt {attempt})")
             self.briefs.append(req)
             return MeetingBrief(
                 f"BRIEF for {req.meeting_id}", {"fact.company": req.contact.company or "-"}

@@ -559,6 +559,32 @@ def lagging_window(rec: tj.Recorder) -> None:
     rec.lagging_window = (timedelta(hours=1), timedelta(seconds=2))
 
 
+async def moved_while_busy(env: WorkflowEnvironment, h: tj.Harness, handle: Any) -> None:
+    """Presenting waits on a second meeting's brief (deals away for minutes) while the first
+    meeting moves and the decision deadline moves, each minutes before its timer; lost later."""
+    await qualified(env, h, handle)
+    now = await env.get_current_time()
+    first = now + timedelta(hours=3)
+    await handle.signal(
+        Sig.MEETING_SCHEDULED, MeetingScheduled("m1", "deal-1", first.isoformat(), "A")
+    )
+    await handle.signal(
+        Sig.DECISION_DEADLINE, DecisionDeadline("deal-1", (first - timedelta(hours=1)).isoformat())
+    )
+    await env.sleep(first - timedelta(hours=1, minutes=5) - now)
+    later = (first + timedelta(days=10)).isoformat()
+    await handle.signal(Sig.MEETING_SCHEDULED, MeetingScheduled("m2", "deal-1", later, "B"))
+    moved = (first + timedelta(days=1)).isoformat()
+    await handle.signal(Sig.MEETING_RESCHEDULED, MeetingChanged("m1", "deal-1", moved, "A", 1))
+    await handle.signal(Sig.DECISION_DEADLINE, DecisionDeadline("deal-1", moved))
+    await env.sleep(timedelta(days=2))
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", False, "no budget"))
+
+
+def brief_of_m2_fails(rec: tj.Recorder) -> None:
+    rec.failing_brief_attempts["m2"] = 12
+
+
 async def main_v7(env: WorkflowEnvironment) -> None:
     await record(
         env,
@@ -588,6 +614,13 @@ async def main_v7(env: WorkflowEnvironment) -> None:
         reopened_during_referral_record,
         hold_referrals,
         cadence=tj.cadence(referral_delay_seconds=1, referral_reminders=0),
+    )
+    await record(
+        env,
+        "journey_moved_while_busy_v7",
+        moved_while_busy,
+        brief_of_m2_fails,
+        cadence=tj.cadence(meeting_reminders_seconds=[HOUR]),
     )
 
 

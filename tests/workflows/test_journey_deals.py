@@ -166,19 +166,28 @@ async def test_reschedule_replaces_the_reminders_and_cancel_stops_them(harness: 
     await handle.terminate()
 
 
+async def five_minutes_before_the_reminder(
+    h: Harness,
+) -> tuple[WorkflowHandle[Any, Any], datetime]:
+    """Presenting, meeting m1 in 3 h with a 1 h reminder, 5 minutes before that reminder.
+    Returns the handle and m1's start."""
+    handle = await presenting(h, cadence=cadence(meeting_reminders_seconds=[HOUR]))
+    now = await h.env.get_current_time()
+    first = now + timedelta(hours=3)
+    await handle.signal(
+        Sig.MEETING_SCHEDULED, MeetingScheduled("m1", "deal-1", first.isoformat(), "A")
+    )
+    await h.env.sleep(first - timedelta(hours=1, minutes=5) - now)
+    return handle, first
+
+
 async def test_a_moved_meeting_s_old_reminder_stops_while_deals_is_away(
     harness: Harness,
 ) -> None:
     """The move comes 5 minutes before the old time's 1 h reminder, and the new brief fails for
     minutes (deals away): the old reminder must not go out meanwhile."""
     harness.rec.failing_moved_brief_attempts = 12  # about 7 minutes of retries
-    handle = await presenting(harness, cadence=cadence(meeting_reminders_seconds=[HOUR]))
-    now = await harness.env.get_current_time()
-    first = now + timedelta(hours=3)
-    await handle.signal(
-        Sig.MEETING_SCHEDULED, MeetingScheduled("m1", "deal-1", first.isoformat(), "A")
-    )
-    await harness.env.sleep(first - timedelta(hours=1, minutes=5) - now)
+    handle, first = await five_minutes_before_the_reminder(harness)
     moved = (first + timedelta(days=1)).isoformat()
     await handle.signal(
         Sig.MEETING_RESCHEDULED, MeetingChanged("m1", "deal-1", moved, "A", revision=1)
@@ -186,6 +195,47 @@ async def test_a_moved_meeting_s_old_reminder_stops_while_deals_is_away(
     await harness.env.sleep(timedelta(days=2))
     assert reminder_keys(harness) == [f"meeting-m1-r1-{HOUR}"]
     assert [b.meeting_id for b in harness.rec.briefs] == ["m1", "m1"]  # the move's, at last
+    await handle.terminate()
+
+
+async def busy_with_another_meeting(h: Harness, handle: WorkflowHandle[Any, Any]) -> None:
+    """A second meeting is booked whose brief fails for about 6 minutes (deals away): presenting
+    waits on it, and the deal's next events wait behind it."""
+    h.rec.failing_brief_attempts["m2"] = 12
+    later = await h.env.get_current_time() + timedelta(days=10)
+    await handle.signal(
+        Sig.MEETING_SCHEDULED, MeetingScheduled("m2", "deal-1", later.isoformat(), "B")
+    )
+
+
+async def test_a_meeting_moved_while_presenting_is_busy_gets_no_reminder_of_its_old_time(
+    harness: Harness,
+) -> None:
+    """Moved 5 minutes before the old time's 1 h reminder, while presenting waits on another
+    meeting's brief for minutes: the old reminder must not go out meanwhile."""
+    handle, first = await five_minutes_before_the_reminder(harness)
+    await busy_with_another_meeting(harness, handle)
+    moved = (first + timedelta(days=1)).isoformat()
+    await handle.signal(
+        Sig.MEETING_RESCHEDULED, MeetingChanged("m1", "deal-1", moved, "A", revision=1)
+    )
+    await harness.env.sleep(timedelta(days=2))
+    assert reminder_keys(harness) == [f"meeting-m1-r1-{HOUR}"]
+    prepares = [t.key.split(":", 1)[1] for t in harness.rec.tasks if t.kind == "prepare_meeting"]
+    assert prepares == ["prepare_meeting:m1", "prepare_meeting:m2", "prepare_meeting:m1:r1"]
+    await handle.terminate()
+
+
+async def test_a_meeting_cancelled_while_presenting_is_busy_gets_no_more_reminders(
+    harness: Harness,
+) -> None:
+    handle, first = await five_minutes_before_the_reminder(harness)
+    await busy_with_another_meeting(harness, handle)
+    await handle.signal(
+        Sig.MEETING_CANCELLED, MeetingChanged("m1", "deal-1", first.isoformat(), "A")
+    )
+    await harness.env.sleep(timedelta(days=2))
+    assert reminder_keys(harness) == []
     await handle.terminate()
 
 
@@ -313,6 +363,25 @@ async def test_moved_deadline_rearms_the_last_chance_task(harness: Harness) -> N
     assert 'price: "too expensive" -> try: Show the ROI' in chances[0].body
     assert chances[0].context["deadline"] == later
     assert harness.rec.objection_checks == ["deal-1"]
+    await handle.terminate()
+
+
+async def test_a_deadline_moved_while_presenting_is_busy_gets_no_last_chance_at_the_old_one(
+    harness: Harness,
+) -> None:
+    """Moved 5 minutes before it passes, while presenting waits on a meeting's brief for
+    minutes: no last-chance task for the deadline that is gone."""
+    handle = await presenting(harness)
+    now = await harness.env.get_current_time()
+    first = now + timedelta(hours=2)
+    await handle.signal(Sig.DECISION_DEADLINE, DecisionDeadline("deal-1", first.isoformat()))
+    await harness.env.sleep(first - timedelta(minutes=5) - now)
+    await busy_with_another_meeting(harness, handle)
+    later = (first + timedelta(days=1)).isoformat()
+    await handle.signal(Sig.DECISION_DEADLINE, DecisionDeadline("deal-1", later))
+    await harness.env.sleep(timedelta(days=2))
+    chances = [t for t in harness.rec.tasks if t.kind == "last_chance"]
+    assert [t.context["deadline"] for t in chances] == [later]
     await handle.terminate()
 
 

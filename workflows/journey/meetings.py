@@ -153,6 +153,9 @@ class Meetings:
             if workflow.now() >= superseded_at:
                 continue
             await sleep_until(remind_at)
+            if self.state.meeting_moved_on(meeting.meeting_id, meeting.revision):
+                if versions.patched(Patch.HEARD_CHANGES_STOP_TIMERS):
+                    return  # moved or over: presenting replans it when it gets there
             delivery = await self.steps.system_touch(
                 f"meeting-{meeting.meeting_id}-r{meeting.revision}-{offset}",
                 "meeting_reminder",

@@ -112,6 +112,9 @@ class DecisionDeadlineWatch:
         assert deadline.deadline is not None
         due = datetime.fromisoformat(deadline.deadline)
         await sleep_until(due)
+        if self.state.deadline_moved_on(deadline):
+            if versions.patched(Patch.HEARD_CHANGES_STOP_TIMERS):
+                return  # moved or cleared: presenting sets the new one when it gets there
         try:
             found = await call(
                 Act.OPEN_OBJECTIONS,

@@ -58,26 +58,33 @@ class JourneyInbox:
 
     @workflow.signal(name=Sig.MEETING_SCHEDULED)
     def meeting_scheduled(self, meeting: MeetingScheduled) -> None:
+        self.state.hear_meeting(meeting.meeting_id, meeting.revision)
         self.state.deal_events.append(meeting)
 
     @workflow.signal(name=Sig.MEETING_RESCHEDULED)
     def meeting_rescheduled(self, change: MeetingChanged) -> None:
-        self.state.deal_events.append(MeetingEvent("rescheduled", change))
+        self._meeting_event(MeetingEvent("rescheduled", change))
 
     @workflow.signal(name=Sig.MEETING_CANCELLED)
     def meeting_cancelled(self, change: MeetingChanged) -> None:
-        self.state.deal_events.append(MeetingEvent("cancelled", change))
+        self._meeting_event(MeetingEvent("cancelled", change))
 
     @workflow.signal(name=Sig.MEETING_HELD)
     def meeting_held(self, change: MeetingChanged) -> None:
-        self.state.deal_events.append(MeetingEvent("held", change))
+        self._meeting_event(MeetingEvent("held", change))
 
     @workflow.signal(name=Sig.MEETING_NO_SHOW)
     def meeting_no_show(self, change: MeetingChanged) -> None:
-        self.state.deal_events.append(MeetingEvent("no_show", change))
+        self._meeting_event(MeetingEvent("no_show", change))
+
+    def _meeting_event(self, event: MeetingEvent) -> None:
+        change = event.change
+        self.state.hear_meeting(change.meeting_id, change.revision, event.kind != "rescheduled")
+        self.state.deal_events.append(event)
 
     @workflow.signal(name=Sig.DECISION_DEADLINE)
     def decision_deadline(self, deadline: DecisionDeadline) -> None:
+        self.state.deadline_heard = deadline
         self.state.deal_events.append(deadline)
 
     @workflow.signal(name=Sig.OBJECTION_LOGGED)

@@ -88,6 +88,12 @@ class State:
     meeting_revisions: dict[str, int] = field(default_factory=dict)
     meeting_reminders: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
     meetings_over: set[str] = field(default_factory=set)  # cancelled, held or missed
+    # what the deal's signals said the moment they came, before presenting reaches them in order
+    # (it may be waiting on an earlier event's activity): a reminder or a last chance whose
+    # timer fires meanwhile must not act on a meeting time or a deadline that is gone
+    meeting_revisions_heard: dict[str, int] = field(default_factory=dict)
+    meetings_heard_over: set[str] = field(default_factory=set)
+    deadline_heard: DecisionDeadline | None = None
     meeting_starts: dict[str, datetime] = field(default_factory=dict)  # as last planned
     deadline: str | None = None
     deadline_watch: asyncio.Task[Any] | None = None
@@ -113,6 +119,23 @@ class State:
                 del self.deal_events[i]
                 return event
         return None
+
+    def hear_meeting(self, meeting_id: str, revision: int, over: bool = False) -> None:
+        heard = self.meeting_revisions_heard
+        heard[meeting_id] = max(revision, heard.get(meeting_id, revision))
+        if over:
+            self.meetings_heard_over.add(meeting_id)
+
+    def meeting_moved_on(self, meeting_id: str, revision: int) -> bool:
+        """The deal has told of a later time of the meeting than `revision`, or of its end."""
+        if meeting_id in self.meetings_heard_over:
+            return True
+        return self.meeting_revisions_heard.get(meeting_id, revision) > revision
+
+    def deadline_moved_on(self, deadline: DecisionDeadline) -> bool:
+        """The deal has told of another decision deadline (moved or cleared) since `deadline`."""
+        heard = self.deadline_heard
+        return heard is not None and heard.deadline != deadline.deadline
 
     def meeting_news_waiting(self) -> bool:
         return any(isinstance(e, MeetingScheduled | MeetingEvent) for e in self.deal_events)

@@ -57,6 +57,8 @@ class Patch(StrEnum):
     # --- found in review (2026-12-06): lifecycle races ---
     LOST_DEAL_REOPENED = "lost-deal-reopened"
     REFERRAL_STEP_CANCELLED = "referral-step-cancelled"
+    # --- found by CI (2026-12-06): a deal's change heard while presenting is busy ---
+    HEARD_CHANGES_STOP_TIMERS = "heard-changes-stop-timers"
 
 
 @dataclass(frozen=True)
@@ -240,6 +242,15 @@ REGISTRY: dict[Patch, PatchRecord] = {
         "which it reports as its failure, no longer fails the journey",
         ("journey_reopened_during_referral_record_v7",),
         _before("the lost-deal-reopened change", "2026-12-06"),
+    ),
+    # --- found by CI (2026-12-06): a deal's change heard while presenting is busy ---
+    Patch.HEARD_CHANGES_STOP_TIMERS: PatchRecord(
+        "a meeting reminder or a last-chance task whose timer fires after the deal told of a "
+        "move, a cancellation or another deadline, while presenting still waited on an earlier "
+        "event's activity (deals or outreach slow or away), is dropped instead of acting on "
+        "the time that is gone",
+        ("journey_moved_while_busy_v7",),
+        _before("the heard-changes change", "2026-12-06"),
     ),
 }
 
