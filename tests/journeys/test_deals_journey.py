@@ -154,11 +154,13 @@ async def test_meetings_objections_and_the_decision_deadline(stack: StackDriver)
     await wait_task(d, ada["id"], "prepare_meeting", 2)
 
     # the decision deadline, moved before it passed: one last-chance task, at the new one
-    soon = datetime.now(UTC) + timedelta(seconds=3)
+    # (8 s ahead: on a loaded machine the two changes must still both come before the first)
+    soon = datetime.now(UTC) + timedelta(seconds=8)
     await d.ok("PATCH", deals, json={"decision_deadline": soon.isoformat()})
     later = await d.ok(
         "PATCH", deals, json={"decision_deadline": (soon + timedelta(seconds=3)).isoformat()}
     )
+    assert datetime.now(UTC) < soon, "moved after the first deadline had passed"
     chance = (await wait_task(d, ada["id"], "last_chance"))[0]
     assert chance["context"]["deadline"] == later["decision_deadline"].replace("Z", "+00:00")
     assert "The price is too high" in chance["body"]
