@@ -10,6 +10,7 @@ import re
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -63,6 +64,54 @@ def test_free_slots_keep_buffers_notice_and_the_reps_zone() -> None:
     # minimum notice: at 08:20 Berlin nothing before 09:20 Berlin
     later = free_slots(hours, [], datetime(2031, 3, 3, 7, 20, tzinfo=UTC))
     assert later[0] == datetime(2031, 3, 3, 8, 45, tzinfo=UTC)
+
+
+def _apart(slots: list[datetime], minutes: int) -> None:
+    """In order, and none overlapping the next (the unique index only refuses equal starts)."""
+    assert all(b - a >= timedelta(minutes=minutes) for a, b in pairwise(slots))
+
+
+def test_slots_on_the_day_the_clocks_spring_forward_are_real_and_never_overlap() -> None:
+    berlin = ZoneInfo("Europe/Berlin")
+    # Sunday 30 March 2031: 02:00 CET -> 03:00 CEST; Sundays 01:00-05:00, 45 minutes, no buffer
+    hours = Hours("Europe/Berlin", (6,), 60, 5 * 60, 45, 0, 0, 3)
+    now = datetime(2031, 3, 27, 12, 0, tzinfo=UTC)
+    slots = free_slots(hours, [], now)
+    # three real hours: elapsed 45-minute steps from 01:00 CET (00:00 UTC) to 05:00 CEST
+    assert slots == [
+        datetime(2031, 3, 30, 0, 0, tzinfo=UTC) + timedelta(minutes=45 * n) for n in range(4)
+    ]
+    assert [s.astimezone(berlin).strftime("%H:%M") for s in slots] == [
+        "01:00",
+        "01:45",
+        "03:30",
+        "04:15",
+    ]
+    _apart(slots, 45)
+    # a meeting at 03:45 CEST (01:45 UTC) takes the slot it overlaps (03:30-04:15) off the
+    # list, so neither the page nor a booking of that start (the same list) can take it
+    busy = [(datetime(2031, 3, 30, 1, 45, tzinfo=UTC), datetime(2031, 3, 30, 2, 30, tzinfo=UTC))]
+    assert free_slots(hours, busy, now) == slots[:2]
+    # a window starting inside the skipped hour starts where the clock resumes (RFC 5545)
+    gap = Hours("Europe/Berlin", (6,), 2 * 60 + 30, 5 * 60, 30, 0, 0, 3)
+    later = free_slots(gap, [], now)
+    assert later[0] == datetime(2031, 3, 30, 1, 30, tzinfo=UTC)  # 03:30 CEST
+    _apart(later, 30)
+
+
+def test_slots_on_the_day_the_clocks_fall_back_cover_the_repeated_hour_once_each() -> None:
+    berlin = ZoneInfo("Europe/Berlin")
+    # Sunday 26 October 2031: 03:00 CEST -> 02:00 CET; Sundays 01:00-04:00 are four real hours
+    hours = Hours("Europe/Berlin", (6,), 60, 4 * 60, 30, 0, 0, 3)
+    now = datetime(2031, 10, 23, 12, 0, tzinfo=UTC)
+    slots = free_slots(hours, [], now)
+    first = datetime(2031, 10, 25, 23, 0, tzinfo=UTC)  # 01:00 CEST
+    assert slots == [first + timedelta(minutes=30 * n) for n in range(8)]
+    # 02:00 and 02:30 twice: CEST, then CET (different instants)
+    local = [(s.astimezone(berlin).strftime("%H:%M"), s.astimezone(berlin).fold) for s in slots]
+    assert local[2:6] == [("02:00", 0), ("02:30", 0), ("02:00", 1), ("02:30", 1)]
+    _apart(slots, 30)
+    assert len(set(slots)) == len(slots)
 
 
 def test_booking_tokens_are_signed_expiring_and_carry_no_contact_details() -> None:

@@ -1,7 +1,9 @@
 """Reps' availability and the free slots a booking link offers (issue 14).
 
 A rep takes meetings on the given weekdays between `start` and `end` in their own zone. Slots
-follow each other from `start` every meeting length + buffer; a slot is free when it starts at
+follow each other from `start` every meeting length + buffer of elapsed time (on the day the
+clock changes too: a window over the skipped hour is an hour shorter, one over the repeated hour
+an hour longer, and no two slots overlap); a slot is free when it starts at
 least `min_notice` from now, no later than `days_ahead` days from today (the rep's today), and
 neither it nor the buffer around it overlaps one of the rep's scheduled meetings (with the same
 buffer around that meeting). Pure functions of their inputs, so the page and the booking check
@@ -52,7 +54,10 @@ class Hours:
 
 
 def _at(day: date, minute: int, zone: ZoneInfo) -> datetime:
-    return datetime.combine(day, time(minute // 60, minute % 60), zone)
+    """The instant (UTC) the rep's clock reads `minute` on `day`, as RFC 5545 reads local times
+    (fold=0): one inside the hour skipped when the clock springs forward is shifted forward by
+    the gap, one the clock shows twice when it falls back is its first occurrence."""
+    return datetime.combine(day, time(minute // 60, minute % 60), zone).astimezone(UTC)
 
 
 def free_slots(hours: Hours, busy: Sequence[Busy], now: datetime) -> list[datetime]:
@@ -67,6 +72,8 @@ def free_slots(hours: Hours, busy: Sequence[Busy], now: datetime) -> list[dateti
         day = today + timedelta(days=offset)
         if day.weekday() not in hours.days:
             continue
+        # stepped in UTC, in elapsed time: wall-clock steps in the zone land twice on one instant
+        # (or on none) where the clock changes, and overlap there
         slot, end = _at(day, hours.start_minute, zone), _at(day, hours.end_minute, zone)
         while slot + length <= end:
             taken = any(
@@ -74,7 +81,7 @@ def free_slots(hours: Hours, busy: Sequence[Busy], now: datetime) -> list[dateti
                 for b_start, b_end in busy
             )
             if slot >= earliest and not taken:
-                out.append(slot.astimezone(UTC))
+                out.append(slot)
             slot += length + buffer
     return out
 
