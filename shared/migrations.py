@@ -30,7 +30,9 @@ def upgrade(settings: Settings, service: str, revision: str = "heads") -> None:
     url = settings.database_url(service)
     if is_sqlite(url):
         Path(url.split("///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
-    command.upgrade(alembic_config(service, url), revision)
+    cfg = alembic_config(service, url)
+    cfg.attributes["settings"] = settings  # for a data migration that needs one (deals 0008)
+    command.upgrade(cfg, revision)
 
 
 def upgrade_all(settings: Settings) -> None:

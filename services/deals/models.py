@@ -141,6 +141,9 @@ class Meeting(Base):
     invite_status: Mapped[str | None] = mapped_column(String(20), default=None)
     invite_detail: Mapped[str | None] = mapped_column(Text, default=None)
     invite_sequence: Mapped[int | None] = mapped_column(Integer, default=None)
+    # the UID of every invitation of the meeting, fixed when the first one goes: a calendar
+    # matches an update or a cancellation to its event by it (meetings/invites.py)
+    invite_uid: Mapped[str | None] = mapped_column(String(320), default=None)
 
     deal: Mapped[Deal] = relationship(back_populates="meetings")
 

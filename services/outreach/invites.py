@@ -2,8 +2,10 @@
 method (RFC 5546), sent as the text/calendar alternative of an email so that mail clients show
 it as an invite (Accept / Decline) and put it in the calendar.
 
-- UID: the meeting's id at the sending domain, the same for every message of the meeting, so a
-  reschedule updates the event and a cancellation removes it instead of adding another.
+- UID: the one deals fixed for the meeting when its first invitation went (the meeting's id at
+  the sending domain of then), the same for every message of the meeting whatever the From
+  address has become since, so a reschedule updates the event and a cancellation removes it
+  instead of adding another. (An invitation started before deals fixed it: computed as then.)
 - SEQUENCE: the meeting's revision (0 when booked, +1 per move); the CANCEL carries one more
   than the last REQUEST, as RFC 5546 wants of a change by the organizer.
 - DTSTART/DTEND in the prospect's zone with its VTIMEZONE (generated from the tz database), so
@@ -89,7 +91,7 @@ def calendar_text(
     cal.add("calscale", "GREGORIAN")
     cal.add("method", invite.method)
     event = Event()
-    event.add("uid", f"{invite.meeting_id}@{domain}")
+    event.add("uid", invite.uid or f"{invite.meeting_id}@{domain}")
     event.add("sequence", invite.sequence)
     event.add("dtstamp", datetime.fromisoformat(invite.stamp))
     event.add("dtstart", _calendar_time(starts, zone))

@@ -28,6 +28,9 @@ class MeetingInvite:
     stamp: str  # when the change was committed: the DTSTAMP, the same on every attempt
     queues: TaskQueues = field(default_factory=TaskQueues)
     reason: str = ""  # a cancellation's reason, shown in the message
+    # the event's UID, fixed by deals for the meeting's life; "" in an invitation started before
+    # deals fixed it: the meeting's id at the sending domain, as it was then computed
+    uid: str = ""
 
 
 @dataclass

@@ -23,6 +23,7 @@ from services.deals.models import BookingLink, EventOutbox, Meeting
 from shared.booking import BookingClaim, sign, verify
 from shared.contracts.names import Sig
 from shared.events import MEETING_BOOKED
+from shared.providers.email import address_domain
 from shared.rate_limit import FormLimits, RateLimiter
 from tests.support.deals import (
     BOOKING_HOURS,
@@ -205,6 +206,10 @@ async def test_a_prospect_books_a_free_slot_through_their_link(env: DealsEnv) ->
     # subscribers hear of it as of any booked meeting (issue 14: meeting.booked)
     async with env.app.state.sessions() as session:
         queued = [e.body for e in (await session.scalars(select(EventOutbox))).all()]
+        row = await session.get(Meeting, meeting["id"])
+    # its invitations' UID is fixed now, for every later update (test_deals_meetings)
+    assert row is not None
+    assert row.invite_uid == f"{meeting['id']}@{address_domain(env.app.state.settings.email_from)}"
     booked_events = [e["data"] for e in queued if e["type"] == MEETING_BOOKED]
     assert booked_events == [
         {

@@ -7,14 +7,19 @@ Reuses the recording journey of test_deals_api: each test asserts what the journ
 import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+from icalendar import Calendar
+from sqlalchemy import text as sql
 from temporalio import activity
+from temporalio.converter import default as default_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
+from services.outreach.invites import calendar_text
 from shared.contracts.journey import (
     ChannelOutcome,
     Contact,
@@ -28,6 +33,9 @@ from shared.contracts.journey import (
 from shared.contracts.meetings import REQUEST, InviteOutcome, InviteRequest, MeetingInvite
 from shared.contracts.names import Act, Sig
 from shared.contracts.queues import TaskQueues
+from shared.db import create_engine
+from shared.migrations import upgrade
+from shared.providers.email import address_domain
 from tests.support.deals import (
     DealsEnv,
     error,
@@ -35,6 +43,7 @@ from tests.support.deals import (
     in_an_hour,
     signals,
 )
+from tests.support.settings import make_settings
 from workflows.meeting_invite import MeetingInviteWorkflow
 
 REP = "rita@sales.example.com"
@@ -133,6 +142,66 @@ async def test_cancel_then_the_meeting_is_final(env: DealsEnv) -> None:
         f"meeting {meeting['id']}: cancellation not sent to the prospect (opted out: STOP); "
         "the rep's own cancellation: sent"
     ]
+
+
+async def test_an_invitations_uid_outlives_a_change_of_the_from_address(env: DealsEnv) -> None:
+    """Invited, then the operator changes CLOSEFLOW_EMAIL_FROM, then moved and cancelled: all
+    three invitations, rendered by outreach with the From of their own day, carry one UID (else
+    the prospect's calendar adds the move as a second event and ignores the cancellation)."""
+    deal_id, journey = await env.presenting_deal()
+    meeting = await schedule(env, deal_id, in_an_hour())
+    before = env.app.state.settings
+    env.app.state.settings = before.model_copy(update={"email_from": "Sales <s@new.example>"})
+    later = {"starts_at": (in_an_hour() + timedelta(days=1)).isoformat()}
+    assert (await env.http.post(url(deal_id, meeting, "reschedule"), json=later)).is_success
+    assert (await env.http.post(url(deal_id, meeting, "cancel"), json={})).is_success
+    prefix = f"meeting-invite-{journey.id.removeprefix('journey-')}:invite-{meeting['id']}"
+    old_domain = address_domain(before.email_from)
+    uids = []
+    for suffix, domain in (("-s0", old_domain), ("-s1", "new.example"), ("-cancel", "new.example")):
+        history = await env.client.get_workflow_handle(prefix + suffix).fetch_history()
+        (payload,) = history.events[0].workflow_execution_started_event_attributes.input.payloads
+        invite = default_converter().payload_converter.from_payload(payload, MeetingInvite)
+        contact = Contact(invite.prospect_id, "Ada", email="ada@example.com")
+        text = calendar_text(InviteRequest(invite, contact), domain, "s@" + domain)
+        uids.append(str(Calendar.from_ical(text).walk("VEVENT")[0]["UID"]))
+    assert uids == [f"{meeting['id']}@{old_domain}"] * 3
+
+
+@pytest.mark.empty_databases
+async def test_the_migration_keeps_the_uid_meetings_were_invited_with(
+    tmp_path: Path, database_urls: dict[str, str]
+) -> None:
+    """A meeting invited before UIDs were kept gets the one it was invited with (the From
+    domain of the upgrade), so its next update still finds its event."""
+    settings = make_settings(tmp_path, {"deals": database_urls["deals"]})
+    settings = settings.model_copy(update={"email_from": "Sales <s@old.example>"})
+    await asyncio.to_thread(upgrade, settings, "deals", "0007")
+    engine = create_engine(settings.database_url("deals"))
+    now = datetime(2026, 1, 2, 3, 4, tzinfo=UTC)
+    async with engine.begin() as conn:
+        await conn.execute(
+            sql(
+                "INSERT INTO deals (id, prospect_id, journey_id, source, stage, "
+                "qualification_reasons, created_at, updated_at) "
+                "VALUES ('d1', 'p1', 'journey-p1', 'cold', 'presenting', '[]', :t, :t)"
+            ),
+            {"t": now},
+        )
+        await conn.execute(
+            sql(
+                "INSERT INTO meetings (id, deal_id, starts_at, title, duration_minutes, status, "
+                "revision, created_at) VALUES ('m1', 'd1', :t, 'Demo', 30, 'scheduled', 0, :t)"
+            ),
+            {"t": now},
+        )
+    await engine.dispose()
+    await asyncio.to_thread(upgrade, settings, "deals")
+    engine = create_engine(settings.database_url("deals"))
+    async with engine.connect() as conn:
+        uid = await conn.scalar(sql("SELECT invite_uid FROM meetings WHERE id = 'm1'"))
+    await engine.dispose()
+    assert uid == "m1@old.example"
 
 
 @activity.defn(name=Act.GET_CONTACT)

@@ -16,7 +16,7 @@ from services.deals.core.runs import signal_deal
 from services.deals.core.schemas import Meeting as MeetingOut
 from services.deals.meetings import availability, links, public, schemas
 from services.deals.meetings import service as svc
-from services.deals.meetings.invites import send_invite
+from services.deals.meetings.invites import pin_uid, send_invite
 from services.deals.models import Deal, Meeting, RepAvailability
 from services.deals.qualification.signals import signal_gate_passed
 from shared.audit import request_actor
@@ -37,6 +37,7 @@ async def schedule_meeting(
     deal, meeting, passed_gate = await svc.schedule(
         session, deal_id, body.starts_at, body.title, body.duration_minutes
     )
+    pin_uid(request, meeting)
     await session.commit()
     if passed_gate:
         await signal_gate_passed(request, deal)
@@ -69,6 +70,7 @@ async def reschedule_meeting(
     """Move a scheduled meeting: its pending reminders are replaced by ones for the new time
     and the rep gets a new preparation task. 409 when held, missed or cancelled."""
     deal, meeting, _changed = await svc.reschedule(session, deal_id, meeting_id, body.starts_at)
+    pin_uid(request, meeting)  # one invited before UIDs were kept: as it was computed
     await _commit_and_signal(request, session, Sig.MEETING_RESCHEDULED, deal, meeting)
     # the update (SEQUENCE = the new revision); unchanged, it is the one sent already
     await send_invite(request, deal, meeting, REQUEST)
@@ -86,6 +88,7 @@ async def cancel_meeting(
 ) -> object:
     """Cancel a scheduled meeting: its reminders stop. 409 when it was held or missed."""
     deal, meeting = await svc.cancel(session, deal_id, meeting_id, body.reason.strip())
+    pin_uid(request, meeting)
     await _commit_and_signal(request, session, Sig.MEETING_CANCELLED, deal, meeting)
     await send_invite(request, deal, meeting, CANCEL)
     return meeting

@@ -23,9 +23,19 @@ from shared.contracts.meetings import CANCEL, InviteOutcome, MeetingInvite, meet
 from shared.contracts.queues import TaskQueues
 from shared.db import utcnow
 from shared.errors import AppError
+from shared.providers.email import address_domain
 
 log = logging.getLogger(__name__)
 WORKFLOW = "MeetingInvite"
+
+
+def pin_uid(request: Request, meeting: Meeting) -> None:
+    """Fix the meeting's invitation UID before the change that sends one commits: computed once
+    (its id at the sending domain), so changing CLOSEFLOW_EMAIL_FROM later never turns an update
+    into a second event in the prospect's calendar, or a cancellation into an unknown one."""
+    if meeting.invite_uid is None:
+        domain = address_domain(request.app.state.settings.email_from)
+        meeting.invite_uid = f"{meeting.id}@{domain}"
 
 
 def invitation(deal: Deal, meeting: Meeting, method: str, prefix: str) -> MeetingInvite:
@@ -42,6 +52,7 @@ def invitation(deal: Deal, meeting: Meeting, method: str, prefix: str) -> Meetin
         stamp=utcnow().isoformat(),
         queues=TaskQueues.with_prefix(prefix),
         reason=meeting.cancel_reason or "",
+        uid=meeting.invite_uid or "",
     )
 
 

@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.deals.core.runs import signal_deal
 from services.deals.meetings import availability, links
 from services.deals.meetings import service as svc
-from services.deals.meetings.invites import send_invite
+from services.deals.meetings.invites import pin_uid, send_invite
 from services.deals.models import Deal, Meeting, RepAvailability
 from services.deals.qualification.signals import signal_gate_passed
 from shared.booking import BookingClaim
@@ -158,6 +158,7 @@ async def book_slot(token: str, request: Request, session: Session) -> HTMLRespo
         if err.code == "already_closed":
             return _pages.render("invalid_link.html", 410, reason="This conversation is closed.")
         raise
+    pin_uid(request, meeting)
     await session.commit()
     await _tell(request, deal, meeting, passed_gate, repeat)
     return _booked_page(claim, meeting)
