@@ -25,9 +25,15 @@ from services.prospecting import models as prospecting_models
 from services.prospecting.outbox import OutboxRelay
 from shared.codec import payload_keys
 from shared.erasure import digest
+from shared.providers import postmark, sendgrid
 from shared.providers.mailgun import event_payload, inbound_form
 from shared.providers.twilio_signature import SIGNATURE_HEADER, sign_twilio_request
 from tests.support.apps import Api, ServiceApp
+from tests.support.eventually import eventually
+from tests.support.imap import PASSWORD as IMAP_PASSWORD
+from tests.support.imap import bounce as imap_bounce
+from tests.support.imap import dovecot
+from tests.support.imap import reply as imap_reply
 from tests.support.settings import SERVICE_AUTH
 
 ADA_EMAIL, ADA_PHONE = "ada.l@example.com", "+14155550123"
@@ -167,7 +173,38 @@ async def _texts_of(app: FastAPI, *tables: Any) -> str:
     """Every row of the tables, as one lower-cased text (to look for an address in any column)."""
     async with app.state.sessions() as session:
         rows = [r for t in tables for r in (await session.execute(select(t.__table__))).all()]
-    return repr(rows).lower()
+    # as tuples: a Row's own repr cuts long values short (an address deep in a payload)
+    return repr([tuple(r) for r in rows]).lower()
+
+
+async def _erase_ada(app: FastAPI, client: httpx.AsyncClient) -> None:
+    """Outreach erases Ada (the order as prospecting's relay posts it, digests included)."""
+    pepper = app.state.settings.erasure_pepper.get_secret_value()
+    order = {
+        "erasure_id": "e1",
+        "prospect_id": "p-ada",
+        "email": ADA_EMAIL,
+        "phone": ADA_PHONE,
+        "email_digest": digest(pepper, "email", ADA_EMAIL),
+        "phone_digest": digest(pepper, "phone", ADA_PHONE),
+    }
+    erased = await client.post("/internal/erasures", json=order, headers=SERVICE_AUTH)
+    assert erased.status_code == 200, erased.text
+
+
+async def _assert_nothing_of_ada(app: FastAPI) -> None:
+    """Neither Ada's address nor her words are back in outreach's tables, and the digests
+    still keep her from being contacted."""
+    m = outreach_models
+    kept = await _texts_of(
+        app, m.Suppression, m.ConsentRecord, m.InboxEvent, m.RejectedItem, m.Message
+    )
+    for trace in (ADA_EMAIL, ADA_PHONE, ADA_PHONE.removeprefix("+"), "ada lovelace"):
+        assert trace not in kept, f"{trace} is back in outreach's tables: {kept}"
+    pepper = app.state.settings.erasure_pepper.get_secret_value()
+    async with app.state.sessions() as session:
+        for channel, address in (("email", ADA_EMAIL), ("sms", ADA_PHONE)):
+            assert await erased_reason(session, pepper, channel, address)
 
 
 @pytest.mark.parametrize("database_urls", ["sqlite"], indirect=True)
@@ -179,18 +216,8 @@ async def test_an_erased_persons_later_texts_mails_and_bounces_store_nothing_of_
     outreach's tables in clear. The digests keep them from being contacted."""
     app = await service_app("outreach", outreach_public_url="http://test")
     settings = app.state.settings
-    pepper = settings.erasure_pepper.get_secret_value()
     client = await api(app, key=False)
-    order = {
-        "erasure_id": "e1",
-        "prospect_id": "p-ada",
-        "email": ADA_EMAIL,
-        "phone": ADA_PHONE,
-        "email_digest": digest(pepper, "email", ADA_EMAIL),
-        "phone_digest": digest(pepper, "phone", ADA_PHONE),
-    }
-    erased = await client.post("/internal/erasures", json=order, headers=SERVICE_AUTH)
-    assert erased.status_code == 200, erased.text
+    await _erase_ada(app, client)
 
     url = "http://test/webhooks/twilio/sms"
     for body in ("STOP", "who gave you my number?"):
@@ -224,15 +251,7 @@ async def test_an_erased_persons_later_texts_mails_and_bounces_store_nothing_of_
         now=time.time(),
     )
     assert (await client.post("/webhooks/mailgun/events", json=bounce)).status_code == 200
-
-    m = outreach_models
-    kept = await _texts_of(app, m.Suppression, m.ConsentRecord, m.InboxEvent, m.RejectedItem)
-    for trace in (ADA_EMAIL, ADA_PHONE, ADA_PHONE.removeprefix("+"), "ada lovelace"):
-        assert trace not in kept, f"{trace} is back in outreach's tables: {kept}"
-    # still never contacted: the digests answer for them
-    async with app.state.sessions() as session:
-        for channel, address in (("email", ADA_EMAIL), ("sms", ADA_PHONE)):
-            assert await erased_reason(session, pepper, channel, address)
+    await _assert_nothing_of_ada(app)
 
 
 @pytest.mark.parametrize("database_urls", ["sqlite"], indirect=True)
@@ -274,3 +293,148 @@ async def test_an_erasure_order_a_service_refuses_keeps_no_plain_pii_in_the_outb
     # the order still names whom it erased: its digests, for the operator to act on
     pepper = prospecting.state.settings.erasure_pepper.get_secret_value()
     assert digest(pepper, "email", ADA_EMAIL) in kept
+
+
+async def _inbox_event_count(app: FastAPI) -> int:
+    return len(await _rows(app, outreach_models.InboxEvent.id))
+
+
+@pytest.mark.parametrize("database_urls", ["sqlite"], indirect=True)
+async def test_an_erased_persons_later_postmark_replies_and_events_store_nothing_of_them(
+    service_app: ServiceApp, api: Api
+) -> None:
+    """Postmark (basic auth, as its webhook URLs carry it): after the erasure, Ada replies,
+    unsubscribes by email, and her old emails bounce (hard and soft), are reported as spam,
+    unsubscribed from, delivered and opened: nothing of it is stored. Bo's reply, beside
+    hers, is (the webhooks did take the requests)."""
+    user, password = "postmark", "pm-webhook-secret"
+    app = await service_app(
+        "outreach", postmark_webhook_user=user, postmark_webhook_password=password
+    )
+    client = await api(app, key=False)
+    await _erase_ada(app, client)
+    auth = postmark.basic_auth_header(user, password)
+    now = time.time()
+
+    def inbound(sender: str, subject: str) -> dict[str, Any]:
+        return postmark.inbound(
+            from_email=sender,
+            to_email="sales@closeflow.test",
+            subject=subject,
+            text="Please forget me, Ada Lovelace",
+            stripped_reply="Please forget me, Ada Lovelace",
+            message_id_header=f"<{uuid.uuid4().hex}@mail.example>",
+            in_reply_to=None,
+            references=None,
+            now=now,
+            from_name="Ada Lovelace",
+        )
+
+    for subject in ("unsubscribe", "Re: Quick question"):
+        answer = await client.post(
+            "/webhooks/postmark/inbound", json=inbound("Ada.L@Example.com", subject), headers=auth
+        )
+        assert answer.status_code == 200, answer.text
+    pm_id = postmark.new_message_id
+    events = [
+        postmark.bounce(email="Ada.L@Example.com", message_id=pm_id(), now=now),
+        postmark.bounce(email=ADA_EMAIL, message_id=pm_id(), now=now, bounce_type="SoftBounce"),
+        postmark.spam_complaint(email=ADA_EMAIL, message_id=pm_id(), now=now),
+        postmark.subscription_change(recipient=ADA_EMAIL, message_id=pm_id(), now=now),
+        postmark.delivery(recipient=ADA_EMAIL, message_id=pm_id(), now=now),
+        {"RecordType": "Open", "Recipient": ADA_EMAIL, "MessageID": pm_id(), "FirstOpen": True},
+    ]
+    for event in events:
+        answer = await client.post("/webhooks/postmark/events", json=event, headers=auth)
+        assert answer.status_code == 200, answer.text
+    await _assert_nothing_of_ada(app)
+
+    bo = inbound("bo@example.com", "Re: Quick question")
+    assert (await client.post("/webhooks/postmark/inbound", json=bo, headers=auth)).is_success
+    assert await _inbox_event_count(app) == 1
+
+
+@pytest.mark.parametrize("database_urls", ["sqlite"], indirect=True)
+async def test_an_erased_persons_later_sendgrid_events_store_nothing_of_them(
+    service_app: ServiceApp, api: Api
+) -> None:
+    """SendGrid (its Event Webhook signs each batch with ECDSA; it has no inbound replies here:
+    Inbound Parse is not used): after the erasure, a batch of events about Ada's old emails
+    (bounces, a drop for her suppressed address, a spam report, unsubscribes, a delivery, an
+    open, a click) stores nothing of her; Bo's event in the same batch is stored."""
+    private, public = sendgrid.generate_key_pair()
+    app = await service_app("outreach", sendgrid_webhook_public_key=public)
+    client = await api(app, key=False)
+    await _erase_ada(app, client)
+    now = time.time()
+
+    def event(kind: str, email: str = "Ada.L@Example.com", **fields: Any) -> dict[str, Any]:
+        smtp_id = f"<{uuid.uuid4().hex}@closeflow.test>"
+        return sendgrid.event(kind, email=email, smtp_id=smtp_id, now=now, **fields)
+
+    batch = [
+        event("bounce"),
+        event("bounce", type="blocked", reason=f"550 {ADA_EMAIL} blocked"),
+        event("dropped", reason="Bounced Address"),
+        event("spamreport"),
+        event("unsubscribe"),
+        event("group_unsubscribe", asm_group_id=42),
+        event("delivered"),
+        event("open"),
+        event("click", url="https://example.com/pricing"),
+        event("deferred", email=ADA_EMAIL, response="451 try later"),
+        event("delivered", email="bo@example.com"),
+    ]
+    body = sendgrid.batch_body(batch)
+    headers = sendgrid.signed_headers(private, body, now)
+    answer = await client.post("/webhooks/sendgrid/events", content=body, headers=headers)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["rejected"] == 0
+    await _assert_nothing_of_ada(app)
+    assert await _inbox_event_count(app) == 1  # Bo's
+
+
+@pytest.mark.parametrize("database_urls", ["sqlite"], indirect=True)
+async def test_an_erased_persons_later_mail_in_the_imap_mailbox_stores_nothing_of_them(
+    service_app: ServiceApp, api: Api
+) -> None:
+    """The reply mailbox (a real dovecot, watched over IMAP): after the erasure, Ada replies,
+    writes STOP, and a mail server returns one of her old emails, as a delivery status
+    notification and as a plain-text bounce: nothing of it is stored; Bo's reply after them
+    is."""
+    with dovecot() as server:
+        user = server.add_user()
+        app = await service_app(
+            "outreach",
+            imap_host="127.0.0.1",
+            imap_port=server.port,
+            imap_tls="none",
+            imap_username=user,
+            imap_password=IMAP_PASSWORD,
+            imap_poll_seconds=0.2,
+        )
+        client = await api(app, key=False)
+        await _erase_ada(app, client)
+        ada = "Ada Lovelace <Ada.L@Example.com>"
+        await server.append(
+            user,
+            imap_reply(sender=ada, text="Please forget me, Ada Lovelace"),
+            imap_reply(sender=ada, subject="STOP", text="STOP. Ada Lovelace"),
+            imap_bounce(recipient=ADA_EMAIL, original_id="<a1@closeflow.test>"),
+            imap_reply(
+                sender="Mail Delivery Subsystem <mailer-daemon@googlemail.com>",
+                subject="Undelivered Mail Returned to Sender",
+                text=f"Your message to {ADA_EMAIL} could not be delivered: no such user.",
+                headers={"Auto-Submitted": "auto-replied"},
+            ),
+            imap_reply(sender="bo@example.com"),
+        )
+
+        async def read() -> bool:
+            mailbox = await _rows(app, outreach_models.ImapMailbox.last_uid)
+            return mailbox == [5]
+
+        await eventually(read, "the mailbox read to its 5th message")
+        await _assert_nothing_of_ada(app)
+        # Bo's reply, and the plain-text bounce: kept, without Ada's address
+        assert await _inbox_event_count(app) == 2

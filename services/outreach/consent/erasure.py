@@ -10,12 +10,14 @@ phone instead (models.ErasedPerson). Idempotent: a repeat finds nothing left to 
 From then on an enrollment whose contact has an erased email or phone is refused (409), and
 `erased_reason` tells a send check that the address belongs to an erased person, and
 `from_erased_person` tells the webhooks to keep nothing of a text, email or bounce from or about
-such an address (it would put the address back in clear).
+such an address (it would put the address back in clear); an inbound email from anyone else
+that names it keeps it only as ERASED_ADDRESS (`strings_without_erased_addresses`).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, quote_plus, unquote
 
@@ -183,6 +185,41 @@ async def without_erased_addresses(session: AsyncSession, pepper: str, raw: str)
     """The raw body with each address of an erased person in it (as the provider spelled it,
     form- or URL-encoded too) replaced by ERASED_ADDRESS: an item kept for a human must not put
     the address back in clear."""
+    return _redacted(raw, await _erased_spellings(session, pepper, raw))
+
+
+async def strings_without_erased_addresses(session: AsyncSession, pepper: str, value: Any) -> Any:
+    """`value` (a parsed document: dicts, lists, strings...) with each erased person's address
+    in its strings replaced by ERASED_ADDRESS, as without_erased_addresses does for a raw body;
+    one scan and one lookup for the whole document. Only strings change: a JSON number that
+    happens to spell a phone stays a number."""
+    found: list[str] = []
+    _strings(value, found.append)
+    spellings = await _erased_spellings(session, pepper, "\n".join(found))
+    if not spellings:
+        return value
+    return _strings(value, lambda text: _redacted(text, spellings))
+
+
+def _strings(value: Any, each: Callable[[str], Any]) -> Any:
+    """`value` with each string in it (a dict's values, a list's items) replaced by each(it)."""
+    if isinstance(value, str):
+        return each(value)
+    if isinstance(value, dict):
+        return {key: _strings(item, each) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strings(item, each) for item in value]
+    return value
+
+
+def _redacted(raw: str, spellings: list[str]) -> str:
+    for spelling in spellings:
+        raw = re.sub(re.escape(spelling), ERASED_ADDRESS, raw, flags=re.IGNORECASE)
+    return raw
+
+
+async def _erased_spellings(session: AsyncSession, pepper: str, raw: str) -> list[str]:
+    """How the addresses of erased people in `raw` may be spelled there (address_spellings)."""
     decoded = unquote(raw)  # not unquote_plus: a phone's literal + would become a space
     candidates: dict[tuple[Kind, str], str] = {}  # (kind, digest) -> the address as written
     for kind, pattern in _ADDRESS_LIKE:
@@ -196,9 +233,7 @@ async def without_erased_addresses(session: AsyncSession, pepper: str, raw: str)
         chunk = keys[start : start + _DIGESTS_PER_QUERY]
         found = await erased_digests(session, models.ErasedPerson, [d for _, d in chunk])
         erased += [candidates[key] for key in chunk if key[1] in found]
-    for spelling in address_spellings(erased):
-        raw = re.sub(re.escape(spelling), ERASED_ADDRESS, raw, flags=re.IGNORECASE)
-    return raw
+    return address_spellings(erased)
 
 
 async def refuse_erased_contact(session: AsyncSession, pepper: str, contact: Contact) -> None:

@@ -8,6 +8,7 @@ its effects, commit, then deliver the signal (services.outreach.inbox retries wh
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Iterable, Sequence
@@ -22,7 +23,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.outreach import models
 from services.outreach.consent import service as consent
 from services.outreach.consent import suppressions
-from services.outreach.consent.erasure import from_erased_person
+from services.outreach.consent.erasure import (
+    from_erased_person,
+    strings_without_erased_addresses,
+)
 from services.outreach.inbox import JourneySignal, Outbound, Stored, store_event
 from services.outreach.notifications import provider_told
 from services.outreach.webhooks import replies
@@ -293,6 +297,17 @@ class InboundEmail:
     bounce: Bounce | None = None  # the mail server's report that one of our emails failed
 
 
+async def _without_erased_addresses(
+    session: AsyncSession, pepper: str, mail: InboundEmail
+) -> InboundEmail:
+    """The email's kept parts without an erased person's address: mail about them from someone
+    else (a mail server's plain-text bounce, a colleague's note) must not store it in clear."""
+    payload, subject, text = await strings_without_erased_addresses(
+        session, pepper, [mail.payload, mail.subject, mail.text]
+    )
+    return dataclasses.replace(mail, payload=payload, subject=subject, text=text)
+
+
 async def receive_email(
     session: AsyncSession, settings: Settings, mail: InboundEmail
 ) -> Stored | None:
@@ -302,6 +317,7 @@ async def receive_email(
     repeat, and for an erased person's email: nothing of it is kept. A bounce is the email event
     it reports, as a provider's webhook would send it."""
     pepper = settings.erasure_pepper.get_secret_value()
+    mail = await _without_erased_addresses(session, pepper, mail)
     if mail.bounce is not None:  # before the STOP words: the returned original may hold them
         stored, _ = await store_email_event(
             session,
