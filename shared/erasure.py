@@ -129,6 +129,12 @@ async def delete_tree(
     return deleted
 
 
+def about_prospect(body: ColumnElement[Any], prospect_id: str) -> ColumnElement[bool]:
+    """An event body (shared.events.event_body, a JSON column) that names the prospect."""
+    named: ColumnElement[bool] = body[("data", "prospect_id")].as_string() == prospect_id
+    return named
+
+
 class ErasedPersonColumns:
     """What stays of an erased person in a service that must keep them out: the keyed digests of
     their email and phone, one row each (a declarative mixin: the service's model adds its table

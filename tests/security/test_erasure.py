@@ -17,14 +17,15 @@ from sqlalchemy import select
 # every service's models imported here, at collection: a migration run in a thread (service_app)
 # must not import a models module while a running app's relay configures the mappers (a half-
 # imported module fails them for the whole process)
-import services.deals.models
 import services.referrals.models  # noqa: F401
+from services.deals import models as deals_models
 from services.outreach import models as outreach_models
 from services.outreach.consent.erasure import erased_reason
 from services.prospecting import models as prospecting_models
 from services.prospecting.outbox import OutboxRelay
 from shared.codec import payload_keys
 from shared.erasure import digest
+from shared.events import event_body
 from shared.providers import postmark, sendgrid
 from shared.providers.mailgun import event_payload, inbound_form
 from shared.providers.twilio_signature import SIGNATURE_HEADER, sign_twilio_request
@@ -172,7 +173,8 @@ async def test_an_erased_referrers_name_leaves_the_records_of_those_they_referre
 async def _texts_of(app: FastAPI, *tables: Any) -> str:
     """Every row of the tables, as one lower-cased text (to look for an address in any column)."""
     async with app.state.sessions() as session:
-        rows = [r for t in tables for r in (await session.execute(select(t.__table__))).all()]
+        tables = tuple(getattr(t, "__table__", t) for t in tables)  # models or tables
+        rows = [r for t in tables for r in (await session.execute(select(t))).all()]
     # as tuples: a Row's own repr cuts long values short (an address deep in a payload)
     return repr([tuple(r) for r in rows]).lower()
 
@@ -438,3 +440,107 @@ async def test_an_erased_persons_later_mail_in_the_imap_mailbox_stores_nothing_o
         await _assert_nothing_of_ada(app)
         # Bo's reply, and the plain-text bounce: kept, without Ada's address
         assert await _inbox_event_count(app) == 2
+
+
+def _event(prospect_id: str, event_type: str = "prospect.replied") -> dict[str, Any]:
+    data = {"prospect_id": prospect_id, "channel": "email", "provider": "mailgun"}
+    return event_body(event_type, f"fact-{prospect_id}-{uuid.uuid4().hex}", data)
+
+
+async def test_what_was_queued_for_or_about_an_erased_person_goes_with_the_erasure(
+    service_app: ServiceApp, api: Api
+) -> None:
+    """Queued before the erasure: an email to Ada not yet sent (and one to her address on a
+    duplicate record), a scheduled follow-up, a rep task about her with its notification, and
+    events about her waiting for the subscribers (outreach's deliveries, deals' outbox). After
+    it nothing of her is in outreach's tables, and no event about her goes out; Bo's stay."""
+    m = outreach_models
+    outreach = await service_app("outreach")
+    at = datetime.now(UTC)
+    events = {pid: _event(pid) for pid in ("p-ada", "p-bo")}
+    async with outreach.state.sessions() as session:
+        for pid, to in (("p-ada", ADA_EMAIL), ("p-ada-duplicate", ADA_EMAIL)):
+            session.add(
+                m.Message(
+                    journey_id=f"journey-{pid}",
+                    touch_key="step-1",
+                    channel="email",
+                    kind="cadence",
+                    prospect_id=pid,
+                    to_address=to,
+                    subject="Ada Lovelace, a quick question",
+                    body="Book here: http://deals.test/book/tok-ada",
+                    status="pending",
+                )
+            )
+        session.add(
+            m.FollowUp(
+                prospect_id="p-ada",
+                after_run=1,
+                from_cadence_id="c1",
+                cadence_id="c2",
+                due_at=at,
+                reason="nurture Ada Lovelace",
+            )
+        )
+        task = m.RepTask(
+            key="task-ada",
+            rep_id="rep-1",
+            prospect_id="p-ada",
+            journey_id="journey-p-ada",
+            kind="call",
+            title="Call Ada Lovelace",
+            body=f"Ada ({ADA_EMAIL}, {ADA_PHONE}) asked for a call",
+            context={"email": ADA_EMAIL, "phone": ADA_PHONE},
+            prospect_card={"name": "Ada Lovelace", "email": ADA_EMAIL},
+        )
+        session.add(task)
+        await session.flush()
+        session.add(
+            m.TaskNotification(
+                task_id=task.id,
+                reason="urgent",
+                recipient_rep_id="rep-1",
+                channel="email",
+                target="rep@closeflow.test",
+                subject="Urgent: Ada Lovelace",
+                text=f"Call {ADA_PHONE}",
+            )
+        )
+        subscription = m.EventSubscription(
+            url="https://crm.example/hook", events=["prospect.replied"], secret="whsec_x"
+        )
+        session.add(subscription)
+        await session.flush()
+        for body in events.values():
+            session.add(
+                m.WebhookEvent(id=body["id"], type=body["type"], payload=body, occurred_at=at)
+            )
+            await session.flush()
+            session.add(
+                m.EventDelivery(
+                    subscription_id=subscription.id, event_id=body["id"], event_type=body["type"]
+                )
+            )
+        await session.commit()
+    deals = await service_app("deals")
+    await deals.state.event_forwarder.stop()  # the events stay queued for the erasure to find
+    async with deals.state.sessions() as session:
+        for pid in ("p-ada", "p-bo"):
+            body = _event(pid, "meeting.booked")
+            session.add(deals_models.EventOutbox(event_id=body["id"], body=body))
+        await session.commit()
+
+    order = {"erasure_id": "e1", "prospect_id": "p-ada", "email": ADA_EMAIL, "phone": ADA_PHONE}
+    for app in (outreach, deals):
+        answer = await (await api(app)).post("/internal/erasures", json=order, headers=SERVICE_AUTH)
+        assert answer.status_code == 200, answer.text
+
+    kept = await _texts_of(outreach, *m.Base.metadata.sorted_tables)
+    for trace in (ADA_EMAIL, ADA_PHONE, "ada lovelace", "p-ada", "tok-ada"):
+        assert trace not in kept, f"{trace} is still in outreach's tables: {kept}"
+    assert await _rows(outreach, m.WebhookEvent.id) == [events["p-bo"]["id"]]
+    assert await _rows(outreach, m.EventDelivery.event_id) == [events["p-bo"]["id"]]
+    async with deals.state.sessions() as session:
+        outbox = (await session.scalars(select(deals_models.EventOutbox.body))).all()
+    assert [body["data"]["prospect_id"] for body in outbox] == ["p-bo"]

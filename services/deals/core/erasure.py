@@ -1,7 +1,8 @@
 """Deals' part of a right-to-erasure request: the prospect's deals and everything hanging off
 them (qualification answers, meetings, objections and their outcomes, history, and any table
-added later with a foreign key to those), deleted. Called by prospecting's outbox relay until
-it answers 2xx; a repeat finds nothing left and answers the same."""
+added later with a foreign key to those), their booking links and their events still in the
+outbox, deleted. Called by prospecting's outbox relay until it answers 2xx; a repeat finds
+nothing left and answers the same."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ from sqlalchemy import delete
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.deals.models import AuditEntry, BookingLink, Deal
+from services.deals.models import AuditEntry, BookingLink, Deal, EventOutbox
 from shared.audit import redact
-from shared.erasure import delete_tree
+from shared.erasure import about_prospect, delete_tree
 
 
 async def erase_prospect(session: AsyncSession, prospect_id: str) -> dict[str, int]:
@@ -25,4 +26,8 @@ async def erase_prospect(session: AsyncSession, prospect_id: str) -> dict[str, i
     # their booking links (their zone, their rep): gone, so an old link opens nothing
     links = await session.execute(delete(BookingLink).where(BookingLink.prospect_id == prospect_id))
     deleted["booking_links"] = cast(CursorResult[Any], links).rowcount
+    # their events in the outbox (a meeting booked, a deal won): outreach erases the ones it
+    # has; one still pending would reach it, and the subscribers, after that
+    events = EventOutbox.__table__
+    deleted |= await delete_tree(session, events, about_prospect(events.c.body, prospect_id))
     return deleted

@@ -3,8 +3,9 @@
 POST /internal/erasures (called by prospecting's outbox relay, retried until it answers 2xx)
 stops and deletes the prospect's journey in Temporal, deletes their messages, tasks (and the
 tasks' notifications), enrollment, consent records, provider events (theirs, and the unmatched
-ones and rejected items whose raw body holds their address) and the plain-text opt-out
-and do-not-contact entries of their addresses, and stores the keyed digests of the email and
+ones and rejected items whose raw body holds their address), the plain-text opt-out
+and do-not-contact entries of their addresses and the subscribers' events about them (with the
+deliveries still queued), and stores the keyed digests of the email and
 phone instead (models.ErasedPerson). Idempotent: a repeat finds nothing left to delete.
 
 From then on an enrollment whose contact has an erased email or phone is refused (409), and
@@ -35,6 +36,8 @@ from shared.erasure import (
     ErasureOrder,
     ErasureResult,
     Kind,
+    about_prospect,
+    delete_tree,
     digest,
     digest_raw,
     erased_digests,
@@ -119,6 +122,10 @@ async def erase(session: AsyncSession, order: ErasureOrder) -> dict[str, int]:
     for table, statement in statements.items():
         result = await session.execute(statement.execution_options(synchronize_session=False))
         deleted[table] = int(result.rowcount or 0)  # type: ignore[attr-defined]
+    # their events (a reply, an opt-out, a task, a stage change) and the deliveries still queued:
+    # sent after the erasure, they would tell subscribers about a person who is gone
+    events = m.WebhookEvent.__table__
+    deleted |= await delete_tree(session, events, about_prospect(events.c.payload, pid))
     deleted["messages (referrer's name removed)"] = await _unquote_referrer(session, order)
     deleted["audit_log (values redacted)"] = await redact(session, m.AuditEntry, pid)
     await keep_digests(session, models.ErasedPerson, order)
