@@ -222,9 +222,12 @@ async def test_an_erased_persons_later_texts_mails_and_bounces_store_nothing_of_
     await _erase_ada(app, client)
 
     url = "http://test/webhooks/twilio/sms"
-    for body in ("STOP", "who gave you my number?"):
+    # the last from Bo, who names her: his text is kept, her number and address in it are not
+    texts = [(ADA_PHONE, "STOP"), (ADA_PHONE, "who gave you my number?")]
+    texts += [("+14155550199", f"Ada moved: {ADA_PHONE}, {ADA_EMAIL}")]
+    for sender, body in texts:
         form = {"AccountSid": settings.twilio_account_sid, "MessageSid": f"SM{uuid.uuid4().hex}"}
-        form |= {"From": ADA_PHONE, "To": "+15005550006", "Body": body}
+        form |= {"From": sender, "To": "+15005550006", "Body": body}
         token = settings.twilio_auth_token.get_secret_value()
         headers = {SIGNATURE_HEADER: sign_twilio_request(token, url, form)}
         assert (await client.post(url, data=form, headers=headers)).status_code == 200
@@ -254,6 +257,7 @@ async def test_an_erased_persons_later_texts_mails_and_bounces_store_nothing_of_
     )
     assert (await client.post("/webhooks/mailgun/events", json=bounce)).status_code == 200
     await _assert_nothing_of_ada(app)
+    assert await _inbox_event_count(app) == 1  # Bo's
 
 
 @pytest.mark.parametrize("database_urls", ["sqlite"], indirect=True)

@@ -11,8 +11,8 @@ phone instead (models.ErasedPerson). Idempotent: a repeat finds nothing left to 
 From then on an enrollment whose contact has an erased email or phone is refused (409), and
 `erased_reason` tells a send check that the address belongs to an erased person, and
 `from_erased_person` tells the webhooks to keep nothing of a text, email or bounce from or about
-such an address (it would put the address back in clear); an inbound email from anyone else
-that names it keeps it only as ERASED_ADDRESS (`strings_without_erased_addresses`).
+such an address (it would put the address back in clear); an inbound text or email from anyone
+else that names it keeps it only as ERASED_ADDRESS (`strings_without_erased_addresses`).
 """
 
 from __future__ import annotations

@@ -19,7 +19,10 @@ from starlette.datastructures import State
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.outreach.consent import service as consent
-from services.outreach.consent.erasure import from_erased_person
+from services.outreach.consent.erasure import (
+    from_erased_person,
+    strings_without_erased_addresses,
+)
 from services.outreach.inbox import JourneySignal, store_event
 from services.outreach.notifications import text_status
 from services.outreach.webhooks.common import (
@@ -122,6 +125,8 @@ async def inbound_sms(request: Request, session: Session) -> Response:
     pepper = settings_of(request).erasure_pepper.get_secret_value()
     if await from_erased_person(session, pepper, "phone", sender):
         return _twiml()  # nothing of an erased person's text is kept, and nobody is told
+    # another's text that names an erased person keeps their number or address only as [erased]
+    form = await strings_without_erased_addresses(session, pepper, form)
     body = form.get("Body", "")
     word = body.strip().upper()
     last = await latest_message_to(session, "sms", sender)
