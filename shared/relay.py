@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, Protocol, TypeVar
 
-from sqlalchemy import ColumnElement, delete, select, update
+from sqlalchemy import ColumnElement, Select, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -186,6 +186,10 @@ class Retained:
     def old(self) -> ColumnElement[bool]:
         old = self.created_at < utcnow() - self.retention
         return old if self.finished is None else old & self.finished()
+
+    def candidates(self, limit: int) -> Select[tuple[Any]]:
+        """The ids of one batch to prune (each table has an index on `created_at` for it)."""
+        return select(self.id).where(self.old()).limit(limit)
 
 
 class Relay(Generic[ItemT]):
@@ -417,7 +421,8 @@ class Relay(Generic[ItemT]):
 
     # --- housekeeping -----------------------------------------------------------------------
 
-    def _retained(self) -> list[Retained]:
+    def retained(self) -> list[Retained]:
+        """What the prune deletes: the table's own finished rows, then `also_prune`'s."""
         t = self.table
         own = []
         if t.finished is not None and t.created_at is not None and self.timing.retention:
@@ -430,14 +435,14 @@ class Relay(Generic[ItemT]):
     async def prune_once(self) -> bool:
         """One batch of each table's old rows; True when a batch came back full (more to go)."""
         full = False
-        for retained in self._retained():
+        for retained in self.retained():
             full = await self._prune_batch(retained) >= self.timing.prune_batch or full
         return full
 
     async def prune(self) -> int:
         """Delete every old row now, batch by batch; returns how many went."""
         pruned = 0
-        for retained in self._retained():
+        for retained in self.retained():
             while (went := await self._prune_batch(retained)) >= self.timing.prune_batch:
                 pruned += went
             pruned += went
@@ -446,8 +451,7 @@ class Relay(Generic[ItemT]):
     async def _prune_batch(self, retained: Retained) -> int:
         model = retained.id.class_
         async with self._sessions()() as session:
-            query = select(retained.id).where(retained.old()).limit(self.timing.prune_batch)
-            ids = (await session.scalars(query)).all()
+            ids = (await session.scalars(retained.candidates(self.timing.prune_batch))).all()
             if ids:
                 await session.execute(
                     delete(model)

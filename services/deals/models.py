@@ -306,3 +306,4 @@ class EventOutbox(EventOutboxColumns, Base):
     """Deals' events (meeting booked, deal won or lost) on their way to outreach (shared.events)."""
 
     __tablename__ = "event_outbox"
+    __table_args__ = (Index("ix_event_outbox_status_created_at", "status", "created_at"),)

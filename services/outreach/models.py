@@ -265,7 +265,7 @@ class RejectedItem(Base):
     provider: Mapped[str] = mapped_column(String(20))
     raw: Mapped[str] = mapped_column(Text)
     reason: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
 
 
 class WebhookToken(Base):
@@ -468,7 +468,7 @@ class WebhookEvent(Base):
     type: Mapped[str] = mapped_column(String(40), index=True)
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)  # the delivered body, as sent
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
 
 
 class EventDelivery(Base):
@@ -480,12 +480,14 @@ class EventDelivery(Base):
         UniqueConstraint("subscription_id", "event_id"),
         Index("ix_event_deliveries_due", "status", "next_attempt_at"),
         Index("ix_event_deliveries_subscription", "subscription_id", "created_at"),
+        Index("ix_event_deliveries_status_created_at", "status", "created_at"),  # the prune
     )
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     subscription_id: Mapped[str] = mapped_column(
         ForeignKey("event_subscriptions.id", ondelete="CASCADE")
     )
-    event_id: Mapped[str] = mapped_column(ForeignKey("webhook_events.id"))
+    # indexed: an event is pruned once no delivery names it
+    event_id: Mapped[str] = mapped_column(ForeignKey("webhook_events.id"), index=True)
     event_type: Mapped[str] = mapped_column(String(40))
     status: Mapped[str] = mapped_column(String(10), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -1,0 +1,24 @@
+"""deals: an index for the event outbox's retention prune (delivered rows older than a week),
+which otherwise read the whole table every hour
+
+Revision ID: 0008
+Revises: 0007
+"""
+
+from collections.abc import Sequence
+
+from alembic import op
+
+revision: str = "0008"
+down_revision: str | Sequence[str] | None = "0007"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    # the status first: the prune wants the delivered rows among the old
+    op.create_index("ix_event_outbox_status_created_at", "event_outbox", ["status", "created_at"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_event_outbox_status_created_at", table_name="event_outbox")

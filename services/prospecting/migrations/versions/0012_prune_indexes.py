@@ -1,0 +1,24 @@
+"""prospecting: an index for the outbox's retention prune (delivered rows older than a week),
+which otherwise read the whole table every hour
+
+Revision ID: 0012
+Revises: 0003
+"""
+
+from collections.abc import Sequence
+
+from alembic import op
+
+revision: str = "0012"
+down_revision: str | Sequence[str] | None = "0003"  # the outbox came with 0003
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    # the status first: the prune wants the delivered rows among the old
+    op.create_index("ix_outbox_status_created_at", "outbox", ["status", "created_at"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_outbox_status_created_at", table_name="outbox")
