@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import FastAPI
-from sqlalchemy import delete, select, text
+from sqlalchemy import select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.api.common.v1 import WorkflowExecution
@@ -307,7 +307,9 @@ class InboxRelay(Relay[Outbound]):
         keep_rejected: timedelta | None = None,
     ) -> None:
         """keep_rejected: how long rejected items are kept (None: for ever)."""
-        r = models.RejectedItem
+        r, t = models.RejectedItem, models.WebhookToken
+        pruned = [Retained(t.id, t.created_at, TOKEN_RETENTION)]
+        pruned += [Retained(r.id, r.created_at, keep_rejected)] if keep_rejected else []
         super().__init__(
             "inbox relay",
             sessions,
@@ -315,12 +317,12 @@ class InboxRelay(Relay[Outbound]):
             self._signal,
             timing or InboxTiming(),
             before_pass=self.maintain,
-            also_prune=[Retained(r.id, r.created_at, keep_rejected)] if keep_rejected else [],
+            also_prune=pruned,
         )
         self._client = client
         # what an event becomes when its journey is not running (services.outreach.late_replies)
         self.late = late
-        self._last_prune = self._last_checkpoint = float("-inf")
+        self._last_checkpoint = float("-inf")
 
     # the webhook's own attempt, right after its commit (the row is leased to it)
     async def deliver_now(self, items: Sequence[Outbound]) -> None:
@@ -346,24 +348,16 @@ class InboxRelay(Relay[Outbound]):
         return done(delivery=DELIVERED, delivered_at=utcnow(), outcome="delivered")
 
     async def maintain(self, *, force: bool = False) -> None:
-        """Housekeeping, on its own clock: expired webhook tokens go, and on SQLite the
-        write-ahead log is checkpointed here, off the event loop (the status-callback writer's
-        connection never checkpoints: that syncs to disk)."""
+        """On SQLite the write-ahead log is checkpointed here, on its own clock, off the event
+        loop (the status-callback writer's connection never checkpoints: that syncs to disk).
+        Expired webhook tokens go with the relay's prune (`also_prune`)."""
         now = asyncio.get_running_loop().time()
+        if not force and now - self._last_checkpoint < self.timing.checkpoint_seconds:
+            return
+        self._last_checkpoint = now
         async with self._sessions()() as session:
-            if session.get_bind().dialect.name == "sqlite" and (
-                force or now - self._last_checkpoint >= self.timing.checkpoint_seconds
-            ):
-                self._last_checkpoint = now
+            if session.get_bind().dialect.name == "sqlite":
                 await session.execute(text("PRAGMA wal_checkpoint(PASSIVE)"))
-            if force or now - self._last_prune >= 3600:
-                self._last_prune = now
-                await session.execute(
-                    delete(models.WebhookToken).where(
-                        models.WebhookToken.created_at < utcnow() - TOKEN_RETENTION
-                    )
-                )
-                await session.commit()
 
 
 def install_relay(app: FastAPI, timing: InboxTiming | None = None) -> InboxRelay:

@@ -10,11 +10,14 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import select, update
 
 from services.outreach import models
+from services.outreach.inbox import TOKEN_RETENTION
 from shared.providers.mailgun import (
     PERMANENT,
     TEMPORARY,
@@ -100,6 +103,32 @@ async def test_a_retry_hours_later_with_the_first_signature_is_taken_once(
         assert replayed.status_code == 403
         assert replayed.json()["error"]["code"] == "replayed_token"
         assert await rig.suppressed("email") == {"ada@example.com"}
+
+
+async def test_a_used_token_is_pruned_with_the_inbox_relays_rows_after_a_day(
+    webhooks: WebhookRigs,
+) -> None:
+    """A token only has to outlive the age a signature is accepted at; the relay's prune, the
+    one every table that grows goes through, deletes it after TOKEN_RETENTION."""
+    async with webhooks() as rig:
+        await rig.app.state.inbox.stop()  # its loop prunes too: stopped, the test's prune counts
+        row = await rig.add_message("email", "ada@example.com", "<m1@closeflow.localhost>")
+        tokens = []
+        for _ in range(2):
+            payload = bounce(rig, "ada@example.com", row.provider_id or "", time.time())
+            assert (await rig.http.post("/webhooks/mailgun/events", json=payload)).is_success
+            tokens.append(payload["signature"]["token"])
+        async with rig.sessions() as session:
+            await session.execute(
+                update(models.WebhookToken)
+                .where(models.WebhookToken.token == tokens[0])
+                .values(created_at=datetime.now(UTC) - TOKEN_RETENTION - timedelta(minutes=1))
+            )
+            await session.commit()
+        assert await rig.app.state.inbox.prune() == 1
+        async with rig.sessions() as session:
+            left = (await session.scalars(select(models.WebhookToken.token))).all()
+        assert left == [tokens[1]]
 
 
 async def test_a_token_replayed_with_another_body_is_refused(webhooks: WebhookRigs) -> None:
