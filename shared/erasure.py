@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal, cast
 
@@ -73,6 +73,16 @@ class ErasureOrder(InternalModel):
     # referrer (an introduction's text) lose the name (issue 11); never stored either
     name: str | None = Field(None, max_length=400)
     referred_prospect_ids: list[ResourceId] = Field(default_factory=list, max_length=10_000)
+
+
+# what an order carries in clear (above) so that a service can find what it must erase
+ORDER_PLAIN_FIELDS = ("email", "phone", "name")
+
+
+def scrubbed_order(order: Mapping[str, Any]) -> dict[str, Any]:
+    """An order as kept once it is finished (confirmed or refused: never sent again): its ids
+    and keyed digests, no plain email, phone or name."""
+    return {k: v for k, v in order.items() if k not in ORDER_PLAIN_FIELDS}
 
 
 class ErasureResult(BaseModel):

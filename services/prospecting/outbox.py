@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.prospecting.models import Erasure, OutboxMessage
 from shared.app import run_during_lifespan
 from shared.db import utcnow
+from shared.erasure import scrubbed_order
 from shared.peers import peer_client
 from shared.relay import LeasedTable, Outcome, Relay, RelayTiming, done, give_up, retry
 from shared.settings import Settings
@@ -117,16 +118,12 @@ class OutboxRelay(Relay[OutboxMessage]):  # type: ignore[type-var]
         return retry(error)
 
 
-# what an erasure order carries in clear so the target can find rows keyed by the address
-PLAIN_FIELDS = ("email", "phone", "name")
-
-
 def _scrubbed(row: OutboxMessage) -> dict[str, Any]:
-    """A finished erasure order's row (confirmed or refused: it is never sent again) keeps no
-    plain email, phone or name; its ids and keyed digests stay with its status."""
+    """A finished erasure order's row keeps no plain email, phone or name (migration 0013 did
+    the same to the rows finished before); its ids and keyed digests stay with its status."""
     if row.kind != "erasure":
         return {}
-    return {"payload": {k: v for k, v in row.payload.items() if k not in PLAIN_FIELDS}}
+    return {"payload": scrubbed_order(row.payload)}
 
 
 async def _erasures_recorded(

@@ -4,9 +4,11 @@ the records and workflow inputs of the people they referred."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,8 +26,10 @@ from services.outreach.consent.erasure import erased_reason
 from services.prospecting import models as prospecting_models
 from services.prospecting.outbox import OutboxRelay
 from shared.codec import payload_keys
+from shared.db import create_engine, session_factory
 from shared.erasure import digest
 from shared.events import event_body
+from shared.migrations import upgrade
 from shared.providers import postmark, sendgrid
 from shared.providers.mailgun import event_payload, inbound_form
 from shared.providers.twilio_signature import SIGNATURE_HEADER, sign_twilio_request
@@ -35,7 +39,7 @@ from tests.support.imap import PASSWORD as IMAP_PASSWORD
 from tests.support.imap import bounce as imap_bounce
 from tests.support.imap import dovecot
 from tests.support.imap import reply as imap_reply
-from tests.support.settings import SERVICE_AUTH
+from tests.support.settings import SERVICE_AUTH, make_settings
 
 ADA_EMAIL, ADA_PHONE = "ada.l@example.com", "+14155550123"
 
@@ -548,3 +552,59 @@ async def test_what_was_queued_for_or_about_an_erased_person_goes_with_the_erasu
     async with deals.state.sessions() as session:
         outbox = (await session.scalars(select(deals_models.EventOutbox.body))).all()
     assert [body["data"]["prospect_id"] for body in outbox] == ["p-bo"]
+
+
+@pytest.mark.empty_databases
+async def test_erasure_orders_finished_before_the_scrub_lose_their_plain_data_on_migrating(
+    database_urls: dict[str, str], tmp_path: Path
+) -> None:
+    """Rows confirmed or refused before the outbox scrubbed finished orders kept the plain
+    email, phone and name for good: migration 0013 leaves them ids and digests, as the outbox
+    now does; an order still pending keeps what its target needs, other calls are untouched."""
+    settings = make_settings(tmp_path, database_urls)
+    await asyncio.to_thread(upgrade, settings, "prospecting", "0012")
+    order = {
+        "erasure_id": "e1",
+        "prospect_id": "p-ada",
+        "email": ADA_EMAIL,
+        "phone": ADA_PHONE,
+        "email_digest": "digest-of-the-email",
+        "phone_digest": "digest-of-the-phone",
+        "name": "Ada Lovelace",
+        "referred_prospect_ids": ["p-bob"],
+    }
+    rows = {
+        "done": ("erasure", "done"),
+        "failed": ("erasure", "failed"),
+        "pending": ("erasure", "pending"),
+        "move": ("rep_move", "done"),
+    }
+    engine = create_engine(settings.database_url("prospecting"))
+    try:
+        async with session_factory(engine)() as session:
+            for row_id, (kind, status) in rows.items():
+                session.add(
+                    prospecting_models.OutboxMessage(
+                        id=row_id,
+                        kind=kind,
+                        target="outreach",
+                        path="/internal/erasures",
+                        payload=order,
+                        subject_id="e1",
+                        status=status,
+                    )
+                )
+            await session.commit()
+        await asyncio.to_thread(upgrade, settings, "prospecting")
+        async with session_factory(engine)() as session:
+            o = prospecting_models.OutboxMessage
+            kept = dict((await session.execute(select(o.id, o.payload))).tuples().all())
+    finally:
+        await engine.dispose()
+    ids_and_digests = {k: order[k] for k in order if k not in ("email", "phone", "name")}
+    assert kept == {
+        "done": ids_and_digests,
+        "failed": ids_and_digests,
+        "pending": order,
+        "move": order,
+    }
