@@ -37,6 +37,7 @@ from closeflow.registry import (
     expand_queues,
 )
 from shared import tracing
+from shared.capabilities import worker_identity
 from shared.db import create_engine, session_factory
 from shared.health import Down, run_checks, serve_worker_health, temporal_up
 from shared.settings import Settings
@@ -95,7 +96,8 @@ async def build_workers(
     """Workers for the named queues; engines they open are closed when `stack` closes."""
     workers = []
     engines = []
-    options = worker_options(settings)
+    # the identity says what this release's workers can do: the APIs ask Temporal who polls
+    options = {**worker_options(settings), "identity": worker_identity(client)}
     for name in expand_queues(queues):
         task_queue = settings.task_queue(name)
         if name == JOURNEYS:

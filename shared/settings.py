@@ -547,15 +547,17 @@ class Settings(BaseSettings):
         "cached journey holds about 100 KB plus five times its cadence's templates, unless "
         "CLOSEFLOW_JOURNEY_TEMPLATES=stored (docs/operations.md)",
     )
-    journey_templates: Literal["inline", "stored"] = Field(
-        "inline",
+    journey_templates: Literal["auto", "inline", "stored"] = Field(
+        "auto",
         description="what a journey started from now on carries of its cadence's templates: "
         "inline, a copy of them; stored, where they are (the cadence version, which never "
         "changes), and outreach renders from there: smaller histories, and a worker's memory no "
-        "longer grows with the templates. Set stored once every journeys and outreach worker "
-        "runs this release or later, and do not roll back past it while such journeys run: an "
-        "outreach worker of an earlier release would send their steps as empty messages "
-        "(docs/operations.md)",
+        "longer grows with the templates, but an outreach worker of an earlier release would "
+        "send their steps as empty messages; auto, stored while every worker Temporal saw "
+        "polling the journeys and outreach queues in the last 5 minutes is of a release that "
+        "knows stored steps (asked at most once a minute), else inline (during a rolling "
+        "upgrade, or with no worker polling). With stored or auto, do not roll back past this "
+        "release while such journeys run (docs/operations.md)",
     )
     # --- end of issue 13 storms block ---------------------------------------------------------
     worker_health_port: int = Field(

@@ -26,6 +26,7 @@ from sqlalchemy import CursorResult, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
+from temporalio import activity
 
 from services.outreach import invites, models, send_lease
 from services.outreach.booking_links import BookingLinks, uses_booking_link
@@ -912,7 +913,8 @@ class OutreachActivities:
     @activity_boundary(Act.GET_CADENCE)
     async def get_cadence(self, session: AsyncSession, ref: CadenceRef) -> CadenceSnapshot:
         # the cadence of a referred prospect's journey, which the intake starts
-        return for_journey(await service.cadence_snapshot(session, ref.cadence_id), self._settings)
+        snapshot = await service.cadence_snapshot(session, ref.cadence_id)
+        return await for_journey(snapshot, self._settings, activity.client())
 
 
 async def _suppress(session: AsyncSession, row: models.Message, reason: str) -> ChannelOutcome:

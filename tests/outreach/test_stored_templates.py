@@ -1,21 +1,29 @@
 """The touch activity puts a stored step's templates back (issue 13,
 services/outreach/cadences/stored_templates.py): the journey chose the variant, outreach renders
 the stored version's text of it; a version it does not have fails the touch as a template that
-cannot render does (not retried, nothing sent)."""
+cannot render does (not retried, nothing sent). With `auto` (the default), a journey carries them
+stored only while every worker Temporal sees polling knows stored steps."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
-from temporalio.client import WorkflowFailureError
+from temporalio import activity
+from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
+from closeflow.worker import build_workers
 from services.outreach.cadences import service, stored_templates
 from services.outreach.cadences.stored_templates import (
     StoredTemplates,
+    for_journey,
     template_characters,
     without_templates,
 )
@@ -29,8 +37,11 @@ from shared.contracts.journey import (
     journey_id,
 )
 from shared.contracts.plan import personalise, touch_groups
+from tests.support.eventually import eventually
+from tests.support.journeys import RecordingJourney
 from tests.support.scenarios import fast_cadence
 from tests.support.sending import SendingRig, contact
+from tests.support.settings import make_settings
 
 
 def variants(marker: str) -> list[dict[str, Any]]:
@@ -163,3 +174,43 @@ async def test_a_worker_keeps_a_bounded_amount_of_templates(
             assert step.subject == "Quick question, {{ first_name }}"
         kept = [key for key, _ in templates._versions.items()]
         assert kept == [(ref.cadence_id, 1) for ref in refs[1:]]
+
+
+@activity.defn(name="earlier.release")
+async def earlier_activity() -> None:
+    return None
+
+
+@pytest.mark.parametrize("queue", ["journeys", "outreach"])
+async def test_auto_carries_stored_templates_only_while_every_polling_worker_knows_them(
+    tmp_path: Path, temporal_local: WorkflowEnvironment, queue_prefix: str, queue: str
+) -> None:
+    """What Temporal tells of the pollers decides: none yet, inline; only this release's workers,
+    stored; a worker of an earlier release (the SDK's default identity) on the journeys queue's
+    workflow tasks or outreach's activities, inline again."""
+    settings = make_settings(tmp_path, task_queue_prefix=queue_prefix)
+    assert settings.journey_templates == "auto"
+    full = snapshot_with_variants()
+
+    async def carries(stored: bool) -> bool:
+        # a new connection each time: auto keeps an answer a minute per connection
+        lean = await for_journey(full, settings, Client(**temporal_local.client.config()))
+        return (lean == without_templates(full)) if stored else (lean == full)
+
+    assert await carries(stored=False), "no worker polls yet: inline"
+    client = temporal_local.client
+    async with contextlib.AsyncExitStack() as stack:
+        for worker in await build_workers(client, settings, ["journeys", "outreach"], stack):
+            await stack.enter_async_context(worker)
+        await eventually(lambda: carries(stored=True), "stored once this release's workers poll")
+        # its own connection, as another process has (the SDK keeps one worker per queue and type
+        # on a connection)
+        elsewhere = await Client.connect(client.service_client.config.target_host)
+        earlier = Worker(
+            elsewhere,
+            task_queue=settings.task_queue(queue),
+            **({"workflows": [RecordingJourney]} if queue == "journeys" else {}),
+            **({"activities": [earlier_activity]} if queue == "outreach" else {}),
+        )
+        async with earlier:
+            await eventually(lambda: carries(stored=False), f"inline while {queue} has an old one")

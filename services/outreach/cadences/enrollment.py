@@ -53,7 +53,7 @@ async def start_journey(
     queues = task_queues(settings)
     journey = JourneyInput(
         contact=contact,
-        cadence=for_journey(cadence, settings),
+        cadence=await for_journey(cadence, settings, client),
         queues=queues,
         start_stage=row.start_stage or Stage.CONTACTING,
         run=row.run,

@@ -291,7 +291,7 @@ async def migration_apply(
 ) -> dict[str, Any]:
     target, items = plan
     pids = [i["prospect_id"] for i in items]
-    moved = for_journey(target, request.app.state.settings)
+    moved = await for_journey(target, request.app.state.settings, _client(request))
     result = await _signal_many(_client(request), pids, Sig.MIGRATE_CADENCE, moved)
     rows = await session.scalars(
         select(models.Enrollment).where(

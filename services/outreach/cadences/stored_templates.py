@@ -7,21 +7,28 @@ journey's steps name their stored cadence version and position instead (`StoredS
 touch activity puts the templates back from outreach's own copy before it renders. A cadence
 version never changes once saved, so the worker caches them for good.
 
-The setting defaults to inline: an outreach worker of an earlier release does not know
-`StoredStep` and would render a stored step's empty templates as an empty message (a journeys
-worker of an earlier release drops the field, and the touch fails as a template error), so
-stored goes on only once every journeys and outreach worker runs this release
-(docs/operations.md, upgrading).
+An outreach worker of an earlier release does not know `StoredStep` and would render a stored
+step's empty templates as an empty message (a journeys worker of an earlier release drops the
+field, and the touch fails as a template error), so stored may go on only once every journeys and
+outreach worker runs this release. The default, `auto`, asks Temporal which workers poll those
+queues (shared/capabilities.py) and carries the templates inline until all of them say they know
+stored steps (docs/operations.md, upgrading).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
 from collections import OrderedDict
 from dataclasses import replace
+from weakref import WeakKeyDictionary
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client
 
 from services.outreach.cadences import service
+from shared.capabilities import ACTIVITIES, STORED_STEPS, WORKFLOWS, every_poller_can
 from shared.contracts.errors import TEMPLATE_ERROR_CODE
 from shared.contracts.journey import (
     CadenceSnapshot,
@@ -32,15 +39,56 @@ from shared.contracts.journey import (
 )
 from shared.errors import AppError
 from shared.settings import Settings
+from shared.temporal import task_queues
+
+log = logging.getLogger(__name__)
 
 # the templates a worker keeps, in characters: every version in use when cadences are a few KB
 # each, and 16 of the largest (a definition is at most CLOSEFLOW_MAX_BODY_BYTES, 1 MiB)
 CACHED_CHARACTERS = 16 * 1024 * 1024
 
 
-def for_journey(snapshot: CadenceSnapshot, settings: Settings) -> CadenceSnapshot:
+# how long `auto`'s answer holds: a worker of an earlier release that starts polling (a rollback)
+# is seen within this, and a busy API asks Temporal twice a minute, not twice per journey
+CHOICE_SECONDS = 60.0
+# auto's answers per connection to Temporal and (journeys, outreach) queues: when it was asked,
+# and the answer (shared by every start asking meanwhile)
+_choices: WeakKeyDictionary[Client, dict[tuple[str, str], tuple[float, asyncio.Task[bool]]]] = (
+    WeakKeyDictionary()
+)
+
+
+async def for_journey(
+    snapshot: CadenceSnapshot, settings: Settings, client: Client
+) -> CadenceSnapshot:
     """The cadence as a journey started (or moved to it) now carries it."""
-    return without_templates(snapshot) if settings.journey_templates == "stored" else snapshot
+    stored = await carries_stored(settings, client)
+    return without_templates(snapshot) if stored else snapshot
+
+
+async def carries_stored(settings: Settings, client: Client) -> bool:
+    """Whether a journey started now carries where its templates are (`journey_templates`)."""
+    if settings.journey_templates != "auto":
+        return settings.journey_templates == "stored"
+    queues = task_queues(settings)
+    key = (queues.journeys, queues.outreach)
+    asked = _choices.setdefault(client, {})
+    found = asked.get(key)
+    now = time.monotonic()
+    if found is None or now - found[0] >= CHOICE_SECONDS:
+        found = (now, asyncio.create_task(_every_worker_knows_stored_steps(client, *key)))
+        asked[key] = found
+    return await asyncio.shield(found[1])
+
+
+async def _every_worker_knows_stored_steps(client: Client, journeys: str, outreach: str) -> bool:
+    # the journeys worker hands the steps on (workflow tasks); outreach renders them (activities)
+    queues = [(journeys, WORKFLOWS), (outreach, ACTIVITIES)]
+    try:
+        return await every_poller_can(client, STORED_STEPS, queues)
+    except Exception as exc:  # Temporal away or the call refused: the safe side, until asked again
+        log.warning("journeys carry their templates inline: no answer on the workers (%r)", exc)
+        return False
 
 
 def without_templates(snapshot: CadenceSnapshot) -> CadenceSnapshot:
