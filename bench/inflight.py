@@ -8,7 +8,9 @@ enrolment latency, and signal latency, side by side in one run on the dev stack.
    every journey is waiting on its timer (and on signals) once started; with
    BENCH_INFLIGHT_HTML_BYTES, its email has an HTML part of about that many bytes (a journey
    carries its cadence's templates: what they cost the worker per cached journey, unless
-   CLOSEFLOW_JOURNEY_TEMPLATES=stored, which the stack's processes get from this environment).
+   CLOSEFLOW_JOURNEY_TEMPLATES=stored, which the stack's processes get from this environment;
+   set inline or stored: auto, the default, may start the first journeys inline, before the
+   stack's workers have polled).
 2. For each level: creates and enrols prospects through the APIs until that many journeys are
    running (each enrolment request timed), waits until the journeys worker is idle, then reads
    the resident memory of the worker and of the Temporal dev server (whose history cache,

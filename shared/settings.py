@@ -544,8 +544,8 @@ class Settings(BaseSettings):
         description="journeys the journeys worker keeps in memory between their tasks (the "
         "sticky cache); a journey evicted from it is replayed from its history when it next "
         "wakes. Bounds the worker's memory whatever the number of journeys in flight; each "
-        "cached journey holds about 100 KB plus five times its cadence's templates, unless "
-        "CLOSEFLOW_JOURNEY_TEMPLATES=stored (docs/operations.md)",
+        "cached journey holds about 100 KB plus five times its cadence's templates, unless it "
+        "carries where they are (CLOSEFLOW_JOURNEY_TEMPLATES, docs/operations.md)",
     )
     journey_templates: Literal["auto", "inline", "stored"] = Field(
         "auto",
