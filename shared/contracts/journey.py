@@ -373,6 +373,10 @@ class JourneyState:
     # when the next cadence touch is due, delay included, before any send window (ISO, UTC);
     # None when no touch is left
     next_touch_due: str | None = None
+    # the deal reopenings this run was told of and those it followed: once `finished`, one told
+    # but not followed came too late (it ended first), and deals starts a new run for the deal
+    reopenings_heard: int = 0
+    reopenings_handled: int = 0
 
 
 class PauseKind(StrEnum):

@@ -144,6 +144,11 @@ class Recorder:
     hold_stage: str | None = None
     stage_held: asyncio.Event = field(default_factory=asyncio.Event)
     release_stage: asyncio.Event = field(default_factory=asyncio.Event)
+    # the run's end report waits for `release_run_end` (the run finished, still returning);
+    # `run_end_held` is set once it is in flight
+    hold_run_end: bool = False
+    run_end_held: asyncio.Event = field(default_factory=asyncio.Event)
+    release_run_end: asyncio.Event = field(default_factory=asyncio.Event)
 
     def gaps(self, *keys: str) -> list[timedelta]:
         """The time between the sends of consecutive touches `keys`."""
@@ -165,14 +170,14 @@ class Recorder:
         await eventually(back, f"the journey back at {stage}")
         self.release_stage.set()
 
-    async def _held(self) -> None:
-        """Wait for `release_stage`, heartbeating as the services' activities do (a silent
+    async def _held(self, release: asyncio.Event) -> None:
+        """Wait for `release`, heartbeating as the services' activities do (a silent
         attempt would time out after HEARTBEAT_TIMEOUT and be tried again, on a loaded machine),
         and, as a write already in flight, land even once the journey cancelled it."""
-        while not self.release_stage.is_set():
+        while not release.is_set():
             activity.heartbeat()
             with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(asyncio.shield(self.release_stage.wait()), 1)
+                await asyncio.wait_for(asyncio.shield(release.wait()), 1)
 
     def _by_window(self, req: TouchRequest, channels: list[str]) -> TouchResult:
         now = activity.info().current_attempt_scheduled_time
@@ -196,7 +201,7 @@ class Recorder:
         async def record_stage(change: StageChange) -> None:
             if change.to_stage == self.hold_stage:
                 self.stage_held.set()
-                await self._held()
+                await self._held(self.release_stage)
             self.stages.append(change)
 
         @activity.defn(name=Act.SEND_TOUCH)
@@ -334,6 +339,9 @@ class Recorder:
 
         @activity.defn(name=Act.RECORD_RUN_END)
         async def record_run_end(end: RunEnded) -> None:
+            if self.hold_run_end:
+                self.run_end_held.set()
+                await self._held(self.release_run_end)
             self.run_ends.append(end)
 
         @activity.defn(name=Act.LINK_REFERRAL)
@@ -393,9 +401,10 @@ class Harness:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        # a held stage record (a test that failed before releasing it) would keep its worker's
-        # shutdown waiting for ever
+        # a held stage record or run end report (a test that failed before releasing it) would
+        # keep its worker's shutdown waiting for ever
         self.rec.release_stage.set()
+        self.rec.release_run_end.set()
         for w in self.workers:
             await w.__aexit__(None, None, None)
 

@@ -14,6 +14,8 @@ from typing import Any
 
 from temporalio.client import WorkflowHandle
 
+from services.deals.closing import reopen
+from services.deals.models import Deal
 from shared.contracts.journey import (
     DealClosed,
     DealReopened,
@@ -30,6 +32,7 @@ from shared.contracts.journey import (
     system_actor,
 )
 from shared.contracts.names import Query, Sig
+from tests.support.eventually import eventually
 from tests.support.journey_harness import DAY, Harness, cadence
 
 HOUR = 3600
@@ -523,6 +526,60 @@ async def test_lost_deal_reopened_while_the_run_records_the_loss_goes_back(
         (e.stage, e.reason) for e in harness.rec.entered
     ]
     assert [(e.run, e.outcome) for e in harness.rec.run_ends] == [(1, "won")]
+
+
+async def test_a_reopening_heard_after_the_run_finished_gets_a_new_run(
+    harness: Harness,
+) -> None:
+    """Deals saw the run of the lost deal still going and reopened the deal; its signal landed
+    after the run's last look for reopenings, while it reported its end. The run accepts it but
+    ends lost: deals finds that out (the closed run's state: finished, the reopening heard and
+    not followed) and a new run takes the deal, as for any ended run."""
+    harness.rec.hold_run_end = True
+    handle = await presenting(harness, cadence=cadence(referral_reminders=0))
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", False, "no budget"))
+    await asyncio.wait_for(harness.rec.run_end_held.wait(), 60)
+    prospect_id = handle.id.removeprefix("journey-")
+    deal = Deal(id="deal-1", prospect_id=prospect_id, stage="objections")
+
+    async def release_once_told() -> None:
+        async def heard() -> bool:
+            state = await handle.query(Query.STATE, result_type=JourneyState)
+            return state.reopenings_heard == 1
+
+        await eventually(heard, "the run told of the reopening")
+        harness.rec.release_run_end.set()
+
+    release = asyncio.create_task(release_once_told())
+    run_id = handle.result_run_id or ""
+    try:
+        assert not await reopen.told_run_follows(harness.env.client, deal, run_id, "admin")
+        await release
+    finally:
+        release.cancel()  # a failure above must not leave it polling the journey
+    assert await handle.result() == "lost"
+    state = await handle.query(Query.STATE, result_type=JourneyState)
+    assert (state.finished, state.reopenings_heard, state.reopenings_handled) == (True, 1, 0)
+
+
+async def test_a_run_told_of_a_reopening_while_recording_the_loss_follows_it(
+    harness: Harness,
+) -> None:
+    """Told before its last look (still recording the loss), the run follows the reopening:
+    deals starts no new run."""
+    harness.rec.hold_stage = "lost"
+    handle = await presenting(harness, cadence=cadence(referral_reminders=0))
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", False, "no budget"))
+    await asyncio.wait_for(harness.rec.stage_held.wait(), 60)
+    deal = Deal(id="deal-1", prospect_id=handle.id.removeprefix("journey-"), stage="objections")
+    run_id = handle.result_run_id or ""
+    assert await reopen.told_run_follows(harness.env.client, deal, run_id, "admin")
+    harness.rec.release_stage.set()
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", True, "signed after all"))
+    assert await handle.result() == "won"
+    state = await handle.query(Query.STATE, result_type=JourneyState)
+    assert (state.reopenings_heard, state.reopenings_handled) == (1, 1)
+    assert await reopen.reopening_followed(harness.env.client, deal.prospect_id, run_id)
 
 
 # --- issue 14: stage actor ------------------------------------------------------------------------

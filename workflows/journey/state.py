@@ -208,4 +208,6 @@ class State:
             failed_steps=list(self.failed_steps),
             cadence_delay_seconds=self.cadence_delay.total_seconds(),
             next_touch_due=self.next_touch_due.isoformat() if self.next_touch_due else None,
+            reopenings_heard=len(self.reopenings),
+            reopenings_handled=self.reopenings_handled,
         )

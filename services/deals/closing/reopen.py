@@ -2,7 +2,9 @@
 
 Decided before the reopening is committed (plan_reopen), so a refusal changes nothing:
 - the run that carries the deal still runs (a won deal's referrals stage): it hears
-  deal_reopened and goes back to the deal's stage;
+  deal_reopened and goes back to the deal's stage. A signal that lands as the run ends (after
+  its last look for reopenings) is accepted but not followed: deals asks the run (its state
+  query, which a closed run answers too) and, once it has closed, starts a new run as below;
 - another run of the prospect's journey runs (they were enrolled again, or a late reply brought
   them back, after the deal's run ended): 409 `another_run_running`. That run has its own course,
   maybe its own deal, and would not follow this one (it would only keep the deal's later close
@@ -24,25 +26,28 @@ the run it starts by that run's state: services.deals.core.runs).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.service import RPCError
 
 from services.deals.core.runs import carries, carrying_run, is_running, latest_run, state_of
 from services.deals.models import Deal
-from shared.contracts.journey import DealReopened, JourneyState
+from shared.contracts.journey import DealReopened, JourneyState, journey_id
 from shared.contracts.names import Sig
 from shared.errors import AppError
 from shared.ids import id_path, is_id
-from shared.journeys import signal_journey
+from shared.journeys import query_state, signal_journey
 from shared.peers import peer_client
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 TIMEOUT = 15.0  # a new run may wait for the previous one to close (outreach: FINISHING_WAIT)
+CLOSING_WAIT = 10.0  # a finished run that missed a reopening: how long to wait for it to close
 
 
 @dataclass(frozen=True)
@@ -96,17 +101,8 @@ async def follow(
     """After the commit: the running run hears deal_reopened, or a new run takes the deal."""
     if not follower.journey:
         return
-    if follower.run_id is not None:
-        try:
-            reopened = DealReopened(deal.id, deal.stage, actor=actor)
-            await signal_journey(
-                client, deal.prospect_id, Sig.DEAL_REOPENED, reopened, run_id=follower.run_id
-            )
-            return
-        except AppError as err:
-            if err.code != "journey_not_running":
-                raise
-            # it ended between the look and the signal: a new run, as for any ended one
+    if follower.run_id is not None and await told_run_follows(client, deal, follower.run_id, actor):
+        return
     new_run = await _start_run(settings, deal)
     if new_run is None:
         return  # never enrolled: no journey to bring back
@@ -118,6 +114,42 @@ async def follow(
         # a run started between our look and outreach's (an enrollment, a late reply)
         stop = f"stop it (POST /journeys/{deal.prospect_id}/stop on outreach), then "
         raise _not_followed(409, deal, "another run of the journey started meanwhile", stop)
+
+
+async def told_run_follows(client: Client, deal: Deal, run_id: str, actor: str) -> bool:
+    """Tell the running run; False when it ended without following the reopening (a new run
+    must take the deal, as for any ended run), once it has closed."""
+    try:
+        reopened = DealReopened(deal.id, deal.stage, actor=actor)
+        await signal_journey(client, deal.prospect_id, Sig.DEAL_REOPENED, reopened, run_id=run_id)
+    except AppError as err:
+        if err.code != "journey_not_running":
+            raise
+        return False  # it ended between the look and the signal
+    if await reopening_followed(client, deal.prospect_id, run_id):
+        return True
+    log.warning("reopened deal %s: its run %s ended without following it", deal.id, run_id)
+    handle = client.get_workflow_handle(journey_id(deal.prospect_id), run_id=run_id)
+    try:
+        # it is reporting its end: outreach starts the next run only once that is recorded
+        await asyncio.wait_for(handle.result(), CLOSING_WAIT)
+    except TimeoutError as err:
+        raise _not_followed(503, deal, f"its run {run_id} is still ending") from err
+    except (WorkflowFailureError, RPCError):
+        pass  # closed otherwise (terminated, failed): closed all the same
+    return False
+
+
+async def reopening_followed(client: Client, prospect_id: str, run_id: str) -> bool:
+    """Whether run `run_id`, told of a reopening, follows it. The signal may land in the run's
+    last moments, after its last look for reopenings (it is reporting its end): accepted, but
+    never followed. A run that has not finished still looks; one that has followed each
+    reopening it heard, or not (its state query answers for a closed run too)."""
+    handle = client.get_workflow_handle(journey_id(prospect_id), run_id=run_id)
+    state = await query_state(handle)
+    if state is None:
+        return False  # no such run any more
+    return not state.finished or state.reopenings_handled >= state.reopenings_heard
 
 
 def _follow_rep(deal: Deal, rep_id: str | None) -> None:
