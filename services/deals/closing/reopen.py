@@ -126,7 +126,17 @@ async def told_run_follows(client: Client, deal: Deal, run_id: str, actor: str) 
         if err.code != "journey_not_running":
             raise
         return False  # it ended between the look and the signal
-    if await reopening_followed(client, deal.prospect_id, run_id):
+    try:
+        followed = await reopening_followed(client, deal.prospect_id, run_id)
+    except AppError as err:
+        if err.code != "journey_busy":
+            raise
+        # the journeys worker does not answer (away, or busy): the signal is recorded and a
+        # running run follows it once a worker is back; only the rare run that was ending as it
+        # landed could miss it, which cannot be told now (the reopen answers as it did before)
+        log.warning("reopened deal %s: run %s did not answer its state query", deal.id, run_id)
+        return True
+    if followed:
         return True
     log.warning("reopened deal %s: its run %s ended without following it", deal.id, run_id)
     handle = client.get_workflow_handle(journey_id(deal.prospect_id), run_id=run_id)
