@@ -97,6 +97,89 @@ async def test_reschedule_moves_the_meeting_bumps_its_revision_and_signals(env: 
     assert any("moved from" in h["cause"] for h in detail["history"])
 
 
+async def test_a_meeting_may_not_overlap_another_of_the_reps(env: DealsEnv) -> None:
+    """The unique index refused only an equal start: a rep booked 10:00-11:00 got a second
+    meeting at 10:30 through the API (the booking page already refused any overlap). Each
+    meeting counts for its own minutes; one ending as another starts is fine; a moved meeting
+    may overlap its own old time; a refusal names the meeting in the way and writes nothing."""
+    first_deal, journey = await env.presenting_deal()
+    other_deal, _ = await env.presenting_deal()  # rep-1's as well
+    at = in_an_hour() + timedelta(days=1)
+    hour = await env.http.post(
+        f"/deals/{first_deal}/meetings",
+        json={"starts_at": at.isoformat(), "title": "Demo", "duration_minutes": 60},
+    )
+    assert hour.status_code == 201, hour.text
+    a = hour.json()
+    r = await env.http.post(
+        f"/deals/{other_deal}/meetings",
+        json={"starts_at": (at + timedelta(minutes=30)).isoformat(), "title": "Demo"},
+    )
+    assert (r.status_code, error(r)["code"]) == (409, "slot_taken"), r.text
+    assert a["id"] in error(r)["message"]
+    assert error(r)["details"][0]["meeting_id"] == a["id"]
+    # a longer one starting before it reaches into it
+    r = await env.http.post(
+        f"/deals/{other_deal}/meetings",
+        json={
+            "starts_at": (at - timedelta(minutes=45)).isoformat(),
+            "title": "Demo",
+            "duration_minutes": 60,
+        },
+    )
+    assert (r.status_code, error(r)["details"][0]["meeting_id"]) == (409, a["id"]), r.text
+    # back to back: both ends touch, neither overlaps
+    b = await schedule(env, other_deal, at + timedelta(minutes=60))
+    before = await schedule(env, other_deal, at - timedelta(minutes=30))
+    assert len((await env.http.get(f"/deals/{other_deal}")).json()["meetings"]) == 2
+
+    # moved onto the meeting before it or the one after it: refused, nothing written; once
+    # the one after is cancelled, the move overlaps only its own old time: moved
+    earlier = at - timedelta(minutes=15)
+    r = await env.http.post(
+        url(first_deal, a, "reschedule"), json={"starts_at": earlier.isoformat()}
+    )
+    assert (r.status_code, error(r)["details"][0]["meeting_id"]) == (409, before["id"]), r.text
+    later = at + timedelta(minutes=15)
+    r = await env.http.post(url(first_deal, a, "reschedule"), json={"starts_at": later.isoformat()})
+    assert (r.status_code, error(r)["details"][0]["meeting_id"]) == (409, b["id"]), r.text
+    cancel = await env.http.post(url(other_deal, b, "cancel"), json={})
+    assert cancel.status_code == 200, cancel.text
+    r = await env.http.post(url(first_deal, a, "reschedule"), json={"starts_at": later.isoformat()})
+    assert (r.status_code, r.json()["revision"]) == (200, 1), r.text
+    (moved,) = (await env.http.get(f"/deals/{first_deal}")).json()["meetings"]
+    assert datetime.fromisoformat(moved["starts_at"]) == later
+    names = [s["name"] for s in await signals(journey, 3)]
+    assert names.count(Sig.MEETING_RESCHEDULED) == 1
+
+
+@pytest.mark.parametrize("database_urls", ["postgres"], indirect=True)
+async def test_overlapping_meetings_requested_at_once_one_wins(env: DealsEnv) -> None:
+    """Four API calls at once for the same rep (one without booking hours: the calendar's lock
+    holds all the same), each overlapping the others at a different start: one is scheduled,
+    the others get 409 slot_taken naming it."""
+    deals = [(await env.presenting_deal())[0] for _ in range(4)]
+    at = in_an_hour() + timedelta(days=1)
+    raced = await asyncio.gather(
+        *(
+            env.http.post(
+                f"/deals/{deal_id}/meetings",
+                json={
+                    "starts_at": (at + timedelta(minutes=10 * n)).isoformat(),
+                    "title": "Demo",
+                    "duration_minutes": 60,
+                },
+            )
+            for n, deal_id in enumerate(deals)
+        )
+    )
+    won = [r for r in raced if r.status_code == 201]
+    assert len(won) == 1, [(r.status_code, r.text) for r in raced]
+    lost = [r for r in raced if r.status_code != 201]
+    assert {(r.status_code, error(r)["code"]) for r in lost} == {(409, "slot_taken")}
+    assert {error(r)["details"][0]["meeting_id"] for r in lost} == {won[0].json()["id"]}
+
+
 async def test_cancel_then_the_meeting_is_final(env: DealsEnv) -> None:
     deal_id, journey = await env.presenting_deal()
     meeting = await schedule(env, deal_id, in_an_hour())

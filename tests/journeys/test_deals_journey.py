@@ -114,19 +114,20 @@ async def test_meetings_objections_and_the_decision_deadline(stack: StackDriver)
     offered = task["body"].split("Prepared answers:\n")[1].splitlines()
     assert offered[0] == f"- {best}"  # the ranked list, best first, not the playbook's order
 
-    # two meetings; the second is cancelled at once, the first moved after one reminder
+    # two meetings; one is cancelled at once (before the other is booked over its time: a rep's
+    # meetings may not overlap), the other moved after one reminder
     now = datetime.now(UTC)
-    demo = await d.ok(
-        "POST",
-        f"{deals}/meetings",
-        json={"starts_at": (now + timedelta(seconds=35)).isoformat(), "title": "Demo"},
-    )
     pricing = await d.ok(
         "POST",
         f"{deals}/meetings",
         json={"starts_at": (now + timedelta(seconds=40)).isoformat(), "title": "Pricing"},
     )
     await d.ok("POST", f"{deals}/meetings/{pricing['id']}/cancel", json={"reason": "merged"})
+    demo = await d.ok(
+        "POST",
+        f"{deals}/meetings",
+        json={"starts_at": (now + timedelta(seconds=35)).isoformat(), "title": "Demo"},
+    )
     prepare = (await wait_task(d, ada["id"], "prepare_meeting"))[0]
     for expected in (NEED, "company: Ada Corp", "industry: Fintech", "company size: 120"):
         assert expected in prepare["body"], expected

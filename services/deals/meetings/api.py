@@ -34,6 +34,8 @@ deals = APIRouter(prefix="/deals", tags=["deals"])
 async def schedule_meeting(
     deal_id: str, body: schemas.MeetingCreate, request: Request, _: ApiKey, session: Session
 ) -> object:
+    """Book a meeting on the deal, in its rep's calendar: 409 slot_taken when it overlaps
+    another scheduled meeting of the rep's (naming it)."""
     deal, meeting, passed_gate = await svc.schedule(
         session, deal_id, body.starts_at, body.title, body.duration_minutes
     )
@@ -68,7 +70,8 @@ async def reschedule_meeting(
     session: Session,
 ) -> object:
     """Move a scheduled meeting: its pending reminders are replaced by ones for the new time
-    and the rep gets a new preparation task. 409 when held, missed or cancelled."""
+    and the rep gets a new preparation task. 409 when held, missed or cancelled, and 409
+    slot_taken over another meeting of the rep's (naming it)."""
     deal, meeting, _changed = await svc.reschedule(session, deal_id, meeting_id, body.starts_at)
     pin_uid(request, meeting)  # one invited before UIDs were kept: as it was computed
     await _commit_and_signal(request, session, Sig.MEETING_RESCHEDULED, deal, meeting)

@@ -15,17 +15,29 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import or_, select
+from sqlalchemy import Select, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.deals.meetings.schemas import MAX_MEETING_MINUTES
 from services.deals.models import Deal, Meeting, RepAvailability
 from shared.db import utcnow
 from shared.errors import not_found
 
 SCHEDULED = "scheduled"
+# a meeting that started longer than this before a time has ended by then
+LONGEST_MEETING = timedelta(minutes=MAX_MEETING_MINUTES)
 Busy = tuple[datetime, datetime]
+
+
+class Booked(NamedTuple):
+    """A scheduled meeting in a rep's calendar."""
+
+    meeting_id: str
+    starts_at: datetime
+    minutes: int
 
 
 @dataclass(frozen=True)
@@ -108,30 +120,49 @@ async def set_hours(
 
 
 async def hold_calendar(session: AsyncSession, rep_id: str | None) -> None:
-    """Serialise the changes to one rep's calendar until the transaction ends (the rep's hours
-    row, FOR UPDATE on PostgreSQL; SQLite has one writer anyway): a booking then reads the rep's
-    meetings after any meeting scheduled, moved or booked before it committed, so it never lands
-    on (or next to) one, whatever their starts. Every path takes it before the deal's lock."""
-    if rep_id:
-        await session.execute(
-            select(RepAvailability.rep_id).where(RepAvailability.rep_id == rep_id).with_for_update()
-        )
+    """Serialise the changes to one rep's calendar until the transaction ends (on PostgreSQL a
+    transaction-level advisory lock keyed by the rep, so a rep without hours is covered too;
+    SQLite has one writer anyway): a change then reads the rep's meetings after any meeting
+    scheduled, moved or booked before it committed, so it never lands on (or next to) one,
+    whatever their starts. Every path takes it before the deal's lock."""
+    if rep_id and session.get_bind().dialect.name == "postgresql":
+        key = func.hashtextextended(f"closeflow:calendar:{rep_id}", 0)
+        await session.execute(select(func.pg_advisory_xact_lock(key)))
 
 
-async def busy_times(session: AsyncSession, rep_id: str, until: datetime) -> list[Busy]:
-    """The rep's scheduled meetings: those booked into their slots and those of their deals."""
-    stmt = (
-        select(Meeting.starts_at, Meeting.duration_minutes)
+def _scheduled_of(rep_id: str, since: datetime, until: datetime) -> Select[str, datetime, int]:
+    """The rep's scheduled meetings starting in [since, until]: those booked into their slots and
+    those of their deals."""
+    return (
+        select(Meeting.id, Meeting.starts_at, Meeting.duration_minutes)
         .join(Deal, Deal.id == Meeting.deal_id)
         .where(
             Meeting.status == SCHEDULED,
             or_(Meeting.booked_rep_id == rep_id, Deal.rep_id == rep_id),
-            Meeting.starts_at >= utcnow() - timedelta(days=1),
+            Meeting.starts_at >= since,
             Meeting.starts_at <= until,
         )
     )
-    rows = (await session.execute(stmt)).all()
-    return [(start, start + timedelta(minutes=minutes)) for start, minutes in rows]
+
+
+async def busy_times(session: AsyncSession, rep_id: str, until: datetime) -> list[Busy]:
+    """The rep's scheduled meetings (_scheduled_of) from a day ago."""
+    rows = await session.execute(_scheduled_of(rep_id, utcnow() - timedelta(days=1), until))
+    return [(start, start + timedelta(minutes=minutes)) for _, start, minutes in rows]
+
+
+async def overlapping(
+    session: AsyncSession, rep_id: str, busy: Busy, moving: str | None = None
+) -> Booked | None:
+    """A scheduled meeting of the rep's (id, start, minutes) that overlaps `busy`, other than the
+    one `moving` (free to overlap its own old time); one ending as `busy` starts does not. Read
+    under hold_calendar, so nothing committed meanwhile escapes it."""
+    start, end = busy
+    rows = await session.execute(_scheduled_of(rep_id, start - LONGEST_MEETING, end))
+    for meeting_id, other, minutes in rows:
+        if meeting_id != moving and other < end and start < other + timedelta(minutes=minutes):
+            return Booked(meeting_id, other, minutes)
+    return None
 
 
 async def open_slots(session: AsyncSession, row: RepAvailability) -> list[datetime]:

@@ -12,6 +12,9 @@ from services.deals.core.schemas import NonEmpty
 from shared.requests import InternalModel, WriteModel, with_offset
 from shared.timezones import known_zone
 
+# the longest meeting, scheduled or booked: the overlap check reads back this far
+MAX_MEETING_MINUTES = 8 * 60
+
 
 def _aware_future(value: datetime) -> datetime:
     value = with_offset(value).astimezone(UTC)
@@ -25,7 +28,7 @@ class MeetingCreate(WriteModel):
         description="ISO-8601 with a UTC offset, in the future"
     )
     title: NonEmpty = Field(max_length=200)
-    duration_minutes: int = Field(30, ge=5, le=8 * 60)
+    duration_minutes: int = Field(30, ge=5, le=MAX_MEETING_MINUTES)
 
 
 class MeetingReschedule(WriteModel):
@@ -68,7 +71,9 @@ class AvailabilityIn(WriteModel):
     )
     start: HHMM = Field("09:00", description="local start of the working hours")
     end: HHMM = Field("17:00", description="local end of the working hours (after start)")
-    meeting_minutes: int = Field(30, ge=5, le=8 * 60, description="length of a booked meeting")
+    meeting_minutes: int = Field(
+        30, ge=5, le=MAX_MEETING_MINUTES, description="length of a booked meeting"
+    )
     buffer_minutes: int = Field(10, ge=0, le=4 * 60, description="kept free around meetings")
     min_notice_minutes: int = Field(
         240, ge=0, le=30 * 24 * 60, description="the earliest slot offered is this far ahead"

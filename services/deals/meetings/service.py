@@ -9,7 +9,7 @@ move out of a final state is a 409 that names the state.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Final, Literal, cast
 
 from sqlalchemy import select
@@ -24,7 +24,7 @@ from services.deals.core.service import (
     open_deal,
     require_stage,
 )
-from services.deals.meetings.availability import hold_calendar
+from services.deals.meetings.availability import Booked, hold_calendar, overlapping
 from services.deals.models import Deal, EventOutbox, Meeting
 from services.deals.qualification.gate import gate_failures, pass_gate
 from shared.booking import BookingClaim
@@ -50,7 +50,8 @@ async def schedule(
     """(deal, meeting, passed_gate): passed_gate when the meeting took the deal out of
     qualifying, which the journey must hear as a qualification first. The meeting holds its
     slot of the deal's rep, as a booked one does: a booking of that time (at once or later)
-    gets 409 slot_taken, and so does a second meeting of the rep's at the same start."""
+    gets 409 slot_taken, and so does a meeting that overlaps another scheduled one of the rep's
+    (each for its own minutes), naming it."""
     await hold_calendar(
         session, await session.scalar(select(Deal.rep_id).where(Deal.id == deal_id))
     )
@@ -73,6 +74,7 @@ async def _place(
     duration_minutes: int,
 ) -> Meeting:
     """A new scheduled meeting in `rep_id`'s slot, announced in the same transaction."""
+    await _refuse_overlap(session, rep_id, starts_at, duration_minutes)
     meeting = Meeting(
         deal_id=deal.id,
         starts_at=starts_at,
@@ -84,6 +86,23 @@ async def _place(
     await _hold_slot(session, meeting)
     await _announce_booked(session, deal, meeting)
     return meeting
+
+
+async def _refuse_overlap(
+    session: AsyncSession,
+    rep_id: str | None,
+    starts_at: datetime,
+    minutes: int,
+    moving: str | None = None,
+) -> None:
+    """409 slot_taken naming the rep's scheduled meeting that [starts_at, + minutes) overlaps
+    (the unique index only sees equal starts). The caller holds the rep's calendar."""
+    if rep_id is None:
+        return
+    span = (starts_at, starts_at + timedelta(minutes=minutes))
+    found = await overlapping(session, rep_id, span, moving)
+    if found is not None:
+        raise slot_taken(starts_at, found)
 
 
 async def _announce_booked(session: AsyncSession, deal: Deal, meeting: Meeting) -> None:
@@ -118,8 +137,8 @@ async def book(
     to presenting, as a booked meeting does; one whose answers do not (yet) stays qualifying
     with the meeting on it: the gate still decides presenting. `repeat`: the prospect's own
     meeting in that slot already (a double click, a reload): answered again, nothing written.
-    Another meeting in the rep's slot, committed meanwhile: 409 slot_taken (the unique index
-    decides, whatever the two requests read before).
+    Another meeting in the rep's slot, committed meanwhile: 409 slot_taken (read under the
+    rep's calendar lock; the unique index decides an equal start whatever was read before).
     """
     deal = await find_deal_by_journey(session, claim.journey_key)
     if deal is None:
@@ -186,12 +205,18 @@ async def _hold_slot(session: AsyncSession, meeting: Meeting, **changes: object)
         raise slot_taken(cast(datetime, at)) from err
 
 
-def slot_taken(starts_at: datetime) -> AppError:
-    return conflict(
-        "slot_taken",
-        f"the slot at {starts_at.isoformat()} was booked meanwhile",
-        [{"field": "slot", "problem": "taken"}],
+def slot_taken(starts_at: datetime, overlaps: Booked | None = None) -> AppError:
+    """`overlaps`: the meeting in the way, when known."""
+    if overlaps is None:
+        message = f"the slot at {starts_at.isoformat()} was booked meanwhile"
+        return conflict("slot_taken", message, [{"field": "slot", "problem": "taken"}])
+    meeting_id, other, minutes = overlaps
+    message = (
+        f"{starts_at.isoformat()} overlaps meeting {meeting_id} of the rep's "
+        f"({other.isoformat()}, {minutes} minutes)"
     )
+    detail = {"field": "starts_at", "problem": "overlaps", "meeting_id": meeting_id}
+    return conflict("slot_taken", message, [detail])
 
 
 async def _calendar_of(session: AsyncSession, deal_id: str, meeting_id: str) -> str | None:
@@ -235,14 +260,12 @@ async def reschedule(
         _refuse(meeting, "rescheduled")
     if meeting.starts_at == starts_at:
         return deal, meeting, False
-    old = meeting.starts_at
-    # not onto another meeting of the rep's (the change is flushed inside the hold's savepoint)
+    old, rep_id = meeting.starts_at, meeting.booked_rep_id or deal.rep_id
+    # not onto another meeting of the rep's (the change is flushed inside the hold's savepoint);
+    # over its own old time is fine
+    await _refuse_overlap(session, rep_id, starts_at, meeting.duration_minutes, meeting.id)
     await _hold_slot(
-        session,
-        meeting,
-        starts_at=starts_at,
-        revision=meeting.revision + 1,
-        booked_rep_id=meeting.booked_rep_id or deal.rep_id,
+        session, meeting, starts_at=starts_at, revision=meeting.revision + 1, booked_rep_id=rep_id
     )
     await history.note(
         session,
