@@ -38,6 +38,7 @@ from icalendar import Calendar, Event, vCalAddress, vText
 
 from shared.contracts.journey import TouchRequest, journey_id
 from shared.contracts.meetings import CANCEL, InviteRequest, invite_touch_key
+from shared.contracts.plan import repeated
 from shared.timezones import prospect_zone
 
 INVITE_KINDS = frozenset({"meeting_invite", "meeting_cancel"})
@@ -70,9 +71,7 @@ def _calendar_time(instant: datetime, zone: tzinfo) -> datetime:
     """The instant as the prospect's clock shows it, unless their clock shows that reading twice
     (a fall back): then in UTC, which says which of the two it is."""
     local = instant.astimezone(zone)
-    if local.replace(fold=1 - local.fold).utcoffset() != local.utcoffset():
-        return instant.astimezone(UTC)
-    return local
+    return instant.astimezone(UTC) if repeated(local) else local
 
 
 def calendar_text(

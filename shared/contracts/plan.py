@@ -22,11 +22,28 @@ def zone(name: str) -> ZoneInfo:
         return ZoneInfo("UTC")
 
 
+def repeated(local: datetime) -> bool:
+    """Whether the clock shows this reading twice (inside the hour repeated when it falls back)."""
+    return local.replace(fold=1 - local.fold).utcoffset() != local.utcoffset()
+
+
+def clock_text(local: datetime, fmt: str) -> str:
+    """`local` formatted, and, when the clock shows that reading twice, which of the two: the
+    zone's abbreviation ("02:00 CEST", then "02:00 CET") or, for a zone that has none, its
+    offset ("02:00 UTC-03")."""
+    text = local.strftime(fmt)
+    if not repeated(local):
+        return text
+    name = local.tzname() or ""
+    return f"{text} {name if name.isalpha() else 'UTC' + name}"
+
+
 def local_text(when: datetime, tz: str) -> str:
     """`when` as the prospect reads it, with their zone's name: "Monday 07 December at 09:00
-    (Europe/Berlin)" (the format of meeting times in messages)."""
+    (Europe/Berlin)" (the format of meeting times in messages); a reading the clock shows twice
+    says which: "Sunday 26 October at 02:00 CET (Europe/Berlin)"."""
     local = when.astimezone(zone(tz))
-    return f"{local:%A %d %B at %H:%M} ({local.tzinfo})"
+    return f"{clock_text(local, '%A %d %B at %H:%M')} ({local.tzinfo})"
 
 
 def add_business_days(

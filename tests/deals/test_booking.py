@@ -16,10 +16,11 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 from sqlalchemy import select
+from starlette.requests import Request
 
-from services.deals.meetings import links
+from services.deals.meetings import links, public
 from services.deals.meetings.availability import Hours, free_slots
-from services.deals.models import BookingLink, EventOutbox, Meeting
+from services.deals.models import BookingLink, EventOutbox, Meeting, RepAvailability
 from shared.booking import BookingClaim, sign, verify
 from shared.contracts.names import Sig
 from shared.events import MEETING_BOOKED
@@ -37,7 +38,7 @@ from tests.support.deals import (
 from tests.support.settings import SERVICE_AUTH
 
 AVAILABILITY = "/reps/rep-1/availability"
-SLOT_RE = re.compile(r'name="slot" value="([^"]+)">(\d\d:\d\d)<')
+SLOT_RE = re.compile(r'name="slot" value="([^"]+)">(\d\d:\d\d(?: [^<]+)?)<')
 
 
 def offered(page: httpx.Response) -> list[tuple[datetime, str]]:
@@ -113,6 +114,27 @@ def test_slots_on_the_day_the_clocks_fall_back_cover_the_repeated_hour_once_each
     assert local[2:6] == [("02:00", 0), ("02:30", 0), ("02:00", 1), ("02:30", 1)]
     _apart(slots, 30)
     assert len(set(slots)) == len(slots)
+
+
+def test_the_hour_the_clock_repeats_is_labelled_with_the_zone_on_the_page() -> None:
+    """On the night the clocks go back a prospect in that zone saw two buttons "02:00" (one
+    CEST, one CET): each booked its own instant, but the labels looked alike. The repeated
+    readings name the zone's abbreviation, the others stay bare, and the confirmation says
+    which. The pages rendered for that night (the live page only offers the coming days)."""
+    # Sunday 26 October 2031, hourly from 01:00 CEST: 01:00, 02:00 CEST, 02:00 CET, 03:00
+    slots = [datetime(2031, 10, 25, 23, 0, tzinfo=UTC) + timedelta(hours=n) for n in range(4)]
+    claim = BookingClaim("p1", "rep-1", "journey-p1", int(time.time()) + 60, "Europe/Berlin")
+    hours = RepAvailability(rep_id="rep-1", title="Intro call", meeting_minutes=60)
+    scope = {"type": "http", "method": "GET", "path": "/book/t", "headers": [], "query_string": b""}
+    page = public._slots_page(Request(scope), claim, hours, slots)
+    shown = offered(httpx.Response(200, text=bytes(page.body).decode()))
+    assert shown == list(zip(slots, ["01:00", "02:00 CEST", "02:00 CET", "03:00"], strict=True))
+    meeting = Meeting(title="Intro call", starts_at=slots[2], duration_minutes=60)
+    booked = bytes(public._booked_page(claim, meeting).body).decode()
+    assert "Sunday 26 October 2031, 02:00 CET (Europe/Berlin)" in booked
+    later = Meeting(title="Intro call", starts_at=slots[3], duration_minutes=60)
+    confirmed = bytes(public._booked_page(claim, later).body).decode()
+    assert "Sunday 26 October 2031, 03:00 (Europe/Berlin)" in confirmed
 
 
 def test_booking_tokens_are_signed_expiring_and_carry_no_contact_details() -> None:

@@ -102,6 +102,27 @@ def test_meeting_times_in_messages_are_local_with_the_zone() -> None:
     assert unknown["meeting_time"] == "Sunday 06 December at 22:00 (UTC)"
 
 
+def test_a_meeting_time_the_clock_shows_twice_says_which_in_messages() -> None:
+    """On the night the clocks go back, 02:00 CEST and 02:00 CET read alike: the invitation's
+    and the reminders' text names the zone's abbreviation (or, lacking one, the offset) for
+    those readings only."""
+    contact = Contact("p1", "Ada", timezone="Europe/Berlin")
+    texts = [
+        variables_for(contact, {"meeting_starts_at": at})["meeting_time"]
+        for at in ("2031-10-26T00:00:00+00:00", "2031-10-26T01:00:00+00:00")
+    ]
+    assert texts == [
+        "Sunday 26 October at 02:00 CEST (Europe/Berlin)",
+        "Sunday 26 October at 02:00 CET (Europe/Berlin)",
+    ]
+    later = variables_for(contact, {"meeting_starts_at": "2031-10-26T02:00:00+00:00"})
+    assert later["meeting_time"] == "Sunday 26 October at 03:00 (Europe/Berlin)"
+    # Santiago's zone has numeric abbreviations ("-03"): the offset, named as one
+    santiago = Contact("p2", "Bo", timezone="America/Santiago")
+    repeated = variables_for(santiago, {"meeting_starts_at": "2031-04-06T02:30:00+00:00"})
+    assert repeated["meeting_time"] == "Saturday 05 April at 23:30 UTC-03 (America/Santiago)"
+
+
 def test_a_meeting_reminder_keeps_quiet_hours_not_the_cadences_window() -> None:
     """The reminder of a Monday 09:00 meeting is due on Sunday 09:00: outside a Mon-Fri 9-17
     window (which would hold it until the meeting starts) but inside the quiet hours."""

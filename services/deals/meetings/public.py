@@ -35,6 +35,7 @@ from shared.booking import BookingClaim
 from shared.contracts.journey import MeetingScheduled, ReplyReceived, system_actor
 from shared.contracts.meetings import REQUEST
 from shared.contracts.names import Sig
+from shared.contracts.plan import clock_text
 from shared.db import Session
 from shared.errors import AppError
 from shared.pages import Pages
@@ -54,7 +55,7 @@ def _zone(claim: BookingClaim) -> ZoneInfo:
 
 
 def _when(moment: datetime, zone: ZoneInfo) -> str:
-    return moment.astimezone(zone).strftime("%A %d %B %Y, %H:%M")
+    return clock_text(moment.astimezone(zone), "%A %d %B %Y, %H:%M")
 
 
 def _slots_page(
@@ -68,7 +69,8 @@ def _slots_page(
     zone = _zone(claim)
     local = [(s.astimezone(zone), s) for s in slots]
     days = [
-        (day, [(s.isoformat(), at.strftime("%H:%M")) for at, s in group])
+        # the hour the clock repeats shows 02:00 twice: each says which (02:00 CEST, 02:00 CET)
+        (day, [(s.isoformat(), clock_text(at, "%H:%M")) for at, s in group])
         for day, group in groupby(local, key=lambda pair: pair[0].strftime("%A %d %B"))
     ]
     return _pages.render(
