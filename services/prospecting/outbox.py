@@ -5,13 +5,15 @@ auto-enrollment); after the commit the relay, running in the prospecting app, PO
 target service with the API key, and retries with the relay's backoff (shared.relay: 1 s
 doubling to 5 min) until the service answers 2xx. Every target is idempotent, so a repeat after an answer that got lost does
 nothing more. An answer 400/422 means the order itself is wrong: retrying cannot help, the row
-becomes `failed` with the answer kept (visible in the erasure status, and in the log). A finished
-erasure order, confirmed or refused, keeps no plain email, phone or name: its digests stay.
+becomes `failed` with the answer kept (visible in the erasure status, and in the log; of an
+erasure order's answer only the status and error code). A finished erasure order, confirmed or
+refused, keeps no plain email, phone or name: its digests stay.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -112,10 +114,29 @@ class OutboxRelay(Relay[OutboxMessage]):  # type: ignore[type-var]
         if response.is_success:
             return done(status=DONE, done_at=utcnow(), **_scrubbed(row))
         error = f"{row.kind} to {row.target}: answered {response.status_code}: "
-        error += response.text[:500]
+        error += _answer(row, response)
         if response.status_code in (400, 422):
             return give_up(error, status=FAILED, **_scrubbed(row))
         return retry(error)
+
+
+_ERROR_CODE = re.compile(r"[a-z0-9_.-]{1,64}")  # an error code, not text that may quote
+
+
+def _answer(row: OutboxMessage, response: httpx.Response) -> str:
+    """What of a refusal is kept (last_error, the erasure's status) and logged. An answer may
+    quote the request (a validation error echoing its input, a proxy's error page): for an
+    erasure order, whose request holds the person's email, phone and name, only the error's
+    code (the one error shape, shared.errors) is kept."""
+    if row.kind != "erasure":
+        return response.text[:500]
+    try:
+        code = response.json()["error"]["code"]
+    except (ValueError, KeyError, TypeError):
+        code = None
+    if isinstance(code, str) and _ERROR_CODE.fullmatch(code):
+        return code
+    return "(no error code; the answer's text is not kept)"
 
 
 def _scrubbed(row: OutboxMessage) -> dict[str, Any]:

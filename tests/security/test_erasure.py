@@ -264,6 +264,34 @@ async def test_an_erased_persons_later_texts_mails_and_bounces_store_nothing_of_
     assert await _inbox_event_count(app) == 1  # Bo's
 
 
+async def _ada_erased_in_prospecting(service_app: ServiceApp, api: Api) -> FastAPI:
+    """Prospecting, having erased Ada: her three orders wait in its outbox, its relay stopped
+    (the test posts them with its own)."""
+    prospecting = await service_app("prospecting")
+    await prospecting.state.outbox.stop()
+    async with prospecting.state.sessions() as session:
+        session.add(
+            prospecting_models.Prospect(
+                id="p-ada", first_name="Ada", last_name="Lovelace", email=ADA_EMAIL, phone=ADA_PHONE
+            )
+        )
+        await session.commit()
+    started = await (await api(prospecting)).post("/prospects/p-ada/erasure")
+    assert started.status_code == 202, started.text
+    return prospecting
+
+
+async def _relay_orders(prospecting: FastAPI, answers: dict[str, httpx.Response]) -> None:
+    """One pass of a relay whose peers (outreach, deals, referrals) give these answers."""
+    peers = httpx.MockTransport(lambda request: answers[request.url.host])
+    settings = prospecting.state.settings.model_copy(
+        update={f"{s}_url": f"http://{s}" for s in answers}
+    )
+    relay = OutboxRelay(lambda: prospecting.state.sessions, settings, transport=peers)
+    assert await relay.run_once() == 3
+    await relay.stop()
+
+
 @pytest.mark.parametrize("database_urls", ["sqlite"], indirect=True)
 async def test_an_erasure_order_a_service_refuses_keeps_no_plain_pii_in_the_outbox(
     service_app: ServiceApp, api: Api
@@ -271,28 +299,12 @@ async def test_an_erasure_order_a_service_refuses_keeps_no_plain_pii_in_the_outb
     """A 400/422 ends the order (`failed`, never sent again): its row kept the plain email,
     phone and name for good. Confirmed or refused, the row keeps ids and digests only."""
     p = prospecting_models
-    prospecting = await service_app("prospecting")
-    await prospecting.state.outbox.stop()  # this test's relay posts the orders
-    async with prospecting.state.sessions() as session:
-        session.add(
-            p.Prospect(
-                id="p-ada", first_name="Ada", last_name="Lovelace", email=ADA_EMAIL, phone=ADA_PHONE
-            )
-        )
-        await session.commit()
-    started = await (await api(prospecting)).post("/prospects/p-ada/erasure")
-    assert started.status_code == 202, started.text
+    prospecting = await _ada_erased_in_prospecting(service_app, api)
 
-    answers = {"outreach": 422, "deals": 200, "referrals": 400}  # the other services, refusing
-    peers = httpx.MockTransport(
-        lambda request: httpx.Response(answers[request.url.host], json={"error": {}})
+    statuses = {"outreach": 422, "deals": 200, "referrals": 400}  # the other services, refusing
+    await _relay_orders(
+        prospecting, {s: httpx.Response(code, json={"error": {}}) for s, code in statuses.items()}
     )
-    settings = prospecting.state.settings.model_copy(
-        update={f"{s}_url": f"http://{s}" for s in answers}
-    )
-    relay = OutboxRelay(lambda: prospecting.state.sessions, settings, transport=peers)
-    assert await relay.run_once() == 3
-    await relay.stop()
 
     async with prospecting.state.sessions() as session:
         rows = (await session.execute(select(p.OutboxMessage.target, p.OutboxMessage.status))).all()
@@ -608,3 +620,32 @@ async def test_erasure_orders_finished_before_the_scrub_lose_their_plain_data_on
         "pending": order,
         "move": order,
     }
+
+
+@pytest.mark.parametrize("database_urls", ["sqlite"], indirect=True)
+async def test_an_answer_that_quotes_an_erasure_order_is_not_kept_nor_logged(
+    service_app: ServiceApp, api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A service's answer may quote the order it refuses (a validation error echoing its input,
+    a proxy's page): the order's last_error (shown in the erasure's status) and the log keep
+    its status and error code, not its text."""
+    prospecting = await _ada_erased_in_prospecting(service_app, api)
+
+    quoted = f"Ada Lovelace, {ADA_EMAIL}, {ADA_PHONE}"
+    answers = {
+        "outreach": httpx.Response(422, json={"detail": [{"msg": "bad", "input": quoted}]}),
+        "deals": httpx.Response(
+            409, json={"error": {"code": "busy", "message": quoted, "details": []}}
+        ),
+        "referrals": httpx.Response(502, text=f"<html>bad gateway: {quoted}</html>"),
+    }
+    await _relay_orders(prospecting, answers)
+
+    status = await (await api(prospecting)).get("/prospects/p-ada/erasure")
+    assert status.status_code == 200, status.text
+    errors = {s["service"]: s["last_error"] for s in status.json()["services"]}
+    assert errors["deals"] == "erasure to deals: answered 409: busy"
+    assert errors["outreach"].startswith("erasure to outreach: answered 422: ")
+    kept = repr(errors).lower() + caplog.text.lower()
+    for trace in (ADA_EMAIL, ADA_PHONE, "ada lovelace"):
+        assert trace not in kept, f"{trace} kept from an answer: {kept}"
