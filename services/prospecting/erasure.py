@@ -7,6 +7,9 @@ and deletes the journey and keeps the digests as its suppression entry), deals a
 The relay retries each order until its service confirms; the erasure is `done` when all have.
 Each service's endpoint is idempotent, so a repeated order erases nothing more.
 
+Their other calls in the outbox (stage-change events, rep moves: waiting, refused or delivered)
+go.
+
 The prospect's payload data key (shared/codec.py, in this database) is shredded in the same
 transaction: their workflow histories become unreadable wherever they are.
 
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -148,11 +151,12 @@ async def request_erasure(
             payload=order,
             subject_id=erasure.id,
         )
-    # Moves of the person's tasks still waiting would only recreate what is being erased.
+    # Their calls still waiting (a move of their tasks, a stage change) would only recreate
+    # what is being erased; the ones done, superseded or refused keep their stage causes and
+    # ids: all go (a call in flight records its outcome on no row).
     await session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.subject_id == prospect_id, OutboxMessage.status == outbox.PENDING)
-        .values(status=outbox.SUPERSEDED, next_attempt_at=None)
+        delete(OutboxMessage)
+        .where(OutboxMessage.subject_id == prospect_id, OutboxMessage.kind != KIND)
         .execution_options(synchronize_session=False)
     )
     # The prospect and every row pointing at it (stage history, and any table added later with

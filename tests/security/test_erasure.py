@@ -25,6 +25,7 @@ from services.outreach import models as outreach_models
 from services.outreach.consent.erasure import erased_reason
 from services.prospecting import models as prospecting_models
 from services.prospecting.outbox import OutboxRelay
+from services.prospecting.service import stage_event
 from shared.codec import payload_keys
 from shared.db import create_engine, session_factory
 from shared.erasure import digest
@@ -620,6 +621,50 @@ async def test_erasure_orders_finished_before_the_scrub_lose_their_plain_data_on
         "pending": order,
         "move": order,
     }
+
+
+def _stage_event_row(pid: str, cause: str, status: str) -> Any:
+    at = datetime.now(UTC)
+    change = {"key": f"{pid}-{uuid.uuid4().hex}", "prospect_id": pid, "from_stage": None}
+    change |= {"to_stage": "qualifying", "cause": cause, "rep_id": None, "actor": "x", "at": at}
+    row = prospecting_models.OutboxMessage(**stage_event(change))
+    row.status = status
+    return row
+
+
+async def test_the_erased_persons_other_calls_leave_prospectings_outbox(
+    service_app: ServiceApp, api: Api
+) -> None:
+    """Their stage changes and rep moves in the outbox, waiting, refused (kept for good),
+    superseded or done (kept for days), carry their id and their stage causes: they go with the
+    erasure; Bo's stay."""
+    p = prospecting_models
+    prospecting = await service_app("prospecting")
+    await prospecting.state.outbox.stop()
+    cause = f"Ada Lovelace asked to be called on {ADA_PHONE}"
+    async with prospecting.state.sessions() as session:
+        session.add(p.Prospect(id="p-ada", first_name="Ada", last_name="Lovelace", email=ADA_EMAIL))
+        for status in ("pending", "failed", "superseded", "done"):
+            session.add(_stage_event_row("p-ada", cause, status))
+            session.add(
+                p.OutboxMessage(
+                    kind="rep_move",
+                    target="outreach",
+                    path="/internal/prospects/p-ada/rep",
+                    payload={"rep_id": "rep-1"},
+                    subject_id="p-ada",
+                    status=status,
+                )
+            )
+        session.add(_stage_event_row("p-bo", "first touch", "failed"))
+        await session.commit()
+    started = await (await api(prospecting)).post("/prospects/p-ada/erasure")
+    assert started.status_code == 202, started.text
+    async with prospecting.state.sessions() as session:
+        rows = (
+            await session.execute(select(p.OutboxMessage.kind, p.OutboxMessage.subject_id))
+        ).all()
+    assert sorted(rows) == [("erasure", started.json()["id"])] * 3 + [("event", "p-bo")]
 
 
 @pytest.mark.parametrize("database_urls", ["sqlite"], indirect=True)
