@@ -420,6 +420,17 @@ class ErasedPerson(ErasedPersonColumns, Base):
     __tablename__ = "erased_people"
 
 
+class ErasedProspect(Base):
+    """The ids of the prospects erased here (random ids, no personal data): an event about one
+    that was on its way (deals' or prospecting's outbox relayed it after the erasure) is
+    dropped, not stored for the subscribers (services.outreach.events.service.emit)."""
+
+    __tablename__ = "erased_prospects"
+    prospect_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    erasure_id: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
 class ImapMailbox(Base):
     """A reply mailbox watched over IMAP (services.outreach.mailbox): how far it was read
     (UIDVALIDITY and the last UID whose message is stored, advanced in the same transaction as

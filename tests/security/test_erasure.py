@@ -557,7 +557,11 @@ async def test_what_was_queued_for_or_about_an_erased_person_goes_with_the_erasu
         answer = await (await api(app)).post("/internal/erasures", json=order, headers=SERVICE_AUTH)
         assert answer.status_code == 200, answer.text
 
-    kept = await _texts_of(outreach, *m.Base.metadata.sorted_tables)
+    # her id stays in one place, the ids of erased prospects (no personal data): events about
+    # her relayed later are dropped by it
+    assert await _rows(outreach, m.ErasedProspect.prospect_id) == ["p-ada"]
+    tables = [t for t in m.Base.metadata.sorted_tables if t is not m.ErasedProspect.__table__]
+    kept = await _texts_of(outreach, *tables)
     for trace in (ADA_EMAIL, ADA_PHONE, "ada lovelace", "p-ada", "tok-ada"):
         assert trace not in kept, f"{trace} is still in outreach's tables: {kept}"
     assert await _rows(outreach, m.WebhookEvent.id) == [events["p-bo"]["id"]]
@@ -621,6 +625,34 @@ async def test_erasure_orders_finished_before_the_scrub_lose_their_plain_data_on
         "pending": order,
         "move": order,
     }
+
+
+async def test_an_event_about_an_erased_person_relayed_after_the_erasure_is_dropped(
+    service_app: ServiceApp, api: Api
+) -> None:
+    """Deals' outbox (or prospecting's) relays an event about Ada after outreach erased her: it
+    is not stored for the subscribers (nor queued for them); Bo's, relayed beside it, is."""
+    m = outreach_models
+    outreach = await service_app("outreach")
+    async with outreach.state.sessions() as session:
+        session.add(
+            m.EventSubscription(
+                url="https://crm.example/hook",
+                events=["meeting.booked", "prospect.stage_changed"],
+                secret="whsec_x",
+            )
+        )
+        await session.commit()
+    client = await api(outreach)
+    await _erase_ada(outreach, client)
+
+    bo = _event("p-bo", "meeting.booked")
+    for body in (_event("p-ada", "meeting.booked"), _event("p-ada", "prospect.stage_changed"), bo):
+        answer = await client.post("/internal/events", json=body, headers=SERVICE_AUTH)
+        assert answer.status_code == 202, answer.text  # the relay is done with it: not retried
+        assert answer.json() == {"stored": body is bo}
+    assert await _rows(outreach, m.WebhookEvent.id) == [bo["id"]]
+    assert await _rows(outreach, m.EventDelivery.event_id) == [bo["id"]]
 
 
 def _stage_event_row(pid: str, cause: str, status: str) -> Any:

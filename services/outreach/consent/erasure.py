@@ -6,7 +6,8 @@ tasks' notifications), enrollment, consent records, provider events (theirs, and
 ones and rejected items whose raw body holds their address), the plain-text opt-out
 and do-not-contact entries of their addresses and the subscribers' events about them (with the
 deliveries still queued), and stores the keyed digests of the email and
-phone instead (models.ErasedPerson). Idempotent: a repeat finds nothing left to delete.
+phone instead (models.ErasedPerson), and the prospect id (models.ErasedProspect: an event about
+them relayed after this is dropped). Idempotent: a repeat finds nothing left to delete.
 
 From then on an enrollment whose contact has an erased email or phone is refused (409), and
 `erased_reason` tells a send check that the address belongs to an erased person, and
@@ -129,6 +130,9 @@ async def erase(session: AsyncSession, order: ErasureOrder) -> dict[str, int]:
     deleted["messages (referrer's name removed)"] = await _unquote_referrer(session, order)
     deleted["audit_log (values redacted)"] = await redact(session, m.AuditEntry, pid)
     await keep_digests(session, models.ErasedPerson, order)
+    # their id (random, no personal data): an event about them relayed late is dropped
+    if await session.get(m.ErasedProspect, pid) is None:
+        session.add(m.ErasedProspect(prospect_id=pid, erasure_id=order.erasure_id))
     return deleted
 
 

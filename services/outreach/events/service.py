@@ -49,13 +49,16 @@ def check_events(events: Sequence[str]) -> list[str]:
 
 async def emit(session: AsyncSession, body: dict[str, Any]) -> bool:
     """Store the event (a body made by shared.events.event_body) and queue its deliveries, in
-    the caller's transaction. False when the event was there already (a repeat)."""
+    the caller's transaction. False when the event was there already (a repeat), or is about
+    a prospect erased here (dropped)."""
     if body.get("type") not in EVENT_TYPES:
         raise invalid("type", f"unknown event type {body.get('type')!r}")
     try:
         occurred = datetime.fromisoformat(str(body["occurred_at"]))
     except (KeyError, ValueError):
         raise invalid("occurred_at", "an ISO-8601 time") from None
+    if await _about_erased_prospect(session, body):
+        return False
     now = utcnow()
     stored = cast(
         CursorResult[Any],
@@ -87,6 +90,17 @@ async def emit(session: AsyncSession, body: dict[str, Any]) -> bool:
             )
     await session.flush()
     return True
+
+
+async def _about_erased_prospect(session: AsyncSession, body: dict[str, Any]) -> bool:
+    """An event about a prospect erased here (reported after the erasure, e.g. by deals' outbox
+    relaying late) would tell the subscribers about a person who is gone: it is dropped."""
+    data = body.get("data")
+    prospect_id = data.get("prospect_id") if isinstance(data, dict) else None
+    if not isinstance(prospect_id, str):
+        return False
+    found = await session.get(models.ErasedProspect, prospect_id)
+    return found is not None
 
 
 async def emit_event(
