@@ -85,6 +85,27 @@ def scrubbed_order(order: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in order.items() if k not in ORDER_PLAIN_FIELDS}
 
 
+# the cause of a referred person's first stage: journeys before issue 11 wrote the referrer's
+# name after it, later ones "client <their id>" (workflows/journey/contact.py)
+REFERRED_BY = "referred by "
+
+
+def unnamed_referral_cause(referrer_id: str) -> str:
+    """A referred person's cause once their referrer is erased: the id, as journeys write it."""
+    return f"{REFERRED_BY}client {referrer_id}"
+
+
+def event_without_referrer(body: Mapping[str, Any], referrer_id: str) -> dict[str, Any] | None:
+    """A stage-change event body (shared.events.event_body) whose cause names the erased
+    referrer, with the cause their id instead; None when it has nothing to change."""
+    data = body.get("data")
+    cause = data.get("cause") if isinstance(data, Mapping) else None
+    unnamed = unnamed_referral_cause(referrer_id)
+    if not isinstance(cause, str) or not cause.startswith(REFERRED_BY) or cause == unnamed:
+        return None
+    return {**body, "data": {**cast(Mapping[str, Any], data), "cause": unnamed}}
+
+
 class ErasureResult(BaseModel):
     service: str
     erasure_id: str

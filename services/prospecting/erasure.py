@@ -8,7 +8,8 @@ The relay retries each order until its service confirms; the erasure is `done` w
 Each service's endpoint is idempotent, so a repeated order erases nothing more.
 
 Their other calls in the outbox (stage-change events, rep moves: waiting, refused or delivered)
-go.
+go; the stage-change events of the people they referred lose their name, as their stage history
+does.
 
 The prospect's payload data key (shared/codec.py, in this database) is shredded in the same
 transaction: their workflow histories become unreadable wherever they are.
@@ -29,11 +30,17 @@ from services.prospecting import outbox
 from services.prospecting.models import AuditEntry, Erasure, OutboxMessage, Prospect, StageHistory
 from shared import codec
 from shared.audit import redact
-from shared.erasure import ErasureOrder, delete_tree, digest
+from shared.erasure import (
+    REFERRED_BY,
+    ErasureOrder,
+    delete_tree,
+    digest,
+    event_without_referrer,
+    unnamed_referral_cause,
+)
 from shared.errors import AppError, conflict, not_found
 
 KIND = "erasure"
-REFERRED_BY = "referred by "  # the cause of a referred person's first stage (workflows/journey)
 ERASED = "erased_person"
 REFUSAL = "this person asked for their data to be erased: they may not be added again"
 
@@ -100,10 +107,25 @@ async def forget_referrer(session: AsyncSession, prospect_id: str) -> list[str]:
                 StageHistory.prospect_id.in_(referred),
                 StageHistory.cause.startswith(REFERRED_BY, autoescape=True),
             )
-            .values(cause=f"{REFERRED_BY}client {prospect_id}")
+            .values(cause=unnamed_referral_cause(prospect_id))
             .execution_options(synchronize_session=False)
         )
+        await _unname_in_events(session, referred, prospect_id)
     return referred
+
+
+async def _unname_in_events(session: AsyncSession, referred: list[str], referrer_id: str) -> None:
+    """Their stage changes in the outbox (waiting for outreach, or kept after it answered)
+    carry the same causes."""
+    rows = await session.scalars(
+        select(OutboxMessage).where(
+            OutboxMessage.kind == outbox.EVENT, OutboxMessage.subject_id.in_(referred)
+        )
+    )
+    for row in rows:
+        unnamed = event_without_referrer(row.payload, referrer_id)
+        if unnamed is not None:
+            row.payload = unnamed
 
 
 async def request_erasure(

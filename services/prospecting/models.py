@@ -229,7 +229,7 @@ class OutboxMessage(Base):
     __tablename__ = "outbox"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
-    kind: Mapped[str] = mapped_column(String(20))  # rep_move | erasure | auto_enroll
+    kind: Mapped[str] = mapped_column(String(20))  # rep_move | erasure | auto_enroll | event
     target: Mapped[str] = mapped_column(String(20))  # outreach | deals | referrals
     path: Mapped[str] = mapped_column(String(300))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 PENDING, DONE, FAILED, SUPERSEDED = "pending", "done", "failed", "superseded"
 TARGETS = ("outreach", "deals", "referrals")
+EVENT = "event"  # a subscribers' event, relayed to outreach (services.prospecting.service)
 
 
 @dataclass(frozen=True)

@@ -127,7 +127,7 @@ def stage_event(change: Mapping[str, Any]) -> dict[str, Any]:
         change["at"],
     )
     return {
-        "kind": "event",
+        "kind": outbox.EVENT,
         "target": "outreach",
         "path": EVENTS_PATH,
         "payload": body,

@@ -463,6 +463,23 @@ async def test_an_erased_persons_later_mail_in_the_imap_mailbox_stores_nothing_o
         assert await _inbox_event_count(app) == 2
 
 
+async def _add_task(session: Any, task: Any, subject: str, text: str) -> None:
+    """The task, and its notification to the rep with this subject and text."""
+    session.add(task)
+    await session.flush()
+    session.add(
+        outreach_models.TaskNotification(
+            task_id=task.id,
+            reason="urgent",
+            recipient_rep_id="rep-1",
+            channel="email",
+            target="rep@closeflow.test",
+            subject=subject,
+            text=text,
+        )
+    )
+
+
 def _event(prospect_id: str, event_type: str = "prospect.replied") -> dict[str, Any]:
     data = {"prospect_id": prospect_id, "channel": "email", "provider": "mailgun"}
     return event_body(event_type, f"fact-{prospect_id}-{uuid.uuid4().hex}", data)
@@ -515,19 +532,7 @@ async def test_what_was_queued_for_or_about_an_erased_person_goes_with_the_erasu
             context={"email": ADA_EMAIL, "phone": ADA_PHONE},
             prospect_card={"name": "Ada Lovelace", "email": ADA_EMAIL},
         )
-        session.add(task)
-        await session.flush()
-        session.add(
-            m.TaskNotification(
-                task_id=task.id,
-                reason="urgent",
-                recipient_rep_id="rep-1",
-                channel="email",
-                target="rep@closeflow.test",
-                subject="Urgent: Ada Lovelace",
-                text=f"Call {ADA_PHONE}",
-            )
-        )
+        await _add_task(session, task, "Urgent: Ada Lovelace", f"Call {ADA_PHONE}")
         subscription = m.EventSubscription(
             url="https://crm.example/hook", events=["prospect.replied"], secret="whsec_x"
         )
@@ -662,6 +667,97 @@ def _stage_event_row(pid: str, cause: str, status: str) -> Any:
     row = prospecting_models.OutboxMessage(**stage_event(change))
     row.status = status
     return row
+
+
+async def test_an_erased_referrers_name_leaves_the_events_and_tasks_of_those_they_referred(
+    service_app: ServiceApp, api: Api
+) -> None:
+    """Journeys before issue 11 wrote "referred by <name>" as the cause of a referred person's
+    first stage: it travelled in their stage-change event (prospecting's outbox, then
+    outreach's events for the subscribers), and a task about them may quote the name too."""
+    p = prospecting_models
+    prospecting = await service_app("prospecting")
+    await prospecting.state.outbox.stop()  # the events stay in the outbox for the erasure
+    async with prospecting.state.sessions() as session:
+        session.add(p.Prospect(id="p-ada", first_name="Ada", last_name="Lovelace", email=ADA_EMAIL))
+        session.add(p.Prospect(id="p-grace", first_name="Grace", referrer_prospect_id="p-ada"))
+        session.add(p.Prospect(id="p-bo", first_name="Bo"))
+        session.add_all(
+            [
+                _stage_event_row("p-grace", "referred by Ada Lovelace", "pending"),
+                _stage_event_row("p-grace", "referred by Ada Lovelace", "failed"),
+                _stage_event_row("p-bo", "referred by Bo's friend", "failed"),
+            ]
+        )
+        await session.commit()
+    started = await (await api(prospecting)).post("/prospects/p-ada/erasure")
+    assert started.status_code == 202, started.text
+    async with prospecting.state.sessions() as session:
+        rows = (
+            await session.scalars(select(p.OutboxMessage).where(p.OutboxMessage.kind == "event"))
+        ).all()
+        order = await session.scalar(
+            select(p.OutboxMessage.payload).where(
+                p.OutboxMessage.kind == "erasure", p.OutboxMessage.target == "outreach"
+            )
+        )
+    causes = sorted((r.subject_id, r.payload["data"]["cause"]) for r in rows)
+    assert causes == [
+        ("p-bo", "referred by Bo's friend"),
+        ("p-grace", "referred by client p-ada"),
+        ("p-grace", "referred by client p-ada"),
+    ]
+
+    m = outreach_models
+    outreach = await service_app("outreach")
+    at = datetime.now(UTC)
+    async with outreach.state.sessions() as session:
+        for pid in ("p-grace", "p-bo"):
+            data = {
+                "prospect_id": pid,
+                "to_stage": "qualifying",
+                "cause": "referred by Ada Lovelace",
+            }
+            body = event_body("prospect.stage_changed", f"stage-{pid}", data)
+            session.add(
+                m.WebhookEvent(id=body["id"], type=body["type"], payload=body, occurred_at=at)
+            )
+            task = m.RepTask(
+                key=f"task-{pid}",
+                prospect_id=pid,
+                journey_id=f"journey-{pid}",
+                kind="call",
+                title="Call: referred by Ada Lovelace",
+                body="Ada Lovelace suggested we talk",
+            )
+            subject = f"{pid}: referred by Ada Lovelace"
+            await _add_task(session, task, subject, "Ada Lovelace suggested we talk")
+        await session.commit()
+    assert order is not None
+    answer = await (await api(outreach)).post(
+        "/internal/erasures", json=order, headers=SERVICE_AUTH
+    )
+    assert answer.status_code == 200, answer.text
+    async with outreach.state.sessions() as session:
+        events = (await session.scalars(select(m.WebhookEvent))).all()
+        tasks = (await session.scalars(select(m.RepTask))).all()
+        notes = (
+            await session.execute(select(m.TaskNotification.subject, m.TaskNotification.text))
+        ).all()
+    assert sorted(
+        (e.payload["data"]["prospect_id"], e.payload["data"]["cause"]) for e in events
+    ) == [
+        ("p-bo", "referred by Ada Lovelace"),  # not someone Ada referred: another Ada's
+        ("p-grace", "referred by client p-ada"),
+    ]
+    assert sorted((t.prospect_id, t.title, t.body) for t in tasks) == [
+        ("p-bo", "Call: referred by Ada Lovelace", "Ada Lovelace suggested we talk"),
+        ("p-grace", "Call: referred by A client of ours", "A client of ours suggested we talk"),
+    ]
+    assert sorted(notes) == [
+        ("p-bo: referred by Ada Lovelace", "Ada Lovelace suggested we talk"),
+        ("p-grace: referred by A client of ours", "A client of ours suggested we talk"),
+    ]
 
 
 async def test_the_erased_persons_other_calls_leave_prospectings_outbox(

@@ -7,7 +7,9 @@ ones and rejected items whose raw body holds their address), the plain-text opt-
 and do-not-contact entries of their addresses and the subscribers' events about them (with the
 deliveries still queued), and stores the keyed digests of the email and
 phone instead (models.ErasedPerson), and the prospect id (models.ErasedProspect: an event about
-them relayed after this is dropped). Idempotent: a repeat finds nothing left to delete.
+them relayed after this is dropped). The people they referred keep their records without the
+name (introductions, tasks, stage-change causes). Idempotent: a repeat finds nothing left to
+delete.
 
 From then on an enrollment whose contact has an erased email or phone is refused (409), and
 `erased_reason` tells a send check that the address belongs to an erased person, and
@@ -42,6 +44,7 @@ from shared.erasure import (
     digest,
     digest_raw,
     erased_digests,
+    event_without_referrer,
     forget_cached_key,
     forget_workflow,
     is_erased_address,
@@ -49,6 +52,7 @@ from shared.erasure import (
     keep_digests,
 )
 from shared.errors import AppError
+from shared.events import STAGE_CHANGED
 
 router = APIRouter(dependencies=[Depends(require_api_key)])
 ERASED = "erased_person"
@@ -127,7 +131,8 @@ async def erase(session: AsyncSession, order: ErasureOrder) -> dict[str, int]:
     # sent after the erasure, they would tell subscribers about a person who is gone
     events = m.WebhookEvent.__table__
     deleted |= await delete_tree(session, events, about_prospect(events.c.payload, pid))
-    deleted["messages (referrer's name removed)"] = await _unquote_referrer(session, order)
+    deleted["messages, tasks (referrer's name removed)"] = await _unquote_referrer(session, order)
+    deleted["webhook_events (referrer's name removed)"] = await _unname_in_events(session, order)
     deleted["audit_log (values redacted)"] = await redact(session, m.AuditEntry, pid)
     await keep_digests(session, models.ErasedPerson, order)
     # their id (random, no personal data): an event about them relayed late is dropped
@@ -137,25 +142,53 @@ async def erase(session: AsyncSession, order: ErasureOrder) -> dict[str, int]:
 
 
 async def _unquote_referrer(session: AsyncSession, order: ErasureOrder) -> int:
-    """The introductions sent to the people the erased person referred quote their name: the
-    messages stay (the ledger keeps a send from repeating), the name goes."""
+    """The introductions sent to the people the erased person referred quote their name, and
+    so may the tasks (and their notifications) about those people: the rows stay (the ledger
+    keeps a send from repeating), the name goes. The rows changed."""
     name = order.name
     if not name or not order.referred_prospect_ids:
         return 0
-    m = models.Message
-    result = await session.execute(
-        update(m)
-        .where(
-            m.prospect_id.in_(order.referred_prospect_ids),
-            or_(m.subject.contains(name, autoescape=True), m.body.contains(name, autoescape=True)),
+    m = models
+    referred = order.referred_prospect_ids
+    tasks = select(m.RepTask.id).where(m.RepTask.prospect_id.in_(referred))
+    texts: list[tuple[Any, ColumnElement[bool], tuple[Any, Any]]] = [
+        (m.Message, m.Message.prospect_id.in_(referred), (m.Message.subject, m.Message.body)),
+        (m.RepTask, m.RepTask.prospect_id.in_(referred), (m.RepTask.title, m.RepTask.body)),
+        (
+            m.TaskNotification,
+            m.TaskNotification.task_id.in_(tasks),
+            (m.TaskNotification.subject, m.TaskNotification.text),
+        ),
+    ]
+    changed = 0
+    for model, about, columns in texts:
+        result = await session.execute(
+            update(model)
+            .where(about, or_(*(c.contains(name, autoescape=True) for c in columns)))
+            .values({c: func.replace(c, name, UNNAMED_REFERRER) for c in columns})
+            .execution_options(synchronize_session=False)
         )
-        .values(
-            subject=func.replace(m.subject, name, UNNAMED_REFERRER),
-            body=func.replace(m.body, name, UNNAMED_REFERRER),
-        )
-        .execution_options(synchronize_session=False)
+        changed += int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return changed
+
+
+async def _unname_in_events(session: AsyncSession, order: ErasureOrder) -> int:
+    """The stage changes of the people they referred, kept for the subscribers: journeys before
+    issue 11 wrote "referred by <their name>" as a cause; it becomes their id, as in
+    prospecting's stage history."""
+    if not order.referred_prospect_ids:
+        return 0
+    events = models.WebhookEvent
+    named = events.payload[("data", "prospect_id")].as_string()
+    rows = await session.scalars(
+        select(events).where(events.type == STAGE_CHANGED, named.in_(order.referred_prospect_ids))
     )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    changed = 0
+    for row in rows:
+        unnamed = event_without_referrer(row.payload, order.prospect_id)
+        if unnamed is not None:
+            row.payload, changed = unnamed, changed + 1
+    return changed
 
 
 async def erased_reason(
