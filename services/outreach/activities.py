@@ -30,7 +30,7 @@ from temporalio import activity
 
 from services.outreach import invites, models, send_lease
 from services.outreach.booking_links import BookingLinks, uses_booking_link
-from services.outreach.cadences import service
+from services.outreach.cadences import runs, service
 from services.outreach.cadences.follow_ups import RunActivities, register_unenrolled_run
 from services.outreach.cadences.send_window import next_allowed, window_for
 from services.outreach.cadences.stored_templates import StoredTemplates, for_journey
@@ -874,9 +874,15 @@ class OutreachActivities:
                 context=dict(req.context),
                 due_at=datetime.fromisoformat(req.due_at) if req.due_at else datetime.now(UTC),
             )
+            # asked last, as close to the insert as can be: the run's end may be recorded while
+            # the card is read
+            ended = await runs.calling_run_ended(session)
+            if ended:
+                _not_opened(task, ended)
             session.add(task)
             try:
-                await events.task_created(session, task)  # flushes: a repeat fails here
+                if not ended:  # no task.created: subscribers would act on a closed task
+                    await events.task_created(session, task)  # flushes: a repeat fails here
                 await session.commit()
             except IntegrityError:
                 await session.rollback()
@@ -915,6 +921,14 @@ class OutreachActivities:
         # the cadence of a referred prospect's journey, which the intake starts
         snapshot = await service.cadence_snapshot(session, ref.cadence_id)
         return await for_journey(snapshot, self._settings, activity.client())
+
+
+def _not_opened(task: models.RepTask, why: str) -> None:
+    """Late work of a journey run that is over (a meeting reminder's task of a lost deal): kept
+    for the record with the reason, closed, so never in the inbox."""
+    task.status, task.notes = tasks.CLOSED, f"not opened: {why}"
+    task.completed_at = datetime.now(UTC)
+    log.info("task %s not opened: %s", task.key, why)
 
 
 async def _suppress(session: AsyncSession, row: models.Message, reason: str) -> ChannelOutcome:

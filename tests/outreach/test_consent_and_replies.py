@@ -41,6 +41,7 @@ from tests.support.consent import PM, PM_PASSWORD, PM_USER, outreach_rig
 from tests.support.eventually import eventually
 from tests.support.fixtures import Ground
 from tests.support.ports import free_port
+from tests.support.runs import add_enrollment
 from tests.support.sandboxes import SMS, SendTouchOnce, touch_request
 from tests.support.scenarios import daytime_zone, fast_cadence
 from tests.support.settings import AUTH, make_settings
@@ -649,21 +650,7 @@ async def enrolled(rig: Any, email: str | None, phone: str | None) -> str:
     """An enrollment as POST /enrollments leaves it (with the addresses it recorded)."""
     pid = uuid.uuid4().hex
     async with rig.sessions() as s:
-        cadence = await s.scalar(select(models.Cadence).limit(1))
-        if cadence is None:
-            cadence = models.Cadence(name="dnc")
-            s.add(cadence)
-            await s.flush()
-        s.add(
-            models.Enrollment(
-                prospect_id=pid,
-                cadence_id=cadence.id,
-                cadence_version=1,
-                journey_id=journey_id(pid),
-                email=email,
-                phone=phone,
-            )
-        )
+        await add_enrollment(s, pid, email=email, phone=phone)
         await s.commit()
     return pid
 

@@ -12,16 +12,19 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI, Request, Response
+from sqlalchemy import select
 
 from services.outreach import models
 from services.outreach.notifications.notifier import SIGNATURE_HEADER, verify
 from shared.auth import key_fingerprint
 from shared.contracts.journey import CloseRepTasks, RepTaskRequest, journey_id
+from shared.events import TASK_CREATED
 from tests.support.apps import assert_pages
 from tests.support.eventually import eventually
 from tests.support.fixtures import Ground
 from tests.support.inbox import InboxRig, inbox_rig
 from tests.support.ports import free_port
+from tests.support.runs import as_run, lost_then_running
 from tests.support.scenarios import random_phone
 from tests.support.serve import HTTP_TIMEOUT, serve
 from tests.support.settings import ADMIN_ACTOR, API_KEY, AUTH, SERVICE_AUTH
@@ -559,6 +562,32 @@ async def test_a_moved_meetings_old_preparation_task_leaves_the_inbox(inbox: Inb
     assert sorted(t["id"] for t in inbox) == sorted([new, other])
     closed = (await r.api.get(f"/tasks/{old}", headers=AUTH)).json()
     assert (closed["status"], closed["notes"]) == ("closed", "the meeting moved")
+
+
+async def test_a_task_made_after_its_journey_run_ended_is_not_opened(inbox: InboxRig) -> None:
+    """A run's end cancels its background work, but an activity already under way (a meeting
+    reminder's task, the decision deadline's last chance) still reaches outreach, maybe once a
+    next run of the prospect started: its task is kept, closed with the reason, never in the
+    inbox; the running run's tasks open as ever."""
+    r = inbox
+    rep = await r.rep("Rita Rep")
+    ada = await r.prospect("Ada")
+    ended, running = await lost_then_running(r.sessions, ada["id"])
+    wid = journey_id(ada["id"])
+    late = await as_run(wid, ended).run(r.task, ada, rep, "last_chance:d1", kind="last_chance")
+    again = await as_run(wid, ended).run(r.task, ada, rep, "last_chance:d1", kind="last_chance")
+    live = await as_run(wid, running).run(r.task, ada, rep, "prepare_meeting:m2")
+    assert again == late  # a retried activity finds it
+    assert [t["id"] for t in await r.inbox(rep)] == [live]
+    closed = (await r.api.get(f"/tasks/{late}", headers=AUTH)).json()
+    assert closed["status"] == "closed"
+    assert closed["notes"] == "not opened: its journey run (run 1) had ended (lost)"
+    async with r.sessions() as s:
+        events = await s.scalars(
+            select(models.WebhookEvent).where(models.WebhookEvent.type == TASK_CREATED)
+        )
+        told = {e.payload["data"]["task_id"] for e in events.all()}
+    assert live in told and late not in told  # subscribers hear of the open one only
 
 
 async def test_a_managers_escalation_notice_reaches_them_by_their_channel(inbox: InboxRig) -> None:

@@ -4,7 +4,6 @@ journey: each test asserts what the API told the journey."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -27,6 +26,7 @@ from shared.booking import BookingClaim, sign
 from shared.contracts.journey import Contact, OpenDealRequest, journey_id
 from shared.migrations import upgrade
 from tests.support.journeys import RecordingJourney
+from tests.support.runs import as_run
 from tests.support.serve import HTTP_TIMEOUT
 from tests.support.settings import AUTH, make_settings
 
@@ -124,13 +124,7 @@ class DealsEnv:
 
 def in_run(handle: WorkflowHandle[Any, Any]) -> ActivityEnvironment:
     """An activity context as the journey run of `handle` calls its activities in."""
-    activities = ActivityEnvironment()
-    activities.info = dataclasses.replace(
-        ActivityEnvironment.default_info(),
-        workflow_id=handle.id,
-        workflow_run_id=handle.result_run_id or "",
-    )
-    return activities
+    return as_run(handle.id, handle.result_run_id or "")
 
 
 async def signals(handle: WorkflowHandle[Any, Any], count: int) -> list[dict[str, Any]]:

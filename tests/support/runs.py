@@ -1,9 +1,19 @@
-"""Journey runs on a running stack (come back, issue 10): ending a run, reading the runs."""
+"""Journey runs on a running stack (come back, issue 10): ending a run, reading the runs; and
+runs as outreach records them, for activities called as a run calls them."""
 
 from __future__ import annotations
 
+import dataclasses
+import uuid
+from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.testing import ActivityEnvironment
+
+from services.outreach import models
+from shared.contracts.journey import journey_id
 from tests.support.eventually import eventually
 from tests.support.scenarios import Driver, fast_cadence
 
@@ -82,3 +92,45 @@ async def decide(
         close = {"outcome": "lost", "reason": "went with a rival"}
     await d.ok("POST", f"{d.u.deals}/deals/{deal['id']}/close", json=close)
     return deal
+
+
+def as_run(workflow_id: str, run_id: str) -> ActivityEnvironment:
+    """An activity context as run `run_id` of workflow `workflow_id` calls its activities in."""
+    activities = ActivityEnvironment()
+    activities.info = dataclasses.replace(
+        ActivityEnvironment.default_info(), workflow_id=workflow_id, workflow_run_id=run_id
+    )
+    return activities
+
+
+async def add_enrollment(session: AsyncSession, prospect_id: str, **fields: Any) -> None:
+    """An enrollment row as outreach records a run of the prospect's journey (`fields`: its
+    run, run id, outcome, addresses ...), on the first cadence there is (one made if none)."""
+    cadence = await session.scalar(select(models.Cadence).limit(1))
+    if cadence is None:
+        cadence = models.Cadence(name="runs")
+        session.add(cadence)
+        await session.flush()
+    session.add(
+        models.Enrollment(
+            prospect_id=prospect_id,
+            cadence_id=cadence.id,
+            cadence_version=1,
+            journey_id=journey_id(prospect_id),
+            **fields,
+        )
+    )
+
+
+async def lost_then_running(
+    sessions: async_sessionmaker[AsyncSession], prospect_id: str
+) -> tuple[str, str]:
+    """The prospect's run 1, ended lost, and run 2, running, as outreach records them (their
+    enrollment rows): their Temporal run ids."""
+    ended, running = uuid.uuid4().hex, uuid.uuid4().hex
+    async with sessions() as s:
+        lost = {"outcome": "lost", "ended_at": datetime.now(UTC), "current": False}
+        await add_enrollment(s, prospect_id, run=1, run_id=ended, **lost)
+        await add_enrollment(s, prospect_id, run=2, run_id=running)
+        await s.commit()
+    return ended, running

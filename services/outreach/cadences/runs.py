@@ -21,6 +21,7 @@ from enum import StrEnum
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -28,7 +29,7 @@ from services.outreach import models
 from services.outreach.cadences import service
 from services.outreach.cadences.enrollment import new_enrollment
 from services.outreach.consent import erasure
-from shared.contracts.journey import CadenceSnapshot, Contact, Stage
+from shared.contracts.journey import CadenceSnapshot, Contact, Stage, journey_id
 from shared.errors import AppError
 from shared.settings import Settings
 
@@ -69,6 +70,28 @@ async def run_status(client: Client, row: models.Enrollment) -> RunStatus:
     if row.run_id is None and started is not None and started < row.created_at:
         return RunStatus(RunState.NOT_STARTED)  # an earlier run's end: this one never started
     return RunStatus(RunState.ENDED, row.ended_at or described.close_time, row.outcome)
+
+
+async def calling_run_ended(session: AsyncSession) -> str:
+    """Why the journey run calling this activity may no longer reach the rep or the prospect
+    ("" when it may): its end is recorded, or a later run started. A run's end cancels its
+    background work, but an activity already under way (a meeting reminder, a last-chance task)
+    still runs here. "" outside an activity and for a run outreach has no row for (another
+    workflow, a start whose run id is not stored yet): those are not known to have ended."""
+    if not activity.in_activity():
+        return ""
+    info = activity.info()
+    prospect_id = info.workflow_id.removeprefix("journey-") if info.workflow_id else ""
+    if not prospect_id or journey_id(prospect_id) != info.workflow_id:
+        return ""
+    e = models.Enrollment
+    row = await session.scalar(
+        select(e).where(e.prospect_id == prospect_id, e.run_id == info.workflow_run_id)
+    )
+    if row is None or (row.outcome is None and row.current):
+        return ""
+    how = row.outcome or "a later run started"
+    return f"its journey run (run {row.run}) had ended ({how})"
 
 
 async def current_run(session: AsyncSession, prospect_id: str) -> models.Enrollment | None:
