@@ -139,6 +139,19 @@ class Rendered:
     invite: InvitePart | None = None  # a meeting invitation's calendar part (email only)
 
 
+@dataclass(frozen=True)
+class LateRun:
+    """A touch of a journey run whose end outreach recorded (runs.calling_run_ended): nothing of
+    it goes out now, but a message channel an earlier attempt claimed in the ledger is a retry,
+    reconciled as ever (found sent, or re-sent with its Message-ID), never refused."""
+
+    why: str
+    claimed: frozenset[str]
+
+    def refusal(self, channel: str) -> ChannelOutcome | None:
+        return None if channel in self.claimed else ChannelOutcome(channel, "skipped", self.why)
+
+
 class FieldFailure(RenderFailure):
     """A render failure and the field ("subject", "body", "html") it came from."""
 
@@ -244,6 +257,12 @@ class OutreachActivities:
         return TouchResult(result.outcomes + mine.outcomes, mine.defer_until)
 
     async def _touch(self, req: TouchRequest, invite: InvitePart | None = None) -> TouchResult:
+        late = await self._late_run(req)
+        if late is not None and not late.claimed:
+            # nothing of it started: no booking link, no render, no send
+            log.info("journey %s %s: not sent, %s", req.journey_id, req.touch_key, late.why)
+            channels = [substitute_channel(p.channel, req.contact) for p in self._plan(req)]
+            return TouchResult([ChannelOutcome(c, "skipped", late.why) for c in channels])
         now = datetime.now(UTC)
         outcomes: list[ChannelOutcome] = []
         defer_until: datetime | None = None
@@ -273,13 +292,13 @@ class OutreachActivities:
             if unmet:
                 outcomes.append(ChannelOutcome(channel, "skipped", unmet))
                 continue
-            outcome, wait = await self._one_channel(req, plan, channel, text, now)
+            outcome, wait = await self._one_channel(req, plan, channel, text, now, late)
             outcomes.append(outcome)
             waits = [wait]
             fallback = self._fallback(req, channel, text, outcome, in_touch)
             if fallback is not None:
                 # the touch was meant to reach the prospect twice: another way in, recorded
-                outcome, wait = await self._one_channel(req, *fallback, now)
+                outcome, wait = await self._one_channel(req, *fallback, now, late)
                 outcomes.append(outcome)
                 waits.append(wait)
             for when in waits:
@@ -287,10 +306,37 @@ class OutreachActivities:
                     defer_until = min(defer_until or when, when)
         return TouchResult(outcomes, defer_until.isoformat() if defer_until else None)
 
+    async def _late_run(self, req: TouchRequest) -> LateRun | None:
+        """None while the calling journey run runs; else why its touch must not go, and the
+        channels an earlier attempt of it claimed in the ledger."""
+        async with self.sessions() as session:
+            why = await runs.calling_run_ended(session)
+            if not why:
+                return None
+            m = models.Message
+            claimed = await session.scalars(
+                select(m.channel).where(
+                    m.journey_id == req.journey_id,
+                    m.touch_key == req.touch_key,
+                    m.status != "pending",
+                )
+            )
+            return LateRun(why, frozenset(claimed.all()))
+
     async def _one_channel(
-        self, req: TouchRequest, plan: PlannedSend, channel: str, text: Rendered, now: datetime
+        self,
+        req: TouchRequest,
+        plan: PlannedSend,
+        channel: str,
+        text: Rendered,
+        now: datetime,
+        late: LateRun | None = None,
     ) -> tuple[ChannelOutcome, datetime | None]:
-        """One channel of the touch: a rep task, or a send now, or the time it may go."""
+        """One channel of the touch: a rep task, or a send now, or the time it may go; or
+        nothing, for a run that ended."""
+        refusal = late.refusal(channel) if late is not None else None
+        if refusal is not None:
+            return refusal, None
         window = window_for(req.kind, req.send_window)
         allowed = next_allowed(now, req.contact.timezone, channel, window, req.contact.phone)
         if channel in TASK_CHANNELS:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email import policy
 from email.message import EmailMessage
@@ -19,12 +20,21 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
+from sqlalchemy import delete, update
 
 from devstack.sandbox.mailbox import Mailbox, start_smtp
+from services.outreach import models
+from services.outreach.activities import activities_for, close_activities
 from shared.contracts.journey import (
     CadenceStep,
     SendWindow,
+    TouchRequest,
+    journey_id,
+    run_key,
 )
+from tests.support.runs import as_run, lost_then_running
+from tests.support.sandboxes import EMAIL, SMS, touch_request
+from tests.support.scenarios import daytime_zone, random_phone
 from tests.support.sending import POSTAL, Rig, SendingRig, contact, email_touch, outcome
 from tests.support.serve import HTTP_TIMEOUT
 
@@ -326,3 +336,71 @@ async def test_a_missing_time_zone_is_inferred_from_the_phone_for_texts(
             texts = await client.get(f"{r.sb.twilio_url}/sandbox/messages", params={"to": phone})
         body = texts.json()
         assert (body["messages"] if isinstance(body, dict) else body) == []
+
+
+# --- a journey run's late work -------------------------------------------------------------------
+
+
+async def test_a_touch_of_a_journey_run_that_ended_does_not_go(sending_rig: SendingRig) -> None:
+    """A run's end cancels its background work, but a touch under way (a meeting reminder, a
+    referral ask) may reach outreach after the end was recorded: nothing of it goes (a lost
+    deal's meeting reminder; the next run sends its own). A channel an earlier attempt claimed
+    in the ledger is a retry still: reconciled as ever, neither refused nor sent twice."""
+    async with sending_rig() as r:
+        c = contact(timezone=daytime_zone(), phone=random_phone())
+        wid = journey_id(c.prospect_id)
+        acts = activities_for(r.settings, r.sessions)
+        send = next(a for a in acts if getattr(a, "__name__", "") == "send_touch")
+        try:
+            # the first attempt of the run's last touch, while it ran (no row says otherwise)
+            touch = touch_request(c, EMAIL, SMS, key="step-1")
+            first = await as_run(wid, "run-1").run(send, touch)
+            assert {o.channel: o.status for o in first.outcomes} == {"email": "sent", "sms": "sent"}
+            ended, running = await lost_then_running(r.sessions, c.prospect_id, ended="run-1")
+            reminder = TouchRequest(
+                wid,
+                "meeting-reminder:m1",
+                "meeting_reminder",
+                c,
+                channels=["email", "sms"],
+                variables={"meeting_title": "Demo", "meeting_time": "Tuesday 10:00"},
+            )
+            late = await as_run(wid, ended).run(send, reminder)
+            why = "its journey run (run 1) had ended (lost)"
+            assert {(o.channel, o.status, o.detail) for o in late.outcomes} == {
+                ("email", "skipped", why),
+                ("sms", "skipped", why),
+            }
+            assert {row.touch_key for row in await r.ledger(c)} == {"step-1"}
+            # the touch's retry finds what went
+            again = await as_run(wid, ended).run(send, touch)
+            assert {o.status for o in again.outcomes} == {"already_sent"}
+            # an attempt that claimed the email (the provider may have it) and died before the
+            # text: the retry reconciles the email with its Message-ID; the text stays unsent
+            [email] = [row for row in await r.ledger(c) if row.channel == "email"]
+            async with r.sessions() as s:
+                await s.execute(
+                    update(models.Message)
+                    .where(models.Message.id == email.id)
+                    .values(status="sending", sending_until=None)
+                )
+                await s.execute(
+                    delete(models.Message).where(
+                        models.Message.prospect_id == c.prospect_id,
+                        models.Message.channel == "sms",
+                    )
+                )
+                await s.commit()
+            retried = await as_run(wid, ended).run(send, touch)
+            assert {(o.channel, o.status) for o in retried.outcomes} == {
+                ("email", "sent"),
+                ("sms", "skipped"),
+            }
+            [row] = await r.ledger(c)
+            assert (row.status, row.provider_id) == ("submitted", email.provider_id)
+            # the running run sends its own reminder
+            own = replace(reminder, journey_id=run_key(c.prospect_id, 2))
+            mine = await as_run(wid, running).run(send, own)
+            assert {o.status for o in mine.outcomes} == {"sent"}
+        finally:
+            await close_activities(acts)

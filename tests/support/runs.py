@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -95,10 +95,19 @@ async def decide(
 
 
 def as_run(workflow_id: str, run_id: str) -> ActivityEnvironment:
-    """An activity context as run `run_id` of workflow `workflow_id` calls its activities in."""
+    """An activity context as run `run_id` of workflow `workflow_id` calls its activities in:
+    an attempt started now with a minute to run (the default's started in 1970, out of time)."""
+    now = datetime.now(UTC)
     activities = ActivityEnvironment()
     activities.info = dataclasses.replace(
-        ActivityEnvironment.default_info(), workflow_id=workflow_id, workflow_run_id=run_id
+        ActivityEnvironment.default_info(),
+        workflow_id=workflow_id,
+        workflow_run_id=run_id,
+        scheduled_time=now,
+        current_attempt_scheduled_time=now,
+        started_time=now,
+        start_to_close_timeout=timedelta(minutes=1),
+        schedule_to_close_timeout=None,
     )
     return activities
 
@@ -123,11 +132,11 @@ async def add_enrollment(session: AsyncSession, prospect_id: str, **fields: Any)
 
 
 async def lost_then_running(
-    sessions: async_sessionmaker[AsyncSession], prospect_id: str
+    sessions: async_sessionmaker[AsyncSession], prospect_id: str, ended: str = ""
 ) -> tuple[str, str]:
     """The prospect's run 1, ended lost, and run 2, running, as outreach records them (their
-    enrollment rows): their Temporal run ids."""
-    ended, running = uuid.uuid4().hex, uuid.uuid4().hex
+    enrollment rows): their Temporal run ids (run 1's is `ended` when given)."""
+    ended, running = ended or uuid.uuid4().hex, uuid.uuid4().hex
     async with sessions() as s:
         lost = {"outcome": "lost", "ended_at": datetime.now(UTC), "current": False}
         await add_enrollment(s, prospect_id, run=1, run_id=ended, **lost)
