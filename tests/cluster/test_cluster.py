@@ -28,11 +28,10 @@ import httpx
 import pytest
 from sqlalchemy.engine import make_url
 from temporalio.api.enums.v1 import TaskQueueType
-from temporalio.api.taskqueue.v1 import TaskQueue
-from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
 from devstack.cluster_stack import WORKER_QUEUES, ClusterStack
+from shared.capabilities import STORED_STEPS, capabilities, poller_identities
 from shared.settings import SERVICES
 from tests.support.cluster import Sent, all_up_again, kill, outbound, tended
 from tests.support.cluster import cluster_stack as support_cluster_stack
@@ -106,14 +105,12 @@ async def check_sent_once(urls: Urls, prospect: dict[str, Any]) -> int:
 
 
 async def pollers(client: Client, task_queue: str, kind: TaskQueueType.ValueType) -> set[str]:
-    described = await client.workflow_service.describe_task_queue(
-        DescribeTaskQueueRequest(
-            namespace=client.namespace,
-            task_queue=TaskQueue(name=task_queue),
-            task_queue_type=kind,
-        )
-    )
-    return {p.identity for p in described.pollers}
+    """The pollers Temporal lists on every partition of `task_queue` (the APIs' own question,
+    shared.capabilities, asked of the real server), each as `<pid>@<host>`; every one says it
+    knows stored steps (this release's workers), or the APIs' `auto` would carry templates."""
+    identities = await poller_identities(client, task_queue, kind)
+    assert all(STORED_STEPS in capabilities(i) for i in identities), identities
+    return {identity.split()[0] for identity in identities}
 
 
 async def test_journeys_on_the_cluster_survive_killed_workers_and_a_history_restart(
