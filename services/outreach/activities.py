@@ -920,8 +920,8 @@ class OutreachActivities:
                 context=dict(req.context),
                 due_at=datetime.fromisoformat(req.due_at) if req.due_at else datetime.now(UTC),
             )
-            # asked last, as close to the insert as can be: the run's end may be recorded while
-            # the card is read
+            # asked after the card is read (the run's end may be recorded meanwhile), and held
+            # to the commit: an end is recorded before this check, or after the task
             ended = await runs.calling_run_ended(session)
             if ended:
                 _not_opened(task, ended)

@@ -5,6 +5,7 @@ signed webhook to a real local receiver). SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,7 +25,14 @@ from tests.support.eventually import eventually
 from tests.support.fixtures import Ground
 from tests.support.inbox import InboxRig, inbox_rig
 from tests.support.ports import free_port
-from tests.support.runs import as_run, lost_then_running
+from tests.support.runs import (
+    LOST,
+    REPLACED,
+    add_enrollment,
+    as_run,
+    lost_then_running,
+    while_its_end_is_recorded,
+)
 from tests.support.scenarios import random_phone
 from tests.support.serve import HTTP_TIMEOUT, serve
 from tests.support.settings import ADMIN_ACTOR, API_KEY, AUTH, SERVICE_AUTH
@@ -588,6 +596,33 @@ async def test_a_task_made_after_its_journey_run_ended_is_not_opened(inbox: Inbo
         )
         told = {e.payload["data"]["task_id"] for e in events.all()}
     assert live in told and late not in told  # subscribers hear of the open one only
+
+
+@pytest.mark.parametrize(
+    ("end", "how"), [(LOST, "lost"), (REPLACED, "a later run started")], ids=["lost", "replaced"]
+)
+async def test_a_task_of_a_run_ending_as_it_is_made_is_opened_before_the_end_or_not_at_all(
+    inbox: InboxRig, end: dict[str, Any], how: str
+) -> None:
+    """The run's end (its outcome, or a later run started) is being recorded as its task is
+    made: the task waits for the end's commit and sees it (not opened), rather than reading
+    the run as it was and opening once the end is committed."""
+    r = inbox
+    rep = await r.rep("Rita Rep")
+    ada = await r.prospect("Ada")
+    run_id = uuid.uuid4().hex
+    async with r.sessions() as s:
+        await add_enrollment(s, ada["id"], run=1, run_id=run_id)
+        await s.commit()
+    made = as_run(journey_id(ada["id"]), run_id).run(r.task, ada, rep, "last_chance:d1")
+    url = r.sb.settings.database_url("outreach")
+    task = await while_its_end_is_recorded(url, ada["id"], run_id, end, made)
+    closed = (await r.api.get(f"/tasks/{task}", headers=AUTH)).json()
+    assert (closed["status"], closed["notes"]) == (
+        "closed",
+        f"not opened: its journey run (run 1) had ended ({how})",
+    )
+    assert await r.inbox(rep) == []
 
 
 async def test_a_managers_escalation_notice_reaches_them_by_their_channel(inbox: InboxRig) -> None:

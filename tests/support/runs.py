@@ -3,17 +3,20 @@ runs as outreach records them, for activities called as a run calls them."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import uuid
+from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 from temporalio.testing import ActivityEnvironment
 
 from services.outreach import models
 from shared.contracts.journey import journey_id
+from shared.db import create_engine, is_sqlite, session_factory
 from tests.support.eventually import eventually
 from tests.support.scenarios import Driver, fast_cadence
 
@@ -143,3 +146,52 @@ async def lost_then_running(
         await add_enrollment(s, prospect_id, run=2, run_id=running)
         await s.commit()
     return ended, running
+
+
+T = TypeVar("T")
+
+# a run's end as its writers record it: its outcome (record_run_end), or a later run started
+# (plan_run)
+LOST = {"outcome": "lost"}
+REPLACED = {"current": False}
+
+
+async def while_its_end_is_recorded(
+    database_url: str, prospect_id: str, run_id: str, end: dict[str, Any], work: Awaitable[T]
+) -> T:
+    """`work` (an activity as run `run_id` calls it) done while another connection records that
+    run's `end` (LOST, REPLACED): written before the work starts, committed once the work is
+    done or waits for it. The work, ordered against the end, either commits before it or sees
+    it: here it starts after the write, so it must see it. On PostgreSQL the end commits once
+    a backend waits on its lock (or the work is done); SQLite's one writer orders them whenever
+    it commits."""
+    engine = create_engine(database_url)
+    try:
+        async with session_factory(engine)() as s:
+            e = models.Enrollment
+            where = (e.prospect_id == prospect_id, e.run_id == run_id)
+            await s.execute(update(e).where(*where).values(**end))
+            pending = asyncio.ensure_future(work)
+            if not is_sqlite(database_url):
+                ender = (await s.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+                async with engine.connect() as watch:
+
+                    async def waiting_or_done() -> bool:
+                        return pending.done() or await _blocked_by(watch, ender)
+
+                    await eventually(waiting_or_done, "the work waiting on the end's lock")
+            await s.commit()
+        return await pending
+    finally:
+        await engine.dispose()
+
+
+async def _blocked_by(conn: AsyncConnection, pid: int) -> bool:
+    """Whether a backend waits on a lock `pid` holds (each look a transaction of its own: the
+    activity view is read once per transaction)."""
+    waiting = await conn.scalar(
+        text("SELECT count(*) FROM pg_stat_activity WHERE :pid = ANY(pg_blocking_pids(pid))"),
+        {"pid": pid},
+    )
+    await conn.rollback()
+    return bool(waiting)

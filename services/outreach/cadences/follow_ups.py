@@ -66,6 +66,8 @@ class RunActivities:
             select(e).where(e.prospect_id == end.prospect_id, e.run == end.run)
         )
         if row is not None and row.outcome is None:
+            # written under the row's lock: an activity of the run holding it
+            # (runs.calling_run_ended) commits its task or claim first, later ones see the end
             row.outcome, row.ended_at = end.outcome, at
         if end.outcome != Stage.NURTURE or not end.cadence_id:
             return

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus
@@ -72,12 +72,19 @@ async def run_status(client: Client, row: models.Enrollment) -> RunStatus:
     return RunStatus(RunState.ENDED, row.ended_at or described.close_time, row.outcome)
 
 
-async def calling_run_ended(session: AsyncSession) -> str:
+async def calling_run_ended(session: AsyncSession, *, hold: bool = True) -> str:
     """Why the journey run calling this activity may no longer reach the rep or the prospect
     ("" when it may): its end is recorded, or a later run started. A run's end cancels its
     background work, but an activity already under way (a meeting reminder, a last-chance task)
     still runs here. "" outside an activity and for a run outreach has no row for (another
-    workflow, a start whose run id is not stored yet): those are not known to have ended."""
+    workflow, a start whose run id is not stored yet): those are not known to have ended.
+
+    With `hold`, the answer holds until the session's transaction ends: the run's row is held
+    (see _hold_run), and every writer that ends a run updates that row (record_run_end; plan_run
+    when a later run starts), so an end is committed either before this read, which then sees
+    it, or after the caller's commit. What the caller writes on a "" (a task, a ledger claim)
+    belongs in the same transaction; it must not call a provider while holding it. Without, a
+    read that waits for nothing: an early look, to be asked again where it matters."""
     if not activity.in_activity():
         return ""
     info = activity.info()
@@ -85,13 +92,29 @@ async def calling_run_ended(session: AsyncSession) -> str:
     if not prospect_id or journey_id(prospect_id) != info.workflow_id:
         return ""
     e = models.Enrollment
-    row = await session.scalar(
-        select(e).where(e.prospect_id == prospect_id, e.run_id == info.workflow_run_id)
-    )
+    where = (e.prospect_id == prospect_id, e.run_id == info.workflow_run_id)
+    row = await (_hold_run(session, *where) if hold else session.scalar(select(e).where(*where)))
     if row is None or (row.outcome is None and row.current):
         return ""
     how = row.outcome or "a later run started"
     return f"its journey run (run {row.run}) had ended ({how})"
+
+
+async def _hold_run(session: AsyncSession, *where: ColumnElement[bool]) -> models.Enrollment | None:
+    """The enrollment row, held until the transaction ends against a writer ending its run.
+    PostgreSQL: FOR SHARE (activities of one run do not wait on each other). SQLite has no row
+    locks and runs a read before any write outside a transaction: a write first (changing
+    nothing) takes its one write lock, so the read and the caller's writes are one
+    transaction no other connection writes in."""
+    e = models.Enrollment
+    # populate_existing: a row this session loaded earlier is read again, not taken as it was
+    query = select(e).where(*where).execution_options(populate_existing=True)
+    if session.get_bind().dialect.name == "sqlite":
+        await session.execute(
+            update(e).where(*where).values(run=e.run).execution_options(synchronize_session=False)
+        )
+        return await session.scalar(query)
+    return await session.scalar(query.with_for_update(read=True))
 
 
 async def current_run(session: AsyncSession, prospect_id: str) -> models.Enrollment | None:
@@ -181,6 +204,8 @@ async def plan_run(
     row.origin = new.origin
     row.start_stage = new.start_stage
     if existing is not None:
+        # the ended run's row too, under its lock: an activity of that run holding it
+        # (calling_run_ended) commits first, or waits and sees a later run started
         await session.execute(
             update(models.Enrollment)
             .where(models.Enrollment.prospect_id == new.prospect_id)
