@@ -310,7 +310,8 @@ class OutreachActivities:
         """None while the calling journey run runs; else why its touch must not go, and the
         channels an earlier attempt of it claimed in the ledger."""
         async with self.sessions() as session:
-            why = await runs.calling_run_ended(session)
+            # an early look, to spare the render; the claim asks again, held (_send_once)
+            why = await runs.calling_run_ended(session, hold=False)
             if not why:
                 return None
             m = models.Message
@@ -521,6 +522,14 @@ class OutreachActivities:
                     await session.rollback()  # releases the lock; the row stays pending
                     until = decision.defer_until
                     return ChannelOutcome(channel, "deferred", until.isoformat()), until
+            if not resend:
+                # _touch asked before rendering; asked again in the claim's transaction, held
+                # to its commit: an end recorded since sends nothing (a retry of a claim is
+                # reconciled, whatever became of the run)
+                ended = await runs.calling_run_ended(session)
+                if ended:
+                    await session.rollback()  # the row stays pending, unclaimed
+                    return ChannelOutcome(channel, "skipped", ended), None
             deadline = send_lease.attempt_deadline()
             lease = send_lease.lease_end(deadline, self._provider_timeout(channel))
             claim = {

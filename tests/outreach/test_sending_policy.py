@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email import policy
@@ -32,7 +33,13 @@ from shared.contracts.journey import (
     journey_id,
     run_key,
 )
-from tests.support.runs import as_run, lost_then_running
+from tests.support.runs import (
+    LOST,
+    add_enrollment,
+    as_run,
+    lost_then_running,
+    while_its_end_is_recorded,
+)
 from tests.support.sandboxes import EMAIL, SMS, touch_request
 from tests.support.scenarios import daytime_zone, random_phone
 from tests.support.sending import POSTAL, Rig, SendingRig, contact, email_touch, outcome
@@ -404,3 +411,33 @@ async def test_a_touch_of_a_journey_run_that_ended_does_not_go(sending_rig: Send
             assert {o.status for o in mine.outcomes} == {"sent"}
         finally:
             await close_activities(acts)
+
+
+async def test_a_touch_of_a_run_ending_as_it_goes_out_is_claimed_before_the_end_or_not_at_all(
+    sending_rig: SendingRig,
+) -> None:
+    """The run's end is being recorded as its touch renders: the touch's early look finds the
+    run as it was, but each channel's claim in the ledger waits for the end's commit and sees
+    it: nothing is claimed, nothing goes (a claim read before the end would send after it)."""
+    async with sending_rig() as r:
+        c = contact(timezone=daytime_zone(), phone=random_phone())
+        run_id = uuid.uuid4().hex
+        async with r.sessions() as s:
+            await add_enrollment(s, c.prospect_id, run=1, run_id=run_id)
+            await s.commit()
+        acts = activities_for(r.settings, r.sessions)
+        send = next(a for a in acts if getattr(a, "__name__", "") == "send_touch")
+        try:
+            touch = touch_request(c, EMAIL, SMS, key="step-1")
+            going = as_run(journey_id(c.prospect_id), run_id).run(send, touch)
+            url = r.settings.database_url("outreach")
+            result = await while_its_end_is_recorded(url, c.prospect_id, run_id, LOST, going)
+        finally:
+            await close_activities(acts)
+        why = "its journey run (run 1) had ended (lost)"
+        assert {(o.channel, o.status, o.detail) for o in result.outcomes} == {
+            ("email", "skipped", why),
+            ("sms", "skipped", why),
+        }
+        # on SQLite the end may be in before the early look: then no row at all
+        assert {row.status for row in await r.ledger(c)} <= {"pending"}
