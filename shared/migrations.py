@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from alembic import command, context
+from alembic import command, context, op
 from alembic.config import Config
 from sqlalchemy import MetaData, pool
 from sqlalchemy.engine import Connection
@@ -38,6 +38,20 @@ def upgrade(settings: Settings, service: str, revision: str = "heads") -> None:
 def upgrade_all(settings: Settings) -> None:
     for service in SERVICES:
         upgrade(settings, service)
+
+
+def create_index_online(name: str, table: str, columns: list[str]) -> None:
+    """An index on a table the running release writes to (migrations run before the rollout,
+    the previous release serving): on PostgreSQL built CONCURRENTLY, outside the migration's
+    transaction, so that inserts go on meanwhile; a plain CREATE INDEX blocks them until every
+    migration of the service has run, however long the build of a big table takes. A build a
+    crash left half done (an invalid index) is dropped and built again."""
+    if op.get_bind().dialect.name != "postgresql":
+        op.create_index(name, table, columns)
+        return
+    with op.get_context().autocommit_block():
+        op.drop_index(name, table_name=table, postgresql_concurrently=True, if_exists=True)
+        op.create_index(name, table, columns, postgresql_concurrently=True)
 
 
 def run_env(metadata: MetaData) -> None:

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Select, select, update
+from sqlalchemy import Select, event, select, update
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.deals.models import EventOutbox
@@ -267,3 +268,50 @@ async def test_every_prune_finds_its_old_rows_through_an_index(
         for relay in relays:
             await relay.stop()
         await engine.dispose()
+
+
+# the retention prunes' indexes (the migrations of 9eab940): tables a running release writes to
+PRUNE_INDEXES = {
+    "ix_event_deliveries_status_created_at": "event_deliveries",
+    "ix_event_deliveries_event_id": "event_deliveries",
+    "ix_webhook_events_created_at": "webhook_events",
+    "ix_rejected_items_created_at": "rejected_items",
+    "ix_outbox_status_created_at": "outbox",
+    "ix_event_outbox_status_created_at": "event_outbox",
+}
+
+
+@pytest.mark.empty_databases
+@pytest.mark.parametrize("service", ["prospecting", "deals", "outreach"])
+async def test_the_prune_indexes_are_built_without_blocking_writes_to_their_tables(
+    service: str, tmp_path: Path, database_urls: dict[str, str]
+) -> None:
+    """The release before keeps running while `closeflow migrate` runs: on PostgreSQL an index
+    built on a table of webhook events or outbox rows that have grown for months must leave the
+    table writable (a plain CREATE INDEX holds a SHARE lock, which blocks every insert, until
+    the service's whole migration transaction ends)."""
+    if not database_urls[service].startswith("postgresql"):
+        pytest.skip("SQLite has one writer: a migration blocks it whatever it does")
+    settings = make_settings(tmp_path, database_urls)
+    held: dict[str, list[str]] = {}
+
+    def locks_after(conn: Connection, cursor: Any, statement: str, *_: Any) -> None:
+        name = re.search(r"CREATE INDEX (?:CONCURRENTLY )?(?:IF NOT EXISTS )?(\w+)", statement)
+        if name is None or name[1] not in PRUNE_INDEXES:
+            return
+        table = PRUNE_INDEXES[name[1]]
+        check = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        check.execute(
+            "SELECT mode FROM pg_locks WHERE pid = pg_backend_pid() "
+            f"AND relation = '{table}'::regclass AND mode IN ('ShareLock', 'ExclusiveLock', "
+            "'AccessExclusiveLock', 'ShareRowExclusiveLock')"
+        )
+        held[name[1]] = [row[0] for row in check.fetchall()]
+
+    event.listen(Engine, "after_cursor_execute", locks_after)
+    try:
+        await asyncio.to_thread(upgrade, settings, service)
+    finally:
+        event.remove(Engine, "after_cursor_execute", locks_after)
+    assert held, "no prune index built"
+    assert held == {key: [] for key in held}, held

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
+from shared.migrations import create_index_online
+
 revision: str = "0022_prune_indexes"
 # rejected_items comes with 0002, the event tables with 0016: both must exist first
 down_revision: str | Sequence[str] | None = ("0002_inbox", "0016_event_subscriptions")
@@ -27,7 +29,7 @@ INDEXES = (
 
 def upgrade() -> None:
     for name, table, columns in INDEXES:
-        op.create_index(name, table, columns)
+        create_index_online(name, table, columns)
 
 
 def downgrade() -> None:

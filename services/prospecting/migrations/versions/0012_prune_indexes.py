@@ -9,6 +9,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
+from shared.migrations import create_index_online
+
 revision: str = "0012"
 down_revision: str | Sequence[str] | None = "0003"  # the outbox came with 0003
 branch_labels: str | Sequence[str] | None = None
@@ -17,7 +19,7 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     # the status first: the prune wants the delivered rows among the old
-    op.create_index("ix_outbox_status_created_at", "outbox", ["status", "created_at"])
+    create_index_online("ix_outbox_status_created_at", "outbox", ["status", "created_at"])
 
 
 def downgrade() -> None:
