@@ -28,7 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Mapped, declared_attr, mapped_column
+from sqlalchemy.orm import InstrumentedAttribute, Mapped, declared_attr, mapped_column
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
 from temporalio.client import Client
@@ -160,10 +160,15 @@ async def delete_tree(
     return deleted
 
 
-def about_prospect(body: ColumnElement[Any], prospect_id: str) -> ColumnElement[bool]:
-    """An event body (shared.events.event_body, a JSON column) that names the prospect."""
-    named: ColumnElement[bool] = body[("data", "prospect_id")].as_string() == prospect_id
+def named_prospect(body: ColumnElement[Any] | InstrumentedAttribute[Any]) -> ColumnElement[str]:
+    """The prospect an event body (shared.events.event_body, a JSON column) names."""
+    named: ColumnElement[str] = body[("data", "prospect_id")].as_string()
     return named
+
+
+def about_prospect(body: ColumnElement[Any], prospect_id: str) -> ColumnElement[bool]:
+    """An event body that names the prospect."""
+    return named_prospect(body) == prospect_id
 
 
 class ErasedPersonColumns:

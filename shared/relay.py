@@ -274,7 +274,7 @@ class Relay(Generic[ItemT]):
             # after the work, not before: pruning never delays the first pass's claim
             more_to_prune = False
             now = asyncio.get_running_loop().time()
-            if self._prunes() and now - last_prune >= self.timing.prune_seconds:
+            if self.retained() and now - last_prune >= self.timing.prune_seconds:
                 last_prune = now
                 more_to_prune = await self._prune_quietly()
                 if more_to_prune:
@@ -428,9 +428,6 @@ class Relay(Generic[ItemT]):
         if t.finished is not None and t.created_at is not None and self.timing.retention:
             own = [Retained(t.id, t.created_at, self.timing.retention, t.finished)]
         return own + list(self._also_prune)
-
-    def _prunes(self) -> bool:
-        return self.table.finished is not None or bool(self._also_prune)
 
     async def prune_once(self) -> bool:
         """One batch of each table's old rows; True when a batch came back full (more to go)."""

@@ -37,7 +37,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from icalendar import Calendar, Event, vCalAddress, vText
 
 from shared.contracts.journey import TouchRequest, journey_id
-from shared.contracts.meetings import CANCEL, InviteRequest, invite_touch_key
+from shared.contracts.meetings import CANCEL, InviteRequest, invite_touch_key, meeting_uid
 from shared.contracts.plan import repeated
 from shared.timezones import prospect_zone
 
@@ -90,7 +90,7 @@ def calendar_text(
     cal.add("calscale", "GREGORIAN")
     cal.add("method", invite.method)
     event = Event()
-    event.add("uid", invite.uid or f"{invite.meeting_id}@{domain}")
+    event.add("uid", invite.uid or meeting_uid(invite.meeting_id, domain))
     event.add("sequence", invite.sequence)
     event.add("dtstamp", datetime.fromisoformat(invite.stamp))
     event.add("dtstart", _calendar_time(starts, zone))

@@ -63,6 +63,13 @@ def journey_id(prospect_id: str) -> str:
     return f"journey-{prospect_id}"
 
 
+def prospect_of_journey(workflow_id: str) -> str | None:
+    """The prospect whose journey has this workflow id (journey_id's inverse); None for any
+    other workflow."""
+    prospect_id = workflow_id.removeprefix("journey-")
+    return prospect_id if prospect_id and journey_id(prospect_id) == workflow_id else None
+
+
 def run_key(prospect_id: str, run: int) -> str:
     """What a journey run's rows are keyed by (messages, tasks, stage changes, its deal): the
     workflow id for the first run, so rows made before runs existed keep their keys, and

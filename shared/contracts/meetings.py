@@ -41,6 +41,12 @@ class InviteRequest:
     contact: Contact
 
 
+def meeting_uid(meeting_id: str, domain: str) -> str:
+    """A meeting's calendar UID: its id at the sending domain (deals fixes it on the meeting when
+    the first invitation goes; an invitation from before that carries none and is computed)."""
+    return f"{meeting_id}@{domain}"
+
+
 def invite_touch_key(invite: MeetingInvite) -> str:
     """The ledger key of one invitation: a retry (or a repeated start) finds its row."""
     if invite.method == CANCEL:

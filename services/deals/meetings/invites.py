@@ -19,7 +19,13 @@ from temporalio.service import RPCError
 
 from services.deals.core import history
 from services.deals.models import Deal, Meeting
-from shared.contracts.meetings import CANCEL, InviteOutcome, MeetingInvite, meeting_invite_id
+from shared.contracts.meetings import (
+    CANCEL,
+    InviteOutcome,
+    MeetingInvite,
+    meeting_invite_id,
+    meeting_uid,
+)
 from shared.contracts.queues import TaskQueues
 from shared.db import utcnow
 from shared.errors import AppError
@@ -35,7 +41,7 @@ def pin_uid(request: Request, meeting: Meeting) -> None:
     into a second event in the prospect's calendar, or a cancellation into an unknown one."""
     if meeting.invite_uid is None:
         domain = address_domain(request.app.state.settings.email_from)
-        meeting.invite_uid = f"{meeting.id}@{domain}"
+        meeting.invite_uid = meeting_uid(meeting.id, domain)
 
 
 def invitation(deal: Deal, meeting: Meeting, method: str, prefix: str) -> MeetingInvite:

@@ -29,7 +29,7 @@ from services.outreach import models
 from services.outreach.cadences import service
 from services.outreach.cadences.enrollment import new_enrollment
 from services.outreach.consent import erasure
-from shared.contracts.journey import CadenceSnapshot, Contact, Stage, journey_id
+from shared.contracts.journey import CadenceSnapshot, Contact, Stage, prospect_of_journey
 from shared.errors import AppError
 from shared.settings import Settings
 
@@ -88,8 +88,8 @@ async def calling_run_ended(session: AsyncSession, *, hold: bool = True) -> str:
     if not activity.in_activity():
         return ""
     info = activity.info()
-    prospect_id = info.workflow_id.removeprefix("journey-") if info.workflow_id else ""
-    if not prospect_id or journey_id(prospect_id) != info.workflow_id:
+    prospect_id = prospect_of_journey(info.workflow_id or "")
+    if prospect_id is None:
         return ""
     e = models.Enrollment
     where = (e.prospect_id == prospect_id, e.run_id == info.workflow_run_id)

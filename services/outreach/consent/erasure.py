@@ -50,6 +50,7 @@ from shared.erasure import (
     is_erased_address,
     is_erased_digest,
     keep_digests,
+    named_prospect,
 )
 from shared.errors import AppError
 from shared.events import STAGE_CHANGED
@@ -179,7 +180,7 @@ async def _unname_in_events(session: AsyncSession, order: ErasureOrder) -> int:
     if not order.referred_prospect_ids:
         return 0
     events = models.WebhookEvent
-    named = events.payload[("data", "prospect_id")].as_string()
+    named = named_prospect(events.payload)
     rows = await session.scalars(
         select(events).where(events.type == STAGE_CHANGED, named.in_(order.referred_prospect_ids))
     )
