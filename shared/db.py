@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, TypeVar
 
 import asyncpg
 from fastapi import Depends, Request
-from sqlalchemy import DateTime, Select, Table, TypeDecorator, event
+from sqlalchemy import DateTime, Select, Table, TypeDecorator, event, func, select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
@@ -32,6 +32,14 @@ def new_id() -> str:
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+async def hold_lock(session: AsyncSession, name: str) -> None:
+    """Serialise the transactions that take the lock `name` until each ends: on PostgreSQL a
+    transaction-level advisory lock (released at commit or rollback); SQLite has one writer at a
+    time already and nothing finer to take."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(name, 0))))
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -5,7 +5,15 @@ from __future__ import annotations
 from fastapi import FastAPI
 from temporalio.client import Client
 
-from services.prospecting import api_keys, codec_server, dashboard, exports, funnel_api, metrics
+from services.prospecting import (
+    api_keys,
+    codec_server,
+    dashboard,
+    exports,
+    funnel_api,
+    funnel_queue,
+    metrics,
+)
 from services.prospecting.access import ACCESS
 from services.prospecting.api import router
 from services.prospecting.models import AuditEntry
@@ -43,13 +51,22 @@ def create_app(
         # bookkeeping rows (counters, the outbox, keyring cursors) are consequences, not changes
         audit=AuditConfig(
             AuditEntry,
-            skip=frozenset({"funnel_counts", "funnel_durations", "outbox", "assignment_cursors"}),
+            skip=frozenset(
+                {
+                    "funnel_counts",
+                    "funnel_durations",
+                    "funnel_pending",
+                    "outbox",
+                    "assignment_cursors",
+                }
+            ),
         ),
     )
     # calls to the other services: timelines (read), and the outbox relay (rep moves, erasures)
     app.state.peer_http = peer_client(service_key(settings), timeout=5.0)
     app.state.cleanup.append(app.state.peer_http.aclose)
     install_outbox_relay(app, settings, outbox_timing)
+    funnel_queue.install(app)  # stage changes into the funnel's counters
     # the dashboard's key: a cookie set by the posted sign-in form, never a query string
     app.add_middleware(PageKeyMiddleware)
     # the payload codec for Temporal's UI and CLI (issue 11): the keyring lives here

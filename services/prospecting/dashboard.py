@@ -21,7 +21,7 @@ import httpx
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
-from services.prospecting import funnel, schemas
+from services.prospecting import funnel, funnel_queue, schemas
 from shared.auth import ApiKey
 from shared.bounds import INT32_MAX
 from shared.db import Session
@@ -120,6 +120,7 @@ async def dashboard(
 ) -> Response:
     w = funnel.window(from_, to)
     filters = funnel.Filters(cadence_id, rep_id, source)
+    await funnel_queue.roll_up_all(request.app.state.sessions)
     (group,) = await funnel.compute(session, w, filters)
     stages = [funnel.stage_json(s, n) for s, n in group.stages.items()]
     widest = max((s["entered"] for s in stages), default=0) or 1

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 
-from services.prospecting import funnel, schemas
+from services.prospecting import funnel, funnel_queue, schemas
 from shared.auth import require_api_key
 from shared.bounds import INT32_MAX
 from shared.db import Session
@@ -29,13 +29,15 @@ SourceFilter = Annotated[schemas.Source | None, Query(description="cold, referra
 
 @dataclass(frozen=True)
 class Scope:
-    """What both routes count over: the window of days and the cadence/rep/source filters."""
+    """What both routes count over: the window of days and the cadence/rep/source filters (every
+    change committed before the request in the counters: funnel_queue.counted)."""
 
     window: funnel.Window
     filters: funnel.Filters
 
 
 def _scope(
+    _counted: Annotated[None, Depends(funnel_queue.counted)],
     from_: From = None,
     to: To = None,
     cadence_id: CadenceId = None,

@@ -25,7 +25,7 @@ from services.prospecting import (
     auto_enroll,
     erasure,
     fit,
-    funnel,
+    funnel_queue,
     icp,
     schemas,
     service,
@@ -303,7 +303,7 @@ async def _write_batch(
         for p in new
     ]
     await session.execute(insert(StageHistory), first_changes)
-    await funnel.count(session, first_changes)  # the funnel's counters, same transaction
+    await funnel_queue.queue(session, [c["id"] for c in first_changes])
     # the subscribers hear of imported prospects as of those made one by one (issue 14)
     await service.queue_stage_events(session, first_changes)
 

@@ -112,6 +112,18 @@ class StageHistory(Base):
     __table_args__ = (Index("ix_stage_history_prospect", "prospect_id", "at"),)
 
 
+class FunnelPending(Base):
+    """A recorded stage change not yet added to the funnel's aggregates (funnel_queue.py)."""
+
+    __tablename__ = "funnel_pending"
+
+    stage_history_id: Mapped[str] = mapped_column(
+        ForeignKey("stage_history.id", ondelete="CASCADE"), primary_key=True
+    )
+    # read by /metrics (closeflow_relay_oldest_age_seconds{relay="funnel"}): a stalled roll-up shows
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
 class FunnelCount(Base):
     """Stage changes counted per period x transition x (drop-off) cause x cadence x rep x source.
 

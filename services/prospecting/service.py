@@ -24,7 +24,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from services.prospecting import assignment, auto_enroll, erasure, funnel, icp, outbox, schemas
+from services.prospecting import (
+    assignment,
+    auto_enroll,
+    erasure,
+    funnel,
+    funnel_queue,
+    icp,
+    outbox,
+    schemas,
+)
 from services.prospecting.models import OutboxMessage, Prospect, Rep, StageHistory
 from shared.audit import actor_of
 from shared.codec import MasterKey, create_data_keys
@@ -35,6 +44,7 @@ from shared.contracts.journey import (
     StageChange,
     system_actor,
 )
+from shared.db import new_id
 from shared.errors import AppError, conflict, invalid, not_found
 from shared.events import EVENTS_PATH, STAGE_CHANGED, event_body
 from shared.people import check_timezone, normalize_email, normalize_phone
@@ -154,7 +164,9 @@ async def _add_prospect(
     session.add(prospect)
     await session.flush()
     await create_data_keys(session, master_keys, [prospect.id])
+    history_id = new_id()
     first = {
+        "id": history_id,
         "key": f"{CREATED_CAUSE}:{prospect.id}",
         "prospect_id": prospect.id,
         "from_stage": None,
@@ -168,9 +180,9 @@ async def _add_prospect(
         "seconds_in_stage": None,
     }
     session.add(StageHistory(**first))
-    await funnel.count(session, [first])  # the funnel's counters, in the same transaction
-    await queue_stage_events(session, [first])
     await session.flush()
+    await funnel_queue.queue(session, [history_id])  # for the funnel's counters
+    await queue_stage_events(session, [first])
 
 
 async def create_prospect(
@@ -350,6 +362,7 @@ async def record_stage(session: AsyncSession, change: StageChange) -> bool:
     at = _parse_at(change.at)
     late = await _later_change_recorded(session, prospect.id, at)
     values = {
+        "id": new_id(),
         "key": change.key,
         "prospect_id": prospect.id,
         "from_stage": from_stage,
@@ -378,7 +391,7 @@ async def record_stage(session: AsyncSession, change: StageChange) -> bool:
     )
     if result.rowcount == 0:
         return False  # a retry, or a stale repeat that must not move the stage back
-    await funnel.count(session, [values])
+    await funnel_queue.queue(session, [values["id"]])
     await queue_stage_events(session, [values])
     if late:
         # it happened, and stays in the history, but the prospect is past it: e.g. the referrals

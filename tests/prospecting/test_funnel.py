@@ -20,10 +20,10 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 from temporalio.testing import WorkflowEnvironment
 
-from services.prospecting import funnel
+from services.prospecting import funnel, funnel_queue, service
 from services.prospecting.activities import ProspectingActivities
 from services.prospecting.app import create_app
-from services.prospecting.models import FunnelCount, StageHistory
+from services.prospecting.models import FunnelCount, FunnelPending, StageHistory
 from shared.contracts.journey import StageChange
 from shared.migrations import upgrade
 from shared.settings import Settings
@@ -395,3 +395,92 @@ async def test_imported_and_created_prospects_enter_prospecting_by_rep_and_sourc
     by_rep = await api.funnel(group_by="rep")
     per_rep = {g["key"]: g["stages"][0]["entered"] for g in by_rep["groups"]}
     assert set(per_rep) <= set(reps) and sum(per_rep.values()) == 6  # assignment decides who
+
+
+# --- no row that every change writes (funnel_queue.py) --------------------------------------
+
+
+async def _prospects(api: Api, n: int) -> list[str]:
+    ids = []
+    for i in range(n):
+        resp = await api.http.post("/prospects", json={"first_name": "Q", "email": f"q{i}@x.com"})
+        assert resp.status_code == 201, resp.text
+        ids.append(resp.json()["id"])
+    return ids
+
+
+def _enrolled(pid: str, at: datetime) -> StageChange:
+    return StageChange(f"j:{pid}", pid, "prospecting", "contacting", "enrolled", at.isoformat())
+
+
+@pytest.mark.parametrize(
+    "database_urls", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+async def test_changes_recorded_at_once_never_wait_for_each_others_counters(api: Api) -> None:
+    """Two changes of the same transition on the same day, the first not yet committed: the
+    second commits without waiting for it (the counters of both are the same "all" rows), and
+    both are counted once the first commits."""
+    await _reps(api, 1)
+    first, second = await _prospects(api, 2)
+    at = datetime.now(UTC)
+    sessions = api.app.state.sessions
+    async with sessions() as open_one:
+        assert await service.record_stage(open_one, _enrolled(first, at))
+        async with sessions() as other:
+            await other.execute(text("SET LOCAL lock_timeout = '3s'"))
+            assert await service.record_stage(other, _enrolled(second, at))
+            await other.commit()  # raised LockNotAvailable when the change upserted the counters
+        await open_one.commit()
+    day = {"from": at.date().isoformat(), "to": (at.date() + timedelta(days=1)).isoformat()}
+    assert _only(await api.funnel(**day))["stages"][1]["entered"] == 2
+
+
+async def test_queued_changes_are_counted_once_by_reads_racing_the_loop(api: Api) -> None:
+    """Reads and the loop roll the queue up at the same time: every change lands in the
+    counters once, and the queue ends empty."""
+    await _reps(api, 1)
+    pids = await _prospects(api, 30)
+    loop = api.app.state.funnel_roll_up
+    await loop.stop()  # the changes stay queued until the race below
+    at = datetime(2026, 5, 6, 7, tzinfo=UTC)
+    await asyncio.gather(*(api.acts.record_stage(_enrolled(p, at)) for p in pids))
+    async with api.app.state.sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(FunnelPending)) >= len(pids)
+    loop.start()
+    await asyncio.gather(
+        *(funnel_queue.roll_up_all(api.app.state.sessions, batch=7) for _ in range(4))
+    )
+    passes = loop.passes
+    while loop.passes < passes + 2:  # and a whole pass of the loop after them
+        await asyncio.sleep(0.05)
+    async with api.app.state.sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(FunnelPending)) == 0
+        counted = await session.scalar(
+            select(func.sum(FunnelCount.n)).where(
+                FunnelCount.grain == "d",
+                FunnelCount.cadence_id == "*",
+                FunnelCount.rep_id == "*",
+                FunnelCount.source == "*",
+                FunnelCount.to_stage == "contacting",
+            )
+        )
+    assert counted == len(pids)
+    group = _only(await api.funnel(**{"from": "2026-05-06", "to": "2026-05-07"}))
+    assert group["stages"][1]["entered"] == len(pids)
+
+
+async def test_the_loop_counts_changes_nobody_reads(api: Api) -> None:
+    await _reps(api, 1)
+    (pid,) = await _prospects(api, 1)
+    await api.acts.record_stage(_enrolled(pid, datetime(2026, 5, 6, 7, tzinfo=UTC)))
+    passes = api.app.state.funnel_roll_up.passes
+    while api.app.state.funnel_roll_up.passes < passes + 2:
+        await asyncio.sleep(0.05)
+    async with api.app.state.sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(FunnelPending)) == 0
+        total = await session.scalar(
+            select(func.sum(FunnelCount.n)).where(
+                FunnelCount.grain == "m", FunnelCount.to_stage == "contacting"
+            )
+        )
+    assert total == 8  # 1 change x 8 combinations of cadence/rep/source or "*"

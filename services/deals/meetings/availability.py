@@ -18,12 +18,12 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.deals.meetings.schemas import MAX_MEETING_MINUTES
 from services.deals.models import Deal, Meeting, RepAvailability
-from shared.db import utcnow
+from shared.db import hold_lock, utcnow
 from shared.errors import not_found
 
 SCHEDULED = "scheduled"
@@ -125,9 +125,8 @@ async def hold_calendar(session: AsyncSession, rep_id: str | None) -> None:
     SQLite has one writer anyway): a change then reads the rep's meetings after any meeting
     scheduled, moved or booked before it committed, so it never lands on (or next to) one,
     whatever their starts. Every path takes it before the deal's lock."""
-    if rep_id and session.get_bind().dialect.name == "postgresql":
-        key = func.hashtextextended(f"closeflow:calendar:{rep_id}", 0)
-        await session.execute(select(func.pg_advisory_xact_lock(key)))
+    if rep_id:
+        await hold_lock(session, f"closeflow:calendar:{rep_id}")
 
 
 def _scheduled_of(rep_id: str, since: datetime, until: datetime) -> Select[str, datetime, int]:
