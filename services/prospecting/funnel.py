@@ -173,7 +173,7 @@ def duration_rows(durations: Counter[DurationKey]) -> list[dict[str, Any]]:
 
 
 @functools.cache
-def _upserts(dialect_name: str) -> tuple[Any, Any]:
+def upserts(dialect_name: str) -> tuple[Any, Any]:
     """The two upserts, built once per dialect: the same statement object every time is compiled
     once and then found in SQLAlchemy's cache. A multi-row VALUES of the 202 bucket columns
     (each with a default) was compiled anew for every change, ~0.2 s of CPU per recorded change.
@@ -192,17 +192,27 @@ def _upserts(dialect_name: str) -> tuple[Any, Any]:
     return counts, durations
 
 
+def upsert_rows(
+    dialect_name: str, counts: Counter[CountKey], durations: Counter[DurationKey]
+) -> list[tuple[Any, list[dict[str, Any]]]]:
+    """The statements that add to the aggregate rows, each with its parameters (executemany),
+    for a session or a migration's connection. Sorted, so concurrent writers on PostgreSQL take
+    the row locks in one order and never deadlock."""
+    count_upsert, duration_upsert = upserts(dialect_name)
+    zeros = dict.fromkeys(BUCKET_COLUMNS, 0)  # executemany wants the same columns in every row
+    statements = [
+        (count_upsert, count_rows(counts)),
+        (duration_upsert, [{**zeros, **row} for row in duration_rows(durations)]),
+    ]
+    return [(statement, rows) for statement, rows in statements if rows]
+
+
 async def add_counts(
     session: AsyncSession, counts: Counter[CountKey], durations: Counter[DurationKey]
 ) -> None:
-    """Add to the aggregate rows (upsert, executemany). Sorted, so concurrent writers on
-    PostgreSQL take the row locks in one order and never deadlock."""
-    count_upsert, duration_upsert = _upserts(session.get_bind().dialect.name)
-    if rows := count_rows(counts):
-        await session.execute(count_upsert, rows)
-    zeros = dict.fromkeys(BUCKET_COLUMNS, 0)  # executemany wants the same columns in every row
-    if rows := [{**zeros, **row} for row in duration_rows(durations)]:
-        await session.execute(duration_upsert, rows)
+    """Add to the aggregate rows."""
+    for statement, rows in upsert_rows(session.get_bind().dialect.name, counts, durations):
+        await session.execute(statement, rows)
 
 
 async def count(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:

@@ -16,7 +16,8 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import func, select, text
+from alembic import command
+from sqlalchemy import func, inspect, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 from temporalio.testing import WorkflowEnvironment
 
@@ -25,7 +26,7 @@ from services.prospecting.activities import ProspectingActivities
 from services.prospecting.app import create_app
 from services.prospecting.models import FunnelCount, FunnelPending, StageHistory
 from shared.contracts.journey import StageChange
-from shared.migrations import upgrade
+from shared.migrations import alembic_config, upgrade
 from shared.settings import Settings
 from tests.support.funnel import Truth, assert_matches, brute_force, record_journeys
 from tests.support.serve import HTTP_TIMEOUT
@@ -484,3 +485,28 @@ async def test_the_loop_counts_changes_nobody_reads(api: Api) -> None:
             )
         )
     assert total == 8  # 1 change x 8 combinations of cadence/rep/source or "*"
+
+
+async def test_a_downgrade_counts_the_changes_still_queued(api: Api, settings: Settings) -> None:
+    """An earlier release never reads the queue: undoing 0014 adds it to the counters first."""
+    await _reps(api, 1)
+    pids = await _prospects(api, 3)
+    await api.app.state.funnel_roll_up.stop()
+    at = datetime(2026, 5, 6, 7, tzinfo=UTC)
+    for pid in pids:
+        await api.acts.record_stage(_enrolled(pid, at))
+    url = settings.database_url("prospecting")
+    await asyncio.to_thread(command.downgrade, alembic_config("prospecting", url), "0004")
+    async with api.app.state.sessions() as session:
+        tables = await session.run_sync(lambda s: inspect(s.connection()).get_table_names())
+        assert "funnel_pending" not in tables
+        by_grain = dict(
+            (
+                await session.execute(
+                    select(FunnelCount.grain, func.sum(FunnelCount.n))
+                    .where(FunnelCount.to_stage == "contacting")
+                    .group_by(FunnelCount.grain)
+                )
+            ).all()
+        )
+    assert by_grain == {"d": 8 * len(pids), "b": 8 * len(pids), "m": 8 * len(pids)}
