@@ -13,7 +13,7 @@ take turns and the open counts it loaded stay true; SQLite has a single writer a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Annotated, Any
 
 from pydantic import Field, field_validator, model_validator
@@ -95,6 +95,10 @@ class Rules(WriteModel):
     def limit_of(self, rep_id: str) -> int | None:
         return self.capacity.get(rep_id, self.default_capacity)
 
+    def limited(self) -> set[str] | None:
+        """The reps with a limit: None for every rep (a default capacity), else those named."""
+        return None if self.default_capacity is not None else set(self.capacity)
+
 
 def _insert(session: AsyncSession, model: type[Any]) -> Any:
     dialect = session.get_bind().dialect.name
@@ -124,12 +128,19 @@ async def replace_rules(session: AsyncSession, rules: Rules) -> AssignmentRules:
     return row
 
 
-async def open_counts(session: AsyncSession) -> dict[str, int]:
+async def open_counts(
+    session: AsyncSession, rep_ids: Collection[str] | None = None
+) -> dict[str, int]:
+    """Open prospects per rep: of every rep, or only of `rep_ids`."""
     query = (
         select(Prospect.rep_id, func.count())
         .where(Prospect.rep_id.is_not(None), Prospect.stage.in_(OPEN_STAGES))
         .group_by(Prospect.rep_id)
     )
+    if rep_ids is not None:
+        if not rep_ids:
+            return {}
+        query = query.where(Prospect.rep_id.in_(rep_ids))
     rows = (await session.execute(query)).all()
     # the query already leaves the unassigned out; the test tells the checker as much
     return {rep_id: count for rep_id, count in rows if rep_id is not None}
@@ -176,9 +187,10 @@ class Assigner:
         # an inactive rep takes nothing new: they are in no pool
         active = select(Rep).where(Rep.active.is_(True)).order_by(Rep.created_at, Rep.id)
         reps = (await session.scalars(active)).all()
-        return cls(
-            session, (await load_rules(session))[0], reps, await open_counts(session), cursors
-        )
+        rules = (await load_rules(session))[0]
+        # counted under the lock, on every assignment: only where a limit reads the count (a
+        # count of every rep's open prospects grows with the table, and holds up every creation)
+        return cls(session, rules, reps, await open_counts(session, rules.limited()), cursors)
 
     def has_capacity(self, rep_id: str) -> bool:
         limit = self.rules.limit_of(rep_id)

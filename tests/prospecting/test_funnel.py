@@ -15,8 +15,8 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from alembic import command
+from fastapi import FastAPI
 from sqlalchemy import func, inspect, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 from temporalio.testing import WorkflowEnvironment
