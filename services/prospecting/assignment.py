@@ -95,6 +95,9 @@ class Rules(WriteModel):
     def limit_of(self, rep_id: str) -> int | None:
         return self.capacity.get(rep_id, self.default_capacity)
 
+    def has_limits(self) -> bool:
+        return self.default_capacity is not None or bool(self.capacity)
+
     def limited(self) -> set[str] | None:
         """The reps with a limit: None for every rep (a default capacity), else those named."""
         return None if self.default_capacity is not None else set(self.capacity)
@@ -235,6 +238,27 @@ class Assigner:
         cursor.last_rep_id = rep.id
         cursor.last_rep_created_at = rep.created_at
         cursor.assigned = (cursor.assigned or 0) + 1
+
+
+async def assign_new(session: AsyncSession, country: str) -> tuple[str | None, str]:
+    """A new prospect's rep id (None: nobody) and how they were chosen.
+
+    The choice locks the rotation (AssignmentCursor) until its transaction ends, and every
+    creation makes one: held through the whole creation, it halved the rate of creations on
+    PostgreSQL (docs/benchmarks.md). Where no capacity limit reads the count of open prospects,
+    nothing the choice reads is the creation's own, so on PostgreSQL the rotation moves in a
+    short transaction of its own, committed before the creation's rows are written; a creation
+    that fails after it leaves that rep's turn taken. With limits, the count must include the
+    creations not yet committed: the lock is held to the end. SQLite has one connection per
+    process (and one writer): the choice stays in the creation's transaction."""
+    rules = (await load_rules(session))[0]
+    if rules.has_limits() or session.get_bind().dialect.name != "postgresql":
+        rep, note = (await Assigner.load(session)).assign(country)
+        return (rep.id if rep else None), note
+    async with AsyncSession(session.bind, expire_on_commit=False) as own:
+        rep, note = (await Assigner.load(own)).assign(country)
+        await own.commit()
+    return (rep.id if rep else None), note
 
 
 async def load_report(session: AsyncSession) -> list[dict[str, Any]]:

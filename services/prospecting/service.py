@@ -205,9 +205,8 @@ async def create_prospect(
             raise invalid("referrer_prospect_id", "no prospect has this id")
     await erasure.refuse_erased(session, pepper, data.email, data.phone)
     rules = (await icp.load(session))[0]
-    # the assignment's lock is held until the commit and every creation takes it: last
-    rep, note = (await assignment.Assigner.load(session)).assign(data.country)
-    prospect = Prospect(**data.model_dump(), rep_id=rep.id if rep else None, assignment_note=note)
+    rep_id, note = await assignment.assign_new(session, data.country)
+    prospect = Prospect(**data.model_dump(), rep_id=rep_id, assignment_note=note)
     icp.apply(rules, prospect)
     try:
         await _add_prospect(session, prospect, CREATED_CAUSE, actor_of(session), master_keys)

@@ -9,8 +9,11 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import text
 
+from services.prospecting import service
 from services.prospecting.activities import ProspectingActivities
+from services.prospecting.schemas import ProspectCreate
 from shared.contracts.journey import StageChange
 from tests.support.apps import Api as ApiClient
 from tests.support.apps import ServiceApp
@@ -309,3 +312,30 @@ async def test_a_late_stage_record_stays_in_the_history_but_not_the_stage(
     history = (await prospecting.http.get(f"/prospects/{pid}/stages")).json()
     assert [h["to_stage"] for h in history] == ["prospecting", "won", "referrals", "objections"]
     assert (await prospecting.http.get(f"/prospects/{pid}")).json()["stage"] == "objections"
+
+
+@pytest.mark.parametrize(
+    "database_urls", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+async def test_a_creation_waits_for_no_other_still_in_its_transaction(
+    prospecting: Prospecting,
+) -> None:
+    """Without capacity limits the rotation moves in a short transaction of its own: a creation
+    whose transaction is still open holds up no other (the rotation's lock held to the end of
+    every creation halved their rate), and the two still get the next reps in turn."""
+    reps = {(await prospecting.rep(name))["id"] for name in ("Ann", "Ben")}
+    settings = prospecting.app.state.settings
+    pepper, keys = settings.erasure_pepper.get_secret_value(), settings.master_keys
+    sessions = prospecting.app.state.sessions
+    async with sessions() as open_one:
+        first = await service.create_prospect(
+            open_one, ProspectCreate(first_name="A", email="a@example.com"), pepper, keys
+        )
+        async with sessions() as other:
+            await other.execute(text("SET LOCAL lock_timeout = '3s'"))
+            second = await service.create_prospect(
+                other, ProspectCreate(first_name="B", email="b@example.com"), pepper, keys
+            )  # raised LockNotAvailable while the first held the rotation
+            await other.commit()
+        await open_one.commit()
+    assert {first.rep_id, second.rep_id} == reps
