@@ -376,6 +376,27 @@ async def test_reopening_a_deal_while_a_later_run_runs_is_refused_and_changes_no
     assert await later.query("signals") == []
 
 
+async def test_a_reopening_whose_journey_did_not_restart_can_be_repeated(env: DealsEnv) -> None:
+    """The deal's run ended; outreach, which starts the new run, cannot be reached: the deal is
+    reopened and the answer is 503. Repeating the reopen does the journey's part again (here,
+    outreach still away: 503 again) and reopens nothing twice; once the deal moves, it is over."""
+    deal_id, journey = await env.presenting_deal()
+    lost = {"outcome": "lost", "reason": "price", "reason_code": "price"}
+    assert (await env.http.post(f"/deals/{deal_id}/close", json=lost)).status_code == 200
+    await journey.terminate("the run ended")
+    env.journeys.remove(journey)
+    for _ in range(2):
+        r = await env.http.post(f"/deals/{deal_id}/reopen")
+        assert (r.status_code, error(r)["code"]) == (503, "journey_not_restarted"), r.text
+    deal = (await env.http.get(f"/deals/{deal_id}")).json()
+    assert deal["stage"] == "presenting"
+    causes = [h["cause"] for h in deal["history"]]
+    assert causes.count("reopened") == 1, causes
+    await env.http.post(f"/deals/{deal_id}/objections", json={"text": "too expensive"})
+    r = await env.http.post(f"/deals/{deal_id}/reopen")
+    assert (r.status_code, error(r)["code"]) == (409, "invalid_stage"), r.text
+
+
 async def test_a_reopened_deal_goes_to_the_rep_its_journey_signs_as(env: DealsEnv) -> None:
     """Won under rep-1; the client is handed to rep-2 while asked for referrals: outreach tells
     the journey, deals moves the open deals only (a closed deal keeps the rep who closed it).

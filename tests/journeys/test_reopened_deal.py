@@ -11,7 +11,9 @@ from sqlalchemy import select
 from services.prospecting.models import OutboxMessage
 from services.prospecting.outbox import DONE
 from services.prospecting.service import REP_MOVE_DEALS
+from shared.contracts.journey import journey_id
 from shared.db import create_engine, session_factory
+from shared.journeys import query_state
 from tests.support.eventually import eventually
 from tests.support.runs import (
     cadence,
@@ -46,7 +48,14 @@ async def test_reopening_a_lost_deal_starts_a_run_at_presenting(stack: StackDriv
         path = await d.stages(una["id"])
         return path if path[-2:] == ["lost", "presenting"] else None
 
-    await eventually(back_in_presenting, "Una back in presenting")
+    path = await eventually(back_in_presenting, "Una back in presenting")
+    # a repeat changes nothing: run 2 follows the deal already (no run 3, no second reopening)
+    again = await d.ok("POST", f"{d.u.deals}/deals/{deal['id']}/reopen")
+    assert again["stage"] == "presenting"
+    assert len(await wait_run(d, una["id"], 2, status="running")) == 2
+    assert await d.stages(una["id"]) == path
+    state = await query_state(d.env.client.get_workflow_handle(journey_id(una["id"])))
+    assert state is not None and state.reopenings_heard == 0  # not told of it a second time
     # the new run knows the deal: closing it now ends run 2
     won = {"outcome": "won", "reason": "came back", "value": 500, "currency": "EUR"}
     await d.ok("POST", f"{d.u.deals}/deals/{deal['id']}/close", json=won)

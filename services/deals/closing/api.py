@@ -83,10 +83,12 @@ async def reopen_deal(deal_id: str, request: Request, _: ApiKey, session: Sessio
     """Back to the stage before closing. The deal's own journey run follows
     (services.deals.closing.reopen): a running one (a won deal's referrals) goes back to the
     deal's stage, one that ended with the close comes back as a new run at presenting with this
-    deal; while another run of the prospect's journey runs, 409 and nothing changes."""
-    deal = await svc.reopen_deal(session, deal_id)
+    deal; while another run of the prospect's journey runs, 409 and nothing changes. Repeated
+    on a reopened deal nothing has moved since, it changes nothing and does what is left of the
+    journey's part (after a 503 `journey_not_restarted`, say)."""
+    deal, repeat = await svc.reopen_deal(session, deal_id)
     state = request.app.state
-    follower = await reopen.plan_reopen(state.temporal, deal)
+    follower = await reopen.plan_reopen(state.temporal, deal, repeat=repeat)
     await session.commit()
     await reopen.follow(
         state.temporal, state.settings, session, deal, follower, request_actor(request)

@@ -19,9 +19,11 @@ The reopened deal goes to the rep its journey signs as: the running run's, or th
 prospect's rep now). A closed deal keeps the rep who closed it, so without this a prospect
 reassigned since (or whose rep was deactivated) would get back a deal only the old rep may work.
 
-When outreach cannot be reached the deal stays reopened and the answer is 503 naming the call to
-repeat (ops may POST it to outreach themselves; it is idempotent, and the deal's signals find
-the run it starts by that run's state: services.deals.core.runs).
+When outreach cannot be reached, or the run that missed the reopening does not close in time,
+the deal stays reopened and the answer is 503: repeating the reopen (a `repeat`: the deal is
+reopened already and nothing moved it since) changes nothing here and does the journey's part
+again; outreach's start is idempotent, and the deal's signals find the run it starts by that
+run's state (services.deals.core.runs).
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ CLOSING_WAIT = 10.0  # a finished run that missed a reopening: how long to wait 
 class Follower:
     """Which journey follows the reopened deal, decided before the commit."""
 
-    journey: bool  # False: the prospect never had a journey (a deal made by hand)
+    journey: bool  # False: no run to tell (a deal made by hand; a repeat its run follows)
     run_id: str | None = None  # the running run that carries the deal; None: a new run
 
 
@@ -67,9 +69,11 @@ class NewRun:
     rep_id: str | None
 
 
-async def plan_reopen(client: Client, deal: Deal) -> Follower:
+async def plan_reopen(client: Client, deal: Deal, *, repeat: bool = False) -> Follower:
     """Who follows `deal` once its reopening is committed; 409 or 503 (nothing committed) when
-    no run can now. The deal goes to the running run's rep."""
+    no run can now. The deal goes to the running run's rep. A `repeat` tells a running run that
+    carries the deal only if it has neither followed nor heard a reopening yet: a second
+    deal_reopened would be taken for a second reopening, at the deal's next win."""
     run = await latest_run(client, deal.prospect_id)
     if run is None:
         return Follower(journey=False)
@@ -85,6 +89,8 @@ async def plan_reopen(client: Client, deal: Deal) -> Follower:
         )
     if not carries(deal, run, state):
         raise _another_run(deal, state)
+    if repeat and (state.stage == deal.stage or state.reopenings_heard > state.reopenings_handled):
+        return Follower(journey=False)  # it follows the deal, or will: nothing left to do
     _follow_rep(deal, state.rep_id)
     deal.journey_run_id = run.run_id
     return Follower(journey=True, run_id=run.run_id)
@@ -201,11 +207,11 @@ async def _start_run(settings: Settings, deal: Deal) -> NewRun | None:
 
 
 def _not_followed(status: int, deal: Deal, why: str, first: str = "") -> AppError:
-    path = id_path("/internal/prospects/{id}/journeys/reopen", id=deal.prospect_id)
-    log.error("reopened deal %s: journey not restarted (%s): %s", deal.id, path, why)
+    path = id_path("/deals/{id}/reopen", id=deal.id)
+    log.error("reopened deal %s: journey not restarted: %s", deal.id, why)
     return AppError(
         status,
         "journey_not_restarted",
         f"the deal is reopened, but its journey was not restarted ({why}); {first}repeat POST "
-        f"{path} on outreach",
+        f"{path}: it changes nothing more and restarts the journey",
     )

@@ -116,22 +116,30 @@ def _same_close(
     )
 
 
-async def reopen_deal(session: AsyncSession, deal_id: str) -> Deal:
-    """Back to the stage before closing (the API then tells the journey)."""
+REOPENED = "reopened"
+
+
+async def reopen_deal(session: AsyncSession, deal_id: str) -> tuple[Deal, bool]:
+    """Back to the stage before closing (the API then tells the journey). With True: the deal
+    was reopened already and nothing has moved it since, so this is a repeat that changes
+    nothing here, for the journey's part (a 503 after the reopening's commit left it to do)."""
     deal = await get_deal(session, deal_id, lock=True)
     if deal.stage not in (Stage.WON, Stage.LOST) or deal.stage_before_close is None:
+        if await history.last_move_cause(session, deal.id) == REOPENED:
+            return deal, True
         raise conflict(
             "invalid_stage",
-            f"deal {deal.id} is {deal.stage}: only a won or lost deal can be reopened",
+            f"deal {deal.id} is {deal.stage}: only a won or lost deal can be reopened (or a "
+            "reopened one again, to repeat its journey's part, until something moves it)",
             [{"field": "stage", "problem": deal.stage}],
         )
-    history.move(deal, deal.stage_before_close, "reopened", session)
+    history.move(deal, deal.stage_before_close, REOPENED, session)
     deal.stage_before_close = None
     deal.close_reason = None
     deal.close_reason_code = None
     deal.closed_at = None
     await session.flush()
-    return deal
+    return deal, False
 
 
 # --- close reasons ------------------------------------------------------------------------------

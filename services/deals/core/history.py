@@ -66,6 +66,17 @@ async def note(
     return True
 
 
+async def last_move_cause(session: AsyncSession, deal_id: str) -> str | None:
+    """The cause of the deal's latest change of stage (notes leave the stage as it is)."""
+    h = DealHistory
+    return await session.scalar(
+        select(h.cause)
+        .where(h.deal_id == deal_id, h.from_stage.is_not(None), h.from_stage != h.to_stage)
+        .order_by(h.at.desc(), h.id.desc())
+        .limit(1)
+    )
+
+
 async def entries(session: AsyncSession, deal_id: str) -> Sequence[DealHistory]:
     stmt = (
         select(DealHistory)
