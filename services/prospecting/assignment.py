@@ -167,30 +167,30 @@ class Assigner:
         self._territory = {c: t for t in rules.territories for c in t.countries}
 
     @classmethod
-    async def load(cls, session: AsyncSession) -> Assigner:
-        await session.execute(
-            _insert(session, AssignmentCursor)
-            .values(name=ROUND_ROBIN, assigned=0)
-            .on_conflict_do_nothing(index_elements=["name"])
-        )
-        await session.execute(
+    async def load(cls, session: AsyncSession, rules: Rules | None = None) -> Assigner:
+        """The rotation, locked until the transaction ends, with what a choice reads: `rules`
+        when the caller has them. Every cursor in one statement, locked in name order: the
+        lock is held from here to the commit, so every statement under it counts."""
+        locked = (
             select(AssignmentCursor)
-            .where(AssignmentCursor.name == ROUND_ROBIN)
+            .order_by(AssignmentCursor.name)
             .with_for_update()
             .execution_options(populate_existing=True)
         )
-        cursors = {
-            c.name: c
-            for c in (
-                await session.scalars(
-                    select(AssignmentCursor).execution_options(populate_existing=True)
-                )
-            ).all()
-        }
+        rows = (await session.scalars(locked)).all()
+        if not any(c.name == ROUND_ROBIN for c in rows):  # the database's first assignment
+            await session.execute(
+                _insert(session, AssignmentCursor)
+                .values(name=ROUND_ROBIN, assigned=0)
+                .on_conflict_do_nothing(index_elements=["name"])
+            )
+            rows = (await session.scalars(locked)).all()
+        cursors = {c.name: c for c in rows}
         # an inactive rep takes nothing new: they are in no pool
         active = select(Rep).where(Rep.active.is_(True)).order_by(Rep.created_at, Rep.id)
         reps = (await session.scalars(active)).all()
-        rules = (await load_rules(session))[0]
+        if rules is None:
+            rules = (await load_rules(session))[0]
         # counted under the lock, on every assignment: only where a limit reads the count (a
         # count of every rep's open prospects grows with the table, and holds up every creation)
         return cls(session, rules, reps, await open_counts(session, rules.limited()), cursors)
@@ -256,7 +256,7 @@ async def assign_new(session: AsyncSession, country: str) -> tuple[str | None, s
         rep, note = (await Assigner.load(session)).assign(country)
         return (rep.id if rep else None), note
     async with AsyncSession(session.bind, expire_on_commit=False) as own:
-        rep, note = (await Assigner.load(own)).assign(country)
+        rep, note = (await Assigner.load(own, rules)).assign(country)
         await own.commit()
     return (rep.id if rep else None), note
 
