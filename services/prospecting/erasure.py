@@ -26,7 +26,7 @@ from sqlalchemy import delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.prospecting import outbox
+from services.prospecting import funnel_queue, outbox
 from services.prospecting.models import AuditEntry, Erasure, OutboxMessage, Prospect, StageHistory
 from shared import codec
 from shared.audit import redact
@@ -182,7 +182,9 @@ async def request_erasure(
         .execution_options(synchronize_session=False)
     )
     # The prospect and every row pointing at it (stage history, and any table added later with
-    # a foreign key to prospects). The funnel's counters are counts without a person: they stay.
+    # a foreign key to prospects). The funnel's counters are counts without a person: they stay,
+    # with the changes still queued for them added first.
+    await funnel_queue.roll_up_prospect(session, prospect_id)
     # Other prospects keep the id of the person who referred them (an id, no longer anyone), so
     # attribution by source stays right.
     table = Prospect.__table__

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from fastapi import FastAPI, Request
-from sqlalchemy import delete, insert, select, true
+from sqlalchemy import ColumnElement, delete, insert, select, true
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.prospecting import funnel
@@ -62,13 +62,23 @@ async def queue(session: AsyncSession, stage_history_ids: Sequence[str]) -> None
 async def roll_up(session: AsyncSession, batch: int) -> int:
     """Add up to `batch` queued changes to the aggregates and unqueue them; the caller commits.
     Returns how many it added."""
+    some = select(FunnelPending.stage_history_id).limit(batch).scalar_subquery()
+    return await _add(session, FunnelPending.stage_history_id.in_(some))
+
+
+async def roll_up_prospect(session: AsyncSession, prospect_id: str) -> int:
+    """Add the prospect's queued changes now, in the caller's transaction: their erasure deletes
+    the changes (and their queue rows with them), and the counters, counts without a person,
+    keep them."""
+    theirs = select(StageHistory.id).where(StageHistory.prospect_id == prospect_id)
+    return await _add(session, FunnelPending.stage_history_id.in_(theirs.scalar_subquery()))
+
+
+async def _add(session: AsyncSession, queued: ColumnElement[bool]) -> int:
     await hold_lock(session, LOCK)
-    taken = select(FunnelPending.stage_history_id).limit(batch).scalar_subquery()
     ids = (
         await session.scalars(
-            delete(FunnelPending)
-            .where(FunnelPending.stage_history_id.in_(taken))
-            .returning(FunnelPending.stage_history_id)
+            delete(FunnelPending).where(queued).returning(FunnelPending.stage_history_id)
         )
     ).all()
     if not ids:

@@ -510,3 +510,20 @@ async def test_a_downgrade_counts_the_changes_still_queued(api: Api, settings: S
             ).all()
         )
     assert by_grain == {"d": 8 * len(pids), "b": 8 * len(pids), "m": 8 * len(pids)}
+
+
+async def test_an_erased_persons_queued_changes_are_counted_before_they_go(api: Api) -> None:
+    """Erasure deletes the person's changes (and their queue rows with them); the counters,
+    counts without a person, keep them, queued or not."""
+    await _reps(api, 1)
+    await api.app.state.funnel_roll_up.stop()  # the changes stay queued until the erasure
+    (pid,) = await _prospects(api, 1)
+    await api.acts.record_stage(_enrolled(pid, datetime(2026, 5, 6, 7, tzinfo=UTC)))
+    resp = await api.http.post(f"/prospects/{pid}/erasure")
+    assert resp.status_code == 202, resp.text
+    async with api.app.state.sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(StageHistory)) == 0
+    group = _only(await api.funnel(**{"from": "2026-05-06", "to": "2026-05-07"}))
+    assert (group["stages"][0]["left"], group["stages"][1]["entered"]) == (1, 1)
+    today = {"from": TODAY.isoformat(), "to": (TODAY + timedelta(days=1)).isoformat()}
+    assert _only(await api.funnel(**today))["stages"][0]["entered"] == 1  # the creation
