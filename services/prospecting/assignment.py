@@ -253,7 +253,7 @@ async def assign_new(session: AsyncSession, country: str) -> tuple[str | None, s
     process (and one writer): the choice stays in the creation's transaction."""
     rules = (await load_rules(session))[0]
     if rules.has_limits() or session.get_bind().dialect.name != "postgresql":
-        rep, note = (await Assigner.load(session)).assign(country)
+        rep, note = (await Assigner.load(session, rules)).assign(country)
         return (rep.id if rep else None), note
     async with AsyncSession(session.bind, expire_on_commit=False) as own:
         rep, note = (await Assigner.load(own, rules)).assign(country)

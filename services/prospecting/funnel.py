@@ -2,10 +2,11 @@
 
 Every recorded stage change (services/prospecting/service.py, imports.py) is queued in its
 transaction and added by a roll-up (funnel_queue.py: no row that every change locks) through
-`count` to two aggregate tables (models.FunnelCount, FunnelDuration) at three grains: day "d", block "b" (days 1-8, 9-16, 17-24, 25-end of a month) and month "m"; each
-with every combination of its cadence, rep and source or "*" (all), 24 rows per change. A query
-sums, with one index range per piece, the whole months inside the window, then whole blocks,
-then days at its edges (at most 7 days and 3 blocks per edge), and only the rows of its own
+`count` to two aggregate tables (models.FunnelCount, FunnelDuration) at three grains: day "d",
+block "b" (days 1-8, 9-16, 17-24, 25-end of a month) and month "m"; each with every
+combination of its cadence, rep and source or "*" (all), 24 rows per change. A query sums,
+with one index range per piece, the whole months inside the window, then whole blocks, then
+days at its edges (at most 7 days and 3 blocks per edge), and only the rows of its own
 filters, so its cost depends on the window and the groups, not on the size of stage_history.
 Counts are exact; time in stage comes from a histogram of log-sized buckets
 (BUCKETS_PER_DOUBLING), so medians and p90s are exact to the bucket: the value reported is the
@@ -216,8 +217,8 @@ async def add_counts(
 
 
 async def count(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Add stage_history rows (with their denormalised columns) to the aggregates: the roll-up's
-    work (funnel_queue.py), and migration 0004's."""
+    """Add stage_history rows (with their denormalised columns) to the aggregates (the roll-up's
+    work: funnel_queue.py)."""
     await add_counts(session, *accumulate(rows))
 
 
