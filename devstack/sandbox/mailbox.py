@@ -121,7 +121,8 @@ def _parse(ident: str, raw: bytes) -> StoredMessage:
     assert isinstance(msg, EmailMessage)
     headers: dict[str, str] = {}
     for name, value in msg.items():
-        headers.setdefault(name, str(value))
+        # a value folded before its first word keeps the fold's space: clients drop it
+        headers.setdefault(name, str(value).strip())
     date: datetime | None = None
     with contextlib.suppress(Exception):
         date = msg["Date"].datetime if msg["Date"] is not None else None

@@ -131,6 +131,17 @@ async def test_sent_message_appears_with_headers(smtp, receiver) -> None:
         assert nobody.json() == []
 
 
+async def test_a_long_subject_folded_on_the_wire_reads_as_sent(smtp, receiver) -> None:
+    """Python's generator folds this subject before its first word ("Subject:" CRLF SP ...);
+    a mail client unfolds it without the space: so does the mailbox."""
+    mailbox, port = smtp
+    subject = "Invitation: Intro call on Sunday 06 December at 09:40 (America/New_York)"
+    await send(port, "ada@example.com", subject=subject)
+    async with mailbox_client(mailbox, receiver[0]) as client:
+        listed = (await client.get("/api/messages", params={"to": "ada@example.com"})).json()
+        assert [m["subject"] for m in listed] == [subject]
+
+
 async def test_newest_first_and_html_escaped(smtp, receiver) -> None:
     mailbox, port = smtp
     await send(port, "eve@example.com", subject="first")

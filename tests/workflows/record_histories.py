@@ -581,6 +581,23 @@ async def moved_while_busy(env: WorkflowEnvironment, h: tj.Harness, handle: Any)
     await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", False, "no budget"))
 
 
+async def booked_within_the_day(env: WorkflowEnvironment, h: tj.Harness, handle: Any) -> None:
+    """Qualified; a meeting booked 76 minutes ahead (reminders a day and an hour before), moved
+    two hours later ten minutes on; held; lost."""
+    await qualified(env, h, handle)
+    now = await env.get_current_time()
+    starts = now + timedelta(minutes=76)
+    await handle.signal(
+        Sig.MEETING_SCHEDULED, MeetingScheduled("m1", "deal-1", starts.isoformat(), "Call")
+    )
+    await env.sleep(timedelta(minutes=10))
+    moved = (starts + timedelta(hours=2)).isoformat()
+    await handle.signal(Sig.MEETING_RESCHEDULED, MeetingChanged("m1", "deal-1", moved, "Call", 1))
+    await env.sleep(timedelta(hours=4))
+    await handle.signal(Sig.MEETING_HELD, MeetingChanged("m1", "deal-1", moved, "Call", 1))
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", False, "no budget"))
+
+
 def brief_of_m2_fails(rec: tj.Recorder) -> None:
     rec.failing_brief_attempts["m2"] = 12
 
@@ -621,6 +638,12 @@ async def main_v7(env: WorkflowEnvironment) -> None:
         moved_while_busy,
         brief_of_m2_fails,
         cadence=tj.cadence(meeting_reminders_seconds=[HOUR]),
+    )
+    await record(
+        env,
+        "journey_booked_within_the_day_v7",
+        booked_within_the_day,
+        cadence=tj.cadence(meeting_reminders_seconds=[DAY, HOUR]),
     )
 
 

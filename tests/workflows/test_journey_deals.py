@@ -137,6 +137,30 @@ async def test_a_meeting_booked_late_gets_only_the_reminders_still_ahead(harness
     await handle.terminate()
 
 
+async def test_a_meeting_booked_within_a_reminders_lead_skips_it_for_the_next(
+    harness: Harness,
+) -> None:
+    """Booked 76 minutes ahead (the booking page's first slot), reminders a day and an hour
+    before: the day's reminder is not sent at once, seconds after the invitation; the hour's
+    goes at its time. Moved to two hours later, the same: only the hour's, of the new time."""
+    handle = await presenting(harness, cadence=cadence(meeting_reminders_seconds=[DAY, HOUR]))
+    now = await harness.env.get_current_time()
+    starts = now + timedelta(minutes=76)
+    await handle.signal(
+        Sig.MEETING_SCHEDULED, MeetingScheduled("m1", "deal-1", starts.isoformat(), "Call")
+    )
+    await harness.env.sleep(timedelta(minutes=10))
+    assert reminder_keys(harness) == []
+    moved = starts + timedelta(hours=2)
+    await handle.signal(
+        Sig.MEETING_RESCHEDULED, MeetingChanged("m1", "deal-1", moved.isoformat(), "Call", 1)
+    )
+    await harness.env.sleep(timedelta(hours=4))
+    assert reminder_keys(harness) == [f"meeting-m1-r1-{HOUR}"]
+    assert harness.rec.went_at[f"meeting-m1-r1-{HOUR}"] >= moved - timedelta(hours=1)
+    await handle.terminate()
+
+
 async def test_reschedule_replaces_the_reminders_and_cancel_stops_them(harness: Harness) -> None:
     handle = await presenting(harness, cadence=cadence(meeting_reminders_seconds=[DAY, HOUR]))
     now = await harness.env.get_current_time()

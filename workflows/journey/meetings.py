@@ -97,6 +97,7 @@ class Meetings:
         """The rep's preparation task with the brief, and the prospect's reminders."""
         state, steps, inp = self.state, self.steps, self.state.inp
         starts = datetime.fromisoformat(meeting.starts_at)
+        heard_at = workflow.now()  # before the brief: deals away must not make reminders late
         state.meeting_revisions[meeting.meeting_id] = meeting.revision
         state.meeting_starts[meeting.meeting_id] = starts
         if meeting.revision and versions.patched(Patch.MOVED_MEETING_STOPS_REMINDERS):
@@ -132,25 +133,34 @@ class Meetings:
                 meeting.meeting_id, f"the meeting moved to {meeting.starts_at}", keep=prepare_key
             )
         self._stop_reminders(meeting.meeting_id)
-        reminders = steps.in_background(self._send_reminders(meeting, starts))
+        reminders = steps.in_background(self._send_reminders(meeting, starts, heard_at))
         state.meeting_reminders[meeting.meeting_id] = reminders
 
-    async def _send_reminders(self, meeting: MeetingChanged, starts: datetime) -> None:
+    async def _send_reminders(
+        self, meeting: MeetingChanged, starts: datetime, heard_at: datetime
+    ) -> None:
         """One reminder per configured offset, email + SMS (consent, quiet hours and caps are
         outreach's: a booked meeting's reminder follows the quiet hours, not the cadence's
         window, and no pause holds it). A reminder whose successor (or the meeting) is already
         due is skipped, so a meeting booked for the next hour gets one reminder, not all of them
-        at once. Keys carry the revision: after a reschedule the ledger does not take the new
-        ones for repeats. A reminder that cannot go gives the rep a task saying why."""
+        at once; so is one whose time had passed when the journey heard of the meeting (or of its
+        move) while a later one is still ahead: the prospect has just been told (the booking
+        page, the invitation), and the later one reminds them. Keys carry the revision: after a reschedule the ledger does not
+        take the new ones for repeats. A reminder that cannot go gives the rep a task saying
+        why."""
         offsets = self.state.cadence.meeting_reminder_offsets()
         variables = {"meeting_starts_at": meeting.starts_at, "meeting_title": meeting.title}
         for i, offset in enumerate(offsets):
             remind_at = starts - timedelta(seconds=offset)
-            if i + 1 < len(offsets):
-                superseded_at = starts - timedelta(seconds=offsets[i + 1])
-            else:
-                superseded_at = starts
+            last = i + 1 == len(offsets)
+            superseded_at = starts if last else starts - timedelta(seconds=offsets[i + 1])
             if workflow.now() >= superseded_at:
+                continue
+            if (
+                not last
+                and remind_at <= heard_at
+                and versions.patched(Patch.PASSED_REMINDER_SKIPPED)
+            ):
                 continue
             await sleep_until(remind_at)
             if self.state.meeting_moved_on(meeting.meeting_id, meeting.revision):
@@ -163,7 +173,6 @@ class Meetings:
                 not_after=superseded_at,
                 held_by_pause=False,
             )
-            last = i + 1 == len(offsets)
             # a reminder that only has to wait past the next one is replaced by it
             if delivery.went or (delivery.too_late_until is not None and not last):
                 continue

@@ -59,6 +59,8 @@ class Patch(StrEnum):
     REFERRAL_STEP_CANCELLED = "referral-step-cancelled"
     # --- found by CI (2026-12-06): a deal's change heard while presenting is busy ---
     HEARD_CHANGES_STOP_TIMERS = "heard-changes-stop-timers"
+    # --- found by CI (2026-12-06): a reminder sent a second after the invitation ---
+    PASSED_REMINDER_SKIPPED = "passed-reminder-skipped"
 
 
 @dataclass(frozen=True)
@@ -251,6 +253,14 @@ REGISTRY: dict[Patch, PatchRecord] = {
         "the time that is gone",
         ("journey_moved_while_busy_v7",),
         _before("the heard-changes change", "2026-12-06"),
+    ),
+    # --- found by CI (2026-12-06): a reminder sent a second after the invitation ---
+    Patch.PASSED_REMINDER_SKIPPED: PatchRecord(
+        "a meeting set after one of its reminders' times (booked 2 h ahead with reminders a "
+        "day and an hour before) skips that reminder when a later one is still ahead, instead "
+        "of sending it at once, seconds after the invitation",
+        ("journey_booked_within_the_day_v7",),
+        _before("the passed-reminder change", "2026-12-06"),
     ),
 }
 
