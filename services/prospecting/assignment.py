@@ -3,12 +3,14 @@
 Ops keep the rules in the database (PUT /assignment-rules): territories (countries -> reps) and
 the most open prospects each rep may hold. A prospect whose country is in a territory goes to
 that territory's reps, any other prospect to every rep; within that pool the next rep in
-creation order after the pool's last pick that is below capacity takes it. When the whole pool
-is full the prospect stays unassigned and `assignment_note` says why.
+creation order after the pool's last pick (who may have left the pool since) that is below
+capacity takes it. When the whole pool is full the prospect stays unassigned and
+`assignment_note` says why.
 
 One Assigner serves a whole transaction (one API create, or one import batch): it locks the
-round-robin cursor row first (SELECT ... FOR UPDATE), so concurrent assignments on PostgreSQL
-take turns and the open counts it loaded stay true; SQLite has a single writer anyway.
+cursor rows first (SELECT ... FOR UPDATE), so concurrent assignments on PostgreSQL take turns and
+the open counts it loaded stay true; SQLite has a single writer anyway. A creation that no limit
+applies to moves its pool's cursor in one statement instead (`assign_new`).
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Annotated, Any
 
+import sqlalchemy as sa
 from pydantic import Field, field_validator, model_validator
 from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from services.prospecting.funnel import FUNNEL_STAGES
 from services.prospecting.models import AssignmentCursor, AssignmentRules, Prospect, Rep
@@ -149,6 +153,34 @@ async def open_counts(
     return {rep_id: count for rep_id, count in rows if rep_id is not None}
 
 
+def pool_of(rules: Rules, reps: Sequence[Rep], country: str) -> tuple[str, list[Rep], str]:
+    """(the pool's cursor name, its reps in creation order, its label) for a prospect's country:
+    its territory's reps, else every rep."""
+    wanted = country.strip().lower() if country else ""
+    territory = next((t for t in rules.territories if wanted in t.countries), None)
+    if territory is None:
+        return ROUND_ROBIN, list(reps), "round robin"
+    members = set(territory.rep_ids)
+    pool = [r for r in reps if r.id in members]
+    return f"territory:{territory.name}", pool, f"territory {territory.name}"
+
+
+async def active_reps(session: AsyncSession) -> Sequence[Rep]:
+    """The reps who take new prospects (an inactive rep is in no pool), in creation order."""
+    query = select(Rep).where(Rep.active.is_(True)).order_by(Rep.created_at, Rep.id)
+    return (await session.scalars(query)).all()
+
+
+def _after_last_pick(pool: Sequence[Rep], cursor: AssignmentCursor | None) -> int:
+    """Where the rotation goes on in `pool` (in creation order): after the last pick, by its
+    creation time, so a pick who has left the pool since hands on to the rep created after
+    them; 0 when nothing was picked yet (`len(pool)`: the rotation wraps)."""
+    if cursor is None or cursor.last_rep_id is None or cursor.last_rep_created_at is None:
+        return 0
+    last = (cursor.last_rep_created_at, cursor.last_rep_id)
+    return sum(1 for r in pool if (r.created_at, r.id) <= last)
+
+
 class Assigner:
     def __init__(
         self,
@@ -164,7 +196,6 @@ class Assigner:
         self.counts = counts
         self._cursors = cursors
         self._by_id = {r.id: r for r in reps}
-        self._territory = {c: t for t in rules.territories for c in t.countries}
 
     @classmethod
     async def load(cls, session: AsyncSession, rules: Rules | None = None) -> Assigner:
@@ -186,9 +217,7 @@ class Assigner:
             )
             rows = (await session.scalars(locked)).all()
         cursors = {c.name: c for c in rows}
-        # an inactive rep takes nothing new: they are in no pool
-        active = select(Rep).where(Rep.active.is_(True)).order_by(Rep.created_at, Rep.id)
-        reps = (await session.scalars(active)).all()
+        reps = await active_reps(session)
         if rules is None:
             rules = (await load_rules(session))[0]
         # counted under the lock, on every assignment: only where a limit reads the count (a
@@ -208,19 +237,10 @@ class Assigner:
             rep = self._by_id[preferred]
             self._take(rep)
             return rep, "referrer's rep"
-        territory = self._territory.get(country.strip().lower()) if country else None
-        if territory is not None:
-            pool_name = f"territory:{territory.name}"
-            members = set(territory.rep_ids)
-            pool = [r for r in self.reps if r.id in members]
-            label = f"territory {territory.name}"
-        else:
-            pool_name, pool, label = ROUND_ROBIN, self.reps, "round robin"
+        pool_name, pool, label = pool_of(self.rules, self.reps, country)
         if not pool:
             return None, "unassigned: there are no reps"
-        cursor = self._cursors.get(pool_name)
-        last = cursor.last_rep_id if cursor is not None else None
-        start = next((i + 1 for i, r in enumerate(pool) if r.id == last), 0)
+        start = _after_last_pick(pool, self._cursors.get(pool_name))
         for step in range(len(pool)):
             rep = pool[(start + step) % len(pool)]
             if self.has_capacity(rep.id):
@@ -243,22 +263,65 @@ class Assigner:
 async def assign_new(session: AsyncSession, country: str) -> tuple[str | None, str]:
     """A new prospect's rep id (None: nobody) and how they were chosen.
 
-    The choice locks the rotation (AssignmentCursor) until its transaction ends, and every
-    creation makes one: held through the whole creation, it halved the rate of creations on
-    PostgreSQL (docs/benchmarks.md). Where no capacity limit reads the count of open prospects,
-    nothing the choice reads is the creation's own, so on PostgreSQL the rotation moves in a
-    short transaction of its own, committed before the creation's rows are written; a creation
-    that fails after it leaves that rep's turn taken. With limits, the count must include the
-    creations not yet committed: the lock is held to the end. SQLite has one connection per
-    process (and one writer): the choice stays in the creation's transaction."""
+    Every creation makes a choice, and a choice that held the rotation's lock (AssignmentCursor)
+    to the end of the creation's transaction halved the rate of creations on PostgreSQL
+    (docs/benchmarks.md). Where no capacity limit reads the count of open prospects, nothing
+    the choice reads is the creation's own, so on PostgreSQL the rotation moves in one statement
+    of its own, committed at once (`_rotate`), before the creation's rows are written; a
+    creation that fails after it leaves that rep's turn taken. With limits, the count must
+    include the creations not yet committed: the lock is held to the end. SQLite has one
+    connection per process (and one writer): the choice stays in the creation's transaction."""
     rules = (await load_rules(session))[0]
     if rules.has_limits() or session.get_bind().dialect.name != "postgresql":
         rep, note = (await Assigner.load(session, rules)).assign(country)
         return (rep.id if rep else None), note
-    async with AsyncSession(session.bind, expire_on_commit=False) as own:
-        rep, note = (await Assigner.load(own, rules)).assign(country)
-        await own.commit()
-    return (rep.id if rep else None), note
+    pool_name, pool, label = pool_of(rules, await active_reps(session), country)
+    if not pool:
+        return None, "unassigned: there are no reps"
+    return await _rotate(session, pool_name, pool), label
+
+
+# The next rep after the pool's last pick in creation order (the pick may have left the pool
+# since), else the pool's first: `Assigner.assign`'s choice, in one statement. Both sides read the
+# row as it was before the statement.
+ROTATE = sa.text(
+    """
+    INSERT INTO assignment_cursors AS c (name, assigned, last_rep_id, last_rep_created_at)
+    VALUES (:name, 1, (CAST(:ids AS varchar[]))[1], (CAST(:times AS timestamptz[]))[1])
+    ON CONFLICT (name) DO UPDATE SET
+        (last_rep_id, last_rep_created_at) = (
+            SELECT p.id, p.t
+            FROM unnest(CAST(:ids AS varchar[]), CAST(:times AS timestamptz[])) AS p(id, t)
+            ORDER BY coalesce((p.t, p.id) > (c.last_rep_created_at, c.last_rep_id), false) DESC,
+                p.t, p.id
+            LIMIT 1
+        ),
+        assigned = c.assigned + 1
+    RETURNING c.last_rep_id
+    """
+).bindparams(
+    sa.bindparam("ids", type_=ARRAY(sa.String)),
+    sa.bindparam("times", type_=ARRAY(sa.DateTime(timezone=True))),
+)
+
+
+async def _rotate(session: AsyncSession, pool_name: str, pool: Sequence[Rep]) -> str:
+    """The rep after the pool's last pick (the first when that one left the pool), moved to in
+    one upsert outside the caller's transaction: the cursor row is locked only while that one
+    statement runs, so concurrent creations take turns without waiting for each other's
+    commits."""
+    upsert = ROTATE.bindparams(
+        name=pool_name, ids=[r.id for r in pool], times=[r.created_at for r in pool]
+    )
+    engine = session.bind
+    if not isinstance(engine, AsyncEngine):  # sessions are made by shared.db.session_factory
+        raise TypeError(
+            "the rotation moves on a connection of its own: bind the session to an engine"
+        )
+    async with engine.connect() as connection:
+        autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+        rep_id = (await autocommit.execute(upsert)).scalar_one()
+    return str(rep_id)
 
 
 async def load_report(session: AsyncSession) -> list[dict[str, Any]]:

@@ -150,6 +150,30 @@ async def test_territory_first_then_round_robin_within_capacity(
     assert by_email["i4@example.com"]["assignment_note"].startswith("unassigned: all 2 reps")
 
 
+async def test_the_rotation_goes_on_after_a_deactivated_pick_in_creation_order(
+    http: httpx.AsyncClient,
+) -> None:
+    """Without limits (on PostgreSQL creations then move the rotation in one statement of their
+    own, hand-overs under the lock: both choose alike): each pool (a territory's, every rep's)
+    keeps its own turn, and the rep created after a pick who has left takes the next turn, not
+    the pool's first."""
+    anna, ben, cleo, dan = [await _rep(http, n) for n in ("anna", "ben", "cleo", "dan")]
+    rules = {"territories": [{"name": "EMEA", "countries": ["DE"], "rep_ids": [anna, ben, cleo]}]}
+    await _ok(await http.put("/assignment-rules", json=rules))
+    de1, de2 = [await _prospect(http, n, country="DE") for n in (1, 2)]
+    br3, br4 = [await _prospect(http, n, country="BR") for n in (3, 4)]
+    assert [p["rep_id"] for p in (de1, de2, br3, br4)] == [anna, ben, anna, ben]
+    assert [de1["assignment_note"], br3["assignment_note"]] == ["territory EMEA", "round robin"]
+
+    await _ok(await http.patch(f"/reps/{ben}", json={"active": False}))
+    handed = [await _ok(await http.get(f"/prospects/{p['id']}")) for p in (de2, br4)]
+    assert [p["rep_id"] for p in handed] == [cleo, cleo]  # after Ben in creation order
+    assert [
+        (await _prospect(http, n, country=c))["rep_id"]
+        for n, c in ((5, "DE"), (6, "BR"), (7, "DE"), (8, "BR"), (9, "BR"))
+    ] == [anna, dan, cleo, anna, cleo]
+
+
 async def test_more_capacity_takes_the_prospects_left_waiting(http: httpx.AsyncClient) -> None:
     anna, ben = await _rep(http, "anna"), await _rep(http, "ben")
     await _ok(await http.put("/assignment-rules", json={"default_capacity": 1}))
