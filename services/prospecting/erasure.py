@@ -8,8 +8,8 @@ The relay retries each order until its service confirms; the erasure is `done` w
 Each service's endpoint is idempotent, so a repeated order erases nothing more.
 
 Their other calls in the outbox (stage-change events, rep moves: waiting, refused or delivered)
-go; the stage-change events of the people they referred lose their name, as their stage history
-does.
+go, and they leave the auto-enrolment calls of batches (an import's, an ICP change's); the
+stage-change events of the people they referred lose their name, as their stage history does.
 
 The prospect's payload data key (shared/codec.py, in this database) is shredded in the same
 transaction: their workflow histories become unreadable wherever they are.
@@ -22,11 +22,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import String, cast, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.prospecting import funnel_queue, outbox
+from services.prospecting import auto_enroll, funnel_queue, outbox
 from services.prospecting.models import AuditEntry, Erasure, OutboxMessage, Prospect, StageHistory
 from shared import codec
 from shared.audit import redact
@@ -128,6 +128,25 @@ async def _unname_in_events(session: AsyncSession, referred: list[str], referrer
             row.payload = unnamed
 
 
+async def _leave_auto_enrolment_batches(session: AsyncSession, prospect_id: str) -> None:
+    """An import's or an ICP change's auto-enrolment call names many people under the batch's
+    own subject: the person leaves each (waiting or delivered), the others stay; a call left
+    naming nobody goes. A relay posting it meanwhile sends a prospect outreach no longer
+    finds, and records its outcome on no row."""
+    batches = await session.scalars(
+        select(OutboxMessage).where(
+            OutboxMessage.kind == auto_enroll.KIND,
+            cast(OutboxMessage.payload, String).contains(prospect_id, autoescape=True),
+        )
+    )
+    for row in batches:
+        items = [i for i in row.payload["items"] if i["prospect_id"] != prospect_id]
+        if not items:
+            await session.delete(row)
+        elif len(items) < len(row.payload["items"]):
+            row.payload = {**row.payload, "items": items}
+
+
 async def request_erasure(
     session: AsyncSession, prospect_id: str, pepper: str
 ) -> tuple[Erasure, bool]:
@@ -181,6 +200,7 @@ async def request_erasure(
         .where(OutboxMessage.subject_id == prospect_id, OutboxMessage.kind != KIND)
         .execution_options(synchronize_session=False)
     )
+    await _leave_auto_enrolment_batches(session, prospect_id)
     # The prospect and every row pointing at it (stage history, and any table added later with
     # a foreign key to prospects). The funnel's counters are counts without a person: they stay,
     # with the changes still queued for them added first.

@@ -279,6 +279,32 @@ async def test_erased_people_cannot_come_back(app: FastAPI, http: httpx.AsyncCli
     assert (await http.post("/prospects/nobody/erasure")).status_code == 404
 
 
+async def test_an_erased_person_leaves_the_auto_enrolment_batches(
+    app: FastAPI, http: httpx.AsyncClient
+) -> None:
+    """An import's auto-enrolment call (outreach away: still waiting) named both people it
+    created; after one's erasure it names only the other; a batch naming only them goes."""
+    csv = b"first_name,email\nAda,ada@example.com\nBob,bob@example.com\n"
+    await _ok(await http.post("/imports", content=csv, headers={"Content-Type": "text/csv"}), 201)
+    alone = b"first_name,email\nCyd,cyd@example.com\n"
+    await _ok(await http.post("/imports", content=alone, headers={"Content-Type": "text/csv"}), 201)
+    people = {p["first_name"]: p["id"] for p in (await _ok(await http.get("/prospects")))["items"]}
+
+    async def named() -> list[list[str]]:
+        async with app.state.sessions() as session:
+            rows = await session.scalars(
+                select(OutboxMessage)
+                .where(OutboxMessage.kind == "auto_enroll")
+                .order_by(OutboxMessage.created_at)
+            )
+            return [[i["prospect_id"] for i in r.payload["items"]] for r in rows]
+
+    assert await named() == [[people["Ada"], people["Bob"]], [people["Cyd"]]]
+    for name in ("Ada", "Cyd"):
+        await _ok(await http.post(f"/prospects/{people[name]}/erasure"), 202)
+    assert await named() == [[people["Bob"]]]
+
+
 async def test_timeline_names_the_services_that_did_not_answer(http: httpx.AsyncClient) -> None:
     p = await _prospect(http, 1)
     timeline = await _ok(await http.get(f"/prospects/{p['id']}/timeline"))
