@@ -30,7 +30,6 @@ does the rest, the same way for every table:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -41,6 +40,8 @@ from typing import Any, Generic, Protocol, TypeVar
 from sqlalchemy import ColumnElement, Select, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import InstrumentedAttribute
+
+from shared.loops import RepeatingPass
 
 log = logging.getLogger(__name__)
 # a generator of the relay's own: a draw from the random module's shared one moves its state
@@ -192,8 +193,10 @@ class Retained:
         return select(self.id).where(self.old()).limit(limit)
 
 
-class Relay(Generic[ItemT]):
+class Relay(RepeatingPass, Generic[ItemT]):
     """Claims due rows of `table`, hands each to `handle`, records the outcome, retries."""
+
+    cut_short = "items still in flight abandoned to their lease"
 
     def __init__(
         self,
@@ -211,7 +214,7 @@ class Relay(Generic[ItemT]):
         """before_pass: more work of the same loop, run first on every pass (a sweep that
         queues rows, say). on_recorded: runs in the transaction that records outcomes.
         also_prune: other tables' rows pruned with the relay's own, in this order."""
-        self.name = name
+        super().__init__(name)
         self._sessions = sessions
         self.table = table
         self._handle = handle
@@ -219,71 +222,36 @@ class Relay(Generic[ItemT]):
         self._before_pass = before_pass
         self._on_recorded = on_recorded
         self._also_prune = tuple(also_prune)
-        self._task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
-        self._stopping = False
-        self._last_failure = ""
+        self._last_prune = float("-inf")
         self.passes = 0  # passes completed (tests wait for a few more to see nothing new)
 
-    # --- lifespan ---------------------------------------------------------------------------
+    # --- the loop (shared.loops) -----------------------------------------------------------
 
-    def wake(self) -> None:
-        """Look for due rows now (a use case just committed some)."""
-        self._wake.set()
+    def pause_seconds(self) -> float:
+        return self.timing.poll_seconds
 
-    def start(self) -> None:
-        if self._task is None:
-            self._stopping = False
-            self._task = asyncio.get_running_loop().create_task(self._run(), name=self.name)
+    def stop_grace(self) -> float:
+        return self.timing.stop_grace
 
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is None:
-            return
-        self._stopping = True
-        self._wake.set()
+    async def one_pass(self) -> bool:
+        handled = 0
         try:
-            await asyncio.wait_for(asyncio.shield(task), self.timing.stop_grace)
-        except TimeoutError:
-            log.warning(
-                "%s: items still in flight after %.0fs, abandoned to their lease",
-                self.name,
-                self.timing.stop_grace,
-            )
-        except Exception:  # the loop itself never raises; a pass failing is logged inside it
-            log.exception("%s stopped with an error", self.name)
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _run(self) -> None:
-        last_prune = float("-inf")
-        while not self._stopping:
-            handled = 0
-            try:
-                handled = await self.run_once()
-            except Exception as err:  # the database is briefly away, say: the next pass retries
-                # logged once per distinct failure, not on every pass
-                failure = f"{type(err).__name__}: {getattr(err, 'orig', err)}"
-                if failure != self._last_failure:
-                    log.exception("%s pass failed", self.name)
-                self._last_failure = failure
-            else:
-                self._last_failure = ""
+            handled = await self.run_once()
+        finally:
             # after the work, not before: pruning never delays the first pass's claim
-            more_to_prune = False
-            now = asyncio.get_running_loop().time()
-            if self.retained() and now - last_prune >= self.timing.prune_seconds:
-                last_prune = now
-                more_to_prune = await self._prune_quietly()
-                if more_to_prune:
-                    last_prune = float("-inf")  # the next batch on the next pass
-            if handled >= self.timing.batch or more_to_prune or self._stopping:
-                continue  # more are due: no pause
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.timing.poll_seconds)
-            self._wake.clear()
+            more_to_prune = await self._prune_when_due()
+        return handled >= self.timing.batch or more_to_prune  # more are due: no pause
+
+    async def _prune_when_due(self) -> bool:
+        """One batch per table, hourly; True while a batch came back full."""
+        now = asyncio.get_running_loop().time()
+        if not self.retained() or now - self._last_prune < self.timing.prune_seconds:
+            return False
+        self._last_prune = now
+        more = await self._prune_quietly()
+        if more:
+            self._last_prune = float("-inf")  # the next batch on the next pass
+        return more
 
     async def _prune_quietly(self) -> bool:
         try:
@@ -357,7 +325,7 @@ class Relay(Generic[ItemT]):
         """Handle claimed (or, inline, freshly leased) items and record each outcome."""
         size = max(self.timing.concurrency, 1)
         for start in range(0, len(items), size):
-            if self._stopping and start:
+            if self.stopping and start:
                 await self._release(items[start:])  # stopping: the rest go to another replica
                 return
             chunk = items[start : start + size]

@@ -13,9 +13,6 @@ A change is added once: its queue row is deleted in the transaction that adds it
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -27,9 +24,8 @@ from services.prospecting import funnel
 from services.prospecting.models import FunnelPending, StageHistory
 from shared.app import run_during_lifespan
 from shared.db import hold_lock
+from shared.loops import RepeatingPass
 from shared.metrics import RelayBacklog
-
-log = logging.getLogger(__name__)
 
 LOCK = "closeflow:funnel-roll-up"
 # what funnel.cells reads of a change
@@ -108,7 +104,7 @@ async def counted(request: Request) -> None:
     await roll_up_all(request.app.state.sessions)
 
 
-class FunnelRollUp:
+class FunnelRollUp(RepeatingPass):
     """The loop that keeps the queue short while nobody reads the funnel."""
 
     def __init__(
@@ -116,45 +112,23 @@ class FunnelRollUp:
         sessions: Callable[[], async_sessionmaker[AsyncSession]],
         timing: RollUpTiming | None = None,
     ) -> None:
+        super().__init__("funnel roll-up")
         self._sessions = sessions
         self.timing = timing or RollUpTiming()
-        self._stopping = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._last_failure = ""
         self.passes = 0
 
-    def start(self) -> None:
-        if self._task is None:
-            self._stopping.clear()
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="funnel roll-up")
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is None:
-            return
-        self._stopping.set()
-        # a batch's transaction ends in well under a second; what is left stays queued
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(task), 10.0)
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                await roll_up_all(self._sessions(), self.timing.batch)
-            except Exception as err:  # the database is briefly away: the next pass retries
-                failure = f"{type(err).__name__}: {getattr(err, 'orig', err)}"
-                if failure != self._last_failure:  # once per distinct failure, not every pass
-                    log.exception("funnel roll-up failed")
-                self._last_failure = failure
-            else:
-                self._last_failure = ""
+    async def one_pass(self) -> bool:
+        try:
+            await roll_up_all(self._sessions(), self.timing.batch)
+        finally:
             self.passes += 1
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.timing.poll_seconds)
+        return False  # the queue is empty: roll_up_all goes on while batches come back full
+
+    def pause_seconds(self) -> float:
+        return self.timing.poll_seconds
+
+    def stop_grace(self) -> float:
+        return 10.0  # a batch's transaction ends in well under a second; the rest stays queued
 
 
 def install(app: FastAPI, timing: RollUpTiming | None = None) -> FunnelRollUp:
