@@ -47,7 +47,8 @@ from temporalio.service import RPCError
 from devstack.cluster_stack import WORKER_QUEUES, ClusterStack
 from devstack.postgres import ThrowawayPostgres
 from devstack.supervisor import StackError
-from shared.settings import SERVICES
+from services.outreach.send_lease import CLOCK_SKEW
+from shared.settings import SERVICES, Settings
 from tests.chaos.plan import Fault, Happened, Plan, Timeline
 from tests.chaos.tally import (
     Observed,
@@ -57,10 +58,19 @@ from tests.chaos.tally import (
     started_before,
     table,
 )
-from tests.chaos.traffic import Journey, Sandboxes, Traffic, Unavailable, retried
+from tests.chaos.traffic import (
+    NURTURE_AFTER_SECONDS,
+    STEP_SECONDS,
+    Journey,
+    Sandboxes,
+    Traffic,
+    Unavailable,
+    retried,
+)
 from tests.support.cluster import Sent, cluster_stack, kill, restarted, tended
 from tests.support.dev_stack import ARTIFACTS, urls_of
 from tests.support.settings import AUTH
+from workflows.journey.steps import ACTIVITY_TIMEOUT
 
 # the providers' timeouts, short: a sandbox that hangs longer than this leaves the send's outcome
 # unknown, which is what the send lease is for. The wait for the answer to an email's end keeps
@@ -68,6 +78,18 @@ from tests.support.settings import AUTH
 # waited out, as they would be in production
 STACK_ENV = {"CLOSEFLOW_SMTP_TIMEOUT_SECONDS": "5", "CLOSEFLOW_TWILIO_TIMEOUT_SECONDS": "5"}
 FIRST_TOUCH_TIMEOUT = 240.0
+# How long a journey may legitimately still run after the traffic: a send whose attempt died
+# while the provider held the message (a worker killed during an SMTP hang) is not retried before
+# its lease ends (services/outreach/send_lease.py: the activity's deadline, the wait for the
+# answer to the message's end, the clock skew), then the cadence's later steps and its nurture.
+SETTLE_SECONDS = (
+    ACTIVITY_TIMEOUT.total_seconds()
+    + float(Settings.model_fields["smtp_data_timeout_seconds"].default)
+    + CLOCK_SKEW.total_seconds()
+    + 3 * STEP_SECONDS
+    + NURTURE_AFTER_SECONDS
+    + 30.0  # task queues, the history service's restart
+)
 START_ATTEMPTS = 2
 
 
@@ -274,7 +296,9 @@ async def chaos(stack: ClusterStack, pg: ThrowawayPostgres, options: Options) ->
         client = await Client.connect(
             stack.settings.temporal_address, namespace=stack.settings.temporal_namespace
         )
-        status, close_times = await closed(client, journeys, started + options.minutes * 60)
+        # the traffic's bound, but never less than a late send needs to finish its journey
+        deadline = max(started + options.minutes * 60, time.monotonic() + SETTLE_SECONDS)
+        status, close_times = await closed(client, journeys, deadline)
         await asyncio.sleep(3)  # the last status callbacks
         await sandboxes.refresh()
         watcher.cancel()

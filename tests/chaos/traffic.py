@@ -40,11 +40,14 @@ RETRY_FOR_SECONDS = 120.0  # how long a call is retried while the stack is down
 POLL_SECONDS = 1.5
 
 
+NURTURE_AFTER_SECONDS = 6
+
+
 def chaos_cadence() -> dict[str, Any]:
     return fast_cadence(
         name="Chaos",
         steps=STEPS,
-        nurture_after_seconds=6,
+        nurture_after_seconds=NURTURE_AFTER_SECONDS,
         qualification_reminder_seconds=2,
         qualification_timeout_seconds=4,
     )
