@@ -35,6 +35,7 @@ from shared.ids import ResourceId
 from shared.requests import WriteModel
 
 RULES_ID = "default"
+NO_REPS = "unassigned: there are no reps"
 ROUND_ROBIN = "round_robin"  # the cursor of the pool of every rep (and the assignment lock)
 # A prospect counts against its rep's capacity until the journey ends one way or another.
 # (Referrals come after the sale: that prospect is a client, no longer the rep's open work.)
@@ -239,7 +240,7 @@ class Assigner:
             return rep, "referrer's rep"
         pool_name, pool, label = pool_of(self.rules, self.reps, country)
         if not pool:
-            return None, "unassigned: there are no reps"
+            return None, NO_REPS
         start = _after_last_pick(pool, self._cursors.get(pool_name))
         for step in range(len(pool)):
             rep = pool[(start + step) % len(pool)]
@@ -277,13 +278,13 @@ async def assign_new(session: AsyncSession, country: str) -> tuple[str | None, s
         return (rep.id if rep else None), note
     pool_name, pool, label = pool_of(rules, await active_reps(session), country)
     if not pool:
-        return None, "unassigned: there are no reps"
+        return None, NO_REPS
     return await _rotate(session, pool_name, pool), label
 
 
 # The next rep after the pool's last pick in creation order (the pick may have left the pool
-# since), else the pool's first: `Assigner.assign`'s choice, in one statement. Both sides read the
-# row as it was before the statement.
+# since), else the pool's first: `Assigner.assign`'s choice, in one statement (the subquery
+# reads the cursor as it was before it; concurrent upserts of one pool take turns on its row).
 ROTATE = sa.text(
     """
     INSERT INTO assignment_cursors AS c (name, assigned, last_rep_id, last_rep_created_at)
