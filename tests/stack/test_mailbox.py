@@ -136,9 +136,9 @@ async def test_a_long_subject_folded_on_the_wire_reads_as_sent(smtp, receiver) -
     a mail client unfolds it without the space: so does the mailbox."""
     mailbox, port = smtp
     subject = "Invitation: Intro call on Sunday 06 December at 09:40 (America/New_York)"
-    await send(port, "ada@example.com", subject=subject)
+    await send(port, "fold@example.com", subject=subject)
     async with mailbox_client(mailbox, receiver[0]) as client:
-        listed = (await client.get("/api/messages", params={"to": "ada@example.com"})).json()
+        listed = (await client.get("/api/messages", params={"to": "fold@example.com"})).json()
         assert [m["subject"] for m in listed] == [subject]
 
 
