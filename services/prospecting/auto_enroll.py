@@ -12,9 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from sqlalchemy import String, cast, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.prospecting import outbox
+from services.prospecting.models import OutboxMessage
 
 KIND = "auto_enroll"
 PATH = "/internal/auto-enrollments"
@@ -37,3 +39,22 @@ def queue(session: AsyncSession, items: Sequence[tuple[str, str]], subject_id: s
         payload={"items": [{"prospect_id": p, "tier": t} for p, t in items]},
         subject_id=subject_id,
     )
+
+
+async def forget(session: AsyncSession, prospect_id: str) -> None:
+    """An erased person leaves every call that names them (a batch's, under the batch's own
+    subject: an import, an ICP change), waiting or delivered; a call left naming nobody goes.
+    A relay posting it meanwhile sends a prospect outreach no longer finds, and records its
+    outcome on no row."""
+    calls = await session.scalars(
+        select(OutboxMessage).where(
+            OutboxMessage.kind == KIND,
+            cast(OutboxMessage.payload, String).contains(prospect_id, autoescape=True),
+        )
+    )
+    for row in calls:
+        items = [i for i in row.payload["items"] if i["prospect_id"] != prospect_id]
+        if not items:
+            await session.delete(row)
+        elif len(items) < len(row.payload["items"]):
+            row.payload = {**row.payload, "items": items}

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import String, cast, delete, or_, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -128,25 +128,6 @@ async def _unname_in_events(session: AsyncSession, referred: list[str], referrer
             row.payload = unnamed
 
 
-async def _leave_auto_enrolment_batches(session: AsyncSession, prospect_id: str) -> None:
-    """An import's or an ICP change's auto-enrolment call names many people under the batch's
-    own subject: the person leaves each (waiting or delivered), the others stay; a call left
-    naming nobody goes. A relay posting it meanwhile sends a prospect outreach no longer
-    finds, and records its outcome on no row."""
-    batches = await session.scalars(
-        select(OutboxMessage).where(
-            OutboxMessage.kind == auto_enroll.KIND,
-            cast(OutboxMessage.payload, String).contains(prospect_id, autoescape=True),
-        )
-    )
-    for row in batches:
-        items = [i for i in row.payload["items"] if i["prospect_id"] != prospect_id]
-        if not items:
-            await session.delete(row)
-        elif len(items) < len(row.payload["items"]):
-            row.payload = {**row.payload, "items": items}
-
-
 async def request_erasure(
     session: AsyncSession, prospect_id: str, pepper: str
 ) -> tuple[Erasure, bool]:
@@ -200,7 +181,7 @@ async def request_erasure(
         .where(OutboxMessage.subject_id == prospect_id, OutboxMessage.kind != KIND)
         .execution_options(synchronize_session=False)
     )
-    await _leave_auto_enrolment_batches(session, prospect_id)
+    await auto_enroll.forget(session, prospect_id)
     # The prospect and every row pointing at it (stage history, and any table added later with
     # a foreign key to prospects). The funnel's counters are counts without a person: they stay,
     # with the changes still queued for them added first.

@@ -47,7 +47,7 @@ from temporalio.service import RPCError
 from devstack.cluster_stack import WORKER_QUEUES, ClusterStack
 from devstack.postgres import ThrowawayPostgres
 from devstack.supervisor import StackError
-from services.outreach.send_lease import CLOCK_SKEW
+from services.outreach.send_lease import lease_end
 from shared.settings import SERVICES, Settings
 from tests.chaos.plan import Fault, Happened, Plan, Timeline
 from tests.chaos.tally import (
@@ -60,7 +60,7 @@ from tests.chaos.tally import (
 )
 from tests.chaos.traffic import (
     NURTURE_AFTER_SECONDS,
-    STEP_SECONDS,
+    STEPS,
     Journey,
     Sandboxes,
     Traffic,
@@ -80,13 +80,16 @@ STACK_ENV = {"CLOSEFLOW_SMTP_TIMEOUT_SECONDS": "5", "CLOSEFLOW_TWILIO_TIMEOUT_SE
 FIRST_TOUCH_TIMEOUT = 240.0
 # How long a journey may legitimately still run after the traffic: a send whose attempt died
 # while the provider held the message (a worker killed during an SMTP hang) is not retried before
-# its lease ends (services/outreach/send_lease.py: the activity's deadline, the wait for the
-# answer to the message's end, the clock skew), then the cadence's later steps and its nurture.
+# its lease ends (send_lease.lease_end: the activity's deadline plus the wait for the answer to
+# the message's end), then the cadence's later steps and its nurture.
+_T0 = datetime(2026, 1, 1, tzinfo=UTC)  # any instant: only the lease's length counts
+_LEASE_ENDS = lease_end(
+    _T0 + ACTIVITY_TIMEOUT, Settings.model_fields["smtp_data_timeout_seconds"].default
+)
+assert _LEASE_ENDS is not None
 SETTLE_SECONDS = (
-    ACTIVITY_TIMEOUT.total_seconds()
-    + float(Settings.model_fields["smtp_data_timeout_seconds"].default)
-    + CLOCK_SKEW.total_seconds()
-    + 3 * STEP_SECONDS
+    (_LEASE_ENDS - _T0).total_seconds()
+    + max(step["offset_seconds"] for step in STEPS)
     + NURTURE_AFTER_SECONDS
     + 30.0  # task queues, the history service's restart
 )

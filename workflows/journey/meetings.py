@@ -145,9 +145,9 @@ class Meetings:
         due is skipped, so a meeting booked for the next hour gets one reminder, not all of them
         at once; so is one whose time had passed when the journey heard of the meeting (or of its
         move) while a later one is still ahead: the prospect has just been told (the booking
-        page, the invitation), and the later one reminds them. Keys carry the revision: after a reschedule the ledger does not
-        take the new ones for repeats. A reminder that cannot go gives the rep a task saying
-        why."""
+        page, the invitation), and the later one reminds them. Keys carry the revision: after a
+        reschedule the ledger does not take the new ones for repeats. A reminder that cannot go
+        gives the rep a task saying why."""
         offsets = self.state.cadence.meeting_reminder_offsets()
         variables = {"meeting_starts_at": meeting.starts_at, "meeting_title": meeting.title}
         for i, offset in enumerate(offsets):
