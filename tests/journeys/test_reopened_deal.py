@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from services.prospecting.models import OutboxMessage
@@ -19,6 +20,7 @@ from tests.support.runs import (
     cadence,
     decide,
     rep_left_after_the_journey,
+    runs_of,
     stop_to_nurture,
     wait_run,
 )
@@ -35,6 +37,28 @@ async def una_lost(d: StackDriver) -> tuple[dict[str, Any], dict[str, Any], dict
     return una, deal, plan
 
 
+async def back_in_presenting(d: StackDriver, prospect_id: str) -> list[str]:
+    """The prospect's stages, once the last two are the loss and the way back."""
+
+    async def probe() -> list[str] | None:
+        path = await d.stages(prospect_id)
+        return path if path[-2:] == ["lost", "presenting"] else None
+
+    return await eventually(probe, f"{prospect_id} back in presenting")
+
+
+async def a_repeat_changes_nothing(d: StackDriver, prospect_id: str, deal_id: str) -> None:
+    """Once run 2 follows the reopened deal, the reopen again: no run 3, no second reopening
+    (the run is not told of it a second time)."""
+    path = await back_in_presenting(d, prospect_id)
+    again = await d.ok("POST", f"{d.u.deals}/deals/{deal_id}/reopen")
+    assert again["stage"] == "presenting"
+    assert len(await wait_run(d, prospect_id, 2, status="running")) == 2
+    assert await d.stages(prospect_id) == path
+    state = await query_state(d.env.client.get_workflow_handle(journey_id(prospect_id)))
+    assert state is not None and state.reopenings_heard == 0
+
+
 async def test_reopening_a_lost_deal_starts_a_run_at_presenting(stack: StackDriver) -> None:
     d = stack
     una, deal, _ = await una_lost(d)
@@ -44,22 +68,43 @@ async def test_reopening_a_lost_deal_starts_a_run_at_presenting(stack: StackDriv
     runs = await wait_run(d, una["id"], 2, status="running", origin="deal_reopened")
     assert runs[1]["start_stage"] == "presenting"
 
-    async def back_in_presenting() -> list[str] | None:
-        path = await d.stages(una["id"])
-        return path if path[-2:] == ["lost", "presenting"] else None
-
-    path = await eventually(back_in_presenting, "Una back in presenting")
-    # a repeat changes nothing: run 2 follows the deal already (no run 3, no second reopening)
-    again = await d.ok("POST", f"{d.u.deals}/deals/{deal['id']}/reopen")
-    assert again["stage"] == "presenting"
-    assert len(await wait_run(d, una["id"], 2, status="running")) == 2
-    assert await d.stages(una["id"]) == path
-    state = await query_state(d.env.client.get_workflow_handle(journey_id(una["id"])))
-    assert state is not None and state.reopenings_heard == 0  # not told of it a second time
+    await a_repeat_changes_nothing(d, una["id"], deal["id"])
     # the new run knows the deal: closing it now ends run 2
     won = {"outcome": "won", "reason": "came back", "value": 500, "currency": "EUR"}
     await d.ok("POST", f"{d.u.deals}/deals/{deal['id']}/close", json=won)
     await d.wait_stage(una["id"], "won")
+    await wait_run(d, una["id"], 2, outcome="won", status="ended")
+
+
+@pytest.mark.stack(gated=["outreach"])
+async def test_a_reopening_repeated_once_outreach_is_back_restarts_the_journey(
+    stack: StackDriver,
+) -> None:
+    """Una's run lost her deal. The deal is reopened while outreach, which starts the new run,
+    cannot be reached: the deal is open again and the answer is 503 `journey_not_restarted`.
+    Once outreach is back, the same request again brings the journey back at presenting; a
+    third changes nothing more (docs/guides/deals.md, on `journey_not_restarted`)."""
+    d = stack
+    una, deal, _ = await una_lost(d)
+    url = f"{d.u.deals}/deals/{deal['id']}"
+
+    async with d.u.gates["outreach"].closed():
+        r = await d.http.post(f"{url}/reopen")
+        assert (r.status_code, r.json()["error"]["code"]) == (503, "journey_not_restarted"), r.text
+        assert f"repeat POST /deals/{deal['id']}/reopen" in r.json()["error"]["message"]
+        assert (await d.ok("GET", url))["stage"] == "presenting"
+    runs = await runs_of(d, una["id"])
+    assert [(r["run"], r["status"], r["outcome"]) for r in runs] == [(1, "ended", "lost")]
+
+    again = await d.ok("POST", f"{url}/reopen")
+    assert again["stage"] == "presenting"
+    await wait_run(d, una["id"], 2, status="running", origin="deal_reopened")
+
+    await a_repeat_changes_nothing(d, una["id"], deal["id"])
+    causes = [h["cause"] for h in (await d.ok("GET", url))["history"]]
+    assert causes.count("reopened") == 1, causes
+    # the new run follows the deal: its close ends run 2
+    await d.ok("POST", f"{url}/close", json={"outcome": "won", "reason": "came back"})
     await wait_run(d, una["id"], 2, outcome="won", status="ended")
 
 

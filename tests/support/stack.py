@@ -13,7 +13,9 @@ each (the flagship journey does).
 
 Options on the test: `@pytest.mark.stack(outbox=OutboxTiming(...))` for prospecting's outbox
 timing, `@pytest.mark.stack(encrypted=True)` for payloads through the codec,
-`@pytest.mark.stack(settings={...})` for settings of its own; `@ON_PROCESSES` for
+`@pytest.mark.stack(settings={...})` for settings of its own,
+`@pytest.mark.stack(gated=["outreach"])` for services the others reach through a gate the test
+can close (tests/support/gate.py: `stack.u.gates["outreach"].closed()`); `@ON_PROCESSES` for
 the dev stack as real processes on their own ports (one per test module, see
 tests/support/dev_stack.py) instead."""
 
@@ -21,8 +23,8 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Collection
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,7 @@ from shared.temporal import with_codec
 from tests.support.databases import POSTGRES_URL
 from tests.support.dev_stack import urls_of
 from tests.support.fixtures import DATABASES, fresh_databases
+from tests.support.gate import Gate
 from tests.support.ports import free_port
 from tests.support.sandboxes import sandboxes
 from tests.support.scenarios import Driver, Urls
@@ -62,6 +65,8 @@ class RunningStack(Urls):
     """Where each part of a running stack answers, and the settings its services share."""
 
     settings: Settings
+    # the gates in front of services (`gated`), by service
+    gates: dict[str, Gate] = field(default_factory=dict)
 
 
 class StackDriver(Driver):
@@ -108,24 +113,34 @@ async def whole_stack(
     outbox_timing: OutboxTiming = FAST_OUTBOX,
     encrypted: bool = False,
     settings: dict[str, Any] | None = None,
+    gated: Collection[str] = (),
 ) -> AsyncIterator[RunningStack]:
     """encrypted: payloads go through the codec (shared/codec.py) as in production, with a
     master key of this stack's own; settings: the stack's settings that differ from the
-    tests' (`@pytest.mark.stack(settings={...})`)."""
+    tests' (`@pytest.mark.stack(settings={...})`); gated: the services the others reach
+    through a Gate (the public URLs and the test's calls go to them directly)."""
     ports = {s: free_port() for s in SERVICES}
     own: dict[str, Any] = {"payload_master_keys": new_master_key("test")} if encrypted else {}
     own.update(settings or {})
     base = {s: f"http://127.0.0.1:{p}" for s, p in ports.items()}
-    async with sandboxes(
-        tmp_path,
-        database_urls,
-        prefix,
-        public_url=base["outreach"],
-        referrals_public_url=base["referrals"],
-        deals_public_url=base["deals"],
-        **service_urls(base),
-        **own,
-    ) as sb:
+    gates = {s: Gate(ports[s]) for s in gated}
+    async with contextlib.AsyncExitStack() as outer:
+        for gate in gates.values():
+            outer.push_async_callback(gate.close)
+            await gate.open()
+        peers = {**base, **{s: gate.url for s, gate in gates.items()}}
+        sb = await outer.enter_async_context(
+            sandboxes(
+                tmp_path,
+                database_urls,
+                prefix,
+                public_url=base["outreach"],
+                referrals_public_url=base["referrals"],
+                deals_public_url=base["deals"],
+                **service_urls(peers),
+                **own,
+            )
+        )
         client = with_codec(env.client, sb.settings) if encrypted else env.client
         async with contextlib.AsyncExitStack() as stack:
             for worker in await build_workers(client, sb.settings, ["all"], stack):
@@ -147,6 +162,7 @@ async def whole_stack(
                 mailbox_url,
                 sb.twilio_url,
                 sb.settings,
+                gates,
             )
 
 
@@ -198,6 +214,7 @@ async def stack(
             options.get("outbox", FAST_OUTBOX),
             options.get("encrypted", False),
             options.get("settings"),
+            options.get("gated", ()),
         ) as running_stack,
     ):
         driver = StackDriver(running_stack, temporal_local)
