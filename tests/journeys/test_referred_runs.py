@@ -9,26 +9,20 @@ import re
 import uuid
 from typing import Any
 
+from sqlalchemy import update
+
+from services.outreach.models import Enrollment
+from shared.db import create_engine
 from tests.support.eventually import eventually
-from tests.support.runs import cadence, inbox_events, win
+from tests.support.runs import cadence, inbox_events, runs_of, wait_run, win
 from tests.support.stack import StackDriver
 
 LINK = re.compile(r"https?://\S+/r/[\w-]+")
 
 
-async def test_pause_stop_do_not_contact_and_reassignment_reach_a_referred_journey(
-    stack: StackDriver,
-) -> None:
-    d = stack
-    rep, _ = await d.setup()
-    # the referred prospect must not time out while the test drives them
-    plan = await cadence(
-        d,
-        referral_delay_seconds=1,
-        referral_reminders=0,
-        qualification_reminder_seconds=3600,
-        qualification_timeout_seconds=7200,
-    )
+async def referred_by_a_client(d: StackDriver, plan: dict[str, Any]) -> tuple[str, str]:
+    """Lea won on `plan` refers Max through her referral page: Max's id and email, once his
+    journey is at qualifying."""
     lea = await d.new_prospect("Lea")
     await win(d, lea, plan["id"])
 
@@ -49,6 +43,23 @@ async def test_pause_stop_do_not_contact_and_reassignment_reach_a_referred_journ
 
     max_id = await eventually(referred, "the referred prospect")
     await d.wait_stage(max_id, "qualifying")
+    return max_id, max_email
+
+
+async def test_pause_stop_do_not_contact_and_reassignment_reach_a_referred_journey(
+    stack: StackDriver,
+) -> None:
+    d = stack
+    rep, _ = await d.setup()
+    # the referred prospect must not time out while the test drives them
+    plan = await cadence(
+        d,
+        referral_delay_seconds=1,
+        referral_reminders=0,
+        qualification_reminder_seconds=3600,
+        qualification_timeout_seconds=7200,
+    )
+    max_id, max_email = await referred_by_a_client(d, plan)
 
     async def enrollment() -> dict[str, Any] | None:
         r = await d.http.get(f"{d.u.outreach}/prospects/{max_id}/enrollment")
@@ -103,3 +114,35 @@ async def test_pause_stop_do_not_contact_and_reassignment_reach_a_referred_journ
         "POST", f"{d.u.outreach}/cadences/{plan['id']}/stop", json={"reason": "retired"}
     )
     assert max_id in stopped["signalled"]
+
+
+async def test_a_referred_run_that_ended_is_listed_as_ended(stack: StackDriver) -> None:
+    """A referred journey starts before outreach has its row (registered at its warm
+    introduction), so the row must take the run's Temporal id from that touch: without it the
+    run, once ended, was listed as one that never started."""
+    d = stack
+    await d.setup()
+    plan = await cadence(d, referral_delay_seconds=1, referral_reminders=0)
+    max_id, _ = await referred_by_a_client(d, plan)
+    # nobody qualifies Max: his journey times out (the cadence's 4 s)
+    runs = await wait_run(d, max_id, 1, status="ended", outcome="disqualified")
+    assert (runs[0]["origin"], runs[0]["run_id"] is not None) == ("referral", True)
+
+    # a row an earlier release registered has no Temporal id: still listed as ended, and not
+    # as the later run once one runs (the journey's latest run)
+    await forget_run_id(d, runs[0]["id"])
+    assert (await runs_of(d, max_id))[0]["status"] == "ended"
+    await d.enroll(max_id, plan["id"])
+    runs = await wait_run(d, max_id, 2, status="running")
+    assert (runs[0]["status"], runs[0]["outcome"]) == ("ended", "disqualified")
+
+
+async def forget_run_id(d: StackDriver, row_id: str) -> None:
+    """The enrollment row as a release before the referred rows' run ids left it."""
+    engine = create_engine(d.u.settings.database_url("outreach"))
+    try:
+        async with engine.begin() as conn:
+            e = Enrollment
+            await conn.execute(update(e).where(e.id == row_id).values(run_id=None))
+    finally:
+        await engine.dispose()

@@ -1,6 +1,7 @@
 """One stage truth (issue 10): the journey owns the stage, so for every prospect of a stack the
-journey's stage (its state query, through outreach's GET /journeys/{id}), the stage of their
-latest deal and the prospect's stage in prospecting agree.
+journey's stage (its state query, through outreach's GET /journeys/{id}), the stage of the
+journey run's deal and the prospect's stage in prospecting agree, and no deal of an earlier run
+is left open.
 
 The `stack` fixture checks it when every whole-stack test ends (tests/support/stack.py), over
 HTTP only, so it holds for the in-process stacks and the dev stack as processes alike. Tests that
@@ -18,6 +19,8 @@ from tests.support.scenarios import Driver
 # The journey's stages after the win are the deal's "won": the deal is decided, the journey
 # goes on asking for referrals.
 DEAL_STAGE_OF = {Stage.REFERRALS: Stage.WON}
+# A deal's stages once decided: an earlier run's deal is left in one of them.
+CLOSED = (Stage.WON, Stage.LOST, Stage.DISQUALIFIED, Stage.NURTURE)
 # Journeys that ended by force (erasure, a test's terminate) stopped where they were: nothing
 # to hold them to.
 CHECKED_STATUSES = ("running", "completed")
@@ -54,12 +57,17 @@ async def disagreement(d: Driver, prospect: dict[str, Any]) -> str | None:
     prospect_stage = (await d.ok("GET", f"{d.u.prospecting}/prospects/{pid}"))["stage"]
     deals = await d.ok("GET", f"{d.u.deals}/deals", params={"prospect_id": pid})
     items = deals["items"] if isinstance(deals, dict) else deals
-    deal_stage = items[0]["stage"] if items else None
     stage = journey["stage"]
+    # the run's own deal (every run that has one knows it); a run without one yet may follow
+    # runs whose deals are closed, none still open
+    own = [i for i in items if i["id"] == journey["deal_id"]]
+    deal_stage = own[0]["stage"] if own else None
+    earlier_open = [i["stage"] for i in items if i not in own and i["stage"] not in CLOSED]
     expected_deal = DEAL_STAGE_OF.get(stage, stage)
-    if prospect_stage == stage and deal_stage in (None, expected_deal):
+    if prospect_stage == stage and deal_stage in (None, expected_deal) and not earlier_open:
         return None
-    return f"{pid}: journey {stage}, prospect {prospect_stage}, deal {deal_stage}"
+    earlier = f", another deal open at {earlier_open}" if earlier_open else ""
+    return f"{pid}: journey {stage}, prospect {prospect_stage}, deal {deal_stage}{earlier}"
 
 
 async def assert_one_stage_truth(d: Driver, timeout: float = SETTLE_SECONDS) -> None:

@@ -27,6 +27,7 @@ from fastapi import APIRouter, Depends, FastAPI, Query
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
 from temporalio.client import Client
 
 from services.outreach import models
@@ -94,7 +95,9 @@ class RunActivities:
 
 async def register_unenrolled_run(session: AsyncSession, req: TouchRequest) -> None:
     """A referred journey (started by a referral intake, not by an enrollment) gets its
-    enrollment row, run 1, at its warm introduction: none exists for the prospect yet."""
+    enrollment row, run 1, at its warm introduction: none exists for the prospect yet. The row
+    takes the run's Temporal id from the touch's activity, as an enrollment's takes it from the
+    start: the run's status and end are read by it (runs.run_status, runs.calling_run_ended)."""
     e = models.Enrollment
     if not req.cadence_id or await session.scalar(
         select(e.id).where(e.prospect_id == req.contact.prospect_id).limit(1)
@@ -102,7 +105,8 @@ async def register_unenrolled_run(session: AsyncSession, req: TouchRequest) -> N
         return
     snapshot = await service.cadence_snapshot(session, req.cadence_id)
     row = new_enrollment(req.contact, req.cadence_id, snapshot.version)
-    row.origin, row.start_stage = "referral", Stage.QUALIFYING
+    row.origin, row.start_stage = runs.REFERRAL, Stage.QUALIFYING
+    row.run_id = activity.info().workflow_run_id if activity.in_activity() else None
     await service.add_enrollment(session, row)
     await session.commit()
 
