@@ -14,14 +14,17 @@ with workflow.unsafe.imports_passed_through():
         JourneyInput,
         LinkReferral,
         ReferralIntakeInput,
+        ReferredRun,
         Referrer,
         Stage,
+        StartReferredRun,
         journey_id,
     )
     from shared.contracts.names import Act
 
-from workflows.journey import ProspectJourney
+from workflows.journey import ProspectJourney, versions
 from workflows.journey.steps import call
+from workflows.journey.versions import Patch
 
 
 @workflow.defn(name="ReferralIntake")
@@ -43,12 +46,25 @@ class ReferralIntake:
         await call(
             Act.LINK_REFERRAL, LinkReferral(inp.referral_id, contact.prospect_id), q.referrals
         )
+        referrer = Referrer(inp.referrer_prospect_id, inp.referrer_name, inp.referral_id)
+        if versions.patched(Patch.REFERRAL_RUN_BY_OUTREACH):
+            # outreach starts it as the prospect's next run: a known prospect whose journey
+            # ended comes back keyed apart from their earlier runs, with their run's row
+            run = await call(
+                Act.START_REFERRED_RUN,
+                StartReferredRun(contact, cadence.cadence_id, referrer),
+                q.outreach,
+                ReferredRun,
+            )
+            if not run.referred:
+                workflow.logger.info("prospect %s already has a journey", contact.prospect_id)
+            return contact.prospect_id
         journey = JourneyInput(
             contact=contact,
             cadence=cadence,
             queues=q,
             start_stage=Stage.QUALIFYING,
-            referrer=Referrer(inp.referrer_prospect_id, inp.referrer_name, inp.referral_id),
+            referrer=referrer,
         )
         try:
             await workflow.start_child_workflow(

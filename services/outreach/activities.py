@@ -31,7 +31,8 @@ from temporalio import activity
 from services.outreach import invites, models, send_lease
 from services.outreach.booking_links import BookingLinks, uses_booking_link
 from services.outreach.cadences import runs, service
-from services.outreach.cadences.follow_ups import RunActivities, register_unenrolled_run
+from services.outreach.cadences.follow_ups import RunActivities
+from services.outreach.cadences.referred_runs import ReferredRunActivities, register_unenrolled_run
 from services.outreach.cadences.send_window import next_allowed, window_for
 from services.outreach.cadences.stored_templates import StoredTemplates, for_journey
 from services.outreach.cadences.templates import (
@@ -1032,6 +1033,7 @@ def activities_for(
 ) -> list[Callable[..., Any]]:
     colleagues = ColleagueActivities(sessions)
     run_ends = RunActivities(sessions)
+    referred_runs = ReferredRunActivities(sessions, settings)
     acts = OutreachActivities(
         sessions,
         settings,
@@ -1051,6 +1053,7 @@ def activities_for(
         acts.get_cadence,
         colleagues.pause_colleagues,
         run_ends.record_run_end,
+        referred_runs.start_referred_run,
     ]
 
 

@@ -651,6 +651,25 @@ class LinkReferral:
 
 
 @dataclass
+class StartReferredRun:
+    """A referral intake's journey, started by outreach as the referred prospect's next run
+    (run 1 for a new prospect) at qualifying; a prospect whose run is running keeps it."""
+
+    contact: Contact
+    cadence_id: str
+    referrer: Referrer
+
+
+@dataclass
+class ReferredRun:
+    """The prospect's current run: `referred` when it is the referral's (started now or by an
+    earlier attempt), not when another was running already (the referral is attributed only)."""
+
+    run: int
+    referred: bool
+
+
+@dataclass
 class RunEnded:
     """A journey run ended with `outcome` (its last stage): outreach records it on the run and
     schedules the cadence's follow-up for a nurtured prospect."""

@@ -25,6 +25,7 @@ class Act:
     RECORD_REFERRER_THANKS = "referrals.record_referrer_thanks"
     GET_CONTACT = "prospecting.get_contact"
     RECORD_RUN_END = "outreach.record_run_end"
+    START_REFERRED_RUN = "outreach.start_referred_run"
 
 
 class Sig:

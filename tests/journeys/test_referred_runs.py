@@ -11,18 +11,40 @@ from typing import Any
 
 from sqlalchemy import update
 
+from services.outreach.cadences.referred_runs import start_referred_run
 from services.outreach.models import Enrollment
-from shared.db import create_engine
+from shared.contracts.journey import (
+    Contact,
+    ReferredRun,
+    Referrer,
+    StartReferredRun,
+    referral_intake_id,
+)
+from shared.db import create_engine, session_factory
 from tests.support.eventually import eventually
-from tests.support.runs import cadence, inbox_events, runs_of, wait_run, win
+from tests.support.runs import (
+    cadence,
+    decide,
+    inbox_events,
+    patient_cadence,
+    runs_of,
+    wait_run,
+    win,
+)
 from tests.support.stack import StackDriver
 
 LINK = re.compile(r"https?://\S+/r/[\w-]+")
 
 
-async def referred_by_a_client(d: StackDriver, plan: dict[str, Any]) -> tuple[str, str]:
-    """Lea won on `plan` refers Max through her referral page: Max's id and email, once his
-    journey is at qualifying."""
+async def referred_by_a_client(
+    d: StackDriver,
+    plan: dict[str, Any],
+    email: str = "",
+    phone: str = "+14155550143",
+    at_qualifying: bool = True,
+) -> tuple[str, str]:
+    """Lea won on `plan` refers Max (by `email`, else a new address) through her referral
+    page: Max's id and email, once the referral names him (and his journey is at qualifying)."""
     lea = await d.new_prospect("Lea")
     await win(d, lea, plan["id"])
 
@@ -31,8 +53,8 @@ async def referred_by_a_client(d: StackDriver, plan: dict[str, Any]) -> tuple[st
 
     link = LINK.search((await eventually(ask, "the referral ask"))[0]["text"])
     assert link
-    max_email = f"max-{uuid.uuid4().hex[:8]}@example.com"
-    form = {"first_name_0": "Max", "email_0": max_email, "phone_0": "+14155550143"}
+    max_email = email or f"max-{uuid.uuid4().hex[:8]}@example.com"
+    form = {"first_name_0": "Max", "email_0": max_email, "phone_0": phone}
     assert (await d.http.post(link.group(0), data=form)).status_code == 200
 
     async def referred() -> str | None:
@@ -42,7 +64,8 @@ async def referred_by_a_client(d: StackDriver, plan: dict[str, Any]) -> tuple[st
         return rows[0]["prospect_id"] if rows else None
 
     max_id = await eventually(referred, "the referred prospect")
-    await d.wait_stage(max_id, "qualifying")
+    if at_qualifying:
+        await d.wait_stage(max_id, "qualifying")
     return max_id, max_email
 
 
@@ -51,13 +74,10 @@ async def test_pause_stop_do_not_contact_and_reassignment_reach_a_referred_journ
 ) -> None:
     d = stack
     rep, _ = await d.setup()
-    # the referred prospect must not time out while the test drives them
-    plan = await cadence(
+    plan = await patient_cadence(
         d,
         referral_delay_seconds=1,
         referral_reminders=0,
-        qualification_reminder_seconds=3600,
-        qualification_timeout_seconds=7200,
     )
     max_id, max_email = await referred_by_a_client(d, plan)
 
@@ -144,5 +164,100 @@ async def forget_run_id(d: StackDriver, row_id: str) -> None:
         async with engine.begin() as conn:
             e = Enrollment
             await conn.execute(update(e).where(e.id == row_id).values(run_id=None))
+    finally:
+        await engine.dispose()
+
+
+async def test_a_known_prospect_referred_after_their_journey_ended_comes_back_in_a_new_run(
+    stack: StackDriver,
+) -> None:
+    """Max's own journey ended (his deal lost); then a client refers him. He is the same
+    prospect (deduplicated), and the referral brings him back as the next run of his journey,
+    at qualifying, introduced: its own row, stage changes and deal, none taken for run 1's."""
+    d = stack
+    await d.setup()
+    plan = await patient_cadence(
+        d,
+        referral_delay_seconds=1,
+        referral_reminders=0,
+    )
+    known = await d.new_prospect("Max")
+    lost = await decide(d, known, plan["id"], "lost")
+    await wait_run(d, known["id"], 1, outcome="lost", status="ended")
+
+    max_id, _ = await referred_by_a_client(d, plan, known["email"], known["phone"])
+    assert max_id == known["id"]
+    runs = await wait_run(d, max_id, 2, status="running", origin="referral")
+    assert runs[1]["start_stage"] == "qualifying"
+
+    async def back_at_qualifying() -> list[dict[str, Any]] | None:
+        stages = await d.ok("GET", f"{d.u.prospecting}/prospects/{max_id}/stages")
+        return stages if stages[-1]["run"] == 2 else None
+
+    stages = await eventually(back_at_qualifying, "run 2's first stage change")
+    assert [(s["to_stage"], s["run"]) for s in stages[-2:]] == [("lost", 1), ("qualifying", 2)]
+    assert stages[-1]["cause"].startswith("referred by client ")
+    prospect = await d.ok("GET", f"{d.u.prospecting}/prospects/{max_id}")
+    assert prospect["stage"] == "qualifying"
+
+    async def new_deal() -> dict[str, Any] | None:
+        deals = await d.ok("GET", f"{d.u.deals}/deals", params={"prospect_id": max_id})
+        items = deals["items"] if isinstance(deals, dict) else deals
+        return next((i for i in items if i["id"] != lost["id"]), None)
+
+    # the intake's start again (a retried activity) finds run 2: no run 3
+    assert await start_again(d, max_id, plan["id"]) == ReferredRun(2, referred=True)
+    assert len(await runs_of(d, max_id)) == 2
+    deal = await eventually(new_deal, "run 2's own deal")
+    assert deal["stage"] == "qualifying"
+    assert (await d.ok("GET", f"{d.u.deals}/deals/{lost['id']}"))["stage"] == "lost"
+
+    async def introduced() -> list[dict[str, Any]] | None:
+        mails = await d.mails_to(known["email"])
+        return [m for m in mails if "Lea" in m["text"]] or None
+
+    await eventually(introduced, "the warm introduction naming Lea")
+
+
+async def test_a_known_prospect_referred_while_their_journey_runs_keeps_it(
+    stack: StackDriver,
+) -> None:
+    """Max is on his own cadence when a client refers him: he keeps his run (the referral is
+    attributed, no run starts), and the intake's start again changes nothing."""
+    d = stack
+    await d.setup()
+    plan = await cadence(d, referral_delay_seconds=1, referral_reminders=0)
+    known = await d.new_prospect("Max")
+    await d.enroll(known["id"], plan["id"])
+    await wait_run(d, known["id"], 1, status="running")
+
+    max_id, _ = await referred_by_a_client(
+        d, plan, known["email"], known["phone"], at_qualifying=False
+    )
+    assert max_id == known["id"]
+
+    async def attributed() -> dict[str, Any] | None:
+        prospect = await d.ok("GET", f"{d.u.prospecting}/prospects/{max_id}")
+        return prospect if prospect.get("referrer_prospect_id") else None
+
+    prospect = await eventually(attributed, "the referral attributed to Max")
+    intake = d.env.client.get_workflow_handle(referral_intake_id(prospect["referral_id"]))
+    assert await intake.result() == max_id  # done: it started nothing
+    assert await start_again(d, max_id, plan["id"]) == ReferredRun(1, referred=False)
+    runs = await runs_of(d, max_id)
+    assert [(r["run"], r["origin"], r["status"]) for r in runs] == [(1, "enrollment", "running")]
+    assert "qualifying" not in await d.stages(max_id)
+
+
+async def start_again(d: StackDriver, prospect_id: str, cadence_id: str) -> ReferredRun:
+    """Outreach's start of a referred run, as a retry of the intake's activity calls it."""
+    engine = create_engine(d.u.settings.database_url("outreach"))
+    try:
+        request = StartReferredRun(
+            Contact(prospect_id, "Max"), cadence_id, Referrer("p-lea", "Lea", "ref-1")
+        )
+        return await start_referred_run(
+            session_factory(engine), d.env.client, d.u.settings, request
+        )
     finally:
         await engine.dispose()

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from temporalio import activity
 from temporalio.client import WorkflowHandle
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -53,13 +53,16 @@ from shared.contracts.journey import (
     ReferralAskStatus,
     ReferralIntakeInput,
     ReferredPerson,
+    ReferredRun,
     ReferrerThanks,
     RepManager,
     RepRef,
     RepTaskRequest,
     RunEnded,
+    Stage,
     StageChange,
     StageEntered,
+    StartReferredRun,
     TouchRequest,
     TouchResult,
     journey_id,
@@ -112,6 +115,8 @@ class Recorder:
     objection_checks: list[str] = field(default_factory=list)
     referred: list[CreateReferredProspect] = field(default_factory=list)
     linked: list[LinkReferral] = field(default_factory=list)
+    referred_runs: list[StartReferredRun] = field(default_factory=list)
+    queues: TaskQueues = field(default_factory=TaskQueues)  # the harness's: runs started there
     defer_first_sms_until: str | None = None
     defer_once: dict[str, str] = field(default_factory=dict)  # touch kind -> defer_until
     hold_once: dict[str, str] = field(default_factory=dict)  # kind -> every channel waits until
@@ -348,6 +353,26 @@ class Recorder:
         async def link_referral(req: LinkReferral) -> None:
             self.linked.append(req)
 
+        @activity.defn(name=Act.START_REFERRED_RUN)
+        async def start_referred_run(req: StartReferredRun) -> ReferredRun:
+            # as outreach does for a new prospect: run 1 at qualifying, introduced
+            self.referred_runs.append(req)
+            journey = JourneyInput(
+                req.contact,
+                cadence(cadence_id=req.cadence_id),
+                self.queues,
+                Stage.QUALIFYING,
+                req.referrer,
+            )
+            with contextlib.suppress(WorkflowAlreadyStartedError):  # a retry: started already
+                await activity.client().start_workflow(
+                    ProspectJourney.run,
+                    journey,
+                    id=journey_id(req.contact.prospect_id),
+                    task_queue=self.queues.journeys,
+                )
+            return ReferredRun(1, referred=True)
+
         return {
             "prospecting": [record_stage, create_referred_prospect, get_rep_manager, get_contact],
             "outreach": [
@@ -358,6 +383,7 @@ class Recorder:
                 get_cadence,
                 pause_colleagues,
                 record_run_end,
+                start_referred_run,
             ],
             "deals": [
                 open_deal,
@@ -380,7 +406,7 @@ class Harness:
     def __init__(self, env: WorkflowEnvironment, prefix: str) -> None:
         self.env = env
         self.queues = TaskQueues.with_prefix(prefix)
-        self.rec = Recorder()
+        self.rec = Recorder(queues=self.queues)
         self.workers: list[Worker] = []
 
     async def __aenter__(self) -> Harness:

@@ -27,6 +27,14 @@ async def cadence(d: Driver, **overrides: Any) -> dict[str, Any]:
     return await d.ok("POST", f"{d.u.outreach}/cadences", json=body)
 
 
+async def patient_cadence(d: Driver, **overrides: Any) -> dict[str, Any]:
+    """A fast cadence whose qualification waits two hours: a prospect a test drives through
+    qualifying does not time out meanwhile."""
+    return await cadence(
+        d, qualification_reminder_seconds=3600, qualification_timeout_seconds=7200, **overrides
+    )
+
+
 async def rep_left_after_the_journey(d: Driver, rep_id: str) -> dict[str, Any]:
     """The rep is deactivated once the prospect's journey is over, and Ben, an active rep, is
     there to take them when they come back (returned). A journey that is over is not handed

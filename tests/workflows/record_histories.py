@@ -656,13 +656,15 @@ async def main(which: str) -> None:
         await sets[which](env)
     finally:
         await env.shutdown()
-    if which == "v4":
-        # a server of its own: the abandoned child keeps the test server's time skipping locked
+    # v4: the intake started the journey as its child; v7: outreach starts it as the next run
+    intake = {"v4": "referral_intake_v4", "v7": "referral_intake_v7"}.get(which)
+    if intake is not None and (not ONLY or intake in ONLY):
+        # a server of its own: an abandoned child keeps the test server's time skipping locked
         env = await WorkflowEnvironment.start_time_skipping(
             test_server_existing_path=binary("temporal-test-server")
         )
         try:
-            await record_intake(env, "referral_intake_v4")
+            await record_intake(env, intake)
         finally:
             await env.shutdown()
 

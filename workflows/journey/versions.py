@@ -1,4 +1,5 @@
-"""The journey's patches: every change to the command sequence of journeys already running.
+"""The workflows' patches: every change to the command sequence of journeys (and referral
+intakes) already running.
 
 A journey started before a change must replay on the new code, so each such change is guarded by
 `versions.patched` with a `Patch` member (never a bare string) and registered here with the stored
@@ -61,6 +62,8 @@ class Patch(StrEnum):
     HEARD_CHANGES_STOP_TIMERS = "heard-changes-stop-timers"
     # --- found by CI (2026-12-06): a reminder sent a second after the invitation ---
     PASSED_REMINDER_SKIPPED = "passed-reminder-skipped"
+    # --- found in review (2026-12-06): a known prospect referred after their journey ended ---
+    REFERRAL_RUN_BY_OUTREACH = "referral-run-by-outreach"
 
 
 @dataclass(frozen=True)
@@ -261,6 +264,15 @@ REGISTRY: dict[Patch, PatchRecord] = {
         "of sending it at once, seconds after the invitation",
         ("journey_booked_within_the_day_v7",),
         _before("the passed-reminder change", "2026-12-06"),
+    ),
+    # ReferralIntake's, not the journey's: one registry for every workflow's patches
+    Patch.REFERRAL_RUN_BY_OUTREACH: PatchRecord(
+        "a referral intake has outreach start the referred prospect's journey as their next run "
+        "(run 1, or the run after their ended ones, with its enrollment row) instead of starting "
+        "it as its child at run 1, whose keys a known prospect's first run had taken",
+        ("referral_intake_v7",),
+        "no running ReferralIntake started before the deploy of the referred-run change "
+        "(2026-12-06); an intake runs for seconds",
     ),
 }
 

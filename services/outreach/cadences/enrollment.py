@@ -15,7 +15,14 @@ from services.outreach import models
 from services.outreach.cadences import service
 from services.outreach.cadences.stored_templates import for_journey
 from services.outreach.consent import suppressions
-from shared.contracts.journey import CadenceSnapshot, Contact, JourneyInput, Stage, journey_id
+from shared.contracts.journey import (
+    CadenceSnapshot,
+    Contact,
+    JourneyInput,
+    Referrer,
+    Stage,
+    journey_id,
+)
 from shared.errors import AppError
 from shared.settings import Settings
 from shared.temporal import task_queues
@@ -46,6 +53,7 @@ async def start_journey(
     *,
     start_cause: str = "",
     deal_id: str | None = None,
+    referrer: Referrer | None = None,
 ) -> str | None:
     """Start the journey run of a stored enrollment and give its Temporal run id (None: it ran
     already); 503 when Temporal could not be reached (the enrollment stays, and a retry reaches
@@ -59,6 +67,7 @@ async def start_journey(
         run=row.run,
         start_cause=start_cause,
         deal_id=deal_id,
+        referrer=referrer,
     )
     if row.run > 1:
         return await _start_later_run(client, row, journey)

@@ -10,9 +10,7 @@ prospect is enrolled in the follow-up cadence as a new run, with the checks of a
 keeps its reason (GET /follow-ups). A follow-up is cancelled when the prospect was enrolled by
 hand meanwhile (the current run is not the nurtured one).
 
-A journey started without POST /enrollments (a referral intake) has no enrollment row; its
-first touch registers one (`register_unenrolled_run`), so pausing, stopping, do-not-contact
-and reassignment find it like any other.
+A referred journey's run is started by outreach as well (cadences/referred_runs.py).
 """
 
 from __future__ import annotations
@@ -27,18 +25,17 @@ from fastapi import APIRouter, Depends, FastAPI, Query
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from temporalio import activity
 from temporalio.client import Client
 
 from services.outreach import models
 from services.outreach.cadences import runs, schemas, service
-from services.outreach.cadences.enrollment import new_enrollment, start_journey
+from services.outreach.cadences.enrollment import start_journey
 from services.outreach.consent import service as consent
 from services.outreach.prospects import ProspectDirectory
 from shared.activity_boundary import activity_boundary
 from shared.app import run_during_lifespan
 from shared.auth import require_api_key
-from shared.contracts.journey import RunEnded, Stage, TouchRequest
+from shared.contracts.journey import RunEnded, Stage
 from shared.contracts.names import Act
 from shared.db import Session
 from shared.errors import AppError
@@ -91,24 +88,6 @@ class RunActivities:
                 )
         except IntegrityError:
             pass  # a retried activity: the follow-up is due already
-
-
-async def register_unenrolled_run(session: AsyncSession, req: TouchRequest) -> None:
-    """A referred journey (started by a referral intake, not by an enrollment) gets its
-    enrollment row, run 1, at its warm introduction: none exists for the prospect yet. The row
-    takes the run's Temporal id from the touch's activity, as an enrollment's takes it from the
-    start: the run's status and end are read by it (runs.run_status, runs.calling_run_ended)."""
-    e = models.Enrollment
-    if not req.cadence_id or await session.scalar(
-        select(e.id).where(e.prospect_id == req.contact.prospect_id).limit(1)
-    ):
-        return
-    snapshot = await service.cadence_snapshot(session, req.cadence_id)
-    row = new_enrollment(req.contact, req.cadence_id, snapshot.version)
-    row.origin, row.start_stage = runs.REFERRAL, Stage.QUALIFYING
-    row.run_id = activity.info().workflow_run_id if activity.in_activity() else None
-    await service.add_enrollment(session, row)
-    await session.commit()
 
 
 # --- the relay: enrolling due follow-ups ---------------------------------------------------------

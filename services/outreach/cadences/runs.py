@@ -5,8 +5,8 @@ its enrollment row (run 1, 2, ...), the latest marked `current`. A prospect whos
 cannot get a second one: the same cadence again is the running one (idempotent), another
 cadence is 409 `already_enrolled`. A prospect whose journey ended may come back once the
 minimum gap since that end has passed (`reenroll_min_gap_days`: the cadence's, else the
-setting); follow-ups and late replies start their runs without that gap (ops chose their delay;
-a reply is the prospect coming back by themselves).
+setting); follow-ups, late replies and referrals start their runs without that gap (ops chose
+their delay; a reply is the prospect coming back by themselves, a referral through a client).
 
 The row is committed before the start and the Temporal run id is stored after it, so a start
 that failed (503) is retried by the same request again and reaches the same run.

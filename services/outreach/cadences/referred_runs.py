@@ -1,0 +1,100 @@
+"""Referred journeys: a referral brings its prospect to qualifying as the next run of their
+journey (issue 10, point 11; come back).
+
+The referral intake workflow asks outreach, which starts every run, to start it
+(`outreach.start_referred_run`): run 1 with its row (origin `referral`) for a new prospect, and
+for a known one whose journey ended the next run, keyed apart from the earlier ones (its stage
+changes, deal, tasks and messages). A known prospect whose run is running keeps it: the referral
+is only attributed. Intakes that started their journey themselves (before this release) left it
+without a row: its warm introduction registers one (`register_unenrolled_run`).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+from temporalio.client import Client
+
+from services.outreach import models
+from services.outreach.cadences import runs, service
+from services.outreach.cadences.enrollment import new_enrollment, start_journey
+from shared.activity_boundary import activity_boundary
+from shared.contracts.journey import ReferredRun, Stage, StartReferredRun, TouchRequest
+from shared.contracts.names import Act
+from shared.settings import Settings
+
+
+class ReferredRunActivities:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings) -> None:
+        self.sessions = sessions
+        self.settings = settings
+
+    @activity_boundary(Act.START_REFERRED_RUN)
+    async def start_referred_run(self, req: StartReferredRun) -> ReferredRun:
+        return await start_referred_run(self.sessions, activity.client(), self.settings, req)
+
+
+async def start_referred_run(
+    sessions: async_sessionmaker[AsyncSession],
+    client: Client,
+    settings: Settings,
+    req: StartReferredRun,
+) -> ReferredRun:
+    """Idempotent: a retry finds the run its earlier attempt stored (and starts it if that
+    attempt could not) or started."""
+    prospect_id = req.contact.prospect_id
+    async with sessions() as session:
+        current = await runs.current_run(session, prospect_id)
+        if current is not None and await _keeps_its_run(client, current):
+            return ReferredRun(current.run, referred=current.origin == runs.REFERRAL)
+        planned = await runs.plan_run(
+            session,
+            client,
+            settings,
+            req.contact,
+            runs.NewRun(
+                prospect_id,
+                req.cadence_id,
+                origin=runs.REFERRAL,
+                start_stage=Stage.QUALIFYING,
+                hold_to_gap=False,  # the person comes back through a client's word
+            ),
+        )
+        await session.commit()
+        run_id = await start_journey(
+            client, settings, planned.row, req.contact, planned.snapshot, referrer=req.referrer
+        )
+        await runs.remember_start(session, planned.row.id, run_id)
+        await session.commit()
+        return ReferredRun(planned.row.run, referred=True)
+
+
+async def _keeps_its_run(client: Client, current: models.Enrollment) -> bool:
+    """The prospect's current run goes on: it runs (and has not reported its end), or it is an
+    enrollment whose start is still to come (its request's retry starts it). A referral's row
+    not started yet is this activity's own earlier attempt: it is started now."""
+    if current.outcome is not None:
+        return False
+    status = await runs.run_status(client, current)
+    if status.state == runs.RunState.NOT_STARTED:
+        return current.origin != runs.REFERRAL
+    return status.state == runs.RunState.RUNNING
+
+
+async def register_unenrolled_run(session: AsyncSession, req: TouchRequest) -> None:
+    """A referred journey its intake started itself (an earlier release) gets its enrollment
+    row, run 1, at its warm introduction when none exists for the prospect yet. The row takes
+    the run's Temporal id from the touch's activity, as an enrollment's takes it from the start:
+    the run's status and end are read by it (runs.run_status, runs.calling_run_ended)."""
+    e = models.Enrollment
+    if not req.cadence_id or await session.scalar(
+        select(e.id).where(e.prospect_id == req.contact.prospect_id).limit(1)
+    ):
+        return
+    snapshot = await service.cadence_snapshot(session, req.cadence_id)
+    row = new_enrollment(req.contact, req.cadence_id, snapshot.version)
+    row.origin, row.start_stage = runs.REFERRAL, Stage.QUALIFYING
+    row.run_id = activity.info().workflow_run_id if activity.in_activity() else None
+    await service.add_enrollment(session, row)
+    await session.commit()
