@@ -9,7 +9,10 @@ import re
 import uuid
 from typing import Any
 
+import pytest
 from sqlalchemy import update
+from temporalio.client import Client
+from temporalio.service import RetryConfig
 
 from services.outreach.cadences.referred_runs import start_referred_run
 from services.outreach.models import Enrollment
@@ -21,7 +24,9 @@ from shared.contracts.journey import (
     referral_intake_id,
 )
 from shared.db import create_engine, session_factory
+from shared.errors import AppError
 from tests.support.eventually import eventually
+from tests.support.gate import Gate
 from tests.support.runs import (
     cadence,
     decide,
@@ -249,15 +254,50 @@ async def test_a_known_prospect_referred_while_their_journey_runs_keeps_it(
     assert "qualifying" not in await d.stages(max_id)
 
 
-async def start_again(d: StackDriver, prospect_id: str, cadence_id: str) -> ReferredRun:
-    """Outreach's start of a referred run, as a retry of the intake's activity calls it."""
+async def start_again(
+    d: StackDriver, prospect_id: str, cadence_id: str, client: Client | None = None
+) -> ReferredRun:
+    """Outreach's start of a referred run, as a retry of the intake's activity calls it (on
+    `client`, else the stack's Temporal)."""
     engine = create_engine(d.u.settings.database_url("outreach"))
     try:
         request = StartReferredRun(
             Contact(prospect_id, "Max"), cadence_id, Referrer("p-lea", "Lea", "ref-1")
         )
         return await start_referred_run(
-            session_factory(engine), d.env.client, d.u.settings, request
+            session_factory(engine), client or d.env.client, d.u.settings, request
         )
     finally:
         await engine.dispose()
+
+
+async def test_a_referred_run_whose_start_failed_is_started_by_the_retry(
+    stack: StackDriver,
+) -> None:
+    """The intake's activity stored the run's row, then could not reach Temporal: the run is
+    listed as not started, and the activity's retry starts that run (no second row)."""
+    d = stack
+    await d.setup()
+    plan = await patient_cadence(d)
+    noa = await d.new_prospect("Noa")
+    # Temporal out of reach as the run starts: its client's connection through a gate, closed
+    host, port = d.env.client.service_client.config.target_host.rsplit(":", 1)
+    assert host in ("127.0.0.1", "localhost"), host
+    gate = Gate(int(port))
+    await gate.open()
+    away = await Client.connect(
+        f"127.0.0.1:{gate.port}",
+        namespace=d.env.client.namespace,
+        retry_config=RetryConfig(max_retries=1),
+    )
+    await gate.close()
+    with pytest.raises(AppError) as refused:
+        await start_again(d, noa["id"], plan["id"], away)
+    assert (refused.value.status, refused.value.code) == (503, "temporal_unreachable")
+    runs = await runs_of(d, noa["id"])
+    assert [(r["run"], r["origin"], r["status"]) for r in runs] == [(1, "referral", "not_started")]
+
+    assert await start_again(d, noa["id"], plan["id"]) == ReferredRun(1, referred=True)
+    runs = await wait_run(d, noa["id"], 1, status="running", origin="referral")
+    assert len(runs) == 1 and runs[0]["run_id"] is not None
+    await d.wait_stage(noa["id"], "qualifying")

@@ -41,45 +41,52 @@ async def start_referred_run(
     settings: Settings,
     req: StartReferredRun,
 ) -> ReferredRun:
-    """Idempotent: a retry finds the run its earlier attempt stored (and starts it if that
-    attempt could not) or started."""
+    """Idempotent: a retry finds the row its earlier attempt stored and starts its run, or
+    finds it started (the start is idempotent too) and stores its Temporal id."""
     prospect_id = req.contact.prospect_id
     async with sessions() as session:
         current = await runs.current_run(session, prospect_id)
-        if current is not None and await _keeps_its_run(client, current):
+        if current is not None and _stored_not_started(current):
+            row = current
+            snapshot = await service.cadence_snapshot(session, row.cadence_id, row.cadence_version)
+        elif current is not None and await _keeps_its_run(client, current):
             return ReferredRun(current.run, referred=current.origin == runs.REFERRAL)
-        planned = await runs.plan_run(
-            session,
-            client,
-            settings,
-            req.contact,
-            runs.NewRun(
-                prospect_id,
-                req.cadence_id,
-                origin=runs.REFERRAL,
-                start_stage=Stage.QUALIFYING,
-                hold_to_gap=False,  # the person comes back through a client's word
-            ),
-        )
-        await session.commit()
+        else:
+            planned = await runs.plan_run(
+                session,
+                client,
+                settings,
+                req.contact,
+                runs.NewRun(
+                    prospect_id,
+                    req.cadence_id,
+                    origin=runs.REFERRAL,
+                    start_stage=Stage.QUALIFYING,
+                    hold_to_gap=False,  # the person comes back through a client's word
+                ),
+            )
+            await session.commit()
+            row, snapshot = planned.row, planned.snapshot
         run_id = await start_journey(
-            client, settings, planned.row, req.contact, planned.snapshot, referrer=req.referrer
+            client, settings, row, req.contact, snapshot, referrer=req.referrer
         )
-        await runs.remember_start(session, planned.row.id, run_id)
+        await runs.remember_start(session, row.id, run_id)
         await session.commit()
-        return ReferredRun(planned.row.run, referred=True)
+        return ReferredRun(row.run, referred=True)
+
+
+def _stored_not_started(current: models.Enrollment) -> bool:
+    """A referred run's row whose start an earlier attempt did not see through (no Temporal id
+    stored, no outcome reported)."""
+    return current.origin == runs.REFERRAL and current.run_id is None and current.outcome is None
 
 
 async def _keeps_its_run(client: Client, current: models.Enrollment) -> bool:
     """The prospect's current run goes on: it runs (and has not reported its end), or it is an
-    enrollment whose start is still to come (its request's retry starts it). A referral's row
-    not started yet is this activity's own earlier attempt: it is started now."""
+    enrollment whose start is still to come (its request's retry starts it)."""
     if current.outcome is not None:
         return False
-    status = await runs.run_status(client, current)
-    if status.state == runs.RunState.NOT_STARTED:
-        return current.origin != runs.REFERRAL
-    return status.state == runs.RunState.RUNNING
+    return (await runs.run_status(client, current)).state != runs.RunState.ENDED
 
 
 async def register_unenrolled_run(session: AsyncSession, req: TouchRequest) -> None:

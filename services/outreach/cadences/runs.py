@@ -42,7 +42,7 @@ class RunState(StrEnum):
     NOT_STARTED = "not_started"  # stored, but its start never reached Temporal (retry it)
 
 
-# the origin of a referred journey's row, registered by its first touch once it runs
+# the origin of a referred journey's run (cadences/referred_runs.py)
 REFERRAL = "referral"
 
 
@@ -56,14 +56,14 @@ class RunStatus:
 async def run_status(client: Client, row: models.Enrollment) -> RunStatus:
     """Where the run of `row` is, asked of Temporal (a run that reported its outcome may still
     be returning: it is running until Temporal closed it); the outcome is the one it reported."""
-    # a referred run's row registered by an earlier release, without its Temporal id: once a
-    # later run started, the journey's latest run is that one's, and this run has ended
-    # (a run starts only once the one before it has)
-    if row.run_id is None and row.origin == REFERRAL and not row.current:
+    # A row without its Temporal id: a start that did not complete, or a referred run's row
+    # made by its first touch in an earlier release. Its run reported an outcome if it ran.
+    unknown = row.run_id is None and row.outcome is None
+    if row.run_id is None and not row.current:
+        # a later run started: the journey's latest run is that one's, not this one's
+        if row.outcome is None:
+            return RunStatus(RunState.NOT_STARTED)
         return RunStatus(RunState.ENDED, row.ended_at, row.outcome)
-    # only a row stored before its start may stand for a run that never started: a referred
-    # run registers its row once it runs
-    maybe_unstarted = row.run_id is None and row.origin != REFERRAL
     handle = client.get_workflow_handle(row.journey_id, run_id=row.run_id)
     try:
         described = await handle.describe()
@@ -73,13 +73,13 @@ async def run_status(client: Client, row: models.Enrollment) -> RunStatus:
                 503, "temporal_unreachable", f"journey {row.journey_id}: {err.message}"
             ) from err
         # never started, or started so long ago that Temporal forgot it (retention)
-        if maybe_unstarted and row.outcome is None:
+        if unknown:
             return RunStatus(RunState.NOT_STARTED)
         return RunStatus(RunState.ENDED, row.ended_at, row.outcome)
     if described.status == WorkflowExecutionStatus.RUNNING:
         return RunStatus(RunState.RUNNING, None, row.outcome)
     started = described.start_time
-    if maybe_unstarted and started is not None and started < row.created_at:
+    if unknown and started is not None and started < row.created_at:
         return RunStatus(RunState.NOT_STARTED)  # an earlier run's end: this one never started
     return RunStatus(RunState.ENDED, row.ended_at or described.close_time, row.outcome)
 
@@ -150,7 +150,7 @@ class NewRun:
 
     prospect_id: str
     cadence_id: str
-    origin: str = "enrollment"  # enrollment | follow_up | late_reply | deal_reopened | REFERRAL
+    origin: str = "enrollment"  # enrollment | follow_up | late_reply | deal_reopened | referral
     start_stage: str = Stage.CONTACTING
     start_cause: str = ""
     deal_id: str | None = None
