@@ -1,7 +1,9 @@
 """Referred journeys are first-class (issue 10, point 11), through the whole stack on the real
-Temporal dev server: a journey started by a referral intake has its enrollment row (run 1,
-origin referral), so pausing a cadence or a rep, reassigning the prospect, the do-not-contact
-list and stopping a cadence all reach it."""
+Temporal dev server: a journey started by a referral intake is a run outreach started, with its
+enrollment row (origin referral), so pausing a cadence or a rep, reassigning the prospect, the
+do-not-contact list and stopping a cadence all reach it, and its status is listed right. A known
+prospect referred comes back as their next run when their journey ended, and keeps a journey
+that runs; the start is idempotent and a failed one is started by the retry."""
 
 from __future__ import annotations
 
@@ -79,11 +81,7 @@ async def test_pause_stop_do_not_contact_and_reassignment_reach_a_referred_journ
 ) -> None:
     d = stack
     rep, _ = await d.setup()
-    plan = await patient_cadence(
-        d,
-        referral_delay_seconds=1,
-        referral_reminders=0,
-    )
+    plan = await patient_cadence(d, referral_delay_seconds=1, referral_reminders=0)
     max_id, max_email = await referred_by_a_client(d, plan)
 
     async def enrollment() -> dict[str, Any] | None:
@@ -181,11 +179,7 @@ async def test_a_known_prospect_referred_after_their_journey_ended_comes_back_in
     at qualifying, introduced: its own row, stage changes and deal, none taken for run 1's."""
     d = stack
     await d.setup()
-    plan = await patient_cadence(
-        d,
-        referral_delay_seconds=1,
-        referral_reminders=0,
-    )
+    plan = await patient_cadence(d, referral_delay_seconds=1, referral_reminders=0)
     known = await d.new_prospect("Max")
     lost = await decide(d, known, plan["id"], "lost")
     await wait_run(d, known["id"], 1, outcome="lost", status="ended")
