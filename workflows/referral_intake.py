@@ -57,7 +57,11 @@ class ReferralIntake:
                 ReferredRun,
             )
             if not run.referred:
-                workflow.logger.info("prospect %s already has a journey", contact.prospect_id)
+                workflow.logger.info(
+                    "prospect %s not brought back: %s",
+                    contact.prospect_id,
+                    run.refused or "their journey runs",
+                )
             return contact.prospect_id
         journey = JourneyInput(
             contact=contact,

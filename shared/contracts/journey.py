@@ -662,11 +662,13 @@ class StartReferredRun:
 
 @dataclass
 class ReferredRun:
-    """The prospect's current run: `referred` when it is the referral's (started now or by an
-    earlier attempt), not when another was running already (the referral is attributed only)."""
+    """The prospect's current run (0: none): `referred` when it is the referral's (started now
+    or by an earlier attempt), not when another was running already or the person may not be
+    contacted (`refused` says why): the referral is attributed only."""
 
     run: int
     referred: bool
+    refused: str = ""
 
 
 @dataclass

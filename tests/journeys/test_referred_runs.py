@@ -235,29 +235,66 @@ async def test_a_known_prospect_referred_while_their_journey_runs_keeps_it(
     )
     assert max_id == known["id"]
 
-    async def attributed() -> dict[str, Any] | None:
-        prospect = await d.ok("GET", f"{d.u.prospecting}/prospects/{max_id}")
-        return prospect if prospect.get("referrer_prospect_id") else None
-
-    prospect = await eventually(attributed, "the referral attributed to Max")
-    intake = d.env.client.get_workflow_handle(referral_intake_id(prospect["referral_id"]))
-    assert await intake.result() == max_id  # done: it started nothing
+    await intake_finished(d, max_id)  # it started nothing
     assert await start_again(d, max_id, plan["id"]) == ReferredRun(1, referred=False)
     runs = await runs_of(d, max_id)
     assert [(r["run"], r["origin"], r["status"]) for r in runs] == [(1, "enrollment", "running")]
     assert "qualifying" not in await d.stages(max_id)
 
 
+async def intake_finished(d: StackDriver, prospect_id: str) -> None:
+    """The referral is attributed to the prospect and its intake workflow has finished."""
+
+    async def attributed() -> dict[str, Any] | None:
+        prospect = await d.ok("GET", f"{d.u.prospecting}/prospects/{prospect_id}")
+        return prospect if prospect.get("referrer_prospect_id") else None
+
+    prospect = await eventually(attributed, f"the referral attributed to {prospect_id}")
+    intake = d.env.client.get_workflow_handle(referral_intake_id(prospect["referral_id"]))
+    assert await intake.result() == prospect_id
+
+
+async def test_a_known_prospect_on_the_do_not_contact_list_is_not_brought_back(
+    stack: StackDriver,
+) -> None:
+    """Max's journey ended, then he asked not to be contacted (the do-not-contact list). A
+    client's referral attributes him, and starts nothing: no run, no stage change, no message."""
+    d = stack
+    await d.setup()
+    plan = await patient_cadence(d, referral_delay_seconds=1, referral_reminders=0)
+    known = await d.new_prospect("Max")
+    await decide(d, known, plan["id"], "lost")
+    await wait_run(d, known["id"], 1, outcome="lost", status="ended")
+    dnc = {"value": known["email"], "reason": "asked by phone"}
+    await d.ok("POST", f"{d.u.outreach}/do-not-contact", json=dnc)
+    mails_before = len(await d.mails_to(known["email"]))
+
+    max_id, _ = await referred_by_a_client(
+        d, plan, known["email"], known["phone"], at_qualifying=False
+    )
+    await intake_finished(d, max_id)
+    runs = await runs_of(d, max_id)
+    assert [(r["run"], r["origin"], r["status"]) for r in runs] == [(1, "enrollment", "ended")]
+    again = await start_again(d, max_id, plan["id"], email=known["email"])
+    assert (again.run, again.referred) == (1, False)
+    assert again.refused == f"do not contact: email {known['email']}"
+    assert (await d.stages(max_id))[-1] == "lost"
+    assert len(await d.mails_to(known["email"])) == mails_before
+
+
 async def start_again(
-    d: StackDriver, prospect_id: str, cadence_id: str, client: Client | None = None
+    d: StackDriver,
+    prospect_id: str,
+    cadence_id: str,
+    client: Client | None = None,
+    email: str | None = None,
 ) -> ReferredRun:
     """Outreach's start of a referred run, as a retry of the intake's activity calls it (on
     `client`, else the stack's Temporal)."""
     engine = create_engine(d.u.settings.database_url("outreach"))
     try:
-        request = StartReferredRun(
-            Contact(prospect_id, "Max"), cadence_id, Referrer("p-lea", "Lea", "ref-1")
-        )
+        contact = Contact(prospect_id, "Max", email=email)
+        request = StartReferredRun(contact, cadence_id, Referrer("p-lea", "Lea", "ref-1"))
         return await start_referred_run(
             session_factory(engine), client or d.env.client, d.u.settings, request
         )

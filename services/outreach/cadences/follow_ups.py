@@ -30,7 +30,6 @@ from temporalio.client import Client
 from services.outreach import models
 from services.outreach.cadences import runs, schemas, service
 from services.outreach.cadences.enrollment import start_journey
-from services.outreach.consent import service as consent
 from services.outreach.prospects import ProspectDirectory
 from shared.activity_boundary import activity_boundary
 from shared.app import run_during_lifespan
@@ -123,24 +122,6 @@ TABLE: LeasedTable[DueFollowUp] = LeasedTable.of(
 )
 
 
-async def refusal(
-    session: AsyncSession, prospect_id: str, email: str | None, phone: str | None
-) -> str:
-    """Why this person may not be enrolled again ("" when they may): the do-not-contact list,
-    or an opt-out of every channel we can reach them on."""
-    entry = await consent.dnc_for_contact(session, email, phone)
-    if entry is not None:
-        return consent.dnc_reason(entry)
-    reasons = [
-        await consent.blocked(session, channel, address, prospect_id)
-        for channel, address in (("email", email), ("sms", phone))
-        if address
-    ]
-    if reasons and all(reasons):
-        return "; ".join(r for r in reasons if r)
-    return ""
-
-
 class FollowUpRelay(Relay[DueFollowUp]):
     def __init__(
         self,
@@ -168,7 +149,7 @@ class FollowUpRelay(Relay[DueFollowUp]):
             current = await runs.current_run(session, item.prospect_id)
             if current is None or current.run != item.after_run:
                 return done(status=CANCELLED, reason="the prospect was enrolled again meanwhile")
-            why = await refusal(session, item.prospect_id, contact.email, contact.phone)
+            why = await runs.refusal(session, item.prospect_id, contact.email, contact.phone)
             if why:
                 return done(status=REFUSED, reason=why)
             try:

@@ -4,8 +4,9 @@ journey (issue 10, point 11; come back).
 The referral intake workflow asks outreach, which starts every run, to start it
 (`outreach.start_referred_run`): run 1 with its row (origin `referral`) for a new prospect, and
 for a known one whose journey ended the next run, keyed apart from the earlier ones (its stage
-changes, deal, tasks and messages). A known prospect whose run is running keeps it: the referral
-is only attributed. Intakes that started their journey themselves (before this release) left it
+changes, deal, tasks and messages). A known prospect whose run is running keeps it, and a person
+on the do-not-contact list or opted out of every channel we can reach them on is not brought
+back (as for a follow-up): the referral is only attributed. Intakes that started their journey themselves (before this release) left it
 without a row: its warm introduction registers one (`register_unenrolled_run`).
 """
 
@@ -51,6 +52,9 @@ async def start_referred_run(
             snapshot = await service.cadence_snapshot(session, row.cadence_id, row.cadence_version)
         elif current is not None and await _keeps_its_run(client, current):
             return ReferredRun(current.run, referred=current.origin == runs.REFERRAL)
+        elif why := await runs.refusal(session, prospect_id, req.contact.email, req.contact.phone):
+            # asked not to be contacted: a client's word does not override that
+            return ReferredRun(current.run if current else 0, referred=False, refused=why)
         else:
             planned = await runs.plan_run(
                 session,

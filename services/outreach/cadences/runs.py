@@ -29,6 +29,7 @@ from services.outreach import models
 from services.outreach.cadences import service
 from services.outreach.cadences.enrollment import new_enrollment
 from services.outreach.consent import erasure
+from services.outreach.consent import service as consent
 from shared.contracts.journey import CadenceSnapshot, Contact, Stage, prospect_of_journey
 from shared.errors import AppError
 from shared.settings import Settings
@@ -127,6 +128,25 @@ async def _hold_run(session: AsyncSession, *where: ColumnElement[bool]) -> model
         )
         return await session.scalar(query)
     return await session.scalar(query.with_for_update(read=True))
+
+
+async def refusal(
+    session: AsyncSession, prospect_id: str, email: str | None, phone: str | None
+) -> str:
+    """Why this person may not be brought back by a run nobody asked for by hand (a
+    follow-up, a referral; "" when they may): the do-not-contact list, or an opt-out of every
+    channel we can reach them on."""
+    entry = await consent.dnc_for_contact(session, email, phone)
+    if entry is not None:
+        return consent.dnc_reason(entry)
+    reasons = [
+        await consent.blocked(session, channel, address, prospect_id)
+        for channel, address in (("email", email), ("sms", phone))
+        if address
+    ]
+    if reasons and all(reasons):
+        return "; ".join(r for r in reasons if r)
+    return ""
 
 
 async def current_run(session: AsyncSession, prospect_id: str) -> models.Enrollment | None:
