@@ -664,11 +664,11 @@ class StartReferredRun:
 class ReferredRun:
     """The prospect's current run (0: none): `referred` when it is the referral's (started now
     or by an earlier attempt), not when another was running already or the person may not be
-    contacted (`refused` says why): the referral is attributed only."""
+    contacted (`refused` names the rule, never an address): the referral is attributed only."""
 
     run: int
     referred: bool
-    refused: str = ""
+    refused: str = ""  # "do_not_contact" or "opted_out"
 
 
 @dataclass

@@ -150,8 +150,8 @@ class FollowUpRelay(Relay[DueFollowUp]):
             if current is None or current.run != item.after_run:
                 return done(status=CANCELLED, reason="the prospect was enrolled again meanwhile")
             why = await runs.refusal(session, item.prospect_id, contact.email, contact.phone)
-            if why:
-                return done(status=REFUSED, reason=why)
+            if why is not None:
+                return done(status=REFUSED, reason=why.detail)
             try:
                 planned = await runs.plan_run(
                     session,

@@ -6,8 +6,9 @@ The referral intake workflow asks outreach, which starts every run, to start it
 for a known one whose journey ended the next run, keyed apart from the earlier ones (its stage
 changes, deal, tasks and messages). A known prospect whose run is running keeps it, and a person
 on the do-not-contact list or opted out of every channel we can reach them on is not brought
-back (as for a follow-up): the referral is only attributed. Intakes that started their journey themselves (before this release) left it
-without a row: its warm introduction registers one (`register_unenrolled_run`).
+back (as for a follow-up): the referral is only attributed. Intakes that started their journey
+themselves (before this release) left it without a row: its warm introduction registers one
+(`register_unenrolled_run`).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ async def start_referred_run(
             return ReferredRun(current.run, referred=current.origin == runs.REFERRAL)
         elif why := await runs.refusal(session, prospect_id, req.contact.email, req.contact.phone):
             # asked not to be contacted: a client's word does not override that
-            return ReferredRun(current.run if current else 0, referred=False, refused=why)
+            return ReferredRun(current.run if current else 0, referred=False, refused=why.rule)
         else:
             planned = await runs.plan_run(
                 session,

@@ -130,23 +130,29 @@ async def _hold_run(session: AsyncSession, *where: ColumnElement[bool]) -> model
     return await session.scalar(query.with_for_update(read=True))
 
 
+@dataclass(frozen=True)
+class Refusal:
+    rule: str  # "do_not_contact" or "opted_out": what a workflow's history may keep
+    detail: str  # the entry or the opt-outs, addresses included: for outreach's own rows
+
+
 async def refusal(
     session: AsyncSession, prospect_id: str, email: str | None, phone: str | None
-) -> str:
+) -> Refusal | None:
     """Why this person may not be brought back by a run nobody asked for by hand (a
-    follow-up, a referral; "" when they may): the do-not-contact list, or an opt-out of every
+    follow-up, a referral; None when they may): the do-not-contact list, or an opt-out of every
     channel we can reach them on."""
     entry = await consent.dnc_for_contact(session, email, phone)
     if entry is not None:
-        return consent.dnc_reason(entry)
+        return Refusal("do_not_contact", consent.dnc_reason(entry))
     reasons = [
         await consent.blocked(session, channel, address, prospect_id)
         for channel, address in (("email", email), ("sms", phone))
         if address
     ]
     if reasons and all(reasons):
-        return "; ".join(r for r in reasons if r)
-    return ""
+        return Refusal("opted_out", "; ".join(r for r in reasons if r))
+    return None
 
 
 async def current_run(session: AsyncSession, prospect_id: str) -> models.Enrollment | None:
