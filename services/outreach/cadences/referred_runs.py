@@ -107,6 +107,6 @@ async def register_unenrolled_run(session: AsyncSession, req: TouchRequest) -> N
     snapshot = await service.cadence_snapshot(session, req.cadence_id)
     row = new_enrollment(req.contact, req.cadence_id, snapshot.version)
     row.origin, row.start_stage = runs.REFERRAL, Stage.QUALIFYING
-    row.run_id = activity.info().workflow_run_id if activity.in_activity() else None
+    row.run_id = activity.info().workflow_run_id  # called by the touch's activity only
     await service.add_enrollment(session, row)
     await session.commit()

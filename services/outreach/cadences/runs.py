@@ -62,7 +62,7 @@ async def run_status(client: Client, row: models.Enrollment) -> RunStatus:
     unknown = row.run_id is None and row.outcome is None
     if row.run_id is None and not row.current:
         # a later run started: the journey's latest run is that one's, not this one's
-        if row.outcome is None:
+        if unknown:
             return RunStatus(RunState.NOT_STARTED)
         return RunStatus(RunState.ENDED, row.ended_at, row.outcome)
     handle = client.get_workflow_handle(row.journey_id, run_id=row.run_id)
