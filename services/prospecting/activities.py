@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.prospecting import service
+from services.prospecting import reps, service
 from services.prospecting.models import Rep
 from shared.activity_boundary import activity_boundary
 from shared.contracts.journey import (
@@ -43,6 +43,9 @@ class ProspectingActivities:
         prospect = await service.create_referred_prospect(
             session, request, self.pepper, self.master_keys
         )
+        # a known person comes back through the referral: one whose rep left while their
+        # journey was over goes to an active rep first, as any come back does (idempotent)
+        prospect, _ = await reps.come_back(session, prospect.id)
         return service.contact_from_prospect(prospect, prospect.rep)
 
     @activity_boundary(Act.GET_CONTACT)

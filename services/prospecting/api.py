@@ -101,9 +101,10 @@ async def get_prospect(prospect_id: str, session: Session) -> schemas.Prospect:
 
 @router.post("/internal/prospects/{prospect_id}/comeback", tags=["prospects"])
 async def come_back(prospect_id: str, request: Request, session: Session) -> schemas.Prospect:
-    """The prospect comes back to outreach (enrolled again, a late reply, a reopened deal): the
-    prospect as a run's Contact is built from, with an active rep (a deactivated one's goes to
-    another by the assignment rules, what they own elsewhere following through the outbox)."""
+    """The prospect comes back to outreach (enrolled again, a follow-up, a late reply, a reopened
+    deal): the prospect as a run's Contact is built from, with an active rep (a deactivated
+    one's goes to another by the assignment rules, what they own elsewhere following through
+    the outbox)."""
     prospect, handed_over = await reps.come_back(session, prospect_id)
     out = schemas.Prospect.model_validate(prospect)
     if handed_over:  # every enrolment asks: the usual answer writes and wakes nothing

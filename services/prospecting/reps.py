@@ -144,10 +144,10 @@ async def _hand_over(session: AsyncSession, rep: Rep) -> dict[str, str | None]:
 
 
 async def come_back(session: AsyncSession, prospect_id: str) -> tuple[Prospect, bool]:
-    """The prospect comes back (enrolled again, a late reply, a reopened deal): one whose rep was
-    deactivated while their journey was over (not handed over then) goes to an active rep by the
-    assignment rules now, as on the deactivation, so the new run and its deal are not the
-    inactive rep's. Idempotent: an active rep keeps them. True: handed over (the rep moves are
+    """The prospect comes back (enrolled again, a follow-up, a late reply, a reopened deal, a
+    referral of a known person): one whose rep was deactivated while their journey was over
+    (not handed over then) goes to an active rep by the assignment rules now, as on the
+    deactivation, so the new run and its deal are not the inactive rep's. Idempotent: an active rep keeps them. True: handed over (the rep moves are
     queued in the outbox)."""
     prospect = await service.get_prospect(session, prospect_id)
     rep = prospect.rep

@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 from temporalio.client import Client
-from temporalio.service import RetryConfig
 
 from services.outreach.cadences.referred_runs import start_referred_run
 from services.outreach.models import Enrollment
@@ -28,12 +27,15 @@ from shared.contracts.journey import (
 from shared.db import create_engine, session_factory
 from shared.errors import AppError
 from tests.support.eventually import eventually
-from tests.support.gate import Gate
+from tests.support.gate import temporal_out_of_reach
 from tests.support.runs import (
     cadence,
     decide,
+    handed_over,
     inbox_events,
     patient_cadence,
+    rep_left_after_the_journey,
+    rita_s,
     runs_of,
     wait_run,
     win,
@@ -218,6 +220,28 @@ async def test_a_known_prospect_referred_after_their_journey_ended_comes_back_in
     await eventually(introduced, "the warm introduction naming Lea")
 
 
+async def test_a_known_prospect_referred_after_their_rep_left_comes_back_to_an_active_rep(
+    stack: StackDriver,
+) -> None:
+    """Max's journey ended under Rita, deactivated since (a journey that is over is not handed
+    over). A client's referral brings him back as run 2, to an active rep, as any come back
+    does: the run, its deal and tasks are an active rep's, not those of a rep who left."""
+    d = stack
+    rita, _ = await d.setup()
+    plan = await patient_cadence(d, referral_delay_seconds=1, referral_reminders=0)
+    known = await d.new_prospect("Max")
+    await rita_s(d, known, rita)
+    await decide(d, known, plan["id"], "lost")
+    await wait_run(d, known["id"], 1, outcome="lost", status="ended")
+    await rep_left_after_the_journey(d, rita["id"])
+
+    max_id, _ = await referred_by_a_client(d, plan, known["email"], known["phone"])
+    assert max_id == known["id"]
+    runs = await wait_run(d, max_id, 2, status="running", origin="referral")
+    now_with = await handed_over(d, max_id, rita["id"])
+    assert runs[1]["rep_id"] == now_with
+
+
 async def test_a_known_prospect_referred_while_their_journey_runs_keeps_it(
     stack: StackDriver,
 ) -> None:
@@ -311,17 +335,8 @@ async def test_a_referred_run_whose_start_failed_is_started_by_the_retry(
     await d.setup()
     plan = await patient_cadence(d)
     noa = await d.new_prospect("Noa")
-    # Temporal out of reach as the run starts: its client's connection through a gate, closed
-    host, port = d.env.client.service_client.config.target_host.rsplit(":", 1)
-    assert host in ("127.0.0.1", "localhost"), host
-    gate = Gate(int(port))
-    await gate.open()
-    away = await Client.connect(
-        f"127.0.0.1:{gate.port}",
-        namespace=d.env.client.namespace,
-        retry_config=RetryConfig(max_retries=1),
-    )
-    await gate.close()
+    # Temporal out of reach as the run starts
+    away = await temporal_out_of_reach(d.env.client)
     with pytest.raises(AppError) as refused:
         await start_again(d, noa["id"], plan["id"], away)
     assert (refused.value.status, refused.value.code) == (503, "temporal_unreachable")

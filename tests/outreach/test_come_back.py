@@ -1,14 +1,28 @@
 """Come back (issue 10, point 1) through the whole stack on the real Temporal dev server: a
 prospect whose journey ended is enrolled again as a new run of `journey-<id>` (same or another
 cadence) with the earlier run's history kept; enrolling while a journey runs stays idempotent;
-the minimum gap; a follow-up cadence after nurture, and one refused by do-not-contact."""
+the minimum gap; a follow-up cadence after nurture (to an active rep, started by its retry when
+its start failed), and one refused by do-not-contact."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
+from sqlalchemy import update
+
+from services.outreach.cadences import follow_ups
+from services.outreach.models import Enrollment
+from services.outreach.prospects import ProspectDirectory
+from shared.db import create_engine, session_factory
+from shared.relay import Outcome
 from tests.support.eventually import eventually
+from tests.support.gate import temporal_away_at_start
 from tests.support.runs import (
     cadence,
+    first_run_nurtured,
+    handed_over,
     rep_left_after_the_journey,
+    rita_s,
     runs_of,
     stop_to_nurture,
     wait_run,
@@ -26,17 +40,12 @@ async def test_a_prospect_enrolled_again_after_their_rep_left_goes_to_an_active_
     rita, _ = await d.setup()
     plan = await cadence(d)
     eve = await d.new_prospect("Eve")
-    await d.enroll(eve["id"], plan["id"])
-    await d.wait_mails(eve["email"], 1)
-    await stop_to_nurture(d, eve["id"], 1)
+    await first_run_nurtured(d, eve, plan["id"])
     ben = await rep_left_after_the_journey(d, rita["id"])
 
     second = await d.enroll(eve["id"], plan["id"])
     assert second["run"] == 2 and second["rep_id"] == ben["id"], second
-    prospect = await d.ok("GET", f"{d.u.prospecting}/prospects/{eve['id']}")
-    assert prospect["rep"]["id"] == ben["id"] and "deactivated" in prospect["assignment_note"]
-    journey = await d.ok("GET", f"{d.u.outreach}/journeys/{eve['id']}")
-    assert journey["rep_id"] == ben["id"]
+    assert await handed_over(d, eve["id"], rita["id"]) == ben["id"]
 
 
 async def test_a_nurtured_prospect_comes_back_in_the_same_and_another_cadence(
@@ -173,3 +182,105 @@ async def test_a_nurtured_prospect_enters_the_follow_up_cadence_unless_they_may_
     row = await eventually(refused, "Hal's follow-up refused")
     assert "do not contact" in str(row["reason"]) and hal["email"] in str(row["reason"])
     assert [r["run"] for r in await runs_of(d, hal["id"])] == [1]
+
+
+async def test_a_follow_up_run_goes_to_an_active_rep(stack: StackDriver) -> None:
+    """Gil was nurtured under Rita, deactivated since (a journey that is over is not handed
+    over). His follow-up brings him back to an active rep, as enrolling him again would: the
+    new run, its messages and tasks are an active rep's, not those of a rep who left."""
+    d = stack
+    rita, _ = await d.setup()
+    follow_up = await cadence(d, name="Re-engagement")
+    outbound = await cadence(d, follow_up_cadence_id=follow_up["id"], follow_up_after_seconds=3)
+    gil = await d.new_prospect("Gil")
+    await rita_s(d, gil, rita)
+    await first_run_nurtured(d, gil, outbound["id"])
+    await rep_left_after_the_journey(d, rita["id"])
+
+    runs = await wait_run(d, gil["id"], 2, origin="follow_up", status="running")
+    now_with = await handed_over(d, gil["id"], rita["id"])
+    assert runs[1]["rep_id"] == now_with
+
+
+async def test_a_follow_up_whose_start_failed_is_started_by_its_retry(
+    stack: StackDriver,
+) -> None:
+    """Gil's follow-up falls due while Temporal is away: its run is stored, not started. The
+    relay's next attempt at the same follow-up starts that run (no second row); it used to
+    take that row for an enrollment made meanwhile and cancel the follow-up."""
+    d = stack
+    await d.setup()
+    follow_up = await cadence(d, name="Re-engagement")
+    # due in an hour: the test makes the relay's attempts itself, with the Temporal it chooses
+    outbound = await cadence(d, follow_up_cadence_id=follow_up["id"], follow_up_after_seconds=3600)
+    gil = await d.new_prospect("Gil")
+    await first_run_nurtured(d, gil, outbound["id"])
+    (pending,) = await d.ok("GET", f"{d.u.outreach}/follow-ups", params={"prospect_id": gil["id"]})
+
+    engine = create_engine(d.u.settings.database_url("outreach"))
+    sessions = session_factory(engine)
+    prospects = ProspectDirectory.from_settings(d.u.settings)
+    away = await temporal_away_at_start(d.env.client)
+
+    async def attempt(temporal: object) -> Outcome:
+        relay = follow_ups.FollowUpRelay(
+            lambda: sessions,
+            lambda: temporal,
+            lambda: prospects,
+            d.u.settings,
+        )
+        async with sessions() as session:
+            (item,) = await follow_ups._load(session, [pending["id"]])
+        return await relay._enroll(item)
+
+    try:
+        failed = await attempt(away)
+        assert failed.retry and "did not start" in failed.error, failed
+        runs = await runs_of(d, gil["id"])
+        assert [(r["run"], r["origin"], r["status"]) for r in runs] == [
+            (1, "enrollment", "ended"),
+            (2, "follow_up", "not_started"),
+        ]
+        started = await attempt(d.env.client)
+        assert not started.retry and started.values["status"] == "enrolled", started
+        assert started.values["run"] == 2
+    finally:
+        await prospects.close()
+        await engine.dispose()
+    runs = await wait_run(d, gil["id"], 2, status="running", origin="follow_up")
+    assert len(runs) == 2 and runs[1]["cadence_id"] == follow_up["id"]
+    await d.wait_mails(gil["email"], 2)
+
+
+async def test_a_repeat_knows_the_run_its_lost_start_made_whatever_the_clocks(
+    stack: StackDriver,
+) -> None:
+    """Eve's second run was started, but the answer never came back (its Temporal id is not
+    stored), and outreach's clock ran ahead of Temporal's when it stored the row. The repeated
+    request knows the run by the run number its start carried, not by comparing the two clocks:
+    it takes that run for its row (it used to take it for the run before and answer 409
+    `journey_running` after waiting for it to end)."""
+    d = stack
+    await d.setup()
+    plan = await cadence(d)
+    eve = await d.new_prospect("Eve")
+    await first_run_nurtured(d, eve, plan["id"])
+    second = await d.enroll(eve["id"], plan["id"])
+    assert second["run"] == 2 and second["run_id"]
+
+    engine = create_engine(d.u.settings.database_url("outreach"))
+    try:
+        async with session_factory(engine)() as session:
+            stored = datetime.fromisoformat(second["created_at"])
+            await session.execute(
+                update(Enrollment)
+                .where(Enrollment.id == second["id"])
+                .values(run_id=None, created_at=stored + timedelta(seconds=30))
+            )
+            await session.commit()
+    finally:
+        await engine.dispose()
+    again = await d.enroll(eve["id"], plan["id"])
+    assert (again["id"], again["run"], again["run_id"]) == (second["id"], 2, second["run_id"])
+    runs = await runs_of(d, eve["id"])
+    assert [(r["run"], r["status"]) for r in runs] == [(1, "ended"), (2, "running")]

@@ -10,6 +10,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
+
+from temporalio.client import (
+    Client,
+    Interceptor,
+    OutboundInterceptor,
+    StartWorkflowInput,
+    WorkflowHandle,
+)
+from temporalio.service import RetryConfig
 
 CHUNK = 64 * 1024
 
@@ -73,3 +83,55 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
             await writer.drain()
     with contextlib.suppress(ConnectionError, OSError, RuntimeError):
         writer.write_eof()
+
+
+async def temporal_out_of_reach(client: Client) -> Client:
+    """A client of `client`'s Temporal server whose connection goes through a gate, closed
+    once connected: its calls fail as when the server is away (one retry, then the error)."""
+    gate = Gate(_temporal_port(client))
+    await gate.open()
+    away = await _connect(client, gate)
+    await gate.close()
+    return away
+
+
+async def temporal_away_at_start(client: Client) -> Client:
+    """A client of `client`'s Temporal server that reaches it until it starts a workflow: the
+    server goes away just then (its gate closes for good), as in an outage between a caller's
+    reads and its start."""
+    gate = Gate(_temporal_port(client))
+    await gate.open()
+    return await _connect(client, gate, _AwayAtStart(gate))
+
+
+def _temporal_port(client: Client) -> int:
+    host, port = client.service_client.config.target_host.rsplit(":", 1)
+    assert host in ("127.0.0.1", "localhost"), host
+    return int(port)
+
+
+async def _connect(client: Client, gate: Gate, *interceptors: Interceptor) -> Client:
+    return await Client.connect(
+        f"127.0.0.1:{gate.port}",
+        namespace=client.namespace,
+        retry_config=RetryConfig(max_retries=1),
+        interceptors=interceptors,
+    )
+
+
+class _AwayAtStart(Interceptor):
+    def __init__(self, gate: Gate) -> None:
+        self.gate = gate
+
+    def intercept_client(self, next: OutboundInterceptor) -> OutboundInterceptor:
+        return _CloseBeforeStart(next, self.gate)
+
+
+class _CloseBeforeStart(OutboundInterceptor):
+    def __init__(self, next: OutboundInterceptor, gate: Gate) -> None:
+        super().__init__(next)
+        self.gate = gate
+
+    async def start_workflow(self, input: StartWorkflowInput) -> WorkflowHandle[Any, Any]:
+        await self.gate.close()
+        return await super().start_workflow(input)

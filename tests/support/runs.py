@@ -78,6 +78,34 @@ async def stop_to_nurture(d: Driver, prospect_id: str, run: int) -> list[dict[st
     return await wait_run(d, prospect_id, run, outcome="nurture", status="ended")
 
 
+async def first_run_nurtured(
+    d: Driver, prospect: dict[str, Any], cadence_id: str
+) -> list[dict[str, Any]]:
+    """`prospect` enrolled on `cadence_id`, touched once, then stopped: run 1 ended nurtured."""
+    await d.enroll(prospect["id"], cadence_id)
+    await d.wait_mails(prospect["email"], 1)
+    return await stop_to_nurture(d, prospect["id"], 1)
+
+
+async def handed_over(d: Driver, prospect_id: str, gone_rep_id: str) -> str:
+    """The prospect came back to an active rep (returned), the rep `gone_rep_id` having been
+    deactivated: prospecting says so, and so does the journey outreach holds."""
+    prospect = await d.ok("GET", f"{d.u.prospecting}/prospects/{prospect_id}")
+    rep = prospect["rep"]
+    assert rep["id"] != gone_rep_id, rep
+    assert "deactivated" in prospect["assignment_note"], prospect["assignment_note"]
+    journey = await d.ok("GET", f"{d.u.outreach}/journeys/{prospect_id}")
+    assert journey["rep_id"] == rep["id"]
+    return str(rep["id"])
+
+
+async def rita_s(d: Driver, prospect: dict[str, Any], rita: dict[str, Any]) -> None:
+    """The prospect is Rita's, whatever the rotation gave them (the stack's other tests' reps
+    share it)."""
+    url = f"{d.u.prospecting}/prospects/{prospect['id']}"
+    await d.ok("PATCH", url, json={"rep_id": rita["id"]})
+
+
 async def inbox_events(d: Driver, prospect_id: str) -> list[dict[str, Any]]:
     return await d.ok("GET", f"{d.u.outreach}/inbox-events", params={"prospect_id": prospect_id})
 

@@ -99,6 +99,9 @@ async def _enroll_one(request: Request, candidate: Candidate, cadence: AutoCaden
         row = existing or await service.add_enrollment(
             session, new_enrollment(contact, cadence_id, snapshot.version)
         )
+        if (row.cadence_id, row.cadence_version) != (cadence_id, snapshot.version):
+            # a concurrent enrolment stored the run first: its cadence is the one that runs
+            snapshot = await service.cadence_snapshot(session, row.cadence_id, row.cadence_version)
         await session.commit()
     await start_journey(request.app.state.temporal, settings, row, contact, snapshot)
     return ""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionDescription
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
@@ -15,6 +15,7 @@ from services.outreach import models
 from services.outreach.cadences import service
 from services.outreach.cadences.stored_templates import for_journey
 from services.outreach.consent import suppressions
+from shared.codec import PayloadKeyErased
 from shared.contracts.journey import (
     CadenceSnapshot,
     Contact,
@@ -28,6 +29,10 @@ from shared.settings import Settings
 from shared.temporal import task_queues
 
 log = logging.getLogger(__name__)
+
+# A run's start carries the run number it was started for (its enrollment row's), so that a
+# retry knows its own run by it, not by comparing Temporal's clock with outreach's
+RUN_MEMO = "closeflow_run"
 
 
 def new_enrollment(contact: Contact, cadence_id: str, version: int) -> models.Enrollment:
@@ -81,6 +86,7 @@ async def start_journey(
             task_queue=queues.journeys,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            memo={RUN_MEMO: row.run},
         )
     except WorkflowAlreadyStartedError:
         return None
@@ -109,10 +115,11 @@ async def _start_later_run(
                 task_queue=journey.queues.journeys,
                 id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
                 id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                memo={RUN_MEMO: row.run},
             )
         except WorkflowAlreadyStartedError as err:
             running = await client.get_workflow_handle(row.journey_id).describe()
-            if running.start_time is not None and running.start_time >= row.created_at:
+            if await started_for(running, row):
                 return running.run_id  # started for this row by an earlier attempt
             if attempt:
                 raise AppError(
@@ -133,6 +140,19 @@ async def _start_later_run(
         else:
             return handle.result_run_id
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def started_for(described: WorkflowExecutionDescription, row: models.Enrollment) -> bool:
+    """The described journey run was started for `row`: by the run number its start carried.
+    A run started by an earlier release carries none: then by its start time, which must not be
+    before the row was stored (Temporal's clock against outreach's)."""
+    try:
+        memo = await described.memo()
+    except PayloadKeyErased:  # the person was erased: the memo is theirs, shredded with them
+        memo = {}
+    if RUN_MEMO in memo:
+        return bool(memo[RUN_MEMO] == row.run)
+    return described.start_time is None or described.start_time >= row.created_at
 
 
 def _unreachable(row: models.Enrollment, err: RPCError) -> AppError:

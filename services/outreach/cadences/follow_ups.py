@@ -147,11 +147,29 @@ class FollowUpRelay(Relay[DueFollowUp]):
             return retry(f"prospecting: {err}")
         async with self._sessions()() as session:
             current = await runs.current_run(session, item.prospect_id)
-            if current is None or current.run != item.after_run:
+            # the run an earlier attempt of this follow-up stored, its start failed: see it
+            # through (its checks were passed; the journey checks consent at every send)
+            ours = (
+                current is not None
+                and current.run == item.after_run + 1
+                and runs.stored_not_started(current, runs.FOLLOW_UP)
+            )
+            if current is None or (current.run != item.after_run and not ours):
                 return done(status=CANCELLED, reason="the prospect was enrolled again meanwhile")
-            why = await runs.refusal(session, item.prospect_id, contact.email, contact.phone)
-            if why is not None:
-                return done(status=REFUSED, reason=why.detail)
+            if not ours:
+                why = await runs.refusal(session, item.prospect_id, contact.email, contact.phone)
+                if why is not None:
+                    return done(status=REFUSED, reason=why.detail)
+            try:
+                # the new run goes to an active rep: one who left while the person was nurtured
+                # hands them over now, as any come back does
+                contact = await self._prospects().comeback(item.prospect_id)
+            except AppError as err:
+                if err.status == 404:
+                    return give_up(
+                        f"{err.code}: {err}", status=CANCELLED, reason="prospect is gone"
+                    )
+                return retry(f"prospecting: {err}")
             try:
                 planned = await runs.plan_run(
                     session,
@@ -159,7 +177,7 @@ class FollowUpRelay(Relay[DueFollowUp]):
                     self._settings,
                     contact,
                     runs.NewRun(
-                        item.prospect_id, item.cadence_id, origin="follow_up", hold_to_gap=False
+                        item.prospect_id, item.cadence_id, origin=runs.FOLLOW_UP, hold_to_gap=False
                     ),
                 )
             except AppError as err:

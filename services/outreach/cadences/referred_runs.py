@@ -48,7 +48,7 @@ async def start_referred_run(
     prospect_id = req.contact.prospect_id
     async with sessions() as session:
         current = await runs.current_run(session, prospect_id)
-        if current is not None and _stored_not_started(current):
+        if current is not None and runs.stored_not_started(current, runs.REFERRAL):
             row = current
             snapshot = await service.cadence_snapshot(session, row.cadence_id, row.cadence_version)
         elif current is not None and await _keeps_its_run(client, current):
@@ -78,12 +78,6 @@ async def start_referred_run(
         await runs.remember_start(session, row.id, run_id)
         await session.commit()
         return ReferredRun(row.run, referred=True)
-
-
-def _stored_not_started(current: models.Enrollment) -> bool:
-    """A referred run's row whose start an earlier attempt did not see through (no Temporal id
-    stored, no outcome reported)."""
-    return current.origin == runs.REFERRAL and current.run_id is None and current.outcome is None
 
 
 async def _keeps_its_run(client: Client, current: models.Enrollment) -> bool:

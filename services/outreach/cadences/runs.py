@@ -27,7 +27,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from services.outreach import models
 from services.outreach.cadences import service
-from services.outreach.cadences.enrollment import new_enrollment
+from services.outreach.cadences.enrollment import new_enrollment, started_for
 from services.outreach.consent import erasure
 from services.outreach.consent import service as consent
 from shared.contracts.journey import CadenceSnapshot, Contact, Stage, prospect_of_journey
@@ -45,6 +45,8 @@ class RunState(StrEnum):
 
 # the origin of a referred journey's run (cadences/referred_runs.py)
 REFERRAL = "referral"
+# the origin of a follow-up cadence's run (cadences/follow_ups.py)
+FOLLOW_UP = "follow_up"
 
 
 @dataclass(frozen=True)
@@ -79,8 +81,7 @@ async def run_status(client: Client, row: models.Enrollment) -> RunStatus:
         return RunStatus(RunState.ENDED, row.ended_at, row.outcome)
     if described.status == WorkflowExecutionStatus.RUNNING:
         return RunStatus(RunState.RUNNING, None, row.outcome)
-    started = described.start_time
-    if unknown and started is not None and started < row.created_at:
+    if unknown and not await started_for(described, row):
         return RunStatus(RunState.NOT_STARTED)  # an earlier run's end: this one never started
     return RunStatus(RunState.ENDED, row.ended_at or described.close_time, row.outcome)
 
@@ -155,6 +156,12 @@ async def refusal(
     return None
 
 
+def stored_not_started(row: models.Enrollment, origin: str) -> bool:
+    """A run of `origin` stored by an earlier attempt that did not see its start through (no
+    Temporal id stored, no outcome reported): that attempt's retry starts it."""
+    return row.origin == origin and row.run_id is None and row.outcome is None
+
+
 async def current_run(session: AsyncSession, prospect_id: str) -> models.Enrollment | None:
     return await service.find_enrollment(session, prospect_id)
 
@@ -207,13 +214,7 @@ async def plan_run(
         # waits for it to close)
         if status.state != RunState.ENDED and existing.outcome is None:
             if existing.cadence_id != new.cadence_id:
-                raise AppError(
-                    409,
-                    "already_enrolled",
-                    f"prospect {new.prospect_id} is on cadence {existing.cadence_id} already "
-                    f"(run {existing.run}, {status.state})",
-                    [{"cadence_id": existing.cadence_id, "run": existing.run}],
-                )
+                raise _already_enrolled(new.prospect_id, existing, status.state)
             snapshot = await service.cadence_snapshot(
                 session, existing.cadence_id, existing.cadence_version
             )
@@ -250,8 +251,31 @@ async def plan_run(
             .values(current=False)
             .execution_options(synchronize_session=False)
         )
-    row = await service.add_enrollment(session, row)
-    return Planned(row, snapshot, contact, created=row.run == (existing.run + 1 if existing else 1))
+    stored = await service.add_enrollment(session, row)
+    if stored is not row:
+        # a concurrent request stored this run first: its run is the one that goes on
+        return await _concurrent_run(session, new, stored, contact)
+    return Planned(row, snapshot, contact, created=True)
+
+
+async def _concurrent_run(
+    session: AsyncSession, new: NewRun, stored: models.Enrollment, contact: Contact
+) -> Planned:
+    """The run another request stored while this one planned the same: as a running run, the
+    same cadence is a repeat and another is 409, never this request's cadence on its row."""
+    if stored.cadence_id != new.cadence_id:
+        raise _already_enrolled(new.prospect_id, stored, "just started")
+    snapshot = await service.cadence_snapshot(session, stored.cadence_id, stored.cadence_version)
+    return Planned(stored, snapshot, contact, created=False)
+
+
+def _already_enrolled(prospect_id: str, run: models.Enrollment, state: str) -> AppError:
+    return AppError(
+        409,
+        "already_enrolled",
+        f"prospect {prospect_id} is on cadence {run.cadence_id} already (run {run.run}, {state})",
+        [{"cadence_id": run.cadence_id, "run": run.run}],
+    )
 
 
 async def remember_start(session: AsyncSession, row_id: str, run_id: str | None) -> None:
