@@ -61,8 +61,10 @@ async def move_stage(
     deal_id: str, body: schemas.StageMove, request: Request, _: ApiKey, session: Session
 ) -> object:
     """Move an open deal on; leaving qualifying passes the gate or answers 409 with the
-    missing or failing criteria. The journey hears the move (a repeat is harmless: it records a
-    stage once)."""
+    missing or failing criteria. The journey hears the move, and the verdict when the move
+    passed the gate. Repeated (the retry a 503 asks for), it writes nothing and tells the
+    journey all of that again, the verdict too (a stage or a verdict it already has changes
+    nothing there)."""
     deal, passed_gate = await svc.move_stage(session, deal_id, body.stage)
     await session.commit()
     if passed_gate:

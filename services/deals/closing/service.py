@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.deals.core import history
 from services.deals.core.service import QUALIFIED_STAGES, get_deal, require_stage
 from services.deals.models import CLOSED_STAGES, DEAL_STAGES, CloseReason, Deal, EventOutbox
-from services.deals.qualification.gate import pass_gate
+from services.deals.qualification.gate import just_passed, pass_gate
 from shared.contracts.journey import Stage
 from shared.db import utcnow
 from shared.errors import conflict, invalid
@@ -24,13 +24,16 @@ CLOSABLE_STAGES = QUALIFIED_STAGES
 
 
 async def move_stage(session: AsyncSession, deal_id: str, target: str) -> tuple[Deal, bool]:
-    """Move an open deal forward; (deal, passed_gate) where passed_gate means it just left
-    qualifying, which the journey hears as a positive qualification."""
+    """Move an open deal forward; (deal, passed_gate) where passed_gate means it left
+    qualifying through the gate, which the journey hears as a positive qualification. A move
+    to the stage the deal is at writes nothing: when the gate pass took it there and nothing
+    has moved it since, it is the retry of that pass (after a 503 from its signals), and
+    passed_gate is True again, so the journey hears everything the pass told it."""
     deal = await get_deal(session, deal_id, lock=True)
     if deal.is_closed:
         require_stage(deal, (), "moving")
     if deal.stage == target:
-        return deal, False
+        return deal, await just_passed(session, deal)
     if deal.stage == Stage.QUALIFYING:
         await pass_gate(session, deal, target)
         return deal, True

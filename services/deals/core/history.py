@@ -66,15 +66,21 @@ async def note(
     return True
 
 
-async def last_move_cause(session: AsyncSession, deal_id: str) -> str | None:
-    """The cause of the deal's latest change of stage (notes leave the stage as it is)."""
+async def last_move(session: AsyncSession, deal_id: str) -> DealHistory | None:
+    """The deal's latest change of stage (notes leave the stage as it is)."""
     h = DealHistory
     return await session.scalar(
-        select(h.cause)
+        select(h)
         .where(h.deal_id == deal_id, h.from_stage.is_not(None), h.from_stage != h.to_stage)
         .order_by(h.at.desc(), h.id.desc())
         .limit(1)
     )
+
+
+async def last_move_cause(session: AsyncSession, deal_id: str) -> str | None:
+    """The cause of the deal's latest change of stage."""
+    last = await last_move(session, deal_id)
+    return None if last is None else last.cause
 
 
 async def entries(session: AsyncSession, deal_id: str) -> Sequence[DealHistory]:

@@ -35,7 +35,9 @@ async def schedule_meeting(
     deal_id: str, body: schemas.MeetingCreate, request: Request, _: ApiKey, session: Session
 ) -> object:
     """Book a meeting on the deal, in its rep's calendar: 409 slot_taken when it overlaps
-    another scheduled meeting of the rep's (naming it)."""
+    another scheduled meeting of the rep's (naming it). The same meeting again (the retry a
+    503 asks for) answers the one booked and tells the journey again all the first attempt
+    told it, the verdict too when that attempt passed the gate (svc.schedule)."""
     deal, meeting, passed_gate = await svc.schedule(
         session, deal_id, body.starts_at, body.title, body.duration_minutes
     )

@@ -185,8 +185,8 @@ async def _own_booking(session: AsyncSession, claim: BookingClaim, at: datetime)
 async def _tell(
     request: Request, deal: Deal, meeting: Meeting, passed_gate: bool, repeat: bool
 ) -> None:
-    """The journey hears of the booking and the invitation starts (again on a repeat: both are
-    idempotent). A journey that is not running, or not reachable now, does not undo a booking
+    """The journey hears of the booking and the invitation starts (again on a repeat, the
+    verdict too when the booking passed the gate: both are idempotent). A journey that is not running, or not reachable now, does not undo a booking
     the prospect has seen confirmed: logged for the ops to see."""
     temporal = request.app.state.temporal
     booked = f"booked '{meeting.title}' for {meeting.starts_at.isoformat()}"

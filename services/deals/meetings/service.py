@@ -26,7 +26,7 @@ from services.deals.core.service import (
 )
 from services.deals.meetings.availability import Booked, hold_calendar, overlapping
 from services.deals.models import Deal, EventOutbox, Meeting
-from services.deals.qualification.gate import gate_failures, pass_gate
+from services.deals.qualification.gate import gate_failures, just_passed, pass_gate
 from shared.booking import BookingClaim
 from shared.contracts.journey import OpenDealRequest, Stage
 from shared.db import utcnow
@@ -51,11 +51,27 @@ async def schedule(
     qualifying, which the journey must hear as a qualification first. The meeting holds its
     slot of the deal's rep, as a booked one does: a booking of that time (at once or later)
     gets 409 slot_taken, and so does a meeting that overlaps another scheduled one of the rep's
-    (each for its own minutes), naming it."""
+    (each for its own minutes), naming it. The same meeting again on an open deal (its
+    scheduled one with that start, title and length in its rep's slot, never moved: the retry
+    a 503 after the commit asks for) is answered again, nothing written, with passed_gate as
+    the first time when nothing has moved the deal since: the journey hears it all again."""
     await hold_calendar(
         session, await session.scalar(select(Deal.rep_id).where(Deal.id == deal_id))
     )
     deal = await get_deal(session, deal_id, lock=True)
+    same = await session.scalar(
+        select(Meeting).where(
+            Meeting.deal_id == deal.id,
+            Meeting.booked_rep_id.is_not_distinct_from(deal.rep_id),
+            Meeting.starts_at == starts_at,
+            Meeting.title == title,
+            Meeting.duration_minutes == duration_minutes,
+            Meeting.status == SCHEDULED,
+            Meeting.revision == 0,  # never moved: a moved one is another change's
+        )
+    )
+    if same is not None and not deal.is_closed:
+        return deal, same, await just_passed(session, deal)
     passed_gate = deal.stage == Stage.QUALIFYING
     if passed_gate:
         # a meeting means presenting: only through the gate
@@ -157,7 +173,8 @@ async def book(
         )
     )
     if mine is not None:
-        return deal, mine, False, True
+        # the verdict too, when this booking passed the gate: its first telling may have failed
+        return deal, mine, await just_passed(session, deal), True
     if deal.is_closed:
         raise conflict("already_closed", f"deal {deal.id} is already {deal.stage}")
     passed_gate = False
