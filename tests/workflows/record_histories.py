@@ -18,7 +18,8 @@ the history that covers each patch. SET (default: the newest) picks which scenar
 - v7: the review of 2026-12-06: a meeting booked while qualifying (planned at once, moved, holding
   the timeout), a later run's first stage told to outreach, replies after the first as tasks, a
   send window outreach's lagging clock has not reached yet, a lost deal reopened while its run
-  records the loss, a won deal reopened while the referrals stage is being recorded.
+  records the loss, a won deal reopened while the referrals stage is being recorded; (review of
+  2026-12-07) a repeated close and a stale move dropped by a reopening.
 NAMEs (history file stems) record only those scenarios of the set: a new patch's history is
 added without re-recording (and so changing) the histories already stored.
 """
@@ -602,6 +603,19 @@ def brief_of_m2_fails(rec: tj.Recorder) -> None:
     rec.failing_brief_attempts["m2"] = 12
 
 
+async def repeated_close_reopened(env: WorkflowEnvironment, h: tj.Harness, handle: Any) -> None:
+    """Won, the close repeated (the client's retry) and a stale move to closing queued after
+    it; reopened to objections while asked for referrals: the repeats are dropped; lost."""
+    await qualified(env, h, handle)
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", True, "signed"))
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", True, "signed"))
+    await handle.signal(Sig.DEAL_STAGE_MOVED, DealStageMoved("deal-1", "closing"))
+    await env.sleep(timedelta(days=8))
+    await handle.signal(Sig.DEAL_REOPENED, DealReopened("deal-1", "objections"))
+    await env.sleep(timedelta(days=1))
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", False, "no budget after all"))
+
+
 async def main_v7(env: WorkflowEnvironment) -> None:
     await record(
         env,
@@ -645,6 +659,7 @@ async def main_v7(env: WorkflowEnvironment) -> None:
         booked_within_the_day,
         cadence=tj.cadence(meeting_reminders_seconds=[DAY, HOUR]),
     )
+    await record(env, "journey_repeated_close_reopened_v7", repeated_close_reopened)
 
 
 async def main(which: str) -> None:

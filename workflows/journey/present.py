@@ -56,7 +56,13 @@ class Presenting:
                 await self._objection(event)
 
     async def reopened(self, reopened: DealReopened) -> DealClosed:
-        """The won deal was reopened: back to its stage before the close, until closed again."""
+        """The closed deal was reopened: back to its stage before the close, until closed
+        again. A close or a stage move heard before the reopening (the client's retry of the
+        close, a stale move) tells of the deal before it: it never decides the reopened deal."""
+        stale = self.state.stale_deal_events(reopened)
+        # asked only when there is one: a reopening with nothing stale records no marker
+        if stale and versions.patched(Patch.REOPENING_DROPS_STALE_DEAL_EVENTS):
+            self.state.drop_deal_events(stale)
         stage = reopened.stage if reopened.stage in DEAL_MOVES else Stage.PRESENTING
         await self.steps.enter(stage, reopened.cause, reopened.actor)
         return await self.until_closed()

@@ -101,7 +101,7 @@ class JourneyInbox:
 
     @workflow.signal(name=Sig.DEAL_REOPENED)
     def deal_reopened(self, reopened: DealReopened) -> None:
-        self.state.reopenings.append(reopened)
+        self.state.hear_reopening(reopened)
 
     @workflow.signal(name=Sig.PAUSE)
     def pause(self, pause: PauseJourney) -> None:

@@ -100,6 +100,9 @@ class State:
     # a won deal reopened while the journey runs (issue 10 point 4): each one is handled once
     reopenings: list[DealReopened] = field(default_factory=list)
     reopenings_handled: int = 0
+    # for each reopening, the closes and stage moves queued when it came (a close the client
+    # repeated, a retried move): they tell of the deal before it, never of the reopened deal
+    decided_before_reopening: list[list[DealEvent]] = field(default_factory=list)
     referral_asked: bool = False  # the request went out (a later win does not ask again)
     # referrals: event ("meeting", "won") -> the thanks is done
     referrer_thanks: dict[str, bool] = field(default_factory=dict)
@@ -143,6 +146,21 @@ class State:
     def interrupted(self) -> bool:
         """A reply or a stop ends the cadence."""
         return self.reply is not None or self.stop is not None
+
+    def hear_reopening(self, reopened: DealReopened) -> None:
+        self.reopenings.append(reopened)
+        self.decided_before_reopening.append(
+            [e for e in self.deal_events if isinstance(e, DealClosed | DealStageMoved)]
+        )
+
+    def stale_deal_events(self, reopened: DealReopened) -> list[DealEvent]:
+        """The closes and stage moves heard before `reopened` and still queued."""
+        index = next(i for i, r in enumerate(self.reopenings) if r is reopened)
+        before = self.decided_before_reopening[index]
+        return [e for e in self.deal_events if any(e is b for b in before)]
+
+    def drop_deal_events(self, events: list[DealEvent]) -> None:
+        self.deal_events[:] = [e for e in self.deal_events if not any(e is d for d in events)]
 
     def next_reopening(self) -> DealReopened | None:
         if len(self.reopenings) > self.reopenings_handled:

@@ -64,6 +64,8 @@ class Patch(StrEnum):
     PASSED_REMINDER_SKIPPED = "passed-reminder-skipped"
     # --- found in review (2026-12-06): a known prospect referred after their journey ended ---
     REFERRAL_RUN_BY_OUTREACH = "referral-run-by-outreach"
+    # --- found in review (2026-12-07): repeated deal events ---
+    REOPENING_DROPS_STALE_DEAL_EVENTS = "reopening-drops-stale-deal-events"
 
 
 @dataclass(frozen=True)
@@ -264,6 +266,15 @@ REGISTRY: dict[Patch, PatchRecord] = {
         "of sending it at once, seconds after the invitation",
         ("journey_booked_within_the_day_v7",),
         _before("the passed-reminder change", "2026-12-06"),
+    ),
+    # --- found in review (2026-12-07): repeated deal events ---
+    Patch.REOPENING_DROPS_STALE_DEAL_EVENTS: PatchRecord(
+        "a reopened deal drops the closes and stage moves queued when the reopening came (a "
+        "close the client repeated after a failed signal, a retried move): before, the "
+        "repeated close closed the reopened deal again at once and the run ended while the "
+        "deal was open",
+        ("journey_repeated_close_reopened_v7",),
+        _before("the stale-deal-events change", "2026-12-07"),
     ),
     # ReferralIntake's, not the journey's: one registry for every workflow's patches
     Patch.REFERRAL_RUN_BY_OUTREACH: PatchRecord(
