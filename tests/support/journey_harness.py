@@ -154,6 +154,11 @@ class Recorder:
     hold_run_end: bool = False
     run_end_held: asyncio.Event = field(default_factory=asyncio.Event)
     release_run_end: asyncio.Event = field(default_factory=asyncio.Event)
+    # a rep task kind whose creation waits for `release_task` (outreach slow while the run makes
+    # it); `task_held` is set once it is in flight
+    hold_task_kind: str | None = None
+    task_held: asyncio.Event = field(default_factory=asyncio.Event)
+    release_task: asyncio.Event = field(default_factory=asyncio.Event)
 
     def gaps(self, *keys: str) -> list[timedelta]:
         """The time between the sends of consecutive touches `keys`."""
@@ -253,6 +258,9 @@ class Recorder:
 
         @activity.defn(name=Act.CREATE_REP_TASK)
         async def create_rep_task(req: RepTaskRequest) -> str:
+            if req.kind == self.hold_task_kind:
+                self.task_held.set()
+                await self._held(self.release_task)
             self.tasks.append(req)
             return f"task-{len(self.tasks)}"
 
@@ -427,10 +435,11 @@ class Harness:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        # a held stage record or run end report (a test that failed before releasing it) would
-        # keep its worker's shutdown waiting for ever
+        # a held stage record, rep task or run end report (a test that failed before releasing
+        # it) would keep its worker's shutdown waiting for ever
         self.rec.release_stage.set()
         self.rec.release_run_end.set()
+        self.rec.release_task.set()
         for w in self.workers:
             await w.__aexit__(None, None, None)
 

@@ -19,7 +19,8 @@ the history that covers each patch. SET (default: the newest) picks which scenar
   the timeout), a later run's first stage told to outreach, replies after the first as tasks, a
   send window outreach's lagging clock has not reached yet, a lost deal reopened while its run
   records the loss, a won deal reopened while the referrals stage is being recorded; (review of
-  2026-12-07) a repeated close and a stale move dropped by a reopening.
+  2026-12-07) a repeated close and a stale move dropped by a reopening, replies told while the
+  run ends.
 NAMEs (history file stems) record only those scenarios of the set: a new patch's history is
 added without re-recording (and so changing) the histories already stored.
 """
@@ -616,6 +617,38 @@ async def repeated_close_reopened(env: WorkflowEnvironment, h: tj.Harness, handl
     await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", False, "no budget after all"))
 
 
+async def reply_while_run_ends(env: WorkflowEnvironment, h: tj.Harness, handle: Any) -> None:
+    """Lost; a reply (and the relay's repeat of it) while the run reports its end."""
+    await qualified(env, h, handle)
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", False, "no budget"))
+    await asyncio.wait_for(h.rec.run_end_held.wait(), 60)
+    reply = ReplyReceived("email", "m2", "wait, we found budget")
+    await handle.signal(Sig.REPLY_RECEIVED, reply)
+    await handle.signal(Sig.REPLY_RECEIVED, reply)
+    h.rec.release_run_end.set()
+
+
+def hold_run_end(rec: tj.Recorder) -> None:
+    rec.hold_run_end = True
+
+
+async def reply_task_at_run_end(env: WorkflowEnvironment, h: tj.Harness, handle: Any) -> None:
+    """A reply's task is being made (outreach slow) when the deal is lost: it is finished after
+    the run's end report, before the run ends."""
+    await qualified(env, h, handle)
+    await env.sleep(timedelta(hours=1))
+    await handle.signal(Sig.REPLY_RECEIVED, ReplyReceived("sms", "SM2", "send the contract"))
+    await asyncio.wait_for(h.rec.task_held.wait(), 60)
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", False, "no budget"))
+    while not h.rec.run_ends:
+        await asyncio.sleep(0.05)
+    h.rec.release_task.set()
+
+
+def hold_reply_task(rec: tj.Recorder) -> None:
+    rec.hold_task_kind = "reply"
+
+
 async def main_v7(env: WorkflowEnvironment) -> None:
     await record(
         env,
@@ -660,6 +693,8 @@ async def main_v7(env: WorkflowEnvironment) -> None:
         cadence=tj.cadence(meeting_reminders_seconds=[DAY, HOUR]),
     )
     await record(env, "journey_repeated_close_reopened_v7", repeated_close_reopened)
+    await record(env, "journey_reply_while_run_ends_v7", reply_while_run_ends, hold_run_end)
+    await record(env, "journey_reply_task_at_run_end_v7", reply_task_at_run_end, hold_reply_task)
 
 
 async def main(which: str) -> None:

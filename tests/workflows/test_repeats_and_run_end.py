@@ -1,7 +1,9 @@
-"""Races of the journey's edges (review of 2026-12-07), on the time-skipping server.
+"""Two races of the journey's edges (review of 2026-12-07), on the time-skipping server.
 
 A deal event heard before a reopening (a close repeated by the client's retry, a stale stage
-move) never decides the reopened deal (Patch.REOPENING_DROPS_STALE_DEAL_EVENTS).
+move) never decides the reopened deal (Patch.REOPENING_DROPS_STALE_DEAL_EVENTS); a reply the
+run accepted while it ends (its last stage record, its end report) still becomes the rep's task
+(Patch.REPLIES_TOLD_AFTER_RUN_END).
 """
 
 from __future__ import annotations
@@ -9,13 +11,17 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+from temporalio.api.enums.v1 import EventType
+
 from shared.contracts.journey import (
     DealClosed,
     DealReopened,
     DealStageMoved,
     JourneyState,
+    ReplyReceived,
 )
 from shared.contracts.names import Query, Sig
+from tests.support.eventually import eventually
 from tests.support.journey_harness import Harness, cadence
 from tests.workflows.test_journey_deals import presenting
 
@@ -101,3 +107,53 @@ async def test_a_stage_move_heard_before_the_reopening_does_not_move_the_reopene
         "referrals",
     ]
     assert harness.rec.stages[6].cause.startswith("deal deal-1")  # the later move, not the close
+
+
+# --- every reply the run accepted reaches the rep ---------------------------------------------
+
+
+def reply_tasks(h: Harness) -> list[tuple[str, str, str]]:
+    return [(t.kind, t.key, t.context["reply"]) for t in h.rec.tasks if t.kind.endswith("reply")]
+
+
+async def test_a_reply_while_the_run_reports_its_end_becomes_a_task(harness: Harness) -> None:
+    """The run is still open while it reports its end: the inbox relay's signal is accepted (it
+    routes a reply to the late-replies path only when the journey is gone), so the run tells
+    the rep."""
+    harness.rec.hold_run_end = True
+    handle = await presenting(harness)
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", False, "no budget"))
+    await asyncio.wait_for(harness.rec.run_end_held.wait(), 60)
+    await handle.signal(Sig.REPLY_RECEIVED, ReplyReceived("email", "m2", "wait, we found budget"))
+    await handle.signal(Sig.REPLY_RECEIVED, ReplyReceived("email", "m2", "wait, we found budget"))
+    harness.rec.release_run_end.set()
+    assert await handle.result() == "lost"
+    assert reply_tasks(harness) == [("reply", f"{handle.id}:reply:m2", "wait, we found budget")]
+    task = next(t for t in harness.rec.tasks if t.kind == "reply")
+    assert task.context["stage"] == "lost"
+    assert [e.outcome for e in harness.rec.run_ends] == ["lost"]
+
+
+async def test_a_reply_task_in_flight_when_the_run_ends_is_not_cancelled(
+    harness: Harness,
+) -> None:
+    """The rep's task for a reply is being made (outreach slow) while the deal closes: the run
+    ends only once it is made, instead of cancelling it with the run's timers."""
+    harness.rec.hold_task_kind = "reply"
+    handle = await presenting(harness)
+    await harness.env.sleep(timedelta(hours=1))
+    await handle.signal(Sig.REPLY_RECEIVED, ReplyReceived("sms", "SM2", "send the contract"))
+    await asyncio.wait_for(harness.rec.task_held.wait(), 60)
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", False, "no budget"))
+
+    async def ended() -> bool:
+        return bool(harness.rec.run_ends)
+
+    await eventually(ended, "the run's end reported")
+    harness.rec.release_task.set()
+    assert await handle.result() == "lost"
+    history = await handle.fetch_history()
+    # before: the end of the run cancelled the task's activity (it may never have landed)
+    kinds = [e.event_type for e in history.events]
+    assert EventType.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED not in kinds
+    assert reply_tasks(harness) == [("reply", f"{handle.id}:reply:SM2", "send the contract")]

@@ -9,6 +9,8 @@ child workflows: signals still go to `journey-<prospect id>`.
 
 from __future__ import annotations
 
+import asyncio
+
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
@@ -52,27 +54,42 @@ class ProspectJourney(JourneyInbox):
 
     @workflow.run
     async def run(self, inp: JourneyInput) -> str:
-        self.steps.in_background(self.later_replies.tell_rep())
+        teller = self.steps.in_background(self.later_replies.tell_rep())
         try:
             outcome = await self._journey()
-        finally:
-            for task in self.state.background:
-                task.cancel()
+        except BaseException:
+            self._stop_background()
+            raise
+        # the replies' teller outlives the stages: a reply accepted until the run's end is told
+        telling = self.later_replies.outlives_run()
+        self._stop_background(keep=teller if telling else None)
         self.state.finished = True
-        if versions.patched(Patch.RUN_END_REPORTED):
-            # outreach keeps each run's outcome and starts a nurtured prospect's follow-up
-            await call(
-                Act.RECORD_RUN_END,
-                RunEnded(
-                    inp.contact.prospect_id,
-                    inp.run,
-                    outcome,
-                    self.state.cadence.cadence_id,
-                    workflow.now().isoformat(),
-                ),
-                inp.queues.outreach,
-            )
+        try:
+            if versions.patched(Patch.RUN_END_REPORTED):
+                # outreach keeps each run's outcome and starts a nurtured prospect's follow-up
+                await call(
+                    Act.RECORD_RUN_END,
+                    RunEnded(
+                        inp.contact.prospect_id,
+                        inp.run,
+                        outcome,
+                        self.state.cadence.cadence_id,
+                        workflow.now().isoformat(),
+                    ),
+                    inp.queues.outreach,
+                )
+            if telling:
+                # every reply accepted until now (the end report's time too) is told first
+                await self.later_replies.finish(teller)
+        except BaseException:
+            teller.cancel()  # the run was cancelled while it ended
+            raise
         return outcome
+
+    def _stop_background(self, keep: asyncio.Task[None] | None = None) -> None:
+        for task in self.state.background:
+            if task is not keep:
+                task.cancel()
 
     async def _journey(self) -> str:
         inp, enter = self.state.inp, self.steps.enter
