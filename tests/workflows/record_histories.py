@@ -19,7 +19,7 @@ the history that covers each patch. SET (default: the newest) picks which scenar
   the timeout), a later run's first stage told to outreach, replies after the first as tasks, a
   send window outreach's lagging clock has not reached yet, a lost deal reopened while its run
   records the loss, a won deal reopened while the referrals stage is being recorded; (review of
-  2026-12-07) a repeated close and a stale move dropped by a reopening, replies told while the
+  2026-12-06, second) a repeated close and a stale move dropped by a reopening, replies told while the
   run ends.
 NAMEs (history file stems) record only those scenarios of the set: a new patch's history is
 added without re-recording (and so changing) the histories already stored.

@@ -1,4 +1,4 @@
-"""Two races of the journey's edges (review of 2026-12-07), on the time-skipping server.
+"""Two races of the journey's edges (review of 2026-12-06, second), on the time-skipping server.
 
 A deal event heard before a reopening (a close repeated by the client's retry, a stale stage
 move) never decides the reopened deal (Patch.REOPENING_DROPS_STALE_DEAL_EVENTS); a reply the

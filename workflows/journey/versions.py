@@ -64,7 +64,7 @@ class Patch(StrEnum):
     PASSED_REMINDER_SKIPPED = "passed-reminder-skipped"
     # --- found in review (2026-12-06): a known prospect referred after their journey ended ---
     REFERRAL_RUN_BY_OUTREACH = "referral-run-by-outreach"
-    # --- found in review (2026-12-07): repeated deal events, replies while the run ends ---
+    # --- found in review (2026-12-06, second): repeated deal events, replies while the run ends ---
     REOPENING_DROPS_STALE_DEAL_EVENTS = "reopening-drops-stale-deal-events"
     REPLIES_TOLD_AFTER_RUN_END = "replies-told-after-run-end"
 
@@ -268,14 +268,14 @@ REGISTRY: dict[Patch, PatchRecord] = {
         ("journey_booked_within_the_day_v7",),
         _before("the passed-reminder change", "2026-12-06"),
     ),
-    # --- found in review (2026-12-07): repeated deal events, replies while the run ends ---
+    # --- found in review (2026-12-06, second): repeated deal events, replies while the run ends ---
     Patch.REOPENING_DROPS_STALE_DEAL_EVENTS: PatchRecord(
         "a reopened deal drops the closes and stage moves queued when the reopening came (a "
         "close the client repeated after a failed signal, a retried move): before, the "
         "repeated close closed the reopened deal again at once and the run ended while the "
         "deal was open",
         ("journey_repeated_close_reopened_v7",),
-        _before("the stale-deal-events change", "2026-12-07"),
+        _before("the stale-deal-events change", "2026-12-06"),
     ),
     Patch.REPLIES_TOLD_AFTER_RUN_END: PatchRecord(
         "a reply the run accepts while it ends (its last stage record, its end report) becomes "
@@ -283,7 +283,7 @@ REGISTRY: dict[Patch, PatchRecord] = {
         "cancelled: the run ends once every reply it accepted is told; before, the end "
         "cancelled the teller and the reply was neither a task nor a late reply",
         ("journey_reply_while_run_ends_v7", "journey_reply_task_at_run_end_v7"),
-        _before("the stale-deal-events change", "2026-12-07"),
+        _before("the replies-after-the-end change", "2026-12-06"),
     ),
     # ReferralIntake's, not the journey's: one registry for every workflow's patches
     Patch.REFERRAL_RUN_BY_OUTREACH: PatchRecord(
