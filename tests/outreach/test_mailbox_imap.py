@@ -9,15 +9,20 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import DataError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.testing import WorkflowEnvironment
 
 from services.outreach import models
-from services.outreach.mailbox.watcher import MailboxWatcher
+from services.outreach.mailbox import watcher as watcher_module
+from services.outreach.mailbox.watcher import MESSAGE_ATTEMPTS, MailboxWatcher
+from services.outreach.webhooks.common import InboundEmail, receive_email
 from shared.settings import Settings
 from tests.support.eventually import eventually
 from tests.support.fixtures import DATABASES, fresh_databases
@@ -333,6 +338,128 @@ async def test_polling_when_the_server_offers_no_idle(
             assert watching.idle_wakeups == 0
             assert len(await rig.inbox("imap")) == 1
             assert any(", TLS," in line for line in server.logins(user))
+
+
+@pytest.mark.parametrize("database", DATABASES)
+async def test_a_message_from_an_address_longer_than_any_is_set_aside(
+    database: str, tmp_path: Path, temporal_local: WorkflowEnvironment, imap_server: Dovecot
+) -> None:
+    """A STOP from a 342-character address (or a bounce for one) went to the suppression
+    (varchar(320)): on PostgreSQL its transaction failed, the cursor never moved and every
+    later message waited behind it for good. The address is checked where the message is read:
+    the message is kept aside with the reason and the ones after it are stored."""
+    user = imap_server.add_user()
+    long_address = "a" * 330 + "@example.com"
+    async with (
+        fresh_databases(database, tmp_path) as urls,
+        mailbox_rig(tmp_path, urls, temporal_local, imap_server, user) as rig,
+    ):
+        ada = uuid.uuid4().hex
+        await rig.add_message("email", "ada@example.com", "<a1@closeflow>", ada)
+        await imap_server.append(
+            user,
+            reply(sender=long_address, subject="STOP", text="STOP"),
+            bounce(recipient=long_address, original_id="<a1@closeflow>"),
+            reply(sender="ada@example.com", in_reply_to="<a1@closeflow>"),
+        )
+        row = await read_to(rig, 3)
+        assert row.processed == 3
+        reasons = [r.reason for r in await rig.rejected()]
+        assert reasons == [
+            "uid 1: From address of 342 characters (at most 320)",
+            "uid 2: Final-Recipient address of 342 characters (at most 320)",
+        ]
+        [event] = await rig.inbox("imap")
+        assert (event.kind, event.prospect_id) == ("email_reply", ada)
+        assert await rig.suppressed("email") == set()
+
+
+async def test_a_bounce_counts_only_when_it_names_our_send_to_that_address(
+    tmp_path: Path, temporal_local: WorkflowEnvironment, imap_server: Dovecot
+) -> None:
+    """Anyone can mail a delivery-status report. One naming no send of ours (a Message-ID we
+    never sent, nothing threaded), or naming ours but reporting another address, was matched
+    by its Final-Recipient alone: the prospect's ledger row bounced, the address suppressed,
+    the cadence stopped. Now such a report is only noted (kind email_unmatched_bounce, no
+    signal, no effect); one that names our send to that address is still a hard bounce."""
+    user = imap_server.add_user()
+    async with (
+        fresh_databases("sqlite", tmp_path) as urls,
+        mailbox_rig(tmp_path, urls, temporal_local, imap_server, user) as rig,
+    ):
+        ceo, cfo = uuid.uuid4().hex, uuid.uuid4().hex
+        to_ceo = await rig.add_message("email", "ceo@big.example", "<c1@closeflow>", ceo)
+        to_cfo = await rig.add_message("email", "cfo@big.example", "<f1@closeflow>", cfo)
+        await imap_server.append(
+            user,
+            # forged: returns a Message-ID we never sent, threaded on nothing
+            bounce(recipient="ceo@big.example", original_id="<x@attacker>", threaded=False),
+            # threaded on our email to the CFO, but says the CEO's address failed
+            bounce(recipient="ceo@big.example", original_id="<f1@closeflow>"),
+            # the real thing: our email to the CFO, and the CFO's address
+            bounce(recipient="cfo@big.example", original_id="<f1@closeflow>", threaded=False),
+        )
+        await read_to(rig, 3)
+        events = await rig.inbox("imap")
+        assert [(e.kind, e.prospect_id, e.signal_name) for e in events] == [
+            ("email_unmatched_bounce", None, None),
+            ("email_unmatched_bounce", None, None),
+            ("email_failed", cfo, "stop_cadence"),
+        ]
+        assert (await rig.message(to_ceo.id)).status == "submitted"
+        assert (await rig.message(to_cfo.id)).status == "bounced"
+        assert await rig.suppressed("email") == {"cfo@big.example"}
+
+
+async def test_a_failing_message_is_set_aside_and_a_database_outage_waited_out(
+    tmp_path: Path,
+    temporal_local: WorkflowEnvironment,
+    imap_server: Dovecot,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Storing a message fails. A value the database refuses (DataError) is set aside at once;
+    any other failure of that message (here an error of our code on it) after MESSAGE_ATTEMPTS
+    tries, so the messages after it are read. Before, each of them blocked the mailbox for good.
+    A database that is down (OperationalError) is no fault of the message: it is tried again
+    for as long as that lasts and stored, never set aside."""
+    calls: Counter[str] = Counter()
+
+    async def flaky(session: AsyncSession, settings: Settings, mail: InboundEmail) -> object:
+        calls[mail.subject] += 1
+        if mail.subject == "refused":
+            raise DataError("INSERT", {}, ValueError("value too long"))
+        if mail.subject == "bug":
+            raise KeyError("something in this message")
+        if mail.subject == "outage" and calls["outage"] <= MESSAGE_ATTEMPTS + 1:
+            raise OperationalError("SELECT 1", {}, ConnectionRefusedError("database down"))
+        return await receive_email(session, settings, mail)
+
+    monkeypatch.setattr(watcher_module, "receive_email", flaky)
+    user = imap_server.add_user()
+    async with (
+        fresh_databases("sqlite", tmp_path) as urls,
+        mailbox_rig(tmp_path, urls, temporal_local, imap_server, user) as rig,
+    ):
+        await imap_server.append(
+            user,
+            *(reply(sender="ada@example.com", subject=s) for s in ("refused", "bug", "outage")),
+            reply(sender="bob@example.com", subject="fine"),
+        )
+        row = await read_to(rig, 4)
+        assert row.processed == 4
+        assert calls == {
+            "refused": 1,
+            "bug": MESSAGE_ATTEMPTS,
+            "outage": MESSAGE_ATTEMPTS + 2,
+            "fine": 1,
+        }
+        reasons = [r.reason for r in await rig.rejected()]
+        assert len(reasons) == 2
+        assert reasons[0].startswith("uid 1: not stored after 1 attempt(s): DataError")
+        assert reasons[1].startswith(f"uid 2: not stored after {MESSAGE_ATTEMPTS} attempt(s)")
+        assert [e.payload["Subject"] for e in await rig.inbox("imap")] == ["outage", "fine"]
+        assert watcher(rig).set_aside == 2
+        assert "ada@example.com" not in watcher(rig).last_error
 
 
 def test_production_needs_tls_to_the_mailbox() -> None:

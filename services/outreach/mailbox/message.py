@@ -5,7 +5,8 @@ raw RFC 5322 bytes are parsed with the standard library. What dedupes it is its 
 same `inbound:<Message-ID>` event id the webhooks use); a message without one gets the hash of
 its bytes, so the same copy seen twice is still one event. A bounce (a delivery status
 notification, RFC 3464) carries what it reports (`bounce_of`): the event a provider's webhook
-would have sent.
+would have sent, once receive_email finds that it names one of our sends. A message with an
+address longer than any column holds raises UnusableEmail here, where it enters.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from services.outreach.webhooks.common import (
     SOFT_FAILURE,
     Bounce,
     InboundEmail,
+    inbound_address,
+    inbound_event_id,
 )
 from services.outreach.webhooks.replies import own_text
 
@@ -104,7 +107,7 @@ def bounce_of(message: EmailMessage) -> Bounce | None:
         meaning = HARD_BOUNCE if status.startswith("5") else SOFT_FAILURE
     return Bounce(
         action=action,
-        recipient=parseaddr(final.rpartition(";")[2])[1].strip().lower(),
+        recipient=inbound_address(parseaddr(final.rpartition(";")[2])[1], "Final-Recipient"),
         meaning=meaning,
         status=status,
         detail=(_header(fields, "Diagnostic-Code") or status)[:1000],
@@ -114,13 +117,14 @@ def bounce_of(message: EmailMessage) -> Bounce | None:
 
 def event_id_of(raw: bytes, message_id: str) -> str:
     if message_id:
-        return f"inbound:{message_id}"
+        return inbound_event_id(message_id)
     return "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
 def inbound_email(raw: bytes, *, mailbox: str, uid: int, size: int | None = None) -> InboundEmail:
     """The message as every inbound path hands it to receive_email (`raw` may be its start
-    only: `size` is the whole message's)."""
+    only: `size` is the whole message's). UnusableEmail (a ValueError) when an address in it is
+    longer than any real one: the watcher sets such a message aside."""
     message = message_from_bytes(raw, policy=policy.default)
     assert isinstance(message, EmailMessage)  # policy.default makes EmailMessage
     headers = [(name, str(value)) for name, value in message.items()]
@@ -138,7 +142,7 @@ def inbound_email(raw: bytes, *, mailbox: str, uid: int, size: int | None = None
         provider=PROVIDER,
         event_id=event_id_of(raw, message_id),
         message_id=message_id,
-        sender=parseaddr(_header(message, "From"))[1].strip().lower(),
+        sender=inbound_address(parseaddr(_header(message, "From"))[1], "From"),
         # where a reply token may be: the addresses it was sent to, and where it was delivered
         recipients=[
             _header(message, name)

@@ -44,10 +44,17 @@ from typing import Any, TypeVar, cast
 import aioimaplib
 from fastapi import FastAPI
 from sqlalchemy import CursorResult, or_, select, update
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    IntegrityError,
+    SQLAlchemyError,
+    StatementError,
+)
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.outreach import models
-from services.outreach.inbox import Outbound, _insert, reject
+from services.outreach.inbox import Outbound, Stored, _insert, reject
 from services.outreach.mailbox.message import PROVIDER, inbound_email
 from services.outreach.webhooks.common import receive_email
 from shared.app import run_during_lifespan
@@ -69,6 +76,9 @@ COMMAND_TIMEOUT = 30.0  # one IMAP command (a large message's fetch included)
 # outlast the lease (another replica then takes the mailbox over and starts it again)
 FETCH_BYTES = 1024 * 1024
 MAX_BACKOFF = 60.0
+# a message whose handling failed this many times in a row, the database answering, is set
+# aside (rejected_items) and the cursor moved past it: one message must not stop the mailbox
+MESSAGE_ATTEMPTS = 3
 
 
 class MailboxError(Exception):
@@ -77,6 +87,38 @@ class MailboxError(Exception):
 
 class LeaseLost(Exception):
     """Another replica watches the mailbox now."""
+
+
+class MessageNotStored(Exception):
+    """Handling one message failed; tried again after the backoff (said without its content)."""
+
+
+def described(err: BaseException) -> str:
+    """An error as the log and GET /mailbox show it: SQLAlchemy's own text carries the
+    statement's parameters (addresses, a message's text), so of a database error only its
+    types and the driver's first line."""
+    if isinstance(err, DBAPIError):
+        first = str(err.orig).splitlines()[0] if str(err.orig) else ""
+        return f"{type(err).__name__} ({type(err.orig).__name__}: {first})"[:500]
+    if isinstance(err, SQLAlchemyError):
+        return type(err).__name__
+    return f"{type(err).__name__}: {err}"[:500]
+
+
+def tied_to_message(err: Exception) -> bool | None:
+    """Whether a failure to store a message is the message's own doing. True: a value of it the
+    database refuses (whatever was not checked where it entered): never better on another try.
+    False: the database or the server (down, restarting, a missing migration, a lost lease):
+    tried again for as long as it takes, never skipped. None: anything else (a unique key taken
+    meanwhile, a parameter that could not be bound, an error of our code on what the message
+    holds): tried again, set aside only after MESSAGE_ATTEMPTS failures in a row."""
+    if isinstance(err, DataError):
+        return True
+    if isinstance(err, IntegrityError) or type(err) is StatementError:
+        return None
+    if isinstance(err, (SQLAlchemyError, OSError, TimeoutError, LeaseLost, MailboxError)):
+        return False
+    return None
 
 
 def utcnow() -> datetime:
@@ -272,8 +314,10 @@ class MailboxWatcher:
         self.poll_seconds = settings.imap_poll_seconds
         self.lease = lease_seconds(settings)
         self.mode = "stopped"
-        self.processed = self.idle_wakeups = self.polls = self.errors = 0
+        self.processed = self.idle_wakeups = self.polls = self.errors = self.set_aside = 0
         self.last_error = ""
+        # the message whose handling is failing: (uidvalidity, uid, failed attempts in a row)
+        self._failing: tuple[int, int, int] | None = None
         self._stopping = asyncio.Event()
         self._lost = asyncio.Event()  # the connection dropped: stop waiting on it
         self._task: asyncio.Task[None] | None = None
@@ -320,8 +364,9 @@ class MailboxWatcher:
             except Exception as err:
                 self.errors += 1
                 self.mode = "retrying"
-                # the type and the server's words, never the settings (the password is one)
-                self.last_error = f"{type(err).__name__}: {err}"[:500]
+                # the type and the server's words, never the settings (the password is one) nor
+                # a statement's parameters (a message's addresses)
+                self.last_error = described(err)
                 log.warning("imap %s: %s; again in %.0f s", self.key, self.last_error, backoff)
                 await self._pause(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF, max(self.poll_seconds, 1.0))
@@ -416,13 +461,28 @@ class MailboxWatcher:
 
     async def _take(self, client: aioimaplib.IMAP4, uidvalidity: int, uid: int) -> None:
         """Store one message and move the cursor past it, in one transaction; then tell the
-        journey (the inbox relay retries what this attempt does not deliver)."""
+        journey (the inbox relay retries what this attempt does not deliver). A message whose
+        handling fails is tried again (the connection's backoff between tries) and, when the
+        failure is its own (tied_to_message), set aside so the messages after it are read."""
         answer = await client.uid(
             "fetch", str(uid), f"(UID RFC822.SIZE BODY.PEEK[]<0.{FETCH_BYTES}>)"
         )
         if answer.result != "OK":
             raise MailboxError(f"UID FETCH {uid} refused: {said(answer)}")
         fetched = _body(answer, uid)
+        try:
+            stored = await self._store(uidvalidity, uid, fetched)
+        except Exception as err:
+            await self._failed(uidvalidity, uid, fetched, err)
+            return
+        self._failing = None
+        self.processed += 1
+        if stored is not None and stored.outbound is not None:
+            await self._deliver([stored.outbound])
+
+    async def _store(
+        self, uidvalidity: int, uid: int, fetched: tuple[bytes, int] | None
+    ) -> Stored | None:
         stored = None
         async with self._sessions()() as session:
             if fetched is not None:  # None: expunged since the search, nothing to store
@@ -437,9 +497,39 @@ class MailboxWatcher:
                     stored = await receive_email(session, self._settings, mail)
             await advance(session, self.key, self.owner, self.lease, uidvalidity, uid)
             await session.commit()
+        return stored
+
+    async def _failed(
+        self, uidvalidity: int, uid: int, fetched: tuple[bytes, int] | None, err: Exception
+    ) -> None:
+        """After a failed _store (rolled back): raise to try again after the backoff, or set
+        the message aside once the failure is known to be its own."""
+        tied = tied_to_message(err)
+        if tied is False:
+            raise err  # the database or the server: the same message again once it is back
+        same = self._failing is not None and self._failing[:2] == (uidvalidity, uid)
+        attempts = (self._failing[2] if same and self._failing else 0) + 1
+        self._failing = (uidvalidity, uid, attempts)
+        # for the log: of an error of our code only its type (its text may quote the message)
+        said = described(err) if isinstance(err, SQLAlchemyError) else type(err).__name__
+        if tied is None and attempts < MESSAGE_ATTEMPTS:
+            raise MessageNotStored(f"uid {uid}, attempt {attempts}: {said}") from err
+        log.warning(
+            "imap %s: uid %s set aside after %d attempt(s) (%s)", self.key, uid, attempts, said
+        )
+        # the whole text is for the rejected item, kept beside the message's own
+        reason = f"uid {uid}: not stored after {attempts} attempt(s): {described(err)}"
+        # in a transaction of its own: when the database is what failed, this fails too and
+        # the message is tried again (not skipped)
+        async with self._sessions()() as session:
+            pepper = self._settings.erasure_pepper.get_secret_value()
+            text = fetched[0].decode("utf-8", "replace") if fetched is not None else ""
+            await reject(session, PROVIDER, text, reason, pepper)
+            await advance(session, self.key, self.owner, self.lease, uidvalidity, uid)
+            await session.commit()
+        self._failing = None
         self.processed += 1
-        if stored is not None and stored.outbound is not None:
-            await self._deliver([stored.outbound])
+        self.set_aside += 1
 
     async def _idle(self, client: aioimaplib.IMAP4) -> None:
         """Wait in IDLE for the server's push, at most poll_seconds."""

@@ -49,7 +49,43 @@ COMPLAINT = "complaint"
 UNSUBSCRIBE = "unsubscribe"
 NOTED = "noted"  # stored for the record, no effect (opens, clicks, deferrals, soft bounces)
 
+# the inbox kind of a delivery-status report that names none of our sends (_receive_bounce)
+UNMATCHED_BOUNCE = "email_unmatched_bounce"
+
 SUPPRESSING = {HARD_BOUNCE: "hard bounce", COMPLAINT: "spam complaint", UNSUBSCRIBE: "unsubscribe"}
+
+# RFC 5321's longest address (64 + "@" + 255), and the width of every column that keeps one
+# (Suppression.address, ConsentRecord.email, Message.to_address)
+MAX_ADDRESS = 320
+# InboxEvent.event_id's width
+MAX_EVENT_ID = 200
+
+
+class UnusableEmail(ValueError):
+    """An authenticated inbound email that cannot be stored as it is (an address longer than any
+    column holds): each entry path sets it aside in rejected_items and answers 2xx (or moves the
+    mailbox's cursor past it), since sending it again would change nothing."""
+
+
+def inbound_address(value: str, field: str) -> str:
+    """A stranger's address as the ledger and consent keep it (stripped, lower case), checked
+    where it enters: stored later it broke the transaction on PostgreSQL (varchar(320)), a 500
+    the provider gives up on, or a mailbox blocked for good. The reason names the field and the
+    length, never the address."""
+    address = value.strip().lower()
+    if len(address) > MAX_ADDRESS:
+        raise UnusableEmail(f"{field} address of {len(address)} characters (at most {MAX_ADDRESS})")
+    return address
+
+
+def inbound_event_id(message_id: str) -> str:
+    """The inbox's id of an inbound email: `inbound:<Message-ID>`, or the Message-ID's hash
+    when it is longer than the column (cut, two long ids with the same start were one event and
+    the second email was dropped as a repeat)."""
+    event_id = f"inbound:{message_id}"
+    if len(event_id) <= MAX_EVENT_ID:
+        return event_id
+    return "inbound:sha256:" + hashlib.sha256(message_id.encode()).hexdigest()
 
 
 def settings_of(request: Request) -> Settings:
@@ -308,31 +344,73 @@ async def _without_erased_addresses(
     return dataclasses.replace(mail, payload=payload, subject=subject, text=text)
 
 
+async def bounced_send(
+    session: AsyncSession, bounce: Bounce, references: Iterable[str]
+) -> models.Message | None:
+    """Our email a bounce reports: a send it names by Message-ID (the returned original's, or
+    the one the report is threaded on) that went to the address it says failed. None for any
+    other report: anyone can mail a delivery-status report, and one that names no send of ours
+    to that address proves nothing about the address (matched by address alone, a forged one
+    hard-bounced any prospect whose address the forger knew)."""
+    recipient = suppressions.normalise_address("email", bounce.recipient)
+    for ref in [*bounce.message_ids, *references]:
+        row = await message_by_provider_id(session, "email", as_message_id(ref))
+        if row is not None and row.to_address == recipient:
+            return row
+    return None
+
+
+async def _receive_bounce(
+    session: AsyncSession, mail: InboundEmail, bounce: Bounce, pepper: str
+) -> Stored | None:
+    """A bounce that names our send is the email event it reports, as a provider's webhook
+    sends it (one about a rep's notification email records that); any other is only noted: kept
+    in the inbox, no effect on the ledger, consent or a journey (not read as a reply or a STOP
+    either: the original it returns may hold the words)."""
+    message_ids = [*bounce.message_ids, *mail.references]
+    notification, _ = provider_told.named_by(message_ids)
+    row = None if notification else await bounced_send(session, bounce, mail.references)
+    if notification or row is not None:
+        stored, _ = await store_email_event(
+            session,
+            mail.provider,
+            mail.event_id,
+            bounce.action,
+            mail.payload,
+            # exactly the row found, not the first one some Message-ID names
+            message_ids=message_ids if row is None else [row.provider_id or ""],
+            recipient=bounce.recipient,
+            meaning=bounce.meaning,
+            provider_status=bounce.action,
+            pepper=pepper,
+            detail=bounce.detail,
+        )
+        return stored
+    if await from_erased_person(session, pepper, "email", bounce.recipient):
+        return None  # as store_email_event does: nothing about an erased person is kept
+    note = {"bounce": "names none of our sends to its Final-Recipient: noted, no effect"}
+    return await store_event(
+        session,
+        mail.provider,
+        mail.event_id,
+        UNMATCHED_BOUNCE,
+        {**mail.payload, "closeflow": note},
+    )
+
+
 async def receive_email(
     session: AsyncSession, settings: Settings, mail: InboundEmail
 ) -> Stored | None:
     """Store an inbound email with what it tells the journey: a reply, a pause when it is an
     automatic reply (never a reply), or the end of the cadence when it asks to opt out (STOP,
     unsubscribe: the person is opted out of email, as an SMS STOP does for texts). None for a
-    repeat, and for an erased person's email: nothing of it is kept. A bounce is the email event
-    it reports, as a provider's webhook would send it."""
+    repeat, and for an erased person's email: nothing of it is kept. A bounce that names one of
+    our sends is the email event it reports, as a provider's webhook would send it; any other
+    bounce is only noted (_receive_bounce)."""
     pepper = settings.erasure_pepper.get_secret_value()
     mail = await _without_erased_addresses(session, pepper, mail)
     if mail.bounce is not None:  # before the STOP words: the returned original may hold them
-        stored, _ = await store_email_event(
-            session,
-            mail.provider,
-            mail.event_id,
-            mail.bounce.action,
-            mail.payload,
-            message_ids=[*mail.bounce.message_ids, *mail.references],
-            recipient=mail.bounce.recipient,
-            meaning=mail.bounce.meaning,
-            provider_status=mail.bounce.action,
-            pepper=pepper,
-            detail=mail.bounce.detail,
-        )
-        return stored
+        return await _receive_bounce(session, mail, mail.bounce, pepper)
     if await from_erased_person(session, pepper, "email", mail.sender):
         return None
     original = await reply_row(session, mail.references, mail.recipients, mail.sender)

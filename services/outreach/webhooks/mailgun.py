@@ -10,13 +10,14 @@ duplicate: 200, no second effect. The token with another body is a replay: 403, 
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.outreach.inbox import claim_token
+from services.outreach.inbox import claim_token, reject
 from services.outreach.webhooks.common import (
     COMPLAINT,
     DELIVERED,
@@ -24,9 +25,12 @@ from services.outreach.webhooks.common import (
     NOTED,
     UNSUBSCRIBE,
     InboundEmail,
+    UnusableEmail,
     as_object,
     canonical_sha256,
     deliver,
+    inbound_address,
+    inbound_event_id,
     receive_email,
     settings_of,
     store_email_event,
@@ -88,14 +92,21 @@ async def inbound(request: Request, session: Session) -> Response:
     if not await _authenticate(request, session, key, **fields, body=form):
         return Response(status_code=200)
     form = without_nul(form)  # authenticated as sent; a NUL cannot be stored
+    try:
+        sender = inbound_address(form.get("sender", ""), "sender")
+    except UnusableEmail as err:  # kept aside; Mailgun would only send the same form again
+        pepper = settings_of(request).erasure_pepper.get_secret_value()
+        await reject(session, "mailgun", json.dumps(form), str(err), pepper)
+        await session.commit()
+        return Response(status_code=200)
     headers = _message_headers(form)
     message_id = form.get("Message-Id") or header(headers, "Message-Id")
     message_id = message_id or f"token:{fields['token']}"
     mail = InboundEmail(
         provider="mailgun",
-        event_id=f"inbound:{message_id}",
+        event_id=inbound_event_id(message_id),
         message_id=message_id,
-        sender=form.get("sender", "").strip().lower(),
+        sender=sender,
         recipients=[form.get("recipient", ""), header(headers, "To"), header(headers, "Cc")],
         references=f"{form.get('In-Reply-To', '')} {form.get('References', '')}".split(),
         headers=headers,
@@ -144,6 +155,13 @@ async def events(request: Request, session: Session) -> Response:
         return Response(status_code=200)
     payload = without_nul(payload)  # authenticated as sent; a NUL cannot be stored
     data = payload["event-data"]
+    try:
+        recipient = inbound_address(str(data.get("recipient") or ""), "recipient")
+    except UnusableEmail as err:  # kept aside; Mailgun would only send the same event again
+        pepper = settings_of(request).erasure_pepper.get_secret_value()
+        await reject(session, "mailgun", json.dumps(payload), str(err), pepper)
+        await session.commit()
+        return Response(status_code=200)
     # parts of another shape than Mailgun documents count as absent: the event is still stored
     headers = as_object(as_object(data.get("message")).get("headers"))
     status = as_object(data.get("delivery-status")).get("description") or data.get("reason")
@@ -154,7 +172,7 @@ async def events(request: Request, session: Session) -> Response:
         event_name,
         payload,
         message_ids=[str(headers.get("message-id", ""))],
-        recipient=str(data.get("recipient") or "").strip().lower(),
+        recipient=recipient,
         meaning=_event_meaning(event_name, str(data.get("severity", ""))),
         provider_status=event_name,
         pepper=settings_of(request).erasure_pepper.get_secret_value(),

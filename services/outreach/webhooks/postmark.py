@@ -26,9 +26,12 @@ from services.outreach.webhooks.common import (
     NOTED,
     UNSUBSCRIBE,
     InboundEmail,
+    UnusableEmail,
     as_object,
     canonical_sha256,
     deliver,
+    inbound_address,
+    inbound_event_id,
     receive_email,
     settings_of,
     store_email_event,
@@ -96,12 +99,24 @@ def _event(doc: dict[str, Any]) -> tuple[str, str, str, str] | str:
     return f"unknown RecordType {record!r}"
 
 
+def _usable_event(doc: Any) -> tuple[str, str, str, str] | str:
+    """_event's answer with its recipient checked (an address no column holds is a reason)."""
+    parsed = _event(doc) if isinstance(doc, dict) else "body is not a JSON object"
+    if isinstance(parsed, str):
+        return parsed
+    event_id, recipient, meaning, provider_status = parsed
+    try:
+        return event_id, inbound_address(recipient, "Recipient"), meaning, provider_status
+    except UnusableEmail as err:
+        return str(err)
+
+
 @router.post(
     "/events", summary="Postmark outbound webhooks (bounce, spam complaint, delivery, ...)"
 )
 async def events(request: Request, session: Session) -> Response:
     body, doc = await _authenticated_json(request)
-    parsed = _event(doc) if isinstance(doc, dict) else "body is not a JSON object"
+    parsed = _usable_event(doc)
     if isinstance(parsed, str):
         pepper = settings_of(request).erasure_pepper.get_secret_value()
         await reject(session, "postmark", body.decode("utf-8", "replace"), parsed, pepper)
@@ -117,7 +132,7 @@ async def events(request: Request, session: Session) -> Response:
         # our Message-ID, which the message's metadata carries (sent with Postmark's header),
         # names the row; Postmark's own MessageID names none
         message_ids=[message_id_of(doc), str(doc.get("MessageID") or "")],
-        recipient=recipient.strip().lower(),
+        recipient=recipient,
         meaning=meaning,
         provider_status=provider_status,
         pepper=settings_of(request).erasure_pepper.get_secret_value(),
@@ -131,22 +146,32 @@ async def events(request: Request, session: Session) -> Response:
 @router.post("/inbound", summary="Postmark inbound webhook (email replies)")
 async def inbound(request: Request, session: Session) -> Response:
     body, doc = await _authenticated_json(request)
-    problem = None
-    if not isinstance(doc, dict):
-        problem = "body is not a JSON object"
-    elif not doc.get("MessageID") or not (doc.get("From") or as_object(doc.get("FromFull"))):
-        problem = "inbound message without MessageID or From"
-    if problem is not None or not isinstance(doc, dict):
+    mail = _inbound_email(doc) if isinstance(doc, dict) else "body is not a JSON object"
+    if isinstance(mail, str):
         pepper = settings_of(request).erasure_pepper.get_secret_value()
-        await reject(session, "postmark", body.decode("utf-8", "replace"), problem or "", pepper)
+        await reject(session, "postmark", body.decode("utf-8", "replace"), mail, pepper)
         await session.commit()
         return Response(status_code=200)
-    sender = str(as_object(doc.get("FromFull")).get("Email") or doc.get("From") or "")
-    sender = sender.strip().lower()
+    stored = await receive_email(session, settings_of(request), mail)
+    await session.commit()
+    await deliver(request, [stored])
+    return Response(status_code=200)
+
+
+def _inbound_email(doc: dict[str, Any]) -> InboundEmail | str:
+    """The inbound message, or why it cannot be stored (kept aside, answered 200)."""
+    if not doc.get("MessageID") or not (doc.get("From") or as_object(doc.get("FromFull"))):
+        return "inbound message without MessageID or From"
+    try:
+        sender = inbound_address(
+            str(as_object(doc.get("FromFull")).get("Email") or doc.get("From") or ""), "From"
+        )
+    except UnusableEmail as err:
+        return str(err)
     headers = header_pairs(doc.get("Headers"))
-    mail = InboundEmail(
+    return InboundEmail(
         provider="postmark",
-        event_id=f"inbound:{doc['MessageID']}",
+        event_id=inbound_event_id(str(doc["MessageID"])),
         message_id=header(headers, "Message-ID") or str(doc["MessageID"]),
         sender=sender,
         recipients=_recipients(doc),
@@ -155,12 +180,22 @@ async def inbound(request: Request, session: Session) -> Response:
         subject=str(doc.get("Subject") or ""),
         text=str(doc.get("StrippedTextReply") or doc.get("TextBody") or ""),
         date=str(doc.get("Date") or header(headers, "Date")),
-        payload=doc,
+        payload=_without_attachment_content(doc),
     )
-    stored = await receive_email(session, settings_of(request), mail)
-    await session.commit()
-    await deliver(request, [stored])
-    return Response(status_code=200)
+
+
+def _without_attachment_content(doc: dict[str, Any]) -> dict[str, Any]:
+    """The document as the inbox keeps it: each attachment's name, type and length, not its
+    base64 content (megabytes the inbound route now accepts, of no use to a journey; the
+    IMAP path and Mailgun's forward keep none either)."""
+    attachments = doc.get("Attachments")
+    if not isinstance(attachments, list):
+        return doc
+    kept = [
+        {k: v for k, v in item.items() if k != "Content"} if isinstance(item, dict) else item
+        for item in attachments
+    ]
+    return {**doc, "Attachments": kept}
 
 
 def _recipients(doc: dict[str, Any]) -> list[str]:
