@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Protocol
 
@@ -49,12 +49,15 @@ def create_service_app(
     temporal_client: Client | None = None,
     gauges: Sequence[DbGauge] = (),
     audit: AuditConfig | None = None,
+    body_limits: Mapping[str, int] | None = None,
 ) -> FastAPI:
     """access: the service's route policies and resolvers (services/<name>/access.py).
     temporal_client: tests pass the client of their own test server; otherwise connect, lazily:
     the API starts while Temporal is down (readyz says so, routes needing it answer 503) and
     connects in the background.
-    gauges: the service's business gauges, read from its database at each scrape of /metrics."""
+    gauges: the service's business gauges, read from its database at each scrape of /metrics.
+    body_limits: routes (exact paths) whose bodies may be larger, or smaller, than
+    settings.max_body_bytes, each with its own cap."""
     tracing.configure_tracing(settings.otlp_endpoint, name)
 
     @asynccontextmanager
@@ -124,7 +127,7 @@ def create_service_app(
     install_error_handlers(app)
     _answer_temporal_away(app)
     # the body is read (and parsed) before enforce_access runs: cap it while it is read
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, routes=body_limits)
     # outermost: every request is counted and carries its request id, refused ones included
     app.add_middleware(HttpMetrics, metrics=metrics)
     app.add_middleware(RequestIds)

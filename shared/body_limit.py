@@ -1,8 +1,12 @@
 """One cap on request bodies, enforced while they are read: before parsing, before the API key
 is checked and before a webhook's signature is computed, so an anonymous client cannot make a
-service buffer more than the cap."""
+service buffer more than the cap. A few routes may have a cap of their own (outreach's inbound
+email webhooks: a reply with its attachments), named by exact path; every other route keeps the
+service's."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
@@ -49,15 +53,25 @@ class BodyLimit:
     limit is refused without reading a byte; a body without one (chunked) is cut as soon as what
     was read passes the limit."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, routes: Mapping[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.routes = dict(routes or {})  # path -> that route's own cap
+
+    def limit_for(self, scope: Scope) -> int:
+        path = str(scope.get("path", ""))
+        root = str(scope.get("root_path", ""))
+        if root and path.startswith(root):  # a path under a proxy's prefix: the app's own path
+            path = path[len(root) :]
+        return self.routes.get(path, self.max_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.max_bytes
+        limit = self.limit_for(scope)
         for name, value in scope["headers"]:
             if name == b"content-length":
                 # digits only: int() would also take "-1", " 1", "1_000" and "+5"

@@ -141,6 +141,15 @@ class Settings(BaseSettings):
         description="largest request body any service reads (webhooks included); a larger one "
         "is refused with 413 while it is read, before parsing and before the API key is checked",
     )
+    inbound_email_max_body_bytes: int = Field(
+        41_943_040,
+        ge=1024,
+        le=1_073_741_824,
+        description="largest body of outreach's inbound email webhooks (/webhooks/mailgun/inbound "
+        "and /webhooks/postmark/inbound): a reply with its attachments (Postmark posts them in "
+        "base64, up to 35 MB); enforced as CLOSEFLOW_MAX_BODY_BYTES is, which every other "
+        "route keeps",
+    )
     prospecting_port: int = Field(8001, description="prospecting API port")
     outreach_port: int = Field(8002, description="outreach API port")
     deals_port: int = Field(8003, description="deals API port")

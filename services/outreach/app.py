@@ -83,6 +83,9 @@ def create_app(
         gauges=metrics.GAUGES,
         temporal_client=temporal_client,
         audit=AuditConfig(AuditEntry, skip=OUTREACH_BOOKKEEPING),
+        body_limits=dict.fromkeys(
+            webhooks.INBOUND_EMAIL_PATHS, settings.inbound_email_max_body_bytes
+        ),
     )
     app.state.prospects = ProspectDirectory.from_settings(settings, prospecting_transport)
     app.state.cleanup.append(app.state.prospects.close)

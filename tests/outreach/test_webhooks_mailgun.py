@@ -8,6 +8,7 @@ signature reused) is a replay: 403 and nothing stored.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -277,3 +278,54 @@ async def test_inbound_message_headers_nested_too_deep_fall_back_to_the_posted_f
         assert answer.status_code == 200, answer.text
         [event] = await rig.inbox("mailgun")
         assert (event.kind, event.prospect_id) == ("email_reply", row.prospect_id)
+
+
+async def test_an_inbound_stop_from_an_address_longer_than_any_is_kept_aside(
+    webhooks: WebhookRigs,
+) -> None:
+    """A signed STOP whose sender is longer than any address column (320): on PostgreSQL its
+    suppression raised (varchar(320)), a 500 Mailgun gives up on. Checked where it enters: kept
+    aside with the reason, 200, and its retry is a duplicate; the next message is stored."""
+    long_address = "a" * 330 + "@example.com"
+    async with webhooks() as rig:
+        row = await rig.add_message("email", "ada@example.com", "<m1@closeflow.localhost>")
+        form = {**reply_form(rig, row), "sender": long_address, "stripped-text": "STOP"}
+        answer = await rig.http.post("/webhooks/mailgun/inbound", data=form)
+        assert answer.status_code == 200, answer.text
+        assert (await rig.http.post("/webhooks/mailgun/inbound", data=form)).status_code == 200
+        [kept] = await rig.rejected()
+        assert kept.reason == "sender address of 342 characters (at most 320)"
+        assert await rig.suppressed("email") == set()
+        assert await rig.count(models.InboxEvent) == 0
+        answer = await rig.http.post("/webhooks/mailgun/inbound", data=reply_form(rig, row))
+        assert answer.status_code == 200
+        [event] = await rig.inbox("mailgun")
+        assert (event.kind, event.prospect_id) == ("email_reply", row.prospect_id)
+
+
+async def test_an_inbound_reply_with_a_2_mb_attachment_is_stored(webhooks: WebhookRigs) -> None:
+    """Mailgun's forward() posts the attachments as files of a multipart form: a reply with a
+    2 MB PDF was refused 413 by the 1 MiB limit of every route, and Mailgun dropped it. The
+    inbound route takes CLOSEFLOW_INBOUND_EMAIL_MAX_BODY_BYTES (the file spooled while the form
+    is read, its signature checked before anything is stored, the file itself never stored);
+    the event route keeps the 1 MiB limit."""
+    deck = os.urandom(2 * 1024 * 1024)
+    async with webhooks(inbound_email_max_body_bytes=4 * 1024 * 1024) as rig:
+        row = await rig.add_message("email", "ada@example.com", "<m1@closeflow.localhost>")
+        form = {**reply_form(rig, row), "attachment-count": "1"}
+        files = {"attachment-1": ("deck.pdf", deck, "application/pdf")}
+        answer = await rig.http.post("/webhooks/mailgun/inbound", data=form, files=files)
+        assert answer.status_code == 200, answer.text
+        [event] = await rig.inbox("mailgun")
+        assert (event.kind, event.prospect_id) == ("email_reply", row.prospect_id)
+        assert "attachment-1" not in event.payload
+
+        forged = {**reply_form(rig, row), "signature": "0" * 64}
+        refused = await rig.http.post("/webhooks/mailgun/inbound", data=forged, files=files)
+        assert refused.status_code == 403
+        assert len(await rig.inbox("mailgun")) == 1
+
+        big = bounce(rig, "ada@example.com", "m1@closeflow.localhost", time.time())
+        big["event-data"]["reason"] = deck.hex()
+        too_large = await rig.http.post("/webhooks/mailgun/events", json=big)
+        assert too_large.status_code == 413

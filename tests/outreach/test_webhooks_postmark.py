@@ -4,7 +4,9 @@ SubscriptionChange, Open, Inbound)."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import os
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -318,3 +320,64 @@ async def test_an_item_kept_aside_keeps_no_address_of_an_erased_person(
         for trace in (ada, ada_phone, ada_phone.removeprefix("+")):
             assert trace not in kept[0], kept[0]
         assert "teleport" in kept[0] and "bo@example.com" in kept[1]  # the rest is kept
+
+
+LONG_ADDRESS = "a" * 330 + "@example.com"  # longer than any address column (320)
+
+
+async def test_an_inbound_stop_from_an_address_longer_than_any_is_kept_aside(
+    webhooks: WebhookRigs,
+) -> None:
+    """A STOP from a 342-character address went to the suppression (varchar(320)): on
+    PostgreSQL a 500, and Postmark dropping the mail. It is checked where it enters: kept aside
+    with the reason, 200; the same for an outbound event naming such a recipient. Nothing else
+    is lost: the next inbound message is stored as ever."""
+    async with webhooks(**CREDENTIALS) as rig:
+        sent = await rig.add_message("email", "ada@example.com", "<t1@closeflow>")
+        stop = {**reply(sent, LONG_ADDRESS), "TextBody": "STOP", "StrippedTextReply": "STOP"}
+        answer = await post(rig, "inbound", stop)
+        assert answer.status_code == 200, answer.text
+        event = postmark.bounce(email=LONG_ADDRESS, message_id="x", now=time.time())
+        assert (await post(rig, "events", event)).status_code == 200
+        reasons = [r.reason for r in await rig.rejected()]
+        assert reasons == [
+            "From address of 342 characters (at most 320)",
+            "Recipient address of 342 characters (at most 320)",
+        ]
+        assert await rig.suppressed("email") == set()
+        assert await rig.count(models.InboxEvent) == 0
+
+        ok = {**reply(sent, "ada@example.com"), "MessageID": postmark.new_message_id()}
+        assert (await post(rig, "inbound", ok)).status_code == 200
+        [stored] = await rig.inbox("postmark")
+        assert (stored.kind, stored.prospect_id) == ("email_reply", sent.prospect_id)
+
+
+async def test_an_inbound_reply_with_a_2_mb_attachment_is_stored(webhooks: WebhookRigs) -> None:
+    """Postmark posts attachments in base64 inside the JSON: a reply with a 2 MB PDF was
+    refused 413 by the 1 MiB limit of every route, and Postmark dropped it. The inbound route
+    takes CLOSEFLOW_INBOUND_EMAIL_MAX_BODY_BYTES: the reply is stored (the attachment's name
+    and size, not its content) and reaches its journey; every other route keeps the 1 MiB limit,
+    and the inbound one refuses what is over its own."""
+    deck = base64.b64encode(os.urandom(2 * 1024 * 1024)).decode()
+    attachment = {"Name": "deck.pdf", "ContentType": "application/pdf", "Content": deck}
+    async with webhooks(**CREDENTIALS, inbound_email_max_body_bytes=4 * 1024 * 1024) as rig:
+        pid = uuid.uuid4().hex
+        sent = await rig.add_message("email", "ada@example.com", "<t1@closeflow>", prospect_id=pid)
+        doc = {**reply(sent, "ada@example.com"), "Attachments": [attachment]}
+        answer = await post(rig, "inbound", doc)
+        assert answer.status_code == 200, answer.text[:300]
+        [event] = await rig.inbox("postmark")
+        assert (event.kind, event.prospect_id) == ("email_reply", pid)
+        assert event.payload["Attachments"] == [
+            {"Name": "deck.pdf", "ContentType": "application/pdf"}
+        ]
+
+        padded = {**postmark.bounce(email="ada@example.com", message_id="x", now=time.time())}
+        padded["Details"] = deck
+        refused = await post(rig, "events", padded)
+        assert refused.status_code == 413
+        assert refused.json()["error"]["code"] == "payload_too_large"
+        twice = {**doc, "Attachments": [attachment, attachment], "MessageID": "other"}
+        assert (await post(rig, "inbound", twice)).status_code == 413
+        assert len(await rig.inbox("postmark")) == 1

@@ -14,7 +14,10 @@ from services.outreach.webhooks import mailgun, postmark, sendgrid, twilio
 from services.outreach.webhooks.unsubscribe import public_router
 
 router = APIRouter(prefix="/webhooks", tags=["provider webhooks"])
+# an email with its attachments: these two take bodies up to
+# CLOSEFLOW_INBOUND_EMAIL_MAX_BODY_BYTES; every other route, CLOSEFLOW_MAX_BODY_BYTES
+INBOUND_EMAIL_PATHS = ("/webhooks/mailgun/inbound", "/webhooks/postmark/inbound")
 for _provider in (twilio, mailgun, sendgrid, postmark):
     router.include_router(_provider.router)
 
-__all__ = ["public_router", "router"]
+__all__ = ["INBOUND_EMAIL_PATHS", "public_router", "router"]
