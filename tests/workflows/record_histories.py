@@ -19,7 +19,8 @@ the history that covers each patch. SET (default: the newest) picks which scenar
   the timeout), a later run's first stage told to outreach, replies after the first as tasks, a
   send window outreach's lagging clock has not reached yet, a lost deal reopened while its run
   records the loss, a won deal reopened while the referrals stage is being recorded; (review of
-  2026-12-06, second) a repeated close and a stale move dropped by a reopening, replies told while the
+  2026-12-06, second) a repeated close and a stale move dropped by a reopening, a verdict taken from
+  the deal's stage at the timeout, replies told while the
   run ends.
 NAMEs (history file stems) record only those scenarios of the set: a new patch's history is
 added without re-recording (and so changing) the histories already stored.
@@ -649,6 +650,20 @@ def hold_reply_task(rec: tj.Recorder) -> None:
     rec.hold_task_kind = "reply"
 
 
+async def verdict_from_deal_stage(env: WorkflowEnvironment, h: tj.Harness, handle: Any) -> None:
+    """Replied; the deal passed the gate to presenting but its verdict signal was lost (only
+    the move came); at the timeout deals answers presenting: an hour on, qualified; won."""
+    await handle.signal(Sig.REPLY_RECEIVED, ReplyReceived("email", "m1", "yes"))
+    await env.sleep(timedelta(hours=1))
+    await handle.signal(Sig.DEAL_STAGE_MOVED, DealStageMoved("deal-1", "presenting"))
+    await env.sleep(timedelta(days=30))
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", True, "signed"))
+
+
+def deal_past_the_gate(rec: tj.Recorder) -> None:
+    rec.timeout_stage = Stage.PRESENTING
+
+
 async def main_v7(env: WorkflowEnvironment) -> None:
     await record(
         env,
@@ -695,6 +710,13 @@ async def main_v7(env: WorkflowEnvironment) -> None:
     await record(env, "journey_repeated_close_reopened_v7", repeated_close_reopened)
     await record(env, "journey_reply_while_run_ends_v7", reply_while_run_ends, hold_run_end)
     await record(env, "journey_reply_task_at_run_end_v7", reply_task_at_run_end, hold_reply_task)
+    await record(
+        env,
+        "journey_verdict_from_deal_stage_v7",
+        verdict_from_deal_stage,
+        deal_past_the_gate,
+        cadence=tj.cadence(referral_reminders=0),
+    )
 
 
 async def main(which: str) -> None:

@@ -1,15 +1,18 @@
-"""Two races of the journey's edges (review of 2026-12-06, second), on the time-skipping server.
+"""Races of the journey's edges (review of 2026-12-06, second), on the time-skipping server.
 
 A deal event heard before a reopening (a close repeated by the client's retry, a stale stage
 move) never decides the reopened deal (Patch.REOPENING_DROPS_STALE_DEAL_EVENTS); a reply the
 run accepted while it ends (its last stage record, its end report) still becomes the rep's task
-(Patch.REPLIES_TOLD_AFTER_RUN_END).
+(Patch.REPLIES_TOLD_AFTER_RUN_END); a deal whose verdict never reached the journey is not left
+in qualifying for ever: at the timeout, its stage is its verdict
+(Patch.VERDICT_FROM_DEAL_STAGE).
 """
 
 from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
 from temporalio.api.enums.v1 import EventType
 
@@ -18,7 +21,9 @@ from shared.contracts.journey import (
     DealReopened,
     DealStageMoved,
     JourneyState,
+    QualificationRecorded,
     ReplyReceived,
+    Stage,
 )
 from shared.contracts.names import Query, Sig
 from tests.support.eventually import eventually
@@ -157,3 +162,60 @@ async def test_a_reply_task_in_flight_when_the_run_ends_is_not_cancelled(
     kinds = [e.event_type for e in history.events]
     assert EventType.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED not in kinds
     assert reply_tasks(harness) == [("reply", f"{handle.id}:reply:SM2", "send the contract")]
+
+
+# --- a verdict that never came: the deal's stage at the timeout --------------------------------
+
+
+async def past_the_gate_unheard(harness: Harness, deal_stage: str, **cadence_fields: Any) -> Any:
+    """Replied; the deal moved on (to `deal_stage`) without its verdict reaching the journey (the
+    request's signal failed, and its repeat was never made): deals answers that at the timeout."""
+    harness.rec.timeout_stage = deal_stage
+    handle = await harness.start(cadence=cadence(referral_reminders=0, **cadence_fields))
+    await handle.signal(Sig.REPLY_RECEIVED, ReplyReceived("email", "m1", "yes"))
+    await harness.env.sleep(timedelta(hours=1))
+    if deal_stage == Stage.PRESENTING:
+        await handle.signal(Sig.DEAL_STAGE_MOVED, DealStageMoved("deal-1", "presenting"))
+    return handle
+
+
+async def test_a_deal_past_the_gate_whose_verdict_never_came_is_qualified_at_the_timeout(
+    harness: Harness,
+) -> None:
+    handle = await past_the_gate_unheard(harness, Stage.PRESENTING)
+    await harness.env.sleep(timedelta(days=30))
+    state = await handle.query(Query.STATE, result_type=JourneyState)
+    assert state.stage == "presenting", harness.rec.stage_path()
+    # the moves and the close the deal tells from now on are followed
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", True, "signed"))
+    assert await handle.result() == "won"
+    path = ["qualifying", "presenting", "closing", "won", "referrals"]
+    assert harness.rec.stage_path()[1:] == path
+    assert harness.rec.stages[2].actor == "system:deal stage"  # presenting: no rep's verdict
+
+
+async def test_a_verdict_on_its_way_at_the_timeout_is_the_one_taken(harness: Harness) -> None:
+    """The verdict's signal comes within the hour after the timeout: the rep's verdict stands,
+    with its reasons and who recorded it."""
+    handle = await past_the_gate_unheard(harness, Stage.PRESENTING)
+    # the cadence's timeout is 5 days after the reply, an hour before the move
+    await harness.env.sleep(timedelta(days=5, minutes=-30))
+    verdict = QualificationRecorded("deal-1", True, ["budget confirmed"], "admin (k1)")
+    await handle.signal(Sig.QUALIFICATION_RECORDED, verdict)
+    await harness.env.sleep(timedelta(hours=2))
+    state = await handle.query(Query.STATE, result_type=JourneyState)
+    assert state.stage == "presenting"
+    entry = harness.rec.stages[2]
+    assert (entry.to_stage, entry.actor) == ("presenting", "admin (k1)"), entry
+
+
+async def test_a_deal_disqualified_whose_verdict_never_came_disqualifies_at_the_timeout(
+    harness: Harness,
+) -> None:
+    """The rep disqualified the deal and the signal was lost; the cadence's own timeout outcome
+    is nurture: the rep's word, the deal's stage, decides."""
+    handle = await past_the_gate_unheard(
+        harness, Stage.DISQUALIFIED, qualification_timeout_outcome="nurture"
+    )
+    assert await asyncio.wait_for(handle.result(), 60) == "disqualified"
+    assert harness.rec.stages[-1].actor == "system:deal stage"

@@ -40,7 +40,11 @@ async def test_stored_history_replays(path: Path, runner: str) -> None:
 
 # patches whose covering histories are proven to need them: with the patch forced off (the old
 # path), each of its histories must fail to replay, so the history really takes the new path
-PROVEN_OFF = [Patch.REOPENING_DROPS_STALE_DEAL_EVENTS, Patch.REPLIES_TOLD_AFTER_RUN_END]
+PROVEN_OFF = [
+    Patch.REOPENING_DROPS_STALE_DEAL_EVENTS,
+    Patch.REPLIES_TOLD_AFTER_RUN_END,
+    Patch.VERDICT_FROM_DEAL_STAGE,
+]
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
         RepManager,
         RepRef,
         Stage,
+        system_actor,
     )
     from shared.contracts.names import Act
 
@@ -31,6 +32,11 @@ from workflows.journey.steps import Steps, call, journey_id
 from workflows.journey.versions import Patch
 
 TIMEOUT_OUTCOMES = (Stage.DISQUALIFIED, Stage.NURTURE)
+# a deal at one of these has passed the qualification gate (a deal closes from past it only)
+PAST_THE_GATE = (Stage.PRESENTING, Stage.OBJECTIONS, Stage.CLOSING, Stage.WON, Stage.LOST)
+# how long the journey waits, after the timeout, for the verdict of a deal that has one: its
+# signal is on the way (past this, it was lost: the deal's stage is the verdict)
+VERDICT_ON_THE_WAY_SECONDS = 3600
 
 
 @dataclass
@@ -55,6 +61,7 @@ class Qualifying:
         self.steps = steps
         self.meetings = meetings
         self._over = False
+        self._deal_at_timeout: DealStatus | None = None  # deals' answer at the timeout
 
     async def until_verdict(self) -> QualificationRecorded | TimedOut:
         # a meeting booked before the verdict (the booking link, answers short of the gate) is
@@ -104,10 +111,33 @@ class Qualifying:
         timed_out = await rules.at_timeout(deal_id)
         if timed_out is not None:
             return timed_out
-        # The deals API recorded a verdict just before the deadline: its signal is on the way.
+        # The deals API recorded a verdict before the deadline: its signal is on the way, or was
+        # lost (its request answered 503 and was not repeated as asked, or a repeat found the
+        # deal moved on). Past a while, the deal's stage is the verdict: never wait for ever.
+        told = self._verdict_of_deal_stage()
+        if (
+            told is not None
+            and state.qualification is None
+            and versions.patched(Patch.VERDICT_FROM_DEAL_STAGE)
+        ):
+            return await self._verdict_within(VERDICT_ON_THE_WAY_SECONDS) or told
         await workflow.wait_condition(lambda: state.qualification is not None)
         assert state.qualification is not None
         return state.qualification
+
+    def _verdict_of_deal_stage(self) -> QualificationRecorded | None:
+        """The verdict deals' answer at the timeout implies: past the gate, qualified; the
+        deal disqualified by its rep, not. None when the stage says nothing of it."""
+        deal = self._deal_at_timeout
+        if deal is None:
+            return None
+        actor = system_actor("deal stage")
+        if deal.stage in PAST_THE_GATE:
+            reason = f"the deal passed the qualification gate (at {deal.stage})"
+            return QualificationRecorded(deal.deal_id, True, [reason], actor)
+        if deal.stage == Stage.DISQUALIFIED:
+            return QualificationRecorded(deal.deal_id, False, ["the deal was disqualified"], actor)
+        return None
 
     async def _open_deal(self) -> str:
         state, inp = self.state, self.state.inp
@@ -191,6 +221,7 @@ class Qualifying:
         )
         if expired.stage == outcome and self.state.qualification is None:
             return TimedOut(outcome, cause)
+        self._deal_at_timeout = expired
         return None
 
     async def at_reminder(self, deal_id: str, waited: int) -> None:

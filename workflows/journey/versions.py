@@ -67,6 +67,7 @@ class Patch(StrEnum):
     # --- found in review (2026-12-06, second): repeated deal events, replies while the run ends ---
     REOPENING_DROPS_STALE_DEAL_EVENTS = "reopening-drops-stale-deal-events"
     REPLIES_TOLD_AFTER_RUN_END = "replies-told-after-run-end"
+    VERDICT_FROM_DEAL_STAGE = "verdict-from-deal-stage"
 
 
 @dataclass(frozen=True)
@@ -284,6 +285,13 @@ REGISTRY: dict[Patch, PatchRecord] = {
         "cancelled the teller and the reply was neither a task nor a late reply",
         ("journey_reply_while_run_ends_v7", "journey_reply_task_at_run_end_v7"),
         _before("the replies-after-the-end change", "2026-12-06"),
+    ),
+    Patch.VERDICT_FROM_DEAL_STAGE: PatchRecord(
+        "at the qualification timeout, a deal deals reports past the gate (or disqualified) "
+        "whose verdict never reached the journey is that verdict, after an hour for its signal: "
+        "before, the journey waited in qualifying for ever",
+        ("journey_verdict_from_deal_stage_v7",),
+        _before("the verdict-from-deal-stage change", "2026-12-06"),
     ),
     # ReferralIntake's, not the journey's: one registry for every workflow's patches
     Patch.REFERRAL_RUN_BY_OUTREACH: PatchRecord(
