@@ -14,6 +14,7 @@ import pytest
 
 from closeflow.cli import API_SHUTDOWN_SECONDS, cmd_serve
 from closeflow.registry import JOURNEYS, QUEUES
+from services.outreach.webhooks import INBOUND_EMAIL_PATHS
 from shared.relay import RelayTiming
 from shared.settings import SERVICES, Settings
 from tests.deploy.files import (
@@ -369,7 +370,7 @@ def test_egress_to_the_internet_skips_private_and_metadata_addresses() -> None:
 
 
 def test_ingress_serves_every_api_over_tls_and_never_internal_routes() -> None:
-    (ingress,) = of_kind("Ingress")
+    ingress = by_name("Ingress")["closeflow"]
     tls_hosts = {h for t in ingress["spec"]["tls"] for h in t["hosts"]}
     services = by_name("Service")
     routed = set()
@@ -387,6 +388,32 @@ def test_ingress_serves_every_api_over_tls_and_never_internal_routes() -> None:
     assert routed == set(API_DEPLOYMENTS)
 
 
+def _body_size(ingress: dict[str, Any]) -> int:
+    size = ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"]
+    assert size.endswith("m"), size
+    return int(size.removesuffix("m")) * 1024 * 1024
+
+
+def test_ingress_lets_through_what_each_path_accepts_and_no_more() -> None:
+    """The controller's body cap is the app's: 1 MiB everywhere, the inbound email webhooks'
+    own (a reply with its attachments) on exactly those two paths of outreach, over TLS."""
+    ingresses = by_name("Ingress")
+    assert set(ingresses) == {"closeflow", "closeflow-inbound-email"}
+    defaults = Settings(environment="test")
+    assert _body_size(ingresses["closeflow"]) == defaults.max_body_bytes
+    inbound = ingresses["closeflow-inbound-email"]
+    assert _body_size(inbound) == defaults.inbound_email_max_body_bytes
+    (rule,) = inbound["spec"]["rules"]
+    assert rule["host"] in {h for t in inbound["spec"]["tls"] for h in t["hosts"]}
+    outreach = next(r for r in ingresses["closeflow"]["spec"]["rules"] if r["host"] == rule["host"])
+    assert outreach["http"]["paths"][-1]["backend"]["service"]["name"] == "closeflow-outreach"
+    paths = {(p["path"], p["pathType"]): p["backend"]["service"] for p in rule["http"]["paths"]}
+    assert set(paths) == {(path, "Exact") for path in INBOUND_EMAIL_PATHS}
+    assert all(
+        s == {"name": "closeflow-outreach", "port": {"name": "http"}} for s in paths.values()
+    )
+
+
 @pytest.mark.parametrize(
     "setting",
     [
@@ -396,7 +423,7 @@ def test_ingress_serves_every_api_over_tls_and_never_internal_routes() -> None:
     ],
 )
 def test_public_urls_are_ingress_hosts_over_https(setting: str) -> None:
-    (ingress,) = of_kind("Ingress")
+    ingress = by_name("Ingress")["closeflow"]
     url = config_map()[setting]
     assert url.startswith("https://")
     assert url.removeprefix("https://").rstrip("/") in {r["host"] for r in ingress["spec"]["rules"]}
