@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
@@ -14,6 +16,8 @@ from shared.contracts.names import Act, Sig
 from shared.errors import AppError
 from shared.journeys import signal_journey
 from shared.people import work_domain
+
+SIGNALS_AT_ONCE = 16
 
 
 class ColleagueActivities:
@@ -41,26 +45,33 @@ class ColleagueActivities:
             if not same:
                 return []
             rows = await session.scalars(
-                select(e.prospect_id).where(
+                select(e.prospect_id)
+                .where(
                     e.cadence_id == req.cadence_id,
                     e.prospect_id != req.prospect_id,
                     e.current.is_(True),
+                    e.outcome.is_(None),  # a run that reported its end has nothing to pause
                     or_(*same),
                 )
+                .order_by(e.prospect_id)
             )
             colleagues = list(rows.all())
-        paused = []
-        for pid in colleagues:
-            try:
-                await signal_journey(
-                    activity.client(),
-                    pid,
-                    Sig.PAUSE,
-                    PauseJourney(req.reason, kind=PauseKind.COLLEAGUE_REPLY),
-                )
-            except AppError as err:
-                if err.code != "journey_not_running":
-                    raise
-                continue
-            paused.append(pid)
-        return paused
+        # at once, a few at a time: a large company's colleagues, one after another, outlasted
+        # the activity's timeout, and its retries started over for ever, the replying
+        # prospect's journey held from qualifying meanwhile
+        limit = asyncio.Semaphore(SIGNALS_AT_ONCE)
+        pause = PauseJourney(req.reason, kind=PauseKind.COLLEAGUE_REPLY)
+
+        async def paused(pid: str) -> bool:
+            async with limit:
+                try:
+                    await signal_journey(activity.client(), pid, Sig.PAUSE, pause)
+                except AppError as err:
+                    if err.code != "journey_not_running":
+                        raise
+                    return False
+                return True
+
+        async with asyncio.TaskGroup() as group:  # one failing: the others stop, all retried
+            told = [group.create_task(paused(pid)) for pid in colleagues]
+        return [pid for pid, task in zip(colleagues, told, strict=True) if task.result()]
