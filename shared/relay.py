@@ -54,6 +54,10 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+# a lease outlasts the longest attempt it covers by this much (clocks, the record's own time)
+LEASE_MARGIN = 5.0
+
+
 @dataclass(frozen=True)
 class RelayTiming:
     """How a relay paces itself. Users subclass it for their own defaults and extra fields."""
@@ -210,10 +214,14 @@ class Relay(RepeatingPass, Generic[ItemT]):
         on_recorded: Callable[[AsyncSession, Sequence[tuple[ItemT, Outcome]]], Awaitable[None]]
         | None = None,
         also_prune: Sequence[Retained] = (),
+        longest_attempt: float = 0.0,
     ) -> None:
         """before_pass: more work of the same loop, run first on every pass (a sweep that
         queues rows, say). on_recorded: runs in the transaction that records outcomes.
-        also_prune: other tables' rows pruned with the relay's own, in this order."""
+        also_prune: other tables' rows pruned with the relay's own, in this order.
+        longest_attempt: the longest one item's handling may take (its provider's timeouts):
+        a lease never ends before it, whatever the timing says (another replica would claim
+        the row while it is still being handled, and handle it twice)."""
         super().__init__(name)
         self._sessions = sessions
         self.table = table
@@ -224,11 +232,19 @@ class Relay(RepeatingPass, Generic[ItemT]):
         self._also_prune = tuple(also_prune)
         self._last_prune = float("-inf")
         self.passes = 0  # passes completed (tests wait for a few more to see nothing new)
+        self._leases: dict[Any, datetime] = {}  # a claimed row's id -> the lease it holds
+        self._longest_attempt = longest_attempt
 
     # --- the loop (shared.loops) -----------------------------------------------------------
 
     def pause_seconds(self) -> float:
         return self.timing.poll_seconds
+
+    def lease_seconds(self) -> float:
+        """How long a claim (or a renewal) keeps a row from every other replica."""
+        if not self._longest_attempt:
+            return self.timing.lease
+        return max(self.timing.lease, self._longest_attempt + LEASE_MARGIN)
 
     def stop_grace(self) -> float:
         return self.timing.stop_grace
@@ -307,7 +323,8 @@ class Relay(RepeatingPass, Generic[ItemT]):
         if not ids:
             return []
         t = self.table
-        values: dict[Any, Any] = {t.next_attempt_at: now + timedelta(seconds=self.timing.lease)}
+        lease = now + timedelta(seconds=self.lease_seconds())
+        values: dict[Any, Any] = {t.next_attempt_at: lease}
         if t.claims is not None:
             values[t.claims] = t.claims + 1
         leased = (
@@ -319,18 +336,64 @@ class Relay(RepeatingPass, Generic[ItemT]):
                 .execution_options(synchronize_session=False)
             )
         ).all()
+        self._leases.update(dict.fromkeys(leased, lease))
         return list(await t.load(session, leased)) if leased else []
 
     async def handle(self, items: Sequence[ItemT]) -> None:
         """Handle claimed (or, inline, freshly leased) items and record each outcome."""
         size = max(self.timing.concurrency, 1)
-        for start in range(0, len(items), size):
-            if self.stopping and start:
-                await self._release(items[start:])  # stopping: the rest go to another replica
-                return
-            chunk = items[start : start + size]
-            outcomes = await asyncio.gather(*(self._attempt(item) for item in chunk))
-            await self._record(list(zip(chunk, outcomes, strict=True)))
+        try:
+            for start in range(0, len(items), size):
+                if self.stopping and start:
+                    await self._release(items[start:])  # stopping: the rest go to another replica
+                    return
+                chunk = items[start : start + size]
+                if start:
+                    # the chunks before took their time: a lease may be over by now and its row
+                    # claimed by another replica, which handles it; the others are kept
+                    chunk = await self._keep_leases(chunk)
+                outcomes = await asyncio.gather(*(self._attempt(item) for item in chunk))
+                await self._record(list(zip(chunk, outcomes, strict=True)))
+        finally:
+            for item in items:
+                self._leases.pop(item.id, None)
+
+    async def _keep_leases(self, chunk: Sequence[ItemT]) -> list[ItemT]:
+        """The items whose rows still hold this relay's lease, each renewed for a full lease
+        (a row whose lease passed but nobody claimed is still this relay's). Items not claimed
+        through this relay (handed in by their caller) are kept as they are."""
+        t = self.table
+        renewed = utcnow() + timedelta(seconds=self.lease_seconds())
+        held: dict[datetime, list[Any]] = {}
+        for item in chunk:
+            if item.id in self._leases:
+                held.setdefault(self._leases[item.id], []).append(item.id)
+        kept: set[Any] = set()
+        async with self._sessions()() as session:
+            for lease, ids in held.items():
+                kept.update(
+                    (
+                        await session.scalars(
+                            update(t.model)
+                            .where(t.id.in_(ids), t.next_attempt_at == lease, t.pending())
+                            .values({t.next_attempt_at: renewed})
+                            .returning(t.id)
+                            .execution_options(synchronize_session=False)
+                        )
+                    ).all()
+                )
+            await session.commit()
+        mine = []
+        for item in chunk:
+            if item.id not in self._leases:
+                mine.append(item)
+            elif item.id in kept:
+                self._leases[item.id] = renewed
+                mine.append(item)
+            else:
+                log.warning("%s: %s left to the replica that claimed it", self.name, item.id)
+                del self._leases[item.id]
+        return mine
 
     async def _attempt(self, item: ItemT) -> Outcome:
         try:

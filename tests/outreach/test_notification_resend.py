@@ -10,6 +10,7 @@ crash leaves, told apart by the row's claims).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
@@ -22,6 +23,7 @@ from pydantic import SecretStr
 from devstack.sandbox.mailbox import send_event, send_postmark_delivery
 from services.outreach import models
 from services.outreach.consent import service as consent
+from services.outreach.notifications.notifier import Notifier
 from tests.support.eventually import eventually
 from tests.support.filing_smtp import FilingHandler, filing_smtp
 from tests.support.fixtures import Ground
@@ -74,6 +76,9 @@ async def rig(
         changes |= {
             "smtp_host": "127.0.0.1",
             "smtp_port": port,
+            # the waits a claim's lease outlasts: seconds, so that a claim abandoned is taken
+            # again within a test's patience
+            "smtp_timeout_seconds": 2.0,
             "smtp_data_timeout_seconds": SMTP_WAIT,
         }
         async with inbox_rig(ground, **changes) as r:
@@ -151,6 +156,37 @@ async def test_a_rep_s_email_goes_once_when_its_notifier_stopped_mid_send(
             await x.r.sweeps(5)
     assert x.smtp.message_ids() == [row.provider_id]
     assert (row.attempts, row.claims) == (1, 2)  # the stopped claim was never recorded
+
+
+async def test_a_rep_s_email_still_being_sent_is_not_claimed_by_another_replica(
+    ground: Ground,
+) -> None:
+    """The server holds its answer longer than the notifier's lease is set to. Another replica
+    looking for due rows meanwhile finds none: a claim's lease outlasts the longest a send may
+    wait (the SMTP server's timeouts). It used to claim the row once the set lease was over and
+    send the email a second time."""
+
+    async def keep(raw: bytes) -> None:
+        pass
+
+    async with rig(ground, keep, first_answer_after=SMTP_WAIT - 0.5) as x:
+        app = x.r.app
+        notifier = app.state.notifier
+        notifier.timing = replace(notifier.timing, lease=1.0)
+        task = await x.urgent_task()
+
+        async def accepted() -> bool:
+            return bool(x.smtp.accepted)
+
+        await eventually(accepted, "the server holding the email")
+        await asyncio.sleep(1.2)  # past the lease the timing sets
+        other = Notifier(
+            lambda: x.r.sessions, app.state.settings, lambda: app.state.reps, notifier.timing
+        )
+        assert await other.run_once() == 0
+        row = await x.sent(task)
+    assert x.smtp.message_ids() == [row.provider_id]
+    assert (row.attempts, row.claims) == (1, 1)
 
 
 async def test_without_the_search_a_late_answer_means_a_second_email(ground: Ground) -> None:

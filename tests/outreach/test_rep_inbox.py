@@ -16,7 +16,8 @@ from fastapi import FastAPI, Request, Response
 from sqlalchemy import select
 
 from services.outreach import models
-from services.outreach.notifications.notifier import SIGNATURE_HEADER, verify
+from services.outreach.notifications.notifier import SIGNATURE_HEADER, Notifier, verify
+from services.outreach.tasks.reps import RepDirectory, RepInfo
 from shared.auth import key_fingerprint
 from shared.contracts.journey import CloseRepTasks, RepTaskRequest, journey_id
 from shared.events import TASK_CREATED
@@ -523,6 +524,81 @@ async def test_overdue_tasks_escalate_once_to_the_manager(inbox: InboxRig) -> No
     assert await _notifications(r, t_later) == []
     later = (await r.api.get(f"/tasks/{t_later}", headers=AUTH)).json()
     assert later["escalated_at"] is None
+
+
+async def test_an_overdue_task_is_not_escalated_to_a_manager_who_left(inbox: InboxRig) -> None:
+    """Bea, Rita's manager, is deactivated (prospecting keeps her as Rita's manager). Rita's
+    overdue task is escalated, and Bea is told nothing: nobody would read it. It used to email
+    her. An overdue task of Ron, whose manager is active, still reaches his manager."""
+    r = inbox
+    bea = await r.rep("Bea Boss")
+    rita = await r.rep("Rita Rep", manager_id=bea)
+    tom = await r.rep("Tom Top")
+    ron = await r.rep("Ron Rep", manager_id=tom)
+    left = await r.prospecting.patch(f"/reps/{bea}", json={"active": False}, headers=AUTH)
+    assert left.status_code == 200, left.text
+    # a task is the prospect's rep's: Ada is Rita's, Bob is Ron's
+    ada, bob = await r.prospect("Ada"), await r.prospect("Bob")
+    for prospect, rep in ((ada, rita), (bob, ron)):
+        url = f"/prospects/{prospect['id']}"
+        assert (await r.prospecting.patch(url, json={"rep_id": rep}, headers=AUTH)).is_success
+    policy = {"escalate_after_seconds": 1}
+    assert (await r.api.put("/task-policy", json=policy, headers=AUTH)).status_code == 200
+    t_rita = await r.task(ada, rita, "call", due=datetime.now(UTC) - timedelta(hours=2))
+    t_ron = await r.task(bob, ron, "call", due=datetime.now(UTC) - timedelta(hours=2))
+
+    rows = await eventually(lambda: _all_sent(r, t_ron, 1), "ron's manager told")
+    assert rows[0]["recipient_rep_id"] == tom
+
+    async def escalated() -> dict[str, Any] | None:
+        task = (await r.api.get(f"/tasks/{t_rita}", headers=AUTH)).json()
+        return task if task["escalated_at"] else None
+
+    await eventually(escalated, "rita's task escalated")
+    await r.sweeps()
+    assert await _notifications(r, t_rita) == []
+    assert r.sb.mailbox.list(to="bea.boss@example.com") == []
+
+
+async def test_a_task_reassigned_while_its_urgency_is_noted_is_told_to_the_new_rep(
+    inbox: InboxRig,
+) -> None:
+    """The sweep finds Rita's overdue meeting preparation urgent, and while it asks prospecting
+    about Rita the task is reassigned to Ron (a request committed meanwhile). Rita is not told
+    of a task that is no longer hers; the next pass tells Ron. It used to tell Rita, and Ron
+    never heard."""
+    r = inbox
+    await r.app.state.notifier.stop()  # the test runs the notifier's passes itself
+    rita, ron = await r.rep("Rita Rep"), await r.rep("Ron Rep")
+    bob = await r.prospect("Bob")
+    assert (
+        await r.prospecting.patch(f"/prospects/{bob['id']}", json={"rep_id": rita}, headers=AUTH)
+    ).is_success
+    due = datetime.now(UTC) - timedelta(minutes=30)
+    task = await r.task(bob, rita, "prep", kind="prepare_meeting", due=due)
+    reassigned: list[int] = []
+
+    class ReassignedMeanwhile(RepDirectory):
+        async def rep(self, rep_id: str) -> RepInfo:
+            if rep_id == rita and not reassigned:
+                moved = await r.api.post(
+                    f"/tasks/{task}/reassign", json={"rep_id": ron}, headers=AUTH
+                )
+                assert moved.status_code == 200, moved.text
+                reassigned.append(1)
+            return await super().rep(rep_id)
+
+    settings = r.app.state.settings
+    directory = ReassignedMeanwhile.from_settings(settings)
+    notifier = Notifier(lambda: r.sessions, settings, lambda: directory)
+    try:
+        await notifier.sweep()
+        assert reassigned and await _notifications(r, task) == []
+        await notifier.sweep()
+        rows = await _notifications(r, task)
+        assert [(n["reason"], n["recipient_rep_id"]) for n in rows] == [("urgent", ron)]
+    finally:
+        await directory.close()
 
 
 async def test_snoozed_overdue_tasks_keep_no_other_task_from_escalating(inbox: InboxRig) -> None:

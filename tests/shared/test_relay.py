@@ -97,6 +97,42 @@ async def test_two_relays_claim_each_row_once(sessions: async_sessionmaker[Async
     assert await b.claim(seen_by_b) == []
 
 
+async def test_a_row_whose_lease_passed_while_its_batch_waited_is_left_to_who_claimed_it(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A relay handles its batch a chunk at a time. Its first item outlasts the lease; another
+    replica claims the second row meanwhile and handles it. The first relay leaves that row
+    alone (it used to handle it too: a rep notified twice, an event delivered twice), and
+    handles the third, whose lease passed with nobody claiming it (renewed, still its own)."""
+    await add_rows(sessions, 3)
+    released = asyncio.Event()
+    handled: list[tuple[str, str]] = []
+
+    def handler(name: str) -> Callable[[OutboxMessage], Awaitable[Outcome]]:
+        async def handle(row: OutboxMessage) -> Outcome:
+            handled.append((name, row.subject_id or ""))
+            if (name, row.subject_id) == ("a", "0"):
+                await released.wait()  # outlasts the lease
+            return done(status=outbox.DONE)
+
+        return handle
+
+    a = relay(sessions, RelayTiming(concurrency=1, lease=0.5), handler("a"))
+    b = relay(sessions, RelayTiming(concurrency=1), handler("b"))
+    mine = await a.take()
+    assert [r.subject_id for r in mine] == ["0", "1", "2"]
+    working = asyncio.create_task(a.handle(mine))
+    await eventually(lambda: asyncio.sleep(0, bool(handled)), "a at its first row")
+    await asyncio.sleep(0.7)  # a's lease is over
+    second = await b.claim([mine[1].id])
+    assert [r.subject_id for r in second] == ["1"]
+    await b.handle(second)
+    released.set()
+    await working
+    assert sorted(handled) == [("a", "0"), ("a", "2"), ("b", "1")]
+    assert {(r.status, r.attempts) for r in await rows(sessions)} == {(outbox.DONE, 1)}
+
+
 async def test_stop_lets_the_item_in_flight_finish_and_hands_back_the_rest(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:

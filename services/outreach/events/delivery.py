@@ -127,6 +127,7 @@ class EventDeliveries(PinnedClientOwner, Relay[models.EventDelivery]):  # type: 
             timing,
             on_recorded=self._disable_given_up,
             also_prune=[events],
+            longest_attempt=timing.timeout,  # one delivery's wait for the subscriber
         )
         self._settings = settings
         self.outbound = webhook_policy(settings)

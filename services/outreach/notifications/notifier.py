@@ -202,13 +202,21 @@ class Notifier(PinnedClientOwner, Relay[models.TaskNotification]):  # type: igno
         reps: Callable[[], RepDirectory],
         timing: NotifierTiming | None = None,
     ) -> None:
+        timing = timing or NotifierTiming()
         super().__init__(
             "notifier",
             sessions,
             TABLE,
             self._deliver,
-            timing or NotifierTiming(),
+            timing,
             before_pass=self.sweep,
+            # one notification's longest wait: an email's connection and its end, a text, a
+            # webhook (a lease over before it: another replica sent it again)
+            longest_attempt=max(
+                settings.smtp_timeout_seconds + settings.smtp_data_timeout_seconds,
+                settings.twilio_timeout_seconds,
+                timing.webhook_timeout,
+            ),
         )
         self._settings = settings
         self._reps = reps
@@ -263,7 +271,7 @@ class Notifier(PinnedClientOwner, Relay[models.TaskNotification]):  # type: igno
             if signals:
                 why = "; ".join(s.text for s in signals)
                 recipient = task.rep_id or ""
-                if await self._mark_and_queue(task.id, "urgent_at", why, URGENT, recipient, now):
+                if await self._mark_and_queue(task, "urgent_at", why, URGENT, recipient, now):
                     marked += 1
         return marked
 
@@ -292,7 +300,7 @@ class Notifier(PinnedClientOwner, Relay[models.TaskNotification]):  # type: igno
                 log.warning("task %s not escalated yet: %s", task.id, err.message)
                 continue  # prospecting is away: the next pass tries again
             why = f"still open {tasks._ago(now - task.due_at)} after due"
-            if await self._mark_and_queue(task.id, "escalated_at", why, ESCALATION, manager, now):
+            if await self._mark_and_queue(task, "escalated_at", why, ESCALATION, manager, now):
                 escalated += 1
         return escalated
 
@@ -313,10 +321,20 @@ class Notifier(PinnedClientOwner, Relay[models.TaskNotification]):  # type: igno
             raise
 
     async def _mark_and_queue(
-        self, task_id: str, mark: str, why: str, reason: str, recipient: str | None, now: datetime
+        self,
+        seen: models.RepTask,
+        mark: str,
+        why: str,
+        reason: str,
+        recipient: str | None,
+        now: datetime,
     ) -> bool:
         """Set the task's mark where it is still empty and queue the recipient's notifications,
-        in one transaction: whoever sets the mark queues, once."""
+        in one transaction: whoever sets the mark queues, once. Only while the task is still the
+        rep's it was `seen` with: one reassigned meanwhile is the new rep's (or their manager's)
+        to hear about, at the next pass. A recipient who was deactivated is told nothing (nobody
+        reads it); the mark is set all the same, as for a rep without a manager."""
+        task_id, owner = seen.id, seen.rep_id
         info: RepInfo | None = None
         if recipient:
             try:
@@ -328,6 +346,9 @@ class Notifier(PinnedClientOwner, Relay[models.TaskNotification]):  # type: igno
                     log.warning("task %s waits for rep %s's details: %s", task_id, recipient, err)
                     return False
                 log.warning("no rep details for %s: %s", recipient, err.message)
+        if info is not None and not info.active:
+            log.info("task %s: %s not told, deactivated", task_id, recipient)
+            recipient, info = None, None
         t = models.RepTask
         async with self._sessions()() as session:
             values: dict[str, Any] = {mark: now}
@@ -335,7 +356,12 @@ class Notifier(PinnedClientOwner, Relay[models.TaskNotification]):  # type: igno
                 values["urgent_reason"] = why[:300]
             marked = await session.execute(
                 update(t)
-                .where(t.id == task_id, getattr(t, mark).is_(None), t.status == tasks.OPEN)
+                .where(
+                    t.id == task_id,
+                    getattr(t, mark).is_(None),
+                    t.status == tasks.OPEN,
+                    t.rep_id.is_not_distinct_from(owner),
+                )
                 .values(**values)
                 .execution_options(synchronize_session=False)
             )
