@@ -93,10 +93,17 @@ def _column(name: str) -> str:
     return name.strip().lower().replace(" ", "_").replace("-", "_")
 
 
-def _from_flat(values: dict[str, Any]) -> dict[str, Any]:
-    """Known fields as they are; every other non-empty column goes into `custom`."""
+def _from_flat(values: dict[str, Any]) -> dict[str, Any] | str:
+    """Known fields as they are; every other non-empty column goes into `custom`. A reason
+    instead when the row cannot be one prospect (the row is refused, the import goes on)."""
     row: dict[str, Any] = {}
-    custom: dict[str, Any] = dict(values.pop("custom", None) or {})
+    given = values.pop("custom", None)
+    if given in ("", None):
+        given = {}
+    if not isinstance(given, dict):
+        # a CSV column of text, or a JSON number or list: nothing to merge the other columns into
+        return "custom: must be an object"
+    custom: dict[str, Any] = dict(given)
     for key, value in values.items():
         if key in KNOWN:
             row[key] = value
@@ -109,6 +116,25 @@ def _from_flat(values: dict[str, Any]) -> dict[str, Any]:
             row.pop(key, None)  # JSON null: the field's default ("")
     row["custom"] = custom
     return row
+
+
+# Read after a line: whether the reader took it too (its line_num) shows whether the record
+# went on past that line; the text itself never matters.
+_PROBE = "\ue000probe\n"
+
+
+def _ends_inside_quotes(text: str, inside: bool) -> bool:
+    """Whether the record is still inside a quoted field after this line; `inside`: it was at
+    the line's start. The csv module decides, not a count of quotes: a `"` inside an unquoted
+    cell (Jo"hn, O"Neil) is a plain character to it. A record goes on past a line break only
+    inside a quoted field, and a `"` at the start of a record puts the reader in exactly that
+    state, so each line is read once, never the record again from its start."""
+    reader = csv.reader([('"' if inside else "") + text + "\n", _PROBE])
+    try:
+        next(reader, None)
+    except csv.Error:
+        return False  # the record ends here: reading it whole reports the problem by its line
+    return reader.line_num > 1
 
 
 async def records(
@@ -131,13 +157,18 @@ async def records(
         return
     header: list[str] | None = None
     parts: list[str] = []
+    size = 0
     start = 0
     async for number, text in numbered:
         if not parts:
-            start = number
+            start, size = number, 0
         parts.append(text + "\n")
-        # A record ends where its quotes balance: a quoted field may hold line breaks.
-        if sum(p.count('"') for p in parts) % 2:
+        size += len(text) + 1
+        if _ends_inside_quotes(text, inside=len(parts) > 1):
+            if size > MAX_LINE:  # a quoted cell that never closes must not buffer the file
+                raise ImportFailed(
+                    f"the record at line {start} is longer than {MAX_LINE} characters"
+                )
             continue
         try:
             cells = next(csv.reader(parts), [])

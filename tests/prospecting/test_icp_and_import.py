@@ -185,6 +185,69 @@ async def test_an_ndjson_row_nested_too_deep_is_refused_by_its_line(
     assert all("nested" in r["reason"] for r in report["refusals"])
 
 
+async def test_a_stray_quote_inside_an_unquoted_cell_loses_no_row(
+    http: httpx.AsyncClient,
+) -> None:
+    """Real exports hold names like Jo"hn and O"Neil: the quote is a plain character of an
+    unquoted cell. Counting quotes to find where a record ends glued the rows after it into one
+    "record" of which only the first row was read: 2 of 5 rows, the rest silently gone."""
+    body = (
+        b"first_name,last_name,email\n"
+        b'Jo"hn,Smith,a@example.com\n'
+        b"Ann,Lee,b@example.com\n"
+        b'Bob,"Ray\nJr",c@example.com\n'  # a real line break inside quotes: one record
+        b'Cy,O"Neil,d@example.com\n'
+        b'Dee,"Fox,e@example.com\n'  # opens a quoted cell it never closes: the file's end
+    )
+    report = await _import(http, body, "text/csv")
+    assert (report["status"], report["rows"], report["created"]) == ("done", 5, 4)
+    assert [(r["line"], r["reason"]) for r in report["refusals"]] == [
+        (7, "unterminated quoted field at the end of the file")
+    ]
+    page = await _ok(await http.get("/prospects", params={"limit": 50}))
+    names = {p["email"]: (p["first_name"], p["last_name"]) for p in page["items"]}
+    assert names == {
+        "a@example.com": ('Jo"hn', "Smith"),
+        "b@example.com": ("Ann", "Lee"),
+        "c@example.com": ("Bob", "Ray\nJr"),
+        "d@example.com": ("Cy", 'O"Neil'),
+    }
+
+
+async def test_a_quoted_cell_that_never_closes_stops_before_buffering_the_file(
+    http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(imports, "MAX_LINE", 100)
+    body = b'first_name,email\nAda,"a@example.com\n' + b"x" * 60 + b"\n" + b"y" * 60 + b"\n"
+    report = await _import(http, body, "text/csv")
+    assert report["status"] == "failed" and "line 2" in report["error"]
+
+
+async def test_a_row_whose_custom_is_not_an_object_is_refused_and_the_rest_imported(
+    http: httpx.AsyncClient,
+) -> None:
+    """A "custom" that is text (CSV) or a number (JSON) raised inside the reading of the rows:
+    a 500, and the valid rows of the batch were lost."""
+    csv_body = b"first_name,email,custom\nAda,a@example.com,vip\nBob,b@example.com,\n"
+    report = await _import(http, csv_body, "text/csv")
+    assert (report["status"], report["created"], report["refused"]) == ("done", 1, 1)
+    assert [(r["line"], r["reason"]) for r in report["refusals"]] == [
+        (2, "custom: must be an object")
+    ]
+    rows = [
+        '{"first_name": "Cy", "email": "c@example.com", "custom": 5}',
+        '{"first_name": "Dee", "email": "d@example.com", "custom": {"crm": "x"}, "plan": "pro"}',
+        '{"first_name": "Eve", "email": "e@example.com", "custom": null}',
+    ]
+    report = await _import(http, "\n".join(rows).encode(), "application/x-ndjson")
+    assert (report["status"], report["created"], report["refused"]) == ("done", 2, 1)
+    assert [(r["line"], r["reason"]) for r in report["refusals"]] == [
+        (1, "custom: must be an object")
+    ]
+    page = await _ok(await http.get("/prospects", params={"q": "Dee"}))
+    assert [p["custom"] for p in page["items"]] == [{"crm": "x", "plan": "pro"}]
+
+
 async def test_import_needs_a_known_format_and_a_usable_header(http: httpx.AsyncClient) -> None:
     resp = await http.post("/imports", content=b"x", headers={"Content-Type": "text/plain"})
     assert resp.status_code == 422
