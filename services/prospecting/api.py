@@ -217,7 +217,7 @@ async def request_erasure(
     only keyed digests of their email and phone stay so they are never contacted again.
     202 while services are still confirming (see GET); repeating the request is harmless."""
     pepper = request.app.state.settings.erasure_pepper.get_secret_value()
-    _, created = await erasure.request_erasure(session, prospect_id, pepper)
+    _, created = await service.request_erasure(session, prospect_id, pepper)
     await session.commit()
     forget_cached_key(request.app.state.temporal, prospect_id)
     if created:

@@ -34,7 +34,7 @@ from services.prospecting import (
     outbox,
     schemas,
 )
-from services.prospecting.models import OutboxMessage, Prospect, Rep, StageHistory
+from services.prospecting.models import Erasure, OutboxMessage, Prospect, Rep, StageHistory
 from shared.audit import actor_of
 from shared.codec import MasterKey, create_data_keys
 from shared.contracts.journey import (
@@ -405,7 +405,7 @@ async def record_stage(session: AsyncSession, change: StageChange) -> bool:
     prospect.stage = to_stage
     await session.flush()
     if freed:
-        await assign_waiting(session, limit=1)
+        await assign_waiting(session, seats=1)
     return True
 
 
@@ -551,13 +551,19 @@ async def queue_rep_move(session: AsyncSession, prospect_id: str, rep_id: str) -
         )
 
 
-WAITING_BATCH = 200  # prospects given a rep per call: the rest wait for the next freed place
+WAITING_BATCH = 200  # waiting prospects read per call: the rest wait for the next freed place
 
 
-async def assign_waiting(session: AsyncSession, limit: int = WAITING_BATCH) -> int:
+async def assign_waiting(
+    session: AsyncSession, limit: int = WAITING_BATCH, seats: int | None = None
+) -> int:
     """Give the prospects left unassigned (every rep of their pool was full) a rep now that one
     may have room: a journey ended, a rep was added, the rules changed. Oldest first; the move
-    reaches outreach through the outbox, as a reassignment does. Returns how many got one."""
+    reaches outreach through the outbox, as a reassignment does. Returns how many got one.
+
+    `limit` bounds how many waiting prospects are read; `seats` stops once that many got a
+    rep (one freed seat: 1). A seat fits only the prospects of its rep's pools, so the oldest
+    waiting prospect may not be the one it goes to: the next ones are tried, up to `limit`."""
     waiting = (
         await session.scalars(
             select(Prospect)
@@ -571,6 +577,8 @@ async def assign_waiting(session: AsyncSession, limit: int = WAITING_BATCH) -> i
     assigner = await assignment.Assigner.load(session)
     given = 0
     for prospect in waiting:
+        if seats is not None and given >= seats:
+            break
         rep, note = assigner.assign(prospect.country)
         if rep is None:
             prospect.assignment_note = note
@@ -580,3 +588,20 @@ async def assign_waiting(session: AsyncSession, limit: int = WAITING_BATCH) -> i
         given += 1
     await session.flush()
     return given
+
+
+async def request_erasure(
+    session: AsyncSession, prospect_id: str, pepper: str
+) -> tuple[Erasure, bool]:
+    """erasure.request_erasure, and the seat an open prospect held goes to one who waits (as
+    when a journey ends), in the same transaction."""
+    prospect = await session.get(Prospect, prospect_id)
+    held_seat = (
+        prospect is not None
+        and prospect.rep_id is not None
+        and prospect.stage in assignment.OPEN_STAGES
+    )
+    found, created = await erasure.request_erasure(session, prospect_id, pepper)
+    if created and held_seat:
+        await assign_waiting(session, seats=1)
+    return found, created

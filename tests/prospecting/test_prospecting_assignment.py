@@ -384,3 +384,53 @@ async def test_delivered_outbox_messages_are_pruned_after_a_week_but_erasures_st
     async with app.state.sessions() as session:
         left = (await session.execute(select(OutboxMessage.kind, OutboxMessage.status))).all()
     assert sorted(left) == [("erasure", "done"), ("rep_move", "done"), ("rep_move", "pending")]
+
+
+async def test_a_freed_seat_goes_to_the_oldest_waiting_prospect_it_fits(
+    app: FastAPI, http: httpx.AsyncClient
+) -> None:
+    """Only the oldest waiting prospect was tried: a seat of another territory than theirs was
+    left empty while younger prospects it fits waited."""
+    anna, cleo = [await _rep(http, n) for n in ("anna", "cleo")]
+    rules = {
+        "territories": [{"name": "EMEA", "countries": ["DE"], "rep_ids": [anna]}],
+        "capacity": {anna: 1, cleo: 1},
+    }
+    await _ok(await http.put("/assignment-rules", json=rules))
+    de1 = await _prospect(http, 1, country="DE")
+    us2 = await _prospect(http, 2, country="US")
+    assert (de1["rep_id"], us2["rep_id"]) == (anna, cleo)
+    de3, us4, us5 = [
+        await _prospect(http, n, country=c) for n, c in ((3, "DE"), (4, "US"), (5, "US"))
+    ]
+    assert [p["rep_id"] for p in (de3, us4, us5)] == [None, None, None]
+    acts = ProspectingActivities(app.state.sessions, app.state.settings)
+    lost = StageChange(
+        f"lost:{us2['id']}", us2["id"], "prospecting", "lost", "t", "2026-01-01T00:00:00+00:00"
+    )
+    await acts.record_stage(lost)
+    # cleo's seat: not de3 (anna's territory), the older of the two it fits, and only one
+    after = [
+        (await _ok(await http.get(f"/prospects/{p['id']}")))["rep_id"] for p in (de3, us4, us5)
+    ]
+    assert after == [None, cleo, None]
+    # the other services hear of it as of any reassignment
+    queued = await _queued_moves(app, us4["id"])
+    assert sorted(q for q in queued if q[0] != "auto_enroll") == [
+        ("rep_deals", {"rep_id": cleo}),
+        ("rep_enrollment", {"rep_id": cleo}),
+        ("rep_move", {"rep_id": cleo}),
+        ("rep_referrals", {"rep_id": cleo}),
+    ]
+
+
+async def test_erasing_an_open_prospect_gives_their_seat_to_one_who_waits(
+    http: httpx.AsyncClient,
+) -> None:
+    anna = await _rep(http, "anna")
+    await _ok(await http.put("/assignment-rules", json={"capacity": {anna: 1}}))
+    first, second = [await _prospect(http, n) for n in (1, 2)]
+    assert (first["rep_id"], second["rep_id"]) == (anna, None)
+    resp = await http.post(f"/prospects/{first['id']}/erasure")
+    assert resp.status_code in (200, 202), resp.text
+    assert (await _ok(await http.get(f"/prospects/{second['id']}")))["rep_id"] == anna
