@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -73,7 +74,10 @@ RESOLUTION = (
     "(each 9.05% wide); the value shown is the bucket's geometric middle, within 4.4% of the "
     "exact nearest-rank percentile"
 )
-CAUSE_LENGTH = 200
+CAUSE_LENGTH = 200  # the column's width
+# A drop-off cause's kind: plain lowercase words, as every cause the journey writes begins.
+CAUSE_KIND = re.compile(r"[a-z][a-z ]{0,59}")
+OTHER_CAUSE = "other"
 
 
 # --- buckets --------------------------------------------------------------------------------
@@ -109,8 +113,23 @@ def percentile_bucket(buckets: Mapping[int, int], p: float) -> int | None:
 
 
 def cause_key(to_stage: str, cause: str) -> str:
-    """Causes are kept for drop-offs only: progress needs no reason, and the table stays small."""
-    return cause[:CAUSE_LENGTH] if to_stage in DROP_OFF else ""
+    """The cause a change is counted by: none for progress (it needs no reason, and the table
+    stays small), and only the kind of a drop-off's cause, the part before its first ':'.
+
+    The counters are "counts without a person": they outlive an erasure (erasure.py). What
+    follows the colon is free text that can name the person: the rep's words when closing lost
+    ("closed lost: <reason>"), a stop's reason ("cadence stopped: <reason>"), the verdict's
+    reasons ("not qualified: <reasons>"), a timeout's figures. The kinds ("closed lost",
+    "cadence stopped", "not qualified", "qualification timeout", "no response after the last
+    cadence step") are what ops compare; the full cause stays in the prospect's own stage
+    history, which goes with them. A kind that is not plain lowercase words (a name, an
+    address, a number: text the journey does not write) is counted as "other"."""
+    if to_stage not in DROP_OFF:
+        return ""
+    kind = cause.split(":", 1)[0].strip()
+    if not kind:
+        return ""  # no cause given: nothing to keep
+    return kind if CAUSE_KIND.fullmatch(kind) else OTHER_CAUSE
 
 
 CountKey = tuple[str, str, str, str, str, str, str, str]

@@ -352,7 +352,7 @@ async def test_migration_backfills_existing_changes(
         )
         assert [tuple(r) for r in counts] == [
             ("2026-02", "prospecting", "contacting", "", 1),
-            ("2026-04", "presenting", "lost", "closed lost: price", 1),
+            ("2026-04", "presenting", "lost", "closed lost", 1),  # the cause's kind (0015)
             ("2026-03", "qualifying", "presenting", "", 1),
             ("2026-02", "", "prospecting", "", 1),
             ("2026-03", "contacting", "qualifying", "", 1),
@@ -510,6 +510,81 @@ async def test_a_downgrade_counts_the_changes_still_queued(api: Api, settings: S
             ).all()
         )
     assert by_grain == {"d": 8 * len(pids), "b": 8 * len(pids), "m": 8 * len(pids)}
+
+
+async def test_drop_off_causes_keep_their_kind_not_words_that_can_name_the_person(
+    api: Api,
+) -> None:
+    """The counters stay after an erasure as counts without a person, but a drop-off was
+    counted by its whole cause: "closed lost: " and then the rep's own words."""
+    await _reps(api, 1)
+    pids = await _prospects(api, 3)
+    at = datetime(2026, 5, 6, 7, tzinfo=UTC)
+    causes = [
+        "closed lost: q0@x.com (Quinn Q, +14155550123) went with a competitor",
+        "closed lost: price",
+        "Quinn Q asked us to stop",  # no kind before a colon: not kept either
+    ]
+    for pid, cause in zip(pids, causes, strict=True):
+        await api.acts.record_stage(_enrolled(pid, at))
+        later = (at + timedelta(hours=1)).isoformat()
+        await api.acts.record_stage(
+            StageChange(f"l:{pid}", pid, "contacting", "lost", cause, later)
+        )
+    resp = await api.http.post(f"/prospects/{pids[0]}/erasure")
+    assert resp.status_code == 202, resp.text
+    window = {"from": "2026-05-06", "to": "2026-05-07"}
+    drop_off = _only(await api.funnel(**window))["stages"][1]["drop_off"]
+    assert drop_off == [{"cause": "closed lost", "count": 2}, {"cause": "other", "count": 1}]
+    export = (await api.http.get("/exports/funnel.csv", params=window)).text
+    assert not any(word in export for word in ("q0@x.com", "Quinn", "4155550123", "price"))
+    # the prospect's own history keeps the whole cause (it goes with them)
+    stages = (await api.http.get(f"/prospects/{pids[1]}/stages")).json()
+    assert "closed lost: price" in [s["cause"] for s in stages]
+
+
+@pytest.mark.empty_databases
+async def test_migration_merges_recorded_causes_into_their_kinds(
+    database_urls: dict[str, str], tmp_path: Path
+) -> None:
+    """Counters written before 0015 hold whole causes: each is added to its kind's row."""
+    old = make_settings(tmp_path, database_urls)
+    await asyncio.to_thread(upgrade, old, "prospecting", "0014")
+    engine = create_async_engine(old.database_url("prospecting"))
+    rows = [
+        ("contacting", "lost", "closed lost: Quinn went elsewhere", 2),
+        ("contacting", "lost", "closed lost: price", 3),
+        ("contacting", "lost", "closed lost", 1),  # a kind's row already there: added to
+        ("qualifying", "nurture", "qualification timeout: no verdict after 60 s", 4),
+        ("contacting", "nurture", "no response after the last cadence step", 5),
+        ("contacting", "nurture", "Quinn: stop", 6),
+        ("prospecting", "contacting", "", 7),
+    ]
+    async with engine.begin() as conn:
+        for from_stage, to_stage, cause, n in rows:
+            await conn.execute(
+                text(
+                    "INSERT INTO funnel_counts (grain, cadence_id, rep_id, source, period, "
+                    "from_stage, to_stage, cause, n) "
+                    "VALUES ('m', '*', '*', '*', '2026-05', :f, :t, :c, :n)"
+                ),
+                {"f": from_stage, "t": to_stage, "c": cause, "n": n},
+            )
+    await asyncio.to_thread(upgrade, old, "prospecting")
+    async with engine.connect() as conn:
+        found = await conn.execute(
+            text("SELECT from_stage, to_stage, cause, n FROM funnel_counts ORDER BY n")
+        )
+        assert sorted(tuple(r) for r in found) == sorted(
+            [
+                ("contacting", "lost", "closed lost", 6),
+                ("qualifying", "nurture", "qualification timeout", 4),
+                ("contacting", "nurture", "no response after the last cadence step", 5),
+                ("contacting", "nurture", "other", 6),
+                ("prospecting", "contacting", "", 7),
+            ]
+        )
+    await engine.dispose()
 
 
 async def test_an_erased_persons_queued_changes_are_counted_before_they_go(api: Api) -> None:

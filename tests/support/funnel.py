@@ -190,7 +190,8 @@ def brute_force(
             s["left"] += 1
             if c.to_stage in DROP:
                 s["dropped"] += 1
-                s["causes"][c.cause] += 1
+                # counted by the cause's kind only: the text after it can name the person
+                s["causes"][c.cause.split(":", 1)[0]] += 1
             elif ORDER.get(c.to_stage, -1) > ORDER[c.from_stage]:
                 s["advanced"] += 1
             if c.seconds is not None:
