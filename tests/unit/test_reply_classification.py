@@ -162,6 +162,17 @@ def test_slashes_read_month_first_only_where_people_write_so() -> None:
     assert replies.month_first("America/New_York") and not replies.month_first("Europe/London")
 
 
+@pytest.mark.parametrize("alias", ["US/Pacific", "US/Eastern", "US/Hawaii", "America/Fort_Wayne"])
+def test_a_zone_named_by_its_alias_reads_as_its_country_does(alias: str) -> None:
+    """The API takes the tz database's older names (US/Pacific for America/Los_Angeles): they
+    are not in zone.tab, and a prospect there was read day first (back 03/04: April 3)."""
+    assert replies.month_first(alias)
+    pause = replies.pause_for("I will be back on 03/04.", NOW, alias, 5, NOW)
+    assert pause.stated == date(2027, 3, 4)
+    for not_a_zone in ("GB", "UTC", "", "Etc/GMT+5", "../../etc/passwd", "/etc/passwd"):
+        assert not replies.month_first(not_a_zone)
+
+
 # --- the pause ----------------------------------------------------------------------------------
 
 NOW = datetime(2026, 11, 27, 15, 30, tzinfo=UTC)

@@ -192,14 +192,22 @@ def sent_at(date_header: str, fallback: datetime) -> datetime:
     return min(written, fallback + timedelta(days=1))
 
 
+MONTH_FIRST_COUNTRIES = frozenset({"US", "PH", "FM", "MH", "PW", "GU", "AS"})
+
+
+def _tz_file(*parts: str) -> bytes | None:
+    """A file of the tz database (tzdata, else the system's); None when neither has it."""
+    try:
+        return resources.files("tzdata").joinpath("zoneinfo", *parts).read_bytes()
+    except (ModuleNotFoundError, FileNotFoundError, IsADirectoryError, OSError):
+        path = Path("/usr/share/zoneinfo", *parts)
+        return path.read_bytes() if path.is_file() else None
+
+
 @lru_cache(maxsize=1)
 def _zone_countries() -> dict[str, str]:
-    """IANA zone -> ISO country, from the tz database's zone.tab (tzdata, else the system's)."""
-    try:
-        content = resources.files("tzdata").joinpath("zoneinfo", "zone.tab").read_text()
-    except (ModuleNotFoundError, FileNotFoundError, OSError):
-        path = Path("/usr/share/zoneinfo/zone.tab")
-        content = path.read_text() if path.exists() else ""
+    """IANA zone -> ISO country, from the tz database's zone.tab."""
+    content = (_tz_file("zone.tab") or b"").decode()
     out: dict[str, str] = {}
     for line in content.splitlines():
         if line and not line.startswith("#"):
@@ -209,10 +217,30 @@ def _zone_countries() -> dict[str, str]:
     return out
 
 
+@lru_cache(maxsize=1)
+def _countries_by_rules() -> dict[bytes, frozenset[str]]:
+    """A zone's rules (its file) -> the countries of zone.tab's zones with those rules: an
+    alias (US/Pacific, EST5EDT, America/Fort_Wayne) is a copy of its zone's file."""
+    found: dict[bytes, set[str]] = {}
+    for zone, country in _zone_countries().items():
+        rules = _tz_file(*zone.split("/"))
+        if rules is not None:
+            found.setdefault(rules, set()).add(country)
+    return {rules: frozenset(countries) for rules, countries in found.items()}
+
+
+@lru_cache(maxsize=512)
 def month_first(zone_name: str) -> bool:
     """Whether 03/04 means March 4 for someone in this zone (the United States and a few
-    others write month/day)."""
-    return _zone_countries().get(zone_name, "") in {"US", "PH", "FM", "MH", "PW", "GU", "AS"}
+    others write month/day), the zone named by zone.tab or by an alias of one of its zones."""
+    country = _zone_countries().get(zone_name)
+    if country is not None:
+        return country in MONTH_FIRST_COUNTRIES
+    if not zone_name or ".." in zone_name or zone_name.startswith("/"):
+        return False
+    rules = _tz_file(*zone_name.split("/"))
+    countries = _countries_by_rules().get(rules, frozenset()) if rules else frozenset()
+    return bool(countries) and countries <= MONTH_FIRST_COUNTRIES
 
 
 @dataclass(frozen=True)
