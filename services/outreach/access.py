@@ -109,6 +109,7 @@ POLICIES: dict[RouteKey, Rule] = {
     ("GET", "/reps/{rep_id}/inbox"): rep_own("path:rep_id"),
     ("POST", "/internal/auto-enrollments"): SERVICE_ONLY,
     ("POST", "/internal/prospects/{prospect_id}/rep"): SERVICE_ONLY,
+    ("POST", "/internal/prospects/{prospect_id}/contact"): SERVICE_ONLY,
     ("POST", "/internal/erasures"): SERVICE_ONLY,
     ("GET", "/internal/prospects/{prospect_id}/timeline"): SERVICE_ONLY,
     ("GET", "/tasks/{task_id}"): rep_own("path:task_id"),

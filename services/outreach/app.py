@@ -10,6 +10,7 @@ from services.outreach import late_replies, metrics, webhooks
 from services.outreach.access import ACCESS
 from services.outreach.cadences import api, follow_ups, journeys_api, simulation, stats
 from services.outreach.cadences.auto_enroll import router as auto_enroll_router
+from services.outreach.cadences.enrollment_contact import router as enrollment_contact_router
 from services.outreach.cadences.enrollment_rep import router as enrollment_rep_router
 from services.outreach.cadences.timeline import router as timeline_router
 from services.outreach.consent.api import router as consent_router
@@ -73,6 +74,7 @@ def create_app(
             timeline_router,  # GET /internal/prospects/{id}/timeline
             auto_enroll_router,  # POST /internal/auto-enrollments (by fit tier)
             enrollment_rep_router,  # POST /internal/prospects/{id}/rep (reassignment)
+            enrollment_contact_router,  # POST /internal/prospects/{id}/contact
             follow_ups.router,  # GET /follow-ups (re-engagement cadences)
             late_replies.router,  # GET /inbox-events (what became of each event)
             mailbox_api.router,  # GET /mailbox (the IMAP reply mailbox's state)

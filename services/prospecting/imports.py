@@ -208,8 +208,26 @@ def _merge(
     row: schemas.ProspectFields,
     by_email: dict[str, Any],
     by_phone: dict[str, Any],
+    reached: set[str],
 ) -> bool:
-    """Fill the prospect's empty fields from the row; True when anything changed."""
+    """Fill the prospect's empty fields from the row; True when anything changed. A stored
+    prospect whose email, phone or time zone it filled in is added to `reached`."""
+    reach = (prospect.email, prospect.phone, prospect.timezone)
+    changed = _fill(prospect, row, by_email, by_phone)
+    if (
+        isinstance(prospect, Prospect)
+        and (prospect.email, prospect.phone, prospect.timezone) != reach
+    ):
+        reached.add(prospect.id)
+    return changed
+
+
+def _fill(
+    prospect: Prospect | SimpleNamespace,
+    row: schemas.ProspectFields,
+    by_email: dict[str, Any],
+    by_phone: dict[str, Any],
+) -> bool:
     changed = False
     if prospect.email is None and row.email is not None and row.email not in by_email:
         prospect.email = row.email
@@ -276,6 +294,7 @@ async def _write_batch(
     # them through the unit of work took half of the import's time.
     new: list[SimpleNamespace] = []
     upgraded: list[tuple[str, str]] = []  # merged prospects whose tier went up
+    reached: set[str] = set()  # known prospects whose email, phone or zone the import filled in
     for row in rows:
         match = (by_email.get(row.email) if row.email else None) or (
             by_phone.get(row.phone) if row.phone else None
@@ -295,7 +314,7 @@ async def _write_batch(
                 if value is not None:
                     index[value] = prospect
             counts.created += 1
-        elif _merge(match, row, by_email, by_phone):
+        elif _merge(match, row, by_email, by_phone, reached):
             before = getattr(match, "tier", None)  # None: a new row of this same batch
             icp.apply(rules, match)
             if isinstance(match, Prospect) and auto_enroll.moved_up(before, match.tier):
@@ -303,6 +322,8 @@ async def _write_batch(
             counts.merged += 1
         else:
             counts.unchanged += 1
+    for prospect_id in reached:  # a journey under way sends there, in that zone, from now on
+        service.queue_contact_change(session, prospect_id)
     assigner = await assignment.Assigner.load(session) if new else None
     for prospect in new:
         assert assigner is not None

@@ -551,6 +551,22 @@ async def queue_rep_move(session: AsyncSession, prospect_id: str, rep_id: str) -
         )
 
 
+CONTACT_CHANGE = "contact_change"  # outreach's POST /internal/prospects/{id}/contact
+
+
+def queue_contact_change(session: AsyncSession, prospect_id: str) -> None:
+    """Tell outreach that the prospect is reached otherwise now (it reads how from here: no
+    address waits in the outbox), so that a journey under way follows, through the outbox."""
+    outbox.add(
+        session,
+        kind=CONTACT_CHANGE,
+        target="outreach",
+        path=f"/internal/prospects/{prospect_id}/contact",
+        payload={},
+        subject_id=prospect_id,
+    )
+
+
 WAITING_BATCH = 200  # waiting prospects read per call: the rest wait for the next freed place
 
 

@@ -485,6 +485,17 @@ class TouchResult:
 
 
 @dataclass
+class ContactChanged:
+    """How to reach the prospect changed (an import filled in their zone or phone, say): the
+    journey's sends, send windows and quiet hours follow it from now on."""
+
+    email: str | None
+    phone: str | None
+    timezone: str
+    zone: str  # shared.timezones.prospect_zone of the two above, resolved by outreach
+
+
+@dataclass
 class RepAssigned:
     """The prospect has a new rep: messages from now on are signed by them."""
 

@@ -44,6 +44,7 @@ class Sig:
     STOP_CADENCE = "stop_cadence"
     MIGRATE_CADENCE = "migrate_cadence"
     REP_ASSIGNED = "rep_assigned"
+    CONTACT_CHANGED = "contact_changed"
     DEAL_STAGE_MOVED = "deal_stage_moved"
     DEAL_REOPENED = "deal_reopened"
 

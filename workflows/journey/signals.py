@@ -11,6 +11,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from shared.contracts.journey import (
         CadenceSnapshot,
+        ContactChanged,
         DealClosed,
         DealReopened,
         DealStageMoved,
@@ -133,6 +134,11 @@ class JourneyInbox:
         # Only state changes: no command, so histories from before this signal replay as they
         # were.
         self.state.assign_rep(rep)
+
+    @workflow.signal(name=Sig.CONTACT_CHANGED)
+    def contact_changed(self, change: ContactChanged) -> None:
+        # State only, as rep_assigned: histories from before this signal replay as they were
+        self.state.change_contact(change)
 
     @workflow.query(name=Query.STATE)
     def current_state(self) -> JourneyState:

@@ -18,6 +18,7 @@ with workflow.unsafe.imports_passed_through():
     from shared.contracts.journey import (
         ActivePause,
         CadenceSnapshot,
+        ContactChanged,
         DealClosed,
         DealReopened,
         DealStageMoved,
@@ -203,6 +204,17 @@ class State:
             rep_name=rep.rep_name,
             rep_email=rep.rep_email,
             rep_phone=rep.rep_phone,
+        )
+
+    def change_contact(self, change: ContactChanged) -> None:
+        """Sends from now on go to the prospect as they are now reached, in their zone (state
+        only: no command is issued; the next touches' windows and days follow it)."""
+        self.inp.contact = dataclasses.replace(
+            self.inp.contact,
+            email=change.email,
+            phone=change.phone,
+            timezone=change.timezone,
+            zone=change.zone,
         )
 
     def snapshot(self, now: datetime) -> JourneyState:
