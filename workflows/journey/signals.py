@@ -133,12 +133,12 @@ class JourneyInbox:
     def rep_assigned(self, rep: RepAssigned) -> None:
         # Only state changes: no command, so histories from before this signal replay as they
         # were.
-        self.state.assign_rep(rep)
+        self.state.update_contact(rep)
 
     @workflow.signal(name=Sig.CONTACT_CHANGED)
     def contact_changed(self, change: ContactChanged) -> None:
         # State only, as rep_assigned: histories from before this signal replay as they were
-        self.state.change_contact(change)
+        self.state.update_contact(change)
 
     @workflow.query(name=Query.STATE)
     def current_state(self) -> JourneyState:

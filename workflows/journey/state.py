@@ -196,26 +196,11 @@ class State:
         contact = self.inp.contact
         return f"{contact.first_name} {contact.last_name}".strip()
 
-    def assign_rep(self, rep: RepAssigned) -> None:
-        """Messages from now on are signed by `rep` (state only: no command is issued)."""
-        self.inp.contact = dataclasses.replace(
-            self.inp.contact,
-            rep_id=rep.rep_id,
-            rep_name=rep.rep_name,
-            rep_email=rep.rep_email,
-            rep_phone=rep.rep_phone,
-        )
-
-    def change_contact(self, change: ContactChanged) -> None:
-        """Sends from now on go to the prospect as they are now reached, in their zone (state
-        only: no command is issued; the next touches' windows and days follow it)."""
-        self.inp.contact = dataclasses.replace(
-            self.inp.contact,
-            email=change.email,
-            phone=change.phone,
-            timezone=change.timezone,
-            zone=change.zone,
-        )
+    def update_contact(self, change: RepAssigned | ContactChanged) -> None:
+        """Messages from now on are signed by the new rep, or go to the prospect as they are
+        reached now, in their zone (the next touches' windows and days follow it). State only:
+        no command is issued. Each signal's fields are the Contact's fields it changes."""
+        self.inp.contact = dataclasses.replace(self.inp.contact, **dataclasses.asdict(change))
 
     def snapshot(self, now: datetime) -> JourneyState:
         # a pause whose end has passed is lifted when the journey next looks: not shown
