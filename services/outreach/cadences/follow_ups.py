@@ -140,7 +140,9 @@ class FollowUpRelay(Relay[DueFollowUp]):
 
     async def _enroll(self, item: DueFollowUp) -> Outcome:
         try:
-            contact = await self._prospects().contact(item.prospect_id)
+            # the person as they come back: one whose rep left while they were nurtured goes to
+            # an active rep first, as any come back does (harmless when no run follows)
+            contact = await self._prospects().comeback(item.prospect_id)
         except AppError as err:
             if err.status == 404:
                 return give_up(f"{err.code}: {err}", status=CANCELLED, reason="prospect is gone")
@@ -160,16 +162,6 @@ class FollowUpRelay(Relay[DueFollowUp]):
                 why = await runs.refusal(session, item.prospect_id, contact.email, contact.phone)
                 if why is not None:
                     return done(status=REFUSED, reason=why.detail)
-            try:
-                # the new run goes to an active rep: one who left while the person was nurtured
-                # hands them over now, as any come back does
-                contact = await self._prospects().comeback(item.prospect_id)
-            except AppError as err:
-                if err.status == 404:
-                    return give_up(
-                        f"{err.code}: {err}", status=CANCELLED, reason="prospect is gone"
-                    )
-                return retry(f"prospecting: {err}")
             try:
                 planned = await runs.plan_run(
                     session,

@@ -490,9 +490,7 @@ class MailboxWatcher:
                 try:
                     mail = inbound_email(raw, mailbox=self.key, uid=uid, size=size)
                 except Exception as err:  # a message nobody can read: kept aside, not retried
-                    pepper = self._settings.erasure_pepper.get_secret_value()
-                    text = raw.decode("utf-8", "replace")
-                    await reject(session, PROVIDER, text, f"uid {uid}: {err}", pepper)
+                    await self._set_aside(session, raw, f"uid {uid}: {err}")
                 else:
                     stored = await receive_email(session, self._settings, mail)
             await advance(session, self.key, self.owner, self.lease, uidvalidity, uid)
@@ -522,14 +520,16 @@ class MailboxWatcher:
         # in a transaction of its own: when the database is what failed, this fails too and
         # the message is tried again (not skipped)
         async with self._sessions()() as session:
-            pepper = self._settings.erasure_pepper.get_secret_value()
-            text = fetched[0].decode("utf-8", "replace") if fetched is not None else ""
-            await reject(session, PROVIDER, text, reason, pepper)
+            await self._set_aside(session, fetched[0] if fetched is not None else b"", reason)
             await advance(session, self.key, self.owner, self.lease, uidvalidity, uid)
             await session.commit()
         self._failing = None
         self.processed += 1
         self.set_aside += 1
+
+    async def _set_aside(self, session: AsyncSession, raw: bytes, reason: str) -> None:
+        pepper = self._settings.erasure_pepper.get_secret_value()
+        await reject(session, PROVIDER, raw.decode("utf-8", "replace"), reason, pepper)
 
     async def _idle(self, client: aioimaplib.IMAP4) -> None:
         """Wait in IDLE for the server's push, at most poll_seconds."""

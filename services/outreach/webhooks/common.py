@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import Request
+from fastapi import Request, Response
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,7 +27,7 @@ from services.outreach.consent.erasure import (
     from_erased_person,
     strings_without_erased_addresses,
 )
-from services.outreach.inbox import JourneySignal, Outbound, Stored, store_event
+from services.outreach.inbox import JourneySignal, Outbound, Stored, reject, store_event
 from services.outreach.notifications import provider_told
 from services.outreach.webhooks import replies
 from shared.contracts.journey import (
@@ -90,6 +90,18 @@ def inbound_event_id(message_id: str) -> str:
 
 def settings_of(request: Request) -> Settings:
     return request.app.state.settings  # type: ignore[no-any-return]
+
+
+async def set_aside(
+    request: Request, session: AsyncSession, provider: str, text: str, reason: str
+) -> Response:
+    """An authenticated item nobody can store as it is: kept in rejected_items with why, and
+    answered 200 (the provider would only send the same again)."""
+    await reject(
+        session, provider, text, reason, settings_of(request).erasure_pepper.get_secret_value()
+    )
+    await session.commit()
+    return Response(status_code=200)
 
 
 async def deliver(request: Request, stored: Iterable[Stored | None]) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.outreach.inbox import claim_token, reject
+from services.outreach.inbox import claim_token
 from services.outreach.webhooks.common import (
     COMPLAINT,
     DELIVERED,
@@ -32,6 +32,7 @@ from services.outreach.webhooks.common import (
     inbound_address,
     inbound_event_id,
     receive_email,
+    set_aside,
     settings_of,
     store_email_event,
 )
@@ -94,11 +95,8 @@ async def inbound(request: Request, session: Session) -> Response:
     form = without_nul(form)  # authenticated as sent; a NUL cannot be stored
     try:
         sender = inbound_address(form.get("sender", ""), "sender")
-    except UnusableEmail as err:  # kept aside; Mailgun would only send the same form again
-        pepper = settings_of(request).erasure_pepper.get_secret_value()
-        await reject(session, "mailgun", json.dumps(form), str(err), pepper)
-        await session.commit()
-        return Response(status_code=200)
+    except UnusableEmail as err:
+        return await set_aside(request, session, "mailgun", json.dumps(form), str(err))
     headers = _message_headers(form)
     message_id = form.get("Message-Id") or header(headers, "Message-Id")
     message_id = message_id or f"token:{fields['token']}"
@@ -157,11 +155,8 @@ async def events(request: Request, session: Session) -> Response:
     data = payload["event-data"]
     try:
         recipient = inbound_address(str(data.get("recipient") or ""), "recipient")
-    except UnusableEmail as err:  # kept aside; Mailgun would only send the same event again
-        pepper = settings_of(request).erasure_pepper.get_secret_value()
-        await reject(session, "mailgun", json.dumps(payload), str(err), pepper)
-        await session.commit()
-        return Response(status_code=200)
+    except UnusableEmail as err:
+        return await set_aside(request, session, "mailgun", json.dumps(payload), str(err))
     # parts of another shape than Mailgun documents count as absent: the event is still stored
     headers = as_object(as_object(data.get("message")).get("headers"))
     status = as_object(data.get("delivery-status")).get("description") or data.get("reason")

@@ -18,7 +18,6 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import HTTPException
 
-from services.outreach.inbox import reject
 from services.outreach.webhooks.common import (
     COMPLAINT,
     DELIVERED,
@@ -33,6 +32,7 @@ from services.outreach.webhooks.common import (
     inbound_address,
     inbound_event_id,
     receive_email,
+    set_aside,
     settings_of,
     store_email_event,
 )
@@ -118,10 +118,9 @@ async def events(request: Request, session: Session) -> Response:
     body, doc = await _authenticated_json(request)
     parsed = _usable_event(doc)
     if isinstance(parsed, str):
-        pepper = settings_of(request).erasure_pepper.get_secret_value()
-        await reject(session, "postmark", body.decode("utf-8", "replace"), parsed, pepper)
-        await session.commit()
-        return Response(status_code=200)
+        return await set_aside(
+            request, session, "postmark", body.decode("utf-8", "replace"), parsed
+        )
     event_id, recipient, meaning, provider_status = parsed
     stored, _ = await store_email_event(
         session,
@@ -148,10 +147,7 @@ async def inbound(request: Request, session: Session) -> Response:
     body, doc = await _authenticated_json(request)
     mail = _inbound_email(doc) if isinstance(doc, dict) else "body is not a JSON object"
     if isinstance(mail, str):
-        pepper = settings_of(request).erasure_pepper.get_secret_value()
-        await reject(session, "postmark", body.decode("utf-8", "replace"), mail, pepper)
-        await session.commit()
-        return Response(status_code=200)
+        return await set_aside(request, session, "postmark", body.decode("utf-8", "replace"), mail)
     stored = await receive_email(session, settings_of(request), mail)
     await session.commit()
     await deliver(request, [stored])
