@@ -741,6 +741,7 @@ class OutreachActivities:
         row = await _find_ledger(session, *key)
         if row is not None:
             return row
+        zone = prospect_zone(req.contact.timezone, req.contact.phone)
         row = models.Message(
             journey_id=req.journey_id,
             touch_key=req.touch_key,
@@ -753,7 +754,7 @@ class OutreachActivities:
             html_body=text.html if channel == "email" else "",
             cadence_id=req.cadence_id or None,
             variant=planned.variant,
-            timezone=prospect_zone(req.contact.timezone, req.contact.phone).name,
+            timezone=zone.name,
             fallback_for=planned.fallback_for,
             fallback_reason=planned.why,
         )
@@ -762,6 +763,7 @@ class OutreachActivities:
             row.provider_id = self._email.new_message_id()
             row.unsubscribe_token = secrets.token_urlsafe(24)
             row.reply_token = replies.new_reply_token()
+            row.month_first = replies.writes_month_first(zone)
         # The insert is the transaction's only write: no savepoint (two statements more on every
         # message) is needed to keep anything else when it fails.
         session.add(row)

@@ -168,6 +168,10 @@ class Message(Base):
     )
     # The prospect's zone when the row was made ("" unknown): out-of-office dates are read in it.
     timezone: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    # Email only: whether they write 03/04 for March 4, decided when the row was made (a zone
+    # taken by default says nothing of it, their phone's country does); None on rows made
+    # before it was kept: their `timezone` decides.
+    month_first: Mapped[bool | None] = mapped_column(Boolean, default=None)
     # A send that stands in for a channel of the same touch refused by consent or a hard bounce
     # (issue 10): that channel, and why it was refused ("" for an ordinary send).
     fallback_for: Mapped[str] = mapped_column(String(20), default="", server_default="")

@@ -12,7 +12,8 @@ import json
 import threading
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -229,6 +230,40 @@ async def test_mailgun_out_of_office_pauses_until_the_return_date_and_is_no_repl
             "return_date": "2025-12-12",
             "paused_until": "2025-12-12T09:00:00+01:00",
         }
+
+
+@pytest.mark.parametrize(
+    ("phone", "stated"),
+    [
+        # +1 907: Anchorage and Adak, no zone of its own; the United States write month first
+        ("+19075550123", date(2026, 3, 4)),
+        # +1 800: every North American zone, Canada's too, which do not agree: day first
+        ("+18005550123", date(2026, 4, 3)),
+    ],
+)
+async def test_an_out_of_office_is_read_as_the_country_of_a_number_without_one_zone(
+    ground: Ground, phone: str, stated: date
+) -> None:
+    """The email's row kept the zone taken by default (UTC) for a number spanning several
+    zones, and its return date was read day first: "back 03/04" paused a US prospect until
+    April 3."""
+    async with outreach_rig(ground) as st:
+        c = replace(person(phone=phone), timezone="")
+        assert await st.send(touch(c, channels=("email",))) == {"email": "sent"}
+        [row] = await st.rows(c.prospect_id)
+        key = st.sb.settings.mailgun_signing_key.get_secret_value()
+        form = outlook_auto_reply(
+            key,
+            sender=c.email or "",
+            recipient="sales@closeflow.localhost",
+            text="I am out of the office and will be back on 03/04.",
+            in_reply_to=row.provider_id,
+        )
+        assert (await st.api.post("/webhooks/mailgun/inbound", data=form)).status_code == 200
+        async with st.sessions() as s:
+            [event] = (await s.scalars(select(models.InboxEvent))).all()
+        assert event.kind == "email_auto_reply"
+        assert event.payload["closeflow"]["return_date"] == stated.isoformat()
 
 
 async def test_an_answer_that_opens_like_an_out_of_office_is_a_reply(webhooks: WebhookRigs) -> None:

@@ -466,6 +466,7 @@ async def receive_email(
         original.timezone if original is not None else "",
         settings.ooo_default_pause_days,
         now,
+        in_month_first=original.month_first if original is not None else None,
     )
     # what was read, for whoever looks at the inbox later
     note = {

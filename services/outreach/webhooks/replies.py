@@ -42,7 +42,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from services.outreach.webhooks.return_dates import find_return_date, fold
-from shared.timezones import known_zone
+from shared.timezones import ProspectZone, known_zone
 
 Headers = Sequence[tuple[str, str]]
 OUT_OF_OFFICE = "out of office"
@@ -243,6 +243,15 @@ def month_first(zone_name: str) -> bool:
     return bool(countries) and countries <= MONTH_FIRST_COUNTRIES
 
 
+def writes_month_first(zone: ProspectZone) -> bool:
+    """Whether the prospect writes month/day: as their zone's country does; for a zone taken by
+    default, as every zone of their phone number does (a United States number spanning several
+    zones has no zone of its own, but its country writes month first)."""
+    if zone.source == "default" and zone.zones:
+        return all(month_first(candidate) for candidate in zone.zones)
+    return month_first(zone.name)
+
+
 @dataclass(frozen=True)
 class Pause:
     until: datetime
@@ -250,12 +259,22 @@ class Pause:
 
 
 def pause_for(
-    text: str, written: datetime, zone_name: str, default_days: int, now: datetime
+    text: str,
+    written: datetime,
+    zone_name: str,
+    default_days: int,
+    now: datetime,
+    *,
+    in_month_first: bool | None = None,
 ) -> Pause:
     """Until when an out-of-office pauses the journey: 09:00 on the stated return date in the
-    prospect's zone (UTC when unknown), else `default_days` from now."""
+    prospect's zone (UTC when unknown), else `default_days` from now. A numeric date is read
+    month first when `in_month_first` says so (writes_month_first), else as the zone's country
+    writes it."""
     tz = known_zone(zone_name) or ZoneInfo("UTC")
-    back = find_return_date(text, written.astimezone(tz).date(), month_first=month_first(zone_name))
+    if in_month_first is None:
+        in_month_first = month_first(zone_name)
+    back = find_return_date(text, written.astimezone(tz).date(), month_first=in_month_first)
     if back is None:
         return Pause(now + timedelta(days=default_days), None)
     return Pause(datetime.combine(back, RETURN_HOUR, tz), back)
