@@ -14,8 +14,9 @@ import itertools
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from temporalio import activity
@@ -74,6 +75,7 @@ from workflows.journey import ProspectJourney
 from workflows.referral_intake import ReferralIntake
 
 DAY = 86400
+LA, TOKYO = "America/Los_Angeles", "Asia/Tokyo"  # a day apart at the weekend, for zone changes
 
 
 def cadence(**overrides: Any) -> CadenceSnapshot:
@@ -95,6 +97,30 @@ def cadence(**overrides: Any) -> CadenceSnapshot:
     }
     values.update(overrides)
     return CadenceSnapshot(**values)
+
+
+def business_days_cadence(last: int = 2) -> CadenceSnapshot:
+    """step-0 at once, then one step each business day until day `last`; nurture a day
+    after the last."""
+    steps = [CadenceStep("email", 0, "Hi", "Hello")] + [
+        CadenceStep("email", 0, f"Touch {n}", f"Touch {n}", business_days=n)
+        for n in range(1, last + 1)
+    ]
+    return cadence(steps=steps, nurture_after_seconds=86400)
+
+
+async def sleep_until_local(
+    env: WorkflowEnvironment, zone: str, weekday: int, hour: int
+) -> datetime:
+    """Skip the server's clock to the next `weekday` (0 = Monday) at `hour`:00 in `zone`, so a
+    journey started then meets a known calendar (a weekend one business day on); returns it."""
+    now = (await env.get_current_time()).astimezone(ZoneInfo(zone))
+    at = now.replace(hour=hour, minute=0, second=0, microsecond=0)
+    at += timedelta(days=(weekday - at.weekday()) % 7)
+    if at <= now + timedelta(minutes=1):
+        at += timedelta(days=7)
+    await env.sleep(at - now)
+    return at.astimezone(UTC)
 
 
 @dataclass

@@ -21,7 +21,8 @@ the history that covers each patch. SET (default: the newest) picks which scenar
   records the loss, a won deal reopened while the referrals stage is being recorded; (review of
   2026-12-06, second) a repeated close and a stale move dropped by a reopening, a verdict taken from
   the deal's stage at the timeout, replies told while the
-  run ends.
+  run ends; (review of 2026-12-06, third) a zone change that moves the step the journey waits
+  for.
 NAMEs (history file stems) record only those scenarios of the set: a new patch's history is
 added without re-recording (and so changing) the histories already stored.
 """
@@ -37,6 +38,7 @@ sys.path.insert(0, ".")
 from temporalio.testing import WorkflowEnvironment
 
 from shared.contracts.journey import (
+    ContactChanged,
     DealClosed,
     DealReopened,
     DealStageMoved,
@@ -664,6 +666,22 @@ def deal_past_the_gate(rec: tj.Recorder) -> None:
     rec.timeout_stage = Stage.PRESENTING
 
 
+async def zone_change_while_waiting(env: WorkflowEnvironment, h: tj.Harness, handle: Any) -> None:
+    """Ada in Los Angeles, enrolled on a Thursday evening there (Friday in Tokyo): a new phone
+    in the same zone (nothing re-planned), then an import moves her to Tokyo while step-1 waits
+    for her Friday: it goes on her Monday in Tokyo instead; nurture."""
+    await env.sleep(timedelta(hours=1))
+    await handle.signal(
+        Sig.CONTACT_CHANGED,
+        ContactChanged("ada@example.com", "+13105550111", tj.LA, tj.LA),
+    )
+    await env.sleep(timedelta(hours=1))
+    await handle.signal(
+        Sig.CONTACT_CHANGED,
+        ContactChanged("ada@example.com", "+13105550111", tj.TOKYO, tj.TOKYO),
+    )
+
+
 async def main_v7(env: WorkflowEnvironment) -> None:
     await record(
         env,
@@ -716,6 +734,14 @@ async def main_v7(env: WorkflowEnvironment) -> None:
         verdict_from_deal_stage,
         deal_past_the_gate,
         cadence=tj.cadence(referral_reminders=0),
+    )
+    await tj.sleep_until_local(env, tj.TOKYO, 4, 10)  # a Friday, 10:00 in Tokyo
+    await record(
+        env,
+        "journey_zone_change_replans_step_v7",
+        zone_change_while_waiting,
+        cadence=tj.business_days_cadence(),
+        contact={"timezone": tj.LA, "zone": tj.LA},
     )
 
 

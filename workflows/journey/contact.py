@@ -4,6 +4,9 @@ or it runs out; a referred prospect gets a warm introduction instead."""
 from __future__ import annotations
 
 import asyncio
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -116,10 +119,16 @@ class Contacting:
                 break
             steps = groups[index]
             due = state.next_touch_due = self._due(started, steps[0])
-            if await self._reply_before(due, wake_on_migration=True):
+            plan = _Plan(due, functools.partial(self._due, started, steps[0]))
+            if await self._reply_before(due, wake_on_migration=True, plan=plan):
                 break
             if self._migrated():
                 continue  # the new version's step at this index is what goes out
+            if plan.woke_moved:
+                # the prospect's zone moved the step (its days are the new zone's): wait for its
+                # new due time, or send now when that has passed, late by as much as a pause
+                # would make it (_keep_gaps), so the touches after it keep their gaps
+                continue
             steps = personalise(state.inp.contact.prospect_id, index, steps)
             # a touch never starts before the previous one is over (the simulator's rule too)
             await self._send_cadence_touch(index, steps, max(due, done))
@@ -196,16 +205,23 @@ class Contacting:
             context={"cadence_id": cadence.cadence_id, "step": str(index)},
         )
 
-    async def _reply_before(self, when: datetime, wake_on_migration: bool = False) -> bool:
+    async def _reply_before(
+        self, when: datetime, wake_on_migration: bool = False, plan: _Plan | None = None
+    ) -> bool:
         """Sleep until `when` unless a reply (or a stop) comes first; True when it did.
-        While the journey is paused, a touch that falls due waits for the resume."""
+        While the journey is paused, a touch that falls due waits for the resume. A `plan`
+        whose due time moves before `when` (the prospect's zone changed) wakes it too."""
         state = self.state
         delay = (when - workflow.now()).total_seconds()
         if state.interrupted():
             return True
 
         def woken() -> bool:
-            return state.interrupted() or (wake_on_migration and state.migration is not None)
+            return (
+                state.interrupted()
+                or (wake_on_migration and state.migration is not None)
+                or (plan is not None and plan.moved())
+            )
 
         if delay > 0:
             try:
@@ -219,6 +235,25 @@ class Contacting:
         while state.paused() and not state.interrupted():
             await self.steps.wait_out_pause(also=state.interrupted)
         return state.interrupted()
+
+
+@dataclass
+class _Plan:
+    """A cadence step's due time as planned, and how to plan it again: on the prospect's zone
+    as it is now (a contact_changed signal may change it while the journey waits)."""
+
+    due: datetime
+    replan: Callable[[], datetime]
+    woke_moved: bool = False  # the wait ended because the due time moved
+
+    def moved(self) -> bool:
+        """The due time is another now, on journeys that re-plan (the patch's marker is asked
+        for only then: a change that moves nothing, a new phone or the zone of a business-day
+        count it does not change, issues no command)."""
+        if self.replan() == self.due or not versions.patched(Patch.ZONE_CHANGE_REPLANS_STEP):
+            return False
+        self.woke_moved = True
+        return True
 
 
 def template_failure(err: ActivityError) -> str | None:

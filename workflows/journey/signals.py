@@ -137,7 +137,9 @@ class JourneyInbox:
 
     @workflow.signal(name=Sig.CONTACT_CHANGED)
     def contact_changed(self, change: ContactChanged) -> None:
-        # State only, as rep_assigned: histories from before this signal replay as they were
+        # State only, as rep_assigned: histories from before this signal replay as they were.
+        # A zone that moves the due time of the step the journey waits for wakes that wait
+        # (contact.py, _Plan, Patch.ZONE_CHANGE_REPLANS_STEP)
         self.state.update_contact(change)
 
     @workflow.query(name=Query.STATE)

@@ -198,8 +198,9 @@ class State:
 
     def update_contact(self, change: RepAssigned | ContactChanged) -> None:
         """Messages from now on are signed by the new rep, or go to the prospect as they are
-        reached now, in their zone (the next touches' windows and days follow it). State only:
-        no command is issued. Each signal's fields are the Contact's fields it changes."""
+        reached now, in their zone (the next touches' windows and days follow it, and the
+        step being waited for: contact.py re-plans it). State only: no command is issued. Each
+        signal's fields are the Contact's fields it changes."""
         self.inp.contact = dataclasses.replace(self.inp.contact, **dataclasses.asdict(change))
 
     def snapshot(self, now: datetime) -> JourneyState:

@@ -68,6 +68,8 @@ class Patch(StrEnum):
     REOPENING_DROPS_STALE_DEAL_EVENTS = "reopening-drops-stale-deal-events"
     REPLIES_TOLD_AFTER_RUN_END = "replies-told-after-run-end"
     VERDICT_FROM_DEAL_STAGE = "verdict-from-deal-stage"
+    # --- found in review (2026-12-06, third): a zone an import fills in while a step waits ---
+    ZONE_CHANGE_REPLANS_STEP = "zone-change-replans-step"
 
 
 @dataclass(frozen=True)
@@ -292,6 +294,15 @@ REGISTRY: dict[Patch, PatchRecord] = {
         "before, the journey waited in qualifying for ever",
         ("journey_verdict_from_deal_stage_v7",),
         _before("the verdict-from-deal-stage change", "2026-12-06"),
+    ),
+    # --- found in review (2026-12-06, third): a zone an import fills in while a step waits ---
+    Patch.ZONE_CHANGE_REPLANS_STEP: PatchRecord(
+        "a cadence step the journey waits for is planned again when the prospect's zone changes "
+        "(contact_changed) so that its due time moves: it goes on the new zone's business day, "
+        "at once when that has passed; before, it kept the old zone's due time (a prospect moved "
+        "from Los Angeles to Tokyo got it on their Saturday)",
+        ("journey_zone_change_replans_step_v7",),
+        _before("the zone-change re-plan", "2026-12-06"),
     ),
     # ReferralIntake's, not the journey's: one registry for every workflow's patches
     Patch.REFERRAL_RUN_BY_OUTREACH: PatchRecord(
