@@ -303,6 +303,22 @@ async def test_an_inbound_stop_from_an_address_longer_than_any_is_kept_aside(
         assert (event.kind, event.prospect_id) == ("email_reply", row.prospect_id)
 
 
+async def test_an_inbound_reply_with_a_long_quoted_thread_is_stored(webhooks: WebhookRigs) -> None:
+    """A reply quoting a long thread: its body-plain, one field of Mailgun's multipart form, is
+    over 1 MiB. Starlette's form parser refused any field over 1 MiB (400), and Mailgun retried
+    then dropped the reply. The inbound route reads fields up to its own body limit."""
+    thread = "> " + "an earlier message in this thread, quoted again. " * 30_000  # 1.5 MB
+    async with webhooks(inbound_email_max_body_bytes=4 * 1024 * 1024) as rig:
+        row = await rig.add_message("email", "ada@example.com", "<m1@closeflow.localhost>")
+        form = {**reply_form(rig, row), "attachment-count": "1"}
+        form["body-plain"] = f"{form['body-plain']}\n\n{thread}"
+        files = {"attachment-1": ("note.txt", b"hello", "text/plain")}  # multipart, as Mailgun
+        answer = await rig.http.post("/webhooks/mailgun/inbound", data=form, files=files)
+        assert answer.status_code == 200, answer.text
+        [event] = await rig.inbox("mailgun")
+        assert (event.kind, event.prospect_id) == ("email_reply", row.prospect_id)
+
+
 async def test_an_inbound_reply_with_a_2_mb_attachment_is_stored(webhooks: WebhookRigs) -> None:
     """Mailgun's forward() posts the attachments as files of a multipart form: a reply with a
     2 MB PDF was refused 413 by the 1 MiB limit of every route, and Mailgun dropped it. The

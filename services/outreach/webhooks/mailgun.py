@@ -88,7 +88,11 @@ def _event_meaning(event: str, severity: str) -> str:
 @router.post("/inbound", summary="Mailgun inbound route (email replies)")
 async def inbound(request: Request, session: Session) -> Response:
     key = _signing_key(request)
-    form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+    # a field (body-plain, body-html: a long quoted thread) may be as large as the route's
+    # whole body limit; Starlette's own cap is 1 MiB per field
+    limit = settings_of(request).inbound_email_max_body_bytes
+    parsed = await request.form(max_part_size=limit)
+    form = {k: v for k, v in parsed.items() if isinstance(v, str)}
     fields = {k: form.get(k, "") for k in ("timestamp", "token", "signature")}
     if not await _authenticate(request, session, key, **fields, body=form):
         return Response(status_code=200)
