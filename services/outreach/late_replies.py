@@ -6,7 +6,8 @@ says what became of it, visible through GET /inbox-events:
 - a reply from a person whose journey ended (nurture, lost, disqualified): an urgent rep task
   with the reply's text (`late_reply_task`), which the notifier tells the rep about at once;
   with the cadence's `late_reply: restart_at_qualifying` a new journey run starts at
-  qualifying too (`restarted`);
+  qualifying too (`restarted`), unless the person is on the do-not-contact list or opted out of
+  every channel we reach them on (a reply is no opt-in: the task only, its detail says why);
 - a reply from a won client: the same urgent task, no new journey (`won_client_task`);
 - any other signal (a stop, an opt-out for an ended journey): `journey_ended`, nothing to do;
 - an event no prospect matches: `unknown_sender`, set when it is stored.
@@ -99,6 +100,12 @@ class LateEvents:
         if not known:
             # the task is made; the new run needs the prospect as prospecting knows them
             raise AppError(503, "prospecting_unreachable", "late reply: restart waits")
+        async with state.sessions() as session:
+            why = await runs.refusal(session, prospect_id, contact.email, contact.phone)
+        if why is not None:
+            # a reply is no opt-in: the rep has the task and decides; no run starts on its own
+            detail = f"{title}; not restarted: {why.rule}"
+            return {"outcome": LATE_REPLY_TASK, "outcome_detail": detail}
         run = await self._restart(prospect_id, row, contact, f"late reply by {channel}: {text}")
         return {"outcome": RESTARTED, "outcome_detail": f"{title}; new run {run} at qualifying"}
 

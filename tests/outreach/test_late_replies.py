@@ -55,6 +55,18 @@ async def text_in(d: Driver, sender: str, body: str) -> None:
     assert inbound.json()["webhook_status"] == 200, inbound.text
 
 
+async def texted_then_nurtured(d: Driver) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Jo, texted by a cadence whose late replies restart the journey at qualifying, then
+    stopped to nurture: the cadence and Jo."""
+    await d.setup()
+    plan = await cadence(d, late_reply="restart_at_qualifying")
+    jo = await d.new_prospect("Jo")
+    await d.enroll(jo["id"], plan["id"])
+    await eventually(lambda: d.sms_to(jo["phone"]), "the first SMS")
+    await stop_to_nurture(d, jo["id"], 1)
+    return plan, jo
+
+
 async def test_a_late_email_reply_is_an_urgent_task_and_a_notification(stack: StackDriver) -> None:
     d = stack
     rep, _ = await d.setup()
@@ -104,12 +116,7 @@ async def test_a_late_sms_reply_restarts_the_journey_at_qualifying_by_policy(
     stack: StackDriver,
 ) -> None:
     d = stack
-    await d.setup()
-    plan = await cadence(d, late_reply="restart_at_qualifying")
-    jo = await d.new_prospect("Jo")
-    await d.enroll(jo["id"], plan["id"])
-    await eventually(lambda: d.sms_to(jo["phone"]), "the first SMS")
-    await stop_to_nurture(d, jo["id"], 1)
+    plan, jo = await texted_then_nurtured(d)
 
     await text_in(d, jo["phone"], "Can you call me next week?")
     task = await task_of_kind(d, jo["id"], "late_reply")
@@ -135,6 +142,26 @@ async def test_a_late_sms_reply_restarts_the_journey_at_qualifying_by_policy(
     assert deal["journey_id"] == runs[1]["run_key"]
     qualify = await task_of_kind(d, jo["id"], "qualify")
     assert "call me next week" in qualify["body"]
+
+
+async def test_a_late_reply_from_someone_on_the_do_not_contact_list_restarts_nothing(
+    stack: StackDriver,
+) -> None:
+    """Ops put Jo's number on the do-not-contact list after her journey ended; she texts back.
+    A reply is no opt-in: her rep gets the task (and decides), but no run starts on its own,
+    even with `late_reply: restart_at_qualifying`. It started run 2 at qualifying."""
+    d = stack
+    _, jo = await texted_then_nurtured(d)
+    listed = {"value": jo["phone"], "reason": "legal asked"}
+    await d.ok("POST", f"{d.u.outreach}/do-not-contact", json=listed)
+
+    await text_in(d, jo["phone"], "Can you call me next week?")
+    task = await task_of_kind(d, jo["id"], "late_reply")
+    assert "call me next week" in task["body"]
+    event = await outcome_of_reply(d, jo["id"], "sms_reply")
+    assert event["outcome"] == "late_reply_task", event
+    assert event["outcome_detail"].endswith("not restarted: do_not_contact"), event
+    assert [r["run"] for r in await runs_of(d, jo["id"])] == [1]
 
 
 async def test_a_won_clients_reply_reaches_the_rep(stack: StackDriver) -> None:
