@@ -679,7 +679,7 @@ class ReferredRun:
 
     run: int
     referred: bool
-    refused: str = ""  # "do_not_contact" or "opted_out"
+    refused: str = ""  # "do_not_contact", "opted_out" or "self_referral"
 
 
 @dataclass

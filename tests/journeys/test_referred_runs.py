@@ -45,6 +45,17 @@ from tests.support.stack import StackDriver
 LINK = re.compile(r"https?://\S+/r/[\w-]+")
 
 
+async def referral_link(d: StackDriver, client: dict[str, Any]) -> str:
+    """The personal referral page's link in the ask the won `client` received."""
+
+    async def ask() -> list[dict[str, Any]]:
+        return [m for m in await d.mails_to(client["email"]) if "Who else" in m["subject"]]
+
+    link = LINK.search((await eventually(ask, "the referral ask"))[0]["text"])
+    assert link
+    return link.group(0)
+
+
 async def referred_by_a_client(
     d: StackDriver,
     plan: dict[str, Any],
@@ -56,15 +67,10 @@ async def referred_by_a_client(
     page: Max's id and email, once the referral names him (and his journey is at qualifying)."""
     lea = await d.new_prospect("Lea")
     await win(d, lea, plan["id"])
-
-    async def ask() -> list[dict[str, Any]]:
-        return [m for m in await d.mails_to(lea["email"]) if "Who else" in m["subject"]]
-
-    link = LINK.search((await eventually(ask, "the referral ask"))[0]["text"])
-    assert link
+    link = await referral_link(d, lea)
     max_email = email or f"max-{uuid.uuid4().hex[:8]}@example.com"
     form = {"first_name_0": "Max", "email_0": max_email, "phone_0": phone}
-    assert (await d.http.post(link.group(0), data=form)).status_code == 200
+    assert (await d.http.post(link, data=form)).status_code == 200
 
     async def referred() -> str | None:
         rows = await d.ok(
@@ -347,3 +353,36 @@ async def test_a_referred_run_whose_start_failed_is_started_by_the_retry(
     runs = await wait_run(d, noa["id"], 1, status="running", origin="referral")
     assert len(runs) == 1 and runs[0]["run_id"] is not None
     await d.wait_stage(noa["id"], "qualifying")
+
+
+async def test_a_client_who_names_themselves_on_their_referral_page_is_not_brought_back(
+    stack: StackDriver,
+) -> None:
+    """Lea, a client whose journey is over, types her own address into her referral page (the
+    form's first row looks like "your details"). She is deduplicated to herself and not
+    attributed to herself; nor may she come back as her own referral: no run 2 at qualifying,
+    no warm introduction telling her that she suggested we talk, no new deal."""
+    d = stack
+    await d.setup()
+    plan = await patient_cadence(d, referral_delay_seconds=1, referral_reminders=0)
+    lea = await d.new_prospect("Lea")
+    await win(d, lea, plan["id"])
+    link = await referral_link(d, lea)
+    await wait_run(d, lea["id"], 1, status="ended")
+    mails_before = len(await d.mails_to(lea["email"]))
+    form = {"first_name_0": "Lea", "email_0": lea["email"]}
+    assert (await d.http.post(link, data=form)).status_code == 200
+
+    async def intake() -> str | None:
+        rows = await d.ok(
+            "GET", f"{d.u.referrals}/referrals", params={"referrer_prospect_id": lea["id"]}
+        )
+        return rows[0]["id"] if rows and rows[0]["intake_started_at"] else None
+
+    referral_id = await eventually(intake, "the self-referral's intake")
+    handle = d.env.client.get_workflow_handle(referral_intake_id(referral_id))
+    assert await handle.result() == lea["id"]
+    runs = await runs_of(d, lea["id"])
+    assert [(r["run"], r["origin"], r["status"]) for r in runs] == [(1, "enrollment", "ended")]
+    assert (await d.stages(lea["id"]))[-1] != "qualifying"
+    assert len(await d.mails_to(lea["email"])) == mails_before

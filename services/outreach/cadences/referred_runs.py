@@ -6,7 +6,9 @@ The referral intake workflow asks outreach, which starts every run, to start it
 for a known one whose journey ended the next run, keyed apart from the earlier ones (its stage
 changes, deal, tasks and messages). A known prospect whose run is running keeps it, and a person
 on the do-not-contact list or opted out of every channel we can reach them on is not brought
-back (as for a follow-up): the referral is only attributed. Intakes that started their journey
+back (as for a follow-up): the referral is only attributed. Nor is a client who names
+themselves on their own referral page (`self_referral`): they are a client, not their own
+referral, and must not get a warm introduction to themselves. Intakes that started their journey
 themselves (before this release) left it without a row: its warm introduction registers one
 (`register_unenrolled_run`).
 """
@@ -25,6 +27,8 @@ from shared.activity_boundary import activity_boundary
 from shared.contracts.journey import ReferredRun, Stage, StartReferredRun, TouchRequest
 from shared.contracts.names import Act
 from shared.settings import Settings
+
+SELF = "self_referral"  # the referral names the referrer themselves
 
 
 class ReferredRunActivities:
@@ -48,6 +52,8 @@ async def start_referred_run(
     prospect_id = req.contact.prospect_id
     async with sessions() as session:
         current = await runs.current_run(session, prospect_id)
+        if req.referrer.prospect_id == prospect_id:
+            return ReferredRun(current.run if current else 0, referred=False, refused=SELF)
         if current is not None and runs.stored_not_started(current, runs.REFERRAL):
             row = current
             snapshot = await service.cadence_snapshot(session, row.cadence_id, row.cadence_version)
