@@ -3,7 +3,8 @@
 The person's data here is: referrals that name them (as the referred person: by prospect id,
 email or phone), with their intake workflows (whose input holds the same data), and their name
 on the referral asks sent to them as a client. Those referrals are deleted (with anything
-pointing at them) and the name on the asks blanked: the asks themselves and the referrals the
+pointing at them), the name on the asks blanked and their links closed (they open nothing, so
+nobody introduces people in the erased client's name): the asks themselves and the referrals the
 person made stay, as they are other people's data and their attribution. The digests of their
 email and phone stay (models.ErasedPerson): a client naming them again stores nothing of them. Called by
 prospecting's outbox relay until it answers 2xx; a repeat finds nothing left to do.
@@ -12,14 +13,16 @@ prospecting's outbox relay until it answers 2xx; a repeat finds nothing left to 
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
-from sqlalchemy import false, or_, select, update
+from sqlalchemy import false, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.service import RPCError
 
 from services.referrals.models import AuditEntry, ErasedPerson, Referral, ReferralAsk
+from services.referrals.service import new_token
 from shared.audit import redact
 from shared.auth import require_api_key
 from shared.contracts.journey import referral_intake_id
-from shared.db import Session
+from shared.db import Session, utcnow
 from shared.erasure import (
     ErasureOrder,
     ErasureResult,
@@ -47,14 +50,28 @@ async def erasure_order(order: ErasureOrder, request: Request, session: Session)
     except RPCError as err:
         raise AppError(503, "temporal_unreachable", f"intake not stopped yet: {err}") from err
     deleted = await delete_tree(session, table, naming)
-    blanked = await session.execute(
-        update(ReferralAsk)
-        .where(ReferralAsk.client_prospect_id == order.prospect_id, ReferralAsk.client_name != "")
-        .values(client_name="")
-        .execution_options(synchronize_session=False)
+    deleted["referral_asks (name blanked, link closed)"] = await _close_asks(
+        session, order.prospect_id
     )
-    deleted["referral_asks (name blanked)"] = int(blanked.rowcount or 0)  # type: ignore[attr-defined]
     deleted["audit_log (values redacted)"] = await redact(session, AuditEntry, order.prospect_id)
     await keep_digests(session, ErasedPerson, order)  # so they are not referred back in
     await session.commit()
     return ErasureResult(service="referrals", erasure_id=order.erasure_id, deleted=deleted)
+
+
+async def _close_asks(session: AsyncSession, client_prospect_id: str) -> int:
+    """The erased client's asks lose their name, and their links stop working: a link still in
+    their mailbox (or forwarded) takes no introductions in their name. Each gets a token nobody
+    holds (the page answers "not valid") and counts as used. How many were still open."""
+    asks = await session.scalars(
+        select(ReferralAsk).where(
+            ReferralAsk.client_prospect_id == client_prospect_id, ReferralAsk.client_name != ""
+        )
+    )
+    closed = 0
+    for ask in asks.all():
+        ask.client_name, ask.token = "", new_token()
+        ask.used_at = ask.used_at or utcnow()
+        closed += 1
+    await session.flush()
+    return closed

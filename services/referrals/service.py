@@ -33,6 +33,11 @@ RECEIVED = "received"
 PROSPECT_CREATED = "prospect_created"
 
 
+def new_token() -> str:
+    """A referral link's key: 192 random bits."""
+    return secrets.token_urlsafe(24)
+
+
 def ask_link(public_url: str, token: str) -> str:
     return f"{public_url.rstrip('/')}/r/{token}"
 
@@ -48,7 +53,7 @@ async def create_ask(session: AsyncSession, request: ReferralAskRequest) -> Refe
     if existing is not None:
         return existing
     ask = ReferralAsk(
-        token=secrets.token_urlsafe(24),
+        token=new_token(),
         client_prospect_id=request.client_prospect_id,
         journey_id=request.journey_id,
         client_name=request.client_name,

@@ -511,3 +511,23 @@ async def test_an_erased_person_is_not_referred_again(env: Env) -> None:
     page = await env.http.post(f"/r/{ask['token']}", data=form, headers={"X-API-Key": ""})
     assert page.status_code == 200 and "Thank you" in page.text, page.text
     assert [r["first_name"] for r in await env.referrals()] == ["Ada"]
+
+
+async def test_an_erased_clients_referral_link_opens_nothing(env: Env) -> None:
+    """The client asked to be erased: their personal link (in their mailbox, or forwarded) no
+    longer takes introductions in their name. It showed the form ("Thank you, .": the name was
+    blanked) and stored what was sent, attributed to the erased client, and started intakes."""
+    ask = await env.ask()
+    order = {"erasure_id": "e-client", "prospect_id": "client1"}
+    for _ in range(2):  # a repeated order finds nothing more to do
+        erased = await env.http.post("/internal/erasures", json=order, headers=SERVICE_AUTH)
+        assert erased.status_code == 200, erased.text
+    for method in ("GET", "POST"):
+        page = await env.http.request(
+            method, f"/r/{ask['token']}", data={"first_name_0": "Ada", **_ADA}
+        )
+        assert (page.status_code, "not valid" in page.text) == (404, True), page.text
+    assert await env.referrals() == []
+    kept = (await env.http.get(f"/asks/{ask['id']}")).json()
+    assert (kept["client_name"], kept["used_at"] is not None) == ("", True)
+    assert kept["token"] != ask["token"]
