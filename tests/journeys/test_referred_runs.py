@@ -217,6 +217,9 @@ async def test_a_known_prospect_referred_after_their_journey_ended_comes_back_in
     assert len(await runs_of(d, max_id)) == 2
     deal = await eventually(new_deal, "run 2's own deal")
     assert deal["stage"] == "qualifying"
+    # the run came by a referral: the referral analytics (deals per source) count it so, not as
+    # the cold prospect Max was at first
+    assert deal["source"] == "referral"
     assert (await d.ok("GET", f"{d.u.deals}/deals/{lost['id']}"))["stage"] == "lost"
 
     async def introduced() -> list[dict[str, Any]] | None:

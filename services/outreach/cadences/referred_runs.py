@@ -15,6 +15,8 @@ themselves (before this release) left it without a row: its warm introduction re
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
@@ -29,6 +31,7 @@ from shared.contracts.names import Act
 from shared.settings import Settings
 
 SELF = "self_referral"  # the referral names the referrer themselves
+REFERRED = "referral"  # the prospect source (prospecting's schemas.Source) of a referred run
 
 
 class ReferredRunActivities:
@@ -78,8 +81,11 @@ async def start_referred_run(
             )
             await session.commit()
             row, snapshot = planned.row, planned.snapshot
+        # the run came by a referral, whatever brought the person in at first: its deal counts
+        # as referred in the referral analytics (deals per source), and so does a booking's
+        contact = replace(req.contact, source=REFERRED)
         run_id = await start_journey(
-            client, settings, row, req.contact, snapshot, referrer=req.referrer
+            client, settings, row, contact, snapshot, referrer=req.referrer
         )
         await runs.remember_start(session, row.id, run_id)
         await session.commit()
