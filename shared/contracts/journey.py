@@ -679,7 +679,7 @@ class ReferredRun:
 
     run: int
     referred: bool
-    refused: str = ""  # "do_not_contact", "opted_out" or "self_referral"
+    refused: str = ""  # "do_not_contact", "opted_out", "self_referral" or "client"
 
 
 @dataclass

@@ -389,3 +389,30 @@ async def test_a_client_who_names_themselves_on_their_referral_page_is_not_broug
     assert [(r["run"], r["origin"], r["status"]) for r in runs] == [(1, "enrollment", "ended")]
     assert (await d.stages(lea["id"]))[-1] != "qualifying"
     assert len(await d.mails_to(lea["email"])) == mails_before
+
+
+async def test_a_client_referred_by_another_client_is_not_sold_to_again(
+    stack: StackDriver,
+) -> None:
+    """Dave is a client already (his journey ended won) when Lea, another client, names him on
+    her referral page. He is attributed to Lea, and that is all: no run 2 at qualifying with a
+    new deal, no warm introduction telling a client that Lea suggested we talk."""
+    d = stack
+    await d.setup()
+    plan = await patient_cadence(d, referral_delay_seconds=1, referral_reminders=0)
+    dave = await d.new_prospect("Dave")
+    await win(d, dave, plan["id"])
+    await wait_run(d, dave["id"], 1, status="ended")
+    mails_before = len(await d.mails_to(dave["email"]))
+
+    dave_id, _ = await referred_by_a_client(
+        d, plan, dave["email"], dave["phone"], at_qualifying=False
+    )
+    assert dave_id == dave["id"]
+    await intake_finished(d, dave_id)
+    runs = await runs_of(d, dave_id)
+    assert [(r["run"], r["origin"], r["outcome"]) for r in runs] == [(1, "enrollment", "won")]
+    assert "qualifying" not in (await d.stages(dave_id))[-1:]
+    assert len(await d.mails_to(dave["email"])) == mails_before
+    again = await start_again(d, dave_id, plan["id"], email=dave["email"])
+    assert (again.run, again.referred, again.refused) == (1, False, "client")

@@ -4,7 +4,8 @@ journey (issue 10, point 11; come back).
 The referral intake workflow asks outreach, which starts every run, to start it
 (`outreach.start_referred_run`): run 1 with its row (origin `referral`) for a new prospect, and
 for a known one whose journey ended the next run, keyed apart from the earlier ones (its stage
-changes, deal, tasks and messages). A known prospect whose run is running keeps it, and a person
+changes, deal, tasks and messages). A known prospect whose run is running keeps it, a client
+(their latest run ended won) is not sold to again (`client`), and a person
 on the do-not-contact list or opted out of every channel we can reach them on is not brought
 back (as for a follow-up): the referral is only attributed. Nor is a client who names
 themselves on their own referral page (`self_referral`): they are a client, not their own
@@ -31,6 +32,7 @@ from shared.contracts.names import Act
 from shared.settings import Settings
 
 SELF = "self_referral"  # the referral names the referrer themselves
+CLIENT = "client"  # the person's latest run ended won (a reopened deal starts a later run)
 REFERRED = "referral"  # the prospect source (prospecting's schemas.Source) of a referred run
 
 
@@ -62,6 +64,9 @@ async def start_referred_run(
             snapshot = await service.cadence_snapshot(session, row.cadence_id, row.cadence_version)
         elif current is not None and await _keeps_its_run(client, current):
             return ReferredRun(current.run, referred=current.origin == runs.REFERRAL)
+        elif current is not None and current.outcome == Stage.WON:
+            # a client already: another client's word is no reason to sell to them again
+            return ReferredRun(current.run, referred=False, refused=CLIENT)
         elif why := await runs.refusal(session, prospect_id, req.contact.email, req.contact.phone):
             # asked not to be contacted: a client's word does not override that
             return ReferredRun(current.run if current else 0, referred=False, refused=why.rule)
