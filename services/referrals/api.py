@@ -39,7 +39,7 @@ async def store_and_start(
     lease = timedelta(seconds=intakes.timing.lease)
     referrals = await service.add_referrals(session, ask, people, lease)
     await session.commit()
-    await intakes.start_now([r.id for r in referrals])
+    await intakes.start_now([r.id for r in referrals if r.intake_started_at is None])
     for referral in referrals:  # `intake_started_at` is set where the start worked
         await session.refresh(referral)
     return referrals

@@ -131,23 +131,40 @@ async def add_referrals(
 ) -> list[Referral]:
     """Store the people the client named; their intakes start after the caller commits.
 
-    Each is leased to the caller's own start for `lease` (none: due to the intake relay at
-    once); if that start fails, or never comes, the intake relay (services.referrals.intakes)
+    A person already referred on this ask (the same email or phone: a retried request, a row
+    typed twice) is the referral made then, answered again: not a second referral, intake and
+    count. The rows in the order named, each once.
+
+    Each new one is leased to the caller's own start for `lease` (none: due to the intake relay
+    at once); if that start fails, or never comes, the intake relay (services.referrals.intakes)
     starts it after the lease."""
     lease_until = datetime.now(UTC) + lease
-    referrals = [
-        Referral(
-            ask_id=ask.id,
-            referrer_prospect_id=ask.client_prospect_id,
-            status=RECEIVED,
-            intake_next_attempt_at=lease_until,
-            **person.model_dump(),
-        )
-        for person in people
-    ]
-    session.add_all(referrals)
+    known = list(await session.scalars(select(Referral).where(Referral.ask_id == ask.id)))
+    named: list[Referral] = []
+    for person in people:
+        referral = next((r for r in known if _same_person(r, person)), None)
+        if referral is None:
+            referral = Referral(
+                ask_id=ask.id,
+                referrer_prospect_id=ask.client_prospect_id,
+                status=RECEIVED,
+                intake_next_attempt_at=lease_until,
+                **person.model_dump(),
+            )
+            session.add(referral)
+            known.append(referral)
+        if referral not in named:
+            named.append(referral)
     await session.flush()
-    return referrals
+    return named
+
+
+def _same_person(referral: Referral, person: schemas.ReferredPersonIn) -> bool:
+    """Both name the same address (validated: emails lower-cased, phones in E.164)."""
+    return bool(
+        (person.email and person.email == referral.email)
+        or (person.phone and person.phone == referral.phone)
+    )
 
 
 async def erased_rows(

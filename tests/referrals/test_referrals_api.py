@@ -438,7 +438,8 @@ async def test_ask_status_counts_the_referrals_of_the_ask(env: Env) -> None:
     assert await acts.referral_ask_status(ReferralAskRef(ask["id"])) == ReferralAskStatus(
         ask["id"], 0
     )
-    resp = await env.http.post(f"/asks/{ask['id']}/referrals", json={"people": [PERSON] * 2})
+    people = [PERSON, {"first_name": "Joan", "phone": "+44 20 7946 0958"}]
+    resp = await env.http.post(f"/asks/{ask['id']}/referrals", json={"people": people})
     assert resp.status_code == 201
     assert await acts.referral_ask_status(ReferralAskRef(ask["id"])) == ReferralAskStatus(
         ask["id"], 2
@@ -531,3 +532,28 @@ async def test_an_erased_clients_referral_link_opens_nothing(env: Env) -> None:
     kept = (await env.http.get(f"/asks/{ask['id']}")).json()
     assert (kept["client_name"], kept["used_at"] is not None) == ("", True)
     assert kept["token"] != ask["token"]
+
+
+async def test_a_person_named_again_on_the_same_ask_is_one_referral(env: Env) -> None:
+    """An integration retrying its request after a timeout, or a client typing the same person
+    in two rows, names that person again on the ask: it is the referral made the first time (the
+    same row answered), not a second referral, a second intake and a double count."""
+    ask = await env.ask()
+    body = {"people": [PERSON, {"first_name": "Joan", "phone": "+44 20 7946 0958"}]}
+    first = await env.http.post(f"/asks/{ask['id']}/referrals", json=body)
+    assert first.status_code == 201, first.text
+    again = await env.http.post(f"/asks/{ask['id']}/referrals", json=body)  # the retry
+    assert again.status_code == 201, again.text
+    assert [r["id"] for r in again.json()] == [r["id"] for r in first.json()]
+    # the same person by either address, in another case or format: still the one referral
+    same = [{"first_name": "Alan", "email": "alan@EXAMPLE.com", "phone": "+1 415 555 0100"}]
+    assert (await env.http.post(f"/asks/{ask['id']}/referrals", json={"people": same})).json()[0][
+        "id"
+    ] == first.json()[0]["id"]
+    assert len(await env.referrals()) == 2
+
+    other = await env.ask("journey-client2", "client2")
+    ada_twice = {"first_name_0": "Ada", **_ADA, "first_name_1": "Ada", "email_1": "ADA@example.com"}
+    page = await env.http.post(f"/r/{other['token']}", data=ada_twice)
+    assert page.status_code == 200, page.text
+    assert [r["email"] for r in await env.referrals("client2")] == ["ada@example.com"]
