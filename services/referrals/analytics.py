@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from services.referrals.models import Referral, ReferralAsk
 from shared.auth import require_api_key
@@ -110,11 +111,21 @@ async def _local_counts(
         .select_from(ReferralAsk)
         .where(ReferralAsk.created_at >= start, ReferralAsk.created_at < end)
     )
+    # one row per client, however many asks they had (one per won run) and whatever each ask
+    # called them: the name is their latest ask's
+    latest = aliased(ReferralAsk)
+    latest_name = (
+        select(latest.client_name)
+        .where(latest.client_prospect_id == ReferralAsk.client_prospect_id)
+        .order_by(latest.created_at.desc(), latest.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
     per_client = await session.execute(
-        select(ReferralAsk.client_prospect_id, ReferralAsk.client_name, func.count(Referral.id))
+        select(ReferralAsk.client_prospect_id, latest_name, func.count(Referral.id))
         .join(Referral, Referral.ask_id == ReferralAsk.id)
         .where(Referral.created_at >= start, Referral.created_at < end)
-        .group_by(ReferralAsk.client_prospect_id, ReferralAsk.client_name)
+        .group_by(ReferralAsk.client_prospect_id)
         .order_by(func.count(Referral.id).desc(), ReferralAsk.client_prospect_id)
     )
     clients = [

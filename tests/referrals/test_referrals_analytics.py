@@ -271,3 +271,24 @@ async def test_referral_analytics_says_when_deals_cannot_be_reached(
             resp = await c.get("/analytics")
     assert resp.status_code == 503
     assert resp.json()["error"]["code"] == "deals_unreachable"
+
+
+async def test_a_client_asked_twice_is_one_client_referring(
+    apps: tuple[Any, Any, httpx.AsyncClient],
+) -> None:
+    """Ada won again in a later run of her journey (a second ask), her name corrected since:
+    she is one client referring, with all her referrals, under her latest name; she was two
+    rows (one per name) and counted twice in `clients_referring`."""
+    _, referrals_app, http = apps
+    acts = ReferralsActivities(referrals_app.state.sessions, "https://r.example.com")
+    for n, (journey, name) in enumerate((("journey-ada", "Ada"), ("journey-ada.r2", "Ada King"))):
+        made = await acts.create_referral_ask(ReferralAskRequest("ada", journey, name, None, "cad"))
+        people = [{"first_name": "P", "email": f"p{n}@example.com"}]
+        resp = await http.post(f"/asks/{made.ask_id}/referrals", json={"people": people})
+        assert resp.status_code == 201, resp.text
+
+    body = (await http.get("/analytics", params=period())).json()
+    assert (body["asks_sent"], body["referrals"], body["clients_referring"]) == (2, 2, 1)
+    assert body["referrals_per_client"] == [
+        {"client_prospect_id": "ada", "client_name": "Ada King", "referrals": 2}
+    ]
