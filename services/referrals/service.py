@@ -23,6 +23,7 @@ from shared.contracts.journey import (
     ReferrerThanks,
 )
 from shared.contracts.queues import TaskQueues
+from shared.db import hold_lock
 from shared.erasure import Kind, is_erased_address
 from shared.errors import AppError, not_found
 from shared.paging import DEFAULT_LIMIT, page
@@ -139,6 +140,8 @@ async def add_referrals(
     at once); if that start fails, or never comes, the intake relay (services.referrals.intakes)
     starts it after the lease."""
     lease_until = datetime.now(UTC) + lease
+    # a retry racing the request it repeats waits for it, then finds its rows
+    await hold_lock(session, f"referral-ask:{ask.id}")
     known = list(await session.scalars(select(Referral).where(Referral.ask_id == ask.id)))
     named: list[Referral] = []
     for person in people:

@@ -557,3 +557,14 @@ async def test_a_person_named_again_on_the_same_ask_is_one_referral(env: Env) ->
     page = await env.http.post(f"/r/{other['token']}", data=ada_twice)
     assert page.status_code == 200, page.text
     assert [r["email"] for r in await env.referrals("client2")] == ["ada@example.com"]
+
+
+async def test_two_identical_requests_at_once_make_one_referral(env: Env) -> None:
+    """The retry races the request it repeats (the integration gave up waiting; the first is
+    still running): both answer the one referral."""
+    ask = await env.ask()
+    url = f"/asks/{ask['id']}/referrals"
+    answers = await asyncio.gather(*(env.http.post(url, json={"people": [PERSON]}) for _ in "ab"))
+    assert [a.status_code for a in answers] == [201, 201], [a.text for a in answers]
+    assert len({a.json()[0]["id"] for a in answers}) == 1
+    assert len(await env.referrals()) == 1
