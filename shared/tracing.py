@@ -13,7 +13,10 @@ spans by OTLP/HTTP, batched, as service `closeflow-<name>`; the pieces are:
 
 A server span carries what the access log carries (shared/logging.py): the path with its token
 segments masked, no query string (the public links' paths are bearer tokens; a query string may
-hold an address or a name).
+hold an address or a name). A client span (httpx) carries where the call went, scheme, host and
+port, never its path or query: a user's URL may be its own credential (a Slack incoming
+webhook's path, a subscriber's ?token=), and the server span of a call between services names
+its route anyway.
 
 Tests install an in-memory exporter with `enable(provider)`.
 """
@@ -71,7 +74,11 @@ def enable(provider: TracerProvider) -> None:
     _state["provider"] = provider
     instrumentor = HTTPXClientInstrumentor()
     if not instrumentor.is_instrumented_by_opentelemetry:
-        instrumentor.instrument(tracer_provider=provider)
+        instrumentor.instrument(
+            tracer_provider=provider,
+            request_hook=redact_client_span,
+            async_request_hook=redact_client_span_async,
+        )
 
 
 def flush() -> None:
@@ -168,6 +175,30 @@ def redact_server_span(span: trace.Span, scope: Mapping[str, Any]) -> None:
     for key in _QUERY_ATTRIBUTES:
         if key in attributes:
             span.set_attribute(key, MASK)
+
+
+def _origin(url: str) -> str:
+    """scheme://host[:port]/ of `url`, without user info, path, query or fragment."""
+    scheme, netloc, _, _, _ = urlsplit(url)
+    return urlunsplit((scheme, netloc.rpartition("@")[2], "/", "", ""))
+
+
+def redact_client_span(span: trace.Span, request: object) -> None:
+    """The httpx instrumentation's request hook: it runs after the request attributes are set
+    and leaves of the URL its origin alone (the module docstring says why)."""
+    attributes = getattr(span, "attributes", None)
+    if not attributes or not span.is_recording():
+        return
+    for key in _URL_ATTRIBUTES:
+        if key in attributes:
+            span.set_attribute(key, _origin(str(attributes[key])))
+    for key in (*_PATH_ATTRIBUTES, *_QUERY_ATTRIBUTES):
+        if key in attributes:
+            span.set_attribute(key, MASK)
+
+
+async def redact_client_span_async(span: trace.Span, request: object) -> None:
+    redact_client_span(span, request)
 
 
 def instrument_engines(engines: Sequence[AsyncEngine]) -> None:

@@ -4,11 +4,8 @@ send are one trace (in-memory exporter)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from shared import tracing
@@ -97,19 +94,6 @@ async def test_counters_move_by_what_the_journey_did(stack: StackDriver) -> None
     assert {
         dict(labels)["relay"] for name, labels in prospecting if name == "closeflow_relay_backlog"
     }
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    """Tracing on, into memory, for the stack built after this fixture."""
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracing.enable(provider)
-    try:
-        yield exporter
-    finally:
-        tracing.disable()
 
 
 def _named(spans: tuple[ReadableSpan, ...], name: str) -> list[ReadableSpan]:
