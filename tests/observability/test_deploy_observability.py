@@ -95,12 +95,7 @@ def test_failing_activities_workflow_tasks_and_rejected_webhooks_alert(tmp_path:
         }
         for name, (series, values, labels, summary) in FAILURES.items()
     ]
-    spec = tmp_path / "alerts_test.yaml"
-    spec.write_text(yaml.safe_dump({"rule_files": [str(RULES)], "tests": cases}))
-    result = subprocess.run(
-        [_promtool(), "test", "rules", str(spec)], capture_output=True, text=True, check=False
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    _promtool_test(tmp_path, cases)
 
 
 @pytest.mark.parametrize(
@@ -120,3 +115,46 @@ def test_every_api_metric_is_documented() -> None:
     documented = {n for n in EXPORTED if f"`{n.removesuffix('_bucket')}" in text}
     bases = {n for n in EXPORTED if not n.endswith(("_sum", "_count"))}
     assert bases <= documented, f"add to docs/operations.md, Metrics: {sorted(bases - documented)}"
+
+
+def _promtool_test(tmp_path: Path, cases: list[dict[str, object]]) -> None:
+    spec = tmp_path / "alerts_test.yaml"
+    spec.write_text(yaml.safe_dump({"rule_files": [str(RULES)], "tests": cases}))
+    result = subprocess.run(
+        [_promtool(), "test", "rules", str(spec)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_task_queue_whose_workers_are_all_gone_alerts(tmp_path: Path) -> None:
+    """The outreach workers all crash (or their Deployment is scaled to 0) while the other
+    queues' workers run: their num_pollers series end, so a sum over what is there has no
+    outreach series at all, and `< 1` could not fire; absent() only sees every worker gone."""
+    journeys = 'temporal_num_pollers{task_queue="journeys",poller_type="workflow_task"}'
+    outreach = 'temporal_num_pollers{task_queue="outreach",poller_type="activity_task"}'
+    expected = {"task_queue": "outreach", "severity": "critical"}
+    _promtool_test(
+        tmp_path,
+        [
+            {
+                "interval": "1m",
+                "input_series": [
+                    {"series": journeys, "values": "5x60"},
+                    {"series": outreach, "values": "5x20 stale"},
+                ],
+                "alert_rule_test": [
+                    {"eval_time": "15m", "alertname": "CloseflowTaskQueueWithoutPoller"},
+                    {
+                        "eval_time": "40m",
+                        "alertname": "CloseflowTaskQueueWithoutPoller",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": expected,
+                                "exp_annotations": {"summary": "task queue outreach has no poller"},
+                            }
+                        ],
+                    },
+                ],
+            }
+        ],
+    )
