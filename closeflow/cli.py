@@ -25,7 +25,7 @@ from pydantic.fields import FieldInfo
 from closeflow.registry import ALL_QUEUES, QUEUES, app_factory, expand_queues
 from shared.codec import new_master_key
 from shared.logging import configure_logging
-from shared.settings import SERVICES, Settings
+from shared.settings import SERVICES, MissingSetting, Settings
 
 ENV_PREFIX = "CLOSEFLOW_"
 DEV_PACKAGE = "devstack"
@@ -318,7 +318,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     settings = Settings()
     configure_logging(settings.log_level, json_lines=settings.json_logs)
-    return COMMANDS[args.command](settings, args)
+    try:
+        return COMMANDS[args.command](settings, args)
+    except MissingSetting as exc:  # a configuration mistake: its message, not a traceback
+        raise SystemExit(f"closeflow {args.command}: {exc}") from None
 
 
 if __name__ == "__main__":

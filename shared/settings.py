@@ -117,6 +117,10 @@ def _check_api_keys(entries: list[str]) -> None:
             raise ValueError(f"{where} must be at least {MIN_SECRET_CHARS} characters")
 
 
+class MissingSetting(ValueError):
+    """A setting the process needs now is not set (its message names the variable)."""
+
+
 class Settings(BaseSettings):
     # hide_input_in_errors: a validation error must not print the secrets it was given
     model_config = SettingsConfigDict(
@@ -243,7 +247,10 @@ class Settings(BaseSettings):
 
     # --- databases ----------------------------------------------------------------------------
     prospecting_database_url: str = Field(
-        "", description="SQLAlchemy async URL; default sqlite+aiosqlite in data_dir"
+        "",
+        description="SQLAlchemy async URL; empty: sqlite+aiosqlite in data_dir, outside "
+        "production only (production refuses to open a database without its URL; every "
+        "process opens prospecting's, where the payload keys are)",
     )
     outreach_database_url: str = Field("", description="as above, for outreach")
     deals_database_url: str = Field("", description="as above, for deals")
@@ -693,6 +700,11 @@ class Settings(BaseSettings):
         url: str = getattr(self, f"{service}_database_url")
         if url:
             return url
+        if self.environment == "production":
+            # the fallback would be a file in the container: lost with it, one per replica (and
+            # the payload keys every process keeps in prospecting's). Checked where a database is
+            # opened, not at start: a process needs only the databases it uses
+            raise MissingSetting(f"{_var(service)}_DATABASE_URL must be set in production")
         return f"sqlite+aiosqlite:///{(self.data_dir / f'{service}.db').resolve()}"
 
     def port(self, service: str) -> int:

@@ -12,7 +12,7 @@ import yaml
 from pydantic import ValidationError
 
 from shared.app import create_service_app
-from shared.settings import Settings
+from shared.settings import SERVICES, Settings
 from tests.support.serve import HTTP_TIMEOUT
 from tests.support.settings import PRODUCTION, make_settings
 
@@ -262,3 +262,33 @@ async def test_development_serves_the_docs_openly(tmp_path: Path) -> None:
     async with docs_app(make_settings(tmp_path, environment="development")) as client:
         for path in DOCS:
             assert (await client.get(path)).status_code == 200, path
+
+
+# --- databases ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_production_never_falls_back_to_a_sqlite_file(service: str, tmp_path: Path) -> None:
+    """A database URL left out of the Secret (or the env file of a `docker run`) gave the process
+    a SQLite file in its container: its own database, lost with the container, seen by no other
+    replica; the payload keys of every process are in prospecting's."""
+    settings = Settings(**{**PRODUCTION, "data_dir": tmp_path})
+    with pytest.raises(ValueError, match=f"CLOSEFLOW_{service.upper()}_DATABASE_URL"):
+        settings.database_url(service)
+    url = "postgresql+asyncpg://deals:pw@postgres:5432/deals"
+    given = Settings(**{**PRODUCTION, f"{service}_database_url": url})
+    assert given.database_url(service) == url
+    assert make_settings(tmp_path).database_url(service).startswith("sqlite+aiosqlite:///")
+
+
+def test_a_production_migrate_without_database_urls_stops_naming_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from closeflow.cli import main
+
+    monkeypatch.chdir(tmp_path)  # no .env file
+    for name, value in {**PRODUCTION, "data_dir": str(tmp_path / "data")}.items():
+        monkeypatch.setenv(f"CLOSEFLOW_{name.upper()}", value)
+    with pytest.raises(SystemExit, match="CLOSEFLOW_PROSPECTING_DATABASE_URL"):
+        main(["migrate"])
+    assert not (tmp_path / "data").exists(), "a SQLite database was made"
