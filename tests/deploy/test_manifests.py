@@ -7,6 +7,7 @@ the schema (test_validators.py); these check what the schema cannot."""
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import tomllib
 from typing import Any
 
@@ -364,6 +365,40 @@ def test_egress_to_the_internet_skips_private_and_metadata_addresses() -> None:
     assert internet, "no egress to the providers"
     v4 = next(b for b in internet if b["cidr"] == "0.0.0.0/0")
     assert {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"} <= set(v4["except"])
+
+
+def _allows_to_the_internet(rule: dict[str, Any], port: int) -> bool:
+    """Whether an egress rule lets a pod reach `port` on a public address (203.0.113.7)."""
+    public = ipaddress.ip_address("203.0.113.7")
+    reaches = any(
+        public in ipaddress.ip_network(peer["ipBlock"]["cidr"])
+        and not any(public in ipaddress.ip_network(n) for n in peer["ipBlock"].get("except", []))
+        for peer in rule.get("to", [])
+        if "ipBlock" in peer
+    )
+    return reaches and any(
+        p["port"] <= port <= p.get("endPort", p["port"]) for p in rule.get("ports", [])
+    )
+
+
+@pytest.mark.parametrize(
+    ("what", "port"),
+    [
+        ("Twilio, webhooks and event subscribers over https", 443),
+        ("SMTP with STARTTLS (CLOSEFLOW_SMTP_PORT in config.yaml)", 587),
+        ("SMTP over TLS", 465),
+        ("the IMAP reply mailbox over TLS (CLOSEFLOW_IMAP_PORT 0, imap_tls=tls)", 993),
+        ("the IMAP reply mailbox with STARTTLS", 143),
+        ("Temporal Cloud, as config.yaml tells (<namespace>.<account>.tmprl.cloud:7233)", 7233),
+    ],
+)
+def test_egress_reaches_every_provider_the_settings_name(what: str, port: int) -> None:
+    """The default deny drops whatever the egress policy does not name: an IMAP mailbox or
+    Temporal Cloud configured as the docs say was never reached (connections time out)."""
+    labels = {"app.kubernetes.io/part-of": "closeflow"}
+    (egress,) = policies_for(labels, "Egress")[1:]  # the first is the default deny
+    rules = egress["spec"]["egress"]
+    assert any(_allows_to_the_internet(rule, port) for rule in rules), f"{what}: port {port}"
 
 
 # --- ingress ------------------------------------------------------------------------------------
