@@ -175,6 +175,19 @@ def test_compose_apps_wait_for_the_migration() -> None:
         assert svc["depends_on"]["temporal"]["condition"] == "service_healthy"
 
 
+def test_compose_runs_closeflow_locked_down_as_the_k8s_pods() -> None:
+    """The k8s pods run on a read-only root with no capabilities, no privilege escalation and
+    CPU and memory limits; the compose file, "the production shape on one host", gave the same
+    image a writable root, the runtime's default capabilities and no limit at all."""
+    for name, svc in closeflow_compose_services().items():
+        assert svc.get("read_only") is True, name
+        assert any(str(t).startswith("/tmp") for t in svc.get("tmpfs", [])), name
+        assert svc.get("cap_drop") == ["ALL"], name
+        assert "no-new-privileges:true" in svc.get("security_opt", []), name
+        limits = svc.get("deploy", {}).get("resources", {}).get("limits", {})
+        assert limits.get("memory") and limits.get("cpus"), name
+
+
 def test_compose_api_ports_match_settings() -> None:
     settings = Settings()
     for name, svc in closeflow_compose_services().items():
