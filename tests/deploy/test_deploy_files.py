@@ -15,7 +15,7 @@ import pytest
 
 from closeflow.cli import build_parser
 from closeflow.registry import QUEUES
-from shared.settings import SERVICES, Settings
+from shared.settings import OPTIONAL_SECRETS, SERVICES, Settings
 from tests.deploy.files import (
     COMPOSE,
     DEPLOY,
@@ -173,6 +173,16 @@ def test_compose_apps_wait_for_the_migration() -> None:
             continue
         assert svc["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
         assert svc["depends_on"]["temporal"]["condition"] == "service_healthy"
+
+
+@pytest.mark.parametrize("setting", OPTIONAL_SECRETS)
+def test_compose_lets_an_unused_providers_secret_stay_empty(setting: str) -> None:
+    """example.env says an empty Mailgun signing key disables the Mailgun webhooks; compose
+    required it (${VAR:?...}), so a deployment on SendGrid or Postmark could not start."""
+    variable = f"CLOSEFLOW_{setting.upper()}"
+    for name, svc in closeflow_compose_services().items():
+        value = str(svc["environment"].get(variable, ""))
+        assert ":?" not in value, f"{name}: {variable} is required: {value}"
 
 
 def test_compose_runs_closeflow_locked_down_as_the_k8s_pods() -> None:
