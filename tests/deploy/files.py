@@ -79,6 +79,13 @@ def load_all(path: Path) -> list[dict[str, Any]]:
     return copy.deepcopy(list(_parsed(path)))
 
 
+def helm_values() -> dict[str, Any]:
+    """The values given to Temporal's Helm chart."""
+    (values,) = load_all(HELM_VALUES)
+    assert isinstance(values, dict)
+    return values
+
+
 def compose() -> dict[str, Any]:
     (data,) = load_all(COMPOSE)
     assert isinstance(data, dict)

@@ -15,17 +15,18 @@ import pytest
 
 from devstack.cluster import PINNED_VERSION
 from devstack.temporal import DYNAMIC_CONFIG_FILE, production_dynamic_config, temporal_binary
-from tests.deploy.files import DEPLOY, HELM_VALUES, compose, config_map, load_all, quantity
+from tests.deploy.files import (
+    DEPLOY,
+    HELM_VALUES,
+    compose,
+    config_map,
+    helm_values,
+    quantity,
+)
 
 TEMPORAL_IMAGES = ("temporalio/server", "temporalio/admin-tools", "temporalio/ui")
 # a release (PostgreSQL counts major.minor, the others major.minor.patch), digest optional
 PINNED = re.compile(r"[\w./-]+:\d+\.\d+(\.\d+)?(@sha256:[0-9a-f]{64})?")
-
-
-def helm_values() -> dict[str, Any]:
-    (values,) = load_all(HELM_VALUES)
-    assert isinstance(values, dict)
-    return values
 
 
 def image_tag(image: str) -> tuple[str, str]:
@@ -137,6 +138,9 @@ CHART_KEYS = {
     "admintools.image",
     "admintools.image.repository",
     "admintools.image.tag",
+    "admintools.additionalEnv",
+    "admintools.additionalVolumes",
+    "admintools.additionalVolumeMounts",
     "web",
     "web.image",
     "web.image.repository",

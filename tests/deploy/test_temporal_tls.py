@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import os
 import re
+import shutil
 import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -22,8 +24,10 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from pydantic import ValidationError
 from temporalio.service import TLSConfig
 
+from devstack.temporal import temporal_binary
 from shared.settings import Settings
 from shared.temporal import connect, tls_config
+from tests.deploy.files import helm_values
 
 SERVER_NAME = "temporal-frontend"
 CLIENT_NAME = "closeflow"
@@ -238,3 +242,53 @@ async def test_the_client_refuses_a_frontend_signed_by_an_unknown_ca(pki: Pki) -
     # without CLOSEFLOW_TEMPORAL_TLS_CA the system's trust store knows nothing of a private CA
     seen = await first_handshake(pki, temporal_tls_ca="")
     assert seen.startswith("refused:") and "UNKNOWN_CA" in seen, seen
+
+
+async def test_the_charts_namespace_job_presents_a_client_certificate(
+    pki: Pki, tmp_path: Path
+) -> None:
+    """Chart 1.6.0 creates the namespace closeflow in a job of the admin-tools image: `temporal
+    operator namespace describe || create`, given TEMPORAL_ADDRESS and admintools' additionalEnv,
+    -Volumes and -VolumeMounts only. The values had the frontend require client certificates
+    but gave the job none: it could never connect, the post-install hook failed and no
+    namespace existed for closeflow. The job runs here as the chart runs it, each Secret it
+    mounts holding a client certificate (tls.crt, tls.key, ca.crt)."""
+    admintools = helm_values()["admintools"]
+    secrets = {v["name"] for v in admintools.get("additionalVolumes", []) if "secret" in v}
+    mounts = {}
+    for mount in admintools.get("additionalVolumeMounts", []):
+        assert mount["name"] in secrets, mount
+        mounts[mount["mountPath"].rstrip("/")] = directory = tmp_path / mount["name"]
+        directory.mkdir()
+        for source, name in ((pki.client_cert, "tls.crt"), (pki.client_key, "tls.key")):
+            shutil.copy(source, directory / name)
+        shutil.copy(pki.ca, directory / "ca.crt")
+    env = {}
+    for variable in admintools.get("additionalEnv", []):
+        value = str(variable["value"])
+        for path, directory in mounts.items():
+            value = value.replace(f"{path}/", f"{directory}/")
+        env[variable["name"]] = value
+    seen: asyncio.Queue[str] = asyncio.Queue()
+    async with frontend_requiring_client_certificates(pki, seen) as port:
+        job = await asyncio.create_subprocess_exec(
+            temporal_binary(),
+            *("operator", "namespace", "describe", "-n", "closeflow"),
+            env={
+                "PATH": os.environ.get("PATH", ""),
+                "HOME": str(tmp_path),  # no temporal.toml of the developer's
+                **env,
+                # the chart's: its frontend Service, here the listener's port
+                "TEMPORAL_ADDRESS": f"127.0.0.1:{port}",
+            },
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        try:
+            # a guard against a hang, not a timing assertion
+            first = await asyncio.wait_for(seen.get(), timeout=60)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                job.kill()
+            await job.wait()
+    assert first == CLIENT_NAME
