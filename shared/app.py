@@ -28,7 +28,7 @@ from shared.access import (
 from shared.audit import AuditConfig, audit_router
 from shared.audit import install as install_audit
 from shared.body_limit import BodyLimit
-from shared.db import create_engine, session_factory
+from shared.db import create_engine, probe_engine, session_factory
 from shared.errors import RETRY_AFTER, error_body, install_error_handlers
 from shared.health import database_up, readiness_body, run_checks, temporal_up
 from shared.issued_keys import IntrospectedKeys
@@ -67,6 +67,8 @@ def create_service_app(
         engine = create_engine(settings.database_url(name))
         tracing.instrument_engines([engine])
         app.state.engine = engine
+        # readiness asks whether the database answers, on a connection of its own
+        probe = app.state.probe_engine = probe_engine(settings.database_url(name))
         app.state.sessions = session_factory(engine)
         connecting: asyncio.Task[None] | None = None
         client = temporal_client
@@ -85,6 +87,7 @@ def create_service_app(
             for close in app.state.cleanup:
                 await close()
             await engine.dispose()
+            await probe.dispose()
 
     # API docs (issue 11): public outside production; in production off, or behind a key when
     # CLOSEFLOW_API_DOCS is set, as routes of our own that enforce_access guards (FastAPI's own
@@ -146,7 +149,7 @@ def create_service_app(
         down."""
         ready, checks = await run_checks(
             {
-                "database": lambda: database_up(app.state.engine),
+                "database": lambda: database_up(app.state.probe_engine),
                 "temporal": lambda: temporal_up(app.state.temporal),
             }
         )

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import DeclarativeBase
-from sqlalchemy.pool import AsyncAdaptedQueuePool
+from sqlalchemy.pool import AsyncAdaptedQueuePool, NullPool
 
 from shared.sqlite_driver import one_trip_dbapi
 
@@ -134,6 +134,13 @@ def create_engine(url: str) -> AsyncEngine:
 
         return engine
     return new_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+
+
+def probe_engine(url: str) -> AsyncEngine:
+    """The readiness check's engine: a connection of its own for each check, no pool. Under load
+    requests hold every pooled connection, and a check waiting for one of them would call the
+    database away while it answers (every busy replica taken out of the Service at once)."""
+    return new_engine(url, poolclass=NullPool)
 
 
 # SQLSTATE classes of a server that is unreachable or cannot take the work now: connection

@@ -3,7 +3,7 @@
 - `/healthz` (liveness): the process answers. Nothing else is checked: a database or Temporal
   outage must not get every replica restarted, only taken out of the load balancer.
 - `/readyz` (readiness): what the process needs to do its work answers now. An API checks its
-  database (SELECT 1) and Temporal (GetSystemInfo, the cheapest frontend call); a worker checks
+  database (SELECT 1, on a connection of the check's own: shared.db.probe_engine) and Temporal (GetSystemInfo, the cheapest frontend call); a worker checks
   Temporal and that every one of its workers is still polling. 200 when all pass, else 503 with
   the failed checks named: `{"status": "unavailable", "checks": {"database": "ok",
   "temporal": "down: RPCError"}}`. The answer gives a stable reason (the error's type, a

@@ -4,6 +4,7 @@ request id on every answer."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,7 +20,7 @@ from temporalio.client import Client
 from shared.db import create_engine, session_factory
 from shared.metrics import DbGauge, Rows, ServiceMetrics
 from tests.observability.scrape import parse, total
-from tests.support.apps import Api
+from tests.support.apps import Api, ServiceApp
 from tests.support.ports import DEAD_PORT
 from tests.support.serve import HTTP_TIMEOUT
 from tests.support.settings import AUTH, make_settings
@@ -39,6 +40,24 @@ async def test_readyz_checks_the_database_and_temporal(api: Api) -> None:
         "service": "outreach",
     }
     assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_a_busy_connection_pool_is_not_a_database_away(
+    api: Api, service_app: ServiceApp
+) -> None:
+    """Under load every pooled connection is taken by requests; the readiness check waited for
+    one of them, past its 3 s bound, and answered 503 "database: down" while the database
+    answered: the kubelet took every busy replica out of the Service at once (and the load
+    went to the others, as busy). A probe asks whether the database answers, not whether the
+    pool has a connection free."""
+    app = await service_app("deals")
+    pool = app.state.engine.sync_engine.pool
+    async with contextlib.AsyncExitStack() as held:
+        for _ in range(pool.size() + max(pool._max_overflow, 0)):
+            await held.enter_async_context(app.state.engine.connect())
+        response = await (await api(app, key=False)).get("/readyz")
+    assert response.status_code == 200, response.text
+    assert response.json()["checks"]["database"] == "ok"
 
 
 @asynccontextmanager
