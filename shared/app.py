@@ -215,7 +215,9 @@ def run_during_lifespan(app: FastAPI, loop: BackgroundLoop) -> None:
     engine and the Temporal client exist when it starts and still exist when it stops)."""
     if isinstance(loop, Relay):  # its backlog is a gauge of /metrics
         table = loop.table
-        app.state.metrics.relays.append(RelayBacklog(loop.name, table.model, table.pending))
+        app.state.metrics.relays.append(
+            RelayBacklog(loop.name, table.model, table.pending, table.due_since)
+        )
     loops: list[BackgroundLoop] | None = getattr(app.state, "background_loops", None)
     if loops is not None:
         loops.append(loop)

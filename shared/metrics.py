@@ -21,6 +21,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -62,11 +63,13 @@ class DbGauge:
 
 @dataclass
 class RelayBacklog:
-    """A relay's table, read at scrape: rows still pending and the age of the oldest."""
+    """A relay's table, read at scrape: rows due and not finished yet, and how long the oldest
+    of them has been due. A row scheduled for later (a follow-up) is no backlog before it is due."""
 
     name: str
     model: Any
     pending: Callable[[], Any]  # the relay's "not finished" condition
+    due_since: Any = None  # when a row became due (None: its created_at)
 
 
 @dataclass
@@ -186,20 +189,21 @@ async def _read_relays(
 ) -> list[Metric]:
     backlog = GaugeMetricFamily(
         f"{PREFIX}relay_backlog",
-        "relay rows not finished yet (due or backing off)",
+        "relay rows due and not finished yet (waiting for the relay or backing off)",
         labels=("service", "relay"),
     )
     oldest = GaugeMetricFamily(
         f"{PREFIX}relay_oldest_age_seconds",
-        "age of the oldest relay row not finished yet (0: none)",
+        "how long the oldest of them has been due (0: none)",
         labels=("service", "relay"),
     )
-    now = time.time()
+    now = datetime.now(UTC)
     for relay in relays:
-        query = select(func.count(), func.min(relay.model.created_at)).where(relay.pending())
+        since = relay.model.created_at if relay.due_since is None else relay.due_since
+        query = select(func.count(), func.min(since)).where(relay.pending(), since <= now)
         count, first = (await session.execute(query)).one()
         backlog.add_metric([service, relay.name], float(count))
-        age = max(0.0, now - first.timestamp()) if first else 0.0
+        age = max(0.0, now.timestamp() - first.timestamp()) if first else 0.0
         oldest.add_metric([service, relay.name], age)
     return [backlog, oldest] if relays else []
 

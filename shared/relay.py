@@ -137,6 +137,9 @@ class LeasedTable(Generic[ItemT]):
     # counted at each claim, given back with a hand-back: a handler told by it that an earlier
     # claim ended unrecorded (a crash) can ask whether that attempt's effect happened
     claims: InstrumentedAttribute[Any] | None = None
+    # when a row became due, for the backlog gauges (shared/metrics.py): its creation, unless
+    # the table holds rows scheduled for later (a follow-up due weeks after it is written)
+    due_since: InstrumentedAttribute[Any] | None = None
 
     @classmethod
     def of(
@@ -148,6 +151,7 @@ class LeasedTable(Generic[ItemT]):
         load: Callable[[AsyncSession, Sequence[Any]], Awaitable[Sequence[ItemT]]] | None = None,
         finished: Callable[[], ColumnElement[bool]] | None = None,
         count_claims: bool = False,
+        due_since: InstrumentedAttribute[Any] | None = None,
     ) -> LeasedTable[ItemT]:
         """A table with the usual column names (id, next_attempt_at, attempts, last_error,
         created_at, and claims when `count_claims`); its items are its ORM rows unless `load`
@@ -168,6 +172,7 @@ class LeasedTable(Generic[ItemT]):
             created_at=model.created_at,
             order_by=order_by,
             claims=model.claims if count_claims else None,
+            due_since=due_since,
         )
 
     def due(self, now: datetime) -> ColumnElement[bool]:

@@ -8,6 +8,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -189,3 +190,39 @@ async def test_a_scrape_without_its_database_still_serves_the_counters(tmp_path:
     samples = parse(generate_latest(metrics.registry).decode())
     assert total(samples, "closeflow_http_requests_total") == 1
     assert "closeflow_broken" not in {name for name, _ in samples}
+
+
+async def test_a_follow_up_not_due_yet_is_no_relay_backlog(
+    api: Api, service_app: ServiceApp
+) -> None:
+    """A nurtured prospect's follow-up waits, pending, for its due time (weeks later). The relay
+    gauges counted it from its creation: 10 minutes after the first nurture the oldest row was
+    "600 s behind" and every new nurture grew the backlog, so CloseflowRelayBacklogGrowing
+    fired in normal operation. A row counts once it is due, and its age is from then."""
+    from services.outreach.models import FollowUp
+
+    app = await service_app("outreach")
+    now = datetime.now(UTC)
+    rows = {
+        "later": (now - timedelta(hours=1), now + timedelta(days=30)),
+        "due": (now - timedelta(days=30), now - timedelta(minutes=20)),
+    }
+    async with app.state.sessions() as session, session.begin():
+        for run, (created, due) in enumerate(rows.values(), start=1):
+            session.add(
+                FollowUp(
+                    prospect_id="p-follow-up",
+                    after_run=run,
+                    from_cadence_id="c1",
+                    cadence_id="c2",
+                    due_at=due,
+                    next_attempt_at=due + timedelta(days=3650),  # never claimed in this test
+                    created_at=created,
+                )
+            )
+    client = await api(app)
+    samples = parse((await client.get("/metrics")).text)
+    relay = {"service": "outreach", "relay": "follow-up relay"}
+    assert total(samples, "closeflow_relay_backlog", **relay) == 1
+    age = total(samples, "closeflow_relay_oldest_age_seconds", **relay)
+    assert 20 * 60 <= age < 30 * 60, age

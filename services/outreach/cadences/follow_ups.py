@@ -119,6 +119,7 @@ TABLE: LeasedTable[DueFollowUp] = LeasedTable.of(
     pending=lambda: models.FollowUp.status == PENDING,
     order_by=(models.FollowUp.next_attempt_at, models.FollowUp.id),
     load=_load,
+    due_since=models.FollowUp.due_at,  # written at the nurture, due weeks later
 )
 
 
