@@ -17,7 +17,9 @@ is the caller's `X-Request-ID` when it is a plain token of up to 64 characters, 
 every response carries it back. What a line says is what the message says: the redactions above
 apply, and the messages hold ids, never addresses, names or keys. The engines hide a
 statement's parameters (shared.db); the row values PostgreSQL itself quotes in an error's DETAIL
-line ("Key (email)=(...) already exists", "Failing row contains (...)") are masked in every line
+line ("Key (email)=(...) already exists", "Failing row contains (...)"), and the email addresses
+(but their domain) and E.164 phone numbers other code quotes (the SDK's traceback of a failed
+activity holding an SMTP server's "<ada@example.com>: mailbox full") are masked in every line
 and traceback, in both formats.
 """
 
@@ -169,15 +171,31 @@ def without_row_values(text: str) -> str:
     return PG_FAILING_ROW.sub(rf"\g<1>{MASK}\g<2>", text)
 
 
+# What other code's lines quote of a person: the SDK logs each failed activity attempt with its
+# traceback, and an SMTP server's refusal names the recipient ("450 <ada@example.com>: mailbox
+# full"), Twilio's errors the number. An address keeps its domain (which provider refused is
+# worth knowing), a number nothing.
+EMAIL_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)")
+PHONE_NUMBER = re.compile(r"\+[1-9][0-9]{6,14}\b")
+
+
+def without_personal_data(text: str) -> str:
+    """`text` (a line, a traceback) without row values, email addresses or phone numbers."""
+    text = without_row_values(text)
+    text = EMAIL_ADDRESS.sub(rf"{MASK}@\g<1>", text)
+    return PHONE_NUMBER.sub(f"+{MASK}", text)
+
+
 class Redacting(logging.Formatter):
-    """Tracebacks without the row values a database error quotes."""
+    """Lines and tracebacks without the row values a database error quotes, addresses or
+    phone numbers."""
 
     def formatException(self, ei: ExcInfo) -> str:
-        return without_row_values(super().formatException(ei))
+        return without_personal_data(super().formatException(ei))
 
     def format(self, record: logging.LogRecord) -> str:
         # another handler's formatter may have cached the record's traceback unmasked
-        return without_row_values(super().format(record))
+        return without_personal_data(super().format(record))
 
 
 class JsonLines(Redacting):
@@ -189,7 +207,7 @@ class JsonLines(Redacting):
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
-            "message": without_row_values(record.getMessage()),
+            "message": without_personal_data(record.getMessage()),
             "trace_id": format(context.trace_id, "032x") if context.is_valid else "",
             "request_id": request_id.get(),
         }

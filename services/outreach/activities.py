@@ -74,7 +74,7 @@ from shared.contracts.names import Act
 from shared.db import database_away, new_id
 from shared.errors import AppError
 from shared.providers import postmark
-from shared.providers.email import EmailSendError, OutgoingEmail, SmtpEmail
+from shared.providers.email import EmailSendError, OutgoingEmail, SmtpEmail, logged_id
 from shared.providers.sms import TwilioSms
 from shared.settings import Settings
 from shared.timezones import prospect_zone
@@ -793,7 +793,10 @@ class OutreachActivities:
             # Not a send, so not under the guard's locks (opt-outs would wait on the mailbox):
             # the SMTP server filed the earlier attempt's copy, so it went (mailbox/sent_folder.py)
             if await sent_folder.went_out(self._settings, row.provider_id or ""):
-                log.info("email %s found in the Sent folder: not sent again", row.provider_id)
+                log.info(
+                    "email %s found in the Sent folder: not sent again",
+                    logged_id(row.provider_id or ""),
+                )
                 return str(row.provider_id), None
         guard = consent.send_guard(session, row.channel, row.to_address, _consent_of(row))
         async with guard as refusal:

@@ -49,6 +49,12 @@ class EmailSender(Protocol):
     async def send(self, msg: OutgoingEmail) -> str: ...
 
 
+def logged_id(message_id: str) -> str:
+    """A Message-ID as a log line gives it: its local part, closeflow's id of the message (the
+    log masks whatever looks like an address, and a Message-ID does)."""
+    return message_id.strip().strip("<>").partition("@")[0]
+
+
 class EmailSendError(Exception):
     """permanent: the server refused the recipient for good (5xx), so retrying cannot help.
     not_sent: the message surely did not go (no connection, or the server answered with an
@@ -238,5 +244,5 @@ class SmtpEmail:
             raise EmailSendError(f"SMTP failure: {exc}", permanent=False) from exc
         except (aiosmtplib.SMTPException, OSError) as exc:
             raise EmailSendError(f"SMTP failure: {exc}", permanent=False, not_sent=False) from exc
-        log.info("email sent message_id=%s via %s:%s", msg.message_id, self.host, self.port)
+        log.info("email %s sent via %s:%s", logged_id(msg.message_id), self.host, self.port)
         return msg.message_id
