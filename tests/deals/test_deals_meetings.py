@@ -366,9 +366,9 @@ async def test_held_and_no_show_only_once_started_and_not_both(env: DealsEnv) ->
     assert (got[3]["name"], got[5]["name"]) == (Sig.MEETING_HELD, Sig.MEETING_NO_SHOW)
     assert got[5]["payload"]["meeting_id"] == missed["id"]
 
-    # a closed deal's meetings are not changed any more
+    # a closed deal's meetings are not moved or marked any more (cancelled they may be: below)
     await env.http.post(f"/deals/{deal_id}/close", json={"outcome": "lost", "reason": "no"})
-    r = await env.http.post(url(deal_id, future, "cancel"), json={})
+    r = await env.http.post(url(deal_id, future, "no-show"))
     assert (r.status_code, error(r)["code"]) == (409, "already_closed")
 
 
@@ -512,3 +512,41 @@ async def test_open_objections_are_the_unresolved_ones(env: DealsEnv) -> None:
 
 
 _ = in_an_hour
+
+
+async def test_a_closed_deals_meeting_can_be_cancelled_to_free_the_reps_slot(
+    env: DealsEnv,
+) -> None:
+    """A deal lost with a meeting still ahead: the meeting kept the rep's slot (no booking and no
+    other deal's meeting at that time, ever) and the prospect's calendar kept the event, while
+    /cancel answered 409 already_closed. It is cancelled now: the slot is free, the prospect gets
+    the cancellation; the journey, which stopped the deal's reminders at the close, hears nothing
+    more. Moving it or marking it stays refused."""
+    deal_id, journey = await env.presenting_deal()
+    at = in_an_hour() + timedelta(days=1)
+    meeting = await schedule(env, deal_id, at)
+    r = await env.http.post(f"/deals/{deal_id}/close", json={"outcome": "lost", "reason": "no"})
+    assert r.status_code == 200, r.text
+    other_id, _ = await env.presenting_deal()
+    r = await env.http.post(
+        f"/deals/{other_id}/meetings", json={"starts_at": at.isoformat(), "title": "Demo"}
+    )
+    assert (r.status_code, error(r)["code"]) == (409, "slot_taken")
+    r = await env.http.post(
+        url(deal_id, meeting, "reschedule"),
+        json={"starts_at": (at + timedelta(hours=2)).isoformat()},
+    )
+    assert (r.status_code, error(r)["code"]) == (409, "already_closed")
+
+    r = await env.http.post(url(deal_id, meeting, "cancel"), json={"reason": "deal lost"})
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "cancelled"
+    r = await env.http.post(url(deal_id, meeting, "cancel"), json={"reason": "deal lost"})
+    assert r.status_code == 200, r.text  # a retry answers the same
+    prefix = f"meeting-invite-{journey.id.removeprefix('journey-')}:invite-{meeting['id']}"
+    cancelled = env.client.get_workflow_handle(prefix + "-cancel")
+    assert (await cancelled.describe()).workflow_type == "MeetingInvite"
+    await asyncio.sleep(0.2)
+    names = [s["name"] for s in await signals(journey, 3)]
+    assert Sig.MEETING_CANCELLED not in names
+    assert (await schedule(env, other_id, at))["status"] == "scheduled"

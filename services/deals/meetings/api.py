@@ -91,10 +91,15 @@ async def cancel_meeting(
     _: ApiKey,
     session: Session,
 ) -> object:
-    """Cancel a scheduled meeting: its reminders stop. 409 when it was held or missed."""
+    """Cancel a scheduled meeting: its reminders stop. 409 when it was held or missed. A closed
+    deal's meeting too (it frees the rep's slot; the prospect gets the cancellation): its
+    journey is not told, the close already stopped the deal's reminders."""
     deal, meeting = await svc.cancel(session, deal_id, meeting_id, body.reason.strip())
     pin_uid(request, meeting)
-    await _commit_and_signal(request, session, Sig.MEETING_CANCELLED, deal, meeting)
+    if deal.is_closed:
+        await session.commit()
+    else:
+        await _commit_and_signal(request, session, Sig.MEETING_CANCELLED, deal, meeting)
     await send_invite(request, deal, meeting, CANCEL)
     return meeting
 

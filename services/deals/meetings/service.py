@@ -4,7 +4,8 @@ never commit.
 
 scheduled -> scheduled (reschedule: revision + 1) | cancelled | held | no_show. Repeating the
 last change answers the same meeting again (a client retrying after a failed signal); any other
-move out of a final state is a 409 that names the state.
+move out of a final state is a 409 that names the state. Once the deal is closed its meetings
+can only be cancelled (which frees the rep's slot); moving or marking one is a 409.
 """
 
 from __future__ import annotations
@@ -248,13 +249,17 @@ async def _calendar_of(session: AsyncSession, deal_id: str, meeting_id: str) -> 
     return None if row is None else (row[0] or row[1])
 
 
-async def _meeting(session: AsyncSession, deal_id: str, meeting_id: str) -> tuple[Deal, Meeting]:
+async def _meeting(
+    session: AsyncSession, deal_id: str, meeting_id: str, *, closed_too: bool = False
+) -> tuple[Deal, Meeting]:
+    """`closed_too`: a closed deal's meeting as well (its cancellation)."""
     deal = await get_deal(session, deal_id, lock=True)
     meeting = await session.get(Meeting, meeting_id)
     if meeting is None or meeting.deal_id != deal.id:
         raise not_found("meeting", meeting_id)
-    # the journey of a closed deal has ended: nobody would act on the change
-    require_stage(deal, CHANGE_STAGES, "changing a meeting")
+    if not (closed_too and deal.is_closed):
+        # the journey of a closed deal has decided it: nobody would act on a move or a mark
+        require_stage(deal, CHANGE_STAGES, "changing a meeting")
     return deal, meeting
 
 
@@ -296,7 +301,10 @@ async def reschedule(
 async def cancel(
     session: AsyncSession, deal_id: str, meeting_id: str, reason: str
 ) -> tuple[Deal, Meeting]:
-    deal, meeting = await _meeting(session, deal_id, meeting_id)
+    """Also on a closed deal: its meeting still held the rep's slot and the prospect's calendar
+    event, and only a cancellation frees them (the route then tells no journey: the close
+    stopped the meeting's reminders)."""
+    deal, meeting = await _meeting(session, deal_id, meeting_id, closed_too=True)
     if meeting.status == CANCELLED:
         return deal, meeting  # a retry: answer (and signal) again
     if meeting.status != SCHEDULED:
