@@ -452,3 +452,42 @@ async def test_two_prospects_booking_one_slot_at_once_get_one_meeting(env: Deals
     assert r.status_code == 200, r.text
     booked = await env.anon.post(pages[0], data={"slot": moved_to.isoformat()})
     assert booked.status_code == 200, booked.text
+
+
+@pytest.mark.parametrize("database_urls", ["sqlite"], indirect=True)
+async def test_a_reassigned_prospects_link_books_their_new_rep(env: DealsEnv) -> None:
+    """The prospect's link kept the rep it was issued for: reassigned (a territory change, their
+    rep deactivated) while the email was in their inbox, they got the old rep's free times and
+    booked one, the meeting (and a deal) landed in the old rep's calendar, and the new rep, who
+    takes over the meeting, was double booked over a meeting of their own. Deals hears the move
+    (POST /internal/prospects/{id}/rep): the live links move to the new rep with the deals."""
+    for rep in ("rep-1", "rep-2"):
+        r = await env.http.put(f"/reps/{rep}/availability", json=BOOKING_HOURS)
+        assert r.status_code == 200, r.text
+    prospect, theirs = uuid.uuid4().hex, uuid.uuid4().hex
+    await env.start_journey(prospect)
+    await env.start_journey(theirs)
+    link = await booking_link(env, prospect, rep_id="rep-1")
+    taken = offered(await env.anon.get(link))[0][0]
+    # the new rep's own prospect holds that time
+    other_link = await booking_link(env, theirs, rep_id="rep-2")
+    assert (await env.anon.post(other_link, data={"slot": taken.isoformat()})).status_code == 200
+
+    moved = await env.anon.post(
+        f"/internal/prospects/{prospect}/rep", json={"rep_id": "rep-2"}, headers=SERVICE_AUTH
+    )
+    assert moved.status_code == 200, moved.text
+    page = await env.anon.get(link)
+    assert page.status_code == 200, page.text
+    assert taken not in [s for s, _ in offered(page)]
+    refused = await env.anon.post(link, data={"slot": taken.isoformat()})
+    assert refused.status_code == 409, refused.text
+    free = offered(refused)[0][0]
+    assert (await env.anon.post(link, data={"slot": free.isoformat()})).status_code == 200
+    (deal,) = (await env.http.get("/deals", params={"prospect_id": prospect})).json()
+    assert deal["rep_id"] == "rep-2"
+    async with env.app.state.sessions() as session:
+        (row,) = (await session.scalars(select(Meeting).where(Meeting.deal_id == deal["id"]))).all()
+    assert row.booked_rep_id == "rep-2"
+    # the next touch sends the same (moved) link
+    assert await booking_link(env, prospect, rep_id="rep-2") == link

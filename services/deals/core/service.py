@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from services.deals.core import history
-from services.deals.models import CLOSED_STAGES, Deal
+from services.deals.models import CLOSED_STAGES, BookingLink, Deal
 from services.deals.qualification.frameworks import get_framework
 from services.deals.qualification.scoring import DEFAULT_FRAMEWORK
 from shared.contracts.journey import OpenDealRequest, Stage
@@ -146,7 +146,19 @@ async def time_out_qualification(
 
 async def move_rep(session: AsyncSession, prospect_id: str, rep_id: str) -> int:
     """The prospect has a new rep: their open deals are theirs now (the old rep can no longer
-    work or close them). Closed deals keep the rep who closed them. Idempotent."""
+    work or close them), and so are their live booking links: a link in an email sent before
+    books the new rep's free times, never the old rep's calendar (the new rep would be double
+    booked). Closed deals keep the rep who closed them. Idempotent; the deals moved."""
+    await session.execute(
+        update(BookingLink)
+        .where(
+            BookingLink.prospect_id == prospect_id,
+            BookingLink.revoked_at.is_(None),
+            BookingLink.rep_id != rep_id,
+        )
+        .values(rep_id=rep_id)
+        .execution_options(synchronize_session=False)
+    )
     moved = await session.execute(
         update(Deal)
         .where(
