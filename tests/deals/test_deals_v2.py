@@ -615,3 +615,46 @@ async def test_new_routes_need_an_api_key(env: DealsEnv) -> None:
         r = await env.anon.request(method, url, json=body)
         assert r.status_code == 401, (method, url)
     assert (await env.http.get(f"/deals/{deal_id}")).json()["segment"] is None
+
+
+async def test_answers_a_replaced_framework_no_longer_asks_do_not_block_the_deal(
+    env: DealsEnv,
+) -> None:
+    """Ops replace a framework (PUT /frameworks/{name}) while deals are being qualified by it:
+    the answers stored for a criterion it no longer asks, or of a type it no longer takes, made
+    every stage move and booked meeting of those deals a 500 and every later qualification a
+    422 naming a criterion the rep never sent: the deal could not be qualified at all. They are
+    left out now (a changed criterion is asked again, as unanswered)."""
+    framework = {**CUSTOM, "name": "fit-v1"}
+    assert (await env.http.post("/frameworks", json=framework)).status_code == 201
+    deal_id, _, journey = await env.open_deal()
+    await env.http.patch(f"/deals/{deal_id}", json={"framework": "fit-v1"})
+    r = await env.http.post(
+        f"/deals/{deal_id}/qualification",
+        json={"answers": {"pain": True, "seats": 12}, "partial": True},
+    )
+    assert r.status_code == 200, r.text
+    # "seats" goes; "pain" becomes a choice
+    replaced = [
+        {
+            **CUSTOM["criteria"][0],
+            "answer_type": "choice",
+            "choices": ["yes", "no"],
+            "rule": {"allowed": ["yes"]},
+        },
+        CUSTOM["criteria"][2],
+    ]
+    r = await env.http.put(
+        "/frameworks/fit-v1", json={"label": "Fit v2", "pass_score": 100, "criteria": replaced}
+    )
+    assert r.status_code == 200, r.text
+
+    r = await env.http.post(f"/deals/{deal_id}/stage", json={"stage": "presenting"})
+    assert r.status_code == 409, r.text
+    assert fields(r) == {"qualification.pain", "qualification.plan"}
+    r = await env.http.post(
+        f"/deals/{deal_id}/qualification", json={"answers": {"pain": "yes", "plan": "pro"}}
+    )
+    assert r.status_code == 200, r.text
+    assert (r.json()["qualified"], r.json()["deal"]["stage"]) == (True, "presenting")
+    assert (await signals(journey, 1))[0]["payload"]["qualified"] is True

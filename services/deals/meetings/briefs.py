@@ -66,7 +66,7 @@ def company_facts(contact: Contact) -> list[tuple[str, str]]:
 async def build(session: AsyncSession, deal_id: str, contact: Contact) -> Brief:
     deal = await get_deal(session, deal_id)
     framework = await deal_framework(session, deal)
-    stored = await stored_answers(session, deal.id, framework.name) or {}
+    stored = await stored_answers(session, deal.id, framework) or {}
     answers: list[tuple[int, str, str]] = []
     for criterion in framework.criteria:
         if criterion.key not in stored:

@@ -20,7 +20,7 @@ GATE_PASSED = "passed the qualification gate"  # how the deal's history names th
 async def gate_failures(session: AsyncSession, deal: Deal) -> tuple[q.Verdict, list[str]]:
     """The verdict on the stored answers and the criteria that keep the deal from presenting."""
     framework = await deal_framework(session, deal)
-    stored = await stored_answers(session, deal.id, framework.name) or {}
+    stored = await stored_answers(session, deal.id, framework) or {}
     verdict = q.evaluate(stored, framework)
     if verdict.qualified:
         return verdict, []

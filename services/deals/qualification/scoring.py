@@ -225,6 +225,22 @@ def _passes(rule: Rule, answer: Any) -> bool:
     raise ValueError(f"unknown rule {rule.op!r}")
 
 
+def still_fitting(answers: dict[str, Any], framework: Framework) -> dict[str, Any]:
+    """The stored answers `framework` takes as it is now: ops may have replaced it since they were
+    given, and an answer to a criterion it no longer asks, or of a type it no longer takes, is
+    left out (asked again as unanswered) rather than failing every later verdict."""
+    kept: dict[str, Any] = {}
+    for key, raw in answers.items():
+        criterion = framework.criterion(key)
+        if criterion is None:
+            continue
+        try:
+            kept[key] = _normalize(criterion, raw)
+        except AnswerError:
+            continue
+    return kept
+
+
 def evaluate(answers: dict[str, Any], framework: Framework = DEFAULT_FRAMEWORK) -> Verdict:
     """Score the answers; a reason per failing or missing criterion. None counts as missing."""
     unknown = sorted(set(answers) - {c.key for c in framework.criteria})

@@ -40,7 +40,7 @@ async def record_qualification(
     """
     deal = await get_deal(session, deal_id, lock=True)
     framework = await deal_framework(session, deal)
-    stored = await stored_answers(session, deal.id, framework.name) or {}
+    stored = await stored_answers(session, deal.id, framework) or {}
     try:
         verdict = q.evaluate({**stored, **answers}, framework)
     except q.AnswerError as err:
@@ -86,20 +86,23 @@ async def deal_framework(session: AsyncSession, deal: Deal) -> q.Framework:
 
 
 async def stored_answers(
-    session: AsyncSession, deal_id: str, framework: str
+    session: AsyncSession, deal_id: str, framework: q.Framework
 ) -> dict[str, Any] | None:
-    """The deal's answers under `framework` (criterion -> answer); None when none is stored."""
+    """The deal's answers under `framework` (criterion -> answer) that it takes as it is now
+    (q.still_fitting); None when none is stored."""
     rows = (
         await session.execute(
             select(QualificationAnswer).where(
-                QualificationAnswer.deal_id == deal_id, QualificationAnswer.framework == framework
+                QualificationAnswer.deal_id == deal_id,
+                QualificationAnswer.framework == framework.name,
             )
         )
     ).scalars()
     stored = list(rows)
     if not stored:
         return None
-    return {r.criterion: r.answer for r in stored if r.answer is not None}
+    given = {r.criterion: r.answer for r in stored if r.answer is not None}
+    return q.still_fitting(given, framework)
 
 
 async def _store_answers(
