@@ -43,7 +43,7 @@ from tests.support.deals import (
     in_an_hour,
     signals,
 )
-from tests.support.settings import make_settings
+from tests.support.settings import SERVICE_AUTH, make_settings
 from workflows.meeting_invite import MeetingInviteWorkflow
 
 REP = "rita@sales.example.com"
@@ -550,3 +550,40 @@ async def test_a_closed_deals_meeting_can_be_cancelled_to_free_the_reps_slot(
     names = [s["name"] for s in await signals(journey, 3)]
     assert Sig.MEETING_CANCELLED not in names
     assert (await schedule(env, other_id, at))["status"] == "scheduled"
+
+
+async def move_prospect(env: DealsEnv, deal_id: str, rep_id: str) -> None:
+    """The deal's prospect reassigned (prospecting's outbox tells deals)."""
+    prospect_id = (await env.http.get(f"/deals/{deal_id}")).json()["prospect_id"]
+    r = await env.anon.post(
+        f"/internal/prospects/{prospect_id}/rep", json={"rep_id": rep_id}, headers=SERVICE_AUTH
+    )
+    assert (r.status_code, r.json()["moved"]) == (200, 1), r.text
+
+
+async def test_a_reassigned_deals_meeting_moves_in_its_new_reps_calendar(env: DealsEnv) -> None:
+    """A deal handed to a new rep (reassigned, or its rep deactivated) kept its meeting in the
+    old rep's calendar: moving it was checked against the old rep's meetings, so the new rep,
+    who runs it now, was double booked over a meeting of their own. It is checked against (and
+    held in) the deal's rep's calendar now."""
+    theirs, _ = await env.presenting_deal()
+    await move_prospect(env, theirs, "rep-2")
+    at = in_an_hour() + timedelta(days=1)
+    own = await schedule(env, theirs, at)  # the new rep's own meeting
+    deal_id, _ = await env.presenting_deal()
+    meeting = await schedule(env, deal_id, at + timedelta(hours=3))
+    await move_prospect(env, deal_id, "rep-2")
+
+    r = await env.http.post(url(deal_id, meeting, "reschedule"), json={"starts_at": at.isoformat()})
+    assert r.status_code == 409, r.text
+    assert error(r)["details"][0]["meeting_id"] == own["id"]
+    later = at + timedelta(hours=1)
+    r = await env.http.post(
+        url(deal_id, meeting, "reschedule"), json={"starts_at": later.isoformat()}
+    )
+    assert r.status_code == 200, r.text
+    # it holds the new rep's slot: their next meeting cannot land on it
+    r = await env.http.post(
+        f"/deals/{theirs}/meetings", json={"starts_at": later.isoformat(), "title": "Demo"}
+    )
+    assert (r.status_code, error(r)["details"][0]["meeting_id"]) == (409, meeting["id"])

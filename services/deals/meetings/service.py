@@ -237,16 +237,23 @@ def slot_taken(starts_at: datetime, overlaps: Booked | None = None) -> AppError:
     return conflict("slot_taken", message, [detail])
 
 
+def _meetings_rep(deal_rep: str | None, booked_rep: str | None) -> str | None:
+    """The rep whose calendar a change of the meeting is checked against and held in: the deal's
+    (who runs it, and whose name its invitation carries), also when the prospect was reassigned
+    after it was booked into another rep's slot."""
+    return deal_rep or booked_rep
+
+
 async def _calendar_of(session: AsyncSession, deal_id: str, meeting_id: str) -> str | None:
-    """The rep whose calendar holds the meeting (read unlocked: the lock order is calendar,
-    then deal)."""
+    """_meetings_rep, read unlocked (the lock order is calendar, then deal): columns only, so
+    the locked read that follows loads the deal as it is then."""
     found = await session.execute(
-        select(Meeting.booked_rep_id, Deal.rep_id)
+        select(Deal.rep_id, Meeting.booked_rep_id)
         .join(Deal, Deal.id == Meeting.deal_id)
         .where(Meeting.id == meeting_id, Meeting.deal_id == deal_id)
     )
     row = found.first()
-    return None if row is None else (row[0] or row[1])
+    return None if row is None else _meetings_rep(row[0], row[1])
 
 
 async def _meeting(
@@ -282,7 +289,7 @@ async def reschedule(
         _refuse(meeting, "rescheduled")
     if meeting.starts_at == starts_at:
         return deal, meeting, False
-    old, rep_id = meeting.starts_at, meeting.booked_rep_id or deal.rep_id
+    old, rep_id = meeting.starts_at, _meetings_rep(deal.rep_id, meeting.booked_rep_id)
     # not onto another meeting of the rep's (the change is flushed inside the hold's savepoint);
     # over its own old time is fine
     await _refuse_overlap(session, rep_id, starts_at, meeting.duration_minutes, meeting.id)
