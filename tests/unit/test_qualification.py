@@ -84,6 +84,8 @@ def test_boundaries_and_lenient_forms() -> None:
         ({**GOOD, "timeline": "soon"}, "timeline"),
         ({**GOOD, "timeline": -1}, "timeline"),
         ({**GOOD, "timeline": float("nan")}, "timeline"),
+        # JSON holds integers of any length: one no float can hold was a 500 (OverflowError)
+        ({**GOOD, "timeline": 10**400}, "timeline"),
         ({**GOOD, "budgett": True}, "budgett"),
     ],
 )

@@ -198,7 +198,7 @@ def _normalize(criterion: Criterion, raw: Any) -> Any:
         raise AnswerError(key, f"expected one of {', '.join(criterion.choices)}")
     if kind is AnswerType.NUMBER:
         # bool is an int in Python; True months is a client bug, not a number
-        if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw):
+        if isinstance(raw, bool) or not isinstance(raw, int | float) or not _finite(raw):
             raise AnswerError(key, "expected a number")
         if raw < 0:
             raise AnswerError(key, "expected a number >= 0")
@@ -206,6 +206,14 @@ def _normalize(criterion: Criterion, raw: Any) -> Any:
     if not isinstance(raw, str):
         raise AnswerError(key, "expected text")
     return raw.strip()
+
+
+def _finite(number: float) -> bool:
+    """A JSON integer too long for a float (10**400) is no answer either, not an OverflowError."""
+    try:
+        return math.isfinite(number)
+    except OverflowError:
+        return False
 
 
 def _passes(rule: Rule, answer: Any) -> bool:
