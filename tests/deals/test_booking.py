@@ -491,3 +491,16 @@ async def test_a_reassigned_prospects_link_books_their_new_rep(env: DealsEnv) ->
     assert row.booked_rep_id == "rep-2"
     # the next touch sends the same (moved) link
     assert await booking_link(env, prospect, rep_id="rep-2") == link
+
+
+async def test_a_rep_id_longer_than_any_is_a_422_naming_it(env: DealsEnv) -> None:
+    """PUT /reps/{rep_id}/availability took any path text: one longer than the column (64) was a
+    500 on PostgreSQL (value too long for type character varying(64)); SQLite stored it. It is
+    a 422 naming rep_id now, on both routes."""
+    bad = "x" * 65
+    r = await env.http.put(f"/reps/{bad}/availability", json=BOOKING_HOURS)
+    assert (r.status_code, fields(r)) == (422, {"rep_id"}), r.text
+    r = await env.http.get(f"/reps/{bad}/availability")
+    assert (r.status_code, fields(r)) == (422, {"rep_id"}), r.text
+    ok = await env.http.put(f"/reps/{'x' * 64}/availability", json=BOOKING_HOURS)
+    assert ok.status_code == 200, ok.text

@@ -9,7 +9,9 @@ If the signal fails after the commit, the client retries: the same change is ans
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, status
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.deals.core.runs import signal_deal
@@ -145,11 +147,13 @@ async def _commit_and_signal(
 
 
 reps = APIRouter(prefix="/reps", tags=["meetings"])
+# as long as a rep's id may be (the column's length): a longer one is a 422, not a 500
+RepId = Annotated[str, Path(max_length=64)]
 
 
 @reps.put("/{rep_id}/availability", response_model=schemas.AvailabilityOut)
 async def set_availability(
-    rep_id: str, body: schemas.AvailabilityIn, _: ApiKey, session: Session
+    rep_id: RepId, body: schemas.AvailabilityIn, _: ApiKey, session: Session
 ) -> schemas.AvailabilityOut:
     """The rep's working hours for booking links (ops, admins and the rep itself): replaces
     what was set; the links already sent offer the new slots at once."""
@@ -158,7 +162,7 @@ async def set_availability(
 
 
 @reps.get("/{rep_id}/availability", response_model=schemas.AvailabilityOut)
-async def get_availability(rep_id: str, _: ApiKey, session: Session) -> schemas.AvailabilityOut:
+async def get_availability(rep_id: RepId, _: ApiKey, session: Session) -> schemas.AvailabilityOut:
     """The rep's working hours and the slots a booking link offers now. 404 until set."""
     return await _availability_out(session, await availability.get_hours(session, rep_id))
 
