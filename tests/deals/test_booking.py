@@ -504,3 +504,24 @@ async def test_a_rep_id_longer_than_any_is_a_422_naming_it(env: DealsEnv) -> Non
     assert (r.status_code, fields(r)) == (422, {"rep_id"}), r.text
     ok = await env.http.put(f"/reps/{'x' * 64}/availability", json=BOOKING_HOURS)
     assert ok.status_code == 200, ok.text
+
+
+async def test_a_closed_deals_link_says_so_before_the_prospect_picks_a_time(
+    env: DealsEnv,
+) -> None:
+    """A prospect whose deal was closed (disqualified, lost) opening a link from an earlier email
+    was offered the rep's free times, picked one, and only then read "This conversation is
+    closed" (410): the page offered what the booking refuses. The page says so at once now."""
+    assert (await env.http.put(AVAILABILITY, json=BOOKING_HOURS)).status_code == 200
+    deal_id, prospect, _ = await env.open_deal()
+    link = await booking_link(env, prospect)
+    slot = offered(await env.anon.get(link))[0][0]
+    no = {"budget": False, "authority": "none", "need": "none really", "timeline": 12}
+    r = await env.http.post(f"/deals/{deal_id}/qualification", json={"answers": no})
+    assert r.json()["deal"]["stage"] == "disqualified", r.text
+
+    page = await env.anon.get(link)
+    assert page.status_code == 410, page.text
+    assert "This conversation is closed" in page.text and offered(page) == []
+    booked = await env.anon.post(link, data={"slot": slot.isoformat()})
+    assert booked.status_code == 410 and "This conversation is closed" in booked.text

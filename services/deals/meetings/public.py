@@ -48,6 +48,7 @@ _pages = Pages(__file__)
 EXPIRED = "It has expired, or it was not copied whole from the message."
 NO_TIMES = "Nobody takes bookings through this link at the moment."
 ALREADY_BOOKED = "You already have a meeting booked: this link books one at a time."
+CLOSED = "This conversation is closed."
 
 
 def _zone(claim: BookingClaim) -> ZoneInfo:
@@ -124,6 +125,9 @@ async def booking_page(token: str, request: Request, session: Session) -> HTMLRe
     claim, hours = found
     if (booked := await svc.upcoming_meeting(session, claim.journey_key)) is not None:
         return _booked_page(claim, booked)
+    if await svc.run_closed(session, claim.journey_key):
+        # no times a booking would refuse (already_closed)
+        return _pages.render("invalid_link.html", 410, reason=CLOSED)
     return _slots_page(request, claim, hours, await availability.open_slots(session, hours))
 
 
@@ -158,7 +162,7 @@ async def book_slot(token: str, request: Request, session: Session) -> HTMLRespo
             notice = "Sorry, that time was just taken. Please pick another one."
             return _slots_page(request, claim, hours, left, 409, notice)
         if err.code == "already_closed":
-            return _pages.render("invalid_link.html", 410, reason="This conversation is closed.")
+            return _pages.render("invalid_link.html", 410, reason=CLOSED)
         raise
     pin_uid(request, meeting)
     await session.commit()

@@ -208,6 +208,12 @@ async def upcoming_meeting(session: AsyncSession, journey_key: str) -> Meeting |
     )
 
 
+async def run_closed(session: AsyncSession, journey_key: str) -> bool:
+    """Whether the journey run's deal is closed: its booking link books nothing more."""
+    deal = await find_deal_by_journey(session, journey_key)
+    return deal is not None and deal.is_closed
+
+
 async def _hold_slot(session: AsyncSession, meeting: Meeting, **changes: object) -> None:
     """Write the meeting (with `changes`) in its rep's slot now: the unique index (rep, start)
     of scheduled meetings that hold a slot refuses one another transaction holds, whatever both
