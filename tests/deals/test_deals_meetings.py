@@ -552,13 +552,13 @@ async def test_a_closed_deals_meeting_can_be_cancelled_to_free_the_reps_slot(
     assert (await schedule(env, other_id, at))["status"] == "scheduled"
 
 
-async def move_prospect(env: DealsEnv, deal_id: str, rep_id: str) -> None:
+async def move_prospect(env: DealsEnv, deal_id: str, rep_id: str, moved: int = 1) -> None:
     """The deal's prospect reassigned (prospecting's outbox tells deals)."""
     prospect_id = (await env.http.get(f"/deals/{deal_id}")).json()["prospect_id"]
     r = await env.anon.post(
         f"/internal/prospects/{prospect_id}/rep", json={"rep_id": rep_id}, headers=SERVICE_AUTH
     )
-    assert (r.status_code, r.json()["moved"]) == (200, 1), r.text
+    assert (r.status_code, r.json()["moved"]) == (200, moved), r.text
 
 
 async def test_a_reassigned_deals_meeting_moves_in_its_new_reps_calendar(env: DealsEnv) -> None:
@@ -587,3 +587,35 @@ async def test_a_reassigned_deals_meeting_moves_in_its_new_reps_calendar(env: De
         f"/deals/{theirs}/meetings", json={"starts_at": later.isoformat(), "title": "Demo"}
     )
     assert (r.status_code, error(r)["details"][0]["meeting_id"]) == (409, meeting["id"])
+
+
+async def test_a_reassigned_deals_meeting_leaves_the_old_reps_calendar(env: DealsEnv) -> None:
+    """The prospect handed to a new rep, their deal's meeting went with the deal but kept holding
+    the old rep's slot: the old rep's booking page never offered that time again, and their own
+    meeting there got 409 slot_taken naming a meeting of a deal they can no longer see or
+    cancel. The meeting's slot moves to the new rep with the deal."""
+    deal_id, _ = await env.presenting_deal()
+    at = in_an_hour() + timedelta(days=1)
+    meeting = await schedule(env, deal_id, at)
+    await move_prospect(env, deal_id, "rep-2")
+
+    old_reps, _ = await env.presenting_deal()  # rep-1's
+    r = await env.http.post(
+        f"/deals/{old_reps}/meetings", json={"starts_at": at.isoformat(), "title": "Demo"}
+    )
+    assert r.status_code == 201, r.text
+    # the new rep's calendar holds it: the move is refused there, and so is a meeting over it
+    theirs, _ = await env.presenting_deal()
+    await move_prospect(env, theirs, "rep-2")
+    r = await env.http.post(
+        f"/deals/{theirs}/meetings", json={"starts_at": at.isoformat(), "title": "Demo"}
+    )
+    assert (r.status_code, error(r)["details"][0]["meeting_id"]) == (409, meeting["id"])
+    # a move again to the rep it has changes nothing
+    await move_prospect(env, deal_id, "rep-2", moved=0)
+    # a meeting at a start the new rep holds already (a clash the move makes): moved all the
+    # same (the outbox retries a refusal for ever), the meeting keeping its old hold
+    clash, _ = await env.presenting_deal()
+    await schedule(env, clash, at + timedelta(hours=2))
+    await schedule(env, theirs, at + timedelta(hours=2))
+    await move_prospect(env, clash, "rep-2")

@@ -16,6 +16,7 @@ from services.deals.core import erasure, schemas, timeline
 from services.deals.core import service as svc
 from services.deals.core import source_analytics as by_source
 from services.deals.core.runs import signal_deal
+from services.deals.meetings.service import hand_over
 from shared.access import OwnRows
 from shared.auth import ApiKey, require_api_key
 from shared.bounds import INT32_MAX
@@ -95,7 +96,8 @@ async def erasure_order(order: ErasureOrder, session: Session) -> ErasureResult:
 @internal.post("/internal/prospects/{prospect_id}/rep", tags=["deals"])
 async def move_rep(prospect_id: str, body: RepMove, session: Session) -> RepMoved:
     """The prospect was reassigned (prospecting's outbox, retried until 2xx): their open deals
-    go to the new rep."""
+    go to the new rep, with their meetings' slots and the prospect's booking links."""
+    await hand_over(session, prospect_id, body.rep_id)
     moved = await svc.move_rep(session, prospect_id, body.rep_id)
     await session.commit()
     return RepMoved(prospect_id=prospect_id, rep_id=body.rep_id, moved=moved)

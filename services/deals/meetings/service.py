@@ -26,7 +26,7 @@ from services.deals.core.service import (
     require_stage,
 )
 from services.deals.meetings.availability import Booked, hold_calendar, overlapping
-from services.deals.models import Deal, EventOutbox, Meeting
+from services.deals.models import CLOSED_STAGES, Deal, EventOutbox, Meeting
 from services.deals.qualification.gate import gate_failures, just_passed, pass_gate
 from shared.booking import BookingClaim
 from shared.contracts.journey import OpenDealRequest, Stage
@@ -206,6 +206,32 @@ async def upcoming_meeting(session: AsyncSession, journey_key: str) -> Meeting |
         .order_by(Meeting.starts_at)
         .limit(1)
     )
+
+
+async def hand_over(session: AsyncSession, prospect_id: str, rep_id: str) -> None:
+    """The prospect's open deals are `rep_id`'s now (core.service.move_rep, called after this
+    under the same calendar lock): their scheduled meetings' slots leave the old rep's calendar
+    for the new rep's, who runs them. One whose start the new rep holds already keeps its old
+    hold (the unique index): moving either meeting settles that clash."""
+    await hold_calendar(session, rep_id)
+    open_deals = select(Deal.id).where(
+        Deal.prospect_id == prospect_id, Deal.stage.not_in(CLOSED_STAGES)
+    )
+    # the lock order of every change: calendar, deal, then its meetings
+    await session.execute(open_deals.with_for_update())
+    found = await session.scalars(
+        select(Meeting).where(
+            Meeting.deal_id.in_(open_deals),
+            Meeting.status == SCHEDULED,
+            Meeting.booked_rep_id.is_not(None),
+            Meeting.booked_rep_id != rep_id,
+        )
+    )
+    for meeting in found.all():
+        try:
+            await _hold_slot(session, meeting, booked_rep_id=rep_id)
+        except AppError:
+            continue
 
 
 async def run_closed(session: AsyncSession, journey_key: str) -> bool:
