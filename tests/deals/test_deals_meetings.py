@@ -619,3 +619,30 @@ async def test_a_reassigned_deals_meeting_leaves_the_old_reps_calendar(env: Deal
     await schedule(env, clash, at + timedelta(hours=2))
     await schedule(env, theirs, at + timedelta(hours=2))
     await move_prospect(env, clash, "rep-2")
+
+
+async def test_a_newer_invitation_stops_the_older_ones_still_waiting(env: DealsEnv) -> None:
+    """An invitation that must wait (its sender's daily cap) waited on after the meeting was
+    moved or cancelled: the next morning the prospect got the old time's invitation beside the
+    update, or an invitation after the cancellation, which puts the cancelled meeting back in a
+    calendar that reads it last. Each newer invitation of the meeting stops the older ones that
+    are still running. (No worker runs MeetingInvite here: every invitation stays running.)"""
+    deal_id, journey = await env.presenting_deal()
+    meeting = await schedule(env, deal_id, in_an_hour() + timedelta(days=1))
+    prefix = f"meeting-invite-{journey.id.removeprefix('journey-')}:invite-{meeting['id']}"
+
+    async def status(suffix: str) -> str:
+        return (await env.client.get_workflow_handle(prefix + suffix).describe()).status.name
+
+    assert await status("-s0") == "RUNNING"
+    moved = in_an_hour() + timedelta(days=2)
+    r = await env.http.post(
+        url(deal_id, meeting, "reschedule"), json={"starts_at": moved.isoformat()}
+    )
+    assert r.status_code == 200, r.text
+    assert (await status("-s0"), await status("-s1")) == ("TERMINATED", "RUNNING")
+    r = await env.http.post(url(deal_id, meeting, "cancel"), json={})
+    assert r.status_code == 200, r.text
+    assert (await status("-s1"), await status("-cancel")) == ("TERMINATED", "RUNNING")
+    r = await env.http.post(url(deal_id, meeting, "cancel"), json={})  # a retry: as before
+    assert (r.status_code, await status("-cancel")) == (200, "RUNNING")

@@ -4,23 +4,27 @@ workflow (workflows/meeting_invite.py), which has outreach send it through its l
 The workflow id names the invitation (shared.contracts.meetings.meeting_invite_id) and a second
 start of the same id is refused, so a client repeating the request (after a failed start, or a
 retried reschedule) never sends an invitation twice. Like the journey's signal, the start comes
-after the commit: if it fails, the answer is a 503 and the client's retry starts it.
+after the commit: if it fails, the answer is a 503 and the client's retry starts it. Each
+invitation then ends the meeting's older ones still running (_stop_older).
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from services.deals.core import history
 from services.deals.models import Deal, Meeting
 from shared.contracts.meetings import (
     CANCEL,
+    REQUEST,
     InviteOutcome,
     MeetingInvite,
     meeting_invite_id,
@@ -74,12 +78,30 @@ async def send_invite(request: Request, deal: Deal, meeting: Meeting, method: st
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         )
     except WorkflowAlreadyStartedError:
-        return  # sent (or being sent) already
+        pass  # sent (or being sent) already; the older ones may not be stopped yet (a retry)
     except RPCError as err:
         log.error("invitation %s not started: %s", meeting_invite_id(invite), err.message)
         raise AppError(
             503, "invite_not_sent", "stored, but the invitation could not be started; retry"
         ) from err
+    await _stop_older(request.app.state.temporal, invite)
+
+
+async def _stop_older(client: Client, invite: MeetingInvite) -> None:
+    """End the meeting's older invitations that still run: one waiting for its send window (a
+    sender's cap) would otherwise go out after this one, the old time beside the update or an
+    invitation after the cancellation, putting the meeting back in a calendar that reads it
+    last. The older ones are the REQUESTs of sequence 0 .. this one's - 1 (a CANCEL's sequence
+    is one past the last REQUEST's). What one has sent stays sent: the ledger keeps it."""
+    for sequence in range(invite.sequence):
+        older = meeting_invite_id(replace(invite, method=REQUEST, sequence=sequence))
+        try:
+            await client.get_workflow_handle(older).terminate(
+                reason=f"superseded by {meeting_invite_id(invite)}"
+            )
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:  # NOT_FOUND: ended, or never started
+                log.warning("invitation %s not stopped: %s", older, err.message)
 
 
 SENT = frozenset({"sent", "already_sent"})
