@@ -525,3 +525,29 @@ async def test_a_closed_deals_link_says_so_before_the_prospect_picks_a_time(
     assert "This conversation is closed" in page.text and offered(page) == []
     booked = await env.anon.post(link, data={"slot": slot.isoformat()})
     assert booked.status_code == 410 and "This conversation is closed" in booked.text
+
+
+@pytest.mark.parametrize("database_urls", ["sqlite"], indirect=True)
+async def test_reloading_a_confirmation_after_a_reassignment_books_nothing_more(
+    env: DealsEnv,
+) -> None:
+    """The prospect books, is handed to another rep (the meeting's slot goes with the deal),
+    then reloads the confirmation of a link that still names the old rep (a signed link from
+    before links were stored): it is the same booking, answered again, never a second meeting
+    at that time in the old rep's calendar."""
+    assert (await env.http.put(AVAILABILITY, json=BOOKING_HOURS)).status_code == 200
+    prospect = uuid.uuid4().hex
+    await env.start_journey(prospect)
+    link = f"/book/{booking_token(env, prospect)}"
+    slot = offered(await env.anon.get(link))[0][0]
+    assert (await env.anon.post(link, data={"slot": slot.isoformat()})).status_code == 200
+    moved = await env.anon.post(
+        f"/internal/prospects/{prospect}/rep", json={"rep_id": "rep-2"}, headers=SERVICE_AUTH
+    )
+    assert moved.status_code == 200, moved.text
+
+    again = await env.anon.post(link, data={"slot": slot.isoformat()})
+    assert again.status_code == 200 and "You are booked" in again.text, again.text
+    (deal,) = (await env.http.get("/deals", params={"prospect_id": prospect})).json()
+    meetings = (await env.http.get(f"/deals/{deal['id']}")).json()["meetings"]
+    assert len(meetings) == 1, meetings

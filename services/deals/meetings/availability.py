@@ -171,14 +171,14 @@ async def open_slots(session: AsyncSession, row: RepAvailability) -> list[dateti
     return free_slots(hours, busy, now)
 
 
-async def booked_by(session: AsyncSession, prospect_id: str, rep_id: str, at: datetime) -> bool:
-    """Whether this prospect holds the rep's slot at `at` (booked through their link)."""
+async def booked_by(session: AsyncSession, journey_key: str, at: datetime) -> bool:
+    """Whether the journey run's deal has its meeting at `at` (booked through the link), in
+    whichever rep's calendar it is now (the deal may have been handed to another rep)."""
     found = await session.scalar(
         select(Meeting.id)
         .join(Deal, Deal.id == Meeting.deal_id)
         .where(
-            Deal.prospect_id == prospect_id,
-            Meeting.booked_rep_id == rep_id,
+            Deal.journey_id == journey_key,
             Meeting.starts_at == at,
             Meeting.status == SCHEDULED,
         )

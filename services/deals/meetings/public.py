@@ -183,7 +183,7 @@ def _picked(value: str) -> datetime | None:
 
 async def _own_booking(session: AsyncSession, claim: BookingClaim, at: datetime) -> bool:
     """The slot is no longer free because this prospect booked it (a reload of the POST)."""
-    return await availability.booked_by(session, claim.prospect_id, claim.rep_id, at)
+    return await availability.booked_by(session, claim.journey_key, at)
 
 
 async def _tell(

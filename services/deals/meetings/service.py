@@ -167,8 +167,8 @@ async def book(
     deal = await get_deal(session, deal.id, lock=True)
     mine = await session.scalar(
         select(Meeting).where(
+            # whoever's calendar holds it now (the deal may have been handed to another rep)
             Meeting.deal_id == deal.id,
-            Meeting.booked_rep_id == claim.rep_id,
             Meeting.starts_at == starts_at,
             Meeting.status == SCHEDULED,
         )
