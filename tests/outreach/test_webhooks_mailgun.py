@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -317,6 +318,36 @@ async def test_an_inbound_reply_with_a_long_quoted_thread_is_stored(webhooks: We
         assert answer.status_code == 200, answer.text
         [event] = await rig.inbox("mailgun")
         assert (event.kind, event.prospect_id) == ("email_reply", row.prospect_id)
+
+
+async def test_an_unsigned_post_with_large_files_writes_nothing_to_disk(
+    webhooks: WebhookRigs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The signature covers no attachment, and the form is read before it can be checked:
+    Starlette spooled each file over 1 MiB to a temporary file, so strangers' posts up to the
+    route's 40 MiB limit filled the pod's /tmp (a 64 MiB emptyDir). Attachments are dropped
+    unread: no temporary file, signed or not."""
+    spilled: list[object] = []
+    real = tempfile.TemporaryFile
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        spilled.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", recording)
+    deck = os.urandom(3 * 1024 * 1024)
+    async with webhooks(inbound_email_max_body_bytes=16 * 1024 * 1024) as rig:
+        row = await rig.add_message("email", "ada@example.com", "<m1@closeflow.localhost>")
+        files = [(f"attachment-{n}", (f"deck-{n}.pdf", deck, "application/pdf")) for n in (1, 2)]
+        forged = {**reply_form(rig, row), "attachment-count": "2", "signature": "0" * 64}
+        refused = await rig.http.post("/webhooks/mailgun/inbound", data=forged, files=files)
+        assert refused.status_code == 403
+        signed = {**reply_form(rig, row), "attachment-count": "2"}
+        answer = await rig.http.post("/webhooks/mailgun/inbound", data=signed, files=files)
+        assert answer.status_code == 200, answer.text
+        [event] = await rig.inbox("mailgun")
+        assert (event.kind, event.prospect_id) == ("email_reply", row.prospect_id)
+    assert spilled == []
 
 
 async def test_an_inbound_reply_with_a_2_mb_attachment_is_stored(webhooks: WebhookRigs) -> None:

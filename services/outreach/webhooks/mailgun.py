@@ -39,6 +39,7 @@ from services.outreach.webhooks.common import (
 from services.outreach.webhooks.replies import header, header_pairs
 from shared.db import Session
 from shared.errors import AppError
+from shared.form_fields import form_fields
 from shared.providers.mailgun import PERMANENT, verify_mailgun_signature
 from shared.requests import InvalidJson, parse_json, without_nul
 
@@ -89,10 +90,9 @@ def _event_meaning(event: str, severity: str) -> str:
 async def inbound(request: Request, session: Session) -> Response:
     key = _signing_key(request)
     # a field (body-plain, body-html: a long quoted thread) may be as large as the route's
-    # whole body limit; Starlette's own cap is 1 MiB per field
-    limit = settings_of(request).inbound_email_max_body_bytes
-    parsed = await request.form(max_part_size=limit)
-    form = {k: v for k, v in parsed.items() if isinstance(v, str)}
+    # whole body limit (Starlette's own cap is 1 MiB per field); the attachments are dropped
+    # unread, before the signature is checked (shared.form_fields)
+    form = await form_fields(request, settings_of(request).inbound_email_max_body_bytes)
     fields = {k: form.get(k, "") for k in ("timestamp", "token", "signature")}
     if not await _authenticate(request, session, key, **fields, body=form):
         return Response(status_code=200)
