@@ -27,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 from temporalio import activity
+from twilio.base.exceptions import TwilioRestException
 
 from services.outreach import invites, models, send_lease
 from services.outreach.booking_links import BookingLinks, uses_booking_link
@@ -75,7 +76,7 @@ from shared.db import database_away, new_id
 from shared.errors import AppError
 from shared.providers import postmark
 from shared.providers.email import EmailSendError, OutgoingEmail, SmtpEmail, logged_id
-from shared.providers.sms import TwilioSms
+from shared.providers.sms import SmsSendError, TwilioSms
 from shared.settings import Settings
 from shared.timezones import prospect_zone
 
@@ -595,10 +596,10 @@ class OutreachActivities:
             provider_id, refusal = await self._deliver_if_allowed(
                 session, row, resend, deadline, call, invite
             )
-        except EmailSendError as err:
+        except (EmailSendError, SmsSendError) as err:
             if not err.permanent:
                 raise
-            # The server refused the address for good: retrying cannot help.
+            # The provider refused the address (or the text) for good: retrying cannot help.
             row.status = "failed"
             row.error = str(err)
             row.sending_until = None
@@ -856,7 +857,11 @@ class OutreachActivities:
             if found:
                 return found
         callback = sms_status.callback_url(self._settings.outreach_public_url, row.id)
-        sent = await self._sms.send_sms(row.to_address, row.body, callback)
+        try:
+            sent = await self._sms.send_sms(row.to_address, row.body, callback)
+        except TwilioRestException as err:
+            # Twilio's answer says whether the text was created and whether a retry can help
+            raise SmsSendError.of(err) from err
         return sent.sid
 
     async def _stop_if_listed(self, req: TouchRequest) -> None:

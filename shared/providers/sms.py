@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from types import TracebackType
 
 from twilio.base import values
+from twilio.base.exceptions import TwilioRestException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
@@ -32,6 +33,28 @@ _logger = logging.getLogger(__name__)
 class SentSms:
     sid: str
     status: str
+
+
+class SmsSendError(Exception):
+    """Twilio answered the create call with an error. permanent: a 400, the number or the text
+    refused (21211 not a valid number, 21610 the person texted STOP, 21614 not a mobile):
+    no retry changes that. not_sent: any 4xx, which creates no message; a 5xx leaves it open."""
+
+    def __init__(self, message: str, *, permanent: bool, code: int | None, not_sent: bool) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+        self.code = code
+        self.not_sent = not_sent
+
+    @classmethod
+    def of(cls, err: TwilioRestException) -> SmsSendError:
+        status = int(err.status)
+        return cls(
+            f"Twilio {status} {err.code}: {err.msg}",
+            permanent=status == 400,
+            code=err.code,
+            not_sent=400 <= status < 500,
+        )
 
 
 class RebasedAsyncTwilioHttpClient(AsyncTwilioHttpClient):

@@ -176,3 +176,24 @@ async def test_the_same_touch_run_twice_at_once_sends_each_message_once(ground: 
                 ("email", "submitted"),
                 ("sms", "submitted"),
             ]
+
+
+async def test_a_number_twilio_refuses_fails_its_text_once_and_the_touch_goes_on(
+    ground: Ground,
+) -> None:
+    """Twilio's 400 for the recipient (21211 not a valid number) is an answer: nothing went
+    out and no retry can change it. The text is `failed` at once, as a mail server's refusal of
+    the address is, and the touch goes on (its email, a call task standing in); it used to be
+    retried without end, the journey stuck at that touch."""
+    async with outreach_rig(ground) as st:
+        c = person()
+        c.phone = "+15005550001"  # the sandbox answers as Twilio does: 400, code 21211
+        req = first_touch(c, SMS, EMAIL)  # the text first: stuck, it would hold the email too
+        outcomes = await asyncio.wait_for(st.send(req), timeout=25)
+        assert outcomes == {"sms": "failed", "email": "sent", "call_task": "task_created"}
+        sms = (await messages(st, c))["sms"]
+        assert sms["status"] == "failed"
+        assert "21211" in sms["error"]
+        # the touch again: said again, from the ledger, without asking Twilio
+        assert (await asyncio.wait_for(st.send(req), timeout=25))["sms"] == "failed"
+        assert await st.texts_to(c.phone) == []
