@@ -943,6 +943,37 @@ async def test_an_opt_out_during_the_provider_call(ground: Ground) -> None:
         controller.stop()
 
 
+async def test_listing_a_parent_domain_waits_for_a_subdomain_email_in_flight(
+    ground: Ground,
+) -> None:
+    """PostgreSQL: a listed domain covers its subdomains, so listing example.com waits for an
+    email to sales.example.com that the provider holds, as listing the address itself does. It
+    did not: the send held the lock of sales.example.com only, the listing was answered 201 while
+    the email was still to go out, and went."""
+    if not ground.database_urls["outreach"].startswith("postgresql"):
+        pytest.skip("SQLite takes no such locks (the documented window)")
+    smtp = HeldSmtp()
+    port = free_port()
+    controller = Controller(smtp, hostname="127.0.0.1", port=port)
+    await asyncio.to_thread(controller.start)
+    try:
+        async with outreach_rig(ground, smtp_port=port) as st:
+            c = person(email=f"ada-{uuid.uuid4().hex[:8]}@sales.example.com")
+            sending = asyncio.create_task(st.send(touch(c, channels=("email",))))
+            assert await asyncio.to_thread(smtp.arrived.wait, 20)
+            listing = asyncio.create_task(
+                st.api.post("/do-not-contact", json={"value": "@example.com"}, headers=AUTH)
+            )
+            done, _ = await asyncio.wait({listing}, timeout=1.0)
+            assert not done, "the domain was listed while an email to it was still to go out"
+            smtp.release.set()
+            assert await sending == {"email": "sent"}
+            assert (await listing).status_code in (200, 201)
+    finally:
+        smtp.release.set()
+        controller.stop()
+
+
 # --- the real journey -------------------------------------------------------------------------
 
 

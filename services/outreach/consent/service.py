@@ -23,8 +23,9 @@ address is suppressed, or the person opted out of the channel (`blocked`). The s
 twice: before it takes a slot, and again under `send_guard` right before the provider call.
 
 The race between that last check and the provider call: on PostgreSQL `send_guard` holds shared
-advisory locks keyed by the address, its domain and the person until the provider has answered,
-and every opt-out and do-not-contact entry takes the same keys exclusively before it writes. So
+advisory locks keyed by the address, its domain and every parent domain (a listed domain covers
+its subdomains) and the person until the provider has answered, and every opt-out and
+do-not-contact entry takes the same keys exclusively before it writes. So
 an opt-out either commits before the check (which then sees it) or waits until the provider call
 is over (the message went out before the opt-out existed). The price: a send holds one pooled
 connection during its provider call, and an opt-out of that address waits for it (the SMTP or
@@ -79,7 +80,8 @@ def domain_of(address: str) -> str:
 def _keys(channel: str, address: str, prospect_id: str | None, *, domain: bool) -> list[str]:
     keys = [f"{channel}:{address}"]
     if domain and channel == EMAIL:
-        keys.append(f"domain:{domain_of(address)}")
+        # every domain whose entry covers the address (a listed domain covers its subdomains)
+        keys += [f"domain:{name}" for name in _parent_domains(domain_of(address))]
     if prospect_id:
         keys.append(f"person:{prospect_id}")
     return sorted(keys)  # one order for everyone: no two lockers wait on each other in a cycle
