@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -25,6 +26,26 @@ CADENCE = {
 }
 
 
+def replied_at(replied: bool) -> datetime | None:
+    return datetime.now(UTC) if replied else None
+
+
+def message(cid: str, i: int, channel: str, status: str, **fields: Any) -> models.Message:
+    """Prospect i's message of the cadence's first touch."""
+    address = f"p{i}@example.com" if channel == "email" else f"+1415555000{i}"
+    values: dict[str, Any] = {"touch_key": "step-0", **fields}
+    return models.Message(
+        journey_id=f"journey-p{i}",
+        channel=channel,
+        kind="cadence",
+        cadence_id=cid,
+        prospect_id=f"p{i}",
+        to_address=address,
+        status=status,
+        **values,
+    )
+
+
 async def test_cadence_stats_export_as_csv(service_app: ServiceApp, api: Api) -> None:
     app = await service_app("outreach")
     http = await api(app)
@@ -35,17 +56,10 @@ async def test_cadence_stats_export_as_csv(service_app: ServiceApp, api: Api) ->
         for i, (status, replied) in enumerate(
             [("delivered", True), ("delivered", False), ("bounced", False)]
         ):
+            # a formula-looking key: defused in the CSV
             session.add(
-                models.Message(
-                    journey_id=f"journey-p{i}",
-                    touch_key="=step-0",  # a formula-looking key: defused in the CSV
-                    channel="email",
-                    kind="cadence",
-                    cadence_id=cid,
-                    prospect_id=f"p{i}",
-                    to_address=f"p{i}@example.com",
-                    status=status,
-                    replied_at=datetime.now(UTC) if replied else None,
+                message(
+                    cid, i, "email", status, touch_key="=step-0", replied_at=replied_at(replied)
                 )
             )
         await session.commit()
@@ -58,3 +72,34 @@ async def test_cadence_stats_export_as_csv(service_app: ServiceApp, api: Api) ->
         (await http.get(f"/cadences/{cid}/stats")).json()["steps"][0]["reply_rate"]
     )
     assert (await http.get("/cadences/nope/stats.csv")).status_code == 404
+
+
+async def test_a_message_that_never_went_out_is_not_counted_sent(
+    service_app: ServiceApp, api: Api
+) -> None:
+    """`failed` is also the status of a message that never left: a template that could not
+    render for the prospect, an address the provider refused at the send. Those were counted as
+    sent (a template error across a cadence showed hundreds of sends and a reply rate divided by
+    them); a text that went and then failed on the way (Twilio's `undelivered`) was sent."""
+    app = await service_app("outreach")
+    http = await api(app)
+    made = await http.post("/cadences", json=CADENCE)
+    assert made.status_code == 201, made.text
+    cid = made.json()["id"]
+    now = datetime.now(UTC)
+    async with app.state.sessions() as session:
+        for i, (status, sent_at, error) in enumerate(
+            [
+                ("failed", None, "template: step-0 sms body: the rendered text is too long"),
+                ("failed", None, "Twilio 400 21211: not a valid phone number"),
+                ("failed", now, "Twilio error 30003: Unreachable destination handset"),
+                ("submitted", now, ""),
+            ]
+        ):
+            replied = replied_at(i == 3)
+            session.add(
+                message(cid, i, "sms", status, sent_at=sent_at, error=error, replied_at=replied)
+            )
+        await session.commit()
+    [step] = (await http.get(f"/cadences/{cid}/stats")).json()["steps"]
+    assert (step["sent"], step["replied"], step["reply_rate"]) == (2, 1, 0.5)

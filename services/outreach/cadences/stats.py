@@ -16,7 +16,7 @@ from shared.csv_export import csv_response, one_page
 from shared.db import Session
 
 router = APIRouter(dependencies=[Depends(require_api_key)], tags=["cadences"])
-SENT = ("submitted", "delivered", "bounced", "failed")
+SENT = ("submitted", "delivered", "bounced")
 
 
 @router.get("/cadences/{cadence_id}/stats")
@@ -54,7 +54,13 @@ async def step_stats(session: AsyncSession, cadence_id: str) -> list[dict[str, A
             m.channel,
             m.variant,
             func.count().label("messages"),
-            func.sum(case((m.status.in_(SENT), 1), else_=0)).label("sent"),
+            # `failed` before the send (a template, a refused address) has no sent_at: not sent
+            func.sum(
+                case(
+                    (m.status.in_(SENT) | ((m.status == "failed") & m.sent_at.is_not(None)), 1),
+                    else_=0,
+                )
+            ).label("sent"),
             func.sum(case((m.status == "delivered", 1), else_=0)).label("delivered"),
             func.sum(case((m.status == "bounced", 1), else_=0)).label("bounced"),
             func.sum(case((m.status == "suppressed", 1), else_=0)).label("suppressed"),
