@@ -458,8 +458,8 @@ class EventSubscription(Base):
     """A URL that gets the events it names, signed per Standard Webhooks with its secret.
 
     status: active | disabled (by ops, or after a delivery gave up: `disabled_reason` says why).
-    The secret is shown once (at creation and at each rotation); the previous one keeps signing
-    too, beside it, until `previous_secret_until`."""
+    The secret is shown once (at creation and at each rotation); each secret a rotation retired
+    keeps signing too, beside it, until its own overlap ends (`retired_secrets`)."""
 
     __tablename__ = "event_subscriptions"
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
@@ -467,12 +467,24 @@ class EventSubscription(Base):
     events: Mapped[list[str]] = mapped_column(JSON, default=list)
     description: Mapped[str] = mapped_column(String(300), default="")
     secret: Mapped[str] = mapped_column(String(100))
-    previous_secret: Mapped[str | None] = mapped_column(String(100), default=None)
-    previous_secret_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # [{"secret", "until" (ISO time)}], oldest first; replaced, never changed in place
+    retired_secrets: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
     status: Mapped[str] = mapped_column(String(10), default="active")
     disabled_reason: Mapped[str] = mapped_column(String(500), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    def retired_until(self, now: datetime) -> list[tuple[str, datetime]]:
+        """The retired secrets still signing at `now`, with when each stops."""
+        retired = [
+            (r["secret"], datetime.fromisoformat(r["until"])) for r in self.retired_secrets or []
+        ]
+        return [(secret, until) for secret, until in retired if until > now]
+
+    @property
+    def previous_secret_until(self) -> datetime | None:
+        """Until when deliveries carry a signature with a retired secret too."""
+        return max((until for _, until in self.retired_until(utcnow())), default=None)
 
 
 class WebhookEvent(Base):

@@ -217,6 +217,38 @@ async def test_a_subscriber_gets_each_event_once_signed_retried_and_redelivered(
 
 
 @SQLITE
+async def test_a_second_rotation_within_the_overlap_keeps_the_first_secret_signing(
+    service_app: ServiceApp, api: Api
+) -> None:
+    """The secret is shown once: ops who lost the new one rotate again. The receiver still
+    verifies with the first secret, which the first rotation promised for the overlap; the second
+    rotation dropped it at once (one previous secret was kept: the second), so every delivery
+    was refused until the subscription disabled itself. Each retired secret signs until its own
+    overlap ends."""
+    receiver = Receiver()
+    outreach = await outreach_app(service_app)
+    http = await api(outreach)
+    async with receiving(receiver) as url:
+        sub = await subscribe(http, url, [TASK_CREATED])
+        rotate = f"/event-subscriptions/{sub['id']}/secret"
+        lost = (await http.post(rotate)).json()["secret"]
+        newest = (await http.post(rotate)).json()["secret"]
+        receiver.secrets = [sub["secret"], lost, newest]
+        task = event_body(TASK_CREATED, "task-key-rotated", {"task_id": "t1"})
+        assert await post_event(http, task)
+
+        async def finished() -> list[dict[str, Any]] | None:
+            rows = await deliveries(http, sub["id"])
+            return rows if rows and rows[0]["status"] != "pending" else None
+
+        [row] = await eventually(finished, "the delivery over", timeout=SLOW)
+        assert (row["status"], row["last_status"]) == ("delivered", 204)
+        assert receiver.verified_with == [[0, 1, 2]]  # each secret alone verifies it
+        shown = (await http.get(f"/event-subscriptions/{sub['id']}")).json()
+        assert shown["previous_secret_until"] is not None
+
+
+@SQLITE
 async def test_a_broken_subscriber_is_disabled_queues_nothing_meanwhile_and_is_re_enabled(
     service_app: ServiceApp, api: Api
 ) -> None:

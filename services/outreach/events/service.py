@@ -22,6 +22,8 @@ from shared.errors import AppError, invalid, not_found
 from shared.events import EVENT_TYPES, OPTED_OUT, REPLY_RECEIVED, TASK_CREATED, event_body
 
 ACTIVE, DISABLED = "active", "disabled"
+# retired secrets signing at once at most (a signature each on every delivery)
+MAX_RETIRED = 10
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 
 
@@ -185,11 +187,17 @@ async def remove(session: AsyncSession, subscription_id: str) -> None:
 async def rotate_secret(
     session: AsyncSession, subscription_id: str, overlap: timedelta
 ) -> models.EventSubscription:
-    """A new secret; the old one signs beside it for `overlap` (the receiver switches meanwhile)."""
+    """A new secret; the old one signs beside it for `overlap` (the receiver switches meanwhile),
+    and so do the ones earlier rotations retired, each until its own overlap ends: ops who lost
+    the secret shown once rotate again, and the receiver still has the first one."""
     sub = await get(session, subscription_id, lock=True)
     now = utcnow()
-    sub.previous_secret = sub.secret if overlap.total_seconds() > 0 else None
-    sub.previous_secret_until = now + overlap if overlap.total_seconds() > 0 else None
+    retired = sub.retired_until(now)
+    if overlap.total_seconds() > 0:
+        retired.append((sub.secret, now + overlap))
+    sub.retired_secrets = [
+        {"secret": secret, "until": until.isoformat()} for secret, until in retired[-MAX_RETIRED:]
+    ]
     sub.secret = new_secret()
     sub.updated_at = now
     await session.flush()
@@ -197,8 +205,8 @@ async def rotate_secret(
 
 
 def signing_secrets(sub: models.EventSubscription, now: datetime) -> list[str]:
-    keep_old = sub.previous_secret and sub.previous_secret_until and sub.previous_secret_until > now
-    return [sub.secret, sub.previous_secret] if keep_old and sub.previous_secret else [sub.secret]
+    """The current secret, then the retired ones still signing, newest first."""
+    return [sub.secret, *(secret for secret, _ in reversed(sub.retired_until(now)))]
 
 
 # --- the delivery log ---------------------------------------------------------------------------
