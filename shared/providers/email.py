@@ -56,7 +56,8 @@ def logged_id(message_id: str) -> str:
 
 
 class EmailSendError(Exception):
-    """permanent: the server refused the recipient for good (5xx), so retrying cannot help.
+    """permanent: the server refused the recipient or the message for good (5xx), so retrying
+    cannot help.
     not_sent: the message surely did not go (no connection, or the server answered with an
     error); otherwise (a timeout, a dropped connection) nobody knows whether it went."""
 
@@ -235,6 +236,12 @@ class SmtpEmail:
             permanent = bool(codes) and all(500 <= c < 600 for c in codes)
             raise EmailSendError(
                 f"recipient refused: {exc}", permanent=permanent, code=codes[0] if codes else None
+            ) from exc
+        except aiosmtplib.SMTPDataError as exc:
+            # the server refused the message itself: a 5xx is its final word (RFC 5321, 4.2.1),
+            # the same message would get the same answer
+            raise EmailSendError(
+                f"SMTP {exc.code}: {exc.message}", permanent=500 <= exc.code < 600, code=exc.code
             ) from exc
         except aiosmtplib.SMTPResponseException as exc:
             raise EmailSendError(

@@ -10,12 +10,15 @@ import asyncio
 import uuid
 from typing import Any
 
+from aiosmtpd.controller import Controller
+
 from services.outreach.consent import service as consent
 from services.outreach.consent import suppressions
 from shared.contracts.journey import CadenceStep, Contact, TouchRequest, journey_id
 from tests.support.apps import Api
 from tests.support.consent import OutreachRig, outreach_rig
 from tests.support.fixtures import Ground
+from tests.support.ports import free_port
 from tests.support.scenarios import daytime_zone, fast_cadence
 from tests.support.settings import AUTH
 
@@ -197,3 +200,35 @@ async def test_a_number_twilio_refuses_fails_its_text_once_and_the_touch_goes_on
         # the touch again: said again, from the ledger, without asking Twilio
         assert (await asyncio.wait_for(st.send(req), timeout=25))["sms"] == "failed"
         assert await st.texts_to(c.phone) == []
+
+
+class RefusingSmtp:
+    """A mail server that takes the recipient, then refuses the message itself at its end
+    (554 5.7.1: its content filter): a permanent answer (RFC 5321, 4.2.1)."""
+
+    def __init__(self) -> None:
+        self.refused = 0
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.refused += 1
+        return "554 5.7.1 Message rejected as spam"
+
+
+async def test_an_email_the_server_refuses_for_good_at_its_end_fails_once(ground: Ground) -> None:
+    """A 5xx to the message's end is the server's final word: nothing went out and the same
+    message gets the same answer. It was retried without end (the journey stuck at the touch,
+    the server asked again every minute); now the email is `failed` at once and the touch goes
+    on, with a task standing in, as for an address refused for good."""
+    smtp = RefusingSmtp()
+    controller = Controller(smtp, hostname="127.0.0.1", port=free_port())
+    await asyncio.to_thread(controller.start)
+    try:
+        async with outreach_rig(ground, smtp_port=controller.port) as st:
+            c = person()
+            outcomes = await asyncio.wait_for(st.send(first_touch(c, EMAIL, SMS)), timeout=25)
+            assert outcomes == {"email": "failed", "sms": "sent", "call_task": "task_created"}
+            email = (await messages(st, c))["email"]
+            assert email["status"] == "failed" and "554" in email["error"]
+            assert smtp.refused == 1
+    finally:
+        controller.stop()
