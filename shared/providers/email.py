@@ -83,13 +83,19 @@ def new_message_id(domain: str) -> str:
     return f"<{uuid.uuid4().hex}@{domain}>"
 
 
+def one_line(text: str) -> str:
+    """A header's text on one line: a line break in it (a value imported from a spreadsheet
+    cell) would make the message impossible to build, every attempt alike."""
+    return " ".join(part.strip() for part in text.splitlines() if part.strip())
+
+
 def build_mime(msg: OutgoingEmail, from_addr: str) -> EmailMessage:
     mime = EmailMessage()
     mime["Message-ID"] = msg.message_id
     mime["Date"] = formatdate(usegmt=True)
     mime["From"] = from_addr
     mime["To"] = msg.to
-    mime["Subject"] = msg.subject
+    mime["Subject"] = one_line(msg.subject)
     if msg.cc:
         mime["Cc"] = msg.cc
     if msg.reply_to:

@@ -232,3 +232,17 @@ async def test_an_email_the_server_refuses_for_good_at_its_end_fails_once(ground
             assert smtp.refused == 1
     finally:
         controller.stop()
+
+
+async def test_a_subject_that_renders_a_line_break_goes_out_on_one_line(ground: Ground) -> None:
+    """A subject is one header line; a value with a line break in it (a company name imported
+    from a spreadsheet cell with two lines) made the message unbuildable (ValueError), which the
+    send took for a provider call of unknown outcome: retried without end, the journey stuck."""
+    async with outreach_rig(ground) as st:
+        c = person()
+        c.company = "Analytical\r\nEngines "
+        step = CadenceStep("email", 0, "Hi {{ first_name }}", "{{ company }}\nand reporting")
+        outcomes = await asyncio.wait_for(st.send(first_touch(c, step, SMS)), timeout=25)
+        assert outcomes == {"email": "sent", "sms": "sent"}
+        [mail] = st.emails_to(c.email or "")
+        assert mail["subject"] == "Analytical Engines and reporting"
