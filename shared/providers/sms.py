@@ -35,10 +35,16 @@ class SentSms:
     status: str
 
 
+# 400s about our own sending number (not a Twilio number, not able to send, missing): fixed by
+# ops, after which the same texts go; every other 400 is about the recipient or the text
+OUR_NUMBER_ERRORS = frozenset({21212, 21603, 21606, 21659, 21660})
+
+
 class SmsSendError(Exception):
     """Twilio answered the create call with an error. permanent: a 400, the number or the text
     refused (21211 not a valid number, 21610 the person texted STOP, 21614 not a mobile):
-    no retry changes that. not_sent: any 4xx, which creates no message; a 5xx leaves it open."""
+    no retry changes that (a 400 about our own number is not). not_sent: any 4xx, which creates
+    no message; a 5xx leaves it open."""
 
     def __init__(self, message: str, *, permanent: bool, code: int | None, not_sent: bool) -> None:
         super().__init__(message)
@@ -51,7 +57,7 @@ class SmsSendError(Exception):
         status = int(err.status)
         return cls(
             f"Twilio {status} {err.code}: {err.msg}",
-            permanent=status == 400,
+            permanent=status == 400 and err.code not in OUR_NUMBER_ERRORS,
             code=err.code,
             not_sent=400 <= status < 500,
         )
