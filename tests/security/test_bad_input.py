@@ -15,6 +15,7 @@ from services.outreach.prospects import ProspectDirectory
 from shared.auth import API_KEY_HEADER
 from shared.errors import AppError
 from tests.support.apps import Api, ServiceApp, asking_prospecting
+from tests.support.scenarios import fast_cadence
 from tests.support.settings import API_KEY, make_settings
 
 SERVICES = ("prospecting", "outreach", "deals", "referrals")
@@ -61,6 +62,21 @@ async def test_a_moment_with_no_utc_equivalent_is_a_422_naming_the_field(
     assert _field(await outreach.post("/cadences/c1/simulate", json={"start_at": moment})) == [
         "start_at"
     ]
+
+
+async def test_a_simulation_whose_timeline_runs_past_year_9999_is_a_422(api: Api) -> None:
+    """The start is a moment, but the cadence's touches and its nurture fall after the calendar's
+    end: their dates overflowed (OverflowError, a 500)."""
+    outreach = await api("outreach")
+    made = await outreach.post("/cadences", json=fast_cadence())
+    assert made.status_code == 201, made.text
+    simulate = f"/cadences/{made.json()['id']}/simulate"
+    late = {"start_at": "9999-12-30T00:00:00Z", "timezone": "Europe/Berlin"}
+    r = await outreach.post(simulate, json=late)
+    assert _field(r) == ["start_at"]
+    assert "year 9999" in r.json()["error"]["details"][0]["problem"]
+    fine = await outreach.post(simulate, json={**late, "start_at": "2030-01-07T09:00:00Z"})
+    assert fine.status_code == 200, fine.text
 
 
 @pytest.mark.parametrize("zone", ["posix/Europe/Berlin", "right/Europe/Berlin", "localtime"])

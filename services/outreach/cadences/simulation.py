@@ -27,6 +27,7 @@ from shared.bounds import INT32_MAX
 from shared.contracts.journey import CadenceSnapshot, CadenceStep
 from shared.contracts.plan import personalise, step_due, touch_groups
 from shared.db import Session
+from shared.errors import invalid
 from shared.people import TimeZone
 from shared.requests import OffsetDatetime, WriteModel
 from shared.timezones import prospect_zone
@@ -116,7 +117,11 @@ def timeline(
 async def simulate(cadence_id: str, body: SimulationIn, session: Session) -> dict[str, Any]:
     cadence = await service.cadence_snapshot(session, cadence_id, body.version)
     start = (body.start_at or datetime.now(UTC)).astimezone(UTC)
-    return timeline(cadence, start, body.timezone, body.phone, body.prospect_id)
+    try:
+        return timeline(cadence, start, body.timezone, body.phone, body.prospect_id)
+    except OverflowError:
+        # a start near the calendar's end: the touches or the nurture fall after it
+        raise invalid("start_at", "the cadence's timeline from it runs past year 9999") from None
 
 
 class PreviewIn(WriteModel):
