@@ -467,8 +467,9 @@ class EventSubscription(Base):
     events: Mapped[list[str]] = mapped_column(JSON, default=list)
     description: Mapped[str] = mapped_column(String(300), default="")
     secret: Mapped[str] = mapped_column(String(100))
-    # [{"secret", "until" (ISO time)}], oldest first; replaced, never changed in place
-    retired_secrets: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
+    # [{"secret", "until" (ISO time)}], oldest first; replaced, never changed in place (None:
+    # a row a replica of the release before inserted during the upgrade, none retired)
+    retired_secrets: Mapped[list[dict[str, str]] | None] = mapped_column(JSON, default=list)
     status: Mapped[str] = mapped_column(String(10), default="active")
     disabled_reason: Mapped[str] = mapped_column(String(500), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

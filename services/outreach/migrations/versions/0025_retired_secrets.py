@@ -1,7 +1,7 @@
 """event subscriptions: every secret a rotation retired signs until its own overlap ends (one
 previous secret was kept, so a second rotation inside an overlap dropped the first at once)
 
-Revision ID: 0024_retired_secrets
+Revision ID: 0025_retired_secrets
 Revises: 0016_event_subscriptions
 """
 
@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0024_retired_secrets"
+revision: str = "0025_retired_secrets"
 down_revision: str | Sequence[str] | None = "0016_event_subscriptions"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
@@ -39,18 +39,13 @@ def upgrade() -> None:
     for sub_id, secret, until in rows:
         retired = [{"secret": secret, "until": _utc(until).isoformat()}] if secret and until else []
         bind.execute(SUBS.update().where(SUBS.c.id == sub_id).values(retired_secrets=retired))
-    with op.batch_alter_table("event_subscriptions") as batch:
-        batch.alter_column("retired_secrets", existing_type=sa.JSON(), nullable=False)
-        batch.drop_column("previous_secret")
-        batch.drop_column("previous_secret_until")
+    # The old columns stay, emptied (no copy of a secret left behind): replicas of the release
+    # before still select them while a rolling upgrade runs, and insert rows without the new
+    # column (which is why it stays nullable). A later release drops them.
+    bind.execute(SUBS.update().values(previous_secret=None, previous_secret_until=None))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("event_subscriptions") as batch:
-        batch.add_column(sa.Column("previous_secret", sa.String(100), nullable=True))
-        batch.add_column(
-            sa.Column("previous_secret_until", sa.DateTime(timezone=True), nullable=True)
-        )
     bind = op.get_bind()
     rows = bind.execute(sa.select(SUBS.c.id, SUBS.c.retired_secrets)).all()
     for sub_id, retired in rows:
