@@ -31,6 +31,8 @@ from shared.body_limit import BodyLimit
 from shared.db import create_engine, probe_engine, session_factory
 from shared.errors import RETRY_AFTER, error_body, install_error_handlers
 from shared.health import database_up, readiness_body, run_checks, temporal_up
+from shared.idempotency import IdempotencyColumns, IdempotencyKeys
+from shared.idempotency import install as install_idempotency
 from shared.issued_keys import IntrospectedKeys
 from shared.logging import RequestIds
 from shared.metrics import DbGauge, HttpMetrics, RelayBacklog, ServiceMetrics
@@ -50,6 +52,7 @@ def create_service_app(
     gauges: Sequence[DbGauge] = (),
     audit: AuditConfig | None = None,
     body_limits: Mapping[str, int] | None = None,
+    idempotency: type[IdempotencyColumns] | None = None,
 ) -> FastAPI:
     """access: the service's route policies and resolvers (services/<name>/access.py).
     temporal_client: tests pass the client of their own test server; otherwise connect, lazily:
@@ -57,7 +60,9 @@ def create_service_app(
     connects in the background.
     gauges: the service's business gauges, read from its database at each scrape of /metrics.
     body_limits: routes (exact paths) whose bodies may be larger, or smaller, than
-    settings.max_body_bytes, each with its own cap."""
+    settings.max_body_bytes, each with its own cap.
+    idempotency: the service's model of its idempotency records (shared/idempotency.py): its
+    creating routes honour an Idempotency-Key."""
     tracing.configure_tracing(settings.otlp_endpoint, name)
 
     @asynccontextmanager
@@ -129,6 +134,9 @@ def create_service_app(
         app.state.cleanup.append(issued.close)
     install_error_handlers(app)
     _answer_temporal_away(app)
+    if idempotency is not None:  # inside the body cap: it reads the body to fingerprint it
+        install_idempotency(app, idempotency)
+        app.add_middleware(IdempotencyKeys, fastapi=app)
     # the body is read (and parsed) before enforce_access runs: cap it while it is read
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, routes=body_limits)
     # outermost: every request is counted and carries its request id, refused ones included

@@ -462,6 +462,15 @@ class Settings(BaseSettings):
         "Postmark's events)",
     )
 
+    idempotency_ttl_seconds: int = Field(
+        86_400,
+        ge=60,
+        le=30 * 86_400,
+        description="how long a creating request's Idempotency-Key is remembered (its answer "
+        "replayed to a retry with the same key and body); older records are deleted as new keys "
+        'arrive (docs/reference/api.md, "Idempotency-Key")',
+    )
+
     # --- issue 14 integrations (helper "integ"): event subscriptions, exports ----------------
     event_max_attempts: int = Field(
         15,

@@ -10,7 +10,7 @@ from services.deals.closing import api as closing
 from services.deals.closing import exports
 from services.deals.core import api as core
 from services.deals.meetings import api as meetings
-from services.deals.models import AuditEntry, EventOutbox
+from services.deals.models import AuditEntry, EventOutbox, IdempotencyKey
 from services.deals.playbook import api as playbook
 from services.deals.qualification import api as qualification
 from shared.app import create_service_app, run_during_lifespan
@@ -46,6 +46,7 @@ def create_app(
         access=ACCESS,
         description=DESCRIPTION,
         temporal_client=temporal_client,
+        idempotency=IdempotencyKey,
         audit=AuditConfig(AuditEntry, skip=frozenset({"event_outbox"})),
     )
     # the booking page's limits, per process (tests may swap in tighter ones)

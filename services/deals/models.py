@@ -26,6 +26,7 @@ from shared.audit import AuditColumns
 from shared.contracts.journey import Stage
 from shared.db import UTCDateTime, new_id, utcnow
 from shared.events import EventOutboxColumns
+from shared.idempotency import IdempotencyColumns
 
 # Named constraints: SQLite batch migrations can only drop or alter what has a name.
 NAMING = {
@@ -307,3 +308,9 @@ class EventOutbox(EventOutboxColumns, Base):
 
     __tablename__ = "event_outbox"
     __table_args__ = (Index("ix_event_outbox_status_created_at", "status", "created_at"),)
+
+
+class IdempotencyKey(IdempotencyColumns, Base):
+    """The Idempotency-Key of each creating request, with its answer (shared.idempotency)."""
+
+    __tablename__ = "idempotency_keys"

@@ -20,7 +20,7 @@ from services.outreach.events.delivery import install_deliveries
 from services.outreach.inbox import install_relay
 from services.outreach.mailbox import api as mailbox_api
 from services.outreach.mailbox.watcher import install_watcher
-from services.outreach.models import AuditEntry
+from services.outreach.models import AuditEntry, IdempotencyKey
 from services.outreach.notifications.notifier import install_notifier
 from services.outreach.prospects import ProspectDirectory
 from services.outreach.senders import api as senders_api
@@ -84,6 +84,7 @@ def create_app(
         description="Cadences, messages, provider webhooks, rep tasks and consent.",
         gauges=metrics.GAUGES,
         temporal_client=temporal_client,
+        idempotency=IdempotencyKey,
         audit=AuditConfig(AuditEntry, skip=OUTREACH_BOOKKEEPING),
         body_limits=dict.fromkeys(
             webhooks.INBOUND_EMAIL_PATHS, settings.inbound_email_max_body_bytes

@@ -23,6 +23,7 @@ from shared.audit import AuditColumns
 from shared.db import Base as SharedBase
 from shared.db import UTCDateTime, new_id, utcnow
 from shared.erasure import ErasedPersonColumns
+from shared.idempotency import IdempotencyColumns
 
 
 class Base(SharedBase):
@@ -532,3 +533,9 @@ class AuditEntry(AuditColumns, Base):
 
     __tablename__ = "audit_log"
     __table_args__ = AuditColumns.indexes("audit_log")
+
+
+class IdempotencyKey(IdempotencyColumns, Base):
+    """The Idempotency-Key of each creating request, with its answer (shared.idempotency)."""
+
+    __tablename__ = "idempotency_keys"

@@ -16,7 +16,7 @@ from services.prospecting import (
 )
 from services.prospecting.access import ACCESS
 from services.prospecting.api import router
-from services.prospecting.models import AuditEntry
+from services.prospecting.models import AuditEntry, IdempotencyKey
 from services.prospecting.outbox import OutboxTiming, service_key
 from services.prospecting.outbox import install_relay as install_outbox_relay
 from shared.app import create_service_app
@@ -49,6 +49,7 @@ def create_app(
         gauges=metrics.GAUGES,
         temporal_client=temporal_client,
         # bookkeeping rows (counters, the outbox, keyring cursors) are consequences, not changes
+        idempotency=IdempotencyKey,
         audit=AuditConfig(
             AuditEntry,
             skip=frozenset(

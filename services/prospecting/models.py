@@ -25,6 +25,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 import shared.db
 from shared.audit import AuditColumns
 from shared.db import UTCDateTime, new_id, utcnow
+from shared.idempotency import IdempotencyColumns
 
 
 class Base(shared.db.Base):
@@ -297,3 +298,9 @@ class AuditEntry(AuditColumns, Base):
 
     __tablename__ = "audit_log"
     __table_args__ = AuditColumns.indexes("audit_log")
+
+
+class IdempotencyKey(IdempotencyColumns, Base):
+    """The Idempotency-Key of each creating request, with its answer (shared.idempotency)."""
+
+    __tablename__ = "idempotency_keys"

@@ -8,7 +8,7 @@ from temporalio.client import Client
 from services.referrals import analytics, api, erasure, public, rep_moves, timeline
 from services.referrals.access import ACCESS
 from services.referrals.intakes import IntakeTiming, install_relay
-from services.referrals.models import AuditEntry
+from services.referrals.models import AuditEntry, IdempotencyKey
 from shared.app import create_service_app
 from shared.audit import AuditConfig
 from shared.rate_limit import FormLimits
@@ -38,6 +38,7 @@ def create_app(
         description="Referral asks to won clients, their referral page, referral intake and "
         "referral analytics.",
         temporal_client=temporal_client,
+        idempotency=IdempotencyKey,
         audit=AuditConfig(AuditEntry),
     )
     app.state.form_limits = FormLimits()  # per process; tests may swap in tighter limits

@@ -28,11 +28,17 @@ from shared.contracts.journey import MeetingChanged, MeetingScheduled
 from shared.contracts.meetings import CANCEL, REQUEST
 from shared.contracts.names import Sig
 from shared.db import Session
+from shared.idempotency import IdempotentRepeat
 
 deals = APIRouter(prefix="/deals", tags=["deals"])
 
 
-@deals.post("/{deal_id}/meetings", response_model=MeetingOut, status_code=status.HTTP_201_CREATED)
+@deals.post(
+    "/{deal_id}/meetings",
+    response_model=MeetingOut,
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[IdempotentRepeat],  # the same meeting again books nothing (svc.schedule)
+)
 async def schedule_meeting(
     deal_id: str, body: schemas.MeetingCreate, request: Request, _: ApiKey, session: Session
 ) -> object:

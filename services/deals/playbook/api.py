@@ -23,6 +23,7 @@ from shared.auth import ApiKey
 from shared.contracts.journey import ObjectionLogged
 from shared.contracts.names import Sig
 from shared.db import Session
+from shared.idempotency import IdempotentResume, remember, resumed
 
 deals = APIRouter(prefix="/deals", tags=["deals"])
 objections = APIRouter(prefix="/objections", tags=["objections"])
@@ -39,12 +40,20 @@ CategoryPath = Annotated[str, Path(pattern=SLUG_PATTERN, description="playbook s
     "/{deal_id}/objections",
     response_model=schemas.ObjectionLogged,
     status_code=status.HTTP_201_CREATED,
+    dependencies=[IdempotentResume],
 )
 async def log_objection(
     deal_id: str, body: schemas.ObjectionCreate, request: Request, _: ApiKey, session: Session
 ) -> schemas.ObjectionLogged:
-    logged = await svc.log_objection(session, deal_id, body.text, body.category)
-    await session.commit()
+    """The same text may be logged twice on purpose: a retry sends an Idempotency-Key. A retry
+    of one whose signal failed after it was stored tells the journey of that objection."""
+    earlier = resumed(request)
+    if earlier is None:
+        logged = await svc.log_objection(session, deal_id, body.text, body.category)
+        remember(request, objection_id=logged.objection.id)
+        await session.commit()
+    else:
+        logged = await svc.logged_objection(session, earlier["objection_id"])
     objection = logged.objection
     await signal_deal(
         request.app.state.temporal,

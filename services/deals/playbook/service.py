@@ -102,16 +102,36 @@ async def log_objection(
             )
         match = pb.Match(category, pb.matching_triggers(text, _triggers_of(category, entries)))
 
-    heard_at = deal.stage
-    objection = Objection(deal_id=deal.id, category=match.category, text=text, stage=heard_at)
+    objection = Objection(deal_id=deal.id, category=match.category, text=text, stage=deal.stage)
     session.add(objection)
     if deal.stage == Stage.PRESENTING:
         history.move(deal, Stage.OBJECTIONS, f"objection: {match.category}", session)
     await session.flush()
-    entry = await find_entry(session, match.category)
-    ranked = await ranked_responses(session, entry, match.category, heard_at)
+    return await _answered(session, deal, objection, match.triggers)
+
+
+async def logged_objection(session: AsyncSession, objection_id: str) -> LoggedObjection:
+    """An objection logged already, answered as when it was logged (the retry of a request
+    whose signal failed after it was stored: shared/idempotency.py)."""
+    objection = await session.get(Objection, objection_id)
+    if objection is None:
+        raise not_found("objection", objection_id)
+    deal = await get_deal(session, objection.deal_id)
+    entries = [
+        pb.PlaybookCategory(e.category, e.triggers, e.answers) for e in await list_playbook(session)
+    ]
+    triggers = pb.matching_triggers(objection.text, _triggers_of(objection.category, entries))
+    return await _answered(session, deal, objection, triggers)
+
+
+async def _answered(
+    session: AsyncSession, deal: Deal, objection: Objection, triggers: Sequence[str]
+) -> LoggedObjection:
+    """The objection with its prepared answers, ranked for the stage it was heard at."""
+    entry = await find_entry(session, objection.category)
+    ranked = await ranked_responses(session, entry, objection.category, objection.stage)
     answers = [r.response for r in ranked]
-    return LoggedObjection(deal, objection, answers, match.triggers, ranked)
+    return LoggedObjection(deal, objection, answers, list(triggers), ranked)
 
 
 def _triggers_of(category: str, entries: Sequence[pb.PlaybookCategory]) -> Sequence[str]:

@@ -20,13 +20,18 @@ from services.deals.qualification.scoring import DEFAULT_FRAMEWORK
 from services.deals.qualification.signals import signal_verdict
 from shared.auth import ApiKey
 from shared.db import Session
+from shared.idempotency import Idempotent, IdempotentRepeat
 
 deals = APIRouter(prefix="/deals", tags=["deals"])
 qualification = APIRouter(prefix="/qualification", tags=["qualification"])
 frameworks = APIRouter(prefix="/frameworks", tags=["qualification"])
 
 
-@deals.post("/{deal_id}/qualification", response_model=schemas.QualificationResult)
+@deals.post(
+    "/{deal_id}/qualification",
+    response_model=schemas.QualificationResult,
+    dependencies=[IdempotentRepeat],  # the same answers again record them as they are
+)
 async def record_qualification(
     deal_id: str, body: schemas.QualificationSubmit, request: Request, _: ApiKey, session: Session
 ) -> schemas.QualificationResult:
@@ -61,7 +66,12 @@ async def get_framework_detail(name: str, _: ApiKey, session: Session) -> object
     return await fws.describe_framework(session, name)
 
 
-@frameworks.post("", response_model=schemas.FrameworkDetail, status_code=status.HTTP_201_CREATED)
+@frameworks.post(
+    "",
+    response_model=schemas.FrameworkDetail,
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[Idempotent],
+)
 async def create_framework(body: schemas.FrameworkCreate, _: ApiKey, session: Session) -> object:
     out = await fws.save_framework(
         session, body.name, body.label, body.pass_score, _criteria(body), create=True

@@ -1,0 +1,24 @@
+"""deals: the Idempotency-Key records of creating requests (shared/idempotency.py)
+
+Revision ID: 0010
+Revises: 0009
+"""
+
+from collections.abc import Sequence
+
+from alembic import op
+
+from shared.idempotency import TABLE, create_idempotency_table
+
+revision: str = "0010"
+down_revision: str | Sequence[str] | None = "0009"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    create_idempotency_table(op)
+
+
+def downgrade() -> None:
+    op.drop_table(TABLE)
