@@ -234,17 +234,21 @@ def _scope_of(key_id: str, method: str, path: str, key: str) -> str:
     return hashlib.sha256("\n".join((key_id, method, path, key)).encode()).hexdigest()
 
 
-def route_policies(app: FastAPI) -> list[tuple[re.Pattern[str], Unfinished | None]]:
-    """Each POST route that names a policy: its full path's pattern, that policy (None when it
-    refuses keys)."""
-    found: list[tuple[re.Pattern[str], Unfinished | None]] = []
+Policies = list[tuple[frozenset[str], re.Pattern[str], Unfinished | None]]
+
+
+def route_policies(app: FastAPI) -> Policies:
+    """Each route that names a policy: its methods, its full path's pattern, that policy (None
+    when it refuses keys)."""
+    found: Policies = []
     for ctx in iter_route_contexts(app.routes):
         route = ctx.original_route
-        if not isinstance(route, APIRoute) or not ctx.path or "POST" not in (ctx.methods or ()):
+        if not isinstance(route, APIRoute) or not ctx.path:
             continue
         for dep in route.dependencies:
             if dep.dependency in _POLICIES:
-                found.append((compile_path(ctx.path)[0], _POLICIES[dep.dependency]))
+                methods = frozenset(ctx.methods or ())
+                found.append((methods, compile_path(ctx.path)[0], _POLICIES[dep.dependency]))
     return found
 
 
@@ -264,10 +268,10 @@ class IdempotencyKeys:
     def __init__(self, app: ASGIApp, fastapi: FastAPI) -> None:
         self.app = app
         self.fastapi = fastapi
-        self.policies: list[tuple[re.Pattern[str], Unfinished | None]] | None = None
+        self.policies: Policies | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST":
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
             await self.app(scope, receive, send)
             return
         key = Headers(scope=scope).get(HEADER)
@@ -276,7 +280,11 @@ class IdempotencyKeys:
             return
         if self.policies is None:  # every route is in place by the first request
             self.policies = route_policies(self.fastapi)
-        offered = [p for rx, p in self.policies if rx.match(scope["path"])]
+        method, path = scope["method"], str(scope["path"])
+        root = str(scope.get("root_path", ""))
+        if root and path.startswith(root):  # a path under a proxy's prefix: the app's own path
+            path = path[len(root) :]
+        offered = [p for ms, rx, p in self.policies if method in ms and rx.match(path)]
         if not offered:  # a route that creates nothing: the header means nothing to it
             await self.app(scope, receive, send)
             return
@@ -305,7 +313,7 @@ class IdempotencyKeys:
         body = await request.body()
         replay_receive = _replaying(body, receive)
         outcome = await self._claim(
-            _scope_of(principal.key_id or str(principal), "POST", scope["path"], key),
+            _scope_of(principal.key_id or str(principal), method, path, key),
             fingerprint(body),
             matched,
         )

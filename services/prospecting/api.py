@@ -14,12 +14,13 @@ from shared.auth import require_api_key
 from shared.contracts.journey import Stage
 from shared.db import Session
 from shared.erasure import forget_cached_key
+from shared.idempotency import Idempotent, IdempotentRepeat
 from shared.ids import IdFilter
 
 router = APIRouter(dependencies=[Depends(require_api_key)])
 
 
-@router.post("/reps", status_code=201, tags=["reps"])
+@router.post("/reps", status_code=201, tags=["reps"], dependencies=[Idempotent])
 async def create_rep(body: schemas.RepCreate, session: Session) -> schemas.Rep:
     return schemas.Rep.model_validate(await service.create_rep(session, body))
 
@@ -47,7 +48,7 @@ async def get_rep(rep_id: str, session: Session) -> schemas.Rep:
     return schemas.Rep.model_validate(await service.get_rep(session, rep_id))
 
 
-@router.post("/prospects", status_code=201, tags=["prospects"])
+@router.post("/prospects", status_code=201, tags=["prospects"], dependencies=[Idempotent])
 async def create_prospect(
     body: schemas.ProspectCreate, request: Request, session: Session
 ) -> schemas.Prospect:
@@ -136,7 +137,8 @@ async def put_icp(body: fit.IcpRules, session: Session) -> schemas.Icp:
     )
 
 
-@router.post("/imports", status_code=201, tags=["imports"])
+# re-running a file is safe (rows are matched to the prospects they made): the retry of a failed one
+@router.post("/imports", status_code=201, tags=["imports"], dependencies=[IdempotentRepeat])
 async def create_import(
     request: Request,
     session: Session,

@@ -19,6 +19,7 @@ from services.prospecting.models import IssuedKey, Rep
 from shared.auth import Principal
 from shared.db import Session, utcnow
 from shared.errors import AppError, invalid
+from shared.idempotency import NoIdempotency
 from shared.issued_keys import ISSUED_PREFIX, key_hash, looks_issued, new_key
 from shared.requests import InternalModel, WriteModel
 
@@ -63,7 +64,8 @@ class Holder(BaseModel):
     key_id: str = ""  # the issued key's id (the audit log names it)
 
 
-@router.post("/api-keys", status_code=201, response_model=NewKey)
+# the answer holds the key, shown once: never stored, so no Idempotency-Key is honoured
+@router.post("/api-keys", status_code=201, response_model=NewKey, dependencies=[NoIdempotency])
 async def issue_key(body: KeyCreate, session: Session) -> NewKey:
     if body.rep_id is not None:
         try:

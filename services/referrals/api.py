@@ -14,6 +14,7 @@ from shared.access import OwnRows
 from shared.auth import require_api_key
 from shared.db import Session
 from shared.errors import conflict
+from shared.idempotency import IdempotentResume, remember, resumed
 from shared.ids import IdFilter
 from shared.paging import DEFAULT_LIMIT, After, Limit
 from shared.settings import Settings
@@ -38,6 +39,7 @@ async def store_and_start(
     intakes: IntakeRelay = request.app.state.intakes
     lease = timedelta(seconds=intakes.timing.lease)
     referrals = await service.add_referrals(session, ask, people, lease)
+    remember(request, referral_ids=[r.id for r in referrals])
     await session.commit()
     await intakes.start_now([r.id for r in referrals if r.intake_started_at is None])
     for referral in referrals:  # `intake_started_at` is set where the start worked
@@ -66,12 +68,21 @@ async def get_ask(ask_id: str, request: Request, session: Session) -> schemas.Re
     return ask_out(await service.get_ask(session, ask_id), request.app.state.settings)
 
 
-@router.post("/asks/{ask_id}/referrals", status_code=201, tags=["referrals"])
+@router.post(
+    "/asks/{ask_id}/referrals",
+    status_code=201,
+    tags=["referrals"],
+    dependencies=[IdempotentResume],
+)
 async def create_referrals(
     ask_id: str, body: schemas.ReferralsCreate, request: Request, session: Session
 ) -> list[schemas.Referral]:
     """Record people a client referred (on their behalf); each starts a referral intake. 409
-    erased_person, naming the rows, when one asked to be erased: nothing is stored."""
+    erased_person, naming the rows, when one asked to be erased: nothing is stored. The retry
+    of one that failed after storing them answers those (their intakes: the relay's)."""
+    if (earlier := resumed(request)) is not None:
+        stored = await service.referrals_by_id(session, earlier["referral_ids"])
+        return [schemas.Referral.model_validate(r) for r in stored]
     ask = await service.get_ask(session, ask_id)
     pepper = request.app.state.settings.erasure_pepper.get_secret_value()
     if erased := await service.erased_rows(session, pepper, body.people):

@@ -188,6 +188,12 @@ async def erased_rows(
     return found
 
 
+async def referrals_by_id(session: AsyncSession, ids: Sequence[str]) -> Sequence[Referral]:
+    """These referrals, in the order given."""
+    found = {r.id: r for r in await session.scalars(select(Referral).where(Referral.id.in_(ids)))}
+    return [found[i] for i in ids if i in found]
+
+
 async def list_referrals(
     session: AsyncSession,
     referrer_prospect_id: str | None,

@@ -568,3 +568,17 @@ async def test_two_identical_requests_at_once_make_one_referral(env: Env) -> Non
     assert [a.status_code for a in answers] == [201, 201], [a.text for a in answers]
     assert len({a.json()[0]["id"] for a in answers}) == 1
     assert len(await env.referrals()) == 1
+
+
+async def test_referrals_posted_again_with_the_same_idempotency_key_are_stored_once(
+    env: Env,
+) -> None:
+    ask = await env.ask()
+    url, body = f"/asks/{ask['id']}/referrals", {"people": [PERSON]}
+    headers = {"Idempotency-Key": "refer-1"}
+    first = await env.http.post(url, json=body, headers=headers)
+    again = await env.http.post(url, json=body, headers=headers)
+    assert first.status_code == 201, first.text
+    assert (again.status_code, again.json()) == (201, first.json())
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert [r["id"] for r in await env.referrals()] == [first.json()[0]["id"]]

@@ -18,6 +18,7 @@ from shared.bounds import INT32_MAX
 from shared.contracts.journey import Stage
 from shared.db import Session
 from shared.errors import AppError
+from shared.idempotency import Idempotent, IdempotentRepeat
 from shared.requests import InternalModel
 
 router = APIRouter(dependencies=[Depends(require_api_key)])
@@ -27,7 +28,13 @@ def _limits(request: Request) -> RenderLimits:
     return limits_from(request.app.state.settings)
 
 
-@router.post("/cadences", status_code=201, response_model=schemas.Cadence, tags=["cadences"])
+@router.post(
+    "/cadences",
+    status_code=201,
+    response_model=schemas.Cadence,
+    tags=["cadences"],
+    dependencies=[Idempotent],
+)
 async def create_cadence(
     body: schemas.CadenceIn, request: Request, session: Session
 ) -> schemas.Cadence:
@@ -51,7 +58,13 @@ async def get_cadence(
     return await service.get_cadence(session, cadence_id, version)
 
 
-@router.put("/cadences/{cadence_id}", response_model=schemas.Cadence, tags=["cadences"])
+# each PUT makes a version: a retried one would make a second
+@router.put(
+    "/cadences/{cadence_id}",
+    response_model=schemas.Cadence,
+    tags=["cadences"],
+    dependencies=[Idempotent],
+)
 async def update_cadence(
     cadence_id: str, body: schemas.CadenceIn, request: Request, session: Session
 ) -> schemas.Cadence:
@@ -62,7 +75,11 @@ async def update_cadence(
 
 
 @router.post(
-    "/enrollments", status_code=201, response_model=schemas.Enrollment, tags=["enrollments"]
+    "/enrollments",
+    status_code=201,
+    response_model=schemas.Enrollment,
+    tags=["enrollments"],
+    dependencies=[IdempotentRepeat],  # enrolling again returns the same run
 )
 async def enroll(
     body: schemas.EnrollmentIn, request: Request, response: Response, session: Session

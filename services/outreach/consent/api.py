@@ -15,6 +15,7 @@ from services.outreach.consent.suppressions import list_suppressions
 from shared.auth import require_api_key
 from shared.db import Session
 from shared.errors import AppError
+from shared.idempotency import IdempotentRepeat
 from shared.paging import DEFAULT_LIMIT, After, AfterNumber, Limit
 
 router = APIRouter(dependencies=[Depends(require_api_key)], tags=["consent"])
@@ -82,7 +83,12 @@ async def get_consent(prospect_id: str, session: Session) -> schemas.ConsentView
 INLINE_STOPS = 50
 
 
-@router.post("/do-not-contact", response_model=schemas.DncAdded, status_code=201)
+@router.post(
+    "/do-not-contact",
+    response_model=schemas.DncAdded,
+    status_code=201,
+    dependencies=[IdempotentRepeat],  # listing it again adds nothing
+)
 async def add_do_not_contact(
     body: schemas.DncIn, request: Request, response: Response, session: Session
 ) -> schemas.DncAdded:

@@ -15,6 +15,7 @@ from services.outreach.notifications.webhook_targets import check_webhook_url
 from shared.auth import require_api_key
 from shared.db import Session
 from shared.events import EVENT_TYPES
+from shared.idempotency import NoIdempotency
 from shared.requests import InternalModel, WriteModel
 
 router = APIRouter(dependencies=[Depends(require_api_key)], tags=["event subscriptions"])
@@ -92,7 +93,13 @@ async def event_types() -> list[str]:
     return list(EVENT_TYPES)
 
 
-@router.post("/event-subscriptions", status_code=201, response_model=SubscriptionWithSecret)
+# these answers hold a signing secret, shown once: never stored, so no Idempotency-Key is honoured
+@router.post(
+    "/event-subscriptions",
+    status_code=201,
+    response_model=SubscriptionWithSecret,
+    dependencies=[NoIdempotency],
+)
 async def create_subscription(
     body: SubscriptionIn, session: Session, request: Request
 ) -> SubscriptionWithSecret:
@@ -131,7 +138,11 @@ async def delete_subscription(subscription_id: str, session: Session) -> None:
     await service.remove(session, subscription_id)
 
 
-@router.post("/event-subscriptions/{subscription_id}/secret", response_model=SubscriptionWithSecret)
+@router.post(
+    "/event-subscriptions/{subscription_id}/secret",
+    response_model=SubscriptionWithSecret,
+    dependencies=[NoIdempotency],
+)
 async def rotate_secret(
     subscription_id: str, session: Session, request: Request
 ) -> SubscriptionWithSecret:

@@ -11,6 +11,7 @@ from services.outreach.senders import schemas
 from services.outreach.senders import service as senders
 from shared.auth import require_api_key
 from shared.db import Session
+from shared.idempotency import Idempotent
 
 router = APIRouter(dependencies=[Depends(require_api_key)], tags=["senders"])
 
@@ -22,7 +23,7 @@ def _out(row: models.Sender, counts: dict[str, tuple[int, int]]) -> schemas.Send
     )
 
 
-@router.post("/senders", status_code=201, response_model=schemas.Sender)
+@router.post("/senders", status_code=201, response_model=schemas.Sender, dependencies=[Idempotent])
 async def create_sender(body: schemas.SenderIn, session: Session) -> schemas.Sender:
     row = await senders.create_sender(session, body.model_dump())
     await session.commit()
