@@ -125,7 +125,14 @@ _DESCRIPTION = (
     "Kept for CLOSEFLOW_IDEMPOTENCY_TTL_SECONDS (24 h by default)."
 )
 _Key = Annotated[
-    str | None, Header(alias=HEADER, min_length=1, max_length=MAX_KEY, description=_DESCRIPTION)
+    str | None,
+    Header(
+        alias=HEADER,
+        min_length=1,
+        max_length=MAX_KEY,
+        pattern=KEY_PATTERN,
+        description=_DESCRIPTION,
+    ),
 ]
 
 
@@ -221,13 +228,14 @@ def _error(status: int, code: str, message: str, retry: bool = False) -> JSONRes
     return JSONResponse(error_body(code, message, []), status_code=status, headers=headers)
 
 
-def fingerprint(body: bytes) -> str:
-    """The body's sha256; of JSON as parsed (key order and spacing aside), else of its bytes."""
+def fingerprint(query: bytes, body: bytes) -> str:
+    """The request's sha256: its query string (e.g. an import's format) and its body, JSON as
+    parsed (key order and spacing aside), any other body as sent."""
     try:
-        canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":"))
-    except ValueError:
-        return hashlib.sha256(body).hexdigest()
-    return hashlib.sha256(canonical.encode()).hexdigest()
+        body = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
+    except (ValueError, RecursionError):
+        pass  # not JSON (a CSV import), or nested too deep to parse: its bytes
+    return hashlib.sha256(query + b"?" + body).hexdigest()
 
 
 def _scope_of(key_id: str, method: str, path: str, key: str) -> str:
@@ -314,7 +322,7 @@ class IdempotencyKeys:
         replay_receive = _replaying(body, receive)
         outcome = await self._claim(
             _scope_of(principal.key_id or str(principal), method, path, key),
-            fingerprint(body),
+            fingerprint(scope.get("query_string", b""), body),
             matched,
         )
         if outcome.response is not None:

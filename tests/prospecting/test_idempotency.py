@@ -30,6 +30,9 @@ async def test_a_repeated_rep_prospect_or_import_creates_nothing(api: Api) -> No
     assert replayed(first, again)  # the same import's report, not a second import's
     other = await http.post("/imports", content=csv + b"Joan,joan@example.com\n", headers=headers)
     assert (other.status_code, other.json()["error"]["code"]) == (422, "idempotency_key_reused")
+    # the query is part of the request: the same file read as another format is another request
+    other = await http.post("/imports", params={"format": "ndjson"}, content=csv, headers=headers)
+    assert (other.status_code, other.json()["error"]["code"]) == (422, "idempotency_key_reused")
 
 
 async def test_a_new_api_key_takes_no_idempotency_key(api: Api) -> None:
