@@ -192,6 +192,27 @@ async def test_a_repeat_while_the_first_runs_is_told_to_wait(env: DealsEnv) -> N
     assert len(objection_signals(await signals(journey, 2))) == 1
 
 
+async def test_two_first_requests_at_once_make_one_objection(env: DealsEnv) -> None:
+    deal_id, journey = await env.presenting_deal()
+    url, body = f"/deals/{deal_id}/objections", {"text": "too expensive"}
+    gate = asyncio.Event()
+    config = env.client.config()
+    config["interceptors"] = [_Hold(gate)]
+    with temporal(env, Client(**config)):
+        both = {
+            asyncio.create_task(env.http.post(url, json=body, headers=keyed("twin")))
+            for _ in range(2)
+        }
+        done, held = await asyncio.wait(both, return_when=asyncio.FIRST_COMPLETED)
+        refused = done.pop().result()
+        assert (refused.status_code, error(refused)["code"]) == (409, "idempotency_key_in_flight")
+        gate.set()
+        r = await held.pop()
+    assert r.status_code == 201, r.text
+    assert len(await objections_of(env, deal_id)) == 1
+    assert len(objection_signals(await signals(journey, 2))) == 1
+
+
 async def test_an_expired_key_is_new_again_and_purged(env: DealsEnv) -> None:
     deal_id, _ = await env.presenting_deal()
     url, body = f"/deals/{deal_id}/objections", {"text": "too expensive"}
