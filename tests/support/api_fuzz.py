@@ -60,6 +60,7 @@ from shared.providers.sendgrid import generate_key_pair
 from tests.support.apps import ServiceApp
 from tests.support.consent import PM
 from tests.support.deals import BOOKING_HOURS, GOOD_ANSWERS
+from tests.support.idempotency import HEADER as IDEMPOTENCY_HEADER
 from tests.support.ports import free_port
 from tests.support.sandboxes import EMAIL, touch_request
 from tests.support.scenarios import fast_cadence
@@ -131,6 +132,11 @@ def _request(case: Case, ids: dict[str, str]) -> dict[str, Any]:
         base_url="http://test", headers=SERVICE_AUTH if internal else AUTH
     )
     kwargs.pop("cookies", None)
+    headers = kwargs.get("headers") or {}
+    if IDEMPOTENCY_HEADER in headers:
+        # the generator draws few keys ("0", "A"): as sent, most cases would repeat an earlier
+        # case's key with another body (422) and never reach their route; each its own key
+        headers[IDEMPOTENCY_HEADER] = f"{headers[IDEMPOTENCY_HEADER]}-{uuid.uuid4().hex}"[:255]
     if "data" in kwargs and isinstance(kwargs["data"], bytes | str):
         kwargs["content"] = kwargs.pop("data")
     return kwargs
