@@ -1,6 +1,6 @@
 """outreach: the Idempotency-Key records of creating requests (shared/idempotency.py)
 
-Revision ID: 0024_idempotency_keys
+Revision ID: 0026_idempotency_keys
 Revises: 0023_erased_prospects
 """
 
@@ -10,7 +10,7 @@ from alembic import op
 
 from shared.idempotency import TABLE, create_idempotency_table
 
-revision: str = "0024_idempotency_keys"
+revision: str = "0026_idempotency_keys"
 down_revision: str | Sequence[str] | None = "0023_erased_prospects"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
