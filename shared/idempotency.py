@@ -25,7 +25,8 @@ OpenAPI); the middleware does the rest, before and after the route:
   subscription's signing secret): the answer is never stored, so the header is refused (400
   `idempotency_not_supported`) rather than silently not honoured.
 - records expire after settings.idempotency_ttl_seconds; each new key deletes a few expired
-  ones, which keeps the table bounded.
+  ones, which keeps the table bounded. An erasure deletes at once every record whose answer
+  names the person (`forget_answers`): a prospect's creation answered their name and email.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum
@@ -41,7 +42,19 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.routing import APIRoute, iter_route_contexts
-from sqlalchemy import JSON, Boolean, Integer, String, Text, delete, event, select, update
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Integer,
+    String,
+    Text,
+    delete,
+    event,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -492,3 +505,19 @@ def _replaying(body: bytes, receive: Receive) -> Receive:
 async def _purge(session: AsyncSession, table: Any, now: datetime) -> None:
     expired = select(table.c.id).where(table.c.expires_at <= now).limit(PURGE_BATCH)
     await session.execute(delete(table).where(table.c.id.in_(expired)))
+
+
+async def forget_answers(
+    session: AsyncSession, model: type[IdempotencyColumns], mentioning: Iterable[str | None]
+) -> int:
+    """Delete the records whose stored answer mentions one of these (an erased person's id,
+    email and phone, the ids of their deals): an answer kept for a retry must not outlive
+    their erasure. A scan of a day's records, in any case: erasures are rare. How many."""
+    needles = sorted({n.lower() for n in mentioning if n})
+    if not needles:
+        return 0
+    table = model.__table__  # type: ignore[attr-defined]
+    body = func.lower(table.c.body)
+    named = or_(*(body.contains(n, autoescape=True) for n in needles))
+    result = await session.execute(delete(table).where(named))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]

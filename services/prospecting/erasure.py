@@ -27,7 +27,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.prospecting import auto_enroll, funnel_queue, outbox
-from services.prospecting.models import AuditEntry, Erasure, OutboxMessage, Prospect, StageHistory
+from services.prospecting.models import (
+    AuditEntry,
+    Erasure,
+    IdempotencyKey,
+    OutboxMessage,
+    Prospect,
+    StageHistory,
+)
 from shared import codec
 from shared.audit import redact
 from shared.erasure import (
@@ -39,6 +46,7 @@ from shared.erasure import (
     unnamed_referral_cause,
 )
 from shared.errors import AppError, conflict, not_found
+from shared.idempotency import forget_answers
 
 KIND = "erasure"
 ERASED = "erased_person"
@@ -188,6 +196,8 @@ async def request_erasure(
     await funnel_queue.roll_up_prospect(session, prospect_id)
     # Other prospects keep the id of the person who referred them (an id, no longer anyone), so
     # attribution by source stays right.
+    # an answer kept for a client's retry (their creation: name, email) goes with them
+    await forget_answers(session, IdempotencyKey, (prospect_id, prospect.email, prospect.phone))
     table = Prospect.__table__
     await delete_tree(session, table, table.c.id == prospect_id)
     # the audit log keeps who did what to them and when, not the values (shared.audit)

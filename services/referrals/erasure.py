@@ -17,7 +17,13 @@ from sqlalchemy import false, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.service import RPCError
 
-from services.referrals.models import AuditEntry, ErasedPerson, Referral, ReferralAsk
+from services.referrals.models import (
+    AuditEntry,
+    ErasedPerson,
+    IdempotencyKey,
+    Referral,
+    ReferralAsk,
+)
 from services.referrals.service import new_token
 from shared.audit import redact
 from shared.auth import require_api_key
@@ -31,6 +37,7 @@ from shared.erasure import (
     keep_digests,
 )
 from shared.errors import AppError
+from shared.idempotency import forget_answers
 
 router = APIRouter(dependencies=[Depends(require_api_key)])
 
@@ -54,6 +61,9 @@ async def erasure_order(order: ErasureOrder, request: Request, session: Session)
         session, order.prospect_id
     )
     deleted["audit_log (values redacted)"] = await redact(session, AuditEntry, order.prospect_id)
+    deleted["idempotency_keys"] = await forget_answers(
+        session, IdempotencyKey, (order.prospect_id, order.email, order.phone)
+    )
     await keep_digests(session, ErasedPerson, order)  # so they are not referred back in
     await session.commit()
     return ErasureResult(service="referrals", erasure_id=order.erasure_id, deleted=deleted)

@@ -23,7 +23,7 @@ from shared.contracts.names import Sig
 from shared.db import utcnow
 from tests.support.deals import GOOD_ANSWERS, DealsEnv, error, in_an_hour, signals
 from tests.support.gate import temporal_out_of_reach
-from tests.support.settings import API_KEY
+from tests.support.settings import API_KEY, SERVICE_AUTH
 
 OTHER_KEY = "other-admin-key"
 
@@ -278,3 +278,18 @@ async def test_a_retried_qualification_and_framework_create_nothing_again(env: D
     # without the key, the same create is refused as a duplicate: the key answered it instead
     assert (again.status_code, again.json()) == (201, first.json())
     assert again.headers["Idempotent-Replayed"] == "true"
+
+
+async def test_an_erasure_forgets_the_answers_kept_for_retries(env: DealsEnv) -> None:
+    """An objection's answer, kept a day for the client's retry, holds its text and deal: after
+    the prospect's erasure the retry got it back."""
+    deal_id, _ = await env.presenting_deal()
+    url, body = f"/deals/{deal_id}/objections", {"text": "Ada's budget is frozen"}
+    first = await env.http.post(url, json=body, headers=keyed("obj-1"))
+    assert first.status_code == 201, first.text
+    prospect_id = (await env.http.get(f"/deals/{deal_id}")).json()["prospect_id"]
+    order = {"erasure_id": "e-ada", "prospect_id": prospect_id}
+    erased = await env.http.post("/internal/erasures", json=order, headers=SERVICE_AUTH)
+    assert erased.json()["deleted"]["idempotency_keys"] == 1, erased.text
+    after = await env.http.post(url, json=body, headers=keyed("obj-1"))
+    assert "Idempotent-Replayed" not in after.headers, after.text

@@ -8,6 +8,7 @@ from typing import Any
 
 from tests.support.apps import Api
 from tests.support.idempotency import key, replayed, sent_twice
+from tests.support.settings import SERVICE_AUTH
 
 CADENCE: dict[str, Any] = {
     "name": "Two steps",
@@ -50,3 +51,18 @@ async def test_an_event_subscription_takes_no_idempotency_key(api: Api) -> None:
     r = await http.post("/event-subscriptions", json=body, headers=key("sub"))
     assert (r.status_code, r.json()["error"]["code"]) == (400, "idempotency_not_supported")
     assert (await http.get("/event-subscriptions")).json() == []
+
+
+async def test_an_erasure_forgets_the_answers_kept_for_retries(api: Api) -> None:
+    """A listing's answer, kept a day for the client's retry, holds the address: after the
+    person's erasure the retry got it back, the address in clear."""
+    http = await api("outreach")
+    listing = {"value": "ada@example.com", "reason": "asked"}
+    first, again = await sent_twice(http, "POST", "/do-not-contact", "d", json=listing)
+    assert replayed(first, again)
+    order = {"erasure_id": "e-ada", "prospect_id": "p-ada", "email": "Ada@Example.com"}
+    erased = await http.post("/internal/erasures", json=order, headers=SERVICE_AUTH)
+    assert erased.status_code == 200, erased.text
+    assert erased.json()["deleted"]["idempotency_keys"] == 1
+    after = await http.post("/do-not-contact", json=listing, headers=key("d"))
+    assert "Idempotent-Replayed" not in after.headers, after.text

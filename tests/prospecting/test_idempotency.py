@@ -40,3 +40,16 @@ async def test_a_new_api_key_takes_no_idempotency_key(api: Api) -> None:
     r = await http.post("/api-keys", json={"name": "ci", "role": "ops"}, headers=key("k"))
     assert (r.status_code, r.json()["error"]["code"]) == (400, "idempotency_not_supported")
     assert (await http.post("/api-keys", json={"name": "ci", "role": "ops"})).status_code == 201
+
+
+async def test_an_erasure_forgets_the_answer_kept_for_a_retry(api: Api) -> None:
+    """The answer to a prospect's creation, kept a day for the client's retry, holds their name
+    and email: after their erasure the retry got it back."""
+    http = await api("prospecting")
+    person = {"first_name": "Ada", "email": "ada@example.com"}
+    first, again = await sent_twice(http, "POST", "/prospects", "p", json=person)
+    assert replayed(first, again)
+    erasure = await http.post(f"/prospects/{first.json()['id']}/erasure")
+    assert erasure.status_code == 202, erasure.text
+    after = await http.post("/prospects", json=person, headers=key("p"))
+    assert "Idempotent-Replayed" not in after.headers, after.text

@@ -582,3 +582,9 @@ async def test_referrals_posted_again_with_the_same_idempotency_key_are_stored_o
     assert (again.status_code, again.json()) == (201, first.json())
     assert again.headers["Idempotent-Replayed"] == "true"
     assert [r["id"] for r in await env.referrals()] == [first.json()[0]["id"]]
+    # the answer kept for a retry names Alan: his erasure forgets it
+    order = {"erasure_id": "e-alan", "prospect_id": "p-alan", "email": "alan@example.com"}
+    erased = await env.http.post("/internal/erasures", json=order, headers=SERVICE_AUTH)
+    assert erased.json()["deleted"]["idempotency_keys"] == 1, erased.text
+    after = await env.http.post(url, json=body, headers=headers)
+    assert "Idempotent-Replayed" not in after.headers, after.text

@@ -8,19 +8,23 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.deals.models import AuditEntry, BookingLink, Deal, EventOutbox
+from services.deals.models import AuditEntry, BookingLink, Deal, EventOutbox, IdempotencyKey
 from shared.audit import redact
 from shared.erasure import about_prospect, delete_tree
+from shared.idempotency import forget_answers
 
 
 async def erase_prospect(session: AsyncSession, prospect_id: str) -> dict[str, int]:
     """Rows deleted per table."""
     table = Deal.__table__
-    deleted = await delete_tree(session, table, table.c.prospect_id == prospect_id)
+    deal_ids = (await session.scalars(select(Deal.id).where(Deal.prospect_id == prospect_id))).all()
+    # answers kept for a client's retry (an objection's text, a meeting) name their deals
+    deleted = {"idempotency_keys": await forget_answers(session, IdempotencyKey, deal_ids)}
+    deleted |= await delete_tree(session, table, table.c.prospect_id == prospect_id)
     # the audit log keeps who did what and when, not the values (shared.audit)
     deleted["audit_log (values redacted)"] = await redact(session, AuditEntry, prospect_id)
     # their booking links (their zone, their rep): gone, so an old link opens nothing

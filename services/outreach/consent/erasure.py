@@ -54,6 +54,7 @@ from shared.erasure import (
 )
 from shared.errors import AppError
 from shared.events import STAGE_CHANGED
+from shared.idempotency import forget_answers
 
 router = APIRouter(dependencies=[Depends(require_api_key)])
 ERASED = "erased_person"
@@ -135,6 +136,7 @@ async def erase(session: AsyncSession, order: ErasureOrder) -> dict[str, int]:
     deleted["messages, tasks (referrer's name removed)"] = await _unquote_referrer(session, order)
     deleted["webhook_events (referrer's name removed)"] = await _unname_in_events(session, order)
     deleted["audit_log (values redacted)"] = await redact(session, m.AuditEntry, pid)
+    deleted["idempotency_keys"] = await forget_answers(session, m.IdempotencyKey, [pid, *addresses])
     await keep_digests(session, models.ErasedPerson, order)
     # their id (random, no personal data): an event about them relayed late is dropped
     if await session.get(m.ErasedProspect, pid) is None:
