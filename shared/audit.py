@@ -16,9 +16,10 @@ What an entry keeps, and what it does not:
   * the actor: the key's id (an issued key's id, or a fingerprint of a configured key: never
     the key), its role and, for a rep key, the rep;
   * changed fields, before and after, for fields that are not personal data or secrets. For
-    those (names, emails, phones, free text, secrets: `SENSITIVE`) it records only that the
-    field changed: an audit log outlives the data it audits and must not become a second copy
-    of the contact details;
+    those (names, emails, phones, free text, secrets: `SENSITIVE`; and the columns a model names
+    in `__audit_private__`, whose name alone does not say so, e.g. a do-not-contact entry's
+    `value`) it records only that the field changed: an audit log outlives the data it audits
+    and must not become a second copy of the contact details;
   * `subject_id`, the prospect the row is about, so that erasing a prospect redacts their
     entries' values too (`redact`), keeping who did what and when.
 """
@@ -55,8 +56,13 @@ SENSITIVE = re.compile(
     r"(^|_)(email|emails|phone|phones|name|first_name|last_name|title|company|address|"
     r"linkedin\w*|body|text|notes|note|excerpt|reply|card|prospect_card|payload|person|"
     r"contact|secret|\w*_secret|key_hash|token|\w*_token|answers|details|context|reason|"
-    r"cause|description|summary|message|subject|why|comment|comments)$"
+    r"cause|description|summary|message|subject|why|comment|comments|"
+    # a qualification answer is the rep's words about the prospect's people; a prospect's free
+    # fields hold whatever an import carried (mobile numbers, home towns)
+    r"answer|custom)$"
 )
+# a model's columns that are personal data under a name that says nothing (a model attribute)
+PRIVATE_ATTR = "__audit_private__"
 MAX_VALUE = 300  # longer values are recorded as changed, without them
 
 
@@ -161,9 +167,9 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _value(name: str, value: Any) -> tuple[bool, Any]:
+def _value(name: str, value: Any, private: frozenset[str]) -> tuple[bool, Any]:
     """(kept, value): sensitive or long values are not kept."""
-    if SENSITIVE.search(name):
+    if name in private or SENSITIVE.search(name):
         return False, None
     plain = _plain(value)
     try:
@@ -177,6 +183,7 @@ def _value(name: str, value: Any) -> tuple[bool, Any]:
 
 def _changes(obj: Any, action: str) -> dict[str, Any]:
     state = inspect(obj)
+    private: frozenset[str] = frozenset(getattr(type(obj), PRIVATE_ATTR, ()))
     out: dict[str, Any] = {}
     for attr in state.mapper.column_attrs:
         name = attr.key
@@ -188,8 +195,8 @@ def _changes(obj: Any, action: str) -> dict[str, Any]:
             after = history.added[0] if history.added else None
             if _plain(before) == _plain(after):
                 continue
-            kept_b, before_v = _value(name, before)
-            kept_a, after_v = _value(name, after)
+            kept_b, before_v = _value(name, before, private)
+            kept_a, after_v = _value(name, after, private)
             out[name] = (
                 {"before": before_v, "after": after_v} if kept_b and kept_a else {"changed": True}
             )
@@ -197,7 +204,7 @@ def _changes(obj: Any, action: str) -> dict[str, Any]:
             value = getattr(obj, name, None)
             if value is None:
                 continue
-            kept, plain = _value(name, value)
+            kept, plain = _value(name, value, private)
             out[name] = {"after": plain} if kept else {"changed": True}
     return out
 

@@ -220,6 +220,7 @@ class DoNotContact(Base):
 
     __tablename__ = "do_not_contact"
     __table_args__ = (UniqueConstraint("kind", "value"),)
+    __audit_private__ = frozenset({"value"})  # an address or a number (shared.audit)
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     kind: Mapped[str] = mapped_column(String(10))  # email | phone | domain
     value: Mapped[str] = mapped_column(String(320))

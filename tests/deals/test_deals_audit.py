@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 
 import pytest
 
@@ -58,3 +59,21 @@ async def test_deal_history_and_audit_name_who_moved_the_deal(env: DealsEnv) -> 
     only = await env.http.get("/exports/deals.csv", params={"stage": "qualifying"})
     assert [r["id"] for r in csv.DictReader(io.StringIO(only.text))] == [open_id]
     assert (await env.http.get("/exports/deals.csv", params={"stage": "x"})).status_code == 422
+
+
+async def test_qualification_answers_in_the_reps_words_are_not_in_the_audit_log(
+    env: DealsEnv,
+) -> None:
+    """An answer is free text about the prospect's people: the audit log records that it
+    changed, never the words (its entry names no prospect, so erasure could not redact it)."""
+    deal_id, _, _ = await env.open_deal()
+    need = "Jane Doe, their CFO, loses two days a month on reports"
+    answers = {"budget": True, "authority": "decision_maker", "need": need, "timeline": 2}
+    r = await env.http.post(f"/deals/{deal_id}/qualification", json={"answers": answers})
+    assert r.status_code == 200, r.text
+
+    page = (await env.http.get("/audit", params={"limit": "1000"})).json()
+    recorded = [e for e in page["entries"] if e["resource"] == "qualification_answers"]
+    assert recorded, page
+    assert all(e["changes"]["answer"] == {"changed": True} for e in recorded)
+    assert "Jane Doe" not in json.dumps(page)
