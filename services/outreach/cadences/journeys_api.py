@@ -119,8 +119,14 @@ async def journey_state(prospect_id: str, request: Request, session: Session) ->
     }
 
 
+# The three routes below write no row of their own, yet each is a key holder's change: the
+# request's session (unused otherwise) is what records it in the audit log (shared.audit).
+
+
 @router.post("/journeys/{prospect_id}/pause", status_code=202)
-async def pause_journey(prospect_id: str, body: PauseOneIn, request: Request) -> dict[str, str]:
+async def pause_journey(
+    prospect_id: str, body: PauseOneIn, request: Request, _audited: Session
+) -> dict[str, str]:
     payload = _pause_payload(body, body.kind)
     await signal_journey(_client(request), prospect_id, Sig.PAUSE, payload)
     return {"status": "pausing", "journey_id": journey_id(prospect_id)}
@@ -128,7 +134,7 @@ async def pause_journey(prospect_id: str, body: PauseOneIn, request: Request) ->
 
 @router.post("/journeys/{prospect_id}/resume", status_code=202)
 async def resume_journey(
-    prospect_id: str, request: Request, body: ResumeIn | None = None
+    prospect_id: str, request: Request, _audited: Session, body: ResumeIn | None = None
 ) -> dict[str, str]:
     """Lifts the pause of one kind (manual when not said); the journey sends again once no
     other pause is left."""
@@ -138,7 +144,9 @@ async def resume_journey(
 
 
 @router.post("/journeys/{prospect_id}/stop", status_code=202)
-async def stop_journey(prospect_id: str, body: StopIn, request: Request) -> dict[str, str]:
+async def stop_journey(
+    prospect_id: str, body: StopIn, request: Request, _audited: Session
+) -> dict[str, str]:
     stop = StopCadence(body.reason, request_actor(request))
     await signal_journey(_client(request), prospect_id, Sig.STOP_CADENCE, stop)
     return {"status": "stopping", "journey_id": journey_id(prospect_id)}
