@@ -46,6 +46,7 @@ from shared.db import Session as RequestSession
 from shared.db import UTCDateTime, new_id, utcnow
 from shared.errors import invalid
 from shared.logging import request_id
+from shared.requests import OffsetDatetime, with_offset
 
 AUDIT = "closeflow.audit"
 ACTOR = "closeflow.actor"
@@ -362,7 +363,8 @@ def _cursor(entry: AuditColumns) -> str:
 def _uncursor(value: str) -> tuple[datetime, str]:
     try:
         at, _, ident = base64.urlsafe_b64decode(value.encode()).decode().partition("|")
-        return datetime.fromisoformat(at), ident
+        # the cursors given carry an offset; one without would fail in the query (a 500)
+        return with_offset(datetime.fromisoformat(at)), ident
     except (ValueError, UnicodeDecodeError):
         raise invalid("cursor", "not a cursor this endpoint gave") from None
 
@@ -418,8 +420,8 @@ def audit_router(service: str, config: AuditConfig) -> APIRouter:
             None, max_length=60, description="a table, e.g. deals, prospects"
         ),
         resource_id: str | None = Query(None, max_length=100),
-        since: datetime | None = None,
-        until: datetime | None = None,
+        since: OffsetDatetime | None = None,
+        until: OffsetDatetime | None = None,
         limit: int = Query(100, ge=1, le=1000),
         cursor: str | None = Query(None, max_length=200),
     ) -> AuditPage:

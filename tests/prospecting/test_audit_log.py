@@ -4,6 +4,7 @@ filters and paging, for admins only; an erased prospect's entries keep no values
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -100,3 +101,18 @@ async def test_every_change_names_its_actor_and_fields_without_contact_details(a
     assert all(e["changes"] == {"redacted": "the prospect was erased"} for e in after)
     # the erasure request is itself on record
     assert any(e["route"].endswith("/erasure") for e in (await audit(http))["entries"])
+
+
+async def test_audit_times_without_an_offset_or_out_of_range_are_a_422(api: Api) -> None:
+    """`since`, `until` and a cursor name moments: without a UTC offset (or beyond what UTC can
+    hold) they were a 500 from the database layer."""
+    http = await api("prospecting", key=False, api_keys=KEYS)
+    naive_cursor = base64.urlsafe_b64encode(b"2026-12-01T09:00:00|x").decode()
+    for params in (
+        {"since": "2026-12-01T09:00:00"},
+        {"until": "2026-12-01T09:00:00"},
+        {"since": "0001-01-01T00:00:00+01:00"},
+        {"cursor": naive_cursor},
+    ):
+        r = await http.get("/audit", params=params, headers=as_(ADMIN))
+        assert r.status_code == 422, (params, r.status_code, r.text)
