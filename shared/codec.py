@@ -476,11 +476,15 @@ class EncryptionCodec(PayloadCodec, WithSerializationContext):
             if payload.metadata.get("encoding") != ENCODING:
                 out.append(payload)  # never encrypted: older histories pass through
                 continue
-            scope = payload.metadata.get(SCOPE, b"").decode()
+            try:
+                scope = payload.metadata.get(SCOPE, b"").decode()
+            except UnicodeDecodeError as err:
+                raise PayloadKeyUnavailable("a payload's scope is not text: not ours") from err
             key = await self.keyring.data_key(scope, create=False)
             try:
+                # ValueError: data shorter than a nonce (cut short, or not ours at all)
                 plain = _open(key, payload.data, _payload_aad(scope))
-            except InvalidTag as err:
+            except (InvalidTag, ValueError) as err:
                 raise PayloadKeyUnavailable(f"a payload of {scope} fails its check") from err
             decoded = Payload()
             decoded.ParseFromString(plain)

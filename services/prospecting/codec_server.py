@@ -5,7 +5,8 @@
 closeflow process uses (shared/codec.py): ops and admin keys only, in `X-API-Key` or
 `Authorization: Bearer <key>` (the Temporal CLI's `--codec-auth`). Browsers may call it from the
 origins in CLOSEFLOW_CODEC_CORS_ORIGINS (the Temporal UI's). A payload of an erased prospect is
-answered as it came (still encrypted): its key is gone for everyone, the UI shows the cipher.
+answered as it came (still encrypted): its key is gone for everyone, the UI shows the cipher. So
+is one this codec cannot read (cut short, not ours): the rest of the batch still decodes.
 Encoding without a workflow uses the system key (the UI's signal and start inputs).
 """
 

@@ -369,3 +369,29 @@ async def test_a_prospect_gets_its_data_key_with_it(
         await EncryptionCodec(fresh).decode(sealed)
     for ring in (reader, fresh):
         await ring.aclose()
+
+
+@pytest.mark.parametrize("database_urls", ["sqlite"], indirect=True)
+async def test_codec_server_answers_a_payload_it_cannot_read_as_it_came(
+    service_app: ServiceApp, api: Api
+) -> None:
+    """A payload marked encrypted that is not one of ours (cut short, a scope that is not text)
+    comes back as sent, as an erased prospect's does: the UI shows the rest of the history
+    instead of an error for all of it."""
+    app = await service_app("prospecting", payload_master_keys=new_master_key("k1"))
+    server = await api(app)
+
+    def b64(raw: bytes) -> str:
+        return base64.b64encode(raw).decode()
+
+    plain = {"metadata": {"encoding": b64(b"json/plain")}, "data": b64(b'"ada"')}
+    sealed = (await server.post("/codec/encode", json={"payloads": [plain]})).json()["payloads"]
+    cut_short = {"metadata": sealed[0]["metadata"], "data": b64(b"short")}
+    not_text = {
+        "metadata": {"encoding": b64(ENCODING), SCOPE: b64(b"\xff\xfe")},
+        "data": sealed[0]["data"],
+    }
+    body = {"payloads": [cut_short, not_text, sealed[0]]}
+    decoded = await server.post("/codec/decode", json=body)
+    assert decoded.status_code == 200, decoded.text
+    assert decoded.json()["payloads"] == [cut_short, not_text, plain]
