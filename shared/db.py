@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, TypeVar
 
@@ -166,13 +166,27 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
-async def request_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """The request owns the transaction: commit on success, roll back on any error."""
+Sessions = Callable[[], AsyncSession]  # an async_sessionmaker, or request_sessions(request)
+
+
+def request_sessions(request: Request) -> Sessions:
+    """New sessions that act for `request` (its key holder's changes), for a route that writes
+    in transactions of its own, e.g. an import committing batch by batch."""
     factory: async_sessionmaker[AsyncSession] = request.app.state.sessions
-    async with factory() as session:
+
+    def session_for_request() -> AsyncSession:
+        session = factory()
         # e.g. the audit log's (shared.audit): who this request's changes are by
         for hook in getattr(request.app.state, "session_hooks", ()):
             hook(session, request)
+        return session
+
+    return session_for_request
+
+
+async def request_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """The request owns the transaction: commit on success, roll back on any error."""
+    async with request_sessions(request)() as session:
         try:
             yield session
             await session.commit()

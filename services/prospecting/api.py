@@ -12,7 +12,7 @@ from services.prospecting import timeline as timeline_view
 from shared.audit import request_actor
 from shared.auth import require_api_key
 from shared.contracts.journey import Stage
-from shared.db import Session
+from shared.db import Session, request_sessions
 from shared.erasure import forget_cached_key
 from shared.idempotency import Idempotent, IdempotentRepeat
 from shared.ids import IdFilter
@@ -157,8 +157,9 @@ async def create_import(
     secrets = imports.ImportSecrets(
         settings.erasure_pepper.get_secret_value(), settings.master_keys
     )
+    # the batches' sessions act for the request: what they change is in the audit log
     import_id = await imports.run_import(
-        request.app.state.sessions, request.stream(), fmt, secrets, request_actor(request)
+        request_sessions(request), request.stream(), fmt, secrets, request_actor(request)
     )
     return await imports.get_report(session, import_id)
 

@@ -59,6 +59,8 @@ def create_app(
                     "funnel_pending",
                     "outbox",
                     "assignment_cursors",
+                    # an import's refused lines are its report (the imports row says who ran it)
+                    "import_refusals",
                 }
             ),
         ),

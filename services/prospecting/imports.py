@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 from sqlalchemy import insert, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.prospecting import (
     assignment,
@@ -33,7 +33,7 @@ from services.prospecting import (
 from services.prospecting.models import Import, ImportRefusal, Prospect, StageHistory
 from shared.codec import MasterKey, create_data_keys
 from shared.contracts.journey import Stage
-from shared.db import new_id, utcnow
+from shared.db import Sessions, new_id, utcnow
 from shared.errors import invalid, not_found
 from shared.requests import InvalidJson, parse_json
 
@@ -361,7 +361,7 @@ async def _write_batch(
 
 
 async def run_import(
-    sessions: async_sessionmaker[AsyncSession],
+    sessions: Sessions,
     chunks: AsyncIterator[bytes],
     fmt: Format,
     secrets: ImportSecrets,
@@ -403,7 +403,7 @@ async def run_import(
     return import_id
 
 
-async def _finish(sessions: async_sessionmaker[AsyncSession], import_id: str, error: str) -> None:
+async def _finish(sessions: Sessions, import_id: str, error: str) -> None:
     async with sessions() as session:
         row = await session.get(Import, import_id)
         assert row is not None
@@ -414,7 +414,7 @@ async def _finish(sessions: async_sessionmaker[AsyncSession], import_id: str, er
 
 
 async def _commit(
-    sessions: async_sessionmaker[AsyncSession],
+    sessions: Sessions,
     import_id: str,
     rules: fit.IcpRules,
     batch: Sequence[tuple[int, schemas.ProspectFields]],

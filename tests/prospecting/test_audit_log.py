@@ -116,3 +116,26 @@ async def test_audit_times_without_an_offset_or_out_of_range_are_a_422(api: Api)
     ):
         r = await http.get("/audit", params=params, headers=as_(ADMIN))
         assert r.status_code == 422, (params, r.status_code, r.text)
+
+
+async def test_an_import_that_fills_in_a_prospect_is_in_its_audit_trail(api: Api) -> None:
+    """POST /imports writes in sessions of its own, batch by batch: the prospects it merged
+    into were changed by the importing key holder all the same."""
+    http = await api("prospecting", key=False, api_keys=KEYS)
+    made = await http.post(
+        "/prospects", json={"first_name": "Ada", "email": "ada@example.com"}, headers=as_(ADMIN)
+    )
+    assert made.status_code == 201, made.text
+    pid = made.json()["id"]
+    csv = "first_name,email,phone\nAda,ada@example.com,+14155550123\n"
+    r = await http.post("/imports", content=csv, headers={**as_(OPS), "Content-Type": "text/csv"})
+    assert r.status_code == 201, r.text
+    assert r.json()["merged"] == 1, r.text
+
+    entries = (await audit(http, resource="prospects", resource_id=pid))["entries"]
+    assert [(e["action"], e["actor_role"], e["route"]) for e in entries] == [
+        ("update", "ops", "POST /imports"),
+        ("create", "admin", "POST /prospects"),
+    ]
+    assert entries[0]["changes"]["phone"] == {"changed": True}
+    assert "4155550123" not in json.dumps(entries)
