@@ -217,6 +217,17 @@ def route_template(scope: Scope) -> str:
     return table.template_of(app, Request(scope)) or UNMATCHED  # type: ignore[arg-type]
 
 
+# The request line's method is whatever a client writes: any other is counted as "other", or
+# each made-up one would be a new series in every process (and Prometheus) for good.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER_METHOD = "other"
+
+
+def method_label(scope: Scope) -> str:
+    method = str(scope.get("method", ""))
+    return method if method in METHODS else OTHER_METHOD
+
+
 def webhook_result(status: int) -> str:
     if status < 400:
         return "accepted"
@@ -252,7 +263,7 @@ class HttpMetrics:
         finally:
             self.metrics.observe(
                 route_template(scope),
-                str(scope.get("method", "")),
+                method_label(scope),
                 status,
                 time.perf_counter() - started,
             )

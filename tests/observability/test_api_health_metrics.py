@@ -226,3 +226,19 @@ async def test_a_follow_up_not_due_yet_is_no_relay_backlog(
     assert total(samples, "closeflow_relay_backlog", **relay) == 1
     age = total(samples, "closeflow_relay_oldest_age_seconds", **relay)
     assert 20 * 60 <= age < 30 * 60, age
+
+
+@SQLITE
+async def test_made_up_methods_do_not_become_metric_labels(api: Api) -> None:
+    """The method label comes from the request line, which any stranger writes: each made-up
+    method was a new series (memory in every process, and in Prometheus) for ever."""
+    client = await api("outreach")
+    for n in range(20):
+        r = await client.request(f"MADEUP{n}", "/nowhere")
+        assert r.status_code in (404, 405)
+    assert (await client.request("BREW", "/cadences")).status_code == 405
+
+    samples = parse((await client.get("/metrics")).text)
+    methods = {dict(labels).get("method") for name, labels in samples if "http_" in name}
+    assert not {m for m in methods if m and m.startswith(("MADEUP", "BREW"))}, methods
+    assert total(samples, "closeflow_http_requests_total", method="other") == 21
