@@ -10,11 +10,13 @@ at most `max_keys` buckets: past that the least recently used one goes (LRU), so
 keys costs bounded memory.
 
 The client IP is the one shared.proxies.client_ip finds: behind a trusted proxy the client's,
-not the proxy's, so one client cannot lock out everyone who comes through the same ingress.
+not the proxy's, so one client cannot lock out everyone who comes through the same ingress. An
+IPv6 client is its /64 (`client_network`): it holds every address in it.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import time
 from collections import OrderedDict
@@ -26,6 +28,23 @@ from fastapi.responses import HTMLResponse
 
 from shared.pages import Pages
 from shared.proxies import client_ip
+
+IPV6_CLIENT_PREFIX = 64
+
+
+def client_network(ip: str) -> str:
+    """What one client holds: an IPv4 address, or an IPv6 /64 (the least a line or a VM is
+    given: one address per request would walk past any per-address limit). Anything else (a
+    test client's name) as it is."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, IPV6_CLIENT_PREFIX), strict=False))
+    return str(address)
 
 
 @dataclass
@@ -76,7 +95,7 @@ class FormLimits:
     def check(self, ip: str, token: str) -> int:
         """0 when the request may go on, else the seconds to wait. An address over its limit
         spends nothing of the token's: junk tokens from a refused address create no buckets."""
-        if wait := self.per_ip.take(f"ip:{ip}"):
+        if wait := self.per_ip.take(f"ip:{client_network(ip)}"):
             return wait
         return self.per_token.take(f"token:{token}")
 

@@ -234,6 +234,20 @@ async def test_a_refused_address_creates_no_token_buckets(service_app: ServiceAp
     assert len(limits.per_token._buckets) == 1  # only the one request that was let through
 
 
+async def test_one_ipv6_network_is_one_client(service_app: ServiceApp) -> None:
+    """An IPv6 client holds a whole /64 (every home line, every cloud VM): one bucket per
+    address let it send from a new one each time, past the limit and flushing other clients'
+    buckets out of the bounded table."""
+    app = await _referrals(service_app, per_ip=2)
+    answers = []
+    for n in range(3):
+        async with _from(app, f"2001:db8:1:2::{n + 1:x}") as client:
+            answers.append((await client.get(f"/r/junk-{n}")).status_code)
+    assert answers == [404, 404, 429]
+    async with _from(app, "2001:db8:1:3::1") as neighbour:  # another /64: another client
+        assert (await neighbour.get("/r/junk-n")).status_code == 404
+
+
 def test_the_bucket_table_is_bounded_least_recently_used_first() -> None:
     limiter = RateLimiter(1, 600, max_keys=3)  # every bucket spent, none idle
     for key in ("a", "b", "c"):
