@@ -13,7 +13,8 @@ service's own data; "rep_id" needs none). List routes are not
 silently narrowed: a rep must pass the owner filter (e.g. GET /prospects?rep_id=<own id>) and gets
 403 without it, so a response never looks complete while it is not. Where the rows listed each
 name their own rep (a prospect's deals, referral asks, tasks: a reassignment can leave some with
-another rep), the route also takes `OwnRows` and a rep key sees only its own rows.
+another rep; a client's referrals, by their ask's rep), the route also takes `OwnRows` and a rep
+key sees only its own rows.
 
 `enforce_access` runs before every route of every service (installed by shared/app.py). A route
 without an entry is admin-only at run time; `uncovered_routes` lists such routes, the startup

@@ -98,10 +98,14 @@ async def create_referrals(
 @router.get("/referrals", tags=["referrals"])
 async def list_referrals(
     session: Session,
+    own: OwnRows,
     referrer_prospect_id: Annotated[str | None, Query(max_length=32)] = None,
     limit: Limit = DEFAULT_LIMIT,
     after: After = None,
 ) -> list[schemas.Referral]:
-    """Oldest first, `limit` per page; `after` the last id for the next page."""
-    rows = await service.list_referrals(session, referrer_prospect_id, after=after, limit=limit)
+    """Oldest first, `limit` per page; `after` the last id for the next page. A rep key lists
+    only the referrals that came through its own asks (another rep's ask is theirs)."""
+    rows = await service.list_referrals(
+        session, referrer_prospect_id, rep_id=own, after=after, limit=limit
+    )
     return [schemas.Referral.model_validate(r) for r in rows]

@@ -197,14 +197,20 @@ async def referrals_by_id(session: AsyncSession, ids: Sequence[str]) -> Sequence
 async def list_referrals(
     session: AsyncSession,
     referrer_prospect_id: str | None,
+    rep_id: str | None = None,
     *,
     after: str | None = None,
     limit: int = DEFAULT_LIMIT,
 ) -> Sequence[Referral]:
-    """Oldest first, one page (shared.paging)."""
+    """Oldest first, one page (shared.paging); with `rep_id`, only those that came through
+    that rep's asks."""
     query = select(Referral)
     if referrer_prospect_id is not None:
         query = query.where(Referral.referrer_prospect_id == referrer_prospect_id)
+    if rep_id is not None:
+        query = query.join(ReferralAsk, ReferralAsk.id == Referral.ask_id).where(
+            ReferralAsk.rep_id == rep_id
+        )
     order = [Referral.created_at, Referral.id]
     return await page(session, query, order, after=after, limit=limit, what="referral")
 

@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 from services.deals.models import Deal
 from services.outreach.models import RepTask
-from services.referrals.models import ReferralAsk
+from services.referrals.models import Referral, ReferralAsk
 from shared.codec import KeyRing, parse_master_keys
 from shared.db import create_engine
 from shared.logging import FORMAT, JsonLines, Redacting, configure_logging
@@ -311,17 +311,17 @@ async def test_a_rep_lists_only_its_own_deals_of_a_prospect(service_app: Service
         assert set(await _listed(http, "/deals?prospect_id=p1", API_KEY)) == set(ids)
 
 
-async def test_a_rep_lists_only_its_own_referral_asks_of_a_client(
-    service_app: ServiceApp,
-) -> None:
+async def _client_asks(service_app: ServiceApp, client: str) -> tuple[FastAPI, list[str]]:
+    """Referrals' app with two asks of one client: rep B's first (say, before a reassignment),
+    then rep A's; their ids in that order."""
     app = await service_app("referrals", api_keys=REP_KEYS)
     await asking_prospecting(service_app, app)
     async with app.state.sessions() as session:
         asks = [
             ReferralAsk(
-                token=f"tok-{rep}",
-                client_prospect_id="c1",
-                journey_id=f"j-{rep}",
+                token=f"tok-{client}-{rep}",
+                client_prospect_id=client,
+                journey_id=f"j-{client}-{rep}",
                 client_name="Client",
                 rep_id=rep,
                 cadence_id="cad",
@@ -331,10 +331,34 @@ async def test_a_rep_lists_only_its_own_referral_asks_of_a_client(
         ]
         session.add_all(asks)
         await session.commit()
-        ids = [a.id for a in asks]
+        return app, [a.id for a in asks]
+
+
+async def test_a_rep_lists_only_its_own_referral_asks_of_a_client(
+    service_app: ServiceApp,
+) -> None:
+    app, ids = await _client_asks(service_app, "c1")
     async with _from(app, "127.0.0.1") as http:
         assert await _listed(http, "/asks?client_prospect_id=c1", "key-a") == [ids[1]]
         assert await _listed(http, "/asks?client_prospect_id=c1", API_KEY) == ids
+
+
+async def test_a_rep_lists_only_the_referrals_of_its_own_asks(service_app: ServiceApp) -> None:
+    """The people a client referred through another rep's ask (their name, email and phone) are
+    that rep's, as the ask is: GET /referrals?referrer_prospect_id= lists a rep key only those
+    that came through its own asks."""
+    app, ask_ids = await _client_asks(service_app, "c2")
+    async with app.state.sessions() as session:
+        referrals = [
+            Referral(ask_id=ask_id, referrer_prospect_id="c2", first_name="Friend", email=email)
+            for ask_id, email in zip(ask_ids, ("b@example.com", "a@example.com"), strict=True)
+        ]
+        session.add_all(referrals)
+        await session.commit()
+    async with _from(app, "127.0.0.1") as http:
+        path = "/referrals?referrer_prospect_id=c2"
+        assert await _listed(http, path, "key-a") == [referrals[1].id]
+        assert set(await _listed(http, path, API_KEY)) == {r.id for r in referrals}
 
 
 async def test_a_rep_lists_only_its_own_tasks_of_a_prospect(inbox: InboxRig) -> None:
