@@ -40,7 +40,7 @@ from shared.providers.twilio_signature import SIGNATURE_HEADER, sign_twilio_requ
 from tests.support.apps import assert_pages
 from tests.support.consent import PM, PM_PASSWORD, PM_USER, outreach_rig
 from tests.support.eventually import eventually
-from tests.support.fixtures import Ground
+from tests.support.fixtures import ON_POSTGRES, Ground
 from tests.support.ports import free_port
 from tests.support.runs import add_enrollment
 from tests.support.sandboxes import SMS, SendTouchOnce, touch_request
@@ -943,6 +943,7 @@ async def test_an_opt_out_during_the_provider_call(ground: Ground) -> None:
         controller.stop()
 
 
+@ON_POSTGRES
 async def test_listing_a_parent_domain_waits_for_a_subdomain_email_in_flight(
     ground: Ground,
 ) -> None:
@@ -950,8 +951,6 @@ async def test_listing_a_parent_domain_waits_for_a_subdomain_email_in_flight(
     email to sales.example.com that the provider holds, as listing the address itself does. It
     did not: the send held the lock of sales.example.com only, the listing was answered 201 while
     the email was still to go out, and went."""
-    if not ground.database_urls["outreach"].startswith("postgresql"):
-        pytest.skip("SQLite takes no such locks (the documented window)")
     smtp = HeldSmtp()
     port = free_port()
     controller = Controller(smtp, hostname="127.0.0.1", port=port)

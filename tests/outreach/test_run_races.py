@@ -20,11 +20,9 @@ from shared.contracts.journey import Contact
 from shared.db import create_engine, session_factory
 from shared.errors import AppError
 from tests.support.eventually import eventually
+from tests.support.fixtures import ON_POSTGRES
 from tests.support.settings import make_settings
 
-ON_POSTGRES = pytest.mark.parametrize(
-    "database_urls", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
-)
 IDA = Contact("p-ida", "Ida", email="ida@example.com")
 # a prospect without runs: plan_run asks Temporal nothing
 NO_TEMPORAL: Client = None  # type: ignore[assignment]

@@ -71,6 +71,10 @@ def queue_prefix() -> str:
 
 
 DATABASES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+# a test of what only PostgreSQL does (row locks SQLite never takes): run there alone
+ON_POSTGRES = pytest.mark.parametrize(
+    "database_urls", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
 
 
 @contextlib.asynccontextmanager
