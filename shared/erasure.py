@@ -71,7 +71,8 @@ class ErasureOrder(InternalModel):
     phone_digest: str | None = Field(None, max_length=128)
     # their name and the people they referred: a referred person's records that quote the
     # referrer (an introduction's text) lose the name (issue 11); never stored either
-    name: str | None = Field(None, max_length=400)
+    # a prospect's or a referral's first and last names (200 characters each) and a space
+    name: str | None = Field(None, max_length=401)
     referred_prospect_ids: list[ResourceId] = Field(default_factory=list, max_length=10_000)
 
 

@@ -822,3 +822,30 @@ async def test_an_answer_that_quotes_an_erasure_order_is_not_kept_nor_logged(
     kept = repr(errors).lower() + caplog.text.lower()
     for trace in (ADA_EMAIL, ADA_PHONE, "ada lovelace"):
         assert trace not in kept, f"{trace} kept from an answer: {kept}"
+
+
+@pytest.mark.parametrize("database_urls", ["sqlite"], indirect=True)
+async def test_a_person_with_the_longest_names_allowed_can_be_erased(
+    service_app: ServiceApp, api: Api
+) -> None:
+    """A first and a last name of 200 characters each (the most a prospect or a referral may
+    have) make a full name of 401: the erasure order must carry it, and every service take it."""
+    prospecting = await service_app("prospecting")
+    await prospecting.state.outbox.stop()
+    client = await api(prospecting)
+    created = await client.post(
+        "/prospects",
+        json={"first_name": "A" * 200, "last_name": "B" * 200, "email": ADA_EMAIL},
+    )
+    assert created.status_code in (200, 201), created.text
+    started = await client.post(f"/prospects/{created.json()['id']}/erasure")
+    assert started.status_code == 202, started.text
+    async with prospecting.state.sessions() as session:
+        orders = (await session.scalars(select(prospecting_models.OutboxMessage.payload))).all()
+    assert len(orders) == 3
+    for target in ("outreach", "deals", "referrals"):
+        app = await service_app(target)
+        answer = await (await api(app)).post(
+            "/internal/erasures", json=orders[0], headers=SERVICE_AUTH
+        )
+        assert answer.status_code == 200, f"{target}: {answer.text}"
