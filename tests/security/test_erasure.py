@@ -576,6 +576,24 @@ async def test_what_was_queued_for_or_about_an_erased_person_goes_with_the_erasu
     assert [body["data"]["prospect_id"] for body in outbox] == ["p-bo"]
 
 
+async def _across_migration(
+    settings: Any, service: str, revision: str, rows: list[Any], key: Any, value: Any
+) -> dict[Any, Any]:
+    """The service's database migrated to `revision`, these rows written, then migrated to its
+    heads: {key: value} of the rows as they are then."""
+    await asyncio.to_thread(upgrade, settings, service, revision)
+    engine = create_engine(settings.database_url(service))
+    try:
+        async with session_factory(engine)() as session:
+            session.add_all(rows)
+            await session.commit()
+        await asyncio.to_thread(upgrade, settings, service)
+        async with session_factory(engine)() as session:
+            return dict((await session.execute(select(key, value))).tuples().all())
+    finally:
+        await engine.dispose()
+
+
 @pytest.mark.empty_databases
 async def test_erasure_orders_finished_before_the_scrub_lose_their_plain_data_on_migrating(
     database_urls: dict[str, str], tmp_path: Path
@@ -584,7 +602,6 @@ async def test_erasure_orders_finished_before_the_scrub_lose_their_plain_data_on
     email, phone and name for good: migration 0013 leaves them ids and digests, as the outbox
     now does; an order still pending keeps what its target needs, other calls are untouched."""
     settings = make_settings(tmp_path, database_urls)
-    await asyncio.to_thread(upgrade, settings, "prospecting", "0012")
     order = {
         "erasure_id": "e1",
         "prospect_id": "p-ada",
@@ -601,28 +618,20 @@ async def test_erasure_orders_finished_before_the_scrub_lose_their_plain_data_on
         "pending": ("erasure", "pending"),
         "move": ("rep_move", "done"),
     }
-    engine = create_engine(settings.database_url("prospecting"))
-    try:
-        async with session_factory(engine)() as session:
-            for row_id, (kind, status) in rows.items():
-                session.add(
-                    prospecting_models.OutboxMessage(
-                        id=row_id,
-                        kind=kind,
-                        target="outreach",
-                        path="/internal/erasures",
-                        payload=order,
-                        subject_id="e1",
-                        status=status,
-                    )
-                )
-            await session.commit()
-        await asyncio.to_thread(upgrade, settings, "prospecting")
-        async with session_factory(engine)() as session:
-            o = prospecting_models.OutboxMessage
-            kept = dict((await session.execute(select(o.id, o.payload))).tuples().all())
-    finally:
-        await engine.dispose()
+    o = prospecting_models.OutboxMessage
+    outbox = [
+        o(
+            id=row_id,
+            kind=kind,
+            target="outreach",
+            path="/internal/erasures",
+            payload=order,
+            subject_id="e1",
+            status=status,
+        )
+        for row_id, (kind, status) in rows.items()
+    ]
+    kept = await _across_migration(settings, "prospecting", "0012", outbox, o.id, o.payload)
     ids_and_digests = {k: order[k] for k in order if k not in ("email", "phone", "name")}
     assert kept == {
         "done": ids_and_digests,
@@ -849,3 +858,49 @@ async def test_a_person_with_the_longest_names_allowed_can_be_erased(
             "/internal/erasures", json=orders[0], headers=SERVICE_AUTH
         )
         assert answer.status_code == 200, f"{target}: {answer.text}"
+
+
+@pytest.mark.parametrize("database_urls", ["sqlite"], indirect=True)
+async def test_an_erased_persons_address_on_the_do_not_contact_list_leaves_the_audit_log(
+    service_app: ServiceApp, api: Api
+) -> None:
+    """Ops list Ada's address and number as do-not-contact, then she asks to be erased: the
+    entries go with the erasure, and the audit log (which outlives them) never held the
+    values: it says an entry was made, by whom and when."""
+    app = await service_app("outreach")
+    client = await api(app)
+    for value in (ADA_EMAIL, ADA_PHONE):
+        listed = await client.post("/do-not-contact", json={"value": value, "reason": "asked"})
+        assert listed.status_code == 201, listed.text
+    await _erase_ada(app, client)
+    assert await _rows(app, outreach_models.DoNotContact.id) == []
+    audit = (await client.get("/audit", params={"resource": "do_not_contact"})).json()
+    assert len(audit["entries"]) == 2  # who listed something, and when, stays
+    kept = await _texts_of(app, outreach_models.AuditEntry)
+    for trace in (ADA_EMAIL, ADA_PHONE):
+        assert trace not in kept, f"{trace} stayed in the audit log: {kept}"
+
+
+@pytest.mark.empty_databases
+async def test_do_not_contact_entries_audited_before_lose_their_values_on_migrating(
+    database_urls: dict[str, str], tmp_path: Path
+) -> None:
+    """Audit entries of the do-not-contact list made before kept the address in clear: the
+    migration leaves them saying it changed; other entries keep their values."""
+    settings = make_settings(tmp_path, database_urls)
+    listed = {
+        "kind": {"after": "email"},
+        "value": {"after": ADA_EMAIL},
+        "reason": {"changed": True},
+    }
+    other = {"value": {"after": "kept"}}
+    a = outreach_models.AuditEntry
+    entries = [
+        a(id=entry_id, resource=resource, action="create", changes=changes)
+        for entry_id, resource, changes in (
+            ("dnc", "do_not_contact", listed),
+            ("other", "cadences", other),
+        )
+    ]
+    kept = await _across_migration(settings, "outreach", "0017_audit_log", entries, a.id, a.changes)
+    assert kept == {"dnc": {**listed, "value": {"changed": True}}, "other": other}
