@@ -477,3 +477,23 @@ def create_audit_table(op: Any) -> None:
     op.create_index("ix_audit_log_actor_key_id", "audit_log", ["actor_key_id"])
     op.create_index("ix_audit_log_subject_id", "audit_log", ["subject_id"])
     op.create_index("ix_audit_log_resource", "audit_log", ["resource", "resource_id", "at"])
+
+
+def forget_audited_values(op: Any, resource: str, column: str) -> None:
+    """For a migration: the entries of `resource` made before its `column` was sensitive
+    (SENSITIVE, or a model's __audit_private__) say it changed, as entries made from then on do, not what it was."""
+    import sqlalchemy as sa
+
+    audit = sa.table(
+        "audit_log", sa.column("id", sa.String()), sa.column("resource", sa.String()),
+        sa.column("changes", sa.JSON()),
+    )  # fmt: skip
+    connection = op.get_bind()
+    entries = connection.execute(
+        sa.select(audit.c.id, audit.c.changes).where(audit.c.resource == resource)
+    ).all()
+    changed = {"changed": True}
+    for entry_id, changes in entries:
+        if isinstance(changes, dict) and changes.get(column, changed) != changed:
+            kept = {**changes, column: changed}
+            connection.execute(audit.update().where(audit.c.id == entry_id).values(changes=kept))

@@ -882,25 +882,32 @@ async def test_an_erased_persons_address_on_the_do_not_contact_list_leaves_the_a
 
 
 @pytest.mark.empty_databases
-async def test_do_not_contact_entries_audited_before_lose_their_values_on_migrating(
-    database_urls: dict[str, str], tmp_path: Path
+@pytest.mark.parametrize(
+    ("service", "revision", "resource", "column", "models"),
+    [
+        ("outreach", "0017_audit_log", "do_not_contact", "value", outreach_models),
+        ("deals", "0009", "qualification_answers", "answer", deals_models),
+    ],
+)
+async def test_values_audited_before_they_were_sensitive_are_forgotten_on_migrating(
+    database_urls: dict[str, str],
+    tmp_path: Path,
+    service: str,
+    revision: str,
+    resource: str,
+    column: str,
+    models: Any,
 ) -> None:
-    """Audit entries of the do-not-contact list made before kept the address in clear: the
-    migration leaves them saying it changed; other entries keep their values."""
+    """Audit entries made before kept personal data under a name the audit did not know (a
+    listed address; a rep's free-text answer about the person, with no prospect to redact it
+    by): the migration leaves them saying it changed; other entries keep their values."""
     settings = make_settings(tmp_path, database_urls)
-    listed = {
-        "kind": {"after": "email"},
-        "value": {"after": ADA_EMAIL},
-        "reason": {"changed": True},
-    }
-    other = {"value": {"after": "kept"}}
-    a = outreach_models.AuditEntry
+    made = {"kind": {"after": "email"}, column: {"after": f"Ada Lovelace, {ADA_EMAIL}"}}
+    other = {column: {"after": "kept"}}
+    a = models.AuditEntry
     entries = [
-        a(id=entry_id, resource=resource, action="create", changes=changes)
-        for entry_id, resource, changes in (
-            ("dnc", "do_not_contact", listed),
-            ("other", "cadences", other),
-        )
+        a(id="theirs", resource=resource, action="create", changes=made),
+        a(id="other", resource="cadences", action="create", changes=other),
     ]
-    kept = await _across_migration(settings, "outreach", "0017_audit_log", entries, a.id, a.changes)
-    assert kept == {"dnc": {**listed, "value": {"changed": True}}, "other": other}
+    kept = await _across_migration(settings, service, revision, entries, a.id, a.changes)
+    assert kept == {"theirs": {**made, column: {"changed": True}}, "other": other}
