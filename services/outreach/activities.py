@@ -47,7 +47,11 @@ from services.outreach.cadences.templates import (
 )
 from services.outreach.consent import service as consent
 from services.outreach.consent import suppressions
-from services.outreach.consent.erasure import UNNAMED_REFERRER, erased_reason
+from services.outreach.consent.erasure import (
+    ERASED_PROSPECT,
+    UNNAMED_REFERRER,
+    erased_reason,
+)
 from services.outreach.events import service as events
 from services.outreach.invites import InvitePart
 from services.outreach.mailbox import sent_folder
@@ -440,6 +444,8 @@ class OutreachActivities:
         a row that went further on an earlier attempt stays as it is."""
         address = address_for(channel, req.contact)
         async with self.sessions() as session:
+            if await self._erased(session, req, channel, address):
+                return  # nothing of an erased person is written back (_send_once)
             row = await self._ledger_row(session, req, channel, address, plan, Rendered("", ""))
             if row.status == "pending":
                 row.status = "failed"
@@ -489,6 +495,11 @@ class OutreachActivities:
         """The outcome, and when to come back if the send must wait for a cap."""
         address = address_for(channel, req.contact)
         async with self.sessions() as session:
+            erased = await self._erased(session, req, channel, address)
+            if erased is not None:
+                # Asked before the ledger row: a row would put their address and the text for
+                # them back after the erasure deleted them. A retry asks again: the same answer.
+                return ChannelOutcome(channel, "suppressed", erased), None
             row = await self._ledger_row(session, req, channel, address, planned, text)
             if row.status == "failed":
                 # refused for good by the provider (or its template): said again on a repeat,
@@ -499,11 +510,6 @@ class OutreachActivities:
             if row.status == "suppressed":
                 return ChannelOutcome(channel, "suppressed", row.error or "opted out"), None
             refusal = await consent.blocked(session, channel, address, _consent_of(row))
-            if refusal is None and channel in ("email", "sms") and address:
-                # a person erased on request (services.outreach.consent.erasure) is never contacted
-                pepper = self._settings.erasure_pepper.get_secret_value()
-                normal = suppressions.normalise_address(channel, address)
-                refusal = await erased_reason(session, pepper, channel, normal)
             if refusal is not None:
                 return await _suppress(session, row, refusal), None
             resend = row.status == "sending"
@@ -574,6 +580,20 @@ class OutreachActivities:
         if self._after_send is not None:
             await self._after_send(row)
         return ChannelOutcome(channel, "sent", row.provider_id or ""), None
+
+    async def _erased(
+        self, session: AsyncSession, req: TouchRequest, channel: str, address: str
+    ) -> str | None:
+        """Why nothing may go to, nor be kept of, this recipient: the prospect was erased (their
+        journey's activity was under way when the erasure came), or the address belonged to a
+        person erased on request (services.outreach.consent.erasure), under any prospect."""
+        if await session.get(models.ErasedProspect, req.contact.prospect_id) is not None:
+            return ERASED_PROSPECT
+        if channel not in ("email", "sms") or not address:
+            return None
+        pepper = self._settings.erasure_pepper.get_secret_value()
+        normal = suppressions.normalise_address(channel, address)
+        return await erased_reason(session, pepper, channel, normal)
 
     def _provider_timeout(self, channel: str) -> float:
         return self._email.longest_wait if channel == "email" else self._sms.timeout

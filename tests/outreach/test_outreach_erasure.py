@@ -33,12 +33,18 @@ async def test_an_erased_address_is_never_sent_to_again(sending_rig: SendingRig)
             kept = (await session.scalars(select(models.ErasedPerson.digest))).all()
         assert kept == [order["email_digest"]]  # the digest, never the address
 
-        # The same address under any prospect (a later journey, a re-created person): refused.
+        # The same address under any prospect (a later journey, a re-created person), or her
+        # own journey's next step (an activity under way when the erasure came): refused, and
+        # nothing of her written back: no ledger row with her address and the text for her.
         back = contact(email=ada.email)
-        result = await r.send(email_touch(back))
-        assert outcome(result) == "suppressed"
-        [row] = await r.ledger(back)
-        assert row.error.startswith("erased")
+        for touch in (email_touch(back), email_touch(ada, key="step-1")):
+            result = await r.send(touch)
+            assert outcome(result) == "suppressed"
+            assert result.outcomes[0].detail.startswith("erased")
+        assert await r.ledger(back) == [] and await r.ledger(ada) == []
+        async with r.sessions() as session:
+            addresses = (await session.scalars(select(models.Message.to_address))).all()
+        assert ada.email not in addresses
         assert len(r.sb.mailbox.list(to=ada.email)) == 1  # nothing more arrived
         # everyone else is still reached
         other = contact()

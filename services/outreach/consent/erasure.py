@@ -194,6 +194,9 @@ async def _unname_in_events(session: AsyncSession, order: ErasureOrder) -> int:
     return changed
 
 
+ERASED_PROSPECT = "erased: this person asked for their data to be erased"
+
+
 async def erased_reason(
     session: AsyncSession, pepper: str, channel: str, address: str
 ) -> str | None:
@@ -202,7 +205,7 @@ async def erased_reason(
     found = await is_erased_digest(
         session, models.ErasedPerson, kind, digest(pepper, kind, address)
     )
-    return "erased: this person asked for their data to be erased" if found else None
+    return ERASED_PROSPECT if found else None
 
 
 async def from_erased_person(session: AsyncSession, pepper: str, kind: Kind, raw: str) -> bool:
