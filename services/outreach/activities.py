@@ -963,6 +963,10 @@ class OutreachActivities:
             # asked after the card is read (the run's end may be recorded meanwhile), and held
             # to the commit: an end is recorded before this check, or after the task
             ended = await runs.calling_run_ended(session)
+            if ended == runs.PROSPECT_ERASED:
+                # not even kept closed: its title, body and card would bring the person back
+                log.info("task %s not made: %s", req.key, ended)
+                return ""
             if ended:
                 _not_opened(task, ended)
             session.add(task)

@@ -674,6 +674,17 @@ async def test_a_task_made_after_its_journey_run_ended_is_not_opened(inbox: Inbo
     assert live in told and late not in told  # subscribers hear of the open one only
 
 
+async def _enrolled_ada(r: InboxRig) -> tuple[str, dict[str, Any], str]:
+    """A rep, and Ada with a journey run (its id) that outreach knows of."""
+    rep = await r.rep("Rita Rep")
+    ada = await r.prospect("Ada")
+    run_id = uuid.uuid4().hex
+    async with r.sessions() as s:
+        await add_enrollment(s, ada["id"], run=1, run_id=run_id)
+        await s.commit()
+    return rep, ada, run_id
+
+
 @pytest.mark.parametrize(
     ("end", "how"), [(LOST, "lost"), (REPLACED, "a later run started")], ids=["lost", "replaced"]
 )
@@ -684,12 +695,7 @@ async def test_a_task_of_a_run_ending_as_it_is_made_is_opened_before_the_end_or_
     made: the task waits for the end's commit and sees it (not opened), rather than reading
     the run as it was and opening once the end is committed."""
     r = inbox
-    rep = await r.rep("Rita Rep")
-    ada = await r.prospect("Ada")
-    run_id = uuid.uuid4().hex
-    async with r.sessions() as s:
-        await add_enrollment(s, ada["id"], run=1, run_id=run_id)
-        await s.commit()
+    rep, ada, run_id = await _enrolled_ada(r)
     made = as_run(journey_id(ada["id"]), run_id).run(r.task, ada, rep, "last_chance:d1")
     url = r.sb.settings.database_url("outreach")
     task = await while_its_end_is_recorded(url, ada["id"], run_id, end, made)
@@ -715,3 +721,25 @@ async def test_a_managers_escalation_notice_reaches_them_by_their_channel(inbox:
     assert (rows[0]["channel"], rows[0]["reason"]) == ("email", "urgent")
     mails = r.sb.mailbox.list(to="mona.manager@example.com")
     assert len(mails) == 1 and "stuck" in mails[0].text
+
+
+async def test_a_task_of_an_erased_prospects_journey_under_way_keeps_nothing_of_them(
+    inbox: InboxRig,
+) -> None:
+    """The person was erased while an activity of their journey was under way (it read their
+    card, then made its task): the task is not made, not even closed for the record: its title,
+    body and card would put their name, email and phone back, in a rep's list and for the
+    subscribers."""
+    r = inbox
+    rep, ada, run_id = await _enrolled_ada(r)
+    order = {"erasure_id": "e1", "prospect_id": ada["id"], "email": ada["email"]}
+    erased = await r.api.post("/internal/erasures", json=order, headers=SERVICE_AUTH)
+    assert erased.status_code == 200, erased.text
+
+    made = await as_run(journey_id(ada["id"]), run_id).run(r.task, ada, rep, "prepare_meeting:m1")
+    assert made == ""
+    async with r.sessions() as s:
+        tasks = (await s.scalars(select(models.RepTask.title))).all()
+        events = (await s.scalars(select(models.WebhookEvent.type))).all()
+    assert tasks == [] and TASK_CREATED not in events
+    assert await r.inbox(rep) == []

@@ -86,12 +86,17 @@ async def run_status(client: Client, row: models.Enrollment) -> RunStatus:
     return RunStatus(RunState.ENDED, row.ended_at or described.close_time, row.outcome)
 
 
+# calling_run_ended's answer for a run whose prospect was erased (the caller keeps nothing)
+PROSPECT_ERASED = "its prospect was erased"
+
+
 async def calling_run_ended(session: AsyncSession, *, hold: bool = True) -> str:
     """Why the journey run calling this activity may no longer reach the rep or the prospect
     ("" when it may): its end is recorded, or a later run started. A run's end cancels its
     background work, but an activity already under way (a meeting reminder, a last-chance task)
     still runs here. "" outside an activity and for a run outreach has no row for (another
-    workflow, a start whose run id is not stored yet): those are not known to have ended.
+    workflow, a start whose run id is not stored yet): those are not known to have ended;
+    PROSPECT_ERASED for a run whose prospect was erased (the erasure deleted its row).
 
     With `hold`, the answer holds until the session's transaction ends: the run's row is held
     (see _hold_run), and every writer that ends a run updates that row (record_run_end; plan_run
@@ -108,6 +113,10 @@ async def calling_run_ended(session: AsyncSession, *, hold: bool = True) -> str:
     e = models.Enrollment
     where = (e.prospect_id == prospect_id, e.run_id == info.workflow_run_id)
     row = await (_hold_run(session, *where) if hold else session.scalar(select(e).where(*where)))
+    if row is None and await session.get(models.ErasedProspect, prospect_id) is not None:
+        # the erasure deleted the row (after the held one's commit, or before this read: it
+        # deletes enrollments first) and was committed: nothing of theirs is written again
+        return PROSPECT_ERASED
     if row is None or (row.outcome is None and row.current):
         return ""
     how = row.outcome or "a later run started"

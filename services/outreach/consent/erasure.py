@@ -88,6 +88,10 @@ async def erase(session: AsyncSession, order: ErasureOrder) -> dict[str, int]:
     m = models
     task_ids = select(m.RepTask.id).where(m.RepTask.prospect_id == pid)
     statements = {
+        # first: an activity of their journey holds its run's row while it writes a task or a
+        # claim (runs.calling_run_ended), so this waits for that commit and the deletes below
+        # see what it wrote; one that reads after this sees the run gone and the person erased
+        "enrollments": delete(m.Enrollment).where(m.Enrollment.prospect_id == pid),
         "task_notifications": delete(m.TaskNotification).where(
             m.TaskNotification.task_id.in_(task_ids)
         ),
@@ -95,7 +99,6 @@ async def erase(session: AsyncSession, order: ErasureOrder) -> dict[str, int]:
         "messages": delete(m.Message).where(
             or_(m.Message.prospect_id == pid, m.Message.to_address.in_(addresses))
         ),
-        "enrollments": delete(m.Enrollment).where(m.Enrollment.prospect_id == pid),
         "follow_ups": delete(m.FollowUp).where(m.FollowUp.prospect_id == pid),
         "consent_records": delete(m.ConsentRecord).where(
             or_(
