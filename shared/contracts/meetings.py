@@ -49,9 +49,13 @@ def meeting_uid(meeting_id: str, domain: str) -> str:
 
 def invite_touch_key(invite: MeetingInvite) -> str:
     """The ledger key of one invitation: a retry (or a repeated start) finds its row."""
-    if invite.method == CANCEL:
-        return f"invite-{invite.meeting_id}-cancel"
-    return f"invite-{invite.meeting_id}-s{invite.sequence}"
+    return _touch_key(invite.meeting_id, invite.method, invite.sequence)
+
+
+def _touch_key(meeting_id: str, method: str, sequence: int) -> str:
+    if method == CANCEL:
+        return f"invite-{meeting_id}-cancel"
+    return f"invite-{meeting_id}-s{sequence}"
 
 
 def meeting_invite_id(invite: MeetingInvite) -> str:
@@ -59,6 +63,14 @@ def meeting_invite_id(invite: MeetingInvite) -> str:
     ':' so that its payloads (the contact) are encrypted with the prospect's own key
     (shared.codec.scope_of) and shredded with it."""
     return f"{INVITE_PREFIX}{invite.prospect_id}:{invite_touch_key(invite)}"
+
+
+def meeting_invite_ids(prospect_id: str, meeting_id: str, revision: int) -> list[str]:
+    """The workflow id of every invitation the meeting may have had by its `revision`: a
+    REQUEST per revision (0 when booked, +1 per reschedule) and the CANCEL."""
+    keys = [_touch_key(meeting_id, REQUEST, s) for s in range(revision + 1)]
+    keys.append(_touch_key(meeting_id, CANCEL, revision + 1))
+    return [f"{INVITE_PREFIX}{prospect_id}:{key}" for key in keys]
 
 
 @dataclass

@@ -14,8 +14,10 @@ import pytest
 from icalendar import Calendar
 from sqlalchemy import text as sql
 from temporalio import activity
+from temporalio.client import WorkflowExecutionStatus
 from temporalio.converter import default as default_converter
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import ActivityEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
@@ -30,7 +32,13 @@ from shared.contracts.journey import (
     QualificationTimeout,
     TouchResult,
 )
-from shared.contracts.meetings import REQUEST, InviteOutcome, InviteRequest, MeetingInvite
+from shared.contracts.meetings import (
+    REQUEST,
+    InviteOutcome,
+    InviteRequest,
+    MeetingInvite,
+    meeting_invite_ids,
+)
 from shared.contracts.names import Act, Sig
 from shared.contracts.queues import TaskQueues
 from shared.db import create_engine
@@ -43,6 +51,7 @@ from tests.support.deals import (
     in_an_hour,
     signals,
 )
+from tests.support.eventually import eventually
 from tests.support.settings import SERVICE_AUTH, make_settings
 from workflows.meeting_invite import MeetingInviteWorkflow
 
@@ -646,3 +655,45 @@ async def test_a_newer_invitation_stops_the_older_ones_still_waiting(env: DealsE
     assert (await status("-s1"), await status("-cancel")) == ("TERMINATED", "RUNNING")
     r = await env.http.post(url(deal_id, meeting, "cancel"), json={})  # a retry: as before
     assert (r.status_code, await status("-cancel")) == (200, "RUNNING")
+
+
+async def test_an_erasure_ends_and_deletes_the_prospects_meeting_invitations(
+    env: DealsEnv,
+) -> None:
+    """A meeting's invitations still running (waiting for a sender's cap, or for a worker) hold
+    the prospect's contact and would keep failing on their shredded key: the erasure stops and
+    deletes them, every revision's and the cancellation's, as outreach does the journey."""
+    deal_id, journey = await env.presenting_deal()
+    prospect_id = journey.id.removeprefix("journey-")
+    meeting = await schedule(env, deal_id, in_an_hour())
+    moved = await env.http.post(
+        url(deal_id, meeting, "reschedule"), json={"starts_at": in_an_hour().isoformat()}
+    )
+    assert moved.status_code == 200, moved.text
+    cancelled = await env.http.post(url(deal_id, meeting, "cancel"), json={"reason": "no time"})
+    assert cancelled.status_code == 200, cancelled.text
+    ids = meeting_invite_ids(prospect_id, meeting["id"], revision=1)
+    # the older ones ended by the newer (their histories stay), the cancellation's waits
+    assert [await _running(env, i) for i in ids] == [False, False, True]
+
+    order = {"erasure_id": "e1", "prospect_id": prospect_id}
+    erased = await env.http.post("/internal/erasures", json=order, headers=SERVICE_AUTH)
+    assert erased.status_code == 200, erased.text
+    # the running one deleted at once; the closed ones by the server's own task, a little later
+    assert await _running(env, ids[-1]) is None
+
+    async def all_gone() -> bool:
+        return [await _running(env, i) for i in ids] == [None, None, None]
+
+    await eventually(all_gone, "every invitation of the erased prospect deleted", timeout=60)
+
+
+async def _running(env: DealsEnv, workflow_id: str) -> bool | None:
+    """Whether the workflow runs; None when Temporal has no such workflow."""
+    try:
+        described = await env.client.get_workflow_handle(workflow_id).describe()
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+    return described.status == WorkflowExecutionStatus.RUNNING

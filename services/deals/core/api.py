@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
+from temporalio.service import RPCError
 
 from services.deals.core import erasure, schemas, timeline
 from services.deals.core import service as svc
@@ -24,6 +25,7 @@ from shared.contracts.journey import DecisionDeadline
 from shared.contracts.names import Sig
 from shared.db import Session
 from shared.erasure import ErasureOrder, ErasureResult
+from shared.errors import AppError
 from shared.ids import IdFilter
 from shared.rep_moves import RepMove, RepMoved
 from shared.reporting import PeriodFrom, PeriodTo, reporting_window
@@ -87,7 +89,11 @@ async def source_analytics(
 
 
 @internal.post("/internal/erasures", tags=["erasure"])
-async def erasure_order(order: ErasureOrder, session: Session) -> ErasureResult:
+async def erasure_order(order: ErasureOrder, request: Request, session: Session) -> ErasureResult:
+    try:
+        await erasure.forget_invitations(session, request.app.state.temporal, order.prospect_id)
+    except RPCError as err:
+        raise AppError(503, "temporal_unreachable", f"invitations not stopped yet: {err}") from err
     deleted = await erasure.erase_prospect(session, order.prospect_id)
     await session.commit()
     return ErasureResult(service="deals", erasure_id=order.erasure_id, deleted=deleted)

@@ -1,4 +1,5 @@
-"""Deals' part of a right-to-erasure request: the prospect's deals and everything hanging off
+"""Deals' part of a right-to-erasure request: their meetings' calendar invitations still in
+Temporal stopped and deleted, then the prospect's deals and everything hanging off
 them (qualification answers, meetings, objections and their outcomes, history, and any table
 added later with a foreign key to those), their booking links and their events still in the
 outbox, deleted. Called by prospecting's outbox relay until it answers 2xx; a repeat finds
@@ -11,15 +12,43 @@ from typing import Any, cast
 from sqlalchemy import delete, select
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client
 
-from services.deals.models import AuditEntry, BookingLink, Deal, EventOutbox, IdempotencyKey
+from services.deals.models import (
+    AuditEntry,
+    BookingLink,
+    Deal,
+    EventOutbox,
+    IdempotencyKey,
+    Meeting,
+)
 from shared.audit import redact
-from shared.erasure import about_prospect, delete_tree
+from shared.contracts.meetings import meeting_invite_ids
+from shared.erasure import about_prospect, delete_tree, forget_workflow
 from shared.idempotency import forget_answers
 
 
+async def forget_invitations(session: AsyncSession, client: Client, prospect_id: str) -> int:
+    """Stop and delete the calendar invitations of their meetings (MeetingInvite workflows, one
+    per revision and the cancellation): one still waiting (a sender's cap) holds their contact
+    and, its key shredded, would fail for as long as it runs. Before the rows go: they tell
+    which there may be. A repeat finds none (each is a no-op). Raises RPCError while Temporal
+    is away (the order is retried). How many ids were asked."""
+    meetings = (
+        await session.execute(
+            select(Meeting.id, Meeting.revision)
+            .join(Deal, Meeting.deal_id == Deal.id)
+            .where(Deal.prospect_id == prospect_id)
+        )
+    ).all()
+    ids = [i for m in meetings for i in meeting_invite_ids(prospect_id, m.id, m.revision)]
+    for workflow_id in ids:
+        await forget_workflow(client, workflow_id)
+    return len(ids)
+
+
 async def erase_prospect(session: AsyncSession, prospect_id: str) -> dict[str, int]:
-    """Rows deleted per table."""
+    """Rows deleted per table (after forget_invitations)."""
     table = Deal.__table__
     deal_ids = (await session.scalars(select(Deal.id).where(Deal.prospect_id == prospect_id))).all()
     # answers kept for a client's retry (an objection's text, a meeting) name their deals
