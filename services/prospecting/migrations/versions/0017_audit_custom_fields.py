@@ -3,7 +3,7 @@ a mobile number, a home town), outliving an erasure; they say it changed now, as
 from now on do (shared.audit.SENSITIVE: custom)
 
 Revision ID: 0017
-Revises: 0016
+Revises: 0011_audit_log
 """
 
 from collections.abc import Sequence
@@ -13,7 +13,7 @@ from alembic import op
 from shared.audit import forget_audited_values
 
 revision: str = "0017"
-down_revision: str | Sequence[str] | None = "0016"
+down_revision: str | Sequence[str] | None = "0011_audit_log"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
