@@ -36,6 +36,7 @@ from services.prospecting import (
 )
 from services.prospecting.models import Erasure, OutboxMessage, Prospect, Rep, StageHistory
 from shared.audit import actor_of
+from shared.bounds import INT32_MAX
 from shared.codec import MasterKey, create_data_keys
 from shared.contracts.journey import (
     Contact,
@@ -271,19 +272,28 @@ def encode_cursor(prospect: Prospect, sort: str = "created_at") -> str:
 
 
 def decode_cursor(cursor: str, sort: str = "created_at") -> tuple[datetime | int, str]:
-    """The sort key and id of the last row of the previous page (of the same sort)."""
+    """The sort key and id of the last row of the previous page (of the same sort).
+
+    A cursor is the client's text: a key no row can have (a score beyond the column's integers,
+    a time outside the years a database stores once in UTC) is refused like any other forgery,
+    not handed to the database driver, whose overflow was a 500."""
+    refused = invalid("cursor", "not a cursor returned by this API for this sort")
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         key, prospect_id = raw.split("|", 1)
         if sort.lstrip("-") == "fit_score":
             if not key.startswith("fit:"):
                 raise ValueError(key)
-            return int(key.removeprefix("fit:")), prospect_id
+            score = int(key.removeprefix("fit:"))
+            if not -INT32_MAX - 1 <= score <= INT32_MAX:
+                raise ValueError(key)
+            return score, prospect_id
         created_at = datetime.fromisoformat(key)
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise invalid("cursor", "not a cursor returned by this API for this sort") from None
-    if created_at.tzinfo is None or not prospect_id:
-        raise invalid("cursor", "not a cursor returned by this API for this sort")
+        if created_at.tzinfo is None or not prospect_id:
+            raise ValueError(key)
+        created_at = created_at.astimezone(UTC)  # year 1 at +14:00 overflows here
+    except (binascii.Error, UnicodeDecodeError, ValueError, OverflowError):
+        raise refused from None
     return created_at, prospect_id
 
 

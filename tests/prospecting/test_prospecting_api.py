@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections import Counter
 from typing import Any
 
@@ -262,6 +263,27 @@ async def test_pagination_walks_every_prospect_once_and_filters_by_stage(
     assert _fields(await prospecting.http.get("/prospects", params={"cursor": "garbage!"})) == [
         "cursor"
     ]
+
+
+def _cursor(raw: str) -> str:
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    ("sort", "raw"),
+    [
+        ("fit_score", "fit:99999999999999999999|x"),  # beyond the column's integers
+        ("-fit_score", "fit:-99999999999999999999|x"),
+        ("created_at", "0001-01-01T00:00:00+14:00|x"),  # before year 1 in UTC
+        ("-created_at", "9999-12-31T23:59:59-14:00|x"),  # after year 9999 in UTC
+    ],
+)
+async def test_a_tampered_cursor_out_of_range_is_a_422_not_a_500(
+    prospecting: Prospecting, sort: str, raw: str
+) -> None:
+    await prospecting.prospect(email="tampered@example.com")
+    resp = await prospecting.http.get("/prospects", params={"sort": sort, "cursor": _cursor(raw)})
+    assert _fields(resp) == ["cursor"]
 
 
 async def test_stage_history_is_recorded_once_per_key_oldest_first(
