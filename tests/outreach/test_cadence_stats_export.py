@@ -103,3 +103,36 @@ async def test_a_message_that_never_went_out_is_not_counted_sent(
         await session.commit()
     [step] = (await http.get(f"/cadences/{cid}/stats")).json()["steps"]
     assert (step["sent"], step["replied"], step["reply_rate"]) == (2, 1, 0.5)
+
+
+async def test_steps_come_in_cadence_order_past_the_tenth(
+    service_app: ServiceApp, api: Api
+) -> None:
+    """Touch keys are text (step-0 .. step-99): step-10 is the eleventh touch, not the third."""
+    app = await service_app("outreach")
+    http = await api(app)
+    made = await http.post("/cadences", json=CADENCE)
+    assert made.status_code == 201, made.text
+    cid = made.json()["id"]
+    touches = ["step-10", "step-2", "step-0", "step-1", "step-11"]
+    async with app.state.sessions() as session:
+        for i, touch in enumerate(touches):
+            session.add(
+                models.Message(
+                    journey_id="journey-p",
+                    touch_key=touch,
+                    channel="email",
+                    kind="cadence",
+                    cadence_id=cid,
+                    prospect_id="p",
+                    to_address="p@example.com",
+                    status="delivered",
+                    variant="B" if i % 2 else "A",
+                )
+            )
+        await session.commit()
+    order = ["step-0", "step-1", "step-2", "step-10", "step-11"]
+    steps = (await http.get(f"/cadences/{cid}/stats")).json()["steps"]
+    assert [s["touch"] for s in steps] == order
+    rows = list(csv.DictReader(io.StringIO((await http.get(f"/cadences/{cid}/stats.csv")).text)))
+    assert [r["touch"] for r in rows] == order

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import APIRouter, Depends
@@ -45,6 +46,12 @@ async def cadence_stats_csv(cadence_id: str, session: Session) -> StreamingRespo
     return csv_response(f"cadence-{cadence_id}-stats.csv", STEP_COLUMNS, one_page(rows))
 
 
+def touch_order(touch: str) -> tuple[tuple[int, int | str], ...]:
+    """A touch key's place in the cadence: its numbers compared as numbers, so step-10 (the
+    eleventh touch) comes after step-2 where text order put it third."""
+    return tuple((1, int(p)) if p.isdigit() else (0, p) for p in re.split(r"(\d+)", touch) if p)
+
+
 async def step_stats(session: AsyncSession, cadence_id: str) -> list[dict[str, Any]]:
     await service.get_cadence(session, cadence_id)
     m = models.Message
@@ -68,10 +75,9 @@ async def step_stats(session: AsyncSession, cadence_id: str) -> list[dict[str, A
         )
         .where(m.cadence_id == cadence_id, m.kind == "cadence")
         .group_by(m.touch_key, m.channel, m.variant)
-        .order_by(m.touch_key, m.channel, m.variant)
     )
     items = []
-    for row in rows:
+    for row in sorted(rows, key=lambda r: (touch_order(r.touch_key), r.channel, r.variant)):
         sent = int(row.sent or 0)
         replied = int(row.replied or 0)
         items.append(
