@@ -31,7 +31,7 @@ from shared.peers import peer_client
 
 router = APIRouter(tags=["ui"])
 
-MAX_CADENCES = 20  # the page shows at most this many cadences (the newest outreach lists)
+MAX_CADENCES = 20  # the page shows at most this many cadences, the newest, and counts the rest
 OUTREACH_TIMEOUT = 5.0
 
 _templates = templates_beside(__file__)
@@ -45,6 +45,7 @@ class CadencePerformance:
     available: bool
     error: str = ""
     cadences: list[dict[str, Any]] = field(default_factory=list)
+    not_shown: int = 0  # older cadences beyond MAX_CADENCES
 
 
 async def cadence_performance(base_url: str, key: str) -> CadencePerformance:
@@ -54,7 +55,8 @@ async def cadence_performance(base_url: str, key: str) -> CadencePerformance:
             listed = await http.get("/cadences")
             if listed.status_code != 200:
                 return CadencePerformance(False, f"outreach answered {listed.status_code}")
-            cadences = listed.json()[:MAX_CADENCES]
+            every = listed.json()  # oldest first: the page wants the newest, newest first
+            cadences = every[-MAX_CADENCES:][::-1]
             stats = await asyncio.gather(
                 *(http.get(id_path("/cadences/{id}/stats", id=c["id"])) for c in cadences)
             )
@@ -76,7 +78,7 @@ async def cadence_performance(base_url: str, key: str) -> CadencePerformance:
                 "steps": steps,
             }
         )
-    return CadencePerformance(True, cadences=rows)
+    return CadencePerformance(True, cadences=rows, not_shown=len(every) - len(cadences))
 
 
 # --- page -----------------------------------------------------------------------------------
