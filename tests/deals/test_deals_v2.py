@@ -593,6 +593,10 @@ async def test_objection_analytics_by_stage_segment_and_response(env: DealsEnv) 
     assert {s["stage"]: s["objections"] for s in only["by_stage"]} == {
         "presenting": [{"category": "timing", "count": 1}]
     }
+    # the segment narrows the responses too: no enterprise deal has an outcome recorded
+    assert only["responses"] == []
+    smb = (await env.http.get("/analytics/objections", params={"segment": "smb"})).json()
+    assert smb["responses"] == body["responses"]
 
 
 async def test_new_routes_need_an_api_key(env: DealsEnv) -> None:

@@ -55,7 +55,7 @@ async def analytics(session: AsyncSession, segment: str | None = None) -> Analyt
     segments = await session.execute(seg_stmt)
     by_segment = [Counted(seg, cat, n) for seg, cat, n in segments if seg is not None]
     by_segment.sort(key=lambda c: (c.group, -c.count, c.category))
-    stats = await response_stats(session)
+    stats = await response_stats(session, segment=segment)
     responses = sorted(
         stats.items(), key=lambda kv: (kv[0][0], -kv[1].resolution_rate, -kv[1].used, kv[0][1])
     )

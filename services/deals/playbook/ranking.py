@@ -49,9 +49,10 @@ def rank(responses: Sequence[str], stats: dict[str, ResponseStats]) -> list[Resp
 
 
 async def response_stats(
-    session: AsyncSession, category: str | None = None
+    session: AsyncSession, category: str | None = None, segment: str | None = None
 ) -> dict[tuple[str, str], ResponseStats]:
-    """(category, response) -> how it fared, over every recorded outcome."""
+    """(category, response) -> how it fared, over every recorded outcome (of the segment's deals
+    when one is given)."""
     resolved = case((ObjectionOutcome.resolved, 1), else_=0)
     won = case((and_(ObjectionOutcome.resolved, Deal.stage == Stage.WON), 1), else_=0)
     stmt = (
@@ -68,6 +69,8 @@ async def response_stats(
     )
     if category is not None:
         stmt = stmt.where(Objection.category == category)
+    if segment is not None:
+        stmt = stmt.where(Deal.segment == segment)
     rows = (await session.execute(stmt)).all()
     return {
         (cat, resp): ResponseStats(resp, int(used), int(res or 0), int(w or 0))
