@@ -79,7 +79,8 @@ class Deal(Base):
     # when the buyer said they would decide; passing it undecided gives a "last chance" task
     decision_deadline: Mapped[datetime | None] = mapped_column(UTCDateTime)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # indexed: the analytics count the deals opened in a window (core/source_analytics.py)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     answers: Mapped[list[QualificationAnswer]] = relationship(
