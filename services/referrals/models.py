@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Integer, MetaData, String, Text
+from sqlalchemy import ForeignKey, Index, Integer, MetaData, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 import shared.db
@@ -21,6 +21,11 @@ class Base(shared.db.Base):
 
 class ReferralAsk(Base):
     __tablename__ = "referral_asks"
+    # the list's pages (all, or a rep's) and the analytics' window: index ranges in page order
+    __table_args__ = (
+        Index("ix_referral_asks_page", "created_at", "id"),
+        Index("ix_referral_asks_rep_page", "rep_id", "created_at", "id"),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     token: Mapped[str] = mapped_column(String(64), unique=True)
@@ -36,6 +41,8 @@ class ReferralAsk(Base):
 
 class Referral(Base):
     __tablename__ = "referrals"
+    # the list's pages and the analytics' window
+    __table_args__ = (Index("ix_referrals_page", "created_at", "id"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     ask_id: Mapped[str] = mapped_column(ForeignKey("referral_asks.id"), index=True)

@@ -302,7 +302,11 @@ PRUNE_INDEXES = {
     "ix_rejected_items_created_at": "rejected_items",
     "ix_outbox_status_created_at": "outbox",
     "ix_event_outbox_status_created_at": "event_outbox",
-    "ix_deals_created_at": "deals",  # not a prune's: the analytics' window (deals 0010)
+    # not a prune's: the analytics' window (deals 0010), the lists' pages (referrals 0006)
+    "ix_deals_created_at": "deals",
+    "ix_referral_asks_page": "referral_asks",
+    "ix_referral_asks_rep_page": "referral_asks",
+    "ix_referrals_page": "referrals",
 }
 
 
@@ -311,7 +315,7 @@ PRUNE_INDEXES = {
 @pytest.mark.parametrize(
     "database_urls", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
 )
-@pytest.mark.parametrize("service", ["prospecting", "deals", "outreach"])
+@pytest.mark.parametrize("service", ["prospecting", "deals", "outreach", "referrals"])
 async def test_the_prune_indexes_are_built_without_blocking_writes_to_their_tables(
     service: str, tmp_path: Path, database_urls: dict[str, str]
 ) -> None:
