@@ -1,7 +1,7 @@
 """deals: an index on deals.created_at for the analytics of the deals opened in a window
 (GET /analytics/sources, which referrals' analytics asks too), which otherwise read every deal
 
-Revision ID: 0010
+Revision ID: 0012
 Revises: 0009
 """
 
@@ -11,7 +11,7 @@ from alembic import op
 
 from shared.migrations import create_index_online
 
-revision: str = "0010"
+revision: str = "0012"
 down_revision: str | Sequence[str] | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

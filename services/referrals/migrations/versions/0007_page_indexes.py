@@ -1,7 +1,7 @@
 """referral asks and referrals: indexes in page order (created_at, id), and a rep's asks, for the
 lists' pages and the analytics' window, which otherwise read and sorted the whole tables
 
-Revision ID: 0006_page_indexes
+Revision ID: 0007_page_indexes
 Revises: 0005_erased_people
 """
 
@@ -11,7 +11,7 @@ from alembic import op
 
 from shared.migrations import create_index_online
 
-revision: str = "0006_page_indexes"
+revision: str = "0007_page_indexes"
 down_revision: str | Sequence[str] | None = "0005_erased_people"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
