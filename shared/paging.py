@@ -47,25 +47,42 @@ async def page(
     after: str | int | None,
     limit: int,
     what: str,
+    descending: bool = False,
+    anchor: Sequence[Any] | None = None,
 ) -> list[Row]:
-    """`query`'s rows in `order` (its last key is the table's id, unique), at most `limit`, from
-    after the row whose id is `after`; a 422 naming `after` when there is no such `what`."""
-    if after is not None:
-        anchor = (await session.execute(select(*order).where(order[-1] == after))).first()
-        if anchor is None:
+    """`query`'s rows in `order` (its last key is the table's id, unique; every key reversed
+    when `descending`: newest first), at most `limit`, from after the row whose id is `after`;
+    a 422 naming `after` when there is no such `what`. A caller that kept the previous page's
+    last row gives its `order` values as `anchor` instead: no look-up, and its row may be gone
+    (an export that an erasure crosses goes on)."""
+    if anchor is None and after is not None:
+        found = (await session.execute(select(*order).where(order[-1] == after))).first()
+        if found is None:
             raise invalid("after", f"no {what} {after}")
-        query = query.where(_after(order, tuple(anchor)))
-    return list((await session.scalars(query.order_by(*order).limit(limit))).all())
+        anchor = tuple(found)
+    if anchor is not None:
+        query = query.where(_after(order, anchor, descending))
+    keys = [k.desc() for k in order] if descending else order
+    return list((await session.scalars(query.order_by(*keys).limit(limit))).all())
 
 
 def _after(
-    order: Sequence[InstrumentedAttribute[Any]], values: Sequence[Any]
+    order: Sequence[InstrumentedAttribute[Any]], values: Sequence[Any], descending: bool = False
 ) -> ColumnElement[bool]:
-    """The rows after `values` in `order`: k1 > v1, or k1 = v1 and k2 > v2, or ... (row-value
-    comparison spelt out: each value is bound with its own column's type)."""
+    """The rows after `values` in `order`: k1 > v1, or k1 = v1 and k2 > v2, or ... (< when
+    `descending`; row-value comparison spelt out: each value is bound with its column's type)."""
+
+    def beyond(key: InstrumentedAttribute[Any], value: Any) -> ColumnElement[bool]:
+        # the comparison operators of a mapped column are typed Any: say what they return
+        comparison: ColumnElement[bool] = key < value if descending else key > value
+        return comparison
+
     return or_(
         *(
-            and_(*(k == v for k, v in zip(order[:i], values[:i], strict=True)), key > values[i])
+            and_(
+                *(k == v for k, v in zip(order[:i], values[:i], strict=True)),
+                beyond(key, values[i]),
+            )
             for i, key in enumerate(order)
         )
     )

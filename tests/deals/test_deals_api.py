@@ -6,6 +6,8 @@ request refused by validation told it nothing.
 """
 
 import asyncio
+import csv
+import io
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -83,6 +85,31 @@ async def test_list_filters_by_prospect_and_stage(env: DealsEnv) -> None:
     r = await env.http.get("/deals", params={"stage": "bogus"})
     assert r.status_code == 422
     assert fields(r) == {"stage"}
+
+
+async def test_pages_after_a_deal_skip_and_repeat_none_while_deals_open(env: DealsEnv) -> None:
+    """Newest first, `after` the last deal of the previous page: a deal opened meanwhile lands
+    on the first page and shifts nothing (with `offset` the next page repeated a deal)."""
+    ids = [(await env.open_deal(journey=False))[0] for _ in range(3)]
+    first = (await env.http.get("/deals", params={"limit": 2})).json()
+    assert [d["id"] for d in first] == ids[:0:-1]
+    newest, _, _ = await env.open_deal(journey=False)
+    rest = await env.http.get("/deals", params={"limit": 2, "after": first[-1]["id"]})
+    assert rest.status_code == 200, rest.text
+    assert [d["id"] for d in rest.json()] == [ids[0]]
+    everything = (await env.http.get("/deals")).json()
+    assert [d["id"] for d in everything] == [newest, *ids[::-1]]
+    r = await env.http.get("/deals", params={"after": "no-such-deal"})
+    assert (r.status_code, fields(r)) == (422, {"after"})
+
+    # the CSV export reads its pages the same way: a page of one deal at a time
+    settings = env.app.state.settings
+    env.app.state.settings = settings.model_copy(update={"export_page_size": 1})
+    try:
+        export = await env.http.get("/exports/deals.csv")
+    finally:
+        env.app.state.settings = settings
+    assert [r["id"] for r in csv.DictReader(io.StringIO(export.text))] == [newest, *ids[::-1]]
 
 
 # --- the activities -----------------------------------------------------------------------------

@@ -3,6 +3,7 @@ newest first, streamed page by page (shared.csv_export); ops and admins."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -49,17 +50,15 @@ async def export_deals(
 ) -> StreamingResponse:
     size: int = request.app.state.settings.export_page_size
 
-    async def page(session: AsyncSession, offset: int | None) -> tuple[list[list[Any]], Any]:
-        start = offset or 0
+    async def page(
+        session: AsyncSession, last: tuple[datetime, str] | None
+    ) -> tuple[list[list[Any]], Any]:
+        # after the previous page's last deal (its created_at and id, not its rank): deals opened
+        # or erased while the export streams shift no page, so none is repeated or skipped
         deals = await svc.list_deals(
-            session,
-            prospect_id=prospect_id,
-            stage=stage,
-            rep_id=rep_id,
-            limit=size,
-            offset=start,
+            session, prospect_id=prospect_id, stage=stage, rep_id=rep_id, limit=size, anchor=last
         )
         rows = [[getattr(d, c) for c in DEAL_COLUMNS] for d in deals]
-        return rows, (start + size if len(deals) == size else None)
+        return rows, ((deals[-1].created_at, deals[-1].id) if len(deals) == size else None)
 
     return csv_response("deals.csv", DEAL_COLUMNS, paged_rows(request.app.state.sessions, page))

@@ -13,6 +13,7 @@ lifecycle in one module.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, select, update
@@ -26,6 +27,7 @@ from services.deals.qualification.scoring import DEFAULT_FRAMEWORK
 from shared.contracts.journey import OpenDealRequest, Stage
 from shared.db import utcnow
 from shared.errors import AppError, conflict, invalid, not_found
+from shared.paging import page
 
 # past the qualification gate and not closed: where meetings, objections and closing happen
 QUALIFIED_STAGES = (Stage.PRESENTING, Stage.OBJECTIONS, Stage.CLOSING)
@@ -60,15 +62,23 @@ async def list_deals(
     limit: int = 100,
     offset: int = 0,
     rep_id: str | None = None,
+    after: str | None = None,
+    anchor: tuple[datetime, str] | None = None,
 ) -> Sequence[Deal]:
-    stmt = select(Deal).order_by(Deal.created_at.desc(), Deal.id).limit(limit).offset(offset)
+    """Newest first, one page (shared.paging): `after` the previous page's last deal (or its
+    `anchor`, (created_at, id)), so deals opened meanwhile shift nothing; `offset` is kept for
+    the callers that page by it."""
+    stmt = select(Deal).offset(offset)
     if prospect_id is not None:
         stmt = stmt.where(Deal.prospect_id == prospect_id)
     if rep_id is not None:
         stmt = stmt.where(Deal.rep_id == rep_id)
     if stage is not None:
         stmt = stmt.where(Deal.stage == stage)
-    return (await session.execute(stmt)).scalars().all()
+    order = [Deal.created_at, Deal.id]
+    return await page(
+        session, stmt, order, after=after, limit=limit, what="deal", descending=True, anchor=anchor
+    )
 
 
 def require_stage(deal: Deal, allowed: Sequence[str], action: str) -> None:
