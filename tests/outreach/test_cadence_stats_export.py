@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from sqlalchemy import event
 
 from services.outreach import models
 from tests.support.apps import Api, ServiceApp
@@ -136,3 +137,47 @@ async def test_steps_come_in_cadence_order_past_the_tenth(
     assert [s["touch"] for s in steps] == order
     rows = list(csv.DictReader(io.StringIO((await http.get(f"/cadences/{cid}/stats.csv")).text)))
     assert [r["touch"] for r in rows] == order
+
+
+async def test_the_cadence_list_costs_the_same_few_statements_however_many_cadences(
+    service_app: ServiceApp, api: Api
+) -> None:
+    """GET /cadences (the dashboard asks it on every load) read each cadence's current version
+    with a statement of its own: N+1."""
+    app = await service_app("outreach")
+    http = await api(app)
+    engine = app.state.engine.sync_engine
+    sent: list[str] = []
+
+    def count(_c: Any, _cur: Any, statement: str, *_: Any) -> None:
+        if "cadence" in statement:  # the app's background loops share the engine
+            sent.append(statement)
+
+    async def statements_to_list() -> int:
+        sent.clear()
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            listed = await http.get("/cadences")
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+        assert listed.status_code == 200, listed.text
+        return len(sent)
+
+    made = []
+    for _ in range(6):
+        r = await http.post("/cadences", json=CADENCE)
+        assert r.status_code == 201, r.text
+        made.append(r.json()["id"])
+        if len(made) == 2:  # after a first request: what the app reads once is read
+            two = await statements_to_list()
+    edited = await http.put(f"/cadences/{made[2]}", json={**CADENCE, "name": "Edited"})
+    assert edited.status_code == 200, edited.text
+    six = await statements_to_list()
+    assert six == two, sent
+    listed = (await http.get("/cadences")).json()
+    assert [c["id"] for c in listed] == made
+    assert [(c["version"], c["name"]) for c in listed][1:4] == [
+        (1, "Two steps"),
+        (2, "Edited"),
+        (1, "Two steps"),
+    ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -80,12 +80,14 @@ async def get_cadence(
 
 
 async def list_cadences(session: AsyncSession) -> list[schemas.Cadence]:
-    cadences = await session.scalars(select(models.Cadence).order_by(models.Cadence.created_at))
-    out = []
-    for cadence in cadences.all():
-        row = await _version(session, cadence, None)
-        out.append(_cadence_out(cadence, row.definition, row.version))
-    return out
+    """Oldest first, each at its current version: one statement, not one per cadence."""
+    c, v = models.Cadence, models.CadenceVersion
+    rows = await session.execute(
+        select(c, v.definition)
+        .join(v, and_(v.cadence_id == c.id, v.version == c.current_version))
+        .order_by(c.created_at, c.id)
+    )
+    return [_cadence_out(cadence, definition) for cadence, definition in rows.all()]
 
 
 async def cadence_snapshot(
