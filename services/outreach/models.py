@@ -240,6 +240,8 @@ class InboxEvent(Base):
     __table_args__ = (
         UniqueConstraint("provider", "event_id"),
         Index("ix_inbox_events_due", "delivery", "next_attempt_at"),
+        # a prospect's events, newest first: their timeline, GET /inbox-events?prospect_id=
+        Index("ix_inbox_events_prospect", "prospect_id", "id"),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     provider: Mapped[str] = mapped_column(String(20))

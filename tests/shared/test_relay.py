@@ -307,6 +307,7 @@ PRUNE_INDEXES = {
     "ix_referral_asks_page": "referral_asks",
     "ix_referral_asks_rep_page": "referral_asks",
     "ix_referrals_page": "referrals",
+    "ix_inbox_events_prospect": "inbox_events",  # a prospect's events (outreach 0025)
 }
 
 
