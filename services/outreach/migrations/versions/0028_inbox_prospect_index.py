@@ -1,7 +1,7 @@
 """inbox_events: an index on (prospect_id, id) for a prospect's events (their timeline,
 GET /inbox-events?prospect_id=), which otherwise read every provider callback ever stored
 
-Revision ID: 0025_inbox_prospect_index
+Revision ID: 0028_inbox_prospect_index
 Revises: 0002_inbox
 """
 
@@ -11,7 +11,7 @@ from alembic import op
 
 from shared.migrations import create_index_online
 
-revision: str = "0025_inbox_prospect_index"
+revision: str = "0028_inbox_prospect_index"
 down_revision: str | Sequence[str] | None = "0002_inbox"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
