@@ -31,7 +31,7 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import Enum
 from typing import Any
@@ -361,10 +361,11 @@ def _cursor(entry: AuditColumns) -> str:
 
 
 def _uncursor(value: str) -> tuple[datetime, str]:
+    """The time and id a cursor names; a cursor this endpoint could not have given (a time
+    without its offset, or none in UTC) is a 422, not a database driver's error (a 500)."""
     try:
         at, _, ident = base64.urlsafe_b64decode(value.encode()).decode().partition("|")
-        # the cursors given carry an offset; one without would fail in the query (a 500)
-        return with_offset(datetime.fromisoformat(at)), ident
+        return with_offset(datetime.fromisoformat(at)).astimezone(UTC), ident
     except (ValueError, UnicodeDecodeError):
         raise invalid("cursor", "not a cursor this endpoint gave") from None
 
@@ -420,12 +421,14 @@ def audit_router(service: str, config: AuditConfig) -> APIRouter:
             None, max_length=60, description="a table, e.g. deals, prospects"
         ),
         resource_id: str | None = Query(None, max_length=100),
-        since: OffsetDatetime | None = None,
-        until: OffsetDatetime | None = None,
+        since: OffsetDatetime | None = Query(None, description="inclusive, with a UTC offset"),
+        until: OffsetDatetime | None = Query(None, description="exclusive, with a UTC offset"),
         limit: int = Query(100, ge=1, le=1000),
         cursor: str | None = Query(None, max_length=200),
     ) -> AuditPage:
         """Who changed what in this service, newest first (each service keeps its own log)."""
+        if since is not None and until is not None and since >= until:
+            raise invalid("since", "must be before until")
         rows, next_cursor = await search(
             session,
             config.model,
