@@ -56,7 +56,7 @@ AUDITED_ROLES = frozenset({"admin", "ops", "rep"})
 SENSITIVE = re.compile(
     r"(^|_)(email|emails|phone|phones|name|first_name|last_name|title|company|address|"
     r"linkedin\w*|body|text|notes|note|excerpt|reply|card|prospect_card|payload|person|"
-    r"contact|secret|\w*_secret|key_hash|token|\w*_token|answers|details|context|reason|"
+    r"contact|secret|secrets|\w*_secrets?|key_hash|token|\w*_token|answers|details|context|reason|"
     r"cause|description|summary|message|subject|why|comment|comments|"
     # a qualification answer is the rep's words about the prospect's people; a prospect's free
     # fields hold whatever an import carried (mobile numbers, home towns)

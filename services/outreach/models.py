@@ -355,6 +355,8 @@ class RepNotificationPrefs(Base):
     """How a rep hears about urgent tasks: email or SMS (their choice) plus a signed webhook."""
 
     __tablename__ = "rep_notification_prefs"
+    # a Slack incoming webhook's path is its credential (shared.audit)
+    __audit_private__ = frozenset({"webhook_url"})
     rep_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     channel: Mapped[str] = mapped_column(String(10), default="email")  # email | sms | none
     email: Mapped[str | None] = mapped_column(String(320), default=None)
@@ -466,6 +468,8 @@ class EventSubscription(Base):
     keeps signing too, beside it, until its own overlap ends (`retired_secrets`)."""
 
     __tablename__ = "event_subscriptions"
+    # where the events go: a Slack- or Zapier-style URL carries its credential (shared.audit)
+    __audit_private__ = frozenset({"url"})
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     url: Mapped[str] = mapped_column(String(2000))
     events: Mapped[list[str]] = mapped_column(JSON, default=list)

@@ -56,3 +56,23 @@ async def test_a_prospects_free_fields_are_not_copied_into_the_audit_log(api: Ap
     [made] = [e for e in entries if e["resource"] == "prospects"]
     assert made["changes"]["custom"] == {"changed": True}
     assert "7700900123" not in text and "Whinging" not in text
+
+
+async def test_signing_secrets_and_webhook_urls_are_not_copied_into_the_audit_log(
+    api: Api,
+) -> None:
+    """A subscription's retired secrets (a list under a name the audit did not know) and the
+    URL its events go to (a Slack incoming webhook's path is its credential) were recorded in
+    clear."""
+    http = await api("outreach")
+    hook = "https://hooks.example.com/services/T0001/B0001/xoxb-private-path"
+    made = await http.post("/event-subscriptions", json={"url": hook, "events": ["deal.won"]})
+    assert made.status_code == 201, made.text
+    first_secret = made.json()["secret"]
+    rotated = await http.post(f"/event-subscriptions/{made.json()['id']}/secret")
+    assert rotated.status_code == 200, rotated.text
+
+    entries, text = await audit_text(http)
+    assert [e for e in entries if e["resource"] == "event_subscriptions"], entries
+    assert first_secret not in text and rotated.json()["secret"] not in text
+    assert "xoxb-private-path" not in text, text

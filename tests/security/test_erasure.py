@@ -888,6 +888,8 @@ async def test_an_erased_persons_address_on_the_do_not_contact_list_leaves_the_a
         ("outreach", "0017_audit_log", "do_not_contact", "value", outreach_models),
         ("deals", "0009", "qualification_answers", "answer", deals_models),
         ("prospecting", "0011_audit_log", "prospects", "custom", prospecting_models),
+        ("outreach", "0017_audit_log", "event_subscriptions", "url", outreach_models),
+        ("outreach", "0017_audit_log", "rep_notification_prefs", "webhook_url", outreach_models),
     ],
 )
 async def test_values_audited_before_they_were_sensitive_are_forgotten_on_migrating(
