@@ -377,6 +377,21 @@ async def test_a_meeting_booked_while_qualifying_can_be_moved_cancelled_and_mark
 
 
 @pytest.mark.parametrize("database_urls", ["postgres"], indirect=True)
+async def test_a_reps_first_hours_set_twice_at_once_are_two_answers_not_a_500(
+    env: DealsEnv,
+) -> None:
+    """Both requests found no row and both inserted it: the second was a 500 (the primary key).
+    A rep's hours are now written under their calendar's lock, so the second replaces them."""
+    later = {**BOOKING_HOURS, "meeting_minutes": 45}
+    answers = await asyncio.gather(
+        env.http.put(AVAILABILITY, json=BOOKING_HOURS), env.http.put(AVAILABILITY, json=later)
+    )
+    assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
+    kept = (await env.http.get(AVAILABILITY)).json()
+    assert kept["meeting_minutes"] in (30, 45) and kept["timezone"] == BOOKING_HOURS["timezone"]
+
+
+@pytest.mark.parametrize("database_urls", ["postgres"], indirect=True)
 async def test_two_prospects_booking_one_slot_at_once_get_one_meeting(env: DealsEnv) -> None:
     """... and meetings scheduled, moved and cancelled through the API hold their slots."""
     r = await env.http.put("/reps/rep-1/availability", json=BOOKING_HOURS)

@@ -108,7 +108,10 @@ async def get_hours(session: AsyncSession, rep_id: str) -> RepAvailability:
 async def set_hours(
     session: AsyncSession, rep_id: str, values: dict[str, object]
 ) -> RepAvailability:
-    row = await session.get(RepAvailability, rep_id)
+    """Replace the rep's hours (the first time, insert them). Under the calendar's lock: two
+    first requests at once both found no row and both inserted, the second a 500."""
+    await hold_calendar(session, rep_id)
+    row = await session.get(RepAvailability, rep_id, populate_existing=True)
     if row is None:
         row = RepAvailability(rep_id=rep_id, **values)
         session.add(row)
