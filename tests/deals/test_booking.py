@@ -18,10 +18,12 @@ import pytest
 from sqlalchemy import select
 from starlette.requests import Request
 
+from services.deals.core.service import open_deal
 from services.deals.meetings import links, public
 from services.deals.meetings.availability import Hours, free_slots
-from services.deals.models import BookingLink, EventOutbox, Meeting, RepAvailability
+from services.deals.models import BookingLink, Deal, EventOutbox, Meeting, RepAvailability
 from shared.booking import BookingClaim, sign, verify
+from shared.contracts.journey import OpenDealRequest
 from shared.contracts.names import Sig
 from shared.events import MEETING_BOOKED
 from shared.providers.email import address_domain
@@ -374,6 +376,28 @@ async def test_a_meeting_booked_while_qualifying_can_be_moved_cancelled_and_mark
     # not started yet: held is refused for that reason, not for the deal's stage
     early = await env.http.post(f"{meetings[0]}/held")
     assert (early.status_code, error(early)["code"]) == (409, "meeting_not_started")
+
+
+@pytest.mark.parametrize("database_urls", ["postgres"], indirect=True)
+async def test_a_deal_opened_by_the_journey_and_a_booking_at_once_is_one_deal(
+    env: DealsEnv,
+) -> None:
+    """The journey opens its deal while the prospect books through the link, which opens it
+    when they book first: both found no deal and inserted one; the second failed on the unique
+    journey id, a 500 on the booking page. Both now have the one deal."""
+    req = OpenDealRequest("p-race", "journey-p-race", "rep-1", "cold", "test: opened twice")
+
+    async def open_one() -> str:
+        async with env.app.state.sessions() as session:
+            deal = await open_deal(session, req)
+            await session.commit()
+            return deal.id
+
+    first, second = await asyncio.gather(open_one(), open_one())
+    assert first == second
+    async with env.app.state.sessions() as session:
+        deals = (await session.scalars(select(Deal).where(Deal.prospect_id == "p-race"))).all()
+    assert [d.id for d in deals] == [first]
 
 
 @pytest.mark.parametrize("database_urls", ["postgres"], indirect=True)

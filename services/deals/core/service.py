@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -121,8 +122,17 @@ async def open_deal(session: AsyncSession, req: OpenDealRequest, run_id: str | N
         stage=Stage.QUALIFYING,
         qualification_reasons=[],
     )
-    session.add(deal)
-    await session.flush()
+    try:
+        # the journey opens its deal while the prospect books through the link (which opens
+        # it when they book first): both found none; the unique journey id decides, and the
+        # one that lost takes the winner's deal (it was a 500 on the booking page)
+        async with session.begin_nested():
+            session.add(deal)
+    except IntegrityError:
+        winner = await find_deal_by_journey(session, req.journey_id)
+        if winner is None:
+            raise
+        return winner
     history.opened(deal, req.cause, session)
     await session.flush()
     return deal
