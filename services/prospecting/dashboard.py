@@ -48,14 +48,19 @@ class CadencePerformance:
     not_shown: int = 0  # older cadences beyond MAX_CADENCES
 
 
-async def cadence_performance(base_url: str, key: str) -> CadencePerformance:
-    """Every cadence with its per-step, per-variant numbers, from outreach's HTTP API."""
+async def cadence_performance(
+    base_url: str, key: str, cadence_id: str | None = None
+) -> CadencePerformance:
+    """Every cadence (or the one the page is filtered by) with its per-step, per-variant
+    numbers, from outreach's HTTP API."""
     try:
         async with peer_client(key, base_url=base_url, timeout=OUTREACH_TIMEOUT) as http:
             listed = await http.get("/cadences")
             if listed.status_code != 200:
                 return CadencePerformance(False, f"outreach answered {listed.status_code}")
             every = listed.json()  # oldest first: the page wants the newest, newest first
+            if cadence_id is not None:  # the funnel above is that cadence's: so is this
+                every = [c for c in every if c["id"] == cadence_id]
             cadences = every[-MAX_CADENCES:][::-1]
             stats = await asyncio.gather(
                 *(http.get(id_path("/cadences/{id}/stats", id=c["id"])) for c in cadences)
@@ -128,7 +133,8 @@ async def dashboard(
     widest = max((s["entered"] for s in stages), default=0) or 1
     found = await funnel.bottleneck(session, w, filters, periods, min_left)
     await session.commit()  # nothing written; end the read before the outreach round trip
-    performance = await cadence_performance(request.app.state.settings.outreach_url, key)
+    outreach_url = request.app.state.settings.outreach_url
+    performance = await cadence_performance(outreach_url, key, cadence_id)
     html = _templates.get_template("dashboard.html").render(
         window=w,
         filters=filters,
@@ -138,6 +144,6 @@ async def dashboard(
         bottleneck=found,
         performance=performance,
         resolution=funnel.RESOLUTION,
-        outreach_url=request.app.state.settings.outreach_url,
+        outreach_url=outreach_url,
     )
     return HTMLResponse(html, headers=FORM_PAGE_HEADERS)

@@ -29,6 +29,12 @@ async def test_the_newest_cadences_are_shown_and_the_rest_are_counted(
     async with serve(outreach, free_port(), lifespan=False) as outreach_url:
         http = await api("prospecting", outreach_url=outreach_url)
         page = await http.get("/ui/dashboard")
+        # filtered by a cadence, as the funnel above it is: that cadence's numbers alone (it
+        # listed every cadence's)
+        one = await http.get("/ui/dashboard", params={"cadence_id": ids[3]})
+    assert one.status_code == 200, one.text
+    assert [i for i in ids if f'data-cadence="{i}"' in one.text] == [ids[3]]
+    assert 'data-testid="cadences-not-shown"' not in one.text
     assert page.status_code == 200, page.text
     shown = [i for i in ids if f'data-cadence="{i}"' in page.text]
     assert shown == ids[-MAX_CADENCES:]  # the one made last is there, the two oldest are not
