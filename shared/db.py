@@ -162,6 +162,22 @@ def database_away(err: BaseException) -> bool:
     return sqlstate.startswith(_AWAY_SQLSTATES) or isinstance(err, asyncpg.InterfaceError)
 
 
+# SQLSTATEs of a transaction PostgreSQL aborted for another's sake (a deadlock, a serialization
+# failure): nothing was wrong with it, and the same transaction again normally succeeds
+_CONFLICT_SQLSTATES = ("40P01", "40001")
+
+
+def transaction_conflict(err: BaseException) -> bool:
+    """Whether `err` is PostgreSQL aborting the transaction for another's sake (a deadlock
+    detected, a serialization failure): worth running the whole transaction again."""
+    orig = err.orig if isinstance(err, DBAPIError) else err
+    if isinstance(orig, BaseException):
+        # asyncpg's error sits under SQLAlchemy's adapted one: its sqlstate is on either
+        orig = getattr(orig, "__cause__", None) or orig
+    sqlstate = str(getattr(orig, "sqlstate", "") or getattr(err, "sqlstate", "") or "")
+    return sqlstate in _CONFLICT_SQLSTATES
+
+
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
 
