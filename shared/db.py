@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, TypeVar
 
@@ -13,7 +13,7 @@ import asyncpg
 from fastapi import Depends, Request
 from sqlalchemy import DateTime, Select, Table, TypeDecorator, event, func, select
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -40,6 +40,27 @@ async def hold_lock(session: AsyncSession, name: str) -> None:
     time already and nothing finer to take."""
     if session.get_bind().dialect.name == "postgresql":
         await session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(name, 0))))
+
+
+Row = TypeVar("Row")
+
+
+async def insert_or_winner(
+    session: AsyncSession, row: Row, winner: Callable[[], Awaitable[Row | None]]
+) -> tuple[Row, bool]:
+    """Insert `row`, or, when a concurrent transaction inserted its unique key first, the row
+    `winner` finds: both looked, found none and inserted; the unique index picks one, and the
+    other takes that row instead of a 500. The insert is a savepoint, so losing keeps the rest
+    of the transaction. True when `row` was inserted."""
+    try:
+        async with session.begin_nested():
+            session.add(row)
+    except IntegrityError:
+        found = await winner()
+        if found is None:
+            raise  # another constraint: not a race this settles
+        return found, False
+    return row, True
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -17,7 +17,6 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -26,7 +25,7 @@ from services.deals.models import CLOSED_STAGES, BookingLink, Deal
 from services.deals.qualification.frameworks import get_framework
 from services.deals.qualification.scoring import DEFAULT_FRAMEWORK
 from shared.contracts.journey import OpenDealRequest, Stage
-from shared.db import utcnow
+from shared.db import insert_or_winner, utcnow
 from shared.errors import AppError, conflict, invalid, not_found
 from shared.paging import page
 
@@ -122,17 +121,13 @@ async def open_deal(session: AsyncSession, req: OpenDealRequest, run_id: str | N
         stage=Stage.QUALIFYING,
         qualification_reasons=[],
     )
-    try:
-        # the journey opens its deal while the prospect books through the link (which opens
-        # it when they book first): both found none; the unique journey id decides, and the
-        # one that lost takes the winner's deal (it was a 500 on the booking page)
-        async with session.begin_nested():
-            session.add(deal)
-    except IntegrityError:
-        winner = await find_deal_by_journey(session, req.journey_id)
-        if winner is None:
-            raise
-        return winner
+    # the journey opens its deal while the prospect books through the link (which opens it when
+    # they book first): the one that lost takes the winner's deal (it was a 500 on the booking page)
+    deal, opened = await insert_or_winner(
+        session, deal, lambda: find_deal_by_journey(session, req.journey_id)
+    )
+    if not opened:
+        return deal
     history.opened(deal, req.cause, session)
     await session.flush()
     return deal

@@ -6,13 +6,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import and_, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.outreach import models
 from services.outreach.cadences import schemas
 from services.outreach.cadences.templates import RenderLimits, render_problem
 from shared.contracts.journey import CadenceSnapshot, CadenceStep, SendWindow, StepVariant
+from shared.db import insert_or_winner
 from shared.errors import AppError, not_found
 
 # --- cadences ---------------------------------------------------------------------------------
@@ -190,15 +190,10 @@ async def find_enrollment(session: AsyncSession, prospect_id: str) -> models.Enr
 
 async def add_enrollment(session: AsyncSession, row: models.Enrollment) -> models.Enrollment:
     """Insert, or return the enrollment a concurrent request inserted first."""
-    try:
-        async with session.begin_nested():
-            session.add(row)
-    except IntegrityError:
-        existing = await find_enrollment(session, row.prospect_id)
-        if existing is None:
-            raise
-        return existing
-    return row
+    added, _ = await insert_or_winner(
+        session, row, lambda: find_enrollment(session, row.prospect_id)
+    )
+    return added
 
 
 # --- messages -------------------------------------------------------------------------------------

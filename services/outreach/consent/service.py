@@ -43,7 +43,6 @@ from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime
 
 from sqlalchemy import ColumnElement, delete, literal, or_, select, text, union_all, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.outreach import models
@@ -52,7 +51,7 @@ from services.outreach.events import service as events
 from services.outreach.inbox import JourneySignal, Stored, store_event
 from shared.contracts.journey import StopCadence
 from shared.contracts.names import Sig
-from shared.db import database_away
+from shared.db import database_away, insert_or_winner
 from shared.paging import DEFAULT_LIMIT, page
 from shared.people import normalize_email, normalize_phone
 
@@ -122,16 +121,12 @@ async def _record_for_change(
         if rec is not None and prospect_id:
             rec.prospect_id = prospect_id
     if rec is None:
-        rec = models.ConsentRecord(prospect_id=prospect_id)
-        try:
-            async with session.begin_nested():
-                session.add(rec)
-        except IntegrityError:
-            # a concurrent opt-out of the same prospect made it first
-            found = await record_of(session, prospect_id) if prospect_id else None
-            if found is None:
-                raise
-            rec = found
+        # a concurrent opt-out of the same prospect may make it first
+        async def winner() -> models.ConsentRecord | None:
+            return await record_of(session, prospect_id) if prospect_id else None
+
+        made = models.ConsentRecord(prospect_id=prospect_id)
+        rec = (await insert_or_winner(session, made, winner))[0]
     if channel == EMAIL:
         rec.email = address
     else:
@@ -320,15 +315,7 @@ async def add_dnc(
     if existing is not None:
         return existing, False
     entry = models.DoNotContact(kind=kind, value=value, reason=reason[:200])
-    try:
-        async with session.begin_nested():
-            session.add(entry)
-    except IntegrityError:
-        found = await _find_dnc(session, kind, value)
-        if found is None:
-            raise
-        return found, False
-    return entry, True
+    return await insert_or_winner(session, entry, lambda: _find_dnc(session, kind, value))
 
 
 async def _find_dnc(session: AsyncSession, kind: str, value: str) -> models.DoNotContact | None:
