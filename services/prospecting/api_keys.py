@@ -18,7 +18,7 @@ from services.prospecting import service
 from services.prospecting.models import IssuedKey, Rep
 from shared.auth import Principal
 from shared.db import Session, utcnow
-from shared.errors import AppError, invalid
+from shared.errors import AppError
 from shared.idempotency import NoIdempotency
 from shared.issued_keys import ISSUED_PREFIX, key_hash, looks_issued, new_key
 from shared.requests import InternalModel, WriteModel
@@ -68,10 +68,9 @@ class Holder(BaseModel):
 @router.post("/api-keys", status_code=201, response_model=NewKey, dependencies=[NoIdempotency])
 async def issue_key(body: KeyCreate, session: Session) -> NewKey:
     if body.rep_id is not None:
-        try:
-            await service.get_rep(session, body.rep_id)
-        except AppError as err:
-            raise invalid("rep_id", f"no rep {body.rep_id}") from err
+        # a rep key works only while its rep is active (holder_of): one issued to a rep who
+        # left would answer 401 on every call; a deactivation racing this waits, then stops it
+        await service.active_rep(session, body.rep_id, hold=True)
     key = new_key()
     row = IssuedKey(
         name=body.name,

@@ -94,6 +94,18 @@ async def get_rep(session: AsyncSession, rep_id: str) -> Rep:
     return rep
 
 
+async def active_rep(session: AsyncSession, rep_id: str, *, hold: bool = False) -> Rep:
+    """The rep a request gives something to (a prospect, an API key): a 422 on `rep_id` when
+    there is none or they are inactive. `hold` keeps their row (FOR SHARE on PostgreSQL) until
+    the transaction ends, so a deactivation racing the request waits for it."""
+    rep = await session.get(Rep, rep_id, with_for_update={"read": True} if hold else None)
+    if rep is None:
+        raise invalid("rep_id", f"no rep has the id {rep_id}")
+    if not rep.active:
+        raise invalid("rep_id", f"rep {rep_id} is inactive: activate them first")
+    return rep
+
+
 # --- prospects ----------------------------------------------------------------------------------
 
 
@@ -522,11 +534,7 @@ async def reassign(session: AsyncSession, prospect_id: str, rep_id: str) -> Pros
     (outreach, which tells the journey), open deals, referral asks; durably
     (services.prospecting.outbox)."""
     prospect = await get_prospect(session, prospect_id)
-    rep = await session.get(Rep, rep_id)
-    if rep is None:
-        raise invalid("rep_id", f"no rep has the id {rep_id}")
-    if not rep.active:
-        raise invalid("rep_id", f"rep {rep_id} is inactive: activate them first")
+    await active_rep(session, rep_id)
     if prospect.rep_id == rep_id:
         return prospect
     prospect.rep_id = rep_id

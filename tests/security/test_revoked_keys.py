@@ -152,3 +152,22 @@ async def test_a_deactivated_reps_configured_key_stops_working_everywhere(
     prospecting, outreach, _, clock = await _wired(service_app, api, {"api_keys": keys})
     ritas = {"X-API-Key": RITAS_KEY}
     await _works_while_the_rep_is_active(prospecting, outreach, clock, rep_id, ritas)
+
+
+async def test_no_key_is_issued_to_a_deactivated_rep(service_app: ServiceApp, api: Api) -> None:
+    """A key for a rep who left would be refused on every call (401): issuing one is refused
+    instead, saying why, and nothing is stored (on PostgreSQL the rep's row is held meanwhile)."""
+    prospecting, _, _, _ = await _wired(service_app, api)
+    rep = await prospecting.post("/reps", json={"name": "Rita", "email": "rita@ex.com"})
+    assert rep.status_code == 201, rep.text
+    rep_id = rep.json()["id"]
+    left = await prospecting.patch(f"/reps/{rep_id}", json={"active": False})
+    assert left.status_code == 200, left.text
+    made = await prospecting.post(
+        "/api-keys", json={"name": "Rita's laptop", "role": "rep", "rep_id": rep_id}
+    )
+    assert made.status_code == 422, made.text
+    assert made.json()["error"]["details"] == [
+        {"field": "rep_id", "problem": f"rep {rep_id} is inactive: activate them first"}
+    ]
+    assert (await prospecting.get("/api-keys")).json() == []
