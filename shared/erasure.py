@@ -58,6 +58,13 @@ def digest_raw(pepper: str, kind: Kind, value: str) -> str | None:
     return digest(pepper, kind, normal)
 
 
+# referred people named per erasure order: ~175 KB of ids, well inside a service's body cap
+# (CLOSEFLOW_MAX_BODY_BYTES) and its statements' bind parameters. A service takes up to
+# MAX_REFERRED_PER_ORDER: orders already queued by releases that sent up to 10,000 still go.
+REFERRED_PER_ORDER = 5_000
+MAX_REFERRED_PER_ORDER = 10_000
+
+
 class ErasureOrder(InternalModel):
     """What prospecting sends each service's POST /internal/erasures (idempotent: the same
     order twice erases nothing more and answers the same)."""
@@ -73,7 +80,22 @@ class ErasureOrder(InternalModel):
     # referrer (an introduction's text) lose the name (issue 11); never stored either
     # a prospect's or a referral's first and last names (200 characters each) and a space
     name: str | None = Field(None, max_length=401)
-    referred_prospect_ids: list[ResourceId] = Field(default_factory=list, max_length=10_000)
+    # a part of them (order_parts): an order is a bounded request, each id a bind parameter
+    referred_prospect_ids: list[ResourceId] = Field(
+        default_factory=list, max_length=MAX_REFERRED_PER_ORDER
+    )
+
+
+def order_parts(order: ErasureOrder, referred: Sequence[str]) -> list[ErasureOrder]:
+    """The order for each REFERRED_PER_ORDER of the people the person referred (one order when
+    they referred nobody). Each part is a whole order: a service erases the person on whichever
+    comes first (the others find nothing left) and unnames the referrer for that part's people,
+    so the parts may arrive in any order, each retried alone."""
+    chunks = [
+        list(referred[start : start + REFERRED_PER_ORDER])
+        for start in range(0, len(referred), REFERRED_PER_ORDER)
+    ]
+    return [order.model_copy(update={"referred_prospect_ids": chunk}) for chunk in chunks or [[]]]
 
 
 # what an order carries in clear (above) so that a service can find what it must erase

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import Select, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -43,6 +43,7 @@ from shared.erasure import (
     delete_tree,
     digest,
     event_without_referrer,
+    order_parts,
     unnamed_referral_cause,
 )
 from shared.errors import AppError, conflict, not_found
@@ -100,29 +101,26 @@ async def forget_referrer(session: AsyncSession, prospect_id: str) -> list[str]:
     """The people this person referred keep the referral (the referrer's id, no longer anyone)
     but not their name: journeys before issue 11 wrote "referred by <name>" as the cause of
     the referred person's first stage. Returns the referred people's ids (outreach scrubs the
-    name from their introductions)."""
-    referred = list(
-        (
-            await session.scalars(
-                select(Prospect.id).where(Prospect.referrer_prospect_id == prospect_id)
-            )
-        ).all()
-    )
+    name from their introductions). However many they are, no statement lists them: they are
+    selected where they are used (a list past 32,766 ids is more bind parameters than SQLite or
+    asyncpg take in one statement)."""
+    referred_ids = select(Prospect.id).where(Prospect.referrer_prospect_id == prospect_id)
+    referred = list((await session.scalars(referred_ids)).all())
     if referred:
         await session.execute(
             update(StageHistory)
             .where(
-                StageHistory.prospect_id.in_(referred),
+                StageHistory.prospect_id.in_(referred_ids),
                 StageHistory.cause.startswith(REFERRED_BY, autoescape=True),
             )
             .values(cause=unnamed_referral_cause(prospect_id))
             .execution_options(synchronize_session=False)
         )
-        await _unname_in_events(session, referred, prospect_id)
+        await _unname_in_events(session, referred_ids, prospect_id)
     return referred
 
 
-async def _unname_in_events(session: AsyncSession, referred: list[str], referrer_id: str) -> None:
+async def _unname_in_events(session: AsyncSession, referred: Select[str], referrer_id: str) -> None:
     """Their stage changes in the outbox (waiting for outreach, or kept after it answered)
     carry the same causes."""
     rows = await session.scalars(
@@ -162,25 +160,28 @@ async def request_erasure(
         return await _existing(session, prospect_id), False
     referred = await forget_referrer(session, prospect_id)
     referral_id = prospect.referral_id
-    order = ErasureOrder(
-        erasure_id=erasure.id,
-        prospect_id=prospect_id,
-        email=prospect.email,
-        phone=prospect.phone,
-        email_digest=email_digest,
-        phone_digest=phone_digest,
-        name=f"{prospect.first_name} {prospect.last_name}".strip() or None,
-        referred_prospect_ids=referred,
-    ).model_dump(mode="json")
+    orders = order_parts(
+        ErasureOrder(
+            erasure_id=erasure.id,
+            prospect_id=prospect_id,
+            email=prospect.email,
+            phone=prospect.phone,
+            email_digest=email_digest,
+            phone_digest=phone_digest,
+            name=f"{prospect.first_name} {prospect.last_name}".strip() or None,
+        ),
+        referred,
+    )
     for target in outbox.TARGETS:
-        outbox.add(
-            session,
-            kind=KIND,
-            target=target,
-            path="/internal/erasures",
-            payload=order,
-            subject_id=erasure.id,
-        )
+        for order in orders:
+            outbox.add(
+                session,
+                kind=KIND,
+                target=target,
+                path="/internal/erasures",
+                payload=order.model_dump(mode="json"),
+                subject_id=erasure.id,
+            )
     # Their calls still waiting (a move of their tasks, a stage change) would only recreate
     # what is being erased; the ones done, superseded or refused keep their stage causes and
     # ids: all go (a call in flight records its outcome on no row).
@@ -222,6 +223,9 @@ async def status_of(session: AsyncSession, prospect_id: str) -> dict[str, object
             .order_by(OutboxMessage.target)
         )
     ).all()
+    by_service: dict[str, list[OutboxMessage]] = {}
+    for step in steps:
+        by_service.setdefault(step.target, []).append(step)
     return {
         "id": erasure.id,
         "prospect_id": erasure.prospect_id,
@@ -230,15 +234,24 @@ async def status_of(session: AsyncSession, prospect_id: str) -> dict[str, object
         "completed_at": erasure.completed_at,
         "services": [
             {"service": "prospecting", "status": "done", "attempts": 1, "last_error": ""},
-            *(
-                {
-                    "service": s.target,
-                    "status": s.status,
-                    "attempts": s.attempts,
-                    "last_error": s.last_error,
-                    "confirmed_at": s.done_at,
-                }
-                for s in steps
-            ),
+            *(_service_status(target, parts) for target, parts in by_service.items()),
         ],
+    }
+
+
+# a service's state is its least advanced part's
+_PROGRESS = (outbox.FAILED, outbox.PENDING, outbox.DONE)
+
+
+def _service_status(target: str, parts: list[OutboxMessage]) -> dict[str, object]:
+    """One line per service, though a person who referred many people is sent in several
+    orders (shared.erasure.order_parts): confirmed when all are."""
+    worst = min(parts, key=lambda p: _PROGRESS.index(p.status) if p.status in _PROGRESS else 0)
+    done_at = [p.done_at for p in parts if p.done_at is not None]
+    return {
+        "service": target,
+        "status": worst.status,
+        "attempts": max(p.attempts for p in parts),
+        "last_error": worst.last_error or next((p.last_error for p in parts if p.last_error), ""),
+        "confirmed_at": max(done_at) if worst.status == outbox.DONE and done_at else None,
     }

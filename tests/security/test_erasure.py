@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 # every service's models imported here, at collection: a migration run in a thread (service_app)
 # must not import a models module while a running app's relay configures the mappers (a half-
@@ -28,7 +28,7 @@ from services.prospecting.outbox import OutboxRelay
 from services.prospecting.service import stage_event
 from shared.codec import payload_keys
 from shared.db import create_engine, session_factory
-from shared.erasure import digest
+from shared.erasure import REFERRED_PER_ORDER, digest
 from shared.events import event_body
 from shared.migrations import upgrade
 from shared.providers import postmark, sendgrid
@@ -914,3 +914,59 @@ async def test_values_audited_before_they_were_sensitive_are_forgotten_on_migrat
     ]
     kept = await _across_migration(settings, service, revision, entries, a.id, a.changes)
     assert kept == {"theirs": {**made, column: {"changed": True}}, "other": other}
+
+
+# more than either database takes as bind parameters in one statement (SQLite 32,766, asyncpg
+# 32,767), and more than an erasure order carried
+MANY_REFERRED = 33_000
+
+
+async def test_a_person_who_referred_more_people_than_one_statement_holds_can_be_erased(
+    service_app: ServiceApp, api: Api
+) -> None:
+    """Their erasure names every person they referred (whose records lose the name): in orders
+    of a bounded size, each of which every service takes, and with no statement listing them
+    all. The erasure's status still shows one line per service."""
+    p = prospecting_models
+    prospecting = await service_app("prospecting")
+    await prospecting.state.outbox.stop()
+    referred = [f"r{i:06d}" for i in range(MANY_REFERRED)]
+    at = datetime.now(UTC)
+    async with prospecting.state.sessions() as session:
+        session.add(p.Prospect(id="p-ada", first_name="Ada", last_name="Lovelace", email=ADA_EMAIL))
+        await session.flush()
+        await session.execute(
+            insert(p.Prospect),
+            [{"id": r, "first_name": "R", "referrer_prospect_id": "p-ada"} for r in referred],
+        )
+        for pid in (referred[0], referred[-1]):
+            session.add(
+                p.StageHistory(
+                    key=f"{pid}-1", prospect_id=pid, to_stage="qualifying", at=at,
+                    cause="referred by Ada Lovelace",
+                )
+            )  # fmt: skip
+        await session.commit()
+    started = await (await api(prospecting)).post("/prospects/p-ada/erasure")
+    assert started.status_code == 202, started.text
+    assert await _rows(prospecting, p.StageHistory.cause) == ["referred by client p-ada"] * 2
+
+    async with prospecting.state.sessions() as session:
+        rows = (
+            await session.execute(select(p.OutboxMessage.target, p.OutboxMessage.payload))
+        ).all()
+    for target in ("outreach", "deals", "referrals"):
+        orders = [payload for to, payload in rows if to == target]
+        named = [r for o in orders for r in o["referred_prospect_ids"]]
+        assert sorted(named) == referred, target
+        assert max(len(o["referred_prospect_ids"]) for o in orders) <= REFERRED_PER_ORDER
+    status = (await (await api(prospecting)).get("/prospects/p-ada/erasure")).json()
+    assert [s["service"] for s in status["services"]] == [
+        "prospecting", "deals", "outreach", "referrals",
+    ]  # fmt: skip
+
+    outreach = await service_app("outreach")
+    client = await api(outreach)
+    for order in (o for to, o in rows if to == "outreach"):
+        answer = await client.post("/internal/erasures", json=order, headers=SERVICE_AUTH)
+        assert answer.status_code == 200, answer.text

@@ -34,7 +34,7 @@ from services.outreach import models
 from shared.audit import redact
 from shared.auth import require_api_key
 from shared.contracts.journey import Contact, journey_id
-from shared.db import Session
+from shared.db import Session, insert_or_winner
 from shared.erasure import (
     ErasureOrder,
     ErasureResult,
@@ -141,9 +141,14 @@ async def erase(session: AsyncSession, order: ErasureOrder) -> dict[str, int]:
     deleted["audit_log (values redacted)"] = await redact(session, m.AuditEntry, pid)
     deleted["idempotency_keys"] = await forget_answers(session, m.IdempotencyKey, [pid, *addresses])
     await keep_digests(session, models.ErasedPerson, order)
-    # their id (random, no personal data): an event about them relayed late is dropped
+    # their id (random, no personal data): an event about them relayed late is dropped. The
+    # parts of one erasure (shared.erasure.order_parts) may run at once: one of them adds it
     if await session.get(m.ErasedProspect, pid) is None:
-        session.add(m.ErasedProspect(prospect_id=pid, erasure_id=order.erasure_id))
+        await insert_or_winner(
+            session,
+            m.ErasedProspect(prospect_id=pid, erasure_id=order.erasure_id),
+            lambda: session.get(m.ErasedProspect, pid),
+        )
     return deleted
 
 
