@@ -38,9 +38,9 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, Query, Request
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import JSON, Index, String, event, inspect, select, update
+from sqlalchemy import JSON, FromClause, Index, String, event, inspect, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Mapped, Mapper, Session, mapped_column
 
 from shared.db import Session as RequestSession
 from shared.db import UTCDateTime, new_id, utcnow
@@ -210,11 +210,41 @@ def _changes(obj: Any, action: str) -> dict[str, Any]:
     return out
 
 
-def _subject(obj: Any, table: str) -> str | None:
+# how many foreign keys a row's prospect may be away (an objection's outcome: objection, deal)
+SUBJECT_HOPS = 3
+
+
+def _subject(session: Session, obj: Any, table: str, hops: int = SUBJECT_HOPS) -> str | None:
+    """The prospect the row is about: its own (`prospect_id`, or a prospect's id) or, for a row
+    that hangs off another through a foreign key (a deal's meeting, answer, objection, and that
+    objection's outcome), the prospect of the row it points at: its entry is redacted with that
+    prospect's, as the erasure deletes the row with theirs. Called after the flush: the keys are
+    set, the parent is in the session's identity map (or read by its primary key)."""
     if table == "prospects":
         return str(getattr(obj, "id", "") or "") or None
     prospect = getattr(obj, "prospect_id", None)
-    return str(prospect) if prospect else None
+    if prospect:
+        return str(prospect)
+    if hops == 0:
+        return None
+    mapper = inspect(obj).mapper
+    for fk in mapper.local_table.foreign_keys:
+        parent = _mapped_class(mapper, fk.column.table)
+        if parent is None or list(fk.column.table.primary_key) != [fk.column]:
+            continue  # not one of this service's rows, or not by its key
+        value = getattr(obj, mapper.get_property_by_column(fk.parent).key, None)
+        if value is None:
+            continue
+        row = session.get(parent, value)
+        found = row and _subject(session, row, getattr(row, "__tablename__", ""), hops - 1)
+        if found:
+            return found
+    return None
+
+
+def _mapped_class(mapper: Mapper[Any], table: FromClause) -> type | None:
+    """The model of `table` in the same registry (the service's own models)."""
+    return next((m.class_ for m in mapper.registry.mappers if m.local_table is table), None)
 
 
 def _identity(obj: Any) -> str:
@@ -268,7 +298,7 @@ def _enter(session: Session, ctx: AuditContext) -> None:
         rid = _identity(obj)
         entry = ctx.entries.get((table, rid))
         if entry is None:
-            entry = _entry(ctx, table, rid, action, changes, _subject(obj, table))
+            entry = _entry(ctx, table, rid, action, changes, _subject(session, obj, table))
             session.add(entry)
             ctx.entries[(table, rid or entry.id)] = entry
             continue

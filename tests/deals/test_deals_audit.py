@@ -13,7 +13,7 @@ from sqlalchemy import select
 from services.deals.models import AuditEntry
 from shared.auth import key_fingerprint
 from shared.contracts.names import Sig
-from tests.support.deals import GOOD_ANSWERS, DealsEnv, signals
+from tests.support.deals import GOOD_ANSWERS, DealsEnv, in_an_hour, signals
 from tests.support.settings import API_KEY, SERVICE_AUTH
 
 pytestmark = [
@@ -84,3 +84,50 @@ async def test_a_qualification_answer_naming_the_prospect_leaves_no_trace_in_the
     async with env.app.state.sessions() as session:
         kept = repr((await session.execute(select(AuditEntry.__table__))).all())
     assert "ada lovelace" not in kept.lower(), kept
+
+
+async def test_the_entries_of_a_deals_rows_name_its_prospect_and_go_with_their_erasure(
+    env: DealsEnv,
+) -> None:
+    """A deal's qualification answers, meetings, objections and their outcomes are about the
+    deal's prospect: their audit entries name that prospect (as the deal's own do), so that the
+    prospect's erasure redacts them, and not another prospect's."""
+    deal_id, prospect_id, _ = await env.open_deal()
+    other_deal, other_prospect, _ = await env.open_deal()
+    for deal in (deal_id, other_deal):
+        r = await env.http.post(f"/deals/{deal}/qualification", json={"answers": GOOD_ANSWERS})
+        assert r.status_code == 200, r.text
+    meeting = {"starts_at": in_an_hour().isoformat(), "title": "Demo", "duration_minutes": 45}
+    r = await env.http.post(f"/deals/{deal_id}/meetings", json=meeting)
+    assert r.status_code == 201, r.text
+    r = await env.http.post(f"/deals/{deal_id}/meetings/{r.json()['id']}/cancel", json={})
+    assert r.status_code == 200, r.text
+    r = await env.http.post(f"/deals/{deal_id}/objections", json={"text": "too expensive"})
+    assert r.status_code == 201, r.text
+    objection_id = r.json()["objection"]["id"]
+    prepared = r.json()["responses"][0]["response"]
+    outcome = {"response": prepared, "resolved": True}
+    r = await env.http.post(f"/objections/{objection_id}/outcome", json=outcome)
+    assert r.status_code == 200, r.text
+
+    async with env.app.state.sessions() as session:
+        entries = (await session.scalars(select(AuditEntry))).all()
+    subjects = {(e.resource, e.subject_id) for e in entries if e.resource_id != other_deal}
+    children = ("qualification_answers", "meetings", "objections", "objection_outcomes")
+    for resource in children:
+        assert (resource, prospect_id) in subjects, resource
+    assert [s for s in subjects if s[1] not in (prospect_id, other_prospect)] == []
+
+    order = {"erasure_id": "e1", "prospect_id": prospect_id}
+    erased = await env.http.post("/internal/erasures", json=order, headers=SERVICE_AUTH)
+    assert erased.status_code == 200, erased.text
+    async with env.app.state.sessions() as session:
+        entries = (await session.scalars(select(AuditEntry))).all()
+    kept = {
+        e.resource
+        for e in entries
+        if e.subject_id == other_prospect and "redacted" not in e.changes
+    }
+    assert set(children[:1]) <= kept  # the other prospect's entries keep their values
+    left = [(e.resource, e.changes) for e in entries if e.subject_id != other_prospect]
+    assert left and all(c == {"redacted": "the prospect was erased"} for _, c in left), left
