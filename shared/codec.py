@@ -113,6 +113,10 @@ class PayloadKeyUnavailable(Exception):
     """A payload names a key this process cannot unwrap (no such row, unknown master key)."""
 
 
+class PayloadKeyMissing(PayloadKeyUnavailable):
+    """No data key was ever made for the scope (no such prospect or referral)."""
+
+
 # --- master keys ---------------------------------------------------------------------------------
 
 
@@ -363,7 +367,7 @@ class KeyRing:
             row = await self._row(conn, scope)
             if row is None:
                 if not create:
-                    raise PayloadKeyUnavailable(f"no data key for {scope}: cannot decode")
+                    raise PayloadKeyMissing(f"no data key for {scope}: cannot decode")
                 await self._create(conn, scope)
                 row = await self._row(conn, scope)
                 assert row is not None  # inserted, or a concurrent writer's row

@@ -231,7 +231,8 @@ class Settings(BaseSettings):
     codec_cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="comma-separated origins (e.g. the Temporal UI's https://temporal.example.com) "
-        "allowed to call prospecting's codec server (POST /codec/decode, /codec/encode)",
+        "allowed to call prospecting's codec server (POST /codec/decode, "
+        "/codec/workflows/<id>/encode and /decode)",
     )
 
     api_docs: bool = Field(

@@ -89,6 +89,8 @@ POLICIES: dict[RouteKey, Rule] = {
     ("GET", "/ui/dashboard"): OPS,
     ("POST", "/codec/decode"): OPS,  # shows any prospect's workflow payloads: not for reps
     ("POST", "/codec/encode"): OPS,
+    ("POST", "/codec/workflows/{workflow_id}/decode"): OPS,
+    ("POST", "/codec/workflows/{workflow_id}/encode"): OPS,
 }
 
 ACCESS = ServiceAccess(POLICIES, RESOLVERS, key_lookup=key_lookup, rep_check=rep_check)

@@ -7,14 +7,22 @@ closeflow process uses (shared/codec.py): ops and admin keys only, in `X-API-Key
 origins in CLOSEFLOW_CODEC_CORS_ORIGINS (the Temporal UI's). A payload of an erased prospect is
 answered as it came (still encrypted): its key is gone for everyone, the UI shows the cipher. So
 is one this codec cannot read (cut short, not ours): the rest of the batch still decodes.
-Encoding without a workflow uses the system key (the UI's signal and start inputs).
+
+Encoding (the inputs of a start, signal, update or query typed in the UI or CLI) needs the
+workflow: every closeflow workflow is about a person (journey, referral intake, meeting
+invitation) and its payloads are encrypted with that person's key, shredded at their erasure.
+The codec protocol does not say which workflow an input is for, so `/codec/encode` refuses
+(400 codec_workflow_required): an input encrypted with the system key, which is never
+shredded, would outlive the person's erasure in the history, its archives and backups. The
+endpoint `/codec/workflows/<workflow id>` (`/encode`, and `/decode` like `/codec/decode`)
+encodes with that workflow's person's key; 409 once they are erased, 404 for nobody's.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Path, Request
 from google.protobuf.json_format import MessageToDict, ParseDict, ParseError
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.middleware.cors import CORSMiddleware
@@ -22,7 +30,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from temporalio.api.common.v1 import Payload, Payloads
 
 from shared.auth import API_KEY_HEADER, CODEC_PREFIX
-from shared.codec import EncryptionCodec, PayloadKeyErased, PayloadKeyUnavailable
+from shared.codec import (
+    SYSTEM_SCOPE,
+    EncryptionCodec,
+    PayloadKeyErased,
+    PayloadKeyMissing,
+    PayloadKeyUnavailable,
+    scope_of,
+)
 from shared.errors import AppError
 from shared.temporal import client_keyring
 
@@ -69,9 +84,48 @@ async def decode(body: CodecPayloads, request: Request) -> CodecPayloads:
     return _answer(out)
 
 
+@router.post("/codec/workflows/{workflow_id}/decode")
+async def decode_for(body: CodecPayloads, request: Request) -> CodecPayloads:
+    """As /codec/decode (a payload names its own key): so that one endpoint per workflow serves
+    the UI and the CLI for both."""
+    return await decode(body, request)
+
+
 @router.post("/codec/encode")
-async def encode(body: CodecPayloads, request: Request) -> CodecPayloads:
-    return _answer(await _codec(request).encode(_parse(body)))
+async def encode(_: CodecPayloads) -> CodecPayloads:
+    raise AppError(
+        400,
+        "codec_workflow_required",
+        "payloads are encrypted with the key of the person their workflow is about (shredded "
+        "at erasure), and this request does not say which workflow: use the codec endpoint "
+        "/codec/workflows/<workflow id> (e.g. /codec/workflows/journey-<prospect id>)",
+    )
+
+
+@router.post("/codec/workflows/{workflow_id}/encode")
+async def encode_for(
+    workflow_id: Annotated[str, Path(max_length=200)], body: CodecPayloads, request: Request
+) -> CodecPayloads:
+    scope = scope_of(workflow_id)
+    if scope == SYSTEM_SCOPE:
+        raise AppError(
+            422,
+            "unknown_workflow_id",
+            f"{workflow_id} is not a closeflow workflow id (journey-<prospect id>, "
+            "referral-intake-<referral id>, meeting-invite-<prospect id>:...)",
+        )
+    codec = _codec(request)
+    payloads = _parse(body)
+    try:
+        # the person's key exists since they do: none is made here for an id nobody has
+        await codec.keyring.data_key(scope, create=False)
+        return _answer(await EncryptionCodec(codec.keyring, scope).encode(payloads))
+    except PayloadKeyErased as err:
+        raise AppError(409, "prospect_erased", str(err)) from err
+    except PayloadKeyMissing as err:
+        raise AppError(404, "workflow_key_not_found", f"{workflow_id}: nobody it is about") from err
+    except PayloadKeyUnavailable as err:  # wrapped by a master key this process lacks
+        raise AppError(409, "payload_key_unavailable", str(err)) from err
 
 
 class CodecCors:

@@ -70,6 +70,8 @@ async def test_pause_resume_and_stop_of_a_journey_name_who_did_them(
 CHANGE_NOTHING = {
     ("prospecting", "POST", "/codec/decode"),
     ("prospecting", "POST", "/codec/encode"),
+    ("prospecting", "POST", "/codec/workflows/{workflow_id}/decode"),
+    ("prospecting", "POST", "/codec/workflows/{workflow_id}/encode"),
 }
 
 

@@ -295,7 +295,9 @@ async def test_codec_server_answers_ops_keys_only(service_app: ServiceApp, api: 
     as_rep = await anonymous.post("/codec/encode", json=body, headers={"X-API-Key": "r" * 40})
     assert as_rep.status_code == 403, as_rep.text
 
-    encoded = await server.post("/codec/encode", json=body)
+    made = await server.post("/prospects", json={"first_name": "Ada", "email": "a@example.com"})
+    assert made.status_code == 201, made.text
+    encoded = await server.post(f"/codec/workflows/journey-{made.json()['id']}/encode", json=body)
     assert encoded.status_code == 200, encoded.text
     sealed = encoded.json()["payloads"]
     assert sealed[0]["data"] != body["payloads"][0]["data"]
@@ -385,7 +387,12 @@ async def test_codec_server_answers_a_payload_it_cannot_read_as_it_came(
         return base64.b64encode(raw).decode()
 
     plain = {"metadata": {"encoding": b64(b"json/plain")}, "data": b64(b'"ada"')}
-    sealed = (await server.post("/codec/encode", json={"payloads": [plain]})).json()["payloads"]
+    made = await server.post("/prospects", json={"first_name": "Ada", "email": "a@example.com"})
+    assert made.status_code == 201, made.text
+    endpoint = f"/codec/workflows/journey-{made.json()['id']}"
+    sealed = (await server.post(f"{endpoint}/encode", json={"payloads": [plain]})).json()[
+        "payloads"
+    ]
     cut_short = {"metadata": sealed[0]["metadata"], "data": b64(b"short")}
     not_text = {
         "metadata": {"encoding": b64(ENCODING), SCOPE: b64(b"\xff\xfe")},
@@ -395,3 +402,44 @@ async def test_codec_server_answers_a_payload_it_cannot_read_as_it_came(
     decoded = await server.post("/codec/decode", json=body)
     assert decoded.status_code == 200, decoded.text
     assert decoded.json()["payloads"] == [cut_short, not_text, plain]
+
+
+@pytest.mark.parametrize("database_urls", ["sqlite"], indirect=True)
+async def test_the_codec_server_encodes_for_the_workflows_person_and_never_with_the_system_key(
+    service_app: ServiceApp, api: Api
+) -> None:
+    """Every closeflow workflow is about a person (a journey, a referral's intake, a meeting's
+    invitation), and its payloads are encrypted with that person's key, shredded with them. The
+    codec protocol does not say which workflow an input is for: an input the Temporal UI or CLI
+    encoded with the system key (never shredded) would outlive the person's erasure. So the
+    codec server encodes only for a workflow named in its path, with its person's key."""
+    app = await service_app("prospecting", payload_master_keys=new_master_key("k1"))
+    await app.state.outbox.stop()
+    server = await api(app)
+    made = await server.post("/prospects", json={"first_name": "Ada", "email": "ada@example.com"})
+    assert made.status_code == 201, made.text
+    pid = made.json()["id"]
+    body = {"payloads": [{"metadata": {"encoding": "anNvbi9wbGFpbg=="}, "data": "ImFkYSI="}]}
+
+    unscoped = await server.post("/codec/encode", json=body)
+    assert unscoped.status_code == 400, unscoped.text
+    assert unscoped.json()["error"]["code"] == "codec_workflow_required"
+
+    endpoint = f"/codec/workflows/journey-{pid}"
+    encoded = await server.post(f"{endpoint}/encode", json=body)
+    assert encoded.status_code == 200, encoded.text
+    sealed = encoded.json()["payloads"]
+    assert base64.b64decode(sealed[0]["metadata"][SCOPE]).decode() == pid
+    for path in (f"{endpoint}/decode", "/codec/decode"):
+        decoded = await server.post(path, json={"payloads": sealed})
+        assert decoded.json() == body, path
+
+    for workflow_id, status in (("journey-nobody", 404), ("cron-report", 422)):
+        answer = await server.post(f"/codec/workflows/{workflow_id}/encode", json=body)
+        assert answer.status_code == status, answer.text
+
+    assert (await server.post(f"/prospects/{pid}/erasure")).status_code == 202
+    gone = await server.post(f"{endpoint}/encode", json=body)
+    assert (gone.status_code, gone.json()["error"]["code"]) == (409, "prospect_erased")
+    still_sealed = await server.post("/codec/decode", json={"payloads": sealed})
+    assert still_sealed.json()["payloads"] == sealed
