@@ -78,12 +78,13 @@ async def create_referrals(
     ask_id: str, body: schemas.ReferralsCreate, request: Request, session: Session
 ) -> list[schemas.Referral]:
     """Record people a client referred (on their behalf); each starts a referral intake. 409
-    erased_person, naming the rows, when one asked to be erased: nothing is stored. The retry
+    erased_person, naming the rows, when one asked to be erased, and 409 ask_closed when the
+    client did (their ask is closed): nothing is stored. The retry
     of one that failed after storing them answers those (their intakes: the relay's)."""
     if (earlier := resumed(request)) is not None:
         stored = await service.referrals_by_id(session, earlier["referral_ids"])
         return [schemas.Referral.model_validate(r) for r in stored]
-    ask = await service.get_ask(session, ask_id)
+    ask = await service.open_ask(session, ask_id)
     pepper = request.app.state.settings.erasure_pepper.get_secret_value()
     if erased := await service.erased_rows(session, pepper, body.people):
         raise conflict(

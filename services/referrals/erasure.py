@@ -70,18 +70,20 @@ async def erasure_order(order: ErasureOrder, request: Request, session: Session)
 
 
 async def _close_asks(session: AsyncSession, client_prospect_id: str) -> int:
-    """The erased client's asks lose their name, and their links stop working: a link still in
-    their mailbox (or forwarded) takes no introductions in their name. Each gets a token nobody
-    holds (the page answers "not valid") and counts as used. How many were still open."""
+    """The erased client's asks lose their name and close: a link still in their mailbox (or
+    forwarded), or an integration holding an ask's id, takes no introductions in their name.
+    Each gets a token nobody holds (the page answers "not valid"), counts as used, and is closed
+    (`closed_at`: the API refuses it). How many were still open."""
     asks = await session.scalars(
         select(ReferralAsk).where(
-            ReferralAsk.client_prospect_id == client_prospect_id, ReferralAsk.client_name != ""
+            ReferralAsk.client_prospect_id == client_prospect_id, ReferralAsk.closed_at.is_(None)
         )
     )
     closed = 0
     for ask in asks.all():
         ask.client_name, ask.token = "", new_token()
         ask.used_at = ask.used_at or utcnow()
+        ask.closed_at = utcnow()
         closed += 1
     await session.flush()
     return closed

@@ -37,6 +37,8 @@ class ReferralAsk(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     # set by the first submission of the public form: the link is single-use
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # set when the client was erased: the ask takes no more referrals, by its link or the API
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class Referral(Base):

@@ -35,6 +35,10 @@ class ReferralAsk(BaseModel):
     used_at: datetime | None = Field(
         None, description="when the public form was submitted: the link works once"
     )
+    closed_at: datetime | None = Field(
+        None,
+        description="when the client was erased: the ask takes no more referrals (409 ask_closed)",
+    )
 
 
 class Referral(PersonOut):

@@ -25,7 +25,7 @@ from shared.contracts.journey import (
 from shared.contracts.queues import TaskQueues
 from shared.db import hold_lock
 from shared.erasure import Kind, is_erased_address
-from shared.errors import AppError, not_found
+from shared.errors import AppError, conflict, not_found
 from shared.paging import DEFAULT_LIMIT, page
 
 log = logging.getLogger(__name__)
@@ -88,6 +88,19 @@ async def get_ask(session: AsyncSession, ask_id: str) -> ReferralAsk:
     ask = await session.get(ReferralAsk, ask_id)
     if ask is None:
         raise not_found("referral_ask", ask_id)
+    return ask
+
+
+async def open_ask(session: AsyncSession, ask_id: str) -> ReferralAsk:
+    """The ask, if it still takes referrals: an erased client's is closed, and nobody may
+    introduce people in their name."""
+    ask = await get_ask(session, ask_id)
+    if ask.closed_at is not None:
+        raise conflict(
+            "ask_closed",
+            f"referral ask {ask_id} is closed: its client asked for their data to be erased, "
+            "so no referrals are taken in their name",
+        )
     return ask
 
 

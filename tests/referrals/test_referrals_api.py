@@ -535,6 +535,23 @@ async def test_an_erased_clients_referral_link_opens_nothing(env: Env) -> None:
     assert kept["token"] != ask["token"]
 
 
+async def test_an_erased_clients_ask_takes_no_referrals_through_the_api(env: Env) -> None:
+    """Erasure closes the ask itself, not only its public link: a key-holder posting on it
+    (an integration that kept the ask's id) is refused, 409 ask_closed, and nothing is stored
+    nor started in the erased client's name. The ask says it is closed (`closed_at`)."""
+    ask = await env.ask()
+    order = {"erasure_id": "e-client", "prospect_id": "client1"}
+    erased = await env.http.post("/internal/erasures", json=order, headers=SERVICE_AUTH)
+    assert erased.status_code == 200, erased.text
+    resp = await env.http.post(f"/asks/{ask['id']}/referrals", json={"people": [PERSON]})
+    assert resp.status_code == 409, resp.text
+    assert resp.json()["error"]["code"] == "ask_closed"
+    assert "erased" in resp.json()["error"]["message"]
+    assert await env.referrals() == []
+    closed = (await env.http.get(f"/asks/{ask['id']}")).json()
+    assert (ask.get("closed_at"), closed.get("closed_at") is not None) == (None, True)
+
+
 async def test_a_person_named_again_on_the_same_ask_is_one_referral(env: Env) -> None:
     """An integration retrying its request after a timeout, or a client typing the same person
     in two rows, names that person again on the ask: it is the referral made the first time (the
