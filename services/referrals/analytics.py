@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from services.referrals.models import Referral, ReferralAsk
+from services.referrals.service import counted
 from shared.auth import require_api_key
 from shared.db import Session
 from shared.errors import AppError
@@ -49,7 +50,9 @@ class ReferralAnalytics(BaseModel):
     period_to: datetime = Field(serialization_alias="to")
     asks_sent: int = Field(description="referral requests sent to won clients in the period")
     clients_referring: int = Field(description="clients who referred someone in the period")
-    referrals: int = Field(description="people referred in the period")
+    referrals: int = Field(
+        description="people referred in the period (a client naming themselves is not one)"
+    )
     referrals_per_client: list[ClientReferrals] = Field(description="most referrals first")
     referred: SourceRates = Field(description="prospects who came by referral")
     cold: SourceRates = Field(description="cold prospects, same period")
@@ -124,7 +127,7 @@ async def _local_counts(
     per_client = await session.execute(
         select(ReferralAsk.client_prospect_id, latest_name, func.count(Referral.id))
         .join(Referral, Referral.ask_id == ReferralAsk.id)
-        .where(Referral.created_at >= start, Referral.created_at < end)
+        .where(Referral.created_at >= start, Referral.created_at < end, counted())
         .group_by(ReferralAsk.client_prospect_id)
         .order_by(func.count(Referral.id).desc(), ReferralAsk.client_prospect_id)
     )

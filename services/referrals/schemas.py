@@ -44,7 +44,10 @@ class ReferralAsk(BaseModel):
 class Referral(PersonOut):
     ask_id: str
     referrer_prospect_id: str
-    status: str = Field(description="received, then prospect_created")
+    status: str = Field(
+        description="received, then prospect_created; self_referral when the client named "
+        "themselves (refused: no prospect, not counted)"
+    )
     prospect_id: str | None
     intake_started_at: datetime | None = Field(
         description="null while the intake workflow could not be started (retried later)"

@@ -32,6 +32,14 @@ log = logging.getLogger(__name__)
 
 RECEIVED = "received"
 PROSPECT_CREATED = "prospect_created"
+# the client named themselves: refused (outreach starts no run for it, by the same rule), so it
+# is not a referral the client made and counts nowhere
+SELF_REFERRAL = "self_referral"
+
+
+def counted() -> Any:
+    """The referrals that count as people referred (the ask's status, the analytics)."""
+    return Referral.status != SELF_REFERRAL
 
 
 def new_token() -> str:
@@ -129,7 +137,7 @@ async def use_link(session: AsyncSession, ask: ReferralAsk) -> bool:
 async def ask_status(session: AsyncSession, ask_id: str) -> ReferralAskStatus:
     ask = await get_ask(session, ask_id)
     count = await session.scalar(
-        select(func.count()).select_from(Referral).where(Referral.ask_id == ask.id)
+        select(func.count()).select_from(Referral).where(Referral.ask_id == ask.id, counted())
     )
     return ReferralAskStatus(ask_id=ask.id, referrals=count or 0)
 
@@ -229,12 +237,17 @@ async def list_referrals(
 
 
 async def link_referral(session: AsyncSession, link: LinkReferral) -> Referral:
-    """Attach the prospect the referral became; repeating it changes nothing."""
+    """Attach the prospect the referral became; repeating it changes nothing. The referrer
+    themselves (the client named their own address) is no prospect it brought: the referral is
+    refused (`self_referral`)."""
     referral = await session.get(Referral, link.referral_id)
     if referral is None:
         raise not_found("referral", link.referral_id)
-    referral.prospect_id = link.prospect_id
-    referral.status = PROSPECT_CREATED
+    if link.prospect_id == referral.referrer_prospect_id:
+        referral.status = SELF_REFERRAL
+    else:
+        referral.prospect_id = link.prospect_id
+        referral.status = PROSPECT_CREATED
     await session.flush()
     return referral
 

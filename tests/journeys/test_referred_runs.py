@@ -389,6 +389,11 @@ async def test_a_client_who_names_themselves_on_their_referral_page_is_not_broug
     assert [(r["run"], r["origin"], r["status"]) for r in runs] == [(1, "enrollment", "ended")]
     assert (await d.stages(lea["id"]))[-1] != "qualifying"
     assert len(await d.mails_to(lea["email"])) == mails_before
+    # the referral says it was refused, and is not one Lea made (it counts nowhere)
+    (row,) = await d.ok(
+        "GET", f"{d.u.referrals}/referrals", params={"referrer_prospect_id": lea["id"]}
+    )
+    assert (row["status"], row["prospect_id"]) == ("self_referral", None), row
 
 
 async def test_a_client_referred_by_another_client_is_not_sold_to_again(

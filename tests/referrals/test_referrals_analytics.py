@@ -19,7 +19,7 @@ from services.deals.models import Deal, Meeting
 from services.referrals.activities import ReferralsActivities
 from services.referrals.app import create_app as create_referrals_app
 from services.referrals.models import Referral, ReferralAsk
-from shared.contracts.journey import ReferralAskRequest
+from shared.contracts.journey import LinkReferral, ReferralAskRequest
 from shared.migrations import upgrade
 from shared.settings import Settings
 from tests.support.ports import free_port
@@ -225,6 +225,29 @@ async def test_referral_analytics_compares_referred_with_cold_in_the_period(
     assert backwards.status_code == 422
     assert backwards.json()["error"]["details"][0]["field"] == "from"
     assert (await http.get("/analytics", headers={"X-API-Key": ""})).status_code == 401
+
+
+async def test_a_client_naming_themselves_is_not_counted_as_referring(
+    apps: tuple[Any, Any, httpx.AsyncClient],
+) -> None:
+    """Cy names their own address: the intake finds Cy (prospecting's dedupe) and outreach
+    refuses the run (`self_referral`). That referral is refused, not one Cy made: Cy is not a
+    client who referred, and the count is the others' 3."""
+    deals_app, referrals_app, http = apps
+    await seed_deals(deals_app)
+    await seed_referrals(referrals_app, http)
+    (cy_ask,) = (await http.get("/asks", params={"client_prospect_id": "cy"})).json()
+    resp = await http.post(
+        f"/asks/{cy_ask['id']}/referrals",
+        json={"people": [{"first_name": "Cy", "phone": "+14155550142"}]},
+    )
+    assert resp.status_code == 201, resp.text
+    acts = ReferralsActivities(referrals_app.state.sessions, "https://r.example.com")
+    await acts.link_referral(LinkReferral(resp.json()[0]["id"], "cy"))  # the intake's link
+
+    body = (await http.get("/analytics", params=period())).json()
+    assert (body["referrals"], body["clients_referring"]) == (3, 2), body
+    assert "cy" not in [c["client_prospect_id"] for c in body["referrals_per_client"]]
 
 
 BAD_PERIODS = [

@@ -23,6 +23,7 @@ from services.referrals.intakes import IntakeTiming
 from services.referrals.models import Referral
 from shared.contracts.errors import INVALID_INPUT, NOT_FOUND
 from shared.contracts.journey import (
+    LinkReferral,
     ReferralAskRef,
     ReferralAskRequest,
     ReferralAskStatus,
@@ -448,6 +449,27 @@ async def test_ask_status_counts_the_referrals_of_the_ask(env: Env) -> None:
     with pytest.raises(ApplicationError) as err:
         await acts.referral_ask_status(ReferralAskRef("nope"))
     assert err.value.non_retryable and err.value.type == NOT_FOUND
+
+
+async def test_a_client_naming_themselves_is_a_refused_referral_not_counted(env: Env) -> None:
+    """The client's own address on their ask: the intake finds the client themselves (the link
+    names the referrer's own prospect) and outreach refuses the run (`self_referral`). The
+    referral says so (status self_referral, no prospect brought) and the ask's count, which
+    the reminders read, does not take it as someone referred."""
+    acts = ReferralsActivities(env.app.state.sessions, PUBLIC_URL)
+    ask = await env.ask()
+    me = {"first_name": "Grace", "email": "grace@example.com"}
+    resp = await env.http.post(f"/asks/{ask['id']}/referrals", json={"people": [me, PERSON]})
+    assert resp.status_code == 201, resp.text
+    mine, alan = (r["id"] for r in resp.json())
+    await acts.link_referral(LinkReferral(mine, "client1"))  # the intake found the referrer
+    await acts.link_referral(LinkReferral(alan, "p-alan"))
+    stored = {r["id"]: (r["status"], r["prospect_id"]) for r in await env.referrals()}
+    assert stored == {mine: ("self_referral", None), alan: ("prospect_created", "p-alan")}
+    status = await acts.referral_ask_status(ReferralAskRef(ask["id"]))
+    assert status.referrals == 1, status
+    await acts.link_referral(LinkReferral(mine, "client1"))  # the intake's retry: the same
+    assert (await acts.referral_ask_status(ReferralAskRef(ask["id"]))).referrals == 1
 
 
 async def test_thanks_to_the_referrer_are_recorded_once_per_event(env: Env) -> None:

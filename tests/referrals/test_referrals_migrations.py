@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text as sql
 
 from shared.db import create_engine
 from shared.migrations import upgrade
+from shared.settings import Settings
 from tests.support.settings import make_settings
 
 AT = datetime(2026, 11, 30, 9, tzinfo=UTC)
@@ -18,30 +20,76 @@ ASK = (
     "INSERT INTO referral_asks (id, token, client_prospect_id, journey_id, client_name, rep_id, "
     "cadence_id, created_at, used_at) VALUES (:id, :id, :client, :id, :name, 'r1', 'c1', :t, :used)"
 )
+REFERRAL = (
+    "INSERT INTO referrals (id, ask_id, referrer_prospect_id, first_name, last_name, company, "
+    "title, timezone, status, prospect_id, created_at) "
+    "VALUES (:id, 'ask', 'client', :id, '', '', '', '', :status, :prospect, :t)"
+)
 
 
-@pytest.mark.empty_databases
-async def test_asks_closed_by_an_earlier_erasure_are_closed(
-    tmp_path: Path, database_urls: dict[str, str]
-) -> None:
-    """An erasure before 0008 blanked the client's name and used the link: that ask is closed
-    as of then, so the API refuses it too; a living client's asks stay open, used or not."""
-    settings = make_settings(tmp_path, {"referrals": database_urls["referrals"]})
-    await asyncio.to_thread(upgrade, settings, "referrals", "0007_page_indexes")
+async def migrated(
+    settings: Settings, before: str, rows: list[tuple[str, dict[str, Any]]], query: str
+) -> list[tuple[Any, ...]]:
+    """`rows` stored at revision `before`, then the rows of `query` once upgraded to the heads."""
+    await asyncio.to_thread(upgrade, settings, "referrals", before)
     engine = create_engine(settings.database_url("referrals"))
     async with engine.begin() as conn:
-        for ask_id, client, name, used in [
-            ("erased", "p-gone", "", AT),
-            ("used", "p-kept", "Ada Lovelace", AT),
-            ("open", "p-kept", "Ada Lovelace", None),
-        ]:
-            values = {"id": ask_id, "client": client, "name": name, "t": AT, "used": used}
-            await conn.execute(sql(ASK), values)
+        for statement, values in rows:
+            await conn.execute(sql(statement), {"t": AT, **values})
     await engine.dispose()
     await asyncio.to_thread(upgrade, settings, "referrals")
     engine = create_engine(settings.database_url("referrals"))
     async with engine.connect() as conn:
-        rows = (await conn.execute(sql("SELECT id, closed_at FROM referral_asks"))).all()
+        found = [tuple(row) for row in (await conn.execute(sql(query))).all()]
     await engine.dispose()
-    closed = {ask_id: at is not None for ask_id, at in rows}
-    assert closed == {"erased": True, "used": False, "open": False}
+    return found
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_urls: dict[str, str]) -> Settings:
+    return make_settings(tmp_path, {"referrals": database_urls["referrals"]})
+
+
+@pytest.mark.empty_databases
+async def test_asks_closed_by_an_earlier_erasure_are_closed(settings: Settings) -> None:
+    """An erasure before 0008 blanked the client's name and used the link: that ask is closed
+    as of then, so the API refuses it too; a living client's asks stay open, used or not."""
+    asks = [
+        {"id": "erased", "client": "p-gone", "name": "", "used": AT},
+        {"id": "used", "client": "p-kept", "name": "Ada Lovelace", "used": AT},
+        {"id": "open", "client": "p-kept", "name": "Ada Lovelace", "used": None},
+    ]
+    rows = await migrated(
+        settings,
+        "0007_page_indexes",
+        [(ASK, ask) for ask in asks],
+        "SELECT id, closed_at FROM referral_asks",
+    )
+    assert {ask_id: at is not None for ask_id, at in rows} == {
+        "erased": True,
+        "used": False,
+        "open": False,
+    }
+
+
+@pytest.mark.empty_databases
+async def test_referrals_of_the_client_themselves_are_refused(settings: Settings) -> None:
+    """An intake before 0009 linked a client's own address to the client: that referral is a
+    refused `self_referral` with no prospect; the others keep what they were."""
+    ask = {"id": "ask", "client": "client", "name": "Ada", "used": None}
+    referrals = [
+        {"id": "self", "status": "prospect_created", "prospect": "client"},
+        {"id": "other", "status": "prospect_created", "prospect": "p-other"},
+        {"id": "waiting", "status": "received", "prospect": None},
+    ]
+    rows = await migrated(
+        settings,
+        "0008_asks_closed",
+        [(ASK, ask), *((REFERRAL, r) for r in referrals)],
+        "SELECT id, status, prospect_id FROM referrals",
+    )
+    assert {r[0]: (r[1], r[2]) for r in rows} == {
+        "self": ("self_referral", None),
+        "other": ("prospect_created", "p-other"),
+        "waiting": ("received", None),
+    }
