@@ -41,7 +41,8 @@ class ReferralsActivities:
     async def referral_ask_status(
         self, session: AsyncSession, ref: ReferralAskRef
     ) -> ReferralAskStatus:
-        """How many people the client referred on the ask: reminders stop at the first."""
+        """How many people the client referred on the ask, and whether its link was used:
+        reminders stop at the first, or once the link opens nothing more."""
         return await service.ask_status(session, ref.ask_id)
 
     @activity_boundary(Act.RECORD_REFERRER_THANKS)

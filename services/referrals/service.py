@@ -139,7 +139,7 @@ async def ask_status(session: AsyncSession, ask_id: str) -> ReferralAskStatus:
     count = await session.scalar(
         select(func.count()).select_from(Referral).where(Referral.ask_id == ask.id, counted())
     )
-    return ReferralAskStatus(ask_id=ask.id, referrals=count or 0)
+    return ReferralAskStatus(ask_id=ask.id, referrals=count or 0, link_used=ask.used_at is not None)
 
 
 # --- referrals ----------------------------------------------------------------------------------

@@ -636,6 +636,10 @@ class ReferralAsk:
 class ReferralAskStatus:
     ask_id: str
     referrals: int  # people referred on this ask so far (form or API)
+    # the link was used (the form sent, or the ask closed by the client's erasure): it opens
+    # nothing more, so a reminder would ask for what cannot be done (False from a worker
+    # of an earlier release, which did not say)
+    link_used: bool = False
 
 
 @dataclass

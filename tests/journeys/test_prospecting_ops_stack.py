@@ -136,14 +136,7 @@ async def _scenario(d: Driver, urls: Urls, env: WorkflowEnvironment, settings: S
     await eventually(journey_with_sam, "Ada's journey to sign its messages as Sam")
 
     # --- erasure: gone everywhere, the journey too; only digests stay --------------------------
-    started = await d.http.post(f"{P}/prospects/{ada['id']}/erasure")
-    assert started.status_code in (200, 202), started.text
-
-    async def erased() -> dict[str, Any] | None:
-        status = await d.ok("GET", f"{P}/prospects/{ada['id']}/erasure")
-        return status if status["status"] == "done" else None
-
-    status = await eventually(erased, "every service to confirm the erasure")
+    status = await d.erase(ada["id"])
     assert {s["service"]: s["status"] for s in status["services"]} == {
         "prospecting": "done",
         "outreach": "done",

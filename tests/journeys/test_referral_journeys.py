@@ -155,6 +155,33 @@ async def test_reminders_stop_once_referred_and_the_referrer_is_thanked(stack: S
     assert len(await mails_about(d, bea["email"], "Thank you for the introduction")) == 1
 
 
+async def test_no_reminder_once_the_link_is_used_with_nobody_referred(stack: StackDriver) -> None:
+    """Cai sends his form naming only Eve, who was erased on request: the page thanks him and
+    stores nothing of her, and his link now answers "already used". The reminders would ask
+    him to use that link again: none goes (two did, each by email and SMS)."""
+    d = stack
+    await d.setup()
+    plan = await cadence(d, referral_reminders=2, referral_reminder_interval_seconds=5)
+    eve = await d.new_prospect("Eve")
+    await d.erase(eve["id"])
+    cai = await win_client(d, "Cai", plan["id"])
+    ask = await eventually(lambda: mails_about(d, cai["email"], ASK), "the referral ask")
+    link = LINK.search(ask[0]["text"])
+    assert link, ask[0]["text"]
+    form = {"first_name_0": "Eve", "email_0": eve["email"]}
+    submitted = await d.http.post(link.group(0), data=form)
+    assert submitted.status_code == 200, submitted.text
+
+    assert await journey_result(stack.env, cai["id"]) == "won"
+    assert (
+        await d.ok("GET", f"{d.u.referrals}/referrals", params={"referrer_prospect_id": cai["id"]})
+        == []
+    )
+    assert await mails_about(d, cai["email"], REMINDER) == []
+    assert len(await texts_with(d, cai["phone"], link.group(0))) == 1  # the ask's only
+    assert (await d.http.get(link.group(0))).status_code == 410
+
+
 async def referral_of(d: Driver, urls: Urls, referrer_id: str) -> dict[str, Any]:
     rows = await d.ok(
         "GET", f"{urls.referrals}/referrals", params={"referrer_prospect_id": referrer_id}

@@ -472,6 +472,36 @@ async def test_a_client_naming_themselves_is_a_refused_referral_not_counted(env:
     assert (await acts.referral_ask_status(ReferralAskRef(ask["id"]))).referrals == 1
 
 
+async def test_ask_status_says_the_link_was_used_when_nobody_was_stored(env: Env) -> None:
+    """The client sent their form naming only a person erased on request (left out without a
+    word): nobody was referred, but the link is used and opens nothing more, so the status the
+    reminders read says so; an erased client's closed ask says the same."""
+    acts = ReferralsActivities(env.app.state.sessions, PUBLIC_URL)
+    pepper = env.settings.erasure_pepper.get_secret_value()
+    gone = "gone@example.com"
+    order = {"erasure_id": "e1", "prospect_id": "p-gone", "email": gone}
+    order["email_digest"] = digest(pepper, "email", gone)
+    assert (
+        await env.http.post("/internal/erasures", json=order, headers=SERVICE_AUTH)
+    ).status_code == 200
+    ask = await env.ask()
+    assert await acts.referral_ask_status(ReferralAskRef(ask["id"])) == ReferralAskStatus(
+        ask["id"], 0, link_used=False
+    )
+    page = await env.http.post(f"/r/{ask['token']}", data={"first_name_0": "Gone", "email_0": gone})
+    assert page.status_code == 200, page.text
+    assert await acts.referral_ask_status(ReferralAskRef(ask["id"])) == ReferralAskStatus(
+        ask["id"], 0, link_used=True
+    )
+    other = await env.ask("journey-client2", "client2")
+    erase_client = {"erasure_id": "e2", "prospect_id": "client2"}
+    assert (
+        await env.http.post("/internal/erasures", json=erase_client, headers=SERVICE_AUTH)
+    ).status_code == 200
+    status = await acts.referral_ask_status(ReferralAskRef(other["id"]))
+    assert (status.referrals, status.link_used) == (0, True)
+
+
 async def test_thanks_to_the_referrer_are_recorded_once_per_event(env: Env) -> None:
     acts = ReferralsActivities(env.app.state.sessions, PUBLIC_URL)
     ask = await env.ask()

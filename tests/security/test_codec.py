@@ -38,7 +38,6 @@ from shared.db import create_engine, session_factory
 from shared.migrations import upgrade
 from shared.settings import Settings
 from tests.support.apps import Api, ServiceApp
-from tests.support.eventually import eventually
 from tests.support.settings import API_KEY, PRODUCTION, make_settings
 from tests.support.stack import StackDriver
 
@@ -106,14 +105,7 @@ async def test_journey_history_holds_no_personal_data_and_erasure_shreds_it(
     # the control: decoded, the same payloads do carry the person (the probe can see them)
     assert leaks(plain, secrets) == secrets
 
-    started = await d.http.post(f"{d.u.prospecting}/prospects/{quentin['id']}/erasure")
-    assert started.status_code in (200, 202), started.text
-
-    async def erased() -> bool:
-        status = await d.ok("GET", f"{d.u.prospecting}/prospects/{quentin['id']}/erasure")
-        return bool(status["status"] == "done")
-
-    await eventually(erased, "every service to confirm the erasure")
+    await d.erase(quentin["id"])
     fresh = KeyRing(stack.u.settings.master_keys, stack.u.settings.database_url("prospecting"))
     with pytest.raises(PayloadKeyErased, match="crypto-shredded"):
         await EncryptionCodec(fresh).decode(payloads[:1])

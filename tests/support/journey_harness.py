@@ -145,6 +145,9 @@ class Recorder:
     queues: TaskQueues = field(default_factory=TaskQueues)  # the harness's: runs started there
     defer_first_sms_until: str | None = None
     defer_once: dict[str, str] = field(default_factory=dict)  # touch kind -> defer_until
+    # the client's referral link was used (the form sent, the ask closed), nobody referred
+    link_used: bool = False
+    use_link_at: str | None = None  # a touch kind: the client uses the link as it is sent
     hold_once: dict[str, str] = field(default_factory=dict)  # kind -> every channel waits until
     # decide each channel by outreach's own send-window rule at the server's time
     apply_windows: bool = False
@@ -269,6 +272,8 @@ class Recorder:
                     type=TEMPLATE_ERROR,
                     non_retryable=True,
                 )
+            if req.kind == self.use_link_at:
+                self.link_used = True
             if req.kind in self.defer_once:
                 until = self.defer_once.pop(req.kind)
                 return TouchResult(
@@ -358,7 +363,7 @@ class Recorder:
 
         @activity.defn(name=Act.REFERRAL_ASK_STATUS)
         async def referral_ask_status(ref: ReferralAskRef) -> ReferralAskStatus:
-            return ReferralAskStatus(ref.ask_id, 0)
+            return ReferralAskStatus(ref.ask_id, 0, link_used=self.link_used)
 
         @activity.defn(name=Act.RECORD_REFERRER_THANKS)
         async def record_referrer_thanks(thanks: ReferrerThanks) -> None:

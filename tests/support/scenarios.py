@@ -193,6 +193,17 @@ class Driver:
     async def tasks_of(self, pid: str) -> list[dict[str, Any]]:
         return await self.ok("GET", f"{self.u.outreach}/tasks", params={"prospect_id": pid})
 
+    async def erase(self, pid: str) -> dict[str, Any]:
+        """The person erased on request, once every service confirmed it: the status."""
+        started = await self.http.post(f"{self.u.prospecting}/prospects/{pid}/erasure")
+        assert started.status_code in (200, 202), started.text
+
+        async def done() -> dict[str, Any] | None:
+            status = await self.ok("GET", f"{self.u.prospecting}/prospects/{pid}/erasure")
+            return status if status["status"] == "done" else None
+
+        return await eventually(done, "every service to confirm the erasure")
+
     async def enroll(self, pid: str, cadence_id: str) -> dict[str, Any]:
         return await self.ok(
             "POST",

@@ -22,7 +22,7 @@ the history that covers each patch. SET (default: the newest) picks which scenar
   2026-12-06, second) a repeated close and a stale move dropped by a reopening, a verdict taken from
   the deal's stage at the timeout, replies told while the
   run ends; (review of 2026-12-06, third) a zone change that moves the step the journey waits
-  for.
+  for; (review of 2026-12-06, fourth) a referral link used while a reminder waits for its window.
 NAMEs (history file stems) record only those scenarios of the set: a new patch's history is
 added without re-recording (and so changing) the histories already stored.
 """
@@ -540,6 +540,15 @@ async def reopened_while_losing(env: WorkflowEnvironment, h: tj.Harness, handle:
     await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", True, "signed after all"))
 
 
+async def link_used_during_reminder(env: WorkflowEnvironment, h: tj.Harness, handle: Any) -> None:
+    """Won; the first referral reminder's text waits for the client's window and the client
+    uses the link meanwhile (naming nobody stored): the text is dropped, no second reminder."""
+    await qualified(env, h, handle)
+    h.rec.defer_once["referral_reminder"] = await later(env, days=20)
+    h.rec.use_link_at = "referral_reminder"
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", True, "signed"))
+
+
 def hold_lost(rec: tj.Recorder) -> None:
     rec.hold_stage = Stage.LOST
 
@@ -735,6 +744,7 @@ async def main_v7(env: WorkflowEnvironment) -> None:
         deal_past_the_gate,
         cadence=tj.cadence(referral_reminders=0),
     )
+    await record(env, "journey_won_link_used_during_reminder_v7", link_used_during_reminder)
     await tj.sleep_until_local(env, tj.TOKYO, 4, 10)  # a Friday, 10:00 in Tokyo
     await record(
         env,

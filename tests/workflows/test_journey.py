@@ -303,6 +303,37 @@ async def test_a_deferred_referral_ask_is_sent_when_it_may_be(harness: Harness) 
     assert len(asks) == 2  # deferred once (quiet hours), then sent at the window
 
 
+async def won(harness: Harness) -> None:
+    handle = await harness.start()
+    await handle.signal(Sig.REPLY_RECEIVED, ReplyReceived("sms", "SM1", "yes"))
+    await handle.signal(Sig.QUALIFICATION_RECORDED, QualificationRecorded("deal-1", True, []))
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", True, "signed"))
+    assert await handle.result() == "won"
+
+
+async def test_no_referral_reminder_once_the_link_is_used(harness: Harness) -> None:
+    """The client sent the form naming nobody who could be stored (themselves, people erased)
+    or the ask was closed: the link now opens a "used" page, so a reminder asking them to use
+    it is not sent."""
+    harness.rec.link_used = True
+    await won(harness)
+    kinds = [t.kind for t in harness.rec.touches]
+    assert "referral_ask" in kinds and "referral_reminder" not in kinds, kinds
+
+
+async def test_a_reminder_waiting_for_its_window_is_dropped_once_the_link_is_used(
+    harness: Harness,
+) -> None:
+    """The first reminder's text waits for the client's send window; meanwhile the client uses
+    the link: the text is not sent when the window opens, and no second reminder follows."""
+    now = await harness.env.get_current_time()
+    harness.rec.defer_once["referral_reminder"] = (now + timedelta(days=20)).isoformat()
+    harness.rec.use_link_at = "referral_reminder"
+    await won(harness)
+    reminders = [t.touch_key for t in harness.rec.touches if t.kind == "referral_reminder"]
+    assert reminders == ["referral-reminder-1"], reminders  # the email; the text never went
+
+
 async def test_a_touch_whose_template_cannot_render_fails_once_and_the_cadence_goes_on(
     harness: Harness,
 ) -> None:

@@ -113,20 +113,31 @@ class Referrals:
     async def _remind(self, ask: ReferralAsk) -> None:
         """Up to `referral_reminders` reminders (email + SMS, the same personal link), each
         `referral_reminder_interval_seconds` after the previous message, until the client has
-        referred someone (through the form or the API: the referrals service knows)."""
+        referred someone (through the form or the API: the referrals service knows) or their
+        link is used (it opens nothing more: a client who named only themselves or people
+        erased, an ask closed by their erasure), also while a reminder waits for its window."""
         cadence = self.state.cadence
-        for number in range(1, cadence.referral_reminders + 1):
-            await workflow.sleep(cadence.referral_reminder_interval_seconds)
+        # the journeys that got this far before the change replay without the link's state
+        link_known = versions.patched(Patch.REMINDERS_STOP_AT_USED_LINK)
+
+        async def wanted() -> bool:
             status = await call(
                 Act.REFERRAL_ASK_STATUS,
                 ReferralAskRef(ask.ask_id),
                 self.state.inp.queues.referrals,
                 ReferralAskStatus,
             )
-            if status.referrals > 0:
+            return status.referrals == 0 and not (link_known and status.link_used)
+
+        for number in range(1, cadence.referral_reminders + 1):
+            await workflow.sleep(cadence.referral_reminder_interval_seconds)
+            if not await wanted():
                 return
             await self.steps.system_touch(
-                f"referral-reminder-{number}", "referral_reminder", {"referral_link": ask.link}
+                f"referral-reminder-{number}",
+                "referral_reminder",
+                {"referral_link": ask.link},
+                still_wanted=wanted if link_known else None,
             )
 
     async def thank_referrer(self, event: str) -> None:

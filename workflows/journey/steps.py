@@ -241,11 +241,13 @@ class Steps:
         not_after: datetime | None = None,
         *,
         held_by_pause: bool = True,
+        still_wanted: Callable[[], Awaitable[bool]] | None = None,
     ) -> Delivery:
         """A touch outside the cadence; a channel told to wait (send window, caps) is sent
-        when it may be, unless that is too late (`not_after`, e.g. the meeting's start). A sales
-        message waits while the journey is paused (`held_by_pause`); a booked meeting's
-        reminder is not one. Says whether some channel went, and why not."""
+        when it may be, unless that is too late (`not_after`, e.g. the meeting's start) or no
+        longer wanted then (`still_wanted`, asked after the wait). A sales message waits while
+        the journey is paused (`held_by_pause`); a booked meeting's reminder is not one. Says
+        whether some channel went, and why not."""
         last: list[TouchResult] = []
         too_late: list[datetime] = []
 
@@ -261,7 +263,8 @@ class Steps:
             if not_after is not None and when >= not_after:
                 too_late.append(when)
                 return False
-            return await wait_for_window(when)
+            await wait_for_window(when)
+            return still_wanted is None or await still_wanted()
 
         await send_in_window(send, wait)
         return Delivery.of(last[-1], too_late[0] if too_late else None)

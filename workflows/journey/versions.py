@@ -70,6 +70,8 @@ class Patch(StrEnum):
     VERDICT_FROM_DEAL_STAGE = "verdict-from-deal-stage"
     # --- found in review (2026-12-06, third): a zone an import fills in while a step waits ---
     ZONE_CHANGE_REPLANS_STEP = "zone-change-replans-step"
+    # --- found in review (2026-12-06, fourth): a referral reminder with a used link ---
+    REMINDERS_STOP_AT_USED_LINK = "reminders-stop-at-used-link"
 
 
 @dataclass(frozen=True)
@@ -303,6 +305,16 @@ REGISTRY: dict[Patch, PatchRecord] = {
         "from Los Angeles to Tokyo got it on their Saturday)",
         ("journey_zone_change_replans_step_v7",),
         _before("the zone-change re-plan", "2026-12-06"),
+    ),
+    # --- found in review (2026-12-06, fourth) ---
+    Patch.REMINDERS_STOP_AT_USED_LINK: PatchRecord(
+        "the referral reminders also stop once the client's link is used (the form sent naming "
+        "nobody stored: themselves, people erased; the ask closed by their erasure), and a "
+        "reminder's channel waiting for its window is dropped when the link was used or someone "
+        "referred meanwhile; before, reminders went on asking them to use a link that opens "
+        "nothing",
+        ("journey_won_link_used_during_reminder_v7",),
+        _before("the used-link reminders change", "2026-12-06"),
     ),
     # ReferralIntake's, not the journey's: one registry for every workflow's patches
     Patch.REFERRAL_RUN_BY_OUTREACH: PatchRecord(
