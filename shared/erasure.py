@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from datetime import datetime
 from typing import Any, Literal, cast
 
@@ -47,6 +47,16 @@ def digest(pepper: str, kind: Kind, value: str) -> str:
     """The hex digest of an already normalised email or E.164 phone."""
     message = f"{kind}:{value}".encode()
     return hmac.new(pepper.encode(), message, hashlib.sha256).hexdigest()
+
+
+def has_digest(
+    pepper: str, digests: Set[tuple[str, str]], email: str | None, phone: str | None
+) -> bool:
+    """Whether a stored (normalised) email or phone has one of these (kind, digest) pairs."""
+    return bool(
+        (email and ("email", digest(pepper, "email", email)) in digests)
+        or (phone and ("phone", digest(pepper, "phone", phone)) in digests)
+    )
 
 
 def digest_raw(pepper: str, kind: Kind, value: str) -> str | None:

@@ -34,6 +34,7 @@ from shared.erasure import (
     ErasureResult,
     delete_tree,
     forget_workflow,
+    has_digest,
     keep_digests,
 )
 from shared.errors import AppError
@@ -45,10 +46,13 @@ router = APIRouter(dependencies=[Depends(require_api_key)])
 @router.post("/internal/erasures", tags=["erasure"])
 async def erasure_order(order: ErasureOrder, request: Request, session: Session) -> ErasureResult:
     table = Referral.__table__
+    pepper = request.app.state.settings.erasure_pepper.get_secret_value()
+    by_digest = await _named_by_digest(session, pepper, order)
     naming = or_(
         table.c.prospect_id == order.prospect_id,
         table.c.email == order.email if order.email else false(),
         table.c.phone == order.phone if order.phone else false(),
+        table.c.id.in_(by_digest) if by_digest else false(),
     )
     referral_ids = (await session.scalars(select(table.c.id).where(naming))).all()
     try:
@@ -67,6 +71,26 @@ async def erasure_order(order: ErasureOrder, request: Request, session: Session)
     await keep_digests(session, ErasedPerson, order)  # so they are not referred back in
     await session.commit()
     return ErasureResult(service="referrals", erasure_id=order.erasure_id, deleted=deleted)
+
+
+async def _named_by_digest(session: AsyncSession, pepper: str, order: ErasureOrder) -> list[str]:
+    """The referrals whose address has a digest the order gives without the address itself: an
+    order prospecting sends again as it keeps it, digests only, for a person erased before
+    referrals kept digests (migration 0005), whom a client named afterwards. Each address is
+    digested here: a keyed digest cannot be matched in SQL."""
+    wanted = {
+        (kind, value)
+        for kind, value, plain in (
+            ("email", order.email_digest, order.email),
+            ("phone", order.phone_digest, order.phone),
+        )
+        if value and not plain
+    }
+    if not wanted:
+        return []
+    table = Referral.__table__
+    rows = await session.execute(select(table.c.id, table.c.email, table.c.phone))
+    return [row.id for row in rows.all() if has_digest(pepper, wanted, row.email, row.phone)]
 
 
 async def _close_asks(session: AsyncSession, client_prospect_id: str) -> int:

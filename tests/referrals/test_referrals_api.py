@@ -78,6 +78,17 @@ class Env:
         )
         return await asyncio.wait_for(handle.result(), 30)
 
+    async def erase(self, order: dict[str, Any]) -> dict[str, Any]:
+        """The order's answer, sent until it is 2xx as prospecting's outbox sends it: a 5xx
+        (503 while an intake just started is being stopped) is tried again."""
+
+        async def answered() -> dict[str, Any] | None:
+            r = await self.http.post("/internal/erasures", json=order, headers=SERVICE_AUTH)
+            assert r.status_code == 200 or r.status_code >= 500, r.text
+            return dict(r.json()) if r.status_code == 200 else None
+
+        return await eventually(answered, "the erasure confirmed")
+
     async def referrals(self, referrer: str = "client1") -> list[dict[str, Any]]:
         resp = await self.http.get("/referrals", params={"referrer_prospect_id": referrer})
         assert resp.status_code == 200, resp.text
@@ -567,6 +578,34 @@ async def test_an_erased_person_is_not_referred_again(env: Env) -> None:
     assert [r["first_name"] for r in await env.referrals()] == ["Ada"]
 
 
+async def test_an_order_with_digests_only_forgets_the_referrals_naming_the_person(
+    env: Env,
+) -> None:
+    """Gus was erased before referrals kept digests (its migration 0005): a client naming him
+    later stored his referral. Prospecting sends the order again as it keeps it, digests only
+    (no plain address): the referral naming him (by either address) goes, the others stay,
+    and he may not be named again."""
+    pepper = env.settings.erasure_pepper.get_secret_value()
+    ask = await env.ask()
+    gus = {"first_name": "Gus", "email": "gus@example.com"}
+    gus_by_phone = {"first_name": "Gus", "phone": "+14155550142"}
+    resp = await env.http.post(
+        f"/asks/{ask['id']}/referrals", json={"people": [gus, PERSON, gus_by_phone]}
+    )
+    assert resp.status_code == 201, resp.text
+    order = {
+        "erasure_id": "e-gus",
+        "prospect_id": "p-gus",
+        "email_digest": digest(pepper, "email", "gus@example.com"),
+        "phone_digest": digest(pepper, "phone", "+14155550142"),
+    }
+    erased = await env.erase(order)
+    assert erased["deleted"]["referrals"] == 2, erased
+    assert [r["first_name"] for r in await env.referrals()] == ["Alan"]
+    again = await env.http.post(f"/asks/{ask['id']}/referrals", json={"people": [gus]})
+    assert again.status_code == 409, again.text
+
+
 async def test_an_erased_clients_referral_link_opens_nothing(env: Env) -> None:
     """The client asked to be erased: their personal link (in their mailbox, or forwarded) no
     longer takes introductions in their name. It showed the form ("Thank you, .": the name was
@@ -654,15 +693,7 @@ async def test_referrals_posted_again_with_the_same_idempotency_key_are_stored_o
     assert [r["id"] for r in await env.referrals()] == [first.json()[0]["id"]]
     # the answer kept for a retry names Alan: his erasure forgets it
     order = {"erasure_id": "e-alan", "prospect_id": "p-alan", "email": "alan@example.com"}
-
-    async def erase() -> dict[str, Any] | None:
-        # prospecting's outbox sends the order until it is answered 2xx: a 5xx (503 while
-        # Alan's intake, just started, is being stopped) is tried again, as it does
-        r = await env.http.post("/internal/erasures", json=order, headers=SERVICE_AUTH)
-        assert r.status_code == 200 or r.status_code >= 500, r.text
-        return r.json() if r.status_code == 200 else None
-
-    erased = await eventually(erase, "the erasure confirmed")
+    erased = await env.erase(order)
     assert erased["deleted"]["idempotency_keys"] == 1, erased
     after = await env.http.post(url, json=body, headers=headers)
     assert "Idempotent-Replayed" not in after.headers, after.text

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import text as sql
 
 from shared.db import create_engine
+from shared.erasure import digest
 from shared.migrations import upgrade
 from shared.settings import Settings
 from tests.support.settings import make_settings
@@ -22,9 +23,10 @@ ASK = (
 )
 REFERRAL = (
     "INSERT INTO referrals (id, ask_id, referrer_prospect_id, first_name, last_name, company, "
-    "title, timezone, status, prospect_id, created_at) "
-    "VALUES (:id, 'ask', 'client', :id, '', '', '', '', :status, :prospect, :t)"
+    "title, timezone, status, prospect_id, created_at, email, phone) "
+    "VALUES (:id, 'ask', 'client', :id, '', '', '', '', :status, :prospect, :t, :email, :phone)"
 )
+NO_ADDRESS = {"email": None, "phone": None}
 
 
 async def migrated(
@@ -85,7 +87,7 @@ async def test_referrals_of_the_client_themselves_are_refused(settings: Settings
     rows = await migrated(
         settings,
         "0008_asks_closed",
-        [(ASK, ask), *((REFERRAL, r) for r in referrals)],
+        [(ASK, ask), *((REFERRAL, {**NO_ADDRESS, **r}) for r in referrals)],
         "SELECT id, status, prospect_id FROM referrals",
     )
     assert {r[0]: (r[1], r[2]) for r in rows} == {
@@ -93,3 +95,35 @@ async def test_referrals_of_the_client_themselves_are_refused(settings: Settings
         "other": ("prospect_created", "p-other"),
         "waiting": ("received", None),
     }
+
+
+@pytest.mark.empty_databases
+async def test_referrals_of_people_erased_before_digests_were_kept_are_forgotten(
+    settings: Settings,
+) -> None:
+    """Gus was erased before 0005; a client named him later (by email, and by phone on another
+    row). His digests came afterwards, through a release that kept them without forgetting
+    those rows: the upgrade deletes both, and keeps Ada's."""
+    pepper = settings.erasure_pepper.get_secret_value()
+    ask = {"id": "ask", "client": "client", "name": "Cy", "used": None}
+    erased = (
+        "INSERT INTO erased_people (kind, digest, erasure_id, created_at) "
+        "VALUES (:kind, :digest, 'e-gus', :t)"
+    )
+    referrals = [
+        {"id": "gus-email", "email": "gus@example.com", "phone": None},
+        {"id": "gus-phone", "email": None, "phone": "+14155550142"},
+        {"id": "ada", "email": "ada@example.com", "phone": "+14155550100"},
+    ]
+    rows = await migrated(
+        settings,
+        "0009_self_referrals_refused",
+        [
+            (ASK, ask),
+            (erased, {"kind": "email", "digest": digest(pepper, "email", "gus@example.com")}),
+            (erased, {"kind": "phone", "digest": digest(pepper, "phone", "+14155550142")}),
+            *((REFERRAL, {"status": "received", "prospect": None, **r}) for r in referrals),
+        ],
+        "SELECT id FROM referrals",
+    )
+    assert rows == [("ada",)]
