@@ -55,9 +55,12 @@ def settings(tmp_path: Path, database_urls: dict[str, str]) -> Settings:
 @pytest.mark.empty_databases
 async def test_asks_closed_by_an_earlier_erasure_are_closed(settings: Settings) -> None:
     """An erasure before 0008 blanked the client's name and used the link: that ask is closed
-    as of then, so the API refuses it too; a living client's asks stay open, used or not."""
+    as of then, so the API refuses it too. One before the links were closed only blanked the
+    name: its link still opened the form, and now opens nothing (a token nobody holds, used).
+    A living client's asks stay open, used or not."""
     asks = [
         {"id": "erased", "client": "p-gone", "name": "", "used": AT},
+        {"id": "blanked", "client": "p-gone", "name": "", "used": None},
         {"id": "used", "client": "p-kept", "name": "Ada Lovelace", "used": AT},
         {"id": "open", "client": "p-kept", "name": "Ada Lovelace", "used": None},
     ]
@@ -65,12 +68,14 @@ async def test_asks_closed_by_an_earlier_erasure_are_closed(settings: Settings) 
         settings,
         "0007_page_indexes",
         [(ASK, ask) for ask in asks],
-        "SELECT id, closed_at FROM referral_asks",
+        "SELECT id, closed_at, used_at, token FROM referral_asks",
     )
-    assert {ask_id: at is not None for ask_id, at in rows} == {
-        "erased": True,
-        "used": False,
-        "open": False,
+    found = {r[0]: (r[1] is not None, r[2] is not None, r[3] == r[0]) for r in rows}
+    assert found == {  # closed, used, the token it had
+        "erased": (True, True, False),
+        "blanked": (True, True, False),
+        "used": (False, True, True),
+        "open": (False, False, True),
     }
 
 
