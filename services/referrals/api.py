@@ -16,7 +16,7 @@ from shared.db import Session
 from shared.errors import conflict
 from shared.idempotency import IdempotentResume, remember, resumed
 from shared.ids import IdFilter
-from shared.paging import DEFAULT_LIMIT, After, Limit
+from shared.paging import DEFAULT_LIMIT, After, Limit, Linked
 from shared.settings import Settings
 
 router = APIRouter(dependencies=[Depends(require_api_key)])
@@ -51,16 +51,17 @@ async def store_and_start(
 async def list_asks(
     request: Request,
     session: Session,
+    link: Linked,
     own: OwnRows,
     client_prospect_id: IdFilter = None,
     limit: Limit = DEFAULT_LIMIT,
     after: After = None,
 ) -> list[schemas.ReferralAsk]:
-    """Oldest first, `limit` per page; `after` the last id for the next page."""
+    """Oldest first, `limit` per page; the Link header's `after` for the next page."""
     asks = await service.list_asks(
         session, client_prospect_id, rep_id=own, after=after, limit=limit
     )
-    return [ask_out(a, request.app.state.settings) for a in asks]
+    return [ask_out(a, request.app.state.settings) for a in link(asks)]
 
 
 @router.get("/asks/{ask_id}", tags=["asks"])
@@ -99,14 +100,15 @@ async def create_referrals(
 @router.get("/referrals", tags=["referrals"])
 async def list_referrals(
     session: Session,
+    link: Linked,
     own: OwnRows,
     referrer_prospect_id: Annotated[str | None, Query(max_length=32)] = None,
     limit: Limit = DEFAULT_LIMIT,
     after: After = None,
 ) -> list[schemas.Referral]:
-    """Oldest first, `limit` per page; `after` the last id for the next page. A rep key lists
-    only the referrals that came through its own asks (another rep's ask is theirs)."""
+    """Oldest first, `limit` per page; the Link header's `after` for the next page. A rep key
+    lists only the referrals that came through its own asks (another rep's ask is theirs)."""
     rows = await service.list_referrals(
         session, referrer_prospect_id, rep_id=own, after=after, limit=limit
     )
-    return [schemas.Referral.model_validate(r) for r in rows]
+    return [schemas.Referral.model_validate(r) for r in link(rows)]

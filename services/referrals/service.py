@@ -26,7 +26,7 @@ from shared.contracts.queues import TaskQueues
 from shared.db import hold_lock
 from shared.erasure import Kind, is_erased_address
 from shared.errors import AppError, conflict, not_found
-from shared.paging import DEFAULT_LIMIT, page
+from shared.paging import DEFAULT_LIMIT, Page, page
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ async def list_asks(
     *,
     after: str | None = None,
     limit: int = DEFAULT_LIMIT,
-) -> Sequence[ReferralAsk]:
+) -> Page[ReferralAsk]:
     """Oldest first, one page (shared.paging)."""
     query = select(ReferralAsk)
     if client_prospect_id is not None:
@@ -222,7 +222,7 @@ async def list_referrals(
     *,
     after: str | None = None,
     limit: int = DEFAULT_LIMIT,
-) -> Sequence[Referral]:
+) -> Page[Referral]:
     """Oldest first, one page (shared.paging); with `rep_id`, only those that came through
     that rep's asks."""
     query = select(Referral)

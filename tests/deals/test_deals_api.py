@@ -17,9 +17,11 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from services.deals.activities import activities_for
+from services.deals.models import Deal
 from shared.contracts.errors import NOT_FOUND
 from shared.contracts.journey import DealRef, OpenDealRequest, journey_id
 from shared.contracts.names import Sig
+from tests.support.apps import assert_pages, deleting
 from tests.support.deals import (
     DEFAULT_CATEGORIES,
     GOOD_ANSWERS,
@@ -110,6 +112,14 @@ async def test_pages_after_a_deal_skip_and_repeat_none_while_deals_open(env: Dea
     finally:
         env.app.state.settings = settings
     assert [r["id"] for r in csv.DictReader(io.StringIO(export.text))] == [newest, *ids[::-1]]
+
+
+async def test_pages_go_on_when_the_last_deal_of_a_page_is_erased(env: DealsEnv) -> None:
+    """The next page starts after the keys its cursor carries: the last deal of a page erased
+    before the next one is asked took the paging with it (a 422: no deal <id>)."""
+    for _ in range(5):
+        await env.open_deal(journey=False)
+    await assert_pages(env.http, "/deals", 5, forget=deleting(env.app.state.sessions, Deal))
 
 
 # --- the activities -----------------------------------------------------------------------------

@@ -52,7 +52,7 @@ from shared.events import (
 )
 from shared.migrations import upgrade
 from shared.settings import Settings
-from tests.support.apps import Api, ServiceApp
+from tests.support.apps import Api, ServiceApp, deleting, next_params
 from tests.support.deals import GOOD_ANSWERS
 from tests.support.event_receiver import (
     ENDLESS_BODY,
@@ -214,6 +214,29 @@ async def test_a_subscriber_gets_each_event_once_signed_retried_and_redelivered(
         assert [d["event_id"] for d in log] == [task["id"]]  # paged
         older = await deliveries(http, sub["id"], before=log[0]["id"])
         assert [d["event_id"] for d in older] == [won["id"]]
+
+
+@SQLITE
+async def test_the_delivery_log_pages_on_past_a_pruned_delivery(
+    service_app: ServiceApp, api: Api
+) -> None:
+    """Newest first, a page at a time: the last delivery of a page pruned (or its subscription's
+    retention run) before the next page is asked takes the paging with it no more."""
+    outreach = await outreach_app(service_app)
+    http = await api(outreach)
+    sub = await subscribe(http, "https://receiver.example/hook", [TASK_CREATED])
+    for i in range(3):
+        assert await post_event(http, event_body(TASK_CREATED, f"task-{i}", {"task_id": f"t{i}"}))
+    path = f"/event-subscriptions/{sub['id']}/deliveries"
+    whole = await deliveries(http, sub["id"])
+    first = await http.get(path, params={"limit": 2})
+    assert [d["id"] for d in first.json()] == [d["id"] for d in whole[:2]]
+    query = next_params(first) or {"limit": 2, "before": whole[1]["id"]}
+    await deleting(outreach.state.sessions, models.EventDelivery)(whole[1]["id"])
+    rest = await http.get(path, params=query)
+    assert rest.status_code == 200, rest.text
+    assert [d["id"] for d in rest.json()] == [whole[2]["id"]]
+    assert next_params(rest) is None
 
 
 @SQLITE

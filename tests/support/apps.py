@@ -5,14 +5,16 @@ test; the clients talk to it in process (ASGI), with the tests' API key unless t
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import delete
 from temporalio.testing import WorkflowEnvironment
 
 from services.prospecting.outbox import OutboxTiming
@@ -91,36 +93,65 @@ async def http(api: Api, app: FastAPI) -> httpx.AsyncClient:
 Headers = dict[str, str] | None
 
 
+def next_params(resp: httpx.Response) -> dict[str, Any] | None:
+    """The query of the page after `resp` (its Link header, shared/paging.py); None: the last."""
+    nxt = resp.links.get("next")
+    return dict(httpx.URL(nxt["url"]).params) if nxt else None
+
+
 async def every_page(
     client: httpx.AsyncClient, path: str, limit: int, headers: Headers = None, **params: Any
 ) -> list[list[dict[str, Any]]]:
     """The pages of a list route that pages by `limit` and `after` (shared/paging.py), each
-    asked with `after` the previous page's last id, up to the first short page."""
+    asked as the previous page's Link header says, up to a page without one."""
     pages: list[list[dict[str, Any]]] = []
-    after: dict[str, Any] = {}
-    while len(pages) < 100:
-        resp = await client.get(path, params={**params, "limit": limit, **after}, headers=headers)
+    query: dict[str, Any] | None = {**params, "limit": limit}
+    while query is not None and len(pages) < 100:
+        resp = await client.get(path, params=query, headers=headers)
         assert resp.status_code == 200, resp.text
         pages.append(resp.json())
-        if len(pages[-1]) < limit:
-            return pages
-        after = {"after": pages[-1][-1]["id"]}
-    raise AssertionError(f"{path}: no last page in 100: {pages[:3]}")
+        query = next_params(resp)
+    assert query is None, f"{path}: no last page in 100: {pages[:3]}"
+    return pages
+
+
+# deletes the row with this id, as an erasure or a DELETE route would
+Forget = Callable[[Any], Awaitable[object]]
 
 
 async def assert_pages(
-    client: httpx.AsyncClient, path: str, made: int, headers: Headers = None, **params: Any
+    client: httpx.AsyncClient,
+    path: str,
+    made: int,
+    headers: Headers = None,
+    forget: Forget | None = None,
+    by_id: bool = False,
+    **params: Any,
 ) -> None:
     """`made` rows (3 or more) come two to a page, in the order of the whole list, each once;
-    a limit above the maximum and an unknown `after` are 422s naming them."""
+    a limit above the maximum, a forged cursor and an unknown `after` are 422s naming them. With `forget`: the
+    last row of a page deleted before the next page is asked takes nothing else with it.
+    `by_id`: the list's order is its ids, so any id is a place to page on from (no 422)."""
     pages = await every_page(client, path, 2, headers, **params)
-    assert [len(p) for p in pages] == [2] * (made // 2) + [made % 2]
+    assert [len(p) for p in pages] == [2] * (made // 2) + ([made % 2] if made % 2 else [])
     whole = (await client.get(path, params=params, headers=headers)).json()
     assert [row["id"] for p in pages for row in p] == [row["id"] for row in whole]
-    for bad, field in (({"limit": 501}, "limit"), ({"after": "999999"}, "after")):
+    forged = {"after": "k." + base64.urlsafe_b64encode(b'["1999-01-01", 7]').decode()}
+    refused = [({"limit": 501}, "limit"), (forged, "after")]
+    refused += [] if by_id else [({"after": "999999"}, "after")]
+    for bad, field in refused:
         resp = await client.get(path, params={**params, **bad}, headers=headers)
         assert resp.status_code == 422, resp.text
         assert resp.json()["error"]["details"][0]["field"] == field
+    if forget is not None:
+        first = await client.get(path, params={**params, "limit": 2}, headers=headers)
+        gone = first.json()[-1]["id"]
+        # the older clients' form when the answer has no Link: the last row's id
+        query = next_params(first) or {**params, "limit": 2, "after": gone}
+        await forget(gone)
+        rest = await client.get(path, params={**query, "limit": made}, headers=headers)
+        assert rest.status_code == 200, rest.text
+        assert [r["id"] for r in rest.json()] == [r["id"] for r in whole[2:]]
 
 
 async def asking_prospecting(service_app: ServiceApp, app: FastAPI) -> None:
@@ -132,3 +163,15 @@ async def asking_prospecting(service_app: ServiceApp, app: FastAPI) -> None:
     )
     app.state.key_lookup, app.state.rep_check = lookup, lookup.rep_deactivated
     app.state.cleanup.append(lookup.close)
+
+
+def deleting(sessions: Any, model: Any) -> Forget:
+    """A `forget` for assert_pages: the row of `model` with that id deleted in its own
+    transaction (what an erasure or a retention prune does to a row a client paged past)."""
+
+    async def forget(row_id: Any) -> None:
+        async with sessions() as session:
+            await session.execute(delete(model).where(model.id == row_id))
+            await session.commit()
+
+    return forget

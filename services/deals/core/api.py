@@ -27,7 +27,7 @@ from shared.db import Session
 from shared.erasure import ErasureOrder, ErasureResult
 from shared.errors import AppError
 from shared.ids import IdFilter
-from shared.paging import After
+from shared.paging import After, Linked
 from shared.rep_moves import RepMove, RepMoved
 from shared.reporting import PeriodFrom, PeriodTo, reporting_window
 
@@ -41,15 +41,16 @@ async def list_deals(
     _: ApiKey,
     session: Session,
     own: OwnRows,
+    link: Linked,
     prospect_id: IdFilter = None,
     stage: schemas.DealStage | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0, le=INT32_MAX)] = 0,
     after: After = None,
 ) -> object:
-    """Newest first; `after` (the previous page's last deal id) pages on without skipping or
-    repeating a deal while deals are opened (`offset` shifts with every new deal)."""
-    return await svc.list_deals(
+    """Newest first; `after` (the Link header's cursor) pages on without skipping or repeating
+    a deal while deals are opened or erased (`offset` shifts with every new deal)."""
+    deals = await svc.list_deals(
         session,
         prospect_id=prospect_id,
         stage=stage,
@@ -58,6 +59,7 @@ async def list_deals(
         rep_id=own,
         after=after,
     )
+    return link(deals)
 
 
 @deals.get("/{deal_id}", response_model=schemas.DealDetail)

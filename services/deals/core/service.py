@@ -27,7 +27,7 @@ from services.deals.qualification.scoring import DEFAULT_FRAMEWORK
 from shared.contracts.journey import OpenDealRequest, Stage
 from shared.db import insert_or_winner, utcnow
 from shared.errors import AppError, conflict, invalid, not_found
-from shared.paging import page
+from shared.paging import Page, page
 
 # past the qualification gate and not closed: where meetings, objections and closing happen
 QUALIFIED_STAGES = (Stage.PRESENTING, Stage.OBJECTIONS, Stage.CLOSING)
@@ -64,7 +64,7 @@ async def list_deals(
     rep_id: str | None = None,
     after: str | None = None,
     anchor: tuple[datetime, str] | None = None,
-) -> Sequence[Deal]:
+) -> Page[Deal]:
     """Newest first, one page (shared.paging): `after` the previous page's last deal (or its
     `anchor`, (created_at, id)), so deals opened meanwhile shift nothing; `offset` is kept for
     the callers that page by it."""

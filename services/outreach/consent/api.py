@@ -16,7 +16,7 @@ from shared.auth import require_api_key
 from shared.db import Session
 from shared.errors import AppError
 from shared.idempotency import IdempotentRepeat
-from shared.paging import DEFAULT_LIMIT, After, AfterNumber, Limit
+from shared.paging import DEFAULT_LIMIT, After, AfterNumber, Limit, Linked
 
 router = APIRouter(dependencies=[Depends(require_api_key)], tags=["consent"])
 
@@ -121,13 +121,14 @@ async def add_do_not_contact(
 @router.get("/do-not-contact", response_model=list[schemas.DncEntry])
 async def list_do_not_contact(
     session: Session,
+    link: Linked,
     kind: Annotated[Literal["email", "phone", "domain"] | None, Query()] = None,
     limit: Limit = DEFAULT_LIMIT,
     after: After = None,
 ) -> list[schemas.DncEntry]:
-    """Oldest first, `limit` per page; `after` the last id for the next page."""
+    """Oldest first, `limit` per page; the Link header's `after` for the next page."""
     entries = await consent.list_dnc(session, kind, after=after, limit=limit)
-    return [schemas.DncEntry.model_validate(e) for e in entries]
+    return [schemas.DncEntry.model_validate(e) for e in link(entries)]
 
 
 @router.delete("/do-not-contact/{entry_id}", status_code=204)
@@ -140,7 +141,8 @@ async def delete_do_not_contact(entry_id: str, session: Session) -> Response:
 
 @router.get("/suppressions", response_model=list[schemas.Suppression])
 async def suppressions(
-    session: Session, limit: Limit = DEFAULT_LIMIT, after: AfterNumber = None
+    session: Session, link: Linked, limit: Limit = DEFAULT_LIMIT, after: AfterNumber = None
 ) -> list[models.Suppression]:
-    """Oldest first, `limit` per page; `after` the last id for the next page."""
-    return await list_suppressions(session, after=after, limit=limit)
+    """Oldest first, `limit` per page; `after` the last id (the Link header's) for the next
+    page."""
+    return link(await list_suppressions(session, after=after, limit=limit))

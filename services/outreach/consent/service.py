@@ -52,7 +52,7 @@ from services.outreach.inbox import JourneySignal, Stored, store_event
 from shared.contracts.journey import StopCadence
 from shared.contracts.names import Sig
 from shared.db import database_away, insert_or_winner
-from shared.paging import DEFAULT_LIMIT, page
+from shared.paging import DEFAULT_LIMIT, Page, page
 from shared.people import normalize_email, normalize_phone
 
 EMAIL, SMS = "email", "sms"
@@ -332,7 +332,7 @@ async def list_dnc(
     *,
     after: str | None = None,
     limit: int = DEFAULT_LIMIT,
-) -> list[models.DoNotContact]:
+) -> Page[models.DoNotContact]:
     """Oldest first, one page (shared.paging)."""
     d = models.DoNotContact
     query = select(d) if kind is None else select(d).where(d.kind == kind)

@@ -8,7 +8,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.outreach import models
-from shared.paging import DEFAULT_LIMIT, page
+from shared.paging import DEFAULT_LIMIT, Page, page
 
 
 def normalise_address(channel: str, address: str) -> str:
@@ -56,7 +56,7 @@ async def unsuppress(session: AsyncSession, channel: str, address: str) -> bool:
 
 async def list_suppressions(
     session: AsyncSession, *, after: int | None = None, limit: int = DEFAULT_LIMIT
-) -> list[models.Suppression]:
+) -> Page[models.Suppression]:
     """Oldest first (ids count up), one page (shared.paging)."""
     s = models.Suppression
     return await page(session, select(s), [s.id], after=after, limit=limit, what="suppression")

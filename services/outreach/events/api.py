@@ -16,6 +16,7 @@ from shared.auth import require_api_key
 from shared.db import Session
 from shared.events import EVENT_TYPES
 from shared.idempotency import NoIdempotency
+from shared.paging import AFTER, Linked
 from shared.requests import InternalModel, WriteModel
 
 router = APIRouter(dependencies=[Depends(require_api_key)], tags=["event subscriptions"])
@@ -158,22 +159,22 @@ async def rotate_secret(
 async def list_deliveries(
     subscription_id: str,
     session: Session,
+    link: Linked,
     status: Literal["pending", "delivered", "failed"] | None = None,
     event_type: str | None = Query(None, max_length=40),
     limit: int = Query(50, ge=1, le=500),
-    before: str | None = Query(None, max_length=32, description="a delivery id: the page after it"),
+    before: str | None = Query(None, max_length=400, description=AFTER),
 ) -> list[models.EventDelivery]:
-    """The delivery log, newest first."""
-    return list(
-        await service.deliveries(
-            session,
-            subscription_id,
-            status=status,
-            event_type=event_type,
-            limit=limit,
-            before=before,
-        )
+    """The delivery log, newest first; the Link header's `before` for the next (older) page."""
+    log = await service.deliveries(
+        session,
+        subscription_id,
+        status=status,
+        event_type=event_type,
+        limit=limit,
+        before=before,
     )
+    return link(log, field="before")
 
 
 @router.post(

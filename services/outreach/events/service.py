@@ -20,6 +20,7 @@ from services.outreach import models
 from shared.db import new_id, utcnow
 from shared.errors import AppError, invalid, not_found
 from shared.events import EVENT_TYPES, OPTED_OUT, REPLY_RECEIVED, TASK_CREATED, event_body
+from shared.paging import Page, page
 
 ACTIVE, DISABLED = "active", "disabled"
 # retired secrets signing at once at most (a signature each on every delivery)
@@ -220,8 +221,9 @@ async def deliveries(
     event_type: str | None,
     limit: int,
     before: str | None,
-) -> Sequence[models.EventDelivery]:
-    """Newest first; `before` (a delivery id) pages on."""
+) -> Page[models.EventDelivery]:
+    """Newest first, one page (shared.paging): `before` (the previous page's cursor) pages on,
+    past a delivery the retention pruned meanwhile too."""
     await get(session, subscription_id)
     d = models.EventDelivery
     query = select(d).where(d.subscription_id == subscription_id)
@@ -229,16 +231,17 @@ async def deliveries(
         query = query.where(d.status == status)
     if event_type:
         query = query.where(d.event_type == event_type)
-    if before:
-        anchor = await session.get(d, before)
-        if anchor is None or anchor.subscription_id != subscription_id:
-            raise invalid("before", f"no delivery {before} of this subscription")
-        query = query.where(
-            (d.created_at < anchor.created_at)
-            | ((d.created_at == anchor.created_at) & (d.id < before))
-        )
-    query = query.order_by(d.created_at.desc(), d.id.desc()).limit(limit)
-    return (await session.scalars(query)).all()
+    order = [d.created_at, d.id]
+    return await page(
+        session,
+        query,
+        order,
+        after=before,
+        limit=limit,
+        what="delivery",
+        descending=True,
+        field="before",
+    )
 
 
 async def redeliver(

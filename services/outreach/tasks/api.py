@@ -20,7 +20,7 @@ from shared.auth import require_api_key
 from shared.db import Session
 from shared.errors import AppError, invalid, not_found
 from shared.ids import IdFilter
-from shared.paging import DEFAULT_LIMIT, After, Limit
+from shared.paging import DEFAULT_LIMIT, After, Limit, Linked
 
 router = APIRouter(dependencies=[Depends(require_api_key)], tags=["rep tasks"])
 StatusFilter = Annotated[str | None, Query(pattern="^(open|done)$", max_length=4)]
@@ -58,26 +58,32 @@ async def rep_inbox(
 async def rep_tasks(
     rep_id: str,
     session: Session,
+    link: Linked,
     status: StatusFilter = "open",
     limit: Limit = DEFAULT_LIMIT,
     after: After = None,
 ) -> list[models.RepTask]:
-    """Earliest due first, `limit` per page; `after` the last id for the next page."""
-    return await tasks.list_tasks(session, rep_id=rep_id, status=status, after=after, limit=limit)
+    """Earliest due first, `limit` per page; the Link header's `after` for the next page."""
+    return link(
+        await tasks.list_tasks(session, rep_id=rep_id, status=status, after=after, limit=limit)
+    )
 
 
 @router.get("/tasks", response_model=list[schemas.RepTask])
 async def list_tasks(
     session: Session,
+    link: Linked,
     own: OwnRows,
     prospect_id: IdFilter = None,
     status: StatusFilter = None,
     limit: Limit = DEFAULT_LIMIT,
     after: After = None,
 ) -> list[models.RepTask]:
-    """Earliest due first, `limit` per page; `after` the last id for the next page."""
-    return await tasks.list_tasks(
-        session, rep_id=own, prospect_id=prospect_id, status=status, after=after, limit=limit
+    """Earliest due first, `limit` per page; the Link header's `after` for the next page."""
+    return link(
+        await tasks.list_tasks(
+            session, rep_id=own, prospect_id=prospect_id, status=status, after=after, limit=limit
+        )
     )
 
 

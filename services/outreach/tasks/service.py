@@ -44,7 +44,7 @@ from shared.contracts.journey import (
 )
 from shared.contracts.names import Sig
 from shared.errors import AppError, invalid, not_found
-from shared.paging import DEFAULT_LIMIT, page
+from shared.paging import DEFAULT_LIMIT, Page, page
 
 log = logging.getLogger(__name__)
 OPEN, DONE, CLOSED = "open", "done", "closed"  # closed: no longer needed (a moved meeting)
@@ -466,7 +466,7 @@ async def list_tasks(
     status: str | None = None,
     after: str | None = None,
     limit: int = DEFAULT_LIMIT,
-) -> list[models.RepTask]:
+) -> Page[models.RepTask]:
     """Earliest due first, one page (shared.paging)."""
     t = models.RepTask
     query = select(t)
