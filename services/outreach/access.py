@@ -94,6 +94,8 @@ POLICIES: dict[RouteKey, Rule] = {
     ("POST", "/journeys/{prospect_id}/stop"): rep_own("path:prospect_id"),
     ("POST", "/reps/{rep_id}/journeys/pause"): rep_own("path:rep_id"),
     ("POST", "/reps/{rep_id}/journeys/resume"): rep_own("path:rep_id"),
+    # counts only (no prospect): whoever started a bulk pause, a rep included, follows it
+    ("GET", "/journey-operations/{operation_id}"): ANY_ROLE,
     ("GET", "/reps/{rep_id}/tasks"): rep_own("path:rep_id"),
     ("GET", "/tasks"): rep_own("query:prospect_id"),
     ("POST", "/tasks/{task_id}/complete"): rep_own("path:task_id"),

@@ -69,6 +69,7 @@ TOKEN_RETENTION = timedelta(days=1)
 # what a rejected item keeps of its raw text: enough for a human to see what went wrong; the
 # rest of a huge payload (or of an unreadable mail's first MiB) is only weight in the table
 REJECTED_RAW_BYTES = 64 * 1024
+BULK_ROWS = 1000  # rows per INSERT when many signals are stored at once
 
 
 def utcnow() -> datetime:
@@ -113,6 +114,9 @@ class InboxTiming(RelayTiming):
     signal_timeout: float = 5.0
     inline_timeout: float = 3.0  # the webhook's own attempt: the provider is waiting on it
     checkpoint_seconds: float = 5.0
+    # signals a request stores for many journeys (a do-not-contact entry, a cadence's pause)
+    # and tells itself while its caller waits; the relay tells the rest
+    inline_items: int = 50
 
 
 # --- storing --------------------------------------------------------------------------------
@@ -137,7 +141,70 @@ async def store_event(
 
     With a signal for a known prospect, `outbound` is what to deliver after the commit.
     """
+    values = _event_values(provider, event_id, kind, payload, prospect_id, signal, utcnow())
+    stmt = (
+        _insert(session, models.InboxEvent)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["provider", "event_id"])
+        .returning(models.InboxEvent.id)
+    )
+    row_id = (await session.execute(stmt)).scalar_one_or_none()
+    if row_id is None:
+        return None
+    if signal is not None and signal.name == Sig.REPLY_RECEIVED and values["prospect_id"]:
+        channel = str(getattr(signal.payload, "channel", ""))
+        await events.reply_received(
+            session, provider, values["event_id"], values["prospect_id"], channel
+        )
+    if signal is None or values["delivery"] != PENDING:
+        return Stored(row_id, None)
+    outbound = Outbound(
+        row_id,
+        provider,
+        values["event_id"],
+        values["workflow_id"],
+        signal.name,
+        values["signal_payload"],
+        0,
+    )
+    return Stored(row_id, outbound)
+
+
+async def store_for_relay(
+    session: AsyncSession,
+    provider: str,
+    events_and_signals: Sequence[tuple[str, JourneySignal]],
+    kind: str,
+    payload: dict[str, Any],
+) -> None:
+    """Store many signals (each its own event id) due for the relay at once: a few statements
+    of many rows each, not one round trip per row. Event ids seen before are left as they are."""
     now = utcnow()
+    rows = [
+        {
+            **_event_values(provider, event_id, kind, payload, None, signal, now),
+            "next_attempt_at": now,
+        }
+        for event_id, signal in events_and_signals
+    ]
+    stmt = _insert(session, models.InboxEvent).on_conflict_do_nothing(
+        index_elements=["provider", "event_id"]
+    )
+    for start in range(0, len(rows), BULK_ROWS):
+        await session.execute(stmt, rows[start : start + BULK_ROWS])
+
+
+def _event_values(
+    provider: str,
+    event_id: str,
+    kind: str,
+    payload: dict[str, Any],
+    prospect_id: str | None,
+    signal: JourneySignal | None,
+    now: datetime,
+) -> dict[str, Any]:
+    """An inbox row's columns: with a signal for a known prospect, pending and leased to the
+    storing request's own attempt (the relay takes over if that one fails)."""
     values: dict[str, Any] = {
         "provider": provider,
         "event_id": event_id[:200],
@@ -170,32 +237,7 @@ async def store_event(
             values["outcome"], values["outcome_detail"] = "", ""
             # leased to this request's own attempt; the relay takes over if that one fails
             values["next_attempt_at"] = now + timedelta(seconds=InboxTiming.lease)
-    stmt = (
-        _insert(session, models.InboxEvent)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["provider", "event_id"])
-        .returning(models.InboxEvent.id)
-    )
-    row_id = (await session.execute(stmt)).scalar_one_or_none()
-    if row_id is None:
-        return None
-    if signal is not None and signal.name == Sig.REPLY_RECEIVED and values["prospect_id"]:
-        channel = str(getattr(signal.payload, "channel", ""))
-        await events.reply_received(
-            session, provider, values["event_id"], values["prospect_id"], channel
-        )
-    if signal is None or values["delivery"] != PENDING:
-        return Stored(row_id, None)
-    outbound = Outbound(
-        row_id,
-        provider,
-        values["event_id"],
-        values["workflow_id"],
-        signal.name,
-        values["signal_payload"],
-        0,
-    )
-    return Stored(row_id, outbound)
+    return values
 
 
 async def reject(session: AsyncSession, provider: str, raw: str, reason: str, pepper: str) -> None:

@@ -15,6 +15,12 @@ from temporalio.client import Client
 
 from services.outreach import models
 from services.outreach.cadences import rep_pauses, service
+from services.outreach.cadences.journey_operations import (
+    BulkResult,
+    OperationStatus,
+    operation_status,
+    signal_journeys,
+)
 from services.outreach.cadences.stored_templates import for_journey
 from services.outreach.tasks.reps import RepDirectory
 from shared.audit import request_actor
@@ -36,7 +42,7 @@ from shared.journeys import first_task_time, read_journey, signal_journey
 from shared.requests import OffsetDatetime, WriteModel
 
 router = APIRouter(dependencies=[Depends(require_api_key)], tags=["journeys"])
-FANOUT = 20  # concurrent signals when a whole cadence or rep is paused
+FANOUT = 20  # concurrent journeys read or signalled when a cadence's journeys move
 
 
 class PauseIn(WriteModel):
@@ -60,7 +66,7 @@ class StopIn(WriteModel):
     reason: str = Field(min_length=1, max_length=500)
 
 
-class BulkResult(BaseModel):
+class MigrationResult(BaseModel):
     signalled: list[str]
     skipped: dict[str, str]
 
@@ -71,9 +77,9 @@ def _client(request: Request) -> Client:
 
 async def _signal_many(
     client: Client, prospect_ids: Sequence[str], signal: str, payload: object | None
-) -> BulkResult:
+) -> MigrationResult:
     sem = asyncio.Semaphore(FANOUT)
-    result = BulkResult(signalled=[], skipped={})
+    result = MigrationResult(signalled=[], skipped={})
 
     async def one(pid: str) -> None:
         async with sem:
@@ -166,27 +172,33 @@ async def _rep_journeys(rep_id: str, session: Session) -> list[str]:
 
 
 CadenceJourneys = Annotated[list[str], Depends(_cadence_journeys)]
+# A bulk route stores a signal per journey, tells the first few and answers 202: the inbox
+# relay tells the rest (journey_operations.py; GET /journey-operations/{id} follows it).
 
 
-@router.post("/cadences/{cadence_id}/pause", response_model=BulkResult)
-async def pause_cadence(body: PauseIn, request: Request, pids: CadenceJourneys) -> BulkResult:
+@router.post("/cadences/{cadence_id}/pause", response_model=BulkResult, status_code=202)
+async def pause_cadence(
+    body: PauseIn, request: Request, session: Session, pids: CadenceJourneys
+) -> BulkResult:
     payload = _pause_payload(body, PauseKind.CADENCE)
-    return await _signal_many(_client(request), pids, Sig.PAUSE, payload)
+    return await signal_journeys(request, session, "cadence_pause", pids, Sig.PAUSE, payload)
 
 
-@router.post("/cadences/{cadence_id}/resume", response_model=BulkResult)
-async def resume_cadence(request: Request, pids: CadenceJourneys) -> BulkResult:
+@router.post("/cadences/{cadence_id}/resume", response_model=BulkResult, status_code=202)
+async def resume_cadence(request: Request, session: Session, pids: CadenceJourneys) -> BulkResult:
     resume = ResumeJourney(PauseKind.CADENCE)
-    return await _signal_many(_client(request), pids, Sig.RESUME, resume)
+    return await signal_journeys(request, session, "cadence_resume", pids, Sig.RESUME, resume)
 
 
-@router.post("/cadences/{cadence_id}/stop", response_model=BulkResult)
-async def stop_cadence(body: StopIn, request: Request, pids: CadenceJourneys) -> BulkResult:
+@router.post("/cadences/{cadence_id}/stop", response_model=BulkResult, status_code=202)
+async def stop_cadence(
+    body: StopIn, request: Request, session: Session, pids: CadenceJourneys
+) -> BulkResult:
     stop = StopCadence(body.reason, request_actor(request))
-    return await _signal_many(_client(request), pids, Sig.STOP_CADENCE, stop)
+    return await signal_journeys(request, session, "cadence_stop", pids, Sig.STOP_CADENCE, stop)
 
 
-@router.post("/reps/{rep_id}/journeys/pause", response_model=BulkResult)
+@router.post("/reps/{rep_id}/journeys/pause", response_model=BulkResult, status_code=202)
 async def pause_rep(rep_id: str, body: PauseIn, request: Request, session: Session) -> BulkResult:
     """E.g. a rep on vacation: every journey of their prospects holds its touches until their
     resume (or `until`). The pause is the rep's (rep_pauses.py): a prospect handed to another
@@ -198,17 +210,26 @@ async def pause_rep(rep_id: str, body: PauseIn, request: Request, session: Sessi
     # committed before the journeys are read: a reassignment from now on hands the pause on
     await session.commit()
     pids = await _rep_journeys(rep_id, session)
-    return await _signal_many(_client(request), pids, Sig.PAUSE, payload)
+    return await signal_journeys(request, session, "rep_pause", pids, Sig.PAUSE, payload)
 
 
-@router.post("/reps/{rep_id}/journeys/resume", response_model=BulkResult)
+@router.post("/reps/{rep_id}/journeys/resume", response_model=BulkResult, status_code=202)
 async def resume_rep(rep_id: str, request: Request, session: Session) -> BulkResult:
     """Lifts the rep's pause from the journeys of their prospects now (those handed to another
     rep meanwhile lost it then)."""
     await rep_pauses.forget(session, rep_id)
     await session.commit()
     pids = await _rep_journeys(rep_id, session)
-    return await _signal_many(_client(request), pids, Sig.RESUME, ResumeJourney(PauseKind.REP))
+    resume = ResumeJourney(PauseKind.REP)
+    return await signal_journeys(request, session, "rep_resume", pids, Sig.RESUME, resume)
+
+
+@router.get("/journey-operations/{operation_id}", response_model=OperationStatus)
+async def journey_operation(operation_id: str, session: Session) -> OperationStatus:
+    """How far a bulk pause, resume or stop got: its journeys told (`signalled`), not running
+    (`no_journey`), refused (`failed`) and still `pending` (the relay retries those); `done`
+    once none is pending."""
+    return await operation_status(session, operation_id)
 
 
 # --- moving running journeys to a new version -------------------------------------------------

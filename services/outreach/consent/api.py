@@ -79,10 +79,6 @@ async def get_consent(prospect_id: str, session: Session) -> schemas.ConsentView
     )
 
 
-# Told inline while the caller waits, up to this many; the inbox relay delivers the rest.
-INLINE_STOPS = 50
-
-
 @router.post(
     "/do-not-contact",
     response_model=schemas.DncAdded,
@@ -99,7 +95,9 @@ async def add_do_not_contact(
     kind, value = consent.parse_dnc(body.value)
     entry, created = await consent.add_dnc(session, kind, value, body.reason)
     stops = await consent.stop_covered_journeys(session, entry) if created else []
-    later = [s.id for s in stops[INLINE_STOPS:]]
+    inbox = request.app.state.inbox
+    inline = inbox.timing.inline_items  # told while the caller waits; the relay tells the rest
+    later = [s.id for s in stops[inline:]]
     if later:  # due at once for the relay (a stored signal is leased to its inline attempt)
         await session.execute(
             update(models.InboxEvent)
@@ -107,8 +105,7 @@ async def add_do_not_contact(
             .values(next_attempt_at=datetime.now(UTC))
         )
     await session.commit()
-    inbox = request.app.state.inbox
-    await inbox.deliver_now([s.outbound for s in stops[:INLINE_STOPS] if s.outbound])
+    await inbox.deliver_now([s.outbound for s in stops[:inline] if s.outbound])
     if later:
         inbox.wake()
     if not created:
