@@ -92,6 +92,14 @@ async def page(
     return found
 
 
+def where_given(query: Select[Row], *filters: tuple[Key, Any]) -> Select[Row]:
+    """`query` narrowed by each (column, value) filter whose value was given (not None)."""
+    for column, value in filters:
+        if value is not None:
+            query = query.where(column == value)
+    return query
+
+
 def cursor_of(row: Any, order: Sequence[Key]) -> str:
     """The `after` value of the page after `row`: its id when the id alone is the order."""
     values = [getattr(row, k.key) for k in order]

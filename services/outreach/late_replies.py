@@ -24,6 +24,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, FastAPI, Query
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.outreach import models
 from services.outreach.cadences import runs, service
@@ -37,6 +38,7 @@ from shared.contracts.names import Sig
 from shared.db import Session, new_id
 from shared.errors import AppError
 from shared.ids import IdFilter
+from shared.paging import AfterNumber, Linked, Page, page, where_given
 
 log = logging.getLogger(__name__)
 
@@ -211,20 +213,36 @@ class LateEvents:
 router = APIRouter(dependencies=[Depends(require_api_key)], tags=["replies"])
 
 
+async def inbox_events(
+    session: AsyncSession,
+    *,
+    prospect_id: str | None,
+    outcome: str | None,
+    limit: int,
+    after: int | None = None,
+) -> Page[models.InboxEvent]:
+    """Newest first (ids count up), one page (shared.paging)."""
+    e = models.InboxEvent
+    query = where_given(select(e), (e.prospect_id, prospect_id), (e.outcome, outcome))
+    return await page(
+        session, query, [e.id], after=after, limit=limit, what="event", descending=True
+    )
+
+
 @router.get("/inbox-events")
 async def list_inbox_events(
     session: Session,
+    link: Linked,
     prospect_id: IdFilter = None,
     outcome: str | None = Query(None, max_length=30),
     limit: int = Query(100, ge=1, le=500),
+    after: AfterNumber = None,
 ) -> list[dict[str, Any]]:
-    """Stored provider events, newest first, each with what became of it (`outcome`)."""
-    e = models.InboxEvent
-    query = select(e).order_by(e.id.desc()).limit(limit)
-    if prospect_id is not None:
-        query = query.where(e.prospect_id == prospect_id)
-    if outcome is not None:
-        query = query.where(e.outcome == outcome)
+    """Stored provider events, newest first, each with what became of it (`outcome`); the
+    Link header's `after` for the next (older) page."""
+    rows = await inbox_events(
+        session, prospect_id=prospect_id, outcome=outcome, limit=limit, after=after
+    )
     return [
         {
             "id": r.id,
@@ -238,5 +256,5 @@ async def list_inbox_events(
             "outcome": r.outcome or r.delivery,
             "outcome_detail": r.outcome_detail or r.last_error,
         }
-        for r in (await session.scalars(query)).all()
+        for r in link(rows)
     ]

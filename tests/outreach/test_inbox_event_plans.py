@@ -9,7 +9,7 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.outreach.cadences import timeline
-from services.outreach.late_replies import list_inbox_events
+from services.outreach.late_replies import inbox_events
 from shared.db import create_engine
 from tests.support.plans import plans_of
 from tests.support.settings import make_settings
@@ -22,7 +22,7 @@ async def test_a_prospects_inbox_events_are_found_through_an_index(
 
     async def read(session: AsyncSession) -> None:
         await timeline.events(session, "p1")
-        await list_inbox_events(session, prospect_id="p1", outcome=None, limit=100)
+        await inbox_events(session, prospect_id="p1", outcome=None, limit=100)
 
     try:
         plans = [(sql, plan) for sql, plan in await plans_of(engine, read) if "inbox_events" in sql]

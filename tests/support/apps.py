@@ -133,7 +133,8 @@ async def assert_pages(
     last row of a page deleted before the next page is asked takes nothing else with it.
     `by_id`: the list's order is its ids, so any id is a place to page on from (no 422)."""
     pages = await every_page(client, path, 2, headers, **params)
-    assert [len(p) for p in pages] == [2] * (made // 2) + ([made % 2] if made % 2 else [])
+    sizes = [len(p) for p in pages]
+    assert sizes == [2] * (made // 2) + ([made % 2] if made % 2 else []), f"{path}: pages {sizes}"
     whole = (await client.get(path, params=params, headers=headers)).json()
     assert [row["id"] for p in pages for row in p] == [row["id"] for row in whole]
     forged = {"after": "k." + base64.urlsafe_b64encode(b'["1999-01-01", 7]').decode()}

@@ -39,6 +39,7 @@ from shared.contracts.names import Act
 from shared.db import Session
 from shared.errors import AppError
 from shared.ids import IdFilter
+from shared.paging import MAX_LIMIT, After, Limit, Linked, page, where_given
 from shared.relay import LeasedTable, Outcome, Relay, RelayTiming, done, give_up, retry
 from shared.settings import Settings
 
@@ -220,16 +221,17 @@ router = APIRouter(dependencies=[Depends(require_api_key)], tags=["enrollments"]
 @router.get("/follow-ups", response_model=list[schemas.FollowUp])
 async def list_follow_ups(
     session: Session,
+    link: Linked,
     prospect_id: IdFilter = None,
     status: str | None = Query(
         None, pattern="^(pending|enrolled|refused|cancelled)$", max_length=9
     ),
+    limit: Limit = MAX_LIMIT,  # what one answer held before it paged
+    after: After = None,
 ) -> list[models.FollowUp]:
-    """Re-engagements scheduled by follow-up cadences, with what became of each."""
+    """Re-engagements scheduled by follow-up cadences, with what became of each, earliest due
+    first; the Link header's `after` for the next page."""
     f = models.FollowUp
-    query = select(f).order_by(f.due_at, f.id)
-    if prospect_id is not None:
-        query = query.where(f.prospect_id == prospect_id)
-    if status is not None:
-        query = query.where(f.status == status)
-    return list((await session.scalars(query.limit(500))).all())
+    query = where_given(select(f), (f.prospect_id, prospect_id), (f.status, status))
+    order = [f.due_at, f.id]
+    return link(await page(session, query, order, after=after, limit=limit, what="follow-up"))

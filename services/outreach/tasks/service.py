@@ -44,7 +44,7 @@ from shared.contracts.journey import (
 )
 from shared.contracts.names import Sig
 from shared.errors import AppError, invalid, not_found
-from shared.paging import DEFAULT_LIMIT, Page, page
+from shared.paging import DEFAULT_LIMIT, Page, page, where_given
 
 log = logging.getLogger(__name__)
 OPEN, DONE, CLOSED = "open", "done", "closed"  # closed: no longer needed (a moved meeting)
@@ -469,12 +469,7 @@ async def list_tasks(
 ) -> Page[models.RepTask]:
     """Earliest due first, one page (shared.paging)."""
     t = models.RepTask
-    query = select(t)
-    if rep_id is not None:
-        query = query.where(t.rep_id == rep_id)
-    if prospect_id is not None:
-        query = query.where(t.prospect_id == prospect_id)
-    if status is not None:
-        query = query.where(t.status == status)
+    filters = (t.rep_id, rep_id), (t.prospect_id, prospect_id), (t.status, status)
+    query = where_given(select(t), *filters)
     order = [t.due_at, t.created_at, t.id]
     return await page(session, query, order, after=after, limit=limit, what="task")
