@@ -158,15 +158,17 @@ def _typed(key: Key, value: Any) -> Any:
 
 class NextLink:
     """A list route's dependency: `link(rows)` answers the rows, with the Link header of the
-    next page when there is one (the request's own URL, `after` replaced)."""
+    next page when there is one: the request's own query, `after` replaced, as a reference
+    relative to the URL the client asked (`<?...>`). An absolute URL would be this process's
+    idea of it: http and the internal path behind a proxy that ends TLS or strips a prefix."""
 
     def __init__(self, request: Request, response: Response) -> None:
         self._request, self._response = request, response
 
     def __call__(self, rows: Page[Row], field: str = "after") -> Page[Row]:
         if rows.next is not None:
-            url = self._request.url.include_query_params(**{field: rows.next})
-            self._response.headers["Link"] = f'<{url}>; rel="next"'
+            query = self._request.url.include_query_params(**{field: rows.next}).query
+            self._response.headers["Link"] = f'<?{query}>; rel="next"'
         return rows
 
 

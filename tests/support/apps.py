@@ -96,7 +96,11 @@ Headers = dict[str, str] | None
 def next_params(resp: httpx.Response) -> dict[str, Any] | None:
     """The query of the page after `resp` (its Link header, shared/paging.py); None: the last."""
     nxt = resp.links.get("next")
-    return dict(httpx.URL(nxt["url"]).params) if nxt else None
+    if nxt is None:
+        return None
+    # relative to the URL asked: behind a proxy, the process's own URL is not the client's
+    assert nxt["url"].startswith("?"), nxt
+    return dict(httpx.URL(nxt["url"]).params)
 
 
 async def every_page(
