@@ -10,7 +10,8 @@ reply, a reopened deal), then moves the same way. A prospect no active rep has r
 unassigned (`assignment_note` says why) and gets a rep when a place comes free, as any waiting
 prospect does. The open tasks that sit with them as the assignee (a manager's escalations about
 their reps' prospects) move to their own manager when that manager is active (outreach, through
-the outbox); otherwise they stay, and the answer says so.
+the outbox); otherwise they stay, and the answer says so. Deals hears of every deactivation and
+reactivation (through the outbox): a link still naming a rep who left offers no times.
 """
 
 from __future__ import annotations
@@ -21,19 +22,22 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.prospecting import assignment, outbox, schemas, service
 from services.prospecting.models import Prospect, Rep
 from shared.contracts.journey import Stage
+from shared.db import utcnow
 from shared.errors import invalid
 
 # whose journey still needs a rep: open, or a won client being asked for referrals
 HANDED_OVER_STAGES = (*assignment.OPEN_STAGES, Stage.WON, Stage.REFERRALS)
 NOT_NULL = ("name", "email", "territories", "active")
 REP_TASKS_MOVE = "rep_tasks"  # outreach's POST /internal/reps/{id}/tasks/reassign
+REP_STANDING = "rep_standing"  # deals' POST /internal/reps/{id}/standing
 
 
 async def patch_rep(
     session: AsyncSession, rep_id: str, patch: schemas.RepPatch
 ) -> tuple[Rep, dict[str, str | None], str | None]:
     """The changed rep, the prospects that moved (id -> new rep, None: unassigned) and, on
-    deactivation, what became of the open tasks that sit with them (None: not deactivated)."""
+    deactivation, what became of the open tasks that sit with them (None: not deactivated).
+    Deactivating or reactivating tells deals (_tell_standing)."""
     rep = await service.get_rep(session, rep_id)
     given = patch.model_fields_set
     for field in NOT_NULL:
@@ -57,13 +61,29 @@ async def patch_rep(
         await session.flush()
         moved = await _hand_over(session, rep)
         tasks = await _hand_over_tasks(session, rep)
-    elif patch.active:
+        _tell_standing(session, rep)
+    elif patch.active and not rep.active:
         rep.active = True
+        _tell_standing(session, rep)
     await session.flush()
     if given & {"capacity", "territories", "active"}:
         # more room, or another rep in a pool: prospects waiting for one may get one now
         await service.assign_waiting(session)
     return rep, moved, tasks
+
+
+def _tell_standing(session: AsyncSession, rep: Rep) -> None:
+    """Deals hears the rep left (or came back), through the outbox: the booking links of their
+    prospects not handed over still name them, and must offer no times while they are away. The
+    change's time lets deals keep the newest word when an older one is delivered late."""
+    outbox.add(
+        session,
+        kind=REP_STANDING,
+        target="deals",
+        path=f"/internal/reps/{rep.id}/standing",
+        payload={"active": rep.active, "changed_at": utcnow().isoformat()},
+        subject_id=rep.id,
+    )
 
 
 async def _hand_over_tasks(session: AsyncSession, rep: Rep) -> str:

@@ -434,3 +434,28 @@ async def test_erasing_an_open_prospect_gives_their_seat_to_one_who_waits(
     resp = await http.post(f"/prospects/{first['id']}/erasure")
     assert resp.status_code in (200, 202), resp.text
     assert (await _ok(await http.get(f"/prospects/{second['id']}")))["rep_id"] == anna
+
+
+async def test_deactivating_and_reactivating_a_rep_tells_deals(
+    app: FastAPI, http: httpx.AsyncClient
+) -> None:
+    """Deals was never told a rep was deactivated: the booking links of the prospects not
+    handed over (journey over, or nobody had room) went on offering that rep's free times. Each
+    change of standing goes to deals through the outbox, with its time (a late repeat of an
+    older word must not undo a newer one); a PATCH that changes nothing sends nothing."""
+    ann = await _rep(http, "ann")
+    await _ok(await http.patch(f"/reps/{ann}", json={"active": False}))
+    await _ok(await http.patch(f"/reps/{ann}", json={"active": False}))
+    await _ok(await http.patch(f"/reps/{ann}", json={"active": True}))
+    await _ok(await http.patch(f"/reps/{ann}", json={"active": True}))
+    async with app.state.sessions() as session:
+        rows = (
+            await session.scalars(select(OutboxMessage).where(OutboxMessage.subject_id == ann))
+        ).all()
+    rows = sorted(rows, key=lambda m: str(m.payload["changed_at"]))
+    assert [(m.kind, m.target, m.path, m.payload["active"]) for m in rows] == [
+        ("rep_standing", "deals", f"/internal/reps/{ann}/standing", False),
+        ("rep_standing", "deals", f"/internal/reps/{ann}/standing", True),
+    ]
+    left, back = (datetime.fromisoformat(m.payload["changed_at"]) for m in rows)
+    assert left.tzinfo is not None and left <= back
