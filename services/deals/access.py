@@ -91,6 +91,7 @@ POLICIES: dict[RouteKey, Rule] = {
     ("POST", "/book/{token}"): PUBLIC,
     ("POST", "/internal/booking-links"): SERVICE_ONLY,  # outreach renders {{ booking_link }}
     ("DELETE", "/prospects/{prospect_id}/booking-links"): rep_own("path:prospect_id"),
+    ("POST", "/internal/reps/{rep_id}/standing"): SERVICE_ONLY,  # prospecting's outbox
     ("POST", "/internal/erasures"): SERVICE_ONLY,
     ("POST", "/internal/prospects/{prospect_id}/rep"): SERVICE_ONLY,
     ("GET", "/internal/prospects/{prospect_id}/timeline"): SERVICE_ONLY,

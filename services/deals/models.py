@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Date,
     ForeignKey,
     Index,
@@ -179,6 +180,19 @@ class RepAvailability(Base):
     days_ahead: Mapped[int] = mapped_column(Integer)
     title: Mapped[str] = mapped_column(String(200))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class RepStanding(Base):
+    """Whether a rep takes meetings, as prospecting (where reps live) last said: it tells deals
+    on every deactivation and reactivation. A rep with no row was never deactivated. A
+    deactivated rep's booking links offer no times and book nothing."""
+
+    __tablename__ = "rep_standing"
+
+    rep_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    active: Mapped[bool] = mapped_column(Boolean)
+    # when prospecting changed it: a word delivered late never overwrites a newer one
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class BookingLink(Base):

@@ -590,3 +590,65 @@ async def test_reloading_a_confirmation_after_a_reassignment_books_nothing_more(
     (deal,) = (await env.http.get("/deals", params={"prospect_id": prospect})).json()
     meetings = (await env.http.get(f"/deals/{deal['id']}")).json()["meetings"]
     assert len(meetings) == 1, meetings
+
+
+async def _standing(env: DealsEnv, active: bool, at: datetime) -> None:
+    """Prospecting's word on rep-1 (its outbox, on deactivating or reactivating them)."""
+    told = await env.anon.post(
+        "/internal/reps/rep-1/standing",
+        json={"active": active, "changed_at": at.isoformat()},
+        headers=SERVICE_AUTH,
+    )
+    assert told.status_code == 200, told.text
+
+
+async def test_a_deactivated_reps_link_offers_no_times_and_books_nothing(env: DealsEnv) -> None:
+    """A prospect who was not handed over when their rep was deactivated (their journey was
+    over, or no active rep had room) kept a link to that rep: the page offered the rep's free
+    times and booked one, a meeting nobody would attend, and GET /reps/{id}/availability still
+    served them. Prospecting tells deals of the deactivation: the page offers no times and says
+    how to get in touch, a booking is a 410 that stores nothing, the rep's availability offers
+    no slots; an older word arriving late changes nothing; reactivated, the link works again."""
+    assert (await env.http.put(AVAILABILITY, json=BOOKING_HOURS)).status_code == 200
+    prospect = uuid.uuid4().hex
+    link = await booking_link(env, prospect)
+    slot = offered(await env.anon.get(link))[0][0]
+    left = datetime.now(UTC)
+    await _standing(env, False, left)
+
+    page = await env.anon.get(link)
+    assert page.status_code == 410 and offered(page) == [], page.text
+    assert "no longer taking meetings" in page.text and "reply to the message" in page.text
+    booked = await env.anon.post(link, data={"slot": slot.isoformat()})
+    assert booked.status_code == 410 and offered(booked) == [], booked.text
+    async with env.app.state.sessions() as session:
+        assert (await session.scalars(select(Deal).where(Deal.prospect_id == prospect))).all() == []
+        assert (await session.scalars(select(Meeting))).all() == []
+    hours = (await env.http.get(AVAILABILITY)).json()
+    assert (hours["active"], hours["free_slots"]) == (False, [])
+    await _standing(env, True, left - timedelta(minutes=1))  # a reactivation from before
+    assert (await env.anon.get(link)).status_code == 410
+
+    await _standing(env, True, left + timedelta(minutes=1))
+    assert offered(await env.anon.get(link))
+    hours = (await env.http.get(AVAILABILITY)).json()
+    assert hours["active"] is True and hours["free_slots"], hours
+    assert (await env.anon.post(link, data={"slot": slot.isoformat()})).status_code == 200
+
+
+async def test_a_reps_standing_is_validated(env: DealsEnv) -> None:
+    """The standing route takes only a service's word, whole: a missing or naive time is a
+    422 naming it, a rep id longer than any a 422 naming rep_id."""
+    path = "/internal/reps/rep-1/standing"
+    r = await env.http.post(path, json={"active": False, "changed_at": "2031-01-01T00:00:00Z"})
+    assert r.status_code == 403, r.text
+    for body, field in (
+        ({"active": False}, "changed_at"),
+        ({"active": False, "changed_at": "2031-01-01T00:00:00"}, "changed_at"),
+        ({"changed_at": "2031-01-01T00:00:00Z"}, "active"),
+    ):
+        r = await env.anon.post(path, json=body, headers=SERVICE_AUTH)
+        assert (r.status_code, fields(r)) == (422, {field}), (body, r.text)
+    good = {"active": False, "changed_at": "2031-01-01T00:00:00Z"}
+    r = await env.anon.post(f"/internal/reps/{'x' * 65}/standing", json=good, headers=SERVICE_AUTH)
+    assert (r.status_code, fields(r)) == (422, {"rep_id"}), r.text

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.deals.core.runs import signal_deal
 from services.deals.core.schemas import Meeting as MeetingOut
-from services.deals.meetings import availability, links, public, schemas
+from services.deals.meetings import availability, links, public, schemas, standing
 from services.deals.meetings import service as svc
 from services.deals.meetings.invites import pin_uid, send_invite
 from services.deals.models import Deal, Meeting, RepAvailability
@@ -169,11 +169,13 @@ async def set_availability(
 
 @reps.get("/{rep_id}/availability", response_model=schemas.AvailabilityOut)
 async def get_availability(rep_id: RepId, _: ApiKey, session: Session) -> schemas.AvailabilityOut:
-    """The rep's working hours and the slots a booking link offers now. 404 until set."""
+    """The rep's working hours and the slots a booking link offers now (none while the rep is
+    deactivated: `active` false). 404 until set."""
     return await _availability_out(session, await availability.get_hours(session, rep_id))
 
 
 async def _availability_out(session: AsyncSession, row: RepAvailability) -> schemas.AvailabilityOut:
+    active = await standing.takes_meetings(session, row.rep_id)
     return schemas.AvailabilityOut(
         rep_id=row.rep_id,
         timezone=row.timezone,
@@ -185,7 +187,8 @@ async def _availability_out(session: AsyncSession, row: RepAvailability) -> sche
         min_notice_minutes=row.min_notice_minutes,
         days_ahead=row.days_ahead,
         title=row.title,
-        free_slots=await availability.open_slots(session, row),
+        active=active,
+        free_slots=await availability.open_slots(session, row) if active else [],
     )
 
 
@@ -213,6 +216,17 @@ async def revoke_booking_links(
     revoked = await links.revoke(session, prospect_id)
     await session.commit()
     return schemas.LinksRevoked(prospect_id=prospect_id, revoked=revoked)
+
+
+@links_router.post("/internal/reps/{rep_id}/standing", response_model=schemas.RepStandingOut)
+async def record_rep_standing(
+    rep_id: RepId, body: schemas.RepStandingIn, _: ApiKey, session: Session
+) -> schemas.RepStandingOut:
+    """The rep was deactivated or reactivated (prospecting's outbox, retried until 2xx): while
+    deactivated, the links naming them offer no times and book nothing (standing.py)."""
+    row = await standing.record(session, rep_id, body.active, body.changed_at)
+    await session.commit()
+    return schemas.RepStandingOut(rep_id=rep_id, active=row.active, changed_at=row.changed_at)
 
 
 routers = [deals, reps, links_router, public.router]

@@ -12,6 +12,8 @@ a booked meeting does: a reply by booking (the cadence ends; contacting moves to
 the qualification when the booking passed the gate, the scheduled meeting; and starts the
 calendar invitation. A slot someone else took meanwhile: 409 with the slots still free.
 While the run's meeting is ahead the page shows it and books no other (409): one at a time.
+A link naming a rep who was deactivated (standing.py) offers no times and books nothing (410):
+the page says to reply to the message instead.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.deals.core.runs import signal_deal
-from services.deals.meetings import availability, links
+from services.deals.meetings import availability, links, standing
 from services.deals.meetings import service as svc
 from services.deals.meetings.invites import pin_uid, send_invite
 from services.deals.models import Deal, Meeting, RepAvailability
@@ -49,6 +51,7 @@ EXPIRED = "It has expired, or it was not copied whole from the message."
 NO_TIMES = "Nobody takes bookings through this link at the moment."
 ALREADY_BOOKED = "You already have a meeting booked: this link books one at a time."
 CLOSED = "This conversation is closed."
+AWAY = "The person this link books is no longer taking meetings."
 
 
 def _zone(claim: BookingClaim) -> ZoneInfo:
@@ -114,6 +117,9 @@ async def _claim_and_hours(
     hours = await session.get(RepAvailability, claim.rep_id)
     if hours is None:
         return _pages.render("invalid_link.html", 404, reason=NO_TIMES)
+    if not await standing.takes_meetings(session, claim.rep_id):
+        # deactivated, and this prospect was not handed over: no times, nothing booked
+        return _pages.render("no_times.html", 410, reason=AWAY)
     return claim, hours
 
 

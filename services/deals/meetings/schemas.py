@@ -108,6 +108,9 @@ class AvailabilityOut(BaseModel):
     min_notice_minutes: int
     days_ahead: int
     title: str
+    active: bool = Field(
+        True, description="false: the rep was deactivated; their links offer no slots"
+    )
     free_slots: list[datetime] = Field(description="the slots a booking link offers now (UTC)")
 
 
@@ -122,6 +125,21 @@ class BookingLinkIn(InternalModel):
         "UTC", max_length=64, description="the prospect's IANA zone: the page shows slots in it"
     )
     source: str = Field("cold", max_length=32, description="the source of a deal it opens")
+
+
+class RepStandingIn(InternalModel):
+    """Prospecting's word on a rep (through its outbox, on deactivating or reactivating them)."""
+
+    active: bool = Field(description="false: deactivated, takes no meetings")
+    changed_at: Annotated[datetime, AfterValidator(with_offset)] = Field(
+        description="when prospecting changed it, with a UTC offset: the newest word is kept"
+    )
+
+
+class RepStandingOut(BaseModel):
+    rep_id: str
+    active: bool
+    changed_at: datetime = Field(description="the newest change deals has heard of")
 
 
 class BookingLinkOut(BaseModel):
