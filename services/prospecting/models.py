@@ -242,11 +242,13 @@ class OutboxMessage(Base):
     __tablename__ = "outbox"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
-    kind: Mapped[str] = mapped_column(String(20))  # rep_move | erasure | auto_enroll | event
+    # rep_move | rep_tasks | rep_standing | erasure | auto_enroll | event | contact_change
+    kind: Mapped[str] = mapped_column(String(20))
     target: Mapped[str] = mapped_column(String(20))  # outreach | deals | referrals
     path: Mapped[str] = mapped_column(String(300))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
-    # what the message is about: the prospect (rep moves) or the erasure
+    # what the message is about: the prospect (rep moves), the rep (rep_tasks, rep_standing)
+    # or the erasure
     subject_id: Mapped[str] = mapped_column(String(64), index=True)
     # pending -> done | failed (refused with a 4xx) | superseded (a newer move of the prospect)
     status: Mapped[str] = mapped_column(String(12), default="pending")
