@@ -17,6 +17,7 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
+from shared.codec import PayloadKeyErased
 from shared.contracts.journey import JourneyState, journey_id
 from shared.contracts.names import Query
 from shared.errors import AppError
@@ -33,6 +34,20 @@ QUERY_BACKOFF_SECONDS = 0.5
 QUERY_TIMEOUT = timedelta(seconds=10)
 # a run's first workflow task is among its first events: one small page, not the whole history
 FIRST_EVENTS_PAGE = 20
+# the memo entry outreach starts every journey run with: its run number (JourneyInput.run)
+RUN_MEMO = "closeflow_run"
+
+
+async def run_number(described: WorkflowExecutionDescription) -> int | None:
+    """The run number the described journey run was started with; None when its start carried
+    none (an earlier release) or the person was erased (the memo is theirs, shredded with
+    them)."""
+    try:
+        memo = await described.memo()
+    except PayloadKeyErased:
+        return None
+    number = memo.get(RUN_MEMO)
+    return number if isinstance(number, int) else None
 
 
 async def signal_journey(

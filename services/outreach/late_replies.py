@@ -18,6 +18,7 @@ reply came after is still the prospect's current one.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,7 +34,7 @@ from services.outreach.events import service as events
 from services.outreach.inbox import Outbound
 from services.outreach.prospects import ProspectDirectory
 from shared.auth import require_api_key
-from shared.contracts.journey import Contact, Stage
+from shared.contracts.journey import Contact, Stage, journey_id
 from shared.contracts.names import Sig
 from shared.db import Session, new_id
 from shared.errors import AppError
@@ -44,6 +45,17 @@ log = logging.getLogger(__name__)
 
 LATE_REPLY_TASK, RESTARTED, WON_CLIENT_TASK = "late_reply_task", "restarted", "won_client_task"
 JOURNEY_ENDED, UNKNOWN_SENDER, NOT_ENROLLED = "journey_ended", "unknown_sender", "not_enrolled"
+
+
+@dataclass(frozen=True)
+class LateReply:
+    """Word from a person whose journey is not running: a reply, or a booking through a link of
+    a journey that ended (services.outreach.late_bookings)."""
+
+    prospect_id: str
+    channel: str  # e.g. "email", "sms", "booking link"
+    text: str
+    key: str  # what makes its task once: the provider's event, the booking's slot
 
 
 class LateEvents:
@@ -61,11 +73,23 @@ class LateEvents:
             return {"outcome": JOURNEY_ENDED, "outcome_detail": f"{err.code}: {err}"[:2000]}
 
     async def _handle(self, item: Outbound) -> dict[str, Any]:
-        prospect_id = item.workflow_id.removeprefix("journey-")
         if item.signal_name != Sig.REPLY_RECEIVED:
             return {"outcome": JOURNEY_ENDED, "outcome_detail": "no running journey to tell"}
         payload = item.signal_payload or {}
         channel, text = str(payload.get("channel", "")), str(payload.get("excerpt", ""))
+        late = LateReply(
+            item.workflow_id.removeprefix("journey-"),
+            channel,
+            text,
+            f"{item.provider}:{item.event_id}",
+        )
+        outcome, _ = await self.reply(late)
+        return outcome
+
+    async def reply(self, late: LateReply) -> tuple[dict[str, Any], int | None]:
+        """The rep's task, and a new run at qualifying when the cadence says so: the event's
+        `outcome` and `outcome_detail`, and the run restarted (or found running: a repeat)."""
+        prospect_id, channel, text = late.prospect_id, late.channel, late.text
         state = self._app.state
         async with state.sessions() as session:
             row = await runs.current_run(session, prospect_id)
@@ -87,18 +111,18 @@ class LateEvents:
             if won
             else f"Their journey ended ({ended or 'not enrolled'})."
         )
-        await self._task(item, kind, title, body, contact, row, channel, text)
+        await self._task(late, kind, title, body, contact, row)
         if won:
-            return {"outcome": WON_CLIENT_TASK, "outcome_detail": title}
+            return {"outcome": WON_CLIENT_TASK, "outcome_detail": title}, None
         if row is None:
             return {
                 "outcome": NOT_ENROLLED,
                 "outcome_detail": f"{title}: task made, never enrolled",
-            }
+            }, None
         async with state.sessions() as session:
             definition = await service.get_cadence(session, row.cadence_id)
         if definition.late_reply != "restart_at_qualifying":
-            return {"outcome": LATE_REPLY_TASK, "outcome_detail": title}
+            return {"outcome": LATE_REPLY_TASK, "outcome_detail": title}, None
         if not known:
             # the task is made; the new run needs the prospect as prospecting knows them
             raise AppError(503, "prospecting_unreachable", "late reply: restart waits")
@@ -107,9 +131,10 @@ class LateEvents:
         if why is not None:
             # a reply is no opt-in: the rep has the task and decides; no run starts on its own
             detail = f"{title}; not restarted: {why.rule}"
-            return {"outcome": LATE_REPLY_TASK, "outcome_detail": detail}
+            return {"outcome": LATE_REPLY_TASK, "outcome_detail": detail}, None
         run = await self._restart(prospect_id, row, contact, f"late reply by {channel}: {text}")
-        return {"outcome": RESTARTED, "outcome_detail": f"{title}; new run {run} at qualifying"}
+        detail = f"{title}; new run {run} at qualifying"
+        return {"outcome": RESTARTED, "outcome_detail": detail}, run
 
     async def _contact(
         self, prospect_id: str, row: models.Enrollment | None
@@ -137,26 +162,24 @@ class LateEvents:
 
     async def _task(
         self,
-        item: Outbound,
+        late: LateReply,
         kind: str,
         title: str,
         body: str,
         contact: Contact,
         row: models.Enrollment | None,
-        channel: str,
-        text: str,
     ) -> None:
         now = datetime.now(UTC)
         task = models.RepTask(
             id=new_id(),  # known before the flush: the event names it
-            key=f"{kind}:{item.provider}:{item.event_id}"[:200],
+            key=f"{kind}:{late.key}"[:200],
             rep_id=contact.rep_id or (row.rep_id if row else None),
             prospect_id=contact.prospect_id,
-            journey_id=item.workflow_id,
+            journey_id=journey_id(late.prospect_id),
             kind=kind,
             title=title[:300],
             body=body,
-            context={"channel": channel, "reply": text, "stage": "ended"},
+            context={"channel": late.channel, "reply": late.text, "stage": "ended"},
             prospect_card={
                 "name": f"{contact.first_name} {contact.last_name}".strip(),
                 "company": contact.company,

@@ -15,7 +15,6 @@ from services.outreach import models
 from services.outreach.cadences import service
 from services.outreach.cadences.stored_templates import for_journey
 from services.outreach.consent import suppressions
-from shared.codec import PayloadKeyErased
 from shared.contracts.journey import (
     CadenceSnapshot,
     Contact,
@@ -25,14 +24,15 @@ from shared.contracts.journey import (
     journey_id,
 )
 from shared.errors import AppError
+from shared.journeys import RUN_MEMO, run_number
 from shared.settings import Settings
 from shared.temporal import task_queues
 
 log = logging.getLogger(__name__)
 
-# A run's start carries the run number it was started for (its enrollment row's), so that a
-# retry knows its own run by it, not by comparing Temporal's clock with outreach's
-RUN_MEMO = "closeflow_run"
+# A run's start carries the run number it was started for (its enrollment row's, in the memo
+# shared.journeys.RUN_MEMO), so that a retry knows its own run by it, not by comparing Temporal's
+# clock with outreach's; deals reads it too, to know whose link a booking came through.
 
 
 def new_enrollment(contact: Contact, cadence_id: str, version: int) -> models.Enrollment:
@@ -146,12 +146,9 @@ async def started_for(described: WorkflowExecutionDescription, row: models.Enrol
     """The described journey run was started for `row`: by the run number its start carried.
     A run started by an earlier release carries none: then by its start time, which must not be
     before the row was stored (Temporal's clock against outreach's)."""
-    try:
-        memo = await described.memo()
-    except PayloadKeyErased:  # the person was erased: the memo is theirs, shredded with them
-        memo = {}
-    if RUN_MEMO in memo:
-        return bool(memo[RUN_MEMO] == row.run)
+    number = await run_number(described)
+    if number is not None:
+        return number == row.run
     return described.start_time is None or described.start_time >= row.created_at
 
 
