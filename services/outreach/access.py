@@ -86,6 +86,7 @@ POLICIES: dict[RouteKey, Rule] = {
     ("GET", "/prospects/{prospect_id}/journeys"): rep_own("path:prospect_id"),  # every run
     ("GET", "/follow-ups"): OPS,
     ("GET", "/inbox-events"): OPS,
+    ("POST", "/internal/prospects/{prospect_id}/late-bookings"): SERVICE_ONLY,  # deals
     ("GET", "/mailbox"): OPS,  # the IMAP reply mailbox's state (issue 14)
     ("POST", "/internal/prospects/{prospect_id}/journeys/reopen"): SERVICE_ONLY,
     ("GET", "/journeys/{prospect_id}"): rep_own("path:prospect_id"),

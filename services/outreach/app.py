@@ -6,7 +6,7 @@ import httpx
 from fastapi import FastAPI
 from temporalio.client import Client
 
-from services.outreach import late_replies, metrics, webhooks
+from services.outreach import late_bookings, late_replies, metrics, webhooks
 from services.outreach.access import ACCESS
 from services.outreach.cadences import api, follow_ups, journeys_api, simulation, stats
 from services.outreach.cadences.auto_enroll import router as auto_enroll_router
@@ -77,6 +77,7 @@ def create_app(
             enrollment_contact_router,  # POST /internal/prospects/{id}/contact
             follow_ups.router,  # GET /follow-ups (re-engagement cadences)
             late_replies.router,  # GET /inbox-events (what became of each event)
+            late_bookings.router,  # POST /internal/prospects/{id}/late-bookings (deals)
             mailbox_api.router,  # GET /mailbox (the IMAP reply mailbox's state)
             events_api.router,  # event subscriptions, POST /internal/events
         ],
@@ -93,7 +94,8 @@ def create_app(
     app.state.prospects = ProspectDirectory.from_settings(settings, prospecting_transport)
     app.state.cleanup.append(app.state.prospects.close)
     inbox = install_relay(app)  # delivers stored provider events to the journeys, retrying
-    inbox.late = late_replies.LateEvents(app)  # ... and what no running journey takes
+    # ... and what no running journey takes (a late booking through a link too: late_bookings)
+    app.state.late = inbox.late = late_replies.LateEvents(app)
     install_watcher(app, settings)  # the reply mailbox over IMAP, when one is set (issue 14)
     app.state.reps = RepDirectory.from_settings(settings, prospecting_transport)
     app.state.cleanup.append(app.state.reps.close)

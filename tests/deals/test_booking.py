@@ -611,6 +611,7 @@ async def test_a_deactivated_reps_link_offers_no_times_and_books_nothing(env: De
     no slots; an older word arriving late changes nothing; reactivated, the link works again."""
     assert (await env.http.put(AVAILABILITY, json=BOOKING_HOURS)).status_code == 200
     prospect = uuid.uuid4().hex
+    await env.start_journey(prospect)
     link = await booking_link(env, prospect)
     slot = offered(await env.anon.get(link))[0][0]
     left = datetime.now(UTC)
@@ -652,3 +653,25 @@ async def test_a_reps_standing_is_validated(env: DealsEnv) -> None:
     good = {"active": False, "changed_at": "2031-01-01T00:00:00Z"}
     r = await env.anon.post(f"/internal/reps/{'x' * 65}/standing", json=good, headers=SERVICE_AUTH)
     assert (r.status_code, fields(r)) == (422, {"rep_id"}), r.text
+
+
+async def test_a_booking_after_the_links_run_ended_waits_for_outreach_and_stores_nothing(
+    env: DealsEnv,
+) -> None:
+    """The link's run ended without a deal (the cadence ran out without a reply): a booking
+    opened a qualifying deal no journey carried. It is a late reply now, which outreach decides
+    (the whole path: tests/outreach/test_late_replies.py); while outreach cannot be asked (here:
+    nobody listens at its address) the prospect reads to try again, and nothing is stored."""
+    assert (await env.http.put(AVAILABILITY, json=BOOKING_HOURS)).status_code == 200
+    prospect = uuid.uuid4().hex
+    journey = await env.start_journey(prospect)
+    link = await booking_link(env, prospect)
+    slot = offered(await env.anon.get(link))[0][0]
+    await journey.terminate("the cadence ran out without a reply")
+    env.journeys.remove(journey)  # ended: nothing left to terminate after the test
+
+    booked = await env.anon.post(link, data={"slot": slot.isoformat()})
+    assert booked.status_code == 503 and "try again" in booked.text, booked.text
+    async with env.app.state.sessions() as session:
+        assert (await session.scalars(select(Deal).where(Deal.prospect_id == prospect))).all() == []
+        assert (await session.scalars(select(Meeting))).all() == []

@@ -6,8 +6,14 @@ became of it, an unknown sender included."""
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
 from typing import Any
 
+import httpx
+
+from shared.contracts.journey import journey_id
+from tests.support.deals import BOOKING_HOURS
 from tests.support.eventually import eventually
 from tests.support.runs import (
     cadence,
@@ -19,6 +25,7 @@ from tests.support.runs import (
     win,
 )
 from tests.support.scenarios import Driver
+from tests.support.settings import SERVICE_AUTH
 from tests.support.stack import StackDriver
 
 TWILIO_NUMBER = "+15005550006"
@@ -188,3 +195,66 @@ async def test_a_text_from_nobody_we_know_says_so(stack: StackDriver) -> None:
     events = await d.ok("GET", f"{d.u.outreach}/inbox-events", params={"outcome": "unknown_sender"})
     (event,) = [e for e in events if e["kind"] == "sms_reply"]
     assert event["prospect_id"] is None and "no prospect matches" in event["outcome_detail"]
+
+
+SLOT = re.compile(r'name="slot" value="([^"]+)"')
+
+
+async def booked_after_the_journey(
+    d: Driver, **plan: Any
+) -> tuple[dict[str, Any], httpx.Response, str]:
+    """Ida got a booking link during her journey, which ended (nurture) without a reply; she
+    books a time through it afterwards: Ida, the booking's answer and the time she picked."""
+    rep, _ = await d.setup()
+    ida = await d.new_prospect("Ida")
+    await d.enroll(ida["id"], (await cadence(d, **plan))["id"])
+    await d.wait_mails(ida["email"], 1)
+    await d.ok("PUT", f"{d.u.deals}/reps/{rep['id']}/availability", json=BOOKING_HOURS)
+    # what outreach asks for when a touch renders {{ booking_link }} in run 1
+    asked = {"prospect_id": ida["id"], "rep_id": rep["id"], "journey_key": journey_id(ida["id"])}
+    link = await d.ok(
+        "POST", f"{d.u.deals}/internal/booking-links", json=asked, headers=SERVICE_AUTH
+    )
+    await stop_to_nurture(d, ida["id"], 1)
+    page = f"{d.u.deals}/book/{link['token']}"
+    slot = SLOT.findall((await d.http.get(page)).text)[0]
+    return ida, await d.http.post(page, data={"slot": slot}), slot
+
+
+async def test_a_late_booking_restarts_the_journey_that_carries_its_deal_by_policy(
+    stack: StackDriver,
+) -> None:
+    """A booking through the link of a journey that had ended opened a qualifying deal no
+    journey carried (no reminders, no tasks, no stage truth). It is a late reply: with
+    `late_reply: restart_at_qualifying` run 2 starts at qualifying and carries the booked deal;
+    the rep has the late reply's task."""
+    d = stack
+    ida, booked, slot = await booked_after_the_journey(d, late_reply="restart_at_qualifying")
+    assert booked.status_code == 200 and "You are booked" in booked.text, booked.text
+    runs = await wait_run(d, ida["id"], 2, origin="late_reply")
+    assert runs[1]["start_stage"] == "qualifying"
+    deals = await d.ok("GET", f"{d.u.deals}/deals", params={"prospect_id": ida["id"]})
+    assert [deal["journey_id"] for deal in deals] == [runs[1]["run_key"]], deals
+    meetings = (await d.ok("GET", f"{d.u.deals}/deals/{deals[0]['id']}"))["meetings"]
+    assert [(m["status"], datetime.fromisoformat(m["starts_at"])) for m in meetings] == [
+        ("scheduled", datetime.fromisoformat(slot))
+    ], meetings
+    task = await task_of_kind(d, ida["id"], "late_reply")
+    assert "booking link" in task["title"], task
+
+
+async def test_a_late_booking_without_a_restart_is_the_reps_task_and_no_deal(
+    stack: StackDriver,
+) -> None:
+    """The same booking under the default policy (`late_reply: task`): no deal nobody carries,
+    the prospect reads that their rep will get back to them, the rep has the task with the
+    time asked for."""
+    d = stack
+    ida, booked, slot = await booked_after_the_journey(d)
+    assert booked.status_code == 409, booked.text
+    assert "get back to you" in booked.text and 'name="slot"' not in booked.text
+    task = await task_of_kind(d, ida["id"], "late_reply")
+    asked = datetime.fromisoformat(slot).strftime("%d %B %Y, %H:%M")  # the link's zone: UTC
+    assert "asked to meet on" in task["body"] and asked in task["body"], task
+    assert await d.ok("GET", f"{d.u.deals}/deals", params={"prospect_id": ida["id"]}) == []
+    assert [r["run"] for r in await runs_of(d, ida["id"])] == [1]

@@ -112,3 +112,18 @@ async def revoke(session: AsyncSession, prospect_id: str) -> int:
         .execution_options(synchronize_session=False)
     )
     return cast(CursorResult[Any], done).rowcount
+
+
+async def follow_run(session: AsyncSession, prospect_id: str, ended: str, now_key: str) -> None:
+    """The prospect's live links of run `ended` book into run `now_key` from now on (a late
+    booking went there: meetings.late), so reopening one shows that booking."""
+    await session.execute(
+        update(BookingLink)
+        .where(
+            BookingLink.prospect_id == prospect_id,
+            BookingLink.journey_key == ended,
+            BookingLink.revoked_at.is_(None),
+        )
+        .values(journey_key=now_key)
+        .execution_options(synchronize_session=False)
+    )

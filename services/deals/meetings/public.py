@@ -13,12 +13,15 @@ the qualification when the booking passed the gate, the scheduled meeting; and s
 calendar invitation. A slot someone else took meanwhile: 409 with the slots still free.
 While the run's meeting is ahead the page shows it and books no other (409): one at a time.
 A link naming a rep who was deactivated (standing.py) offers no times and books nothing (410):
-the page says to reply to the message instead.
+the page says to reply to the message instead. A time posted through a link whose run ended
+before it had a deal is a late reply (late.py): outreach names the run it goes to, or none (the
+rep's task only: 409, nothing booked).
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import UTC, datetime
 from itertools import groupby
 from zoneinfo import ZoneInfo
@@ -28,7 +31,8 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.deals.core.runs import signal_deal
-from services.deals.meetings import availability, links, standing
+from services.deals.core.service import find_deal_by_journey
+from services.deals.meetings import availability, late, links, standing
 from services.deals.meetings import service as svc
 from services.deals.meetings.invites import pin_uid, send_invite
 from services.deals.models import Deal, Meeting, RepAvailability
@@ -52,6 +56,11 @@ NO_TIMES = "Nobody takes bookings through this link at the moment."
 ALREADY_BOOKED = "You already have a meeting booked: this link books one at a time."
 CLOSED = "This conversation is closed."
 AWAY = "The person this link books is no longer taking meetings."
+TRY_AGAIN = "We could not take your booking just now: please try again in a minute."
+ASKED = (
+    "Thank you: we have passed on that you would like to meet on {when}. We will get back to "
+    "you to confirm a time."
+)
 
 
 def _zone(claim: BookingClaim) -> ZoneInfo:
@@ -144,6 +153,11 @@ async def book_slot(token: str, request: Request, session: Session) -> HTMLRespo
         return found
     claim, hours = found
     picked = _picked(str((await request.form()).get("slot", "")))
+    if picked is not None:
+        run = await _run_of_booking(request, session, claim, hours, picked)
+        if isinstance(run, HTMLResponse):
+            return run
+        claim = run
     # the rep's calendar is read under its lock: a meeting scheduled, moved or booked at the
     # same moment is either seen here or waits for this booking (availability.hold_calendar)
     await availability.hold_calendar(session, claim.rep_id)
@@ -174,6 +188,39 @@ async def book_slot(token: str, request: Request, session: Session) -> HTMLRespo
     await session.commit()
     await _tell(request, deal, meeting, passed_gate, repeat)
     return _booked_page(claim, meeting)
+
+
+async def _run_of_booking(
+    request: Request,
+    session: AsyncSession,
+    claim: BookingClaim,
+    hours: RepAvailability,
+    picked: datetime,
+) -> BookingClaim | HTMLResponse:
+    """The claim the booking goes on: the link's while its run runs or has its deal; after the
+    run ended, the run outreach names for a late booking (late.py), or the page saying the rep
+    will get back to them (nothing booked). Asked before the calendar's lock is taken."""
+    if await find_deal_by_journey(session, claim.journey_key) is not None:
+        return claim
+    if picked not in await availability.open_slots(session, hours):
+        return claim  # taken, or not a time offered: answered as always, nobody asked
+    try:
+        if await late.link_runs(request.app.state.temporal, claim):
+            return claim
+        when = f"{_when(picked, _zone(claim))} ({_zone(claim).key})"
+        answer = await late.ask_outreach(request.app.state.settings, claim, picked, when)
+    except AppError as err:
+        log.error("late booking of %s: %s", claim.prospect_id, err.message)
+        return _pages.render(
+            "no_times.html", 503, heading="Not booked", reason=TRY_AGAIN, reply=False
+        )
+    if answer.run_key is None:
+        asked = ASKED.format(when=when)
+        return _pages.render(
+            "no_times.html", 409, heading="Request passed on", reason=asked, reply=False
+        )
+    await links.follow_run(session, claim.prospect_id, claim.journey_key, answer.run_key)
+    return replace(claim, journey_key=answer.run_key)
 
 
 def _picked(value: str) -> datetime | None:
