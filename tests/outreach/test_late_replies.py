@@ -201,13 +201,15 @@ SLOT = re.compile(r'name="slot" value="([^"]+)"')
 
 
 async def booked_after_the_journey(
-    d: Driver, **plan: Any
+    d: Driver, *, again: bool = False, **plan: Any
 ) -> tuple[dict[str, Any], httpx.Response, str]:
-    """Ida got a booking link during her journey, which ended (nurture) without a reply; she
-    books a time through it afterwards: Ida, the booking's answer and the time she picked."""
+    """Ida got a booking link during her journey, which ended (nurture) without a reply
+    (`again`: and she was enrolled again since); she books a time through it afterwards: Ida,
+    the booking's answer and the time she picked."""
     rep, _ = await d.setup()
     ida = await d.new_prospect("Ida")
-    await d.enroll(ida["id"], (await cadence(d, **plan))["id"])
+    plan_id = (await cadence(d, **plan))["id"]
+    await d.enroll(ida["id"], plan_id)
     await d.wait_mails(ida["email"], 1)
     await d.ok("PUT", f"{d.u.deals}/reps/{rep['id']}/availability", json=BOOKING_HOURS)
     # what outreach asks for when a touch renders {{ booking_link }} in run 1
@@ -216,6 +218,9 @@ async def booked_after_the_journey(
         "POST", f"{d.u.deals}/internal/booking-links", json=asked, headers=SERVICE_AUTH
     )
     await stop_to_nurture(d, ida["id"], 1)
+    if again:
+        await d.enroll(ida["id"], plan_id)
+        await wait_run(d, ida["id"], 2, status="running")
     page = f"{d.u.deals}/book/{link['token']}"
     slot = SLOT.findall((await d.http.get(page)).text)[0]
     return ida, await d.http.post(page, data={"slot": slot}), slot
@@ -258,3 +263,20 @@ async def test_a_late_booking_without_a_restart_is_the_reps_task_and_no_deal(
     assert "asked to meet on" in task["body"] and asked in task["body"], task
     assert await d.ok("GET", f"{d.u.deals}/deals", params={"prospect_id": ida["id"]}) == []
     assert [r["run"] for r in await runs_of(d, ida["id"])] == [1]
+
+
+async def test_a_booking_through_an_earlier_runs_link_goes_on_the_running_runs_deal(
+    stack: StackDriver,
+) -> None:
+    """Enrolled again since, Ida books through the link of her first run: the booking went on a
+    deal of the ended run, which the running run (which opens its own deal) never carried. It
+    goes on the running run's deal now, and that run hears it as her reply."""
+    d = stack
+    ida, booked, _ = await booked_after_the_journey(d, again=True)
+    assert booked.status_code == 200 and "You are booked" in booked.text, booked.text
+    runs = await runs_of(d, ida["id"])
+    assert [r["run"] for r in runs] == [1, 2], runs
+    deal = await d.deal_of(ida["id"])
+    assert deal["journey_id"] == runs[1]["run_key"], deal
+    path = await d.wait_stage(ida["id"], "qualifying")
+    assert path[-2:] == ["contacting", "qualifying"], path
