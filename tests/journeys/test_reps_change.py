@@ -8,8 +8,12 @@ from __future__ import annotations
 from typing import Any
 
 from shared.auth import API_KEY_HEADER
+from shared.contracts.journey import journey_id
+from tests.support.deals import BOOKING_HOURS
 from tests.support.eventually import eventually
+from tests.support.runs import stop_to_nurture
 from tests.support.scenarios import Driver, fast_cadence
+from tests.support.settings import SERVICE_AUTH
 from tests.support.stack import StackDriver
 
 ANSWERS = {"budget": True, "authority": "decision_maker", "need": "reports by hand", "timeline": 2}
@@ -245,3 +249,37 @@ async def test_a_reps_pause_stays_with_the_rep_when_their_prospects_change_hands
     assert sorted(ron_back["signalled"]) == sorted([ada["id"], bob["id"]])
     await pauses(ada, [])
     await pauses(bob, [])
+
+
+async def test_a_deactivated_reps_link_stops_offering_times_to_whom_was_not_handed_over(
+    stack: StackDriver,
+) -> None:
+    """Ida's journey ended (nurture) under Ann, so Ann's deactivation does not hand her over;
+    the booking link Ida holds named Ann and went on offering Ann's times. Prospecting tells
+    deals through its outbox: the page offers no times, Ann's availability no slots."""
+    d = stack
+    ann = await new_rep(d, "Ann Leaving")
+    ida = await d.new_prospect("Ida")
+    await d.enroll(
+        ida["id"], (await d.ok("POST", f"{d.u.outreach}/cadences", json=fast_cadence()))["id"]
+    )
+    await stop_to_nurture(d, ida["id"], 1)
+    hours = f"{d.u.deals}/reps/{ann['id']}/availability"
+    await d.ok("PUT", hours, json=BOOKING_HOURS)
+    asked = {"prospect_id": ida["id"], "rep_id": ann["id"], "journey_key": journey_id(ida["id"])}
+    link = await d.ok(
+        "POST", f"{d.u.deals}/internal/booking-links", json=asked, headers=SERVICE_AUTH
+    )
+    page = f"{d.u.deals}/book/{link['token']}"
+    assert 'name="slot"' in (await d.http.get(page)).text
+
+    r = await d.ok("PATCH", f"{d.u.prospecting}/reps/{ann['id']}", json={"active": False})
+    assert r["moved"] == {}, r  # her journey was over: not handed over
+
+    async def no_times() -> str | None:
+        answer = await d.http.get(page)
+        return answer.text if answer.status_code == 410 else None
+
+    text = await eventually(no_times, "Ida's page without Ann's times")
+    assert 'name="slot"' not in text and "no longer taking meetings" in text
+    assert (await d.ok("GET", hours))["free_slots"] == []
