@@ -204,6 +204,8 @@ async def _run_of_booking(
         return claim
     if picked not in await availability.open_slots(session, hours):
         return claim  # taken, or not a time offered: answered as always, nobody asked
+    # only read so far: no connection held (SQLite has one) while Temporal and outreach answer
+    await session.commit()
     try:
         if await late.link_runs(request.app.state.temporal, claim):
             return claim
