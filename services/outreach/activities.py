@@ -90,6 +90,9 @@ SENT_STATES = frozenset({"submitted", "delivered", "bounced", "failed"})
 # out a database that is away, outside an activity (no attempt deadline)
 RECORD_SENT_PATIENCE = timedelta(seconds=10)
 AfterSend = Callable[[models.Message], Awaitable[None]]
+# the wall clock the send windows are read on (a test's stands for the minutes a slow exchange
+# takes, which a real clock would need a real evening for)
+Clock = Callable[[], datetime]
 T = TypeVar("T")
 
 
@@ -143,6 +146,14 @@ class Rendered:
     body: str
     html: str = ""
     invite: InvitePart | None = None  # a meeting invitation's calendar part (email only)
+
+
+class WindowShut(Exception):
+    """The send window closed between the touch's look and its provider call: deferred."""
+
+    def __init__(self, opens: datetime) -> None:
+        super().__init__(f"the send window opens at {opens.isoformat()}")
+        self.opens = opens
 
 
 @dataclass(frozen=True)
@@ -209,8 +220,10 @@ class OutreachActivities:
         faults: SendFaults | None = None,
         reps: RepDirectory | None = None,
         booking_links: BookingLinks | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.sessions = sessions
+        self._clock: Clock = clock or (lambda: datetime.now(UTC))
         self._reps = reps
         self._booking_links = booking_links  # None: `{{ booking_link }}` renders empty
         self._settings = settings
@@ -269,7 +282,6 @@ class OutreachActivities:
             log.info("journey %s %s: not sent, %s", req.journey_id, req.touch_key, late.why)
             channels = [substitute_channel(p.channel, req.contact) for p in self._plan(req)]
             return TouchResult([ChannelOutcome(c, "skipped", late.why) for c in channels])
-        now = datetime.now(UTC)
         outcomes: list[ChannelOutcome] = []
         defer_until: datetime | None = None
         values = variables_for(req.contact, req.variables)
@@ -298,13 +310,13 @@ class OutreachActivities:
             if unmet:
                 outcomes.append(ChannelOutcome(channel, "skipped", unmet))
                 continue
-            outcome, wait = await self._one_channel(req, plan, channel, text, now, late)
+            outcome, wait = await self._one_channel(req, plan, channel, text, late)
             outcomes.append(outcome)
             waits = [wait]
             fallback = self._fallback(req, channel, text, outcome, in_touch)
             if fallback is not None:
                 # the touch was meant to reach the prospect twice: another way in, recorded
-                outcome, wait = await self._one_channel(req, *fallback, now, late)
+                outcome, wait = await self._one_channel(req, *fallback, late)
                 outcomes.append(outcome)
                 waits.append(wait)
             for when in waits:
@@ -336,7 +348,6 @@ class OutreachActivities:
         plan: PlannedSend,
         channel: str,
         text: Rendered,
-        now: datetime,
         late: LateRun | None = None,
     ) -> tuple[ChannelOutcome, datetime | None]:
         """One channel of the touch: a rep task, or a send now, or the time it may go; or
@@ -344,8 +355,9 @@ class OutreachActivities:
         refusal = late.refusal(channel) if late is not None else None
         if refusal is not None:
             return refusal, None
-        window = window_for(req.kind, req.send_window)
-        allowed = next_allowed(now, req.contact.timezone, channel, window, req.contact.phone)
+        # read now, not once per touch: the channel before may have taken minutes (a slow SMTP
+        # exchange) and carried the moment past the window's end
+        now, allowed = self._window_now(req, channel)
         if channel in TASK_CHANNELS:
             # made now (the rep sees it coming, the journey does not wait for it), due when it
             # may reach the prospect: a call within the window and the quiet hours
@@ -354,6 +366,12 @@ class OutreachActivities:
             return ChannelOutcome(channel, "deferred", allowed.isoformat()), allowed
         # the send itself may still have to wait for a sender's or a domain's cap
         return await self._send_once(req, plan, channel, text)
+
+    def _window_now(self, req: TouchRequest, channel: str) -> tuple[datetime, datetime]:
+        """(now, the earliest moment at or after it when `channel` may reach the prospect)."""
+        now = self._clock()
+        window = window_for(req.kind, req.send_window)
+        return now, next_allowed(now, req.contact.timezone, channel, window, req.contact.phone)
 
     def _fallback(
         self,
@@ -567,8 +585,12 @@ class OutreachActivities:
             call = send_lease.ProviderCall()
             try:
                 outcome = await self._call_provider(
-                    session, row, channel, resend, deadline, call, text.invite
+                    session, req, row, resend, deadline, call, text.invite
                 )
+            except WindowShut as shut:
+                # nothing went to the provider: the row is as it was before the claim
+                await self._give_back_lease(row, deadline, status=seen_status)
+                return ChannelOutcome(channel, "deferred", shut.opens.isoformat()), shut.opens
             except BaseException:
                 if call.may_give_back():
                     await self._give_back_lease(row, deadline)
@@ -601,8 +623,8 @@ class OutreachActivities:
     async def _call_provider(
         self,
         session: AsyncSession,
+        req: TouchRequest,
         row: models.Message,
-        channel: str,
         resend: bool,
         deadline: datetime | None,
         call: send_lease.ProviderCall,
@@ -610,11 +632,12 @@ class OutreachActivities:
     ) -> ChannelOutcome | None:
         """The provider call of a claimed row, and `submitted` committed; or the outcome that
         stopped it (refused for good, opted out meanwhile)."""
+        channel = row.channel
         if self._faults is not None:
             await self._faults.before_provider_call(row)
         try:
             provider_id, refusal = await self._deliver_if_allowed(
-                session, row, resend, deadline, call, invite
+                session, req, row, resend, deadline, call, invite
             )
         except (EmailSendError, SmsSendError) as err:
             if not err.permanent:
@@ -707,18 +730,22 @@ class OutreachActivities:
                 )
         await session.commit()
 
-    async def _give_back_lease(self, row: models.Message, deadline: datetime | None) -> None:
-        """This attempt is over (it failed): a retry may re-send at once. Only our own claim's
-        lease: a later attempt's claim has a higher count. An attempt that failed because the
-        database went away gives it back once the database is there again: kept, the lease would
-        hold the send for minutes after a restart of seconds (make chaos)."""
+    async def _give_back_lease(
+        self, row: models.Message, deadline: datetime | None, status: str = "sending"
+    ) -> None:
+        """This attempt is over (it failed, or deferred the send): a retry may re-send at once.
+        Only our own claim's lease: a later attempt's claim has a higher count. An attempt that
+        failed because the database went away gives it back once the database is there again:
+        kept, the lease would hold the send for minutes after a restart of seconds (make chaos).
+        `status`: the row's before the claim (`pending` for a first send, which nothing
+        reached the provider for)."""
 
         async def give_back(session: AsyncSession) -> None:
             await session.execute(
                 update(models.Message)
                 .where(models.Message.id == row.id, models.Message.attempts == row.attempts)
                 .where(models.Message.status == "sending")
-                .values(sending_until=None)
+                .values(sending_until=None, status=status)
             )
             await session.commit()
 
@@ -802,6 +829,7 @@ class OutreachActivities:
     async def _deliver_if_allowed(
         self,
         session: AsyncSession,
+        req: TouchRequest,
         row: models.Message,
         resend: bool,
         deadline: datetime | None,
@@ -809,7 +837,8 @@ class OutreachActivities:
         invite: InvitePart | None = None,
     ) -> tuple[str, str | None]:
         """(provider id, None), or ("", why not) when consent forbids the send now: checked
-        again right before the provider call, under the locks opt-outs take (consent.send_guard)."""
+        again right before the provider call, under the locks opt-outs take (consent.send_guard).
+        WindowShut when the send window closed since the touch looked (the locks, the claim)."""
         if resend and row.channel == "email":
             # Not a send, so not under the guard's locks (opt-outs would wait on the mailbox):
             # the SMTP server filed the earlier attempt's copy, so it went (mailbox/sent_folder.py)
@@ -827,6 +856,9 @@ class OutreachActivities:
                 # the guard's locks took this attempt past its time: its lease says how long a
                 # retry waits, and it only covers a call started before the deadline
                 raise send_lease.expired(row.channel)
+            now, allowed = self._window_now(req, row.channel)
+            if allowed > now:
+                raise WindowShut(allowed)
             with call:
                 if row.channel == "email":
                     return await self._deliver_email(row, invite), None
@@ -1064,6 +1096,7 @@ def activities_for(
     after_send: AfterSend | None = None,
     *,
     faults: SendFaults | None = None,
+    clock: Clock | None = None,
 ) -> list[Callable[..., Any]]:
     colleagues = ColleagueActivities(sessions)
     run_ends = RunActivities(sessions)
@@ -1077,6 +1110,7 @@ def activities_for(
         faults,
         RepDirectory.from_settings(settings),
         BookingLinks.from_settings(settings),
+        clock,
     )
     return [
         acts.send_touch,

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from aiosmtpd.controller import Controller
 
+from services.outreach import models
+from services.outreach.activities import SendFaults
 from services.outreach.consent import service as consent
 from services.outreach.consent import suppressions
 from shared.contracts.journey import CadenceStep, Contact, TouchRequest, journey_id
@@ -246,3 +250,88 @@ async def test_a_subject_that_renders_a_line_break_goes_out_on_one_line(ground: 
         assert outcomes == {"email": "sent", "sms": "sent"}
         [mail] = st.emails_to(c.email or "")
         assert mail["subject"] == "Analytical Engines and reporting"
+
+
+class EveningClock:
+    """The prospect's evening, stood still but for what the mail server's slowness takes."""
+
+    def __init__(self, moment: datetime) -> None:
+        self.moment = moment
+
+    def __call__(self) -> datetime:
+        return self.moment
+
+
+class SlowSmtp:
+    """A mail server that takes two minutes (by the touch's clock) to answer the message's end."""
+
+    def __init__(self, clock: EveningClock) -> None:
+        self.clock = clock
+        self.accepted = 0
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        await asyncio.sleep(0.5)
+        self.clock.moment += timedelta(minutes=2)
+        self.accepted += 1
+        return "250 OK"
+
+
+async def test_a_text_after_a_slow_email_waits_for_the_morning_when_21h_passed(
+    ground: Ground,
+) -> None:
+    """The window was read once per touch: an email whose exchange took the clock past 21:00
+    local let the touch's text go after 21:00. Each channel now reads the clock when it goes:
+    the text is deferred to 08:00 local, as any text outside the window."""
+    zone = ZoneInfo("America/Chicago")
+    clock = EveningClock(datetime(2026, 3, 4, 20, 59, 30, tzinfo=zone).astimezone(UTC))
+    smtp = SlowSmtp(clock)
+    controller = Controller(smtp, hostname="127.0.0.1", port=free_port())
+    await asyncio.to_thread(controller.start)
+    try:
+        async with outreach_rig(ground, smtp_port=controller.port, clock=clock) as st:
+            c = person()
+            c.timezone = "America/Chicago"
+            result = await asyncio.wait_for(st.touch(first_touch(c, EMAIL, SMS)), timeout=25)
+            outcomes = {o.channel: (o.status, o.detail) for o in result.outcomes}
+            morning = datetime(2026, 3, 5, 8, tzinfo=zone)
+            assert outcomes["email"][0] == "sent"
+            assert outcomes["sms"] == ("deferred", morning.astimezone(UTC).isoformat())
+            assert result.defer_until == morning.astimezone(UTC).isoformat()
+            assert await st.texts_to(c.phone or "") == []
+            assert smtp.accepted == 1
+    finally:
+        await asyncio.to_thread(controller.stop)
+
+
+class SlowBeforeTheCall(SendFaults):
+    """The minutes between a text's claim and its provider call (the opt-out locks it waits
+    for, a busy database) that carry the clock past 21:00 local."""
+
+    def __init__(self, clock: EveningClock) -> None:
+        self.clock = clock
+
+    async def before_provider_call(self, row: models.Message) -> None:
+        self.clock.moment += timedelta(minutes=2)
+
+
+async def test_a_text_whose_call_comes_after_21h_is_deferred_not_sent(ground: Ground) -> None:
+    """The window is read again right before the provider call: a text claimed at 20:59:50
+    whose call would start after 21:00 local goes back to `pending`, deferred to 08:00, and
+    goes out once then."""
+    zone = ZoneInfo("America/Chicago")
+    clock = EveningClock(datetime(2026, 3, 4, 20, 59, 50, tzinfo=zone).astimezone(UTC))
+    async with outreach_rig(ground, faults=SlowBeforeTheCall(clock), clock=clock) as st:
+        c = person()
+        c.timezone = "America/Chicago"
+        req = first_touch(c, SMS)
+        result = await asyncio.wait_for(st.touch(req), timeout=25)
+        morning = datetime(2026, 3, 5, 8, tzinfo=zone).astimezone(UTC)
+        [outcome] = result.outcomes
+        assert (outcome.status, outcome.detail) == ("deferred", morning.isoformat())
+        assert await st.texts_to(c.phone or "") == []
+        [row] = await st.rows(c.prospect_id)
+        assert (row.status, row.sending_until) == ("pending", None)
+
+        clock.moment = morning
+        assert await asyncio.wait_for(st.send(req), timeout=25) == {"sms": "sent"}
+        assert len(await st.texts_to(c.phone or "")) == 1

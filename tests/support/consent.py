@@ -18,7 +18,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from services.outreach import models
-from services.outreach.activities import SendFaults, activities_for
+from services.outreach.activities import Clock, SendFaults, activities_for
 from services.outreach.app import create_app
 from shared.contracts.journey import TouchRequest, TouchResult
 from shared.db import create_engine, session_factory
@@ -62,10 +62,13 @@ class OutreachRig:
         return self.sb.settings.task_queue("journeys")
 
     async def send(self, req: TouchRequest) -> dict[str, str]:
-        result = await self.env.client.execute_workflow(
+        result = await self.touch(req)
+        return {o.channel: o.status for o in result.outcomes}
+
+    async def touch(self, req: TouchRequest) -> TouchResult:
+        return await self.env.client.execute_workflow(
             SendTouchOnce.run, req, id=f"send-{uuid.uuid4().hex}", task_queue=self.journeys_queue
         )
-        return {o.channel: o.status for o in result.outcomes}
 
     async def schedule(self, req: TouchRequest, delay: float) -> Any:
         return await self.env.client.start_workflow(
@@ -100,12 +103,14 @@ async def outreach_rig(
     *,
     faults: SendFaults | None = None,
     smtp_port: int | None = None,
+    clock: Clock | None = None,
     **overrides: object,
 ) -> AsyncIterator[OutreachRig]:
     """Outreach's app (Postmark webhooks on, inbox at test speed) and its real send activity on
     real sandboxes; the journeys' queue runs the one-touch and scheduled-touch workflows and the
     recording journey. faults: the send activity's; smtp_port: the activity worker's SMTP server
-    instead of the mailbox sandbox."""
+    instead of the mailbox sandbox; clock: the one the
+    activity reads the send windows on."""
     env = ground.temporal
     urls = {"outreach": ground.database_urls["outreach"]}
     settings = {**PM, **overrides}
@@ -115,7 +120,7 @@ async def outreach_rig(
             worker_settings = sb.settings.model_copy(update={"smtp_port": smtp_port})
         engine = create_engine(sb.settings.database_url("outreach"))
         sessions = session_factory(engine)
-        acts = activities_for(worker_settings, sessions, faults=faults)
+        acts = activities_for(worker_settings, sessions, faults=faults, clock=clock)
         q = sb.settings.task_queue
         app = create_app(sb.settings, temporal_client=env.client)
         app.state.inbox.timing = FAST
