@@ -321,7 +321,12 @@ class Settings(BaseSettings):
         "and SPF); empty: the machine's fully qualified name, looked up once per process",
     )
     smtp_timeout_seconds: float = Field(
-        30.0, gt=0, le=300, description="longest wait for each of the SMTP server's replies"
+        30.0,
+        gt=0,
+        le=300,
+        description="longest wait for each of the SMTP server's replies; one "
+        "email's whole exchange is cut off after this plus CLOSEFLOW_SMTP_DATA_TIMEOUT_SECONDS "
+        "(the send lease counts on that)",
     )
     smtp_data_timeout_seconds: float = Field(
         120.0,

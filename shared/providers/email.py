@@ -201,8 +201,13 @@ class SmtpEmail:
 
     @property
     def longest_wait(self) -> float:
-        """The longest the server may keep one send waiting for a reply."""
-        return max(self.timeout, self.data_timeout)
+        """The longest one send may take, its whole exchange (connection, TLS, EHLO, AUTH,
+        MAIL, RCPT, DATA, the message's end, QUIT): one deadline that `send` enforces and the
+        send lease counts on (services/outreach/send_lease.py). Each reply's own timeout alone
+        let a server slow at every step keep a send going for their sum, past the lease. The
+        message's end keeps its whole wait unless the steps before it took more than one reply
+        timeout together."""
+        return self.timeout + self.data_timeout
 
     @property
     def domain(self) -> str:
@@ -219,24 +224,26 @@ class SmtpEmail:
 
     async def send(self, msg: OutgoingEmail) -> str:
         mime = build_mime(msg, self.from_addr)
-        local_hostname = await self.helo_name()
         try:
-            # no instrumentation covers aiosmtplib: the trace's last hop (issue 12)
+            # no instrumentation covers aiosmtplib: the trace's last hop (issue 12). Past the
+            # deadline the exchange is cancelled (the connection closed: _PatientAtTheDot) and
+            # TimeoutError, an OSError, says the outcome is unknown
             with span("smtp.send", {"server.address": self.host, "server.port": self.port}):
-                client = _PatientAtTheDot(
-                    hostname=self.host,
-                    port=self.port,
-                    username=self.username or None,
-                    password=self._password if self.username else None,
-                    use_tls=self.tls == "tls",
-                    # False, not None: None would upgrade opportunistically in "none" mode.
-                    start_tls=self.tls == "starttls",
-                    timeout=self.timeout,
-                    data_timeout=self.data_timeout,
-                    local_hostname=local_hostname,
-                )
-                async with client:
-                    await client.send_message(mime)
+                async with asyncio.timeout(self.longest_wait):
+                    client = _PatientAtTheDot(
+                        hostname=self.host,
+                        port=self.port,
+                        username=self.username or None,
+                        password=self._password if self.username else None,
+                        use_tls=self.tls == "tls",
+                        # False, not None: None would upgrade opportunistically in "none" mode.
+                        start_tls=self.tls == "starttls",
+                        timeout=self.timeout,
+                        data_timeout=self.data_timeout,
+                        local_hostname=await self.helo_name(),
+                    )
+                    async with client:
+                        await client.send_message(mime)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [r.code for r in exc.recipients]
             permanent = bool(codes) and all(500 <= c < 600 for c in codes)

@@ -80,11 +80,14 @@ STACK_ENV = {"CLOSEFLOW_SMTP_TIMEOUT_SECONDS": "5", "CLOSEFLOW_TWILIO_TIMEOUT_SE
 FIRST_TOUCH_TIMEOUT = 240.0
 # How long a journey may legitimately still run after the traffic: a send whose attempt died
 # while the provider held the message (a worker killed during an SMTP hang) is not retried before
-# its lease ends (send_lease.lease_end: the activity's deadline plus the wait for the answer to
-# the message's end), then the cadence's later steps and its nurture.
+# its lease ends (send_lease.lease_end: the activity's deadline plus the whole SMTP exchange's
+# deadline, a reply's timeout and the wait for the answer to the message's end), then the
+# cadence's later steps and its nurture.
 _T0 = datetime(2026, 1, 1, tzinfo=UTC)  # any instant: only the lease's length counts
 _LEASE_ENDS = lease_end(
-    _T0 + ACTIVITY_TIMEOUT, Settings.model_fields["smtp_data_timeout_seconds"].default
+    _T0 + ACTIVITY_TIMEOUT,
+    float(STACK_ENV["CLOSEFLOW_SMTP_TIMEOUT_SECONDS"])
+    + Settings.model_fields["smtp_data_timeout_seconds"].default,
 )
 assert _LEASE_ENDS is not None
 SETTLE_SECONDS = (

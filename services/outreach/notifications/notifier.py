@@ -203,6 +203,7 @@ class Notifier(PinnedClientOwner, Relay[models.TaskNotification]):  # type: igno
         timing: NotifierTiming | None = None,
     ) -> None:
         timing = timing or NotifierTiming()
+        email = SmtpEmail.from_settings(settings)
         super().__init__(
             "notifier",
             sessions,
@@ -210,17 +211,17 @@ class Notifier(PinnedClientOwner, Relay[models.TaskNotification]):  # type: igno
             self._deliver,
             timing,
             before_pass=self.sweep,
-            # one notification's longest wait: an email's connection and its end, a text, a
-            # webhook (a lease over before it: another replica sent it again)
+            # one notification's longest wait: an email's whole exchange, a text, a webhook (a
+            # lease over before it: another replica sent it again)
             longest_attempt=max(
-                settings.smtp_timeout_seconds + settings.smtp_data_timeout_seconds,
+                email.longest_wait,
                 settings.twilio_timeout_seconds,
                 timing.webhook_timeout,
             ),
         )
         self._settings = settings
         self._reps = reps
-        self._email = SmtpEmail.from_settings(settings)
+        self._email = email
         self._sms = TwilioSms.from_settings(settings)
         # the webhooks' connections: every resolved address checked, redirects refused
         self.outbound = webhook_policy(settings)
