@@ -543,7 +543,12 @@ class Settings(BaseSettings):
         "http://127.0.0.1:8030", description="https://api.twilio.com in production"
     )
     twilio_timeout_seconds: float = Field(
-        15.0, gt=0, le=300, description="longest wait for Twilio's API during one request"
+        15.0,
+        gt=0,
+        le=300,
+        description="longest wait for Twilio's API during one request; one text's whole "
+        "delivery (a re-send looks for the earlier attempt's text first) gets three times it, "
+        "which the send lease counts",
     )
 
     # --- worker slots (issue 13, speed of the journey path) -----------------------------------

@@ -618,7 +618,7 @@ class OutreachActivities:
         return await erased_reason(session, pepper, channel, normal)
 
     def _provider_timeout(self, channel: str) -> float:
-        return self._email.longest_wait if channel == "email" else self._sms.timeout
+        return self._email.longest_wait if channel == "email" else self._sms.longest_wait
 
     async def _call_provider(
         self,
@@ -903,18 +903,13 @@ class OutreachActivities:
         return await self._email.send(msg)
 
     async def _deliver_sms(self, row: models.Message, resend: bool) -> str:
-        if resend:
-            since = row.created_at - timedelta(minutes=1)
-            found = await self._sms.find_recent(row.to_address, row.body, since)
-            if found:
-                return found
+        since = row.created_at - timedelta(minutes=1) if resend else None
         callback = sms_status.callback_url(self._settings.outreach_public_url, row.id)
         try:
-            sent = await self._sms.send_sms(row.to_address, row.body, callback)
+            return await self._sms.deliver(row.to_address, row.body, callback, since)
         except TwilioRestException as err:
             # Twilio's answer says whether the text was created and whether a retry can help
             raise SmsSendError.of(err) from err
-        return sent.sid
 
     async def _stop_if_listed(self, req: TouchRequest) -> None:
         """A do-not-contact entry covers this prospect: the entry's own lookup ends the

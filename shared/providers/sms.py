@@ -6,6 +6,7 @@ only the base URL differs, rewritten in the HTTP client so the library stays unt
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ TWILIO_API_BASE_URL = "https://api.twilio.com"
 DEFAULT_TIMEOUT_SECONDS = 15.0
 # How far back find_recent looks among a number's newest messages for one still queued.
 _RECENT_SCAN_LIMIT = 50
+# A re-send's requests, each with its own timeout: find_recent's two lists, then the create.
+RESEND_REQUESTS = 3
 
 _logger = logging.getLogger(__name__)
 
@@ -162,6 +165,28 @@ class TwilioSms:
                 status_callback=status_callback if status_callback else values.unset,
             )
         return SentSms(sid=str(message.sid), status=str(message.status))
+
+    @property
+    def longest_wait(self) -> float:
+        """The longest one delivery may talk to Twilio (`deliver` enforces it as one deadline;
+        the send lease counts on it: services/outreach/send_lease.py). A re-send lists the
+        number's messages before it creates one, each request within its own timeout, and a
+        list may run to several pages: the lease counted one request's timeout, so a re-send
+        could go on past it while a retry sent the text again."""
+        return RESEND_REQUESTS * self.timeout
+
+    async def deliver(
+        self, to: str, body: str, status_callback: str | None, earlier_since: datetime | None
+    ) -> str:
+        """The text's sid: on a re-send (`earlier_since`: when the earlier attempt may have
+        made it) the earlier attempt's text if Twilio has it, else a new one. The whole within
+        `longest_wait`: past it, TimeoutError, and whether a text was made is unknown."""
+        async with asyncio.timeout(self.longest_wait):
+            if earlier_since is not None:
+                found = await self.find_recent(to, body, earlier_since)
+                if found:
+                    return found
+            return (await self.send_sms(to, body, status_callback)).sid
 
     async def find_recent(self, to: str, body: str, since: datetime) -> str | None:
         """The sid of a message with this body sent to `to` since `since`, if Twilio has one.

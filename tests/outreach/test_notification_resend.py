@@ -80,6 +80,7 @@ async def rig(
             # again within a test's patience
             "smtp_timeout_seconds": 2.0,
             "smtp_data_timeout_seconds": SMTP_WAIT,
+            "twilio_timeout_seconds": 2.0,
         }
         async with inbox_rig(ground, **changes) as r:
             rep = await r.rep("Ron Rep")

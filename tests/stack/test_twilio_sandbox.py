@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -35,7 +36,7 @@ class QuietServer(uvicorn.Server):
 
 
 @contextlib.asynccontextmanager
-async def serve(app: FastAPI) -> AsyncIterator[str]:
+async def serve(app: FastAPI | Any) -> AsyncIterator[str]:
     """Runs app on a loopback port the OS picked, kept bound from the start (no port race)."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -384,3 +385,45 @@ async def test_close_releases_the_session_and_production_urls_stay(sandbox: str)
     finally:
         await production.close()
         await local.close()
+
+
+class SlowEveryRequest:
+    """ASGI middleware: while `delay` is set, every API request is answered that much late
+    (each within the client's timeout)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app, self.delay = app, 0.0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and self.delay:
+            await asyncio.sleep(self.delay)
+        await self.app(scope, receive, send)
+
+
+async def test_a_resend_slow_at_every_request_is_cut_off_at_the_one_deadline(
+    tmp_path: Path,
+) -> None:
+    """A re-send lists the number's messages (pages of them) before it creates one; each
+    request has its own timeout, so a Twilio slow at every request kept a re-send going for
+    their sum, past the send lease (which counted one timeout): a retry could then send the
+    text again. The whole delivery is bounded by `longest_wait`, the lease's allowance."""
+    slow = SlowEveryRequest(
+        create_app(
+            account_sid=ACCOUNT,
+            auth_token=TOKEN,
+            inbound_sms_url="http://127.0.0.1:9/unused",
+            data_file=tmp_path / "twilio-sandbox.json",
+            public_url="http://sandbox.test",
+        )
+    )
+    to, since = "+15551230021", datetime.now(UTC) - timedelta(minutes=1)
+    async with serve(slow) as url, TwilioSms(ACCOUNT, TOKEN, FROM, url, timeout=1.0) as sms:
+        for i in range(120):  # three pages of the number's texts to look through
+            await sms.send_sms(to, f"earlier {i}", None)
+        slow.delay = 0.6
+        with pytest.raises(TimeoutError):
+            await sms.deliver(to, "the text", None, since)
+        slow.delay = 0.0
+        first = await sms.deliver(to, "the text", None, None)  # a first send lists nothing
+        assert await sms.deliver(to, "the text", None, since) == first  # a re-send finds it
+    assert sms.longest_wait == 3.0

@@ -203,7 +203,7 @@ class Notifier(PinnedClientOwner, Relay[models.TaskNotification]):  # type: igno
         timing: NotifierTiming | None = None,
     ) -> None:
         timing = timing or NotifierTiming()
-        email = SmtpEmail.from_settings(settings)
+        email, sms = SmtpEmail.from_settings(settings), TwilioSms.from_settings(settings)
         super().__init__(
             "notifier",
             sessions,
@@ -213,16 +213,12 @@ class Notifier(PinnedClientOwner, Relay[models.TaskNotification]):  # type: igno
             before_pass=self.sweep,
             # one notification's longest wait: an email's whole exchange, a text, a webhook (a
             # lease over before it: another replica sent it again)
-            longest_attempt=max(
-                email.longest_wait,
-                settings.twilio_timeout_seconds,
-                timing.webhook_timeout,
-            ),
+            longest_attempt=max(email.longest_wait, sms.longest_wait, timing.webhook_timeout),
         )
         self._settings = settings
         self._reps = reps
         self._email = email
-        self._sms = TwilioSms.from_settings(settings)
+        self._sms = sms
         # the webhooks' connections: every resolved address checked, redirects refused
         self.outbound = webhook_policy(settings)
 
@@ -471,13 +467,9 @@ class Notifier(PinnedClientOwner, Relay[models.TaskNotification]):  # type: igno
                 )
             )
         if row.channel == "sms":
-            if tried_before(row):
-                since = row.created_at - timedelta(minutes=1)
-                found = await self._sms.find_recent(row.target, row.text, since)
-                if found:
-                    return found
+            since = row.created_at - timedelta(minutes=1) if tried_before(row) else None
             callback = text_status.callback_url(self._settings.outreach_public_url, row.id)
-            return (await self._sms.send_sms(row.target, row.text, callback)).sid
+            return await self._sms.deliver(row.target, row.text, callback, since)
         return await self._post_webhook(row)
 
     async def _post_webhook(self, row: models.TaskNotification) -> str:
