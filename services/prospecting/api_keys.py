@@ -48,6 +48,11 @@ class Key(BaseModel):
     hint: str
     created_at: datetime
     revoked_at: datetime | None
+    works: bool = Field(
+        True,
+        description="false while the key answers 401: revoked, or its rep deactivated (the "
+        "rep's re-activation brings an unrevoked key back)",
+    )
 
 
 class NewKey(Key):
@@ -85,8 +90,19 @@ async def issue_key(body: KeyCreate, session: Session) -> NewKey:
 
 
 @router.get("/api-keys", response_model=list[Key])
-async def list_keys(session: Session) -> list[IssuedKey]:
-    return list((await session.scalars(select(IssuedKey).order_by(IssuedKey.created_at))).all())
+async def list_keys(session: Session) -> list[Key]:
+    rows = await session.execute(
+        select(IssuedKey, Rep.active)
+        .outerjoin(Rep, Rep.id == IssuedKey.rep_id)
+        .order_by(IssuedKey.created_at)
+    )
+    return [
+        Key.model_validate(key).model_copy(
+            # as holder_of decides: a rep key works while its rep is there and active
+            update={"works": key.revoked_at is None and (key.rep_id is None or rep_active is True)}
+        )
+        for key, rep_active in rows.all()
+    ]
 
 
 @router.delete("/api-keys/{key_id}", status_code=204)

@@ -4,6 +4,8 @@ run in process; outreach asks prospecting through an ASGI transport, on a clock 
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -136,6 +138,18 @@ async def test_a_deactivated_reps_issued_key_stops_working_everywhere(
     assert made.status_code == 201, made.text
     ritas = {"X-API-Key": made.json()["key"]}
     await _works_while_the_rep_is_active(prospecting, outreach, clock, rep_id, ritas)
+
+    # the key list says which keys answer 401 now: an admin sees it was not revoked, yet stopped
+    async def listed() -> dict[str, Any]:
+        keys = (await prospecting.get("/api-keys")).json()
+        return {k["id"]: (k["revoked_at"], k["works"]) for k in keys}
+
+    assert (await listed())[made.json()["id"]] == (None, True)
+    assert (await prospecting.patch(f"/reps/{rep_id}", json={"active": False})).is_success
+    assert (await listed())[made.json()["id"]] == (None, False)
+    assert (await prospecting.delete(f"/api-keys/{made.json()['id']}")).status_code == 204
+    assert (await prospecting.patch(f"/reps/{rep_id}", json={"active": True})).is_success
+    assert (await listed())[made.json()["id"]][1] is False
 
 
 @ON_SQLITE
