@@ -16,12 +16,15 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    GetJsonSchemaHandler,
     StringConstraints,
     ValidationInfo,
     field_validator,
 )
-from pydantic_core import PydanticCustomError
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, PydanticCustomError
 
+from shared.json_schema import NOT_BLANK, Documented
 from shared.timezones import known_zone
 
 
@@ -130,9 +133,35 @@ def _required_text(value: str) -> str:
     return value
 
 
-# bounded before they are parsed (RFC 5321 caps an address at 254; a phone is never 64 long)
-EmailText = Annotated[str, StringConstraints(max_length=320)]
-PhoneText = Annotated[str, StringConstraints(max_length=64)]
+# bounded before they are parsed (RFC 5321 caps an address at 254; a phone is never 64 long).
+# The OpenAPI states what the parsers accept: an address (email_validator refuses one above 254),
+# a phone number with its country code ("phone": not a JSON Schema format of its own, so the
+# description and the example say it), an IANA zone name.
+EmailText = Annotated[
+    str,
+    StringConstraints(max_length=320),
+    Documented(
+        {
+            "format": "email",
+            "maxLength": 254,
+            "description": "an email address, not at a special-use domain (.test, .local, "
+            ".localhost, .invalid, .onion, .arpa)",
+            "examples": ["ada@example.com"],
+        }
+    ),
+]
+PhoneText = Annotated[
+    str,
+    StringConstraints(max_length=64),
+    Documented(
+        {
+            "format": "phone",
+            "description": "a phone number with its country code (any common spelling); "
+            "stored as E.164",
+            "examples": ["+14155550100"],
+        }
+    ),
+]
 Email = Annotated[
     EmailText | None,
     BeforeValidator(_blank_to_none),
@@ -143,9 +172,13 @@ Phone = Annotated[
     BeforeValidator(_blank_to_none),
     AfterValidator(_wrap(normalize_phone, "phone")),
 ]
-TimeZone = Annotated[str, AfterValidator(_wrap(check_timezone, "timezone"))]
+TimeZone = Annotated[
+    str,
+    AfterValidator(_wrap(check_timezone, "timezone")),
+    Documented({"format": "timezone", "examples": ["Europe/Berlin"]}),
+]
 RequiredEmail = Annotated[EmailText, AfterValidator(_wrap(normalize_email, "email"))]
-RequiredText = Annotated[str, AfterValidator(_required_text)]
+RequiredText = Annotated[str, AfterValidator(_required_text), Documented({"pattern": NOT_BLANK})]
 Text = Annotated[str, AfterValidator(str.strip)]
 
 
@@ -173,6 +206,18 @@ class PersonFields(BaseModel):
     )
 
     _email_or_phone = field_validator("phone")(require_email_or_phone)
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        # the "email or phone" rule, in the schema: one of the two given, not null
+        schema = super().__get_pydantic_json_schema__(core_schema, handler)
+        handler.resolve_ref_schema(schema)["anyOf"] = [
+            {"required": [name], "properties": {name: {"not": {"type": "null"}}}}
+            for name in ("email", "phone")
+        ]
+        return schema
 
 
 class PersonOut(BaseModel):

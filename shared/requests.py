@@ -12,7 +12,11 @@ import json
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, GetJsonSchemaHandler, field_validator
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
+
+from shared.json_schema import refuse_nul_in_strings
 
 NUL = "\x00"
 
@@ -114,6 +118,15 @@ class WriteModel(BaseModel):
         if has_nul(value):
             raise ValueError("must not contain a NUL character (\\u0000)")
         return value
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        # the OpenAPI states the rule above, so that generated bodies (schemathesis) keep to it
+        schema = super().__get_pydantic_json_schema__(core_schema, handler)
+        refuse_nul_in_strings(handler.resolve_ref_schema(schema))
+        return schema
 
 
 class InternalModel(WriteModel):

@@ -141,7 +141,29 @@ async def put_icp(body: fit.IcpRules, session: Session) -> schemas.Icp:
 
 
 # re-running a file is safe (rows are matched to the prospects they made): the retry of a failed one
-@router.post("/imports", status_code=201, tags=["imports"], dependencies=[IdempotentRepeat])
+IMPORT_BODY = {
+    "required": True,
+    "content": {
+        "text/csv": {
+            "schema": {"type": "string", "description": "a header row, then one prospect a row"},
+            "example": "first_name,last_name,email,company\nAda,Lovelace,ada@example.com,Engines\n",
+        },
+        "application/x-ndjson": {
+            "schema": {"type": "string", "description": "one JSON object a line"},
+            "example": '{"first_name": "Ada", "email": "ada@example.com"}\n',
+        },
+    },
+}
+
+
+@router.post(
+    "/imports",
+    status_code=201,
+    tags=["imports"],
+    dependencies=[IdempotentRepeat],
+    # the body is read as a stream, so FastAPI cannot tell the OpenAPI what it is
+    openapi_extra={"requestBody": IMPORT_BODY},
+)
 async def create_import(
     request: Request,
     session: Session,

@@ -12,6 +12,7 @@ from services.prospecting.assignment import Rules
 from services.prospecting.fit import IcpRules, Tier
 from shared.bounds import INT32_MAX
 from shared.contracts.journey import Stage, run_of_key
+from shared.json_schema import FreeFields
 from shared.people import (
     PersonFields,
     PersonOut,
@@ -97,7 +98,7 @@ class ProspectFields(PersonFields):
     industry: Text = Field("", max_length=200)
     company_size: int | None = Field(None, ge=0, le=INT32_MAX, description="number of employees")
     country: Text = Field("", max_length=100, description="ISO code or name, as the ICP uses it")
-    custom: dict[str, Any] = Field(
+    custom: FreeFields = Field(
         default_factory=dict, description="free fields for the ICP (at most 16 KiB as JSON)"
     )
 

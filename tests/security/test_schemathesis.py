@@ -19,6 +19,15 @@ __all__ = ["fuzz_world"]  # the fixture
 # or of the services. The others are reached with their 4xx (422, 409, 401/403 for an unsigned
 # provider webhook: the signatures are tested in tests/outreach/test_webhooks_*.py).
 AT_LEAST_2XX = 105
+# What the stateful links start from (create, then use): each must succeed with bodies made from
+# its OpenAPI, or nothing after it is exercised (tests/security/test_openapi_bodies.py)
+CREATING = [
+    "prospecting POST /reps",
+    "prospecting POST /prospects",
+    "outreach POST /cadences",
+    "outreach POST /senders",
+    "referrals POST /asks/{ask_id}/referrals",
+]
 
 
 # PostgreSQL: the stricter database (text cannot hold a NUL: a 500 on SQLite-only testing)
@@ -41,4 +50,5 @@ async def test_every_operation_with_a_valid_key_answers_within_its_schema(
     )
     assert world.problems == [], "\n\n".join(world.problems)
     assert never == [], f"only ever answered 404: {never}"
+    assert [op for op in CREATING if op in no_2xx] == [], "creating routes that never succeeded"
     assert len(operations) - len(no_2xx) >= AT_LEAST_2XX, no_2xx

@@ -44,6 +44,7 @@ from sqlalchemy import select
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
+import tests.support.api_formats  # noqa: F401  (the OpenAPI's own formats: phone, timezone)
 from closeflow.worker import JOURNEY_WORKFLOWS
 from services.deals.activities import DealsActivities
 from services.outreach.activities import activities_for as outreach_activities
@@ -83,7 +84,8 @@ class FuzzWorld:
     answers: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     problems: list[str] = field(default_factory=list)
     sent: int = 0
-    cases: dict[str, list[Case]] = field(default_factory=dict)  # generated, by service
+    # by service: (a case, whether it is one of its OpenAPI's examples)
+    cases: dict[str, list[tuple[Case, bool]]] = field(default_factory=dict)
 
     def operations(self) -> set[str]:
         found = set()
@@ -150,7 +152,7 @@ def destructive(case: Case) -> bool:
     return case.method == "DELETE" or any(d in case.operation.path for d in DESTRUCTIVE)
 
 
-def _ending_order(item: tuple[str, Case]) -> bool:
+def _ending_order(item: tuple[str, Case, bool]) -> bool:
     """Erasures last of all: they end the deal, the asks and the tasks of the others."""
     return "erasure" in item[1].operation.path
 
@@ -168,34 +170,45 @@ def _generating(examples: int, **more: Any) -> settings:
     )
 
 
-def generated_cases(app: FastAPI, per_operation: int) -> list[Case]:
-    """`per_operation` cases of every operation. Generated without I/O (derandomized: the same
-    cases each run of the bounded test)."""
+def _drawn(strategy: Any, examples: int) -> list[Case]:
     cases: list[Case] = []
+
+    @given(strategy)
+    @_generating(examples)
+    def collect(case: Case) -> None:
+        cases.append(case)
+
+    collect()
+    return cases
+
+
+def generated_cases(app: FastAPI, per_operation: int) -> list[tuple[Case, bool]]:
+    """`per_operation` generated cases of every operation, then one of each example in its
+    OpenAPI (a body whose fields depend on each other, such as a cadence's, is not one a
+    generator finds), each as (case, from an example). Made without I/O (derandomized: the same
+    cases each bounded run)."""
+    cases: list[tuple[Case, bool]] = []
     for result in _schema(app).get_all_operations():
         operation = result.ok()
-
-        @given(operation.as_strategy())
-        @_generating(per_operation)
-        def collect(case: Case) -> None:
-            cases.append(case)
-
-        collect()
+        cases += [(c, False) for c in _drawn(operation.as_strategy(), per_operation)]
+        for example in operation.get_strategies_from_examples():
+            cases += [(c, True) for c in _drawn(example, 1)]
     return cases
 
 
 async def run_operations(world: FuzzWorld, per_operation: int, *, ending: bool) -> None:
     """Every operation of every service (ending: only those that end or erase something, run
-    last of all; else all the others): the first case of each with the world's ids."""
-    chosen: list[tuple[str, Case]] = []
+    last of all; else all the others): the first case of each and its examples with the world's
+    ids."""
+    chosen: list[tuple[str, Case, bool]] = []
     for service, app in world.apps.items():
         if service not in world.cases:
             world.cases[service] = await asyncio.to_thread(generated_cases, app, per_operation)
-        chosen += [(service, c) for c in world.cases[service] if destructive(c) == ending]
+        chosen += [(service, c, e) for c, e in world.cases[service] if destructive(c) == ending]
     seen: set[str] = set()
-    for service, case in sorted(chosen, key=_ending_order):
+    for service, case, example in sorted(chosen, key=_ending_order):
         label = f"{service} {case.operation.label}"
-        await world.send(service, case, real=label not in seen)
+        await world.send(service, case, real=example or label not in seen)
         seen.add(label)
 
 
@@ -306,7 +319,7 @@ async def _make_things(
         )
     )
     cadence = _made(await outreach.post("/cadences", headers=h, json=fast_cadence()))
-    ids = {"rep_id": rep, "prospect_id": prospect, "cadence_id": cadence}
+    ids = {"rep_id": rep, "manager_id": rep, "prospect_id": prospect, "cadence_id": cadence}
     enrolled = await outreach.post(
         "/enrollments", headers=h, json={"prospect_id": prospect, "cadence_id": cadence}
     )

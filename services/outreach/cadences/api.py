@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,6 +22,7 @@ from shared.idempotency import Idempotent, IdempotentRepeat
 from shared.requests import InternalModel
 
 router = APIRouter(dependencies=[Depends(require_api_key)])
+CadenceBody = Annotated[schemas.CadenceIn, Body(examples=[schemas.CADENCE_EXAMPLE])]
 
 
 def _limits(request: Request) -> RenderLimits:
@@ -35,9 +36,7 @@ def _limits(request: Request) -> RenderLimits:
     tags=["cadences"],
     dependencies=[Idempotent],
 )
-async def create_cadence(
-    body: schemas.CadenceIn, request: Request, session: Session
-) -> schemas.Cadence:
+async def create_cadence(body: CadenceBody, request: Request, session: Session) -> schemas.Cadence:
     """422 `template_error` names each step field whose template cannot render."""
     cadence = await service.create_cadence(session, body, _limits(request))
     await session.commit()
@@ -66,7 +65,7 @@ async def get_cadence(
     dependencies=[Idempotent],
 )
 async def update_cadence(
-    cadence_id: str, body: schemas.CadenceIn, request: Request, session: Session
+    cadence_id: str, body: CadenceBody, request: Request, session: Session
 ) -> schemas.Cadence:
     """Makes a new version; journeys already running stay on the version they started with."""
     cadence = await service.update_cadence(session, cadence_id, body, _limits(request))

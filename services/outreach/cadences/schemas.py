@@ -103,7 +103,13 @@ class SendWindowIn(WriteModel):
     )
     start_hour: int = Field(0, ge=0, le=23, description="local hour the window opens")
     end_hour: int = Field(24, ge=1, le=24, description="local hour the window closes")
-    holidays: list[Annotated[str, Field(max_length=10), AfterValidator(_iso_date)]] = Field(
+    holidays: list[
+        Annotated[
+            str,
+            Field(max_length=10, json_schema_extra={"format": "date"}),
+            AfterValidator(_iso_date),
+        ]
+    ] = Field(
         default_factory=list,
         max_length=1000,
         description="ISO dates (YYYY-MM-DD) of the prospect's local calendar with no sends",
@@ -222,6 +228,29 @@ class CadenceIn(WriteModel):
         if reminder is not None and reminder > timeout:
             raise ValueError("must not be shorter than qualification_reminder_seconds")
         return timeout
+
+
+# A cadence the API accepts, shown in the OpenAPI: the rules between fields (the first touch on
+# two channels, a body and an email's subject in every step, templates that render) are more than
+# a schema says, so an example is how a client (and schemathesis) starts from a valid one.
+CADENCE_EXAMPLE = {
+    "name": "Outbound, three touches",
+    "steps": [
+        {
+            "channel": "email",
+            "subject": "Quick question, {{ first_name }}",
+            "body": "Hi {{ first_name }}, how does {{ company }} handle this today?",
+        },
+        {"channel": "sms", "body": "Hi {{ first_name }}, {{ rep_name }} here: I just emailed you."},
+        {
+            "channel": "email",
+            "business_days": 3,
+            "subject": "Following up",
+            "body": "Any thoughts, {{ first_name }}?",
+        },
+    ],
+    "send_window": {"days": [0, 1, 2, 3, 4], "start_hour": 9, "end_hour": 17},
+}
 
 
 class Cadence(CadenceIn):

@@ -6,15 +6,21 @@ from datetime import datetime
 
 from pydantic import ConfigDict, Field, field_validator
 
-from shared.people import normalize_email
+from shared.json_schema import ONE_LINE
+from shared.people import EmailText, normalize_email
 from shared.requests import WriteModel
 
 MAX_CAP = 1_000_000
 
 
 class SenderIn(WriteModel):
-    from_address: str = Field(max_length=320, description="the mailbox address emails come from")
-    display_name: str = Field("", max_length=200, description="name shown beside the address")
+    from_address: EmailText = Field(description="the mailbox address emails come from")
+    display_name: str = Field(
+        "",
+        max_length=200,
+        description="name shown beside the address (one line)",
+        json_schema_extra={"pattern": ONE_LINE},
+    )
     daily_cap: int = Field(0, ge=0, le=MAX_CAP, description="per rolling 24 h; 0: no cap")
     hourly_cap: int = Field(0, ge=0, le=MAX_CAP, description="per rolling hour; 0: no cap")
     active: bool = Field(True, description="inactive senders send nothing")

@@ -1,0 +1,81 @@
+"""Issue 13: the OpenAPI of the creating routes the fuzz run's stateful links start from tells
+the truth, so that bodies made from it are accepted. Their validators' rules (an address, a phone
+number with its country code, an IANA zone, "not blank", "email or phone", no NUL) were in code
+only: every body schemathesis generated was refused (422) and nothing after them was exercised.
+A cadence's rules between fields are more than a schema states: its example shows a valid one."""
+
+from __future__ import annotations
+
+import importlib
+import typing
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.routing import APIRoute, iter_route_contexts
+from pydantic import TypeAdapter, ValidationError
+
+from tests.support.api_fuzz import _drawn, _schema
+from tests.support.settings import make_settings
+
+# (service, method, path): the routes whose generated bodies must all be valid
+GENERATED = [
+    ("prospecting", "POST", "/reps"),
+    ("prospecting", "POST", "/prospects"),
+    ("outreach", "POST", "/senders"),
+    ("outreach", "PUT", "/senders/{sender_id}"),
+    ("referrals", "POST", "/asks/{ask_id}/referrals"),
+]
+EXAMPLED = [("outreach", "POST", "/cadences"), ("outreach", "PUT", "/cadences/{cadence_id}")]
+BODIES = 30
+
+
+def _body_model(app: FastAPI, method: str, path: str) -> Any:
+    for ctx in iter_route_contexts(app.routes):
+        route = ctx.original_route
+        if isinstance(route, APIRoute) and ctx.path == path and method in (ctx.methods or ()):
+            return typing.get_type_hints(route.endpoint, include_extras=True)["body"]
+    raise AssertionError(f"no route {method} {path}")
+
+
+def _refusals(app: FastAPI, method: str, path: str, bodies: list[Any]) -> list[str]:
+    adapter = TypeAdapter(_body_model(app, method, path))
+    refused = []
+    for body in bodies:
+        try:
+            adapter.validate_python(body)
+        except ValidationError as err:
+            refused.append(
+                f"{err.errors()[0]['input']!r:.200} at {err.errors()[0]['loc']}: {err.errors()[0]['msg']}"
+            )
+    return refused
+
+
+def _refused(route: tuple[str, str, str], tmp_path: Path, examples: bool) -> tuple[int, list[str]]:
+    """(how many bodies, those refused): BODIES generated from the route's OpenAPI, or one of
+    each of its examples."""
+    service, method, path = route
+    app: FastAPI = importlib.import_module(f"services.{service}.app").create_app(
+        make_settings(tmp_path)
+    )
+    operation = _schema(app)[path][method]
+    strategies = operation.get_strategies_from_examples() if examples else [operation.as_strategy()]
+    count = 1 if examples else BODIES
+    bodies = [case.body for strategy in strategies for case in _drawn(strategy, count)]
+    return len(bodies), _refusals(app, method, path, bodies)
+
+
+@pytest.mark.parametrize("route", GENERATED, ids=" ".join)
+def test_bodies_generated_from_the_openapi_are_accepted(
+    route: tuple[str, str, str], tmp_path: Path
+) -> None:
+    bodies, refused = _refused(route, tmp_path, examples=False)
+    assert refused == [], f"{len(refused)}/{bodies} refused:\n" + "\n".join(refused[:5])
+
+
+@pytest.mark.parametrize("route", EXAMPLED, ids=" ".join)
+def test_the_openapi_example_is_accepted(route: tuple[str, str, str], tmp_path: Path) -> None:
+    bodies, refused = _refused(route, tmp_path, examples=True)
+    assert bodies > 0, "the OpenAPI shows no example body"
+    assert refused == []
