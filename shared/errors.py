@@ -16,13 +16,20 @@ RETRY_AFTER = "5"
 
 class AppError(Exception):
     def __init__(
-        self, status: int, code: str, message: str, details: list[dict[str, Any]] | None = None
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: list[dict[str, Any]] | None = None,
+        retry_after: int | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.details = details or []
+        # seconds until a retry can succeed (Retry-After), when the refusal ends on its own
+        self.retry_after = retry_after
 
 
 def not_found(what: str, ident: object) -> AppError:
@@ -62,6 +69,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def _app_error(_: Request, exc: AppError) -> JSONResponse:
         headers = {"Retry-After": RETRY_AFTER} if exc.status == 503 else None
+        if exc.retry_after is not None:
+            headers = {"Retry-After": str(max(1, exc.retry_after))}
         return JSONResponse(
             error_body(exc.code, exc.message, exc.details), status_code=exc.status, headers=headers
         )

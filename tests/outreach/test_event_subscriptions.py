@@ -27,7 +27,9 @@ from services.deals.activities import DealsActivities
 from services.outreach import models
 from services.outreach.activities import activities_for, close_activities
 from services.outreach.consent import service as consent
+from services.outreach.events import service as events_service
 from services.outreach.events.delivery import DeliveryTiming
+from services.outreach.events.service import MAX_RETIRED
 from services.outreach.inbox import JourneySignal, store_event
 from services.prospecting import service as prospecting
 from shared.auth import key_fingerprint
@@ -269,6 +271,38 @@ async def test_a_second_rotation_within_the_overlap_keeps_the_first_secret_signi
         assert receiver.verified_with == [[0, 1, 2]]  # each secret alone verifies it
         shown = (await http.get(f"/event-subscriptions/{sub['id']}")).json()
         assert shown["previous_secret_until"] is not None
+
+
+@SQLITE
+async def test_a_rotation_beyond_the_retired_secrets_kept_is_refused_and_says_when_to_retry(
+    service_app: ServiceApp, api: Api
+) -> None:
+    """At most MAX_RETIRED secrets sign beside the current one: the eleventh rotation within
+    the overlap silently dropped the oldest, a secret the receiver may still verify with. It is
+    refused instead (409), naming when the oldest retires, and nothing changes."""
+    outreach = await outreach_app(service_app)
+    http = await api(outreach)
+    sub = await subscribe(http, "https://hooks.example.com/closeflow", [TASK_CREATED])
+    rotate = f"/event-subscriptions/{sub['id']}/secret"
+    for _ in range(MAX_RETIRED):
+        assert (await http.post(rotate)).status_code == 200
+    shown = (await http.get(f"/event-subscriptions/{sub['id']}")).json()
+
+    refused = await http.post(rotate)
+
+    assert refused.status_code == 409, refused.text
+    error = refused.json()["error"]
+    assert error["code"] == "too_many_retired_secrets"
+    oldest = datetime.fromisoformat(error["details"][0]["free_at"])
+    assert oldest > datetime.now(UTC)
+    assert oldest.isoformat() in error["message"]
+    assert int(refused.headers["Retry-After"]) > 0
+    async with outreach.state.sessions() as session:
+        row = await session.get(models.EventSubscription, sub["id"])
+        assert row is not None
+        signing = events_service.signing_secrets(row, datetime.now(UTC))
+    assert sub["secret"] in signing and len(signing) == MAX_RETIRED + 1
+    assert (await http.get(f"/event-subscriptions/{sub['id']}")).json() == shown
 
 
 @SQLITE

@@ -148,7 +148,8 @@ async def rotate_secret(
     subscription_id: str, session: Session, request: Request
 ) -> SubscriptionWithSecret:
     """A new secret, shown only now; the previous one keeps signing beside it for
-    CLOSEFLOW_EVENT_SECRET_OVERLAP_SECONDS."""
+    CLOSEFLOW_EVENT_SECRET_OVERLAP_SECONDS. 409 too_many_retired_secrets (with Retry-After and
+    `free_at`) while 10 retired secrets still sign: one more would drop the oldest early."""
     overlap = timedelta(seconds=request.app.state.settings.event_secret_overlap_seconds)
     sub = await service.rotate_secret(session, subscription_id, overlap)
     await session.commit()

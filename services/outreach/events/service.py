@@ -7,6 +7,7 @@ relay (services.outreach.events.delivery) posts them after the commit."""
 from __future__ import annotations
 
 import base64
+import math
 import secrets
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -195,14 +196,29 @@ async def rotate_secret(
     now = utcnow()
     retired = sub.retired_until(now)
     if overlap.total_seconds() > 0:
+        if len(retired) >= MAX_RETIRED:
+            # dropping the oldest would break a receiver still verifying with it, silently
+            raise _no_free_slot(min(until for _, until in retired), now)
         retired.append((sub.secret, now + overlap))
     sub.retired_secrets = [
-        {"secret": secret, "until": until.isoformat()} for secret, until in retired[-MAX_RETIRED:]
+        {"secret": secret, "until": until.isoformat()} for secret, until in retired
     ]
     sub.secret = new_secret()
     sub.updated_at = now
     await session.flush()
     return sub
+
+
+def _no_free_slot(free_at: datetime, now: datetime) -> AppError:
+    return AppError(
+        409,
+        "too_many_retired_secrets",
+        f"{MAX_RETIRED} retired secrets still sign beside the current one, each until its own "
+        f"overlap ends; rotating again would drop one a receiver may still verify with. The "
+        f"oldest retires at {free_at.isoformat()}: rotate after that",
+        [{"field": "secret", "problem": "no free slot", "free_at": free_at.isoformat()}],
+        retry_after=math.ceil((free_at - now).total_seconds()),
+    )
 
 
 def signing_secrets(sub: models.EventSubscription, now: datetime) -> list[str]:
