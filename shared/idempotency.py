@@ -10,7 +10,9 @@ OpenAPI); the middleware does the rest, before and after the route:
   `invalid_idempotency_key`. A key is the caller's own (the API key's id), for one method and
   path: what another key holder sent with the same value is another key.
 - first request: claimed (a row of the service's `idempotency_keys` table, committed at once so
-  that a concurrent repeat sees it: 409 `idempotency_key_in_flight` with Retry-After), then run.
+  that a concurrent repeat sees it: 409 `idempotency_key_in_flight` with Retry-After), then run;
+  the claim's lease is renewed while the route runs, however long, and frees the key LEASE after
+  a process that died holding it.
   The route's first commit marks the row as done in that same transaction: a crash between the
   two cannot leave a change without its record. Its answer (below 500) is then stored with it.
 - repeat, same body (sha256 of the JSON, whatever its key order): the stored answer, with
@@ -31,8 +33,11 @@ OpenAPI); the middleware does the rest, before and after the route:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
+import logging
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -67,13 +72,17 @@ from shared.auth import authenticate, presented_key
 from shared.db import UTCDateTime, new_id, utcnow
 from shared.errors import RETRY_AFTER, AppError, error_body
 
+log = logging.getLogger(__name__)
+
 HEADER = "Idempotency-Key"
 REPLAYED = "Idempotent-Replayed"
 MAX_KEY = 255
 KEY_PATTERN = r"^[\x20-\x7e]{1,255}$"
 _KEY = re.compile(KEY_PATTERN)
-# how long a claim holds its key while its request runs: a process that died with it frees the
-# key after this (a request that runs longer than this is not expected)
+# how long a claim holds its key past its last renewal: renewed while its request runs (an
+# import of any size keeps its key), so this only bounds how long a process that died holding
+# the key keeps it. Not a setting: no request's length depends on it (app.state.idempotency_lease
+# overrides it in tests)
 LEASE = timedelta(minutes=5)
 # expired records deleted per new key: more than arrive, so the table shrinks to what is live
 PURGE_BATCH = 100
@@ -353,6 +362,11 @@ class IdempotencyKeys:
         return sessions
 
     @property
+    def _lease(self) -> timedelta:
+        lease: timedelta = getattr(self.fastapi.state, "idempotency_lease", LEASE)
+        return lease
+
+    @property
     def _model(self) -> type[IdempotencyColumns]:
         model: type[IdempotencyColumns] = self.fastapi.state.idempotency_model
         return model
@@ -375,7 +389,7 @@ class IdempotencyKeys:
                 row = model()
                 row.id = new_id()
                 row.scope, row.fingerprint = scope_id, fp
-                row.created_at, row.expires_at, row.locked_until = now, now + ttl, now + LEASE
+                row.created_at, row.expires_at, row.locked_until = now, now + ttl, now + self._lease
                 row.committed, row.refs, row.content_type = False, {}, ""
                 session.add(row)
                 try:
@@ -407,7 +421,7 @@ class IdempotencyKeys:
                     )
                 )
             # a first attempt that failed after its commit (or whose process died): take it on
-            row.locked_until = now + LEASE
+            row.locked_until = now + self._lease
             claim = Claim(row.id, model, refs=dict(row.refs), committed=row.committed)
             if row.committed and unfinished is Unfinished.RESUME:
                 claim.resumed = dict(row.refs)
@@ -417,6 +431,7 @@ class IdempotencyKeys:
     async def _run(self, claim: Claim, scope: Scope, receive: Receive, send: Send) -> None:
         start: Message | None = None
         chunks: list[bytes] = []
+        renewing = asyncio.create_task(self._renew(claim))
 
         async def keep(message: Message) -> None:
             nonlocal start
@@ -426,6 +441,7 @@ class IdempotencyKeys:
                 chunks.append(message.get("body", b""))
                 if not message.get("more_body", False):
                     assert start is not None
+                    await _stopped(renewing)
                     await self._settle(claim, start, b"".join(chunks))
                     await send(start)
                     await send({"type": "http.response.body", "body": b"".join(chunks)})
@@ -433,8 +449,28 @@ class IdempotencyKeys:
         try:
             await self.app(scope, receive, keep)
         except BaseException:
+            await _stopped(renewing)
             await self._release(claim)
             raise
+        finally:
+            await _stopped(renewing)
+
+    async def _renew(self, claim: Claim) -> None:
+        """Hold the key while the request runs: the lease pushed on at a third of its length."""
+        table = self._model.__table__  # type: ignore[attr-defined]
+        lease = self._lease
+        while True:
+            await asyncio.sleep(lease.total_seconds() / 3)
+            try:
+                async with self._sessions()() as session:
+                    await session.execute(
+                        update(table)
+                        .where(table.c.id == claim.record_id, table.c.status_code.is_(None))
+                        .values(locked_until=utcnow() + lease)
+                    )
+                    await session.commit()
+            except Exception:  # the database away a moment: the next renewal tries again
+                log.warning("renewing an idempotency key's lease failed", exc_info=True)
 
     async def _settle(self, claim: Claim, start: Message, body: bytes) -> None:
         status = int(start["status"])
@@ -467,6 +503,12 @@ class IdempotencyKeys:
             else:
                 await session.execute(delete(table).where(where))
             await session.commit()
+
+
+async def _stopped(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def _in_flight() -> JSONResponse:

@@ -9,11 +9,12 @@ that waits), the rest of the app is as deployed.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import timedelta
 from typing import Any
 
+import httpx
 from pydantic import SecretStr
 from sqlalchemy import select, update
 from temporalio.client import Client, Interceptor, OutboundInterceptor, SignalWorkflowInput
@@ -167,19 +168,31 @@ class _Hold(Interceptor):
         return _Held(next, self.gate)
 
 
-async def test_a_repeat_while_the_first_runs_is_told_to_wait(env: DealsEnv) -> None:
-    deal_id, journey = await env.presenting_deal()
-    url, body = f"/deals/{deal_id}/objections", {"text": "too expensive"}
+@asynccontextmanager
+async def first_held(
+    env: DealsEnv, deal_id: str, url: str, body: dict[str, Any], key: str
+) -> AsyncIterator[tuple[asyncio.Task[httpx.Response], asyncio.Event]]:
+    """The first request with `key` running: it holds its key (its objection stored, its signal
+    waiting at the gate, which is opened on leaving)."""
     gate = asyncio.Event()
     config = env.client.config()
     config["interceptors"] = [_Hold(gate)]
     with temporal(env, Client(**config)):
-        first = asyncio.create_task(env.http.post(url, json=body, headers=keyed("busy")))
-        # the first holds its key (its objection stored, its signal waiting)
+        first = asyncio.create_task(env.http.post(url, json=body, headers=keyed(key)))
         for _ in range(200):
             if await objections_of(env, deal_id):
                 break
             await asyncio.sleep(0.02)
+        try:
+            yield first, gate
+        finally:
+            gate.set()
+
+
+async def test_a_repeat_while_the_first_runs_is_told_to_wait(env: DealsEnv) -> None:
+    deal_id, journey = await env.presenting_deal()
+    url, body = f"/deals/{deal_id}/objections", {"text": "too expensive"}
+    async with first_held(env, deal_id, url, body, "busy") as (first, gate):
         second = await env.http.post(url, json=body, headers=keyed("busy"))
         assert (second.status_code, error(second)["code"]) == (409, "idempotency_key_in_flight")
         assert second.headers["Retry-After"]
@@ -190,6 +203,37 @@ async def test_a_repeat_while_the_first_runs_is_told_to_wait(env: DealsEnv) -> N
     assert (third.status_code, third.json()) == (201, r.json())
     assert len(await objections_of(env, deal_id)) == 1
     assert len(objection_signals(await signals(journey, 2))) == 1
+
+
+async def test_a_request_running_longer_than_the_lease_keeps_its_key(env: DealsEnv) -> None:
+    """The claim's lease bounds how long a dead process holds a key, not how long a request may
+    run: it is renewed while the request runs. Before, a first request still running when its
+    5 minutes ended lost its key: the repeat took it over and ran the route again (201) while
+    the first still ran (a long import would run twice at once)."""
+    deal_id, _ = await env.presenting_deal()
+    url, body = f"/deals/{deal_id}/objections", {"text": "too expensive"}
+    lease = timedelta(seconds=0.3)
+    env.app.state.idempotency_lease = lease
+    async with first_held(env, deal_id, url, body, "long") as (first, gate):
+        # the first has run past its lease (as 5 minutes would have passed)
+        async with env.app.state.sessions() as session:
+            await session.execute(update(IdempotencyKey).values(locked_until=utcnow()))
+            await session.commit()
+        await asyncio.sleep(3 * lease.total_seconds())
+        # a repeat that took the key over runs the route again, and waits on the gate too
+        repeat = asyncio.create_task(env.http.post(url, json=body, headers=keyed("long")))
+        await asyncio.wait({repeat}, timeout=10)
+        gate.set()
+        second, r = await repeat, await first
+    assert second.status_code == 409, (second.status_code, second.text)
+    assert error(second)["code"] == "idempotency_key_in_flight"
+    assert r.status_code == 201, r.text
+    assert len(await objections_of(env, deal_id)) == 1
+    async with env.app.state.sessions() as session:
+        record = await session.scalar(select(IdempotencyKey))
+    assert record is not None and record.locked_until is None  # answered: the renewal stopped
+    third = await env.http.post(url, json=body, headers=keyed("long"))
+    assert (third.status_code, third.json()) == (201, r.json())
 
 
 async def test_two_first_requests_at_once_make_one_objection(env: DealsEnv) -> None:
