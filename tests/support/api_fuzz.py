@@ -324,6 +324,10 @@ async def _make_things(
         "/enrollments", headers=h, json={"prospect_id": prospect, "cadence_id": cadence}
     )
     assert enrolled.is_success, enrolled.text
+    # a bulk resume of the cadence's journeys (none paused: each is told, nothing changes)
+    resumed = await outreach.post(f"/cadences/{cadence}/resume", headers=h)
+    assert resumed.is_success and resumed.json()["operation_id"], resumed.text
+    ids["operation_id"] = resumed.json()["operation_id"]
     prefs = await outreach.put(f"/reps/{rep}/notifications", headers=h, json={"channel": "email"})
     assert prefs.is_success, prefs.text
     ids["sender_id"] = _made(
