@@ -337,3 +337,47 @@ async def test_an_erasure_forgets_the_answers_kept_for_retries(env: DealsEnv) ->
     assert erased.json()["deleted"]["idempotency_keys"] == 1, erased.text
     after = await env.http.post(url, json=body, headers=keyed("obj-1"))
     assert "Idempotent-Replayed" not in after.headers, after.text
+
+
+async def test_a_late_retry_of_an_older_move_or_close_does_not_undo_a_newer_one(
+    env: DealsEnv,
+) -> None:
+    """A client whose answer to a move was lost retries it after a newer move was made (by it or
+    by a colleague): without the key the retry moved the meeting back, re-closed a reopened deal,
+    put the deal back to an earlier stage. With the same key it gets its first answer again and
+    nothing changes."""
+    deal_id, _ = await env.presenting_deal()
+    made = await env.http.post(
+        f"/deals/{deal_id}/meetings", json={"starts_at": in_an_hour().isoformat(), "title": "Demo"}
+    )
+    assert made.status_code == 201, made.text
+    move = f"/deals/{deal_id}/meetings/{made.json()['id']}/reschedule"
+    first_time = {"starts_at": (in_an_hour() + timedelta(hours=1)).isoformat()}
+    newer_time = {"starts_at": (in_an_hour() + timedelta(hours=2)).isoformat()}
+    first = await env.http.post(move, json=first_time, headers=keyed("move-1"))
+    assert first.status_code == 200, first.text
+    assert (await env.http.post(move, json=newer_time, headers=keyed("move-2"))).is_success
+    late = await env.http.post(move, json=first_time, headers=keyed("move-1"))
+    assert (late.status_code, late.json()) == (200, first.json())
+    assert late.headers["Idempotent-Replayed"] == "true"
+    meeting = (await env.http.get(f"/deals/{deal_id}")).json()["meetings"][0]
+    assert (meeting["starts_at"], meeting["revision"]) == (
+        newer_time["starts_at"].replace("+00:00", "Z"),
+        2,
+    )
+
+    to_objections = {"stage": "objections"}
+    staged = await env.http.post(f"/deals/{deal_id}/stage", json=to_objections, headers=keyed("s"))
+    assert staged.status_code == 200, staged.text
+    assert (await env.http.post(f"/deals/{deal_id}/stage", json={"stage": "closing"})).is_success
+    late = await env.http.post(f"/deals/{deal_id}/stage", json=to_objections, headers=keyed("s"))
+    assert late.headers.get("Idempotent-Replayed") == "true", late.text
+    assert (await env.http.get(f"/deals/{deal_id}")).json()["stage"] == "closing"
+
+    close = {"outcome": "lost", "reason": "went quiet"}
+    closed = await env.http.post(f"/deals/{deal_id}/close", json=close, headers=keyed("c"))
+    assert closed.status_code == 200, closed.text
+    assert (await env.http.post(f"/deals/{deal_id}/reopen")).is_success
+    late = await env.http.post(f"/deals/{deal_id}/close", json=close, headers=keyed("c"))
+    assert (late.status_code, late.json()) == (200, closed.json())
+    assert (await env.http.get(f"/deals/{deal_id}")).json()["stage"] == "closing"

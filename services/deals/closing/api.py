@@ -25,13 +25,19 @@ from shared.auth import ApiKey
 from shared.contracts.journey import DealClosed, DealStageMoved, Stage
 from shared.contracts.names import Sig
 from shared.db import Session
+from shared.idempotency import IdempotentRepeat
 from shared.ids import IdFilter
 
 deals = APIRouter(prefix="/deals", tags=["deals"])
 closing = APIRouter(tags=["closing"])
 
 
-@deals.post("/{deal_id}/close", response_model=Deal)
+@deals.post(
+    "/{deal_id}/close",
+    response_model=Deal,
+    # a late retry re-closed a deal reopened since; the same close again writes nothing
+    dependencies=[IdempotentRepeat],
+)
 async def close_deal(
     deal_id: str, body: schemas.DealClose, request: Request, _: ApiKey, session: Session
 ) -> object:
@@ -56,7 +62,12 @@ async def close_deal(
     return deal
 
 
-@deals.post("/{deal_id}/stage", response_model=Deal)
+@deals.post(
+    "/{deal_id}/stage",
+    response_model=Deal,
+    # a late retry put the deal back to an earlier stage; the same move again writes nothing
+    dependencies=[IdempotentRepeat],
+)
 async def move_stage(
     deal_id: str, body: schemas.StageMove, request: Request, _: ApiKey, session: Session
 ) -> object:
@@ -80,7 +91,12 @@ async def move_stage(
     return deal
 
 
-@deals.post("/{deal_id}/reopen", response_model=Deal)
+@deals.post(
+    "/{deal_id}/reopen",
+    response_model=Deal,
+    # a late retry reopened a deal closed since; the same reopen again changes nothing
+    dependencies=[IdempotentRepeat],
+)
 async def reopen_deal(deal_id: str, request: Request, _: ApiKey, session: Session) -> object:
     """Back to the stage before closing. The deal's own journey run follows
     (services.deals.closing.reopen): a running one (a won deal's referrals) goes back to the

@@ -70,7 +70,13 @@ async def schedule_meeting(
     return meeting
 
 
-@deals.post("/{deal_id}/meetings/{meeting_id}/reschedule", response_model=MeetingOut)
+@deals.post(
+    "/{deal_id}/meetings/{meeting_id}/reschedule",
+    response_model=MeetingOut,
+    # a late retry of an older move would move the meeting back; the same move again changes
+    # nothing (the revision stays)
+    dependencies=[IdempotentRepeat],
+)
 async def reschedule_meeting(
     deal_id: str,
     meeting_id: str,
