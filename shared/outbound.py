@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from shared.errors import invalid
+from shared.tls import client_context
 
 log = logging.getLogger(__name__)
 
@@ -223,6 +224,7 @@ def pinned_client(policy: OutboundPolicy, *, timeout: float, **kwargs: Any) -> h
     # no kept-alive connections: the pool keys them by address, so a second host on the same
     # address would reuse a TLS session verified for the first host's name
     kwargs.setdefault("limits", httpx.Limits(max_keepalive_connections=0))
+    kwargs.setdefault("verify", client_context())
     return httpx.AsyncClient(
         transport=PinnedTransport(policy, **kwargs), timeout=timeout, follow_redirects=False
     )

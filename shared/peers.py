@@ -14,6 +14,7 @@ from __future__ import annotations
 import httpx
 
 from shared.auth import API_KEY_HEADER
+from shared.tls import client_context
 
 PEER_CONNECTIONS = 8
 
@@ -31,6 +32,7 @@ def peer_client(
         headers={API_KEY_HEADER: key},
         timeout=timeout,
         transport=transport,
+        verify=client_context(),
         limits=httpx.Limits(
             max_connections=PEER_CONNECTIONS, max_keepalive_connections=PEER_CONNECTIONS
         ),
