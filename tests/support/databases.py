@@ -3,7 +3,8 @@
 Migrating four services costs about 0.7 s of CPU (Alembic loads and runs every revision); a
 suite makes thousands of databases on two cores. So each test process migrates one template per
 service and database kind once, and a fresh database is a copy of it: a file copy on SQLite,
-`CREATE DATABASE ... TEMPLATE` on PostgreSQL. Tests of the migrations themselves ask for empty
+`CREATE DATABASE ... TEMPLATE` on PostgreSQL, or there an earlier test's database emptied
+(tests/support/pg_pool.py). Tests of the migrations themselves ask for empty
 databases (`@pytest.mark.empty_databases`)."""
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from pathlib import Path
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
+
+from tests.support.pg_pool import Template
 
 POSTGRES_URL = os.environ.get("CLOSEFLOW_TEST_POSTGRES_URL", "")
 REQUIRE_POSTGRES = os.environ.get("CLOSEFLOW_REQUIRE_POSTGRES") == "1"
@@ -49,9 +52,11 @@ async def drop_pg_databases(urls: dict[str, str]) -> None:
             await drop_pg_database(POSTGRES_URL, database)
 
 
-# This process's migrated templates: SQLite files by service, PostgreSQL database names by service.
+# This process's migrated templates: SQLite files by service, PostgreSQL database names by service
+# (and what their emptied copies must hold again: tests.support.pg_pool).
 _sqlite_templates: dict[str, Path] = {}
 _pg_templates: dict[str, str] = {}
+_pg_copies: dict[str, Template] = {}
 _template_lock = asyncio.Lock()
 
 
@@ -88,22 +93,41 @@ async def migrated_sqlite(directory: Path) -> dict[str, str]:
 
 
 async def migrated_pg() -> dict[str, str]:
-    """A fresh PostgreSQL database per service, copied from this process's migrated templates."""
+    """A fresh PostgreSQL database per service: an emptied one of an earlier test
+    (`release_pg_databases`), or a copy of this process's migrated template."""
     async with _template_lock:
         if not _pg_templates:
             for service in SERVICES:
                 url = await create_pg_database(POSTGRES_URL)
                 await _migrate(service, url)
                 _pg_templates[service] = str(make_url(url).database)
-    return {s: await create_pg_database(POSTGRES_URL, _pg_templates[s]) for s in SERVICES}
+                _pg_copies[service] = await Template.read(url)
+    urls = {}
+    for service in SERVICES:
+        emptied = _pg_copies[service].take()
+        urls[service] = (
+            make_url(POSTGRES_URL).set(database=emptied).render_as_string(hide_password=False)
+            if emptied
+            else await create_pg_database(POSTGRES_URL, _pg_templates[service])
+        )
+    return urls
+
+
+async def release_pg_databases(urls: dict[str, str]) -> None:
+    """`migrated_pg`'s databases, done with: emptied for the next test, or dropped."""
+    for service, url in urls.items():
+        database = make_url(url).database
+        if database:
+            await _pg_copies[service].give_back(POSTGRES_URL, database)
 
 
 async def drop_templates() -> None:
     """This process's templates, gone: every test run would otherwise leave its SQLite files in
     the temporary folder of a machine that runs the suite many times a day."""
-    for name in _pg_templates.values():
+    for name in [*_pg_templates.values(), *(n for t in _pg_copies.values() for n in t.emptied)]:
         await drop_pg_database(POSTGRES_URL, name)
     _pg_templates.clear()
+    _pg_copies.clear()
     homes = {path.parent for path in _sqlite_templates.values()}
     _sqlite_templates.clear()
     for home in homes:

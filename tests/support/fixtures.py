@@ -23,6 +23,7 @@ from tests.support.databases import (
     drop_templates,
     migrated_pg,
     migrated_sqlite,
+    release_pg_databases,
 )
 
 BIN = Path(sys.executable).parent
@@ -82,8 +83,8 @@ async def fresh_databases(
     kind: str, tmp_path: Path, *, migrated: bool = True
 ) -> AsyncIterator[dict[str, str]]:
     """One fresh database per service, on SQLite or PostgreSQL, at every service's head unless
-    `migrated=False` (dropped afterwards: a full run creates thousands, which would otherwise fill
-    the disk)."""
+    `migrated=False` (dropped afterwards, or on PostgreSQL emptied for the next test: a full run
+    uses thousands, which would otherwise fill the disk)."""
     if kind == "sqlite":
         if migrated:
             yield await migrated_sqlite(tmp_path)
@@ -99,7 +100,7 @@ async def fresh_databases(
     try:
         yield urls
     finally:
-        await drop_pg_databases(urls)
+        await (release_pg_databases(urls) if migrated else drop_pg_databases(urls))
 
 
 @pytest.fixture(params=DATABASES)
