@@ -11,6 +11,12 @@ does the rest, the same way for every table:
   replicas that saw the same row due only one takes it). A process that dies with rows claimed
   leaves them due again when the lease runs out: no row is lost, none is handled by two
   replicas at once.
+- Lanes: a table may mark rows as bulk (`LeasedTable.bulk`: a boolean column), e.g. the one row
+  per journey of a cadence's pause. A claim takes the other rows first (a prospect's reply is
+  never held behind ten thousand of them), yet keeps `timing.bulk_share` of its batch for the
+  bulk rows while any are due (they still drain during a storm of the others), and the rows of
+  a batch are handled the others first. Each lane is read through the table's due index, which
+  leads with the lane column's equality.
 - Backoff: after a failed attempt n (1, 2, ...) the row is due again after
   `min(max_delay, base_delay * 2**(n-1))`, shortened by up to `jitter` (a fraction) so that rows
   that failed together (the target was down) do not all come back in the same instant.
@@ -37,7 +43,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, Protocol, TypeVar
 
-from sqlalchemy import ColumnElement, Select, delete, select, update
+from sqlalchemy import ColumnElement, Select, delete, false, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -68,6 +74,7 @@ class RelayTiming:
     jitter: float = 0.2  # up to this fraction is taken off a delay, at random
     lease: float = 60.0  # a claimed row is not due for anyone else for this long
     batch: int = 100  # rows claimed per pass; a full batch means more are due: no pause
+    bulk_share: float = 0.2  # of a batch kept for a table's bulk rows while others are due
     concurrency: int = 10  # items handled at once
     retention: timedelta | None = None  # finished rows older than this are pruned
     prune_seconds: float = 3600.0
@@ -140,6 +147,9 @@ class LeasedTable(Generic[ItemT]):
     # when a row became due, for the backlog gauges (shared/metrics.py): its creation, unless
     # the table holds rows scheduled for later (a follow-up due weeks after it is written)
     due_since: InstrumentedAttribute[Any] | None = None
+    # a boolean column: true for rows claimed after the others (see the module's Lanes); the
+    # due index leads with (pending's column, this one) so that each lane is a range of it
+    bulk: InstrumentedAttribute[Any] | None = None
 
     @classmethod
     def of(
@@ -152,6 +162,7 @@ class LeasedTable(Generic[ItemT]):
         finished: Callable[[], ColumnElement[bool]] | None = None,
         count_claims: bool = False,
         due_since: InstrumentedAttribute[Any] | None = None,
+        bulk: InstrumentedAttribute[Any] | None = None,
     ) -> LeasedTable[ItemT]:
         """A table with the usual column names (id, next_attempt_at, attempts, last_error,
         created_at, and claims when `count_claims`); its items are its ORM rows unless `load`
@@ -173,6 +184,7 @@ class LeasedTable(Generic[ItemT]):
             order_by=order_by,
             claims=model.claims if count_claims else None,
             due_since=due_since,
+            bulk=bulk,
         )
 
     def due(self, now: datetime) -> ColumnElement[bool]:
@@ -297,10 +309,25 @@ class Relay(RepeatingPass, Generic[ItemT]):
         """Claim up to a batch of due rows, in one transaction."""
         now = utcnow()
         async with self._sessions()() as session:
-            query = self._due_query(now)
-            if session.get_bind().dialect.name == "postgresql":
-                query = query.with_for_update(skip_locked=True)
-            ids = (await session.scalars(query)).all()
+            locking = session.get_bind().dialect.name == "postgresql"
+
+            async def due(lane: ColumnElement[bool] | None, limit: int) -> Sequence[Any]:
+                query = self._due_query(now, lane, limit)
+                if locking:
+                    query = query.with_for_update(skip_locked=True)
+                return (await session.scalars(query)).all()
+
+            bulk, batch = self.table.bulk, self.timing.batch
+            if bulk is None:
+                ids = await due(None, batch)
+            else:
+                first = await due(bulk == false(), batch)
+                # at least one row a batch, the others at least one too (a batch of 1 has no
+                # room to share: its bulk rows wait for a pass with none of the others due)
+                reserved = min(max(1, int(batch * self.timing.bulk_share)), batch - 1)
+                rest = await due(bulk == true(), batch - min(len(first), batch - reserved))
+                # the others' rows beyond the batch stay unclaimed (locked until the commit)
+                ids = [*first[: batch - len(rest)], *rest]
             items = await self._claim_in(session, ids, now)
             await session.commit()
         return items
@@ -318,9 +345,17 @@ class Relay(RepeatingPass, Generic[ItemT]):
             await session.commit()
         return items
 
-    def _due_query(self, now: datetime) -> Any:
+    def _due_query(
+        self, now: datetime, lane: ColumnElement[bool] | None = None, limit: int | None = None
+    ) -> Any:
         t = self.table
-        return select(t.id).where(t.due(now)).order_by(*t.order_by).limit(self.timing.batch)
+        where = t.due(now) if lane is None else t.due(now) & lane
+        return (
+            select(t.id)
+            .where(where)
+            .order_by(*t.order_by)
+            .limit(self.timing.batch if limit is None else limit)
+        )
 
     async def _claim_in(
         self, session: AsyncSession, ids: Sequence[Any], now: datetime

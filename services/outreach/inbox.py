@@ -136,12 +136,15 @@ async def store_event(
     *,
     prospect_id: IdFilter = None,
     signal: JourneySignal | None = None,
+    bulk: bool = False,
 ) -> Stored | None:
     """Store a provider event once. None: seen before (its effects happened the first time).
 
     With a signal for a known prospect, `outbound` is what to deliver after the commit.
+    `bulk`: one of many rows a single act stores (the relay tells the others first).
     """
     values = _event_values(provider, event_id, kind, payload, prospect_id, signal, utcnow())
+    values["bulk"] = bulk
     stmt = (
         _insert(session, models.InboxEvent)
         .values(**values)
@@ -178,12 +181,14 @@ async def store_for_relay(
     payload: dict[str, Any],
 ) -> None:
     """Store many signals (each its own event id) due for the relay at once: a few statements
-    of many rows each, not one round trip per row. Event ids seen before are left as they are."""
+    of many rows each, not one round trip per row. Event ids seen before are left as they are.
+    The rows are bulk: the relay tells a webhook's signal before them."""
     now = utcnow()
     rows = [
         {
             **_event_values(provider, event_id, kind, payload, None, signal, now),
             "next_attempt_at": now,
+            "bulk": True,
         }
         for event_id, signal in events_and_signals
     ]
@@ -324,13 +329,15 @@ def _outbound(r: models.InboxEvent) -> Outbound:
     )
 
 
-ORDER = (models.InboxEvent.next_attempt_at, models.InboxEvent.id)
+# a webhook's rows before bulk rows (false first), each lane in due order: ix_inbox_events_due_lane
+ORDER = (models.InboxEvent.bulk, models.InboxEvent.next_attempt_at, models.InboxEvent.id)
 # kept, not pruned: a stored event is what makes a provider's late retry a no-op
 TABLE: LeasedTable[Outbound] = LeasedTable.of(
     models.InboxEvent,
     pending=lambda: models.InboxEvent.delivery == PENDING,
     order_by=ORDER,
     load=_load,
+    bulk=models.InboxEvent.bulk,
 )
 
 

@@ -239,7 +239,8 @@ class InboxEvent(Base):
     __tablename__ = "inbox_events"
     __table_args__ = (
         UniqueConstraint("provider", "event_id"),
-        Index("ix_inbox_events_due", "delivery", "next_attempt_at"),
+        # the relay's claim, each lane (bulk or not) a range in due order (shared.relay)
+        Index("ix_inbox_events_due_lane", "delivery", "bulk", "next_attempt_at", "id"),
         # a prospect's events, newest first: their timeline, GET /inbox-events?prospect_id=
         Index("ix_inbox_events_prospect", "prospect_id", "id"),
     )
@@ -258,6 +259,9 @@ class InboxEvent(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_error: Mapped[str] = mapped_column(Text, default="", server_default="")
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # one of many rows a single act stores (a cadence's pause, one per journey): the relay
+    # claims the other rows (a prospect's reply, opt-out...) first, so none waits behind these
+    bulk: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     # what became of the event, visible through GET /inbox-events (issue 10): delivered,
     # late_reply_task, restarted, won_client_task, unknown_sender, journey_ended, ...

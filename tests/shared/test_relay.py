@@ -308,6 +308,7 @@ PRUNE_INDEXES = {
     "ix_referral_asks_rep_page": "referral_asks",
     "ix_referrals_page": "referrals",
     "ix_inbox_events_prospect": "inbox_events",  # a prospect's events (outreach 0025)
+    "ix_inbox_events_due_lane": "inbox_events",  # the inbox relay's claim by lane (outreach 0030)
 }
 
 

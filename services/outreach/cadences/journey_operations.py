@@ -4,7 +4,8 @@ bounded length whatever the count.
 The request stores one inbox row per journey (services.outreach.inbox: the durable outbox the
 webhooks use) in its own transaction, then tells the first `inline_items` journeys itself and
 leaves the rest to the inbox relay, which retries each until Temporal has it (a request id per
-row: never twice). Signalling every journey inside the request made thousands of Temporal calls
+row: never twice). The rows are bulk: the relay tells a webhook's signal (a prospect's reply or
+opt-out) before them, and keeps a share of each batch for them (shared.relay's lanes). Signalling every journey inside the request made thousands of Temporal calls
 that outlived any proxy's timeout, and one that broke midway left the rest untold with nobody
 knowing which. `GET /journey-operations/{id}` says how far an operation got.
 
@@ -85,6 +86,7 @@ async def signal_journeys(
             facts,
             prospect_id=pid,
             signal=inbox.JourneySignal(pid, signal, payload),
+            bulk=True,  # a failed attempt leaves it to the relay, after a webhook's rows
         )
         if stored is not None and stored.outbound is not None:
             told.append(stored.outbound)

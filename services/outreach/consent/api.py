@@ -98,11 +98,13 @@ async def add_do_not_contact(
     inbox = request.app.state.inbox
     inline = inbox.timing.inline_items  # told while the caller waits; the relay tells the rest
     later = [s.id for s in stops[inline:]]
-    if later:  # due at once for the relay (a stored signal is leased to its inline attempt)
+    if later:  # due at once for the relay (a stored signal is leased to its inline attempt),
+        # bulk: a domain's thousands of stops never hold a prospect's reply back (the send path
+        # refuses the listed addresses from the commit on, whenever a journey hears of it)
         await session.execute(
             update(models.InboxEvent)
             .where(models.InboxEvent.id.in_(later))
-            .values(next_attempt_at=datetime.now(UTC))
+            .values(next_attempt_at=datetime.now(UTC), bulk=True)
         )
     await session.commit()
     await inbox.deliver_now([s.outbound for s in stops[:inline] if s.outbound])
