@@ -14,9 +14,10 @@ does the rest, the same way for every table:
 - Lanes: a table may mark rows as bulk (`LeasedTable.bulk`: a boolean column), e.g. the one row
   per journey of a cadence's pause. A claim takes the other rows first (a prospect's reply is
   never held behind ten thousand of them), yet keeps `timing.bulk_share` of its batch for the
-  bulk rows while any are due (they still drain during a storm of the others), and the rows of
-  a batch are handled the others first. Each lane is read through the table's due index, which
-  leads with the lane column's equality.
+  bulk rows while any are due (they still drain during a storm of the others). A table whose
+  `order_by` puts the bulk column first (false before true) has a batch's others handled first
+  too. Each lane is read through the table's due index, which leads with (the pending column,
+  the bulk column) and goes on in `order_by`'s order.
 - Backoff: after a failed attempt n (1, 2, ...) the row is due again after
   `min(max_delay, base_delay * 2**(n-1))`, shortened by up to `jitter` (a fraction) so that rows
   that failed together (the target was down) do not all come back in the same instant.
