@@ -34,7 +34,7 @@ from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from shared.db import UTCDateTime, utcnow
+from shared.db import UTCDateTime, hold_lock, utcnow
 from shared.ids import ResourceId
 from shared.people import normalize_email, normalize_phone
 from shared.requests import InternalModel
@@ -170,6 +170,16 @@ def forget_cached_key(client: Client, prospect_id: str) -> None:
     ring = client_keyring(client)
     if ring is not None:
         ring.forget(prospect_id)
+
+
+async def one_order_at_a_time(session: AsyncSession) -> None:
+    """Take before a service's first write of an erasure order, held to its commit: the orders
+    a service takes at once (the relay posts a batch together: the parts of one order, a
+    referrer's beside those of the people they referred) run one after the other. A referrer's
+    order rewrites the introductions and tasks of the people they referred while those people's
+    own orders delete the same rows, each in its own order: at once, PostgreSQL could abort one
+    as a deadlock's victim. Erasures are rare and short: waiting for one costs nothing."""
+    await hold_lock(session, "closeflow erasure orders")
 
 
 async def delete_tree(

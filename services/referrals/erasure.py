@@ -36,6 +36,7 @@ from shared.erasure import (
     forget_workflow,
     has_digest,
     keep_digests,
+    one_order_at_a_time,
 )
 from shared.errors import AppError
 from shared.idempotency import forget_answers
@@ -60,6 +61,7 @@ async def erasure_order(order: ErasureOrder, request: Request, session: Session)
             await forget_workflow(request.app.state.temporal, referral_intake_id(referral_id))
     except RPCError as err:
         raise AppError(503, "temporal_unreachable", f"intake not stopped yet: {err}") from err
+    await one_order_at_a_time(session)
     deleted = await delete_tree(session, table, naming)
     deleted["referral_asks (name blanked, link closed)"] = await _close_asks(
         session, order.prospect_id

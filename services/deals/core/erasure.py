@@ -24,7 +24,7 @@ from services.deals.models import (
 )
 from shared.audit import redact
 from shared.contracts.meetings import meeting_invite_ids
-from shared.erasure import about_prospect, delete_tree, forget_workflow
+from shared.erasure import about_prospect, delete_tree, forget_workflow, one_order_at_a_time
 from shared.idempotency import forget_answers
 
 
@@ -49,6 +49,7 @@ async def forget_invitations(session: AsyncSession, client: Client, prospect_id:
 
 async def erase_prospect(session: AsyncSession, prospect_id: str) -> dict[str, int]:
     """Rows deleted per table (after forget_invitations)."""
+    await one_order_at_a_time(session)
     table = Deal.__table__
     deal_ids = (await session.scalars(select(Deal.id).where(Deal.prospect_id == prospect_id))).all()
     # answers kept for a client's retry (an objection's text, a meeting) name their deals

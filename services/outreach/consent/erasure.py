@@ -51,6 +51,7 @@ from shared.erasure import (
     is_erased_digest,
     keep_digests,
     named_prospect,
+    one_order_at_a_time,
 )
 from shared.errors import AppError
 from shared.events import STAGE_CHANGED
@@ -82,6 +83,7 @@ def mentions(column: Any, spellings: list[str]) -> ColumnElement[bool]:
 
 async def erase(session: AsyncSession, order: ErasureOrder) -> dict[str, int]:
     """Delete the person's rows and keep their digests; the rows deleted per table."""
+    await one_order_at_a_time(session)
     pid = order.prospect_id
     addresses = [a for a in (order.email, order.phone) if a]
     spellings = address_spellings(addresses)
