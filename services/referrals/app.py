@@ -7,6 +7,7 @@ from temporalio.client import Client
 
 from services.referrals import analytics, api, erasure, public, rep_moves, timeline
 from services.referrals.access import ACCESS
+from services.referrals.forgotten_intakes import install_sweep
 from services.referrals.intakes import IntakeTiming, install_relay
 from services.referrals.models import AuditEntry, IdempotencyKey
 from shared.app import create_service_app
@@ -45,4 +46,6 @@ def create_app(
     app.state.deals_source = None  # made on first use (analytics.deals_source)
     # starts the intakes that could not be started when their referral was stored
     install_relay(app, task_queues(settings), intake_timing)
+    # deletes the intakes of referrals forgotten without them (0010_forget_erased_referrals)
+    install_sweep(app, task_queues(settings))
     return app
