@@ -27,7 +27,7 @@ from sqlalchemy import ColumnElement, DateTime, Integer, Select, and_, or_, sele
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
-from shared.bounds import INT64_MAX
+from shared.bounds import INT32_MAX, INT64_MAX
 from shared.errors import invalid
 
 DEFAULT_LIMIT = 100
@@ -48,7 +48,9 @@ AFTER = (
 # a cursor of three keys (a time, a time and a 64-character id) is ~170 characters
 After = Annotated[str | None, Query(max_length=400, description=AFTER)]
 # for a table whose ids are numbers and its order (suppressions): the cursor is the id
-AfterNumber = Annotated[int | None, Query(ge=1, le=INT64_MAX, description=AFTER)]
+# the lists it pages are keyed by Integer ids: a larger value reached PostgreSQL, which refused it
+# (a 500), where it names no row anyway
+AfterNumber = Annotated[int | None, Query(ge=1, le=INT32_MAX, description=AFTER)]
 
 Row = TypeVar("Row")
 Key = InstrumentedAttribute[Any]

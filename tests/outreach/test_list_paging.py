@@ -44,3 +44,15 @@ async def test_follow_ups_come_in_pages(webhooks: WebhookRigs) -> None:
             await s.commit()
         forget = deleting(rig.sessions, models.FollowUp)
         await assert_pages(rig.http, "/follow-ups", 5, AUTH, forget=forget)
+
+
+async def test_an_after_past_the_ids_column_is_refused(webhooks: WebhookRigs) -> None:
+    """The events and suppressions are keyed by Integer ids: an `after` past 2**31-1 was sent to
+    PostgreSQL as is, which refused it (a 500 the fuzz run found); now a 422 naming `after`."""
+    async with webhooks() as rig:
+        for path in ("/inbox-events", "/suppressions"):
+            largest = await rig.http.get(path, headers=AUTH, params={"after": 2**31 - 1})
+            assert largest.status_code == 200, largest.text
+            past = await rig.http.get(path, headers=AUTH, params={"after": 2**31})
+            assert past.status_code == 422, (path, past.status_code, past.text)
+            assert past.json()["error"]["details"][0]["field"] == "after", past.text
