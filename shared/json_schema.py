@@ -20,6 +20,13 @@ ONE_LINE = "^[^\\u0000\\r\\n]*$"
 # at least one character that is not white space (what survives the validator's str.strip: the
 # separators U+001C-U+001F and U+0085 too, which JSON Schema's \s leaves out), no NUL
 NOT_BLANK = "^[^\\u0000]*[^\\s\\u001c-\\u001f\\u0085\\u0000][^\\u0000]*$"
+# where the server may send requests (shared.outbound.check_url): http or https, a host, no user
+# name or password; the server refuses more (internal addresses, hosts outside an allow-list)
+HTTP_URL: dict[str, Any] = {
+    "format": "uri",
+    "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[^\\u0000@/?#]+([/?#][^\\u0000]*)?$",
+    "examples": ["https://hooks.example.com/closeflow"],
+}
 # keys that already say what a string holds: a NUL pattern beside them adds nothing or conflicts
 _SAYS_WHAT = ("pattern", "format", "enum", "const")
 

@@ -16,6 +16,9 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
 from pydantic import TypeAdapter, ValidationError
 
+from services.outreach.events.service import check_events
+from services.outreach.notifications.webhook_targets import check_webhook_url
+from shared.errors import AppError
 from tests.support.api_fuzz import _drawn, _schema
 from tests.support.settings import make_settings
 
@@ -52,18 +55,24 @@ def _refusals(app: FastAPI, method: str, path: str, bodies: list[Any]) -> list[s
     return refused
 
 
-def _refused(route: tuple[str, str, str], tmp_path: Path, examples: bool) -> tuple[int, list[str]]:
-    """(how many bodies, those refused): BODIES generated from the route's OpenAPI, or one of
-    each of its examples."""
-    service, method, path = route
+def _bodies(
+    route: tuple[str, str, str], tmp_path: Path, examples: bool
+) -> tuple[FastAPI, list[Any]]:
+    """BODIES generated from the route's OpenAPI, or one of each of its examples."""
+    service, _, path = route
     app: FastAPI = importlib.import_module(f"services.{service}.app").create_app(
         make_settings(tmp_path)
     )
-    operation = _schema(app)[path][method]
+    operation = _schema(app)[path][route[1]]
     strategies = operation.get_strategies_from_examples() if examples else [operation.as_strategy()]
     count = 1 if examples else BODIES
-    bodies = [case.body for strategy in strategies for case in _drawn(strategy, count)]
-    return len(bodies), _refusals(app, method, path, bodies)
+    return app, [case.body for strategy in strategies for case in _drawn(strategy, count)]
+
+
+def _refused(route: tuple[str, str, str], tmp_path: Path, examples: bool) -> tuple[int, list[str]]:
+    """(how many bodies, those refused) of _bodies."""
+    app, bodies = _bodies(route, tmp_path, examples)
+    return len(bodies), _refusals(app, route[1], route[2], bodies)
 
 
 @pytest.mark.parametrize("route", GENERATED, ids=" ".join)
@@ -79,3 +88,45 @@ def test_the_openapi_example_is_accepted(route: tuple[str, str, str], tmp_path: 
     bodies, refused = _refused(route, tmp_path, examples=True)
     assert bodies > 0, "the OpenAPI shows no example body"
     assert refused == []
+
+
+# Routes with rules between fields that no schema states (an end after its start, a min below
+# its max, keys that do not repeat): generated bodies may be refused for those, never for a rule
+# the OpenAPI states (the problems below, as the validators word them)
+STATED = {
+    ("deals", "PUT", "/reps/{rep_id}/availability"): ["unknown time zone", "days must not repeat"],
+    ("deals", "POST", "/frameworks"): [
+        "a choice criterion needs choices",
+        "only a choice criterion has choices",
+        "rule: min/max apply",
+        "not for text criteria",
+        "a bool criterion allows",
+        "a number criterion allows",
+    ],
+}
+
+
+@pytest.mark.parametrize("route", STATED, ids=" ".join)
+def test_generated_bodies_break_no_rule_the_openapi_states(
+    route: tuple[str, str, str], tmp_path: Path
+) -> None:
+    bodies, refused = _refused(route, tmp_path, examples=False)
+    stated = [r for r in refused if any(problem in r for problem in STATED[route])]
+    assert stated == [], f"{len(stated)}/{bodies} refused:\n" + "\n".join(stated[:5])
+    assert len(refused) < bodies / 2, "most generated bodies are refused:\n" + "\n".join(refused)
+
+
+def test_generated_event_subscriptions_name_known_events_and_a_url_events_may_go_to(
+    tmp_path: Path,
+) -> None:
+    """Their url and events are checked by the use case (check_webhook_url, check_events), which
+    the OpenAPI now states: an http(s) URL with a host, one or more known event names."""
+    app, bodies = _bodies(("outreach", "POST", "/event-subscriptions"), tmp_path, False)
+    refused = []
+    for body in bodies:
+        try:
+            check_events(body["events"])
+            check_webhook_url(body["url"], app.state.settings, "url")
+        except AppError as err:
+            refused.append(f"{body!r:.200}: {err.message}")
+    assert refused == [], f"{len(refused)}/{len(bodies)} refused:\n" + "\n".join(refused[:5])

@@ -9,6 +9,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from services.deals.core.schemas import NonEmpty
+from shared.json_schema import Documented
 from shared.requests import InternalModel, WriteModel, with_offset
 from shared.timezones import known_zone
 
@@ -43,7 +44,8 @@ class MeetingCancel(WriteModel):
 
 # --- booking links (issue 14) -------------------------------------------------------------------
 
-HHMM = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$", max_length=5, examples=["09:00"])]
+# each field its own example: one shared "09:00" made the OpenAPI's example hours end as they start
+HHMM = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$", max_length=5)]
 
 
 def _minute(value: str) -> int:
@@ -60,17 +62,23 @@ def _known_zone(value: str) -> str:
 class AvailabilityIn(WriteModel):
     """When the rep takes meetings booked through links (in the rep's own zone)."""
 
-    timezone: Annotated[str, AfterValidator(_known_zone)] = Field(
-        max_length=64, description="the rep's IANA time zone, e.g. Europe/Berlin"
-    )
+    # the OpenAPI names the format its validator holds it to (as a prospect's zone), not blank
+    timezone: Annotated[
+        str,
+        AfterValidator(_known_zone),
+        Documented({"format": "timezone", "minLength": 1, "examples": ["Europe/Berlin"]}),
+    ] = Field(max_length=64, description="the rep's IANA time zone, e.g. Europe/Berlin")
     days: list[Annotated[int, Field(ge=0, le=6)]] = Field(
         default_factory=lambda: [0, 1, 2, 3, 4],
         min_length=1,
         max_length=7,
-        description="weekdays taking meetings, 0 = Monday",
+        description="weekdays taking meetings, 0 = Monday, none twice",
+        json_schema_extra={"uniqueItems": True},
     )
-    start: HHMM = Field("09:00", description="local start of the working hours")
-    end: HHMM = Field("17:00", description="local end of the working hours (after start)")
+    start: HHMM = Field("09:00", description="local start of the working hours", examples=["09:00"])
+    end: HHMM = Field(
+        "17:00", description="local end of the working hours (after start)", examples=["17:00"]
+    )
     meeting_minutes: int = Field(
         30, ge=5, le=MAX_MEETING_MINUTES, description="length of a booked meeting"
     )

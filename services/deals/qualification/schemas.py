@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from services.deals.core.schemas import Deal, NonEmpty, Slug
 from shared.bounds import INT64_MAX
@@ -61,7 +68,43 @@ class CriterionRule(WriteModel):
     allowed: list[Allowed] | None = Field(None, min_length=1, max_length=100)
 
 
+def _when(kind: str, then: dict[str, Any], otherwise: dict[str, Any]) -> dict[str, Any]:
+    """`then` holds for a criterion of answer_type `kind`, `otherwise` for the others."""
+    return {
+        "if": {"properties": {"answer_type": {"const": kind}}},
+        "then": then,
+        "else": otherwise,
+    }
+
+
+def _rule(**properties: dict[str, Any]) -> dict[str, Any]:
+    return {"properties": {"rule": {"properties": properties}}}
+
+
+def _allowed(items: dict[str, Any]) -> dict[str, Any]:
+    return _rule(allowed={"type": ["array", "null"], "items": items})
+
+
+_NULL = {"type": "null"}
+# _consistent's rules between fields, as far as a schema states them (a min above its max and an
+# allowed value outside the choices are refused too): the OpenAPI tells a valid criterion
+CRITERION_RULES: dict[str, Any] = {
+    "allOf": [
+        _when(
+            "choice",
+            {"required": ["choices"], "properties": {"choices": {"minItems": 1}}},
+            {"properties": {"choices": {"maxItems": 0}}},
+        ),
+        _when("number", _allowed({"type": "number"}), _rule(min=_NULL, max=_NULL)),
+        _when("bool", _allowed({"type": "boolean"}), {}),
+        _when("text", _rule(allowed=_NULL), {}),
+    ]
+}
+
+
 class CriterionSpec(WriteModel):
+    model_config = ConfigDict(json_schema_extra=CRITERION_RULES)
+
     key: CriterionKey
     question: NonEmpty = Field(max_length=500)
     answer_type: Literal["bool", "text", "number", "choice"]

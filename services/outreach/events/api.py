@@ -16,26 +16,32 @@ from shared.auth import require_api_key
 from shared.db import Session
 from shared.events import EVENT_TYPES
 from shared.idempotency import NoIdempotency
+from shared.json_schema import HTTP_URL, Documented
 from shared.paging import AFTER, Linked
 from shared.requests import InternalModel, WriteModel
 
 router = APIRouter(dependencies=[Depends(require_api_key)], tags=["event subscriptions"])
 
 
-EventType = Annotated[str, StringConstraints(max_length=40)]
+# the OpenAPI states what check_events and check_webhook_url hold these to (their 422s say which)
+EventType = Annotated[
+    str, StringConstraints(max_length=40), Documented({"enum": list(EVENT_TYPES)})
+]
+EventTypes = Annotated[list[EventType], Documented({"minItems": 1})]
+Url = Annotated[str, Documented(HTTP_URL)]
 
 
 class SubscriptionIn(WriteModel):
-    url: str = Field(max_length=2000, description="where events are POSTed")
-    events: list[EventType] = Field(
+    url: Url = Field(max_length=2000, description="where events are POSTed")
+    events: EventTypes = Field(
         max_length=len(EVENT_TYPES), description=f"any of {', '.join(EVENT_TYPES)}"
     )
     description: str = Field("", max_length=300)
 
 
 class SubscriptionPatch(WriteModel):
-    url: str | None = Field(None, max_length=2000)
-    events: list[EventType] | None = Field(None, max_length=len(EVENT_TYPES))
+    url: Url | None = Field(None, max_length=2000)
+    events: EventTypes | None = Field(None, max_length=len(EVENT_TYPES))
     description: str | None = Field(None, max_length=300)
     status: Literal["active", "disabled"] | None = Field(
         None, description="active re-enables it: its waiting deliveries go out at once"
