@@ -9,6 +9,8 @@ an import, a do-not-contact entry, a framework, a playbook entry, a deal (deals'
 activity, as a journey opens it), a meeting and an objection on it, a referral ask (referrals'
 `create_referral_ask`), a rep task (outreach's `create_rep_task`) and a sent message's
 unsubscribe token (outreach's `send_touch`, its SMTP server refusing: the ledger row stays).
+Operations whose success needs a thing in a state of its own (a meeting that has started, a
+closed deal, a custom framework) are given it instead (tests/support/fuzz_states.py).
 
 Two runs share the world and one record of what each operation answered:
 - every operation, `cases` generated cases each, the first with the world's ids in its path,
@@ -61,6 +63,7 @@ from shared.providers.sendgrid import generate_key_pair
 from tests.support.apps import ServiceApp
 from tests.support.consent import PM
 from tests.support.deals import BOOKING_HOURS, GOOD_ANSWERS
+from tests.support.fuzz_states import made, operation_states
 from tests.support.idempotency import HEADER as IDEMPOTENCY_HEADER
 from tests.support.ports import free_port
 from tests.support.sandboxes import EMAIL, touch_request
@@ -71,8 +74,9 @@ from tests.support.settings import AUTH, SERVICE_AUTH
 SERVICES = ("prospecting", "outreach", "deals", "referrals")
 CHECKS = [checks.not_a_server_error, checks.response_schema_conformance]
 READINESS_ASKS = 2  # as the APIs' readinessProbe failureThreshold (deploy/k8s/apis.yaml)
-# Run after every other operation: each ends or removes something the others are given.
-DESTRUCTIVE = ("erasure", "/close", "/stop", "/cancel", "/no-show", "/held")
+# Run after every other operation: each ends or removes something the others are given (a
+# completed task is no longer snoozed or reassigned).
+DESTRUCTIVE = ("erasure", "/close", "/stop", "/cancel", "/no-show", "/held", "/complete")
 
 
 @dataclass
@@ -80,6 +84,9 @@ class FuzzWorld:
     apps: dict[str, FastAPI]
     clients: dict[str, httpx.AsyncClient]
     ids: dict[str, str]  # a parameter's name -> a real value of it
+    # "METHOD /path" -> the values that operation gets instead (a thing in the state its
+    # success needs: a meeting that has started, a closed deal, a custom framework)
+    only: dict[str, dict[str, str]] = field(default_factory=dict)
     # "service METHOD /path" -> every status it answered
     answers: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     problems: list[str] = field(default_factory=list)
@@ -97,7 +104,8 @@ class FuzzWorld:
     async def send(self, service: str, case: Case, real: bool) -> Response:
         """One case, with the world's ids when `real`; what it answered is recorded and
         checked (no 5xx, the response within its schema)."""
-        kwargs = _request(case, self.ids if real else {})
+        ids = self.ids | self.only.get(f"{case.method} {case.operation.path}", {})
+        kwargs = _request(case, ids if real else {})
         response = await self.clients[service].request(**kwargs)
         self.sent += 1
         for _ in range(READINESS_ASKS - 1):
@@ -276,13 +284,8 @@ async def fuzz_world(
                     timeout=HTTP_TIMEOUT, transport=httpx.ASGITransport(app), base_url="http://test"
                 )
             )
-        yield FuzzWorld(apps, clients, await _make_things(apps, clients))
-
-
-def _made(response: httpx.Response, key: str = "id") -> str:
-    assert response.is_success, (response.request.url, response.status_code, response.text)
-    value: str = response.json()[key]
-    return value
+        ids = await _make_things(apps, clients)
+        yield FuzzWorld(apps, clients, ids, await operation_states(apps, clients, ids))
 
 
 async def _make_things(
@@ -291,14 +294,14 @@ async def _make_things(
     """One of everything an operation names, made the way the product makes it."""
     prospecting, outreach, deals = clients["prospecting"], clients["outreach"], clients["deals"]
     h = AUTH
-    rep = _made(
+    rep = made(
         await prospecting.post(
             "/reps",
             headers=h,
             json={"name": "Rita", "email": "rita@example.org", "phone": "+14155550199"},
         )
     )
-    prospect = _made(
+    prospect = made(
         await prospecting.post(
             "/prospects",
             headers=h,
@@ -313,12 +316,12 @@ async def _make_things(
     )
     assigned = await prospecting.patch(f"/prospects/{prospect}", headers=h, json={"rep_id": rep})
     assert assigned.is_success, assigned.text
-    referred = _made(
+    referred = made(
         await prospecting.post(
             "/prospects", headers=h, json={"first_name": "Bob", "email": "bob@example.com"}
         )
     )
-    cadence = _made(await outreach.post("/cadences", headers=h, json=fast_cadence()))
+    cadence = made(await outreach.post("/cadences", headers=h, json=fast_cadence()))
     ids = {"rep_id": rep, "manager_id": rep, "prospect_id": prospect, "cadence_id": cadence}
     enrolled = await outreach.post(
         "/enrollments", headers=h, json={"prospect_id": prospect, "cadence_id": cadence}
@@ -330,23 +333,24 @@ async def _make_things(
     ids["operation_id"] = resumed.json()["operation_id"]
     prefs = await outreach.put(f"/reps/{rep}/notifications", headers=h, json={"channel": "email"})
     assert prefs.is_success, prefs.text
-    ids["sender_id"] = _made(
+    ids["sender_id"] = made(
         await outreach.post(
             "/senders",
             headers=h,
             json={"from_address": "rita@example.org", "display_name": "Rita"},
         )
     )
+    ids["sender_address"] = "rita@example.org"
     key = await prospecting.post("/api-keys", headers=h, json={"name": "fuzz", "role": "ops"})
-    ids |= {"key_id": _made(key), "key": _made(key, "key")}
-    ids["import_id"] = _made(
+    ids |= {"key_id": made(key), "key": made(key, "key")}
+    ids["import_id"] = made(
         await prospecting.post(
             "/imports?format=csv",
             headers=h | {"content-type": "text/csv"},
             content=b"first_name,email\nCy,cy@example.com\n",
         )
     )
-    ids["entry_id"] = _made(
+    ids["entry_id"] = made(
         await outreach.post(
             "/do-not-contact",
             headers=h,
@@ -354,7 +358,7 @@ async def _make_things(
         )
     )
     framework = await deals.get("/qualification/framework", headers=h)
-    ids["name"] = _made(framework, "name")
+    ids["name"] = made(framework, "name")
     ids["category"] = "price"
     # a deal as the journey opens it, a meeting and an objection on it
     deal = await DealsActivities(apps["deals"].state.sessions).open_deal(
@@ -369,12 +373,13 @@ async def _make_things(
     meeting = await deals.post(
         f"/deals/{deal.deal_id}/meetings", headers=h, json={"starts_at": starts, "title": "Demo"}
     )
-    ids["meeting_id"] = _made(meeting)
+    ids["meeting_id"] = made(meeting)
     objection = await deals.post(
         f"/deals/{deal.deal_id}/objections", headers=h, json={"text": "The price is too high"}
     )
     assert objection.is_success, objection.text
     ids["objection_id"] = objection.json()["objection"]["id"]
+    ids["prepared_response"] = objection.json()["answers"][0]
     # a referral ask as the journey asks for it, after a won deal
     ask = await ReferralsActivities(
         apps["referrals"].state.sessions, apps["referrals"].state.settings.referrals_public_url
@@ -399,7 +404,7 @@ async def _make_things(
         headers=h,
         json={"url": "https://hooks.example.com/closeflow", "events": [TASK_CREATED]},
     )
-    ids["subscription_id"] = _made(subscription)
+    ids["subscription_id"] = made(subscription)
     ids["task_id"] = await acts["create_rep_task"](
         RepTaskRequest(
             f"fuzz:{uuid.uuid4().hex}", rep, prospect, journey_id(prospect), "call_task", "Call"
