@@ -738,14 +738,18 @@ class OutreachActivities:
         failed because the database went away gives it back once the database is there again:
         kept, the lease would hold the send for minutes after a restart of seconds (make chaos).
         `status`: the row's before the claim (`pending` for a first send, which nothing
-        reached the provider for)."""
+        reached the provider for: it gives its slot under the caps back too, or it would count
+        against them though nothing went, and go later on that stale slot without asking them)."""
+        values: dict[str, object] = {"sending_until": None, "status": status}
+        if status == "pending":
+            values |= senders.SLOT_RELEASED
 
         async def give_back(session: AsyncSession) -> None:
             await session.execute(
                 update(models.Message)
                 .where(models.Message.id == row.id, models.Message.attempts == row.attempts)
                 .where(models.Message.status == "sending")
-                .values(sending_until=None, status=status)
+                .values(**values)
             )
             await session.commit()
 

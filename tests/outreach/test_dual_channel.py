@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -18,7 +19,7 @@ from services.outreach import models
 from services.outreach.activities import SendFaults
 from services.outreach.consent import service as consent
 from services.outreach.consent import suppressions
-from shared.contracts.journey import CadenceStep, Contact, TouchRequest, journey_id
+from shared.contracts.journey import CadenceStep, Contact, SendWindow, TouchRequest, journey_id
 from tests.support.apps import Api
 from tests.support.consent import OutreachRig, outreach_rig
 from tests.support.fixtures import Ground
@@ -307,11 +308,13 @@ class SlowBeforeTheCall(SendFaults):
     """The minutes between a text's claim and its provider call (the opt-out locks it waits
     for, a busy database) that carry the clock past 21:00 local."""
 
-    def __init__(self, clock: EveningClock) -> None:
+    def __init__(self, clock: EveningClock, to: str = "") -> None:
         self.clock = clock
+        self.to = to  # only the sends to this address, when given
 
     async def before_provider_call(self, row: models.Message) -> None:
-        self.clock.moment += timedelta(minutes=2)
+        if not self.to or row.to_address == self.to:
+            self.clock.moment += timedelta(minutes=2)
 
 
 async def test_a_text_whose_call_comes_after_21h_is_deferred_not_sent(ground: Ground) -> None:
@@ -335,3 +338,49 @@ async def test_a_text_whose_call_comes_after_21h_is_deferred_not_sent(ground: Gr
         clock.moment = morning
         assert await asyncio.wait_for(st.send(req), timeout=25) == {"sms": "sent"}
         assert len(await st.texts_to(c.phone or "")) == 1
+
+
+async def test_an_email_deferred_at_its_call_holds_no_slot_of_its_senders_cap(
+    ground: Ground,
+) -> None:
+    """An email claimed at 16:59:50 local, its call carried past the window's 17:00 end, goes
+    out nothing and must hold no slot: it kept the one it claimed, counted against the sender's
+    daily cap while nothing went, so another email was held back; and its retry went out on
+    that stale slot without asking the cap again (a day later, past every cap)."""
+    zone = ZoneInfo("America/Chicago")
+    clock = EveningClock(datetime(2026, 3, 4, 16, 59, 50, tzinfo=zone).astimezone(UTC))
+    late, other = person(), person()
+    late.timezone = other.timezone = "America/Chicago"
+    window = SendWindow(start_hour=9, end_hour=17)
+    late_req = replace(first_touch(late, EMAIL), send_window=window)
+    other_req = replace(first_touch(other, EMAIL), send_window=window)
+    faults = SlowBeforeTheCall(clock, to=late.email or "")
+    async with outreach_rig(ground, faults=faults, clock=clock) as st:
+        r = await st.api.post(
+            "/senders", json={"from_address": "ann@one.example.com", "daily_cap": 1}, headers=AUTH
+        )
+        assert r.status_code == 201, r.text
+        sender_id = r.json()["id"]
+
+        result = await asyncio.wait_for(st.touch(late_req), timeout=25)
+        morning = datetime(2026, 3, 5, 9, tzinfo=zone).astimezone(UTC)
+        assert result.defer_until == morning.isoformat()
+        assert st.emails_to(late.email or "") == []
+        [row] = await st.rows(late.prospect_id)
+        assert (row.status, row.sending_until) == ("pending", None)
+        [ann] = (await st.api.get("/senders", headers=AUTH)).json()
+        assert ann["sent_last_day"] == 0
+        assert (row.claimed_at, row.sender_id) == (None, None)
+
+        # the slot is free: the next email takes it
+        clock.moment = morning
+        assert await asyncio.wait_for(st.send(other_req), timeout=25) == {"email": "sent"}
+        [taken] = await st.rows(other.prospect_id)
+        assert taken.sender_id == sender_id and taken.claimed_at is not None
+
+        # the deferred one, run again, asks the cap afresh: full for a day, so it waits
+        again = await asyncio.wait_for(st.touch(late_req), timeout=25)
+        assert again.defer_until == (taken.claimed_at + timedelta(days=1)).isoformat()
+        assert st.emails_to(late.email or "") == []
+        [ann] = (await st.api.get("/senders", headers=AUTH)).json()
+        assert ann["sent_last_day"] == 1

@@ -2,7 +2,9 @@
 
 An email ledger row takes its slot once, before its first attempt: sender, From header,
 recipient domain and time are written on the row in the transaction that marks it `sending`,
-so a retried activity reuses them and is never counted twice. The caps count those rows.
+so a retried activity reuses them and is never counted twice. The caps count those rows. A row
+that goes back to `pending` (deferred at its provider call: nothing reached the provider) gives
+its slot back (`SLOT_RELEASED`) and claims afresh, under the caps of the moment, when it goes.
 
 Claims are serialised by updating the one `send_quota_locks` row first in the transaction: on
 PostgreSQL the row lock is held until commit, on SQLite the write lock is. Two concurrent claims
@@ -24,6 +26,9 @@ from shared.errors import conflict, not_found
 from shared.providers.email import address_domain, new_message_id
 
 EMAIL_LOCK = "email"
+# what a claimed row that never reached the provider writes to hold no slot (the caps count
+# `claimed_at`); its From and domain are written again by its next claim
+SLOT_RELEASED: dict[str, object] = {"claimed_at": None, "sender_id": None}
 
 # --- use cases of the API (the caller commits) ----------------------------------------------
 
@@ -146,8 +151,9 @@ def _take(
     row.from_address = from_header
     row.to_domain = domain
     row.claimed_at = now
-    if sender is not None and row.attempts == 0:
-        # nothing has gone out yet: the Message-ID may take the sender's own domain
+    if sender is not None and row.status == "pending":
+        # nothing has gone out yet (not even for an attempt deferred at its call, which gave
+        # its slot back): the Message-ID may take the sender's own domain
         row.provider_id = new_message_id(address_domain(sender.from_address))
 
 
