@@ -87,6 +87,7 @@ POLICIES: dict[RouteKey, Rule] = {
     ("GET", "/follow-ups"): OPS,
     ("GET", "/inbox-events"): OPS,
     ("POST", "/internal/prospects/{prospect_id}/late-bookings"): SERVICE_ONLY,  # deals
+    ("GET", "/internal/prospects/{prospect_id}/late-bookings"): SERVICE_ONLY,  # deals' page
     ("GET", "/mailbox"): OPS,  # the IMAP reply mailbox's state (issue 14)
     ("POST", "/internal/prospects/{prospect_id}/journeys/reopen"): SERVICE_ONLY,
     ("GET", "/journeys/{prospect_id}"): rep_own("path:prospect_id"),

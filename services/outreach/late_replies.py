@@ -86,17 +86,21 @@ class LateEvents:
         outcome, _ = await self.reply(late)
         return outcome
 
+    async def foresee(self, prospect_id: str) -> str:
+        """What a late reply of the prospect would become now, by the same rules as `reply`,
+        without making any of it (no task, no run, prospecting only read): its `outcome`."""
+        row, ended = await self._ended_run(prospect_id)
+        outcome = await self._policy(row, ended)
+        if outcome != RESTARTED:
+            return outcome
+        contact, _ = await self._contact(prospect_id, row, comeback=False)
+        return LATE_REPLY_TASK if await self._refusal(prospect_id, contact) else RESTARTED
+
     async def reply(self, late: LateReply) -> tuple[dict[str, Any], int | None]:
         """The rep's task, and a new run at qualifying when the cadence says so: the event's
         `outcome` and `outcome_detail`, and the run restarted (or found running: a repeat)."""
         prospect_id, channel, text = late.prospect_id, late.channel, late.text
-        state = self._app.state
-        async with state.sessions() as session:
-            row = await runs.current_run(session, prospect_id)
-            if row is None:
-                ended = None
-            else:
-                ended = (await runs.run_status(state.temporal, row)).outcome or row.outcome
+        row, ended = await self._ended_run(prospect_id)
         contact, known = await self._contact(prospect_id, row)
         won = ended == Stage.WON
         kind = "client_reply" if won else "late_reply"
@@ -112,22 +116,18 @@ class LateEvents:
             else f"Their journey ended ({ended or 'not enrolled'})."
         )
         await self._task(late, kind, title, body, contact, row)
-        if won:
-            return {"outcome": WON_CLIENT_TASK, "outcome_detail": title}, None
-        if row is None:
+        outcome = await self._policy(row, ended)
+        if outcome == NOT_ENROLLED:
             return {
-                "outcome": NOT_ENROLLED,
+                "outcome": outcome,
                 "outcome_detail": f"{title}: task made, never enrolled",
             }, None
-        async with state.sessions() as session:
-            definition = await service.get_cadence(session, row.cadence_id)
-        if definition.late_reply != "restart_at_qualifying":
-            return {"outcome": LATE_REPLY_TASK, "outcome_detail": title}, None
+        if outcome != RESTARTED or row is None:
+            return {"outcome": outcome, "outcome_detail": title}, None
         if not known:
             # the task is made; the new run needs the prospect as prospecting knows them
             raise AppError(503, "prospecting_unreachable", "late reply: restart waits")
-        async with state.sessions() as session:
-            why = await runs.refusal(session, prospect_id, contact.email, contact.phone)
+        why = await self._refusal(prospect_id, contact)
         if why is not None:
             # a reply is no opt-in: the rep has the task and decides; no run starts on its own
             detail = f"{title}; not restarted: {why.rule}"
@@ -136,16 +136,45 @@ class LateEvents:
         detail = f"{title}; new run {run} at qualifying"
         return {"outcome": RESTARTED, "outcome_detail": detail}, run
 
+    async def _ended_run(self, prospect_id: str) -> tuple[models.Enrollment | None, str | None]:
+        """The prospect's current run and how it ended (None: never enrolled, or no outcome)."""
+        state = self._app.state
+        async with state.sessions() as session:
+            row = await runs.current_run(session, prospect_id)
+        if row is None:
+            return None, None
+        return row, (await runs.run_status(state.temporal, row)).outcome or row.outcome
+
+    async def _policy(self, row: models.Enrollment | None, ended: str | None) -> str:
+        """What a late reply after `row` (ended as `ended`) becomes by who they are and the
+        cadence's `late_reply`, before asking whether they may be brought back: RESTARTED
+        only when the cadence restarts them."""
+        if ended == Stage.WON:
+            return WON_CLIENT_TASK
+        if row is None:
+            return NOT_ENROLLED
+        async with self._app.state.sessions() as session:
+            definition = await service.get_cadence(session, row.cadence_id)
+        if definition.late_reply != "restart_at_qualifying":
+            return LATE_REPLY_TASK
+        return RESTARTED
+
+    async def _refusal(self, prospect_id: str, contact: Contact) -> runs.Refusal | None:
+        async with self._app.state.sessions() as session:
+            return await runs.refusal(session, prospect_id, contact.email, contact.phone)
+
     async def _contact(
-        self, prospect_id: str, row: models.Enrollment | None
+        self, prospect_id: str, row: models.Enrollment | None, *, comeback: bool = True
     ) -> tuple[Contact, bool]:
         """The prospect from prospecting, who comes back: one whose rep was deactivated while
         their journey was over goes to an active rep first, so the task (and a restart) is not
-        left with someone who left. While prospecting is away (or the prospect is gone), what
-        the enrollment recorded, so the rep still gets the task now (False: only that)."""
+        left with someone who left (`comeback` False: only read). While prospecting is away (or
+        the prospect is gone), what the enrollment recorded, so the rep still gets the task now
+        (False: only that)."""
         directory: ProspectDirectory = self._app.state.prospects
+        read = directory.comeback if comeback else directory.contact
         try:
-            return await directory.comeback(prospect_id), True
+            return await read(prospect_id), True
         except AppError as err:
             log.warning("late reply of %s: prospect not read (%s)", prospect_id, err)
         return (

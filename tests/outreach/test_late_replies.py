@@ -202,10 +202,10 @@ SLOT = re.compile(r'name="slot" value="([^"]+)"')
 
 async def booked_after_the_journey(
     d: Driver, *, again: bool = False, **plan: Any
-) -> tuple[dict[str, Any], httpx.Response, str]:
+) -> tuple[dict[str, Any], httpx.Response, str, httpx.Response]:
     """Ida got a booking link during her journey, which ended (nurture) without a reply
     (`again`: and she was enrolled again since); she books a time through it afterwards: Ida,
-    the booking's answer and the time she picked."""
+    the booking's answer, the time she picked and the page she picked it on."""
     rep, _ = await d.setup()
     ida = await d.new_prospect("Ida")
     plan_id = (await cadence(d, **plan))["id"]
@@ -222,8 +222,12 @@ async def booked_after_the_journey(
         await d.enroll(ida["id"], plan_id)
         await wait_run(d, ida["id"], 2, status="running")
     page = f"{d.u.deals}/book/{link['token']}"
-    slot = SLOT.findall((await d.http.get(page)).text)[0]
-    return ida, await d.http.post(page, data={"slot": slot}), slot
+    shown = await d.http.get(page)
+    slot = SLOT.findall(shown.text)[0]
+    return ida, await d.http.post(page, data={"slot": slot}), slot, shown
+
+
+BOOKS = "An invitation for your calendar follows by email."
 
 
 async def test_a_late_booking_restarts_the_journey_that_carries_its_deal_by_policy(
@@ -234,7 +238,8 @@ async def test_a_late_booking_restarts_the_journey_that_carries_its_deal_by_poli
     `late_reply: restart_at_qualifying` run 2 starts at qualifying and carries the booked deal;
     the rep has the late reply's task."""
     d = stack
-    ida, booked, slot = await booked_after_the_journey(d, late_reply="restart_at_qualifying")
+    ida, booked, slot, page = await booked_after_the_journey(d, late_reply="restart_at_qualifying")
+    assert BOOKS in page.text, page.text  # the policy books it: the times are bookable
     assert booked.status_code == 200 and "You are booked" in booked.text, booked.text
     runs = await wait_run(d, ida["id"], 2, origin="late_reply")
     assert runs[1]["start_stage"] == "qualifying"
@@ -253,9 +258,13 @@ async def test_a_late_booking_without_a_restart_is_the_reps_task_and_no_deal(
 ) -> None:
     """The same booking under the default policy (`late_reply: task`): no deal nobody carries,
     the prospect reads that their rep will get back to them, the rep has the task with the
-    time asked for."""
+    time asked for. The page she picked it on says so before she picks: it offered the times
+    as bookable, so she picked one believing she booked it."""
     d = stack
-    ida, booked, slot = await booked_after_the_journey(d)
+    ida, booked, slot, page = await booked_after_the_journey(d)
+    assert page.status_code == 200, page.text
+    assert BOOKS not in page.text and "nothing is booked" in page.text, page.text
+    assert "pass it on" in page.text and "get back to you" in page.text, page.text
     assert booked.status_code == 409, booked.text
     assert "get back to you" in booked.text and 'name="slot"' not in booked.text
     task = await task_of_kind(d, ida["id"], "late_reply")
@@ -272,7 +281,8 @@ async def test_a_booking_through_an_earlier_runs_link_goes_on_the_running_runs_d
     deal of the ended run, which the running run (which opens its own deal) never carried. It
     goes on the running run's deal now, and that run hears it as her reply."""
     d = stack
-    ida, booked, _ = await booked_after_the_journey(d, again=True)
+    ida, booked, _, page = await booked_after_the_journey(d, again=True)
+    assert BOOKS in page.text, page.text
     assert booked.status_code == 200 and "You are booked" in booked.text, booked.text
     runs = await runs_of(d, ida["id"])
     assert [r["run"] for r in runs] == [1, 2], runs

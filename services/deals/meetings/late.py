@@ -8,12 +8,16 @@ replies (POST /internal/prospects/{id}/late-bookings): it names the run the book
 newer run running now, or the run the cadence's `late_reply: restart_at_qualifying` starts, which
 opens the booked deal by its key), or none, and then only the rep's late reply task is made (the
 time asked for in it) and deals books nothing. The links of the ended run follow the run named.
+Before it offers times, the page asks outreach the same question without booking anything
+(`would_book`: GET of the same path), so that a page whose times would only be passed on to the
+rep says so instead of offering them as bookable.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import httpx
 from temporalio.client import Client
@@ -60,14 +64,30 @@ async def ask_outreach(
         # one task per link and time, however often the prospect posts it
         "key": f"{claim.journey_key}@{picked:%Y%m%dT%H%M%SZ}",
     }
+    answer = await _outreach(settings, "POST", claim, body)
+    return LateAnswer(answer.get("run_key"), str(answer.get("detail", "")))
+
+
+async def would_book(settings: Settings, claim: BookingClaim) -> bool:
+    """Whether `ask_outreach` would name a run now (a booking would be booked), asked without
+    making anything; 503 while outreach cannot answer."""
+    if not is_id(claim.prospect_id):
+        return False
+    return bool((await _outreach(settings, "GET", claim)).get("books"))
+
+
+async def _outreach(
+    settings: Settings, method: str, claim: BookingClaim, body: dict[str, str] | None = None
+) -> dict[str, Any]:
     try:
         async with peer_client(
             settings.internal_api_key, base_url=settings.outreach_url, timeout=TIMEOUT
         ) as http:
-            response = await http.post(id_path(PATH, id=claim.prospect_id), json=body)
+            path = id_path(PATH, id=claim.prospect_id)
+            response = await http.request(method, path, json=body)
     except httpx.HTTPError as err:
         raise AppError(503, "outreach_unreachable", f"late booking: {err}") from err
     if response.status_code != 200:
         raise AppError(503, "outreach_unreachable", f"late booking: {response.status_code}")
-    answer = response.json()
-    return LateAnswer(answer.get("run_key"), str(answer.get("detail", "")))
+    answer: dict[str, Any] = response.json()
+    return answer

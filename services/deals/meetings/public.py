@@ -15,7 +15,8 @@ While the run's meeting is ahead the page shows it and books no other (409): one
 A link naming a rep who was deactivated (standing.py) offers no times and books nothing (410):
 the page says to reply to the message instead. A time posted through a link whose run ended
 before it had a deal is a late reply (late.py): outreach names the run it goes to, or none (the
-rep's task only: 409, nothing booked).
+rep's task only: 409, nothing booked). GET asks outreach first whether it would name one: when
+not, the page offers the times as wishes passed on to the rep, nothing booked, not as bookings.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ ALREADY_BOOKED = "You already have a meeting booked: this link books one at a ti
 CLOSED = "This conversation is closed."
 AWAY = "The person this link books is no longer taking meetings."
 TRY_AGAIN = "We could not take your booking just now: please try again in a minute."
+NOT_SHOWN = "We could not show the times just now: please try again in a minute."
 ASKED = (
     "Thank you: we have passed on that you would like to meet on {when}. We will get back to "
     "you to confirm a time."
@@ -78,7 +80,10 @@ def _slots_page(
     slots: list[datetime],
     status: int = 200,
     notice: str = "",
+    passed_on: bool = False,
 ) -> HTMLResponse:
+    """`passed_on`: a time picked is not booked but passed on to the rep (a late booking that
+    starts no run: late.py), and the page says so."""
     zone = _zone(claim)
     local = [(s.astimezone(zone), s) for s in slots]
     days = [
@@ -95,6 +100,7 @@ def _slots_page(
         zone=zone.key,
         days=days,
         notice=notice,
+        passed_on=passed_on,
     )
 
 
@@ -143,7 +149,11 @@ async def booking_page(token: str, request: Request, session: Session) -> HTMLRe
     if await svc.run_closed(session, claim.journey_key):
         # no times a booking would refuse (already_closed)
         return _pages.render("invalid_link.html", 410, reason=CLOSED)
-    return _slots_page(request, claim, hours, await availability.open_slots(session, hours))
+    slots = await availability.open_slots(session, hours)
+    books = await _books(request, session, claim)
+    if isinstance(books, HTMLResponse):
+        return books
+    return _slots_page(request, claim, hours, slots, passed_on=not books)
 
 
 @router.post("/book/{token}", response_class=HTMLResponse, include_in_schema=False)
@@ -200,14 +210,10 @@ async def _run_of_booking(
     """The claim the booking goes on: the link's while its run runs or has its deal; after the
     run ended, the run outreach names for a late booking (late.py), or the page saying the rep
     will get back to them (nothing booked). Asked before the calendar's lock is taken."""
-    if await find_deal_by_journey(session, claim.journey_key) is not None:
-        return claim
     if picked not in await availability.open_slots(session, hours):
         return claim  # taken, or not a time offered: answered as always, nobody asked
-    # only read so far: no connection held (SQLite has one) while Temporal and outreach answer
-    await session.commit()
     try:
-        if await late.link_runs(request.app.state.temporal, claim):
+        if await _link_books(request, session, claim):
             return claim
         when = f"{_when(picked, _zone(claim))} ({_zone(claim).key})"
         answer = await late.ask_outreach(request.app.state.settings, claim, picked, when)
@@ -223,6 +229,33 @@ async def _run_of_booking(
         )
     await links.follow_run(session, claim.prospect_id, claim.journey_key, answer.run_key)
     return replace(claim, journey_key=answer.run_key)
+
+
+async def _link_books(request: Request, session: AsyncSession, claim: BookingClaim) -> bool:
+    """Whether a booking goes on the link's own run: it has its deal, or it is the prospect's
+    running run (else it is a late booking: late.py). AppError while Temporal cannot answer."""
+    if await find_deal_by_journey(session, claim.journey_key) is not None:
+        return True
+    # only read so far: no connection held (SQLite has one) while Temporal and outreach answer
+    await session.commit()
+    return await late.link_runs(request.app.state.temporal, claim)
+
+
+async def _books(
+    request: Request, session: AsyncSession, claim: BookingClaim
+) -> bool | HTMLResponse:
+    """Whether a time picked through the link would be booked (False: passed on to the rep),
+    asked as the booking asks (_run_of_booking) without making anything; the page saying to
+    try again while Temporal or outreach cannot answer."""
+    try:
+        if await _link_books(request, session, claim):
+            return True
+        return await late.would_book(request.app.state.settings, claim)
+    except AppError as err:
+        log.error("booking page of %s: %s", claim.prospect_id, err.message)
+        return _pages.render(
+            "no_times.html", 503, heading="Times not shown", reason=NOT_SHOWN, reply=False
+        )
 
 
 def _picked(value: str) -> datetime | None:
