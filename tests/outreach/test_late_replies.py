@@ -201,10 +201,11 @@ SLOT = re.compile(r'name="slot" value="([^"]+)"')
 
 
 async def booked_after_the_journey(
-    d: Driver, *, again: bool = False, **plan: Any
+    d: Driver, *, again: bool = False, listed: bool = False, **plan: Any
 ) -> tuple[dict[str, Any], httpx.Response, str, httpx.Response]:
     """Ida got a booking link during her journey, which ended (nurture) without a reply
-    (`again`: and she was enrolled again since); she books a time through it afterwards: Ida,
+    (`again`: and she was enrolled again since; `listed`: and ops put her address on the
+    do-not-contact list since); she books a time through it afterwards: Ida,
     the booking's answer, the time she picked and the page she picked it on."""
     rep, _ = await d.setup()
     ida = await d.new_prospect("Ida")
@@ -218,6 +219,9 @@ async def booked_after_the_journey(
         "POST", f"{d.u.deals}/internal/booking-links", json=asked, headers=SERVICE_AUTH
     )
     await stop_to_nurture(d, ida["id"], 1)
+    if listed:
+        entry = {"value": ida["email"], "reason": "legal asked"}
+        await d.ok("POST", f"{d.u.outreach}/do-not-contact", json=entry)
     if again:
         await d.enroll(ida["id"], plan_id)
         await wait_run(d, ida["id"], 2, status="running")
@@ -271,6 +275,20 @@ async def test_a_late_booking_without_a_restart_is_the_reps_task_and_no_deal(
     asked = datetime.fromisoformat(slot).strftime("%d %B %Y, %H:%M")  # the link's zone: UTC
     assert "asked to meet on" in task["body"] and asked in task["body"], task
     assert await d.ok("GET", f"{d.u.deals}/deals", params={"prospect_id": ida["id"]}) == []
+    assert [r["run"] for r in await runs_of(d, ida["id"])] == [1]
+
+
+async def test_a_late_booking_of_a_listed_person_is_passed_on_whatever_the_policy(
+    stack: StackDriver,
+) -> None:
+    """Under `restart_at_qualifying`, but Ida is on the do-not-contact list: a booking is no
+    opt-in, so no run restarts and nothing is booked. The page says so before she picks."""
+    d = stack
+    ida, booked, _, page = await booked_after_the_journey(
+        d, listed=True, late_reply="restart_at_qualifying"
+    )
+    assert BOOKS not in page.text and "nothing is booked" in page.text, page.text
+    assert booked.status_code == 409 and "get back to you" in booked.text, booked.text
     assert [r["run"] for r in await runs_of(d, ida["id"])] == [1]
 
 
