@@ -650,6 +650,9 @@ class OutreachActivities:
             return ChannelOutcome(channel, "failed", str(err))
         if refusal is not None:
             # an opt-out or a do-not-contact entry committed since the first check
+            if not resend:
+                # nothing went (an earlier attempt's may have: then the slot stays counted)
+                senders.release_slot(row)
             return await _suppress(session, row, refusal)
         try:
             if self._faults is not None:

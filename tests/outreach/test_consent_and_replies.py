@@ -852,12 +852,15 @@ class OptOutAtTheLastMoment(SendFaults):
     """Commits an opt-out (email) or a do-not-contact entry (SMS) after the row went `sending`
     and before the provider call: the send must see it."""
 
-    def __init__(self) -> None:
+    def __init__(self, to: str = "") -> None:
         self.sessions: async_sessionmaker[AsyncSession] | None = None
         self.done: list[str] = []
+        self.to = to  # only the sends to this address, when given
 
     async def before_provider_call(self, row: models.Message) -> None:
         assert self.sessions is not None
+        if self.to and row.to_address != self.to:
+            return
         async with self.sessions() as s:
             if row.channel == "email":
                 await consent.opt_out(
@@ -889,6 +892,27 @@ async def test_an_opt_out_committed_after_the_first_check_is_seen_before_the_pro
             "email": ("suppressed", "suppressed: unsubscribe link"),
             "sms": ("suppressed", f"do not contact: phone {c.phone}"),
         }
+
+
+async def test_an_email_opted_out_at_its_call_holds_no_slot_of_its_senders_cap(
+    ground: Ground,
+) -> None:
+    """The email was claimed (its slot under the sender's daily cap taken), then the opt-out
+    committed since was seen right before the call: nothing went, and the slot it kept counted
+    against the cap all day, holding the next person's email back."""
+    unsubscribed, other = person(), person()
+    faults = OptOutAtTheLastMoment(to=unsubscribed.email or "")
+    async with outreach_rig(ground, faults=faults) as st:
+        faults.sessions = st.sessions
+        sender = {"from_address": "ann@one.example.com", "daily_cap": 1}
+        r = await st.api.post("/senders", json=sender, headers=AUTH)
+        assert r.status_code == 201, r.text
+
+        assert await st.send(touch(unsubscribed, channels=("email",))) == {"email": "suppressed"}
+        assert faults.done == ["email"] and st.emails_to(unsubscribed.email or "") == []
+        [ann] = (await st.api.get("/senders", headers=AUTH)).json()
+        assert ann["sent_last_day"] == 0
+        assert await st.send(touch(other, channels=("email",))) == {"email": "sent"}
 
 
 class HeldSmtp:

@@ -4,7 +4,9 @@ An email ledger row takes its slot once, before its first attempt: sender, From 
 recipient domain and time are written on the row in the transaction that marks it `sending`,
 so a retried activity reuses them and is never counted twice. The caps count those rows. A row
 that goes back to `pending` (deferred at its provider call: nothing reached the provider) gives
-its slot back (`SLOT_RELEASED`) and claims afresh, under the caps of the moment, when it goes.
+its slot back (`SLOT_RELEASED`) and claims afresh, under the caps of the moment, when it goes;
+one suppressed right before its first call (an opt-out committed since its claim) gives it back
+too.
 
 Claims are serialised by updating the one `send_quota_locks` row first in the transaction: on
 PostgreSQL the row lock is held until commit, on SQLite the write lock is. Two concurrent claims
@@ -29,6 +31,13 @@ EMAIL_LOCK = "email"
 # what a claimed row that never reached the provider writes to hold no slot (the caps count
 # `claimed_at`); its From and domain are written again by its next claim
 SLOT_RELEASED: dict[str, object] = {"claimed_at": None, "sender_id": None}
+
+
+def release_slot(row: models.Message) -> None:
+    """`row` went nowhere, for good (refused at its call): its slot counts no more."""
+    for column, value in SLOT_RELEASED.items():
+        setattr(row, column, value)
+
 
 # --- use cases of the API (the caller commits) ----------------------------------------------
 
