@@ -384,3 +384,27 @@ async def test_an_email_deferred_at_its_call_holds_no_slot_of_its_senders_cap(
         assert st.emails_to(late.email or "") == []
         [ann] = (await st.api.get("/senders", headers=AUTH)).json()
         assert ann["sent_last_day"] == 1
+
+
+async def test_an_email_deferred_at_its_call_goes_with_the_message_id_of_its_new_sender(
+    ground: Ground,
+) -> None:
+    """Its new claim may name another sender (the round robin moved on): the email goes with
+    that sender's From and a Message-ID of its domain, not the first claim's."""
+    zone = ZoneInfo("America/Chicago")
+    clock = EveningClock(datetime(2026, 3, 4, 16, 59, 50, tzinfo=zone).astimezone(UTC))
+    c = person()
+    c.timezone = "America/Chicago"
+    req = replace(first_touch(c, EMAIL), send_window=SendWindow(start_hour=9, end_hour=17))
+    async with outreach_rig(ground, faults=SlowBeforeTheCall(clock), clock=clock) as st:
+        for address in ("ann@one.example.com", "bob@two.example.net"):
+            r = await st.api.post("/senders", json={"from_address": address}, headers=AUTH)
+            assert r.status_code == 201, r.text
+        assert (await asyncio.wait_for(st.send(req), timeout=25)) == {"email": "deferred"}
+
+        # two minutes more before this call too: 09:02, within the window
+        clock.moment = datetime(2026, 3, 5, 9, tzinfo=zone).astimezone(UTC)
+        assert (await asyncio.wait_for(st.send(req), timeout=25)) == {"email": "sent"}
+        [mail] = st.emails_to(c.email or "")
+        assert "bob@two.example.net" in mail["from"], mail
+        assert mail["message_id"].rstrip(">").endswith("@two.example.net"), mail
