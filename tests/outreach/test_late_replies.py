@@ -200,13 +200,12 @@ async def test_a_text_from_nobody_we_know_says_so(stack: StackDriver) -> None:
 SLOT = re.compile(r'name="slot" value="([^"]+)"')
 
 
-async def booked_after_the_journey(
+async def link_after_the_journey(
     d: Driver, *, again: bool = False, listed: bool = False, **plan: Any
-) -> tuple[dict[str, Any], httpx.Response, str, httpx.Response]:
+) -> tuple[dict[str, Any], str]:
     """Ida got a booking link during her journey, which ended (nurture) without a reply
     (`again`: and she was enrolled again since; `listed`: and ops put her address on the
-    do-not-contact list since); she books a time through it afterwards: Ida,
-    the booking's answer, the time she picked and the page she picked it on."""
+    do-not-contact list since): Ida and the link's page."""
     rep, _ = await d.setup()
     ida = await d.new_prospect("Ida")
     plan_id = (await cadence(d, **plan))["id"]
@@ -225,7 +224,15 @@ async def booked_after_the_journey(
     if again:
         await d.enroll(ida["id"], plan_id)
         await wait_run(d, ida["id"], 2, status="running")
-    page = f"{d.u.deals}/book/{link['token']}"
+    return ida, f"{d.u.deals}/book/{link['token']}"
+
+
+async def booked_after_the_journey(
+    d: Driver, **options: Any
+) -> tuple[dict[str, Any], httpx.Response, str, httpx.Response]:
+    """She books a time through that link afterwards: Ida, the booking's answer, the time she
+    picked and the page she picked it on."""
+    ida, page = await link_after_the_journey(d, **options)
     shown = await d.http.get(page)
     slot = SLOT.findall(shown.text)[0]
     return ida, await d.http.post(page, data={"slot": slot}), slot, shown
@@ -276,6 +283,20 @@ async def test_a_late_booking_without_a_restart_is_the_reps_task_and_no_deal(
     assert "asked to meet on" in task["body"] and asked in task["body"], task
     assert await d.ok("GET", f"{d.u.deals}/deals", params={"prospect_id": ida["id"]}) == []
     assert [r["run"] for r in await runs_of(d, ida["id"])] == [1]
+
+
+async def test_a_late_bookings_page_shown_again_after_a_bad_post_still_says_passed_on(
+    stack: StackDriver,
+) -> None:
+    """A post without a time (or with a time no longer free) answers the times again: under
+    the default policy they are still wishes passed on to the rep, not bookable times."""
+    d = stack
+    _, page = await link_after_the_journey(d)
+    for slot in ("", "2026-01-01T00:00:00+00:00"):
+        again = await d.http.post(page, data={"slot": slot})
+        assert again.status_code in (409, 422), again.text
+        assert SLOT.findall(again.text), again.text  # the times, to send one
+        assert BOOKS not in again.text and "nothing is booked" in again.text, again.text
 
 
 async def test_a_late_booking_of_a_listed_person_is_passed_on_whatever_the_policy(

@@ -151,8 +151,11 @@ async def booking_page(token: str, request: Request, session: Session) -> HTMLRe
         return _pages.render("invalid_link.html", 410, reason=CLOSED)
     slots = await availability.open_slots(session, hours)
     books = await _books(request, session, claim)
-    if isinstance(books, HTMLResponse):
-        return books
+    if books is None:
+        # not offered as bookable, nor as wishes, when nobody can say which they are
+        return _pages.render(
+            "no_times.html", 503, heading="Times not shown", reason=NOT_SHOWN, reply=False
+        )
     return _slots_page(request, claim, hours, slots, passed_on=not books)
 
 
@@ -163,8 +166,14 @@ async def book_slot(token: str, request: Request, session: Session) -> HTMLRespo
         return found
     claim, hours = found
     picked = _picked(str((await request.form()).get("slot", "")))
-    if picked is not None:
-        run = await _run_of_booking(request, session, claim, hours, picked)
+    passed_on = False
+    if picked is None or picked not in await availability.open_slots(session, hours):
+        # no time, or one taken or never offered: nobody is asked to book it, and the times
+        # are answered again as the page offers them (booking_page); while nobody can say how,
+        # as bookable: a time posted then is asked about again, and refused if still unknown
+        passed_on = await _books(request, session, claim) is False
+    else:
+        run = await _run_of_booking(request, session, claim, picked)
         if isinstance(run, HTMLResponse):
             return run
         claim = run
@@ -177,7 +186,7 @@ async def book_slot(token: str, request: Request, session: Session) -> HTMLRespo
     slots = await availability.open_slots(session, hours)
     if picked is None:
         notice = "Please pick one of the times below."
-        return _slots_page(request, claim, hours, slots, 422, notice)
+        return _slots_page(request, claim, hours, slots, 422, notice, passed_on)
     try:
         if picked not in slots and not await _own_booking(session, claim, picked):
             raise svc.slot_taken(picked)
@@ -190,7 +199,7 @@ async def book_slot(token: str, request: Request, session: Session) -> HTMLRespo
         if err.code == "slot_taken":
             left = await availability.open_slots(session, hours)
             notice = "Sorry, that time was just taken. Please pick another one."
-            return _slots_page(request, claim, hours, left, 409, notice)
+            return _slots_page(request, claim, hours, left, 409, notice, passed_on)
         if err.code == "already_closed":
             return _pages.render("invalid_link.html", 410, reason=CLOSED)
         raise
@@ -201,17 +210,12 @@ async def book_slot(token: str, request: Request, session: Session) -> HTMLRespo
 
 
 async def _run_of_booking(
-    request: Request,
-    session: AsyncSession,
-    claim: BookingClaim,
-    hours: RepAvailability,
-    picked: datetime,
+    request: Request, session: AsyncSession, claim: BookingClaim, picked: datetime
 ) -> BookingClaim | HTMLResponse:
-    """The claim the booking goes on: the link's while its run runs or has its deal; after the
-    run ended, the run outreach names for a late booking (late.py), or the page saying the rep
-    will get back to them (nothing booked). Asked before the calendar's lock is taken."""
-    if picked not in await availability.open_slots(session, hours):
-        return claim  # taken, or not a time offered: answered as always, nobody asked
+    """The claim the booking of an open slot goes on: the link's while its run runs or has its
+    deal; after the run ended, the run outreach names for a late booking (late.py), or the page
+    saying the rep will get back to them (nothing booked). Asked before the calendar's lock is
+    taken."""
     try:
         if await _link_books(request, session, claim):
             return claim
@@ -241,21 +245,17 @@ async def _link_books(request: Request, session: AsyncSession, claim: BookingCla
     return await late.link_runs(request.app.state.temporal, claim)
 
 
-async def _books(
-    request: Request, session: AsyncSession, claim: BookingClaim
-) -> bool | HTMLResponse:
+async def _books(request: Request, session: AsyncSession, claim: BookingClaim) -> bool | None:
     """Whether a time picked through the link would be booked (False: passed on to the rep),
-    asked as the booking asks (_run_of_booking) without making anything; the page saying to
-    try again while Temporal or outreach cannot answer."""
+    asked as the booking asks (_run_of_booking) without making anything; None while Temporal
+    or outreach cannot answer."""
     try:
         if await _link_books(request, session, claim):
             return True
         return await late.would_book(request.app.state.settings, claim)
     except AppError as err:
         log.error("booking page of %s: %s", claim.prospect_id, err.message)
-        return _pages.render(
-            "no_times.html", 503, heading="Times not shown", reason=NOT_SHOWN, reply=False
-        )
+        return None
 
 
 def _picked(value: str) -> datetime | None:
