@@ -170,6 +170,18 @@ async def test_odd_links_and_slots_get_the_pages_for_them_never_a_500(env: Deals
 
 
 @pytest.mark.parametrize("database_urls", ["sqlite"], indirect=True)
+async def test_a_late_links_page_offers_no_times_while_outreach_cannot_say_if_it_books(
+    env: DealsEnv,
+) -> None:
+    """A link with no running run and no deal (a late booking: outreach decides, and is not
+    there in this rig) offered its times as bookable; nobody can say whether they are."""
+    assert (await env.http.put(AVAILABILITY, json=BOOKING_HOURS)).status_code == 200
+    page = await env.anon.get(f"/book/{booking_token(env, uuid.uuid4().hex)}")
+    assert page.status_code == 503, page.text
+    assert "try again in a minute" in page.text and not offered(page), page.text
+
+
+@pytest.mark.parametrize("database_urls", ["sqlite"], indirect=True)
 async def test_the_page_may_not_be_framed_leaks_no_referer_and_is_not_cached(
     env: DealsEnv,
 ) -> None:
