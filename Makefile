@@ -62,12 +62,15 @@ chaos-ci: $(STAMP) nginx
 		CHAOS_MINUTES=$${CHAOS_MINUTES:-3} $(BIN)/python -m tests.chaos.run
 
 # The layers (import-linter contracts in pyproject.toml) and the types are checked before the
-# suite runs: both fail in seconds, the suite takes minutes.
+# suite runs: both fail in seconds, the suite takes minutes. Bytecode files are written even where
+# the machine says not to (PYTHONDONTWRITEBYTECODE): the suite starts hundreds of Python processes
+# (its workers, the stacks' services, workers killed and started again), and each compiled
+# closeflow's sources again, pytest's workers rewriting every test module (about 2 s of CPU each).
 test: $(STAMP) chromium promtool dovecot
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy
-	$(BIN)/pytest -q  # workers, distribution and the 20 slowest: pyproject's addopts
+	PYTHONDONTWRITEBYTECODE= $(BIN)/pytest -q  # workers, distribution and the 20 slowest: pyproject's addopts
 
 # Issue 13: the fuzz and property tests of `make test`, at length (tests/support/fuzz.py):
 # FUZZ_CASES schemathesis cases per API operation and FUZZ_STEPS stateful scenarios per service
