@@ -257,6 +257,28 @@ async def test_migration_applies_the_new_version_from_the_next_touch(harness: Ha
     assert harness.rec.touches[1].steps[0].subject == "v2 follow-up"
 
 
+async def test_a_journey_past_contacting_or_stopped_keeps_its_version(harness: Harness) -> None:
+    # the move is asked of every running journey of the cadence without reading each first:
+    # the journey decides, and one whose cadence is over says it stays on its version (what
+    # outreach's enrollment then follows, services/outreach/cadences/migration.py)
+    from shared.contracts.journey import StopCadence
+
+    v2 = cadence(version=2)
+    replied = await harness.start()
+    await harness.env.sleep(timedelta(hours=1))
+    await replied.signal(Sig.REPLY_RECEIVED, ReplyReceived("email", "m1", "Tell me more"))
+    await harness.env.sleep(timedelta(minutes=1))
+    await replied.signal(Sig.MIGRATE_CADENCE, v2)
+    state = await replied.query(Query.STATE)
+    assert state["stage"] == "qualifying" and state["cadence_version"] == 1
+
+    stopped = await harness.start()
+    await harness.env.sleep(timedelta(hours=1))
+    await stopped.signal(Sig.STOP_CADENCE, StopCadence("asked by phone"))
+    await stopped.signal(Sig.MIGRATE_CADENCE, v2)
+    assert (await stopped.query(Query.STATE))["cadence_version"] == 1
+
+
 async def test_business_days_skip_the_weekend_in_the_prospects_zone(
     temporal_skipping: WorkflowEnvironment, queue_prefix: str
 ) -> None:

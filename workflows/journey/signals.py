@@ -124,10 +124,20 @@ class JourneyInbox:
 
     @workflow.signal(name=Sig.MIGRATE_CADENCE)
     def migrate_cadence(self, cadence: CadenceSnapshot) -> None:
-        """Move to another version of the cadence: from the next touch on, its steps apply."""
-        running = self.state.cadence
-        if cadence.cadence_id == running.cadence_id and cadence.version > running.version:
-            self.state.migration = cadence
+        """Move to another version of the cadence: from the next touch on, its steps apply.
+
+        Outreach asks every running journey of the cadence without reading each first, so the
+        journey decides: one whose cadence is over (a reply, a stop, a later stage, a run that
+        never contacts) stays on its version and says so (`cadence_version`), which is what its
+        enrollment follows. State only: such a journey never applied a migration (contact.py
+        alone does), so histories from before this rule replay with the same commands."""
+        state = self.state
+        running = state.cadence
+        if cadence.cadence_id != running.cadence_id or cadence.version <= running.version:
+            return
+        contacting = state.stage in (Stage.PROSPECTING, Stage.CONTACTING)
+        if contacting and state.inp.start_stage == Stage.CONTACTING and not state.interrupted():
+            state.migration = cadence
 
     @workflow.signal(name=Sig.REP_ASSIGNED)
     def rep_assigned(self, rep: RepAssigned) -> None:
