@@ -8,7 +8,7 @@ from temporalio.client import Client
 
 from services.outreach import late_bookings, late_replies, metrics, webhooks
 from services.outreach.access import ACCESS
-from services.outreach.cadences import api, follow_ups, journeys_api, simulation, stats
+from services.outreach.cadences import api, follow_ups, journeys_api, migration, simulation, stats
 from services.outreach.cadences.auto_enroll import router as auto_enroll_router
 from services.outreach.cadences.enrollment_contact import router as enrollment_contact_router
 from services.outreach.cadences.enrollment_rep import router as enrollment_rep_router
@@ -96,6 +96,7 @@ def create_app(
     inbox = install_relay(app)  # delivers stored provider events to the journeys, retrying
     # ... and what no running journey takes (a late booking through a link too: late_bookings)
     app.state.late = inbox.late = late_replies.LateEvents(app)
+    migration.install(app)  # a moved journey's enrollment follows it once told
     install_watcher(app, settings)  # the reply mailbox over IMAP, when one is set (issue 14)
     app.state.reps = RepDirectory.from_settings(settings, prospecting_transport)
     app.state.cleanup.append(app.state.reps.close)

@@ -184,19 +184,21 @@ async def store_for_relay(
     of many rows each, not one round trip per row. Event ids seen before are left as they are.
     The rows are bulk: the relay tells a webhook's signal before them."""
     now = utcnow()
-    rows = [
-        {
-            **_event_values(provider, event_id, kind, payload, None, signal, now),
-            "next_attempt_at": now,
-            "bulk": True,
-        }
-        for event_id, signal in events_and_signals
-    ]
     stmt = _insert(session, models.InboxEvent).on_conflict_do_nothing(
         index_elements=["provider", "event_id"]
     )
-    for start in range(0, len(rows), BULK_ROWS):
-        await session.execute(stmt, rows[start : start + BULK_ROWS])
+    # built one INSERT's rows at a time: a large payload (a cadence version for each of
+    # thousands of journeys) is never held for every row at once
+    for start in range(0, len(events_and_signals), BULK_ROWS):
+        rows = [
+            {
+                **_event_values(provider, event_id, kind, payload, None, signal, now),
+                "next_attempt_at": now,
+                "bulk": True,
+            }
+            for event_id, signal in events_and_signals[start : start + BULK_ROWS]
+        ]
+        await session.execute(stmt, rows)
 
 
 def _event_values(
@@ -371,6 +373,9 @@ class InboxRelay(Relay[Outbound]):
         self._client = client
         # what an event becomes when its journey is not running (services.outreach.late_replies)
         self.late = late
+        # by signal name: what follows a delivery, in its attempt (a failure retries the whole
+        # attempt: the signal again, which Temporal drops by its request id, then this again)
+        self.after_delivery: dict[str, Callable[[Outbound], Awaitable[None]]] = {}
         self._last_checkpoint = float("-inf")
 
     # the webhook's own attempt, right after its commit (the row is leased to it)
@@ -394,6 +399,13 @@ class InboxRelay(Relay[Outbound]):
                 )
                 return done(error, delivery=outcome, **after)
             return give_up(error, delivery=outcome, outcome="failed", outcome_detail=error)
+        follow = self.after_delivery.get(item.signal_name)
+        if follow is not None:
+            try:
+                await follow(item)
+            except Exception as err:
+                told = f"{item.signal_name} to {item.workflow_id} told, not followed"
+                return retry(f"{told}: {type(err).__name__}: {err}")
         return done(delivery=DELIVERED, delivered_at=utcnow(), outcome="delivered")
 
     async def maintain(self, *, force: bool = False) -> None:

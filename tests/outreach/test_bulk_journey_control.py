@@ -10,7 +10,6 @@ import uuid
 from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy import update
 
@@ -18,26 +17,12 @@ from services.outreach import models
 from services.outreach.inbox import InboxRelay, JourneySignal, store_event
 from shared.contracts.journey import ReplyReceived
 from shared.contracts.names import Sig
-from tests.support.eventually import eventually
+from tests.support.journey_operations import INLINE, new_cadence, operation_done
 from tests.support.runs import add_enrollment
 from tests.support.settings import AUTH
 from tests.support.webhooks import FAST, Rig, WebhookRigs, signals_of
 
-INLINE = 2  # told by the request itself; the relay tells the rest
 BATCH = 10  # rows a relay pass claims
-CADENCE = {
-    "name": "Two steps",
-    "steps": [
-        {"channel": "email", "offset_seconds": 0, "subject": "Hi", "body": "Hi"},
-        {"channel": "sms", "offset_seconds": 0, "body": "Hi"},
-    ],
-}
-
-
-async def new_cadence(http: Any) -> str:
-    made = await http.post("/cadences", json=CADENCE, headers=AUTH)
-    assert made.status_code == 201, made.text
-    return str(made.json()["id"])
 
 
 async def test_a_cadence_pause_is_stored_for_every_journey_and_told_by_the_relay(
@@ -56,20 +41,7 @@ async def test_a_cadence_pause_is_stored_for_every_journey_and_told_by_the_relay
         r = await rig.http.post(
             f"/cadences/{cadence_id}/pause", json={"reason": "copy review"}, headers=AUTH
         )
-        assert r.status_code == 202, r.text
-        answer = r.json()
-        assert answer["journeys"] == 5
-        told = [*answer["signalled"], *answer["skipped"]]
-        assert len(told) <= INLINE  # the request itself signals a bounded few
-        assert len(told) + answer["pending"] == 5
-
-        status = f"/journey-operations/{answer['operation_id']}"
-
-        async def finished() -> dict[str, Any] | None:
-            body = (await rig.http.get(status, headers=AUTH)).json()
-            return body if body["done"] else None
-
-        done = await eventually(finished, "every journey of the cadence told")
+        answer, done = await operation_done(rig.http, r, 5)
         assert done == {
             "operation_id": answer["operation_id"],
             "operation": "cadence_pause",

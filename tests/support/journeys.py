@@ -19,9 +19,14 @@ class RecordingJourney:
 
     def __init__(self) -> None:
         self.signals: list[dict[str, Any]] = []
+        self.stage = ""
 
     @workflow.run
     async def run(self, _input: Any = None) -> None:
+        # a test may start it at a stage of its choice ({"stage": "contacting"}), for what
+        # reads the journey's stage (the migration's dry run)
+        if isinstance(_input, dict):
+            self.stage = str(_input.get("stage", ""))
         await workflow.wait_condition(lambda: False)
 
     @workflow.signal(dynamic=True)
@@ -35,11 +40,22 @@ class RecordingJourney:
 
     @workflow.query(name=Query.STATE)
     def state(self) -> JourneyState:
-        """No stage and no deal of its own; signed by the last rep it was told of (rep_assigned),
-        as the journey is."""
+        """The stage it was started at (none by default) and no deal of its own; signed by the
+        last rep it was told of (rep_assigned), on the last cadence version it was moved to
+        (migrate_cadence; 1 before) unless past contacting, as the journey is."""
         reps = self._payloads(Sig.REP_ASSIGNED)
         rep_id = reps[-1]["rep_id"] if reps else None
-        return JourneyState(stage="", next_step=0, deal_id=None, finished=False, rep_id=rep_id)
+        # past contacting a journey keeps its version (workflows/journey/signals.py)
+        moves = self._payloads(Sig.MIGRATE_CADENCE) if self.stage in ("", "contacting") else []
+        version = int(moves[-1]["version"]) if moves else 1
+        return JourneyState(
+            stage=self.stage,
+            next_step=0,
+            deal_id=None,
+            finished=False,
+            cadence_version=version,
+            rep_id=rep_id,
+        )
 
     @workflow.query(name="recorded")
     def replies_and_stops(self) -> dict[str, list[Any]]:

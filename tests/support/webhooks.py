@@ -53,8 +53,9 @@ class Rig:
         """The stand-in journeys, on this rig's queue."""
         return journeys(self.client, self.queue)
 
-    async def start_journey(self, prospect_id: str) -> WorkflowHandle[Any, Any]:
-        return await start_journey(self.client, self.queue, prospect_id)
+    async def start_journey(self, prospect_id: str, stage: str = "") -> WorkflowHandle[Any, Any]:
+        """A stand-in journey for the prospect, at `stage` (none by default)."""
+        return await start_journey(self.client, self.queue, prospect_id, stage)
 
     async def add_message(
         self,
@@ -178,7 +179,13 @@ async def journeys(client: Client, queue: str) -> AsyncIterator[Worker]:
         yield worker
 
 
-async def start_journey(client: Client, queue: str, prospect_id: str) -> WorkflowHandle[Any, Any]:
+async def start_journey(
+    client: Client, queue: str, prospect_id: str, stage: str = ""
+) -> WorkflowHandle[Any, Any]:
+    if stage:
+        return await client.start_workflow(
+            RecordingJourney.run, {"stage": stage}, id=journey_id(prospect_id), task_queue=queue
+        )
     return await client.start_workflow(
         RecordingJourney.run, id=journey_id(prospect_id), task_queue=queue
     )

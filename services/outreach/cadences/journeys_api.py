@@ -3,18 +3,15 @@ running journeys to a new cadence version (dry run first, then apply)."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Sequence
-from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import Field
 from sqlalchemy import select
 from temporalio.client import Client
 
 from services.outreach import models
-from services.outreach.cadences import rep_pauses, service
+from services.outreach.cadences import migration, rep_pauses, service
 from services.outreach.cadences.journey_operations import (
     BulkResult,
     OperationStatus,
@@ -27,7 +24,6 @@ from shared.audit import request_actor
 from shared.auth import require_api_key
 from shared.bounds import INT32_MAX
 from shared.contracts.journey import (
-    CadenceSnapshot,
     PauseJourney,
     PauseKind,
     ResumeJourney,
@@ -35,14 +31,13 @@ from shared.contracts.journey import (
     journey_id,
 )
 from shared.contracts.names import Sig
-from shared.contracts.plan import step_due, touch_groups
 from shared.db import Session
 from shared.errors import AppError
-from shared.journeys import first_task_time, read_journey, signal_journey
+from shared.journeys import read_journey, signal_journey
+from shared.paging import After, Linked
 from shared.requests import OffsetDatetime, WriteModel
 
 router = APIRouter(dependencies=[Depends(require_api_key)], tags=["journeys"])
-FANOUT = 20  # concurrent journeys read or signalled when a cadence's journeys move
 
 
 class PauseIn(WriteModel):
@@ -66,33 +61,8 @@ class StopIn(WriteModel):
     reason: str = Field(min_length=1, max_length=500)
 
 
-class MigrationResult(BaseModel):
-    signalled: list[str]
-    skipped: dict[str, str]
-
-
 def _client(request: Request) -> Client:
     return request.app.state.temporal  # type: ignore[no-any-return]
-
-
-async def _signal_many(
-    client: Client, prospect_ids: Sequence[str], signal: str, payload: object | None
-) -> MigrationResult:
-    sem = asyncio.Semaphore(FANOUT)
-    result = MigrationResult(signalled=[], skipped={})
-
-    async def one(pid: str) -> None:
-        async with sem:
-            try:
-                await signal_journey(client, pid, signal, payload)
-            except AppError as err:
-                result.skipped[pid] = err.code
-            else:
-                result.signalled.append(pid)
-
-    await asyncio.gather(*(one(pid) for pid in prospect_ids))
-    result.signalled.sort()
-    return result
 
 
 async def _prospects_where(session: Session, **where: str) -> list[str]:
@@ -234,101 +204,60 @@ async def journey_operation(operation_id: str, session: Session) -> OperationSta
 
 # --- moving running journeys to a new version -------------------------------------------------
 
-
-async def _migration_plan(
-    cadence_id: str,
-    request: Request,
-    session: Session,
-    to_version: Annotated[int | None, Query(ge=1, le=INT32_MAX)] = None,
-) -> tuple[CadenceSnapshot, list[dict[str, Any]]]:
-    """The dependency of both migration routes: the target version and the running journeys
-    that would move to it, where each one stands."""
-    target = await service.cadence_snapshot(session, cadence_id, to_version)
-    rows = (
-        await session.scalars(
-            select(models.Enrollment).where(
-                models.Enrollment.cadence_id == cadence_id,
-                models.Enrollment.cadence_version < target.version,
-                models.Enrollment.current.is_(True),
-            )
-        )
-    ).all()
-    client = _client(request)
-    groups = touch_groups(target.steps)
-    sem = asyncio.Semaphore(FANOUT)
-    items: list[dict[str, Any]] = []
-
-    async def inspect(row: models.Enrollment) -> None:
-        async with sem:
-            # a journey that cannot be read fails the whole plan (503): left out, it would
-            # silently stay on its old version
-            read = await read_journey(client, row.journey_id, running_only=True)
-            if read is None or read[1].stage != "contacting" or read[1].stopped:
-                return  # past the cadence: a new version changes nothing for them
-            described, state = read
-            # the journey's clock when contacting began, not the run's start (its first task
-            # may have waited for a worker)
-            started = await first_task_time(client, described.id, described.run_id)
-        nxt = groups[state.next_step] if state.next_step < len(groups) else []
-        # the journey's own rule (workflows/journey/contact.py, _due): the new version's step on
-        # the prospect's calendar, moved by the delay its late touches brought
-        delay = timedelta(seconds=state.cadence_delay_seconds)
-        holidays = target.send_window.holidays
-        items.append(
-            {
-                "prospect_id": row.prospect_id,
-                "from_version": state.cadence_version or row.cadence_version,
-                "at_step": state.next_step,
-                "next_touch": [
-                    {"channel": s.channel, "subject": s.subject, "body": s.body} for s in nxt
-                ],
-                "next_due_at": (
-                    step_due(started, nxt[0], state.timezone, holidays, delay).isoformat()
-                    if nxt
-                    else None
-                ),
-                "then": "nurture" if not nxt else "touch",
-            }
-        )
-
-    await asyncio.gather(*(inspect(r) for r in rows))
-    items.sort(key=lambda i: (i["at_step"], i["prospect_id"]))
-    return target, items
+ToVersion = Annotated[int | None, Query(ge=1, le=INT32_MAX)]
+PageLimit = Annotated[
+    int,
+    Query(
+        ge=1,
+        le=migration.MAX_LIMIT,
+        description=f"journeys per page (default {migration.DEFAULT_LIMIT}, "
+        f"at most {migration.MAX_LIMIT}): each is read from Temporal",
+    ),
+]
 
 
-MigrationPlan = Annotated[tuple[CadenceSnapshot, list[dict[str, Any]]], Depends(_migration_plan)]
+class MigrationResult(BulkResult):
+    to_version: int
 
 
 @router.get("/cadences/{cadence_id}/migration")
-async def migration_dry_run(plan: MigrationPlan) -> dict[str, Any]:
-    """What moving the running journeys to `to_version` (default: the latest) would do."""
-    target, items = plan
+async def migration_dry_run(
+    cadence_id: str,
+    request: Request,
+    session: Session,
+    link: Linked,
+    to_version: ToVersion = None,
+    limit: PageLimit = migration.DEFAULT_LIMIT,
+    after: After = None,
+) -> dict[str, Any]:
+    """What moving the running journeys to `to_version` (default: the latest) would do: how
+    many there are (`journeys`, from outreach's rows), and a page of them, each read from its
+    journey (`items`; those past contacting or stopped are left out: they would not move)."""
+    target = await service.cadence_snapshot(session, cadence_id, to_version)
+    rows = await migration.candidates_page(session, cadence_id, target.version, after, limit)
+    items = await migration.plan(_client(request), target, list(rows))
     by_step: dict[str, int] = {}
     for item in items:
         by_step[str(item["at_step"])] = by_step.get(str(item["at_step"]), 0) + 1
+    link(rows)
     return {
         "to_version": target.version,
-        "journeys": len(items),
+        "journeys": await migration.count(session, cadence_id, target.version),
         "by_step": by_step,
         "items": items,
     }
 
 
-@router.post("/cadences/{cadence_id}/migration")
+@router.post("/cadences/{cadence_id}/migration", response_model=MigrationResult, status_code=202)
 async def migration_apply(
-    request: Request, session: Session, plan: MigrationPlan
-) -> dict[str, Any]:
-    target, items = plan
-    pids = [i["prospect_id"] for i in items]
+    cadence_id: str, request: Request, session: Session, to_version: ToVersion = None
+) -> MigrationResult:
+    """Asks every running journey of the cadence on an older version to move to `to_version`
+    (default: the latest) from its next touch on (migration.py: bounded, 202 with the
+    operation; GET /journey-operations/{id} follows it)."""
+    target = await service.cadence_snapshot(session, cadence_id, to_version)
+    pids = await migration.prospects(session, cadence_id, target.version)
     moved = await for_journey(target, request.app.state.settings, _client(request))
-    result = await _signal_many(_client(request), pids, Sig.MIGRATE_CADENCE, moved)
-    rows = await session.scalars(
-        select(models.Enrollment).where(
-            models.Enrollment.prospect_id.in_(result.signalled),
-            models.Enrollment.current.is_(True),
-        )
-    )
-    for row in rows.all():
-        row.cadence_version = target.version
-    await session.commit()
-    return {"to_version": target.version, **result.model_dump()}
+    sig = Sig.MIGRATE_CADENCE
+    result = await signal_journeys(request, session, migration.OPERATION, pids, sig, moved)
+    return MigrationResult(to_version=target.version, **result.model_dump())
