@@ -277,6 +277,9 @@ async def test_a_journey_past_contacting_or_stopped_keeps_its_version(harness: H
     await stopped.signal(Sig.STOP_CADENCE, StopCadence("asked by phone"))
     await stopped.signal(Sig.MIGRATE_CADENCE, v2)
     assert (await stopped.query(Query.STATE))["cadence_version"] == 1
+    # both run to their ends as they would have (a journey left running holds up the next test)
+    assert await stopped.result() == "nurture"
+    assert await replied.result() == "disqualified"
 
 
 async def test_business_days_skip_the_weekend_in_the_prospects_zone(
