@@ -10,8 +10,9 @@ minutes of a full run. A database going back to the pool costs a few statements 
 - its schema must still be the template's (a fingerprint of the catalog: tables, columns,
   constraints, triggers, functions, types, privileges); one a test changed (a downgrade) is
   dropped instead;
-- every table is emptied, the rows the migrations wrote are put back, and every sequence starts
-  again, in one transaction.
+- every table written to is truncated (a new, uncounted file without statistics, as in a copy:
+  the planner chooses as there), the rows the migrations wrote are put back, and every sequence
+  starts again, in one transaction.
 
 So the next test sees what a copy of the template would hold.
 """
@@ -75,6 +76,28 @@ SELECT md5(string_agg(x, ',' ORDER BY x)) FROM (
 TABLES = "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables" + (
     " WHERE schemaname NOT IN ('pg_catalog', 'information_schema')"
 )
+# the tables a test may have written to (the template's own rows included): a file of some size,
+# a count or statistics left by VACUUM or ANALYZE
+WRITTEN = """
+SELECT c.oid, quote_ident(n.nspname) || '.' || quote_ident(c.relname)
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+    AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
+    AND (pg_relation_size(c.oid) > 0 OR c.reltuples >= 0 OR c.relpages > 0
+         OR EXISTS (SELECT 1 FROM pg_statistic s WHERE s.starelid = c.oid))
+"""
+COUNTED = """
+SELECT c.oid, c.relpages, c.reltuples, c.relallvisible
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  WHERE c.relkind IN ('r', 'p', 'i') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+    AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
+"""
+RECOUNT = """
+UPDATE pg_class c SET relpages = t.pages, reltuples = t.tuples, relallvisible = t.visible
+  FROM unnest($1::oid[], $2::int[], $3::real[], $4::int[]) AS t(oid, pages, tuples, visible)
+  WHERE c.oid = t.oid
+    AND (c.relpages, c.reltuples, c.relallvisible) IS DISTINCT FROM (t.pages, t.tuples, t.visible)
+"""
 SEQUENCES = (
     "SELECT quote_ident(schemaname) || '.' || quote_ident(sequencename), start_value"
     " FROM pg_sequences WHERE schemaname NOT IN ('pg_catalog', 'information_schema')"
@@ -94,7 +117,7 @@ class Template:
     """What an emptied copy of a service's template must hold again."""
 
     fingerprint: str
-    tables: list[str]
+    counted: list[asyncpg.Record]  # (oid, relpages, reltuples, relallvisible) of its relations
     rows: dict[str, list[asyncpg.Record]]  # the rows the migrations wrote, by table
     sequences: list[tuple[str, int]]
     emptied: list[str] = field(default_factory=list)  # names ready for the next test
@@ -110,15 +133,28 @@ class Template:
                 if found:
                     rows[table] = found
             sequences = [(s, start) for s, start in await conn.fetch(SEQUENCES)]
-            return cls(await conn.fetchval(FINGERPRINT), tables, rows, sequences)
+            counted = list(await conn.fetch(COUNTED))
+            return cls(await conn.fetchval(FINGERPRINT), counted, rows, sequences)
         finally:
             await conn.close()
 
     async def _refill(self, conn: asyncpg.Connection) -> None:
         async with conn.transaction():
-            # foreign keys and the tables' triggers stay quiet while the rows go and come back
+            # foreign keys and the tables' triggers stay quiet while the rows come back
             await conn.execute("SET LOCAL session_replication_role = replica")
-            await conn.execute("".join(f"DELETE FROM {t};" for t in self.tables))
+            written = await conn.fetch(WRITTEN)
+            if written:
+                # truncated, not deleted from: a fresh file, never counted (relpages 0,
+                # reltuples -1) and without the statistics an ANALYZE left, as in a copy of the
+                # template; the planner then chooses as it does there (tests of query plans)
+                names = ", ".join(name for _, name in written)
+                await conn.execute(f"TRUNCATE {names} CASCADE")
+                oids = [oid for oid, _ in written]
+                await conn.execute(
+                    "DELETE FROM pg_statistic WHERE starelid = ANY($1::oid[]) OR starelid IN"
+                    " (SELECT indexrelid FROM pg_index WHERE indrelid = ANY($1::oid[]))",
+                    oids,
+                )
             for table, rows in self.rows.items():
                 columns = ", ".join(f'"{c}"' for c in rows[0].keys())
                 marks = ", ".join(f"${i + 1}" for i in range(len(rows[0])))
@@ -128,6 +164,13 @@ class Template:
                 )
             for sequence, start in self.sequences:
                 await conn.execute("SELECT setval($1::regclass, $2, false)", sequence, start)
+            # the sizes the template's tables and indexes were counted at (a truncated index is
+            # uncounted; the template's were counted when the migrations built them)
+            await conn.execute(
+                RECOUNT, *(list(column) for column in zip(*self.counted, strict=True))
+            )
+        # and the activity counters that decide when autovacuum comes start again too
+        await conn.execute("SELECT pg_stat_reset()")
 
     def take(self) -> str | None:
         return self.emptied.pop() if self.emptied else None

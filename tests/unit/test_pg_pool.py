@@ -1,8 +1,11 @@
 """A PostgreSQL database handed back by a test (tests/support/pg_pool.py) is what a fresh copy of
-the template would be: the migrations' rows, no other row, sequences from their start; one whose
+the template would be: the migrations' rows, no other row, sequences from their start, no table
+counted or analyzed (the planner chooses as on a copy); one whose
 schema a test changed is dropped, and a client the test left behind cannot reach the next one."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import asyncpg
 import pytest
@@ -14,7 +17,7 @@ from tests.support.pg_pool import FINGERPRINT, TABLES, _dsn
 pytestmark = pytest.mark.postgres
 
 
-async def _contents(url: str) -> tuple[str, dict[str, list[tuple[object, ...]]], list[object]]:
+async def _contents(url: str) -> tuple[str, dict[str, list[tuple[object, ...]]], list[Any]]:
     conn = await asyncpg.connect(_dsn(url))
     try:
         rows = {}
@@ -24,7 +27,15 @@ async def _contents(url: str) -> tuple[str, dict[str, list[tuple[object, ...]]],
         sequences = list(
             await conn.fetch("SELECT sequencename, last_value FROM pg_sequences ORDER BY 1")
         )
-        return await conn.fetchval(FINGERPRINT), rows, sequences
+        # what the planner counts on: the tables' sizes as last counted, and their statistics
+        counted = list(
+            await conn.fetch(
+                "SELECT c.relname, c.relpages, c.reltuples,"
+                " (SELECT count(*) FROM pg_statistic s WHERE s.starelid = c.oid)"
+                " FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace ORDER BY 1"
+            )
+        )
+        return await conn.fetchval(FINGERPRINT), rows, sequences + counted
     finally:
         await conn.close()
 
@@ -40,8 +51,9 @@ async def test_a_database_given_back_is_a_fresh_copy_again() -> None:
         await conn.execute("DELETE FROM send_quota_locks")
         await conn.execute(
             "INSERT INTO inbox_events (provider, event_id, kind, payload, created_at)"
-            " SELECT 'p', 'e' || g, 'k', '{}', now() FROM generate_series(1, 5) g"
+            " SELECT 'p', 'e' || g, 'k', '{}', now() FROM generate_series(1, 500) g"
         )
+        await conn.execute("ANALYZE inbox_events")
     finally:
         await conn.close()
     await databases.release_pg_databases(fresh)
