@@ -64,11 +64,14 @@ async def _race(
             except AppError as err:
                 return err
 
+        # the second's own backend: pg_locks lists every database's waits, other tests' too
+        waiter = await b.scalar(text("SELECT pg_backend_pid()"))
         racing = asyncio.create_task(plan_second())
 
         async def waiting_on_the_row() -> bool:
-            query = text("SELECT count(*) FROM pg_locks WHERE NOT granted")
-            return bool(await watch.scalar(query)) or None  # type: ignore[return-value]
+            query = text("SELECT count(*) FROM pg_locks WHERE NOT granted AND pid = :pid")
+            waits = await watch.scalar(query, {"pid": waiter})
+            return bool(waits) or None  # type: ignore[return-value]
 
         await eventually(waiting_on_the_row, "the second insert waiting on the first's row")
         await a.commit()

@@ -572,6 +572,9 @@ async def waiting_backend(holder: AsyncConnection, other_than: int = 0) -> int:
                 text(
                     "SELECT pid FROM pg_locks"
                     " WHERE locktype = 'advisory' AND NOT granted AND pid <> :other"
+                    # every database's waits are listed, other tests' too
+                    " AND database = (SELECT oid FROM pg_database"
+                    " WHERE datname = current_database())"
                 ),
                 {"other": other_than},
             )
