@@ -5,11 +5,11 @@ ledger counted afterwards (tests/outreach/test_exactly_once.py)."""
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import json
 import os
 import signal
-import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -36,11 +36,13 @@ from shared.db import create_engine, session_factory
 from shared.settings import Settings
 from tests.support.faults import OnceFault
 from tests.support.fixtures import Ground
+from tests.support.forks import Forked, Forks
 from tests.support.sandboxes import EMAIL, SMS, Sandboxes, sandboxes, touch_request
 from tests.support.scenarios import daytime_zone, random_phone
 from tests.support.serve import HTTP_TIMEOUT
 
 REPO = Path(__file__).resolve().parents[2]
+FAULT_WORKER = "tests.support.faults"  # the module the killed workers run
 # Short, so a killed worker's activity is handed out again quickly; long enough for one send.
 ATTEMPT_TIMEOUT = timedelta(seconds=3)
 # Settings the worker subprocess needs, passed as CLOSEFLOW_* variables.
@@ -229,15 +231,10 @@ class Rig:
         marker = self.tmp_path / f"marker-{channel}.json"
         target = self.env.client.service_client.config.target_host
         env = child_env(settings or self.sb.settings, prefix, target)
-        cmd = [
-            sys.executable,
-            "-m",
-            "tests.support.faults",
-            *("--point", point, "--channel", channel, "--mode", "kill", "--marker", str(marker)),
-        ]
+        args = ["--point", point, "--channel", channel, "--mode", "kill", "--marker", str(marker)]
         log = self.tmp_path / f"worker-{channel}.log"
         c = new_contact()
-        async with worker_process(cmd, env, log) as first:
+        async with worker_process(args, env, log) as first:
             handle = await self.start(c, f"{prefix}outreach")
             try:
                 await asyncio.wait_for(first.wait(), HANG_GUARD.total_seconds())
@@ -247,7 +244,7 @@ class Rig:
         if between is not None:
             await between(c)
         # the same command again: the marker keeps it from dying a second time
-        async with worker_process(cmd, env, log):
+        async with worker_process(args, env, log):
             result = await asyncio.wait_for(handle.result(), HANG_GUARD.total_seconds())
         return await self.count(channel, c, handle, result, marker)
 
@@ -287,15 +284,15 @@ class Rig:
         )
 
 
+# the fault worker's processes, forked from one that imported it (tests/support/forks.py)
+FAULT_WORKERS = Forks([FAULT_WORKER])
+atexit.register(FAULT_WORKERS.close)
+
+
 @contextlib.asynccontextmanager
-async def worker_process(
-    cmd: list[str], env: dict[str, str], log: Path
-) -> AsyncIterator[asyncio.subprocess.Process]:
-    # stderr to a file, not a pipe nobody drains (a full pipe would block the worker)
-    with open(log, "ab") as err:
-        proc = await asyncio.create_subprocess_exec(
-            *cmd, cwd=REPO, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=err
-        )
+async def worker_process(args: list[str], env: dict[str, str], log: Path) -> AsyncIterator[Forked]:
+    """`python -m tests.support.faults *args`, its stderr appended to `log`."""
+    proc = await FAULT_WORKERS.spawn(FAULT_WORKER, args, env, REPO, log)
     try:
         yield proc
     finally:

@@ -1,6 +1,7 @@
 """A real outreach activity worker that fails, or dies, once at a chosen moment of a send.
 
-test_exactly_once.py runs it as a subprocess:
+test_exactly_once.py runs it as a process of its own, as this command would (forked from a
+process that imported it once, tests/support/forks.py):
 
     python -m tests.support.faults --point after_provider_accepted --channel sms \
         --mode kill --marker /tmp/x/marker.json
