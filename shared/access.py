@@ -34,13 +34,13 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.routing import APIRoute, iter_route_contexts
 from starlette.routing import compile_path
 
 from shared.auth import ROLES, SERVICE, Principal, Role, authenticate, presented_key
 from shared.errors import AppError
 from shared.issued_keys import KeyLookup, RepCheck
 from shared.requests import InvalidJson, has_nul, parse_json
+from shared.served_routes import served_routes
 
 log = logging.getLogger(__name__)
 
@@ -164,19 +164,17 @@ class AccessTable:
 
 def _route_templates(app: FastAPI) -> dict[int, list[tuple[str, re.Pattern[str]]]]:
     found: dict[int, list[tuple[str, re.Pattern[str]]]] = {}
-    for ctx in iter_route_contexts(app.routes):
-        if isinstance(ctx.original_route, APIRoute) and ctx.path:
-            regex, _, _ = compile_path(ctx.path)
-            found.setdefault(id(ctx.original_route), []).append((ctx.path, regex))
+    for served in served_routes(app):
+        regex, _, _ = compile_path(served.path)
+        found.setdefault(id(served.route), []).append((served.path, regex))
     return found
 
 
 def api_routes(app: FastAPI) -> Iterator[RouteKey]:
     """Every (method, full path template) the app serves through FastAPI routes."""
-    for ctx in iter_route_contexts(app.routes):
-        if isinstance(ctx.original_route, APIRoute) and ctx.path:
-            for method in sorted(ctx.methods or ()):
-                yield method, ctx.path
+    for served in served_routes(app):
+        for method in sorted(served.methods):
+            yield method, served.path
 
 
 def install_access(

@@ -46,7 +46,6 @@ from enum import Enum
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Request
-from fastapi.routing import APIRoute, iter_route_contexts
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -71,6 +70,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shared.auth import authenticate, presented_key
 from shared.db import UTCDateTime, new_id, utcnow
 from shared.errors import RETRY_AFTER, AppError, error_body
+from shared.served_routes import served_routes
 
 log = logging.getLogger(__name__)
 
@@ -271,14 +271,11 @@ def route_policies(app: FastAPI) -> Policies:
     """Each route that names a policy: its methods, its full path's pattern, that policy (None
     when it refuses keys)."""
     found: Policies = []
-    for ctx in iter_route_contexts(app.routes):
-        route = ctx.original_route
-        if not isinstance(route, APIRoute) or not ctx.path:
-            continue
-        for dep in route.dependencies:
+    for served in served_routes(app):
+        for dep in served.route.dependencies:
             if dep.dependency in _POLICIES:
-                methods = frozenset(ctx.methods or ())
-                found.append((methods, compile_path(ctx.path)[0], _POLICIES[dep.dependency]))
+                pattern = compile_path(served.path)[0]
+                found.append((served.methods, pattern, _POLICIES[dep.dependency]))
     return found
 
 
