@@ -14,8 +14,8 @@ as in production).
     await proc.wait(); proc.returncode            # -9 after a SIGKILL
 
 The server (`python -m tests.support.forks MODULE...`) imports the modules, then reads one JSON
-request per line on stdin and answers on stdout: `{"pid": n}` for each fork, `{"exit": n,
-"returncode": rc}` when one ends. It forks from its only thread (a fork from a process with
+request per line on stdin and answers on stdout: `{"id": request's id, "pid": n}` for each
+fork, `{"exit": n, "returncode": rc}` when one ends. It forks from its only thread (a fork from a process with
 other threads may copy a lock another thread held) and kills what it forked when its stdin
 closes (the test process is gone).
 """
@@ -34,6 +34,7 @@ import subprocess
 import sys
 import threading
 import traceback
+import uuid
 import warnings
 from pathlib import Path
 from typing import IO, Any
@@ -81,7 +82,7 @@ class Forks:
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
         self._exits: dict[int, int] = {}
-        self._started: list[int] = []
+        self._started: dict[str, int] = {}  # a request's id -> the pid of its fork
         self._pid_ready = threading.Condition(self._lock)
 
     def _server(self) -> subprocess.Popen[bytes]:
@@ -104,7 +105,7 @@ class Forks:
                     self._exits[answer["exit"]] = answer["returncode"]
                 else:
                     self._exits.pop(answer["pid"], None)  # a pid used again
-                    self._started.append(answer["pid"])
+                    self._started[answer["id"]] = answer["pid"]
                     self._pid_ready.notify_all()
 
     def check_alive(self) -> None:
@@ -116,17 +117,21 @@ class Forks:
             return self._exits.get(pid)
 
     def _spawn(self, request: dict[str, Any]) -> int:
+        # answers are matched to requests by id: waiting releases the lock, so another
+        # request may be written (and answered) meanwhile
+        rid = uuid.uuid4().hex
         with self._lock:
             proc = self._server()
             assert proc.stdin is not None
-            proc.stdin.write(json.dumps(request).encode() + b"\n")
+            proc.stdin.write(json.dumps({**request, "id": rid}).encode() + b"\n")
             proc.stdin.flush()
-            # one request at a time under the lock: the next pid answered is this one's
-            if not self._pid_ready.wait_for(lambda: self._started or proc.poll() is not None, 60):
-                raise RuntimeError("the fork server did not answer within 60 s")
-            if not self._started:
-                raise RuntimeError(f"the fork server exited ({proc.returncode})")
-            return self._started.pop(0)
+            answered = self._pid_ready.wait_for(
+                lambda: rid in self._started or proc.poll() is not None, 60
+            )
+            if rid not in self._started:
+                state = "did not answer within 60 s" if not answered else "exited"
+                raise RuntimeError(f"the fork server {state} ({proc.returncode})")
+            return self._started.pop(rid)
 
     async def spawn(
         self, module: str, args: list[str], env: dict[str, str], cwd: Path, stderr: Path
@@ -238,9 +243,10 @@ def serve(modules: list[str]) -> None:
                 pending += data
                 *lines, pending = pending.split(b"\n")
                 for line in lines:
-                    pid = _fork(json.loads(line), (wake_r, wake_w))
+                    request = json.loads(line)
+                    pid = _fork(request, (wake_r, wake_w))
                     children.add(pid)
-                    _answer({"pid": pid})
+                    _answer({"id": request["id"], "pid": pid})
             _reap(children)
     finally:
         for pid in children:

@@ -4,6 +4,7 @@ directory, its real exit status, SIGKILL included, and none outlives the server.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -83,3 +84,18 @@ async def test_a_running_fork_is_terminated_and_none_outlives_the_server(
 async def test_a_module_the_server_did_not_import_is_refused(forks: Forks, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not one of the server's modules"):
         await forks.spawn("tests.support.faults", [], {}, tmp_path, tmp_path / "log")
+
+
+async def test_forks_asked_for_at_once_each_get_their_own_process(
+    forks: Forks, tmp_path: Path
+) -> None:
+    """Spawned from several tasks at once (the exactly-once tests start an email and a text
+    worker together): each Forked is the process started for its own request."""
+    reports = [tmp_path / f"seen-{n}.json" for n in range(12)]
+    env = dict(os.environ)
+    procs = await asyncio.gather(
+        *(forks.spawn(PROBE, [str(r), "0"], env, tmp_path, tmp_path / "log") for r in reports)
+    )
+    for proc in procs:
+        await proc.wait()
+    assert [p.pid for p in procs] == [json.loads(r.read_text())["pid"] for r in reports]
