@@ -37,7 +37,7 @@ import traceback
 import uuid
 import warnings
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 POLL = 0.02  # how often a waiter looks for its fork's exit (the reader thread records it)
@@ -84,6 +84,7 @@ class Forks:
         self._exits: dict[int, int] = {}
         self._started: dict[str, int] = {}  # a request's id -> the pid of its fork
         self._pid_ready = threading.Condition(self._lock)
+        self._gone = False  # the server's output ended (it exited, or is exiting)
 
     def _server(self) -> subprocess.Popen[bytes]:
         if self._proc is None or self._proc.poll() is not None:
@@ -94,11 +95,13 @@ class Forks:
                 stdout=subprocess.PIPE,
             )
             assert self._proc.stdout is not None
-            threading.Thread(target=self._read, args=(self._proc.stdout,), daemon=True).start()
+            self._gone = False
+            threading.Thread(target=self._read, args=(self._proc,), daemon=True).start()
         return self._proc
 
-    def _read(self, out: IO[bytes]) -> None:
-        for line in out:
+    def _read(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
             answer = json.loads(line)
             with self._lock:
                 if "exit" in answer:
@@ -107,6 +110,9 @@ class Forks:
                     self._exits.pop(answer["pid"], None)  # a pid used again
                     self._started[answer["id"]] = answer["pid"]
                     self._pid_ready.notify_all()
+        with self._lock:  # the server is gone: a spawn waiting for its answer learns it now
+            self._gone = self._gone or proc is self._proc
+            self._pid_ready.notify_all()
 
     def check_alive(self) -> None:
         if self._proc is not None and self._proc.poll() is not None:
@@ -125,9 +131,7 @@ class Forks:
             assert proc.stdin is not None
             proc.stdin.write(json.dumps({**request, "id": rid}).encode() + b"\n")
             proc.stdin.flush()
-            answered = self._pid_ready.wait_for(
-                lambda: rid in self._started or proc.poll() is not None, 60
-            )
+            answered = self._pid_ready.wait_for(lambda: rid in self._started or self._gone, 60)
             if rid not in self._started:
                 state = "did not answer within 60 s" if not answered else "exited"
                 raise RuntimeError(f"the fork server {state} ({proc.returncode})")
@@ -139,8 +143,14 @@ class Forks:
         """`python -m module *args` with `env`, in `cwd`, stderr appended to `stderr`."""
         if module not in self.modules:
             raise ValueError(f"{module} is not one of the server's modules {self.modules}")
-        request = {"module": module, "args": args, "env": env, "cwd": str(cwd)}
-        pid = await asyncio.to_thread(self._spawn, {**request, "stderr": str(stderr)})
+        request = {
+            "module": module,
+            "args": args,
+            "env": env,
+            "cwd": str(cwd),
+            "stderr": str(stderr),
+        }
+        pid = await asyncio.to_thread(self._spawn, request)
         return Forked(pid, self)
 
     def close(self) -> None:

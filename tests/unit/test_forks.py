@@ -99,3 +99,15 @@ async def test_forks_asked_for_at_once_each_get_their_own_process(
     for proc in procs:
         await proc.wait()
     assert [p.pid for p in procs] == [json.loads(r.read_text())["pid"] for r in reports]
+
+
+async def test_a_server_that_died_is_started_again_for_the_next_fork(
+    forks: Forks, tmp_path: Path
+) -> None:
+    report, env = tmp_path / "seen.json", dict(os.environ)
+    assert await (await forks.spawn(PROBE, [str(report), "0"], env, tmp_path, report)).wait() == 0
+    first = forks._server()
+    first.kill()
+    first.wait()
+    proc = await forks.spawn(PROBE, [str(report), "4"], env, tmp_path, tmp_path / "log")
+    assert await proc.wait() == 4 and forks._server().pid != first.pid
