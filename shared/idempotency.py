@@ -23,9 +23,10 @@ OpenAPI); the middleware does the rest, before and after the route:
   again as it declared: `IdempotentResume` (it finds what the first attempt created through
   `resumed()` and only finishes the follow-up), `IdempotentRepeat` (a repeat of the same body
   already creates nothing: the route's own rule), else 409 `idempotency_outcome_lost`.
-- `NoIdempotency`: a route whose answer holds a secret shown once (a new API key, a
-  subscription's signing secret): the answer is never stored, so the header is refused (400
-  `idempotency_not_supported`) rather than silently not honoured.
+- `IdempotentSealed`: a route whose answer holds a secret shown once (a new API key, a
+  subscription's signing secret), as `Idempotent` but its answer is stored sealed with a key
+  derived from the client's `Idempotency-Key`, which is never stored (shared/sealed_answers.py):
+  the retry that presents it gets the same secret again; the database alone does not.
 - records expire after settings.idempotency_ttl_seconds; each new key deletes a few expired
   ones, which keeps the table bounded. An erasure deletes at once every record whose answer
   names the person (`forget_answers`): a prospect's creation answered their name and email.
@@ -70,6 +71,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shared.auth import authenticate, presented_key
 from shared.db import UTCDateTime, new_id, utcnow
 from shared.errors import RETRY_AFTER, AppError, error_body
+from shared.sealed_answers import open_answer, seal_answer
 from shared.served_routes import served_routes
 
 log = logging.getLogger(__name__)
@@ -170,22 +172,30 @@ def _lost(_: _Key = None) -> None:
     """Nothing follows the route's commit."""
 
 
-def _refused(
-    _: Annotated[str | None, Header(alias=HEADER, include_in_schema=False)] = None,
-) -> None:
-    """The answer holds a secret shown once: not stored, so no key is honoured."""
+def _sealed(_: _Key = None) -> None:
+    """The answer holds a secret shown once: kept sealed for the retry; nothing follows the
+    route's commit."""
 
 
-_POLICIES: dict[Callable[..., None], Unfinished | None] = {
-    _resume: Unfinished.RESUME,
-    _repeat: Unfinished.REPEAT,
-    _lost: Unfinished.LOST,
-    _refused: None,
+@dataclass(frozen=True)
+class Policy:
+    """What a route declared: what a retry does after a 5xx, and whether its answer is kept
+    sealed (it holds a secret)."""
+
+    unfinished: Unfinished
+    sealed: bool = False
+
+
+_POLICIES: dict[Callable[..., None], Policy] = {
+    _resume: Policy(Unfinished.RESUME),
+    _repeat: Policy(Unfinished.REPEAT),
+    _lost: Policy(Unfinished.LOST),
+    _sealed: Policy(Unfinished.LOST, sealed=True),
 }
 IdempotentResume = Depends(_resume)
 IdempotentRepeat = Depends(_repeat)
 Idempotent = Depends(_lost)
-NoIdempotency = Depends(_refused)
+IdempotentSealed = Depends(_sealed)
 
 
 @dataclass
@@ -197,6 +207,7 @@ class Claim:
     refs: dict[str, Any] = field(default_factory=dict)
     resumed: dict[str, Any] | None = None  # the first attempt's refs when finishing it
     committed: bool = False
+    seal: Callable[[bytes], str] | None = None  # how its answer is stored, when sealed
 
 
 def remember(request: Request, **refs: Any) -> None:
@@ -264,12 +275,11 @@ def _scope_of(key_id: str, method: str, path: str, key: str) -> str:
     return hashlib.sha256("\n".join((key_id, method, path, key)).encode()).hexdigest()
 
 
-Policies = list[tuple[frozenset[str], re.Pattern[str], Unfinished | None]]
+Policies = list[tuple[frozenset[str], re.Pattern[str], Policy]]
 
 
 def route_policies(app: FastAPI) -> Policies:
-    """Each route that names a policy: its methods, its full path's pattern, that policy (None
-    when it refuses keys)."""
+    """Each route that names a policy: its methods, its full path's pattern, that policy."""
     found: Policies = []
     for served in served_routes(app):
         for dep in served.route.dependencies:
@@ -316,14 +326,6 @@ class IdempotencyKeys:
             await self.app(scope, receive, send)
             return
         matched = offered[0]
-        if matched is None:
-            await _error(
-                400,
-                "idempotency_not_supported",
-                f"this route's answer holds a secret shown once, which is never stored: it "
-                f"takes no {HEADER}; send the request without it",
-            )(scope, receive, send)
-            return
         if not _KEY.match(key):
             await _error(
                 400,
@@ -339,18 +341,27 @@ class IdempotencyKeys:
             return
         body = await request.body()
         replay_receive = _replaying(body, receive)
+        scope_id = _scope_of(principal.key_id or str(principal), method, path, key)
         outcome = await self._claim(
-            _scope_of(principal.key_id or str(principal), method, path, key),
-            fingerprint(scope.get("query_string", b""), body),
-            matched,
+            scope_id, fingerprint(scope.get("query_string", b""), body), matched.unfinished
         )
         if outcome.response is not None:
             await outcome.response(scope, replay_receive, send)
             return
+        master_keys = self.fastapi.state.settings.master_keys
         if outcome.replay is not None:
-            await _replayed(outcome.replay)(scope, replay_receive, send)
+            stored = outcome.replay.body or ""
+            if matched.sealed:
+                opened = open_answer(stored, key, scope_id, master_keys)
+                if opened is None:
+                    await _unreadable()(scope, replay_receive, send)
+                    return
+                stored = opened.decode("utf-8", "replace")
+            await _replayed(outcome.replay, stored)(scope, replay_receive, send)
             return
         assert outcome.claim is not None
+        if matched.sealed:
+            outcome.claim.seal = lambda answer: seal_answer(answer, key, scope_id, master_keys)
         scope.setdefault("state", {})["idempotency"] = outcome.claim
         await self._run(outcome.claim, scope, replay_receive, send)
 
@@ -482,7 +493,7 @@ class IdempotencyKeys:
                 .where(table.c.id == claim.record_id)
                 .values(
                     status_code=status,
-                    body=body.decode("utf-8", "replace"),
+                    body=claim.seal(body) if claim.seal else body.decode("utf-8", "replace"),
                     content_type=content_type[:100],
                     locked_until=None,
                 )
@@ -517,9 +528,19 @@ def _in_flight() -> JSONResponse:
     )
 
 
-def _replayed(row: IdempotencyColumns) -> Response:
+def _unreadable() -> JSONResponse:
+    return _error(
+        409,
+        "idempotency_outcome_lost",
+        f"the first request with this {HEADER} made its change, but its answer, kept sealed, "
+        "can no longer be opened (the payload master key it was sealed with is no longer "
+        "configured): look the result up instead of retrying",
+    )
+
+
+def _replayed(row: IdempotencyColumns, body: str) -> Response:
     return Response(
-        row.body or "",
+        body,
         status_code=int(row.status_code or 200),
         media_type=row.content_type or None,
         headers={REPLAYED: "true"},

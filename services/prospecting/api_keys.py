@@ -19,7 +19,7 @@ from services.prospecting.models import IssuedKey, Rep
 from shared.auth import Principal
 from shared.db import Session, utcnow
 from shared.errors import AppError
-from shared.idempotency import NoIdempotency
+from shared.idempotency import IdempotentSealed
 from shared.issued_keys import ISSUED_PREFIX, key_hash, looks_issued, new_key
 from shared.requests import InternalModel, WriteModel
 
@@ -69,8 +69,9 @@ class Holder(BaseModel):
     key_id: str = ""  # the issued key's id (the audit log names it)
 
 
-# the answer holds the key, shown once: never stored, so no Idempotency-Key is honoured
-@router.post("/api-keys", status_code=201, response_model=NewKey, dependencies=[NoIdempotency])
+# the answer holds the key, shown once: a retry with the first request's Idempotency-Key gets it
+# again (its answer kept sealed), instead of a second live key nobody knows of
+@router.post("/api-keys", status_code=201, response_model=NewKey, dependencies=[IdempotentSealed])
 async def issue_key(body: KeyCreate, session: Session) -> NewKey:
     if body.rep_id is not None:
         # a rep key works only while its rep is active (holder_of): one issued to a rep who

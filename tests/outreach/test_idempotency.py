@@ -1,13 +1,14 @@
 """`Idempotency-Key` on outreach's creating routes (shared/idempotency.py): a repeat creates
-nothing (no second cadence, version, sender or listing); the event subscription, whose answer
-holds its signing secret once, refuses the header rather than ignore it."""
+nothing (no second cadence, version, sender or listing); a subscription's or a rotation's retry
+gets the same signing secret, from an answer kept sealed."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from tests.support.apps import Api
-from tests.support.idempotency import key, replayed, sent_twice
+from services.outreach.models import EventSubscription
+from tests.support.apps import Api, ServiceApp
+from tests.support.idempotency import kept_answers, key, replayed, sent_twice
 from tests.support.settings import SERVICE_AUTH
 
 CADENCE: dict[str, Any] = {
@@ -45,12 +46,34 @@ async def test_a_repeated_cadence_version_sender_or_listing_creates_nothing(api:
     assert replayed(first, again)  # 201 as the first said, not the 200 of a second listing
 
 
-async def test_an_event_subscription_takes_no_idempotency_key(api: Api) -> None:
-    http = await api("outreach")
+async def test_a_retried_subscription_or_rotation_gives_the_same_secret_kept_sealed(
+    service_app: ServiceApp, api: Api
+) -> None:
+    """A lost answer to a subscription or a rotation, retried: the same subscription and secret,
+    not a second subscription or a second rotation (whose first secret nobody knows). Kept
+    sealed by the Idempotency-Key alone here (no master keys outside production): the secrets
+    are nowhere in the database."""
+    app = await service_app("outreach")
+    http = await api(app)
     body = {"url": "https://hooks.example.com/closeflow", "events": ["deal.won"]}
-    r = await http.post("/event-subscriptions", json=body, headers=key("sub"))
-    assert (r.status_code, r.json()["error"]["code"]) == (400, "idempotency_not_supported")
-    assert (await http.get("/event-subscriptions")).json() == []
+    first, again = await sent_twice(http, "POST", "/event-subscriptions", "sub", json=body)
+    assert first.status_code == 201, first.text
+    assert replayed(first, again)
+    assert len((await http.get("/event-subscriptions")).json()) == 1
+
+    url = f"/event-subscriptions/{first.json()['id']}/secret"
+    rotated, rotated_again = await sent_twice(http, "POST", url, "rotate-1")
+    assert rotated.status_code == 200, rotated.text
+    assert replayed(rotated, rotated_again)
+    # one rotation: the first secret retired beside the new one, no third secret
+    async with app.state.sessions() as session:
+        sub = await session.get(EventSubscription, first.json()["id"])
+        assert sub is not None and len(sub.retired_secrets) == 1, sub
+
+    kept = await kept_answers(app)
+    assert len(kept) == 2 and all(a.startswith("sealed.v1.-.") for a in kept), kept
+    for secret in (first.json()["secret"], rotated.json()["secret"]):
+        assert not any(secret in answer for answer in kept)
 
 
 async def test_an_erasure_forgets_the_answers_kept_for_retries(api: Api) -> None:

@@ -1,10 +1,14 @@
 """`Idempotency-Key` on prospecting's creating routes (shared/idempotency.py): a repeat creates
-nothing; a route whose answer holds a secret refuses the header rather than ignore it."""
+nothing; a new API key's retry gets the same key, from an answer kept sealed."""
 
 from __future__ import annotations
 
-from tests.support.apps import Api
-from tests.support.idempotency import key, replayed, sent_twice
+from shared.codec import new_master_key
+from tests.support.apps import Api, ServiceApp
+from tests.support.idempotency import kept_answers, key, replayed, sent_twice
+
+MASTER = new_master_key("k1")
+NEWER = new_master_key("k2")
 
 
 async def test_a_repeated_rep_prospect_or_import_creates_nothing(api: Api) -> None:
@@ -35,11 +39,38 @@ async def test_a_repeated_rep_prospect_or_import_creates_nothing(api: Api) -> No
     assert (other.status_code, other.json()["error"]["code"]) == (422, "idempotency_key_reused")
 
 
-async def test_a_new_api_key_takes_no_idempotency_key(api: Api) -> None:
-    http = await api("prospecting")
-    r = await http.post("/api-keys", json={"name": "ci", "role": "ops"}, headers=key("k"))
-    assert (r.status_code, r.json()["error"]["code"]) == (400, "idempotency_not_supported")
-    assert (await http.post("/api-keys", json={"name": "ci", "role": "ops"})).status_code == 201
+async def test_a_retried_new_api_key_gives_the_same_key_kept_sealed(
+    service_app: ServiceApp, api: Api
+) -> None:
+    """A client whose answer to `POST /api-keys` was lost retries it: the same key again, not a
+    second live one nobody knows of. The answer kept for that is sealed: the key is nowhere in
+    the database, and it takes the client's Idempotency-Key and a listed master key to read."""
+    app = await service_app("prospecting", payload_master_keys=MASTER)
+    http = await api(app)
+    body = {"name": "ci", "role": "ops"}
+    first, again = await sent_twice(http, "POST", "/api-keys", "issue-ci", json=body)
+    assert first.status_code == 201, first.text
+    assert replayed(first, again)
+    issued = first.json()["key"]
+    assert len((await http.get("/api-keys")).json()) == 1
+    kept = await kept_answers(app)
+    assert len(kept) == 1 and kept[0].startswith("sealed.v1.k1."), kept
+    assert not any(issued in answer for answer in kept)
+
+    other = await http.post("/api-keys", json=body, headers=key("issue-ci-2"))
+    assert other.status_code == 201 and other.json()["key"] != issued
+    assert len((await http.get("/api-keys")).json()) == 2
+
+    # a new master key put first: the older one still opens what it sealed
+    rotated = await api("prospecting", payload_master_keys=f"{NEWER},{MASTER}")
+    later = await rotated.post("/api-keys", json=body, headers=key("issue-ci"))
+    assert replayed(first, later)
+    # the older one removed: its answers cannot be read, and the retry makes no key either
+    removed = await api("prospecting", payload_master_keys=NEWER)
+    lost = await removed.post("/api-keys", json=body, headers=key("issue-ci"))
+    assert (lost.status_code, lost.json()["error"]["code"]) == (409, "idempotency_outcome_lost")
+    assert issued not in lost.text
+    assert len((await removed.get("/api-keys")).json()) == 2
 
 
 async def test_an_erasure_forgets_the_answer_kept_for_a_retry(api: Api) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+from fastapi import FastAPI
+from sqlalchemy import select
 
 HEADER = "Idempotency-Key"
 
@@ -29,3 +31,10 @@ async def sent_twice(
     first = await http.request(method, url, headers=headers, **request)
     again = await http.request(method, url, headers=headers, **request)
     return first, again
+
+
+async def kept_answers(app: FastAPI) -> list[str]:
+    """The answers `app` keeps for retries, as stored."""
+    model = app.state.idempotency_model
+    async with app.state.sessions() as session:
+        return [body for body in await session.scalars(select(model.body)) if body is not None]

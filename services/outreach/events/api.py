@@ -15,7 +15,7 @@ from services.outreach.notifications.webhook_targets import check_webhook_url
 from shared.auth import require_api_key
 from shared.db import Session
 from shared.events import EVENT_TYPES
-from shared.idempotency import NoIdempotency
+from shared.idempotency import IdempotentSealed
 from shared.json_schema import HTTP_URL, Documented
 from shared.paging import AFTER, Linked
 from shared.requests import InternalModel, WriteModel
@@ -100,12 +100,14 @@ async def event_types() -> list[str]:
     return list(EVENT_TYPES)
 
 
-# these answers hold a signing secret, shown once: never stored, so no Idempotency-Key is honoured
+# these answers hold a signing secret, shown once: a retry with the first request's
+# Idempotency-Key gets the same secret (its answer kept sealed) instead of a second subscription
+# or rotation
 @router.post(
     "/event-subscriptions",
     status_code=201,
     response_model=SubscriptionWithSecret,
-    dependencies=[NoIdempotency],
+    dependencies=[IdempotentSealed],
 )
 async def create_subscription(
     body: SubscriptionIn, session: Session, request: Request
@@ -148,7 +150,7 @@ async def delete_subscription(subscription_id: str, session: Session) -> None:
 @router.post(
     "/event-subscriptions/{subscription_id}/secret",
     response_model=SubscriptionWithSecret,
-    dependencies=[NoIdempotency],
+    dependencies=[IdempotentSealed],
 )
 async def rotate_secret(
     subscription_id: str, session: Session, request: Request
