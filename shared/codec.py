@@ -313,6 +313,17 @@ class KeyRing:
     def forget(self, scope: str) -> None:
         self._cache.pop(scope, None)
 
+    async def shred(self, scopes: Sequence[str]) -> None:
+        """`shred` these data keys through this keyring's own connection, committed, for a
+        service whose database is not the keyring's (referrals' intakes: `referral_scope`)."""
+        if not scopes:
+            return
+        async with self._db().begin() as conn:
+            for scope in scopes:
+                await conn.execute(_tombstone(conn.dialect.name, scope))
+        for scope in scopes:
+            self.forget(scope)
+
     def _cached(self, scope: str) -> bytes | None:
         hit = self._cache.get(scope)
         if hit is None:
@@ -424,9 +435,13 @@ async def shred(session: AsyncSession, scope: str) -> None:
     """Erase a data key (a prospect id, a referral_scope) for good, in the caller's transaction
     on the keyring's database: a tombstone stays so that no process makes a new one for the
     scope by encoding late."""
+    await session.execute(_tombstone(session.get_bind().dialect.name, scope))
+
+
+def _tombstone(dialect: str, scope: str) -> Any:
     now = _now()
-    await session.execute(
-        _insert(session.get_bind().dialect.name)
+    return (
+        _insert(dialect)
         .values(
             scope=scope,
             master_key_id="",

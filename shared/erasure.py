@@ -34,6 +34,7 @@ from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from shared.codec import referral_scope
 from shared.db import UTCDateTime, hold_lock, utcnow
 from shared.ids import ResourceId
 from shared.people import normalize_email, normalize_phone
@@ -170,6 +171,15 @@ def forget_cached_key(client: Client, prospect_id: str) -> None:
     ring = client_keyring(client)
     if ring is not None:
         ring.forget(prospect_id)
+
+
+async def shred_intake_keys(client: Client, referral_ids: Sequence[str]) -> None:
+    """Crypto-shred the data keys of these referrals' intakes (shared.codec.referral_scope), in
+    the keyring's database: their histories, wherever a copy is (backups too), can no longer be
+    read. Nothing to do when payloads are not encrypted (no keyring)."""
+    ring = client_keyring(client)
+    if ring is not None:
+        await ring.shred([referral_scope(referral_id) for referral_id in referral_ids])
 
 
 async def one_order_at_a_time(session: AsyncSession) -> None:

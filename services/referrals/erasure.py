@@ -3,7 +3,10 @@
 The person's data here is: referrals that name them (as the referred person: by prospect id,
 email or phone), with their intake workflows (whose input holds the same data), and their name
 on the referral asks sent to them as a client. Those referrals are deleted (with anything
-pointing at them), the name on the asks blanked and their links closed (they open nothing, so
+pointing at them), their intakes' data keys shredded first (every copy of an intake's history,
+backups included, unreadable: prospecting shreds only the key of the referral that made the
+prospect, and a person referred again, or by someone else, has one intake per referral), the
+name on the asks blanked and their links closed (they open nothing, so
 nobody introduces people in the erased client's name): the asks themselves and the referrals the
 person made stay, as they are other people's data and their attribution. The digests of their
 email and phone stay (models.ErasedPerson): a client naming them again stores nothing of them. Called by
@@ -37,6 +40,7 @@ from shared.erasure import (
     has_digest,
     keep_digests,
     one_order_at_a_time,
+    shred_intake_keys,
 )
 from shared.errors import AppError
 from shared.idempotency import forget_answers
@@ -56,9 +60,11 @@ async def erasure_order(order: ErasureOrder, request: Request, session: Session)
         table.c.id.in_(by_digest) if by_digest else false(),
     )
     referral_ids = (await session.scalars(select(table.c.id).where(naming))).all()
+    temporal = request.app.state.temporal
+    await shred_intake_keys(temporal, referral_ids)
     try:
         for referral_id in referral_ids:
-            await forget_workflow(request.app.state.temporal, referral_intake_id(referral_id))
+            await forget_workflow(temporal, referral_intake_id(referral_id))
     except RPCError as err:
         raise AppError(503, "temporal_unreachable", f"intake not stopped yet: {err}") from err
     await one_order_at_a_time(session)

@@ -7,14 +7,15 @@ person had been erased before a client named them, so their intake was refused (
 failed) and the key lives on. Migration 0010_forget_erased_referrals deleted such referrals but
 could not reach Temporal, and the re-sent erasure order (prospecting's 0018) then found no
 referral left whose workflow to delete: the history stayed readable (through the codec server,
-say) until the namespace's retention (30 days) dropped it.
+say) until the namespace's retention (30 days) dropped it, and in Temporal's backups for good.
 
 So the referrals app, at every start and daily after that, lists the intakes that ended
 without completing (one that completed made a prospect, whose erasure deletes its workflow with
-its referral) and deletes each one whose referral is no longer stored: a referral is stored
-before its intake starts (services.referrals.intakes), so an intake without one belongs to a
-referral that was forgotten. A Temporal that is away makes the pass fail; the next one, after a shorter
-pause, tries again. Deleting is idempotent: replicas may sweep at once.
+its referral) and deletes each one whose referral is no longer stored, its data key shredded
+first (no copy of its history, backups included, can be read then): a referral is stored before
+its intake starts (services.referrals.intakes), so an intake without one belongs to a referral
+that was forgotten. A Temporal that is away makes the pass fail; the next one, after a shorter
+pause, tries again. Shredding and deleting are idempotent: replicas may sweep at once.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from services.referrals.models import Referral
 from shared.app import run_during_lifespan
 from shared.contracts.journey import referral_intake_id
 from shared.contracts.queues import TaskQueues
-from shared.erasure import forget_workflow
+from shared.erasure import forget_workflow, shred_intake_keys
 from shared.loops import RepeatingPass
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,8 @@ class ForgottenIntakes(RepeatingPass):
     async def one_pass(self) -> bool:
         self._swept = False
         gone = await self.forgotten()
+        # their keys first: Temporal's backups keep the deleted histories
+        await shred_intake_keys(self._client(), gone)
         for referral_id in gone:
             await forget_workflow(self._client(), referral_intake_id(referral_id))
         if gone:

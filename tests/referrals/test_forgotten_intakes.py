@@ -1,21 +1,31 @@
 """The intake workflows of referrals forgotten without them (migration
 0010_forget_erased_referrals deleted the rows, and could not reach Temporal) leave Temporal
-when the referrals app starts; an intake whose referral is stored stays."""
+when the referrals app starts, their data keys shredded (Temporal's backups keep the histories);
+an intake whose referral is stored stays, and its key."""
 
 from __future__ import annotations
 
 import uuid
 
+import pytest
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from services.referrals.intakes import INTAKE_WORKFLOW
-from services.referrals.models import Referral, ReferralAsk
+from services.referrals.models import Referral
+from shared.codec import (
+    KeyRing,
+    PayloadKeyErased,
+    new_master_key,
+    parse_master_keys,
+    referral_scope,
+)
 from shared.contracts.journey import referral_intake_id
 from shared.db import create_engine, session_factory
 from tests.support.apps import ServiceApp
 from tests.support.eventually import eventually
+from tests.support.referrals import an_ask
 
 
 async def test_the_intakes_of_forgotten_referrals_leave_temporal_at_start(
@@ -26,15 +36,14 @@ async def test_the_intakes_of_forgotten_referrals_leave_temporal_at_start(
 ) -> None:
     client = temporal_local.client
     kept, forgotten, running = uuid.uuid4().hex, uuid.uuid4().hex, uuid.uuid4().hex
+    keys = new_master_key("k1")
+    await service_app("prospecting", payload_master_keys=keys)  # the keyring's table
+    ring = KeyRing(parse_master_keys([keys]), database_urls["prospecting"])
+    made = {r: await ring.data_key(referral_scope(r), create=True) for r in (kept, forgotten)}
     engine = create_engine(database_urls["referrals"])
     try:
         async with session_factory(engine)() as session:
-            session.add(
-                ReferralAsk(
-                    id="ask1", token="t", client_prospect_id="c", journey_id="j",
-                    client_name="C", rep_id="rep1", cadence_id="cad",
-                )
-            )  # fmt: skip
+            session.add(an_ask())
             await session.flush()
             session.add(Referral(id=kept, ask_id="ask1", referrer_prospect_id="c", first_name="R"))
             await session.commit()
@@ -58,7 +67,7 @@ async def test_the_intakes_of_forgotten_referrals_leave_temporal_at_start(
 
     await eventually(all_listed, "the intakes listed as they are")
 
-    await service_app("referrals", task_queue_prefix=queue_prefix)
+    await service_app("referrals", task_queue_prefix=queue_prefix, payload_master_keys=keys)
 
     async def forgotten_gone() -> bool:
         try:
@@ -73,3 +82,9 @@ async def test_the_intakes_of_forgotten_referrals_leave_temporal_at_start(
     for referral_id in (kept, running):
         described = await client.get_workflow_handle(referral_intake_id(referral_id)).describe()
         assert described.status == WorkflowExecutionStatus.RUNNING
+    fresh = KeyRing(parse_master_keys([keys]), database_urls["prospecting"])
+    with pytest.raises(PayloadKeyErased):
+        await fresh.data_key(referral_scope(forgotten), create=False)
+    assert await fresh.data_key(referral_scope(kept), create=False) == made[kept]
+    for keyring in (ring, fresh):
+        await keyring.aclose()
