@@ -134,7 +134,9 @@ def _required_text(value: str) -> str:
 
 
 # bounded before they are parsed (RFC 5321 caps an address at 254; a phone is never 64 long).
-# The OpenAPI states what the parsers accept: an address (email_validator refuses one above 254),
+# The OpenAPI states what the parsers accept: an address (email_validator refuses one above 254;
+# "idn-email": an internationalized domain is accepted and kept as people write it, so an
+# address sent as `info@xn--bckerei-5wa.de` comes back as `info@bäckerei.de`),
 # a phone number with its country code ("phone": not a JSON Schema format of its own, so the
 # description and the example say it), an IANA zone name.
 EmailText = Annotated[
@@ -142,10 +144,11 @@ EmailText = Annotated[
     StringConstraints(max_length=320),
     Documented(
         {
-            "format": "email",
+            "format": "idn-email",
             "maxLength": 254,
-            "description": "an email address, not at a special-use domain (.test, .local, "
-            ".localhost, .invalid, .onion, .arpa)",
+            "description": "an email address (an internationalized one too, kept in its "
+            "Unicode form), not at a special-use domain (.test, .local, .localhost, .invalid, "
+            ".onion, .arpa)",
             "examples": ["ada@example.com"],
         }
     ),

@@ -6,10 +6,10 @@ on the referral asks sent to them as a client. Those referrals are deleted (with
 pointing at them), their intakes' data keys shredded first (every copy of an intake's history,
 backups included, unreadable: prospecting shreds only the key of the referral that made the
 prospect, and a person referred again, or by someone else, has one intake per referral), the
-name on the asks blanked and their links closed (they open nothing, so
-nobody introduces people in the erased client's name): the asks themselves and the referrals the
-person made stay, as they are other people's data and their attribution. The digests of their
-email and phone stay (models.ErasedPerson): a client naming them again stores nothing of them. Called by
+name on the asks blanked and their links closed (they open nothing, so nobody introduces people
+in the erased client's name): the asks themselves and the referrals the person made stay, as
+they are other people's data and their attribution. The digests of their email and phone stay
+(models.ErasedPerson): a client naming them again stores nothing of them. Called by
 prospecting's outbox relay until it answers 2xx; a repeat finds nothing left to do.
 """
 

@@ -12,11 +12,12 @@ import socket
 import uuid
 from dataclasses import dataclass, field
 from email.message import EmailMessage
-from email.utils import formatdate, parseaddr
+from email.utils import formataddr, formatdate, getaddresses, parseaddr
 from types import TracebackType
 from typing import Any, Literal, Protocol
 
 import aiosmtplib
+import idna
 from aiosmtplib.response import SMTPResponse
 from aiosmtplib.typing import Default
 
@@ -80,7 +81,9 @@ def address_domain(addr: str) -> str:
 
 
 def new_message_id(domain: str) -> str:
-    return f"<{uuid.uuid4().hex}@{domain}>"
+    """A Message-ID at `domain`, in its ASCII form: a header of ASCII only (RFC 5322)."""
+    ascii_domain = _ascii_domain(f"x@{domain}").partition("@")[2]
+    return f"<{uuid.uuid4().hex}@{ascii_domain}>"
 
 
 def one_line(text: str) -> str:
@@ -89,24 +92,59 @@ def one_line(text: str) -> str:
     return " ".join(part.strip() for part in text.splitlines() if part.strip())
 
 
+# the headers aiosmtplib takes the envelope's sender and recipients from, and Reply-To
+ADDRESS_HEADERS = frozenset({"from", "sender", "to", "cc", "bcc", "reply-to"})
+
+
+def ascii_domains(value: str) -> str:
+    """A header's addresses with each internationalized domain in its ASCII form (IDNA,
+    `xn--...`) when the address's local part is ASCII. Addresses are stored as people give them
+    (shared.people.normalize_email keeps `info@bäckerei.de`); an address that is not ASCII
+    needs a server offering SMTPUTF8 (aiosmtplib refuses it otherwise), and the ASCII form needs
+    none. A local part that is not ASCII has no other form: the header stays as it is, and
+    needs SMTPUTF8."""
+    pairs = getaddresses([value])
+    if all(address.isascii() for _, address in pairs):
+        return value
+    converted = [(name, _ascii_domain(address)) for name, address in pairs]
+    if not all(address.isascii() for _, address in converted):
+        return value
+    return ", ".join(formataddr(pair) for pair in converted)
+
+
+def _ascii_domain(address: str) -> str:
+    local, at, domain = address.rpartition("@")
+    if not at or not local.isascii() or domain.isascii():
+        return address
+    try:
+        return f"{local}@{idna.encode(domain, uts46=True).decode('ascii')}"
+    except idna.IDNAError:
+        return address  # the server's answer says what is wrong with it
+
+
+def _addresses_ascii(mime: EmailMessage) -> bool:
+    values = [str(v) for name in ADDRESS_HEADERS for v in mime.get_all(name, [])]
+    return all(address.isascii() for _, address in getaddresses(values))
+
+
 def build_mime(msg: OutgoingEmail, from_addr: str) -> EmailMessage:
     mime = EmailMessage()
     mime["Message-ID"] = msg.message_id
     mime["Date"] = formatdate(usegmt=True)
-    mime["From"] = from_addr
-    mime["To"] = msg.to
+    mime["From"] = ascii_domains(from_addr)
+    mime["To"] = ascii_domains(msg.to)
     mime["Subject"] = one_line(msg.subject)
     if msg.cc:
-        mime["Cc"] = msg.cc
+        mime["Cc"] = ascii_domains(msg.cc)
     if msg.reply_to:
-        mime["Reply-To"] = msg.reply_to
+        mime["Reply-To"] = ascii_domains(msg.reply_to)
     if msg.unsubscribe_url:
         # RFC 8058: the https URI alone is enough for one-click; mail clients POST to it.
         mime["List-Unsubscribe"] = f"<{msg.unsubscribe_url}>"
         mime["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     for name, value in msg.headers.items():
         del mime[name]
-        mime[name] = value
+        mime[name] = ascii_domains(value) if name.lower() in ADDRESS_HEADERS else value
     mime.set_content(msg.text)
     mime.add_alternative(msg.html, subtype="html")
     if msg.calendar:
@@ -263,6 +301,14 @@ class SmtpEmail:
         except (aiosmtplib.SMTPConnectError, ConnectionRefusedError) as exc:
             raise EmailSendError(f"SMTP failure: {exc}", permanent=False) from exc
         except (aiosmtplib.SMTPException, OSError) as exc:
+            if isinstance(exc, aiosmtplib.SMTPNotSupported) and not _addresses_ascii(mime):
+                # said after EHLO, before MAIL FROM: nothing went, and no attempt through this
+                # server can carry an address whose local part is not ASCII
+                raise EmailSendError(
+                    "the SMTP server does not offer SMTPUTF8, which an address whose local "
+                    f"part is not ASCII needs: {exc}",
+                    permanent=True,
+                ) from exc
             raise EmailSendError(f"SMTP failure: {exc}", permanent=False, not_sent=False) from exc
         log.info("email %s sent via %s:%s", logged_id(msg.message_id), self.host, self.port)
         return msg.message_id

@@ -11,6 +11,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
+import jsonschema_rs
 import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
@@ -20,6 +21,7 @@ from services.outreach.events.service import check_events
 from services.outreach.notifications.webhook_targets import check_webhook_url
 from shared.errors import AppError
 from tests.support.api_fuzz import _drawn, _schema
+from tests.support.apps import Api
 from tests.support.settings import make_settings
 
 # (service, method, path): the routes whose generated bodies must all be valid
@@ -132,3 +134,19 @@ def test_generated_event_subscriptions_name_known_events_and_a_url_events_may_go
         except AppError as err:
             refused.append(f"{body!r:.200}: {err.message}")
     assert refused == [], f"{len(refused)}/{len(bodies)} refused:\n" + "\n".join(refused[:5])
+
+
+async def test_an_address_at_an_internationalized_domain_comes_back_as_the_openapi_says(
+    api: Api,
+) -> None:
+    """An address sent with its domain in ASCII (`xn--...`, as Hypothesis' addresses and many
+    exports write it) is kept in its Unicode form: the answer's address is one the OpenAPI's
+    format allows (the long fuzz run found `format: email`, ASCII only, broken by it)."""
+    http = await api("outreach")
+    made = await http.post("/senders", json={"from_address": "Ann@xn--verkauf-sd-ieb.de"})
+    assert made.status_code == 201, made.text
+    address = made.json()["from_address"]
+    assert address == "ann@verkauf-süd.de"
+    openapi = (await http.get("/openapi.json")).json()
+    schema = openapi["components"]["schemas"]["Sender"]["properties"]["from_address"]
+    assert jsonschema_rs.validator_for(schema, validate_formats=True).is_valid(address), schema

@@ -1,6 +1,6 @@
 """What schemathesis needs to make bodies our API accepts from its OpenAPI, registered once on
 import: values of the string formats it names beyond JSON Schema's own ("phone", "timezone":
-shared/people.py; "email" without the special-use domains the API refuses), and a serializer for
+shared/people.py; "idn-email" without the special-use domains the API refuses), and a serializer for
 an import's NDJSON body."""
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def _accepted(address: str) -> bool:
     return True
 
 
-schemathesis.openapi.format("email", st.emails().filter(_accepted))
+schemathesis.openapi.format("idn-email", st.emails().filter(_accepted))
 schemathesis.openapi.format("phone", st.sampled_from(_NUMBERS))
 schemathesis.openapi.format("timezone", st.sampled_from(_ZONES))
 # an import's NDJSON body is text, sent as generated (prospecting's POST /imports)
