@@ -688,6 +688,31 @@ async def test_nothing_is_sent_to_a_listed_address_number_or_domain(
         assert await st.send(touch(listed, "step-1")) == {"email": "sent", "sms": "sent"}
 
 
+async def test_an_internationalized_domain_listed_or_opted_out_in_either_form_gets_nothing(
+    ground: Ground,
+) -> None:
+    """Addresses keep an internationalized domain in Unicode, do-not-contact entries in its
+    ASCII form, and providers name the address in the ASCII form emails go out with: a listed
+    `bäckerei-müller.de` covered none of its addresses, and an unsubscribe or a hard bounce
+    reported as `...@xn--...` suppressed an address nobody is sent to."""
+    async with outreach_rig(ground) as st:
+        listed = person(email="info@bäckerei-müller.de")
+        sub = person(email="ops@eu.bäckerei-müller.de")
+        r = await st.api.post("/do-not-contact", json={"value": "bäckerei-müller.de"}, headers=AUTH)
+        assert (r.status_code, r.json()["value"]) == (201, "xn--bckerei-mller-bfb28a.de"), r.text
+        assert await st.send(touch(listed, channels=("email",))) == {"email": "suppressed"}
+        assert await st.send(touch(sub, channels=("email",))) == {"email": "suppressed"}
+        [row] = await st.rows(listed.prospect_id)
+        assert row.error == "do not contact: domain xn--bckerei-mller-bfb28a.de"
+
+        unsubscribed = person(email="ada@bücher.example")
+        async with st.sessions() as s:
+            await consent.opt_out(s, "email", "Ada@XN--bcher-kva.example", "unsubscribe link")
+            await s.commit()
+        assert await st.send(touch(unsubscribed, channels=("email",))) == {"email": "suppressed"}
+        assert st.emails_to("ada@xn--bcher-kva.example") == []
+
+
 async def enrolled(rig: Any, email: str | None, phone: str | None) -> str:
     """An enrollment as POST /enrollments leaves it (with the addresses it recorded)."""
     pid = uuid.uuid4().hex
@@ -708,11 +733,13 @@ async def test_a_do_not_contact_entry_ends_the_journeys_it_covers(webhooks: Webh
         by_ledger = await enrolled(rig, None, None)
         await rig.add_message("email", "cto@blocked.example", "<l1@closeflow>", by_ledger)
         spared = await enrolled(rig, "someone@blocked-not.example", "+14155550144")
+        # an internationalized domain: addresses keep it in Unicode, the entry in ASCII
+        by_idn = await enrolled(rig, "info@bäckerei-müller.de", None)
         not_enrolled = uuid.uuid4().hex
         await rig.add_message("email", "cfo@blocked.example", "<l2@closeflow>", not_enrolled)
         handles = {
             pid: await rig.start_journey(pid)
-            for pid in (by_email, by_phone, by_subdomain, by_ledger, spared)
+            for pid in (by_email, by_phone, by_subdomain, by_ledger, spared, by_idn)
         }
 
         async def stops(pid: str) -> list[str]:
@@ -730,6 +757,11 @@ async def test_a_do_not_contact_entry_ends_the_journeys_it_covers(webhooks: Webh
                 [by_subdomain, by_ledger],
                 "do not contact: domain blocked.example",
             ),
+            (
+                "bäckerei-müller.de",
+                [by_idn],
+                "do not contact: domain xn--bckerei-mller-bfb28a.de",
+            ),
         ]:
             r = await rig.http.post(
                 "/do-not-contact", json={"value": value, "reason": "legal"}, headers=AUTH
@@ -745,10 +777,10 @@ async def test_a_do_not_contact_entry_ends_the_journeys_it_covers(webhooks: Webh
         assert await stops(spared) == []
         events = [e for e in await rig.inbox("closeflow") if e.kind == "do_not_contact"]
         assert sorted(e.prospect_id or "" for e in events) == sorted(
-            [by_email, by_phone, by_subdomain, by_ledger]
+            [by_email, by_phone, by_subdomain, by_ledger, by_idn]
         )
         assert {(e.signal_name, e.delivery) for e in events} == {("stop_cadence", "delivered")}
-        for pid in (by_email, by_phone, by_subdomain, by_ledger):
+        for pid in (by_email, by_phone, by_subdomain, by_ledger, by_idn):
             assert len(await stops(pid)) == 1  # the repeat told nobody again
 
 

@@ -42,6 +42,7 @@ import re
 from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime
 
+import idna
 from sqlalchemy import ColumnElement, delete, literal, or_, select, text, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -76,11 +77,33 @@ def domain_of(address: str) -> str:
     return address.rpartition("@")[2].lower()
 
 
+def domain_forms(domain: str) -> list[str]:
+    """The names a do-not-contact entry may hold for `domain`: entries keep a domain in its
+    ASCII form (normalize_domain: IDNA 2003, Python's codec), addresses keep an internationalized
+    one in Unicode (shared.people.normalize_email), and IDNA 2008 writes a few (`ß`) otherwise."""
+    if domain.isascii() and "xn--" not in domain:
+        return [domain]
+    forms = {domain}
+    for convert in (
+        lambda name: name.encode("idna").decode("ascii"),
+        lambda name: name.encode("ascii").decode("idna"),  # an ASCII form's Unicode one
+        lambda name: idna.encode(name, uts46=True).decode("ascii"),
+    ):
+        with contextlib.suppress(idna.IDNAError, UnicodeError):
+            forms.add(convert(domain))
+    return sorted(forms)
+
+
+def covering_domains(address: str) -> list[str]:
+    """Every domain whose entry covers the address (a listed domain covers its subdomains), in
+    each form an entry may hold."""
+    return sorted({d for form in domain_forms(domain_of(address)) for d in _parent_domains(form)})
+
+
 def _keys(channel: str, address: str, prospect_id: str | None, *, domain: bool) -> list[str]:
     keys = [f"{channel}:{address}"]
     if domain and channel == EMAIL:
-        # every domain whose entry covers the address (a listed domain covers its subdomains)
-        keys += [f"domain:{name}" for name in _parent_domains(domain_of(address))]
+        keys += [f"domain:{name}" for name in covering_domains(address)]
     if prospect_id:
         keys.append(f"person:{prospect_id}")
     return sorted(keys)  # one order for everyone: no two lockers wait on each other in a cycle
@@ -369,7 +392,7 @@ def _dnc_condition(channel: str, address: str) -> ColumnElement[bool]:
     if channel == EMAIL:
         return or_(
             (d.kind == "email") & (d.value == address),
-            (d.kind == "domain") & d.value.in_(_parent_domains(domain_of(address))),
+            (d.kind == "domain") & d.value.in_(covering_domains(address)),
         )
     return (d.kind == "phone") & (d.value == address)
 
@@ -403,10 +426,13 @@ async def covered_prospects(session: AsyncSession, kind: str, value: str) -> lis
     elif kind == "phone":
         by_enrollment = e.phone == value
         by_ledger = (m.channel == SMS) & (m.to_address == value)
-    else:  # the domain and its subdomains (a scan: listing a domain is a rare, manual act)
-        by_enrollment = e.email.like(f"%@{value}") | e.email.like(f"%.{value}")
-        by_ledger = (m.channel == EMAIL) & (
-            m.to_address.like(f"%@{value}") | m.to_address.like(f"%.{value}")
+    else:  # the domain and its subdomains (a scan: listing a domain is a rare, manual act),
+        # written as addresses keep it (an internationalized one in Unicode)
+        by_enrollment = or_(
+            *(e.email.like(f"%{at}{name}") for name in domain_forms(value) for at in "@.")
+        )
+        by_ledger = (m.channel == EMAIL) & or_(
+            *(m.to_address.like(f"%{at}{name}") for name in domain_forms(value) for at in "@.")
         )
     enrolled = select(e.prospect_id).where(by_enrollment)
     sent = select(m.prospect_id).where(by_ledger, m.prospect_id.in_(select(e.prospect_id)))

@@ -9,10 +9,23 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.outreach import models
 from shared.paging import DEFAULT_LIMIT, Page, page
+from shared.people import normalize_email
 
 
 def normalise_address(channel: str, address: str) -> str:
-    return address.strip().lower() if channel == "email" else address.strip()
+    """An address as the ledger and consent keep it. An email address at an internationalized
+    domain is kept as shared.people.normalize_email gives it (the domain in Unicode), whichever
+    form it came in: emails go out with the domain in its ASCII form (shared.providers.email),
+    and a provider's bounce, complaint or unsubscribe names the address that way."""
+    if channel != "email":
+        return address.strip()
+    address = address.strip().lower()
+    if address.isascii() and "xn--" not in address:
+        return address
+    try:
+        return normalize_email(address)
+    except ValueError:
+        return address  # not an address email_validator takes: kept as it came
 
 
 async def is_suppressed(session: AsyncSession, channel: str, address: str) -> bool:
