@@ -170,13 +170,17 @@ async def test_the_same_touch_run_twice_at_once_sends_each_message_once(ground: 
     # Both attempts find no ledger row and insert one; the loser's insert fails on the unique key
     # and it carries on with the winner's row (it has no savepoint: the insert is its
     # transaction's only write). Several rounds, so that on PostgreSQL the inserts do collide.
+    # Each message says `sent` once at most: the winner's, unless its own activity attempt was
+    # retried after the send (a task the loaded dev server handed out late), whose retry says
+    # `already_sent` as the loser does (seen once in CI); the mailbox and Twilio count the sends.
     async with outreach_rig(ground) as st:
         for _ in range(4):
             c = person()
             req = first_touch(c, EMAIL, SMS)
             results = await asyncio.gather(st.send(req), st.send(req))
-            assert sorted(r["email"] for r in results) == ["already_sent", "sent"]
-            assert sorted(r["sms"] for r in results) == ["already_sent", "sent"]
+            for channel in ("email", "sms"):
+                said = sorted(r[channel] for r in results)
+                assert said in (["already_sent", "sent"], ["already_sent", "already_sent"]), said
             assert len(st.emails_to(c.email or "")) == 1
             assert len(await st.texts_to(c.phone or "")) == 1
             rows = await st.rows(c.prospect_id)
