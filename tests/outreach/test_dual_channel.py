@@ -170,9 +170,11 @@ async def test_the_same_touch_run_twice_at_once_sends_each_message_once(ground: 
     # Both attempts find no ledger row and insert one; the loser's insert fails on the unique key
     # and it carries on with the winner's row (it has no savepoint: the insert is its
     # transaction's only write). Several rounds, so that on PostgreSQL the inserts do collide.
-    # Each message says `sent` once at most: the winner's, unless its own activity attempt was
-    # retried after the send (a task the loaded dev server handed out late), whose retry says
-    # `already_sent` as the loser does (seen once in CI); the mailbox and Twilio count the sends.
+    # Each message says `sent` once at most. When each run wins one channel, each meets the
+    # other's send in flight (SendInFlight) after its own went, so its attempt fails and its retry
+    # says `already_sent` for the message it sent itself: both runs then say `already_sent` (seen
+    # once in CI, in the warnings: one run's email and the other's text in flight). The mailbox
+    # and Twilio count the sends.
     async with outreach_rig(ground) as st:
         for _ in range(4):
             c = person()
