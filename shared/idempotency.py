@@ -69,6 +69,7 @@ from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.auth import authenticate, presented_key
+from shared.codec import MasterKey
 from shared.db import UTCDateTime, new_id, utcnow
 from shared.errors import RETRY_AFTER, AppError, error_body
 from shared.sealed_answers import open_answer, seal_answer
@@ -348,11 +349,10 @@ class IdempotencyKeys:
         if outcome.response is not None:
             await outcome.response(scope, replay_receive, send)
             return
-        master_keys = self.fastapi.state.settings.master_keys
         if outcome.replay is not None:
             stored = outcome.replay.body or ""
             if matched.sealed:
-                opened = open_answer(stored, key, scope_id, master_keys)
+                opened = open_answer(stored, key, scope_id, self._master_keys)
                 if opened is None:
                     await _unreadable()(scope, replay_receive, send)
                     return
@@ -361,7 +361,8 @@ class IdempotencyKeys:
             return
         assert outcome.claim is not None
         if matched.sealed:
-            outcome.claim.seal = lambda answer: seal_answer(answer, key, scope_id, master_keys)
+            keys = self._master_keys
+            outcome.claim.seal = lambda answer: seal_answer(answer, key, scope_id, keys)
         scope.setdefault("state", {})["idempotency"] = outcome.claim
         await self._run(outcome.claim, scope, replay_receive, send)
 
@@ -373,6 +374,12 @@ class IdempotencyKeys:
     def _lease(self) -> timedelta:
         lease: timedelta = getattr(self.fastapi.state, "idempotency_lease", LEASE)
         return lease
+
+    @property
+    def _master_keys(self) -> list[MasterKey]:
+        """Read only for a sealed route's key: parsed from the settings at each use."""
+        keys: list[MasterKey] = self.fastapi.state.settings.master_keys
+        return keys
 
     @property
     def _model(self) -> type[IdempotencyColumns]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import idna
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 from pydantic import (
@@ -26,6 +27,15 @@ from pydantic_core import CoreSchema, PydanticCustomError
 
 from shared.json_schema import NOT_BLANK, Documented
 from shared.timezones import known_zone
+
+
+def ascii_domain(domain: str) -> str | None:
+    """An internationalized domain's ASCII form (`xn--...`, IDNA 2008 with UTS 46, as
+    email_validator reads domains); None when it has none."""
+    try:
+        return idna.encode(domain, uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError):
+        return None
 
 
 def normalize_email(value: str) -> str:

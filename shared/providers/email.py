@@ -17,10 +17,10 @@ from types import TracebackType
 from typing import Any, Literal, Protocol
 
 import aiosmtplib
-import idna
 from aiosmtplib.response import SMTPResponse
 from aiosmtplib.typing import Default
 
+from shared.people import ascii_domain
 from shared.settings import Settings
 from shared.tracing import span
 
@@ -82,8 +82,8 @@ def address_domain(addr: str) -> str:
 
 def new_message_id(domain: str) -> str:
     """A Message-ID at `domain`, in its ASCII form: a header of ASCII only (RFC 5322)."""
-    ascii_domain = _ascii_domain(f"x@{domain}").partition("@")[2]
-    return f"<{uuid.uuid4().hex}@{ascii_domain}>"
+    at = domain if domain.isascii() else ascii_domain(domain) or domain
+    return f"<{uuid.uuid4().hex}@{at}>"
 
 
 def one_line(text: str) -> str:
@@ -116,10 +116,9 @@ def _ascii_domain(address: str) -> str:
     local, at, domain = address.rpartition("@")
     if not at or not local.isascii() or domain.isascii():
         return address
-    try:
-        return f"{local}@{idna.encode(domain, uts46=True).decode('ascii')}"
-    except idna.IDNAError:
-        return address  # the server's answer says what is wrong with it
+    converted = ascii_domain(domain)
+    # none: the server's answer says what is wrong with it
+    return f"{local}@{converted}" if converted else address
 
 
 def _addresses_ascii(mime: EmailMessage) -> bool:

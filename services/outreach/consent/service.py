@@ -42,7 +42,6 @@ import re
 from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime
 
-import idna
 from sqlalchemy import ColumnElement, delete, literal, or_, select, text, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -54,7 +53,7 @@ from shared.contracts.journey import StopCadence
 from shared.contracts.names import Sig
 from shared.db import database_away, insert_or_winner
 from shared.paging import DEFAULT_LIMIT, Page, page
-from shared.people import normalize_email, normalize_phone
+from shared.people import ascii_domain, normalize_email, normalize_phone
 
 EMAIL, SMS = "email", "sms"
 CHANNELS = (EMAIL, SMS)
@@ -83,14 +82,11 @@ def domain_forms(domain: str) -> list[str]:
     one in Unicode (shared.people.normalize_email), and IDNA 2008 writes a few (`ß`) otherwise."""
     if domain.isascii() and "xn--" not in domain:
         return [domain]
-    forms = {domain}
-    for convert in (
-        lambda name: name.encode("idna").decode("ascii"),
-        lambda name: name.encode("ascii").decode("idna"),  # an ASCII form's Unicode one
-        lambda name: idna.encode(name, uts46=True).decode("ascii"),
-    ):
-        with contextlib.suppress(idna.IDNAError, UnicodeError):
-            forms.add(convert(domain))
+    forms = {domain, ascii_domain(domain) or domain}
+    with contextlib.suppress(UnicodeError):  # IDNA 2003, as normalize_domain keeps entries
+        forms.add(domain.encode("idna").decode("ascii"))
+    with contextlib.suppress(UnicodeError):  # an ASCII form's Unicode one
+        forms.add(domain.encode("ascii").decode("idna"))
     return sorted(forms)
 
 
