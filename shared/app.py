@@ -108,6 +108,11 @@ def create_service_app(
         openapi_url="/openapi.json" if docs_public else None,
         docs_url="/docs" if docs_public else None,
         redoc_url="/redoc" if docs_public else None,
+        # FastAPI's own OpenTelemetry spans start whenever a global tracer provider is set
+        # (an agent such as opentelemetry-instrument sets one), with the raw path and query:
+        # link tokens and addresses in clear. Spans come from shared/tracing.py, which redacts
+        # them, and only when closeflow's tracing is configured
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.service_name = name
