@@ -45,7 +45,7 @@ from tests.support.ports import free_port
 from tests.support.runs import add_enrollment
 from tests.support.sandboxes import SMS, SendTouchOnce, touch_request
 from tests.support.scenarios import daytime_zone, fast_cadence
-from tests.support.settings import AUTH, make_settings
+from tests.support.settings import AUTH, SERVICE_AUTH, make_settings
 from tests.support.stack import StackDriver
 from tests.support.webhooks import (
     RecordingJourney,
@@ -563,6 +563,23 @@ async def test_one_consent_record_per_person_across_channels(
             ("email", ada.email),
             ("email", bob.email),
         }
+
+        # what each of them did, or had done, in their timelines (the kinds name the channel)
+        async def said(pid: str) -> list[tuple[str, str]]:
+            answer = await st.api.get(f"/internal/prospects/{pid}/timeline", headers=SERVICE_AUTH)
+            assert answer.status_code == 200, answer.text
+            inbound = [e for e in answer.json() if e["kind"].startswith("inbound.")]
+            return [(e["kind"], e["summary"]) for e in sorted(inbound, key=lambda e: e["at"])]
+
+        assert await said(ada.prospect_id) == [
+            ("inbound.sms_stop", "STOP by text: no more texts"),
+            ("inbound.sms_help", "HELP by text"),
+            ("inbound.email_unsubscribe_link", "unsubscribed through the email's link"),
+            ("inbound.sms_start", "START by text: texts again"),
+        ]
+        assert await said(bob.prospect_id) == [
+            ("inbound.email_failed", "mailgun reported failed: journey stopped (hard bounce)")
+        ]
 
 
 async def test_an_opted_out_person_gets_nothing_at_another_address(

@@ -1,5 +1,6 @@
 """Outreach's part of a prospect's timeline (merged by prospecting's GET /prospects/{id}/timeline):
-enrollment, messages (sent, delivered, bounced, ...), replies, provider events, rep tasks."""
+enrollment, messages (sent, delivered, bounced, ...), replies, what the person did or had done
+about their contact (stops, unsubscribes, complaints, do-not-contact, pauses), rep tasks."""
 
 from __future__ import annotations
 
@@ -7,17 +8,34 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.outreach import models
 from shared.auth import require_api_key
+from shared.contracts.names import Sig
 from shared.db import Session
 
 router = APIRouter(dependencies=[Depends(require_api_key)])
 # message statuses worth an event of their own, at the row's last update
 OUTCOMES = ("delivered", "bounced", "failed", "suppressed")
-INBOUND = ("reply", "stop", "unsubscribe", "complaint", "opt_out")
+# What a person did or had done about their contact (the inbox kinds, which name the channel),
+# with the words the timeline shows. Replies are the message's `reply` above (the step they
+# answer); delivery reports are its status; a task's outcome is the task's.
+SAID = {
+    "sms_stop": "STOP by text: no more texts",
+    "sms_start": "START by text: texts again",
+    "sms_help": "HELP by text",
+    "email_stop": "asked by email to stop",
+    "email_auto_reply": "an automatic reply (out of office)",
+    "email_unsubscribe_link": "unsubscribed through the email's link",
+    "do_not_contact": "covered by a do-not-contact entry",
+    "cadence_pause": "journey paused with its cadence",
+    "cadence_resume": "journey resumed with its cadence",
+    "cadence_stop": "journey stopped with its cadence",
+    "rep_pause": "journey paused while the rep is away",
+    "rep_resume": "journey resumed after the rep's pause",
+}
 
 
 def _event(at: datetime, kind: str, summary: str, **data: Any) -> dict[str, Any]:
@@ -63,18 +81,26 @@ async def events(session: AsyncSession, prospect_id: str) -> list[dict[str, Any]
             )
         if m.replied_at is not None:
             found.append(_event(m.replied_at, "reply", f"replied to {what}", **ids))
+    e = models.InboxEvent
     inbound = (
         await session.scalars(
-            select(models.InboxEvent).where(
-                models.InboxEvent.prospect_id == prospect_id,
-                models.InboxEvent.kind.in_(INBOUND),
+            select(e).where(
+                e.prospect_id == prospect_id,
+                # a provider's complaint, unsubscribe or hard bounce, by whatever name it
+                # gives them, is an event that stops the journey
+                or_(e.kind.in_(SAID), e.signal_name == Sig.STOP_CADENCE),
             )
         )
     ).all()
-    for e in inbound:
-        # an SMS reply or a STOP matches no message's replied_at: the provider event tells it
+    for event in inbound:
         found.append(
-            _event(e.created_at, f"inbound.{e.kind}", f"{e.kind} via {e.provider}", event_id=e.id)
+            _event(
+                event.created_at,
+                f"inbound.{event.kind}",
+                _summary(event),
+                event_id=event.id,
+                provider=event.provider,
+            )
         )
     tasks = (
         await session.scalars(
@@ -90,6 +116,16 @@ async def events(session: AsyncSession, prospect_id: str) -> list[dict[str, Any]
                 _event(t.completed_at, "task.completed", f"done: {t.title}{outcome}", **ids)
             )
     return found
+
+
+def _summary(event: models.InboxEvent) -> str:
+    said = SAID.get(event.kind)
+    if said is not None:
+        return said
+    reason = (event.signal_payload or {}).get("reason") or event.kind
+    return (
+        f"{event.provider} reported {event.kind.removeprefix('email_')}: journey stopped ({reason})"
+    )
 
 
 @router.get("/internal/prospects/{prospect_id}/timeline", tags=["timeline"])
