@@ -507,6 +507,17 @@ class Settings(BaseSettings):
         "needs, are deleted this many days after they were queued (hourly, in batches); pending "
         "deliveries are kept whatever their age",
     )
+    webhook_event_retention_days: int = Field(
+        30,
+        # SendGrid retries an event for up to 72 hours: an event pruned sooner could be
+        # applied twice
+        ge=3,
+        le=3650,
+        description="provider events that only report on a send (delivered, opened, a text's "
+        "status callbacks) and those nobody could be matched to are deleted this many days after "
+        "they arrived (hourly, in batches); what the prospect's timeline shows (a STOP, an "
+        "unsubscribe, a complaint) and every event that told a journey something are kept",
+    )
     rejected_item_retention_days: int = Field(
         30,
         ge=1,

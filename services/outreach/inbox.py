@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import FastAPI
-from sqlalchemy import select, text
+from sqlalchemy import ColumnElement, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.api.common.v1 import WorkflowExecution
@@ -36,6 +36,7 @@ from temporalio.converter import WorkflowSerializationContext
 from temporalio.service import RPCError, RPCStatusCode
 
 from services.outreach import models
+from services.outreach.cadences.timeline import SAID
 from services.outreach.consent.erasure import without_erased_addresses
 from services.outreach.events import service as events
 from shared.app import run_during_lifespan
@@ -333,7 +334,8 @@ def _outbound(r: models.InboxEvent) -> Outbound:
 
 # a webhook's rows before bulk rows (false first), each lane in due order: ix_inbox_events_due_lane
 ORDER = (models.InboxEvent.bulk, models.InboxEvent.next_attempt_at, models.InboxEvent.id)
-# kept, not pruned: a stored event is what makes a provider's late retry a no-op
+# A stored event is what makes a provider's late retry a no-op, so events stay at least as long
+# as any provider retries one (Settings.webhook_event_retention_days)
 TABLE: LeasedTable[Outbound] = LeasedTable.of(
     models.InboxEvent,
     pending=lambda: models.InboxEvent.delivery == PENDING,
@@ -356,11 +358,14 @@ class InboxRelay(Relay[Outbound]):
         timing: InboxTiming | None = None,
         late: Callable[[Outbound], Awaitable[dict[str, Any]]] | None = None,
         keep_rejected: timedelta | None = None,
+        keep_reports: timedelta | None = None,
     ) -> None:
-        """keep_rejected: how long rejected items are kept (None: for ever)."""
-        r, t = models.RejectedItem, models.WebhookToken
+        """keep_rejected: how long rejected items are kept; keep_reports: events that are
+        only reports (`reports`; None: each for ever)."""
+        r, t, e = models.RejectedItem, models.WebhookToken, models.InboxEvent
         pruned = [Retained(t.id, t.created_at, TOKEN_RETENTION)]
         pruned += [Retained(r.id, r.created_at, keep_rejected)] if keep_rejected else []
+        pruned += [Retained(e.id, e.created_at, keep_reports, reports)] if keep_reports else []
         super().__init__(
             "inbox relay",
             sessions,
@@ -421,12 +426,29 @@ class InboxRelay(Relay[Outbound]):
                 await session.execute(text("PRAGMA wal_checkpoint(PASSIVE)"))
 
 
+def reports() -> ColumnElement[bool]:
+    """The events the retention deletes once old: a provider's report on a send (delivered,
+    opened, a text's status callbacks: the ledger row keeps their outcome) and what nobody
+    could be matched to. Kept: what the prospect's timeline shows, every event that told a
+    prospect's journey something (a reply, a task's outcome), and what is still to tell."""
+    e = models.InboxEvent
+    return (
+        (e.delivery != PENDING)
+        & e.kind.not_in(list(SAID))
+        & (e.signal_name.is_(None) | e.prospect_id.is_(None))
+    )
+
+
 def install_relay(app: FastAPI, timing: InboxTiming | None = None) -> InboxRelay:
     """app.state.inbox, its loop running while the app's lifespan does (inside it: the engine
     and the Temporal client exist when it starts and still exist when it stops)."""
-    keep = timedelta(days=app.state.settings.rejected_item_retention_days)
+    settings = app.state.settings
     relay = InboxRelay(
-        lambda: app.state.sessions, lambda: app.state.temporal, timing, keep_rejected=keep
+        lambda: app.state.sessions,
+        lambda: app.state.temporal,
+        timing,
+        keep_rejected=timedelta(days=settings.rejected_item_retention_days),
+        keep_reports=timedelta(days=settings.webhook_event_retention_days),
     )
     app.state.inbox = relay
     run_during_lifespan(app, relay)

@@ -243,6 +243,8 @@ class InboxEvent(Base):
         Index("ix_inbox_events_due_lane", "delivery", "bulk", "next_attempt_at", "id"),
         # a prospect's events, newest first: their timeline, GET /inbox-events?prospect_id=
         Index("ix_inbox_events_prospect", "prospect_id", "id"),
+        # the retention's prune of old delivery reports (shared.relay.Retained)
+        Index("ix_inbox_events_created_at", "created_at"),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     provider: Mapped[str] = mapped_column(String(20))

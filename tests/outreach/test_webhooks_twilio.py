@@ -7,7 +7,7 @@ import contextlib
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -583,3 +583,53 @@ async def waiting_backend(holder: AsyncConnection, other_than: int = 0) -> int:
             return int(pid)
         await asyncio.sleep(0.05)
     raise AssertionError("the writer never waited on the lock")
+
+
+async def test_old_delivery_reports_go_and_what_a_person_did_stays(
+    webhooks: WebhookRigs,
+) -> None:
+    """A text's status callbacks (two to four per text, each holding both numbers) and the
+    events nobody could be matched to are deleted once older than the retention; a STOP, a HELP
+    and a reply that told the journey stay, for the timeline and the counts, however old. The ledger row keeps the status the reports gave it."""
+    async with webhooks() as rig, rig.journeys():
+        sid, row = await a_text(rig)
+        await rig.start_journey(row.prospect_id)
+        for status in ("sent", "delivered"):
+            assert (await post(rig, callback(rig, sid, status))).status_code == 204
+
+        async def inbound(sender: str, body: str) -> None:
+            form = {**callback(rig, new_sid(), "received"), "From": sender, "Body": body}
+            del form["MessageStatus"]
+            url = "http://test/webhooks/twilio/sms"
+            token = rig.settings.twilio_auth_token.get_secret_value()
+            signed = {SIGNATURE_HEADER: sign_twilio_request(token, url, form)}
+            assert (await rig.http.post(url, data=form, headers=signed)).status_code == 200
+
+        await inbound(TO, "Sounds good, call me Tuesday")  # a reply: told the journey
+        await inbound("+14155550199", "who is this?")  # nobody we wrote to
+        await inbound(TO, "HELP")  # told nobody, but the timeline shows it
+        await inbound(TO, "STOP")
+        # a week short of the retention, and past it
+        kinds = {e.id: e.kind for e in await rig.inbox()}
+        assert sorted(kinds.values()) == [
+            "sms_help", "sms_reply", "sms_reply", "sms_status", "sms_status", "sms_stop"
+        ]  # fmt: skip
+        keep = timedelta(days=rig.settings.webhook_event_retention_days)
+        async with rig.sessions() as session:
+            await session.execute(
+                update(models.InboxEvent).values(created_at=datetime.now(UTC) - keep * 2)
+            )
+            await session.execute(  # one report still within the retention
+                update(models.InboxEvent)
+                .where(models.InboxEvent.id == min(kinds))
+                .values(created_at=datetime.now(UTC) - keep + timedelta(days=7))
+            )
+            await session.commit()
+        assert not await rig.app.state.inbox.prune_once()
+        left = [(e.kind, e.prospect_id is not None) for e in await rig.inbox()]
+        assert sorted(left) == [
+            ("sms_help", True), ("sms_reply", True), ("sms_status", True), ("sms_stop", True)
+        ]  # fmt: skip
+        assert min(kinds) in {e.id for e in await rig.inbox()}  # the report within it
+        got = await rig.message(row.id)
+        assert (got.status, got.provider_status) == ("delivered", "delivered")

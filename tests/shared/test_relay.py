@@ -263,10 +263,14 @@ def _pruning_relays(
     if service == "deals":
         return [EventForwarder(lambda: sessions, EventOutbox, settings.outreach_url, "key")]
     rejected = timedelta(days=settings.rejected_item_retention_days)
-    return [
-        EventDeliveries(lambda: sessions, settings),
-        InboxRelay(lambda: sessions, lambda: None, keep_rejected=rejected),  # type: ignore[arg-type,return-value]
-    ]
+    reports = timedelta(days=settings.webhook_event_retention_days)
+    inbox = InboxRelay(
+        lambda: sessions,
+        lambda: None,  # type: ignore[arg-type,return-value]
+        keep_rejected=rejected,
+        keep_reports=reports,
+    )
+    return [EventDeliveries(lambda: sessions, settings), inbox]
 
 
 @pytest.mark.parametrize("service", ["prospecting", "deals", "outreach"])
@@ -309,6 +313,7 @@ PRUNE_INDEXES = {
     "ix_referrals_page": "referrals",
     "ix_inbox_events_prospect": "inbox_events",  # a prospect's events (outreach 0025)
     "ix_inbox_events_due_lane": "inbox_events",  # the inbox relay's claim by lane (outreach 0030)
+    "ix_inbox_events_created_at": "inbox_events",  # the reports' retention (outreach 0031)
 }
 
 
