@@ -108,6 +108,7 @@ async def _check_manager(session: AsyncSession, rep: Rep, manager_id: str | None
         return
     if manager_id == rep.id:
         raise invalid("manager_id", "a rep cannot be their own manager")
+    await service.active_manager(session, manager_id)
     seen: set[str] = set()
     current: str | None = manager_id
     while current is not None and current not in seen:
@@ -115,8 +116,6 @@ async def _check_manager(session: AsyncSession, rep: Rep, manager_id: str | None
         manager = await session.get(Rep, current)
         if manager is None:
             raise invalid("manager_id", f"no rep {current} to be the manager")
-        if current == manager_id and not manager.active:
-            raise invalid("manager_id", f"rep {manager_id} is inactive")
         if manager.manager_id == rep.id:
             raise invalid("manager_id", f"rep {rep.id} manages {current}: that would be a loop")
         current = manager.manager_id

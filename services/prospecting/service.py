@@ -74,9 +74,20 @@ def _insert(session: AsyncSession, model: type[Any]) -> Any:
 # --- reps ---------------------------------------------------------------------------------------
 
 
+async def active_manager(session: AsyncSession, manager_id: str) -> Rep:
+    """The rep named to be a manager: 422 when there is none or they were deactivated (an
+    inactive manager hears of no escalation, so a rep's would go nowhere)."""
+    manager = await session.get(Rep, manager_id)
+    if manager is None:
+        raise invalid("manager_id", f"no rep {manager_id} to be the manager")
+    if not manager.active:
+        raise invalid("manager_id", f"rep {manager_id} is inactive")
+    return manager
+
+
 async def create_rep(session: AsyncSession, data: schemas.RepCreate) -> Rep:
-    if data.manager_id is not None and await session.get(Rep, data.manager_id) is None:
-        raise invalid("manager_id", f"no rep {data.manager_id} to be the manager")
+    if data.manager_id is not None:
+        await active_manager(session, data.manager_id)
     rep = Rep(name=data.name, email=data.email, phone=data.phone, manager_id=data.manager_id)
     session.add(rep)
     await session.flush()

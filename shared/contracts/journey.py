@@ -54,8 +54,25 @@ TASK_STAGE_GROUPS: dict[str, str] = {
 LASTING_TASK_KINDS = ("thank_client", "reply", "client_reply")
 
 
+# A meeting's tasks (its preparation, a reminder the rep gives in person, a no-show's follow-up)
+# are the deal's work whatever stage the meeting was booked in: a prospect may book through a
+# cadence's link while still being contacted or qualified, and the meeting is still ahead when
+# the deal reaches presenting.
+MEETING_TASK_KINDS = ("prepare_meeting", "remind_meeting", "no_show")
+
+
 def task_stage_group(stage: str) -> str:
     return TASK_STAGE_GROUPS.get(stage, stage)
+
+
+def task_group(kind: str, made_in: str) -> str:
+    """The stage group a task of `kind` made in stage `made_in` belongs to: it is done once the
+    journey leaves that group."""
+    return (
+        TASK_STAGE_GROUPS[Stage.PRESENTING]
+        if kind in MEETING_TASK_KINDS
+        else task_stage_group(made_in)
+    )
 
 
 def journey_id(prospect_id: str) -> str:

@@ -6,14 +6,13 @@ became of it, an unknown sender included."""
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Any
 
 import httpx
 
 from shared.contracts.journey import journey_id
-from tests.support.deals import BOOKING_HOURS
+from tests.support.deals import BOOKING_HOURS, SLOT
 from tests.support.eventually import eventually
 from tests.support.runs import (
     cadence,
@@ -195,9 +194,6 @@ async def test_a_text_from_nobody_we_know_says_so(stack: StackDriver) -> None:
     events = await d.ok("GET", f"{d.u.outreach}/inbox-events", params={"outcome": "unknown_sender"})
     (event,) = [e for e in events if e["kind"] == "sms_reply"]
     assert event["prospect_id"] is None and "no prospect matches" in event["outcome_detail"]
-
-
-SLOT = re.compile(r'name="slot" value="([^"]+)"')
 
 
 async def link_after_the_journey(

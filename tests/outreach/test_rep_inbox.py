@@ -483,8 +483,11 @@ async def test_overdue_tasks_escalate_once_to_the_manager(inbox: InboxRig) -> No
     rita = await r.rep("Rita Rep", manager_id=boss)
     lead = await r.rep("Lea Lead")
     ron = await r.rep("Ron Rep")  # no manager in prospecting: escalate_to says who
+    dan = await r.rep("Dan Rep", manager_id=boss)  # a manager, and a deputy while she is away
     prefs = {"channel": "none", "escalate_to": lead}
-    assert (await r.api.put(f"/reps/{ron}/notifications", json=prefs, headers=AUTH)).is_success
+    for rep in (ron, dan):
+        answer = await r.api.put(f"/reps/{rep}/notifications", json=prefs, headers=AUTH)
+        assert answer.is_success, answer.text
     self_escalation = await r.api.put(
         f"/reps/{ron}/notifications", json={"escalate_to": ron}, headers=AUTH
     )
@@ -493,6 +496,7 @@ async def test_overdue_tasks_escalate_once_to_the_manager(inbox: InboxRig) -> No
     t_rita = await r.task(ada, rita, "call", due=datetime.now(UTC))
     t_ron = await r.task(bob, ron, "call", due=datetime.now(UTC))
     t_later = await r.task(bob, ron, "later", due=in_hours(1))
+    t_dan = await r.task(ada, dan, "email", due=datetime.now(UTC))
     await r.sweeps()
     first = (await r.inbox(rita))[0]
     assert [x["code"] for x in first["reasons"]] == ["overdue", "stage"]
@@ -514,6 +518,8 @@ async def test_overdue_tasks_escalate_once_to_the_manager(inbox: InboxRig) -> No
     }
     rows = await eventually(lambda: _all_sent(r, t_ron, 1), "ron's escalate_to told")
     assert rows[0]["recipient_rep_id"] == lead and rows[0]["target"] == "lea.lead@example.com"
+    rows = await eventually(lambda: _all_sent(r, t_dan, 1), "dan's deputy told, not his manager")
+    assert rows[0]["recipient_rep_id"] == lead
     escalated = (await r.inbox(rita))[0]
     assert escalated["escalated_at"] is not None
     assert [x["code"] for x in escalated["reasons"]] == ["escalated", "stage"]

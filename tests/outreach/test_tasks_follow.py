@@ -8,8 +8,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from shared.contracts.journey import journey_id
+from tests.support.deals import BOOKING_HOURS, SLOT
 from tests.support.eventually import eventually
 from tests.support.scenarios import Driver, fast_cadence
+from tests.support.settings import SERVICE_AUTH
 from tests.support.stack import StackDriver
 
 ANSWERS = {"budget": True, "authority": "decision_maker", "need": "reports by hand", "timeline": 2}
@@ -129,3 +132,43 @@ async def test_thanks_stays_after_the_win_and_cards_show_the_current_stage(
 
 async def _kind(d: Driver, pid: str, kind: str) -> dict[str, Any] | None:
     return (await tasks_by_kind(d, pid)).get(kind)
+
+
+async def test_a_meeting_booked_while_qualifying_keeps_its_preparation_into_presenting(
+    stack: StackDriver,
+) -> None:
+    """A prospect books before the rep records the qualification: the meeting's preparation is
+    the deal's work, so it stays open when the deal qualifies (the qualify task closes), and
+    closes when the deal is lost."""
+    rep, cadence = await stack.setup()
+    dot = await stack.new_prospect("Dot")
+    await stack.enroll(dot["id"], cadence["id"])
+    await stack.wait_mails(dot["email"], 1)
+    await stack.ok("PUT", f"{stack.u.deals}/reps/{rep['id']}/availability", json=BOOKING_HOURS)
+    # what outreach asks for when a touch renders {{ booking_link }}; she books through it
+    asked = {"prospect_id": dot["id"], "rep_id": rep["id"], "journey_key": journey_id(dot["id"])}
+    link = await stack.ok(
+        "POST", f"{stack.u.deals}/internal/booking-links", json=asked, headers=SERVICE_AUTH
+    )
+    page = f"{stack.u.deals}/book/{link['token']}"
+    slot = SLOT.findall((await stack.http.get(page)).text)[0]
+    booked = await stack.http.post(page, data={"slot": slot})
+    assert booked.status_code == 200 and "You are booked" in booked.text, booked.text
+    await stack.wait_stage(dot["id"], "qualifying")  # no answers: the deal stays qualifying
+    prepare = await eventually(lambda: _kind(stack, dot["id"], "prepare_meeting"), "prepare")
+    assert prepare["context"]["stage"] == "qualifying"
+    deal = f"{stack.u.deals}/deals/{(await stack.deal_of(dot['id']))['id']}"
+    await stack.ok("POST", f"{deal}/qualification", json={"answers": ANSWERS})
+    await stack.wait_stage(dot["id"], "presenting")
+    await closed(stack, dot["id"], {"qualify"})  # the qualifying stage's work is done
+
+    async def shown_presenting() -> dict[str, Any] | None:
+        task = await _kind(stack, dot["id"], "prepare_meeting")
+        return task if task and task["prospect_card"]["stage"] == "presenting" else None
+
+    prepare = await eventually(shown_presenting, "the preparation's card at presenting")
+    assert (prepare["status"], prepare["notes"]) == ("open", ""), prepare
+    await stack.ok("POST", f"{deal}/close", json={"outcome": "lost", "reason": "no budget"})
+    await stack.wait_stage(dot["id"], "lost")
+    tasks = await closed(stack, dot["id"], {"prepare_meeting"})
+    assert tasks["prepare_meeting"]["notes"].startswith("lost"), tasks["prepare_meeting"]

@@ -72,3 +72,14 @@ async def test_manager_is_validated_stored_and_found_for_escalation(
     with pytest.raises(ApplicationError) as err:
         await run(acts.get_rep_manager, RepRef("nobody"))
     assert err.value.non_retryable
+
+    # a manager who left hears of no escalation: a new rep's would go nowhere
+    gone = (await http.post("/reps", json={"name": "Gus", "email": "gus@example.org"})).json()
+    assert (await http.patch(f"/reps/{gone['id']}", json={"active": False})).status_code == 200
+    r = await http.post(
+        "/reps", json={"name": "Tia", "email": "tia@example.org", "manager_id": gone["id"]}
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["details"][0]["field"] == "manager_id"
+    assert "inactive" in r.json()["error"]["details"][0]["problem"]
+    assert [x["name"] for x in (await http.get("/reps")).json()] == ["Mia", "Rita", "Gus"]

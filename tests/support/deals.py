@@ -4,6 +4,7 @@ journey: each test asserts what the API told the journey."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -40,6 +41,8 @@ DEFAULT_CATEGORIES = ["authority", "competitor", "need", "price", "timing", "tru
 
 
 # a rep taking 30-minute meetings every day from 09:00 to 17:00 Berlin time, at no notice
+# a time a booking page offers: its form's radio button carries the slot's start
+SLOT = re.compile(r'name="slot" value="([^"]+)"')
 BOOKING_HOURS = {
     "timezone": "Europe/Berlin",
     "days": [0, 1, 2, 3, 4, 5, 6],

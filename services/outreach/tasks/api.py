@@ -223,7 +223,8 @@ async def put_notification_prefs(
 ) -> schemas.NotificationPrefs:
     """How the rep hears about urgent tasks: email or SMS (or none) and, with a URL and a
     secret, a signed Slack-compatible webhook. `escalate_to`: who hears about their overdue
-    tasks when prospecting knows no manager (404 for a rep prospecting does not know)."""
+    tasks instead of their manager in prospecting (a deputy, or someone when there is no
+    manager; 404 for a rep prospecting does not know)."""
     if body.escalate_to == rep_id:
         raise invalid("escalate_to", "a rep cannot escalate to themselves")
     if body.webhook_url:

@@ -116,7 +116,10 @@ class NotificationPrefsIn(WriteModel):
     webhook_url: str | None = Field(None, max_length=2000, pattern=r"^https?://\S+$")
     webhook_secret: str | None = Field(None, min_length=16, max_length=200)
     escalate_to: str | None = Field(
-        None, max_length=64, description="rep told of overdue tasks when prospecting has no manager"
+        None,
+        max_length=64,
+        description="rep told of this rep's overdue tasks instead of their manager in prospecting "
+        "(a deputy while the manager is away, or someone when there is no manager)",
     )
 
     @model_validator(mode="after")

@@ -40,6 +40,7 @@ from shared.contracts.journey import (
     RepTaskRequest,
     StageEntered,
     StopCadence,
+    task_group,
     task_stage_group,
 )
 from shared.contracts.names import Sig
@@ -137,7 +138,11 @@ async def follow_stage(session: AsyncSession, entered: StageEntered) -> int:
         if task.status != OPEN or task.journey_id != entered.journey_id:
             continue
         made_in = made_in_stage(task)
-        if not made_in or task.kind in entered.keep_kinds or task_stage_group(made_in) == group:
+        if (
+            not made_in
+            or task.kind in entered.keep_kinds
+            or task_group(task.kind, made_in) == group
+        ):
             continue
         task.status, task.notes, task.completed_at, task.updated_at = (
             CLOSED,
