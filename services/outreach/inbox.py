@@ -36,9 +36,9 @@ from temporalio.converter import WorkflowSerializationContext
 from temporalio.service import RPCError, RPCStatusCode
 
 from services.outreach import models
-from services.outreach.cadences.timeline import SAID
 from services.outreach.consent.erasure import without_erased_addresses
 from services.outreach.events import service as events
+from services.outreach.person_events import SAID
 from shared.app import run_during_lifespan
 from shared.contracts.journey import journey_id
 from shared.contracts.names import Sig
@@ -64,6 +64,8 @@ NONE, PENDING, DELIVERED, NO_JOURNEY, FAILED = (
     "no_journey",
     "failed",
 )
+# the outcome of an event that tells no journey anything (a delivery status, say)
+RECORDED = "recorded"
 # Signed-request tokens older than this are refused as stale anyway (Mailgun: at most 12 hours,
 # shared.settings mailgun_max_age_seconds).
 TOKEN_RETENTION = timedelta(days=1)
@@ -224,7 +226,7 @@ def _event_values(
         "delivery": NONE,
         "attempts": 0,
         "last_error": "",
-        "outcome": "recorded",  # nothing to tell a journey (a delivery status, say)
+        "outcome": RECORDED,  # nothing to tell a journey (a delivery status, say)
         "outcome_detail": kind,
     }
     if signal is not None:

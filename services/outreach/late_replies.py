@@ -31,7 +31,7 @@ from services.outreach import models
 from services.outreach.cadences import runs, service
 from services.outreach.cadences.enrollment import start_journey
 from services.outreach.events import service as events
-from services.outreach.inbox import Outbound
+from services.outreach.inbox import NONE, RECORDED, Outbound
 from services.outreach.prospects import ProspectDirectory
 from shared.auth import require_api_key
 from shared.contracts.journey import Contact, Stage, journey_id
@@ -275,7 +275,11 @@ async def inbox_events(
 ) -> Page[models.InboxEvent]:
     """Newest first (ids count up), one page (shared.paging)."""
     e = models.InboxEvent
-    query = where_given(select(e), (e.prospect_id, prospect_id), (e.outcome, outcome))
+    query = where_given(select(e), (e.prospect_id, prospect_id))
+    if outcome == RECORDED:  # with the status callbacks stored before they said so
+        query = query.where((e.outcome == RECORDED) | ((e.outcome == "") & (e.delivery == NONE)))
+    elif outcome is not None:
+        query = query.where(e.outcome == outcome)
     return await page(
         session, query, [e.id], after=after, limit=limit, what="event", descending=True
     )
@@ -305,7 +309,7 @@ async def list_inbox_events(
             "created_at": r.created_at,
             "signal": r.signal_name,
             "delivery": r.delivery,
-            "outcome": r.outcome or r.delivery,
+            "outcome": r.outcome or (RECORDED if r.delivery == NONE else r.delivery),
             "outcome_detail": r.outcome_detail or r.last_error,
         }
         for r in link(rows)

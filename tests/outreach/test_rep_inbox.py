@@ -751,3 +751,41 @@ async def test_a_task_of_an_erased_prospects_journey_under_way_keeps_nothing_of_
         events = (await s.scalars(select(models.WebhookEvent.type))).all()
     assert tasks == [] and TASK_CREATED not in events
     assert await r.inbox(rep) == []
+
+
+async def test_what_the_inbox_marks_urgent_lists_by_status_and_shows_in_the_timeline(
+    inbox: InboxRig,
+) -> None:
+    """A reply nobody's journey takes and a manager's escalation are urgent (the notifier tells
+    the rep of them): the page marks them as it marks a fresh reply. A task the journey closed
+    is found by `status=closed`. A rep's "not interested" stops the journey through the inbox;
+    the timeline shows it once, as the task's completion."""
+    r = inbox
+    rep = await r.rep("Rita Rep")
+    ada = await r.prospect("Ada")
+    late = await r.task(ada, rep, "late_reply:e1", kind="late_reply", due=in_hours(5))
+    stuck = await r.task(ada, rep, "escalation:q1", kind="escalation", due=in_hours(5))
+    calm = await r.task(ada, rep, "step-1:call_task", due=in_hours(5))
+    page = (await r.api.get(f"/ui/reps/{rep}/inbox", headers=AUTH)).text
+
+    def marked(task: str) -> bool:
+        return f'<article class="task urgent" id="task-{task}"' in page
+
+    assert (marked(late), marked(stuck), marked(calm)) == (True, True, False)
+
+    moved = await r.task(ada, rep, "prepare_meeting:m1", kind="prepare_meeting")
+    wid = journey_id(ada["id"])
+    assert await r.close_rep_tasks(CloseRepTasks(f"{wid}:prepare_meeting:m1", "moved")) == 1
+    listed = await r.api.get("/tasks", params={"status": "closed"}, headers=AUTH)
+    assert listed.status_code == 200, listed.text
+    assert [t["id"] for t in listed.json()] == [moved]
+
+    done = await r.api.post(
+        f"/tasks/{calm}/complete", json={"outcome": "not_interested"}, headers=AUTH
+    )
+    assert done.status_code == 200, done.text
+    answer = await r.api.get(f"/internal/prospects/{ada['id']}/timeline", headers=SERVICE_AUTH)
+    kinds = [e["kind"] for e in answer.json()]
+    assert not [k for k in kinds if k.startswith("inbound.")], kinds
+    completed = [e for e in answer.json() if e["kind"] == "task.completed"]
+    assert [e["data"]["task_id"] for e in completed if "not_interested" in e["summary"]] == [calm]

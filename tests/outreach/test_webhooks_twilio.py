@@ -633,3 +633,29 @@ async def test_old_delivery_reports_go_and_what_a_person_did_stays(
         assert min(kinds) in {e.id for e in await rig.inbox()}  # the report within it
         got = await rig.message(row.id)
         assert (got.status, got.provider_status) == ("delivered", "delivered")
+
+
+async def test_status_callbacks_are_listed_as_recorded(webhooks: WebhookRigs) -> None:
+    """GET /inbox-events?outcome=recorded lists the events that told no journey anything: a
+    text's status callbacks among them (they were stored without an outcome, listed as `none`
+    and never found by that filter); those stored so before are listed the same way."""
+    async with webhooks() as rig:
+        sid, _row = await a_text(rig)
+        for status in ("sent", "delivered"):
+            assert (await post(rig, callback(rig, sid, status))).status_code == 204
+        first, second = (e.id for e in await rig.inbox("twilio"))
+        async with rig.sessions() as session:  # as the writer stored them before
+            await session.execute(
+                update(models.InboxEvent)
+                .where(models.InboxEvent.id == first)
+                .values(outcome="", outcome_detail="")
+            )
+            await session.commit()
+        stored = [(e.outcome, e.outcome_detail) for e in await rig.inbox("twilio")]
+        assert stored == [("", ""), ("recorded", "sms_status")]
+        listed = await rig.http.get("/inbox-events", params={"outcome": "recorded"}, headers=AUTH)
+        assert listed.status_code == 200, listed.text
+        assert [(e["id"], e["outcome"]) for e in listed.json()] == [
+            (second, "recorded"),
+            (first, "recorded"),
+        ]

@@ -12,6 +12,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.outreach import models
+from services.outreach.person_events import SAID, TASK_PROVIDER
 from shared.auth import require_api_key
 from shared.contracts.names import Sig
 from shared.db import Session
@@ -19,23 +20,6 @@ from shared.db import Session
 router = APIRouter(dependencies=[Depends(require_api_key)])
 # message statuses worth an event of their own, at the row's last update
 OUTCOMES = ("delivered", "bounced", "failed", "suppressed")
-# What a person did or had done about their contact (the inbox kinds, which name the channel),
-# with the words the timeline shows. Replies are the message's `reply` above (the step they
-# answer); delivery reports are its status; a task's outcome is the task's.
-SAID = {
-    "sms_stop": "STOP by text: no more texts",
-    "sms_start": "START by text: texts again",
-    "sms_help": "HELP by text",
-    "email_stop": "asked by email to stop",
-    "email_auto_reply": "an automatic reply (out of office)",
-    "email_unsubscribe_link": "unsubscribed through the email's link",
-    "do_not_contact": "covered by a do-not-contact entry",
-    "cadence_pause": "journey paused with its cadence",
-    "cadence_resume": "journey resumed with its cadence",
-    "cadence_stop": "journey stopped with its cadence",
-    "rep_pause": "journey paused while the rep is away",
-    "rep_resume": "journey resumed after the rep's pause",
-}
 
 
 def _event(at: datetime, kind: str, summary: str, **data: Any) -> dict[str, Any]:
@@ -87,8 +71,10 @@ async def events(session: AsyncSession, prospect_id: str) -> list[dict[str, Any]
             select(e).where(
                 e.prospect_id == prospect_id,
                 # a provider's complaint, unsubscribe or hard bounce, by whatever name it
-                # gives them, is an event that stops the journey
+                # gives them, is an event that stops the journey; a rep's "not interested"
+                # stops it too, and is its task's completion above
                 or_(e.kind.in_(SAID), e.signal_name == Sig.STOP_CADENCE),
+                e.provider != TASK_PROVIDER,
             )
         )
     ).all()

@@ -23,7 +23,8 @@ from shared.ids import IdFilter
 from shared.paging import DEFAULT_LIMIT, After, Limit, Linked
 
 router = APIRouter(dependencies=[Depends(require_api_key)], tags=["rep tasks"])
-StatusFilter = Annotated[str | None, Query(pattern="^(open|done)$", max_length=4)]
+# closed: a task the journey closed (its stage left) or a rep's move made moot
+StatusFilter = Annotated[str | None, Query(pattern="^(open|done|closed)$", max_length=6)]
 
 
 def _inbox_task(ranked: tasks.Ranked) -> schemas.InboxTask:

@@ -71,9 +71,7 @@ def _card(ranked: tasks.Ranked) -> dict[str, Any]:
         "due": f"{task.due_at:%Y-%m-%d %H:%M} UTC",
         "priority": ranked.priority,
         "reasons": ranked.reasons,
-        "urgent": any(
-            r.code in ("escalated", "fresh_reply", "meeting_soon") for r in ranked.reasons
-        ),
+        "urgent": any(r.code in tasks.URGENT_CODES for r in ranked.reasons),
         "name": card.get("name") or "",
         "job": " at ".join(x for x in (card.get("title") or "", card.get("company") or "") if x),
         "phone": card.get("phone") or "",

@@ -44,7 +44,9 @@ class RepTask(BaseModel):
 
 
 class PriorityReason(BaseModel):
-    code: str = Field(description="escalated|overdue|due_soon|fresh_reply|meeting_soon|stage|fit")
+    code: str = Field(
+        description="escalated|overdue|due_soon|fresh_reply|late_reply|escalated_to_you|meeting_soon|stage|fit"
+    )
     points: int
     text: str
 

@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.outreach import models
 from services.outreach.inbox import JourneySignal, Stored, store_event
+from services.outreach.person_events import TASK_PROVIDER
 from services.outreach.tasks import schemas
 from services.outreach.tasks.reps import RepDirectory
 from shared.audit import actor_of
@@ -236,6 +237,13 @@ def escalation_due(now: datetime, policy: Policy) -> ColumnElement[bool]:
     return (t.due_at <= cutoff) & (t.snoozed_until.is_(None) | (t.snoozed_until <= cutoff))
 
 
+# the reasons that make a task urgent: the hot signals below, and an escalation; the inbox page
+# marks such a task, the notifier tells the rep of it
+URGENT_CODES = frozenset(
+    {"escalated", "fresh_reply", "late_reply", "escalated_to_you", "meeting_soon"}
+)
+
+
 def urgent_signals(
     task: models.RepTask, last_reply_at: datetime | None, now: datetime, policy: Policy
 ) -> list[Reason]:
@@ -379,7 +387,7 @@ async def complete(
     if signal is not None:
         stored = await store_event(
             session,
-            "rep_task",
+            TASK_PROVIDER,
             task.id,
             f"task_{outcome}",
             {"task_id": task.id, "outcome": outcome, "notes": notes[:1000]},

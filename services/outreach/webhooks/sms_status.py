@@ -220,10 +220,10 @@ _PG_STORE = (
     " WHERE provider_id = ANY($1::text[]) FOR UPDATE"
     "), stored AS ("
     " INSERT INTO inbox_events (provider, event_id, kind, payload, prospect_id, created_at,"
-    " processed_at, delivery, attempts, last_error)"
+    " processed_at, delivery, attempts, last_error, outcome, outcome_detail)"
     " SELECT 'twilio', t.e, 'sms_status', t.p::json,"
     " (SELECT l.prospect_id FROM ledger l WHERE l.provider_id = t.sid LIMIT 1),"
-    " $5::timestamptz, $5::timestamptz, 'none', 0, ''"
+    " $5::timestamptz, $5::timestamptz, 'none', 0, '', 'recorded', 'sms_status'"
     " FROM unnest($2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS t(e, p, sid, n)"
     " ORDER BY t.n"
     " ON CONFLICT (provider, event_id) DO NOTHING RETURNING event_id"
@@ -322,8 +322,8 @@ _SQLITE_LEDGER = (
 )
 _SQLITE_EVENT = (
     "INSERT INTO inbox_events (provider, event_id, kind, payload, prospect_id, created_at,"
-    " processed_at, delivery, attempts, last_error)"
-    " VALUES ('twilio', ?, 'sms_status', ?, ?, ?, ?, 'none', 0, '')"
+    " processed_at, delivery, attempts, last_error, outcome, outcome_detail)"
+    " VALUES ('twilio', ?, 'sms_status', ?, ?, ?, ?, 'none', 0, '', 'recorded', 'sms_status')"
     " ON CONFLICT (provider, event_id) DO NOTHING"
 )
 _SQLITE_MOVE = (
