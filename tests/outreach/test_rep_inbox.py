@@ -789,3 +789,20 @@ async def test_what_the_inbox_marks_urgent_lists_by_status_and_shows_in_the_time
     assert not [k for k in kinds if k.startswith("inbound.")], kinds
     completed = [e for e in answer.json() if e["kind"] == "task.completed"]
     assert [e["data"]["task_id"] for e in completed if "not_interested" in e["summary"]] == [calm]
+
+
+async def test_a_task_that_turned_urgent_comes_first_whatever_fell_due_before_it(
+    inbox: InboxRig,
+) -> None:
+    """The inbox ranked only the earliest-due tasks it shows: behind a backlog of calls due
+    this week as long as the page, a reply after the journey ended (due in five days) was not
+    shown at all."""
+    r = inbox
+    rep = await r.rep("Rita Rep")
+    ada = await r.prospect("Ada")
+    for step in range(3):
+        await r.task(ada, rep, f"step-{step}:call_task", due=in_hours(24 * (step + 1)))
+    late = await r.task(ada, rep, "late_reply:e1", kind="late_reply", due=in_hours(120))
+    shown = await r.api.get(f"/reps/{rep}/inbox", params={"limit": 2}, headers=AUTH)
+    assert shown.status_code == 200, shown.text
+    assert [t["id"] for t in shown.json()] == [late, shown.json()[1]["id"]]

@@ -323,10 +323,16 @@ async def rank_tasks(
     return ranked
 
 
+# The inbox ranks this many of a rep's open tasks (the earliest due, beyond it): every task of
+# any real backlog, so a fresh reply's task due next week comes before a hundred overdue calls
+MAX_RANKED = 5000
+
+
 async def inbox(
     session: AsyncSession, rep_id: str, now: datetime, limit: int = 200
 ) -> list[Ranked]:
-    """The rep's open tasks that are not snoozed, most pressing first."""
+    """The rep's open tasks that are not snoozed, most pressing first: the first `limit` of
+    them all ranked (not of the earliest due)."""
     t = models.RepTask
     query = (
         select(t)
@@ -336,11 +342,11 @@ async def inbox(
             (t.snoozed_until.is_(None)) | (t.snoozed_until <= now),
         )
         .order_by(t.due_at, t.created_at)
-        .limit(limit)
+        .limit(MAX_RANKED)
     )
     tasks = (await session.scalars(query)).all()
     ranked = await rank_tasks(session, tasks, now, await get_policy(session))
-    return ranked
+    return ranked[:limit]
 
 
 # --- what a rep does with a task ---------------------------------------------------------------
