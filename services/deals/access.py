@@ -6,10 +6,12 @@ admin-only at run time and fails tests/stack/test_roles.py.
 
 from __future__ import annotations
 
-from fastapi import Request
-from sqlalchemy import select
+from typing import Any
 
-from services.deals.models import Deal, Objection
+from fastapi import Request
+from sqlalchemy import ColumnElement, ScalarSelect, func, select
+
+from services.deals.models import CLOSED_STAGES, BookingLink, Deal, Objection
 from shared.access import (
     ANY_ROLE,
     OPS,
@@ -29,14 +31,23 @@ async def deal_rep(request: Request, deal_id: str) -> str | None:
 
 
 async def prospect_rep(request: Request, prospect_id: str) -> str | None:
-    """The rep on the prospect's latest deal: deals knows a prospect through its deals only."""
-    latest_deal = (
-        select(Deal.rep_id)
-        .where(Deal.prospect_id == prospect_id)
-        .order_by(Deal.created_at.desc(), Deal.id.desc())
-        .limit(1)
+    """The prospect's rep as deals knows them: their open deal's, else their live booking
+    links' (both follow a reassignment: core.service.move_rep; a prospect still being
+    contacted has links and no deal), else their latest deal's (closed deals keep the rep who
+    closed them)."""
+
+    def newest(table: Any, *where: ColumnElement[bool]) -> ScalarSelect[Any]:
+        newest_first = (table.created_at.desc(), table.rep_id.desc())
+        return select(table.rep_id).where(*where).order_by(*newest_first).limit(1).scalar_subquery()
+
+    of_deal = Deal.prospect_id == prospect_id
+    live_link = (BookingLink.prospect_id == prospect_id) & BookingLink.revoked_at.is_(None)
+    known = func.coalesce(
+        newest(Deal, of_deal, Deal.stage.not_in(CLOSED_STAGES)),
+        newest(BookingLink, live_link),
+        newest(Deal, of_deal),
     )
-    return await read_value(request, latest_deal)
+    return await read_value(request, select(known))
 
 
 async def objection_rep(request: Request, objection_id: str) -> str | None:

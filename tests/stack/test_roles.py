@@ -444,6 +444,30 @@ async def test_only_ops_choose_who_hears_about_a_reps_overdue_tasks(stack: Stack
     assert (r.json()["channel"], r.json()["escalate_to"]) == ("sms", b["rep_id"])
 
 
+async def test_a_rep_revokes_the_booking_links_of_their_prospect_without_a_deal(
+    stack: Stack,
+) -> None:
+    """Links go out in the cadence's emails while the prospect is contacted, before any deal:
+    the prospect's rep (the one the links book with) may revoke them, another rep may not.
+    Ownership was the latest deal's rep alone, so without a deal every rep got 403."""
+    deals = stack.http["deals"]
+    a, b = stack.a.ids, stack.b.ids
+    pid = uuid.uuid4().hex
+    asked = {"prospect_id": pid, "rep_id": a["rep_id"], "journey_key": journey_id(pid)}
+    made = await deals.post("/internal/booking-links", json=asked, headers=SERVICE_AUTH)
+    assert made.status_code in (200, 201), made.text
+    url = f"/prospects/{pid}/booking-links"
+    r = await deals.delete(url, headers={API_KEY_HEADER: REP_B_KEY})
+    assert (r.status_code, code(r)) == (403, "not_your_resource"), r.text
+    r = await deals.delete(url, headers={API_KEY_HEADER: REP_A_KEY})
+    assert (r.status_code, r.json()["revoked"]) == (200, 1), r.text
+    # the prospect's deal (rep b's, say after a reassignment) decides while it is open
+    r = await deals.delete(
+        f"/prospects/{b['prospect_id']}/booking-links", headers={API_KEY_HEADER: REP_B_KEY}
+    )
+    assert r.status_code == 200, r.text
+
+
 # --- keys issued through the API ----------------------------------------------------------------
 
 
