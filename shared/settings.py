@@ -479,7 +479,7 @@ class Settings(BaseSettings):
 
     # --- issue 14 integrations (helper "integ"): event subscriptions, exports ----------------
     event_max_attempts: int = Field(
-        15,
+        24,
         ge=1,
         le=100,
         description="attempts of one event delivery to a subscription's URL before it is given "
@@ -491,7 +491,8 @@ class Settings(BaseSettings):
         gt=0,
         le=3600,
         description="wait after an event delivery's first failed attempt; it doubles per "
-        "attempt up to event_retry_max_seconds (15 attempts at the defaults: about 14 hours)",
+        "attempt up to event_retry_max_seconds (24 attempts at the defaults: a delivery is given up "
+        "11.5 to 14.5 hours after its first failure)",
     )
     event_retry_max_seconds: float = Field(
         3600.0, gt=0, le=86_400, description="longest wait between two attempts of a delivery"

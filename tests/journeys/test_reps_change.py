@@ -236,6 +236,8 @@ async def test_a_reps_pause_stays_with_the_rep_when_their_prospects_change_hands
 
     r = await stack.http.post(f"{outreach}/reps/nobody/journeys/pause", json={"reason": "x"})
     assert r.status_code == 404, r.text
+    r = await stack.http.post(f"{outreach}/reps/nobody/journeys/resume")
+    assert r.status_code == 404, r.text
     ron_away = await stack.ok(
         "POST", f"{outreach}/reps/{ron['id']}/journeys/pause", json={"reason": "conference"}
     )

@@ -606,6 +606,9 @@ async def test_each_source_emits_its_event_once(
                 )
                 await consent.opt_out(session, "sms", "+14155550100", "STOP", prospect_id=pid)
                 await session.commit()
+        async with outreach.state.sessions() as session:  # said again another way: no event
+            await consent.opt_out(session, "sms", "+14155550100", "QUIT", prospect_id=pid)
+            await session.commit()
 
         # four stage changes: Ada made and contacted, Bea and Cy imported
         want = sorted([*(set(EVENT_TYPES) - {DEAL_LOST, STAGE_CHANGED}), *[STAGE_CHANGED] * 4])

@@ -186,7 +186,9 @@ async def pause_rep(rep_id: str, body: PauseIn, request: Request, session: Sessi
 @router.post("/reps/{rep_id}/journeys/resume", response_model=BulkResult, status_code=202)
 async def resume_rep(rep_id: str, request: Request, session: Session) -> BulkResult:
     """Lifts the rep's pause from the journeys of their prospects now (those handed to another
-    rep meanwhile lost it then)."""
+    rep meanwhile lost it then). 404: unknown rep (a mistyped id resumed nobody, silently)."""
+    reps: RepDirectory = request.app.state.reps
+    await reps.rep(rep_id)
     await rep_pauses.forget(session, rep_id)
     await session.commit()
     pids = await _rep_journeys(rep_id, session)

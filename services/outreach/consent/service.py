@@ -186,10 +186,14 @@ async def opt_out(
     changed = await suppressions.suppress(session, channel, address, reason)
     if person and channel in CHANNELS:
         rec = await _record_for_change(session, prospect_id, channel, address)
+        # subscribers hear of the turn to opted out, once: a second way of saying it (QUIT
+        # after STOP, a complaint after the unsubscribe link) only updates the reason
+        turned = getattr(rec, f"{channel}_status") != OPTED_OUT
         if _set(rec, channel, OPTED_OUT, reason):
             changed = True
             await session.flush()
-            await events.opted_out(session, rec, channel)
+            if turned:
+                await events.opted_out(session, rec, channel)
     await session.flush()
     return changed
 

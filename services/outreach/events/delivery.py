@@ -58,7 +58,7 @@ log = logging.getLogger(__name__)
 class DeliveryTiming(RelayTiming):
     batch: int = 50
     concurrency: int = 10
-    max_attempts: int = 15
+    max_attempts: int = 24  # Settings.event_max_attempts
     timeout: float = 10.0
 
     @classmethod
