@@ -275,31 +275,44 @@ async def test_an_unreadable_sent_folder_sends_the_email_again(ground: Ground) -
     assert got.rows["email"].status == "submitted", why
 
 
+@pytest.mark.parametrize("event", ["delivery", "hard_bounce"])
 async def test_an_event_about_an_earlier_email_does_not_stand_for_one_never_sent(
-    ground: Ground,
+    ground: Ground, event: str
 ) -> None:
     """A worker killed before its provider call leaves the row `sending` with nothing sent. An
-    event matched only by the address (Postmark's Delivery of an earlier email to the same
-    person, without our metadata: its MessageID names no row) then lands on that row, the
-    latest to the address. It must not record it delivered: the retry sends the email."""
+    event matched only by the address (Postmark's Delivery or hard bounce of an earlier email
+    to the same person, without our metadata: its MessageID names no row) then lands on that
+    row, the latest to the address. It must not record it delivered: the retry sends the email;
+    nor bounced, which the retry took for gone (`already_sent`, no other channel tried): the
+    bounce suppresses the address, and the retry finds it so (`suppressed`)."""
     async with exactly_once_rig(ground) as r:
         settings = with_postmark(r)
         app = create_app(settings, temporal_client=ground.temporal.client)
         async with serve(app, free_port()) as outreach_url:
 
-            async def earlier_email_delivered(c: Contact) -> None:
-                pm_id = postmark.new_message_id()
-                doc = postmark.delivery(recipient=c.email, message_id=pm_id, now=time.time())
+            async def earlier_email_reported(c: Contact) -> None:
+                pm_id, now = postmark.new_message_id(), time.time()
+                doc = (
+                    postmark.delivery(recipient=c.email, message_id=pm_id, now=now)
+                    if event == "delivery"
+                    else postmark.bounce(email=c.email or "", message_id=pm_id, now=now)
+                )
                 await post_postmark(outreach_url, doc)
 
             got = await r.run_kill(
-                "before_provider_call", "email", settings, between=earlier_email_delivered
+                "before_provider_call", "email", settings, between=earlier_email_reported
             )
     why = got.summary()
     assert got.marker.get("status") == "sending", why
-    assert len(got.emails) == 1, why
-    assert got.rows["email"].status == "submitted", why
-    assert got.outcomes() == {"email": "sent", "sms": "sent"}, why
+    if event == "delivery":
+        assert len(got.emails) == 1, why
+        assert got.rows["email"].status == "submitted", why
+        assert got.outcomes() == {"email": "sent", "sms": "sent"}, why
+    else:
+        assert len(got.emails) == 0, why
+        # the email that cannot go falls back to a call task (issue 10)
+        expected = {"email": "suppressed", "sms": "sent", "call_task": "task_created"}
+        assert got.outcomes() == expected, why
 
 
 # --- the window that is left ------------------------------------------------------------------

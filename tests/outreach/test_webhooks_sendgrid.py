@@ -200,3 +200,30 @@ async def test_a_signed_body_nested_too_deep_is_kept_aside_whole(webhooks: Webho
         assert answer.json() == {"processed": 0, "duplicates": 0, "rejected": 1}
         [kept] = await rig.rejected()
         assert "nested" in kept.reason and kept.raw == deep.decode()
+
+
+async def test_a_drop_or_bounce_of_an_earlier_email_leaves_a_send_in_flight_alone(
+    webhooks: WebhookRigs,
+) -> None:
+    """A row still `sending` (its attempt may have died before calling SendGrid) is the latest
+    email to the address, so an event naming another message is matched to it by the address.
+    A drop failed it and a hard bounce bounced it: its retry then took the email for gone
+    (nothing sent, no other channel tried). The bounce suppresses the address (the retry finds
+    it so); an event naming the row itself still moves it."""
+    async with webhooks(sendgrid_webhook_public_key=PUBLIC) as rig:
+        jo = await rig.add_message("email", "jo@example.com", "", status="sending")
+        kim = await rig.add_message("email", "kim@example.com", "", status="sending")
+        lee = await rig.add_message("email", "lee@example.com", "<lee@closeflow>", status="sending")
+        batch = [
+            ev("dropped", "jo@example.com", "<earlier-jo@closeflow>", reason="Invalid"),
+            ev("bounce", "kim@example.com", "<earlier-kim@closeflow>"),
+            ev("dropped", "lee@example.com", "<lee@closeflow>", reason="Invalid"),
+        ]
+        assert (await post(rig, batch)).status_code == 200
+        status = {r.to_address: (await rig.message(r.id)).status for r in (jo, kim, lee)}
+        assert status == {
+            "jo@example.com": "sending",
+            "kim@example.com": "sending",
+            "lee@example.com": "failed",
+        }
+        assert await rig.suppressed("email") == {"kim@example.com"}

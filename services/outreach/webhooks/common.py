@@ -211,7 +211,8 @@ async def apply_email_event(
         if row is not None and row.status == "submitted":
             row.status = "delivered"  # never over bounced/failed: a late 'delivered' is stale
         return None
-    if meaning == HARD_BOUNCE and row is not None:
+    if meaning == HARD_BOUNCE and row is not None and row.status != "sending":
+        # a row still `sending`: the address is suppressed below, and its retry finds it so
         row.status, row.error = "bounced", detail[:1000]
     if meaning == SOFT_FAILURE and row is not None and row.status == "submitted":
         row.status, row.error = "failed", detail[:1000]

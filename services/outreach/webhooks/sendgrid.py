@@ -42,7 +42,6 @@ from shared.requests import InvalidJson, parse_json, without_nul
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/sendgrid")
-SENT = ("sending", "submitted")
 
 # SendGrid drops a message to an address on its own suppression lists: those reasons say the
 # address itself is done with, not just this message.
@@ -99,8 +98,16 @@ async def _process(session: AsyncSession, item: dict[str, Any], pepper: str) -> 
         pepper=pepper,
         detail=detail,
     )
-    if stored is not None and item["event"] == "dropped" and row is not None and row.status in SENT:
-        row.status, row.error = "failed", detail[:1000]  # it never left SendGrid
+    # it never left SendGrid; a row still `sending` was not named (a named one is `submitted`
+    # by now): the drop may be of an earlier email to the address, and this row's attempt may
+    # have died before its call: failing it would make its retry skip an email never sent
+    if (
+        stored is not None
+        and item["event"] == "dropped"
+        and row is not None
+        and row.status == "submitted"
+    ):
+        row.status, row.error = "failed", detail[:1000]
     return stored
 
 
