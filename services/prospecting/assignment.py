@@ -40,6 +40,11 @@ ROUND_ROBIN = "round_robin"  # the cursor of the pool of every rep (and the assi
 # A prospect counts against its rep's capacity until the journey ends one way or another.
 # (Referrals come after the sale: that prospect is a client, no longer the rep's open work.)
 OPEN_STAGES = FUNNEL_STAGES[: FUNNEL_STAGES.index(Stage.REFERRALS)]
+# A client still needs a rep (the referral asks, the thanks) but takes no seat: capacity never
+# keeps them unassigned.
+CLIENT_STAGES = (Stage.WON, Stage.REFERRALS)
+# whose journey still needs a rep: open, or a client being asked for referrals
+NEEDS_A_REP = (*OPEN_STAGES, *CLIENT_STAGES)
 
 
 class Territory(WriteModel):
@@ -232,11 +237,19 @@ class Assigner:
     def _take(self, rep: Rep) -> None:
         self.counts[rep.id] = self.counts.get(rep.id, 0) + 1
 
-    def assign(self, country: str, preferred: str | None = None) -> tuple[Rep | None, str]:
-        """(the rep, how they were chosen) or (None, why nobody was)."""
-        if preferred is not None and preferred in self._by_id and self.has_capacity(preferred):
+    def assign(
+        self, country: str, preferred: str | None = None, *, seat: bool = True
+    ) -> tuple[Rep | None, str]:
+        """(the rep, how they were chosen) or (None, why nobody was). `seat`: the prospect
+        counts against the rep's capacity (False for a client: CLIENT_STAGES)."""
+
+        def room(rep_id: str) -> bool:
+            return not seat or self.has_capacity(rep_id)
+
+        if preferred is not None and preferred in self._by_id and room(preferred):
             rep = self._by_id[preferred]
-            self._take(rep)
+            if seat:
+                self._take(rep)
             return rep, "referrer's rep"
         pool_name, pool, label = pool_of(self.rules, self.reps, country)
         if not pool:
@@ -244,8 +257,9 @@ class Assigner:
         start = _after_last_pick(pool, self._cursors.get(pool_name))
         for step in range(len(pool)):
             rep = pool[(start + step) % len(pool)]
-            if self.has_capacity(rep.id):
-                self._take(rep)
+            if room(rep.id):
+                if seat:
+                    self._take(rep)
                 self._advance(pool_name, rep)
                 return rep, label
         return None, f"unassigned: all {len(pool)} reps of {label} are at capacity"

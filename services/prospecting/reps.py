@@ -21,12 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.prospecting import assignment, outbox, schemas, service
 from services.prospecting.models import Prospect, Rep
-from shared.contracts.journey import Stage
 from shared.db import utcnow
 from shared.errors import invalid
 
-# whose journey still needs a rep: open, or a won client being asked for referrals
-HANDED_OVER_STAGES = (*assignment.OPEN_STAGES, Stage.WON, Stage.REFERRALS)
 NOT_NULL = ("name", "email", "territories", "active")
 REP_TASKS_MOVE = "rep_tasks"  # outreach's POST /internal/reps/{id}/tasks/reassign
 REP_STANDING = "rep_standing"  # deals' POST /internal/reps/{id}/standing
@@ -152,7 +149,7 @@ async def _hand_over(session: AsyncSession, rep: Rep) -> dict[str, str | None]:
     theirs = (
         await session.scalars(
             select(Prospect)
-            .where(Prospect.rep_id == rep.id, Prospect.stage.in_(HANDED_OVER_STAGES))
+            .where(Prospect.rep_id == rep.id, Prospect.stage.in_(assignment.NEEDS_A_REP))
             .order_by(Prospect.created_at, Prospect.id)
         )
     ).all()
@@ -183,7 +180,8 @@ async def _to_active_rep(
 ) -> str | None:
     """Hand `prospect` of the deactivated `gone` to the rep the rules pick (what they own in
     other services follows, as on a reassignment); None: nobody has room, left unassigned."""
-    new_rep, how = assigner.assign(prospect.country)
+    seat = prospect.stage not in assignment.CLIENT_STAGES
+    new_rep, how = assigner.assign(prospect.country, seat=seat)
     if new_rep is None:
         prospect.rep_id = None
     else:

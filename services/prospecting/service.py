@@ -612,7 +612,7 @@ async def assign_waiting(
     waiting = (
         await session.scalars(
             select(Prospect)
-            .where(Prospect.rep_id.is_(None), Prospect.stage.in_(assignment.OPEN_STAGES))
+            .where(Prospect.rep_id.is_(None), Prospect.stage.in_(assignment.NEEDS_A_REP))
             .order_by(Prospect.created_at, Prospect.id)
             .limit(limit)
         )
@@ -620,17 +620,19 @@ async def assign_waiting(
     if not waiting:
         return 0
     assigner = await assignment.Assigner.load(session)
-    given = 0
+    given = taken = 0
     for prospect in waiting:
-        if seats is not None and given >= seats:
+        if seats is not None and taken >= seats:
             break
-        rep, note = assigner.assign(prospect.country)
+        # a client waits only while their pool has no rep at all: they take no seat
+        seat = prospect.stage not in assignment.CLIENT_STAGES
+        rep, note = assigner.assign(prospect.country, seat=seat)
         if rep is None:
             prospect.assignment_note = note
             continue
         await reassign(session, prospect.id, rep.id)
-        prospect.assignment_note = f"{note} (a place came free)"
-        given += 1
+        prospect.assignment_note = f"{note} (a place came free)" if seat else note
+        given, taken = given + 1, taken + seat
     await session.flush()
     return given
 

@@ -459,3 +459,36 @@ async def test_deactivating_and_reactivating_a_rep_tells_deals(
     ]
     left, back = (datetime.fromisoformat(m.payload["changed_at"]) for m in rows)
     assert left.tzinfo is not None and left <= back
+
+
+async def test_a_client_of_a_deactivated_rep_gets_a_rep_whatever_the_capacity(
+    app: FastAPI, http: httpx.AsyncClient
+) -> None:
+    """A client (won, being asked for referrals) takes no seat, yet handing them over on their
+    rep's deactivation was refused when every rep was full: they stayed without a rep for good
+    (the waiting list took open prospects only), their asks with a rep whose keys are gone."""
+    anna, ben = await _rep(http, "anna"), await _rep(http, "ben")
+    await _ok(await http.put("/assignment-rules", json={"capacity": {anna: 1, ben: 1}}))
+    client, open_one, bens = [await _prospect(http, n) for n in (1, 2, 3)]
+    assert [p["rep_id"] for p in (client, open_one, bens)] == [anna, ben, None]
+    acts = ProspectingActivities(app.state.sessions, app.state.settings)
+    await acts.record_stage(
+        StageChange(
+            f"won:{client['id']}", client["id"], "closing", "referrals", "won",
+            "2026-01-01T00:00:00+00:00",
+        )
+    )  # fmt: skip
+    # anna's seat freed by the win went to the one who waited
+    assert (await _ok(await http.get(f"/prospects/{bens['id']}")))["rep_id"] == anna
+    # anna leaves with a client and an open prospect; ben is full
+    moved = await _ok(await http.patch(f"/reps/{anna}", json={"active": False}))
+    assert moved["moved"] == {client["id"]: ben, bens["id"]: None}, moved
+    # no rep at all for a client: they wait, and the next rep takes them without a seat
+    await _ok(await http.patch(f"/reps/{ben}", json={"active": False}))
+    cleo = await _rep(http, "cleo")
+    await _ok(await http.put("/assignment-rules", json={"capacity": {cleo: 0}}))
+    after = [
+        (await _ok(await http.get(f"/prospects/{p['id']}")))["rep_id"]
+        for p in (client, open_one, bens)
+    ]
+    assert after == [cleo, None, None]
