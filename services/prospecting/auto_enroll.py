@@ -21,9 +21,15 @@ from services.prospecting.models import OutboxMessage
 KIND = "auto_enroll"
 PATH = "/internal/auto-enrollments"
 TIERS = "ABCD"  # best first
+REFERRED = "referral"  # the source of a referred prospect (schemas.Source)
 
 
-def moved_up(old: str | None, new: str) -> bool:
+def moved_up(old: str | None, new: str, source: str) -> bool:
+    """Whether a prospect of `source` whose tier went from `old` (None: new) to `new` is sent.
+    A referred one never is: their intake starts their journey (one whose intake has not
+    reached outreach yet, or was refused, would start a cold cadence instead)."""
+    if source == REFERRED:
+        return False
     return old is None or TIERS.index(new) < TIERS.index(old)
 
 

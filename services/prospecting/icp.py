@@ -79,7 +79,7 @@ async def replace(session: AsyncSession, rules: fit.IcpRules) -> tuple[Icp, int]
             changes.append(
                 {"id": r.id, "fit_score": value, "tier": tier, "fit_explanation": explanation}
             )
-            if auto_enroll.moved_up(old_tier, tier):
+            if auto_enroll.moved_up(old_tier, tier, r.source):
                 upgraded.append((r.id, tier))
         # ORM bulk UPDATE by primary key: one executemany per batch.
         await session.execute(update(Prospect), changes)

@@ -317,7 +317,9 @@ async def _write_batch(
         elif _merge(match, row, by_email, by_phone, reached):
             before = getattr(match, "tier", None)  # None: a new row of this same batch
             icp.apply(rules, match)
-            if isinstance(match, Prospect) and auto_enroll.moved_up(before, match.tier):
+            if isinstance(match, Prospect) and auto_enroll.moved_up(
+                before, match.tier, match.source
+            ):
                 upgraded.append((match.id, match.tier))
             counts.merged += 1
         else:

@@ -234,7 +234,8 @@ async def create_prospect(
     icp.apply(rules, prospect)
     try:
         await _add_prospect(session, prospect, CREATED_CAUSE, actor_of(session), master_keys)
-        auto_enroll.queue(session, [(prospect.id, prospect.tier)], prospect.id)
+        if auto_enroll.moved_up(None, prospect.tier, prospect.source):
+            auto_enroll.queue(session, [(prospect.id, prospect.tier)], prospect.id)
     except IntegrityError:
         # Lost a race with a concurrent insert of the same person: answer like the check above.
         await session.rollback()

@@ -367,7 +367,9 @@ async def test_cadence_auto_enrolls_new_imported_and_upgraded_prospects_by_tier(
     a = await d.new_prospect("Ann", title="CTO", industry="software")  # tier A
     c = await d.new_prospect("Cid", title="CTO", industry="retail")  # tier B
     low = await d.new_prospect("Low", title="Intern", industry="retail")  # tier D
-    assert (a["tier"], c["tier"], low["tier"]) == ("A", "B", "D")
+    # a referred person: their intake starts them (here it never will), never a cold cadence
+    ref = await d.new_prospect("Ref", title="Intern", industry="retail", source="referral")
+    assert (a["tier"], c["tier"], low["tier"], ref["tier"]) == ("A", "B", "D", "D")
     csv = (
         "first_name,email,title,industry\n"
         "Imp,imp@example.com,CTO,software\n"
@@ -396,6 +398,7 @@ async def test_cadence_auto_enrolls_new_imported_and_upgraded_prospects_by_tier(
     await d.ok("PUT", f"{P}/icp", json=wider)
     row = await eventually(lambda: enrolled(low["id"]), "Low enrolled after re-scoring")
     assert row["cadence_id"] == auto["id"]
+    assert await enrolled(ref["id"]) is None  # moved up with Low, in the same call: left out
     # enrollment stays unique per prospect: nothing was enrolled twice
     again = await d.http.post(
         f"{OUT}/enrollments", json={"prospect_id": a["id"], "cadence_id": manual["id"]}
