@@ -231,8 +231,10 @@ def method_label(scope: Scope) -> str:
 def webhook_result(status: int) -> str:
     if status < 400:
         return "accepted"
-    if status == 403:
-        return "invalid_signature"  # every webhook answers a bad or replayed signature so
+    if status in (401, 403):
+        # every webhook answers a bad or replayed signature 403; Postmark's, which carry a
+        # password instead, a wrong one 401: the same failure for the alert that counts them
+        return "invalid_signature"
     if status < 500:
         return "rejected"
     return "error"

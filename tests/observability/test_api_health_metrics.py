@@ -20,11 +20,17 @@ from temporalio.client import Client
 
 from shared.db import create_engine, session_factory
 from shared.metrics import DbGauge, Rows, ServiceMetrics
+from shared.providers.postmark import basic_auth_header
 from tests.observability.scrape import parse, total
 from tests.support.apps import Api, ServiceApp
 from tests.support.ports import DEAD_PORT
 from tests.support.serve import HTTP_TIMEOUT
-from tests.support.settings import AUTH, make_settings
+from tests.support.settings import (
+    AUTH,
+    POSTMARK_USER,
+    POSTMARK_WEBHOOK,
+    make_settings,
+)
 from tests.support.stack import build_app
 
 SQLITE = pytest.mark.parametrize("database_urls", ["sqlite"], indirect=True)
@@ -119,7 +125,7 @@ async def test_readyz_names_what_is_down_without_the_errors_text(
 
 @SQLITE
 async def test_metrics_count_requests_by_route_template_and_webhooks(api: Api) -> None:
-    client = await api("outreach")
+    client = await api("outreach", **POSTMARK_WEBHOOK)
     assert (await client.get("/cadences/no-such-cadence")).status_code == 404
     assert (await client.get("/cadences/another-one")).status_code == 404
     forged = await client.post(
@@ -128,6 +134,10 @@ async def test_metrics_count_requests_by_route_template_and_webhooks(api: Api) -
         headers={"X-Twilio-Signature": "forged"},
     )
     assert forged.status_code == 403
+    # Postmark's webhooks carry a password, not a signature: a wrong one is the same failure
+    wrong = basic_auth_header(POSTMARK_USER, "not-the-password")
+    guessed = await client.post("/webhooks/postmark/events", json={}, headers=wrong)
+    assert guessed.status_code == 401
 
     anonymous = await api("outreach", key=False)
     assert (await anonymous.get("/metrics")).status_code == 401  # the key rules of any route
@@ -148,10 +158,13 @@ async def test_metrics_count_requests_by_route_template_and_webhooks(api: Api) -
         == 2
     )
     assert not any("no-such-cadence" in str(labels) for _, labels in samples)
-    assert (
-        total(samples, "closeflow_webhooks_total", provider="twilio", result="invalid_signature")
-        == 1
-    )
+    for provider in ("twilio", "postmark"):  # what the signature-failures alert counts
+        assert (
+            total(
+                samples, "closeflow_webhooks_total", provider=provider, result="invalid_signature"
+            )
+            == 1
+        ), provider
     assert total(samples, "closeflow_http_request_duration_seconds_count", method="GET") >= 2
     # each of outreach's relays has its backlog read at scrape (nothing is pending here)
     relays = {
