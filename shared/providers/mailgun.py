@@ -38,10 +38,12 @@ def verify_mailgun_signature(
 ) -> bool:
     if not signing_key or not token or not signature:
         return False
-    try:
-        ts = float(timestamp)
-    except (TypeError, ValueError):
+    # Mailgun's timestamp is whole seconds, digits only. float() also read "1700000000e0": the
+    # signed string is timestamp + token, so a captured request could move characters from its
+    # token to its timestamp, keep the signature, and pass the token's replay check as new
+    if not (isinstance(timestamp, str) and timestamp.isascii() and timestamp.isdigit()):
         return False
+    ts = float(timestamp)
     # A captured request must not be replayable later, nor pre-signed for the future.
     if ts < now - max_age_seconds or ts > now + max_ahead_seconds:
         return False

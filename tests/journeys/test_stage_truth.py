@@ -47,6 +47,16 @@ async def test_deal_stage_moves_reach_the_history_in_order_and_the_funnel(
     (group,) = funnel["groups"]
     closing = next(s for s in group["stages"] if s["stage"] == "closing")
     assert closing["entered"] == 1 and closing["dropped"] == 1, closing
+    # counted under the cadence the journey ran (every change was counted under none)
+    cadence = (await stack.ok("GET", f"{stack.u.outreach}/prospects/{ada['id']}/enrollment"))[
+        "cadence_id"
+    ]
+    by_cadence = await stack.ok(
+        "GET", f"{stack.u.prospecting}/funnel", params={"cadence_id": cadence}
+    )
+    (group,) = by_cadence["groups"]
+    closing = next(s for s in group["stages"] if s["stage"] == "closing")
+    assert closing["entered"] == 1 and closing["dropped"] == 1, by_cadence
 
 
 async def test_gate_pass_to_objections_then_won_from_objections(stack: StackDriver) -> None:

@@ -26,6 +26,7 @@ from services.outreach import models
 from services.outreach.activities import activities_for, close_activities
 from services.outreach.notifications import text_status
 from services.outreach.webhooks import sms_status
+from services.outreach.webhooks.twilio import MAX_FORM_FIELDS
 from shared.db import create_engine
 from shared.providers.twilio_signature import SIGNATURE_HEADER, sign_twilio_request
 from tests.observability.scrape import parse, total
@@ -203,6 +204,14 @@ async def test_a_forged_callback_is_refused_and_nothing_is_stored(webhooks: Webh
         assert (await post(rig, params, forged)).status_code == 403
         assert (await post(rig, params, "")).status_code == 403
         assert (await rig.message(row.id)).status == "submitted"
+        assert await rig.count(models.InboxEvent) == 0
+        # a stranger's form of many fields is refused before it is read, on both routes
+        many = "&".join(f"{n}=" for n in range(MAX_FORM_FIELDS + 1)).encode()
+        urlencoded = {"Content-Type": "application/x-www-form-urlencoded"}
+        for path in ("/webhooks/twilio/status", "/webhooks/twilio/sms"):
+            answer = await rig.http.post(path, content=many, headers=urlencoded)
+            assert answer.status_code == 400, (path, answer.text)
+            assert "fields" in answer.json()["error"]["message"]
         assert await rig.count(models.InboxEvent) == 0
 
 

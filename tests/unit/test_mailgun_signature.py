@@ -138,3 +138,16 @@ def test_event_payload_shape() -> None:
             signing_key=KEY,
             now=NOW,
         )
+
+
+@pytest.mark.parametrize("moved", ["e0", "e00", ".0", ".00"])
+def test_characters_moved_from_the_token_to_the_timestamp_are_refused(moved: str) -> None:
+    """The signature covers timestamp + token as one string: a captured request whose token
+    starts with `e0` (or `.0`) re-split as timestamp + "e0", token[2:] signs the same, reads
+    as the same time through float(), and carries a token the replay check never saw."""
+    token = moved + "f" * 48
+    signature = sign_mailgun(KEY, TS, token)
+    assert verify_mailgun_signature(KEY, TS, token, signature, now=NOW)
+    resplit_ts, resplit_token = TS + moved, token[len(moved) :]
+    assert sign_mailgun(KEY, resplit_ts, resplit_token) == signature
+    assert not verify_mailgun_signature(KEY, resplit_ts, resplit_token, signature, now=NOW)

@@ -163,6 +163,9 @@ class Steps:
             # issue 14: stage actor. An activity input only: replay compares no inputs, so the
             # command sequence, and every stored history, is unchanged (no patch)
             actor=actor,
+            # the funnel counts changes by cadence: without it every change was counted under
+            # none (an activity input too: no patch)
+            cadence_id=state.cadence.cadence_id,
         )
         record = call(Act.RECORD_STAGE, change, state.inp.queues.prospecting)
         # from prospecting a first run has no task yet: nothing to close, no card to update; a

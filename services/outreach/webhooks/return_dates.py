@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 MAX_AHEAD = timedelta(days=366)
+READ_CHARS = 4000
 CUE_REACH = 50  # characters between a cue and the mention it belongs to, at most
 
 _MONTHS: dict[int, tuple[str, ...]] = {
@@ -222,14 +223,18 @@ def _attach_cues(text: str, found: list[Mention]) -> None:
             continue  # "nicht erreichbar", "not available": the absence, not the return
         best: tuple[int, Mention] | None = None
         for mention in found:
+            # the distance first: the text between is read only when it is near (each cue
+            # read the text up to every mention: cubic in a long text)
             if mention.start >= cue.end():
-                gap = text[cue.end() : mention.start]
+                start, end = cue.end(), mention.start
             elif mention.end <= cue.start():
-                gap = text[mention.end : cue.start()]
+                start, end = mention.end, cue.start()
             else:
                 continue
-            if len(gap) <= CUE_REACH and "\n" not in gap and (best is None or len(gap) < best[0]):
-                best = (len(gap), mention)
+            if end - start > CUE_REACH or (best is not None and end - start >= best[0]):
+                continue
+            if "\n" not in text[start:end]:
+                best = (end - start, mention)
         if best is not None:
             best[1].cues.add("return")
     for i, mention in enumerate(found):
@@ -271,8 +276,10 @@ def _resolve(mention: Mention, received: date) -> date | None:
 
 
 def find_return_date(text: str, received: date, *, month_first: bool = False) -> date | None:
-    """The day the writer is back, or None when the text states none (see the module doc)."""
-    folded = fold(text)
+    """The day the writer is back, or None when the text states none (see the module doc).
+    Read in its first READ_CHARS: an out-of-office says it up front (what follows is often the
+    message it answers, quoted), and a stranger's reply address takes any text."""
+    folded = fold(text[:READ_CHARS])
     found = mentions(folded, month_first=month_first)
     _attach_cues(folded, found)
     for wanted in ("return", "until"):
