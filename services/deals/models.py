@@ -195,6 +195,19 @@ class RepStanding(Base):
     changed_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class SignedLinkHold(Base):
+    """What became of a prospect for the booking links signed before links were stored (a `.`
+    in the token: shared.booking), which are no rows to revoke, delete or move: their revocation
+    or erasure (`revoked_at`: such a link opens nothing) and their rep now (`rep_id`: such a link
+    books that rep's times, not the one it names). One row per prospect, ids only."""
+
+    __tablename__ = "signed_link_holds"
+
+    prospect_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    rep_id: Mapped[str | None] = mapped_column(String(64), default=None)
+
+
 class BookingLink(Base):
     """A prospect's booking link (issue 14): the token in `/book/<token>` is this row's random
     key (128 bits), so the link is short, says nothing about the person, and is revoked by

@@ -289,6 +289,8 @@ async def test_a_prospect_books_a_free_slot_through_their_link(env: DealsEnv) ->
     assert (revoked.status_code, revoked.json()["revoked"]) == (200, 1), revoked.text
     gone = await env.anon.get(link)
     assert gone.status_code == 404 and "expired" in gone.text
+    # the signed one too: it is no row, and went on offering times (and booking) after this
+    assert (await env.anon.get(f"/book/{legacy}")).status_code == 404
     fresh = await booking_link(env, prospect)
     assert fresh != link  # a new link for the next touch
     async with env.app.state.sessions() as session:  # the revoked one went as it was made
@@ -302,6 +304,15 @@ async def test_a_prospect_books_a_free_slot_through_their_link(env: DealsEnv) ->
     assert erased.status_code == 200, erased.text
     assert erased.json()["deleted"]["booking_links"] == 1
     assert (await env.anon.get(fresh)).status_code == 404
+    # and a signed link of someone erased without a revocation first opens nothing either
+    other = uuid.uuid4().hex
+    await env.start_journey(other)
+    signed = f"/book/{booking_token(env, other)}"
+    assert (await env.anon.get(signed)).status_code == 200
+    order = {"erasure_id": uuid.uuid4().hex, "prospect_id": other}
+    erased = await env.anon.post("/internal/erasures", json=order, headers=SERVICE_AUTH)
+    assert erased.status_code == 200, erased.text
+    assert (await env.anon.get(signed)).status_code == 404
 
     # rate limited per client address, before the database
     env.app.state.booking_limits = FormLimits(per_ip=RateLimiter(1, 600))
@@ -542,6 +553,12 @@ async def test_a_reassigned_prospects_link_books_their_new_rep(env: DealsEnv) ->
     assert row.booked_rep_id == "rep-2"
     # the next touch sends the same (moved) link
     assert await booking_link(env, prospect, rep_id="rep-2") == link
+    # a link signed before links were stored names rep-1 in its token: it follows the move
+    legacy = booking_token(env, prospect, rep_id="rep-1")
+    secret = env.app.state.settings.booking_link_secret.get_secret_value()
+    async with env.app.state.sessions() as session:
+        claim = await links.claim_of(session, legacy, secret)
+    assert claim is not None and claim.rep_id == "rep-2"
 
 
 async def test_a_rep_id_longer_than_any_is_a_422_naming_it(env: DealsEnv) -> None:
@@ -596,6 +613,9 @@ async def test_reloading_a_confirmation_after_a_reassignment_books_nothing_more(
         f"/internal/prospects/{prospect}/rep", json={"rep_id": "rep-2"}, headers=SERVICE_AUTH
     )
     assert moved.status_code == 200, moved.text
+    # the signed link follows the move to rep-2 (signed_link_holds): rep-2 takes bookings
+    r = await env.http.put("/reps/rep-2/availability", json=BOOKING_HOURS)
+    assert r.status_code == 200, r.text
 
     again = await env.anon.post(link, data={"slot": slot.isoformat()})
     assert again.status_code == 200 and "You are booked" in again.text, again.text

@@ -14,6 +14,7 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
+from services.deals.meetings.links import hold_signed
 from services.deals.models import (
     AuditEntry,
     BookingLink,
@@ -60,6 +61,8 @@ async def erase_prospect(session: AsyncSession, prospect_id: str) -> dict[str, i
     # their booking links (their zone, their rep): gone, so an old link opens nothing
     links = await session.execute(delete(BookingLink).where(BookingLink.prospect_id == prospect_id))
     deleted["booking_links"] = cast(CursorResult[Any], links).rowcount
+    # a link signed before links were stored is no row: its prospect's id says it opens nothing
+    await hold_signed(session, prospect_id, revoked=True)
     # their events in the outbox (a meeting booked, a deal won): outreach erases the ones it
     # has; one still pending would reach it, and the subscribers, after that
     events = EventOutbox.__table__

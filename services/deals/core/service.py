@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from services.deals.core import history
+from services.deals.meetings.links import hold_signed
 from services.deals.models import CLOSED_STAGES, BookingLink, Deal
 from services.deals.qualification.frameworks import get_framework
 from services.deals.qualification.scoring import DEFAULT_FRAMEWORK
@@ -174,6 +175,7 @@ async def move_rep(session: AsyncSession, prospect_id: str, rep_id: str) -> int:
         .values(rep_id=rep_id)
         .execution_options(synchronize_session=False)
     )
+    await hold_signed(session, prospect_id, rep_id=rep_id)  # and those signed before
     moved = await session.execute(
         update(Deal)
         .where(

@@ -15,6 +15,7 @@ shared.booking.verify still checks them with CLOSEFLOW_BOOKING_LINK_SECRET.
 from __future__ import annotations
 
 import secrets
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -22,7 +23,7 @@ from sqlalchemy import delete, or_, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.deals.models import BookingLink
+from services.deals.models import BookingLink, SignedLinkHold
 from shared.booking import BookingClaim, verify
 from shared.db import utcnow
 
@@ -89,7 +90,15 @@ async def claim_of(
     if not token or len(token) > MAX_TOKEN:
         return None
     if "." in token:  # a signed link from before links were stored
-        return verify(secret, token, None if now is None else now.timestamp())
+        claim = verify(secret, token, None if now is None else now.timestamp())
+        if claim is None:
+            return None
+        hold = await session.get(SignedLinkHold, claim.prospect_id)
+        if hold is None:
+            return claim
+        if hold.revoked_at is not None:
+            return None
+        return replace(claim, rep_id=hold.rep_id or claim.rep_id)
     link = await session.get(BookingLink, token)
     if link is None or link.revoked_at is not None or link.expires_at <= (now or utcnow()):
         return None
@@ -103,8 +112,26 @@ async def claim_of(
     )
 
 
+async def hold_signed(
+    session: AsyncSession, prospect_id: str, *, revoked: bool = False, rep_id: str | None = None
+) -> None:
+    """Keep what the prospect's signed links must follow (SignedLinkHold): revoked (or
+    erased), or another rep."""
+    hold = await session.get(SignedLinkHold, prospect_id)
+    if hold is None:
+        hold = SignedLinkHold(prospect_id=prospect_id)
+        session.add(hold)
+    if revoked:
+        hold.revoked_at = hold.revoked_at or utcnow()
+    if rep_id is not None:
+        hold.rep_id = rep_id
+    await session.flush()
+
+
 async def revoke(session: AsyncSession, prospect_id: str) -> int:
-    """Every live link of the prospect stops working now; how many were live."""
+    """Every live link of the prospect stops working now, signed ones too; how many stored
+    links were live."""
+    await hold_signed(session, prospect_id, revoked=True)
     done = await session.execute(
         update(BookingLink)
         .where(BookingLink.prospect_id == prospect_id, BookingLink.revoked_at.is_(None))
