@@ -20,6 +20,7 @@ else that names it keeps it only as ERASED_ADDRESS (`strings_without_erased_addr
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Callable
 from typing import Any
@@ -239,6 +240,8 @@ _ADDRESS_LIKE: tuple[tuple[Kind, re.Pattern[str]], ...] = (
 ERASED_ADDRESS = "[erased]"
 # digests asked of the database at once
 _DIGESTS_PER_QUERY = 500
+# spellings digested on the event loop; more go to a thread
+_INLINE_SPELLINGS = 50
 
 
 async def without_erased_addresses(session: AsyncSession, pepper: str, raw: str) -> str:
@@ -281,12 +284,15 @@ def _redacted(raw: str, spellings: list[str]) -> str:
 async def _erased_spellings(session: AsyncSession, pepper: str, raw: str) -> list[str]:
     """How the addresses of erased people in `raw` may be spelled there (address_spellings)."""
     decoded = unquote(raw)  # not unquote_plus: a phone's literal + would become a space
-    candidates: dict[tuple[Kind, str], str] = {}  # (kind, digest) -> the address as written
-    for kind, pattern in _ADDRESS_LIKE:
-        for match in pattern.finditer(decoded):
-            value = digest_raw(pepper, kind, match.group(0))
-            if value is not None:
-                candidates.setdefault((kind, value), match.group(0))
+    written = {
+        (kind, m.group(0)) for kind, pattern in _ADDRESS_LIKE for m in pattern.finditer(decoded)
+    }
+    # each spelling parsed once; many (a stranger's body full of numbers: about 60 us each)
+    # off the event loop, which every other request of this process waits on
+    if len(written) > _INLINE_SPELLINGS:
+        candidates = await asyncio.to_thread(_candidates, pepper, written)
+    else:
+        candidates = _candidates(pepper, written)
     erased: list[str] = []
     keys = list(candidates)
     for start in range(0, len(keys), _DIGESTS_PER_QUERY):
@@ -294,6 +300,16 @@ async def _erased_spellings(session: AsyncSession, pepper: str, raw: str) -> lis
         found = await erased_digests(session, models.ErasedPerson, [d for _, d in chunk])
         erased += [candidates[key] for key in chunk if key[1] in found]
     return address_spellings(erased)
+
+
+def _candidates(pepper: str, written: set[tuple[Kind, str]]) -> dict[tuple[Kind, str], str]:
+    """(kind, digest) -> the address as written, of each spelling that is an address."""
+    candidates: dict[tuple[Kind, str], str] = {}
+    for kind, text in sorted(written):
+        value = digest_raw(pepper, kind, text)
+        if value is not None:
+            candidates.setdefault((kind, value), text)
+    return candidates
 
 
 async def refuse_erased_contact(session: AsyncSession, pepper: str, contact: Contact) -> None:
