@@ -12,6 +12,7 @@ import os
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,6 +21,7 @@ from sqlalchemy import select, update
 
 from services.outreach import models
 from services.outreach.inbox import TOKEN_RETENTION
+from services.outreach.webhooks.mailgun import UNSIGNED_FORMS_AT_ONCE, unsigned_forms
 from shared.providers.mailgun import (
     PERMANENT,
     TEMPORARY,
@@ -376,3 +378,28 @@ async def test_an_inbound_reply_with_a_2_mb_attachment_is_stored(webhooks: Webho
         big["event-data"]["reason"] = deck.hex()
         too_large = await rig.http.post("/webhooks/mailgun/events", json=big)
         assert too_large.status_code == 413
+
+
+@pytest.mark.parametrize("database_urls", ["sqlite"], indirect=True)  # no database matter
+async def test_unsigned_inbound_forms_are_read_two_at_a_time(webhooks: WebhookRigs) -> None:
+    """A form is read whole before its signature (in its fields) can refuse it: a stranger's
+    posts of 40 MiB fields each held about twice that at once. Two are read at a time; a third
+    waits for a place, and is then read and refused as ever."""
+    async with webhooks() as rig:
+        places = unsigned_forms(rig.app.state)
+        held = [await _hold(places) for _ in range(UNSIGNED_FORMS_AT_ONCE)]
+        post = asyncio.create_task(
+            rig.http.post("/webhooks/mailgun/inbound", data={"body-plain": "x" * 100_000})
+        )
+        done, _ = await asyncio.wait([post], timeout=1.0)
+        assert not done  # waiting for a place, not read
+        for release in held:
+            release()
+        answer = await post
+        assert answer.status_code == 403, answer.text
+        assert await stored_nothing(rig)
+
+
+async def _hold(semaphore: asyncio.Semaphore) -> Callable[[], None]:
+    await semaphore.acquire()
+    return semaphore.release

@@ -10,6 +10,7 @@ duplicate: 200, no second effect. The token with another body is a replay: 403, 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -86,16 +87,32 @@ def _event_meaning(event: str, severity: str) -> str:
     return NOTED  # opened, clicked, accepted, stored...
 
 
+# Mailgun signs fields of the form itself, so a form is read whole before it can be refused: a
+# stranger's post of one 40 MiB field held about 80 MiB until then, and a few at once took the
+# process's memory (512 MiB in deploy/). This many are read at once; the others wait.
+UNSIGNED_FORMS_AT_ONCE = 2
+
+
+def unsigned_forms(state: Any) -> asyncio.Semaphore:
+    """The app's places for reading an inbound form (one per app: a semaphore waits on the
+    event loop it was first waited on)."""
+    places: asyncio.Semaphore | None = getattr(state, "mailgun_unsigned_forms", None)
+    if places is None:
+        places = state.mailgun_unsigned_forms = asyncio.Semaphore(UNSIGNED_FORMS_AT_ONCE)
+    return places
+
+
 @router.post("/inbound", summary="Mailgun inbound route (email replies)")
 async def inbound(request: Request, session: Session) -> Response:
     key = _signing_key(request)
     # a field (body-plain, body-html: a long quoted thread) may be as large as the route's
     # whole body limit (Starlette's own cap is 1 MiB per field); the attachments are dropped
     # unread, before the signature is checked (shared.form_fields)
-    form = await form_fields(request, settings_of(request).inbound_email_max_body_bytes)
-    fields = {k: form.get(k, "") for k in ("timestamp", "token", "signature")}
-    if not await _authenticate(request, session, key, **fields, body=form):
-        return Response(status_code=200)
+    async with unsigned_forms(request.app.state):
+        form = await form_fields(request, settings_of(request).inbound_email_max_body_bytes)
+        fields = {k: form.get(k, "") for k in ("timestamp", "token", "signature")}
+        if not await _authenticate(request, session, key, **fields, body=form):
+            return Response(status_code=200)
     form = without_nul(form)  # authenticated as sent; a NUL cannot be stored
     try:
         sender = inbound_address(form.get("sender", ""), "sender")
