@@ -23,6 +23,7 @@ the history that covers each patch. SET (default: the newest) picks which scenar
   the deal's stage at the timeout, replies told while the
   run ends; (review of 2026-12-06, third) a zone change that moves the step the journey waits
   for; (review of 2026-12-06, fourth) a referral link used while a reminder waits for its window.
+- v8: the review of 2026-12-07: a reply heard with a stop.
 NAMEs (history file stems) record only those scenarios of the set: a new patch's history is
 added without re-recording (and so changing) the histories already stored.
 """
@@ -755,8 +756,31 @@ async def main_v7(env: WorkflowEnvironment) -> None:
     )
 
 
+async def reply_with_stop(env: WorkflowEnvironment, h: tj.Harness, handle: Any) -> None:
+    """A reply and a stop heard together, while the contacting stage's record is in flight."""
+    await asyncio.wait_for(h.rec.stage_held.wait(), 60)
+    await handle.signal(Sig.REPLY_RECEIVED, ReplyReceived("email", "m1", "Call me Tuesday"))
+    await handle.signal(Sig.STOP_CADENCE, StopCadence("unsubscribe link"))
+    h.rec.release_stage.set()
+
+
+def hold_contacting(rec: tj.Recorder) -> None:
+    rec.hold_stage = Stage.CONTACTING
+
+
+async def main_v8(env: WorkflowEnvironment) -> None:
+    await record(env, "journey_reply_with_stop_v8", reply_with_stop, hold_contacting)
+
+
 async def main(which: str) -> None:
-    sets = {"v3": main_v3, "v4": main_v4, "v5": main_v5, "v6": main_v6, "v7": main_v7}
+    sets = {
+        "v3": main_v3,
+        "v4": main_v4,
+        "v5": main_v5,
+        "v6": main_v6,
+        "v7": main_v7,
+        "v8": main_v8,
+    }
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=binary("temporal-test-server")
     )
@@ -777,4 +801,4 @@ async def main(which: str) -> None:
             await env.shutdown()
 
 
-asyncio.run(main(sys.argv[1] if len(sys.argv) > 1 else "v7"))
+asyncio.run(main(sys.argv[1] if len(sys.argv) > 1 else "v8"))

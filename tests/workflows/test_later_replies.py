@@ -3,12 +3,14 @@ replies.py), on the time-skipping server: each email or text becomes a task for 
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from shared.contracts.journey import (
     DealClosed,
     QualificationRecorded,
     ReplyReceived,
+    StopCadence,
     system_actor,
 )
 from shared.contracts.names import Query, Sig
@@ -80,3 +82,18 @@ async def test_a_reply_in_a_run_started_at_qualifying_reaches_the_rep(harness: H
     assert replies(harness) == [("reply", "email", "Is Friday ok?")]
     assert next(t for t in harness.rec.tasks if t.kind == "reply").key == f"{handle.id}.r2:reply:m7"
     await handle.terminate()
+
+
+async def test_a_reply_heard_with_a_stop_is_the_reps_to_answer(harness: Harness) -> None:
+    """The prospect replies and a stop comes at the same moment (here both while the contacting
+    stage's record is in flight; a touch in flight does the same): the stop ends the cadence
+    (nurture), and the reply, which the journey will not act on, becomes the rep's task. Before,
+    it was neither qualified nor told."""
+    harness.rec.hold_stage = "contacting"
+    handle = await harness.start()
+    await asyncio.wait_for(harness.rec.stage_held.wait(), 60)
+    await handle.signal(Sig.REPLY_RECEIVED, ReplyReceived("email", "m1", "Call me Tuesday"))
+    await handle.signal(Sig.STOP_CADENCE, StopCadence("unsubscribe link"))
+    harness.rec.release_stage.set()
+    assert await handle.result() == "nurture"
+    assert replies(harness) == [("reply", "email", "Call me Tuesday")]

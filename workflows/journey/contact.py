@@ -56,6 +56,14 @@ class Contacting:
         state, steps = self.state, self.steps
         reply = await self._make_contact()
         if state.stop is not None:
+            # a reply heard with the stop (both came while a touch or the stage's record was in
+            # flight): the stop ends the cadence, and the rep answers the reply (the teller)
+            if (
+                reply is not None
+                and reply not in state.later_replies
+                and versions.patched(Patch.REPLY_WITH_STOP_TOLD)
+            ):
+                state.later_replies.append(reply)
             await steps.enter(
                 Stage.NURTURE,
                 f"cadence stopped: {state.stop.reason}",

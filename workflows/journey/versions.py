@@ -72,6 +72,8 @@ class Patch(StrEnum):
     ZONE_CHANGE_REPLANS_STEP = "zone-change-replans-step"
     # --- found in review (2026-12-06, fourth): a referral reminder with a used link ---
     REMINDERS_STOP_AT_USED_LINK = "reminders-stop-at-used-link"
+    # --- found in review (2026-12-07): a reply heard with a stop ---
+    REPLY_WITH_STOP_TOLD = "reply-with-stop-told"
 
 
 @dataclass(frozen=True)
@@ -315,6 +317,15 @@ REGISTRY: dict[Patch, PatchRecord] = {
         "nothing",
         ("journey_won_link_used_during_reminder_v7",),
         _before("the used-link reminders change", "2026-12-06"),
+    ),
+    # --- found in review (2026-12-07) ---
+    Patch.REPLY_WITH_STOP_TOLD: PatchRecord(
+        "a reply heard with a stop (both while a touch or the contacting stage's record was in "
+        "flight: a STOP, the unsubscribe link, a bounce, a rep's not-interested) becomes the "
+        "rep's reply task; before, the stop ended the cadence and the reply was neither "
+        "qualified nor told",
+        ("journey_reply_with_stop_v8",),
+        _before("the reply-with-stop change", "2026-12-07"),
     ),
     # ReferralIntake's, not the journey's: one registry for every workflow's patches
     Patch.REFERRAL_RUN_BY_OUTREACH: PatchRecord(
