@@ -25,15 +25,18 @@ GRACE = "p-grace"
 async def _waiting(
     session: AsyncSession, count: int, orders: list[asyncio.Task[httpx.Response]]
 ) -> None:
-    """Until `count` transactions of this database wait on a lock another holds. An order
-    first stops its journey in Temporal, which a loaded CI machine may take seconds to answer:
-    the wait is long, and ends at once if an order answered without waiting."""
+    """Until `count` transactions of this database wait on a lock another holds; at once an
+    error if an order answered without waiting. Each look is a transaction of its own: within
+    one, PostgreSQL answers pg_stat_activity from the snapshot its first read took, so a look
+    that began before the order blocked never saw it block (this test failed in CI so)."""
     waiting = text(
         "SELECT count(*) FROM pg_stat_activity"
         " WHERE datname = current_database() AND wait_event_type = 'Lock'"
     )
     for _ in range(2400):
-        if (await session.scalar(waiting)) >= count:
+        found = await session.scalar(waiting)
+        await session.rollback()  # the next look reads the activity anew
+        if found >= count:
             return
         for order in orders:
             if order.done():
