@@ -47,6 +47,11 @@ CLIENT_STAGES = (Stage.WON, Stage.REFERRALS)
 NEEDS_A_REP = (*OPEN_STAGES, *CLIENT_STAGES)
 
 
+def takes_seat(stage: str) -> bool:
+    """Whether a prospect at `stage` counts against their rep's capacity when assigned."""
+    return stage not in CLIENT_STAGES
+
+
 class Territory(WriteModel):
     name: str = Field(min_length=1, max_length=100)
     countries: list[Annotated[str, Field(max_length=100)]] = Field(

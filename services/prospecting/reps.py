@@ -180,8 +180,7 @@ async def _to_active_rep(
 ) -> str | None:
     """Hand `prospect` of the deactivated `gone` to the rep the rules pick (what they own in
     other services follows, as on a reassignment); None: nobody has room, left unassigned."""
-    seat = prospect.stage not in assignment.CLIENT_STAGES
-    new_rep, how = assigner.assign(prospect.country, seat=seat)
+    new_rep, how = assigner.assign(prospect.country, seat=assignment.takes_seat(prospect.stage))
     if new_rep is None:
         prospect.rep_id = None
     else:

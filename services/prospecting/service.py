@@ -626,7 +626,7 @@ async def assign_waiting(
         if seats is not None and taken >= seats:
             break
         # a client waits only while their pool has no rep at all: they take no seat
-        seat = prospect.stage not in assignment.CLIENT_STAGES
+        seat = assignment.takes_seat(prospect.stage)
         rep, note = assigner.assign(prospect.country, seat=seat)
         if rep is None:
             prospect.assignment_note = note

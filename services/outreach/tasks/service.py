@@ -324,7 +324,8 @@ async def rank_tasks(
 
 
 # The inbox ranks this many of a rep's open tasks (the earliest due, beyond it): every task of
-# any real backlog, so a fresh reply's task due next week comes before a hundred overdue calls
+# any real backlog, so a reply's task due next week takes its rank among a hundred calls due
+# before it instead of being left out
 MAX_RANKED = 5000
 
 
