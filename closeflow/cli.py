@@ -140,9 +140,16 @@ GRACEFUL_SHUTDOWN_SECONDS = 10
 API_SHUTDOWN_SECONDS = 30
 
 
-def uvicorn_log_level(level: str) -> str:
+def uvicorn_logging(level: str) -> dict[str, Any]:
+    """uvicorn's logging options: its loggers (the tracebacks of its error log, the access log)
+    go to the root handler that configure_logging set up, whose formatter redacts, in either
+    format. uvicorn's own LOGGING_CONFIG, once used for text, gave them a handler of their own:
+    a traceback's addresses and numbers were printed as they were."""
     level = level.lower()
-    return {"warn": "warning", "fatal": "critical"}.get(level, level)
+    return {
+        "log_level": {"warn": "warning", "fatal": "critical"}.get(level, level),
+        "log_config": None,
+    }
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -159,9 +166,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         factory=True,
         host=settings.host,
         port=settings.port(args.service),
-        log_level=uvicorn_log_level(settings.log_level),
-        # JSON lines: uvicorn's loggers go to the root handler (configure_logging), not its own
-        log_config=None if settings.json_logs else uvicorn.config.LOGGING_CONFIG,
+        **uvicorn_logging(settings.log_level),
         # the client address is decided in one place, from CLOSEFLOW_TRUSTED_PROXIES only
         # (shared/proxies.py): uvicorn's own rewriting would trust 127.0.0.1 by default
         proxy_headers=False,

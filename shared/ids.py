@@ -4,6 +4,7 @@ route of prospecting with its internal credential)."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Annotated
 from urllib.parse import quote
@@ -36,3 +37,13 @@ def id_path(template: str, **ids: str) -> str:
 
 # A query parameter that filters by an id: bounded like one (an unknown id simply matches nothing).
 IdFilter = Annotated[str | None, Query(max_length=64)]
+
+
+def fitted_key(value: str, limit: int) -> str:
+    """`value` as a unique key of at most `limit` characters: itself when it fits, else its
+    start and the hash of the whole. Cut, two long values with the same start were one key, and
+    the second thing they named (a provider's event, a reply's task) was taken for a repeat."""
+    if len(value) <= limit:
+        return value
+    digest = hashlib.sha256(value.encode()).hexdigest()
+    return f"{value[: limit - len(digest) - 1]}~{digest}"

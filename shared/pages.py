@@ -9,12 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi import Request
+from fastapi.responses import HTMLResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.auth import API_KEY_HEADER, PAGE_KEY_COOKIE, PAGE_PREFIX, authenticate
-from shared.errors import AppError
+from shared.auth import API_KEY_HEADER, PAGE_KEY_COOKIE, PAGE_PREFIX
 
 SHARED_TEMPLATES = Path(__file__).parent / "templates"
 
@@ -78,7 +77,7 @@ KEY_COOKIE = PAGE_KEY_COOKIE
 _key_pages = Pages(__file__)
 
 
-def _safe_next(target: str) -> str:
+def safe_next(target: str) -> str:
     """Only a page of this service: never another host (an open redirect)."""
     if target.startswith(PAGE_PREFIX) and "//" not in target and "\\" not in target:
         return target
@@ -90,38 +89,9 @@ def key_page(next_url: str, status: int = 401, message: str = "") -> HTMLRespons
         "key.html",
         status,
         action=SIGN_IN_PATH,
-        next_url=_safe_next(next_url),
+        next_url=safe_next(next_url),
         message=message or "Give your API key to open this page.",
     )
-
-
-sign_in_router = APIRouter(tags=["pages"], include_in_schema=False)
-
-
-@sign_in_router.post(SIGN_IN_PATH)
-async def sign_in(request: Request) -> Response:
-    """The key form's target (public: it checks the key itself): a known key becomes the cookie
-    and the browser goes back to the page it asked for."""
-    form = await request.form()
-    key, next_url = str(form.get("key", "")).strip(), str(form.get("next", ""))
-    if not key:
-        return key_page(next_url, 422, "Give your API key.")
-    try:
-        await authenticate(request, key)
-    except AppError:
-        return key_page(next_url, 403, "That key is not valid.")
-    response = RedirectResponse(
-        _safe_next(next_url), status_code=303, headers={"Cache-Control": "no-store"}
-    )
-    response.set_cookie(
-        KEY_COOKIE,
-        key,
-        httponly=True,
-        samesite="strict",
-        secure=request.app.state.settings.environment == "production",
-        path=PAGE_PREFIX.rstrip("/"),
-    )
-    return response
 
 
 class PageKeyMiddleware:

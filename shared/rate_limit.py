@@ -68,6 +68,14 @@ class RateLimiter:
     def _refilled(self, bucket: _Bucket, now: float) -> float:
         return min(self.capacity, bucket.tokens + (now - bucket.updated) * self._rate)
 
+    def wait(self, key: str) -> int:
+        """Whole seconds until `key` may spend a request (0: now), spending nothing."""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            return 0
+        tokens = self._refilled(bucket, self.clock())
+        return 0 if tokens >= 1 else max(1, math.ceil((1 - tokens) / self._rate))
+
     def take(self, key: str) -> int:
         """Spend one request of `key`: 0 when allowed, else whole seconds until it would be."""
         now = self.clock()

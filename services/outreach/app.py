@@ -30,8 +30,9 @@ from services.outreach.tasks.reps import RepDirectory
 from services.outreach.webhooks.twilio import StatusCallbackFastPath
 from shared.app import create_service_app
 from shared.audit import AuditConfig
-from shared.pages import PageKeyMiddleware, sign_in_router
+from shared.pages import PageKeyMiddleware
 from shared.settings import Settings
+from shared.sign_in import sign_in_router
 
 # rows a change causes, not the change (the inbox, the events and their deliveries, tokens)
 OUTREACH_BOOKKEEPING = frozenset(

@@ -42,7 +42,7 @@ from services.outreach.person_events import SAID
 from shared.app import run_during_lifespan
 from shared.contracts.journey import journey_id
 from shared.contracts.names import Sig
-from shared.ids import IdFilter
+from shared.ids import IdFilter, fitted_key
 from shared.relay import (
     LeasedTable,
     Outcome,
@@ -217,7 +217,7 @@ def _event_values(
     storing request's own attempt (the relay takes over if that one fails)."""
     values: dict[str, Any] = {
         "provider": provider,
-        "event_id": event_id[:200],
+        "event_id": fitted_key(event_id, 200),
         "kind": kind,
         "payload": payload,
         "prospect_id": prospect_id,

@@ -38,7 +38,7 @@ from shared.contracts.journey import Contact, Stage, journey_id
 from shared.contracts.names import Sig
 from shared.db import Session, new_id
 from shared.errors import AppError
-from shared.ids import IdFilter
+from shared.ids import IdFilter, fitted_key
 from shared.paging import AfterNumber, Linked, Page, page, where_given
 
 log = logging.getLogger(__name__)
@@ -201,7 +201,7 @@ class LateEvents:
         now = datetime.now(UTC)
         task = models.RepTask(
             id=new_id(),  # known before the flush: the event names it
-            key=f"{kind}:{late.key}"[:200],
+            key=fitted_key(f"{kind}:{late.key}", 200),
             rep_id=contact.rep_id or (row.rep_id if row else None),
             prospect_id=contact.prospect_id,
             journey_id=journey_id(late.prospect_id),

@@ -21,9 +21,10 @@ from services.prospecting.outbox import OutboxTiming, service_key
 from services.prospecting.outbox import install_relay as install_outbox_relay
 from shared.app import create_service_app
 from shared.audit import AuditConfig
-from shared.pages import PageKeyMiddleware, sign_in_router
+from shared.pages import PageKeyMiddleware
 from shared.peers import peer_client
 from shared.settings import Settings
+from shared.sign_in import sign_in_router
 
 
 def create_app(

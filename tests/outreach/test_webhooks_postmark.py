@@ -110,6 +110,25 @@ async def test_outbound_events_update_the_ledger_and_consent(webhooks: WebhookRi
         ]
 
 
+async def test_two_changes_of_a_long_address_are_two_events(webhooks: WebhookRigs) -> None:
+    """A subscription change's id names the message, the recipient and the moment: for an
+    address of 200 characters it is longer than the column, and cut there the unsubscribe that
+    followed a resubscription of the same message was taken for a repeat of it: no opt-out."""
+    async with webhooks(**CREDENTIALS) as rig:
+        long = "a" * 188 + "@example.com"
+        await rig.add_message("email", long, "<long@closeflow>")
+        message_id, now = postmark.new_message_id(), time.time()
+        back = postmark.subscription_change(
+            recipient=long, message_id=message_id, now=now, suppress=False
+        )
+        out = postmark.subscription_change(recipient=long, message_id=message_id, now=now + 60)
+        assert (await post(rig, "events", back)).status_code == 200
+        assert (await post(rig, "events", out)).status_code == 200
+        assert await rig.suppressed("email") == {long}
+        ids = [e.event_id for e in await rig.inbox("postmark")]
+        assert len(ids) == 2 and all(len(i) <= 200 for i in ids)
+
+
 async def test_an_event_names_its_row_by_the_message_id_in_its_metadata(
     webhooks: WebhookRigs,
 ) -> None:

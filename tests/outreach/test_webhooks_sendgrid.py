@@ -128,6 +128,26 @@ async def test_malformed_items_are_kept_aside_and_the_rest_processed(webhooks: W
         assert (await rig.rejected())[-1].raw == '{"event": "delivered"}'
 
 
+async def test_an_address_longer_than_any_column_is_kept_aside_and_the_rest_processed(
+    webhooks: WebhookRigs,
+) -> None:
+    """An unsubscribe for an address of 321 characters: on PostgreSQL its suppression broke the
+    batch's transaction (varchar(320)), a 500 SendGrid retried for days with the batch's other
+    events never recorded."""
+    async with webhooks(sendgrid_webhook_public_key=PUBLIC) as rig:
+        long = "a" * 309 + "@example.com"
+        batch = [
+            ev("unsubscribe", long, "<long@closeflow>"),
+            ev("spamreport", "bo@example.com", ""),
+        ]
+        response = await post(rig, batch)
+        assert response.status_code == 200
+        assert response.json() == {"processed": 1, "duplicates": 0, "rejected": 1}
+        assert await rig.suppressed("email") == {"bo@example.com"}
+        [kept] = await rig.rejected()
+        assert "email address of 321 characters" in kept.reason and long not in kept.reason
+
+
 async def test_a_bad_signature_stores_nothing_not_even_rejects(webhooks: WebhookRigs) -> None:
     async with webhooks(sendgrid_webhook_public_key=PUBLIC) as rig:
         row = await rig.add_message("email", "ada@example.com", "<ada@closeflow>")

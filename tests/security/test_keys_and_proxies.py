@@ -85,6 +85,36 @@ async def test_sign_in_goes_back_only_to_a_page_of_this_service(api: Api) -> Non
         assert answer.status_code == 303 and answer.headers["location"] == "/ui/", target
 
 
+async def test_the_key_form_posted_from_another_site_signs_nobody_in(api: Api) -> None:
+    """Login CSRF: a stranger's page posting the form with the stranger's key got the victim's
+    browser the stranger's cookie (their own pages then refused to them)."""
+    http = await api("outreach", key=False)
+    for site in ("cross-site", "same-site"):
+        answer = await http.post(
+            "/ui/sign-in",
+            data={"key": API_KEY, "next": INBOX},
+            headers={"Sec-Fetch-Site": site},
+        )
+        assert answer.status_code == 403 and "set-cookie" not in answer.headers, site
+        assert "own page" in answer.text
+    for site in ("same-origin", "none"):  # the service's own form; a key typed into a bookmark
+        answer = await http.post(
+            "/ui/sign-in", data={"key": API_KEY, "next": INBOX}, headers={"Sec-Fetch-Site": site}
+        )
+        assert answer.status_code == 303, site
+
+
+async def test_wrong_keys_one_after_another_are_slowed_down(api: Api) -> None:
+    http = await api("prospecting", key=False)
+    for attempt in range(10):
+        wrong = await http.post("/ui/sign-in", data={"key": f"cf_guess{attempt}", "next": "/ui/"})
+        assert wrong.status_code == 403, attempt
+    # the right key too must wait now: the limit is on trying, whatever is tried
+    held = await http.post("/ui/sign-in", data={"key": API_KEY, "next": "/ui/dashboard"})
+    assert held.status_code == 429 and "set-cookie" not in held.headers
+    assert 0 < int(held.headers["Retry-After"]) <= 600 and "Too many wrong keys" in held.text
+
+
 async def test_the_cookie_is_secure_in_production(api: Api) -> None:
     production = {**PRODUCTION, "api_keys": [f"admin:{LONG}"]}
     http = await api("prospecting", key=False, **production)
@@ -103,6 +133,58 @@ class _Lines(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.lines.append(record.getMessage())
+
+
+# A service as `closeflow serve` runs it (configure_logging first, then uvicorn with the CLI's
+# logging options), with a route whose failure quotes a person's address and number, as a
+# PostgreSQL DETAIL line or a provider's error does.
+_FAILING_SERVICE = """
+import asyncio, sys
+import httpx, uvicorn
+from fastapi import FastAPI
+from closeflow.cli import uvicorn_logging
+from shared.logging import configure_logging
+
+configure_logging("INFO", json_lines=sys.argv[1] == "json")
+app = FastAPI()
+
+@app.get("/boom")
+async def boom() -> None:
+    raise RuntimeError("Key (email)=(ada@example.com) already exists; phone +447700900123")
+
+async def main() -> None:
+    config = uvicorn.Config(app, host="127.0.0.1", port=int(sys.argv[2]), **uvicorn_logging("info"))
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.05)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{sys.argv[2]}") as http:
+        assert (await http.get("/boom")).status_code == 500
+    server.should_exit = True
+    await task
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_a_tracebacks_addresses_and_numbers_are_redacted_in_either_log_format(fmt: str) -> None:
+    """uvicorn's error log prints the traceback of a request that failed; in text format it had
+    a handler of its own (uvicorn's LOGGING_CONFIG) that printed it unredacted."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _FAILING_SERVICE, fmt, str(free_port())],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert done.returncode == 0, done.stderr
+    logged = done.stdout + done.stderr
+    assert "Exception in ASGI application" in logged and "RuntimeError" in logged, logged
+    assert "ada@example.com" not in logged and "447700900123" not in logged, logged
 
 
 async def test_access_logs_carry_no_query_string_and_no_token() -> None:

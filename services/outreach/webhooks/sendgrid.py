@@ -24,7 +24,9 @@ from services.outreach.webhooks.common import (
     NOTED,
     SOFT_FAILURE,
     UNSUBSCRIBE,
+    UnusableEmail,
     deliver,
+    inbound_address,
     settings_of,
     store_email_event,
 )
@@ -80,6 +82,10 @@ def _problem(item: Any) -> str | None:
         return f"unknown event {item['event']!r}"
     if len(item["sg_event_id"]) > 200:
         return "sg_event_id longer than 200 characters"
+    try:
+        inbound_address(item["email"], "email")
+    except UnusableEmail as err:
+        return str(err)
     return None
 
 
@@ -92,7 +98,7 @@ async def _process(session: AsyncSession, item: dict[str, Any], pepper: str) -> 
         item["event"],
         item,
         message_ids=[str(item.get("smtp-id") or "")],
-        recipient=item["email"].strip().lower(),
+        recipient=inbound_address(item["email"], "email"),
         meaning=_meaning(item),
         provider_status=item["event"],
         pepper=pepper,
