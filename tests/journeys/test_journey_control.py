@@ -170,6 +170,14 @@ async def test_company_pause_conditions_variants_and_stats(stack: StackDriver) -
     )
     assert reply.json()["webhook_status"] == 200
     await d.wait_stage(ann["id"], "qualifying")
+    # past her cadence a stop would change nothing (her deal decides): said, not accepted
+    refused = await d.http.post(
+        f"{urls.outreach}/journeys/{ann['id']}/stop", json={"reason": "asked by phone"}
+    )
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["error"]["code"] == "journey_past_contacting"
+    assert "at qualifying" in refused.json()["error"]["message"]
+    assert not (await d.ok("GET", f"{urls.outreach}/journeys/{ann['id']}"))["stopped"]
 
     async def bob_paused() -> bool:
         state = await d.ok("GET", f"{urls.outreach}/journeys/{bob['id']}")

@@ -179,9 +179,9 @@ def _another_run(deal: Deal, state: JourneyState) -> AppError:
         409,
         "another_run_running",
         f"deal {deal.id} is not the deal of the run of prospect {deal.prospect_id}'s journey "
-        f"running now (stage {state.stage}{theirs}): that run would not follow it. Stop that run "
-        f"first (POST /journeys/{deal.prospect_id}/stop on outreach), then reopen the deal: it "
-        "comes back as a new run at presenting",
+        f"running now (stage {state.stage}{theirs}): that run would not follow it. End that run "
+        f"first (in its cadence: POST /journeys/{deal.prospect_id}/stop on outreach; past it: "
+        "close its own deal), then reopen the deal: it comes back as a new run at presenting",
         [{"deal_id": deal.id, "running_stage": state.stage, "running_deal_id": state.deal_id}],
     )
 

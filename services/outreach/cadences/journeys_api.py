@@ -24,16 +24,18 @@ from shared.audit import request_actor
 from shared.auth import require_api_key
 from shared.bounds import INT32_MAX
 from shared.contracts.journey import (
+    JourneyState,
     PauseJourney,
     PauseKind,
     ResumeJourney,
+    Stage,
     StopCadence,
     journey_id,
 )
 from shared.contracts.names import Sig
 from shared.db import Session
-from shared.errors import AppError
-from shared.journeys import read_journey, signal_journey
+from shared.errors import AppError, conflict
+from shared.journeys import query_state, read_journey, signal_journey
 from shared.paging import After, Linked
 from shared.requests import OffsetDatetime, WriteModel
 
@@ -123,9 +125,31 @@ async def resume_journey(
 async def stop_journey(
     prospect_id: str, body: StopIn, request: Request, _audited: Session
 ) -> dict[str, str]:
+    """Ends the journey's cadence (the run ends in nurture). A journey past its cadence
+    (qualifying on: a deal under way) is 409 `journey_past_contacting`: a stop would change
+    nothing there, and its deal decides how the run ends."""
+    client = _client(request)
+    state = await query_state(client.get_workflow_handle(journey_id(prospect_id)))
+    if state is not None and not state.finished and state.stage not in CADENCE_STAGES:
+        raise past_contacting(prospect_id, state)
     stop = StopCadence(body.reason, request_actor(request))
-    await signal_journey(_client(request), prospect_id, Sig.STOP_CADENCE, stop)
+    await signal_journey(client, prospect_id, Sig.STOP_CADENCE, stop)
     return {"status": "stopping", "journey_id": journey_id(prospect_id)}
+
+
+# the stages in which a journey runs its cadence, where a stop ends it
+CADENCE_STAGES = (Stage.PROSPECTING, Stage.CONTACTING)
+
+
+def past_contacting(prospect_id: str, state: JourneyState) -> AppError:
+    deal = f"its deal {state.deal_id}" if state.deal_id else "its deal"
+    return conflict(
+        "journey_past_contacting",
+        f"prospect {prospect_id}'s journey is at {state.stage}: its cadence is over, so a stop "
+        f"would change nothing; {deal} decides how the run ends (close it on deals: POST "
+        "/deals/{deal_id}/close)",
+        [{"field": "prospect_id", "problem": f"journey at stage {state.stage}"}],
+    )
 
 
 # --- many journeys --------------------------------------------------------------------------
