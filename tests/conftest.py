@@ -19,7 +19,7 @@ from tests.support.fixtures import (  # noqa: F401  (fixtures)
     temporal_skipping,
 )
 from tests.support.heap import frozen_heap  # noqa: F401  (autouse fixture)
-from tests.support.journey_harness import harness  # noqa: F401  (fixture)
+from tests.support.journey_harness import harness, harness_alone  # noqa: F401  (fixtures)
 from tests.support.stack import stack  # noqa: F401  (fixture)
 
 ast_threads.install()

@@ -669,6 +669,26 @@ class ReferrerThanks:
 
 
 @dataclass
+class ThanksRequest:
+    """A referrer's thanks for `event` ("meeting", "won") of the prospect they referred, sent
+    on that prospect's run's key (`journey_id`: the ledger's key, so a send the run began is
+    not made twice) by the ThankReferrer workflow, which outlives the run."""
+
+    journey_id: str
+    event: str
+    referrer: Referrer
+    cadence_id: str
+    send_window: SendWindow = field(default_factory=SendWindow)
+    queues: TaskQueues = field(default_factory=TaskQueues)
+
+
+def thanks_workflow_id(referral_id: str, event: str) -> str:
+    """One ThankReferrer per referral and event: a later run of the referred prospect (a
+    reopened deal's) does not thank the referrer for the same thing twice."""
+    return f"referrer-thanks-{referral_id}-{event}"
+
+
+@dataclass
 class CreateReferredProspect:
     referral_id: str
     person: ReferredPerson

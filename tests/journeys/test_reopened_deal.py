@@ -4,6 +4,7 @@ follows to its close."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -74,6 +75,42 @@ async def test_reopening_a_lost_deal_starts_a_run_at_presenting(stack: StackDriv
     await d.ok("POST", f"{d.u.deals}/deals/{deal['id']}/close", json=won)
     await d.wait_stage(una["id"], "won")
     await wait_run(d, una["id"], 2, outcome="won", status="ended")
+
+
+async def test_a_new_run_of_a_reopened_deal_prepares_its_meeting_still_ahead(
+    stack: StackDriver,
+) -> None:
+    """Run 1 planned the meeting and its close stopped that; run 2 knew nothing of it (nor of the
+    decision deadline): deals tells it what the reopened deal still has ahead."""
+    d = stack
+    await d.setup()
+    plan = await cadence(d, referral_delay_seconds=1, referral_reminders=0)
+    una = await d.new_prospect("Una")
+    await d.enroll(una["id"], plan["id"])
+    await d.reply_to_first_mail(una, "Interested")
+    await d.wait_stage(una["id"], "qualifying")
+    deal = await d.deal_of(una["id"])
+    answers = {"budget": True, "authority": "decision_maker", "need": "Reports", "timeline": 3}
+    url = f"{d.u.deals}/deals/{deal['id']}"
+    await d.ok("POST", f"{url}/qualification", json={"answers": answers})
+    await d.wait_stage(una["id"], "presenting")
+    starts = datetime.now(UTC) + timedelta(days=3)
+    meeting = await d.ok(
+        "POST", f"{url}/meetings", json={"starts_at": starts.isoformat(), "title": "Demo"}
+    )
+    await d.ok("PATCH", url, json={"decision_deadline": (starts + timedelta(days=2)).isoformat()})
+
+    async def prepared(count: int) -> list[dict[str, Any]] | None:
+        found = [t for t in await d.tasks_of(una["id"]) if t["kind"] == "prepare_meeting"]
+        return found if len(found) >= count else None
+
+    await eventually(lambda: prepared(1), "run 1's preparation task")
+    await d.ok("POST", f"{url}/close", json={"outcome": "lost", "reason": "went with a rival"})
+    await wait_run(d, una["id"], 1, outcome="lost", status="ended")
+    await d.ok("POST", f"{url}/reopen")
+    await wait_run(d, una["id"], 2, status="running")
+    tasks = await eventually(lambda: prepared(2), "run 2's preparation task of the meeting")
+    assert {t["context"]["meeting_id"] for t in tasks} == {meeting["id"]}
 
 
 @pytest.mark.stack(gated=["outreach"])

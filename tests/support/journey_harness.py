@@ -71,8 +71,10 @@ from shared.contracts.journey import (
 from shared.contracts.names import Act, Sig
 from shared.contracts.queues import TaskQueues
 from tests.support.eventually import eventually
+from tests.support.fixtures import binary
 from workflows.journey import ProspectJourney
 from workflows.referral_intake import ReferralIntake
+from workflows.referrer_thanks import ThankReferrerWorkflow
 
 DAY = 86400
 LA, TOKYO = "America/Los_Angeles", "Asia/Tokyo"  # a day apart at the weekend, for zone changes
@@ -154,6 +156,7 @@ class Recorder:
     sent_at: dict[str, str] = field(default_factory=dict)  # "touch key:channel" -> when it went
     refuse_kinds: set[str] = field(default_factory=set)  # every channel opted out for these
     closed_tasks: list[CloseRepTasks] = field(default_factory=list)
+    thanked: list[ReferrerThanks] = field(default_factory=list)
     entered: list[StageEntered] = field(default_factory=list)  # follow_stage calls
     paused_colleagues: list[PauseColleagues] = field(default_factory=list)
     # the deal's stage after a qualification timeout; None: the outcome asked for (a verdict
@@ -367,7 +370,7 @@ class Recorder:
 
         @activity.defn(name=Act.RECORD_REFERRER_THANKS)
         async def record_referrer_thanks(thanks: ReferrerThanks) -> None:
-            return None
+            self.thanked.append(thanks)
 
         @activity.defn(name=Act.CREATE_REFERRAL_ASK)
         async def create_referral_ask(req: ReferralAskRequest) -> ReferralAsk:
@@ -454,7 +457,7 @@ class Harness:
             Worker(
                 client,
                 task_queue=self.queues.journeys,
-                workflows=[ProspectJourney, ReferralIntake],
+                workflows=[ProspectJourney, ReferralIntake, ThankReferrerWorkflow],
             )
         ]
         for queue, acts in self.rec.activities().items():
@@ -509,3 +512,18 @@ async def harness(
 ) -> AsyncIterator[Harness]:
     async with Harness(temporal_skipping, queue_prefix) as h:
         yield h
+
+
+@pytest.fixture
+async def harness_alone(queue_prefix: str) -> AsyncIterator[Harness]:
+    """A harness on a time-skipping server of its own, for a test whose journey starts a
+    workflow it abandons (ThankReferrer): such a child keeps its server's time skipping
+    locked, and every later test on that server would wait out its timers in real time."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=binary("temporal-test-server")
+    )
+    try:
+        async with Harness(env, queue_prefix) as h:
+            yield h
+    finally:
+        await env.shutdown()

@@ -24,6 +24,9 @@ the history that covers each patch. SET (default: the newest) picks which scenar
   run ends; (review of 2026-12-06, third) a zone change that moves the step the journey waits
   for; (review of 2026-12-06, fourth) a referral link used while a reminder waits for its window.
 - v8: the review of 2026-12-07: a reply heard with a stop.
+- v9: the review of 2026-12-07, second: a reopened deal re-arms its meetings' reminders and its
+  deadline, a booking heard again or late, a verdict heard while the reminder is made, a
+  reopening of a close the journey never heard, a referrer's thanks handed over at the run's end.
 NAMEs (history file stems) record only those scenarios of the set: a new patch's history is
 added without re-recording (and so changing) the histories already stored.
 """
@@ -772,6 +775,116 @@ async def main_v8(env: WorkflowEnvironment) -> None:
     await record(env, "journey_reply_with_stop_v8", reply_with_stop, hold_contacting)
 
 
+# --- v9: the review of 2026-12-07, second ---------------------------------------------------
+
+
+async def presenting_now(handle: Any) -> None:
+    await handle.signal(Sig.REPLY_RECEIVED, ReplyReceived("email", "m1", "yes"))
+    await handle.signal(Sig.QUALIFICATION_RECORDED, QualificationRecorded("deal-1", True, []))
+
+
+async def reopened_deal_rearms(env: WorkflowEnvironment, h: tj.Harness, handle: Any) -> None:
+    await presenting_now(handle)
+    now = await env.get_current_time()
+    at = lambda d: (now + timedelta(days=d)).isoformat()  # noqa: E731
+    await handle.signal(Sig.MEETING_SCHEDULED, MeetingScheduled("m1", "deal-1", at(10), "Demo"))
+    await handle.signal(Sig.DECISION_DEADLINE, DecisionDeadline("deal-1", at(12)))
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", True, "signed"))
+    await env.sleep(timedelta(days=8))
+    await handle.signal(Sig.DEAL_REOPENED, DealReopened("deal-1", "presenting"))
+    await env.sleep(timedelta(days=5))
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", False, "went elsewhere"))
+
+
+async def repeated_meeting(env: WorkflowEnvironment, h: tj.Harness, handle: Any) -> None:
+    await presenting_now(handle)
+    now = await env.get_current_time()
+    booked = MeetingScheduled("m1", "deal-1", (now + timedelta(days=3)).isoformat(), "Demo")
+    await handle.signal(Sig.MEETING_SCHEDULED, booked)
+    await handle.signal(Sig.MEETING_SCHEDULED, booked)
+    await env.sleep(timedelta(days=1))
+    moved = MeetingChanged("m1", "deal-1", (now + timedelta(days=5)).isoformat(), "Demo", 1)
+    await handle.signal(Sig.MEETING_RESCHEDULED, moved)
+    await handle.signal(Sig.MEETING_SCHEDULED, booked)
+    await env.sleep(timedelta(days=5))
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", False, "no budget"))
+
+
+async def verdict_during_reminder(env: WorkflowEnvironment, h: tj.Harness, handle: Any) -> None:
+    await handle.signal(Sig.REPLY_RECEIVED, ReplyReceived("email", "m1", "tell me more"))
+    result = asyncio.create_task(handle.result())  # time skips to the reminder meanwhile
+    await asyncio.wait_for(h.rec.task_held.wait(), 60)
+    await handle.signal(Sig.QUALIFICATION_RECORDED, QualificationRecorded("deal-1", False, ["no"]))
+    h.rec.release_task.set()
+    await result
+
+
+def hold_reminder_with_manager(rec: tj.Recorder) -> None:
+    rec.manager_id = "mgr-1"
+    rec.hold_task_kind = "qualification_reminder"
+
+
+async def stale_reopening(env: WorkflowEnvironment, h: tj.Harness, handle: Any) -> None:
+    await presenting_now(handle)
+    await handle.signal(Sig.DEAL_REOPENED, DealReopened("deal-1", "presenting"))
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", False, "no budget"))
+
+
+async def thanks_outlive_run(env: WorkflowEnvironment, h: tj.Harness, handle: Any) -> None:
+    """A referred prospect's meeting, the referrer's thanks waiting for their window, and the
+    deal lost meanwhile: the run hands the thanks over to ThankReferrer."""
+    await handle.signal(Sig.QUALIFICATION_RECORDED, QualificationRecorded("deal-1", True, []))
+    h.rec.hold_once["referrer_thanks_meeting"] = await later(env, hours=8)
+    await handle.signal(
+        Sig.MEETING_SCHEDULED, MeetingScheduled("m1", "deal-1", await later(env, days=2), "Intro")
+    )
+    while not any(t.kind == "referrer_thanks_meeting" for t in h.rec.touches):
+        await asyncio.sleep(0.05)
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", False, "no budget"))
+
+
+def undecided(rec: tj.Recorder) -> None:
+    rec.open_objections = OpenObjections("deal-1", "presenting", False, [])
+
+
+async def main_v9(env: WorkflowEnvironment) -> None:
+    await record(
+        env,
+        "journey_reopened_deal_rearms_v9",
+        reopened_deal_rearms,
+        undecided,
+        cadence=tj.cadence(
+            meeting_reminders_seconds=[3 * DAY, DAY, HOUR], referral_delay_seconds=30 * DAY
+        ),
+    )
+    await record(
+        env,
+        "journey_repeated_meeting_ignored_v9",
+        repeated_meeting,
+        cadence=tj.cadence(meeting_reminders_seconds=[DAY, HOUR]),
+    )
+    await record(
+        env,
+        "journey_verdict_stops_escalation_v9",
+        verdict_during_reminder,
+        hold_reminder_with_manager,
+    )
+    await record(
+        env,
+        "journey_stale_reopening_ignored_v9",
+        stale_reopening,
+        cadence=tj.cadence(referral_reminders=0),
+    )
+    # last: the ThankReferrer it starts outlives it on this server
+    await record(
+        env,
+        "journey_thanks_outlive_run_v9",
+        thanks_outlive_run,
+        start_stage=Stage.QUALIFYING,
+        referrer=Referrer("p-ref", "Grace Hopper", "ref-1"),
+    )
+
+
 async def main(which: str) -> None:
     sets = {
         "v3": main_v3,
@@ -780,6 +893,7 @@ async def main(which: str) -> None:
         "v6": main_v6,
         "v7": main_v7,
         "v8": main_v8,
+        "v9": main_v9,
     }
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=binary("temporal-test-server")
@@ -801,4 +915,4 @@ async def main(which: str) -> None:
             await env.shutdown()
 
 
-asyncio.run(main(sys.argv[1] if len(sys.argv) > 1 else "v8"))
+asyncio.run(main(sys.argv[1] if len(sys.argv) > 1 else "v9"))

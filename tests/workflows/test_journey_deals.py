@@ -27,9 +27,12 @@ from shared.contracts.journey import (
     OpenObjection,
     OpenObjections,
     QualificationRecorded,
+    Referrer,
     ReplyReceived,
+    Stage,
     StopCadence,
     system_actor,
+    thanks_workflow_id,
 )
 from shared.contracts.names import Query, Sig
 from tests.support.eventually import eventually
@@ -652,3 +655,119 @@ async def test_a_timeout_and_a_sender_from_before_actors_name_the_system(
         ("qualifying", "system:reply"),
         ("disqualified", "system:qualification timeout"),
     ]
+
+
+# --- found in review (2026-12-07, second): what a reopening, a repeat and a late verdict do ------
+
+
+async def test_a_reopened_deal_gets_back_its_meetings_reminders_and_its_deadline(
+    harness: Harness,
+) -> None:
+    """The close stopped the reminders of a meeting still ahead and the decision deadline's
+    watch; reopened, the deal has both again (not the reminders whose time passed meanwhile)."""
+    harness.rec.open_objections = OpenObjections("deal-1", "presenting", False, [])
+    snapshot = cadence(
+        meeting_reminders_seconds=[3 * DAY, DAY, HOUR], referral_delay_seconds=30 * DAY
+    )
+    handle = await presenting(harness, cadence=snapshot)
+    now = await harness.env.get_current_time()
+    starts = (now + timedelta(days=10)).isoformat()
+    deadline = (now + timedelta(days=12)).isoformat()
+    await handle.signal(Sig.MEETING_SCHEDULED, MeetingScheduled("m1", "deal-1", starts, "Demo"))
+    await handle.signal(Sig.DECISION_DEADLINE, DecisionDeadline("deal-1", deadline))
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", True, "signed"))
+    await harness.env.sleep(timedelta(days=8))  # the 3-day reminder's time passes while won
+    assert reminder_keys(harness) == []
+    await handle.signal(Sig.DEAL_REOPENED, DealReopened("deal-1", "presenting"))
+    assert await stage_of(handle) == "presenting"
+    await harness.env.sleep(timedelta(days=5))
+    assert reminder_keys(harness) == [f"meeting-m1-r0-{DAY}", f"meeting-m1-r0-{HOUR}"]
+    chances = [t for t in harness.rec.tasks if t.kind == "last_chance"]
+    assert [t.context["deadline"] for t in chances] == [deadline]
+    await handle.terminate()
+
+
+async def test_a_booking_heard_again_or_late_plans_nothing_more(harness: Harness) -> None:
+    """The booking page reloaded sends the booking again, and a late one can come after its
+    move: planned again, the late one put back the old time and its reminders then stopped as
+    the meeting had moved on, so the meeting got none at all."""
+    handle = await presenting(harness, cadence=cadence(meeting_reminders_seconds=[DAY, HOUR]))
+    now = await harness.env.get_current_time()
+    first, moved = (now + timedelta(days=3)).isoformat(), (now + timedelta(days=5)).isoformat()
+    booked = MeetingScheduled("m1", "deal-1", first, "Demo")
+    await handle.signal(Sig.MEETING_SCHEDULED, booked)
+    await handle.signal(Sig.MEETING_SCHEDULED, booked)  # the page reloaded
+    await harness.env.sleep(timedelta(days=1))
+    await handle.signal(
+        Sig.MEETING_RESCHEDULED, MeetingChanged("m1", "deal-1", moved, "Demo", revision=1)
+    )
+    await handle.signal(Sig.MEETING_SCHEDULED, booked)  # late: before the move
+    await harness.env.sleep(timedelta(days=5))
+    assert reminder_keys(harness) == [f"meeting-m1-r1-{DAY}", f"meeting-m1-r1-{HOUR}"]
+    assert [b.meeting_id for b in harness.rec.briefs] == ["m1", "m1"]  # booked, moved
+    prepares = [t.key.split(":", 1)[1] for t in harness.rec.tasks if t.kind == "prepare_meeting"]
+    assert prepares == ["prepare_meeting:m1", "prepare_meeting:m1:r1"]
+    await handle.terminate()
+
+
+async def test_a_verdict_heard_while_the_reminder_is_made_escalates_nothing(
+    harness: Harness,
+) -> None:
+    harness.rec.manager_id = "mgr-1"
+    harness.rec.hold_task_kind = "qualification_reminder"
+    handle = await harness.start()
+    await handle.signal(Sig.REPLY_RECEIVED, ReplyReceived("email", "m1", "tell me more"))
+    result = asyncio.create_task(handle.result())  # time skips to the reminder meanwhile
+    await asyncio.wait_for(harness.rec.task_held.wait(), 60)
+    await handle.signal(Sig.QUALIFICATION_RECORDED, QualificationRecorded("deal-1", False, ["no"]))
+    harness.rec.release_task.set()
+    assert await result == "disqualified"
+    assert [t.kind for t in harness.rec.tasks] == ["qualify", "qualification_reminder"]
+    assert not [n for n in harness.rec.notes if "escalated" in n.cause]
+
+
+async def test_a_reopening_of_a_close_the_journey_never_heard_is_not_followed(
+    harness: Harness,
+) -> None:
+    """The close's signal was lost and the client reopened the deal instead of repeating it:
+    the journey, still presenting, heard only the reopening. At the deal's next close it went
+    back to presenting at once and waited there for ever, its deal closed."""
+    handle = await presenting(harness, cadence=cadence(referral_reminders=0))
+    await handle.signal(Sig.DEAL_REOPENED, DealReopened("deal-1", "presenting"))
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", False, "no budget"))
+    assert await handle.result() == "lost"
+    assert harness.rec.stage_path()[-3:] == ["presenting", "closing", "lost"]
+    state = await handle.query(Query.STATE, result_type=JourneyState)
+    assert (state.reopenings_heard, state.reopenings_handled) == (1, 1)
+
+
+async def test_a_referrers_thanks_waiting_for_their_window_outlives_a_run_that_ends(
+    harness_alone: Harness,
+) -> None:
+    """Grace referred Ada; Ada books a meeting in the evening, the thanks waits for Grace's
+    window, and the deal is lost before it opens: the run's end cancelled the thanks, and Grace
+    was never thanked. Now ThankReferrer carries it on, on the run's ledger key."""
+    now = await harness_alone.env.get_current_time()
+    harness_alone.rec.hold_once["referrer_thanks_meeting"] = (now + timedelta(hours=8)).isoformat()
+    handle = await harness_alone.start(
+        start_stage=Stage.QUALIFYING, referrer=Referrer("p-ref", "Grace Hopper", "ref-1")
+    )
+    await handle.signal(Sig.QUALIFICATION_RECORDED, QualificationRecorded("deal-1", True, []))
+    starts = (now + timedelta(days=2)).isoformat()
+    await handle.signal(Sig.MEETING_SCHEDULED, MeetingScheduled("m1", "deal-1", starts, "Intro"))
+
+    async def waiting() -> bool:
+        return any(t.kind == "referrer_thanks_meeting" for t in harness_alone.rec.touches)
+
+    await eventually(waiting, "the thanks told to wait for Grace's window")
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", False, "no budget"))
+    assert await handle.result() == "lost"
+    assert harness_alone.rec.thanked == []  # not by the run
+
+    thanks = harness_alone.env.client.get_workflow_handle(thanks_workflow_id("ref-1", "meeting"))
+    assert await thanks.result() == "thanked for meeting"
+    sends = [t for t in harness_alone.rec.touches if t.kind == "referrer_thanks_meeting"]
+    assert len(sends) == 2  # told to wait, then sent: by the run, then by ThankReferrer
+    assert {(t.journey_id, t.touch_key) for t in sends} == {(handle.id, "referrer-thanks-meeting")}
+    assert sends[-1].contact.prospect_id == "p-ref"
+    assert [(t.referral_id, t.event) for t in harness_alone.rec.thanked] == [("ref-1", "meeting")]

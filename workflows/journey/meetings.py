@@ -62,8 +62,44 @@ class Meetings:
         change = MeetingChanged(
             meeting.meeting_id, meeting.deal_id, meeting.starts_at, meeting.title, meeting.revision
         )
+        if self._heard_before(change) and versions.patched(Patch.REPEATED_MEETING_IGNORED):
+            return
         await self._plan(change)
         self.steps.in_background(self.referrals.thank_referrer("meeting"))
+
+    def _heard_before(self, meeting: MeetingChanged) -> bool:
+        """A booking already planned as it is (the booking page reloaded, a retried request),
+        or older than what was planned (a revision moved since, a meeting over)."""
+        state = self.state
+        if meeting.meeting_id in state.meetings_over:
+            return True
+        planned = state.meeting_plans.get(meeting.meeting_id)
+        if planned is None:
+            return False
+        if meeting.revision != planned.revision:
+            return meeting.revision < planned.revision
+        return state.meeting_starts[meeting.meeting_id] == datetime.fromisoformat(meeting.starts_at)
+
+    def rearm(self) -> None:
+        """A reopened deal: the reminders of its meetings still ahead, which the close stopped
+        (those whose time has passed are skipped, as for a meeting just booked)."""
+        state, now = self.state, workflow.now()
+        for meeting_id, meeting in state.meeting_plans.items():
+            starts = state.meeting_starts[meeting_id]
+            if meeting_id in state.meetings_over or starts <= now:
+                continue
+            self._stop_reminders(meeting_id)
+            reminders = self.steps.in_background(self._send_reminders(meeting, starts, now))
+            state.meeting_reminders[meeting_id] = reminders
+
+    def ahead(self) -> bool:
+        """Some meeting is not over and still to start."""
+        state, now = self.state, workflow.now()
+        return any(
+            start > now
+            for meeting_id, start in state.meeting_starts.items()
+            if meeting_id not in state.meetings_over and meeting_id in state.meeting_plans
+        )
 
     async def changed(self, event: MeetingEvent) -> None:
         state = self.state
@@ -100,6 +136,7 @@ class Meetings:
         heard_at = workflow.now()  # before the brief: deals away must not make reminders late
         state.meeting_revisions[meeting.meeting_id] = meeting.revision
         state.meeting_starts[meeting.meeting_id] = starts
+        state.meeting_plans[meeting.meeting_id] = meeting
         if meeting.revision and versions.patched(Patch.MOVED_MEETING_STOPS_REMINDERS):
             # before the brief and the task: while deals or outreach is away the old time's
             # reminder must not go out for a meeting that has moved

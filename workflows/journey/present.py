@@ -65,7 +65,20 @@ class Presenting:
             self.state.drop_deal_events(stale)
         stage = reopened.stage if reopened.stage in DEAL_MOVES else Stage.PRESENTING
         await self.steps.enter(stage, reopened.cause, reopened.actor)
+        self._rearm()
         return await self.until_closed()
+
+    def _rearm(self) -> None:
+        """What the close stopped and the reopened deal still has ahead: its meetings'
+        reminders and its decision deadline's last chance (asked only when there is one)."""
+        deadline_ahead = self.deadline.ahead()
+        if not (deadline_ahead or self.meetings.ahead()):
+            return
+        if not versions.patched(Patch.REOPENED_DEAL_REARMS):
+            return
+        self.meetings.rearm()
+        if deadline_ahead:
+            self.deadline.rearm()
 
     async def _moved(self, moved: DealStageMoved) -> None:
         """The rep moved the deal (presenting, objections, closing): the deal's stage is the
@@ -108,6 +121,18 @@ class DecisionDeadlineWatch:
         state.deadline_watch = None
         if deadline.deadline is not None:
             state.deadline_watch = self.steps.in_background(self._last_chance(deadline))
+
+    def ahead(self) -> bool:
+        deadline = self.state.deadline
+        return deadline is not None and datetime.fromisoformat(deadline) > workflow.now()
+
+    def rearm(self) -> None:
+        """The deadline set before the close, watched again (a reopened deal)."""
+        state = self.state
+        assert state.deadline is not None and state.deal_id is not None
+        self.stop()
+        deadline = DecisionDeadline(state.deal_id, state.deadline)
+        state.deadline_watch = self.steps.in_background(self._last_chance(deadline))
 
     def stop(self) -> None:
         watch = self.state.deadline_watch

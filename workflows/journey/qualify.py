@@ -247,6 +247,8 @@ class Qualifying:
             return  # the rep is gone: nobody to escalate to, the timeout still applies
         if manager.manager_id is None:
             return
+        if state.qualification is not None and versions.patched(Patch.VERDICT_STOPS_ESCALATION):
+            return  # the verdict came while the reminder was made: nothing to escalate
         name = state.prospect_name()
         rep = inp.contact.rep_name or inp.contact.rep_id
         cadence = state.cadence

@@ -7,27 +7,31 @@ from __future__ import annotations
 import asyncio
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, CancelledError
+from temporalio.exceptions import ActivityError, CancelledError, WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
     from shared.contracts.journey import (
-        Contact,
         DealReopened,
-        ProspectRef,
         ReferralAsk,
         ReferralAskRef,
         ReferralAskRequest,
         ReferralAskStatus,
-        ReferrerThanks,
         Stage,
-        TouchResult,
+        ThanksRequest,
         system_actor,
+        thanks_workflow_id,
     )
     from shared.contracts.names import Act
 
 from workflows.journey import versions
 from workflows.journey.state import State
-from workflows.journey.steps import Steps, call, journey_id, send_in_window, wait_for_window
+from workflows.journey.steps import (
+    Steps,
+    call,
+    journey_id,
+    reopening_to_follow,
+)
+from workflows.journey.thanks import thank
 from workflows.journey.versions import Patch
 
 
@@ -46,8 +50,14 @@ class Referrals:
             return None
         # a later win of the same journey: the client was asked already, not again
         asking = asyncio.ensure_future(self._asked() if state.referral_asked else self.ask())
-        await workflow.wait_condition(lambda: asking.done() or state.next_reopening() is not None)
-        reopened = state.take_reopening()
+        reopened = None
+        while reopened is None:
+            await workflow.wait_condition(
+                lambda: asking.done() or state.next_reopening() is not None
+            )
+            if state.next_reopening() is None:
+                break  # the stage is over
+            reopened = reopening_to_follow(state)
         if reopened is None:
             await asking  # over: its failure, if any, is the journey's
             return None
@@ -144,7 +154,8 @@ class Referrals:
         """Thank the client who referred this prospect, once per event ("meeting": the first
         meeting booked, "won"), by email and SMS (send_touch honours their consent), and note
         it on the referral. A journey without a referrer does nothing. Runs in the background:
-        waiting for the referrer's send window holds nothing up."""
+        waiting for the referrer's send window holds nothing up (and the run's end hands a
+        thanks still waiting to ThankReferrer: hand_over_thanks)."""
         state = self.state
         referrer = state.inp.referrer
         if referrer is None or event in state.referrer_thanks:
@@ -152,22 +163,44 @@ class Referrals:
         if not versions.patched(Patch.REFERRER_THANKS):
             return
         state.referrer_thanks[event] = False
-        queues = state.inp.queues
         try:
-            contact = await call(
-                Act.GET_CONTACT, ProspectRef(referrer.prospect_id), queues.prospecting, Contact
-            )
-
-            async def send() -> TouchResult:
-                return await self.steps.touch(
-                    f"referrer-thanks-{event}", f"referrer_thanks_{event}", {}, contact=contact
-                )
-
-            await send_in_window(send, wait_for_window)
-            thanks = ReferrerThanks(referrer.referral_id, event, workflow.now().isoformat())
-            await call(Act.RECORD_REFERRER_THANKS, thanks, queues.referrals)
+            await thank(self._thanks(event))
         except ActivityError as err:
             # e.g. the referrer was erased: the thanks is a courtesy, the journey goes on
             workflow.logger.warning("could not thank referrer %s: %s", referrer.prospect_id, err)
         finally:
             state.referrer_thanks[event] = True
+
+    async def hand_over_thanks(self) -> None:
+        """At the run's end, which cancels its background work: each thanks not done yet
+        (mostly one waiting for the referrer's send window) goes on in a ThankReferrer workflow
+        of its own, abandoned by the run, on this run's ledger key (what the run sent is not
+        sent again). Asked only when one is pending: other runs end as they did."""
+        state = self.state
+        pending = [event for event, done in state.referrer_thanks.items() if not done]
+        if not pending or not versions.patched(Patch.THANKS_OUTLIVE_RUN):
+            return
+        for event in pending:
+            request = self._thanks(event)
+            try:
+                await workflow.start_child_workflow(
+                    "ThankReferrer",
+                    request,
+                    id=thanks_workflow_id(request.referrer.referral_id, event),
+                    task_queue=state.inp.queues.journeys,
+                    parent_close_policy=workflow.ParentClosePolicy.ABANDON,
+                )
+            except WorkflowAlreadyStartedError:
+                workflow.logger.info("referrer thanks for %s already handed over", event)
+
+    def _thanks(self, event: str) -> ThanksRequest:
+        state = self.state
+        assert state.inp.referrer is not None
+        return ThanksRequest(
+            journey_id(),
+            event,
+            state.inp.referrer,
+            state.cadence.cadence_id,
+            state.cadence.send_window,
+            state.inp.queues,
+        )

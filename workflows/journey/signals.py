@@ -94,6 +94,7 @@ class JourneyInbox:
 
     @workflow.signal(name=Sig.DEAL_CLOSED)
     def deal_closed(self, closed: DealClosed) -> None:
+        self.state.closes_heard += 1
         self.state.deal_events.append(closed)
 
     @workflow.signal(name=Sig.DEAL_STAGE_MOVED)

@@ -96,6 +96,7 @@ class State:
     meetings_heard_over: set[str] = field(default_factory=set)
     deadline_heard: DecisionDeadline | None = None
     meeting_starts: dict[str, datetime] = field(default_factory=dict)  # as last planned
+    meeting_plans: dict[str, MeetingChanged] = field(default_factory=dict)  # as last planned
     deadline: str | None = None
     deadline_watch: asyncio.Task[Any] | None = None
     # a won deal reopened while the journey runs (issue 10 point 4): each one is handled once
@@ -104,6 +105,10 @@ class State:
     # for each reopening, the closes and stage moves queued when it came (a close the client
     # repeated, a retried move): they tell of the deal before it, never of the reopened deal
     decided_before_reopening: list[list[DealEvent]] = field(default_factory=list)
+    closes_heard: int = 0
+    # for each reopening, the closes heard when it came: one with no close heard since the
+    # reopening before it reopened a close the journey never heard (its signal was lost)
+    closes_at_reopening: list[int] = field(default_factory=list)
     referral_asked: bool = False  # the request went out (a later win does not ask again)
     # referrals: event ("meeting", "won") -> the thanks is done
     referrer_thanks: dict[str, bool] = field(default_factory=dict)
@@ -150,9 +155,17 @@ class State:
 
     def hear_reopening(self, reopened: DealReopened) -> None:
         self.reopenings.append(reopened)
+        self.closes_at_reopening.append(self.closes_heard)
         self.decided_before_reopening.append(
             [e for e in self.deal_events if isinstance(e, DealClosed | DealStageMoved)]
         )
+
+    def reopens_no_close_heard(self, reopened: DealReopened) -> bool:
+        """`reopened` came with no close heard since the reopening before it (or ever): it
+        tells of a close this journey never followed, not of the one it follows now."""
+        index = next(i for i, r in enumerate(self.reopenings) if r is reopened)
+        before = self.closes_at_reopening[index - 1] if index else 0
+        return self.closes_at_reopening[index] == before
 
     def stale_deal_events(self, reopened: DealReopened) -> list[DealEvent]:
         """The closes and stage moves heard before `reopened` and still queued."""

@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
         LASTING_TASK_KINDS,
         CadenceStep,
         Contact,
+        DealReopened,
         RepTaskRequest,
         Stage,
         StageChange,
@@ -132,6 +133,19 @@ async def sleep_until(when: datetime) -> None:
     delay = (when - workflow.now()).total_seconds()
     if delay > 0:
         await workflow.sleep(delay)
+
+
+def reopening_to_follow(state: State) -> DealReopened | None:
+    """Take the next reopening the deal's close is followed by; None when there is none, or
+    when the one taken reopened a close this journey never heard (its signal was lost, and the
+    client reopened the deal instead of repeating the close): that one is dropped, since the
+    journey already stands where the reopened deal does."""
+    while (reopened := state.take_reopening()) is not None:
+        if not state.reopens_no_close_heard(reopened):
+            return reopened
+        if not versions.patched(Patch.STALE_REOPENING_IGNORED):
+            return reopened
+    return None
 
 
 class Steps:

@@ -33,7 +33,7 @@ from workflows.journey.referrals import Referrals
 from workflows.journey.replies import LaterReplies
 from workflows.journey.signals import JourneyInbox
 from workflows.journey.state import State
-from workflows.journey.steps import Steps, call
+from workflows.journey.steps import Steps, call, reopening_to_follow
 from workflows.journey.versions import Patch
 
 
@@ -57,6 +57,11 @@ class ProspectJourney(JourneyInbox):
         teller = self.steps.in_background(self.later_replies.tell_rep())
         try:
             outcome = await self._journey()
+        except BaseException:
+            self._stop_background()
+            raise
+        try:
+            await self.referrals.hand_over_thanks()
         except BaseException:
             self._stop_background()
             raise
@@ -123,7 +128,7 @@ class ProspectJourney(JourneyInbox):
         # asked only when one waits: a run that simply ends lost records no patch marker
         if state.next_reopening() is None or not versions.patched(Patch.LOST_DEAL_REOPENED):
             return None
-        return state.take_reopening()
+        return reopening_to_follow(state)
 
     async def _until_qualified(self) -> str | None:
         """Stages 1 to 4: None once the deal is qualified (presenting), else the outcome."""

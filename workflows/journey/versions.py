@@ -74,6 +74,12 @@ class Patch(StrEnum):
     REMINDERS_STOP_AT_USED_LINK = "reminders-stop-at-used-link"
     # --- found in review (2026-12-07): a reply heard with a stop ---
     REPLY_WITH_STOP_TOLD = "reply-with-stop-told"
+    # --- found in review (2026-12-07, second): deal and meeting lifecycles ---
+    REOPENED_DEAL_REARMS = "reopened-deal-rearms"
+    REPEATED_MEETING_IGNORED = "repeated-meeting-ignored"
+    VERDICT_STOPS_ESCALATION = "verdict-stops-escalation"
+    STALE_REOPENING_IGNORED = "stale-reopening-ignored"
+    THANKS_OUTLIVE_RUN = "thanks-outlive-run"
 
 
 @dataclass(frozen=True)
@@ -326,6 +332,44 @@ REGISTRY: dict[Patch, PatchRecord] = {
         "qualified nor told",
         ("journey_reply_with_stop_v8",),
         _before("the reply-with-stop change", "2026-12-07"),
+    ),
+    # --- found in review (2026-12-07, second) ---
+    Patch.REOPENED_DEAL_REARMS: PatchRecord(
+        "a closed deal reopened (won or lost) re-arms what the close stopped: the reminders of "
+        "its meetings still ahead and the last chance of its decision deadline still ahead; "
+        "before, they never went, and the same deadline sent again was taken for a repeat",
+        ("journey_reopened_deal_rearms_v9",),
+        _before("the reopened-deal re-arm", "2026-12-07"),
+    ),
+    Patch.REPEATED_MEETING_IGNORED: PatchRecord(
+        "a booking heard again (the booking page reloaded, a retried request) or late (an older "
+        "revision than one planned, a meeting already over) plans nothing; before, it planned "
+        "the meeting again: a reminder waiting for its hour was dropped, and a stale one put "
+        "back the old time with no reminder at all",
+        ("journey_repeated_meeting_ignored_v9",),
+        _before("the repeated-booking change", "2026-12-07"),
+    ),
+    Patch.VERDICT_STOPS_ESCALATION: PatchRecord(
+        "a verdict heard while the qualification reminder is being made stops the manager's "
+        "escalation; before, the manager was asked about a deal already qualified",
+        ("journey_verdict_stops_escalation_v9",),
+        _before("the verdict-stops-escalation change", "2026-12-07"),
+    ),
+    Patch.STALE_REOPENING_IGNORED: PatchRecord(
+        "a reopening heard while the journey had heard no close since the last one (deals "
+        "reopened a deal whose close never reached the journey) is not followed at the next "
+        "close; before, the next close sent the journey back to presenting at once, where it "
+        "waited for ever with its deal closed",
+        ("journey_stale_reopening_ignored_v9",),
+        _before("the stale-reopening change", "2026-12-07"),
+    ),
+    Patch.THANKS_OUTLIVE_RUN: PatchRecord(
+        "a referrer's thanks still waiting when the referred prospect's run ends (for the "
+        "referrer's send window, mostly: the deal lost that evening) goes on in a ThankReferrer "
+        "workflow the run starts and abandons; before, the run's end cancelled it and the "
+        "referrer was never thanked",
+        ("journey_thanks_outlive_run_v9",),
+        _before("the thanks-outlive-run change", "2026-12-07"),
     ),
     # ReferralIntake's, not the journey's: one registry for every workflow's patches
     Patch.REFERRAL_RUN_BY_OUTREACH: PatchRecord(

@@ -8,12 +8,14 @@ Decided before the reopening is committed (plan_reopen), so a refusal changes no
 - another run of the prospect's journey runs (they were enrolled again, or a late reply brought
   them back, after the deal's run ended): 409 `another_run_running`. That run has its own course,
   maybe its own deal, and would not follow this one (it would only keep the deal's later close
-  for its own deal). The rep stops it first (POST /journeys/{id}/stop on outreach) and reopens
-  the deal again, which then comes back as a new run;
+  for its own deal). The rep ends it first (a stop in its cadence, POST /journeys/{id}/stop on
+  outreach; past it, the close of its own deal) and reopens the deal again, which then comes
+  back as a new run;
 - the run is ending at this moment: 503, to be repeated in a few seconds;
 - the journey ended (lost, or won and done with referrals): after the commit, outreach, which
   starts journeys, starts a new run at presenting carrying the deal
-  (POST /internal/prospects/{id}/journeys/reopen), and deals records that run as the deal's.
+  (POST /internal/prospects/{id}/journeys/reopen), and deals records that run as the deal's
+  and tells it the deal's scheduled meetings and decision deadline still ahead.
 
 The reopened deal goes to the rep its journey signs as: the running run's, or the new run's (the
 prospect's rep now). A closed deal keeps the rep who closed it, so without this a prospect
@@ -33,14 +35,29 @@ import logging
 from dataclasses import dataclass
 
 import httpx
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.service import RPCError
 
-from services.deals.core.runs import carries, carrying_run, is_running, latest_run, state_of
-from services.deals.models import Deal
-from shared.contracts.journey import DealReopened, JourneyState, journey_id
+from services.deals.core.runs import (
+    carries,
+    carrying_run,
+    is_running,
+    latest_run,
+    signal_deal,
+    state_of,
+)
+from services.deals.models import Deal, Meeting
+from shared.contracts.journey import (
+    DealReopened,
+    DecisionDeadline,
+    JourneyState,
+    MeetingScheduled,
+    journey_id,
+)
 from shared.contracts.names import Sig
+from shared.db import utcnow
 from shared.errors import AppError
 from shared.ids import id_path, is_id
 from shared.journeys import query_state, signal_journey
@@ -116,10 +133,47 @@ async def follow(
         deal.journey_run_id = new_run.run_id
         _follow_rep(deal, new_run.rep_id)
         await session.commit()
+        await _tell_what_is_ahead(client, session, deal, actor)
     elif await carrying_run(client, deal) is None:
         # a run started between our look and outreach's (an enrollment, a late reply)
         stop = f"stop it (POST /journeys/{deal.prospect_id}/stop on outreach), then "
         raise _not_followed(409, deal, "another run of the journey started meanwhile", stop)
+
+
+async def _tell_what_is_ahead(
+    client: Client, session: AsyncSession, deal: Deal, actor: str
+) -> None:
+    """A new run knows nothing of the deal's meetings still ahead and its decision deadline
+    still ahead (the run that ended planned them, and its close stopped them): told now, it
+    prepares and reminds those meetings and watches the deadline. A failure to tell is logged:
+    the deal is reopened and its run started, which a repeat of the reopen would not change."""
+    now = utcnow()
+    meetings = (
+        await session.scalars(
+            select(Meeting)
+            .where(
+                Meeting.deal_id == deal.id,
+                Meeting.status == "scheduled",
+                Meeting.starts_at > now,
+            )
+            .order_by(Meeting.starts_at)
+        )
+    ).all()
+    signals: list[tuple[str, object]] = [
+        (
+            Sig.MEETING_SCHEDULED,
+            MeetingScheduled(m.id, deal.id, m.starts_at.isoformat(), m.title, m.revision, actor),
+        )
+        for m in meetings
+    ]
+    if deal.decision_deadline is not None and deal.decision_deadline > now:
+        deadline = DecisionDeadline(deal.id, deal.decision_deadline.isoformat())
+        signals.append((Sig.DECISION_DEADLINE, deadline))
+    for name, payload in signals:
+        try:
+            await signal_deal(client, deal, name, payload)
+        except AppError as err:
+            log.error("reopened deal %s: its new run was not told %s: %s", deal.id, name, err)
 
 
 async def told_run_follows(client: Client, deal: Deal, run_id: str, actor: str) -> bool:
