@@ -127,9 +127,15 @@ async def stop_journey(
 ) -> dict[str, str]:
     """Ends the journey's cadence (the run ends in nurture). A journey past its cadence
     (qualifying on: a deal under way) is 409 `journey_past_contacting`: a stop would change
-    nothing there, and its deal decides how the run ends."""
+    nothing there, and its deal decides how the run ends. While no journeys worker answers,
+    the stop is signalled all the same (Temporal keeps it): the journey decides then."""
     client = _client(request)
-    state = await query_state(client.get_workflow_handle(journey_id(prospect_id)))
+    try:
+        state = await query_state(client.get_workflow_handle(journey_id(prospect_id)))
+    except AppError as err:
+        if err.status != 503:
+            raise
+        state = None
     if state is not None and not state.finished and state.stage not in CADENCE_STAGES:
         raise past_contacting(prospect_id, state)
     stop = StopCadence(body.reason, request_actor(request))
