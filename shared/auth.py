@@ -23,6 +23,8 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader
 
 from shared.errors import AppError
+from shared.proxies import client_ip
+from shared.rate_limit import RateLimiter, client_network
 
 API_KEY_HEADER = "X-API-Key"
 # Server-rendered pages (paths under /ui/) take the key from a cookie that a posted sign-in form
@@ -156,10 +158,40 @@ async def authenticate(request: Request, key: str | None) -> Principal:
         request.app.state, "key_lookup", None
     )
     if principal is None and lookup is not None:
-        principal = await lookup(key)
+        principal = await _looked_up(request, lookup, key)
     if principal is None:
         raise AppError(401, "invalid_api_key", f"the {API_KEY_HEADER} header holds an unknown key")
     request.state.principal = principal
+    return principal
+
+
+# unknown keys one client network may present in a minute, per process: each is looked up
+# (outreach, deals and referrals ask prospecting over HTTP), which a stranger could otherwise
+# make them do without end
+UNKNOWN_KEYS_PER_MINUTE = 60
+
+
+async def _looked_up(
+    request: Request, lookup: Callable[[str], Awaitable[Principal | None]], key: str
+) -> Principal | None:
+    """An issued key's principal; a client that presented too many unknown keys is refused
+    (429) before any lookup. Known keys spend nothing."""
+    state = request.app.state
+    if not hasattr(state, "unknown_keys"):
+        state.unknown_keys = RateLimiter(UNKNOWN_KEYS_PER_MINUTE, 60)
+    misses: RateLimiter = state.unknown_keys
+    client = f"ip:{client_network(client_ip(request))}"
+    if wait := misses.wait(client):
+        raise AppError(
+            429,
+            "too_many_unknown_keys",
+            f"this client presented more than {UNKNOWN_KEYS_PER_MINUTE} unknown API keys in a "
+            f"minute; try again in {wait} s",
+            retry_after=wait,
+        )
+    principal = await lookup(key)
+    if principal is None:
+        misses.take(client)
     return principal
 
 

@@ -22,12 +22,15 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 
-from shared.pages import Pages
 from shared.proxies import client_ip
+
+if TYPE_CHECKING:  # a type only: shared.auth, which shared.pages imports, uses these limits
+    from shared.pages import Pages
 
 IPV6_CLIENT_PREFIX = 64
 

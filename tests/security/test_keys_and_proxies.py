@@ -115,6 +115,20 @@ async def test_wrong_keys_one_after_another_are_slowed_down(api: Api) -> None:
     assert 0 < int(held.headers["Retry-After"]) <= 600 and "Too many wrong keys" in held.text
 
 
+async def test_unknown_keys_one_after_another_are_refused_before_any_lookup(api: Api) -> None:
+    """Each unknown key is looked up (in outreach, deals and referrals a call to prospecting):
+    a client may present 60 a minute; past that it is refused before any lookup, while a key
+    of CLOSEFLOW_API_KEYS still works."""
+    http = await api("prospecting", key=False)
+    for attempt in range(60):
+        r = await http.get("/prospects", headers={"X-API-Key": f"cf_guess_{attempt:020d}"})
+        assert r.status_code == 401, attempt
+    refused = await http.get("/prospects", headers={"X-API-Key": "cf_" + "y" * 30})
+    assert refused.status_code == 429 and 0 < int(refused.headers["Retry-After"]) <= 60
+    assert refused.json()["error"]["code"] == "too_many_unknown_keys"
+    assert (await http.get("/prospects", headers={"X-API-Key": API_KEY})).status_code == 200
+
+
 async def test_the_cookie_is_secure_in_production(api: Api) -> None:
     production = {**PRODUCTION, "api_keys": [f"admin:{LONG}"]}
     http = await api("prospecting", key=False, **production)

@@ -26,7 +26,8 @@ the history that covers each patch. SET (default: the newest) picks which scenar
 - v8: the review of 2026-12-07: a reply heard with a stop.
 - v9: the review of 2026-12-07, second: a reopened deal re-arms its meetings' reminders and its
   deadline, a booking heard again or late, a verdict heard while the reminder is made, a
-  reopening of a close the journey never heard, a referrer's thanks handed over at the run's end.
+  reopening of a close the journey never heard, a referrer's thanks handed over at the run's end,
+  a missed meeting's re-booking message dropped once the deal is won.
 NAMEs (history file stems) record only those scenarios of the set: a new patch's history is
 added without re-recording (and so changing) the histories already stored.
 """
@@ -843,6 +844,19 @@ async def thanks_outlive_run(env: WorkflowEnvironment, h: tj.Harness, handle: An
     await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", False, "no budget"))
 
 
+async def rebooking_stops(env: WorkflowEnvironment, h: tj.Harness, handle: Any) -> None:
+    """A missed meeting's re-booking message waits for its window; the deal is won meanwhile."""
+    await presenting_now(handle)
+    starts = await later(env, hours=2)
+    await handle.signal(Sig.MEETING_SCHEDULED, MeetingScheduled("m1", "deal-1", starts, "Demo"))
+    await env.sleep(timedelta(hours=3))
+    h.rec.hold_once["meeting_rebook"] = await later(env, hours=8)
+    await handle.signal(Sig.MEETING_NO_SHOW, MeetingChanged("m1", "deal-1", starts, "Demo"))
+    while not any(t.kind == "meeting_rebook" for t in h.rec.touches):
+        await asyncio.sleep(0.05)
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", True, "signed after all"))
+
+
 def undecided(rec: tj.Recorder) -> None:
     rec.open_objections = OpenObjections("deal-1", "presenting", False, [])
 
@@ -874,6 +888,12 @@ async def main_v9(env: WorkflowEnvironment) -> None:
         "journey_stale_reopening_ignored_v9",
         stale_reopening,
         cadence=tj.cadence(referral_reminders=0),
+    )
+    await record(
+        env,
+        "journey_rebooking_stops_v9",
+        rebooking_stops,
+        cadence=tj.cadence(referral_delay_seconds=DAY, referral_reminders=0),
     )
     # last: the ThankReferrer it starts outlives it on this server
     await record(

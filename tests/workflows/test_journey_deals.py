@@ -356,6 +356,7 @@ async def test_no_show_gives_a_follow_up_task_and_a_rebooking_touch(harness: Har
     await harness.env.sleep(timedelta(hours=3))
     await handle.signal(Sig.MEETING_NO_SHOW, MeetingChanged("m1", "deal-1", starts, "Demo"))
     await handle.signal(Sig.MEETING_NO_SHOW, MeetingChanged("m1", "deal-1", starts, "Demo"))
+    await harness.env.sleep(timedelta(minutes=1))  # the re-booking message goes
     await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", False, "went dark"))
     assert await handle.result() == "lost"
     follow_ups = [t for t in harness.rec.tasks if t.kind == "no_show"]
@@ -365,6 +366,51 @@ async def test_no_show_gives_a_follow_up_task_and_a_rebooking_touch(harness: Har
     assert rebook[0].channels == ["email", "sms"]
     closed = [c.key_prefix.split(":", 1)[1] for c in harness.rec.closed_tasks]
     assert closed == ["qualif", "prepare_meeting:m1"]
+
+
+async def missed_and_rebooking_waits(h: Harness) -> WorkflowHandle[Any, Any]:
+    """Presenting; m1 missed, and its re-booking message told to wait 8 hours for a window."""
+    handle = await presenting(h, cadence=cadence(referral_delay_seconds=30 * DAY))
+    now = await h.env.get_current_time()
+    starts = (now + timedelta(hours=2)).isoformat()
+    await handle.signal(Sig.MEETING_SCHEDULED, MeetingScheduled("m1", "deal-1", starts, "Demo"))
+    await h.env.sleep(timedelta(hours=3))
+    h.rec.hold_once["meeting_rebook"] = (now + timedelta(hours=11)).isoformat()
+    await handle.signal(Sig.MEETING_NO_SHOW, MeetingChanged("m1", "deal-1", starts, "Demo"))
+
+    async def told_to_wait() -> bool:
+        return any(t.kind == "meeting_rebook" for t in h.rec.touches)
+
+    await eventually(told_to_wait, "the re-booking message told to wait")
+    return handle
+
+
+async def test_a_won_client_is_not_asked_to_rebook_the_meeting_they_missed(
+    harness: Harness,
+) -> None:
+    handle = await missed_and_rebooking_waits(harness)
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", True, "signed after all"))
+    await harness.env.sleep(timedelta(days=1))
+    assert await stage_of(handle) == "won"
+    rebook = [t for t in harness.rec.touches if t.kind == "meeting_rebook"]
+    assert len(rebook) == 1  # told to wait, never sent
+    await handle.terminate()
+
+
+async def test_a_prospect_who_booked_again_is_not_asked_to_rebook(
+    harness_alone: Harness,
+) -> None:
+    """On a server of its own: this sequence (the message waiting, then a new booking) left
+    the test server's time skipping locked for the tests after it, with the code before the
+    change too."""
+    h = harness_alone
+    handle = await missed_and_rebooking_waits(h)
+    now = await h.env.get_current_time()
+    again = (now + timedelta(days=2)).isoformat()
+    await handle.signal(Sig.MEETING_SCHEDULED, MeetingScheduled("m2", "deal-1", again, "Demo"))
+    await h.env.sleep(timedelta(days=1))
+    assert len([t for t in h.rec.touches if t.kind == "meeting_rebook"]) == 1
+    await handle.terminate()
 
 
 # --- the decision deadline ----------------------------------------------------------------------

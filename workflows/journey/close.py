@@ -33,6 +33,7 @@ class Closing:
         """Won or lost, as the deal was closed."""
         # a decided deal needs no more reminders or last-chance task
         self.meetings.stop_all_reminders()
+        self.meetings.stop_rebooking()
         self.deadline.stop()
         outcome = Stage.WON if closed.won else Stage.LOST
         if self.steps.state.stage != Stage.CLOSING and versions.patched(Patch.DEAL_STAGE_TRUTH):

@@ -64,6 +64,8 @@ class Meetings:
         )
         if self._heard_before(change) and versions.patched(Patch.REPEATED_MEETING_IGNORED):
             return
+        if change.meeting_id not in self.state.meeting_plans:
+            self.stop_rebooking()  # booked again: a missed meeting's "pick a new time" is moot
         await self._plan(change)
         self.steps.in_background(self.referrals.thank_referrer("meeting"))
 
@@ -122,6 +124,15 @@ class Meetings:
             )
         if event.kind == "no_show":
             await self._no_show(change)
+
+    def stop_rebooking(self) -> None:
+        """Drop the re-booking messages of missed meetings still waiting for their window
+        (asked only when one waits: no marker otherwise)."""
+        waiting = [task for task in self.state.rebooking.values() if not task.done()]
+        if waiting and versions.patched(Patch.REBOOKING_STOPS):
+            for task in waiting:
+                task.cancel()
+            self.state.rebooking.clear()
 
     def stop_all_reminders(self) -> None:
         """A decided deal needs no more reminders (none on journeys that predate
@@ -255,7 +266,7 @@ class Meetings:
             "meeting_rebook",
             {"meeting_starts_at": change.starts_at, "meeting_title": change.title},
         )
-        self.steps.in_background(rebook)
+        self.state.rebooking[change.meeting_id] = self.steps.in_background(rebook)
 
     async def _close_prepare_tasks(
         self, meeting_id: str, reason: str, keep: str | None = None

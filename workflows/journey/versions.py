@@ -80,6 +80,7 @@ class Patch(StrEnum):
     VERDICT_STOPS_ESCALATION = "verdict-stops-escalation"
     STALE_REOPENING_IGNORED = "stale-reopening-ignored"
     THANKS_OUTLIVE_RUN = "thanks-outlive-run"
+    REBOOKING_STOPS = "rebooking-stops"
 
 
 @dataclass(frozen=True)
@@ -370,6 +371,13 @@ REGISTRY: dict[Patch, PatchRecord] = {
         "referrer was never thanked",
         ("journey_thanks_outlive_run_v9",),
         _before("the thanks-outlive-run change", "2026-12-07"),
+    ),
+    Patch.REBOOKING_STOPS: PatchRecord(
+        "a missed meeting's re-booking message still waiting for its send window is dropped "
+        "once the deal is decided or another meeting is booked; before, a client who had just "
+        "signed, or a prospect who had just booked again, was asked to pick a new time",
+        ("journey_rebooking_stops_v9",),
+        _before("the rebooking-stops change", "2026-12-07"),
     ),
     # ReferralIntake's, not the journey's: one registry for every workflow's patches
     Patch.REFERRAL_RUN_BY_OUTREACH: PatchRecord(
