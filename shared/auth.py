@@ -165,17 +165,25 @@ async def authenticate(request: Request, key: str | None) -> Principal:
     return principal
 
 
-# unknown keys one client network may present in a minute, per process: each is looked up
-# (outreach, deals and referrals ask prospecting over HTTP), which a stranger could otherwise
-# make them do without end
+# unknown keys that look issued one client network may present in a minute, per process:
+# each is looked up (outreach, deals and referrals ask prospecting over HTTP), which a stranger
+# could otherwise make them do without end; other unknown keys are refused with no lookup
 UNKNOWN_KEYS_PER_MINUTE = 60
+# the shape of keys issued through the API (shared.issued_keys makes them)
+ISSUED_PREFIX = "cf_"
+
+
+def looks_issued(key: str) -> bool:
+    return key.startswith(ISSUED_PREFIX) and 20 <= len(key) <= 100
 
 
 async def _looked_up(
     request: Request, lookup: Callable[[str], Awaitable[Principal | None]], key: str
 ) -> Principal | None:
-    """An issued key's principal; a client that presented too many unknown keys is refused
-    (429) before any lookup. Known keys spend nothing."""
+    """An issued key's principal; a client that presented too many unknown keys that look
+    issued is refused (429) before any lookup. Known keys spend nothing."""
+    if not looks_issued(key):
+        return await lookup(key)  # no round trip for these (None at once)
     state = request.app.state
     if not hasattr(state, "unknown_keys"):
         state.unknown_keys = RateLimiter(UNKNOWN_KEYS_PER_MINUTE, 60)

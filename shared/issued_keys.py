@@ -22,12 +22,11 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 
-from shared.auth import ROLES, Principal
+from shared.auth import ISSUED_PREFIX, ROLES, Principal, looks_issued
 from shared.errors import AppError
 from shared.ids import id_path, is_id
 from shared.peers import peer_client
 
-ISSUED_PREFIX = "cf_"
 CACHE_SECONDS = 1.0  # how long a revoked key may still work in another service
 CACHE_ENTRIES = 10_000
 INTROSPECT_PATH = "/internal/api-keys/introspect"
@@ -45,10 +44,6 @@ def new_key() -> str:
 def key_hash(key: str) -> str:
     # a fast hash is enough: issued keys carry 256 random bits, there is nothing to brute-force
     return hashlib.sha256(key.encode()).hexdigest()
-
-
-def looks_issued(key: str) -> bool:
-    return key.startswith(ISSUED_PREFIX) and 20 <= len(key) <= 100
 
 
 class IntrospectedKeys:

@@ -16,11 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.prospecting import service
 from services.prospecting.models import IssuedKey, Rep
-from shared.auth import Principal
+from shared.auth import ISSUED_PREFIX, Principal, looks_issued
 from shared.db import Session, utcnow
 from shared.errors import AppError
 from shared.idempotency import IdempotentSealed
-from shared.issued_keys import ISSUED_PREFIX, key_hash, looks_issued, new_key
+from shared.issued_keys import key_hash, new_key
 from shared.requests import InternalModel, WriteModel
 
 router = APIRouter(tags=["api keys"])
