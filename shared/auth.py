@@ -23,8 +23,7 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader
 
 from shared.errors import AppError
-from shared.proxies import client_ip
-from shared.rate_limit import RateLimiter, client_network
+from shared.rate_limit import app_limiter, client_key
 
 API_KEY_HEADER = "X-API-Key"
 # Server-rendered pages (paths under /ui/) take the key from a cookie that a posted sign-in form
@@ -184,11 +183,8 @@ async def _looked_up(
     issued is refused (429) before any lookup. Known keys spend nothing."""
     if not looks_issued(key):
         return await lookup(key)  # no round trip for these (None at once)
-    state = request.app.state
-    if not hasattr(state, "unknown_keys"):
-        state.unknown_keys = RateLimiter(UNKNOWN_KEYS_PER_MINUTE, 60)
-    misses: RateLimiter = state.unknown_keys
-    client = f"ip:{client_network(client_ip(request))}"
+    misses = app_limiter(request.app.state, "unknown_keys", UNKNOWN_KEYS_PER_MINUTE, 60)
+    client = client_key(request)
     if wait := misses.wait(client):
         raise AppError(
             429,

@@ -22,7 +22,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
@@ -94,6 +94,20 @@ class RateLimiter:
             bucket.tokens -= 1
             return 0
         return max(1, math.ceil((1 - bucket.tokens) / self._rate))
+
+
+def app_limiter(state: Any, name: str, capacity: int, per_seconds: float) -> RateLimiter:
+    """The app's limiter `name` (app.state), made at its first use."""
+    limiter: RateLimiter | None = getattr(state, name, None)
+    if limiter is None:
+        limiter = RateLimiter(capacity, per_seconds)
+        setattr(state, name, limiter)
+    return limiter
+
+
+def client_key(request: Request) -> str:
+    """The bucket key of the client behind `request` (its network: client_network)."""
+    return f"ip:{client_network(client_ip(request))}"
 
 
 @dataclass

@@ -14,8 +14,7 @@ from fastapi.responses import RedirectResponse, Response
 from shared.auth import PAGE_KEY_COOKIE, PAGE_PREFIX, authenticate
 from shared.errors import AppError
 from shared.pages import SIGN_IN_PATH, key_page, safe_next
-from shared.proxies import client_ip
-from shared.rate_limit import RateLimiter, client_network
+from shared.rate_limit import app_limiter, client_key
 
 # wrong keys a client network may try per 10 minutes, per process
 FAILED_SIGN_INS = 10
@@ -26,21 +25,16 @@ OWN_SITE = {"same-origin", "none"}
 sign_in_router = APIRouter(tags=["pages"], include_in_schema=False)
 
 
-def _failures(request: Request) -> RateLimiter:
-    state = request.app.state
-    if not hasattr(state, "failed_sign_ins"):
-        state.failed_sign_ins = RateLimiter(FAILED_SIGN_INS, FAILED_SIGN_INS_SECONDS)
-    limiter: RateLimiter = state.failed_sign_ins
-    return limiter
-
-
 @sign_in_router.post(SIGN_IN_PATH)
 async def sign_in(request: Request) -> Response:
     """A known key becomes the cookie and the browser goes back to the page it asked for."""
     fetched_from = request.headers.get("sec-fetch-site")
     if fetched_from is not None and fetched_from not in OWN_SITE:
         return key_page(PAGE_PREFIX, 403, "Sign in from this service's own page.")
-    failures, client = _failures(request), f"ip:{client_network(client_ip(request))}"
+    failures = app_limiter(
+        request.app.state, "failed_sign_ins", FAILED_SIGN_INS, FAILED_SIGN_INS_SECONDS
+    )
+    client = client_key(request)
     if wait := failures.wait(client):
         page = key_page(PAGE_PREFIX, 429, "Too many wrong keys: try again in a few minutes.")
         page.headers["Retry-After"] = str(wait)

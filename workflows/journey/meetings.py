@@ -85,23 +85,21 @@ class Meetings:
     def rearm(self) -> None:
         """A reopened deal: the reminders of its meetings still ahead, which the close stopped
         (those whose time has passed are skipped, as for a meeting just booked)."""
-        state, now = self.state, workflow.now()
-        for meeting_id, meeting in state.meeting_plans.items():
-            starts = state.meeting_starts[meeting_id]
-            if meeting_id in state.meetings_over or starts <= now:
-                continue
-            self._stop_reminders(meeting_id)
+        now = workflow.now()
+        for meeting in self.ahead():
+            self._stop_reminders(meeting.meeting_id)
+            starts = self.state.meeting_starts[meeting.meeting_id]
             reminders = self.steps.in_background(self._send_reminders(meeting, starts, now))
-            state.meeting_reminders[meeting_id] = reminders
+            self.state.meeting_reminders[meeting.meeting_id] = reminders
 
-    def ahead(self) -> bool:
-        """Some meeting is not over and still to start."""
+    def ahead(self) -> list[MeetingChanged]:
+        """The meetings as planned that are not over and still to start."""
         state, now = self.state, workflow.now()
-        return any(
-            start > now
-            for meeting_id, start in state.meeting_starts.items()
-            if meeting_id not in state.meetings_over and meeting_id in state.meeting_plans
-        )
+        return [
+            meeting
+            for meeting_id, meeting in state.meeting_plans.items()
+            if meeting_id not in state.meetings_over and state.meeting_starts[meeting_id] > now
+        ]
 
     async def changed(self, event: MeetingEvent) -> None:
         state = self.state

@@ -141,9 +141,8 @@ def reopening_to_follow(state: State) -> DealReopened | None:
     client reopened the deal instead of repeating the close): that one is dropped, since the
     journey already stands where the reopened deal does."""
     while (reopened := state.take_reopening()) is not None:
-        if not state.reopens_no_close_heard(reopened):
-            return reopened
-        if not versions.patched(Patch.STALE_REOPENING_IGNORED):
+        stale = state.reopens_no_close_heard(reopened)
+        if not stale or not versions.patched(Patch.STALE_REOPENING_IGNORED):
             return reopened
     return None
 

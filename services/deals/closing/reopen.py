@@ -48,12 +48,12 @@ from services.deals.core.runs import (
     signal_deal,
     state_of,
 )
+from services.deals.meetings.service import scheduled_signal
 from services.deals.models import Deal, Meeting
 from shared.contracts.journey import (
     DealReopened,
     DecisionDeadline,
     JourneyState,
-    MeetingScheduled,
     journey_id,
 )
 from shared.contracts.names import Sig
@@ -160,11 +160,7 @@ async def _tell_what_is_ahead(
         )
     ).all()
     signals: list[tuple[str, object]] = [
-        (
-            Sig.MEETING_SCHEDULED,
-            MeetingScheduled(m.id, deal.id, m.starts_at.isoformat(), m.title, m.revision, actor),
-        )
-        for m in meetings
+        (Sig.MEETING_SCHEDULED, scheduled_signal(m, actor)) for m in meetings
     ]
     if deal.decision_deadline is not None and deal.decision_deadline > now:
         deadline = DecisionDeadline(deal.id, deal.decision_deadline.isoformat())

@@ -24,7 +24,7 @@ from services.deals.qualification.signals import signal_gate_passed
 from shared.audit import request_actor
 from shared.auth import ApiKey
 from shared.booking import BOOKING_PATH
-from shared.contracts.journey import MeetingChanged, MeetingScheduled
+from shared.contracts.journey import MeetingChanged
 from shared.contracts.meetings import CANCEL, REQUEST
 from shared.contracts.names import Sig
 from shared.db import Session
@@ -57,14 +57,7 @@ async def schedule_meeting(
         request.app.state.temporal,
         deal,
         Sig.MEETING_SCHEDULED,
-        MeetingScheduled(
-            meeting.id,
-            deal.id,
-            meeting.starts_at.isoformat(),
-            meeting.title,
-            meeting.revision,
-            request_actor(request),
-        ),
+        svc.scheduled_signal(meeting, request_actor(request)),
     )
     await send_invite(request, deal, meeting, REQUEST)
     return meeting

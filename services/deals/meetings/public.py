@@ -39,7 +39,7 @@ from services.deals.meetings.invites import pin_uid, send_invite
 from services.deals.models import Deal, Meeting, RepAvailability
 from services.deals.qualification.signals import signal_gate_passed
 from shared.booking import BookingClaim
-from shared.contracts.journey import MeetingScheduled, ReplyReceived, system_actor
+from shared.contracts.journey import ReplyReceived, system_actor
 from shared.contracts.meetings import REQUEST
 from shared.contracts.names import Sig
 from shared.contracts.plan import clock_text
@@ -297,14 +297,7 @@ async def _tell(
             temporal,
             deal,
             Sig.MEETING_SCHEDULED,
-            MeetingScheduled(
-                meeting.id,
-                deal.id,
-                meeting.starts_at.isoformat(),
-                meeting.title,
-                meeting.revision,
-                actor,
-            ),
+            svc.scheduled_signal(meeting, actor),
         )
     except AppError as err:
         log.error("booking %s: journey not told (%s): %s", meeting.id, err.code, err.message)

@@ -29,7 +29,7 @@ from services.deals.meetings.availability import Booked, hold_calendar, overlapp
 from services.deals.models import CLOSED_STAGES, Deal, EventOutbox, Meeting
 from services.deals.qualification.gate import gate_failures, just_passed, pass_gate
 from shared.booking import BookingClaim
-from shared.contracts.journey import OpenDealRequest, Stage
+from shared.contracts.journey import MeetingScheduled, OpenDealRequest, Stage
 from shared.db import utcnow
 from shared.errors import AppError, conflict, not_found
 from shared.events import MEETING_BOOKED, add_event
@@ -384,3 +384,15 @@ async def mark(
         key=f"meeting:{meeting.id}:{outcome}",
     )
     return deal, meeting
+
+
+def scheduled_signal(meeting: Meeting, actor: str) -> MeetingScheduled:
+    """The booking as the journey hears it (`meeting_scheduled`)."""
+    return MeetingScheduled(
+        meeting.id,
+        meeting.deal_id,
+        meeting.starts_at.isoformat(),
+        meeting.title,
+        meeting.revision,
+        actor,
+    )

@@ -121,6 +121,10 @@ async def resume_journey(
     return {"status": "resuming", "journey_id": journey_id(prospect_id)}
 
 
+# the stages in which a journey runs its cadence, where a stop ends it
+CADENCE_STAGES = (Stage.PROSPECTING, Stage.CONTACTING)
+
+
 @router.post("/journeys/{prospect_id}/stop", status_code=202)
 async def stop_journey(
     prospect_id: str, body: StopIn, request: Request, _audited: Session
@@ -141,10 +145,6 @@ async def stop_journey(
     stop = StopCadence(body.reason, request_actor(request))
     await signal_journey(client, prospect_id, Sig.STOP_CADENCE, stop)
     return {"status": "stopping", "journey_id": journey_id(prospect_id)}
-
-
-# the stages in which a journey runs its cadence, where a stop ends it
-CADENCE_STAGES = (Stage.PROSPECTING, Stage.CONTACTING)
 
 
 def past_contacting(prospect_id: str, state: JourneyState) -> AppError:
