@@ -857,6 +857,17 @@ async def rebooking_stops(env: WorkflowEnvironment, h: tj.Harness, handle: Any) 
     await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", True, "signed after all"))
 
 
+async def won_verdict_unheard(env: WorkflowEnvironment, h: tj.Harness, handle: Any) -> None:
+    """Replied; the gate's signal was lost, then the deal was won: qualified at the close."""
+    await handle.signal(Sig.REPLY_RECEIVED, ReplyReceived("email", "m1", "yes"))
+    await env.sleep(timedelta(hours=1))
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", True, "signed", "admin (k1)"))
+
+
+def with_manager(rec: tj.Recorder) -> None:
+    rec.manager_id = "mgr-1"
+
+
 def undecided(rec: tj.Recorder) -> None:
     rec.open_objections = OpenObjections("deal-1", "presenting", False, [])
 
@@ -905,6 +916,16 @@ async def main_v9(env: WorkflowEnvironment) -> None:
     )
 
 
+async def main_v10(env: WorkflowEnvironment) -> None:
+    await record(
+        env,
+        "journey_verdict_from_deal_events_v10",
+        won_verdict_unheard,
+        with_manager,
+        cadence=tj.cadence(referral_reminders=0),
+    )
+
+
 async def main(which: str) -> None:
     sets = {
         "v3": main_v3,
@@ -914,6 +935,7 @@ async def main(which: str) -> None:
         "v7": main_v7,
         "v8": main_v8,
         "v9": main_v9,
+        "v10": main_v10,
     }
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=binary("temporal-test-server")
@@ -935,4 +957,4 @@ async def main(which: str) -> None:
             await env.shutdown()
 
 
-asyncio.run(main(sys.argv[1] if len(sys.argv) > 1 else "v9"))
+asyncio.run(main(sys.argv[1] if len(sys.argv) > 1 else "v10"))

@@ -5,7 +5,8 @@ move) never decides the reopened deal (Patch.REOPENING_DROPS_STALE_DEAL_EVENTS);
 run accepted while it ends (its last stage record, its end report) still becomes the rep's task
 (Patch.REPLIES_TOLD_AFTER_RUN_END); a deal whose verdict never reached the journey is not left
 in qualifying for ever: at the timeout, its stage is its verdict
-(Patch.VERDICT_FROM_DEAL_STAGE).
+(Patch.VERDICT_FROM_DEAL_STAGE); and a deal heard moving on or closing, its verdict lost, is
+qualified at once (Patch.VERDICT_FROM_DEAL_EVENTS).
 """
 
 from __future__ import annotations
@@ -169,13 +170,11 @@ async def test_a_reply_task_in_flight_when_the_run_ends_is_not_cancelled(
 
 async def past_the_gate_unheard(harness: Harness, deal_stage: str, **cadence_fields: Any) -> Any:
     """Replied; the deal moved on (to `deal_stage`) without its verdict reaching the journey (the
-    request's signal failed, and its repeat was never made): deals answers that at the timeout."""
+    request's signal failed, and its repeat was never made; a gate passed straight to presenting
+    signals nothing else): deals answers that at the timeout."""
     harness.rec.timeout_stage = deal_stage
     handle = await harness.start(cadence=cadence(referral_reminders=0, **cadence_fields))
     await handle.signal(Sig.REPLY_RECEIVED, ReplyReceived("email", "m1", "yes"))
-    await harness.env.sleep(timedelta(hours=1))
-    if deal_stage == Stage.PRESENTING:
-        await handle.signal(Sig.DEAL_STAGE_MOVED, DealStageMoved("deal-1", "presenting"))
     return handle
 
 
@@ -219,3 +218,48 @@ async def test_a_deal_disqualified_whose_verdict_never_came_disqualifies_at_the_
     )
     assert await asyncio.wait_for(handle.result(), 60) == "disqualified"
     assert harness.rec.stages[-1].actor == "system:deal stage"
+
+
+async def test_a_deal_won_whose_verdict_never_came_is_followed_at_once(harness: Harness) -> None:
+    """The gate's signal was lost, and the deal was then won: the journey waited for the
+    timeout, reminding the rep to qualify a client and telling the manager that the prospect
+    "has not qualified". The close says the gate was passed."""
+    harness.rec.manager_id = "mgr-1"
+    handle = await harness.start(cadence=cadence(referral_reminders=0))
+    await handle.signal(Sig.REPLY_RECEIVED, ReplyReceived("email", "m1", "yes"))
+    await harness.env.sleep(timedelta(hours=1))
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", True, "signed", "admin (k1)"))
+    assert await handle.result() == "won"
+    assert [t.kind for t in harness.rec.tasks if t.kind.startswith("q")] == ["qualify"]
+    assert not [t for t in harness.rec.tasks if t.kind == "escalation"]
+    assert not [n for n in harness.rec.notes if "qualification" in n.cause or "escalat" in n.cause]
+    path = ["qualifying", "presenting", "closing", "won", "referrals"]
+    assert harness.rec.stage_path()[1:] == path
+    presenting = harness.rec.stages[2]
+    assert (presenting.to_stage, presenting.actor) == ("presenting", "admin (k1)")
+
+
+async def test_a_deal_moved_on_whose_verdict_never_came_follows_the_move(
+    harness: Harness,
+) -> None:
+    harness.rec.manager_id = "mgr-1"
+    handle = await harness.start(cadence=cadence(referral_reminders=0))
+    await handle.signal(Sig.REPLY_RECEIVED, ReplyReceived("email", "m1", "yes"))
+    await harness.env.sleep(timedelta(hours=1))
+    await handle.signal(Sig.DEAL_STAGE_MOVED, DealStageMoved("deal-1", "closing", actor="rep (k2)"))
+
+    async def closing() -> bool:
+        state = await handle.query(Query.STATE, result_type=JourneyState)
+        return state.stage == "closing"
+
+    await eventually(closing, "the journey at closing")
+    assert harness.rec.stage_path()[1:] == ["qualifying", "presenting", "closing"]
+    assert harness.rec.stages[2].actor == "rep (k2)"
+    # days on, past the cadence's qualification timeout: nothing of qualifying came back
+    await harness.env.sleep(timedelta(days=10))
+    assert [t.kind for t in harness.rec.tasks if t.kind.startswith("q")] == ["qualify"]
+    assert not [t for t in harness.rec.tasks if t.kind == "escalation"]
+    state = await handle.query(Query.STATE, result_type=JourneyState)
+    assert state.stage == "closing"
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", False, "no budget"))
+    assert await handle.result() == "lost"

@@ -12,8 +12,10 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from shared.contracts.journey import (
         CloseRepTasks,
+        DealClosed,
         DealNote,
         DealRef,
+        DealStageMoved,
         DealStatus,
         OpenDealRequest,
         QualificationRecorded,
@@ -121,9 +123,43 @@ class Qualifying:
             and versions.patched(Patch.VERDICT_FROM_DEAL_STAGE)
         ):
             return await self._verdict_within(VERDICT_ON_THE_WAY_SECONDS) or told
-        await workflow.wait_condition(lambda: state.qualification is not None)
-        assert state.qualification is not None
-        return state.qualification
+        await workflow.wait_condition(lambda: self._verdict() is not None)
+        verdict = self._verdict()
+        assert verdict is not None
+        return verdict
+
+    def _verdict(self) -> QualificationRecorded | None:
+        """The rep's verdict; else, on journeys that heed it, the one the deal's own news
+        implies: a deal moved on or closed has passed the gate, whose signal was lost (its
+        request answered 503 and was not repeated). Without it the rep was reminded, and the
+        manager told the prospect "has not qualified", about a deal already won."""
+        state = self.state
+        if state.qualification is not None:
+            return state.qualification
+        implied = self._verdict_of_deal_events()
+        # asked only once such news is heard: journeys recorded before it keep waiting
+        if implied is not None and versions.patched(Patch.VERDICT_FROM_DEAL_EVENTS):
+            return implied
+        return None
+
+    def _verdict_of_deal_events(self) -> QualificationRecorded | None:
+        """Qualified, when this deal's move on (presenting, objections, closing: each past
+        the gate) or its close (from past the gate only) is heard."""
+        for event in self.state.deal_events:
+            if not isinstance(event, DealClosed | DealStageMoved):
+                continue
+            if event.deal_id != self.state.deal_id:
+                continue
+            what = (
+                f"closed {'won' if event.won else 'lost'}"
+                if isinstance(event, DealClosed)
+                else f"moved to {event.stage}"
+            )
+            reason = f"the deal passed the qualification gate ({what})"
+            return QualificationRecorded(
+                event.deal_id, True, [reason], event.actor or system_actor("deal stage")
+            )
+        return None
 
     def _verdict_of_deal_stage(self) -> QualificationRecorded | None:
         """The verdict deals' answer at the timeout implies: past the gate, qualified; the
@@ -172,15 +208,12 @@ class Qualifying:
         return status.deal_id
 
     async def _verdict_within(self, seconds: float) -> QualificationRecorded | None:
-        state = self.state
-        if state.qualification is None and seconds > 0:
+        if self._verdict() is None and seconds > 0:
             try:
-                await workflow.wait_condition(
-                    lambda: state.qualification is not None, timeout=seconds
-                )
+                await workflow.wait_condition(lambda: self._verdict() is not None, timeout=seconds)
             except TimeoutError:
                 pass
-        return state.qualification
+        return self._verdict()
 
     async def _meetings_meanwhile(self) -> None:
         """Plan each meeting event that comes while qualifying, until the verdict."""
@@ -196,15 +229,14 @@ class Qualifying:
     async def _verdict_after_meetings(self) -> QualificationRecorded | None:
         """At the timeout, a meeting not yet over holds it: the rep decides after the meeting
         (until a day after its start; a meeting moved meanwhile moves that too)."""
-        state = self.state
-        while state.qualification is None:
+        while self._verdict() is None:
             until = self.meetings.pending_until()
             if until is None or until <= workflow.now():
                 break
             if not versions.patched(Patch.MEETINGS_WHILE_QUALIFYING):
                 break
             await self._verdict_within((until - workflow.now()).total_seconds())
-        return state.qualification
+        return self._verdict()
 
     async def at_timeout(self, deal_id: str) -> TimedOut | None:
         """The cadence's timeout outcome for the deal; None when a verdict came first."""
@@ -219,7 +251,7 @@ class Qualifying:
             self.state.inp.queues.deals,
             DealStatus,
         )
-        if expired.stage == outcome and self.state.qualification is None:
+        if expired.stage == outcome and self._verdict() is None:
             return TimedOut(outcome, cause)
         self._deal_at_timeout = expired
         return None
@@ -247,7 +279,7 @@ class Qualifying:
             return  # the rep is gone: nobody to escalate to, the timeout still applies
         if manager.manager_id is None:
             return
-        if state.qualification is not None and versions.patched(Patch.VERDICT_STOPS_ESCALATION):
+        if self._verdict() is not None and versions.patched(Patch.VERDICT_STOPS_ESCALATION):
             return  # the verdict came while the reminder was made: nothing to escalate
         name = state.prospect_name()
         rep = inp.contact.rep_name or inp.contact.rep_id

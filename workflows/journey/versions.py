@@ -81,6 +81,8 @@ class Patch(StrEnum):
     STALE_REOPENING_IGNORED = "stale-reopening-ignored"
     THANKS_OUTLIVE_RUN = "thanks-outlive-run"
     REBOOKING_STOPS = "rebooking-stops"
+    # --- found in review (2026-12-07, third): a deal decided while its verdict was lost ---
+    VERDICT_FROM_DEAL_EVENTS = "verdict-from-deal-events"
 
 
 @dataclass(frozen=True)
@@ -378,6 +380,14 @@ REGISTRY: dict[Patch, PatchRecord] = {
         "signed, or a prospect who had just booked again, was asked to pick a new time",
         ("journey_rebooking_stops_v9",),
         _before("the rebooking-stops change", "2026-12-07"),
+    ),
+    Patch.VERDICT_FROM_DEAL_EVENTS: PatchRecord(
+        "a deal's move on or close heard while qualifying, its verdict never heard (the gate's "
+        "signal lost), is the verdict: qualified, and the journey goes on at once; before, it "
+        "waited for the timeout, reminding the rep and telling the manager the prospect had not "
+        "qualified about a deal already moved on, won or lost",
+        ("journey_verdict_from_deal_events_v10",),
+        _before("the verdict-from-deal-events change", "2026-12-07"),
     ),
     # ReferralIntake's, not the journey's: one registry for every workflow's patches
     Patch.REFERRAL_RUN_BY_OUTREACH: PatchRecord(
