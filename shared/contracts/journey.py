@@ -49,9 +49,10 @@ TASK_STAGE_GROUPS: dict[str, str] = {
     Stage.WON: "client",
     Stage.REFERRALS: "client",
 }
-# Tasks that outlive the stage they were made in: a new client is thanked, and a reply the
-# journey does not act on (workflows/journey/replies.py) is answered, whatever comes next.
-LASTING_TASK_KINDS = ("thank_client", "reply", "client_reply")
+# Tasks that outlive the stage they were made in: a new client is thanked, a reply the journey
+# does not act on (workflows/journey/replies.py) is answered, and a meeting still ahead of a
+# decided deal is kept or cancelled, whatever comes next.
+LASTING_TASK_KINDS = ("thank_client", "reply", "client_reply", "meeting_after_decision")
 
 
 # A meeting's tasks (its preparation, a reminder the rep gives in person, a no-show's follow-up)

@@ -864,6 +864,19 @@ async def won_verdict_unheard(env: WorkflowEnvironment, h: tj.Harness, handle: A
     await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", True, "signed", "admin (k1)"))
 
 
+async def decided_with_meeting_ahead(env: WorkflowEnvironment, h: tj.Harness, handle: Any) -> None:
+    """Won with a kickoff ten days ahead (the rep is asked about it), reopened (the question
+    closed), lost (asked again)."""
+    await presenting_now(handle)
+    ahead = await later(env, hours=240)
+    await handle.signal(Sig.MEETING_SCHEDULED, MeetingScheduled("m1", "deal-1", ahead, "Kickoff"))
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", True, "signed"))
+    await env.sleep(timedelta(days=1))
+    await handle.signal(Sig.DEAL_REOPENED, DealReopened("deal-1", "presenting"))
+    await env.sleep(timedelta(hours=1))
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", False, "went elsewhere"))
+
+
 def with_manager(rec: tj.Recorder) -> None:
     rec.manager_id = "mgr-1"
 
@@ -923,6 +936,13 @@ async def main_v10(env: WorkflowEnvironment) -> None:
         won_verdict_unheard,
         with_manager,
         cadence=tj.cadence(referral_reminders=0),
+    )
+    await record(
+        env,
+        "journey_decided_deal_meetings_asked_v10",
+        decided_with_meeting_ahead,
+        undecided,
+        cadence=tj.cadence(referral_delay_seconds=30 * DAY),
     )
 
 

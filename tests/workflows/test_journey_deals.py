@@ -493,9 +493,8 @@ async def test_deal_moves_are_recorded_once_and_every_stage_tells_outreach(
         ("closing", "closing: deal deal-1: moved by the rep"),
         ("lost", "lost: closed lost: no budget"),
     ]
-    assert all(
-        e.keep_kinds == ["thank_client", "reply", "client_reply"] for e in harness.rec.entered
-    )
+    lasting = ["thank_client", "reply", "client_reply", "meeting_after_decision"]
+    assert all(e.keep_kinds == lasting for e in harness.rec.entered)
 
 
 # --- a won deal reopened while the journey asks for referrals (issue 10 point 4) ---------------
@@ -817,3 +816,79 @@ async def test_a_referrers_thanks_waiting_for_their_window_outlives_a_run_that_e
     assert {(t.journey_id, t.touch_key) for t in sends} == {(handle.id, "referrer-thanks-meeting")}
     assert sends[-1].contact.prospect_id == "p-ref"
     assert [(t.referral_id, t.event) for t in harness_alone.rec.thanked] == [("ref-1", "meeting")]
+
+
+# --- meetings still ahead of a decided deal ----------------------------------------------------
+
+
+def decided_meeting_tasks(h: Harness) -> list[tuple[str, str, str]]:
+    return [
+        (t.key.split(":", 1)[1], t.context["outcome"], t.context["meeting_id"])
+        for t in h.rec.tasks
+        if t.kind == "meeting_after_decision"
+    ]
+
+
+async def test_a_deal_lost_with_a_meeting_ahead_asks_the_rep_to_keep_or_cancel_it(
+    harness: Harness,
+) -> None:
+    """The close cancels no meeting and stops its reminders, and the rep's preparation task
+    closes with the stage: the meeting stood on both calendars, forgotten, with nobody asked.
+    A meeting already held asks nothing."""
+    handle = await presenting(harness, cadence=cadence(meeting_reminders_seconds=[DAY]))
+    now = await harness.env.get_current_time()
+    held, ahead = (now + timedelta(hours=2)).isoformat(), (now + timedelta(days=10)).isoformat()
+    await handle.signal(Sig.MEETING_SCHEDULED, MeetingScheduled("m0", "deal-1", held, "Intro"))
+    await handle.signal(Sig.MEETING_SCHEDULED, MeetingScheduled("m1", "deal-1", ahead, "Demo"))
+    await harness.env.sleep(timedelta(hours=3))
+    await handle.signal(Sig.MEETING_HELD, MeetingChanged("m0", "deal-1", held, "Intro"))
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", False, "no budget"))
+    assert await handle.result() == "lost"
+    assert decided_meeting_tasks(harness) == [("meeting_after_decision:m1:1", "lost", "m1")]
+    task = next(t for t in harness.rec.tasks if t.kind == "meeting_after_decision")
+    assert "POST /deals/deal-1/meetings/m1/cancel" in task.body, task.body
+    # the loss closes the deal's tasks, not this one
+    assert all("meeting_after_decision" in e.keep_kinds for e in harness.rec.entered)
+
+
+async def test_a_won_deal_reopened_closes_the_question_of_its_meeting(harness: Harness) -> None:
+    harness.rec.open_objections = OpenObjections("deal-1", "presenting", False, [])
+    handle = await presenting(harness, cadence=cadence(referral_delay_seconds=30 * DAY))
+    ahead = (await harness.env.get_current_time() + timedelta(days=10)).isoformat()
+    await handle.signal(Sig.MEETING_SCHEDULED, MeetingScheduled("m1", "deal-1", ahead, "Kickoff"))
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", True, "signed"))
+    await harness.env.sleep(timedelta(days=1))
+    assert decided_meeting_tasks(harness) == [("meeting_after_decision:m1:1", "won", "m1")]
+    await handle.signal(Sig.DEAL_REOPENED, DealReopened("deal-1", "presenting"))
+    assert await stage_of(handle) == "presenting"
+
+    async def closed() -> bool:
+        return any("meeting_after_decision" in c.key_prefix for c in harness.rec.closed_tasks)
+
+    await eventually(closed, "the question closed at the reopening")
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", False, "went elsewhere"))
+    assert await handle.result() == "lost"
+    # decided again, asked again
+    assert [k for k, _, _ in decided_meeting_tasks(harness)] == [
+        "meeting_after_decision:m1:1",
+        "meeting_after_decision:m1:2",
+    ]
+
+
+async def test_a_prospect_disqualified_with_a_meeting_booked_asks_the_rep_about_it(
+    harness: Harness,
+) -> None:
+    handle = await harness.start()
+    await handle.signal(Sig.REPLY_RECEIVED, ReplyReceived("email", "m1", "yes"))
+    ahead = (await harness.env.get_current_time() + timedelta(days=4)).isoformat()
+    await handle.signal(Sig.MEETING_SCHEDULED, MeetingScheduled("m1", "deal-1", ahead, "Intro"))
+
+    async def prepared() -> bool:
+        return any(t.kind == "prepare_meeting" for t in harness.rec.tasks)
+
+    await eventually(prepared, "the meeting planned while qualifying")
+    await handle.signal(
+        Sig.QUALIFICATION_RECORDED, QualificationRecorded("deal-1", False, ["no budget"])
+    )
+    assert await handle.result() == "disqualified"
+    assert decided_meeting_tasks(harness) == [("meeting_after_decision:m1:0", "disqualified", "m1")]

@@ -36,6 +36,7 @@ class Closing:
         self.meetings.stop_rebooking()
         self.deadline.stop()
         outcome = Stage.WON if closed.won else Stage.LOST
+        await self.meetings.ask_rep_about_meetings_ahead(outcome)
         if self.steps.state.stage != Stage.CLOSING and versions.patched(Patch.DEAL_STAGE_TRUTH):
             # the seven stages in order: a deal decided straight from presenting or objections
             # passes through closing, so the funnel's closing row counts every decided deal

@@ -132,6 +132,50 @@ class Meetings:
                 task.cancel()
             self.state.rebooking.clear()
 
+    async def ask_rep_about_meetings_ahead(self, outcome: str) -> None:
+        """The deal is decided with meetings still ahead. A decision cancels no meeting (both
+        calendars keep it), but it stops the prospect's reminders, and the rep's preparation
+        task closes with the stage: without a word the meeting stood forgotten until the hour
+        came. The rep is asked to keep or cancel each (asked only when one is ahead: no marker
+        otherwise)."""
+        ahead = self.ahead()
+        if not ahead or not versions.patched(Patch.DECIDED_DEAL_MEETINGS_ASKED):
+            return
+        name = self.state.prospect_name()
+        self.state.decided_meetings_asked = True
+        for meeting in ahead:
+            await self.steps.task(
+                # one per decision: a reopened deal decided again asks again
+                f"meeting_after_decision:{meeting.meeting_id}:{self.state.closes_heard}",
+                f"Keep or cancel the meeting with {name}",
+                f"Deal {meeting.deal_id} is {outcome}, and '{meeting.title}' at "
+                f"{meeting.starts_at} is still on both calendars. {name} gets no more reminders "
+                f"of it. Cancel it (POST /deals/{meeting.deal_id}/meetings/{meeting.meeting_id}"
+                f"/cancel: {name} is told, and the slot is free again), or keep it and prepare "
+                "it yourself.",
+                context={
+                    "deal_id": meeting.deal_id,
+                    "meeting_id": meeting.meeting_id,
+                    "meeting_starts_at": meeting.starts_at,
+                    "outcome": outcome,
+                },
+            )
+
+    async def unask_after_reopening(self) -> None:
+        """A reopened deal's meetings are the deal's again (their reminders re-armed): the
+        question of keeping them is moot. Only journeys that asked it have anything to close."""
+        if not self.state.decided_meetings_asked:
+            return
+        self.state.decided_meetings_asked = False
+        await call(
+            Act.CLOSE_REP_TASKS,
+            CloseRepTasks(
+                f"{journey_id()}:meeting_after_decision:",
+                "the deal was reopened: its meetings' reminders go out again",
+            ),
+            self.state.inp.queues.outreach,
+        )
+
     def stop_all_reminders(self) -> None:
         """A decided deal needs no more reminders (none on journeys that predate
         Patch.MEETING_LIFECYCLE, so their command sequence is unchanged)."""

@@ -66,6 +66,7 @@ class Presenting:
         stage = reopened.stage if reopened.stage in DEAL_MOVES else Stage.PRESENTING
         await self.steps.enter(stage, reopened.cause, reopened.actor)
         self._rearm()
+        await self.meetings.unask_after_reopening()
         return await self.until_closed()
 
     def _rearm(self) -> None:

@@ -98,6 +98,7 @@ class State:
     meeting_starts: dict[str, datetime] = field(default_factory=dict)  # as last planned
     meeting_plans: dict[str, MeetingChanged] = field(default_factory=dict)  # as last planned
     rebooking: dict[str, asyncio.Task[Any]] = field(default_factory=dict)  # a missed meeting's
+    decided_meetings_asked: bool = False  # the rep was asked to keep or cancel them
     deadline: str | None = None
     deadline_watch: asyncio.Task[Any] | None = None
     # a won deal reopened while the journey runs (issue 10 point 4): each one is handled once

@@ -46,7 +46,7 @@ class ProspectJourney(JourneyInbox):
         self.steps = steps = Steps(self.state)
         self.contacting = Contacting(self.state, steps)
         self.referrals = Referrals(self.state, steps)
-        meetings = Meetings(self.state, steps, self.referrals)
+        self.meetings = meetings = Meetings(self.state, steps, self.referrals)
         self.qualifying = Qualifying(self.state, steps, meetings)
         self.presenting = Presenting(self.state, steps, meetings)
         self.closing = Closing(steps, meetings, self.presenting.deadline, self.referrals)
@@ -151,9 +151,11 @@ class ProspectJourney(JourneyInbox):
         # 3. qualifying: the rep's verdict, or the timeout's outcome
         verdict = await self.qualifying.until_verdict()
         if isinstance(verdict, TimedOut):
+            await self.meetings.ask_rep_about_meetings_ahead(verdict.outcome)
             await enter(verdict.outcome, verdict.cause, system_actor("qualification timeout"))
             return verdict.outcome
         if not verdict.qualified:
+            await self.meetings.ask_rep_about_meetings_ahead(Stage.DISQUALIFIED)
             await enter(
                 Stage.DISQUALIFIED,
                 f"not qualified: {'; '.join(verdict.reasons)}",

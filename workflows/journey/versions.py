@@ -83,6 +83,7 @@ class Patch(StrEnum):
     REBOOKING_STOPS = "rebooking-stops"
     # --- found in review (2026-12-07, third): a deal decided while its verdict was lost ---
     VERDICT_FROM_DEAL_EVENTS = "verdict-from-deal-events"
+    DECIDED_DEAL_MEETINGS_ASKED = "decided-deal-meetings-asked"
 
 
 @dataclass(frozen=True)
@@ -388,6 +389,13 @@ REGISTRY: dict[Patch, PatchRecord] = {
         "qualified about a deal already moved on, won or lost",
         ("journey_verdict_from_deal_events_v10",),
         _before("the verdict-from-deal-events change", "2026-12-07"),
+    ),
+    Patch.DECIDED_DEAL_MEETINGS_ASKED: PatchRecord(
+        "a deal decided (won, lost, disqualified, timed out) with meetings still ahead gives "
+        "the rep a task per meeting to keep or cancel it; before, the meeting stood on both "
+        "calendars with no reminder and no preparation task, and nobody was asked",
+        ("journey_decided_deal_meetings_asked_v10",),
+        _before("the decided-deal-meetings change", "2026-12-07"),
     ),
     # ReferralIntake's, not the journey's: one registry for every workflow's patches
     Patch.REFERRAL_RUN_BY_OUTREACH: PatchRecord(
