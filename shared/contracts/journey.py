@@ -49,10 +49,12 @@ TASK_STAGE_GROUPS: dict[str, str] = {
     Stage.WON: "client",
     Stage.REFERRALS: "client",
 }
+# The rep's question about a meeting still ahead of a decided deal: keep it or cancel it.
+DECIDED_MEETING_KIND = "meeting_after_decision"
 # Tasks that outlive the stage they were made in: a new client is thanked, a reply the journey
 # does not act on (workflows/journey/replies.py) is answered, and a meeting still ahead of a
 # decided deal is kept or cancelled, whatever comes next.
-LASTING_TASK_KINDS = ("thank_client", "reply", "client_reply", "meeting_after_decision")
+LASTING_TASK_KINDS = ("thank_client", "reply", "client_reply", DECIDED_MEETING_KIND)
 
 
 # A meeting's tasks (its preparation, a reminder the rep gives in person, a no-show's follow-up)

@@ -107,10 +107,18 @@ async def test_a_new_run_of_a_reopened_deal_prepares_its_meeting_still_ahead(
     await eventually(lambda: prepared(1), "run 1's preparation task")
     await d.ok("POST", f"{url}/close", json={"outcome": "lost", "reason": "went with a rival"})
     await wait_run(d, una["id"], 1, outcome="lost", status="ended")
+    # the loss closed the preparation and left the rep the question of the meeting ahead
+    (question,) = [t for t in await d.tasks_of(una["id"]) if t["kind"] == "meeting_after_decision"]
+    assert (question["status"], question["context"]["meeting_id"]) == ("open", meeting["id"])
+    assert f"/deals/{deal['id']}/meetings/{meeting['id']}/cancel" in question["body"]
     await d.ok("POST", f"{url}/reopen")
     await wait_run(d, una["id"], 2, status="running")
     tasks = await eventually(lambda: prepared(2), "run 2's preparation task of the meeting")
     assert {t["context"]["meeting_id"] for t in tasks} == {meeting["id"]}
+    # reopened, the deal's meeting is the deal's again: run 1's question is closed
+    (question,) = [t for t in await d.tasks_of(una["id"]) if t["kind"] == "meeting_after_decision"]
+    assert question["status"] == "closed", question
+    assert question["notes"] == f"deal {deal['id']} reopened: its meetings are the deal's again"
 
 
 @pytest.mark.stack(gated=["outreach"])

@@ -10,6 +10,7 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from shared.contracts.journey import (
+        DECIDED_MEETING_KIND,
         CloseRepTasks,
         MeetingBrief,
         MeetingBriefRequest,
@@ -146,7 +147,7 @@ class Meetings:
         for meeting in ahead:
             await self.steps.task(
                 # one per decision: a reopened deal decided again asks again
-                f"meeting_after_decision:{meeting.meeting_id}:{self.state.closes_heard}",
+                f"{DECIDED_MEETING_KIND}:{meeting.meeting_id}:{self.state.closes_heard}",
                 f"Keep or cancel the meeting with {name}",
                 f"Deal {meeting.deal_id} is {outcome}, and '{meeting.title}' at "
                 f"{meeting.starts_at} is still on both calendars. {name} gets no more reminders "
@@ -170,7 +171,7 @@ class Meetings:
         await call(
             Act.CLOSE_REP_TASKS,
             CloseRepTasks(
-                f"{journey_id()}:meeting_after_decision:",
+                f"{journey_id()}:{DECIDED_MEETING_KIND}:",
                 "the deal was reopened: its meetings' reminders go out again",
             ),
             self.state.inp.queues.outreach,

@@ -13,6 +13,7 @@ from services.outreach.cadences import follow_ups, runs, schemas, service
 from services.outreach.cadences.enrollment import start_journey
 from services.outreach.cadences.templates import RenderLimits, limits_from
 from services.outreach.prospects import ProspectDirectory
+from services.outreach.tasks.service import close_decided_meeting_questions
 from shared.auth import require_api_key
 from shared.bounds import INT32_MAX
 from shared.contracts.journey import Stage
@@ -212,6 +213,9 @@ async def reopen_journey(
             deal_id=body.deal_id,
             hold_to_gap=False,
         ),
+    )
+    await close_decided_meeting_questions(
+        session, prospect_id, body.deal_id, f"{cause}: its meetings are the deal's again"
     )
     await session.commit()
     await start_and_remember(request, session, planned, start_cause=cause, deal_id=body.deal_id)

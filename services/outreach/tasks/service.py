@@ -37,6 +37,7 @@ from services.outreach.tasks import schemas
 from services.outreach.tasks.reps import RepDirectory
 from shared.audit import actor_of
 from shared.contracts.journey import (
+    DECIDED_MEETING_KIND,
     ReplyReceived,
     RepTaskRequest,
     StageEntered,
@@ -151,6 +152,29 @@ async def follow_stage(session: AsyncSession, entered: StageEntered) -> int:
             now,
             now,
         )
+        closed += 1
+    await session.flush()
+    return closed
+
+
+async def close_decided_meeting_questions(
+    session: AsyncSession, prospect_id: str, deal_id: str, reason: str
+) -> int:
+    """A deal reopened as a new run: the earlier run's questions about its meetings still
+    ahead (keep or cancel, `meeting_after_decision`) are moot, the deal's again. That run has
+    ended, so nobody else closes them. Returns how many it closed."""
+    rows = await session.scalars(
+        select(models.RepTask).where(
+            models.RepTask.prospect_id == prospect_id,
+            models.RepTask.kind == DECIDED_MEETING_KIND,
+            models.RepTask.status == OPEN,
+        )
+    )
+    now, closed = utcnow(), 0
+    for task in rows.all():
+        if (task.context or {}).get("deal_id") != deal_id:
+            continue
+        task.status, task.notes, task.completed_at, task.updated_at = CLOSED, reason, now, now
         closed += 1
     await session.flush()
     return closed
