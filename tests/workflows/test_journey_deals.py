@@ -834,21 +834,24 @@ async def test_a_deal_lost_with_a_meeting_ahead_asks_the_rep_to_keep_or_cancel_i
 ) -> None:
     """The close cancels no meeting and stops its reminders, and the rep's preparation task
     closes with the stage: the meeting stood on both calendars, forgotten, with nobody asked.
-    A meeting already held asks nothing."""
+    A meeting already held, or cancelled, asks nothing."""
     handle = await presenting(harness, cadence=cadence(meeting_reminders_seconds=[DAY]))
     now = await harness.env.get_current_time()
     held, ahead = (now + timedelta(hours=2)).isoformat(), (now + timedelta(days=10)).isoformat()
     await handle.signal(Sig.MEETING_SCHEDULED, MeetingScheduled("m0", "deal-1", held, "Intro"))
     await handle.signal(Sig.MEETING_SCHEDULED, MeetingScheduled("m1", "deal-1", ahead, "Demo"))
+    await handle.signal(Sig.MEETING_SCHEDULED, MeetingScheduled("m2", "deal-1", ahead, "Other"))
     await harness.env.sleep(timedelta(hours=3))
     await handle.signal(Sig.MEETING_HELD, MeetingChanged("m0", "deal-1", held, "Intro"))
+    await handle.signal(Sig.MEETING_CANCELLED, MeetingChanged("m2", "deal-1", ahead, "Other"))
     await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", False, "no budget"))
     assert await handle.result() == "lost"
     assert decided_meeting_tasks(harness) == [("meeting_after_decision:m1:1", "lost", "m1")]
     task = next(t for t in harness.rec.tasks if t.kind == "meeting_after_decision")
     assert "POST /deals/deal-1/meetings/m1/cancel" in task.body, task.body
     # the loss closes the deal's tasks, not this one
-    assert all("meeting_after_decision" in e.keep_kinds for e in harness.rec.entered)
+    lost = [e for e in harness.rec.entered if e.stage == "lost"]
+    assert lost and "meeting_after_decision" in lost[0].keep_kinds
 
 
 async def test_a_won_deal_reopened_closes_the_question_of_its_meeting(harness: Harness) -> None:
@@ -863,7 +866,8 @@ async def test_a_won_deal_reopened_closes_the_question_of_its_meeting(harness: H
     assert await stage_of(handle) == "presenting"
 
     async def closed() -> bool:
-        return any("meeting_after_decision" in c.key_prefix for c in harness.rec.closed_tasks)
+        prefix = f"{handle.id}:meeting_after_decision:"
+        return any(c.key_prefix == prefix for c in harness.rec.closed_tasks)
 
     await eventually(closed, "the question closed at the reopening")
     await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", False, "went elsewhere"))
@@ -892,3 +896,23 @@ async def test_a_prospect_disqualified_with_a_meeting_booked_asks_the_rep_about_
     )
     assert await handle.result() == "disqualified"
     assert decided_meeting_tasks(harness) == [("meeting_after_decision:m1:0", "disqualified", "m1")]
+
+
+async def test_a_meeting_cancelled_after_the_win_is_not_reminded_once_the_deal_is_reopened(
+    harness: Harness,
+) -> None:
+    """Deals tells the run of a won deal (in referrals) that its meeting was cancelled: the
+    reopening re-arms the reminders of the meetings still ahead, and re-armed this one's."""
+    harness.rec.open_objections = OpenObjections("deal-1", "presenting", False, [])
+    snapshot = cadence(meeting_reminders_seconds=[3 * DAY, DAY], referral_delay_seconds=30 * DAY)
+    handle = await presenting(harness, cadence=snapshot)
+    ahead = (await harness.env.get_current_time() + timedelta(days=10)).isoformat()
+    await handle.signal(Sig.MEETING_SCHEDULED, MeetingScheduled("m1", "deal-1", ahead, "Kickoff"))
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", True, "signed"))
+    await harness.env.sleep(timedelta(days=1))
+    await handle.signal(Sig.MEETING_CANCELLED, MeetingChanged("m1", "deal-1", ahead, "Kickoff"))
+    await handle.signal(Sig.DEAL_REOPENED, DealReopened("deal-1", "presenting"))
+    assert await stage_of(handle) == "presenting"
+    await harness.env.sleep(timedelta(days=10))
+    assert reminder_keys(harness) == []
+    await handle.terminate()

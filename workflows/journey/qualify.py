@@ -150,6 +150,8 @@ class Qualifying:
                 continue
             if event.deal_id != self.state.deal_id:
                 continue
+            if isinstance(event, DealStageMoved) and event.stage not in PAST_THE_GATE:
+                continue  # deals moves an open deal on only: nothing it would send
             what = (
                 f"closed {'won' if event.won else 'lost'}"
                 if isinstance(event, DealClosed)

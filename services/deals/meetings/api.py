@@ -28,6 +28,7 @@ from shared.contracts.journey import MeetingChanged
 from shared.contracts.meetings import CANCEL, REQUEST
 from shared.contracts.names import Sig
 from shared.db import Session
+from shared.errors import AppError
 from shared.idempotency import IdempotentRepeat
 
 deals = APIRouter(prefix="/deals", tags=["deals"])
@@ -99,14 +100,17 @@ async def cancel_meeting(
     session: Session,
 ) -> object:
     """Cancel a scheduled meeting: its reminders stop. 409 when it was held or missed. A closed
-    deal's meeting too (it frees the rep's slot; the prospect gets the cancellation): its
-    journey is not told, the close already stopped the deal's reminders."""
+    deal's meeting too (it frees the rep's slot; the prospect gets the cancellation). Its
+    journey run is told while one carries the deal (a won deal's, in referrals): the close
+    stopped the meeting's reminders, but a reopening re-arms those of the meetings still ahead,
+    and would have re-armed this one's. A closed deal whose run has ended has nobody to tell."""
     deal, meeting = await svc.cancel(session, deal_id, meeting_id, body.reason.strip())
     pin_uid(request, meeting)
-    if deal.is_closed:
-        await session.commit()
-    else:
+    try:
         await _commit_and_signal(request, session, Sig.MEETING_CANCELLED, deal, meeting)
+    except AppError as err:
+        if not (deal.is_closed and err.code == "journey_not_running"):
+            raise
     await send_invite(request, deal, meeting, CANCEL)
     return meeting
 

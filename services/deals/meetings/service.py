@@ -341,8 +341,7 @@ async def cancel(
     session: AsyncSession, deal_id: str, meeting_id: str, reason: str
 ) -> tuple[Deal, Meeting]:
     """Also on a closed deal: its meeting still held the rep's slot and the prospect's calendar
-    event, and only a cancellation frees them (the route then tells no journey: the close
-    stopped the meeting's reminders)."""
+    event, and only a cancellation frees them."""
     deal, meeting = await _meeting(session, deal_id, meeting_id, closed_too=True)
     if meeting.status == CANCELLED:
         return deal, meeting  # a retry: answer (and signal) again
