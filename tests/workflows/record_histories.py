@@ -877,6 +877,23 @@ async def decided_with_meeting_ahead(env: WorkflowEnvironment, h: tj.Harness, ha
     await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", False, "went elsewhere"))
 
 
+async def migration_while_paused_then_reply(
+    env: WorkflowEnvironment, h: tj.Harness, handle: Any
+) -> None:
+    """Paused past step-2's due time, moved to v2 (nurture at a day's timeout), replied."""
+    await env.sleep(timedelta(hours=1))
+    await handle.signal(Sig.PAUSE, PauseJourney("on leave"))
+    await env.sleep(timedelta(days=3))
+    v2 = tj.cadence(
+        version=2,
+        qualification_reminder_seconds=DAY // 2,
+        qualification_timeout_seconds=DAY,
+        qualification_timeout_outcome="nurture",
+    )
+    await handle.signal(Sig.MIGRATE_CADENCE, v2)
+    await handle.signal(Sig.REPLY_RECEIVED, ReplyReceived("email", "m1", "Tell me more"))
+
+
 def with_manager(rec: tj.Recorder) -> None:
     rec.manager_id = "mgr-1"
 
@@ -944,6 +961,7 @@ async def main_v10(env: WorkflowEnvironment) -> None:
         undecided,
         cadence=tj.cadence(referral_delay_seconds=30 * DAY),
     )
+    await record(env, "journey_migration_kept_at_reply_v10", migration_while_paused_then_reply)
 
 
 async def main(which: str) -> None:

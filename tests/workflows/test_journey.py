@@ -15,6 +15,7 @@ from shared.contracts.journey import (
     LinkReferral,
     MeetingScheduled,
     ObjectionLogged,
+    PauseJourney,
     QualificationRecorded,
     RepAssigned,
     ReplyReceived,
@@ -22,7 +23,7 @@ from shared.contracts.journey import (
 )
 from shared.contracts.names import Query, Sig
 from shared.contracts.plan import touch_groups
-from tests.support.journey_harness import Harness, cadence
+from tests.support.journey_harness import DAY, Harness, cadence
 from workflows.referral_intake import ReferralIntake
 
 
@@ -188,8 +189,6 @@ async def test_referral_intake_starts_a_journey_at_qualifying(queue_prefix: str)
 async def test_pause_holds_touches_until_resume(harness: Harness) -> None:
     from datetime import datetime
 
-    from shared.contracts.journey import PauseJourney
-
     handle = await harness.start()
     await harness.env.sleep(timedelta(hours=1))
     await handle.signal(Sig.PAUSE, PauseJourney("rep on vacation"))
@@ -208,7 +207,6 @@ async def test_pause_holds_touches_until_resume(harness: Harness) -> None:
 
 
 async def test_pause_until_a_date_resumes_by_itself(harness: Harness) -> None:
-    from shared.contracts.journey import PauseJourney
 
     handle = await harness.start()
     await harness.env.sleep(timedelta(hours=1))
@@ -255,6 +253,30 @@ async def test_migration_applies_the_new_version_from_the_next_touch(harness: Ha
     assert await handle.result() == "nurture"
     assert [t.touch_key for t in harness.rec.touches] == ["step-0", "step-1"]
     assert harness.rec.touches[1].steps[0].subject == "v2 follow-up"
+
+
+async def test_a_migration_accepted_before_the_reply_rules_the_rest_of_the_journey(
+    harness: Harness,
+) -> None:
+    """Paused, the journey holds its due follow-up; it takes v2 meanwhile (its state, then its
+    enrollment, say v2), and the reply comes before the follow-up went: it went on with v1's
+    qualification rules."""
+    handle = await harness.start()
+    await harness.env.sleep(timedelta(hours=1))
+    await handle.signal(Sig.PAUSE, PauseJourney("on leave"))
+    await harness.env.sleep(timedelta(days=3))  # step-2 fell due: held by the pause
+    v2 = cadence(
+        version=2,
+        qualification_reminder_seconds=DAY // 2,
+        qualification_timeout_seconds=DAY,
+        qualification_timeout_outcome="nurture",
+    )
+    await handle.signal(Sig.MIGRATE_CADENCE, v2)
+    assert (await handle.query(Query.STATE))["cadence_version"] == 2
+    await handle.signal(Sig.REPLY_RECEIVED, ReplyReceived("email", "m1", "Tell me more"))
+    assert await handle.result() == "nurture"  # v1's outcome: disqualified
+    assert harness.rec.stages[-1].cause == f"qualification timeout: no verdict after {DAY} s"
+    assert [t.touch_key for t in harness.rec.touches] == ["step-0"]
 
 
 async def test_a_journey_past_contacting_or_stopped_keeps_its_version(harness: Harness) -> None:

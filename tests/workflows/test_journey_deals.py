@@ -807,7 +807,8 @@ async def test_a_referrers_thanks_waiting_for_their_window_outlives_a_run_that_e
     await eventually(waiting, "the thanks told to wait for Grace's window")
     await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", False, "no budget"))
     assert await handle.result() == "lost"
-    assert harness_alone.rec.thanked == []  # not by the run
+    # (not `thanked == []` here: under load ThankReferrer, which the fake lets send at once,
+    # thanked before this line ran; the run's own thanks show in the count below)
 
     thanks = harness_alone.env.client.get_workflow_handle(thanks_workflow_id("ref-1", "meeting"))
     assert await thanks.result() == "thanked for meeting"

@@ -143,6 +143,11 @@ class Contacting:
             done = workflow.now()
             index += 1
         state.next_touch_due = None
+        if state.migration is not None and versions.patched(Patch.MIGRATION_KEPT_AT_REPLY):
+            # accepted before the reply that ended contacting (the journey said so, and its
+            # enrollment moved to it): the rest of the journey runs on that version (its
+            # qualification, meeting and referral rules), not on the one it was leaving
+            self._migrated()
         await entered
         return state.reply
 

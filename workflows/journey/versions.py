@@ -84,6 +84,7 @@ class Patch(StrEnum):
     # --- found in review (2026-12-07, third): a deal decided while its verdict was lost ---
     VERDICT_FROM_DEAL_EVENTS = "verdict-from-deal-events"
     DECIDED_DEAL_MEETINGS_ASKED = "decided-deal-meetings-asked"
+    MIGRATION_KEPT_AT_REPLY = "migration-kept-at-reply"
 
 
 @dataclass(frozen=True)
@@ -396,6 +397,14 @@ REGISTRY: dict[Patch, PatchRecord] = {
         "calendars with no reminder and no preparation task, and nobody was asked",
         ("journey_decided_deal_meetings_asked_v10",),
         _before("the decided-deal-meetings change", "2026-12-07"),
+    ),
+    Patch.MIGRATION_KEPT_AT_REPLY: PatchRecord(
+        "a cadence migration accepted while the journey waited for its next touch, and not yet "
+        "applied when a reply (or a stop) ended contacting, is applied then: the rest of the "
+        "journey runs on the version its enrollment and its state say; before, it ran on the "
+        "old version's qualification, meeting and referral rules",
+        ("journey_migration_kept_at_reply_v10",),
+        _before("the migration-kept-at-reply change", "2026-12-07"),
     ),
     # ReferralIntake's, not the journey's: one registry for every workflow's patches
     Patch.REFERRAL_RUN_BY_OUTREACH: PatchRecord(
