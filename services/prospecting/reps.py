@@ -27,6 +27,7 @@ from shared.errors import invalid
 NOT_NULL = ("name", "email", "territories", "active")
 REP_TASKS_MOVE = "rep_tasks"  # outreach's POST /internal/reps/{id}/tasks/reassign
 REP_STANDING = "rep_standing"  # deals' POST /internal/reps/{id}/standing
+REP_SIGNATURE = "rep_signature"  # outreach's POST /internal/reps/{id}/signature
 
 
 async def patch_rep(
@@ -43,12 +44,15 @@ async def patch_rep(
     if "manager_id" in given:
         await _check_manager(session, rep, patch.manager_id)
         rep.manager_id = patch.manager_id
+    signature = (rep.name, rep.email, rep.phone)
     if patch.name is not None:
         rep.name = patch.name
     if patch.email is not None:
         rep.email = patch.email
     if "phone" in given:
         rep.phone = patch.phone
+    if (rep.name, rep.email, rep.phone) != signature:
+        _tell_signature(session, rep)
     if given & {"capacity", "territories"}:
         await _change_rules(session, rep.id, patch, given)
     moved: dict[str, str | None] = {}
@@ -79,6 +83,21 @@ def _tell_standing(session: AsyncSession, rep: Rep) -> None:
         target="deals",
         path=f"/internal/reps/{rep.id}/standing",
         payload={"active": rep.active, "changed_at": utcnow().isoformat()},
+        subject_id=rep.id,
+    )
+
+
+def _tell_signature(session: AsyncSession, rep: Rep) -> None:
+    """Outreach hears that the rep's name, email or phone changed, through the outbox: the
+    running journeys of their prospects hold the details they were started (or reassigned)
+    with, and signed every message with the old ones for as long as they ran. Outreach reads
+    the details from here when it is told, so a late or repeated delivery carries the latest."""
+    outbox.add(
+        session,
+        kind=REP_SIGNATURE,
+        target="outreach",
+        path=f"/internal/reps/{rep.id}/signature",
+        payload={},
         subject_id=rep.id,
     )
 

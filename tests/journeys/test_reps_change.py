@@ -285,3 +285,36 @@ async def test_a_deactivated_reps_link_stops_offering_times_to_whom_was_not_hand
     text = await eventually(no_times, "Ida's page without Ann's times")
     assert 'name="slot"' not in text and "no longer taking meetings" in text
     assert (await d.ok("GET", hours))["free_slots"] == []
+
+
+async def test_a_reps_new_name_and_phone_sign_the_next_message_of_a_running_journey(
+    stack: StackDriver,
+) -> None:
+    """Ann's phone and name change while Ada's cadence runs: the journey held the details it was
+    started with, and every message after the change still gave Ada the old number to call."""
+    ann = await new_rep(stack, "Ann Before", phone="+14155550101")
+    steps = [
+        {"channel": "email", "offset_seconds": 0, "subject": "Hello", "body": "Hi\n{{ rep_name }}"},
+        {"channel": "sms", "offset_seconds": 0, "body": "Hi, {{ rep_name }} here"},
+        {
+            "channel": "email",
+            "offset_seconds": 8,
+            "subject": "Call me",
+            "body": "Call me: {{ rep_name }}, {{ rep_phone }}",
+        },
+    ]
+    plan = fast_cadence(steps=steps, nurture_after_seconds=3600)
+    cadence = await stack.ok("POST", f"{stack.u.outreach}/cadences", json=plan)
+    ada = await stack.new_prospect("Ada")
+    assert ada["rep"]["id"] == ann["id"]
+    await stack.enroll(ada["id"], cadence["id"])
+    first = await stack.wait_mails(ada["email"], 1)
+    assert "Ann Before" in first[0]["text"]
+    await stack.ok(
+        "PATCH",
+        f"{stack.u.prospecting}/reps/{ann['id']}",
+        json={"name": "Ann After", "phone": "+14155550102"},
+    )
+    mails = await stack.wait_mails(ada["email"], 2)
+    call = next(m for m in mails if m["subject"] == "Call me")
+    assert "Call me: Ann After, +14155550102" in call["text"], call["text"]

@@ -1,4 +1,5 @@
-"""Prospecting's reassignment reaches the enrollment: POST /internal/prospects/{id}/rep.
+"""Prospecting's reassignment reaches the enrollment: POST /internal/prospects/{id}/rep; a rep's
+new name, email or phone reaches their prospects' journeys: POST /internal/reps/{id}/signature.
 
 The enrollment's rep_id is what pausing a rep's journeys selects by, so it must follow the
 prospect. Called by prospecting's outbox relay (retried until 2xx); setting the same rep again
@@ -16,6 +17,8 @@ from sqlalchemy import select, update
 
 from services.outreach import models
 from services.outreach.cadences import rep_pauses
+from services.outreach.cadences.journey_operations import BulkResult, signal_journeys
+from services.outreach.cadences.service import prospects_where
 from services.outreach.tasks.reps import RepDirectory
 from shared.auth import require_api_key
 from shared.contracts.journey import RepAssigned
@@ -61,3 +64,22 @@ async def change_rep(
             if err.code != "journey_not_running":  # a finished journey needs no new rep
                 raise
     return RepChanged(prospect_id=prospect_id, rep_id=body.rep_id, enrollments=count)
+
+
+@router.post(
+    "/internal/reps/{rep_id}/signature",
+    tags=["enrollments"],
+    response_model=BulkResult,
+    status_code=202,
+)
+async def rep_signature_changed(rep_id: str, request: Request, session: Session) -> BulkResult:
+    """The rep's name, email or phone changed (prospecting's outbox, retried until 2xx): every
+    running journey of their prospects is told (`rep_assigned`, the same rep), so its next
+    message is signed with the new details, `{{ rep_phone }}` included. The details are read
+    from prospecting now: a late or repeated delivery tells the latest. One bulk operation
+    (`rep_signature`, GET /journey-operations/{id}); 404 for an unknown rep."""
+    reps: RepDirectory = request.app.state.reps
+    rep = await reps.rep(rep_id)
+    signed = RepAssigned(rep.id, rep.name, rep.email, rep.phone)
+    pids = await prospects_where(session, rep_id=rep_id)
+    return await signal_journeys(request, session, "rep_signature", pids, Sig.REP_ASSIGNED, signed)

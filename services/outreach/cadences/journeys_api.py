@@ -7,10 +7,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import Field
-from sqlalchemy import select
 from temporalio.client import Client
 
-from services.outreach import models
 from services.outreach.cadences import migration, rep_pauses, service
 from services.outreach.cadences.journey_operations import (
     BulkResult,
@@ -65,14 +63,6 @@ class StopIn(WriteModel):
 
 def _client(request: Request) -> Client:
     return request.app.state.temporal  # type: ignore[no-any-return]
-
-
-async def _prospects_where(session: Session, **where: str) -> list[str]:
-    # a prospect's current run only: an earlier run in this cadence is not their journey now
-    query = select(models.Enrollment.prospect_id).where(models.Enrollment.current.is_(True))
-    for column, value in where.items():
-        query = query.where(getattr(models.Enrollment, column) == value)
-    return list((await session.scalars(query)).all())
 
 
 def _pause_payload(body: PauseIn, kind: PauseKind) -> PauseJourney:
@@ -164,11 +154,11 @@ def past_contacting(prospect_id: str, state: JourneyState) -> AppError:
 async def _cadence_journeys(cadence_id: str, session: Session) -> list[str]:
     """The prospects of the cadence's journeys (404 for a cadence that does not exist)."""
     await service.get_cadence(session, cadence_id)
-    return await _prospects_where(session, cadence_id=cadence_id)
+    return await service.prospects_where(session, cadence_id=cadence_id)
 
 
 async def _rep_journeys(rep_id: str, session: Session) -> list[str]:
-    return await _prospects_where(session, rep_id=rep_id)
+    return await service.prospects_where(session, rep_id=rep_id)
 
 
 CadenceJourneys = Annotated[list[str], Depends(_cadence_journeys)]

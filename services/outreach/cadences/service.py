@@ -206,3 +206,12 @@ async def list_messages(session: AsyncSession, prospect_id: str) -> list[models.
         .order_by(models.Message.created_at, models.Message.channel)
     )
     return list(rows.all())
+
+
+async def prospects_where(session: AsyncSession, **where: str) -> list[str]:
+    """The prospects whose current enrollment has each column at its value (cadence_id,
+    rep_id): an earlier run in this cadence is not their journey now."""
+    query = select(models.Enrollment.prospect_id).where(models.Enrollment.current.is_(True))
+    for column, value in where.items():
+        query = query.where(getattr(models.Enrollment, column) == value)
+    return list((await session.scalars(query)).all())
