@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from sqlalchemy import update
+from temporalio.client import WorkflowExecutionStatus
 
 from services.outreach.cadences import follow_ups
 from services.outreach.models import Enrollment
@@ -27,6 +28,7 @@ from tests.support.runs import (
     stop_to_nurture,
     wait_run,
 )
+from tests.support.settings import SERVICE_AUTH
 from tests.support.stack import StackDriver
 
 
@@ -284,3 +286,31 @@ async def test_a_repeat_knows_the_run_its_lost_start_made_whatever_the_clocks(
     assert (again["id"], again["run"], again["run_id"]) == (second["id"], 2, second["run_id"])
     runs = await runs_of(d, eve["id"])
     assert [(r["run"], r["status"]) for r in runs] == [(1, "ended"), (2, "running")]
+
+
+async def test_an_auto_enrolment_leaves_a_run_that_ended_as_it_is(stack: StackDriver) -> None:
+    """Eve's second run ended; her tier is then raised (an ICP change), and prospecting asks
+    outreach to auto-enrol her: outreach started that ended run again, a second execution
+    under its keys sending its cadence once more. It is left as it is, and said why."""
+    d = stack
+    await d.setup()
+    plan = await cadence(d, auto_enroll=True, auto_enroll_min_tier="D")
+    eve = await d.new_prospect("Eve")
+    await first_run_nurtured(d, eve, plan["id"])
+    await d.enroll(eve["id"], plan["id"])
+    await d.wait_mails(eve["email"], 2)
+    await stop_to_nurture(d, eve["id"], 2)
+    mails = len(await d.mails_to(eve["email"]))
+
+    asked = {"items": [{"prospect_id": eve["id"], "tier": "A"}]}
+    r = await d.http.post(
+        f"{d.u.outreach}/internal/auto-enrollments", json=asked, headers=SERVICE_AUTH
+    )
+    assert r.status_code == 200, r.text
+    why = r.json()["skipped"].get(eve["id"], "")
+    assert why.startswith("enrolled before: run 2 ended (nurture)"), r.json()
+    journey = d.env.client.get_workflow_handle(f"journey-{eve['id']}")
+    assert (await journey.describe()).status != WorkflowExecutionStatus.RUNNING
+    runs = await runs_of(d, eve["id"])
+    assert [(r["run"], r["status"]) for r in runs] == [(1, "ended"), (2, "ended")]
+    assert len(await d.mails_to(eve["email"])) == mails

@@ -6,8 +6,9 @@ outreach decides *where* (it owns cadences and enrollments): prospecting's outbo
 prospects and their tiers to POST /internal/auto-enrollments, retried until outreach answers
 2xx. Outreach picks, per prospect, the auto-enrolling cadence with the strictest tier the
 prospect meets (the oldest on a tie) and enrolls them. Idempotent: the enrollment is unique per
-prospect, and a prospect already enrolled only has their journey started again with the same
-id (USE_EXISTING), which completes an earlier attempt whose start failed.
+prospect. A prospect already enrolled is left as they are (running, or their run ended: a new
+run is an enrolment's decision, with its minimum gap), except a run stored by an earlier attempt
+whose start failed, which is started now.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from services.outreach import models
-from services.outreach.cadences import service
+from services.outreach.cadences import runs, service
 from services.outreach.cadences.enrollment import new_enrollment, start_journey
 from services.outreach.consent import erasure
 from services.outreach.prospects import ProspectDirectory
@@ -93,6 +94,10 @@ async def _enroll_one(request: Request, candidate: Candidate, cadence: AutoCaden
         except AppError:
             return "erased person"
         existing = await service.find_enrollment(session, candidate.prospect_id)
+        if existing is not None:
+            why = await _left_as_it_is(request, existing, cadence.cadence_id)
+            if why is not None:
+                return why
         version = existing.cadence_version if existing else None
         cadence_id = existing.cadence_id if existing else cadence.cadence_id
         snapshot = await service.cadence_snapshot(session, cadence_id, version)
@@ -103,8 +108,31 @@ async def _enroll_one(request: Request, candidate: Candidate, cadence: AutoCaden
             # a concurrent enrolment stored the run first: its cadence is the one that runs
             snapshot = await service.cadence_snapshot(session, row.cadence_id, row.cadence_version)
         await session.commit()
-    await start_journey(request.app.state.temporal, settings, row, contact, snapshot)
+        run_id = await start_journey(request.app.state.temporal, settings, row, contact, snapshot)
+        if row.run_id is None and run_id is not None:
+            # the run's activities find their run by it (runs.calling_run_ended)
+            await runs.remember_start(session, row.id, run_id)
+            await session.commit()
     return ""
+
+
+async def _left_as_it_is(request: Request, row: models.Enrollment, cadence_id: str) -> str | None:
+    """Why an enrolled prospect gets nothing from this call ('' when running on `cadence_id`
+    already), or
+    None when their run was stored and never started. Starting the row of a run that ended
+    started that run a second time, under its keys: the cadence again for a client, won or
+    lost, whose tier was raised."""
+    status = await runs.run_status(request.app.state.temporal, row)
+    if status.state == runs.RunState.RUNNING:
+        return "" if row.cadence_id == cadence_id else f"running on cadence {row.cadence_id}"
+    if status.state == runs.RunState.ENDED or row.outcome is not None:
+        return (
+            f"enrolled before: run {row.run} ended ({row.outcome or 'outcome not reported'}); "
+            "a new run is an enrolment's (POST /enrollments)"
+        )
+    if not runs.stored_not_started(row, "enrollment"):
+        return f"run {row.run} ({row.origin}) is stored and is started by its own request"
+    return None
 
 
 @router.post("/internal/auto-enrollments", tags=["enrollments"])
