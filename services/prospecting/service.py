@@ -396,6 +396,15 @@ async def record_stage(session: AsyncSession, change: StageChange) -> bool:
     prospect = await get_prospect(session, change.prospect_id, lock=True)
     at = _parse_at(change.at)
     late = await _later_change_recorded(session, prospect.id, at)
+    if (
+        from_stage == Stage.PROSPECTING
+        and prospect.stage not in (Stage.PROSPECTING, to_stage)
+        and not late
+    ):
+        # a later run's first change: every run starts at prospecting, which the person left
+        # long ago; they leave where the last run put them (nurture, lost, won...), and the
+        # funnel counts that stay, not a second stay in prospecting lasting months
+        from_stage = Stage(prospect.stage)
     values = {
         "id": new_id(),
         "key": change.key,

@@ -317,6 +317,32 @@ async def test_stage_history_is_recorded_once_per_key_oldest_first(
     assert (await prospecting.http.get("/prospects/nobody/stages")).status_code == 404
 
 
+async def test_a_later_runs_first_change_leaves_the_stage_the_last_run_ended_in(
+    prospecting: Prospecting,
+) -> None:
+    """Every run starts at prospecting: run 2's first change, 90 days after run 1 nurtured
+    the person, said they left prospecting (and the funnel counted a 90-day prospecting stay,
+    and no nurture stay ever). They leave nurture."""
+    pid = (await prospecting.prospect(email="back@example.com"))["id"]
+    run_1 = [
+        StageChange("j:1", pid, "prospecting", "contacting", "enrolled", "2030-01-01T09:00:00Z"),
+        StageChange("j:2", pid, "contacting", "nurture", "no reply", "2030-01-10T09:00:00Z"),
+    ]
+    run_2 = StageChange(
+        "j.r2:1", pid, "prospecting", "contacting", "follow-up", "2030-04-10T09:00:00+00:00"
+    )
+    for change in [*run_1, run_2]:
+        await prospecting.record_stage(change)
+
+    history = (await prospecting.http.get(f"/prospects/{pid}/stages")).json()
+    assert [(h["from_stage"], h["to_stage"]) for h in history] == [
+        (None, "prospecting"),
+        ("prospecting", "contacting"),
+        ("contacting", "nurture"),
+        ("nurture", "contacting"),
+    ]
+
+
 async def test_a_late_stage_record_stays_in_the_history_but_not_the_stage(
     prospecting: Prospecting,
 ) -> None:
