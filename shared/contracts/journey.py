@@ -248,6 +248,9 @@ class JourneyInput:
     # change's cause
     start_cause: str = ""
     deal_id: str | None = None  # a run started at presenting carries on with this deal
+    # a reopened deal's new run whose earlier run ended won: that win's referral request went
+    # out, and a second win does not ask the client again
+    referral_asked_before: bool = False
 
 
 @dataclass

@@ -238,3 +238,31 @@ async def test_a_reopened_deal_of_a_deactivated_rep_goes_to_an_active_rep(
     journey = await d.ok("GET", f"{d.u.outreach}/journeys/{una['id']}")
     assert journey["rep_id"] == ben["id"]
     await d.wait_stage(una["id"], "presenting")
+
+
+async def test_a_deal_won_again_in_a_new_run_asks_the_client_for_referrals_once(
+    stack: StackDriver,
+) -> None:
+    """Una's run 1 won her deal, asked her for referrals and ended; the deal reopened came back
+    as run 2 and was won again: she got a second request (deals.md promises a second win of
+    the same journey does not ask again)."""
+    d = stack
+    await d.setup()
+    plan = await cadence(d, referral_delay_seconds=1, referral_reminders=0)
+    una = await d.new_prospect("Una")
+    deal = await decide(d, una, plan["id"], "won")
+    await wait_run(d, una["id"], 1, outcome="won", status="ended")
+    asks = f"{d.u.referrals}/asks"
+    assert len(await d.ok("GET", asks, params={"client_prospect_id": una["id"]})) == 1
+
+    url = f"{d.u.deals}/deals/{deal['id']}"
+    await d.ok("POST", f"{url}/reopen")
+    await wait_run(d, una["id"], 2, status="running")
+    again = {"outcome": "won", "reason": "signed again", "value": 900, "currency": "EUR"}
+    await d.ok("POST", f"{url}/close", json=again)
+    await wait_run(d, una["id"], 2, outcome="won", status="ended")
+    assert len(await d.ok("GET", asks, params={"client_prospect_id": una["id"]})) == 1
+    path = await d.stages(una["id"])
+    assert path[-2:] == ["won", "referrals"], path
+    thanks = [t for t in await d.tasks_of(una["id"]) if t["kind"] == "thank_client"]
+    assert len(thanks) == 1, thanks

@@ -894,6 +894,12 @@ async def migration_while_paused_then_reply(
     await handle.signal(Sig.REPLY_RECEIVED, ReplyReceived("email", "m1", "Tell me more"))
 
 
+async def won_again_after_an_earlier_win(
+    env: WorkflowEnvironment, h: tj.Harness, handle: Any
+) -> None:
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-9", True, "came back"))
+
+
 def with_manager(rec: tj.Recorder) -> None:
     rec.manager_id = "mgr-1"
 
@@ -962,6 +968,15 @@ async def main_v10(env: WorkflowEnvironment) -> None:
         cadence=tj.cadence(referral_delay_seconds=30 * DAY),
     )
     await record(env, "journey_migration_kept_at_reply_v10", migration_while_paused_then_reply)
+    await record(
+        env,
+        "journey_referral_asked_by_earlier_run_v10",
+        won_again_after_an_earlier_win,
+        start_stage=Stage.PRESENTING,
+        run=3,
+        deal_id="deal-9",
+        referral_asked_before=True,
+    )
 
 
 async def main(which: str) -> None:

@@ -55,3 +55,20 @@ async def test_a_reopened_deal_run_carries_on_at_presenting(harness: Harness) ->
     assert [e.stage for e in harness.rec.entered] == ["presenting", "closing", "lost"]
     assert handle.id == journey_id(harness.rec.stages[0].prospect_id)
     assert [(e.run, e.outcome) for e in harness.rec.run_ends] == [(3, Stage.LOST)]
+
+
+async def test_a_reopened_deal_won_again_in_a_new_run_does_not_ask_the_client_again(
+    harness: Harness,
+) -> None:
+    """Run 2 won the deal and asked for referrals, then ended; the deal reopened came back as
+    run 3 and was won again: the client got a second request, its reminders and a second
+    thanks task. Outreach tells run 3 that an earlier run's win asked them."""
+    handle = await harness.start(
+        start_stage=Stage.PRESENTING, run=3, deal_id="deal-9", referral_asked_before=True
+    )
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-9", True, "came back"))
+    assert await handle.result() == Stage.WON
+    assert harness.rec.asks == []
+    assert [t.kind for t in harness.rec.tasks if t.kind == "thank_client"] == []
+    assert harness.rec.stage_path()[-1] == "referrals"
+    assert harness.rec.stages[-1].cause == "referral request sent at an earlier win"

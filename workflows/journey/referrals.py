@@ -49,7 +49,8 @@ class Referrals:
             await self.ask()
             return None
         # a later win of the same journey: the client was asked already, not again
-        asking = asyncio.ensure_future(self._asked() if state.referral_asked else self.ask())
+        asked = state.referral_asked or self._asked_by_an_earlier_run()
+        asking = asyncio.ensure_future(self._asked() if asked else self.ask())
         reopened = None
         while reopened is None:
             await workflow.wait_condition(
@@ -75,6 +76,13 @@ class Referrals:
                 ):
                     raise
         return reopened
+
+    def _asked_by_an_earlier_run(self) -> bool:
+        """A reopened deal's new run, its earlier run ended won (so after its referral
+        request): asked only then, no marker otherwise."""
+        return self.state.inp.referral_asked_before and versions.patched(
+            Patch.REFERRAL_ASKED_BY_EARLIER_RUN
+        )
 
     async def _asked(self) -> None:
         await self.steps.enter(

@@ -85,6 +85,7 @@ class Patch(StrEnum):
     VERDICT_FROM_DEAL_EVENTS = "verdict-from-deal-events"
     DECIDED_DEAL_MEETINGS_ASKED = "decided-deal-meetings-asked"
     MIGRATION_KEPT_AT_REPLY = "migration-kept-at-reply"
+    REFERRAL_ASKED_BY_EARLIER_RUN = "referral-asked-by-earlier-run"
 
 
 @dataclass(frozen=True)
@@ -405,6 +406,13 @@ REGISTRY: dict[Patch, PatchRecord] = {
         "old version's qualification, meeting and referral rules",
         ("journey_migration_kept_at_reply_v10",),
         _before("the migration-kept-at-reply change", "2026-12-07"),
+    ),
+    Patch.REFERRAL_ASKED_BY_EARLIER_RUN: PatchRecord(
+        "a reopened deal's new run whose earlier run ended won (its referral request sent) "
+        "does not ask the client again at its own win; before, the client got a second "
+        "request, its reminders and a second thanks task",
+        ("journey_referral_asked_by_earlier_run_v10",),
+        _before("the referral-asked-by-earlier-run change", "2026-12-07"),
     ),
     # ReferralIntake's, not the journey's: one registry for every workflow's patches
     Patch.REFERRAL_RUN_BY_OUTREACH: PatchRecord(

@@ -217,8 +217,18 @@ async def reopen_journey(
     await close_decided_meeting_questions(
         session, prospect_id, body.deal_id, f"{cause}: its meetings are the deal's again"
     )
+    # a run of theirs that ended won asked them for referrals: a second win does not again
+    earlier = [r for r in await runs.all_runs(session, prospect_id) if r.run < planned.row.run]
+    asked = any(r.outcome == Stage.WON for r in earlier)
     await session.commit()
-    await start_and_remember(request, session, planned, start_cause=cause, deal_id=body.deal_id)
+    await start_and_remember(
+        request,
+        session,
+        planned,
+        start_cause=cause,
+        deal_id=body.deal_id,
+        referral_asked_before=asked,
+    )
     row = planned.row
     return Reopened(started=True, run=row.run, detail=cause, run_id=row.run_id, rep_id=row.rep_id)
 

@@ -59,6 +59,7 @@ async def start_journey(
     start_cause: str = "",
     deal_id: str | None = None,
     referrer: Referrer | None = None,
+    referral_asked_before: bool = False,
 ) -> str | None:
     """Start the journey run of a stored enrollment and give its Temporal run id (None: it ran
     already); 503 when Temporal could not be reached (the enrollment stays, and a retry reaches
@@ -73,6 +74,7 @@ async def start_journey(
         start_cause=start_cause,
         deal_id=deal_id,
         referrer=referrer,
+        referral_asked_before=referral_asked_before,
     )
     if row.run > 1:
         return await _start_later_run(client, row, journey)
