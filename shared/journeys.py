@@ -75,6 +75,21 @@ async def signal_journey(
         ) from err
 
 
+async def tell_running_journey(
+    client: Client, prospect_id: str, *signals: tuple[str, object]
+) -> bool:
+    """Signal the prospect's journey each (name, payload) in order, if it runs: False when
+    it has ended (or never ran), which needs nothing more; 503 when it could not be told."""
+    try:
+        for signal, payload in signals:
+            await signal_journey(client, prospect_id, signal, payload)
+    except AppError as err:
+        if err.code != "journey_not_running":
+            raise
+        return False
+    return True
+
+
 async def read_journey(
     client: Client, workflow_id: str, *, running_only: bool = False
 ) -> tuple[WorkflowExecutionDescription, JourneyState] | None:

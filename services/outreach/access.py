@@ -91,6 +91,7 @@ POLICIES: dict[RouteKey, Rule] = {
     ("GET", "/mailbox"): OPS,  # the IMAP reply mailbox's state (issue 14)
     ("POST", "/internal/prospects/{prospect_id}/journeys/reopen"): SERVICE_ONLY,
     ("POST", "/internal/reps/{rep_id}/signature"): SERVICE_ONLY,  # prospecting
+    ("POST", "/internal/prospects/{prospect_id}/unassigned"): SERVICE_ONLY,  # prospecting
     ("GET", "/journeys/{prospect_id}"): rep_own("path:prospect_id"),
     ("POST", "/journeys/{prospect_id}/pause"): rep_own("path:prospect_id"),
     ("POST", "/journeys/{prospect_id}/resume"): rep_own("path:prospect_id"),

@@ -202,6 +202,8 @@ async def _to_active_rep(
     new_rep, how = assigner.assign(prospect.country, seat=assignment.takes_seat(prospect.stage))
     if new_rep is None:
         prospect.rep_id = None
+        why = f"rep {gone.name} was deactivated and no active rep had room"
+        await service.queue_unassigned(session, prospect.id, why)
     else:
         prospect = await service.reassign(session, prospect.id, new_rep.id)
     prospect.assignment_note = f"{how} (rep {gone.name} was deactivated)"

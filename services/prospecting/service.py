@@ -57,6 +57,7 @@ REP_MOVE_ENROLLMENT = "rep_enrollment"  # the enrollment's rep
 REP_MOVE_DEALS = "rep_deals"  # the open deals' owner (deals' POST /internal/prospects/{id}/rep)
 REP_MOVE_REFERRALS = "rep_referrals"  # the referral asks' owner (referrals', likewise)
 # Each service that owns rows of the prospect's rep hears a move: (kind, target, path).
+REP_UNASSIGNED = "rep_unassigned"  # outreach's POST /internal/prospects/{id}/unassigned
 REP_MOVES = (
     (REP_MOVE, "outreach", "/prospects/{prospect_id}/tasks/reassign"),
     (REP_MOVE_ENROLLMENT, "outreach", "/internal/prospects/{prospect_id}/rep"),
@@ -567,8 +568,37 @@ async def reassign(session: AsyncSession, prospect_id: str, rep_id: str) -> Pros
 
 async def queue_rep_move(session: AsyncSession, prospect_id: str, rep_id: str) -> None:
     """Tell every service that owns rows of the prospect's rep, through the outbox."""
-    kinds = [kind for kind, _, _ in REP_MOVES]
-    # An older move still waiting must not land after this one and undo it.
+    await _supersede_rep_moves(session, prospect_id)
+    for kind, target, path in REP_MOVES:
+        outbox.add(
+            session,
+            kind=kind,
+            target=target,
+            path=path.format(prospect_id=prospect_id),
+            payload={"rep_id": rep_id},
+            subject_id=prospect_id,
+        )
+
+
+async def queue_unassigned(session: AsyncSession, prospect_id: str, why: str) -> None:
+    """Tell outreach the prospect has no rep now (theirs was deactivated and nobody had
+    room), through the outbox: their journey waits for one instead of going on in the name of
+    a rep who left."""
+    await _supersede_rep_moves(session, prospect_id)
+    outbox.add(
+        session,
+        kind=REP_UNASSIGNED,
+        target="outreach",
+        path=f"/internal/prospects/{prospect_id}/unassigned",
+        payload={"reason": why},
+        subject_id=prospect_id,
+    )
+
+
+async def _supersede_rep_moves(session: AsyncSession, prospect_id: str) -> None:
+    """An older move (or loss) of the prospect's rep still waiting must not land after the
+    one being queued and undo it."""
+    kinds = [kind for kind, _, _ in REP_MOVES] + [REP_UNASSIGNED]
     await session.execute(
         update(OutboxMessage)
         .where(
@@ -579,15 +609,6 @@ async def queue_rep_move(session: AsyncSession, prospect_id: str, rep_id: str) -
         .values(status=outbox.SUPERSEDED, next_attempt_at=None)
         .execution_options(synchronize_session=False)
     )
-    for kind, target, path in REP_MOVES:
-        outbox.add(
-            session,
-            kind=kind,
-            target=target,
-            path=path.format(prospect_id=prospect_id),
-            payload={"rep_id": rep_id},
-            subject_id=prospect_id,
-        )
 
 
 CONTACT_CHANGE = "contact_change"  # outreach's POST /internal/prospects/{id}/contact

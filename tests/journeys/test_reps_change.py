@@ -318,3 +318,35 @@ async def test_a_reps_new_name_and_phone_sign_the_next_message_of_a_running_jour
     mails = await stack.wait_mails(ada["email"], 2)
     call = next(m for m in mails if m["subject"] == "Call me")
     assert "Call me: Ann After, +14155550102" in call["text"], call["text"]
+
+
+async def test_a_prospect_left_without_a_rep_waits_instead_of_going_on_in_the_departed_reps_name(
+    stack: StackDriver,
+) -> None:
+    """Ann, the only rep, leaves while Ada's cadence runs: nobody has room, Ada waits
+    unassigned. Her journey went on sending in Ann's name, with Ann's number. It waits now, with
+    a `rep` pause saying why, until a rep is given (Ann back, here)."""
+    ann = await new_rep(stack, "Ann Leaving")
+    cadence = await stack.ok("POST", f"{stack.u.outreach}/cadences", json=fast_cadence())
+    ada = await stack.new_prospect("Ada")
+    assert ada["rep"]["id"] == ann["id"]
+    await stack.enroll(ada["id"], cadence["id"])
+    await stack.wait_mails(ada["email"], 1)
+
+    r = await stack.ok("PATCH", f"{stack.u.prospecting}/reps/{ann['id']}", json={"active": False})
+    assert r["moved"] == {ada["id"]: None}
+    journey = f"{stack.u.outreach}/journeys/{ada['id']}"
+
+    async def paused() -> dict[str, Any] | None:
+        state: dict[str, Any] = await stack.ok("GET", journey)
+        return state if state["paused"] else None
+
+    state = await eventually(paused, "Ada's journey waiting for a rep")
+    (pause,) = state["pauses"]
+    assert pause["kind"] == "rep" and "Ann Leaving was deactivated" in pause["reason"], pause
+    enrollment = await stack.ok("GET", f"{stack.u.outreach}/prospects/{ada['id']}/enrollment")
+    assert enrollment["rep_id"] is None
+
+    await stack.ok("PATCH", f"{stack.u.prospecting}/reps/{ann['id']}", json={"active": True})
+    resumed = await until(stack, journey, "paused", False)
+    assert resumed["rep_id"] == ann["id"]

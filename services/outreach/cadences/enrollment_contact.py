@@ -23,7 +23,7 @@ from shared.contracts.journey import ContactChanged
 from shared.contracts.names import Sig
 from shared.db import Session
 from shared.errors import AppError
-from shared.journeys import signal_journey
+from shared.journeys import tell_running_journey
 
 router = APIRouter(dependencies=[Depends(require_api_key)])
 
@@ -56,10 +56,8 @@ async def contact_changed(prospect_id: str, request: Request, session: Session) 
     if await session.scalar(select(e.id).where(e.prospect_id == prospect_id).limit(1)) is None:
         return ContactTold(prospect_id=prospect_id, journey_told=False)
     change = ContactChanged(contact.email, contact.phone, contact.timezone, contact.zone)
-    try:
-        await signal_journey(request.app.state.temporal, prospect_id, Sig.CONTACT_CHANGED, change)
-    except AppError as err:
-        if err.code != "journey_not_running":  # a finished journey sends nothing more
-            raise
-        return ContactTold(prospect_id=prospect_id, journey_told=False)
-    return ContactTold(prospect_id=prospect_id, journey_told=True)
+    # a finished journey sends nothing more
+    told = await tell_running_journey(
+        request.app.state.temporal, prospect_id, (Sig.CONTACT_CHANGED, change)
+    )
+    return ContactTold(prospect_id=prospect_id, journey_told=told)

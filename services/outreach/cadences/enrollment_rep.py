@@ -1,4 +1,5 @@
-"""Prospecting's reassignment reaches the enrollment: POST /internal/prospects/{id}/rep; a rep's
+"""Prospecting's reassignment reaches the enrollment: POST /internal/prospects/{id}/rep (or, when
+the prospect's rep left and nobody had room, POST /internal/prospects/{id}/unassigned); a rep's
 new name, email or phone reaches their prospects' journeys: POST /internal/reps/{id}/signature.
 
 The enrollment's rep_id is what pausing a rep's journeys selects by, so it must follow the
@@ -14,6 +15,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.outreach import models
 from services.outreach.cadences import rep_pauses
@@ -21,12 +23,12 @@ from services.outreach.cadences.journey_operations import BulkResult, signal_jou
 from services.outreach.cadences.service import prospects_where
 from services.outreach.tasks.reps import RepDirectory
 from shared.auth import require_api_key
-from shared.contracts.journey import RepAssigned
+from shared.contracts.journey import PauseJourney, PauseKind, RepAssigned
 from shared.contracts.names import Sig
 from shared.db import Session, utcnow
-from shared.errors import AppError
-from shared.journeys import signal_journey
+from shared.journeys import tell_running_journey
 from shared.rep_moves import RepMove
+from shared.requests import InternalModel
 
 router = APIRouter(dependencies=[Depends(require_api_key)])
 
@@ -41,29 +43,59 @@ class RepChanged(BaseModel):
 async def change_rep(
     prospect_id: str, body: RepMove, request: Request, session: Session
 ) -> RepChanged:
-    e = models.Enrollment
-    result = await session.execute(
-        update(e)
-        .where(e.prospect_id == prospect_id, e.rep_id.is_distinct_from(body.rep_id))
-        .values(rep_id=body.rep_id)
-        .execution_options(synchronize_session=False)
-    )
-    await session.commit()
-    count = int(result.rowcount or 0)  # type: ignore[attr-defined]
-    enrolled = await session.scalar(select(e.id).where(e.prospect_id == prospect_id))
-    if enrolled is not None:
+    count, enrolled = await _set_rep(session, prospect_id, body.rep_id)
+    if enrolled:
         reps: RepDirectory = request.app.state.reps
         rep = await reps.rep(body.rep_id)  # 404 unknown, 503 prospecting away: retried
         signed = RepAssigned(rep.id, rep.name, rep.email, rep.phone)
         paused = rep_pauses.signal_for(await rep_pauses.pause_of(session, rep.id, utcnow()))
-        client = request.app.state.temporal
-        try:
-            await signal_journey(client, prospect_id, Sig.REP_ASSIGNED, signed)
-            await signal_journey(client, prospect_id, *paused)
-        except AppError as err:
-            if err.code != "journey_not_running":  # a finished journey needs no new rep
-                raise
+        # a finished journey needs no new rep
+        await tell_running_journey(
+            request.app.state.temporal, prospect_id, (Sig.REP_ASSIGNED, signed), paused
+        )
     return RepChanged(prospect_id=prospect_id, rep_id=body.rep_id, enrollments=count)
+
+
+async def _set_rep(session: AsyncSession, prospect_id: str, rep_id: str | None) -> tuple[int, bool]:
+    """The prospect's enrollments given `rep_id` (committed): how many changed, and whether
+    the prospect is enrolled at all."""
+    e = models.Enrollment
+    result = await session.execute(
+        update(e)
+        .where(e.prospect_id == prospect_id, e.rep_id.is_distinct_from(rep_id))
+        .values(rep_id=rep_id)
+        .execution_options(synchronize_session=False)
+    )
+    await session.commit()
+    count = int(result.rowcount or 0)  # type: ignore[attr-defined]
+    enrolled = await session.scalar(select(e.id).where(e.prospect_id == prospect_id).limit(1))
+    return count, enrolled is not None
+
+
+class RepGone(InternalModel):
+    reason: str = Field(min_length=1, max_length=300)
+
+
+class Unassigned(BaseModel):
+    prospect_id: str
+    paused: bool = Field(description="a running journey was paused (waits for a rep)")
+
+
+@router.post("/internal/prospects/{prospect_id}/unassigned", tags=["enrollments"])
+async def rep_gone(
+    prospect_id: str, body: RepGone, request: Request, session: Session
+) -> Unassigned:
+    """The prospect's rep was deactivated and no active rep had room (prospecting's outbox,
+    retried until 2xx): the enrollment has no rep, and the running journey waits with a `rep`
+    pause naming why, instead of signing its messages with the departed rep's name, email and
+    phone. The reassignment that comes once a place is free lifts it (change_rep: the new
+    rep's own pause, none when they are at work)."""
+    _, enrolled = await _set_rep(session, prospect_id, None)
+    pause = PauseJourney(f"no rep: {body.reason}", None, PauseKind.REP)
+    paused = enrolled and await tell_running_journey(
+        request.app.state.temporal, prospect_id, (Sig.PAUSE, pause)
+    )
+    return Unassigned(prospect_id=prospect_id, paused=paused)
 
 
 @router.post(
