@@ -56,8 +56,8 @@ REP_MOVE = "rep_move"  # the open tasks (outreach's POST /prospects/{id}/tasks/r
 REP_MOVE_ENROLLMENT = "rep_enrollment"  # the enrollment's rep
 REP_MOVE_DEALS = "rep_deals"  # the open deals' owner (deals' POST /internal/prospects/{id}/rep)
 REP_MOVE_REFERRALS = "rep_referrals"  # the referral asks' owner (referrals', likewise)
-# Each service that owns rows of the prospect's rep hears a move: (kind, target, path).
 REP_UNASSIGNED = "rep_unassigned"  # outreach's POST /internal/prospects/{id}/unassigned
+# Each service that owns rows of the prospect's rep hears a move: (kind, target, path).
 REP_MOVES = (
     (REP_MOVE, "outreach", "/prospects/{prospect_id}/tasks/reassign"),
     (REP_MOVE_ENROLLMENT, "outreach", "/internal/prospects/{prospect_id}/rep"),

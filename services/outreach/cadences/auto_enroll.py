@@ -118,10 +118,9 @@ async def _enroll_one(request: Request, candidate: Candidate, cadence: AutoCaden
 
 async def _left_as_it_is(request: Request, row: models.Enrollment, cadence_id: str) -> str | None:
     """Why an enrolled prospect gets nothing from this call ('' when running on `cadence_id`
-    already), or
-    None when their run was stored and never started. Starting the row of a run that ended
-    started that run a second time, under its keys: the cadence again for a client, won or
-    lost, whose tier was raised."""
+    already), or None when their run was stored and never started. Starting the row of a run
+    that ended started that run a second time, under its keys: the cadence again for a client,
+    won or lost, whose tier was raised."""
     status = await runs.run_status(request.app.state.temporal, row)
     if status.state == runs.RunState.RUNNING:
         return "" if row.cadence_id == cadence_id else f"running on cadence {row.cadence_id}"
