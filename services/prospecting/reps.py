@@ -173,7 +173,7 @@ async def _hand_over(session: AsyncSession, rep: Rep) -> dict[str, str | None]:
         )
     ).all()
     assigner = await assignment.Assigner.load(session)  # without the deactivated rep
-    moved = {p.id: await _to_active_rep(session, assigner, p, rep) for p in theirs}
+    moved = {p.id: await _to_active_rep(session, assigner, p, rep, running=True) for p in theirs}
     await session.flush()
     return moved
 
@@ -189,21 +189,30 @@ async def come_back(session: AsyncSession, prospect_id: str) -> tuple[Prospect, 
     if rep is None or rep.active:
         return prospect, False
     assigner = await assignment.Assigner.load(session)
-    await _to_active_rep(session, assigner, prospect, rep)
+    await _to_active_rep(session, assigner, prospect, rep, running=False)
     await session.flush()
     return await service.get_prospect(session, prospect_id), True
 
 
 async def _to_active_rep(
-    session: AsyncSession, assigner: assignment.Assigner, prospect: Prospect, gone: Rep
+    session: AsyncSession,
+    assigner: assignment.Assigner,
+    prospect: Prospect,
+    gone: Rep,
+    *,
+    running: bool,
 ) -> str | None:
     """Hand `prospect` of the deactivated `gone` to the rep the rules pick (what they own in
-    other services follows, as on a reassignment); None: nobody has room, left unassigned."""
+    other services follows, as on a reassignment); None: nobody has room, left unassigned.
+    `running`: their journey may be under way (a deactivation's hand-over), so outreach is told
+    to hold it. A prospect coming back has no run going yet: told too, the pause would land
+    before or after their new run starts, so that run would wait or not by chance."""
     new_rep, how = assigner.assign(prospect.country, seat=assignment.takes_seat(prospect.stage))
     if new_rep is None:
         prospect.rep_id = None
-        why = f"rep {gone.name} was deactivated and no active rep had room"
-        await service.queue_unassigned(session, prospect.id, why)
+        if running:
+            why = f"rep {gone.name} was deactivated and no active rep had room"
+            await service.queue_unassigned(session, prospect.id, why)
     else:
         prospect = await service.reassign(session, prospect.id, new_rep.id)
     prospect.assignment_note = f"{how} (rep {gone.name} was deactivated)"

@@ -741,7 +741,12 @@ async def test_a_task_of_an_erased_prospects_journey_under_way_keeps_nothing_of_
     r = inbox
     rep, ada, run_id = await _enrolled_ada(r)
     order = {"erasure_id": "e1", "prospect_id": ada["id"], "email": ada["email"]}
-    erased = await r.api.post("/internal/erasures", json=order, headers=SERVICE_AUTH)
+    # a 503 is the order's documented answer while Temporal's stop times out on a loaded
+    # machine (prospecting's outbox repeats it)
+    for _ in range(5):
+        erased = await r.api.post("/internal/erasures", json=order, headers=SERVICE_AUTH)
+        if erased.status_code != 503:
+            break
     assert erased.status_code == 200, erased.text
 
     made = await as_run(journey_id(ada["id"]), run_id).run(r.task, ada, rep, "prepare_meeting:m1")

@@ -21,6 +21,7 @@ from services.prospecting.outbox import OutboxTiming
 from shared.contracts.errors import CONFLICT
 from shared.contracts.journey import CreateReferredProspect, ReferredPerson, StageChange
 from tests.support.apps import ServiceApp
+from tests.support.settings import SERVICE_AUTH
 
 
 @pytest.fixture
@@ -492,3 +493,29 @@ async def test_a_client_of_a_deactivated_rep_gets_a_rep_whatever_the_capacity(
         for p in (client, open_one, bens)
     ]
     assert after == [cleo, None, None]
+
+
+async def test_a_prospect_left_without_a_rep_is_told_to_outreach_only_from_a_hand_over(
+    app: FastAPI, http: httpx.AsyncClient
+) -> None:
+    """Outreach holds the running journey of a prospect whose rep left when nobody had room. A
+    prospect whose journey was over and who comes back while nobody has room has no run going:
+    told too, the hold would reach outreach before or after their new run starts, and that run
+    would wait or not by chance."""
+    ann = await _rep(http, "ann")
+    running, over = await _prospect(http, 1), await _prospect(http, 2)
+    assert running["rep_id"] == over["rep_id"] == ann
+    acts = ProspectingActivities(app.state.sessions, app.state.settings)
+    await acts.record_stage(
+        StageChange(
+            f"lost:{over['id']}", over["id"], "closing", "lost", "lost",
+            "2026-01-01T00:00:00+00:00",
+        )
+    )  # fmt: skip
+    moved = await _ok(await http.patch(f"/reps/{ann}", json={"active": False}))
+    assert moved["moved"] == {running["id"]: None}, moved
+    assert "rep_unassigned" in [kind for kind, _ in await _queued_moves(app, running["id"])]
+
+    back = await http.post(f"/internal/prospects/{over['id']}/comeback", headers=SERVICE_AUTH)
+    assert (await _ok(back))["rep_id"] is None
+    assert "rep_unassigned" not in [kind for kind, _ in await _queued_moves(app, over["id"])]
