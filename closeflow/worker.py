@@ -43,11 +43,17 @@ from shared.health import Down, run_checks, serve_worker_health, temporal_up
 from shared.settings import Settings
 from shared.temporal import connect
 from workflows.journey import ProspectJourney
-from workflows.meeting_invite import MeetingInviteWorkflow
+from workflows.meeting_invite import HandedOverMeetingCancelWorkflow, MeetingInviteWorkflow
 from workflows.referral_intake import ReferralIntake
 from workflows.referrer_thanks import ThankReferrerWorkflow
 
-JOURNEY_WORKFLOWS = (ProspectJourney, ReferralIntake, MeetingInviteWorkflow, ThankReferrerWorkflow)
+JOURNEY_WORKFLOWS = (
+    ProspectJourney,
+    ReferralIntake,
+    MeetingInviteWorkflow,
+    HandedOverMeetingCancelWorkflow,
+    ThankReferrerWorkflow,
+)
 # The sandbox imports a workflow's module again for every run it starts (global state kept
 # apart), and with it every module that one imports: the journey's ten stage modules. That was
 # most of the journeys worker's CPU at 200 journeys starting together (issue 13: 42% with no

@@ -147,6 +147,12 @@ class Meeting(Base):
     # the UID of every invitation of the meeting, fixed when the first one goes: a calendar
     # matches an update or a cancellation to its event by it (meetings/invites.py)
     invite_uid: Mapped[str | None] = mapped_column(String(320), default=None)
+    # hand-overs to another rep (the prospect reassigned): each raises its invitations' SEQUENCE
+    # (meetings/invites.py), the revision staying the time's
+    handovers: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # the rep whose calendar holds the meeting until the update and that rep's cancellation of
+    # a hand-over have started
+    handed_over_from: Mapped[str | None] = mapped_column(String(64), default=None)
 
     deal: Mapped[Deal] = relationship(back_populates="meetings")
 

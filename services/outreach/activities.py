@@ -63,6 +63,7 @@ from services.outreach.webhooks import replies, sms_status
 from shared.activity_boundary import activity_boundary
 from shared.contracts.errors import TEMPLATE_ERROR_CODE
 from shared.contracts.journey import (
+    REPLY_TASK_KINDS,
     CadenceRef,
     CadenceSnapshot,
     ChannelOutcome,
@@ -261,6 +262,8 @@ class OutreachActivities:
         """A meeting's calendar invitation (services/outreach/invites.py) by email, through the
         ledger like any touch: a retried activity finds its row and sends nothing again."""
         organizer = parseaddr(self._settings.email_from)[1]
+        if req.invite.former_rep_id:  # never the prospect's: theirs is the update
+            return await self._handed_over(req)
         if not req.contact.email:
             result = TouchResult([ChannelOutcome("email", "skipped", "no email address")])
         else:
@@ -271,9 +274,35 @@ class OutreachActivities:
             return result
         # the prospect gets none: the rep still gets theirs (they organise the meeting)
         why = f"{prospect.status}: {prospect.detail}" if prospect.detail else prospect.status
-        part = invites.part_for(req, self._email.domain, organizer, not_sent=why)
+        part = invites.part_for(req, self._email.domain, organizer, not_sent=f"invitation: {why}")
         mine = await self._touch(invites.touch_for(req, rep_copy=True), part)
         return TouchResult(result.outcomes + mine.outcomes, mine.defer_until)
+
+    @activity_boundary(Act.SEND_HANDED_OVER_CANCEL)
+    async def send_handed_over_cancel(self, req: InviteRequest) -> TouchResult:
+        return await self._handed_over(req)
+
+    async def _handed_over(self, req: InviteRequest) -> TouchResult:
+        """A hand-over's cancellation, to the rep the meeting left only (their details read now:
+        journeys carry no one's but the current rep's), through the ledger like any invitation.
+        A rep prospecting no longer knows, or one without an address, gets nothing; prospecting
+        away: retried."""
+        organizer = parseaddr(self._settings.email_from)[1]
+        former = None
+        if self._reps is not None:
+            try:
+                former = await self._reps.rep(req.invite.former_rep_id)
+            except AppError as err:
+                if err.status != 404:
+                    raise
+        if former is None or not former.email:
+            why = "the rep the meeting left has no address"
+            return TouchResult([ChannelOutcome("email", "skipped", why)])
+        theirs = invites.former_rep_request(req, former)
+        note = invites.handed_over_note(req.contact.rep_name)
+        part = invites.part_for(theirs, self._email.domain, organizer, not_sent=note)
+        touch = invites.touch_for(theirs, rep_copy=True, new_rep_name=req.contact.rep_name)
+        return await self._touch(touch, part)
 
     async def _touch(self, req: TouchRequest, invite: InvitePart | None = None) -> TouchResult:
         late = await self._late_run(req)
@@ -1001,6 +1030,10 @@ class OutreachActivities:
                 # not even kept closed: its title, body and card would bring the person back
                 log.info("task %s not made: %s", req.key, ended)
                 return ""
+            if req.kind in REPLY_TASK_KINDS:
+                # a reply accepted until the run's end is told after its end report: the
+                # person wrote, so the rep answers, however the run ended
+                ended = ""
             if ended:
                 _not_opened(task, ended)
             session.add(task)
@@ -1117,6 +1150,7 @@ def activities_for(
     return [
         acts.send_touch,
         acts.send_meeting_invite,
+        acts.send_handed_over_cancel,
         acts.create_rep_task,
         acts.close_rep_tasks,
         acts.follow_stage,

@@ -51,10 +51,15 @@ TASK_STAGE_GROUPS: dict[str, str] = {
 }
 # The rep's question about a meeting still ahead of a decided deal: keep it or cancel it.
 DECIDED_MEETING_KIND = "meeting_after_decision"
+# a person's message for the rep to answer, made by the journey's reply teller, which outlives
+# the run's stages and its end report: never late work of a run that is over
+REPLY_TASK_KINDS = ("reply", "client_reply")
+# A new client's thanks: moot once their deal is reopened (outreach closes it then).
+THANK_CLIENT_KIND = "thank_client"
 # Tasks that outlive the stage they were made in: a new client is thanked, a reply the journey
 # does not act on (workflows/journey/replies.py) is answered, and a meeting still ahead of a
 # decided deal is kept or cancelled, whatever comes next.
-LASTING_TASK_KINDS = ("thank_client", "reply", "client_reply", DECIDED_MEETING_KIND)
+LASTING_TASK_KINDS = (THANK_CLIENT_KIND, *REPLY_TASK_KINDS, DECIDED_MEETING_KIND)
 
 
 # A meeting's tasks (its preparation, a reminder the rep gives in person, a no-show's follow-up)
@@ -520,9 +525,10 @@ class ContactChanged:
 
 @dataclass
 class RepAssigned:
-    """The prospect has a new rep: messages from now on are signed by them."""
+    """The prospect has a new rep: messages from now on are signed by them. None: nobody (their
+    rep left while nobody had room): the journey's tasks wait unassigned for the next one."""
 
-    rep_id: str
+    rep_id: str | None
     rep_name: str = ""
     rep_email: str = ""
     rep_phone: str | None = None

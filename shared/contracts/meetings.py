@@ -14,8 +14,9 @@ INVITE_PREFIX = "meeting-invite-"
 
 @dataclass
 class MeetingInvite:
-    """One invitation of one meeting: `sequence` is the meeting's revision for a REQUEST (0 when
-    booked, +1 per reschedule) and one more than the last REQUEST's for the CANCEL."""
+    """One invitation of one meeting: `sequence` is the meeting's revision plus its hand-overs
+    for a REQUEST (0 when booked, +1 per reschedule or hand-over) and one more than the last
+    REQUEST's for the CANCEL; a hand-over's cancellation for the rep it left has its update's."""
 
     prospect_id: str
     meeting_id: str
@@ -31,6 +32,10 @@ class MeetingInvite:
     # the event's UID, fixed by deals for the meeting's life; "" in an invitation started before
     # deals fixed it: the meeting's id at the sending domain, as it was then computed
     uid: str = ""
+    # a hand-over's (the prospect reassigned): the CANCEL that takes the meeting out of this
+    # rep's calendar only (the HandedOverMeetingCancel workflow); the prospect and the new rep
+    # get the REQUEST of the same sequence
+    former_rep_id: str = ""
 
 
 @dataclass
@@ -49,7 +54,13 @@ def meeting_uid(meeting_id: str, domain: str) -> str:
 
 def invite_touch_key(invite: MeetingInvite) -> str:
     """The ledger key of one invitation: a retry (or a repeated start) finds its row."""
+    if invite.former_rep_id:
+        return _handed_over_key(invite.meeting_id, invite.sequence)
     return _touch_key(invite.meeting_id, invite.method, invite.sequence)
+
+
+def _handed_over_key(meeting_id: str, sequence: int) -> str:
+    return f"invite-{meeting_id}-s{sequence}-handed-over"
 
 
 def _touch_key(meeting_id: str, method: str, sequence: int) -> str:
@@ -65,11 +76,13 @@ def meeting_invite_id(invite: MeetingInvite) -> str:
     return f"{INVITE_PREFIX}{invite.prospect_id}:{invite_touch_key(invite)}"
 
 
-def meeting_invite_ids(prospect_id: str, meeting_id: str, revision: int) -> list[str]:
-    """The workflow id of every invitation the meeting may have had by its `revision`: a
-    REQUEST per revision (0 when booked, +1 per reschedule) and the CANCEL."""
-    keys = [_touch_key(meeting_id, REQUEST, s) for s in range(revision + 1)]
-    keys.append(_touch_key(meeting_id, CANCEL, revision + 1))
+def meeting_invite_ids(prospect_id: str, meeting_id: str, sequence: int) -> list[str]:
+    """The workflow id of every invitation the meeting may have had by its latest REQUEST's
+    `sequence` (its revision plus its hand-overs): a REQUEST per sequence, the former rep's
+    cancellation of each hand-over, and the CANCEL."""
+    keys = [_touch_key(meeting_id, REQUEST, s) for s in range(sequence + 1)]
+    keys += [_handed_over_key(meeting_id, s) for s in range(1, sequence + 1)]
+    keys.append(_touch_key(meeting_id, CANCEL, sequence + 1))
     return [f"{INVITE_PREFIX}{prospect_id}:{key}" for key in keys]
 
 

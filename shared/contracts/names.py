@@ -7,6 +7,7 @@ class Act:
     CREATE_REFERRED_PROSPECT = "prospecting.create_referred_prospect"
     SEND_TOUCH = "outreach.send_touch"
     SEND_MEETING_INVITE = "outreach.send_meeting_invite"
+    SEND_HANDED_OVER_CANCEL = "outreach.send_handed_over_cancel"
     CREATE_REP_TASK = "outreach.create_rep_task"
     CLOSE_REP_TASKS = "outreach.close_rep_tasks"
     FOLLOW_STAGE = "outreach.follow_stage"

@@ -21,6 +21,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import ActivityEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
+from services.deals.models import Meeting
 from services.outreach.invites import calendar_text
 from shared.contracts.journey import (
     ChannelOutcome,
@@ -33,6 +34,7 @@ from shared.contracts.journey import (
     TouchResult,
 )
 from shared.contracts.meetings import (
+    CANCEL,
     REQUEST,
     InviteOutcome,
     InviteRequest,
@@ -641,6 +643,68 @@ async def test_a_reassigned_deals_meeting_leaves_the_old_reps_calendar(env: Deal
     await move_prospect(env, clash, "rep-2")
 
 
+async def test_a_reassigned_deals_meeting_sends_its_update_and_the_former_reps_cancellation(
+    env: DealsEnv,
+) -> None:
+    """The hand-over sent no invitation: the prospect's calendar kept the old rep as organizer,
+    the old rep's kept the meeting and the new rep's never had it. Its update now goes at the
+    next SEQUENCE (which the new rep organizes) and stops the older invitation still waiting,
+    and the old rep gets a cancellation of their own, in a workflow type an earlier release's
+    worker does not run. The meeting's revision, the time's, stays: a repeated booking request
+    is still the same meeting. A repeated hand-over starts nothing more. (No worker runs the
+    invitations here: each stays running.)"""
+    deal_id, journey = await env.presenting_deal()
+    at = in_an_hour() + timedelta(days=1)
+    meeting = await schedule(env, deal_id, at)
+    prefix = f"meeting-invite-{journey.id.removeprefix('journey-')}:invite-{meeting['id']}"
+    await move_prospect(env, deal_id, "rep-2")
+
+    statuses = {s: await _running(env, prefix + s) for s in ("-s0", "-s1", "-s1-handed-over")}
+    assert statuses == {"-s0": False, "-s1": True, "-s1-handed-over": True}
+    update, theirs = [
+        await _invite_of(env, prefix + suffix) for suffix in ("-s1", "-s1-handed-over")
+    ]
+    assert (update.method, update.sequence, update.former_rep_id) == (REQUEST, 1, "")
+    assert (theirs.method, theirs.sequence, theirs.former_rep_id) == (CANCEL, 1, "rep-1")
+    described = await env.client.get_workflow_handle(prefix + "-s1-handed-over").describe()
+    assert described.workflow_type == "HandedOverMeetingCancel"
+    async with env.app.state.sessions() as session:
+        row = await session.get(Meeting, meeting["id"])
+        assert row is not None
+        assert (row.revision, row.handovers, row.booked_rep_id, row.handed_over_from) == (
+            0,
+            1,
+            "rep-2",
+            None,
+        )
+    again = await env.http.post(
+        f"/deals/{deal_id}/meetings", json={"starts_at": at.isoformat(), "title": "Demo"}
+    )
+    assert (again.status_code, again.json()["id"]) == (201, meeting["id"]), again.text
+
+    await move_prospect(env, deal_id, "rep-2", moved=0)
+    assert await _running(env, prefix + "-s2") is None
+    # a later move of the meeting is the next sequence, organized by the new rep
+    moved = in_an_hour() + timedelta(days=2)
+    r = await env.http.post(
+        url(deal_id, meeting, "reschedule"), json={"starts_at": moved.isoformat()}
+    )
+    assert r.status_code == 200, r.text
+    assert (await _running(env, prefix + "-s1"), await _running(env, prefix + "-s2")) == (
+        False,
+        True,
+    )
+
+
+async def _invite_of(env: DealsEnv, workflow_id: str) -> MeetingInvite:
+    """The invitation a MeetingInvite workflow was started with."""
+    history = await env.client.get_workflow_handle(workflow_id).fetch_history()
+    started = history.events[0].workflow_execution_started_event_attributes
+    (invite,) = await env.client.data_converter.decode(started.input.payloads, [MeetingInvite])
+    assert isinstance(invite, MeetingInvite)
+    return invite
+
+
 async def test_a_newer_invitation_stops_the_older_ones_still_waiting(env: DealsEnv) -> None:
     """An invitation that must wait (its sender's daily cap) waited on after the meeting was
     moved or cancelled: the next morning the prospect got the old time's invitation beside the
@@ -683,9 +747,10 @@ async def test_an_erasure_ends_and_deletes_the_prospects_meeting_invitations(
     assert moved.status_code == 200, moved.text
     cancelled = await env.http.post(url(deal_id, meeting, "cancel"), json={"reason": "no time"})
     assert cancelled.status_code == 200, cancelled.text
-    ids = meeting_invite_ids(prospect_id, meeting["id"], revision=1)
-    # the older ones ended by the newer (their histories stay), the cancellation's waits
-    assert [await _running(env, i) for i in ids] == [False, False, True]
+    ids = meeting_invite_ids(prospect_id, meeting["id"], sequence=1)
+    # the older ones ended by the newer (their histories stay), the cancellation's waits; no
+    # hand-over, so no former rep's cancellation
+    assert [await _running(env, i) for i in ids] == [False, False, None, True]
 
     order = {"erasure_id": "e1", "prospect_id": prospect_id}
     erased = await env.http.post("/internal/erasures", json=order, headers=SERVICE_AUTH)
@@ -695,7 +760,7 @@ async def test_an_erasure_ends_and_deletes_the_prospects_meeting_invitations(
     assert await _running(env, ids[-1]) is not True
 
     async def all_gone() -> bool:
-        return [await _running(env, i) for i in ids] == [None, None, None]
+        return [await _running(env, i) for i in ids] == [None] * len(ids)
 
     await eventually(all_gone, "every invitation of the erased prospect deleted", timeout=60)
 

@@ -56,6 +56,15 @@ async def referral_link(d: StackDriver, client: dict[str, Any]) -> str:
     return link.group(0)
 
 
+async def a_client_and_their_link(
+    d: StackDriver, plan: dict[str, Any]
+) -> tuple[dict[str, Any], str]:
+    """Lea, won on `plan`, and the link of her referral page."""
+    lea = await d.new_prospect("Lea")
+    await win(d, lea, plan["id"])
+    return lea, await referral_link(d, lea)
+
+
 async def referred_by_a_client(
     d: StackDriver,
     plan: dict[str, Any],
@@ -65,9 +74,7 @@ async def referred_by_a_client(
 ) -> tuple[str, str]:
     """Lea won on `plan` refers Max (by `email`, else a new address) through her referral
     page: Max's id and email, once the referral names him (and his journey is at qualifying)."""
-    lea = await d.new_prospect("Lea")
-    await win(d, lea, plan["id"])
-    link = await referral_link(d, lea)
+    lea, link = await a_client_and_their_link(d, plan)
     max_email = email or f"max-{uuid.uuid4().hex[:8]}@example.com"
     form = {"first_name_0": "Max", "email_0": max_email, "phone_0": phone}
     assert (await d.http.post(link, data=form)).status_code == 200
@@ -368,9 +375,7 @@ async def test_a_client_who_names_themselves_on_their_referral_page_is_not_broug
     d = stack
     await d.setup()
     plan = await patient_cadence(d, referral_delay_seconds=1, referral_reminders=0)
-    lea = await d.new_prospect("Lea")
-    await win(d, lea, plan["id"])
-    link = await referral_link(d, lea)
+    lea, link = await a_client_and_their_link(d, plan)
     await wait_run(d, lea["id"], 1, status="ended")
     mails_before = len(await d.mails_to(lea["email"]))
     form = {"first_name_0": "Lea", "email_0": lea["email"]}

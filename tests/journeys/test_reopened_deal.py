@@ -118,7 +118,7 @@ async def test_a_new_run_of_a_reopened_deal_prepares_its_meeting_still_ahead(
     # reopened, the deal's meeting is the deal's again: run 1's question is closed
     (question,) = [t for t in await d.tasks_of(una["id"]) if t["kind"] == "meeting_after_decision"]
     assert question["status"] == "closed", question
-    assert question["notes"] == f"deal {deal['id']} reopened: its meetings are the deal's again"
+    assert question["notes"] == f"deal {deal['id']} reopened: the deal is open again"
 
 
 @pytest.mark.stack(gated=["outreach"])
@@ -245,7 +245,8 @@ async def test_a_deal_won_again_in_a_new_run_asks_the_client_for_referrals_once(
 ) -> None:
     """Una's run 1 won her deal, asked her for referrals and ended; the deal reopened came back
     as run 2 and was won again: she got a second request (deals.md promises a second win of
-    the same journey does not ask again)."""
+    the same journey does not ask again). The reopening closes the first win's thanks task,
+    which was left open as a client's, and the second win makes none."""
     d = stack
     await d.setup()
     plan = await cadence(d, referral_delay_seconds=1, referral_reminders=0)
@@ -258,6 +259,12 @@ async def test_a_deal_won_again_in_a_new_run_asks_the_client_for_referrals_once(
     url = f"{d.u.deals}/deals/{deal['id']}"
     await d.ok("POST", f"{url}/reopen")
     await wait_run(d, una["id"], 2, status="running")
+    # not a client any more: the win's thanks left open is closed
+    (thanks,) = [t for t in await d.tasks_of(una["id"]) if t["kind"] == "thank_client"]
+    assert (thanks["status"], thanks["notes"]) == (
+        "closed",
+        f"deal {deal['id']} reopened: the deal is open again",
+    ), thanks
     again = {"outcome": "won", "reason": "signed again", "value": 900, "currency": "EUR"}
     await d.ok("POST", f"{url}/close", json=again)
     await wait_run(d, una["id"], 2, outcome="won", status="ended")

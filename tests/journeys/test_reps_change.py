@@ -5,6 +5,7 @@ rep's key can no longer close the deal and the new rep's can (the real access po
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.auth import API_KEY_HEADER
@@ -178,6 +179,76 @@ async def test_reassignment_moves_the_deal_and_the_referral_ask(stack: StackDriv
     assert (await stack.http.get(f"{asks_url}/{ask['id']}", headers=old_key)).status_code == 200
 
 
+async def test_a_reassigned_prospects_meeting_moves_to_the_new_reps_calendar_and_leaves_the_old(
+    stack: StackDriver,
+) -> None:
+    """Ada's meeting went with her deal to Nina, her new rep, who runs it now; but no invitation
+    said so: Ada's calendar kept Olga as its organizer, Olga's calendar kept the meeting, Nina's
+    never had it. The hand-over now sends Ada the update (SEQUENCE one higher, Nina organizing,
+    Nina in copy) and Olga a cancellation of her own that names no prospect, so her calendar
+    drops it without a word to Ada."""
+    olga = await new_rep(stack, "Olga Old")
+    ada, deal = await replied(stack, "Ada")
+    nina = await new_rep(stack, "Nina New")
+    await stack.ok("POST", f"{deal}/qualification", json={"answers": ANSWERS})
+    await stack.wait_stage(ada["id"], "presenting")
+    starts = datetime.now(UTC) + timedelta(days=3)
+    meeting = await stack.ok(
+        "POST", f"{deal}/meetings", json={"starts_at": starts.isoformat(), "title": "Demo"}
+    )
+    await eventually(lambda: invitations(stack, ada["email"], "REQUEST"), "Ada's invitation")
+
+    await stack.ok(
+        "PATCH", f"{stack.u.prospecting}/prospects/{ada['id']}", json={"rep_id": nina["id"]}
+    )
+    (update,) = await eventually(
+        lambda: invitations(stack, ada["email"], "REQUEST", sequence=1), "Ada's update"
+    )
+    assert organizer(update) == ("Nina New", nina["email"])
+    copied = update["headers"].get("Cc", "")
+    assert nina["email"] in copied and olga["email"] not in copied
+    (dropped,) = await eventually(
+        lambda: invitations(stack, olga["email"], "CANCEL", sequence=1), "Olga's cancellation"
+    )
+    assert olga["email"] in dropped["to"] and "Cc" not in dropped["headers"]
+    calendar = unfolded(dropped)
+    assert organizer(dropped) == ("Olga Old", olga["email"])
+    assert ada["email"] not in calendar and "handed over to Nina New" in calendar
+    assert "is run by Nina New now" in dropped["text"]
+    assert f"UID:{meeting['id']}@" in calendar and f"UID:{meeting['id']}@" in unfolded(update)
+    # nothing more: a cancellation to nobody else, no second update
+    assert len(await invitations(stack, ada["email"], "CANCEL")) == 0
+    assert len(await invitations(stack, ada["email"], "REQUEST")) == 2
+
+
+async def invitations(
+    d: Driver, address: str, method: str, sequence: int | None = None
+) -> list[dict[str, Any]]:
+    """The calendar messages to `address` of this method (and sequence)."""
+    found = []
+    for mail in await d.mails_to(address):
+        calendar = unfolded(mail)
+        if f"METHOD:{method}" not in calendar:
+            continue
+        if sequence is not None and f"SEQUENCE:{sequence}\n" not in calendar:
+            continue
+        found.append(mail)
+    return found
+
+
+def organizer(mail: dict[str, Any]) -> tuple[str, str]:
+    """(CN, address) of the message's calendar ORGANIZER."""
+    line = next(x for x in unfolded(mail).splitlines() if x.startswith("ORGANIZER"))
+    params, address = line.split(":mailto:", 1)
+    name = params.split("CN=", 1)[1].split(";")[0].strip('"')
+    return name, address
+
+
+def unfolded(mail: dict[str, Any]) -> str:
+    """The message's calendar text with its folded lines joined (RFC 5545, 3.1)."""
+    return str(mail.get("calendar") or "").replace("\r\n", "\n").replace("\n ", "")
+
+
 async def test_deactivated_managers_tasks_go_to_their_manager_or_stay_and_say_so(
     stack: StackDriver,
 ) -> None:
@@ -325,7 +396,8 @@ async def test_a_prospect_left_without_a_rep_waits_instead_of_going_on_in_the_de
 ) -> None:
     """Ann, the only rep, leaves while Ada's cadence runs: nobody has room, Ada waits
     unassigned. Her journey went on sending in Ann's name, with Ann's number. It waits now, with
-    a `rep` pause saying why, until a rep is given (Ann back, here)."""
+    a `rep` pause saying why, until a rep is given (Ann back, here); the task of her reply
+    meanwhile waited in Ann's inbox, and now waits unassigned until then."""
     ann = await new_rep(stack, "Ann Leaving")
     cadence = await stack.ok("POST", f"{stack.u.outreach}/cadences", json=fast_cadence())
     ada = await stack.new_prospect("Ada")
@@ -346,7 +418,14 @@ async def test_a_prospect_left_without_a_rep_waits_instead_of_going_on_in_the_de
     assert pause["kind"] == "rep" and "Ann Leaving was deactivated" in pause["reason"], pause
     enrollment = await stack.ok("GET", f"{stack.u.outreach}/prospects/{ada['id']}/enrollment")
     assert enrollment["rep_id"] is None
+    # she replies meanwhile: her reply's task waits unassigned, not in Ann's inbox
+    await until(stack, journey, "rep_id", None)
+    await stack.reply_to_first_mail(ada, "Yes, call me")
+    await stack.wait_stage(ada["id"], "qualifying")
+    (task,) = await eventually(lambda: stack.tasks_of(ada["id"]), "the task of Ada's reply")
+    assert task["rep_id"] is None, task
 
     await stack.ok("PATCH", f"{stack.u.prospecting}/reps/{ann['id']}", json={"active": True})
     resumed = await until(stack, journey, "paused", False)
     assert resumed["rep_id"] == ann["id"]
+    await until(stack, f"{stack.u.outreach}/tasks/{task['id']}", "rep_id", ann["id"])

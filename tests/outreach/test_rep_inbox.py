@@ -17,9 +17,16 @@ from sqlalchemy import select
 
 from services.outreach import models
 from services.outreach.notifications.notifier import SIGNATURE_HEADER, Notifier, verify
+from services.outreach.tasks import service as tasks
 from services.outreach.tasks.reps import RepDirectory, RepInfo
 from shared.auth import key_fingerprint
-from shared.contracts.journey import CloseRepTasks, RepTaskRequest, journey_id
+from shared.contracts.journey import (
+    LASTING_TASK_KINDS,
+    CloseRepTasks,
+    RepTaskRequest,
+    StageEntered,
+    journey_id,
+)
 from shared.events import TASK_CREATED
 from tests.support.apps import assert_pages, deleting
 from tests.support.eventually import eventually
@@ -568,6 +575,41 @@ async def test_an_overdue_task_is_not_escalated_to_a_manager_who_left(inbox: Inb
     assert r.sb.mailbox.list(to="bea.boss@example.com") == []
 
 
+async def test_an_unassigned_overdue_task_is_escalated_once_it_has_a_rep(inbox: InboxRig) -> None:
+    """Ada waits without a rep (hers left while nobody had room), and her reply's task waits
+    unassigned past due. The sweep marked it escalated with nobody to tell; moved to Rita once
+    Ada got her, it stayed marked, so Rita's manager was never told. An unassigned task is not
+    escalated: once it is Rita's, Bea hears of it."""
+    r = inbox
+    ada = await r.prospect("Ada")  # before any rep: unassigned
+    bea = await r.rep("Bea Boss")
+    rita = await r.rep("Rita Rep", manager_id=bea)
+    policy = {"escalate_after_seconds": 1}
+    assert (await r.api.put("/task-policy", json=policy, headers=AUTH)).status_code == 200
+    waiting = await r.create_rep_task(
+        RepTaskRequest(
+            key=f"{journey_id(ada['id'])}:reply:m1",
+            rep_id=None,
+            prospect_id=ada["id"],
+            journey_id=journey_id(ada["id"]),
+            kind="reply",
+            title="Reply to Ada",
+            body="Ada wrote back.",
+            context={"stage": "qualifying"},
+            due_at=(datetime.now(UTC) - timedelta(hours=2)).isoformat(),
+        )
+    )
+    await r.sweeps()
+    task = (await r.api.get(f"/tasks/{waiting}", headers=AUTH)).json()
+    assert (task["rep_id"], task["escalated_at"]) == (None, None), task
+
+    url = f"/prospects/{ada['id']}/tasks/reassign"
+    assert (await r.api.post(url, json={"rep_id": rita}, headers=AUTH)).status_code == 200
+    await r.sweeps()
+    rows = await eventually(lambda: _all_sent(r, waiting, 1), "Rita's manager told")
+    assert [(n["reason"], n["recipient_rep_id"]) for n in rows] == [("escalation", bea)]
+
+
 async def test_a_task_reassigned_while_its_urgency_is_noted_is_told_to_the_new_rep(
     inbox: InboxRig,
 ) -> None:
@@ -662,10 +704,7 @@ async def test_a_task_made_after_its_journey_run_ended_is_not_opened(inbox: Inbo
     next run of the prospect started: its task is kept, closed with the reason, never in the
     inbox; the running run's tasks open as ever."""
     r = inbox
-    rep = await r.rep("Rita Rep")
-    ada = await r.prospect("Ada")
-    ended, running = await lost_then_running(r.sessions, ada["id"])
-    wid = journey_id(ada["id"])
+    rep, ada, wid, (ended, running) = await _run_lost_then_another(r)
     late = await as_run(wid, ended).run(r.task, ada, rep, "last_chance:d1", kind="last_chance")
     again = await as_run(wid, ended).run(r.task, ada, rep, "last_chance:d1", kind="last_chance")
     live = await as_run(wid, running).run(r.task, ada, rep, "prepare_meeting:m2")
@@ -674,12 +713,89 @@ async def test_a_task_made_after_its_journey_run_ended_is_not_opened(inbox: Inbo
     closed = (await r.api.get(f"/tasks/{late}", headers=AUTH)).json()
     assert closed["status"] == "closed"
     assert closed["notes"] == "not opened: its journey run (run 1) had ended (lost)"
+    told = await _created(r)
+    assert live in told and late not in told  # subscribers hear of the open one only
+
+
+async def _run_lost_then_another(
+    r: InboxRig,
+) -> tuple[str, dict[str, Any], str, tuple[str, str]]:
+    """Rita, Ada, her journey's id, and (her run 1, which lost; her run 2, which runs)."""
+    rep, ada, wid = await _rita_and_ada(r)
+    return rep, ada, wid, await lost_then_running(r.sessions, ada["id"])
+
+
+async def _rita_and_ada(r: InboxRig) -> tuple[str, dict[str, Any], str]:
+    """Rita, Ada (hers), and Ada's journey's id."""
+    rep = await r.rep("Rita Rep")
+    ada = await r.prospect("Ada")
+    return rep, ada, journey_id(ada["id"])
+
+
+async def _followed(r: InboxRig, *entered: StageEntered) -> list[int]:
+    """Outreach follows each stage the journey entered: how many tasks each closed."""
+    async with r.sessions() as session:
+        closed = [await tasks.follow_stage(session, e) for e in entered]
+        await session.commit()
+    return closed
+
+
+async def _created(r: InboxRig) -> set[str]:
+    """The tasks subscribers were told of (task.created)."""
     async with r.sessions() as s:
         events = await s.scalars(
             select(models.WebhookEvent).where(models.WebhookEvent.type == TASK_CREATED)
         )
-        told = {e.payload["data"]["task_id"] for e in events.all()}
-    assert live in told and late not in told  # subscribers hear of the open one only
+        return {e.payload["data"]["task_id"] for e in events.all()}
+
+
+async def test_a_reply_told_after_its_run_ended_opens_its_task(inbox: InboxRig) -> None:
+    """A reply that came while the run reported its end (the deal lost, and the prospect writes
+    "wait, we found budget") is told after the end report, as the journey promises: its task
+    was kept closed as late work of a run that was over, so the rep never saw the reply. A
+    person's reply always opens its task."""
+    r = inbox
+    rep, ada, wid, (ended, _) = await _run_lost_then_another(r)
+    told = await as_run(wid, ended).run(r.task, ada, rep, "reply:m9", kind="reply")
+    assert [t["id"] for t in await r.inbox(rep)] == [told]
+    assert told in await _created(r)
+
+
+async def test_a_reply_of_a_prospect_never_enrolled_outlives_their_first_runs_stages(
+    inbox: InboxRig,
+) -> None:
+    """Ada, never enrolled, writes in: outreach makes the rep a task for her reply, under her
+    journey's key (run 1's). The rep enrolls her, and her first run's first stage change
+    closed the unanswered reply ("contacting: enrolled"). A reply is the rep's to answer."""
+    r = inbox
+    rep, ada, wid = await _rita_and_ada(r)
+    late = await r.task(ada, rep, "late_reply:e1", kind="late_reply", stage="ended")
+    prep = await r.task(ada, rep, "escalation:x", kind="escalation", stage="ended")
+    entered = StageEntered(wid, ada["id"], "contacting", "contacting: enrolled", [])
+    assert await _followed(r, entered) == [1]
+    left = {t["id"]: t["status"] for t in await r.inbox(rep)}
+    assert left == {late: "open"}, left
+    closed = (await r.api.get(f"/tasks/{prep}", headers=AUTH)).json()
+    assert closed["status"] == "closed"  # the rule still holds for the run's own kinds
+
+
+async def test_a_new_clients_thanks_is_closed_when_their_deal_is_reopened(
+    inbox: InboxRig,
+) -> None:
+    """The deal was won: "Thank Ada and mention referrals", a task that outlives the client's
+    stages. Reopened (the journey back at closing), it stayed open, though Ada was a client no
+    more, and then escalated. It closes with the reopening; a reply still outlives it."""
+    r = inbox
+    rep, ada, wid = await _rita_and_ada(r)
+    thanks = await r.task(ada, rep, "thank_client", kind="thank_client", stage="won")
+    reply = await r.task(ada, rep, "reply:m1", kind="reply", stage="referrals")
+    kept = list(LASTING_TASK_KINDS)
+    referrals = StageEntered(wid, ada["id"], "referrals", "referral request sent", kept)
+    reopened = StageEntered(wid, ada["id"], "closing", "deal d1 reopened", kept)
+    assert await _followed(r, referrals, reopened) == [0, 1]
+    assert [t["id"] for t in await r.inbox(rep)] == [reply]
+    closed = (await r.api.get(f"/tasks/{thanks}", headers=AUTH)).json()
+    assert (closed["status"], closed["notes"]) == ("closed", "deal d1 reopened")
 
 
 async def _enrolled_ada(r: InboxRig) -> tuple[str, dict[str, Any], str]:

@@ -17,7 +17,8 @@ from services.deals.core import erasure, schemas, timeline
 from services.deals.core import service as svc
 from services.deals.core import source_analytics as by_source
 from services.deals.core.runs import signal_deal
-from services.deals.meetings.service import hand_over
+from services.deals.meetings.invites import invite_hand_over, pin_uid
+from services.deals.meetings.service import hand_over, handed_over_meetings
 from shared.access import OwnRows
 from shared.auth import ApiKey, require_api_key
 from shared.bounds import INT32_MAX
@@ -112,12 +113,17 @@ async def erasure_order(order: ErasureOrder, request: Request, session: Session)
 
 
 @internal.post("/internal/prospects/{prospect_id}/rep", tags=["deals"])
-async def move_rep(prospect_id: str, body: RepMove, session: Session) -> RepMoved:
+async def move_rep(prospect_id: str, body: RepMove, request: Request, session: Session) -> RepMoved:
     """The prospect was reassigned (prospecting's outbox, retried until 2xx): their open deals
-    go to the new rep, with their meetings' slots and the prospect's booking links."""
+    go to the new rep, with their meetings' slots and the prospect's booking links; each
+    meeting moved sends its update and the former rep's cancellation."""
     await hand_over(session, prospect_id, body.rep_id)
     moved = await svc.move_rep(session, prospect_id, body.rep_id)
+    handed = await handed_over_meetings(session, prospect_id, body.rep_id)
+    for _, meeting in handed:
+        pin_uid(request, meeting)  # one invited before UIDs were kept: as it was computed
     await session.commit()
+    await invite_hand_over(request, session, handed)
     return RepMoved(prospect_id=prospect_id, rep_id=body.rep_id, moved=moved)
 
 

@@ -37,12 +37,14 @@ async def forget_invitations(session: AsyncSession, client: Client, prospect_id:
     is away (the order is retried). How many ids were asked."""
     meetings = (
         await session.execute(
-            select(Meeting.id, Meeting.revision)
+            select(Meeting.id, Meeting.revision, Meeting.handovers)
             .join(Deal, Meeting.deal_id == Deal.id)
             .where(Deal.prospect_id == prospect_id)
         )
     ).all()
-    ids = [i for m in meetings for i in meeting_invite_ids(prospect_id, m.id, m.revision)]
+    ids = [
+        i for m in meetings for i in meeting_invite_ids(prospect_id, m.id, m.revision + m.handovers)
+    ]
     for workflow_id in ids:
         await forget_workflow(client, workflow_id)
     return len(ids)

@@ -14,6 +14,7 @@ import logging
 from dataclasses import replace
 
 from fastapi import Request
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
@@ -37,6 +38,10 @@ from shared.providers.email import address_domain
 
 log = logging.getLogger(__name__)
 WORKFLOW = "MeetingInvite"
+# a workflow (and an activity) of its own: a worker of an earlier release, which would drop
+# `former_rep_id` and send the prospect a cancellation, does not know it and leaves it to this
+# release's
+HANDED_OVER_WORKFLOW = "HandedOverMeetingCancel"
 
 
 def pin_uid(request: Request, meeting: Meeting) -> None:
@@ -48,7 +53,14 @@ def pin_uid(request: Request, meeting: Meeting) -> None:
         meeting.invite_uid = meeting_uid(meeting.id, domain)
 
 
-def invitation(deal: Deal, meeting: Meeting, method: str, prefix: str) -> MeetingInvite:
+def invitation(
+    deal: Deal, meeting: Meeting, method: str, prefix: str, former_rep_id: str = ""
+) -> MeetingInvite:
+    """SEQUENCE: the meeting's revision (+1 per move) and hand-overs; a CANCEL's is one more.
+    `former_rep_id`: a hand-over's cancellation for the rep the meeting left, at the sequence
+    of the hand-over's update, past what that rep's calendar holds."""
+    sequence = meeting.revision + meeting.handovers
+    sequence += 1 if method == CANCEL and not former_rep_id else 0
     return MeetingInvite(
         prospect_id=deal.prospect_id,
         meeting_id=meeting.id,
@@ -57,21 +69,25 @@ def invitation(deal: Deal, meeting: Meeting, method: str, prefix: str) -> Meetin
         starts_at=meeting.starts_at.isoformat(),
         duration_minutes=meeting.duration_minutes,
         # RFC 5546: a change by the organizer raises SEQUENCE; a cancel is one past the last move
-        sequence=meeting.revision + (1 if method == CANCEL else 0),
+        sequence=sequence,
         method=method,
         stamp=utcnow().isoformat(),
         queues=TaskQueues.with_prefix(prefix),
         reason=meeting.cancel_reason or "",
         uid=meeting.invite_uid or "",
+        former_rep_id=former_rep_id,
     )
 
 
-async def send_invite(request: Request, deal: Deal, meeting: Meeting, method: str) -> None:
+async def send_invite(
+    request: Request, deal: Deal, meeting: Meeting, method: str, former_rep_id: str = ""
+) -> None:
     """Start the invitation's workflow (a repeat of a started one does nothing)."""
-    invite = invitation(deal, meeting, method, request.app.state.settings.task_queue_prefix)
+    prefix = request.app.state.settings.task_queue_prefix
+    invite = invitation(deal, meeting, method, prefix, former_rep_id)
     try:
         await request.app.state.temporal.start_workflow(
-            WORKFLOW,
+            HANDED_OVER_WORKFLOW if former_rep_id else WORKFLOW,
             invite,
             id=meeting_invite_id(invite),
             task_queue=invite.queues.journeys,
@@ -84,7 +100,34 @@ async def send_invite(request: Request, deal: Deal, meeting: Meeting, method: st
         raise AppError(
             503, "invite_not_sent", "stored, but the invitation could not be started; retry"
         ) from err
-    await _stop_older(request.app.state.temporal, invite)
+    if not former_rep_id:  # the hand-over's update stops the older ones
+        await _stop_older(request.app.state.temporal, invite)
+
+
+async def invite_hand_over(
+    request: Request, session: AsyncSession, handed: list[tuple[Deal, Meeting]]
+) -> None:
+    """After a hand-over's commit (core.api.move_rep): each meeting handed over sends its update
+    (the new rep as organizer, to the prospect with the new rep in copy) and takes the meeting
+    out of the former rep's calendar; then its mark is cleared, unless another hand-over has
+    come since (its own invitations are owed). A start that fails is a 503, and the
+    hand-over's retry starts what is missing."""
+    for deal, meeting in handed:
+        former, handovers = meeting.handed_over_from or "", meeting.handovers
+        await send_invite(request, deal, meeting, REQUEST)
+        await send_invite(request, deal, meeting, CANCEL, former_rep_id=former)
+        await session.execute(
+            update(Meeting)
+            .where(
+                Meeting.id == meeting.id,
+                Meeting.handovers == handovers,
+                Meeting.handed_over_from == former,
+            )
+            .values(handed_over_from=None)
+            .execution_options(synchronize_session=False)
+        )
+    if handed:
+        await session.commit()
 
 
 async def _stop_older(client: Client, invite: MeetingInvite) -> None:

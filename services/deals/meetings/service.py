@@ -212,7 +212,12 @@ async def hand_over(session: AsyncSession, prospect_id: str, rep_id: str) -> Non
     """The prospect's open deals are `rep_id`'s now (core.service.move_rep, called after this
     under the same calendar lock): their scheduled meetings' slots leave the old rep's calendar
     for the new rep's, who runs them. One whose start the new rep holds already keeps its old
-    hold (the unique index): moving either meeting settles that clash."""
+    hold (the unique index): moving either meeting settles that clash. A meeting moved counts
+    a hand-over (its organizer changed: the calendars take the update only with a higher
+    SEQUENCE, invites.invitation) and remembers the rep it left until its invitations have
+    started (handed_over_meetings); a hand-over before those started keeps the first rep, who
+    still holds it in their calendar. Its revision, the time's, stays: the journey's reminders
+    and a repeated booking request know it as it was."""
     await hold_calendar(session, rep_id)
     open_deals = select(Deal.id).where(
         Deal.prospect_id == prospect_id, Deal.stage.not_in(CLOSED_STAGES)
@@ -228,10 +233,46 @@ async def hand_over(session: AsyncSession, prospect_id: str, rep_id: str) -> Non
         )
     )
     for meeting in found.all():
+        former = meeting.booked_rep_id
         try:
-            await _hold_slot(session, meeting, booked_rep_id=rep_id)
+            await _hold_slot(
+                session,
+                meeting,
+                booked_rep_id=rep_id,
+                handovers=meeting.handovers + 1,
+                handed_over_from=meeting.handed_over_from or former,
+            )
         except AppError:
             continue
+        deal = await session.get_one(Deal, meeting.deal_id)
+        await history.note(
+            session,
+            deal,
+            f"meeting {meeting.id} handed over from rep {former} to rep {rep_id}",
+            key=f"meeting:{meeting.id}:h{meeting.handovers}",
+        )
+
+
+async def handed_over_meetings(
+    session: AsyncSession, prospect_id: str, rep_id: str
+) -> list[tuple[Deal, Meeting]]:
+    """The prospect's scheduled meetings handed over to `rep_id` whose invitations have not
+    all started (invites.invite_hand_over clears the mark once they have): each owes the
+    prospect and the new rep its update, and the former rep a cancellation. A retried
+    hand-over finds them again."""
+    found = await session.execute(
+        select(Deal, Meeting)
+        .join(Meeting, Meeting.deal_id == Deal.id)
+        .where(
+            Deal.prospect_id == prospect_id,
+            Deal.stage.not_in(CLOSED_STAGES),
+            Meeting.status == SCHEDULED,
+            Meeting.booked_rep_id == rep_id,
+            Meeting.handed_over_from.is_not(None),
+        )
+        .order_by(Meeting.starts_at, Meeting.id)
+    )
+    return [(deal, meeting) for deal, meeting in found.tuples().all()]
 
 
 async def run_closed(session: AsyncSession, journey_key: str) -> bool:

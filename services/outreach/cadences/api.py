@@ -13,7 +13,7 @@ from services.outreach.cadences import follow_ups, runs, schemas, service
 from services.outreach.cadences.enrollment import start_journey
 from services.outreach.cadences.templates import RenderLimits, limits_from
 from services.outreach.prospects import ProspectDirectory
-from services.outreach.tasks.service import close_decided_meeting_questions
+from services.outreach.tasks.service import close_decided_deal_tasks
 from shared.auth import require_api_key
 from shared.bounds import INT32_MAX
 from shared.contracts.journey import Stage
@@ -214,8 +214,8 @@ async def reopen_journey(
             hold_to_gap=False,
         ),
     )
-    await close_decided_meeting_questions(
-        session, prospect_id, body.deal_id, f"{cause}: its meetings are the deal's again"
+    await close_decided_deal_tasks(
+        session, prospect_id, body.deal_id, f"{cause}: the deal is open again"
     )
     # a run of theirs that ended won asked them for referrals: a second win does not again
     earlier = [r for r in await runs.all_runs(session, prospect_id) if r.run < planned.row.run]

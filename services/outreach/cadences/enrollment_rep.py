@@ -88,12 +88,15 @@ async def rep_gone(
     """The prospect's rep was deactivated and no active rep had room (prospecting's outbox,
     retried until 2xx): the enrollment has no rep, and the running journey waits with a `rep`
     pause naming why, instead of signing its messages with the departed rep's name, email and
-    phone. The reassignment that comes once a place is free lifts it (change_rep: the new
-    rep's own pause, none when they are at work)."""
+    phone; it names no rep either, so a task it makes meanwhile (a reply's) waits unassigned,
+    not in the departed rep's inbox, and moves to the rep the prospect is given. That
+    reassignment, once a place is free, lifts the pause (change_rep: the new rep's own pause,
+    none when they are at work)."""
     _, enrolled = await _set_rep(session, prospect_id, None)
     pause = PauseJourney(f"no rep: {body.reason}", None, PauseKind.REP)
+    nobody = RepAssigned(None)
     paused = enrolled and await tell_running_journey(
-        request.app.state.temporal, prospect_id, (Sig.PAUSE, pause)
+        request.app.state.temporal, prospect_id, (Sig.PAUSE, pause), (Sig.REP_ASSIGNED, nobody)
     )
     return Unassigned(prospect_id=prospect_id, paused=paused)
 

@@ -46,6 +46,9 @@ VARIABLES = frozenset(
         "booking_link",  # the prospect's page to book a meeting with their rep (issue 14)
     }
 )
+# what only built-in messages use, filled by their sender (not offered to cadence templates,
+# where nothing would fill them)
+SYSTEM_VARIABLES = frozenset({"new_rep_name"})  # a hand-over's, to the rep the meeting left
 DEFAULT_COMPANY = "your company"
 DEFAULT_REP_NAME = "the closeflow team"
 
@@ -284,8 +287,9 @@ def variables_for(contact: Contact, extra: dict[str, str]) -> dict[str, str]:
         "meeting_time": "",
         "meeting_title": "",
         "booking_link": "",
+        "new_rep_name": "",
     }
-    values.update({k: v for k, v in extra.items() if k in VARIABLES})
+    values.update({k: v for k, v in extra.items() if k in VARIABLES or k in SYSTEM_VARIABLES})
     if "meeting_starts_at" in extra:
         values["meeting_time"] = local_time_text(extra["meeting_starts_at"], contact)
     return values
@@ -419,6 +423,14 @@ SYSTEM_TEMPLATES: dict[str, tuple[str, str, str]] = {
         "Cancelled: {{ meeting_title }} on {{ meeting_time }} (not sent to {{ full_name }})",
         '"{{ meeting_title }}" with {{ full_name }} on {{ meeting_time }} is cancelled; your '
         "calendar removes it. {{ full_name }} got no cancellation from us.",
+        "",
+    ),
+    # a hand-over's: the meeting leaves the calendar of the rep who no longer runs it
+    "meeting_handed_over_rep": (
+        "Handed over: {{ meeting_title }} on {{ meeting_time }}",
+        '"{{ meeting_title }}" with {{ full_name }} on {{ meeting_time }} is run by '
+        "{{ new_rep_name }} now; your calendar removes it. {{ full_name }} got no message about "
+        "this from us.",
         "",
     ),
     # after a missed meeting: an offer to find another time

@@ -68,7 +68,6 @@ log = logging.getLogger(__name__)
 
 URGENT, ESCALATION = "urgent", "escalation"
 # a reply after the journey ended, or from a won client (services.outreach.late_replies)
-LATE_KINDS = ("late_reply", "client_reply")
 FAILED = "failed"  # and PENDING, SENT (provider_told: the providers' word sets SENT too)
 SIGNATURE_HEADER = "X-Closeflow-Signature"
 DELIVERY_HEADER = "X-Closeflow-Delivery"
@@ -256,7 +255,7 @@ class Notifier(PinnedClientOwner, Relay[models.TaskNotification]):  # type: igno
                         t.prospect_id.in_(replied)
                         | tasks.meeting_soon(now, policy)
                         | (t.kind == "escalation")
-                        | t.kind.in_(LATE_KINDS),
+                        | t.kind.in_(tasks.LATE_REPLY_KINDS),
                     )
                     .limit(self.timing.batch)
                 )
@@ -283,6 +282,9 @@ class Notifier(PinnedClientOwner, Relay[models.TaskNotification]):  # type: igno
                     .where(
                         t.status == tasks.OPEN,
                         t.escalated_at.is_(None),
+                        # an unassigned task waits for a rep: escalated then, with nobody to
+                        # tell, it would stay marked once moved, and no manager would hear
+                        t.rep_id.is_not(None),
                         tasks.escalation_due(now, policy),
                     )
                     .order_by(t.due_at)

@@ -38,8 +38,10 @@ from services.outreach.tasks.reps import RepDirectory
 from shared.audit import actor_of
 from shared.contracts.journey import (
     DECIDED_MEETING_KIND,
+    THANK_CLIENT_KIND,
     ReplyReceived,
     RepTaskRequest,
+    Stage,
     StageEntered,
     StopCadence,
     task_group,
@@ -50,6 +52,9 @@ from shared.errors import AppError, invalid, not_found
 from shared.paging import DEFAULT_LIMIT, Page, page, where_given
 
 log = logging.getLogger(__name__)
+# the tasks outreach makes itself for a reply no journey takes (its run ended, or the client's
+# was won): the rep's to answer, whatever a run does next
+LATE_REPLY_KINDS = ("late_reply", "client_reply")
 OPEN, DONE, CLOSED = "open", "done", "closed"  # closed: no longer needed (a moved meeting)
 OUTCOMES = get_args(schemas.TaskOutcome)
 # the prospect engaged: ends the cadence like a reply and moves the journey to qualifying
@@ -142,42 +147,52 @@ async def follow_stage(session: AsyncSession, entered: StageEntered) -> int:
         made_in = made_in_stage(task)
         if (
             not made_in
-            or task.kind in entered.keep_kinds
+            or (task.kind in entered.keep_kinds and not _unwon(task, group))
+            # a reply of a prospect never enrolled has their first run's key
+            or task.kind in LATE_REPLY_KINDS
             or task_group(task.kind, made_in) == group
         ):
             continue
-        task.status, task.notes, task.completed_at, task.updated_at = (
-            CLOSED,
-            entered.reason,
-            now,
-            now,
-        )
+        _close(task, entered.reason, now)
         closed += 1
     await session.flush()
     return closed
 
 
-async def close_decided_meeting_questions(
+def _unwon(task: models.RepTask, group: str) -> bool:
+    """A new client's thanks, once their deal is reopened (the journey back at the deal): they
+    are not a client any more, and a win again does not ask for it again."""
+    return task.kind == THANK_CLIENT_KIND and group == task_stage_group(Stage.CLOSING)
+
+
+async def close_decided_deal_tasks(
     session: AsyncSession, prospect_id: str, deal_id: str, reason: str
 ) -> int:
     """A deal reopened as a new run: the earlier run's questions about its meetings still
-    ahead (keep or cancel, `meeting_after_decision`) are moot, the deal's again. That run has
-    ended, so nobody else closes them. Returns how many it closed."""
+    ahead (keep or cancel, `meeting_after_decision`) are moot, the deal's again, and so is a
+    win's thanks of the client. That run has ended, so nobody else closes them. Returns how
+    many it closed."""
     rows = await session.scalars(
         select(models.RepTask).where(
             models.RepTask.prospect_id == prospect_id,
-            models.RepTask.kind == DECIDED_MEETING_KIND,
+            models.RepTask.kind.in_((DECIDED_MEETING_KIND, THANK_CLIENT_KIND)),
             models.RepTask.status == OPEN,
         )
     )
     now, closed = utcnow(), 0
     for task in rows.all():
-        if (task.context or {}).get("deal_id") != deal_id:
+        about = (task.context or {}).get("deal_id")
+        if task.kind == DECIDED_MEETING_KIND and about != deal_id:
             continue
-        task.status, task.notes, task.completed_at, task.updated_at = CLOSED, reason, now, now
+        _close(task, reason, now)
         closed += 1
     await session.flush()
     return closed
+
+
+def _close(task: models.RepTask, reason: str, now: datetime) -> None:
+    """Closed by what the journey did, not by the rep: the reason in its notes."""
+    task.status, task.notes, task.completed_at, task.updated_at = CLOSED, reason, now, now
 
 
 # --- policy -----------------------------------------------------------------------------------
@@ -279,7 +294,7 @@ def urgent_signals(
         reasons.append(
             Reason("fresh_reply", HOT_POINTS, f"replied {_ago(now - last_reply_at)} ago")
         )
-    if task.kind in ("late_reply", "client_reply"):
+    if task.kind in LATE_REPLY_KINDS:
         # a reply no journey takes (it ended, or it was won): only the rep can answer it
         reasons.append(Reason("late_reply", HOT_POINTS, "replied after their journey ended"))
     if task.kind == "escalation":
