@@ -63,6 +63,7 @@ from services.outreach.webhooks import replies, sms_status
 from shared.activity_boundary import activity_boundary
 from shared.contracts.errors import TEMPLATE_ERROR_CODE
 from shared.contracts.journey import (
+    REACH_OUT_TASK_KINDS,
     REPLY_TASK_KINDS,
     CadenceRef,
     CadenceSnapshot,
@@ -1034,6 +1035,13 @@ class OutreachActivities:
                 # a reply accepted until the run's end is told after its end report: the
                 # person wrote, so the rep answers, however the run ended
                 ended = ""
+            if not ended and req.kind in REACH_OUT_TASK_KINDS:
+                # a journey with a deal under way goes on after a do-not-contact entry or an
+                # opt-out of everything: the rep is not asked to reach them either
+                refusal = await consent.task_refusal(
+                    session, req.prospect_id, card.get("email") or None, card.get("phone") or None
+                )
+                ended = refusal[0] if refusal is not None else ""
             if ended:
                 _not_opened(task, ended)
             session.add(task)
@@ -1081,8 +1089,9 @@ class OutreachActivities:
 
 
 def _not_opened(task: models.RepTask, why: str) -> None:
-    """Late work of a journey run that is over (a meeting reminder's task of a lost deal): kept
-    for the record with the reason, closed, so never in the inbox."""
+    """A task not to open: late work of a journey run that is over (a meeting reminder's task
+    of a lost deal), or one asking the rep to reach a person who said no to us. Kept for the
+    record with the reason, closed, so never in the inbox."""
     task.status, task.notes = tasks.CLOSED, f"not opened: {why}"
     task.completed_at = datetime.now(UTC)
     log.info("task %s not opened: %s", task.key, why)

@@ -56,6 +56,10 @@ DECIDED_MEETING_KIND = "meeting_after_decision"
 REPLY_TASK_KINDS = ("reply", "client_reply")
 # A new client's thanks: moot once their deal is reopened (outreach closes it then).
 THANK_CLIENT_KIND = "thank_client"
+# Tasks that ask the rep to reach the person (remind them of a meeting, call to re-book, thank
+# them): none is opened for a person who said no to us (consent.task_refusal), as no cadence
+# call is.
+REACH_OUT_TASK_KINDS = ("remind_meeting", "no_show", THANK_CLIENT_KIND)
 # Tasks that outlive the stage they were made in: a new client is thanked, a reply the journey
 # does not act on (workflows/journey/replies.py) is answered, and a meeting still ahead of a
 # decided deal is kept or cancelled, whatever comes next.

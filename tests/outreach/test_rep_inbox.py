@@ -717,6 +717,30 @@ async def test_a_task_made_after_its_journey_run_ended_is_not_opened(inbox: Inbo
     assert live in told and late not in told  # subscribers hear of the open one only
 
 
+async def test_no_task_asks_the_rep_to_reach_a_person_on_the_do_not_contact_list(
+    inbox: InboxRig,
+) -> None:
+    """Ada is listed while her deal is under way: her journey goes on, sending her nothing, but
+    it still asked the rep to remind her of the meeting in person, and to call her to re-book,
+    against the list. Those tasks are kept closed with the entry's reason; the rep's own work
+    on the deal (preparing the meeting) still opens."""
+    r = inbox
+    rep, ada, _ = await _rita_and_ada(r)
+    listed = await r.api.post(
+        "/do-not-contact", json={"value": ada["email"], "reason": "asked us"}, headers=AUTH
+    )
+    assert listed.status_code == 201, listed.text
+    remind = await r.task(ada, rep, "remind_meeting:m1:r0", kind="remind_meeting")
+    rebook = await r.task(ada, rep, "no_show:m1", kind="no_show")
+    prepare = await r.task(ada, rep, "prepare_meeting:m2", kind="prepare_meeting")
+    assert [t["id"] for t in await r.inbox(rep)] == [prepare]
+    for task in (remind, rebook):
+        closed = (await r.api.get(f"/tasks/{task}", headers=AUTH)).json()
+        assert closed["status"] == "closed", closed
+        assert closed["notes"].startswith("not opened: do not contact: email"), closed
+    assert {remind, rebook}.isdisjoint(await _created(r))
+
+
 async def _run_lost_then_another(
     r: InboxRig,
 ) -> tuple[str, dict[str, Any], str, tuple[str, str]]:
