@@ -249,10 +249,11 @@ async def test_a_deal_moved_on_whose_verdict_never_came_follows_the_move(
     await handle.signal(Sig.DEAL_STAGE_MOVED, DealStageMoved("deal-1", "closing", actor="rep (k2)"))
 
     async def closing() -> bool:
+        # the state says closing as the journey enters it; the stage is recorded just after
         state = await handle.query(Query.STATE, result_type=JourneyState)
-        return state.stage == "closing"
+        return state.stage == "closing" and harness.rec.stage_path()[-1] == "closing"
 
-    await eventually(closing, "the journey at closing")
+    await eventually(closing, "the journey at closing, recorded")
     assert harness.rec.stage_path()[1:] == ["qualifying", "presenting", "closing"]
     assert harness.rec.stages[2].actor == "rep (k2)"
     # days on, past the cadence's qualification timeout: nothing of qualifying came back
