@@ -1061,11 +1061,17 @@ class OutreachActivities:
 
     @activity_boundary(Act.CLOSE_REP_TASKS)
     async def close_rep_tasks(self, req: CloseRepTasks) -> int:
-        """Idempotent: a retry finds them closed already."""
+        """Idempotent: a retry finds them closed already. A meeting's preparation closes with
+        the rep's in-person reminders of it (tasks.meeting_reminder_prefix): the journey closes
+        the one when the meeting moves or is over, and the others are as moot."""
         t = models.RepTask
+        closing = t.key.startswith(req.key_prefix, autoescape=True)
+        reminders = tasks.meeting_reminder_prefix(req.key_prefix)
+        if reminders is not None:
+            closing = closing | t.key.startswith(reminders, autoescape=True)
         query = (
             update(t)
-            .where(t.key.startswith(req.key_prefix, autoescape=True), t.status == tasks.OPEN)
+            .where(closing, t.status == tasks.OPEN)
             .values(status=tasks.CLOSED, notes=req.reason, completed_at=datetime.now(UTC))
         )
         if req.keep_key is not None:

@@ -698,6 +698,27 @@ async def test_a_moved_meetings_old_preparation_task_leaves_the_inbox(inbox: Inb
     assert (closed["status"], closed["notes"]) == ("closed", "the meeting moved")
 
 
+async def test_a_meetings_in_person_reminder_closes_with_its_preparation(inbox: InboxRig) -> None:
+    """The automatic reminder could not go, so the rep was asked to remind Ada in person; then
+    the meeting moved (or was cancelled, held, missed): the journey closed its preparation, but
+    the reminder of the old time stayed open, due at once and ranked as a meeting near. It
+    closes with the preparation; another meeting's stays."""
+    r = inbox
+    rep, ada, wid = await _rita_and_ada(r)
+    remind = await r.task(ada, rep, "remind_meeting:m1:r0", kind="remind_meeting")
+    old = await r.task(ada, rep, "prepare_meeting:m1", kind="prepare_meeting")
+    new = await r.task(ada, rep, "prepare_meeting:m1:r1", kind="prepare_meeting")
+    other = await r.task(ada, rep, "remind_meeting:m2:r0", kind="remind_meeting")
+    moved = CloseRepTasks(
+        f"{wid}:prepare_meeting:m1", "the meeting moved", f"{wid}:prepare_meeting:m1:r1"
+    )
+    assert await r.close_rep_tasks(moved) == 2
+    assert sorted(t["id"] for t in await r.inbox(rep)) == sorted([new, other])
+    for task in (remind, old):
+        closed = (await r.api.get(f"/tasks/{task}", headers=AUTH)).json()
+        assert (closed["status"], closed["notes"]) == ("closed", "the meeting moved")
+
+
 async def test_a_task_made_after_its_journey_run_ended_is_not_opened(inbox: InboxRig) -> None:
     """A run's end cancels its background work, but an activity already under way (a meeting
     reminder's task, the decision deadline's last chance) still reaches outreach, maybe once a

@@ -159,6 +159,13 @@ async def follow_stage(session: AsyncSession, entered: StageEntered) -> int:
     return closed
 
 
+def meeting_reminder_prefix(prepare_prefix: str) -> str | None:
+    """The key prefix of the rep's in-person reminders of the meeting whose preparation tasks
+    `prepare_prefix` names (`<journey>:prepare_meeting:<meeting>`); None for any other prefix."""
+    journey, sep, meeting = prepare_prefix.partition(":prepare_meeting:")
+    return f"{journey}:remind_meeting:{meeting}" if sep and meeting else None
+
+
 def _unwon(task: models.RepTask, group: str) -> bool:
     """A new client's thanks, once their deal is reopened (the journey back at the deal): they
     are not a client any more, and a win again does not ask for it again."""
