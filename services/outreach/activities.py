@@ -1048,6 +1048,7 @@ class OutreachActivities:
             try:
                 if not ended:  # no task.created: subscribers would act on a closed task
                     await events.task_created(session, task)  # flushes: a repeat fails here
+                    await tasks.close_rebooking_calls(session, task)
                 await session.commit()
             except IntegrityError:
                 await session.rollback()

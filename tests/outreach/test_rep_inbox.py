@@ -719,6 +719,26 @@ async def test_a_meetings_in_person_reminder_closes_with_its_preparation(inbox: 
         assert (closed["status"], closed["notes"]) == ("closed", "the meeting moved")
 
 
+async def test_a_missed_meetings_call_to_rebook_closes_once_the_deal_has_a_new_meeting(
+    inbox: InboxRig,
+) -> None:
+    """Ada missed the meeting: "call to re-book". She booked again through the link the
+    journey sent her, and the call stayed open, then escalated. A new meeting of the same deal
+    closes it; another deal's stays."""
+    r = inbox
+    rep, ada, _ = await _rita_and_ada(r)
+    missed = {"deal_id": "d1", "meeting_id": "m1"}
+    call = await r.task(ada, rep, "no_show:m1", kind="no_show", context=missed)
+    theirs = await r.task(
+        ada, rep, "no_show:m9", kind="no_show", context={"deal_id": "d2", "meeting_id": "m9"}
+    )
+    again = {"deal_id": "d1", "meeting_id": "m2"}
+    prepare = await r.task(ada, rep, "prepare_meeting:m2", kind="prepare_meeting", context=again)
+    assert sorted(t["id"] for t in await r.inbox(rep)) == sorted([theirs, prepare])
+    closed = (await r.api.get(f"/tasks/{call}", headers=AUTH)).json()
+    assert (closed["status"], closed["notes"]) == ("closed", "re-booked: meeting m2")
+
+
 async def test_a_task_made_after_its_journey_run_ended_is_not_opened(inbox: InboxRig) -> None:
     """A run's end cancels its background work, but an activity already under way (a meeting
     reminder's task, the decision deadline's last chance) still reaches outreach, maybe once a

@@ -159,6 +159,28 @@ async def follow_stage(session: AsyncSession, entered: StageEntered) -> int:
     return closed
 
 
+async def close_rebooking_calls(session: AsyncSession, made: models.RepTask) -> int:
+    """A new meeting's preparation (`made`): the calls to re-book a missed meeting of the same
+    deal are moot, the prospect booked again. How many it closed."""
+    meeting, deal = (made.context or {}).get("meeting_id"), (made.context or {}).get("deal_id")
+    if made.kind != "prepare_meeting" or not deal:
+        return 0
+    rows = await session.scalars(
+        select(models.RepTask).where(
+            models.RepTask.journey_id == made.journey_id,
+            models.RepTask.kind == "no_show",
+            models.RepTask.status == OPEN,
+        )
+    )
+    now, closed = utcnow(), 0
+    for task in rows.all():
+        context = task.context or {}
+        if context.get("deal_id") == deal and context.get("meeting_id") != meeting:
+            _close(task, f"re-booked: meeting {meeting}", now)
+            closed += 1
+    return closed
+
+
 def meeting_reminder_prefix(prepare_prefix: str) -> str | None:
     """The key prefix of the rep's in-person reminders of the meeting whose preparation tasks
     `prepare_prefix` names (`<journey>:prepare_meeting:<meeting>`); None for any other prefix."""
