@@ -696,6 +696,33 @@ async def test_a_reassigned_deals_meeting_sends_its_update_and_the_former_reps_c
     )
 
 
+async def test_a_meeting_cancelled_before_its_hand_overs_invitations_started_tells_the_former_rep(
+    env: DealsEnv,
+) -> None:
+    """A hand-over whose invitations did not start (Temporal away: prospecting's outbox retries
+    it) leaves the meeting marked with the rep whose calendar holds it. Cancelled before the
+    retry, it sent its cancellation to the prospect and the new rep, and the retry, which looks
+    only at scheduled meetings, never told the former rep: it stayed in their calendar. The
+    cancellation now takes it out of theirs too, and clears the mark."""
+    deal_id, journey = await env.presenting_deal()
+    meeting = await schedule(env, deal_id, in_an_hour() + timedelta(days=1))
+    prefix = f"meeting-invite-{journey.id.removeprefix('journey-')}:invite-{meeting['id']}"
+    async with env.app.state.sessions() as session:
+        # as a hand-over to rep-2 whose invitations did not start leaves it
+        row = await session.get(Meeting, meeting["id"])
+        assert row is not None
+        row.booked_rep_id, row.handovers, row.handed_over_from = "rep-2", 1, "rep-1"
+        await session.commit()
+    r = await env.http.post(url(deal_id, meeting, "cancel"), json={"reason": "no time"})
+    assert r.status_code == 200, r.text
+    theirs = await _invite_of(env, prefix + "-s1-handed-over")
+    assert (theirs.method, theirs.former_rep_id) == (CANCEL, "rep-1")
+    assert await _running(env, prefix + "-s1") is None  # no update of a cancelled meeting
+    async with env.app.state.sessions() as session:
+        row = await session.get(Meeting, meeting["id"])
+        assert row is not None and row.handed_over_from is None
+
+
 async def _invite_of(env: DealsEnv, workflow_id: str) -> MeetingInvite:
     """The invitation a MeetingInvite workflow was started with."""
     history = await env.client.get_workflow_handle(workflow_id).fetch_history()

@@ -18,7 +18,7 @@ from services.deals.core.runs import signal_deal
 from services.deals.core.schemas import Meeting as MeetingOut
 from services.deals.meetings import availability, links, public, schemas, standing
 from services.deals.meetings import service as svc
-from services.deals.meetings.invites import pin_uid, send_invite
+from services.deals.meetings.invites import invite_hand_over, pin_uid, send_invite
 from services.deals.models import Deal, Meeting, RepAvailability
 from services.deals.qualification.signals import signal_gate_passed
 from shared.audit import request_actor
@@ -112,6 +112,10 @@ async def cancel_meeting(
         if not (deal.is_closed and err.code == "journey_not_running"):
             raise
     await send_invite(request, deal, meeting, CANCEL)
+    if meeting.handed_over_from:
+        # a hand-over whose invitations had not started (prospecting's retry finds only
+        # scheduled meetings): the rep whose calendar holds it gets their cancellation too
+        await invite_hand_over(request, session, [(deal, meeting)], with_update=False)
     return meeting
 
 

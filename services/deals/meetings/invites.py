@@ -105,16 +105,22 @@ async def send_invite(
 
 
 async def invite_hand_over(
-    request: Request, session: AsyncSession, handed: list[tuple[Deal, Meeting]]
+    request: Request,
+    session: AsyncSession,
+    handed: list[tuple[Deal, Meeting]],
+    *,
+    with_update: bool = True,
 ) -> None:
     """After a hand-over's commit (core.api.move_rep): each meeting handed over sends its update
     (the new rep as organizer, to the prospect with the new rep in copy) and takes the meeting
     out of the former rep's calendar; then its mark is cleared, unless another hand-over has
     come since (its own invitations are owed). A start that fails is a 503, and the
-    hand-over's retry starts what is missing."""
+    hand-over's retry starts what is missing. Not `with_update`: the meeting was cancelled since,
+    and only the former rep's cancellation is owed."""
     for deal, meeting in handed:
         former, handovers = meeting.handed_over_from or "", meeting.handovers
-        await send_invite(request, deal, meeting, REQUEST)
+        if with_update:
+            await send_invite(request, deal, meeting, REQUEST)
         await send_invite(request, deal, meeting, CANCEL, former_rep_id=former)
         await session.execute(
             update(Meeting)
