@@ -263,8 +263,6 @@ class OutreachActivities:
         """A meeting's calendar invitation (services/outreach/invites.py) by email, through the
         ledger like any touch: a retried activity finds its row and sends nothing again."""
         organizer = parseaddr(self._settings.email_from)[1]
-        if req.invite.former_rep_id:  # never the prospect's: theirs is the update
-            return await self._handed_over(req)
         if not req.contact.email:
             result = TouchResult([ChannelOutcome("email", "skipped", "no email address")])
         else:
@@ -281,9 +279,6 @@ class OutreachActivities:
 
     @activity_boundary(Act.SEND_HANDED_OVER_CANCEL)
     async def send_handed_over_cancel(self, req: InviteRequest) -> TouchResult:
-        return await self._handed_over(req)
-
-    async def _handed_over(self, req: InviteRequest) -> TouchResult:
         """A hand-over's cancellation, to the rep the meeting left only (their details read now:
         journeys carry no one's but the current rep's), through the ledger like any invitation.
         A rep prospecting no longer knows, or one without an address, gets nothing; prospecting

@@ -47,6 +47,16 @@ async def _prospect(http: httpx.AsyncClient, n: int, **fields: Any) -> dict[str,
     return await _ok(await http.post("/prospects", json=body), 201)
 
 
+async def _closed(app: FastAPI, prospect: dict[str, Any], to_stage: str, cause: str) -> None:
+    """The prospect's journey leaves closing for `to_stage` (its deal decided), as it records it."""
+    acts = ProspectingActivities(app.state.sessions, app.state.settings)
+    pid = prospect["id"]
+    change = StageChange(
+        f"{cause}:{pid}", pid, "closing", to_stage, cause, "2026-01-01T00:00:00+00:00"
+    )
+    await acts.record_stage(change)
+
+
 async def _queued_moves(app: FastAPI, prospect_id: str) -> list[tuple[str, Any]]:
     async with app.state.sessions() as session:
         rows = await session.scalars(
@@ -472,13 +482,7 @@ async def test_a_client_of_a_deactivated_rep_gets_a_rep_whatever_the_capacity(
     await _ok(await http.put("/assignment-rules", json={"capacity": {anna: 1, ben: 1}}))
     client, open_one, bens = [await _prospect(http, n) for n in (1, 2, 3)]
     assert [p["rep_id"] for p in (client, open_one, bens)] == [anna, ben, None]
-    acts = ProspectingActivities(app.state.sessions, app.state.settings)
-    await acts.record_stage(
-        StageChange(
-            f"won:{client['id']}", client["id"], "closing", "referrals", "won",
-            "2026-01-01T00:00:00+00:00",
-        )
-    )  # fmt: skip
+    await _closed(app, client, "referrals", "won")
     # anna's seat freed by the win went to the one who waited
     assert (await _ok(await http.get(f"/prospects/{bens['id']}")))["rep_id"] == anna
     # anna leaves with a client and an open prospect; ben is full
@@ -505,13 +509,7 @@ async def test_a_prospect_left_without_a_rep_is_told_to_outreach_only_from_a_han
     ann = await _rep(http, "ann")
     running, over = await _prospect(http, 1), await _prospect(http, 2)
     assert running["rep_id"] == over["rep_id"] == ann
-    acts = ProspectingActivities(app.state.sessions, app.state.settings)
-    await acts.record_stage(
-        StageChange(
-            f"lost:{over['id']}", over["id"], "closing", "lost", "lost",
-            "2026-01-01T00:00:00+00:00",
-        )
-    )  # fmt: skip
+    await _closed(app, over, "lost", "lost")
     moved = await _ok(await http.patch(f"/reps/{ann}", json={"active": False}))
     assert moved["moved"] == {running["id"]: None}, moved
     assert "rep_unassigned" in [kind for kind, _ in await _queued_moves(app, running["id"])]

@@ -219,14 +219,16 @@ async def hand_over(session: AsyncSession, prospect_id: str, rep_id: str) -> Non
     still holds it in their calendar. Its revision, the time's, stays: the journey's reminders
     and a repeated booking request know it as it was."""
     await hold_calendar(session, rep_id)
-    open_deals = select(Deal.id).where(
-        Deal.prospect_id == prospect_id, Deal.stage.not_in(CLOSED_STAGES)
-    )
     # the lock order of every change: calendar, deal, then its meetings
-    await session.execute(open_deals.with_for_update())
+    locked = await session.scalars(
+        select(Deal)
+        .where(Deal.prospect_id == prospect_id, Deal.stage.not_in(CLOSED_STAGES))
+        .with_for_update()
+    )
+    deals = {deal.id: deal for deal in locked.all()}
     found = await session.scalars(
         select(Meeting).where(
-            Meeting.deal_id.in_(open_deals),
+            Meeting.deal_id.in_(list(deals)),
             Meeting.status == SCHEDULED,
             Meeting.booked_rep_id.is_not(None),
             Meeting.booked_rep_id != rep_id,
@@ -244,10 +246,9 @@ async def hand_over(session: AsyncSession, prospect_id: str, rep_id: str) -> Non
             )
         except AppError:
             continue
-        deal = await session.get_one(Deal, meeting.deal_id)
         await history.note(
             session,
-            deal,
+            deals[meeting.deal_id],
             f"meeting {meeting.id} handed over from rep {former} to rep {rep_id}",
             key=f"meeting:{meeting.id}:h{meeting.handovers}",
         )

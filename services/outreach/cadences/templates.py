@@ -46,9 +46,6 @@ VARIABLES = frozenset(
         "booking_link",  # the prospect's page to book a meeting with their rep (issue 14)
     }
 )
-# what only built-in messages use, filled by their sender (not offered to cadence templates,
-# where nothing would fill them)
-SYSTEM_VARIABLES = frozenset({"new_rep_name"})  # a hand-over's, to the rep the meeting left
 DEFAULT_COMPANY = "your company"
 DEFAULT_REP_NAME = "the closeflow team"
 
@@ -287,9 +284,11 @@ def variables_for(contact: Contact, extra: dict[str, str]) -> dict[str, str]:
         "meeting_time": "",
         "meeting_title": "",
         "booking_link": "",
+        # a built-in message's only (a hand-over's, to the rep the meeting left): not in
+        # VARIABLES, so no cadence template may use it
         "new_rep_name": "",
     }
-    values.update({k: v for k, v in extra.items() if k in VARIABLES or k in SYSTEM_VARIABLES})
+    values.update({k: v for k, v in extra.items() if k in values})
     if "meeting_starts_at" in extra:
         values["meeting_time"] = local_time_text(extra["meeting_starts_at"], contact)
     return values
