@@ -34,12 +34,14 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-async def hold_lock(session: AsyncSession, name: str) -> None:
+async def hold_lock(session: AsyncSession, name: str, *, shared: bool = False) -> None:
     """Serialise the transactions that take the lock `name` until each ends: on PostgreSQL a
     transaction-level advisory lock (released at commit or rollback); SQLite has one writer at a
-    time already and nothing finer to take."""
+    time already and nothing finer to take. `shared`: holders of the shared lock do not wait on
+    each other, only on (and block) the exclusive one."""
     if session.get_bind().dialect.name == "postgresql":
-        await session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(name, 0))))
+        take = func.pg_advisory_xact_lock_shared if shared else func.pg_advisory_xact_lock
+        await session.execute(select(take(func.hashtextextended(name, 0))))
 
 
 Row = TypeVar("Row")

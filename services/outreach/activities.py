@@ -51,6 +51,7 @@ from services.outreach.consent.erasure import (
     ERASED_PROSPECT,
     UNNAMED_REFERRER,
     erased_reason,
+    hold_against_erasure,
 )
 from services.outreach.events import service as events
 from services.outreach.invites import InvitePart
@@ -633,7 +634,10 @@ class OutreachActivities:
     ) -> str | None:
         """Why nothing may go to, nor be kept of, this recipient: the prospect was erased (their
         journey's activity was under way when the erasure came), or the address belonged to a
-        person erased on request (services.outreach.consent.erasure), under any prospect."""
+        person erased on request (services.outreach.consent.erasure), under any prospect.
+        The answer holds to the transaction's end, where the caller's ledger row is written: an
+        erasure of the prospect under way deletes that row after it (hold_against_erasure)."""
+        await hold_against_erasure(session, req.contact.prospect_id)
         if await session.get(models.ErasedProspect, req.contact.prospect_id) is not None:
             return ERASED_PROSPECT
         if channel not in ("email", "sms") or not address:

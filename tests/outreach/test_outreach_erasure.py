@@ -3,10 +3,13 @@ Temporal dev server, real SMTP (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+import asyncio
+
 from sqlalchemy import select
 
 from services.outreach import models
-from shared.erasure import digest
+from services.outreach.consent.erasure import erase
+from shared.erasure import ErasureOrder, digest
 from tests.support.sending import SendingRig, contact, email_touch, outcome
 from tests.support.settings import SERVICE_AUTH
 
@@ -49,3 +52,30 @@ async def test_an_erased_address_is_never_sent_to_again(sending_rig: SendingRig)
         # everyone else is still reached
         other = contact()
         assert outcome(await r.send(email_touch(other))) == "sent"
+
+
+async def test_a_send_racing_its_prospects_erasure_leaves_no_row_of_them(
+    sending_rig: SendingRig,
+) -> None:
+    """A send of a workflow that is not her journey (the erasure does not wait for its run: a
+    hand-over's cancellation, a meeting's invitation) looked for her erasure while the erasure
+    had deleted her rows and not yet committed: its ledger row, with her address and the text
+    for her, outlived the erasure."""
+    async with sending_rig() as r:
+        ada = contact()
+        pepper = r.settings.erasure_pepper.get_secret_value()
+        order = ErasureOrder(
+            erasure_id="e2",
+            prospect_id=ada.prospect_id,
+            email=ada.email,
+            email_digest=digest(pepper, "email", ada.email or ""),
+        )
+        async with r.sessions() as erasing:
+            await erase(erasing, order)  # her rows deleted, not committed yet
+            sending = asyncio.create_task(r.send(email_touch(ada)))
+            await asyncio.sleep(2)  # the send's look and row, were they not held
+            await erasing.commit()
+        result = await sending
+        assert outcome(result) == "suppressed", result
+        assert await r.ledger(ada) == []
+        assert r.sb.mailbox.list(to=ada.email) == []

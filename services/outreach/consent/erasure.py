@@ -35,7 +35,7 @@ from services.outreach import models
 from shared.audit import redact
 from shared.auth import require_api_key
 from shared.contracts.journey import Contact, journey_id
-from shared.db import Session, insert_or_winner
+from shared.db import Session, hold_lock, insert_or_winner
 from shared.erasure import (
     ErasureOrder,
     ErasureResult,
@@ -82,10 +82,35 @@ def mentions(column: Any, spellings: list[str]) -> ColumnElement[bool]:
     return or_(false(), *(text.contains(s, autoescape=True) for s in spellings))
 
 
+def _erasure_lock(prospect_id: str) -> str:
+    return f"closeflow outreach erasure of {prospect_id}"
+
+
+async def hold_against_erasure(session: AsyncSession, prospect_id: str) -> None:
+    """Held until the transaction ends, before it looks for the prospect's erasure and writes
+    a row of theirs: an erasure of them committed before (the look finds it) or deletes after
+    the caller's commit (and so deletes what it wrote). A send of a workflow other than their
+    journey (a meeting's invitation) holds no run of theirs that the erasure waits for.
+    PostgreSQL: the shared side of the erasure's lock (writers for the prospect do not wait on
+    each other); SQLite: its one write lock, taken by a write that changes nothing."""
+    if session.get_bind().dialect.name == "sqlite":
+        e = models.ErasedProspect
+        await session.execute(
+            update(e)
+            .where(e.prospect_id == prospect_id)
+            .values(erasure_id=e.erasure_id)
+            .execution_options(synchronize_session=False)
+        )
+        return
+    await hold_lock(session, _erasure_lock(prospect_id), shared=True)
+
+
 async def erase(session: AsyncSession, order: ErasureOrder) -> dict[str, int]:
     """Delete the person's rows and keep their digests; the rows deleted per table."""
     await one_order_at_a_time(session)
     pid = order.prospect_id
+    # a writer of their rows that looked before this (hold_against_erasure) commits first
+    await hold_lock(session, _erasure_lock(pid))
     addresses = [a for a in (order.email, order.phone) if a]
     spellings = address_spellings(addresses)
     m = models
