@@ -28,6 +28,9 @@ the history that covers each patch. SET (default: the newest) picks which scenar
   deadline, a booking heard again or late, a verdict heard while the reminder is made, a
   reopening of a close the journey never heard, a referrer's thanks handed over at the run's end,
   a missed meeting's re-booking message dropped once the deal is won.
+- v10: the reviews of 2026-12-07, third and fourth: a verdict taken from the deal's events, a
+  decided deal's meetings asked about, a migration kept at a reply, a referral asked by an
+  earlier run, a passed decision deadline moved or cleared closing its last-chance task.
 NAMEs (history file stems) record only those scenarios of the set: a new patch's history is
 added without re-recording (and so changing) the histories already stored.
 """
@@ -900,6 +903,22 @@ async def won_again_after_an_earlier_win(
     await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-9", True, "came back"))
 
 
+async def deadline_passed_then_moved(env: WorkflowEnvironment, h: tj.Harness, handle: Any) -> None:
+    """The decision deadline passed (the rep's last chance), was moved a week on, then
+    cleared."""
+    await presenting_now(handle)
+    due = await later(env, hours=24)
+    await handle.signal(Sig.DECISION_DEADLINE, DecisionDeadline("deal-1", due))
+    await env.sleep(timedelta(days=2))
+    await handle.signal(
+        Sig.DECISION_DEADLINE, DecisionDeadline("deal-1", await later(env, hours=168))
+    )
+    await env.sleep(timedelta(days=1))
+    await handle.signal(Sig.DECISION_DEADLINE, DecisionDeadline("deal-1", None))
+    await env.sleep(timedelta(hours=1))
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", False, "went elsewhere"))
+
+
 def with_manager(rec: tj.Recorder) -> None:
     rec.manager_id = "mgr-1"
 
@@ -976,6 +995,12 @@ async def main_v10(env: WorkflowEnvironment) -> None:
         run=3,
         deal_id="deal-9",
         referral_asked_before=True,
+    )
+    await record(
+        env,
+        "journey_deadline_change_closes_last_chance_v10",
+        deadline_passed_then_moved,
+        undecided,
     )
 
 

@@ -17,6 +17,7 @@ from temporalio.client import WorkflowHandle
 from services.deals.closing import reopen
 from services.deals.models import Deal
 from shared.contracts.journey import (
+    CloseRepTasks,
     DealClosed,
     DealReopened,
     DealStageMoved,
@@ -459,6 +460,62 @@ async def test_a_deadline_moved_while_presenting_is_busy_gets_no_last_chance_at_
     chances = [t for t in harness.rec.tasks if t.kind == "last_chance"]
     assert [t.context["deadline"] for t in chances] == [later]
     await handle.terminate()
+
+
+async def test_a_passed_deadline_moved_or_cleared_closes_its_last_chance_task(
+    harness: Harness,
+) -> None:
+    """The deadline passed (the rep got their last chance), then the client asked for another
+    week, then the deadline was cleared: the task of the deadline that is gone closes each
+    time, and a deadline still ahead closes nothing."""
+    harness.rec.open_objections = OpenObjections("deal-1", "presenting", False, [])
+    handle = await presenting(harness)
+    now = await harness.env.get_current_time()
+    first = (now + timedelta(days=1)).isoformat()
+    await handle.signal(Sig.DECISION_DEADLINE, DecisionDeadline("deal-1", first))
+    await harness.env.sleep(timedelta(hours=2))
+    ahead = (now + timedelta(days=2)).isoformat()
+    await handle.signal(Sig.DECISION_DEADLINE, DecisionDeadline("deal-1", ahead))
+    await harness.env.sleep(timedelta(days=3))
+    chances = [t for t in harness.rec.tasks if t.kind == "last_chance"]
+    assert [t.context["deadline"] for t in chances] == [ahead]
+    assert closes(harness) == []  # moved before it passed: nothing to close
+
+    week = (now + timedelta(days=10)).isoformat()
+    await handle.signal(Sig.DECISION_DEADLINE, DecisionDeadline("deal-1", week))
+    wid = handle.id
+
+    async def closed() -> bool:
+        return len(closes(harness)) == 1
+
+    await eventually(closed, "the passed deadline's last chance closed")
+    (moved,) = closes(harness)
+    assert moved.key_prefix == f"{wid}:last_chance:deal-1:"
+    assert moved.reason == f"the decision deadline moved to {week}"
+    assert chances[0].key.startswith(moved.key_prefix)  # the passed one's task: closed
+    due = datetime.fromisoformat(week).strftime("%Y%m%dT%H%M%S")
+    assert moved.keep_key == f"{moved.key_prefix}{due}"  # the new one's, were it made first
+
+    await harness.env.sleep(timedelta(days=8))  # the week passed too: its own last chance
+    chances = [t for t in harness.rec.tasks if t.kind == "last_chance"]
+    assert [t.key for t in chances][1:] == [moved.keep_key]
+    await handle.signal(Sig.DECISION_DEADLINE, DecisionDeadline("deal-1", None))
+
+    async def closed_again() -> bool:
+        return len(closes(harness)) == 2
+
+    await eventually(closed_again, "the cleared deadline's last chance closed")
+    cleared = closes(harness)[1]
+    assert (cleared.key_prefix, cleared.reason, cleared.keep_key) == (
+        moved.key_prefix,
+        "the decision deadline was cleared",
+        None,
+    )
+    await handle.terminate()
+
+
+def closes(h: Harness) -> list[CloseRepTasks]:
+    return [c for c in h.rec.closed_tasks if ":last_chance:" in c.key_prefix]
 
 
 async def test_a_decided_deal_gets_no_last_chance(harness: Harness) -> None:

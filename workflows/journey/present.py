@@ -10,6 +10,7 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from shared.contracts.journey import (
+        CloseRepTasks,
         DealClosed,
         DealRef,
         DealReopened,
@@ -25,7 +26,7 @@ with workflow.unsafe.imports_passed_through():
 from workflows.journey import versions
 from workflows.journey.meetings import Meetings
 from workflows.journey.state import MeetingEvent, State
-from workflows.journey.steps import Steps, call, sleep_until
+from workflows.journey.steps import Steps, call, journey_id, sleep_until
 from workflows.journey.versions import Patch
 
 # where POST /deals/{id}/stage may move an open deal past the qualification gate
@@ -117,15 +118,23 @@ class DecisionDeadlineWatch:
             return  # a history from before this signal was handled: it was dropped
         if deadline.deadline == state.deadline:
             return  # the same deadline again: the timer keeps running
+        passed = self._passed()
         state.deadline = deadline.deadline
         self.stop()
         state.deadline_watch = None
+        if passed and versions.patched(Patch.DEADLINE_CHANGE_CLOSES_LAST_CHANCE):
+            # the deadline that passed may have its last-chance task open: it no longer stands
+            self.steps.in_background(self._close_last_chance(deadline))
         if deadline.deadline is not None:
             state.deadline_watch = self.steps.in_background(self._last_chance(deadline))
 
     def ahead(self) -> bool:
         deadline = self.state.deadline
         return deadline is not None and datetime.fromisoformat(deadline) > workflow.now()
+
+    def _passed(self) -> bool:
+        deadline = self.state.deadline
+        return deadline is not None and datetime.fromisoformat(deadline) <= workflow.now()
 
     def rearm(self) -> None:
         """The deadline set before the close, watched again (a reopened deal)."""
@@ -139,6 +148,22 @@ class DecisionDeadlineWatch:
         watch = self.state.deadline_watch
         if watch is not None and not watch.done():
             watch.cancel()
+
+    async def _close_last_chance(self, new: DecisionDeadline) -> None:
+        """Close the deal's last-chance tasks but the new deadline's (set in the past, its own
+        task may come first)."""
+        wid = journey_id()
+        reason = (
+            f"the decision deadline moved to {new.deadline}"
+            if new.deadline is not None
+            else "the decision deadline was cleared"
+        )
+        keep = f"{wid}:{_last_chance_key(new)}" if new.deadline is not None else None
+        await call(
+            Act.CLOSE_REP_TASKS,
+            CloseRepTasks(f"{wid}:last_chance:{new.deal_id}:", reason, keep),
+            self.state.inp.queues.outreach,
+        )
 
     async def _last_chance(self, deadline: DecisionDeadline) -> None:
         assert deadline.deadline is not None
@@ -164,7 +189,7 @@ class DecisionDeadlineWatch:
             for o in found.objections
         ] or ["- none: ask for the decision"]
         await self.steps.task(
-            f"last_chance:{deadline.deal_id}:{due.strftime('%Y%m%dT%H%M%S')}",
+            _last_chance_key(deadline),
             f"Last chance: {self.state.prospect_name()} has not decided",
             f"The decision deadline {deadline.deadline} passed without a decision on deal "
             f"{deadline.deal_id} ({found.stage}). Open objections:\n" + "\n".join(lines),
@@ -174,3 +199,9 @@ class DecisionDeadlineWatch:
                 "open_objections": str(len(found.objections)),
             },
         )
+
+
+def _last_chance_key(deadline: DecisionDeadline) -> str:
+    assert deadline.deadline is not None
+    due = datetime.fromisoformat(deadline.deadline)
+    return f"last_chance:{deadline.deal_id}:{due.strftime('%Y%m%dT%H%M%S')}"

@@ -86,6 +86,8 @@ class Patch(StrEnum):
     DECIDED_DEAL_MEETINGS_ASKED = "decided-deal-meetings-asked"
     MIGRATION_KEPT_AT_REPLY = "migration-kept-at-reply"
     REFERRAL_ASKED_BY_EARLIER_RUN = "referral-asked-by-earlier-run"
+    # --- found in review (2026-12-07, fourth): a last-chance task whose deadline moved on ---
+    DEADLINE_CHANGE_CLOSES_LAST_CHANCE = "deadline-change-closes-last-chance"
 
 
 @dataclass(frozen=True)
@@ -413,6 +415,12 @@ REGISTRY: dict[Patch, PatchRecord] = {
         "request, its reminders and a second thanks task",
         ("journey_referral_asked_by_earlier_run_v10",),
         _before("the referral-asked-by-earlier-run change", "2026-12-07"),
+    ),
+    Patch.DEADLINE_CHANGE_CLOSES_LAST_CHANCE: PatchRecord(
+        "a decision deadline moved or cleared after it passed closes the last-chance task it "
+        "gave the rep; before, the task stayed open (and escalated) beside the new deadline's",
+        ("journey_deadline_change_closes_last_chance_v10",),
+        _before("the last-chance change", "2026-12-07"),
     ),
     # ReferralIntake's, not the journey's: one registry for every workflow's patches
     Patch.REFERRAL_RUN_BY_OUTREACH: PatchRecord(
