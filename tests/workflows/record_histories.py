@@ -30,7 +30,8 @@ the history that covers each patch. SET (default: the newest) picks which scenar
   a missed meeting's re-booking message dropped once the deal is won.
 - v10: the reviews of 2026-12-07, third and fourth: a verdict taken from the deal's events, a
   decided deal's meetings asked about, a migration kept at a reply, a referral asked by an
-  earlier run, a passed decision deadline moved or cleared closing its last-chance task.
+  earlier run, a passed decision deadline moved or cleared closing its last-chance task, a
+  reopened deal's meetings ahead prepared again.
 NAMEs (history file stems) record only those scenarios of the set: a new patch's history is
 added without re-recording (and so changing) the histories already stored.
 """
@@ -46,6 +47,7 @@ sys.path.insert(0, ".")
 from temporalio.testing import WorkflowEnvironment
 
 from shared.contracts.journey import (
+    CadenceSnapshot,
     ContactChanged,
     DealClosed,
     DealReopened,
@@ -919,6 +921,13 @@ async def deadline_passed_then_moved(env: WorkflowEnvironment, h: tj.Harness, ha
     await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", False, "went elsewhere"))
 
 
+def reminded_thrice() -> CadenceSnapshot:
+    """Meetings reminded 3 days, a day and an hour ahead; referrals a month after a win."""
+    return tj.cadence(
+        meeting_reminders_seconds=[3 * DAY, DAY, HOUR], referral_delay_seconds=30 * DAY
+    )
+
+
 def with_manager(rec: tj.Recorder) -> None:
     rec.manager_id = "mgr-1"
 
@@ -933,9 +942,7 @@ async def main_v9(env: WorkflowEnvironment) -> None:
         "journey_reopened_deal_rearms_v9",
         reopened_deal_rearms,
         undecided,
-        cadence=tj.cadence(
-            meeting_reminders_seconds=[3 * DAY, DAY, HOUR], referral_delay_seconds=30 * DAY
-        ),
+        cadence=reminded_thrice(),
     )
     await record(
         env,
@@ -1001,6 +1008,13 @@ async def main_v10(env: WorkflowEnvironment) -> None:
         "journey_deadline_change_closes_last_chance_v10",
         deadline_passed_then_moved,
         undecided,
+    )
+    await record(
+        env,
+        "journey_reopened_deal_prepares_meetings_v10",
+        reopened_deal_rearms,
+        undecided,
+        cadence=reminded_thrice(),
     )
 
 

@@ -786,6 +786,14 @@ async def test_a_reopened_deal_gets_back_its_meetings_reminders_and_its_deadline
     assert reminder_keys(harness) == [f"meeting-m1-r0-{DAY}", f"meeting-m1-r0-{HOUR}"]
     chances = [t for t in harness.rec.tasks if t.kind == "last_chance"]
     assert [t.context["deadline"] for t in chances] == [deadline]
+    # the close closed the meeting's preparation (the journey left the deal's stages): the
+    # reopened deal gives the rep one again, under a key of its own
+    prepares = [t for t in harness.rec.tasks if t.kind == "prepare_meeting"]
+    keys = [t.key.removeprefix(f"{handle.id}:") for t in prepares]
+    assert keys == ["prepare_meeting:m1", "prepare_meeting:m1:reopened1"]
+    again = prepares[1]
+    assert again.context["meeting_starts_at"] == starts
+    assert again.due_at == (datetime.fromisoformat(starts) - timedelta(hours=2)).isoformat()
     await handle.terminate()
 
 

@@ -185,7 +185,7 @@ class Meetings:
 
     async def _plan(self, meeting: MeetingChanged) -> None:
         """The rep's preparation task with the brief, and the prospect's reminders."""
-        state, steps, inp = self.state, self.steps, self.state.inp
+        state, steps = self.state, self.steps
         starts = datetime.fromisoformat(meeting.starts_at)
         heard_at = workflow.now()  # before the brief: deals away must not make reminders late
         state.meeting_revisions[meeting.meeting_id] = meeting.revision
@@ -195,6 +195,20 @@ class Meetings:
             # before the brief and the task: while deals or outreach is away the old time's
             # reminder must not go out for a meeting that has moved
             self._stop_reminders(meeting.meeting_id)
+        moved = f":r{meeting.revision}" if meeting.revision else ""
+        prepare_key = f"prepare_meeting:{meeting.meeting_id}{moved}"
+        await self._prepare(meeting, prepare_key)
+        if meeting.revision and versions.patched(Patch.MEETING_TASK_CLEANUP):
+            await self._close_prepare_tasks(
+                meeting.meeting_id, f"the meeting moved to {meeting.starts_at}", keep=prepare_key
+            )
+        self._stop_reminders(meeting.meeting_id)
+        reminders = steps.in_background(self._send_reminders(meeting, starts, heard_at))
+        state.meeting_reminders[meeting.meeting_id] = reminders
+
+    async def _prepare(self, meeting: MeetingChanged, key: str) -> None:
+        """The rep's preparation task of the meeting, with its brief (built now)."""
+        state, inp = self.state, self.state.inp
         try:
             brief = await call(
                 Act.MEETING_BRIEF,
@@ -204,14 +218,12 @@ class Meetings:
             )
         except ActivityError:
             brief = MeetingBrief("(the brief could not be built: see the deal)")
-        moved = f":r{meeting.revision}" if meeting.revision else ""
-        prepare_key = f"prepare_meeting:{meeting.meeting_id}{moved}"
-        await steps.task(
-            prepare_key,
+        await self.steps.task(
+            key,
             f"Prepare the meeting with {state.prospect_name()}",
             f"Meeting '{meeting.title}' at {meeting.starts_at} (deal {meeting.deal_id}). Frame "
             f"the pitch around the problem they described when qualifying.\n\n{brief.body}",
-            due=starts - MEETING_PREP_LEAD,
+            due=datetime.fromisoformat(meeting.starts_at) - MEETING_PREP_LEAD,
             context={
                 **brief.context,
                 "deal_id": meeting.deal_id,
@@ -219,13 +231,16 @@ class Meetings:
                 "meeting_starts_at": meeting.starts_at,
             },
         )
-        if meeting.revision and versions.patched(Patch.MEETING_TASK_CLEANUP):
-            await self._close_prepare_tasks(
-                meeting.meeting_id, f"the meeting moved to {meeting.starts_at}", keep=prepare_key
-            )
-        self._stop_reminders(meeting.meeting_id)
-        reminders = steps.in_background(self._send_reminders(meeting, starts, heard_at))
-        state.meeting_reminders[meeting.meeting_id] = reminders
+
+    async def prepare_again(self, meetings: list[MeetingChanged]) -> None:
+        """A reopened deal's meetings still ahead: their preparation tasks, which the close
+        closed (the journey left the deal's stages), made again under a key of this reopening
+        (a task's key is made once). The meeting's later move or end closes it, as any."""
+        reopening = self.state.reopenings_handled
+        for meeting in meetings:
+            moved = f":r{meeting.revision}" if meeting.revision else ""
+            key = f"prepare_meeting:{meeting.meeting_id}{moved}:reopened{reopening}"
+            await self._prepare(meeting, key)
 
     async def _send_reminders(
         self, meeting: MeetingChanged, starts: datetime, heard_at: datetime

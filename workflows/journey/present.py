@@ -66,8 +66,11 @@ class Presenting:
             self.state.drop_deal_events(stale)
         stage = reopened.stage if reopened.stage in DEAL_MOVES else Stage.PRESENTING
         await self.steps.enter(stage, reopened.cause, reopened.actor)
+        ahead = self.meetings.ahead()
         self._rearm()
         await self.meetings.unask_after_reopening()
+        if ahead and versions.patched(Patch.REOPENED_DEAL_PREPARES_MEETINGS):
+            await self.meetings.prepare_again(ahead)
         return await self.until_closed()
 
     def _rearm(self) -> None:

@@ -88,6 +88,7 @@ class Patch(StrEnum):
     REFERRAL_ASKED_BY_EARLIER_RUN = "referral-asked-by-earlier-run"
     # --- found in review (2026-12-07, fourth): a last-chance task whose deadline moved on ---
     DEADLINE_CHANGE_CLOSES_LAST_CHANCE = "deadline-change-closes-last-chance"
+    REOPENED_DEAL_PREPARES_MEETINGS = "reopened-deal-prepares-meetings"
 
 
 @dataclass(frozen=True)
@@ -421,6 +422,13 @@ REGISTRY: dict[Patch, PatchRecord] = {
         "gave the rep; before, the task stayed open (and escalated) beside the new deadline's",
         ("journey_deadline_change_closes_last_chance_v10",),
         _before("the last-chance change", "2026-12-07"),
+    ),
+    Patch.REOPENED_DEAL_PREPARES_MEETINGS: PatchRecord(
+        "a deal reopened while its run runs makes its meetings still ahead a preparation task "
+        "again; before, the close had closed their tasks and the rep went to the meeting with "
+        "no task and no brief",
+        ("journey_reopened_deal_prepares_meetings_v10",),
+        _before("the reopened-deal preparation change", "2026-12-07"),
     ),
     # ReferralIntake's, not the journey's: one registry for every workflow's patches
     Patch.REFERRAL_RUN_BY_OUTREACH: PatchRecord(
