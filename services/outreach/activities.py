@@ -637,13 +637,14 @@ class OutreachActivities:
         person erased on request (services.outreach.consent.erasure), under any prospect.
         The answer holds to the transaction's end, where the caller's ledger row is written: an
         erasure of the prospect under way deletes that row after it (hold_against_erasure)."""
-        await hold_against_erasure(session, req.contact.prospect_id)
+        kept = channel in ("email", "sms") and bool(address)
+        normal = suppressions.normalise_address(channel, address) if kept else ""
+        await hold_against_erasure(session, req.contact.prospect_id, normal)
         if await session.get(models.ErasedProspect, req.contact.prospect_id) is not None:
             return ERASED_PROSPECT
-        if channel not in ("email", "sms") or not address:
+        if not normal:
             return None
         pepper = self._settings.erasure_pepper.get_secret_value()
-        normal = suppressions.normalise_address(channel, address)
         return await erased_reason(session, pepper, channel, normal)
 
     def _provider_timeout(self, channel: str) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from sqlalchemy import select
 
 from services.outreach import models
@@ -54,13 +55,14 @@ async def test_an_erased_address_is_never_sent_to_again(sending_rig: SendingRig)
         assert outcome(await r.send(email_touch(other))) == "sent"
 
 
-async def test_a_send_racing_its_prospects_erasure_leaves_no_row_of_them(
-    sending_rig: SendingRig,
+@pytest.mark.parametrize("to", ["her", "her address under another prospect"])
+async def test_a_send_racing_her_erasure_leaves_no_row_of_her(
+    sending_rig: SendingRig, to: str
 ) -> None:
-    """A send of a workflow that is not her journey (the erasure does not wait for its run: a
-    hand-over's cancellation, a meeting's invitation) looked for her erasure while the erasure
-    had deleted her rows and not yet committed: its ledger row, with her address and the text
-    for her, outlived the erasure."""
+    """A send the erasure does not wait for (not her journey's: a hand-over's cancellation, a
+    meeting's invitation; or to her address under another prospect, a person created again)
+    looked for her erasure while the erasure had deleted her rows and not yet committed: its
+    ledger row, with her address and the text for her, outlived the erasure."""
     async with sending_rig() as r:
         ada = contact()
         pepper = r.settings.erasure_pepper.get_secret_value()
@@ -70,12 +72,16 @@ async def test_a_send_racing_its_prospects_erasure_leaves_no_row_of_them(
             email=ada.email,
             email_digest=digest(pepper, "email", ada.email or ""),
         )
+        recipient = ada if to == "her" else contact(email=ada.email)
         async with r.sessions() as erasing:
             await erase(erasing, order)  # her rows deleted, not committed yet
-            sending = asyncio.create_task(r.send(email_touch(ada)))
+            sending = asyncio.create_task(r.send(email_touch(recipient)))
             await asyncio.sleep(2)  # the send's look and row, were they not held
             await erasing.commit()
         result = await sending
         assert outcome(result) == "suppressed", result
-        assert await r.ledger(ada) == []
+        assert await r.ledger(recipient) == []
+        async with r.sessions() as session:
+            addresses = (await session.scalars(select(models.Message.to_address))).all()
+        assert ada.email not in addresses
         assert r.sb.mailbox.list(to=ada.email) == []

@@ -82,17 +82,22 @@ def mentions(column: Any, spellings: list[str]) -> ColumnElement[bool]:
     return or_(false(), *(text.contains(s, autoescape=True) for s in spellings))
 
 
-def _erasure_lock(prospect_id: str) -> str:
-    return f"closeflow outreach erasure of {prospect_id}"
+def _erasure_locks(prospect_id: str, addresses: list[str]) -> list[str]:
+    """The locks an erasure of the prospect (and of their addresses, under any prospect) takes,
+    in the order every holder takes them."""
+    return [f"closeflow outreach erasure of {prospect_id}"] + [
+        f"closeflow outreach erasure of address {a}" for a in sorted(set(addresses))
+    ]
 
 
-async def hold_against_erasure(session: AsyncSession, prospect_id: str) -> None:
-    """Held until the transaction ends, before it looks for the prospect's erasure and writes
-    a row of theirs: an erasure of them committed before (the look finds it) or deletes after
-    the caller's commit (and so deletes what it wrote). A send of a workflow other than their
-    journey (a meeting's invitation) holds no run of theirs that the erasure waits for.
-    PostgreSQL: the shared side of the erasure's lock (writers for the prospect do not wait on
-    each other); SQLite: its one write lock, taken by a write that changes nothing."""
+async def hold_against_erasure(session: AsyncSession, prospect_id: str, address: str) -> None:
+    """Held until the transaction ends, before it looks for an erasure of the prospect or of
+    the address (normalised; "" for none) and writes a row of theirs: such an erasure committed
+    before (the look finds it) or deletes after the caller's commit (and so deletes what it
+    wrote). A send of a workflow other than their journey (a meeting's invitation), or to the
+    address under another prospect, holds no run that the erasure waits for. PostgreSQL: the
+    shared side of the erasure's locks (writers do not wait on each other); SQLite: its one
+    write lock, taken by a write that changes nothing."""
     if session.get_bind().dialect.name == "sqlite":
         e = models.ErasedProspect
         await session.execute(
@@ -102,16 +107,18 @@ async def hold_against_erasure(session: AsyncSession, prospect_id: str) -> None:
             .execution_options(synchronize_session=False)
         )
         return
-    await hold_lock(session, _erasure_lock(prospect_id), shared=True)
+    for name in _erasure_locks(prospect_id, [address] if address else []):
+        await hold_lock(session, name, shared=True)
 
 
 async def erase(session: AsyncSession, order: ErasureOrder) -> dict[str, int]:
     """Delete the person's rows and keep their digests; the rows deleted per table."""
     await one_order_at_a_time(session)
     pid = order.prospect_id
-    # a writer of their rows that looked before this (hold_against_erasure) commits first
-    await hold_lock(session, _erasure_lock(pid))
     addresses = [a for a in (order.email, order.phone) if a]
+    # a writer of their rows that looked before this (hold_against_erasure) commits first
+    for name in _erasure_locks(pid, addresses):
+        await hold_lock(session, name)
     spellings = address_spellings(addresses)
     m = models
     task_ids = select(m.RepTask.id).where(m.RepTask.prospect_id == pid)
