@@ -707,12 +707,7 @@ async def test_a_meeting_cancelled_before_its_hand_overs_invitations_started_tel
     deal_id, journey = await env.presenting_deal()
     meeting = await schedule(env, deal_id, in_an_hour() + timedelta(days=1))
     prefix = f"meeting-invite-{journey.id.removeprefix('journey-')}:invite-{meeting['id']}"
-    async with env.app.state.sessions() as session:
-        # as a hand-over to rep-2 whose invitations did not start leaves it
-        row = await session.get(Meeting, meeting["id"])
-        assert row is not None
-        row.booked_rep_id, row.handovers, row.handed_over_from = "rep-2", 1, "rep-1"
-        await session.commit()
+    await handed_over_unstarted(env, meeting["id"])
     r = await env.http.post(url(deal_id, meeting, "cancel"), json={"reason": "no time"})
     assert r.status_code == 200, r.text
     theirs = await _invite_of(env, prefix + "-s1-handed-over")
@@ -721,6 +716,40 @@ async def test_a_meeting_cancelled_before_its_hand_overs_invitations_started_tel
     async with env.app.state.sessions() as session:
         row = await session.get(Meeting, meeting["id"])
         assert row is not None and row.handed_over_from is None
+
+
+async def test_a_hand_over_retried_after_the_deal_closed_still_sends_its_invitations(
+    env: DealsEnv,
+) -> None:
+    """A hand-over whose invitations did not start (Temporal away), then the deal was won with
+    the meeting still ahead (a kickoff: the rep keeps it). Prospecting's retry looked only at
+    open deals: the prospect's calendar kept the old organizer and the former rep's kept the
+    meeting for good. A marked meeting owes its invitations whatever became of its deal."""
+    deal_id, journey = await env.presenting_deal()
+    meeting = await schedule(env, deal_id, in_an_hour() + timedelta(days=1))
+    prefix = f"meeting-invite-{journey.id.removeprefix('journey-')}:invite-{meeting['id']}"
+    await handed_over_unstarted(env, meeting["id"])
+    r = await env.http.post(f"/deals/{deal_id}/close", json={"outcome": "won", "reason": "ok"})
+    assert r.status_code == 200, r.text
+    await move_prospect(env, deal_id, "rep-2", moved=0)  # the retry: no open deal to move
+    update, theirs = [
+        await _invite_of(env, prefix + suffix) for suffix in ("-s1", "-s1-handed-over")
+    ]
+    assert (update.method, update.sequence) == (REQUEST, 1)
+    assert (theirs.method, theirs.former_rep_id) == (CANCEL, "rep-1")
+    async with env.app.state.sessions() as session:
+        row = await session.get(Meeting, meeting["id"])
+        assert row is not None and row.handed_over_from is None
+
+
+async def handed_over_unstarted(env: DealsEnv, meeting_id: str) -> None:
+    """The meeting as a hand-over from rep-1 to rep-2 whose invitations did not start (Temporal
+    away) leaves it."""
+    async with env.app.state.sessions() as session:
+        row = await session.get(Meeting, meeting_id)
+        assert row is not None
+        row.booked_rep_id, row.handovers, row.handed_over_from = "rep-2", 1, "rep-1"
+        await session.commit()
 
 
 async def _invite_of(env: DealsEnv, workflow_id: str) -> MeetingInvite:

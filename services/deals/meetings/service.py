@@ -260,13 +260,13 @@ async def handed_over_meetings(
     """The prospect's scheduled meetings handed over to `rep_id` whose invitations have not
     all started (invites.invite_hand_over clears the mark once they have): each owes the
     prospect and the new rep its update, and the former rep a cancellation. A retried
-    hand-over finds them again."""
+    hand-over finds them again, the deal since closed or not (a meeting it kept still stands
+    in both calendars as the hand-over left it)."""
     found = await session.execute(
         select(Deal, Meeting)
         .join(Meeting, Meeting.deal_id == Deal.id)
         .where(
             Deal.prospect_id == prospect_id,
-            Deal.stage.not_in(CLOSED_STAGES),
             Meeting.status == SCHEDULED,
             Meeting.booked_rep_id == rep_id,
             Meeting.handed_over_from.is_not(None),
