@@ -79,7 +79,7 @@ from shared.contracts.journey import (
 )
 from shared.contracts.meetings import InviteRequest
 from shared.contracts.names import Act
-from shared.db import database_away, new_id
+from shared.db import database_away, new_id, utcnow
 from shared.errors import AppError
 from shared.providers import postmark
 from shared.providers.email import EmailSendError, OutgoingEmail, SmtpEmail, logged_id
@@ -1058,7 +1058,37 @@ class OutreachActivities:
                 if found is None:
                     raise
                 return found
-            return task.id
+        if not ended and not req.fixed_rep and "unavailable" not in card:
+            await self._follow_reassignment(task.id, req.prospect_id, task.rep_id)
+        return task.id
+
+    async def _follow_reassignment(
+        self, task_id: str, prospect_id: str, made_for: str | None
+    ) -> None:
+        """The prospect's rep read again once the task exists: a reassignment committed while
+        the card was read moved the prospect's open tasks (prospecting's outbox) before this
+        one was there, and it stayed with the rep they left. A later one moves it with the
+        rest. Only this task moves (a task someone handed to another rep stays theirs), and
+        only from the rep it was made for; best effort, as the card."""
+        assert self._reps is not None
+        try:
+            rep_id = (await self._reps.prospect_card(prospect_id)).get("rep_id")
+        except AppError:
+            return
+        if rep_id is None or rep_id == made_for:
+            return
+        t = models.RepTask
+        async with self.sessions() as session:
+            moved = await session.execute(
+                update(t)
+                .where(t.id == task_id, t.rep_id.is_not_distinct_from(made_for))
+                .where(t.status == tasks.OPEN)
+                .values(reassigned_from=t.rep_id, rep_id=rep_id, updated_at=utcnow())
+                .execution_options(synchronize_session=False)
+            )
+            await session.commit()
+        if cast(CursorResult[Any], moved).rowcount:
+            log.info("task %s follows the prospect's reassignment to rep %s", task_id, rep_id)
 
     @activity_boundary(Act.CLOSE_REP_TASKS)
     async def close_rep_tasks(self, req: CloseRepTasks) -> int:

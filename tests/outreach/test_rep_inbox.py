@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -992,3 +993,77 @@ async def test_a_task_that_turned_urgent_comes_first_whatever_fell_due_before_it
     shown = await r.api.get(f"/reps/{rep}/inbox", params={"limit": 2}, headers=AUTH)
     assert shown.status_code == 200, shown.text
     assert [t["id"] for t in shown.json()] == [late, shown.json()[1]["id"]]
+
+
+class SlowProspectCard:
+    """Prospecting as outreach reaches it, forwarding everything; once armed, the next read of
+    a prospect answers only after `meanwhile` ran (a read that took as long as a reassignment
+    committed and reached outreach), with what prospecting said before it."""
+
+    def __init__(self) -> None:
+        self.armed_for: str | None = None
+        self.meanwhile: Callable[[], Awaitable[None]] = _nothing
+        self.upstream = ""
+
+    def front(self, upstream: str) -> FastAPI:
+        self.upstream = upstream
+        app = FastAPI()
+
+        @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+        async def forward(path: str, request: Request) -> Response:
+            headers = {
+                k: v
+                for k, v in request.headers.items()
+                if k.lower() not in ("host", "content-length")
+            }
+            async with httpx.AsyncClient(base_url=self.upstream, timeout=30) as client:
+                answer = await client.request(
+                    request.method,
+                    f"/{path}",
+                    params=request.query_params,
+                    headers=headers,
+                    content=await request.body(),
+                )
+            if request.method == "GET" and path == f"prospects/{self.armed_for}":
+                self.armed_for = None
+                await self.meanwhile()
+            kind = answer.headers.get("content-type", "application/json")
+            return Response(answer.content, answer.status_code, media_type=kind)
+
+        return app
+
+
+async def _nothing() -> None:
+    return None
+
+
+async def test_a_task_made_while_its_prospect_is_reassigned_follows_the_reassignment(
+    ground: Ground,
+) -> None:
+    """The journey makes a task while the prospect is reassigned: the task's prospect card
+    (their rep) was read before the reassignment committed, and the reassignment's move of the
+    prospect's open tasks reached outreach before the task was there. The task stayed in the
+    old rep's inbox for good. It is moved once it exists, if the prospect's rep is another."""
+    slow = SlowProspectCard()
+    async with inbox_rig(ground, prospecting_in_front=slow.front) as r:
+        rita, ron = await r.rep("Rita Rep"), await r.rep("Ron Rep")
+        ada = await r.prospect("Ada")
+        url = f"/prospects/{ada['id']}"
+        assert (await r.prospecting.patch(url, json={"rep_id": rita}, headers=AUTH)).is_success
+        first = await r.task(ada, rita, "call-1")
+
+        async def reassigned() -> None:
+            assert (await r.prospecting.patch(url, json={"rep_id": ron}, headers=AUTH)).is_success
+            # what prospecting's outbox then calls (it does not reach this outreach)
+            move = f"/prospects/{ada['id']}/tasks/reassign"
+            moved = await r.api.post(move, json={"rep_id": ron}, headers=AUTH)
+            assert moved.json()["moved"] == [first], moved.text
+
+        slow.armed_for, slow.meanwhile = ada["id"], reassigned
+        second = await r.task(ada, rita, "call-2")
+        assert slow.armed_for is None  # the slow read happened
+        assert [t["id"] for t in await r.inbox(rita)] == []
+        assert sorted(t["id"] for t in await r.inbox(ron)) == sorted([first, second])
+        async with r.sessions() as session:
+            task = await session.get(models.RepTask, second)
+            assert task is not None and task.reassigned_from == rita

@@ -148,10 +148,14 @@ class InboxRig:
 
 @contextlib.asynccontextmanager
 async def inbox_rig(
-    ground: Ground, twilio_in_front: Callable[[str], FastAPI] | None = None, **changes: Any
+    ground: Ground,
+    twilio_in_front: Callable[[str], FastAPI] | None = None,
+    prospecting_in_front: Callable[[str], FastAPI] | None = None,
+    **changes: Any,
 ) -> AsyncIterator[InboxRig]:
-    """`twilio_in_front`: an app outreach reaches Twilio through, made with the Twilio sandbox's
-    URL; `changes`: settings that differ from the sandboxes'."""
+    """`twilio_in_front`, `prospecting_in_front`: an app outreach reaches Twilio (prospecting)
+    through, made with the Twilio sandbox's (prospecting's) URL; `changes`: settings that differ
+    from the sandboxes'."""
     env = ground.temporal
     urls = {s: ground.database_urls[s] for s in ("prospecting", "outreach")}
     p_port, o_port = free_port(), free_port()
@@ -171,6 +175,9 @@ async def inbox_rig(
             changes["twilio_api_base_url"] = await stack.enter_async_context(
                 serve(front, free_port())
             )
+        if prospecting_in_front is not None:
+            front = prospecting_in_front(f"http://127.0.0.1:{p_port}")
+            changes["prospecting_url"] = await stack.enter_async_context(serve(front, free_port()))
         settings = sb.settings.model_copy(update=changes)
         engine = create_engine(settings.database_url("outreach"))
         stack.push_async_callback(engine.dispose)  # last: after everything entered below
