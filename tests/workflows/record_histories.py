@@ -31,7 +31,7 @@ the history that covers each patch. SET (default: the newest) picks which scenar
 - v10: the reviews of 2026-12-07, third and fourth: a verdict taken from the deal's events, a
   decided deal's meetings asked about, a migration kept at a reply, a referral asked by an
   earlier run, a passed decision deadline moved or cleared closing its last-chance task, a
-  reopened deal's meetings ahead prepared again.
+  reopened deal's meetings ahead prepared again (not those cancelled while it was closed).
 NAMEs (history file stems) record only those scenarios of the set: a new patch's history is
 added without re-recording (and so changing) the histories already stored.
 """
@@ -921,6 +921,31 @@ async def deadline_passed_then_moved(env: WorkflowEnvironment, h: tj.Harness, ha
     await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", False, "went elsewhere"))
 
 
+async def reopened_after_meeting_cancelled(
+    env: WorkflowEnvironment, h: tj.Harness, handle: Any
+) -> None:
+    """Won with a kickoff ten days ahead; the rep cancelled it (the keep or cancel question);
+    the deal reopened, then lost."""
+    await presenting_now(handle)
+    ahead = await later(env, hours=240)
+    await handle.signal(Sig.MEETING_SCHEDULED, MeetingScheduled("m1", "deal-1", ahead, "Kickoff"))
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", True, "signed"))
+    await env.sleep(timedelta(days=1))
+    cancelled = MeetingChanged("m1", "deal-1", ahead, "Kickoff")
+    await handle.signal(Sig.MEETING_CANCELLED, cancelled)
+    await env.sleep(timedelta(hours=1))
+    await handle.signal(Sig.DEAL_REOPENED, DealReopened("deal-1", "presenting"))
+    await env.sleep(timedelta(hours=1))
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", False, "went elsewhere"))
+
+
+async def record_undecided(env: WorkflowEnvironment, name: str, scenario: Scenario) -> None:
+    """A deal left undecided at its deadline, referrals asked a month after a win."""
+    await record(
+        env, name, scenario, undecided, cadence=tj.cadence(referral_delay_seconds=30 * DAY)
+    )
+
+
 def reminded_thrice() -> CadenceSnapshot:
     """Meetings reminded 3 days, a day and an hour ahead; referrals a month after a win."""
     return tj.cadence(
@@ -986,12 +1011,8 @@ async def main_v10(env: WorkflowEnvironment) -> None:
         with_manager,
         cadence=tj.cadence(referral_reminders=0),
     )
-    await record(
-        env,
-        "journey_decided_deal_meetings_asked_v10",
-        decided_with_meeting_ahead,
-        undecided,
-        cadence=tj.cadence(referral_delay_seconds=30 * DAY),
+    await record_undecided(
+        env, "journey_decided_deal_meetings_asked_v10", decided_with_meeting_ahead
     )
     await record(env, "journey_migration_kept_at_reply_v10", migration_while_paused_then_reply)
     await record(
@@ -1015,6 +1036,9 @@ async def main_v10(env: WorkflowEnvironment) -> None:
         reopened_deal_rearms,
         undecided,
         cadence=reminded_thrice(),
+    )
+    await record_undecided(
+        env, "journey_reopened_deal_skips_cancelled_meeting_v10", reopened_after_meeting_cancelled
     )
 
 

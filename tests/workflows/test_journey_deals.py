@@ -797,6 +797,28 @@ async def test_a_reopened_deal_gets_back_its_meetings_reminders_and_its_deadline
     await handle.terminate()
 
 
+async def test_a_meeting_cancelled_while_the_deal_was_won_is_not_prepared_at_its_reopening(
+    harness: Harness,
+) -> None:
+    """Won with a kickoff ahead, the rep asked whether to keep it cancels it; the deal is
+    reopened: no preparation task for the cancelled meeting (before, one was made and closed
+    again at once, its notice sent)."""
+    handle = await presenting(harness, cadence=cadence(referral_delay_seconds=30 * DAY))
+    now = await harness.env.get_current_time()
+    starts = (now + timedelta(days=10)).isoformat()
+    await handle.signal(Sig.MEETING_SCHEDULED, MeetingScheduled("m1", "deal-1", starts, "Kickoff"))
+    await handle.signal(Sig.DEAL_CLOSED, DealClosed("deal-1", True, "signed"))
+    await harness.env.sleep(timedelta(days=1))
+    cancelled = MeetingChanged("m1", "deal-1", starts, "Kickoff")
+    await handle.signal(Sig.MEETING_CANCELLED, cancelled)
+    await handle.signal(Sig.DEAL_REOPENED, DealReopened("deal-1", "presenting"))
+    assert await stage_of(handle) == "presenting"
+    await harness.env.sleep(timedelta(hours=1))
+    prepares = [t.key.removeprefix(f"{handle.id}:") for t in harness.rec.tasks]
+    assert [k for k in prepares if k.startswith("prepare_meeting:")] == ["prepare_meeting:m1"]
+    await handle.terminate()
+
+
 async def test_a_booking_heard_again_or_late_plans_nothing_more(harness: Harness) -> None:
     """The booking page reloaded sends the booking again, and a late one can come after its
     move: planned again, the late one put back the old time and its reminders then stopped as

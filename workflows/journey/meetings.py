@@ -238,6 +238,11 @@ class Meetings:
         (a task's key is made once). The meeting's later move or end closes it, as any."""
         reopening = self.state.reopenings_handled
         for meeting in meetings:
+            if self.state.meeting_moved_on(meeting.meeting_id, meeting.revision):
+                # cancelled or moved while the deal was closed (the rep's answer to the keep or
+                # cancel question): the news waits in the deal's events, which plan it
+                if versions.patched(Patch.REOPENED_DEAL_SKIPS_MOVED_MEETINGS):
+                    continue
             moved = f":r{meeting.revision}" if meeting.revision else ""
             key = f"prepare_meeting:{meeting.meeting_id}{moved}:reopened{reopening}"
             await self._prepare(meeting, key)

@@ -89,6 +89,7 @@ class Patch(StrEnum):
     # --- found in review (2026-12-07, fourth): a last-chance task whose deadline moved on ---
     DEADLINE_CHANGE_CLOSES_LAST_CHANCE = "deadline-change-closes-last-chance"
     REOPENED_DEAL_PREPARES_MEETINGS = "reopened-deal-prepares-meetings"
+    REOPENED_DEAL_SKIPS_MOVED_MEETINGS = "reopened-deal-skips-moved-meetings"
 
 
 @dataclass(frozen=True)
@@ -429,6 +430,14 @@ REGISTRY: dict[Patch, PatchRecord] = {
         "no task and no brief",
         ("journey_reopened_deal_prepares_meetings_v10",),
         _before("the reopened-deal preparation change", "2026-12-07"),
+    ),
+    Patch.REOPENED_DEAL_SKIPS_MOVED_MEETINGS: PatchRecord(
+        "a reopened deal's meeting cancelled or moved while the deal was closed (the rep's "
+        "answer to the keep or cancel question) gets no preparation task from the reopening; "
+        "before, it got one (a task.created, maybe a notice) that the cancellation closed again "
+        "at once",
+        ("journey_reopened_deal_skips_cancelled_meeting_v10",),
+        _before("the reopened-deal skip change", "2026-12-07"),
     ),
     # ReferralIntake's, not the journey's: one registry for every workflow's patches
     Patch.REFERRAL_RUN_BY_OUTREACH: PatchRecord(
